@@ -118,6 +118,11 @@ class AuditConfig(_Section):
 
     candidates: int = Field(1000, ge=10, description="Random candidates ranked per canary.")
     max_exposure_bits: float = Field(8.0, ge=0, description="Blocking bound on canary exposure.")
+    canaries_file: str | None = Field(
+        None,
+        description="JSON with the canaries planted in the corpus (a ground-truth sidecar); "
+        "default: data_root/raw/ground_truth.json, written by the bundled generator.",
+    )
     seed: int = 0
 
 

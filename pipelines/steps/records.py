@@ -96,7 +96,8 @@ def records_to_frame(records: list[Record]) -> pd.DataFrame:
             "source_line": r.source_line,
             "format": r.format,
             "messages": json.dumps(
-                [{"role": m.role, "content": m.content, "field": m.field} for m in r.messages], ensure_ascii=False
+                [{"role": m.role, "content": m.content, "field": m.field} for m in r.messages],
+                ensure_ascii=False,
             ),
             "subject": r.subject,
             "source": r.source,
@@ -113,7 +114,10 @@ def frame_to_records(frame: pd.DataFrame) -> list[Record]:
     """Inverse of `records_to_frame`."""
     out = []
     for row in frame.to_dict(orient="records"):
-        messages = tuple(Message(m["role"], m["content"], m.get("field", "")) for m in json.loads(row["messages"]))
+        messages = tuple(
+            Message(m["role"], m["content"], m.get("field", ""))
+            for m in json.loads(row["messages"])
+        )
         out.append(
             Record(
                 id=str(row["id"]),

@@ -1,0 +1,1 @@
+"""Software-defined assets, one thin module per stage of the pipeline."""

@@ -1,0 +1,122 @@
+"""Stage 6: the adapter registered as a new MLflow model version."""
+
+import dagster as dg
+
+from assets.metadata import OWNERS_ML, latest_check_results
+from pipelines.steps.provenance import git_commit, model_card
+from resources import CorpusStorage, MLflowRegistry
+
+PRIVACY_UNIT = "example"
+
+
+def fingerprints(**manifests: dict) -> dict[str, str]:
+    """The sha256 of every upstream artifact, keyed by asset name."""
+    out = {}
+    for name, manifest in manifests.items():
+        out[name] = manifest.get("sha256") or manifest.get("adapter_sha256")
+    return out
+
+
+@dg.asset(
+    group_name="release",
+    kinds={"mlflow"},
+    owners=OWNERS_ML,
+    code_version="1",
+)
+def registered_model(
+    context: dg.AssetExecutionContext,
+    raw_corpus: dict,
+    scrubbed_corpus: dict,
+    curated_corpus: dict,
+    base_model: dict,
+    dp_lora_adapter: dict,
+    privacy_audit: dict,
+    registry: MLflowRegistry,
+    storage: CorpusStorage,
+) -> dict:
+    """The DP-LoRA adapter as a new version in the MLflow model registry (alias `candidate`).
+
+    The version carries the adapter (safetensors + JSON), the tokenizer and a model card, and is
+    tagged with epsilon, delta, every upstream fingerprint and check result, the Dagster run id
+    and the git commit. It is refused while the latest result of any upstream check is a failure,
+    however this asset was launched.
+    """
+    checks = latest_check_results(context)
+    failing = [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"]]
+    if failing:
+        raise dg.Failure(
+            f"refusing to register: the latest result of {len(failing)} upstream check(s) is not "
+            f"a pass: {', '.join(failing)}"
+        )
+    prints = fingerprints(
+        raw_corpus=raw_corpus,
+        scrubbed_corpus=scrubbed_corpus,
+        curated_corpus=curated_corpus,
+        base_model=base_model,
+        dp_lora_adapter=dp_lora_adapter,
+    )
+    privacy = {
+        "epsilon": f"{dp_lora_adapter['epsilon']:.4f}",
+        "delta": f"{dp_lora_adapter['delta']:g}",
+        "accountant": dp_lora_adapter["accountant"],
+        "noise_multiplier": f"{dp_lora_adapter['noise_multiplier']:.4f}",
+        "sample_rate": f"{dp_lora_adapter['sample_rate']:.6f}",
+        "steps": str(dp_lora_adapter["steps"]),
+        "max_grad_norm": f"{dp_lora_adapter['max_grad_norm']:g}",
+        "privacy_unit": PRIVACY_UNIT,
+        "train_records": str(dp_lora_adapter["n_train"]),
+    }
+    commit = git_commit()
+    tags = {
+        "sovtune.epsilon": privacy["epsilon"],
+        "sovtune.delta": privacy["delta"],
+        "sovtune.privacy_unit": PRIVACY_UNIT,
+        "sovtune.dagster_run_id": context.run_id,
+        "sovtune.git_commit": commit,
+        "sovtune.base_model": base_model["name"],
+        "sovtune.audit": "passed" if privacy_audit["passed"] else "failed",
+        **{f"sovtune.fingerprint.{k}": v for k, v in prints.items()},
+        **{
+            f"sovtune.check.{c['asset']}.{c['check']}": "passed" if c["passed"] else "failed"
+            for c in checks
+        },
+    }
+    version = registry.register_adapter(
+        adapter_dir=dp_lora_adapter["adapter_dir"],
+        tokenizer_dir=base_model["path"],
+        model_card=model_card(
+            name=registry.model_name,
+            base_model=base_model["name"],
+            privacy=privacy,
+            audit_passed=privacy_audit["passed"],
+            fingerprints=prints,
+        ),
+        params={**privacy, "base_model": base_model["name"], "profile": storage.profile},
+        tags=tags,
+        step_metrics={
+            "train_loss": list(enumerate(dp_lora_adapter["losses"], start=1)),
+            "epsilon": [tuple(x) for x in dp_lora_adapter["epsilons"]],
+        },
+        run_name=f"dagster-{context.run_id[:8]}",
+    )
+    context.add_output_metadata(
+        {
+            "model_name": version.name,
+            "version": version.version,
+            "mlflow_run_id": version.run_id,
+            "alias": "candidate",
+            "source": version.source,
+        }
+    )
+    return {
+        "name": version.name,
+        "version": version.version,
+        "mlflow_run_id": version.run_id,
+        "source": version.source,
+        "tracking_uri": version.tracking_uri,
+        "git_commit": commit,
+        "fingerprints": prints,
+        "privacy": privacy,
+        "checks": checks,
+        "profile": storage.profile,
+    }

@@ -1,0 +1,121 @@
+"""Stage 7: the compliance report per model version, for people (HTML) and machines (JSON)."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from assets.metadata import OWNERS_PRIVACY, latest_check_results
+from pipelines.steps.report import build_report, epsilon_plot_png, render_html
+from pipelines.steps.storage import write_json, write_text
+from resources import CorpusStorage, DPTrainer, MLflowRegistry
+
+
+@dg.asset(
+    group_name="release",
+    kinds={"html", "json", "mlflow"},
+    owners=OWNERS_PRIVACY,
+    code_version="1",
+)
+def compliance_report(
+    context: dg.AssetExecutionContext,
+    raw_corpus: dict,
+    scrubbed_corpus: dict,
+    curated_corpus: dict,
+    dp_lora_adapter: dict,
+    privacy_audit: dict,
+    registered_model: dict,
+    base_model: dict,
+    storage: CorpusStorage,
+    registry: MLflowRegistry,
+    trainer: DPTrainer,
+) -> dict:
+    """What happened to every record and what the model was audited for, per model version.
+
+    Lineage from each landing file (sha256) to the model version, records in / quarantined /
+    scrubbed / filtered, DP parameters and epsilon over steps, the audit, and every check's
+    result. Stored under the reports zone and in the version's MLflow run.
+    """
+    version = registered_model["version"]
+    checks = latest_check_results(context)
+    residual = next(
+        (c["measured"].get("residual") for c in checks if c["check"] == "no_residual_pii"), None
+    )
+    report = build_report(
+        {
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "model": {
+                "name": registered_model["name"],
+                "version": version,
+                "mlflow_run_id": registered_model["mlflow_run_id"],
+                "dagster_run_id": context.run_id,
+                "git_commit": registered_model["git_commit"],
+                "profile": registered_model["profile"],
+            },
+            "lineage": {
+                "sources": [
+                    {"name": s["name"], "sha256": s["sha256"], "records_in": s["records_in"]}
+                    for s in raw_corpus["sources"]
+                ],
+                "assets": [
+                    {"asset": name, "artifact": name, "sha256": sha}
+                    for name, sha in registered_model["fingerprints"].items()
+                ],
+                "base_model": {"name": base_model["name"], "sha256": base_model["sha256"]},
+            },
+            "records": {
+                "records_in": raw_corpus["records_in"],
+                "accepted": raw_corpus["accepted"],
+                "quarantined": raw_corpus["quarantined"],
+                "quarantine_by_reason": raw_corpus["quarantine_by_reason"],
+                "filtered": curated_corpus["filtered"],
+                "curated": curated_corpus["kept"],
+            },
+            "pii": {
+                "records_with_pii": scrubbed_corpus["records_with_pii"],
+                "entity_counts": scrubbed_corpus["entity_counts"],
+                "residual_total": residual if residual is not None else "not measured",
+            },
+            "filtering": {"by_reason": curated_corpus["filtered_by_reason"]},
+            "privacy": {
+                **registered_model["privacy"],
+                "target_epsilon": trainer.target_epsilon,
+                "heldout_loss_before": round(dp_lora_adapter["heldout_loss_before"], 4),
+                "heldout_loss_after": round(dp_lora_adapter["heldout_loss_after"], 4),
+                "epsilons": dp_lora_adapter["epsilons"],
+            },
+            "audit": {
+                "passed": bool(privacy_audit["passed"]),
+                "max_exposure_bits": privacy_audit["bound_bits"],
+                "measured_max_exposure_bits": privacy_audit["max_exposure_bits"],
+                "canaries": privacy_audit["canaries"],
+            },
+            "checks": checks,
+        }
+    )
+    folder = storage.reports / registered_model["name"] / f"v{version}"
+    json_path, html_path = folder / "report.json", folder / "report.html"
+    json_sha = write_json(report, json_path)
+    png = epsilon_plot_png(
+        [tuple(x) for x in dp_lora_adapter["epsilons"]], target=trainer.target_epsilon
+    )
+    html_sha = write_text(render_html(report, epsilon_png=png), html_path)
+    artifact_uri = registry.log_report(registered_model["mlflow_run_id"], [json_path, html_path])
+    registry.set_version_tags(version, {"sovtune.report": str(html_path)})
+    context.add_output_metadata(
+        {
+            "report_html": dg.MetadataValue.path(str(html_path)),
+            "report_json": dg.MetadataValue.path(str(json_path)),
+            "mlflow_artifacts": artifact_uri,
+            "model_version": f"{registered_model['name']} v{version}",
+            "audit_passed": bool(privacy_audit["passed"]),
+        }
+    )
+    return {
+        "html": str(html_path),
+        "json": str(json_path),
+        "sha256": json_sha,
+        "html_sha256": html_sha,
+        "mlflow_artifacts": artifact_uri,
+        "model": registered_model["name"],
+        "version": version,
+    }

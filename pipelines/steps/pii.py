@@ -1,0 +1,341 @@
+"""Find personal data with Presidio and replace it with stable, keyed pseudonyms.
+
+The analyzer runs offline: the spaCy model must be an installed package (nothing is downloaded)
+and tldextract, which Presidio's email recognizer calls, uses its bundled public suffix list.
+A pseudonym is `<ENTITY_TYPE_hex8>`, the first 8 hex digits of an HMAC-SHA256 of the entity type
+and value under a secret key: the same value gets the same pseudonym in every record and run,
+and without the key a pseudonym cannot be linked back to its value by guessing candidates.
+
+No function here logs or raises with a PII value; findings carry offsets, types and scores only.
+"""
+
+import hashlib
+import hmac
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+import spacy.util
+import tldextract.tldextract
+from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpEngineProvider
+from presidio_anonymizer import AnonymizerEngine
+from presidio_anonymizer.entities import OperatorConfig
+from presidio_anonymizer.entities import RecognizerResult as AnonymizerResult
+
+from pipelines.steps.config import PIIConfig
+from pipelines.steps.offline import offline_tldextract
+from pipelines.steps.records import Message, Record
+
+LANGUAGE = "en"
+PSEUDONYM_PATTERN = re.compile(r"<[A-Z][A-Z0-9_]*_[0-9a-f]{8}>")
+"""Matches our own pseudonym tokens, e.g. `<EMAIL_ADDRESS_3fa91c02>`."""
+MIN_KEY_BYTES = 16
+PRESIDIO_LOGGERS = ("presidio-analyzer", "presidio-anonymizer", "decision_process")
+
+
+class PIIEngineError(RuntimeError):
+    """The PII engine cannot be built as configured; no text may pass unscanned."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One detected entity: where it is and what it is, never its value.
+
+    Attributes:
+        field: The message field the offsets refer to, e.g. `text` or `messages[2].content`.
+        start: Start offset (Python code points) into that field's text.
+        end: End offset (exclusive).
+        entity_type: Presidio entity type, e.g. `EMAIL_ADDRESS`.
+        score: Presidio confidence in [0, 1].
+    """
+
+    field: str
+    start: int
+    end: int
+    entity_type: str
+    score: float
+
+
+@dataclass(frozen=True)
+class ScrubResult:
+    """Scrubbed records and what was replaced in them.
+
+    Attributes:
+        records: New records, same ids and order, every message content pseudonymized.
+        entity_counts: Number of replaced entities per entity type.
+        records_with_pii: Number of records with at least one replaced entity.
+    """
+
+    records: list[Record]
+    entity_counts: dict[str, int]
+    records_with_pii: int
+
+
+def build_analyzer(cfg: PIIConfig) -> AnalyzerEngine:
+    """Build a Presidio analyzer on the installed spaCy package named by `cfg.spacy_model`.
+
+    Also points tldextract at its bundled suffix list so that no recognizer opens a socket.
+
+    Args:
+        cfg: The `pii` section of the pipeline configuration.
+
+    Returns:
+        An English analyzer engine.
+
+    Raises:
+        PIIEngineError: The spaCy model is not an installed package (it is never downloaded),
+            or an entity in `cfg.entities` has no recognizer.
+    """
+    if not spacy.util.is_package(cfg.spacy_model):
+        raise PIIEngineError(
+            f"pii.spacy_model: spaCy model package {cfg.spacy_model!r} is not installed; "
+            "install it into the environment (models are never downloaded at run time)"
+        )
+    use_offline_tldextract()
+    withhold_presidio_log_text()
+    nlp_engine = NlpEngineProvider(
+        nlp_configuration={
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": LANGUAGE, "model_name": cfg.spacy_model}],
+        }
+    ).create_engine()
+    analyzer = AnalyzerEngine(nlp_engine=nlp_engine, supported_languages=[LANGUAGE])
+    unsupported = sorted(set(cfg.entities) - set(analyzer.get_supported_entities(LANGUAGE)))
+    if unsupported:
+        # Presidio would only warn and skip them: those values would pass through unscrubbed.
+        raise PIIEngineError(f"pii.entities: no recognizer for {', '.join(unsupported)}")
+    return analyzer
+
+
+def use_offline_tldextract() -> None:
+    """Make `tldextract.extract` (used by Presidio's email recognizer) use the bundled list.
+
+    The module-level extractor otherwise fetches the public suffix list over HTTP on first use.
+    """
+    tldextract.tldextract.TLD_EXTRACTOR = offline_tldextract()
+
+
+def withhold_presidio_log_text() -> None:
+    """Replace the text of every Presidio log record; level and source location stay.
+
+    Presidio logs context words around matches at DEBUG and the text of a failed IBAN check at
+    ERROR: both are personal data.
+    """
+    for name in PRESIDIO_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _WithholdLogText) for f in logger.filters):
+            logger.addFilter(_WithholdLogText())
+
+
+class _WithholdLogText(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = "Presidio log text withheld (it may contain personal data)"
+        record.args = ()
+        return True
+
+
+def scan_text(
+    analyzer: AnalyzerEngine, text: str, cfg: PIIConfig, *, field: str = "text"
+) -> list[Finding]:
+    """Find the configured entities in one text.
+
+    Args:
+        analyzer: An engine from `build_analyzer`.
+        text: The text to scan.
+        cfg: Entities to look for and the score threshold.
+        field: Field name recorded in each finding.
+
+    Returns:
+        Non-overlapping findings at or above the threshold, ordered by start offset.
+    """
+    results = analyzer.analyze(
+        text=text,
+        language=LANGUAGE,
+        entities=cfg.entities,
+        score_threshold=cfg.score_threshold,
+    )
+    return _resolve(results, text, field, cfg)
+
+
+def scan_records(
+    records: list[Record], analyzer: AnalyzerEngine, cfg: PIIConfig, *, batch_size: int = 64
+) -> list[tuple[str, list[Finding]]]:
+    """Scan every message of every record, batching texts through spaCy.
+
+    Args:
+        records: Records to scan.
+        analyzer: An engine from `build_analyzer`.
+        cfg: Entities to look for and the score threshold.
+        batch_size: Texts per spaCy batch.
+
+    Returns:
+        One `(record id, findings)` pair per record, in input order; each finding's `field` is
+        the message's `field`, or `messages[i].content` where the message has none.
+    """
+    return [
+        (record.id, [finding for message_findings in per_message for finding in message_findings])
+        for record, per_message in zip(
+            records, _scan_messages(records, analyzer, cfg, batch_size), strict=True
+        )
+    ]
+
+
+def pseudonym(entity_type: str, value: str, *, key: bytes) -> str:
+    """The stable pseudonym of one entity value, e.g. `<PERSON_3fa91c02>`.
+
+    Args:
+        entity_type: Presidio entity type; part of the HMAC input, so equal strings of
+            different types get different pseudonyms.
+        value: The entity's text.
+        key: Secret HMAC key.
+
+    Returns:
+        `<ENTITY_TYPE_hex8>`.
+    """
+    digest = hmac.new(key, f"{entity_type}\x1f{value}".encode(), hashlib.sha256).hexdigest()
+    return f"<{entity_type}_{digest[:8]}>"
+
+
+def scrub_records(
+    records: list[Record],
+    analyzer: AnalyzerEngine,
+    cfg: PIIConfig,
+    *,
+    key: bytes,
+    batch_size: int = 64,
+) -> ScrubResult:
+    """Replace every finding in every message with its keyed pseudonym.
+
+    Args:
+        records: Records to scrub.
+        analyzer: An engine from `build_analyzer`.
+        cfg: Entities to replace and the score threshold.
+        key: Secret HMAC key (from the variable named by `cfg.pseudonym_key_env`).
+        batch_size: Texts per spaCy batch.
+
+    Returns:
+        The scrubbed records (new objects, same ids and order) and replacement counts.
+
+    Raises:
+        ValueError: The key is shorter than `MIN_KEY_BYTES`.
+    """
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(
+            f"pseudonym key must be at least {MIN_KEY_BYTES} bytes; "
+            f"set a longer secret in ${cfg.pseudonym_key_env} (pii.pseudonym_key_env)"
+        )
+    anonymizer = AnonymizerEngine()
+    operators = {
+        entity_type: OperatorConfig("custom", {"lambda": _pseudonymizer(entity_type, key)})
+        for entity_type in cfg.entities
+    }
+    entity_counts: Counter[str] = Counter()
+    records_with_pii = 0
+    scrubbed = []
+    per_record = _scan_messages(records, analyzer, cfg, batch_size)
+    for record, per_message in zip(records, per_record, strict=True):
+        found = [finding.entity_type for findings in per_message for finding in findings]
+        entity_counts.update(found)
+        records_with_pii += bool(found)
+        messages = tuple(
+            replace(message, content=_anonymize(anonymizer, message.content, findings, operators))
+            for message, findings in zip(record.messages, per_message, strict=True)
+        )
+        scrubbed.append(record.with_messages(messages))
+    return ScrubResult(
+        records=scrubbed,
+        entity_counts=dict(sorted(entity_counts.items())),
+        records_with_pii=records_with_pii,
+    )
+
+
+def residual_pii(records: list[Record], analyzer: AnalyzerEngine, cfg: PIIConfig) -> dict[str, int]:
+    """Count findings left in (scrubbed) records, per entity type.
+
+    Our own pseudonym tokens are not counted.
+
+    Args:
+        records: Records to re-scan, normally the output of `scrub_records`.
+        analyzer: An engine from `build_analyzer`.
+        cfg: Entities to look for and the score threshold.
+
+    Returns:
+        Findings per entity type, sorted by type; empty when nothing is left.
+    """
+    counts = Counter(
+        finding.entity_type
+        for _, findings in scan_records(records, analyzer, cfg)
+        for finding in findings
+    )
+    return dict(sorted(counts.items()))
+
+
+def _scan_messages(
+    records: list[Record], analyzer: AnalyzerEngine, cfg: PIIConfig, batch_size: int
+) -> list[list[list[Finding]]]:
+    """Findings per record, per message: one spaCy batch stream over all message contents."""
+    texts = [message.content for record in records for message in record.messages]
+    results = iter(
+        BatchAnalyzerEngine(analyzer).analyze_iterator(
+            texts,
+            language=LANGUAGE,
+            batch_size=batch_size,
+            entities=cfg.entities,
+            score_threshold=cfg.score_threshold,
+        )
+    )
+    return [
+        [
+            _resolve(next(results), message.content, _field_name(message, index), cfg)
+            for index, message in enumerate(record.messages)
+        ]
+        for record in records
+    ]
+
+
+def _field_name(message: Message, index: int) -> str:
+    return message.field or f"messages[{index}].content"
+
+
+def _resolve(
+    results: Iterable[RecognizerResult], text: str, field: str, cfg: PIIConfig
+) -> list[Finding]:
+    """Keep configured, confident findings outside pseudonyms; drop the weaker of overlaps."""
+    tokens = [match.span() for match in PSEUDONYM_PATTERN.finditer(text)]
+    candidates = [
+        r
+        for r in results
+        if r.entity_type in cfg.entities
+        and r.score >= cfg.score_threshold
+        and not any(start <= r.start and r.end <= end for start, end in tokens)
+    ]
+    candidates.sort(key=lambda r: (-r.score, -(r.end - r.start), r.start, r.entity_type))
+    kept: list[RecognizerResult] = []
+    for result in candidates:
+        if all(result.end <= k.start or k.end <= result.start for k in kept):
+            kept.append(result)
+    kept.sort(key=lambda r: r.start)
+    return [Finding(field, r.start, r.end, r.entity_type, r.score) for r in kept]
+
+
+def _pseudonymizer(entity_type: str, key: bytes) -> Callable[[str], str]:
+    return lambda value: pseudonym(entity_type, value, key=key)
+
+
+def _anonymize(
+    anonymizer: AnonymizerEngine,
+    text: str,
+    findings: list[Finding],
+    operators: dict[str, OperatorConfig],
+) -> str:
+    if not findings:
+        return text
+    results = [AnonymizerResult(f.entity_type, f.start, f.end, f.score) for f in findings]
+    # Findings are already disjoint; merging neighbours would make counts and pseudonyms
+    # disagree with the findings.
+    return anonymizer.anonymize(
+        text, results, operators=operators, merge_entities_with_spaces=False
+    ).text

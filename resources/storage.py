@@ -1,0 +1,64 @@
+"""Where every zone of the pipeline lives on disk."""
+
+from pathlib import Path
+
+import dagster as dg
+
+
+class CorpusStorage(dg.ConfigurableResource):
+    """The on-disk zones under one data root, and the corpus's record limits.
+
+    `languages` are the languages with a configured PII detector (others are quarantined);
+    `max_record_chars` bounds ingestion; `min_chars`/`max_chars` bound the curated corpus.
+
+    The raw zone (`landing/`, `raw/`) holds personal data and must stay on this machine;
+    every zone after it holds scrubbed data, models, registry state and reports only.
+    """
+
+    data_root: str = "var"
+    profile: str = "default"
+    languages: list[str] = ["en"]
+    max_record_chars: int = 20_000
+    min_chars: int = 8
+    max_chars: int = 8000
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_root).resolve()
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def ground_truth(self) -> Path:
+        """The synthetic corpus's ground truth (PII spans, canaries): raw zone."""
+        return self.raw / "ground_truth.json"
+
+    @property
+    def scrubbed(self) -> Path:
+        return self.root / "scrubbed"
+
+    @property
+    def curated(self) -> Path:
+        return self.root / "curated"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def adapters(self) -> Path:
+        return self.root / "adapters"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def secrets(self) -> Path:
+        return self.root / "secrets"

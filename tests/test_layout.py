@@ -1,0 +1,48 @@
+"""The architecture's rules: the core never imports dagster; packages come from this repo."""
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_when_steps_are_parsed_then_none_imports_dagster():
+    offenders = []
+    for path in sorted((REPO / "pipelines" / "steps").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "dagster"]
+    assert offenders == []
+
+
+def test_when_steps_import_then_no_upper_layer_is_imported():
+    for path in sorted((REPO / "pipelines" / "steps").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert node.module.split(".")[0] not in {"assets", "checks", "resources"}, path
+
+
+@pytest.mark.parametrize("package", ["assets", "resources", "checks", "pipelines"])
+def test_when_package_is_imported_then_it_comes_from_this_repository(package):
+    module = importlib.import_module(package)
+    assert Path(module.__file__).resolve().is_relative_to(REPO), module.__file__
+
+
+def test_when_dagster_home_is_listed_then_only_dagster_yaml_is_tracked():
+    import subprocess
+
+    tracked = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "dagster_home"], capture_output=True, text=True
+    ).stdout.split()
+    assert tracked in ([], ["dagster_home/dagster.yaml"])
+    text = (REPO / "dagster_home" / "dagster.yaml").read_text()
+    assert "telemetry:\n  enabled: false" in text

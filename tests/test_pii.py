@@ -1,0 +1,311 @@
+"""PII detection and pseudonymization (Presidio + en_core_web_sm, offline)."""
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from presidio_analyzer import AnalyzerEngine
+
+from pipelines.steps.config import PIIConfig
+from pipelines.steps.pii import (
+    PSEUDONYM_PATTERN,
+    Finding,
+    PIIEngineError,
+    build_analyzer,
+    pseudonym,
+    residual_pii,
+    scan_records,
+    scan_text,
+    scrub_records,
+)
+from pipelines.steps.records import Message, Record
+
+CFG = PIIConfig()
+KEY = b"test-key-0123456789abcdef"
+OTHER_KEY = b"other-key-0123456789abcdef"
+
+_socket_events: list[str] | None = None
+
+
+def _record_socket_events(event: str, _args: tuple) -> None:
+    if _socket_events is not None and event in ("socket.connect", "socket.getaddrinfo"):
+        _socket_events.append(event)
+
+
+# Audit hooks cannot be removed: install one for the module, active only inside `_no_sockets`.
+sys.addaudithook(_record_socket_events)
+
+
+@contextmanager
+def _socket_audit() -> Iterator[list[str]]:
+    global _socket_events
+    _socket_events = []
+    try:
+        yield _socket_events
+    finally:
+        _socket_events = None
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> AnalyzerEngine:
+    return build_analyzer(CFG)
+
+
+def _record(record_id: str, *contents: str) -> Record:
+    return Record(
+        id=record_id,
+        source_file="test.jsonl",
+        source_line=1,
+        format="chat",
+        messages=tuple(
+            Message(role="user" if i % 2 == 0 else "assistant", content=c)
+            for i, c in enumerate(contents)
+        ),
+        language="en",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "entity_type"),
+    [
+        ("Contact john.smith@example.com for details.", "john.smith@example.com", "EMAIL_ADDRESS"),
+        (
+            "Write to mary_ann+news@mail.example.org today.",
+            "mary_ann+news@mail.example.org",
+            "EMAIL_ADDRESS",
+        ),  # noqa: E501
+        ("Call me at (212) 555-0123 tomorrow.", "(212) 555-0123", "PHONE_NUMBER"),
+        ("My phone is 212-555-0123.", "212-555-0123", "PHONE_NUMBER"),
+        ("Jane Doe met the auditors in the office.", "Jane Doe", "PERSON"),
+        ("The ticket was assigned to Robert Johnson.", "Robert Johnson", "PERSON"),
+        ("Card number 4111 1111 1111 1111 on file.", "4111 1111 1111 1111", "CREDIT_CARD"),
+        ("Charge 5500000000000004 for the renewal.", "5500000000000004", "CREDIT_CARD"),
+        ("My SSN is 536-90-4399.", "536-90-4399", "US_SSN"),
+        ("Server at 192.168.1.20 is down.", "192.168.1.20", "IP_ADDRESS"),
+        ("Visit https://www.example.com/page now.", "https://www.example.com/page", "URL"),
+        # Offsets are code points: the non-ASCII prefix must not shift the span.
+        ("Zoë – café: zoe@example.com", "zoe@example.com", "EMAIL_ADDRESS"),
+    ],
+)
+def test_when_text_contains_entity_then_scan_finds_its_exact_span(
+    analyzer: AnalyzerEngine, text: str, value: str, entity_type: str
+) -> None:
+    findings = scan_text(analyzer, text, CFG)
+
+    spans = {(text[f.start : f.end], f.entity_type) for f in findings}
+    assert (value, entity_type) in spans
+
+
+@pytest.mark.parametrize(
+    ("text", "absent_type"),
+    [
+        # Luhn check fails: a 16-digit number that is not a card number.
+        ("Card number 4111 1111 1111 1112 on file.", "CREDIT_CARD"),
+        ("Card 4111111111111112 is wrong.", "CREDIT_CARD"),
+        ("The quarterly report was approved on Monday.", "PERSON"),
+        ("Version 1.2.3 was released.", "IP_ADDRESS"),
+    ],
+)
+def test_when_text_lacks_entity_then_scan_reports_none_of_that_type(
+    analyzer: AnalyzerEngine, text: str, absent_type: str
+) -> None:
+    findings = scan_text(analyzer, text, CFG)
+
+    assert absent_type not in {f.entity_type for f in findings}
+
+
+def test_when_findings_overlap_then_only_the_stronger_longer_one_is_kept(
+    analyzer: AnalyzerEngine,
+) -> None:
+    # Presidio's URL recognizer also matches "example.com" inside the address.
+    text = "Contact john.smith@example.com for details."
+
+    findings = scan_text(analyzer, text, CFG)
+
+    assert [(f.entity_type, text[f.start : f.end]) for f in findings] == [
+        ("EMAIL_ADDRESS", "john.smith@example.com")
+    ]
+
+
+def test_when_threshold_is_raised_then_weaker_findings_are_dropped(
+    analyzer: AnalyzerEngine,
+) -> None:
+    text = "Call me at (212) 555-0123 tomorrow."  # the phone scores 0.4 without context
+
+    strict = CFG.model_copy(update={"score_threshold": 0.9})
+
+    assert scan_text(analyzer, text, CFG)
+    assert scan_text(analyzer, text, strict) == []
+
+
+def test_when_records_have_several_messages_then_findings_name_each_field(
+    analyzer: AnalyzerEngine,
+) -> None:
+    record = _record("rec-1", "Mail bob@example.com please.", "Done, Alice Walker replied.")
+    named = Record(
+        id="rec-2",
+        source_file="t.jsonl",
+        source_line=2,
+        format="alpaca",
+        messages=(Message("user", "Reach me at 212-555-0123.", field="instruction"),),
+    )
+
+    results = scan_records([record, named], analyzer, CFG, batch_size=2)
+
+    assert [record_id for record_id, _ in results] == ["rec-1", "rec-2"]
+    assert {(f.field, f.entity_type) for f in results[0][1]} == {
+        ("messages[0].content", "EMAIL_ADDRESS"),
+        ("messages[1].content", "PERSON"),
+    }
+    assert [(f.field, f.entity_type) for f in results[1][1]] == [("instruction", "PHONE_NUMBER")]
+    assert all(isinstance(f, Finding) and f.score >= CFG.score_threshold for f in results[0][1])
+
+
+def test_when_same_key_then_pseudonym_is_stable_and_well_formed() -> None:
+    first = pseudonym("PERSON", "Jane Doe", key=KEY)
+
+    assert first == pseudonym("PERSON", "Jane Doe", key=KEY)
+    assert PSEUDONYM_PATTERN.fullmatch(first)
+    assert first.startswith("<PERSON_")
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        (("PERSON", "Jane Doe", KEY), ("PERSON", "Jane Doe", OTHER_KEY)),
+        (("PERSON", "Jane Doe", KEY), ("PERSON", "John Doe", KEY)),
+        (("PERSON", "Jordan", KEY), ("LOCATION", "Jordan", KEY)),
+    ],
+)
+def test_when_key_value_or_type_differs_then_pseudonym_differs(
+    left: tuple[str, str, bytes], right: tuple[str, str, bytes]
+) -> None:
+    assert pseudonym(left[0], left[1], key=left[2]) != pseudonym(right[0], right[1], key=right[2])
+
+
+RECORDS = [
+    _record("rec-1", "Please email john.smith@example.com about invoice 7.", "Sure, done."),
+    _record("rec-2", "Jane Doe called from 212-555-0123 about the delivery."),
+    _record("rec-3", "Card 4111 1111 1111 1111 was charged; SSN 536-90-4399 on file."),
+    _record("rec-4", "Server 192.168.1.20 failed; john.smith@example.com was paged."),
+    _record("rec-5", "The quarterly report was approved on Monday."),
+]
+PII_VALUES = [
+    "john.smith@example.com",
+    "Jane Doe",
+    "212-555-0123",
+    "4111 1111 1111 1111",
+    "536-90-4399",
+    "192.168.1.20",
+]
+
+
+@pytest.fixture(scope="module")
+def scrubbed(analyzer: AnalyzerEngine):
+    return scrub_records(RECORDS, analyzer, CFG, key=KEY)
+
+
+def test_when_scrubbed_then_no_original_value_remains(scrubbed) -> None:
+    texts = "\n".join(record.text for record in scrubbed.records)
+
+    for value in PII_VALUES:
+        assert value not in texts
+
+
+def test_when_scrubbed_then_records_keep_ids_order_and_untouched_text(scrubbed) -> None:
+    assert [r.id for r in scrubbed.records] == [r.id for r in RECORDS]
+    assert scrubbed.records[4] == RECORDS[4]
+    assert scrubbed.records[0].messages[1] == RECORDS[0].messages[1]
+    assert scrubbed.records_with_pii == 4
+    assert scrubbed.entity_counts == {
+        "CREDIT_CARD": 1,
+        "EMAIL_ADDRESS": 2,
+        "IP_ADDRESS": 1,
+        "PERSON": 1,
+        "PHONE_NUMBER": 1,
+        "US_SSN": 1,
+    }
+
+
+def test_when_same_value_in_two_records_then_same_pseudonym(scrubbed) -> None:
+    email = pseudonym("EMAIL_ADDRESS", "john.smith@example.com", key=KEY)
+
+    assert email in scrubbed.records[0].text
+    assert email in scrubbed.records[3].text
+    assert scrubbed.records[1].text.startswith(pseudonym("PERSON", "Jane Doe", key=KEY))
+
+
+def test_when_scrubbed_twice_with_same_key_then_output_is_identical(
+    analyzer: AnalyzerEngine, scrubbed
+) -> None:
+    again = scrub_records(RECORDS, analyzer, CFG, key=KEY)
+    other = scrub_records(RECORDS, analyzer, CFG, key=OTHER_KEY)
+
+    assert again == scrubbed
+    assert other.records[0].text != scrubbed.records[0].text
+
+
+def test_when_scrubbed_then_residual_pii_is_zero(analyzer: AnalyzerEngine, scrubbed) -> None:
+    assert residual_pii(RECORDS, analyzer, CFG)  # the raw records do carry PII
+    assert residual_pii(scrubbed.records, analyzer, CFG) == {}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Dear <PERSON_3fa91c02>, your email <EMAIL_ADDRESS_3fa91c02> is on file.",
+        "<PERSON_12345678> called <US_SSN_00000000> at <IP_ADDRESS_9f8e7d6c>.",
+        "Hi <PERSON_aaaaaaaa>! <CREDIT_CARD_12341234> <US_BANK_NUMBER_12345678> "
+        "<US_DRIVER_LICENSE_a1234567> <URL_abcdef12> <LOCATION_deadbeef> "
+        "<PHONE_NUMBER_55501230> <US_PASSPORT_01234567> <IBAN_CODE_0badf00d>",
+    ],
+)
+def test_when_text_holds_only_pseudonyms_then_no_recognizer_matches(
+    analyzer: AnalyzerEngine, text: str
+) -> None:
+    raw = analyzer.analyze(
+        text, language="en", entities=CFG.entities, score_threshold=CFG.score_threshold
+    )
+
+    assert raw == []
+    assert scan_text(analyzer, text, CFG) == []
+
+
+def test_when_key_is_too_short_then_scrub_refuses(analyzer: AnalyzerEngine) -> None:
+    with pytest.raises(ValueError, match="SOVTUNE_PSEUDONYM_KEY"):
+        scrub_records(RECORDS[:1], analyzer, CFG, key=b"short")
+
+
+def test_when_scrubbing_then_nothing_logged_contains_a_value(
+    analyzer: AnalyzerEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        scrub_records(RECORDS, analyzer, CFG, key=KEY)
+
+    for value in PII_VALUES:
+        assert value not in caplog.text
+
+
+def test_when_spacy_model_is_missing_then_build_fails_naming_the_setting() -> None:
+    cfg = PIIConfig(spacy_model="en_core_web_nonexistent")
+
+    with pytest.raises(PIIEngineError, match=r"pii\.spacy_model.*en_core_web_nonexistent"):
+        build_analyzer(cfg)
+
+
+def test_when_an_entity_has_no_recognizer_then_build_fails_naming_the_setting() -> None:
+    cfg = PIIConfig(entities=["PERSON", "EMAIL_ADRESS"])  # a typo for EMAIL_ADDRESS
+
+    with pytest.raises(PIIEngineError, match=r"pii\.entities.*EMAIL_ADRESS"):
+        build_analyzer(cfg)
+
+
+def test_when_analyzing_email_and_url_then_no_socket_is_opened() -> None:
+    with _socket_audit() as events:
+        fresh = build_analyzer(CFG)
+        findings = scan_text(fresh, "Mail ops@example.co.uk or see https://example.org/x", CFG)
+
+    assert {f.entity_type for f in findings} == {"EMAIL_ADDRESS", "URL"}
+    assert events == []

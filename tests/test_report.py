@@ -1,0 +1,87 @@
+"""The compliance report renders every section and refuses an incomplete set of facts."""
+
+import json
+
+import pytest
+
+from pipelines.steps.report import build_report, epsilon_plot_png, render_html
+
+
+def _facts():
+    return {
+        "generated_at": "2026-11-25T00:00:00+00:00",
+        "model": {
+            "name": "m",
+            "version": "3",
+            "mlflow_run_id": "r",
+            "dagster_run_id": "d",
+            "git_commit": "c",
+            "profile": "quick",
+        },
+        "lineage": {
+            "sources": [{"name": "a.jsonl", "sha256": "f" * 64, "records_in": 3}],
+            "assets": [{"asset": "raw_corpus", "artifact": "raw_corpus", "sha256": "e" * 64}],
+            "base_model": {"name": "tiny", "sha256": "d" * 64},
+        },
+        "records": {
+            "records_in": 3,
+            "accepted": 2,
+            "quarantined": 1,
+            "quarantine_by_reason": {"bad_json": 1},
+            "filtered": 0,
+            "curated": 2,
+        },
+        "pii": {"records_with_pii": 1, "entity_counts": {"PERSON": 2}, "residual_total": 0},
+        "filtering": {"by_reason": {}},
+        "privacy": {"epsilon": "1.2", "delta": "1e-05", "epsilons": [[1, 0.5], [2, 1.2]]},
+        "audit": {
+            "passed": True,
+            "max_exposure_bits": 8.0,
+            "measured_max_exposure_bits": 1.5,
+            "canaries": [
+                {
+                    "canary_id": "canary-00",
+                    "insertions": 4,
+                    "in_training": 4,
+                    "rank": 3,
+                    "candidates": 1000,
+                    "exposure_bits": 1.5,
+                }
+            ],
+        },
+        "checks": [
+            {"asset": "raw_corpus", "check": "records_conserved", "passed": True, "run_id": "abc"}
+        ],
+    }
+
+
+def test_when_facts_are_complete_then_html_has_every_section_and_the_plot():
+    report = build_report(_facts())
+    png = epsilon_plot_png([(1, 0.5), (2, 1.2)], target=8.0)
+    assert png.startswith(b"\x89PNG")
+    html = render_html(report, epsilon_png=png)
+    for heading in (
+        "Lineage",
+        "Records",
+        "Personal data",
+        "Integrity",
+        "Differential privacy",
+        "Privacy audit",
+        "Checks",
+    ):
+        assert heading in html
+    assert "data:image/png;base64," in html and "bad_json" in html and "canary-00" in html
+    json.dumps(report)
+
+
+def test_when_a_section_is_missing_then_the_report_is_refused():
+    facts = _facts()
+    del facts["audit"]
+    with pytest.raises(ValueError, match="missing sections: audit"):
+        build_report(facts)
+
+
+def test_when_html_is_rendered_then_values_are_escaped():
+    facts = _facts()
+    facts["records"]["quarantine_by_reason"] = {"<script>": 1}
+    assert "<script>" not in render_html(build_report(facts))
