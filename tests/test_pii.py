@@ -34,7 +34,7 @@ def _record_socket_events(event: str, _args: tuple) -> None:
         _socket_events.append(event)
 
 
-# Audit hooks cannot be removed: install one for the module, active only inside `_no_sockets`.
+# Audit hooks cannot be removed: install one for the module, active only inside `_socket_audit`.
 sys.addaudithook(_record_socket_events)
 
 

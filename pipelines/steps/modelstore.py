@@ -17,7 +17,7 @@ Kinds:
         tokenizer and vocabulary, both read from the GGUF (tests and the quick profile).
 
 `load_base_model` is the only way the pipeline loads a base model: safetensors only, no remote
-code, manifest verified. Nothing here downloads; call `offline.enforce_offline()` first.
+code, manifest verified. Nothing here downloads: both entry points call `enforce_offline()`.
 """
 
 import copy
@@ -41,6 +41,7 @@ from transformers import (
 )
 
 from pipelines.steps.config import ModelConfig
+from pipelines.steps.offline import enforce_offline
 from pipelines.steps.storage import sha256_file
 
 MANIFEST_NAME = "sovtune-manifest.json"
@@ -92,6 +93,7 @@ def prepare_base_model(cfg: ModelConfig, store_dir: Path) -> BaseModelInfo:
             `model.gguf_file`), the stored folder fails verification, or it was built from a
             different source than the configured one.
     """
+    enforce_offline()
     store_dir = Path(store_dir)
     target = store_dir / cfg.name
     source = _describe_source(cfg)
@@ -136,6 +138,7 @@ def load_base_model(
     Raises:
         ModelStoreError: The folder is missing, holds pickle files, or fails verification.
     """
+    enforce_offline()
     folder = _checked_folder(folder)
     model = AutoModelForCausalLM.from_pretrained(
         folder,
@@ -144,12 +147,10 @@ def load_base_model(
         use_safetensors=True,
         dtype=torch.float32,
     )
-    return model.to(device).eval(), _tokenizer_from(folder)
-
-
-def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
-    """Load only the tokenizer of a base-model folder, with the same checks as the model."""
-    return _tokenizer_from(_checked_folder(folder))
+    tokenizer = AutoTokenizer.from_pretrained(
+        folder, local_files_only=True, trust_remote_code=False
+    )
+    return model.to(device).eval(), tokenizer
 
 
 def verify_manifest(folder: str | Path) -> dict[str, Any]:
@@ -191,10 +192,6 @@ def _checked_folder(folder: str | Path) -> Path:
     if (folder / MANIFEST_NAME).exists():
         verify_manifest(folder)
     return folder
-
-
-def _tokenizer_from(folder: Path) -> PreTrainedTokenizerBase:
-    return AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
 
 
 def _reuse(target: Path, name: str, source: dict[str, Any]) -> BaseModelInfo:

@@ -1,0 +1,257 @@
+"""Integrity screening and the curated-corpus Great Expectations suite."""
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+
+from pipelines.steps.config import CurationConfig
+from pipelines.steps.integrity import (
+    EXACT_DUPLICATE,
+    TOO_LONG,
+    TOO_SHORT,
+    FilteredRecord,
+    filtered_counts,
+    normalize_for_dedup,
+    screen_records,
+    validate_curated_frame,
+)
+from pipelines.steps.records import Message, Record, records_to_frame
+
+CFG = CurationConfig(min_chars=8, max_chars=200)
+
+_socket_events: list[str] | None = None
+
+
+def _record_socket_events(event: str, _args: tuple) -> None:
+    if _socket_events is not None and event in ("socket.connect", "socket.getaddrinfo"):
+        _socket_events.append(event)
+
+
+# Audit hooks cannot be removed: install one for the module, active only inside `_socket_audit`.
+sys.addaudithook(_record_socket_events)
+
+
+@contextmanager
+def _socket_audit() -> Iterator[list[str]]:
+    global _socket_events
+    _socket_events = []
+    try:
+        yield _socket_events
+    finally:
+        _socket_events = None
+
+
+def _record(record_id: str, *contents: str) -> Record:
+    return Record(
+        id=record_id,
+        source_file="test.jsonl",
+        source_line=1,
+        format="chat",
+        messages=tuple(
+            Message(role="user" if i % 2 == 0 else "assistant", content=c)
+            for i, c in enumerate(contents)
+        ),
+        language="en",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hello   World", "hello world"),
+        ("  tabs\tand\nnewlines  ", "tabs and newlines"),
+        ("ＦＵＬＬ width", "full width"),  # NFKC folds full-width letters
+        ("Straße", "strasse"),  # casefold, not lower
+        ("ﬁne", "fine"),  # NFKC expands the ligature
+    ],
+)
+def test_when_normalizing_then_case_width_and_whitespace_are_folded(
+    text: str, expected: str
+) -> None:
+    assert normalize_for_dedup(text) == expected
+
+
+def test_when_records_repeat_then_the_first_is_kept_and_later_ones_name_it() -> None:
+    records = [
+        _record("rec-1", "How do I reset my password?", "Use the portal."),
+        _record("rec-2", "Where is the quarterly report?"),
+        _record("rec-3", "How do I reset my password?", "Use the portal."),  # exact copy
+        _record("rec-4", "HOW do I  reset my\npassword?", "use the   PORTAL."),  # case/space
+        _record("rec-5", "How do I reset my password?", "Use the help desk."),  # differs
+    ]
+
+    result = screen_records(records, CFG)
+
+    assert [r.id for r in result.kept] == ["rec-1", "rec-2", "rec-5"]
+    assert result.filtered == [
+        FilteredRecord("rec-3", EXACT_DUPLICATE, "duplicate_of=rec-1"),
+        FilteredRecord("rec-4", EXACT_DUPLICATE, "duplicate_of=rec-1"),
+    ]
+
+
+def test_when_same_content_has_another_role_then_it_is_not_a_duplicate() -> None:
+    question = _record("rec-1", "Is the office open on Friday?")
+    answer = replace(question, id="rec-2", messages=(Message("assistant", question.text),))
+
+    result = screen_records([question, answer], CFG)
+
+    assert [r.id for r in result.kept] == ["rec-1", "rec-2"]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason", "detail"),
+    [
+        ("", TOO_SHORT, "chars=0 < min_chars=8"),
+        ("Hi there", None, None),  # exactly min_chars: kept
+        ("Hi you", TOO_SHORT, "chars=6 < min_chars=8"),
+        ("x" * 200, None, None),  # exactly max_chars: kept
+        ("x" * 201, TOO_LONG, "chars=201 > max_chars=200"),
+    ],
+)
+def test_when_length_is_outside_bounds_then_record_is_filtered_without_its_text(
+    text: str, reason: str | None, detail: str | None
+) -> None:
+    result = screen_records([_record("rec-1", text)], CFG)
+
+    if reason is None:
+        assert [r.id for r in result.kept] == ["rec-1"] and result.filtered == []
+    else:
+        assert result.kept == []
+        assert result.filtered == [FilteredRecord("rec-1", reason, detail)]
+
+
+def test_when_a_short_record_precedes_its_copy_then_duplicate_of_names_a_kept_record() -> None:
+    # The same normalized content three times; whitespace makes only the first too short.
+    records = [
+        _record("rec-1", "hi you!"),
+        _record("rec-2", "Hi  you!"),
+        _record("rec-3", "HI   YOU!"),
+    ]
+
+    result = screen_records(records, CFG)
+
+    assert [r.id for r in result.kept] == ["rec-2"]
+    assert result.filtered == [
+        FilteredRecord("rec-1", TOO_SHORT, "chars=7 < min_chars=8"),
+        FilteredRecord("rec-3", EXACT_DUPLICATE, "duplicate_of=rec-2"),
+    ]
+
+
+def test_when_counting_filtered_then_every_reason_is_reported() -> None:
+    filtered = [
+        FilteredRecord("a", TOO_SHORT, "chars=1 < min_chars=8"),
+        FilteredRecord("b", EXACT_DUPLICATE, "duplicate_of=c"),
+        FilteredRecord("d", EXACT_DUPLICATE, "duplicate_of=c"),
+    ]
+
+    assert filtered_counts(filtered) == {EXACT_DUPLICATE: 2, TOO_LONG: 0, TOO_SHORT: 1}
+    assert filtered_counts([]) == {EXACT_DUPLICATE: 0, TOO_LONG: 0, TOO_SHORT: 0}
+
+
+def test_when_screened_twice_then_output_is_identical() -> None:
+    records = [_record(f"rec-{i}", f"Message number {i % 3} here") for i in range(9)]
+
+    assert screen_records(records, CFG) == screen_records(records, CFG)
+
+
+GOOD_RECORDS = [
+    _record("rec-1", "Please email <EMAIL_ADDRESS_3fa91c02> about invoice 7.", "Sure."),
+    _record("rec-2", "<PERSON_0a1b2c3d> called from <PHONE_NUMBER_55501230> today."),
+    _record("rec-3", "Order 2024-0117 shipped on 2024-01-17 at 10:30."),
+    _record("rec-4", "The quarterly report was approved on Monday."),
+]
+
+
+def _outcome(result, name: str):
+    return next(o for o in result.expectations if o.name == name)
+
+
+def test_when_frame_is_clean_then_every_expectation_passes() -> None:
+    result = validate_curated_frame(records_to_frame(GOOD_RECORDS), CFG)
+
+    assert result.success
+    assert [(o.name, o.success, o.unexpected_count) for o in result.expectations] == [
+        ("ids_unique", True, 0),
+        ("text_not_null", True, 0),
+        ("text_length_in_range", True, 0),
+        ("no_residual_email", True, 0),
+        ("no_residual_phone", True, 0),
+    ]
+
+
+def _frame_with(text: str | None = None, duplicate_id: bool = False) -> pd.DataFrame:
+    frame = records_to_frame(GOOD_RECORDS)
+    if duplicate_id:
+        frame.loc[1, "id"] = frame.loc[0, "id"]
+    if text is not None:
+        frame.loc[2, "text"] = text
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("frame", "failing", "unexpected_count", "value"),
+    [
+        # A second row reuses rec-1: breaks id uniqueness (both rows count).
+        (_frame_with(duplicate_id=True), "ids_unique", 2, None),
+        # An empty text: breaks the length range.
+        (_frame_with(text=""), "text_length_in_range", 1, None),
+        # A residual address the scrubber missed.
+        (
+            _frame_with(text="Write to john@example.com now."),
+            "no_residual_email",
+            1,
+            "john@example.com",
+        ),  # noqa: E501
+        # A residual US phone number in parenthesized form.
+        (_frame_with(text="Call (212) 555-0123 now."), "no_residual_phone", 1, "(212) 555-0123"),
+        # A residual US phone number in dashed form.
+        (_frame_with(text="Call 212-555-0123 now."), "no_residual_phone", 1, "212-555-0123"),
+    ],
+)
+def test_when_frame_has_a_planted_defect_then_only_that_expectation_fails_without_values(
+    frame: pd.DataFrame, failing: str, unexpected_count: int, value: str | None
+) -> None:
+    result = validate_curated_frame(frame, CFG)
+
+    assert not result.success
+    assert [o.name for o in result.expectations if not o.success] == [failing]
+    assert _outcome(result, failing).unexpected_count == unexpected_count
+    if value is not None:
+        assert value not in repr(result)
+
+
+def test_when_text_is_null_then_not_null_fails() -> None:
+    frame = records_to_frame(GOOD_RECORDS)
+    frame["text"] = frame["text"].astype(object)
+    frame.loc[3, "text"] = None  # breaks text_not_null
+
+    result = validate_curated_frame(frame, CFG)
+
+    assert not result.success
+    assert _outcome(result, "text_not_null").unexpected_count == 1
+
+
+def test_when_frame_lacks_text_column_then_validation_refuses() -> None:
+    with pytest.raises(ValueError, match="text"):
+        validate_curated_frame(records_to_frame(GOOD_RECORDS).drop(columns=["text"]), CFG)
+
+
+def test_when_validating_then_no_socket_is_opened_and_a_rerun_is_fast() -> None:
+    frame = records_to_frame(GOOD_RECORDS)
+    # Thresholds no other test uses: the context and suite are built under the audit hook.
+    cfg = CurationConfig(min_chars=9, max_chars=300)
+
+    with _socket_audit() as events:
+        validate_curated_frame(frame, cfg)
+        started = time.perf_counter()
+        result = validate_curated_frame(frame, cfg)
+        elapsed = time.perf_counter() - started
+
+    assert result.success
+    assert events == []
+    assert elapsed < 2.0  # about 0.05 s here; generous for a loaded machine

@@ -1,0 +1,257 @@
+"""DP-LoRA training on a tiny in-process Llama: guards, accounting, per-example losses."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from opacus import GradSampleModule
+from opacus.accountants import PRVAccountant, RDPAccountant
+from peft import LoraConfig, get_peft_model
+
+from pipelines.steps.config import TrainingConfig
+from pipelines.steps.modelstore import load_base_model
+from pipelines.steps.records import Message, Record
+from pipelines.steps.training import (
+    IGNORE_INDEX,
+    TrainingConfigError,
+    encode_records,
+    load_adapter_model,
+    per_example_loss,
+    split_heldout,
+    train_dp_lora,
+)
+from tests.tiny_model import make_tiny_model_dir, synthetic_sentences
+
+ANSWER = "The answer is blue."
+
+
+def chat_records(n: int, *, seed: int = 1) -> list[Record]:
+    return [
+        Record(
+            id=f"rec-{i:04d}",
+            source_file="test.jsonl",
+            source_line=i + 1,
+            format="chat",
+            messages=(Message("user", question), Message("assistant", ANSWER)),
+        )
+        for i, question in enumerate(synthetic_sentences(n, seed=seed))
+    ]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    # A large learning rate on an easy target (one fixed answer) makes the held-out loss fall
+    # clearly within 30 steps, even with the noise of epsilon = 8.
+    cfg = TrainingConfig(
+        target_epsilon=8.0,
+        target_delta=1e-3,
+        accountant="rdp",
+        expected_batch_size=16,
+        steps=30,
+        learning_rate=2e-2,
+        max_seq_len=32,
+        lora_r=4,
+        lora_alpha=8,
+        seed=0,
+    )
+    out_dir = tmp_path_factory.mktemp("adapters") / "run-1"
+    result = train_dp_lora(
+        chat_records(64),
+        model_dir=tiny_dir,
+        cfg=cfg,
+        out_dir=out_dir,
+        progress=False,
+        epsilon_every=15,  # each query costs about 0.3 s here
+    )
+    return cfg, result
+
+
+def test_when_trained_then_every_lora_tensor_moved_after_step_one_and_is_finite(trained):
+    _, result = trained
+    assert result.lora_tensors_total == 8  # q_proj, v_proj x A, B x 2 layers
+    assert result.lora_tensors_changed_after_first_step == result.lora_tensors_total
+    assert result.lora_tensors_finite
+
+
+def test_when_trained_then_base_weights_are_unchanged(trained):
+    _, result = trained
+    assert result.base_weights_unchanged
+    assert result.base_sha256_before == result.base_sha256_after
+
+
+def test_when_trained_then_epsilon_is_positive_and_within_target(trained):
+    cfg, result = trained
+    assert result.steps == cfg.steps == len(result.losses)
+    assert 0 < result.epsilon <= cfg.target_epsilon + 1e-6
+    assert result.epsilons == [(15, result.epsilons[0][1]), (30, result.epsilon)]
+    assert result.epsilons[0][1] < result.epsilon
+    assert result.sample_rate == 1 / math.ceil(result.n_train / cfg.expected_batch_size)
+
+
+def test_when_trained_then_heldout_loss_falls(trained):
+    _, result = trained
+    assert result.heldout_loss_after < result.heldout_loss_before - 0.1
+
+
+def test_when_trained_then_split_is_by_id_hash_and_disjoint(trained):
+    _, result = trained
+    assert (result.n_train, result.n_heldout) == (58, 6)
+    assert not set(result.train_ids) & set(result.heldout_ids)
+    train, heldout = split_heldout(list(reversed(chat_records(64))))
+    assert {r.id for r in heldout} == set(result.heldout_ids)
+
+
+def test_adapter_folder_holds_only_safetensors_and_json_and_loads(trained, tiny_dir):
+    _, result = trained
+    names = sorted(p.name for p in result.adapter_dir.iterdir())
+    assert names == ["adapter_config.json", "adapter_model.safetensors"]
+    assert not [p for p in result.adapter_dir.parent.iterdir() if p.name.startswith(".")]
+    json.dumps(result.to_json())
+    model, tokenizer = load_adapter_model(tiny_dir, result.adapter_dir)
+    base, _ = load_base_model(tiny_dir)
+    ids = tokenizer("Hello team", return_tensors="pt")
+    with torch.no_grad():
+        assert not torch.allclose(model(**ids).logits, base(**ids).logits)
+    assert not model.training
+
+
+def test_when_delta_is_not_below_one_over_n_then_training_is_refused(tmp_path):
+    cfg = TrainingConfig(target_delta=0.1, steps=1)
+    with pytest.raises(TrainingConfigError, match="training.target_delta"):
+        train_dp_lora(chat_records(20), model_dir=tmp_path, cfg=cfg, out_dir=tmp_path / "a")
+
+
+def test_when_a_poisson_batch_is_empty_then_the_step_is_still_noised_and_accounted(
+    tiny_dir, tmp_path
+):
+    # Expected batch 1 of 18: each batch is empty with probability (17/18)^18 = 0.36.
+    cfg = TrainingConfig(
+        target_epsilon=8.0,
+        target_delta=1e-3,
+        accountant="rdp",
+        expected_batch_size=1,
+        steps=5,
+        max_seq_len=16,
+        lora_r=2,
+        lora_alpha=4,
+        seed=0,
+    )
+    result = train_dp_lora(
+        chat_records(20),
+        model_dir=tiny_dir,
+        cfg=cfg,
+        out_dir=tmp_path / "a",
+        progress=False,
+        epsilon_every=5,
+    )
+    assert result.empty_batches >= 1
+    assert result.steps == 5
+    assert sum(math.isnan(x) for x in result.losses) == result.empty_batches
+    accountant = RDPAccountant()
+    accountant.history = [(result.noise_multiplier, result.sample_rate, 5)]
+    assert result.epsilon == pytest.approx(accountant.get_epsilon(delta=cfg.target_delta))
+    assert result.to_json()["losses"].count(None) == result.empty_batches
+
+
+def test_labels_cover_only_the_assistant_turn(tiny_dir):
+    _, tokenizer = load_base_model(tiny_dir)
+    record = chat_records(1)[0]
+    input_ids, _, labels = encode_records(tokenizer, [record], max_seq_len=64)
+    labeled = input_ids[0][labels[0] != IGNORE_INDEX]
+    assert tokenizer.decode(labeled) == f"{ANSWER}<|im_end|>\n"
+
+    without_assistant = Record("u", "f", 1, "text", (Message("user", "Hello team."),))
+    input_ids, mask, labels = encode_records(tokenizer, [without_assistant], max_seq_len=64)
+    assert torch.equal(labels[0][mask[0] == 1], input_ids[0][mask[0] == 1])
+    assert (labels[0][mask[0] == 0] == IGNORE_INDEX).all()
+
+
+def test_without_chat_template_the_plain_role_format_is_used(tiny_dir):
+    _, tokenizer = load_base_model(tiny_dir)
+    tokenizer.chat_template = None
+    input_ids, _, labels = encode_records(tokenizer, chat_records(1), max_seq_len=64)
+    assert tokenizer.decode(input_ids[0][: (labels[0] != IGNORE_INDEX).nonzero()[0]]).startswith(
+        "<|user|>\n"
+    )
+    assert tokenizer.decode(input_ids[0][labels[0] != IGNORE_INDEX]) == f"{ANSWER}\n<eos>"
+
+
+def test_padding_does_not_change_an_examples_loss(tiny_dir):
+    model, tokenizer = load_base_model(tiny_dir)
+    records = chat_records(2)
+    short = encode_records(tokenizer, records, max_seq_len=40)
+    padded = encode_records(tokenizer, records, max_seq_len=64)
+    assert (short[1][:, -1] == 0).all()  # both fit: the extra 24 positions are padding
+    with torch.no_grad():
+        loss_short = per_example_loss(model(short[0], attention_mask=short[1]).logits, short[2])
+        loss_padded = per_example_loss(model(padded[0], attention_mask=padded[1]).logits, padded[2])
+    torch.testing.assert_close(loss_short, loss_padded, atol=1e-5, rtol=1e-5)
+
+
+def test_per_example_loss_is_the_mean_of_each_examples_own_mean():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 6, 11, generator=generator)
+    labels = torch.full((2, 6), IGNORE_INDEX)
+    labels[0, 1:3] = torch.tensor([3, 4])  # 2 label tokens
+    labels[1, 1:6] = torch.tensor([1, 2, 5, 7, 9])  # 5 label tokens
+    token_nll = torch.nn.functional.cross_entropy(
+        logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=IGNORE_INDEX, reduction="none"
+    )
+    expected = torch.stack([token_nll[0, :2].mean(), token_nll[1, :5].mean()])
+    torch.testing.assert_close(per_example_loss(logits, labels), expected)
+    # Changing a prompt position's prediction of a masked token changes nothing.
+    changed = logits.clone()
+    changed[0, 4] += 5.0
+    torch.testing.assert_close(per_example_loss(changed, labels), expected)
+
+
+def test_opacus_per_sample_gradients_equal_one_at_a_time_gradients(tiny_dir):
+    model, tokenizer = load_base_model(tiny_dir)
+    config = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=["q_proj", "v_proj"],
+        lora_dropout=0.0,
+        bias="none",
+        task_type="CAUSAL_LM",
+        init_lora_weights=False,  # B random too, so every LoRA tensor has a real gradient
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        peft_model = get_peft_model(model, config)
+    records = chat_records(3)
+    records[1] = Record(
+        "long", "f", 1, "chat", (Message("user", "Hi."), Message("assistant", ANSWER * 2))
+    )
+    input_ids, mask, labels = encode_records(tokenizer, records, max_seq_len=48)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+
+    expected = []
+    for i in range(3):
+        logits = peft_model(input_ids[i : i + 1], attention_mask=mask[i : i + 1]).logits
+        loss = per_example_loss(logits, labels[i : i + 1]).mean()
+        expected.append(torch.autograd.grad(loss, params))
+
+    wrapped = GradSampleModule(peft_model, loss_reduction="mean")
+    per_example_loss(wrapped(input_ids, attention_mask=mask).logits, labels).mean().backward()
+    for j, p in enumerate(params):
+        reference = torch.stack([grads[j] for grads in expected])
+        torch.testing.assert_close(p.grad_sample, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_accountants_reproduce_opacus_golden_values():
+    # Pinned in Opacus 1.6's own tests (opacus/tests/accountants_test.py, AccountingTest):
+    # sigma = 1.5, q = 0.04, 90 epochs, delta = 1e-5. int(90 // 0.04) is 2249 in floating point.
+    rdp = RDPAccountant()
+    rdp.history = [(1.5, 0.04, int(90 / 0.04))]
+    assert rdp.get_epsilon(delta=1e-5) == pytest.approx(7.32911117143, abs=1e-7)
+    prv = PRVAccountant()
+    prv.history = [(1.5, 0.04, int(90 // 0.04))]
+    assert prv.get_epsilon(delta=1e-5) == pytest.approx(6.777395712150674, abs=1e-4)
