@@ -14,17 +14,16 @@ def counts_table(counts: dict[str, int], *, key: str, value: str = "records") ->
     return dg.MetadataValue.md("\n".join(rows))
 
 
-def latest_check_results(context: dg.AssetExecutionContext) -> list[dict]:
-    """The latest result of every check on this asset's ancestors, from the Dagster instance.
+def latest_check_results(context: dg.AssetExecutionContext, required: list[str]) -> list[dict]:
+    """The latest result of each required check (`asset:check`), read from the Dagster instance.
 
-    A check that never ran, or whose latest execution did not succeed, is reported as failed,
-    so that gates hold across runs and not only inside one run.
+    A check that never ran, or whose latest execution did not pass, is reported as failed, so
+    gates hold across runs, whichever way the run was launched, not only inside one run.
     """
-    graph = context.repository_def.asset_graph
-    ancestors = graph.get_ancestor_asset_keys({context.asset_key}) - {context.asset_key}
-    check_keys = sorted(
-        graph.get_check_keys_for_assets(ancestors), key=lambda k: k.to_user_string()
-    )
+    check_keys = [
+        dg.AssetCheckKey(dg.AssetKey.from_user_string(asset), name)
+        for asset, name in (item.rsplit(":", 1) for item in required)
+    ]
     latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
     results = []
     for key in check_keys:

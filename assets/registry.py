@@ -41,7 +41,7 @@ def registered_model(
     and the git commit. It is refused while the latest result of any upstream check is a failure,
     however this asset was launched.
     """
-    checks = latest_check_results(context)
+    checks = latest_check_results(context, registry.gate_checks)
     failing = [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"]]
     if failing:
         raise dg.Failure(

@@ -37,6 +37,21 @@ def active_config() -> PipelineConfig:
     return cfg
 
 
+def upstream_checks(asset: str) -> list[str]:
+    """Every check (`asset:check`) on the ancestors of `asset` in the full asset graph."""
+    # The graph alone, without resources: Definitions.resolve_asset_graph() would demand them.
+    from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+
+    graph = AssetGraph.from_assets(
+        [
+            *dg.load_assets_from_modules(ASSET_MODULES),
+            *dg.load_asset_checks_from_modules(CHECK_MODULES),
+        ]
+    )
+    keys = graph.get_check_keys_for_assets(graph.get_ancestor_asset_keys(dg.AssetKey(asset)))
+    return sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k in keys)
+
+
 def build_resources(cfg: PipelineConfig) -> dict:
     """Every resource of the pipeline, configured from one profile."""
     root = Path(cfg.data_root).resolve()
@@ -76,6 +91,8 @@ def build_resources(cfg: PipelineConfig) -> dict:
             data_root=str(root),
             model_name=cfg.registry.model_name,
             experiment=cfg.registry.experiment,
+            gate_checks=upstream_checks("registered_model"),
+            report_checks=upstream_checks("compliance_report"),
         ),
     }
 

@@ -54,6 +54,10 @@ class MLflowRegistry(dg.ConfigurableResource):
     data_root: str = "var"
     model_name: str = "sovtune-dp-lora"
     experiment: str = "sovtune"
+    gate_checks: list[str] = []
+    """Checks (`asset:check`) whose latest result must be a pass before a version is registered."""
+    report_checks: list[str] = []
+    """Checks (`asset:check`) listed in the compliance report."""
 
     _client = PrivateAttr(default=None)
 

@@ -206,6 +206,7 @@ def scrub_records(
     *,
     key: bytes,
     batch_size: int = 64,
+    max_passes: int = 3,
 ) -> ScrubResult:
     """Replace every finding in every message with its keyed pseudonym.
 
@@ -215,6 +216,7 @@ def scrub_records(
         cfg: Entities to replace and the score threshold.
         key: Secret HMAC key (from the variable named by `cfg.pseudonym_key_env`).
         batch_size: Texts per spaCy batch.
+        max_passes: Scan-and-replace passes over records that changed in the previous pass.
 
     Returns:
         The scrubbed records (new objects, same ids and order) and replacement counts.
@@ -233,18 +235,35 @@ def scrub_records(
         for entity_type in cfg.entities
     }
     entity_counts: Counter[str] = Counter()
-    records_with_pii = 0
-    scrubbed = []
-    per_record = _scan_messages(records, analyzer, cfg, batch_size)
-    for record, per_message in zip(records, per_record, strict=True):
-        found = [finding.entity_type for findings in per_message for finding in findings]
-        entity_counts.update(found)
-        records_with_pii += bool(found)
-        messages = tuple(
-            replace(message, content=_anonymize(anonymizer, message.content, findings, operators))
-            for message, findings in zip(record.messages, per_message, strict=True)
-        )
-        scrubbed.append(record.with_messages(messages))
+    with_pii: set[int] = set()
+    scrubbed = list(records)
+    # Replacing a finding changes its context, and NER may then see a name it missed before;
+    # records changed by one pass are re-scanned until a pass finds nothing (bounded).
+    pending = list(range(len(records)))
+    for _ in range(max_passes):
+        if not pending:
+            break
+        batch = [scrubbed[i] for i in pending]
+        per_record = _scan_messages(batch, analyzer, cfg, batch_size)
+        changed = []
+        for index, record, per_message in zip(pending, batch, per_record, strict=True):
+            found = [finding.entity_type for findings in per_message for finding in findings]
+            if not found:
+                continue
+            entity_counts.update(found)
+            with_pii.add(index)
+            changed.append(index)
+            scrubbed[index] = record.with_messages(
+                tuple(
+                    replace(
+                        message,
+                        content=_anonymize(anonymizer, message.content, findings, operators),
+                    )
+                    for message, findings in zip(record.messages, per_message, strict=True)
+                )
+            )
+        pending = changed
+    records_with_pii = len(with_pii)
     return ScrubResult(
         records=scrubbed,
         entity_counts=dict(sorted(entity_counts.items())),

@@ -1,0 +1,179 @@
+"""Whole-graph runs through Dagster on a temporary instance, with a tiny in-process model.
+
+One module-scoped run materializes everything (the happy path); further tests re-run parts of
+the graph on the same instance to prove that a failing blocking check stops every downstream
+asset and registers no model, within a run and across runs.
+"""
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pipelines.definitions import ASSET_MODULES, CHECK_MODULES, build_resources
+from pipelines.steps.config import PipelineConfig
+from pipelines.steps.corpus import generate_corpus, write_ground_truth
+from tests.tiny_model import make_tiny_model_dir
+
+ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
+CHECKS = dg.load_asset_checks_from_modules(CHECK_MODULES)
+DOWNSTREAM_OF_AUDIT = {"privacy_audit", "registered_model", "compliance_report"}
+
+
+def make_config(root: Path, model_dir: Path, **audit) -> PipelineConfig:
+    return PipelineConfig.model_validate(
+        {
+            "profile": "test",
+            "data_root": str(root),
+            "model": {"kind": "hf", "name": "tiny-test", "path": str(model_dir)},
+            "training": {
+                "target_epsilon": 8.0,
+                "target_delta": 1e-5,
+                "accountant": "rdp",
+                "expected_batch_size": 16,
+                "steps": 3,
+                "max_seq_len": 48,
+                "learning_rate": 1e-2,
+            },
+            "audit": {"candidates": 20, "max_exposure_bits": 10.0, **audit},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sovtune")
+    model_dir = make_tiny_model_dir(root / "tiny-src")
+    truth = generate_corpus(root / "data" / "landing", records=120, seed=3)
+    write_ground_truth(truth, root / "data" / "raw" / "ground_truth.json")
+    instance = dg.DagsterInstance.ephemeral(tempdir=str(root / "dagster_home"))
+    cfg = make_config(root / "data", model_dir)
+    result = dg.materialize(
+        [*ASSETS, *CHECKS], instance=instance, resources=build_resources(cfg), raise_on_error=False
+    )
+    return {
+        "root": root,
+        "model_dir": model_dir,
+        "instance": instance,
+        "cfg": cfg,
+        "result": result,
+        "truth": truth,
+    }
+
+
+def materialized(result) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+def registered_versions(cfg: PipelineConfig) -> list:
+    from mlflow import MlflowClient
+
+    uri = build_resources(cfg)["registry"].resolved_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return client.search_model_versions(f"name='{cfg.registry.model_name}'")
+
+
+def test_when_the_whole_graph_runs_then_a_model_version_and_a_report_exist(world):
+    result = world["result"]
+    assert result.success
+    assert "compliance_report" in materialized(result)
+    checks = [
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    assert len(checks) >= 10
+    assert all(c.passed for c in checks)
+    versions = registered_versions(world["cfg"])
+    assert len(versions) == 1
+    tags = versions[0].tags
+    assert float(tags["sovtune.epsilon"]) <= 8.0 * 1.05
+    assert tags["sovtune.dagster_run_id"] == result.run_id
+    assert len(tags["sovtune.fingerprint.curated_corpus"]) == 64
+    assert tags["sovtune.check.scrubbed_corpus.no_residual_pii"] == "passed"
+    report = result.output_for_node("compliance_report")
+    assert Path(report["html"]).is_file() and Path(report["json"]).is_file()
+
+
+def test_when_records_are_counted_then_none_is_lost(world):
+    raw = world["result"].output_for_node("raw_corpus")
+    assert raw["records_in"] == raw["accepted"] + raw["quarantined"]
+    assert raw["quarantined"] >= len(world["truth"].malformed_lines)
+
+
+def test_when_outputs_are_searched_then_no_planted_pii_value_or_canary_appears(world):
+    landing = world["root"] / "data" / "landing"
+    texts = {}
+    import json
+
+    for line in (landing / "tickets_and_mail.jsonl").read_bytes().splitlines():
+        try:
+            row = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(row, dict) and "messages" in row and "id" in row:
+            texts[row["id"]] = [m["content"] for m in row["messages"]]
+    values = {
+        texts[s.record_id][s.message_index][s.start : s.end]
+        for s in world["truth"].pii_spans
+        if s.record_id in texts and s.entity_type in {"EMAIL_ADDRESS", "US_SSN", "CREDIT_CARD"}
+    }
+    values |= {c.secret for c in world["truth"].canaries if len(c.secret) >= 6}
+    assert values
+    outside_raw = [world["root"] / "data" / zone for zone in ("reports", "mlflow", "adapters")]
+    outside_raw.append(world["root"] / "dagster_home")
+    hits = []
+    for folder in outside_raw:
+        for path in (p for p in folder.rglob("*") if p.is_file()):
+            blob = path.read_bytes()
+            hits += [path.name for v in values if v.encode() in blob]
+    assert hits == []
+
+
+def test_when_a_blocking_check_fails_then_nothing_downstream_runs_and_no_model_is_added(world):
+    # an exposure bound of zero bits cannot be met: the audit gate must fail
+    cfg = make_config(world["root"] / "data", world["model_dir"], max_exposure_bits=0.0)
+    before = len(registered_versions(cfg))
+    result = dg.materialize(
+        [*ASSETS, *CHECKS],
+        selection=sorted(DOWNSTREAM_OF_AUDIT),
+        instance=world["instance"],
+        resources=build_resources(cfg),
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert materialized(result) == {"privacy_audit"}
+    assert len(registered_versions(cfg)) == before
+
+
+def test_when_registration_is_launched_alone_after_a_failed_gate_then_it_is_refused(world):
+    # the previous test left the latest canary_exposure_bounded result failed
+    result = dg.materialize(
+        [*ASSETS, *CHECKS],
+        selection=["registered_model"],
+        instance=world["instance"],
+        resources=build_resources(world["cfg"]),
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "canary_exposure_bounded" in str(failure.event_specific_data.error)
+    assert len(registered_versions(world["cfg"])) == 1
+
+
+def test_when_the_landing_zone_holds_only_bad_lines_then_every_downstream_asset_is_skipped(
+    tmp_path, world
+):
+    landing = tmp_path / "data" / "landing"
+    landing.mkdir(parents=True)
+    (landing / "bad.jsonl").write_bytes(b'{"id": 1, "text": \n\xff\xfe\n')
+    cfg = make_config(tmp_path / "data", world["model_dir"])
+    result = dg.materialize(
+        [*ASSETS, *CHECKS],
+        instance=dg.DagsterInstance.ephemeral(tempdir=str(tmp_path / "home")),
+        resources=build_resources(cfg),
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert materialized(result) <= {"raw_corpus", "raw_quarantine", "base_model"}
+    assert not (tmp_path / "data" / "mlflow").exists() or registered_versions(cfg) == []
