@@ -1,10 +1,10 @@
 """Stage 5: the privacy audit of the trained adapter."""
 
 import dagster as dg
-from pipelines.steps.audit import canary_exposure
-from pipelines.steps.training import load_adapter_model
 
 from assets.metadata import OWNERS_PRIVACY
+from pipelines.steps.audit import canary_exposure
+from pipelines.steps.training import load_adapter_model
 from resources import PrivacyAuditor
 
 
@@ -41,17 +41,19 @@ def privacy_audit(
             "rank": r.rank,
             "candidates": r.candidates,
             "exposure_bits": float(r.exposure_bits),
+            "rank_exposure_bits": float(r.rank_exposure_bits),
+            "method": r.method,
         }
         for r in results
     ]
     worst = max((row["exposure_bits"] for row in rows), default=None)
     table = [
-        "| canary | insertions | in training | rank | candidates | exposure (bits) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| canary | insertions | in training | rank | candidates | exposure (bits) | method |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     table += [
         f"| `{r['canary_id']}` | {r['insertions']} | {r['in_training']} | {r['rank']} | "
-        f"{r['candidates']} | {r['exposure_bits']:.2f} |"
+        f"{r['candidates']} | {r['exposure_bits']:.2f} | {r['method']} |"
         for r in rows
     ]
     context.add_output_metadata(

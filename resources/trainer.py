@@ -24,6 +24,7 @@ class DPTrainer(dg.ConfigurableResource):
     lora_alpha: int = 16
     target_modules: list[str] = ["q_proj", "v_proj"]
     seed: int = 0
+    noise_seed: int | None = None
     device: str = "cpu"
 
     @property

@@ -3,6 +3,7 @@
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -74,7 +75,9 @@ def test_when_the_space_is_large_then_exposure_is_estimated_from_sampled_candida
     model, tokenizer = sevens_lm
     results = canary_exposure(model, tokenizer, [canary("7777")], n_candidates=50, seed=3)
     assert (results[0].rank, results[0].candidates) == (1, 51)
-    assert results[0].exposure_bits == pytest.approx(math.log2(51))  # the cap: log2(m + 1)
+    assert results[0].rank_exposure_bits == pytest.approx(math.log2(51))  # capped: log2(m + 1)
+    # the skew-normal extrapolation is not capped: a secret the model prefers scores higher
+    assert results[0].method == "skewnorm" and results[0].exposure_bits > math.log2(51)
     again = canary_exposure(model, tokenizer, [canary("1234")], n_candidates=50, seed=3)
     assert again == canary_exposure(model, tokenizer, [canary("1234")], n_candidates=50, seed=3)
 
@@ -123,3 +126,14 @@ def test_when_there_are_no_results_then_max_exposure_fails_closed():
 def test_when_a_canary_is_malformed_then_it_is_refused(secret: str, alphabet: str, length: int):
     with pytest.raises(ValueError, match="canary c"):
         CanarySpec("c", PREFIX, secret, alphabet, length, 1)
+
+
+def test_when_the_secret_is_far_below_sampled_candidates_then_skewnorm_exposure_exceeds_the_cap():
+    from pipelines.steps.audit import skewnorm_exposure
+
+    rng = np.random.default_rng(0)
+    candidates = rng.normal(30.0, 2.0, size=100)
+    # a memorized secret: its NLL is ten standard deviations below every candidate's
+    assert skewnorm_exposure(10.0, candidates) > math.log2(101) + 3
+    # an unremarkable secret sits near the median: about one bit
+    assert skewnorm_exposure(30.0, candidates) == pytest.approx(1.0, abs=0.5)

@@ -34,6 +34,7 @@ def make_config(root: Path, model_dir: Path, **audit) -> PipelineConfig:
                 "steps": 3,
                 "max_seq_len": 48,
                 "learning_rate": 1e-2,
+                "noise_seed": 0,
             },
             "audit": {"candidates": 20, "max_exposure_bits": 10.0, **audit},
         }

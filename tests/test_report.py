@@ -46,6 +46,7 @@ def _facts():
                     "rank": 3,
                     "candidates": 1000,
                     "exposure_bits": 1.5,
+                    "method": "skewnorm",
                 }
             ],
         },

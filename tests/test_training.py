@@ -60,6 +60,7 @@ def trained(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         lora_r=4,
         lora_alpha=8,
         seed=0,
+        noise_seed=0,
     )
     out_dir = tmp_path_factory.mktemp("adapters") / "run-1"
     result = train_dp_lora(
@@ -142,6 +143,7 @@ def test_when_a_poisson_batch_is_empty_then_the_step_is_still_noised_and_account
         lora_r=2,
         lora_alpha=4,
         seed=0,
+        noise_seed=0,
     )
     result = train_dp_lora(
         chat_records(20),

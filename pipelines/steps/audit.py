@@ -65,7 +65,10 @@ class ExposureResult:
         insertions: How many training records carried it.
         rank: 1 + number of candidates the model found strictly more likely than the secret.
         candidates: Sequences ranked, the secret included (|space|, or sampled + 1).
-        exposure_bits: log2(candidates) - log2(rank).
+        exposure_bits: The exposure the gate judges: exact, log2(candidates) - log2(rank), when
+            the space was enumerated; the skew-normal extrapolation when it was sampled.
+        rank_exposure_bits: log2(candidates) - log2(rank) (capped at log2(candidates)).
+        method: `enumeration` or `skewnorm` (Carlini et al., Section 4.2 / Appendix).
     """
 
     canary_id: str
@@ -73,6 +76,8 @@ class ExposureResult:
     rank: int
     candidates: int
     exposure_bits: float
+    rank_exposure_bits: float = 0.0
+    method: str = "enumeration"
 
 
 def canary_exposure(
@@ -119,18 +124,39 @@ def canary_exposure(
                 model, tokenizer, canary.prefix, [canary.secret, *others], batch_size=batch_size
             )
             rank = 1 + int((scores[1:] < scores[0]).sum())
+            rank_bits = math.log2(candidates) - math.log2(rank)
+            sampled = space > n_candidates
             results.append(
                 ExposureResult(
                     canary_id=canary.canary_id,
                     insertions=canary.insertions,
                     rank=rank,
                     candidates=candidates,
-                    exposure_bits=math.log2(candidates) - math.log2(rank),
+                    exposure_bits=skewnorm_exposure(scores[0], scores[1:])
+                    if sampled
+                    else rank_bits,
+                    rank_exposure_bits=rank_bits,
+                    method="skewnorm" if sampled else "enumeration",
                 )
             )
     finally:
         model.train(was_training)
     return results
+
+
+def skewnorm_exposure(secret_nll: float, candidate_nlls: np.ndarray) -> float:
+    """Exposure extrapolated from a skew-normal fit of the candidates' NLL distribution.
+
+    When the candidate space is too large to enumerate, Carlini et al. (The Secret Sharer) fit a
+    skew-normal distribution to the NLLs of sampled candidates and read the secret's percentile
+    off its CDF: exposure = -log2 P(NLL <= NLL(secret)). Unlike the sampled rank, this is not
+    capped at log2(samples + 1), so a bound above that cap can still fail.
+    """
+    from scipy import stats
+
+    params = stats.skewnorm.fit(np.asarray(candidate_nlls, dtype=np.float64))
+    log_cdf = float(stats.skewnorm.logcdf(secret_nll, *params))
+    return max(0.0, -log_cdf / math.log(2))
 
 
 def max_exposure(results: list[ExposureResult]) -> float:

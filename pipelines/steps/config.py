@@ -110,7 +110,12 @@ class TrainingConfig(_Section):
     lora_r: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
-    seed: int = 0
+    seed: int = Field(0, description="Seed of the LoRA initialization and the held-out split.")
+    noise_seed: int | None = Field(
+        None,
+        description="Seed of Poisson sampling and DP noise. Leave unset (fresh OS randomness per "
+        "run) for any model you release: whoever knows the noise can undo it.",
+    )
 
 
 class AuditConfig(_Section):

@@ -20,6 +20,7 @@ held-out records: it is an internal guard, not a number to publish.
 import hashlib
 import math
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -218,11 +219,11 @@ def train_dp_lora(
 ) -> TrainingResult:
     """Train a LoRA adapter with DP-SGD and save it (safetensors + JSON) into `out_dir`.
 
-    Randomness comes from explicit generators seeded from `cfg.seed` (LoRA initialization in a
-    forked RNG, Poisson sampling, noise), so a run is reproducible and global RNGs are left
-    alone. DP-SGD's guarantee assumes the noise is unknown to an attacker: whoever knows the
-    seed, the base model and the other records can regenerate it, so treat `training.seed` of
-    a production run as a secret.
+    Randomness comes from explicit generators, never global seeding: `cfg.seed` drives the
+    LoRA initialization (in a forked RNG); Poisson sampling and the DP noise are drawn from
+    generators seeded by `cfg.noise_seed`, which by default (None) is fresh OS randomness for
+    every run. DP-SGD's guarantee assumes the noise is unknown to an attacker, so a fixed
+    `training.noise_seed` is for tests and reproductions only, never for a released model.
 
     Args:
         records: The curated training records (10% are held out, by id hash).
@@ -289,10 +290,11 @@ def train_dp_lora(
     heldout_loss_before = _mean_loss(peft_model, heldout_data, device)
     lora_initial = {name: p.detach().clone() for name, p in lora.items()}
 
+    noise_seed = cfg.noise_seed if cfg.noise_seed is not None else secrets.randbits(63)
     loader = DataLoader(
         TensorDataset(*train_data),
         batch_size=cfg.expected_batch_size,
-        generator=torch.Generator().manual_seed(cfg.seed),
+        generator=torch.Generator().manual_seed(noise_seed),
     )
     engine = PrivacyEngine(accountant=cfg.accountant)
     peft_model.train()
@@ -303,7 +305,7 @@ def train_dp_lora(
         noise_multiplier=noise_multiplier,
         max_grad_norm=cfg.max_grad_norm,
         poisson_sampling=True,
-        noise_generator=torch.Generator(device=device).manual_seed(cfg.seed + 1),
+        noise_generator=torch.Generator(device=device).manual_seed(noise_seed + 1),
     )
     if not math.isclose(dp_loader.sample_rate, sample_rate):
         raise RuntimeError(
