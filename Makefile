@@ -11,7 +11,7 @@ export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo demo-quick test lint ui clean
+.PHONY: setup demo demo-quick test lint ui clean audit
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,3 +49,13 @@ ui: setup
 clean:
 	rm -rf var
 	find dagster_home -mindepth 1 ! -name dagster.yaml -exec rm -rf {} +
+
+# Supply chain: audit the locked dependency set with pip-audit, from its own tool venv so the
+# project's pins are untouched. Needs the PyPI JSON API (vulnerability data); see README.
+AUDIT_VENV := .venv-audit
+audit:
+	test -x $(AUDIT_VENV)/bin/pip-audit || ($(PYTHON) -m venv $(AUDIT_VENV) && \
+		$(AUDIT_VENV)/bin/pip install --quiet pip-audit==2.10.1)
+	grep -v '^#' constraints.txt > $(AUDIT_VENV)/requirements.txt
+	$(AUDIT_VENV)/bin/pip-audit -r $(AUDIT_VENV)/requirements.txt --no-deps --disable-pip \
+		--progress-spinner off

@@ -46,3 +46,27 @@ def test_when_dagster_home_is_listed_then_only_dagster_yaml_is_tracked():
     assert tracked in ([], ["dagster_home/dagster.yaml"])
     text = (REPO / "dagster_home" / "dagster.yaml").read_text()
     assert "telemetry:\n  enabled: false" in text
+
+
+def test_when_the_code_location_loads_then_every_asset_has_checks_and_a_description():
+    import dagster as dg
+
+    from pipelines.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {
+        "raw_corpus",
+        "scrubbed_corpus",
+        "curated_corpus",
+        "dp_lora_adapter",
+        "privacy_audit",
+        "registered_model",
+        "compliance_report",
+    } <= keys
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description, key
+        assert node.group_name != "default", key
+    assert defs.resolve_job_def("sovtune_main") is not None
+    dg.Definitions.validate_loadable(defs)

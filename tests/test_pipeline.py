@@ -5,6 +5,7 @@ the graph on the same instance to prove that a failing blocking check stops ever
 asset and registers no model, within a run and across runs.
 """
 
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -41,6 +42,28 @@ def make_config(root: Path, model_dir: Path, **audit) -> PipelineConfig:
     )
 
 
+EGRESS: list[str] = []
+_WATCH = {"on": False}
+
+
+def _egress_hook(event: str, args: tuple) -> None:
+    """Record every attempt to reach a non-loopback address while a run is being watched."""
+    if not _WATCH["on"]:
+        return
+    if event == "socket.getaddrinfo":
+        host = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
+        if host not in ("localhost", "127.0.0.1", "::1", "None"):
+            EGRESS.append(f"getaddrinfo {host}")
+    elif event == "socket.connect":
+        address = args[1]
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if not (str(host).startswith("127.") or host in ("::1", "localhost") or "/" in str(host)):
+            EGRESS.append(f"connect {host}")
+
+
+sys.addaudithook(_egress_hook)
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("sovtune")
@@ -49,9 +72,16 @@ def world(tmp_path_factory):
     write_ground_truth(truth, root / "data" / "raw" / "ground_truth.json")
     instance = dg.DagsterInstance.ephemeral(tempdir=str(root / "dagster_home"))
     cfg = make_config(root / "data", model_dir)
-    result = dg.materialize(
-        [*ASSETS, *CHECKS], instance=instance, resources=build_resources(cfg), raise_on_error=False
-    )
+    _WATCH["on"] = True
+    try:
+        result = dg.materialize(
+            [*ASSETS, *CHECKS],
+            instance=instance,
+            resources=build_resources(cfg),
+            raise_on_error=False,
+        )
+    finally:
+        _WATCH["on"] = False
     return {
         "root": root,
         "model_dir": model_dir,
@@ -94,6 +124,11 @@ def test_when_the_whole_graph_runs_then_a_model_version_and_a_report_exist(world
     assert tags["sovtune.check.scrubbed_corpus.no_residual_pii"] == "passed"
     report = result.output_for_node("compliance_report")
     assert Path(report["html"]).is_file() and Path(report["json"]).is_file()
+
+
+def test_when_the_whole_graph_runs_then_no_socket_reaches_beyond_loopback(world):
+    assert world["result"].success
+    assert EGRESS == []
 
 
 def test_when_records_are_counted_then_none_is_lost(world):
@@ -178,3 +213,19 @@ def test_when_the_landing_zone_holds_only_bad_lines_then_every_downstream_asset_
     assert not result.success
     assert materialized(result) <= {"raw_corpus", "raw_quarantine", "base_model"}
     assert not (tmp_path / "data" / "mlflow").exists() or registered_versions(cfg) == []
+
+
+def test_when_code_resolves_a_public_host_then_the_egress_hook_records_it():
+    # control for the zero-egress test above: the hook must see a lookup when one happens
+    import socket
+
+    before = len(EGRESS)
+    _WATCH["on"] = True
+    try:
+        socket.getaddrinfo("example.com", 443)
+    except OSError:
+        pass  # no network here; the audit event fires before the lookup
+    finally:
+        _WATCH["on"] = False
+    assert EGRESS[before:] == ["getaddrinfo example.com"]
+    del EGRESS[before:]

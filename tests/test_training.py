@@ -175,6 +175,18 @@ def test_labels_cover_only_the_assistant_turn(tiny_dir):
     assert (labels[0][mask[0] == 0] == IGNORE_INDEX).all()
 
 
+def test_when_the_prompt_is_longer_than_the_window_then_response_tokens_are_kept(tiny_dir):
+    _, tokenizer = load_base_model(tiny_dir)
+    long_prompt = " ".join(synthetic_sentences(30, seed=1))
+    record = Record(
+        "long", "f", 1, "chat", (Message("user", long_prompt), Message("assistant", ANSWER))
+    )
+    input_ids, _, labels = encode_records(tokenizer, [record], max_seq_len=32)
+    labeled = input_ids[0][labels[0] != IGNORE_INDEX]
+    # cutting from the right would leave only prompt tokens and nothing to learn from
+    assert tokenizer.decode(labeled).startswith(ANSWER[:10])
+
+
 def test_without_chat_template_the_plain_role_format_is_used(tiny_dir):
     _, tokenizer = load_base_model(tiny_dir)
     tokenizer.chat_template = None

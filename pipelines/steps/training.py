@@ -158,8 +158,10 @@ def encode_records(
     Text comes from the tokenizer's chat template; a tokenizer without one gets the plain
     format "<|role|>\\ncontent\\n" per message, then the eos token. Labels are the assistant
     turns' tokens (content and end-of-turn), every other token is masked with -100; a record
-    without an assistant message is trained on all its tokens. Sequences are cut to
-    `max_seq_len` and right-padded (padding masked in attention and labels).
+    without an assistant message is trained on all its tokens. A sequence longer than
+    `max_seq_len` keeps a window that starts half a window before the first label token (the prompt is cut from the left), so every example keeps response tokens to learn
+    from instead of being truncated to its prompt; windows are right-padded (padding masked
+    in attention and labels).
 
     Returns:
         Three long tensors of shape (len(records), max_seq_len).
@@ -176,8 +178,19 @@ def encode_records(
         encoding = tokenizer(
             text, add_special_tokens=False, return_offsets_mapping=True, truncation=False
         )
-        ids = encoding["input_ids"][:max_seq_len]
-        offsets = encoding["offset_mapping"][:max_seq_len]
+        all_offsets = encoding["offset_mapping"]
+        first_label = next(
+            (
+                i
+                for i, (start, end) in enumerate(all_offsets)
+                if spans is None or any(start < s_end and end > s_start for s_start, s_end in spans)
+            ),
+            0,
+        )
+        overflow = max(0, len(all_offsets) - max_seq_len)
+        begin = min(max(0, first_label - max_seq_len // 2), overflow)
+        ids = encoding["input_ids"][begin : begin + max_seq_len]
+        offsets = all_offsets[begin : begin + max_seq_len]
         input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         attention_mask[row, : len(ids)] = 1
         for col, (token_id, (start, end)) in enumerate(zip(ids, offsets, strict=True)):

@@ -1,0 +1,1 @@
+"""Operational scripts (crash-safety drill and similar); run from the repository root."""
