@@ -1,10 +1,10 @@
 """Checks on the curated corpus: the Great Expectations suite."""
 
 import dagster as dg
-from pipelines.steps.integrity import validate_curated_frame
 
 from assets.curated import curated_corpus
 from pipelines.steps.config import CurationConfig
+from pipelines.steps.integrity import validate_curated_frame
 from pipelines.steps.storage import read_parquet
 from resources import CorpusStorage
 

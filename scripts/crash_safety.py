@@ -237,7 +237,7 @@ def _check_adapter(path: Path) -> None:
 
     json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
     with safe_open(path / "adapter_model.safetensors", framework="numpy") as weights:
-        for key in weights.keys():  # noqa: SIM118 — safe_open is not a mapping
+        for key in weights.keys():
             weights.get_tensor(key)
 
 
@@ -455,7 +455,9 @@ def _register(registry: Any, workdir: Path, version: int, run_name: str) -> Any:
 def _prepare_registry_inputs(workdir: Path) -> dict[int, str]:
     hashes = {}
     for version in (PREVIOUS, NEW):
-        hashes[version] = sha256_tree(_fake_adapter(workdir / "inputs" / f"adapter-{version}", version))
+        hashes[version] = sha256_tree(
+            _fake_adapter(workdir / "inputs" / f"adapter-{version}", version)
+        )
     tokenizer = workdir / "inputs" / "tokenizer"
     tokenizer.mkdir(parents=True)
     (tokenizer / "tokenizer.json").write_text("{}")
@@ -512,8 +514,9 @@ def run_registry(*, trials: int, seed: int, workdir: Path) -> KindReport:
     hashes = _prepare_registry_inputs(workdir)
     registry = _registry(workdir)
     _register(registry, workdir, PREVIOUS, "previous")
-    duration = _timed(lambda: _register(registry, workdir, NEW, "timing"), repeats=1)
+    start = time.perf_counter()
     known = int(_register(registry, workdir, NEW, "timing").version)
+    duration = time.perf_counter() - start
     report = KindReport("registry")
     for trial in range(trials):
         delay = rng.uniform(0.0, KILL_SPREAD * duration)

@@ -159,9 +159,10 @@ def encode_records(
     format "<|role|>\\ncontent\\n" per message, then the eos token. Labels are the assistant
     turns' tokens (content and end-of-turn), every other token is masked with -100; a record
     without an assistant message is trained on all its tokens. A sequence longer than
-    `max_seq_len` keeps a window that starts half a window before the first label token (the prompt is cut from the left), so every example keeps response tokens to learn
-    from instead of being truncated to its prompt; windows are right-padded (padding masked
-    in attention and labels).
+    `max_seq_len` keeps a window that starts half a window before the first label token (the
+    prompt is cut from the left), so every example keeps response tokens to learn from
+    instead of being truncated to its prompt; windows are right-padded (padding masked in
+    attention and labels).
 
     Returns:
         Three long tensors of shape (len(records), max_seq_len).
