@@ -2,10 +2,10 @@
 
 import dagster as dg
 import pandas as pd
-from pipelines.steps.integrity import filtered_counts, screen_records
 
 from assets.metadata import OWNERS_STEWARDS, counts_table
 from pipelines.steps.config import CurationConfig
+from pipelines.steps.integrity import filtered_counts, screen_records
 from pipelines.steps.records import frame_to_records, records_to_frame
 from pipelines.steps.storage import read_parquet, write_parquet
 from resources import CorpusStorage
