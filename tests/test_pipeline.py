@@ -5,6 +5,7 @@ the graph on the same instance to prove that a failing blocking check stops ever
 asset and registers no model, within a run and across runs.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -140,8 +141,6 @@ def test_when_records_are_counted_then_none_is_lost(world):
 def test_when_outputs_are_searched_then_no_planted_pii_value_or_canary_appears(world):
     landing = world["root"] / "data" / "landing"
     texts = {}
-    import json
-
     for line in (landing / "tickets_and_mail.jsonl").read_bytes().splitlines():
         try:
             row = json.loads(line)
@@ -149,14 +148,19 @@ def test_when_outputs_are_searched_then_no_planted_pii_value_or_canary_appears(w
             continue
         if isinstance(row, dict) and "messages" in row and "id" in row:
             texts[row["id"]] = [m["content"] for m in row["messages"]]
+    # every planted PII value long enough not to match binary data by chance, every canary
+    # sentence, and every canary secret of six or more digits
     values = {
         texts[s.record_id][s.message_index][s.start : s.end]
         for s in world["truth"].pii_spans
-        if s.record_id in texts and s.entity_type in {"EMAIL_ADDRESS", "US_SSN", "CREDIT_CARD"}
+        if s.record_id in texts and len(texts[s.record_id][s.message_index][s.start : s.end]) >= 6
     }
+    values |= {c.prefix + c.secret for c in world["truth"].canaries}
     values |= {c.secret for c in world["truth"].canaries if len(c.secret) >= 6}
-    assert values
-    outside_raw = [world["root"] / "data" / zone for zone in ("reports", "mlflow", "adapters")]
+    assert len(values) > 100
+    outside_raw = [
+        world["root"] / "data" / zone for zone in ("reports", "mlflow", "adapters", "models")
+    ]
     outside_raw.append(world["root"] / "dagster_home")
     hits = []
     for folder in outside_raw:
