@@ -26,7 +26,11 @@ def privacy_audit(
     candidates of the same format; exposure = log2(candidates) - log2(rank). A model that
     memorized a canary ranks it first. Only canary ids and numbers are kept, never a secret.
     """
-    model, tokenizer = load_adapter_model(base_model["path"], dp_lora_adapter["adapter_dir"])
+    model, tokenizer = load_adapter_model(
+        base_model["path"],
+        dp_lora_adapter["adapter_dir"],
+        expected_sha256=dp_lora_adapter["adapter_sha256"],
+    )
     canaries = auditor.canaries()
     results = canary_exposure(
         model, tokenizer, canaries, n_candidates=auditor.candidates, seed=auditor.seed

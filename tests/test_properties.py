@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import unicodedata
 from functools import cache
 from pathlib import Path
 
@@ -89,7 +88,9 @@ HEX_DIGITS = "0123456789abcdef"
 
 # Text without surrogates (st.text's default), plus characters that hostile inputs favour.
 hostile_text = st.text(
-    alphabet=st.one_of(st.characters(exclude_categories=("Cs",)), st.sampled_from(ZERO_WIDTH_AND_CONTROL))
+    alphabet=st.one_of(
+        st.characters(exclude_categories=("Cs",)), st.sampled_from(ZERO_WIDTH_AND_CONTROL)
+    )
 )
 json_leaves = st.one_of(
     st.none(),
@@ -127,7 +128,10 @@ json_rows = st.dictionaries(json_keys, json_values, max_size=6).filter(
 )
 english_rows = st.fixed_dictionaries(
     {"text": st.sampled_from(ENGLISH)},
-    optional={"id": st.sampled_from(["a", "b", 1, "", None]), "subject": st.sampled_from(["s1", 7])},
+    optional={
+        "id": st.sampled_from(["a", "b", 1, "", None]),
+        "subject": st.sampled_from(["s1", 7]),
+    },
 )
 
 
@@ -362,14 +366,16 @@ def _parquet_bytes(rows: list[dict]) -> bytes:
     st.one_of(
         st.binary(max_size=200),
         st.binary(max_size=200).map(lambda body: b"PAR1" + body + b"PAR1"),
-        st.lists(st.sampled_from(FIELD_NAMES), min_size=1, max_size=4, unique=True).flatmap(
+        st.lists(st.sampled_from(FIELD_NAMES), min_size=1, max_size=4, unique=True)
+        .flatmap(
             lambda names: st.lists(
                 st.fixed_dictionaries(
                     {name: st.none() | hostile_text | st.sampled_from(ENGLISH) for name in names}
                 ),
                 max_size=5,
             )
-        ).map(_parquet_bytes),
+        )
+        .map(_parquet_bytes),
     )
 )
 def test_ingest_accounts_for_every_parquet_row(data: bytes) -> None:
@@ -537,7 +543,9 @@ phones = st.builds(
 @PRESIDIO_PROPERTY
 @given(
     st.sampled_from(TEMPLATES),
-    st.one_of(emails.map(lambda v: ("EMAIL_ADDRESS", v)), phones.map(lambda v: ("PHONE_NUMBER", v))),
+    st.one_of(
+        emails.map(lambda v: ("EMAIL_ADDRESS", v)), phones.map(lambda v: ("PHONE_NUMBER", v))
+    ),
 )
 def test_scrub_removes_a_planted_email_or_phone_and_keeps_the_rest(
     template: str, planted: tuple[str, str]
@@ -588,12 +596,11 @@ KNOWN_SLOW = {
     ("integrity.RESIDUAL_EMAIL_REGEX", label)
     for label in (
         "letters",
+        "upper_underscores",
         "digits",
         "digit_dashes",
-        "phone_prefixes",
         "email_prefixes",
         "dots",
-        "unclosed_pseudonyms",
     )
 }
 _TIMER = """
@@ -667,4 +674,3 @@ def test_curated_suite_regexes_take_under_100_ms_on_the_frame_string_column(labe
             text.str.contains(regex)
             best = min(best, time.perf_counter() - start)
         assert best < REGEX_LIMIT_S, regex
-

@@ -11,7 +11,7 @@ from opacus.accountants import PRVAccountant, RDPAccountant
 from peft import LoraConfig, get_peft_model
 
 from pipelines.steps.config import TrainingConfig
-from pipelines.steps.modelstore import load_base_model
+from pipelines.steps.modelstore import ModelStoreError, load_base_model
 from pipelines.steps.records import Message, Record
 from pipelines.steps.training import (
     IGNORE_INDEX,
@@ -115,12 +115,32 @@ def test_adapter_folder_holds_only_safetensors_and_json_and_loads(trained, tiny_
     assert names == ["adapter_config.json", "adapter_model.safetensors"]
     assert not [p for p in result.adapter_dir.parent.iterdir() if p.name.startswith(".")]
     json.dumps(result.to_json())
-    model, tokenizer = load_adapter_model(tiny_dir, result.adapter_dir)
+    model, tokenizer = load_adapter_model(
+        tiny_dir, result.adapter_dir, expected_sha256=result.adapter_sha256
+    )
     base, _ = load_base_model(tiny_dir)
     ids = tokenizer("Hello team", return_tensors="pt")
     with torch.no_grad():
         assert not torch.allclose(model(**ids).logits, base(**ids).logits)
     assert not model.training
+
+
+def test_when_an_adapter_was_altered_or_holds_a_pickle_then_loading_is_refused(
+    trained, tiny_dir, tmp_path
+):
+    import shutil
+
+    _, result = trained
+    copy = tmp_path / "adapter"
+    shutil.copytree(result.adapter_dir, copy)
+    (copy / "adapter_config.json").write_text("{}")  # tampered after training
+    with pytest.raises(ModelStoreError, match="sha256 mismatch"):
+        load_adapter_model(tiny_dir, copy, expected_sha256=result.adapter_sha256)
+    shutil.rmtree(copy)
+    shutil.copytree(result.adapter_dir, copy)
+    (copy / "optimizer.pt").write_bytes(b"\x80\x04")  # a pickle next to the weights
+    with pytest.raises(ModelStoreError, match="pickle"):
+        load_adapter_model(tiny_dir, copy)
 
 
 def test_when_delta_is_not_below_one_over_n_then_training_is_refused(tmp_path):

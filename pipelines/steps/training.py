@@ -409,14 +409,24 @@ def train_dp_lora(
 
 
 def load_adapter_model(
-    model_dir: str | Path, adapter_dir: str | Path, *, device: str = "cpu"
+    model_dir: str | Path,
+    adapter_dir: str | Path,
+    *,
+    device: str = "cpu",
+    expected_sha256: str | None = None,
 ) -> tuple[PeftModel, PreTrainedTokenizerBase]:
     """Load the base model with a trained adapter on top (safetensors only), in eval mode.
 
     Raises:
-        ModelStoreError: The adapter folder lacks its safetensors/config or holds pickle files.
+        ModelStoreError: The adapter folder lacks its safetensors/config, holds pickle files,
+            or does not hash to `expected_sha256` (see `storage.sha256_tree`).
     """
     adapter_dir = Path(adapter_dir)
+    if expected_sha256 is not None and sha256_tree(adapter_dir) != expected_sha256:
+        raise ModelStoreError(
+            f"{adapter_dir}: adapter files changed since training (sha256 mismatch); retrain "
+            "or restore the adapter"
+        )
     pickles = [p.name for p in adapter_dir.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
     if pickles:
         raise ModelStoreError(f"{adapter_dir}: refusing pickle-format files {sorted(pickles)}")
