@@ -100,7 +100,13 @@ def compliance_report(
     )
     html_sha = write_text(render_html(report, epsilon_png=png), html_path)
     artifact_uri = registry.log_report(registered_model["mlflow_run_id"], [json_path, html_path])
-    registry.set_version_tags(version, {"sovtune.report": str(html_path)})
+    approved = all(c["passed"] for c in checks) and bool(privacy_audit["passed"])
+    registry.set_version_tags(
+        version,
+        {"sovtune.report": str(html_path), "sovtune.approved": "true" if approved else "false"},
+    )
+    if approved:
+        registry.approve(version)
     context.add_output_metadata(
         {
             "report_html": dg.MetadataValue.path(str(html_path)),
@@ -108,6 +114,7 @@ def compliance_report(
             "mlflow_artifacts": artifact_uri,
             "model_version": f"{registered_model['name']} v{version}",
             "audit_passed": bool(privacy_audit["passed"]),
+            "approved": approved,
         }
     )
     return {
@@ -118,4 +125,5 @@ def compliance_report(
         "mlflow_artifacts": artifact_uri,
         "model": registered_model["name"],
         "version": version,
+        "approved": approved,
     }

@@ -214,5 +214,35 @@ def scan(
     typer.echo(f"scanned {len(lines)} records from {input_path}: {total} findings -> {out}")
 
 
+@app.command()
+def report(
+    model: Annotated[str, typer.Argument(metavar="MODEL[:VERSION]", help="Registered model.")],
+    profile: Annotated[str, typer.Option(help="Profile whose registry to read.")] = "default",
+) -> None:
+    """Print where the compliance report of a model version is (latest version by default)."""
+    enforce_offline()
+    from pipelines.definitions import build_resources
+    from pipelines.steps.config import ConfigError, load_config
+    from resources.registry import RegistryError
+
+    try:
+        cfg = load_config(profile)
+    except ConfigError as exc:
+        _fail(str(exc))
+    if os.environ.get("SOVTUNE_DATA_ROOT"):
+        cfg = cfg.model_copy(update={"data_root": os.environ["SOVTUNE_DATA_ROOT"]})
+    name, _, version = model.partition(":")
+    registry = build_resources(cfg)["registry"].model_copy(update={"model_name": name})
+    try:
+        where = registry.report_location(version or None)
+    except RegistryError as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"{where['model']} version {where['version']} (aliases: {where['aliases'] or 'none'})"
+    )
+    typer.echo(f"  report (HTML)   {where['report_html'] or 'not written yet'}")
+    typer.echo(f"  MLflow artifacts {where['mlflow_artifacts']}")
+
+
 if __name__ == "__main__":
     app()

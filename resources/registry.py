@@ -165,6 +165,43 @@ class MLflowRegistry(dg.ConfigurableResource):
         run = self.client.get_run(run_id)
         return f"{run.info.artifact_uri}/report"
 
+    def approve(self, version: str) -> None:
+        """Point the `approved` alias at a version (only after every gate passed)."""
+        self.client.set_registered_model_alias(self.model_name, "approved", version)
+
+    def report_location(self, version: str | None = None) -> dict[str, str]:
+        """Where a version's compliance report is (latest version when None).
+
+        Raises:
+            RegistryError: naming the model or version that does not exist.
+        """
+        try:
+            versions = self.client.search_model_versions(f"name='{self.model_name}'")
+        except Exception as exc:  # noqa: BLE001 — an empty or missing store
+            raise RegistryError(f"no registry at {self.resolved_uri}: {exc}") from None
+        if not versions:
+            raise RegistryError(f"model {self.model_name!r} has no version in {self.resolved_uri}")
+        if version is None:
+            chosen = max(versions, key=lambda v: int(v.version))
+        else:
+            matches = [v for v in versions if str(v.version) == str(version)]
+            if not matches:
+                known = ", ".join(sorted((str(v.version) for v in versions), key=int))
+                raise RegistryError(
+                    f"model {self.model_name!r} has no version {version} (versions: {known})"
+                )
+            chosen = matches[0]
+        chosen = self.client.get_model_version(self.model_name, str(chosen.version))
+        run = self.client.get_run(chosen.run_id)
+        aliases = list(chosen.aliases or [])
+        return {
+            "model": self.model_name,
+            "version": str(chosen.version),
+            "aliases": ",".join(sorted(aliases)),
+            "report_html": chosen.tags.get("sovtune.report", ""),
+            "mlflow_artifacts": f"{run.info.artifact_uri}/report",
+        }
+
     def set_version_tags(self, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self.client.set_model_version_tag(self.model_name, version, key, value)

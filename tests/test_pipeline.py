@@ -127,6 +127,48 @@ def test_when_the_whole_graph_runs_then_a_model_version_and_a_report_exist(world
     assert Path(report["html"]).is_file() and Path(report["json"]).is_file()
 
 
+def test_when_every_gate_passed_then_the_version_is_approved_and_the_cli_finds_its_report(
+    world, tmp_path
+):
+    import yaml
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    [version] = registered_versions(world["cfg"])
+    registry = build_resources(world["cfg"])["registry"]
+    approved = registry.client.get_model_version_by_alias("sovtune-dp-lora", "approved")
+    assert str(approved.version) == "1"
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(yaml.safe_dump(world["cfg"].model_dump()))
+    out = CliRunner().invoke(app, ["report", "sovtune-dp-lora:1", "--profile", str(profile)])
+    assert out.exit_code == 0, out.output
+    assert "approved" in out.output and "candidate" in out.output
+    assert world["result"].output_for_node("compliance_report")["html"] in out.output
+
+
+def test_when_the_registered_adapter_is_loaded_with_peft_then_the_audited_loss_is_reproduced(
+    world, tmp_path
+):
+    from peft import PeftModel
+
+    from pipelines.steps.modelstore import load_base_model
+    from pipelines.steps.records import frame_to_records
+    from pipelines.steps.storage import read_parquet
+    from pipelines.steps.training import heldout_loss
+
+    adapter = world["result"].output_for_node("dp_lora_adapter")
+    base = world["result"].output_for_node("base_model")
+    bundle = build_resources(world["cfg"])["registry"].download("1", tmp_path / "bundle")
+    model, tokenizer = load_base_model(Path(base["path"]))
+    model = PeftModel.from_pretrained(model, bundle / "adapter", is_trainable=False).eval()
+    curated = world["result"].output_for_node("curated_corpus")
+    by_id = {r.id: r for r in frame_to_records(read_parquet(curated["path"]))}
+    heldout = [by_id[i] for i in adapter["heldout_ids"]]
+    loss = heldout_loss(model, tokenizer, heldout, max_seq_len=world["cfg"].training.max_seq_len)
+    assert loss == pytest.approx(adapter["heldout_loss_after"], abs=1e-4)
+
+
 def test_when_the_whole_graph_runs_then_no_socket_reaches_beyond_loopback(world):
     assert world["result"].success
     assert EGRESS == []

@@ -90,7 +90,8 @@ HEX_DIGITS = "0123456789abcdef"
 hostile_text = st.text(
     alphabet=st.one_of(
         st.characters(exclude_categories=("Cs",)), st.sampled_from(ZERO_WIDTH_AND_CONTROL)
-    )
+    ),
+    max_size=100,
 )
 json_leaves = st.one_of(
     st.none(),
@@ -105,9 +106,9 @@ json_keys = st.one_of(st.sampled_from(FIELD_NAMES), st.text(max_size=8))
 json_values = st.recursive(
     json_leaves,
     lambda children: st.one_of(
-        st.lists(children, max_size=4), st.dictionaries(json_keys, children, max_size=5)
+        st.lists(children, max_size=3), st.dictionaries(json_keys, children, max_size=4)
     ),
-    max_leaves=20,
+    max_leaves=8,
 )
 
 
@@ -123,7 +124,7 @@ def _unhashable_role(row: dict) -> bool:
     return False
 
 
-json_rows = st.dictionaries(json_keys, json_values, max_size=6).filter(
+json_rows = st.dictionaries(json_keys, json_values, max_size=5).filter(
     lambda row: not _unhashable_role(row)
 )
 english_rows = st.fixed_dictionaries(
@@ -213,7 +214,7 @@ def test_screening_accounts_for_every_record_and_drops_case_width_copies(
 
     result = screen_records(records + copies, cfg)
 
-    assert sorted(r.id for r in result.kept) + sorted(f.id for f in result.filtered) == sorted(
+    assert sorted([r.id for r in result.kept] + [f.id for f in result.filtered]) == sorted(
         r.id for r in records + copies
     )
     assert {f.reason for f in result.filtered} <= set(integrity.REASONS)
@@ -277,7 +278,7 @@ def test_normalize_row_quarantines_an_unhashable_role(
             json_rows.map(lambda row: json.dumps(row, ensure_ascii=False).encode()),
             english_rows.map(lambda row: json.dumps(row).encode()),
         ),
-        max_size=8,
+        max_size=6,
     ),
     newline=st.sampled_from([b"\n", b"\r\n"]),
     bom=st.booleans(),
@@ -384,23 +385,25 @@ def test_ingest_accounts_for_every_parquet_row(data: bytes) -> None:
 
 records = st.builds(
     Record,
-    id=st.text(),
-    source_file=st.text(),
+    id=st.text(max_size=12),
+    source_file=st.text(max_size=12),
     source_line=st.integers(min_value=0, max_value=2**63 - 1),
     format=st.sampled_from(["text", "alpaca", "sharegpt", "chat"]),
     messages=st.lists(
-        st.builds(Message, role=st.sampled_from(ROLES), content=hostile_text, field=st.text()),
+        st.builds(
+            Message, role=st.sampled_from(ROLES), content=hostile_text, field=st.text(max_size=12)
+        ),
         min_size=1,
-        max_size=4,
+        max_size=3,
     ).map(tuple),
-    subject=st.none() | st.text(),
-    source=st.none() | st.text(),
+    subject=st.none() | st.text(max_size=12),
+    source=st.none() | st.text(max_size=12),
     language=st.text(max_size=5),
 )
 
 
 @PROPERTY
-@given(st.lists(records, max_size=5))
+@given(st.lists(records, max_size=3))
 def test_records_round_trip_through_a_frame(batch: list[Record]) -> None:
     assert frame_to_records(records_to_frame(batch)) == batch
 
@@ -423,20 +426,22 @@ def test_language_verdict_fails_closed_on_han_without_a_chinese_detector(
 # --- pseudonyms and the anonymizer -------------------------------------------------------------
 
 entity_types = st.one_of(
-    st.sampled_from(PII_CFG.entities), st.from_regex(r"[A-Z][A-Z0-9_]{0,20}", fullmatch=True)
+    st.sampled_from(PII_CFG.entities),
+    st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_", max_size=20).map("X".__add__),
 )
 keys = st.binary(min_size=16, max_size=64)
 # Values made partly of the characters a pseudonym is made of, so that containment is not trivial.
 pseudonym_like_text = st.text(
     alphabet=st.one_of(
         st.characters(exclude_categories=("Cs",)), st.sampled_from("<>_ABCDEFSZ" + HEX_DIGITS)
-    )
+    ),
+    max_size=24,
 )
 
 
 @PROPERTY
 @given(entity_types, pseudonym_like_text, keys)
-def test_pseudonym_is_deterministic_and_well_formed(
+def test_pseudonym_is_deterministic_well_formed_and_never_contains_its_value(
     entity_type: str, value: str, key: bytes
 ) -> None:
     token = pseudonym(entity_type, value, key=key)
@@ -444,6 +449,8 @@ def test_pseudonym_is_deterministic_and_well_formed(
     assert token == pseudonym(entity_type, value, key=key)
     assert PSEUDONYM_PATTERN.fullmatch(token)
     assert token.startswith(f"<{entity_type}_")
+    if len(value) >= 3 and not _fits_a_pseudonym(value, entity_type):
+        assert value not in token
 
 
 @PROPERTY
@@ -457,14 +464,6 @@ def test_pseudonym_differs_between_keys_and_between_values(
     # 32-bit digests: a chance collision is a 1-in-4-billion event per example.
     assert token != pseudonym(entity_type, value, key=other_key)
     assert token != pseudonym(entity_type, other_value, key=key)
-
-
-@PROPERTY
-@given(entity_types, pseudonym_like_text.filter(lambda v: len(v) >= 3), keys)
-def test_pseudonym_never_contains_its_value(entity_type: str, value: str, key: bytes) -> None:
-    assume(not _fits_a_pseudonym(value, entity_type))
-
-    assert value not in pseudonym(entity_type, value, key=key)
 
 
 def _fits_a_pseudonym(value: str, entity_type: str) -> bool:
@@ -562,8 +561,8 @@ def test_scrub_removes_a_planted_email_or_phone_and_keeps_the_rest(
 # --- regular expressions on 100 kB adversarial inputs -----------------------------------------
 
 REGEX_LIMIT_S = 0.100
-# A runaway child is stopped here; anything this slow already failed the 100 ms limit.
-RUNAWAY_S = 1.5
+# A child (start-up included) is killed after this: 8x the limit, which it has failed anyway.
+RUNAWAY_S = 0.8
 SIZE = 100_000
 OUR_REGEXES = {
     "pii.PSEUDONYM_PATTERN": (PSEUDONYM_PATTERN.pattern, PSEUDONYM_PATTERN.flags),
@@ -633,7 +632,7 @@ def regex_seconds(pattern: str, flags: int, text: str) -> float:
             input=text.encode(),
             capture_output=True,
             check=True,
-            timeout=RUNAWAY_S + 1.0,
+            timeout=RUNAWAY_S,
         )
     except subprocess.TimeoutExpired:
         return float("inf")

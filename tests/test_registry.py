@@ -43,7 +43,7 @@ def test_when_an_adapter_is_registered_then_the_version_holds_no_pickle_and_is_c
     )
     assert version.version == "1"
     client = registry.client
-    assert client.get_model_version_by_alias("m", "candidate").version == "1"
+    assert str(client.get_model_version_by_alias("m", "candidate").version) == "1"
     bundle = registry.download("1", tmp_path / "dl")
     files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
     assert files == [

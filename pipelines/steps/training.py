@@ -483,6 +483,22 @@ def _render(
     return text, spans if has_assistant else None
 
 
+def heldout_loss(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    heldout_records: list[Record],
+    *,
+    max_seq_len: int,
+    device: str = "cpu",
+) -> float:
+    """The held-out loss exactly as training reports it (first HELDOUT_EVAL_LIMIT records).
+
+    Lets anyone reproduce the audited number from a registered adapter.
+    """
+    data = encode_records(tokenizer, heldout_records[:HELDOUT_EVAL_LIMIT], max_seq_len=max_seq_len)
+    return _mean_loss(model, data, device)
+
+
 def _mean_loss(
     model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor], device: str
 ) -> float:
