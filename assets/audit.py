@@ -18,6 +18,7 @@ def privacy_audit(
     context: dg.AssetExecutionContext,
     dp_lora_adapter: dict,
     base_model: dict,
+    curated_corpus: dict,
     auditor: PrivacyAuditor,
 ) -> dict:
     """Canary exposure of the trained model (Carlini et al., The Secret Sharer).
@@ -51,6 +52,7 @@ def privacy_audit(
         for r in results
     ]
     worst = max((row["exposure_bits"] for row in rows), default=None)
+    attacks = _membership_inference(model, tokenizer, curated_corpus, dp_lora_adapter, auditor)
     table = [
         "| canary | insertions | in training | rank | candidates | exposure (bits) | method |",
         "|---|---:|---:|---:|---:|---:|---|",
@@ -66,11 +68,67 @@ def privacy_audit(
             "max_exposure_bits": float(worst) if worst is not None else float("nan"),
             "bound_bits": float(auditor.max_exposure_bits),
             "exposure": dg.MetadataValue.md("\n".join(table)),
+            "membership_inference": dg.MetadataValue.md(
+                "\n".join(
+                    [
+                        "| attack | AUC | AUC 95% low | TPR@1%FPR | empirical eps >= |",
+                        "|---|---:|---:|---:|---:|",
+                    ]
+                    + [
+                        f"| {a['attack']} | {a['auc']:.3f} | {a['auc_low']:.3f} | "
+                        f"{a['tpr_at_1pct_fpr']:.3f} | {a['epsilon_lower_bound']:.2f} |"
+                        for a in attacks
+                    ]
+                )
+            ),
+            "max_mia_auc": max(a["auc"] for a in attacks),
         }
     )
     return {
         "canaries": rows,
         "max_exposure_bits": worst,
         "bound_bits": auditor.max_exposure_bits,
-        "passed": worst is not None and worst <= auditor.max_exposure_bits,
+        "membership_inference": attacks,
+        "max_mia_auc_bound": auditor.max_mia_auc,
+        "passed": worst is not None
+        and worst <= auditor.max_exposure_bits
+        and all(a["auc_low"] <= auditor.max_mia_auc for a in attacks),
     }
+
+
+def _membership_inference(model, tokenizer, curated_corpus, dp_lora_adapter, auditor) -> list:
+    """Loss, zlib and Min-K% attacks on training members vs held-out non-members."""
+    import numpy as np
+
+    from pipelines.steps.membership import evaluate_attacks, record_scores
+    from pipelines.steps.records import frame_to_records
+    from pipelines.steps.storage import read_parquet
+
+    by_id = {r.id: r for r in frame_to_records(read_parquet(curated_corpus["path"]))}
+    rng = np.random.default_rng(auditor.seed)
+    train_ids = list(dp_lora_adapter["train_ids"])
+    picked = rng.choice(
+        len(train_ids), size=min(auditor.mia_records, len(train_ids)), replace=False
+    )
+    members = [by_id[train_ids[i]] for i in sorted(picked)]
+    non_members = [by_id[i] for i in dp_lora_adapter["heldout_ids"][: auditor.mia_records]]
+    max_seq_len = dp_lora_adapter["max_seq_len"]
+    results = evaluate_attacks(
+        record_scores(model, tokenizer, members, max_seq_len=max_seq_len),
+        record_scores(model, tokenizer, non_members, max_seq_len=max_seq_len),
+        delta=dp_lora_adapter["delta"],
+    )
+    return [
+        {
+            "attack": r.attack,
+            "auc": r.auc,
+            "auc_low": r.auc_low,
+            "tpr_at_1pct_fpr": r.tpr_at_1pct_fpr,
+            "epsilon_lower_bound": r.epsilon_lower_bound,
+            "members": len(members),
+            "non_members": len(non_members),
+            "roc_fpr": list(r.roc_fpr),
+            "roc_tpr": list(r.roc_tpr),
+        }
+        for r in results
+    ]

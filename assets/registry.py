@@ -94,7 +94,12 @@ def registered_model(
         params={**privacy, "base_model": base_model["name"], "profile": storage.profile},
         tags=tags,
         step_metrics={
-            "train_loss": list(enumerate(dp_lora_adapter["losses"], start=1)),
+            # an empty Poisson batch has no loss (None); its step is still noised and counted
+            "train_loss": [
+                (step, loss)
+                for step, loss in enumerate(dp_lora_adapter["losses"], start=1)
+                if loss is not None
+            ],
             "epsilon": [tuple(x) for x in dp_lora_adapter["epsilons"]],
         },
         run_name=f"dagster-{context.run_id[:8]}",

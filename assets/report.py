@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from assets.metadata import OWNERS_PRIVACY, latest_check_results
-from pipelines.steps.report import build_report, epsilon_plot_png, render_html
+from pipelines.steps.report import build_report, epsilon_plot_png, render_html, roc_plot_png
 from pipelines.steps.storage import write_json, write_text
 from resources import CorpusStorage, DPTrainer, MLflowRegistry
 
@@ -88,6 +88,11 @@ def compliance_report(
                 "max_exposure_bits": privacy_audit["bound_bits"],
                 "measured_max_exposure_bits": privacy_audit["max_exposure_bits"],
                 "canaries": privacy_audit["canaries"],
+                "membership_inference": [
+                    {k: v for k, v in a.items() if not k.startswith("roc_")}
+                    for a in privacy_audit["membership_inference"]
+                ],
+                "max_mia_auc": privacy_audit["max_mia_auc_bound"],
             },
             "checks": checks,
         }
@@ -98,7 +103,8 @@ def compliance_report(
     png = epsilon_plot_png(
         [tuple(x) for x in dp_lora_adapter["epsilons"]], target=trainer.target_epsilon
     )
-    html_sha = write_text(render_html(report, epsilon_png=png), html_path)
+    roc = roc_plot_png(privacy_audit["membership_inference"])
+    html_sha = write_text(render_html(report, epsilon_png=png, roc_png=roc), html_path)
     artifact_uri = registry.log_report(registered_model["mlflow_run_id"], [json_path, html_path])
     approved = all(c["passed"] for c in checks) and bool(privacy_audit["passed"])
     registry.set_version_tags(

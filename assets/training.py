@@ -48,7 +48,7 @@ def dp_lora_adapter(
     records = frame_to_records(read_parquet(curated_corpus["path"]))
     out_dir = storage.adapters / context.run_id
     result = trainer.train(records, model_dir=base_model["path"], out_dir=out_dir)
-    summary = result.to_json()
+    summary = {**result.to_json(), "max_seq_len": trainer.max_seq_len}
     write_json(summary, out_dir.parent / f"{context.run_id}.training.json")
     context.add_output_metadata(
         {

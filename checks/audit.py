@@ -16,3 +16,16 @@ def canary_exposure_bounded(privacy_audit: dict) -> dg.AssetCheckResult:
             bound=privacy_audit["bound_bits"],
         )
     )
+
+
+@dg.asset_check(asset=privacy_audit, blocking=True)
+def membership_inference_bounded(privacy_audit: dict) -> dg.AssetCheckResult:
+    """No membership-inference attack beats audit.max_mia_auc with 95% confidence."""
+    return _result(
+        gates.membership_inference_bounded(
+            attacks={
+                a["attack"]: (a["auc"], a["auc_low"]) for a in privacy_audit["membership_inference"]
+            },
+            bound=privacy_audit["max_mia_auc_bound"],
+        )
+    )

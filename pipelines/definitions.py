@@ -84,6 +84,8 @@ def build_resources(cfg: PipelineConfig) -> dict:
             candidates=cfg.audit.candidates,
             max_exposure_bits=cfg.audit.max_exposure_bits,
             canaries_file=cfg.audit.canaries_file or str(root / "raw" / "ground_truth.json"),
+            mia_records=cfg.audit.mia_records,
+            max_mia_auc=cfg.audit.max_mia_auc,
             seed=cfg.audit.seed,
         ),
         "registry": MLflowRegistry(

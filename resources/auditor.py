@@ -11,6 +11,8 @@ class PrivacyAuditor(dg.ConfigurableResource):
     candidates: int = 1000
     max_exposure_bits: float = 8.0
     canaries_file: str = "var/raw/ground_truth.json"
+    mia_records: int = 64
+    max_mia_auc: float = 0.55
     seed: int = 0
 
     def canaries(self) -> list:

@@ -68,3 +68,14 @@ def test_exposure_within_bound():
     assert not gates.exposure_within_bound(exposures=[1.0, 9.9], bound=3.0).passed  # memorized
     empty = gates.exposure_within_bound(exposures=[], bound=3.0)  # nothing measured: fail closed
     assert not empty.passed and "audit.canaries_file" in empty.description
+
+
+def test_membership_inference_bounded():
+    ok = gates.membership_inference_bounded(
+        attacks={"loss": (0.56, 0.48), "zlib": (0.52, 0.44)}, bound=0.55
+    )
+    assert ok.passed  # 0.56 is within noise of the bound: not significant
+    # an attack that beats the bound even at its 95% lower confidence limit: members leak
+    leak = gates.membership_inference_bounded(attacks={"min_k": (0.80, 0.70)}, bound=0.55)
+    assert not leak.passed and "min_k" in leak.description
+    assert not gates.membership_inference_bounded(attacks={}, bound=0.55).passed

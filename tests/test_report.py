@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipelines.steps.report import build_report, epsilon_plot_png, render_html
+from pipelines.steps.report import build_report, epsilon_plot_png, render_html, roc_plot_png
 
 
 def _facts():
@@ -35,6 +35,18 @@ def _facts():
         "filtering": {"by_reason": {}},
         "privacy": {"epsilon": "1.2", "delta": "1e-05", "epsilons": [[1, 0.5], [2, 1.2]]},
         "audit": {
+            "membership_inference": [
+                {
+                    "attack": "loss",
+                    "auc": 0.51,
+                    "auc_low": 0.45,
+                    "tpr_at_1pct_fpr": 0.02,
+                    "epsilon_lower_bound": 0.0,
+                    "members": 64,
+                    "non_members": 64,
+                }
+            ],
+            "max_mia_auc": 0.55,
             "passed": True,
             "max_exposure_bits": 8.0,
             "measured_max_exposure_bits": 1.5,
@@ -60,7 +72,11 @@ def test_when_facts_are_complete_then_html_has_every_section_and_the_plot():
     report = build_report(_facts())
     png = epsilon_plot_png([(1, 0.5), (2, 1.2)], target=8.0)
     assert png.startswith(b"\x89PNG")
-    html = render_html(report, epsilon_png=png)
+    roc = roc_plot_png(
+        [{"attack": "loss", "auc": 0.5, "roc_fpr": [0, 0.5, 1], "roc_tpr": [0, 0.5, 1]}]
+    )
+    html = render_html(report, epsilon_png=png, roc_png=roc)
+    assert html.count("data:image/png;base64,") == 2 and "Membership inference" in html
     for heading in (
         "Lineage",
         "Records",

@@ -128,6 +128,15 @@ class AuditConfig(_Section):
         description="JSON with the canaries planted in the corpus (a ground-truth sidecar); "
         "default: data_root/raw/ground_truth.json, written by the bundled generator.",
     )
+    mia_records: int = Field(
+        64, ge=8, description="Training members and held-out non-members scored by each attack."
+    )
+    max_mia_auc: float = Field(
+        0.55,
+        ge=0.5,
+        le=1.0,
+        description="Blocking: fail when an attack's ROC AUC is above this with 95% confidence.",
+    )
     seed: int = 0
 
 

@@ -122,3 +122,27 @@ def exposure_within_bound(*, exposures: list[float], bound: float) -> GateResult
         "canaries",
         {"max_exposure_bits": float(worst), "bound_bits": float(bound), "canaries": len(exposures)},
     )
+
+
+def membership_inference_bounded(
+    *, attacks: dict[str, tuple[float, float]], bound: float
+) -> GateResult:
+    """No attack's ROC AUC is above the bound with 95% confidence.
+
+    Args:
+        attacks: attack name -> (AUC, 95% lower bound of the AUC).
+        bound: The configured `audit.max_mia_auc`.
+    """
+    if not attacks:
+        return GateResult(False, "no membership-inference attack was run", {"bound_auc": bound})
+    worst_name, (worst_auc, worst_low) = max(attacks.items(), key=lambda kv: kv[1][1])
+    return GateResult(
+        worst_low <= bound,
+        f"strongest attack {worst_name}: AUC {worst_auc:.3f} (95% lower bound {worst_low:.3f}) "
+        f"vs bound {bound:g}",
+        {
+            "max_auc": float(max(a for a, _ in attacks.values())),
+            "max_auc_low": float(worst_low),
+            "bound_auc": float(bound),
+        },
+    )

@@ -52,6 +52,32 @@ def epsilon_plot_png(epsilons: list[tuple[int, float]], *, target: float) -> byt
     return buffer.getvalue()
 
 
+def roc_plot_png(attacks: list[dict]) -> bytes:
+    """A PNG of the membership-inference ROC curves, with the chance diagonal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=100)
+    for attack in attacks:
+        ax.plot(
+            attack["roc_fpr"],
+            attack["roc_tpr"],
+            label=f"{attack['attack']} (AUC {attack['auc']:.2f})",
+        )
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.set_title("Membership inference")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 def build_report(facts: dict[str, Any]) -> dict[str, Any]:
     """Validate the facts and return the JSON report (a plain dict).
 
@@ -64,11 +90,15 @@ def build_report(facts: dict[str, Any]) -> dict[str, Any]:
     return {"schema": "sovtune.compliance_report/1", **facts}
 
 
-def render_html(report: dict[str, Any], *, epsilon_png: bytes | None = None) -> str:
+def render_html(
+    report: dict[str, Any], *, epsilon_png: bytes | None = None, roc_png: bytes | None = None
+) -> str:
     """Render the HTML page of a report built by `build_report`."""
     plot = base64.b64encode(epsilon_png).decode("ascii") if epsilon_png else None
+    roc = base64.b64encode(roc_png).decode("ascii") if roc_png else None
     return _ENV.get_template("report.html.j2").render(
         report=report,
         epsilon_plot=plot,
+        roc_plot=roc,
         report_json=json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False),
     )
