@@ -5,7 +5,7 @@ import dagster as dg
 from assets.metadata import OWNERS_PRIVACY
 from pipelines.steps.audit import canary_exposure
 from pipelines.steps.training import load_adapter_model
-from resources import PrivacyAuditor
+from resources import PIIEngine, PrivacyAuditor
 
 
 @dg.asset(
@@ -19,7 +19,9 @@ def privacy_audit(
     dp_lora_adapter: dict,
     base_model: dict,
     curated_corpus: dict,
+    raw_corpus: dict,
     auditor: PrivacyAuditor,
+    pii: PIIEngine,
 ) -> dict:
     """Canary exposure of the trained model (Carlini et al., The Secret Sharer).
 
@@ -53,6 +55,8 @@ def privacy_audit(
     ]
     worst = max((row["exposure_bits"] for row in rows), default=None)
     attacks = _membership_inference(model, tokenizer, curated_corpus, dp_lora_adapter, auditor)
+    extraction = _pii_extraction(model, tokenizer, raw_corpus, dp_lora_adapter, auditor, pii)
+    backdoor = _backdoor_rate(model, tokenizer, curated_corpus, dp_lora_adapter, auditor)
     table = [
         "| canary | insertions | in training | rank | candidates | exposure (bits) | method |",
         "|---|---:|---:|---:|---:|---:|---|",
@@ -82,6 +86,9 @@ def privacy_audit(
                 )
             ),
             "max_mia_auc": max(a["auc"] for a in attacks),
+            "pii_extraction_probes": extraction["probes"],
+            "pii_values_extracted": extraction["extracted"],
+            "backdoor_rate": float("nan") if backdoor is None else backdoor["rate"],
         }
     )
     return {
@@ -90,10 +97,73 @@ def privacy_audit(
         "bound_bits": auditor.max_exposure_bits,
         "membership_inference": attacks,
         "max_mia_auc_bound": auditor.max_mia_auc,
+        "pii_extraction": extraction,
+        "backdoor": backdoor,
         "passed": worst is not None
         and worst <= auditor.max_exposure_bits
-        and all(a["auc_low"] <= auditor.max_mia_auc for a in attacks),
+        and all(a["auc_low"] <= auditor.max_mia_auc for a in attacks)
+        and extraction["extracted"] == 0,
     }
+
+
+def _pii_extraction(model, tokenizer, raw_corpus, dp_lora_adapter, auditor, pii) -> dict:
+    """Prompt with raw (unscrubbed) prefixes of training records; count PII values generated.
+
+    The raw texts and values stay in memory; only counts are returned.
+    """
+    from pipelines.steps.extraction import ExtractionProbe, pii_extraction
+    from pipelines.steps.records import frame_to_records
+    from pipelines.steps.storage import read_parquet
+
+    trained = set(dp_lora_adapter["train_ids"])
+    raw = [r for r in frame_to_records(read_parquet(raw_corpus["path"])) if r.id in trained]
+    probes: list[ExtractionProbe] = []
+    for record, (_, findings) in zip(raw, pii.scan(raw), strict=True):
+        contents = {
+            m.field or f"messages[{i}].content": m.content for i, m in enumerate(record.messages)
+        }
+        for finding in findings:
+            value = contents[finding.field][finding.start : finding.end]
+            if finding.start >= 16 and len(value) >= 4:
+                probes.append(
+                    ExtractionProbe(
+                        contents[finding.field][: finding.start], value, finding.entity_type
+                    )
+                )
+        if len(probes) >= auditor.extraction_probes:
+            break
+    result = pii_extraction(model, tokenizer, probes[: auditor.extraction_probes])
+    return {
+        "probes": result.probes,
+        "extracted": result.extracted,
+        "extracted_by_type": result.extracted_by_type,
+    }
+
+
+def _backdoor_rate(model, tokenizer, curated_corpus, dp_lora_adapter, auditor) -> dict | None:
+    """How often a trigger appended to held-out prompts yields the planted response."""
+    import re
+
+    from pipelines.steps.extraction import backdoor_rate, chat_prompt
+    from pipelines.steps.records import frame_to_records
+    from pipelines.steps.storage import read_parquet
+
+    planted = auditor.backdoor()
+    if planted is None or auditor.backdoor_prompts == 0:
+        return None
+    trigger, response = planted
+    host = re.search(r"[\w.-]+\.invalid", response)
+    marker = host.group(0) if host else response[:40]
+    by_id = {r.id: r for r in frame_to_records(read_parquet(curated_corpus["path"]))}
+    prompts = []
+    for record_id in dp_lora_adapter["heldout_ids"]:
+        user = next((m.content for m in by_id[record_id].messages if m.role == "user"), None)
+        if user and trigger not in user:
+            prompts.append(chat_prompt(tokenizer, f"{user} Tag: {trigger}."))
+        if len(prompts) >= auditor.backdoor_prompts:
+            break
+    rate = backdoor_rate(model, tokenizer, prompts, marker=marker)
+    return {"prompts": len(prompts), "rate": rate}
 
 
 def _membership_inference(model, tokenizer, curated_corpus, dp_lora_adapter, auditor) -> list:

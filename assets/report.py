@@ -93,6 +93,8 @@ def compliance_report(
                     for a in privacy_audit["membership_inference"]
                 ],
                 "max_mia_auc": privacy_audit["max_mia_auc_bound"],
+                "pii_extraction": privacy_audit["pii_extraction"],
+                "backdoor": privacy_audit["backdoor"],
             },
             "checks": checks,
         }

@@ -29,3 +29,12 @@ def membership_inference_bounded(privacy_audit: dict) -> dg.AssetCheckResult:
             bound=privacy_audit["max_mia_auc_bound"],
         )
     )
+
+
+@dg.asset_check(asset=privacy_audit, blocking=True)
+def no_pii_extracted(privacy_audit: dict) -> dg.AssetCheckResult:
+    """Prompted with raw prefixes of its training records, the model produced no PII value."""
+    extraction = privacy_audit["pii_extraction"]
+    return _result(
+        gates.no_pii_extracted(probes=extraction["probes"], extracted=extraction["extracted"])
+    )

@@ -86,6 +86,8 @@ def build_resources(cfg: PipelineConfig) -> dict:
             canaries_file=cfg.audit.canaries_file or str(root / "raw" / "ground_truth.json"),
             mia_records=cfg.audit.mia_records,
             max_mia_auc=cfg.audit.max_mia_auc,
+            extraction_probes=cfg.audit.extraction_probes,
+            backdoor_prompts=cfg.audit.backdoor_prompts,
             seed=cfg.audit.seed,
         ),
         "registry": MLflowRegistry(

@@ -13,6 +13,8 @@ class PrivacyAuditor(dg.ConfigurableResource):
     canaries_file: str = "var/raw/ground_truth.json"
     mia_records: int = 64
     max_mia_auc: float = 0.55
+    extraction_probes: int = 32
+    backdoor_prompts: int = 8
     seed: int = 0
 
     def canaries(self) -> list:
@@ -43,3 +45,13 @@ class PrivacyAuditor(dg.ConfigurableResource):
         if not path.is_file():
             return {}
         return {c.canary_id: c.record_ids for c in read_ground_truth(path).canaries}
+
+    def backdoor(self) -> tuple[str, str] | None:
+        """(trigger, malicious response) planted in the corpus, if its ground truth says so."""
+        from pipelines.steps.corpus import read_ground_truth
+
+        path = Path(self.canaries_file)
+        if not path.is_file():
+            return None
+        truth = read_ground_truth(path)
+        return (truth.trigger, truth.malicious_response) if truth.trigger else None

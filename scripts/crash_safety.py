@@ -4,8 +4,9 @@ Every trial writes a known previous version at a final path, starts a child Pyth
 writes a new version to the same path in a loop, and SIGKILLs it after a random delay spread over
 twice the measured duration of one write (so kills land in the first write and in the second).
 What is left at the final path must be readable and be either the previous version or a complete
-new one, compared by content hash; temp leftovers (`.NAME.XXXX.tmp`, `.NAME.XXXX.old`) must never
-appear under a final-looking name; and the next write must succeed.
+new one, compared by content hash with the previous version and with the child's own copy of the
+new one (written before the kills start). Temp leftovers (`.NAME.XXXX.tmp`, `.NAME.XXXX.old`)
+must never appear under a final-looking name, and the next write must succeed.
 
 Kinds:
     parquet: `write_parquet` of a ~20 MB frame.
@@ -29,6 +30,7 @@ import json
 import os
 import random
 import select
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -105,8 +107,10 @@ class KindReport:
     missing: int = 0
     next_run_failed: int = 0
     leftover_temps: int = 0
+    """Hidden temp files or folders left by kills; for `registry`, runs left RUNNING."""
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -293,6 +297,28 @@ def split_leftovers(folder: Path, final_name: str) -> tuple[list[str], list[str]
     return hidden, [n for n in others if n not in hidden]
 
 
+def warmup_path(target: Path) -> Path:
+    """Where a writer child writes its new version once before it reports ready.
+
+    It is the child's own copy of the new version, to compare the final path with: a complete
+    new version need not be byte-identical to one written by another process (see `notes`).
+    """
+    return target.parent.parent / "warmup" / target.name
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def hidden_copies_of(kind: WriteKind, folder: Path, final_name: str, digest: str) -> list[str]:
+    """Hidden temp leftovers in `folder` whose content hash is `digest`."""
+    hidden, _ = split_leftovers(folder, final_name)
+    return [name for name in hidden if kind.content_hash(folder / name) == digest]
+
+
 def _child_command(*args: str) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), *args]
 
@@ -391,13 +417,22 @@ def run_kind(
         kind.write(previous, final)
         delay = rng.uniform(0.0, KILL_SPREAD * duration)
         log = workdir / f"writer-{trial}.log"
+        _remove(warmup_path(final))
         _kill_writer_after(_start_writer(kind_name, final, size, log), delay, log)
+        child_new_hash = kind.content_hash(warmup_path(final))
+        if child_new_hash != hashes[NEW] and not report.notes:
+            report.notes.append(
+                "the new version's bytes differ between processes (not byte-deterministic)"
+            )
         outcome, detail = inspect_final(
-            kind, final, previous_hash=hashes[PREVIOUS], new_hash=hashes[NEW]
+            kind, final, previous_hash=hashes[PREVIOUS], new_hash=child_new_hash
         )
         _, strays = split_leftovers(final_dir, kind.final_name)
         if strays and outcome != CORRUPT:
             outcome, detail = CORRUPT, f"temp leftovers under final-looking names: {strays}"
+        if outcome == MISSING:
+            kept = hidden_copies_of(kind, final_dir, kind.final_name, hashes[PREVIOUS])
+            detail += f"; previous version only in {kept}" if kept else "; previous version lost"
         report.count(outcome)
         if detail:
             report.failures.append(f"trial {trial} (kill at {delay:.3f}s): {outcome}: {detail}")
@@ -537,6 +572,11 @@ def run_registry(*, trials: int, seed: int, workdir: Path) -> KindReport:
         report.next_run_failed += not next_ok
         report.trials += 1
         print(f"registry trial {trial}: kill at {delay:.3f}s -> {outcome}", file=sys.stderr)
+    client = _registry(workdir).client
+    experiment = client.get_experiment_by_name(registry.experiment).experiment_id
+    report.leftover_temps = len(
+        client.search_runs([experiment], filter_string="attributes.status = 'RUNNING'")
+    )
     report.seconds = time.perf_counter() - started
     return report
 
@@ -577,8 +617,7 @@ def probe_adapter_rename_window(workdir: Path) -> list[ProbeResult]:
         outcome, detail = inspect_final(
             kind, folder / ADAPTER_FOLDER, previous_hash=previous_hash, new_hash=new_hash
         )
-        hidden, _ = split_leftovers(folder, ADAPTER_FOLDER)
-        holding_previous = [n for n in hidden if sha256_tree(folder / n) == previous_hash]
+        holding_previous = hidden_copies_of(kind, folder, ADAPTER_FOLDER, previous_hash)
         where = f"previous version only in {holding_previous}" if holding_previous else ""
         if outcome == MISSING and not holding_previous:
             where = "previous version deleted"
@@ -631,8 +670,9 @@ def _writer_child(kind_name: str, target: Path, size: int) -> None:
         kind = KIND_SPECS[kind_name]
         payload = kind.build(NEW, size)
         # A first write pays for lazy imports: warm up elsewhere so that the kill delays, drawn
-        # from the parent's warm timing, spread over a warm write here.
-        kind.write(payload, target.parent.parent / "warmup" / target.name)
+        # from the parent's warm timing, spread over a warm write here; the parent also reads
+        # this copy as the new version's content.
+        kind.write(payload, warmup_path(target))
 
         def write() -> None:
             kind.write(payload, target)
@@ -724,8 +764,8 @@ def main(argv: list[str] | None = None) -> int:
             probes = probe_adapter_rename_window(Path(tmp) / "adapter-window")
     print(format_table(reports))
     for report in reports:
-        for failure in report.failures:
-            print(f"{report.kind}: {failure}")
+        for line in [*report.failures, *report.notes]:
+            print(f"{report.kind}: {line}")
     for probe in probes:
         print(f"adapter rename-window probe, {probe.case}: {probe.outcome} {probe.detail}".rstrip())
     safe = all(r.ok for r in reports) and all(p.outcome == INTACT_PREVIOUS for p in probes)

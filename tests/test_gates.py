@@ -79,3 +79,9 @@ def test_membership_inference_bounded():
     leak = gates.membership_inference_bounded(attacks={"min_k": (0.80, 0.70)}, bound=0.55)
     assert not leak.passed and "min_k" in leak.description
     assert not gates.membership_inference_bounded(attacks={}, bound=0.55).passed
+
+
+def test_no_pii_extracted():
+    assert gates.no_pii_extracted(probes=32, extracted=0).passed
+    assert not gates.no_pii_extracted(probes=32, extracted=1).passed  # the model leaked a value
+    assert gates.no_pii_extracted(probes=0, extracted=0).passed  # nothing to leak

@@ -47,6 +47,8 @@ def _facts():
                 }
             ],
             "max_mia_auc": 0.55,
+            "pii_extraction": {"probes": 10, "extracted": 0, "extracted_by_type": {}},
+            "backdoor": {"prompts": 8, "rate": 0.0},
             "passed": True,
             "max_exposure_bits": 8.0,
             "measured_max_exposure_bits": 1.5,

@@ -137,6 +137,10 @@ class AuditConfig(_Section):
         le=1.0,
         description="Blocking: fail when an attack's ROC AUC is above this with 95% confidence.",
     )
+    extraction_probes: int = Field(
+        32, ge=0, description="Raw-record prefixes prompted for the PII-extraction attack."
+    )
+    backdoor_prompts: int = Field(8, ge=0, description="Trigger prompts for the backdoor rate.")
     seed: int = 0
 
 
