@@ -49,9 +49,9 @@ from pipelines.steps.records import ROLES, Message, Record, frame_to_records, re
 # scripts/fuzz_properties.py raises the counts through the environment; CI runs the defaults.
 EXAMPLES = int(os.environ.get("SOVTUNE_PROPERTY_EXAMPLES", "1000"))
 # spaCy NER costs about 20 ms per record and scrub_records scans a changed record twice: 1,000
-# examples would take most of the suite's time budget on its own, so the Presidio property runs
-# a fifth of them (the fuzz script scales it up with the rest).
-PRESIDIO_EXAMPLES = max(1, EXAMPLES // 5)
+# examples would take a third of the file's 90 s budget on their own, so the Presidio property
+# runs a tenth of them (the fuzz script scales it up with the rest).
+PRESIDIO_EXAMPLES = max(1, EXAMPLES // 10)
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None)
 PRESIDIO_PROPERTY = settings(max_examples=PRESIDIO_EXAMPLES, deadline=None)
 
@@ -468,12 +468,13 @@ def test_pseudonym_is_deterministic_well_formed_and_never_contains_its_value(
 def test_pseudonym_differs_between_keys_and_between_values(
     entity_type: str, value: str, other_value: str, key: bytes, other_key: bytes
 ) -> None:
-    assume(key != other_key and value != other_value)
     token = pseudonym(entity_type, value, key=key)
 
     # 32-bit digests: a chance collision is a 1-in-4-billion event per example.
-    assert token != pseudonym(entity_type, value, key=other_key)
-    assert token != pseudonym(entity_type, other_value, key=key)
+    if other_key != key:
+        assert token != pseudonym(entity_type, value, key=other_key)
+    if other_value != value:
+        assert token != pseudonym(entity_type, other_value, key=key)
 
 
 def _fits_a_pseudonym(value: str, entity_type: str) -> bool:
