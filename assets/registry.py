@@ -75,6 +75,12 @@ def registered_model(
         "sovtune.git_commit": commit,
         "sovtune.base_model": base_model["name"],
         "sovtune.audit": "passed" if privacy_audit["passed"] else "failed",
+        "sovtune.audit.max_exposure_bits": f"{privacy_audit['max_exposure_bits']:.3f}",
+        "sovtune.audit.pii_extracted": str(privacy_audit["pii_extraction"]["extracted"]),
+        **{
+            f"sovtune.audit.mia_auc.{a['attack']}": f"{a['auc']:.4f}"
+            for a in privacy_audit["membership_inference"]
+        },
         **{f"sovtune.fingerprint.{k}": v for k, v in prints.items()},
         **{
             f"sovtune.check.{c['asset']}.{c['check']}": "passed" if c["passed"] else "failed"

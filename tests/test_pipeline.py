@@ -123,6 +123,8 @@ def test_when_the_whole_graph_runs_then_a_model_version_and_a_report_exist(world
     assert tags["sovtune.dagster_run_id"] == result.run_id
     assert len(tags["sovtune.fingerprint.curated_corpus"]) == 64
     assert tags["sovtune.check.scrubbed_corpus.no_residual_pii"] == "passed"
+    assert tags["sovtune.check.privacy_audit.no_pii_extracted"] == "passed"
+    assert 0.0 <= float(tags["sovtune.audit.mia_auc.loss"]) <= 1.0
     report = result.output_for_node("compliance_report")
     assert Path(report["html"]).is_file() and Path(report["json"]).is_file()
 

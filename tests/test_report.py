@@ -33,7 +33,12 @@ def _facts():
         },
         "pii": {"records_with_pii": 1, "entity_counts": {"PERSON": 2}, "residual_total": 0},
         "filtering": {"by_reason": {}},
-        "privacy": {"epsilon": "1.2", "delta": "1e-05", "epsilons": [[1, 0.5], [2, 1.2]]},
+        "privacy": {
+            "epsilon": "1.2",
+            "delta": "1e-05",
+            "privacy_unit": "example",
+            "epsilons": [[1, 0.5], [2, 1.2]],
+        },
         "audit": {
             "membership_inference": [
                 {
