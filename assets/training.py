@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.metadata import OWNERS_ML
+from assets.metadata import OWNERS_ML, latest_check_results
 from pipelines.steps.records import frame_to_records
 from pipelines.steps.storage import read_parquet, write_json
 from resources import BaseModelStore, CorpusStorage, DPTrainer
@@ -32,6 +32,7 @@ def base_model(context: dg.AssetExecutionContext, model_store: BaseModelStore) -
     kinds={"pytorch", "opacus", "peft"},
     owners=OWNERS_ML,
     code_version="1",
+    pool="sovtune-training",
 )
 def dp_lora_adapter(
     context: dg.AssetExecutionContext,
@@ -44,7 +45,16 @@ def dp_lora_adapter(
 
     The noise multiplier is derived from the target epsilon and delta, the Poisson sample rate
     and the number of steps; the accountant's epsilon is what the registry and report state.
+    Training is refused while the latest result of any upstream check is not a pass, however
+    the run was launched; the `sovtune-training` pool runs one training at a time.
     """
+    checks = latest_check_results(context, trainer.gate_checks)
+    failing = [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"]]
+    if failing:
+        raise dg.Failure(
+            f"refusing to train: the latest result of {len(failing)} upstream check(s) is not a "
+            f"pass: {', '.join(failing)}"
+        )
     records = frame_to_records(read_parquet(curated_corpus["path"]))
     out_dir = storage.adapters / context.run_id
     result = trainer.train(records, model_dir=base_model["path"], out_dir=out_dir)

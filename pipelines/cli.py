@@ -71,12 +71,14 @@ def _run_demo(cfg) -> dict:
         truth = generate_corpus(landing, records=cfg.corpus.records, seed=cfg.corpus.seed)
         write_ground_truth(truth, root / "raw" / "ground_truth.json")
         generated = True
+    from pipelines.steps.storage import sha256_tree
+
     defs = build_definitions(cfg)
     job = defs.resolve_job_def(MAIN_JOB)
     instance = DagsterInstance.get()
-    result = job.execute_in_process(
-        instance=instance, raise_on_error=False, tags={"sovtune/profile": cfg.profile}
-    )
+    # the run is tagged with the data snapshot it trained on: a hash over every landing file
+    tags = {"sovtune/profile": cfg.profile, "sovtune/landing_sha256": sha256_tree(landing)}
+    result = job.execute_in_process(instance=instance, raise_on_error=False, tags=tags)
     return _summarize(result, cfg, generated=generated)
 
 

@@ -13,7 +13,7 @@ from assets import audit, curated, raw, registry, report, scrubbed, training
 from checks import audit as audit_checks
 from checks import curation, ingestion, release, scrubbing
 from checks import training as training_checks
-from pipelines.jobs import main_job
+from pipelines.jobs import main_job, weekly_retraining
 from pipelines.steps.config import PipelineConfig, load_config
 from pipelines.steps.offline import enforce_offline
 from resources import (
@@ -79,7 +79,9 @@ def build_resources(cfg: PipelineConfig) -> dict:
             gguf_file=cfg.model.gguf_file,
             store_dir=str(root / "models"),
         ),
-        "trainer": DPTrainer(**cfg.training.model_dump()),
+        "trainer": DPTrainer(
+            **cfg.training.model_dump(), gate_checks=upstream_checks("dp_lora_adapter")
+        ),
         "auditor": PrivacyAuditor(
             candidates=cfg.audit.candidates,
             max_exposure_bits=cfg.audit.max_exposure_bits,
@@ -108,6 +110,7 @@ def build_definitions(cfg: PipelineConfig) -> dg.Definitions:
         assets=dg.load_assets_from_modules(ASSET_MODULES),
         asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
         jobs=[main_job],
+        schedules=[weekly_retraining],
         resources=build_resources(cfg),
     )
 

@@ -26,10 +26,12 @@ class DPTrainer(dg.ConfigurableResource):
     seed: int = 0
     noise_seed: int | None = None
     device: str = "cpu"
+    gate_checks: list[str] = []
+    """Checks (`asset:check`) whose latest result must be a pass before training starts."""
 
     @property
     def config(self) -> TrainingConfig:
-        return TrainingConfig(**self.model_dump(exclude={"device"}))
+        return TrainingConfig(**self.model_dump(exclude={"device", "gate_checks"}))
 
     def train(
         self, records: list[Record], *, model_dir: Path, out_dir: Path

@@ -277,3 +277,25 @@ def test_when_code_resolves_a_public_host_then_the_egress_hook_records_it():
         _WATCH["on"] = False
     assert EGRESS[before:] == ["getaddrinfo example.com"]
     del EGRESS[before:]
+
+
+def test_when_an_upstream_check_last_failed_then_a_manual_training_run_is_refused(world):
+    # a steward's manual materialization of training alone, after the curated suite failed
+    world["instance"].report_runless_asset_event(
+        dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey("curated_corpus"),
+            check_name="curated_expectations",
+            passed=False,
+        )
+    )
+    result = dg.materialize(
+        [*ASSETS, *CHECKS],
+        selection=["dp_lora_adapter"],
+        instance=world["instance"],
+        resources=build_resources(world["cfg"]),
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "refusing to train" in str(failure.event_specific_data.error)
+    assert "curated_corpus:curated_expectations" in str(failure.event_specific_data.error)
