@@ -1,9 +1,9 @@
 """Hostile inputs: properties of the normalizer, the parsers and the anonymizer, and regex timing.
 
-Every property runs on 1,000 generated examples here (scripts/fuzz_properties.py runs many more
-through SOVTUNE_PROPERTY_EXAMPLES). Our own regular expressions must take under 100 ms on
-100 kB adversarial inputs. A property that found a real bug is a strict xfail that names the
-bug, so the suite stays green and the bug stays visible until the product code is fixed.
+Every property runs on 1,000 generated examples here, the spaCy-backed one on 100 (see
+PRESIDIO_EXAMPLES); scripts/fuzz_properties.py runs many more through SOVTUNE_PROPERTY_EXAMPLES.
+Our own regular expressions must take under 100 ms on 100 kB adversarial inputs. Each property
+that once found a bug keeps its minimized example as an @example (fixed in the product code).
 """
 
 import csv
@@ -116,21 +116,7 @@ json_values = st.one_of(
 )
 
 
-def _unhashable_role(row: dict) -> bool:
-    """Known bug, see `test_normalize_row_quarantines_an_unhashable_role`."""
-    for name, role_key in (("messages", "role"), ("conversations", "from")):
-        if name in row:
-            turns = row[name]
-            return isinstance(turns, list) and any(
-                isinstance(turn, dict) and isinstance(turn.get(role_key), list | dict)
-                for turn in turns
-            )
-    return False
-
-
-json_rows = st.dictionaries(json_keys, json_values, max_size=5).filter(
-    lambda row: not _unhashable_role(row)
-)
+json_rows = st.dictionaries(json_keys, json_values, max_size=5)
 english_rows = st.fixed_dictionaries(
     {"text": st.sampled_from(ENGLISH)},
     optional={
@@ -156,9 +142,7 @@ def _assert_accounted_for(result: IngestResult) -> None:
     assert all(record.language == "en" for record in result.accepted)
 
 
-# A strict xfail below carries its minimized failing example as an @example: it fails on that
-# at once, every run, and only generates more examples once the bug is fixed (then XPASS fails
-# the suite and the xfail must go).
+# Properties below carry, as an @example, the minimized input with which they once found a bug.
 
 
 # --- normalizer --------------------------------------------------------------------------------
@@ -174,12 +158,6 @@ def test_normalizer_never_raises_and_leaves_single_inner_spaces(text: str) -> No
     assert all(c == " " or not c.isspace() for c in normalized)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: normalize_for_dedup casefolds after NFKC, and casefold can leave text that NFKC "
-    "recomposes ('ß\\u0301' -> 'ss\\u0301' -> 'sś'); integrity.py normalize_for_dedup",
-)
 @PROPERTY
 @given(hostile_text)
 @example("ß\u0301")
@@ -257,12 +235,6 @@ def test_normalize_row_returns_a_record_or_raises_a_record_error(row: dict) -> N
         assert record.id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="bug: a list or object as role/from raises TypeError (unhashable) instead of "
-    "RecordError('bad_field_type'); ingest.py _chat_messages `if role not in roles`",
-)
 @PROPERTY
 @given(
     st.sampled_from([("messages", "role", "content"), ("conversations", "from", "value")]),
@@ -310,12 +282,6 @@ def test_ingest_accounts_for_every_jsonl_line(
     assert result.records_in == len(slots) - (slots[-1] == b"")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="bug: deeply nested JSON raises RecursionError out of ingest_landing instead of a "
-    "bad_json quarantine; ingest.py _iter_jsonl catches only JSONDecodeError",
-)
 @PROPERTY
 @given(st.integers(min_value=5_000, max_value=100_000), st.sampled_from([b"[", b'{"a":']))
 @example(5_000, b"[")
@@ -323,13 +289,6 @@ def test_ingest_quarantines_deeply_nested_json(depth: int, opener: bytes) -> Non
     _assert_accounted_for(_ingest({"corpus.jsonl": opener * depth + b"\n"}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="bug: a JSON \\ud800-style escape puts a lone surrogate in the text; ingest_landing "
-    "raises UnicodeEncodeError (ingest.py normalize_row `canonical.encode()` without an id, "
-    "language_verdict/lingua with one) instead of quarantining the line",
-)
 @PROPERTY
 @given(
     st.integers(min_value=0xD800, max_value=0xDFFF),
@@ -609,22 +568,6 @@ ADVERSARIAL = {
     "han": "中" * SIZE,
     "mixed": ("a1._%+-@<>( )A_" * (SIZE // 15 + 1))[:SIZE],
 }
-# Python's re backtracks [A-Za-z0-9._%+-]+ from every start position: quadratic, 16-25 s here.
-EMAIL_REGEX_BUG = (
-    "bug: integrity.py RESIDUAL_EMAIL_REGEX is quadratic under Python's re on long runs of "
-    "local-part characters with no valid domain after them (16-25 s per 100 kB)"
-)
-KNOWN_SLOW = {
-    ("integrity.RESIDUAL_EMAIL_REGEX", label)
-    for label in (
-        "letters",
-        "upper_underscores",
-        "digits",
-        "digit_dashes",
-        "email_prefixes",
-        "dots",
-    )
-}
 _TIMER = """
 import re, sys, time
 pattern = re.compile(sys.argv[1], int(sys.argv[2]))
@@ -668,9 +611,7 @@ def regex_seconds(pattern: str, flags: int, text: str) -> float:
         pytest.param(
             name,
             label,
-            marks=[pytest.mark.xfail(strict=True, raises=AssertionError, reason=EMAIL_REGEX_BUG)]
-            if (name, label) in KNOWN_SLOW
-            else [],
+            marks=[],
         )
         for name in OUR_REGEXES
         for label in ADVERSARIAL

@@ -167,6 +167,9 @@ def _iter_jsonl(path: Path):
         except json.JSONDecodeError as exc:
             yield number, _with_raw(RecordError("bad_json", f"column {exc.colno}: {exc.msg}"), raw)
             continue
+        except RecursionError:
+            yield number, _with_raw(RecordError("bad_json", "nested too deeply"), raw)
+            continue
         if not isinstance(value, dict):
             yield number, _with_raw(RecordError("not_an_object", type(value).__name__), raw)
             continue
@@ -237,6 +240,8 @@ def normalize_row(row: dict[str, Any], *, source_file: str, source_line: int) ->
         record_id = "sha-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
     elif not isinstance(record_id, str | int) or isinstance(record_id, bool):
         raise RecordError("bad_field_type", "id must be a string or an integer")
+    else:
+        _encodable(str(record_id), "id")
     return Record(
         id=str(record_id),
         source_file=source_file,
@@ -251,13 +256,23 @@ def normalize_row(row: dict[str, Any], *, source_file: str, source_line: int) ->
 def _string(value: Any, field_name: str) -> str:
     if not isinstance(value, str):
         raise RecordError("bad_field_type", f"{field_name} must be a string")
+    _encodable(value, field_name)
     return value
+
+
+def _encodable(value: str, field_name: str) -> None:
+    """A JSON `\\ud800` escape decodes to a lone surrogate, which is not valid Unicode text."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RecordError("invalid_utf8", f"{field_name} holds a lone surrogate") from None
 
 
 def _optional_string(value: Any, field_name: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, int | str) and not isinstance(value, bool):
+        _encodable(str(value), field_name)
         return str(value)
     raise RecordError("bad_field_type", f"{field_name} must be a string")
 
@@ -271,7 +286,7 @@ def _chat_messages(turns: Any, name: str, role_key: str, content_key: str) -> tu
         if not isinstance(turn, dict):
             raise RecordError("bad_field_type", f"{name}[{i}] must be an object")
         role = turn.get(role_key)
-        if role not in roles:
+        if not isinstance(role, str) or role not in roles:
             raise RecordError("bad_field_type", f"{name}[{i}].{role_key} is not a known role")
         field_name = f"{name}[{i}].{content_key}"
         out.append(Message(roles[role], _string(turn.get(content_key), field_name), field_name))

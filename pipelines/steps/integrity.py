@@ -30,7 +30,11 @@ REASONS = (EXACT_DUPLICATE, TOO_SHORT, TOO_LONG)
 
 # Residual PII patterns for the suite. Neither matches a pseudonym such as
 # <EMAIL_ADDRESS_3fa91c02> or <PHONE_NUMBER_55501230>: those have no "@" and no separators.
-RESIDUAL_EMAIL_REGEX = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+# A match may only start at the beginning or after a character that cannot be in an address:
+# without that guard Python's `re` retries every start inside a long run and goes quadratic.
+RESIDUAL_EMAIL_REGEX = (
+    r"(?:^|[^A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+)
 RESIDUAL_PHONE_REGEX = r"(?<!\d)(?:\(\d{3}\)\s?|\d{3}[-.\s])\d{3}[-.\s]\d{4}(?!\d)"
 
 
@@ -92,7 +96,10 @@ def normalize_for_dedup(text: str) -> str:
     Returns:
         The normalized text, stripped at both ends.
     """
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    # casefold can undo NFKC (ß + combining accent -> "ss" + accent composes to "sś"), so
+    # normalize again after it: the result is then a fixed point.
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    return " ".join(folded.split())
 
 
 def score_records(records: list[Record]) -> list[RecordScore]:
