@@ -633,7 +633,7 @@ def _probe_child(workdir: Path) -> None:
     for case in PROBE_CASES:
         _write_adapter(previous, workdir / case / ADAPTER_FOLDER)
 
-    real_rename = os.rename
+    real_rename, real_replace = os.rename, os.replace
 
     def stop_before_rename_onto(target: Path, stop: Callable[[], None]) -> None:
         def rename(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
@@ -641,7 +641,12 @@ def _probe_child(workdir: Path) -> None:
                 stop()
             real_rename(src, dst, *args, **kwargs)
 
-        os.rename = rename
+        def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+            if Path(dst) == target:
+                stop()
+            real_replace(src, dst, *args, **kwargs)
+
+        os.rename, os.replace = rename, replace
 
     def interrupt() -> None:
         raise KeyboardInterrupt

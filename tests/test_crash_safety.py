@@ -73,14 +73,6 @@ def adapter_window(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[
     return {r.case: (r.outcome, r.detail) for r in results}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "training._save_adapter moves the previous adapter folder to .adapter.XXXX.old before "
-        "renaming the new one in: a SIGKILL between the two renames leaves nothing at the final "
-        "path (the previous version survives only in the hidden .old folder)"
-    ),
-)
 def test_when_save_adapter_is_killed_between_its_renames_then_the_previous_adapter_stays(
     adapter_window,
 ):
@@ -88,14 +80,6 @@ def test_when_save_adapter_is_killed_between_its_renames_then_the_previous_adapt
     assert outcome == INTACT_PREVIOUS, detail
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "training._save_adapter: an exception (Dagster's run-termination interrupt, Ctrl-C) "
-        "between moving the previous folder aside and renaming the new one in runs the finally "
-        "block, which deletes both the new temp folder and the moved-aside previous version"
-    ),
-)
 def test_when_save_adapter_is_interrupted_between_its_renames_then_the_previous_adapter_stays(
     adapter_window,
 ):

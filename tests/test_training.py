@@ -113,7 +113,9 @@ def test_adapter_folder_holds_only_safetensors_and_json_and_loads(trained, tiny_
     _, result = trained
     names = sorted(p.name for p in result.adapter_dir.iterdir())
     assert names == ["adapter_config.json", "adapter_model.safetensors"]
-    assert not [p for p in result.adapter_dir.parent.iterdir() if p.name.startswith(".")]
+    hidden = [p.name for p in result.adapter_dir.parent.iterdir() if p.name.startswith(".")]
+    assert hidden == [f".{result.adapter_dir.name}.versions"]  # the versions behind the link
+    assert not list(result.adapter_dir.parent.glob(".*.versions/.*"))  # no staging leftovers
     json.dumps(result.to_json())
     model, tokenizer = load_adapter_model(
         tiny_dir, result.adapter_dir, expected_sha256=result.adapter_sha256

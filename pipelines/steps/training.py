@@ -534,10 +534,20 @@ def _all_finite(tensors: Iterable[torch.Tensor]) -> bool:
 
 
 def _save_adapter(model: PeftModel, out_dir: Path) -> None:
-    """Write only adapter_model.safetensors + adapter_config.json, atomically, into out_dir."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    old = None
+    """Write only adapter_model.safetensors + adapter_config.json, atomically, at out_dir.
+
+    Each version goes into its own hidden folder `.<name>.versions/<sha256>`, and `out_dir` is
+    a symlink swapped onto the new version by one atomic rename: a crash or an interrupt at any
+    point leaves `out_dir` at the previous version or at the complete new one, never missing
+    and never half-written. (A plain folder left by an older release is moved aside first,
+    which leaves a window of one rename.)
+    """
+    parent = out_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    versions = parent / f".{out_dir.name}.versions"
+    versions.mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".staging.", suffix=".tmp", dir=versions))
+    link = versions / f".link.{os.getpid()}.tmp"
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         for path in tmp.iterdir():
@@ -548,13 +558,19 @@ def _save_adapter(model: PeftModel, out_dir: Path) -> None:
         for name in ADAPTER_FILES:
             with open(tmp / name, "rb") as handle:
                 os.fsync(handle.fileno())
-        if out_dir.exists():
-            old = Path(
-                tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent)
-            )
-            os.replace(out_dir, old)
-        os.rename(tmp, out_dir)
+        final = versions / sha256_tree(tmp)
+        if final.exists():
+            shutil.rmtree(tmp)
+        else:
+            os.rename(tmp, final)
+        previous = Path(os.path.realpath(out_dir)) if out_dir.is_symlink() else None
+        if out_dir.exists() and not out_dir.is_symlink():
+            os.rename(out_dir, versions / f"legacy-{os.getpid()}-{time.time_ns()}")
+        link.unlink(missing_ok=True)
+        os.symlink(os.path.relpath(final, parent), link)
+        os.replace(link, out_dir)
+        if previous is not None and previous != final.resolve():
+            shutil.rmtree(previous, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        link.unlink(missing_ok=True)
