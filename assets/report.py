@@ -5,7 +5,13 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from assets.metadata import OWNERS_PRIVACY, latest_check_results
-from pipelines.steps.report import build_report, epsilon_plot_png, render_html, roc_plot_png
+from pipelines.steps.report import (
+    build_report,
+    epsilon_plot_png,
+    exposure_plot_png,
+    render_html,
+    roc_plot_png,
+)
 from pipelines.steps.storage import write_json, write_text
 from resources import CorpusStorage, DPTrainer, MLflowRegistry
 
@@ -106,7 +112,9 @@ def compliance_report(
         [tuple(x) for x in dp_lora_adapter["epsilons"]], target=trainer.target_epsilon
     )
     roc = roc_plot_png(privacy_audit["membership_inference"])
-    html_sha = write_text(render_html(report, epsilon_png=png, roc_png=roc), html_path)
+    exposure = exposure_plot_png(privacy_audit["canaries"], bound=privacy_audit["bound_bits"])
+    html = render_html(report, epsilon_png=png, roc_png=roc, exposure_png=exposure)
+    html_sha = write_text(html, html_path)
     artifact_uri = registry.log_report(registered_model["mlflow_run_id"], [json_path, html_path])
     approved = all(c["passed"] for c in checks) and bool(privacy_audit["passed"])
     registry.set_version_tags(

@@ -4,7 +4,13 @@ import json
 
 import pytest
 
-from pipelines.steps.report import build_report, epsilon_plot_png, render_html, roc_plot_png
+from pipelines.steps.report import (
+    build_report,
+    epsilon_plot_png,
+    exposure_plot_png,
+    render_html,
+    roc_plot_png,
+)
 
 
 def _facts():
@@ -82,8 +88,9 @@ def test_when_facts_are_complete_then_html_has_every_section_and_the_plot():
     roc = roc_plot_png(
         [{"attack": "loss", "auc": 0.5, "roc_fpr": [0, 0.5, 1], "roc_tpr": [0, 0.5, 1]}]
     )
-    html = render_html(report, epsilon_png=png, roc_png=roc)
-    assert html.count("data:image/png;base64,") == 2 and "Membership inference" in html
+    exposure = exposure_plot_png(report["audit"]["canaries"], bound=8.0)
+    html = render_html(report, epsilon_png=png, roc_png=roc, exposure_png=exposure)
+    assert html.count("data:image/png;base64,") == 3 and "Membership inference" in html
     for heading in (
         "Lineage",
         "Records",

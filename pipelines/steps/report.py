@@ -78,6 +78,27 @@ def roc_plot_png(attacks: list[dict]) -> bytes:
     return buffer.getvalue()
 
 
+def exposure_plot_png(canaries: list[dict], *, bound: float) -> bytes:
+    """A PNG bar chart of each canary's exposure (bits), labelled by insertions, with the bound."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    labels = [f"{c['canary_id']}\n×{c['insertions']}" for c in canaries]
+    ax.bar(labels, [c["exposure_bits"] for c in canaries], color="tab:blue")
+    ax.axhline(bound, linestyle="--", color="tab:red", label=f"bound {bound:g} bits")
+    ax.set_ylabel("exposure (bits)")
+    ax.set_title("Canary exposure (insertions in the corpus)")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 def build_report(facts: dict[str, Any]) -> dict[str, Any]:
     """Validate the facts and return the JSON report (a plain dict).
 
@@ -91,14 +112,21 @@ def build_report(facts: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_html(
-    report: dict[str, Any], *, epsilon_png: bytes | None = None, roc_png: bytes | None = None
+    report: dict[str, Any],
+    *,
+    epsilon_png: bytes | None = None,
+    roc_png: bytes | None = None,
+    exposure_png: bytes | None = None,
 ) -> str:
     """Render the HTML page of a report built by `build_report`."""
-    plot = base64.b64encode(epsilon_png).decode("ascii") if epsilon_png else None
-    roc = base64.b64encode(roc_png).decode("ascii") if roc_png else None
+
+    def encoded(png: bytes | None) -> str | None:
+        return base64.b64encode(png).decode("ascii") if png else None
+
     return _ENV.get_template("report.html.j2").render(
         report=report,
-        epsilon_plot=plot,
-        roc_plot=roc,
+        epsilon_plot=encoded(epsilon_png),
+        roc_plot=encoded(roc_png),
+        exposure_plot=encoded(exposure_png),
         report_json=json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False),
     )
