@@ -293,7 +293,11 @@ def inspect_final(
 def split_leftovers(folder: Path, final_name: str) -> tuple[list[str], list[str]]:
     """Names in `folder` besides the final one: hidden temp leftovers, and anything else."""
     others = sorted(p.name for p in folder.iterdir() if p.name != final_name)
-    hidden = [n for n in others if n.startswith(".") and n.endswith((".tmp", ".old"))]
+    # `.NAME.versions` holds the adapter's version folders behind its symlink: not a leftover
+    store = f".{final_name}.versions"
+    hidden = [
+        n for n in others if n == store or (n.startswith(".") and n.endswith((".tmp", ".old")))
+    ]
     return hidden, [n for n in others if n not in hidden]
 
 
@@ -307,7 +311,8 @@ def warmup_path(target: Path) -> Path:
 
 
 def _remove(path: Path) -> None:
-    if path.is_dir():
+    # an adapter's final path is a symlink to its current version folder
+    if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)

@@ -558,7 +558,10 @@ def _save_adapter(model: PeftModel, out_dir: Path) -> None:
         for name in ADAPTER_FILES:
             with open(tmp / name, "rb") as handle:
                 os.fsync(handle.fileno())
-        final = versions / sha256_tree(tmp)
+        digest = sha256_tree(tmp)
+        final = versions / digest
+        if final.exists() and sha256_tree(final) != digest:
+            _discard(final)  # not the version its name says: never link to it
         if final.exists():
             shutil.rmtree(tmp)
         else:
@@ -570,7 +573,21 @@ def _save_adapter(model: PeftModel, out_dir: Path) -> None:
         os.symlink(os.path.relpath(final, parent), link)
         os.replace(link, out_dir)
         if previous is not None and previous != final.resolve():
-            shutil.rmtree(previous, ignore_errors=True)
+            _discard(previous)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         link.unlink(missing_ok=True)
+
+
+def _discard(folder: Path) -> None:
+    """Delete a version folder so that no partial copy is ever left under a version's name.
+
+    It is first renamed to a hidden `.old` name (atomic), then removed: a crash during the
+    removal leaves only an `.old` leftover, never a half-deleted folder named by its hash.
+    """
+    doomed = folder.with_name(f".{folder.name}.{os.getpid()}.{time.time_ns()}.old")
+    try:
+        os.rename(folder, doomed)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
