@@ -26,6 +26,16 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _profile(profile: str):
+    """The named profile with the environment applied, or exit 2 naming what to fix."""
+    from pipelines.steps.config import ConfigError, load_config, with_environment
+
+    try:
+        return with_environment(load_config(profile))
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
 @app.command()
 def demo(
     profile: Annotated[
@@ -36,14 +46,7 @@ def demo(
     """Write the bundled synthetic corpus into an empty landing zone and run the main job."""
     enforce_offline()
     os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / "dagster_home"))
-    from pipelines.steps.config import ConfigError, load_config
-
-    try:
-        cfg = load_config(profile)
-    except ConfigError as exc:
-        _fail(str(exc))
-    if os.environ.get("SOVTUNE_DATA_ROOT"):
-        cfg = cfg.model_copy(update={"data_root": os.environ["SOVTUNE_DATA_ROOT"]})
+    cfg = _profile(profile)
     started = time.monotonic()
     with contextlib.redirect_stdout(sys.stderr):
         summary = _run_demo(cfg)
@@ -224,15 +227,9 @@ def report(
     """Print where the compliance report of a model version is (latest version by default)."""
     enforce_offline()
     from pipelines.definitions import build_resources
-    from pipelines.steps.config import ConfigError, load_config
     from resources.registry import RegistryError
 
-    try:
-        cfg = load_config(profile)
-    except ConfigError as exc:
-        _fail(str(exc))
-    if os.environ.get("SOVTUNE_DATA_ROOT"):
-        cfg = cfg.model_copy(update={"data_root": os.environ["SOVTUNE_DATA_ROOT"]})
+    cfg = _profile(profile)
     name, _, version = model.partition(":")
     registry = build_resources(cfg)["registry"].model_copy(update={"model_name": name})
     try:

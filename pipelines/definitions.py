@@ -14,7 +14,7 @@ from checks import audit as audit_checks
 from checks import curation, ingestion, release, scrubbing
 from checks import training as training_checks
 from pipelines.jobs import main_job, weekly_retraining
-from pipelines.steps.config import PipelineConfig, load_config
+from pipelines.steps.config import PipelineConfig, load_config, with_environment
 from pipelines.steps.offline import enforce_offline
 from resources import (
     BaseModelStore,
@@ -31,10 +31,7 @@ CHECK_MODULES = [ingestion, scrubbing, curation, training_checks, audit_checks, 
 
 def active_config() -> PipelineConfig:
     """The profile named by the environment, with `SOVTUNE_DATA_ROOT` applied."""
-    cfg = load_config(os.environ.get("SOVTUNE_PROFILE", "default"))
-    if os.environ.get("SOVTUNE_DATA_ROOT"):
-        cfg = cfg.model_copy(update={"data_root": os.environ["SOVTUNE_DATA_ROOT"]})
-    return cfg
+    return with_environment(load_config(os.environ.get("SOVTUNE_PROFILE", "default")))
 
 
 def upstream_checks(asset: str) -> list[str]:

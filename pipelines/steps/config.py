@@ -167,6 +167,18 @@ class PipelineConfig(_Section):
     registry: RegistryConfig = RegistryConfig()
 
 
+DATA_ROOT_ENV = "SOVTUNE_DATA_ROOT"
+
+
+def with_environment(cfg: PipelineConfig) -> PipelineConfig:
+    """The profile with `SOVTUNE_DATA_ROOT`, when set, as its data root (scripts, CI, tests)."""
+    import os
+
+    if os.environ.get(DATA_ROOT_ENV):
+        return cfg.model_copy(update={"data_root": os.environ[DATA_ROOT_ENV]})
+    return cfg
+
+
 def load_config(profile_or_path: str) -> PipelineConfig:
     """Load a profile by name (quick, default) or from a YAML path.
 

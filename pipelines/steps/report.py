@@ -29,13 +29,30 @@ REQUIRED_SECTIONS = (
 )
 
 
-def epsilon_plot_png(epsilons: list[tuple[int, float]], *, target: float) -> bytes:
-    """A PNG line plot of epsilon spent over training steps, with the target as a dashed line."""
+def _pyplot():
+    """matplotlib's pyplot on the headless Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
+    return plt
+
+
+def _png(fig) -> bytes:
+    """The figure as PNG bytes (no timestamp metadata, so the same plot gives the same bytes)."""
+    from matplotlib import pyplot as plt
+
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def epsilon_plot_png(epsilons: list[tuple[int, float]], *, target: float) -> bytes:
+    """A PNG line plot of epsilon spent over training steps, with the target as a dashed line."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
     if epsilons:
         steps, values = zip(*epsilons, strict=True)
@@ -45,20 +62,12 @@ def epsilon_plot_png(epsilons: list[tuple[int, float]], *, target: float) -> byt
     ax.set_ylabel("epsilon")
     ax.set_title("Privacy budget spent over training")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
+    return _png(fig)
 
 
 def roc_plot_png(attacks: list[dict]) -> bytes:
     """A PNG of the membership-inference ROC curves, with the chance diagonal."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=100)
     for attack in attacks:
         ax.plot(
@@ -71,20 +80,12 @@ def roc_plot_png(attacks: list[dict]) -> bytes:
     ax.set_ylabel("true-positive rate")
     ax.set_title("Membership inference")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
+    return _png(fig)
 
 
 def exposure_plot_png(canaries: list[dict], *, bound: float) -> bytes:
     """A PNG bar chart of each canary's exposure (bits), labelled by insertions, with the bound."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
     labels = [f"{c['canary_id']}\n×{c['insertions']}" for c in canaries]
     ax.bar(labels, [c["exposure_bits"] for c in canaries], color="tab:blue")
@@ -92,11 +93,7 @@ def exposure_plot_png(canaries: list[dict], *, bound: float) -> bytes:
     ax.set_ylabel("exposure (bits)")
     ax.set_title("Canary exposure (insertions in the corpus)")
     ax.legend(loc="upper left")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
+    return _png(fig)
 
 
 def build_report(facts: dict[str, Any]) -> dict[str, Any]:
