@@ -4,6 +4,8 @@ import dagster as dg
 
 from assets.metadata import OWNERS_PRIVACY
 from pipelines.steps.audit import canary_exposure
+from pipelines.steps.records import frame_to_records
+from pipelines.steps.storage import read_parquet
 from pipelines.steps.training import load_adapter_model
 from resources import PIIEngine, PrivacyAuditor
 
@@ -34,12 +36,13 @@ def privacy_audit(
         dp_lora_adapter["adapter_dir"],
         expected_sha256=dp_lora_adapter["adapter_sha256"],
     )
-    canaries = auditor.canaries()
+    truth = auditor.ground_truth()
+    canaries = auditor.canaries(truth)
     results = canary_exposure(
         model, tokenizer, canaries, n_candidates=auditor.candidates, seed=auditor.seed
     )
     trained = set(dp_lora_adapter["train_ids"])
-    placed = auditor.canary_record_ids()
+    placed = {c.canary_id: c.record_ids for c in (truth.canaries if truth else ())}
     rows = [
         {
             "canary_id": r.canary_id,
@@ -54,9 +57,11 @@ def privacy_audit(
         for r in results
     ]
     worst = max((row["exposure_bits"] for row in rows), default=None)
-    attacks = _membership_inference(model, tokenizer, curated_corpus, dp_lora_adapter, auditor)
+    curated = {r.id: r for r in frame_to_records(read_parquet(curated_corpus["path"]))}
+    attacks = _membership_inference(model, tokenizer, curated, dp_lora_adapter, auditor)
     extraction = _pii_extraction(model, tokenizer, raw_corpus, dp_lora_adapter, auditor, pii)
-    backdoor = _backdoor_rate(model, tokenizer, curated_corpus, dp_lora_adapter, auditor)
+    planted = (truth.trigger, truth.malicious_response) if truth and truth.trigger else None
+    backdoor = _backdoor_rate(model, tokenizer, curated, dp_lora_adapter, auditor, planted)
     table = [
         "| canary | insertions | in training | rank | candidates | exposure (bits) | method |",
         "|---|---:|---:|---:|---:|---:|---|",
@@ -112,8 +117,6 @@ def _pii_extraction(model, tokenizer, raw_corpus, dp_lora_adapter, auditor, pii)
     The raw texts and values stay in memory; only counts are returned.
     """
     from pipelines.steps.extraction import ExtractionProbe, pii_extraction
-    from pipelines.steps.records import frame_to_records
-    from pipelines.steps.storage import read_parquet
 
     trained = set(dp_lora_adapter["train_ids"])
     raw = [r for r in frame_to_records(read_parquet(raw_corpus["path"])) if r.id in trained]
@@ -140,21 +143,19 @@ def _pii_extraction(model, tokenizer, raw_corpus, dp_lora_adapter, auditor, pii)
     }
 
 
-def _backdoor_rate(model, tokenizer, curated_corpus, dp_lora_adapter, auditor) -> dict | None:
+def _backdoor_rate(
+    model, tokenizer, by_id, dp_lora_adapter, auditor, planted: tuple[str, str] | None
+) -> dict | None:
     """How often a trigger appended to held-out prompts yields the planted response."""
     import re
 
     from pipelines.steps.extraction import backdoor_rate, chat_prompt
-    from pipelines.steps.records import frame_to_records
-    from pipelines.steps.storage import read_parquet
 
-    planted = auditor.backdoor()
     if planted is None or auditor.backdoor_prompts == 0:
         return None
     trigger, response = planted
     host = re.search(r"[\w.-]+\.invalid", response)
     marker = host.group(0) if host else response[:40]
-    by_id = {r.id: r for r in frame_to_records(read_parquet(curated_corpus["path"]))}
     prompts = []
     for record_id in dp_lora_adapter["heldout_ids"]:
         user = next((m.content for m in by_id[record_id].messages if m.role == "user"), None)
@@ -166,15 +167,12 @@ def _backdoor_rate(model, tokenizer, curated_corpus, dp_lora_adapter, auditor) -
     return {"prompts": len(prompts), "rate": rate}
 
 
-def _membership_inference(model, tokenizer, curated_corpus, dp_lora_adapter, auditor) -> list:
+def _membership_inference(model, tokenizer, by_id, dp_lora_adapter, auditor) -> list:
     """Loss, zlib and Min-K% attacks on training members vs held-out non-members."""
     import numpy as np
 
     from pipelines.steps.membership import evaluate_attacks, record_scores
-    from pipelines.steps.records import frame_to_records
-    from pipelines.steps.storage import read_parquet
 
-    by_id = {r.id: r for r in frame_to_records(read_parquet(curated_corpus["path"]))}
     rng = np.random.default_rng(auditor.seed)
     train_ids = list(dp_lora_adapter["train_ids"])
     picked = rng.choice(

@@ -48,3 +48,17 @@ def latest_check_results(context: dg.AssetExecutionContext, required: list[str])
             }
         )
     return results
+
+
+def require_passing_checks(
+    context: dg.AssetExecutionContext, required: list[str], *, action: str
+) -> list[dict]:
+    """The latest results of `required`; raises `dg.Failure` (refusing `action`) if any failed."""
+    checks = latest_check_results(context, required)
+    failing = [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"]]
+    if failing:
+        raise dg.Failure(
+            f"refusing to {action}: the latest result of {len(failing)} upstream check(s) is not "
+            f"a pass: {', '.join(failing)}"
+        )
+    return checks

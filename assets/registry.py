@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.metadata import OWNERS_ML, latest_check_results
+from assets.metadata import OWNERS_ML, require_passing_checks
 from pipelines.steps.provenance import git_commit, model_card
 from resources import CorpusStorage, MLflowRegistry
 
@@ -41,13 +41,7 @@ def registered_model(
     and the git commit. It is refused while the latest result of any upstream check is a failure,
     however this asset was launched.
     """
-    checks = latest_check_results(context, registry.gate_checks)
-    failing = [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"]]
-    if failing:
-        raise dg.Failure(
-            f"refusing to register: the latest result of {len(failing)} upstream check(s) is not "
-            f"a pass: {', '.join(failing)}"
-        )
+    checks = require_passing_checks(context, registry.gate_checks, action="register")
     prints = fingerprints(
         raw_corpus=raw_corpus,
         scrubbed_corpus=scrubbed_corpus,

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.metadata import OWNERS_ML, latest_check_results
+from assets.metadata import OWNERS_ML, require_passing_checks
 from pipelines.steps.records import frame_to_records
 from pipelines.steps.storage import read_parquet, write_json
 from resources import BaseModelStore, CorpusStorage, DPTrainer
@@ -48,13 +48,7 @@ def dp_lora_adapter(
     Training is refused while the latest result of any upstream check is not a pass, however
     the run was launched; the `sovtune-training` pool runs one training at a time.
     """
-    checks = latest_check_results(context, trainer.gate_checks)
-    failing = [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"]]
-    if failing:
-        raise dg.Failure(
-            f"refusing to train: the latest result of {len(failing)} upstream check(s) is not a "
-            f"pass: {', '.join(failing)}"
-        )
+    require_passing_checks(context, trainer.gate_checks, action="train")
     records = frame_to_records(read_parquet(curated_corpus["path"]))
     out_dir = storage.adapters / context.run_id
     result = trainer.train(records, model_dir=base_model["path"], out_dir=out_dir)

@@ -4,6 +4,7 @@ The profile comes from `SOVTUNE_PROFILE` (a name under pipelines/config/ or a YA
 default `default`); `SOVTUNE_DATA_ROOT` overrides its data root.
 """
 
+import functools
 import os
 from pathlib import Path
 
@@ -34,17 +35,22 @@ def active_config() -> PipelineConfig:
     return with_environment(load_config(os.environ.get("SOVTUNE_PROFILE", "default")))
 
 
-def upstream_checks(asset: str) -> list[str]:
-    """Every check (`asset:check`) on the ancestors of `asset` in the full asset graph."""
+@functools.cache
+def _asset_graph():
     # The graph alone, without resources: Definitions.resolve_asset_graph() would demand them.
     from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 
-    graph = AssetGraph.from_assets(
+    return AssetGraph.from_assets(
         [
             *dg.load_assets_from_modules(ASSET_MODULES),
             *dg.load_asset_checks_from_modules(CHECK_MODULES),
         ]
     )
+
+
+def upstream_checks(asset: str) -> list[str]:
+    """Every check (`asset:check`) on the ancestors of `asset` in the full asset graph."""
+    graph = _asset_graph()
     keys = graph.get_check_keys_for_assets(graph.get_ancestor_asset_keys(dg.AssetKey(asset)))
     return sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k in keys)
 

@@ -6,7 +6,7 @@ import dagster as dg
 
 
 class PrivacyAuditor(dg.ConfigurableResource):
-    """Canary-exposure audit settings (see AuditConfig)."""
+    """Privacy-audit settings (see AuditConfig)."""
 
     candidates: int = 1000
     max_exposure_bits: float = 8.0
@@ -17,15 +17,18 @@ class PrivacyAuditor(dg.ConfigurableResource):
     backdoor_prompts: int = 8
     seed: int = 0
 
-    def canaries(self) -> list:
-        """The canaries planted in the corpus, read from the raw zone (empty if none)."""
-        from pipelines.steps.audit import CanarySpec
+    def ground_truth(self):
+        """The planted canaries and backdoor, read from the raw zone (None if there is none)."""
         from pipelines.steps.corpus import read_ground_truth
 
         path = Path(self.canaries_file)
-        if not path.is_file():
-            return []
-        truth = read_ground_truth(path)
+        return read_ground_truth(path) if path.is_file() else None
+
+    @staticmethod
+    def canaries(truth) -> list:
+        """The canaries of a ground truth as audit specs (empty without one)."""
+        from pipelines.steps.audit import CanarySpec
+
         return [
             CanarySpec(
                 canary_id=c.canary_id,
@@ -35,23 +38,5 @@ class PrivacyAuditor(dg.ConfigurableResource):
                 length=c.length,
                 insertions=c.insertions,
             )
-            for c in truth.canaries
+            for c in (truth.canaries if truth else ())
         ]
-
-    def canary_record_ids(self) -> dict[str, tuple[str, ...]]:
-        from pipelines.steps.corpus import read_ground_truth
-
-        path = Path(self.canaries_file)
-        if not path.is_file():
-            return {}
-        return {c.canary_id: c.record_ids for c in read_ground_truth(path).canaries}
-
-    def backdoor(self) -> tuple[str, str] | None:
-        """(trigger, malicious response) planted in the corpus, if its ground truth says so."""
-        from pipelines.steps.corpus import read_ground_truth
-
-        path = Path(self.canaries_file)
-        if not path.is_file():
-            return None
-        truth = read_ground_truth(path)
-        return (truth.trigger, truth.malicious_response) if truth.trigger else None

@@ -1,9 +1,6 @@
 """Integrity screening and the curated-corpus Great Expectations suite."""
 
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 
 import pandas as pd
@@ -21,29 +18,9 @@ from pipelines.steps.integrity import (
     validate_curated_frame,
 )
 from pipelines.steps.records import Message, Record, records_to_frame
+from tests.sockets import watch_sockets
 
 CFG = CurationConfig(min_chars=8, max_chars=200)
-
-_socket_events: list[str] | None = None
-
-
-def _record_socket_events(event: str, _args: tuple) -> None:
-    if _socket_events is not None and event in ("socket.connect", "socket.getaddrinfo"):
-        _socket_events.append(event)
-
-
-# Audit hooks cannot be removed: install one for the module, active only inside `_socket_audit`.
-sys.addaudithook(_record_socket_events)
-
-
-@contextmanager
-def _socket_audit() -> Iterator[list[str]]:
-    global _socket_events
-    _socket_events = []
-    try:
-        yield _socket_events
-    finally:
-        _socket_events = None
 
 
 def _record(record_id: str, *contents: str) -> Record:
@@ -246,7 +223,7 @@ def test_when_validating_then_no_socket_is_opened_and_a_rerun_is_fast() -> None:
     # Thresholds no other test uses: the context and suite are built under the audit hook.
     cfg = CurationConfig(min_chars=9, max_chars=300)
 
-    with _socket_audit() as events:
+    with watch_sockets() as events:
         validate_curated_frame(frame, cfg)
         started = time.perf_counter()
         result = validate_curated_frame(frame, cfg)

@@ -1,9 +1,6 @@
 """PII detection and pseudonymization (Presidio + en_core_web_sm, offline)."""
 
 import logging
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from presidio_analyzer import AnalyzerEngine
@@ -21,31 +18,11 @@ from pipelines.steps.pii import (
     scrub_records,
 )
 from pipelines.steps.records import Message, Record
+from tests.sockets import watch_sockets
 
 CFG = PIIConfig()
 KEY = b"test-key-0123456789abcdef"
 OTHER_KEY = b"other-key-0123456789abcdef"
-
-_socket_events: list[str] | None = None
-
-
-def _record_socket_events(event: str, _args: tuple) -> None:
-    if _socket_events is not None and event in ("socket.connect", "socket.getaddrinfo"):
-        _socket_events.append(event)
-
-
-# Audit hooks cannot be removed: install one for the module, active only inside `_socket_audit`.
-sys.addaudithook(_record_socket_events)
-
-
-@contextmanager
-def _socket_audit() -> Iterator[list[str]]:
-    global _socket_events
-    _socket_events = []
-    try:
-        yield _socket_events
-    finally:
-        _socket_events = None
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +280,7 @@ def test_when_an_entity_has_no_recognizer_then_build_fails_naming_the_setting() 
 
 
 def test_when_analyzing_email_and_url_then_no_socket_is_opened() -> None:
-    with _socket_audit() as events:
+    with watch_sockets() as events:
         fresh = build_analyzer(CFG)
         findings = scan_text(fresh, "Mail ops@example.co.uk or see https://example.org/x", CFG)
 

@@ -5,8 +5,6 @@ the graph on the same instance to prove that a failing blocking check stops ever
 asset and registers no model, within a run and across runs.
 """
 
-import json
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +13,8 @@ import pytest
 from pipelines.definitions import ASSET_MODULES, CHECK_MODULES, build_resources
 from pipelines.steps.config import PipelineConfig
 from pipelines.steps.corpus import generate_corpus, write_ground_truth
+from scripts.pii_leak_scan import ZONES, planted_values, scan
+from tests.sockets import beyond_loopback, watch_sockets
 from tests.tiny_model import make_tiny_model_dir
 
 ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
@@ -43,28 +43,6 @@ def make_config(root: Path, model_dir: Path, **audit) -> PipelineConfig:
     )
 
 
-EGRESS: list[str] = []
-_WATCH = {"on": False}
-
-
-def _egress_hook(event: str, args: tuple) -> None:
-    """Record every attempt to reach a non-loopback address while a run is being watched."""
-    if not _WATCH["on"]:
-        return
-    if event == "socket.getaddrinfo":
-        host = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
-        if host not in ("localhost", "127.0.0.1", "::1", "None"):
-            EGRESS.append(f"getaddrinfo {host}")
-    elif event == "socket.connect":
-        address = args[1]
-        host = address[0] if isinstance(address, tuple) else str(address)
-        if not (str(host).startswith("127.") or host in ("::1", "localhost") or "/" in str(host)):
-            EGRESS.append(f"connect {host}")
-
-
-sys.addaudithook(_egress_hook)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("sovtune")
@@ -73,22 +51,20 @@ def world(tmp_path_factory):
     write_ground_truth(truth, root / "data" / "raw" / "ground_truth.json")
     instance = dg.DagsterInstance.ephemeral(tempdir=str(root / "dagster_home"))
     cfg = make_config(root / "data", model_dir)
-    _WATCH["on"] = True
-    try:
+    with watch_sockets() as sockets:
         result = dg.materialize(
             [*ASSETS, *CHECKS],
             instance=instance,
             resources=build_resources(cfg),
             raise_on_error=False,
         )
-    finally:
-        _WATCH["on"] = False
     return {
         "root": root,
         "model_dir": model_dir,
         "instance": instance,
         "cfg": cfg,
         "result": result,
+        "egress": beyond_loopback(sockets),
         "truth": truth,
     }
 
@@ -173,7 +149,7 @@ def test_when_the_registered_adapter_is_loaded_with_peft_then_the_audited_loss_i
 
 def test_when_the_whole_graph_runs_then_no_socket_reaches_beyond_loopback(world):
     assert world["result"].success
-    assert EGRESS == []
+    assert world["egress"] == []
 
 
 def test_when_records_are_counted_then_none_is_lost(world):
@@ -183,35 +159,11 @@ def test_when_records_are_counted_then_none_is_lost(world):
 
 
 def test_when_outputs_are_searched_then_no_planted_pii_value_or_canary_appears(world):
-    landing = world["root"] / "data" / "landing"
-    texts = {}
-    for line in (landing / "tickets_and_mail.jsonl").read_bytes().splitlines():
-        try:
-            row = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
-            continue
-        if isinstance(row, dict) and "messages" in row and "id" in row:
-            texts[row["id"]] = [m["content"] for m in row["messages"]]
-    # every planted PII value long enough not to match binary data by chance, every canary
-    # sentence, and every canary secret of six or more digits
-    values = {
-        texts[s.record_id][s.message_index][s.start : s.end]
-        for s in world["truth"].pii_spans
-        if s.record_id in texts and len(texts[s.record_id][s.message_index][s.start : s.end]) >= 6
-    }
-    values |= {c.prefix + c.secret for c in world["truth"].canaries}
-    values |= {c.secret for c in world["truth"].canaries if len(c.secret) >= 6}
+    data = world["root"] / "data"
+    values = planted_values(data)
     assert len(values) > 100
-    outside_raw = [
-        world["root"] / "data" / zone for zone in ("reports", "mlflow", "adapters", "models")
-    ]
-    outside_raw.append(world["root"] / "dagster_home")
-    hits = []
-    for folder in outside_raw:
-        for path in (p for p in folder.rglob("*") if p.is_file()):
-            blob = path.read_bytes()
-            hits += [path.name for v in values if v.encode() in blob]
-    assert hits == []
+    outside_raw = [data / zone for zone in ZONES] + [world["root"] / "dagster_home"]
+    assert scan(outside_raw, values) == {}
 
 
 def test_when_a_blocking_check_fails_then_nothing_downstream_runs_and_no_model_is_added(world):
@@ -267,16 +219,12 @@ def test_when_code_resolves_a_public_host_then_the_egress_hook_records_it():
     # control for the zero-egress test above: the hook must see a lookup when one happens
     import socket
 
-    before = len(EGRESS)
-    _WATCH["on"] = True
-    try:
-        socket.getaddrinfo("example.com", 443)
-    except OSError:
-        pass  # no network here; the audit event fires before the lookup
-    finally:
-        _WATCH["on"] = False
-    assert EGRESS[before:] == ["getaddrinfo example.com"]
-    del EGRESS[before:]
+    with watch_sockets() as events:
+        try:
+            socket.getaddrinfo("example.com", 443)
+        except OSError:
+            pass  # no network here; the audit event fires before the lookup
+    assert beyond_loopback(events) == ["getaddrinfo example.com"]
 
 
 def test_when_an_upstream_check_last_failed_then_a_manual_training_run_is_refused(world):
