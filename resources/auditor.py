@@ -17,6 +17,19 @@ class PrivacyAuditor(dg.ConfigurableResource):
     backdoor_prompts: int = 8
     seed: int = 0
 
+    @property
+    def settings(self):
+        """The attack sizes and seed as the Dagster-free audit suite takes them."""
+        from pipelines.steps.audit_suite import AuditSettings
+
+        return AuditSettings(
+            candidates=self.candidates,
+            mia_records=self.mia_records,
+            extraction_probes=self.extraction_probes,
+            backdoor_prompts=self.backdoor_prompts,
+            seed=self.seed,
+        )
+
     def ground_truth(self):
         """The planted canaries and backdoor, read from the raw zone (None if there is none)."""
         from pipelines.steps.corpus import read_ground_truth
