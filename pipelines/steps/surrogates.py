@@ -1,0 +1,488 @@
+"""Realistic, keyed surrogates: a fake value of the same kind, format and language as the real one.
+
+`surrogate(entity_type, value, key=...)` seeds a random generator (and Faker) with an HMAC-SHA256
+of the entity type and a canonical form of the value under a secret key, so the same real value
+gets the same surrogate in every record and every run, a different key gives different
+surrogates, and without the key a surrogate cannot be linked back by guessing candidates.
+
+What each type becomes (the choices are documented here because tests and stewards rely on them):
+
+- PERSON: English names from Faker en_US, token by token (titles kept, initials stay initials,
+  upper/lower case kept); names in Han characters from Faker zh_CN, same number of characters.
+- EMAIL_ADDRESS: `first.last@example.com`, `.org` or `.net` (RFC 2606 reserved domains).
+- PHONE_NUMBER, CN_PHONE_NUMBER: digits replaced, every separator and `+` kept. North American
+  numbers use exchange 555 and line 0100-0199 (reserved for fiction); mainland mobiles keep
+  `1[3-9]`; an international prefix keeps its country code.
+- CREDIT_CARD, CN_BANK_CARD: same length, grouping and first two digits, Luhn-valid.
+- CN_ID_CARD: 18 characters with a real region code, a plausible birth date and a valid
+  ISO 7064 MOD 11-2 check character (15-digit legacy numbers stay 15 digits).
+- CN_USCC: 18 characters with a valid GB 32100 check character.
+- IBAN_CODE: same country and length, valid ISO 7064 mod-97 check digits (and national check
+  digits where python-stdnum knows them); spacing kept.
+- ABA_ROUTING_NUMBER: a valid 3-7-1 checksum.
+- US_SSN: area 900-999 with group 01-49: never issued as an SSN (9xx areas are not assigned) and
+  outside the ITIN groups, so it is invalid as both; separators kept.
+- IP_ADDRESS: IPv4 in the documentation ranges 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24;
+  IPv6 in 2001:db8::/32.
+- MAC_ADDRESS: a locally administered unicast address, separators and case kept.
+- URL: the same scheme (and `www.`) on example.com/.org/.net with a Faker path.
+- LOCATION, STREET_ADDRESS: Faker addresses (street, city, state, zip; line count kept) or
+  place names; Chinese addresses and places from Faker zh_CN.
+- DATE_OF_BIRTH: the same layout, year moved by 1 to 5, day and month redrawn within range.
+- AGE: the number moved by 1 to 5 years, the words around it kept.
+- Any other identifier (licences, passports, plates, QQ, WeChat): same shape, each digit,
+  letter and Han character replaced by one of its kind.
+- SECRET (and any `SECRET_*` type): never a surrogate; `surrogate` refuses, secrets are redacted.
+
+Faker's output for a seed is stable for the pinned Faker version; upgrading Faker can change
+surrogates, which only matters for the vault (lookups of surrogates written before).
+"""
+
+import hashlib
+import hmac
+import ipaddress
+import random
+import re
+import string
+import unicodedata
+from collections.abc import Callable
+from functools import cache
+
+import faker
+import phonenumbers
+from stdnum import iban, luhn
+from stdnum.cn import ric, uscc
+from stdnum.us import rtn
+
+RESERVED_DOMAINS = ("example.com", "example.org", "example.net")
+DOCUMENTATION_NETWORKS = (
+    ipaddress.ip_network("192.0.2.0/24"),
+    ipaddress.ip_network("198.51.100.0/24"),
+    ipaddress.ip_network("203.0.113.0/24"),
+)
+DOCUMENTATION_NETWORK_V6 = ipaddress.ip_network("2001:db8::/32")
+TITLES = frozenset({"mr", "mrs", "ms", "miss", "dr", "prof", "sir", "madam", "mx", "rev"})
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+# Province abbreviations that start a mainland licence plate.
+CN_PLATE_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+MAX_ATTEMPTS = 64
+
+
+class SurrogateError(ValueError):
+    """No surrogate may be made for this entity type (secrets) or none is known."""
+
+
+def is_secret(entity_type: str) -> bool:
+    """Whether the type is a secret: secrets are always redacted, never given a surrogate."""
+    return entity_type == "SECRET" or entity_type.startswith("SECRET_")
+
+
+def has_surrogate(entity_type: str) -> bool:
+    """Whether `surrogate` makes a realistic value for this type (unknown types get none)."""
+    return not is_secret(entity_type) and entity_type in _GENERATORS
+
+
+def surrogate(entity_type: str, value: str, *, key: bytes) -> str:
+    """A realistic fake value of the same type, format and language as `value`.
+
+    Deterministic under `key`: equal values (after canonicalization: case and spacing of names,
+    separators of numbers) get equal surrogates; a surrogate never equals its value.
+
+    Args:
+        entity_type: Entity type, e.g. `PERSON` or `CN_ID_CARD`.
+        value: The real value as found in the text.
+        key: Secret HMAC key.
+
+    Returns:
+        The surrogate.
+
+    Raises:
+        SurrogateError: The type is a secret, or has no surrogate generator (see `has_surrogate`).
+    """
+    if is_secret(entity_type):
+        raise SurrogateError(f"{entity_type} values are always redacted, never given a surrogate")
+    generator = _GENERATORS.get(entity_type)
+    if generator is None:
+        raise SurrogateError(f"no surrogate generator for entity type {entity_type}")
+    canonical = _canonical(entity_type, value)
+    for attempt in range(MAX_ATTEMPTS):
+        digest = hmac.new(
+            key, f"{entity_type}\x1f{canonical}\x1f{attempt}".encode(), hashlib.sha256
+        ).digest()
+        try:
+            fake = generator(value, _Draw(digest))
+        except (ValueError, KeyError, IndexError):  # a value too malformed for its type's layout
+            fake = None
+        if fake and _unrelated(_canonical(entity_type, fake), canonical) and value not in fake:
+            return fake
+    # A value without letters or digits has no realistic surrogate: never return the value.
+    return f"<{entity_type}>"
+
+
+def _unrelated(made: str, canonical: str) -> bool:
+    """The surrogate neither equals nor contains the value (3 or more characters) by chance."""
+    return made != canonical and (len(canonical) < 3 or canonical not in made)
+
+
+class _Draw:
+    """Randomness for one surrogate: a `random.Random` and Faker instances seeded from a digest."""
+
+    def __init__(self, digest: bytes) -> None:
+        self.seed = int.from_bytes(digest, "big")
+        self.rng = random.Random(self.seed)
+
+    def faker(self, locale: str) -> faker.Faker:
+        fake = _faker(locale)
+        fake.seed_instance(self.seed)
+        return fake
+
+    def digits(self, count: int) -> str:
+        return "".join(self.rng.choice(string.digits) for _ in range(count))
+
+
+@cache
+def _faker(locale: str) -> faker.Faker:
+    return faker.Faker(locale)
+
+
+def _canonical(entity_type: str, value: str) -> str:
+    folded = " ".join(unicodedata.normalize("NFKC", value).casefold().split())
+    if entity_type in _NUMBER_TYPES:
+        return "".join(c for c in folded if c.isalnum())
+    return folded
+
+
+def _has_han(text: str) -> bool:
+    return any("\u4e00" <= c <= "\u9fff" or "\u3400" <= c <= "\u4dbf" for c in text)
+
+
+def _case_like(template: str, text: str) -> str:
+    letters = [c for c in template if c.isalpha()]
+    if letters and all(c.isupper() for c in letters) and len(letters) > 1:
+        return text.upper()
+    if letters and all(c.islower() for c in letters):
+        return text.lower()
+    return text
+
+
+def _fill(layout: str, chars: str) -> str:
+    """Put `chars` into the alphanumeric positions of `layout`, keeping every other character."""
+    supply = iter(chars)
+    return "".join(next(supply, "0") if c.isalnum() else c for c in layout)
+
+
+def _shape(value: str, draw: _Draw) -> str:
+    """Same shape: each digit, ASCII letter (case kept) and Han character replaced by its kind."""
+    out = []
+    for i, c in enumerate(value):
+        if c.isdigit():
+            leading = i == 0 or not value[i - 1].isdigit()
+            out.append(draw.rng.choice("123456789" if leading and c != "0" else string.digits))
+        elif c in string.ascii_uppercase:
+            out.append(draw.rng.choice(string.ascii_uppercase))
+        elif c in string.ascii_lowercase:
+            out.append(draw.rng.choice(string.ascii_lowercase))
+        elif _has_han(c):
+            out.append(draw.rng.choice(draw.faker("zh_CN").last_name()))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+# --- names, places, contacts -----------------------------------------------------------------
+
+
+def _person(value: str, draw: _Draw) -> str:
+    if _has_han(value):
+        return _han_name(value, draw)
+    fake = draw.faker("en_US")
+    tokens = value.split()
+    titled = any(t.strip(".,").casefold() in TITLES for t in tokens)
+    names = [i for i, t in enumerate(tokens) if t.strip(".,").casefold() not in TITLES]
+    out = []
+    for i, token in enumerate(tokens):
+        bare = token.strip(".,")
+        if bare.casefold() in TITLES:
+            out.append(token)
+        elif len(bare) == 1:
+            out.append(_case_like(bare, draw.rng.choice(string.ascii_uppercase)) + token[1:])
+        else:
+            surname = i == names[-1] and (len(names) > 1 or titled)
+            name = fake.last_name() if surname else fake.first_name()
+            out.append(_case_like(bare, name) + token[len(token.rstrip(".,")) :])
+    return " ".join(out)
+
+
+def _han_name(value: str, draw: _Draw) -> str:
+    fake = draw.faker("zh_CN")
+    length = max(2, len(value.strip()))
+    for _ in range(MAX_ATTEMPTS):
+        name = fake.last_name() + fake.first_name()
+        if len(name) == length:
+            return name
+    return (fake.last_name() + fake.first_name() * 4)[:length]
+
+
+def _email(value: str, draw: _Draw) -> str:
+    fake = draw.faker("en_US")
+    local = f"{fake.first_name()}.{fake.last_name()}".lower()
+    domain = draw.rng.choice(RESERVED_DOMAINS)
+    return _case_like(value, f"{local}@{domain}")
+
+
+def _location(value: str, draw: _Draw) -> str:
+    if _has_han(value):
+        fake = draw.faker("zh_CN")
+        if len(value) <= 4:
+            return fake.city_name() if len(value) <= 3 else fake.province()
+        return fake.address().split(" ")[0]
+    fake = draw.faker("en_US")
+    lines = value.splitlines()
+    if len(lines) > 1:
+        made = [fake.street_address(), fake.secondary_address(), fake.city()]
+        out = made[: len(lines) - 1] + [f"{fake.city()}, {fake.state_abbr()} {fake.zipcode()}"]
+        return "\n".join(_case_like(old, new) for old, new in zip(lines, out, strict=False))
+    if any(c.isdigit() for c in value):
+        street = fake.street_address()
+        if "," in value:
+            return f"{street}, {fake.city()}, {fake.state_abbr()} {fake.zipcode()}"
+        return _case_like(value, street)
+    if re.fullmatch(r"[^,]+,\s*[A-Z]{2}", value.strip()):
+        return f"{fake.city()}, {fake.state_abbr()}"
+    return _case_like(value, fake.city())
+
+
+def _url(value: str, draw: _Draw) -> str:
+    scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", value)
+    host = draw.rng.choice(RESERVED_DOMAINS)
+    rest = value[scheme.end() :] if scheme else value
+    if rest.lower().startswith("www."):
+        host = "www." + host
+    path = "/" + draw.faker("en_US").uri_path() if "/" in rest.rstrip("/") else ""
+    return f"{scheme.group(0) if scheme else ''}{host}{path}"
+
+
+def _ip(value: str, draw: _Draw) -> str | None:
+    address, slash, suffix = value.partition("/")
+    try:
+        parsed = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return _shape(value, draw)
+    if parsed.version == 4:
+        network = draw.rng.choice(DOCUMENTATION_NETWORKS)
+        made = network[draw.rng.randrange(1, 255)]
+    else:
+        made = DOCUMENTATION_NETWORK_V6[draw.rng.getrandbits(96)]
+    return f"{made}{slash}{suffix}"
+
+
+def _mac(value: str, draw: _Draw) -> str:
+    octets = [draw.rng.randrange(256) for _ in range(6)]
+    octets[0] = (octets[0] | 0x02) & 0xFE  # locally administered, unicast
+    hexed = "".join(f"{o:02x}" for o in octets)
+    if not any(c.isupper() for c in value):
+        return _fill(value, hexed) if _alnum_count(value) == 12 else hexed
+    return _fill(value, hexed.upper()) if _alnum_count(value) == 12 else hexed.upper()
+
+
+def _alnum_count(text: str) -> int:
+    return sum(c.isalnum() for c in text)
+
+
+# --- numbers with layouts and checksums --------------------------------------------------------
+
+
+def _phone(value: str, draw: _Draw) -> str:
+    return _phone_like(value, draw, home="1")
+
+
+def _cn_phone(value: str, draw: _Draw) -> str:
+    return _phone_like(value, draw, home="86")
+
+
+def _phone_like(value: str, draw: _Draw, *, home: str) -> str:
+    """Digits replaced, layout kept; `home` is the country code assumed without a `+` prefix."""
+    digits = "".join(c for c in value if c.isdigit())
+    country = ""
+    if value.lstrip().startswith("+"):
+        try:
+            country = str(phonenumbers.parse(value, None).country_code)
+        except phonenumbers.NumberParseException:
+            country = digits[:2]
+    national = digits[len(country) :]
+    if (country or home) == "1" and len(national) >= 10:
+        lead = "1" if national[0] == "1" and len(national) >= 11 else ""
+        area = f"{draw.rng.randrange(2, 10)}{draw.rng.randrange(10)}{draw.rng.randrange(10)}"
+        made = lead + area + "555" + "01" + draw.digits(2)
+    elif (country or home) == "86" and national[:1] == "1" and len(national) >= 11:
+        made = "1" + draw.rng.choice("35789") + draw.digits(9)
+    elif national[:1] == "0":  # trunk prefix and area code of a landline stay
+        made = national[:3] + draw.rng.choice("2345678") + draw.digits(max(0, len(national) - 4))
+    else:
+        made = draw.rng.choice("23456789") + draw.digits(max(0, len(national) - 1))
+    made += draw.digits(len(national) - len(made))  # extension digits
+    return _fill_digits(value, country + made[: len(national)])
+
+
+def _fill_digits(layout: str, digits: str) -> str:
+    supply = iter(digits)
+    return "".join(next(supply, "0") if c.isdigit() else c for c in layout)
+
+
+def _card(value: str, draw: _Draw) -> str:
+    digits = "".join(c for c in value if c.isdigit())
+    body = digits[:2] + draw.digits(max(0, len(digits) - 3))
+    return _fill_digits(value, body + luhn.calc_check_digit(body))
+
+
+def _cn_id_card(value: str, draw: _Draw) -> str | None:
+    compact = "".join(c for c in value if c.isalnum())
+    fake = draw.faker("zh_CN")
+    for _ in range(MAX_ATTEMPTS):
+        number = fake.ssn(min_age=18, max_age=80)
+        if ric.is_valid(number):
+            break
+    else:
+        return None
+    if len(compact) == 15:  # legacy: no century digits, no check character
+        number = number[:6] + number[8:17]
+    made = number[: len(compact)]
+    if value[-1:].islower():
+        made = made.lower()
+    return _fill(value, made) if len(compact) in (15, 18) else _shape(value, draw)
+
+
+def _cn_uscc(value: str, draw: _Draw) -> str:
+    region = draw.faker("zh_CN").ssn()[:6]
+    alphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+    body = "91" + region + "".join(draw.rng.choice(alphabet) for _ in range(9))
+    return _fill(value, body + uscc.calc_check_digit(body))
+
+
+def _iban(value: str, draw: _Draw) -> str | None:
+    compact = "".join(c for c in value if c.isalnum()).upper()
+    country, bban = compact[:2], compact[4:]
+    for _ in range(MAX_ATTEMPTS * 8):
+        made = _shape(bban, draw)
+        number = country + iban.calc_check_digits(country + "00" + made) + made
+        if iban.is_valid(number) or not iban.is_valid(compact):
+            return _fill(value, number if value[:1].isupper() else number.lower())
+    return None
+
+
+def _routing(value: str, draw: _Draw) -> str:
+    prefix = f"{draw.rng.choice([*range(1, 13), *range(21, 33), *range(61, 73)]):02d}"
+    body = prefix + draw.digits(6)
+    return _fill_digits(value, body + rtn.calc_check_digit(body))
+
+
+def _ssn(value: str, draw: _Draw) -> str:
+    digits = f"{draw.rng.randrange(900, 1000)}{draw.rng.randrange(1, 50):02d}"
+    digits += f"{draw.rng.randrange(1, 10000):04d}"
+    return _fill_digits(value, digits) if _digit_count(value) == 9 else digits
+
+
+def _digit_count(text: str) -> int:
+    return sum(c.isdigit() for c in text)
+
+
+def _plate(value: str, draw: _Draw) -> str:
+    made = _shape(value, draw)
+    if made and _has_han(made[0]):
+        made = draw.rng.choice(CN_PLATE_PROVINCES) + made[1:]
+    return made
+
+
+# --- dates and ages -----------------------------------------------------------------------------
+
+
+def _date(value: str, draw: _Draw) -> str:
+    def number(match: re.Match[str]) -> str:
+        text = match.group(0)
+        n = int(text)
+        if len(text) == 4:
+            return str(n + draw.rng.choice((-1, 1)) * draw.rng.randrange(1, 6))
+        if n > 12:
+            made = draw.rng.randrange(13, 29)
+        else:
+            made = draw.rng.randrange(1, 13)
+        return f"{made:0{len(text)}d}" if text.startswith("0") else str(made)
+
+    def month(match: re.Match[str]) -> str:
+        text = match.group(0)
+        name = draw.rng.choice(MONTHS)
+        return _case_like(text, name[: len(text)] if len(text) <= 4 else name)
+
+    months = "|".join(m[:3] + f"(?:{m[3:]})?" for m in MONTHS)
+    made = re.sub(rf"\b(?:{months})\b", month, value, flags=re.IGNORECASE)
+    return re.sub(r"\d+", number, made)
+
+
+def _age(value: str, draw: _Draw) -> str:
+    def shift(match: re.Match[str]) -> str:
+        n = int(match.group(0))
+        step = draw.rng.randrange(1, 6)
+        return str(n + step if n - step < 1 else n + draw.rng.choice((-1, 1)) * step)
+
+    if not any(c.isdigit() for c in value):
+        return _shape(value, draw)
+    return re.sub(r"\d+", shift, value, count=1)
+
+
+_GENERATORS: dict[str, Callable[[str, _Draw], str | None]] = {
+    "PERSON": _person,
+    "EMAIL_ADDRESS": _email,
+    "PHONE_NUMBER": _phone,
+    "CN_PHONE_NUMBER": _cn_phone,
+    "LOCATION": _location,
+    "STREET_ADDRESS": _location,
+    "DATE_OF_BIRTH": _date,
+    "AGE": _age,
+    "CREDIT_CARD": _card,
+    "CN_BANK_CARD": _card,
+    "US_SSN": _ssn,
+    "IBAN_CODE": _iban,
+    "ABA_ROUTING_NUMBER": _routing,
+    "IP_ADDRESS": _ip,
+    "MAC_ADDRESS": _mac,
+    "URL": _url,
+    "CN_ID_CARD": _cn_id_card,
+    "CN_USCC": _cn_uscc,
+    "CN_LICENSE_PLATE": _plate,
+    "US_DRIVER_LICENSE": _shape,
+    "US_PASSPORT": _shape,
+    "US_BANK_NUMBER": _shape,
+    "CN_PASSPORT": _shape,
+    "CN_TRAVEL_PERMIT": _shape,
+    "QQ_NUMBER": _shape,
+    "WECHAT_ID": _shape,
+}
+_NUMBER_TYPES = frozenset(
+    {
+        "PHONE_NUMBER",
+        "CN_PHONE_NUMBER",
+        "CREDIT_CARD",
+        "CN_BANK_CARD",
+        "US_SSN",
+        "IBAN_CODE",
+        "ABA_ROUTING_NUMBER",
+        "CN_ID_CARD",
+        "CN_USCC",
+        "US_BANK_NUMBER",
+        "QQ_NUMBER",
+        "MAC_ADDRESS",
+    }
+)
