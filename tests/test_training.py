@@ -21,6 +21,7 @@ from pipelines.steps.training import (
     per_example_loss,
     split_heldout,
     train_dp_lora,
+    train_lora,
 )
 from tests.tiny_model import make_tiny_model_dir, synthetic_sentences
 
@@ -291,3 +292,19 @@ def test_accountants_reproduce_opacus_golden_values():
     prv = PRVAccountant()
     prv.history = [(1.5, 0.04, int(90 // 0.04))]
     assert prv.get_epsilon(delta=1e-5) == pytest.approx(6.777395712150674, abs=1e-4)
+
+
+def test_non_private_control_trains_the_same_lora_without_privacy(trained, tiny_dir, tmp_path):
+    cfg, private = trained
+    result = train_lora(
+        chat_records(64), model_dir=tiny_dir, cfg=cfg, out_dir=tmp_path / "control", progress=False
+    )
+    assert not result.private and private.private
+    assert result.epsilon == math.inf and result.noise_multiplier == 0.0
+    assert (result.train_ids, result.sample_rate) == (private.train_ids, private.sample_rate)
+    assert result.steps == cfg.steps
+    # B starts at zero, so A has no gradient in step 1; only DP noise moves it then
+    assert result.lora_tensors_changed_after_first_step == result.lora_tensors_total // 2
+    assert result.base_weights_unchanged
+    # without noise the easy target is learned at least as well as under DP
+    assert result.heldout_loss_after < private.heldout_loss_after + 0.05

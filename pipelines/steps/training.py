@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from opacus import PrivacyEngine
 from opacus.accountants.utils import get_noise_multiplier
+from opacus.data_loader import DPDataLoader
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
@@ -60,15 +61,17 @@ class TrainingResult:
     """What one DP-LoRA training run did, and the guards measured on it.
 
     Attributes:
-        epsilon: Final epsilon from the accountant at `delta`, after `steps` steps.
+        private: True for DP-SGD; False for the non-private control (`train_lora`).
+        epsilon: Final epsilon from the accountant at `delta`, after `steps` steps; infinity
+            for a non-private run.
         delta: The target delta (below 1/n_train).
-        noise_multiplier: Gaussian noise std divided by `max_grad_norm`.
+        noise_multiplier: Gaussian noise std divided by `max_grad_norm` (0 when not private).
         sample_rate: Poisson sampling probability q = 1 / ceil(n_train / expected_batch_size),
             which Opacus derives from the data loader's length (equal to
             expected_batch_size / n_train when that divides evenly).
         steps: Optimizer steps taken (every one noised and accounted).
         accountant: "prv" or "rdp".
-        max_grad_norm: Per-example clipping norm.
+        max_grad_norm: Per-example clipping norm (not applied when not private).
         n_train: N, the number of training examples.
         n_heldout: Number of held-out examples.
         heldout_ids: Record ids held out (deterministic by hash of the id).
@@ -91,6 +94,7 @@ class TrainingResult:
         seconds: Wall time of the whole run.
     """
 
+    private: bool
     epsilon: float
     delta: float
     noise_multiplier: float
@@ -230,8 +234,14 @@ def train_dp_lora(
     device: str = "cpu",
     progress: bool = True,
     epsilon_every: int | None = None,
+    private: bool = True,
 ) -> TrainingResult:
     """Train a LoRA adapter with DP-SGD and save it (safetensors + JSON) into `out_dir`.
+
+    With `private=False` (see `train_lora`) the same LoRA is trained on the same split, with
+    the same Poisson sampling, loss, optimizer and steps, but without clipping, noise or
+    accountant: a non-private control for benchmarks and the audit, reported with epsilon
+    infinity. Never release such an adapter.
 
     Randomness comes from explicit generators, never global seeding: `cfg.seed` drives the
     LoRA initialization (in a forked RNG); Poisson sampling and the DP noise are drawn from
@@ -249,6 +259,7 @@ def train_dp_lora(
         epsilon_every: Ask the accountant for epsilon every this many steps (and always at the
             last step). Default: about ten times per run, since one query costs about 0.2 s
             (RDP) to 0.5 s (PRV) here.
+        private: DP-SGD (default); False trains the non-private control.
 
     Returns:
         The privacy parameters, losses, guards and adapter location.
@@ -310,17 +321,27 @@ def train_dp_lora(
         batch_size=cfg.expected_batch_size,
         generator=torch.Generator().manual_seed(noise_seed),
     )
-    engine = PrivacyEngine(accountant=cfg.accountant)
+    optimizer = torch.optim.Adam(lora.values(), lr=cfg.learning_rate)
     peft_model.train()
-    dp_model, dp_optimizer, dp_loader = engine.make_private(
-        module=peft_model,
-        optimizer=torch.optim.Adam(lora.values(), lr=cfg.learning_rate),
-        data_loader=loader,
-        noise_multiplier=noise_multiplier,
-        max_grad_norm=cfg.max_grad_norm,
-        poisson_sampling=True,
-        noise_generator=torch.Generator(device=device).manual_seed(noise_seed + 1),
-    )
+    engine = None
+    if private:
+        engine = PrivacyEngine(accountant=cfg.accountant)
+        dp_model, dp_optimizer, dp_loader = engine.make_private(
+            module=peft_model,
+            optimizer=optimizer,
+            data_loader=loader,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=cfg.max_grad_norm,
+            poisson_sampling=True,
+            noise_generator=torch.Generator(device=device).manual_seed(noise_seed + 1),
+        )
+    else:
+        # The same Poisson sampler as the private run, without clipping or noise.
+        dp_model, dp_optimizer = peft_model, optimizer
+        dp_loader = DPDataLoader.from_data_loader(
+            loader, generator=torch.Generator().manual_seed(noise_seed)
+        )
+        noise_multiplier = 0.0
     if not math.isclose(dp_loader.sample_rate, sample_rate):
         raise RuntimeError(
             f"Opacus samples at {dp_loader.sample_rate}, noise was set for {sample_rate}"
@@ -335,7 +356,10 @@ def train_dp_lora(
     while len(losses) < cfg.steps:
         for input_ids, attention_mask, labels in dp_loader:
             dp_optimizer.zero_grad(set_to_none=True)
-            if len(input_ids) == 0:
+            if len(input_ids) == 0 and not private:
+                losses.append(math.nan)
+                empty_batches += 1
+            elif len(input_ids) == 0:
                 # Llama cannot run a batch of 0; give Opacus the empty per-example gradients it
                 # would have computed, so the step still adds noise and is accounted.
                 for p in lora.values():
@@ -354,7 +378,8 @@ def train_dp_lora(
                     warnings.filterwarnings("ignore", "Full backward hook", UserWarning)
                     loss.backward()
                 losses.append(loss.item())
-            dp_optimizer.step()
+            if private or not math.isnan(losses[-1]):
+                dp_optimizer.step()
             step = len(losses)
             if step == 1:
                 changed_after_first = sum(
@@ -362,7 +387,9 @@ def train_dp_lora(
                 )
                 finite_after_first = _all_finite(lora.values())
             if step % every == 0 or step == cfg.steps:
-                epsilon = engine.accountant.get_epsilon(delta=cfg.target_delta)
+                epsilon = (
+                    engine.accountant.get_epsilon(delta=cfg.target_delta) if engine else math.inf
+                )
                 epsilons.append((step, float(epsilon)))
             bar.update(1)
             bar.set_postfix(
@@ -372,7 +399,7 @@ def train_dp_lora(
                 break
     bar.close()
 
-    trained = dp_model.to_standard_module()
+    trained = dp_model.to_standard_module() if private else dp_model
     if trained is not peft_model:
         raise RuntimeError("Opacus returned a different module than the PEFT model it wrapped")
     peft_model.eval()
@@ -380,6 +407,7 @@ def train_dp_lora(
     base_sha256_after = _base_sha256(peft_model)
     _save_adapter(peft_model, out_dir)
     return TrainingResult(
+        private=private,
         epsilon=epsilons[-1][1],
         delta=cfg.target_delta,
         noise_multiplier=noise_multiplier,
@@ -405,6 +433,32 @@ def train_dp_lora(
         adapter_dir=out_dir,
         adapter_sha256=sha256_tree(out_dir),
         seconds=time.monotonic() - started,
+    )
+
+
+def train_lora(
+    records: list[Record],
+    *,
+    model_dir: str | Path,
+    cfg: TrainingConfig,
+    out_dir: str | Path,
+    device: str = "cpu",
+    progress: bool = True,
+) -> TrainingResult:
+    """The non-private control: `train_dp_lora(..., private=False)`.
+
+    Same LoRA, split, Poisson sampling, per-example loss, optimizer and steps as the private
+    run, without clipping, noise or accountant; `epsilon` is infinity. For benchmarks and the
+    audit's control model only, never for release.
+    """
+    return train_dp_lora(
+        records,
+        model_dir=model_dir,
+        cfg=cfg,
+        out_dir=out_dir,
+        device=device,
+        progress=progress,
+        private=False,
     )
 
 
