@@ -14,6 +14,7 @@ from assets import audit, curated, raw, registry, report, scrubbed, training
 from checks import audit as audit_checks
 from checks import curation, ingestion, release, scrubbing
 from checks import training as training_checks
+from pipelines.automation import automation_sensor, with_automation
 from pipelines.jobs import main_job, weekly_retraining
 from pipelines.steps.config import PipelineConfig, load_config, with_environment
 from pipelines.steps.offline import enforce_offline
@@ -93,6 +94,7 @@ def build_resources(cfg: PipelineConfig) -> dict:
             max_mia_auc=cfg.audit.max_mia_auc,
             extraction_probes=cfg.audit.extraction_probes,
             backdoor_prompts=cfg.audit.backdoor_prompts,
+            controls=list(cfg.audit.controls),
             seed=cfg.audit.seed,
         ),
         "registry": MLflowRegistry(
@@ -110,10 +112,11 @@ def build_definitions(cfg: PipelineConfig) -> dg.Definitions:
     """The code location for one profile."""
     enforce_offline()
     return dg.Definitions(
-        assets=dg.load_assets_from_modules(ASSET_MODULES),
+        assets=with_automation(dg.load_assets_from_modules(ASSET_MODULES)),
         asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
         jobs=[main_job],
         schedules=[weekly_retraining],
+        sensors=[automation_sensor],
         resources=build_resources(cfg),
     )
 

@@ -1,0 +1,151 @@
+"""Retraining launch paths: automation, the weekly schedule and a manual materialization.
+
+Each path must refuse to start training while the latest result of an upstream check is a
+failure. Upstream materializations and check results are recorded as runless events on a
+temporary instance, so nothing trains here: the tests are about the launch decision.
+"""
+
+import dagster as dg
+import pytest
+
+from assets.training import dp_lora_adapter
+from pipelines.automation import AUTOMATION_SENSOR, FOLLOWERS, TRAINING
+from pipelines.definitions import build_definitions, build_resources, upstream_checks
+from pipelines.steps.config import load_config
+
+UPSTREAM = ["raw_corpus", "raw_quarantine", "scrubbed_corpus", "curated_corpus", "base_model"]
+FAILING = "scrubbed_corpus:no_residual_pii"
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory):
+    root = tmp_path_factory.mktemp("automation")
+    (root / "landing").mkdir()
+    (root / "landing" / "drop.jsonl").write_text('{"id": "1", "text": "hello"}\n')
+    return load_config("quick").model_copy(update={"data_root": str(root)})
+
+
+@pytest.fixture(scope="module")
+def defs(cfg):
+    return build_definitions(cfg)
+
+
+@pytest.fixture
+def instance(tmp_path):
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        yield instance
+
+
+def materialize_upstream(instance, *keys: str) -> None:
+    for key in keys:
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+
+
+def report_checks(instance, *, failing: str | None = None) -> None:
+    for item in upstream_checks("dp_lora_adapter"):
+        asset, name = item.rsplit(":", 1)
+        instance.report_runless_asset_event(
+            dg.AssetCheckEvaluation(
+                asset_key=dg.AssetKey(asset), check_name=name, passed=item != failing
+            )
+        )
+
+
+def tick(defs, instance, cursor=None):
+    return dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+
+
+def requested(result) -> set[str]:
+    return {r.key.to_user_string() for r in result.results if r.true_subset.size}
+
+
+def test_the_schedule_and_the_automation_sensor_are_stopped_by_default(defs):
+    assert defs.get_schedule_def("weekly_retraining").default_status.name == "STOPPED"
+    sensor = defs.get_sensor_def(AUTOMATION_SENSOR)
+    assert sensor.default_status.name == "STOPPED"
+    targeted = sensor.asset_selection.resolve(defs.resolve_asset_graph())
+    assert targeted == {TRAINING, *FOLLOWERS}
+
+
+def test_when_new_curated_data_arrives_and_every_check_passed_then_training_runs_once(
+    defs, instance
+):
+    first = tick(defs, instance)
+    assert first.total_requested == 0  # nothing materialized yet
+    materialize_upstream(instance, *UPSTREAM)
+    report_checks(instance)
+    second = tick(defs, instance, first.cursor)
+    # training and its followers are requested together: one run, never registration alone
+    assert requested(second) == {
+        "dp_lora_adapter",
+        "privacy_audit",
+        "registered_model",
+        "compliance_report",
+    }
+    third = tick(defs, instance, second.cursor)
+    assert third.total_requested == 0  # no new accepted data since
+
+
+def test_when_data_arrives_but_an_upstream_check_last_failed_then_automation_holds_training(
+    defs, instance
+):
+    first = tick(defs, instance)
+    materialize_upstream(instance, *UPSTREAM)
+    report_checks(instance, failing=FAILING)
+    held = tick(defs, instance, first.cursor)
+    assert held.total_requested == 0
+    # a check that never ran holds training too: automation launches training alone
+    fresh = tick(defs, instance, held.cursor)
+    assert fresh.total_requested == 0
+    # once the steward re-ran the stage and the check passes, the pending data is trained on
+    report_checks(instance)
+    released = tick(defs, instance, fresh.cursor)
+    assert "dp_lora_adapter" in requested(released)
+
+
+def test_when_only_upstream_checks_ran_and_no_new_data_arrived_then_nothing_is_requested(
+    defs, instance
+):
+    first = tick(defs, instance)
+    materialize_upstream(instance, "raw_corpus", "scrubbed_corpus", "base_model")
+    report_checks(instance)
+    assert tick(defs, instance, first.cursor).total_requested == 0  # curated is missing
+
+
+def test_when_an_upstream_check_last_failed_then_the_schedule_skips_and_names_it(
+    defs, instance, cfg
+):
+    schedule = defs.get_schedule_def("weekly_retraining")
+    resources = build_resources(cfg)
+    context = dg.build_schedule_context(instance=instance, resources=resources)
+    report_checks(instance, failing=FAILING)
+    skipped = schedule.evaluate_tick(context)
+    assert skipped.run_requests == []
+    assert FAILING in skipped.skip_message
+    report_checks(instance)
+    [request] = schedule.evaluate_tick(context).run_requests
+    assert request.tags["sovtune/launched_by"] == "schedule"
+    assert len(request.tags["sovtune/landing_sha256"]) == 64
+
+
+def test_when_no_check_ever_ran_then_the_schedule_runs_the_whole_job(defs, instance, cfg):
+    # the run executes every check before training; training's own guard reads their results
+    schedule = defs.get_schedule_def("weekly_retraining")
+    context = dg.build_schedule_context(instance=instance, resources=build_resources(cfg))
+    [request] = schedule.evaluate_tick(context).run_requests
+    assert request.asset_selection is None  # the schedule's job: every asset
+
+
+def test_when_an_upstream_check_last_failed_then_a_manual_training_is_refused(instance, cfg):
+    report_checks(instance, failing=FAILING)
+    resources = build_resources(cfg)
+    context = dg.build_asset_context(instance=instance)
+    with pytest.raises(dg.Failure, match="refusing to train") as refused:
+        dp_lora_adapter(
+            context,
+            curated_corpus={"path": "never-read.parquet"},
+            base_model={"path": "never-loaded"},
+            storage=resources["storage"],
+            trainer=resources["trainer"],
+        )
+    assert FAILING in str(refused.value)
