@@ -1,13 +1,17 @@
 """Stage 5: the privacy audit of the trained adapter."""
 
+import shutil
+from dataclasses import replace
+
 import dagster as dg
 
 from assets.metadata import OWNERS_PRIVACY
+from pipelines.steps import training
 from pipelines.steps.audit_suite import AuditData, audit_model
 from pipelines.steps.records import frame_to_records
 from pipelines.steps.storage import read_parquet
 from pipelines.steps.training import load_adapter_model
-from resources import PIIEngine, PrivacyAuditor
+from resources import CorpusStorage, DPTrainer, PIIEngine, PrivacyAuditor
 
 
 @dg.asset(
@@ -22,6 +26,9 @@ def privacy_audit(
     base_model: dict,
     curated_corpus: dict,
     raw_corpus: dict,
+    scrubbed_corpus: dict,
+    storage: CorpusStorage,
+    trainer: DPTrainer,
     auditor: PrivacyAuditor,
     pii: PIIEngine,
 ) -> dict:
@@ -30,6 +37,10 @@ def privacy_audit(
     Each canary planted in the corpus is ranked, by the model's likelihood, among random
     candidates of the same format; exposure = log2(candidates) - log2(rank). A model that
     memorized a canary ranks it first. Only canary ids and numbers are kept, never a secret.
+    Membership inference (loss, zlib, Min-K%) on training members vs held-out non-members,
+    PII extraction from raw prefixes, and the backdoor attack success rate follow. When the
+    profile lists `audit.controls`, control models are trained and attacked the same way and
+    reported side by side; they are never registered.
     """
     model, tokenizer = load_adapter_model(
         base_model["path"],
@@ -41,6 +52,10 @@ def privacy_audit(
     rows, worst = result["canaries"], result["max_exposure_bits"]
     attacks, extraction = result["membership_inference"], result["pii_extraction"]
     backdoor = result["backdoor"]
+    controls = [
+        _control(name, context, data, base_model, scrubbed_corpus, storage, trainer, auditor, pii)
+        for name in auditor.controls
+    ]
     table = [
         "| canary | insertions | in training | rank | candidates | exposure (bits) | method |",
         "|---|---:|---:|---:|---:|---:|---|",
@@ -73,6 +88,15 @@ def privacy_audit(
             "pii_extraction_probes": extraction["probes"],
             "pii_values_extracted": extraction["extracted"],
             "backdoor_rate": float("nan") if backdoor is None else backdoor["rate"],
+            **(
+                {
+                    "controls": dg.MetadataValue.md(
+                        _controls_table(controls, dp_lora_adapter, result)
+                    )
+                }
+                if controls
+                else {}
+            ),
         }
     )
     return {
@@ -83,6 +107,7 @@ def privacy_audit(
         "max_mia_auc_bound": auditor.max_mia_auc,
         "pii_extraction": extraction,
         "backdoor": backdoor,
+        "controls": controls,
         "passed": worst is not None
         and worst <= auditor.max_exposure_bits
         and all(a["auc_low"] <= auditor.max_mia_auc for a in attacks)
@@ -107,3 +132,92 @@ def _audit_data(auditor, dp_lora_adapter: dict, curated_corpus: dict, raw_corpus
         max_seq_len=dp_lora_adapter["max_seq_len"],
         delta=dp_lora_adapter["delta"],
     )
+
+
+def _control(
+    name: str, context, data, base_model, scrubbed_corpus, storage, trainer, auditor, pii
+) -> dict:
+    """Train one control model, attack it like the released one, and summarize (never register).
+
+    `non_private`: the same LoRA, split, sampling, steps and optimizer without clipping or
+    noise. `unscreened`: DP-SGD on the scrubbed corpus before the integrity screens, which shows
+    what the screens bought (the backdoor's attack success rate above all).
+    """
+    if name == "non_private":
+        records, private = list(data.records.values()), False
+    elif name == "unscreened":
+        records = frame_to_records(read_parquet(scrubbed_corpus["path"]))
+        private = True
+    else:  # AuditConfig validates the names; a resource built by hand may not.
+        raise ValueError(f"audit.controls: unknown control model {name!r}")
+    out_dir = storage.adapters / f"{context.run_id}.control-{name}"
+    result = training.train_dp_lora(
+        records,
+        model_dir=base_model["path"],
+        cfg=trainer.config,
+        out_dir=out_dir,
+        device=trainer.device,
+        progress=False,
+        private=private,
+    )
+    model, tokenizer = load_adapter_model(
+        base_model["path"], result.adapter_dir, expected_sha256=result.adapter_sha256
+    )
+    control_data = replace(
+        data,
+        records={r.id: r for r in records},
+        train_ids=result.train_ids,
+        heldout_ids=result.heldout_ids,
+        raw_train=[r for r in data.raw_train if r.id in set(result.train_ids)],
+    )
+    audit = audit_model(model, tokenizer, control_data, auditor.settings, scan=pii.scan)
+    # A control adapter (non-private, or trained on unscreened data) is evidence, not a product:
+    # it is deleted once measured so that no unreleasable model stays on disk.
+    out_dir.unlink(missing_ok=True)
+    shutil.rmtree(out_dir.parent / f".{out_dir.name}.versions", ignore_errors=True)
+    attacks = audit["membership_inference"]
+    return {
+        "name": name,
+        "epsilon": "no DP" if not private else round(float(result.epsilon), 4),
+        "train_records": result.n_train,
+        "heldout_loss": float(result.heldout_loss_after),
+        "max_exposure_bits": audit["max_exposure_bits"],
+        "max_mia_auc": max(a["auc"] for a in attacks),
+        "empirical_epsilon": max(a["epsilon_lower_bound"] for a in attacks),
+        "pii_probes": audit["pii_extraction"]["probes"],
+        "pii_extracted": audit["pii_extraction"]["extracted"],
+        "backdoor_rate": None if audit["backdoor"] is None else audit["backdoor"]["rate"],
+    }
+
+
+def _controls_table(controls: list[dict], dp_lora_adapter: dict, result: dict) -> str:
+    """Markdown: the released model's attack results next to each control's."""
+    attacks = result["membership_inference"]
+    released = {
+        "name": "released (DP, screened)",
+        "epsilon": round(float(dp_lora_adapter["epsilon"]), 4),
+        "heldout_loss": float(dp_lora_adapter["heldout_loss_after"]),
+        "max_exposure_bits": result["max_exposure_bits"],
+        "max_mia_auc": max(a["auc"] for a in attacks),
+        "empirical_epsilon": max(a["epsilon_lower_bound"] for a in attacks),
+        "pii_probes": result["pii_extraction"]["probes"],
+        "pii_extracted": result["pii_extraction"]["extracted"],
+        "backdoor_rate": None if result["backdoor"] is None else result["backdoor"]["rate"],
+    }
+
+    def cell(value, fmt):
+        return "n/a" if value is None else format(value, fmt)
+
+    lines = [
+        "| model | epsilon | max exposure (bits) | max MIA AUC | empirical eps >= "
+        "| PII extracted | backdoor success | held-out loss |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in [released, *controls]:
+        lines.append(
+            f"| {row['name']} | {row['epsilon']} | {cell(row['max_exposure_bits'], '.2f')} | "
+            f"{row['max_mia_auc']:.3f} | {row['empirical_epsilon']:.2f} | "
+            f"{row['pii_extracted']}/{row['pii_probes']} | {cell(row['backdoor_rate'], '.0%')} | "
+            f"{row['heldout_loss']:.4f} |"
+        )
+    return "\n".join(lines)

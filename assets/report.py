@@ -101,6 +101,7 @@ def compliance_report(
                 "max_mia_auc": privacy_audit["max_mia_auc_bound"],
                 "pii_extraction": privacy_audit["pii_extraction"],
                 "backdoor": privacy_audit["backdoor"],
+                "controls": privacy_audit.get("controls", []),
             },
             "checks": checks,
         }

@@ -15,6 +15,7 @@ class PrivacyAuditor(dg.ConfigurableResource):
     max_mia_auc: float = 0.55
     extraction_probes: int = 32
     backdoor_prompts: int = 8
+    controls: list[str] = []
     seed: int = 0
 
     @property

@@ -50,7 +50,7 @@ def world(tmp_path_factory):
     truth = generate_corpus(root / "data" / "landing", records=120, seed=3)
     write_ground_truth(truth, root / "data" / "raw" / "ground_truth.json")
     instance = dg.DagsterInstance.ephemeral(tempdir=str(root / "dagster_home"))
-    cfg = make_config(root / "data", model_dir)
+    cfg = make_config(root / "data", model_dir, controls=["non_private", "unscreened"])
     with watch_sockets() as sockets:
         result = dg.materialize(
             [*ASSETS, *CHECKS],
@@ -145,6 +145,28 @@ def test_when_the_registered_adapter_is_loaded_with_peft_then_the_audited_loss_i
     heldout = [by_id[i] for i in adapter["heldout_ids"]]
     loss = heldout_loss(model, tokenizer, heldout, max_seq_len=world["cfg"].training.max_seq_len)
     assert loss == pytest.approx(adapter["heldout_loss_after"], abs=1e-4)
+
+
+def test_when_controls_are_configured_then_they_are_audited_reported_and_never_kept(world):
+    import json
+
+    audit = world["result"].output_for_node("privacy_audit")
+    controls = {c["name"]: c for c in audit["controls"]}
+    assert set(controls) == {"non_private", "unscreened"}
+    assert controls["non_private"]["epsilon"] == "no DP"
+    assert 0 < controls["unscreened"]["epsilon"] <= 8.0 * 1.05
+    # The unscreened control trains on the scrubbed corpus, before the screens filtered it.
+    assert controls["unscreened"]["train_records"] >= controls["non_private"]["train_records"]
+    for control in controls.values():
+        assert 0.0 <= control["max_mia_auc"] <= 1.0
+        assert control["pii_probes"] >= 0
+    report = json.loads(
+        Path(world["result"].output_for_node("compliance_report")["json"]).read_text()
+    )
+    assert [c["name"] for c in report["audit"]["controls"]] == ["non_private", "unscreened"]
+    adapters = Path(world["cfg"].data_root) / "adapters"
+    assert not [p for p in adapters.iterdir() if "control" in p.name]
+    assert len(registered_versions(world["cfg"])) == 1
 
 
 def test_when_the_whole_graph_runs_then_no_socket_reaches_beyond_loopback(world):

@@ -141,6 +141,12 @@ class AuditConfig(_Section):
         32, ge=0, description="Raw-record prefixes prompted for the PII-extraction attack."
     )
     backdoor_prompts: int = Field(8, ge=0, description="Trigger prompts for the backdoor rate.")
+    controls: list[Literal["non_private", "unscreened"]] = Field(
+        default_factory=list,
+        description="Control models audited side by side with the released one and never "
+        "registered: `non_private` trains the same LoRA on the same split without DP; "
+        "`unscreened` trains with DP on the scrubbed corpus before the integrity screens.",
+    )
     seed: int = 0
 
 

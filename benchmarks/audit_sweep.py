@@ -1,0 +1,159 @@
+"""Privacy audit across epsilon: canary exposure and membership-inference AUC for
+epsilon in {1, 4, 8, no DP} on the bundled corpus, and the audit's cost on this machine.
+
+Reads the curated corpus, raw corpus, ground truth and converted base model that a default run
+(`make demo`) left under the data root, trains one LoRA adapter per epsilon with the default
+profile's training settings (the same split, steps, batch and sequence length), and runs the
+pipeline's own audit (`pipelines.steps.audit_suite.audit_model`) on each. Prints one table row
+per model and the seconds the audit took; writes nothing but adapters under a temporary folder.
+
+    .venv/bin/python benchmarks/audit_sweep.py --data-root var [--epsilons 1,4,8,none]
+"""
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from pipelines.steps import training  # noqa: E402
+from pipelines.steps.audit import CanarySpec  # noqa: E402
+from pipelines.steps.audit_suite import AuditData, AuditSettings, audit_model  # noqa: E402
+from pipelines.steps.config import load_config  # noqa: E402
+from pipelines.steps.corpus import read_ground_truth  # noqa: E402
+from pipelines.steps.records import frame_to_records  # noqa: E402
+from pipelines.steps.storage import read_parquet  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default="var", help="Data root of a finished default run.")
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--epsilons", default="1,4,8,none", help="Comma list; 'none' = no DP.")
+    parser.add_argument("--steps", type=int, default=None, help="Override training.steps.")
+    parser.add_argument("--json", type=Path, default=None, help="Also write the rows here.")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    cfg = load_config(args.profile)
+    root = Path(args.data_root)
+    curated = frame_to_records(read_parquet(root / "curated" / "curated_corpus.parquet"))
+    raw = {r.id: r for r in frame_to_records(read_parquet(root / "raw" / "raw_corpus.parquet"))}
+    truth = read_ground_truth(root / "raw" / "ground_truth.json")
+    model_dir = root / "models" / cfg.model.name
+    canaries = [
+        CanarySpec(
+            canary_id=c.canary_id,
+            prefix=c.prefix,
+            secret=c.secret,
+            alphabet=c.alphabet,
+            length=c.length,
+            insertions=c.insertions,
+        )
+        for c in truth.canaries
+    ]
+    settings = AuditSettings(
+        candidates=cfg.audit.candidates,
+        mia_records=cfg.audit.mia_records,
+        extraction_probes=0,
+        backdoor_prompts=cfg.audit.backdoor_prompts,
+        seed=cfg.audit.seed,
+    )
+    print(f"data root {root}: {len(curated)} curated records, {len(canaries)} canaries")
+    print(f"torch threads {torch.get_num_threads()}, device cpu, profile {args.profile}")
+    rows = []
+    for token in args.epsilons.split(","):
+        private = token.strip().lower() != "none"
+        update = {"noise_seed": 0}
+        if private:
+            update["target_epsilon"] = float(token)
+        if args.steps:
+            update["steps"] = args.steps
+        tcfg = cfg.training.model_copy(update=update)
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.monotonic()
+            result = training.train_dp_lora(
+                curated,
+                model_dir=model_dir,
+                cfg=tcfg,
+                out_dir=Path(tmp) / "adapter",
+                private=private,
+                progress=False,
+            )
+            train_s = time.monotonic() - started
+            model, tokenizer = training.load_adapter_model(
+                model_dir, result.adapter_dir, expected_sha256=result.adapter_sha256
+            )
+            data = AuditData(
+                canaries=canaries,
+                canary_records={c.canary_id: c.record_ids for c in truth.canaries},
+                records={r.id: r for r in curated},
+                train_ids=result.train_ids,
+                heldout_ids=result.heldout_ids,
+                raw_train=[raw[i] for i in result.train_ids if i in raw],
+                trigger=(truth.trigger, truth.malicious_response) if truth.trigger else None,
+                max_seq_len=tcfg.max_seq_len,
+                delta=tcfg.target_delta,
+            )
+            started = time.monotonic()
+            audit = audit_model(model, tokenizer, data, settings)
+            audit_s = time.monotonic() - started
+        rows.append(
+            {
+                "target_epsilon": tcfg.target_epsilon if private else None,
+                "epsilon": result.epsilon,
+                "noise_multiplier": result.noise_multiplier,
+                "steps": result.steps,
+                "heldout_loss_after": result.heldout_loss_after,
+                "max_exposure_bits": audit["max_exposure_bits"],
+                "exposure_by_insertions": {
+                    str(n): max(
+                        (c["exposure_bits"] for c in audit["canaries"] if c["insertions"] == n),
+                        default=None,
+                    )
+                    for n in sorted({c["insertions"] for c in audit["canaries"]})
+                },
+                "max_mia_auc": max(a["auc"] for a in audit["membership_inference"]),
+                "mia": {a["attack"]: a["auc"] for a in audit["membership_inference"]},
+                "empirical_epsilon": max(
+                    a["epsilon_lower_bound"] for a in audit["membership_inference"]
+                ),
+                "backdoor_rate": None if audit["backdoor"] is None else audit["backdoor"]["rate"],
+                "train_seconds": round(train_s, 1),
+                "audit_seconds": round(audit_s, 1),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+
+    print()
+    print(
+        "| target ε | accountant ε | σ | held-out loss | max exposure (bits) | "
+        "exposure ×1/×4/×16 | max MIA AUC | empirical ε ≥ | backdoor rate | audit s |"
+    )
+    print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+    for row in rows:
+        eps = "no DP" if row["target_epsilon"] is None else f"{row['target_epsilon']:g}"
+        acc = "∞" if math.isinf(row["epsilon"]) else f"{row['epsilon']:.2f}"
+        by_n = "/".join(
+            "–" if v is None else f"{v:.1f}" for v in row["exposure_by_insertions"].values()
+        )
+        backdoor = "–" if row["backdoor_rate"] is None else f"{row['backdoor_rate']:.2f}"
+        print(
+            f"| {eps} | {acc} | {row['noise_multiplier']:.3f} | {row['heldout_loss_after']:.3f} | "
+            f"{row['max_exposure_bits']:.2f} | {by_n} | {row['max_mia_auc']:.3f} | "
+            f"{row['empirical_epsilon']:.2f} | {backdoor} | {row['audit_seconds']:.0f} |"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
