@@ -6,7 +6,8 @@ from assets.metadata import OWNERS_ML, require_passing_checks
 from pipelines.steps.provenance import git_commit, model_card
 from resources import CorpusStorage, MLflowRegistry
 
-PRIVACY_UNIT = "example"
+DEFAULT_PRIVACY_UNIT = "example"
+"""What one DP guarantee protects when the training summary does not say (older adapters)."""
 
 
 def fingerprints(**manifests: dict) -> dict[str, str]:
@@ -57,14 +58,14 @@ def registered_model(
         "sample_rate": f"{dp_lora_adapter['sample_rate']:.6f}",
         "steps": str(dp_lora_adapter["steps"]),
         "max_grad_norm": f"{dp_lora_adapter['max_grad_norm']:g}",
-        "privacy_unit": PRIVACY_UNIT,
+        "privacy_unit": dp_lora_adapter.get("privacy_unit", DEFAULT_PRIVACY_UNIT),
         "train_records": str(dp_lora_adapter["n_train"]),
     }
     commit = git_commit()
     tags = {
         "sovtune.epsilon": privacy["epsilon"],
         "sovtune.delta": privacy["delta"],
-        "sovtune.privacy_unit": PRIVACY_UNIT,
+        "sovtune.privacy_unit": privacy["privacy_unit"],
         "sovtune.dagster_run_id": context.run_id,
         "sovtune.git_commit": commit,
         "sovtune.base_model": base_model["name"],
