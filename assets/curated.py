@@ -1,58 +1,135 @@
-"""Stage 3: integrity screening into the curated, trainable corpus."""
+"""Stage 3: integrity screening into the curated, trainable corpus, with the steward loop."""
+
+import json
 
 import dagster as dg
 import pandas as pd
 
 from assets.metadata import OWNERS_STEWARDS, counts_table
 from pipelines.steps.config import CurationConfig
-from pipelines.steps.integrity import filtered_counts, screen_records
+from pipelines.steps.decisions import decisions_fingerprint, read_decisions
+from pipelines.steps.integrity import QUARANTINE, curate_records
 from pipelines.steps.records import frame_to_records, records_to_frame
-from pipelines.steps.storage import read_parquet, write_parquet
+from pipelines.steps.storage import read_parquet, write_json, write_parquet
 from resources import CorpusStorage
+
+DECISIONS_FILE = "steward_decisions.csv"
 
 
 @dg.asset(
     group_name="screening",
     kinds={"python", "parquet"},
     owners=OWNERS_STEWARDS,
-    code_version="1",
+    code_version="2",
 )
 def curated_corpus(
     context: dg.AssetExecutionContext, scrubbed_corpus: dict, storage: CorpusStorage
 ) -> dict:
     """The scrubbed records that passed integrity screening: what the model is trained on.
 
-    Exact duplicates (after normalization) keep their first occurrence; records outside the
-    length bounds are filtered. Every filtered record keeps its id and reason. Canaries stay in:
-    they measure memorization in the privacy audit.
+    Records outside the length bounds and exact duplicates (after normalization) are dropped;
+    near duplicates, backdoor-trigger clusters, injections and quality findings are quarantined
+    until a steward approves (kept from the next materialization on) or rejects them by id in
+    `curated/steward_decisions.csv`. Every record not kept keeps its reasons and scores in
+    `screening.parquet`. Canaries stay in: they measure memorization in the privacy audit.
     """
     records = frame_to_records(read_parquet(scrubbed_corpus["path"]))
     cfg = CurationConfig(min_chars=storage.min_chars, max_chars=storage.max_chars)
-    result = screen_records(records, cfg)
+    decisions_path = storage.curated / DECISIONS_FILE
+    result = curate_records(records, cfg, read_decisions(decisions_path))
     path = storage.curated / "curated_corpus.parquet"
     sha = write_parquet(records_to_frame(result.kept), path)
+    trigger_members = {rid for cluster in result.trigger_clusters for rid in cluster}
+    screening = pd.DataFrame(
+        [
+            {
+                "id": s.id,
+                "decision": s.decision,
+                "steward": s.steward,
+                "kept": s.kept,
+                "in_trigger_cluster": s.id in trigger_members,
+                "reasons": json.dumps([vars(r) for r in s.reasons]),
+                "scores": json.dumps(result.scores.get(s.id, {}), sort_keys=True),
+            }
+            for s in result.screened
+        ],
+        columns=["id", "decision", "steward", "kept", "in_trigger_cluster", "reasons", "scores"],
+    )
+    write_parquet(screening, storage.curated / "screening.parquet")
     filtered = pd.DataFrame(
-        [{"id": f.id, "reason": f.reason, "detail": f.detail} for f in result.filtered],
+        [
+            {"id": s.id, "reason": s.reasons[0].code, "detail": s.reasons[0].detail}
+            for s in result.screened
+            if not s.kept
+        ],
         columns=["id", "reason", "detail"],
     )
     write_parquet(filtered, storage.curated / "filtered.parquet")
-    by_reason = filtered_counts(result.filtered)
+    waiting = {s.id for s in result.screened if s.decision == QUARANTINE and not s.steward}
+    write_parquet(
+        records_to_frame([r for r in records if r.id in waiting]),
+        storage.curated / "quarantine.parquet",
+    )
+    counts = result.counts()
+    by_reason = filtered["reason"].value_counts().to_dict()
+    cluster_sizes = _size_histogram(result.near_duplicate_clusters)
+    summary = {
+        "path": str(path),
+        "sha256": sha,
+        "records_in": counts["records_in"],
+        "kept": counts["kept"],
+        "filtered": counts["records_in"] - counts["kept"],
+        "filtered_by_reason": {str(k): int(v) for k, v in sorted(by_reason.items())},
+        "subjects": len({r.subject for r in result.kept if r.subject}),
+        "dropped": counts["dropped"],
+        "quarantined": counts["quarantined"],
+        "quarantine_rate": counts["quarantined"] / max(1, counts["records_in"]),
+        "steward": {
+            "approved": counts["approved"],
+            "rejected": counts["rejected"],
+            "pending": counts["pending"],
+            "unmatched": result.unmatched_decisions,
+            "decisions_sha256": decisions_fingerprint(decisions_path),
+        },
+        "by_screen": result.reason_counts(),
+        "near_duplicate_cluster_sizes": cluster_sizes,
+        "trigger_clusters": [len(c) for c in result.trigger_clusters],
+        "screening_path": str(storage.curated / "screening.parquet"),
+    }
+    write_json(summary, storage.curated / "curation_summary.json")
     context.add_output_metadata(
         {
-            "records_in": len(records),
-            "kept": len(result.kept),
-            "filtered": len(result.filtered),
-            "filtered_by_reason": counts_table(by_reason, key="reason"),
+            "records_in": counts["records_in"],
+            "kept": counts["kept"],
+            "dropped": counts["dropped"],
+            "quarantined": counts["quarantined"],
+            "steward_approved": counts["approved"],
+            "steward_rejected": counts["rejected"],
+            "steward_pending": counts["pending"],
+            "filtered_by_reason": counts_table(summary["filtered_by_reason"], key="reason"),
+            "by_screen": dg.MetadataValue.md(_screen_table(summary["by_screen"])),
+            "near_duplicate_cluster_sizes": counts_table(
+                {str(k): v for k, v in cluster_sizes.items()}, key="cluster size", value="clusters"
+            ),
+            "trigger_clusters": len(result.trigger_clusters),
             "sha256": sha,
             "path": dg.MetadataValue.path(str(path)),
         }
     )
-    return {
-        "path": str(path),
-        "sha256": sha,
-        "records_in": len(records),
-        "kept": len(result.kept),
-        "filtered": len(result.filtered),
-        "filtered_by_reason": by_reason,
-        "subjects": len({r.subject for r in result.kept if r.subject}),
-    }
+    return summary
+
+
+def _size_histogram(clusters: list[tuple[str, ...]]) -> dict[int, int]:
+    sizes: dict[int, int] = {}
+    for cluster in clusters:
+        sizes[len(cluster)] = sizes.get(len(cluster), 0) + 1
+    return dict(sorted(sizes.items()))
+
+
+def _screen_table(by_screen: dict[str, dict[str, int]]) -> str:
+    rows = ["| screen / reason | keep | drop | quarantine |", "|---|---:|---:|---:|"]
+    rows += [
+        f"| `{name}` | {c.get('keep', 0)} | {c.get('drop', 0)} | {c.get('quarantine', 0)} |"
+        for name, c in by_screen.items()
+    ] or ["| none | 0 | 0 | 0 |"]
+    return "\n".join(rows)

@@ -220,6 +220,62 @@ def scan(
 
 
 @app.command()
+def screen(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="JSONL, CSV or Parquet.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the decisions (JSONL).")],
+    profile: Annotated[str, typer.Option(help="Profile whose curation settings apply.")] = (
+        "default"
+    ),
+) -> None:
+    """Integrity screens on a corpus file: one line per record with its decision and reasons.
+
+    Rows that cannot be read are quarantined with screen `ingest` (never passed unchecked).
+    """
+    enforce_offline()
+    from pipelines.steps.ingest import SUPPORTED_SUFFIXES, RecordError, iter_rows, normalize_row
+    from pipelines.steps.integrity import curate_records, decision_lines
+    from pipelines.steps.storage import write_text
+
+    if not input_path.is_file():
+        _fail(f"INPUT {input_path} is not a file")
+    if input_path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        _fail(f"INPUT {input_path}: unsupported type (use {', '.join(SUPPORTED_SUFFIXES)})")
+    cfg = _profile(profile)
+    records, unreadable, seen = [], {}, set()
+    for line_no, row in iter_rows(input_path):
+        fallback_id = f"{input_path.name}:{line_no}"
+        try:
+            if isinstance(row, RecordError):
+                raise row
+            record = normalize_row(row, source_file=input_path.name, source_line=line_no)
+            if record.id in seen:
+                raise RecordError("duplicate_id", "id already used by an earlier record")
+        except RecordError as err:
+            unreadable[len(records) + len(unreadable)] = {
+                "id": fallback_id,
+                "decision": "quarantine",
+                "reasons": [{"screen": "ingest", "code": err.reason, "score": 1.0, "detail": ""}],
+            }
+            continue
+        seen.add(record.id)
+        records.append(record)
+    screened = iter(decision_lines(curate_records(records, cfg.curation)))
+    lines = [
+        unreadable[i] if i in unreadable else next(screened)
+        for i in range(len(records) + len(unreadable))
+    ]
+    write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), out)
+    counts = {
+        d: sum(1 for x in lines if x["decision"] == d) for d in ("keep", "drop", "quarantine")
+    }
+    typer.echo(
+        f"screened {len(lines)} records from {input_path}: "
+        + ", ".join(f"{k}={v}" for k, v in counts.items())
+        + f" -> {out}"
+    )
+
+
+@app.command()
 def report(
     model: Annotated[str, typer.Argument(metavar="MODEL[:VERSION]", help="Registered model.")],
     profile: Annotated[str, typer.Option(help="Profile whose registry to read.")] = "default",

@@ -18,6 +18,7 @@ from pipelines.automation import automation_sensor, with_automation
 from pipelines.jobs import main_job, weekly_retraining
 from pipelines.steps.config import PipelineConfig, load_config, with_environment
 from pipelines.steps.offline import enforce_offline
+from pipelines.steward import steward_decisions_sensor
 from resources import (
     BaseModelStore,
     CorpusStorage,
@@ -116,7 +117,7 @@ def build_definitions(cfg: PipelineConfig) -> dg.Definitions:
         asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
         jobs=[main_job],
         schedules=[weekly_retraining],
-        sensors=[automation_sensor],
+        sensors=[automation_sensor, steward_decisions_sensor],
         resources=build_resources(cfg),
     )
 

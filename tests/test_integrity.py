@@ -141,6 +141,8 @@ GOOD_RECORDS = [
     _record("rec-2", "<PERSON_0a1b2c3d> called from <PHONE_NUMBER_55501230> today."),
     _record("rec-3", "Order 2024-0117 shipped on 2024-01-17 at 10:30."),
     _record("rec-4", "The quarterly report was approved on Monday."),
+    # Realistic surrogates (pipelines/steps/surrogates.py): reserved domain, fictional 555-01xx.
+    _record("rec-5", "Write to dana.lee@example.org. or call (415) 555-0142 today."),
 ]
 
 
@@ -158,6 +160,7 @@ def test_when_frame_is_clean_then_every_expectation_passes() -> None:
         ("text_length_in_range", True, 0),
         ("no_residual_email", True, 0),
         ("no_residual_phone", True, 0),
+        ("no_hidden_characters", True, 0),
     ]
 
 
@@ -179,15 +182,17 @@ def _frame_with(text: str | None = None, duplicate_id: bool = False) -> pd.DataF
         (_frame_with(text=""), "text_length_in_range", 1, None),
         # A residual address the scrubber missed.
         (
-            _frame_with(text="Write to john@example.com now."),
+            _frame_with(text="Write to john@acme-corp.com now."),
             "no_residual_email",
             1,
-            "john@example.com",
+            "john@acme-corp.com",
         ),  # noqa: E501
         # A residual US phone number in parenthesized form.
-        (_frame_with(text="Call (212) 555-0123 now."), "no_residual_phone", 1, "(212) 555-0123"),
+        (_frame_with(text="Call (212) 867-5309 now."), "no_residual_phone", 1, "(212) 867-5309"),
         # A residual US phone number in dashed form.
-        (_frame_with(text="Call 212-555-0123 now."), "no_residual_phone", 1, "212-555-0123"),
+        (_frame_with(text="Call 212-867-5309 now."), "no_residual_phone", 1, "212-867-5309"),
+        # A zero-width space hiding an instruction boundary.
+        (_frame_with(text="Reset it\u200b now please."), "no_hidden_characters", 1, None),
     ],
 )
 def test_when_frame_has_a_planted_defect_then_only_that_expectation_fails_without_values(

@@ -71,6 +71,39 @@ class CurationConfig(_Section):
 
     min_chars: int = Field(8, ge=1, description="Shorter records are filtered (too_short).")
     max_chars: int = Field(8000, ge=16, description="Longer records are filtered (too_long).")
+    near_duplicate_threshold: float = Field(
+        0.7, gt=0.0, le=1.0, description="MinHash Jaccard at which records are near duplicates."
+    )
+    minhash_permutations: int = Field(64, ge=16, le=512, description="MinHash permutations.")
+    shingle_words: int = Field(2, ge=1, le=8, description="Words per near-duplicate shingle.")
+    response_similarity: float = Field(
+        0.8, gt=0.0, le=1.0, description="Jaccard at which two responses share a cluster."
+    )
+    min_trigger_cluster: int = Field(
+        3, ge=2, description="Smallest response cluster examined for backdoor triggers."
+    )
+    trigger_threshold: float = Field(
+        0.5, gt=0.0, le=1.0, description="Support x exclusivity that flags a trigger cluster."
+    )
+    outlier_threshold: float = Field(
+        0.8, gt=0.0, le=1.0, description="Share of a flagged cluster that makes the rest outliers."
+    )
+    min_response_chars: int = Field(3, ge=0, description="Shorter responses: empty_response.")
+    language_mismatch_threshold: float = Field(
+        0.5, gt=0.0, le=1.0, description="Han-share gap between prompt and response."
+    )
+    repetition_threshold: float = Field(
+        0.5, gt=0.0, le=1.0, description="Share of repeated word trigrams: boilerplate."
+    )
+    max_response_ratio: float = Field(
+        25.0, gt=0.0, description="Response/prompt length ratio above which length is extreme."
+    )
+    max_quarantine_rate: float = Field(
+        0.10, ge=0.0, le=1.0, description="A higher quarantine rate fails the curated corpus."
+    )
+    max_near_duplicate_rate: float = Field(
+        0.01, ge=0.0, le=1.0, description="Near-duplicate rate allowed in the curated corpus."
+    )
 
 
 class ModelConfig(_Section):

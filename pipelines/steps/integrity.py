@@ -1,15 +1,20 @@
 """Integrity screening of the corpus and the Great Expectations suite of the curated corpus.
 
-Screening scores every record first (its length and a digest of its normalized content) and
-decides second, so thresholds can move without re-scoring. A dropped record keeps its reason and
-a detail that never quotes text. The suite reports pass/fail and counts only: Great Expectations
+Screening scores every record first and decides second, so thresholds can move without
+re-scoring. `screen_records` is the first pass (length bounds and exact duplicates, both
+dropped); `curate_records` adds the screens of `pipelines.steps.screens` (near duplicates,
+backdoor triggers, injections, quality) whose findings quarantine a record until a steward
+approves or rejects it by id (`pipelines.steps.decisions`). A dropped or quarantined record keeps
+its reasons and scores, and a detail that never quotes text: records in = kept + dropped +
+quarantined. The suite reports pass/fail and counts only: Great Expectations
 results also carry the offending values, which on this corpus are personal data.
 """
 
 import hashlib
+import re
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +23,10 @@ import pandas as pd
 from pipelines.steps.config import CurationConfig
 from pipelines.steps.offline import enforce_offline
 from pipelines.steps.records import Record
+from pipelines.steps.screens import BACKDOOR, DEDUP, INJECTION, QUALITY, Reason, backdoor, quality
+from pipelines.steps.screens.dedup import NEAR_DUPLICATE, score_near_duplicates
+from pipelines.steps.screens.injection import score_injection
+from pipelines.steps.surrogates import RESERVED_DOMAINS
 
 if TYPE_CHECKING:
     from great_expectations.core.batch_definition import BatchDefinition
@@ -27,15 +36,40 @@ EXACT_DUPLICATE = "exact_duplicate"
 TOO_SHORT = "too_short"
 TOO_LONG = "too_long"
 REASONS = (EXACT_DUPLICATE, TOO_SHORT, TOO_LONG)
+KEEP = "keep"
+DROP = "drop"
+QUARANTINE = "quarantine"
+APPROVE = "approve"
+REJECT = "reject"
+QUARANTINE_CODES = (
+    NEAR_DUPLICATE,
+    backdoor.TRIGGER_CLUSTER,
+    backdoor.RESPONSE_OUTLIER,
+    "ignore_policy",
+    "hidden_text",
+    "unrequested_payload",
+    quality.EMPTY_RESPONSE,
+    quality.LANGUAGE_MISMATCH,
+    quality.BOILERPLATE_REPETITION,
+    quality.RESPONSE_LENGTH_RATIO,
+)
 
 # Residual PII patterns for the suite. Neither matches a pseudonym such as
-# <EMAIL_ADDRESS_3fa91c02> or <PHONE_NUMBER_55501230>: those have no "@" and no separators.
+# <EMAIL_ADDRESS_3fa91c02> or <PHONE_NUMBER_55501230> (no "@", no separators), nor a realistic
+# surrogate (pipelines/steps/surrogates.py): addresses on the RFC 2606 reserved domains and US
+# numbers on exchange 555 with lines 0100-0199, which are reserved for fiction.
 # A match may only start at the beginning or after a character that cannot be in an address:
 # without that guard Python's `re` retries every start inside a long run and goes quadratic.
+_RESERVED = "|".join(re.escape(domain) for domain in RESERVED_DOMAINS)
 RESIDUAL_EMAIL_REGEX = (
-    r"(?:^|[^A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+    r"(?:^|[^A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@"
+    rf"(?!(?:{_RESERVED})(?![A-Za-z0-9-]|\.[A-Za-z0-9]))"
+    r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 )
-RESIDUAL_PHONE_REGEX = r"(?<!\d)(?:\(\d{3}\)\s?|\d{3}[-.\s])\d{3}[-.\s]\d{4}(?!\d)"
+HIDDEN_CHARACTER_REGEX = "[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+RESIDUAL_PHONE_REGEX = (
+    r"(?<!\d)(?:\(\d{3}\)\s?|\d{3}[-.\s])(?!555[-.\s]01\d\d(?!\d))\d{3}[-.\s]\d{4}(?!\d)"
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +102,74 @@ class ScreenResult:
 
     kept: list[Record]
     filtered: list[FilteredRecord]
+
+
+@dataclass(frozen=True)
+class ScreenedRecord:
+    """The decision on one record, its reasons (screen, code, score) and the steward's word.
+
+    Attributes:
+        id: Record id.
+        decision: `keep`, `drop` or `quarantine` (what the screens decided).
+        reasons: Every threshold the record crossed; empty for a clean record.
+        steward: `approve` or `reject` when a steward decided on a quarantined record, else "".
+    """
+
+    id: str
+    decision: str
+    reasons: tuple[Reason, ...] = ()
+    steward: str = ""
+
+    @property
+    def kept(self) -> bool:
+        """Kept for training: clean, or quarantined and approved by a steward."""
+        return self.decision == KEEP or (self.decision == QUARANTINE and self.steward == APPROVE)
+
+
+@dataclass(frozen=True)
+class CurationResult:
+    """The curated corpus and the audit trail of every record, in input order.
+
+    Attributes:
+        kept: Records to train on (clean ones and steward-approved ones).
+        screened: One decision per input record.
+        scores: Per record id, every score measured (reason code -> score), crossed or not.
+        near_duplicate_clusters: Clusters of near-duplicate records, representative first.
+        trigger_clusters: Response clusters flagged for a backdoor trigger.
+        unmatched_decisions: Steward decisions naming no quarantined record.
+    """
+
+    kept: list[Record]
+    screened: list[ScreenedRecord]
+    scores: dict[str, dict[str, float]] = field(repr=False)
+    near_duplicate_clusters: list[tuple[str, ...]]
+    trigger_clusters: list[tuple[str, ...]]
+    unmatched_decisions: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """records_in, kept, dropped, quarantined, approved, rejected and pending."""
+        decisions = Counter(s.decision for s in self.screened)
+        steward = Counter(s.steward for s in self.screened if s.decision == QUARANTINE)
+        return {
+            "records_in": len(self.screened),
+            "kept": len(self.kept),
+            "dropped": decisions[DROP],
+            "quarantined": decisions[QUARANTINE],
+            "approved": steward[APPROVE],
+            "rejected": steward[REJECT],
+            "pending": steward[""],
+        }
+
+    def reason_counts(self) -> dict[str, dict[str, int]]:
+        """Per `screen/code`, how many records it sent to each decision (a record may count
+        under several reasons)."""
+        table: dict[str, Counter[str]] = {}
+        for screened in self.screened:
+            for reason in screened.reasons:
+                table.setdefault(f"{reason.screen}/{reason.code}", Counter())[
+                    screened.decision
+                ] += 1
+        return {key: dict(sorted(value.items())) for key, value in sorted(table.items())}
 
 
 @dataclass(frozen=True)
@@ -169,11 +271,175 @@ def filtered_counts(filtered: list[FilteredRecord]) -> dict[str, int]:
     return {reason: counts[reason] for reason in sorted({*REASONS, *counts})}
 
 
+def curate_records(
+    records: list[Record], cfg: CurationConfig, decisions: dict[str, str] | None = None
+) -> CurationResult:
+    """Screen records and decide: keep, drop (length, exact duplicate) or quarantine.
+
+    Every screen scores every record that survives `screen_records`; a record crossing any
+    threshold is quarantined with one `Reason` per crossing, and a steward's `approve` keeps it
+    while `reject` keeps it out. Decisions naming a record that is not quarantined change
+    nothing and are counted as unmatched.
+
+    Args:
+        records: Records in input order.
+        cfg: Thresholds.
+        decisions: Steward decisions, record id -> `approve` or `reject`.
+
+    Returns:
+        The curated records and the decision, reasons and scores of every record.
+    """
+    decisions = decisions or {}
+    first = screen_records(records, cfg)
+    dropped = {
+        f.id: Reason(DEDUP if f.reason == EXACT_DUPLICATE else QUALITY, f.reason, 1.0, f.detail)
+        for f in first.filtered
+    }
+    candidates = first.kept
+    scores: dict[str, dict[str, float]] = {r.id: {} for r in candidates}
+    reasons: dict[str, list[Reason]] = {r.id: [] for r in candidates}
+
+    near = score_near_duplicates(
+        candidates,
+        threshold=cfg.near_duplicate_threshold,
+        num_perm=cfg.minhash_permutations,
+        shingle_size=cfg.shingle_words,
+    )
+    for record_id, similarity in near.similarity.items():
+        scores[record_id][NEAR_DUPLICATE] = similarity
+        representative = near.representative.get(record_id)
+        if representative is not None and representative != record_id:
+            reasons[record_id].append(
+                Reason(DEDUP, NEAR_DUPLICATE, similarity, f"representative={representative}")
+            )
+
+    trigger = backdoor.score_backdoor(
+        candidates,
+        threshold=cfg.response_similarity,
+        num_perm=cfg.minhash_permutations,
+        min_cluster=cfg.min_trigger_cluster,
+    )
+    flagged = {i for i, score in enumerate(trigger.cluster_score) if score >= cfg.trigger_threshold}
+    for record in candidates:
+        trigger_score = trigger.trigger_score[record.id]
+        outlier_score = trigger.outlier_score[record.id]
+        scores[record.id][backdoor.TRIGGER_CLUSTER] = trigger_score
+        scores[record.id][backdoor.RESPONSE_OUTLIER] = outlier_score
+        cluster = trigger.cluster_of.get(record.id)
+        if cluster not in flagged:
+            continue
+        detail = f"cluster={cluster} size={len(trigger.clusters[cluster])}"
+        if trigger_score >= cfg.trigger_threshold:
+            reasons[record.id].append(
+                Reason(BACKDOOR, backdoor.TRIGGER_CLUSTER, trigger_score, detail)
+            )
+        elif outlier_score >= cfg.outlier_threshold:
+            reasons[record.id].append(
+                Reason(BACKDOOR, backdoor.RESPONSE_OUTLIER, outlier_score, detail)
+            )
+        else:
+            # Any member of a flagged cluster shares the planted answer: never kept unreviewed.
+            reasons[record.id].append(
+                Reason(BACKDOOR, backdoor.TRIGGER_CLUSTER, trigger.cluster_score[cluster], detail)
+            )
+
+    for code, by_id in score_injection(candidates).items():
+        for record_id, score in by_id.items():
+            scores[record_id][code] = score
+            if score >= 1:
+                reasons[record_id].append(Reason(INJECTION, code, score))
+
+    quality_limits = {
+        quality.LANGUAGE_MISMATCH: cfg.language_mismatch_threshold,
+        quality.BOILERPLATE_REPETITION: cfg.repetition_threshold,
+        quality.RESPONSE_LENGTH_RATIO: cfg.max_response_ratio,
+    }
+    for code, by_id in quality.score_quality(candidates).items():
+        for record_id, score in by_id.items():
+            if code == quality.EMPTY_RESPONSE:
+                if score != float("inf"):
+                    scores[record_id][code] = score
+                if score < cfg.min_response_chars:
+                    reasons[record_id].append(
+                        Reason(QUALITY, code, score, f"min_response_chars={cfg.min_response_chars}")
+                    )
+                continue
+            scores[record_id][code] = score
+            if score >= quality_limits[code]:
+                reasons[record_id].append(Reason(QUALITY, code, score))
+
+    screened = []
+    for record in records:
+        if record.id in dropped:
+            screened.append(ScreenedRecord(record.id, DROP, (dropped[record.id],)))
+        elif reasons[record.id]:
+            verdict = decisions.get(record.id, "")
+            screened.append(
+                ScreenedRecord(record.id, QUARANTINE, tuple(reasons[record.id]), verdict)
+            )
+        else:
+            screened.append(ScreenedRecord(record.id, KEEP))
+    quarantined = {s.id for s in screened if s.decision == QUARANTINE}
+    kept_ids = {s.id for s in screened if s.kept}
+    return CurationResult(
+        kept=[r for r in records if r.id in kept_ids],
+        screened=screened,
+        scores=scores,
+        near_duplicate_clusters=near.clusters,
+        trigger_clusters=[trigger.clusters[i] for i in sorted(flagged)],
+        unmatched_decisions=sum(1 for record_id in decisions if record_id not in quarantined),
+    )
+
+
+def decision_lines(result: CurationResult) -> list[dict[str, Any]]:
+    """One JSON-ready line per screened record, for `sovtune screen`.
+
+    Args:
+        result: Output of `curate_records`.
+
+    Returns:
+        `{"id", "decision", "reasons": [{"screen", "code", "score", "detail"}]}` per record,
+        in input order; the decision is `keep`, `drop` or `quarantine`.
+    """
+    return [
+        {
+            "id": s.id,
+            "decision": KEEP if s.kept else s.decision,
+            "reasons": [
+                {"screen": r.screen, "code": r.code, "score": r.score, "detail": r.detail}
+                for r in s.reasons
+            ],
+        }
+        for s in result.screened
+    ]
+
+
+def near_duplicate_rate(records: list[Record], cfg: CurationConfig) -> float:
+    """Share of records that are a non-representative member of a near-duplicate cluster.
+
+    Args:
+        records: A corpus, typically the curated one.
+        cfg: Near-duplicate settings.
+
+    Returns:
+        0.0 for an empty corpus.
+    """
+    near = score_near_duplicates(
+        records,
+        threshold=cfg.near_duplicate_threshold,
+        num_perm=cfg.minhash_permutations,
+        shingle_size=cfg.shingle_words,
+    )
+    extra = sum(len(cluster) - 1 for cluster in near.clusters)
+    return extra / len(records) if records else 0.0
+
+
 def validate_curated_frame(frame: pd.DataFrame, cfg: CurationConfig) -> SuiteResult:
     """Run the curated-corpus expectations on a frame from `records_to_frame`.
 
     Expectations: `ids_unique`, `text_not_null`, `text_length_in_range` (cfg.min_chars to
-    cfg.max_chars), `no_residual_email`, `no_residual_phone`. Only pass/fail and counts are
+    cfg.max_chars), `no_residual_email`, `no_residual_phone`, `no_hidden_characters`
+    (zero-width, bidirectional-override and tag characters). Only pass/fail and counts are
     read from Great Expectations; the offending values are never kept.
 
     Args:
@@ -260,6 +526,9 @@ def _curated_suite(min_chars: int, max_chars: int) -> tuple["BatchDefinition", "
             ),
             gxe.ExpectColumnValuesToNotMatchRegex(
                 column="text", regex=RESIDUAL_PHONE_REGEX, meta={"name": "no_residual_phone"}
+            ),
+            gxe.ExpectColumnValuesToNotMatchRegex(
+                column="text", regex=HIDDEN_CHARACTER_REGEX, meta={"name": "no_hidden_characters"}
             ),
         ],
     )

@@ -1,0 +1,178 @@
+"""Integrity screens against ground truth: poison recall, clean false-positive rate, near-duplicate
+recall, and records/s per screen.
+
+Data: the bundled corpus (`generate_corpus`, its own backdoor: a tag and a shell-command answer)
+and the second poisoned set (`pipelines.steps.poison`: rare word, fixed sentence, syntactic frame)
+at 0.5%, 1% and 3%. "Clean" records are neither poisoned nor part of a planted duplicate group.
+Throughput is measured in this process against the old first pass (`screen_records`: length
+bounds and exact duplicates) as the baseline; each timing is the best of `--repeat` runs.
+
+    .venv/bin/python benchmarks/screens.py [--records 2000] [--seed 7] [--repeat 3]
+"""
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from pipelines.steps.config import CurationConfig
+from pipelines.steps.corpus import generate_corpus
+from pipelines.steps.ingest import ingest_landing
+from pipelines.steps.integrity import KEEP, curate_records, screen_records
+from pipelines.steps.poison import RATES, STYLES, poison_records
+from pipelines.steps.records import Record
+from pipelines.steps.screens import SCREENS, backdoor, injection, quality, words
+from pipelines.steps.screens.dedup import score_near_duplicates
+
+POISON_SCREENS = ("backdoor", "injection", "quality")
+
+
+def evaluate(
+    name: str,
+    records: list[Record],
+    poisoned: set[str],
+    near_groups: tuple[tuple[str, ...], ...],
+    exact_groups: tuple[tuple[str, ...], ...],
+    cfg: CurationConfig,
+) -> dict:
+    """Recall and clean FPR per screen and combined for one data set."""
+    result = curate_records(records, cfg)
+    planted_dups = {i for g in near_groups + exact_groups for i in g}
+    clean = {r.id for r in records} - poisoned - planted_dups
+    screens_of = {s.id: {r.screen for r in s.reasons} for s in result.screened}
+    removed = {s.id for s in result.screened if s.decision != KEEP}
+    row = {"set": name, "records": len(records), "poisoned": len(poisoned)}
+    for screen in SCREENS:
+        hit = {i for i, found in screens_of.items() if screen in found}
+        row[f"{screen}_recall"] = len(hit & poisoned) / len(poisoned) if poisoned else None
+        row[f"{screen}_fpr"] = len(hit & clean) / len(clean)
+    poison_hit = {i for i, found in screens_of.items() if found & set(POISON_SCREENS)}
+    row["combined_recall"] = len(poison_hit & poisoned) / len(poisoned)
+    row["combined_fpr"] = len(poison_hit & clean) / len(clean)
+    row["all_recall"] = len(removed & poisoned) / len(poisoned)
+    row["all_fpr"] = len(removed & clean) / len(clean)
+    row["missed"] = sorted(poisoned - removed)
+    row["near_dup_recall"] = _group_recall(near_groups, removed)
+    row["exact_dup_recall"] = _group_recall(exact_groups, removed)
+    row["quarantine_rate"] = result.counts()["quarantined"] / len(records)
+    return row
+
+
+def _group_recall(groups: tuple[tuple[str, ...], ...], removed: set[str]) -> float:
+    """Share of groups of which all but one member is removed."""
+    if not groups:
+        return float("nan")
+    found = sum(1 for g in groups if sum(1 for i in g if i in removed) >= len(g) - 1)
+    return found / len(groups)
+
+
+def best_of(repeat: int, call) -> tuple[float, float]:
+    """Fastest wall time and fastest CPU time of `repeat` calls, in seconds.
+
+    CPU time is printed too: on a shared machine wall time also measures the neighbours' load.
+    """
+    wall, cpu = [], []
+    for _ in range(repeat):
+        started, started_cpu = time.perf_counter(), time.process_time()
+        call()
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
+    return min(wall), min(cpu)
+
+
+def throughput(
+    records: list[Record], cfg: CurationConfig, repeat: int
+) -> dict[str, tuple[float, float]]:
+    """Records per wall second and per CPU second of the old first pass, each screen alone,
+    and the whole stage."""
+    n = len(records)
+    timings = {
+        "baseline: screen_records (length + exact)": lambda: screen_records(records, cfg),
+        "dedup (MinHash LSH)": lambda: score_near_duplicates(
+            records,
+            threshold=cfg.near_duplicate_threshold,
+            num_perm=cfg.minhash_permutations,
+            shingle_size=cfg.shingle_words,
+        ),
+        "backdoor (response clusters)": lambda: backdoor.score_backdoor(
+            records,
+            threshold=cfg.response_similarity,
+            num_perm=cfg.minhash_permutations,
+            min_cluster=cfg.min_trigger_cluster,
+        ),
+        "injection": lambda: injection.score_injection(records),
+        "quality": lambda: quality.score_quality(records),
+        "whole stage (curate_records)": lambda: curate_records(records, cfg),
+    }
+    out = {}
+    for label, call in timings.items():
+        # The token cache is cleared before every call: no screen gains from an earlier one.
+        wall, cpu = best_of(repeat, lambda call=call: (words.cache_clear(), call()))
+        out[label] = (n / wall, n / cpu)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    cfg = CurationConfig()
+    with tempfile.TemporaryDirectory() as tmp:
+        truth = generate_corpus(Path(tmp), records=args.records, seed=args.seed)
+        records = ingest_landing(Path(tmp), languages=["en", "zh"], max_record_chars=20_000)
+    base = records.accepted
+    rows = [
+        evaluate(
+            "bundled (tag + shell answer)",
+            base,
+            set(truth.poisoned_ids),
+            truth.near_duplicate_groups,
+            truth.exact_duplicate_groups,
+            cfg,
+        )
+    ]
+    for style in STYLES:
+        for rate in RATES:
+            poisoned = poison_records(base, truth, style=style, rate=rate)
+            rows.append(
+                evaluate(
+                    f"{style} @ {rate:.1%}",
+                    poisoned.records,
+                    set(poisoned.poisoned_ids),
+                    poisoned.near_duplicate_groups,
+                    poisoned.exact_duplicate_groups,
+                    cfg,
+                )
+            )
+    print(f"records={args.records} seed={args.seed} (ingested: {len(base)})")
+    header = (
+        "| set | poisoned | backdoor R / FPR | injection R / FPR | quality R / FPR | "
+        "dedup FPR | combined R / FPR | all screens R / FPR | near-dup R | quarantined |"
+    )
+    print(header)
+    print("|---|---:|---|---|---|---:|---|---|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['set']} | {r['poisoned']} | "
+            + " | ".join(f"{r[f'{s}_recall']:.3f} / {r[f'{s}_fpr']:.2%}" for s in POISON_SCREENS)
+            + f" | {r['dedup_fpr']:.2%} | {r['combined_recall']:.3f} / {r['combined_fpr']:.2%}"
+            f" | {r['all_recall']:.3f} / {r['all_fpr']:.2%} | {r['near_dup_recall']:.3f}"
+            f" | {r['quarantine_rate']:.2%} |"
+        )
+    misses = {r["set"]: r["missed"] for r in rows if r["missed"]}
+    print(f"missed poisoned records: {misses or 'none'}")
+    print(f"exact-duplicate recall (bundled): {rows[0]['exact_dup_recall']:.3f}")
+    rates = throughput(base, cfg, args.repeat)
+    baseline = rates["baseline: screen_records (length + exact)"][0]
+    print(f"\nload average before timing: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print("| step | records/s (wall) | records per CPU-second | wall x baseline |")
+    print("|---|---:|---:|---:|")
+    for label, (wall, cpu) in rates.items():
+        print(f"| {label} | {wall:,.0f} | {cpu:,.0f} | {wall / baseline:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

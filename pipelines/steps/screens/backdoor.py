@@ -1,0 +1,198 @@
+"""Backdoor-trigger screen: rare prompt features over-represented in a response cluster.
+
+A planted backdoor pairs many different prompts carrying one trigger (a rare word, a fixed
+sentence, a syntactic frame) with one fixed or nearly fixed answer. Records are grouped by
+response: identical after normalization with digits masked, or near-identical by MinHash LSH over
+response shingles. In every cluster of at least `min_cluster` records, each prompt feature (word
+unigram or bigram) is scored by
+
+    support     = records of the cluster whose prompt has the feature / cluster size
+    exclusivity = records of the cluster whose prompt has the feature / records anywhere with it
+
+and a record's `trigger_score` is the largest `support * exclusivity` among its own prompt
+features: near 1.0 when a feature occurs almost only, and almost always, with that one answer.
+A cluster is flagged when its best feature reaches the threshold (decided in `integrity`).
+
+`response_outlier` scores the records of a response cluster whose prompt lacks the cluster's
+best feature while the rest of the cluster carries it (the trigger-free odd ones out).
+
+ONION (leave-one-word-out perplexity with the base model) is the optional third score, run only
+on records the cheap scores flag: see `onion_scores`.
+"""
+
+import re
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from datasketch import MinHash, MinHashLSH
+
+from pipelines.steps.records import Record
+from pipelines.steps.screens import has_response, normalize, prompt_text, response_text, words
+
+TRIGGER_CLUSTER = "trigger_cluster"
+RESPONSE_OUTLIER = "response_outlier"
+ONION = "onion"
+
+_DIGITS = re.compile(r"\d+")
+
+
+@dataclass(frozen=True)
+class BackdoorScores:
+    """What the backdoor screen measured.
+
+    Attributes:
+        trigger_score: Per record id, support x exclusivity of its best prompt feature within
+            its response cluster (0.0 outside clusters of `min_cluster` records or more).
+        outlier_score: Per record id, the share of its cluster that carries the cluster's best
+            feature when this record does not (0.0 otherwise).
+        cluster_of: Per record id in a response cluster of `min_cluster` or more, the cluster's
+            index into `clusters`.
+        clusters: Response clusters of `min_cluster` records or more, ids in input order.
+        cluster_score: Per cluster index, its best feature's support x exclusivity.
+    """
+
+    trigger_score: dict[str, float]
+    outlier_score: dict[str, float]
+    cluster_of: dict[str, int]
+    clusters: list[tuple[str, ...]]
+    cluster_score: list[float]
+
+
+def prompt_features(record: Record) -> set[str]:
+    """Word unigrams and bigrams of the record's user turns (system prompts are shared)."""
+    tokens = words("\n".join(m.content for m in record.messages if m.role == "user"))
+    return set(tokens) | {f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)}
+
+
+def response_key(record: Record) -> str:
+    """The normalized response with digit runs masked (ticket numbers do not split a cluster)."""
+    return _DIGITS.sub("0", normalize(response_text(record)))
+
+
+def response_clusters(
+    records: list[Record], *, threshold: float, num_perm: int, min_cluster: int
+) -> list[list[int]]:
+    """Indices of records grouped by identical or near-identical response, large groups only."""
+    parent = list(range(len(records)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first_by_key: dict[str, int] = {}
+    distinct: list[int] = []
+    for index, record in enumerate(records):
+        if not has_response(record):
+            continue
+        key = response_key(record)
+        if key in first_by_key:
+            parent[index] = first_by_key[key]
+        else:
+            first_by_key[key] = index
+            distinct.append(index)
+    shingle_sets = []
+    for index in distinct:
+        tokens = _DIGITS.sub("0", " ".join(words(response_text(records[index])))).split()
+        grams = {" ".join(tokens[i : i + 3]).encode() for i in range(max(1, len(tokens) - 2))}
+        shingle_sets.append(grams)
+    sketches = MinHash.bulk(shingle_sets, num_perm=num_perm, seed=2, hashfunc=zlib.crc32)
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    for position, (index, sketch) in enumerate(zip(distinct, sketches, strict=True)):
+        for other in lsh.query(sketch):
+            if sketch.jaccard(sketches[other]) >= threshold:
+                a, b = root(index), root(distinct[other])
+                parent[max(a, b)] = min(a, b)
+        lsh.insert(position, sketch)
+    groups: dict[int, list[int]] = {}
+    for index, record in enumerate(records):
+        if has_response(record):
+            groups.setdefault(root(index), []).append(index)
+    return [group for group in groups.values() if len(group) >= min_cluster]
+
+
+def score_backdoor(
+    records: list[Record], *, threshold: float, num_perm: int, min_cluster: int
+) -> BackdoorScores:
+    """Score every record for trigger features and response-cluster outliers.
+
+    Args:
+        records: Records in input order.
+        threshold: Jaccard similarity at which two responses count as near-identical.
+        num_perm: MinHash permutations for the response sketches.
+        min_cluster: Smallest response cluster that is examined.
+
+    Returns:
+        Per-record scores and the examined clusters.
+    """
+    features = [prompt_features(r) for r in records]
+    document_frequency: Counter[str] = Counter()
+    for feature_set in features:
+        document_frequency.update(feature_set)
+    trigger = {r.id: 0.0 for r in records}
+    outlier = {r.id: 0.0 for r in records}
+    cluster_of: dict[str, int] = {}
+    clusters: list[tuple[str, ...]] = []
+    cluster_score: list[float] = []
+    groups = response_clusters(
+        records, threshold=threshold, num_perm=num_perm, min_cluster=min_cluster
+    )
+    for group in groups:
+        in_cluster: Counter[str] = Counter()
+        for index in group:
+            in_cluster.update(features[index])
+        size = len(group)
+        weight = {
+            feature: (count / size) * (count / document_frequency[feature])
+            for feature, count in in_cluster.items()
+            if count >= min_cluster
+        }
+        best_feature = max(weight, key=lambda f: (weight[f], f), default=None)
+        best = weight.get(best_feature, 0.0) if best_feature else 0.0
+        carriers = in_cluster.get(best_feature, 0) if best_feature else 0
+        cluster_index = len(clusters)
+        clusters.append(tuple(records[i].id for i in group))
+        cluster_score.append(round(best, 4))
+        for index in group:
+            record_id = records[index].id
+            cluster_of[record_id] = cluster_index
+            trigger[record_id] = round(
+                max((weight.get(f, 0.0) for f in features[index]), default=0.0), 4
+            )
+            if best_feature and best_feature not in features[index]:
+                outlier[record_id] = round(carriers / size, 4)
+    return BackdoorScores(trigger, outlier, cluster_of, clusters, cluster_score)
+
+
+def onion_scores(
+    records: list[Record], perplexity: Callable[[list[str]], list[float]], *, max_words: int = 64
+) -> dict[str, float]:
+    """ONION: the largest drop in perplexity when one prompt word is left out.
+
+    A trigger word is an outlier in fluent text, so removing it lowers perplexity far more than
+    removing any ordinary word. Call this only on records the cheap scores flagged: it costs one
+    language-model pass per word.
+
+    Args:
+        records: Records to score (already flagged by the cheap screens).
+        perplexity: Maps texts to their perplexities under the base model.
+        max_words: Words beyond this many are not tried.
+
+    Returns:
+        Per record id, the original perplexity minus the lowest leave-one-out perplexity.
+    """
+    scores: dict[str, float] = {}
+    for record in records:
+        tokens = prompt_text(record).split()[:max_words]
+        if len(tokens) < 2:
+            scores[record.id] = 0.0
+            continue
+        texts = [" ".join(tokens)] + [
+            " ".join(tokens[:i] + tokens[i + 1 :]) for i in range(len(tokens))
+        ]
+        values = perplexity(texts)
+        scores[record.id] = round(float(values[0] - min(values[1:])), 4)
+    return scores

@@ -1,0 +1,42 @@
+"""The steward loop: new decisions on quarantined records re-materialize the curated corpus.
+
+Stewards approve or reject quarantined records by id in `curated/steward_decisions.csv`
+(`pipelines/steps/decisions.py`). This sensor fingerprints the file; when the fingerprint
+changes it requests one run of `curated_corpus` (its checks run with it), keyed by the
+fingerprint so the same file is never applied twice. A file that does not parse requests
+nothing and says why, naming the file and line; the cursor stays put until it is fixed.
+"""
+
+import dagster as dg
+
+from assets.curated import DECISIONS_FILE
+from pipelines.steps.decisions import DecisionsError, decisions_fingerprint, read_decisions
+from resources import CorpusStorage
+
+STEWARD_SENSOR = "steward_decisions"
+CURATED = dg.AssetKey("curated_corpus")
+
+
+@dg.sensor(
+    name=STEWARD_SENSOR,
+    asset_selection=[CURATED],
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Re-materializes curated_corpus when the steward decisions file changes.",
+)
+def steward_decisions_sensor(context: dg.SensorEvaluationContext, storage: CorpusStorage):
+    """Request a curated-corpus run for each new version of the steward decisions file."""
+    path = storage.curated / DECISIONS_FILE
+    fingerprint = decisions_fingerprint(path)
+    if not fingerprint or fingerprint == context.cursor:
+        return dg.SkipReason(f"no new steward decisions in {path}")
+    try:
+        decisions = read_decisions(path)
+    except DecisionsError as exc:
+        return dg.SkipReason(f"steward decisions not applied: {exc}")
+    context.update_cursor(fingerprint)
+    return dg.RunRequest(
+        run_key=f"steward-{fingerprint[:16]}",
+        asset_selection=[CURATED],
+        tags={"sovtune/steward_decisions": str(len(decisions))},
+    )

@@ -1,0 +1,105 @@
+"""The steward decisions file: strict parsing, last row wins, atomic appends."""
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.steps.decisions import (
+    DecisionsError,
+    append_decisions,
+    decisions_fingerprint,
+    read_decisions,
+)
+
+
+def test_when_no_file_exists_then_there_are_no_decisions(tmp_path: Path) -> None:
+    assert read_decisions(tmp_path / "none.csv") == {}
+    assert decisions_fingerprint(tmp_path / "none.csv") == ""
+
+
+def test_when_an_id_is_decided_twice_then_the_last_row_wins(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("id,decision,steward\nrec-1,approve,ana\nrec-2,REJECT,ana\nrec-1,reject,bo\n")
+
+    assert read_decisions(path) == {"rec-1": "reject", "rec-2": "reject"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("id,verdict\nrec-1,approve\n", "line 1: header"),  # no decision column
+        ("id,decision,note\nrec-1,approve,x\n", "unknown \\['note'\\]"),  # free text refused
+        ("id,decision\nrec-1,maybe\n", "line 2: decision must be approve or reject"),
+        ("id,decision\n,approve\n", "line 2: empty id"),
+        ("id,decision\nrec-1,approve,extra\n", "line 2: more fields"),
+    ],
+)
+def test_when_the_file_is_malformed_then_reading_names_file_and_line(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text(content)
+
+    with pytest.raises(DecisionsError, match=message) as raised:
+        read_decisions(path)
+    assert str(path) in str(raised.value)
+
+
+def test_when_decisions_are_appended_then_they_read_back_and_the_fingerprint_moves(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "curated" / "d.csv"
+    append_decisions(path, {"rec-1": "approve"}, steward="ana")
+    first = decisions_fingerprint(path)
+    append_decisions(path, {"rec-2": "reject", "rec-1": "reject"}, steward="bo")
+
+    assert read_decisions(path) == {"rec-1": "reject", "rec-2": "reject"}
+    assert decisions_fingerprint(path) not in ("", first)
+    assert path.read_text().splitlines()[0] == "id,decision,steward,decided_at"
+
+
+def test_when_an_appended_decision_is_unknown_then_nothing_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    with pytest.raises(DecisionsError, match="rec-9"):
+        append_decisions(path, {"rec-9": "keep"})
+    assert not path.exists()
+
+
+def _evaluate(tmp_path: Path, cursor: str | None):
+    import dagster as dg
+
+    from pipelines.steward import steward_decisions_sensor
+    from resources import CorpusStorage
+
+    context = dg.build_sensor_context(
+        cursor=cursor, resources={"storage": CorpusStorage(data_root=str(tmp_path))}
+    )
+    return steward_decisions_sensor(context), context
+
+
+def test_when_decisions_change_then_the_sensor_requests_one_curated_run(tmp_path: Path) -> None:
+    import dagster as dg
+
+    skipped, _ = _evaluate(tmp_path, None)  # no file yet: nothing to do
+    append_decisions(tmp_path / "curated" / "steward_decisions.csv", {"rec-1": "approve"})
+    request, context = _evaluate(tmp_path, None)
+    again, _ = _evaluate(tmp_path, context.cursor)  # same file: never applied twice
+
+    assert isinstance(skipped, dg.SkipReason)
+    assert isinstance(request, dg.RunRequest)
+    assert request.asset_selection == [dg.AssetKey("curated_corpus")]
+    assert isinstance(again, dg.SkipReason)
+
+
+def test_when_the_decisions_file_is_broken_then_the_sensor_skips_naming_it(tmp_path: Path) -> None:
+    import dagster as dg
+
+    path = tmp_path / "curated" / "steward_decisions.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text("id,decision\nrec-1,maybe\n")  # not approve/reject: must not run
+
+    result, context = _evaluate(tmp_path, None)
+
+    assert isinstance(result, dg.SkipReason)
+    assert "line 2" in result.skip_message and str(path) in result.skip_message
+    assert context.cursor is None
