@@ -211,12 +211,15 @@ def test_when_scores_are_kept_then_every_quarantined_record_carries_its_scores(
                 assert curated.scores[screened.id][reason.code] == reason.score
 
 
-def test_when_curated_twice_then_decisions_are_identical(
+def test_when_curated_twice_or_in_two_processes_then_decisions_are_identical(
     bundled: tuple[list[Record], GroundTruth],
 ) -> None:
     records = bundled[0][:150]
+    in_two_processes = CFG.model_copy(update={"parallel_min_records": 1})
 
-    assert curate_records(records, CFG).screened == curate_records(records, CFG).screened
+    first = curate_records(records, CFG)
+    assert first.screened == curate_records(records, CFG).screened
+    assert first.screened == curate_records(records, in_two_processes).screened
 
 
 def test_when_a_steward_decides_then_approve_keeps_and_reject_stays_out(

@@ -104,6 +104,12 @@ class CurationConfig(_Section):
     max_near_duplicate_rate: float = Field(
         0.01, ge=0.0, le=1.0, description="Near-duplicate rate allowed in the curated corpus."
     )
+    parallel_min_records: int = Field(
+        1000,
+        ge=0,
+        description="From this many records on, near-duplicate scoring runs in a second process "
+        "(0: never).",
+    )
 
 
 class ModelConfig(_Section):

@@ -11,9 +11,11 @@ results also carry the offending values, which on this corpus are personal data.
 """
 
 import hashlib
+import multiprocessing
 import re
 import unicodedata
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -24,7 +26,7 @@ from pipelines.steps.config import CurationConfig
 from pipelines.steps.offline import enforce_offline
 from pipelines.steps.records import Record
 from pipelines.steps.screens import BACKDOOR, DEDUP, INJECTION, QUALITY, Reason, backdoor, quality
-from pipelines.steps.screens.dedup import NEAR_DUPLICATE, score_near_duplicates
+from pipelines.steps.screens.dedup import NEAR_DUPLICATE, DedupScores, score_near_duplicates
 from pipelines.steps.screens.injection import score_injection
 from pipelines.steps.surrogates import RESERVED_DOMAINS
 
@@ -299,19 +301,20 @@ def curate_records(
     scores: dict[str, dict[str, float]] = {r.id: {} for r in candidates}
     reasons: dict[str, list[Reason]] = {r.id: [] for r in candidates}
 
-    near = score_near_duplicates(
-        candidates,
-        threshold=cfg.near_duplicate_threshold,
-        num_perm=cfg.minhash_permutations,
-        shingle_size=cfg.shingle_words,
+    # Near-duplicate scoring is the costliest screen: on a large corpus it runs in a second
+    # process while this one runs the others (the stage has 2 cores to use).
+    background = len(candidates) >= cfg.parallel_min_records > 0
+    pool = (
+        ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+        if background
+        else None
     )
-    for record_id, similarity in near.similarity.items():
-        scores[record_id][NEAR_DUPLICATE] = similarity
-        representative = near.representative.get(record_id)
-        if representative is not None and representative != record_id:
-            reasons[record_id].append(
-                Reason(DEDUP, NEAR_DUPLICATE, similarity, f"representative={representative}")
-            )
+    dedup_args = (
+        cfg.near_duplicate_threshold,
+        cfg.minhash_permutations,
+        cfg.shingle_words,
+    )
+    pending = pool.submit(_near_duplicates, candidates, *dedup_args) if pool else None
 
     trigger = backdoor.score_backdoor(
         candidates,
@@ -368,6 +371,19 @@ def curate_records(
             if score >= quality_limits[code]:
                 reasons[record_id].append(Reason(QUALITY, code, score))
 
+    try:
+        near = pending.result() if pending else _near_duplicates(candidates, *dedup_args)
+    finally:
+        if pool:
+            pool.shutdown()
+    for record_id, similarity in near.similarity.items():
+        scores[record_id][NEAR_DUPLICATE] = similarity
+        representative = near.representative.get(record_id)
+        if representative is not None and representative != record_id:
+            reasons[record_id].insert(
+                0, Reason(DEDUP, NEAR_DUPLICATE, similarity, f"representative={representative}")
+            )
+
     screened = []
     for record in records:
         if record.id in dropped:
@@ -412,6 +428,14 @@ def decision_lines(result: CurationResult) -> list[dict[str, Any]]:
         }
         for s in result.screened
     ]
+
+
+def _near_duplicates(
+    records: list[Record], threshold: float, num_perm: int, shingle_size: int
+) -> DedupScores:
+    return score_near_duplicates(
+        records, threshold=threshold, num_perm=num_perm, shingle_size=shingle_size
+    )
 
 
 def near_duplicate_rate(records: list[Record], cfg: CurationConfig) -> float:
