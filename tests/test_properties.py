@@ -45,6 +45,7 @@ from pipelines.steps.pii import (
     scrub_records,
 )
 from pipelines.steps.records import ROLES, Message, Record, frame_to_records, records_to_frame
+from pipelines.steps.surrogates import REDACTED, canonical, has_surrogate, is_secret
 
 # scripts/fuzz_properties.py raises the counts through the environment; CI runs the defaults.
 EXAMPLES = int(os.environ.get("SOVTUNE_PROPERTY_EXAMPLES", "1000"))
@@ -427,38 +428,29 @@ def test_pseudonym_is_deterministic_well_formed_and_never_contains_its_value(
     token = pseudonym(entity_type, value, key=key)
 
     assert token == pseudonym(entity_type, value, key=key)
-    assert PSEUDONYM_PATTERN.fullmatch(token)
-    assert token.startswith(f"<{entity_type}_")
-    if len(value) >= 3 and not _fits_a_pseudonym(value, entity_type):
-        assert value not in token
+    if is_secret(entity_type):
+        assert token == REDACTED
+    elif not has_surrogate(entity_type):
+        assert token == f"<{entity_type}>"  # unknown types get their placeholder
+    elif token != f"<{entity_type}>":  # the placeholder is the fallback for values like "--"
+        assert token != value
+        if len(value) >= 3:
+            assert value not in token
 
 
 @PROPERTY
-@given(entity_types, pseudonym_like_text, pseudonym_like_text, keys, keys)
+@given(st.just("EMAIL_ADDRESS"), pseudonym_like_text, pseudonym_like_text, keys, keys)
 def test_pseudonym_differs_between_keys_and_between_values(
     entity_type: str, value: str, other_value: str, key: bytes, other_key: bytes
 ) -> None:
     token = pseudonym(entity_type, value, key=key)
 
-    # 32-bit digests: a chance collision is a 1-in-4-billion event per example.
+    # Realistic surrogates of small types (an age, a city) collide by design; an email is drawn
+    # from about 2e7 forms, so a chance collision is a 1-in-10-million event per example.
     if other_key != key:
         assert token != pseudonym(entity_type, value, key=other_key)
-    if other_value != value:
+    if canonical(entity_type, other_value) != canonical(entity_type, value):  # case, spacing
         assert token != pseudonym(entity_type, other_value, key=key)
-
-
-def _fits_a_pseudonym(value: str, entity_type: str) -> bool:
-    """Whether `value` occurs in `<entity_type_XXXXXXXX>` for some hex digits X.
-
-    Only such values can be in a pseudonym, either by construction (`"EMAIL"`) or by chance
-    (`"3fa"`); a leak is any other value found in its pseudonym.
-    """
-    shape = [{c} for c in f"<{entity_type}_"] + [set(HEX_DIGITS)] * 8 + [{">"}]
-    return any(
-        len(value) <= len(shape) - offset
-        and all(c in allowed for c, allowed in zip(value, shape[offset:], strict=False))
-        for offset in range(len(shape))
-    )
 
 
 @PROPERTY

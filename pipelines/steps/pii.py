@@ -9,8 +9,6 @@ and without the key a pseudonym cannot be linked back to its value by guessing c
 No function here logs or raises with a PII value; findings carry offsets, types and scores only.
 """
 
-import hashlib
-import hmac
 import logging
 import re
 from collections import Counter
@@ -22,9 +20,10 @@ import tldextract.tldextract
 from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpEngineProvider
 from presidio_anonymizer import AnonymizerEngine
-from presidio_anonymizer.entities import OperatorConfig
+from presidio_anonymizer.entities import EngineResult, OperatorConfig
 from presidio_anonymizer.entities import RecognizerResult as AnonymizerResult
 
+from pipelines.steps import surrogates
 from pipelines.steps.config import PIIConfig
 from pipelines.steps.offline import offline_tldextract
 from pipelines.steps.records import Message, Record
@@ -184,19 +183,26 @@ def scan_records(
 
 
 def pseudonym(entity_type: str, value: str, *, key: bytes) -> str:
-    """The stable pseudonym of one entity value, e.g. `<PERSON_3fa91c02>`.
+    """The stable, realistic pseudonym of one entity value, e.g. `William Harris` for a name.
+
+    A surrogate of the same type, format and language (see `pipelines.steps.surrogates`), seeded
+    by an HMAC-SHA256 of the type and value under `key`. A type without a surrogate generator
+    gets its placeholder (`<TYPE>`) and a secret gets the redaction mark: never the value.
 
     Args:
-        entity_type: Presidio entity type; part of the HMAC input, so equal strings of
-            different types get different pseudonyms.
+        entity_type: Entity type; part of the HMAC input, so equal strings of different types
+            get unrelated pseudonyms.
         value: The entity's text.
         key: Secret HMAC key.
 
     Returns:
-        `<ENTITY_TYPE_hex8>`.
+        The surrogate, placeholder or redaction mark.
     """
-    digest = hmac.new(key, f"{entity_type}\x1f{value}".encode(), hashlib.sha256).hexdigest()
-    return f"<{entity_type}_{digest[:8]}>"
+    if surrogates.has_surrogate(entity_type):
+        return surrogates.surrogate(entity_type, value, key=key)
+    if surrogates.is_secret(entity_type):
+        return surrogates.REDACTED
+    return surrogates.placeholder(entity_type)
 
 
 def scrub_records(
@@ -207,16 +213,25 @@ def scrub_records(
     key: bytes,
     batch_size: int = 64,
     max_passes: int = 3,
+    remember: Callable[[str, str, str], None] | None = None,
 ) -> ScrubResult:
-    """Replace every finding in every message with its keyed pseudonym.
+    """Replace every finding in every message by the operator configured for its type.
+
+    Operators (`cfg.operators`, see `surrogates.operator_for`): `pseudonym` writes the keyed
+    realistic surrogate, `placeholder` writes `<TYPE>`, `redact` writes `[REDACTED]` (always so
+    for secrets). Every replacement is recorded as a span in its message's `scrub_spans`, so a
+    re-scan does not count a realistic surrogate as residual personal data; a finding only
+    partly inside such a span is replaced together with the span.
 
     Args:
         records: Records to scrub.
         analyzer: An engine from `build_analyzer`.
-        cfg: Entities to replace and the score threshold.
+        cfg: Entities to replace, the score threshold and the operators.
         key: Secret HMAC key (from the variable named by `cfg.pseudonym_key_env`).
         batch_size: Texts per spaCy batch.
         max_passes: Scan-and-replace passes over records that changed in the previous pass.
+        remember: Called with `(entity_type, surrogate, original)` for every pseudonymized
+            value, e.g. `Vault.add`; nothing else sees the original.
 
     Returns:
         The scrubbed records (new objects, same ids and order) and replacement counts.
@@ -230,15 +245,12 @@ def scrub_records(
             f"set a longer secret in ${cfg.pseudonym_key_env} (pii.pseudonym_key_env)"
         )
     anonymizer = AnonymizerEngine()
-    operators = {
-        entity_type: OperatorConfig("custom", {"lambda": _pseudonymizer(entity_type, key)})
-        for entity_type in cfg.entities
-    }
+    operators = _operators(cfg, key)
     entity_counts: Counter[str] = Counter()
     with_pii: set[int] = set()
     scrubbed = list(records)
     # Replacing a finding changes its context, and NER may then see a name it missed before;
-    # records changed by one pass are re-scanned until a pass finds nothing (bounded).
+    # records changed by one pass are re-scanned until a pass finds nothing new (bounded).
     pending = list(range(len(records)))
     for _ in range(max_passes):
         if not pending:
@@ -247,19 +259,21 @@ def scrub_records(
         per_record = _scan_messages(batch, analyzer, cfg, batch_size)
         changed = []
         for index, record, per_message in zip(pending, batch, per_record, strict=True):
-            found = [finding.entity_type for findings in per_message for finding in findings]
+            fresh = [
+                _outside_scrub_spans(findings, message.scrub_spans)
+                for message, findings in zip(record.messages, per_message, strict=True)
+            ]
+            found = [finding.entity_type for findings in fresh for finding in findings]
             if not found:
                 continue
             entity_counts.update(found)
+            operators |= _operators(cfg, key, set(found) - operators.keys())
             with_pii.add(index)
             changed.append(index)
             scrubbed[index] = record.with_messages(
                 tuple(
-                    replace(
-                        message,
-                        content=_anonymize(anonymizer, message.content, findings, operators),
-                    )
-                    for message, findings in zip(record.messages, per_message, strict=True)
+                    _replace_findings(anonymizer, message, findings, operators, remember)
+                    for message, findings in zip(record.messages, fresh, strict=True)
                 )
             )
         pending = changed
@@ -274,7 +288,9 @@ def scrub_records(
 def residual_pii(records: list[Record], analyzer: AnalyzerEngine, cfg: PIIConfig) -> dict[str, int]:
     """Count findings left in (scrubbed) records, per entity type.
 
-    Our own pseudonym tokens are not counted.
+    A finding entirely inside a span the scrubber recorded (`Message.scrub_spans`: our own
+    surrogate, placeholder or mark) is not counted; any other finding is, including one that
+    overlaps a recorded span only in part.
 
     Args:
         records: Records to re-scan, normally the output of `scrub_records`.
@@ -284,11 +300,14 @@ def residual_pii(records: list[Record], analyzer: AnalyzerEngine, cfg: PIIConfig
     Returns:
         Findings per entity type, sorted by type; empty when nothing is left.
     """
-    counts = Counter(
-        finding.entity_type
-        for _, findings in scan_records(records, analyzer, cfg)
-        for finding in findings
-    )
+    counts: Counter[str] = Counter()
+    for record, (_, findings) in zip(records, scan_records(records, analyzer, cfg), strict=True):
+        spans = {_field_name(m, i): m.scrub_spans for i, m in enumerate(record.messages)}
+        counts.update(
+            finding.entity_type
+            for finding in findings
+            if not _inside_a_span(finding, spans.get(finding.field, ()))
+        )
     return dict(sorted(counts.items()))
 
 
@@ -352,9 +371,100 @@ def _anonymize(
 ) -> str:
     if not findings:
         return text
+    return _anonymize_items(anonymizer, text, findings, operators).text
+
+
+def _anonymize_items(
+    anonymizer: AnonymizerEngine,
+    text: str,
+    findings: list[Finding],
+    operators: dict[str, OperatorConfig],
+) -> EngineResult:
     results = [AnonymizerResult(f.entity_type, f.start, f.end, f.score) for f in findings]
     # Findings are already disjoint; merging neighbours would make counts and pseudonyms
     # disagree with the findings.
     return anonymizer.anonymize(
         text, results, operators=operators, merge_entities_with_spaces=False
-    ).text
+    )
+
+
+def _operators(cfg: PIIConfig, key: bytes, types: Iterable[str] = ()) -> dict[str, OperatorConfig]:
+    """One Presidio operator per entity type, as `surrogates.operator_for` chooses.
+
+    Covers `cfg.entities`, the types in `cfg.operators` and `types` (types a recognizer pack
+    reported beyond those); a type still without an entry would get Presidio's default
+    operator, the placeholder `<TYPE>`: never the value.
+    """
+    operators = {}
+    for entity_type in {*cfg.entities, *cfg.operators, *types}:
+        chosen = surrogates.operator_for(entity_type, cfg.operators)
+        if chosen == surrogates.PSEUDONYM:
+            operators[entity_type] = OperatorConfig(
+                "custom", {"lambda": _pseudonymizer(entity_type, key)}
+            )
+        else:
+            mark = surrogates.REDACTED if chosen == surrogates.REDACT else None
+            operators[entity_type] = OperatorConfig(
+                "replace", {"new_value": mark or surrogates.placeholder(entity_type)}
+            )
+    return operators
+
+
+def _outside_scrub_spans(
+    findings: list[Finding], spans: tuple[tuple[int, int, str], ...]
+) -> list[Finding]:
+    """Findings not entirely inside a recorded span; one partly inside grows to cover it."""
+    kept: list[Finding] = []
+    for finding in findings:
+        if _inside_a_span(finding, spans):
+            continue
+        start, end = finding.start, finding.end
+        for s, e, _ in spans:
+            if s < end and start < e:
+                start, end = min(start, s), max(end, e)
+        grown = replace(finding, start=start, end=end)
+        if kept and grown.start < kept[-1].end:  # two findings grew over one span: merge them
+            last = kept.pop()
+            grown = replace(last, start=min(last.start, start), end=max(last.end, end))
+        kept.append(grown)
+    return kept
+
+
+def _inside_a_span(finding: Finding, spans: Iterable[tuple[int, int, str]]) -> bool:
+    return any(s <= finding.start and finding.end <= e for s, e, _ in spans)
+
+
+def _replace_findings(
+    anonymizer: AnonymizerEngine,
+    message: Message,
+    findings: list[Finding],
+    operators: dict[str, OperatorConfig],
+    remember: Callable[[str, str, str], None] | None,
+) -> Message:
+    """The message with its findings replaced and every replacement recorded in `scrub_spans`.
+
+    Earlier spans move with the text; spans that a finding grew over are replaced with it.
+    """
+    if not findings:
+        return message
+    text = message.content
+    findings = sorted(findings, key=lambda f: f.start)
+    written = sorted(
+        _anonymize_items(anonymizer, text, findings, operators).items, key=lambda i: i.start
+    )
+    pieces, spans, last, shift = [], [], 0, 0
+    old = list(message.scrub_spans)
+    for finding, item in zip(findings, written, strict=True):
+        new = item.text
+        operator = operators.get(finding.entity_type)
+        if remember is not None and operator is not None and operator.operator_name == "custom":
+            remember(finding.entity_type, new, text[finding.start : finding.end])
+        spans += [(s + shift, e + shift, t) for s, e, t in old if last <= s and e <= finding.start]
+        pieces += [text[last : finding.start], new]
+        start = finding.start + shift
+        spans.append((start, start + len(new), finding.entity_type))
+        shift += len(new) - (finding.end - finding.start)
+        last = finding.end
+    spans += [(s + shift, e + shift, t) for s, e, t in old if last <= s]
+    pieces.append(text[last:])
+    return replace(message, content="".join(pieces), scrub_spans=tuple(spans))

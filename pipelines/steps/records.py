@@ -23,6 +23,10 @@ class Message:
     field: str = ""
     """Where the content came from in the input record, e.g. `text`, `output` or
     `messages[2].content`; scan offsets refer to this field's original value."""
+    scrub_spans: tuple[tuple[int, int, str], ...] = ()
+    """`(start, end, entity_type)` of every replacement the PII scrubber wrote into `content`
+    (surrogate, placeholder or redaction mark), ordered by start: a re-scan ignores findings
+    inside them. Offsets and types only, never the replaced value."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,15 @@ class Record:
 
     def with_messages(self, messages: tuple[Message, ...]) -> "Record":
         return replace(self, messages=messages)
+
+    @property
+    def text_scrub_spans(self) -> list[tuple[int, int, str]]:
+        """Every message's `scrub_spans` as offsets into `text`."""
+        spans, offset = [], 0
+        for message in self.messages:
+            spans += [(offset + s, offset + e, t) for s, e, t in message.scrub_spans]
+            offset += len(message.content) + 2
+        return spans
 
 
 @dataclass(frozen=True)
@@ -95,10 +108,7 @@ def records_to_frame(records: list[Record]) -> pd.DataFrame:
             "source_file": r.source_file,
             "source_line": r.source_line,
             "format": r.format,
-            "messages": json.dumps(
-                [{"role": m.role, "content": m.content, "field": m.field} for m in r.messages],
-                ensure_ascii=False,
-            ),
+            "messages": json.dumps([_message_json(m) for m in r.messages], ensure_ascii=False),
             "subject": r.subject,
             "source": r.source,
             "language": r.language,
@@ -115,7 +125,12 @@ def frame_to_records(frame: pd.DataFrame) -> list[Record]:
     out = []
     for row in frame.to_dict(orient="records"):
         messages = tuple(
-            Message(m["role"], m["content"], m.get("field", ""))
+            Message(
+                m["role"],
+                m["content"],
+                m.get("field", ""),
+                tuple((int(s), int(e), str(t)) for s, e, t in m.get("scrub_spans", ())),
+            )
             for m in json.loads(row["messages"])
         )
         out.append(
@@ -130,6 +145,13 @@ def frame_to_records(frame: pd.DataFrame) -> list[Record]:
                 language=str(row["language"]),
             )
         )
+    return out
+
+
+def _message_json(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role, "content": message.content, "field": message.field}
+    if message.scrub_spans:
+        out["scrub_spans"] = [list(span) for span in message.scrub_spans]
     return out
 
 

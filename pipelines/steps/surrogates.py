@@ -9,7 +9,7 @@ What each type becomes (the choices are documented here because tests and stewar
 
 - PERSON: English names from Faker en_US, token by token (titles kept, initials stay initials,
   upper/lower case kept); names in Han characters from Faker zh_CN, same number of characters.
-- EMAIL_ADDRESS: `first.last@example.com`, `.org` or `.net` (RFC 2606 reserved domains).
+- EMAIL_ADDRESS: `firstlast@example.com`, `.org` or `.net` (RFC 2606 reserved domains).
 - PHONE_NUMBER, CN_PHONE_NUMBER: digits replaced, every separator and `+` kept. North American
   numbers use exchange 555 and line 0100-0199 (reserved for fiction); mainland mobiles keep
   `1[3-9]`; an international prefix keeps its country code.
@@ -45,7 +45,7 @@ import random
 import re
 import string
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
 
 import faker
@@ -117,17 +117,20 @@ def surrogate(entity_type: str, value: str, *, key: bytes) -> str:
     generator = _GENERATORS.get(entity_type)
     if generator is None:
         raise SurrogateError(f"no surrogate generator for entity type {entity_type}")
-    canonical = _canonical(entity_type, value)
+    folded = canonical(entity_type, value)
+    # HMAC pads short keys with zero bytes: the length prefix keeps b"k" and b"k\0" apart.
+    mac_key = len(key).to_bytes(4, "big") + key
     for attempt in range(MAX_ATTEMPTS):
         digest = hmac.new(
-            key, f"{entity_type}\x1f{canonical}\x1f{attempt}".encode(), hashlib.sha256
+            mac_key, f"{entity_type}\x1f{folded}\x1f{attempt}".encode(), hashlib.sha256
         ).digest()
         try:
             fake = generator(value, _Draw(digest))
         except (ValueError, KeyError, IndexError):  # a value too malformed for its type's layout
             fake = None
-        if fake and _unrelated(_canonical(entity_type, fake), canonical) and value not in fake:
-            return fake
+        if fake and _unrelated(canonical(entity_type, fake), folded):
+            if fake != value and (len(value) < 3 or value not in fake):
+                return fake
     # A value without letters or digits has no realistic surrogate: never return the value.
     return f"<{entity_type}>"
 
@@ -158,7 +161,8 @@ def _faker(locale: str) -> faker.Faker:
     return faker.Faker(locale)
 
 
-def _canonical(entity_type: str, value: str) -> str:
+def canonical(entity_type: str, value: str) -> str:
+    """The form that decides a surrogate: case, width and spacing folded; numbers alphanumeric."""
     folded = " ".join(unicodedata.normalize("NFKC", value).casefold().split())
     if entity_type in _NUMBER_TYPES:
         return "".join(c for c in folded if c.isalnum())
@@ -238,7 +242,7 @@ def _han_name(value: str, draw: _Draw) -> str:
 
 def _email(value: str, draw: _Draw) -> str:
     fake = draw.faker("en_US")
-    local = f"{fake.first_name()}.{fake.last_name()}".lower()
+    local = f"{fake.first_name()}{fake.last_name()}".lower()  # no dot: "me at a.b" reads as a host
     domain = draw.rng.choice(RESERVED_DOMAINS)
     return _case_like(value, f"{local}@{domain}")
 
@@ -486,3 +490,39 @@ _NUMBER_TYPES = frozenset(
         "MAC_ADDRESS",
     }
 )
+
+
+# --- operators ----------------------------------------------------------------------------------
+
+PLACEHOLDER = "placeholder"
+REDACT = "redact"
+PSEUDONYM = "pseudonym"
+REDACTED = "[REDACTED]"
+"""The fixed mark that replaces a redacted value (every secret, and types configured `redact`)."""
+
+
+def placeholder(entity_type: str) -> str:
+    """The placeholder of a type, e.g. `<PERSON>`."""
+    return f"<{entity_type}>"
+
+
+def operator_for(entity_type: str, operators: Mapping[str, str]) -> str:
+    """The operator that replaces values of `entity_type`.
+
+    Secrets are always redacted. A configured operator wins otherwise, except that `pseudonym`
+    falls back to `placeholder` for a type without a surrogate generator; an unconfigured type
+    gets `pseudonym` where a surrogate exists, else `placeholder`: every type is replaced.
+
+    Args:
+        entity_type: Entity type of the finding.
+        operators: `pii.operators` from the configuration.
+
+    Returns:
+        `placeholder`, `redact` or `pseudonym`.
+    """
+    if is_secret(entity_type):
+        return REDACT
+    chosen = operators.get(entity_type, PSEUDONYM)
+    if chosen == PSEUDONYM and not has_surrogate(entity_type):
+        return PLACEHOLDER
+    return chosen

@@ -1,0 +1,143 @@
+"""Operators per entity type, recorded surrogate spans, and the residual re-scan honouring them."""
+
+import pytest
+from presidio_analyzer import AnalyzerEngine
+from presidio_anonymizer import AnonymizerEngine
+from pydantic import ValidationError
+
+from pipelines.steps.config import PIIConfig
+from pipelines.steps.pii import (
+    Finding,
+    _operators,
+    _replace_findings,
+    build_analyzer,
+    pseudonym,
+    residual_pii,
+    scrub_records,
+)
+from pipelines.steps.records import Message, Record, frame_to_records, records_to_frame
+from pipelines.steps.surrogates import REDACTED
+
+KEY = b"scrub-test-key-0123456789abcdef"
+CFG = PIIConfig()
+TEXT = "Jane Doe called from 212-555-0123 and wrote to jane.doe@acme.io about the invoice."
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> AnalyzerEngine:
+    return build_analyzer(CFG)
+
+
+def _record(*contents: str) -> Record:
+    messages = tuple(Message("user", c, f"messages[{i}].content") for i, c in enumerate(contents))
+    return Record("r1", "t.jsonl", 1, "chat", messages, language="en")
+
+
+@pytest.fixture(scope="module")
+def scrubbed(analyzer: AnalyzerEngine) -> Record:
+    return scrub_records([_record(TEXT)], analyzer, CFG, key=KEY).records[0]
+
+
+def test_when_pseudonymized_then_surrogates_are_realistic_and_spans_mark_them(scrubbed) -> None:
+    message = scrubbed.messages[0]
+    written = {t: message.content[s:e] for s, e, t in message.scrub_spans}
+
+    assert written["PERSON"] == pseudonym("PERSON", "Jane Doe", key=KEY)
+    assert written["PHONE_NUMBER"] == pseudonym("PHONE_NUMBER", "212-555-0123", key=KEY)
+    assert written["EMAIL_ADDRESS"].endswith(("@example.com", "@example.org", "@example.net"))
+    for value in ("Jane Doe", "212-555-0123", "jane.doe@acme.io"):
+        assert value not in message.content
+
+
+def test_when_spans_are_honoured_then_own_surrogates_are_not_residual(
+    analyzer: AnalyzerEngine, scrubbed: Record
+) -> None:
+    forgotten = scrubbed.with_messages(
+        tuple(Message(m.role, m.content, m.field) for m in scrubbed.messages)
+    )
+
+    assert residual_pii([forgotten], analyzer, CFG)  # realistic: a re-scan does find them
+    assert residual_pii([scrubbed], analyzer, CFG) == {}
+
+
+def test_when_a_real_value_sits_next_to_a_surrogate_then_it_is_residual(
+    analyzer: AnalyzerEngine, scrubbed: Record
+) -> None:
+    message = scrubbed.messages[0]
+    content = message.content + " Copy to bob.jones@acme.io please."
+    tampered = scrubbed.with_messages(
+        (Message(message.role, content, message.field, message.scrub_spans),)
+    )
+
+    assert residual_pii([tampered], analyzer, CFG) == {"EMAIL_ADDRESS": 1}
+
+
+def test_when_stored_as_parquet_then_spans_survive_and_hold_no_original_value(
+    scrubbed: Record,
+) -> None:
+    frame = records_to_frame([scrubbed])
+
+    assert frame_to_records(frame) == [scrubbed]
+    stored = frame.to_json()
+    for value in ("Jane Doe", "212-555-0123", "jane.doe@acme.io"):
+        assert value not in stored
+
+
+def test_when_operators_are_configured_then_each_type_gets_its_operator(
+    analyzer: AnalyzerEngine,
+) -> None:
+    cfg = PIIConfig(operators={"PERSON": "placeholder", "EMAIL_ADDRESS": "redact"})
+    remembered: list[tuple[str, str, str]] = []
+
+    result = scrub_records(
+        [_record(TEXT)], analyzer, cfg, key=KEY, remember=lambda *e: remembered.append(e)
+    )
+    message = result.records[0].messages[0]
+
+    assert message.content.startswith("<PERSON> called from ")
+    assert REDACTED in message.content
+    assert pseudonym("PHONE_NUMBER", "212-555-0123", key=KEY) in message.content
+    # only pseudonyms have an original worth keeping (for the vault)
+    assert remembered == [
+        ("PHONE_NUMBER", pseudonym("PHONE_NUMBER", "212-555-0123", key=KEY), "212-555-0123")
+    ]
+    assert residual_pii(result.records, analyzer, cfg) == {}
+
+
+def test_when_a_secret_is_configured_as_pseudonym_then_config_fails_closed() -> None:
+    with pytest.raises(ValidationError, match=r"pii\.operators: SECRET must be redact"):
+        PIIConfig(operators={"SECRET": "pseudonym"})
+
+
+def test_when_type_is_unknown_or_secret_then_placeholder_or_mark_never_the_value() -> None:
+    text = "token sk_live_abcdef123456 for ACME-77"
+    findings = [Finding("text", 6, 26, "SECRET", 0.9), Finding("text", 31, 38, "NEW_TYPE", 0.9)]
+
+    message = _replace_findings(
+        AnonymizerEngine(),
+        Message("user", text),
+        findings,
+        _operators(PIIConfig(entities=["PERSON"]), KEY, ["SECRET", "NEW_TYPE"]),
+        None,
+    )
+
+    assert message.content == f"token {REDACTED} for <NEW_TYPE>"
+    assert [message.content[s:e] for s, e, _ in message.scrub_spans] == [REDACTED, "<NEW_TYPE>"]
+
+
+def test_when_a_later_pass_replaces_more_then_earlier_spans_move_with_the_text() -> None:
+    # pass 1 wrote "<PERSON>" at 12..20; pass 2 finds a phone before it and a grown name over it
+    earlier = Message("user", "Call 555-1234 or <PERSON> Smith now.", scrub_spans=((17, 25, "X"),))
+    findings = [
+        Finding("text", 5, 13, "PHONE_NUMBER", 0.9),
+        Finding("text", 17, 31, "PERSON", 0.9),
+    ]
+    cfg = PIIConfig(operators={"PHONE_NUMBER": "placeholder", "PERSON": "placeholder"})
+
+    message = _replace_findings(AnonymizerEngine(), earlier, findings, _operators(cfg, KEY), None)
+
+    assert message.content == "Call <PHONE_NUMBER> or <PERSON> now."
+    assert [message.content[s:e] for s, e, _ in message.scrub_spans] == [
+        "<PHONE_NUMBER>",
+        "<PERSON>",
+    ]
