@@ -64,6 +64,24 @@ class PIIConfig(_Section):
         "SOVTUNE_PSEUDONYM_KEY",
         description="Environment variable holding the HMAC key for stable pseudonyms.",
     )
+    operators: dict[str, Literal["placeholder", "redact", "pseudonym"]] = Field(
+        default_factory=dict,
+        description="Per entity type: placeholder (`<TYPE>`), redact (`[REDACTED]`) or "
+        "pseudonym (a realistic keyed surrogate). Unlisted types: pseudonym where a surrogate "
+        "exists, else placeholder; SECRET types are always redacted.",
+    )
+    vault: bool = Field(False, description="Keep surrogate -> original in an encrypted vault.")
+    vault_key_env: str = Field(
+        "SOVTUNE_VAULT_KEY", description="Environment variable holding the vault's Fernet key."
+    )
+
+    @model_validator(mode="after")
+    def _secrets_are_never_pseudonymized(self) -> "PIIConfig":
+        ops = self.operators
+        secret = sorted(t for t, op in ops.items() if t.startswith("SECRET") and op != "redact")
+        if secret:
+            raise ValueError(f"pii.operators: {', '.join(secret)} must be redact (secrets)")
+        return self
 
 
 class CurationConfig(_Section):
