@@ -49,9 +49,13 @@ def language_verdict(text: str, accepted: list[str]) -> tuple[str, bool]:
 
     Returns:
         (language code, accepted?) — a record carrying Han characters is only accepted when
-        "zh" is configured, whatever its majority language.
+        "zh" is configured, whatever its majority language, and is then scanned as "zh".
     """
     language = detect_language(text)
+    if _HAN.search(text) and language in ("zh", "en", UNDETERMINED):
+        # Mixed English/Chinese goes to the Chinese pack: the English one cannot read Han names
+        # and addresses. Japanese (also Han) keeps its own code and is quarantined.
+        return "zh", "zh" in accepted
     if _HAN.search(text) and "zh" not in accepted:
-        return ("zh" if language in ("zh", UNDETERMINED) else language), False
+        return language, False
     return language, language in accepted

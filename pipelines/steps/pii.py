@@ -14,21 +14,28 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import spacy.util
 import tldextract.tldextract
-from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, RecognizerResult
-from presidio_analyzer.nlp_engine import NlpEngineProvider
+from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import EngineResult, OperatorConfig
 from presidio_anonymizer.entities import RecognizerResult as AnonymizerResult
 
 from pipelines.steps import surrogates
 from pipelines.steps.config import PIIConfig
+from pipelines.steps.language import UNDETERMINED
+from pipelines.steps.normalize import normalize
 from pipelines.steps.offline import offline_tldextract
+from pipelines.steps.recognizers import RECOGNIZERS_FILE, RecognizerConfigError, load_recognizers
+from pipelines.steps.recognizers.nlp_engine import PackNlpEngine
 from pipelines.steps.records import Message, Record
 
 LANGUAGE = "en"
+PARALLEL_PROCESSES = 2
+PARALLEL_MIN_TEXTS = 2000
+"""Batches of at least this many texts of one language go through spaCy in two processes."""
 PSEUDONYM_PATTERN = re.compile(r"<[A-Z][A-Z0-9_]*_[0-9a-f]{8}>")
 """Matches our own pseudonym tokens, e.g. `<EMAIL_ADDRESS_3fa91c02>`."""
 MIN_KEY_BYTES = 16
@@ -74,19 +81,22 @@ class ScrubResult:
 
 
 def build_analyzer(cfg: PIIConfig) -> AnalyzerEngine:
-    """Build a Presidio analyzer on the installed spaCy package named by `cfg.spacy_model`.
+    """Build the Presidio analyzer with our recognizer packs (English and Chinese).
 
-    Also points tldextract at its bundled suffix list so that no recognizer opens a socket.
+    The recognizers are the ones `cfg.recognizers_file` (default
+    `pipelines/config/recognizers.yaml`) configures, added to an empty Presidio registry; the
+    NLP engine is spaCy (`cfg.spacy_model`, NER only) for English and a character tokenizer for
+    Chinese. Also points tldextract at its bundled suffix list so no recognizer opens a socket.
 
     Args:
         cfg: The `pii` section of the pipeline configuration.
 
     Returns:
-        An English analyzer engine.
+        An analyzer engine supporting every language of the recognizer file.
 
     Raises:
         PIIEngineError: The spaCy model is not an installed package (it is never downloaded),
-            or an entity in `cfg.entities` has no recognizer.
+            the recognizer file is invalid, or an entity in `cfg.entities` has no recognizer.
     """
     if not spacy.util.is_package(cfg.spacy_model):
         raise PIIEngineError(
@@ -95,18 +105,32 @@ def build_analyzer(cfg: PIIConfig) -> AnalyzerEngine:
         )
     use_offline_tldextract()
     withhold_presidio_log_text()
-    nlp_engine = NlpEngineProvider(
-        nlp_configuration={
-            "nlp_engine_name": "spacy",
-            "models": [{"lang_code": LANGUAGE, "model_name": cfg.spacy_model}],
-        }
-    ).create_engine()
-    analyzer = AnalyzerEngine(nlp_engine=nlp_engine, supported_languages=[LANGUAGE])
-    unsupported = sorted(set(cfg.entities) - set(analyzer.get_supported_entities(LANGUAGE)))
+    try:
+        packs = load_recognizers(Path(cfg.recognizers_file or RECOGNIZERS_FILE))
+    except RecognizerConfigError as exc:
+        raise PIIEngineError(f"pii.recognizers_file: {exc}") from None
+    languages = sorted(packs)
+    registry = RecognizerRegistry(supported_languages=languages)
+    for recognizers in packs.values():
+        for recognizer in recognizers:
+            registry.add_recognizer(recognizer)
+    nlp_engine = PackNlpEngine(cfg.spacy_model)
+    nlp_engine.load()
+    analyzer = AnalyzerEngine(
+        registry=registry, nlp_engine=nlp_engine, supported_languages=languages
+    )
+    supported = {e for language in languages for e in analyzer.get_supported_entities(language)}
+    unsupported = sorted(set(cfg.entities) - supported)
     if unsupported:
         # Presidio would only warn and skip them: those values would pass through unscrubbed.
         raise PIIEngineError(f"pii.entities: no recognizer for {', '.join(unsupported)}")
     return analyzer
+
+
+def residual_config(cfg: PIIConfig) -> PIIConfig:
+    """The stricter configuration of the residual re-scan: `pii.residual_score_threshold`."""
+    threshold = min(cfg.score_threshold, cfg.residual_score_threshold)
+    return cfg.model_copy(update={"score_threshold": threshold})
 
 
 def use_offline_tldextract() -> None:
@@ -137,25 +161,26 @@ class _WithholdLogText(logging.Filter):
 
 
 def scan_text(
-    analyzer: AnalyzerEngine, text: str, cfg: PIIConfig, *, field: str = "text"
+    analyzer: AnalyzerEngine,
+    text: str,
+    cfg: PIIConfig,
+    *,
+    field: str = "text",
+    language: str = LANGUAGE,
 ) -> list[Finding]:
-    """Find the configured entities in one text.
+    """Find the configured entities in one text (normalized first, offsets into `text`).
 
     Args:
         analyzer: An engine from `build_analyzer`.
         text: The text to scan.
         cfg: Entities to look for and the score threshold.
         field: Field name recorded in each finding.
+        language: Which pack scans it (`en`, `zh`).
 
     Returns:
         Non-overlapping findings at or above the threshold, ordered by start offset.
     """
-    results = analyzer.analyze(
-        text=text,
-        language=LANGUAGE,
-        entities=cfg.entities,
-        score_threshold=cfg.score_threshold,
-    )
+    [results] = _analyze_texts(analyzer, [text], [language], cfg, batch_size=1)
     return _resolve(results, text, field, cfg)
 
 
@@ -314,17 +339,16 @@ def residual_pii(records: list[Record], analyzer: AnalyzerEngine, cfg: PIIConfig
 def _scan_messages(
     records: list[Record], analyzer: AnalyzerEngine, cfg: PIIConfig, batch_size: int
 ) -> list[list[list[Finding]]]:
-    """Findings per record, per message: one spaCy batch stream over all message contents."""
+    """Findings per record, per message; each record is scanned by its language's pack."""
     texts = [message.content for record in records for message in record.messages]
-    results = iter(
-        BatchAnalyzerEngine(analyzer).analyze_iterator(
-            texts,
-            language=LANGUAGE,
-            batch_size=batch_size,
-            entities=cfg.entities,
-            score_threshold=cfg.score_threshold,
-        )
-    )
+    # A record without letters ("und") holds only digits and symbols: the English pack's
+    # patterns cover those.
+    languages = [
+        LANGUAGE if record.language in (None, "", UNDETERMINED) else record.language
+        for record in records
+        for _ in record.messages
+    ]
+    results = iter(_analyze_texts(analyzer, texts, languages, cfg, batch_size=batch_size))
     return [
         [
             _resolve(next(results), message.content, _field_name(message, index), cfg)
@@ -332,6 +356,55 @@ def _scan_messages(
         ]
         for record in records
     ]
+
+
+def _analyze_texts(
+    analyzer: AnalyzerEngine,
+    texts: list[str],
+    languages: list[str],
+    cfg: PIIConfig,
+    *,
+    batch_size: int,
+) -> list[list[RecognizerResult]]:
+    """Presidio results per text, in original offsets, each text analyzed by its language pack.
+
+    Texts are normalized (`pipelines.steps.normalize`) and pushed through the NLP engine in
+    batches per language, with two processes for large batches; results on the normalized text
+    are mapped back to spans of the original text.
+
+    Raises:
+        PIIEngineError: A text's language has no pack (it must never pass unscanned).
+    """
+    supported = set(analyzer.supported_languages)
+    unknown = sorted(set(languages) - supported)
+    if unknown:
+        raise PIIEngineError(
+            f"no PII recognizer pack for language(s) {', '.join(unknown)} "
+            f"(configured: {', '.join(sorted(supported))}; see pii.recognizers_file)"
+        )
+    normalized = [normalize(text) for text in texts]
+    out: list[list[RecognizerResult]] = [[] for _ in texts]
+    for language in sorted(set(languages)):
+        indices = [i for i, lang in enumerate(languages) if lang == language]
+        batch = [normalized[i].text for i in indices]
+        n_process = PARALLEL_PROCESSES if len(batch) >= PARALLEL_MIN_TEXTS else 1
+        artifacts = analyzer.nlp_engine.process_batch(
+            batch, language, batch_size=batch_size, n_process=n_process
+        )
+        for index, (text, nlp_artifacts) in zip(indices, artifacts, strict=True):
+            results = analyzer.analyze(
+                text=text,
+                language=language,
+                entities=cfg.entities,
+                score_threshold=cfg.score_threshold,
+                nlp_artifacts=nlp_artifacts,
+            )
+            mapping = normalized[index]
+            if mapping.changed:
+                for result in results:
+                    result.start, result.end = mapping.to_original(result.start, result.end)
+            out[index] = results
+    return out
 
 
 def _field_name(message: Message, index: int) -> str:

@@ -1,0 +1,101 @@
+"""What every recognizer of ours shares: regex patterns, a validator and context words.
+
+Presidio's own context enhancer matches context words against spaCy lemmas, which Chinese text
+(segmented by jieba) and our trimmed English pipeline (no lemmatizer) do not provide reliably.
+Our recognizers therefore look for their context words in a character window around the match
+themselves, and raise the score by `CONTEXT_BOOST` when one is there.
+"""
+
+import re
+from collections.abc import Iterable
+
+from presidio_analyzer import AnalysisExplanation, EntityRecognizer, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpArtifacts
+from stdnum import luhn
+
+CONTEXT_BOOST = 0.35
+CONTEXT_WINDOW = 64
+"""Characters before (and half as many after) a match searched for context words."""
+
+
+def has_context(text: str, start: int, end: int, words: Iterable[str]) -> bool:
+    """Whether any of `words` occurs near `text[start:end]` (case-insensitive)."""
+    window = (
+        text[max(0, start - CONTEXT_WINDOW) : start] + " " + text[end : end + CONTEXT_WINDOW // 2]
+    )
+    window = window.lower()
+    return any(word.lower() in window for word in words)
+
+
+class RegexRecognizer(EntityRecognizer):
+    """Regex candidates, confirmed by `validate` and scored up by nearby context words.
+
+    Subclasses set `ENTITY`, `PATTERNS` as `(regex, base score)` pairs, `CONTEXT` and, where the
+    format has one, a checksum in `validate`. A candidate scoring below `MIN_SCORE` even with
+    context is not reported; `REQUIRES_CONTEXT` drops candidates that have no context word.
+    """
+
+    ENTITY = ""
+    PATTERNS: tuple[tuple[str, float], ...] = ()
+    CONTEXT: tuple[str, ...] = ()
+    REQUIRES_CONTEXT = False
+    FLAGS = re.IGNORECASE
+
+    def __init__(self, *, language: str, context: list[str] | None = None) -> None:
+        self.words = tuple(context) if context is not None else self.CONTEXT
+        self._compiled = [(re.compile(p, self.FLAGS), s) for p, s in self.PATTERNS]
+        super().__init__(
+            supported_entities=[self.ENTITY],
+            supported_language=language,
+            name=f"{type(self).__name__}_{language}",
+        )
+
+    def load(self) -> None:  # patterns are compiled in __init__
+        pass
+
+    def validate(self, value: str) -> bool:
+        """Whether the matched value passes the format's check (override with a checksum)."""
+        return True
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        if self.ENTITY not in entities:
+            return []
+        results: list[RecognizerResult] = []
+        seen: set[tuple[int, int]] = set()
+        for pattern, score in self._compiled:
+            for match in pattern.finditer(text):
+                start, end = match.span("value") if "value" in pattern.groupindex else match.span()
+                if (start, end) in seen or not self.validate(text[start:end]):
+                    continue
+                context = bool(self.words) and has_context(text, start, end, self.words)
+                if self.REQUIRES_CONTEXT and not context:
+                    continue
+                seen.add((start, end))
+                final = min(1.0, score + (CONTEXT_BOOST if context else 0.0))
+                results.append(self._result(start, end, final, pattern.pattern))
+        return results
+
+    def _result(self, start: int, end: int, score: float, why: str) -> RecognizerResult:
+        return RecognizerResult(
+            entity_type=self.ENTITY,
+            start=start,
+            end=end,
+            score=score,
+            analysis_explanation=AnalysisExplanation(
+                recognizer=self.name, original_score=score, pattern=why
+            ),
+            recognition_metadata={
+                RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                # Our own window check replaces Presidio's lemma-based enhancer.
+                RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY: True,
+            },
+        )
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn (mod 10) check (python-stdnum) over the digits of `digits`, separators ignored."""
+    numbers = "".join(c for c in digits if c.isdigit())
+    return len(numbers) >= 12 and luhn.is_valid(numbers)

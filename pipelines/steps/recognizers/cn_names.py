@@ -1,0 +1,110 @@
+"""PERSON and LOCATION in Chinese text: jieba's part-of-speech tags plus a name-list rule.
+
+jieba.posseg ships its dictionary and HMM offline; it tags person names `nr` and place names
+`ns`. It splits some names ("王" + "秀英"), so a rule layer also accepts a surname from Faker's
+zh_CN surname list directly followed by a given name from its given-name list. Addresses
+(province/city/district ... street + number) are matched as one LOCATION span so that the whole
+address is replaced, not its parts.
+"""
+
+import re
+from functools import lru_cache
+
+from faker.providers.address.zh_CN import Provider as AddressProvider
+from faker.providers.person.zh_CN import Provider as PersonProvider
+from presidio_analyzer import RecognizerResult
+
+from pipelines.steps.recognizers.base import RegexRecognizer
+
+_HAN = r"[\u4e00-\u9fff]"
+_ADMIN = r"(?:省|自治区|特别行政区|市|自治州|地区|盟|县|区|旗|镇|乡|街道)"
+_STREET = r"(?:路|街|大道|大街|道|巷|弄|胡同|里|村)"
+ADDRESS = re.compile(
+    rf"(?:{_HAN}{{1,7}}?{_ADMIN}){{1,5}}(?:{_HAN}{{0,8}}?{_STREET})?"
+    rf"(?:\s?\d{{1,5}}\s?(?:号|弄|栋|幢))?(?:{_HAN}?[A-Za-z\d]{{0,4}}(?:座|栋|幢|单元|楼|层|室))*"
+)
+_NAME_CONTEXT = ("我是", "叫", "患者", "家属", "先生", "女士", "同事", "经理", "工程师", "医生")
+
+
+@lru_cache(maxsize=1)
+def _name_rule() -> re.Pattern[str]:
+    surnames = sorted(
+        {s for s in PersonProvider.last_names if 1 <= len(s) <= 2}, key=len, reverse=True
+    )
+    given = sorted(
+        {g for g in (*PersonProvider.first_names_male, *PersonProvider.first_names_female)},
+        key=len,
+        reverse=True,
+    )
+    return re.compile(f"(?:{'|'.join(surnames)})(?:{'|'.join(given)})")
+
+
+@lru_cache(maxsize=1)
+def _jieba():
+    import jieba
+    import jieba.posseg
+
+    jieba.setLogLevel(60)  # jieba logs its cache path at INFO; nothing of the text
+    # Faker's province and city names make jieba keep them whole as place names.
+    for place in (*AddressProvider.provinces, *AddressProvider.cities):
+        jieba.add_word(place, tag="ns")
+    return jieba.posseg
+
+
+def posseg(text: str) -> list[tuple[str, str, int]]:
+    """jieba.posseg tokens of `text` as (word, flag, start offset)."""
+    tokens, position = [], 0
+    for pair in _jieba().cut(text):
+        tokens.append((pair.word, pair.flag, position))
+        position += len(pair.word)
+    return tokens
+
+
+class CnPersonRecognizer(RegexRecognizer):
+    """Person names: jieba `nr` tokens and surname + given name from the name lists."""
+
+    ENTITY = "PERSON"
+    CONTEXT = _NAME_CONTEXT
+    FLAGS = 0
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        if self.ENTITY not in entities:
+            return []
+        spans: dict[tuple[int, int], float] = {}
+        for match in _name_rule().finditer(text):
+            spans[match.span()] = 0.85
+        for word, flag, start in posseg(text):
+            if flag == "nr" and len(word) >= 2 and re.fullmatch(f"{_HAN}+", word):
+                span = (start, start + len(word))
+                spans.setdefault(span, 0.6)
+        results = []
+        for (start, end), score in sorted(spans.items()):
+            results.append(self._result(start, end, score, "jieba nr / name list"))
+        return results
+
+
+class CnLocationRecognizer(RegexRecognizer):
+    """Addresses as one span, and jieba `ns` place names."""
+
+    ENTITY = "LOCATION"
+    CONTEXT = ("地址", "住址", "位于", "邮寄至", "寄到", "住在")
+    FLAGS = 0
+
+    def analyze(self, text, entities, nlp_artifacts=None) -> list[RecognizerResult]:
+        if self.ENTITY not in entities:
+            return []
+        tokens = posseg(text)
+        results = []
+        covered = 0
+        # An address starts where jieba sees a place name; matching from there keeps the
+        # words before it ("新地址是") out of the span.
+        for word, flag, start in tokens:
+            if flag != "ns" or start < covered:
+                continue
+            match = ADDRESS.match(text, start)
+            if match and len(match.group(0)) > len(word):
+                results.append(self._result(*match.span(), 0.8, "address"))
+                covered = match.end()
+            elif len(word) >= 2:
+                results.append(self._result(start, start + len(word), 0.5, "jieba ns"))
+        return results

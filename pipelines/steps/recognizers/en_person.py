@@ -1,0 +1,79 @@
+"""PERSON in English text beyond spaCy NER: titles, initials, introductions, any letter case.
+
+spaCy's small model misses lower-case names and names it has not seen in a similar context.
+This rule layer adds names that (a) follow a title (Mr, Mrs, Ms, Dr, Prof), (b) follow an
+introduction ("my name is", "this is", "I'm", "contact"), or (c) are a first name followed by a
+last name from Faker's en_US name lists (US census based), in any case, with optional initials.
+"""
+
+import re
+from functools import lru_cache
+
+from faker.providers.person.en_US import Provider as PersonProvider
+from spacy.lang.en.stop_words import STOP_WORDS
+
+from pipelines.steps.recognizers.base import RegexRecognizer
+
+_WORD = r"[A-Za-z][a-z'\-]+|[A-Z][A-Z'\-]+"
+_INITIAL = r"[A-Za-z]\.(?:\s?[A-Za-z]\.)*"
+_NAME = rf"(?:(?:{_INITIAL})\s?)?(?:{_WORD})(?:\s(?:{_INITIAL}|{_WORD})){{0,2}}"
+TITLES = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Dame)\.?"
+INTRODUCTIONS = r"(?:my name is|name:|this is|i am|i'm|signed|regards,|contact|patient|client)"
+
+
+@lru_cache(maxsize=1)
+def _names() -> tuple[frozenset[str], frozenset[str]]:
+    firsts = {
+        n.lower() for n in (*PersonProvider.first_names_male, *PersonProvider.first_names_female)
+    }
+    lasts = {n.lower() for n in PersonProvider.last_names}
+    common = set(STOP_WORDS)
+    return frozenset(firsts - common), frozenset(lasts - common)
+
+
+class EnPersonRecognizer(RegexRecognizer):
+    """Names after titles and introductions, and listed first + last names in any case."""
+
+    ENTITY = "PERSON"
+    PATTERNS = (
+        (rf"\b{TITLES}\s(?P<value>(?:{_INITIAL}\s?)?{_WORD}(?:\s{_WORD})?)", 0.75),
+        (rf"\b{INTRODUCTIONS}\s+(?P<value>{_NAME})", 0.3),
+        (rf"(?<![\w.])(?P<value>{_INITIAL}\s?[A-Z][a-z'\-]+)", 0.5),
+    )
+    CONTEXT = ()
+
+    def validate(self, value: str) -> bool:
+        return value.split()[-1].lower() not in STOP_WORDS
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        if self.ENTITY not in entities:
+            return []
+        firsts, lasts = _names()
+        results = []
+        for result in super().analyze(text, entities, nlp_artifacts):
+            words = re.findall(r"[A-Za-z'\-]+", text[result.start : result.end])
+            known = [w.lower() in firsts or w.lower() in lasts for w in words if len(w) > 1]
+            # An introduction alone is weak evidence; a listed name after it is strong.
+            if result.score < 0.4:
+                if not known or not known[0]:
+                    continue
+                # Trim trailing words that are not names ("this is jane doe from sales").
+                end = result.start
+                for word, is_name in zip(
+                    re.finditer(r"\S+", text[result.start : result.end]),
+                    [*known, False],
+                    strict=False,
+                ):
+                    if not is_name:
+                        break
+                    end = result.start + word.end()
+                result.end = end
+                result.score = 0.8
+            results.append(result)
+        for match in re.finditer(
+            r"\b([A-Za-z][a-z'\-]+|[A-Z'\-]+)\s+([A-Za-z][a-z'\-]+|[A-Z'\-]+)\b", text
+        ):
+            first, last = match.group(1).lower(), match.group(2).lower()
+            if first in firsts and last in lasts:
+                results.append(self._result(*match.span(), 0.65, "name list"))
+        return results

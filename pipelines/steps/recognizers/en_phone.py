@@ -1,0 +1,53 @@
+"""PHONE_NUMBER: international, dotted and spaced numbers, with extensions (phonenumbers).
+
+Presidio's phone recognizer checks eight regions at strict leniency. This one lets
+phonenumbers' matcher find possible numbers for many regions (US first, so a national number
+without country code is read as American) and keeps extensions ("ext. 204", "x31") in the span.
+"""
+
+import re
+
+import phonenumbers
+
+from pipelines.steps.recognizers.base import RegexRecognizer, has_context
+
+REGIONS = ("US", "GB", "DE", "FR", "IN", "CA", "AU", "BR", "IT", "ES", "NL", "JP", "SG", "IE")
+_DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
+_EXTENSION = re.compile(r"\s*(?:,\s*)?(?:ext\.?|extension|x|#)\s*\d{1,6}", re.IGNORECASE)
+
+
+class IntlPhoneRecognizer(RegexRecognizer):
+    """Phone numbers found by phonenumbers' matcher in several regions."""
+
+    ENTITY = "PHONE_NUMBER"
+    CONTEXT = ("phone", "call", "tel", "mobile", "cell", "fax", "line", "reach", "whatsapp")
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        if self.ENTITY not in entities:
+            return []
+        spans: dict[tuple[int, int], float] = {}
+        for region in REGIONS:
+            for match in phonenumbers.PhoneNumberMatcher(
+                text, region, leniency=phonenumbers.Leniency.POSSIBLE
+            ):
+                start, end = match.start, match.end
+                digits = sum(c.isdigit() for c in match.raw_string)
+                if digits < 7 or _glued(text, start, end) or _DATE.fullmatch(match.raw_string):
+                    continue
+                valid = phonenumbers.is_valid_number(match.number)
+                score = 0.45 if valid else 0.3
+                extension = _EXTENSION.match(text, end)
+                if extension and not match.number.extension:
+                    end = extension.end()
+                if has_context(text, start, end, self.words):
+                    score += 0.35
+                if spans.get((start, end), 0) < score:
+                    spans[(start, end)] = score
+        return [self._result(s, e, score, "phonenumbers") for (s, e), score in spans.items()]
+
+
+def _glued(text: str, start: int, end: int) -> bool:
+    """Whether the match is part of a longer token (an id such as `<US_SSN_00000000>`)."""
+    before = text[start - 1] if start else " "
+    after = text[end] if end < len(text) else " "
+    return before.isalnum() or before == "_" or after.isalnum() or after == "_"

@@ -1,0 +1,116 @@
+"""Our recognizer packs: (text, value, type) tables with negative rows, and the YAML loader."""
+
+from pathlib import Path
+
+import pytest
+from presidio_analyzer import AnalyzerEngine
+
+from pipelines.steps.config import PIIConfig
+from pipelines.steps.pii import PIIEngineError, build_analyzer, scan_text
+from pipelines.steps.recognizers import RecognizerConfigError, load_recognizers
+
+CFG = PIIConfig()
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> AnalyzerEngine:
+    return build_analyzer(CFG)
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "value", "entity_type"),
+    [
+        ("en", "Hi, this is jane smith from sales.", "jane smith", "PERSON"),
+        ("en", "Dr. Okafor will call.", "Okafor", "PERSON"),
+        ("en", "Ship to 12 Elm Street Apt 4\nSpringfield, IL 62704 today", None, "LOCATION"),
+        ("en", "Call +44 20 7946 0958 ext. 12 now", "+44 20 7946 0958 ext. 12", "PHONE_NUMBER"),
+        ("en", "I was born on March 3, 1981.", "March 3, 1981", "DATE_OF_BIRTH"),
+        ("en", "The patient is 54 years old.", "54", "AGE"),
+        ("en", "Routing number 021000021 for payroll.", "021000021", "ABA_ROUTING_NUMBER"),
+        ("en", "Device 00:1a:2b:3c:4d:5e joined.", "00:1a:2b:3c:4d:5e", "MAC_ADDRESS"),
+        ("en", "key AKIAIOSFODNN7EXAMPLE leaked", "AKIAIOSFODNN7EXAMPLE", "SECRET"),
+        ("en", "mail john at example dot com", "john at example dot com", "EMAIL_ADDRESS"),
+        ("zh", "我的身份证号是11010519491231002X。", "11010519491231002X", "CN_ID_CARD"),
+        ("zh", "有问题请打我手机138 0013 8000。", "138 0013 8000", "CN_PHONE_NUMBER"),
+        ("zh", "工资卡卡号6222020200112345679，请核对。", None, "CN_BANK_CARD"),
+        ("zh", "信用代码91350100M000100Y43。", "91350100M000100Y43", "CN_USCC"),
+        ("zh", "护照号码E12345678已登记。", "E12345678", "CN_PASSPORT"),
+        ("zh", "港澳通行证号C12345678。", "C12345678", "CN_TRAVEL_PERMIT"),
+        ("zh", "车牌号粤B12345的车辆。", "粤B12345", "CN_LICENSE_PLATE"),
+        ("zh", "你好，我是市场部的王秀英。", "王秀英", "PERSON"),
+        ("zh", "加我QQ 123456789 联系。", "123456789", "QQ_NUMBER"),
+        ("zh", "我的微信号是 wx_abc123，方便联系。", "wx_abc123", "WECHAT_ID"),
+        ("zh", "数据库密码：Tr0ub4dor&3x", "Tr0ub4dor&3x", "SECRET"),
+    ],
+)
+def test_when_text_contains_entity_then_our_pack_finds_it(
+    analyzer: AnalyzerEngine, language: str, text: str, value: str | None, entity_type: str
+) -> None:
+    findings = scan_text(analyzer, text, CFG, language=language)
+
+    found = {(text[f.start : f.end], f.entity_type) for f in findings}
+    if value is None:
+        assert entity_type in {t for _, t in found}
+    else:
+        assert (value, entity_type) in found
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "absent_type"),
+    [
+        ("zh", "我的身份证号是110105194912310021。", "CN_ID_CARD_CHECKED"),  # check char wrong
+        ("zh", "工资卡卡号6222020200112345670。", "CN_BANK_CARD"),  # Luhn fails
+        ("zh", "信用代码91350100M000100Y44。", "CN_USCC"),  # check character wrong
+        ("zh", "订单号123456789已发货。", "QQ_NUMBER"),  # no QQ context
+        ("en", "We met at the office and looked at the dot plot.", "EMAIL_ADDRESS"),
+        ("en", "The quarterly report was approved.", "DATE_OF_BIRTH"),
+    ],
+)
+def test_when_value_fails_its_check_or_context_then_nothing_of_that_type(
+    analyzer: AnalyzerEngine, language: str, text: str, absent_type: str
+) -> None:
+    findings = scan_text(analyzer, text, CFG, language=language)
+
+    if absent_type == "CN_ID_CARD_CHECKED":
+        assert all(f.score < 0.9 for f in findings if f.entity_type == "CN_ID_CARD")
+    else:
+        assert absent_type not in {f.entity_type for f in findings}
+
+
+def test_when_fullwidth_digits_then_finding_covers_the_original_characters(
+    analyzer: AnalyzerEngine,
+) -> None:
+    text = "卡号：６２２２０２０２００１１２３４５６７９。"
+
+    findings = scan_text(analyzer, text, CFG, language="zh")
+
+    assert [text[f.start : f.end] for f in findings] == ["６２２２０２０２００１１２３４５６７９"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("recognizers: [\n  - {family: email", "not valid YAML"),
+        ("recognizers: []\nextra: 1\n", "unknown key 'extra'"),
+        ("recognizers:\n  - {family: email, languages: [en], colour: red}\n", "colour"),
+        ("recognizers:\n  - {family: nope, languages: [en]}\n", "recognizers[0].family"),
+        ("recognizers:\n  - {family: email, languages: [fr]}\n", "unsupported language 'fr'"),
+    ],
+)
+def test_when_recognizer_yaml_is_bad_then_loading_fails_naming_file_and_key(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "recognizers.yaml"
+    path.write_text(content, encoding="utf-8")
+
+    with pytest.raises(RecognizerConfigError, match="recognizers.yaml") as error:
+        load_recognizers(path)
+    assert message in str(error.value)
+
+
+def test_when_recognizer_file_is_bad_then_the_engine_is_not_built(tmp_path: Path) -> None:
+    path = tmp_path / "recognizers.yaml"
+    path.write_text("recognizers: {", encoding="utf-8")
+
+    with pytest.raises(PIIEngineError, match=r"pii\.recognizers_file"):
+        build_analyzer(CFG.model_copy(update={"recognizers_file": str(path)}))
