@@ -15,6 +15,7 @@ import multiprocessing
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -54,6 +55,7 @@ QUARANTINE_CODES = (
     quality.LANGUAGE_MISMATCH,
     quality.BOILERPLATE_REPETITION,
     quality.RESPONSE_LENGTH_RATIO,
+    backdoor.ONION,
 )
 
 # Residual PII patterns for the suite. Neither matches a pseudonym such as
@@ -274,7 +276,11 @@ def filtered_counts(filtered: list[FilteredRecord]) -> dict[str, int]:
 
 
 def curate_records(
-    records: list[Record], cfg: CurationConfig, decisions: dict[str, str] | None = None
+    records: list[Record],
+    cfg: CurationConfig,
+    decisions: dict[str, str] | None = None,
+    *,
+    perplexity: Callable[[list[str]], list[float]] | None = None,
 ) -> CurationResult:
     """Screen records and decide: keep, drop (length, exact duplicate) or quarantine.
 
@@ -287,6 +293,9 @@ def curate_records(
         records: Records in input order.
         cfg: Thresholds.
         decisions: Steward decisions, record id -> `approve` or `reject`.
+        perplexity: The base model's perplexity function (`backdoor.causal_lm_perplexity`):
+            when given, ONION scores the records a backdoor or injection screen flagged, and
+            adds an `onion` reason to those at or above `cfg.onion_threshold`.
 
     Returns:
         The curated records and the decision, reasons and scores of every record.
@@ -383,6 +392,15 @@ def curate_records(
             reasons[record_id].insert(
                 0, Reason(DEDUP, NEAR_DUPLICATE, similarity, f"representative={representative}")
             )
+
+    if perplexity is not None:
+        suspicious = [
+            r for r in candidates if any(x.screen in (BACKDOOR, INJECTION) for x in reasons[r.id])
+        ]
+        for record_id, score in backdoor.onion_scores(suspicious, perplexity).items():
+            scores[record_id][backdoor.ONION] = score
+            if score >= cfg.onion_threshold:
+                reasons[record_id].append(Reason(BACKDOOR, backdoor.ONION, score))
 
     screened = []
     for record in records:

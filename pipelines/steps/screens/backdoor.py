@@ -25,6 +25,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from datasketch import MinHash, MinHashLSH
 
@@ -165,6 +166,37 @@ def score_backdoor(
             if best_feature and best_feature not in features[index]:
                 outlier[record_id] = round(carriers / size, 4)
     return BackdoorScores(trigger, outlier, cluster_of, clusters, cluster_score)
+
+
+def causal_lm_perplexity(
+    model: Any, tokenizer: Any, *, max_length: int = 128
+) -> Callable[[list[str]], list[float]]:
+    """A perplexity function for `onion_scores` from a loaded causal LM and its tokenizer.
+
+    Args:
+        model: A Hugging Face causal LM (the base model, in eval mode).
+        tokenizer: Its tokenizer.
+        max_length: Tokens per text beyond which the text is cut.
+
+    Returns:
+        A function mapping texts to their perplexities, one forward pass per text.
+    """
+    import torch
+
+    def perplexity(texts: list[str]) -> list[float]:
+        values = []
+        with torch.no_grad():
+            for text in texts:
+                ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_length)
+                input_ids = ids["input_ids"].to(model.device)
+                if input_ids.shape[1] < 2:
+                    values.append(1.0)
+                    continue
+                loss = model(input_ids=input_ids, labels=input_ids).loss
+                values.append(float(torch.exp(loss)))
+        return values
+
+    return perplexity
 
 
 def onion_scores(
