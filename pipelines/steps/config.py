@@ -32,7 +32,7 @@ class IngestConfig(_Section):
     """Ingestion of landing files into the raw corpus."""
 
     languages: list[str] = Field(
-        default_factory=lambda: ["en"],
+        default_factory=lambda: ["en", "zh"],
         description="Languages with a configured PII detector; any other goes to quarantine.",
     )
     max_record_chars: int = Field(20_000, ge=1, description="Longer records are quarantined.")
@@ -57,8 +57,32 @@ class PIIConfig(_Section):
             "US_DRIVER_LICENSE",
             "US_PASSPORT",
             "US_BANK_NUMBER",
+            "DATE_OF_BIRTH",
+            "AGE",
+            "ABA_ROUTING_NUMBER",
+            "MAC_ADDRESS",
+            "CN_ID_CARD",
+            "CN_PHONE_NUMBER",
+            "CN_BANK_CARD",
+            "CN_USCC",
+            "CN_PASSPORT",
+            "CN_TRAVEL_PERMIT",
+            "CN_LICENSE_PLATE",
+            "QQ_NUMBER",
+            "WECHAT_ID",
+            "SECRET",
         ],
         description="Presidio entity types to detect and replace.",
+    )
+    recognizers_file: str | None = Field(
+        None,
+        description="Reviewed recognizer YAML; default: pipelines/config/recognizers.yaml.",
+    )
+    residual_score_threshold: float = Field(
+        0.35,
+        ge=0.0,
+        le=1.0,
+        description="Threshold of the stricter re-scan of the scrubbed corpus (every pack).",
     )
     pseudonym_key_env: str = Field(
         "SOVTUNE_PSEUDONYM_KEY",
