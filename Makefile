@@ -11,7 +11,7 @@ export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo demo-quick test lint ui clean audit browser
+.PHONY: setup demo demo-quick test lint ui clean audit browser screenshots ci
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,14 @@ browser:
 
 test: setup lint browser
 	$(BIN)/pytest -q
+
+# CI: a throwaway PostgreSQL server (Debian's package) for tests/test_production.py, then `make test`.
+ci:
+	.ci/run
+
+# Rewrites docs/ui-asset-graph.png: the browser test's screenshot of the Dagster asset graph.
+screenshots: setup browser
+	SOVTUNE_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_ui_browser.py
 
 # The stewards' desk: Dagster UI on http://127.0.0.1:3000, MLflow UI on http://127.0.0.1:5000.
 ui: setup

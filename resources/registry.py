@@ -70,7 +70,10 @@ class MLflowRegistry(dg.ConfigurableResource):
         return f"sqlite:///{db}"
 
     @property
-    def artifact_root(self) -> str:
+    def artifact_root(self) -> str | None:
+        """Local artifact store; None for a tracking server, whose configured root applies."""
+        if self.tracking_uri and self.tracking_uri.startswith(("http://", "https://")):
+            return None
         return (Path(self.data_root).resolve() / "mlflow" / "artifacts").as_uri()
 
     @property
