@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.metadata import OWNERS_ML, require_passing_checks
+from pipelines.steps.ledger import PrivacyBudgetExceeded
 from pipelines.steps.records import frame_to_records
 from pipelines.steps.storage import read_parquet, write_json
 from resources import BaseModelStore, CorpusStorage, DPTrainer
@@ -31,7 +32,7 @@ def base_model(context: dg.AssetExecutionContext, model_store: BaseModelStore) -
     group_name="training",
     kinds={"pytorch", "opacus", "peft"},
     owners=OWNERS_ML,
-    code_version="1",
+    code_version="2",
     pool="sovtune-training",
 )
 def dp_lora_adapter(
@@ -45,23 +46,41 @@ def dp_lora_adapter(
 
     The noise multiplier is derived from the target epsilon and delta, the Poisson sample rate
     and the number of steps; the accountant's epsilon is what the registry and report state.
+    The privacy unit is one record or one data subject (`privacy_unit`). The run reserves its
+    epsilon in the privacy budget ledger first and is refused if any data source would pass its
+    lifetime budget; a crashed run resumes from its checkpoint, charging every released step.
     Training is refused while the latest result of any upstream check is not a pass, however
     the run was launched; the `sovtune-training` pool runs one training at a time.
     """
     require_passing_checks(context, trainer.gate_checks, action="train")
     records = frame_to_records(read_parquet(curated_corpus["path"]))
     out_dir = storage.adapters / context.run_id
-    result = trainer.train(records, model_dir=base_model["path"], out_dir=out_dir)
-    summary = {**result.to_json(), "max_seq_len": trainer.max_seq_len}
+    try:
+        result, ledger_rows = trainer.train(
+            records, model_dir=base_model["path"], out_dir=out_dir, data_root=storage.root
+        )
+    except PrivacyBudgetExceeded as exc:
+        raise dg.Failure(description=f"training refused: {exc}", allow_retries=False) from None
+    summary = {
+        **result.to_json(),
+        "max_seq_len": trainer.max_seq_len,
+        "lifetime_epsilon": trainer.lifetime_epsilon,
+        "budget_ledger": ledger_rows,
+    }
     write_json(summary, out_dir.parent / f"{context.run_id}.training.json")
     context.add_output_metadata(
         {
             "epsilon": float(result.epsilon),
             "delta": float(result.delta),
+            "privacy_unit": result.privacy_unit,
+            "privacy_units": int(result.n_units),
             "noise_multiplier": float(result.noise_multiplier),
             "sample_rate": float(result.sample_rate),
             "steps": int(result.steps),
+            "steps_repeated_after_crash": int(result.steps_repeated),
             "accountant": result.accountant,
+            "clipping": result.clipping,
+            "secure_mode": bool(result.secure_mode),
             "train_records": int(result.n_train),
             "heldout_records": int(result.n_heldout),
             "heldout_loss_before": float(result.heldout_loss_before),

@@ -1,10 +1,11 @@
-"""Checks on the DP-LoRA adapter: budget, LoRA tensors trained, base weights frozen."""
+"""Checks on the DP-LoRA adapter: budgets, LoRA tensors trained, base weights frozen."""
 
 import dagster as dg
 
 from assets.training import dp_lora_adapter
 from checks.ingestion import _result
 from pipelines.steps import gates
+from pipelines.steps.ledger import budget_within_lifetime
 from resources import DPTrainer
 
 
@@ -38,5 +39,16 @@ def base_weights_frozen(dp_lora_adapter: dict) -> dg.AssetCheckResult:
             unchanged=dp_lora_adapter["base_weights_unchanged"],
             before=dp_lora_adapter["base_sha256_before"],
             after=dp_lora_adapter["base_sha256_after"],
+        )
+    )
+
+
+@dg.asset_check(asset=dp_lora_adapter, blocking=True)
+def privacy_budget_within_lifetime(dp_lora_adapter: dict) -> dg.AssetCheckResult:
+    """Every data source's epsilon over all training runs is within its lifetime budget."""
+    return _result(
+        budget_within_lifetime(
+            dp_lora_adapter["budget_ledger"],
+            lifetime_epsilon=dp_lora_adapter["lifetime_epsilon"],
         )
     )

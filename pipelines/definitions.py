@@ -27,6 +27,7 @@ from resources import (
     PIIEngine,
     PrivacyAuditor,
 )
+from resources.trainer import default_device
 
 ASSET_MODULES = [raw, scrubbed, curated, training, audit, registry, report]
 CHECK_MODULES = [ingestion, scrubbing, curation, training_checks, audit_checks, release]
@@ -74,6 +75,8 @@ def build_resources(cfg: PipelineConfig) -> dict:
             score_threshold=cfg.pii.score_threshold,
             entities=list(cfg.pii.entities),
             pseudonym_key_env=cfg.pii.pseudonym_key_env,
+            recognizers_file=cfg.pii.recognizers_file,
+            residual_score_threshold=cfg.pii.residual_score_threshold,
             key_file=str(root / "secrets" / "pseudonym.key"),
         ),
         "model_store": BaseModelStore(
@@ -85,7 +88,9 @@ def build_resources(cfg: PipelineConfig) -> dict:
             store_dir=str(root / "models"),
         ),
         "trainer": DPTrainer(
-            **cfg.training.model_dump(), gate_checks=upstream_checks("dp_lora_adapter")
+            **cfg.training.model_dump(),
+            device=default_device(),
+            gate_checks=upstream_checks("dp_lora_adapter"),
         ),
         "auditor": PrivacyAuditor(
             candidates=cfg.audit.candidates,

@@ -203,6 +203,56 @@ class TrainingConfig(_Section):
         description="Seed of Poisson sampling and DP noise. Leave unset (fresh OS randomness per "
         "run) for any model you release: whoever knows the noise can undo it.",
     )
+    secure_mode: bool = Field(
+        False,
+        description="Opacus secure_mode: noise and sampling from a cryptographically secure RNG "
+        "(needs the torchcsprng package; refuses a noise_seed). Turn on for production.",
+    )
+    privacy_unit: Literal["example", "user"] = Field(
+        "example",
+        description="What one DP guarantee protects: one record (example) or all records of one "
+        "data subject or author (user), which are then sampled and clipped together.",
+    )
+    user_field: Literal["subject", "source", "source_file"] = Field(
+        "subject", description="Record field naming the data subject when privacy_unit is user."
+    )
+    clipping: Literal["flat", "ghost"] = Field(
+        "flat", description="Per-sample gradients (flat) or Opacus ghost clipping (ghost)."
+    )
+    max_physical_batch_size: int | None = Field(
+        None, ge=1, description="Split logical batches into at most this many examples (memory)."
+    )
+    checkpoint_every: int = Field(10, ge=1, description="Steps between resumable checkpoints.")
+    lifetime_epsilon: float = Field(
+        24.0,
+        gt=0,
+        description="Lifetime budget per data source over every training run (basic composition: "
+        "epsilons add up); a run that would exceed it is refused.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_gdp(cls, data: object) -> object:
+        if isinstance(data, dict) and str(data.get("accountant", "")).lower() == "gdp":
+            raise ValueError(
+                "training.accountant: gdp is refused (its central-limit approximation can "
+                "under-report epsilon for the few hundred steps of a fine-tune); use prv or rdp"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _compatible(self) -> "TrainingConfig":
+        if self.privacy_unit == "user" and self.clipping == "ghost":
+            raise ValueError(
+                "training.clipping: ghost clipping has no per-user gradients; use clipping: flat "
+                "with privacy_unit: user"
+            )
+        if self.lifetime_epsilon < self.target_epsilon:
+            raise ValueError(
+                f"training.lifetime_epsilon ({self.lifetime_epsilon:g}) is below "
+                f"training.target_epsilon ({self.target_epsilon:g}): no run could ever train"
+            )
+        return self
 
 
 class AuditConfig(_Section):

@@ -18,6 +18,7 @@ held-out records: it is an internal guard, not a number to publish.
 """
 
 import hashlib
+import importlib.util
 import math
 import os
 import secrets
@@ -25,7 +26,8 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +37,22 @@ import torch.nn.functional as F
 from opacus import PrivacyEngine
 from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
+from opacus.utils.batch_memory_manager import BatchMemoryManager
+from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from pipelines.steps.checkpoint import (
+    STEP_LEDGER,
+    CheckpointError,
+    StepLedger,
+    load_checkpoint,
+    optimizer_tensors,
+    restore_optimizer,
+    save_checkpoint,
+)
 from pipelines.steps.config import TrainingConfig
 from pipelines.steps.modelstore import PICKLE_SUFFIXES, ModelStoreError, load_base_model
 from pipelines.steps.records import Record
@@ -62,6 +75,8 @@ class TrainingResult:
 
     Attributes:
         private: True for DP-SGD; False for the non-private control (`train_lora`).
+        privacy_unit: "example" (one record) or "user" (all records of one data subject):
+            what the (epsilon, delta) guarantee protects. The registry and report read it.
         epsilon: Final epsilon from the accountant at `delta`, after `steps` steps; infinity
             for a non-private run.
         delta: The target delta (below 1/n_train).
@@ -69,16 +84,23 @@ class TrainingResult:
         sample_rate: Poisson sampling probability q = 1 / ceil(n_train / expected_batch_size),
             which Opacus derives from the data loader's length (equal to
             expected_batch_size / n_train when that divides evenly).
-        steps: Optimizer steps taken (every one noised and accounted).
+        steps: Steps charged to the accountant (every one noised), repeated ones included.
         accountant: "prv" or "rdp".
-        max_grad_norm: Per-example clipping norm (not applied when not private).
-        n_train: N, the number of training examples.
+        max_grad_norm: Per-unit clipping norm (not applied when not private).
+        clipping: "flat" (per-sample gradients) or "ghost" (Opacus ghost clipping).
+        secure_mode: Noise and sampling came from Opacus's secure generator.
+        n_train: The number of training examples.
+        n_units: N, the number of privacy units (examples, or data subjects).
         n_heldout: Number of held-out examples.
         heldout_ids: Record ids held out (deterministic by hash of the id).
         train_ids: Record ids trained on.
-        losses: Batch loss per step; NaN for a step whose Poisson batch was empty.
-        epsilons: (step, epsilon) pairs, every few steps and at the last step.
+        losses: Batch loss per step (mean of the units' losses); NaN for a step whose Poisson
+            batch was empty or whose update was lost to a crash. The per-step loss history.
+        epsilons: (step, epsilon) pairs, every step by default and always at the last step.
+            The per-step epsilon history.
         empty_batches: Steps whose Poisson batch was empty (a noise-only update).
+        resumed_from_step: The checkpoint step a resumed run started from; None if not resumed.
+        steps_repeated: Steps charged before the crash and done again after resuming.
         heldout_loss_before: Mean per-example loss before training on the held-out examples
             (the first 64 by id hash: a forward pass of SmolLM2 costs about 0.35 s per example
             on 2 CPU cores, and 64 examples are enough to see the loss move).
@@ -95,6 +117,7 @@ class TrainingResult:
     """
 
     private: bool
+    privacy_unit: str
     epsilon: float
     delta: float
     noise_multiplier: float
@@ -102,13 +125,18 @@ class TrainingResult:
     steps: int
     accountant: str
     max_grad_norm: float
+    clipping: str
+    secure_mode: bool
     n_train: int
+    n_units: int
     n_heldout: int
     heldout_ids: tuple[str, ...]
     train_ids: tuple[str, ...]
     losses: list[float]
     epsilons: list[tuple[int, float]]
     empty_batches: int
+    resumed_from_step: int | None
+    steps_repeated: int
     heldout_loss_before: float
     heldout_loss_after: float
     lora_tensors_total: int
@@ -225,6 +253,35 @@ def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return token_loss.sum(dim=1) / counts.clamp(min=1)
 
 
+def privacy_units(records: list[Record], *, unit: str, user_field: str) -> list[list[int]]:
+    """The rows of each privacy unit: one record each, or every record of one data subject.
+
+    With `unit="user"`, records are grouped by the value of their `user_field` (subject,
+    source or source_file); groups come in sorted key order, rows in input order.
+
+    Raises:
+        TrainingConfigError: A record has no value in `user_field` (it could not be attributed
+            to its data subject, so user-level DP could not protect it).
+    """
+    if unit == "example":
+        return [[i] for i in range(len(records))]
+    groups: dict[str, list[int]] = {}
+    missing = 0
+    for i, record in enumerate(records):
+        key = getattr(record, user_field)
+        if not key:
+            missing += 1
+            continue
+        groups.setdefault(str(key), []).append(i)
+    if missing:
+        raise TrainingConfigError(
+            f"training.user_field = {user_field}: {missing} of {len(records)} training records "
+            "have no value, so user-level DP cannot attribute them; fill the field at ingestion "
+            "or choose another training.user_field"
+        )
+    return [groups[key] for key in sorted(groups)]
+
+
 def train_dp_lora(
     records: list[Record],
     *,
@@ -235,6 +292,8 @@ def train_dp_lora(
     progress: bool = True,
     epsilon_every: int | None = None,
     private: bool = True,
+    checkpoint_dir: str | Path | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> TrainingResult:
     """Train a LoRA adapter with DP-SGD and save it (safetensors + JSON) into `out_dir`.
 
@@ -243,49 +302,90 @@ def train_dp_lora(
     accountant: a non-private control for benchmarks and the audit, reported with epsilon
     infinity. Never release such an adapter.
 
+    The privacy unit (`training.privacy_unit`) is one record, or one data subject: then the
+    sampler draws subjects, a subject's records all enter the batch together, and the clipped
+    per-unit gradient is the gradient of the mean of that subject's per-example losses.
+
     Randomness comes from explicit generators, never global seeding: `cfg.seed` drives the
     LoRA initialization (in a forked RNG); Poisson sampling and the DP noise are drawn from
     generators seeded by `cfg.noise_seed`, which by default (None) is fresh OS randomness for
     every run. DP-SGD's guarantee assumes the noise is unknown to an attacker, so a fixed
-    `training.noise_seed` is for tests and reproductions only, never for a released model.
+    `training.noise_seed` is for tests and reproductions only, never for a released model;
+    `training.secure_mode` draws both from Opacus's cryptographically secure generator.
+
+    With `checkpoint_dir`, every step is charged to a durable step ledger before its update
+    is applied, and a checkpoint is written every `training.checkpoint_every` steps; a run
+    started again with the same folder, data and settings resumes from the last checkpoint
+    (verified by sha256) and charges every step the ledger holds, repeated ones included. The
+    run stops once `training.steps` steps are charged, so epsilon stays within the target;
+    steps lost to a crash appear as NaN losses. The folder is removed when the run completes.
 
     Args:
         records: The curated training records (10% are held out, by id hash).
         model_dir: Base-model folder (see `modelstore.load_base_model`).
         cfg: The `training` section of the profile.
         out_dir: Adapter folder to write; an existing one is replaced atomically.
-        device: Torch device.
+        device: Torch device ("cpu", "cuda", "cuda:1"); bf16 autocast on a CUDA device that
+            supports it.
         progress: Show a tqdm bar with step, loss and epsilon.
         epsilon_every: Ask the accountant for epsilon every this many steps (and always at the
-            last step). Default: about ten times per run, since one query costs about 0.2 s
-            (RDP) to 0.5 s (PRV) here.
+            last step). Default: every step up to 200 steps (one query costs about 0.2 s with
+            RDP, 0.4 s with PRV on 2 CPU cores), then about 200 times per run.
         private: DP-SGD (default); False trains the non-private control.
+        checkpoint_dir: Folder for the step ledger and checkpoints; None for none.
+        on_step: Called with the step number after each completed step (progress reporting,
+            crash drills).
 
     Returns:
         The privacy parameters, losses, guards and adapter location.
 
     Raises:
-        TrainingConfigError: `training.target_delta` is not below 1/N.
+        TrainingConfigError: `training.target_delta` is not below 1/N (N privacy units),
+            `training.secure_mode` cannot be honoured, or records lack `training.user_field`.
+        CheckpointError: The checkpoint in `checkpoint_dir` is altered or from another run.
         ValueError: Too few records or duplicate ids.
     """
     started = time.monotonic()
     out_dir = Path(out_dir)
     train_records, heldout_records = split_heldout(records)
-    n_train = len(train_records)
-    if cfg.target_delta >= 1 / n_train:
+    units = privacy_units(train_records, unit=cfg.privacy_unit, user_field=cfg.user_field)
+    n_units = len(units)
+    if cfg.target_delta >= 1 / n_units:
         raise TrainingConfigError(
             f"training.target_delta = {cfg.target_delta:g} must be below 1/N = "
-            f"{1 / n_train:.3g} (N = {n_train} training examples); lower training.target_delta"
+            f"{1 / n_units:.3g} (N = {n_units} privacy units, privacy_unit "
+            f"{cfg.privacy_unit}); lower training.target_delta"
         )
-    sample_rate = 1 / math.ceil(n_train / cfg.expected_batch_size)
-    noise_multiplier = get_noise_multiplier(
-        target_epsilon=cfg.target_epsilon,
-        target_delta=cfg.target_delta,
-        sample_rate=sample_rate,
-        steps=cfg.steps,
-        accountant=cfg.accountant,
+    if private and cfg.secure_mode:
+        _require_secure_mode(cfg)
+    sample_rate = 1 / math.ceil(n_units / cfg.expected_batch_size)
+    noise_multiplier = (
+        get_noise_multiplier(
+            target_epsilon=cfg.target_epsilon,
+            target_delta=cfg.target_delta,
+            sample_rate=sample_rate,
+            steps=cfg.steps,
+            accountant=cfg.accountant,
+        )
+        if private
+        else 0.0
     )
-    every = epsilon_every or max(1, cfg.steps // 10)
+    every = epsilon_every or max(1, cfg.steps // 200)
+
+    fingerprint = _run_fingerprint(cfg, train_records, model_dir, private=private)
+    step_ledger = resume = None
+    charged = 0
+    if checkpoint_dir is not None:
+        checkpoint_dir = Path(checkpoint_dir)
+        step_ledger = StepLedger(checkpoint_dir / STEP_LEDGER)
+        resume = load_checkpoint(checkpoint_dir)
+        if resume is not None and resume.state.get("fingerprint") != fingerprint:
+            raise CheckpointError(
+                f"{checkpoint_dir}: checkpoint written for other data or settings; resume with "
+                "those, or move the folder aside to start over"
+            )
+        # a checkpoint's steps were charged before it was written, whatever the ledger says
+        charged = max(step_ledger.charged(), resume.step if resume is not None else 0)
 
     model, tokenizer = load_base_model(model_dir, device=device)
     train_data = encode_records(tokenizer, train_records, max_seq_len=cfg.max_seq_len)
@@ -311,93 +411,175 @@ def train_dp_lora(
             "training.target_modules: LoRA must make only lora_ tensors trainable, got "
             f"{sorted(lora)[:5]}"
         )
-    base_sha256_before = _base_sha256(peft_model)
-    heldout_loss_before = _mean_loss(peft_model, heldout_data, device)
-    lora_initial = {name: p.detach().clone() for name, p in lora.items()}
-
-    noise_seed = cfg.noise_seed if cfg.noise_seed is not None else secrets.randbits(63)
-    loader = DataLoader(
-        TensorDataset(*train_data),
-        batch_size=cfg.expected_batch_size,
-        generator=torch.Generator().manual_seed(noise_seed),
-    )
+    names = {id(p): name for name, p in lora.items()}
     optimizer = torch.optim.Adam(lora.values(), lr=cfg.learning_rate)
+    if resume is None:
+        state: dict[str, Any] = {
+            "fingerprint": fingerprint,
+            "losses": [],
+            "epsilons": [],
+            "empty_batches": 0,
+            "changed_after_first": 0,
+            "finite_after_first": False,
+            "base_sha256_before": _base_sha256(peft_model),
+            "heldout_loss_before": _mean_loss(peft_model, heldout_data, device),
+        }
+        lora_initial = {name: p.detach().clone() for name, p in lora.items()}
+    else:
+        state = dict(resume.state)
+        with torch.no_grad():
+            for name, p in lora.items():
+                p.copy_(resume.tensors[f"lora.{name}"])
+        restore_optimizer(optimizer, names, resume.tensors)
+        lora_initial = {}
+    losses = [math.nan if x is None else x for x in state["losses"]]
+    losses += [math.nan] * (charged - len(losses))  # updates charged, then lost to a crash
+    epsilons = [(int(s), float(e)) for s, e in state["epsilons"]]
+
+    # A resumed run draws new sampling and noise: the repeated steps are charged anyway.
+    base_seed = cfg.noise_seed if cfg.noise_seed is not None else secrets.randbits(62)
+    sampler_seed, noise_seed = base_seed + 2 * charged, base_seed + 2 * charged + 1
+    loader = DataLoader(
+        TensorDataset(torch.arange(n_units)),
+        batch_size=cfg.expected_batch_size,
+        generator=torch.Generator().manual_seed(sampler_seed),
+    )
     peft_model.train()
     engine = None
     if private:
-        engine = PrivacyEngine(accountant=cfg.accountant)
-        dp_model, dp_optimizer, dp_loader = engine.make_private(
+        engine = PrivacyEngine(accountant=cfg.accountant, secure_mode=cfg.secure_mode)
+        made = engine.make_private(
             module=peft_model,
             optimizer=optimizer,
             data_loader=loader,
             noise_multiplier=noise_multiplier,
             max_grad_norm=cfg.max_grad_norm,
             poisson_sampling=True,
-            noise_generator=torch.Generator(device=device).manual_seed(noise_seed + 1),
+            grad_sample_mode="ghost" if cfg.clipping == "ghost" else "hooks",
+            noise_generator=None
+            if cfg.secure_mode
+            else torch.Generator(device=device).manual_seed(noise_seed),
         )
+        dp_model, dp_optimizer, dp_loader = made[0], made[1], made[-1]
+        if charged:
+            engine.accountant.history = [(noise_multiplier, sample_rate, charged)]
     else:
         # The same Poisson sampler as the private run, without clipping or noise.
         dp_model, dp_optimizer = peft_model, optimizer
         dp_loader = DPDataLoader.from_data_loader(
-            loader, generator=torch.Generator().manual_seed(noise_seed)
+            loader, generator=torch.Generator().manual_seed(sampler_seed)
         )
-        noise_multiplier = 0.0
     if not math.isclose(dp_loader.sample_rate, sample_rate):
         raise RuntimeError(
             f"Opacus samples at {dp_loader.sample_rate}, noise was set for {sample_rate}"
         )
 
-    losses: list[float] = []
-    epsilons: list[tuple[int, float]] = []
-    empty_batches = 0
-    changed_after_first = 0
-    finite_after_first = False
-    bar = tqdm(total=cfg.steps, desc="DP-LoRA", unit="step", disable=not progress)
-    while len(losses) < cfg.steps:
-        for input_ids, attention_mask, labels in dp_loader:
-            dp_optimizer.zero_grad(set_to_none=True)
-            if len(input_ids) == 0 and not private:
-                losses.append(math.nan)
-                empty_batches += 1
-            elif len(input_ids) == 0:
-                # Llama cannot run a batch of 0; give Opacus the empty per-example gradients it
-                # would have computed, so the step still adds noise and is accounted.
-                for p in lora.values():
-                    p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
-                losses.append(math.nan)
-                empty_batches += 1
-            else:
-                logits = dp_model(
-                    input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)
-                ).logits
-                loss = per_example_loss(logits, labels.to(device)).mean()
-                with warnings.catch_warnings():
-                    # The first LoRA layer's input (frozen embeddings) needs no gradient, so
-                    # torch warns that Opacus's backward hook sees only the output gradient,
-                    # which is all the per-example gradient of a Linear layer needs.
-                    warnings.filterwarnings("ignore", "Full backward hook", UserWarning)
-                    loss.backward()
-                losses.append(loss.item())
-            if private or not math.isnan(losses[-1]):
-                dp_optimizer.step()
-            step = len(losses)
-            if step == 1:
-                changed_after_first = sum(
-                    not torch.equal(lora_initial[name], p.detach()) for name, p in lora.items()
+    autocast = torch.autocast(
+        device_type="cuda",
+        dtype=torch.bfloat16,
+        enabled=device.startswith("cuda") and torch.cuda.is_bf16_supported(),
+    )
+    bar = tqdm(total=cfg.steps, initial=charged, desc="DP-LoRA", unit="step", disable=not progress)
+    step = charged
+    with ExitStack() as stack:
+        batches = dp_loader
+        if private and cfg.max_physical_batch_size:
+            batches = stack.enter_context(
+                BatchMemoryManager(
+                    data_loader=dp_loader,
+                    max_physical_batch_size=cfg.max_physical_batch_size,
+                    optimizer=dp_optimizer,
                 )
-                finite_after_first = _all_finite(lora.values())
-            if step % every == 0 or step == cfg.steps:
-                epsilon = (
-                    engine.accountant.get_epsilon(delta=cfg.target_delta) if engine else math.inf
-                )
-                epsilons.append((step, float(epsilon)))
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{losses[-1]:.3f}", eps=f"{epsilons[-1][1]:.2f}" if epsilons else "-"
             )
-            if step == cfg.steps:
-                break
+        loss_sum, units_seen, new_step = 0.0, 0, True
+        while step < cfg.steps:
+            for physical in _physical_batches(batches, private, cfg.max_physical_batch_size):
+                unit_idx, logical_units, last_chunk = physical
+                if new_step:
+                    if step_ledger is not None:
+                        step_ledger.charge(
+                            step=step + 1,
+                            noise_multiplier=noise_multiplier,
+                            sample_rate=sample_rate,
+                        )
+                    loss_sum, units_seen, new_step = 0.0, 0, False
+                dp_optimizer.zero_grad(set_to_none=True)
+                if len(unit_idx) == 0:
+                    if private:
+                        _empty_gradients(lora.values(), ghost=cfg.clipping == "ghost")
+                else:
+                    rows, unit_of_row, weights = _unit_rows(units, unit_idx)
+                    input_ids, attention_mask, labels = (t[rows].to(device) for t in train_data)
+                    with autocast:
+                        logits = dp_model(input_ids=input_ids, attention_mask=attention_mask).logits
+                    # each unit's loss is the mean of its examples' own means
+                    row_loss = per_example_loss(logits, labels) * weights.to(device)
+                    loss_sum += row_loss.detach().sum().item()
+                    units_seen += len(unit_idx)
+                    with warnings.catch_warnings():
+                        # The first LoRA layer's input (frozen embeddings) needs no gradient,
+                        # so torch warns that Opacus's backward hook sees only the output
+                        # gradient, which is all the per-example gradient of a Linear needs.
+                        warnings.filterwarnings("ignore", "Full backward hook", UserWarning)
+                        if private and cfg.clipping == "ghost":
+                            DPTensorFastGradientClipping(
+                                dp_model, dp_optimizer, row_loss, "mean"
+                            ).backward()
+                        elif private:
+                            # Opacus scales by the rows of this physical batch, so each row's
+                            # grad_sample is the gradient of its own weighted loss.
+                            row_loss.mean().backward()
+                            if cfg.privacy_unit == "user":
+                                _sum_grad_samples_per_unit(
+                                    lora.values(), unit_of_row, len(unit_idx)
+                                )
+                        else:
+                            (row_loss.sum() / logical_units).backward()
+                if private:
+                    dp_optimizer.step()
+                    completed = not dp_optimizer._is_last_step_skipped
+                else:
+                    completed = last_chunk
+                    if completed and units_seen:
+                        dp_optimizer.step()
+                if not completed:
+                    continue
+                new_step = True
+                step += 1
+                if units_seen:
+                    losses.append(loss_sum / units_seen)
+                else:
+                    losses.append(math.nan)
+                    state["empty_batches"] += 1
+                if step == 1:
+                    state["changed_after_first"] = sum(
+                        not torch.equal(lora_initial[name], p.detach()) for name, p in lora.items()
+                    )
+                    state["finite_after_first"] = _all_finite(lora.values())
+                if step % every == 0 or step == cfg.steps:
+                    epsilon = (
+                        engine.accountant.get_epsilon(delta=cfg.target_delta)
+                        if engine
+                        else math.inf
+                    )
+                    epsilons.append((step, float(epsilon)))
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{losses[-1]:.3f}", eps=f"{epsilons[-1][1]:.2f}" if epsilons else "-"
+                )
+                if checkpoint_dir is not None and step % cfg.checkpoint_every == 0:
+                    _checkpoint(
+                        checkpoint_dir, step, lora, optimizer, names, state, losses, epsilons
+                    )
+                if on_step is not None:
+                    on_step(step)
+                if step >= cfg.steps:
+                    break
     bar.close()
+    if not epsilons or epsilons[-1][0] != step:
+        # a resumed run whose steps were all charged before the crash
+        epsilon = engine.accountant.get_epsilon(delta=cfg.target_delta) if engine else math.inf
+        epsilons.append((step, float(epsilon)))
 
     trained = dp_model.to_standard_module() if private else dp_model
     if trained is not peft_model:
@@ -406,34 +588,150 @@ def train_dp_lora(
     heldout_loss_after = _mean_loss(peft_model, heldout_data, device)
     base_sha256_after = _base_sha256(peft_model)
     _save_adapter(peft_model, out_dir)
+    if checkpoint_dir is not None:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return TrainingResult(
         private=private,
+        privacy_unit=cfg.privacy_unit,
         epsilon=epsilons[-1][1],
         delta=cfg.target_delta,
         noise_multiplier=noise_multiplier,
         sample_rate=sample_rate,
-        steps=len(losses),
+        steps=step,
         accountant=cfg.accountant,
         max_grad_norm=cfg.max_grad_norm,
-        n_train=n_train,
+        clipping=cfg.clipping,
+        secure_mode=cfg.secure_mode,
+        n_train=len(train_records),
+        n_units=n_units,
         n_heldout=len(heldout_records),
         heldout_ids=tuple(r.id for r in heldout_records),
         train_ids=tuple(r.id for r in train_records),
         losses=losses,
         epsilons=epsilons,
-        empty_batches=empty_batches,
-        heldout_loss_before=heldout_loss_before,
+        empty_batches=state["empty_batches"],
+        resumed_from_step=resume.step if resume is not None else None,
+        steps_repeated=charged - resume.step if resume is not None else 0,
+        heldout_loss_before=state["heldout_loss_before"],
         heldout_loss_after=heldout_loss_after,
         lora_tensors_total=len(lora),
-        lora_tensors_changed_after_first_step=changed_after_first,
-        lora_tensors_finite=finite_after_first and _all_finite(lora.values()),
-        base_weights_unchanged=base_sha256_before == base_sha256_after,
-        base_sha256_before=base_sha256_before,
+        lora_tensors_changed_after_first_step=state["changed_after_first"],
+        lora_tensors_finite=state["finite_after_first"] and _all_finite(lora.values()),
+        base_weights_unchanged=state["base_sha256_before"] == base_sha256_after,
+        base_sha256_before=state["base_sha256_before"],
         base_sha256_after=base_sha256_after,
         adapter_dir=out_dir,
         adapter_sha256=sha256_tree(out_dir),
         seconds=time.monotonic() - started,
     )
+
+
+def _physical_batches(
+    batches: Iterable, private: bool, max_physical: int | None
+) -> Iterator[tuple[torch.Tensor, int, bool]]:
+    """(unit indices, units in the logical batch, last chunk of it) per physical batch.
+
+    Private runs are split by Opacus's BatchMemoryManager (which tells the optimizer where a
+    logical batch ends); the non-private control splits the same way itself.
+    """
+    for (unit_idx,) in batches:
+        if private or not max_physical or len(unit_idx) <= max_physical:
+            yield unit_idx, len(unit_idx), True
+            continue
+        chunks = unit_idx.split(max_physical)
+        for i, chunk in enumerate(chunks):
+            yield chunk, len(unit_idx), i == len(chunks) - 1
+
+
+def _unit_rows(
+    units: list[list[int]], unit_idx: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The example rows of the sampled units, each row's position in the batch and its weight.
+
+    A row's weight is 1 / (its unit's number of rows), so a unit's weighted losses sum to the
+    mean of its examples' losses.
+    """
+    rows, unit_of_row, weights = [], [], []
+    for pos, unit in enumerate(unit_idx.tolist()):
+        rows += units[unit]
+        unit_of_row += [pos] * len(units[unit])
+        weights += [1 / len(units[unit])] * len(units[unit])
+    return torch.tensor(rows), torch.tensor(unit_of_row), torch.tensor(weights)
+
+
+def _sum_grad_samples_per_unit(
+    params: Iterable[torch.Tensor], unit_of_row: torch.Tensor, n_units: int
+) -> None:
+    """Replace per-row gradients by per-unit sums, so Opacus clips each unit's gradient."""
+    for p in params:
+        per_row = p.grad_sample
+        index = unit_of_row.to(per_row.device)
+        per_unit = torch.zeros(
+            (n_units, *per_row.shape[1:]), dtype=per_row.dtype, device=per_row.device
+        )
+        p.grad_sample = per_unit.index_add_(0, index, per_row)
+
+
+def _empty_gradients(params: Iterable[torch.Tensor], *, ghost: bool) -> None:
+    """Give Opacus the gradients of an empty Poisson batch, so the step is noised and accounted.
+
+    Llama cannot run a batch of 0; per-sample mode needs empty per-example gradients, ghost
+    clipping an already clipped sum of zero.
+    """
+    for p in params:
+        if ghost:
+            p.grad = torch.zeros_like(p)
+        else:
+            p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
+
+
+def _checkpoint(
+    folder: Path,
+    step: int,
+    lora: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    names: dict[int, str],
+    state: dict[str, Any],
+    losses: list[float],
+    epsilons: list[tuple[int, float]],
+) -> None:
+    """Save LoRA tensors, optimizer state and the run's bookkeeping after step `step`."""
+    tensors = {f"lora.{name}": p for name, p in lora.items()}
+    tensors.update(optimizer_tensors(optimizer, names))
+    snapshot = {
+        **state,
+        "losses": [None if math.isnan(x) else x for x in losses],
+        "epsilons": [[s, e] for s, e in epsilons],
+    }
+    save_checkpoint(folder, step=step, tensors=tensors, state=snapshot)
+
+
+def _run_fingerprint(
+    cfg: TrainingConfig, train_records: list[Record], model_dir: str | Path, *, private: bool
+) -> str:
+    """sha256 over the settings, the training ids and the base model's path: what a resumed
+    run must share with the run that wrote the checkpoint."""
+    digest = hashlib.sha256()
+    digest.update(cfg.model_dump_json(exclude={"noise_seed", "checkpoint_every"}).encode())
+    digest.update(str(Path(model_dir).resolve()).encode())
+    digest.update(b"private" if private else b"control")
+    for record in train_records:
+        digest.update(record.id.encode("utf-8") + b"\0")
+    return digest.hexdigest()
+
+
+def _require_secure_mode(cfg: TrainingConfig) -> None:
+    """Refuse `training.secure_mode` settings that Opacus could not honour."""
+    if cfg.noise_seed is not None:
+        raise TrainingConfigError(
+            "training.secure_mode draws noise from a secure generator and refuses a seed; "
+            "remove training.noise_seed"
+        )
+    if importlib.util.find_spec("torchcsprng") is None:
+        raise TrainingConfigError(
+            "training.secure_mode needs the torchcsprng package (Opacus's secure generator), "
+            "which is not installed; install it or set training.secure_mode: false"
+        )
 
 
 def train_lora(
@@ -444,6 +742,7 @@ def train_lora(
     out_dir: str | Path,
     device: str = "cpu",
     progress: bool = True,
+    epsilon_every: int | None = None,
 ) -> TrainingResult:
     """The non-private control: `train_dp_lora(..., private=False)`.
 
@@ -458,6 +757,7 @@ def train_lora(
         out_dir=out_dir,
         device=device,
         progress=progress,
+        epsilon_every=epsilon_every,
         private=False,
     )
 

@@ -1,0 +1,75 @@
+"""The accountants against Opacus's own golden values, and the settings that are refused.
+
+Golden values are those pinned in Opacus's tests: pytorch/opacus, opacus/tests/accountants_test.py
+(AccountingTest, commit 2f4b54640c031948c4264d56b6f101baf5676490): sigma 1.5, q 0.04, 90 epochs,
+delta 1e-5 give epsilon 7.32911117143 (RDP, steps = int(90 / 0.04)) and 6.777395712150674 (PRV,
+steps = int(90 // 0.04)); target epsilon 8 over 2000 steps at q 0.04 needs sigma 1.3562 (RDP)
+and 1.2915 (PRV).
+"""
+
+from dataclasses import replace
+
+import pytest
+from opacus.accountants import PRVAccountant, RDPAccountant
+from opacus.accountants.utils import get_noise_multiplier
+from pydantic import ValidationError
+
+from pipelines.steps.config import TrainingConfig
+from pipelines.steps.training import TrainingConfigError, train_dp_lora
+from tests.test_training import chat_records
+
+
+def test_rdp_accountant_gives_opacus_golden_epsilon():
+    rdp = RDPAccountant()
+    rdp.history = [(1.5, 0.04, int(90 / 0.04))]
+    assert rdp.get_epsilon(delta=1e-5) == pytest.approx(7.32911117143, abs=1e-7)
+
+
+def test_prv_accountant_gives_opacus_golden_epsilon():
+    prv = PRVAccountant()
+    prv.history = [(1.5, 0.04, int(90 // 0.04))]
+    assert prv.get_epsilon(delta=1e-5) == pytest.approx(6.777395712150674, abs=1e-4)
+
+
+@pytest.mark.parametrize(("accountant", "sigma"), [("rdp", 1.3562), ("prv", 1.2915)])
+def test_noise_multiplier_from_target_epsilon_matches_opacus_golden(accountant, sigma):
+    got = get_noise_multiplier(
+        target_epsilon=8, target_delta=1e-5, sample_rate=0.04, steps=2000, accountant=accountant
+    )
+    assert got == pytest.approx(sigma, abs=1e-4)
+
+
+def test_when_the_accountant_is_gdp_then_the_config_is_refused_with_a_reason():
+    with pytest.raises(ValidationError, match="training.accountant: gdp is refused"):
+        TrainingConfig(accountant="gdp")
+
+
+def test_when_ghost_clipping_is_asked_with_user_level_privacy_then_the_config_is_refused():
+    with pytest.raises(ValidationError, match="training.clipping"):
+        TrainingConfig(clipping="ghost", privacy_unit="user")
+
+
+def test_when_secure_mode_has_a_noise_seed_then_training_is_refused(tmp_path):
+    cfg = TrainingConfig(target_delta=1e-3, secure_mode=True, noise_seed=0, steps=1)
+    with pytest.raises(TrainingConfigError, match="remove training.noise_seed"):
+        train_dp_lora(chat_records(20), model_dir=tmp_path, cfg=cfg, out_dir=tmp_path / "a")
+
+
+def test_when_secure_mode_cannot_be_honoured_then_training_is_refused(tmp_path):
+    try:
+        import torchcsprng  # noqa: F401
+
+        pytest.skip("torchcsprng is installed: secure mode can run here")
+    except ImportError:
+        pass
+    cfg = TrainingConfig(target_delta=1e-3, secure_mode=True, steps=1)
+    with pytest.raises(TrainingConfigError, match="torchcsprng"):
+        train_dp_lora(chat_records(20), model_dir=tmp_path, cfg=cfg, out_dir=tmp_path / "a")
+
+
+def test_when_delta_is_not_below_one_over_the_number_of_users_then_training_is_refused(tmp_path):
+    # 18 training records of only 2 data subjects: N is 2, the number of users
+    records = [replace(r, subject=f"emp-{i % 2}") for i, r in enumerate(chat_records(20))]
+    cfg = TrainingConfig(target_delta=0.6, privacy_unit="user", steps=1)
+    with pytest.raises(TrainingConfigError, match=r"N = 2 privacy units, privacy_unit user"):
+        train_dp_lora(records, model_dir=tmp_path, cfg=cfg, out_dir=tmp_path / "a")
