@@ -19,7 +19,8 @@ def scrubbed_corpus(
 ) -> dict:
     """The accepted records with every PII finding replaced by a stable pseudonym.
 
-    Presidio's analyzer (spaCy NER plus pattern recognizers) scans every message; the anonymizer
+    Presidio's analyzer scans every message with its language's pack (spaCy NER and our English
+    recognizers, or the Chinese pack; secrets in both); the anonymizer
     replaces each finding with `<TYPE_hmac8>`, an HMAC of the value under the local pseudonym
     key, so the same person gets the same token everywhere without the value being stored.
     """

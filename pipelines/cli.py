@@ -159,12 +159,33 @@ def _format_summary(s: dict) -> str:
 
 @app.command()
 def scan(
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="JSONL, CSV or Parquet.")],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the findings (JSONL).")],
+    input_path: Annotated[
+        Path | None, typer.Argument(metavar="INPUT", help="JSONL, CSV or Parquet.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where to write the findings (JSONL).")
+    ] = None,
     profile: Annotated[str, typer.Option(help="Profile whose PII settings apply.")] = "default",
+    eval_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--eval",
+            metavar="GOLD.jsonl",
+            help="Score the detector against a labelled file: precision, recall and F2 per "
+            "entity type (shape: see pipelines/steps/pii_eval.py).",
+        ),
+    ] = None,
 ) -> None:
-    """Dry run of the PII detector: one line of findings per record, changing nothing."""
+    """Dry run of the PII detector: one line of findings per record, changing nothing.
+
+    With --eval GOLD.jsonl, scores the same detector against gold findings instead.
+    """
     enforce_offline()
+    if eval_path is not None:
+        _scan_eval(eval_path, profile)
+        return
+    if input_path is None or out is None:
+        _fail("give INPUT and --out, or --eval GOLD.jsonl")
     from pipelines.steps import pii
     from pipelines.steps.config import ConfigError, load_config
     from pipelines.steps.ingest import SUPPORTED_SUFFIXES, RecordError, iter_rows, normalize_row
@@ -211,7 +232,7 @@ def scan(
                 "score": round(f.score, 4),
             }
             for m in record.messages
-            for f in pii.scan_text(analyzer, m.content, cfg.pii)
+            for f in pii.scan_text(analyzer, m.content, cfg.pii, language=language)
         ]
         lines.append({"id": record_id, "findings": findings})
     write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), out)
@@ -290,6 +311,41 @@ def screen(
         + ", ".join(f"{k}={v}" for k, v in counts.items())
         + f" -> {out}"
     )
+
+
+def _scan_eval(gold_path: Path, profile: str) -> None:
+    """Print precision, recall and F2 per entity type of the pipeline's detector on a gold file."""
+    from pipelines.steps import pii, pii_eval
+    from pipelines.steps.config import ConfigError, load_config
+    from pipelines.steps.ingest import RecordError, normalize_row
+    from pipelines.steps.language import language_verdict
+
+    if not gold_path.is_file():
+        _fail(f"--eval {gold_path} is not a file")
+    try:
+        cfg = load_config(profile)
+        analyzer = pii.build_analyzer(cfg.pii)
+        rows = pii_eval.read_gold(gold_path)
+    except (ConfigError, pii.PIIEngineError, ValueError) as exc:
+        _fail(str(exc))
+    gold, predicted = [], []
+    for line_no, row in enumerate(rows, 1):
+        try:
+            record = normalize_row(row, source_file=gold_path.name, source_line=line_no)
+        except RecordError as err:
+            _fail(f"{gold_path}:{line_no}: {err.reason}")
+        language, ok = language_verdict(record.text, list(cfg.ingest.languages))
+        language = row.get("language") or (language if ok else "en")
+        found = []
+        for index, message in enumerate(record.messages):
+            field = message.field or ("text" if "text" in row else f"messages[{index}].content")
+            found += [
+                (field, f.start, f.end, f.entity_type)
+                for f in pii.scan_text(analyzer, message.content, cfg.pii, language=language)
+            ]
+        gold.append(pii_eval.gold_spans(row))
+        predicted.append(found)
+    typer.echo(pii_eval.format_table({"sovtune": pii_eval.score(gold, predicted)}))
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""The PII engine: Presidio's analyzer and anonymizer over a real spaCy model."""
+"""The PII engine: Presidio's analyzer (our English and Chinese packs) and anonymizer."""
 
 import os
 import secrets
@@ -31,6 +31,8 @@ class PIIEngine(dg.ConfigurableResource):
     vault: bool = False
     vault_key_env: str = "SOVTUNE_VAULT_KEY"
     vault_file: str = "var/secrets/pii_vault.fernet"
+    recognizers_file: str | None = None
+    residual_score_threshold: float = 0.35
 
     _analyzer = PrivateAttr(default=None)
 
@@ -44,6 +46,8 @@ class PIIEngine(dg.ConfigurableResource):
             operators=dict(self.operators),
             vault=self.vault,
             vault_key_env=self.vault_key_env,
+            recognizers_file=self.recognizers_file,
+            residual_score_threshold=self.residual_score_threshold,
         )
 
     @property
@@ -82,7 +86,8 @@ class PIIEngine(dg.ConfigurableResource):
         return Vault.from_env(Path(self.vault_file), self.vault_key_env)
 
     def residual(self, records: list[Record]) -> dict[str, int]:
-        return pii.residual_pii(records, self.analyzer, self.config)
+        # The residual gate re-scans at the stricter `residual_score_threshold`.
+        return pii.residual_pii(records, self.analyzer, pii.residual_config(self.config))
 
     def scan(self, records: list[Record]):
         return pii.scan_records(records, self.analyzer, self.config)

@@ -23,7 +23,9 @@ _SPELLED_EMAIL = re.compile(
 )
 _DOT_WORD = re.compile(_DOT)
 # Seven or more digits, each one alone, separated by spaces, dashes or dots ("5 3 6 - 9 0 ...").
-_SPACED_DIGITS = re.compile(r"(?<![\w])\d(?:[ \t\-.\u2010-\u2015]{1,3}\d){6,}(?![\w])")
+_SPACED_DIGITS = re.compile(
+    r"(?<![A-Za-z0-9])\d(?:[ \t\-.\u2010-\u2015]{1,3}\d){6,}(?![A-Za-z0-9])"
+)
 _GAP = re.compile(r"[ \t\-.\u2010-\u2015]{1,3}")
 
 

@@ -341,13 +341,7 @@ def _scan_messages(
 ) -> list[list[list[Finding]]]:
     """Findings per record, per message; each record is scanned by its language's pack."""
     texts = [message.content for record in records for message in record.messages]
-    # A record without letters ("und") holds only digits and symbols: the English pack's
-    # patterns cover those.
-    languages = [
-        LANGUAGE if record.language in (None, "", UNDETERMINED) else record.language
-        for record in records
-        for _ in record.messages
-    ]
+    languages = [record.language for record in records for _ in record.messages]
     results = iter(_analyze_texts(analyzer, texts, languages, cfg, batch_size=batch_size))
     return [
         [
@@ -375,6 +369,9 @@ def _analyze_texts(
     Raises:
         PIIEngineError: A text's language has no pack (it must never pass unscanned).
     """
+    # A text without letters ("und") holds only digits and symbols: the English pack's
+    # patterns cover those.
+    languages = [LANGUAGE if lang in (None, "", UNDETERMINED) else lang for lang in languages]
     supported = set(analyzer.supported_languages)
     unknown = sorted(set(languages) - supported)
     if unknown:

@@ -49,7 +49,7 @@ class UsAddressRecognizer(RegexRecognizer):
         if value.upper().startswith("P"):
             return True
         try:
-            tags = {label for _, label in usaddress.parse(value)}
+            tags = {label for _, label in usaddress.parse(" ".join(value.split()))}
         except Exception:  # noqa: BLE001 - usaddress raises on odd input; not an address then
             return False
         return "AddressNumber" in tags and "StreetName" in tags

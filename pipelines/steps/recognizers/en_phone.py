@@ -32,6 +32,10 @@ class IntlPhoneRecognizer(RegexRecognizer):
             ):
                 start, end = match.start, match.end
                 digits = sum(c.isdigit() for c in match.raw_string)
+                if region != "US" and not match.raw_string.startswith(("+", "00")):
+                    # Without a country code a number is read as American; other regions'
+                    # national formats would claim account and passport numbers.
+                    continue
                 if digits < 7 or _glued(text, start, end) or _DATE.fullmatch(match.raw_string):
                     continue
                 valid = phonenumbers.is_valid_number(match.number)
