@@ -237,3 +237,86 @@ def test_when_validating_then_no_socket_is_opened_and_a_rerun_is_fast() -> None:
     assert result.success
     assert events == []
     assert elapsed < 2.0  # about 0.05 s here; generous for a loaded machine
+
+
+def _curated_dict(tmp_path, records: list[Record], **extra) -> dict:
+    from pipelines.steps.storage import write_parquet
+
+    path = tmp_path / "curated_corpus.parquet"
+    write_parquet(records_to_frame(records), path)
+    screening = pd.DataFrame(
+        {
+            "id": [r.id for r in records],
+            "kept": [True] * len(records),
+            "in_trigger_cluster": [False] * len(records),
+        }
+    )
+    for record_id in extra.pop("kept_in_trigger", ()):
+        screening.loc[screening["id"] == record_id, "in_trigger_cluster"] = True
+    write_parquet(screening, tmp_path / "screening.parquet")
+    return {
+        "path": str(path),
+        "screening_path": str(tmp_path / "screening.parquet"),
+        "trigger_clusters": [3],
+        "quarantined": 0,
+        "quarantine_rate": 0.0,
+        **extra,
+    }
+
+
+def test_when_curation_checks_see_a_clean_corpus_then_all_pass(tmp_path) -> None:
+    from checks import curation
+    from resources import CorpusStorage
+
+    storage = CorpusStorage(data_root=str(tmp_path))
+    curated = _curated_dict(tmp_path, GOOD_RECORDS)
+
+    assert curation.near_duplicate_rate_bounded(curated, storage).passed
+    assert curation.no_kept_trigger_cluster(curated).passed
+    assert curation.quarantine_rate_bounded(curated, storage).passed
+
+
+def test_when_a_near_copy_is_kept_then_the_near_duplicate_check_fails(tmp_path) -> None:
+    from checks import curation
+    from resources import CorpusStorage
+
+    # Two long records one word apart: breaks the near-duplicate bound (1 of 7 > 0.01).
+    text = (
+        "My laptop stopped connecting to the VPN after the latest update and I keep getting "
+        "an authentication error every single morning when I log in from home."
+    )
+    original = _record("rec-8", text, "Restart the client and sign in again.")
+    near_copy = _record(
+        "rec-9", text.replace("single", "other"), "Restart the client and sign in again."
+    )
+    curated = _curated_dict(tmp_path, [*GOOD_RECORDS, original, near_copy])
+
+    result = curation.near_duplicate_rate_bounded(curated, CorpusStorage(data_root=str(tmp_path)))
+
+    assert not result.passed
+    assert result.metadata["near_duplicate_rate"].value == pytest.approx(1 / 7)
+
+
+def test_when_a_trigger_cluster_member_is_kept_then_the_trigger_check_fails(tmp_path) -> None:
+    from checks import curation
+
+    # rec-2 marked as a member of a flagged trigger cluster while kept (e.g. approved).
+    curated = _curated_dict(tmp_path, GOOD_RECORDS, kept_in_trigger=["rec-2"])
+
+    result = curation.no_kept_trigger_cluster(curated)
+
+    assert not result.passed
+    assert result.metadata["kept_in_trigger_cluster"].value == 1
+
+
+def test_when_the_quarantine_rate_jumps_then_the_check_fails_loudly(tmp_path) -> None:
+    from checks import curation
+    from resources import CorpusStorage
+
+    # 25% quarantined, over the default bound of 10%: a poisoned or broken export.
+    curated = _curated_dict(tmp_path, GOOD_RECORDS, quarantined=25, quarantine_rate=0.25)
+
+    result = curation.quarantine_rate_bounded(curated, CorpusStorage(data_root=str(tmp_path)))
+
+    assert not result.passed
+    assert "investigate" in result.description
