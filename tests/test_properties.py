@@ -446,7 +446,7 @@ def test_pseudonym_differs_between_keys_and_between_values(
     token = pseudonym(entity_type, value, key=key)
 
     # Realistic surrogates of small types (an age, a city) collide by design; an email is drawn
-    # from about 2e7 forms, so a chance collision is a 1-in-10-million event per example.
+    # from about 2e8 forms (690 x 1000 names, 90 numbers, 3 domains), a chance collision is rare.
     if other_key != key:
         assert token != pseudonym(entity_type, value, key=other_key)
     if canonical(entity_type, other_value) != canonical(entity_type, value):  # case, spacing

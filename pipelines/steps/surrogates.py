@@ -7,9 +7,10 @@ surrogates, and without the key a surrogate cannot be linked back by guessing ca
 
 What each type becomes (the choices are documented here because tests and stewards rely on them):
 
-- PERSON: English names from Faker en_US, token by token (titles kept, initials stay initials,
-  upper/lower case kept); names in Han characters from Faker zh_CN, same number of characters.
-- EMAIL_ADDRESS: `firstlast@example.com`, `.org` or `.net` (RFC 2606 reserved domains).
+- PERSON: English names from Faker en_US's name lists, token by token (titles kept, initials
+  stay initials, upper/lower case kept); names in Han characters from Faker zh_CN's surnames and
+  given-name characters, same number of characters.
+- EMAIL_ADDRESS: `firstlast42@example.com`, `.org` or `.net` (RFC 2606 reserved domains).
 - PHONE_NUMBER, CN_PHONE_NUMBER: digits replaced, every separator and `+` kept. North American
   numbers use exchange 555 and line 0100-0199 (reserved for fiction); mainland mobiles keep
   `1[3-9]`; an international prefix keeps its country code.
@@ -38,18 +39,23 @@ Faker's output for a seed is stable for the pinned Faker version; upgrading Fake
 surrogates, which only matters for the vault (lookups of surrogates written before).
 """
 
+import datetime
 import hashlib
 import hmac
 import ipaddress
+import itertools
 import random
 import re
 import string
 import unicodedata
 from collections.abc import Callable, Mapping
-from functools import cache
+from functools import cache, lru_cache
 
 import faker
 import phonenumbers
+from faker.providers.person import en_US as person_en_us
+from faker.providers.person import zh_CN as person_zh_cn
+from faker.providers.ssn import zh_CN as ssn_zh_cn
 from stdnum import iban, luhn
 from stdnum.cn import ric, uscc
 from stdnum.us import rtn
@@ -79,6 +85,9 @@ MONTHS = (
 # Province abbreviations that start a mainland licence plate.
 CN_PLATE_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 MAX_ATTEMPTS = 64
+# Birth dates of Chinese ID surrogates: fixed bounds, so a surrogate never depends on the run date.
+CN_BIRTH_FROM = datetime.date(1945, 1, 1)
+CN_BIRTH_DAYS = (datetime.date(2005, 12, 31) - CN_BIRTH_FROM).days
 
 
 class SurrogateError(ValueError):
@@ -114,9 +123,15 @@ def surrogate(entity_type: str, value: str, *, key: bytes) -> str:
     """
     if is_secret(entity_type):
         raise SurrogateError(f"{entity_type} values are always redacted, never given a surrogate")
-    generator = _GENERATORS.get(entity_type)
-    if generator is None:
+    if entity_type not in _GENERATORS:
         raise SurrogateError(f"no surrogate generator for entity type {entity_type}")
+    return _cached_surrogate(entity_type, value, key)
+
+
+@lru_cache(maxsize=65_536)
+def _cached_surrogate(entity_type: str, value: str, key: bytes) -> str:
+    """`surrogate` for a known type; the same value recurs across a corpus (names above all)."""
+    generator = _GENERATORS[entity_type]
     folded = canonical(entity_type, value)
     # HMAC pads short keys with zero bytes: the length prefix keeps b"k" and b"k\0" apart.
     mac_key = len(key).to_bytes(4, "big") + key
@@ -161,6 +176,21 @@ def _faker(locale: str) -> faker.Faker:
     return faker.Faker(locale)
 
 
+@cache
+def _names(locale: str, kind: str) -> tuple[tuple[str, ...], tuple[float, ...] | None]:
+    """Faker's name list of a locale (`first_names` or `last_names`) and cumulative weights."""
+    provider = {"en_US": person_en_us.Provider, "zh_CN": person_zh_cn.Provider}[locale]
+    names = getattr(provider, kind)
+    if isinstance(names, dict):
+        return tuple(names), tuple(itertools.accumulate(names.values()))
+    return tuple(names), None
+
+
+def _name(draw: "_Draw", locale: str, kind: str) -> str:
+    names, weights = _names(locale, kind)
+    return draw.rng.choices(names, cum_weights=weights)[0]
+
+
 def canonical(entity_type: str, value: str) -> str:
     """The form that decides a surrogate: case, width and spacing folded; numbers alphanumeric."""
     folded = " ".join(unicodedata.normalize("NFKC", value).casefold().split())
@@ -200,7 +230,7 @@ def _shape(value: str, draw: _Draw) -> str:
         elif c in string.ascii_lowercase:
             out.append(draw.rng.choice(string.ascii_lowercase))
         elif _has_han(c):
-            out.append(draw.rng.choice(draw.faker("zh_CN").last_name()))
+            out.append(draw.rng.choice(_name(draw, "zh_CN", "first_names")))
         else:
             out.append(c)
     return "".join(out)
@@ -212,7 +242,6 @@ def _shape(value: str, draw: _Draw) -> str:
 def _person(value: str, draw: _Draw) -> str:
     if _has_han(value):
         return _han_name(value, draw)
-    fake = draw.faker("en_US")
     tokens = value.split()
     titled = any(t.strip(".,").casefold() in TITLES for t in tokens)
     names = [i for i, t in enumerate(tokens) if t.strip(".,").casefold() not in TITLES]
@@ -225,24 +254,26 @@ def _person(value: str, draw: _Draw) -> str:
             out.append(_case_like(bare, draw.rng.choice(string.ascii_uppercase)) + token[1:])
         else:
             surname = i == names[-1] and (len(names) > 1 or titled)
-            name = fake.last_name() if surname else fake.first_name()
+            name = _name(draw, "en_US", "last_names" if surname else "first_names")
             out.append(_case_like(bare, name) + token[len(token.rstrip(".,")) :])
     return " ".join(out)
 
 
 def _han_name(value: str, draw: _Draw) -> str:
-    fake = draw.faker("zh_CN")
     length = max(2, len(value.strip()))
-    for _ in range(MAX_ATTEMPTS):
-        name = fake.last_name() + fake.first_name()
-        if len(name) == length:
-            return name
-    return (fake.last_name() + fake.first_name() * 4)[:length]
+    surname = _name(draw, "zh_CN", "last_names")
+    while len(surname) >= length:
+        surname = _name(draw, "zh_CN", "last_names")
+    given = ""
+    while len(given) < length - len(surname):  # given names have one or two characters
+        given += _name(draw, "zh_CN", "first_names")
+    return surname + given[: length - len(surname)]
 
 
 def _email(value: str, draw: _Draw) -> str:
-    fake = draw.faker("en_US")
-    local = f"{fake.first_name()}{fake.last_name()}".lower()  # no dot: "me at a.b" reads as a host
+    first, last = _name(draw, "en_US", "first_names"), _name(draw, "en_US", "last_names")
+    # No dot in the local part: "me at a.b@..." reads as a host to the obfuscation pass.
+    local = f"{first}{last}{draw.rng.randrange(10, 100)}".lower()
     domain = draw.rng.choice(RESERVED_DOMAINS)
     return _case_like(value, f"{local}@{domain}")
 
@@ -354,10 +385,11 @@ def _card(value: str, draw: _Draw) -> str:
 
 def _cn_id_card(value: str, draw: _Draw) -> str | None:
     compact = "".join(c for c in value if c.isalnum())
-    fake = draw.faker("zh_CN")
     for _ in range(MAX_ATTEMPTS):
-        number = fake.ssn(min_age=18, max_age=80)
-        if ric.is_valid(number):
+        born = CN_BIRTH_FROM + datetime.timedelta(days=draw.rng.randrange(CN_BIRTH_DAYS))
+        body = draw.rng.choice(_cn_counties()) + born.strftime("%Y%m%d") + draw.digits(3)
+        number = body + ric.calc_check_digit(body)
+        if ric.is_valid(number):  # the county existed in the birth year
             break
     else:
         return None
@@ -369,8 +401,14 @@ def _cn_id_card(value: str, draw: _Draw) -> str | None:
     return _fill(value, made) if len(compact) in (15, 18) else _shape(value, draw)
 
 
+@cache
+def _cn_counties() -> tuple[str, ...]:
+    """County-level administrative division codes (Faker zh_CN's list, prefecture rows dropped)."""
+    return tuple(code for code in ssn_zh_cn.Provider.area_codes if not code.endswith("00"))
+
+
 def _cn_uscc(value: str, draw: _Draw) -> str:
-    region = draw.faker("zh_CN").ssn()[:6]
+    region = draw.rng.choice(_cn_counties())
     alphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY"
     body = "91" + region + "".join(draw.rng.choice(alphabet) for _ in range(9))
     return _fill(value, body + uscc.calc_check_digit(body))
