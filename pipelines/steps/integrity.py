@@ -351,8 +351,9 @@ def curate_records(
             )
         else:
             # Any member of a flagged cluster shares the planted answer: never kept unreviewed.
+            best = trigger.cluster_score[cluster]
             reasons[record.id].append(
-                Reason(BACKDOOR, backdoor.TRIGGER_CLUSTER, trigger.cluster_score[cluster], detail)
+                Reason(BACKDOOR, backdoor.TRIGGER_CLUSTER, trigger_score, f"{detail} best={best}")
             )
 
     for code, by_id in score_injection(candidates).items():
