@@ -16,6 +16,9 @@ Kinds:
     registry: `MLflowRegistry.register_adapter` (MLflow SQLite + local artifacts). Version 1 must
         stay downloadable and intact, every version the killed child registered must be complete,
         the SQLite file must pass `PRAGMA integrity_check`, and a fresh registration must succeed.
+    checkpoint: DP-LoRA training of a tiny model with a checkpoint after every step, killed at a
+        random step and resumed: the step ledger must hold every step done, the checkpoint must
+        pass its sha256 check, and the resumed run must charge exactly its configured steps.
 
 With `adapter`, two probes also stop `_save_adapter` exactly between moving the previous folder
 aside and renaming the new one into place: once by SIGKILL, once by an interrupt exception (what
@@ -49,7 +52,7 @@ from pipelines.steps.offline import enforce_offline
 from pipelines.steps.storage import sha256_file, sha256_tree
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-KINDS = ("parquet", "json", "jsonl", "adapter", "registry")
+KINDS = ("parquet", "json", "jsonl", "adapter", "registry", "checkpoint")
 PREVIOUS, NEW = 1, 2
 KILL_SPREAD = 2.0
 """Kill delays are uniform over this many measured write durations."""
@@ -667,6 +670,141 @@ def _probe_child(workdir: Path) -> None:
     _write_adapter(new, killed)
 
 
+CHECKPOINT_STEPS = 12
+STEPS_DONE = "steps-done.log"
+
+
+def _checkpoint_run(model_dir: Path, workdir: Path, on_step: Callable[[int], None] | None = None):
+    """Train the tiny model for CHECKPOINT_STEPS DP steps, checkpointing after every step."""
+    from pipelines.steps.config import TrainingConfig
+    from pipelines.steps.records import Message, Record
+    from pipelines.steps.training import train_dp_lora
+
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests.tiny_model import synthetic_sentences
+
+    records = [
+        Record(f"r{i}", "drill.jsonl", i + 1, "chat", (Message("user", q), Message("assistant", q)))
+        for i, q in enumerate(synthetic_sentences(40, seed=3))
+    ]
+    cfg = TrainingConfig(
+        target_epsilon=8.0,
+        target_delta=1e-3,
+        accountant="rdp",
+        expected_batch_size=8,
+        steps=CHECKPOINT_STEPS,
+        learning_rate=1e-2,
+        max_seq_len=24,
+        lora_r=2,
+        lora_alpha=4,
+        checkpoint_every=1,
+    )
+    result = train_dp_lora(
+        records,
+        model_dir=model_dir,
+        cfg=cfg,
+        out_dir=workdir / ADAPTER_FOLDER,
+        progress=False,
+        epsilon_every=CHECKPOINT_STEPS,
+        checkpoint_dir=workdir / "ckpt",
+        on_step=on_step,
+    )
+    return cfg, result
+
+
+def _checkpoint_child(workdir: Path) -> None:
+    """Child side of a checkpoint trial: train, reporting each completed step durably."""
+    model_dir = workdir.parent / "model"
+    done = workdir / STEPS_DONE
+
+    def on_step(step: int) -> None:
+        with open(done, "a", encoding="utf-8") as handle:
+            handle.write(f"{step}\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if step == 1:
+            os.write(sys.stdout.fileno(), READY)
+
+    parent = os.getppid()
+    _checkpoint_run(model_dir, workdir, on_step)
+    deadline = time.monotonic() + CHILD_MAX_S
+    while os.getppid() == parent and time.monotonic() < deadline:
+        time.sleep(0.1)  # finished before the kill: wait for it
+
+
+def run_checkpoint(*, trials: int, seed: int, workdir: Path) -> KindReport:
+    """Kill DP-LoRA training at random steps, resume it, and check the privacy accounting.
+
+    After each kill the step ledger must hold at least every step the child reported done
+    (each was charged before its update), the last checkpoint must pass its sha256 check, and
+    the resumed run must end with exactly `CHECKPOINT_STEPS` steps charged and the epsilon
+    the accountant gives for them. `intact-previous` counts runs resumed from a checkpoint,
+    `complete-new` runs that finished before the kill; anything else is `corrupt`.
+
+    Raises:
+        DrillError: A child failed to start.
+    """
+    from opacus.accountants import RDPAccountant
+
+    from pipelines.steps.checkpoint import STEP_LEDGER, StepLedger
+
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests.tiny_model import make_tiny_model_dir
+
+    started = time.perf_counter()
+    rng = random.Random(f"{seed}:checkpoint")
+    make_tiny_model_dir(workdir / "model")
+    stamps: list[float] = []
+    _checkpoint_run(workdir / "model", workdir / "timing", lambda _: stamps.append(time.time()))
+    duration = stamps[-1] - stamps[0]  # the child reports ready after its first step
+    report = KindReport("checkpoint")
+    for trial in range(trials):
+        trial_dir = workdir / f"trial-{trial}"
+        trial_dir.mkdir()
+        delay = rng.uniform(0.0, KILL_SPREAD * duration)
+        log = workdir / f"trainer-{trial}.log"
+        proc = subprocess.Popen(
+            _child_command("--child", "checkpoint", "--target", str(trial_dir)),
+            stdout=subprocess.PIPE,
+            stderr=open(log, "ab"),  # noqa: SIM115 — the child owns it until killed
+            env={**os.environ, **CHILD_ENV},
+            cwd=REPO_ROOT,
+        )
+        _wait_ready(proc, log)
+        time.sleep(delay)
+        _kill(proc)
+        done_file = trial_dir / STEPS_DONE
+        reported = len(done_file.read_text().split()) if done_file.exists() else 0
+        charged = StepLedger(trial_dir / "ckpt" / STEP_LEDGER).charged()
+        outcome, detail = INTACT_PREVIOUS, ""
+        if not (trial_dir / "ckpt").exists() and (trial_dir / ADAPTER_FOLDER).exists():
+            outcome = COMPLETE_NEW
+        elif charged < reported:
+            outcome, detail = CORRUPT, f"{reported} steps done but only {charged} charged"
+        else:
+            try:
+                cfg, result = _checkpoint_run(workdir / "model", trial_dir)
+                accountant = RDPAccountant()
+                accountant.history = [(result.noise_multiplier, result.sample_rate, cfg.steps)]
+                expected = accountant.get_epsilon(delta=cfg.target_delta)
+                if result.steps != cfg.steps or abs(result.epsilon - expected) > 1e-9:
+                    outcome = CORRUPT
+                    detail = f"resumed run charged {result.steps} steps, epsilon {result.epsilon}"
+            except Exception as exc:  # noqa: BLE001 — a failed resume is the finding
+                outcome, detail = CORRUPT, f"resume failed: {exc!r}"[:300]
+        report.count(outcome)
+        if detail:
+            report.failures.append(f"trial {trial} (kill at {delay:.3f}s): {outcome}: {detail}")
+        report.trials += 1
+        print(
+            f"checkpoint trial {trial}: kill at {delay:.3f}s after {reported} steps "
+            f"({charged} charged) -> {outcome}",
+            file=sys.stderr,
+        )
+    report.seconds = time.perf_counter() - started
+    return report
+
+
 def _writer_child(kind_name: str, target: Path, size: int) -> None:
     """Child side of a trial: write the new version to `target` until killed."""
     if kind_name == "registry":
@@ -750,6 +888,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     enforce_offline()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if args.child == "checkpoint":
+        _checkpoint_child(args.target)
+        return 0
     if args.child:
         _writer_child(args.child, args.target, args.size)
         return 0
@@ -764,6 +905,8 @@ def main(argv: list[str] | None = None) -> int:
             workdir.mkdir()
             if kind == "registry":
                 reports.append(run_registry(trials=args.trials, seed=args.seed, workdir=workdir))
+            elif kind == "checkpoint":
+                reports.append(run_checkpoint(trials=args.trials, seed=args.seed, workdir=workdir))
             else:
                 reports.append(
                     run_kind(

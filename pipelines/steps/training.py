@@ -589,7 +589,11 @@ def train_dp_lora(
     base_sha256_after = _base_sha256(peft_model)
     _save_adapter(peft_model, out_dir)
     if checkpoint_dir is not None:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        # One rename retires the step ledger and the checkpoint together: a crash while
+        # deleting must never leave a checkpoint without the ledger that charges its steps.
+        retired = checkpoint_dir.with_name(f".{checkpoint_dir.name}.{time.time_ns()}.done")
+        os.rename(checkpoint_dir, retired)
+        shutil.rmtree(retired, ignore_errors=True)
     return TrainingResult(
         private=private,
         privacy_unit=cfg.privacy_unit,
