@@ -310,8 +310,9 @@ def curate_records(
     scores: dict[str, dict[str, float]] = {r.id: {} for r in candidates}
     reasons: dict[str, list[Reason]] = {r.id: [] for r in candidates}
 
-    # Near-duplicate scoring is the costliest screen: on a large corpus it runs in a second
-    # process while this one runs the others (the stage has 2 cores to use).
+    # On a large corpus the near-duplicate and quality screens run in a second process while
+    # this one runs the backdoor and injection screens: the stage has 2 cores to use, and the
+    # two halves cost about the same.
     background = len(candidates) >= cfg.parallel_min_records > 0
     pool = (
         ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
@@ -323,7 +324,7 @@ def curate_records(
         cfg.minhash_permutations,
         cfg.shingle_words,
     )
-    pending = pool.submit(_near_duplicates, candidates, *dedup_args) if pool else None
+    pending = pool.submit(_dedup_and_quality, candidates, *dedup_args) if pool else None
 
     trigger = backdoor.score_backdoor(
         candidates,
@@ -362,12 +363,20 @@ def curate_records(
             if score >= 1:
                 reasons[record_id].append(Reason(INJECTION, code, score))
 
+    try:
+        near, quality_scores = (
+            pending.result() if pending else _dedup_and_quality(candidates, *dedup_args)
+        )
+    finally:
+        if pool:
+            pool.shutdown()
+
     quality_limits = {
         quality.LANGUAGE_MISMATCH: cfg.language_mismatch_threshold,
         quality.BOILERPLATE_REPETITION: cfg.repetition_threshold,
         quality.RESPONSE_LENGTH_RATIO: cfg.max_response_ratio,
     }
-    for code, by_id in quality.score_quality(candidates).items():
+    for code, by_id in quality_scores.items():
         for record_id, score in by_id.items():
             if code == quality.EMPTY_RESPONSE:
                 if score != float("inf"):
@@ -381,11 +390,6 @@ def curate_records(
             if score >= quality_limits[code]:
                 reasons[record_id].append(Reason(QUALITY, code, score))
 
-    try:
-        near = pending.result() if pending else _near_duplicates(candidates, *dedup_args)
-    finally:
-        if pool:
-            pool.shutdown()
     for record_id, similarity in near.similarity.items():
         scores[record_id][NEAR_DUPLICATE] = similarity
         representative = near.representative.get(record_id)
@@ -449,12 +453,13 @@ def decision_lines(result: CurationResult) -> list[dict[str, Any]]:
     ]
 
 
-def _near_duplicates(
+def _dedup_and_quality(
     records: list[Record], threshold: float, num_perm: int, shingle_size: int
-) -> DedupScores:
-    return score_near_duplicates(
+) -> tuple[DedupScores, dict[str, dict[str, float]]]:
+    near = score_near_duplicates(
         records, threshold=threshold, num_perm=num_perm, shingle_size=shingle_size
     )
+    return near, quality.score_quality(records)
 
 
 def near_duplicate_rate(records: list[Record], cfg: CurationConfig) -> float:
