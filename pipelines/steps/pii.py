@@ -9,6 +9,7 @@ and without the key a pseudonym cannot be linked back to its value by guessing c
 No function here logs or raises with a PII value; findings carry offsets, types and scores only.
 """
 
+import copy
 import logging
 import re
 from collections import Counter
@@ -33,6 +34,7 @@ from pipelines.steps.recognizers.nlp_engine import PackNlpEngine
 from pipelines.steps.records import Message, Record
 
 LANGUAGE = "en"
+_CAPITALIZED = re.compile(r"(?<![A-Za-z])[A-Z][a-z]")
 PARALLEL_PROCESSES = 2
 PARALLEL_MIN_TEXTS = 2000
 """Batches of at least this many texts of one language go through spaCy in two processes."""
@@ -380,27 +382,40 @@ def _analyze_texts(
             f"(configured: {', '.join(sorted(supported))}; see pii.recognizers_file)"
         )
     normalized = [normalize(text) for text in texts]
-    out: list[list[RecognizerResult]] = [[] for _ in texts]
+    # Identical texts (system prompts, templates) are analyzed once.
+    unique: dict[tuple[str, str], list[RecognizerResult]] = {}
     for language in sorted(set(languages)):
-        indices = [i for i, lang in enumerate(languages) if lang == language]
-        batch = [normalized[i].text for i in indices]
-        n_process = PARALLEL_PROCESSES if len(batch) >= PARALLEL_MIN_TEXTS else 1
-        artifacts = analyzer.nlp_engine.process_batch(
-            batch, language, batch_size=batch_size, n_process=n_process
+        batch = sorted({normalized[i].text for i, lang in enumerate(languages) if lang == language})
+        # spaCy NER only tags names and places that start with a capital letter; texts without
+        # one are settled by the pattern and rule recognizers and skip the NER pass.
+        needs_ner = [text for text in batch if language == LANGUAGE and _CAPITALIZED.search(text)]
+        n_process = PARALLEL_PROCESSES if len(needs_ner) >= PARALLEL_MIN_TEXTS else 1
+        artifacts = list(
+            analyzer.nlp_engine.process_batch(
+                needs_ner, language, batch_size=batch_size, n_process=n_process
+            )
         )
-        for index, (text, nlp_artifacts) in zip(indices, artifacts, strict=True):
-            results = analyzer.analyze(
+        ner_done = set(needs_ner)
+        artifacts += [
+            (text, analyzer.nlp_engine.tokens_only(text, language))
+            for text in batch
+            if text not in ner_done
+        ]
+        for text, nlp_artifacts in artifacts:
+            unique[(language, text)] = analyzer.analyze(
                 text=text,
                 language=language,
                 entities=cfg.entities,
                 score_threshold=cfg.score_threshold,
                 nlp_artifacts=nlp_artifacts,
             )
-            mapping = normalized[index]
-            if mapping.changed:
-                for result in results:
-                    result.start, result.end = mapping.to_original(result.start, result.end)
-            out[index] = results
+    out: list[list[RecognizerResult]] = []
+    for mapping, language in zip(normalized, languages, strict=True):
+        results = [copy.copy(r) for r in unique[(language, mapping.text)]]
+        if mapping.changed:
+            for result in results:
+                result.start, result.end = mapping.to_original(result.start, result.end)
+        out.append(results)
     return out
 
 

@@ -51,13 +51,14 @@ def _jieba():
     return jieba.posseg
 
 
-def posseg(text: str) -> list[tuple[str, str, int]]:
+@lru_cache(maxsize=4096)
+def posseg(text: str) -> tuple[tuple[str, str, int], ...]:
     """jieba.posseg tokens of `text` as (word, flag, start offset)."""
     tokens, position = [], 0
     for pair in _jieba().cut(text):
         tokens.append((pair.word, pair.flag, position))
         position += len(pair.word)
-    return tokens
+    return tuple(tokens)
 
 
 class CnPersonRecognizer(RegexRecognizer):

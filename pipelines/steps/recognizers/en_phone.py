@@ -1,8 +1,9 @@
 """PHONE_NUMBER: international, dotted and spaced numbers, with extensions (phonenumbers).
 
 Presidio's phone recognizer checks eight regions at strict leniency. This one lets
-phonenumbers' matcher find possible numbers for many regions (US first, so a national number
-without country code is read as American) and keeps extensions ("ext. 204", "x31") in the span.
+phonenumbers' matcher find possible numbers (a national number without country code is read as
+American; one with a country code as that country's) and keeps extensions ("ext. 204", "x31")
+in the span.
 """
 
 import re
@@ -11,7 +12,8 @@ import phonenumbers
 
 from pipelines.steps.recognizers.base import RegexRecognizer, has_context
 
-REGIONS = ("US", "GB", "DE", "FR", "IN", "CA", "AU", "BR", "IT", "ES", "NL", "JP", "SG", "IE")
+REGIONS = ("US",)
+"""Numbers with a country code (+44 ..., 0049 ...) are found in any region's pass."""
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
 _EXTENSION = re.compile(r"\s*(?:,\s*)?(?:ext\.?|extension|x|#)\s*\d{1,6}", re.IGNORECASE)
 
@@ -23,7 +25,7 @@ class IntlPhoneRecognizer(RegexRecognizer):
     CONTEXT = ("phone", "call", "tel", "mobile", "cell", "fax", "line", "reach", "whatsapp")
 
     def analyze(self, text, entities, nlp_artifacts=None):
-        if self.ENTITY not in entities:
+        if self.ENTITY not in entities or sum(c.isdigit() for c in text) < 7:
             return []
         spans: dict[tuple[int, int], float] = {}
         for region in REGIONS:
@@ -32,10 +34,6 @@ class IntlPhoneRecognizer(RegexRecognizer):
             ):
                 start, end = match.start, match.end
                 digits = sum(c.isdigit() for c in match.raw_string)
-                if region != "US" and not match.raw_string.startswith(("+", "00")):
-                    # Without a country code a number is read as American; other regions'
-                    # national formats would claim account and passport numbers.
-                    continue
                 if digits < 7 or _glued(text, start, end) or _DATE.fullmatch(match.raw_string):
                     continue
                 valid = phonenumbers.is_valid_number(match.number)

@@ -11,7 +11,9 @@ import spacy
 from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
 from spacy.tokens import Doc
 
-EXCLUDED_PIPES = ["tagger", "parser", "attribute_ruler", "lemmatizer", "senter"]
+# en_core_web_sm's NER has its own embedding layer: the shared tok2vec only feeds the tagger
+# and parser.
+EXCLUDED_PIPES = ["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"]
 
 
 class PackNlpEngine(SpacyNlpEngine):
@@ -29,6 +31,10 @@ class PackNlpEngine(SpacyNlpEngine):
 
     def get_supported_languages(self) -> list[str]:
         return ["en", "zh"]
+
+    def tokens_only(self, text: str, language: str) -> NlpArtifacts:
+        """Artifacts from the tokenizer alone (no NER), for texts NER has nothing to find in."""
+        return self._doc_to_nlp_artifact(self.nlp[language].make_doc(text), language)
 
     def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
         artifacts = super()._doc_to_nlp_artifact(doc, language)

