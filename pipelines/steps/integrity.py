@@ -324,7 +324,15 @@ def curate_records(
         cfg.minhash_permutations,
         cfg.shingle_words,
     )
-    pending = pool.submit(_dedup_and_quality, candidates, *dedup_args) if pool else None
+    pending = None
+    if pool:
+        try:
+            pending = pool.submit(_dedup_and_quality, candidates, *dedup_args)
+        except (AssertionError, OSError):
+            # A daemonic worker may not have children, or no process can be forked: the same
+            # scores are then computed in this process below.
+            pool.shutdown()
+            pool = None
 
     trigger = backdoor.score_backdoor(
         candidates,
