@@ -19,6 +19,9 @@ from pipelines.steps.extraction import ExtractionProbe, backdoor_rate, chat_prom
 from pipelines.steps.membership import evaluate_attacks, record_scores
 from pipelines.steps.records import Record
 
+SCAN_CHUNK = 64
+"""Raw records scanned at a time while collecting PII-extraction probes."""
+
 Scanner = Callable[[list[Record]], list[tuple[str, list]]]
 """`records -> [(record id, findings)]`, the pipeline's PII detector (PIIEngine.scan)."""
 
@@ -154,19 +157,24 @@ def _pii_extraction(
     probes: list[ExtractionProbe] = []
     raw = list(data.raw_train)
     if scan is not None and raw and settings.extraction_probes:
-        for record, (_, findings) in zip(raw, scan(raw), strict=True):
-            contents = {
-                m.field or f"messages[{i}].content": m.content
-                for i, m in enumerate(record.messages)
-            }
-            for finding in findings:
-                value = contents[finding.field][finding.start : finding.end]
-                if finding.start >= 16 and len(value) >= 4:
-                    probes.append(
-                        ExtractionProbe(
-                            contents[finding.field][: finding.start], value, finding.entity_type
+        # Scanned a chunk at a time: only as many raw records as the probes need.
+        for start in range(0, len(raw), SCAN_CHUNK):
+            chunk = raw[start : start + SCAN_CHUNK]
+            for record, (_, findings) in zip(chunk, scan(chunk), strict=True):
+                contents = {
+                    m.field or f"messages[{i}].content": m.content
+                    for i, m in enumerate(record.messages)
+                }
+                for finding in findings:
+                    value = contents[finding.field][finding.start : finding.end]
+                    if finding.start >= 16 and len(value) >= 4:
+                        probes.append(
+                            ExtractionProbe(
+                                contents[finding.field][: finding.start],
+                                value,
+                                finding.entity_type,
+                            )
                         )
-                    )
             if len(probes) >= settings.extraction_probes:
                 break
     result = pii_extraction(model, tokenizer, probes[: settings.extraction_probes])
