@@ -90,7 +90,11 @@ def format_table(columns: dict[str, dict[str, Scores]]) -> str:
         cells = []
         for scores in columns.values():
             s = scores.get(entity, Scores(gold, 0, 0, 0))
-            cells += [f"{s.precision:.2f}", f"{s.recall:.2f}", f"{s.f2:.2f}"]
+            precision = f"{s.precision:.2f}" if s.predicted else "–"
+            if gold:
+                cells += [precision, f"{s.recall:.2f}", f"{s.f2:.2f}"]
+            else:  # a type absent from the gold set: only its false positives count
+                cells += [f"{precision} ({s.predicted} found)" if s.predicted else "–", "–", "–"]
         lines.append(f"| {entity} | {gold} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
