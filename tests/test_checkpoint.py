@@ -81,23 +81,20 @@ def test_when_a_run_crashes_then_it_resumes_and_charges_the_repeated_steps(tiny_
     assert not (tmp_path / "ckpt").exists()  # removed once the adapter is saved
 
 
-def test_when_a_checkpoint_was_altered_then_resuming_is_refused(tiny_dir, tmp_path):
+def test_when_settings_changed_or_the_checkpoint_was_altered_then_resuming_is_refused(
+    tiny_dir, tmp_path
+):
     with pytest.raises(Crash):
         run(tiny_dir, tmp_path, on_step=crash_at(3))
+    other = CFG.model_copy(update={"learning_rate": 1e-3})
+    with pytest.raises(CheckpointError, match="other data or settings"):
+        run(tiny_dir, tmp_path, cfg=other)
     tensor_file = next((tmp_path / "ckpt").glob("ckpt-*.safetensors"))
     data = bytearray(tensor_file.read_bytes())
     data[-1] ^= 0xFF  # one flipped bit in the stored LoRA/optimizer tensors
     tensor_file.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="sha256"):
         run(tiny_dir, tmp_path)
-
-
-def test_when_settings_changed_since_the_checkpoint_then_resuming_is_refused(tiny_dir, tmp_path):
-    with pytest.raises(Crash):
-        run(tiny_dir, tmp_path, on_step=crash_at(3))
-    other = CFG.model_copy(update={"learning_rate": 1e-3})
-    with pytest.raises(CheckpointError, match="other data or settings"):
-        run(tiny_dir, tmp_path, cfg=other)
 
 
 def test_checkpoint_round_trip_keeps_tensors_and_state_and_only_the_last_file(tmp_path):
