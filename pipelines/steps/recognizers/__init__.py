@@ -43,6 +43,7 @@ from pipelines.steps.recognizers.cn_travel_documents import (
 )
 from pipelines.steps.recognizers.cn_uscc import CnUsccRecognizer
 from pipelines.steps.recognizers.en_address import UsAddressRecognizer
+from pipelines.steps.recognizers.en_card import LuhnCardRecognizer
 from pipelines.steps.recognizers.en_dates import AgeRecognizer, DateOfBirthRecognizer
 from pipelines.steps.recognizers.en_person import EnPersonRecognizer
 from pipelines.steps.recognizers.en_phone import IntlPhoneRecognizer
@@ -91,6 +92,7 @@ PRESIDIO_FAMILIES = {
 }
 OWN_FAMILIES = {
     "en_person": _own(EnPersonRecognizer),
+    "luhn_card": _own(LuhnCardRecognizer),
     "us_address": _own(UsAddressRecognizer),
     "intl_phone": _own(IntlPhoneRecognizer),
     "date_of_birth": _own(DateOfBirthRecognizer),

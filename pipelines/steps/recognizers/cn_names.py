@@ -104,7 +104,8 @@ class CnLocationRecognizer(RegexRecognizer):
                 continue
             match = ADDRESS.match(text, start)
             if match and len(match.group(0)) > len(word):
-                results.append(self._result(*match.span(), 0.8, "address"))
+                # Outranks person-name matches inside it (a district named 高明).
+                results.append(self._result(*match.span(), 0.9, "address"))
                 covered = match.end()
             elif len(word) >= 2:
                 results.append(self._result(start, start + len(word), 0.5, "jieba ns"))

@@ -36,7 +36,8 @@ class UsAddressRecognizer(RegexRecognizer):
 
     ENTITY = "LOCATION"
     PATTERNS = (
-        (STREET, 0.6),
+        # A full address outranks the names inside it ("910 Jason Green Apt. 954").
+        (STREET, 0.9),
         (r"(?<![\w-])(?P<value>\d{5}(?:-\d{4})?)(?![\w-])", 0.05),
         (r"\b(?P<value>P\.?\s?O\.?\s+Box\s+\d{1,6})\b", 0.7),
     )
