@@ -15,6 +15,7 @@ run (they are requested only together with it), so automation never launches reg
 alone; inside that run the blocking audit checks and registration's own guard decide.
 """
 
+import warnings
 from types import SimpleNamespace
 
 import dagster as dg
@@ -131,13 +132,16 @@ def with_automation(assets: list) -> list:
     return dg.map_asset_specs(attach, assets)
 
 
-automation_sensor = dg.AutomationConditionSensorDefinition(
-    AUTOMATION_SENSOR,
-    target=dg.AssetSelection.assets(TRAINING, *FOLLOWERS),
-    default_status=dg.DefaultSensorStatus.STOPPED,
-    use_user_code_server=True,
-    run_tags={"sovtune/launched_by": "automation"},
-    description="Retrains when new accepted (curated) data has arrived and the latest result of "
-    "every upstream check is a pass; audit, registration and report follow in the same run. "
-    "Stopped by default: a steward starts it in the UI.",
-)
+with warnings.catch_warnings():
+    # `use_user_code_server` is beta in dagster 1.13: needed for a condition that reads the log
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    automation_sensor = dg.AutomationConditionSensorDefinition(
+        AUTOMATION_SENSOR,
+        target=dg.AssetSelection.assets(TRAINING, *FOLLOWERS),
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        use_user_code_server=True,
+        run_tags={"sovtune/launched_by": "automation"},
+        description="Retrains when new accepted (curated) data has arrived and the latest "
+        "result of every upstream check is a pass; audit, registration and report follow in "
+        "the same run. Stopped by default: a steward starts it in the UI.",
+    )
