@@ -110,27 +110,32 @@ def webserver(tmp_path_factory):
     profile.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     generate_corpus(root / "data" / "landing", records=100, seed=5)
     job = build_definitions(cfg).resolve_job_def(MAIN_JOB)
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        run = job.execute_in_process(
-            instance=instance,
-            asset_selection=[dg.AssetKey("raw_corpus"), dg.AssetKey("raw_quarantine")],
-            tags={"sovtune/launched_by": "test"},
-        )
-    assert run.success
     port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "SOVTUNE_PROFILE": str(profile)}
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "dagster-webserver"),
-            *("-h", "127.0.0.1", "-p", str(port), "-m", "pipelines.definitions"),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(root / "webserver.log", "wb"),  # noqa: SIM115 — closed with the process
-    )
     url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SOVTUNE_PROFILE": str(profile)}
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        # the webserver starts (seconds of imports) while the run executes on the same storage
+        server = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "dagster-webserver"),
+                *("-h", "127.0.0.1", "-p", str(port), "-m", "pipelines.definitions"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(root / "webserver.log", "wb"),  # noqa: SIM115 — closed with the process
+        )
+        try:
+            run = job.execute_in_process(
+                instance=instance,
+                asset_selection=[dg.AssetKey("raw_corpus"), dg.AssetKey("raw_quarantine")],
+                tags={"sovtune/launched_by": "test"},
+            )
+        except BaseException:
+            server.terminate()
+            raise
     try:
+        assert run.success
         deadline = time.monotonic() + 120
         while True:
             assert server.poll() is None, (root / "webserver.log").read_text()[-2000:]
