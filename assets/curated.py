@@ -6,7 +6,6 @@ import dagster as dg
 import pandas as pd
 
 from assets.metadata import OWNERS_STEWARDS, counts_table
-from pipelines.steps.config import CurationConfig
 from pipelines.steps.decisions import decisions_fingerprint, read_decisions
 from pipelines.steps.integrity import QUARANTINE, curate_records
 from pipelines.steps.records import frame_to_records, records_to_frame
@@ -34,7 +33,7 @@ def curated_corpus(
     `screening.parquet`. Canaries stay in: they measure memorization in the privacy audit.
     """
     records = frame_to_records(read_parquet(scrubbed_corpus["path"]))
-    cfg = CurationConfig(min_chars=storage.min_chars, max_chars=storage.max_chars)
+    cfg = storage.curation
     decisions_path = storage.curated / DECISIONS_FILE
     result = curate_records(records, cfg, read_decisions(decisions_path))
     path = storage.curated / "curated_corpus.parquet"

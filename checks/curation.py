@@ -12,7 +12,7 @@ from resources import CorpusStorage
 
 
 def _cfg(storage: CorpusStorage) -> CurationConfig:
-    return CurationConfig(min_chars=storage.min_chars, max_chars=storage.max_chars)
+    return storage.curation
 
 
 @dg.asset_check(asset=curated_corpus, blocking=True)

@@ -69,6 +69,7 @@ def build_resources(cfg: PipelineConfig) -> dict:
             max_record_chars=cfg.ingest.max_record_chars,
             min_chars=cfg.curation.min_chars,
             max_chars=cfg.curation.max_chars,
+            curation_json=cfg.curation.model_dump_json(),
         ),
         "pii": PIIEngine(
             spacy_model=cfg.pii.spacy_model,
@@ -77,6 +78,9 @@ def build_resources(cfg: PipelineConfig) -> dict:
             pseudonym_key_env=cfg.pii.pseudonym_key_env,
             recognizers_file=cfg.pii.recognizers_file,
             residual_score_threshold=cfg.pii.residual_score_threshold,
+            operators=dict(cfg.pii.operators),
+            vault=cfg.pii.vault,
+            vault_key_env=cfg.pii.vault_key_env,
             key_file=str(root / "secrets" / "pseudonym.key"),
         ),
         "model_store": BaseModelStore(

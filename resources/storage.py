@@ -4,6 +4,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipelines.steps.config import CurationConfig
+
 
 class CorpusStorage(dg.ConfigurableResource):
     """The on-disk zones under one data root, and the corpus's record limits.
@@ -21,6 +23,16 @@ class CorpusStorage(dg.ConfigurableResource):
     max_record_chars: int = 20_000
     min_chars: int = 8
     max_chars: int = 8000
+    curation_json: str = ""
+    """The profile's whole `curation` section as JSON (screen thresholds, gate bounds); empty:
+    the defaults with `min_chars`/`max_chars` above."""
+
+    @property
+    def curation(self) -> CurationConfig:
+        """The screens' and curated-corpus gates' settings, validated like the profile."""
+        if self.curation_json:
+            return CurationConfig.model_validate_json(self.curation_json)
+        return CurationConfig(min_chars=self.min_chars, max_chars=self.max_chars)
 
     @property
     def root(self) -> Path:

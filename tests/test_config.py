@@ -40,3 +40,21 @@ def test_when_a_setting_is_wrong_then_it_is_named(tmp_path, text, setting):
 def test_when_a_profile_is_unknown_then_the_known_ones_are_listed():
     with pytest.raises(ConfigError, match="known profiles: default, quick"):
         load_config("nope")
+
+
+def test_when_a_profile_sets_curation_and_pii_operators_then_the_resources_carry_them(tmp_path):
+    from pipelines.definitions import build_resources
+    from pipelines.steps.config import PipelineConfig
+
+    cfg = PipelineConfig.model_validate(
+        {
+            "data_root": str(tmp_path),
+            "curation": {"max_quarantine_rate": 0.25, "near_duplicate_threshold": 0.9},
+            "pii": {"operators": {"PERSON": "placeholder"}, "vault": True},
+        }
+    )
+    resources = build_resources(cfg)
+    assert resources["storage"].curation.max_quarantine_rate == 0.25
+    assert resources["storage"].curation.near_duplicate_threshold == 0.9
+    assert resources["pii"].config.operators == {"PERSON": "placeholder"}
+    assert resources["pii"].config.vault is True
