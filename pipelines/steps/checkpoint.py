@@ -48,7 +48,6 @@ class StepLedger:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def charged(self) -> int:
         """Number of steps charged so far (0 when the ledger does not exist)."""
@@ -62,6 +61,7 @@ class StepLedger:
         line = json.dumps(
             {"step": step, "noise_multiplier": noise_multiplier, "sample_rate": sample_rate}
         )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
             handle.flush()
