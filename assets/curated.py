@@ -113,6 +113,14 @@ def curated_corpus(
             "trigger_clusters": len(result.trigger_clusters),
             "sha256": sha,
             "path": dg.MetadataValue.path(str(path)),
+            "quarantine_review": dg.MetadataValue.path(str(storage.curated / "quarantine.parquet")),
+            "screening_scores": dg.MetadataValue.path(summary["screening_path"]),
+            "steward_decisions": dg.MetadataValue.md(
+                f"{counts['pending']} records await review in `curated/quarantine.parquet` "
+                "(scores and reasons per record in `curated/screening.parquet`). Approve or "
+                f"reject them by id in `{decisions_path}` (`id,decision[,steward,decided_at]`); "
+                "the `steward_decisions_sensor` re-materializes this asset when the file changes."
+            ),
         }
     )
     return summary

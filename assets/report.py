@@ -75,13 +75,19 @@ def compliance_report(
                 "quarantine_by_reason": raw_corpus["quarantine_by_reason"],
                 "filtered": curated_corpus["filtered"],
                 "curated": curated_corpus["kept"],
+                **({"steward": curated_corpus["steward"]} if "steward" in curated_corpus else {}),
             },
             "pii": {
                 "records_with_pii": scrubbed_corpus["records_with_pii"],
                 "entity_counts": scrubbed_corpus["entity_counts"],
                 "residual_total": residual if residual is not None else "not measured",
             },
-            "filtering": {"by_reason": curated_corpus["filtered_by_reason"]},
+            "filtering": {
+                "by_reason": curated_corpus["filtered_by_reason"],
+                "by_screen": curated_corpus.get("by_screen", {}),
+                "dropped": curated_corpus.get("dropped"),
+                "quarantined": curated_corpus.get("quarantined"),
+            },
             "privacy": {
                 **registered_model["privacy"],
                 "target_epsilon": trainer.target_epsilon,
@@ -104,6 +110,7 @@ def compliance_report(
                 "controls": privacy_audit.get("controls", []),
             },
             "checks": checks,
+            "ledger": _ledger_by_source(dp_lora_adapter),
         }
     )
     folder = storage.reports / registered_model["name"] / f"v{version}"
@@ -144,3 +151,20 @@ def compliance_report(
         "version": version,
         "approved": approved,
     }
+
+
+def _ledger_by_source(dp_lora_adapter: dict) -> list[dict]:
+    """The privacy budget ledger summed per data source over every run that charged it."""
+    lifetime = dp_lora_adapter.get("lifetime_epsilon")
+    totals: dict[str, dict] = {}
+    for row in dp_lora_adapter.get("budget_ledger", []):
+        entry = totals.setdefault(
+            row["source"],
+            {"source": row["source"], "runs": set(), "epsilon_spent": 0.0},
+        )
+        entry["runs"].add(row["run_key"])
+        entry["epsilon_spent"] += float(row["epsilon"])
+    return [
+        {**entry, "runs": len(entry["runs"]), "lifetime_epsilon": lifetime}
+        for _, entry in sorted(totals.items())
+    ]

@@ -164,6 +164,12 @@ def test_when_controls_are_configured_then_they_are_audited_reported_and_never_k
         Path(world["result"].output_for_node("compliance_report")["json"]).read_text()
     )
     assert [c["name"] for c in report["audit"]["controls"]] == ["non_private", "unscreened"]
+    # the epsilon ledger and the screens' and stewards' counts are in the same report
+    assert report["ledger"] and all(
+        0 < row["epsilon_spent"] <= row["lifetime_epsilon"] for row in report["ledger"]
+    )
+    assert set(report["records"]["steward"]) >= {"approved", "rejected", "pending"}
+    assert report["filtering"]["by_screen"]
     adapters = Path(world["cfg"].data_root) / "adapters"
     assert not [p for p in adapters.iterdir() if "control" in p.name]
     assert len(registered_versions(world["cfg"])) == 1
