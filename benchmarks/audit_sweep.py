@@ -112,6 +112,7 @@ def main() -> None:
                 "epsilon": result.epsilon,
                 "noise_multiplier": result.noise_multiplier,
                 "steps": result.steps,
+                "heldout_loss_before": result.heldout_loss_before,
                 "heldout_loss_after": result.heldout_loss_after,
                 "max_exposure_bits": audit["max_exposure_bits"],
                 "exposure_by_insertions": {
@@ -151,6 +152,13 @@ def main() -> None:
             f"{row['max_exposure_bits']:.2f} | {by_n} | {row['max_mia_auc']:.3f} | "
             f"{row['empirical_epsilon']:.2f} | {backdoor} | {row['audit_seconds']:.0f} |"
         )
+    base = rows[0]["heldout_loss_before"]
+    print(f"\nheld-out loss of the untouched base model: {base:.4f}")
+    no_dp = next((r for r in rows if r["target_epsilon"] is None), None)
+    for row in rows:
+        if no_dp is not None and row is not no_dp:
+            ratio = row["heldout_loss_after"] / no_dp["heldout_loss_after"]
+            print(f"held-out loss at target eps {row['target_epsilon']:g} / no DP: {ratio:.3f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
