@@ -1,15 +1,14 @@
 """The compliance report renders in a real browser (headless Chromium) with its plots visible."""
 
-import shutil
 import subprocess
 
 import pytest
 from PIL import Image
 
 from pipelines.steps.report import build_report, epsilon_plot_png, render_html, roc_plot_png
+from tests.browser import CHROMIUM, chromium_command
 from tests.test_report import _facts
 
-CHROMIUM = shutil.which("chromium")
 TAB_BLUE, TAB_ORANGE = (31, 119, 180), (255, 127, 14)  # matplotlib's first two line colours
 
 pytestmark = pytest.mark.skipif(
@@ -21,22 +20,9 @@ def _screenshot(html: str, tmp_path) -> Image.Image:
     page, shot = tmp_path / "report.html", tmp_path / "shot.png"
     page.write_text(html, encoding="utf-8")
     subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=1000,4000",
-            f"--screenshot={shot}",
-            page.as_uri(),
-        ],
+        chromium_command(
+            tmp_path / "profile", "--window-size=1000,4000", f"--screenshot={shot}", page.as_uri()
+        ),
         check=True,
         capture_output=True,
         timeout=60,

@@ -27,9 +27,9 @@ from pipelines.definitions import build_definitions
 from pipelines.jobs import MAIN_JOB
 from pipelines.steps.config import load_config
 from pipelines.steps.corpus import generate_corpus
+from tests.browser import CHROMIUM, chromium_command
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium")
 SCREENSHOT = ROOT / "docs" / "ui-asset-graph.png"
 ASSETS = {
     "raw_corpus",
@@ -75,23 +75,13 @@ def _graphql(url: str, query: str) -> dict:
 
 def _chromium(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            f"--user-data-dir={tmp_path / 'chromium'}",
+        chromium_command(
+            tmp_path / "chromium",
             "--window-size=1920,1200",
             "--virtual-time-budget=15000",
             *args,
             url,
-        ],
+        ),
         check=True,
         capture_output=True,
         timeout=90,
