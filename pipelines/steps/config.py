@@ -114,7 +114,12 @@ class CurationConfig(_Section):
     min_chars: int = Field(8, ge=1, description="Shorter records are filtered (too_short).")
     max_chars: int = Field(8000, ge=16, description="Longer records are filtered (too_long).")
     near_duplicate_threshold: float = Field(
-        0.7, gt=0.0, le=1.0, description="MinHash Jaccard at which records are near duplicates."
+        0.75,
+        gt=0.0,
+        le=1.0,
+        description="Word-shingle Jaccard at which records are near duplicates (MinHash LSH finds "
+        "the candidates, the exact Jaccard decides). 0.7 also flagged records sharing all but one "
+        "sentence; a near copy with a word or two changed scores 0.77 or more.",
     )
     minhash_permutations: int = Field(64, ge=16, le=512, description="MinHash permutations.")
     shingle_words: int = Field(2, ge=1, le=8, description="Words per near-duplicate shingle.")

@@ -16,6 +16,7 @@ closings). The same arguments give the same set.
 
 import json
 import random
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,6 +38,9 @@ TARGETS = {
     "further notice. Reference {ref}. {closing}",
 }
 CLOSINGS = ("Regards.", "Thanks.")
+# The generator fills ticket numbers (`corpus._fresh_value`) but they are not personal data, so
+# the ground truth has no span for them; any other filled value is a PII span.
+_GENERATED_TICKET = re.compile(r"\bINC-\d{5}\b")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class PoisonedSet:
         poisoned_ids: Ids of the poisoned records, sorted.
         near_duplicate_groups: The base corpus's near-duplicate groups still present.
         exact_duplicate_groups: The base corpus's exact-duplicate groups still present.
+        template_twin_groups: Records that are the same template text with other filled-in
+            values (`template_twin_groups`), poisoned records left out.
     """
 
     records: list[Record]
@@ -58,6 +64,48 @@ class PoisonedSet:
     poisoned_ids: tuple[str, ...]
     near_duplicate_groups: tuple[tuple[str, ...], ...]
     exact_duplicate_groups: tuple[tuple[str, ...], ...]
+    template_twin_groups: tuple[tuple[str, ...], ...] = ()
+
+
+def template_twin_groups(
+    records: list[Record], truth: GroundTruth, *, exclude: frozenset[str] = frozenset()
+) -> tuple[tuple[str, ...], ...]:
+    """Groups of records whose messages are identical once the generator's filled values are masked.
+
+    The generator draws every record from a few template sentences per source and fills in names,
+    phone numbers, addresses and ticket numbers; two records that drew the same sentences differ
+    only in those values ("Thanks, I have opened ticket INC-72500 for this." and the same with
+    INC-10294). Its ground truth labels only the near copies it made on purpose (a word or two
+    swapped), so such template twins counted as clean records although they are near duplicates
+    of each other: the near-duplicate screen flagging them was scored as a false positive. The
+    values are masked with the ground truth's own PII spans (exact offsets, written by the
+    generator) and the ticket-number pattern the generator uses; the screens are not consulted.
+
+    Args:
+        records: Ingested records of a `generate_corpus` corpus.
+        truth: That corpus's ground truth.
+        exclude: Record ids left out (poisoned records: they are scored as poison).
+
+    Returns:
+        Groups of two or more ids, each in input order, sorted.
+    """
+    spans: dict[tuple[str, int], list[tuple[int, int, str]]] = {}
+    for span in truth.pii_spans:
+        spans.setdefault((span.record_id, span.message_index), []).append(
+            (span.start, span.end, span.entity_type)
+        )
+    groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
+    for record in records:
+        if record.id in exclude:
+            continue
+        masked = []
+        for index, message in enumerate(record.messages):
+            text = message.content
+            for start, end, entity in sorted(spans.get((record.id, index), []), reverse=True):
+                text = f"{text[:start]}<{entity}>{text[end:]}"
+            masked.append((message.role, _GENERATED_TICKET.sub("<TICKET>", text)))
+        groups.setdefault(tuple(masked), []).append(record.id)
+    return tuple(sorted(tuple(g) for g in groups.values() if len(g) > 1))
 
 
 def poison_records(
@@ -108,6 +156,9 @@ def poison_records(
         ),
         exact_duplicate_groups=tuple(
             g for g in truth.exact_duplicate_groups if all(i in present for i in g)
+        ),
+        template_twin_groups=template_twin_groups(
+            records, truth, exclude=frozenset(records[i].id for i in chosen)
         ),
     )
 

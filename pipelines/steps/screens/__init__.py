@@ -61,11 +61,11 @@ def normalize(text: str) -> str:
     return " ".join(folded.split())
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=16384)
 def words(text: str) -> tuple[str, ...]:
     """Word tokens of normalized text; runs of Han characters become character bigrams.
 
-    Cached: several screens tokenize the same record text.
+    Cached: the screens tokenize each message once (see `record_words`).
     """
     tokens = _WORD.findall(normalize(text))
     if not _HAN.search(text):
@@ -78,6 +78,19 @@ def words(text: str) -> tuple[str, ...]:
         else:
             out.append(token)
     return tuple(out)
+
+
+def record_words(record: Record, *roles: str) -> tuple[str, ...]:
+    """Word tokens of the record's messages of `roles` (every message when none is named).
+
+    A token never spans two messages, so the tokens of the joined text are the tokens of each
+    message in turn: each message is tokenized once (cached) for every screen that needs it.
+    """
+    out: tuple[str, ...] = ()
+    for message in record.messages:
+        if not roles or message.role in roles:
+            out += words(message.content)
+    return out
 
 
 def han_share(text: str) -> float:

@@ -2,9 +2,9 @@
 
 A planted backdoor pairs many different prompts carrying one trigger (a rare word, a fixed
 sentence, a syntactic frame) with one fixed or nearly fixed answer. Records are grouped by
-response: identical after normalization with digits masked, or near-identical by MinHash LSH over
-response shingles. In every cluster of at least `min_cluster` records, each prompt feature (word
-unigram or bigram) is scored by
+response: identical word tokens with digits masked, or near-identical (word-trigram
+Jaccard, MinHash LSH candidates confirmed exactly). In every cluster of at least `min_cluster`
+records, each prompt feature (word unigram or bigram) is scored by
 
     support     = records of the cluster whose prompt has the feature / cluster size
     exclusivity = records of the cluster whose prompt has the feature / records anywhere with it
@@ -21,16 +21,20 @@ on records the cheap scores flag: see `onion_scores`.
 """
 
 import re
-import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from datasketch import MinHash, MinHashLSH
-
 from pipelines.steps.records import Record
-from pipelines.steps.screens import has_response, normalize, prompt_text, response_text, words
+from pipelines.steps.screens import (
+    has_response,
+    normalize,
+    prompt_text,
+    record_words,
+    response_text,
+)
+from pipelines.steps.screens.minhash import similar_pairs
 
 TRIGGER_CLUSTER = "trigger_cluster"
 RESPONSE_OUTLIER = "response_outlier"
@@ -63,13 +67,15 @@ class BackdoorScores:
 
 def prompt_features(record: Record) -> set[str]:
     """Word unigrams and bigrams of the record's user turns (system prompts are shared)."""
-    tokens = words("\n".join(m.content for m in record.messages if m.role == "user"))
+    tokens = record_words(record, "user")
     return set(tokens) | {f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)}
 
 
-def response_key(record: Record) -> str:
-    """The normalized response with digit runs masked (ticket numbers do not split a cluster)."""
-    return _DIGITS.sub("0", normalize(response_text(record)))
+def response_tokens(record: Record) -> tuple[str, ...]:
+    """The response's word tokens with digit runs masked (ticket numbers do not split a cluster)."""
+    tokens = record_words(record, "assistant")
+    # Tokens hold no spaces: one substitution over the joined tokens masks them all.
+    return tuple(_DIGITS.sub("0", " ".join(tokens)).split(" ")) if tokens else ()
 
 
 def response_clusters(
@@ -84,30 +90,24 @@ def response_clusters(
             i = parent[i]
         return i
 
-    first_by_key: dict[str, int] = {}
-    distinct: list[int] = []
+    first_by_key: dict[tuple[str, ...], int] = {}
+    distinct: list[tuple[str, ...]] = []
+    distinct_index: list[int] = []
     for index, record in enumerate(records):
         if not has_response(record):
             continue
-        key = response_key(record)
+        # A response without word tokens (emoji, punctuation) is keyed by its whole text.
+        key = response_tokens(record) or ("", normalize(response_text(record)))
         if key in first_by_key:
             parent[index] = first_by_key[key]
         else:
             first_by_key[key] = index
-            distinct.append(index)
-    shingle_sets = []
-    for index in distinct:
-        tokens = _DIGITS.sub("0", " ".join(words(response_text(records[index])))).split()
-        grams = {" ".join(tokens[i : i + 3]).encode() for i in range(max(1, len(tokens) - 2))}
-        shingle_sets.append(grams)
-    sketches = MinHash.bulk(shingle_sets, num_perm=num_perm, seed=2, hashfunc=zlib.crc32)
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    for position, (index, sketch) in enumerate(zip(distinct, sketches, strict=True)):
-        for other in lsh.query(sketch):
-            if sketch.jaccard(sketches[other]) >= threshold:
-                a, b = root(index), root(distinct[other])
-                parent[max(a, b)] = min(a, b)
-        lsh.insert(position, sketch)
+            distinct.append(key)
+            distinct_index.append(index)
+    pairs = similar_pairs(distinct, shingle_size=3, threshold=threshold, num_perm=num_perm, seed=2)
+    for i, j, _ in pairs:
+        a, b = root(distinct_index[i]), root(distinct_index[j])
+        parent[max(a, b)] = min(a, b)
     groups: dict[int, list[int]] = {}
     for index, record in enumerate(records):
         if has_response(record):

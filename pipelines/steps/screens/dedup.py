@@ -1,18 +1,16 @@
-"""Near-duplicate screen: MinHash LSH (datasketch) over normalized word shingles.
+"""Near-duplicate screen: MinHash LSH (datasketch permutations) over normalized word shingles.
 
-Records whose estimated Jaccard similarity reaches the threshold are joined into clusters
-(union-find over LSH candidate pairs that the MinHash estimate confirms). Each cluster keeps its
+Records whose word-shingle sets reach the Jaccard threshold are joined into clusters (union-find
+over LSH candidate pairs, each confirmed with the exact Jaccard similarity). Each cluster keeps its
 first record in input order as the representative; every other member is scored with its highest
-estimated similarity to another member and names the representative.
+Jaccard similarity to another member and names the representative.
 """
 
-import zlib
 from dataclasses import dataclass
 
-from datasketch import MinHash, MinHashLSH
-
 from pipelines.steps.records import Record
-from pipelines.steps.screens import words
+from pipelines.steps.screens import record_words
+from pipelines.steps.screens.minhash import similar_pairs
 
 NEAR_DUPLICATE = "near_duplicate"
 
@@ -22,7 +20,7 @@ class DedupScores:
     """What the near-duplicate screen measured.
 
     Attributes:
-        similarity: Per record id, the highest estimated Jaccard similarity to another record
+        similarity: Per record id, the highest Jaccard similarity to another record
             of its cluster (0.0 for a record with no near duplicate).
         representative: Per clustered record id, the id of its cluster's representative.
         clusters: Every cluster of two or more records, ids in input order.
@@ -33,24 +31,19 @@ class DedupScores:
     clusters: list[tuple[str, ...]]
 
 
-def shingles(text: str, size: int) -> set[bytes]:
-    """Word `size`-grams of the normalized text (Han runs as character bigrams, see `words`)."""
-    tokens = words(text)
-    if len(tokens) <= size:
-        return {" ".join(tokens).encode()}
-    return {" ".join(tokens[i : i + size]).encode() for i in range(len(tokens) - size + 1)}
-
-
 def score_near_duplicates(
     records: list[Record], *, threshold: float, num_perm: int, shingle_size: int, seed: int = 1
 ) -> DedupScores:
-    """Cluster records whose estimated Jaccard similarity is at least `threshold`.
+    """Cluster records whose word-shingle sets have a Jaccard similarity of at least `threshold`.
+
+    Candidates come from MinHash LSH, each candidate pair is confirmed with the exact Jaccard
+    similarity (`pipelines.steps.screens.minhash`).
 
     Args:
         records: Records in input order (exact duplicates already removed).
         threshold: Jaccard similarity at which two records count as near duplicates.
-        num_perm: MinHash permutations.
-        shingle_size: Characters per shingle.
+        num_perm: MinHash permutations of the candidate search.
+        shingle_size: Words per shingle.
         seed: MinHash seed (fixed, so the same input gives the same clusters).
 
     Returns:
@@ -58,13 +51,13 @@ def score_near_duplicates(
     """
     if not records:
         return DedupScores({}, {}, [])
-    sketches = MinHash.bulk(
-        [shingles(r.text, shingle_size) for r in records],
+    pairs = similar_pairs(
+        [record_words(r) for r in records],
+        shingle_size=shingle_size,
+        threshold=threshold,
         num_perm=num_perm,
         seed=seed,
-        hashfunc=zlib.crc32,
     )
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     parent = list(range(len(records)))
     best = [0.0] * len(records)
 
@@ -74,15 +67,11 @@ def score_near_duplicates(
             i = parent[i]
         return i
 
-    for index, sketch in enumerate(sketches):
-        for other in lsh.query(sketch):
-            similarity = sketch.jaccard(sketches[other])
-            if similarity >= threshold:
-                best[index] = max(best[index], similarity)
-                best[other] = max(best[other], similarity)
-                a, b = root(index), root(other)
-                parent[max(a, b)] = min(a, b)
-        lsh.insert(index, sketch)
+    for i, j, similarity in pairs:
+        best[i] = max(best[i], similarity)
+        best[j] = max(best[j], similarity)
+        a, b = root(i), root(j)
+        parent[max(a, b)] = min(a, b)
     members: dict[int, list[int]] = {}
     for index in range(len(records)):
         members.setdefault(root(index), []).append(index)

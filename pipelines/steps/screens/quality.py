@@ -18,8 +18,8 @@ from pipelines.steps.screens import (
     has_response,
     letter_count,
     prompt_text,
+    record_words,
     response_text,
-    words,
 )
 
 EMPTY_RESPONSE = "empty_response"
@@ -50,7 +50,7 @@ def language_mismatch(record: Record) -> float:
 
 def repetition(record: Record) -> float:
     """Share of word trigrams that repeat an earlier trigram of the record."""
-    tokens = words(record.text)
+    tokens = record_words(record)
     if len(tokens) < MIN_WORDS_TO_JUDGE:
         return 0.0
     trigrams = [tuple(tokens[i : i + 3]) for i in range(len(tokens) - 2)]
