@@ -24,9 +24,7 @@ def privacy_audit(
     context: dg.AssetExecutionContext,
     dp_lora_adapter: dict,
     base_model: dict,
-    curated_corpus: dict,
-    raw_corpus: dict,
-    scrubbed_corpus: dict,
+    training_corpus: dict,
     storage: CorpusStorage,
     trainer: DPTrainer,
     auditor: PrivacyAuditor,
@@ -46,6 +44,10 @@ def privacy_audit(
         base_model["path"],
         dp_lora_adapter["adapter_dir"],
         expected_sha256=dp_lora_adapter["adapter_sha256"],
+    )
+    # every accepted drop joined; each zone's view keeps the shape of its stage's output
+    raw_corpus, scrubbed_corpus, curated_corpus = (
+        training_corpus[zone] for zone in ("raw", "scrubbed", "curated")
     )
     data = _audit_data(auditor, dp_lora_adapter, curated_corpus, raw_corpus)
     result = audit_model(model, tokenizer, data, auditor.settings, scan=pii.scan)

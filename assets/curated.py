@@ -6,11 +6,12 @@ import dagster as dg
 import pandas as pd
 
 from assets.metadata import OWNERS_STEWARDS, counts_table
+from assets.partitions import data_drops
 from pipelines.steps.decisions import decisions_fingerprint, read_decisions
 from pipelines.steps.integrity import QUARANTINE, curate_records
 from pipelines.steps.records import frame_to_records, records_to_frame
 from pipelines.steps.storage import read_parquet, write_json, write_parquet
-from resources import CorpusStorage
+from resources import BaseModelStore, CorpusStorage
 
 DECISIONS_FILE = "steward_decisions.csv"
 
@@ -19,24 +20,31 @@ DECISIONS_FILE = "steward_decisions.csv"
     group_name="screening",
     kinds={"python", "parquet"},
     owners=OWNERS_STEWARDS,
-    code_version="2",
+    code_version="3",
+    partitions_def=data_drops,
 )
 def curated_corpus(
-    context: dg.AssetExecutionContext, scrubbed_corpus: dict, storage: CorpusStorage
+    context: dg.AssetExecutionContext,
+    scrubbed_corpus: dict,
+    storage: CorpusStorage,
+    model_store: BaseModelStore,
 ) -> dict:
-    """The scrubbed records that passed integrity screening: what the model is trained on.
+    """One drop's scrubbed records that passed integrity screening: what the model trains on.
 
     Records outside the length bounds and exact duplicates (after normalization) are dropped;
     near duplicates, backdoor-trigger clusters, injections and quality findings are quarantined
     until a steward approves (kept from the next materialization on) or rejects them by id in
     `curated/steward_decisions.csv`. Every record not kept keeps its reasons and scores in
-    `screening.parquet`. Canaries stay in: they measure memorization in the privacy audit.
+    `screening.parquet` (with `curation.onion`, flagged records also carry the base model's
+    ONION score). Canaries stay in: they measure memorization in the privacy audit.
     """
     records = frame_to_records(read_parquet(scrubbed_corpus["path"]))
     cfg = storage.curation
     decisions_path = storage.curated / DECISIONS_FILE
-    result = curate_records(records, cfg, read_decisions(decisions_path))
-    path = storage.curated / "curated_corpus.parquet"
+    perplexity = model_store.onion_perplexity() if cfg.onion else None
+    result = curate_records(records, cfg, read_decisions(decisions_path), perplexity=perplexity)
+    out = storage.drop_dir(storage.curated, scrubbed_corpus["drop"])
+    path = out / "curated_corpus.parquet"
     sha = write_parquet(records_to_frame(result.kept), path)
     trigger_members = {rid for cluster in result.trigger_clusters for rid in cluster}
     screening = pd.DataFrame(
@@ -54,7 +62,7 @@ def curated_corpus(
         ],
         columns=["id", "decision", "steward", "kept", "in_trigger_cluster", "reasons", "scores"],
     )
-    write_parquet(screening, storage.curated / "screening.parquet")
+    write_parquet(screening, out / "screening.parquet")
     filtered = pd.DataFrame(
         [
             {"id": s.id, "reason": s.reasons[0].code, "detail": s.reasons[0].detail}
@@ -63,16 +71,18 @@ def curated_corpus(
         ],
         columns=["id", "reason", "detail"],
     )
-    write_parquet(filtered, storage.curated / "filtered.parquet")
+    write_parquet(filtered, out / "filtered.parquet")
     waiting = {s.id for s in result.screened if s.decision == QUARANTINE and not s.steward}
     write_parquet(
         records_to_frame([r for r in records if r.id in waiting]),
-        storage.curated / "quarantine.parquet",
+        out / "quarantine.parquet",
     )
     counts = result.counts()
     by_reason = filtered["reason"].value_counts().to_dict()
     cluster_sizes = _size_histogram(result.near_duplicate_clusters)
     summary = {
+        "drop": scrubbed_corpus["drop"],
+        "drop_sha256": scrubbed_corpus["drop_sha256"],
         "path": str(path),
         "sha256": sha,
         "records_in": counts["records_in"],
@@ -93,11 +103,13 @@ def curated_corpus(
         "by_screen": result.reason_counts(),
         "near_duplicate_cluster_sizes": cluster_sizes,
         "trigger_clusters": [len(c) for c in result.trigger_clusters],
-        "screening_path": str(storage.curated / "screening.parquet"),
+        "screening_path": str(out / "screening.parquet"),
     }
-    write_json(summary, storage.curated / "curation_summary.json")
+    write_json(summary, out / "curation_summary.json")
     context.add_output_metadata(
         {
+            "drop": summary["drop"],
+            "drop_sha256": summary["drop_sha256"],
             "records_in": counts["records_in"],
             "kept": counts["kept"],
             "dropped": counts["dropped"],
@@ -113,13 +125,13 @@ def curated_corpus(
             "trigger_clusters": len(result.trigger_clusters),
             "sha256": sha,
             "path": dg.MetadataValue.path(str(path)),
-            "quarantine_review": dg.MetadataValue.path(str(storage.curated / "quarantine.parquet")),
+            "quarantine_review": dg.MetadataValue.path(str(out / "quarantine.parquet")),
             "screening_scores": dg.MetadataValue.path(summary["screening_path"]),
             "steward_decisions": dg.MetadataValue.md(
-                f"{counts['pending']} records await review in `curated/quarantine.parquet` "
-                "(scores and reasons per record in `curated/screening.parquet`). Approve or "
+                f"{counts['pending']} records await review in `{out / 'quarantine.parquet'}` "
+                f"(scores and reasons per record in `{out / 'screening.parquet'}`). Approve or "
                 f"reject them by id in `{decisions_path}` (`id,decision[,steward,decided_at]`); "
-                "the `steward_decisions_sensor` re-materializes this asset when the file changes."
+                "the `steward_decisions` sensor re-materializes every drop when the file changes."
             ),
         }
     )

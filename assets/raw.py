@@ -6,7 +6,9 @@ import dagster as dg
 import pandas as pd
 
 from assets.metadata import OWNERS_STEWARDS, counts_table
-from pipelines.steps.ingest import ingest_landing
+from assets.partitions import data_drops
+from pipelines.steps.drops import DropError, drop_files, drop_fingerprint, find_drop
+from pipelines.steps.ingest import ingest_files
 from pipelines.steps.records import records_to_frame
 from pipelines.steps.storage import write_json, write_parquet
 from resources import CorpusStorage
@@ -16,27 +18,37 @@ from resources import CorpusStorage
     group_name="ingestion",
     kinds={"python", "parquet"},
     owners=OWNERS_STEWARDS,
-    code_version="1",
+    code_version="2",
+    partitions_def=data_drops,
 )
 def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage) -> dict:
-    """Every well-formed record from the landing zone, normalized to one record type.
+    """Every well-formed record of one data drop, normalized to one record type.
 
-    Raw zone: holds personal data and never leaves this machine. Lines that cannot be accepted
-    (bad JSON, invalid UTF-8, missing fields, unsupported language, ...) go to the quarantine
-    with a reason code; records in = accepted + quarantined.
+    A drop is one top-level file or folder of the landing zone (the partition key). Raw zone:
+    holds personal data and never leaves this machine. Lines that cannot be accepted (bad JSON,
+    invalid UTF-8, missing fields, unsupported language, ...) go to the drop's quarantine with a
+    reason code; records in = accepted + quarantined. The drop's sha256 is recorded and carried
+    downstream, so training refuses a drop that changed after it was read.
     """
-    if not storage.landing.is_dir() or not any(storage.landing.iterdir()):
-        raise dg.Failure(
-            f"landing zone {storage.landing} is empty: drop JSONL, CSV or Parquet "
-            "files there (or run `sovtune demo` to write the synthetic corpus)"
-        )
-    result = ingest_landing(
-        storage.landing,
+    key = context.partition_key
+    try:
+        drop = find_drop(storage.landing, key)
+    except DropError as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from None
+    result = ingest_files(
+        drop_files(drop.path),
+        landing=storage.landing,
         languages=list(storage.languages),
         max_record_chars=storage.max_record_chars,
     )
-    corpus_path = storage.raw / "raw_corpus.parquet"
-    quarantine_path = storage.raw / "quarantine.parquet"
+    if drop_fingerprint(drop.path) != drop.sha256:
+        raise dg.Failure(
+            f"drop {key!r} ({drop.name}) changed while it was read: the data_drops sensor "
+            "requests a new run for its new content"
+        )
+    out = storage.drop_dir(storage.raw, key)
+    corpus_path = out / "raw_corpus.parquet"
+    quarantine_path = out / "quarantine.parquet"
     corpus_sha = write_parquet(records_to_frame(result.accepted), corpus_path)
     quarantine = pd.DataFrame(
         [vars(q) for q in result.quarantined],
@@ -44,11 +56,13 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage) -> dic
     )
     quarantine_sha = write_parquet(quarantine, quarantine_path)
     sources = [vars(s) for s in result.sources]
-    write_json(sources, storage.raw / "sources.json")
+    write_json(sources, out / "sources.json")
     by_reason = result.quarantine_counts()
     languages = dict(Counter(r.language for r in result.accepted))
     context.add_output_metadata(
         {
+            "drop": key,
+            "drop_sha256": drop.sha256,
             "records_in": result.records_in,
             "accepted": len(result.accepted),
             "quarantined": len(result.quarantined),
@@ -60,6 +74,9 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage) -> dic
         }
     )
     return {
+        "drop": key,
+        "drop_name": drop.name,
+        "drop_sha256": drop.sha256,
         "path": str(corpus_path),
         "sha256": corpus_sha,
         "quarantine_path": str(quarantine_path),
@@ -77,10 +94,11 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage) -> dic
     group_name="ingestion",
     kinds={"parquet"},
     owners=OWNERS_STEWARDS,
-    code_version="1",
+    code_version="2",
+    partitions_def=data_drops,
 )
 def raw_quarantine(context: dg.AssetExecutionContext, raw_corpus: dict) -> dict:
-    """The quarantine: every landing line that was not accepted, with its reason code.
+    """The quarantine of one drop: every line that was not accepted, with its reason code.
 
     Raw zone. A steward reviews it by id; the original line is kept for that review only.
     """

@@ -26,9 +26,7 @@ def fingerprints(**manifests: dict) -> dict[str, str]:
 )
 def registered_model(
     context: dg.AssetExecutionContext,
-    raw_corpus: dict,
-    scrubbed_corpus: dict,
-    curated_corpus: dict,
+    training_corpus: dict,
     base_model: dict,
     dp_lora_adapter: dict,
     privacy_audit: dict,
@@ -43,6 +41,9 @@ def registered_model(
     however this asset was launched.
     """
     checks = require_passing_checks(context, registry.gate_checks, action="register")
+    raw_corpus, scrubbed_corpus, curated_corpus = (
+        training_corpus[zone] for zone in ("raw", "scrubbed", "curated")
+    )
     prints = fingerprints(
         raw_corpus=raw_corpus,
         scrubbed_corpus=scrubbed_corpus,
@@ -69,6 +70,8 @@ def registered_model(
         "sovtune.dagster_run_id": context.run_id,
         "sovtune.git_commit": commit,
         "sovtune.base_model": base_model["name"],
+        "sovtune.snapshot_sha256": training_corpus["snapshot_sha256"],
+        "sovtune.drops": str(len(training_corpus["drops"])),
         "sovtune.audit": "passed" if privacy_audit["passed"] else "failed",
         "sovtune.audit.max_exposure_bits": f"{privacy_audit['max_exposure_bits']:.3f}",
         "sovtune.audit.pii_extracted": str(privacy_audit["pii_extraction"]["extracted"]),

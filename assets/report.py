@@ -24,9 +24,7 @@ from resources import CorpusStorage, DPTrainer, MLflowRegistry
 )
 def compliance_report(
     context: dg.AssetExecutionContext,
-    raw_corpus: dict,
-    scrubbed_corpus: dict,
-    curated_corpus: dict,
+    training_corpus: dict,
     dp_lora_adapter: dict,
     privacy_audit: dict,
     registered_model: dict,
@@ -42,6 +40,9 @@ def compliance_report(
     result. Stored under the reports zone and in the version's MLflow run.
     """
     version = registered_model["version"]
+    raw_corpus, scrubbed_corpus, curated_corpus = (
+        training_corpus[zone] for zone in ("raw", "scrubbed", "curated")
+    )
     checks = latest_check_results(context, registry.report_checks)
     residual = next(
         (c["measured"].get("residual") for c in checks if c["check"] == "no_residual_pii"), None
@@ -58,8 +59,18 @@ def compliance_report(
                 "profile": registered_model["profile"],
             },
             "lineage": {
+                "snapshot_sha256": training_corpus["snapshot_sha256"],
+                "drops": [
+                    {k: d[k] for k in ("drop", "drop_sha256", "records_in", "kept")}
+                    for d in training_corpus["drops"]
+                ],
                 "sources": [
-                    {"name": s["name"], "sha256": s["sha256"], "records_in": s["records_in"]}
+                    {
+                        "name": s["name"],
+                        "sha256": s["sha256"],
+                        "records_in": s["records_in"],
+                        "drop": s["drop"],
+                    }
                     for s in raw_corpus["sources"]
                 ],
                 "assets": [

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.metadata import OWNERS_PRIVACY, counts_table
+from assets.partitions import data_drops
 from pipelines.steps.records import frame_to_records, records_to_frame
 from pipelines.steps.storage import read_parquet, write_parquet
 from resources import CorpusStorage, PIIEngine
@@ -12,12 +13,13 @@ from resources import CorpusStorage, PIIEngine
     group_name="scrubbing",
     kinds={"presidio", "spacy", "parquet"},
     owners=OWNERS_PRIVACY,
-    code_version="1",
+    code_version="2",
+    partitions_def=data_drops,
 )
 def scrubbed_corpus(
     context: dg.AssetExecutionContext, raw_corpus: dict, storage: CorpusStorage, pii: PIIEngine
 ) -> dict:
-    """The accepted records with every PII finding replaced by a stable pseudonym.
+    """One drop's accepted records with every PII finding replaced by a stable pseudonym.
 
     Presidio's analyzer scans every message with its language's pack (spaCy NER and our English
     recognizers, or the Chinese pack; secrets in both); the anonymizer
@@ -26,10 +28,12 @@ def scrubbed_corpus(
     """
     records = frame_to_records(read_parquet(raw_corpus["path"]))
     result = pii.scrub(records)
-    path = storage.scrubbed / "scrubbed_corpus.parquet"
+    path = storage.drop_dir(storage.scrubbed, raw_corpus["drop"]) / "scrubbed_corpus.parquet"
     sha = write_parquet(records_to_frame(result.records), path)
     context.add_output_metadata(
         {
+            "drop": raw_corpus["drop"],
+            "drop_sha256": raw_corpus["drop_sha256"],
             "records": len(result.records),
             "records_with_pii": result.records_with_pii,
             "findings_replaced": sum(result.entity_counts.values()),
@@ -41,6 +45,8 @@ def scrubbed_corpus(
         }
     )
     return {
+        "drop": raw_corpus["drop"],
+        "drop_sha256": raw_corpus["drop_sha256"],
         "path": str(path),
         "sha256": sha,
         "records": len(result.records),

@@ -37,12 +37,15 @@ def base_model(context: dg.AssetExecutionContext, model_store: BaseModelStore) -
 )
 def dp_lora_adapter(
     context: dg.AssetExecutionContext,
-    curated_corpus: dict,
+    training_corpus: dict,
     base_model: dict,
     storage: CorpusStorage,
     trainer: DPTrainer,
 ) -> dict:
-    """A LoRA adapter trained with DP-SGD (Opacus, Poisson sampling) on the curated corpus.
+    """A LoRA adapter trained with DP-SGD (Opacus, Poisson sampling) on every accepted drop.
+
+    It reads `training_corpus`: the curated records of every registered data drop, exact copies
+    and colliding ids across drops removed.
 
     The noise multiplier is derived from the target epsilon and delta, the Poisson sample rate
     and the number of steps; the accountant's epsilon is what the registry and report state.
@@ -53,7 +56,7 @@ def dp_lora_adapter(
     the run was launched; the `sovtune-training` pool runs one training at a time.
     """
     require_passing_checks(context, trainer.gate_checks, action="train")
-    records = frame_to_records(read_parquet(curated_corpus["path"]))
+    records = frame_to_records(read_parquet(training_corpus["path"]))
     out_dir = storage.adapters / context.run_id
     try:
         result, ledger_rows = trainer.train(
@@ -66,6 +69,8 @@ def dp_lora_adapter(
         "max_seq_len": trainer.max_seq_len,
         "lifetime_epsilon": trainer.lifetime_epsilon,
         "budget_ledger": ledger_rows,
+        "snapshot_sha256": training_corpus["snapshot_sha256"],
+        "drops": [d["drop"] for d in training_corpus["drops"]],
     }
     write_json(summary, out_dir.parent / f"{context.run_id}.training.json")
     context.add_output_metadata(
@@ -81,6 +86,9 @@ def dp_lora_adapter(
             "accountant": result.accountant,
             "clipping": result.clipping,
             "secure_mode": bool(result.secure_mode),
+            "drops": len(training_corpus["drops"]),
+            "snapshot_sha256": training_corpus["snapshot_sha256"],
+            "cross_drop_removed": int(training_corpus["curated"]["cross_drop_removed"]),
             "train_records": int(result.n_train),
             "heldout_records": int(result.n_heldout),
             "heldout_loss_before": float(result.heldout_loss_before),

@@ -4,6 +4,7 @@ Great Expectations suite. All four block training."""
 import dagster as dg
 
 from assets.curated import curated_corpus
+from assets.partitions import data_drops
 from pipelines.steps.config import CurationConfig
 from pipelines.steps.integrity import near_duplicate_rate, validate_curated_frame
 from pipelines.steps.records import frame_to_records
@@ -15,7 +16,7 @@ def _cfg(storage: CorpusStorage) -> CurationConfig:
     return storage.curation
 
 
-@dg.asset_check(asset=curated_corpus, blocking=True)
+@dg.asset_check(asset=curated_corpus, blocking=True, partitions_def=data_drops)
 def curated_expectations(curated_corpus: dict, storage: CorpusStorage) -> dg.AssetCheckResult:
     """Great Expectations suite: unique ids, non-empty text within the length bounds, no
     residual email or phone pattern and no invisible control characters. Only counts are kept,
@@ -30,7 +31,7 @@ def curated_expectations(curated_corpus: dict, storage: CorpusStorage) -> dg.Ass
     )
 
 
-@dg.asset_check(asset=curated_corpus, blocking=True)
+@dg.asset_check(asset=curated_corpus, blocking=True, partitions_def=data_drops)
 def near_duplicate_rate_bounded(
     curated_corpus: dict, storage: CorpusStorage
 ) -> dg.AssetCheckResult:
@@ -48,7 +49,7 @@ def near_duplicate_rate_bounded(
     )
 
 
-@dg.asset_check(asset=curated_corpus, blocking=True)
+@dg.asset_check(asset=curated_corpus, blocking=True, partitions_def=data_drops)
 def no_kept_trigger_cluster(curated_corpus: dict) -> dg.AssetCheckResult:
     """No kept record shares its response with a flagged backdoor-trigger cluster (a steward's
     approval does not override this: the cluster must be resolved, e.g. rejected)."""
@@ -65,7 +66,7 @@ def no_kept_trigger_cluster(curated_corpus: dict) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=curated_corpus, blocking=True)
+@dg.asset_check(asset=curated_corpus, blocking=True, partitions_def=data_drops)
 def quarantine_rate_bounded(curated_corpus: dict, storage: CorpusStorage) -> dg.AssetCheckResult:
     """The share of records quarantined stays under `curation.max_quarantine_rate`: a sudden
     rise is itself an alarm (a poisoned or broken export), so it fails loudly."""

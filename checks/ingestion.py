@@ -3,6 +3,7 @@
 import dagster as dg
 import pyarrow.parquet as pq
 
+from assets.partitions import data_drops
 from assets.raw import raw_corpus
 from pipelines.steps import gates
 
@@ -13,7 +14,7 @@ def _result(gate: gates.GateResult, severity=dg.AssetCheckSeverity.ERROR) -> dg.
     )
 
 
-@dg.asset_check(asset=raw_corpus, blocking=True)
+@dg.asset_check(asset=raw_corpus, blocking=True, partitions_def=data_drops)
 def records_conserved(raw_corpus: dict) -> dg.AssetCheckResult:
     """Records in = accepted + quarantined: no line is ever dropped silently."""
     return _result(
@@ -25,13 +26,13 @@ def records_conserved(raw_corpus: dict) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=raw_corpus, blocking=True)
+@dg.asset_check(asset=raw_corpus, blocking=True, partitions_def=data_drops)
 def raw_corpus_not_empty(raw_corpus: dict) -> dg.AssetCheckResult:
     """At least one record was accepted from the landing zone."""
     return _result(gates.non_empty(count=raw_corpus["accepted"], what="records accepted"))
 
 
-@dg.asset_check(asset=raw_corpus, blocking=True)
+@dg.asset_check(asset=raw_corpus, blocking=True, partitions_def=data_drops)
 def raw_corpus_schema(raw_corpus: dict) -> dg.AssetCheckResult:
     """The raw corpus table has exactly the columns of the record type."""
     schema = pq.read_schema(raw_corpus["path"])

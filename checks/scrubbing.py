@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.metadata import counts_table
+from assets.partitions import data_drops
 from assets.scrubbed import scrubbed_corpus
 from pipelines.steps import gates
 from pipelines.steps.records import frame_to_records
@@ -10,7 +11,7 @@ from pipelines.steps.storage import read_parquet
 from resources import PIIEngine
 
 
-@dg.asset_check(asset=scrubbed_corpus, blocking=True)
+@dg.asset_check(asset=scrubbed_corpus, blocking=True, partitions_def=data_drops)
 def no_residual_pii(scrubbed_corpus: dict, pii: PIIEngine) -> dg.AssetCheckResult:
     """A second pass over the scrubbed corpus, at the lower `pii.residual_score_threshold`,
     finds nothing outside the spans the scrubber wrote (counts per entity type, never values)."""

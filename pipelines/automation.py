@@ -3,10 +3,11 @@
 Dagster's blocking checks stop downstream steps inside one run only. Here the gate also holds
 at launch time, for every launch path:
 
-- automation (the `sovtune_automation` sensor): `dp_lora_adapter` is requested only when
-  `curated_corpus` has a new materialization since training was last requested, nothing it
-  depends on is missing or in progress, and the latest result of every check on every
-  ancestor is a pass (`UpstreamChecksPassed`, read from the instance's event log);
+- automation (the `sovtune_automation` sensor): `training_corpus` (every drop joined) and
+  `dp_lora_adapter` are requested only when a `curated_corpus` drop has a new materialization
+  since training was last requested, no drop is missing or in progress, and the latest result
+  of every check on every ancestor, on every drop, is a pass (`UpstreamChecksPassed`, read from
+  the instance's event log);
 - the weekly schedule (pipelines/jobs.py) skips its tick, naming the failing checks;
 - a manual materialization is refused by the asset itself (assets/metadata.py).
 
@@ -26,13 +27,15 @@ from dagster._core.definitions.declarative_automation.automation_context import 
     AutomationContext,
 )
 
-from assets.metadata import latest_check_results
+from assets.metadata import check_label, latest_check_results
 
 AUTOMATION_SENSOR = "sovtune_automation"
+TRAINING_INPUT = dg.AssetKey("training_corpus")
 TRAINING = dg.AssetKey("dp_lora_adapter")
 NEW_DATA_FROM = dg.AssetKey("curated_corpus")
 # each asset is requested only in the same tick (hence the same run) as the one before it
 FOLLOWERS = {
+    TRAINING: TRAINING_INPUT,
     dg.AssetKey("privacy_audit"): TRAINING,
     dg.AssetKey("registered_model"): dg.AssetKey("privacy_audit"),
     dg.AssetKey("compliance_report"): dg.AssetKey("registered_model"),
@@ -52,9 +55,7 @@ def failing_checks(
     context = SimpleNamespace(instance=instance)
     results = latest_check_results(context, required)  # type: ignore[arg-type]
     return [
-        f"{r['asset']}:{r['check']}"
-        for r in results
-        if not r["passed"] and (strict or r["status"] == "FAILED")
+        check_label(r) for r in results if not r["passed"] and (strict or r["status"] == "FAILED")
     ]
 
 
@@ -119,8 +120,8 @@ def follows(leader: dg.AssetKey) -> dg.AutomationCondition:
 
 
 def with_automation(assets: list) -> list:
-    """`assets` with training's and its followers' automation conditions attached."""
-    conditions = {TRAINING: retrain_on_new_data()} | {
+    """`assets` with the training input's and its followers' automation conditions attached."""
+    conditions = {TRAINING_INPUT: retrain_on_new_data()} | {
         key: follows(leader) for key, leader in FOLLOWERS.items()
     }
 
@@ -137,11 +138,12 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.BetaWarning)
     automation_sensor = dg.AutomationConditionSensorDefinition(
         AUTOMATION_SENSOR,
-        target=dg.AssetSelection.assets(TRAINING, *FOLLOWERS),
+        target=dg.AssetSelection.assets(TRAINING_INPUT, *FOLLOWERS),
         default_status=dg.DefaultSensorStatus.STOPPED,
         use_user_code_server=True,
         run_tags={"sovtune/launched_by": "automation"},
-        description="Retrains when new accepted (curated) data has arrived and the latest "
-        "result of every upstream check is a pass; audit, registration and report follow in "
-        "the same run. Stopped by default: a steward starts it in the UI.",
+        description="Retrains when a data drop has new accepted (curated) data and the latest "
+        "result of every upstream check on every drop is a pass; the joined training corpus, "
+        "training, audit, registration and report run together. Stopped by default: a steward "
+        "starts it in the UI.",
     )

@@ -13,6 +13,7 @@ import typer
 from pipelines.steps.offline import enforce_offline
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_DROP = "default"
 
 app = typer.Typer(
     add_completion=False,
@@ -43,7 +44,8 @@ def demo(
     ] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Write the bundled synthetic corpus into an empty landing zone and run the main job."""
+    """Write the bundled synthetic corpus into an empty landing zone (as the data drop
+    `default`), run every drop through screening, then join them and train."""
     enforce_offline()
     os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / "dagster_home"))
     cfg = _profile(profile)
@@ -63,7 +65,8 @@ def _run_demo(cfg) -> dict:
     from dagster import DagsterInstance
 
     from pipelines.definitions import build_definitions
-    from pipelines.jobs import MAIN_JOB
+    from pipelines.drops import register_drops
+    from pipelines.jobs import DROP_JOB, MAIN_JOB, snapshot_tags
     from pipelines.steps.corpus import generate_corpus, write_ground_truth
 
     root = Path(cfg.data_root).resolve()
@@ -71,28 +74,42 @@ def _run_demo(cfg) -> dict:
     landing.mkdir(parents=True, exist_ok=True)
     generated = False
     if not any(landing.iterdir()):
-        truth = generate_corpus(landing, records=cfg.corpus.records, seed=cfg.corpus.seed)
+        # the bundled corpus is one data drop, `default`
+        truth = generate_corpus(
+            landing / DEMO_DROP, records=cfg.corpus.records, seed=cfg.corpus.seed
+        )
         write_ground_truth(truth, root / "raw" / "ground_truth.json")
         generated = True
-    from pipelines.steps.storage import sha256_tree
-
     defs = build_definitions(cfg)
-    job = defs.resolve_job_def(MAIN_JOB)
     instance = DagsterInstance.get()
-    # the run is tagged with the data snapshot it trained on: a hash over every landing file
-    tags = {"sovtune/profile": cfg.profile, "sovtune/landing_sha256": sha256_tree(landing)}
-    result = job.execute_in_process(instance=instance, raise_on_error=False, tags=tags)
-    return _summarize(result, cfg, generated=generated)
+    drops = register_drops(instance, landing)
+    # every run is tagged with the data snapshot: each drop's key and sha256, hashed together
+    tags = snapshot_tags(defs.resources["storage"])
+    drop_job = defs.resolve_job_def(DROP_JOB)
+    drop_results = [
+        drop_job.execute_in_process(
+            instance=instance,
+            partition_key=drop.key,
+            raise_on_error=False,
+            tags={**tags, "sovtune/drop": drop.key, "sovtune/drop_sha256": drop.sha256},
+        )
+        for drop in drops
+    ]
+    result = defs.resolve_job_def(MAIN_JOB).execute_in_process(
+        instance=instance, raise_on_error=False, tags=tags
+    )
+    return _summarize(drop_results, result, cfg, generated=generated)
 
 
-def _summarize(result, cfg, *, generated: bool) -> dict:
+def _summarize(drop_results: list, result, cfg, *, generated: bool) -> dict:
     def value(name: str) -> dict | None:
         try:
             return result.output_for_node(name)
         except Exception:  # noqa: BLE001 — a skipped or failed asset has no output
             return None
 
-    raw, scrubbed, curated = value("raw_corpus"), value("scrubbed_corpus"), value("curated_corpus")
+    corpus = value("training_corpus") or {}
+    raw, scrubbed, curated = (corpus.get(zone) for zone in ("raw", "scrubbed", "curated"))
     adapter, audit = value("dp_lora_adapter"), value("privacy_audit")
     registered, report = value("registered_model"), value("compliance_report")
     checks = [
@@ -100,14 +117,20 @@ def _summarize(result, cfg, *, generated: bool) -> dict:
             "asset": e.asset_check_evaluation_data.asset_key.to_user_string(),
             "check": e.asset_check_evaluation_data.check_name,
             "passed": e.asset_check_evaluation_data.passed,
+            "drop": e.asset_check_evaluation_data.partition,
         }
-        for e in result.all_events
+        for run in [*drop_results, result]
+        for e in run.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     ]
+    runs_ok = all(r.success for r in [*drop_results, result])
     return {
-        "success": bool(result.success) and all(c["passed"] for c in checks) and bool(report),
+        "success": runs_ok and all(c["passed"] for c in checks) and bool(report),
         "profile": cfg.profile,
         "dagster_run_id": result.run_id,
+        "drop_run_ids": [r.run_id for r in drop_results],
+        "drops": [d["drop"] for d in corpus.get("drops", [])],
+        "snapshot_sha256": corpus.get("snapshot_sha256"),
         "corpus_generated": generated,
         "records_in": raw and raw["records_in"],
         "accepted": raw and raw["accepted"],
@@ -124,7 +147,11 @@ def _summarize(result, cfg, *, generated: bool) -> dict:
         "model_name": registered and registered["name"],
         "model_version": registered and registered["version"],
         "report": report and report["html"],
-        "checks_failed": [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"]],
+        "checks_failed": [
+            f"{c['asset']}:{c['check']}" + (f"[{c['drop']}]" if c["drop"] else "")
+            for c in checks
+            if not c["passed"]
+        ],
         "checks_run": len(checks),
     }
 
@@ -139,6 +166,8 @@ def _format_summary(s: dict) -> str:
         f"Sovereign Tune demo ({s['profile']} profile): "
         + ("SUCCESS" if s["success"] else "FAILED"),
         f"  Dagster run           {s['dagster_run_id']}",
+        f"  data drops            {len(s['drop_run_ids'])} run, joined: "
+        f"{', '.join(s['drops']) or 'none'} (snapshot {(s['snapshot_sha256'] or 'n/a')[:16]})",
         f"  records in            {s['records_in']}",
         f"  accepted              {s['accepted']}",
         f"  quarantined           {s['quarantined']}  ({table(s['quarantined_by_reason'])})",

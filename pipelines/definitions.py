@@ -10,12 +10,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets import audit, curated, raw, registry, report, scrubbed, training
+from assets import audit, curated, raw, registry, report, scrubbed, training, training_corpus
 from checks import audit as audit_checks
 from checks import curation, ingestion, release, scrubbing
 from checks import training as training_checks
+from checks import training_corpus as training_corpus_checks
 from pipelines.automation import automation_sensor, with_automation
-from pipelines.jobs import main_job, weekly_retraining
+from pipelines.drops import data_drops_sensor
+from pipelines.jobs import drop_job, main_job, weekly_retraining
 from pipelines.steps.config import PipelineConfig, load_config, with_environment
 from pipelines.steps.offline import enforce_offline
 from pipelines.steward import steward_decisions_sensor
@@ -29,8 +31,16 @@ from resources import (
 )
 from resources.trainer import default_device
 
-ASSET_MODULES = [raw, scrubbed, curated, training, audit, registry, report]
-CHECK_MODULES = [ingestion, scrubbing, curation, training_checks, audit_checks, release]
+ASSET_MODULES = [raw, scrubbed, curated, training_corpus, training, audit, registry, report]
+CHECK_MODULES = [
+    ingestion,
+    scrubbing,
+    curation,
+    training_corpus_checks,
+    training_checks,
+    audit_checks,
+    release,
+]
 
 
 def active_config() -> PipelineConfig:
@@ -124,9 +134,9 @@ def build_definitions(cfg: PipelineConfig) -> dg.Definitions:
     return dg.Definitions(
         assets=with_automation(dg.load_assets_from_modules(ASSET_MODULES)),
         asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
-        jobs=[main_job],
+        jobs=[drop_job, main_job],
         schedules=[weekly_retraining],
-        sensors=[automation_sensor, steward_decisions_sensor],
+        sensors=[data_drops_sensor, automation_sensor, steward_decisions_sensor],
         resources=build_resources(cfg),
     )
 

@@ -74,3 +74,13 @@ class CorpusStorage(dg.ConfigurableResource):
     @property
     def secrets(self) -> Path:
         return self.root / "secrets"
+
+    def drop_dir(self, zone: Path, key: str) -> Path:
+        """A drop's own folder in a zone (`raw/drops/<key>/`, ...): partitions never share files.
+
+        Raises:
+            ValueError: a key that could leave the zone (keys come from `drop_key`).
+        """
+        if not key or key.startswith(".") or "/" in key or "\\" in key:
+            raise ValueError(f"data drop key {key!r} is not a safe folder name")
+        return zone / "drops" / key

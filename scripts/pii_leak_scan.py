@@ -26,14 +26,17 @@ def planted_values(data_root: Path) -> set[str]:
     """Every planted PII value of at least MIN_CHARS characters, canary sentences and secrets."""
     truth = read_ground_truth(data_root / "raw" / "ground_truth.json")
     texts: dict[str, list[str]] = {}
-    for line in (data_root / "landing" / JSONL_FILE).read_bytes().splitlines():
+    # the bundled corpus is one data drop: `landing/default/` for the demo, or the landing root
+    landing = data_root / "landing"
+    folder = next((p.parent for p in sorted(landing.rglob(JSONL_FILE))), landing)
+    for line in (folder / JSONL_FILE).read_bytes().splitlines():
         try:
             row = json.loads(line)
         except (ValueError, UnicodeDecodeError):
             continue
         if isinstance(row, dict) and isinstance(row.get("messages"), list) and "id" in row:
             texts.setdefault(str(row["id"]), [m.get("content", "") for m in row["messages"]])
-    csv_path = data_root / "landing" / CSV_FILE
+    csv_path = folder / CSV_FILE
     if csv_path.is_file():
         for row in csv.DictReader(io.StringIO(csv_path.read_text(encoding="utf-8"))):
             texts.setdefault(row["id"], [row["instruction"], row["output"]])

@@ -87,11 +87,25 @@ class IngestResult:
 
 def ingest_landing(landing: Path, *, languages: list[str], max_record_chars: int) -> IngestResult:
     """Read every file under `landing` (sorted, recursive) into records and a quarantine."""
+    files = [
+        p for p in sorted(Path(landing).rglob("*")) if p.is_file() and not p.name.startswith(".")
+    ]
+    return ingest_files(
+        files, landing=landing, languages=languages, max_record_chars=max_record_chars
+    )
+
+
+def ingest_files(
+    files: list[Path], *, landing: Path, languages: list[str], max_record_chars: int
+) -> IngestResult:
+    """Read `files` (paths under `landing`, in the given order) into records and a quarantine.
+
+    Source names are relative to `landing`, so a drop's lineage names the file as it was
+    dropped (`chat.jsonl`, `default/chat.jsonl`).
+    """
     result = IngestResult()
     seen_ids: set[str] = set()
-    for path in sorted(p for p in Path(landing).rglob("*") if p.is_file()):
-        if path.name.startswith("."):
-            continue
+    for path in files:
         rel = str(path.relative_to(landing))
         source = SourceFile(name=rel, sha256=sha256_file(path), bytes=path.stat().st_size)
         result.sources.append(source)

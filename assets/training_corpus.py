@@ -1,0 +1,238 @@
+"""Stage 3b: every accepted data drop joined into the one corpus training reads."""
+
+from collections import Counter
+
+import dagster as dg
+import pandas as pd
+
+from assets.metadata import OWNERS_STEWARDS, counts_table, require_passing_checks
+from assets.partitions import DATA_DROP
+from pipelines.steps.drops import combine_drops, scan_landing, snapshot_fingerprint
+from pipelines.steps.records import frame_to_records, records_to_frame
+from pipelines.steps.storage import read_parquet, write_json, write_parquet
+from resources import CorpusStorage, DPTrainer
+
+DROP_ASSETS = ("raw_corpus", "scrubbed_corpus", "curated_corpus")
+# every registered drop, loaded as {drop: summary}; a drop not yet materialized is left out of
+# the load and named by the asset's own refusal below, rather than failing inside the loader
+_EVERY_DROP = {
+    name: dg.AssetIn(
+        partition_mapping=dg.AllPartitionMapping(), metadata={"allow_missing_partitions": True}
+    )
+    for name in DROP_ASSETS
+}
+
+
+@dg.asset(
+    group_name="training",
+    kinds={"python", "parquet"},
+    owners=OWNERS_STEWARDS,
+    code_version="1",
+    ins=_EVERY_DROP,
+)
+def training_corpus(
+    context: dg.AssetExecutionContext,
+    raw_corpus: dict,
+    scrubbed_corpus: dict,
+    curated_corpus: dict,
+    storage: CorpusStorage,
+    trainer: DPTrainer,
+) -> dict:
+    """The curated records of every registered data drop, joined: what the model is trained on.
+
+    Refused while any registered drop is not materialized through screening, changed in the
+    landing zone since it was read, or has a blocking check whose latest result is not a pass.
+    Exact copies (normalized roles and contents) and colliding ids across drops are removed,
+    the first drop in key order keeping its record; each removal is counted by reason and drop
+    and listed by id in `curated/cross_drop_removed.parquet`. Records in = kept + filtered +
+    quarantined holds over all drops (checked).
+    """
+    registered = sorted(context.instance.get_dynamic_partitions(DATA_DROP))
+    if not registered:
+        raise dg.Failure(
+            f"no data drop is registered: put files or folders into {storage.landing} (the "
+            "data_drops sensor registers each one) or run `sovtune demo`",
+            allow_retries=False,
+        )
+    loaded = {
+        name: _by_drop(context, name, value)
+        for name, value in (
+            ("raw_corpus", raw_corpus),
+            ("scrubbed_corpus", scrubbed_corpus),
+            ("curated_corpus", curated_corpus),
+        )
+    }
+    _require_current_drops(registered, loaded, storage)
+    require_passing_checks(
+        context,
+        [c for c in trainer.gate_checks if c.split(":", 1)[0] in DROP_ASSETS],
+        action="join the data drops for training",
+    )
+    raw, scrubbed, curated = (loaded[name] for name in DROP_ASSETS)
+    combined = combine_drops(
+        {key: frame_to_records(read_parquet(curated[key]["path"])) for key in registered}
+    )
+    summary = _summary(registered, raw, scrubbed, curated, combined, storage)
+    context.add_output_metadata(
+        {
+            "drops": len(registered),
+            "snapshot_sha256": summary["snapshot_sha256"],
+            "records_in": summary["raw"]["records_in"],
+            "quarantined": summary["raw"]["quarantined"],
+            "filtered": summary["curated"]["filtered"],
+            "kept": summary["curated"]["kept"],
+            "cross_drop_removed": len(combined.removed),
+            "cross_drop_removed_by_reason": counts_table(
+                combined.removed_by_reason(), key="reason"
+            ),
+            "kept_by_drop": counts_table(
+                {d["drop"]: d["kept"] for d in summary["drops"]}, key="drop"
+            ),
+            "sha256": summary["sha256"],
+            "path": dg.MetadataValue.path(summary["path"]),
+        }
+    )
+    return summary
+
+
+def _by_drop(context: dg.AssetExecutionContext, name: str, value) -> dict[str, dict]:
+    # Dagster hands one partition over as the value itself, several as {partition: value}
+    keys = context.asset_partition_keys_for_input(name)
+    if len(keys) == 1:
+        return {keys[0]: value} if value is not None else {}
+    return dict(value or {})
+
+
+def _require_current_drops(
+    registered: list[str], loaded: dict[str, dict[str, dict]], storage: CorpusStorage
+) -> None:
+    """Refuse, naming the drops, unless every registered drop was read as it is now."""
+    missing = {
+        name: [k for k in registered if k not in by_drop] for name, by_drop in loaded.items()
+    }
+    missing = {name: keys for name, keys in missing.items() if keys}
+    if missing:
+        raise dg.Failure(
+            "refusing to join the data drops: not materialized yet: "
+            + "; ".join(f"{name} of {', '.join(keys)}" for name, keys in missing.items())
+            + " (run the sovtune_drop job for them, or remove them from the landing zone)",
+            allow_retries=False,
+        )
+    landing = {d.key: d.sha256 for d in scan_landing(storage.landing)}
+    stale = [
+        key
+        for key in registered
+        if landing.get(key) is None
+        or any(loaded[name][key]["drop_sha256"] != landing[key] for name in loaded)
+    ]
+    if stale:
+        raise dg.Failure(
+            f"refusing to join the data drops: {', '.join(stale)} changed or left the landing "
+            "zone since they were read; their new content must pass ingestion, scrubbing and "
+            "screening first (the data_drops sensor requests those runs)",
+            allow_retries=False,
+        )
+
+
+def _summary(registered, raw, scrubbed, curated, combined, storage: CorpusStorage) -> dict:
+    """Write the joined zones and sum every drop's counts; each view keeps its stage's shape."""
+    raw_frame = pd.concat([read_parquet(raw[k]["path"]) for k in registered], ignore_index=True)
+    raw_path = storage.raw / "raw_corpus.parquet"
+    scrubbed_frame = pd.concat(
+        [read_parquet(scrubbed[k]["path"]) for k in registered], ignore_index=True
+    )
+    scrubbed_path = storage.scrubbed / "scrubbed_corpus.parquet"
+    curated_path = storage.curated / "curated_corpus.parquet"
+    removed_path = storage.curated / "cross_drop_removed.parquet"
+    removed = pd.DataFrame(combined.removed, columns=["drop", "id", "reason"])
+    removed_by_drop = combined.removed_by_drop()
+    filtered_by_reason = Counter(combined.removed_by_reason())
+    by_screen: dict[str, Counter] = {}
+    steward: Counter = Counter()
+    for key in registered:
+        filtered_by_reason.update(curated[key]["filtered_by_reason"])
+        for screen, counts in curated[key].get("by_screen", {}).items():
+            by_screen.setdefault(screen, Counter()).update(counts)
+        # a drop's `unmatched` counts the ids of every other drop: not a sum across drops
+        steward.update(
+            {
+                k: v
+                for k, v in curated[key]["steward"].items()
+                if k in ("approved", "rejected", "pending")
+            }
+        )
+    drops = [
+        {
+            "drop": key,
+            "name": raw[key]["drop_name"],
+            "drop_sha256": raw[key]["drop_sha256"],
+            "records_in": raw[key]["records_in"],
+            "accepted": raw[key]["accepted"],
+            "quarantined": raw[key]["quarantined"],
+            "filtered": curated[key]["filtered"] + removed_by_drop.get(key, 0),
+            "kept": curated[key]["kept"] - removed_by_drop.get(key, 0),
+            "cross_drop_removed": removed_by_drop.get(key, 0),
+        }
+        for key in registered
+    ]
+    records_in = sum(d["records_in"] for d in drops)
+    kept = len(combined.records)
+    raw_view = {
+        "path": str(raw_path),
+        "sha256": write_parquet(raw_frame, raw_path),
+        "records_in": records_in,
+        "accepted": sum(raw[k]["accepted"] for k in registered),
+        "quarantined": sum(raw[k]["quarantined"] for k in registered),
+        "quarantine_by_reason": _sum(raw[k]["quarantine_by_reason"] for k in registered),
+        "languages": _sum(raw[k]["languages"] for k in registered),
+        "sources": [{**s, "drop": k} for k in registered for s in raw[k]["sources"]],
+    }
+    scrubbed_view = {
+        "path": str(scrubbed_path),
+        "sha256": write_parquet(scrubbed_frame, scrubbed_path),
+        "records": len(scrubbed_frame),
+        "records_with_pii": sum(scrubbed[k]["records_with_pii"] for k in registered),
+        "entity_counts": _sum(scrubbed[k]["entity_counts"] for k in registered),
+    }
+    curated_view = {
+        "path": str(curated_path),
+        "sha256": write_parquet(records_to_frame(combined.records), curated_path),
+        "records_in": sum(curated[k]["records_in"] for k in registered),
+        "kept": kept,
+        "filtered": sum(d["filtered"] for d in drops),
+        "filtered_by_reason": dict(sorted(filtered_by_reason.items())),
+        "subjects": len({r.subject for r in combined.records if r.subject}),
+        "dropped": sum(curated[k]["dropped"] for k in registered) + len(combined.removed),
+        "quarantined": sum(curated[k]["quarantined"] for k in registered),
+        "steward": {**dict(sorted(steward.items())), "decisions_sha256": _decisions(curated)},
+        "by_screen": {name: dict(c) for name, c in sorted(by_screen.items())},
+        "trigger_clusters": [n for k in registered for n in curated[k]["trigger_clusters"]],
+        "cross_drop_removed": len(combined.removed),
+        "cross_drop_removed_by_reason": combined.removed_by_reason(),
+        "cross_drop_removed_path": str(removed_path),
+    }
+    write_parquet(removed, removed_path)
+    summary = {
+        "drops": drops,
+        "snapshot_sha256": snapshot_fingerprint({d["drop"]: d["drop_sha256"] for d in drops}),
+        "raw": raw_view,
+        "scrubbed": scrubbed_view,
+        "curated": curated_view,
+        "path": curated_view["path"],
+        "sha256": curated_view["sha256"],
+    }
+    write_json(summary, storage.curated / "training_corpus.json")
+    return summary
+
+
+def _sum(tables) -> dict[str, int]:
+    total: Counter = Counter()
+    for table in tables:
+        total.update(table)
+    return dict(sorted(total.items()))
+
+
+def _decisions(curated: dict[str, dict]) -> str | None:
+    # every drop reads the same decisions file; differing fingerprints mean a re-run is due
+    prints = {c["steward"].get("decisions_sha256") for c in curated.values()}
+    return prints.pop() if len(prints) == 1 else None
