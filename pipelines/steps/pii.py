@@ -11,6 +11,8 @@ No function here logs or raises with a PII value; findings carry offsets, types 
 
 import copy
 import logging
+import multiprocessing
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -30,14 +32,17 @@ from pipelines.steps.language import UNDETERMINED
 from pipelines.steps.normalize import normalize
 from pipelines.steps.offline import offline_tldextract
 from pipelines.steps.recognizers import RECOGNIZERS_FILE, RecognizerConfigError, load_recognizers
+from pipelines.steps.recognizers.en_ner import NER_ENTITIES, NerRecognizer
 from pipelines.steps.recognizers.nlp_engine import PackNlpEngine
 from pipelines.steps.records import Message, Record
 
 LANGUAGE = "en"
 _CAPITALIZED = re.compile(r"(?<![A-Za-z])[A-Z][a-z]")
 PARALLEL_PROCESSES = 2
-PARALLEL_MIN_TEXTS = 2000
-"""Batches of at least this many texts of one language go through spaCy in two processes."""
+PARALLEL_MIN_TEXTS = 64
+"""From this many distinct texts on, half of them are analyzed in a forked child process.
+
+Forking costs tens of milliseconds; 64 short texts take about a quarter of a second."""
 PSEUDONYM_PATTERN = re.compile(r"<[A-Z][A-Z0-9_]*_[0-9a-f]{8}>")
 """Matches our own pseudonym tokens, e.g. `<EMAIL_ADDRESS_3fa91c02>`."""
 MIN_KEY_BYTES = 16
@@ -112,7 +117,7 @@ def build_analyzer(cfg: PIIConfig) -> AnalyzerEngine:
     except RecognizerConfigError as exc:
         raise PIIEngineError(f"pii.recognizers_file: {exc}") from None
     languages = sorted(packs)
-    registry = RecognizerRegistry(supported_languages=languages)
+    registry = _FixedRegistry(supported_languages=languages)
     for recognizers in packs.values():
         for recognizer in recognizers:
             registry.add_recognizer(recognizer)
@@ -127,6 +132,29 @@ def build_analyzer(cfg: PIIConfig) -> AnalyzerEngine:
         # Presidio would only warn and skip them: those values would pass through unscrubbed.
         raise PIIEngineError(f"pii.entities: no recognizer for {', '.join(unsupported)}")
     return analyzer
+
+
+class _FixedRegistry(RecognizerRegistry):
+    """A registry that is not changed after `build_analyzer`, so its lookups are remembered.
+
+    Presidio filters every recognizer per entity on every `analyze` call (and logs a warning
+    per entity a language lacks): about a millisecond per text.
+    """
+
+    def get_recognizers(
+        self,
+        language: str,
+        entities: list[str] | None = None,
+        all_fields: bool = False,
+        ad_hoc_recognizers: list | None = None,
+    ) -> list:
+        if ad_hoc_recognizers:
+            return super().get_recognizers(language, entities, all_fields, ad_hoc_recognizers)
+        cache = self.__dict__.setdefault("_lookups", {})
+        key = (language, tuple(entities or ()), all_fields, len(self.recognizers))
+        if key not in cache:
+            cache[key] = super().get_recognizers(language, entities, all_fields)
+        return list(cache[key])
 
 
 def residual_config(cfg: PIIConfig) -> PIIConfig:
@@ -277,14 +305,21 @@ def scrub_records(
     with_pii: set[int] = set()
     scrubbed = list(records)
     # Replacing a finding changes its context, and NER may then see a name it missed before;
-    # records changed by one pass are re-scanned until a pass finds nothing new (bounded).
+    # messages changed by one pass are re-scanned until a pass finds nothing new (bounded).
+    # The first pass scans everything; a later pass only what the previous one changed (see
+    # `_rescan_messages`).
     pending = list(range(len(records)))
-    for _ in range(max_passes):
+    changed_at: dict[int, list[list[tuple[int, int]]]] = {}
+    for pass_number in range(max_passes):
         if not pending:
             break
         batch = [scrubbed[i] for i in pending]
-        per_record = _scan_messages(batch, analyzer, cfg, batch_size)
-        changed = []
+        if pass_number == 0:
+            per_record = _scan_messages(batch, analyzer, cfg, batch_size)
+        else:
+            written = [changed_at[i] for i in pending]
+            per_record = _rescan_messages(batch, written, analyzer, cfg, batch_size)
+        changed, changed_at = [], {}
         for index, record, per_message in zip(pending, batch, per_record, strict=True):
             fresh = [
                 _outside_scrub_spans(findings, message.scrub_spans)
@@ -297,12 +332,12 @@ def scrub_records(
             operators |= _operators(cfg, key, set(found) - operators.keys())
             with_pii.add(index)
             changed.append(index)
-            scrubbed[index] = record.with_messages(
-                tuple(
-                    _replace_findings(anonymizer, message, findings, operators, remember)
-                    for message, findings in zip(record.messages, fresh, strict=True)
-                )
-            )
+            replaced = [
+                _replace_and_mark(anonymizer, message, findings, operators, remember)
+                for message, findings in zip(record.messages, fresh, strict=True)
+            ]
+            scrubbed[index] = record.with_messages(tuple(message for message, _ in replaced))
+            changed_at[index] = [spans for _, spans in replaced]
         pending = changed
     records_with_pii = len(with_pii)
     return ScrubResult(
@@ -312,39 +347,60 @@ def scrub_records(
     )
 
 
-def residual_pii(records: list[Record], analyzer: AnalyzerEngine, cfg: PIIConfig) -> dict[str, int]:
-    """Count findings left in (scrubbed) records, per entity type.
+def residual_pii(
+    records: list[Record], analyzer: AnalyzerEngine, cfg: PIIConfig, *, batch_size: int = 64
+) -> dict[str, int]:
+    """Count findings left in (scrubbed) records, per entity type, scanning with every pack.
 
-    A finding entirely inside a span the scrubber recorded (`Message.scrub_spans`: our own
-    surrogate, placeholder or mark) is not counted; any other finding is, including one that
-    overlaps a recorded span only in part.
+    Stricter than the scrub, and independent of its routing: every message is scanned whole,
+    NER included, by every language pack of the analyzer (a Chinese id card number in an
+    English record is found by the Chinese pack), at `cfg.score_threshold` (the caller passes
+    `residual_config`). A finding entirely inside a span the scrubber recorded
+    (`Message.scrub_spans`: our own surrogate, placeholder or mark) is not counted; any other
+    finding is, including one that overlaps a recorded span only in part.
 
     Args:
         records: Records to re-scan, normally the output of `scrub_records`.
         analyzer: An engine from `build_analyzer`.
         cfg: Entities to look for and the score threshold.
+        batch_size: Texts per spaCy batch.
 
     Returns:
         Findings per entity type, sorted by type; empty when nothing is left.
     """
     counts: Counter[str] = Counter()
-    for record, (_, findings) in zip(records, scan_records(records, analyzer, cfg), strict=True):
-        spans = {_field_name(m, i): m.scrub_spans for i, m in enumerate(record.messages)}
-        counts.update(
-            finding.entity_type
-            for finding in findings
-            if not _inside_a_span(finding, spans.get(finding.field, ()))
-        )
+    per_record = _scan_messages(records, analyzer, cfg, batch_size, every_pack=True)
+    for record, per_message in zip(records, per_record, strict=True):
+        for message, findings in zip(record.messages, per_message, strict=True):
+            counts.update(
+                finding.entity_type
+                for finding in findings
+                if not _inside_a_span(finding, message.scrub_spans)
+            )
     return dict(sorted(counts.items()))
 
 
 def _scan_messages(
-    records: list[Record], analyzer: AnalyzerEngine, cfg: PIIConfig, batch_size: int
+    records: list[Record],
+    analyzer: AnalyzerEngine,
+    cfg: PIIConfig,
+    batch_size: int,
+    *,
+    every_pack: bool = False,
 ) -> list[list[list[Finding]]]:
-    """Findings per record, per message; each record is scanned by its language's pack."""
+    """Findings per record, per message: by its record's language pack, or by every pack."""
     texts = [message.content for record in records for message in record.messages]
-    languages = [record.language for record in records for _ in record.messages]
-    results = iter(_analyze_texts(analyzer, texts, languages, cfg, batch_size=batch_size))
+    if every_pack:
+        packs = sorted(analyzer.supported_languages)
+    else:
+        packs = [None]
+    merged: list[list[RecognizerResult]] = [[] for _ in texts]
+    for pack in packs:
+        languages = [pack or record.language for record in records for _ in record.messages]
+        found = _analyze_texts(analyzer, texts, languages, cfg, batch_size=batch_size)
+        for results, more in zip(merged, found, strict=True):
+            results += more
+    results = iter(merged)
     return [
         [
             _resolve(next(results), message.content, _field_name(message, index), cfg)
@@ -354,6 +410,106 @@ def _scan_messages(
     ]
 
 
+RESCAN_NER_WINDOW = 48
+"""Characters on each side of a replacement that NER re-reads in a later scrub pass."""
+
+
+def _rescan_messages(
+    records: list[Record],
+    written: list[list[list[tuple[int, int]]]],
+    analyzer: AnalyzerEngine,
+    cfg: PIIConfig,
+    batch_size: int,
+) -> list[list[list[Finding]]]:
+    """Findings per record and message after a scrub pass, re-reading only what can change.
+
+    Outside the replacements the text is the one the previous pass scanned in full. A message
+    without a replacement is not scanned again. A changed message is scanned whole by every
+    pattern and rule recognizer (cheap: a value may now run across a replacement's edge), and
+    spaCy NER re-reads only windows of `RESCAN_NER_WINDOW` characters around each replacement,
+    snapped to white space: en_core_web_sm's NER sees four tokens on either side of a word,
+    so a replacement cannot change what it tags farther away. This is the scrubber's own
+    convergence loop; the residual gate (`residual_pii`) is a separate full scan of every
+    message with every pack.
+    """
+    texts, languages, places = [], [], []
+    windows, window_languages, window_places = [], [], []
+    for r, (record, spans_per_message) in enumerate(zip(records, written, strict=True)):
+        for m, (message, spans) in enumerate(zip(record.messages, spans_per_message, strict=True)):
+            if not spans:
+                continue
+            texts.append(message.content)
+            languages.append(record.language)
+            places.append((r, m))
+            for start, end in _ner_windows(message.content, spans):
+                windows.append(message.content[start:end])
+                window_languages.append(record.language)
+                window_places.append((r, m, start))
+    results: dict[tuple[int, int], list[RecognizerResult]] = {place: [] for place in places}
+    patterns = _analyze_texts(analyzer, texts, languages, cfg, batch_size=batch_size, ner=False)
+    for place, found in zip(places, patterns, strict=True):
+        results[place] += found
+    ner_found = _ner_texts(analyzer, windows, window_languages, batch_size=batch_size)
+    for (r, m, offset), found in zip(window_places, ner_found, strict=True):
+        for result in found:
+            result.start += offset
+            result.end += offset
+        results[(r, m)] += found
+    return [
+        [
+            _resolve(results.get((r, m), ()), message.content, _field_name(message, m), cfg)
+            for m, message in enumerate(record.messages)
+        ]
+        for r, record in enumerate(records)
+    ]
+
+
+def _ner_windows(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Merged windows of `RESCAN_NER_WINDOW` characters around each span, on white space."""
+    windows: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        left = max(0, start - RESCAN_NER_WINDOW)
+        while left > 0 and not text[left - 1].isspace():
+            left -= 1
+        right = min(len(text), end + RESCAN_NER_WINDOW)
+        while right < len(text) and not text[right].isspace():
+            right += 1
+        if windows and left <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], max(windows[-1][1], right))
+        else:
+            windows.append((left, right))
+    return windows
+
+
+def _ner_texts(
+    analyzer: AnalyzerEngine, texts: list[str], languages: list[str], *, batch_size: int
+) -> list[list[RecognizerResult]]:
+    """Only the NER recognizers' results per text (normalized, offsets into each text)."""
+    normalized = [normalize(text) for text in texts]
+    out: list[list[RecognizerResult]] = [[] for _ in texts]
+    for language in sorted(set(languages)):
+        ner = [
+            recognizer
+            for recognizer in analyzer.registry.recognizers
+            if isinstance(recognizer, NerRecognizer) and recognizer.supported_language == language
+        ]
+        indexes = [
+            i
+            for i, lang in enumerate(languages)
+            if lang == language and _CAPITALIZED.search(normalized[i].text)
+        ]
+        if not ner or not indexes:
+            continue
+        window_texts = [normalized[i].text for i in indexes]
+        docs = analyzer.nlp_engine.entities_batch(window_texts, language, batch_size=batch_size)
+        for i, text, nlp_artifacts in zip(indexes, window_texts, docs, strict=True):
+            for recognizer in ner:
+                for result in recognizer.analyze(text, list(NER_ENTITIES), nlp_artifacts):
+                    result.start, result.end = normalized[i].to_original(result.start, result.end)
+                    out[i].append(result)
+    return out
+
+
 def _analyze_texts(
     analyzer: AnalyzerEngine,
     texts: list[str],
@@ -361,12 +517,15 @@ def _analyze_texts(
     cfg: PIIConfig,
     *,
     batch_size: int,
+    ner: bool = True,
 ) -> list[list[RecognizerResult]]:
     """Presidio results per text, in original offsets, each text analyzed by its language pack.
 
+    With `ner=False` only the pattern and rule recognizers run (spaCy tokenizes, no NER).
+
     Texts are normalized (`pipelines.steps.normalize`) and pushed through the NLP engine in
-    batches per language, with two processes for large batches; results on the normalized text
-    are mapped back to spans of the original text.
+    batches per language, on two cores for larger batches; results on the normalized text are
+    mapped back to spans of the original text.
 
     Raises:
         PIIEngineError: A text's language has no pack (it must never pass unscanned).
@@ -383,17 +542,77 @@ def _analyze_texts(
         )
     normalized = [normalize(text) for text in texts]
     # Identical texts (system prompts, templates) are analyzed once.
+    keys = sorted({(language, n.text) for language, n in zip(languages, normalized, strict=True)})
+    unique = _analyze_unique_texts(analyzer, keys, cfg, batch_size, ner)
+    out: list[list[RecognizerResult]] = []
+    for mapping, language in zip(normalized, languages, strict=True):
+        results = [copy.copy(r) for r in unique[(language, mapping.text)]]
+        if mapping.changed:
+            for result in results:
+                result.start, result.end = mapping.to_original(result.start, result.end)
+        out.append(results)
+    return out
+
+
+_FORKED_ANALYZER: AnalyzerEngine | None = None
+"""The analyzer a forked child process uses: set before the fork, inherited, never pickled."""
+
+
+def _analyze_unique_texts(
+    analyzer: AnalyzerEngine,
+    keys: list[tuple[str, str]],
+    cfg: PIIConfig,
+    batch_size: int,
+    ner: bool,
+) -> dict[tuple[str, str], list[RecognizerResult]]:
+    """Results per `(language, normalized text)`, using two cores when there is enough work.
+
+    From `PARALLEL_MIN_TEXTS` texts on, every other text goes to one forked child process (it
+    inherits the built analyzer: nothing is loaded again) while this process analyzes the rest;
+    spaCy, the regexes and jieba are CPU-bound Python, so threads would not run in parallel.
+    A child that fails raises here: no text passes unscanned.
+    """
+    global _FORKED_ANALYZER
+    if len(keys) < PARALLEL_MIN_TEXTS or _cores() < PARALLEL_PROCESSES:
+        return _analyze_chunk(analyzer, keys, cfg, batch_size, ner)
+    # Interleaved halves: both get their share of long and short, English and Chinese texts.
+    mine, theirs = keys[0::2], keys[1::2]
+    _FORKED_ANALYZER = analyzer
+    try:
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            pending = pool.apply_async(_analyze_chunk_in_child, (theirs, cfg, batch_size, ner))
+            unique = _analyze_chunk(analyzer, mine, cfg, batch_size, ner)
+            unique.update(pending.get())
+    finally:
+        _FORKED_ANALYZER = None
+    return unique
+
+
+def _analyze_chunk_in_child(
+    keys: list[tuple[str, str]], cfg: PIIConfig, batch_size: int, ner: bool
+) -> dict[tuple[str, str], list[RecognizerResult]]:
+    if _FORKED_ANALYZER is None:  # only reachable through a fork of `_analyze_unique_texts`
+        raise PIIEngineError("no analyzer in the forked PII worker")
+    return _analyze_chunk(_FORKED_ANALYZER, keys, cfg, batch_size, ner)
+
+
+def _analyze_chunk(
+    analyzer: AnalyzerEngine,
+    keys: list[tuple[str, str]],
+    cfg: PIIConfig,
+    batch_size: int,
+    ner: bool,
+) -> dict[tuple[str, str], list[RecognizerResult]]:
     unique: dict[tuple[str, str], list[RecognizerResult]] = {}
-    for language in sorted(set(languages)):
-        batch = sorted({normalized[i].text for i, lang in enumerate(languages) if lang == language})
+    for language in sorted({language for language, _ in keys}):
+        batch = [text for lang, text in keys if lang == language]
         # spaCy NER only tags names and places that start with a capital letter; texts without
         # one are settled by the pattern and rule recognizers and skip the NER pass.
-        needs_ner = [text for text in batch if language == LANGUAGE and _CAPITALIZED.search(text)]
-        n_process = PARALLEL_PROCESSES if len(needs_ner) >= PARALLEL_MIN_TEXTS else 1
+        needs_ner = [
+            text for text in batch if ner and language == LANGUAGE and _CAPITALIZED.search(text)
+        ]
         artifacts = list(
-            analyzer.nlp_engine.process_batch(
-                needs_ner, language, batch_size=batch_size, n_process=n_process
-            )
+            analyzer.nlp_engine.process_batch(needs_ner, language, batch_size=batch_size)
         )
         ner_done = set(needs_ner)
         artifacts += [
@@ -409,14 +628,11 @@ def _analyze_texts(
                 score_threshold=cfg.score_threshold,
                 nlp_artifacts=nlp_artifacts,
             )
-    out: list[list[RecognizerResult]] = []
-    for mapping, language in zip(normalized, languages, strict=True):
-        results = [copy.copy(r) for r in unique[(language, mapping.text)]]
-        if mapping.changed:
-            for result in results:
-                result.start, result.end = mapping.to_original(result.start, result.end)
-        out.append(results)
-    return out
+    return unique
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _field_name(message: Message, index: int) -> str:
@@ -530,14 +746,25 @@ def _replace_findings(
 
     Earlier spans move with the text; spans that a finding grew over are replaced with it.
     """
+    return _replace_and_mark(anonymizer, message, findings, operators, remember)[0]
+
+
+def _replace_and_mark(
+    anonymizer: AnonymizerEngine,
+    message: Message,
+    findings: list[Finding],
+    operators: dict[str, OperatorConfig],
+    remember: Callable[[str, str, str], None] | None,
+) -> tuple[Message, list[tuple[int, int]]]:
+    """`_replace_findings`, and the `(start, end)` of the replacements it wrote."""
     if not findings:
-        return message
+        return message, []
     text = message.content
     findings = sorted(findings, key=lambda f: f.start)
     written = sorted(
         _anonymize_items(anonymizer, text, findings, operators).items, key=lambda i: i.start
     )
-    pieces, spans, last, shift = [], [], 0, 0
+    pieces, spans, marks, last, shift = [], [], [], 0, 0
     old = list(message.scrub_spans)
     for finding, item in zip(findings, written, strict=True):
         new = item.text
@@ -548,8 +775,9 @@ def _replace_findings(
         pieces += [text[last : finding.start], new]
         start = finding.start + shift
         spans.append((start, start + len(new), finding.entity_type))
+        marks.append((start, start + len(new)))
         shift += len(new) - (finding.end - finding.start)
         last = finding.end
     spans += [(s + shift, e + shift, t) for s, e, t in old if last <= s]
     pieces.append(text[last:])
-    return replace(message, content="".join(pieces), scrub_spans=tuple(spans))
+    return replace(message, content="".join(pieces), scrub_spans=tuple(spans)), marks

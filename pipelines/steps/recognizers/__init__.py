@@ -6,8 +6,11 @@ key, an unknown family or an unsupported language is a `RecognizerConfigError` n
 and the key, never a silent fallback to defaults.
 
 Families reused from Presidio (they carry their own validators: Luhn for CREDIT_CARD, the IBAN
-mod-97 check, the ABA checksum, SSN invalid-range rules) are listed in `PRESIDIO_FAMILIES`; our
-own are in `OWN_FAMILIES`, each in its module here.
+mod-97 check, SSN invalid-range rules) are listed in `PRESIDIO_FAMILIES`; our own are in
+`OWN_FAMILIES`, each in its module here. `spacy_ner`, `aba_routing`, `us_passport` and `url`
+keep their Presidio family names but are ours: Presidio's let spaCy's PERSON outrank validated
+identifiers (`en_ner`), scored every checksum-valid 9-digit number as a routing number at 1.0,
+passports included (`en_bank_ids`), and cut URLs short of their path (`en_url`).
 """
 
 from collections.abc import Callable
@@ -16,18 +19,14 @@ from pathlib import Path
 import yaml
 from presidio_analyzer import EntityRecognizer
 from presidio_analyzer.predefined_recognizers import (
-    AbaRoutingRecognizer,
     CreditCardRecognizer,
     EmailRecognizer,
     IbanRecognizer,
     IpRecognizer,
     MacAddressRecognizer,
     PhoneRecognizer,
-    SpacyRecognizer,
-    UrlRecognizer,
     UsBankRecognizer,
     UsLicenseRecognizer,
-    UsPassportRecognizer,
     UsSsnRecognizer,
 )
 
@@ -43,10 +42,16 @@ from pipelines.steps.recognizers.cn_travel_documents import (
 )
 from pipelines.steps.recognizers.cn_uscc import CnUsccRecognizer
 from pipelines.steps.recognizers.en_address import UsAddressRecognizer
+from pipelines.steps.recognizers.en_bank_ids import (
+    PassportNumberRecognizer,
+    RoutingNumberRecognizer,
+)
 from pipelines.steps.recognizers.en_card import LuhnCardRecognizer
 from pipelines.steps.recognizers.en_dates import AgeRecognizer, DateOfBirthRecognizer
+from pipelines.steps.recognizers.en_ner import NerRecognizer
 from pipelines.steps.recognizers.en_person import EnPersonRecognizer
 from pipelines.steps.recognizers.en_phone import IntlPhoneRecognizer
+from pipelines.steps.recognizers.en_url import FullUrlRecognizer
 from pipelines.steps.recognizers.secrets import SecretRecognizer
 
 RECOGNIZERS_FILE = Path(__file__).resolve().parents[2] / "config" / "recognizers.yaml"
@@ -71,26 +76,22 @@ def _own(cls) -> Callable[[str, list[str] | None], EntityRecognizer]:
     return lambda language, context: cls(language=language, context=context)
 
 
-def _spacy_ner(language: str, context: list[str] | None) -> EntityRecognizer:
-    return SpacyRecognizer(supported_language=language, supported_entities=["PERSON", "LOCATION"])
-
-
 PRESIDIO_FAMILIES = {
-    "spacy_ner": _spacy_ner,
     "credit_card": _presidio(CreditCardRecognizer),
     "us_ssn": _presidio(UsSsnRecognizer),
     "iban": _presidio(IbanRecognizer),
     "ip_address": _presidio(IpRecognizer),
-    "url": _presidio(UrlRecognizer),
     "email": _presidio(EmailRecognizer),
     "mac_address": _presidio(MacAddressRecognizer),
-    "aba_routing": _presidio(AbaRoutingRecognizer),
     "us_bank_number": _presidio(UsBankRecognizer),
     "us_driver_license": _presidio(UsLicenseRecognizer),
-    "us_passport": _presidio(UsPassportRecognizer),
     "phone_presidio": _presidio(PhoneRecognizer),
 }
 OWN_FAMILIES = {
+    "spacy_ner": _own(NerRecognizer),
+    "aba_routing": _own(RoutingNumberRecognizer),
+    "us_passport": _own(PassportNumberRecognizer),
+    "url": _own(FullUrlRecognizer),
     "en_person": _own(EnPersonRecognizer),
     "luhn_card": _own(LuhnCardRecognizer),
     "us_address": _own(UsAddressRecognizer),

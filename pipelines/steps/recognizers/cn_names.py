@@ -39,6 +39,9 @@ def _name_rule() -> re.Pattern[str]:
     return re.compile(f"(?:{'|'.join(surnames)})(?:{'|'.join(given)})")
 
 
+_HAN_CHARACTER = re.compile(_HAN)
+
+
 @lru_cache(maxsize=1)
 def _jieba():
     import jieba
@@ -53,7 +56,13 @@ def _jieba():
 
 @lru_cache(maxsize=4096)
 def posseg(text: str) -> tuple[tuple[str, str, int], ...]:
-    """jieba.posseg tokens of `text` as (word, flag, start offset)."""
+    """jieba.posseg tokens of `text` as (word, flag, start offset); none without Han text.
+
+    Both recognizers here only report Han-character spans, so a text without one (an English
+    message under the residual gate's every-pack scan) is not segmented.
+    """
+    if not _HAN_CHARACTER.search(text):
+        return ()
     tokens, position = [], 0
     for pair in _jieba().cut(text):
         tokens.append((pair.word, pair.flag, position))

@@ -3,7 +3,8 @@
 Presidio's phone recognizer checks eight regions at strict leniency. This one lets
 phonenumbers' matcher find possible numbers (a national number without country code is read as
 American; one with a country code as that country's) and keeps extensions ("ext. 204", "x31")
-in the span.
+in the span. An international prefix written as `00` ("001-526-422-4393", "0044 20 7946 0958",
+common outside North America) is read as `+`: phonenumbers' US pass only knows `011`.
 """
 
 import re
@@ -15,6 +16,7 @@ from pipelines.steps.recognizers.base import RegexRecognizer, has_context
 REGIONS = ("US",)
 """Numbers with a country code (+44 ..., 0049 ...) are found in any region's pass."""
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
+_DOUBLE_ZERO_PREFIX = re.compile(r"(?<![\d+])00(?=[1-9])")
 _EXTENSION = re.compile(r"\s*(?:,\s*)?(?:ext\.?|extension|x|#)\s*\d{1,6}", re.IGNORECASE)
 
 
@@ -28,11 +30,15 @@ class IntlPhoneRecognizer(RegexRecognizer):
         if self.ENTITY not in entities or sum(c.isdigit() for c in text) < 7:
             return []
         spans: dict[tuple[int, int], float] = {}
+        # " +" has the length of "00": offsets into `searched` are offsets into `text`.
+        searched = _DOUBLE_ZERO_PREFIX.sub(" +", text)
         for region in REGIONS:
             for match in phonenumbers.PhoneNumberMatcher(
-                text, region, leniency=phonenumbers.Leniency.POSSIBLE
+                searched, region, leniency=phonenumbers.Leniency.POSSIBLE
             ):
                 start, end = match.start, match.end
+                if searched[start] == "+" and text[start] == "0":
+                    start -= 1  # the span covers the written "00"
                 digits = sum(c.isdigit() for c in match.raw_string)
                 if digits < 7 or _glued(text, start, end) or _DATE.fullmatch(match.raw_string):
                     continue

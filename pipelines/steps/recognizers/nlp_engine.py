@@ -7,6 +7,8 @@ registry: a blank `zh` pipeline tokenizes by character for Presidio's context ma
 Chinese recognizers segment with jieba themselves.
 """
 
+from collections.abc import Iterator
+
 import spacy
 from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
 from spacy.tokens import Doc
@@ -36,8 +38,40 @@ class PackNlpEngine(SpacyNlpEngine):
         """Artifacts from the tokenizer alone (no NER), for texts NER has nothing to find in."""
         return self._doc_to_nlp_artifact(self.nlp[language].make_doc(text), language)
 
+    def entities_batch(
+        self, texts: list[str], language: str, *, batch_size: int
+    ) -> Iterator[NlpArtifacts]:
+        """NER entities per text, without the token lists that context matching needs.
+
+        For the scrubber's NER-only re-reads (`pii._ner_texts`): building keywords per token
+        costs as much as NER itself on short texts.
+        """
+        for doc in self.nlp[language].pipe(texts, batch_size=batch_size):
+            entities, scores = self._get_updated_entities(
+                self._get_entities(doc), self._get_scores_for_entities(doc)
+            )
+            yield NlpArtifacts(
+                entities=entities,
+                tokens=doc,
+                tokens_indices=[],
+                lemmas=[],
+                nlp_engine=self,
+                language=language,
+                scores=scores,
+            )
+
     def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
-        artifacts = super()._doc_to_nlp_artifact(doc, language)
-        artifacts.lemmas = [token.lower_ for token in doc]
-        artifacts.keywords = artifacts.set_keywords(self, artifacts.lemmas, language)
-        return artifacts
+        # Presidio's version reads lemmas (absent: no lemmatizer) and derives keywords from
+        # them; ours derives them once, from lower-cased tokens.
+        entities, scores = self._get_updated_entities(
+            self._get_entities(doc), self._get_scores_for_entities(doc)
+        )
+        return NlpArtifacts(
+            entities=entities,
+            tokens=doc,
+            tokens_indices=[token.idx for token in doc],
+            lemmas=[token.lower_ for token in doc],
+            nlp_engine=self,
+            language=language,
+            scores=scores,
+        )
