@@ -5,9 +5,12 @@ Reads the curated corpus, raw corpus, ground truth and converted base model that
 (`make demo`) left under the data root, trains one LoRA adapter per epsilon with the default
 profile's training settings (the same split, steps, batch and sequence length), and runs the
 pipeline's own audit (`pipelines.steps.audit_suite.audit_model`) on each. Prints one table row
-per model and the seconds the audit took; writes nothing but adapters under a temporary folder.
+per model, the exposure of every canary (ids and numbers only, never a secret), the seconds each
+audit part took and the load average while it ran; writes nothing but adapters under a temporary
+folder (and the rows to --json).
 
-    .venv/bin/python benchmarks/audit_sweep.py --data-root var [--epsilons 1,4,8,none]
+    .venv/bin/python benchmarks/audit_sweep.py --data-root var [--epsilons 1,4,8,none] \
+        [--json benchmarks/out/audit_sweep.json]
 """
 
 import argparse
@@ -68,6 +71,7 @@ def main() -> None:
         seed=cfg.audit.seed,
     )
     print(f"data root {root}: {len(curated)} curated records, {len(canaries)} canaries")
+    print(f"candidates per canary {settings.candidates}, load average {os.getloadavg()}")
     print(f"torch threads {torch.get_num_threads()}, device cpu, profile {args.profile}")
     rows = []
     for token in args.epsilons.split(","):
@@ -106,6 +110,8 @@ def main() -> None:
             started = time.monotonic()
             audit = audit_model(model, tokenizer, data, settings)
             audit_s = time.monotonic() - started
+            load = os.getloadavg()
+        exposures = [c["exposure_bits"] for c in audit["canaries"]]
         rows.append(
             {
                 "target_epsilon": tcfg.target_epsilon if private else None,
@@ -115,6 +121,23 @@ def main() -> None:
                 "heldout_loss_before": result.heldout_loss_before,
                 "heldout_loss_after": result.heldout_loss_after,
                 "max_exposure_bits": audit["max_exposure_bits"],
+                "mean_exposure_bits": sum(exposures) / len(exposures),
+                "canaries": [
+                    {
+                        key: c[key]
+                        for key in (
+                            "canary_id",
+                            "insertions",
+                            "in_training",
+                            "method",
+                            "rank",
+                            "candidates",
+                            "exposure_bits",
+                            "rank_exposure_bits",
+                        )
+                    }
+                    for c in audit["canaries"]
+                ],
                 "exposure_by_insertions": {
                     str(n): max(
                         (c["exposure_bits"] for c in audit["canaries"] if c["insertions"] == n),
@@ -130,14 +153,16 @@ def main() -> None:
                 "backdoor_rate": None if audit["backdoor"] is None else audit["backdoor"]["rate"],
                 "train_seconds": round(train_s, 1),
                 "audit_seconds": round(audit_s, 1),
+                "audit_part_seconds": audit["seconds"],
+                "load_average_1_5_15_after_audit": [round(x, 2) for x in load],
             }
         )
         print(json.dumps(rows[-1]), flush=True)
 
     print()
     print(
-        "| target ε | accountant ε | σ | held-out loss | max exposure (bits) | "
-        "exposure ×1/×4/×16 | max MIA AUC | empirical ε ≥ | backdoor rate | audit s |"
+        "| target ε | accountant ε | σ | held-out loss | max / mean exposure (bits) | "
+        "max exposure ×1/×4/×16 | max MIA AUC | empirical ε ≥ | backdoor rate | audit s |"
     )
     print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     for row in rows:
@@ -149,8 +174,30 @@ def main() -> None:
         backdoor = "–" if row["backdoor_rate"] is None else f"{row['backdoor_rate']:.2f}"
         print(
             f"| {eps} | {acc} | {row['noise_multiplier']:.3f} | {row['heldout_loss_after']:.3f} | "
-            f"{row['max_exposure_bits']:.2f} | {by_n} | {row['max_mia_auc']:.3f} | "
+            f"{row['max_exposure_bits']:.2f} / {row['mean_exposure_bits']:.2f} | {by_n} | "
+            f"{row['max_mia_auc']:.3f} | "
             f"{row['empirical_epsilon']:.2f} | {backdoor} | {row['audit_seconds']:.0f} |"
+        )
+    print("\n| target ε | " + " | ".join(c["canary_id"] for c in rows[0]["canaries"]) + " |")
+    print("|---|" + "---:|" * len(rows[0]["canaries"]))
+    print(
+        "| insertions / method | "
+        + " | ".join(f"×{c['insertions']} {c['method']}" for c in rows[0]["canaries"])
+        + " |"
+    )
+    for row in rows:
+        eps = "no DP" if row["target_epsilon"] is None else f"{row['target_epsilon']:g}"
+        cells = " | ".join(f"{c['exposure_bits']:.2f} (rank {c['rank']})" for c in row["canaries"])
+        print(f"| {eps} | {cells} |")
+    print("\n| target ε | exposure | membership inference | PII extraction | backdoor | load avg |")
+    print("|---|---:|---:|---:|---:|---|")
+    for row in rows:
+        eps = "no DP" if row["target_epsilon"] is None else f"{row['target_epsilon']:g}"
+        part = row["audit_part_seconds"]
+        print(
+            f"| {eps} | {part['exposure']:.0f} s | {part['membership_inference']:.0f} s | "
+            f"{part['pii_extraction']:.0f} s | {part['backdoor']:.0f} s | "
+            f"{'/'.join(str(x) for x in row['load_average_1_5_15_after_audit'])} |"
         )
     base = rows[0]["heldout_loss_before"]
     print(f"\nheld-out loss of the untouched base model: {base:.4f}")

@@ -1,36 +1,36 @@
-"""Canary exposure (The Secret Sharer): ranking, exposure arithmetic, and no secret leaks."""
+"""Canary exposure (The Secret Sharer): ranking, exposure arithmetic, the prefix-tree scorer, the
+10,000-candidate floor, and no secret leaks."""
 
+import copy
+import itertools
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from peft import LoraConfig, get_peft_model
 
+from pipelines.steps import audit
 from pipelines.steps.audit import (
     CanarySpec,
     ExposureResult,
     canary_exposure,
     continuation_nll,
     max_exposure,
+    prefix_tree_nll,
+)
+from pipelines.steps.config import (
+    MIN_AUDIT_CANDIDATES,
+    ConfigError,
+    PipelineConfig,
+    load_config,
 )
 from pipelines.steps.modelstore import load_base_model
 from tests.tiny_model import make_tiny_model_dir
 
 PREFIX = "My pin is "
-
-
-class FavouriteTokenLM(torch.nn.Module):
-    """A fake causal LM that always predicts one token id far more likely than any other."""
-
-    def __init__(self, vocab_size: int, favourite: int) -> None:
-        super().__init__()
-        self.bias = torch.nn.Parameter(torch.zeros(vocab_size))
-        with torch.no_grad():
-            self.bias[favourite] = 10.0
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> SimpleNamespace:
-        return SimpleNamespace(logits=self.bias.expand(*input_ids.shape, -1))
+MEMORIZED = "7351"
+LONG_PREFIX, LONG_MEMORIZED = "The code is ", "735190"
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +39,36 @@ def tiny(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def sevens_lm(tiny):
-    _, tokenizer = tiny
-    seven = tokenizer.convert_tokens_to_ids("7")
-    return FavouriteTokenLM(len(tokenizer), seven), tokenizer
+def memorizer(tiny):
+    """The tiny Llama trained on two canary sentences until it has learned them by heart."""
+    base, tokenizer = tiny
+    model = copy.deepcopy(base).train()
+    texts = [PREFIX + MEMORIZED + ".", LONG_PREFIX + LONG_MEMORIZED + "."]
+    batch = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-2)
+    torch.manual_seed(0)
+    for _ in range(60):
+        optimizer.zero_grad()
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+    return model.eval(), tokenizer
+
+
+@pytest.fixture(scope="module")
+def lora_tiny(tiny):
+    """The tiny Llama under a PEFT LoRA adapter with non-zero weights, as the audit sees it."""
+    base, tokenizer = tiny
+    model = get_peft_model(
+        copy.deepcopy(base),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0),
+    )
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.2)
+    return model.eval(), tokenizer
 
 
 def canary(secret: str, *, canary_id: str = "c-1") -> CanarySpec:
@@ -56,52 +82,97 @@ def canary(secret: str, *, canary_id: str = "c-1") -> CanarySpec:
     )
 
 
-def test_when_the_secret_is_the_most_likely_candidate_then_exposure_is_maximal(sevens_lm):
-    model, tokenizer = sevens_lm
-    [result] = canary_exposure(model, tokenizer, [canary("77")], n_candidates=100, seed=0)
-    assert (result.rank, result.candidates) == (1, 100)  # 10^2 <= 100: enumerated
-    assert result.exposure_bits == pytest.approx(math.log2(100))
+def three_digit_space() -> list[str]:
+    return ["".join(c) for c in itertools.product("0123456789", repeat=3)]
 
 
-def test_when_candidates_are_strictly_more_likely_then_they_rank_above_the_secret(sevens_lm):
-    model, tokenizer = sevens_lm
-    [result] = canary_exposure(model, tokenizer, [canary("12")], n_candidates=100, seed=0)
-    # The 19 two-digit strings holding a 7 are strictly more likely; the other 80 tie with it.
-    assert result.rank == 20
-    assert result.exposure_bits == pytest.approx(math.log2(100) - math.log2(20))
+@pytest.mark.parametrize("which", ["tiny", "memorizer", "lora_tiny"])
+def test_the_prefix_tree_scorer_gives_the_full_sequence_log_perplexities(which, request):
+    model, tokenizer = request.getfixturevalue(which)
+    # every 3-digit string, plus continuations of other lengths and ones whose first token merges
+    # with the prefix's last (" 7" vs " " + "7"), so the tree has leaves at several depths
+    continuations = [
+        *three_digit_space()[::3],
+        "12",
+        "5",
+        "7351",
+        "code 77",
+        " blue",
+        "x9y",
+        "0000000",
+    ]
+    tree = prefix_tree_nll(
+        model, tokenizer, PREFIX, continuations, batch_size=37, block_size=257
+    )  # small batches and blocks: many trees, partial batches
+    naive = continuation_nll(model, tokenizer, PREFIX, continuations)
+    assert tree.shape == naive.shape == (len(continuations),)
+    np.testing.assert_allclose(tree, naive, rtol=0, atol=1e-4)
+    assert np.all(naive > 0) and len(set(np.round(naive, 6))) > len(continuations) // 2
 
 
-def test_when_the_space_is_large_then_exposure_is_estimated_from_sampled_candidates(sevens_lm):
-    model, tokenizer = sevens_lm
-    results = canary_exposure(model, tokenizer, [canary("7777")], n_candidates=50, seed=3)
-    assert (results[0].rank, results[0].candidates) == (1, 51)
-    assert results[0].rank_exposure_bits == pytest.approx(math.log2(51))  # capped: log2(m + 1)
+def test_when_the_model_memorized_the_secret_then_it_ranks_first_among_10000(memorizer):
+    model, tokenizer = memorizer
+    [result] = canary_exposure(
+        model, tokenizer, [canary(MEMORIZED)], n_candidates=MIN_AUDIT_CANDIDATES, seed=0
+    )
+    # 10^4 candidates: the whole 4-digit space, enumerated, the secret on top
+    assert (result.rank, result.candidates, result.method) == (1, 10_000, "enumeration")
+    assert result.exposure_bits == pytest.approx(math.log2(10_000))
+
+
+def test_when_the_model_never_saw_the_secret_then_its_exact_rank_is_the_naive_one(tiny):
+    model, tokenizer = tiny
+    space = three_digit_space()
+    naive = continuation_nll(model, tokenizer, PREFIX, space)
+    for secret in ("418", "902"):
+        [result] = canary_exposure(model, tokenizer, [canary(secret)], n_candidates=1000, seed=0)
+        expected_rank = 1 + int((naive < naive[space.index(secret)]).sum())
+        assert (result.rank, result.candidates) == (expected_rank, 1000)
+        assert result.exposure_bits == pytest.approx(math.log2(1000) - math.log2(expected_rank))
+        assert 1 < result.rank < 1000  # an untrained model: somewhere in the middle
+
+
+def test_when_the_space_is_large_then_exposure_is_extrapolated_from_sampled_candidates(memorizer):
+    model, tokenizer = memorizer
+    memorized = CanarySpec("c-6", LONG_PREFIX, LONG_MEMORIZED, "0123456789", 6, 16)
+    [result] = canary_exposure(model, tokenizer, [memorized], n_candidates=2000, seed=3)
+    assert (result.rank, result.candidates, result.method) == (1, 2001, "skewnorm")
+    assert result.rank_exposure_bits == pytest.approx(math.log2(2001))  # capped: log2(m + 1)
     # the skew-normal extrapolation is not capped: a secret the model prefers scores higher
-    assert results[0].method == "skewnorm" and results[0].exposure_bits > math.log2(51)
-    again = canary_exposure(model, tokenizer, [canary("1234")], n_candidates=50, seed=3)
-    assert again == canary_exposure(model, tokenizer, [canary("1234")], n_candidates=50, seed=3)
+    assert result.exposure_bits > math.log2(2001)
+    other = CanarySpec("c-7", LONG_PREFIX, "123456", "0123456789", 6, 1)
+    again = canary_exposure(model, tokenizer, [other], n_candidates=300, seed=3)
+    assert again == canary_exposure(model, tokenizer, [other], n_candidates=300, seed=3)
+    assert again[0].rank > 1 and again[0].exposure_bits < result.exposure_bits
 
 
-def test_results_carry_no_secret(sevens_lm):
-    model, tokenizer = sevens_lm
+def test_when_the_prefix_tree_disagrees_with_full_sequences_then_the_audit_fails_closed(
+    tiny, monkeypatch
+):
+    model, tokenizer = tiny
+    real = audit.prefix_tree_nll
+
+    def off_by_a_little(*args, **kwargs):
+        scores = real(*args, **kwargs)
+        scores[0] -= 0.01  # the secret made to look more likely than it is
+        return scores
+
+    monkeypatch.setattr(audit, "prefix_tree_nll", off_by_a_little)
+    with pytest.raises(RuntimeError, match="canary c-1: prefix-tree scores differ"):
+        canary_exposure(model, tokenizer, [canary("42")], n_candidates=100, seed=0)
+
+
+def test_results_and_errors_carry_no_secret(tiny, monkeypatch):
+    model, tokenizer = tiny
     spec = canary("4821")
     [result] = canary_exposure(model, tokenizer, [spec], n_candidates=20, seed=0)
     assert isinstance(result, ExposureResult)
     assert "4821" not in repr(result) and "4821" not in str(vars(result))
     assert "4821" not in repr(spec)
-
-
-def test_continuation_nll_matches_a_manual_sum_on_the_tiny_model(tiny):
-    model, tokenizer = tiny
-    [nll] = continuation_nll(model, tokenizer, PREFIX, ["42"])
-    prefix_ids = tokenizer(PREFIX, add_special_tokens=False)["input_ids"]
-    ids = torch.tensor([tokenizer(PREFIX + "42", add_special_tokens=False)["input_ids"]])
-    with torch.no_grad():
-        log_probs = torch.log_softmax(model(ids).logits[0], dim=-1)
-    expected = -sum(
-        log_probs[j - 1, ids[0, j]].item() for j in range(len(prefix_ids), ids.shape[1])
-    )
-    assert nll == pytest.approx(expected, abs=1e-4)
+    monkeypatch.setattr(audit, "SELF_CHECK_ATOL", -1.0)  # every comparison fails
+    with pytest.raises(RuntimeError) as failure:
+        canary_exposure(model, tokenizer, [spec], n_candidates=20, seed=0)
+    assert "4821" not in str(failure.value)
 
 
 def test_real_model_exposure_is_between_zero_and_the_cap(tiny):
@@ -110,7 +181,7 @@ def test_real_model_exposure_is_between_zero_and_the_cap(tiny):
         model, tokenizer, [canary("31"), canary("5090", canary_id="c-2")], n_candidates=30, seed=0
     )
     assert [r.candidates for r in results] == [31, 31]
-    assert all(0 <= r.exposure_bits <= math.log2(r.candidates) for r in results)
+    assert all(0 <= r.rank_exposure_bits <= math.log2(r.candidates) for r in results)
     assert max_exposure(results) == max(r.exposure_bits for r in results)
 
 
@@ -137,3 +208,20 @@ def test_when_the_secret_is_far_below_sampled_candidates_then_skewnorm_exposure_
     assert skewnorm_exposure(10.0, candidates) > math.log2(101) + 3
     # an unremarkable secret sits near the median: about one bit
     assert skewnorm_exposure(30.0, candidates) == pytest.approx(1.0, abs=0.5)
+
+
+@pytest.mark.parametrize("profile", ["default", "quick"])
+def test_the_bundled_profiles_rank_every_canary_among_at_least_10000_candidates(profile):
+    assert load_config(profile).audit.candidates >= MIN_AUDIT_CANDIDATES == 10_000
+
+
+def test_when_a_profile_asks_for_fewer_than_10000_candidates_then_it_is_refused(tmp_path):
+    bad = tmp_path / "few.yaml"
+    bad.write_text("profile: mine\naudit:\n  candidates: 9999\n")
+    with pytest.raises(ConfigError, match=r"audit\.candidates: 9999 is below 10,000"):
+        load_config(str(bad))
+    assert PipelineConfig().audit.candidates == 10_000  # the default passes
+    # only the test profile may use a small space (tiny models in unit tests)
+    assert PipelineConfig.model_validate(
+        {"profile": "test", "audit": {"candidates": 20}}
+    ).audit.candidates == (20)

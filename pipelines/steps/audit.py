@@ -8,10 +8,18 @@ secret's rank among the candidates gives its exposure in bits:
     exposure = log2(candidates) - log2(rank)
 
 where rank = 1 + the number of candidates with a strictly lower NLL than the secret. When the
-whole space fits in `n_candidates` it is enumerated (candidates = |space|, the secret included).
-Otherwise m = `n_candidates` distinct random non-secret candidates are scored and exposure is
-estimated as log2((m + 1) / rank) (candidates = m + 1): the estimate is capped at log2(m + 1)
-bits, so a bound on exposure can only fail if it is below that cap.
+whole space fits in `n_candidates` it is enumerated (candidates = |space|, the secret included)
+and the rank is exact. Otherwise m = `n_candidates` distinct random non-secret candidates are
+scored; the gate reads the skew-normal extrapolation of Carlini et al. (not capped), and the
+sampled rank gives log2((m + 1) / rank), capped at log2(m + 1) bits.
+
+Scoring 10,000+ candidates per canary is affordable on a CPU because the candidates share
+almost everything: `prefix_tree_nll` runs the prefix once, keeps its KV cache, and walks a
+prefix tree of the candidates' token sequences level by level, one new token per tree node
+(with SmolLM2's one-token-per-digit tokenizer, a 4-digit space is 10 + 100 + 1,000 forward
+positions instead of 10,000 full sequences). Every call is checked against the plain
+full-sequence scorer (`continuation_nll`) on a few candidates, the secret included, and fails
+closed when they disagree.
 
 Results carry canary ids and numbers only, never a secret.
 """
@@ -22,7 +30,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedTokenizerBase
+
+SELF_CHECK_CANDIDATES = 4
+"""Candidates (the secret first) that every exposure run also scores with the full-sequence
+scorer: the prefix-tree scores must agree with them within SELF_CHECK_ATOL nats."""
+SELF_CHECK_ATOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -87,7 +100,7 @@ def canary_exposure(
     *,
     n_candidates: int,
     seed: int,
-    batch_size: int = 64,
+    batch_size: int = 256,
 ) -> list[ExposureResult]:
     """Rank each canary's secret among candidates of the same format by model likelihood.
 
@@ -98,10 +111,13 @@ def canary_exposure(
         n_candidates: Enumerate the space if it is at most this large, else sample this many
             distinct non-secret candidates.
         seed: Seed of the numpy generator that samples candidates (canaries in order).
-        batch_size: Sequences per forward pass.
+        batch_size: Prefix-tree nodes per forward pass.
 
     Returns:
         One result per canary, in order, without the secrets.
+
+    Raises:
+        RuntimeError: The prefix-tree scores disagree with the full-sequence scorer.
     """
     rng = np.random.default_rng(seed)
     was_training = model.training
@@ -120,9 +136,11 @@ def canary_exposure(
             else:
                 others = _sample_candidates(canary, n_candidates, rng)
                 candidates = n_candidates + 1
-            scores = continuation_nll(
-                model, tokenizer, canary.prefix, [canary.secret, *others], batch_size=batch_size
+            sequences = [canary.secret, *others]
+            scores = prefix_tree_nll(
+                model, tokenizer, canary.prefix, sequences, batch_size=batch_size
             )
+            _check_against_full_sequences(model, tokenizer, canary, sequences, scores)
             rank = 1 + int((scores[1:] < scores[0]).sum())
             rank_bits = math.log2(candidates) - math.log2(rank)
             sampled = space > n_candidates
@@ -219,6 +237,201 @@ def continuation_nll(
             nll = -(token_log_probs * scored.to(device)).sum(dim=1)
             scores[first : first + len(chunk)] = nll.double().cpu().numpy()
     return scores
+
+
+def prefix_tree_nll(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prefix: str,
+    continuations: list[str],
+    *,
+    batch_size: int = 256,
+    block_size: int = 4096,
+) -> np.ndarray:
+    """`continuation_nll`'s numbers, computed once per distinct token prefix with KV-cache reuse.
+
+    Tokenization and the tokens scored are exactly `continuation_nll`'s. The context shared by
+    every sequence runs once; its KV cache is reused by a prefix tree of the remaining token
+    sequences: each tree node (a distinct proper prefix of some sequence) is one forward
+    position, fed its last token with the cached keys and values of its ancestors, and its
+    log-probabilities score every child token. Sequences are sorted and cut into blocks of
+    `block_size`, each with its own tree, so memory stays bounded (the KV of each node's own
+    token is kept, about 46 KB per node for SmolLM2-135M).
+
+    Args:
+        model: A causal LM with a Hugging Face `DynamicCache` (Llama and most others),
+            wrapped by PEFT or not, in eval mode.
+        tokenizer: Its tokenizer.
+        prefix: The text before every continuation.
+        continuations: The texts to score.
+        batch_size: Tree nodes per forward pass.
+        block_size: Sequences per prefix tree.
+
+    Returns:
+        Float64 array, one summed NLL (nats) per continuation.
+
+    Raises:
+        ValueError: The prefix leaves no context token, or a continuation adds no token.
+        TypeError: The model's cache is not a `DynamicCache` of plain layers.
+    """
+    prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    sequences = tokenizer([prefix + c for c in continuations], add_special_tokens=False)[
+        "input_ids"
+    ]
+    starts = [_common_prefix_length(prefix_ids, ids) for ids in sequences]
+    context = min(starts)
+    if context == 0:
+        raise ValueError(f"prefix {prefix[:20]!r}... leaves no context token to condition on")
+    suffixes = [tuple(ids[context:]) for ids in sequences]
+    if not all(suffixes):
+        raise ValueError("a continuation adds no token after the prefix: nothing to score")
+    device = next(model.parameters()).device
+    scores = np.empty(len(suffixes), dtype=np.float64)
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([prefix_ids[:context]], device=device), use_cache=True)
+        root_kv = _cache_layers(out.cache)
+        root_log_probs = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        order = sorted(range(len(suffixes)), key=suffixes.__getitem__)
+        for first in range(0, len(order), block_size):
+            block = order[first : first + block_size]
+            scores[block] = _score_tree(
+                model,
+                root_kv,
+                root_log_probs,
+                [suffixes[i] for i in block],
+                [starts[i] - context for i in block],
+                batch_size=batch_size,
+            )
+    return scores
+
+
+def _score_tree(
+    model: torch.nn.Module,
+    root_kv: list[tuple[torch.Tensor, torch.Tensor]],
+    root_log_probs: torch.Tensor,
+    suffixes: list[tuple[int, ...]],
+    skips: list[int],
+    *,
+    batch_size: int,
+) -> np.ndarray:
+    """Summed NLL of each suffix's tokens from index `skip` on, over one prefix tree."""
+    # Node 0 is the root (the shared context); node n > 0 is a distinct proper prefix of a suffix.
+    node_of: dict[tuple[int, ...], int] = {(): 0}
+    token_of, parent_of, depth_of = [-1], [-1], [0]
+    for suffix in suffixes:
+        for j in range(1, len(suffix)):
+            if suffix[:j] not in node_of:
+                node_of[suffix[:j]] = len(token_of)
+                token_of.append(suffix[j - 1])
+                parent_of.append(node_of[suffix[: j - 1]])
+                depth_of.append(j)
+    # The (node, next token) edges each suffix's scored tokens follow.
+    paths = [
+        [(node_of[suffix[:j]], suffix[j]) for j in range(skip, len(suffix))]
+        for suffix, skip in zip(suffixes, skips, strict=True)
+    ]
+    wanted: dict[int, set[int]] = {}
+    for path in paths:
+        for node, token in path:
+            wanted.setdefault(node, set()).add(token)
+    edge_log_prob: dict[tuple[int, int], float] = {
+        (0, token): value
+        for token, value in zip(
+            sorted(wanted.get(0, ())),
+            root_log_probs[sorted(wanted.get(0, ()))].tolist(),
+            strict=True,
+        )
+    }
+    n_nodes = len(token_of)
+    layers = len(root_kv)
+    _, heads, _, head_dim = root_kv[0][0].shape
+    keys = root_kv[0][0].new_empty((layers, n_nodes, heads, head_dim))
+    values = root_kv[0][1].new_empty((layers, n_nodes, heads, head_dim))
+    ancestors: list[list[int]] = [[]] * n_nodes  # nodes at depths 1..d-1 above node n
+    for node in range(1, n_nodes):
+        parent = parent_of[node]
+        ancestors[node] = [*ancestors[parent], parent] if parent else []
+    by_depth: dict[int, list[int]] = {}
+    for node in range(1, n_nodes):
+        by_depth.setdefault(depth_of[node], []).append(node)
+    device = root_log_probs.device
+    for depth in sorted(by_depth):
+        nodes = by_depth[depth]
+        for first in range(0, len(nodes), batch_size):
+            batch = nodes[first : first + batch_size]
+            index = torch.tensor(batch, device=device)
+            above = torch.tensor([ancestors[n] for n in batch], device=device, dtype=torch.long)
+            past = []
+            for layer, (root_k, root_v) in enumerate(root_kv):
+                shape = (len(batch), *root_k.shape[1:])
+                if depth > 1:
+                    # (batch, depth - 1, heads, dim) -> (batch, heads, depth - 1, dim)
+                    k = keys[layer][above].transpose(1, 2)
+                    v = values[layer][above].transpose(1, 2)
+                    past.append(
+                        (
+                            torch.cat([root_k.expand(shape), k], dim=2),
+                            torch.cat([root_v.expand(shape), v], dim=2),
+                        )
+                    )
+                else:
+                    past.append(
+                        (root_k.expand(shape).contiguous(), root_v.expand(shape).contiguous())
+                    )
+            out = model(
+                input_ids=torch.tensor([[token_of[n]] for n in batch], device=device),
+                cache=DynamicCache(ddp_cache_data=past),
+                use_cache=True,
+            )
+            for layer, (k, v) in enumerate(_cache_layers(out.cache)):
+                keys[layer, index] = k[:, :, -1]
+                values[layer, index] = v[:, :, -1]
+            log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+            rows = [row for row, n in enumerate(batch) for _ in wanted.get(n, ())]
+            edges = [(n, t) for n in batch for t in sorted(wanted.get(n, ()))]
+            picked = log_probs[rows, [t for _, t in edges]].tolist() if edges else []
+            edge_log_prob.update(zip(edges, picked, strict=True))
+    return np.array(
+        [-sum(edge_log_prob[edge] for edge in path) for path in paths], dtype=np.float64
+    )
+
+
+def _cache_layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(keys, values) per layer, each (batch, kv heads, positions, head dim), of a DynamicCache."""
+    if not isinstance(cache, DynamicCache) or any(
+        getattr(layer, "is_sliding", True) or getattr(layer, "keys", None) is None
+        for layer in cache.layers
+    ):
+        raise TypeError(
+            f"the prefix-tree scorer needs a DynamicCache of full-attention layers, got "
+            f"{type(cache).__name__}"
+        )
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _check_against_full_sequences(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    canary: CanarySpec,
+    sequences: list[str],
+    scores: np.ndarray,
+) -> None:
+    """Fail closed when the prefix-tree scores differ from full-sequence scores.
+
+    The secret (index 0) and a few evenly spaced candidates are rescored the plain way.
+    """
+    picked = sorted(
+        {0, *np.linspace(0, len(sequences) - 1, SELF_CHECK_CANDIDATES, dtype=int).tolist()}
+    )
+    reference = continuation_nll(
+        model, tokenizer, canary.prefix, [sequences[i] for i in picked], batch_size=len(picked)
+    )
+    worst = float(np.max(np.abs(reference - scores[picked])))
+    if not worst <= SELF_CHECK_ATOL:
+        raise RuntimeError(
+            f"canary {canary.canary_id}: prefix-tree scores differ from full-sequence scores by "
+            f"{worst:.2e} nats (> {SELF_CHECK_ATOL}); refusing to report an exposure"
+        )
 
 
 def _sample_candidates(canary: CanarySpec, n: int, rng: np.random.Generator) -> list[str]:

@@ -8,6 +8,7 @@ calls it for every epsilon. Only ids, counts and metrics leave it, never a secre
 """
 
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -30,7 +31,7 @@ Scanner = Callable[[list[Record]], list[tuple[str, list]]]
 class AuditSettings:
     """What the audit measures and how much (see AuditConfig)."""
 
-    candidates: int = 1000
+    candidates: int = 10_000
     mia_records: int = 64
     extraction_probes: int = 32
     backdoor_prompts: int = 8
@@ -83,13 +84,30 @@ def audit_model(
 
     Returns:
         `canaries` (rows per canary), `max_exposure_bits`, `membership_inference` (rows per
-        attack, with ROC points), `pii_extraction` (counts) and `backdoor` (rate or None).
+        attack, with ROC points), `pii_extraction` (counts), `backdoor` (rate or None) and
+        `seconds` (wall time of each part: exposure, membership_inference, pii_extraction,
+        backdoor).
     """
+    seconds: dict[str, float] = {}
+
+    def timed(part: str, run: Callable[[], object]):
+        started = time.perf_counter()
+        value = run()
+        seconds[part] = round(time.perf_counter() - started, 2)
+        return value
+
+    exposure = timed("exposure", lambda: _exposure(model, tokenizer, data, settings))
     return {
-        **_exposure(model, tokenizer, data, settings),
-        "membership_inference": _membership_inference(model, tokenizer, data, settings),
-        "pii_extraction": _pii_extraction(model, tokenizer, data, settings, scan),
-        "backdoor": _backdoor_rate(model, tokenizer, data, settings),
+        **exposure,
+        "membership_inference": timed(
+            "membership_inference",
+            lambda: _membership_inference(model, tokenizer, data, settings),
+        ),
+        "pii_extraction": timed(
+            "pii_extraction", lambda: _pii_extraction(model, tokenizer, data, settings, scan)
+        ),
+        "backdoor": timed("backdoor", lambda: _backdoor_rate(model, tokenizer, data, settings)),
+        "seconds": seconds,
     }
 
 

@@ -260,10 +260,21 @@ class TrainingConfig(_Section):
         return self
 
 
+MIN_AUDIT_CANDIDATES = 10_000
+"""Candidates per canary below which only the `test` profile may audit (issue #6)."""
+
+
 class AuditConfig(_Section):
     """The privacy audit."""
 
-    candidates: int = Field(1000, ge=10, description="Random candidates ranked per canary.")
+    candidates: int = Field(
+        MIN_AUDIT_CANDIDATES,
+        ge=10,
+        description="Candidates each canary's secret is ranked among (The Secret Sharer): the "
+        "whole space when it is no larger (exact rank), else this many sampled, with the "
+        f"skew-normal extrapolation. At least {MIN_AUDIT_CANDIDATES:,} in every profile but "
+        "`test`.",
+    )
     max_exposure_bits: float = Field(8.0, ge=0, description="Blocking bound on canary exposure.")
     canaries_file: str | None = Field(
         None,
@@ -291,6 +302,19 @@ class AuditConfig(_Section):
     )
     seed: int = 0
 
+    def check_candidates(self, profile: str) -> None:
+        """Refuse a canary audit below The Secret Sharer's 10,000 candidates outside tests.
+
+        Raises:
+            ValueError: naming `audit.candidates`.
+        """
+        if profile != "test" and self.candidates < MIN_AUDIT_CANDIDATES:
+            raise ValueError(
+                f"audit.candidates: {self.candidates} is below {MIN_AUDIT_CANDIDATES:,}; "
+                f"canary exposure needs at least {MIN_AUDIT_CANDIDATES:,} candidates per canary "
+                "(only the `test` profile may use fewer)"
+            )
+
 
 class RegistryConfig(_Section):
     """MLflow model registry."""
@@ -313,6 +337,11 @@ class PipelineConfig(_Section):
     training: TrainingConfig = TrainingConfig()
     audit: AuditConfig = AuditConfig()
     registry: RegistryConfig = RegistryConfig()
+
+    @model_validator(mode="after")
+    def _audit_candidates(self) -> "PipelineConfig":
+        self.audit.check_candidates(self.profile)
+        return self
 
 
 DATA_ROOT_ENV = "SOVTUNE_DATA_ROOT"
