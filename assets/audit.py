@@ -32,9 +32,11 @@ def privacy_audit(
 ) -> dict:
     """Canary exposure of the trained model (Carlini et al., The Secret Sharer).
 
-    Each canary planted in the corpus is ranked, by the model's likelihood, among random
-    candidates of the same format; exposure = log2(candidates) - log2(rank). A model that
-    memorized a canary ranks it first. Only canary ids and numbers are kept, never a secret.
+    Each canary planted in the corpus is ranked, by the model's likelihood, among
+    `audit.candidates` (at least 10,000) candidates of the same format: its whole space when
+    that is no larger (exact rank, exposure = log2(candidates) - log2(rank)), else that many
+    sampled, with the skew-normal extrapolation. A model that memorized a canary ranks it first.
+    Only canary ids and numbers are kept, never a secret.
     Membership inference (loss, zlib, Min-K%) on training members vs held-out non-members,
     PII extraction from raw prefixes, and the backdoor attack success rate follow. When the
     profile lists `audit.controls`, control models are trained and attacked the same way and
@@ -90,6 +92,7 @@ def privacy_audit(
             "pii_extraction_probes": extraction["probes"],
             "pii_values_extracted": extraction["extracted"],
             "backdoor_rate": float("nan") if backdoor is None else backdoor["rate"],
+            "audit_seconds": dg.MetadataValue.json(result["seconds"]),
             **(
                 {
                     "controls": dg.MetadataValue.md(

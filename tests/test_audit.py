@@ -177,9 +177,16 @@ def test_results_and_errors_carry_no_secret(tiny, monkeypatch):
 
 def test_real_model_exposure_is_between_zero_and_the_cap(tiny):
     model, tokenizer = tiny
+    seconds: dict[str, float] = {}
     results = canary_exposure(
-        model, tokenizer, [canary("31"), canary("5090", canary_id="c-2")], n_candidates=30, seed=0
+        model,
+        tokenizer,
+        [canary("31"), canary("5090", canary_id="c-2")],
+        n_candidates=30,
+        seed=0,
+        seconds=seconds,
     )
+    assert set(seconds) == {"c-1", "c-2"} and all(s >= 0 for s in seconds.values())
     assert [r.candidates for r in results] == [31, 31]
     assert all(0 <= r.rank_exposure_bits <= math.log2(r.candidates) for r in results)
     assert max_exposure(results) == max(r.exposure_bits for r in results)
@@ -225,3 +232,45 @@ def test_when_a_profile_asks_for_fewer_than_10000_candidates_then_it_is_refused(
     assert PipelineConfig.model_validate(
         {"profile": "test", "audit": {"candidates": 20}}
     ).audit.candidates == (20)
+
+
+def test_audit_model_times_every_part_and_reports_no_secret(tiny):
+    from pipelines.steps.audit_suite import AuditData, AuditSettings, audit_model
+    from pipelines.steps.records import Message, Record
+    from tests.tiny_model import synthetic_sentences
+
+    model, tokenizer = tiny
+    records = {
+        f"r{i}": Record(
+            f"r{i}",
+            "a.jsonl",
+            i + 1,
+            "chat",
+            (Message("user", "Status update please."), Message("assistant", text)),
+        )
+        for i, text in enumerate(synthetic_sentences(32, seed=5))
+    }
+    ids = sorted(records)
+    data = AuditData(
+        canaries=[canary("4821"), canary("660012", canary_id="c-2")],
+        canary_records={"c-1": ["r0"], "c-2": ["r1"]},
+        records=records,
+        train_ids=ids[:16],
+        heldout_ids=ids[16:],
+    )
+    settings = AuditSettings(candidates=300, mia_records=8, extraction_probes=0, backdoor_prompts=0)
+    result = audit_model(model, tokenizer, data, settings)
+    assert set(result["seconds"]) == {
+        "exposure",
+        "membership_inference",
+        "pii_extraction",
+        "backdoor",
+        "exposure_by_canary",
+    }
+    assert set(result["seconds"]["exposure_by_canary"]) == {"c-1", "c-2"}
+    assert [(r["canary_id"], r["method"], r["candidates"]) for r in result["canaries"]] == [
+        ("c-1", "skewnorm", 301),
+        ("c-2", "skewnorm", 301),
+    ]
+    assert [r["in_training"] for r in result["canaries"]] == [1, 1]
+    assert "4821" not in repr(result) and "660012" not in repr(result)

@@ -86,7 +86,7 @@ def audit_model(
         `canaries` (rows per canary), `max_exposure_bits`, `membership_inference` (rows per
         attack, with ROC points), `pii_extraction` (counts), `backdoor` (rate or None) and
         `seconds` (wall time of each part: exposure, membership_inference, pii_extraction,
-        backdoor).
+        backdoor, and exposure_by_canary: seconds by canary id).
     """
     seconds: dict[str, float] = {}
 
@@ -96,7 +96,8 @@ def audit_model(
         seconds[part] = round(time.perf_counter() - started, 2)
         return value
 
-    exposure = timed("exposure", lambda: _exposure(model, tokenizer, data, settings))
+    per_canary: dict[str, float] = {}
+    exposure = timed("exposure", lambda: _exposure(model, tokenizer, data, settings, per_canary))
     return {
         **exposure,
         "membership_inference": timed(
@@ -107,13 +108,20 @@ def audit_model(
             "pii_extraction", lambda: _pii_extraction(model, tokenizer, data, settings, scan)
         ),
         "backdoor": timed("backdoor", lambda: _backdoor_rate(model, tokenizer, data, settings)),
-        "seconds": seconds,
+        "seconds": {**seconds, "exposure_by_canary": per_canary},
     }
 
 
-def _exposure(model, tokenizer, data: AuditData, settings: AuditSettings) -> dict:
+def _exposure(
+    model, tokenizer, data: AuditData, settings: AuditSettings, seconds: dict[str, float]
+) -> dict:
     results = canary_exposure(
-        model, tokenizer, list(data.canaries), n_candidates=settings.candidates, seed=settings.seed
+        model,
+        tokenizer,
+        list(data.canaries),
+        n_candidates=settings.candidates,
+        seed=settings.seed,
+        seconds=seconds,
     )
     trained = set(data.train_ids)
     rows = [
