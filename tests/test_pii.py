@@ -6,6 +6,7 @@ import re
 import pytest
 from presidio_analyzer import AnalyzerEngine
 
+from pipelines.steps import pii
 from pipelines.steps.config import PIIConfig
 from pipelines.steps.pii import (
     Finding,
@@ -288,3 +289,74 @@ def test_when_analyzing_email_and_url_then_no_socket_is_opened() -> None:
 
     assert {f.entity_type for f in findings} == {"EMAIL_ADDRESS", "URL"}
     assert events == []
+
+
+def test_when_many_texts_then_two_processes_find_exactly_what_one_finds(
+    analyzer: AnalyzerEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = [
+        _record(f"r{i}", f"Jane Doe {i} wrote from jane{i}@acme.io, call 212-555-01{i:02d}.")
+        for i in range(12)
+    ] + [
+        Record(
+            "z",
+            "t.jsonl",
+            1,
+            "chat",
+            (Message("user", "我是王秀英，手机13800138000。"),),
+            language="zh",
+        )
+    ]
+    monkeypatch.setattr(pii, "PARALLEL_MIN_TEXTS", 10**9)
+    one_process = scan_records(records, analyzer, CFG)
+    monkeypatch.setattr(pii, "PARALLEL_MIN_TEXTS", 2)
+    monkeypatch.setattr(pii, "_cores", lambda: 2)
+
+    two_processes = scan_records(records, analyzer, CFG)
+
+    assert two_processes == one_process
+    assert {f.entity_type for _, findings in one_process for f in findings} >= {
+        "PERSON",
+        "EMAIL_ADDRESS",
+        "PHONE_NUMBER",
+        "CN_PHONE_NUMBER",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "spans", "windows"),
+    [
+        # one span: 32 characters either side, widened to the word edges
+        ("a" * 10 + " " + "b" * 40 + " XX " + "c" * 40 + " " + "d" * 10, [(52, 54)], [(11, 95)]),
+        # two spans closer than the window: one merged window
+        ("one two <P> three <Q> four", [(8, 11), (18, 21)], [(0, 26)]),
+        # two spans far apart: two windows
+        ("X " + "w " * 60 + "Y", [(0, 1), (122, 123)], [(0, 33), (90, 123)]),
+    ],
+)
+def test_when_a_later_pass_rereads_ner_then_windows_surround_each_replacement(
+    text: str, spans: list[tuple[int, int]], windows: list[tuple[int, int]]
+) -> None:
+    assert pii._ner_windows(text, spans) == windows
+
+
+def test_when_a_later_scrub_pass_runs_then_unchanged_messages_are_not_rescanned(
+    analyzer: AnalyzerEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = _record("r", "Call Jane Doe at 212-555-0142.", "Thanks, that is all for today.")
+    scanned: list[list[str]] = []
+    original = pii._analyze_texts
+
+    def remember(analyzer, texts, languages, cfg, *, batch_size, ner=True):
+        scanned.append(list(texts))
+        return original(analyzer, texts, languages, cfg, batch_size=batch_size, ner=ner)
+
+    monkeypatch.setattr(pii, "_analyze_texts", remember)
+
+    result = scrub_records([record], analyzer, CFG, key=KEY)
+
+    assert len(scanned) >= 2  # a first pass, then the changed message again
+    assert all(record.messages[1].content not in texts for texts in scanned[1:])
+    assert result.records[0].messages[0].content != record.messages[0].content
+    assert result.records[0].messages[1] == record.messages[1]
+    assert residual_pii(result.records, analyzer, pii.residual_config(CFG)) == {}

@@ -41,6 +41,46 @@ def analyzer() -> AnalyzerEngine:
         ("zh", "加我QQ 123456789 联系。", "123456789", "QQ_NUMBER"),
         ("zh", "我的微信号是 wx_abc123，方便联系。", "wx_abc123", "WECHAT_ID"),
         ("zh", "数据库密码：Tr0ub4dor&3x", "Tr0ub4dor&3x", "SECRET"),
+        # Issue #3 misses, one row per form.
+        ("en", "My phone is 001-526-422-4393, call after six.", "001-526-422-4393", "PHONE_NUMBER"),
+        ("en", "My phone is 001-683-567-9160x1108, ok?", "001-683-567-9160x1108", "PHONE_NUMBER"),
+        ("en", "Ring 0044 20 7946 0958 tomorrow.", "0044 20 7946 0958", "PHONE_NUMBER"),
+        ("en", "Call 212.555.0147 ext. 31 today.", "212.555.0147 ext. 31", "PHONE_NUMBER"),
+        ("en", "My passport number is 164913680.", "164913680", "US_PASSPORT"),
+        ("en", "My passport number is 670160794.", "670160794", "US_PASSPORT"),  # ABA-valid too
+        ("en", "Passport A12345678 was renewed.", "A12345678", "US_PASSPORT"),
+        ("en", "Driver license S3354635 expired.", "S3354635", "US_DRIVER_LICENSE"),
+        ("en", "The routing number is 021000021 for payroll.", "021000021", "ABA_ROUTING_NUMBER"),
+        (
+            "en",
+            "Block fd3a:f032:d61a:a2f7:a756:1c52:2749:959b on the firewall.",
+            "fd3a:f032:d61a:a2f7:a756:1c52:2749:959b",
+            "IP_ADDRESS",
+        ),
+        (
+            "en",
+            "Reset link: https://www.cox.biz/reset?token=Lt4bnlz2MPKgcjnC expires soon.",
+            "https://www.cox.biz/reset?token=Lt4bnlz2MPKgcjnC",
+            "URL",
+        ),
+        # a prefecture-level region code that stdnum's region table rejects; check char valid
+        (
+            "zh",
+            "我的身份证号是３３０５００１９４４０６０６０６６３。",
+            "３３０５００１９４４０６０６０６６３",
+            "CN_ID_CARD",
+        ),
+        (
+            "zh",
+            "身份证号620201195007308602。",
+            "620201195007308602",
+            "CN_ID_CARD",
+        ),  # stdnum KeyError
+        ("zh", "身份证 110105 19491231 002X 已核对", "110105 19491231 002X", "CN_ID_CARD"),
+        ("zh", "证件号1101-0519-4912-3100-2X。", "1101-0519-4912-3100-2X", "CN_ID_CARD"),
+        ("zh", "你好，我是市场部的马志远。", "马志远", "PERSON"),  # given name in no list
+        ("zh", "家属张天佑陪同就诊。", "张天佑", "PERSON"),
+        ("zh", "你好，我是市场部的欧阳子轩。", "欧阳子轩", "PERSON"),
     ],
 )
 def test_when_text_contains_entity_then_our_pack_finds_it(
@@ -64,6 +104,12 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("zh", "订单号123456789已发货。", "QQ_NUMBER"),  # no QQ context
         ("en", "We met at the office and looked at the dot plot.", "EMAIL_ADDRESS"),
         ("en", "The quarterly report was approved.", "DATE_OF_BIRTH"),
+        ("en", "My passport number is 670160794.", "ABA_ROUTING_NUMBER"),  # a passport word
+        ("en", "Order 164913680 shipped today.", "US_PASSPORT"),  # no passport word
+        ("en", "Driver license S3354635 expired.", "PERSON"),  # a name has no digits
+        ("en", "Block fd3a:f032:d61a:a2f7:a756:1c52:2749:959b on the firewall.", "PERSON"),
+        ("zh", "我是高兴的。", "PERSON"),  # 高 is a surname, 高兴 a dictionary word
+        ("zh", "患者今天高烧不退。", "PERSON"),
     ],
 )
 def test_when_value_fails_its_check_or_context_then_nothing_of_that_type(

@@ -72,6 +72,22 @@ def test_when_a_real_value_sits_next_to_a_surrogate_then_it_is_residual(
     assert residual_pii([tampered], analyzer, CFG) == {"EMAIL_ADDRESS": 1}
 
 
+@pytest.mark.parametrize(
+    ("content", "entity_type"),
+    [
+        ("The hire car 粤B12345 is in bay 4.", "CN_LICENSE_PLATE"),  # only the zh pack has it
+        ("Her 护照号码 is E12345678 now.", "CN_PASSPORT"),
+        ("我的身份证号是11010519491231002X。", "CN_ID_CARD"),
+    ],
+)
+def test_when_an_english_record_holds_a_chinese_identifier_then_the_gate_finds_it(
+    analyzer: AnalyzerEngine, content: str, entity_type: str
+) -> None:
+    record = _record(content)  # routed as English: the scrub scans it with the en pack only
+
+    assert residual_pii([record], analyzer, CFG).get(entity_type, 0) >= 1
+
+
 def test_when_stored_as_parquet_then_spans_survive_and_hold_no_original_value(
     scrubbed: Record,
 ) -> None:

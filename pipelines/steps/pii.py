@@ -22,6 +22,7 @@ from pathlib import Path
 import spacy.util
 import tldextract.tldextract
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
+from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import EngineResult, OperatorConfig
 from presidio_anonymizer.entities import RecognizerResult as AnonymizerResult
@@ -124,7 +125,10 @@ def build_analyzer(cfg: PIIConfig) -> AnalyzerEngine:
     nlp_engine = PackNlpEngine(cfg.spacy_model)
     nlp_engine.load()
     analyzer = AnalyzerEngine(
-        registry=registry, nlp_engine=nlp_engine, supported_languages=languages
+        registry=registry,
+        nlp_engine=nlp_engine,
+        supported_languages=languages,
+        context_aware_enhancer=_OwnContextFirstEnhancer(),
     )
     supported = {e for language in languages for e in analyzer.get_supported_entities(language)}
     unsupported = sorted(set(cfg.entities) - supported)
@@ -132,6 +136,28 @@ def build_analyzer(cfg: PIIConfig) -> AnalyzerEngine:
         # Presidio would only warn and skip them: those values would pass through unscrubbed.
         raise PIIEngineError(f"pii.entities: no recognizer for {', '.join(unsupported)}")
     return analyzer
+
+
+class _OwnContextFirstEnhancer(LemmaContextAwareEnhancer):
+    """Presidio's context enhancer, skipped when every result already weighed its context.
+
+    Our recognizers check their context words themselves and mark their results as enhanced,
+    which Presidio's enhancer then leaves alone, but only after deep-copying every result of
+    the text. When no result needs it (most texts), the copy is skipped.
+    """
+
+    def enhance_using_context(
+        self,
+        text: str,
+        raw_results: list[RecognizerResult],
+        nlp_artifacts,
+        recognizers: list,
+        context: list[str] | None = None,
+    ) -> list[RecognizerResult]:
+        enhanced = RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY
+        if all(r.recognition_metadata.get(enhanced) for r in raw_results):
+            return raw_results
+        return super().enhance_using_context(text, raw_results, nlp_artifacts, recognizers, context)
 
 
 class _FixedRegistry(RecognizerRegistry):
@@ -410,8 +436,9 @@ def _scan_messages(
     ]
 
 
-RESCAN_NER_WINDOW = 48
-"""Characters on each side of a replacement that NER re-reads in a later scrub pass."""
+RESCAN_NER_WINDOW = 32
+"""Characters on each side of a replacement that NER re-reads in a later scrub pass (about
+five words: en_core_web_sm's NER encodes each word from the four on either side)."""
 
 
 def _rescan_messages(
@@ -427,10 +454,12 @@ def _rescan_messages(
     without a replacement is not scanned again. A changed message is scanned whole by every
     pattern and rule recognizer (cheap: a value may now run across a replacement's edge), and
     spaCy NER re-reads only windows of `RESCAN_NER_WINDOW` characters around each replacement,
-    snapped to white space: en_core_web_sm's NER sees four tokens on either side of a word,
-    so a replacement cannot change what it tags farther away. This is the scrubber's own
-    convergence loop; the residual gate (`residual_pii`) is a separate full scan of every
-    message with every pack.
+    snapped to white space: en_core_web_sm's NER encodes each word from the four on either
+    side, so a replacement changes what the model sees only within a few words of it (a tag
+    farther away could still shift through the left-to-right transition sequence; that is
+    what the next check catches). This is the scrubber's own convergence loop, not the gate:
+    the residual gate (`residual_pii`) is a separate full scan of every message, NER included,
+    with every pack, at a lower threshold.
     """
     texts, languages, places = [], [], []
     windows, window_languages, window_places = [], [], []
@@ -465,7 +494,8 @@ def _rescan_messages(
 
 
 def _ner_windows(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Merged windows of `RESCAN_NER_WINDOW` characters around each span, on white space."""
+    """Windows of `RESCAN_NER_WINDOW` characters around each span, on white space; windows
+    closer than that are merged (one longer text costs less than two)."""
     windows: list[tuple[int, int]] = []
     for start, end in sorted(spans):
         left = max(0, start - RESCAN_NER_WINDOW)
@@ -474,7 +504,7 @@ def _ner_windows(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int
         right = min(len(text), end + RESCAN_NER_WINDOW)
         while right < len(text) and not text[right].isspace():
             right += 1
-        if windows and left <= windows[-1][1]:
+        if windows and left <= windows[-1][1] + RESCAN_NER_WINDOW:
             windows[-1] = (windows[-1][0], max(windows[-1][1], right))
         else:
             windows.append((left, right))

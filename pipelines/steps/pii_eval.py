@@ -10,6 +10,7 @@ type. Precision = correct findings / findings, recall = found gold spans / gold 
 F2 = 5PR / (4P + R) (recall weighs more: a missed value leaks, an extra one only costs text).
 """
 
+import importlib
 import json
 import random
 import string
@@ -17,13 +18,29 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 from pathlib import Path
 
 import faker
+from faker.providers.person.zh_CN import Provider as ChinesePersonProvider
 from stdnum import luhn
 from stdnum.cn import uscc
+from stdnum.iso7064 import mod_11_2
 from stdnum.us import rtn
 
+from pipelines.steps.recognizers.en_person import listed_names
+
+HELD_OUT_LOCALES = ("en_GB", "en_IE", "en_NZ")
+"""Faker locales whose English names, less every name the name rule lists, fill PERSON gold."""
+CN_HELD_OUT_GIVEN_NAMES = (
+    "子轩", "浩宇", "梓涵", "一诺", "欣怡", "雨桐", "思远", "宇轩", "俊熙", "诗涵",
+    "若汐", "梓萱", "嘉懿", "沐辰", "语桐", "皓轩", "晨曦", "可馨", "铭泽", "书瑶",
+    "天佑", "芷若", "奕辰", "安琪", "文博", "雅琴", "建国", "晓东", "丽萍", "志远",
+)  # fmt: skip
+"""Given names popular in mainland China that Faker's zh_CN list (the name rule's) lacks.
+
+Evaluation data only (the detector never reads it); `held_out_chinese_given_names` drops any
+that the rule's list holds, so the set stays disjoint if Faker's list grows."""
 FULLWIDTH = {c: chr(ord(c) + 0xFEE0) for c in string.ascii_letters + string.digits + "@.-"}
 ZERO_WIDTH = "\u200b"
 
@@ -124,8 +141,10 @@ def generate_gold(*, per_template: int = 6, seed: int = 11) -> list[dict]:
     """A labelled set: every template filled `per_template` times, plain and adversarial.
 
     Each row is `{"id", "language", "text", "gold"}`; values come from Faker (seeded) and from
-    checksum-valid generators; adversarial rows add fullwidth digits, zero-width characters,
-    "at"/"dot" e-mails, spaced digits and lower-case names.
+    checksum-valid generators; person names are held out from the name rules' lists
+    (`held_out_english_names`, `held_out_chinese_given_names`); adversarial rows add fullwidth
+    digits, zero-width characters, "at"/"dot" e-mails, spaced digits, grouped id numbers and
+    lower-case names.
     """
     rng = random.Random(seed)
     fakes = {"en": faker.Faker("en_US"), "zh": faker.Faker("zh_CN")}
@@ -158,6 +177,54 @@ def generate_gold(*, per_template: int = 6, seed: int = 11) -> list[dict]:
     return rows
 
 
+@lru_cache(maxsize=1)
+def held_out_english_names() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """First and last names for PERSON gold that the name rule does not list.
+
+    The rule (`en_person`) knows Faker's en_US lists; gold names drawn from them would measure
+    the list, not the detector. These come from Faker's British, Irish and New Zealand lists,
+    less every name (first or last, any case) the rule lists: recall on them is what spaCy NER,
+    titles, initials and introductions find in names the lists never saw.
+    """
+    firsts, lasts = listed_names()
+    known = firsts | lasts
+    first: set[str] = set()
+    last: set[str] = set()
+    for locale in HELD_OUT_LOCALES:
+        provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+        for kind in ("first_names", "first_names_male", "first_names_female"):
+            first.update(getattr(provider, kind, ()))
+        last.update(getattr(provider, "last_names", ()))
+    return (
+        tuple(sorted(n for n in first if n.isalpha() and n.lower() not in known)),
+        tuple(sorted(n for n in last if n.isalpha() and n.lower() not in known)),
+    )
+
+
+@lru_cache(maxsize=1)
+def held_out_chinese_given_names() -> tuple[str, ...]:
+    """`CN_HELD_OUT_GIVEN_NAMES` less any given name in the rule's (Faker zh_CN) list."""
+    listed = {
+        *ChinesePersonProvider.first_names_male,
+        *ChinesePersonProvider.first_names_female,
+        *ChinesePersonProvider.first_names,
+    }
+    return tuple(n for n in CN_HELD_OUT_GIVEN_NAMES if n not in listed)
+
+
+def _held_out_name(fake: faker.Faker, rng: random.Random) -> str:
+    first, last = held_out_english_names()
+    return f"{rng.choice(first)} {rng.choice(last)}"
+
+
+def _held_out_last_name(fake: faker.Faker, rng: random.Random) -> str:
+    return rng.choice(held_out_english_names()[1])
+
+
+def _held_out_chinese_name(fake: faker.Faker, rng: random.Random) -> str:
+    return fake.last_name() + rng.choice(held_out_chinese_given_names())
+
+
 def _fullwidth(value: str, rng: random.Random) -> str:
     return "".join(FULLWIDTH.get(c, c) if c.isdigit() else c for c in value)
 
@@ -169,6 +236,26 @@ def _zero_width(value: str, rng: random.Random) -> str:
 
 def _spaced(value: str, rng: random.Random) -> str:
     return " ".join(c for c in value if c.isdigit())
+
+
+def _fullwidth_or_grouped(value: str, rng: random.Random) -> str:
+    """Fullwidth digits, or the 6-8-4 grouping of an 18-character id ("110105 19491231 002X")."""
+    if rng.random() < 0.5:
+        return _fullwidth(value, rng)
+    return f"{value[:6]} {value[6:14]} {value[14:]}"
+
+
+def _cn_id(fake: faker.Faker, rng: random.Random) -> str:
+    """A valid id: Faker's region and birth date, its own sequence, the MOD 11-2 check."""
+    body = fake.ssn()[:17]
+    return body + mod_11_2.calc_check_digit(body)
+
+
+def _passport(fake: faker.Faker, rng: random.Random) -> str:
+    """9 digits (older books) or a letter and 8 digits (next-generation books)."""
+    if rng.random() < 0.5:
+        return f"{rng.randrange(10**8, 10**9)}"
+    return rng.choice("ACEFGHJKLMNPRSTUVWXYZ") + f"{rng.randrange(10**7, 10**8)}"
 
 
 def _spelled_email(value: str, rng: random.Random) -> str:
@@ -242,9 +329,9 @@ def _plate(fake: faker.Faker, rng: random.Random) -> str:
 
 _E, _Z = "en", "zh"
 _TEMPLATES: tuple[tuple[str, str, str, Callable, Callable | None], ...] = (
-    (_E, "Hi team, this is {} from the logistics group.", "PERSON", lambda f, r: f.name(), _lower),
-    (_E, "Please forward the contract to {} before Friday.", "PERSON", lambda f, r: f.name(), None),
-    (_E, "Dr. {} will review the scan.", "PERSON", lambda f, r: f.last_name(), None),
+    (_E, "Hi team, this is {} from the logistics group.", "PERSON", _held_out_name, _lower),
+    (_E, "Please forward the contract to {} before Friday.", "PERSON", _held_out_name, None),
+    (_E, "Dr. {} will review the scan.", "PERSON", _held_out_last_name, None),
     (_E, "Reach me at {} anytime.", "EMAIL_ADDRESS", lambda f, r: f.email(), _spelled_email),
     (_E, "My phone is {}, call after six.", "PHONE_NUMBER", lambda f, r: f.phone_number(), None),
     (
@@ -286,13 +373,7 @@ _TEMPLATES: tuple[tuple[str, str, str, Callable, Callable | None], ...] = (
         None,
     ),
     (_E, "The routing number is {} for payroll.", "ABA_ROUTING_NUMBER", _aba, None),
-    (
-        _E,
-        "My passport number is {}.",
-        "US_PASSPORT",
-        lambda f, r: f"{r.randrange(10**8, 10**9)}",
-        None,
-    ),
+    (_E, "My passport number is {}.", "US_PASSPORT", _passport, None),
     (
         _E,
         "Driver license {} expired.",
@@ -309,8 +390,8 @@ _TEMPLATES: tuple[tuple[str, str, str, Callable, Callable | None], ...] = (
     ),
     (_E, "export API_KEY={}", "SECRET", _secret, None),
     (_E, "db password: {}", "SECRET", _password, None),
-    (_Z, "你好，我是市场部的{}。", "PERSON", lambda f, r: f.name(), None),
-    (_Z, "家属{}陪同就诊。", "PERSON", lambda f, r: f.name(), _zero_width),
+    (_Z, "你好，我是市场部的{}。", "PERSON", _held_out_chinese_name, None),
+    (_Z, "家属{}陪同就诊。", "PERSON", _held_out_chinese_name, _zero_width),
     (
         _Z,
         "我的新地址是{}，请更新档案。",
@@ -320,7 +401,7 @@ _TEMPLATES: tuple[tuple[str, str, str, Callable, Callable | None], ...] = (
         ),
         None,
     ),
-    (_Z, "我的身份证号是{}。", "CN_ID_CARD", lambda f, r: f.ssn(), _fullwidth),
+    (_Z, "我的身份证号是{}。", "CN_ID_CARD", _cn_id, _fullwidth_or_grouped),
     (_Z, "有问题请打我手机{}。", "CN_PHONE_NUMBER", lambda f, r: f.phone_number(), _spaced),
     (
         _Z,

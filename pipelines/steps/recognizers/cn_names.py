@@ -2,7 +2,8 @@
 
 jieba.posseg ships its dictionary and HMM offline; it tags person names `nr` and place names
 `ns`. It splits some names ("王" + "秀英"), so a rule layer also accepts a surname from Faker's
-zh_CN surname list directly followed by a given name from its given-name list. Addresses
+zh_CN surname list directly followed by a given name from its given-name list, and, next to a
+name context word, a listed surname followed by jieba's pieces of an unknown given name. Addresses
 (province/city/district ... street + number) are matched as one LOCATION span so that the whole
 address is replaced, not its parts.
 """
@@ -14,7 +15,7 @@ from faker.providers.address.zh_CN import Provider as AddressProvider
 from faker.providers.person.zh_CN import Provider as PersonProvider
 from presidio_analyzer import RecognizerResult
 
-from pipelines.steps.recognizers.base import RegexRecognizer
+from pipelines.steps.recognizers.base import RegexRecognizer, has_context
 
 _HAN = r"[\u4e00-\u9fff]"
 _ADMIN = r"(?:省|自治区|特别行政区|市|自治州|地区|盟|县|区|旗|镇|乡|街道)"
@@ -70,8 +71,49 @@ def posseg(text: str) -> tuple[tuple[str, str, int], ...]:
     return tuple(tokens)
 
 
+@lru_cache(maxsize=1)
+def _surnames() -> frozenset[str]:
+    return frozenset(s for s in PersonProvider.last_names if 1 <= len(s) <= 2)
+
+
+_NOT_IN_A_NAME = frozenset({"x", "uj", "ul", "p", "c", "u", "y", "e", "r", "m", "zg"})
+"""jieba flags that end a name: punctuation, particles, prepositions, conjunctions, pronouns,
+numerals."""
+
+
+def _surname_names(tokens: tuple[tuple[str, str, int], ...]) -> list[tuple[int, int]]:
+    """Listed surname + one or two Han characters, from jieba's pieces of an unknown name.
+
+    A given name outside every list is split by jieba into pieces ("马" + "志远", "黄皓" + "轩",
+    "孟梓" + "萱"). A candidate starts at a token that is a listed surname, or begins with one
+    and is not a dictionary word (jieba's HMM made it up: "蒋梓", unlike "高兴"), or is tagged
+    as a name; it takes the following Han tokens while the given name stays at most two
+    characters and stops at punctuation, particles and other function words.
+    """
+    surnames = _surnames()
+    dictionary = _jieba().dt.FREQ
+    found = []
+    for index, (word, flag, start) in enumerate(tokens):
+        surname = next((word[:n] for n in (2, 1) if word[:n] in surnames), None)
+        if surname is None or not _HAN_CHARACTER.fullmatch(word[0]):
+            continue
+        if word != surname and word in dictionary and not flag.startswith("nr"):
+            continue
+        end = start + len(word)
+        for next_word, next_flag, next_start in tokens[index + 1 :]:
+            if next_flag in _NOT_IN_A_NAME or not re.fullmatch(f"{_HAN}+", next_word):
+                break
+            if next_start + len(next_word) - start > len(surname) + 2:
+                break
+            end = next_start + len(next_word)
+        if 1 <= end - start - len(surname) <= 2:
+            found.append((start, end))
+    return found
+
+
 class CnPersonRecognizer(RegexRecognizer):
-    """Person names: jieba `nr` tokens and surname + given name from the name lists."""
+    """Person names: jieba `nr` tokens, surname + given name from the name lists, and, next to
+    a name context word, a listed surname followed by an unknown given name."""
 
     ENTITY = "PERSON"
     CONTEXT = _NAME_CONTEXT
@@ -83,14 +125,26 @@ class CnPersonRecognizer(RegexRecognizer):
         spans: dict[tuple[int, int], float] = {}
         for match in _name_rule().finditer(text):
             spans[match.span()] = 0.85
-        for word, flag, start in posseg(text):
+        tokens = posseg(text)
+        for word, flag, start in tokens:
             if flag == "nr" and len(word) >= 2 and re.fullmatch(f"{_HAN}+", word):
                 span = (start, start + len(word))
                 spans.setdefault(span, 0.6)
-        results = []
-        for (start, end), score in sorted(spans.items()):
-            results.append(self._result(start, end, score, "jieba nr / name list"))
-        return results
+        for start, end in _surname_names(tokens):
+            # Without a context word ("我是", "家属", "经理" ...) a surname character followed by
+            # two characters is too often an ordinary word.
+            if has_context(text, start, end, self.words):
+                spans[(start, end)] = max(spans.get((start, end), 0.0), 0.6)
+        # A piece of a longer name ("欧阳" in "欧阳子轩") would outrank it on score alone.
+        whole = {
+            (start, end): score
+            for (start, end), score in spans.items()
+            if not any(s <= start and end <= e and e - s > end - start for s, e in spans)
+        }
+        return [
+            self._result(start, end, score, "jieba nr / name list")
+            for (start, end), score in sorted(whole.items())
+        ]
 
 
 class CnLocationRecognizer(RegexRecognizer):

@@ -22,7 +22,8 @@ INTRODUCTIONS = r"(?:my name is|name:|this is|i am|i'm|signed|regards,|contact|p
 
 
 @lru_cache(maxsize=1)
-def _names() -> tuple[frozenset[str], frozenset[str]]:
+def listed_names() -> tuple[frozenset[str], frozenset[str]]:
+    """Lower-cased first and last names of the name rule (Faker en_US, stop words removed)."""
     firsts = {
         n.lower() for n in (*PersonProvider.first_names_male, *PersonProvider.first_names_female)
     }
@@ -48,7 +49,7 @@ class EnPersonRecognizer(RegexRecognizer):
     def analyze(self, text, entities, nlp_artifacts=None):
         if self.ENTITY not in entities:
             return []
-        firsts, lasts = _names()
+        firsts, lasts = listed_names()
         results = []
         for result in super().analyze(text, entities, nlp_artifacts):
             words = re.findall(r"[A-Za-z'\-]+", text[result.start : result.end])
