@@ -32,9 +32,9 @@ _EVERY_DROP = {
 )
 def training_corpus(
     context: dg.AssetExecutionContext,
-    raw_corpus: dict,
-    scrubbed_corpus: dict,
-    curated_corpus: dict,
+    raw_corpus: dict | None,
+    scrubbed_corpus: dict | None,
+    curated_corpus: dict | None,
     storage: CorpusStorage,
     trainer: DPTrainer,
 ) -> dict:
@@ -95,8 +95,9 @@ def training_corpus(
     return summary
 
 
-def _by_drop(context: dg.AssetExecutionContext, name: str, value) -> dict[str, dict]:
-    # Dagster hands one partition over as the value itself, several as {partition: value}
+def _by_drop(context: dg.AssetExecutionContext, name: str, value: dict | None) -> dict[str, dict]:
+    # Dagster hands one partition over as the value itself (None when it is missing), several
+    # as {partition: value} without the missing ones
     keys = context.asset_partition_keys_for_input(name)
     if len(keys) == 1:
         return {keys[0]: value} if value is not None else {}

@@ -124,6 +124,8 @@ def with_automation(assets: list) -> list:
     conditions = {TRAINING_INPUT: retrain_on_new_data()} | {
         key: follows(leader) for key, leader in FOLLOWERS.items()
     }
+    # training also reads the base model, which the training input's condition does not see
+    conditions[TRAINING] = conditions[TRAINING] & ~dg.AutomationCondition.any_deps_missing()
 
     def attach(spec: dg.AssetSpec) -> dg.AssetSpec:
         if spec.key not in conditions:

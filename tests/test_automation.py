@@ -5,14 +5,23 @@ failure. Upstream materializations and check results are recorded as runless eve
 temporary instance, so nothing trains here: the tests are about the launch decision.
 """
 
+import uuid
+
 import dagster as dg
 import pytest
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+from dagster._core.events import DagsterEvent, DagsterEventType
 
+from assets.partitions import DATA_DROP
 from assets.training import dp_lora_adapter
-from pipelines.automation import AUTOMATION_SENSOR, FOLLOWERS, TRAINING
+from pipelines.automation import AUTOMATION_SENSOR, FOLLOWERS, TRAINING_INPUT
 from pipelines.definitions import build_definitions, build_resources, upstream_checks
 from pipelines.steps.config import load_config
 
+DROP = "drop.jsonl"
+PER_DROP = {"raw_corpus", "raw_quarantine", "scrubbed_corpus", "curated_corpus"}
 UPSTREAM = ["raw_corpus", "raw_quarantine", "scrubbed_corpus", "curated_corpus", "base_model"]
 FAILING = "scrubbed_corpus:no_residual_pii"
 
@@ -33,22 +42,55 @@ def defs(cfg):
 @pytest.fixture
 def instance(tmp_path):
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        instance.add_dynamic_partitions(DATA_DROP, [DROP])
         yield instance
 
 
 def materialize_upstream(instance, *keys: str) -> None:
     for key in keys:
-        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+        partition = DROP if key in PER_DROP else None
+        instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
 
 
 def report_checks(instance, *, failing: str | None = None) -> None:
     for item in upstream_checks("dp_lora_adapter"):
         asset, name = item.rsplit(":", 1)
-        instance.report_runless_asset_event(
-            dg.AssetCheckEvaluation(
-                asset_key=dg.AssetKey(asset), check_name=name, passed=item != failing
-            )
+        partition = DROP if asset in PER_DROP else None
+        evaluation = dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey(asset),
+            check_name=name,
+            passed=item != failing,
+            partition=partition,
+            target_materialization_data=latest_materialization(instance, asset, partition),
         )
+        # each report as its own run, as a re-run stage would record it (runless results on a
+        # partition share one key in the event log)
+        instance.report_dagster_event(
+            DagsterEvent(
+                event_type_value=DagsterEventType.ASSET_CHECK_EVALUATION.value,
+                job_name="checks",
+                event_specific_data=evaluation,
+            ),
+            run_id=uuid.uuid4().hex,
+        )
+
+
+def latest_materialization(instance, asset: str, partition: str | None):
+    """What a check run after a materialization targets: a per-drop gate only counts a result
+    on the drop's latest materialization."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None
+        ),
+        limit=1,
+    ).records
+    if not records:
+        return None
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=records[0].storage_id,
+        run_id=records[0].run_id,
+        timestamp=records[0].timestamp,
+    )
 
 
 def tick(defs, instance, cursor=None):
@@ -64,7 +106,7 @@ def test_the_schedule_and_the_automation_sensor_are_stopped_by_default(defs):
     sensor = defs.get_sensor_def(AUTOMATION_SENSOR)
     assert sensor.default_status.name == "STOPPED"
     targeted = sensor.asset_selection.resolve(defs.resolve_asset_graph())
-    assert targeted == {TRAINING, *FOLLOWERS}
+    assert targeted == {TRAINING_INPUT, *FOLLOWERS}
 
 
 def test_when_new_curated_data_arrives_and_every_check_passed_then_training_runs_once(
@@ -75,8 +117,10 @@ def test_when_new_curated_data_arrives_and_every_check_passed_then_training_runs
     materialize_upstream(instance, *UPSTREAM)
     report_checks(instance)
     second = tick(defs, instance, first.cursor)
-    # training and its followers are requested together: one run, never registration alone
+    # the joined drops, training and its followers are requested together: one run, never
+    # registration alone
     assert requested(second) == {
+        "training_corpus",
         "dp_lora_adapter",
         "privacy_audit",
         "registered_model",
@@ -100,7 +144,7 @@ def test_when_data_arrives_but_an_upstream_check_last_failed_then_automation_hol
     # once the steward re-ran the stage and the check passes, the pending data is trained on
     report_checks(instance)
     released = tick(defs, instance, fresh.cursor)
-    assert "dp_lora_adapter" in requested(released)
+    assert {"training_corpus", "dp_lora_adapter"} <= requested(released)
 
 
 def test_when_only_upstream_checks_ran_and_no_new_data_arrived_then_nothing_is_requested(
@@ -121,11 +165,12 @@ def test_when_an_upstream_check_last_failed_then_the_schedule_skips_and_names_it
     report_checks(instance, failing=FAILING)
     skipped = schedule.evaluate_tick(context)
     assert skipped.run_requests == []
-    assert FAILING in skipped.skip_message
+    assert f"{FAILING} (drops: {DROP})" in skipped.skip_message
     report_checks(instance)
     [request] = schedule.evaluate_tick(context).run_requests
     assert request.tags["sovtune/launched_by"] == "schedule"
-    assert len(request.tags["sovtune/landing_sha256"]) == 64
+    assert len(request.tags["sovtune/snapshot_sha256"]) == 64
+    assert request.tags["sovtune/drops"] == "1"
 
 
 def test_when_no_check_ever_ran_then_the_schedule_runs_the_whole_job(defs, instance, cfg):
@@ -143,7 +188,7 @@ def test_when_an_upstream_check_last_failed_then_a_manual_training_is_refused(in
     with pytest.raises(dg.Failure, match="refusing to train") as refused:
         dp_lora_adapter(
             context,
-            curated_corpus={"path": "never-read.parquet"},
+            training_corpus={"path": "never-read.parquet"},
             base_model={"path": "never-loaded"},
             storage=resources["storage"],
             trainer=resources["trainer"],

@@ -71,23 +71,30 @@ def _evaluate(tmp_path: Path, cursor: str | None):
     from pipelines.steward import steward_decisions_sensor
     from resources import CorpusStorage
 
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("data_drop", ["default", "exports"])
     context = dg.build_sensor_context(
-        cursor=cursor, resources={"storage": CorpusStorage(data_root=str(tmp_path))}
+        instance=instance,
+        cursor=cursor,
+        resources={"storage": CorpusStorage(data_root=str(tmp_path))},
     )
     return steward_decisions_sensor(context), context
 
 
-def test_when_decisions_change_then_the_sensor_requests_one_curated_run(tmp_path: Path) -> None:
+def test_when_decisions_change_then_the_sensor_requests_a_curated_run_per_drop(
+    tmp_path: Path,
+) -> None:
     import dagster as dg
 
     skipped, _ = _evaluate(tmp_path, None)  # no file yet: nothing to do
     append_decisions(tmp_path / "curated" / "steward_decisions.csv", {"rec-1": "approve"})
-    request, context = _evaluate(tmp_path, None)
+    requests, context = _evaluate(tmp_path, None)
     again, _ = _evaluate(tmp_path, context.cursor)  # same file: never applied twice
 
     assert isinstance(skipped, dg.SkipReason)
-    assert isinstance(request, dg.RunRequest)
-    assert request.asset_selection == [dg.AssetKey("curated_corpus")]
+    assert [r.partition_key for r in requests] == ["default", "exports"]
+    assert all(r.asset_selection == [dg.AssetKey("curated_corpus")] for r in requests)
+    assert len({r.run_key for r in requests}) == 2
     assert isinstance(again, dg.SkipReason)
 
 
@@ -134,12 +141,13 @@ def test_when_a_steward_decides_then_the_next_materialization_keeps_and_counts_i
     scrubbed = tmp_path / "scrubbed.parquet"
     write_parquet(records_to_frame(records), scrubbed)
     storage = CorpusStorage(data_root=str(tmp_path))
+    drop = {"path": str(scrubbed), "drop": "default", "drop_sha256": "0" * 64}
 
-    first = curated_corpus(dg.build_asset_context(), {"path": str(scrubbed)}, storage)
+    first = curated_corpus(dg.build_asset_context(), drop, storage)
     append_decisions(
         storage.curated / "steward_decisions.csv", {"rec-2": "approve", "rec-4": "reject"}
     )
-    second = curated_corpus(dg.build_asset_context(), {"path": str(scrubbed)}, storage)
+    second = curated_corpus(dg.build_asset_context(), drop, storage)
 
     assert (first["kept"], first["quarantined"], first["steward"]["pending"]) == (2, 2, 2)
     assert (second["kept"], second["quarantined"]) == (3, 2)

@@ -59,6 +59,7 @@ def test_when_the_code_location_loads_then_every_asset_has_checks_and_a_descript
         "raw_corpus",
         "scrubbed_corpus",
         "curated_corpus",
+        "training_corpus",
         "dp_lora_adapter",
         "privacy_audit",
         "registered_model",
@@ -70,3 +71,18 @@ def test_when_the_code_location_loads_then_every_asset_has_checks_and_a_descript
         assert node.group_name != "default", key
     assert defs.resolve_job_def("sovtune_main") is not None
     dg.Definitions.validate_loadable(defs)
+
+
+def test_when_the_code_location_loads_then_each_drop_is_a_partition_of_the_drop_job():
+    from pipelines.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    per_drop = {"raw_corpus", "raw_quarantine", "scrubbed_corpus", "curated_corpus"}
+    for key in graph.get_all_asset_keys():
+        partitions = graph.get(key).partitions_def
+        name = key.to_user_string()
+        assert (partitions is not None and partitions.name == "data_drop") == (name in per_drop)
+    drop_job = defs.resolve_job_def("sovtune_drop")
+    assert drop_job.partitions_def.name == "data_drop"
+    assert drop_job.executor_def.name == "multiprocess"
+    assert defs.get_sensor_def("data_drops").job_name == "sovtune_drop"

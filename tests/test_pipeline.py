@@ -1,8 +1,9 @@
 """Whole-graph runs through Dagster on a temporary instance, with a tiny in-process model.
 
-One module-scoped run materializes everything (the happy path); further tests re-run parts of
-the graph on the same instance to prove that a failing blocking check stops every downstream
-asset and registers no model, within a run and across runs.
+One module-scoped run materializes everything (the happy path: the bundled corpus as one data
+drop, then the release part); further tests re-run parts of the graph on the same instance to
+prove that a failing blocking check stops every downstream asset and registers no model,
+within a run and across runs.
 """
 
 from pathlib import Path
@@ -10,55 +11,37 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipelines.definitions import ASSET_MODULES, CHECK_MODULES, build_resources
+from pipelines.definitions import build_resources
 from pipelines.steps.config import PipelineConfig
 from pipelines.steps.corpus import generate_corpus, write_ground_truth
 from scripts.pii_leak_scan import ZONES, planted_values, scan
+from tests.pipeline_runs import (
+    ASSETS,
+    CHECKS,
+    check_evaluations,
+    make_config,
+    run_all,
+    run_drops,
+    run_release,
+)
 from tests.sockets import beyond_loopback, watch_sockets
 from tests.tiny_model import make_tiny_model_dir
 
-ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
-CHECKS = dg.load_asset_checks_from_modules(CHECK_MODULES)
 DOWNSTREAM_OF_AUDIT = {"privacy_audit", "registered_model", "compliance_report"}
-
-
-def make_config(root: Path, model_dir: Path, **audit) -> PipelineConfig:
-    return PipelineConfig.model_validate(
-        {
-            "profile": "test",
-            "data_root": str(root),
-            "model": {"kind": "hf", "name": "tiny-test", "path": str(model_dir)},
-            "training": {
-                "target_epsilon": 8.0,
-                "target_delta": 1e-5,
-                "accountant": "rdp",
-                "expected_batch_size": 16,
-                "steps": 3,
-                "max_seq_len": 48,
-                "learning_rate": 1e-2,
-                "noise_seed": 0,
-            },
-            "audit": {"candidates": 20, "max_exposure_bits": 10.0, **audit},
-        }
-    )
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("sovtune")
     model_dir = make_tiny_model_dir(root / "tiny-src")
-    truth = generate_corpus(root / "data" / "landing", records=120, seed=3)
+    truth = generate_corpus(root / "data" / "landing" / "default", records=120, seed=3)
     write_ground_truth(truth, root / "data" / "raw" / "ground_truth.json")
     instance = dg.DagsterInstance.ephemeral(tempdir=str(root / "dagster_home"))
     cfg = make_config(root / "data", model_dir, controls=["non_private", "unscreened"])
     with watch_sockets() as sockets:
-        result = dg.materialize(
-            [*ASSETS, *CHECKS],
-            instance=instance,
-            resources=build_resources(cfg),
-            raise_on_error=False,
-        )
+        drops, result = run_all(instance, cfg)
     return {
+        "drops": drops,
         "root": root,
         "model_dir": model_dir,
         "instance": instance,
@@ -83,13 +66,14 @@ def registered_versions(cfg: PipelineConfig) -> list:
 
 def test_when_the_whole_graph_runs_then_a_model_version_and_a_report_exist(world):
     result = world["result"]
+    assert list(world["drops"]) == ["default"]
+    assert world["drops"]["default"].success
     assert result.success
     assert "compliance_report" in materialized(result)
-    checks = [
-        e.asset_check_evaluation_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    ]
+    checks = check_evaluations(*world["drops"].values(), result)
+    assert {c.partition for c in checks if c.asset_key.to_user_string() == "raw_corpus"} == {
+        "default"
+    }
     assert len(checks) >= 10
     assert all(c.passed for c in checks)
     versions = registered_versions(world["cfg"])
@@ -140,7 +124,7 @@ def test_when_the_registered_adapter_is_loaded_with_peft_then_the_audited_loss_i
     bundle = build_resources(world["cfg"])["registry"].download("1", tmp_path / "bundle")
     model, tokenizer = load_base_model(Path(base["path"]))
     model = PeftModel.from_pretrained(model, bundle / "adapter", is_trainable=False).eval()
-    curated = world["result"].output_for_node("curated_corpus")
+    curated = world["result"].output_for_node("training_corpus")
     by_id = {r.id: r for r in frame_to_records(read_parquet(curated["path"]))}
     heldout = [by_id[i] for i in adapter["heldout_ids"]]
     loss = heldout_loss(model, tokenizer, heldout, max_seq_len=world["cfg"].training.max_seq_len)
@@ -181,8 +165,10 @@ def test_when_the_whole_graph_runs_then_no_socket_reaches_beyond_loopback(world)
 
 
 def test_when_records_are_counted_then_none_is_lost(world):
-    raw = world["result"].output_for_node("raw_corpus")
+    corpus = world["result"].output_for_node("training_corpus")
+    raw, curated = corpus["raw"], corpus["curated"]
     assert raw["records_in"] == raw["accepted"] + raw["quarantined"]
+    assert raw["records_in"] == curated["kept"] + curated["filtered"] + raw["quarantined"]
     assert raw["quarantined"] >= len(world["truth"].malformed_lines)
 
 
@@ -232,14 +218,14 @@ def test_when_the_landing_zone_holds_only_bad_lines_then_every_downstream_asset_
     landing.mkdir(parents=True)
     (landing / "bad.jsonl").write_bytes(b'{"id": 1, "text": \n\xff\xfe\n')
     cfg = make_config(tmp_path / "data", world["model_dir"])
-    result = dg.materialize(
-        [*ASSETS, *CHECKS],
-        instance=dg.DagsterInstance.ephemeral(tempdir=str(tmp_path / "home")),
-        resources=build_resources(cfg),
-        raise_on_error=False,
-    )
+    instance = dg.DagsterInstance.ephemeral(tempdir=str(tmp_path / "home"))
+    resources = build_resources(cfg)
+    [drop] = run_drops(instance, resources).values()
+    assert not drop.success
+    assert materialized(drop) <= {"raw_corpus", "raw_quarantine"}
+    result = run_release(instance, resources)
     assert not result.success
-    assert materialized(result) <= {"raw_corpus", "raw_quarantine", "base_model"}
+    assert materialized(result) <= {"base_model"}
     assert not (tmp_path / "data" / "mlflow").exists() or registered_versions(cfg) == []
 
 
@@ -262,6 +248,7 @@ def test_when_an_upstream_check_last_failed_then_a_manual_training_run_is_refuse
             asset_key=dg.AssetKey("curated_corpus"),
             check_name="curated_expectations",
             passed=False,
+            partition="default",
         )
     )
     result = dg.materialize(
@@ -274,4 +261,6 @@ def test_when_an_upstream_check_last_failed_then_a_manual_training_run_is_refuse
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "refusing to train" in str(failure.event_specific_data.error)
-    assert "curated_corpus:curated_expectations" in str(failure.event_specific_data.error)
+    assert "curated_corpus:curated_expectations (drops: default)" in str(
+        failure.event_specific_data.error
+    )

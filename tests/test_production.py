@@ -21,9 +21,9 @@ from urllib.parse import urlsplit, urlunsplit
 import dagster as dg
 import pytest
 
-from pipelines.definitions import build_resources
 from pipelines.steps.corpus import generate_corpus, write_ground_truth
-from tests.test_pipeline import ASSETS, CHECKS, make_config, materialized
+from tests.pipeline_runs import make_config, run_all
+from tests.test_pipeline import materialized
 from tests.tiny_model import make_tiny_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,7 +123,7 @@ def production(tmp_path_factory):
     try:
         _wait_healthy(tracking, server)
         model_dir = make_tiny_model_dir(root / "tiny-src")
-        truth = generate_corpus(root / "data" / "landing", records=120, seed=3)
+        truth = generate_corpus(root / "data" / "landing" / "default", records=120, seed=3)
         write_ground_truth(truth, root / "data" / "raw" / "ground_truth.json")
         # a small audit: this test is about storage, test_pipeline.py about the gates
         cfg = make_config(
@@ -133,13 +133,14 @@ def production(tmp_path_factory):
             update={"registry": cfg.registry.model_copy(update={"tracking_uri": tracking})}
         )
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            result = dg.materialize(
-                [*ASSETS, *CHECKS],
-                instance=instance,
-                resources=build_resources(cfg),
-                raise_on_error=False,
-            )
-            yield {"instance": instance, "result": result, "cfg": cfg, "root": root}
+            drops, result = run_all(instance, cfg)
+            yield {
+                "instance": instance,
+                "drops": drops,
+                "result": result,
+                "cfg": cfg,
+                "root": root,
+            }
     finally:
         if server.poll() is None:
             os.killpg(server.pid, 15)
@@ -157,7 +158,13 @@ def test_when_the_pipeline_runs_on_postgres_then_runs_and_checks_are_stored_ther
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
     instance, result = production["instance"], production["result"]
+    assert all(r.success for r in production["drops"].values())
     assert result.success
+    # the data drop's partition and its per-drop check results live in PostgreSQL too
+    assert instance.get_dynamic_partitions("data_drop") == ["default"]
+    residual = dg.AssetCheckKey(dg.AssetKey("scrubbed_corpus"), "no_residual_pii")
+    [info] = instance.event_log_storage.get_asset_check_partition_info([residual])
+    assert (info.partition_key, info.latest_execution_status.value) == ("default", "SUCCEEDED")
     assert "compliance_report" in materialized(result)
     assert isinstance(instance.run_storage, PostgresRunStorage)
     assert isinstance(instance.event_log_storage, PostgresEventLogStorage)

@@ -24,7 +24,8 @@ import yaml
 from PIL import Image
 
 from pipelines.definitions import build_definitions
-from pipelines.jobs import MAIN_JOB
+from pipelines.drops import register_drops
+from pipelines.jobs import DROP_JOB
 from pipelines.steps.config import load_config
 from pipelines.steps.corpus import generate_corpus
 from tests.browser import CHROMIUM, chromium_command
@@ -36,6 +37,7 @@ ASSETS = {
     "raw_quarantine",
     "scrubbed_corpus",
     "curated_corpus",
+    "training_corpus",
     "base_model",
     "dp_lora_adapter",
     "privacy_audit",
@@ -98,8 +100,8 @@ def webserver(tmp_path_factory):
     cfg = load_config("quick").model_copy(update={"data_root": str(root / "data")})
     profile = root / "profile.yaml"
     profile.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-    generate_corpus(root / "data" / "landing", records=100, seed=5)
-    job = build_definitions(cfg).resolve_job_def(MAIN_JOB)
+    generate_corpus(root / "data" / "landing" / "default", records=100, seed=5)
+    job = build_definitions(cfg).resolve_job_def(DROP_JOB)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "DAGSTER_HOME": str(home), "SOVTUNE_PROFILE": str(profile)}
@@ -116,8 +118,10 @@ def webserver(tmp_path_factory):
             stderr=open(root / "webserver.log", "wb"),  # noqa: SIM115 — closed with the process
         )
         try:
+            register_drops(instance, root / "data" / "landing")
             run = job.execute_in_process(
                 instance=instance,
+                partition_key="default",
                 asset_selection=[dg.AssetKey("raw_corpus"), dg.AssetKey("raw_quarantine")],
                 tags={"sovtune/launched_by": "test"},
             )
@@ -154,10 +158,12 @@ def test_when_the_ui_is_queried_then_every_asset_its_checks_and_the_latest_run_a
     assert "canary_exposure_bounded" in checks["privacy_audit"]
     assert sum(len(c) for c in checks.values()) >= 10
     [run] = data["runsOrError"]["results"]
-    assert run == {"runId": webserver["run_id"], "jobName": MAIN_JOB, "status": "SUCCESS"}
+    assert run == {"runId": webserver["run_id"], "jobName": DROP_JOB, "status": "SUCCESS"}
     [repo] = data["repositoriesOrError"]["nodes"]
     assert [s["name"] for s in repo["schedules"]] == ["weekly_retraining"]
-    assert "sovtune_automation" in [s["name"] for s in repo["sensors"]]
+    assert {"sovtune_automation", "data_drops", "steward_decisions"} <= {
+        s["name"] for s in repo["sensors"]
+    }
 
 
 def test_when_the_asset_graph_is_opened_in_chromium_then_it_renders_and_is_kept(
