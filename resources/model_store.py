@@ -1,11 +1,15 @@
 """The local base-model store: models are converted once into safetensors and never downloaded."""
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from pipelines.steps import modelstore
 from pipelines.steps.config import ModelConfig
+from pipelines.steps.screens.backdoor import lazy_perplexity
+from resources.trainer import default_device
 
 
 class BaseModelStore(dg.ConfigurableResource):
@@ -30,3 +34,22 @@ class BaseModelStore(dg.ConfigurableResource):
 
     def prepare(self) -> "modelstore.BaseModelInfo":
         return modelstore.prepare_base_model(self.config, Path(self.store_dir))
+
+    def onion_perplexity(self) -> Callable[[list[str]], list[float]]:
+        """The base model's perplexity function for ONION (`curation.onion`) in the curated stage.
+
+        The model is prepared and loaded on the first call only, that is when a screen flagged a
+        record; a model that cannot be prepared or loaded then fails the stage (never screened
+        without it while `curation.onion` is true).
+        """
+
+        def load() -> tuple[Any, Any]:
+            try:
+                return modelstore.load_base_model(self.prepare().path, device=default_device())
+            except modelstore.ModelStoreError as exc:
+                raise modelstore.ModelStoreError(
+                    f"curation.onion is true but the base model cannot be loaded ({exc}); fix the "
+                    "model section or set curation.onion: false"
+                ) from None
+
+        return lazy_perplexity(load)

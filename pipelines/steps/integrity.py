@@ -141,6 +141,8 @@ class CurationResult:
         near_duplicate_clusters: Clusters of near-duplicate records, representative first.
         trigger_clusters: Response clusters flagged for a backdoor trigger.
         unmatched_decisions: Steward decisions naming no quarantined record.
+        onion_scored: Records ONION scored (those a backdoor or injection screen flagged); None
+            when ONION did not run (no perplexity function given).
     """
 
     kept: list[Record]
@@ -149,6 +151,7 @@ class CurationResult:
     near_duplicate_clusters: list[tuple[str, ...]]
     trigger_clusters: list[tuple[str, ...]]
     unmatched_decisions: int = 0
+    onion_scored: int | None = None
 
     def counts(self) -> dict[str, int]:
         """records_in, kept, dropped, quarantined, approved, rejected and pending."""
@@ -293,9 +296,12 @@ def curate_records(
         records: Records in input order.
         cfg: Thresholds.
         decisions: Steward decisions, record id -> `approve` or `reject`.
-        perplexity: The base model's perplexity function (`backdoor.causal_lm_perplexity`):
-            when given, ONION scores the records a backdoor or injection screen flagged, and
-            adds an `onion` reason to those at or above `cfg.onion_threshold`.
+        perplexity: The base model's perplexity function (`backdoor.causal_lm_perplexity`,
+            or `backdoor.lazy_perplexity` to load the model only when a record is flagged):
+            when given, ONION scores the records a backdoor or injection screen flagged (no
+            other), keeps the score with the others and adds an `onion` reason to those at or
+            above `cfg.onion_threshold`. The caller decides from `cfg.onion` whether to give it
+            (the curated asset does; `sovtune screen` with `--onion`).
 
     Returns:
         The curated records and the decision, reasons and scores of every record.
@@ -406,14 +412,18 @@ def curate_records(
                 0, Reason(DEDUP, NEAR_DUPLICATE, similarity, f"representative={representative}")
             )
 
+    onion_scored = None
     if perplexity is not None:
         suspicious = [
             r for r in candidates if any(x.screen in (BACKDOOR, INJECTION) for x in reasons[r.id])
         ]
-        for record_id, score in backdoor.onion_scores(suspicious, perplexity).items():
-            scores[record_id][backdoor.ONION] = score
-            if score >= cfg.onion_threshold:
-                reasons[record_id].append(Reason(BACKDOOR, backdoor.ONION, score))
+        found = backdoor.onion_scores(suspicious, perplexity, max_words=cfg.onion_max_words)
+        for record_id, onion in found.items():
+            scores[record_id][backdoor.ONION] = onion.score
+            if onion.score >= cfg.onion_threshold:
+                detail = f"word={onion.word_index} of {onion.words} threshold={cfg.onion_threshold}"
+                reasons[record_id].append(Reason(BACKDOOR, backdoor.ONION, onion.score, detail))
+        onion_scored = len(found)
 
     screened = []
     for record in records:
@@ -435,6 +445,7 @@ def curate_records(
         near_duplicate_clusters=near.clusters,
         trigger_clusters=[trigger.clusters[i] for i in sorted(flagged)],
         unmatched_decisions=sum(1 for record_id in decisions if record_id not in quarantined),
+        onion_scored=onion_scored,
     )
 
 

@@ -30,7 +30,6 @@ from pipelines.steps.records import Record
 from pipelines.steps.screens import (
     has_response,
     normalize,
-    prompt_text,
     record_words,
     response_text,
 )
@@ -169,44 +168,108 @@ def score_backdoor(
 
 
 def causal_lm_perplexity(
-    model: Any, tokenizer: Any, *, max_length: int = 128
+    model: Any, tokenizer: Any, *, max_length: int = 128, batch_size: int = 32
 ) -> Callable[[list[str]], list[float]]:
     """A perplexity function for `onion_scores` from a loaded causal LM and its tokenizer.
+
+    Texts are scored in padded batches (right padding, attention mask, each text's loss the mean
+    over its own tokens), so a record's leave-one-out variants cost one forward pass together.
 
     Args:
         model: A Hugging Face causal LM (the base model, in eval mode).
         tokenizer: Its tokenizer.
         max_length: Tokens per text beyond which the text is cut.
+        batch_size: Texts per forward pass.
 
     Returns:
-        A function mapping texts to their perplexities, one forward pass per text.
+        A function mapping texts to their perplexities (1.0 for a text of fewer than 2 tokens).
     """
     import torch
 
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+
     def perplexity(texts: list[str]) -> list[float]:
-        values = []
+        values: list[float] = []
         with torch.no_grad():
-            for text in texts:
-                ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_length)
-                input_ids = ids["input_ids"].to(model.device)
-                if input_ids.shape[1] < 2:
-                    values.append(1.0)
-                    continue
-                loss = model(input_ids=input_ids, labels=input_ids).loss
-                values.append(float(torch.exp(loss)))
+            for start in range(0, len(texts), batch_size):
+                encoded = [
+                    tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+                    for text in texts[start : start + batch_size]
+                ]
+                width = max(len(ids) for ids in encoded)
+                input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(encoded), width), dtype=torch.long)
+                for row, ids in enumerate(encoded):
+                    input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+                    mask[row, : len(ids)] = 1
+                input_ids, mask = input_ids.to(model.device), mask.to(model.device)
+                logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
+                targets, target_mask = input_ids[:, 1:], mask[:, 1:].float()
+                nll = torch.nn.functional.cross_entropy(
+                    logits.transpose(1, 2), targets, reduction="none"
+                )
+                counts = target_mask.sum(dim=1)
+                mean_nll = (nll * target_mask).sum(dim=1) / counts.clamp(min=1)
+                for value, n in zip(torch.exp(mean_nll).tolist(), counts.tolist(), strict=True):
+                    values.append(value if n > 0 else 1.0)
         return values
 
     return perplexity
 
 
+def lazy_perplexity(
+    load: Callable[[], tuple[Any, Any]], **kwargs: int
+) -> Callable[[list[str]], list[float]]:
+    """`causal_lm_perplexity` of a model that `load` returns on the first call only.
+
+    The curated stage asks for ONION before it knows whether any record will be flagged; the
+    base model is then loaded only when one is. A load that fails raises on that first call.
+
+    Args:
+        load: Returns the model (eval mode) and its tokenizer.
+        **kwargs: `max_length`, `batch_size` of `causal_lm_perplexity`.
+
+    Returns:
+        A function mapping texts to their perplexities.
+    """
+    loaded: list[Callable[[list[str]], list[float]]] = []
+
+    def perplexity(texts: list[str]) -> list[float]:
+        if not loaded:
+            model, tokenizer = load()
+            loaded.append(causal_lm_perplexity(model, tokenizer, **kwargs))
+        return loaded[0](texts)
+
+    return perplexity
+
+
+@dataclass(frozen=True)
+class OnionScore:
+    """ONION's finding on one record.
+
+    Attributes:
+        score: Perplexity of the user turns minus the lowest perplexity with one word left out.
+        word_index: Position (0-based, whitespace words of the user turns) of that word; -1
+            when the prompt has fewer than two words.
+        words: Words tried.
+    """
+
+    score: float
+    word_index: int
+    words: int
+
+
 def onion_scores(
     records: list[Record], perplexity: Callable[[list[str]], list[float]], *, max_words: int = 64
-) -> dict[str, float]:
-    """ONION: the largest drop in perplexity when one prompt word is left out.
+) -> dict[str, OnionScore]:
+    """ONION: the largest drop in perplexity when one word of the user turns is left out.
 
     A trigger word is an outlier in fluent text, so removing it lowers perplexity far more than
-    removing any ordinary word. Call this only on records the cheap scores flagged: it costs one
-    language-model pass per word.
+    removing any ordinary word. Call this only on records the cheap scores flagged: it costs a
+    language-model pass over one text per word (batched per record). System prompts are left
+    out: they are shared by many records and carry no trigger of their own.
 
     Args:
         records: Records to score (already flagged by the cheap screens).
@@ -214,17 +277,22 @@ def onion_scores(
         max_words: Words beyond this many are not tried.
 
     Returns:
-        Per record id, the original perplexity minus the lowest leave-one-out perplexity.
+        Per record id, its score and the position of the word whose removal lowers perplexity
+        most (a position, never the word).
     """
-    scores: dict[str, float] = {}
+    scores: dict[str, OnionScore] = {}
     for record in records:
-        tokens = prompt_text(record).split()[:max_words]
+        user = "\n\n".join(m.content for m in record.messages if m.role == "user")
+        tokens = user.split()[:max_words]
         if len(tokens) < 2:
-            scores[record.id] = 0.0
+            scores[record.id] = OnionScore(0.0, -1, len(tokens))
             continue
         texts = [" ".join(tokens)] + [
             " ".join(tokens[:i] + tokens[i + 1 :]) for i in range(len(tokens))
         ]
         values = perplexity(texts)
-        scores[record.id] = round(float(values[0] - min(values[1:])), 4)
+        lowest = min(range(len(tokens)), key=lambda i: values[i + 1])
+        scores[record.id] = OnionScore(
+            round(float(values[0] - values[lowest + 1]), 4), lowest, len(tokens)
+        )
     return scores
