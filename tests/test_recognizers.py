@@ -45,6 +45,8 @@ def analyzer() -> AnalyzerEngine:
         ("en", "My phone is 001-526-422-4393, call after six.", "001-526-422-4393", "PHONE_NUMBER"),
         ("en", "My phone is 001-683-567-9160x1108, ok?", "001-683-567-9160x1108", "PHONE_NUMBER"),
         ("en", "Ring 0044 20 7946 0958 tomorrow.", "0044 20 7946 0958", "PHONE_NUMBER"),
+        ("en", "Send it to (212) 200-0010 before noon.", "(212) 200-0010", "PHONE_NUMBER"),
+        ("en", "Fax:0049 30 901820 17 today.", "0049 30 901820 17", "PHONE_NUMBER"),
         ("en", "Call 212.555.0147 ext. 31 today.", "212.555.0147 ext. 31", "PHONE_NUMBER"),
         ("en", "My passport number is 164913680.", "164913680", "US_PASSPORT"),
         ("en", "My passport number is 670160794.", "670160794", "US_PASSPORT"),  # ABA-valid too
@@ -78,6 +80,9 @@ def analyzer() -> AnalyzerEngine:
         ),  # stdnum KeyError
         ("zh", "身份证 110105 19491231 002X 已核对", "110105 19491231 002X", "CN_ID_CARD"),
         ("zh", "证件号1101-0519-4912-3100-2X。", "1101-0519-4912-3100-2X", "CN_ID_CARD"),
+        # names in no list: an introduction + a word the model never saw; NER's split name
+        ("en", "Hi team, this is orlaigh tyrrell from sales.", "orlaigh tyrrell", "PERSON"),
+        ("en", "Send it to Penelope Markham before Friday.", "Penelope Markham", "PERSON"),
         ("zh", "你好，我是市场部的马志远。", "马志远", "PERSON"),  # given name in no list
         ("zh", "家属张天佑陪同就诊。", "张天佑", "PERSON"),
         ("zh", "你好，我是市场部的欧阳子轩。", "欧阳子轩", "PERSON"),
@@ -108,6 +113,8 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("en", "Order 164913680 shipped today.", "US_PASSPORT"),  # no passport word
         ("en", "Driver license S3354635 expired.", "PERSON"),  # a name has no digits
         ("en", "Block fd3a:f032:d61a:a2f7:a756:1c52:2749:959b on the firewall.", "PERSON"),
+        ("en", "Hi, this is great news from HR.", "PERSON"),  # ordinary words after "this is"
+        ("en", "I am very sorry about that.", "PERSON"),
         ("zh", "我是高兴的。", "PERSON"),  # 高 is a surname, 高兴 a dictionary word
         ("zh", "患者今天高烧不退。", "PERSON"),
     ],

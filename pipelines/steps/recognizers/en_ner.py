@@ -3,6 +3,8 @@
 en_core_web_sm tags hex groups of an IPv6 address ("d61a") and licence numbers ("S3354635")
 as PERSON at the fixed NER score 0.85, which then outranks the validated pattern finding on the
 same characters. A person's name has no digits; an NER span without a letter names nothing.
+It also splits unfamiliar names: "Penelope Markham" comes back as LOCATION "Penelope" and
+PERSON "Markham". A PERSON and a LOCATION span with only one space between them are one name.
 """
 
 from presidio_analyzer import RecognizerResult
@@ -18,11 +20,27 @@ class NerRecognizer(SpacyRecognizer):
         super().__init__(supported_language=language, supported_entities=list(NER_ENTITIES))
 
     def analyze(self, text, entities, nlp_artifacts=None) -> list[RecognizerResult]:
-        return [
-            result
-            for result in super().analyze(text, entities, nlp_artifacts)
-            if _plausible(result.entity_type, text[result.start : result.end])
-        ]
+        results = sorted(
+            (
+                result
+                for result in super().analyze(text, entities, nlp_artifacts)
+                if _plausible(result.entity_type, text[result.start : result.end])
+            ),
+            key=lambda result: result.start,
+        )
+        merged: list[RecognizerResult] = []
+        for result in results:
+            last = merged[-1] if merged else None
+            if (
+                last is not None
+                and {last.entity_type, result.entity_type} == {"PERSON", "LOCATION"}
+                and text[last.end : result.start] == " "
+                and "PERSON" in entities
+            ):
+                last.end, last.entity_type = result.end, "PERSON"
+                continue
+            merged.append(result)
+        return merged
 
 
 def _plausible(entity_type: str, value: str) -> bool:

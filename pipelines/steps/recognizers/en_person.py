@@ -2,8 +2,9 @@
 
 spaCy's small model misses lower-case names and names it has not seen in a similar context.
 This rule layer adds names that (a) follow a title (Mr, Mrs, Ms, Dr, Prof), (b) follow an
-introduction ("my name is", "this is", "I'm", "contact"), or (c) are a first name followed by a
-last name from Faker's en_US name lists (US census based), in any case, with optional initials.
+introduction ("my name is", "this is", "I'm", "contact") and are listed, or are two words of
+which one is outside the spaCy model's vocabulary, or (c) are a first name followed by a last
+name from Faker's en_US name lists (US census based), in any case, with optional initials.
 """
 
 import re
@@ -30,6 +31,38 @@ def listed_names() -> tuple[frozenset[str], frozenset[str]]:
     lasts = {n.lower() for n in PersonProvider.last_names}
     common = set(STOP_WORDS)
     return frozenset(firsts - common), frozenset(lasts - common)
+
+
+_INTRODUCTION = re.compile(rf"\b{INTRODUCTIONS}\s+", re.IGNORECASE)
+_TWO_WORDS = re.compile(r"([A-Za-z][a-z'\-]+|[A-Z'\-]+)\s([A-Za-z][a-z'\-]+|[A-Z'\-]+)")
+_AFTER_A_NAME = re.compile(
+    r"\s*(?:$|[,.;:!?)]|\s(?:from|and|here|speaking|with|at|of|in|on)\b)", re.IGNORECASE
+)
+
+
+def _model_words(nlp_artifacts) -> frozenset[str]:
+    """The spaCy model's own vocabulary (`PackNlpEngine.model_words`), empty when unknown."""
+    engine = getattr(nlp_artifacts, "nlp_engine", None)
+    return getattr(engine, "model_words", frozenset())
+
+
+def _unlisted_name(text: str, start: int, model_words: frozenset[str]) -> int | None:
+    """End of a two-word name after an introduction that no name list holds, if it is one.
+
+    "this is orlaith foran from the logistics group": two words, neither a stop word, ending
+    where a name ends (punctuation, "from", "and", "here" ...), at least one of them a word the
+    spaCy model's vocabulary never saw. Ordinary words after an introduction ("this is great
+    news from HR") are all in that vocabulary; rare names are not.
+    """
+    match = _TWO_WORDS.match(text, start)
+    if match is None or not model_words or not _AFTER_A_NAME.match(text, match.end()):
+        return None
+    words = [match.group(1).lower(), match.group(2).lower()]
+    if any(word in STOP_WORDS for word in words):
+        return None
+    if all(word in model_words for word in words):
+        return None
+    return match.end()
 
 
 class EnPersonRecognizer(RegexRecognizer):
@@ -77,4 +110,9 @@ class EnPersonRecognizer(RegexRecognizer):
             first, last = match.group(1).lower(), match.group(2).lower()
             if first in firsts and last in lasts:
                 results.append(self._result(*match.span(), 0.65, "name list"))
+        model_words = _model_words(nlp_artifacts)
+        for match in _INTRODUCTION.finditer(text):
+            end = _unlisted_name(text, match.end(), model_words)
+            if end is not None:
+                results.append(self._result(match.end(), end, 0.6, "introduction, rare words"))
         return results

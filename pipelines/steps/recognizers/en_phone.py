@@ -16,7 +16,8 @@ from pipelines.steps.recognizers.base import RegexRecognizer, has_context
 REGIONS = ("US",)
 """Numbers with a country code (+44 ..., 0049 ...) are found in any region's pass."""
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
-_DOUBLE_ZERO_PREFIX = re.compile(r"(?<![\d+])00(?=[1-9])")
+# Only where a number starts: "00" inside "200-0010" is part of the number.
+_DOUBLE_ZERO_PREFIX = re.compile(r"(?<![^\s(:])00(?=[1-9])")
 _EXTENSION = re.compile(r"\s*(?:,\s*)?(?:ext\.?|extension|x|#)\s*\d{1,6}", re.IGNORECASE)
 
 

@@ -24,12 +24,19 @@ class PackNlpEngine(SpacyNlpEngine):
     def __init__(self, spacy_model: str) -> None:
         super().__init__(models=[{"lang_code": "en", "model_name": spacy_model}])
         self.spacy_model = spacy_model
+        self.model_words: frozenset[str] = frozenset()
+        """Lower-cased words of the English model's vocabulary as loaded (a word-rarity test
+        for the name rules: `en_person`)."""
 
     def load(self) -> None:
         self.nlp = {
             "en": spacy.load(self.spacy_model, exclude=EXCLUDED_PIPES),
             "zh": spacy.blank("zh"),
         }
+        # Taken before any text is read: spaCy adds every token it sees to the string store.
+        self.model_words = frozenset(
+            word.lower() for word in self.nlp["en"].vocab.strings if word.isalpha()
+        )
 
     def get_supported_languages(self) -> list[str]:
         return ["en", "zh"]
