@@ -83,6 +83,12 @@ def analyzer() -> AnalyzerEngine:
         # names in no list: an introduction + a word the model never saw; NER's split name
         ("en", "Hi team, this is orlaigh tyrrell from sales.", "orlaigh tyrrell", "PERSON"),
         ("en", "Send it to Penelope Markham before Friday.", "Penelope Markham", "PERSON"),
+        ("en", "Forward it to Micheala Crinion before Friday.", "Micheala Crinion", "PERSON"),
+        ("en", "Dr. Spain will review the scan.", "Spain", "PERSON"),  # a title outranks GPE
+        ("en", "Forward it to Tegan MacNulty before Friday.", "Tegan MacNulty", "PERSON"),
+        ("en", "My passport number is V37631611.", "V37631611", "US_PASSPORT"),  # NER said GPE
+        ("en", "My SSN is 0 7 6 2 9 7 0 3 8.", "0 7 6 2 9 7 0 3 8", "US_SSN"),  # ABA-valid too
+        ("en", "Bank account number 15487585862 is closed.", "15487585862", "US_BANK_NUMBER"),
         ("zh", "你好，我是市场部的马志远。", "马志远", "PERSON"),  # given name in no list
         ("zh", "家属张天佑陪同就诊。", "张天佑", "PERSON"),
         ("zh", "你好，我是市场部的欧阳子轩。", "欧阳子轩", "PERSON"),
@@ -115,6 +121,9 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("en", "Block fd3a:f032:d61a:a2f7:a756:1c52:2749:959b on the firewall.", "PERSON"),
         ("en", "Hi, this is great news from HR.", "PERSON"),  # ordinary words after "this is"
         ("en", "I am very sorry about that.", "PERSON"),
+        ("en", "Sales are up, Great Job everyone.", "PERSON"),  # common words, capitalized
+        ("en", "Bank account number 15487585862 is closed.", "PHONE_NUMBER"),
+        ("en", "My SSN is 0 7 6 2 9 7 0 3 8.", "ABA_ROUTING_NUMBER"),
         ("zh", "我是高兴的。", "PERSON"),  # 高 is a surname, 高兴 a dictionary word
         ("zh", "患者今天高烧不退。", "PERSON"),
     ],

@@ -17,7 +17,7 @@ import re
 
 from stdnum.us import rtn
 
-from pipelines.steps.recognizers.base import RegexRecognizer
+from pipelines.steps.recognizers.base import RegexRecognizer, has_context
 
 _ROUTING_PREFIX = re.compile(r"(?:0[0-9]|1[0-2]|2[1-9]|3[0-2]|6[1-9]|7[0-2]|80)")
 
@@ -31,6 +31,16 @@ class RoutingNumberRecognizer(RegexRecognizer):
         (r"(?<![\d-])\d{4}-\d{4}-\d(?![\d-])", 0.45),
     )
     CONTEXT = ("routing", "aba", "rtn", "transit", "wire", "ach")
+    OTHER_CONTEXT = ("ssn", "social security", "passport", "tax id", "itin", "ein")
+    """Words naming another 9-digit number: without a routing word, the value is theirs."""
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        return [
+            result
+            for result in super().analyze(text, entities, nlp_artifacts)
+            if result.score > self.PATTERNS[0][1]
+            or not has_context(text, result.start, result.end, self.OTHER_CONTEXT)
+        ]
 
     def validate(self, value: str) -> bool:
         digits = value.replace("-", "")

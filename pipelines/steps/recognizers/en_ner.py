@@ -2,7 +2,8 @@
 
 en_core_web_sm tags hex groups of an IPv6 address ("d61a") and licence numbers ("S3354635")
 as PERSON at the fixed NER score 0.85, which then outranks the validated pattern finding on the
-same characters. A person's name has no digits; an NER span without a letter names nothing.
+same characters. A person's name has no digits, a place no word of letters and digits mixed
+("V37631611"); an NER span without a letter names nothing.
 It also splits unfamiliar names: "Penelope Markham" comes back as LOCATION "Penelope" and
 PERSON "Markham". A PERSON and a LOCATION span with only one space between them are one name.
 """
@@ -46,4 +47,10 @@ class NerRecognizer(SpacyRecognizer):
 def _plausible(entity_type: str, value: str) -> bool:
     if not any(c.isalpha() for c in value):
         return False
-    return entity_type != "PERSON" or not any(c.isdigit() for c in value)
+    if entity_type == "PERSON":
+        return not any(c.isdigit() for c in value)
+    # A place name may hold a number ("Route 66"), not a word of letters and digits at once
+    # (an id such as "V37631611" that NER read as a place).
+    return not any(
+        any(c.isalpha() for c in word) and any(c.isdigit() for c in word) for word in value.split()
+    )

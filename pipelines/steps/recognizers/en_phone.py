@@ -18,6 +18,8 @@ REGIONS = ("US",)
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
 # Only where a number starts: "00" inside "200-0010" is part of the number.
 _DOUBLE_ZERO_PREFIX = re.compile(r"(?<![^\s(:])00(?=[1-9])")
+_OTHER_NUMBER_CONTEXT = ("account", "acct", "routing", "iban", "card number", "ssn", "passport")
+"""Words naming another kind of number: a bare digit run next to them is not a phone."""
 _EXTENSION = re.compile(r"\s*(?:,\s*)?(?:ext\.?|extension|x|#)\s*\d{1,6}", re.IGNORECASE)
 
 
@@ -50,6 +52,10 @@ class IntlPhoneRecognizer(RegexRecognizer):
                     end = extension.end()
                 if has_context(text, start, end, self.words):
                     score += 0.35
+                elif match.raw_string.isdigit() and has_context(
+                    text, start, end, _OTHER_NUMBER_CONTEXT
+                ):
+                    continue  # "account number 15487585862": the bank number recognizer's
                 if spans.get((start, end), 0) < score:
                     spans[(start, end)] = score
         return [self._result(s, e, score, "phonenumbers") for (s, e), score in spans.items()]
