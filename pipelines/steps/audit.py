@@ -37,6 +37,10 @@ SELF_CHECK_CANDIDATES = 4
 """Candidates (the secret first) that every exposure run also scores with the full-sequence
 scorer: the prefix-tree scores must agree with them within SELF_CHECK_ATOL nats."""
 SELF_CHECK_ATOL = 1e-3
+TREE_BATCH_BYTES = 512 * 2**20
+"""Memory one prefix-tree forward pass may take (assembled KV cache, its copies, log-probs):
+sets the nodes per pass when no batch size is given (SmolLM2-135M: about 400; a tiny test
+model: thousands, so few passes)."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ def canary_exposure(
     *,
     n_candidates: int,
     seed: int,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     seconds: dict[str, float] | None = None,
 ) -> list[ExposureResult]:
     """Rank each canary's secret among candidates of the same format by model likelihood.
@@ -113,7 +117,7 @@ def canary_exposure(
         n_candidates: Enumerate the space if it is at most this large, else sample this many
             distinct non-secret candidates.
         seed: Seed of the numpy generator that samples candidates (canaries in order).
-        batch_size: Prefix-tree nodes per forward pass.
+        batch_size: Prefix-tree nodes per forward pass (default: from TREE_BATCH_BYTES).
         seconds: When given, filled with the wall time of each canary, by canary id.
 
     Returns:
@@ -251,7 +255,7 @@ def prefix_tree_nll(
     prefix: str,
     continuations: list[str],
     *,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     block_size: int = 4096,
 ) -> np.ndarray:
     """`continuation_nll`'s numbers, computed once per distinct token prefix with KV-cache reuse.
@@ -270,7 +274,7 @@ def prefix_tree_nll(
         tokenizer: Its tokenizer.
         prefix: The text before every continuation.
         continuations: The texts to score.
-        batch_size: Tree nodes per forward pass.
+        batch_size: Tree nodes per forward pass; default: as many as TREE_BATCH_BYTES holds.
         block_size: Sequences per prefix tree.
 
     Returns:
@@ -297,6 +301,10 @@ def prefix_tree_nll(
         out = model(input_ids=torch.tensor([prefix_ids[:context]], device=device), use_cache=True)
         root_kv = _cache_layers(out.cache)
         root_log_probs = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        if batch_size is None:
+            batch_size = _tree_batch_size(
+                root_kv, root_log_probs, context + max(map(len, suffixes))
+            )
         order = sorted(range(len(suffixes)), key=suffixes.__getitem__)
         for first in range(0, len(order), block_size):
             block = order[first : first + block_size]
@@ -400,6 +408,15 @@ def _score_tree(
     return np.array(
         [-sum(edge_log_prob[edge] for edge in path) for path in paths], dtype=np.float64
     )
+
+
+def _tree_batch_size(
+    root_kv: list[tuple[torch.Tensor, torch.Tensor]], root_log_probs: torch.Tensor, positions: int
+) -> int:
+    """Nodes per pass that fit TREE_BATCH_BYTES: 3 copies of the KV cache, 2 of the log-probs."""
+    kv_row = sum(k[0, :, :1].numel() + v[0, :, :1].numel() for k, v in root_kv) * positions
+    row_bytes = (3 * kv_row + 2 * root_log_probs.numel()) * root_log_probs.element_size()
+    return max(16, min(4096, TREE_BATCH_BYTES // row_bytes))
 
 
 def _cache_layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
