@@ -8,7 +8,7 @@ import dagster as dg
 class PrivacyAuditor(dg.ConfigurableResource):
     """Privacy-audit settings (see AuditConfig)."""
 
-    candidates: int = 1000
+    candidates: int = 10000
     max_exposure_bits: float = 8.0
     canaries_file: str = "var/raw/ground_truth.json"
     mia_records: int = 64

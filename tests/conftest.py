@@ -12,3 +12,18 @@ def landing(tmp_path):
     folder = tmp_path / "landing"
     folder.mkdir()
     return folder
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Start every test without a leftover Dagster definitions-state storage.
+
+    `DagsterInstance.__enter__` puts the instance's defs-state storage in a context variable;
+    `instance_for_test` used in a generator fixture (tests/test_automation.py) leaves it set after
+    the instance is disposed, and the next `Definitions` resolution in another module fails with
+    "Attempted to resolve undefined DagsterInstance weakref". Resetting it before each test
+    (before its fixtures) keeps the modules independent of their order.
+    """
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)
