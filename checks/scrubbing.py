@@ -13,8 +13,9 @@ from resources import PIIEngine
 
 @dg.asset_check(asset=scrubbed_corpus, blocking=True, partitions_def=data_drops)
 def no_residual_pii(scrubbed_corpus: dict, pii: PIIEngine) -> dg.AssetCheckResult:
-    """A second pass over the scrubbed corpus, at the lower `pii.residual_score_threshold`,
-    finds nothing outside the spans the scrubber wrote (counts per entity type, never values)."""
+    """A second, independent pass over the scrubbed corpus with every language pack, at the
+    lower `pii.residual_score_threshold`, finds nothing outside the spans the scrubber wrote
+    (counts per entity type, never values)."""
     records = frame_to_records(read_parquet(scrubbed_corpus["path"]))
     residual = pii.residual(records)
     gate = gates.no_residual_pii(residual)
