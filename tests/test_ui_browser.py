@@ -29,21 +29,11 @@ from pipelines.jobs import DROP_JOB
 from pipelines.steps.config import load_config
 from pipelines.steps.corpus import generate_corpus
 from tests.browser import CHROMIUM, chromium_command
+from tests.pipeline_runs import DROP_ASSETS, RELEASE_ASSETS
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "docs" / "ui-asset-graph.png"
-ASSETS = {
-    "raw_corpus",
-    "raw_quarantine",
-    "scrubbed_corpus",
-    "curated_corpus",
-    "training_corpus",
-    "base_model",
-    "dp_lora_adapter",
-    "privacy_audit",
-    "registered_model",
-    "compliance_report",
-}
+ASSETS = {*DROP_ASSETS, *RELEASE_ASSETS}
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it as root)"
