@@ -347,9 +347,9 @@ def test_when_a_later_scrub_pass_runs_then_unchanged_messages_are_not_rescanned(
     scanned: list[list[str]] = []
     original = pii._analyze_texts
 
-    def remember(analyzer, texts, languages, cfg, *, batch_size, ner=True):
+    def remember(analyzer, texts, languages, cfg, **options):
         scanned.append(list(texts))
-        return original(analyzer, texts, languages, cfg, batch_size=batch_size, ner=ner)
+        return original(analyzer, texts, languages, cfg, **options)
 
     monkeypatch.setattr(pii, "_analyze_texts", remember)
 
@@ -360,3 +360,67 @@ def test_when_a_later_scrub_pass_runs_then_unchanged_messages_are_not_rescanned(
     assert result.records[0].messages[0].content != record.messages[0].content
     assert result.records[0].messages[1] == record.messages[1]
     assert residual_pii(result.records, analyzer, pii.residual_config(CFG)) == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        # only an opener's capital: nothing for NER to read
+        ("Thanks for the update. The form is ready.", []),
+        # a name in the second sentence: that sentence only
+        ("Thanks for the update. Please ask Marta Kowalczyk.", ["Please ask Marta Kowalczyk."]),
+        # a first name that is also a common word opens the sentence: kept
+        ("June called about the invoice.", ["June called about the invoice."]),
+        # an opener that is not a stop word or greeting: kept (it may be a name)
+        ("Okafor called. The form is ready.", ["Okafor called."]),
+    ],
+)
+def test_when_ner_view_is_taken_then_only_sentences_with_a_name_like_capital_remain(
+    text: str, kept: list[str]
+) -> None:
+    view = pii.ner_view(text)
+
+    if not kept:
+        assert view is None
+        return
+    assert view is not None and len(view) == len(text)
+    assert view.split() == " ".join(kept).split()
+    for sentence in kept:  # offsets hold: each kept sentence sits where it sits in the text
+        assert view[text.index(sentence) : text.index(sentence) + len(sentence)] == sentence
+
+
+def test_when_a_capital_is_inside_a_scrub_span_then_it_does_not_keep_the_sentence() -> None:
+    text = "Thanks, Mark Evans. The form is ready."
+    span = (text.index("Mark Evans"), text.index("Mark Evans") + len("Mark Evans"), "PERSON")
+
+    assert pii.ner_view(text) is not None
+    assert pii.ner_view(text, [span]) is None
+
+
+def test_when_ner_reads_only_the_view_then_names_in_later_sentences_are_found(
+    analyzer: AnalyzerEngine,
+) -> None:
+    text = (
+        "Thanks for the update. The license has been moved, so the software should activate. "
+        "Please forward the contract to Penelope Markham before Friday."
+    )
+    name = "Penelope Markham"
+
+    findings = scan_text(analyzer, text, CFG)
+
+    assert any(f.entity_type == "PERSON" and text[f.start : f.end] == name for f in findings), (
+        findings
+    )
+
+
+def test_when_artifacts_are_lazy_then_their_words_equal_the_tokens(
+    analyzer: AnalyzerEngine,
+) -> None:
+    text = "Send the SSN: 078-05-1120 to the payroll office, please."
+    doc = analyzer.nlp_engine.nlp["en"].make_doc(text)
+
+    artifacts = analyzer.nlp_engine.tokens_only(text, "en")
+
+    assert artifacts.tokens_indices == [token.idx for token in doc]
+    assert artifacts.lemmas == [token.lower_ for token in doc]
+    assert "ssn" in artifacts.keywords and "the" not in artifacts.keywords

@@ -176,3 +176,50 @@ def test_when_recognizer_file_is_bad_then_the_engine_is_not_built(tmp_path: Path
 
     with pytest.raises(PIIEngineError, match=r"pii\.recognizers_file"):
         build_analyzer(CFG.model_copy(update={"recognizers_file": str(path)}))
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("Reach me at ana.lopez@example.org today.", True),
+        ("Write to ana.lopez at example dot org today.", True),  # normalized to an @
+        ("Reach me at the front desk today.", False),
+    ],
+)
+def test_when_a_text_has_no_at_sign_then_the_email_pattern_is_not_run(
+    analyzer: AnalyzerEngine, text: str, found: bool
+) -> None:
+    findings = scan_text(analyzer, text, CFG)
+
+    assert any(f.entity_type == "EMAIL_ADDRESS" for f in findings) is found
+
+
+def test_when_url_hint_is_absent_then_no_url_and_when_present_then_url_is_found(
+    analyzer: AnalyzerEngine,
+) -> None:
+    with_url = "Her page is https://portal.example.com/u/jane-doe-1984 now."
+    without = "Reset it at the portal now. Thanks."
+
+    urls = [f for f in scan_text(analyzer, with_url, CFG) if f.entity_type == "URL"]
+
+    assert [with_url[f.start : f.end] for f in urls] == [
+        "https://portal.example.com/u/jane-doe-1984"
+    ]
+    assert not [f for f in scan_text(analyzer, without, CFG) if f.entity_type == "URL"]
+
+
+def test_when_chinese_text_is_segmented_by_block_then_tags_equal_jiebas_whole_cut() -> None:
+    from pipelines.steps.recognizers import cn_names
+
+    texts = [
+        "你好，我是市场部的王秀英。请把合同发给李建国，电话13800138000。",
+        "摘要：患者白建因上述症状就诊。已开具血常规检查，结果出来后再评估。",
+        "地址：北京市朝阳区建国路88号A座1203室, email wang@example.cn",
+    ]
+    for text in texts:
+        whole, position = [], 0
+        for pair in cn_names._jieba().cut(text):
+            whole.append((pair.word, pair.flag, position))
+            position += len(pair.word)
+
+        assert cn_names.posseg(text) == tuple(whole)

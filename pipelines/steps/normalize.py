@@ -48,9 +48,11 @@ class Normalized:
     @property
     def changed(self) -> bool:
         """Whether normalization changed anything (else offsets map one to one)."""
-        return len(self.text) != self.original_length or any(
-            s != i or e != i + 1
-            for i, (s, e) in enumerate(zip(self.starts, self.ends, strict=True))
+        length = len(self.text)
+        return (
+            length != self.original_length
+            or self.starts != tuple(range(length))
+            or self.ends != tuple(range(1, length + 1))
         )
 
     def to_original(self, start: int, end: int) -> tuple[int, int]:
@@ -70,18 +72,22 @@ def normalize(text: str) -> Normalized:
     Returns:
         The normalized text with its offset map.
     """
-    chars: list[str] = []
-    starts: list[int] = []
-    ends: list[int] = []
-    for index, char in enumerate(text):
-        if char in INVISIBLE:
-            continue
-        folded = unicodedata.normalize("NFKC", char) if not char.isascii() else char
-        for piece in folded:
-            chars.append(piece)
-            starts.append(index)
-            ends.append(index + 1)
-    current = Normalized("".join(chars), tuple(starts), tuple(ends), len(text))
+    if text.isascii():  # nothing to fold or remove: every character stands for itself
+        length = len(text)
+        current = Normalized(text, tuple(range(length)), tuple(range(1, length + 1)), length)
+    else:
+        chars: list[str] = []
+        starts: list[int] = []
+        ends: list[int] = []
+        for index, char in enumerate(text):
+            if char in INVISIBLE:
+                continue
+            folded = unicodedata.normalize("NFKC", char) if not char.isascii() else char
+            for piece in folded:
+                chars.append(piece)
+                starts.append(index)
+                ends.append(index + 1)
+        current = Normalized("".join(chars), tuple(starts), tuple(ends), len(text))
     current = _substitute(current, _SPELLED_EMAIL, _spell_email)
     return _substitute(current, _SPACED_DIGITS, _join_digits)
 

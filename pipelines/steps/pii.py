@@ -17,15 +17,18 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import spacy.util
 import tldextract.tldextract
+from faker.providers.person.en_US import Provider as PersonProvider
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
 from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import EngineResult, OperatorConfig
 from presidio_anonymizer.entities import RecognizerResult as AnonymizerResult
+from spacy.lang.en.stop_words import STOP_WORDS
 
 from pipelines.steps import surrogates
 from pipelines.steps.config import PIIConfig
@@ -39,6 +42,10 @@ from pipelines.steps.records import Message, Record
 
 LANGUAGE = "en"
 _CAPITALIZED = re.compile(r"(?<![A-Za-z])[A-Z][a-z]")
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?\n]*")
+_LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
+GREETINGS = frozenset({"hi", "hello", "hey", "dear", "thanks", "thank", "sorry", "yes", "ok"})
+"""Words that often open a sentence, beyond spaCy's English stop words (see `ner_view`)."""
 PARALLEL_PROCESSES = 2
 PARALLEL_MIN_TEXTS = 64
 """From this many distinct texts on, half of them are analyzed in a forked child process.
@@ -139,11 +146,12 @@ def build_analyzer(cfg: PIIConfig) -> AnalyzerEngine:
 
 
 class _OwnContextFirstEnhancer(LemmaContextAwareEnhancer):
-    """Presidio's context enhancer, skipped when every result already weighed its context.
+    """Presidio's context enhancer, given only the results that have not weighed their context.
 
     Our recognizers check their context words themselves and mark their results as enhanced,
     which Presidio's enhancer then leaves alone, but only after deep-copying every result of
-    the text. When no result needs it (most texts), the copy is skipped.
+    the text. It gets the others (those of Presidio's own recognizers) alone; the enhancer
+    weighs each result on its own, so the outcome is the same.
     """
 
     def enhance_using_context(
@@ -155,9 +163,13 @@ class _OwnContextFirstEnhancer(LemmaContextAwareEnhancer):
         context: list[str] | None = None,
     ) -> list[RecognizerResult]:
         enhanced = RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY
-        if all(r.recognition_metadata.get(enhanced) for r in raw_results):
+        pending = [r for r in raw_results if not r.recognition_metadata.get(enhanced)]
+        if not pending:
             return raw_results
-        return super().enhance_using_context(text, raw_results, nlp_artifacts, recognizers, context)
+        done = [r for r in raw_results if r.recognition_metadata.get(enhanced)]
+        return done + super().enhance_using_context(
+            text, pending, nlp_artifacts, recognizers, context
+        )
 
 
 class _FixedRegistry(RecognizerRegistry):
@@ -452,33 +464,46 @@ def _rescan_messages(
 
     Outside the replacements the text is the one the previous pass scanned in full. A message
     without a replacement is not scanned again. A changed message is scanned whole by every
-    pattern and rule recognizer (cheap: a value may now run across a replacement's edge), and
-    spaCy NER re-reads only windows of `RESCAN_NER_WINDOW` characters around each replacement,
-    snapped to white space: en_core_web_sm's NER encodes each word from the four on either
-    side, so a replacement changes what the model sees only within a few words of it (a tag
-    farther away could still shift through the left-to-right transition sequence; that is
-    what the next check catches). This is the scrubber's own convergence loop, not the gate:
-    the residual gate (`residual_pii`) is a separate full scan of every message, NER included,
-    with every pack, at a lower threshold.
+    pattern and rule recognizer (a value may now run across a replacement's edge, and a
+    context word may have come or gone up to 64 characters or five words away), and spaCy NER
+    re-reads only windows of `RESCAN_NER_WINDOW` characters around each replacement, snapped
+    to white space, and only where `ner_view` keeps a sentence, with the replacements
+    themselves not counting as capitals (what NER tags inside our own surrogates is not new).
+    en_core_web_sm's NER encodes each word from the four on either side, so a replacement
+    changes what the model sees only within a few words of it (a tag farther away could still
+    shift through the left-to-right transition sequence; that is what the next check
+    catches). This is the scrubber's own convergence loop, not the gate: the residual gate
+    (`residual_pii`) is a separate full scan of every message, NER included, with every pack,
+    at a lower threshold.
     """
     texts, languages, places = [], [], []
     windows, window_languages, window_places = [], [], []
     for r, (record, spans_per_message) in enumerate(zip(records, written, strict=True)):
+        language = _pack_language(record.language)
+        has_ner = bool(_ner_recognizers(analyzer, language))
         for m, (message, spans) in enumerate(zip(record.messages, spans_per_message, strict=True)):
             if not spans:
                 continue
             texts.append(message.content)
-            languages.append(record.language)
+            languages.append(language)
             places.append((r, m))
+            view = ner_view(message.content) if has_ner else None
+            if view is None:
+                continue
             for start, end in _ner_windows(message.content, spans):
-                windows.append(message.content[start:end])
-                window_languages.append(record.language)
-                window_places.append((r, m, start))
+                if view[start:end].strip():
+                    windows.append(view[start:end])
+                    window_languages.append(language)
+                    window_places.append((r, m, start))
     results: dict[tuple[int, int], list[RecognizerResult]] = {place: [] for place in places}
-    patterns = _analyze_texts(analyzer, texts, languages, cfg, batch_size=batch_size, ner=False)
+    patterns = _analyze_texts(
+        analyzer, texts, languages, cfg, batch_size=batch_size, recognizers=PATTERNS_ONLY
+    )
     for place, found in zip(places, patterns, strict=True):
         results[place] += found
-    ner_found = _ner_texts(analyzer, windows, window_languages, batch_size=batch_size)
+    ner_found = _analyze_texts(
+        analyzer, windows, window_languages, cfg, batch_size=batch_size, recognizers=NER_ONLY
+    )
     for (r, m, offset), found in zip(window_places, ner_found, strict=True):
         for result in found:
             result.start += offset
@@ -511,33 +536,9 @@ def _ner_windows(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int
     return windows
 
 
-def _ner_texts(
-    analyzer: AnalyzerEngine, texts: list[str], languages: list[str], *, batch_size: int
-) -> list[list[RecognizerResult]]:
-    """Only the NER recognizers' results per text (normalized, offsets into each text)."""
-    normalized = [normalize(text) for text in texts]
-    out: list[list[RecognizerResult]] = [[] for _ in texts]
-    for language in sorted(set(languages)):
-        ner = [
-            recognizer
-            for recognizer in analyzer.registry.recognizers
-            if isinstance(recognizer, NerRecognizer) and recognizer.supported_language == language
-        ]
-        indexes = [
-            i
-            for i, lang in enumerate(languages)
-            if lang == language and _CAPITALIZED.search(normalized[i].text)
-        ]
-        if not ner or not indexes:
-            continue
-        window_texts = [normalized[i].text for i in indexes]
-        docs = analyzer.nlp_engine.entities_batch(window_texts, language, batch_size=batch_size)
-        for i, text, nlp_artifacts in zip(indexes, window_texts, docs, strict=True):
-            for recognizer in ner:
-                for result in recognizer.analyze(text, list(NER_ENTITIES), nlp_artifacts):
-                    result.start, result.end = normalized[i].to_original(result.start, result.end)
-                    out[i].append(result)
-    return out
+ALL = "all"
+PATTERNS_ONLY = "patterns"
+NER_ONLY = "ner"
 
 
 def _analyze_texts(
@@ -547,11 +548,13 @@ def _analyze_texts(
     cfg: PIIConfig,
     *,
     batch_size: int,
-    ner: bool = True,
+    recognizers: str = ALL,
 ) -> list[list[RecognizerResult]]:
     """Presidio results per text, in original offsets, each text analyzed by its language pack.
 
-    With `ner=False` only the pattern and rule recognizers run (spaCy tokenizes, no NER).
+    `recognizers`: `ALL`; `PATTERNS_ONLY`, the pattern and rule recognizers (spaCy tokenizes,
+    no NER); or `NER_ONLY`, the NER recognizers alone on texts the caller has already reduced
+    to what NER must read (`ner_view`).
 
     Texts are normalized (`pipelines.steps.normalize`) and pushed through the NLP engine in
     batches per language, on two cores for larger batches; results on the normalized text are
@@ -560,9 +563,7 @@ def _analyze_texts(
     Raises:
         PIIEngineError: A text's language has no pack (it must never pass unscanned).
     """
-    # A text without letters ("und") holds only digits and symbols: the English pack's
-    # patterns cover those.
-    languages = [LANGUAGE if lang in (None, "", UNDETERMINED) else lang for lang in languages]
+    languages = [_pack_language(lang) for lang in languages]
     supported = set(analyzer.supported_languages)
     unknown = sorted(set(languages) - supported)
     if unknown:
@@ -573,7 +574,7 @@ def _analyze_texts(
     normalized = [normalize(text) for text in texts]
     # Identical texts (system prompts, templates) are analyzed once.
     keys = sorted({(language, n.text) for language, n in zip(languages, normalized, strict=True)})
-    unique = _analyze_unique_texts(analyzer, keys, cfg, batch_size, ner)
+    unique = _analyze_unique_texts(analyzer, keys, cfg, batch_size, recognizers)
     out: list[list[RecognizerResult]] = []
     for mapping, language in zip(normalized, languages, strict=True):
         results = [copy.copy(r) for r in unique[(language, mapping.text)]]
@@ -593,7 +594,7 @@ def _analyze_unique_texts(
     keys: list[tuple[str, str]],
     cfg: PIIConfig,
     batch_size: int,
-    ner: bool,
+    recognizers: str,
 ) -> dict[tuple[str, str], list[RecognizerResult]]:
     """Results per `(language, normalized text)`, using two cores when there is enough work.
 
@@ -604,14 +605,16 @@ def _analyze_unique_texts(
     """
     global _FORKED_ANALYZER
     if len(keys) < PARALLEL_MIN_TEXTS or _cores() < PARALLEL_PROCESSES:
-        return _analyze_chunk(analyzer, keys, cfg, batch_size, ner)
+        return _analyze_chunk(analyzer, keys, cfg, batch_size, recognizers)
     # Interleaved halves: both get their share of long and short, English and Chinese texts.
     mine, theirs = keys[0::2], keys[1::2]
     _FORKED_ANALYZER = analyzer
     try:
         with multiprocessing.get_context("fork").Pool(1) as pool:
-            pending = pool.apply_async(_analyze_chunk_in_child, (theirs, cfg, batch_size, ner))
-            unique = _analyze_chunk(analyzer, mine, cfg, batch_size, ner)
+            pending = pool.apply_async(
+                _analyze_chunk_in_child, (theirs, cfg, batch_size, recognizers)
+            )
+            unique = _analyze_chunk(analyzer, mine, cfg, batch_size, recognizers)
             unique.update(pending.get())
     finally:
         _FORKED_ANALYZER = None
@@ -619,11 +622,11 @@ def _analyze_unique_texts(
 
 
 def _analyze_chunk_in_child(
-    keys: list[tuple[str, str]], cfg: PIIConfig, batch_size: int, ner: bool
+    keys: list[tuple[str, str]], cfg: PIIConfig, batch_size: int, recognizers: str
 ) -> dict[tuple[str, str], list[RecognizerResult]]:
     if _FORKED_ANALYZER is None:  # only reachable through a fork of `_analyze_unique_texts`
         raise PIIEngineError("no analyzer in the forked PII worker")
-    return _analyze_chunk(_FORKED_ANALYZER, keys, cfg, batch_size, ner)
+    return _analyze_chunk(_FORKED_ANALYZER, keys, cfg, batch_size, recognizers)
 
 
 def _analyze_chunk(
@@ -631,24 +634,43 @@ def _analyze_chunk(
     keys: list[tuple[str, str]],
     cfg: PIIConfig,
     batch_size: int,
-    ner: bool,
+    recognizers: str,
 ) -> dict[tuple[str, str], list[RecognizerResult]]:
     unique: dict[tuple[str, str], list[RecognizerResult]] = {}
     for language in sorted({language for language, _ in keys}):
         batch = [text for lang, text in keys if lang == language]
-        # spaCy NER only tags names and places that start with a capital letter; texts without
-        # one are settled by the pattern and rule recognizers and skip the NER pass.
-        needs_ner = [
-            text for text in batch if ner and language == LANGUAGE and _CAPITALIZED.search(text)
-        ]
+        if recognizers == NER_ONLY:
+            ner = _ner_recognizers(analyzer, language)
+            docs = analyzer.nlp_engine.entities_batch(batch, language, batch_size=batch_size)
+            for text, nlp_artifacts in zip(batch, docs, strict=True):
+                unique[(language, text)] = [
+                    result
+                    for recognizer in ner
+                    for result in recognizer.analyze(text, list(NER_ENTITIES), nlp_artifacts)
+                ]
+            continue
+        # spaCy NER reads only the sentences of a text it can find a name or place in
+        # (`ner_view`); texts without one are settled by the pattern and rule recognizers.
+        views: dict[str, str] = {}
+        if recognizers == ALL and _ner_recognizers(analyzer, language):
+            for text in batch:
+                view = ner_view(text)
+                if view is not None:
+                    views[text] = view
+        needs_ner = list(views)
         artifacts = list(
-            analyzer.nlp_engine.process_batch(needs_ner, language, batch_size=batch_size)
+            zip(
+                needs_ner,
+                analyzer.nlp_engine.process_views(
+                    needs_ner, [views[text] for text in needs_ner], language, batch_size=batch_size
+                ),
+                strict=True,
+            )
         )
-        ner_done = set(needs_ner)
         artifacts += [
             (text, analyzer.nlp_engine.tokens_only(text, language))
             for text in batch
-            if text not in ner_done
+            if text not in views
         ]
         for text, nlp_artifacts in artifacts:
             unique[(language, text)] = analyzer.analyze(
@@ -659,6 +681,76 @@ def _analyze_chunk(
                 nlp_artifacts=nlp_artifacts,
             )
     return unique
+
+
+def _ner_recognizers(analyzer: AnalyzerEngine, language: str) -> list[NerRecognizer]:
+    return [
+        recognizer
+        for recognizer in analyzer.registry.recognizers
+        if isinstance(recognizer, NerRecognizer) and recognizer.supported_language == language
+    ]
+
+
+def ner_view(text: str, spans: Iterable[tuple[int, int, str]] = ()) -> str | None:
+    """What spaCy NER must read of `text`: the sentences it can find a name or place in.
+
+    en_core_web_sm tags names and places by their capital letters. A sentence is kept when it
+    holds a capitalized word (`_CAPITALIZED`) outside `spans` (our own replacements) other
+    than its first word, or a first word that is not a plain opener (`plain_openers`: "The",
+    "Thanks", "Please"; a first name such as "Will" or "June" is never one). The other
+    sentences are blanked to spaces of the same length, so offsets into the view are offsets
+    into the text and NER reads each kept sentence as it stands. The pattern and rule
+    recognizers still read the whole text.
+
+    Returns:
+        The view, or None when no sentence is kept.
+    """
+    masked = text
+    for start, end, _ in spans:
+        masked = masked[:start] + " " * (end - start) + masked[end:]
+    openers = plain_openers()
+    kept: list[tuple[int, int]] = []
+    for sentence in _SENTENCE.finditer(masked):
+        for position, word in enumerate(_LATIN_WORD.finditer(sentence.group())):
+            value = word.group()
+            if not _CAPITALIZED.match(value):
+                continue
+            if position == 0 and value.lower() in openers:
+                continue
+            kept.append(sentence.span())
+            break
+    if not kept:
+        return None
+    if kept == [(0, len(text))]:
+        return text
+    pieces, last = [], 0
+    for start, end in kept:
+        pieces += [" " * (start - last), text[start:end]]
+        last = end
+    pieces.append(" " * (len(text) - last))
+    return "".join(pieces)
+
+
+@lru_cache(maxsize=1)
+def plain_openers() -> frozenset[str]:
+    """Lower-cased words whose capital at a sentence's start names nothing (see `ner_view`):
+    spaCy's English stop words and `GREETINGS`, less every first and last name of Faker's
+    en_US lists (US census based)."""
+    names = {
+        name.lower()
+        for name in (
+            *PersonProvider.first_names_male,
+            *PersonProvider.first_names_female,
+            *PersonProvider.last_names,
+        )
+    }
+    return frozenset((set(STOP_WORDS) | GREETINGS) - names)
+
+
+def _pack_language(language: str | None) -> str:
+    """The pack that scans a record of `language`: a text without letters ("und") holds only
+    digits and symbols, which the English pack's patterns cover."""
+    return LANGUAGE if language in (None, "", UNDETERMINED) else language
 
 
 def _cores() -> int:

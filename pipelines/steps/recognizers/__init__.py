@@ -7,10 +7,11 @@ and the key, never a silent fallback to defaults.
 
 Families reused from Presidio (they carry their own validators: Luhn for CREDIT_CARD, the IBAN
 mod-97 check, SSN invalid-range rules) are listed in `PRESIDIO_FAMILIES`; our own are in
-`OWN_FAMILIES`, each in its module here. `spacy_ner`, `aba_routing`, `us_passport` and `url`
-keep their Presidio family names but are ours: Presidio's let spaCy's PERSON outrank validated
-identifiers (`en_ner`), scored every checksum-valid 9-digit number as a routing number at 1.0,
-passports included (`en_bank_ids`), and cut URLs short of their path (`en_url`).
+`OWN_FAMILIES`, each in its module here. `spacy_ner`, `aba_routing`, `us_passport`, `url` and
+`email` keep their Presidio family names but are ours: Presidio's let spaCy's PERSON outrank
+validated identifiers (`en_ner`), scored every checksum-valid 9-digit number as a routing
+number at 1.0, passports included (`en_bank_ids`), and cut URLs short of their path
+(`en_url`); `email` is Presidio's, skipping texts without an at sign (`email`).
 """
 
 from collections.abc import Callable
@@ -20,7 +21,6 @@ import yaml
 from presidio_analyzer import EntityRecognizer
 from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
-    EmailRecognizer,
     IbanRecognizer,
     IpRecognizer,
     MacAddressRecognizer,
@@ -41,6 +41,7 @@ from pipelines.steps.recognizers.cn_travel_documents import (
     CnTravelPermitRecognizer,
 )
 from pipelines.steps.recognizers.cn_uscc import CnUsccRecognizer
+from pipelines.steps.recognizers.email import AtSignEmailRecognizer
 from pipelines.steps.recognizers.en_address import UsAddressRecognizer
 from pipelines.steps.recognizers.en_bank_ids import (
     PassportNumberRecognizer,
@@ -81,7 +82,6 @@ PRESIDIO_FAMILIES = {
     "us_ssn": _presidio(UsSsnRecognizer),
     "iban": _presidio(IbanRecognizer),
     "ip_address": _presidio(IpRecognizer),
-    "email": _presidio(EmailRecognizer),
     "mac_address": _presidio(MacAddressRecognizer),
     "us_bank_number": _presidio(UsBankRecognizer),
     "us_driver_license": _presidio(UsLicenseRecognizer),
@@ -92,6 +92,7 @@ OWN_FAMILIES = {
     "aba_routing": _own(RoutingNumberRecognizer),
     "us_passport": _own(PassportNumberRecognizer),
     "url": _own(FullUrlRecognizer),
+    "email": _own(AtSignEmailRecognizer),
     "en_person": _own(EnPersonRecognizer),
     "luhn_card": _own(LuhnCardRecognizer),
     "us_address": _own(UsAddressRecognizer),

@@ -65,10 +65,23 @@ def posseg(text: str) -> tuple[tuple[str, str, int], ...]:
     if not _HAN_CHARACTER.search(text):
         return ()
     tokens, position = [], 0
-    for pair in _jieba().cut(text):
-        tokens.append((pair.word, pair.flag, position))
-        position += len(pair.word)
+    for block in _jieba().re_han_internal.split(text):
+        for word, flag in _block_tags(block):
+            tokens.append((word, flag, position))
+            position += len(word)
     return tuple(tokens)
+
+
+@lru_cache(maxsize=65_536)
+def _block_tags(block: str) -> tuple[tuple[str, str], ...]:
+    """jieba.posseg's (word, flag) pairs of one block of its own split.
+
+    jieba cuts each run of Han characters and ASCII word characters (`re_han_internal`) on its
+    own, so a text's tags are its blocks' tags in order. A block seen before (a sentence a
+    template repeats, or the unchanged part of a message a scrub pass re-reads) is not cut
+    again.
+    """
+    return tuple((pair.word, pair.flag) for pair in _jieba().cut(block))
 
 
 @lru_cache(maxsize=1)

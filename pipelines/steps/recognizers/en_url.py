@@ -12,6 +12,10 @@ import re
 from presidio_analyzer import RecognizerResult
 from presidio_analyzer.predefined_recognizers import UrlRecognizer
 
+_URL_HINT = re.compile(r"[a-z0-9.\-]\.[a-z]", re.IGNORECASE)
+"""What every match of Presidio's URL pattern holds: a host character, a dot, then a letter
+(every top-level domain of its list starts with one). A text without it is not searched with
+the pattern's long alternation of domains (about half a millisecond per message)."""
 _URL_TAIL = re.compile(r"[^\s<>\"'`()\[\]{}\u0080-\U0010ffff]*")
 _TRAILING_PUNCTUATION = ".,;:!?"
 
@@ -26,6 +30,8 @@ class FullUrlRecognizer(UrlRecognizer):
     def analyze(
         self, text, entities, nlp_artifacts=None, regex_flags=None
     ) -> list[RecognizerResult]:
+        if not _URL_HINT.search(text):
+            return []
         results = super().analyze(text, entities, nlp_artifacts, regex_flags)
         for result in results:
             tail = _URL_TAIL.match(text, result.end)

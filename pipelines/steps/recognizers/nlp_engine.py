@@ -10,7 +10,7 @@ Chinese recognizers segment with jieba themselves.
 from collections.abc import Iterator
 
 import spacy
-from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
+from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine, SpacyNlpEngine
 from spacy.tokens import Doc
 
 # en_core_web_sm's NER has its own embedding layer: the shared tok2vec only feeds the tagger
@@ -45,40 +45,84 @@ class PackNlpEngine(SpacyNlpEngine):
         """Artifacts from the tokenizer alone (no NER), for texts NER has nothing to find in."""
         return self._doc_to_nlp_artifact(self.nlp[language].make_doc(text), language)
 
+    def process_views(
+        self, texts: list[str], views: list[str], language: str, *, batch_size: int
+    ) -> Iterator[NlpArtifacts]:
+        """Artifacts per text: tokens of the whole text, NER entities of its view.
+
+        A view (`pii.ner_view`) is the text with the sentences NER has nothing to find in
+        blanked out, same length: NER reads only the rest, and its spans' offsets hold in the
+        text. Context words still come from every token of the text.
+        """
+        docs = self.nlp[language].pipe(views, batch_size=batch_size)
+        for text, view, view_doc in zip(texts, views, docs, strict=True):
+            doc = view_doc if view == text else self.nlp[language].make_doc(text)
+            yield self._doc_to_nlp_artifact(doc, language, entities_from=view_doc)
+
     def entities_batch(
         self, texts: list[str], language: str, *, batch_size: int
     ) -> Iterator[NlpArtifacts]:
-        """NER entities per text, without the token lists that context matching needs.
-
-        For the scrubber's NER-only re-reads (`pii._ner_texts`): building keywords per token
-        costs as much as NER itself on short texts.
-        """
+        """NER entities per text, for the scrubber's NER-only re-reads (`pii._rescan_messages`)."""
         for doc in self.nlp[language].pipe(texts, batch_size=batch_size):
-            entities, scores = self._get_updated_entities(
-                self._get_entities(doc), self._get_scores_for_entities(doc)
-            )
-            yield NlpArtifacts(
-                entities=entities,
-                tokens=doc,
-                tokens_indices=[],
-                lemmas=[],
-                nlp_engine=self,
-                language=language,
-                scores=scores,
-            )
+            yield self._doc_to_nlp_artifact(doc, language)
 
-    def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
-        # Presidio's version reads lemmas (absent: no lemmatizer) and derives keywords from
-        # them; ours derives them once, from lower-cased tokens.
+    def _doc_to_nlp_artifact(
+        self, doc: Doc, language: str, *, entities_from: Doc | None = None
+    ) -> NlpArtifacts:
+        tagged = doc if entities_from is None else entities_from
         entities, scores = self._get_updated_entities(
-            self._get_entities(doc), self._get_scores_for_entities(doc)
+            self._get_entities(tagged), self._get_scores_for_entities(tagged)
         )
-        return NlpArtifacts(
-            entities=entities,
-            tokens=doc,
-            tokens_indices=[token.idx for token in doc],
-            lemmas=[token.lower_ for token in doc],
-            nlp_engine=self,
-            language=language,
-            scores=scores,
+        return LazyNlpArtifacts(
+            entities=entities, tokens=doc, nlp_engine=self, language=language, scores=scores
         )
+
+
+class LazyNlpArtifacts(NlpArtifacts):
+    """Presidio's NLP artifacts, with the token offsets, words and keywords built on first use.
+
+    Only Presidio's context enhancer reads them, and only for results of Presidio's own
+    recognizers that have not weighed their context (ours do it themselves): most texts never
+    need them, and building them per token costs about as much as all the pattern recognizers.
+    Presidio's version reads lemmas (absent: no lemmatizer) and derives keywords from them;
+    these derive them from lower-cased tokens.
+    """
+
+    def __init__(
+        self,
+        *,
+        entities: list,
+        tokens: Doc,
+        nlp_engine: NlpEngine,
+        language: str,
+        scores: list[float] | None = None,
+    ) -> None:
+        # NlpArtifacts.__init__ builds every list at once: set what it sets, lists excepted.
+        self.entities = entities
+        self.tokens = tokens
+        self.nlp_engine = nlp_engine
+        self.scores = scores if scores else [0.85] * len(entities)
+        self._language = language
+        self._words: tuple[list[int], list[str], list[str]] | None = None
+
+    def _lists(self) -> tuple[list[int], list[str], list[str]]:
+        if self._words is None:
+            indices, words = [], []
+            for token in self.tokens:
+                indices.append(token.idx)
+                words.append(token.lower_)
+            keywords = self.set_keywords(self.nlp_engine, words, self._language)
+            self._words = (indices, words, keywords)
+        return self._words
+
+    @property
+    def tokens_indices(self) -> list[int]:
+        return self._lists()[0]
+
+    @property
+    def lemmas(self) -> list[str]:
+        return self._lists()[1]
+
+    @property
+    def keywords(self) -> list[str]:
+        return self._lists()[2]
