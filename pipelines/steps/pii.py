@@ -142,7 +142,19 @@ def build_analyzer(cfg: PIIConfig) -> AnalyzerEngine:
     if unsupported:
         # Presidio would only warn and skip them: those values would pass through unscrubbed.
         raise PIIEngineError(f"pii.entities: no recognizer for {', '.join(unsupported)}")
+    for language in [language for language in languages if language in WARM_UP]:
+        # Presidio compiles each pattern on its first match attempt (its URL pattern, a long
+        # alternation of domains, takes a tenth of a second), phonenumbers loads metadata per
+        # region and jieba its dictionary: done once here, every forked worker inherits them.
+        analyzer.analyze(text=WARM_UP[language], language=language, score_threshold=1.0)
     return analyzer
+
+
+WARM_UP = {
+    "en": "Warm-up: Jane Doe, jane@example.com, https://www.example.com/a, +1 212-555-0101.",
+    "zh": "预热：王秀英，手机13800138000，邮箱 wang@example.com，网址 https://www.example.com。",
+}
+"""A text per language pack that reaches every costly first-use path of its recognizers."""
 
 
 class _OwnContextFirstEnhancer(LemmaContextAwareEnhancer):
@@ -495,20 +507,23 @@ def _rescan_messages(
                     windows.append(view[start:end])
                     window_languages.append(language)
                     window_places.append((r, m, start))
+    # One call for both kinds of reading: one fork, both cores busy on both.
+    found = _analyze_texts(
+        analyzer,
+        texts + windows,
+        languages + window_languages,
+        cfg,
+        batch_size=batch_size,
+        recognizers=[PATTERNS_ONLY] * len(texts) + [NER_ONLY] * len(windows),
+    )
     results: dict[tuple[int, int], list[RecognizerResult]] = {place: [] for place in places}
-    patterns = _analyze_texts(
-        analyzer, texts, languages, cfg, batch_size=batch_size, recognizers=PATTERNS_ONLY
-    )
-    for place, found in zip(places, patterns, strict=True):
-        results[place] += found
-    ner_found = _analyze_texts(
-        analyzer, windows, window_languages, cfg, batch_size=batch_size, recognizers=NER_ONLY
-    )
-    for (r, m, offset), found in zip(window_places, ner_found, strict=True):
-        for result in found:
+    for place, text_results in zip(places, found[: len(texts)], strict=True):
+        results[place] += text_results
+    for (r, m, offset), window_results in zip(window_places, found[len(texts) :], strict=True):
+        for result in window_results:
             result.start += offset
             result.end += offset
-        results[(r, m)] += found
+        results[(r, m)] += window_results
     return [
         [
             _resolve(results.get((r, m), ()), message.content, _field_name(message, m), cfg)
@@ -548,13 +563,13 @@ def _analyze_texts(
     cfg: PIIConfig,
     *,
     batch_size: int,
-    recognizers: str = ALL,
+    recognizers: str | list[str] = ALL,
 ) -> list[list[RecognizerResult]]:
     """Presidio results per text, in original offsets, each text analyzed by its language pack.
 
-    `recognizers`: `ALL`; `PATTERNS_ONLY`, the pattern and rule recognizers (spaCy tokenizes,
-    no NER); or `NER_ONLY`, the NER recognizers alone on texts the caller has already reduced
-    to what NER must read (`ner_view`).
+    `recognizers`, for all texts or one per text: `ALL`; `PATTERNS_ONLY`, the pattern and rule
+    recognizers (spaCy tokenizes, no NER); or `NER_ONLY`, the NER recognizers alone on texts the
+    caller has already reduced to what NER must read (`ner_view`).
 
     Texts are normalized (`pipelines.steps.normalize`) and pushed through the NLP engine in
     batches per language, on two cores for larger batches; results on the normalized text are
@@ -571,13 +586,16 @@ def _analyze_texts(
             f"no PII recognizer pack for language(s) {', '.join(unknown)} "
             f"(configured: {', '.join(sorted(supported))}; see pii.recognizers_file)"
         )
+    modes = [recognizers] * len(texts) if isinstance(recognizers, str) else recognizers
     normalized = [normalize(text) for text in texts]
     # Identical texts (system prompts, templates) are analyzed once.
-    keys = sorted({(language, n.text) for language, n in zip(languages, normalized, strict=True)})
-    unique = _analyze_unique_texts(analyzer, keys, cfg, batch_size, recognizers)
+    keys = sorted(
+        {(lang, mode, n.text) for lang, mode, n in zip(languages, modes, normalized, strict=True)}
+    )
+    unique = _analyze_unique_texts(analyzer, keys, cfg, batch_size)
     out: list[list[RecognizerResult]] = []
-    for mapping, language in zip(normalized, languages, strict=True):
-        results = [copy.copy(r) for r in unique[(language, mapping.text)]]
+    for mapping, language, mode in zip(normalized, languages, modes, strict=True):
+        results = [copy.copy(r) for r in unique[(language, mode, mapping.text)]]
         if mapping.changed:
             for result in results:
                 result.start, result.end = mapping.to_original(result.start, result.end)
@@ -591,12 +609,12 @@ _FORKED_ANALYZER: AnalyzerEngine | None = None
 
 def _analyze_unique_texts(
     analyzer: AnalyzerEngine,
-    keys: list[tuple[str, str]],
+    keys: list[tuple[str, str, str]],
     cfg: PIIConfig,
     batch_size: int,
-    recognizers: str,
-) -> dict[tuple[str, str], list[RecognizerResult]]:
-    """Results per `(language, normalized text)`, using two cores when there is enough work.
+) -> dict[tuple[str, str, str], list[RecognizerResult]]:
+    """Results per `(language, recognizers, normalized text)`, on two cores when there is enough
+    work.
 
     From `PARALLEL_MIN_TEXTS` texts on, every other text goes to one forked child process (it
     inherits the built analyzer: nothing is loaded again) while this process analyzes the rest;
@@ -605,16 +623,14 @@ def _analyze_unique_texts(
     """
     global _FORKED_ANALYZER
     if len(keys) < PARALLEL_MIN_TEXTS or _cores() < PARALLEL_PROCESSES:
-        return _analyze_chunk(analyzer, keys, cfg, batch_size, recognizers)
+        return _analyze_chunk(analyzer, keys, cfg, batch_size)
     # Interleaved halves: both get their share of long and short, English and Chinese texts.
     mine, theirs = keys[0::2], keys[1::2]
     _FORKED_ANALYZER = analyzer
     try:
         with multiprocessing.get_context("fork").Pool(1) as pool:
-            pending = pool.apply_async(
-                _analyze_chunk_in_child, (theirs, cfg, batch_size, recognizers)
-            )
-            unique = _analyze_chunk(analyzer, mine, cfg, batch_size, recognizers)
+            pending = pool.apply_async(_analyze_chunk_in_child, (theirs, cfg, batch_size))
+            unique = _analyze_chunk(analyzer, mine, cfg, batch_size)
             unique.update(pending.get())
     finally:
         _FORKED_ANALYZER = None
@@ -622,28 +638,27 @@ def _analyze_unique_texts(
 
 
 def _analyze_chunk_in_child(
-    keys: list[tuple[str, str]], cfg: PIIConfig, batch_size: int, recognizers: str
-) -> dict[tuple[str, str], list[RecognizerResult]]:
+    keys: list[tuple[str, str, str]], cfg: PIIConfig, batch_size: int
+) -> dict[tuple[str, str, str], list[RecognizerResult]]:
     if _FORKED_ANALYZER is None:  # only reachable through a fork of `_analyze_unique_texts`
         raise PIIEngineError("no analyzer in the forked PII worker")
-    return _analyze_chunk(_FORKED_ANALYZER, keys, cfg, batch_size, recognizers)
+    return _analyze_chunk(_FORKED_ANALYZER, keys, cfg, batch_size)
 
 
 def _analyze_chunk(
     analyzer: AnalyzerEngine,
-    keys: list[tuple[str, str]],
+    keys: list[tuple[str, str, str]],
     cfg: PIIConfig,
     batch_size: int,
-    recognizers: str,
-) -> dict[tuple[str, str], list[RecognizerResult]]:
-    unique: dict[tuple[str, str], list[RecognizerResult]] = {}
-    for language in sorted({language for language, _ in keys}):
-        batch = [text for lang, text in keys if lang == language]
+) -> dict[tuple[str, str, str], list[RecognizerResult]]:
+    unique: dict[tuple[str, str, str], list[RecognizerResult]] = {}
+    for language, recognizers in sorted({(language, mode) for language, mode, _ in keys}):
+        batch = [text for lang, mode, text in keys if (lang, mode) == (language, recognizers)]
         if recognizers == NER_ONLY:
             ner = _ner_recognizers(analyzer, language)
             docs = analyzer.nlp_engine.entities_batch(batch, language, batch_size=batch_size)
             for text, nlp_artifacts in zip(batch, docs, strict=True):
-                unique[(language, text)] = [
+                unique[(language, recognizers, text)] = [
                     result
                     for recognizer in ner
                     for result in recognizer.analyze(text, list(NER_ENTITIES), nlp_artifacts)
@@ -673,7 +688,7 @@ def _analyze_chunk(
             if text not in views
         ]
         for text, nlp_artifacts in artifacts:
-            unique[(language, text)] = analyzer.analyze(
+            unique[(language, recognizers, text)] = analyzer.analyze(
                 text=text,
                 language=language,
                 entities=cfg.entities,
