@@ -36,7 +36,7 @@ from pipelines.steps.language import UNDETERMINED
 from pipelines.steps.normalize import normalize
 from pipelines.steps.offline import offline_tldextract
 from pipelines.steps.recognizers import RECOGNIZERS_FILE, RecognizerConfigError, load_recognizers
-from pipelines.steps.recognizers.en_ner import NER_ENTITIES, NerRecognizer
+from pipelines.steps.recognizers.en_ner import NerRecognizer
 from pipelines.steps.recognizers.nlp_engine import PackNlpEngine
 from pipelines.steps.records import Message, Record
 
@@ -45,7 +45,7 @@ _CAPITALIZED = re.compile(r"(?<![A-Za-z])[A-Z][a-z]")
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?\n]*")
 _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
 GREETINGS = frozenset({"hi", "hello", "hey", "dear", "thanks", "thank", "sorry", "yes", "ok"})
-"""Words that often open a sentence, beyond spaCy's English stop words (see `ner_view`)."""
+"""Words that often open a sentence, beyond spaCy's English stop words (see `ner_sentences`)."""
 PARALLEL_PROCESSES = 2
 PARALLEL_MIN_TEXTS = 64
 """From this many distinct texts on, half of them are analyzed in a forked child process.
@@ -460,11 +460,6 @@ def _scan_messages(
     ]
 
 
-RESCAN_NER_WINDOW = 32
-"""Characters on each side of a replacement that NER re-reads in a later scrub pass (about
-five words: en_core_web_sm's NER encodes each word from the four on either side)."""
-
-
 def _rescan_messages(
     records: list[Record],
     written: list[list[list[tuple[int, int]]]],
@@ -472,58 +467,24 @@ def _rescan_messages(
     cfg: PIIConfig,
     batch_size: int,
 ) -> list[list[list[Finding]]]:
-    """Findings per record and message after a scrub pass, re-reading only what can change.
+    """Findings per record and message after a scrub pass: changed messages scanned again.
 
-    Outside the replacements the text is the one the previous pass scanned in full. A message
-    without a replacement is not scanned again. A changed message is scanned whole by every
-    pattern and rule recognizer (a value may now run across a replacement's edge, and a
-    context word may have come or gone up to 64 characters or five words away), and spaCy NER
-    re-reads only windows of `RESCAN_NER_WINDOW` characters around each replacement, snapped
-    to white space, and only where `ner_view` keeps a sentence, with the replacements
-    themselves not counting as capitals (what NER tags inside our own surrogates is not new).
-    en_core_web_sm's NER encodes each word from the four on either side, so a replacement
-    changes what the model sees only within a few words of it (a tag farther away could still
-    shift through the left-to-right transition sequence; that is what the next check
-    catches). This is the scrubber's own convergence loop, not the gate: the residual gate
-    (`residual_pii`) is a separate full scan of every message, NER included, with every pack,
-    at a lower threshold.
+    A message without a replacement is not scanned again: its text, and so what any
+    recognizer reads in it, is the one the previous pass scanned. A changed message is scanned
+    exactly as the first pass scans (every pattern and rule recognizer on the whole text, NER on
+    the sentences `ner_sentences` keeps), so when a pass finds nothing new, the residual gate's
+    reading of the same pack at the same threshold finds nothing either. The gate
+    (`residual_pii`) stays a separate scan with every pack, at a lower threshold.
     """
     texts, languages, places = [], [], []
-    windows, window_languages, window_places = [], [], []
     for r, (record, spans_per_message) in enumerate(zip(records, written, strict=True)):
-        language = _pack_language(record.language)
-        has_ner = bool(_ner_recognizers(analyzer, language))
         for m, (message, spans) in enumerate(zip(record.messages, spans_per_message, strict=True)):
-            if not spans:
-                continue
-            texts.append(message.content)
-            languages.append(language)
-            places.append((r, m))
-            view = ner_view(message.content) if has_ner else None
-            if view is None:
-                continue
-            for start, end in _ner_windows(message.content, spans):
-                if view[start:end].strip():
-                    windows.append(view[start:end])
-                    window_languages.append(language)
-                    window_places.append((r, m, start))
-    # One call for both kinds of reading: one fork, both cores busy on both.
-    found = _analyze_texts(
-        analyzer,
-        texts + windows,
-        languages + window_languages,
-        cfg,
-        batch_size=batch_size,
-        recognizers=[PATTERNS_ONLY] * len(texts) + [NER_ONLY] * len(windows),
-    )
-    results: dict[tuple[int, int], list[RecognizerResult]] = {place: [] for place in places}
-    for place, text_results in zip(places, found[: len(texts)], strict=True):
-        results[place] += text_results
-    for (r, m, offset), window_results in zip(window_places, found[len(texts) :], strict=True):
-        for result in window_results:
-            result.start += offset
-            result.end += offset
-        results[(r, m)] += window_results
+            if spans:
+                texts.append(message.content)
+                languages.append(record.language)
+                places.append((r, m))
+    found = _analyze_texts(analyzer, texts, languages, cfg, batch_size=batch_size)
+    results = dict(zip(places, found, strict=True))
     return [
         [
             _resolve(results.get((r, m), ()), message.content, _field_name(message, m), cfg)
@@ -533,29 +494,6 @@ def _rescan_messages(
     ]
 
 
-def _ner_windows(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Windows of `RESCAN_NER_WINDOW` characters around each span, on white space; windows
-    closer than that are merged (one longer text costs less than two)."""
-    windows: list[tuple[int, int]] = []
-    for start, end in sorted(spans):
-        left = max(0, start - RESCAN_NER_WINDOW)
-        while left > 0 and not text[left - 1].isspace():
-            left -= 1
-        right = min(len(text), end + RESCAN_NER_WINDOW)
-        while right < len(text) and not text[right].isspace():
-            right += 1
-        if windows and left <= windows[-1][1] + RESCAN_NER_WINDOW:
-            windows[-1] = (windows[-1][0], max(windows[-1][1], right))
-        else:
-            windows.append((left, right))
-    return windows
-
-
-ALL = "all"
-PATTERNS_ONLY = "patterns"
-NER_ONLY = "ner"
-
-
 def _analyze_texts(
     analyzer: AnalyzerEngine,
     texts: list[str],
@@ -563,13 +501,8 @@ def _analyze_texts(
     cfg: PIIConfig,
     *,
     batch_size: int,
-    recognizers: str | list[str] = ALL,
 ) -> list[list[RecognizerResult]]:
     """Presidio results per text, in original offsets, each text analyzed by its language pack.
-
-    `recognizers`, for all texts or one per text: `ALL`; `PATTERNS_ONLY`, the pattern and rule
-    recognizers (spaCy tokenizes, no NER); or `NER_ONLY`, the NER recognizers alone on texts the
-    caller has already reduced to what NER must read (`ner_view`).
 
     Texts are normalized (`pipelines.steps.normalize`) and pushed through the NLP engine in
     batches per language, on two cores for larger batches; results on the normalized text are
@@ -586,16 +519,13 @@ def _analyze_texts(
             f"no PII recognizer pack for language(s) {', '.join(unknown)} "
             f"(configured: {', '.join(sorted(supported))}; see pii.recognizers_file)"
         )
-    modes = [recognizers] * len(texts) if isinstance(recognizers, str) else recognizers
     normalized = [normalize(text) for text in texts]
     # Identical texts (system prompts, templates) are analyzed once.
-    keys = sorted(
-        {(lang, mode, n.text) for lang, mode, n in zip(languages, modes, normalized, strict=True)}
-    )
+    keys = sorted({(language, n.text) for language, n in zip(languages, normalized, strict=True)})
     unique = _analyze_unique_texts(analyzer, keys, cfg, batch_size)
     out: list[list[RecognizerResult]] = []
-    for mapping, language, mode in zip(normalized, languages, modes, strict=True):
-        results = [copy.copy(r) for r in unique[(language, mode, mapping.text)]]
+    for mapping, language in zip(normalized, languages, strict=True):
+        results = [copy.copy(r) for r in unique[(language, mapping.text)]]
         if mapping.changed:
             for result in results:
                 result.start, result.end = mapping.to_original(result.start, result.end)
@@ -609,12 +539,11 @@ _FORKED_ANALYZER: AnalyzerEngine | None = None
 
 def _analyze_unique_texts(
     analyzer: AnalyzerEngine,
-    keys: list[tuple[str, str, str]],
+    keys: list[tuple[str, str]],
     cfg: PIIConfig,
     batch_size: int,
-) -> dict[tuple[str, str, str], list[RecognizerResult]]:
-    """Results per `(language, recognizers, normalized text)`, on two cores when there is enough
-    work.
+) -> dict[tuple[str, str], list[RecognizerResult]]:
+    """Results per `(language, normalized text)`, using two cores when there is enough work.
 
     From `PARALLEL_MIN_TEXTS` texts on, every other text goes to one forked child process (it
     inherits the built analyzer: nothing is loaded again) while this process analyzes the rest;
@@ -638,8 +567,8 @@ def _analyze_unique_texts(
 
 
 def _analyze_chunk_in_child(
-    keys: list[tuple[str, str, str]], cfg: PIIConfig, batch_size: int
-) -> dict[tuple[str, str, str], list[RecognizerResult]]:
+    keys: list[tuple[str, str]], cfg: PIIConfig, batch_size: int
+) -> dict[tuple[str, str], list[RecognizerResult]]:
     if _FORKED_ANALYZER is None:  # only reachable through a fork of `_analyze_unique_texts`
         raise PIIEngineError("no analyzer in the forked PII worker")
     return _analyze_chunk(_FORKED_ANALYZER, keys, cfg, batch_size)
@@ -647,37 +576,27 @@ def _analyze_chunk_in_child(
 
 def _analyze_chunk(
     analyzer: AnalyzerEngine,
-    keys: list[tuple[str, str, str]],
+    keys: list[tuple[str, str]],
     cfg: PIIConfig,
     batch_size: int,
-) -> dict[tuple[str, str, str], list[RecognizerResult]]:
-    unique: dict[tuple[str, str, str], list[RecognizerResult]] = {}
-    for language, recognizers in sorted({(language, mode) for language, mode, _ in keys}):
-        batch = [text for lang, mode, text in keys if (lang, mode) == (language, recognizers)]
-        if recognizers == NER_ONLY:
-            ner = _ner_recognizers(analyzer, language)
-            docs = analyzer.nlp_engine.entities_batch(batch, language, batch_size=batch_size)
-            for text, nlp_artifacts in zip(batch, docs, strict=True):
-                unique[(language, recognizers, text)] = [
-                    result
-                    for recognizer in ner
-                    for result in recognizer.analyze(text, list(NER_ENTITIES), nlp_artifacts)
-                ]
-            continue
+) -> dict[tuple[str, str], list[RecognizerResult]]:
+    unique: dict[tuple[str, str], list[RecognizerResult]] = {}
+    for language in sorted({language for language, _ in keys}):
+        batch = [text for lang, text in keys if lang == language]
         # spaCy NER reads only the sentences of a text it can find a name or place in
-        # (`ner_view`); texts without one are settled by the pattern and rule recognizers.
-        views: dict[str, str] = {}
-        if recognizers == ALL and _ner_recognizers(analyzer, language):
+        # (`ner_sentences`); texts without one are settled by the pattern and rule recognizers.
+        sentences: dict[str, list[tuple[int, int]]] = {}
+        if _ner_recognizers(analyzer, language):
             for text in batch:
-                view = ner_view(text)
-                if view is not None:
-                    views[text] = view
-        needs_ner = list(views)
+                kept = ner_sentences(text)
+                if kept:
+                    sentences[text] = kept
+        needs_ner = list(sentences)
         artifacts = list(
             zip(
                 needs_ner,
-                analyzer.nlp_engine.process_views(
-                    needs_ner, [views[text] for text in needs_ner], language, batch_size=batch_size
+                analyzer.nlp_engine.process_sentences(
+                    needs_ner, [sentences[t] for t in needs_ner], language, batch_size=batch_size
                 ),
                 strict=True,
             )
@@ -685,10 +604,10 @@ def _analyze_chunk(
         artifacts += [
             (text, analyzer.nlp_engine.tokens_only(text, language))
             for text in batch
-            if text not in views
+            if text not in sentences
         ]
         for text, nlp_artifacts in artifacts:
-            unique[(language, recognizers, text)] = analyzer.analyze(
+            unique[(language, text)] = analyzer.analyze(
                 text=text,
                 language=language,
                 entities=cfg.entities,
@@ -706,19 +625,18 @@ def _ner_recognizers(analyzer: AnalyzerEngine, language: str) -> list[NerRecogni
     ]
 
 
-def ner_view(text: str, spans: Iterable[tuple[int, int, str]] = ()) -> str | None:
-    """What spaCy NER must read of `text`: the sentences it can find a name or place in.
+def ner_sentences(text: str, spans: Iterable[tuple[int, int, str]] = ()) -> list[tuple[int, int]]:
+    """The sentences of `text` spaCy NER must read: those it can find a name or place in.
 
     en_core_web_sm tags names and places by their capital letters. A sentence is kept when it
     holds a capitalized word (`_CAPITALIZED`) outside `spans` (our own replacements) other
     than its first word, or a first word that is not a plain opener (`plain_openers`: "The",
-    "Thanks", "Please"; a first name such as "Will" or "June" is never one). The other
-    sentences are blanked to spaces of the same length, so offsets into the view are offsets
-    into the text and NER reads each kept sentence as it stands. The pattern and rule
-    recognizers still read the whole text.
+    "Thanks", "Please"; a listed first name such as "June" or "May" is never one). NER reads
+    the kept sentences joined as they stand (`PackNlpEngine.process_sentences`); the pattern
+    and rule recognizers still read the whole text.
 
     Returns:
-        The view, or None when no sentence is kept.
+        `(start, end)` of each kept sentence, in order; empty when none is kept.
     """
     masked = text
     for start, end, _ in spans:
@@ -734,21 +652,12 @@ def ner_view(text: str, spans: Iterable[tuple[int, int, str]] = ()) -> str | Non
                 continue
             kept.append(sentence.span())
             break
-    if not kept:
-        return None
-    if kept == [(0, len(text))]:
-        return text
-    pieces, last = [], 0
-    for start, end in kept:
-        pieces += [" " * (start - last), text[start:end]]
-        last = end
-    pieces.append(" " * (len(text) - last))
-    return "".join(pieces)
+    return kept
 
 
 @lru_cache(maxsize=1)
 def plain_openers() -> frozenset[str]:
-    """Lower-cased words whose capital at a sentence's start names nothing (see `ner_view`):
+    """Lower-cased words whose capital at a sentence's start names nothing (see `ner_sentences`):
     spaCy's English stop words and `GREETINGS`, less every first and last name of Faker's
     en_US lists (US census based)."""
     names = {

@@ -7,11 +7,11 @@ and the key, never a silent fallback to defaults.
 
 Families reused from Presidio (they carry their own validators: Luhn for CREDIT_CARD, the IBAN
 mod-97 check, SSN invalid-range rules) are listed in `PRESIDIO_FAMILIES`; our own are in
-`OWN_FAMILIES`, each in its module here. `spacy_ner`, `aba_routing`, `us_passport`, `url` and
-`email` keep their Presidio family names but are ours: Presidio's let spaCy's PERSON outrank
-validated identifiers (`en_ner`), scored every checksum-valid 9-digit number as a routing
-number at 1.0, passports included (`en_bank_ids`), and cut URLs short of their path
-(`en_url`); `email` is Presidio's, skipping texts without an at sign (`email`).
+`OWN_FAMILIES`, each in its module here. `spacy_ner`, `aba_routing`, `us_passport` and `url`
+keep their Presidio family names but are ours: Presidio's let spaCy's PERSON outrank validated
+identifiers (`en_ner`), scored every checksum-valid 9-digit number as a routing number at 1.0,
+passports included (`en_bank_ids`), and cut URLs short of their path (`en_url`). `email` is
+Presidio's, not run on texts without an at sign (`email`).
 """
 
 from collections.abc import Callable
@@ -79,6 +79,7 @@ def _own(cls) -> Callable[[str, list[str] | None], EntityRecognizer]:
 
 PRESIDIO_FAMILIES = {
     "credit_card": _presidio(CreditCardRecognizer),
+    "email": _presidio(AtSignEmailRecognizer),
     "us_ssn": _presidio(UsSsnRecognizer),
     "iban": _presidio(IbanRecognizer),
     "ip_address": _presidio(IpRecognizer),
@@ -92,7 +93,6 @@ OWN_FAMILIES = {
     "aba_routing": _own(RoutingNumberRecognizer),
     "us_passport": _own(PassportNumberRecognizer),
     "url": _own(FullUrlRecognizer),
-    "email": _own(AtSignEmailRecognizer),
     "en_person": _own(EnPersonRecognizer),
     "luhn_card": _own(LuhnCardRecognizer),
     "us_address": _own(UsAddressRecognizer),

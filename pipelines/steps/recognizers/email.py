@@ -13,10 +13,6 @@ from presidio_analyzer.predefined_recognizers import EmailRecognizer
 class AtSignEmailRecognizer(EmailRecognizer):
     """Presidio's EmailRecognizer, skipping texts without `@`."""
 
-    def __init__(self, *, language: str, context: list[str] | None = None) -> None:
-        extra = {"context": context} if context is not None else {}
-        super().__init__(supported_language=language, **extra)
-
     def analyze(
         self, text, entities, nlp_artifacts=None, regex_flags=None
     ) -> list[RecognizerResult]:

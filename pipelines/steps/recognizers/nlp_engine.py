@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import spacy
 from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine, SpacyNlpEngine
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 
 # en_core_web_sm's NER has its own embedding layer: the shared tok2vec only feeds the tagger
 # and parser.
@@ -45,37 +45,60 @@ class PackNlpEngine(SpacyNlpEngine):
         """Artifacts from the tokenizer alone (no NER), for texts NER has nothing to find in."""
         return self._doc_to_nlp_artifact(self.nlp[language].make_doc(text), language)
 
-    def process_views(
-        self, texts: list[str], views: list[str], language: str, *, batch_size: int
+    def process_sentences(
+        self,
+        texts: list[str],
+        sentences: list[list[tuple[int, int]]],
+        language: str,
+        *,
+        batch_size: int,
     ) -> Iterator[NlpArtifacts]:
-        """Artifacts per text: tokens of the whole text, NER entities of its view.
+        """Artifacts per text: tokens of the whole text, NER entities of its kept sentences.
 
-        A view (`pii.ner_view`) is the text with the sentences NER has nothing to find in
-        blanked out, same length: NER reads only the rest, and its spans' offsets hold in the
-        text. Context words still come from every token of the text.
+        NER reads each text's kept sentences (`pii.ner_sentences`, `(start, end)` spans) joined
+        as they stand; the sentences between are left out rather than blanked (a run of blanks
+        is one token NER has never seen, and it changes what NER tags beside it). Each entity
+        is mapped back onto the characters of the text it was read from.
         """
-        docs = self.nlp[language].pipe(views, batch_size=batch_size)
-        for text, view, view_doc in zip(texts, views, docs, strict=True):
-            doc = view_doc if view == text else self.nlp[language].make_doc(text)
-            yield self._doc_to_nlp_artifact(doc, language, entities_from=view_doc)
-
-    def entities_batch(
-        self, texts: list[str], language: str, *, batch_size: int
-    ) -> Iterator[NlpArtifacts]:
-        """NER entities per text, for the scrubber's NER-only re-reads (`pii._rescan_messages`)."""
-        for doc in self.nlp[language].pipe(texts, batch_size=batch_size):
-            yield self._doc_to_nlp_artifact(doc, language)
+        condensed = [
+            "".join(text[start:end] for start, end in kept)
+            for text, kept in zip(texts, sentences, strict=True)
+        ]
+        docs = self.nlp[language].pipe(condensed, batch_size=batch_size)
+        for text, kept, short, short_doc in zip(texts, sentences, condensed, docs, strict=True):
+            if short == text:
+                yield self._doc_to_nlp_artifact(short_doc, language)
+                continue
+            doc = self.nlp[language].make_doc(text)
+            entities = []
+            for entity in short_doc.ents:
+                start, end = _to_text(kept, entity.start_char, entity.end_char)
+                span = doc.char_span(start, end, label=entity.label_, alignment_mode="expand")
+                if span is not None:
+                    entities.append(span)
+            yield self._doc_to_nlp_artifact(doc, language, entities=entities)
 
     def _doc_to_nlp_artifact(
-        self, doc: Doc, language: str, *, entities_from: Doc | None = None
+        self, doc: Doc, language: str, *, entities: list[Span] | None = None
     ) -> NlpArtifacts:
-        tagged = doc if entities_from is None else entities_from
-        entities, scores = self._get_updated_entities(
-            self._get_entities(tagged), self._get_scores_for_entities(tagged)
-        )
+        tagged = list(doc.ents) if entities is None else entities
+        scores = [self.ner_model_configuration.default_score] * len(tagged)
+        tagged, scores = self._get_updated_entities(tagged, scores)
         return LazyNlpArtifacts(
-            entities=entities, tokens=doc, nlp_engine=self, language=language, scores=scores
+            entities=tagged, tokens=doc, nlp_engine=self, language=language, scores=scores
         )
+
+
+def _to_text(kept: list[tuple[int, int]], start: int, end: int) -> tuple[int, int]:
+    """The text span of `[start, end)` in the joined kept sentences (cut at its sentence's end)."""
+    offset = 0
+    for sentence_start, sentence_end in kept:
+        length = sentence_end - sentence_start
+        if start < offset + length:
+            text_start = sentence_start + start - offset
+            return text_start, min(sentence_end, text_start + (end - start))
+        offset += length
+    return kept[-1][1], kept[-1][1]
 
 
 class LazyNlpArtifacts(NlpArtifacts):
