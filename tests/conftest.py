@@ -22,7 +22,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     `instance_for_test` used in a generator fixture (tests/test_automation.py) leaves it set after
     the instance is disposed, and the next `Definitions` resolution in another module fails with
     "Attempted to resolve undefined DagsterInstance weakref". Resetting it before each test
-    (before its fixtures) keeps the modules independent of their order.
+    (before its fixtures) keeps the modules independent of their order. Sensor, schedule and
+    asset contexts built on an instance reset it again when they are closed, so tests close
+    them with `with` (at garbage collection the reset could land in another test's setup).
     """
     from dagster._core.storage.defs_state.base import _current_storage
 

@@ -161,13 +161,13 @@ def test_when_an_upstream_check_last_failed_then_the_schedule_skips_and_names_it
 ):
     schedule = defs.get_schedule_def("weekly_retraining")
     resources = build_resources(cfg)
-    context = dg.build_schedule_context(instance=instance, resources=resources)
-    report_checks(instance, failing=FAILING)
-    skipped = schedule.evaluate_tick(context)
-    assert skipped.run_requests == []
-    assert f"{FAILING} (drops: {DROP})" in skipped.skip_message
-    report_checks(instance)
-    [request] = schedule.evaluate_tick(context).run_requests
+    with dg.build_schedule_context(instance=instance, resources=resources) as context:
+        report_checks(instance, failing=FAILING)
+        skipped = schedule.evaluate_tick(context)
+        assert skipped.run_requests == []
+        assert f"{FAILING} (drops: {DROP})" in skipped.skip_message
+        report_checks(instance)
+        [request] = schedule.evaluate_tick(context).run_requests
     assert request.tags["sovtune/launched_by"] == "schedule"
     assert len(request.tags["sovtune/snapshot_sha256"]) == 64
     assert request.tags["sovtune/drops"] == "1"
@@ -176,16 +176,18 @@ def test_when_an_upstream_check_last_failed_then_the_schedule_skips_and_names_it
 def test_when_no_check_ever_ran_then_the_schedule_runs_the_whole_job(defs, instance, cfg):
     # the run executes every check before training; training's own guard reads their results
     schedule = defs.get_schedule_def("weekly_retraining")
-    context = dg.build_schedule_context(instance=instance, resources=build_resources(cfg))
-    [request] = schedule.evaluate_tick(context).run_requests
+    with dg.build_schedule_context(instance=instance, resources=build_resources(cfg)) as context:
+        [request] = schedule.evaluate_tick(context).run_requests
     assert request.asset_selection is None  # the schedule's job: every asset
 
 
 def test_when_an_upstream_check_last_failed_then_a_manual_training_is_refused(instance, cfg):
     report_checks(instance, failing=FAILING)
     resources = build_resources(cfg)
-    context = dg.build_asset_context(instance=instance)
-    with pytest.raises(dg.Failure, match="refusing to train") as refused:
+    with (
+        dg.build_asset_context(instance=instance) as context,
+        pytest.raises(dg.Failure, match="refusing to train") as refused,
+    ):
         dp_lora_adapter(
             context,
             training_corpus={"path": "never-read.parquet"},

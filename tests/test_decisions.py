@@ -73,12 +73,12 @@ def _evaluate(tmp_path: Path, cursor: str | None):
 
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("data_drop", ["default", "exports"])
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(  # closed here, not at garbage collection (tests/test_drops)
         instance=instance,
         cursor=cursor,
         resources={"storage": CorpusStorage(data_root=str(tmp_path))},
-    )
-    return steward_decisions_sensor(context), context
+    ) as context:
+        return steward_decisions_sensor(context), context
 
 
 def test_when_decisions_change_then_the_sensor_requests_a_curated_run_per_drop(

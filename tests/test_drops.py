@@ -25,11 +25,15 @@ from tests.tiny_model import make_tiny_model_dir
 
 
 def tick(instance: dg.DagsterInstance, storage: CorpusStorage, cursor: str | None):
-    """One sensor evaluation; applies its partition requests as the daemon would."""
-    context = dg.build_sensor_context(
+    """One sensor evaluation; applies its partition requests as the daemon would.
+
+    The context is closed here, not whenever it is garbage-collected: closing it resets
+    Dagster's defs-state context variable, and a late reset in another test's setup would
+    restore a disposed instance's storage there."""
+    with dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"storage": storage}
-    )
-    result = data_drops_sensor(context)
+    ) as context:
+        result = data_drops_sensor(context)
     if isinstance(result, dg.SensorResult):
         for request in result.dynamic_partitions_requests or []:
             if isinstance(request, dg.AddDynamicPartitionsRequest):
