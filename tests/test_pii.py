@@ -366,14 +366,6 @@ def test_when_ner_sentences_are_chosen_then_only_those_with_a_name_like_capital_
     assert [text[start:end].strip() for start, end in spans] == kept
 
 
-def test_when_a_capital_is_inside_a_scrub_span_then_it_does_not_keep_the_sentence() -> None:
-    text = "Thanks, Mark Evans. The form is ready."
-    span = (text.index("Mark Evans"), text.index("Mark Evans") + len("Mark Evans"), "PERSON")
-
-    assert pii.ner_sentences(text) != []
-    assert pii.ner_sentences(text, [span]) == []
-
-
 def test_when_ner_reads_only_kept_sentences_then_names_keep_their_offsets_in_the_text(
     analyzer: AnalyzerEngine,
 ) -> None:

@@ -356,19 +356,18 @@ def scrub_records(
     scrubbed = list(records)
     # Replacing a finding changes its context, and NER may then see a name it missed before;
     # messages changed by one pass are re-scanned until a pass finds nothing new (bounded).
-    # The first pass scans everything; a later pass only what the previous one changed (see
-    # `_rescan_messages`).
+    # The first pass scans everything; a later pass only the messages the previous one changed,
+    # each exactly as the first pass scans it, so when a pass finds nothing new the residual
+    # gate's reading with the same pack at the same threshold finds nothing either (the gate
+    # stays a separate scan with every pack, at a lower threshold).
     pending = list(range(len(records)))
     changed_at: dict[int, list[list[tuple[int, int]]]] = {}
     for pass_number in range(max_passes):
         if not pending:
             break
         batch = [scrubbed[i] for i in pending]
-        if pass_number == 0:
-            per_record = _scan_messages(batch, analyzer, cfg, batch_size)
-        else:
-            written = [changed_at[i] for i in pending]
-            per_record = _rescan_messages(batch, written, analyzer, cfg, batch_size)
+        only = None if pass_number == 0 else [changed_at[i] for i in pending]
+        per_record = _scan_messages(batch, analyzer, cfg, batch_size, only=only)
         changed, changed_at = [], {}
         for index, record, per_message in zip(pending, batch, per_record, strict=True):
             fresh = [
@@ -437,57 +436,30 @@ def _scan_messages(
     batch_size: int,
     *,
     every_pack: bool = False,
+    only: list[list] | None = None,
 ) -> list[list[list[Finding]]]:
-    """Findings per record, per message: by its record's language pack, or by every pack."""
-    texts = [message.content for record in records for message in record.messages]
-    if every_pack:
-        packs = sorted(analyzer.supported_languages)
-    else:
-        packs = [None]
-    merged: list[list[RecognizerResult]] = [[] for _ in texts]
-    for pack in packs:
-        languages = [pack or record.language for record in records for _ in record.messages]
-        found = _analyze_texts(analyzer, texts, languages, cfg, batch_size=batch_size)
-        for results, more in zip(merged, found, strict=True):
-            results += more
-    results = iter(merged)
-    return [
-        [
-            _resolve(next(results), message.content, _field_name(message, index), cfg)
-            for index, message in enumerate(record.messages)
-        ]
-        for record in records
-    ]
+    """Findings per record, per message: by its record's language pack, or by every pack.
 
-
-def _rescan_messages(
-    records: list[Record],
-    written: list[list[list[tuple[int, int]]]],
-    analyzer: AnalyzerEngine,
-    cfg: PIIConfig,
-    batch_size: int,
-) -> list[list[list[Finding]]]:
-    """Findings per record and message after a scrub pass: changed messages scanned again.
-
-    A message without a replacement is not scanned again: its text, and so what any
-    recognizer reads in it, is the one the previous pass scanned. A changed message is scanned
-    exactly as the first pass scans (every pattern and rule recognizer on the whole text, NER on
-    the sentences `ner_sentences` keeps), so when a pass finds nothing new, the residual gate's
-    reading of the same pack at the same threshold finds nothing either. The gate
-    (`residual_pii`) stays a separate scan with every pack, at a lower threshold.
+    `only`, per record and message, says which messages to scan (a true value: scan it); the
+    others get no findings. Default: every message.
     """
-    texts, languages, places = [], [], []
-    for r, (record, spans_per_message) in enumerate(zip(records, written, strict=True)):
-        for m, (message, spans) in enumerate(zip(record.messages, spans_per_message, strict=True)):
-            if spans:
-                texts.append(message.content)
-                languages.append(record.language)
-                places.append((r, m))
-    found = _analyze_texts(analyzer, texts, languages, cfg, batch_size=batch_size)
-    results = dict(zip(places, found, strict=True))
+    places = [
+        (r, m)
+        for r, record in enumerate(records)
+        for m in range(len(record.messages))
+        if only is None or only[r][m]
+    ]
+    texts = [records[r].messages[m].content for r, m in places]
+    packs = sorted(analyzer.supported_languages) if every_pack else [None]
+    merged: dict[tuple[int, int], list[RecognizerResult]] = {place: [] for place in places}
+    for pack in packs:
+        languages = [pack or records[r].language for r, _ in places]
+        found = _analyze_texts(analyzer, texts, languages, cfg, batch_size=batch_size)
+        for place, more in zip(places, found, strict=True):
+            merged[place] += more
     return [
         [
-            _resolve(results.get((r, m), ()), message.content, _field_name(message, m), cfg)
+            _resolve(merged.get((r, m), ()), message.content, _field_name(message, m), cfg)
             for m, message in enumerate(record.messages)
         ]
         for r, record in enumerate(records)
@@ -625,25 +597,22 @@ def _ner_recognizers(analyzer: AnalyzerEngine, language: str) -> list[NerRecogni
     ]
 
 
-def ner_sentences(text: str, spans: Iterable[tuple[int, int, str]] = ()) -> list[tuple[int, int]]:
+def ner_sentences(text: str) -> list[tuple[int, int]]:
     """The sentences of `text` spaCy NER must read: those it can find a name or place in.
 
     en_core_web_sm tags names and places by their capital letters. A sentence is kept when it
-    holds a capitalized word (`_CAPITALIZED`) outside `spans` (our own replacements) other
-    than its first word, or a first word that is not a plain opener (`plain_openers`: "The",
-    "Thanks", "Please"; a listed first name such as "June" or "May" is never one). NER reads
-    the kept sentences joined as they stand (`PackNlpEngine.process_sentences`); the pattern
-    and rule recognizers still read the whole text.
+    holds a capitalized word (`_CAPITALIZED`) other than its first word, or a first word that
+    is not a plain opener (`plain_openers`: "The", "Thanks", "Please"; a listed first name such
+    as "June" or "May" is never one). NER reads the kept sentences joined as they stand
+    (`PackNlpEngine.process_sentences`); the pattern and rule recognizers still read the whole
+    text.
 
     Returns:
         `(start, end)` of each kept sentence, in order; empty when none is kept.
     """
-    masked = text
-    for start, end, _ in spans:
-        masked = masked[:start] + " " * (end - start) + masked[end:]
     openers = plain_openers()
     kept: list[tuple[int, int]] = []
-    for sentence in _SENTENCE.finditer(masked):
+    for sentence in _SENTENCE.finditer(text):
         for position, word in enumerate(_LATIN_WORD.finditer(sentence.group())):
             value = word.group()
             if not _CAPITALIZED.match(value):
