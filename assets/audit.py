@@ -6,11 +6,11 @@ from dataclasses import replace
 import dagster as dg
 
 from assets.metadata import OWNERS_PRIVACY
-from pipelines.steps import training
-from pipelines.steps.audit_suite import AuditData, audit_model
+from pipelines.steps.audit.suite import AuditData, audit_model
 from pipelines.steps.records import frame_to_records
 from pipelines.steps.storage import read_parquet
-from pipelines.steps.training import load_adapter_model
+from pipelines.steps.training import dp_lora
+from pipelines.steps.training.dp_lora import load_adapter_model
 from resources import CorpusStorage, DPTrainer, PIIEngine, PrivacyAuditor
 
 
@@ -156,7 +156,7 @@ def _control(
     else:  # AuditConfig validates the names; a resource built by hand may not.
         raise ValueError(f"audit.controls: unknown control model {name!r}")
     out_dir = storage.adapters / f"{context.run_id}.control-{name}"
-    result = training.train_dp_lora(
+    result = dp_lora.train_dp_lora(
         records,
         model_dir=base_model["path"],
         cfg=trainer.config,

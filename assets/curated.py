@@ -7,8 +7,8 @@ import pandas as pd
 
 from assets.metadata import OWNERS_STEWARDS, counts_table
 from assets.partitions import data_drops
-from pipelines.steps.decisions import decisions_fingerprint, read_decisions
-from pipelines.steps.integrity import QUARANTINE, curate_records
+from pipelines.steps.integrity.curate import QUARANTINE, curate_records
+from pipelines.steps.integrity.decisions import decisions_fingerprint, read_decisions
 from pipelines.steps.records import frame_to_records, records_to_frame
 from pipelines.steps.storage import read_parquet, write_json, write_parquet
 from resources import BaseModelStore, CorpusStorage

@@ -7,8 +7,8 @@ import pandas as pd
 
 from assets.metadata import OWNERS_STEWARDS, counts_table
 from assets.partitions import data_drops
-from pipelines.steps.drops import DropError, drop_files, drop_fingerprint, find_drop
-from pipelines.steps.ingest import ingest_files
+from pipelines.steps.ingest.drops import DropError, drop_files, drop_fingerprint, find_drop
+from pipelines.steps.ingest.landing import ingest_files
 from pipelines.steps.records import records_to_frame
 from pipelines.steps.storage import write_json, write_parquet
 from resources import CorpusStorage

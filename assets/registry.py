@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.metadata import OWNERS_ML, require_passing_checks
-from pipelines.steps.provenance import git_commit, model_card
+from pipelines.steps.release.provenance import git_commit, model_card
 from resources import CorpusStorage, MLflowRegistry
 
 DEFAULT_PRIVACY_UNIT = "example"

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from assets.metadata import OWNERS_PRIVACY, latest_check_results
-from pipelines.steps.report import (
+from pipelines.steps.release.report import (
     build_report,
     epsilon_plot_png,
     exposure_plot_png,

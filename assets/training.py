@@ -3,9 +3,9 @@
 import dagster as dg
 
 from assets.metadata import OWNERS_ML, require_passing_checks
-from pipelines.steps.ledger import PrivacyBudgetExceeded
 from pipelines.steps.records import frame_to_records
 from pipelines.steps.storage import read_parquet, write_json
+from pipelines.steps.training.ledger import PrivacyBudgetExceeded
 from resources import BaseModelStore, CorpusStorage, DPTrainer
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 
 from assets.metadata import OWNERS_STEWARDS, counts_table, require_passing_checks
 from assets.partitions import DATA_DROP
-from pipelines.steps.drops import combine_drops, scan_landing, snapshot_fingerprint
+from pipelines.steps.ingest.drops import combine_drops, scan_landing, snapshot_fingerprint
 from pipelines.steps.records import frame_to_records, records_to_frame
 from pipelines.steps.storage import read_parquet, write_json, write_parquet
 from resources import CorpusStorage, DPTrainer

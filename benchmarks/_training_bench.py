@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from pipelines.steps.config import ModelConfig
-from pipelines.steps.modelstore import prepare_base_model
 from pipelines.steps.records import Record, frame_to_records
 from pipelines.steps.storage import read_parquet
+from pipelines.steps.training.modelstore import prepare_base_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,8 +32,8 @@ def corpus_records(data_root: Path) -> list[Record]:
     curated = data_root / "curated" / "curated_corpus.parquet"
     if curated.exists():
         return frame_to_records(read_parquet(curated))
-    from pipelines.steps.corpus import generate_corpus
-    from pipelines.steps.ingest import ingest_landing
+    from pipelines.steps.ingest.landing import ingest_landing
+    from pipelines.steps.synthetic.corpus import generate_corpus
 
     with tempfile.TemporaryDirectory() as tmp:
         generate_corpus(Path(tmp), records=2000, seed=7)

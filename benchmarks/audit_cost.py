@@ -1,7 +1,7 @@
 """The privacy audit's cost on this machine: seconds of each part, and of each canary's exposure.
 
 Audits the adapter a default run (`make demo`) left under the data root exactly as the
-`privacy_audit` asset does (`pipelines.steps.audit_suite.audit_model` with the profile's audit
+`privacy_audit` asset does (`pipelines.steps.audit.suite.audit_model` with the profile's audit
 settings, the pipeline's PII engine for the extraction attack, no control models), and prints
 the wall time of every part: canary exposure (per canary, with its method and candidate count),
 membership inference, PII extraction and the backdoor rate, with the load average before and
@@ -41,9 +41,9 @@ def main() -> None:
 
     from assets.audit import _audit_data
     from pipelines.definitions import build_resources
-    from pipelines.steps.audit_suite import audit_model
+    from pipelines.steps.audit.suite import audit_model
     from pipelines.steps.config import load_config
-    from pipelines.steps.training import load_adapter_model
+    from pipelines.steps.training.dp_lora import load_adapter_model
 
     torch.set_num_threads(os.cpu_count() or 1)
     root = Path(args.data_root)

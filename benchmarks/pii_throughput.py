@@ -35,10 +35,10 @@ def main() -> int:
     from presidio_analyzer.nlp_engine import NlpEngineProvider
     from presidio_anonymizer import AnonymizerEngine
 
-    from pipelines.steps import pii
     from pipelines.steps.config import PIIConfig
-    from pipelines.steps.corpus import generate_corpus
-    from pipelines.steps.ingest import ingest_landing
+    from pipelines.steps.ingest.landing import ingest_landing
+    from pipelines.steps.privacy import pii
+    from pipelines.steps.synthetic.corpus import generate_corpus
 
     cfg = PIIConfig()
     ours = pii.build_analyzer(cfg)

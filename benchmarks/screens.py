@@ -2,7 +2,8 @@
 recall, and records/s per screen.
 
 Data: the bundled corpus (`generate_corpus`, its own backdoor: a tag and a shell-command answer)
-and the second poisoned set (`pipelines.steps.poison`: rare word, fixed sentence, syntactic frame)
+and the second poisoned set (`pipelines.steps.synthetic.poison`: rare word, fixed sentence,
+syntactic frame)
 at 0.5%, 1% and 3%. "Clean" records are neither poisoned, nor part of a planted duplicate group,
 nor template twins (`poison.template_twin_groups`: the same template sentences with other filled
 values, which the generator does not label); the dedup FPR with template twins counted as clean
@@ -21,13 +22,13 @@ import time
 from pathlib import Path
 
 from pipelines.steps.config import CurationConfig
-from pipelines.steps.corpus import generate_corpus
-from pipelines.steps.ingest import ingest_landing
-from pipelines.steps.integrity import KEEP, curate_records, screen_records
-from pipelines.steps.poison import RATES, STYLES, poison_records, template_twin_groups
+from pipelines.steps.ingest.landing import ingest_landing
+from pipelines.steps.integrity.curate import KEEP, curate_records, screen_records
+from pipelines.steps.integrity.screens import SCREENS, backdoor, injection, quality, words
+from pipelines.steps.integrity.screens.dedup import score_near_duplicates
 from pipelines.steps.records import Record
-from pipelines.steps.screens import SCREENS, backdoor, injection, quality, words
-from pipelines.steps.screens.dedup import score_near_duplicates
+from pipelines.steps.synthetic.corpus import generate_corpus
+from pipelines.steps.synthetic.poison import RATES, STYLES, poison_records, template_twin_groups
 
 POISON_SCREENS = ("backdoor", "injection", "quality")
 

@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.audit import privacy_audit
 from checks.ingestion import _result
-from pipelines.steps import gates
+from pipelines.steps.release import gates
 
 
 @dg.asset_check(asset=privacy_audit, blocking=True)

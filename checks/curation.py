@@ -6,7 +6,7 @@ import dagster as dg
 from assets.curated import curated_corpus
 from assets.partitions import data_drops
 from pipelines.steps.config import CurationConfig
-from pipelines.steps.integrity import near_duplicate_rate, validate_curated_frame
+from pipelines.steps.integrity.curate import near_duplicate_rate, validate_curated_frame
 from pipelines.steps.records import frame_to_records
 from pipelines.steps.storage import read_parquet
 from resources import CorpusStorage

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 
 from assets.partitions import data_drops
 from assets.raw import raw_corpus
-from pipelines.steps import gates
+from pipelines.steps.release import gates
 
 
 def _result(gate: gates.GateResult, severity=dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:

@@ -7,7 +7,7 @@ import dagster as dg
 from assets.registry import registered_model
 from assets.report import compliance_report
 from checks.ingestion import _result
-from pipelines.steps import gates
+from pipelines.steps.release import gates
 from resources import MLflowRegistry
 from resources.registry import RegistryError, assert_no_pickle
 

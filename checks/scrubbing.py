@@ -5,8 +5,8 @@ import dagster as dg
 from assets.metadata import counts_table
 from assets.partitions import data_drops
 from assets.scrubbed import scrubbed_corpus
-from pipelines.steps import gates
 from pipelines.steps.records import frame_to_records
+from pipelines.steps.release import gates
 from pipelines.steps.storage import read_parquet
 from resources import PIIEngine
 

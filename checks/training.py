@@ -4,8 +4,8 @@ import dagster as dg
 
 from assets.training import dp_lora_adapter
 from checks.ingestion import _result
-from pipelines.steps import gates
-from pipelines.steps.ledger import budget_within_lifetime
+from pipelines.steps.release import gates
+from pipelines.steps.training.ledger import budget_within_lifetime
 from resources import DPTrainer
 
 

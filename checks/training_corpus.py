@@ -6,9 +6,9 @@ Both block training: per-drop checks cannot see a record that two drops share.
 import dagster as dg
 
 from assets.training_corpus import training_corpus
-from pipelines.steps import gates
-from pipelines.steps.integrity import near_duplicate_rate
+from pipelines.steps.integrity.curate import near_duplicate_rate
 from pipelines.steps.records import frame_to_records
+from pipelines.steps.release import gates
 from pipelines.steps.storage import read_parquet
 from resources import CorpusStorage
 

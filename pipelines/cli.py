@@ -67,7 +67,7 @@ def _run_demo(cfg) -> dict:
     from pipelines.definitions import build_definitions
     from pipelines.drops import register_drops
     from pipelines.jobs import DROP_JOB, MAIN_JOB, snapshot_tags
-    from pipelines.steps.corpus import generate_corpus, write_ground_truth
+    from pipelines.steps.synthetic.corpus import generate_corpus, write_ground_truth
 
     root = Path(cfg.data_root).resolve()
     landing = root / "landing"
@@ -201,7 +201,7 @@ def scan(
             "--eval",
             metavar="GOLD.jsonl",
             help="Score the detector against a labelled file: precision, recall and F2 per "
-            "entity type (shape: see pipelines/steps/pii_eval.py).",
+            "entity type (shape: see pipelines/steps/privacy/pii_eval.py).",
         ),
     ] = None,
 ) -> None:
@@ -215,10 +215,15 @@ def scan(
         return
     if input_path is None or out is None:
         _fail("give INPUT and --out, or --eval GOLD.jsonl")
-    from pipelines.steps import pii
     from pipelines.steps.config import ConfigError, load_config
-    from pipelines.steps.ingest import SUPPORTED_SUFFIXES, RecordError, iter_rows, normalize_row
-    from pipelines.steps.language import language_verdict
+    from pipelines.steps.ingest.landing import (
+        SUPPORTED_SUFFIXES,
+        RecordError,
+        iter_rows,
+        normalize_row,
+    )
+    from pipelines.steps.ingest.language import language_verdict
+    from pipelines.steps.privacy import pii
     from pipelines.steps.storage import write_text
 
     if not input_path.is_file():
@@ -287,8 +292,13 @@ def screen(
     backdoor or injection screens flagged.
     """
     enforce_offline()
-    from pipelines.steps.ingest import SUPPORTED_SUFFIXES, RecordError, iter_rows, normalize_row
-    from pipelines.steps.integrity import curate_records, decision_lines
+    from pipelines.steps.ingest.landing import (
+        SUPPORTED_SUFFIXES,
+        RecordError,
+        iter_rows,
+        normalize_row,
+    )
+    from pipelines.steps.integrity.curate import curate_records, decision_lines
     from pipelines.steps.storage import write_text
 
     if not input_path.is_file():
@@ -316,8 +326,12 @@ def screen(
         records.append(record)
     perplexity = None
     if onion:
-        from pipelines.steps.modelstore import ModelStoreError, load_base_model, prepare_base_model
-        from pipelines.steps.screens.backdoor import causal_lm_perplexity
+        from pipelines.steps.integrity.screens.backdoor import causal_lm_perplexity
+        from pipelines.steps.training.modelstore import (
+            ModelStoreError,
+            load_base_model,
+            prepare_base_model,
+        )
 
         try:
             info = prepare_base_model(cfg.model, Path(cfg.data_root).resolve() / "models")
@@ -344,10 +358,10 @@ def screen(
 
 def _scan_eval(gold_path: Path, profile: str) -> None:
     """Print precision, recall and F2 per entity type of the pipeline's detector on a gold file."""
-    from pipelines.steps import pii, pii_eval
     from pipelines.steps.config import ConfigError, load_config
-    from pipelines.steps.ingest import RecordError, normalize_row
-    from pipelines.steps.language import language_verdict
+    from pipelines.steps.ingest.landing import RecordError, normalize_row
+    from pipelines.steps.ingest.language import language_verdict
+    from pipelines.steps.privacy import pii, pii_eval
 
     if not gold_path.is_file():
         _fail(f"--eval {gold_path} is not a file")
@@ -408,7 +422,7 @@ app.add_typer(vault_app, name="vault")
 @vault_app.command("keygen")
 def vault_keygen() -> None:
     """Print a new vault key to put in the variable named by pii.vault_key_env."""
-    from pipelines.steps.vault import new_key
+    from pipelines.steps.privacy.vault import new_key
 
     typer.echo(new_key())
 
@@ -426,7 +440,7 @@ def vault_open(
     Needs the vault key in the variable named by pii.vault_key_env. The lookup is appended to
     secrets/vault_access.log under the data root (who, when, type, surrogate hash, matches).
     """
-    from pipelines.steps.vault import ACCESS_LOG, VAULT_FILE, Vault, VaultError, log_access
+    from pipelines.steps.privacy.vault import ACCESS_LOG, VAULT_FILE, Vault, VaultError, log_access
 
     cfg = _profile(profile)
     secrets_dir = Path(cfg.data_root).resolve() / "secrets"

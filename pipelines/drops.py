@@ -1,6 +1,6 @@
 """The data-drops sensor: every top-level landing file or folder becomes a partition and a run.
 
-Each tick scans the landing zone (`pipelines/steps/drops.py`). A new entry is registered as a
+Each tick scans the landing zone (`pipelines/steps/ingest/drops.py`). A new entry is registered as a
 `data_drop` partition and gets a `sovtune_drop` run (ingestion, scrubbing, screening); a
 registered entry whose sha256 changed gets a new run of its partition (its old output is never
 re-used: training refuses a drop whose materialized hash is not the landing hash); an entry
@@ -15,7 +15,7 @@ import dagster as dg
 
 from assets.partitions import DATA_DROP
 from pipelines.jobs import drop_job
-from pipelines.steps.drops import Drop, DropError, scan_landing
+from pipelines.steps.ingest.drops import Drop, DropError, scan_landing
 from resources import CorpusStorage
 
 DROPS_SENSOR = "data_drops"

@@ -8,7 +8,7 @@ import dagster as dg
 
 from assets.partitions import data_drops
 from pipelines.automation import failing_checks
-from pipelines.steps.drops import scan_landing, snapshot_fingerprint
+from pipelines.steps.ingest.drops import scan_landing, snapshot_fingerprint
 from resources import CorpusStorage, DPTrainer
 
 MAIN_JOB = "sovtune_main"

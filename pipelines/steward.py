@@ -1,7 +1,7 @@
 """The steward loop: new decisions on quarantined records re-materialize the curated corpus.
 
 Stewards approve or reject quarantined records by id in `curated/steward_decisions.csv`
-(`pipelines/steps/decisions.py`). This sensor fingerprints the file; when the fingerprint
+(`pipelines/steps/integrity/decisions.py`). This sensor fingerprints the file; when the fingerprint
 changes it requests one run of `curated_corpus` per registered data drop (its checks run with
 it; one file serves every drop), keyed by the fingerprint and the drop so the same file is
 never applied twice to a drop. A file that does not parse requests
@@ -12,7 +12,11 @@ import dagster as dg
 
 from assets.curated import DECISIONS_FILE
 from assets.partitions import DATA_DROP
-from pipelines.steps.decisions import DecisionsError, decisions_fingerprint, read_decisions
+from pipelines.steps.integrity.decisions import (
+    DecisionsError,
+    decisions_fingerprint,
+    read_decisions,
+)
 from resources import CorpusStorage
 
 STEWARD_SENSOR = "steward_decisions"

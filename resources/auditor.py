@@ -21,7 +21,7 @@ class PrivacyAuditor(dg.ConfigurableResource):
     @property
     def settings(self):
         """The attack sizes and seed as the Dagster-free audit suite takes them."""
-        from pipelines.steps.audit_suite import AuditSettings
+        from pipelines.steps.audit.suite import AuditSettings
 
         return AuditSettings(
             candidates=self.candidates,
@@ -33,7 +33,7 @@ class PrivacyAuditor(dg.ConfigurableResource):
 
     def ground_truth(self):
         """The planted canaries and backdoor, read from the raw zone (None if there is none)."""
-        from pipelines.steps.corpus import read_ground_truth
+        from pipelines.steps.synthetic.corpus import read_ground_truth
 
         path = Path(self.canaries_file)
         return read_ground_truth(path) if path.is_file() else None
@@ -41,7 +41,7 @@ class PrivacyAuditor(dg.ConfigurableResource):
     @staticmethod
     def canaries(truth) -> list:
         """The canaries of a ground truth as audit specs (empty without one)."""
-        from pipelines.steps.audit import CanarySpec
+        from pipelines.steps.audit.canaries import CanarySpec
 
         return [
             CanarySpec(

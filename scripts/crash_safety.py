@@ -234,7 +234,7 @@ def _build_adapter(version: int, _size: int = 0) -> Any:
 
 
 def _write_adapter(model: Any, path: Path) -> None:
-    from pipelines.steps.training import _save_adapter
+    from pipelines.steps.training.dp_lora import _save_adapter
 
     _save_adapter(model, path)
 
@@ -678,7 +678,7 @@ def _checkpoint_run(model_dir: Path, workdir: Path, on_step: Callable[[int], Non
     """Train the tiny model for CHECKPOINT_STEPS DP steps, checkpointing after every step."""
     from pipelines.steps.config import TrainingConfig
     from pipelines.steps.records import Message, Record
-    from pipelines.steps.training import train_dp_lora
+    from pipelines.steps.training.dp_lora import train_dp_lora
 
     sys.path.insert(0, str(REPO_ROOT))
     from tests.tiny_model import synthetic_sentences
@@ -746,7 +746,7 @@ def run_checkpoint(*, trials: int, seed: int, workdir: Path) -> KindReport:
     """
     from opacus.accountants import RDPAccountant
 
-    from pipelines.steps.checkpoint import STEP_LEDGER, StepLedger
+    from pipelines.steps.training.checkpoint import STEP_LEDGER, StepLedger
 
     sys.path.insert(0, str(REPO_ROOT))
     from tests.tiny_model import make_tiny_model_dir

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from pipelines.steps.corpus import CSV_FILE, JSONL_FILE, read_ground_truth
+from pipelines.steps.synthetic.corpus import CSV_FILE, JSONL_FILE, read_ground_truth
 
 ZONES = ("mlflow", "adapters", "models", "reports")
 MIN_CHARS = 6  # shorter values (a 4-digit PIN, "Li Na") match unrelated bytes by chance

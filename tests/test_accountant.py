@@ -15,7 +15,7 @@ from opacus.accountants.utils import get_noise_multiplier
 from pydantic import ValidationError
 
 from pipelines.steps.config import TrainingConfig
-from pipelines.steps.training import TrainingConfigError, train_dp_lora
+from pipelines.steps.training.dp_lora import TrainingConfigError, train_dp_lora
 from tests.test_training import chat_records
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from pipelines.steps import audit
-from pipelines.steps.audit import (
+from pipelines.steps.audit import canaries
+from pipelines.steps.audit.canaries import (
     CanarySpec,
     ExposureResult,
     canary_exposure,
@@ -25,7 +25,7 @@ from pipelines.steps.config import (
     PipelineConfig,
     load_config,
 )
-from pipelines.steps.modelstore import load_base_model
+from pipelines.steps.training.modelstore import load_base_model
 from tests.tiny_model import make_tiny_model_dir
 
 PREFIX = "My pin is "
@@ -150,14 +150,14 @@ def test_when_the_prefix_tree_disagrees_with_full_sequences_then_the_audit_fails
     tiny, monkeypatch
 ):
     model, tokenizer = tiny
-    real = audit.prefix_tree_nll
+    real = canaries.prefix_tree_nll
 
     def off_by_a_little(*args, **kwargs):
         scores = real(*args, **kwargs)
         scores[0] -= 0.01  # the secret made to look more likely than it is
         return scores
 
-    monkeypatch.setattr(audit, "prefix_tree_nll", off_by_a_little)
+    monkeypatch.setattr(canaries, "prefix_tree_nll", off_by_a_little)
     with pytest.raises(RuntimeError, match="canary c-1: prefix-tree scores differ"):
         canary_exposure(model, tokenizer, [canary("42")], n_candidates=100, seed=0)
 
@@ -169,7 +169,7 @@ def test_results_and_errors_carry_no_secret(tiny, monkeypatch):
     assert isinstance(result, ExposureResult)
     assert "4821" not in repr(result) and "4821" not in str(vars(result))
     assert "4821" not in repr(spec)
-    monkeypatch.setattr(audit, "SELF_CHECK_ATOL", -1.0)  # every comparison fails
+    monkeypatch.setattr(canaries, "SELF_CHECK_ATOL", -1.0)  # every comparison fails
     with pytest.raises(RuntimeError) as failure:
         canary_exposure(model, tokenizer, [spec], n_candidates=20, seed=0)
     assert "4821" not in str(failure.value)
@@ -207,7 +207,7 @@ def test_when_a_canary_is_malformed_then_it_is_refused(secret: str, alphabet: st
 
 
 def test_when_the_secret_is_far_below_sampled_candidates_then_skewnorm_exposure_exceeds_the_cap():
-    from pipelines.steps.audit import skewnorm_exposure
+    from pipelines.steps.audit.canaries import skewnorm_exposure
 
     rng = np.random.default_rng(0)
     candidates = rng.normal(30.0, 2.0, size=100)
@@ -235,7 +235,7 @@ def test_when_a_profile_asks_for_fewer_than_10000_candidates_then_it_is_refused(
 
 
 def test_audit_model_times_every_part_and_reports_no_secret(tiny):
-    from pipelines.steps.audit_suite import AuditData, AuditSettings, audit_model
+    from pipelines.steps.audit.suite import AuditData, AuditSettings, audit_model
     from pipelines.steps.records import Message, Record
     from tests.tiny_model import synthetic_sentences
 

@@ -7,14 +7,14 @@ import pytest
 import torch
 from opacus.accountants import RDPAccountant
 
-from pipelines.steps.checkpoint import (
+from pipelines.steps.config import TrainingConfig
+from pipelines.steps.training.checkpoint import (
     CheckpointError,
     StepLedger,
     load_checkpoint,
     save_checkpoint,
 )
-from pipelines.steps.config import TrainingConfig
-from pipelines.steps.training import train_dp_lora
+from pipelines.steps.training.dp_lora import train_dp_lora
 from tests.test_training import chat_records
 from tests.tiny_model import make_tiny_model_dir
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pipelines.steps.corpus import (
+from pipelines.steps.synthetic.corpus import (
     CSV_FILE,
     JSONL_FILE,
     MALFORMED_KINDS,

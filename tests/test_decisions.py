@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.steps.decisions import (
+from pipelines.steps.integrity.decisions import (
     DecisionsError,
     append_decisions,
     decisions_fingerprint,

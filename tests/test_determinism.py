@@ -10,12 +10,12 @@ import pytest
 from presidio_analyzer import AnalyzerEngine
 
 from pipelines.steps.config import CurationConfig, IngestConfig, PIIConfig
-from pipelines.steps.corpus import generate_corpus
-from pipelines.steps.ingest import ingest_landing
-from pipelines.steps.integrity import screen_records
-from pipelines.steps.pii import build_analyzer, scrub_records
+from pipelines.steps.ingest.landing import ingest_landing
+from pipelines.steps.integrity.curate import screen_records
+from pipelines.steps.privacy.pii import build_analyzer, scrub_records
 from pipelines.steps.records import Record, records_to_frame
 from pipelines.steps.storage import sha256_file, write_parquet
+from pipelines.steps.synthetic.corpus import generate_corpus
 
 RECORDS = 120
 SEED = 11

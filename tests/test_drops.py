@@ -11,14 +11,14 @@ import pytest
 from assets.partitions import DATA_DROP
 from pipelines.definitions import build_resources
 from pipelines.drops import data_drops_sensor
-from pipelines.steps.corpus import CSV_FILE, JSONL_FILE, generate_corpus
-from pipelines.steps.drops import (
+from pipelines.steps.ingest.drops import (
     CROSS_DROP_DUPLICATE_ID,
     CROSS_DROP_EXACT_DUPLICATE,
     DropError,
     drop_key,
     scan_landing,
 )
+from pipelines.steps.synthetic.corpus import CSV_FILE, JSONL_FILE, generate_corpus
 from resources import CorpusStorage
 from tests.pipeline_runs import check_evaluations, make_config, run_drops, run_release
 from tests.tiny_model import make_tiny_model_dir

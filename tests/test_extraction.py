@@ -1,8 +1,13 @@
 """Generation-based audits: counting logic, and generation on a tiny model."""
 
-from pipelines.steps import extraction
-from pipelines.steps.extraction import ExtractionProbe, backdoor_rate, generate, pii_extraction
-from pipelines.steps.modelstore import load_base_model
+from pipelines.steps.audit import extraction
+from pipelines.steps.audit.extraction import (
+    ExtractionProbe,
+    backdoor_rate,
+    generate,
+    pii_extraction,
+)
+from pipelines.steps.training.modelstore import load_base_model
 from tests.tiny_model import make_tiny_model_dir
 
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from pipelines.steps import gates
+from pipelines.steps.release import gates
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from pipelines.steps.ingest import RecordError, ingest_landing, normalize_row
+from pipelines.steps.ingest.landing import RecordError, ingest_landing, normalize_row
 
 EN = "Please reset the password of my laptop, it stopped working this morning."
 

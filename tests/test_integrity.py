@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pipelines.steps.config import CurationConfig
-from pipelines.steps.integrity import (
+from pipelines.steps.integrity.curate import (
     EXACT_DUPLICATE,
     TOO_LONG,
     TOO_SHORT,
@@ -141,7 +141,8 @@ GOOD_RECORDS = [
     _record("rec-2", "<PERSON_0a1b2c3d> called from <PHONE_NUMBER_55501230> today."),
     _record("rec-3", "Order 2024-0117 shipped on 2024-01-17 at 10:30."),
     _record("rec-4", "The quarterly report was approved on Monday."),
-    # Realistic surrogates (pipelines/steps/surrogates.py): reserved domain, fictional 555-01xx.
+    # Realistic surrogates (pipelines/steps/privacy/surrogates.py): reserved domain, fictional
+    # 555-01xx.
     _record("rec-5", "Write to dana.lee@example.org. or call (415) 555-0142 today."),
 ]
 

@@ -2,13 +2,13 @@
 
 import pytest
 
-from pipelines.steps.ledger import (
+from pipelines.steps.records import Message, Record
+from pipelines.steps.training.ledger import (
     PrivacyBudgetExceeded,
     PrivacyLedger,
     budget_within_lifetime,
     records_per_source,
 )
-from pipelines.steps.records import Message, Record
 
 
 def reserve(ledger: PrivacyLedger, run: str, sources: dict[str, int], epsilon: float = 8.0):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from pipelines.steps.membership import ATTACKS, evaluate_attacks, record_scores
-from pipelines.steps.modelstore import load_base_model
+from pipelines.steps.audit.membership import ATTACKS, evaluate_attacks, record_scores
 from pipelines.steps.records import Message, Record
+from pipelines.steps.training.modelstore import load_base_model
 from tests.tiny_model import make_tiny_model_dir, synthetic_sentences
 
 

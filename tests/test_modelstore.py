@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from pipelines.steps.config import ModelConfig
-from pipelines.steps.modelstore import (
+from pipelines.steps.storage import sha256_file
+from pipelines.steps.training.modelstore import (
     MANIFEST_NAME,
     ModelStoreError,
     load_base_model,
     prepare_base_model,
 )
-from pipelines.steps.storage import sha256_file
 from tests.tiny_model import make_tiny_model_dir
 
 

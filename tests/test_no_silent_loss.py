@@ -8,8 +8,8 @@ import json
 import random
 
 from pipelines.steps.config import CurationConfig
-from pipelines.steps.ingest import REASONS, ingest_landing
-from pipelines.steps.integrity import screen_records
+from pipelines.steps.ingest.landing import REASONS, ingest_landing
+from pipelines.steps.integrity.curate import screen_records
 
 GOOD = "Could you check why my laptop battery drains overnight? It started after the update."
 

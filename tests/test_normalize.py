@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipelines.steps.normalize import normalize
+from pipelines.steps.privacy.normalize import normalize
 
 
 @pytest.mark.parametrize(

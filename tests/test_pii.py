@@ -6,9 +6,9 @@ import re
 import pytest
 from presidio_analyzer import AnalyzerEngine
 
-from pipelines.steps import pii
 from pipelines.steps.config import PIIConfig
-from pipelines.steps.pii import (
+from pipelines.steps.privacy import pii
+from pipelines.steps.privacy.pii import (
     Finding,
     PIIEngineError,
     build_analyzer,

@@ -2,9 +2,9 @@
 
 from stdnum.iso7064 import mod_11_2
 
-from pipelines.steps.pii_eval import Scores, generate_gold, score
-from pipelines.steps.recognizers.cn_names import _name_rule
-from pipelines.steps.recognizers.en_person import listed_names
+from pipelines.steps.privacy.pii_eval import Scores, generate_gold, score
+from pipelines.steps.privacy.recognizers.cn_names import _name_rule
+from pipelines.steps.privacy.recognizers.en_person import listed_names
 
 
 def test_when_gold_set_is_generated_then_spans_are_valid_and_both_languages_present() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from pipelines.definitions import build_resources
 from pipelines.steps.config import PipelineConfig
-from pipelines.steps.corpus import generate_corpus, write_ground_truth
+from pipelines.steps.synthetic.corpus import generate_corpus, write_ground_truth
 from scripts.pii_leak_scan import ZONES, planted_values, scan
 from tests.pipeline_runs import (
     ASSETS,
@@ -114,10 +114,10 @@ def test_when_the_registered_adapter_is_loaded_with_peft_then_the_audited_loss_i
 ):
     from peft import PeftModel
 
-    from pipelines.steps.modelstore import load_base_model
     from pipelines.steps.records import frame_to_records
     from pipelines.steps.storage import read_parquet
-    from pipelines.steps.training import heldout_loss
+    from pipelines.steps.training.dp_lora import heldout_loss
+    from pipelines.steps.training.modelstore import load_base_model
 
     adapter = world["result"].output_for_node("dp_lora_adapter")
     base = world["result"].output_for_node("base_model")

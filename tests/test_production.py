@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import dagster as dg
 import pytest
 
-from pipelines.steps.corpus import generate_corpus, write_ground_truth
+from pipelines.steps.synthetic.corpus import generate_corpus, write_ground_truth
 from tests.pipeline_runs import make_config, run_all
 from tests.test_pipeline import materialized
 from tests.tiny_model import make_tiny_model_dir

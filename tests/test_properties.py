@@ -26,17 +26,29 @@ from presidio_analyzer import AnalyzerEngine
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig
 
-from pipelines.steps import integrity
 from pipelines.steps.config import CurationConfig, PIIConfig
-from pipelines.steps.ingest import REASONS, IngestResult, RecordError, ingest_landing, normalize_row
-from pipelines.steps.integrity import (
+from pipelines.steps.ingest.landing import (
+    REASONS,
+    IngestResult,
+    RecordError,
+    ingest_landing,
+    normalize_row,
+)
+from pipelines.steps.ingest.language import (
+    _HAN,
+    _LETTER,
+    UNDETERMINED,
+    detect_language,
+    language_verdict,
+)
+from pipelines.steps.integrity import curate
+from pipelines.steps.integrity.curate import (
     RESIDUAL_EMAIL_REGEX,
     RESIDUAL_PHONE_REGEX,
     normalize_for_dedup,
     screen_records,
 )
-from pipelines.steps.language import _HAN, _LETTER, UNDETERMINED, detect_language, language_verdict
-from pipelines.steps.pii import (
+from pipelines.steps.privacy.pii import (
     PSEUDONYM_PATTERN,
     Finding,
     _anonymize,
@@ -44,8 +56,8 @@ from pipelines.steps.pii import (
     pseudonym,
     scrub_records,
 )
+from pipelines.steps.privacy.surrogates import REDACTED, canonical, has_surrogate, is_secret
 from pipelines.steps.records import ROLES, Message, Record, frame_to_records, records_to_frame
-from pipelines.steps.surrogates import REDACTED, canonical, has_surrogate, is_secret
 
 # scripts/fuzz_properties.py raises the counts through the environment; CI runs the defaults.
 EXAMPLES = int(os.environ.get("SOVTUNE_PROPERTY_EXAMPLES", "1000"))
@@ -205,7 +217,7 @@ def test_screening_accounts_for_every_record_and_drops_case_width_copies(
     assert sorted([r.id for r in result.kept] + [f.id for f in result.filtered]) == sorted(
         r.id for r in records + copies
     )
-    assert {f.reason for f in result.filtered} <= set(integrity.REASONS)
+    assert {f.reason for f in result.filtered} <= set(curate.REASONS)
     assert not {r.id for r in result.kept} & {c.id for c in copies}
 
 
@@ -539,8 +551,8 @@ RUNAWAY_S = 0.5
 SIZE = 100_000
 OUR_REGEXES = {
     "pii.PSEUDONYM_PATTERN": (PSEUDONYM_PATTERN.pattern, PSEUDONYM_PATTERN.flags),
-    "integrity.RESIDUAL_EMAIL_REGEX": (RESIDUAL_EMAIL_REGEX, 0),
-    "integrity.RESIDUAL_PHONE_REGEX": (RESIDUAL_PHONE_REGEX, 0),
+    "curate.RESIDUAL_EMAIL_REGEX": (RESIDUAL_EMAIL_REGEX, 0),
+    "curate.RESIDUAL_PHONE_REGEX": (RESIDUAL_PHONE_REGEX, 0),
     "language._HAN": (_HAN.pattern, _HAN.flags),
     "language._LETTER": (_LETTER.pattern, _LETTER.flags),
 }

@@ -6,8 +6,8 @@ import pytest
 from presidio_analyzer import AnalyzerEngine
 
 from pipelines.steps.config import PIIConfig
-from pipelines.steps.pii import PIIEngineError, build_analyzer, scan_text
-from pipelines.steps.recognizers import RecognizerConfigError, load_recognizers
+from pipelines.steps.privacy.pii import PIIEngineError, build_analyzer, scan_text
+from pipelines.steps.privacy.recognizers import RecognizerConfigError, load_recognizers
 
 CFG = PIIConfig()
 
@@ -209,7 +209,7 @@ def test_when_url_hint_is_absent_then_no_url_and_when_present_then_url_is_found(
 
 
 def test_when_chinese_text_is_segmented_by_block_then_tags_equal_jiebas_whole_cut() -> None:
-    from pipelines.steps.recognizers import cn_names
+    from pipelines.steps.privacy.recognizers import cn_names
 
     texts = [
         "你好，我是市场部的王秀英。请把合同发给李建国，电话13800138000。",

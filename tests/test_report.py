@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipelines.steps.report import (
+from pipelines.steps.release.report import (
     build_report,
     epsilon_plot_png,
     exposure_plot_png,

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 from PIL import Image
 
-from pipelines.steps.report import build_report, epsilon_plot_png, render_html, roc_plot_png
+from pipelines.steps.release.report import build_report, epsilon_plot_png, render_html, roc_plot_png
 from tests.browser import CHROMIUM, chromium_command
 from tests.test_report import _facts
 

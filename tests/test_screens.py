@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.steps.config import CurationConfig
-from pipelines.steps.corpus import GroundTruth, generate_corpus
-from pipelines.steps.ingest import ingest_landing
-from pipelines.steps.integrity import (
+from pipelines.steps.ingest.landing import ingest_landing
+from pipelines.steps.integrity.curate import (
     DROP,
     KEEP,
     QUARANTINE,
@@ -18,10 +17,11 @@ from pipelines.steps.integrity import (
     curate_records,
     near_duplicate_rate,
 )
-from pipelines.steps.poison import STYLES, poison_records
+from pipelines.steps.integrity.screens import backdoor, injection, quality
+from pipelines.steps.integrity.screens.dedup import score_near_duplicates
 from pipelines.steps.records import Message, Record
-from pipelines.steps.screens import backdoor, injection, quality
-from pipelines.steps.screens.dedup import score_near_duplicates
+from pipelines.steps.synthetic.corpus import GroundTruth, generate_corpus
+from pipelines.steps.synthetic.poison import STYLES, poison_records
 
 CFG = CurationConfig(min_chars=8, max_chars=8000)
 
@@ -260,7 +260,7 @@ def test_when_a_poison_style_is_unknown_then_generation_refuses(
 def test_when_the_poisoned_set_is_written_then_ingest_reads_it_back(
     bundled: tuple[list[Record], GroundTruth], tmp_path: Path
 ) -> None:
-    from pipelines.steps.poison import write_chat_jsonl
+    from pipelines.steps.synthetic.poison import write_chat_jsonl
 
     records, truth = bundled
     poisoned = poison_records(records, truth, style="rare_word", rate=0.03)
@@ -279,7 +279,7 @@ def test_when_a_file_is_screened_from_the_cli_then_each_line_has_a_decision_and_
     from typer.testing import CliRunner
 
     from pipelines.cli import app
-    from pipelines.steps.poison import write_chat_jsonl
+    from pipelines.steps.synthetic.poison import write_chat_jsonl
 
     records, truth = bundled
     poisoned = poison_records(records, truth, style="fixed_sentence", rate=0.03)
@@ -339,7 +339,7 @@ def test_when_signatures_are_computed_for_the_corpus_then_they_equal_datasketch_
     import numpy as np
     from datasketch import MinHash
 
-    from pipelines.steps.screens.minhash import shingle_sets, signatures
+    from pipelines.steps.integrity.screens.minhash import shingle_sets, signatures
 
     shingles = shingle_sets([["a", "b", "c", "d"], ["a", "b", "c", "e"], ["x"], []], 2)
 
@@ -382,7 +382,7 @@ def test_when_records_share_all_but_one_sentence_then_they_are_not_near_duplicat
 def test_when_the_generated_corpus_is_screened_then_dedup_meets_its_fpr_and_recall_targets(
     bundled: tuple[list[Record], GroundTruth], curated: CurationResult
 ) -> None:
-    from pipelines.steps.poison import template_twin_groups
+    from pipelines.steps.synthetic.poison import template_twin_groups
 
     records, truth = bundled
     twins = template_twin_groups(records, truth, exclude=frozenset(truth.poisoned_ids))
@@ -400,7 +400,7 @@ def test_when_records_differ_only_in_filled_values_then_they_are_template_twins(
 ) -> None:
     from dataclasses import replace
 
-    from pipelines.steps.poison import template_twin_groups
+    from pipelines.steps.synthetic.poison import template_twin_groups
 
     records, truth = bundled
     with_spans = {span.record_id for span in truth.pii_spans}
@@ -484,7 +484,7 @@ def test_when_nothing_is_flagged_then_onion_never_loads_the_base_model() -> None
 def test_when_onion_is_on_and_the_base_model_is_missing_then_the_stage_fails_naming_it(
     tmp_path: Path,
 ) -> None:
-    from pipelines.steps.modelstore import ModelStoreError
+    from pipelines.steps.training.modelstore import ModelStoreError
     from resources import BaseModelStore
 
     store = BaseModelStore(kind="hf", path=str(tmp_path / "nowhere"), store_dir=str(tmp_path))

@@ -6,7 +6,7 @@ from presidio_anonymizer import AnonymizerEngine
 from pydantic import ValidationError
 
 from pipelines.steps.config import PIIConfig
-from pipelines.steps.pii import (
+from pipelines.steps.privacy.pii import (
     Finding,
     _operators,
     _replace_findings,
@@ -15,8 +15,8 @@ from pipelines.steps.pii import (
     residual_pii,
     scrub_records,
 )
+from pipelines.steps.privacy.surrogates import REDACTED
 from pipelines.steps.records import Message, Record, frame_to_records, records_to_frame
-from pipelines.steps.surrogates import REDACTED
 
 KEY = b"scrub-test-key-0123456789abcdef"
 CFG = PIIConfig()

@@ -10,7 +10,7 @@ from stdnum import iban, luhn
 from stdnum.cn import ric, uscc
 from stdnum.us import rtn
 
-from pipelines.steps.surrogates import (
+from pipelines.steps.privacy.surrogates import (
     DOCUMENTATION_NETWORK_V6,
     DOCUMENTATION_NETWORKS,
     RESERVED_DOMAINS,

@@ -12,9 +12,8 @@ from opacus.accountants import RDPAccountant
 from peft import LoraConfig, get_peft_model
 
 from pipelines.steps.config import TrainingConfig
-from pipelines.steps.modelstore import ModelStoreError, load_base_model
 from pipelines.steps.records import Message, Record
-from pipelines.steps.training import (
+from pipelines.steps.training.dp_lora import (
     IGNORE_INDEX,
     TrainingConfigError,
     _sum_grad_samples_per_unit,
@@ -27,6 +26,7 @@ from pipelines.steps.training import (
     train_dp_lora,
     train_lora,
 )
+from pipelines.steps.training.modelstore import ModelStoreError, load_base_model
 from tests.tiny_model import make_tiny_model_dir, synthetic_sentences
 
 ANSWER = "The answer is blue."

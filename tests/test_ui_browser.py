@@ -27,7 +27,7 @@ from pipelines.definitions import build_definitions
 from pipelines.drops import register_drops
 from pipelines.jobs import DROP_JOB
 from pipelines.steps.config import load_config
-from pipelines.steps.corpus import generate_corpus
+from pipelines.steps.synthetic.corpus import generate_corpus
 from tests.browser import CHROMIUM, chromium_command
 from tests.pipeline_runs import DROP_ASSETS, RELEASE_ASSETS
 

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.steps.vault import ACCESS_LOG, VAULT_FILE, Vault, VaultError, new_key
+from pipelines.steps.privacy.vault import ACCESS_LOG, VAULT_FILE, Vault, VaultError, new_key
 from resources.pii_engine import PIIEngine
 
 ORIGINALS = {

@@ -1,0 +1,174 @@
+"""Data drops: each top-level file or folder in the landing zone is one unit of ingestion.
+
+A drop is named by a partition key derived from its name (`drop_key`) and fingerprinted by the
+sha256 of its bytes (`drop_fingerprint`), so a changed drop is noticed and never silently
+re-used. `combine_drops` joins every accepted drop into the one corpus training reads, removing
+exact copies and colliding ids across drops, each counted with its reason.
+"""
+
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.steps.integrity.curate import normalize_for_dedup
+from pipelines.steps.records import Record
+from pipelines.steps.storage import sha256_file
+
+MAX_KEY_CHARS = 64
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Names being written (hidden, or a copy's temporary suffix) are not drops yet: write a drop
+# under such a name and rename it into place when complete.
+IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
+
+CROSS_DROP_EXACT_DUPLICATE = "cross_drop_exact_duplicate"
+CROSS_DROP_DUPLICATE_ID = "cross_drop_duplicate_id"
+
+
+class DropError(ValueError):
+    """A drop that cannot be used as it stands; the message names the drop and what to fix."""
+
+
+@dataclass(frozen=True)
+class Drop:
+    """One landing entry: its partition key, its name under `landing/`, and its fingerprint."""
+
+    key: str
+    name: str
+    path: Path
+    sha256: str
+
+
+def drop_key(name: str) -> str:
+    """A partition key for a landing entry's name: safe characters only, at most 64 of them.
+
+    A name that is already safe is its own key (`default`, `chat.jsonl`); any other gets its
+    unsafe runs replaced by `_` and the first 8 hex digits of the name's sha256 appended, so two
+    names that differ only in unsafe characters never share a key.
+    """
+    safe = _SAFE.sub("_", name).strip("._-") or "drop"
+    if safe == name and len(name) <= MAX_KEY_CHARS:
+        return name
+    suffix = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{safe[: MAX_KEY_CHARS - 9]}-{suffix}"
+
+
+def drop_files(path: Path) -> list[Path]:
+    """The files of a drop in sorted order: the file itself, or every visible file in a folder."""
+    if path.is_file():
+        return [path]
+    return sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
+
+
+def drop_fingerprint(path: Path) -> str:
+    """sha256 of a drop: of the file's bytes, or over each file's relative path and sha256."""
+    if path.is_file():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for file in drop_files(path):
+        digest.update(str(file.relative_to(path)).encode("utf-8", "surrogateescape"))
+        digest.update(sha256_file(file).encode())
+    return digest.hexdigest()
+
+
+def scan_landing(landing: Path) -> list[Drop]:
+    """Every complete drop in the landing zone, sorted by key.
+
+    Raises:
+        DropError: two entries whose names map to the same key (rename one of them).
+    """
+    drops: dict[str, Drop] = {}
+    if not landing.is_dir():
+        return []
+    for entry in sorted(landing.iterdir()):
+        name = entry.name
+        if name.startswith(".") or name.endswith(IN_PROGRESS_SUFFIXES):
+            continue
+        if not (entry.is_file() or entry.is_dir()):
+            continue
+        key = drop_key(name)
+        if key in drops:
+            raise DropError(
+                f"landing entries {drops[key].name!r} and {name!r} both map to drop key "
+                f"{key!r}: rename one of them"
+            )
+        drops[key] = Drop(key=key, name=name, path=entry, sha256=drop_fingerprint(entry))
+    return [drops[k] for k in sorted(drops)]
+
+
+def find_drop(landing: Path, key: str) -> Drop:
+    """The landing entry whose key is `key`.
+
+    Raises:
+        DropError: no such entry (the drop was removed or renamed).
+    """
+    for drop in scan_landing(landing):
+        if drop.key == key:
+            return drop
+    raise DropError(
+        f"drop {key!r} is registered but no entry of {landing} maps to it: it was removed or "
+        "renamed (the data_drops sensor then deletes the partition)"
+    )
+
+
+def snapshot_fingerprint(drops: dict[str, str]) -> str:
+    """sha256 over every drop's key and fingerprint, in key order: the data snapshot's id."""
+    digest = hashlib.sha256()
+    for key in sorted(drops):
+        digest.update(f"{key}\x1f{drops[key]}\x1e".encode())
+    return digest.hexdigest()
+
+
+def content_digest(record: Record) -> str:
+    """sha256 of a record's roles and normalized contents (the dedup screen's exact copy)."""
+    digest = hashlib.sha256()
+    for message in record.messages:
+        digest.update(f"{message.role}\x1f{normalize_for_dedup(message.content)}\x1e".encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class CombinedDrops:
+    """Every drop's kept records joined; what was removed across drops, by reason and drop."""
+
+    records: list[Record]
+    removed: list[tuple[str, str, str]]
+    """(drop key, record id, reason) of each record removed across drops."""
+
+    def removed_by_reason(self) -> dict[str, int]:
+        return dict(sorted(Counter(reason for _, _, reason in self.removed).items()))
+
+    def removed_by_drop(self) -> dict[str, int]:
+        return dict(sorted(Counter(key for key, _, _ in self.removed).items()))
+
+
+def combine_drops(kept_by_drop: dict[str, list[Record]]) -> CombinedDrops:
+    """Join drops in key order; the first occurrence of a content or an id wins.
+
+    A later record with the same normalized content as an earlier one is removed as
+    `cross_drop_exact_duplicate`; a later record whose id is already used by different content
+    is removed as `cross_drop_duplicate_id` (ids are the stewards' handle and the audit's key,
+    so they must be unique in the training set). Nothing is removed silently: every removal is
+    returned with its drop and reason.
+    """
+    seen_digests: set[str] = set()
+    seen_ids: set[str] = set()
+    records: list[Record] = []
+    removed: list[tuple[str, str, str]] = []
+    for key in sorted(kept_by_drop):
+        for record in kept_by_drop[key]:
+            digest = content_digest(record)
+            if digest in seen_digests:
+                removed.append((key, record.id, CROSS_DROP_EXACT_DUPLICATE))
+            elif record.id in seen_ids:
+                removed.append((key, record.id, CROSS_DROP_DUPLICATE_ID))
+            else:
+                seen_digests.add(digest)
+                seen_ids.add(record.id)
+                records.append(record)
+    return CombinedDrops(records=records, removed=removed)

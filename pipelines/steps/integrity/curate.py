@@ -1,0 +1,615 @@
+"""Integrity screening of the corpus and the Great Expectations suite of the curated corpus.
+
+Screening scores every record first and decides second, so thresholds can move without
+re-scoring. `screen_records` is the first pass (length bounds and exact duplicates, both
+dropped); `curate_records` adds the screens of `pipelines.steps.integrity.screens` (near duplicates,
+backdoor triggers, injections, quality) whose findings quarantine a record until a steward
+approves or rejects it by id (`pipelines.steps.integrity.decisions`). A dropped or quarantined
+record keeps
+its reasons and scores, and a detail that never quotes text: records in = kept + dropped +
+quarantined. The suite reports pass/fail and counts only: Great Expectations
+results also carry the offending values, which on this corpus are personal data.
+"""
+
+import hashlib
+import multiprocessing
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from pipelines.steps.config import CurationConfig
+from pipelines.steps.integrity.screens import (
+    BACKDOOR,
+    DEDUP,
+    INJECTION,
+    QUALITY,
+    Reason,
+    backdoor,
+    quality,
+)
+from pipelines.steps.integrity.screens.dedup import (
+    NEAR_DUPLICATE,
+    DedupScores,
+    score_near_duplicates,
+)
+from pipelines.steps.integrity.screens.injection import score_injection
+from pipelines.steps.offline import enforce_offline
+from pipelines.steps.privacy.surrogates import RESERVED_DOMAINS
+from pipelines.steps.records import Record
+
+if TYPE_CHECKING:
+    from great_expectations.core.batch_definition import BatchDefinition
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
+EXACT_DUPLICATE = "exact_duplicate"
+TOO_SHORT = "too_short"
+TOO_LONG = "too_long"
+REASONS = (EXACT_DUPLICATE, TOO_SHORT, TOO_LONG)
+KEEP = "keep"
+DROP = "drop"
+QUARANTINE = "quarantine"
+APPROVE = "approve"
+REJECT = "reject"
+QUARANTINE_CODES = (
+    NEAR_DUPLICATE,
+    backdoor.TRIGGER_CLUSTER,
+    backdoor.RESPONSE_OUTLIER,
+    "ignore_policy",
+    "hidden_text",
+    "unrequested_payload",
+    quality.EMPTY_RESPONSE,
+    quality.LANGUAGE_MISMATCH,
+    quality.BOILERPLATE_REPETITION,
+    quality.RESPONSE_LENGTH_RATIO,
+    backdoor.ONION,
+)
+
+# Residual PII patterns for the suite. Neither matches a pseudonym such as
+# <EMAIL_ADDRESS_3fa91c02> or <PHONE_NUMBER_55501230> (no "@", no separators), nor a
+# realistic surrogate (pipelines/steps/privacy/surrogates.py): addresses on the RFC 2606 reserved
+# domains and US numbers on exchange 555 with lines 0100-0199, which are reserved for fiction.
+# A match may only start at the beginning or after a character that cannot be in an address:
+# without that guard Python's `re` retries every start inside a long run and goes quadratic.
+_RESERVED = "|".join(re.escape(domain) for domain in RESERVED_DOMAINS)
+RESIDUAL_EMAIL_REGEX = (
+    r"(?:^|[^A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@"
+    rf"(?!(?:{_RESERVED})(?![A-Za-z0-9-]|\.[A-Za-z0-9]))"
+    r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+)
+HIDDEN_CHARACTER_REGEX = "[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+RESIDUAL_PHONE_REGEX = (
+    r"(?<!\d)(?:\(\d{3}\)\s?|\d{3}[-.\s])(?!555[-.\s]01\d\d(?!\d))\d{3}[-.\s]\d{4}(?!\d)"
+)
+
+
+@dataclass(frozen=True)
+class RecordScore:
+    """What screening measures on one record, before any threshold is applied.
+
+    Attributes:
+        id: Record id.
+        chars: Length of `record.text` in code points.
+        content_digest: SHA-256 of the record's roles and normalized message contents.
+    """
+
+    id: str
+    chars: int
+    content_digest: str
+
+
+@dataclass(frozen=True)
+class FilteredRecord:
+    """A record screened out, with its reason code and a detail that quotes no text."""
+
+    id: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class ScreenResult:
+    """Records kept and records filtered, both in input order."""
+
+    kept: list[Record]
+    filtered: list[FilteredRecord]
+
+
+@dataclass(frozen=True)
+class ScreenedRecord:
+    """The decision on one record, its reasons (screen, code, score) and the steward's word.
+
+    Attributes:
+        id: Record id.
+        decision: `keep`, `drop` or `quarantine` (what the screens decided).
+        reasons: Every threshold the record crossed; empty for a clean record.
+        steward: `approve` or `reject` when a steward decided on a quarantined record, else "".
+    """
+
+    id: str
+    decision: str
+    reasons: tuple[Reason, ...] = ()
+    steward: str = ""
+
+    @property
+    def kept(self) -> bool:
+        """Kept for training: clean, or quarantined and approved by a steward."""
+        return self.decision == KEEP or (self.decision == QUARANTINE and self.steward == APPROVE)
+
+
+@dataclass(frozen=True)
+class CurationResult:
+    """The curated corpus and the audit trail of every record, in input order.
+
+    Attributes:
+        kept: Records to train on (clean ones and steward-approved ones).
+        screened: One decision per input record.
+        scores: Per record id, every score measured (reason code -> score), crossed or not.
+        near_duplicate_clusters: Clusters of near-duplicate records, representative first.
+        trigger_clusters: Response clusters flagged for a backdoor trigger.
+        unmatched_decisions: Steward decisions naming no quarantined record.
+        onion_scored: Records ONION scored (those a backdoor or injection screen flagged); None
+            when ONION did not run (no perplexity function given).
+    """
+
+    kept: list[Record]
+    screened: list[ScreenedRecord]
+    scores: dict[str, dict[str, float]] = field(repr=False)
+    near_duplicate_clusters: list[tuple[str, ...]]
+    trigger_clusters: list[tuple[str, ...]]
+    unmatched_decisions: int = 0
+    onion_scored: int | None = None
+
+    def counts(self) -> dict[str, int]:
+        """records_in, kept, dropped, quarantined, approved, rejected and pending."""
+        decisions = Counter(s.decision for s in self.screened)
+        steward = Counter(s.steward for s in self.screened if s.decision == QUARANTINE)
+        return {
+            "records_in": len(self.screened),
+            "kept": len(self.kept),
+            "dropped": decisions[DROP],
+            "quarantined": decisions[QUARANTINE],
+            "approved": steward[APPROVE],
+            "rejected": steward[REJECT],
+            "pending": steward[""],
+        }
+
+    def reason_counts(self) -> dict[str, dict[str, int]]:
+        """Per `screen/code`, how many records it sent to each decision (a record may count
+        under several reasons)."""
+        table: dict[str, Counter[str]] = {}
+        for screened in self.screened:
+            for reason in screened.reasons:
+                table.setdefault(f"{reason.screen}/{reason.code}", Counter())[
+                    screened.decision
+                ] += 1
+        return {key: dict(sorted(value.items())) for key, value in sorted(table.items())}
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    """Pass/fail and the number of offending rows of one expectation (never the rows)."""
+
+    name: str
+    success: bool
+    unexpected_count: int
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    """Outcome of the curated-corpus suite."""
+
+    success: bool
+    expectations: list[ExpectationOutcome]
+
+
+def normalize_for_dedup(text: str) -> str:
+    """NFKC-normalize, casefold and collapse whitespace runs to single spaces.
+
+    Args:
+        text: Any text.
+
+    Returns:
+        The normalized text, stripped at both ends.
+    """
+    # casefold can undo NFKC (ß + combining accent -> "ss" + accent composes to "sś"), so
+    # normalize again after it: the result is then a fixed point.
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    return " ".join(folded.split())
+
+
+def score_records(records: list[Record]) -> list[RecordScore]:
+    """Measure every record for screening.
+
+    Args:
+        records: Records to score.
+
+    Returns:
+        One score per record, in input order.
+    """
+    return [
+        RecordScore(id=record.id, chars=len(record.text), content_digest=_content_digest(record))
+        for record in records
+    ]
+
+
+def screen_records(records: list[Record], cfg: CurationConfig) -> ScreenResult:
+    """Filter records that are too short, too long, or exact duplicates of a kept record.
+
+    Length is checked first; among the records of acceptable length, the first occurrence of
+    each normalized content (roles and message contents) is kept and later ones are filtered
+    with `duplicate_of` naming it. Canaries are ordinary records here.
+
+    Args:
+        records: Records in input order.
+        cfg: Length thresholds.
+
+    Returns:
+        Kept and filtered records, each in input order.
+    """
+    kept: list[Record] = []
+    filtered: list[FilteredRecord] = []
+    first_id_by_digest: dict[str, str] = {}
+    for record, score in zip(records, score_records(records), strict=True):
+        if score.chars < cfg.min_chars:
+            filtered.append(
+                FilteredRecord(
+                    record.id, TOO_SHORT, f"chars={score.chars} < min_chars={cfg.min_chars}"
+                )
+            )
+        elif score.chars > cfg.max_chars:
+            filtered.append(
+                FilteredRecord(
+                    record.id, TOO_LONG, f"chars={score.chars} > max_chars={cfg.max_chars}"
+                )
+            )
+        elif score.content_digest in first_id_by_digest:
+            first_id = first_id_by_digest[score.content_digest]
+            filtered.append(FilteredRecord(record.id, EXACT_DUPLICATE, f"duplicate_of={first_id}"))
+        else:
+            first_id_by_digest[score.content_digest] = record.id
+            kept.append(record)
+    return ScreenResult(kept=kept, filtered=filtered)
+
+
+def filtered_counts(filtered: list[FilteredRecord]) -> dict[str, int]:
+    """Count filtered records per reason; every known reason is present, zero included.
+
+    Args:
+        filtered: Output of `screen_records`.
+
+    Returns:
+        Reason code to count.
+    """
+    counts = Counter(f.reason for f in filtered)
+    return {reason: counts[reason] for reason in sorted({*REASONS, *counts})}
+
+
+def curate_records(
+    records: list[Record],
+    cfg: CurationConfig,
+    decisions: dict[str, str] | None = None,
+    *,
+    perplexity: Callable[[list[str]], list[float]] | None = None,
+) -> CurationResult:
+    """Screen records and decide: keep, drop (length, exact duplicate) or quarantine.
+
+    Every screen scores every record that survives `screen_records`; a record crossing any
+    threshold is quarantined with one `Reason` per crossing, and a steward's `approve` keeps it
+    while `reject` keeps it out. Decisions naming a record that is not quarantined change
+    nothing and are counted as unmatched.
+
+    Args:
+        records: Records in input order.
+        cfg: Thresholds.
+        decisions: Steward decisions, record id -> `approve` or `reject`.
+        perplexity: The base model's perplexity function (`backdoor.causal_lm_perplexity`,
+            or `backdoor.lazy_perplexity` to load the model only when a record is flagged):
+            when given, ONION scores the records a backdoor or injection screen flagged (no
+            other), keeps the score with the others and adds an `onion` reason to those at or
+            above `cfg.onion_threshold`. The caller decides from `cfg.onion` whether to give it
+            (the curated asset does; `sovtune screen` with `--onion`).
+
+    Returns:
+        The curated records and the decision, reasons and scores of every record.
+    """
+    decisions = decisions or {}
+    first = screen_records(records, cfg)
+    dropped = {
+        f.id: Reason(DEDUP if f.reason == EXACT_DUPLICATE else QUALITY, f.reason, 1.0, f.detail)
+        for f in first.filtered
+    }
+    candidates = first.kept
+    scores: dict[str, dict[str, float]] = {r.id: {} for r in candidates}
+    reasons: dict[str, list[Reason]] = {r.id: [] for r in candidates}
+
+    # On a large corpus the near-duplicate and quality screens run in a second process while
+    # this one runs the backdoor and injection screens: the stage has 2 cores to use, and the
+    # two halves cost about the same.
+    background = len(candidates) >= cfg.parallel_min_records > 0
+    pool = (
+        ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+        if background
+        else None
+    )
+    dedup_args = (
+        cfg.near_duplicate_threshold,
+        cfg.minhash_permutations,
+        cfg.shingle_words,
+    )
+    pending = None
+    if pool:
+        try:
+            pending = pool.submit(_dedup_and_quality, candidates, *dedup_args)
+        except (AssertionError, OSError):
+            # A daemonic worker may not have children, or no process can be forked: the same
+            # scores are then computed in this process below.
+            pool.shutdown()
+            pool = None
+
+    trigger = backdoor.score_backdoor(
+        candidates,
+        threshold=cfg.response_similarity,
+        num_perm=cfg.minhash_permutations,
+        min_cluster=cfg.min_trigger_cluster,
+    )
+    flagged = {i for i, score in enumerate(trigger.cluster_score) if score >= cfg.trigger_threshold}
+    for record in candidates:
+        trigger_score = trigger.trigger_score[record.id]
+        outlier_score = trigger.outlier_score[record.id]
+        scores[record.id][backdoor.TRIGGER_CLUSTER] = trigger_score
+        scores[record.id][backdoor.RESPONSE_OUTLIER] = outlier_score
+        cluster = trigger.cluster_of.get(record.id)
+        if cluster not in flagged:
+            continue
+        detail = f"cluster={cluster} size={len(trigger.clusters[cluster])}"
+        if trigger_score >= cfg.trigger_threshold:
+            reasons[record.id].append(
+                Reason(BACKDOOR, backdoor.TRIGGER_CLUSTER, trigger_score, detail)
+            )
+        elif outlier_score >= cfg.outlier_threshold:
+            reasons[record.id].append(
+                Reason(BACKDOOR, backdoor.RESPONSE_OUTLIER, outlier_score, detail)
+            )
+        else:
+            # Any member of a flagged cluster shares the planted answer: never kept unreviewed.
+            best = trigger.cluster_score[cluster]
+            reasons[record.id].append(
+                Reason(BACKDOOR, backdoor.TRIGGER_CLUSTER, trigger_score, f"{detail} best={best}")
+            )
+
+    for code, by_id in score_injection(candidates).items():
+        for record_id, score in by_id.items():
+            scores[record_id][code] = score
+            if score >= 1:
+                reasons[record_id].append(Reason(INJECTION, code, score))
+
+    try:
+        near, quality_scores = (
+            pending.result() if pending else _dedup_and_quality(candidates, *dedup_args)
+        )
+    finally:
+        if pool:
+            pool.shutdown()
+
+    quality_limits = {
+        quality.LANGUAGE_MISMATCH: cfg.language_mismatch_threshold,
+        quality.BOILERPLATE_REPETITION: cfg.repetition_threshold,
+        quality.RESPONSE_LENGTH_RATIO: cfg.max_response_ratio,
+    }
+    for code, by_id in quality_scores.items():
+        for record_id, score in by_id.items():
+            if code == quality.EMPTY_RESPONSE:
+                if score != float("inf"):
+                    scores[record_id][code] = score
+                if score < cfg.min_response_chars:
+                    reasons[record_id].append(
+                        Reason(QUALITY, code, score, f"min_response_chars={cfg.min_response_chars}")
+                    )
+                continue
+            scores[record_id][code] = score
+            if score >= quality_limits[code]:
+                reasons[record_id].append(Reason(QUALITY, code, score))
+
+    for record_id, similarity in near.similarity.items():
+        scores[record_id][NEAR_DUPLICATE] = similarity
+        representative = near.representative.get(record_id)
+        if representative is not None and representative != record_id:
+            reasons[record_id].insert(
+                0, Reason(DEDUP, NEAR_DUPLICATE, similarity, f"representative={representative}")
+            )
+
+    onion_scored = None
+    if perplexity is not None:
+        suspicious = [
+            r for r in candidates if any(x.screen in (BACKDOOR, INJECTION) for x in reasons[r.id])
+        ]
+        found = backdoor.onion_scores(suspicious, perplexity, max_words=cfg.onion_max_words)
+        for record_id, onion in found.items():
+            scores[record_id][backdoor.ONION] = onion.score
+            if onion.score >= cfg.onion_threshold:
+                detail = f"word={onion.word_index} of {onion.words} threshold={cfg.onion_threshold}"
+                reasons[record_id].append(Reason(BACKDOOR, backdoor.ONION, onion.score, detail))
+        onion_scored = len(found)
+
+    screened = []
+    for record in records:
+        if record.id in dropped:
+            screened.append(ScreenedRecord(record.id, DROP, (dropped[record.id],)))
+        elif reasons[record.id]:
+            verdict = decisions.get(record.id, "")
+            screened.append(
+                ScreenedRecord(record.id, QUARANTINE, tuple(reasons[record.id]), verdict)
+            )
+        else:
+            screened.append(ScreenedRecord(record.id, KEEP))
+    quarantined = {s.id for s in screened if s.decision == QUARANTINE}
+    kept_ids = {s.id for s in screened if s.kept}
+    return CurationResult(
+        kept=[r for r in records if r.id in kept_ids],
+        screened=screened,
+        scores=scores,
+        near_duplicate_clusters=near.clusters,
+        trigger_clusters=[trigger.clusters[i] for i in sorted(flagged)],
+        unmatched_decisions=sum(1 for record_id in decisions if record_id not in quarantined),
+        onion_scored=onion_scored,
+    )
+
+
+def decision_lines(result: CurationResult) -> list[dict[str, Any]]:
+    """One JSON-ready line per screened record, for `sovtune screen`.
+
+    Args:
+        result: Output of `curate_records`.
+
+    Returns:
+        `{"id", "decision", "reasons": [{"screen", "code", "score", "detail"}]}` per record,
+        in input order; the decision is `keep`, `drop` or `quarantine`.
+    """
+    return [
+        {
+            "id": s.id,
+            "decision": KEEP if s.kept else s.decision,
+            "reasons": [
+                {"screen": r.screen, "code": r.code, "score": r.score, "detail": r.detail}
+                for r in s.reasons
+            ],
+        }
+        for s in result.screened
+    ]
+
+
+def _dedup_and_quality(
+    records: list[Record], threshold: float, num_perm: int, shingle_size: int
+) -> tuple[DedupScores, dict[str, dict[str, float]]]:
+    near = score_near_duplicates(
+        records, threshold=threshold, num_perm=num_perm, shingle_size=shingle_size
+    )
+    return near, quality.score_quality(records)
+
+
+def near_duplicate_rate(records: list[Record], cfg: CurationConfig) -> float:
+    """Share of records that are a non-representative member of a near-duplicate cluster.
+
+    Args:
+        records: A corpus, typically the curated one.
+        cfg: Near-duplicate settings.
+
+    Returns:
+        0.0 for an empty corpus.
+    """
+    near = score_near_duplicates(
+        records,
+        threshold=cfg.near_duplicate_threshold,
+        num_perm=cfg.minhash_permutations,
+        shingle_size=cfg.shingle_words,
+    )
+    extra = sum(len(cluster) - 1 for cluster in near.clusters)
+    return extra / len(records) if records else 0.0
+
+
+def validate_curated_frame(frame: pd.DataFrame, cfg: CurationConfig) -> SuiteResult:
+    """Run the curated-corpus expectations on a frame from `records_to_frame`.
+
+    Expectations: `ids_unique`, `text_not_null`, `text_length_in_range` (cfg.min_chars to
+    cfg.max_chars), `no_residual_email`, `no_residual_phone`, `no_hidden_characters`
+    (zero-width, bidirectional-override and tag characters). Only pass/fail and counts are
+    read from Great Expectations; the offending values are never kept.
+
+    Args:
+        frame: Curated corpus with at least `id` and `text` columns.
+        cfg: Length thresholds.
+
+    Returns:
+        Overall success and one outcome per expectation, in suite order.
+
+    Raises:
+        ValueError: The frame lacks the `id` or `text` column.
+        RuntimeError: An expectation could not be evaluated (the suite fails closed).
+    """
+    missing = sorted({"id", "text"} - set(frame.columns))
+    if missing:
+        raise ValueError(f"curated frame lacks column(s) {', '.join(missing)}")
+    batch_definition, suite = _curated_suite(cfg.min_chars, cfg.max_chars)
+    validation = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(
+        suite, result_format={"result_format": "BASIC", "partial_unexpected_count": 0}
+    )
+    by_name: dict[str, Any] = {r.expectation_config.meta["name"]: r for r in validation.results}
+    outcomes = []
+    for expectation in suite.expectations:
+        name = expectation.meta["name"]
+        result = by_name[name]
+        if result.exception_info.get("raised_exception"):
+            raise RuntimeError(f"curated corpus expectation {name} could not be evaluated")
+        outcomes.append(
+            ExpectationOutcome(
+                name=name,
+                success=bool(result.success),
+                unexpected_count=int(result.result.get("unexpected_count", 0)),
+            )
+        )
+    return SuiteResult(success=all(o.success for o in outcomes), expectations=outcomes)
+
+
+def _content_digest(record: Record) -> str:
+    digest = hashlib.sha256()
+    for message in record.messages:
+        digest.update(f"{message.role}\x1f{normalize_for_dedup(message.content)}\x1e".encode())
+    return digest.hexdigest()
+
+
+@cache
+def _curated_suite(min_chars: int, max_chars: int) -> tuple["BatchDefinition", "ExpectationSuite"]:
+    """Build the context, data source and suite once per threshold pair."""
+    # Analytics must be off before the import; importing takes seconds, so only the suite pays.
+    enforce_offline()
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    context = gx.get_context(
+        mode="ephemeral",
+        project_config=DataContextConfig(
+            analytics_enabled=False,
+            progress_bars=ProgressBarsConfig(globally=False),
+            store_backend_defaults=InMemoryStoreBackendDefaults(),
+        ),
+    )
+    batch_definition = (
+        context.data_sources.add_pandas("curated_corpus")
+        .add_dataframe_asset("curated_frame")
+        .add_batch_definition_whole_dataframe("whole_frame")
+    )
+    suite = gx.ExpectationSuite(
+        name="curated_corpus",
+        expectations=[
+            gxe.ExpectColumnValuesToBeUnique(column="id", meta={"name": "ids_unique"}),
+            gxe.ExpectColumnValuesToNotBeNull(column="text", meta={"name": "text_not_null"}),
+            gxe.ExpectColumnValueLengthsToBeBetween(
+                column="text",
+                min_value=min_chars,
+                max_value=max_chars,
+                meta={"name": "text_length_in_range"},
+            ),
+            gxe.ExpectColumnValuesToNotMatchRegex(
+                column="text", regex=RESIDUAL_EMAIL_REGEX, meta={"name": "no_residual_email"}
+            ),
+            gxe.ExpectColumnValuesToNotMatchRegex(
+                column="text", regex=RESIDUAL_PHONE_REGEX, meta={"name": "no_residual_phone"}
+            ),
+            gxe.ExpectColumnValuesToNotMatchRegex(
+                column="text", regex=HIDDEN_CHARACTER_REGEX, meta={"name": "no_hidden_characters"}
+            ),
+        ],
+    )
+    return batch_definition, suite

@@ -1,0 +1,298 @@
+"""Backdoor-trigger screen: rare prompt features over-represented in a response cluster.
+
+A planted backdoor pairs many different prompts carrying one trigger (a rare word, a fixed
+sentence, a syntactic frame) with one fixed or nearly fixed answer. Records are grouped by
+response: identical word tokens with digits masked, or near-identical (word-trigram
+Jaccard, MinHash LSH candidates confirmed exactly). In every cluster of at least `min_cluster`
+records, each prompt feature (word unigram or bigram) is scored by
+
+    support     = records of the cluster whose prompt has the feature / cluster size
+    exclusivity = records of the cluster whose prompt has the feature / records anywhere with it
+
+and a record's `trigger_score` is the largest `support * exclusivity` among its own prompt
+features: near 1.0 when a feature occurs almost only, and almost always, with that one answer.
+A cluster is flagged when its best feature reaches the threshold (decided in `integrity`).
+
+`response_outlier` scores the records of a response cluster whose prompt lacks the cluster's
+best feature while the rest of the cluster carries it (the trigger-free odd ones out).
+
+ONION (leave-one-word-out perplexity with the base model) is the optional third score, run only
+on records the cheap scores flag: see `onion_scores`.
+"""
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.steps.integrity.screens import (
+    has_response,
+    normalize,
+    record_words,
+    response_text,
+)
+from pipelines.steps.integrity.screens.minhash import similar_pairs
+from pipelines.steps.records import Record
+
+TRIGGER_CLUSTER = "trigger_cluster"
+RESPONSE_OUTLIER = "response_outlier"
+ONION = "onion"
+
+_DIGITS = re.compile(r"\d+")
+
+
+@dataclass(frozen=True)
+class BackdoorScores:
+    """What the backdoor screen measured.
+
+    Attributes:
+        trigger_score: Per record id, support x exclusivity of its best prompt feature within
+            its response cluster (0.0 outside clusters of `min_cluster` records or more).
+        outlier_score: Per record id, the share of its cluster that carries the cluster's best
+            feature when this record does not (0.0 otherwise).
+        cluster_of: Per record id in a response cluster of `min_cluster` or more, the cluster's
+            index into `clusters`.
+        clusters: Response clusters of `min_cluster` records or more, ids in input order.
+        cluster_score: Per cluster index, its best feature's support x exclusivity.
+    """
+
+    trigger_score: dict[str, float]
+    outlier_score: dict[str, float]
+    cluster_of: dict[str, int]
+    clusters: list[tuple[str, ...]]
+    cluster_score: list[float]
+
+
+def prompt_features(record: Record) -> set[str]:
+    """Word unigrams and bigrams of the record's user turns (system prompts are shared)."""
+    tokens = record_words(record, "user")
+    return set(tokens) | {f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)}
+
+
+def response_tokens(record: Record) -> tuple[str, ...]:
+    """The response's word tokens with digit runs masked (ticket numbers do not split a cluster)."""
+    tokens = record_words(record, "assistant")
+    # Tokens hold no spaces: one substitution over the joined tokens masks them all.
+    return tuple(_DIGITS.sub("0", " ".join(tokens)).split(" ")) if tokens else ()
+
+
+def response_clusters(
+    records: list[Record], *, threshold: float, num_perm: int, min_cluster: int
+) -> list[list[int]]:
+    """Indices of records grouped by identical or near-identical response, large groups only."""
+    parent = list(range(len(records)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first_by_key: dict[tuple[str, ...], int] = {}
+    distinct: list[tuple[str, ...]] = []
+    distinct_index: list[int] = []
+    for index, record in enumerate(records):
+        if not has_response(record):
+            continue
+        # A response without word tokens (emoji, punctuation) is keyed by its whole text.
+        key = response_tokens(record) or ("", normalize(response_text(record)))
+        if key in first_by_key:
+            parent[index] = first_by_key[key]
+        else:
+            first_by_key[key] = index
+            distinct.append(key)
+            distinct_index.append(index)
+    pairs = similar_pairs(distinct, shingle_size=3, threshold=threshold, num_perm=num_perm, seed=2)
+    for i, j, _ in pairs:
+        a, b = root(distinct_index[i]), root(distinct_index[j])
+        parent[max(a, b)] = min(a, b)
+    groups: dict[int, list[int]] = {}
+    for index, record in enumerate(records):
+        if has_response(record):
+            groups.setdefault(root(index), []).append(index)
+    return [group for group in groups.values() if len(group) >= min_cluster]
+
+
+def score_backdoor(
+    records: list[Record], *, threshold: float, num_perm: int, min_cluster: int
+) -> BackdoorScores:
+    """Score every record for trigger features and response-cluster outliers.
+
+    Args:
+        records: Records in input order.
+        threshold: Jaccard similarity at which two responses count as near-identical.
+        num_perm: MinHash permutations for the response sketches.
+        min_cluster: Smallest response cluster that is examined.
+
+    Returns:
+        Per-record scores and the examined clusters.
+    """
+    features = [prompt_features(r) for r in records]
+    document_frequency: Counter[str] = Counter()
+    for feature_set in features:
+        document_frequency.update(feature_set)
+    trigger = {r.id: 0.0 for r in records}
+    outlier = {r.id: 0.0 for r in records}
+    cluster_of: dict[str, int] = {}
+    clusters: list[tuple[str, ...]] = []
+    cluster_score: list[float] = []
+    groups = response_clusters(
+        records, threshold=threshold, num_perm=num_perm, min_cluster=min_cluster
+    )
+    for group in groups:
+        in_cluster: Counter[str] = Counter()
+        for index in group:
+            in_cluster.update(features[index])
+        size = len(group)
+        weight = {
+            feature: (count / size) * (count / document_frequency[feature])
+            for feature, count in in_cluster.items()
+            if count >= min_cluster
+        }
+        best_feature = max(weight, key=lambda f: (weight[f], f), default=None)
+        best = weight.get(best_feature, 0.0) if best_feature else 0.0
+        carriers = in_cluster.get(best_feature, 0) if best_feature else 0
+        cluster_index = len(clusters)
+        clusters.append(tuple(records[i].id for i in group))
+        cluster_score.append(round(best, 4))
+        for index in group:
+            record_id = records[index].id
+            cluster_of[record_id] = cluster_index
+            trigger[record_id] = round(
+                max((weight.get(f, 0.0) for f in features[index]), default=0.0), 4
+            )
+            if best_feature and best_feature not in features[index]:
+                outlier[record_id] = round(carriers / size, 4)
+    return BackdoorScores(trigger, outlier, cluster_of, clusters, cluster_score)
+
+
+def causal_lm_perplexity(
+    model: Any, tokenizer: Any, *, max_length: int = 128, batch_size: int = 32
+) -> Callable[[list[str]], list[float]]:
+    """A perplexity function for `onion_scores` from a loaded causal LM and its tokenizer.
+
+    Texts are scored in padded batches (right padding, attention mask, each text's loss the mean
+    over its own tokens), so a record's leave-one-out variants cost one forward pass together.
+
+    Args:
+        model: A Hugging Face causal LM (the base model, in eval mode).
+        tokenizer: Its tokenizer.
+        max_length: Tokens per text beyond which the text is cut.
+        batch_size: Texts per forward pass.
+
+    Returns:
+        A function mapping texts to their perplexities (1.0 for a text of fewer than 2 tokens).
+    """
+    import torch
+
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+
+    def perplexity(texts: list[str]) -> list[float]:
+        values: list[float] = []
+        with torch.no_grad():
+            for start in range(0, len(texts), batch_size):
+                encoded = [
+                    tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+                    for text in texts[start : start + batch_size]
+                ]
+                width = max(len(ids) for ids in encoded)
+                input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(encoded), width), dtype=torch.long)
+                for row, ids in enumerate(encoded):
+                    input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+                    mask[row, : len(ids)] = 1
+                input_ids, mask = input_ids.to(model.device), mask.to(model.device)
+                logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
+                targets, target_mask = input_ids[:, 1:], mask[:, 1:].float()
+                nll = torch.nn.functional.cross_entropy(
+                    logits.transpose(1, 2), targets, reduction="none"
+                )
+                counts = target_mask.sum(dim=1)
+                mean_nll = (nll * target_mask).sum(dim=1) / counts.clamp(min=1)
+                for value, n in zip(torch.exp(mean_nll).tolist(), counts.tolist(), strict=True):
+                    values.append(value if n > 0 else 1.0)
+        return values
+
+    return perplexity
+
+
+def lazy_perplexity(
+    load: Callable[[], tuple[Any, Any]], **kwargs: int
+) -> Callable[[list[str]], list[float]]:
+    """`causal_lm_perplexity` of a model that `load` returns on the first call only.
+
+    The curated stage asks for ONION before it knows whether any record will be flagged; the
+    base model is then loaded only when one is. A load that fails raises on that first call.
+
+    Args:
+        load: Returns the model (eval mode) and its tokenizer.
+        **kwargs: `max_length`, `batch_size` of `causal_lm_perplexity`.
+
+    Returns:
+        A function mapping texts to their perplexities.
+    """
+    loaded: list[Callable[[list[str]], list[float]]] = []
+
+    def perplexity(texts: list[str]) -> list[float]:
+        if not loaded:
+            model, tokenizer = load()
+            loaded.append(causal_lm_perplexity(model, tokenizer, **kwargs))
+        return loaded[0](texts)
+
+    return perplexity
+
+
+@dataclass(frozen=True)
+class OnionScore:
+    """ONION's finding on one record.
+
+    Attributes:
+        score: Perplexity of the user turns minus the lowest perplexity with one word left out.
+        word_index: Position (0-based, whitespace words of the user turns) of that word; -1
+            when the prompt has fewer than two words.
+        words: Words tried.
+    """
+
+    score: float
+    word_index: int
+    words: int
+
+
+def onion_scores(
+    records: list[Record], perplexity: Callable[[list[str]], list[float]], *, max_words: int = 64
+) -> dict[str, OnionScore]:
+    """ONION: the largest drop in perplexity when one word of the user turns is left out.
+
+    A trigger word is an outlier in fluent text, so removing it lowers perplexity far more than
+    removing any ordinary word. Call this only on records the cheap scores flagged: it costs a
+    language-model pass over one text per word (batched per record). System prompts are left
+    out: they are shared by many records and carry no trigger of their own.
+
+    Args:
+        records: Records to score (already flagged by the cheap screens).
+        perplexity: Maps texts to their perplexities under the base model.
+        max_words: Words beyond this many are not tried.
+
+    Returns:
+        Per record id, its score and the position of the word whose removal lowers perplexity
+        most (a position, never the word).
+    """
+    scores: dict[str, OnionScore] = {}
+    for record in records:
+        user = "\n\n".join(m.content for m in record.messages if m.role == "user")
+        tokens = user.split()[:max_words]
+        if len(tokens) < 2:
+            scores[record.id] = OnionScore(0.0, -1, len(tokens))
+            continue
+        texts = [" ".join(tokens)] + [
+            " ".join(tokens[:i] + tokens[i + 1 :]) for i in range(len(tokens))
+        ]
+        values = perplexity(texts)
+        lowest = min(range(len(tokens)), key=lambda i: values[i + 1])
+        scores[record.id] = OnionScore(
+            round(float(values[0] - values[lowest + 1]), 4), lowest, len(tokens)
+        )
+    return scores

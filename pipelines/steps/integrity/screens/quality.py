@@ -1,0 +1,73 @@
+"""Quality screen: what a data steward expects a training record not to be.
+
+Scores per record:
+
+- `empty_response`: the response's length in characters after stripping, for records with an
+  assistant turn (plain-text records have none and score as long enough);
+- `language_mismatch`: the difference between the share of Han characters among the prompt's
+  letters and the response's (0.0 to 1.0), when both have enough letters to judge;
+- `boilerplate_repetition`: the share of the record's word trigrams that repeat an earlier
+  trigram of the same record (0.0 to 1.0), for records long enough to judge;
+- `response_length_ratio`: response characters per prompt character (extreme lengths).
+"""
+
+from pipelines.steps.integrity.screens import (
+    han_share,
+    has_han,
+    has_response,
+    letter_count,
+    prompt_text,
+    record_words,
+    response_text,
+)
+from pipelines.steps.records import Record
+
+EMPTY_RESPONSE = "empty_response"
+LANGUAGE_MISMATCH = "language_mismatch"
+BOILERPLATE_REPETITION = "boilerplate_repetition"
+RESPONSE_LENGTH_RATIO = "response_length_ratio"
+
+MIN_LETTERS_TO_JUDGE = 12
+MIN_WORDS_TO_JUDGE = 24
+
+
+def response_chars(record: Record) -> float:
+    """Stripped response length; records without an assistant turn score as unbounded."""
+    if not has_response(record):
+        return float("inf")
+    return float(len(response_text(record).strip()))
+
+
+def language_mismatch(record: Record) -> float:
+    """|Han share of the prompt - Han share of the response| when both can be judged."""
+    prompt, response = prompt_text(record), response_text(record)
+    if not (has_han(prompt) or has_han(response)):
+        return 0.0  # both Han shares are zero
+    if min(letter_count(prompt), letter_count(response)) < MIN_LETTERS_TO_JUDGE:
+        return 0.0
+    return round(abs(han_share(prompt) - han_share(response)), 4)
+
+
+def repetition(record: Record) -> float:
+    """Share of word trigrams that repeat an earlier trigram of the record."""
+    tokens = record_words(record)
+    if len(tokens) < MIN_WORDS_TO_JUDGE:
+        return 0.0
+    trigrams = [tuple(tokens[i : i + 3]) for i in range(len(tokens) - 2)]
+    return round(1 - len(set(trigrams)) / len(trigrams), 4)
+
+
+def length_ratio(record: Record) -> float:
+    """Response characters per prompt character (0.0 without a response)."""
+    response = response_text(record)
+    return round(len(response) / max(1, len(prompt_text(record))), 4)
+
+
+def score_quality(records: list[Record]) -> dict[str, dict[str, float]]:
+    """Score every record; returns reason code -> record id -> score."""
+    return {
+        EMPTY_RESPONSE: {r.id: response_chars(r) for r in records},
+        LANGUAGE_MISMATCH: {r.id: language_mismatch(r) for r in records},
+        BOILERPLATE_REPETITION: {r.id: repetition(r) for r in records},
+        RESPONSE_LENGTH_RATIO: {r.id: length_ratio(r) for r in records},
+    }

@@ -1,0 +1,802 @@
+"""Find personal data with Presidio and replace it with stable, keyed pseudonyms.
+
+The analyzer runs offline: the spaCy model must be an installed package (nothing is downloaded)
+and tldextract, which Presidio's email recognizer calls, uses its bundled public suffix list.
+A pseudonym is `<ENTITY_TYPE_hex8>`, the first 8 hex digits of an HMAC-SHA256 of the entity type
+and value under a secret key: the same value gets the same pseudonym in every record and run,
+and without the key a pseudonym cannot be linked back to its value by guessing candidates.
+
+No function here logs or raises with a PII value; findings carry offsets, types and scores only.
+"""
+
+import copy
+import logging
+import multiprocessing
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import spacy.util
+import tldextract.tldextract
+from faker.providers.person.en_US import Provider as PersonProvider
+from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
+from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+from presidio_anonymizer import AnonymizerEngine
+from presidio_anonymizer.entities import EngineResult, OperatorConfig
+from presidio_anonymizer.entities import RecognizerResult as AnonymizerResult
+from spacy.lang.en.stop_words import STOP_WORDS
+
+from pipelines.steps.config import PIIConfig
+from pipelines.steps.ingest.language import UNDETERMINED
+from pipelines.steps.offline import offline_tldextract
+from pipelines.steps.privacy import surrogates
+from pipelines.steps.privacy.normalize import normalize
+from pipelines.steps.privacy.recognizers import (
+    RECOGNIZERS_FILE,
+    RecognizerConfigError,
+    load_recognizers,
+)
+from pipelines.steps.privacy.recognizers.en_ner import NerRecognizer
+from pipelines.steps.privacy.recognizers.nlp_engine import PackNlpEngine
+from pipelines.steps.records import Message, Record
+
+LANGUAGE = "en"
+_CAPITALIZED = re.compile(r"(?<![A-Za-z])[A-Z][a-z]")
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?\n]*")
+_LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
+GREETINGS = frozenset({"hi", "hello", "hey", "dear", "thanks", "thank", "sorry", "yes", "ok"})
+"""Words that often open a sentence, beyond spaCy's English stop words (see `ner_sentences`)."""
+PARALLEL_PROCESSES = 2
+PARALLEL_MIN_TEXTS = 64
+"""From this many distinct texts on, half of them are analyzed in a forked child process.
+
+Forking costs tens of milliseconds; 64 short texts take about a quarter of a second."""
+PSEUDONYM_PATTERN = re.compile(r"<[A-Z][A-Z0-9_]*_[0-9a-f]{8}>")
+"""Matches our own pseudonym tokens, e.g. `<EMAIL_ADDRESS_3fa91c02>`."""
+MIN_KEY_BYTES = 16
+PRESIDIO_LOGGERS = ("presidio-analyzer", "presidio-anonymizer", "decision_process")
+
+
+class PIIEngineError(RuntimeError):
+    """The PII engine cannot be built as configured; no text may pass unscanned."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One detected entity: where it is and what it is, never its value.
+
+    Attributes:
+        field: The message field the offsets refer to, e.g. `text` or `messages[2].content`.
+        start: Start offset (Python code points) into that field's text.
+        end: End offset (exclusive).
+        entity_type: Presidio entity type, e.g. `EMAIL_ADDRESS`.
+        score: Presidio confidence in [0, 1].
+    """
+
+    field: str
+    start: int
+    end: int
+    entity_type: str
+    score: float
+
+
+@dataclass(frozen=True)
+class ScrubResult:
+    """Scrubbed records and what was replaced in them.
+
+    Attributes:
+        records: New records, same ids and order, every message content pseudonymized.
+        entity_counts: Number of replaced entities per entity type.
+        records_with_pii: Number of records with at least one replaced entity.
+    """
+
+    records: list[Record]
+    entity_counts: dict[str, int]
+    records_with_pii: int
+
+
+def build_analyzer(cfg: PIIConfig) -> AnalyzerEngine:
+    """Build the Presidio analyzer with our recognizer packs (English and Chinese).
+
+    The recognizers are the ones `cfg.recognizers_file` (default
+    `pipelines/config/recognizers.yaml`) configures, added to an empty Presidio registry; the
+    NLP engine is spaCy (`cfg.spacy_model`, NER only) for English and a character tokenizer for
+    Chinese. Also points tldextract at its bundled suffix list so no recognizer opens a socket.
+
+    Args:
+        cfg: The `pii` section of the pipeline configuration.
+
+    Returns:
+        An analyzer engine supporting every language of the recognizer file.
+
+    Raises:
+        PIIEngineError: The spaCy model is not an installed package (it is never downloaded),
+            the recognizer file is invalid, or an entity in `cfg.entities` has no recognizer.
+    """
+    if not spacy.util.is_package(cfg.spacy_model):
+        raise PIIEngineError(
+            f"pii.spacy_model: spaCy model package {cfg.spacy_model!r} is not installed; "
+            "install it into the environment (models are never downloaded at run time)"
+        )
+    use_offline_tldextract()
+    withhold_presidio_log_text()
+    try:
+        packs = load_recognizers(Path(cfg.recognizers_file or RECOGNIZERS_FILE))
+    except RecognizerConfigError as exc:
+        raise PIIEngineError(f"pii.recognizers_file: {exc}") from None
+    languages = sorted(packs)
+    registry = _FixedRegistry(supported_languages=languages)
+    for recognizers in packs.values():
+        for recognizer in recognizers:
+            registry.add_recognizer(recognizer)
+    nlp_engine = PackNlpEngine(cfg.spacy_model)
+    nlp_engine.load()
+    analyzer = AnalyzerEngine(
+        registry=registry,
+        nlp_engine=nlp_engine,
+        supported_languages=languages,
+        context_aware_enhancer=_OwnContextFirstEnhancer(),
+    )
+    supported = {e for language in languages for e in analyzer.get_supported_entities(language)}
+    unsupported = sorted(set(cfg.entities) - supported)
+    if unsupported:
+        # Presidio would only warn and skip them: those values would pass through unscrubbed.
+        raise PIIEngineError(f"pii.entities: no recognizer for {', '.join(unsupported)}")
+    for language in [language for language in languages if language in WARM_UP]:
+        # Presidio compiles each pattern on its first match attempt (its URL pattern, a long
+        # alternation of domains, takes a tenth of a second), phonenumbers loads metadata per
+        # region and jieba its dictionary: done once here, every forked worker inherits them.
+        analyzer.analyze(text=WARM_UP[language], language=language, score_threshold=1.0)
+    return analyzer
+
+
+WARM_UP = {
+    "en": "Warm-up: Jane Doe, jane@example.com, https://www.example.com/a, +1 212-555-0101.",
+    "zh": "预热：王秀英，手机13800138000，邮箱 wang@example.com，网址 https://www.example.com。",
+}
+"""A text per language pack that reaches every costly first-use path of its recognizers."""
+
+
+class _OwnContextFirstEnhancer(LemmaContextAwareEnhancer):
+    """Presidio's context enhancer, given only the results that have not weighed their context.
+
+    Our recognizers check their context words themselves and mark their results as enhanced,
+    which Presidio's enhancer then leaves alone, but only after deep-copying every result of
+    the text. It gets the others (those of Presidio's own recognizers) alone; the enhancer
+    weighs each result on its own, so the outcome is the same.
+    """
+
+    def enhance_using_context(
+        self,
+        text: str,
+        raw_results: list[RecognizerResult],
+        nlp_artifacts,
+        recognizers: list,
+        context: list[str] | None = None,
+    ) -> list[RecognizerResult]:
+        enhanced = RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY
+        pending = [r for r in raw_results if not r.recognition_metadata.get(enhanced)]
+        if not pending:
+            return raw_results
+        done = [r for r in raw_results if r.recognition_metadata.get(enhanced)]
+        return done + super().enhance_using_context(
+            text, pending, nlp_artifacts, recognizers, context
+        )
+
+
+class _FixedRegistry(RecognizerRegistry):
+    """A registry that is not changed after `build_analyzer`, so its lookups are remembered.
+
+    Presidio filters every recognizer per entity on every `analyze` call (and logs a warning
+    per entity a language lacks): about a millisecond per text.
+    """
+
+    def get_recognizers(
+        self,
+        language: str,
+        entities: list[str] | None = None,
+        all_fields: bool = False,
+        ad_hoc_recognizers: list | None = None,
+    ) -> list:
+        if ad_hoc_recognizers:
+            return super().get_recognizers(language, entities, all_fields, ad_hoc_recognizers)
+        cache = self.__dict__.setdefault("_lookups", {})
+        key = (language, tuple(entities or ()), all_fields, len(self.recognizers))
+        if key not in cache:
+            cache[key] = super().get_recognizers(language, entities, all_fields)
+        return list(cache[key])
+
+
+def residual_config(cfg: PIIConfig) -> PIIConfig:
+    """The stricter configuration of the residual re-scan: `pii.residual_score_threshold`."""
+    threshold = min(cfg.score_threshold, cfg.residual_score_threshold)
+    return cfg.model_copy(update={"score_threshold": threshold})
+
+
+def use_offline_tldextract() -> None:
+    """Make `tldextract.extract` (used by Presidio's email recognizer) use the bundled list.
+
+    The module-level extractor otherwise fetches the public suffix list over HTTP on first use.
+    """
+    tldextract.tldextract.TLD_EXTRACTOR = offline_tldextract()
+
+
+def withhold_presidio_log_text() -> None:
+    """Replace the text of every Presidio log record; level and source location stay.
+
+    Presidio logs context words around matches at DEBUG and the text of a failed IBAN check at
+    ERROR: both are personal data.
+    """
+    for name in PRESIDIO_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _WithholdLogText) for f in logger.filters):
+            logger.addFilter(_WithholdLogText())
+
+
+class _WithholdLogText(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = "Presidio log text withheld (it may contain personal data)"
+        record.args = ()
+        return True
+
+
+def scan_text(
+    analyzer: AnalyzerEngine,
+    text: str,
+    cfg: PIIConfig,
+    *,
+    field: str = "text",
+    language: str = LANGUAGE,
+) -> list[Finding]:
+    """Find the configured entities in one text (normalized first, offsets into `text`).
+
+    Args:
+        analyzer: An engine from `build_analyzer`.
+        text: The text to scan.
+        cfg: Entities to look for and the score threshold.
+        field: Field name recorded in each finding.
+        language: Which pack scans it (`en`, `zh`).
+
+    Returns:
+        Non-overlapping findings at or above the threshold, ordered by start offset.
+    """
+    [results] = _analyze_texts(analyzer, [text], [language], cfg, batch_size=1)
+    return _resolve(results, text, field, cfg)
+
+
+def scan_records(
+    records: list[Record], analyzer: AnalyzerEngine, cfg: PIIConfig, *, batch_size: int = 64
+) -> list[tuple[str, list[Finding]]]:
+    """Scan every message of every record, batching texts through spaCy.
+
+    Args:
+        records: Records to scan.
+        analyzer: An engine from `build_analyzer`.
+        cfg: Entities to look for and the score threshold.
+        batch_size: Texts per spaCy batch.
+
+    Returns:
+        One `(record id, findings)` pair per record, in input order; each finding's `field` is
+        the message's `field`, or `messages[i].content` where the message has none.
+    """
+    return [
+        (record.id, [finding for message_findings in per_message for finding in message_findings])
+        for record, per_message in zip(
+            records, _scan_messages(records, analyzer, cfg, batch_size), strict=True
+        )
+    ]
+
+
+def pseudonym(entity_type: str, value: str, *, key: bytes) -> str:
+    """The stable, realistic pseudonym of one entity value, e.g. `William Harris` for a name.
+
+    A surrogate of the same type, format and language (see `pipelines.steps.privacy.surrogates`),
+    seeded by an HMAC-SHA256 of the type and value under `key`. A type without a surrogate generator
+    gets its placeholder (`<TYPE>`) and a secret gets the redaction mark: never the value.
+
+    Args:
+        entity_type: Entity type; part of the HMAC input, so equal strings of different types
+            get unrelated pseudonyms.
+        value: The entity's text.
+        key: Secret HMAC key.
+
+    Returns:
+        The surrogate, placeholder or redaction mark.
+    """
+    if surrogates.has_surrogate(entity_type):
+        return surrogates.surrogate(entity_type, value, key=key)
+    if surrogates.is_secret(entity_type):
+        return surrogates.REDACTED
+    return surrogates.placeholder(entity_type)
+
+
+def scrub_records(
+    records: list[Record],
+    analyzer: AnalyzerEngine,
+    cfg: PIIConfig,
+    *,
+    key: bytes,
+    batch_size: int = 64,
+    max_passes: int = 3,
+    remember: Callable[[str, str, str], None] | None = None,
+) -> ScrubResult:
+    """Replace every finding in every message by the operator configured for its type.
+
+    Operators (`cfg.operators`, see `surrogates.operator_for`): `pseudonym` writes the keyed
+    realistic surrogate, `placeholder` writes `<TYPE>`, `redact` writes `[REDACTED]` (always so
+    for secrets). Every replacement is recorded as a span in its message's `scrub_spans`, so a
+    re-scan does not count a realistic surrogate as residual personal data; a finding only
+    partly inside such a span is replaced together with the span.
+
+    Args:
+        records: Records to scrub.
+        analyzer: An engine from `build_analyzer`.
+        cfg: Entities to replace, the score threshold and the operators.
+        key: Secret HMAC key (from the variable named by `cfg.pseudonym_key_env`).
+        batch_size: Texts per spaCy batch.
+        max_passes: Scan-and-replace passes over records that changed in the previous pass.
+        remember: Called with `(entity_type, surrogate, original)` for every pseudonymized
+            value, e.g. `Vault.add`; nothing else sees the original.
+
+    Returns:
+        The scrubbed records (new objects, same ids and order) and replacement counts.
+
+    Raises:
+        ValueError: The key is shorter than `MIN_KEY_BYTES`.
+    """
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(
+            f"pseudonym key must be at least {MIN_KEY_BYTES} bytes; "
+            f"set a longer secret in ${cfg.pseudonym_key_env} (pii.pseudonym_key_env)"
+        )
+    anonymizer = AnonymizerEngine()
+    operators = _operators(cfg, key)
+    entity_counts: Counter[str] = Counter()
+    with_pii: set[int] = set()
+    scrubbed = list(records)
+    # Replacing a finding changes its context, and NER may then see a name it missed before;
+    # messages changed by one pass are re-scanned until a pass finds nothing new (bounded).
+    # The first pass scans everything; a later pass only the messages the previous one changed,
+    # each exactly as the first pass scans it, so when a pass finds nothing new the residual
+    # gate's reading with the same pack at the same threshold finds nothing either (the gate
+    # stays a separate scan with every pack, at a lower threshold).
+    pending = list(range(len(records)))
+    changed_at: dict[int, list[list[tuple[int, int]]]] = {}
+    for pass_number in range(max_passes):
+        if not pending:
+            break
+        batch = [scrubbed[i] for i in pending]
+        only = None if pass_number == 0 else [changed_at[i] for i in pending]
+        per_record = _scan_messages(batch, analyzer, cfg, batch_size, only=only)
+        changed, changed_at = [], {}
+        for index, record, per_message in zip(pending, batch, per_record, strict=True):
+            fresh = [
+                _outside_scrub_spans(findings, message.scrub_spans)
+                for message, findings in zip(record.messages, per_message, strict=True)
+            ]
+            found = [finding.entity_type for findings in fresh for finding in findings]
+            if not found:
+                continue
+            entity_counts.update(found)
+            operators |= _operators(cfg, key, set(found) - operators.keys())
+            with_pii.add(index)
+            changed.append(index)
+            replaced = [
+                _replace_and_mark(anonymizer, message, findings, operators, remember)
+                for message, findings in zip(record.messages, fresh, strict=True)
+            ]
+            scrubbed[index] = record.with_messages(tuple(message for message, _ in replaced))
+            changed_at[index] = [spans for _, spans in replaced]
+        pending = changed
+    records_with_pii = len(with_pii)
+    return ScrubResult(
+        records=scrubbed,
+        entity_counts=dict(sorted(entity_counts.items())),
+        records_with_pii=records_with_pii,
+    )
+
+
+def residual_pii(
+    records: list[Record], analyzer: AnalyzerEngine, cfg: PIIConfig, *, batch_size: int = 64
+) -> dict[str, int]:
+    """Count findings left in (scrubbed) records, per entity type, scanning with every pack.
+
+    Stricter than the scrub, and independent of its routing: every message is scanned whole,
+    NER included, by every language pack of the analyzer (a Chinese id card number in an
+    English record is found by the Chinese pack), at `cfg.score_threshold` (the caller passes
+    `residual_config`). A finding entirely inside a span the scrubber recorded
+    (`Message.scrub_spans`: our own surrogate, placeholder or mark) is not counted; any other
+    finding is, including one that overlaps a recorded span only in part.
+
+    Args:
+        records: Records to re-scan, normally the output of `scrub_records`.
+        analyzer: An engine from `build_analyzer`.
+        cfg: Entities to look for and the score threshold.
+        batch_size: Texts per spaCy batch.
+
+    Returns:
+        Findings per entity type, sorted by type; empty when nothing is left.
+    """
+    counts: Counter[str] = Counter()
+    per_record = _scan_messages(records, analyzer, cfg, batch_size, every_pack=True)
+    for record, per_message in zip(records, per_record, strict=True):
+        for message, findings in zip(record.messages, per_message, strict=True):
+            counts.update(
+                finding.entity_type
+                for finding in findings
+                if not _inside_a_span(finding, message.scrub_spans)
+            )
+    return dict(sorted(counts.items()))
+
+
+def _scan_messages(
+    records: list[Record],
+    analyzer: AnalyzerEngine,
+    cfg: PIIConfig,
+    batch_size: int,
+    *,
+    every_pack: bool = False,
+    only: list[list] | None = None,
+) -> list[list[list[Finding]]]:
+    """Findings per record, per message: by its record's language pack, or by every pack.
+
+    `only`, per record and message, says which messages to scan (a true value: scan it); the
+    others get no findings. Default: every message.
+    """
+    places = [
+        (r, m)
+        for r, record in enumerate(records)
+        for m in range(len(record.messages))
+        if only is None or only[r][m]
+    ]
+    texts = [records[r].messages[m].content for r, m in places]
+    packs = sorted(analyzer.supported_languages) if every_pack else [None]
+    merged: dict[tuple[int, int], list[RecognizerResult]] = {place: [] for place in places}
+    for pack in packs:
+        languages = [pack or records[r].language for r, _ in places]
+        found = _analyze_texts(analyzer, texts, languages, cfg, batch_size=batch_size)
+        for place, more in zip(places, found, strict=True):
+            merged[place] += more
+    return [
+        [
+            _resolve(merged.get((r, m), ()), message.content, _field_name(message, m), cfg)
+            for m, message in enumerate(record.messages)
+        ]
+        for r, record in enumerate(records)
+    ]
+
+
+def _analyze_texts(
+    analyzer: AnalyzerEngine,
+    texts: list[str],
+    languages: list[str],
+    cfg: PIIConfig,
+    *,
+    batch_size: int,
+) -> list[list[RecognizerResult]]:
+    """Presidio results per text, in original offsets, each text analyzed by its language pack.
+
+    Texts are normalized (`pipelines.steps.privacy.normalize`) and pushed through the NLP engine in
+    batches per language, on two cores for larger batches; results on the normalized text are
+    mapped back to spans of the original text.
+
+    Raises:
+        PIIEngineError: A text's language has no pack (it must never pass unscanned).
+    """
+    languages = [_pack_language(lang) for lang in languages]
+    supported = set(analyzer.supported_languages)
+    unknown = sorted(set(languages) - supported)
+    if unknown:
+        raise PIIEngineError(
+            f"no PII recognizer pack for language(s) {', '.join(unknown)} "
+            f"(configured: {', '.join(sorted(supported))}; see pii.recognizers_file)"
+        )
+    normalized = [normalize(text) for text in texts]
+    # Identical texts (system prompts, templates) are analyzed once.
+    keys = sorted({(language, n.text) for language, n in zip(languages, normalized, strict=True)})
+    unique = _analyze_unique_texts(analyzer, keys, cfg, batch_size)
+    out: list[list[RecognizerResult]] = []
+    for mapping, language in zip(normalized, languages, strict=True):
+        results = [copy.copy(r) for r in unique[(language, mapping.text)]]
+        if mapping.changed:
+            for result in results:
+                result.start, result.end = mapping.to_original(result.start, result.end)
+        out.append(results)
+    return out
+
+
+_FORKED_ANALYZER: AnalyzerEngine | None = None
+"""The analyzer a forked child process uses: set before the fork, inherited, never pickled."""
+
+
+def _analyze_unique_texts(
+    analyzer: AnalyzerEngine,
+    keys: list[tuple[str, str]],
+    cfg: PIIConfig,
+    batch_size: int,
+) -> dict[tuple[str, str], list[RecognizerResult]]:
+    """Results per `(language, normalized text)`, using two cores when there is enough work.
+
+    From `PARALLEL_MIN_TEXTS` texts on, every other text goes to one forked child process (it
+    inherits the built analyzer: nothing is loaded again) while this process analyzes the rest;
+    spaCy, the regexes and jieba are CPU-bound Python, so threads would not run in parallel.
+    A child that fails raises here: no text passes unscanned.
+    """
+    global _FORKED_ANALYZER
+    if len(keys) < PARALLEL_MIN_TEXTS or _cores() < PARALLEL_PROCESSES:
+        return _analyze_chunk(analyzer, keys, cfg, batch_size)
+    # Interleaved halves: both get their share of long and short, English and Chinese texts.
+    mine, theirs = keys[0::2], keys[1::2]
+    _FORKED_ANALYZER = analyzer
+    try:
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            pending = pool.apply_async(_analyze_chunk_in_child, (theirs, cfg, batch_size))
+            unique = _analyze_chunk(analyzer, mine, cfg, batch_size)
+            unique.update(pending.get())
+    finally:
+        _FORKED_ANALYZER = None
+    return unique
+
+
+def _analyze_chunk_in_child(
+    keys: list[tuple[str, str]], cfg: PIIConfig, batch_size: int
+) -> dict[tuple[str, str], list[RecognizerResult]]:
+    if _FORKED_ANALYZER is None:  # only reachable through a fork of `_analyze_unique_texts`
+        raise PIIEngineError("no analyzer in the forked PII worker")
+    return _analyze_chunk(_FORKED_ANALYZER, keys, cfg, batch_size)
+
+
+def _analyze_chunk(
+    analyzer: AnalyzerEngine,
+    keys: list[tuple[str, str]],
+    cfg: PIIConfig,
+    batch_size: int,
+) -> dict[tuple[str, str], list[RecognizerResult]]:
+    unique: dict[tuple[str, str], list[RecognizerResult]] = {}
+    for language in sorted({language for language, _ in keys}):
+        batch = [text for lang, text in keys if lang == language]
+        # spaCy NER reads only the sentences of a text it can find a name or place in
+        # (`ner_sentences`); texts without one are settled by the pattern and rule recognizers.
+        sentences: dict[str, list[tuple[int, int]]] = {}
+        if _ner_recognizers(analyzer, language):
+            for text in batch:
+                kept = ner_sentences(text)
+                if kept:
+                    sentences[text] = kept
+        needs_ner = list(sentences)
+        artifacts = list(
+            zip(
+                needs_ner,
+                analyzer.nlp_engine.process_sentences(
+                    needs_ner, [sentences[t] for t in needs_ner], language, batch_size=batch_size
+                ),
+                strict=True,
+            )
+        )
+        artifacts += [
+            (text, analyzer.nlp_engine.tokens_only(text, language))
+            for text in batch
+            if text not in sentences
+        ]
+        for text, nlp_artifacts in artifacts:
+            unique[(language, text)] = analyzer.analyze(
+                text=text,
+                language=language,
+                entities=cfg.entities,
+                score_threshold=cfg.score_threshold,
+                nlp_artifacts=nlp_artifacts,
+            )
+    return unique
+
+
+def _ner_recognizers(analyzer: AnalyzerEngine, language: str) -> list[NerRecognizer]:
+    return [
+        recognizer
+        for recognizer in analyzer.registry.recognizers
+        if isinstance(recognizer, NerRecognizer) and recognizer.supported_language == language
+    ]
+
+
+def ner_sentences(text: str) -> list[tuple[int, int]]:
+    """The sentences of `text` spaCy NER must read: those it can find a name or place in.
+
+    en_core_web_sm tags names and places by their capital letters. A sentence is kept when it
+    holds a capitalized word (`_CAPITALIZED`) other than its first word, or a first word that
+    is not a plain opener (`plain_openers`: "The", "Thanks", "Please"; a listed first name such
+    as "June" or "May" is never one). NER reads the kept sentences joined as they stand
+    (`PackNlpEngine.process_sentences`); the pattern and rule recognizers still read the whole
+    text.
+
+    Returns:
+        `(start, end)` of each kept sentence, in order; empty when none is kept.
+    """
+    openers = plain_openers()
+    kept: list[tuple[int, int]] = []
+    for sentence in _SENTENCE.finditer(text):
+        for position, word in enumerate(_LATIN_WORD.finditer(sentence.group())):
+            value = word.group()
+            if not _CAPITALIZED.match(value):
+                continue
+            if position == 0 and value.lower() in openers:
+                continue
+            kept.append(sentence.span())
+            break
+    return kept
+
+
+@lru_cache(maxsize=1)
+def plain_openers() -> frozenset[str]:
+    """Lower-cased words whose capital at a sentence's start names nothing (see `ner_sentences`):
+    spaCy's English stop words and `GREETINGS`, less every first and last name of Faker's
+    en_US lists (US census based)."""
+    names = {
+        name.lower()
+        for name in (
+            *PersonProvider.first_names_male,
+            *PersonProvider.first_names_female,
+            *PersonProvider.last_names,
+        )
+    }
+    return frozenset((set(STOP_WORDS) | GREETINGS) - names)
+
+
+def _pack_language(language: str | None) -> str:
+    """The pack that scans a record of `language`: a text without letters ("und") holds only
+    digits and symbols, which the English pack's patterns cover."""
+    return LANGUAGE if language in (None, "", UNDETERMINED) else language
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _field_name(message: Message, index: int) -> str:
+    return message.field or f"messages[{index}].content"
+
+
+def _resolve(
+    results: Iterable[RecognizerResult], text: str, field: str, cfg: PIIConfig
+) -> list[Finding]:
+    """Keep configured, confident findings outside pseudonyms; drop the weaker of overlaps."""
+    tokens = [match.span() for match in PSEUDONYM_PATTERN.finditer(text)]
+    candidates = [
+        r
+        for r in results
+        if r.entity_type in cfg.entities
+        and r.score >= cfg.score_threshold
+        and not any(start <= r.start and r.end <= end for start, end in tokens)
+    ]
+    candidates.sort(key=lambda r: (-r.score, -(r.end - r.start), r.start, r.entity_type))
+    kept: list[RecognizerResult] = []
+    for result in candidates:
+        if all(result.end <= k.start or k.end <= result.start for k in kept):
+            kept.append(result)
+    kept.sort(key=lambda r: r.start)
+    return [Finding(field, r.start, r.end, r.entity_type, r.score) for r in kept]
+
+
+def _pseudonymizer(entity_type: str, key: bytes) -> Callable[[str], str]:
+    return lambda value: pseudonym(entity_type, value, key=key)
+
+
+def _anonymize(
+    anonymizer: AnonymizerEngine,
+    text: str,
+    findings: list[Finding],
+    operators: dict[str, OperatorConfig],
+) -> str:
+    if not findings:
+        return text
+    return _anonymize_items(anonymizer, text, findings, operators).text
+
+
+def _anonymize_items(
+    anonymizer: AnonymizerEngine,
+    text: str,
+    findings: list[Finding],
+    operators: dict[str, OperatorConfig],
+) -> EngineResult:
+    results = [AnonymizerResult(f.entity_type, f.start, f.end, f.score) for f in findings]
+    # Findings are already disjoint; merging neighbours would make counts and pseudonyms
+    # disagree with the findings.
+    return anonymizer.anonymize(
+        text, results, operators=operators, merge_entities_with_spaces=False
+    )
+
+
+def _operators(cfg: PIIConfig, key: bytes, types: Iterable[str] = ()) -> dict[str, OperatorConfig]:
+    """One Presidio operator per entity type, as `surrogates.operator_for` chooses.
+
+    Covers `cfg.entities`, the types in `cfg.operators` and `types` (types a recognizer pack
+    reported beyond those); a type still without an entry would get Presidio's default
+    operator, the placeholder `<TYPE>`: never the value.
+    """
+    operators = {}
+    for entity_type in {*cfg.entities, *cfg.operators, *types}:
+        chosen = surrogates.operator_for(entity_type, cfg.operators)
+        if chosen == surrogates.PSEUDONYM:
+            operators[entity_type] = OperatorConfig(
+                "custom", {"lambda": _pseudonymizer(entity_type, key)}
+            )
+        else:
+            mark = surrogates.REDACTED if chosen == surrogates.REDACT else None
+            operators[entity_type] = OperatorConfig(
+                "replace", {"new_value": mark or surrogates.placeholder(entity_type)}
+            )
+    return operators
+
+
+def _outside_scrub_spans(
+    findings: list[Finding], spans: tuple[tuple[int, int, str], ...]
+) -> list[Finding]:
+    """Findings not entirely inside a recorded span; one partly inside grows to cover it."""
+    kept: list[Finding] = []
+    for finding in findings:
+        if _inside_a_span(finding, spans):
+            continue
+        start, end = finding.start, finding.end
+        for s, e, _ in spans:
+            if s < end and start < e:
+                start, end = min(start, s), max(end, e)
+        grown = replace(finding, start=start, end=end)
+        if kept and grown.start < kept[-1].end:  # two findings grew over one span: merge them
+            last = kept.pop()
+            grown = replace(last, start=min(last.start, start), end=max(last.end, end))
+        kept.append(grown)
+    return kept
+
+
+def _inside_a_span(finding: Finding, spans: Iterable[tuple[int, int, str]]) -> bool:
+    return any(s <= finding.start and finding.end <= e for s, e, _ in spans)
+
+
+def _replace_findings(
+    anonymizer: AnonymizerEngine,
+    message: Message,
+    findings: list[Finding],
+    operators: dict[str, OperatorConfig],
+    remember: Callable[[str, str, str], None] | None,
+) -> Message:
+    """The message with its findings replaced and every replacement recorded in `scrub_spans`.
+
+    Earlier spans move with the text; spans that a finding grew over are replaced with it.
+    """
+    return _replace_and_mark(anonymizer, message, findings, operators, remember)[0]
+
+
+def _replace_and_mark(
+    anonymizer: AnonymizerEngine,
+    message: Message,
+    findings: list[Finding],
+    operators: dict[str, OperatorConfig],
+    remember: Callable[[str, str, str], None] | None,
+) -> tuple[Message, list[tuple[int, int]]]:
+    """`_replace_findings`, and the `(start, end)` of the replacements it wrote."""
+    if not findings:
+        return message, []
+    text = message.content
+    findings = sorted(findings, key=lambda f: f.start)
+    written = sorted(
+        _anonymize_items(anonymizer, text, findings, operators).items, key=lambda i: i.start
+    )
+    pieces, spans, marks, last, shift = [], [], [], 0, 0
+    old = list(message.scrub_spans)
+    for finding, item in zip(findings, written, strict=True):
+        new = item.text
+        operator = operators.get(finding.entity_type)
+        if remember is not None and operator is not None and operator.operator_name == "custom":
+            remember(finding.entity_type, new, text[finding.start : finding.end])
+        spans += [(s + shift, e + shift, t) for s, e, t in old if last <= s and e <= finding.start]
+        pieces += [text[last : finding.start], new]
+        start = finding.start + shift
+        spans.append((start, start + len(new), finding.entity_type))
+        marks.append((start, start + len(new)))
+        shift += len(new) - (finding.end - finding.start)
+        last = finding.end
+    spans += [(s + shift, e + shift, t) for s, e, t in old if last <= s]
+    pieces.append(text[last:])
+    return replace(message, content="".join(pieces), scrub_spans=tuple(spans)), marks

@@ -1,0 +1,30 @@
+"""CN_PHONE_NUMBER: mainland mobile (11 digits, 1[3-9]) and landline numbers (0 + area code).
+
+Mobile numbers may carry +86/0086 and be grouped 3-4-4; landlines are `0AA(A)-NNNNNNN(N)`
+with an optional extension. A bare 7-8 digit local number needs a context word.
+"""
+
+from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+
+_NOT_DIGIT_BEFORE = r"(?<![\d+])"
+_NOT_DIGIT_AFTER = r"(?!\d)"
+
+
+class CnPhoneRecognizer(RegexRecognizer):
+    """Mainland mobile and landline numbers."""
+
+    ENTITY = "CN_PHONE_NUMBER"
+    PATTERNS = (
+        (
+            rf"{_NOT_DIGIT_BEFORE}(?:(?:\+|00)86[\s-]?)?1[3-9]\d(?:[\s-]?\d{{4}}){{2}}"
+            rf"{_NOT_DIGIT_AFTER}",
+            0.7,
+        ),
+        (
+            rf"{_NOT_DIGIT_BEFORE}(?:(?:\+|00)86[\s-]?)?(?:\(0\d{{2,3}}\)|0\d{{2,3}})[\s-]?"
+            rf"[2-9]\d{{6,7}}(?:\s?(?:转|ext\.?|x)\s?\d{{1,5}})?{_NOT_DIGIT_AFTER}",
+            0.6,
+        ),
+        (rf"{_NOT_DIGIT_BEFORE}[2-9]\d{{6,7}}{_NOT_DIGIT_AFTER}", 0.1),
+    )
+    CONTEXT = ("电话", "手机", "联系", "致电", "号码", "座机", "热线", "phone", "tel", "mobile")

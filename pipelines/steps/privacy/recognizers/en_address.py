@@ -1,0 +1,56 @@
+"""LOCATION: US street addresses over one or several lines, with units and zip codes.
+
+A regex proposes candidates (house number ... street suffix, optional apartment/suite, city,
+state and zip, across commas and line breaks); usaddress (a CRF address parser, offline) must
+tag an AddressNumber and a StreetName in them to accept. A zip code alone counts next to a
+context word ("zip", "postal").
+"""
+
+import usaddress
+from faker.providers.address.en_US import Provider as AddressProvider
+
+from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+
+# Faker's en_US street suffixes (the USPS list) plus their common abbreviations.
+_SUFFIX = (
+    "(?:"
+    + "|".join(
+        sorted(
+            {*AddressProvider.street_suffixes, "St", "Ave", "Rd", "Blvd", "Ln", "Dr", "Ct", "Pl"},
+            key=len,
+            reverse=True,
+        )
+    )
+    + ")"
+)
+_UNIT = r"(?:,?\s*(?:Apt|Apartment|Suite|Ste|Unit|Room|Rm|Fl|Floor|#)\.?\s*#?\s*[\w-]+)"
+_CITY_STATE_ZIP = r"(?:,?\s*\n?\s*[A-Z][A-Za-z .'-]{1,30},?\s+[A-Z]{2}\.?,?\s+\d{5}(?:-\d{4})?)"
+STREET = (
+    rf"\b\d{{1,6}}[A-Za-z]?\s+(?:[NSEW]\.?\s+)?(?:[A-Z0-9][A-Za-z0-9'.-]*\s+){{0,4}}"
+    rf"{_SUFFIX}\b\.?(?:\s+[NSEW]{{1,2}}\b\.?)?{_UNIT}?(?:{_CITY_STATE_ZIP})?"
+)
+
+
+class UsAddressRecognizer(RegexRecognizer):
+    """Street addresses confirmed by usaddress, and zip codes next to a context word."""
+
+    ENTITY = "LOCATION"
+    PATTERNS = (
+        # A full address outranks the names inside it ("910 Jason Green Apt. 954").
+        (STREET, 0.9),
+        (r"(?<![\w-])(?P<value>\d{5}(?:-\d{4})?)(?![\w-])", 0.05),
+        (r"\b(?P<value>P\.?\s?O\.?\s+Box\s+\d{1,6})\b", 0.7),
+    )
+    CONTEXT = ("address", "live at", "lives at", "residing", "zip", "postal", "mail to", "ship to")
+    FLAGS = 0
+
+    def validate(self, value: str) -> bool:
+        if value[:1].isdigit() and " " not in value.strip():
+            return True  # a zip code: context decides
+        if value.upper().startswith("P"):
+            return True
+        try:
+            tags = {label for _, label in usaddress.parse(" ".join(value.split()))}
+        except Exception:  # noqa: BLE001 - usaddress raises on odd input; not an address then
+            return False
+        return "AddressNumber" in tags and "StreetName" in tags

@@ -1,0 +1,44 @@
+"""DATE_OF_BIRTH and AGE: dates and ages next to words that make them personal.
+
+A date alone is not personal data, so DATE_OF_BIRTH needs a context word (born, DOB, date of
+birth, birthday, 出生). AGE is "34 years old", "aged 34", "age: 34", "34-year-old", "34岁".
+"""
+
+from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+
+_MONTHS = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+    r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
+)
+_DATES = (
+    rf"{_MONTHS}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+(?:19|20)\d{{2}}",
+    rf"\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTHS},?\s+(?:19|20)\d{{2}}",
+    r"(?<!\d)(?:0?[1-9]|1[0-2])[/.-](?:0?[1-9]|[12]\d|3[01])[/.-](?:19|20)?\d{2}(?!\d)",
+    r"(?<!\d)(?:0?[1-9]|[12]\d|3[01])[/.-](?:0?[1-9]|1[0-2])[/.-](?:19|20)\d{2}(?!\d)",
+    r"(?<!\d)(?:19|20)\d{2}[/.-](?:0?[1-9]|1[0-2])[/.-](?:0?[1-9]|[12]\d|3[01])(?!\d)",
+    r"(?:19|20)\d{2}年\d{1,2}月\d{1,2}日",
+)
+
+
+class DateOfBirthRecognizer(RegexRecognizer):
+    """Dates in common English, numeric and Chinese formats, next to a birth context word."""
+
+    ENTITY = "DATE_OF_BIRTH"
+    PATTERNS = tuple((pattern, 0.5) for pattern in _DATES)
+    CONTEXT = ("born", "birth", "dob", "d.o.b", "birthday", "出生", "生日")
+    REQUIRES_CONTEXT = True
+
+
+class AgeRecognizer(RegexRecognizer):
+    """Ages stated in years."""
+
+    ENTITY = "AGE"
+    PATTERNS = (
+        (r"\b(?P<value>\d{1,3})(?:\s|-)?(?:years?|yrs?)(?:\s|-)?old\b", 0.7),
+        (r"\b(?:aged|age:?|age of)\s+(?P<value>\d{1,3})\b", 0.7),
+        (r"(?P<value>\d{1,3})\s?(?:周岁|岁)", 0.7),
+        (r"(?:年龄|年纪)[:：]?\s?(?P<value>\d{1,3})", 0.7),
+    )
+
+    def validate(self, value: str) -> bool:
+        return 0 < int(value) < 130

@@ -1,0 +1,149 @@
+"""PERSON in English text beyond spaCy NER: titles, initials, introductions, any letter case.
+
+spaCy's small model misses lower-case names and names it has not seen in a similar context.
+This rule layer adds names that (a) follow a title (Mr, Mrs, Ms, Dr, Prof), (b) follow an
+introduction ("my name is", "this is", "I'm", "contact") and are listed, or are two words of
+which one is outside the spaCy model's vocabulary, (c) are a first name followed by a last
+name from Faker's en_US name lists (US census based), in any case, with optional initials, or
+(d) are two capitalized words inside a sentence, one of them outside the model's vocabulary,
+that NER did not tag as a product, event, date or other non-name entity.
+"""
+
+import re
+from functools import lru_cache
+
+from faker.providers.person.en_US import Provider as PersonProvider
+from spacy.lang.en.stop_words import STOP_WORDS
+
+from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+
+_WORD = r"[A-Za-z][a-z'\-]+|[A-Z][A-Z'\-]+"
+_INITIAL = r"[A-Za-z]\.(?:\s?[A-Za-z]\.)*"
+_NAME = rf"(?:(?:{_INITIAL})\s?)?(?:{_WORD})(?:\s(?:{_INITIAL}|{_WORD})){{0,2}}"
+TITLES = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Dame)\.?"
+INTRODUCTIONS = r"(?:my name is|name:|this is|i am|i'm|signed|regards,|contact|patient|client)"
+
+
+@lru_cache(maxsize=1)
+def listed_names() -> tuple[frozenset[str], frozenset[str]]:
+    """Lower-cased first and last names of the name rule (Faker en_US, stop words removed)."""
+    firsts = {
+        n.lower() for n in (*PersonProvider.first_names_male, *PersonProvider.first_names_female)
+    }
+    lasts = {n.lower() for n in PersonProvider.last_names}
+    common = set(STOP_WORDS)
+    return frozenset(firsts - common), frozenset(lasts - common)
+
+
+_INTRODUCTION = re.compile(rf"\b{INTRODUCTIONS}\s+", re.IGNORECASE)
+# Two capitalized words inside a sentence (after a lower-case word or a comma), not part of a
+# longer capitalized phrase: "forward the contract to Micheala Crinion before Friday".
+_CAPITALIZED_PAIR = re.compile(
+    r"(?<=[a-z,;] )([A-Z][a-z'\-]+) (Ma?c[A-Z][a-z]+|O'[A-Z][a-z]+|[A-Z][a-z'\-]+)\b"
+    r"(?! [A-Z])"
+)
+_NAME_LIKE_LABELS = frozenset(
+    {"PERSON", "LOCATION", "GPE", "LOC", "ORG", "ORGANIZATION", "NORP", "NRP"}
+)
+"""NER labels (spaCy's and Presidio's names for them) en_core_web_sm gives unfamiliar names."""
+_TWO_WORDS = re.compile(r"([A-Za-z][a-z'\-]+|[A-Z'\-]+)\s([A-Za-z][a-z'\-]+|[A-Z'\-]+)")
+_AFTER_A_NAME = re.compile(
+    r"\s*(?:$|[,.;:!?)]|\s(?:from|and|here|speaking|with|at|of|in|on)\b)", re.IGNORECASE
+)
+
+
+def _model_words(nlp_artifacts) -> frozenset[str]:
+    """The spaCy model's own vocabulary (`PackNlpEngine.model_words`), empty when unknown."""
+    engine = getattr(nlp_artifacts, "nlp_engine", None)
+    return getattr(engine, "model_words", frozenset())
+
+
+def _unlisted_name(text: str, start: int, model_words: frozenset[str]) -> int | None:
+    """End of a two-word name after an introduction that no name list holds, if it is one.
+
+    "this is orlaith foran from the logistics group": two words, neither a stop word, ending
+    where a name ends (punctuation, "from", "and", "here" ...), at least one of them a word the
+    spaCy model's vocabulary never saw. Ordinary words after an introduction ("this is great
+    news from HR") are all in that vocabulary; rare names are not.
+    """
+    match = _TWO_WORDS.match(text, start)
+    if match is None or not model_words or not _AFTER_A_NAME.match(text, match.end()):
+        return None
+    words = [match.group(1).lower(), match.group(2).lower()]
+    if any(word in STOP_WORDS for word in words):
+        return None
+    if all(word in model_words for word in words):
+        return None
+    return match.end()
+
+
+class EnPersonRecognizer(RegexRecognizer):
+    """Names after titles and introductions, and listed first + last names in any case."""
+
+    ENTITY = "PERSON"
+    PATTERNS = (
+        # Above spaCy's fixed 0.85: "Dr. Spain" is a person even where NER says GPE.
+        (rf"\b{TITLES}\s(?P<value>(?:{_INITIAL}\s?)?{_WORD}(?:\s{_WORD})?)", 0.9),
+        (rf"\b{INTRODUCTIONS}\s+(?P<value>{_NAME})", 0.3),
+        (rf"(?<![\w.])(?P<value>{_INITIAL}\s?[A-Z][a-z'\-]+)", 0.5),
+    )
+    CONTEXT = ()
+
+    def validate(self, value: str) -> bool:
+        return value.split()[-1].lower() not in STOP_WORDS
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        if self.ENTITY not in entities:
+            return []
+        firsts, lasts = listed_names()
+        results = []
+        for result in super().analyze(text, entities, nlp_artifacts):
+            words = re.findall(r"[A-Za-z'\-]+", text[result.start : result.end])
+            known = [w.lower() in firsts or w.lower() in lasts for w in words if len(w) > 1]
+            # An introduction alone is weak evidence; a listed name after it is strong.
+            if result.score < 0.4:
+                if not known or not known[0]:
+                    continue
+                # Trim trailing words that are not names ("this is jane doe from sales").
+                end = result.start
+                for word, is_name in zip(
+                    re.finditer(r"\S+", text[result.start : result.end]),
+                    [*known, False],
+                    strict=False,
+                ):
+                    if not is_name:
+                        break
+                    end = result.start + word.end()
+                result.end = end
+                result.score = 0.8
+            results.append(result)
+        for match in re.finditer(
+            r"\b([A-Za-z][a-z'\-]+|[A-Z'\-]+)\s+([A-Za-z][a-z'\-]+|[A-Z'\-]+)\b", text
+        ):
+            first, last = match.group(1).lower(), match.group(2).lower()
+            if first in firsts and last in lasts:
+                results.append(self._result(*match.span(), 0.65, "name list"))
+        model_words = _model_words(nlp_artifacts)
+        # en_core_web_sm tags unfamiliar personal names ORG ("Micheala Crinion") or NORP
+        # ("Tegan MacNulty"), so those do not veto the pair: a rare two-word organization name
+        # is replaced too (text lost, nothing leaked); a product, event, date or other does.
+        other_entities = [
+            (entity.start_char, entity.end_char)
+            for entity in getattr(nlp_artifacts, "entities", None) or ()
+            if entity.label_ not in _NAME_LIKE_LABELS
+        ]
+        for match in _CAPITALIZED_PAIR.finditer(text):
+            start, end = match.span()
+            words = [match.group(1).lower(), match.group(2).lower()]
+            if (
+                model_words
+                and not any(word in STOP_WORDS for word in words)
+                and not all(word in model_words for word in words)
+                and not any(s < end and start < e for s, e in other_entities)
+            ):
+                results.append(self._result(start, end, 0.5, "capitalized rare pair"))
+        for match in _INTRODUCTION.finditer(text):
+            end = _unlisted_name(text, match.end(), model_words)
+            if end is not None:
+                results.append(self._result(match.end(), end, 0.6, "introduction, rare words"))
+        return results

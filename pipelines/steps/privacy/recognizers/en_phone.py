@@ -1,0 +1,68 @@
+"""PHONE_NUMBER: international, dotted and spaced numbers, with extensions (phonenumbers).
+
+Presidio's phone recognizer checks eight regions at strict leniency. This one lets
+phonenumbers' matcher find possible numbers (a national number without country code is read as
+American; one with a country code as that country's) and keeps extensions ("ext. 204", "x31")
+in the span. An international prefix written as `00` ("001-526-422-4393", "0044 20 7946 0958",
+common outside North America) is read as `+`: phonenumbers' US pass only knows `011`.
+"""
+
+import re
+
+import phonenumbers
+
+from pipelines.steps.privacy.recognizers.base import RegexRecognizer, has_context
+
+REGIONS = ("US",)
+"""Numbers with a country code (+44 ..., 0049 ...) are found in any region's pass."""
+_DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
+# Only where a number starts: "00" inside "200-0010" is part of the number.
+_DOUBLE_ZERO_PREFIX = re.compile(r"(?<![^\s(:])00(?=[1-9])")
+_OTHER_NUMBER_CONTEXT = ("account", "acct", "routing", "iban", "card number", "ssn", "passport")
+"""Words naming another kind of number: a bare digit run next to them is not a phone."""
+_EXTENSION = re.compile(r"\s*(?:,\s*)?(?:ext\.?|extension|x|#)\s*\d{1,6}", re.IGNORECASE)
+
+
+class IntlPhoneRecognizer(RegexRecognizer):
+    """Phone numbers found by phonenumbers' matcher in several regions."""
+
+    ENTITY = "PHONE_NUMBER"
+    CONTEXT = ("phone", "call", "tel", "mobile", "cell", "fax", "line", "reach", "whatsapp")
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        if self.ENTITY not in entities or sum(c.isdigit() for c in text) < 7:
+            return []
+        spans: dict[tuple[int, int], float] = {}
+        # " +" has the length of "00": offsets into `searched` are offsets into `text`.
+        searched = _DOUBLE_ZERO_PREFIX.sub(" +", text)
+        for region in REGIONS:
+            for match in phonenumbers.PhoneNumberMatcher(
+                searched, region, leniency=phonenumbers.Leniency.POSSIBLE
+            ):
+                start, end = match.start, match.end
+                if searched[start] == "+" and text[start] == "0":
+                    start -= 1  # the span covers the written "00"
+                digits = sum(c.isdigit() for c in match.raw_string)
+                if digits < 7 or _glued(text, start, end) or _DATE.fullmatch(match.raw_string):
+                    continue
+                valid = phonenumbers.is_valid_number(match.number)
+                score = 0.45 if valid else 0.3
+                extension = _EXTENSION.match(text, end)
+                if extension and not match.number.extension:
+                    end = extension.end()
+                if has_context(text, start, end, self.words):
+                    score += 0.35
+                elif match.raw_string.isdigit() and has_context(
+                    text, start, end, _OTHER_NUMBER_CONTEXT
+                ):
+                    continue  # "account number 15487585862": the bank number recognizer's
+                if spans.get((start, end), 0) < score:
+                    spans[(start, end)] = score
+        return [self._result(s, e, score, "phonenumbers") for (s, e), score in spans.items()]
+
+
+def _glued(text: str, start: int, end: int) -> bool:
+    """Whether the match is part of a longer token (an id such as `<US_SSN_00000000>`)."""
+    before = text[start - 1] if start else " "
+    after = text[end] if end < len(text) else " "
+    return before.isalnum() or before == "_" or after.isalnum() or after == "_"
