@@ -17,7 +17,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -87,6 +87,9 @@ HIDDEN_CHARACTER_REGEX = "[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\
 RESIDUAL_PHONE_REGEX = (
     r"(?<!\d)(?:\(\d{3}\)\s?|\d{3}[-.\s])(?!555[-.\s]01\d\d(?!\d))\d{3}[-.\s]\d{4}(?!\d)"
 )
+
+# The near-duplicate scores and the quality scores (code -> record id -> score) of one corpus.
+_DedupAndQuality = tuple[DedupScores, dict[str, dict[str, float]]]
 
 
 @dataclass(frozen=True)
@@ -329,30 +332,77 @@ def curate_records(
     scores: dict[str, dict[str, float]] = {r.id: {} for r in candidates}
     reasons: dict[str, list[Reason]] = {r.id: [] for r in candidates}
 
+    pool, pending = _start_dedup_and_quality(candidates, cfg)
+    trigger, flagged = _screen_backdoor(candidates, cfg, scores, reasons)
+    _screen_injection(candidates, scores, reasons)
+    try:
+        near, quality_scores = (
+            pending.result() if pending else _dedup_and_quality(candidates, *_dedup_args(cfg))
+        )
+    finally:
+        if pool:
+            pool.shutdown()
+    _screen_quality(quality_scores, cfg, scores, reasons)
+    _screen_near_duplicates(near, scores, reasons)
+    onion_scored = (
+        None if perplexity is None else _screen_onion(candidates, perplexity, cfg, scores, reasons)
+    )
+
+    screened = _decide(records, dropped, reasons, decisions)
+    quarantined = {s.id for s in screened if s.decision == QUARANTINE}
+    kept_ids = {s.id for s in screened if s.kept}
+    return CurationResult(
+        kept=[r for r in records if r.id in kept_ids],
+        screened=screened,
+        scores=scores,
+        near_duplicate_clusters=near.clusters,
+        trigger_clusters=[trigger.clusters[i] for i in sorted(flagged)],
+        unmatched_decisions=sum(1 for record_id in decisions if record_id not in quarantined),
+        onion_scored=onion_scored,
+    )
+
+
+def _dedup_args(cfg: CurationConfig) -> tuple[float, int, int]:
+    """The near-duplicate settings `_dedup_and_quality` takes after the records."""
+    return (cfg.near_duplicate_threshold, cfg.minhash_permutations, cfg.shingle_words)
+
+
+def _start_dedup_and_quality(
+    candidates: list[Record], cfg: CurationConfig
+) -> tuple[ProcessPoolExecutor | None, Future[_DedupAndQuality] | None]:
+    """Start the near-duplicate and quality screens in a second process on a large corpus.
+
+    Returns:
+        The pool to shut down and the pending result, or (None, None) when the corpus is below
+        `cfg.parallel_min_records` or no process could be started: the caller then computes the
+        same scores in this process.
+    """
     # On a large corpus the near-duplicate and quality screens run in a second process while
     # this one runs the backdoor and injection screens: the stage has 2 cores to use, and the
     # two halves cost about the same.
-    background = len(candidates) >= cfg.parallel_min_records > 0
-    pool = (
-        ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-        if background
-        else None
-    )
-    dedup_args = (
-        cfg.near_duplicate_threshold,
-        cfg.minhash_permutations,
-        cfg.shingle_words,
-    )
-    pending = None
-    if pool:
-        try:
-            pending = pool.submit(_dedup_and_quality, candidates, *dedup_args)
-        except (AssertionError, OSError):
-            # A daemonic worker may not have children, or no process can be forked: the same
-            # scores are then computed in this process below.
-            pool.shutdown()
-            pool = None
+    if not len(candidates) >= cfg.parallel_min_records > 0:
+        return None, None
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    try:
+        return pool, pool.submit(_dedup_and_quality, candidates, *_dedup_args(cfg))
+    except (AssertionError, OSError):
+        # A daemonic worker may not have children, or no process can be forked: the same
+        # scores are then computed in this process.
+        pool.shutdown()
+        return None, None
 
+
+def _screen_backdoor(
+    candidates: list[Record],
+    cfg: CurationConfig,
+    scores: dict[str, dict[str, float]],
+    reasons: dict[str, list[Reason]],
+) -> tuple[backdoor.BackdoorScores, set[int]]:
+    """Score trigger clusters; add each candidate's scores and a reason per flagged member.
+
+    Returns:
+        The backdoor scores and the indices of the clusters at or above `cfg.trigger_threshold`.
+    """
     trigger = backdoor.score_backdoor(
         candidates,
         threshold=cfg.response_similarity,
@@ -383,21 +433,33 @@ def curate_records(
             reasons[record.id].append(
                 Reason(BACKDOOR, backdoor.TRIGGER_CLUSTER, trigger_score, f"{detail} best={best}")
             )
+    return trigger, flagged
 
+
+def _screen_injection(
+    candidates: list[Record],
+    scores: dict[str, dict[str, float]],
+    reasons: dict[str, list[Reason]],
+) -> None:
+    """Add every injection score, and a reason for each at or above 1."""
     for code, by_id in score_injection(candidates).items():
         for record_id, score in by_id.items():
             scores[record_id][code] = score
             if score >= 1:
                 reasons[record_id].append(Reason(INJECTION, code, score))
 
-    try:
-        near, quality_scores = (
-            pending.result() if pending else _dedup_and_quality(candidates, *dedup_args)
-        )
-    finally:
-        if pool:
-            pool.shutdown()
 
+def _screen_quality(
+    quality_scores: dict[str, dict[str, float]],
+    cfg: CurationConfig,
+    scores: dict[str, dict[str, float]],
+    reasons: dict[str, list[Reason]],
+) -> None:
+    """Add the quality scores (an infinite empty-response score is not kept) and their reasons.
+
+    An empty response is a reason below `cfg.min_response_chars`; every other quality code is
+    one at or above its threshold.
+    """
     quality_limits = {
         quality.LANGUAGE_MISMATCH: cfg.language_mismatch_threshold,
         quality.BOILERPLATE_REPETITION: cfg.repetition_threshold,
@@ -417,6 +479,13 @@ def curate_records(
             if score >= quality_limits[code]:
                 reasons[record_id].append(Reason(QUALITY, code, score))
 
+
+def _screen_near_duplicates(
+    near: DedupScores,
+    scores: dict[str, dict[str, float]],
+    reasons: dict[str, list[Reason]],
+) -> None:
+    """Add the near-duplicate similarity, and a first reason for non-representative members."""
     for record_id, similarity in near.similarity.items():
         scores[record_id][NEAR_DUPLICATE] = similarity
         representative = near.representative.get(record_id)
@@ -425,19 +494,39 @@ def curate_records(
                 0, Reason(DEDUP, NEAR_DUPLICATE, similarity, f"representative={representative}")
             )
 
-    onion_scored = None
-    if perplexity is not None:
-        suspicious = [
-            r for r in candidates if any(x.screen in (BACKDOOR, INJECTION) for x in reasons[r.id])
-        ]
-        found = backdoor.onion_scores(suspicious, perplexity, max_words=cfg.onion_max_words)
-        for record_id, onion in found.items():
-            scores[record_id][backdoor.ONION] = onion.score
-            if onion.score >= cfg.onion_threshold:
-                detail = f"word={onion.word_index} of {onion.words} threshold={cfg.onion_threshold}"
-                reasons[record_id].append(Reason(BACKDOOR, backdoor.ONION, onion.score, detail))
-        onion_scored = len(found)
 
+def _screen_onion(
+    candidates: list[Record],
+    perplexity: Callable[[list[str]], list[float]],
+    cfg: CurationConfig,
+    scores: dict[str, dict[str, float]],
+    reasons: dict[str, list[Reason]],
+) -> int:
+    """ONION-score the candidates a backdoor or injection screen flagged; add scores and reasons.
+
+    Returns:
+        How many records ONION scored.
+    """
+    suspicious = [
+        r for r in candidates if any(x.screen in (BACKDOOR, INJECTION) for x in reasons[r.id])
+    ]
+    found = backdoor.onion_scores(suspicious, perplexity, max_words=cfg.onion_max_words)
+    for record_id, onion in found.items():
+        scores[record_id][backdoor.ONION] = onion.score
+        if onion.score >= cfg.onion_threshold:
+            detail = f"word={onion.word_index} of {onion.words} threshold={cfg.onion_threshold}"
+            reasons[record_id].append(Reason(BACKDOOR, backdoor.ONION, onion.score, detail))
+    return len(found)
+
+
+def _decide(
+    records: list[Record],
+    dropped: dict[str, Reason],
+    reasons: dict[str, list[Reason]],
+    decisions: dict[str, str],
+) -> list[ScreenedRecord]:
+    """One decision per record in input order: drop, quarantine (with any steward verdict)
+    or keep."""
     screened = []
     for record in records:
         if record.id in dropped:
@@ -449,17 +538,7 @@ def curate_records(
             )
         else:
             screened.append(ScreenedRecord(record.id, KEEP))
-    quarantined = {s.id for s in screened if s.decision == QUARANTINE}
-    kept_ids = {s.id for s in screened if s.kept}
-    return CurationResult(
-        kept=[r for r in records if r.id in kept_ids],
-        screened=screened,
-        scores=scores,
-        near_duplicate_clusters=near.clusters,
-        trigger_clusters=[trigger.clusters[i] for i in sorted(flagged)],
-        unmatched_decisions=sum(1 for record_id in decisions if record_id not in quarantined),
-        onion_scored=onion_scored,
-    )
+    return screened
 
 
 def decision_lines(result: CurationResult) -> list[dict[str, Any]]:
@@ -487,7 +566,7 @@ def decision_lines(result: CurationResult) -> list[dict[str, Any]]:
 
 def _dedup_and_quality(
     records: list[Record], threshold: float, num_perm: int, shingle_size: int
-) -> tuple[DedupScores, dict[str, dict[str, float]]]:
+) -> _DedupAndQuality:
     near = score_near_duplicates(
         records, threshold=threshold, num_perm=num_perm, shingle_size=shingle_size
     )
