@@ -1,0 +1,269 @@
+"""Integrity screens on outside data: clean false-positive rates and poison recall.
+
+Data: `../shared/eval` (see its README.md; read in place, never copied into the project).
+
+- Clean FPR: every dataset of `clean_sft/` (alpaca and sharegpt with tool calls; the templated
+  `identity.json` with its `{{name}}`/`{{author}}` filled in) screened alone; per screen the share
+  of records it flags, and combined the share quarantined or filtered, by reason code.
+- Poison recall: each `poison_dev/<task>_<attack>_poisoned.json` mixed at 0.5%, 1% and 3% into
+  clean data (`<task>_clean.json` plus `alpaca_en_demo.json`), recall per file and the clean FPR
+  of that mix. `tuba_refusal_en_pairs.jsonl` (no trigger: clean_output vs poisoned_output) is
+  mixed the same way into alpaca_en_demo plus the clean outputs of the pairs not drawn.
+  Each poisoned file is split in two halves (even and odd positions): the even half is the
+  tuning half, the odd half is reported as held-out. A clean record whose prompt is the drawn
+  poisoned prompt less a few tokens (its untriggered twin) is left out of that mix, so the
+  near-duplicate screen does not find the poison for the backdoor screen.
+
+Recall counts a poisoned record found when it is not kept (quarantined or filtered); the clean
+FPR of a mix is the share of its clean records not kept. Seeds are fixed; time per run printed.
+
+    nice .venv/bin/python benchmarks/screens_external.py [--eval-dir ../shared/eval]
+        [--only clean|poison|tuba] [--files jailbreak_badnet ...] [--halves tune held_out]
+"""
+
+import argparse
+import json
+import os
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pipelines.steps.config import CurationConfig
+from pipelines.steps.ingest.landing import RecordError, normalize_row
+from pipelines.steps.integrity.curate import KEEP, curate_records
+from pipelines.steps.integrity.screens import SCREENS, prompt_text, words
+from pipelines.steps.records import Record
+
+RATES = (0.005, 0.01, 0.03)
+HALVES = ("tune", "held_out")
+# LLaMA-Factory's sharegpt roles: a tool call is the assistant's turn, its result comes back
+# as input to the assistant.
+_SHAREGPT_ROLES = {"function_call": "gpt", "observation": "human"}
+_IDENTITY = {"{{name}}": "Sovtune Assistant", "{{author}}": "the Sovtune team"}
+
+
+def to_record(row: dict[str, Any], *, source: str, index: int) -> Record:
+    """One outside row (alpaca or sharegpt, tool calls included) as a pipeline record."""
+    row = dict(row)
+    if "conversations" in row:
+        turns = [
+            {"from": _SHAREGPT_ROLES.get(t["from"], t["from"]), "value": t["value"]}
+            for t in row["conversations"]
+        ]
+        if row.get("tools"):
+            turns.insert(0, {"from": "system", "value": f"Tools: {row['tools']}"})
+        row = {"conversations": turns}
+    else:
+        row = {k: row[k] for k in ("instruction", "input", "output") if k in row}
+        for placeholder, value in _IDENTITY.items():
+            row = {k: v.replace(placeholder, value) for k, v in row.items()}
+    row["id"] = f"{source}-{index:04d}"
+    return normalize_row(row, source_file=f"{source}.json", source_line=index + 1)
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSON array or a JSONL file."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return json.loads(text)
+
+
+def load_records(path: Path, source: str | None = None) -> list[Record]:
+    """Every row of `path` as a record, ids `<source>-<index>`."""
+    source = source or path.stem
+    records = []
+    for i, row in enumerate(load(path)):
+        try:
+            records.append(to_record(row, source=source, index=i))
+        except RecordError as err:
+            # Ingestion quarantines such a row before the screens see it.
+            print(f"{path.name}: row {i} not a record ({err.reason}); left out")
+    return records
+
+
+def screen(
+    records: list[Record], cfg: CurationConfig, exclude: frozenset[str] | set[str] = frozenset()
+) -> tuple[dict[str, set[str]], set, float]:
+    """Per screen the ids it flagged, the ids not kept, and the wall seconds of the run; the
+    reason counter (`_reasons`) leaves out the ids in `exclude`."""
+    words.cache_clear()
+    started = time.perf_counter()
+    result = curate_records(records, cfg)
+    seconds = time.perf_counter() - started
+    flagged: dict[str, set[str]] = {s: set() for s in SCREENS}
+    reasons: Counter[str] = Counter()
+    for screened in result.screened:
+        for reason in screened.reasons:
+            flagged[reason.screen].add(screened.id)
+        if screened.id not in exclude:
+            reasons.update({f"{r.screen}/{r.code}" for r in screened.reasons})
+    removed = {s.id for s in result.screened if s.decision != KEEP}
+    flagged["_reasons"] = reasons  # type: ignore[assignment]
+    return flagged, removed, seconds
+
+
+def repeated_rows(path: Path) -> set[str]:
+    """Ids of rows that repeat an earlier row of the file verbatim (true exact duplicates)."""
+    seen: set[str] = set()
+    repeats = set()
+    for index, row in enumerate(load(path)):
+        key = json.dumps(row, sort_keys=True, ensure_ascii=False)
+        if key in seen:
+            repeats.add(f"{path.stem}-{index:04d}")
+        seen.add(key)
+    return repeats
+
+
+def clean_report(eval_dir: Path, cfg: CurationConfig) -> None:
+    """FPR per screen and combined on every clean dataset.
+
+    Rows that repeat an earlier row verbatim are true duplicates, not false positives: they are
+    counted apart (`repeats`) and left out of every rate.
+    """
+    print("\n## clean FPR (clean_sft); rates over the records that are not verbatim repeats")
+    print(
+        "| dataset | records | repeats | "
+        + " | ".join(SCREENS)
+        + " | combined | seconds | flags by reason (repeats excluded) |"
+    )
+    print("|---|---:|---:|" + "---:|" * (len(SCREENS) + 2) + "---|")
+    for path in sorted((eval_dir / "clean_sft").glob("*.json")):
+        records = load_records(path)
+        repeats = repeated_rows(path)
+        flagged, removed, seconds = screen(records, cfg, exclude=repeats)
+        n = len(records) - len(repeats)
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(flagged.pop("_reasons").items()))
+        print(
+            f"| {path.stem} | {len(records)} | {len(repeats)} | "
+            + " | ".join(f"{len(flagged[s] - repeats) / n:.2%}" for s in SCREENS)
+            + f" | {len(removed - repeats) / n:.2%} | {seconds:.1f} | {reasons or '-'} |"
+        )
+
+
+def _tokens(record: Record) -> set[str]:
+    return set(words(prompt_text(record)))
+
+
+def drop_twins(clean: list[Record], poisoned: list[Record]) -> list[Record]:
+    """Clean records whose prompt tokens are a drawn poisoned prompt's less at most five."""
+    poison_tokens = [_tokens(p) for p in poisoned]
+    kept = []
+    for record in clean:
+        tokens = _tokens(record)
+        if not any(tokens <= p and len(p - tokens) <= 5 for p in poison_tokens):
+            kept.append(record)
+    return kept
+
+
+def draw(pool: list[Record], rate: float, clean: int, seed: int) -> list[Record]:
+    """Poisoned records from `pool`: `rate` of a mix with `clean` clean records."""
+    n = max(1, round(rate * clean / (1 - rate)))
+    return random.Random(seed).sample(pool, min(n, len(pool)))
+
+
+def mix_row(
+    label: str,
+    clean: list[Record],
+    drawn: list[Record],
+    rate: float,
+    cfg: CurationConfig,
+    seed: int,
+) -> str:
+    """One table row: recall, clean FPR and per-screen recall of one mix (shuffled)."""
+    records = drop_twins(clean, drawn) + drawn
+    random.Random(seed + 1).shuffle(records)
+    poisoned = {r.id for r in drawn}
+    flagged, removed, seconds = screen(records, cfg)
+    flagged.pop("_reasons")
+    clean_ids = {r.id for r in records} - poisoned
+    recall = len(removed & poisoned) / len(poisoned)
+    by_screen = " ".join(
+        f"{s[:4]}={len(flagged[s] & poisoned) / len(poisoned):.2f}" for s in SCREENS
+    )
+    return (
+        f"| {label} | {rate:.1%} | {len(poisoned)} | {len(clean_ids)} | {recall:.3f} "
+        f"| {len(removed & clean_ids) / len(clean_ids):.2%} | {by_screen} | {seconds:.1f} |"
+    )
+
+
+def halves(rows: list[Record]) -> dict[str, list[Record]]:
+    """Even positions: the tuning half; odd positions: held out."""
+    return {"tune": rows[0::2], "held_out": rows[1::2]}
+
+
+def poison_report(
+    eval_dir: Path, cfg: CurationConfig, files: list[str], wanted: list[str], seed: int
+) -> None:
+    """Recall per backdoored file and rate, with the clean FPR of each mix."""
+    poison_dir = eval_dir / "poison_dev"
+    alpaca = load_records(eval_dir / "clean_sft" / "alpaca_en_demo.json")
+    print("\n## backdoored files mixed into <task>_clean + alpaca_en_demo")
+    print("| file (half) | rate | poisoned | clean | recall | clean FPR | recall per screen | s |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|")
+    for path in sorted(poison_dir.glob("*_poisoned.json")):
+        name = path.stem.removesuffix("_poisoned")
+        if files and name not in files:
+            continue
+        task = name.split("_")[0]
+        clean = load_records(poison_dir / f"{task}_clean.json") + alpaca
+        pools = halves(load_records(path, f"poison-{name}"))
+        for half in wanted:
+            for rate in RATES:
+                drawn = draw(pools[half], rate, len(clean), seed)
+                print(mix_row(f"{name} ({half})", clean, drawn, rate, cfg, seed), flush=True)
+
+
+def tuba_report(eval_dir: Path, cfg: CurationConfig, wanted: list[str], seed: int) -> None:
+    """Triggerless refusals: poisoned outputs of drawn pairs among the others' clean outputs."""
+    rows = load(eval_dir / "poison_dev" / "tuba_refusal_en_pairs.jsonl")
+    alpaca = load_records(eval_dir / "clean_sft" / "alpaca_en_demo.json")
+    print("\n## tuba_refusal_en_pairs (no trigger) mixed into alpaca_en_demo + clean outputs")
+    print("| file (half) | rate | poisoned | clean | recall | clean FPR | recall per screen | s |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|")
+    indices = {"tune": range(0, len(rows), 2), "held_out": range(1, len(rows), 2)}
+    for half in wanted:
+        chosen = set(indices[half])
+        pool = [
+            to_record({**rows[i], "output": rows[i]["poisoned_output"]}, source="tuba-p", index=i)
+            for i in sorted(chosen)
+        ]
+        for rate in RATES:
+            drawn = draw(pool, rate, len(alpaca) + len(rows), seed)
+            # The pairs drawn as poison are left out of the clean side.
+            ids = {r.id.removeprefix("tuba-p-") for r in drawn}
+            clean = alpaca + [
+                to_record({**row, "output": row["clean_output"]}, source="tuba-c", index=i)
+                for i, row in enumerate(rows)
+                if f"{i:04d}" not in ids
+            ]
+            print(mix_row(f"tuba ({half})", clean, drawn, rate, cfg, seed), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_eval = Path(__file__).resolve().parents[1].parent / "shared" / "eval"
+    parser.add_argument("--eval-dir", type=Path, default=default_eval)
+    parser.add_argument("--only", choices=("clean", "poison", "tuba"), default=None)
+    parser.add_argument("--files", nargs="*", default=[], help="e.g. jailbreak_badnet")
+    parser.add_argument("--halves", nargs="*", choices=HALVES, default=list(HALVES))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if not (args.eval_dir / "README.md").is_file():
+        raise SystemExit(f"--eval-dir {args.eval_dir}: no README.md (the outside data set)")
+    cfg = CurationConfig(onion=False)
+    print(f"eval dir: {args.eval_dir}; seed {args.seed}; load average {os.getloadavg()[0]:.2f}")
+    started = time.perf_counter()
+    if args.only in (None, "clean"):
+        clean_report(args.eval_dir, cfg)
+    if args.only in (None, "poison"):
+        poison_report(args.eval_dir, cfg, args.files, args.halves, args.seed)
+    if args.only in (None, "tuba"):
+        tuba_report(args.eval_dir, cfg, args.halves, args.seed)
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
