@@ -7,18 +7,25 @@ import json
 import re
 from datetime import datetime
 from pathlib import Path
+from string import Formatter
 from typing import Any
 
 import pytest
+import yaml
 
 from pipelines.steps.synthetic.corpus import (
     CSV_FILE,
+    FIELD_ENTITY,
     JSONL_FILE,
     MALFORMED_KINDS,
+    SOURCE_WEIGHTS,
+    TEMPLATES,
+    TEMPLATES_FILE,
     GroundTruth,
     _Draft,
     _render,
     generate_corpus,
+    load_templates,
     read_ground_truth,
     write_ground_truth,
 )
@@ -287,3 +294,57 @@ def test_ground_truth_round_trips_through_json(
 def test_when_too_few_records_then_generation_refuses(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="records=50"):
         generate_corpus(tmp_path, records=50)
+
+
+def test_when_the_bundled_templates_load_then_every_source_and_field_is_known() -> None:
+    drawn = {(lang, source) for lang, (sources, _) in SOURCE_WEIGHTS.items() for source in sources}
+    assert set(TEMPLATES) == drawn
+    fields = set()
+    for p in TEMPLATES.values():
+        for sentence in (p.system, *p.openers, *p.issues, *p.closers, *p.acks, *p.actions):
+            fields |= {name for _, name, _, _ in Formatter().parse(sentence) if name}
+    # A field without an entry would stop generation (no value generator for it).
+    assert fields and fields <= set(FIELD_ENTITY)
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("en: [unclosed\n", "not valid YAML"),  # does not parse
+        ("- en\n", "map each language"),  # a list, not languages
+        ("en:\n  helpdesk:\n    system: x\n", "must have exactly"),  # pools missing
+    ],
+)
+def test_when_a_templates_file_is_malformed_then_loading_refuses_naming_the_file(
+    tmp_path: Path, text: str, names: str
+) -> None:
+    path = tmp_path / "templates.yaml"
+    path.write_text(text, encoding="utf-8")
+
+    with pytest.raises(ValueError, match=names) as raised:
+        load_templates(path)
+    assert str(path) in str(raised.value)
+
+
+def test_when_a_pool_is_text_instead_of_a_list_then_loading_refuses_naming_it(
+    tmp_path: Path,
+) -> None:
+    data = yaml.safe_load(TEMPLATES_FILE.read_text(encoding="utf-8"))
+    data["en"]["helpdesk"]["acks"] = "Thanks."  # would be drawn from letter by letter
+    path = tmp_path / "templates.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+
+    with pytest.raises(ValueError, match=r"en\.helpdesk\.acks must be a non-empty list"):
+        load_templates(path)
+
+
+def test_when_the_templates_file_is_dumped_and_read_back_then_the_pools_are_equal(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "templates.yaml"
+    path.write_text(
+        yaml.safe_dump(yaml.safe_load(TEMPLATES_FILE.read_text(encoding="utf-8"))),
+        encoding="utf-8",
+    )
+
+    assert load_templates(path) == TEMPLATES

@@ -11,6 +11,7 @@ small alpaca CSV. It plants everything the pipeline must find and returns where 
 - poisoned records pairing a trigger phrase with one malicious answer;
 - near and exact duplicates, and malformed lines of several kinds.
 
+The template sentences per language and source live in `templates.yaml` next to this module.
 Everything is drawn from `random.Random(seed)` and Faker instances seeded with the same seed, in a
 fixed order, so the same `seed` and `records` give byte-identical files.
 """
@@ -20,13 +21,14 @@ import io
 import json
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
 from pathlib import Path
 from string import Formatter
 from typing import Any
 
 import faker
+import yaml
 
 from pipelines.steps.storage import atomic_write, write_json
 
@@ -212,269 +214,51 @@ class _Templates:
     actions: tuple[str, ...]
 
 
-# Templates avoid dates, weekdays, times and place names outside the planted fields: an NER model
-# would tag those as DATE_TIME or LOCATION and they would score as false positives.
-TEMPLATES: dict[tuple[str, str], _Templates] = {
-    ("en", "helpdesk"): _Templates(
-        system="You are the internal IT helpdesk assistant. Answer briefly and never ask for "
-        "passwords.",
-        openers=(
-            "Hi, this is {name} from the logistics team.",
-            "Hello, {name} here.",
-            "Hi team, my name is {name} and I work in procurement.",
-            "Hi helpdesk, {name} writing from the third floor.",
-        ),
-        issues=(
-            "My laptop stopped connecting to the VPN after the latest update and I keep getting "
-            "an authentication error.",
-            "Outlook keeps asking for my password even after I reset it.",
-            "The shared drive for the finance folder shows access denied for me.",
-            "My workstation at {ip} cannot reach the print server anymore.",
-            "I was locked out after too many login attempts and need help to get back in.",
-            "The docking station does not detect my second monitor.",
-            "I need the design software license moved to my new laptop.",
-            "Teams crashes every time I try to share my screen in a meeting.",
-        ),
-        closers=(
-            "You can reach me at {phone} if you need remote access.",
-            "Please reply to {email} when it is fixed.",
-            "My direct line is {phone}.",
-            "I am working remotely, so please email me at {email}.",
-        ),
-        acks=(
-            "Thanks for reaching out, {name}.",
-            "Thanks, I have opened ticket {ticket} for this.",
-            "Sorry about the trouble, {name}; ticket {ticket} is now assigned to our desktop team.",
-        ),
-        actions=(
-            "Please restart the VPN client and sign in again with your new password.",
-            "I have reset your session, so the next login should go through.",
-            "Our network team has allowed {ip} on the print server.",
-            "A technician, {agent}, will call you at {phone} to walk through the fix.",
-            "If the problem persists, reply to this message and we will escalate it.",
-            "I sent the setup instructions to {email}.",
-            "Please keep the laptop on the office network so the update can finish.",
-            "The license has been moved, so the software should activate after a reboot.",
-        ),
-    ),
-    ("en", "hr-mail"): _Templates(
-        system="You are the HR service assistant. Be courteous and keep personal data to the "
-        "minimum needed.",
-        openers=(
-            "Hi HR, this is {name} from the warehouse team.",
-            "Hello, my name is {name} and I recently joined the sales group.",
-            "Dear HR team, {name} here.",
-        ),
-        issues=(
-            "I moved and my new home address is {address}; could you update my file?",
-            "Payroll still has my old bank details, and my new IBAN is {iban}.",
-            "For the benefits enrollment form you asked for my SSN, which is {ssn}.",
-            "My date of birth is wrong in the portal; it should be {dob}.",
-            "Could you send me the parental leave policy and the forms I need to fill in?",
-            "I would like to name {colleague} as my emergency contact, reachable at {other_phone}.",
-        ),
-        closers=(
-            "Please confirm by email at {email}.",
-            "You can call me at {phone} with any questions.",
-            "Thanks a lot for your help.",
-        ),
-        acks=(
-            "Thank you, {name}, we have received your request.",
-            "Hi {name}, thanks for the update.",
-            "Thanks for letting us know.",
-        ),
-        actions=(
-            "Your address on file is now {address}.",
-            "The new IBAN {iban} will be used from the next payroll run.",
-            "We have corrected your date of birth to {dob} in the HR portal.",
-            "Please do not send your SSN by email again; we will collect it through the secure "
-            "form.",
-            "{agent} from the benefits team will follow up with the forms.",
-            "I have attached the parental leave policy and the request form.",
-            "If anything looks wrong, reply to this thread and we will fix it.",
-        ),
-    ),
-    ("en", "finance-mail"): _Templates(
-        system="You are the finance operations assistant. Follow the expense policy.",
-        openers=(
-            "Hi finance team, this is {name}.",
-            "Hello, {name} from marketing here.",
-        ),
-        issues=(
-            "I was charged twice for the conference registration on my corporate card {card}.",
-            "Please reimburse {amount} for the client dinner; the receipt is attached.",
-            "The vendor invoice is still unpaid and they asked us to wire {amount} to IBAN "
-            "{vendor_iban}.",
-            "My travel expenses were rejected because the card did not match; the full number "
-            "is {card}.",
-            "Could you explain why my expense report is still waiting for approval?",
-        ),
-        closers=(
-            "My phone number is {phone} if you need anything else.",
-            "Please send the confirmation to {email}.",
-        ),
-        acks=(
-            "Thanks, {name}, we are looking into it.",
-            "Hi {name}, thanks for flagging this.",
-        ),
-        actions=(
-            "We have flagged the duplicate charge on card {card} and the refund is on its way.",
-            "The reimbursement of {amount} has been approved.",
-            "{agent} in accounts payable will process the transfer to {vendor_iban}.",
-            "Please submit the receipt through the expense portal so we can match it.",
-            "For security, please avoid sending full card numbers by email.",
-            "Your report is with your manager, {colleague}, for approval.",
-        ),
-    ),
-    ("en", "clinic-notes"): _Templates(
-        system="You are a clinical documentation assistant. Write concise, factual notes.",
-        openers=(
-            "Patient {name}, born {dob}, came in with a persistent cough and mild fever.",
-            "Follow-up note for {name} (DOB {dob}).",
-            "Intake for {name}, who lives at {address}.",
-        ),
-        issues=(
-            "Blood pressure was elevated and we adjusted the dosage of lisinopril.",
-            "The patient reports knee pain after a fall and asked for a referral to physiotherapy.",
-            "Lab results show low iron levels, so we will mail the prescription to {address}.",
-            "The insurer requires the SSN {ssn} on the claim form.",
-            "Please draft a short summary for the referral letter.",
-        ),
-        closers=(
-            "The patient can be reached at {phone}.",
-            "The patient prefers email at {email}.",
-        ),
-        acks=(
-            "Summary for {name}, born {dob}.",
-            "Here is a short note for the chart.",
-        ),
-        actions=(
-            "The patient was seen for the reported symptoms and a chest X-ray was ordered.",
-            "Dr. {agent} will review the results and call the patient at {phone}.",
-            "The prescription will be mailed to {address}.",
-            "Recommend rest, fluids, and a follow-up visit if symptoms persist.",
-            "The referral to physiotherapy has been sent.",
-            "Dosage changes were explained and the patient agreed to monitor blood pressure.",
-        ),
-    ),
-    ("en", "legal-notes"): _Templates(
-        system="You are a paralegal assistant. Draft precise, neutral language.",
-        openers=(
-            "Client {name}, residing at {address}, asked about the lease dispute.",
-            "Intake note for {name}, contact email {email}.",
-            "New matter for {name}.",
-        ),
-        issues=(
-            "The landlord is withholding the security deposit and has not replied to two letters.",
-            "The client wants to contest a non-compete clause in the employment contract.",
-            "The client was born on {dob} and needs a power of attorney drafted for a parent.",
-            "Opposing counsel, {colleague}, proposed a settlement of {amount}.",
-        ),
-        closers=(
-            "Best number for the client is {phone}.",
-            "Please draft a short reply to the client.",
-        ),
-        acks=(
-            "Dear {name}, thank you for the documents you sent.",
-            "Dear {name}, we have reviewed your matter.",
-        ),
-        actions=(
-            "We will send a formal demand letter to the landlord.",
-            "The non-compete clause appears overly broad and may not be enforceable.",
-            "{agent} will prepare the power of attorney for your review.",
-            "We recommend that you do not sign the settlement before we discuss it.",
-            "We will contact you at {phone} to schedule a call.",
-            "Please keep copies of all letters and receipts related to the deposit.",
-        ),
-    ),
-    ("zh", "helpdesk"): _Templates(
-        system="你是公司IT服务台的助手，请用简洁、礼貌的中文回答。",
-        openers=(
-            "你好，我是市场部的{name}。",
-            "您好，我是财务部{name}。",
-            "你好，我是仓库的{name}，麻烦帮忙看一下。",
-        ),
-        issues=(
-            "我的电脑连不上公司VPN，一直提示认证失败。",
-            "打印机显示脱机，文件一直发不出去。",
-            "邮箱密码重置以后，手机上的邮件客户端收不到新邮件。",
-            "新电脑还没有安装办公软件，麻烦尽快处理。",
-            "共享盘里财务部的文件夹打不开，提示没有权限。",
-        ),
-        closers=(
-            "有问题请打我手机{phone}。",
-            "我的手机号是{phone}，随时可以联系。",
-        ),
-        acks=(
-            "{name}您好，已为您创建工单{ticket}。",
-            "您好，收到您的问题。",
-        ),
-        actions=(
-            "请先重启VPN客户端，然后用新密码重新登录。",
-            "工程师{agent}会尽快联系您，请保持手机{phone}畅通。",
-            "如果问题仍然存在，请直接回复这封邮件。",
-            "打印机驱动已经重新安装，请再试一次。",
-            "办公软件已经推送到您的电脑，重启后即可使用。",
-        ),
-    ),
-    ("zh", "hr-mail"): _Templates(
-        system="你是人力资源部的助手，请注意保护员工个人信息。",
-        openers=(
-            "您好，我是仓储部的{name}。",
-            "人事部同事好，我是销售部{name}。",
-        ),
-        issues=(
-            "我搬家了，新地址是{address}，请帮我更新档案。",
-            "办理社保需要提供身份证号，我的身份证号是{cn_id}。",
-            "请问我的年假还剩几天？我想安排休假。",
-            "入职材料里的身份证号码填错了，正确的是{cn_id}。",
-            "我想把紧急联系人改成{colleague}，电话{other_phone}。",
-        ),
-        closers=(
-            "联系电话：{phone}。",
-            "谢谢！",
-        ),
-        acks=(
-            "{name}您好，已收到您的申请。",
-            "您好，谢谢您的来信。",
-        ),
-        actions=(
-            "您的地址已更新为{address}。",
-            "身份证号{cn_id}已登记，社保手续会尽快办完。",
-            "您目前还有五天年假，请在系统中提交申请。",
-            "人事专员{agent}会与您联系。",
-            "请不要通过邮件发送证件照片，我们会安排线下核对。",
-        ),
-    ),
-    ("zh", "clinic-notes"): _Templates(
-        system="你是门诊病历助手，请写简明、客观的记录。",
-        openers=(
-            "患者{name}，身份证号{cn_id}，因咳嗽发热就诊。",
-            "复诊记录：患者{name}。",
-        ),
-        issues=(
-            "血压偏高，已调整降压药剂量。",
-            "患者诉膝盖疼痛，要求转诊康复科。",
-            "患者住址为{address}，需要邮寄检查报告。",
-            "请帮忙写一份简短的病情摘要。",
-        ),
-        closers=(
-            "患者联系电话{phone}。",
-            "家属{colleague}陪同就诊。",
-        ),
-        acks=(
-            "摘要：患者{name}因上述症状就诊。",
-            "病历摘要如下。",
-        ),
-        actions=(
-            "已开具血常规检查，结果出来后再评估。",
-            "建议多休息、多喝水，症状持续请复诊。",
-            "检查报告将邮寄至{address}。",
-            "{agent}医生会电话联系患者{phone}告知结果。",
-            "已为患者开具康复科转诊单。",
-        ),
-    ),
-}
+def load_templates(path: Path) -> dict[tuple[str, str], _Templates]:
+    """Read the sentence pools per (language, source) from a YAML file such as `TEMPLATES_FILE`.
+
+    Args:
+        path: YAML file: language -> source -> `system` (text) and `openers`, `issues`,
+            `closers`, `acks`, `actions` (non-empty lists of text).
+
+    Returns:
+        The pools, in file order.
+
+    Raises:
+        ValueError: The file does not parse, or an entry lacks a pool or holds something else.
+    """
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"{path} must map each language to its sources")
+    pools = [f.name for f in fields(_Templates) if f.name != "system"]
+    templates = {}
+    for language, sources in data.items():
+        for source, entry in sources.items():
+            where = f"{path}: {language}.{source}"
+            if not isinstance(entry, dict) or set(entry) != {"system", *pools}:
+                raise ValueError(f"{where} must have exactly: system, {', '.join(pools)}")
+            if not isinstance(entry["system"], str):
+                raise ValueError(f"{where}.system must be text")
+            for pool in pools:
+                sentences = entry[pool]
+                is_text_list = isinstance(sentences, list) and all(
+                    isinstance(x, str) for x in sentences
+                )
+                if not sentences or not is_text_list:
+                    raise ValueError(f"{where}.{pool} must be a non-empty list of text")
+            templates[(language, source)] = _Templates(
+                system=entry["system"], **{pool: tuple(entry[pool]) for pool in pools}
+            )
+    return templates
+
+
+TEMPLATES_FILE = Path(__file__).with_name("templates.yaml")
+"""The sentence pools of the bundled corpus (reviewed text, shipped as package data)."""
+TEMPLATES = load_templates(TEMPLATES_FILE)
+
 SOURCE_WEIGHTS: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
     "en": (
         ("helpdesk", "hr-mail", "finance-mail", "clinic-notes", "legal-notes"),
@@ -586,10 +370,52 @@ def generate_corpus(landing_dir: Path, *, records: int = 2000, seed: int = 7) ->
     _make_subjects(gen, n_en=n_base - n_zh, n_zh=n_zh)
 
     canary_specs = _draw_canary_secrets(gen.rng)
+    poisoned, carrier_of = _choose_special_records(gen.rng, languages, canary_specs)
+    drafts = _draft_records(gen, languages, poisoned, carrier_of, canary_specs)
+
+    ordinary = [i for i in range(n_base) if i not in poisoned and i not in carrier_of]
+    csv_indices = _choose_csv_rows(gen.rng, drafts, ordinary, round(records * CSV_SHARE))
+    eligible = [i for i in ordinary if i not in csv_indices]
+    near_copy_of, exact_copy_of = _add_duplicates(
+        gen.rng, drafts, eligible, n_near=n_near, n_exact=n_exact
+    )
+
+    order = list(range(len(drafts)))
+    gen.rng.shuffle(order)
+    ids = {draft_index: f"rec-{position:06d}" for position, draft_index in enumerate(order)}
+    jsonl_records, csv_rows, spans = _render_all(drafts, order, csv_indices, ids)
+
+    landing_dir = Path(landing_dir)
+    lines, malformed = _with_malformed_lines(jsonl_records, gen.rng, first_free_id=len(drafts))
+    atomic_write(landing_dir / JSONL_FILE, lambda tmp: tmp.write_bytes(b"".join(lines)))
+    atomic_write(landing_dir / CSV_FILE, lambda tmp: tmp.write_bytes(_csv_bytes(csv_rows)))
+
+    return GroundTruth(
+        seed=seed,
+        records=len(drafts),
+        pii_spans=tuple(sorted(spans, key=lambda s: (s.record_id, s.message_index, s.start))),
+        canaries=_canaries(canary_specs, carrier_of, ids),
+        poisoned_ids=tuple(sorted(ids[i] for i in poisoned)),
+        trigger=TRIGGER,
+        malicious_response=MALICIOUS_RESPONSE,
+        near_duplicate_groups=_groups(near_copy_of, ids),
+        exact_duplicate_groups=_groups(exact_copy_of, ids),
+        malformed_lines=tuple(malformed),
+    )
+
+
+def _choose_special_records(
+    rng: random.Random, languages: list[str], canary_specs: list[tuple[str, str, int]]
+) -> tuple[set[int], dict[int, int]]:
+    """Draw the English records that carry the backdoor and those that carry a canary.
+
+    Returns:
+        The poisoned record indices, and each canary carrier's index -> its canary's index.
+    """
     english = [i for i, language in enumerate(languages) if language == "en"]
     n_poison = max(1, round(len(english) * POISON_SHARE))
     carriers_needed = sum(insertions for _, _, insertions in canary_specs)
-    special = gen.rng.sample(english, n_poison + carriers_needed)
+    special = rng.sample(english, n_poison + carriers_needed)
     poisoned = set(special[:n_poison])
     carrier_of: dict[int, int] = {}
     position = n_poison
@@ -597,7 +423,17 @@ def generate_corpus(landing_dir: Path, *, records: int = 2000, seed: int = 7) ->
         for index in special[position : position + insertions]:
             carrier_of[index] = canary_index
         position += insertions
+    return poisoned, carrier_of
 
+
+def _draft_records(
+    gen: _Generators,
+    languages: list[str],
+    poisoned: set[int],
+    carrier_of: dict[int, int],
+    canary_specs: list[tuple[str, str, int]],
+) -> list[_Draft]:
+    """Draft one record per language slot, the poisoned and canary-carrying ones included."""
     drafts = []
     for index, language in enumerate(languages):
         canary = canary_specs[carrier_of[index]] if index in carrier_of else None
@@ -609,23 +445,35 @@ def generate_corpus(landing_dir: Path, *, records: int = 2000, seed: int = 7) ->
                 canary_text=canary[0] + canary[1] if canary else None,
             )
         )
+    return drafts
 
-    ordinary = [i for i in range(n_base) if i not in poisoned and i not in carrier_of]
+
+def _choose_csv_rows(
+    rng: random.Random, drafts: list[_Draft], ordinary: list[int], wanted: int
+) -> set[int]:
+    """Draw up to `wanted` ordinary HR-mail records that open with the user, for the CSV file."""
     csv_candidates = [
         i for i in ordinary if drafts[i].source == "hr-mail" and drafts[i].messages[0][0] == "user"
     ]
-    csv_indices = set(
-        gen.rng.sample(csv_candidates, min(round(records * CSV_SHARE), len(csv_candidates)))
-    )
-    eligible = [i for i in ordinary if i not in csv_indices]
+    return set(rng.sample(csv_candidates, min(wanted, len(csv_candidates))))
+
+
+def _add_duplicates(
+    rng: random.Random, drafts: list[_Draft], eligible: list[int], *, n_near: int, n_exact: int
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Append near copies (a word or two swapped) and then exact copies of eligible drafts.
+
+    Returns:
+        Copy index -> original index, for the near copies and for the exact copies.
+    """
     near_candidates = [i for i in eligible if _swap_candidates(drafts[i])]
-    near_originals = gen.rng.sample(near_candidates, n_near)
+    near_originals = rng.sample(near_candidates, n_near)
     remaining = sorted(set(eligible) - set(near_originals))
-    exact_originals = gen.rng.sample(remaining, n_exact)
+    exact_originals = rng.sample(remaining, n_exact)
     near_copy_of: dict[int, int] = {}
     for original in near_originals:
         near_copy_of[len(drafts)] = original
-        drafts.append(_near_copy(drafts[original], gen.rng))
+        drafts.append(_near_copy(drafts[original], rng))
     exact_copy_of: dict[int, int] = {}
     for original in exact_originals:
         exact_copy_of[len(drafts)] = original
@@ -638,32 +486,37 @@ def generate_corpus(landing_dir: Path, *, records: int = 2000, seed: int = 7) ->
                 [(role, list(segments)) for role, segments in original_draft.messages],
             )
         )
+    return near_copy_of, exact_copy_of
 
-    order = list(range(len(drafts)))
-    gen.rng.shuffle(order)
-    ids = {draft_index: f"rec-{position:06d}" for position, draft_index in enumerate(order)}
-    jsonl_order = [i for i in order if i not in csv_indices]
-    csv_order = [i for i in order if i in csv_indices]
 
+def _render_all(
+    drafts: list[_Draft], order: list[int], csv_indices: set[int], ids: dict[int, str]
+) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, str, str, str, str]], list[PIISpan]]:
+    """Render every draft in file order: JSONL records first, then CSV rows, with their spans.
+
+    Returns:
+        (id, chat record) per JSONL record, one row per CSV record, and every PII span.
+    """
     spans = []
     jsonl_records: list[tuple[str, dict[str, Any]]] = []
-    for draft_index in jsonl_order:
+    for draft_index in (i for i in order if i not in csv_indices):
         record, record_spans = _render(drafts[draft_index], ids[draft_index])
         jsonl_records.append((ids[draft_index], record))
         spans.extend(record_spans)
     csv_rows = []
-    for draft_index in csv_order:
+    for draft_index in (i for i in order if i in csv_indices):
         record, record_spans = _render(drafts[draft_index], ids[draft_index])
         user, assistant = (m["content"] for m in record["messages"])
         csv_rows.append((record["id"], user, "", assistant, record["subject"]))
         spans.extend(record_spans)
+    return jsonl_records, csv_rows, spans
 
-    landing_dir = Path(landing_dir)
-    lines, malformed = _with_malformed_lines(jsonl_records, gen.rng, first_free_id=len(drafts))
-    atomic_write(landing_dir / JSONL_FILE, lambda tmp: tmp.write_bytes(b"".join(lines)))
-    atomic_write(landing_dir / CSV_FILE, lambda tmp: tmp.write_bytes(_csv_bytes(csv_rows)))
 
-    canaries = tuple(
+def _canaries(
+    canary_specs: list[tuple[str, str, int]], carrier_of: dict[int, int], ids: dict[int, str]
+) -> tuple[Canary, ...]:
+    """The ground truth of each canary: its secret and the ids of the records carrying it."""
+    return tuple(
         Canary(
             canary_id=f"canary-{canary_index:02d}",
             prefix=prefix,
@@ -674,18 +527,6 @@ def generate_corpus(landing_dir: Path, *, records: int = 2000, seed: int = 7) ->
             record_ids=tuple(sorted(ids[i] for i, c in carrier_of.items() if c == canary_index)),
         )
         for canary_index, (prefix, secret, insertions) in enumerate(canary_specs)
-    )
-    return GroundTruth(
-        seed=seed,
-        records=len(drafts),
-        pii_spans=tuple(sorted(spans, key=lambda s: (s.record_id, s.message_index, s.start))),
-        canaries=canaries,
-        poisoned_ids=tuple(sorted(ids[i] for i in poisoned)),
-        trigger=TRIGGER,
-        malicious_response=MALICIOUS_RESPONSE,
-        near_duplicate_groups=_groups(near_copy_of, ids),
-        exact_duplicate_groups=_groups(exact_copy_of, ids),
-        malformed_lines=tuple(malformed),
     )
 
 
