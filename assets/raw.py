@@ -13,12 +13,14 @@ from pipelines.steps.records import records_to_frame
 from pipelines.steps.storage import write_json, write_parquet
 from resources import CorpusStorage
 
+REFUSED_ENTRY_REASONS = ("symlink_refused", "special_file_refused", "file_too_large")
+
 
 @dg.asset(
     group_name="ingestion",
     kinds={"python", "parquet"},
     owners=OWNERS_STEWARDS,
-    code_version="2",
+    code_version="3",
     partitions_def=data_drops,
 )
 def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage) -> dict:
@@ -27,7 +29,10 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage) -> dic
     A drop is one top-level file or folder of the landing zone (the partition key). Raw zone:
     holds personal data and never leaves this machine. Lines that cannot be accepted (bad JSON,
     invalid UTF-8, missing fields, unsupported language, ...) go to the drop's quarantine with a
-    reason code; records in = accepted + quarantined. The drop's sha256 is recorded and carried
+    reason code; records in = accepted + quarantined, and every physical line or row is covered
+    by one of them. Symbolic links and special files are never read: they are quarantined as
+    `symlink_refused` / `special_file_refused` under a hash of their name, and files over an
+    `ingest.limits` setting as `file_too_large`. The drop's sha256 is recorded and carried
     downstream, so training refuses a drop that changed after it was read.
     """
     key = context.partition_key
@@ -40,6 +45,7 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage) -> dic
         landing=storage.landing,
         languages=list(storage.languages),
         max_record_chars=storage.max_record_chars,
+        limits=storage.ingest_limits,
     )
     if drop_fingerprint(drop.path) != drop.sha256:
         raise dg.Failure(
@@ -64,8 +70,11 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage) -> dic
             "drop": key,
             "drop_sha256": drop.sha256,
             "records_in": result.records_in,
+            "physical_lines": result.physical_lines,
+            "lines_accounted": result.lines_accounted,
             "accepted": len(result.accepted),
             "quarantined": len(result.quarantined),
+            "refused_entries": sum(by_reason.get(r, 0) for r in REFUSED_ENTRY_REASONS),
             "quarantine_by_reason": counts_table(by_reason, key="reason"),
             "languages": counts_table(languages, key="language"),
             "source_files": len(sources),
@@ -82,6 +91,8 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage) -> dic
         "quarantine_path": str(quarantine_path),
         "quarantine_sha256": quarantine_sha,
         "records_in": result.records_in,
+        "physical_lines": result.physical_lines,
+        "lines_accounted": result.lines_accounted,
         "accepted": len(result.accepted),
         "quarantined": len(result.quarantined),
         "quarantine_by_reason": by_reason,

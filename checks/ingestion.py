@@ -16,13 +16,25 @@ def _result(gate: gates.GateResult, severity=dg.AssetCheckSeverity.ERROR) -> dg.
 
 @dg.asset_check(asset=raw_corpus, blocking=True, partitions_def=data_drops)
 def records_conserved(raw_corpus: dict) -> dg.AssetCheckResult:
-    """Records in = accepted + quarantined: no line is ever dropped silently."""
-    return _result(
+    """Records in = accepted + quarantined, and every physical line or row of every file is
+    covered by one of them: no line is ever dropped silently (a reader that stops early, a CSV
+    row that swallows the lines after it, fails this check)."""
+    result = _result(
         gates.conservation(
             records_in=raw_corpus["records_in"],
             accepted=raw_corpus["accepted"],
             quarantined=raw_corpus["quarantined"],
         )
+    )
+    lines, accounted = raw_corpus.get("physical_lines"), raw_corpus.get("lines_accounted")
+    if lines is None or lines == accounted:
+        return result
+    return dg.AssetCheckResult(
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{lines} physical lines or rows were read but accepted and quarantined "
+        f"records cover {accounted}: lines were lost",
+        metadata={**(result.metadata or {}), "physical_lines": lines, "lines_accounted": accounted},
     )
 
 

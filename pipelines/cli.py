@@ -236,7 +236,7 @@ def scan(
     except (ConfigError, pii.PIIEngineError) as exc:
         _fail(str(exc))
     lines = []
-    for line_no, row in iter_rows(input_path):
+    for line_no, row in iter_rows(input_path, cfg.ingest.limits):
         fallback_id = f"{input_path.name}:{line_no}"
         try:
             if isinstance(row, RecordError):
@@ -307,7 +307,7 @@ def screen(
         _fail(f"INPUT {input_path}: unsupported type (use {', '.join(SUPPORTED_SUFFIXES)})")
     cfg = _profile(profile)
     records, unreadable, seen = [], {}, set()
-    for line_no, row in iter_rows(input_path):
+    for line_no, row in iter_rows(input_path, cfg.ingest.limits):
         fallback_id = f"{input_path.name}:{line_no}"
         try:
             if isinstance(row, RecordError):

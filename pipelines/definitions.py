@@ -77,6 +77,7 @@ def build_resources(cfg: PipelineConfig) -> dict:
             profile=cfg.profile,
             languages=list(cfg.ingest.languages),
             max_record_chars=cfg.ingest.max_record_chars,
+            ingest_limits_json=cfg.ingest.limits.model_dump_json(),
             min_chars=cfg.curation.min_chars,
             max_chars=cfg.curation.max_chars,
             curation_json=cfg.curation.model_dump_json(),

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.steps.config import CurationConfig
+from pipelines.steps.config import CurationConfig, IngestLimits
 
 
 class CorpusStorage(dg.ConfigurableResource):
@@ -26,6 +26,16 @@ class CorpusStorage(dg.ConfigurableResource):
     curation_json: str = ""
     """The profile's whole `curation` section as JSON (screen thresholds, gate bounds); empty:
     the defaults with `min_chars`/`max_chars` above."""
+    ingest_limits_json: str = ""
+    """The profile's `ingest.limits` section as JSON (file and record size limits); empty: the
+    defaults."""
+
+    @property
+    def ingest_limits(self) -> IngestLimits:
+        """Per-file and per-record ingestion limits, validated like the profile."""
+        if self.ingest_limits_json:
+            return IngestLimits.model_validate_json(self.ingest_limits_json)
+        return IngestLimits()
 
     @property
     def curation(self) -> CurationConfig:

@@ -640,3 +640,32 @@ def test_curated_suite_regexes_take_under_100_ms_on_the_frame_string_column(labe
             text.str.contains(regex)
             best = min(best, time.perf_counter() - start)
         assert best < REGEX_LIMIT_S, regex
+
+
+# --- issue #16: every physical line is covered, and the quarantine always encodes ------------
+
+
+@PROPERTY
+@given(
+    data=st.one_of(
+        st.binary(max_size=300),
+        st.lists(
+            st.one_of(
+                hostile_text,
+                st.sampled_from(ENGLISH),
+                st.sampled_from(['"', 'a,"b', '"x""y"', "\\ud800", "\x00", "9" * 4400]),
+            ),
+            max_size=8,
+        ).map(lambda parts: "\n".join(parts).encode("utf-8", "surrogatepass")),
+    ),
+    suffix=st.sampled_from([".jsonl", ".csv"]),
+)
+@example(data=b'id,text\nr0,"open\nr1,x\n', suffix=".csv")
+def test_ingest_covers_every_physical_line_and_its_quarantine_encodes(
+    data: bytes, suffix: str
+) -> None:
+    result = _ingest({f"corpus{suffix}": b"id,text\n" + data if suffix == ".csv" else data})
+
+    _assert_accounted_for(result)
+    assert all(s.physical_lines == s.lines_accounted for s in result.sources)
+    pq.write_table(pa.Table.from_pylist([vars(q) for q in result.quarantined]), io.BytesIO())

@@ -28,6 +28,43 @@ class CorpusConfig(_Section):
     seed: int = Field(7, description="Seed of the deterministic generator.")
 
 
+class IngestLimits(_Section):
+    """Bounds on what one landing file or record may cost to read (hostile inputs, issue #16).
+
+    A file over a file limit is refused whole, before its records are read, with the reason
+    `file_too_large` and a detail naming the setting; a record over `max_record_bytes` is
+    quarantined as `too_long`. Files are read as streams: memory is bounded by these settings,
+    not by the file.
+    """
+
+    max_file_bytes: int = Field(
+        1 << 30, ge=1, description="Largest landing file read, in bytes on disk (1 GiB)."
+    )
+    max_file_rows: int = Field(
+        1_000_000,
+        ge=1,
+        description="Most lines (JSONL, CSV) or rows (Parquet) in one landing file.",
+    )
+    max_decompressed_bytes: int = Field(
+        1 << 30,
+        ge=1,
+        description="Largest uncompressed size of a Parquet file's row groups (from its "
+        "metadata, checked before any row is decoded), in bytes (1 GiB).",
+    )
+    max_expansion_ratio: float = Field(
+        200.0,
+        ge=1.0,
+        description="Largest uncompressed/on-disk size ratio of a Parquet file (a compression "
+        "bomb expands thousands of times; text compresses about 3-10 times).",
+    )
+    max_record_bytes: int = Field(
+        1 << 20,
+        ge=1,
+        description="Largest JSONL line or CSV row, in bytes (1 MiB); longer ones are "
+        "quarantined as too_long without being kept in memory whole.",
+    )
+
+
 class IngestConfig(_Section):
     """Ingestion of landing files into the raw corpus."""
 
@@ -36,6 +73,9 @@ class IngestConfig(_Section):
         description="Languages with a configured PII detector; any other goes to quarantine.",
     )
     max_record_chars: int = Field(20_000, ge=1, description="Longer records are quarantined.")
+    limits: IngestLimits = Field(
+        default_factory=IngestLimits, description="Per-file and per-record size limits."
+    )
 
 
 class PIIConfig(_Section):

@@ -7,14 +7,15 @@ exact copies and colliding ids across drops, each counted with its reason.
 """
 
 import hashlib
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.steps.ingest.landing import entry_sha256, landing_entries
 from pipelines.steps.integrity.curate import normalize_for_dedup
 from pipelines.steps.records import Record
-from pipelines.steps.storage import sha256_file
 
 MAX_KEY_CHARS = 64
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -55,29 +56,37 @@ def drop_key(name: str) -> str:
 
 
 def drop_files(path: Path) -> list[Path]:
-    """The files of a drop in sorted order: the file itself, or every visible file in a folder."""
-    if path.is_file():
+    """The entries of a drop in sorted order: the entry itself, or every visible entry of a folder.
+
+    Nothing is followed: a drop that is a symbolic link (to a file or a folder) or a special
+    file is its own single entry, and a link inside a folder is listed, not descended into, so
+    that ingestion refuses it with a reason (`symlink_refused`, `special_file_refused`).
+    """
+    if os.path.islink(path) or not path.is_dir():
         return [path]
-    return sorted(
-        p
-        for p in path.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-    )
+    return landing_entries(path)
 
 
 def drop_fingerprint(path: Path) -> str:
-    """sha256 of a drop: of the file's bytes, or over each file's relative path and sha256."""
-    if path.is_file():
-        return sha256_file(path)
+    """sha256 of a drop: of the file's bytes, or over each entry's relative path and sha256.
+
+    A link or special file contributes a marker of its kind, never its target's bytes.
+    """
+    root = path.parent if os.path.islink(path) or not path.is_dir() else path
+    if os.path.islink(path) or not path.is_dir():
+        return entry_sha256(path, root=root)
     digest = hashlib.sha256()
     for file in drop_files(path):
         digest.update(str(file.relative_to(path)).encode("utf-8", "surrogateescape"))
-        digest.update(sha256_file(file).encode())
+        digest.update(entry_sha256(file, root=root).encode())
     return digest.hexdigest()
 
 
 def scan_landing(landing: Path) -> list[Drop]:
     """Every complete drop in the landing zone, sorted by key.
+
+    A top-level symbolic link or special file is a drop too (never followed): its run
+    quarantines it as `symlink_refused` or `special_file_refused`, so the steward sees it.
 
     Raises:
         DropError: two entries whose names map to the same key (rename one of them).
@@ -88,8 +97,6 @@ def scan_landing(landing: Path) -> list[Drop]:
     for entry in sorted(landing.iterdir()):
         name = entry.name
         if name.startswith(".") or name.endswith(IN_PROGRESS_SUFFIXES):
-            continue
-        if not (entry.is_file() or entry.is_dir()):
             continue
         key = drop_key(name)
         if key in drops:

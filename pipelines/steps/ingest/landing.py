@@ -4,25 +4,37 @@ Supported shapes per record: plain `{"text"}`, alpaca `{"instruction", "input", 
 sharegpt `{"conversations": [{"from", "value"}]}` and chat `{"messages": [{"role", "content"}]}`,
 each optionally with `id`, `source` and `subject`. A line that cannot be accepted never stops
 ingestion and is never dropped: it becomes a `QuarantinedRecord` with a reason code, so that
-`records_in == accepted + quarantined` always holds.
+`records_in == accepted + quarantined` always holds, and every physical line (JSONL, CSV) or row
+(Parquet) of a file is covered by exactly one accepted or quarantined slot
+(`SourceFile.physical_lines == SourceFile.lines_accounted`).
+
+The landing zone is hostile ground (issue #16): a symbolic link or a special file (FIFO,
+socket, device) is never opened, followed or fingerprinted; it is quarantined unread
+(`symlink_refused`, `special_file_refused`) under a hash of its name. Regular files are opened
+with O_NOFOLLOW, checked to be the entry that was listed and to lie inside the zone once
+resolved, and read as streams within `ingest.limits` (`IngestLimits`).
 """
 
 import csv
 import hashlib
 import io
 import json
-from collections import Counter
+import os
+import stat
+from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow.parquet as pq
 
+from pipelines.steps.config import IngestLimits
 from pipelines.steps.ingest.language import language_verdict
 from pipelines.steps.records import Message, QuarantinedRecord, Record
-from pipelines.steps.storage import sha256_file
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+TEXT_SUFFIXES = (".jsonl", ".json", ".csv")
 SHAREGPT_ROLES = {
     "human": "user",
     "user": "user",
@@ -31,22 +43,31 @@ SHAREGPT_ROLES = {
     "system": "system",
 }
 CHAT_ROLES = {"user", "assistant", "system"}
+PARQUET_BATCH_ROWS = 1024
+BOM = b"\xef\xbb\xbf"
+CSV_MAX_ROW_LINES = 10_000
+"""Physical lines one quoted CSV row may span before its first line is quarantined as bad_csv."""
 
 # Reason codes of the quarantine, with what a steward should read them as.
 REASONS = {
     "invalid_utf8": "the line is not valid UTF-8",
     "bad_json": "the line is not valid JSON",
+    "bad_csv": "the CSV row is malformed (a quote never closed, text after a closing quote)",
     "not_an_object": "the JSON value is not an object",
     "empty_line": "the line is blank",
-    "nul_bytes": "the line contains NUL bytes",
+    "nul_bytes": "the line or a text field contains NUL bytes",
     "missing_field": "no text, instruction/output, conversations or messages field",
     "bad_field_type": "a field has the wrong type or an unknown role",
     "empty_text": "a message or the whole record has no text",
-    "too_long": "the record is longer than ingest.max_record_chars",
+    "too_long": "the record is longer than ingest.max_record_chars or "
+    "ingest.limits.max_record_bytes",
     "unsupported_language": "no PII detector is configured for the record's language",
     "duplicate_id": "another record already has this id",
     "unreadable_file": "the file could not be read as its format",
     "unsupported_file_type": "the landing file's type is not JSONL, CSV or Parquet",
+    "file_too_large": "the file is over an ingest.limits setting (bytes, rows, decompressed size)",
+    "symlink_refused": "the entry is a symbolic link: never followed, not read",
+    "special_file_refused": "the entry is a FIFO, socket or device: never opened",
 }
 
 
@@ -61,12 +82,33 @@ class RecordError(ValueError):
 
 @dataclass
 class SourceFile:
-    """A landing file and its fingerprint (lineage starts here)."""
+    """A landing file and its fingerprint (lineage starts here).
+
+    `physical_lines` is counted independently of parsing (newlines of a text file, the row count
+    of a Parquet file's metadata; 0 for a file refused unread); `lines_accounted` sums the lines
+    that accepted and quarantined slots cover. The two must be equal.
+    """
 
     name: str
     sha256: str
     bytes: int
     records_in: int = 0
+    physical_lines: int = 0
+    lines_accounted: int = 0
+
+
+@dataclass
+class Slot:
+    """One place of a file that becomes a record or a quarantine entry.
+
+    `value` is the parsed object, a `RecordError`, or None for a CSV header (no record);
+    `lines` is how many physical lines or rows it covers; `raw` is the text kept for review.
+    """
+
+    line: int
+    value: dict | RecordError | None
+    lines: int = 1
+    raw: str = ""
 
 
 @dataclass
@@ -81,22 +123,146 @@ class IngestResult:
     def records_in(self) -> int:
         return sum(s.records_in for s in self.sources)
 
+    @property
+    def physical_lines(self) -> int:
+        return sum(s.physical_lines for s in self.sources)
+
+    @property
+    def lines_accounted(self) -> int:
+        return sum(s.lines_accounted for s in self.sources)
+
     def quarantine_counts(self) -> dict[str, int]:
         return dict(sorted(Counter(q.reason for q in self.quarantined).items()))
 
 
-def ingest_landing(landing: Path, *, languages: list[str], max_record_chars: int) -> IngestResult:
-    """Read every file under `landing` (sorted, recursive) into records and a quarantine."""
-    files = [
-        p for p in sorted(Path(landing).rglob("*")) if p.is_file() and not p.name.startswith(".")
-    ]
+def _is_hidden(path: Path, folder: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
+
+
+def landing_entries(folder: Path) -> list[Path]:
+    """Every visible entry under `folder` that is not a directory, sorted, never following links.
+
+    Symbolic links (to files or folders) and special files are listed as entries, so that
+    ingestion refuses them with a reason instead of skipping them; a linked folder is never
+    descended into.
+    """
+    folder = Path(folder)
+    entries = []
+    for top, dirs, files in os.walk(folder, followlinks=False):
+        for name in dirs + files:
+            path = Path(top) / name
+            if name in dirs and not os.path.islink(path):
+                continue
+            entries.append(path)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+    return sorted(p for p in entries if not _is_hidden(p, folder))
+
+
+def name_digest(path: Path) -> str:
+    """A short sha256 of an entry's path: how a refused entry is named in details."""
+    return hashlib.sha256(str(path).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def refusal(path: Path) -> RecordError | None:
+    """Why `path` must not be opened (a symlink or special file), from `lstat`; None if regular."""
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        return RecordError("symlink_refused", f"entry {name_digest(path)} is a symbolic link")
+    if not stat.S_ISREG(mode):
+        return RecordError("special_file_refused", f"entry {name_digest(path)} is not a file")
+    return None
+
+
+def open_entry(path: Path, *, root: Path | None) -> IO[bytes]:
+    """Open a regular landing file for reading without following any link.
+
+    The final component is opened with O_NOFOLLOW (and O_NONBLOCK, so a FIFO swapped in after
+    the listing cannot block), the opened descriptor must be the regular file `lstat` saw, and
+    its resolved path must lie under `root` (a linked parent folder cannot lead outside).
+
+    Raises:
+        RecordError: `symlink_refused` or `special_file_refused`, without reading anything.
+    """
+    refused = refusal(path)
+    if refused:
+        raise refused
+    before = os.lstat(path)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        raise RecordError(
+            "symlink_refused", f"entry {name_digest(path)} changed to a link"
+        ) from None
+    after = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(after.st_mode) or (after.st_dev, after.st_ino) != (
+        before.st_dev,
+        before.st_ino,
+    ):
+        problem = RecordError("special_file_refused", f"entry {name_digest(path)} changed")
+    elif root is not None and not Path(os.path.realpath(path)).is_relative_to(
+        os.path.realpath(root)
+    ):
+        problem = RecordError(
+            "symlink_refused", f"entry {name_digest(path)} resolves outside the landing zone"
+        )
+    if problem:
+        os.close(fd)
+        raise problem
+    return os.fdopen(fd, "rb")
+
+
+def _digest_handle(handle: IO[bytes], *, count_lines: bool) -> tuple[str, int, int]:
+    """(sha256, bytes, physical lines) of an open file, read in chunks."""
+    digest, size, newlines, last = hashlib.sha256(), 0, 0, b""
+    while chunk := handle.read(1 << 20):
+        digest.update(chunk)
+        size += len(chunk)
+        if count_lines:
+            newlines += chunk.count(b"\n")
+        last = chunk[-1:]
+    lines = newlines + (1 if count_lines and size and last != b"\n" else 0)
+    handle.seek(0)
+    if size == len(BOM) and handle.read(len(BOM)) == BOM:
+        lines = 0  # a byte-order mark alone is an empty file
+    handle.seek(0)
+    return digest.hexdigest(), size, lines
+
+
+def entry_sha256(path: Path, *, root: Path | None) -> str:
+    """sha256 of a regular file's bytes; of a marker for a refused entry (its target unread)."""
+    try:
+        with open_entry(path, root=root) as handle:
+            return _digest_handle(handle, count_lines=False)[0]
+    except RecordError as err:
+        return hashlib.sha256(f"refused:{err.reason}".encode()).hexdigest()
+
+
+def ingest_landing(
+    landing: Path,
+    *,
+    languages: list[str],
+    max_record_chars: int,
+    limits: IngestLimits | None = None,
+) -> IngestResult:
+    """Read every entry under `landing` (sorted, recursive) into records and a quarantine."""
     return ingest_files(
-        files, landing=landing, languages=languages, max_record_chars=max_record_chars
+        landing_entries(Path(landing)),
+        landing=landing,
+        languages=languages,
+        max_record_chars=max_record_chars,
+        limits=limits,
     )
 
 
 def ingest_files(
-    files: list[Path], *, landing: Path, languages: list[str], max_record_chars: int
+    files: list[Path],
+    *,
+    landing: Path,
+    languages: list[str],
+    max_record_chars: int,
+    limits: IngestLimits | None = None,
 ) -> IngestResult:
     """Read `files` (paths under `landing`, in the given order) into records and a quarantine.
 
@@ -107,34 +273,47 @@ def ingest_files(
     seen_ids: set[str] = set()
     for path in files:
         rel = str(path.relative_to(landing))
-        source = SourceFile(name=rel, sha256=sha256_file(path), bytes=path.stat().st_size)
+        source = SourceFile(name=rel, sha256="", bytes=0)
         result.sources.append(source)
-        for line_no, parsed in iter_rows(path):
+        for slot in file_slots(path, root=landing, limits=limits or IngestLimits(), source=source):
+            source.lines_accounted += slot.lines
+            if slot.value is None:
+                continue
             source.records_in += 1
+            parsed = slot.value
             try:
                 if isinstance(parsed, RecordError):
                     raise parsed
-                record = normalize_row(parsed, source_file=rel, source_line=line_no)
+                record = normalize_row(parsed, source_file=rel, source_line=slot.line)
                 record = _validate(record, languages=languages, max_record_chars=max_record_chars)
                 if record.id in seen_ids:
                     raise RecordError("duplicate_id", "id already used by an earlier record")
                 seen_ids.add(record.id)
                 result.accepted.append(record)
             except RecordError as err:
-                raw = parsed if isinstance(parsed, dict) else getattr(err, "raw", "")
-                result.quarantined.append(
-                    QuarantinedRecord(
-                        id=_quarantine_id(parsed, rel, line_no),
-                        source_file=rel,
-                        source_line=line_no,
-                        reason=err.reason,
-                        detail=err.detail,
-                        raw=json.dumps(raw, ensure_ascii=False, default=str)
-                        if isinstance(raw, dict)
-                        else str(raw),
-                    )
-                )
+                result.quarantined.append(_quarantined(slot, err, rel))
     return result
+
+
+def _quarantined(slot: Slot, err: RecordError, rel: str) -> QuarantinedRecord:
+    parsed = slot.value
+    if isinstance(parsed, dict):
+        raw = json.dumps(parsed, ensure_ascii=False, default=str)
+    else:
+        raw = slot.raw
+    return QuarantinedRecord(
+        id=_text(_quarantine_id(parsed, rel, slot.line)),
+        source_file=_text(rel),
+        source_line=slot.line,
+        reason=err.reason,
+        detail=_text(err.detail),
+        raw=_text(raw),
+    )
+
+
+def _text(value: str) -> str:
+    """Any string as valid UTF-8 text: a lone surrogate (a JSON `\\ud800`) becomes `\\ud800`."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _quarantine_id(parsed: Any, file: str, line: int) -> str:
@@ -143,83 +322,296 @@ def _quarantine_id(parsed: Any, file: str, line: int) -> str:
     return f"{file}:{line}"
 
 
-def iter_rows(path: Path):
-    """Yield (line or row number, dict | RecordError) for every record slot in a file."""
+def file_slots(
+    path: Path, *, root: Path | None, limits: IngestLimits, source: SourceFile | None = None
+) -> Iterator[Slot]:
+    """Every slot of one file, read safely and within `limits`; fills `source`'s fingerprint.
+
+    Never raises for the file's content: a file that cannot be opened, is over a limit or
+    breaks its reader becomes a slot with a reason.
+    """
+    source = source or SourceFile(name=path.name, sha256="", bytes=0)
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        yield from _iter_jsonl(path)
-    elif suffix == ".csv":
-        yield from _iter_csv(path)
-    elif suffix == ".parquet":
-        yield from _iter_parquet(path)
-    else:
-        yield 0, RecordError("unsupported_file_type", f"suffix {suffix or '(none)'}")
+    try:
+        handle = open_entry(path, root=root)
+    except RecordError as err:
+        source.sha256 = hashlib.sha256(f"refused:{err.reason}".encode()).hexdigest()
+        yield Slot(0, err, lines=0)
+        return
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > limits.max_file_bytes:
+            source.bytes = size
+            yield Slot(0, _too_large(f"{size} bytes > ingest.limits.max_file_bytes"), lines=0)
+            return
+        source.sha256, source.bytes, lines = _digest_handle(
+            handle, count_lines=suffix in TEXT_SUFFIXES
+        )
+        source.physical_lines = lines
+        if suffix in TEXT_SUFFIXES and lines > limits.max_file_rows:
+            yield Slot(0, _too_large(f"{lines} lines > ingest.limits.max_file_rows"), lines=lines)
+            return
+        if suffix in (".jsonl", ".json"):
+            yield from _iter_jsonl(handle, limits)
+        elif suffix == ".csv":
+            yield from _iter_csv(handle, limits)
+        elif suffix == ".parquet":
+            yield from _iter_parquet(handle, limits, source)
+        else:
+            yield Slot(0, RecordError("unsupported_file_type", f"suffix {suffix or '(none)'}"), 0)
 
 
-def _iter_jsonl(path: Path):
-    data = path.read_bytes()
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    for number, raw in enumerate(lines, start=1):
-        raw = raw.rstrip(b"\r")
+def _too_large(detail: str) -> RecordError:
+    return RecordError("file_too_large", detail)
+
+
+def iter_rows(path: Path, limits: IngestLimits | None = None):
+    """Yield (line or row number, dict | RecordError) for every record slot in a file.
+
+    What `sovtune scan` and `screen` read: the same safe, bounded readers as ingestion.
+    """
+    for slot in file_slots(path, root=None, limits=limits or IngestLimits()):
+        if slot.value is not None:
+            yield slot.line, slot.value
+
+
+def _physical_lines(handle: IO[bytes], limits: IngestLimits) -> Iterator[tuple[int, bytes, bool]]:
+    """(line number, bytes with their newline, whole) per physical line, each read bounded.
+
+    A line longer than `max_record_bytes` is yielded cut to that size with `whole` False; the
+    rest of it is read and discarded, never held in memory.
+    """
+    number = 0
+    while True:
+        raw = handle.readline(limits.max_record_bytes + 1)
+        if not raw:
+            return
+        number += 1
+        whole = True
+        if len(raw) > limits.max_record_bytes and not raw.endswith(b"\n"):
+            whole = False
+            raw = raw[: limits.max_record_bytes]
+            while rest := handle.readline(1 << 20):
+                if rest.endswith(b"\n"):
+                    break
+        if number == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM) :]
+            if not raw:
+                return
+        yield number, raw, whole
+
+
+def _too_long_line(number: int, raw: bytes, limits: IngestLimits) -> Slot:
+    detail = f"line over ingest.limits.max_record_bytes ({limits.max_record_bytes})"
+    return Slot(number, RecordError("too_long", detail), raw=raw.decode("utf-8", "replace"))
+
+
+def _iter_jsonl(handle: IO[bytes], limits: IngestLimits) -> Iterator[Slot]:
+    for number, raw, whole in _physical_lines(handle, limits):
+        if not whole:
+            yield _too_long_line(number, raw, limits)
+            continue
+        raw = raw.rstrip(b"\n").rstrip(b"\r")
+        text = raw.decode("utf-8", errors="replace")
         if not raw.strip():
-            yield number, RecordError("empty_line", "blank line")
+            yield Slot(number, RecordError("empty_line", "blank line"), raw=text)
             continue
         if b"\x00" in raw:
-            yield number, _with_raw(RecordError("nul_bytes", "NUL byte in line"), raw)
+            yield Slot(number, RecordError("nul_bytes", "NUL byte in line"), raw=text)
             continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield number, _with_raw(RecordError("invalid_utf8", f"byte {exc.start}"), raw)
+            yield Slot(number, RecordError("invalid_utf8", f"byte {exc.start}"), raw=text)
             continue
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield number, _with_raw(RecordError("bad_json", f"column {exc.colno}: {exc.msg}"), raw)
-            continue
-        except RecursionError:
-            yield number, _with_raw(RecordError("bad_json", "nested too deeply"), raw)
-            continue
-        if not isinstance(value, dict):
-            yield number, _with_raw(RecordError("not_an_object", type(value).__name__), raw)
-            continue
-        yield number, value
+        yield Slot(number, _json_object(text), raw=text)
 
 
-def _with_raw(err: RecordError, raw: bytes) -> RecordError:
-    err.raw = raw.decode("utf-8", errors="replace")  # type: ignore[attr-defined]
-    return err
-
-
-def _iter_csv(path: Path):
+def _json_object(text: str) -> dict | RecordError:
     try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        yield 0, RecordError("invalid_utf8", f"byte {exc.start} of the CSV file")
-        return
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return RecordError("bad_json", f"column {exc.colno}: {exc.msg}")
+    except RecursionError:
+        return RecordError("bad_json", "nested too deeply")
+    except ValueError:  # an integer over Python's int-conversion digit limit
+        return RecordError("bad_json", "a number has too many digits")
+    if not isinstance(value, dict):
+        return RecordError("not_an_object", type(value).__name__)
+    return value
+
+
+def _csv_row(text: str) -> list[str] | RecordError | None:
+    """The one CSV row in `text`; None while a quoted field is still open."""
     try:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        for number, row in enumerate(reader, start=2):  # line 1 is the header
-            if None in row:
-                yield number, RecordError("bad_field_type", "more cells than header columns")
-                continue
-            yield number, {k: v for k, v in row.items() if v not in (None, "")}
+        rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
     except csv.Error as exc:
-        yield 0, RecordError("unreadable_file", f"CSV: {exc}")
+        message = str(exc)
+        if "unexpected end of data" in message:
+            return None
+        if "field limit" in message:
+            return RecordError("too_long", "a field is over CSV's 131,072-character field limit")
+        return RecordError("bad_csv", message)
+    if len(rows) != 1:
+        return RecordError("bad_csv", "one row's lines parse as several rows")
+    return rows[0]
 
 
-def _iter_parquet(path: Path):
+def _decoded_csv_lines(handle: IO[bytes], limits: IngestLimits) -> Iterator[tuple[int, Any]]:
+    """(number, text with its newline) per physical line, or (number, a quarantine Slot)."""
+    for number, raw, whole in _physical_lines(handle, limits):
+        text = raw.decode("utf-8", "replace")
+        if not whole:
+            yield number, _too_long_line(number, raw, limits)
+        elif b"\x00" in raw:
+            yield number, Slot(number, RecordError("nul_bytes", "NUL byte in line"), raw=text)
+        else:
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                err = RecordError("invalid_utf8", f"byte {exc.start}")
+                yield number, Slot(number, err, raw=text)
+
+
+def _unclosed(first: tuple[int, str], err: RecordError | None = None) -> Slot:
+    reason = err or RecordError("bad_csv", "a quote opened on this line is never closed")
+    return Slot(first[0], reason, raw=first[1])
+
+
+def _iter_csv(handle: IO[bytes], limits: IngestLimits) -> Iterator[Slot]:
+    """CSV rows, each covering the physical lines it spans; a malformed row never eats others.
+
+    Lines join while the count of quote characters is odd (a quoted field spans lines). When
+    they cannot form one row (text after a closing quote, a quote still open at the end of the
+    file, at an unreadable line or after `CSV_MAX_ROW_LINES` lines), only the first of them is
+    quarantined as `bad_csv` and reading starts again at the next line: one unclosed quote can
+    neither merge nor drop the rows after it.
+    """
+    header: list[str] | None = None
+    pending: list[tuple[int, str]] = []
+    quotes = 0
+    backlog: deque[tuple[int, Any]] = deque()
+    lines = _decoded_csv_lines(handle, limits)
+    while True:
+        item = backlog.popleft() if backlog else next(lines, None)
+        if item is None or isinstance(item[1], Slot):
+            if pending:  # an open quote reached the end of the file or an unreadable line
+                yield _unclosed(pending[0])
+                backlog.extendleft(reversed([*pending[1:], *([item] if item else [])]))
+                pending, quotes = [], 0
+                continue
+            if item is None:
+                return
+            if header is None:
+                yield _csv_header_refused(item[1], lines)
+                return
+            yield item[1]
+            continue
+        pending.append(item)
+        quotes += item[1].count('"')
+        if quotes % 2 and len(pending) == 1 and isinstance(_csv_row(item[1]), list):
+            quotes = 0  # a quote inside an unquoted field: a complete row
+        elif quotes % 2 and len(pending) < CSV_MAX_ROW_LINES:
+            continue
+        parsed = _csv_row("".join(text for _, text in pending)) if not quotes % 2 else None
+        if parsed is None or (isinstance(parsed, RecordError) and parsed.reason == "bad_csv"):
+            yield _unclosed(pending[0], parsed)
+            backlog.extendleft(reversed(pending[1:]))
+            pending, quotes = [], 0
+            continue
+        slot = Slot(pending[0][0], None, lines=len(pending), raw="".join(t for _, t in pending))
+        pending, quotes = [], 0
+        if header is None and isinstance(parsed, list):
+            header = parsed
+            yield slot
+            continue
+        if header is None:
+            yield _csv_header_refused(replace(slot, value=parsed), lines)
+            return
+        yield replace(slot, value=_csv_object(header, parsed))
+
+
+def _csv_header_refused(slot: Slot, rest: Iterator) -> Slot:
+    """A CSV whose header cannot be read: the whole file is one quarantined slot."""
+    detail = slot.value.detail if isinstance(slot.value, RecordError) else "no header"
+    remaining = sum(1 for _ in rest)
+    err = RecordError("unreadable_file", f"CSV header line: {detail}")
+    return Slot(slot.line, err, lines=slot.lines + remaining)
+
+
+def _csv_object(header: list[str], row: list[str] | RecordError) -> dict | RecordError:
+    if isinstance(row, RecordError):
+        return row
+    if not row:
+        return RecordError("empty_line", "blank line")
+    if len(row) > len(header):
+        return RecordError("bad_field_type", "more cells than header columns")
+    return {k: v for k, v in zip(header, row, strict=False) if v != ""}
+
+
+def _iter_parquet(handle: IO[bytes], limits: IngestLimits, source: SourceFile) -> Iterator[Slot]:
+    """Parquet rows in small batches, after a first decoding pass that measures them.
+
+    Neither the row count nor the metadata's sizes bound what a file decodes to (dictionary
+    and run-length encoding let 2 kB expand to megabytes), so a first pass decodes batch by
+    batch, keeping nothing but a running size, and refuses the file once it passes
+    `max_decompressed_bytes` or `max_expansion_ratio`; only then are rows yielded.
+    """
     try:
-        rows = pq.read_table(path).to_pylist()
+        parquet = pq.ParquetFile(handle)
+        meta = parquet.metadata
+        rows = meta.num_rows
+        largest_chunk = max(
+            (
+                meta.row_group(g).column(c).total_uncompressed_size
+                for g in range(meta.num_row_groups)
+                for c in range(meta.num_columns)
+            ),
+            default=0,
+        )
     except Exception as exc:  # noqa: BLE001 — any reader failure quarantines the file
-        yield 0, RecordError("unreadable_file", f"Parquet: {type(exc).__name__}")
+        yield Slot(0, RecordError("unreadable_file", f"Parquet: {type(exc).__name__}"), lines=0)
         return
-    for number, row in enumerate(rows, start=1):
-        yield number, {k: v for k, v in row.items() if v is not None}
+    source.physical_lines = rows
+    if rows > limits.max_file_rows:
+        yield Slot(0, _too_large(f"{rows} rows > ingest.limits.max_file_rows"), lines=rows)
+        return
+    # one value is at most its column chunk's uncompressed size: keep a batch near 64 MiB
+    batch_rows = max(1, min(PARQUET_BATCH_ROWS, (64 << 20) // max(largest_chunk, 1)))
+    try:
+        over = _parquet_decoded_over_limits(parquet, batch_rows, source.bytes, limits)
+    except Exception as exc:  # noqa: BLE001 — a file that does not decode is refused whole
+        yield Slot(0, RecordError("unreadable_file", f"Parquet: {type(exc).__name__}"), rows)
+        return
+    if over:
+        yield Slot(0, _too_large(over), lines=rows)
+        return
+    number = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=batch_rows):
+            for row in batch.to_pylist():
+                number += 1
+                yield Slot(number, {k: v for k, v in row.items() if v is not None})
+    except Exception as exc:  # noqa: BLE001 — the rows not yet read are quarantined together
+        err = RecordError("unreadable_file", f"Parquet after row {number}: {type(exc).__name__}")
+        yield Slot(number + 1, err, lines=rows - number)
+
+
+def _parquet_decoded_over_limits(
+    parquet: pq.ParquetFile, batch_rows: int, size: int, limits: IngestLimits
+) -> str:
+    """Which decompression limit the file's decoded batches pass ("" when none), measured."""
+    decoded = 0
+    for batch in parquet.iter_batches(batch_size=batch_rows):
+        decoded += batch.nbytes
+        if decoded > limits.max_decompressed_bytes:
+            return f"decodes to over {decoded} bytes > ingest.limits.max_decompressed_bytes"
+        if size and decoded / size > limits.max_expansion_ratio:
+            return (
+                f"expands over {decoded / size:.0f}x on decoding > "
+                "ingest.limits.max_expansion_ratio"
+            )
+    return ""
 
 
 def normalize_row(row: dict[str, Any], *, source_file: str, source_line: int) -> Record:
@@ -275,7 +667,10 @@ def _string(value: Any, field_name: str) -> str:
 
 
 def _encodable(value: str, field_name: str) -> None:
-    """A JSON `\\ud800` escape decodes to a lone surrogate, which is not valid Unicode text."""
+    """A JSON `\\ud800` escape decodes to a lone surrogate, which is not valid Unicode text;
+    a `\\u0000` escape (or a NUL in a CSV or Parquet string) is refused like a raw NUL byte."""
+    if "\x00" in value:
+        raise RecordError("nul_bytes", f"{field_name} holds a NUL character")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -1,0 +1,287 @@
+"""Issue #16: the landing zone under attack. Each test plants one hostile input and names it."""
+
+import io
+import json
+import os
+import socket
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.steps.config import IngestLimits
+from pipelines.steps.ingest.drops import drop_files, drop_fingerprint, scan_landing
+from pipelines.steps.ingest.landing import REASONS, ingest_files, ingest_landing, iter_rows
+
+EN = "Please reset the password of my laptop, it stopped working this morning."
+EN_CSV = EN.replace(",", "")
+SECRET = "hunter2-vault-key-do-not-leak"
+
+
+def _ingest(landing, **kw):
+    return ingest_landing(landing, languages=["en"], max_record_chars=10_000, **kw)
+
+
+def _quarantine_frame(result) -> bytes:
+    """The quarantine as raw.py writes it: it must encode whatever was landed."""
+    frame = pd.DataFrame([vars(q) for q in result.quarantined])
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
+    return buffer.getvalue()
+
+
+def _lines_conserved(result) -> bool:
+    return all(s.physical_lines == s.lines_accounted for s in result.sources)
+
+
+# --- 1. symlinks and special files -------------------------------------------------------------
+
+
+@pytest.fixture
+def outside_secret(tmp_path):
+    secret = tmp_path / "outside" / "environ.jsonl"
+    secret.parent.mkdir()
+    secret.write_text(json.dumps({"id": "leak", "text": f"{EN} {SECRET}"}) + "\n")
+    return secret
+
+
+def test_when_a_drop_holds_a_symlink_outside_the_landing_zone_then_it_is_refused_unread(
+    landing, outside_secret
+):
+    (landing / "good.jsonl").write_text(json.dumps({"id": "ok", "text": EN}) + "\n")
+    (landing / "env.jsonl").symlink_to(outside_secret)  # planted: points outside the zone
+    result = _ingest(landing)
+    assert [r.id for r in result.accepted] == ["ok"]
+    assert result.quarantine_counts() == {"symlink_refused": 1}
+    refused = result.quarantined[0]
+    assert SECRET not in refused.raw + refused.detail
+    assert outside_secret.name not in refused.raw + refused.detail
+    assert result.records_in == len(result.accepted) + len(result.quarantined)
+
+
+def test_when_a_symlink_points_at_proc_environ_then_no_environment_reaches_the_quarantine(
+    landing, monkeypatch
+):
+    monkeypatch.setenv("SOVTUNE_VAULT_KEY", SECRET)
+    (landing / "environ.jsonl").symlink_to("/proc/self/environ")  # planted: process environment
+    result = _ingest(landing)
+    assert result.quarantine_counts() == {"symlink_refused": 1}
+    assert SECRET.encode() not in _quarantine_frame(result)
+
+
+def test_when_a_symlink_stays_inside_the_landing_zone_then_it_is_still_not_followed(landing):
+    (landing / "real.jsonl").write_text(json.dumps({"id": "ok", "text": EN}) + "\n")
+    (landing / "alias.jsonl").symlink_to(landing / "real.jsonl")  # planted: an in-zone alias
+    result = _ingest(landing)
+    assert [r.id for r in result.accepted] == ["ok"]
+    assert result.quarantine_counts() == {"symlink_refused": 1}
+
+
+def test_when_a_drop_folder_is_a_symlink_then_the_drop_is_refused_whole(landing, outside_secret):
+    (landing / "drop").symlink_to(outside_secret.parent, target_is_directory=True)  # planted
+    drops = scan_landing(landing)
+    assert [d.key for d in drops] == ["drop"]
+    files = drop_files(drops[0].path)
+    result = ingest_files(files, landing=landing, languages=["en"], max_record_chars=10_000)
+    assert result.accepted == []
+    assert result.quarantine_counts() == {"symlink_refused": 1}
+
+
+def test_when_a_folder_inside_a_drop_is_a_symlink_then_nothing_under_it_is_read(
+    landing, outside_secret
+):
+    drop = landing / "drop"
+    drop.mkdir()
+    (drop / "ok.jsonl").write_text(json.dumps({"id": "ok", "text": EN}) + "\n")
+    (drop / "sub").symlink_to(outside_secret.parent, target_is_directory=True)  # planted
+    files = drop_files(drop)
+    result = ingest_files(files, landing=landing, languages=["en"], max_record_chars=10_000)
+    assert [r.id for r in result.accepted] == ["ok"]
+    assert result.quarantine_counts() == {"symlink_refused": 1}
+
+
+def test_when_a_fifo_or_socket_is_landed_then_it_is_refused_without_opening_it(landing):
+    os.mkfifo(landing / "pipe.jsonl")  # planted: a FIFO (reading it would block forever)
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(landing / "s.jsonl"))  # planted: a socket
+        result = _ingest(landing)
+    finally:
+        sock.close()
+    assert result.quarantine_counts() == {"special_file_refused": 2}
+    assert set(REASONS) >= {"symlink_refused", "special_file_refused"}
+
+
+def test_when_a_drop_is_fingerprinted_then_symlinked_content_is_never_hashed(
+    landing, outside_secret
+):
+    drop = landing / "drop"
+    drop.mkdir()
+    (drop / "env.jsonl").symlink_to(outside_secret)  # planted
+    before = drop_fingerprint(drop)
+    outside_secret.write_text("changed outside the landing zone\n")
+    assert drop_fingerprint(drop) == before  # the target's bytes are not part of the drop
+
+
+# --- 4. malformed input ------------------------------------------------------------------------
+
+
+def test_when_a_quarantined_line_holds_a_lone_surrogate_then_the_quarantine_still_encodes(
+    landing,
+):
+    (landing / "s.jsonl").write_text(
+        '{"id": "\\ud800", "text": "x"}\n{"text": "\\udfff", "foo": "\\ud800"}\n'
+    )
+    result = _ingest(landing)
+    assert len(result.quarantined) == 2
+    assert _quarantine_frame(result)
+
+
+def test_when_a_line_holds_a_5000_digit_integer_then_it_is_quarantined_not_raised(landing):
+    (landing / "big.jsonl").write_text(
+        '{"id": ' + "9" * 5000 + ', "text": "x"}\n' + json.dumps({"id": "ok", "text": EN}) + "\n"
+    )
+    result = _ingest(landing)
+    assert [r.id for r in result.accepted] == ["ok"]
+    assert result.quarantine_counts() == {"bad_json": 1}
+    rows = list(iter_rows(landing / "big.jsonl"))  # what scan and screen read
+    assert len(rows) == 2
+
+
+def test_when_a_csv_field_is_over_the_csv_limit_then_the_rest_of_the_file_is_still_read(landing):
+    rows = [f"r{i},{EN_CSV}" for i in range(5)]
+    rows.insert(2, "huge," + "a" * 140_000)  # planted: over csv's 131,072-character field limit
+    (landing / "a.csv").write_text("id,text\n" + "\n".join(rows) + "\n")
+    result = _ingest(landing)
+    assert sorted(r.id for r in result.accepted) == [f"r{i}" for i in range(5)]
+    assert len(result.quarantined) == 1
+    assert result.records_in == 6
+    assert _lines_conserved(result)
+
+
+def test_when_a_csv_quote_is_never_closed_then_the_following_rows_are_not_merged(landing):
+    text = f'id,text\nr0,{EN_CSV}\nbad,"unclosed {EN_CSV}\nr1,{EN_CSV}\nr2,"{EN_CSV}"\nr3,{EN_CSV}\n'
+    (landing / "q.csv").write_text(text)  # planted: the quote opened on line 3 is never closed
+    result = _ingest(landing)
+    assert sorted(r.id for r in result.accepted) == ["r0", "r1", "r2", "r3"]
+    assert result.quarantine_counts() == {"bad_csv": 1}
+    assert result.quarantined[0].source_line == 3
+    assert _lines_conserved(result)
+
+
+def test_when_an_unclosed_quote_runs_to_the_end_of_the_file_then_every_line_is_kept(landing):
+    (landing / "q.csv").write_text(f'id,text\nbad,"oops\nr1,{EN_CSV}\nr2,{EN_CSV}')
+    result = _ingest(landing)
+    assert sorted(r.id for r in result.accepted) == ["r1", "r2"]
+    assert result.quarantine_counts() == {"bad_csv": 1}
+    assert _lines_conserved(result)
+
+
+def test_when_a_quoted_csv_field_spans_lines_then_it_is_one_record_covering_both(landing):
+    (landing / "m.csv").write_text(f'id,text\nm1,"{EN}\nsecond paragraph"\n')
+    result = _ingest(landing)
+    assert [r.id for r in result.accepted] == ["m1"]
+    assert _lines_conserved(result)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_when_a_string_holds_an_escaped_nul_then_it_is_refused_like_a_raw_nul(landing, fmt):
+    text = EN + "\u0000" + "hidden"  # planted: a NUL character inside the text
+    if fmt == "jsonl":
+        (landing / "n.jsonl").write_text(json.dumps({"id": "n", "text": text}) + "\n")
+    elif fmt == "csv":
+        (landing / "n.csv").write_text(f"id,text\nn,{text}\n")
+    else:
+        pd.DataFrame({"id": ["n"], "text": [text]}).to_parquet(landing / "n.parquet")
+    result = _ingest(landing)
+    assert result.accepted == []
+    assert result.quarantine_counts() == {"nul_bytes": 1}
+
+
+# --- 6. size limits ----------------------------------------------------------------------------
+
+
+def test_when_a_small_parquet_expands_past_the_limit_then_the_file_is_refused_unread(landing):
+    frame = pd.DataFrame({"text": [EN] * 50_000})  # planted: compresses ~1000x
+    frame.to_parquet(landing / "bomb.parquet", compression="zstd")
+    limits = IngestLimits(max_decompressed_bytes=1_000_000, max_expansion_ratio=1e9)
+    result = _ingest(landing, limits=limits)
+    assert result.accepted == []
+    assert result.quarantine_counts() == {"file_too_large": 1}
+    assert "ingest.limits.max_decompressed_bytes" in result.quarantined[0].detail
+    assert _lines_conserved(result)
+    by_ratio = _ingest(landing)  # the default expansion ratio catches it too
+    assert by_ratio.quarantine_counts() == {"file_too_large": 1}
+    assert "ingest.limits.max_expansion_ratio" in by_ratio.quarantined[0].detail
+
+
+def test_when_a_parquet_has_more_rows_than_allowed_then_it_is_refused(landing):
+    pd.DataFrame({"text": [EN] * 20}).to_parquet(landing / "rows.parquet")
+    result = _ingest(landing, limits=IngestLimits(max_file_rows=10))
+    assert result.quarantine_counts() == {"file_too_large": 1}
+    assert "ingest.limits.max_file_rows" in result.quarantined[0].detail
+
+
+def test_when_a_jsonl_is_over_the_byte_or_row_limit_then_it_is_refused_with_the_setting(landing):
+    lines = "".join(json.dumps({"id": f"r{i}", "text": EN}) + "\n" for i in range(20))
+    (landing / "a.jsonl").write_text(lines)
+    by_bytes = _ingest(landing, limits=IngestLimits(max_file_bytes=100))
+    assert by_bytes.quarantine_counts() == {"file_too_large": 1}
+    assert "ingest.limits.max_file_bytes" in by_bytes.quarantined[0].detail
+    by_rows = _ingest(landing, limits=IngestLimits(max_file_rows=5))
+    assert by_rows.quarantine_counts() == {"file_too_large": 1}
+    assert "ingest.limits.max_file_rows" in by_rows.quarantined[0].detail
+    assert _lines_conserved(by_rows)
+
+
+def test_when_a_line_is_over_the_record_byte_limit_then_only_that_line_is_refused(landing):
+    (landing / "a.jsonl").write_text(
+        json.dumps({"id": "big", "text": "a" * 5000})
+        + "\n"
+        + json.dumps({"id": "ok", "text": EN})
+        + "\n"
+    )
+    result = _ingest(landing, limits=IngestLimits(max_record_bytes=1000))
+    assert [r.id for r in result.accepted] == ["ok"]
+    assert result.quarantine_counts() == {"too_long": 1}
+    assert "ingest.limits.max_record_bytes" in result.quarantined[0].detail
+    assert len(result.quarantined[0].raw) <= 1000
+
+
+def test_when_the_profile_sets_limits_then_they_are_validated():
+    from pipelines.steps.config import PipelineConfig
+
+    cfg = PipelineConfig.model_validate({"ingest": {"limits": {"max_file_rows": 10}}})
+    assert cfg.ingest.limits.max_file_rows == 10
+    with pytest.raises(ValueError, match="max_file_bytes"):
+        PipelineConfig.model_validate({"ingest": {"limits": {"max_file_bytes": 0}}})
+
+
+def test_when_screen_reads_a_hostile_file_then_every_line_gets_a_decision(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        '{"id": ' + "9" * 5000 + ', "text": "x"}\n'  # planted: a 5,000-digit integer
+        '{"id": "\\ud800", "text": "x"}\n'  # planted: a lone surrogate
+        + json.dumps({"id": "ok", "text": EN})
+        + "\n"
+    )
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(app, ["screen", str(src), "--out", str(out), "--profile", "quick"])
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text().splitlines()) == 3
+
+
+def test_when_lines_are_lost_then_the_conservation_check_fails():
+    from checks.ingestion import records_conserved
+
+    counts = {"records_in": 4, "accepted": 3, "quarantined": 1}
+    assert records_conserved(raw_corpus={**counts, "physical_lines": 4, "lines_accounted": 4}).passed
+    # planted: a CSV reader that stopped after an error covered 4 of the file's 9 lines
+    lost = records_conserved(raw_corpus={**counts, "physical_lines": 9, "lines_accounted": 4})
+    assert not lost.passed
+    assert lost.metadata["physical_lines"].value == 9
