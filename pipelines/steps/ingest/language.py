@@ -1,8 +1,16 @@
-"""Language identification, offline (lingua ships its n-gram models inside the wheel).
+"""Which PII pack scans a record: decided by the scripts it is written in, offline.
 
-Fail closed: the pipeline only accepts records in a language that has a configured PII detector.
-Anything else, including a mixed record that carries Chinese script when Chinese has no
-detector, is quarantined with the language it was detected as.
+A record goes to the pack that reads its script: Latin script to the English pack (spaCy NER
+reads capitalized names in any Latin-script language: "Maybe it's under Caitlyn Schulz", an
+address in Finland or Brazil), Han to the Chinese pack (which also runs the English pack over
+the Latin words and every pattern recognizer; see `pipelines.steps.privacy.pii`). A statistical
+language guess on a short sentence ("My name is Rubija") is too unreliable to gate on: it took
+one English dev sentence in eight for German, Dutch or Italian.
+
+Fail closed: a record holding a word in a script no configured pack reads (Cyrillic, Arabic,
+Greek, Japanese kana, Hangul ...) is refused as `unsupported_language` under that script's
+language code, whatever else it holds: a name in that script would pass unscanned.
+`detect_language` (lingua's n-gram models, inside the wheel) stays for reporting.
 """
 
 import re
@@ -11,7 +19,7 @@ from functools import lru_cache
 from lingua import Language, LanguageDetectorBuilder
 
 # The detector distinguishes more languages than the pipeline accepts, so that a French or
-# Japanese record is recognized as such and quarantined instead of being taken for English.
+# Japanese record is recognized as such in reports.
 _CANDIDATES = (
     Language.ENGLISH,
     Language.CHINESE,
@@ -28,7 +36,32 @@ _CANDIDATES = (
 )
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LETTER = re.compile(r"[^\W\d_]")
+_LATIN_LETTERS = (
+    r"A-Za-z\u00c0-\u02ff\u1e00-\u1eff\u2c60-\u2c7f\ua720-\ua7ff\uff21-\uff3a\uff41-\uff5a"
+)
+_LATIN = re.compile(rf"[{_LATIN_LETTERS}]")
+# Two letters in a row, neither Latin nor Han: a word of some script without a pack.
+_OTHER_WORD = re.compile(
+    rf"(?:(?![{_LATIN_LETTERS}\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])[^\W\d_]){{2,}}"
+)
 UNDETERMINED = "und"
+LATIN_PACK = "en"
+HAN_PACK = "zh"
+SCRIPTS_WITHOUT_PACK = (
+    # (language code it is refused under, letters of the script); kana before Han: a Japanese
+    # text also holds Han.
+    ("ja", r"\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f"),
+    ("ko", r"\uac00-\ud7af\u1100-\u11ff\u3130-\u318f"),
+    ("ru", r"\u0400-\u052f"),
+    ("el", r"\u0370-\u03ff\u1f00-\u1fff"),
+    ("he", r"\u0590-\u05ff"),
+    ("ar", r"\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff"),
+    ("hi", r"\u0900-\u097f"),
+    ("th", r"\u0e00-\u0e7f"),
+)
+"""Scripts no pack reads, with the code a record holding them is refused under."""
+_WORD_IN = {code: re.compile(rf"[{letters}]{{2,}}") for code, letters in SCRIPTS_WITHOUT_PACK}
+"""A word (two letters in a row) of the script: a lone α or π in a formula names no one."""
 
 
 @lru_cache(maxsize=1)
@@ -45,17 +78,26 @@ def detect_language(text: str) -> str:
 
 
 def language_verdict(text: str, accepted: list[str]) -> tuple[str, bool]:
-    """Detect the language and decide whether the pipeline can scan it.
+    """The pack that scans the text, by script, and whether the pipeline has it.
 
     Returns:
-        (language code, accepted?) — a record carrying Han characters is only accepted when
-        "zh" is configured, whatever its majority language, and is then scanned as "zh".
+        `(pack, accepted?)`. A word (two letters in a row) in a script without a pack ->
+        that script's code (`ru`, `ar`, `ja` ...), or `und` for one not listed in
+        `SCRIPTS_WITHOUT_PACK`: never accepted. Otherwise Han (with or without Latin) -> `zh`;
+        Latin -> `en`; no word at all (digits, symbols) -> the English pack, whose patterns
+        read them (the Chinese one where only it is configured).
     """
-    language = detect_language(text)
-    if _HAN.search(text) and language in ("zh", "en", UNDETERMINED):
-        # Mixed English/Chinese goes to the Chinese pack: the English one cannot read Han names
-        # and addresses. Japanese (also Han) keeps its own code and is quarantined.
-        return "zh", "zh" in accepted
-    if _HAN.search(text) and "zh" not in accepted:
-        return language, False
-    return language, language in accepted
+    for code, word in _WORD_IN.items():
+        if word.search(text):
+            return code, False
+    if _OTHER_WORD.search(text):
+        return UNDETERMINED, False
+    if _HAN.search(text):
+        return HAN_PACK, HAN_PACK in accepted
+    if _LATIN.search(text):
+        return LATIN_PACK, LATIN_PACK in accepted
+    # No word to read (digits, symbols, a lone letter such as "π"): the patterns decide.
+    for pack in (LATIN_PACK, HAN_PACK):
+        if pack in accepted:
+            return pack, True
+    return UNDETERMINED, False

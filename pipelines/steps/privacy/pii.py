@@ -17,21 +17,18 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from pathlib import Path
 
 import spacy.util
 import tldextract.tldextract
-from faker.providers.person.en_US import Provider as PersonProvider
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
 from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import EngineResult, OperatorConfig
 from presidio_anonymizer.entities import RecognizerResult as AnonymizerResult
-from spacy.lang.en.stop_words import STOP_WORDS
 
 from pipelines.steps.config import PIIConfig
-from pipelines.steps.ingest.language import UNDETERMINED
+from pipelines.steps.ingest.language import HAN_PACK, UNDETERMINED
 from pipelines.steps.offline import offline_tldextract
 from pipelines.steps.privacy import surrogates
 from pipelines.steps.privacy.normalize import normalize
@@ -45,11 +42,12 @@ from pipelines.steps.privacy.recognizers.nlp_engine import PackNlpEngine
 from pipelines.steps.records import Message, Record
 
 LANGUAGE = "en"
-_CAPITALIZED = re.compile(r"(?<![A-Za-z])[A-Z][a-z]")
-_SENTENCE = re.compile(r"[^.!?\n]+[.!?\n]*")
-_LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
-GREETINGS = frozenset({"hi", "hello", "hey", "dear", "thanks", "thank", "sorry", "yes", "ok"})
-"""Words that often open a sentence, beyond spaCy's English stop words (see `ner_sentences`)."""
+PATTERNS_ONLY = "patterns"
+"""Pseudo-language of `scan_text`: the English pack without NER, for a text in a script no
+pack reads (`scan_refused`): its e-mails, phones, cards, IBANs, ids and secrets are found."""
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_SCRIPT_OF_NER = {LANGUAGE: re.compile(r"[A-Za-z\u00c0-\u024f\u1e00-\u1eff]")}
+"""Per pack with NER: letters its model reads; a text without one gets no NER pass."""
 PARALLEL_PROCESSES = 2
 PARALLEL_MIN_TEXTS = 64
 """From this many distinct texts on, half of them are analyzed in a forked child process.
@@ -266,6 +264,18 @@ def scan_text(
     """
     [results] = _analyze_texts(analyzer, [text], [language], cfg, batch_size=1)
     return _resolve(results, text, field, cfg)
+
+
+def scan_refused(
+    analyzer: AnalyzerEngine, text: str, cfg: PIIConfig, *, field: str = "text"
+) -> list[Finding]:
+    """The pattern findings of a text that no pack can read whole (`unsupported_language`).
+
+    Such a record is quarantined (fail closed: a name in its script would pass unscanned), but
+    what the English pack's patterns and rules find in it (e-mails, phones, cards, IBANs, ids,
+    secrets, Latin-script names) is still reported, e.g. by `sovtune scan`.
+    """
+    return scan_text(analyzer, text, cfg, field=field, language=PATTERNS_ONLY)
 
 
 def scan_records(
@@ -489,24 +499,60 @@ def _analyze_texts(
     """
     languages = [_pack_language(lang) for lang in languages]
     supported = set(analyzer.supported_languages)
-    unknown = sorted(set(languages) - supported)
+    unknown = sorted(
+        {LANGUAGE if lang == PATTERNS_ONLY else lang for lang in languages} - supported
+    )
     if unknown:
         raise PIIEngineError(
             f"no PII recognizer pack for language(s) {', '.join(unknown)} "
             f"(configured: {', '.join(sorted(supported))}; see pii.recognizers_file)"
         )
     normalized = [normalize(text) for text in texts]
-    # Identical texts (system prompts, templates) are analyzed once.
-    keys = sorted({(language, n.text) for language, n in zip(languages, normalized, strict=True)})
+    packs = [_packs_for(language, supported) for language in languages]
+    # Identical texts (system prompts, templates) are analyzed once per pack.
+    keys = sorted(
+        {
+            (pack, n.text)
+            for n, text_packs in zip(normalized, packs, strict=True)
+            for pack in text_packs
+        }
+    )
     unique = _analyze_unique_texts(analyzer, keys, cfg, batch_size)
     out: list[list[RecognizerResult]] = []
-    for mapping, language in zip(normalized, languages, strict=True):
-        results = [copy.copy(r) for r in unique[(language, mapping.text)]]
+    for mapping, (first, *others) in zip(normalized, packs, strict=True):
+        results = [copy.copy(r) for r in unique[(first, mapping.text)]]
+        for other in others:
+            results += _beside(results, unique[(other, mapping.text)], mapping.text)
         if mapping.changed:
             for result in results:
                 result.start, result.end = mapping.to_original(result.start, result.end)
         out.append(results)
     return out
+
+
+def _packs_for(language: str, supported: set[str]) -> tuple[str, ...]:
+    """The packs that read a text routed to `language`, the routed one first.
+
+    A Chinese text is also read by the English pack: the Latin words in it (names, addresses)
+    and every pattern recognizer of that pack (cards, phones, SSNs) whatever the script.
+    `PATTERNS_ONLY` is the English pack without NER (a text in a script with no pack).
+    """
+    if language == HAN_PACK and LANGUAGE in supported:
+        return (HAN_PACK, LANGUAGE)
+    return (language,)
+
+
+def _beside(
+    first: list[RecognizerResult], more: list[RecognizerResult], text: str
+) -> list[RecognizerResult]:
+    """Copies of another pack's results that neither overlap the routed pack's results nor
+    hold a Han character (the English pack's NER and name rules do not read Han)."""
+    return [
+        copy.copy(r)
+        for r in more
+        if not _HAN.search(text, r.start, r.end)
+        and all(r.end <= k.start or k.end <= r.start for k in first)
+    ]
 
 
 _FORKED_ANALYZER: AnalyzerEngine | None = None
@@ -557,33 +603,32 @@ def _analyze_chunk(
     batch_size: int,
 ) -> dict[tuple[str, str], list[RecognizerResult]]:
     unique: dict[tuple[str, str], list[RecognizerResult]] = {}
-    for language in sorted({language for language, _ in keys}):
-        batch = [text for lang, text in keys if lang == language]
-        # spaCy NER reads only the sentences of a text it can find a name or place in
-        # (`ner_sentences`); texts without one are settled by the pattern and rule recognizers.
-        sentences: dict[str, list[tuple[int, int]]] = {}
-        if _ner_recognizers(analyzer, language):
-            for text in batch:
-                kept = ner_sentences(text)
-                if kept:
-                    sentences[text] = kept
-        needs_ner = list(sentences)
+    for pack in sorted({pack for pack, _ in keys}):
+        batch = [text for key, text in keys if key == pack]
+        language = LANGUAGE if pack == PATTERNS_ONLY else pack
+        # spaCy NER reads every text with a letter of its script (names in any sentence);
+        # the others (digits, symbols, Han for the English model) get tokens alone.
+        reads = _SCRIPT_OF_NER.get(language)
+        needs_ner = (
+            [text for text in batch if reads is None or reads.search(text)]
+            if pack != PATTERNS_ONLY and _ner_recognizers(analyzer, language)
+            else []
+        )
         artifacts = list(
             zip(
                 needs_ner,
-                analyzer.nlp_engine.process_sentences(
-                    needs_ner, [sentences[t] for t in needs_ner], language, batch_size=batch_size
-                ),
+                analyzer.nlp_engine.process_texts(needs_ner, language, batch_size=batch_size),
                 strict=True,
             )
         )
+        with_ner = set(needs_ner)
         artifacts += [
             (text, analyzer.nlp_engine.tokens_only(text, language))
             for text in batch
-            if text not in sentences
+            if text not in with_ner
         ]
         for text, nlp_artifacts in artifacts:
-            unique[(language, text)] = analyzer.analyze(
+            unique[(pack, text)] = analyzer.analyze(
                 text=text,
                 language=language,
                 entities=cfg.entities,
@@ -601,52 +646,9 @@ def _ner_recognizers(analyzer: AnalyzerEngine, language: str) -> list[NerRecogni
     ]
 
 
-def ner_sentences(text: str) -> list[tuple[int, int]]:
-    """The sentences of `text` spaCy NER must read: those it can find a name or place in.
-
-    en_core_web_sm tags names and places by their capital letters. A sentence is kept when it
-    holds a capitalized word (`_CAPITALIZED`) other than its first word, or a first word that
-    is not a plain opener (`plain_openers`: "The", "Thanks", "Please"; a listed first name such
-    as "June" or "May" is never one). NER reads the kept sentences joined as they stand
-    (`PackNlpEngine.process_sentences`); the pattern and rule recognizers still read the whole
-    text.
-
-    Returns:
-        `(start, end)` of each kept sentence, in order; empty when none is kept.
-    """
-    openers = plain_openers()
-    kept: list[tuple[int, int]] = []
-    for sentence in _SENTENCE.finditer(text):
-        for position, word in enumerate(_LATIN_WORD.finditer(sentence.group())):
-            value = word.group()
-            if not _CAPITALIZED.match(value):
-                continue
-            if position == 0 and value.lower() in openers:
-                continue
-            kept.append(sentence.span())
-            break
-    return kept
-
-
-@lru_cache(maxsize=1)
-def plain_openers() -> frozenset[str]:
-    """Lower-cased words whose capital at a sentence's start names nothing (see `ner_sentences`):
-    spaCy's English stop words and `GREETINGS`, less every first and last name of Faker's
-    en_US lists (US census based)."""
-    names = {
-        name.lower()
-        for name in (
-            *PersonProvider.first_names_male,
-            *PersonProvider.first_names_female,
-            *PersonProvider.last_names,
-        )
-    }
-    return frozenset((set(STOP_WORDS) | GREETINGS) - names)
-
-
 def _pack_language(language: str | None) -> str:
     """The pack that scans a record of `language`: a text without letters ("und") holds only
-    digits and symbols, which the English pack's patterns cover."""
+    digits and symbols, which the English pack's patterns cover. `PATTERNS_ONLY` stays."""
     return LANGUAGE if language in (None, "", UNDETERMINED) else language
 
 

@@ -42,7 +42,10 @@ from pipelines.steps.privacy.recognizers.cn_travel_documents import (
 )
 from pipelines.steps.privacy.recognizers.cn_uscc import CnUsccRecognizer
 from pipelines.steps.privacy.recognizers.email import AtSignEmailRecognizer
-from pipelines.steps.privacy.recognizers.en_address import UsAddressRecognizer
+from pipelines.steps.privacy.recognizers.en_address import (
+    PostalCodeRecognizer,
+    UsAddressRecognizer,
+)
 from pipelines.steps.privacy.recognizers.en_bank_ids import (
     PassportNumberRecognizer,
     RoutingNumberRecognizer,
@@ -52,6 +55,7 @@ from pipelines.steps.privacy.recognizers.en_dates import AgeRecognizer, DateOfBi
 from pipelines.steps.privacy.recognizers.en_ner import NerRecognizer
 from pipelines.steps.privacy.recognizers.en_person import EnPersonRecognizer
 from pipelines.steps.privacy.recognizers.en_phone import IntlPhoneRecognizer
+from pipelines.steps.privacy.recognizers.en_street import IntlAddressRecognizer
 from pipelines.steps.privacy.recognizers.en_url import FullUrlRecognizer
 from pipelines.steps.privacy.recognizers.secrets import SecretRecognizer
 
@@ -96,6 +100,8 @@ OWN_FAMILIES = {
     "en_person": _own(EnPersonRecognizer),
     "luhn_card": _own(LuhnCardRecognizer),
     "us_address": _own(UsAddressRecognizer),
+    "postal_code": _own(PostalCodeRecognizer),
+    "intl_address": _own(IntlAddressRecognizer),
     "intl_phone": _own(IntlPhoneRecognizer),
     "date_of_birth": _own(DateOfBirthRecognizer),
     "age": _own(AgeRecognizer),

@@ -54,3 +54,24 @@ class UsAddressRecognizer(RegexRecognizer):
         except Exception:  # noqa: BLE001 - usaddress raises on odd input; not an address then
             return False
         return "AddressNumber" in tags and "StreetName" in tags
+
+
+class PostalCodeRecognizer(RegexRecognizer):
+    """Postal codes of many countries' formats, only next to a postal word ("ZIP: 394 13").
+
+    Formats: 3 to 6 digits (Iceland's 3, most of Europe's 4 or 5), with a suffix (US zip+4,
+    Brazil 00000-000, Portugal 0000-000), 000 00 (Czechia, Slovakia, Sweden, Greece),
+    0000 AA (Netherlands), A0A 0A0 (Canada) and the UK's outward + inward code.
+    """
+
+    ENTITY = "LOCATION"
+    PATTERNS = (
+        (r"(?<![\w-])(?P<value>\d{3,6}(?:-\d{3,4})?)(?![\w-])", 0.5),
+        (r"(?<![\w-])(?P<value>\d{3} \d{2})(?![\w-])", 0.5),
+        (r"(?<![\w-])(?P<value>\d{4} ?[A-Z]{2})(?![\w-])", 0.5),
+        (r"(?<![\w-])(?P<value>[A-Z]\d[A-Z] ?\d[A-Z]\d)(?![\w-])", 0.5),
+        (r"(?<![\w-])(?P<value>[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})(?![\w-])", 0.5),
+    )
+    CONTEXT = ("zip", "postal", "postcode", "post code")
+    REQUIRES_CONTEXT = True
+    FLAGS = 0

@@ -15,6 +15,10 @@ from pipelines.steps.privacy.recognizers.base import RegexRecognizer, has_contex
 
 REGIONS = ("US",)
 """Numbers with a country code (+44 ..., 0049 ...) are found in any region's pass."""
+CONTEXT_REGIONS = ("GB", "DE", "IT", "NL", "DK", "HU")
+"""Regions whose national formats count only next to a phone word ("Mobile: 723 813 266",
+"call me on 9472 7916"): their numbering plans accept most digit groups, so without context a
+quantity or an id would pass for a phone."""
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
 # Only where a number starts: "00" inside "200-0010" is part of the number.
 _DOUBLE_ZERO_PREFIX = re.compile(r"(?<![^\s(:])00(?=[1-9])")
@@ -27,7 +31,22 @@ class IntlPhoneRecognizer(RegexRecognizer):
     """Phone numbers found by phonenumbers' matcher in several regions."""
 
     ENTITY = "PHONE_NUMBER"
-    CONTEXT = ("phone", "call", "tel", "mobile", "cell", "fax", "line", "reach", "whatsapp")
+    CONTEXT = (
+        "phone",
+        "call",
+        "tel",
+        "mobile",
+        "cell",
+        "fax",
+        "line",
+        "reach",
+        "whatsapp",
+        "office",
+        "desk",
+        "answering",
+        "dial",
+        "text me",
+    )
 
     def analyze(self, text, entities, nlp_artifacts=None):
         if self.ENTITY not in entities or sum(c.isdigit() for c in text) < 7:
@@ -35,7 +54,10 @@ class IntlPhoneRecognizer(RegexRecognizer):
         spans: dict[tuple[int, int], float] = {}
         # " +" has the length of "00": offsets into `searched` are offsets into `text`.
         searched = _DOUBLE_ZERO_PREFIX.sub(" +", text)
-        for region in REGIONS:
+        lowered = text.lower()
+        worded = any(word in lowered for word in self.words)
+        for region in REGIONS + (CONTEXT_REGIONS if worded else ()):
+            needs_context = region not in REGIONS
             for match in phonenumbers.PhoneNumberMatcher(
                 searched, region, leniency=phonenumbers.Leniency.POSSIBLE
             ):
@@ -52,6 +74,8 @@ class IntlPhoneRecognizer(RegexRecognizer):
                     end = extension.end()
                 if has_context(text, start, end, self.words):
                     score += 0.35
+                elif needs_context:
+                    continue
                 elif match.raw_string.isdigit() and has_context(
                     text, start, end, _OTHER_NUMBER_CONTEXT
                 ):

@@ -45,38 +45,12 @@ class PackNlpEngine(SpacyNlpEngine):
         """Artifacts from the tokenizer alone (no NER), for texts NER has nothing to find in."""
         return self._doc_to_nlp_artifact(self.nlp[language].make_doc(text), language)
 
-    def process_sentences(
-        self,
-        texts: list[str],
-        sentences: list[list[tuple[int, int]]],
-        language: str,
-        *,
-        batch_size: int,
+    def process_texts(
+        self, texts: list[str], language: str, *, batch_size: int
     ) -> Iterator[NlpArtifacts]:
-        """Artifacts per text: tokens of the whole text, NER entities of its kept sentences.
-
-        NER reads each text's kept sentences (`pii.ner_sentences`, `(start, end)` spans) joined
-        as they stand; the sentences between are left out rather than blanked (a run of blanks
-        is one token NER has never seen, and it changes what NER tags beside it). Each entity
-        is mapped back onto the characters of the text it was read from.
-        """
-        condensed = [
-            "".join(text[start:end] for start, end in kept)
-            for text, kept in zip(texts, sentences, strict=True)
-        ]
-        docs = self.nlp[language].pipe(condensed, batch_size=batch_size)
-        for text, kept, short, short_doc in zip(texts, sentences, condensed, docs, strict=True):
-            if short == text:
-                yield self._doc_to_nlp_artifact(short_doc, language)
-                continue
-            doc = self.nlp[language].make_doc(text)
-            entities = []
-            for entity in short_doc.ents:
-                start, end = _to_text(kept, entity.start_char, entity.end_char)
-                span = doc.char_span(start, end, label=entity.label_, alignment_mode="expand")
-                if span is not None:
-                    entities.append(span)
-            yield self._doc_to_nlp_artifact(doc, language, entities=entities)
+        """Artifacts per text, NER included: spaCy reads every sentence of every text."""
+        for doc in self.nlp[language].pipe(texts, batch_size=batch_size):
+            yield self._doc_to_nlp_artifact(doc, language)
 
     def _doc_to_nlp_artifact(
         self, doc: Doc, language: str, *, entities: list[Span] | None = None
@@ -87,18 +61,6 @@ class PackNlpEngine(SpacyNlpEngine):
         return LazyNlpArtifacts(
             entities=tagged, tokens=doc, nlp_engine=self, language=language, scores=scores
         )
-
-
-def _to_text(kept: list[tuple[int, int]], start: int, end: int) -> tuple[int, int]:
-    """The text span of `[start, end)` in the joined kept sentences (cut at its sentence's end)."""
-    offset = 0
-    for sentence_start, sentence_end in kept:
-        length = sentence_end - sentence_start
-        if start < offset + length:
-            text_start = sentence_start + start - offset
-            return text_start, min(sentence_end, text_start + (end - start))
-        offset += length
-    return kept[-1][1], kept[-1][1]
 
 
 class LazyNlpArtifacts(NlpArtifacts):

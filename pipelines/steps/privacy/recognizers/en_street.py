@@ -1,0 +1,213 @@
+"""LOCATION: street addresses written the way most of the world writes them, in Latin script.
+
+`en_address` reads US addresses (house number first, a USPS street suffix, usaddress to
+confirm). Outside the US the street name often comes first and the house number after it
+("Rua do Arenque 1634", "Kiannonkatu 98", "ul. Miła 53"), the street type is a word of the
+country's language or the end of a compound ("-katu", "-vej", "-straße"), and the lines after
+it hold a unit, a town, a region code, a postal code and a country.
+
+A street core is proposed when it has the shape of one (a number, then words, optionally a
+second number; or words, then a number) and holds evidence: a street word of one of many
+languages (`STREET_WORDS`, `STREET_ENDINGS`), the number-words-number shape, or an address
+word nearby ("address", "lives at", "corner of"). The span then grows over what follows an
+address: units ("Apt. 4", "Suite 838") and place lines (capitalized words, region codes,
+postal codes), token by token, stopping at the first token that reads as prose.
+Military (PSC / Unit ... Box ..., APO / FPO / DPO) addresses and street corners ("the corner of
+X and Y") are read too.
+"""
+
+import re
+
+from faker.providers.address.en_US import Provider as AddressProvider
+from spacy.lang.en.stop_words import STOP_WORDS
+
+from pipelines.steps.privacy.recognizers.base import RegexRecognizer, has_context
+
+STREET_WORDS = frozenset(
+    w.lower()
+    for w in (
+        *AddressProvider.street_suffixes,
+        *("St", "St.", "Str", "Str.", "Rd", "Rd.", "Ave", "Ave.", "Blvd", "Ln", "Dr", "Ct"),
+        *("rue", "avenue", "boulevard", "bd", "chemin", "allée", "place", "quai", "impasse"),
+        *("via", "viale", "piazza", "corso", "vicolo", "largo", "calle", "avenida", "avda"),
+        *("paseo", "plaza", "carrer", "rua", "travessa", "praça", "estrada", "alameda"),
+        *("straße", "strasse", "gasse", "weg", "platz", "allee", "ring", "damm", "ufer"),
+        *("laan", "straat", "gracht", "plein", "dijk", "kade", "steenweg", "vej", "gade"),
+        *("väg", "vägen", "gatan", "gata", "gränd", "vegur", "vegen", "veien", "gate"),
+        *("katu", "tie", "kuja", "polku", "ul", "ul.", "ulica", "aleja", "al.", "u.", "utca"),
+        *("út", "tér", "körút", "rkp.", "krt.", "náměstí", "nám.", "ulice", "trg", "cesta"),
+        *("ulitsa", "tänav", "tn", "iela", "gatvė", "sokak", "caddesi", "odos", "leoforos"),
+    )
+)
+"""Street-type words of many languages (Faker's USPS suffixes first)."""
+STREET_ENDINGS = (
+    *("katu", "tie", "kuja", "gade", "vej", "vägen", "gatan", "gata", "vegur", "vegen"),
+    *("veien", "straße", "strasse", "gasse", "weg", "laan", "straat", "gracht", "dijk"),
+    *("tänav", "iela", "platz", "allee", "stræde", "stien", "braut", "stígur", "terrasse"),
+)
+"""Endings of compound street names ("Kiannonkatu", "Magrethevej", "Friedhofstrasse")."""
+CONTEXT = (
+    "address",
+    "live at",
+    "lives at",
+    "living at",
+    "located at",
+    "location",
+    "moved to",
+    "corner of",
+    "meet me at",
+    "arrived at",
+    "stop at",
+    "return to",
+    "ship to",
+    "deliver",
+    "sent to",
+    "mail to",
+    "lives on",
+    "side of",
+    "office is at",
+    "residing",
+)
+_W = r"[^\W\d_][^\W\d_'’.\-]*\.?"
+"""One word in any letters (Latin script in practice), with an abbreviation's dot."""
+_NUMBER = r"\d{1,6}[A-Za-z]?"
+_S = r"[ \t]+"
+_NUMBER_FIRST = re.compile(
+    rf"(?<![\w.\-/])(?P<first>{_NUMBER})(?:{_S}{_NUMBER})?{_S}(?P<words>{_W}(?:{_S}{_W}){{0,4}})"
+    rf"(?:{_S}(?P<second>{_NUMBER}\.?))?(?![\w\-/])"
+)
+_NAME_FIRST = re.compile(
+    rf"(?<![\w.\-])(?P<words>(?:[^\W\d_]{{1,4}}\.{_S})?[^\W\d_a-z][^\W\d_'’.\-]*\.?"
+    rf"(?:{_S}(?:[^\W\d_]{{1,4}}|{_W})){{0,3}}){_S}(?P<second>{_NUMBER}\.?)(?![\w\-/])"
+)
+_UNIT = re.compile(
+    r"(?:[ \t]*,)?[ \t]*\n?[ \t]*(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|Rm|#)"
+    r"\.?[ \t]*#?\d+[\w\-]*",
+    re.IGNORECASE,
+)
+_GAP = re.compile(r"(?:[ \t]*[,\n][ \t]*)+|[ \t]+")
+_PLACE_TOKEN = re.compile(
+    r"\(?[^\W\d_][^\W\d_'’.\-]*\.?\)?|\d{2,6}(?:-\d{3,4})?|[A-Z]\d[A-Z]|\d[A-Z]\d"
+)
+PARTICLES = frozenset({"de", "do", "da", "dos", "das", "del", "la", "le", "van", "der", "den"})
+PARTICLES |= {"von", "am", "an", "nad", "y", "e", "i", "di", "du", "des", "sur", "en", "op"}
+MAX_PLACE_TOKENS = 10
+_MORE_ON_LINE = re.compile(r"[ \t]+\S")
+_MILITARY = re.compile(
+    r"\b(?:PSC|Unit|USNS|USNV|USS|USCGC)[ \t]+[\w ]{1,20}?,?[ \t]+Box[ \t]+\d{1,5}"
+    r"(?:[ \t]*,)?\s*(?:APO|FPO|DPO)[ \t]+(?:AA|AE|AP)[ \t]+\d{5}\b",
+    re.IGNORECASE,
+)
+_CORNER = re.compile(
+    r"\b(?:corner|intersection) of[ \t]+(?P<value>(?:[\w.'’\-]+[ \t]+){1,5}and"
+    r"(?:[ \t]+[A-Z0-9][\w.'’\-]*){1,4})"
+)
+
+
+def _street_word(word: str) -> bool:
+    lowered = word.lower()
+    return (
+        lowered in STREET_WORDS
+        or lowered.rstrip(".") in STREET_WORDS
+        or (len(lowered) > 5 and lowered.endswith(STREET_ENDINGS))
+    )
+
+
+class IntlAddressRecognizer(RegexRecognizer):
+    """Street addresses in the world's common forms, grown over unit and place lines."""
+
+    ENTITY = "LOCATION"
+    CONTEXT = CONTEXT
+    FLAGS = 0
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        if self.ENTITY not in entities or not any(c.isdigit() for c in text):
+            return []
+        results = []
+        for pattern in (_NUMBER_FIRST, _NAME_FIRST):
+            for match in pattern.finditer(text):
+                found = self._street(text, match)
+                if found is not None:
+                    results.append(self._result(*found, "street"))
+        for match in _MILITARY.finditer(text):
+            results.append(self._result(match.start(), match.end(), 0.85, "military"))
+        for match in _CORNER.finditer(text):
+            start, end = match.span("value")
+            results.append(self._result(start, end, 0.75, "corner"))
+        return results
+
+    def _street(self, text: str, match: re.Match) -> tuple[int, int, float] | None:
+        """`(start, end, score)` of the address a street-core match starts, if it is one.
+
+        Its words end before the first stop word ("5 Main Street and then" -> "5 Main Street").
+        """
+        base = match.start("words")
+        words = list(re.finditer(r"\S+", match.group("words")))
+        kept = []
+        for word in words:
+            value = word.group()
+            if value.lower().rstrip(".") in STOP_WORDS and not _street_word(value):
+                break
+            kept.append(word)
+        if not kept:
+            return None
+        start = match.start()
+        whole = len(kept) == len(words)
+        end = match.end() if whole else base + kept[-1].end()
+        evidence = 0.0
+        if any(_street_word(w.group()) for w in kept):
+            evidence += 0.45
+        if whole and match.groupdict().get("first") and match.group("second"):
+            evidence += 0.3
+        if not whole and match.group("second") and not match.groupdict().get("first"):
+            return None  # name-first needs its number right after the words
+        grown, lines = self._grow(text, end)
+        if lines:
+            evidence += 0.2 * min(lines, 2)
+        if has_context(text, start, grown, self.words):
+            evidence += 0.35
+        if evidence < 0.45:
+            return None
+        return start, grown, min(1.0, 0.4 + evidence)
+
+    def _grow(self, text: str, end: int) -> tuple[int, int]:
+        """End of the address after its street core, and how many unit or place parts it has."""
+        parts = 0
+        while True:
+            unit = _UNIT.match(text, end)
+            if unit is not None:
+                end, parts = unit.end(), parts + 1
+                continue
+            place_end = self._place(text, end)
+            if place_end is None:
+                return end, parts
+            end, parts = place_end, parts + 1
+
+    def _place(self, text: str, end: int) -> int | None:
+        """End of one place line (town, region code, postal code, country) after `end`."""
+        gap = _GAP.match(text, end)
+        if gap is None:
+            return None
+        position, last = gap.end(), None
+        for _ in range(MAX_PLACE_TOKENS):
+            token = _PLACE_TOKEN.match(text, position)
+            if token is None:
+                break
+            value = token.group().strip("()")
+            lowered = value.lower().rstrip(".")
+            if value[:1].isdigit() and last is None and _MORE_ON_LINE.match(text, token.end()):
+                break  # "21 253 109 8211": digit groups opening a line are a phone, not a place
+            if value[:1].islower() and lowered not in PARTICLES and lowered != "nan":
+                break
+            if value[:1].isupper() and lowered in STOP_WORDS and len(value) > 3:
+                break
+            if text[token.end() : token.end() + 1] == ":":
+                break  # "Mobile:", "Phone:": a field label, not a place
+            last = token.end()
+            if value[:1].isdigit():
+                break  # a postal code ends its line
+            spaces = re.compile(r"[ \t]+").match(text, last)
+            if spaces is None:
+                break
+            position = spaces.end()
+        return last
