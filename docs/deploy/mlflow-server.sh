@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # MLflow tracking server and model registry for production: PostgreSQL backend store, a
 # configured artifact root served through the server (clients never write to it directly),
-# bound to 127.0.0.1 behind the authenticating proxy (see docs/deployment.md).
+# bound to 127.0.0.1 behind the authenticating proxy (see docs/operations.md).
 #
 # Environment:
 #   MLFLOW_BACKEND_STORE_URI  postgresql+psycopg2://mlflow:PASSWORD@db-host:5432/mlflow

@@ -1,7 +1,7 @@
 """Keep every library off the network. Call `enforce_offline()` in every entry point.
 
 MLflow, Great Expectations, Hugging Face, Dagster and tldextract (inside Presidio) all phone
-home unless told not to; see docs in the README's threat model.
+home unless told not to; see the threat model in docs/security.md.
 """
 
 import os
