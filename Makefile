@@ -11,7 +11,7 @@ export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo demo-quick test lint ui clean audit browser screenshots ci
+.PHONY: setup demo demo-quick test lint ui clean audit browser screenshots ci docs
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,11 @@ browser:
 		--no-install-recommends chromium >/dev/null; } || \
 		echo "chromium not installed: the report browser test will be skipped"
 
-test: setup lint browser
+# The guides under docs/ as a static site in var/site; --strict fails on a broken link or anchor.
+docs: setup
+	$(BIN)/mkdocs build --strict --quiet
+
+test: setup lint browser docs
 	$(BIN)/pytest -q
 
 # CI: a throwaway PostgreSQL server (Debian's package) for tests/test_production.py, then `make test`.
@@ -67,7 +71,7 @@ clean:
 	find dagster_home -mindepth 1 ! -name dagster.yaml -exec rm -rf {} +
 
 # Supply chain: audit the locked dependency set with pip-audit, from its own tool venv so the
-# project's pins are untouched. Needs the PyPI JSON API (vulnerability data); see README.
+# project's pins are untouched. Needs the PyPI JSON API (vulnerability data); see docs/security.md.
 AUDIT_VENV := .venv-audit
 audit:
 	test -x $(AUDIT_VENV)/bin/pip-audit || ($(PYTHON) -m venv $(AUDIT_VENV) && \
