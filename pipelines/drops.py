@@ -4,18 +4,21 @@ Each tick scans the landing zone (`pipelines/steps/ingest/drops.py`). A new entr
 `data_drop` partition and gets a `sovtune_drop` run (ingestion, scrubbing, screening); a
 registered entry whose sha256 changed gets a new run of its partition (its old output is never
 re-used: training refuses a drop whose materialized hash is not the landing hash); an entry
-that left the landing zone has its partition deleted, so training stops depending on it.
+that left the landing zone has its partition deleted, so training stops depending on it, and
+its files are deleted from every zone (raw, scrubbed, curated; `withdraw_drop`, logged with the
+key and counts only).
 The cursor maps each drop key to the sha256 last requested, so a tick without changes requests
 nothing. Run keys name the drop and its hash: the same content is never run twice by the sensor.
 """
 
 import json
+from pathlib import Path
 
 import dagster as dg
 
 from assets.partitions import DATA_DROP
 from pipelines.jobs import drop_job
-from pipelines.steps.ingest.drops import Drop, DropError, scan_landing
+from pipelines.steps.ingest.drops import Drop, DropError, scan_landing, withdraw_drop
 from resources import CorpusStorage
 
 DROPS_SENSOR = "data_drops"
@@ -87,6 +90,8 @@ def data_drops_sensor(
     if removed:
         partition_requests.append(dg.DeleteDynamicPartitionsRequest(DATA_DROP, removed))
         context.log.info(f"drops left the landing zone, partitions deleted: {', '.join(removed)}")
+        for key in removed:
+            _withdraw(storage.root, key, context.log)
     return dg.SensorResult(
         run_requests=[drop_run_request(d, change="new") for d in new]
         + [drop_run_request(d, change="changed") for d in changed],
@@ -105,4 +110,19 @@ def register_drops(instance: dg.DagsterInstance, landing) -> list[Drop]:
         instance.add_dynamic_partitions(DATA_DROP, new)
     for key in sorted(registered - {d.key for d in drops}):
         instance.delete_dynamic_partition(DATA_DROP, key)
+        _withdraw(Path(landing).parent, key, None)
     return drops
+
+
+def _withdraw(root: Path, key: str, log) -> None:
+    """Delete a withdrawn drop's files from every zone; log the key and counts only."""
+    try:
+        removed = withdraw_drop(root, key)
+    except (DropError, OSError) as exc:
+        if log is None:
+            raise
+        log.error(f"drop {key!r} withdrawn but its files could not be removed: {exc}")
+        return
+    if log is not None:
+        zones = ", ".join(f"{zone} {n}" for zone, n in removed.items()) or "none"
+        log.info(f"drop {key!r} withdrawn: files removed per zone: {zones}")

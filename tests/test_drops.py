@@ -14,9 +14,11 @@ from pipelines.drops import data_drops_sensor
 from pipelines.steps.ingest.drops import (
     CROSS_DROP_DUPLICATE_ID,
     CROSS_DROP_EXACT_DUPLICATE,
+    WITHDRAWALS_LOG,
     DropError,
     drop_key,
     scan_landing,
+    withdraw_drop,
 )
 from pipelines.steps.synthetic.corpus import CSV_FILE, JSONL_FILE, generate_corpus
 from resources import CorpusStorage
@@ -142,6 +144,35 @@ def test_when_a_drop_leaves_the_landing_zone_then_its_partition_is_deleted(sense
     assert list(deleted.partition_keys) == ["tickets.jsonl"]
     assert instance.get_dynamic_partitions(DATA_DROP) == ["exports"]
     assert result.run_requests == []
+
+
+def test_when_a_drop_is_withdrawn_then_its_files_leave_every_zone_and_the_log_has_counts(
+    sensed,
+):
+    landing, instance, storage = sensed
+    _, cursor = tick(instance, storage, None)
+    for zone in ("raw", "scrubbed", "curated"):  # what the drop's runs wrote
+        for key in ("tickets.jsonl", "exports"):
+            folder = storage.drop_dir(storage.root / zone, key)
+            folder.mkdir(parents=True)
+            (folder / "corpus.parquet").write_text("first drop")
+    (landing / "tickets.jsonl").unlink()  # the owner withdraws the drop
+    tick(instance, storage, cursor)
+    for zone in ("raw", "scrubbed", "curated"):
+        assert not storage.drop_dir(storage.root / zone, "tickets.jsonl").exists()
+        assert storage.drop_dir(storage.root / zone, "exports").is_dir()
+    [line] = (storage.root / WITHDRAWALS_LOG).read_text().splitlines()
+    logged = json.loads(line)
+    assert logged["drop"] == "tickets.jsonl"
+    assert logged["files_removed"] == {"curated": 1, "raw": 1, "scrubbed": 1}
+    assert "first drop" not in line
+
+
+def test_when_a_withdrawn_key_is_unsafe_then_nothing_is_deleted(tmp_path):
+    (tmp_path / "raw" / "drops").mkdir(parents=True)
+    with pytest.raises(DropError, match="not a safe folder name"):
+        withdraw_drop(tmp_path, "../raw")
+    assert (tmp_path / "raw" / "drops").is_dir()
 
 
 @pytest.fixture(scope="module")

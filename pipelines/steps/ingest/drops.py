@@ -7,10 +7,13 @@ exact copies and colliding ids across drops, each counted with its reason.
 """
 
 import hashlib
+import json
 import os
 import re
+import shutil
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines.steps.ingest.landing import entry_sha256, landing_entries
@@ -121,6 +124,46 @@ def find_drop(landing: Path, key: str) -> Drop:
         f"drop {key!r} is registered but no entry of {landing} maps to it: it was removed or "
         "renamed (the data_drops sensor then deletes the partition)"
     )
+
+
+WITHDRAWALS_LOG = "withdrawals.jsonl"
+"""Under the data root: one JSON line per withdrawn drop (key, time, files removed per zone)."""
+
+
+def withdraw_drop(root: Path, key: str, *, now: datetime | None = None) -> dict[str, int]:
+    """Delete a withdrawn drop's files from every zone and log it; returns files removed per zone.
+
+    A drop that left the landing zone must not live on in the raw, scrubbed or curated zones
+    (its personal data would outlast its withdrawal): every `<zone>/drops/<key>/` folder under
+    `root` is deleted without following links, and a line with the key, the time and the
+    number of files removed per zone (ids and counts only) is appended to `WITHDRAWALS_LOG`.
+
+    Raises:
+        DropError: a key that could name a folder outside a zone's `drops/`.
+    """
+    if not key or key.startswith(".") or "/" in key or "\\" in key:
+        raise DropError(f"data drop key {key!r} is not a safe folder name: nothing withdrawn")
+    root = Path(root)
+    removed: dict[str, int] = {}
+    zones = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
+    for zone in zones:
+        if zone.name == "landing":
+            continue
+        folder = zone / "drops" / key
+        if folder.is_symlink():
+            folder.unlink()
+            removed[zone.name] = 1
+        elif folder.is_dir():
+            removed[zone.name] = sum(len(files) for _, _, files in os.walk(folder))
+            shutil.rmtree(folder)
+    entry = {
+        "drop": key,
+        "withdrawn_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "files_removed": removed,
+    }
+    with open(root / WITHDRAWALS_LOG, "a", encoding="utf-8") as log:
+        log.write(json.dumps(entry, sort_keys=True) + "\n")
+    return removed
 
 
 def snapshot_fingerprint(drops: dict[str, str]) -> str:
