@@ -49,6 +49,7 @@ from pipelines.steps.records import Record
 from pipelines.steps.storage import sha256_tree
 from pipelines.steps.training.checkpoint import (
     STEP_LEDGER,
+    Checkpoint,
     CheckpointError,
     StepLedger,
     load_checkpoint,
@@ -347,6 +348,145 @@ def train_dp_lora(
     """
     started = time.monotonic()
     out_dir = Path(out_dir)
+    plan = _prepare(records, cfg, model_dir, private=private, epsilon_every=epsilon_every)
+    recovery = _open_checkpoint(checkpoint_dir, plan.fingerprint)
+    model = _build_model(model_dir, cfg, plan, device=device)
+    history = _start_or_resume(model, recovery, plan.fingerprint, device=device)
+    dp = _make_private(cfg, plan, model, recovery.charged, private=private, device=device)
+    step = _run_steps(
+        cfg,
+        plan,
+        model,
+        dp,
+        recovery,
+        history,
+        private=private,
+        device=device,
+        progress=progress,
+        on_step=on_step,
+    )
+    return _finish(
+        cfg,
+        plan,
+        model,
+        dp,
+        recovery,
+        history,
+        step,
+        private=private,
+        device=device,
+        out_dir=out_dir,
+        started=started,
+    )
+
+
+# The phases of `train_dp_lora`, in the order it runs them. Each takes what the earlier ones
+# settled; randomness is drawn in the same order whichever phase draws it.
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the prepare phase settles from the records and settings, before any model loads.
+
+    Attributes:
+        train_records: Records trained on, in input order.
+        heldout_records: Records held out, in id-hash order.
+        units: The training rows of each privacy unit (see `privacy_units`).
+        sample_rate: Poisson sampling probability of a unit per step.
+        noise_multiplier: Noise std / max_grad_norm for the target epsilon (0 when not private).
+        epsilon_every: Ask the accountant for epsilon every this many steps.
+        fingerprint: What a resumed run must share with its checkpoint (`_run_fingerprint`).
+    """
+
+    train_records: list[Record]
+    heldout_records: list[Record]
+    units: list[list[int]]
+    sample_rate: float
+    noise_multiplier: float
+    epsilon_every: int
+    fingerprint: str
+
+    @property
+    def n_units(self) -> int:
+        return len(self.units)
+
+
+@dataclass(frozen=True)
+class _Recovery:
+    """Crash recovery: the checkpoint folder, its step ledger, the checkpoint to resume from
+    and the steps already charged (all None or 0 without a checkpoint folder)."""
+
+    checkpoint_dir: Path | None
+    step_ledger: StepLedger | None
+    resume: Checkpoint | None
+    charged: int
+
+
+@dataclass(frozen=True)
+class _Model:
+    """The PEFT model on its device, the encoded data and the optimizer over the LoRA tensors.
+
+    Attributes:
+        peft_model: The base model with LoRA layers (only the lora_ tensors trainable).
+        train_data: (input_ids, attention_mask, labels) of the training records.
+        heldout_data: The same for the first HELDOUT_EVAL_LIMIT held-out records.
+        lora: The trainable LoRA tensors by name.
+        names: Name of each LoRA tensor by id(), for the optimizer's checkpoint tensors.
+        optimizer: Adam over the LoRA tensors (Opacus wraps it when private).
+    """
+
+    peft_model: PeftModel
+    train_data: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    heldout_data: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    lora: dict[str, torch.nn.Parameter]
+    names: dict[int, str]
+    optimizer: torch.optim.Optimizer
+
+
+@dataclass(frozen=True)
+class _History:
+    """The run's bookkeeping, mutated step by step and saved in each checkpoint.
+
+    Attributes:
+        state: fingerprint, empty_batches, first-step guards and the "before" measurements.
+        losses: Batch loss per charged step (NaN: empty batch or lost to a crash).
+        epsilons: (step, epsilon) pairs asked of the accountant so far.
+        lora_initial: The LoRA tensors before step 1 (empty for a resumed run).
+    """
+
+    state: dict[str, Any]
+    losses: list[float]
+    epsilons: list[tuple[int, float]]
+    lora_initial: dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class _Private:
+    """The model, optimizer and Poisson loader the step loop drives: Opacus's wrappers when
+    private (with its engine, whose accountant gives epsilon), else the plain ones."""
+
+    engine: PrivacyEngine | None
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: DataLoader
+
+
+def _prepare(
+    records: list[Record],
+    cfg: TrainingConfig,
+    model_dir: str | Path,
+    *,
+    private: bool,
+    epsilon_every: int | None,
+) -> _Plan:
+    """Prepare and split: held-out split, privacy units, the checks on delta and secure mode,
+    the sample rate and the noise multiplier for the target epsilon.
+
+    Raises:
+        TrainingConfigError: delta not below 1/N, secure mode not possible, or records without
+            `training.user_field`.
+        ValueError: Too few records or duplicate ids.
+    """
     train_records, heldout_records = split_heldout(records)
     units = privacy_units(train_records, unit=cfg.privacy_unit, user_field=cfg.user_field)
     n_units = len(units)
@@ -370,27 +510,51 @@ def train_dp_lora(
         if private
         else 0.0
     )
-    every = epsilon_every or max(1, cfg.steps // 200)
+    return _Plan(
+        train_records=train_records,
+        heldout_records=heldout_records,
+        units=units,
+        sample_rate=sample_rate,
+        noise_multiplier=noise_multiplier,
+        epsilon_every=epsilon_every or max(1, cfg.steps // 200),
+        fingerprint=_run_fingerprint(cfg, train_records, model_dir, private=private),
+    )
 
-    fingerprint = _run_fingerprint(cfg, train_records, model_dir, private=private)
-    step_ledger = resume = None
-    charged = 0
-    if checkpoint_dir is not None:
-        checkpoint_dir = Path(checkpoint_dir)
-        step_ledger = StepLedger(checkpoint_dir / STEP_LEDGER)
-        resume = load_checkpoint(checkpoint_dir)
-        if resume is not None and resume.state.get("fingerprint") != fingerprint:
-            raise CheckpointError(
-                f"{checkpoint_dir}: checkpoint written for other data or settings; resume with "
-                "those, or move the folder aside to start over"
-            )
-        # a checkpoint's steps were charged before it was written, whatever the ledger says
-        charged = max(step_ledger.charged(), resume.step if resume is not None else 0)
 
+def _open_checkpoint(checkpoint_dir: str | Path | None, fingerprint: str) -> _Recovery:
+    """Open the step ledger and the last checkpoint of `checkpoint_dir` (if any).
+
+    Raises:
+        CheckpointError: The checkpoint is altered or was written for another fingerprint.
+    """
+    if checkpoint_dir is None:
+        return _Recovery(checkpoint_dir=None, step_ledger=None, resume=None, charged=0)
+    checkpoint_dir = Path(checkpoint_dir)
+    step_ledger = StepLedger(checkpoint_dir / STEP_LEDGER)
+    resume = load_checkpoint(checkpoint_dir)
+    if resume is not None and resume.state.get("fingerprint") != fingerprint:
+        raise CheckpointError(
+            f"{checkpoint_dir}: checkpoint written for other data or settings; resume with "
+            "those, or move the folder aside to start over"
+        )
+    # a checkpoint's steps were charged before it was written, whatever the ledger says
+    charged = max(step_ledger.charged(), resume.step if resume is not None else 0)
+    return _Recovery(
+        checkpoint_dir=checkpoint_dir, step_ledger=step_ledger, resume=resume, charged=charged
+    )
+
+
+def _build_model(model_dir: str | Path, cfg: TrainingConfig, plan: _Plan, *, device: str) -> _Model:
+    """Build the model: load the base model, encode the data, add LoRA (initialized from
+    `cfg.seed` in a forked RNG) and an Adam optimizer over the LoRA tensors.
+
+    Raises:
+        TrainingConfigError: `training.target_modules` made a non-LoRA tensor trainable, or none.
+    """
     model, tokenizer = load_base_model(model_dir, device=device)
-    train_data = encode_records(tokenizer, train_records, max_seq_len=cfg.max_seq_len)
+    train_data = encode_records(tokenizer, plan.train_records, max_seq_len=cfg.max_seq_len)
     heldout_data = encode_records(
-        tokenizer, heldout_records[:HELDOUT_EVAL_LIMIT], max_seq_len=cfg.max_seq_len
+        tokenizer, plan.heldout_records[:HELDOUT_EVAL_LIMIT], max_seq_len=cfg.max_seq_len
     )
     # The base model is already on its device here: PEFT then creates the LoRA tensors there,
     # before Opacus registers its hooks (Opacus #820, peft #3409).
@@ -411,8 +575,22 @@ def train_dp_lora(
             "training.target_modules: LoRA must make only lora_ tensors trainable, got "
             f"{sorted(lora)[:5]}"
         )
-    names = {id(p): name for name, p in lora.items()}
-    optimizer = torch.optim.Adam(lora.values(), lr=cfg.learning_rate)
+    return _Model(
+        peft_model=peft_model,
+        train_data=train_data,
+        heldout_data=heldout_data,
+        lora=lora,
+        names={id(p): name for name, p in lora.items()},
+        optimizer=torch.optim.Adam(lora.values(), lr=cfg.learning_rate),
+    )
+
+
+def _start_or_resume(
+    model: _Model, recovery: _Recovery, fingerprint: str, *, device: str
+) -> _History:
+    """Measure the "before" guards of a fresh run, or restore LoRA tensors, optimizer state and
+    bookkeeping from the checkpoint; steps charged after it count as lost (NaN losses)."""
+    resume = recovery.resume
     if resume is None:
         state: dict[str, Any] = {
             "fingerprint": fingerprint,
@@ -421,38 +599,50 @@ def train_dp_lora(
             "empty_batches": 0,
             "changed_after_first": 0,
             "finite_after_first": False,
-            "base_sha256_before": _base_sha256(peft_model),
-            "heldout_loss_before": _mean_loss(peft_model, heldout_data, device),
+            "base_sha256_before": _base_sha256(model.peft_model),
+            "heldout_loss_before": _mean_loss(model.peft_model, model.heldout_data, device),
         }
-        lora_initial = {name: p.detach().clone() for name, p in lora.items()}
+        lora_initial = {name: p.detach().clone() for name, p in model.lora.items()}
     else:
         state = dict(resume.state)
         with torch.no_grad():
-            for name, p in lora.items():
+            for name, p in model.lora.items():
                 p.copy_(resume.tensors[f"lora.{name}"])
-        restore_optimizer(optimizer, names, resume.tensors)
+        restore_optimizer(model.optimizer, model.names, resume.tensors)
         lora_initial = {}
     losses = [math.nan if x is None else x for x in state["losses"]]
-    losses += [math.nan] * (charged - len(losses))  # updates charged, then lost to a crash
+    losses += [math.nan] * (recovery.charged - len(losses))  # updates charged, then lost
     epsilons = [(int(s), float(e)) for s, e in state["epsilons"]]
+    return _History(state=state, losses=losses, epsilons=epsilons, lora_initial=lora_initial)
 
+
+def _make_private(
+    cfg: TrainingConfig, plan: _Plan, model: _Model, charged: int, *, private: bool, device: str
+) -> _Private:
+    """Make it private: a Poisson loader over the units and, when private, Opacus's clipping,
+    noise and accountant (charged with the steps of a resumed run); the control keeps the
+    plain model and optimizer behind the same sampler.
+
+    Raises:
+        RuntimeError: Opacus samples at another rate than the noise was set for.
+    """
     # A resumed run draws new sampling and noise: the repeated steps are charged anyway.
     base_seed = cfg.noise_seed if cfg.noise_seed is not None else secrets.randbits(62)
     sampler_seed, noise_seed = base_seed + 2 * charged, base_seed + 2 * charged + 1
     loader = DataLoader(
-        TensorDataset(torch.arange(n_units)),
+        TensorDataset(torch.arange(plan.n_units)),
         batch_size=cfg.expected_batch_size,
         generator=torch.Generator().manual_seed(sampler_seed),
     )
-    peft_model.train()
+    model.peft_model.train()
     engine = None
     if private:
         engine = PrivacyEngine(accountant=cfg.accountant, secure_mode=cfg.secure_mode)
         made = engine.make_private(
-            module=peft_model,
-            optimizer=optimizer,
+            module=model.peft_model,
+            optimizer=model.optimizer,
             data_loader=loader,
-            noise_multiplier=noise_multiplier,
+            noise_multiplier=plan.noise_multiplier,
             max_grad_norm=cfg.max_grad_norm,
             poisson_sampling=True,
             grad_sample_mode="ghost" if cfg.clipping == "ghost" else "hooks",
@@ -462,165 +652,299 @@ def train_dp_lora(
         )
         dp_model, dp_optimizer, dp_loader = made[0], made[1], made[-1]
         if charged:
-            engine.accountant.history = [(noise_multiplier, sample_rate, charged)]
+            engine.accountant.history = [(plan.noise_multiplier, plan.sample_rate, charged)]
     else:
         # The same Poisson sampler as the private run, without clipping or noise.
-        dp_model, dp_optimizer = peft_model, optimizer
+        dp_model, dp_optimizer = model.peft_model, model.optimizer
         dp_loader = DPDataLoader.from_data_loader(
             loader, generator=torch.Generator().manual_seed(sampler_seed)
         )
-    if not math.isclose(dp_loader.sample_rate, sample_rate):
+    if not math.isclose(dp_loader.sample_rate, plan.sample_rate):
         raise RuntimeError(
-            f"Opacus samples at {dp_loader.sample_rate}, noise was set for {sample_rate}"
+            f"Opacus samples at {dp_loader.sample_rate}, noise was set for {plan.sample_rate}"
         )
+    return _Private(engine=engine, model=dp_model, optimizer=dp_optimizer, loader=dp_loader)
 
-    autocast = torch.autocast(
-        device_type="cuda",
-        dtype=torch.bfloat16,
-        enabled=device.startswith("cuda") and torch.cuda.is_bf16_supported(),
-    )
-    bar = tqdm(total=cfg.steps, initial=charged, desc="DP-LoRA", unit="step", disable=not progress)
-    step = charged
+
+def _run_steps(
+    cfg: TrainingConfig,
+    plan: _Plan,
+    model: _Model,
+    dp: _Private,
+    recovery: _Recovery,
+    history: _History,
+    *,
+    private: bool,
+    device: str,
+    progress: bool,
+    on_step: Callable[[int], None] | None,
+) -> int:
+    """The step loop: charge each step to the ledger before its update, run its physical
+    batches, record it, checkpoint every `training.checkpoint_every` steps, until
+    `training.steps` steps are charged. Returns the last step."""
+    autocast = _autocast(device)
+    step = recovery.charged
+    bar = tqdm(total=cfg.steps, initial=step, desc="DP-LoRA", unit="step", disable=not progress)
     with ExitStack() as stack:
-        batches = dp_loader
-        if private and cfg.max_physical_batch_size:
-            batches = stack.enter_context(
-                BatchMemoryManager(
-                    data_loader=dp_loader,
-                    max_physical_batch_size=cfg.max_physical_batch_size,
-                    optimizer=dp_optimizer,
-                )
-            )
+        batches = _logical_batches(stack, cfg, dp, private=private)
         loss_sum, units_seen, new_step = 0.0, 0, True
         while step < cfg.steps:
             for physical in _physical_batches(batches, private, cfg.max_physical_batch_size):
                 unit_idx, logical_units, last_chunk = physical
                 if new_step:
-                    if step_ledger is not None:
-                        step_ledger.charge(
+                    if recovery.step_ledger is not None:
+                        recovery.step_ledger.charge(
                             step=step + 1,
-                            noise_multiplier=noise_multiplier,
-                            sample_rate=sample_rate,
+                            noise_multiplier=plan.noise_multiplier,
+                            sample_rate=plan.sample_rate,
                         )
                     loss_sum, units_seen, new_step = 0.0, 0, False
-                dp_optimizer.zero_grad(set_to_none=True)
-                if len(unit_idx) == 0:
-                    if private:
-                        _empty_gradients(lora.values(), ghost=cfg.clipping == "ghost")
-                else:
-                    rows, unit_of_row, weights = _unit_rows(units, unit_idx)
-                    input_ids, attention_mask, labels = (t[rows].to(device) for t in train_data)
-                    with autocast:
-                        logits = dp_model(input_ids=input_ids, attention_mask=attention_mask).logits
-                    # each unit's loss is the mean of its examples' own means
-                    row_loss = per_example_loss(logits, labels) * weights.to(device)
-                    loss_sum += row_loss.detach().sum().item()
-                    units_seen += len(unit_idx)
-                    with warnings.catch_warnings():
-                        # The first LoRA layer's input (frozen embeddings) needs no gradient,
-                        # so torch warns that Opacus's backward hook sees only the output
-                        # gradient, which is all the per-example gradient of a Linear needs.
-                        warnings.filterwarnings("ignore", "Full backward hook", UserWarning)
-                        if private and cfg.clipping == "ghost":
-                            DPTensorFastGradientClipping(
-                                dp_model, dp_optimizer, row_loss, "mean"
-                            ).backward()
-                        elif private:
-                            # Opacus scales by the rows of this physical batch, so each row's
-                            # grad_sample is the gradient of its own weighted loss.
-                            row_loss.mean().backward()
-                            if cfg.privacy_unit == "user":
-                                _sum_grad_samples_per_unit(
-                                    lora.values(), unit_of_row, len(unit_idx)
-                                )
-                        else:
-                            (row_loss.sum() / logical_units).backward()
-                if private:
-                    dp_optimizer.step()
-                    completed = not dp_optimizer._is_last_step_skipped
-                else:
-                    completed = last_chunk
-                    if completed and units_seen:
-                        dp_optimizer.step()
-                if not completed:
+                dp.optimizer.zero_grad(set_to_none=True)
+                loss_sum += _forward_backward(
+                    cfg,
+                    plan.units,
+                    model,
+                    dp,
+                    unit_idx,
+                    logical_units,
+                    private=private,
+                    device=device,
+                    autocast=autocast,
+                )
+                units_seen += len(unit_idx)
+                if not _apply_update(
+                    dp.optimizer, private=private, last_chunk=last_chunk, units=units_seen
+                ):
                     continue
                 new_step = True
                 step += 1
-                if units_seen:
-                    losses.append(loss_sum / units_seen)
-                else:
-                    losses.append(math.nan)
-                    state["empty_batches"] += 1
-                if step == 1:
-                    state["changed_after_first"] = sum(
-                        not torch.equal(lora_initial[name], p.detach()) for name, p in lora.items()
-                    )
-                    state["finite_after_first"] = _all_finite(lora.values())
-                if step % every == 0 or step == cfg.steps:
-                    epsilon = (
-                        engine.accountant.get_epsilon(delta=cfg.target_delta)
-                        if engine
-                        else math.inf
-                    )
-                    epsilons.append((step, float(epsilon)))
+                _record_step(cfg, plan, model, dp, history, step, loss_sum, units_seen)
                 bar.update(1)
-                bar.set_postfix(
-                    loss=f"{losses[-1]:.3f}", eps=f"{epsilons[-1][1]:.2f}" if epsilons else "-"
-                )
-                if checkpoint_dir is not None and step % cfg.checkpoint_every == 0:
-                    _checkpoint(
-                        checkpoint_dir, step, lora, optimizer, names, state, losses, epsilons
-                    )
+                eps = f"{history.epsilons[-1][1]:.2f}" if history.epsilons else "-"
+                bar.set_postfix(loss=f"{history.losses[-1]:.3f}", eps=eps)
+                if recovery.checkpoint_dir is not None and step % cfg.checkpoint_every == 0:
+                    _checkpoint(recovery.checkpoint_dir, step, model, history)
                 if on_step is not None:
                     on_step(step)
                 if step >= cfg.steps:
                     break
     bar.close()
-    if not epsilons or epsilons[-1][0] != step:
-        # a resumed run whose steps were all charged before the crash
-        epsilon = engine.accountant.get_epsilon(delta=cfg.target_delta) if engine else math.inf
-        epsilons.append((step, float(epsilon)))
+    return step
 
-    trained = dp_model.to_standard_module() if private else dp_model
+
+def _autocast(device: str) -> torch.autocast:
+    """bf16 autocast on a CUDA device that supports it; disabled elsewhere."""
+    return torch.autocast(
+        device_type="cuda",
+        dtype=torch.bfloat16,
+        enabled=device.startswith("cuda") and torch.cuda.is_bf16_supported(),
+    )
+
+
+def _logical_batches(
+    stack: ExitStack, cfg: TrainingConfig, dp: _Private, *, private: bool
+) -> Iterable:
+    """The Poisson loader; when private with `training.max_physical_batch_size`, Opacus's
+    BatchMemoryManager over it (entered on `stack`), which cuts each logical batch into
+    physical ones and tells the optimizer where the logical batch ends."""
+    if private and cfg.max_physical_batch_size:
+        return stack.enter_context(
+            BatchMemoryManager(
+                data_loader=dp.loader,
+                max_physical_batch_size=cfg.max_physical_batch_size,
+                optimizer=dp.optimizer,
+            )
+        )
+    return dp.loader
+
+
+def _forward_backward(
+    cfg: TrainingConfig,
+    units: list[list[int]],
+    model: _Model,
+    dp: _Private,
+    unit_idx: torch.Tensor,
+    logical_units: int,
+    *,
+    private: bool,
+    device: str,
+    autocast: torch.autocast,
+) -> float:
+    """Forward the sampled units' rows and backpropagate their loss the way the clipping mode
+    needs it. Returns the sum of the units' losses (each the mean of its examples' means).
+
+    An empty Poisson batch runs no model: a private run gets empty gradients instead (the step
+    is still noised and accounted), and its loss sum is 0.
+    """
+    if len(unit_idx) == 0:
+        if private:
+            _empty_gradients(model.lora.values(), ghost=cfg.clipping == "ghost")
+        return 0.0
+    rows, unit_of_row, weights = _unit_rows(units, unit_idx)
+    input_ids, attention_mask, labels = (t[rows].to(device) for t in model.train_data)
+    with autocast:
+        logits = dp.model(input_ids=input_ids, attention_mask=attention_mask).logits
+    # each unit's loss is the mean of its examples' own means
+    row_loss = per_example_loss(logits, labels) * weights.to(device)
+    loss_sum = row_loss.detach().sum().item()
+    with warnings.catch_warnings():
+        # The first LoRA layer's input (frozen embeddings) needs no gradient, so torch warns
+        # that Opacus's backward hook sees only the output gradient, which is all the
+        # per-example gradient of a Linear needs.
+        warnings.filterwarnings("ignore", "Full backward hook", UserWarning)
+        if private and cfg.clipping == "ghost":
+            DPTensorFastGradientClipping(dp.model, dp.optimizer, row_loss, "mean").backward()
+        elif private:
+            # Opacus scales by the rows of this physical batch, so each row's grad_sample is
+            # the gradient of its own weighted loss.
+            row_loss.mean().backward()
+            if cfg.privacy_unit == "user":
+                _sum_grad_samples_per_unit(model.lora.values(), unit_of_row, len(unit_idx))
+        else:
+            (row_loss.sum() / logical_units).backward()
+    return loss_sum
+
+
+def _apply_update(
+    optimizer: torch.optim.Optimizer, *, private: bool, last_chunk: bool, units: int
+) -> bool:
+    """Step the optimizer where a logical batch ends; True when a step was completed.
+
+    Opacus's optimizer knows where its BatchMemoryManager ends a logical batch (and noises an
+    empty one); the control steps at its last chunk, and only when it saw a unit.
+    """
+    if private:
+        optimizer.step()
+        return not optimizer._is_last_step_skipped
+    if last_chunk and units:
+        optimizer.step()
+    return last_chunk
+
+
+def _record_step(
+    cfg: TrainingConfig,
+    plan: _Plan,
+    model: _Model,
+    dp: _Private,
+    history: _History,
+    step: int,
+    loss_sum: float,
+    units_seen: int,
+) -> None:
+    """Record a completed step: its loss (NaN for an empty batch), the first step's guards
+    (which LoRA tensors moved, all finite) and, when due, the accountant's epsilon."""
+    if units_seen:
+        history.losses.append(loss_sum / units_seen)
+    else:
+        history.losses.append(math.nan)
+        history.state["empty_batches"] += 1
+    if step == 1:
+        history.state["changed_after_first"] = sum(
+            not torch.equal(history.lora_initial[name], p.detach())
+            for name, p in model.lora.items()
+        )
+        history.state["finite_after_first"] = _all_finite(model.lora.values())
+    if step % plan.epsilon_every == 0 or step == cfg.steps:
+        history.epsilons.append((step, _epsilon(dp, cfg)))
+
+
+def _epsilon(dp: _Private, cfg: TrainingConfig) -> float:
+    """The accountant's epsilon at `training.target_delta` so far; infinity when not private."""
+    epsilon = dp.engine.accountant.get_epsilon(delta=cfg.target_delta) if dp.engine else math.inf
+    return float(epsilon)
+
+
+def _finish(
+    cfg: TrainingConfig,
+    plan: _Plan,
+    model: _Model,
+    dp: _Private,
+    recovery: _Recovery,
+    history: _History,
+    step: int,
+    *,
+    private: bool,
+    device: str,
+    out_dir: Path,
+    started: float,
+) -> TrainingResult:
+    """Finish and guards: the final epsilon, the held-out loss and base-weight hash after
+    training, the adapter saved atomically, the checkpoint folder retired, and the result.
+
+    Raises:
+        RuntimeError: Opacus returned another module than the PEFT model it wrapped.
+    """
+    if not history.epsilons or history.epsilons[-1][0] != step:
+        # a resumed run whose steps were all charged before the crash
+        history.epsilons.append((step, _epsilon(dp, cfg)))
+    peft_model = model.peft_model
+    trained = dp.model.to_standard_module() if private else dp.model
     if trained is not peft_model:
         raise RuntimeError("Opacus returned a different module than the PEFT model it wrapped")
     peft_model.eval()
-    heldout_loss_after = _mean_loss(peft_model, heldout_data, device)
+    heldout_loss_after = _mean_loss(peft_model, model.heldout_data, device)
     base_sha256_after = _base_sha256(peft_model)
     _save_adapter(peft_model, out_dir)
-    if checkpoint_dir is not None:
-        # One rename retires the step ledger and the checkpoint together: a crash while
-        # deleting must never leave a checkpoint without the ledger that charges its steps.
-        retired = checkpoint_dir.with_name(f".{checkpoint_dir.name}.{time.time_ns()}.done")
-        os.rename(checkpoint_dir, retired)
-        shutil.rmtree(retired, ignore_errors=True)
+    if recovery.checkpoint_dir is not None:
+        _retire_checkpoint(recovery.checkpoint_dir)
+    return _result(
+        cfg,
+        plan,
+        model,
+        recovery,
+        history,
+        step,
+        private=private,
+        out_dir=out_dir,
+        heldout_loss_after=heldout_loss_after,
+        base_sha256_after=base_sha256_after,
+        started=started,
+    )
+
+
+def _result(
+    cfg: TrainingConfig,
+    plan: _Plan,
+    model: _Model,
+    recovery: _Recovery,
+    history: _History,
+    step: int,
+    *,
+    private: bool,
+    out_dir: Path,
+    heldout_loss_after: float,
+    base_sha256_after: str,
+    started: float,
+) -> TrainingResult:
+    """The `TrainingResult` of a finished run (hashes the saved adapter folder)."""
+    state, resume = history.state, recovery.resume
     return TrainingResult(
         private=private,
         privacy_unit=cfg.privacy_unit,
-        epsilon=epsilons[-1][1],
+        epsilon=history.epsilons[-1][1],
         delta=cfg.target_delta,
-        noise_multiplier=noise_multiplier,
-        sample_rate=sample_rate,
+        noise_multiplier=plan.noise_multiplier,
+        sample_rate=plan.sample_rate,
         steps=step,
         accountant=cfg.accountant,
         max_grad_norm=cfg.max_grad_norm,
         clipping=cfg.clipping,
         secure_mode=cfg.secure_mode,
-        n_train=len(train_records),
-        n_units=n_units,
-        n_heldout=len(heldout_records),
-        heldout_ids=tuple(r.id for r in heldout_records),
-        train_ids=tuple(r.id for r in train_records),
-        losses=losses,
-        epsilons=epsilons,
+        n_train=len(plan.train_records),
+        n_units=plan.n_units,
+        n_heldout=len(plan.heldout_records),
+        heldout_ids=tuple(r.id for r in plan.heldout_records),
+        train_ids=tuple(r.id for r in plan.train_records),
+        losses=history.losses,
+        epsilons=history.epsilons,
         empty_batches=state["empty_batches"],
         resumed_from_step=resume.step if resume is not None else None,
-        steps_repeated=charged - resume.step if resume is not None else 0,
+        steps_repeated=recovery.charged - resume.step if resume is not None else 0,
         heldout_loss_before=state["heldout_loss_before"],
         heldout_loss_after=heldout_loss_after,
-        lora_tensors_total=len(lora),
+        lora_tensors_total=len(model.lora),
         lora_tensors_changed_after_first_step=state["changed_after_first"],
-        lora_tensors_finite=state["finite_after_first"] and _all_finite(lora.values()),
+        lora_tensors_finite=state["finite_after_first"] and _all_finite(model.lora.values()),
         base_weights_unchanged=state["base_sha256_before"] == base_sha256_after,
         base_sha256_before=state["base_sha256_before"],
         base_sha256_after=base_sha256_after,
@@ -628,6 +952,17 @@ def train_dp_lora(
         adapter_sha256=sha256_tree(out_dir),
         seconds=time.monotonic() - started,
     )
+
+
+def _retire_checkpoint(checkpoint_dir: Path) -> None:
+    """Remove the checkpoint folder of a completed run.
+
+    One rename retires the step ledger and the checkpoint together: a crash while deleting
+    must never leave a checkpoint without the ledger that charges its steps.
+    """
+    retired = checkpoint_dir.with_name(f".{checkpoint_dir.name}.{time.time_ns()}.done")
+    os.rename(checkpoint_dir, retired)
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 def _physical_batches(
@@ -689,23 +1024,14 @@ def _empty_gradients(params: Iterable[torch.Tensor], *, ghost: bool) -> None:
             p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
 
 
-def _checkpoint(
-    folder: Path,
-    step: int,
-    lora: dict[str, torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-    names: dict[int, str],
-    state: dict[str, Any],
-    losses: list[float],
-    epsilons: list[tuple[int, float]],
-) -> None:
+def _checkpoint(folder: Path, step: int, model: _Model, history: _History) -> None:
     """Save LoRA tensors, optimizer state and the run's bookkeeping after step `step`."""
-    tensors = {f"lora.{name}": p for name, p in lora.items()}
-    tensors.update(optimizer_tensors(optimizer, names))
+    tensors = {f"lora.{name}": p for name, p in model.lora.items()}
+    tensors.update(optimizer_tensors(model.optimizer, model.names))
     snapshot = {
-        **state,
-        "losses": [None if math.isnan(x) else x for x in losses],
-        "epsilons": [[s, e] for s, e in epsilons],
+        **history.state,
+        "losses": [None if math.isnan(x) else x for x in history.losses],
+        "epsilons": [[s, e] for s, e in history.epsilons],
     }
     save_checkpoint(folder, step=step, tensors=tensors, state=snapshot)
 
