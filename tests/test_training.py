@@ -9,13 +9,21 @@ import pytest
 import torch
 from opacus import GradSampleModule
 from opacus.accountants import RDPAccountant
+from opacus.accountants.utils import get_noise_multiplier
 from peft import LoraConfig, get_peft_model
 
 from pipelines.steps.config import TrainingConfig
 from pipelines.steps.records import Message, Record
+from pipelines.steps.training.checkpoint import CheckpointError
 from pipelines.steps.training.dp_lora import (
     IGNORE_INDEX,
     TrainingConfigError,
+    _build_model,
+    _make_private,
+    _open_checkpoint,
+    _prepare,
+    _run_steps,
+    _start_or_resume,
     _sum_grad_samples_per_unit,
     _unit_rows,
     encode_records,
@@ -403,3 +411,105 @@ def test_per_user_gradients_equal_each_users_own_mean_loss_gradient(tiny_dir):
     for j, p in enumerate(params):
         reference = torch.stack([grads[j] for grads in expected])
         torch.testing.assert_close(p.grad_sample, reference, atol=1e-4, rtol=1e-4)
+
+
+# The phases of train_dp_lora, one at a time (train_dp_lora runs them in this order).
+
+
+def test_prepare_phase_splits_by_id_hash_and_sets_noise_for_the_sample_rate(tmp_path):
+    records = chat_records(40)
+    cfg = small_cfg()
+    plan = _prepare(records, cfg, tmp_path, private=True, epsilon_every=None)
+    train, heldout = split_heldout(records)
+    assert (plan.train_records, plan.heldout_records) == (train, heldout)
+    assert plan.units == [[i] for i in range(36)] and plan.n_units == 36
+    assert plan.sample_rate == 1 / math.ceil(36 / 8)
+    assert plan.noise_multiplier == get_noise_multiplier(
+        target_epsilon=8.0,
+        target_delta=1e-3,
+        sample_rate=plan.sample_rate,
+        steps=3,
+        accountant="rdp",
+    )
+    assert plan.epsilon_every == 1  # every step up to 200 steps
+    control = _prepare(records, cfg, tmp_path, private=False, epsilon_every=5)
+    assert (control.noise_multiplier, control.epsilon_every) == (0.0, 5)
+    # a checkpoint of the private run must never resume the control, nor the reverse
+    assert control.fingerprint != plan.fingerprint
+
+
+def test_build_model_phase_encodes_like_encode_records_and_trains_only_lora(tiny_dir):
+    cfg = small_cfg(seed=0)
+    plan = _prepare(chat_records(40), cfg, tiny_dir, private=True, epsilon_every=None)
+    global_rng = torch.random.get_rng_state()
+    model = _build_model(tiny_dir, cfg, plan, device="cpu")
+    assert torch.equal(torch.random.get_rng_state(), global_rng)  # LoRA init in a forked RNG
+    _, tokenizer = load_base_model(tiny_dir)
+    expected = encode_records(tokenizer, plan.train_records, max_seq_len=cfg.max_seq_len)
+    for got, want in zip(model.train_data, expected, strict=True):
+        assert torch.equal(got, want)
+    assert len(model.heldout_data[0]) == len(plan.heldout_records) == 4
+    trainable = {name for name, p in model.peft_model.named_parameters() if p.requires_grad}
+    assert trainable == set(model.lora) and len(trainable) == 8
+    assert all("lora_" in name for name in trainable)
+    optimized = [id(p) for group in model.optimizer.param_groups for p in group["params"]]
+    assert optimized == [id(p) for p in model.lora.values()] == list(model.names)
+    again = _build_model(tiny_dir, cfg, plan, device="cpu")
+    for name, p in model.lora.items():
+        assert torch.equal(p, again.lora[name])  # training.seed fixes the LoRA init
+
+
+@pytest.mark.parametrize("private", [True, False])
+def test_make_private_phase_samples_units_at_the_planned_rate(tiny_dir, private):
+    cfg = small_cfg()
+    plan = _prepare(chat_records(40), cfg, tiny_dir, private=private, epsilon_every=None)
+    model = _build_model(tiny_dir, cfg, plan, device="cpu")
+    dp = _make_private(cfg, plan, model, 3, private=private, device="cpu")
+    assert dp.loader.sample_rate == pytest.approx(plan.sample_rate)
+    assert model.peft_model.training
+    if private:
+        assert dp.model.to_standard_module() is model.peft_model
+        # a resumed run's accountant starts with the steps charged before the crash
+        assert dp.engine.accountant.history == [(plan.noise_multiplier, plan.sample_rate, 3)]
+    else:
+        assert dp.engine is None
+        assert (dp.model, dp.optimizer) == (model.peft_model, model.optimizer)
+
+
+def test_step_loop_phase_charges_the_ledger_checkpoints_and_a_resume_restores_it(
+    tiny_dir, tmp_path
+):
+    cfg = small_cfg(steps=2, checkpoint_every=2)
+    plan = _prepare(chat_records(40), cfg, tiny_dir, private=True, epsilon_every=None)
+    recovery = _open_checkpoint(tmp_path / "ckpt", plan.fingerprint)
+    assert (recovery.charged, recovery.resume) == (0, None)
+    model = _build_model(tiny_dir, cfg, plan, device="cpu")
+    history = _start_or_resume(model, recovery, plan.fingerprint, device="cpu")
+    assert history.losses == [] and len(history.lora_initial) == 8
+    dp = _make_private(cfg, plan, model, recovery.charged, private=True, device="cpu")
+    seen = []
+    step = _run_steps(
+        cfg,
+        plan,
+        model,
+        dp,
+        recovery,
+        history,
+        private=True,
+        device="cpu",
+        progress=False,
+        on_step=lambda done: seen.append((done, recovery.step_ledger.charged())),
+    )
+    assert step == 2 and seen == [(1, 1), (2, 2)]  # (step done, steps in the ledger)
+    assert len(history.losses) == 2 and [s for s, _ in history.epsilons] == [1, 2]
+    assert history.state["changed_after_first"] == 8 and history.state["finite_after_first"]
+
+    resumed = _open_checkpoint(tmp_path / "ckpt", plan.fingerprint)
+    assert (resumed.charged, resumed.resume.step) == (2, 2)
+    fresh = _build_model(tiny_dir, cfg, plan, device="cpu")
+    restored = _start_or_resume(fresh, resumed, plan.fingerprint, device="cpu")
+    assert restored.losses == history.losses and restored.lora_initial == {}
+    for name, p in model.lora.items():
+        assert torch.equal(fresh.lora[name], p.detach())
+    with pytest.raises(CheckpointError, match="other data or settings"):
+        _open_checkpoint(tmp_path / "ckpt", "another fingerprint")
