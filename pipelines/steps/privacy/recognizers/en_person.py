@@ -16,6 +16,14 @@ from faker.providers.person.en_US import Provider as PersonProvider
 from spacy.lang.en.stop_words import STOP_WORDS
 
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+from pipelines.steps.privacy.recognizers.en_names import (
+    PARTICLES as NAME_PARTICLES,
+)
+from pipelines.steps.privacy.recognizers.en_names import (
+    is_english,
+    name_evidence,
+    name_lexicon,
+)
 
 _WORD = r"[A-Za-z][a-z'\-]+|[A-Z][A-Z'\-]+"
 _INITIAL = r"[A-Za-z]\.(?:\s?[A-Za-z]\.)*"
@@ -47,6 +55,7 @@ _NAME_LIKE_LABELS = frozenset(
 )
 """NER labels (spaCy's and Presidio's names for them) en_core_web_sm gives unfamiliar names."""
 _TWO_WORDS = re.compile(r"([A-Za-z][a-z'\-]+|[A-Z'\-]+)\s([A-Za-z][a-z'\-]+|[A-Z'\-]+)")
+_LOWER_PAIR = re.compile(r"(?<![\w'’\-])([a-z\u00df-\u024f]{2,}) (?=([a-z\u00df-\u024f]{2,})\b)")
 _AFTER_A_NAME = re.compile(
     r"\s*(?:$|[,.;:!?)]|\s(?:from|and|here|speaking|with|at|of|in|on)\b)", re.IGNORECASE
 )
@@ -56,6 +65,67 @@ def _model_words(nlp_artifacts) -> frozenset[str]:
     """The spaCy model's own vocabulary (`PackNlpEngine.model_words`), empty when unknown."""
     engine = getattr(nlp_artifacts, "nlp_engine", None)
     return getattr(engine, "model_words", frozenset())
+
+
+def _english_words(nlp_artifacts) -> frozenset[str]:
+    """Ordinary English words (`PackNlpEngine.english_words`), empty when unknown."""
+    engine = getattr(nlp_artifacts, "nlp_engine", None)
+    return getattr(engine, "english_words", frozenset())
+
+
+def _listed_anywhere(word: str, firsts: frozenset[str], lasts: frozenset[str]) -> bool:
+    """In the en_US lists or in the lexicon of every locale (`en_names.name_lexicon`)."""
+    lowered = word.lower()
+    every_first, every_last = name_lexicon()
+    return any(lowered in names for names in (firsts, lasts, every_first, every_last))
+
+
+_TOKEN = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*\.?")
+_POSSESSIVE = re.compile(r"['’]s$")
+_NOT_A_NAME_LABELS = frozenset({"WORK_OF_ART", "PRODUCT", "EVENT", "LAW", "LANGUAGE", "FAC"})
+"""NER labels that veto a capitalized run: titles of works, products, events, buildings."""
+MAX_RUN_WORDS = 5
+
+
+def capitalized_runs(text: str) -> list[tuple[int, int, list[str]]]:
+    """`(start, end, words)` of each run of capitalized words and initials on one line.
+
+    Words are joined by single spaces; lower-case name particles ("ten", "van") may sit
+    inside; a possessive "'s" is left out of the span.
+    """
+    runs: list[tuple[int, int, list[str]]] = []
+    current: list[re.Match] = []
+
+    def close() -> None:
+        while current and current[-1].group().lower() in NAME_PARTICLES:
+            current.pop()
+        if current and len(current) <= MAX_RUN_WORDS:
+            last = current[-1]
+            end = last.start() + len(_POSSESSIVE.sub("", last.group().rstrip(".")))
+            if _INITIAL_ONLY.match(last.group()):
+                end = last.end()
+            words = [_POSSESSIVE.sub("", m.group()) for m in current]
+            runs.append((current[0].start(), end, words))
+        current.clear()
+
+    for match in _TOKEN.finditer(text):
+        word = match.group()
+        joined = bool(current) and text[current[-1].end() : match.start()] in (" ", "\t")
+        if current and not joined:
+            close()
+        if word[0].isupper() or (current and word.lower() in NAME_PARTICLES):
+            current.append(match)
+            if word.endswith(".") and not _INITIAL_ONLY.match(word):
+                close()  # "Inc." ends a sentence or a name
+        elif current:
+            close()
+    close()
+    return runs
+
+
+_INITIAL_ONLY = re.compile(r"^[A-Z]\.?$")
+_SINGLE_CAPITALIZED = re.compile(r"(?<![\w'’\-])([A-Z][a-z\u00df-\u024f]+)(?!['’]?[\w\-])")
+_IN_A_RUN = re.compile(r" [A-Z]")
 
 
 def _unlisted_name(text: str, start: int, model_words: frozenset[str]) -> int | None:
@@ -99,7 +169,7 @@ class EnPersonRecognizer(RegexRecognizer):
         results = []
         for result in super().analyze(text, entities, nlp_artifacts):
             words = re.findall(r"[A-Za-z'\-]+", text[result.start : result.end])
-            known = [w.lower() in firsts or w.lower() in lasts for w in words if len(w) > 1]
+            known = [_listed_anywhere(w, firsts, lasts) for w in words if len(w) > 1]
             # An introduction alone is weak evidence; a listed name after it is strong.
             if result.score < 0.4:
                 if not known or not known[0]:
@@ -146,4 +216,84 @@ class EnPersonRecognizer(RegexRecognizer):
             end = _unlisted_name(text, match.end(), model_words)
             if end is not None:
                 results.append(self._result(match.end(), end, 0.6, "introduction, rare words"))
+        results += self._lexicon_names(text, nlp_artifacts, model_words)
+        return results
+
+    def _lexicon_names(self, text: str, nlp_artifacts, model_words) -> list:
+        """Capitalized runs that the name lexicons call a name, and lower-case listed pairs.
+
+        A run is vetoed where NER read a work, product, event or building in it.
+        """
+        english = _english_words(nlp_artifacts)
+        if not english:
+            return []
+        vetoed = [
+            (entity.start_char, entity.end_char)
+            for entity in getattr(nlp_artifacts, "entities", None) or ()
+            if entity.label_ in _NOT_A_NAME_LABELS
+        ]
+        results = []
+        for start, end, words in capitalized_runs(text):
+            if any(s < end and start < e for s, e in vetoed):
+                continue
+            score = name_evidence(words, english, model_words)
+            if score is not None:
+                results.append(self._result(start, end, score, "name lexicon"))
+        results += self._single_names(text, english, vetoed)
+        firsts, lasts = name_lexicon()
+        for match in _LOWER_PAIR.finditer(text):
+            first, last = match.group(1), match.group(2)
+            if (
+                first in firsts
+                and (last in lasts or last not in model_words)
+                and not is_english(first, english)
+                and not is_english(last, english)
+            ):
+                results.append(
+                    self._result(match.start(1), match.end(2), 0.5, "lower-case listed pair")
+                )
+        return results + self._repeated(text, results, nlp_artifacts, english)
+
+    def _single_names(self, text: str, english, vetoed) -> list:
+        """One listed name alone: inside a sentence ("shouted at Todd", "my kid Florence"), or
+        as a speaker at the start of a line ("Destiny: Remember me?")."""
+        firsts, lasts = name_lexicon()
+        results = []
+        for match in _SINGLE_CAPITALIZED.finditer(text):
+            word = match.group(1)
+            lowered = word.lower()
+            if lowered not in firsts and lowered not in lasts:
+                continue
+            start, end = match.span(1)
+            if any(s < end and start < e for s, e in vetoed):
+                continue
+            before = text[max(0, start - 12) : start]
+            speaker = bool(re.search(r"(?:^|\n)[ \t>\"']*$", before)) and text[end : end + 1] == ":"
+            inside = bool(re.search(r"[a-z,;]['\"]? $", before)) and not re.search(
+                r"\b(?:the|a|an|of|in|to the|at the)\s$", before, re.IGNORECASE
+            )
+            if speaker or (inside and not _IN_A_RUN.match(text, end)):
+                results.append(self._result(start, end, 0.45, "listed name alone"))
+        return results
+
+    def _repeated(self, text: str, found: list, nlp_artifacts, english) -> list:
+        """Every other occurrence of a word of a name found in this text ("directed by Joakim
+        Westgård and starring Westgård"): a name stays a name through the document."""
+        words: set[str] = set()
+        spans = [(r.start, r.end) for r in found if r.score >= 0.5]
+        spans += [
+            (entity.start_char, entity.end_char)
+            for entity in getattr(nlp_artifacts, "entities", None) or ()
+            if entity.label_ == "PERSON"
+        ]
+        for start, end in spans:
+            for word in _TOKEN.findall(text[start:end]):
+                word = _POSSESSIVE.sub("", word).rstrip(".")
+                if len(word) > 2 and word[0].isupper() and not is_english(word, english):
+                    words.add(word)
+        results = []
+        for word in words:
+            for match in re.finditer(rf"(?<![\w'’\-]){re.escape(word)}(?![\w\-])", text):
+                if not any(s <= match.start() and match.end() <= e for s, e in spans):
+                    results.append(self._result(*match.span(), 0.6, "name repeated"))
         return results

@@ -13,6 +13,8 @@ import spacy
 from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine, SpacyNlpEngine
 from spacy.tokens import Doc, Span
 
+from pipelines.steps.privacy.recognizers.en_names import english_lexicon, name_lexicon
+
 # en_core_web_sm's NER has its own embedding layer: the shared tok2vec only feeds the tagger
 # and parser.
 EXCLUDED_PIPES = ["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"]
@@ -27,6 +29,9 @@ class PackNlpEngine(SpacyNlpEngine):
         self.model_words: frozenset[str] = frozenset()
         """Lower-cased words of the English model's vocabulary as loaded (a word-rarity test
         for the name rules: `en_person`)."""
+        self.english_words: frozenset[str] = frozenset()
+        """Ordinary English words (`en_names.english_lexicon`): the name rules' test of
+        whether a capitalized word is a word or a name."""
 
     def load(self) -> None:
         self.nlp = {
@@ -37,6 +42,8 @@ class PackNlpEngine(SpacyNlpEngine):
         self.model_words = frozenset(
             word.lower() for word in self.nlp["en"].vocab.strings if word.isalpha()
         )
+        self.english_words = english_lexicon(self.spacy_model)
+        name_lexicon()  # loaded once here: every forked worker inherits it
 
     def get_supported_languages(self) -> list[str]:
         return ["en", "zh"]

@@ -1,0 +1,122 @@
+"""What a personal name is made of, in Latin script: a name lexicon and an English lexicon.
+
+- Given and family names of every Faker person locale written in Latin script (86 locales:
+  European, Latin American, African, Asian romanized lists; about 20,000 each), so that
+  "Miklós Hajdu" or "Tomomi Nishiyama" is known as a name, not only US census names.
+- Ordinary English words: the lemma index of the installed spaCy model's lemmatizer
+  (WordNet-derived nouns, verbs, adjectives, adverbs) and spaCy's stop words. A capitalized
+  word that is an ordinary word ("Discipline", "Orchestra") is weak evidence of a name; one
+  that is not ("Yefremova") is strong.
+
+Nothing here is downloaded: both come from installed packages, loaded once per process.
+"""
+
+import importlib
+import pkgutil
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import faker.providers.person
+import spacy.util
+from spacy.lang.en.stop_words import STOP_WORDS
+from spacy.lookups import Lookups
+
+_LATIN_WORD = re.compile(r"^[a-z\u00df-\u024f\u1e00-\u1eff']+$")
+_PARTS = re.compile(r"[\s\-]+")
+NAME_ATTRIBUTES = (
+    ("first_names", "first_names_male", "first_names_female", "first_names_nonbinary"),
+    ("last_names", "last_names_male", "last_names_female"),
+)
+
+
+@lru_cache(maxsize=1)
+def name_lexicon() -> tuple[frozenset[str], frozenset[str]]:
+    """Lower-cased given names and family names of every Faker person locale (Latin script).
+
+    Stop words are left out: "van", "de", "will" never count as a name by themselves.
+    """
+    lexicons: tuple[set[str], set[str]] = (set(), set())
+    for module in pkgutil.iter_modules(faker.providers.person.__path__):
+        try:
+            provider = importlib.import_module(f"faker.providers.person.{module.name}").Provider
+        except (ImportError, AttributeError):  # a locale without a person provider
+            continue
+        for lexicon, attributes in zip(lexicons, NAME_ATTRIBUTES, strict=True):
+            for attribute in attributes:
+                values = provider.__dict__.get(attribute)
+                if not isinstance(values, (list, tuple, dict, set, frozenset)):
+                    continue  # inherited or computed: the locale has no list of its own
+                for value in values:
+                    for part in _PARTS.split(str(value).lower()):
+                        part = part.strip(".")
+                        if len(part) > 1 and _LATIN_WORD.match(part) and part not in STOP_WORDS:
+                            lexicon.add(part)
+    return frozenset(lexicons[0]), frozenset(lexicons[1])
+
+
+@lru_cache(maxsize=4)
+def english_lexicon(spacy_model: str) -> frozenset[str]:
+    """Ordinary English words: the model's lemma index plus stop words (empty if absent)."""
+    words = set(STOP_WORDS)
+    try:
+        root = Path(spacy.util.get_package_path(spacy_model))
+    except (ImportError, ModuleNotFoundError, OSError):
+        return frozenset(words)
+    for folder in root.glob("**/lemmatizer/lookups"):
+        lookups = Lookups().from_disk(folder)
+        if "lemma_index" in lookups.tables:
+            index = lookups.get_table("lemma_index")
+            for pos in ("noun", "verb", "adj", "adv"):
+                words.update(w for w in index.get(pos, ()) if "_" not in w)
+        break
+    return frozenset(words)
+
+
+def is_english(word: str, english: frozenset[str]) -> bool:
+    """Whether `word` (any case) is an ordinary English word or a plural / -s form of one."""
+    lowered = word.lower().strip(".'’")
+    if lowered in english:
+        return True
+    for suffix, replacement in (("ies", "y"), ("es", ""), ("s", ""), ("'s", ""), ("’s", "")):
+        if lowered.endswith(suffix) and lowered[: -len(suffix)] + replacement in english:
+            return True
+    return False
+
+
+PARTICLES = frozenset({"van", "von", "de", "da", "del", "der", "den", "ten", "ter", "di", "du"})
+"""Lower-case words inside a name ("Willemine ten Pas"), never a name alone."""
+_INITIAL = re.compile(r"^[A-Z]\.?$")
+
+
+def name_evidence(
+    words: list[str], english: frozenset[str], model_words: frozenset[str]
+) -> float | None:
+    """How much `words` (a run of capitalized words) look like a personal name, or None.
+
+    None when any word is an ordinary English word that no name list holds ("Guilty
+    Pleasures", "Snake Boogie", "Rennie Union"). Otherwise: 0.6 for two or more words with
+    one that a name list holds and no English lexicon does ("Miklós Hajdu", "Zoe Young"), or
+    two or more words outside every lexicon ("Tomomi Nishiyama"); 0.5 for one such listed name
+    alone ("Enrico", "Asya"); None for the rest (one rare word: a place or a brand as often).
+    """
+    firsts, lasts = name_lexicon()
+    core = [w for w in words if not _INITIAL.match(w) and w.lower() not in PARTICLES]
+    if not core or not english:
+        return None
+    strong = rare = 0
+    for word in core:
+        lowered = word.lower().strip(".")
+        listed = lowered in firsts or lowered in lasts
+        ordinary = is_english(word, english)
+        if ordinary and not listed:
+            return None
+        strong += listed and not ordinary
+        rare += not listed and not ordinary and lowered not in model_words
+    if len(core) >= 2 and (strong or rare == len(core)):
+        return 0.6
+    if len(core) == 1 and strong and len(words) == 1:
+        return 0.5
+    if len(core) == 1 and strong:
+        return 0.6  # with an initial: "J Gelencsér"
+    return None
