@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import socket
 
 import pandas as pd
@@ -161,7 +162,9 @@ def test_when_a_csv_field_is_over_the_csv_limit_then_the_rest_of_the_file_is_sti
 
 
 def test_when_a_csv_quote_is_never_closed_then_the_following_rows_are_not_merged(landing):
-    text = f'id,text\nr0,{EN_CSV}\nbad,"unclosed {EN_CSV}\nr1,{EN_CSV}\nr2,"{EN_CSV}"\nr3,{EN_CSV}\n'
+    text = (
+        f'id,text\nr0,{EN_CSV}\nbad,"unclosed {EN_CSV}\nr1,{EN_CSV}\nr2,"{EN_CSV}"\nr3,{EN_CSV}\n'
+    )
     (landing / "q.csv").write_text(text)  # planted: the quote opened on line 3 is never closed
     result = _ingest(landing)
     assert sorted(r.id for r in result.accepted) == ["r0", "r1", "r2", "r3"]
@@ -267,8 +270,7 @@ def test_when_screen_reads_a_hostile_file_then_every_line_gets_a_decision(tmp_pa
     src.write_text(
         '{"id": ' + "9" * 5000 + ', "text": "x"}\n'  # planted: a 5,000-digit integer
         '{"id": "\\ud800", "text": "x"}\n'  # planted: a lone surrogate
-        + json.dumps({"id": "ok", "text": EN})
-        + "\n"
+         + json.dumps({"id": "ok", "text": EN}) + "\n"
     )
     out = tmp_path / "out.jsonl"
     result = CliRunner().invoke(app, ["screen", str(src), "--out", str(out), "--profile", "quick"])
@@ -280,8 +282,96 @@ def test_when_lines_are_lost_then_the_conservation_check_fails():
     from checks.ingestion import records_conserved
 
     counts = {"records_in": 4, "accepted": 3, "quarantined": 1}
-    assert records_conserved(raw_corpus={**counts, "physical_lines": 4, "lines_accounted": 4}).passed
+    kept = records_conserved(raw_corpus={**counts, "physical_lines": 4, "lines_accounted": 4})
+    assert kept.passed
     # planted: a CSV reader that stopped after an error covered 4 of the file's 9 lines
     lost = records_conserved(raw_corpus={**counts, "physical_lines": 9, "lines_accounted": 4})
     assert not lost.passed
     assert lost.metadata["physical_lines"].value == 9
+
+
+# --- 2. invisible characters -------------------------------------------------------------------
+
+# Each character the issue reproduced hiding an identifier.
+REPORTED_INVISIBLE = [
+    "\u034f", "\ufe0f", "\U000e0020", "\U000e007f", "\u3164", "\u061c", "\u2800", "\u00ad",
+    "\u200b", "\u200e", "\u200f", "\u2060", "\u2064", "\u180e", "\x00", "\x07",
+]  # fmt: skip
+SPLIT_IDENTIFIERS = [
+    ("US_SSN", "en", "My social security number is {} for the form.", "536-90-4399"),
+    ("CREDIT_CARD", "en", "Charge my card number {} please.", "4111 1111 1111 1111"),
+    ("CN_ID_CARD", "zh", "我的身份证号码是{}，请核对。", "11010519491231002X"),
+    ("IBAN_CODE", "en", "Please wire it to IBAN {} by Friday.", "GB82 WEST 1234 5698 7654 32"),
+    ("EMAIL_ADDRESS", "en", "Write to {} about the invoice.", "jane.doe@fastmail.com"),
+    ("PHONE_NUMBER", "en", "Call me on my phone at {} tomorrow.", "(415) 882-2671"),
+]
+
+
+def test_invisible_table_covers_every_format_and_control_character_of_unicodedata():
+    import unicodedata
+
+    from pipelines.steps.privacy.invisible import FILLERS, INVISIBLE, INVISIBLE_REGEX
+
+    every = [chr(c) for c in range(0x110000)]
+    expected = {c for c in every if unicodedata.category(c) in ("Cf", "Cc")} - set("\t\n\r")
+    assert expected <= INVISIBLE
+    fillers = {chr(c) for a, b, _ in FILLERS for c in range(a, b + 1)}
+    allowed = {"Cf", "Cc", "Cn", "Mn"}  # Mn: variation selectors, CGJ, Khmer/Mongolian
+    assert all(unicodedata.category(c) in allowed or c in fillers for c in INVISIBLE)
+    assert {"\t", "\n", "\r", " ", "a", "\u00a0"}.isdisjoint(INVISIBLE)
+    pattern = re.compile(INVISIBLE_REGEX)
+    assert all(pattern.fullmatch(c) for c in INVISIBLE)
+    assert set(REPORTED_INVISIBLE) <= INVISIBLE
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    from pipelines.steps.config import PIIConfig
+    from pipelines.steps.privacy.pii import build_analyzer
+
+    return build_analyzer(PIIConfig())
+
+
+def _split(identifier: str, char: str) -> str:
+    middle = len(identifier) // 2
+    return identifier[:middle] + char + identifier[middle:]
+
+
+@pytest.mark.parametrize("char", REPORTED_INVISIBLE, ids=lambda c: f"U+{ord(c):04X}")
+def test_when_an_invisible_character_splits_an_identifier_then_it_is_still_found(analyzer, char):
+    from pipelines.steps.config import PIIConfig
+    from pipelines.steps.privacy.pii import scan_text
+
+    for entity, language, sentence, identifier in SPLIT_IDENTIFIERS:
+        hidden = _split(identifier, char)  # planted: the identifier split by an invisible char
+        text = sentence.format(hidden)
+        start = sentence.index("{}")
+        findings = scan_text(analyzer, text, PIIConfig(), language=language)
+        assert any(
+            f.entity_type == entity and f.start <= start and f.end >= start + len(hidden)
+            for f in findings
+        ), (entity, f"U+{ord(char):04X}")
+
+
+def test_when_a_scrubbed_record_still_holds_a_split_ssn_then_the_residual_gate_counts_it(
+    analyzer,
+):
+    from pipelines.steps.config import PIIConfig
+    from pipelines.steps.privacy.pii import residual_pii
+    from pipelines.steps.records import Message, Record
+
+    text = "My social security number is 536-90\u2800-4399 for the form."  # planted
+    record = Record("r", "f.jsonl", 1, "text", (Message("user", text, "text"),), language="en")
+    assert residual_pii([record], analyzer, PIIConfig()).get("US_SSN") == 1
+
+
+@pytest.mark.parametrize("char", REPORTED_INVISIBLE, ids=lambda c: f"U+{ord(c):04X}")
+def test_when_the_curated_text_holds_an_invisible_character_then_the_suite_fails(char):
+    from pipelines.steps.integrity.curate import HIDDEN_CHARACTER_REGEX
+    from pipelines.steps.integrity.screens.injection import hidden_text_score
+    from pipelines.steps.records import Message, Record
+
+    text = f"Reset it{char} now please."  # planted: one invisible character
+    assert re.search(HIDDEN_CHARACTER_REGEX, text)
+    record = Record("r", "f.jsonl", 1, "text", (Message("user", text, "text"),))
+    assert hidden_text_score(record) >= 1

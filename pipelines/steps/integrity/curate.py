@@ -41,6 +41,7 @@ from pipelines.steps.integrity.screens.dedup import (
 )
 from pipelines.steps.integrity.screens.injection import score_injection
 from pipelines.steps.offline import enforce_offline
+from pipelines.steps.privacy.invisible import INVISIBLE_REGEX
 from pipelines.steps.privacy.surrogates import RESERVED_DOMAINS
 from pipelines.steps.records import Record
 
@@ -83,7 +84,7 @@ RESIDUAL_EMAIL_REGEX = (
     rf"(?!(?:{_RESERVED})(?![A-Za-z0-9-]|\.[A-Za-z0-9]))"
     r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 )
-HIDDEN_CHARACTER_REGEX = "[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+HIDDEN_CHARACTER_REGEX = INVISIBLE_REGEX  # one definition: pipelines/steps/privacy/invisible.py
 RESIDUAL_PHONE_REGEX = (
     r"(?<!\d)(?:\(\d{3}\)\s?|\d{3}[-.\s])(?!555[-.\s]01\d\d(?!\d))\d{3}[-.\s]\d{4}(?!\d)"
 )

@@ -1,7 +1,8 @@
 """Undo common obfuscations before detection, keeping a map back to the original offsets.
 
 Detectors see a normalized copy of each text: NFKC (fullwidth digits and letters become ASCII),
-zero-width characters and soft hyphens removed, "john at example dot com" spelled as an address,
+invisible characters removed (`pipelines.steps.privacy.invisible`: default-ignorable, format,
+filler and control characters), "john at example dot com" spelled as an address,
 and digits written one by one with spaces or dashes between them joined again. Every character
 of the normalized text remembers the range of original characters it came from, so a finding on
 the normalized text maps back to a span of the original text that covers the obfuscated value
@@ -12,8 +13,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-INVISIBLE = frozenset("\u00ad\u180e\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff")
-"""Soft hyphen, Mongolian vowel separator, zero-width space/joiners, word joiner, BOM."""
+from pipelines.steps.privacy.invisible import INVISIBLE, has_invisible
 
 _AT = r"(?:\s*[\[\(\{<]\s*(?:at|AT|At)\s*[\]\)\}>]\s*|\s+(?:at|AT|At)\s+)"
 _DOT = r"(?:\s*[\[\(\{<]\s*(?:dot|DOT|Dot)\s*[\]\)\}>]\s*|\s+(?:dot|DOT|Dot)\s+)"
@@ -72,7 +72,7 @@ def normalize(text: str) -> Normalized:
     Returns:
         The normalized text with its offset map.
     """
-    if text.isascii():  # nothing to fold or remove: every character stands for itself
+    if text.isascii() and not has_invisible(text):  # no control characters, nothing to fold
         length = len(text)
         current = Normalized(text, tuple(range(length)), tuple(range(1, length + 1)), length)
     else:

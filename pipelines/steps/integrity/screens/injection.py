@@ -4,7 +4,7 @@ Three scores per record:
 
 - `ignore_policy`: instructions to ignore earlier instructions, rules or policies, or to act
   without restrictions (English and Chinese phrasings), in any turn;
-- `hidden_text`: zero-width, bidirectional-override or Unicode tag characters, and long base64
+- `hidden_text`: invisible characters (`pipelines.steps.privacy.invisible`), and long base64
   runs that decode to readable text (an instruction smuggled past a reviewer);
 - `unrequested_payload`: a response that carries a URL, a shell command or a code block while the
   prompt neither contains one nor asks for a link, a command or code.
@@ -17,6 +17,7 @@ import binascii
 import re
 
 from pipelines.steps.integrity.screens import prompt_text, response_text
+from pipelines.steps.privacy.invisible import INVISIBLE_REGEX
 from pipelines.steps.records import Record
 
 IGNORE_POLICY = "ignore_policy"
@@ -61,9 +62,7 @@ _SHELL_HINTS = (
 )
 _URL_HINTS = ("://", "www.")
 _CODE_HINTS = ("```", "<script", "eval(", "exec(", "import ", "os.system(")
-_HIDDEN_CHARS = re.compile(
-    "[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]"
-)
+_HIDDEN_CHARS = re.compile(INVISIBLE_REGEX)  # the curated suite's no_hidden_characters too
 _BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{32,}={0,2}(?![A-Za-z0-9+/=])")
 _URL = re.compile(r"\b(?:https?|ftp)://[^\s<>\"']+|\bwww\.[^\s<>\"']+", re.IGNORECASE)
 _SHELL = re.compile(
