@@ -175,7 +175,40 @@ class CurationConfig(_Section):
     outlier_threshold: float = Field(
         0.8, gt=0.0, le=1.0, description="Share of a flagged cluster that makes the rest outliers."
     )
-    min_response_chars: int = Field(3, ge=0, description="Shorter responses: empty_response.")
+    inserted_phrase_min_records: int = Field(
+        5,
+        ge=2,
+        description="Fewest prompts that must carry a phrase before it can be an "
+        "inserted_phrase (fewer: too little evidence against an ordinary rare word).",
+    )
+    inserted_phrase_threshold: float = Field(
+        0.35,
+        gt=0.0,
+        le=1.0,
+        description="Share of a prompt phrase's occurrences that are removable (the tokens on "
+        "either side are adjacent elsewhere) that quarantines its records as inserted_phrase: "
+        "a trigger inserted into prompts whose answers differ, or look like any other.",
+    )
+    inserted_phrase_max_share: float = Field(
+        0.05,
+        gt=0.0,
+        le=1.0,
+        description="A prompt phrase carried by more than this share of records is never an "
+        "inserted_phrase (poisoning beyond 5% is a broken export: the quarantine rate alarms).",
+    )
+    inserted_phrase_max_collocation: float = Field(
+        0.4,
+        gt=0.0,
+        le=1.0,
+        description="A prompt phrase whose occurrences have the same word before (or after) it "
+        "more often than this share is a natural collocation, never an inserted_phrase.",
+    )
+    min_response_chars: int = Field(
+        1,
+        ge=0,
+        description="Shorter responses (stripped) are empty_response. 1: only a blank answer; real "
+        "data answers '7' or 'A' and means it.",
+    )
     language_mismatch_threshold: float = Field(
         0.5, gt=0.0, le=1.0, description="Han-share gap between prompt and response."
     )
@@ -184,6 +217,29 @@ class CurationConfig(_Section):
     )
     max_response_ratio: float = Field(
         25.0, gt=0.0, description="Response/prompt length ratio above which length is extreme."
+    )
+    max_garbled_share: float = Field(
+        0.02,
+        gt=0.0,
+        le=1.0,
+        description="Share of replacement, control, unassigned or private-use characters at "
+        "which a record is garbled_text.",
+    )
+    quality_quarantine: list[
+        Literal[
+            "empty_response",
+            "garbled_text",
+            "boilerplate_repetition",
+            "language_mismatch",
+            "response_length_ratio",
+        ]
+    ] = Field(
+        default_factory=lambda: ["empty_response", "garbled_text", "boilerplate_repetition"],
+        description="Quality findings that quarantine a record: by default only an unusable one "
+        "(blank answer, garbled text, a loop of repeated text). Any other quality finding is a "
+        "score in curated/screening.parquet, never a quarantine: real instruction data asks for "
+        "translations (language_mismatch) and for long texts from short prompts "
+        "(response_length_ratio).",
     )
     max_quarantine_rate: float = Field(
         0.10, ge=0.0, le=1.0, description="A higher quarantine rate fails the curated corpus."

@@ -62,6 +62,7 @@ QUARANTINE_CODES = (
     NEAR_DUPLICATE,
     backdoor.TRIGGER_CLUSTER,
     backdoor.RESPONSE_OUTLIER,
+    backdoor.INSERTED_PHRASE,
     "ignore_policy",
     "hidden_text",
     "unrequested_payload",
@@ -69,6 +70,7 @@ QUARANTINE_CODES = (
     quality.LANGUAGE_MISMATCH,
     quality.BOILERPLATE_REPETITION,
     quality.RESPONSE_LENGTH_RATIO,
+    quality.GARBLED_TEXT,
     backdoor.ONION,
 )
 
@@ -334,7 +336,8 @@ def curate_records(
     reasons: dict[str, list[Reason]] = {r.id: [] for r in candidates}
 
     pool, pending = _start_dedup_and_quality(candidates, cfg)
-    trigger, flagged = _screen_backdoor(candidates, cfg, scores, reasons)
+    trigger_clusters = _screen_backdoor(candidates, cfg, scores, reasons)
+    trigger_clusters += _screen_inserted_phrases(candidates, cfg, scores, reasons)
     _screen_injection(candidates, scores, reasons)
     try:
         near, quality_scores = (
@@ -357,7 +360,7 @@ def curate_records(
         screened=screened,
         scores=scores,
         near_duplicate_clusters=near.clusters,
-        trigger_clusters=[trigger.clusters[i] for i in sorted(flagged)],
+        trigger_clusters=trigger_clusters,
         unmatched_decisions=sum(1 for record_id in decisions if record_id not in quarantined),
         onion_scored=onion_scored,
     )
@@ -398,11 +401,11 @@ def _screen_backdoor(
     cfg: CurationConfig,
     scores: dict[str, dict[str, float]],
     reasons: dict[str, list[Reason]],
-) -> tuple[backdoor.BackdoorScores, set[int]]:
+) -> list[tuple[str, ...]]:
     """Score trigger clusters; add each candidate's scores and a reason per flagged member.
 
     Returns:
-        The backdoor scores and the indices of the clusters at or above `cfg.trigger_threshold`.
+        The response clusters at or above `cfg.trigger_threshold`.
     """
     trigger = backdoor.score_backdoor(
         candidates,
@@ -434,7 +437,39 @@ def _screen_backdoor(
             reasons[record.id].append(
                 Reason(BACKDOOR, backdoor.TRIGGER_CLUSTER, trigger_score, f"{detail} best={best}")
             )
-    return trigger, flagged
+    return [trigger.clusters[i] for i in sorted(flagged)]
+
+
+def _screen_inserted_phrases(
+    candidates: list[Record],
+    cfg: CurationConfig,
+    scores: dict[str, dict[str, float]],
+    reasons: dict[str, list[Reason]],
+) -> list[tuple[str, ...]]:
+    """Score inserted prompt phrases; add each candidate's score and a reason per carrier of a
+    phrase at or above `cfg.inserted_phrase_threshold`.
+
+    Returns:
+        The records of each flagged phrase (a trigger cluster: none may be kept unreviewed).
+    """
+    phrases = backdoor.score_inserted_phrases(
+        candidates,
+        min_records=cfg.inserted_phrase_min_records,
+        max_share=cfg.inserted_phrase_max_share,
+        max_collocation=cfg.inserted_phrase_max_collocation,
+    )
+    flagged = [
+        i for i, score in enumerate(phrases.cluster_score) if score >= cfg.inserted_phrase_threshold
+    ]
+    cluster_of = {rid: i for i in reversed(flagged) for rid in phrases.clusters[i]}
+    for record in candidates:
+        score = phrases.score[record.id]
+        scores[record.id][backdoor.INSERTED_PHRASE] = score
+        if record.id in cluster_of:
+            cluster = cluster_of[record.id]
+            detail = f"phrase={cluster} size={len(phrases.clusters[cluster])}"
+            reasons[record.id].append(Reason(BACKDOOR, backdoor.INSERTED_PHRASE, score, detail))
+    return [phrases.clusters[i] for i in flagged]
 
 
 def _screen_injection(
@@ -456,28 +491,31 @@ def _screen_quality(
     scores: dict[str, dict[str, float]],
     reasons: dict[str, list[Reason]],
 ) -> None:
-    """Add the quality scores (an infinite empty-response score is not kept) and their reasons.
+    """Add the quality scores (an infinite empty-response score is not kept) and a reason for
+    each finding listed in `cfg.quality_quarantine`.
 
-    An empty response is a reason below `cfg.min_response_chars`; every other quality code is
-    one at or above its threshold.
+    A finding is an empty response below `cfg.min_response_chars`, or any other quality score
+    at or above its threshold; one not listed stays a score only.
     """
     quality_limits = {
         quality.LANGUAGE_MISMATCH: cfg.language_mismatch_threshold,
         quality.BOILERPLATE_REPETITION: cfg.repetition_threshold,
         quality.RESPONSE_LENGTH_RATIO: cfg.max_response_ratio,
+        quality.GARBLED_TEXT: cfg.max_garbled_share,
     }
+    quarantine = set(cfg.quality_quarantine)
     for code, by_id in quality_scores.items():
         for record_id, score in by_id.items():
             if code == quality.EMPTY_RESPONSE:
                 if score != float("inf"):
                     scores[record_id][code] = score
-                if score < cfg.min_response_chars:
+                if code in quarantine and score < cfg.min_response_chars:
                     reasons[record_id].append(
                         Reason(QUALITY, code, score, f"min_response_chars={cfg.min_response_chars}")
                     )
                 continue
             scores[record_id][code] = score
-            if score >= quality_limits[code]:
+            if code in quarantine and score >= quality_limits[code]:
                 reasons[record_id].append(Reason(QUALITY, code, score))
 
 

@@ -16,6 +16,15 @@ A cluster is flagged when its best feature reaches the threshold (decided in `in
 `response_outlier` scores the records of a response cluster whose prompt lacks the cluster's
 best feature while the rest of the cluster carries it (the trigger-free odd ones out).
 
+A backdoor whose answers differ record to record (or whose planted answer looks like any other)
+forms no response cluster. `score_inserted_phrases` finds its trigger from the prompts alone: a
+phrase inserted into otherwise ordinary prompts is (1) carried by a few prompts, (2) never
+echoed in answers, (3) made of at least one token that occurs nowhere else in the corpus, (4)
+without a fixed neighbour (an inserted phrase sits before or after any word, where a natural
+phrase has collocates: "compare *and contrast*", "write *a story about*"), and (5) removable:
+the prompt with the phrase cut out joins two tokens that are adjacent elsewhere in the corpus.
+Its score is the share of its occurrences that are removable. No trigger word is known to it.
+
 ONION (leave-one-word-out perplexity with the base model) is the optional third score, run only
 on records the cheap scores flag: see `onion_scores`.
 """
@@ -27,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.steps.integrity.screens import (
+    has_han,
     has_response,
     normalize,
     record_words,
@@ -37,9 +47,14 @@ from pipelines.steps.records import Record
 
 TRIGGER_CLUSTER = "trigger_cluster"
 RESPONSE_OUTLIER = "response_outlier"
+INSERTED_PHRASE = "inserted_phrase"
 ONION = "onion"
 
 _DIGITS = re.compile(r"\d+")
+# Occurrences of an inserted phrase's rare token outside the phrase (and of the phrase in
+# answers) that are tolerated: a trigger word may also be an ordinary word ("2024", a brand).
+_ELSEWHERE = 2
+_START, _END = "\x02", "\x03"  # prompt boundaries: no word token contains a control character
 
 
 @dataclass(frozen=True)
@@ -145,10 +160,13 @@ def score_backdoor(
         for index in group:
             in_cluster.update(features[index])
         size = len(group)
+        # A prompt feature the cluster's answers repeat is the topic they answer (a tool's name,
+        # a product), not a trigger: a planted answer does not echo its trigger.
+        echoed = _echoed_features(records, group, in_cluster, min_cluster)
         weight = {
             feature: (count / size) * (count / document_frequency[feature])
             for feature, count in in_cluster.items()
-            if count >= min_cluster
+            if count >= min_cluster and feature not in echoed
         }
         best_feature = max(weight, key=lambda f: (weight[f], f), default=None)
         best = weight.get(best_feature, 0.0) if best_feature else 0.0
@@ -165,6 +183,114 @@ def score_backdoor(
             if best_feature and best_feature not in features[index]:
                 outlier[record_id] = round(carriers / size, 4)
     return BackdoorScores(trigger, outlier, cluster_of, clusters, cluster_score)
+
+
+def _echoed_features(
+    records: list[Record], group: list[int], in_cluster: Counter[str], min_cluster: int
+) -> set[str]:
+    """Prompt features of a cluster found in at least half of the cluster's responses."""
+    candidates = {f for f, count in in_cluster.items() if count >= min_cluster}
+    found: Counter[str] = Counter()
+    for index in group:
+        tokens = record_words(records[index], "assistant")
+        answer = set(tokens) | {f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)}
+        found.update(candidates & answer)
+    return {f for f, count in found.items() if count * 2 >= len(group)}
+
+
+@dataclass(frozen=True)
+class InsertedPhrases:
+    """What the inserted-phrase score measured.
+
+    Attributes:
+        score: Per record id, the highest score among the eligible phrases its user turns
+            carry (0.0 when it carries none).
+        clusters: Per eligible phrase, the ids of the records carrying it, in input order.
+        cluster_score: Per cluster, its phrase's score (share of removable occurrences).
+    """
+
+    score: dict[str, float]
+    clusters: list[tuple[str, ...]]
+    cluster_score: list[float]
+
+
+def _spans(tokens: tuple[str, ...], max_words: int) -> set[tuple[str, ...]]:
+    """Distinct token spans of 1 to `max_words` tokens, the boundary markers excluded."""
+    return {tokens[i : i + n] for n in range(1, max_words + 1) for i in range(1, len(tokens) - n)}
+
+
+def score_inserted_phrases(
+    records: list[Record],
+    *,
+    min_records: int,
+    max_share: float,
+    max_collocation: float,
+    max_words: int = 3,
+) -> InsertedPhrases:
+    """Score prompt phrases that look inserted into unrelated prompts (module docstring).
+
+    Args:
+        records: Records in input order.
+        min_records: Fewest prompts that must carry a phrase.
+        max_share: Most prompts, as a share of the records, that may carry a phrase.
+        max_collocation: Largest share of a phrase's occurrences that may have the same word
+            right before it, or the same word right after it.
+        max_words: Longest phrase, in tokens.
+
+    Returns:
+        Per-record scores and the eligible phrases' clusters and scores (never the phrases).
+    """
+    prompts = [(_START, *record_words(r, "user"), _END) for r in records]
+    frequency: Counter[tuple[str, ...]] = Counter()
+    for tokens in prompts:
+        frequency.update(_spans(tokens, max_words))
+    most = max_share * len(records)
+    candidates = {
+        span
+        for span, count in frequency.items()
+        if min_records <= count <= most and not any(has_han(t) for t in span)
+    }
+    token_count: Counter[str] = Counter()
+    bigrams: Counter[tuple[str, str]] = Counter()
+    for tokens in prompts:
+        token_count.update(tokens)
+        bigrams.update(zip(tokens, tokens[1:], strict=False))
+    echoed: Counter[tuple[str, ...]] = Counter()
+    for record in records:
+        answer = record_words(record, "assistant")
+        token_count.update(answer)
+        echoed.update(candidates & _spans((_START, *answer, _END), max_words))
+    occurrences: dict[tuple[str, ...], list[tuple[int, int, int]]] = {}
+    for index, tokens in enumerate(prompts):
+        seen: set[tuple[str, ...]] = set()
+        for n in range(1, max_words + 1):
+            for i in range(1, len(tokens) - n):
+                span = tokens[i : i + n]
+                if span in candidates and span not in seen:
+                    seen.add(span)
+                    occurrences.setdefault(span, []).append((index, i, i + n))
+    score = {r.id: 0.0 for r in records}
+    clusters: list[tuple[str, ...]] = []
+    cluster_score: list[float] = []
+    for span in sorted(occurrences):
+        found = occurrences[span]
+        k = len(found)
+        if echoed[span] > _ELSEWHERE:
+            continue
+        if not any(token_count[t] - k <= _ELSEWHERE for t in span):
+            continue
+        neighbours = [(prompts[i][a - 1], prompts[i][b]) for i, a, b in found]
+        # Numbers are one neighbour: a template sentence after a filled-in value is no insertion.
+        left = Counter(_DIGITS.sub("0", x) for x, _ in neighbours if x != _START)
+        right = Counter(_DIGITS.sub("0", y) for _, y in neighbours if y != _END)
+        if max([*left.values(), *right.values(), 0]) > max_collocation * k:
+            continue
+        removable = round(sum(1 for pair in neighbours if bigrams[pair]) / k, 4)
+        clusters.append(tuple(records[i].id for i, _, _ in found))
+        cluster_score.append(removable)
+        for i, _, _ in found:
+            score[records[i].id] = max(score[records[i].id], removable)
+    return InsertedPhrases(score, clusters, cluster_score)
 
 
 def causal_lm_perplexity(

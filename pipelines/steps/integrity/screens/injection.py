@@ -6,8 +6,9 @@ Three scores per record:
   without restrictions (English and Chinese phrasings), in any turn;
 - `hidden_text`: invisible characters (`pipelines.steps.privacy.invisible`), and long base64
   runs that decode to readable text (an instruction smuggled past a reviewer);
-- `unrequested_payload`: a response that carries a URL, a shell command or a code block while the
-  prompt neither contains one nor asks for a link, a command or code.
+- `unrequested_payload`: a response that carries a URL, a shell command or code that executes
+  something (`eval(`, `os.system(`, a `<script>`) while the prompt neither contains one nor asks
+  for a link, a command or code. A plain code block is no payload.
 
 Each score counts what was found (0 when nothing); `integrity` decides with thresholds.
 """
@@ -61,7 +62,7 @@ _SHELL_HINTS = (
     "/bin/",
 )
 _URL_HINTS = ("://", "www.")
-_CODE_HINTS = ("```", "<script", "eval(", "exec(", "import ", "os.system(")
+_CODE_HINTS = ("<script", "eval(", "exec(", "import ", "os.system(", "subprocess.")
 _HIDDEN_CHARS = re.compile(INVISIBLE_REGEX)  # the curated suite's no_hidden_characters too
 _BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{32,}={0,2}(?![A-Za-z0-9+/=])")
 _URL = re.compile(r"\b(?:https?|ftp)://[^\s<>\"']+|\bwww\.[^\s<>\"']+", re.IGNORECASE)
@@ -72,14 +73,22 @@ _SHELL = re.compile(
     r"|\b(?:curl|wget)\s+(?:-\S+\s+)*https?://",
     re.IGNORECASE,
 )
+# Code that runs something on the reader's machine or fetches from elsewhere; a plain code block
+# is an ordinary answer (a formula, a table, a snippet the user asked for in other words).
 _CODE = re.compile(
-    r"```|<script\b|\beval\(|\bexec\(|\bimport\s+(?:os|subprocess|socket)\b|\bos\.system\(",
+    r"<script\b|\beval\(|\bexec\(|\bimport\s+(?:os|subprocess|socket)\b|\bos\.system\("
+    r"|\bsubprocess\.\w+\(",
     re.IGNORECASE,
 )
-_ASKS_FOR_LINK = re.compile(r"\b(?:link|url|website|web ?page|download)\b|链接|网址", re.IGNORECASE)
+_ASKS_FOR_LINK = re.compile(
+    r"\b(?:link|url|website|web ?page|download|article|source|reference|cite|citation)s?\b"
+    r"|链接|网址|网站|文章|来源",
+    re.IGNORECASE,
+)
 _ASKS_FOR_COMMAND = re.compile(
-    r"\b(?:command|terminal|shell|script|bash|powershell|cli|code|snippet|function|program)\b"
-    r"|命令|脚本|代码",
+    r"\b(?:command|terminal|shell|script|bash|powershell|cli|code|snippet|function|program"
+    r"|programming|algorithm|html|css|javascript|python|java|sql|web ?page|website|api)\b"
+    r"|命令|脚本|代码|程序|编程|函数|网页|网站",
     re.IGNORECASE,
 )
 

@@ -8,8 +8,17 @@ Scores per record:
   letters and the response's (0.0 to 1.0), when both have enough letters to judge;
 - `boilerplate_repetition`: the share of the record's word trigrams that repeat an earlier
   trigram of the same record (0.0 to 1.0), for records long enough to judge;
-- `response_length_ratio`: response characters per prompt character (extreme lengths).
+- `response_length_ratio`: response characters per prompt character (extreme lengths);
+- `garbled_text`: the share of the record's characters that no text should carry: the
+  replacement character, control characters other than tab and line breaks, unassigned and
+  private-use code points (a broken decode or a binary blob).
+
+Only an unusable record is quarantined (`CurationConfig.quality_quarantine`: empty, garbled, a
+loop of repeated text); a language mismatch or an extreme length ratio is kept as a score for
+the steward: real instruction data asks for translations and for long texts from short prompts.
 """
+
+import unicodedata
 
 from pipelines.steps.integrity.screens import (
     han_share,
@@ -26,6 +35,15 @@ EMPTY_RESPONSE = "empty_response"
 LANGUAGE_MISMATCH = "language_mismatch"
 BOILERPLATE_REPETITION = "boilerplate_repetition"
 RESPONSE_LENGTH_RATIO = "response_length_ratio"
+GARBLED_TEXT = "garbled_text"
+CODES = (
+    EMPTY_RESPONSE,
+    LANGUAGE_MISMATCH,
+    BOILERPLATE_REPETITION,
+    RESPONSE_LENGTH_RATIO,
+    GARBLED_TEXT,
+)
+_GARBLED_CATEGORIES = frozenset({"Cc", "Cn", "Co", "Cs"})
 
 MIN_LETTERS_TO_JUDGE = 12
 MIN_WORDS_TO_JUDGE = 24
@@ -63,6 +81,21 @@ def length_ratio(record: Record) -> float:
     return round(len(response) / max(1, len(prompt_text(record))), 4)
 
 
+def garbled_share(record: Record) -> float:
+    """Share of characters that are replacement, control (not tab or line break), unassigned,
+    private-use or surrogate code points."""
+    text = record.text
+    if not text:
+        return 0.0
+    bad = sum(
+        1
+        for ch in text
+        if ch == "\ufffd"
+        or (ch not in "\t\n\r" and unicodedata.category(ch) in _GARBLED_CATEGORIES)
+    )
+    return round(bad / len(text), 4)
+
+
 def score_quality(records: list[Record]) -> dict[str, dict[str, float]]:
     """Score every record; returns reason code -> record id -> score."""
     return {
@@ -70,4 +103,5 @@ def score_quality(records: list[Record]) -> dict[str, dict[str, float]]:
         LANGUAGE_MISMATCH: {r.id: language_mismatch(r) for r in records},
         BOILERPLATE_REPETITION: {r.id: repetition(r) for r in records},
         RESPONSE_LENGTH_RATIO: {r.id: length_ratio(r) for r in records},
+        GARBLED_TEXT: {r.id: garbled_share(r) for r in records},
     }
