@@ -36,6 +36,7 @@ def scrubbed_corpus(
             "drop_sha256": raw_corpus["drop_sha256"],
             "records": len(result.records),
             "records_with_pii": result.records_with_pii,
+            "pseudonym_key_id": pii.pseudonym_key_id(),
             "findings_replaced": sum(result.entity_counts.values()),
             "pii_by_entity_type": counts_table(
                 result.entity_counts, key="entity type", value="replaced"

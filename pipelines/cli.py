@@ -448,13 +448,41 @@ def vault_open(
         originals = Vault.from_env(secrets_dir / VAULT_FILE, cfg.pii.vault_key_env).lookup(
             entity, surrogate
         )
-    except VaultError as exc:
+    except VaultError as exc:  # a failed attempt is logged too (who, what type; no value)
+        outcome = getattr(exc, "outcome", "refused")
+        log_access(secrets_dir / ACCESS_LOG, entity, surrogate, 0, outcome=outcome)
         _fail(str(exc))
-    log_access(secrets_dir / ACCESS_LOG, entity, surrogate, len(originals))
+    outcome = "found" if originals else "no_match"
+    log_access(secrets_dir / ACCESS_LOG, entity, surrogate, len(originals), outcome=outcome)
     if not originals:
         _fail(f"no {entity} surrogate like that in the vault")
     for original in originals:
         typer.echo(original)
+
+
+@vault_app.command("rotate")
+def vault_rotate(
+    profile: Annotated[str, typer.Option(help="Profile whose data root and key apply.")] = (
+        "default"
+    ),
+) -> None:
+    """Re-encrypt the vault under the key in $SOVTUNE_VAULT_NEW_KEY (docs/security.md).
+
+    The current key must be in the variable named by pii.vault_key_env; afterwards put the new
+    key there and destroy the old one.
+    """
+    from pipelines.steps.privacy.vault import VAULT_FILE, Vault, VaultError, key_id
+
+    cfg = _profile(profile)
+    new = os.environ.get("SOVTUNE_VAULT_NEW_KEY", "")
+    if not new:
+        _fail("set SOVTUNE_VAULT_NEW_KEY to the new key (make one with `sovtune vault keygen`)")
+    path = Path(cfg.data_root).resolve() / "secrets" / VAULT_FILE
+    try:
+        rows = Vault.from_env(path, cfg.pii.vault_key_env).rotate(new)
+    except VaultError as exc:
+        _fail(str(exc))
+    typer.echo(f"vault re-encrypted: {rows} entries under key {key_id(new.encode())}")
 
 
 if __name__ == "__main__":

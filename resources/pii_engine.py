@@ -9,7 +9,16 @@ from pydantic import PrivateAttr
 
 from pipelines.steps.config import PIIConfig
 from pipelines.steps.privacy import pii
-from pipelines.steps.privacy.vault import VAULT_FILE, Vault
+from pipelines.steps.privacy.vault import (
+    VAULT_FILE,
+    KeyRefused,
+    Vault,
+    check_key_id,
+    key_id,
+    private_dir,
+    read_key_file,
+    weak_key_reason,
+)
 from pipelines.steps.records import Record
 
 
@@ -58,16 +67,34 @@ class PIIEngine(dg.ConfigurableResource):
         return self._analyzer
 
     def pseudonym_key(self) -> bytes:
+        """The pseudonym key, refused when weak, badly protected or not this data root's key.
+
+        Raises:
+            KeyRefused: naming the variable or file, and what to do (docs/security.md).
+        """
         from_env = os.environ.get(self.pseudonym_key_env)
-        if from_env:
-            return from_env.encode("utf-8")
         path = Path(self.key_file)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_bytes(32))
-        return path.read_bytes()
+        if from_env:
+            key, setting = from_env.encode("utf-8"), f"${self.pseudonym_key_env}"
+            weak = weak_key_reason(key)
+            if weak:
+                raise KeyRefused(
+                    f"{setting} (pii.pseudonym_key_env) is a weak key ({weak}): set 32 random "
+                    "bytes, e.g. from `sovtune vault keygen`"
+                )
+        else:
+            if not os.path.lexists(path):
+                private_dir(path.parent)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(secrets.token_bytes(32))
+            key, setting = read_key_file(path), str(path)
+        check_key_id(path.parent, "pseudonym", key, setting=setting)
+        return key
+
+    def pseudonym_key_id(self) -> str:
+        """The public id of the pseudonym key in use (recorded with every scrubbing run)."""
+        return key_id(self.pseudonym_key())
 
     def scrub(self, records: list[Record]) -> "pii.ScrubResult":
         # With the vault on, a missing or wrong vault key stops the stage before any scrubbing.

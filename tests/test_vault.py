@@ -131,3 +131,127 @@ def test_when_key_is_generated_then_it_opens_a_vault(tmp_path) -> None:
 
     assert result.exit_code == 0
     assert _filled(tmp_path / VAULT_FILE, result.output.strip()).lookup("PERSON", "袁桂珍")
+
+
+# --- issue #16 point 7: locked saves, OS identity, modes, weak keys, key ids ------------------
+
+
+def test_when_two_savers_overlap_then_no_entry_is_lost(tmp_path, monkeypatch) -> None:
+    import threading
+
+    from pipelines.steps.privacy import vault as vault_module
+
+    key = new_key()
+    first, second = Vault(tmp_path / VAULT_FILE, key), Vault(tmp_path / VAULT_FILE, key)
+    first.add("PERSON", "William Harris", "Jane Doe")
+    second.add("PERSON", "Carl Moss", "John Roe")
+    other = threading.Thread(target=second.save)
+    write = vault_module._write_private
+
+    def overlapping_write(path, data):
+        # planted: the second drop saves after the first has read the file, before it replaces
+        # it; without a lock the second's entry is then overwritten. With the lock the second
+        # waits (the join gives up after a second) and merges after the first has written.
+        if path == first.path and not other.is_alive() and other.ident is None:
+            other.start()
+            other.join(timeout=1.0)
+        write(path, data)
+
+    monkeypatch.setattr(vault_module, "_write_private", overlapping_write)
+    first.save()
+    other.join()
+    reopened = Vault(tmp_path / VAULT_FILE, key)
+    assert reopened.lookup("PERSON", "William Harris") == ["Jane Doe"]
+    assert reopened.lookup("PERSON", "Carl Moss") == ["John Roe"]
+
+
+def test_when_a_steward_looks_up_then_the_os_user_and_failed_attempts_are_logged_privately(
+    tmp_path, monkeypatch
+) -> None:
+    import os
+    import pwd
+
+    key = new_key()
+    _filled(tmp_path / "secrets" / VAULT_FILE, key)
+    (tmp_path / "secrets").chmod(0o755)  # planted: a world-readable secrets folder
+    monkeypatch.setenv("SOVTUNE_DATA_ROOT", str(tmp_path))
+    monkeypatch.setenv("USER", "mallory")  # planted: a spoofed user name
+    monkeypatch.setenv("LOGNAME", "mallory")
+    runner = CliRunner()
+    monkeypatch.setenv("SOVTUNE_VAULT_KEY", new_key())  # planted: a wrong key
+    wrong = runner.invoke(app, ["vault", "open", "--entity", "PERSON", "--surrogate", "X"])
+    monkeypatch.setenv("SOVTUNE_VAULT_KEY", key)
+    found = runner.invoke(
+        app, ["vault", "open", "--entity", "PERSON", "--surrogate", "William Harris"]
+    )
+
+    assert wrong.exit_code == 2 and found.exit_code == 0
+    log_path = tmp_path / "secrets" / ACCESS_LOG
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [line["outcome"] for line in lines] == ["wrong_key", "found"]
+    assert all(pwd.getpwuid(os.geteuid()).pw_name in line["user"] for line in lines)
+    assert all("mallory" not in line["user"] for line in lines)
+    assert log_path.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "secrets").stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "aaaaaaaaaaaaaaaaaaaaaaaa",  # one byte repeated
+        "abcdefghijklmnopqrstuvwx",  # a sequence
+        "0123456789abcdef0123456789abcdef",  # a 16-byte block twice
+        "abababcdcdcdababcdcdabab",  # four distinct bytes
+        "short",
+    ],
+)
+def test_when_the_pseudonym_key_is_weak_then_it_is_refused(tmp_path, monkeypatch, weak) -> None:
+    monkeypatch.setenv("SOVTUNE_PSEUDONYM_KEY", weak)  # planted: a weak key
+    engine = PIIEngine(key_file=str(tmp_path / "secrets" / "pseudonym.key"))
+
+    with pytest.raises(VaultError, match="SOVTUNE_PSEUDONYM_KEY.*weak key"):
+        engine.pseudonym_key()
+
+
+def test_when_the_vault_key_is_weak_then_it_is_refused(tmp_path) -> None:
+    import base64
+
+    with pytest.raises(VaultError, match="weak key"):
+        Vault(tmp_path / VAULT_FILE, base64.urlsafe_b64encode(bytes(32)))  # planted: zeros
+
+
+def test_when_the_key_file_is_readable_by_others_then_it_is_refused(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("SOVTUNE_PSEUDONYM_KEY", raising=False)
+    key_file = tmp_path / "secrets" / "pseudonym.key"
+    engine = PIIEngine(key_file=str(key_file))
+    engine.pseudonym_key()
+    key_file.chmod(0o644)  # planted: a world-readable key file
+
+    with pytest.raises(VaultError, match="chmod 600"):
+        engine.pseudonym_key()
+
+
+def test_when_the_pseudonym_key_changes_then_the_run_is_refused_with_the_rotation_procedure(
+    tmp_path, monkeypatch
+) -> None:
+    from pipelines.steps.privacy.vault import key_id
+
+    engine = PIIEngine(key_file=str(tmp_path / "secrets" / "pseudonym.key"))
+    monkeypatch.setenv("SOVTUNE_PSEUDONYM_KEY", "first-key-Zq8vX2pL9mW4rT7y")
+    first = engine.pseudonym_key_id()
+    assert first == key_id(b"first-key-Zq8vX2pL9mW4rT7y") and "Zq8v" not in first
+    monkeypatch.setenv("SOVTUNE_PSEUDONYM_KEY", "second-key-Hn3bQ6sD1fJ5kC0u")  # planted
+
+    with pytest.raises(VaultError, match="docs/security.md"):
+        engine.pseudonym_key()
+    recorded = json.loads((tmp_path / "secrets" / "key_ids.json").read_text())
+    assert recorded["pseudonym"]["key_id"] == first
+
+
+def test_when_the_vault_is_rotated_then_only_the_new_key_opens_it(tmp_path) -> None:
+    old, new = new_key(), new_key()
+    _filled(tmp_path / VAULT_FILE, old).rotate(new)
+
+    assert Vault(tmp_path / VAULT_FILE, new).lookup("PERSON", "袁桂珍") == ["王小明"]
+    with pytest.raises(VaultError, match="cannot be decrypted"):
+        Vault(tmp_path / VAULT_FILE, old).lookup("PERSON", "袁桂珍")
