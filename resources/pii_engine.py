@@ -9,6 +9,7 @@ from pydantic import PrivateAttr
 
 from pipelines.steps.config import PIIConfig
 from pipelines.steps.privacy import pii
+from pipelines.steps.privacy.surrogates import registry_session
 from pipelines.steps.privacy.vault import (
     VAULT_FILE,
     KeyRefused,
@@ -20,6 +21,8 @@ from pipelines.steps.privacy.vault import (
     weak_key_reason,
 )
 from pipelines.steps.records import Record
+
+SURROGATE_REGISTRY = "surrogates.json"
 
 
 class PIIEngine(dg.ConfigurableResource):
@@ -99,13 +102,16 @@ class PIIEngine(dg.ConfigurableResource):
     def scrub(self, records: list[Record]) -> "pii.ScrubResult":
         # With the vault on, a missing or wrong vault key stops the stage before any scrubbing.
         vault = self.open_vault() if self.vault else None
-        result = pii.scrub_records(
-            records,
-            self.analyzer,
-            self.config,
-            key=self.pseudonym_key(),
-            remember=vault.add if vault is not None else None,
-        )
+        key = self.pseudonym_key()
+        # Surrogates distinct per key: claims persist in secrets/ (keyed digests, no values).
+        with registry_session(Path(self.key_file).parent / SURROGATE_REGISTRY, key):
+            result = pii.scrub_records(
+                records,
+                self.analyzer,
+                self.config,
+                key=key,
+                remember=vault.add if vault is not None else None,
+            )
         if vault is not None:
             vault.save()
         return result

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -255,3 +256,41 @@ def test_when_the_vault_is_rotated_then_only_the_new_key_opens_it(tmp_path) -> N
     assert Vault(tmp_path / VAULT_FILE, new).lookup("PERSON", "袁桂珍") == ["王小明"]
     with pytest.raises(VaultError, match="cannot be decrypted"):
         Vault(tmp_path / VAULT_FILE, old).lookup("PERSON", "袁桂珍")
+
+
+def _thousand_names() -> tuple[list[str], list[str]]:
+    import random
+
+    from faker.providers.person import de_DE, en_US, zh_CN
+
+    latin = sorted({*en_US.Provider.first_names, *de_DE.Provider.first_names})
+    rng = random.Random(0)
+    english = rng.sample(latin, 1000)
+    surnames, given = list(zh_CN.Provider.last_names), list(zh_CN.Provider.first_names)
+    chinese: set[str] = set()
+    while len(chinese) < 1000:
+        chinese.add(rng.choice(surnames) + rng.choice(given) + rng.choice(["", *given]))
+    return english, sorted(chinese)
+
+
+def test_when_1000_distinct_names_are_scrubbed_then_1000_distinct_surrogates_and_stable(
+    tmp_path,
+) -> None:
+    from pipelines.steps.privacy.pii import pseudonym
+    from pipelines.steps.privacy.surrogates import registry_session
+
+    key = b"collision-test-key-Zq8vX2pL9mW4rT7y"
+    registry = tmp_path / "secrets" / "surrogates.json"
+    english, chinese = _thousand_names()
+    with registry_session(registry, key):
+        first = {n: pseudonym("PERSON", n, key=key) for n in english + chinese}
+    # planted: first names alone drew 532 -> 264 surrogates before (vault lookups met two people)
+    assert len({first[n] for n in english}) == 1000
+    assert len({first[n] for n in chinese}) == 1000
+    assert all(first[n] != n for n in first)
+    with registry_session(registry, key):  # a later run: the same surrogates
+        assert all(pseudonym("PERSON", n, key=key) == first[n] for n in english[::50])
+    stored = json.loads(registry.read_text())  # surrogates and keyed digests, no value
+    digests = [d for claims in stored["claims"].values() for d in claims.values()]
+    assert len(digests) == 2000 and all(re.fullmatch(r"[0-9a-f]{32}", d) for d in digests)
+    assert registry.stat().st_mode & 0o777 == 0o600

@@ -35,21 +35,28 @@ What each type becomes (the choices are documented here because tests and stewar
   letter and Han character replaced by one of its kind.
 - SECRET (and any `SECRET_*` type): never a surrogate; `surrogate` refuses, secrets are redacted.
 
+Collisions: without a registry two values can draw the same surrogate (532 distinct first names
+gave 264 surrogates); inside `registry_session` (the scrubber's, `resources/pii_engine.py`) a
+value takes its first candidate no other value has claimed, so surrogates are distinct per key.
+
 Faker's output for a seed is stable for the pinned Faker version; upgrading Faker can change
 surrogates, which only matters for the vault (lookups of surrogates written before).
 """
 
+import contextlib
 import datetime
 import hashlib
 import hmac
 import ipaddress
 import itertools
+import json
 import random
 import re
 import string
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cache, lru_cache
+from pathlib import Path
 
 import faker
 import phonenumbers
@@ -85,6 +92,9 @@ MONTHS = (
 # Province abbreviations that start a mainland licence plate.
 CN_PLATE_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 MAX_ATTEMPTS = 64
+WIDER_FROM_ATTEMPT = 16
+"""From this attempt on (the first candidates were taken by other values in a registry), names
+draw from a wider space: double-barrelled English names, three-character Chinese names."""
 # Birth dates of Chinese ID surrogates: fixed bounds, so a surrogate never depends on the run date.
 CN_BIRTH_FROM = datetime.date(1945, 1, 1)
 CN_BIRTH_DAYS = (datetime.date(2005, 12, 31) - CN_BIRTH_FROM).days
@@ -102,6 +112,71 @@ def is_secret(entity_type: str) -> bool:
 def has_surrogate(entity_type: str) -> bool:
     """Whether `surrogate` makes a realistic value for this type (unknown types get none)."""
     return not is_secret(entity_type) and entity_type in _GENERATORS
+
+
+class SurrogateRegistry:
+    """The surrogates already given under one key, per type, and whose value each stands for.
+
+    Makes surrogates collision-free per key: a value takes the first of its own deterministic
+    candidates (attempt 0, 1, ...) that no other value has claimed, so two people never share a
+    surrogate and a vault lookup never returns two of them. Values are held only as keyed
+    digests (HMAC-SHA256 under the pseudonym key, like the pseudonyms themselves), surrogates as
+    their canonical form. Claims are never released, so a value finds its own claim again at
+    the same attempt in every later run: surrogates stay stable as long as the registry is kept
+    (`registry_session` persists it in `secrets/`).
+    """
+
+    def __init__(self, key: bytes, claims: dict[str, dict[str, str]] | None = None) -> None:
+        self._mac_key = b"surrogate registry\x00" + key
+        self.claims: dict[str, dict[str, str]] = claims or {}
+        self._given: dict[tuple[str, str], str] = {}
+
+    def digest(self, entity_type: str, folded: str) -> str:
+        message = f"{entity_type}\x1f{folded}".encode("utf-8", "surrogatepass")
+        return hmac.new(self._mac_key, message, hashlib.sha256).hexdigest()[:32]
+
+    def surrogate(self, entity_type: str, value: str, key: bytes) -> str:
+        """The value's first candidate not claimed by another value (claimed for it now)."""
+        if (entity_type, value) in self._given:
+            return self._given[(entity_type, value)]
+        folded = canonical(entity_type, value)
+        mine = self.digest(entity_type, folded)
+        taken = self.claims.setdefault(entity_type, {})
+        made = placeholder(entity_type)
+        for fake in _candidates(entity_type, value, key):
+            owner = taken.get(canonical(entity_type, fake))
+            if owner is None or owner == mine:
+                taken[canonical(entity_type, fake)] = mine
+                made = fake
+                break
+        self._given[(entity_type, value)] = made
+        return made
+
+
+_ACTIVE_REGISTRY: list[SurrogateRegistry] = []
+
+
+@contextlib.contextmanager
+def registry_session(path: Path, key: bytes) -> Iterator[SurrogateRegistry]:
+    """Make `surrogate` collision-free for the block, with the registry persisted at `path`.
+
+    The registry file (JSON, mode 0600, in `secrets/`) is read and written under an exclusive
+    lock held for the whole block, so drops scrubbed at the same time never claim one surrogate
+    for two values. A registry written under another key (after a rotation) is started afresh.
+    """
+    from pipelines.steps.privacy.vault import _write_private, exclusive_lock, key_id
+
+    with exclusive_lock(path.with_name(path.name + ".lock")):
+        stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        claims = stored.get("claims", {}) if stored.get("key_id") == key_id(key) else {}
+        registry = SurrogateRegistry(key, claims)
+        _ACTIVE_REGISTRY.append(registry)
+        try:
+            yield registry
+        finally:
+            _ACTIVE_REGISTRY.remove(registry)
+        payload = {"key_id": key_id(key), "claims": registry.claims}
+        _write_private(path, json.dumps(payload, sort_keys=True).encode())
 
 
 def surrogate(entity_type: str, value: str, *, key: bytes) -> str:
@@ -125,29 +200,37 @@ def surrogate(entity_type: str, value: str, *, key: bytes) -> str:
         raise SurrogateError(f"{entity_type} values are always redacted, never given a surrogate")
     if entity_type not in _GENERATORS:
         raise SurrogateError(f"no surrogate generator for entity type {entity_type}")
+    if _ACTIVE_REGISTRY:
+        return _ACTIVE_REGISTRY[-1].surrogate(entity_type, value, key)
     return _cached_surrogate(entity_type, value, key)
 
 
 @lru_cache(maxsize=65_536)
 def _cached_surrogate(entity_type: str, value: str, key: bytes) -> str:
     """`surrogate` for a known type; the same value recurs across a corpus (names above all)."""
+    # A value without letters or digits has no realistic surrogate: never return the value.
+    return next(_candidates(entity_type, value, key), f"<{entity_type}>")
+
+
+def _candidates(entity_type: str, value: str, key: bytes) -> Iterator[str]:
+    """The value's surrogate candidates in a fixed order (one per attempt that gives one)."""
     generator = _GENERATORS[entity_type]
     folded = canonical(entity_type, value)
     # HMAC pads short keys with zero bytes: the length prefix keeps b"k" and b"k\0" apart.
     mac_key = len(key).to_bytes(4, "big") + key
     for attempt in range(MAX_ATTEMPTS):
         digest = hmac.new(
-            mac_key, f"{entity_type}\x1f{folded}\x1f{attempt}".encode(), hashlib.sha256
+            mac_key,
+            f"{entity_type}\x1f{folded}\x1f{attempt}".encode("utf-8", "surrogatepass"),
+            hashlib.sha256,
         ).digest()
         try:
-            fake = generator(value, _Draw(digest))
+            fake = generator(value, _Draw(digest, attempt))
         except (ValueError, KeyError, IndexError):  # a value too malformed for its type's layout
             fake = None
         if fake and _unrelated(canonical(entity_type, fake), folded):
             if fake != value and (len(value) < 3 or value not in fake):
-                return fake
-    # A value without letters or digits has no realistic surrogate: never return the value.
-    return f"<{entity_type}>"
+                yield fake
 
 
 def _unrelated(made: str, canonical: str) -> bool:
@@ -158,9 +241,10 @@ def _unrelated(made: str, canonical: str) -> bool:
 class _Draw:
     """Randomness for one surrogate: a `random.Random` and Faker instances seeded from a digest."""
 
-    def __init__(self, digest: bytes) -> None:
+    def __init__(self, digest: bytes, attempt: int = 0) -> None:
         self.seed = int.from_bytes(digest, "big")
         self.rng = random.Random(self.seed)
+        self.attempt = attempt
 
     def faker(self, locale: str) -> faker.Faker:
         fake = _faker(locale)
@@ -254,13 +338,18 @@ def _person(value: str, draw: _Draw) -> str:
             out.append(_case_like(bare, draw.rng.choice(string.ascii_uppercase)) + token[1:])
         else:
             surname = i == names[-1] and (len(names) > 1 or titled)
-            name = _name(draw, "en_US", "last_names" if surname else "first_names")
+            kind = "last_names" if surname else "first_names"
+            name = _name(draw, "en_US", kind)
+            if draw.attempt >= WIDER_FROM_ATTEMPT:  # a taken name: double-barrelled ones
+                name += "-" + _name(draw, "en_US", kind)
             out.append(_case_like(bare, name) + token[len(token.rstrip(".,")) :])
     return " ".join(out)
 
 
 def _han_name(value: str, draw: _Draw) -> str:
     length = max(2, len(value.strip()))
+    if draw.attempt >= WIDER_FROM_ATTEMPT and length == 2:
+        length = 3  # every two-character name may be taken: a three-character one
     surname = _name(draw, "zh_CN", "last_names")
     while len(surname) >= length:
         surname = _name(draw, "zh_CN", "last_names")
