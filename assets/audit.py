@@ -60,50 +60,7 @@ def privacy_audit(
         _control(name, context, data, base_model, scrubbed_corpus, storage, trainer, auditor, pii)
         for name in auditor.controls
     ]
-    table = [
-        "| canary | insertions | in training | rank | candidates | exposure (bits) | method |",
-        "|---|---:|---:|---:|---:|---:|---|",
-    ]
-    table += [
-        f"| `{r['canary_id']}` | {r['insertions']} | {r['in_training']} | {r['rank']} | "
-        f"{r['candidates']} | {r['exposure_bits']:.2f} | {r['method']} |"
-        for r in rows
-    ]
-    context.add_output_metadata(
-        {
-            "canaries": len(rows),
-            "max_exposure_bits": float(worst) if worst is not None else float("nan"),
-            "bound_bits": float(auditor.max_exposure_bits),
-            "exposure": dg.MetadataValue.md("\n".join(table)),
-            "membership_inference": dg.MetadataValue.md(
-                "\n".join(
-                    [
-                        "| attack | AUC | AUC 95% low | TPR@1%FPR | empirical eps >= |",
-                        "|---|---:|---:|---:|---:|",
-                    ]
-                    + [
-                        f"| {a['attack']} | {a['auc']:.3f} | {a['auc_low']:.3f} | "
-                        f"{a['tpr_at_1pct_fpr']:.3f} | {a['epsilon_lower_bound']:.2f} |"
-                        for a in attacks
-                    ]
-                )
-            ),
-            "max_mia_auc": max(a["auc"] for a in attacks),
-            "pii_extraction_probes": extraction["probes"],
-            "pii_values_extracted": extraction["extracted"],
-            "backdoor_rate": float("nan") if backdoor is None else backdoor["rate"],
-            "audit_seconds": dg.MetadataValue.json(result["seconds"]),
-            **(
-                {
-                    "controls": dg.MetadataValue.md(
-                        _controls_table(controls, dp_lora_adapter, result)
-                    )
-                }
-                if controls
-                else {}
-            ),
-        }
-    )
+    context.add_output_metadata(_audit_metadata(result, controls, dp_lora_adapter, auditor))
     return {
         "canaries": rows,
         "max_exposure_bits": worst,
@@ -118,6 +75,58 @@ def privacy_audit(
         and all(a["auc_low"] <= auditor.max_mia_auc for a in attacks)
         and extraction["extracted"] == 0,
     }
+
+
+def _audit_metadata(result: dict, controls: list[dict], dp_lora_adapter: dict, auditor) -> dict:
+    """Dagster metadata: canary exposures and attack results as tables, counts and rates."""
+    worst, attacks = result["max_exposure_bits"], result["membership_inference"]
+    extraction, backdoor = result["pii_extraction"], result["backdoor"]
+    return {
+        "canaries": len(result["canaries"]),
+        "max_exposure_bits": float(worst) if worst is not None else float("nan"),
+        "bound_bits": float(auditor.max_exposure_bits),
+        "exposure": dg.MetadataValue.md(_exposure_table(result["canaries"])),
+        "membership_inference": dg.MetadataValue.md(_attack_table(attacks)),
+        "max_mia_auc": max(a["auc"] for a in attacks),
+        "pii_extraction_probes": extraction["probes"],
+        "pii_values_extracted": extraction["extracted"],
+        "backdoor_rate": float("nan") if backdoor is None else backdoor["rate"],
+        "audit_seconds": dg.MetadataValue.json(result["seconds"]),
+        **(
+            {"controls": dg.MetadataValue.md(_controls_table(controls, dp_lora_adapter, result))}
+            if controls
+            else {}
+        ),
+    }
+
+
+def _exposure_table(rows: list[dict]) -> str:
+    """Markdown: one row per canary (id, insertions, rank, exposure), never its secret."""
+    table = [
+        "| canary | insertions | in training | rank | candidates | exposure (bits) | method |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    table += [
+        f"| `{r['canary_id']}` | {r['insertions']} | {r['in_training']} | {r['rank']} | "
+        f"{r['candidates']} | {r['exposure_bits']:.2f} | {r['method']} |"
+        for r in rows
+    ]
+    return "\n".join(table)
+
+
+def _attack_table(attacks: list[dict]) -> str:
+    """Markdown: one row per membership-inference attack."""
+    return "\n".join(
+        [
+            "| attack | AUC | AUC 95% low | TPR@1%FPR | empirical eps >= |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        + [
+            f"| {a['attack']} | {a['auc']:.3f} | {a['auc_low']:.3f} | "
+            f"{a['tpr_at_1pct_fpr']:.3f} | {a['epsilon_lower_bound']:.2f} |"
+            for a in attacks
+        ]
+    )
 
 
 def _audit_data(auditor, dp_lora_adapter: dict, curated_corpus: dict, raw_corpus: dict):

@@ -1,13 +1,14 @@
 """Stage 3: integrity screening into the curated, trainable corpus, with the steward loop."""
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from assets.metadata import OWNERS_STEWARDS, counts_table
 from assets.partitions import data_drops
-from pipelines.steps.integrity.curate import QUARANTINE, curate_records
+from pipelines.steps.integrity.curate import QUARANTINE, CurationResult, curate_records
 from pipelines.steps.integrity.decisions import decisions_fingerprint, read_decisions
 from pipelines.steps.records import frame_to_records, records_to_frame
 from pipelines.steps.storage import read_parquet, write_json, write_parquet
@@ -46,8 +47,24 @@ def curated_corpus(
     out = storage.drop_dir(storage.curated, scrubbed_corpus["drop"])
     path = out / "curated_corpus.parquet"
     sha = write_parquet(records_to_frame(result.kept), path)
+    write_parquet(_screening_frame(result), out / "screening.parquet")
+    filtered = _filtered_frame(result)
+    write_parquet(filtered, out / "filtered.parquet")
+    waiting = {s.id for s in result.screened if s.decision == QUARANTINE and not s.steward}
+    write_parquet(
+        records_to_frame([r for r in records if r.id in waiting]),
+        out / "quarantine.parquet",
+    )
+    summary = _curation_summary(scrubbed_corpus, result, filtered, path, sha, decisions_path)
+    write_json(summary, out / "curation_summary.json")
+    context.add_output_metadata(_curation_metadata(summary, result, out, decisions_path))
+    return summary
+
+
+def _screening_frame(result: CurationResult) -> pd.DataFrame:
+    """One row per screened record: decision, steward, reasons and scores (JSON), no text."""
     trigger_members = {rid for cluster in result.trigger_clusters for rid in cluster}
-    screening = pd.DataFrame(
+    return pd.DataFrame(
         [
             {
                 "id": s.id,
@@ -62,8 +79,11 @@ def curated_corpus(
         ],
         columns=["id", "decision", "steward", "kept", "in_trigger_cluster", "reasons", "scores"],
     )
-    write_parquet(screening, out / "screening.parquet")
-    filtered = pd.DataFrame(
+
+
+def _filtered_frame(result: CurationResult) -> pd.DataFrame:
+    """One row per record not kept, with its first reason's code and detail."""
+    return pd.DataFrame(
         [
             {"id": s.id, "reason": s.reasons[0].code, "detail": s.reasons[0].detail}
             for s in result.screened
@@ -71,16 +91,20 @@ def curated_corpus(
         ],
         columns=["id", "reason", "detail"],
     )
-    write_parquet(filtered, out / "filtered.parquet")
-    waiting = {s.id for s in result.screened if s.decision == QUARANTINE and not s.steward}
-    write_parquet(
-        records_to_frame([r for r in records if r.id in waiting]),
-        out / "quarantine.parquet",
-    )
+
+
+def _curation_summary(
+    scrubbed_corpus: dict,
+    result: CurationResult,
+    filtered: pd.DataFrame,
+    path: Path,
+    sha: str,
+    decisions_path: Path,
+) -> dict:
+    """The asset's output and `curation_summary.json`: counts, steward tallies, cluster sizes."""
     counts = result.counts()
     by_reason = filtered["reason"].value_counts().to_dict()
-    cluster_sizes = _size_histogram(result.near_duplicate_clusters)
-    summary = {
+    return {
         "drop": scrubbed_corpus["drop"],
         "drop_sha256": scrubbed_corpus["drop_sha256"],
         "path": str(path),
@@ -101,41 +125,45 @@ def curated_corpus(
             "decisions_sha256": decisions_fingerprint(decisions_path),
         },
         "by_screen": result.reason_counts(),
-        "near_duplicate_cluster_sizes": cluster_sizes,
+        "near_duplicate_cluster_sizes": _size_histogram(result.near_duplicate_clusters),
         "trigger_clusters": [len(c) for c in result.trigger_clusters],
-        "screening_path": str(out / "screening.parquet"),
+        "screening_path": str(path.parent / "screening.parquet"),
     }
-    write_json(summary, out / "curation_summary.json")
-    context.add_output_metadata(
-        {
-            "drop": summary["drop"],
-            "drop_sha256": summary["drop_sha256"],
-            "records_in": counts["records_in"],
-            "kept": counts["kept"],
-            "dropped": counts["dropped"],
-            "quarantined": counts["quarantined"],
-            "steward_approved": counts["approved"],
-            "steward_rejected": counts["rejected"],
-            "steward_pending": counts["pending"],
-            "filtered_by_reason": counts_table(summary["filtered_by_reason"], key="reason"),
-            "by_screen": dg.MetadataValue.md(_screen_table(summary["by_screen"])),
-            "near_duplicate_cluster_sizes": counts_table(
-                {str(k): v for k, v in cluster_sizes.items()}, key="cluster size", value="clusters"
-            ),
-            "trigger_clusters": len(result.trigger_clusters),
-            "sha256": sha,
-            "path": dg.MetadataValue.path(str(path)),
-            "quarantine_review": dg.MetadataValue.path(str(out / "quarantine.parquet")),
-            "screening_scores": dg.MetadataValue.path(summary["screening_path"]),
-            "steward_decisions": dg.MetadataValue.md(
-                f"{counts['pending']} records await review in `{out / 'quarantine.parquet'}` "
-                f"(scores and reasons per record in `{out / 'screening.parquet'}`). Approve or "
-                f"reject them by id in `{decisions_path}` (`id,decision[,steward,decided_at]`); "
-                "the `steward_decisions` sensor re-materializes every drop when the file changes."
-            ),
-        }
-    )
-    return summary
+
+
+def _curation_metadata(
+    summary: dict, result: CurationResult, out: Path, decisions_path: Path
+) -> dict:
+    """Dagster metadata: counts, tables and where the steward reviews and decides."""
+    counts = result.counts()
+    cluster_sizes = summary["near_duplicate_cluster_sizes"]
+    return {
+        "drop": summary["drop"],
+        "drop_sha256": summary["drop_sha256"],
+        "records_in": counts["records_in"],
+        "kept": counts["kept"],
+        "dropped": counts["dropped"],
+        "quarantined": counts["quarantined"],
+        "steward_approved": counts["approved"],
+        "steward_rejected": counts["rejected"],
+        "steward_pending": counts["pending"],
+        "filtered_by_reason": counts_table(summary["filtered_by_reason"], key="reason"),
+        "by_screen": dg.MetadataValue.md(_screen_table(summary["by_screen"])),
+        "near_duplicate_cluster_sizes": counts_table(
+            {str(k): v for k, v in cluster_sizes.items()}, key="cluster size", value="clusters"
+        ),
+        "trigger_clusters": len(result.trigger_clusters),
+        "sha256": summary["sha256"],
+        "path": dg.MetadataValue.path(summary["path"]),
+        "quarantine_review": dg.MetadataValue.path(str(out / "quarantine.parquet")),
+        "screening_scores": dg.MetadataValue.path(summary["screening_path"]),
+        "steward_decisions": dg.MetadataValue.md(
+            f"{counts['pending']} records await review in `{out / 'quarantine.parquet'}` "
+            f"(scores and reasons per record in `{out / 'screening.parquet'}`). Approve or "
+            f"reject them by id in `{decisions_path}` (`id,decision[,steward,decided_at]`); "
+            "the `steward_decisions` sensor re-materializes every drop when the file changes."
+        ),
+    }
 
 
 def _size_histogram(clusters: list[tuple[str, ...]]) -> dict[int, int]:

@@ -51,40 +51,11 @@ def registered_model(
         base_model=base_model,
         dp_lora_adapter=dp_lora_adapter,
     )
-    privacy = {
-        "epsilon": f"{dp_lora_adapter['epsilon']:.4f}",
-        "delta": f"{dp_lora_adapter['delta']:g}",
-        "accountant": dp_lora_adapter["accountant"],
-        "noise_multiplier": f"{dp_lora_adapter['noise_multiplier']:.4f}",
-        "sample_rate": f"{dp_lora_adapter['sample_rate']:.6f}",
-        "steps": str(dp_lora_adapter["steps"]),
-        "max_grad_norm": f"{dp_lora_adapter['max_grad_norm']:g}",
-        "privacy_unit": dp_lora_adapter.get("privacy_unit", DEFAULT_PRIVACY_UNIT),
-        "train_records": str(dp_lora_adapter["n_train"]),
-    }
+    privacy = _privacy_params(dp_lora_adapter)
     commit = git_commit()
-    tags = {
-        "sovtune.epsilon": privacy["epsilon"],
-        "sovtune.delta": privacy["delta"],
-        "sovtune.privacy_unit": privacy["privacy_unit"],
-        "sovtune.dagster_run_id": context.run_id,
-        "sovtune.git_commit": commit,
-        "sovtune.base_model": base_model["name"],
-        "sovtune.snapshot_sha256": training_corpus["snapshot_sha256"],
-        "sovtune.drops": str(len(training_corpus["drops"])),
-        "sovtune.audit": "passed" if privacy_audit["passed"] else "failed",
-        "sovtune.audit.max_exposure_bits": f"{privacy_audit['max_exposure_bits']:.3f}",
-        "sovtune.audit.pii_extracted": str(privacy_audit["pii_extraction"]["extracted"]),
-        **{
-            f"sovtune.audit.mia_auc.{a['attack']}": f"{a['auc']:.4f}"
-            for a in privacy_audit["membership_inference"]
-        },
-        **{f"sovtune.fingerprint.{k}": v for k, v in prints.items()},
-        **{
-            f"sovtune.check.{c['asset']}.{c['check']}": "passed" if c["passed"] else "failed"
-            for c in checks
-        },
-    }
+    tags = _version_tags(
+        context.run_id, commit, training_corpus, base_model, privacy_audit, privacy, prints, checks
+    )
     version = registry.register_adapter(
         adapter_dir=dp_lora_adapter["adapter_dir"],
         tokenizer_dir=base_model["path"],
@@ -97,15 +68,7 @@ def registered_model(
         ),
         params={**privacy, "base_model": base_model["name"], "profile": storage.profile},
         tags=tags,
-        step_metrics={
-            # an empty Poisson batch has no loss (None); its step is still noised and counted
-            "train_loss": [
-                (step, loss)
-                for step, loss in enumerate(dp_lora_adapter["losses"], start=1)
-                if loss is not None
-            ],
-            "epsilon": [tuple(x) for x in dp_lora_adapter["epsilons"]],
-        },
+        step_metrics=_step_metrics(dp_lora_adapter),
         run_name=f"dagster-{context.run_id[:8]}",
     )
     context.add_output_metadata(
@@ -128,4 +91,67 @@ def registered_model(
         "privacy": privacy,
         "checks": checks,
         "profile": storage.profile,
+    }
+
+
+def _privacy_params(dp_lora_adapter: dict) -> dict[str, str]:
+    """The DP guarantee and how it was reached, as MLflow params (text, fixed precision)."""
+    return {
+        "epsilon": f"{dp_lora_adapter['epsilon']:.4f}",
+        "delta": f"{dp_lora_adapter['delta']:g}",
+        "accountant": dp_lora_adapter["accountant"],
+        "noise_multiplier": f"{dp_lora_adapter['noise_multiplier']:.4f}",
+        "sample_rate": f"{dp_lora_adapter['sample_rate']:.6f}",
+        "steps": str(dp_lora_adapter["steps"]),
+        "max_grad_norm": f"{dp_lora_adapter['max_grad_norm']:g}",
+        "privacy_unit": dp_lora_adapter.get("privacy_unit", DEFAULT_PRIVACY_UNIT),
+        "train_records": str(dp_lora_adapter["n_train"]),
+    }
+
+
+def _version_tags(
+    run_id: str,
+    commit: str,
+    training_corpus: dict,
+    base_model: dict,
+    privacy_audit: dict,
+    privacy: dict[str, str],
+    prints: dict[str, str],
+    checks: list[dict],
+) -> dict[str, str]:
+    """The model version's `sovtune.*` tags: privacy, provenance, audit, fingerprints, checks."""
+    return {
+        "sovtune.epsilon": privacy["epsilon"],
+        "sovtune.delta": privacy["delta"],
+        "sovtune.privacy_unit": privacy["privacy_unit"],
+        "sovtune.dagster_run_id": run_id,
+        "sovtune.git_commit": commit,
+        "sovtune.base_model": base_model["name"],
+        "sovtune.snapshot_sha256": training_corpus["snapshot_sha256"],
+        "sovtune.drops": str(len(training_corpus["drops"])),
+        "sovtune.audit": "passed" if privacy_audit["passed"] else "failed",
+        "sovtune.audit.max_exposure_bits": f"{privacy_audit['max_exposure_bits']:.3f}",
+        "sovtune.audit.pii_extracted": str(privacy_audit["pii_extraction"]["extracted"]),
+        **{
+            f"sovtune.audit.mia_auc.{a['attack']}": f"{a['auc']:.4f}"
+            for a in privacy_audit["membership_inference"]
+        },
+        **{f"sovtune.fingerprint.{k}": v for k, v in prints.items()},
+        **{
+            f"sovtune.check.{c['asset']}.{c['check']}": "passed" if c["passed"] else "failed"
+            for c in checks
+        },
+    }
+
+
+def _step_metrics(dp_lora_adapter: dict) -> dict[str, list[tuple]]:
+    """Training loss and epsilon spent per DP-SGD step, for the MLflow run."""
+    return {
+        # an empty Poisson batch has no loss (None); its step is still noised and counted
+        "train_loss": [
+            (step, loss)
+            for step, loss in enumerate(dp_lora_adapter["losses"], start=1)
+            if loss is not None
+        ],
+        "epsilon": [tuple(x) for x in dp_lora_adapter["epsilons"]],
     }

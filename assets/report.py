@@ -40,99 +40,23 @@ def compliance_report(
     result. Stored under the reports zone and in the version's MLflow run.
     """
     version = registered_model["version"]
-    raw_corpus, scrubbed_corpus, curated_corpus = (
-        training_corpus[zone] for zone in ("raw", "scrubbed", "curated")
-    )
     checks = latest_check_results(context, registry.report_checks)
-    residual = next(
-        (c["measured"].get("residual") for c in checks if c["check"] == "no_residual_pii"), None
-    )
     report = build_report(
-        {
-            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "model": {
-                "name": registered_model["name"],
-                "version": version,
-                "mlflow_run_id": registered_model["mlflow_run_id"],
-                "dagster_run_id": context.run_id,
-                "git_commit": registered_model["git_commit"],
-                "profile": registered_model["profile"],
-            },
-            "lineage": {
-                "snapshot_sha256": training_corpus["snapshot_sha256"],
-                "drops": [
-                    {k: d[k] for k in ("drop", "drop_sha256", "records_in", "kept")}
-                    for d in training_corpus["drops"]
-                ],
-                "sources": [
-                    {
-                        "name": s["name"],
-                        "sha256": s["sha256"],
-                        "records_in": s["records_in"],
-                        "drop": s["drop"],
-                    }
-                    for s in raw_corpus["sources"]
-                ],
-                "assets": [
-                    {"asset": name, "artifact": name, "sha256": sha}
-                    for name, sha in registered_model["fingerprints"].items()
-                ],
-                "base_model": {"name": base_model["name"], "sha256": base_model["sha256"]},
-            },
-            "records": {
-                "records_in": raw_corpus["records_in"],
-                "accepted": raw_corpus["accepted"],
-                "quarantined": raw_corpus["quarantined"],
-                "quarantine_by_reason": raw_corpus["quarantine_by_reason"],
-                "filtered": curated_corpus["filtered"],
-                "curated": curated_corpus["kept"],
-                **({"steward": curated_corpus["steward"]} if "steward" in curated_corpus else {}),
-            },
-            "pii": {
-                "records_with_pii": scrubbed_corpus["records_with_pii"],
-                "entity_counts": scrubbed_corpus["entity_counts"],
-                "residual_total": residual if residual is not None else "not measured",
-            },
-            "filtering": {
-                "by_reason": curated_corpus["filtered_by_reason"],
-                "by_screen": curated_corpus.get("by_screen", {}),
-                "dropped": curated_corpus.get("dropped"),
-                "quarantined": curated_corpus.get("quarantined"),
-            },
-            "privacy": {
-                **registered_model["privacy"],
-                "target_epsilon": trainer.target_epsilon,
-                "heldout_loss_before": round(dp_lora_adapter["heldout_loss_before"], 4),
-                "heldout_loss_after": round(dp_lora_adapter["heldout_loss_after"], 4),
-                "epsilons": dp_lora_adapter["epsilons"],
-            },
-            "audit": {
-                "passed": bool(privacy_audit["passed"]),
-                "max_exposure_bits": privacy_audit["bound_bits"],
-                "measured_max_exposure_bits": privacy_audit["max_exposure_bits"],
-                "canaries": privacy_audit["canaries"],
-                "membership_inference": [
-                    {k: v for k, v in a.items() if not k.startswith("roc_")}
-                    for a in privacy_audit["membership_inference"]
-                ],
-                "max_mia_auc": privacy_audit["max_mia_auc_bound"],
-                "pii_extraction": privacy_audit["pii_extraction"],
-                "backdoor": privacy_audit["backdoor"],
-                "controls": privacy_audit.get("controls", []),
-            },
-            "checks": checks,
-            "ledger": _ledger_by_source(dp_lora_adapter),
-        }
+        _report_facts(
+            context.run_id,
+            training_corpus,
+            dp_lora_adapter,
+            privacy_audit,
+            registered_model,
+            base_model,
+            checks,
+            target_epsilon=trainer.target_epsilon,
+        )
     )
     folder = storage.reports / registered_model["name"] / f"v{version}"
     json_path, html_path = folder / "report.json", folder / "report.html"
     json_sha = write_json(report, json_path)
-    png = epsilon_plot_png(
-        [tuple(x) for x in dp_lora_adapter["epsilons"]], target=trainer.target_epsilon
-    )
-    roc = roc_plot_png(privacy_audit["membership_inference"])
-    exposure = exposure_plot_png(privacy_audit["canaries"], bound=privacy_audit["bound_bits"])
-    html = render_html(report, epsilon_png=png, roc_png=roc, exposure_png=exposure)
+    html = _report_html(report, dp_lora_adapter, privacy_audit, target=trainer.target_epsilon)
     html_sha = write_text(html, html_path)
     artifact_uri = registry.log_report(registered_model["mlflow_run_id"], [json_path, html_path])
     approved = all(c["passed"] for c in checks) and bool(privacy_audit["passed"])
@@ -162,6 +86,126 @@ def compliance_report(
         "version": version,
         "approved": approved,
     }
+
+
+def _report_facts(
+    run_id: str,
+    training_corpus: dict,
+    dp_lora_adapter: dict,
+    privacy_audit: dict,
+    registered_model: dict,
+    base_model: dict,
+    checks: list[dict],
+    *,
+    target_epsilon: float,
+) -> dict:
+    """The facts `build_report` takes, gathered from the upstream assets' outputs."""
+    raw_corpus, scrubbed_corpus, curated_corpus = (
+        training_corpus[zone] for zone in ("raw", "scrubbed", "curated")
+    )
+    residual = next(
+        (c["measured"].get("residual") for c in checks if c["check"] == "no_residual_pii"), None
+    )
+    return {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": {
+            "name": registered_model["name"],
+            "version": registered_model["version"],
+            "mlflow_run_id": registered_model["mlflow_run_id"],
+            "dagster_run_id": run_id,
+            "git_commit": registered_model["git_commit"],
+            "profile": registered_model["profile"],
+        },
+        "lineage": _lineage_facts(training_corpus, raw_corpus, registered_model, base_model),
+        "records": _record_facts(raw_corpus, curated_corpus),
+        "pii": {
+            "records_with_pii": scrubbed_corpus["records_with_pii"],
+            "entity_counts": scrubbed_corpus["entity_counts"],
+            "residual_total": residual if residual is not None else "not measured",
+        },
+        "filtering": {
+            "by_reason": curated_corpus["filtered_by_reason"],
+            "by_screen": curated_corpus.get("by_screen", {}),
+            "dropped": curated_corpus.get("dropped"),
+            "quarantined": curated_corpus.get("quarantined"),
+        },
+        "privacy": {
+            **registered_model["privacy"],
+            "target_epsilon": target_epsilon,
+            "heldout_loss_before": round(dp_lora_adapter["heldout_loss_before"], 4),
+            "heldout_loss_after": round(dp_lora_adapter["heldout_loss_after"], 4),
+            "epsilons": dp_lora_adapter["epsilons"],
+        },
+        "audit": _audit_facts(privacy_audit),
+        "checks": checks,
+        "ledger": _ledger_by_source(dp_lora_adapter),
+    }
+
+
+def _lineage_facts(
+    training_corpus: dict, raw_corpus: dict, registered_model: dict, base_model: dict
+) -> dict:
+    """From each drop and landing file (sha256) through every asset's artifact to the model."""
+    return {
+        "snapshot_sha256": training_corpus["snapshot_sha256"],
+        "drops": [
+            {k: d[k] for k in ("drop", "drop_sha256", "records_in", "kept")}
+            for d in training_corpus["drops"]
+        ],
+        "sources": [
+            {
+                "name": s["name"],
+                "sha256": s["sha256"],
+                "records_in": s["records_in"],
+                "drop": s["drop"],
+            }
+            for s in raw_corpus["sources"]
+        ],
+        "assets": [
+            {"asset": name, "artifact": name, "sha256": sha}
+            for name, sha in registered_model["fingerprints"].items()
+        ],
+        "base_model": {"name": base_model["name"], "sha256": base_model["sha256"]},
+    }
+
+
+def _record_facts(raw_corpus: dict, curated_corpus: dict) -> dict:
+    """Records in, accepted, quarantined at ingest, filtered and curated (counts only)."""
+    return {
+        "records_in": raw_corpus["records_in"],
+        "accepted": raw_corpus["accepted"],
+        "quarantined": raw_corpus["quarantined"],
+        "quarantine_by_reason": raw_corpus["quarantine_by_reason"],
+        "filtered": curated_corpus["filtered"],
+        "curated": curated_corpus["kept"],
+        **({"steward": curated_corpus["steward"]} if "steward" in curated_corpus else {}),
+    }
+
+
+def _audit_facts(privacy_audit: dict) -> dict:
+    """The audit's verdict, bounds and measurements (ROC curves left to the plot)."""
+    return {
+        "passed": bool(privacy_audit["passed"]),
+        "max_exposure_bits": privacy_audit["bound_bits"],
+        "measured_max_exposure_bits": privacy_audit["max_exposure_bits"],
+        "canaries": privacy_audit["canaries"],
+        "membership_inference": [
+            {k: v for k, v in a.items() if not k.startswith("roc_")}
+            for a in privacy_audit["membership_inference"]
+        ],
+        "max_mia_auc": privacy_audit["max_mia_auc_bound"],
+        "pii_extraction": privacy_audit["pii_extraction"],
+        "backdoor": privacy_audit["backdoor"],
+        "controls": privacy_audit.get("controls", []),
+    }
+
+
+def _report_html(report: dict, dp_lora_adapter: dict, privacy_audit: dict, *, target: float) -> str:
+    """The report as an HTML page with its epsilon, ROC and exposure plots."""
+    png = epsilon_plot_png([tuple(x) for x in dp_lora_adapter["epsilons"]], target=target)
+    roc = roc_plot_png(privacy_audit["membership_inference"])
+    exposure = exposure_plot_png(privacy_audit["canaries"], bound=privacy_audit["bound_bits"])
+    return render_html(report, epsilon_png=png, roc_png=roc, exposure_png=exposure)
 
 
 def _ledger_by_source(dp_lora_adapter: dict) -> list[dict]:
