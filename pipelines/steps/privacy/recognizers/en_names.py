@@ -96,9 +96,10 @@ def name_evidence(
 
     None when any word is an ordinary English word that no name list holds ("Guilty
     Pleasures", "Snake Boogie", "Rennie Union"). Otherwise: 0.6 for two or more words with
-    one that a name list holds and no English lexicon does ("Miklós Hajdu", "Zoe Young"), or
-    two or more words outside every lexicon ("Tomomi Nishiyama"); 0.5 for one such listed name
-    alone ("Enrico", "Asya"); None for the rest (one rare word: a place or a brand as often).
+    one that a name list holds and no English lexicon does ("Miklós Hajdu", "Zoe Young"), two
+    or more words outside every lexicon ("Tomomi Nishiyama"), or a listed given name first
+    ("Sofia Lima"); 0.5 for one listed, non-English name alone ("Enrico"); None for the rest
+    (one rare word is a place or a brand as often as a name).
     """
     firsts, lasts = name_lexicon()
     core = [w for w in words if not _INITIAL.match(w) and w.lower() not in PARTICLES]
@@ -114,6 +115,9 @@ def name_evidence(
         strong += listed and not ordinary
         rare += not listed and not ordinary and lowered not in model_words
     if len(core) >= 2 and (strong or rare == len(core)):
+        return 0.6
+    if len(core) >= 2 and core[0].lower() in firsts:
+        # "Fletcher Hill", "Sofia Lima": a given name, then listed or rare words only
         return 0.6
     if len(core) == 1 and strong and len(words) == 1:
         return 0.5

@@ -14,9 +14,10 @@ from presidio_analyzer import RecognizerResult
 from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
 from pipelines.steps.privacy.recognizers.en_names import is_english, name_evidence, name_lexicon
+from pipelines.steps.privacy.recognizers.en_person import capitalized_runs
 
 NER_ENTITIES = ("PERSON", "LOCATION")
-RELABELED = frozenset({"LOCATION", "ORGANIZATION", "NRP", "GPE", "ORG", "NORP", "LOC"})
+RELABELED = frozenset({"LOCATION", "ORGANIZATION", "NRP", "GPE", "ORG", "NORP", "LOC", "FAC"})
 """NER labels en_core_web_sm gives unfamiliar personal names ("Tomomi Nishiyama" ORG,
 "Elle Sandström" GPE): such a span is a PERSON where the name lexicons say it is a name."""
 RELABELED_SCORE = 0.86
@@ -70,17 +71,30 @@ class NerRecognizer(SpacyRecognizer):
             ):
                 continue
             kept.append(result)
-        for entity in nlp_artifacts.entities:
-            if entity.label_ not in RELABELED:
-                continue
-            words = _WORDS.findall(entity.text)
-            if (name_evidence(words, english, model_words) or 0) < 0.6:
-                continue
+        places = [
+            (entity.start_char, entity.end_char)
+            for entity in nlp_artifacts.entities
+            if entity.label_ in RELABELED
+        ]
+        spans = [
+            (start, end)
+            for start, end in places
+            if (name_evidence(_WORDS.findall(text[start:end]), english, model_words) or 0) >= 0.6
+        ]
+        # A name NER cut in two ("Tünde" LOCATION, then "Hoffmann"): the whole run is read.
+        spans += [
+            (start, end)
+            for start, end, words in capitalized_runs(text)
+            if len(words) > 1
+            and any(s < end and start < e for s, e in places)
+            and (name_evidence(words, english, model_words) or 0) >= 0.6
+        ]
+        for start, end in sorted(set(spans)):
             kept.append(
                 RecognizerResult(
                     entity_type="PERSON",
-                    start=entity.start_char,
-                    end=entity.end_char,
+                    start=start,
+                    end=end,
                     score=RELABELED_SCORE,
                     analysis_explanation=self.build_explanation(
                         RELABELED_SCORE, "NER span the name lexicons read as a name"

@@ -82,9 +82,15 @@ def _listed_anywhere(word: str, firsts: frozenset[str], lasts: frozenset[str]) -
 
 _TOKEN = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*\.?")
 _POSSESSIVE = re.compile(r"['’]s$")
-_NOT_A_NAME_LABELS = frozenset({"WORK_OF_ART", "PRODUCT", "EVENT", "LAW", "LANGUAGE", "FAC"})
-"""NER labels that veto a capitalized run: titles of works, products, events, buildings."""
+_NOT_A_NAME_LABELS = frozenset({"WORK_OF_ART", "PRODUCT", "EVENT", "LAW", "LANGUAGE"})
+"""NER labels that veto a capitalized run: titles of works, products, events, laws."""
 MAX_RUN_WORDS = 5
+CALENDAR_WORDS = frozenset(
+    {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+    | {"january", "february", "march", "april", "may", "june", "july", "august"}
+    | {"september", "october", "november", "december"}
+)
+"""Capitalized by English spelling, listed as given names in some locales: never a name alone."""
 
 
 def capitalized_runs(text: str) -> list[tuple[int, int, list[str]]]:
@@ -124,8 +130,25 @@ def capitalized_runs(text: str) -> list[tuple[int, int, list[str]]]:
 
 
 _INITIAL_ONLY = re.compile(r"^[A-Z]\.?$")
-_SINGLE_CAPITALIZED = re.compile(r"(?<![\w'’\-])([A-Z][a-z\u00df-\u024f]+)(?!['’]?[\w\-])")
+_SINGLE_CAPITALIZED = re.compile(
+    r"(?<![\w'’\-])([A-Z][a-z\u00df-\u024f]+)(?:(?=['’]s\b)|(?!['’]?[\w\-]))"
+)
 _IN_A_RUN = re.compile(r" [A-Z]")
+_COORDINATED = re.compile(
+    r"(?<![\w'’\-])[A-Z][^\W\d_]+(?:, [A-Z][^\W\d_]+)*,? (?:and|or|&|to) [A-Z][^\W\d_]+"
+    r"(?![\w\-]| [A-Z])"
+)
+_LINE_START = re.compile(r"(?:^|\n)[ \t>\"']*$")
+_SPEECH = re.compile(r":[ \t]*[\"'“]?[ \t]*[A-Za-z][^\n]*[a-z]")
+_SENTENCE_START = re.compile(r"(?:^|[.!?][\"')]?\s+|\n)[ \t\"'“(]*$")
+_LOWER_NEXT = re.compile(r" [a-z]")
+_DETERMINER = re.compile(r"\b(?:the|a|an|of|in|to the|at the)\s$", re.IGNORECASE)
+_INTRODUCES_ONE = re.compile(
+    r"\b(?:name is|names? are|call me|calls me|called me|last name\?|named)\s+"
+    r"([^\W\d_]{2,})\b(?![ \t]+[A-Z])",
+    re.IGNORECASE,
+)
+_AFTER_LOWER_WORD = re.compile(r"(?:^|[\s(\"'])[a-z][\w'’\-]*[,;]?['\"]? $")
 
 
 def _unlisted_name(text: str, start: int, model_words: frozenset[str]) -> int | None:
@@ -239,7 +262,12 @@ class EnPersonRecognizer(RegexRecognizer):
             score = name_evidence(words, english, model_words)
             if score is not None:
                 results.append(self._result(start, end, score, "name lexicon"))
-        results += self._single_names(text, english, vetoed)
+        labelled = [
+            (entity.start_char, entity.end_char)
+            for entity in getattr(nlp_artifacts, "entities", None) or ()
+            if entity.label_ not in ("PERSON", "ORGANIZATION")
+        ]
+        results += self._single_names(text, english, vetoed + labelled, model_words)
         firsts, lasts = name_lexicon()
         for match in _LOWER_PAIR.finditer(text):
             first, last = match.group(1), match.group(2)
@@ -254,26 +282,52 @@ class EnPersonRecognizer(RegexRecognizer):
                 )
         return results + self._repeated(text, results, nlp_artifacts, english)
 
-    def _single_names(self, text: str, english, vetoed) -> list:
-        """One listed name alone: inside a sentence ("shouted at Todd", "my kid Florence"), or
-        as a speaker at the start of a line ("Destiny: Remember me?")."""
+    def _single_names(self, text: str, english, vetoed, model_words) -> list:
+        """One name alone, where its place in the text says it is one.
+
+        A listed name inside a sentence ("shouted at Todd", "my kid Florence"); a listed or
+        rare word as a speaker ("Destiny: Remember me?"), as the subject that opens a sentence
+        when it is no English word ("Vsevolod is very reliable"), or after "name is" /
+        "call me" ("My name is Rubija"). Never where NER read a place, a date or a nationality
+        (`vetoed`), never a weekday or month.
+        """
         firsts, lasts = name_lexicon()
         results = []
         for match in _SINGLE_CAPITALIZED.finditer(text):
             word = match.group(1)
             lowered = word.lower()
-            if lowered not in firsts and lowered not in lasts:
+            listed = lowered in firsts or lowered in lasts
+            ordinary = is_english(word, english)
+            rare = not listed and not ordinary and lowered not in model_words
+            if not (listed or rare) or lowered in CALENDAR_WORDS:
                 continue
             start, end = match.span(1)
-            if any(s < end and start < e for s, e in vetoed):
+            before = text[max(0, start - 16) : start]
+            speaker = bool(_LINE_START.search(before)) and bool(_SPEECH.match(text, end))
+            if speaker and not _IN_A_RUN.match(text, end):
+                results.append(self._result(start, end, 0.6, "speaker"))
                 continue
-            before = text[max(0, start - 12) : start]
-            speaker = bool(re.search(r"(?:^|\n)[ \t>\"']*$", before)) and text[end : end + 1] == ":"
-            inside = bool(re.search(r"[a-z,;]['\"]? $", before)) and not re.search(
-                r"\b(?:the|a|an|of|in|to the|at the)\s$", before, re.IGNORECASE
+            if ordinary and any(s < end and start < e for s, e in vetoed):
+                continue
+            alone = not _IN_A_RUN.match(text, end)
+            inside = (
+                listed and bool(_AFTER_LOWER_WORD.search(before)) and not _DETERMINER.search(before)
             )
-            if speaker or (inside and not _IN_A_RUN.match(text, end)):
-                results.append(self._result(start, end, 0.45, "listed name alone"))
+            opening = (
+                not ordinary
+                and bool(_SENTENCE_START.search(before))
+                and bool(_LOWER_NEXT.match(text, end))
+            )
+            if alone and (inside or opening):
+                results.append(self._result(start, end, 0.45, "name alone"))
+        for match in _INTRODUCES_ONE.finditer(text):
+            word = match.group(1)
+            lowered = word.lower()
+            if is_english(word, english) and lowered not in firsts:
+                continue
+            if lowered in firsts or lowered in lasts or lowered not in model_words:
+                # above NER's 0.85: "last name? Boyle" is a name even where NER says place
+                results.append(self._result(*match.span(1), 0.9, "introduced name"))
         return results
 
     def _repeated(self, text: str, found: list, nlp_artifacts, english) -> list:
@@ -289,11 +343,30 @@ class EnPersonRecognizer(RegexRecognizer):
         for start, end in spans:
             for word in _TOKEN.findall(text[start:end]):
                 word = _POSSESSIVE.sub("", word).rstrip(".")
-                if len(word) > 2 and word[0].isupper() and not is_english(word, english):
+                if (
+                    len(word) > 2
+                    and word[0].isupper()
+                    and (
+                        not is_english(word, english)
+                        or _listed_anywhere(word, frozenset(), frozenset())
+                    )
+                ):
                     words.add(word)
         results = []
         for word in words:
             for match in re.finditer(rf"(?<![\w'’\-]){re.escape(word)}(?![\w\-])", text):
                 if not any(s <= match.start() and match.end() <= e for s, e in spans):
                     results.append(self._result(*match.span(), 0.6, "name repeated"))
+        # Names listed together ("Morrison, Rogers and Torres"): one found, all are names.
+        for match in _COORDINATED.finditer(text):
+            members = list(re.finditer(r"[A-Z][^\W\d_]+", match.group()))
+            spots = [(match.start() + m.start(), match.start() + m.end()) for m in members]
+            if any(
+                is_english(m.group(), english)
+                and not _listed_anywhere(m.group(), frozenset(), frozenset())
+                for m in members
+            ):
+                continue
+            if any(any(s <= a and b <= e for s, e in spans) for a, b in spots):
+                results += [self._result(a, b, 0.5, "listed with a name") for a, b in spots]
         return results

@@ -166,7 +166,13 @@ class IntlAddressRecognizer(RegexRecognizer):
             evidence += 0.2 * min(lines, 2)
         if has_context(text, start, grown, self.words):
             evidence += 0.35
-        if evidence < 0.45:
+        # A street word standing alone ("Ring", "Place", "Via") before a number is common in
+        # prose; a compound street name ("Kiannonkatu 98") or a house number first is not.
+        compound = any(
+            len(w.group()) > 5 and w.group().lower().endswith(STREET_ENDINGS) for w in kept
+        )
+        needed = 0.45 if match.groupdict().get("first") or compound else 0.65
+        if evidence < needed:
             return None
         return start, grown, min(1.0, 0.4 + evidence)
 
