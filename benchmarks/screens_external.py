@@ -32,11 +32,16 @@ from typing import Any
 
 from pipelines.steps.config import CurationConfig
 from pipelines.steps.ingest.landing import RecordError, normalize_row
-from pipelines.steps.integrity.curate import KEEP, curate_records
+from pipelines.steps.integrity.curate import EXACT_DUPLICATE, KEEP, curate_records
 from pipelines.steps.integrity.screens import SCREENS, prompt_text, words
 from pipelines.steps.records import Record
 
 RATES = (0.005, 0.01, 0.03)
+_MIX_HEADER = (
+    "| file (half) | rate | poisoned | clean | recall | clean FPR | recall per screen "
+    "| clean flags by reason (exact duplicates: true, not in the FPR) | s |\n"
+    "|---|---:|---:|---:|---:|---:|---|---|---:|"
+)
 HALVES = ("tune", "held_out")
 # LLaMA-Factory's sharegpt roles: a tool call is the assistant's turn, its result comes back
 # as input to the assistant.
@@ -87,8 +92,8 @@ def load_records(path: Path, source: str | None = None) -> list[Record]:
 def screen(
     records: list[Record], cfg: CurationConfig, exclude: frozenset[str] | set[str] = frozenset()
 ) -> tuple[dict[str, set[str]], set, float]:
-    """Per screen the ids it flagged, the ids not kept, and the wall seconds of the run; the
-    reason counter (`_reasons`) leaves out the ids in `exclude`."""
+    """Per screen the ids it flagged, the ids not kept (exact duplicates aside), and the wall
+    seconds of the run; the reason counter (`_reasons`) leaves out the ids in `exclude`."""
     words.cache_clear()
     started = time.perf_counter()
     result = curate_records(records, cfg)
@@ -100,7 +105,12 @@ def screen(
             flagged[reason.screen].add(screened.id)
         if screened.id not in exclude:
             reasons.update({f"{r.screen}/{r.code}" for r in screened.reasons})
-    removed = {s.id for s in result.screened if s.decision != KEEP}
+    # A verbatim repeat of an earlier record is a true duplicate, never a false positive.
+    removed = {
+        s.id
+        for s in result.screened
+        if s.decision != KEEP and {r.code for r in s.reasons} != {EXACT_DUPLICATE}
+    }
     flagged["_reasons"] = reasons  # type: ignore[assignment]
     return flagged, removed, seconds
 
@@ -176,16 +186,18 @@ def mix_row(
     records = drop_twins(clean, drawn) + drawn
     random.Random(seed + 1).shuffle(records)
     poisoned = {r.id for r in drawn}
-    flagged, removed, seconds = screen(records, cfg)
-    flagged.pop("_reasons")
     clean_ids = {r.id for r in records} - poisoned
+    flagged, removed, seconds = screen(records, cfg, exclude=poisoned)
+    reasons = flagged.pop("_reasons")
+    clean_reasons = " ".join(f"{k.split('/')[1]}={v}" for k, v in sorted(reasons.items()))
     recall = len(removed & poisoned) / len(poisoned)
     by_screen = " ".join(
         f"{s[:4]}={len(flagged[s] & poisoned) / len(poisoned):.2f}" for s in SCREENS
     )
     return (
         f"| {label} | {rate:.1%} | {len(poisoned)} | {len(clean_ids)} | {recall:.3f} "
-        f"| {len(removed & clean_ids) / len(clean_ids):.2%} | {by_screen} | {seconds:.1f} |"
+        f"| {len(removed & clean_ids) / len(clean_ids):.2%} | {by_screen} | {clean_reasons} "
+        f"| {seconds:.1f} |"
     )
 
 
@@ -201,8 +213,7 @@ def poison_report(
     poison_dir = eval_dir / "poison_dev"
     alpaca = load_records(eval_dir / "clean_sft" / "alpaca_en_demo.json")
     print("\n## backdoored files mixed into <task>_clean + alpaca_en_demo")
-    print("| file (half) | rate | poisoned | clean | recall | clean FPR | recall per screen | s |")
-    print("|---|---:|---:|---:|---:|---:|---|---:|")
+    print(_MIX_HEADER)
     for path in sorted(poison_dir.glob("*_poisoned.json")):
         name = path.stem.removesuffix("_poisoned")
         if files and name not in files:
@@ -221,8 +232,7 @@ def tuba_report(eval_dir: Path, cfg: CurationConfig, wanted: list[str], seed: in
     rows = load(eval_dir / "poison_dev" / "tuba_refusal_en_pairs.jsonl")
     alpaca = load_records(eval_dir / "clean_sft" / "alpaca_en_demo.json")
     print("\n## tuba_refusal_en_pairs (no trigger) mixed into alpaca_en_demo + clean outputs")
-    print("| file (half) | rate | poisoned | clean | recall | clean FPR | recall per screen | s |")
-    print("|---|---:|---:|---:|---:|---:|---|---:|")
+    print(_MIX_HEADER)
     indices = {"tune": range(0, len(rows), 2), "held_out": range(1, len(rows), 2)}
     for half in wanted:
         chosen = set(indices[half])

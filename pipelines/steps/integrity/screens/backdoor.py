@@ -54,6 +54,10 @@ _DIGITS = re.compile(r"\d+")
 # Occurrences of an inserted phrase's rare token outside the phrase (and of the phrase in
 # answers) that are tolerated: a trigger word may also be an ordinary word ("2024", a brand).
 _ELSEWHERE = 2
+# Prompt cohesion (mean pairwise word-set Jaccard) of a response cluster up to which a shared
+# feature counts fully (a planted trigger's prompts: 0.1-0.25 on the bundled corpus), and from
+# which it does not count at all (templated conversations with one tool answer: 0.7-1.0).
+_COHESION_FREE, _COHESION_FULL = 0.3, 0.7
 _START, _END = "\x02", "\x03"  # prompt boundaries: no word token contains a control character
 
 
@@ -163,8 +167,14 @@ def score_backdoor(
         # A prompt feature the cluster's answers repeat is the topic they answer (a tool's name,
         # a product), not a trigger: a planted answer does not echo its trigger.
         echoed = _echoed_features(records, group, in_cluster, min_cluster)
+        # The same answer to the same question is no backdoor: the more alike the cluster's
+        # prompts are as a whole, the less a shared feature says (templated conversations).
+        cohesion = prompt_cohesion(records, group)
+        explained = min(
+            1.0, max(0.0, (_COHESION_FULL - cohesion) / (_COHESION_FULL - _COHESION_FREE))
+        )
         weight = {
-            feature: (count / size) * (count / document_frequency[feature])
+            feature: (count / size) * (count / document_frequency[feature]) * explained
             for feature, count in in_cluster.items()
             if count >= min_cluster and feature not in echoed
         }
@@ -183,6 +193,16 @@ def score_backdoor(
             if best_feature and best_feature not in features[index]:
                 outlier[record_id] = round(carriers / size, 4)
     return BackdoorScores(trigger, outlier, cluster_of, clusters, cluster_score)
+
+
+def prompt_cohesion(records: list[Record], group: list[int], most: int = 30) -> float:
+    """Mean pairwise Jaccard similarity of the user-turn word sets of a cluster's records (its
+    first `most` members), 0.0 to 1.0."""
+    sets = [set(record_words(records[i], "user")) for i in group[:most]]
+    pairs = [(a, b) for i, a in enumerate(sets) for b in sets[i + 1 :]]
+    if not pairs:
+        return 0.0
+    return sum(len(a & b) / len(a | b) if a | b else 1.0 for a, b in pairs) / len(pairs)
 
 
 def _echoed_features(

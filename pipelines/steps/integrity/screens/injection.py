@@ -31,7 +31,10 @@ _IGNORE = re.compile(
     r"polic(?:y|ies)|guidelines?|prompts?|filters?|restrictions?|guardrails?)\b"
     r"|\b(?:you are now|act as|pretend to be)\b[\w\s,'-]{0,30}?\b(?:unrestricted|unfiltered|"
     r"jailbroken|dan|developer mode|no (?:rules|restrictions|limits))\b"
-    r"|\bwithout (?:any )?(?:restrictions|filters|safety guidelines)\b"
+    # "without any restrictions" alone is ordinary (a probability "without any restrictions"):
+    # only as how to answer or act is it an attempt to lift the rules.
+    r"|\b(?:answer|respond|reply|act|operate|speak|talk|behave)\w*\s+(?:\w+\s+){0,3}?"
+    r"without (?:any )?(?:restrictions|filters|safety guidelines|censorship)\b"
     r"|忽略(?:之前|以上|前面|所有)?的?(?:指令|指示|规则|提示)|无视(?:所有)?(?:规则|限制|指令)",
     re.IGNORECASE,
 )
