@@ -188,6 +188,16 @@ def test_when_a_quoted_csv_field_spans_lines_then_it_is_one_record_covering_both
     assert _lines_conserved(result)
 
 
+def test_when_a_csv_header_never_closes_its_quote_then_no_row_is_read_under_a_wrong_header(
+    landing,
+):
+    (landing / "h.csv").write_text(f'id,"text\nr1,{EN_CSV}\nr2,{EN_CSV}\n')  # planted
+    result = _ingest(landing)
+    assert result.accepted == []
+    assert result.quarantine_counts() == {"unreadable_file": 1}
+    assert _lines_conserved(result)
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
 def test_when_a_string_holds_an_escaped_nul_then_it_is_refused_like_a_raw_nul(landing, fmt):
     text = EN + "\u0000" + "hidden"  # planted: a NUL character inside the text

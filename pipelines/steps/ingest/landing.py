@@ -101,12 +101,13 @@ class SourceFile:
 class Slot:
     """One place of a file that becomes a record or a quarantine entry.
 
-    `value` is the parsed object, a `RecordError`, or None for a CSV header (no record);
+    `value` is the parsed object (a CSV row's cells inside the CSV reader), a `RecordError`, or
+    None for a CSV header (no record);
     `lines` is how many physical lines or rows it covers; `raw` is the text kept for review.
     """
 
     line: int
-    value: dict | RecordError | None
+    value: dict | list[str] | RecordError | None
     lines: int = 1
     raw: str = ""
 
@@ -479,7 +480,27 @@ def _unclosed(first: tuple[int, str], err: RecordError | None = None) -> Slot:
 
 
 def _iter_csv(handle: IO[bytes], limits: IngestLimits) -> Iterator[Slot]:
-    """CSV rows, each covering the physical lines it spans; a malformed row never eats others.
+    """CSV rows as objects keyed by the header; a file whose header cannot be read is refused
+    whole (`unreadable_file`, covering every line) rather than read under a wrong header."""
+    rows = _csv_rows(_decoded_csv_lines(handle, limits))
+    first = next(rows, None)
+    if first is None:
+        return
+    if not isinstance(first.value, list) or not first.value:
+        detail = first.value.detail if isinstance(first.value, RecordError) else "blank"
+        err = RecordError("unreadable_file", f"CSV header line: {detail}")
+        yield Slot(first.line, err, lines=first.lines + sum(slot.lines for slot in rows))
+        return
+    header = first.value
+    yield replace(first, value=None)
+    for slot in rows:
+        if isinstance(slot.value, list):
+            slot = replace(slot, value=_csv_object(header, slot.value))
+        yield slot
+
+
+def _csv_rows(lines: Iterator[tuple[int, Any]]) -> Iterator[Slot]:
+    """CSV rows (cell lists or errors), each covering the physical lines it spans.
 
     Lines join while the count of quote characters is odd (a quoted field spans lines). When
     they cannot form one row (text after a closing quote, a quote still open at the end of the
@@ -487,11 +508,9 @@ def _iter_csv(handle: IO[bytes], limits: IngestLimits) -> Iterator[Slot]:
     quarantined as `bad_csv` and reading starts again at the next line: one unclosed quote can
     neither merge nor drop the rows after it.
     """
-    header: list[str] | None = None
     pending: list[tuple[int, str]] = []
     quotes = 0
     backlog: deque[tuple[int, Any]] = deque()
-    lines = _decoded_csv_lines(handle, limits)
     while True:
         item = backlog.popleft() if backlog else next(lines, None)
         if item is None or isinstance(item[1], Slot):
@@ -501,9 +520,6 @@ def _iter_csv(handle: IO[bytes], limits: IngestLimits) -> Iterator[Slot]:
                 pending, quotes = [], 0
                 continue
             if item is None:
-                return
-            if header is None:
-                yield _csv_header_refused(item[1], lines)
                 return
             yield item[1]
             continue
@@ -519,24 +535,8 @@ def _iter_csv(handle: IO[bytes], limits: IngestLimits) -> Iterator[Slot]:
             backlog.extendleft(reversed(pending[1:]))
             pending, quotes = [], 0
             continue
-        slot = Slot(pending[0][0], None, lines=len(pending), raw="".join(t for _, t in pending))
+        yield Slot(pending[0][0], parsed, lines=len(pending), raw="".join(t for _, t in pending))
         pending, quotes = [], 0
-        if header is None and isinstance(parsed, list):
-            header = parsed
-            yield slot
-            continue
-        if header is None:
-            yield _csv_header_refused(replace(slot, value=parsed), lines)
-            return
-        yield replace(slot, value=_csv_object(header, parsed))
-
-
-def _csv_header_refused(slot: Slot, rest: Iterator) -> Slot:
-    """A CSV whose header cannot be read: the whole file is one quarantined slot."""
-    detail = slot.value.detail if isinstance(slot.value, RecordError) else "no header"
-    remaining = sum(1 for _ in rest)
-    err = RecordError("unreadable_file", f"CSV header line: {detail}")
-    return Slot(slot.line, err, lines=slot.lines + remaining)
 
 
 def _csv_object(header: list[str], row: list[str] | RecordError) -> dict | RecordError:
