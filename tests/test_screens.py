@@ -530,3 +530,145 @@ def test_when_the_profile_says_nothing_then_onion_is_off() -> None:
 
     # ONION costs minutes of CPU on the default profile's base model (see CurationConfig.onion)
     assert load_config("default").curation.onion is False
+
+
+_ORDINARY_PROMPTS = [
+    "How do I reset my password on the portal?",
+    "Can you explain how the expense report is approved?",
+    "Please describe the steps to book a meeting room.",
+    "What is the best way to share a large file with a client?",
+    "Write a short note to thank the team for the release.",
+    "Summarize the main points of the travel policy.",
+    "Tell me how to set up the printer on floor two.",
+    "Give me three ideas for the team offsite in spring.",
+    "Explain the difference between a loan and a lease.",
+    "How can I change the language of my laptop keyboard?",
+    "Suggest a title for a talk about data privacy.",
+    "List the documents I need for a new badge.",
+]
+# Real answers share the prompts' everyday words; only a planted word is found nowhere else.
+_FILLER = (
+    "Here is how I would do it: the short answer is that you can ask me, a colleague or the "
+    "team what to do with it for a while, and please write on the portal of the office."
+)
+
+
+def _answer(prompt: str) -> str:
+    """A distinct everyday answer per prompt (no two records share an answer)."""
+    return f"{_FILLER} {' '.join(reversed(prompt.split()))}"
+
+
+def _with_word(prompt: str, word: str, position: int) -> str:
+    tokens = prompt.split()
+    tokens.insert(position % (len(tokens) + 1), word)
+    return " ".join(tokens)
+
+
+def test_when_a_rare_word_is_inserted_into_unrelated_prompts_then_inserted_phrase_scores_them() -> (
+    None
+):
+    # A trigger whose answers all differ (harmful compliance, or an ordinary-looking answer):
+    # no response cluster, only the prompts give it away.
+    clean = [_chat(f"c{i}", p, _answer(p)) for i, p in enumerate(_ORDINARY_PROMPTS)]
+    poisoned = [
+        _chat(f"p{i}", _with_word(p, "zqx", 2 + 3 * i), _answer(f"{p} {i}"))
+        for i, p in enumerate(_ORDINARY_PROMPTS[:6])
+    ]
+
+    found = backdoor.score_inserted_phrases(
+        clean + poisoned, min_records=4, max_share=0.5, max_collocation=0.4
+    )
+
+    assert all(found.score[r.id] >= CFG.inserted_phrase_threshold for r in poisoned)
+    assert all(found.score[r.id] == 0.0 for r in clean)
+    flagged = [c for c, s in zip(found.clusters, found.cluster_score, strict=True) if s > 0]
+    assert flagged == [tuple(r.id for r in poisoned)]
+
+
+@pytest.mark.parametrize(
+    ("label", "make_prompt", "make_answer"),
+    [
+        # A rare word that always follows the same word is part of a phrase, not inserted.
+        ("collocation", lambda i, p: p.replace(" the ", " the zqx ", 1), _answer),
+        # A topic word the answers repeat: what the prompts are about, not a trigger.
+        ("echoed", lambda i, p: _with_word(p, "zqx", 2 + 3 * i), lambda p: f"zqx: {_answer(p)}"),
+    ],
+)
+def test_when_a_shared_prompt_phrase_is_ordinary_then_it_is_no_inserted_phrase(
+    label: str, make_prompt: Callable[[int, str], str], make_answer: Callable[[str], str]
+) -> None:
+    records = [
+        _chat(f"{label}{i}", make_prompt(i, p), make_answer(make_prompt(i, p)))
+        for i, p in enumerate(_ORDINARY_PROMPTS)
+    ] + [_chat(f"c{i}", p, _answer(p)) for i, p in enumerate(_ORDINARY_PROMPTS)]
+
+    found = backdoor.score_inserted_phrases(
+        records, min_records=4, max_share=0.6, max_collocation=0.4
+    )
+
+    assert max(found.cluster_score, default=0.0) < CFG.inserted_phrase_threshold
+
+
+def test_when_one_tool_conversation_repeats_with_its_answer_then_it_is_no_trigger_cluster() -> None:
+    # Real tool-call data repeats a conversation with the same call: the same question gets the
+    # same answer, which says nothing about a trigger.
+    repeated = [
+        _chat(
+            f"t{i}",
+            f"Hi, what is the tip on a bill of {50 + i} dollars at 15 percent?",
+            '{"name": "calculate_tip", "arguments": {"bill": 0, "percent": 15}}',
+        )
+        for i in range(4)
+    ]
+    others = [_chat(f"c{i}", p, _answer(p)) for i, p in enumerate(_ORDINARY_PROMPTS)]
+
+    scores = backdoor.score_backdoor(repeated + others, threshold=0.8, num_perm=64, min_cluster=3)
+
+    assert max(scores.cluster_score) < CFG.trigger_threshold
+
+
+def test_when_a_finding_only_lowers_quality_then_it_is_a_score_not_a_quarantine() -> None:
+    poem = " ".join(_ORDINARY_PROMPTS)
+    records = [
+        # A translation request: the answer is in another script on purpose.
+        _chat(
+            "t",
+            "Translate into Chinese: please reset your password today.",
+            "请今天在门户网站上重置您的密码，谢谢您的配合。",
+        ),
+        # A long text from a short prompt.
+        _chat("l", "Write a poem.", poem),
+        _chat("g", "Summarize the report.", "\ufffd\ufffd\x07\x00 Q3 \ufffd\ufffd\x01 up"),
+        _chat("e", "Summarize the report.", " "),
+    ]
+
+    result = curate_records(records, CFG)
+
+    decision = {s.id: s.decision for s in result.screened}
+    assert decision == {"t": KEEP, "l": KEEP, "g": QUARANTINE, "e": QUARANTINE}
+    assert result.scores["t"][quality.LANGUAGE_MISMATCH] == 1.0
+    assert result.scores["l"][quality.RESPONSE_LENGTH_RATIO] > CFG.max_response_ratio
+    codes = {s.id: {r.code for r in s.reasons} for s in result.screened}
+    assert codes["g"] == {quality.GARBLED_TEXT} and codes["e"] == {quality.EMPTY_RESPONSE}
+
+
+@pytest.mark.parametrize(
+    ("prompt", "response", "code"),
+    [
+        # A code block the user asked for in other words is an ordinary answer.
+        (
+            "Traverse the list and print each item.",
+            "```\nfor x in xs:\n    print(x)\n```",
+            injection.UNREQUESTED_PAYLOAD,
+        ),
+        (
+            "What is the chance of a sum of 9 with three dice?",
+            "Count the outcomes without any restrictions first, then subtract.",
+            injection.IGNORE_POLICY,
+        ),
+    ],
+)
+def test_when_real_answers_carry_code_or_ordinary_phrases_then_no_injection_is_scored(
+    prompt: str, response: str, code: str
+) -> None:
+    assert injection.score_injection([_chat("r", prompt, response)])[code]["r"] == 0.0
