@@ -30,10 +30,11 @@ from presidio_analyzer.predefined_recognizers import (
     UsSsnRecognizer,
 )
 
+from pipelines.steps.privacy.recognizers.cn_address import CnLocationRecognizer
 from pipelines.steps.privacy.recognizers.cn_bank_card import CnBankCardRecognizer
 from pipelines.steps.privacy.recognizers.cn_id_card import CnIdCardRecognizer
 from pipelines.steps.privacy.recognizers.cn_license_plate import CnLicensePlateRecognizer
-from pipelines.steps.privacy.recognizers.cn_names import CnLocationRecognizer, CnPersonRecognizer
+from pipelines.steps.privacy.recognizers.cn_names import CnPersonRecognizer
 from pipelines.steps.privacy.recognizers.cn_phone import CnPhoneRecognizer
 from pipelines.steps.privacy.recognizers.cn_social_ids import QqNumberRecognizer, WechatIdRecognizer
 from pipelines.steps.privacy.recognizers.cn_travel_documents import (
@@ -53,6 +54,7 @@ from pipelines.steps.privacy.recognizers.en_bank_ids import (
 from pipelines.steps.privacy.recognizers.en_card import LuhnCardRecognizer
 from pipelines.steps.privacy.recognizers.en_dates import AgeRecognizer, DateOfBirthRecognizer
 from pipelines.steps.privacy.recognizers.en_ner import NerRecognizer
+from pipelines.steps.privacy.recognizers.en_other_script import OtherScriptRecognizer
 from pipelines.steps.privacy.recognizers.en_person import EnPersonRecognizer
 from pipelines.steps.privacy.recognizers.en_phone import IntlPhoneRecognizer
 from pipelines.steps.privacy.recognizers.en_street import IntlAddressRecognizer
@@ -102,6 +104,7 @@ OWN_FAMILIES = {
     "us_address": _own(UsAddressRecognizer),
     "postal_code": _own(PostalCodeRecognizer),
     "intl_address": _own(IntlAddressRecognizer),
+    "other_script": _own(OtherScriptRecognizer),
     "intl_phone": _own(IntlPhoneRecognizer),
     "date_of_birth": _own(DateOfBirthRecognizer),
     "age": _own(AgeRecognizer),

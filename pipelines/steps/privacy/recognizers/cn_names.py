@@ -1,11 +1,13 @@
-"""PERSON and LOCATION in Chinese text: jieba's part-of-speech tags plus a name-list rule.
+"""PERSON in Chinese text: a character model of names on jieba's word boundaries.
 
-jieba.posseg ships its dictionary and HMM offline; it tags person names `nr` and place names
-`ns`. It splits some names ("王" + "秀英"), so a rule layer also accepts a surname from Faker's
-zh_CN surname list directly followed by a given name from its given-name list, and, next to a
-name context word, a listed surname followed by jieba's pieces of an unknown given name. Addresses
-(province/city/district ... street + number) are matched as one LOCATION span so that the whole
-address is replaced, not its parts.
+jieba.posseg ships its dictionary and HMM offline; it tags person names `nr`, transliterated
+names `nrt` and place names `ns`, but it tags many ordinary words `nr` (康复, 白领) and splits
+unknown names ("马" + "志远"). Candidates are therefore scored by a model of a name
+(`cn_name_model`: surname + given-name characters, or the characters of transliteration),
+raised by titles and speech words around them (记者, 主任 ... 说, 表示), lowered by a verb of
+place before them (家住, 位于), and never taken inside 《...》 or directly before an
+organisation word (公司, 银行, 队). Faker's surname + given-name lists add whole names.
+LOCATION (addresses, places, venues) is `cn_address`.
 """
 
 import re
@@ -13,17 +15,17 @@ from functools import lru_cache
 
 from faker.providers.address.zh_CN import Provider as AddressProvider
 from faker.providers.person.zh_CN import Provider as PersonProvider
-from presidio_analyzer import RecognizerResult
 
-from pipelines.steps.privacy.recognizers.base import RegexRecognizer, has_context
+from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+from pipelines.steps.privacy.recognizers.cn_name_model import (
+    _dictionary,
+    foreign_score,
+    given_name_score,
+    surname_prior,
+    surnames,
+)
 
 _HAN = r"[\u4e00-\u9fff]"
-_ADMIN = r"(?:省|自治区|特别行政区|市|自治州|地区|盟|县|区|旗|镇|乡|街道)"
-_STREET = r"(?:路|街|大道|大街|道|巷|弄|胡同|里|村)"
-ADDRESS = re.compile(
-    rf"(?:{_HAN}{{1,7}}?{_ADMIN}){{1,5}}(?:{_HAN}{{0,8}}?{_STREET})?"
-    rf"(?:\s?\d{{1,5}}\s?(?:号|弄|栋|幢))?(?:{_HAN}?[A-Za-z\d]{{0,4}}(?:座|栋|幢|单元|楼|层|室))*"
-)
 _NAME_CONTEXT = ("我是", "叫", "患者", "家属", "先生", "女士", "同事", "经理", "工程师", "医生")
 
 
@@ -84,49 +86,176 @@ def _block_tags(block: str) -> tuple[tuple[str, str], ...]:
     return tuple((pair.word, pair.flag) for pair in _jieba().cut(block))
 
 
-@lru_cache(maxsize=1)
-def _surnames() -> frozenset[str]:
-    return frozenset(s for s in PersonProvider.last_names if 1 <= len(s) <= 2)
+_ORG_SUFFIXES = (
+    "公司", "集团", "银行", "分行", "支行", "地产", "置业", "财经", "证券", "基金", "保险", "控股",
+    "股份", "科技", "中心", "大学", "学院", "中学", "小学", "医院", "研究所", "研究院", "协会",
+    "委员会", "俱乐部", "工作室", "旗下", "系列", "品牌", "广场", "大厦", "商场", "酒店", "实业",
+    "传媒", "队", "杯赛", "网站", "电视台", "日报", "晚报", "出版社",
+)  # fmt: skip
+"""Words that, directly after a name-like word, make it part of an organisation's or a
+product's name (国瑞地产, 文华财经, 金山旗下): such a word is not reported as a person."""
+_TITLE_BEFORE = (
+    "记者", "主任", "经理", "教练", "主帅", "总裁", "董事长", "总经理", "总监", "主持人", "选手",
+    "球员", "导演", "作家", "演员", "歌手", "教授", "博士", "局长", "部长", "总统", "首相", "主席",
+    "市长", "书记", "院长", "校长", "老师", "医生", "律师", "会长", "秘书长", "副总", "前锋",
+    "后卫", "门将", "中场", "CEO", "ceo", "网友", "嫌疑人", "患者", "家属", "同事", "我是", "叫",
+    "名叫", "作者", "编辑", "画家", "艺术家", "创始人", "负责人", "发言人", "代表", "明星",
+)  # fmt: skip
+_SPEECH_AFTER = (
+    "说", "表示", "认为", "指出", "称", "透露", "介绍", "告诉", "强调", "坦言", "先生", "女士",
+    "小姐", "教授", "博士", "老师", "同学", "主演", "导演", "执导", "等人", "夫妇", "本人",
+)  # fmt: skip
+_HONORIFICS = (
+    "先生", "女士", "小姐", "老师", "老板", "师傅", "经理", "总", "记者", "阿姨", "大爷", "某",
+)  # fmt: skip
+"""Words after a surname that make it a form of address (王先生, 陈老师), not a full name."""
+PLACE_VERBS = (
+    "家住", "住在", "位于", "地处", "坐落于", "前往", "抵达", "来到", "飞往", "赶往", "回到",
+    "去往", "途经", "落户", "入驻", "迁往", "定居", "出生于",
+)  # fmt: skip
+"""Verbs of place: a proper name right after one is a place (家住宝城), not a person."""
+PLACE_PREPOSITIONS = ("在", "到", "去", "赴", "从", "至")
+"""Prepositions of place: a proper name after one is more often a place than a person."""
+_TITLE_QUOTES = (("《", "》"), ("〈", "〉"))
+NAME_THRESHOLD = 0.0
+FOREIGN_WEIGHT = 1.5
+COMMON_WORD = 300
+"""jieba dictionary frequency above which a word tagged `nr` is a common word, not a name."""
+"""How much a transliterated name's evidence rests on its characters (`foreign_score`)."""
+"""A candidate's evidence (model score plus context) at or above which it is a PERSON."""
 
 
-_NOT_IN_A_NAME = frozenset({"x", "uj", "ul", "p", "c", "u", "y", "e", "r", "m", "zg"})
-"""jieba flags that end a name: punctuation, particles, prepositions, conjunctions, pronouns,
-numerals."""
+def _inside_title(text: str, start: int, end: int) -> bool:
+    """Whether `text[start:end]` lies inside 《...》: a book, film or game title, not a person."""
+    for opening, closing in _TITLE_QUOTES:
+        before = text.rfind(opening, 0, start)
+        if before != -1 and text.rfind(closing, before, start) == -1:
+            after = text.find(closing, end)
+            if after != -1 and text.find(opening, end, after) == -1:
+                return True
+    return False
 
 
-def _surname_names(tokens: tuple[tuple[str, str, int], ...]) -> list[tuple[int, int]]:
-    """Listed surname + one or two Han characters, from jieba's pieces of an unknown name.
+def _name_context(text: str, start: int, end: int) -> float:
+    """Evidence from the words around a candidate: a title before it, speech or address after."""
+    before = text[max(0, start - 8) : start]
+    after = text[end : end + 3]
+    evidence = 0.0
+    if any(before.endswith(word) for word in _TITLE_BEFORE):
+        evidence += 2.0
+    elif any(word in before for word in _TITLE_BEFORE):
+        evidence += 1.0
+    if any(after.startswith(word) for word in _SPEECH_AFTER):
+        evidence += 2.0
+    if before.endswith(PLACE_VERBS):
+        evidence -= 2.0
+    elif before.endswith(PLACE_PREPOSITIONS):
+        evidence -= 1.0
+    return evidence
 
-    A given name outside every list is split by jieba into pieces ("马" + "志远", "黄皓" + "轩",
-    "孟梓" + "萱"). A candidate starts at a token that is a listed surname, or begins with one
-    and is not a dictionary word (jieba's HMM made it up: "蒋梓", unlike "高兴"), or is tagged
-    as a name; it takes the following Han tokens while the given name stays at most two
-    characters and stops at punctuation, particles and other function words.
+
+_VENDORS = re.compile(
+    "阿里云|阿里巴巴|腾讯云|华为云|百度云|京东云|金山云|七牛云|又拍云|网易云|天翼云|移动云|火山引擎"
+)
+"""Cloud and platform vendors, named next to their keys and tokens: organisations."""
+
+
+def _not_a_person(text: str, start: int, end: int) -> bool:
+    """An organisation's or product's name (followed by 公司, 银行 ..., or a cloud vendor's),
+    or inside 《...》."""
+    if text.startswith(_ORG_SUFFIXES, end) or _inside_title(text, start, end):
+        return True
+    return any(m.start() <= start < m.end() for m in _VENDORS.finditer(text))
+
+
+def _han_name_candidates(
+    text: str, tokens: tuple[tuple[str, str, int], ...]
+) -> dict[tuple[int, int], float]:
+    """Surname + one or two given-name characters on jieba's word boundaries, with evidence.
+
+    The evidence is the name model's given-name score (`cn_name_model`), raised when jieba tags
+    the span `nr` and lowered when the span is a dictionary word of another kind (马力, 公平).
     """
-    surnames = _surnames()
-    dictionary = _jieba().dt.FREQ
-    found = []
+    names = surnames()
+    tags, frequencies = _dictionary()
+    ends = {start + len(word) for word, _, start in tokens}
+    flags = {(start, start + len(word)): flag for word, flag, start in tokens}
+    found: dict[tuple[int, int], float] = {}
     for index, (word, flag, start) in enumerate(tokens):
-        surname = next((word[:n] for n in (2, 1) if word[:n] in surnames), None)
-        if surname is None or not _HAN_CHARACTER.fullmatch(word[0]):
-            continue
-        if word != surname and word in dictionary and not flag.startswith("nr"):
-            continue
-        end = start + len(word)
-        for next_word, next_flag, next_start in tokens[index + 1 :]:
-            if next_flag in _NOT_IN_A_NAME or not re.fullmatch(f"{_HAN}+", next_word):
-                break
-            if next_start + len(next_word) - start > len(surname) + 2:
-                break
-            end = next_start + len(next_word)
-        if 1 <= end - start - len(surname) <= 2:
-            found.append((start, end))
+        if flag == "nrt":
+            continue  # jieba knows the word as a transliteration (阿里): not surname + name
+        # The given name does not run into a particle, pronoun or numeral (高兴 + 的).
+        stop = next((s for _, f, s in tokens[index + 1 :] if f in _NOT_IN_A_NAME), len(text))
+        for surname in {word[:2], word[:1]} & names:
+            for given_length in (1, 2):
+                end = start + len(surname) + given_length
+                given = text[start + len(surname) : end]
+                if given.startswith(_HONORIFICS) or end not in ends or end > stop:
+                    continue
+                if len(given) != given_length or not _HAN_ALL.fullmatch(given):
+                    continue
+                name = text[start:end]
+                evidence = given_name_score(given) + (surname_prior(surname) + 5.0) / 4
+                # A transliteration (阿森纳, 米德尔) only looks like surname + given name.
+                evidence -= FOREIGN_WEIGHT * 2 * max(0.0, foreign_score(name))
+                tag = tags.get(name, "nr")
+                if tag in _PLACE_OR_ORG_TAGS:
+                    evidence -= 3.0
+                elif not tag.startswith("n"):
+                    evidence -= 4.0  # an adjective or a verb (高兴, 晋级), not a noun
+                elif tag != "nr" or frequencies.get(name, 0) > COMMON_WORD:
+                    # jieba's dictionary tags some common words `nr` too (白领, 康复).
+                    evidence -= 1.5
+                elif flags.get((start, end)) == "nr":
+                    evidence += 0.8
+                found[(start, end)] = max(found.get((start, end), -99.0), evidence)
     return found
 
 
+def _transliterated_candidates(
+    text: str, tokens: tuple[tuple[str, str, int], ...]
+) -> dict[tuple[int, int], float]:
+    """Runs of jieba `nr`/`nrt` pieces written in the transliteration alphabet (蒂 + 亚戈), and
+    names joined by an interpunct (迈克尔·坎宁安)."""
+    tags, _ = _dictionary()
+    found: dict[tuple[int, int], float] = {}
+    index = 0
+    while index < len(tokens):
+        word, flag, start = tokens[index]
+        end, last = start + len(word), index
+        while flag in _NAME_FLAGS and last + 1 < len(tokens):
+            next_word, next_flag, next_start = tokens[last + 1]
+            joined = next_word in _INTERPUNCT or text[end - 1] in _INTERPUNCT
+            if not (joined or next_flag in _NAME_FLAGS) or not _HAN_OR_DOT.fullmatch(next_word):
+                break
+            end, last = next_start + len(next_word), last + 1
+        span_text = text[start:end].strip("".join(_INTERPUNCT))
+        if _HAN_OR_DOT.fullmatch(span_text) and len(span_text) >= 2 and flag in _NAME_FLAGS:
+            han = "".join(c for c in span_text if c not in _INTERPUNCT)
+            evidence = FOREIGN_WEIGHT * foreign_score(han) - 1.5
+            if tags.get(han) in _PLACE_OR_ORG_TAGS:
+                evidence -= 3.0
+            if any(c in _INTERPUNCT for c in span_text):
+                evidence += 3.0
+            found[(start, start + len(span_text))] = evidence
+        index = last + 1
+    return found
+
+
+_INTERPUNCT = ("·", "•", "‧", "・")
+_NAME_FLAGS = ("nr", "nrt", "nrfg")
+_PLACE_OR_ORG_TAGS = ("ns", "nt", "nz")
+_NOT_IN_A_NAME = frozenset({"x", "uj", "ul", "uz", "ug", "p", "c", "u", "y", "e", "r", "m", "zg"})
+"""jieba flags that end a name: punctuation, particles, prepositions, conjunctions, pronouns,
+numerals."""
+_HAN_ALL = re.compile(f"{_HAN}+")
+_HAN_OR_DOT = re.compile(f"(?:{_HAN}|[{''.join(_INTERPUNCT)}])+")
+
+
 class CnPersonRecognizer(RegexRecognizer):
-    """Person names: jieba `nr` tokens, surname + given name from the name lists, and, next to
-    a name context word, a listed surname followed by an unknown given name."""
+    """Person names: a character model of Chinese names and of transliterated foreign names on
+    jieba's word boundaries, raised by titles and speech words around them, never inside a
+    title in 《》 or directly before an organisation word (公司, 银行, 队 ...)."""
 
     ENTITY = "PERSON"
     CONTEXT = _NAME_CONTEXT
@@ -135,19 +264,25 @@ class CnPersonRecognizer(RegexRecognizer):
     def analyze(self, text, entities, nlp_artifacts=None):
         if self.ENTITY not in entities:
             return []
-        spans: dict[tuple[int, int], float] = {}
-        for match in _name_rule().finditer(text):
-            spans[match.span()] = 0.85
         tokens = posseg(text)
-        for word, flag, start in tokens:
-            if flag == "nr" and len(word) >= 2 and re.fullmatch(f"{_HAN}+", word):
-                span = (start, start + len(word))
-                spans.setdefault(span, 0.6)
-        for start, end in _surname_names(tokens):
-            # Without a context word ("我是", "家属", "经理" ...) a surname character followed by
-            # two characters is too often an ordinary word.
-            if has_context(text, start, end, self.words):
-                spans[(start, end)] = max(spans.get((start, end), 0.0), 0.6)
+        candidates = _han_name_candidates(text, tokens)
+        for span, evidence in _transliterated_candidates(text, tokens).items():
+            candidates[span] = max(candidates.get(span, -99.0), evidence)
+        tags, _ = _dictionary()
+        starts = {start for _, _, start in tokens}
+        ends = {start + len(word) for word, _, start in tokens}
+        for match in _name_rule().finditer(text):
+            # On jieba's word boundaries, and not a dictionary word of another kind (海军).
+            if match.start() in starts and match.end() in ends:
+                if tags.get(match.group(0), "nr") == "nr":
+                    candidates[match.span()] = max(candidates.get(match.span(), -99.0), 3.0)
+        spans: dict[tuple[int, int], float] = {}
+        for (start, end), evidence in candidates.items():
+            if _not_a_person(text, start, end):
+                continue
+            evidence += _name_context(text, start, end)
+            if evidence >= NAME_THRESHOLD:
+                spans[(start, end)] = min(0.95, 0.5 + 0.1 * evidence)
         # A piece of a longer name ("欧阳" in "欧阳子轩") would outrank it on score alone.
         whole = {
             (start, end): score
@@ -155,34 +290,6 @@ class CnPersonRecognizer(RegexRecognizer):
             if not any(s <= start and end <= e and e - s > end - start for s, e in spans)
         }
         return [
-            self._result(start, end, score, "jieba nr / name list")
+            self._result(start, end, score, "cn name model")
             for (start, end), score in sorted(whole.items())
         ]
-
-
-class CnLocationRecognizer(RegexRecognizer):
-    """Addresses as one span, and jieba `ns` place names."""
-
-    ENTITY = "LOCATION"
-    CONTEXT = ("地址", "住址", "位于", "邮寄至", "寄到", "住在")
-    FLAGS = 0
-
-    def analyze(self, text, entities, nlp_artifacts=None) -> list[RecognizerResult]:
-        if self.ENTITY not in entities:
-            return []
-        tokens = posseg(text)
-        results = []
-        covered = 0
-        # An address starts where jieba sees a place name; matching from there keeps the
-        # words before it ("新地址是") out of the span.
-        for word, flag, start in tokens:
-            if flag != "ns" or start < covered:
-                continue
-            match = ADDRESS.match(text, start)
-            if match and len(match.group(0)) > len(word):
-                # Outranks person-name matches inside it (a district named 高明).
-                results.append(self._result(*match.span(), 0.9, "address"))
-                covered = match.end()
-            elif len(word) >= 2:
-                results.append(self._result(start, start + len(word), 0.5, "jieba ns"))
-        return results

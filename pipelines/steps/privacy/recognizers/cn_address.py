@@ -1,0 +1,103 @@
+"""LOCATION in Chinese text: addresses as one span, place names, and named places and venues.
+
+Three kinds of evidence, all on jieba's word boundaries (`cn_names.posseg`):
+- an address: from a jieba `ns` place name, a chain of administrative units (省 市 区 县 镇 ...),
+  a street (路 街 巷 ...), a number (号) and building parts (栋 单元 楼 室), as one span so that
+  the whole address is replaced, not its parts;
+- a jieba `ns` place name;
+- a named place: a run of name-like words ending in a word for a kind of place (广场, 大厦,
+  体育场, 公园, 商务区, 寺, 岛 ...: 林达海渔广场, 伯纳乌球场), or a name-like word right after a
+  verb of place (家住, 位于, 前往, 抵达 ...).
+"""
+
+import re
+
+from presidio_analyzer import RecognizerResult
+
+from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+from pipelines.steps.privacy.recognizers.cn_name_model import _dictionary
+from pipelines.steps.privacy.recognizers.cn_names import PLACE_PREPOSITIONS, PLACE_VERBS, posseg
+
+_HAN = r"[\u4e00-\u9fff]"
+_ADMIN = r"(?:省|自治区|特别行政区|市|自治州|地区|盟|县|区|旗|镇|乡|街道)"
+_STREET = r"(?:路|街|大道|大街|道|巷|弄|胡同|里|村)"
+ADDRESS = re.compile(
+    rf"(?:{_HAN}{{1,7}}?{_ADMIN}){{1,5}}(?:{_HAN}{{0,8}}?{_STREET})?"
+    rf"(?:\s?\d{{1,5}}\s?(?:号|弄|栋|幢))?(?:{_HAN}?[A-Za-z\d]{{0,4}}(?:座|栋|幢|单元|楼|层|室))*"
+)
+PLACE_WORDS = (
+    "广场", "大厦", "大楼", "中心", "花园", "小区", "公园", "商务区", "开发区", "新区", "园区",
+    "体育场", "体育馆", "球场", "机场", "车站", "火车站", "码头", "港", "湾", "岛", "半岛", "山谷",
+    "山", "河", "湖", "江", "海峡", "寺", "庙", "宫", "园", "馆", "城", "郡", "州", "镇", "村",
+    "乡", "路", "街", "大街", "大道", "胡同", "巷", "桥", "基地", "景区", "古镇", "度假村",
+)  # fmt: skip
+"""Words for a kind of place; a run of name-like words ending in one names a place."""
+_NAME_LIKE = frozenset({"ns", "nr", "nrt", "nrfg", "nz", "nt", "j", "n", "eng", "m"})
+"""jieba flags of words that can stand inside a place's name."""
+_PROPER = frozenset({"ns", "nr", "nrt", "nrfg", "nz", "j", "eng"})
+"""jieba flags of a proper name (or of an unknown word jieba's HMM made up)."""
+MAX_PLACE_CHARACTERS = 12
+
+
+def _named_places(
+    text: str, tokens: tuple[tuple[str, str, int], ...]
+) -> list[tuple[int, int, float]]:
+    """Runs of name-like words ending in a place word, and proper names after a place verb."""
+    _, frequencies = _dictionary()
+    # A word jieba's HMM made up (not in its dictionary) is as good as a proper name here.
+    proper = [
+        flag in _PROPER or (flag in _NAME_LIKE and not frequencies.get(word))
+        for word, flag, _ in tokens
+    ]
+    found = []
+    for index, (word, flag, start) in enumerate(tokens):
+        end = start + len(word)
+        if word.endswith(PLACE_WORDS) and flag in _NAME_LIKE:
+            first = index
+            while (
+                first > 0
+                and tokens[first - 1][1] in _NAME_LIKE
+                and end - tokens[first - 1][2] <= MAX_PLACE_CHARACTERS
+            ):
+                first -= 1
+            head = tokens[first]
+            # A place word alone (公园) or after common nouns only names no place.
+            if any(proper[first : index + 1]) and head[2] < start:
+                found.append((head[2], end, 0.6))
+            elif word not in PLACE_WORDS and flag == "ns":
+                found.append((start, end, 0.6))
+        after_place_word = text[:start].endswith(PLACE_VERBS + PLACE_PREPOSITIONS)
+        if proper[index] and len(word) >= 2 and after_place_word:
+            found.append((start, end, 0.6))
+    return found
+
+
+class CnLocationRecognizer(RegexRecognizer):
+    """Addresses as one span, jieba `ns` place names, and named places and venues."""
+
+    ENTITY = "LOCATION"
+    CONTEXT = ("地址", "住址", "位于", "邮寄至", "寄到", "住在")
+    FLAGS = 0
+
+    def analyze(self, text, entities, nlp_artifacts=None) -> list[RecognizerResult]:
+        if self.ENTITY not in entities:
+            return []
+        tokens = posseg(text)
+        results = []
+        covered = 0
+        # An address starts where jieba sees a place name; matching from there keeps the
+        # words before it ("新地址是") out of the span.
+        for word, flag, start in tokens:
+            if flag != "ns" or start < covered:
+                continue
+            match = ADDRESS.match(text, start)
+            if match and len(match.group(0)) > len(word):
+                # Outranks person-name matches inside it (a district named 高明).
+                results.append(self._result(*match.span(), 0.9, "address"))
+                covered = match.end()
+            elif len(word) >= 2:
+                results.append(self._result(start, start + len(word), 0.5, "jieba ns"))
+        for start, end, score in _named_places(text, tokens):
+            if end > covered or start >= covered:
+                results.append(self._result(start, end, score, "named place"))
+        return results

@@ -1,0 +1,116 @@
+"""A character model of a Chinese personal name, estimated from jieba's own dictionary.
+
+jieba ships about 60,000 three-character words tagged `nr` (person). Those that begin with a
+surname from Faker's zh_CN list (a 百家姓-style list of about 400 single and compound surnames)
+give the distribution of given-name characters; every dictionary word weighted by its frequency
+gives the background distribution of characters in running text. A candidate "surname + one or
+two characters" is scored by the log-likelihood ratio of its given-name characters (name vs
+text), plus a prior for the surname's own share of names. "王" + "秀英" scores high; "白" + "领"
+or "康" + "复" score low, because 领 and 复 are common in text and rare in given names.
+
+Transliterated foreign names (莫里尼奥, 蒂亚戈) use a small alphabet of their own: the characters
+of jieba's `nrt` (transliterated name) entries. `foreign_score` weighs a word's characters in
+that alphabet against those of Chinese names, so that 阿森纳 and 卡马乔 read as transliterations
+and 孟梓萱 does not.
+"""
+
+import math
+from collections import Counter
+from functools import lru_cache
+
+from faker.providers.person.zh_CN import Provider as PersonProvider
+
+_SMOOTHING = 0.5
+
+
+@lru_cache(maxsize=1)
+def _dictionary() -> tuple[dict[str, str], dict[str, int]]:
+    import jieba
+    import jieba.posseg
+
+    jieba.setLogLevel(60)
+    jieba.posseg.dt.initialize()
+    return jieba.posseg.dt.word_tag_tab, jieba.posseg.dt.tokenizer.FREQ
+
+
+@lru_cache(maxsize=1)
+def surnames() -> frozenset[str]:
+    """Single and compound surnames (Faker's zh_CN list)."""
+    return frozenset(s for s in PersonProvider.last_names if 1 <= len(s) <= 2)
+
+
+@lru_cache(maxsize=1)
+def _background() -> tuple[Counter[str], int]:
+    """Character counts of running text: every dictionary word, weighted by its frequency."""
+    _, freq = _dictionary()
+    counts: Counter[str] = Counter()
+    for word, count in freq.items():
+        if count:
+            for character in word:
+                counts[character] += count
+    return counts, sum(counts.values())
+
+
+@lru_cache(maxsize=1)
+def _name_counts() -> tuple[Counter[str], int, Counter[str], int]:
+    """Given-name character counts and surname counts over jieba's three-character `nr` words."""
+    tags, _ = _dictionary()
+    given: Counter[str] = Counter()
+    surname_counts: Counter[str] = Counter()
+    names = surnames()
+    for word, tag in tags.items():
+        if tag == "nr" and len(word) == 3 and word[0] in names:
+            surname_counts[word[0]] += 1
+            given.update(word[1:])
+    return given, sum(given.values()), surname_counts, sum(surname_counts.values())
+
+
+@lru_cache(maxsize=1)
+def _transliteration_counts() -> tuple[Counter[str], int]:
+    tags, _ = _dictionary()
+    counts = Counter(c for word, tag in tags.items() if tag == "nrt" for c in word)
+    return counts, sum(counts.values())
+
+
+@lru_cache(maxsize=65_536)
+def given_name_score(given: str) -> float:
+    """Mean log-likelihood ratio (name vs running text) of the characters of a given name."""
+    counts, total, _, _ = _name_counts()
+    background, background_total = _background()
+    ratios = []
+    for character in given:
+        in_names = (counts[character] + _SMOOTHING) / total
+        in_text = (background[character] + _SMOOTHING) / background_total
+        ratios.append(math.log(in_names / in_text))
+    return sum(ratios) / len(ratios)
+
+
+@lru_cache(maxsize=4096)
+def surname_prior(surname: str) -> float:
+    """Log share of the surname among dictionary names (compound surnames: a fixed share)."""
+    if len(surname) == 2:
+        return math.log(1e-3)
+    _, _, counts, total = _name_counts()
+    return math.log((counts[surname] + _SMOOTHING) / total)
+
+
+@lru_cache(maxsize=65_536)
+def foreign_score(word: str) -> float:
+    """Mean log-likelihood ratio of `word`'s characters: transliterated names vs Chinese names.
+
+    Positive for 阿森纳 or 莫里尼奥 (characters of transliteration), negative for 孟梓萱.
+    """
+    foreign, foreign_total = _transliteration_counts()
+    given, given_total, surname_counts, surname_total = _name_counts()
+    chinese = given + surname_counts
+    chinese_total = given_total + surname_total
+    # Pseudo-counts in proportion to each list's size: a character rare in both lists scores 0.
+    ratios = [
+        math.log((foreign[c] / foreign_total + _RARE) / (chinese[c] / chinese_total + _RARE))
+        for c in word
+    ]
+    return sum(ratios) / len(ratios)
+
+
+_RARE = 2e-4
+"""The pseudo-frequency added to each character's share of a name list."""

@@ -1,0 +1,94 @@
+"""The Chinese pack's models of a name and of a place: PERSON and LOCATION in Chinese text.
+
+Sentences here are written for these tests (names outside Faker's lists where it matters); the
+outside measurement is `benchmarks/pii_external.py --lang zh` on CLUENER2020.
+"""
+
+import pytest
+
+from pipelines.steps.privacy.recognizers import cn_name_model
+from pipelines.steps.privacy.recognizers.cn_address import CnLocationRecognizer
+from pipelines.steps.privacy.recognizers.cn_names import CnPersonRecognizer
+
+
+def _found(recognizer, text: str, entity: str) -> list[str]:
+    return [text[r.start : r.end] for r in recognizer.analyze(text, [entity]) if r.score >= 0.4]
+
+
+@pytest.fixture(scope="module")
+def person() -> CnPersonRecognizer:
+    return CnPersonRecognizer(language="zh")
+
+
+@pytest.fixture(scope="module")
+def location() -> CnLocationRecognizer:
+    return CnLocationRecognizer(language="zh")
+
+
+def test_when_given_names_are_scored_then_name_characters_outscore_common_words() -> None:
+    assert cn_name_model.given_name_score("秀英") > 1.0
+    assert cn_name_model.given_name_score("领") < cn_name_model.given_name_score("秀英")
+    assert cn_name_model.given_name_score("级") < 0.0
+
+
+def test_when_words_are_scored_then_transliterations_read_as_foreign() -> None:
+    for foreign in ("莫里尼奥", "阿森纳", "克鲁斯"):
+        assert cn_name_model.foreign_score(foreign) > 0.5, foreign
+    for chinese in ("王秀英", "陈德铭", "欧阳子轩"):
+        assert cn_name_model.foreign_score(chinese) < 0.0, chinese
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("研究报告已经交到商务部部长陈德铭手中。", "陈德铭"),  # title before
+        ("特约记者田伟报道，比赛昨晚结束。", "田伟"),  # title before, jieba `nr`
+        ("你好，我是市场部的孟梓萱。", "孟梓萱"),  # given name jieba splits (孟梓 + 萱)
+        ("患者王秀英今天出院。", "王秀英"),
+        ("比如，迈克尔·坎宁安的小说曾被译为中文。", "迈克尔·坎宁安"),  # interpunct
+        ("主教练卡马乔表示球队会全力以赴。", "卡马乔"),  # transliterated, title and speech
+    ],
+)
+def test_when_a_person_is_named_then_the_whole_name_is_found(person, text, name) -> None:
+    assert name in _found(person, text, "PERSON")
+
+
+@pytest.mark.parametrize(
+    ("text", "not_a_name"),
+    [
+        ("国瑞地产今天发布了新楼盘。", "国瑞"),  # an organisation word follows
+        ("他最近在读《王小波全集》。", "王小波"),  # inside a title in 《》
+        ("金融街的白领人才在这里居住。", "白领"),  # a common word jieba's dictionary tags nr
+        ("家住宝城的居民反映了情况。", "宝城"),  # after a verb of place
+        ("阿里云AccessKey已经泄露。", "阿里"),  # a cloud vendor
+        ("王先生昨天来过。", "王先"),  # a form of address, not a given name
+    ],
+)
+def test_when_a_word_only_looks_like_a_name_then_no_person_is_found(
+    person, text, not_a_name
+) -> None:
+    assert not any(not_a_name in found for found in _found(person, text, "PERSON"))
+
+
+@pytest.mark.parametrize(
+    ("text", "place"),
+    [
+        ("收件地址：浙江省杭州市西湖区文三路90号", "浙江省杭州市西湖区文三路90号"),
+        ("主力前锋在阿德莱德港晒太阳。", "阿德莱德港"),  # name + place word
+        ("家住宝城的居民反映了情况。", "宝城"),  # after a verb of place
+        ("今天我们在金贸中心开会。", "金贸中心"),  # an unknown word + place word
+    ],
+)
+def test_when_a_place_is_named_then_it_is_a_location(location, text, place) -> None:
+    assert place in _found(location, text, "LOCATION")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "我们去公园散步吧。",  # a place word alone names no place
+        "这个中心的工作很忙。",
+    ],
+)
+def test_when_a_place_word_stands_alone_then_no_location_is_found(location, text) -> None:
+    assert _found(location, text, "LOCATION") == []
