@@ -385,3 +385,40 @@ def test_when_the_curated_text_holds_an_invisible_character_then_the_suite_fails
     assert re.search(HIDDEN_CHARACTER_REGEX, text)
     record = Record("r", "f.jsonl", 1, "text", (Message("user", text, "text"),))
     assert hidden_text_score(record) >= 1
+
+
+def test_when_a_drop_holds_a_symlink_then_the_steward_sees_it_in_the_raw_metadata(
+    tmp_path, outside_secret
+):
+    import dagster as dg
+
+    from assets.partitions import DATA_DROP
+    from assets.raw import raw_corpus
+    from resources import CorpusStorage
+
+    drop = tmp_path / "data" / "landing" / "drop"
+    drop.mkdir(parents=True)
+    (drop / "ok.jsonl").write_text(json.dumps({"id": "ok", "text": EN}) + "\n")
+    (drop / "env.jsonl").symlink_to(outside_secret)  # planted
+    storage = CorpusStorage(data_root=str(tmp_path / "data"))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(DATA_DROP, ["drop"])
+        with dg.build_asset_context(partition_key="drop", instance=instance) as context:
+            out = raw_corpus(context, storage)
+            metadata = context.get_output_metadata("result")
+    assert out["quarantine_by_reason"] == {"symlink_refused": 1}
+    assert out["physical_lines"] == out["lines_accounted"] == 1
+    assert metadata["refused_entries"] == 1
+    quarantine = pd.read_parquet(out["quarantine_path"])
+    assert list(quarantine["reason"]) == ["symlink_refused"]
+    assert SECRET not in quarantine.to_json()
+
+
+def test_when_the_profile_sets_ingest_limits_then_the_storage_resource_carries_them(tmp_path):
+    from pipelines.definitions import build_resources
+    from pipelines.steps.config import PipelineConfig
+
+    cfg = PipelineConfig.model_validate(
+        {"data_root": str(tmp_path), "ingest": {"limits": {"max_file_rows": 7}}}
+    )
+    assert build_resources(cfg)["storage"].ingest_limits.max_file_rows == 7
