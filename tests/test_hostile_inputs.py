@@ -422,3 +422,24 @@ def test_when_the_profile_sets_ingest_limits_then_the_storage_resource_carries_t
         {"data_root": str(tmp_path), "ingest": {"limits": {"max_file_rows": 7}}}
     )
     assert build_resources(cfg)["storage"].ingest_limits.max_file_rows == 7
+
+
+def test_when_a_file_cannot_be_opened_then_it_is_quarantined_as_unreadable_not_as_a_link(
+    landing, monkeypatch
+):
+    import errno
+
+    from pipelines.steps.ingest import landing as landing_module
+
+    (landing / "locked.jsonl").write_text(json.dumps({"id": "x", "text": EN}) + "\n")
+    real_open = os.open
+
+    def denied(path, flags, *args):
+        if str(path).endswith("locked.jsonl"):  # planted: no read permission (tests run as root)
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(landing_module.os, "open", denied)
+    result = _ingest(landing)
+    assert result.quarantine_counts() == {"unreadable_file": 1}
+    assert "EACCES" in result.quarantined[0].detail

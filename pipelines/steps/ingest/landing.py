@@ -16,6 +16,7 @@ resolved, and read as streams within `ingest.limits` (`IngestLimits`).
 """
 
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -143,13 +144,19 @@ def _is_hidden(path: Path, folder: Path) -> bool:
 def landing_entries(folder: Path) -> list[Path]:
     """Every visible entry under `folder` that is not a directory, sorted, never following links.
 
-    Symbolic links (to files or folders) and special files are listed as entries, so that
-    ingestion refuses them with a reason instead of skipping them; a linked folder is never
-    descended into.
+    Symbolic links (to files or folders), special files and folders that cannot be listed are
+    listed as entries, so that ingestion refuses them with a reason instead of skipping them; a
+    linked folder is never descended into.
     """
     folder = Path(folder)
-    entries = []
-    for top, dirs, files in os.walk(folder, followlinks=False):
+    entries: list[Path] = []
+
+    # A folder that cannot be listed is an entry too (refused as unreadable), never skipped.
+    def unlisted(exc: OSError) -> None:
+        if Path(exc.filename) != folder or folder.exists():
+            entries.append(Path(exc.filename))
+
+    for top, dirs, files in os.walk(folder, followlinks=False, onerror=unlisted):
         for name in dirs + files:
             path = Path(top) / name
             if name in dirs and not os.path.islink(path):
@@ -169,6 +176,8 @@ def refusal(path: Path) -> RecordError | None:
     mode = os.lstat(path).st_mode
     if stat.S_ISLNK(mode):
         return RecordError("symlink_refused", f"entry {name_digest(path)} is a symbolic link")
+    if stat.S_ISDIR(mode):  # listed only when it could not be listed
+        return RecordError("unreadable_file", f"folder {name_digest(path)} cannot be listed")
     if not stat.S_ISREG(mode):
         return RecordError("special_file_refused", f"entry {name_digest(path)} is not a file")
     return None
@@ -191,10 +200,13 @@ def open_entry(path: Path, *, root: Path | None) -> IO[bytes]:
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
-    except OSError:
-        raise RecordError(
-            "symlink_refused", f"entry {name_digest(path)} changed to a link"
-        ) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link swapped in after the listing
+            raise RecordError(
+                "symlink_refused", f"entry {name_digest(path)} changed to a link"
+            ) from None
+        reason = errno.errorcode.get(exc.errno or 0, "error")
+        raise RecordError("unreadable_file", f"cannot open: {reason}") from None
     after = os.fstat(fd)
     problem = None
     if not stat.S_ISREG(after.st_mode) or (after.st_dev, after.st_ino) != (
