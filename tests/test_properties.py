@@ -669,3 +669,33 @@ def test_ingest_covers_every_physical_line_and_its_quarantine_encodes(
     _assert_accounted_for(result)
     assert all(s.physical_lines == s.lines_accounted for s in result.sources)
     pq.write_table(pa.Table.from_pylist([vars(q) for q in result.quarantined]), io.BytesIO())
+
+
+# --- issue #16: an invisible character never changes what the detectors see -------------------
+
+from pipelines.steps.privacy.invisible import INVISIBLE  # noqa: E402
+from pipelines.steps.privacy.normalize import normalize  # noqa: E402
+
+IDENTIFIER_CHARACTERS = "abcxyzABCXYZ0123456789-.@ "
+
+
+@PROPERTY
+@given(
+    base=st.text(alphabet=IDENTIFIER_CHARACTERS, max_size=40),
+    inserts=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=40), st.sampled_from(sorted(INVISIBLE))),
+        max_size=6,
+    ),
+)
+def test_invisible_characters_never_change_what_the_detectors_see(
+    base: str, inserts: list[tuple[int, str]]
+) -> None:
+    text = base
+    for position, char in inserts:
+        position = min(position, len(text))
+        text = text[:position] + char + text[position:]
+
+    seen = normalize(text)
+
+    assert seen.text == normalize(base).text
+    assert all(text[s] not in INVISIBLE for s in seen.starts)
