@@ -176,7 +176,7 @@ class CurationConfig(_Section):
         0.8, gt=0.0, le=1.0, description="Share of a flagged cluster that makes the rest outliers."
     )
     inserted_phrase_min_records: int = Field(
-        4,
+        3,
         ge=2,
         description="Fewest prompts that must carry a phrase before it can be an "
         "inserted_phrase (fewer: too little evidence against an ordinary rare word).",

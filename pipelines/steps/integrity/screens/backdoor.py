@@ -18,12 +18,14 @@ best feature while the rest of the cluster carries it (the trigger-free odd ones
 
 A backdoor whose answers differ record to record (or whose planted answer looks like any other)
 forms no response cluster. `score_inserted_phrases` finds its trigger from the prompts alone: a
-phrase inserted into otherwise ordinary prompts is (1) carried by a few prompts, (2) never
-echoed in answers, (3) made of at least one token that occurs nowhere else in the corpus, (4)
+phrase inserted into otherwise ordinary prompts is (1) carried by a few prompts, (2) hardly
+ever echoed in answers, (3) made of at least one token found hardly anywhere else in the corpus
+(both: at most twice, as a trigger word may also be an ordinary word), (4)
 without a fixed neighbour (an inserted phrase sits before or after any word, where a natural
 phrase has collocates: "compare *and contrast*", "write *a story about*"), and (5) removable:
-the prompt with the phrase cut out joins two tokens that are adjacent elsewhere in the corpus.
-Its score is the share of its occurrences that are removable. No trigger word is known to it.
+the prompt with the phrase cut out joins two tokens that are adjacent elsewhere in the corpus,
+in at least two of its prompts. Its score is the share of its occurrences that are removable.
+No trigger word is known to it.
 
 ONION (leave-one-word-out perplexity with the base model) is the optional third score, run only
 on records the cheap scores flag: see `onion_scores`.
@@ -58,6 +60,9 @@ _ELSEWHERE = 2
 # feature counts fully (a planted trigger's prompts: 0.1-0.25 on the bundled corpus), and from
 # which it does not count at all (templated conversations with one tool answer: 0.7-1.0).
 _COHESION_FREE, _COHESION_FULL = 0.3, 0.7
+# An inserted phrase must be removable in at least this many of its prompts: one removable
+# occurrence of a rare word is chance, not evidence.
+_MIN_REMOVABLE = 2
 _START, _END = "\x02", "\x03"  # prompt boundaries: no word token contains a control character
 
 
@@ -305,7 +310,10 @@ def score_inserted_phrases(
         right = Counter(_DIGITS.sub("0", y) for _, y in neighbours if y != _END)
         if max([*left.values(), *right.values(), 0]) > max_collocation * k:
             continue
-        removable = round(sum(1 for pair in neighbours if bigrams[pair]) / k, 4)
+        removable_count = sum(1 for pair in neighbours if bigrams[pair])
+        if removable_count < _MIN_REMOVABLE:
+            continue
+        removable = round(removable_count / k, 4)
         clusters.append(tuple(records[i].id for i, _, _ in found))
         cluster_score.append(removable)
         for i, _, _ in found:
