@@ -10,7 +10,7 @@ import pytest
 
 from assets.partitions import DATA_DROP
 from pipelines.definitions import build_resources
-from pipelines.drops import data_drops_sensor
+from pipelines.drops import data_drops_sensor, register_drops
 from pipelines.steps.ingest.drops import (
     CROSS_DROP_DUPLICATE_ID,
     CROSS_DROP_EXACT_DUPLICATE,
@@ -166,6 +166,18 @@ def test_when_a_drop_is_withdrawn_then_its_files_leave_every_zone_and_the_log_ha
     assert logged["drop"] == "tickets.jsonl"
     assert logged["files_removed"] == {"curated": 1, "raw": 1, "scrubbed": 1}
     assert "first drop" not in line
+
+
+def test_when_drops_are_registered_in_process_then_a_withdrawn_one_leaves_every_zone(sensed):
+    landing, instance, storage = sensed
+    register_drops(instance, landing)
+    folder = storage.drop_dir(storage.scrubbed, "tickets.jsonl")
+    folder.mkdir(parents=True)
+    (folder / "scrubbed_corpus.parquet").write_text("first drop")
+    (landing / "tickets.jsonl").unlink()  # withdrawn between two `sovtune demo` runs
+    register_drops(instance, landing)
+    assert instance.get_dynamic_partitions(DATA_DROP) == ["exports"]
+    assert not folder.exists()
 
 
 def test_when_a_withdrawn_key_is_unsafe_then_nothing_is_deleted(tmp_path):
