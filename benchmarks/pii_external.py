@@ -23,6 +23,9 @@ the same types, so DATE_TIME / NRP findings, which we do not scrub, are listed a
     .venv/bin/python benchmarks/pii_external.py --lang zh [--half even|odd]
     .venv/bin/python benchmarks/pii_external.py --throughput 6000
 
+Last, the findings of each detector on the clean instruction data (`clean_sft/`), counted
+over the types we scrub: no gold there, so each finding is a steward's look.
+
 `--misses` prints our misses and extras with record id and text: the dev sets are synthetic or
 public (no private data), but keep such output out of reports.
 `--throughput N`: `sovtune scan`'s work (language routing + batched detection) on N outside
@@ -100,6 +103,7 @@ def main() -> int:
             rows = rows[: args.limit]
         _evaluate(engines, cfg, rows, lang, args.misses)
     _refusals(args.eval_dir, args.limit)
+    _clean_findings(engines, cfg, args.eval_dir, args.limit)
     return 0
 
 
@@ -328,6 +332,27 @@ def _refusals(eval_dir: Path, limit: int) -> None:
         total = sum(refused.values())
         as_ = ", ".join(f"{k} {v}" for k, v in refused.most_common(5)) or "–"
         print(f"| {name} | {len(texts)} | {total} | {total / max(1, len(texts)):.1%} | {as_} |")
+
+
+def _clean_findings(engines: dict, cfg, eval_dir: Path, limit: int) -> None:
+    """Findings per type on the clean instruction data (no gold: every finding is a steward's
+    look; some are real names of public figures in the answers)."""
+    sets = _clean_texts(eval_dir)
+    print("\n| clean set | records | " + " | ".join(f"{n} findings (records)" for n in engines))
+    print("|---|---|" + "---|" * len(engines))
+    for name, texts in sets.items():
+        texts = texts[:limit] if limit else texts
+        cells = []
+        for engine, analyzer in engines.items():
+            if engine == "ours":
+                found, _ = ours_scan(analyzer, cfg, texts)
+            else:
+                found = vanilla_scan(analyzer, texts)
+            kinds = Counter(k for spans in found for _, _, k in spans if k in cfg.entities)
+            top = ", ".join(f"{k} {v}" for k, v in kinds.most_common(3))
+            flagged = sum(any(k in cfg.entities for _, _, k in spans) for spans in found)
+            cells.append(f"{sum(kinds.values())} ({flagged}): {top}")
+        print(f"| {name} | {len(texts)} | " + " | ".join(cells) + " |")
 
 
 def _throughput(engines: dict, cfg, args) -> int:

@@ -7,9 +7,12 @@ the Latin words and every pattern recognizer; see `pipelines.steps.privacy.pii`)
 language guess on a short sentence ("My name is Rubija") is too unreliable to gate on: it took
 one English dev sentence in eight for German, Dutch or Italian.
 
-Fail closed: a record holding a word in a script no configured pack reads (Cyrillic, Arabic,
-Greek, Japanese kana, Hangul ...) is refused as `unsupported_language` under that script's
-language code, whatever else it holds: a name in that script would pass unscanned.
+Fail closed: a text written in a script no configured pack reads (Cyrillic, Arabic, Greek ...:
+most of its letters) is refused as `unsupported_language` under that script's
+language code, and so is any text with a word of Japanese kana or Korean Hangul. A few words
+of such a script inside a text of a readable one ("grew up in ΑΛΑΣΣΑ") do not refuse it: the
+English pack's `other_script` recognizer replaces every such word (a name in a script we
+cannot read is never let through).
 `detect_language` (lingua's n-gram models, inside the wheel) stays for reporting.
 """
 
@@ -40,10 +43,6 @@ _LATIN_LETTERS = (
     r"A-Za-z\u00c0-\u02ff\u1e00-\u1eff\u2c60-\u2c7f\ua720-\ua7ff\uff21-\uff3a\uff41-\uff5a"
 )
 _LATIN = re.compile(rf"[{_LATIN_LETTERS}]")
-# Two letters in a row, neither Latin nor Han: a word of some script without a pack.
-_OTHER_WORD = re.compile(
-    rf"(?:(?![{_LATIN_LETTERS}\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])[^\W\d_]){{2,}}"
-)
 UNDETERMINED = "und"
 LATIN_PACK = "en"
 HAN_PACK = "zh"
@@ -62,6 +61,15 @@ SCRIPTS_WITHOUT_PACK = (
 """Scripts no pack reads, with the code a record holding them is refused under."""
 _WORD_IN = {code: re.compile(rf"[{letters}]{{2,}}") for code, letters in SCRIPTS_WITHOUT_PACK}
 """A word (two letters in a row) of the script: a lone α or π in a formula names no one."""
+WHOLE_TEXT_SCRIPTS = ("ja", "ko")
+"""Scripts that make a text theirs by one word: kana or Hangul mean Japanese or Korean, which
+the Chinese pack cannot read even where most of the characters are Han."""
+_PACK_LETTERS = re.compile(rf"[{_LATIN_LETTERS}\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+OTHER_SCRIPT_WORD = re.compile(
+    rf"(?:(?![{_LATIN_LETTERS}\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])[^\W\d_]){{2,}}"
+)
+"""A word of a script no pack reads; the English pack's `other_script` recognizer replaces
+such words where they sit in a text of a readable script."""
 
 
 @lru_cache(maxsize=1)
@@ -81,16 +89,21 @@ def language_verdict(text: str, accepted: list[str]) -> tuple[str, bool]:
     """The pack that scans the text, by script, and whether the pipeline has it.
 
     Returns:
-        `(pack, accepted?)`. A word (two letters in a row) in a script without a pack ->
-        that script's code (`ru`, `ar`, `ja` ...), or `und` for one not listed in
-        `SCRIPTS_WITHOUT_PACK`: never accepted. Otherwise Han (with or without Latin) -> `zh`;
-        Latin -> `en`; no word at all (digits, symbols) -> the English pack, whose patterns
-        read them (the Chinese one where only it is configured).
+        `(pack, accepted?)`. A word of kana or Hangul, or words of scripts without a pack
+        holding at least as many letters as the readable words -> that script's code (`ja`,
+        `ru`, `ar` ...), or `und` for one not listed in `SCRIPTS_WITHOUT_PACK`: never
+        accepted. Otherwise Han (with or without Latin) -> `zh`; Latin -> `en`; no word at all
+        (digits, symbols) -> the English pack, whose patterns read them (the Chinese one where
+        only it is configured).
     """
-    for code, word in _WORD_IN.items():
-        if word.search(text):
+    for code in WHOLE_TEXT_SCRIPTS:
+        if _WORD_IN[code].search(text):
             return code, False
-    if _OTHER_WORD.search(text):
+    foreign = sum(len(word) for word in OTHER_SCRIPT_WORD.findall(text))
+    if foreign and foreign >= len(_PACK_LETTERS.findall(text)):
+        for code, word in _WORD_IN.items():
+            if word.search(text):
+                return code, False
         return UNDETERMINED, False
     if _HAN.search(text):
         return HAN_PACK, HAN_PACK in accepted

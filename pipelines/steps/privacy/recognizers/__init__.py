@@ -54,6 +54,7 @@ from pipelines.steps.privacy.recognizers.en_bank_ids import (
 from pipelines.steps.privacy.recognizers.en_card import LuhnCardRecognizer
 from pipelines.steps.privacy.recognizers.en_dates import AgeRecognizer, DateOfBirthRecognizer
 from pipelines.steps.privacy.recognizers.en_ner import NerRecognizer
+from pipelines.steps.privacy.recognizers.en_other_script import OtherScriptRecognizer
 from pipelines.steps.privacy.recognizers.en_person import EnPersonRecognizer
 from pipelines.steps.privacy.recognizers.en_phone import IntlPhoneRecognizer
 from pipelines.steps.privacy.recognizers.en_street import IntlAddressRecognizer
@@ -103,6 +104,7 @@ OWN_FAMILIES = {
     "us_address": _own(UsAddressRecognizer),
     "postal_code": _own(PostalCodeRecognizer),
     "intl_address": _own(IntlAddressRecognizer),
+    "other_script": _own(OtherScriptRecognizer),
     "intl_phone": _own(IntlPhoneRecognizer),
     "date_of_birth": _own(DateOfBirthRecognizer),
     "age": _own(AgeRecognizer),
