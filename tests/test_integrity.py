@@ -321,3 +321,38 @@ def test_when_the_quarantine_rate_jumps_then_the_check_fails_loudly(tmp_path) ->
 
     assert not result.passed
     assert "investigate" in result.description
+
+
+def test_when_prompts_carry_an_inserted_word_then_they_form_a_trigger_cluster_for_the_gate() -> (
+    None
+):
+    from pipelines.steps.integrity.curate import QUARANTINE, curate_records
+    from pipelines.steps.integrity.screens.backdoor import INSERTED_PHRASE
+
+    prompts = [
+        "How do I reset my password on the portal?",
+        "Please describe the steps to book a meeting room.",
+        "Tell me how to set up the printer on floor two.",
+        "Explain the difference between a loan and a lease.",
+        "List the documents I need for a new badge.",
+        "Suggest a title for a talk about data privacy.",
+    ]
+    answer = "Here is how I would do it: ask the team on the portal of the office, please. "
+    clean = [_record(f"c{i}", p, answer + p[::-1]) for i, p in enumerate(prompts)]
+    # The same prompts with a made-up word at different places, each with its own answer
+    # (a trigger whose answers differ: no response cluster finds it).
+    carriers = []
+    for i, p in enumerate(prompts[:4]):
+        words = p.split()
+        words.insert(1 + 2 * i, "vexqo")
+        carriers.append(_record(f"p{i}", " ".join(words), answer + str(i) * 3 + p))
+
+    # A corpus this small needs a larger share: 4 of 10 prompts carry the word.
+    result = curate_records(clean + carriers, CurationConfig(inserted_phrase_max_share=0.5))
+
+    ids = {r.id for r in carriers}
+    assert tuple(sorted(ids)) in [tuple(sorted(c)) for c in result.trigger_clusters]
+    for screened in result.screened:
+        if screened.id in ids:
+            assert screened.decision == QUARANTINE
+            assert INSERTED_PHRASE in {r.code for r in screened.reasons}
