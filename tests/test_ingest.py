@@ -95,7 +95,8 @@ def test_when_a_file_has_every_kind_of_bad_line_then_all_are_quarantined_and_cou
             b'{"id": "nul", "text": "a\x00b"}\n',  # NUL byte
             b"[1, 2]\n",  # not an object
             {"id": "ok-1", "text": EN + " again"},  # duplicate id
-            {"id": "fr", "text": "Bonjour, je voudrais réserver une chambre pour deux nuits."},
+            # a script without a PII pack (Latin script of any language goes to the English pack)
+            {"id": "ru", "text": "Здравствуйте, я хотел бы забронировать номер на две ночи."},
             {"id": "zh", "text": "您好，我的账户被锁定了，请帮忙处理一下这个问题。"},
             {"id": "nofield", "body": EN},  # schema drift
         ],
@@ -141,8 +142,6 @@ def test_when_a_record_is_too_long_then_it_is_quarantined(landing):
 
 
 def test_when_quarantine_details_are_read_then_they_carry_no_record_text(landing):
-    _jsonl(
-        landing / "q.jsonl", [{"id": "fr", "text": "Bonjour, je voudrais réserver une chambre."}]
-    )
+    _jsonl(landing / "q.jsonl", [{"id": "ru", "text": "Здравствуйте, я хотел бы номер."}])
     result = ingest_landing(landing, languages=["en"], max_record_chars=10_000)
-    assert "Bonjour" not in result.quarantined[0].detail
+    assert "Здравствуйте" not in result.quarantined[0].detail
