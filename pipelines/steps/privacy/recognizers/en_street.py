@@ -92,7 +92,8 @@ _PLACE_TOKEN = re.compile(
 PARTICLES = frozenset({"de", "do", "da", "dos", "das", "del", "la", "le", "van", "der", "den"})
 PARTICLES |= {"von", "am", "an", "nad", "y", "e", "i", "di", "du", "des", "sur", "en", "op"}
 MAX_PLACE_TOKENS = 10
-_MORE_ON_LINE = re.compile(r"[ \t]+\S")
+_MORE_DIGITS = re.compile(r"[ \t]*[\-.]?[ \t]*\(?\d")
+_SPACES = re.compile(r"[ \t]+")
 _MILITARY = re.compile(
     r"\b(?:PSC|Unit|USNS|USNV|USS|USCGC)[ \t]+[\w ]{1,20}?,?[ \t]+Box[ \t]+\d{1,5}"
     r"(?:[ \t]*,)?\s*(?:APO|FPO|DPO)[ \t]+(?:AA|AE|AP)[ \t]+\d{5}\b",
@@ -121,10 +122,10 @@ class IntlAddressRecognizer(RegexRecognizer):
     FLAGS = 0
 
     def analyze(self, text, entities, nlp_artifacts=None):
-        if self.ENTITY not in entities or not any(c.isdigit() for c in text):
+        if self.ENTITY not in entities:
             return []
         results = []
-        for pattern in (_NUMBER_FIRST, _NAME_FIRST):
+        for pattern in (_NUMBER_FIRST, _NAME_FIRST) if any(c.isdigit() for c in text) else ():
             for match in pattern.finditer(text):
                 found = self._street(text, match)
                 if found is not None:
@@ -194,14 +195,14 @@ class IntlAddressRecognizer(RegexRecognizer):
         gap = _GAP.match(text, end)
         if gap is None:
             return None
-        position, last = gap.end(), None
+        position, last, taken = gap.end(), None, 0
         for _ in range(MAX_PLACE_TOKENS):
             token = _PLACE_TOKEN.match(text, position)
             if token is None:
                 break
             value = token.group().strip("()")
             lowered = value.lower().rstrip(".")
-            if value[:1].isdigit() and last is None and _MORE_ON_LINE.match(text, token.end()):
+            if value[:1].isdigit() and last is None and _MORE_DIGITS.match(text, token.end()):
                 break  # "21 253 109 8211": digit groups opening a line are a phone, not a place
             if value[:1].islower() and lowered not in PARTICLES and lowered != "nan":
                 break
@@ -210,9 +211,12 @@ class IntlAddressRecognizer(RegexRecognizer):
             if text[token.end() : token.end() + 1] == ":":
                 break  # "Mobile:", "Phone:": a field label, not a place
             last = token.end()
-            if value[:1].isdigit():
-                break  # a postal code ends its line
-            spaces = re.compile(r"[ \t]+").match(text, last)
+            if value.endswith(".") and len(value) > 5:
+                last -= 1  # "Italy." ends a sentence; "St." and "Vic." are abbreviations
+            if value[:1].isdigit() and taken:
+                break  # a postal code after the town ends its line ("Hungary 34796")
+            taken += 1
+            spaces = _SPACES.match(text, last)
             if spaces is None:
                 break
             position = spaces.end()
