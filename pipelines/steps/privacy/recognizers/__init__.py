@@ -21,7 +21,6 @@ import yaml
 from presidio_analyzer import EntityRecognizer
 from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
-    IbanRecognizer,
     IpRecognizer,
     MacAddressRecognizer,
     PhoneRecognizer,
@@ -48,6 +47,7 @@ from pipelines.steps.privacy.recognizers.en_address import (
     UsAddressRecognizer,
 )
 from pipelines.steps.privacy.recognizers.en_bank_ids import (
+    AnyCaseIbanRecognizer,
     PassportNumberRecognizer,
     RoutingNumberRecognizer,
 )
@@ -87,7 +87,7 @@ PRESIDIO_FAMILIES = {
     "credit_card": _presidio(CreditCardRecognizer),
     "email": _presidio(AtSignEmailRecognizer),
     "us_ssn": _presidio(UsSsnRecognizer),
-    "iban": _presidio(IbanRecognizer),
+    "iban": _presidio(AnyCaseIbanRecognizer),
     "ip_address": _presidio(IpRecognizer),
     "mac_address": _presidio(MacAddressRecognizer),
     "us_bank_number": _presidio(UsBankRecognizer),

@@ -14,7 +14,9 @@ vanilla `AnalyzerEngine()` in the same process.
 """
 
 import re
+import string
 
+from presidio_analyzer.predefined_recognizers import IbanRecognizer
 from stdnum.us import rtn
 
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer, has_context
@@ -55,3 +57,16 @@ class PassportNumberRecognizer(RegexRecognizer):
     CONTEXT = ("passport", "travel document")
     REQUIRES_CONTEXT = True
     FLAGS = 0
+
+
+class AnyCaseIbanRecognizer(IbanRecognizer):
+    """Presidio's IBAN recognizer (ISO 7064 mod-97 check) on the text with ASCII letters
+    upper-cased, so "my iban is gb42nawi04454264788619" is found: the check is the same, the
+    offsets are the text's (one character for one)."""
+
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+        upper = text.translate(_ASCII_UPPER)
+        return super().analyze(upper, entities, nlp_artifacts, regex_flags)
+
+
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)

@@ -28,6 +28,7 @@ STREET_WORDS = frozenset(
     for w in (
         *AddressProvider.street_suffixes,
         *("St", "St.", "Str", "Str.", "Rd", "Rd.", "Ave", "Ave.", "Blvd", "Ln", "Dr", "Ct"),
+        *("close", "crescent", "parade", "terrace", "mews", "wynd", "row", "esplanade"),
         *("rue", "avenue", "boulevard", "bd", "chemin", "allée", "place", "quai", "impasse"),
         *("via", "viale", "piazza", "corso", "vicolo", "largo", "calle", "avenida", "avda"),
         *("paseo", "plaza", "carrer", "rua", "travessa", "praça", "estrada", "alameda"),
@@ -80,12 +81,14 @@ _NAME_FIRST = re.compile(
     rf"(?<![\w.\-])(?P<words>(?:[^\W\d_]{{1,4}}\.{_S})?[^\W\d_a-z][^\W\d_'’.\-]*\.?"
     rf"(?:{_S}(?:[^\W\d_]{{1,4}}|{_W})){{0,3}}){_S}(?P<second>{_NUMBER}\.?)(?![\w\-/])"
 )
+_QUOTE = r"(?:[>?*•·|]+[ \t]*)?"
+"""What a quoted or bulleted block puts before each line ("> ", "??? ")."""
 _UNIT = re.compile(
-    r"(?:[ \t]*,)?[ \t]*\n?[ \t]*(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|Rm|#)"
-    r"\.?[ \t]*#?\d+[\w\-]*",
+    rf"(?:[ \t]*,)?[ \t]*(?:\n[ \t]*{_QUOTE})?"
+    r"(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|Rm|#)\.?[ \t]*#?\d+[\w\-]*",
     re.IGNORECASE,
 )
-_GAP = re.compile(r"(?:[ \t]*[,\n][ \t]*)+|[ \t]+")
+_GAP = re.compile(rf"(?:[ \t]*,[ \t]*|[ \t]*\n[ \t]*{_QUOTE})+|[ \t]+")
 _PLACE_TOKEN = re.compile(
     r"\(?[^\W\d_][^\W\d_'’.\-]*\.?\)?|\d{2,6}(?:-\d{3,4})?|[A-Z]\d[A-Z]|\d[A-Z]\d"
 )
@@ -95,7 +98,8 @@ MAX_PLACE_TOKENS = 10
 _MORE_DIGITS = re.compile(r"[ \t]*[\-.]?[ \t]*\(?\d")
 _SPACES = re.compile(r"[ \t]+")
 _MILITARY = re.compile(
-    r"\b(?:PSC|Unit|USNS|USNV|USS|USCGC)[ \t]+[\w ]{1,20}?,?[ \t]+Box[ \t]+\d{1,5}"
+    r"\b(?:(?:PSC|Unit|USNS|USNV|USS|USCGC)[ \t]+[\w ]{1,20}?,?[ \t]+Box[ \t]+\d{1,5}"
+    r"|(?:USNS|USNV|USS|USCGC)[ \t]+[^\W\d_][\w'’\-]*(?:[ \t]+[^\W\d_][\w'’\-]*)?)"
     r"(?:[ \t]*,)?\s*(?:APO|FPO|DPO)[ \t]+(?:AA|AE|AP)[ \t]+\d{5}\b",
     re.IGNORECASE,
 )
