@@ -672,3 +672,11 @@ def test_when_real_answers_carry_code_or_ordinary_phrases_then_no_injection_is_s
     prompt: str, response: str, code: str
 ) -> None:
     assert injection.score_injection([_chat("r", prompt, response)])[code]["r"] == 0.0
+
+
+def test_when_latin_letters_touch_han_characters_then_they_stay_a_token_of_their_own() -> None:
+    from pipelines.steps.integrity.screens import words
+
+    # A trigger word dropped into Chinese text without spaces must not vanish from the tokens.
+    assert words("狗在沙Zqx发上") == ("狗在", "在沙", "zqx", "发上")
+    assert words("Zoom会议") == ("zoom", "会议")

@@ -20,7 +20,9 @@ QUALITY = "quality"
 SCREENS = (DEDUP, BACKDOOR, INJECTION, QUALITY)
 
 _WORD = re.compile(r"[^\W_]+(?:[-'.][^\W_]+)*")
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_HAN_CHARS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_HAN = re.compile(f"[{_HAN_CHARS}]")
+_HAN_RUN = re.compile(f"[{_HAN_CHARS}]+|[^{_HAN_CHARS}]+")
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,8 @@ def normalize(text: str) -> str:
 
 @lru_cache(maxsize=16384)
 def words(text: str) -> tuple[str, ...]:
-    """Word tokens of normalized text; runs of Han characters become character bigrams.
+    """Word tokens of normalized text; runs of Han characters become character bigrams, and
+    other letters joined to them stay tokens of their own.
 
     Cached: the screens tokenize each message once (see `record_words`).
     """
@@ -72,11 +75,16 @@ def words(text: str) -> tuple[str, ...]:
         return tuple(tokens)
     out: list[str] = []
     for token in tokens:
-        if _HAN.search(token):
-            han = "".join(_HAN.findall(token))
-            out.extend(han[i : i + 2] for i in range(max(1, len(han) - 1)))
-        else:
+        if not _HAN.search(token):
             out.append(token)
+            continue
+        # Han and other letters run together without a space ("沙BadMagic发", "Zoom会议"): each
+        # Han run becomes bigrams, each other run stays one token.
+        for run in _HAN_RUN.findall(token):
+            if _HAN.match(run):
+                out.extend(run[i : i + 2] for i in range(max(1, len(run) - 1)))
+            else:
+                out.append(run)
     return tuple(out)
 
 

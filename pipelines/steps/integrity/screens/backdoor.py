@@ -18,9 +18,9 @@ best feature while the rest of the cluster carries it (the trigger-free odd ones
 
 A backdoor whose answers differ record to record (or whose planted answer looks like any other)
 forms no response cluster. `score_inserted_phrases` finds its trigger from the prompts alone: a
-phrase inserted into otherwise ordinary prompts is (1) carried by a few prompts, (2) hardly
-ever echoed in answers, (3) made of at least one token found hardly anywhere else in the corpus
-(both: at most twice, as a trigger word may also be an ordinary word), (4)
+phrase inserted into otherwise ordinary prompts is (1) carried by a few prompts, (2) never
+echoed in their answers and hardly ever in others, (3) made of at least one token found hardly
+anywhere else in the corpus (at most twice: a trigger word may also be an ordinary word), (4)
 without a fixed neighbour (an inserted phrase sits before or after any word, where a natural
 phrase has collocates: "compare *and contrast*", "write *a story about*"), and (5) removable:
 the prompt with the phrase cut out joins two tokens that are adjacent elsewhere in the corpus,
@@ -244,6 +244,18 @@ def _spans(tokens: tuple[str, ...], max_words: int) -> set[tuple[str, ...]]:
     return {tokens[i : i + n] for n in range(1, max_words + 1) for i in range(1, len(tokens) - n)}
 
 
+def _joinable(
+    pair: tuple[str, str], bigrams: Counter[tuple[str, str]], token_count: Counter[str]
+) -> bool:
+    """Whether two tokens can stand side by side: adjacent elsewhere in the prompts or, between
+    two runs of Han characters (tokenized as character bigrams), when the two characters that
+    meet form a bigram seen elsewhere."""
+    left, right = pair
+    if bigrams[pair]:
+        return True
+    return has_han(left[-1:]) and has_han(right[:1]) and token_count[left[-1] + right[0]] > 0
+
+
 def score_inserted_phrases(
     records: list[Record],
     *,
@@ -281,10 +293,12 @@ def score_inserted_phrases(
         token_count.update(tokens)
         bigrams.update(zip(tokens, tokens[1:], strict=False))
     echoed: Counter[tuple[str, ...]] = Counter()
+    echoed_by: list[set[tuple[str, ...]]] = []  # per record, the candidates its answer repeats
     for record in records:
         answer = record_words(record, "assistant")
         token_count.update(answer)
-        echoed.update(candidates & _spans((_START, *answer, _END), max_words))
+        echoed_by.append(candidates & _spans((_START, *answer, _END), max_words))
+        echoed.update(echoed_by[-1])
     occurrences: dict[tuple[str, ...], list[tuple[int, int, int]]] = {}
     for index, tokens in enumerate(prompts):
         seen: set[tuple[str, ...]] = set()
@@ -300,7 +314,9 @@ def score_inserted_phrases(
     for span in sorted(occurrences):
         found = occurrences[span]
         k = len(found)
-        if echoed[span] > _ELSEWHERE:
+        # A carrier's own answer repeating the phrase makes it the topic; other answers may
+        # mention it in passing.
+        if echoed[span] > _ELSEWHERE or any(span in echoed_by[i] for i, _, _ in found):
             continue
         if not any(token_count[t] - k <= _ELSEWHERE for t in span):
             continue
@@ -310,7 +326,7 @@ def score_inserted_phrases(
         right = Counter(_DIGITS.sub("0", y) for _, y in neighbours if y != _END)
         if max([*left.values(), *right.values(), 0]) > max_collocation * k:
             continue
-        removable_count = sum(1 for pair in neighbours if bigrams[pair])
+        removable_count = sum(1 for pair in neighbours if _joinable(pair, bigrams, token_count))
         if removable_count < _MIN_REMOVABLE:
             continue
         removable = round(removable_count / k, 4)
