@@ -7,6 +7,7 @@ import pytest
 from presidio_analyzer import AnalyzerEngine
 
 from pipelines.steps.config import PIIConfig
+from pipelines.steps.ingest.language import language_verdict
 from pipelines.steps.privacy import pii
 from pipelines.steps.privacy.pii import (
     Finding,
@@ -406,3 +407,56 @@ def test_when_sentences_follow_a_name_then_the_name_span_stays_exact(
     ]
 
     assert persons == ["Robert Adams"]
+
+
+# --- language never hides a record (issue #15.3) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "accepted", "verdict"),
+    [
+        # Latin script goes to the English pack, whatever a language guess would say
+        ("My name is Rubija", ["en", "zh"], ("en", True)),
+        ("Bonjour, je voudrais réserver une chambre.", ["en"], ("en", True)),
+        ("Mr. Matthews grew up in ΑΛΑΣΣΑ.", ["en"], ("en", True)),  # a few Greek words
+        ("x = π r²", ["en"], ("en", True)),  # a lone letter is a symbol
+        ("12345 / 678", ["en", "zh"], ("en", True)),  # no word: the patterns read it
+        ("浙商银行 John Smith", ["en", "zh"], ("zh", True)),  # Han: the Chinese pack (+ English)
+        # fail closed: a text in a script no pack reads, or Han without the Chinese pack
+        ("浙商银行 John Smith", ["en"], ("zh", False)),
+        ("Привет, меня зовут Иван", ["en", "zh"], ("ru", False)),
+        ("مرحبا بك في المدينة", ["en", "zh"], ("ar", False)),
+        ("東京タワーに行きました", ["en", "zh"], ("ja", False)),  # kana: Japanese, not Chinese
+        ("Hello 안녕하세요", ["en", "zh"], ("ko", False)),
+    ],
+)
+def test_when_a_text_is_routed_then_its_script_decides(
+    text: str, accepted: list[str], verdict: tuple[str, bool]
+) -> None:
+    assert language_verdict(text, accepted) == verdict
+
+
+def test_when_a_text_is_refused_then_its_pattern_findings_are_still_reported(
+    analyzer: AnalyzerEngine,
+) -> None:
+    text = "Пожалуйста, пишите мне на почту ivan@example.com или звоните +7 912 345-67-89"
+    assert language_verdict(text, ["en", "zh"]) == ("ru", False)
+
+    findings = pii.scan_refused(analyzer, text, CFG)
+
+    found = {(text[f.start : f.end], f.entity_type) for f in findings}
+    assert ("ivan@example.com", "EMAIL_ADDRESS") in found
+    assert "PHONE_NUMBER" in {t for _, t in found}
+
+
+def test_when_a_chinese_text_holds_latin_words_then_english_findings_hold_no_han(
+    analyzer: AnalyzerEngine,
+) -> None:
+    text = "我的同事 John Smith 明天到，SSN 536-22-8726。"
+
+    findings = scan_text(analyzer, text, CFG, language="zh")
+
+    found = {(text[f.start : f.end], f.entity_type) for f in findings}
+    assert ("John Smith", "PERSON") in found
+    assert ("536-22-8726", "US_SSN") in found  # a recognizer only the English pack has
+    assert all(not re.search(r"[\u4e00-\u9fff]", value) for value, t in found if t == "PERSON")

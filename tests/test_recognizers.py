@@ -92,6 +92,37 @@ def analyzer() -> AnalyzerEngine:
         ("zh", "你好，我是市场部的马志远。", "马志远", "PERSON"),  # given name in no list
         ("zh", "家属张天佑陪同就诊。", "张天佑", "PERSON"),
         ("zh", "你好，我是市场部的欧阳子轩。", "欧阳子轩", "PERSON"),
+        # Issue #15: addresses as the world writes them (en_street), postal codes, phones
+        (
+            "en",
+            "Please ship it to Kauppakatu 12 B, 40100 Jyväskylä, Finland.",
+            "Kauppakatu 12 B, 40100 Jyväskylä, Finland",
+            "LOCATION",
+        ),
+        ("en", "She lives at Rua das Flores 210, Porto.", "Rua das Flores 210, Porto", "LOCATION"),
+        ("en", "Send it to 18 Via Roma, 00184 Roma, Italy.", None, "LOCATION"),
+        ("en", "> Ana Ruiz\n> 77 Calle Mayor 5\n> Suite 2\n> Spain 28013", None, "LOCATION"),
+        ("en", "Meet at the corner of Main Street and Elm Avenue.", None, "LOCATION"),
+        ("en", "PSC 1234, Box 5678\nAPO AE 09876", "PSC 1234, Box 5678\nAPO AE 09876", "LOCATION"),
+        ("en", "Postal code: 1012 AB", "1012 AB", "LOCATION"),
+        ("en", "my zip code is 2371", "2371", "LOCATION"),
+        ("en", "Mobile: 0612 345 678", "0612 345 678", "PHONE_NUMBER"),
+        ("en", "They're not answering at 31-42-57-68", "31-42-57-68", "PHONE_NUMBER"),
+        ("en", "my iban is de89370400440532013000", "de89370400440532013000", "IBAN_CODE"),
+        # names in any sentence, any Latin-script origin (name lexicon of every locale)
+        ("en", "Maybe it is under Caitlyn Schulz", "Caitlyn Schulz", "PERSON"),
+        ("en", "I want to add Bożena Wróblewska as a beneficiary.", None, "PERSON"),
+        ("en", "Everyone calls me Radka", "Radka", "PERSON"),
+        ("en", "What's your last name? Okonkwo", "Okonkwo", "PERSON"),
+        ("en", "Vsevolod is very reliable.", "Vsevolod", "PERSON"),
+        ("en", 'Ilse:"Where were you?"', "Ilse", "PERSON"),
+        ("en", "It was directed by Joakim Westgård and starring Westgård.", "Westgård", "PERSON"),
+        ("en", "The founders were Morrison, Kowalczyk and Abernathy.", "Abernathy", "PERSON"),
+        # a few words of a script no pack reads, inside an English text
+        ("en", "He grew up in Θεσσαλονίκη and moved to Leeds.", "Θεσσαλονίκη", "LOCATION"),
+        # a Chinese text is also read by the English pack: Latin names, every pattern
+        ("zh", "我的同事 John Smith 明天到。", "John Smith", "PERSON"),
+        ("zh", "请拨打 +1 212-555-0101 联系我", "+1 212-555-0101", "PHONE_NUMBER"),
     ],
 )
 def test_when_text_contains_entity_then_our_pack_finds_it(
@@ -124,6 +155,17 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("en", "Sales are up, Great Job everyone.", "PERSON"),  # common words, capitalized
         ("en", "Bank account number 15487585862 is closed.", "PHONE_NUMBER"),
         ("en", "My SSN is 0 7 6 2 9 7 0 3 8.", "ABA_ROUTING_NUMBER"),
+        # Issue #15 negatives: numbers after a word are no address, bare numbers no phone
+        ("en", "Chapter 12 covers the basics.", "LOCATION"),
+        ("en", "Windows 10 and Office 365 are installed on 40 machines.", "LOCATION"),
+        ("en", "Ring 0044 20 7946 0958 tomorrow.", "LOCATION"),  # "Ring" is a street word
+        ("en", "We sold 12345 units.", "LOCATION"),  # no postal word
+        ("en", "Order 4412 7788 shipped", "PHONE_NUMBER"),  # other regions need a phone word
+        ("en", "Quarterly revenue grew 12 percent.", "LOCATION"),
+        ("en", "Capitalized words like Wisdom and Discipline are no names.", "PERSON"),
+        ("en", "The meeting moved to Sunday morning.", "PERSON"),  # a weekday, not a name
+        ("en", "There is a nice new German place downtown.", "PERSON"),  # NER: nationality
+        ("en", "x = π r² for the circle", "LOCATION"),  # a lone letter of another script
         ("zh", "我是高兴的。", "PERSON"),  # 高 is a surname, 高兴 a dictionary word
         ("zh", "患者今天高烧不退。", "PERSON"),
     ],
