@@ -248,23 +248,23 @@ def scan(
         record_id = record.id if "id" in row else fallback_id
         language, ok = language_verdict(record.text, list(cfg.ingest.languages))
         if not ok:
+            # Quarantined by ingest (no pack reads its script); its pattern findings are
+            # still reported (issue #15.3).
             lines.append(
                 {
                     "id": record_id,
-                    "findings": [],
+                    "findings": [
+                        _finding_line(m.field, f)
+                        for m in record.messages
+                        for f in pii.scan_refused(analyzer, m.content, cfg.pii)
+                    ],
                     "error": "unsupported_language",
                     "language": language,
                 }
             )
             continue
         findings = [
-            {
-                "field": m.field,
-                "start": f.start,
-                "end": f.end,
-                "entity_type": f.entity_type,
-                "score": round(f.score, 4),
-            }
+            _finding_line(m.field, f)
             for m in record.messages
             for f in pii.scan_text(analyzer, m.content, cfg.pii, language=language)
         ]
@@ -272,6 +272,17 @@ def scan(
     write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), out)
     total = sum(len(x["findings"]) for x in lines)
     typer.echo(f"scanned {len(lines)} records from {input_path}: {total} findings -> {out}")
+
+
+def _finding_line(field: str, finding) -> dict:
+    """One finding of `sovtune scan`'s output: where and what, never the value."""
+    return {
+        "field": field,
+        "start": finding.start,
+        "end": finding.end,
+        "entity_type": finding.entity_type,
+        "score": round(finding.score, 4),
+    }
 
 
 @app.command()

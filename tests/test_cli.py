@@ -73,3 +73,19 @@ def test_when_the_demo_profile_is_broken_then_nothing_runs_and_the_setting_is_na
     assert result.exit_code == 2
     assert "training.target_delta" in result.output and "p.yaml" in result.output
     assert not (tmp_path / "data").exists()
+
+
+def test_when_a_record_is_in_a_script_without_a_pack_then_scan_refuses_it_with_its_patterns(
+    tmp_path,
+):
+    # issue #15.3: refused (fail closed) but its e-mail is still reported
+    text = "Пожалуйста, пишите мне на почту ivan@example.com или звоните мне завтра утром."
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "ru", "text": text}) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["scan", str(src), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    [line] = [json.loads(x) for x in out.read_text().splitlines()]
+    assert (line["error"], line["language"]) == ("unsupported_language", "ru")
+    found = {(text[f["start"] : f["end"]], f["entity_type"]) for f in line["findings"]}
+    assert found == {("ivan@example.com", "EMAIL_ADDRESS")}

@@ -38,6 +38,7 @@ from pipelines.steps.privacy.recognizers import (
     load_recognizers,
 )
 from pipelines.steps.privacy.recognizers.en_ner import NerRecognizer
+from pipelines.steps.privacy.recognizers.en_other_script import OTHER_SCRIPT_RUN
 from pipelines.steps.privacy.recognizers.nlp_engine import PackNlpEngine
 from pipelines.steps.records import Message, Record
 
@@ -273,9 +274,14 @@ def scan_refused(
 
     Such a record is quarantined (fail closed: a name in its script would pass unscanned), but
     what the English pack's patterns and rules find in it (e-mails, phones, cards, IBANs, ids,
-    secrets, Latin-script names) is still reported, e.g. by `sovtune scan`.
+    secrets, Latin-script names) is still reported, e.g. by `sovtune scan`; the words of the
+    unreadable script themselves are not listed as findings (the whole record is refused).
     """
-    return scan_text(analyzer, text, cfg, field=field, language=PATTERNS_ONLY)
+    return [
+        finding
+        for finding in scan_text(analyzer, text, cfg, field=field, language=PATTERNS_ONLY)
+        if not OTHER_SCRIPT_RUN.fullmatch(text, finding.start, finding.end)
+    ]
 
 
 def scan_records(

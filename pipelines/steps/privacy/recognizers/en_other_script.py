@@ -11,7 +11,7 @@ import re
 from pipelines.steps.ingest.language import OTHER_SCRIPT_WORD
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer
 
-_RUN = re.compile(
+OTHER_SCRIPT_RUN = re.compile(
     rf"{OTHER_SCRIPT_WORD.pattern}(?:[ \t().,'’∆\-]+{OTHER_SCRIPT_WORD.pattern})*"
 )
 
@@ -20,5 +20,5 @@ class OtherScriptRecognizer(RegexRecognizer):
     """Each run of words in a script without a pack, as one finding."""
 
     ENTITY = "LOCATION"
-    PATTERNS = ((_RUN.pattern, 0.6),)
+    PATTERNS = ((OTHER_SCRIPT_RUN.pattern, 0.6),)
     FLAGS = 0
