@@ -100,6 +100,7 @@ _TITLE_BEFORE = (
     "市长", "书记", "院长", "校长", "老师", "医生", "律师", "会长", "秘书长", "副总", "前锋",
     "后卫", "门将", "中场", "CEO", "ceo", "网友", "嫌疑人", "患者", "家属", "同事", "我是", "叫",
     "名叫", "作者", "编辑", "画家", "艺术家", "创始人", "负责人", "发言人", "代表", "明星",
+    "通讯员", "诗人", "主编", "队长", "董事", "经纪人",
 )  # fmt: skip
 _SPEECH_AFTER = (
     "说", "表示", "认为", "指出", "称", "透露", "介绍", "告诉", "强调", "坦言", "先生", "女士",
@@ -120,6 +121,8 @@ _TITLE_QUOTES = (("《", "》"), ("〈", "〉"))
 NAME_THRESHOLD = 0.0
 FOREIGN_WEIGHT = 1.5
 COMMON_WORD = 300
+NOT_A_SURNAME = 2.0
+"""Evidence taken from a candidate whose surname jieba reads as another kind of word."""
 """jieba dictionary frequency above which a word tagged `nr` is a common word, not a name."""
 """How much a transliterated name's evidence rests on its characters (`foreign_score`)."""
 """A candidate's evidence (model score plus context) at or above which it is a PERSON."""
@@ -184,6 +187,10 @@ def _han_name_candidates(
     for index, (word, flag, start) in enumerate(tokens):
         if flag == "nrt":
             continue  # jieba knows the word as a transliteration (阿里): not surname + name
+        # jieba reads the surname character as a conjunction (和, 但) or a pronoun (那), or
+        # it begins a dictionary word of another kind (高兴, 幸福感): only context saves it.
+        function_word = flag in _FUNCTION_WORD
+        other_word = word in frequencies and not flag.startswith("nr") and len(word) > 1
         # The given name does not run into a particle, pronoun or numeral (高兴 + 的).
         stop = next((s for _, f, s in tokens[index + 1 :] if f in _NOT_IN_A_NAME), len(text))
         for surname in {word[:2], word[:1]} & names:
@@ -196,6 +203,8 @@ def _han_name_candidates(
                     continue
                 name = text[start:end]
                 evidence = given_name_score(given) + (surname_prior(surname) + 5.0) / 4
+                if function_word or (other_word and end > start + len(word)):
+                    evidence -= NOT_A_SURNAME
                 # A transliteration (阿森纳, 米德尔) only looks like surname + given name.
                 evidence -= FOREIGN_WEIGHT * 2 * max(0.0, foreign_score(name))
                 tag = tags.get(name, "nr")
@@ -248,6 +257,8 @@ _PLACE_OR_ORG_TAGS = ("ns", "nt", "nz")
 _NOT_IN_A_NAME = frozenset({"x", "uj", "ul", "uz", "ug", "p", "c", "u", "y", "e", "r", "m", "zg"})
 """jieba flags that end a name: punctuation, particles, prepositions, conjunctions, pronouns,
 numerals."""
+_FUNCTION_WORD = _NOT_IN_A_NAME | {"d", "f", "q"}
+"""jieba flags of a word that cannot be a surname: the above, adverbs, directions, classifiers."""
 _HAN_ALL = re.compile(f"{_HAN}+")
 _HAN_OR_DOT = re.compile(f"(?:{_HAN}|[{''.join(_INTERPUNCT)}])+")
 
