@@ -265,3 +265,39 @@ def test_when_chinese_text_is_segmented_by_block_then_tags_equal_jiebas_whole_cu
             position += len(pair.word)
 
         assert cn_names.posseg(text) == tuple(whole)
+
+
+def _secret_values(text: str) -> list[str]:
+    from pipelines.steps.privacy.recognizers.secrets import SecretRecognizer
+
+    found = SecretRecognizer(language="en").analyze(text, ["SECRET"])
+    return [text[r.start : r.end] for r in found if r.score >= CFG.score_threshold]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        # Vendor prefixes: the key alone, no keyword near it (values made up for this test).
+        ("deploy with glpat-Xq7rT2wZ9kLm4nB8vC1d", "glpat-Xq7rT2wZ9kLm4nB8vC1d"),
+        ("pip config uses hf_QwErTy123456UiOpAsDfGh7890", "hf_QwErTy123456UiOpAsDfGh7890"),
+        ("charge via sk_test_9fKq2LmZx81PwQe7RtYu3VbN", "sk_test_9fKq2LmZx81PwQe7RtYu3VbN"),
+        # A password as a connection-string parameter (JDBC / ADO.NET).
+        ("jdbc:sqlserver://db:1433;databaseName=hr;user=app;password=Zq8rT2wX;", "Zq8rT2wX"),
+    ],
+)
+def test_when_a_vendor_key_or_connection_password_is_written_then_it_is_a_secret(
+    text: str, value: str
+) -> None:
+    assert value in _secret_values(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "mongodb+srv://<user>:<password>@cluster0.example.net/db",  # template placeholders
+        "postgres://xxxx:xxxxx@db.internal:5432/app",  # masked
+        "DB_PASSWORD=${DB_PASSWORD}",  # an environment reference, not the value
+    ],
+)
+def test_when_a_secret_is_only_a_placeholder_then_nothing_is_found(text: str) -> None:
+    assert _secret_values(text) == []

@@ -2,12 +2,14 @@
 
 Every finding has the one entity type `SECRET`; the detector that found it (the detect-secrets
 plugin class, or one of ours: `GcpApiKey`, `AlibabaAccessKey`, `ConnectionString`,
-`ConfigPassword`, `HighEntropyNearKeyword`) is the subtype, recorded in the result's
+`ConnectionStringParameter`, `VendorToken`, `ConfigPassword`, `HighEntropyNearKeyword`) is the
+subtype, recorded in the result's
 recognition metadata under `secret_type`. Private key blocks are matched from their BEGIN line
 to their END line so that the whole key body is replaced.
 
 detect-secrets' regex plugins are used through their own `denylist` patterns (the same regexes
 `detect-secrets scan` runs); `IPPublicDetector` is left out (IP_ADDRESS covers addresses).
+A value that only stands for a secret (`<password>`, `${DB_PASS}`, `xxxxx`) is not one.
 """
 
 import re
@@ -42,6 +44,23 @@ PLUGINS = (
     "telegram_token.TelegramBotTokenDetector",
     "twilio.TwilioKeyDetector",
 )
+VENDOR_PREFIXES = (
+    r"sk_live_", r"sk_test_", r"pk_live_", r"rk_live_", r"rk_test_", r"whsec_",  # Stripe, Paystack
+    r"ghp_", r"gho_", r"ghu_", r"ghs_", r"ghr_", r"github_pat_",  # GitHub
+    r"glpat-", r"gldt-", r"glptt-", r"glrt-",  # GitLab
+    r"xox[abposr]-", r"xapp-",  # Slack
+    r"sk-ant-", r"sk-proj-", r"sk-svcacct-", r"sk-admin-",  # Anthropic, OpenAI
+    r"hf_", r"npm_", r"pypi-", r"dop_v1_", r"doo_v1_", r"dor_v1_",  # Hugging Face, npm, PyPI, DO
+    r"shpat_", r"shpss_", r"shpca_", r"shppa_",  # Shopify
+    r"SG\.", r"key-", r"sq0atp-", r"sq0csp-", r"EAAA",  # SendGrid, Mailgun, Square
+    r"dapi", r"lin_api_", r"pscale_tkn_", r"pscale_pw_", r"glc_", r"glsa_",  # Databricks, ...
+    r"ATATT", r"dp\.st\.", r"dp\.pt\.", r"ya29\.", r"AKID", r"hvs\.", r"hvb\.",  # ..., Vault
+)  # fmt: skip
+"""Prefixes that vendors put on their keys and tokens; with 16+ key characters after one, the
+string is a credential wherever it stands (no keyword needed)."""
+_PLACEHOLDER = re.compile(r"^(?:<[^>]*>|\$\{[^}]*\}|\{\{[^}]*\}\}|%s|(.)\1*)$")
+"""A value that only stands for a secret: <password>, ${DB_PASS}, {{token}}, %s, xxxxx, *****."""
+
 _KEYWORDS = (
     r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|access[_-]?key|auth|credential"
     r"|密码|口令|密钥)"
@@ -60,6 +79,12 @@ EXTRA = (
     ),
     ("PrivateKey", r"-----BEGIN[A-Z ]*PRIVATE KEY( BLOCK)?-----[A-Za-z0-9+/=\s]*"),
     ("ConnectionString", r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:@/]+:(?P<value>[^\s@/]+)@[^\s]+"),
+    # A password or secret as a parameter of a connection string (JDBC, ODBC, ADO.NET).
+    (
+        "ConnectionStringParameter",
+        r"(?i)[;?&](?:password|pwd|secret|accountkey|sharedaccesskey)=(?P<value>[^;&\s\"'<>]{4,})",
+    ),
+    ("VendorToken", rf"(?<![A-Za-z0-9_-])(?:{'|'.join(VENDOR_PREFIXES)})[A-Za-z0-9_\-.]{{16,}}"),
     (
         "ConfigPassword",
         rf"(?i)(?<![A-Za-z]){_KEYWORDS}[\w.-]*\s*(?:[:=]|=>|:=|是|为|：)\s*['\"]?(?P<value>[^\s'\",;]{{6,}})",
@@ -102,6 +127,8 @@ class SecretRecognizer(RegexRecognizer):
                     span = match.span(pattern.groups)
                 else:
                     span = match.span()
+                if span[0] >= 0 and _PLACEHOLDER.match(text[span[0] : span[1]]):
+                    continue
                 if span[0] < 0 or span[1] - span[0] < 6:
                     span = match.span()
                 results.append(self._secret(*span, 0.9, name))

@@ -1,0 +1,299 @@
+"""SECRET recall on outside labelled examples: our recognizer vs detect-secrets alone.
+
+The examples are TruffleHog's detector pattern tests, written by TruffleHog's authors: under
+`pkg/detectors/` of a checkout of trufflesecurity/trufflehog (GitHub), each detector's
+`*_test.go` holds a table of inputs (a vendor key after its keyword, a connection string, a
+private key block, a config line) with the secrets each must yield (`want: []string{...}`,
+a non-empty `want: []detectors.Result{...}`, `shouldMatch: true`) or must not (`want: []string{}`,
+`want: nil`, `shouldMatch: false`); a case without a `want` is not used. This
+script reads them from the folder given on the command line; nothing of them is copied into the
+project.
+
+    git clone --depth 1 <trufflesecurity/trufflehog> /tmp/trufflehog
+    .venv/bin/python benchmarks/secrets_external.py /tmp/trufflehog/pkg/detectors [--misses]
+
+Only what can be read without running Go is used: string and raw-string literals, the test
+file's own string variables, `+`, `[]byte(...)` and `fmt.Sprintf` with `%s`/`%v`/`%q`. Inputs
+built from secrets fetched at test time (the `*_integration_test.go` files, GCP test secrets)
+are skipped and counted.
+
+Scoring: a positive input is found when findings cover every part of every wanted secret (a
+wanted `id:secret` pair that is not written as one string in the input counts both parts; a
+connection string counts its password). Negatives report how many inputs get any finding: some
+of TruffleHog's negatives are real secrets that its detector refuses for lack of a nearby
+keyword ("key out of prefix range"), which a scrubber should still take; they are listed by
+test name with `--misses`.
+
+- ours: `SecretRecognizer` (detect-secrets' regex plugins plus ours), findings at or above the
+  pipeline's score threshold;
+- detect-secrets alone: `detect-secrets scan` as a user runs it (every default plugin and
+  filter, `SecretsCollection.scan_file`) on the input written to a temporary `.txt` file.
+"""
+
+import argparse
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipelines.steps.offline import enforce_offline  # noqa: E402
+
+_STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"|`([^`]*)`')
+_ASSIGN = re.compile(r"^\s*(\w+)\s*:?=\s*", re.MULTILINE)
+_FIELD = re.compile(r"\b(input|data)\s*:\s*")
+_WANT = re.compile(r"\bwant\s*:\s*(nil|\[\]string\s*\{|\[\]detectors\.Result\s*\{\s*\}?)")
+_SHOULD = re.compile(r"\bshouldMatch\s*:\s*(true|false)")
+_SKIP = re.compile(r"\bskip\s*:\s*true")
+_NAME = re.compile(r'\bname\s*:\s*"([^"]*)"')
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "'": "'"}
+_CONNECTION = re.compile(r"://[^:/@\s]+:([^@\s]+)@")
+
+
+class NotLiteral(ValueError):
+    """The expression needs Go to evaluate (a secret fetched at test time, a function call)."""
+
+
+@dataclass
+class Case:
+    source: str
+    name: str
+    text: str
+    secrets: list[str]  # empty: a negative
+
+    @property
+    def positive(self) -> bool:
+        return bool(self.secrets)
+
+
+def _unquote(body: str) -> str:
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), body)
+
+
+def _expression(src: str, pos: int, env: dict[str, str]) -> tuple[str, int]:
+    """Evaluate the Go string expression at `src[pos:]`; return its value and end."""
+    value, pos = _term(src, pos, env)
+    while True:
+        match = re.compile(r"\s*\+\s*").match(src, pos)
+        if not match:
+            return value, pos
+        more, pos = _term(src, match.end(), env)
+        value += more
+
+
+def _term(src: str, pos: int, env: dict[str, str]) -> tuple[str, int]:
+    match = _STRING.match(src, pos)
+    if match:
+        raw = match.group(2)
+        return (raw if raw is not None else _unquote(match.group(1))), match.end()
+    for wrapper in ("[]byte(", "string("):
+        if src.startswith(wrapper, pos):
+            value, end = _expression(src, pos + len(wrapper), env)
+            return value, _close(src, end)
+    if src.startswith("fmt.Sprintf(", pos):
+        return _sprintf(src, pos + len("fmt.Sprintf("), env)
+    match = re.compile(r"[A-Za-z_]\w*").match(src, pos)
+    if match and match.group(0) in env and not src.startswith("(", match.end()):
+        return env[match.group(0)], match.end()
+    raise NotLiteral(src[pos : pos + 40])
+
+
+def _close(src: str, pos: int) -> int:
+    match = re.compile(r"\s*\)").match(src, pos)
+    if not match:
+        raise NotLiteral(src[pos : pos + 40])
+    return match.end()
+
+
+def _sprintf(src: str, pos: int, env: dict[str, str]) -> tuple[str, int]:
+    template, pos = _expression(src, pos, env)
+    args = []
+    while True:
+        match = re.compile(r"\s*,\s*").match(src, pos)
+        if not match:
+            break
+        value, pos = _expression(src, match.end(), env)
+        args.append(value)
+    pos = _close(src, pos)
+    values = iter(args)
+
+    def verb(match: re.Match[str]) -> str:
+        if match.group(1) == "%":
+            return "%"
+        value = next(values)
+        return '"' + value + '"' if match.group(1) == "q" else value
+
+    try:
+        return re.sub(r"%([svq%])", verb, template), pos
+    except StopIteration:
+        raise NotLiteral(template[:40]) from None
+
+
+def _string_list(src: str, pos: int, env: dict[str, str]) -> list[str]:
+    """The elements of a `[]string{...}` literal whose `{` ends at `pos`."""
+    values = []
+    while True:
+        pos = re.compile(r"\s*").match(src, pos).end()
+        if src.startswith("}", pos):
+            return values
+        value, pos = _expression(src, pos, env)
+        values.append(value)
+        pos = re.compile(r"\s*,?").match(src, pos).end()
+
+
+def read_cases(folder: Path) -> tuple[list[Case], int]:
+    """Labelled inputs of every pattern test under `folder`, and how many were not literal."""
+    cases, skipped = [], 0
+    for path in sorted(folder.rglob("*_test.go")):
+        if path.name.endswith("_integration_test.go"):
+            continue
+        src = path.read_text(encoding="utf-8", errors="replace")
+        env = _variables(src)
+        fields = list(_FIELD.finditer(src))
+        for index, field in enumerate(fields):
+            stop = fields[index + 1].start() if index + 1 < len(fields) else len(src)
+            names = _NAME.findall(src, max(0, field.start() - 300), field.start())
+            name = names[-1] if names else "?"
+            try:
+                text, end = _expression(src, field.end(), env)
+                case = _label(src, end, stop, text, env)
+            except NotLiteral:
+                skipped += 1
+                continue
+            if case is not None:
+                cases.append(Case(str(path.relative_to(folder)), name, text, case))
+    return cases, skipped
+
+
+def _variables(src: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for match in _ASSIGN.finditer(src):
+        try:
+            env[match.group(1)], _ = _expression(src, match.end(), env)
+        except NotLiteral:
+            continue
+    return env
+
+
+def _label(src: str, start: int, stop: int, text: str, env: dict[str, str]) -> list[str] | None:
+    """The wanted secrets of one case ([] for a negative), None for a skipped or unlabelled one."""
+    if _SKIP.search(src, start, stop):
+        return None
+    want = _WANT.search(src, start, stop)
+    if want:
+        if want.group(1) == "nil" or want.group(1).endswith("}"):
+            return []
+        if want.group(1).startswith("[]string"):
+            return _string_list(src, want.end(), env)
+        return _whole_secret(text)  # a non-empty []detectors.Result
+    should = _SHOULD.search(src, start, stop)
+    if should:
+        return _whole_secret(text) if should.group(1) == "true" else []
+    return None
+
+
+def _whole_secret(text: str) -> list[str]:
+    """What a detector that reports the whole input protects: a connection string's password."""
+    password = _CONNECTION.search(text)
+    return [password.group(1)] if password else [text]
+
+
+def secret_parts(case: Case) -> list[str]:
+    """The substrings of the input that must be covered: each wanted secret, or its parts."""
+    parts = []
+    for secret in case.secrets:
+        if secret in case.text:
+            parts.append(secret)
+        else:
+            parts.extend(p for p in re.split(r"[:;,\s]+", secret) if p and p in case.text)
+    return parts
+
+
+def covered(text: str, parts: list[str], spans: list[tuple[int, int]]) -> bool:
+    """Whether every part (each occurrence's first place in `text`) overlaps a finding."""
+    for part in parts:
+        start = text.find(part)
+        if not any(s < start + len(part) and start < e for s, e in spans):
+            return False
+    return bool(parts)
+
+
+def ours(text: str, threshold: float) -> list[tuple[int, int]]:
+    from pipelines.steps.privacy.recognizers.secrets import SecretRecognizer
+
+    recognizer = _OURS.setdefault("r", SecretRecognizer(language="en"))
+    return [(r.start, r.end) for r in recognizer.analyze(text, ["SECRET"]) if r.score >= threshold]
+
+
+_OURS: dict = {}
+
+
+def detect_secrets_alone(text: str) -> list[tuple[int, int]]:
+    from detect_secrets import SecretsCollection
+    from detect_secrets.settings import default_settings
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "sample.txt"
+        path.write_text(text, encoding="utf-8")
+        collection = SecretsCollection()
+        with default_settings():
+            collection.scan_file(str(path))
+        lines = text.split("\n")
+        offsets = [0]
+        for line in lines:
+            offsets.append(offsets[-1] + len(line) + 1)
+        spans = []
+        for _, secret in collection:
+            line = lines[secret.line_number - 1]
+            at = line.find(secret.secret_value or "")
+            if secret.secret_value and at >= 0:
+                start = offsets[secret.line_number - 1] + at
+                spans.append((start, start + len(secret.secret_value)))
+            else:
+                spans.append((offsets[secret.line_number - 1], offsets[secret.line_number]))
+        return spans
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("detectors", type=Path, help="pkg/detectors of a TruffleHog checkout")
+    parser.add_argument("--misses", action="store_true", help="list missed and flagged cases")
+    args = parser.parse_args()
+    if not args.detectors.is_dir():
+        parser.error(f"{args.detectors} is not a folder")
+    enforce_offline()
+    from pipelines.steps.config import PIIConfig
+
+    threshold = PIIConfig().score_threshold
+    cases, skipped = read_cases(args.detectors)
+    positives = [c for c in cases if c.positive]
+    negatives = [c for c in cases if not c.positive]
+    detectors = {"ours": lambda t: ours(t, threshold), "detect-secrets": detect_secrets_alone}
+    print(
+        f"{len(cases)} labelled inputs from {len({c.source for c in cases})} test files "
+        f"({len(positives)} with secrets, {len(negatives)} without); {skipped} not literal"
+    )
+    print("\n| detector | recall | found / positives | negatives with a finding |")
+    print("|---|---|---|---|")
+    for name, detect in detectors.items():
+        found = [c for c in positives if covered(c.text, secret_parts(c), detect(c.text))]
+        flagged = [c for c in negatives if detect(c.text)]
+        recall = len(found) / max(1, len(positives))
+        print(
+            f"| {name} | {recall:.2f} | {len(found)} / {len(positives)} | "
+            f"{len(flagged)} / {len(negatives)} |"
+        )
+        if args.misses:
+            for case in positives:
+                if case not in found:
+                    print(f"  {name} MISS {case.source}: {case.name}")
+            for case in flagged:
+                print(f"  {name} FLAGGED {case.source}: {case.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
