@@ -48,14 +48,20 @@ class IntlPhoneRecognizer(RegexRecognizer):
         "text me",
     )
 
+    def __init__(self, *, language: str, context: list[str] | None = None) -> None:
+        super().__init__(language=language, context=context)
+        # Words, not substrings: "tel" in "hotel" or "line" in "online" call for no extra pass.
+        self._phone_word = re.compile(
+            r"\b(?:" + "|".join(re.escape(w) for w in self.words) + ")", re.IGNORECASE
+        )
+
     def analyze(self, text, entities, nlp_artifacts=None):
         if self.ENTITY not in entities or sum(c.isdigit() for c in text) < 7:
             return []
         spans: dict[tuple[int, int], float] = {}
         # " +" has the length of "00": offsets into `searched` are offsets into `text`.
         searched = _DOUBLE_ZERO_PREFIX.sub(" +", text)
-        lowered = text.lower()
-        worded = any(word in lowered for word in self.words)
+        worded = self._phone_word.search(text) is not None
         for region in REGIONS + (CONTEXT_REGIONS if worded else ()):
             needs_context = region not in REGIONS
             for match in phonenumbers.PhoneNumberMatcher(
