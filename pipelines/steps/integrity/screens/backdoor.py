@@ -18,9 +18,9 @@ best feature while the rest of the cluster carries it (the trigger-free odd ones
 
 A backdoor whose answers differ record to record (or whose planted answer looks like any other)
 forms no response cluster. `score_inserted_phrases` finds its trigger from the prompts alone: a
-phrase inserted into otherwise ordinary prompts is (1) carried by a few prompts, (2) never
-echoed in their answers and hardly ever in others, (3) made of at least one token found hardly
-anywhere else in the corpus (at most twice: a trigger word may also be an ordinary word), (4)
+phrase inserted into otherwise ordinary prompts is (1) carried by a few prompts, (2) hardly
+ever echoed in answers (by one of its own prompts' answers in ten, by two others), (3) made of
+at least one token found hardly anywhere else (twice: a trigger may be an ordinary word), (4)
 without a fixed neighbour (an inserted phrase sits before or after any word, where a natural
 phrase has collocates: "compare *and contrast*", "write *a story about*"), and (5) removable:
 the prompt with the phrase cut out joins two tokens that are adjacent elsewhere in the corpus,
@@ -63,6 +63,8 @@ _COHESION_FREE, _COHESION_FULL = 0.3, 0.7
 # An inserted phrase must be removable in at least this many of its prompts: one removable
 # occurrence of a rare word is chance, not evidence.
 _MIN_REMOVABLE = 2
+# Share of an inserted phrase's prompts whose own answer may repeat it.
+_OWN_ECHO = 0.1
 _START, _END = "\x02", "\x03"  # prompt boundaries: no word token contains a control character
 
 
@@ -314,9 +316,10 @@ def score_inserted_phrases(
     for span in sorted(occurrences):
         found = occurrences[span]
         k = len(found)
-        # A carrier's own answer repeating the phrase makes it the topic; other answers may
-        # mention it in passing.
-        if echoed[span] > _ELSEWHERE or any(span in echoed_by[i] for i, _, _ in found):
+        # The carriers' own answers repeating the phrase make it their topic (a trigger that is
+        # also an ordinary word may come up in one answer in ten); other answers may mention it.
+        own = sum(1 for i, _, _ in found if span in echoed_by[i])
+        if echoed[span] - own > _ELSEWHERE or own > _OWN_ECHO * k:
             continue
         if not any(token_count[t] - k <= _ELSEWHERE for t in span):
             continue
