@@ -353,10 +353,12 @@ class EnPersonRecognizer(RegexRecognizer):
                 ):
                     words.add(word)
         results = []
-        for word in words:
-            for match in re.finditer(rf"(?<![\w'’\-]){re.escape(word)}(?![\w\-])", text):
-                if not any(s <= match.start() and match.end() <= e for s, e in spans):
-                    results.append(self._result(*match.span(), 0.6, "name repeated"))
+        for match in _TOKEN.finditer(text) if words else ():
+            word = _POSSESSIVE.sub("", match.group()).rstrip(".")
+            start = match.start()
+            end = start + len(word)
+            if word in words and not any(s <= start and end <= e for s, e in spans):
+                results.append(self._result(start, end, 0.6, "name repeated"))
         # Names listed together ("Morrison, Rogers and Torres"): one found, all are names.
         for match in _COORDINATED.finditer(text):
             members = list(re.finditer(r"[A-Z][^\W\d_]+", match.group()))
