@@ -3,12 +3,13 @@
 Screening scores every record first and decides second, so thresholds can move without
 re-scoring. `screen_records` is the first pass (length bounds and exact duplicates, both
 dropped); `curate_records` adds the screens of `pipelines.steps.integrity.screens` (near duplicates,
-backdoor triggers, injections, quality) whose findings quarantine a record until a steward
-approves or rejects it by id (`pipelines.steps.integrity.decisions`). A dropped or quarantined
-record keeps
-its reasons and scores, and a detail that never quotes text: records in = kept + dropped +
-quarantined. The suite reports pass/fail and counts only: Great Expectations
-results also carry the offending values, which on this corpus are personal data.
+backdoor triggers and inserted phrases, injections, quality) whose findings quarantine a record
+until a steward approves or rejects it by id (`pipelines.steps.integrity.decisions`); a quality
+finding quarantines only an unusable record (`CurationConfig.quality_quarantine`), any other
+stays a score. A dropped or quarantined record keeps its reasons and scores, and a detail that
+never quotes text: records in = kept + dropped + quarantined. The suite reports pass/fail and
+counts only: Great Expectations results also carry the offending values, which on this corpus
+are personal data.
 """
 
 import hashlib
