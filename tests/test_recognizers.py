@@ -118,6 +118,8 @@ def analyzer() -> AnalyzerEngine:
         ("en", 'Ilse:"Where were you?"', "Ilse", "PERSON"),
         ("en", "It was directed by Joakim Westgård and starring Westgård.", "Westgård", "PERSON"),
         ("en", "The founders were Morrison, Kowalczyk and Abernathy.", "Abernathy", "PERSON"),
+        ("en", "the kids are called mirela, jolanta, ksenia and tobiasz.", "tobiasz", "PERSON"),
+        ("en", "ask naomi ryan about it", "naomi ryan", "PERSON"),
         # a few words of a script no pack reads, inside an English text
         ("en", "He grew up in Θεσσαλονίκη and moved to Leeds.", "Θεσσαλονίκη", "LOCATION"),
         # a Chinese text is also read by the English pack: Latin names, every pattern
@@ -166,6 +168,7 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("en", "The meeting moved to Sunday morning.", "PERSON"),  # a weekday, not a name
         ("en", "There is a nice new German place downtown.", "PERSON"),  # NER: nationality
         ("en", "x = π r² for the circle", "LOCATION"),  # a lone letter of another script
+        ("en", "we bought apples, pears, plums and grapes.", "PERSON"),  # a list of words
         ("zh", "我是高兴的。", "PERSON"),  # 高 is a surname, 高兴 a dictionary word
         ("zh", "患者今天高烧不退。", "PERSON"),
     ],

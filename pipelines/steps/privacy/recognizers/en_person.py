@@ -134,6 +134,10 @@ _SINGLE_CAPITALIZED = re.compile(
     r"(?<![\w'’\-])([A-Z][a-z\u00df-\u024f]+)(?:(?=['’]s\b)|(?!['’]?[\w\-]))"
 )
 _IN_A_RUN = re.compile(r" [A-Z]")
+_WORD_LIST = re.compile(
+    r"(?<![\w'’\-])[^\W\d_]+(?:, [^\W\d_]+)+,? (?:and|or|&) [^\W\d_]+(?![\w\-])"
+)
+_LIST_MEMBER = re.compile(r"(?<![\w'’\-])(?!(?:and|or)\b)[^\W\d_]+")
 _COORDINATED = re.compile(
     r"(?<![\w'’\-])[A-Z][^\W\d_]+(?:, [A-Z][^\W\d_]+)*,? (?:and|or|&|to) [A-Z][^\W\d_]+"
     r"(?![\w\-]| [A-Z])"
@@ -271,16 +275,37 @@ class EnPersonRecognizer(RegexRecognizer):
         firsts, lasts = name_lexicon()
         for match in _LOWER_PAIR.finditer(text):
             first, last = match.group(1), match.group(2)
+            last_english = is_english(last, english)
             if (
                 first in firsts
-                and (last in lasts or last not in model_words)
-                and not is_english(first, english)
-                and not is_english(last, english)
+                and (last in lasts or (last not in model_words and not last_english))
+                and not (last_english and is_english(first, english))
             ):
                 results.append(
                     self._result(match.start(1), match.end(2), 0.5, "lower-case listed pair")
                 )
+        results += self._name_lists(text, english, model_words)
         return results + self._repeated(text, results, nlp_artifacts, english)
+
+    def _name_lists(self, text: str, english, model_words) -> list:
+        """Lists of three or more single words, in any case, that are mostly given names
+        ("they had 3: silvana, kristina and caleb"): every listed or rare member is a name.
+        Half the members or more must be listed given names that are no English word."""
+        firsts, _ = name_lexicon()
+        results = []
+        for match in _WORD_LIST.finditer(text):
+            members = list(_LIST_MEMBER.finditer(match.group()))
+            if len(members) < 3:
+                continue
+            words = [m.group().lower() for m in members]
+            strong = sum(w in firsts and not is_english(w, english) for w in words)
+            if strong * 2 < len(words):
+                continue
+            for member, word in zip(members, words, strict=True):
+                if word in firsts or (word not in model_words and not is_english(word, english)):
+                    start = match.start() + member.start()
+                    results.append(self._result(start, start + len(word), 0.5, "list of names"))
+        return results
 
     def _single_names(self, text: str, english, vetoed, model_words) -> list:
         """One name alone, where its place in the text says it is one.
