@@ -6,6 +6,13 @@ A pseudonym is `<ENTITY_TYPE_hex8>`, the first 8 hex digits of an HMAC-SHA256 of
 and value under a secret key: the same value gets the same pseudonym in every record and run,
 and without the key a pseudonym cannot be linked back to its value by guessing candidates.
 
+Routing (issue #15): a record's pack comes from its script (`ingest.language.language_verdict`);
+NER reads every sentence of every text that holds a letter of its model's script; a Chinese
+text is also read by the English pack (Latin names, and every pattern recognizer whatever the
+script), keeping its findings that hold no Han and overlap nothing the Chinese pack found; a
+text in a script no pack reads is refused upstream, and `scan_refused` still reports what the
+English pack's patterns find in it.
+
 No function here logs or raises with a PII value; findings carry offsets, types and scores only.
 """
 
