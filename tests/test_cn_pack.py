@@ -47,6 +47,9 @@ def test_when_words_are_scored_then_transliterations_read_as_foreign() -> None:
         ("患者王秀英今天出院。", "王秀英"),
         ("比如，迈克尔·坎宁安的小说曾被译为中文。", "迈克尔·坎宁安"),  # interpunct
         ("主教练卡马乔表示球队会全力以赴。", "卡马乔"),  # transliterated, title and speech
+        ("总监张大伟认为成交量会上涨。", "张大伟"),  # jieba reads 张 as a classifier
+        ("负责人吴国平说，暴跌是谣言。", "吴国平"),  # jieba glues 说 to the given name
+        ("比赛解说：Sky，现场嘉宾很多。", "Sky"),  # a Latin name after a title
     ],
 )
 def test_when_a_person_is_named_then_the_whole_name_is_found(person, text, name) -> None:
@@ -62,6 +65,9 @@ def test_when_a_person_is_named_then_the_whole_name_is_found(person, text, name)
         ("家住宝城的居民反映了情况。", "宝城"),  # after a verb of place
         ("阿里云AccessKey已经泄露。", "阿里"),  # a cloud vendor
         ("王先生昨天来过。", "王先"),  # a form of address, not a given name
+        ("我买了鸡蛋和面包。", "和面"),  # 和 is a conjunction here, not a surname
+        ("预测：荷兰和阿根廷都会赢。", "阿根廷"),  # a country (jieba's dictionary says nr)
+        ("他在BBC工作。", "BBC"),  # an upper-case acronym
     ],
 )
 def test_when_a_word_only_looks_like_a_name_then_no_person_is_found(
@@ -92,3 +98,14 @@ def test_when_a_place_is_named_then_it_is_a_location(location, text, place) -> N
 )
 def test_when_a_place_word_stands_alone_then_no_location_is_found(location, text) -> None:
     assert _found(location, text, "LOCATION") == []
+
+
+def test_when_a_weak_candidate_is_listed_with_an_accepted_name_then_it_is_accepted() -> None:
+    from pipelines.steps.privacy.recognizers.cn_names import COORDINATED, _coordinated
+
+    text = "迪亚比和纳斯里、里德受伤"
+    accepted = {(0, 3)}
+    evidence = {(0, 3): 2.0, (4, 7): COORDINATED + 0.5, (8, 10): COORDINATED + 0.1}
+
+    assert _coordinated(text, evidence, accepted) == {(4, 7), (8, 10)}  # a list, link by link
+    assert _coordinated(text, {**evidence, (4, 7): COORDINATED - 1.0}, accepted) == set()

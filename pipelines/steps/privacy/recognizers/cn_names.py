@@ -51,8 +51,9 @@ def _jieba():
     import jieba.posseg
 
     jieba.setLogLevel(60)  # jieba logs its cache path at INFO; nothing of the text
-    # Faker's province and city names make jieba keep them whole as place names.
-    for place in (*AddressProvider.provinces, *AddressProvider.cities):
+    # Faker's province, city and country names make jieba keep them whole as place names (its
+    # own dictionary tags 阿根廷 and 乌克兰 as person names).
+    for place in (*AddressProvider.provinces, *AddressProvider.cities, *AddressProvider.countries):
         jieba.add_word(place, tag="ns")
     return jieba.posseg
 
@@ -100,7 +101,7 @@ _TITLE_BEFORE = (
     "市长", "书记", "院长", "校长", "老师", "医生", "律师", "会长", "秘书长", "副总", "前锋",
     "后卫", "门将", "中场", "CEO", "ceo", "网友", "嫌疑人", "患者", "家属", "同事", "我是", "叫",
     "名叫", "作者", "编辑", "画家", "艺术家", "创始人", "负责人", "发言人", "代表", "明星",
-    "通讯员", "诗人", "主编", "队长", "董事", "经纪人",
+    "通讯员", "诗人", "主编", "队长", "董事", "经纪人", "解说", "嘉宾",
 )  # fmt: skip
 _SPEECH_AFTER = (
     "说", "表示", "认为", "指出", "称", "透露", "介绍", "告诉", "强调", "坦言", "先生", "女士",
@@ -123,7 +124,8 @@ FOREIGN_WEIGHT = 1.5
 COMMON_WORD = 300
 NOT_A_SURNAME = 2.0
 """Evidence taken from a candidate whose surname jieba reads as another kind of word."""
-"""jieba dictionary frequency above which a word tagged `nr` is a common word, not a name."""
+"""jieba dictionary frequency above which a two-character word tagged `nr` is a common word
+(白领, 康复), not a name; three-character `nr` words are names however famous (孙中山)."""
 """How much a transliterated name's evidence rests on its characters (`foreign_score`)."""
 """A candidate's evidence (model score plus context) at or above which it is a PERSON."""
 
@@ -171,6 +173,12 @@ def _not_a_person(text: str, start: int, end: int) -> bool:
     return any(m.start() <= start < m.end() for m in _VENDORS.finditer(text))
 
 
+def _tag(word: str, flag: str | None, tags: dict[str, str]) -> str:
+    """The dictionary tag of `word` ("nr" when it has none), or jieba's flag for it where the
+    word is one token: words added at load time (Faker's place names) carry their tag there."""
+    return flag if flag is not None and word in _jieba().dt.FREQ else tags.get(word, "nr")
+
+
 def _han_name_candidates(
     text: str, tokens: tuple[tuple[str, str, int], ...]
 ) -> dict[tuple[int, int], float]:
@@ -182,6 +190,8 @@ def _han_name_candidates(
     names = surnames()
     tags, frequencies = _dictionary()
     ends = {start + len(word) for word, _, start in tokens}
+    # jieba sometimes glues a speech verb to the name before it (吴国 + 平说).
+    ends |= {s + len(w) - 1 for w, _, s in tokens if len(w) == 2 and w[-1] in _GLUED_AFTER}
     flags = {(start, start + len(word)): flag for word, flag, start in tokens}
     found: dict[tuple[int, int], float] = {}
     for index, (word, flag, start) in enumerate(tokens):
@@ -207,16 +217,17 @@ def _han_name_candidates(
                     evidence -= NOT_A_SURNAME
                 # A transliteration (阿森纳, 米德尔) only looks like surname + given name.
                 evidence -= FOREIGN_WEIGHT * 2 * max(0.0, foreign_score(name))
-                tag = tags.get(name, "nr")
+                tag = _tag(name, flags.get((start, end)), tags).replace("nrfg", "nr")
                 if tag in _PLACE_OR_ORG_TAGS:
                     evidence -= 3.0
                 elif not tag.startswith("n"):
                     evidence -= 4.0  # an adjective or a verb (高兴, 晋级), not a noun
-                elif tag != "nr" or frequencies.get(name, 0) > COMMON_WORD:
+                elif tag != "nr" or (len(name) == 2 and frequencies.get(name, 0) > COMMON_WORD):
                     # jieba's dictionary tags some common words `nr` too (白领, 康复).
                     evidence -= 1.5
                 elif flags.get((start, end)) == "nr":
-                    evidence += 0.8
+                    # jieba's own HMM made up this name (not a dictionary word): stronger.
+                    evidence += 0.8 if name in frequencies else 1.5
                 found[(start, end)] = max(found.get((start, end), -99.0), evidence)
     return found
 
@@ -242,7 +253,7 @@ def _transliterated_candidates(
         if _HAN_OR_DOT.fullmatch(span_text) and len(span_text) >= 2 and flag in _NAME_FLAGS:
             han = "".join(c for c in span_text if c not in _INTERPUNCT)
             evidence = FOREIGN_WEIGHT * foreign_score(han) - 1.5
-            if tags.get(han) in _PLACE_OR_ORG_TAGS:
+            if _tag(han, flag if last == index else None, tags) in _PLACE_OR_ORG_TAGS:
                 evidence -= 3.0
             if any(c in _INTERPUNCT for c in span_text):
                 evidence += 3.0
@@ -261,6 +272,54 @@ _FUNCTION_WORD = _NOT_IN_A_NAME | {"d", "f", "q"}
 """jieba flags of a word that cannot be a surname: the above, adverbs, directions, classifiers."""
 _HAN_ALL = re.compile(f"{_HAN}+")
 _HAN_OR_DOT = re.compile(f"(?:{_HAN}|[{''.join(_INTERPUNCT)}])+")
+
+
+_GLUED_AFTER = frozenset("说称")
+_CONJUNCTIONS = ("和", "与", "及", "以及", "、", "跟", "同", "或")
+COORDINATED = -2.0
+"""Evidence at or above which a candidate joined by 和/、 to an accepted name is a name too."""
+_LATIN_NAME = re.compile(
+    r"(?<![A-Za-z0-9])[A-Za-z][A-Za-z0-9_'.-]{1,30}(?: [A-Z][A-Za-z'.-]{1,30})*(?![A-Za-z0-9])"
+)
+LATIN_NAME_SCORE = 0.45
+"""Below the English pack's PERSON scores: where both read a Latin name, theirs is kept."""
+_ACRONYM = re.compile(r"[A-Z]{1,5}\d*")
+
+
+def _coordinated(
+    text: str, evidence: dict[tuple[int, int], float], accepted: set[tuple[int, int]]
+) -> set[tuple[int, int]]:
+    """Weaker candidates listed with an accepted name (迪亚比和纳斯里, 罗宾逊、邓恩、里德)."""
+    found: set[tuple[int, int]] = set()
+    for _ in range(3):  # a list of names: each pass reaches one more
+        known = accepted | found
+        for (start, end), value in evidence.items():
+            if value < COORDINATED or (start, end) in known:
+                continue
+            for other_start, other_end in known:
+                between = text[end:other_start] if other_start >= end else text[other_end:start]
+                if between in _CONJUNCTIONS:
+                    found.add((start, end))
+                    break
+    return found
+
+
+def _latin_names(text: str, accepted: set[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Names written in Latin letters inside Chinese text: right after a title (解说：Sky,
+    执行制作人BenBell) or before a speech word, or in brackets after an accepted name
+    (威尔莱特（WillWright）). Upper-case acronyms (BBC, CEO) are left out."""
+    found = set()
+    for match in _LATIN_NAME.finditer(text):
+        start, end = match.span()
+        if _ACRONYM.fullmatch(match.group(0)):
+            continue
+        before = text[max(0, start - 8) : start].rstrip("：: ")
+        bracketed = text[start - 1 : start] in "（(" and any(e == start - 1 for _, e in accepted)
+        titled = any(before.endswith(word) for word in _TITLE_BEFORE)
+        speaking = text.startswith(_SPEECH_AFTER, end)
+        if _HAN_CHARACTER.search(text) and (bracketed or titled or speaking):
+            found.add((start, end))
+    return found
 
 
 class CnPersonRecognizer(RegexRecognizer):
@@ -287,13 +346,20 @@ class CnPersonRecognizer(RegexRecognizer):
             if match.start() in starts and match.end() in ends:
                 if tags.get(match.group(0), "nr") == "nr":
                     candidates[match.span()] = max(candidates.get(match.span(), -99.0), 3.0)
-        spans: dict[tuple[int, int], float] = {}
-        for (start, end), evidence in candidates.items():
-            if _not_a_person(text, start, end):
-                continue
-            evidence += _name_context(text, start, end)
-            if evidence >= NAME_THRESHOLD:
-                spans[(start, end)] = min(0.95, 0.5 + 0.1 * evidence)
+        evidence = {
+            span: value + _name_context(text, *span)
+            for span, value in candidates.items()
+            if not _not_a_person(text, *span)
+        }
+        accepted = {span for span, value in evidence.items() if value >= NAME_THRESHOLD}
+        accepted |= _coordinated(text, evidence, accepted)
+        accepted |= _latin_names(text, accepted)
+        spans = {
+            span: min(0.95, 0.5 + 0.1 * max(evidence[span], 0.0))
+            if span in evidence
+            else LATIN_NAME_SCORE
+            for span in accepted
+        }
         # A piece of a longer name ("欧阳" in "欧阳子轩") would outrank it on score alone.
         whole = {
             (start, end): score
