@@ -29,7 +29,9 @@ def _dictionary() -> tuple[dict[str, str], dict[str, int]]:
     import jieba.posseg
 
     jieba.setLogLevel(60)
-    jieba.posseg.dt.initialize()
+    # Load the dictionary once, without re-initializing posseg's tag table: that would drop
+    # the words `cn_names` adds at load time (Faker's place names) from it.
+    jieba.posseg.dt.tokenizer.check_initialized()
     return jieba.posseg.dt.word_tag_tab, jieba.posseg.dt.tokenizer.FREQ
 
 

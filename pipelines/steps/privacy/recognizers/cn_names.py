@@ -165,10 +165,21 @@ _VENDORS = re.compile(
 """Cloud and platform vendors, named next to their keys and tokens: organisations."""
 
 
+_PLACE_ENDINGS = frozenset("镇乡村县区市省路街巷环屯")
+_PLACE_AFTER = (
+    "路", "街", "镇", "乡", "村", "县", "区", "市", "省", "巷", "大道", "大街", "胡同", "小区",
+    "广场", "大厦", "公园", "花园", "新城", "古城", "半岛", "机场", "车站",
+)  # fmt: skip
+"""A name-like word of three characters ending in one of the first (蓝塘镇; a two-character name
+may: 张路), or any before one of the second (南滨 + 路), names a place."""
+
+
 def _not_a_person(text: str, start: int, end: int) -> bool:
     """An organisation's or product's name (followed by 公司, 银行 ..., or a cloud vendor's),
-    or inside 《...》."""
+    a place's (蓝塘镇, 南滨 + 路), or inside 《...》."""
     if text.startswith(_ORG_SUFFIXES, end) or _inside_title(text, start, end):
+        return True
+    if (end - start > 2 and text[end - 1] in _PLACE_ENDINGS) or text.startswith(_PLACE_AFTER, end):
         return True
     return any(m.start() <= start < m.end() for m in _VENDORS.finditer(text))
 

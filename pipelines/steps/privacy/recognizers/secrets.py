@@ -87,13 +87,18 @@ EXTRA = (
     ("VendorToken", rf"(?<![A-Za-z0-9_-])(?:{'|'.join(VENDOR_PREFIXES)})[A-Za-z0-9_\-.]{{16,}}"),
     (
         "ConfigPassword",
-        rf"(?i)(?<![A-Za-z]){_KEYWORDS}[\w.-]*\s*(?:[:=]|=>|:=|是|为|：)\s*['\"]?(?P<value>[^\s'\",;]{{6,}})",
+        # The value stops at Chinese text and punctuation: "设置强密码，并定期更换" is prose.
+        rf"(?i)(?<![A-Za-z]){_KEYWORDS}[\w.-]*\s*(?:[:=]|=>|:=|是|为|：)\s*['\"]?"
+        rf"(?P<value>[^\s'\",;\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]{{6,}})",
     ),
 )
 _TOKEN = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/=_-]{20,}(?![A-Za-z0-9+/=_-])")
 _ENTROPY = Base64HighEntropyString()
 MIN_ENTROPY = 3.5
-CONTEXT = ("key", "token", "secret", "password", "credential", "auth", "bearer", "密钥", "令牌")
+CONTEXT = (
+    "key", "token", "secret", "pass", "pwd", "credential", "auth", "bearer", "private", "dsn",
+    "密钥", "令牌", "密码", "口令", "凭证",
+)  # fmt: skip
 
 
 @lru_cache(maxsize=1)
