@@ -120,6 +120,8 @@ def analyzer() -> AnalyzerEngine:
         ("en", "The founders were Morrison, Kowalczyk and Abernathy.", "Abernathy", "PERSON"),
         ("en", "the kids are called mirela, jolanta, ksenia and tobiasz.", "tobiasz", "PERSON"),
         ("en", "ask naomi ryan about it", "naomi ryan", "PERSON"),
+        ("en", "My sister just turned 37", "37", "AGE"),
+        ("en", "I'm from Leeds, and I'm 26 y/o.", "26", "AGE"),
         # a few words of a script no pack reads, inside an English text
         ("en", "He grew up in Θεσσαλονίκη and moved to Leeds.", "Θεσσαλονίκη", "LOCATION"),
         # a Chinese text is also read by the English pack: Latin names, every pattern
@@ -169,6 +171,8 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("en", "There is a nice new German place downtown.", "PERSON"),  # NER: nationality
         ("en", "x = π r² for the circle", "LOCATION"),  # a lone letter of another script
         ("en", "we bought apples, pears, plums and grapes.", "PERSON"),  # a list of words
+        ("en", "I've shared files with you https://FightListings.se/", "PERSON"),  # a URL
+        ("en", "Turn 3 pages, then turn left.", "AGE"),  # below the threshold: no age word
         ("zh", "我是高兴的。", "PERSON"),  # 高 is a surname, 高兴 a dictionary word
         ("zh", "患者今天高烧不退。", "PERSON"),
     ],
@@ -286,6 +290,11 @@ def _secret_values(text: str) -> list[str]:
         ("charge via sk_test_9fKq2LmZx81PwQe7RtYu3VbN", "sk_test_9fKq2LmZx81PwQe7RtYu3VbN"),
         # A password as a connection-string parameter (JDBC / ADO.NET).
         ("jdbc:sqlserver://db:1433;databaseName=hr;user=app;password=Zq8rT2wX;", "Zq8rT2wX"),
+        # An identifier ending in the keyword, camelCase after it, passwords on command lines.
+        ("export PGPASSWORD=Xk82jdLq", "Xk82jdLq"),
+        ('secretKey = "Zq8rT2wXy"', "Zq8rT2wXy"),
+        ("mysql -u root -pS3cretPass appdb", "S3cretPass"),
+        ("curl -u admin:Passw0rd123 https://api.example.com/v1", "Passw0rd123"),
     ],
 )
 def test_when_a_vendor_key_or_connection_password_is_written_then_it_is_a_secret(
@@ -300,6 +309,7 @@ def test_when_a_vendor_key_or_connection_password_is_written_then_it_is_a_secret
         "mongodb+srv://<user>:<password>@cluster0.example.net/db",  # template placeholders
         "postgres://xxxx:xxxxx@db.internal:5432/app",  # masked
         "DB_PASSWORD=${DB_PASSWORD}",  # an environment reference, not the value
+        "tokenizer = AutoTokenizer.from_pretrained(model_name)",  # a word that starts with token
     ],
 )
 def test_when_a_secret_is_only_a_placeholder_then_nothing_is_found(text: str) -> None:

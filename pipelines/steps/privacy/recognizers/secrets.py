@@ -65,6 +65,8 @@ _KEYWORDS = (
     r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|access[_-]?key|auth|credential"
     r"|密码|口令|密钥)"
 )
+_KEY_REST = r"(?:(?:[_.-]|(?-i:(?=[A-Z])))[\w.-]*)?"
+_VALUE = r"(?P<value>[^\s'\",;\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]{6,})"
 EXTRA = (
     ("GcpApiKey", r"AIza[0-9A-Za-z_\-]{35}"),
     ("AlibabaAccessKey", r"(?<![A-Za-z0-9])LTAI[0-9A-Za-z]{12,20}(?![A-Za-z0-9])"),
@@ -87,9 +89,25 @@ EXTRA = (
     ("VendorToken", rf"(?<![A-Za-z0-9_-])(?:{'|'.join(VENDOR_PREFIXES)})[A-Za-z0-9_\-.]{{16,}}"),
     (
         "ConfigPassword",
-        # The value stops at Chinese text and punctuation: "设置强密码，并定期更换" is prose.
-        rf"(?i)(?<![A-Za-z]){_KEYWORDS}[\w.-]*\s*(?:[:=]|=>|:=|是|为|：)\s*['\"]?"
-        rf"(?P<value>[^\s'\",;\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]{{6,}})",
+        # After the keyword, a separator or a camelCase part (password_hash, secretKey), not
+        # more of a word (tokenizer); the value stops at Chinese text and punctuation:
+        # "设置强密码，并定期更换" is prose.
+        rf"(?i)(?<![A-Za-z]){_KEYWORDS}{_KEY_REST}\s*(?:[:=]|=>|:=|是|为|：)\s*['\"]?{_VALUE}",
+    ),
+    (
+        # An identifier that ends in the keyword: PGPASSWORD, dbpassword, clientsecret.
+        "ConfigPassword",
+        rf"(?i)(?<![A-Za-z0-9])[A-Za-z0-9]+[_.-]?(?:password|passwd|passphrase|secret|token"
+        rf"|apikey){_KEY_REST}\s*(?:[:=]|=>|:=)\s*['\"]?{_VALUE}",
+    ),
+    # Passwords on command lines (shell history, logs): mysql -pSECRET, curl -u user:SECRET.
+    (
+        "CommandLinePassword",
+        r"\b(?:mysql|mysqldump|mysqladmin|sshpass)\b[^\n]*?\s-p\s?(?P<value>[^\s'\"-][^\s'\"]{3,})",
+    ),
+    (
+        "CommandLinePassword",
+        r"\bcurl\b[^\n]*?\s(?:-u|--user)\s+['\"]?[^\s:'\"]+:(?P<value>[^\s'\"]{4,})",
     ),
 )
 _TOKEN = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/=_-]{20,}(?![A-Za-z0-9+/=_-])")
