@@ -120,6 +120,8 @@ def analyzer() -> AnalyzerEngine:
         ("en", "The founders were Morrison, Kowalczyk and Abernathy.", "Abernathy", "PERSON"),
         ("en", "the kids are called mirela, jolanta, ksenia and tobiasz.", "tobiasz", "PERSON"),
         ("en", "ask naomi ryan about it", "naomi ryan", "PERSON"),
+        ("en", "My sister just turned 37", "37", "AGE"),
+        ("en", "I'm from Leeds, and I'm 26 y/o.", "26", "AGE"),
         # a few words of a script no pack reads, inside an English text
         ("en", "He grew up in Θεσσαλονίκη and moved to Leeds.", "Θεσσαλονίκη", "LOCATION"),
         # a Chinese text is also read by the English pack: Latin names, every pattern
@@ -169,6 +171,8 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("en", "There is a nice new German place downtown.", "PERSON"),  # NER: nationality
         ("en", "x = π r² for the circle", "LOCATION"),  # a lone letter of another script
         ("en", "we bought apples, pears, plums and grapes.", "PERSON"),  # a list of words
+        ("en", "I've shared files with you https://FightListings.se/", "PERSON"),  # a URL
+        ("en", "Turn 3 pages, then turn left.", "AGE"),  # below the threshold: no age word
         ("zh", "我是高兴的。", "PERSON"),  # 高 is a surname, 高兴 a dictionary word
         ("zh", "患者今天高烧不退。", "PERSON"),
     ],

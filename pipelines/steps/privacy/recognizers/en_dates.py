@@ -36,6 +36,14 @@ class AgeRecognizer(RegexRecognizer):
     PATTERNS = (
         (r"\b(?P<value>\d{1,3})(?:\s|-)?(?:years?|yrs?)(?:\s|-)?old\b", 0.7),
         (r"\b(?:aged|age:?|age of)\s+(?P<value>\d{1,3})\b", 0.7),
+        # "I just turned 64", "I'll turn 21", "23 y/o"
+        # the number ends the clause: "turned 180 degrees" or "turn 3 pages" is no age
+        (
+            r"\b(?:turned|turn|turning)\s+(?P<value>\d{1,3})"
+            r"(?=\s*(?:$|[!?;]|[.,](?!\d)|\s(?:today|yesterday|this|last|next|on|in)\b))",
+            0.6,
+        ),
+        (r"\b(?P<value>\d{1,3})\s?(?:y/o|yo|y\.o\.)(?!\w)", 0.7),
         (r"(?P<value>\d{1,3})\s?(?:周岁|岁)", 0.7),
         (r"(?:年龄|年纪)[:：]?\s?(?P<value>\d{1,3})", 0.7),
     )

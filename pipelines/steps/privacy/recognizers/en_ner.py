@@ -26,7 +26,8 @@ _WORDS = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*\.?")
 
 
 class NerRecognizer(SpacyRecognizer):
-    """Presidio's spaCy recognizer, dropping PERSON spans with digits and spans without letters."""
+    """Presidio's spaCy recognizer, dropping PERSON spans with digits or URL marks and spans
+    without letters."""
 
     def __init__(self, *, language: str, context: list[str] | None = None) -> None:
         super().__init__(supported_language=language, supported_entities=list(NER_ENTITIES))
@@ -118,7 +119,8 @@ def _plausible(entity_type: str, value: str) -> bool:
     if not any(c.isalpha() for c in value):
         return False
     if entity_type == "PERSON":
-        return not any(c.isdigit() for c in value)
+        # no digits, and none of a URL's or handle's marks ("https://FightListings.se/")
+        return not any(c.isdigit() or c in "/@" for c in value)
     # A place name may hold a number ("Route 66"), not a word of letters and digits at once
     # (an id such as "V37631611" that NER read as a place).
     return not any(
