@@ -52,8 +52,8 @@ VENDOR_PREFIXES = (
     r"sk-ant-", r"sk-proj-", r"sk-svcacct-", r"sk-admin-",  # Anthropic, OpenAI
     r"hf_", r"npm_", r"pypi-", r"dop_v1_", r"doo_v1_", r"dor_v1_",  # Hugging Face, npm, PyPI, DO
     r"shpat_", r"shpss_", r"shpca_", r"shppa_",  # Shopify
-    r"SG\.", r"key-", r"sq0atp-", r"sq0csp-", r"EAAA",  # SendGrid, Mailgun, Square
-    r"dapi", r"lin_api_", r"pscale_tkn_", r"pscale_pw_", r"glc_", r"glsa_",  # Databricks, ...
+    r"SG\.", r"key-(?=[0-9a-z]{32})", r"sq0atp-", r"sq0csp-", r"EAAA",  # SendGrid, Mailgun, ...
+    r"dapi(?=[0-9a-f]{32})", r"lin_api_", r"pscale_tkn_", r"pscale_pw_", r"glc_", r"glsa_",
     r"ATATT", r"dp\.st\.", r"dp\.pt\.", r"ya29\.", r"AKID", r"hvs\.", r"hvb\.",  # ..., Vault
 )  # fmt: skip
 """Prefixes that vendors put on their keys and tokens; with 16+ key characters after one, the
