@@ -67,7 +67,9 @@ def _named_places(
             elif word not in PLACE_WORDS and flag == "ns":
                 found.append((start, end, 0.6))
         after_place_word = text[:start].endswith(PLACE_VERBS + PLACE_PREPOSITIONS)
-        if proper[index] and len(word) >= 2 and after_place_word:
+        # After a verb of place, a proper name (a word jieba made up may be a verb phrase,
+        # a number or a product name: 在2020年, 在Python中, 到努力完成).
+        if flag in _PROPER - {"eng"} and len(word) >= 2 and after_place_word:
             found.append((start, end, 0.6))
     return found
 
