@@ -535,7 +535,8 @@ def _analyze_texts(
     for mapping, (first, *others) in zip(normalized, packs, strict=True):
         results = [copy.copy(r) for r in unique[(first, mapping.text)]]
         for other in others:
-            results += _beside(results, unique[(other, mapping.text)], mapping.text)
+            kept = [r for r in results if r.entity_type in cfg.entities]
+            results += _beside(kept, unique[(other, mapping.text)], mapping.text)
         if mapping.changed:
             for result in results:
                 result.start, result.end = mapping.to_original(result.start, result.end)
@@ -558,8 +559,9 @@ def _packs_for(language: str, supported: set[str]) -> tuple[str, ...]:
 def _beside(
     first: list[RecognizerResult], more: list[RecognizerResult], text: str
 ) -> list[RecognizerResult]:
-    """Copies of another pack's results that neither overlap the routed pack's results nor
-    hold a Han character (the English pack's NER and name rules do not read Han)."""
+    """Copies of another pack's results that neither overlap the routed pack's results `first`
+    (of configured types: one that is never kept vetoes nothing) nor hold a Han character (the
+    English pack's NER and name rules do not read Han)."""
     return [
         copy.copy(r)
         for r in more
