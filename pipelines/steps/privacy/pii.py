@@ -643,13 +643,18 @@ def _analyze_chunk(
             if text not in with_ner
         ]
         for text, nlp_artifacts in artifacts:
-            unique[(pack, text)] = analyzer.analyze(
+            results = analyzer.analyze(
                 text=text,
                 language=language,
                 entities=cfg.entities,
                 score_threshold=cfg.score_threshold,
                 nlp_artifacts=nlp_artifacts,
             )
+            # Only the Han pack reads Han: another pack's NER over Han characters is noise
+            # (the English model labels runs of Chinese as PERSON), in the scrub and the gate.
+            if language != HAN_PACK:
+                results = [r for r in results if not _HAN.search(text, r.start, r.end)]
+            unique[(pack, text)] = results
     return unique
 
 
