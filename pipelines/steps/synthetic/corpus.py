@@ -30,6 +30,7 @@ from typing import Any
 import faker
 import yaml
 
+from pipelines.steps.privacy.surrogates import MONTHS
 from pipelines.steps.storage import atomic_write, write_json
 
 JSONL_FILE = "tickets_and_mail.jsonl"
@@ -298,20 +299,6 @@ MALFORMED_PAYLOADS = (
     ("Where do I find the travel policy?", "It is on the intranet under Finance, Policies."),
 )
 US_AREA_CODES = ("206", "212", "303", "312", "404", "415", "503", "512", "617", "702", "713")
-MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
 
 Segment = tuple[str, str | None]
 """A piece of message text and the PII entity it is (None for template text)."""
