@@ -8,6 +8,7 @@ import torch
 from opacus.accountants import RDPAccountant
 
 from pipelines.steps.config import TrainingConfig
+from pipelines.steps.training import dp_lora
 from pipelines.steps.training.checkpoint import (
     CheckpointError,
     StepLedger,
@@ -78,7 +79,7 @@ def test_when_a_run_crashes_then_it_resumes_and_charges_the_repeated_steps(tiny_
     accountant.history = [(result.noise_multiplier, result.sample_rate, 6)]
     assert result.epsilon == pytest.approx(accountant.get_epsilon(delta=CFG.target_delta))
     assert result.lora_tensors_changed_after_first_step == result.lora_tensors_total
-    assert not (tmp_path / "ckpt").exists()  # removed once the adapter is saved
+    assert (tmp_path / "ckpt").exists()  # kept until the trainer has settled the budget
 
 
 def test_when_settings_changed_or_the_checkpoint_was_altered_then_resuming_is_refused(
@@ -116,3 +117,56 @@ def test_a_torn_last_ledger_line_still_counts_as_a_charged_step(tmp_path):
     with open(ledger.path, "a") as handle:
         handle.write('{"step": 2, "noise_mul')  # the crash hit mid-write
     assert ledger.charged() == 2
+
+
+PHASES = (
+    "_prepare",
+    "_open_checkpoint",
+    "_build_model",
+    "_start_or_resume",
+    "_make_private",
+    "_run_steps",
+    "_finish",
+)
+
+
+@pytest.mark.parametrize("phase", [*PHASES, "settle"])
+def test_when_a_run_crashes_after_any_phase_then_reruns_release_one_models_steps_at_most(
+    tiny_dir, tmp_path, monkeypatch, phase
+):
+    # "settle": the trainer crashes after train_dp_lora returned, before it settles the budget
+    # ledger and retires the checkpoint folder (issue #17.2: the step ledger must survive).
+    released = []
+    charge = StepLedger.charge
+
+    def counting_charge(self, **kwargs):
+        released.append(kwargs["step"])
+        charge(self, **kwargs)
+
+    monkeypatch.setattr(StepLedger, "charge", counting_charge)
+    if phase != "settle":
+        original = getattr(dp_lora, phase)
+
+        def crash_after(*args, **kwargs):
+            original(*args, **kwargs)
+            raise Crash(phase)
+
+        monkeypatch.setattr(dp_lora, phase, crash_after)
+    cfg = CFG.model_copy(update={"steps": 3})
+    if phase == "settle":
+        run(tiny_dir, tmp_path, cfg=cfg)
+    else:
+        with pytest.raises(Crash):
+            run(tiny_dir, tmp_path, cfg=cfg)
+        monkeypatch.setattr(dp_lora, phase, original)
+
+    first = run(tiny_dir, tmp_path, cfg=cfg)
+    again = run(tiny_dir, tmp_path, cfg=cfg)  # e.g. the trainer crashed again before settling
+
+    assert len(released) == cfg.steps  # one model's worth of noised updates, never two
+    assert first.steps == again.steps == cfg.steps
+    assert again.adapter_sha256 == first.adapter_sha256  # the same model, not a retrained one
+    assert StepLedger(tmp_path / "ckpt" / "steps.jsonl").charged() == cfg.steps
+    dp_lora.retire_checkpoint(tmp_path / "ckpt")  # what the trainer does once it has settled
+    assert not (tmp_path / "ckpt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if "ckpt" in p.name) == []

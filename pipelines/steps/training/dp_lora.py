@@ -319,7 +319,10 @@ def train_dp_lora(
     started again with the same folder, data and settings resumes from the last checkpoint
     (verified by sha256) and charges every step the ledger holds, repeated ones included. The
     run stops once `training.steps` steps are charged, so epsilon stays within the target;
-    steps lost to a crash appear as NaN losses. The folder is removed when the run completes.
+    steps lost to a crash appear as NaN losses. The last step is always checkpointed, and the
+    folder is kept when the run completes: a rerun then charges nothing and saves the same
+    model again. The caller removes it with `retire_checkpoint` once it has settled the run's
+    privacy budget (a crash before that must not let a rerun train a second model).
 
     Args:
         records: The curated training records (10% are held out, by id hash).
@@ -722,7 +725,9 @@ def _run_steps(
                 bar.update(1)
                 eps = f"{history.epsilons[-1][1]:.2f}" if history.epsilons else "-"
                 bar.set_postfix(loss=f"{history.losses[-1]:.3f}", eps=eps)
-                if recovery.checkpoint_dir is not None and step % cfg.checkpoint_every == 0:
+                if recovery.checkpoint_dir is not None and (
+                    step % cfg.checkpoint_every == 0 or step == cfg.steps
+                ):
                     _checkpoint(recovery.checkpoint_dir, step, model, history)
                 if on_step is not None:
                     on_step(step)
@@ -869,7 +874,8 @@ def _finish(
     started: float,
 ) -> TrainingResult:
     """Finish and guards: the final epsilon, the held-out loss and base-weight hash after
-    training, the adapter saved atomically, the checkpoint folder retired, and the result.
+    training, the adapter saved atomically (the checkpoint folder is kept: see
+    `retire_checkpoint`), and the result.
 
     Raises:
         RuntimeError: Opacus returned another module than the PEFT model it wrapped.
@@ -885,8 +891,6 @@ def _finish(
     heldout_loss_after = _mean_loss(peft_model, model.heldout_data, device)
     base_sha256_after = _base_sha256(peft_model)
     _save_adapter(peft_model, out_dir)
-    if recovery.checkpoint_dir is not None:
-        _retire_checkpoint(recovery.checkpoint_dir)
     return _result(
         cfg,
         plan,
@@ -954,12 +958,19 @@ def _result(
     )
 
 
-def _retire_checkpoint(checkpoint_dir: Path) -> None:
-    """Remove the checkpoint folder of a completed run.
+def retire_checkpoint(checkpoint_dir: Path) -> None:
+    """Remove the checkpoint folder (step ledger and checkpoint) of a completed, settled run.
 
+    `train_dp_lora` never calls it: the caller does, once the run's privacy budget is settled.
+    Until then the folder is what stops a rerun from training (and releasing) a second model:
+    a rerun finds every step charged and the last checkpoint, and only saves that model again.
     One rename retires the step ledger and the checkpoint together: a crash while deleting
-    must never leave a checkpoint without the ledger that charges its steps.
+    must never leave a checkpoint without the ledger that charges its steps. A missing folder
+    is not an error (retiring twice, or a run without checkpoints).
     """
+    checkpoint_dir = Path(checkpoint_dir)
+    if not checkpoint_dir.exists():
+        return
     retired = checkpoint_dir.with_name(f".{checkpoint_dir.name}.{time.time_ns()}.done")
     os.rename(checkpoint_dir, retired)
     shutil.rmtree(retired, ignore_errors=True)
