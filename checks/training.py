@@ -44,11 +44,16 @@ def base_weights_frozen(dp_lora_adapter: dict) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset=dp_lora_adapter, blocking=True)
-def privacy_budget_within_lifetime(dp_lora_adapter: dict) -> dg.AssetCheckResult:
-    """Every data source's epsilon over all training runs is within its lifetime budget."""
+def privacy_budget_within_lifetime(
+    dp_lora_adapter: dict, trainer: DPTrainer
+) -> dg.AssetCheckResult:
+    """Every data source (record-level runs) and data subject (user-level runs) has a composed
+    epsilon over all training runs and charged controls within the lifetime budget, at the
+    lifetime delta (PRV composition of the stored mechanisms)."""
     return _result(
         budget_within_lifetime(
             dp_lora_adapter["budget_ledger"],
             lifetime_epsilon=dp_lora_adapter["lifetime_epsilon"],
+            lifetime_delta=trainer.config.lifetime_delta_bound,
         )
     )

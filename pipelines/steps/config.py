@@ -341,9 +341,22 @@ class TrainingConfig(_Section):
     lifetime_epsilon: float = Field(
         24.0,
         gt=0,
-        description="Lifetime budget per data source over every training run (basic composition: "
-        "epsilons add up); a run that would exceed it is refused.",
+        description="Lifetime budget over every training run, per data source (privacy_unit "
+        "example) or per data subject (user): the runs' stored mechanisms composed by the PRV "
+        "accountant at lifetime_delta; a run that would exceed it is refused.",
     )
+    lifetime_delta: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="The delta the lifetime budget holds at (default: target_delta); no run's "
+        "target_delta may exceed it, and it must be below 1/N.",
+    )
+
+    @property
+    def lifetime_delta_bound(self) -> float:
+        """`lifetime_delta`, or `target_delta` when unset."""
+        return self.target_delta if self.lifetime_delta is None else self.lifetime_delta
 
     @model_validator(mode="before")
     @classmethod
@@ -366,6 +379,11 @@ class TrainingConfig(_Section):
             raise ValueError(
                 f"training.lifetime_epsilon ({self.lifetime_epsilon:g}) is below "
                 f"training.target_epsilon ({self.target_epsilon:g}): no run could ever train"
+            )
+        if self.lifetime_delta is not None and self.lifetime_delta < self.target_delta:
+            raise ValueError(
+                f"training.lifetime_delta ({self.lifetime_delta:g}) is below "
+                f"training.target_delta ({self.target_delta:g}): no run could ever train"
             )
         return self
 
