@@ -28,7 +28,9 @@ def test_when_an_id_is_decided_twice_then_the_last_row_wins(tmp_path: Path) -> N
     ("content", "message"),
     [
         ("id,verdict\nrec-1,approve\n", "line 1: header"),  # no decision column
-        ("id,decision,note\nrec-1,approve,x\n", "unknown \\['note'\\]"),  # free text refused
+        # a free-text column is refused, and so is free text as a note (it could quote PII)
+        ("id,decision,comment\nrec-1,approve,x\n", "unknown \\['comment'\\]"),
+        ("id,decision,note\nrec-1,approve,she is fine\n", "line 2: note for id rec-1"),
         ("id,decision\nrec-1,maybe\n", "line 2: decision must be approve or reject"),
         ("id,decision\n,approve\n", "line 2: empty id"),
         ("id,decision\nrec-1,approve,extra\n", "line 2: more fields"),
@@ -55,7 +57,28 @@ def test_when_decisions_are_appended_then_they_read_back_and_the_fingerprint_mov
 
     assert read_decisions(path) == {"rec-1": "reject", "rec-2": "reject"}
     assert decisions_fingerprint(path) not in ("", first)
-    assert path.read_text().splitlines()[0] == "id,decision,steward,decided_at"
+    assert path.read_text().splitlines()[0] == "id,decision,steward,decided_at,note"
+
+
+def test_when_a_hand_written_file_has_fewer_columns_then_appending_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("id,decision\nrec-1,approve\n")
+
+    append_decisions(path, {"rec-2": "reject"}, steward="ana", note="confirmed_poison")
+
+    lines = path.read_text().splitlines()
+    assert lines[:2] == ["id,decision,steward,decided_at,note", "rec-1,approve,,,"]
+    assert lines[2].startswith("rec-2,reject,ana,") and lines[2].endswith(",confirmed_poison")
+    assert read_decisions(path) == {"rec-1": "approve", "rec-2": "reject"}
+
+
+def test_when_an_appended_note_is_free_text_then_nothing_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    with pytest.raises(DecisionsError, match="note must be"):
+        append_decisions(path, {"rec-1": "reject"}, note="called her, she agreed")
+    assert not path.exists()
 
 
 def test_when_an_appended_decision_is_unknown_then_nothing_is_written(tmp_path: Path) -> None:
