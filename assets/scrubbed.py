@@ -4,6 +4,7 @@ import dagster as dg
 
 from assets.metadata import OWNERS_PRIVACY, counts_table
 from assets.partitions import data_drops
+from pipelines.steps.privacy.pii import SCAN_TIMEOUT
 from pipelines.steps.records import frame_to_records, records_to_frame
 from pipelines.steps.storage import read_parquet, write_parquet
 from resources import CorpusStorage, PIIEngine
@@ -25,9 +26,17 @@ def scrubbed_corpus(
     recognizers, or the Chinese pack; secrets in both); the anonymizer
     replaces each finding with `<TYPE_hmac8>`, an HMAC of the value under the local pseudonym
     key, so the same person gets the same token everywhere without the value being stored.
+    A record whose scan runs past `pii.scan_budget_seconds` is quarantined as `scan_timeout`
+    into the raw zone (`scan_quarantine.parquet`), never passed on unscanned.
     """
     records = frame_to_records(read_parquet(raw_corpus["path"]))
     result = pii.scrub(records)
+    late = set(result.timed_out)
+    quarantine = records_to_frame([r for r in records if r.id in late])
+    quarantine["reason"] = SCAN_TIMEOUT
+    quarantine["detail"] = f"scan over pii.scan_budget_seconds ({pii.scan_budget_seconds} s)"
+    raw_dir = storage.drop_dir(storage.raw, raw_corpus["drop"])
+    write_parquet(quarantine, raw_dir / "scan_quarantine.parquet")
     path = storage.drop_dir(storage.scrubbed, raw_corpus["drop"]) / "scrubbed_corpus.parquet"
     sha = write_parquet(records_to_frame(result.records), path)
     context.add_output_metadata(
@@ -36,6 +45,7 @@ def scrubbed_corpus(
             "drop_sha256": raw_corpus["drop_sha256"],
             "records": len(result.records),
             "records_with_pii": result.records_with_pii,
+            "quarantined_scan_timeout": len(late),
             "pseudonym_key_id": pii.pseudonym_key_id(),
             "findings_replaced": sum(result.entity_counts.values()),
             "pii_by_entity_type": counts_table(
@@ -53,4 +63,6 @@ def scrubbed_corpus(
         "records": len(result.records),
         "records_with_pii": result.records_with_pii,
         "entity_counts": dict(sorted(result.entity_counts.items())),
+        "quarantined": len(late),
+        "quarantine_by_reason": {SCAN_TIMEOUT: len(late)} if late else {},
     }

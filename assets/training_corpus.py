@@ -169,7 +169,8 @@ def _summary(registered, raw, scrubbed, curated, combined, storage: CorpusStorag
             "drop_sha256": raw[key]["drop_sha256"],
             "records_in": raw[key]["records_in"],
             "accepted": raw[key]["accepted"],
-            "quarantined": raw[key]["quarantined"],
+            # quarantined at ingestion, and by the scrub (scan_timeout, issue #16.3)
+            "quarantined": raw[key]["quarantined"] + scrubbed[key].get("quarantined", 0),
             "filtered": curated[key]["filtered"] + removed_by_drop.get(key, 0),
             "kept": curated[key]["kept"] - removed_by_drop.get(key, 0),
             "cross_drop_removed": removed_by_drop.get(key, 0),
@@ -183,8 +184,11 @@ def _summary(registered, raw, scrubbed, curated, combined, storage: CorpusStorag
         "sha256": write_parquet(raw_frame, raw_path),
         "records_in": records_in,
         "accepted": sum(raw[k]["accepted"] for k in registered),
-        "quarantined": sum(raw[k]["quarantined"] for k in registered),
-        "quarantine_by_reason": _sum(raw[k]["quarantine_by_reason"] for k in registered),
+        "quarantined": sum(d["quarantined"] for d in drops),
+        "quarantine_by_reason": _sum(
+            [raw[k]["quarantine_by_reason"] for k in registered]
+            + [scrubbed[k].get("quarantine_by_reason", {}) for k in registered]
+        ),
         "languages": _sum(raw[k]["languages"] for k in registered),
         "sources": [{**s, "drop": k} for k in registered for s in raw[k]["sources"]],
     }

@@ -254,14 +254,19 @@ def scan(
         if not ok:
             # Quarantined by ingest (no pack reads its script); its pattern findings are
             # still reported (issue #15.3).
+            try:
+                found = [
+                    _finding_line(m.field, f)
+                    for m in record.messages
+                    for f in pii.scan_refused(analyzer, m.content, cfg.pii)
+                ]
+            except pii.ScanTimeout:
+                lines.append({"id": record_id, "findings": [], "error": pii.SCAN_TIMEOUT})
+                continue
             lines.append(
                 {
                     "id": record_id,
-                    "findings": [
-                        _finding_line(m.field, f)
-                        for m in record.messages
-                        for f in pii.scan_refused(analyzer, m.content, cfg.pii)
-                    ],
+                    "findings": found,
                     "error": "unsupported_language",
                     "language": language,
                 }
@@ -275,7 +280,9 @@ def scan(
     _scan_batch(pending, lines, analyzer, cfg.pii)
     write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), out)
     total = sum(len(x["findings"]) for x in lines)
-    typer.echo(f"scanned {len(lines)} records from {input_path}: {total} findings -> {out}")
+    late = sum(x.get("error") == pii.SCAN_TIMEOUT for x in lines)
+    over = f" ({late} over pii.scan_budget_seconds: scan_timeout)" if late else ""
+    typer.echo(f"scanned {len(lines)} records from {input_path}: {total} findings{over} -> {out}")
 
 
 SCAN_BATCH = 1024
@@ -287,10 +294,13 @@ def _scan_batch(pending: list, lines: list[dict], analyzer, cfg) -> None:
     from pipelines.steps.privacy import pii
 
     records = [record for _, record in pending]
-    for (index, _), (_, findings) in zip(
-        pending, pii.scan_records(records, analyzer, cfg), strict=True
+    late: set[str] = set()
+    for (index, record), (_, findings) in zip(
+        pending, pii.scan_records(records, analyzer, cfg, timed_out=late), strict=True
     ):
         lines[index]["findings"] = [_finding_line(f.field, f) for f in findings]
+        if record.id in late:  # over pii.scan_budget_seconds: refused, not clean (issue #16.3)
+            lines[index]["error"] = pii.SCAN_TIMEOUT
     pending.clear()
 
 

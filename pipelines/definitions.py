@@ -89,6 +89,7 @@ def build_resources(cfg: PipelineConfig) -> dict:
             pseudonym_key_env=cfg.pii.pseudonym_key_env,
             recognizers_file=cfg.pii.recognizers_file,
             residual_score_threshold=cfg.pii.residual_score_threshold,
+            scan_budget_seconds=cfg.pii.scan_budget_seconds,
             operators=dict(cfg.pii.operators),
             vault=cfg.pii.vault,
             vault_key_env=cfg.pii.vault_key_env,

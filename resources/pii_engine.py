@@ -46,6 +46,7 @@ class PIIEngine(dg.ConfigurableResource):
     vault_file: str | None = None
     recognizers_file: str | None = None
     residual_score_threshold: float = 0.35
+    scan_budget_seconds: float = 5.0
 
     _analyzer = PrivateAttr(default=None)
 
@@ -61,6 +62,7 @@ class PIIEngine(dg.ConfigurableResource):
             vault_key_env=self.vault_key_env,
             recognizers_file=self.recognizers_file,
             residual_score_threshold=self.residual_score_threshold,
+            scan_budget_seconds=self.scan_budget_seconds,
         )
 
     @property

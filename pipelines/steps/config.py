@@ -124,6 +124,15 @@ class PIIConfig(_Section):
         le=1.0,
         description="Threshold of the stricter re-scan of the scrubbed corpus (every pack).",
     )
+    scan_budget_seconds: float = Field(
+        5.0,
+        gt=0.0,
+        lt=60.0,
+        description="Most seconds the PII scan of one record may take (spaCy, then each "
+        "recognizer, checked between recognizers and between chunks of a long text); a record "
+        "over it is quarantined as scan_timeout, never passed on unscanned. Below 60: "
+        "Presidio gives up a regex after 60 s and skips it (REGEX_TIMEOUT_SECONDS).",
+    )
     pseudonym_key_env: str = Field(
         "SOVTUNE_PSEUDONYM_KEY",
         description="Environment variable holding the HMAC key for stable pseudonyms.",

@@ -21,6 +21,7 @@ import logging
 import multiprocessing
 import os
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -44,6 +45,7 @@ from pipelines.steps.privacy.recognizers import (
     RecognizerConfigError,
     load_recognizers,
 )
+from pipelines.steps.privacy.recognizers.base import ScanTimeout, check_deadline, scan_deadline
 from pipelines.steps.privacy.recognizers.en_ner import NerRecognizer
 from pipelines.steps.privacy.recognizers.en_other_script import OTHER_SCRIPT_RUN
 from pipelines.steps.privacy.recognizers.nlp_engine import PackNlpEngine
@@ -65,6 +67,12 @@ PSEUDONYM_PATTERN = re.compile(r"<[A-Z][A-Z0-9_]*_[0-9a-f]{8}>")
 """Matches our own pseudonym tokens, e.g. `<EMAIL_ADDRESS_3fa91c02>`."""
 MIN_KEY_BYTES = 16
 PRESIDIO_LOGGERS = ("presidio-analyzer", "presidio-anonymizer", "decision_process")
+SCAN_TIMEOUT = "scan_timeout"
+"""Reason code of a record whose scan ran past `pii.scan_budget_seconds` (quarantined)."""
+RESIDUAL_TIMEOUT = "SCAN_TIMEOUT"
+"""What `residual_pii` counts for a record its re-scan could not finish: the gate fails."""
+LONG_TEXT = 2_000
+"""Texts longer than this go through spaCy one at a time, so their own cost is measured."""
 
 
 class PIIEngineError(RuntimeError):
@@ -103,6 +111,9 @@ class ScrubResult:
     records: list[Record]
     entity_counts: dict[str, int]
     records_with_pii: int
+    timed_out: tuple[str, ...] = ()
+    """Ids of records whose scan ran past `pii.scan_budget_seconds` (in any pass): they are
+    not in `records` and must be quarantined as `scan_timeout` by the caller."""
 
 
 def build_analyzer(cfg: PIIConfig) -> AnalyzerEngine:
@@ -138,7 +149,7 @@ def build_analyzer(cfg: PIIConfig) -> AnalyzerEngine:
     registry = _FixedRegistry(supported_languages=languages)
     for recognizers in packs.values():
         for recognizer in recognizers:
-            registry.add_recognizer(recognizer)
+            registry.add_recognizer(_within_deadline(recognizer))
     nlp_engine = PackNlpEngine(cfg.spacy_model)
     nlp_engine.load()
     analyzer = AnalyzerEngine(
@@ -165,6 +176,25 @@ WARM_UP = {
     "zh": "预热：王秀英，手机13800138000，邮箱 wang@example.com，网址 https://www.example.com。",
 }
 """A text per language pack that reaches every costly first-use path of its recognizers."""
+
+
+def _within_deadline(recognizer):
+    """The recognizer, its `analyze` checking the running scan's deadline before and after.
+
+    The analyzer runs in this process, so the per-record budget is cooperative: a recognizer
+    is never interrupted, but every one is linear (tests/test_scan_budget.py) and long texts
+    are cut into chunks that check the deadline themselves.
+    """
+    analyze = recognizer.analyze
+
+    def checked(*args, **kwargs):
+        check_deadline()
+        results = analyze(*args, **kwargs)
+        check_deadline()
+        return results
+
+    recognizer.analyze = checked
+    return recognizer
 
 
 class _OwnContextFirstEnhancer(LemmaContextAwareEnhancer):
@@ -269,8 +299,14 @@ def scan_text(
 
     Returns:
         Non-overlapping findings at or above the threshold, ordered by start offset.
+
+    Raises:
+        ScanTimeout: The scan ran past `cfg.scan_budget_seconds` (nothing is returned: the
+            text must be treated as unscanned).
     """
-    [results] = _analyze_texts(analyzer, [text], [language], cfg, batch_size=1)
+    [results], [seconds] = _analyze_texts(analyzer, [text], [language], cfg, batch_size=1)
+    if seconds > cfg.scan_budget_seconds:
+        raise ScanTimeout("PII scan ran past pii.scan_budget_seconds")
     return _resolve(results, text, field, cfg)
 
 
@@ -292,25 +328,44 @@ def scan_refused(
 
 
 def scan_records(
-    records: list[Record], analyzer: AnalyzerEngine, cfg: PIIConfig, *, batch_size: int = 64
+    records: list[Record],
+    analyzer: AnalyzerEngine,
+    cfg: PIIConfig,
+    *,
+    batch_size: int = 64,
+    timed_out: set[str] | None = None,
 ) -> list[tuple[str, list[Finding]]]:
     """Scan every message of every record, batching texts through spaCy.
 
     Args:
         records: Records to scan.
         analyzer: An engine from `build_analyzer`.
-        cfg: Entities to look for and the score threshold.
+        cfg: Entities to look for, the score threshold and the per-record time budget.
         batch_size: Texts per spaCy batch.
+        timed_out: Where the ids of records whose scan ran past `cfg.scan_budget_seconds`
+            are added (their findings are then empty: unscanned, not clean). Without it, such
+            a record raises.
 
     Returns:
         One `(record id, findings)` pair per record, in input order; each finding's `field` is
         the message's `field`, or `messages[i].content` where the message has none.
+
+    Raises:
+        ScanTimeout: A record ran past its budget and no `timed_out` set was given.
     """
+    per_record, late = _scan_messages(records, analyzer, cfg, batch_size)
+    if late and timed_out is None:
+        raise ScanTimeout(f"the PII scan of {len(late)} record(s) ran past pii.scan_budget_seconds")
+    if timed_out is not None:
+        timed_out.update(records[index].id for index in late)
     return [
-        (record.id, [finding for message_findings in per_message for finding in message_findings])
-        for record, per_message in zip(
-            records, _scan_messages(records, analyzer, cfg, batch_size), strict=True
+        (
+            record.id,
+            []
+            if index in late
+            else [finding for message_findings in per_message for finding in message_findings],
         )
+        for index, (record, per_message) in enumerate(zip(records, per_record, strict=True))
     ]
 
 
@@ -366,7 +421,9 @@ def scrub_records(
             value, e.g. `Vault.add`; nothing else sees the original.
 
     Returns:
-        The scrubbed records (new objects, same ids and order) and replacement counts.
+        The scrubbed records (new objects, same ids and order) and replacement counts; a
+        record whose scan ran past `cfg.scan_budget_seconds` in any pass is left out of
+        `records` and listed in `timed_out` (the caller quarantines it as `scan_timeout`).
 
     Raises:
         ValueError: The key is shorter than `MIN_KEY_BYTES`.
@@ -378,7 +435,7 @@ def scrub_records(
         )
     anonymizer = AnonymizerEngine()
     operators = _operators(cfg, key)
-    entity_counts: Counter[str] = Counter()
+    found_in: dict[int, Counter[str]] = {}
     with_pii: set[int] = set()
     scrubbed = list(records)
     # Replacing a finding changes its context, and NER may then see a name it missed before;
@@ -389,14 +446,18 @@ def scrub_records(
     # stays a separate scan with every pack, at a lower threshold).
     pending = list(range(len(records)))
     changed_at: dict[int, list[list[tuple[int, int]]]] = {}
+    late: set[int] = set()
     for pass_number in range(max_passes):
         if not pending:
             break
         batch = [scrubbed[i] for i in pending]
         only = None if pass_number == 0 else [changed_at[i] for i in pending]
-        per_record = _scan_messages(batch, analyzer, cfg, batch_size, only=only)
+        per_record, late_in_batch = _scan_messages(batch, analyzer, cfg, batch_size, only=only)
+        late |= {pending[position] for position in late_in_batch}
         changed, changed_at = [], {}
         for index, record, per_message in zip(pending, batch, per_record, strict=True):
+            if index in late:
+                continue
             fresh = [
                 _outside_scrub_spans(findings, message.scrub_spans)
                 for message, findings in zip(record.messages, per_message, strict=True)
@@ -404,7 +465,7 @@ def scrub_records(
             found = [finding.entity_type for findings in fresh for finding in findings]
             if not found:
                 continue
-            entity_counts.update(found)
+            found_in.setdefault(index, Counter()).update(found)
             operators |= _operators(cfg, key, set(found) - operators.keys())
             with_pii.add(index)
             changed.append(index)
@@ -415,11 +476,14 @@ def scrub_records(
             scrubbed[index] = record.with_messages(tuple(message for message, _ in replaced))
             changed_at[index] = [spans for _, spans in replaced]
         pending = changed
-    records_with_pii = len(with_pii)
+    # A quarantined record's findings of earlier passes are not counts of the scrubbed corpus.
+    entity_counts = sum((found_in[i] for i in sorted(found_in) if i not in late), Counter())
+    kept = [i for i in range(len(records)) if i not in late]
     return ScrubResult(
-        records=scrubbed,
+        records=[scrubbed[i] for i in kept],
         entity_counts=dict(sorted(entity_counts.items())),
-        records_with_pii=records_with_pii,
+        records_with_pii=len(with_pii - late),
+        timed_out=tuple(records[i].id for i in sorted(late)),
     )
 
 
@@ -442,11 +506,16 @@ def residual_pii(
         batch_size: Texts per spaCy batch.
 
     Returns:
-        Findings per entity type, sorted by type; empty when nothing is left.
+        Findings per entity type, sorted by type; empty when nothing is left. A record whose
+        re-scan ran past `cfg.scan_budget_seconds` counts once as `SCAN_TIMEOUT`: what could
+        not be re-read is not clean, and the gate fails.
     """
     counts: Counter[str] = Counter()
-    per_record = _scan_messages(records, analyzer, cfg, batch_size, every_pack=True)
-    for record, per_message in zip(records, per_record, strict=True):
+    per_record, late = _scan_messages(records, analyzer, cfg, batch_size, every_pack=True)
+    counts.update({RESIDUAL_TIMEOUT: len(late)} if late else {})
+    for index, (record, per_message) in enumerate(zip(records, per_record, strict=True)):
+        if index in late:
+            continue
         for message, findings in zip(record.messages, per_message, strict=True):
             counts.update(
                 finding.entity_type
@@ -464,8 +533,10 @@ def _scan_messages(
     *,
     every_pack: bool = False,
     only: list[list] | None = None,
-) -> list[list[list[Finding]]]:
-    """Findings per record, per message: by its record's language pack, or by every pack.
+) -> tuple[list[list[list[Finding]]], set[int]]:
+    """Findings per record, per message: by its record's language pack, or by every pack;
+    and the indices of the records whose scan ran past `cfg.scan_budget_seconds` (the time of
+    all their messages and packs together; their findings are not to be trusted).
 
     `only`, per record and message, says which messages to scan (a true value: scan it); the
     others get no findings. Default: every message.
@@ -479,18 +550,21 @@ def _scan_messages(
     texts = [records[r].messages[m].content for r, m in places]
     packs = sorted(analyzer.supported_languages) if every_pack else [None]
     merged: dict[tuple[int, int], list[RecognizerResult]] = {place: [] for place in places}
+    spent: Counter[int] = Counter()
     for pack in packs:
         languages = [pack or records[r].language for r, _ in places]
-        found = _analyze_texts(analyzer, texts, languages, cfg, batch_size=batch_size)
-        for place, more in zip(places, found, strict=True):
+        found, seconds = _analyze_texts(analyzer, texts, languages, cfg, batch_size=batch_size)
+        for place, more, cost in zip(places, found, seconds, strict=True):
             merged[place] += more
+            spent[place[0]] += cost
+    late = {r for r, cost in spent.items() if cost > cfg.scan_budget_seconds}
     return [
         [
             _resolve(merged.get((r, m), ()), message.content, _field_name(message, m), cfg)
             for m, message in enumerate(record.messages)
         ]
         for r, record in enumerate(records)
-    ]
+    ], late
 
 
 def _analyze_texts(
@@ -500,8 +574,9 @@ def _analyze_texts(
     cfg: PIIConfig,
     *,
     batch_size: int,
-) -> list[list[RecognizerResult]]:
-    """Presidio results per text, in original offsets, each text analyzed by its language pack.
+) -> tuple[list[list[RecognizerResult]], list[float]]:
+    """Presidio results per text, in original offsets, each text analyzed by its language pack,
+    and the seconds each text took (infinite where it ran past `cfg.scan_budget_seconds`).
 
     Texts are normalized (`pipelines.steps.privacy.normalize`) and pushed through the NLP engine in
     batches per language, on two cores for larger batches; results on the normalized text are
@@ -532,16 +607,19 @@ def _analyze_texts(
     )
     unique = _analyze_unique_texts(analyzer, keys, cfg, batch_size)
     out: list[list[RecognizerResult]] = []
-    for mapping, (first, *others) in zip(normalized, packs, strict=True):
-        results = [copy.copy(r) for r in unique[(first, mapping.text)]]
+    costs: list[float] = []
+    for mapping, text_packs in zip(normalized, packs, strict=True):
+        first, *others = text_packs
+        results = [copy.copy(r) for r in unique[(first, mapping.text)][0]]
         for other in others:
             kept = [r for r in results if r.entity_type in cfg.entities]
-            results += _beside(kept, unique[(other, mapping.text)], mapping.text)
+            results += _beside(kept, unique[(other, mapping.text)][0], mapping.text)
         if mapping.changed:
             for result in results:
                 result.start, result.end = mapping.to_original(result.start, result.end)
         out.append(results)
-    return out
+        costs.append(sum(unique[(pack, mapping.text)][1] for pack in text_packs))
+    return out, costs
 
 
 def _packs_for(language: str, supported: set[str]) -> tuple[str, ...]:
@@ -579,8 +657,9 @@ def _analyze_unique_texts(
     keys: list[tuple[str, str]],
     cfg: PIIConfig,
     batch_size: int,
-) -> dict[tuple[str, str], list[RecognizerResult]]:
-    """Results per `(language, normalized text)`, using two cores when there is enough work.
+) -> dict[tuple[str, str], tuple[list[RecognizerResult], float]]:
+    """Results and seconds spent per `(language, normalized text)`, using two cores when there
+    is enough work.
 
     From `PARALLEL_MIN_TEXTS` texts on, every other text goes to one forked child process (it
     inherits the built analyzer: nothing is loaded again) while this process analyzes the rest;
@@ -605,7 +684,7 @@ def _analyze_unique_texts(
 
 def _analyze_chunk_in_child(
     keys: list[tuple[str, str]], cfg: PIIConfig, batch_size: int
-) -> dict[tuple[str, str], list[RecognizerResult]]:
+) -> dict[tuple[str, str], tuple[list[RecognizerResult], float]]:
     if _FORKED_ANALYZER is None:  # only reachable through a fork of `_analyze_unique_texts`
         raise PIIEngineError("no analyzer in the forked PII worker")
     return _analyze_chunk(_FORKED_ANALYZER, keys, cfg, batch_size)
@@ -616,8 +695,12 @@ def _analyze_chunk(
     keys: list[tuple[str, str]],
     cfg: PIIConfig,
     batch_size: int,
-) -> dict[tuple[str, str], list[RecognizerResult]]:
-    unique: dict[tuple[str, str], list[RecognizerResult]] = {}
+) -> dict[tuple[str, str], tuple[list[RecognizerResult], float]]:
+    """Results and seconds per key: the text's share of spaCy, then Presidio's analysis under
+    the deadline of what is left of `cfg.scan_budget_seconds` (infinite seconds: it ran over,
+    and its results are dropped)."""
+    unique: dict[tuple[str, str], tuple[list[RecognizerResult], float]] = {}
+    budget = cfg.scan_budget_seconds
     for pack in sorted({pack for pack, _ in keys}):
         batch = [text for key, text in keys if key == pack]
         language = LANGUAGE if pack == PATTERNS_ONLY else pack
@@ -629,33 +712,53 @@ def _analyze_chunk(
             if pack != PATTERNS_ONLY and _ner_recognizers(analyzer, language)
             else []
         )
-        artifacts = list(
-            zip(
-                needs_ner,
-                analyzer.nlp_engine.process_texts(needs_ner, language, batch_size=batch_size),
-                strict=True,
-            )
-        )
+        artifacts = _nlp_artifacts(analyzer, needs_ner, language, batch_size)
         with_ner = set(needs_ner)
-        artifacts += [
-            (text, analyzer.nlp_engine.tokens_only(text, language))
-            for text in batch
-            if text not in with_ner
-        ]
-        for text, nlp_artifacts in artifacts:
-            results = analyzer.analyze(
-                text=text,
-                language=language,
-                entities=cfg.entities,
-                score_threshold=cfg.score_threshold,
-                nlp_artifacts=nlp_artifacts,
-            )
+        for text in batch:
+            if text not in with_ner:
+                started = time.perf_counter()
+                tokens = analyzer.nlp_engine.tokens_only(text, language)
+                artifacts.append((text, tokens, time.perf_counter() - started))
+        for text, nlp_artifacts, nlp_seconds in artifacts:
+            started = time.perf_counter()
+            try:
+                with scan_deadline(budget - nlp_seconds):
+                    check_deadline()
+                    results = analyzer.analyze(
+                        text=text,
+                        language=language,
+                        entities=cfg.entities,
+                        score_threshold=cfg.score_threshold,
+                        nlp_artifacts=nlp_artifacts,
+                    )
+            except ScanTimeout:
+                unique[(pack, text)] = ([], float("inf"))
+                continue
             # Only the Han pack reads Han: another pack's NER over Han characters is noise
             # (the English model labels runs of Chinese as PERSON), in the scrub and the gate.
             if language != HAN_PACK:
                 results = [r for r in results if not _HAN.search(text, r.start, r.end)]
-            unique[(pack, text)] = results
+            unique[(pack, text)] = (results, nlp_seconds + time.perf_counter() - started)
     return unique
+
+
+def _nlp_artifacts(
+    analyzer: AnalyzerEngine, texts: list[str], language: str, batch_size: int
+) -> list[tuple[str, object, float]]:
+    """spaCy's artifacts of each text and the seconds it took: a text over `LONG_TEXT` alone,
+    shorter ones in batches, each charged an equal share of its batch."""
+    out: list[tuple[str, object, float]] = []
+    long = [text for text in texts if len(text) > LONG_TEXT]
+    short = [text for text in texts if len(text) <= LONG_TEXT]
+    groups = [[text] for text in long] + [
+        short[i : i + batch_size] for i in range(0, len(short), batch_size)
+    ]
+    for group in groups:
+        started = time.perf_counter()
+        docs = list(analyzer.nlp_engine.process_texts(group, language, batch_size=batch_size))
+        share = (time.perf_counter() - started) / len(group)
+        out += [(text, doc, share) for text, doc in zip(group, docs, strict=True)]
+    return out
 
 
 def _ner_recognizers(analyzer: AnalyzerEngine, language: str) -> list[NerRecognizer]:

@@ -7,7 +7,9 @@ themselves, and raise the score by `CONTEXT_BOOST` when one is there.
 """
 
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from presidio_analyzer import AnalysisExplanation, EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
@@ -16,6 +18,40 @@ from stdnum import luhn
 CONTEXT_BOOST = 0.35
 CONTEXT_WINDOW = 64
 """Characters before (and half as many after) a match searched for context words."""
+
+
+class ScanTimeout(Exception):  # noqa: N818 (a verdict, not a fault of the code)
+    """The text's scan ran past its deadline (`pii.scan_budget_seconds`); its record must be
+    quarantined as `scan_timeout`, never passed on. Carries no text."""
+
+
+_DEADLINE: list[float] = []
+"""The running scan's deadline (`time.perf_counter` seconds), innermost last; none: unbounded."""
+
+
+@contextmanager
+def scan_deadline(seconds: float | None) -> Iterator[None]:
+    """Within the block, `check_deadline` raises `ScanTimeout` once `seconds` have passed.
+
+    The analyzer runs in-process, so the deadline is cooperative: it is checked before and
+    after every recognizer (`pii.build_analyzer` wraps them) and between the chunks a long
+    text is cut into (`cn_names.posseg`); every recognizer is linear in its chunk, so no check
+    is ever far away.
+    """
+    if seconds is None:
+        yield
+        return
+    _DEADLINE.append(time.perf_counter() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.pop()
+
+
+def check_deadline() -> None:
+    """Raise `ScanTimeout` when the running scan is past its deadline."""
+    if _DEADLINE and time.perf_counter() > _DEADLINE[-1]:
+        raise ScanTimeout("PII scan ran past pii.scan_budget_seconds")
 
 
 def has_context(text: str, start: int, end: int, words: Iterable[str]) -> bool:
