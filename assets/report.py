@@ -13,6 +13,7 @@ from pipelines.steps.release.report import (
     roc_plot_png,
 )
 from pipelines.steps.storage import write_json, write_text
+from pipelines.steps.training.ledger import ledger_summary
 from resources import CorpusStorage, DPTrainer, MLflowRegistry
 
 
@@ -51,6 +52,7 @@ def compliance_report(
             base_model,
             checks,
             target_epsilon=trainer.target_epsilon,
+            lifetime_delta=trainer.config.lifetime_delta_bound,
         )
     )
     folder = storage.reports / registered_model["name"] / f"v{version}"
@@ -98,6 +100,7 @@ def _report_facts(
     checks: list[dict],
     *,
     target_epsilon: float,
+    lifetime_delta: float | None = None,
 ) -> dict:
     """The facts `build_report` takes, gathered from the upstream assets' outputs."""
     raw_corpus, scrubbed_corpus, curated_corpus = (
@@ -138,7 +141,8 @@ def _report_facts(
         },
         "audit": _audit_facts(privacy_audit),
         "checks": checks,
-        "ledger": _ledger_by_source(dp_lora_adapter),
+        "ledger": _ledger_by_source(dp_lora_adapter, lifetime_delta=lifetime_delta),
+        "budget": _budget_facts(dp_lora_adapter, privacy_audit, lifetime_delta=lifetime_delta),
     }
 
 
@@ -208,18 +212,31 @@ def _report_html(report: dict, dp_lora_adapter: dict, privacy_audit: dict, *, ta
     return render_html(report, epsilon_png=png, roc_png=roc, exposure_png=exposure)
 
 
-def _ledger_by_source(dp_lora_adapter: dict) -> list[dict]:
-    """The privacy budget ledger summed per data source over every run that charged it."""
-    lifetime = dp_lora_adapter.get("lifetime_epsilon")
-    totals: dict[str, dict] = {}
-    for row in dp_lora_adapter.get("budget_ledger", []):
-        entry = totals.setdefault(
-            row["source"],
-            {"source": row["source"], "runs": set(), "epsilon_spent": 0.0},
-        )
-        entry["runs"].add(row["run_key"])
-        entry["epsilon_spent"] += float(row["epsilon"])
-    return [
-        {**entry, "runs": len(entry["runs"]), "lifetime_epsilon": lifetime}
-        for _, entry in sorted(totals.items())
-    ]
+def _ledger_by_source(dp_lora_adapter: dict, *, lifetime_delta: float | None = None) -> list[dict]:
+    """The privacy budget ledger per data source (record-level runs) and for the most charged
+    data subjects (user-level runs): the tight ε composed at the lifetime δ, the simple sums,
+    the runs and controls charged (see `ledger.ledger_summary`)."""
+    summary = _ledger_summary(dp_lora_adapter, (), lifetime_delta)
+    return summary["sources"] + summary["top_subjects"]
+
+
+def _budget_facts(
+    dp_lora_adapter: dict, privacy_audit: dict, *, lifetime_delta: float | None = None
+) -> dict:
+    """How the ledger composes, what the lifetime budget bounds, how many data subjects it
+    charges, and how each control model the audit trained was treated."""
+    controls = [c["name"] for c in privacy_audit.get("controls", [])]
+    summary = _ledger_summary(dp_lora_adapter, controls, lifetime_delta)
+    return {k: v for k, v in summary.items() if k not in ("sources", "top_subjects")}
+
+
+def _ledger_summary(dp_lora_adapter: dict, controls, lifetime_delta: float | None) -> dict:
+    rows = dp_lora_adapter.get("budget_ledger", [])
+    if lifetime_delta is None:
+        lifetime_delta = max((float(r.get("delta", 0.0)) for r in rows), default=0.0)
+    return ledger_summary(
+        rows,
+        lifetime_epsilon=dp_lora_adapter.get("lifetime_epsilon"),
+        lifetime_delta=lifetime_delta,
+        controls=controls,
+    )

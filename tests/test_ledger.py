@@ -361,3 +361,39 @@ def test_a_crash_between_settling_and_retiring_refuses_the_rerun(tiny_dir, tmp_p
     assert not checkpoint.exists()  # retired now that the run is known settled
     assert not (tmp_path / "b").exists()  # no second model
     assert [(r["attempt"], r["status"]) for r in ledger_of(tmp_path).rows()] == [(1, "spent")]
+
+
+def test_the_report_shows_tight_and_summed_epsilon_units_and_the_controls_treatment(tmp_path):
+    from assets.report import _budget_facts, _ledger_by_source
+    from pipelines.steps.release.report import build_report, render_html
+    from tests.test_report import _facts
+
+    ledger = PrivacyLedger(tmp_path / "ledger.sqlite")
+    spend(ledger, "run-1", {"src-hr": 5}, lifetime=24.0)
+    spend(ledger, "run-2", {"src-hr": 5}, lifetime=24.0)
+    spend(ledger, "run-3", ledger.subject_keys(["alice@example.com"]), unit="user", lifetime=24.0)
+    ledger.charge_control(
+        "audit:unscreened",
+        {"src-hr": 6},
+        name="unscreened",
+        epsilon=8.0,
+        delta=1e-5,
+        mechanism=DEFAULT,
+        lifetime_epsilon=24.0,
+        lifetime_delta=1e-5,
+        privacy_unit="example",
+    )
+    adapter = {"budget_ledger": ledger.rows(), "lifetime_epsilon": 24.0}
+    audit = {"controls": [{"name": "unscreened"}, {"name": "non_private"}]}
+    facts = {
+        "ledger": _ledger_by_source(adapter, lifetime_delta=1e-5),
+        "budget": _budget_facts(adapter, audit, lifetime_delta=1e-5),
+    }
+    source, subject = facts["ledger"]
+    assert (source["source"], source["runs"], source["controls"]) == ("src-hr", 3, 1)
+    assert 9.9 < source["epsilon_spent"] < 10.1 and source["epsilon_sum"] == pytest.approx(24, 0.01)
+    assert subject["privacy_unit"] == "user" and 7.9 < subject["epsilon_spent"] <= 8.0
+    html = render_html(build_report({**_facts(), **facts}))
+    assert "PRV accountant" in html and "10.018" in html and "23.994" in html
+    assert "charged to the ledger" in html and "not charged" in html
+    assert "alice" not in html and "example.com" not in html
