@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets.metadata import OWNERS_PRIVACY
 from pipelines.steps.audit.suite import AuditData, audit_model
+from pipelines.steps.privacy.identifiers import IDENTIFIER_MAP, IdentifierMap
 from pipelines.steps.records import frame_to_records
 from pipelines.steps.storage import read_parquet
 from pipelines.steps.training import dp_lora
@@ -51,7 +52,7 @@ def privacy_audit(
     raw_corpus, scrubbed_corpus, curated_corpus = (
         training_corpus[zone] for zone in ("raw", "scrubbed", "curated")
     )
-    data = _audit_data(auditor, dp_lora_adapter, curated_corpus, raw_corpus)
+    data = _audit_data(auditor, dp_lora_adapter, curated_corpus, raw_corpus, storage, pii)
     result = audit_model(model, tokenizer, data, auditor.settings, scan=pii.scan)
     rows, worst = result["canaries"], result["max_exposure_bits"]
     attacks, extraction = result["membership_inference"], result["pii_extraction"]
@@ -129,13 +130,15 @@ def _attack_table(attacks: list[dict]) -> str:
     )
 
 
-def _audit_data(auditor, dp_lora_adapter: dict, curated_corpus: dict, raw_corpus: dict):
+def _audit_data(
+    auditor, dp_lora_adapter: dict, curated_corpus: dict, raw_corpus: dict, storage, pii
+):
     """The split, records and planted ground truth the audited adapter was trained on."""
     truth = auditor.ground_truth()
     trained = set(dp_lora_adapter["train_ids"])
     return AuditData(
         canaries=auditor.canaries(truth),
-        canary_records={c.canary_id: c.record_ids for c in (truth.canaries if truth else ())},
+        canary_records=_canary_records(truth, storage, pii),
         records={r.id: r for r in frame_to_records(read_parquet(curated_corpus["path"]))},
         train_ids=dp_lora_adapter["train_ids"],
         heldout_ids=dp_lora_adapter["heldout_ids"],
@@ -146,6 +149,16 @@ def _audit_data(auditor, dp_lora_adapter: dict, curated_corpus: dict, raw_corpus
         max_seq_len=dp_lora_adapter["max_seq_len"],
         delta=dp_lora_adapter["delta"],
     )
+
+
+def _canary_records(truth, storage: CorpusStorage, pii: PIIEngine) -> dict[str, list[str]]:
+    """The ids of each canary's records as ingestion pseudonymized them (`raw/identifiers`)."""
+    if not truth:
+        return {}
+    known = IdentifierMap(storage.raw / IDENTIFIER_MAP, pii.pseudonym_key()).known(
+        "id", [rid for c in truth.canaries for rid in c.record_ids]
+    )
+    return {c.canary_id: [known[r] for r in c.record_ids if r in known] for c in truth.canaries}
 
 
 def _control(

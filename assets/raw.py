@@ -9,9 +9,15 @@ from assets.metadata import OWNERS_STEWARDS, counts_table
 from assets.partitions import data_drops
 from pipelines.steps.ingest.drops import DropError, drop_files, drop_fingerprint, find_drop
 from pipelines.steps.ingest.landing import ingest_files
+from pipelines.steps.privacy.identifiers import (
+    IDENTIFIER_MAP,
+    IdentifierMap,
+    pseudonymize_quarantine,
+    pseudonymize_records,
+)
 from pipelines.steps.records import records_to_frame
 from pipelines.steps.storage import write_json, write_parquet
-from resources import CorpusStorage
+from resources import CorpusStorage, PIIEngine
 
 REFUSED_ENTRY_REASONS = ("symlink_refused", "special_file_refused", "file_too_large")
 
@@ -20,10 +26,10 @@ REFUSED_ENTRY_REASONS = ("symlink_refused", "special_file_refused", "file_too_la
     group_name="ingestion",
     kinds={"python", "parquet"},
     owners=OWNERS_STEWARDS,
-    code_version="3",
+    code_version="4",
     partitions_def=data_drops,
 )
-def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage) -> dict:
+def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage, pii: PIIEngine) -> dict:
     """Every well-formed record of one data drop, normalized to one record type.
 
     A drop is one top-level file or folder of the landing zone (the partition key). Raw zone:
@@ -34,6 +40,10 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage) -> dic
     `symlink_refused` / `special_file_refused` under a hash of their name, and files over an
     `ingest.limits` setting as `file_too_large`. The drop's sha256 is recorded and carried
     downstream, so training refuses a drop that changed after it was read.
+
+    Ids, subjects, source labels and file names are replaced by keyed pseudonyms here
+    (`rec-…`, `subj-…`, `src-…`, `file-….jsonl`; the map stays in `raw/identifiers.sqlite`):
+    nothing this asset writes, returns or reports carries them as they were dropped.
     """
     key = context.partition_key
     try:
@@ -52,19 +62,25 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage) -> dic
             f"drop {key!r} ({drop.name}) changed while it was read: the data_drops sensor "
             "requests a new run for its new content"
         )
+    idmap = IdentifierMap(storage.raw / IDENTIFIER_MAP, pii.pseudonym_key())
+    accepted = pseudonymize_records(result.accepted, idmap, drop=key)
+    quarantined = pseudonymize_quarantine(result.quarantined, idmap, drop=key)
+    files = idmap.pseudonyms(
+        "source_file", [s.name for s in result.sources] + [drop.name], drop=key
+    )
     out = storage.drop_dir(storage.raw, key)
     corpus_path = out / "raw_corpus.parquet"
     quarantine_path = out / "quarantine.parquet"
-    corpus_sha = write_parquet(records_to_frame(result.accepted), corpus_path)
+    corpus_sha = write_parquet(records_to_frame(accepted), corpus_path)
     quarantine = pd.DataFrame(
-        [vars(q) for q in result.quarantined],
+        [vars(q) for q in quarantined],
         columns=["id", "source_file", "source_line", "reason", "detail", "raw"],
     )
     quarantine_sha = write_parquet(quarantine, quarantine_path)
-    sources = [vars(s) for s in result.sources]
+    sources = [{**vars(s), "name": files[s.name]} for s in result.sources]
     write_json(sources, out / "sources.json")
     by_reason = result.quarantine_counts()
-    languages = dict(Counter(r.language for r in result.accepted))
+    languages = dict(Counter(r.language for r in accepted))
     context.add_output_metadata(
         {
             "drop": key,
@@ -72,8 +88,9 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage) -> dic
             "records_in": result.records_in,
             "physical_lines": result.physical_lines,
             "lines_accounted": result.lines_accounted,
-            "accepted": len(result.accepted),
-            "quarantined": len(result.quarantined),
+            "accepted": len(accepted),
+            "quarantined": len(quarantined),
+            "pseudonym_key_id": idmap.key_id,
             "refused_entries": sum(by_reason.get(r, 0) for r in REFUSED_ENTRY_REASONS),
             "quarantine_by_reason": counts_table(by_reason, key="reason"),
             "languages": counts_table(languages, key="language"),
@@ -84,7 +101,7 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage) -> dic
     )
     return {
         "drop": key,
-        "drop_name": drop.name,
+        "drop_name": files[drop.name],
         "drop_sha256": drop.sha256,
         "path": str(corpus_path),
         "sha256": corpus_sha,
@@ -93,8 +110,8 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage) -> dic
         "records_in": result.records_in,
         "physical_lines": result.physical_lines,
         "lines_accounted": result.lines_accounted,
-        "accepted": len(result.accepted),
-        "quarantined": len(result.quarantined),
+        "accepted": len(accepted),
+        "quarantined": len(quarantined),
         "quarantine_by_reason": by_reason,
         "languages": languages,
         "sources": sources,
@@ -111,7 +128,8 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage) -> dic
 def raw_quarantine(context: dg.AssetExecutionContext, raw_corpus: dict) -> dict:
     """The quarantine of one drop: every line that was not accepted, with its reason code.
 
-    Raw zone. A steward reviews it by id; the original line is kept for that review only.
+    Raw zone. A steward reviews it by pseudonymous id (`rec-…`, resolved with `sovtune ids
+    resolve`); the original line is kept for that review only.
     """
     quarantine = pd.read_parquet(raw_corpus["quarantine_path"])
     by_file = dict(Counter(quarantine["source_file"])) if len(quarantine) else {}

@@ -456,6 +456,92 @@ def report(
     typer.echo(f"  MLflow artifacts {where['mlflow_artifacts']}")
 
 
+@app.command()
+def plan(
+    profile: Annotated[str, typer.Option(help="Profile whose model and training apply.")] = (
+        "default"
+    ),
+    records: Annotated[
+        int | None,
+        typer.Option(help="Records to plan for (default: the curated corpus of the data root)."),
+    ] = None,
+    epsilon: Annotated[
+        float | None, typer.Option(help="Target epsilon (default: the profile's).")
+    ] = None,
+    delta: Annotated[float | None, typer.Option(help="Target delta (default: the profile's).")] = (
+        None
+    ),
+    minutes: Annotated[
+        float | None,
+        typer.Option(help="Minutes of training steps (default: training.plan_minutes)."),
+    ] = None,
+    per_example_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Use this step cost per example instead of measuring it here (e.g. one "
+            "measured on the GPU that will train)."
+        ),
+    ] = None,
+    step_overhead_seconds: Annotated[
+        float, typer.Option(help="With --per-example-seconds: cost per step beside it.")
+    ] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Plan a DP run before it spends: measure the step cost, predict the noise and the share
+    of the non-private gain per setting, and recommend one (docs/engineer.md)."""
+    enforce_offline()
+    from dataclasses import asdict
+
+    from pydantic import ValidationError
+
+    from pipelines.steps.config import TrainingConfig
+    from pipelines.steps.training import plan as planner
+    from pipelines.steps.training.modelstore import ModelStoreError, prepare_base_model
+    from resources.trainer import default_device
+
+    cfg = _profile(profile)
+    overrides = {"target_epsilon": epsilon, "target_delta": delta}
+    try:
+        training = TrainingConfig.model_validate(
+            {**cfg.training.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+        )
+    except ValidationError as exc:
+        _fail(f"--epsilon/--delta: {exc.errors()[0]['msg']}")
+    root = Path(cfg.data_root).resolve()
+    if records is None:
+        records = _curated_count(root / "curated" / "curated_corpus.parquet")
+    try:
+        model_dir = prepare_base_model(cfg.model, root / "models").path
+        if per_example_seconds is None:
+            cost = planner.measure_step_cost(model_dir, training, device=default_device())
+        else:
+            cost = planner.StepCost(step_overhead_seconds, per_example_seconds, "given")
+        result = planner.make_plan(
+            n_records=records,
+            cfg=training,
+            minutes=minutes if minutes is not None else training.plan_minutes,
+            cost=cost,
+            lora_params_per_rank=planner.lora_params_per_rank(
+                model_dir, list(training.target_modules)
+            ),
+        )
+    except (planner.PlanError, ModelStoreError) as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(asdict(result), indent=2, sort_keys=True))
+    else:
+        typer.echo(planner.format_plan(result))
+
+
+def _curated_count(path: Path) -> int:
+    """Rows of the curated corpus (from the Parquet footer: no record is read)."""
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        _fail(f"no curated corpus at {path}; give --records N or run the pipeline first")
+    return pq.ParquetFile(path).metadata.num_rows
+
+
 vault_app = typer.Typer(no_args_is_help=True, help="The encrypted pseudonym vault (stewards).")
 app.add_typer(vault_app, name="vault")
 
@@ -499,6 +585,57 @@ def vault_open(
         _fail(f"no {entity} surrogate like that in the vault")
     for original in originals:
         typer.echo(original)
+
+
+ids_app = typer.Typer(
+    no_args_is_help=True, help="Pseudonymous ids, subjects and file names (raw-zone stewards)."
+)
+app.add_typer(ids_app, name="ids")
+
+
+@ids_app.command("resolve")
+def ids_resolve(
+    pseudonym: Annotated[str, typer.Argument(help="e.g. rec-3f2a…, subj-…, file-….jsonl")],
+    profile: Annotated[str, typer.Option(help="Profile whose data root and key apply.")] = (
+        "default"
+    ),
+) -> None:
+    """Print the original id, subject, source label or file name behind one pseudonym.
+
+    Needs read access to the raw zone (`raw/identifiers.sqlite`) and the pseudonym key; the row
+    must verify under that key. The original goes to this terminal only; the attempt is
+    appended to secrets/vault_access.log (who, when, kind, pseudonym hash; no value).
+    """
+    from pipelines.definitions import build_resources
+    from pipelines.steps.privacy.identifiers import (
+        IDENTIFIER_MAP,
+        IdentifierMap,
+        IdentifierMapError,
+    )
+    from pipelines.steps.privacy.vault import ACCESS_LOG, VaultError, log_access
+
+    cfg = _profile(profile)
+    root = Path(cfg.data_root).resolve()
+    log = root / "secrets" / ACCESS_LOG
+    path = root / "raw" / IDENTIFIER_MAP
+    if not path.is_file():
+        log_access(log, "IDENTIFIER", pseudonym, 0, outcome="no_vault")
+        _fail(f"no identifier map at {path}: no drop was ingested under this data root")
+    try:
+        found = IdentifierMap(path, build_resources(cfg)["pii"].pseudonym_key()).resolve(pseudonym)
+    except (IdentifierMapError, VaultError) as exc:
+        log_access(log, "IDENTIFIER", pseudonym, 0, outcome="refused")
+        _fail(str(exc))
+    log_access(
+        log,
+        "IDENTIFIER",
+        pseudonym,
+        int(found is not None),
+        outcome=("found" if found else "no_match"),
+    )
+    if found is None:
+        _fail(f"no pseudonym {pseudonym!r} under this data root's key")
+    typer.echo(f"{found[0]}\t{found[1]}")
 
 
 @vault_app.command("rotate")

@@ -394,17 +394,18 @@ def test_when_a_drop_holds_a_symlink_then_the_steward_sees_it_in_the_raw_metadat
 
     from assets.partitions import DATA_DROP
     from assets.raw import raw_corpus
-    from resources import CorpusStorage
+    from resources import CorpusStorage, PIIEngine
 
     drop = tmp_path / "data" / "landing" / "drop"
     drop.mkdir(parents=True)
     (drop / "ok.jsonl").write_text(json.dumps({"id": "ok", "text": EN}) + "\n")
     (drop / "env.jsonl").symlink_to(outside_secret)  # planted
     storage = CorpusStorage(data_root=str(tmp_path / "data"))
+    pii = PIIEngine(key_file=str(tmp_path / "data" / "secrets" / "pseudonym.key"))
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(DATA_DROP, ["drop"])
         with dg.build_asset_context(partition_key="drop", instance=instance) as context:
-            out = raw_corpus(context, storage)
+            out = raw_corpus(context, storage, pii)
             metadata = context.get_output_metadata("result")
     assert out["quarantine_by_reason"] == {"symlink_refused": 1}
     assert out["physical_lines"] == out["lines_accounted"] == 1
