@@ -23,7 +23,7 @@ import json
 import os
 import stat
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -69,6 +69,13 @@ REASONS = {
     "file_too_large": "the file is over an ingest.limits setting (bytes, rows, decompressed size)",
     "symlink_refused": "the entry is a symbolic link: never followed, not read",
     "special_file_refused": "the entry is a FIFO, socket or device: never opened",
+    # LLaMA-Factory dataset folders (pipelines/steps/ingest/llamafactory.py)
+    "bad_dataset_info": "the folder's dataset_info.json, or its entry for this dataset, is "
+    "not valid: nothing it describes is read",
+    "unsupported_dataset": "a dataset kind sovtune does not train on (hub-only, preference, "
+    "KTO or multimodal): its records are not read",
+    "unreferenced_file": "a file of a LLaMA-Factory dataset folder that no dataset_info.json "
+    "entry names",
 }
 
 
@@ -282,13 +289,19 @@ def ingest_files(
     Source names are relative to `landing`, so a drop's lineage names the file as it was
     dropped (`chat.jsonl`, `default/chat.jsonl`).
     """
+    # a folder holding a dataset_info.json is read through it (LLaMA-Factory datasets); the
+    # module builds on this one, hence the import here
+    from pipelines.steps.ingest.llamafactory import dataset_readers
+
+    limits = limits or IngestLimits()
+    plain, datasets = dataset_readers(files, landing=landing, limits=limits)
+    readers = [*(_file_reader(path, landing, limits) for path in plain), *datasets]
     result = IngestResult()
     seen_ids: set[str] = set()
-    for path in files:
-        rel = str(path.relative_to(landing))
-        source = SourceFile(name=rel, sha256="", bytes=0)
+    for reader in readers:
+        source, rel = reader.source, reader.source.name
         result.sources.append(source)
-        for slot in file_slots(path, root=landing, limits=limits or IngestLimits(), source=source):
+        for slot in reader.slots:
             source.lines_accounted += slot.lines
             if slot.value is None:
                 continue
@@ -297,7 +310,7 @@ def ingest_files(
             try:
                 if isinstance(parsed, RecordError):
                     raise parsed
-                record = normalize_row(parsed, source_file=rel, source_line=slot.line)
+                record = reader.normalize(parsed, slot.line)
                 record = _validate(record, languages=languages, max_record_chars=max_record_chars)
                 if record.id in seen_ids:
                     raise RecordError("duplicate_id", "id already used by an earlier record")
@@ -306,6 +319,28 @@ def ingest_files(
             except RecordError as err:
                 result.quarantined.append(_quarantined(slot, err, rel))
     return result
+
+
+@dataclass
+class Reader:
+    """One source of records: its fingerprint, its slots and how a parsed slot becomes a record.
+
+    `normalize(value, line)` raises `RecordError` for a value that cannot be accepted.
+    """
+
+    source: SourceFile
+    slots: Iterable[Slot]
+    normalize: Callable[[dict, int], Record]
+
+
+def _file_reader(path: Path, landing: Path, limits: IngestLimits) -> Reader:
+    rel = str(path.relative_to(landing))
+    source = SourceFile(name=rel, sha256="", bytes=0)
+    return Reader(
+        source,
+        file_slots(path, root=landing, limits=limits, source=source),
+        lambda row, line: normalize_row(row, source_file=rel, source_line=line),
+    )
 
 
 def _quarantined(slot: Slot, err: RecordError, rel: str) -> QuarantinedRecord:
