@@ -1,6 +1,7 @@
 """The DP-LoRA trainer: Opacus DP-SGD with Poisson sampling over a PEFT LoRA model."""
 
 import hashlib
+import inspect
 import math
 from functools import lru_cache
 from pathlib import Path
@@ -155,7 +156,7 @@ class DPTrainer(dg.ConfigurableResource):
                 lacking `training.user_field`.
         """
         cfg = self.config
-        train_records, _ = dp_lora.split_heldout(records)
+        train_records, _ = _split(records, cfg)
         units = dp_lora.privacy_units(
             train_records, unit=cfg.privacy_unit, user_field=cfg.user_field
         )
@@ -218,6 +219,16 @@ def _noise_multiplier(
             accountant=accountant,
         )
     )
+
+
+def _split(records: list[Record], cfg: TrainingConfig) -> tuple[list[Record], list[Record]]:
+    """The trainer's own (train, held-out) split: per subject under user-level DP where
+    `dp_lora.split_heldout` takes the unit."""
+    if "privacy_unit" in inspect.signature(dp_lora.split_heldout).parameters:
+        return dp_lora.split_heldout(
+            records, privacy_unit=cfg.privacy_unit, user_field=cfg.user_field
+        )
+    return dp_lora.split_heldout(records)
 
 
 def _steps_charged(checkpoint_dir: Path) -> int:

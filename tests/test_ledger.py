@@ -22,7 +22,7 @@ from pipelines.steps.training.ledger import (
     ledger_summary,
     records_per_source,
 )
-from resources.trainer import DPTrainer
+from resources.trainer import DPTrainer, _split
 from tests.test_accountant import DEFAULT_Q, DEFAULT_SIGMA
 from tests.test_training import chat_records
 from tests.tiny_model import make_tiny_model_dir
@@ -280,8 +280,9 @@ def test_the_trainer_plans_subject_keys_and_sigma_before_training(tmp_path):
         for i, r in enumerate(records)
     ]
     ledger = ledger_of(tmp_path)
-    keys, mechanism = trainer(privacy_unit="user").plan(records, ledger)
-    train, _ = dp_lora.split_heldout(records)
+    user_level = trainer(privacy_unit="user")
+    keys, mechanism = user_level.plan(records, ledger)
+    train, _ = _split(records, user_level.config)
     assert len(keys) == 5 and sum(keys.values()) == len(train)  # one key per subject
     assert not any("emp-" in k for k in keys)
     assert mechanism.sample_rate == 1.0 and mechanism.steps == 3 and mechanism.private
