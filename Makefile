@@ -11,7 +11,7 @@ export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo demo-quick test lint ui clean audit browser screenshots ci docs
+.PHONY: setup demo demo-quick test lint ui desk clean audit browser screenshots ci docs
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,16 +55,22 @@ ci:
 
 # Rewrites docs/ui-asset-graph.png: the browser test's screenshot of the Dagster asset graph.
 screenshots: setup browser
-	SOVTUNE_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_ui_browser.py
+	SOVTUNE_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_ui_browser.py tests/test_desk_browser.py
 
-# The stewards' desk: Dagster UI on http://127.0.0.1:3000, MLflow UI on http://127.0.0.1:5000.
+# The stewards' desk: Dagster UI on http://127.0.0.1:3000, MLflow UI on http://127.0.0.1:5000,
+# review desk on http://127.0.0.1:3100.
 ui: setup
 	mkdir -p var/mlflow
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 \
 		--backend-store-uri sqlite:///$(CURDIR)/var/mlflow/mlflow.db \
 		--default-artifact-root $(CURDIR)/var/mlflow/artifacts & \
+	SOVTUNE_PROFILE=$(PROFILE) $(BIN)/python -m pipelines.desk --port 3100 & \
 	SOVTUNE_PROFILE=$(PROFILE) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m pipelines.definitions; \
-	kill %1 2>/dev/null || true
+	kill %1 %2 2>/dev/null || true
+
+# The stewards' review desk alone, on http://127.0.0.1:3100 (docs/steward.md).
+desk: setup
+	SOVTUNE_PROFILE=$(PROFILE) $(BIN)/python -m pipelines.desk --port 3100
 
 clean:
 	rm -rf var
