@@ -40,6 +40,7 @@ TEXTS = (
     "Where can I find the travel expense form for the next quarter, please?",
     "The VPN client shows an authentication error every morning after the update.",
     "Which meeting room has the large screen and the video conference camera?",
+    "Our team would like to order two new monitors and a docking station for the lab.",
 )
 RAW_ZONE = ("landing", "raw")
 
@@ -59,6 +60,10 @@ def _planted_drop(landing: Path) -> None:
     lines = [json.dumps(r) for r in rows] + ["{not json"]  # planted: its id is `file:line`
     (folder / f"{FILE_EMAIL}.jsonl").write_text("\n".join(lines) + "\n")
     (folder / "plain.jsonl").write_text(json.dumps({"id": "t-4", "text": TEXTS[3]}) + "\n")
+    # planted: a top-level drop named after a person: its partition key must not carry it
+    (landing / f"Export of {NAME} ({EMAIL}).jsonl").write_text(
+        json.dumps({"id": "t-5", "text": TEXTS[4]}) + "\n"
+    )
 
 
 def _strings_in_parquet(path: Path) -> list[str]:
@@ -93,7 +98,7 @@ def _found(paths: list[Path], extra_text: str) -> dict[str, list[str]]:
     needles = [v.lower() for v in PLANTED]
     hits: dict[str, list[str]] = {}
     for path in paths:
-        texts = [path.name, path.read_bytes().decode("utf-8", "replace")]
+        texts = [str(path), path.read_bytes().decode("utf-8", "replace")]
         if path.suffix == ".parquet":
             texts += _strings_in_parquet(path)
         elif path.read_bytes()[:16] == b"SQLite format 3\x00":
@@ -133,6 +138,12 @@ def world(tmp_path_factory):
         "instance": instance,
         "log": "\n".join(handler.lines),
     }
+
+
+def _sha12(name: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(name.encode()).hexdigest()[:12]
 
 
 class _Capture(logging.Handler):
@@ -183,6 +194,10 @@ def _report_stub() -> dict:
 def test_when_fields_hold_pii_then_the_drop_and_the_join_still_run(world):
     assert all(result.success for result in world["drops"].values())
     assert world["joined"].success
+    assert sorted(world["drops"]) == [
+        "drop-" + _sha12(f"Export of {NAME} ({EMAIL}).jsonl"),
+        "tickets",
+    ]
     raw = world["drops"]["tickets"].output_for_node("raw_corpus")
     assert (raw["accepted"], raw["quarantined"]) == (4, 2)
 

@@ -47,15 +47,17 @@ class Drop:
 def drop_key(name: str) -> str:
     """A partition key for a landing entry's name: safe characters only, at most 64 of them.
 
-    A name that is already safe is its own key (`default`, `chat.jsonl`); any other gets its
-    unsafe runs replaced by `_` and the first 8 hex digits of the name's sha256 appended, so two
-    names that differ only in unsafe characters never share a key.
+    A name that is already safe is its own key (`default`, `chat.jsonl`); any other becomes
+    `drop-` and the first 12 hex digits of the name's sha256, and nothing of the name itself.
+    The key is seen everywhere (the Dagster UI, run tags, metadata, folder names, the report),
+    and the characters that make a name unsafe are those of e-mail addresses (`@`), names
+    (spaces, accents, Han characters) and phone numbers (`+`, spaces): such a name never
+    reaches the key, even in part (issue #16).
     """
-    safe = _SAFE.sub("_", name).strip("._-") or "drop"
-    if safe == name and len(name) <= MAX_KEY_CHARS:
+    if _SAFE.search(name) is None and name.strip("._-") == name and len(name) <= MAX_KEY_CHARS:
         return name
-    suffix = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    return f"{safe[: MAX_KEY_CHARS - 9]}-{suffix}"
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return f"drop-{digest}"
 
 
 def drop_files(path: Path) -> list[Path]:
