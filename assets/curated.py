@@ -128,6 +128,7 @@ def _curation_summary(
         "near_duplicate_cluster_sizes": _size_histogram(result.near_duplicate_clusters),
         "trigger_clusters": [len(c) for c in result.trigger_clusters],
         "screening_path": str(path.parent / "screening.parquet"),
+        "scrubbed_path": scrubbed_corpus["path"],
     }
 
 
@@ -147,6 +148,7 @@ def _curation_metadata(
         "steward_approved": counts["approved"],
         "steward_rejected": counts["rejected"],
         "steward_pending": counts["pending"],
+        "steward_unmatched": result.unmatched_decisions,
         "filtered_by_reason": counts_table(summary["filtered_by_reason"], key="reason"),
         "by_screen": dg.MetadataValue.md(_screen_table(summary["by_screen"])),
         "near_duplicate_cluster_sizes": counts_table(
@@ -158,10 +160,17 @@ def _curation_metadata(
         "quarantine_review": dg.MetadataValue.path(str(out / "quarantine.parquet")),
         "screening_scores": dg.MetadataValue.path(summary["screening_path"]),
         "steward_decisions": dg.MetadataValue.md(
-            f"{counts['pending']} records await review in `{out / 'quarantine.parquet'}` "
-            f"(scores and reasons per record in `{out / 'screening.parquet'}`). Approve or "
-            f"reject them by id in `{decisions_path}` (`id,decision[,steward,decided_at]`); "
-            "the `steward_decisions` sensor re-materializes every drop when the file changes."
+            f"{counts['pending']} records await review in the review desk (`make desk`, "
+            "http://127.0.0.1:3100), which shows each one scrubbed with what was flagged "
+            f"(files: `{out / 'quarantine.parquet'}`, `{out / 'screening.parquet'}`). Decisions "
+            f"go to `{decisions_path}` (`id,decision[,steward,decided_at,note]`); the "
+            "`steward_decisions` sensor re-materializes every drop when the file changes."
+            + (
+                f" **{result.unmatched_decisions} decision(s) name no quarantined record of "
+                "this drop** (a mistyped id, or a record of another drop)."
+                if result.unmatched_decisions
+                else ""
+            )
         ),
     }
 

@@ -1,4 +1,4 @@
-"""Stage 2: personal data and secrets replaced by keyed pseudonyms."""
+"""Stage 2: personal data replaced by realistic keyed surrogates, secrets redacted."""
 
 import dagster as dg
 
@@ -20,12 +20,15 @@ from resources import CorpusStorage, PIIEngine
 def scrubbed_corpus(
     context: dg.AssetExecutionContext, raw_corpus: dict, storage: CorpusStorage, pii: PIIEngine
 ) -> dict:
-    """One drop's accepted records with every PII finding replaced by a stable pseudonym.
+    """One drop's accepted records with every PII finding replaced by a realistic surrogate.
 
     Presidio's analyzer scans every message with its language's pack (spaCy NER and our English
-    recognizers, or the Chinese pack; secrets in both); the anonymizer
-    replaces each finding with `<TYPE_hmac8>`, an HMAC of the value under the local pseudonym
-    key, so the same person gets the same token everywhere without the value being stored.
+    recognizers, or the Chinese pack; secrets in both); each finding is replaced by the operator
+    its type has in `pii.operators`: by default a realistic keyed surrogate of the same kind and
+    format (a fake name, an address on a reserved domain, a 555-01xx number), seeded by an HMAC
+    of the value under the local pseudonym key, so the same person gets the same surrogate
+    everywhere without the value being stored; `<TYPE>` placeholders where configured; secrets
+    are always `[REDACTED]`. Every replacement's span is kept in the message (offsets and type).
     A record whose scan runs past `pii.scan_budget_seconds` is quarantined as `scan_timeout`
     into the raw zone (`scan_quarantine.parquet`), never passed on unscanned.
     """

@@ -29,6 +29,7 @@ from resources import (
     PIIEngine,
     PrivacyAuditor,
 )
+from resources.summary_io import SummaryIOManager
 from resources.trainer import default_device
 
 ASSET_MODULES = [raw, scrubbed, curated, training_corpus, training, audit, registry, report]
@@ -127,6 +128,7 @@ def build_resources(cfg: PipelineConfig) -> dict:
             gate_checks=upstream_checks("registered_model"),
             report_checks=upstream_checks("compliance_report"),
         ),
+        "io_manager": SummaryIOManager(),  # `path` metadata: the data file, not the pickle
     }
 
 
