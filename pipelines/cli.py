@@ -37,21 +37,70 @@ def _profile(profile: str):
         _fail(str(exc))
 
 
+DAGSTER_HOME_TEMPLATE = REPO_ROOT / "dagster_home" / "dagster.yaml"
+
+
+def dagster_home(cfg) -> Path:
+    """The profile's own Dagster home: `dagster_home/` of the repository for the `default`
+    profile, `<data_root>/dagster_home` for any other (made from the repository's dagster.yaml,
+    telemetry off), so that no two profiles share run history, drops or sensor cursors."""
+    if cfg.profile == "default":
+        return DAGSTER_HOME_TEMPLATE.parent
+    home = Path(cfg.data_root).resolve() / "dagster_home"
+    if not (home / "dagster.yaml").is_file():
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "dagster.yaml").write_text(DAGSTER_HOME_TEMPLATE.read_text(encoding="utf-8"))
+    return home
+
+
+def _use_dagster_home(cfg) -> None:
+    """DAGSTER_HOME as set by the caller (an operator's instance), else the profile's own."""
+    if not os.environ.get("DAGSTER_HOME"):
+        os.environ["DAGSTER_HOME"] = str(dagster_home(cfg))
+
+
+PROFILE_HELP = "quick, default, or a profile YAML path."
+
+
 @app.command()
 def demo(
-    profile: Annotated[
-        str, typer.Option(help="quick, default, or a profile YAML path.")
-    ] = "default",
+    profile: Annotated[str, typer.Option(help=PROFILE_HELP)] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Write the bundled synthetic corpus into an empty landing zone (as the data drop
     `default`), run every drop through screening, then join them and train."""
+    _pipeline(profile, as_json, generate=True)
+
+
+@app.command()
+def run(
+    profile: Annotated[str, typer.Option(help=PROFILE_HELP)] = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run what is in the profile's landing zone: every data drop through ingestion, scrubbing
+    and screening, then join them, train, audit, register and report.
+
+    Each top-level file or folder of <data_root>/landing is one drop (a folder holding a
+    LLaMA-Factory dataset_info.json is read through it). Exit status 0 only when every asset
+    materialized and every check passed.
+    """
+    _pipeline(profile, as_json, generate=False)
+
+
+def _pipeline(profile: str, as_json: bool, *, generate: bool) -> None:
     enforce_offline()
-    os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / "dagster_home"))
     cfg = _profile(profile)
+    landing = Path(cfg.data_root).resolve() / "landing"
+    if not generate and not (landing.is_dir() and any(landing.iterdir())):
+        _fail(
+            f"the landing zone {landing} is empty: put your data there (each file or folder is "
+            "one data drop), or run `sovtune demo` for the bundled synthetic corpus"
+        )
+    _use_dagster_home(cfg)
     started = time.monotonic()
     with contextlib.redirect_stdout(sys.stderr):
-        summary = _run_demo(cfg)
+        summary = _run_pipeline(cfg, generate=generate)
+    summary["command"] = "demo" if generate else "run"
     summary["seconds"] = round(time.monotonic() - started, 1)
     if as_json:
         typer.echo(json.dumps(summary, indent=2, sort_keys=True))
@@ -61,7 +110,7 @@ def demo(
         raise typer.Exit(code=1)
 
 
-def _run_demo(cfg) -> dict:
+def _run_pipeline(cfg, *, generate: bool) -> dict:
     from dagster import DagsterInstance
 
     from pipelines.definitions import build_definitions
@@ -73,7 +122,7 @@ def _run_demo(cfg) -> dict:
     landing = root / "landing"
     landing.mkdir(parents=True, exist_ok=True)
     generated = False
-    if not any(landing.iterdir()):
+    if generate and not any(landing.iterdir()):
         # the bundled corpus is one data drop, `default`
         truth = generate_corpus(
             landing / DEMO_DROP, records=cfg.corpus.records, seed=cfg.corpus.seed
@@ -163,7 +212,7 @@ def _format_summary(s: dict) -> str:
         return ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
 
     lines = [
-        f"Sovereign Tune demo ({s['profile']} profile): "
+        f"Sovereign Tune {s.get('command', 'demo')} ({s['profile']} profile): "
         + ("SUCCESS" if s["success"] else "FAILED"),
         f"  Dagster run           {s['dagster_run_id']}",
         f"  data drops            {len(s['drop_run_ids'])} run, joined: "
@@ -661,6 +710,152 @@ def vault_rotate(
     except VaultError as exc:
         _fail(str(exc))
     typer.echo(f"vault re-encrypted: {rows} entries under key {key_id(new.encode())}")
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", help="An empty or new folder to write.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="Dataset format; only llamafactory for now.")
+    ] = "llamafactory",
+    profile: Annotated[str, typer.Option(help=PROFILE_HELP)] = "default",
+    corpus: Annotated[
+        Path | None,
+        typer.Option(help="Records to export (Parquet); default: the profile's training set."),
+    ] = None,
+) -> None:
+    """Write the scrubbed and screened training set as a LLaMA-Factory dataset folder.
+
+    Files per format (sovtune_alpaca.json, sovtune_sharegpt.json, sovtune_text.json), their
+    dataset_info.json and export_manifest.json (counts, the corpus sha256, and every record no
+    LLaMA-Factory format holds, by id and reason). Point LLaMA-Factory's `dataset_dir` at the
+    folder and name the datasets in `dataset`.
+    """
+    if fmt != "llamafactory":
+        _fail(f"--format {fmt}: unknown format (use llamafactory)")
+    from pipelines.steps.ingest.llamafactory import export_dataset
+    from pipelines.steps.records import frame_to_records
+    from pipelines.steps.storage import read_parquet, sha256_file
+
+    cfg = _profile(profile)
+    source = corpus or Path(cfg.data_root).resolve() / "curated" / "curated_corpus.parquet"
+    if not source.is_file():
+        _fail(
+            f"no training set at {source}: run `sovtune run --profile {profile}` first "
+            "(or give --corpus)"
+        )
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        _fail(f"--out {out} must be an empty folder or not exist yet")
+    records = frame_to_records(read_parquet(source))
+    result = export_dataset(records, out, corpus_sha256=sha256_file(source))
+    counts = ", ".join(f"{k}={v}" for k, v in result.datasets.items()) or "none"
+    typer.echo(f"exported {result.exported} of {len(records)} records ({counts}) -> {out}")
+    if result.not_exported:
+        typer.echo(
+            f"  not exported: {len(result.not_exported)} (ids and reasons in "
+            f"{out / 'export_manifest.json'})"
+        )
+    typer.echo(f"  LLaMA-Factory: dataset_dir: {out}  dataset: {','.join(result.datasets)}")
+
+
+INIT_PROFILE = """\
+# A Sovereign Tune profile made by `sovtune init`. Every setting left out takes the value of
+# pipelines/config/default.yaml (`extends`); `sovtune config show --profile` with this file's
+# path prints them all. Settings and what they mean: docs/engineer.md.
+profile: {name}
+extends: default
+# Landing zone, zones, this profile's Dagster home and MLflow store all live under data_root.
+data_root: {root}
+# Your own base model: a local Hugging Face folder (nothing is downloaded). LoRA adapts the
+# modules named in training.target_modules, which differ by architecture: q_proj and v_proj
+# for Llama, Mistral, Qwen and Gemma; c_attn for GPT-2; query_key_value for Falcon and BLOOM.
+# model:
+#   kind: hf
+#   name: my-base-model
+#   path: /models/my-base-model
+# training:
+#   target_modules: [q_proj, v_proj]
+"""
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="Folder to make (or empty).")],
+    name: Annotated[
+        str | None, typer.Option(help="Profile name; default: the folder's name.")
+    ] = None,
+) -> None:
+    """Make a profile (DIR/profile.yaml) and an empty landing zone (DIR/landing) to start from.
+
+    Put data into DIR/landing (a JSONL, CSV or Parquet file, or a LLaMA-Factory data folder
+    with its dataset_info.json: each top-level entry is one data drop), then
+    `sovtune run --profile DIR/profile.yaml`.
+    """
+    import re
+
+    from pipelines.steps.config import ConfigError, load_config
+
+    root = folder.resolve()
+    profile_file = root / "profile.yaml"
+    if profile_file.exists():
+        _fail(f"{profile_file} already exists: edit it, or choose another DIR")
+    name = name or root.name
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or name in ("default", "test"):
+        _fail(f"profile name {name!r}: use letters, digits, . _ - (and not default or test)")
+    (root / "landing").mkdir(parents=True, exist_ok=True)
+    profile_file.write_text(
+        INIT_PROFILE.format(name=name, root=json.dumps(str(root))),
+        encoding="utf-8",
+    )
+    try:
+        load_config(str(profile_file))
+    except ConfigError as exc:  # the template must always validate
+        _fail(str(exc))
+    typer.echo(f"profile {name}: {profile_file}")
+    typer.echo(f"  landing zone    {root / 'landing'}  (one data drop per file or folder)")
+    typer.echo(f"  next            sovtune run --profile {profile_file}")
+
+
+config_app = typer.Typer(no_args_is_help=True, help="Profiles: what a run will use.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(profile: Annotated[str, typer.Option(help=PROFILE_HELP)] = "default") -> None:
+    """Print the effective configuration of a profile (with what it extends), as YAML."""
+    import yaml
+
+    from pipelines.steps.config import ConfigError, profile_settings
+
+    cfg = _profile(profile)
+    try:
+        _, chain = profile_settings(profile)
+    except ConfigError as exc:
+        _fail(str(exc))
+    typer.echo(f"# profile {cfg.profile}: " + " <- ".join(str(p) for p in chain))
+    typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+
+
+@config_app.command("env")
+def config_env(profile: Annotated[str, typer.Option(help=PROFILE_HELP)] = "default") -> None:
+    """Print shell exports of a profile's Dagster home and MLflow store (`make ui` evals them).
+
+    Makes the profile's Dagster home (with a dagster.yaml, telemetry off) when it is missing.
+    """
+    import shlex
+
+    cfg = _profile(profile)
+    root = Path(cfg.data_root).resolve()
+    mlflow_dir = root / "mlflow"
+    values = {
+        "SOVTUNE_PROFILE": profile,
+        "DAGSTER_HOME": str(dagster_home(cfg)),
+        "SOVTUNE_MLFLOW_DIR": str(mlflow_dir),
+        "SOVTUNE_MLFLOW_URI": cfg.registry.tracking_uri or f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+        "SOVTUNE_MLFLOW_ARTIFACTS": (mlflow_dir / "artifacts").as_uri(),
+    }
+    for key, value in values.items():
+        typer.echo(f"export {key}={shlex.quote(value)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The `sovtune` command line on small files, and its error messages."""
 
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -89,3 +90,101 @@ def test_when_a_record_is_in_a_script_without_a_pack_then_scan_refuses_it_with_i
     assert (line["error"], line["language"]) == ("unsupported_language", "ru")
     found = {(text[f["start"] : f["end"]], f["entity_type"]) for f in line["findings"]}
     assert found == {("ivan@example.com", "EMAIL_ADDRESS")}
+
+
+def test_when_init_makes_a_profile_then_it_extends_default_and_has_its_own_landing_zone(tmp_path):
+    from pipelines.steps.config import load_config
+
+    result = runner.invoke(app, ["init", str(tmp_path / "acme")])
+    assert result.exit_code == 0, result.output
+    profile = tmp_path / "acme" / "profile.yaml"
+    assert (tmp_path / "acme" / "landing").is_dir()
+    cfg = load_config(str(profile))
+    assert (cfg.profile, cfg.data_root) == ("acme", str(tmp_path / "acme"))
+    assert cfg.training.steps == load_config("default").training.steps
+    again = runner.invoke(app, ["init", str(tmp_path / "acme")])
+    assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_when_config_show_runs_then_the_effective_settings_and_their_files_are_printed(tmp_path):
+    import yaml
+
+    profile = tmp_path / "mine.yaml"
+    profile.write_text("training:\n  steps: 7\n", encoding="utf-8")
+    result = runner.invoke(app, ["config", "show", "--profile", str(profile)])
+    assert result.exit_code == 0, result.output
+    header, _, body = result.output.partition("\n")
+    assert header.startswith("# profile mine: ") and header.endswith("default.yaml")
+    shown = yaml.safe_load(body)
+    assert shown["training"]["steps"] == 7
+    assert shown["training"]["expected_batch_size"] == 8  # from default.yaml
+
+
+def test_when_two_profiles_are_opened_then_their_dagster_homes_and_mlflow_stores_differ(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("SOVTUNE_DATA_ROOT", raising=False)
+    envs = {}
+    for name in ("one", "two"):
+        profile = tmp_path / f"{name}.yaml"
+        profile.write_text(f"data_root: {tmp_path / name}\n", encoding="utf-8")
+        result = runner.invoke(app, ["config", "env", "--profile", str(profile)])
+        assert result.exit_code == 0, result.output
+        envs[name] = dict(
+            line.removeprefix("export ").split("=", 1) for line in result.output.splitlines()
+        )
+    assert envs["one"]["DAGSTER_HOME"] == str(tmp_path / "one" / "dagster_home")
+    assert envs["one"]["SOVTUNE_MLFLOW_URI"].endswith(f"{tmp_path}/one/mlflow/mlflow.db")
+    for key in ("DAGSTER_HOME", "SOVTUNE_MLFLOW_URI", "SOVTUNE_MLFLOW_ARTIFACTS"):
+        assert envs["one"][key] != envs["two"][key]
+    # a profile's own Dagster home is made with telemetry off, like the repository's
+    text = (tmp_path / "one" / "dagster_home" / "dagster.yaml").read_text()
+    assert "telemetry:\n  enabled: false" in text
+    # the default profile keeps the repository's dagster_home/ (CI and the browser test use it)
+    default = runner.invoke(app, ["config", "env", "--profile", "default"]).output
+    assert "export DAGSTER_HOME=" + str(Path(__file__).resolve().parents[1] / "dagster_home") in (
+        default.splitlines()
+    )
+
+
+def test_when_the_landing_zone_is_empty_then_run_says_where_to_put_data(tmp_path):
+    profile = tmp_path / "p.yaml"
+    profile.write_text(f"extends: quick\ndata_root: {tmp_path / 'root'}\n", encoding="utf-8")
+    result = runner.invoke(app, ["run", "--profile", str(profile)])
+    assert result.exit_code == 2
+    assert f"the landing zone {tmp_path / 'root' / 'landing'} is empty" in result.output
+
+
+def test_when_the_training_set_is_exported_then_llamafactory_files_are_written(tmp_path):
+    from pipelines.steps.records import Message, Record, records_to_frame
+    from pipelines.steps.storage import write_parquet
+
+    records = [
+        Record(
+            "a1",
+            "lf/x.json",
+            1,
+            "alpaca",
+            (Message("user", "Say hi.", "instruction"), Message("assistant", "Hi.", "output")),
+        ),
+        Record("t1", "notes.jsonl", 1, "text", (Message("user", "A note.", "text"),)),
+    ]
+    profile = tmp_path / "p.yaml"
+    profile.write_text(f"data_root: {tmp_path / 'root'}\n", encoding="utf-8")
+    write_parquet(
+        records_to_frame(records), tmp_path / "root" / "curated" / "curated_corpus.parquet"
+    )
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["export", "--format", "llamafactory", "--out", str(out), "--profile", str(profile)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "exported 2 of 2 records" in result.output
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert set(info) == {"sovtune_alpaca", "sovtune_text"}
+    [row] = json.loads((out / "sovtune_alpaca.json").read_text())
+    assert (row["instruction"], row["output"]) == ("Say hi.", "Hi.")
+    again = runner.invoke(app, ["export", "--out", str(out), "--profile", str(profile)])
+    assert again.exit_code == 2 and "must be an empty folder" in again.output
+    other = runner.invoke(app, ["export", "--format", "csv", "--out", str(tmp_path / "o")])
+    assert other.exit_code == 2 and "unknown format" in other.output

@@ -493,28 +493,111 @@ def with_environment(cfg: PipelineConfig) -> PipelineConfig:
     return cfg
 
 
-def load_config(profile_or_path: str) -> PipelineConfig:
-    """Load a profile by name (quick, default) or from a YAML path.
+DEFAULT_PROFILE = PROFILE_DIR / "default.yaml"
+NOT_INHERITED = ("profile", "data_root")
+"""Settings a profile never takes from the one it extends: each profile has its own name and data
+root (its own landing zone, Dagster home and MLflow store; no cross-talk between profiles)."""
+
+
+def profile_path(profile_or_path: str) -> Path:
+    """The YAML file of a profile name (quick, default) or path.
 
     Raises:
-        ConfigError: naming the file and, for a bad value, the dotted setting to fix.
+        ConfigError: the file does not exist (the known profile names are listed).
     """
     path = Path(profile_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = PROFILE_DIR / f"{profile_or_path}.yaml"
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
+        known = ", ".join(
+            sorted(p.stem for p in PROFILE_DIR.glob("*.yaml") if p.stem != "recognizers")
+        )
         raise ConfigError(f"config file {path} not found (known profiles: {known})")
+    return path
+
+
+def _read_profile(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def _merge(base: dict, child: dict) -> dict:
+    """`child` over `base`: sections merge key by key, lists and values replace. A `model`
+    section of another `kind` replaces the base's whole (its sources do not carry over)."""
+    out = dict(base)
+    for key, value in child.items():
+        below = out.get(key)
+        other_model = (
+            key == "model"
+            and isinstance(value, dict)
+            and isinstance(below, dict)
+            and (value.get("kind", below.get("kind")) != below.get("kind"))
+        )
+        if isinstance(value, dict) and isinstance(below, dict) and not other_model:
+            out[key] = _merge(below, value)
+        else:
+            out[key] = value
+    return out
+
+
+def profile_settings(profile_or_path: str) -> tuple[dict, list[Path]]:
+    """The settings of a profile with those it extends merged in, and the files they came from.
+
+    A profile extends `default` (pipelines/config/default.yaml) unless it names another profile
+    (`extends: quick`, or a YAML path relative to its own folder) or none (`extends: null`):
+    every key it leaves out takes that profile's value, not the schema's default. `profile`
+    (default: the file's name) and `data_root` (default: `var/<profile>`) are never inherited.
+
+    Raises:
+        ConfigError: a file that is missing or does not parse, or `extends` that loops.
+    """
+    path = profile_path(profile_or_path)
+    chain = [path]
+    data = _read_profile(path)
+    is_default = path.resolve() == DEFAULT_PROFILE.resolve()
+    parent = data.pop("extends", None if is_default else "default")
+    own = dict(data)
+    while parent is not None:
+        if not isinstance(parent, str) or not parent:
+            raise ConfigError(f"{chain[-1]}: extends must name a profile or a YAML path")
+        relative = chain[-1].parent / parent
+        parent_path = profile_path(
+            str(relative) if relative.suffix in (".yaml", ".yml") else parent
+        )
+        if parent_path.resolve() in {p.resolve() for p in chain}:
+            names = " -> ".join(str(p) for p in [*chain, parent_path])
+            raise ConfigError(f"{path}: extends loops: {names}")
+        chain.append(parent_path)
+        base = _read_profile(parent_path)
+        is_default = parent_path.resolve() == DEFAULT_PROFILE.resolve()
+        parent = base.pop("extends", None if is_default else "default")
+        data = _merge({k: v for k, v in base.items() if k not in NOT_INHERITED}, data)
+    name = own.get("profile", path.stem)
+    data["profile"] = name
+    data.setdefault("data_root", f"var/{name}")
+    return data, chain
+
+
+def load_config(profile_or_path: str) -> PipelineConfig:
+    """Load a profile by name (quick, default) or from a YAML path, with what it extends.
+
+    Raises:
+        ConfigError: naming the file and, for a bad value, the dotted setting to fix.
+    """
+    data, chain = profile_settings(profile_or_path)
+    path = chain[0]
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
-        raise ConfigError(f"{path}: {problems}") from None
+        inherited = f" (extends {', '.join(str(p) for p in chain[1:])})" if chain[1:] else ""
+        raise ConfigError(f"{path}{inherited}: {problems}") from None
