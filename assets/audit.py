@@ -57,6 +57,8 @@ def privacy_audit(
     rows, worst = result["canaries"], result["max_exposure_bits"]
     attacks, extraction = result["membership_inference"], result["pii_extraction"]
     backdoor = result["backdoor"]
+    if dp_lora_adapter.get("plan"):  # preset auto: the controls train as the released model did
+        trainer = trainer.model_copy(update=dp_lora_adapter["plan"]["training"])
     controls = [
         _control(name, context, data, base_model, scrubbed_corpus, storage, trainer, auditor, pii)
         for name in auditor.controls

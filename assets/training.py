@@ -6,7 +6,9 @@ from assets.metadata import OWNERS_ML, require_passing_checks
 from pipelines.steps.records import frame_to_records
 from pipelines.steps.storage import read_parquet, write_json
 from pipelines.steps.training.ledger import PrivacyBudgetExceeded
+from pipelines.steps.training.plan import PlanError
 from resources import BaseModelStore, CorpusStorage, DPTrainer
+from resources.planner import planned_trainer
 
 
 @dg.asset(
@@ -59,6 +61,12 @@ def dp_lora_adapter(
     records = frame_to_records(read_parquet(training_corpus["path"]))
     out_dir = storage.adapters / context.run_id
     try:
+        trainer, plan = planned_trainer(
+            trainer, n_records=len(records), model_dir=base_model["path"], data_root=storage.root
+        )
+    except PlanError as exc:  # preset auto without a plan: never train on a guess
+        raise dg.Failure(description=f"training.preset auto: {exc}", allow_retries=False) from None
+    try:
         result, ledger_rows = trainer.train(
             records, model_dir=base_model["path"], out_dir=out_dir, data_root=storage.root
         )
@@ -71,6 +79,7 @@ def dp_lora_adapter(
         "budget_ledger": ledger_rows,
         "snapshot_sha256": training_corpus["snapshot_sha256"],
         "drops": [d["drop"] for d in training_corpus["drops"]],
+        "plan": plan,
     }
     write_json(summary, out_dir.parent / f"{context.run_id}.training.json")
     context.add_output_metadata(

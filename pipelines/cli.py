@@ -591,6 +591,94 @@ def _curated_count(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
+@app.command()
+def plan(
+    profile: Annotated[str, typer.Option(help="Profile whose model and training apply.")] = (
+        "default"
+    ),
+    records: Annotated[
+        int | None,
+        typer.Option(help="Records to plan for (default: the curated corpus of the data root)."),
+    ] = None,
+    epsilon: Annotated[
+        float | None, typer.Option(help="Target epsilon (default: the profile's).")
+    ] = None,
+    delta: Annotated[float | None, typer.Option(help="Target delta (default: the profile's).")] = (
+        None
+    ),
+    minutes: Annotated[
+        float | None,
+        typer.Option(help="Minutes of training steps (default: training.plan_minutes)."),
+    ] = None,
+    per_example_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Use this step cost per example instead of measuring it here (e.g. one "
+            "measured on the GPU that will train)."
+        ),
+    ] = None,
+    step_overhead_seconds: Annotated[
+        float, typer.Option(help="With --per-example-seconds: cost per step beside it.")
+    ] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Plan a DP run before it spends: measure the step cost, predict the noise and the share
+    of the non-private gain per setting, and recommend one (docs/engineer.md)."""
+    enforce_offline()
+    from dataclasses import asdict
+
+    from pydantic import ValidationError
+
+    from pipelines.steps.config import TrainingConfig
+    from pipelines.steps.training import plan as planner
+    from pipelines.steps.training.modelstore import ModelStoreError, prepare_base_model
+
+    cfg = _profile(profile)
+    overrides = {"target_epsilon": epsilon, "target_delta": delta}
+    try:
+        training = TrainingConfig.model_validate(
+            {**cfg.training.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+        )
+    except ValidationError as exc:
+        _fail(f"--epsilon/--delta: {exc.errors()[0]['msg']}")
+    root = Path(cfg.data_root).resolve()
+    if records is None:
+        records = _curated_count(root / "curated" / "curated_corpus.parquet")
+    try:
+        model_dir = prepare_base_model(cfg.model, root / "models").path
+        if per_example_seconds is None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"  # as training chooses
+            cost = planner.measure_step_cost(model_dir, training, device=device)
+        else:
+            cost = planner.StepCost(step_overhead_seconds, per_example_seconds, "given")
+        result = planner.make_plan(
+            n_records=records,
+            cfg=training,
+            minutes=minutes if minutes is not None else training.plan_minutes,
+            cost=cost,
+            lora_params_per_rank=planner.lora_params_per_rank(
+                model_dir, list(training.target_modules)
+            ),
+        )
+    except (planner.PlanError, ModelStoreError) as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(asdict(result), indent=2, sort_keys=True))
+    else:
+        typer.echo(planner.format_plan(result))
+
+
+def _curated_count(path: Path) -> int:
+    """Rows of the curated corpus (from the Parquet footer: no record is read)."""
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        _fail(f"no curated corpus at {path}; give --records N or run the pipeline first")
+    return pq.ParquetFile(path).metadata.num_rows
+
+
 vault_app = typer.Typer(no_args_is_help=True, help="The encrypted pseudonym vault (stewards).")
 app.add_typer(vault_app, name="vault")
 

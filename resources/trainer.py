@@ -53,6 +53,9 @@ class DPTrainer(dg.ConfigurableResource):
     checkpoint_every: int = 10
     lifetime_epsilon: float = 24.0
     lifetime_delta: float | None = None
+    preset: str = "manual"
+    """manual, or auto: `resources.planner.planned_trainer` sets the settings from the plan."""
+    plan_minutes: float = 6.0
     device: str = "cpu"
     """Torch device of training and the audit; definitions pass `default_device()`."""
     gate_checks: list[str] = []

@@ -347,6 +347,16 @@ class TrainingConfig(_Section):
         None, ge=1, description="Split logical batches into at most this many examples (memory)."
     )
     checkpoint_every: int = Field(10, ge=1, description="Steps between resumable checkpoints.")
+    preset: Literal["manual", "auto"] = Field(
+        "manual",
+        description="manual: train with the settings above. auto: at training time, the plan of "
+        "`sovtune plan` for the curated corpus and plan_minutes sets expected_batch_size, steps, "
+        "learning_rate (scaled from the one above) and lora_r/lora_alpha; a plan that cannot be "
+        "made stops training (docs/engineer.md, Planning a DP run).",
+    )
+    plan_minutes: float = Field(
+        6.0, gt=0, description="Compute budget of training steps, in minutes, for preset auto."
+    )
     lifetime_epsilon: float = Field(
         24.0,
         gt=0,

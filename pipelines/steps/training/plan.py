@@ -1,0 +1,718 @@
+"""Plan a DP-LoRA run before it spends: measure, predict, recommend (issue #18, point 1).
+
+`sovtune plan` and the training preset `auto` (`training.preset: auto`) use this module. It
+never reads a record: it needs the number of records, the privacy target, the compute budget,
+the base model's architecture (for the LoRA dimension) and the cost of a training step, which
+it measures with a few real DP steps on random token ids.
+
+The model behind the prediction (docs/engineer.md, "Planning a DP run"):
+
+- Per step, DP-SGD adds Gaussian noise of standard deviation sigma * C to the sum of B clipped
+  per-example gradients (C the clipping norm), so the averaged update carries a noise vector of
+  norm about sigma * C * sqrt(d) / B over d LoRA parameters, against a clipped-mean signal of
+  norm at most C. Their ratio, `noise_to_signal = sigma * sqrt(d) / B`, is the per-step
+  noise-to-signal ratio the table prints (the default profile: about 33).
+- Over T steps the signal adds up T times, the independent noise only sqrt(T) times: the run's
+  ratio is `run_noise_to_signal = sigma * sqrt(d) / (B * sqrt(T))` (Sander et al.'s "total
+  amount of noise", scaled by the dimension).
+- The expected share of the non-private gain (held-out loss, base -> non-private LoRA trained
+  with the same compute) is `1 / (1 + run_noise_to_signal / RHO)`, with RHO fitted on the
+  measured runs in `CALIBRATION`. It fits those three runs (50 steps of batch 8 at epsilon 1,
+  4 and 8) within 0.5 points, and over-predicts the one held-out run (`VALIDATION`: 20 steps
+  of batch 32) by 17 points: the model is optimistic for short runs, so the planner proposes
+  no run shorter than `MIN_STEPS` steps.
+
+The recommendation fixes the epochs that the compute budget allows (at most `MAX_EPOCHS`),
+grows the batch while the predicted share still rises by more than `SHARE_TIE` (each batch's
+steps are what the budget pays for), scales the learning rate with the square root of the
+batch (Adam), and prefers LoRA rank 4 (a smaller noise dimension; the model has no term for
+the capacity a lower rank loses, so no rank below 4 is proposed).
+"""
+
+import functools
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from opacus import PrivacyEngine
+from opacus.accountants import create_accountant
+from opacus.accountants.utils import get_noise_multiplier
+from peft import LoraConfig, get_peft_model
+from torch.utils.data import DataLoader, TensorDataset
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from pipelines.steps.config import TrainingConfig
+from pipelines.steps.training.dp_lora import per_example_loss
+from pipelines.steps.training.modelstore import load_base_model
+
+MIN_STEPS = 50
+"""Fewest steps a plan proposes: the share model is calibrated at 50 steps and over-predicts
+at 20 (see `VALIDATION`)."""
+MAX_EPOCHS = 4.0
+"""Most passes over the corpus a plan proposes, however large the budget (a choice: the
+literature the issue cites trains several epochs)."""
+SHARE_TIE = 0.01
+"""A larger batch is recommended only if it raises the predicted share by more than this."""
+USEFUL_SHARE = 0.5
+"""Share of the non-private gain below which DP is not called useful (after `MODEL_MARGIN`)."""
+PLAN_RANKS = (4, 8)
+"""LoRA ranks the planner compares (the profile's own rank is added)."""
+HELDOUT_FRACTION = 0.1
+"""About one record in ten is held out of training (`dp_lora.split_heldout`)."""
+MEASURE_BATCHES = (2, 8)
+"""Batch sizes of the step-cost measurement: cost = overhead + per example x batch."""
+
+
+class PlanError(ValueError):
+    """A plan that cannot be made: the message names the setting or option to change."""
+
+
+@dataclass(frozen=True)
+class CalibrationRun:
+    """One measured DP-LoRA run (SmolLM2-135M-Instruct, LoRA r=8 on q_proj/v_proj: 460,800
+    parameters; 1,709 training records, epsilon at delta 1e-5, PRV accountant) and the share
+    of the non-private gain it reached: (base - DP) / (base - non-private) held-out loss."""
+
+    label: str
+    noise_multiplier: float
+    batch: int
+    steps: int
+    lora_params: int
+    share: float
+
+
+CALIBRATION = (
+    # docs/benchmarks.md "Audit across epsilon": base 4.080, non-private 1.630 (50 steps)
+    CalibrationRun("eps 1, batch 8, 50 steps", 0.748, 8, 50, 460_800, (4.080 - 3.773) / 2.450),
+    CalibrationRun("eps 4, batch 8, 50 steps", 0.512, 8, 50, 460_800, (4.080 - 3.634) / 2.450),
+    CalibrationRun("eps 8, batch 8, 50 steps", 0.398, 8, 50, 460_800, (4.080 - 3.535) / 2.450),
+)
+VALIDATION = (
+    # docs/benchmarks.md "Batch 32, 20 steps": base 4.015, non-private 2.443, DP 3.674
+    CalibrationRun(
+        "eps 8, batch 32, 20 steps", 0.4526, 32, 20, 460_800, (4.015 - 3.674) / (4.015 - 2.443)
+    ),
+)
+
+
+def noise_to_signal(*, noise_multiplier: float, batch: int, lora_params: int) -> float:
+    """Norm of one step's noise on the averaged update over the clipped-mean signal's bound C:
+    sigma * sqrt(d) / B."""
+    return noise_multiplier * math.sqrt(lora_params) / batch
+
+
+def run_noise_to_signal(
+    *, noise_multiplier: float, batch: int, steps: int, lora_params: int
+) -> float:
+    """The same over a whole run: T steps add the signal T times, the noise sqrt(T) times."""
+    per_step = noise_to_signal(
+        noise_multiplier=noise_multiplier, batch=batch, lora_params=lora_params
+    )
+    return per_step / math.sqrt(steps)
+
+
+def _fit_rho(runs: tuple[CalibrationRun, ...]) -> float:
+    """Least squares in log-odds of `share = 1 / (1 + r / rho)` over measured runs."""
+    logs = []
+    for run in runs:
+        r = run_noise_to_signal(
+            noise_multiplier=run.noise_multiplier,
+            batch=run.batch,
+            steps=run.steps,
+            lora_params=run.lora_params,
+        )
+        logs.append(math.log(run.share / (1 - run.share)) + math.log(r))
+    return math.exp(sum(logs) / len(logs))
+
+
+RHO = _fit_rho(CALIBRATION)
+"""The run noise-to-signal ratio at which half the non-private gain is expected (about 1.34)."""
+
+
+def expected_share(run_ratio: float) -> float:
+    """Predicted share of the non-private held-out gain at a run noise-to-signal ratio."""
+    return 1 / (1 + run_ratio / RHO)
+
+
+def model_errors() -> list[tuple[str, float, float]]:
+    """(run, measured share, predicted share) for every calibration and validation run."""
+    out = []
+    for run in (*CALIBRATION, *VALIDATION):
+        r = run_noise_to_signal(
+            noise_multiplier=run.noise_multiplier,
+            batch=run.batch,
+            steps=run.steps,
+            lora_params=run.lora_params,
+        )
+        out.append((run.label, run.share, expected_share(r)))
+    return out
+
+
+MODEL_MARGIN = max(0.0, max(predicted - measured for _, measured, predicted in model_errors()))
+"""The largest over-prediction measured (about 0.17, on `VALIDATION`): a plan is called useful
+only when its predicted share less this margin reaches the useful share."""
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """Seconds of one DP training step: `overhead_s + per_example_s * batch`.
+
+    Attributes:
+        overhead_s: Per-step cost independent of the batch (optimizer, noise, hooks).
+        per_example_s: Cost of one more example (forward, backward, per-sample gradient).
+        source: How it was obtained ("measured ..." or "given").
+    """
+
+    overhead_s: float
+    per_example_s: float
+    source: str
+
+    def step_seconds(self, batch: int) -> float:
+        return self.overhead_s + self.per_example_s * batch
+
+
+def lora_params_per_rank(model_dir: str | Path, target_modules: list[str]) -> int:
+    """LoRA parameters per unit of rank: the sum of (in + out) features of the targeted Linear
+    layers, read from the model's config (built on the meta device: no weights are loaded).
+
+    Raises:
+        PlanError: `training.target_modules` names no Linear layer of the model.
+    """
+    config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    targets = set(target_modules)
+    total = sum(
+        module.in_features + module.out_features
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets
+    )
+    if not total:
+        raise PlanError(
+            f"training.target_modules {sorted(targets)}: no Linear layer of the model in "
+            f"{model_dir} has that name"
+        )
+    return total
+
+
+def measure_step_cost(
+    model_dir: str | Path,
+    cfg: TrainingConfig,
+    *,
+    device: str = "cpu",
+    batch_sizes: tuple[int, int] = MEASURE_BATCHES,
+    repeats: int = 2,
+) -> StepCost:
+    """Time a few real DP-SGD steps (Opacus, per-sample gradients, clipping and noise) of the
+    base model with the profile's LoRA at two batch sizes, on random token ids of
+    `training.max_seq_len` (no record is read), and fit `overhead + per_example * batch`.
+
+    A warm-up step is not timed; each batch size keeps the fastest of `repeats` steps.
+    """
+    small, large = sorted(batch_sizes)
+    model, _ = load_base_model(model_dir, device=device)
+    lora_config = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        target_modules=list(cfg.target_modules),
+        lora_dropout=0.0,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    with torch.random.fork_rng(devices=[] if device == "cpu" else None):
+        torch.manual_seed(cfg.seed)
+        peft_model = get_peft_model(model, lora_config)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    tokens = torch.randint(
+        0,
+        model.config.vocab_size,
+        (large, cfg.max_seq_len),
+        generator=torch.Generator().manual_seed(0),
+    )
+    loader = DataLoader(TensorDataset(torch.arange(large)), batch_size=large)
+    peft_model.train()
+    dp_model, optimizer, _ = PrivacyEngine(accountant=cfg.accountant).make_private(
+        module=peft_model,
+        optimizer=torch.optim.Adam(params, lr=cfg.learning_rate),
+        data_loader=loader,
+        noise_multiplier=1.0,
+        max_grad_norm=cfg.max_grad_norm,
+        poisson_sampling=False,
+        noise_generator=torch.Generator(device=device).manual_seed(0),
+    )
+
+    def step(batch: int) -> float:
+        ids = tokens[:batch].to(device)
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        logits = dp_model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Full backward hook", UserWarning)
+            per_example_loss(logits, ids).mean().backward()
+        optimizer.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - started
+
+    step(small)  # warm-up
+    t_small = min(step(small) for _ in range(repeats))
+    t_large = min(step(large) for _ in range(repeats))
+    per_example = (t_large - t_small) / (large - small)
+    if per_example <= 0:  # timing noise swamped the difference: charge it all per example
+        per_example, overhead = t_large / large, 0.0
+    else:
+        overhead = max(0.0, t_small - per_example * small)
+    return StepCost(
+        overhead_s=overhead,
+        per_example_s=per_example,
+        source=f"measured: DP steps at batch {small} and {large}, {cfg.max_seq_len} tokens, "
+        f"{device}",
+    )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One setting the planner compared and what it predicts for it.
+
+    Attributes:
+        batch: Expected (Poisson) batch size.
+        steps: DP-SGD steps the budget pays for (at most `MAX_EPOCHS` epochs).
+        epochs: steps * batch / training units.
+        lora_r: LoRA rank (alpha keeps the profile's alpha / rank).
+        lora_params: d, the LoRA parameters (the noise dimension).
+        sample_rate: Poisson rate q = 1 / ceil(N / batch), as training computes it.
+        noise_multiplier: sigma from the configured accountant for the target epsilon.
+        learning_rate: The profile's rate scaled by sqrt(batch / profile batch).
+        seconds: Predicted training time (steps x step cost; model load and evaluation apart).
+        noise_to_signal: Per step: noise norm over the clipped-mean bound C.
+        run_noise_to_signal: Over the run (divided by sqrt(steps)).
+        expected_share: Predicted share of the non-private held-out gain.
+    """
+
+    batch: int
+    steps: int
+    epochs: float
+    lora_r: int
+    lora_params: int
+    sample_rate: float
+    noise_multiplier: float
+    learning_rate: float
+    seconds: float
+    noise_to_signal: float
+    run_noise_to_signal: float
+    expected_share: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The planner's answer for one corpus size, privacy target and budget.
+
+    Attributes:
+        n_records: Curated records (before the held-out tenth is set aside).
+        n_units: Training units N (records less the held-out ones).
+        epsilon, delta, accountant: The privacy target.
+        minutes: The compute budget of training steps.
+        cost: The step cost used.
+        lora_params_per_rank: d per unit of LoRA rank for the profile's target modules.
+        candidates: Every feasible setting, by rank then batch.
+        recommended: The chosen one.
+        profile: The profile's own setting as it stands (its batch, steps and rank), predicted
+            the same way, whatever its cost.
+        useful: The recommended share reaches `USEFUL_SHARE`.
+        ceiling: The setting for unlimited compute (`MAX_EPOCHS` epochs, the largest batch
+            that keeps `MIN_STEPS` steps), predicted the same way.
+        advice: One plain sentence on what to expect or what would make DP useful.
+        records_needed: Records that would reach `USEFUL_SHARE` at the ceiling's epochs (None
+            unless the corpus is what is missing).
+        epsilon_needed: Epsilon that would reach it with this corpus at the ceiling's setting
+            (None unless the corpus is what is missing, or when the accountant cannot state
+            one).
+    """
+
+    n_records: int
+    n_units: int
+    epsilon: float
+    delta: float
+    accountant: str
+    minutes: float
+    cost: StepCost
+    lora_params_per_rank: int
+    candidates: list[Candidate]
+    recommended: Candidate
+    profile: Candidate
+    useful: bool
+    advice: str
+    ceiling: Candidate | None = None
+    records_needed: int | None = None
+    epsilon_needed: float | None = None
+
+    def training_update(self, cfg: TrainingConfig) -> dict[str, Any]:
+        """The training settings the recommendation changes (for `model_copy(update=...)`)."""
+        rec = self.recommended
+        return {
+            "expected_batch_size": rec.batch,
+            "steps": rec.steps,
+            "learning_rate": rec.learning_rate,
+            "lora_r": rec.lora_r,
+            "lora_alpha": _alpha(cfg, rec.lora_r),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _alpha(cfg: TrainingConfig, rank: int) -> int:
+    """LoRA alpha for `rank` keeping the profile's alpha / rank (the LoRA scale)."""
+    return max(1, round(cfg.lora_alpha * rank / cfg.lora_r))
+
+
+def training_units(n_records: int) -> int:
+    """Training records expected after the held-out tenth (`dp_lora.split_heldout` decides
+    record by record from a hash of the id: about one in ten)."""
+    return n_records - max(1, round(n_records * HELDOUT_FRACTION))
+
+
+def make_plan(
+    *,
+    n_records: int,
+    cfg: TrainingConfig,
+    minutes: float,
+    cost: StepCost,
+    lora_params_per_rank: int,
+    ranks: tuple[int, ...] = PLAN_RANKS,
+    min_steps: int = MIN_STEPS,
+    max_epochs: float = MAX_EPOCHS,
+    useful_share: float = USEFUL_SHARE,
+) -> Plan:
+    """Compare batch sizes (powers of two from 8, and the profile's) and LoRA ranks within the
+    budget, and recommend one (see the module docstring).
+
+    Raises:
+        PlanError: Too few records, delta not below 1/N, or no setting of at least `min_steps`
+            steps fits in `minutes`.
+    """
+    if n_records < 2:
+        raise PlanError(f"--records / curated corpus: need at least 2 records, got {n_records}")
+    n_units = training_units(n_records)
+    if cfg.target_delta >= 1 / n_units:
+        raise PlanError(
+            f"training.target_delta = {cfg.target_delta:g} must be below 1/N = {1 / n_units:.3g} "
+            f"(N = {n_units} training records); lower it"
+        )
+    sigma = _NoiseCache(cfg)
+    ranks = tuple(sorted({*ranks, cfg.lora_r}))
+    batches = sorted(
+        {b for b in _powers_of_two(8, n_units)} | {min(cfg.expected_batch_size, n_units)}
+    )
+    budget = minutes * 60
+    candidates = []
+    for batch in batches:
+        steps = min(
+            math.floor(budget / cost.step_seconds(batch)),
+            math.ceil(max_epochs * n_units / batch),
+        )
+        if steps < min_steps:
+            continue
+        for rank in ranks:
+            candidates.append(
+                _candidate(cfg, n_units, batch, steps, rank, lora_params_per_rank, cost, sigma)
+            )
+    if not candidates:
+        smallest = cost.step_seconds(8) * min_steps / 60
+        raise PlanError(
+            f"no setting of at least {min_steps} steps fits in {minutes:g} minutes of training "
+            f"(batch 8 needs {smallest:.1f}); raise --minutes or training.plan_minutes"
+        )
+    profile = _candidate(
+        cfg,
+        n_units,
+        cfg.expected_batch_size,
+        cfg.steps,
+        cfg.lora_r,
+        lora_params_per_rank,
+        cost,
+        sigma,
+    )
+    recommended = _recommend(candidates)
+    plan = Plan(
+        n_records=n_records,
+        n_units=n_units,
+        epsilon=cfg.target_epsilon,
+        delta=cfg.target_delta,
+        accountant=cfg.accountant,
+        minutes=minutes,
+        cost=cost,
+        lora_params_per_rank=lora_params_per_rank,
+        candidates=candidates,
+        recommended=recommended,
+        profile=profile,
+        useful=recommended.expected_share - MODEL_MARGIN >= useful_share,
+        advice="",
+    )
+    ceiling = _ceiling(
+        cfg,
+        n_units,
+        recommended.lora_r,
+        lora_params_per_rank,
+        cost,
+        sigma,
+        min_steps=min_steps,
+        max_epochs=max_epochs,
+    )
+    return _advise(plan, cfg, ceiling, useful_share)
+
+
+def _powers_of_two(low: int, high: int) -> list[int]:
+    out, b = [], low
+    while b <= high:
+        out.append(b)
+        b *= 2
+    return out
+
+
+class _NoiseCache:
+    """sigma per (sample rate, steps) for the configured target (see `noise_multiplier`)."""
+
+    def __init__(self, cfg: TrainingConfig) -> None:
+        self.cfg = cfg
+
+    def __call__(self, sample_rate: float, steps: int) -> float:
+        return noise_multiplier(
+            epsilon=self.cfg.target_epsilon,
+            delta=self.cfg.target_delta,
+            accountant=self.cfg.accountant,
+            sample_rate=sample_rate,
+            steps=steps,
+        )
+
+
+@functools.lru_cache(maxsize=1024)
+def noise_multiplier(
+    *, epsilon: float, delta: float, accountant: str, sample_rate: float, steps: int
+) -> float:
+    """sigma from the accountant, exactly as training derives it (a call costs about 1 s with
+    RDP and 5 s with PRV on 2 cores, hence the cache)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Optimal order", UserWarning)
+        return get_noise_multiplier(
+            target_epsilon=epsilon,
+            target_delta=delta,
+            sample_rate=sample_rate,
+            steps=steps,
+            accountant=accountant,
+        )
+
+
+def _candidate(
+    cfg: TrainingConfig,
+    n_units: int,
+    batch: int,
+    steps: int,
+    rank: int,
+    per_rank: int,
+    cost: StepCost,
+    sigma: _NoiseCache,
+) -> Candidate:
+    sample_rate = 1 / math.ceil(n_units / batch)
+    noise = sigma(sample_rate, steps)
+    d = per_rank * rank
+    run_ratio = run_noise_to_signal(noise_multiplier=noise, batch=batch, steps=steps, lora_params=d)
+    return Candidate(
+        batch=batch,
+        steps=steps,
+        epochs=steps * batch / n_units,
+        lora_r=rank,
+        lora_params=d,
+        sample_rate=sample_rate,
+        noise_multiplier=noise,
+        learning_rate=cfg.learning_rate * math.sqrt(batch / cfg.expected_batch_size),
+        seconds=steps * cost.step_seconds(batch),
+        noise_to_signal=noise_to_signal(noise_multiplier=noise, batch=batch, lora_params=d),
+        run_noise_to_signal=run_ratio,
+        expected_share=expected_share(run_ratio),
+    )
+
+
+def _recommend(candidates: list[Candidate]) -> Candidate:
+    """The lowest rank's setting: grow the batch while the share rises by more than
+    `SHARE_TIE`."""
+    rank = min(c.lora_r for c in candidates)
+    by_batch = sorted((c for c in candidates if c.lora_r == rank), key=lambda c: c.batch)
+    best = by_batch[0]
+    for candidate in by_batch[1:]:
+        if candidate.expected_share > best.expected_share + SHARE_TIE:
+            best = candidate
+    return best
+
+
+def _ceiling(
+    cfg: TrainingConfig,
+    n_units: int,
+    rank: int,
+    per_rank: int,
+    cost: StepCost,
+    sigma: "_NoiseCache",
+    *,
+    min_steps: int,
+    max_epochs: float,
+) -> Candidate:
+    """The setting for unlimited compute: `max_epochs` epochs at the largest power-of-two batch
+    that still takes `min_steps` steps (in the model, a larger batch at fixed epochs only lowers
+    the run's noise: see the 600-minute tables in docs/benchmarks.md)."""
+    batch = 8
+    while batch * 2 <= n_units and math.ceil(max_epochs * n_units / (batch * 2)) >= min_steps:
+        batch *= 2
+    steps = max(min_steps, math.ceil(max_epochs * n_units / batch))
+    return _candidate(cfg, n_units, batch, steps, rank, per_rank, cost, sigma)
+
+
+def _advise(plan: Plan, cfg: TrainingConfig, ceiling: Candidate, useful_share: float) -> Plan:
+    """Fill the advice: what to expect and, below `useful_share`, whether compute or the corpus
+    is what is missing, with the records or the epsilon that would reach it.
+
+    Under the model, N times k records at the same sample rate and steps (batch times k, the
+    same epochs) divide the run ratio by k; a sigma divided by k does the same.
+    """
+    rec = plan.recommended
+    share = rec.expected_share
+    if plan.useful:
+        advice = (
+            f"Expect ~{share:.0%} of the non-private gain at epsilon {plan.epsilon:g}: batch "
+            f"{rec.batch}, {rec.steps} steps, rank {rec.lora_r}, lr {rec.learning_rate:.2g}."
+        )
+        return replace(plan, advice=advice, ceiling=ceiling)
+    best = ceiling if ceiling.expected_share > share else rec
+    if best.expected_share - MODEL_MARGIN >= useful_share:
+        advice = (
+            f"Too little compute for useful DP at epsilon {plan.epsilon:g}: expect ~{share:.0%} "
+            f"of the non-private gain in {plan.minutes:g} minutes; ~{best.expected_share:.0%} "
+            f"with about {best.seconds / 60:,.0f} minutes of steps here (batch {best.batch}, "
+            f"{best.steps} steps, {best.epochs:.2g} epochs): raise --minutes or "
+            "training.plan_minutes."
+        )
+        return replace(plan, advice=advice, ceiling=ceiling)
+    target = min(0.99, useful_share + MODEL_MARGIN)
+    odds_target = target / (1 - target)
+    factor = odds_target / (best.expected_share / (1 - best.expected_share))
+    records_needed = math.ceil(plan.n_records * factor)
+    epsilon_needed = _epsilon_for(cfg, best.noise_multiplier / factor, best.sample_rate, best.steps)
+    eps_text = (
+        f"or epsilon >= {epsilon_needed:.3g}"
+        if epsilon_needed is not None
+        else "no epsilon the accountant can state"
+    )
+    advice = (
+        f"The corpus is too small for useful DP at epsilon {plan.epsilon:g}: expect "
+        f"~{share:.0%} of the non-private gain (at most ~{best.expected_share:.0%} with "
+        f"{best.epochs:.2g} epochs, about {best.seconds / 60:,.0f} minutes of steps here). "
+        f"For {target:.0%} predicted (the {useful_share:.0%} called useful plus the model's "
+        f"{MODEL_MARGIN:.0%} margin): >= {records_needed:,} records (at {best.epochs:.2g} epochs), "
+        f"{eps_text}, or accept ~{share:.0%}."
+    )
+    return replace(
+        plan,
+        advice=advice,
+        ceiling=ceiling,
+        records_needed=records_needed,
+        epsilon_needed=epsilon_needed,
+    )
+
+
+def _epsilon_for(cfg: TrainingConfig, noise: float, sample_rate: float, steps: int) -> float | None:
+    """The accountant's epsilon at `training.target_delta` for sigma, q and T; None when it
+    cannot state one (a sigma too small for its numerics)."""
+    accountant = create_accountant(cfg.accountant)
+    accountant.history = [(noise, sample_rate, steps)]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            epsilon = float(accountant.get_epsilon(delta=cfg.target_delta))
+    except (ValueError, RuntimeError, OverflowError, ZeroDivisionError):
+        return None
+    return epsilon if math.isfinite(epsilon) else None
+
+
+def format_plan(plan: Plan) -> str:
+    """The plan as a fixed-width table with the recommendation marked, and the advice."""
+    header = (
+        f"DP plan: {plan.n_records:,} records ({plan.n_units:,} trained on), epsilon "
+        f"{plan.epsilon:g}, delta {plan.delta:g}, {plan.accountant}; {plan.minutes:g} min of "
+        f"steps at {plan.cost.overhead_s:.3g} s + {plan.cost.per_example_s:.3g} s/example "
+        f"({plan.cost.source})"
+    )
+    columns = (
+        ("", 1),
+        ("batch", 6),
+        ("steps", 6),
+        ("epochs", 6),
+        ("rank", 4),
+        ("LoRA d", 9),
+        ("sigma", 6),
+        ("lr", 8),
+        ("noise/C step", 12),
+        ("noise/C run", 11),
+        ("share", 6),
+        ("minutes", 8),
+    )
+
+    def row(mark: str, c: Candidate) -> str:
+        cells = (
+            mark,
+            str(c.batch),
+            str(c.steps),
+            f"{c.epochs:.2g}",
+            str(c.lora_r),
+            f"{c.lora_params:,}",
+            f"{c.noise_multiplier:.3f}",
+            f"{c.learning_rate:.2g}",
+            f"{c.noise_to_signal:.2f}",
+            f"{c.run_noise_to_signal:.3f}",
+            f"{c.expected_share:.0%}",
+            f"{c.seconds / 60:.1f}",
+        )
+        return "  ".join(cell.rjust(width) for cell, (_, width) in zip(cells, columns, strict=True))
+
+    lines = [header, "", "  ".join(name.rjust(width) for name, width in columns)]
+    lines += [row("*" if c == plan.recommended else " ", c) for c in plan.candidates]
+    lines.append(row("p", plan.profile))
+    if plan.ceiling is not None and plan.ceiling not in plan.candidates:
+        lines.append(row("c", plan.ceiling))
+    lines.append("")
+    lines.append(
+        "* recommended; p the profile as it stands; c unlimited compute. share: predicted "
+        f"share of the non-private held-out gain, 1 / (1 + run / {RHO:.2f}); noise/C: noise "
+        "norm over the clipped-signal bound, per step and over the run (docs/engineer.md, "
+        "Planning a DP run)."
+    )
+    lines.append(plan.advice)
+    return "\n".join(lines)
+
+
+def resolve_training(
+    cfg: TrainingConfig,
+    *,
+    n_records: int,
+    model_dir: str | Path,
+    device: str = "cpu",
+    cost: StepCost | None = None,
+) -> tuple[TrainingConfig, Plan]:
+    """The training settings of the preset `auto`: the plan's recommendation for this corpus
+    and `training.plan_minutes`, measured on this machine (or at `cost`).
+
+    Raises:
+        PlanError: The plan cannot be made (names the setting to change).
+    """
+    if cost is None:
+        cost = measure_step_cost(model_dir, cfg, device=device)
+    plan = make_plan(
+        n_records=n_records,
+        cfg=cfg,
+        minutes=cfg.plan_minutes,
+        cost=cost,
+        lora_params_per_rank=lora_params_per_rank(model_dir, list(cfg.target_modules)),
+    )
+    return cfg.model_copy(update=plan.training_update(cfg)), plan
