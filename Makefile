@@ -3,8 +3,11 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sovtune-installed
-PROFILE ?= default
-export DAGSTER_HOME := $(CURDIR)/dagster_home
+# A profile name (pipelines/config/) or YAML path; SOVTUNE_PROFILE=x make ui works too.
+PROFILE ?= $(or $(SOVTUNE_PROFILE),default)
+# Each profile has its own Dagster home (the default profile: dagster_home/; any other: under its
+# data root), which the CLI picks; tests use dagster_home/ (tests/test_ui_browser.py, CI).
+test screenshots: export DAGSTER_HOME := $(CURDIR)/dagster_home
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
@@ -59,11 +62,13 @@ screenshots: setup browser
 
 # The stewards' desk: Dagster UI on http://127.0.0.1:3000, MLflow UI on http://127.0.0.1:5000,
 # review desk on http://127.0.0.1:3100.
+# All three open PROFILE's own stores: `sovtune config env` prints its Dagster home and MLflow store.
 ui: setup
-	mkdir -p var/mlflow
+	eval "$$($(BIN)/sovtune config env --profile '$(PROFILE)')" && \
+		mkdir -p "$$SOVTUNE_MLFLOW_DIR" || exit 1; \
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 \
-		--backend-store-uri sqlite:///$(CURDIR)/var/mlflow/mlflow.db \
-		--default-artifact-root $(CURDIR)/var/mlflow/artifacts & \
+		--backend-store-uri "$$SOVTUNE_MLFLOW_URI" \
+		--default-artifact-root "$$SOVTUNE_MLFLOW_ARTIFACTS" & \
 	SOVTUNE_PROFILE=$(PROFILE) $(BIN)/python -m pipelines.desk --port 3100 & \
 	SOVTUNE_PROFILE=$(PROFILE) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m pipelines.definitions; \
 	kill %1 %2 2>/dev/null || true

@@ -41,7 +41,8 @@ def privacy_audit(
     Membership inference (loss, zlib, Min-K%) on training members vs held-out non-members,
     PII extraction from raw prefixes, and the backdoor attack success rate follow. When the
     profile lists `audit.controls`, control models are trained and attacked the same way and
-    reported side by side; they are never registered.
+    reported side by side; they are never registered. A control's training loss and held-out
+    loss (un-noised statistics of private records) are not published, only its attack results.
     """
     model, tokenizer = load_adapter_model(
         base_model["path"],
@@ -73,11 +74,21 @@ def privacy_audit(
         "pii_extraction": extraction,
         "backdoor": backdoor,
         "controls": controls,
-        "passed": worst is not None
-        and worst <= auditor.max_exposure_bits
-        and all(a["auc_low"] <= auditor.max_mia_auc for a in attacks)
-        and extraction["extracted"] == 0,
+        "passed": audit_passed(result, auditor),
     }
+
+
+def audit_passed(result: dict, auditor) -> bool:
+    """Every canary within the exposure bound, membership inference measured (an empty held-out
+    set measures nothing: that fails closed) and within its AUC bound, nothing extracted."""
+    worst, attacks = result["max_exposure_bits"], result["membership_inference"]
+    return (
+        worst is not None
+        and worst <= auditor.max_exposure_bits
+        and bool(attacks)
+        and all(a["auc_low"] <= auditor.max_mia_auc for a in attacks)
+        and result["pii_extraction"]["extracted"] == 0
+    )
 
 
 def _audit_metadata(result: dict, controls: list[dict], dp_lora_adapter: dict, auditor) -> dict:
@@ -90,7 +101,7 @@ def _audit_metadata(result: dict, controls: list[dict], dp_lora_adapter: dict, a
         "bound_bits": float(auditor.max_exposure_bits),
         "exposure": dg.MetadataValue.md(_exposure_table(result["canaries"])),
         "membership_inference": dg.MetadataValue.md(_attack_table(attacks)),
-        "max_mia_auc": max(a["auc"] for a in attacks),
+        "max_mia_auc": max((a["auc"] for a in attacks), default=float("nan")),
         "pii_extraction_probes": extraction["probes"],
         "pii_values_extracted": extraction["extracted"],
         "backdoor_rate": float("nan") if backdoor is None else backdoor["rate"],
@@ -209,10 +220,9 @@ def _control(
         "name": name,
         "epsilon": "no DP" if not private else round(float(result.epsilon), 4),
         "train_records": result.n_train,
-        "heldout_loss": float(result.heldout_loss_after),
         "max_exposure_bits": audit["max_exposure_bits"],
-        "max_mia_auc": max(a["auc"] for a in attacks),
-        "empirical_epsilon": max(a["epsilon_lower_bound"] for a in attacks),
+        "max_mia_auc": max((a["auc"] for a in attacks), default=None),
+        "empirical_epsilon": max((a["epsilon_lower_bound"] for a in attacks), default=None),
         "pii_probes": audit["pii_extraction"]["probes"],
         "pii_extracted": audit["pii_extraction"]["extracted"],
         "backdoor_rate": None if audit["backdoor"] is None else audit["backdoor"]["rate"],
@@ -225,10 +235,9 @@ def _controls_table(controls: list[dict], dp_lora_adapter: dict, result: dict) -
     released = {
         "name": "released (DP, screened)",
         "epsilon": round(float(dp_lora_adapter["epsilon"]), 4),
-        "heldout_loss": float(dp_lora_adapter["heldout_loss_after"]),
         "max_exposure_bits": result["max_exposure_bits"],
-        "max_mia_auc": max(a["auc"] for a in attacks),
-        "empirical_epsilon": max(a["epsilon_lower_bound"] for a in attacks),
+        "max_mia_auc": max((a["auc"] for a in attacks), default=None),
+        "empirical_epsilon": max((a["epsilon_lower_bound"] for a in attacks), default=None),
         "pii_probes": result["pii_extraction"]["probes"],
         "pii_extracted": result["pii_extraction"]["extracted"],
         "backdoor_rate": None if result["backdoor"] is None else result["backdoor"]["rate"],
@@ -239,14 +248,13 @@ def _controls_table(controls: list[dict], dp_lora_adapter: dict, result: dict) -
 
     lines = [
         "| model | epsilon | max exposure (bits) | max MIA AUC | empirical eps >= "
-        "| PII extracted | backdoor success | held-out loss |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| PII extracted | backdoor success |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in [released, *controls]:
         lines.append(
             f"| {row['name']} | {row['epsilon']} | {cell(row['max_exposure_bits'], '.2f')} | "
-            f"{row['max_mia_auc']:.3f} | {row['empirical_epsilon']:.2f} | "
-            f"{row['pii_extracted']}/{row['pii_probes']} | {cell(row['backdoor_rate'], '.0%')} | "
-            f"{row['heldout_loss']:.4f} |"
+            f"{cell(row['max_mia_auc'], '.3f')} | {cell(row['empirical_epsilon'], '.2f')} | "
+            f"{row['pii_extracted']}/{row['pii_probes']} | {cell(row['backdoor_rate'], '.0%')} |"
         )
     return "\n".join(lines)

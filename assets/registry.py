@@ -145,13 +145,6 @@ def _version_tags(
 
 
 def _step_metrics(dp_lora_adapter: dict) -> dict[str, list[tuple]]:
-    """Training loss and epsilon spent per DP-SGD step, for the MLflow run."""
-    return {
-        # an empty Poisson batch has no loss (None); its step is still noised and counted
-        "train_loss": [
-            (step, loss)
-            for step, loss in enumerate(dp_lora_adapter["losses"], start=1)
-            if loss is not None
-        ],
-        "epsilon": [tuple(x) for x in dp_lora_adapter["epsilons"]],
-    }
+    """Epsilon spent per DP-SGD step, for the MLflow run. The training loss is an un-noised
+    statistic of private records and is not logged (issue #17.1)."""
+    return {"epsilon": [tuple(x) for x in dp_lora_adapter["epsilons"]]}

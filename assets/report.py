@@ -135,8 +135,6 @@ def _report_facts(
         "privacy": {
             **registered_model["privacy"],
             "target_epsilon": target_epsilon,
-            "heldout_loss_before": round(dp_lora_adapter["heldout_loss_before"], 4),
-            "heldout_loss_after": round(dp_lora_adapter["heldout_loss_after"], 4),
             "epsilons": dp_lora_adapter["epsilons"],
         },
         "audit": _audit_facts(privacy_audit),

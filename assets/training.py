@@ -54,6 +54,9 @@ def dp_lora_adapter(
     The privacy unit is one record or one data subject (`privacy_unit`). The run reserves its
     epsilon in the privacy budget ledger first and is refused if any data source would pass its
     lifetime budget; a crashed run resumes from its checkpoint, charging every released step.
+    What it publishes is what epsilon covers: the adapter, the privacy parameters, counts and
+    ids. The per-step loss, empty-batch count and held-out loss of private records are never in
+    its output or metadata (only the operator's progress bar shows the loss).
     Training is refused while the latest result of any upstream check is not a pass, however
     the run was launched; the `sovtune-training` pool runs one training at a time.
     """
@@ -100,8 +103,6 @@ def dp_lora_adapter(
             "cross_drop_removed": int(training_corpus["curated"]["cross_drop_removed"]),
             "train_records": int(result.n_train),
             "heldout_records": int(result.n_heldout),
-            "heldout_loss_before": float(result.heldout_loss_before),
-            "heldout_loss_after": float(result.heldout_loss_after),
             "adapter_sha256": result.adapter_sha256,
             "path": dg.MetadataValue.path(str(result.adapter_dir)),
         }

@@ -21,11 +21,12 @@ def epsilon_within_budget(dp_lora_adapter: dict, trainer: DPTrainer) -> dg.Asset
 
 @dg.asset_check(asset=dp_lora_adapter, blocking=True)
 def lora_tensors_trained(dp_lora_adapter: dict) -> dg.AssetCheckResult:
-    """Every LoRA tensor changed after the first step and all are finite (Opacus #820 guard)."""
+    """Every LoRA tensor received a nonzero clipped gradient before noise, and all are finite
+    (Opacus #820 guard)."""
     return _result(
         gates.lora_tensors_trained(
             total=dp_lora_adapter["lora_tensors_total"],
-            changed=dp_lora_adapter["lora_tensors_changed_after_first_step"],
+            changed=dp_lora_adapter["lora_tensors_with_clipped_gradient"],
             finite=dp_lora_adapter["lora_tensors_finite"],
         )
     )

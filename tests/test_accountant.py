@@ -57,18 +57,6 @@ def test_when_secure_mode_has_a_noise_seed_then_training_is_refused(tmp_path):
         train_dp_lora(chat_records(20), model_dir=tmp_path, cfg=cfg, out_dir=tmp_path / "a")
 
 
-def test_when_secure_mode_cannot_be_honoured_then_training_is_refused(tmp_path):
-    try:
-        import torchcsprng  # noqa: F401
-
-        pytest.skip("torchcsprng is installed: secure mode can run here")
-    except ImportError:
-        pass
-    cfg = TrainingConfig(target_delta=1e-3, secure_mode=True, steps=1)
-    with pytest.raises(TrainingConfigError, match="torchcsprng"):
-        train_dp_lora(chat_records(20), model_dir=tmp_path, cfg=cfg, out_dir=tmp_path / "a")
-
-
 def test_when_delta_is_not_below_one_over_the_number_of_users_then_training_is_refused(tmp_path):
     # 18 training records of only 2 data subjects: N is 2, the number of users
     records = [replace(r, subject=f"emp-{i % 2}") for i, r in enumerate(chat_records(20))]

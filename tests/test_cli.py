@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
@@ -188,3 +189,29 @@ def test_when_the_training_set_is_exported_then_llamafactory_files_are_written(t
     assert again.exit_code == 2 and "must be an empty folder" in again.output
     other = runner.invoke(app, ["export", "--format", "csv", "--out", str(tmp_path / "o")])
     assert other.exit_code == 2 and "unknown format" in other.output
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [(["PROFILE=mine.yaml"], {}), ([], {"SOVTUNE_PROFILE": "mine.yaml"})],
+)
+def test_when_make_ui_names_a_profile_either_way_then_every_ui_opens_that_profile(args, env):
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parents[1]
+    dry = subprocess.run(
+        ["make", "-n", "ui", *args],
+        cwd=root,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # the Dagster home and the MLflow store come from the profile (sovtune config env)
+    assert "sovtune config env --profile 'mine.yaml'" in dry
+    assert '--backend-store-uri "$SOVTUNE_MLFLOW_URI"' in dry
+    assert dry.count("SOVTUNE_PROFILE=mine.yaml") == 2  # the review desk and Dagster

@@ -91,11 +91,12 @@ def epsilon_within_budget(*, epsilon: float, target_epsilon: float) -> GateResul
 
 
 def lora_tensors_trained(*, total: int, changed: int, finite: bool) -> GateResult:
-    """After the first step every LoRA tensor has changed, and all are finite."""
+    """Every LoRA tensor received a nonzero clipped gradient (before noise: the noise alone
+    moves every tensor), and all are finite."""
     ok = total > 0 and changed == total and finite
     return GateResult(
         ok,
-        f"{changed}/{total} LoRA tensors changed after the first step; finite={finite}",
+        f"{changed}/{total} LoRA tensors received a clipped gradient; finite={finite}",
         {"lora_tensors": total, "changed": changed, "finite": bool(finite)},
     )
 
