@@ -42,6 +42,11 @@ class Record:
         subject: The data subject or author the record belongs to, if known.
         source: The free-form source label the record carried, if any.
         language: ISO 639-1 code detected for the record ("en", "zh", ...).
+
+    Ingestion reads `id`, `subject`, `source` and `source_file` as dropped; `raw_corpus`
+    replaces them by keyed pseudonyms (`rec-…`, `subj-…`, `src-…`, `file-….jsonl`,
+    `pipelines.steps.privacy.identifiers`) before any record is written, so every Parquet
+    file of every zone holds the pseudonyms only.
     """
 
     id: str

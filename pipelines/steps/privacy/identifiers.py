@@ -127,6 +127,7 @@ class IdentifierMap:
         db = self._connect()
         try:
             db.execute("BEGIN IMMEDIATE")
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 rows = db.execute(
@@ -135,15 +136,18 @@ class IdentifierMap:
                     (self.key_id, kind, *chunk),
                 )
                 out.update(rows)
-            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            for value in wanted:
-                if value in out:
-                    continue
-                out[value] = self._free_candidate(db, kind, value)
-                db.execute(
-                    "INSERT INTO identifiers VALUES (?, ?, ?, ?, ?, ?)",
-                    (self.key_id, out[value], kind, value, drop, now),
-                )
+            new = [v for v in wanted if v not in out]
+            first = {v: candidate(kind, v, self.key) for v in new}
+            taken = self._taken(db, list(first.values()))
+            rows = []
+            for value in new:
+                pseudonym = first[value]
+                if pseudonym in taken:  # collision: the next longer prefix of its own HMAC
+                    pseudonym = self._free_candidate(db, kind, value, taken)
+                taken.add(pseudonym)
+                out[value] = pseudonym
+                rows.append((self.key_id, pseudonym, kind, value, drop, now))
+            db.executemany("INSERT INTO identifiers VALUES (?, ?, ?, ?, ?, ?)", rows)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -152,14 +156,28 @@ class IdentifierMap:
             db.close()
         return out
 
-    def _free_candidate(self, db: sqlite3.Connection, kind: str, value: str) -> str:
-        for digits in range(DIGITS, MAX_DIGITS + 1, 4):
+    def _taken(self, db: sqlite3.Connection, pseudonyms: list[str]) -> set[str]:
+        """Which of `pseudonyms` the map already gives to some value under this key."""
+        taken: set[str] = set()
+        for start in range(0, len(pseudonyms), 500):
+            chunk = pseudonyms[start : start + 500]
+            taken.update(
+                p
+                for (p,) in db.execute(
+                    "SELECT pseudonym FROM identifiers WHERE key_id = ? "
+                    f"AND pseudonym IN ({','.join('?' * len(chunk))})",
+                    (self.key_id, *chunk),
+                )
+            )
+        return taken
+
+    def _free_candidate(
+        self, db: sqlite3.Connection, kind: str, value: str, claimed: set[str]
+    ) -> str:
+        """The first of `value`'s longer candidates neither in the map nor `claimed` now."""
+        for digits in range(DIGITS + 4, MAX_DIGITS + 1, 4):
             pseudonym = candidate(kind, value, self.key, digits)
-            taken = db.execute(
-                "SELECT 1 FROM identifiers WHERE key_id = ? AND pseudonym = ?",
-                (self.key_id, pseudonym),
-            ).fetchone()
-            if not taken:
+            if pseudonym not in claimed and not self._taken(db, [pseudonym]):
                 return pseudonym
         raise IdentifierMapError(f"no free {kind} pseudonym in {self.path} (HMAC collision)")
 
