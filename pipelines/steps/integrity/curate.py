@@ -337,16 +337,16 @@ def curate_records(
     reasons: dict[str, list[Reason]] = {r.id: [] for r in candidates}
 
     pool, pending = _start_dedup_and_quality(candidates, cfg)
-    trigger_clusters = _screen_backdoor(candidates, cfg, scores, reasons)
-    trigger_clusters += _screen_inserted_phrases(candidates, cfg, scores, reasons)
-    _screen_injection(candidates, scores, reasons)
-    try:
+    try:  # a screen that raises must not leave the second process running
+        trigger_clusters = _screen_backdoor(candidates, cfg, scores, reasons)
+        trigger_clusters += _screen_inserted_phrases(candidates, cfg, scores, reasons)
+        _screen_injection(candidates, scores, reasons)
         near, quality_scores = (
             pending.result() if pending else _dedup_and_quality(candidates, *_dedup_args(cfg))
         )
     finally:
         if pool:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=True)
     _screen_quality(quality_scores, cfg, scores, reasons)
     _screen_near_duplicates(near, scores, reasons)
     onion_scored = (
