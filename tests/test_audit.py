@@ -274,3 +274,33 @@ def test_audit_model_times_every_part_and_reports_no_secret(tiny):
     ]
     assert [r["in_training"] for r in result["canaries"]] == [1, 1]
     assert "4821" not in repr(result) and "660012" not in repr(result)
+
+
+def test_when_there_is_no_heldout_record_then_no_attack_runs_and_the_audit_fails_closed(tiny):
+    from types import SimpleNamespace
+
+    from assets.audit import _audit_metadata, audit_passed
+    from pipelines.steps.audit.suite import AuditData, AuditSettings, audit_model
+    from pipelines.steps.records import Message, Record
+
+    model, tokenizer = tiny
+    records = {
+        f"r{i}": Record(f"r{i}", "a.jsonl", i + 1, "chat", (Message("user", f"Hello {i}."),))
+        for i in range(8)
+    }
+    data = AuditData(
+        canaries=[canary("4821")],
+        canary_records={},
+        records=records,
+        train_ids=sorted(records),
+        heldout_ids=[],
+    )
+    settings = AuditSettings(candidates=50, mia_records=8, extraction_probes=0, backdoor_prompts=0)
+    result = audit_model(model, tokenizer, data, settings)
+    assert result["membership_inference"] == []
+    auditor = SimpleNamespace(max_exposure_bits=100.0, max_mia_auc=0.55)
+    assert not audit_passed(result, auditor)  # nothing measured is not a pass
+    metadata = _audit_metadata(result, [], {"epsilon": 1.0}, auditor)
+    assert math.isnan(metadata["max_mia_auc"])
+    measured = {**result, "membership_inference": [{"auc": 0.5, "auc_low": 0.4}]}
+    assert audit_passed(measured, auditor)

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from opacus.accountants import RDPAccountant
+from opacus.accountants import PRVAccountant, RDPAccountant
 
 from pipelines.steps.config import TrainingConfig
+from pipelines.steps.release import gates
 from pipelines.steps.training import dp_lora
 from pipelines.steps.training.checkpoint import (
     CheckpointError,
@@ -16,7 +17,7 @@ from pipelines.steps.training.checkpoint import (
     save_checkpoint,
 )
 from pipelines.steps.training.dp_lora import train_dp_lora
-from tests.test_training import chat_records
+from tests.test_training import chat_records, spy_on_sampling_and_noise
 from tests.tiny_model import make_tiny_model_dir
 
 CFG = TrainingConfig(
@@ -64,21 +65,33 @@ def run(tiny_dir: Path, tmp_path: Path, **kwargs):
     )
 
 
-def test_when_a_run_crashes_then_it_resumes_and_charges_the_repeated_steps(tiny_dir, tmp_path):
+@pytest.mark.parametrize("accountant", ["rdp", "prv"])
+def test_when_a_run_crashes_then_it_resumes_and_charges_the_repeated_steps(
+    tiny_dir, tmp_path, monkeypatch, accountant
+):
+    cfg = CFG.model_copy(update={"accountant": accountant})
+    batches, noises = spy_on_sampling_and_noise(monkeypatch)
     with pytest.raises(Crash):
-        run(tiny_dir, tmp_path, on_step=crash_at(5))  # checkpoint at 4, step 5 charged and lost
+        # checkpoint at 4, step 5 charged and lost
+        run(tiny_dir, tmp_path, cfg=cfg, on_step=crash_at(5))
     assert StepLedger(tmp_path / "ckpt" / "steps.jsonl").charged() == 5
     assert load_checkpoint(tmp_path / "ckpt").step == 4
+    crashed = (list(batches), list(noises))
+    batches.clear(), noises.clear()
 
-    result = run(tiny_dir, tmp_path)
+    result = run(tiny_dir, tmp_path, cfg=cfg)
     assert (result.resumed_from_step, result.steps_repeated) == (4, 1)
     # 6 steps charged in all (5 before the crash + 1 after): never fewer than were released
     assert result.steps == CFG.steps == len(result.losses)
     assert math.isnan(result.losses[4]) and not math.isnan(result.losses[5])
-    accountant = RDPAccountant()
-    accountant.history = [(result.noise_multiplier, result.sample_rate, 6)]
-    assert result.epsilon == pytest.approx(accountant.get_epsilon(delta=CFG.target_delta))
-    assert result.lora_tensors_changed_after_first_step == result.lora_tensors_total
+    expected = RDPAccountant() if accountant == "rdp" else PRVAccountant()
+    expected.history = [(result.noise_multiplier, result.sample_rate, 6)]
+    assert result.epsilon == pytest.approx(expected.get_epsilon(delta=CFG.target_delta))
+    assert result.lora_tensors_with_clipped_gradient == result.lora_tensors_total
+    # the step done again after the resume drew other noise and another batch than step 5
+    assert len(noises) == len(crashed[1]) // 5  # one step's noise tensors
+    assert not set(map(tuple, noises)) & set(map(tuple, crashed[1]))
+    assert batches[0] != crashed[0][4]
     assert (tmp_path / "ckpt").exists()  # kept until the trainer has settled the budget
 
 
@@ -160,13 +173,46 @@ def test_when_a_run_crashes_after_any_phase_then_reruns_release_one_models_steps
             run(tiny_dir, tmp_path, cfg=cfg)
         monkeypatch.setattr(dp_lora, phase, original)
 
-    first = run(tiny_dir, tmp_path, cfg=cfg)
-    again = run(tiny_dir, tmp_path, cfg=cfg)  # e.g. the trainer crashed again before settling
+    rerun = run(tiny_dir, tmp_path, cfg=cfg)
 
     assert len(released) == cfg.steps  # one model's worth of noised updates, never two
-    assert first.steps == again.steps == cfg.steps
-    assert again.adapter_sha256 == first.adapter_sha256  # the same model, not a retrained one
+    assert rerun.steps == cfg.steps
+    if phase in ("_finish", "settle"):
+        assert rerun.steps_repeated == 0  # nothing trained again: the same model saved again
     assert StepLedger(tmp_path / "ckpt" / "steps.jsonl").charged() == cfg.steps
     dp_lora.retire_checkpoint(tmp_path / "ckpt")  # what the trainer does once it has settled
     assert not (tmp_path / "ckpt").exists()
     assert sorted(p.name for p in tmp_path.iterdir() if "ckpt" in p.name) == []
+
+
+def test_when_a_run_crashes_before_its_first_checkpoint_then_the_resume_charges_every_step(
+    tiny_dir, tmp_path
+):
+    cfg = CFG.model_copy(update={"checkpoint_every": 10})  # no checkpoint within the 6 steps
+    with pytest.raises(Crash):
+        run(tiny_dir, tmp_path, cfg=cfg, on_step=crash_at(3))
+    assert load_checkpoint(tmp_path / "ckpt").step == 0  # the plan, written before step 1
+
+    result = run(tiny_dir, tmp_path, cfg=cfg)
+    assert (result.resumed_from_step, result.steps_repeated) == (0, 3)
+    assert result.steps == cfg.steps and sum(math.isnan(x) for x in result.losses[:3]) == 3
+    assert result.lora_tensors_finite
+    assert result.lora_tensors_with_clipped_gradient == result.lora_tensors_total
+    assert gates.lora_tensors_trained(
+        total=result.lora_tensors_total,
+        changed=result.lora_tensors_with_clipped_gradient,
+        finite=result.lora_tensors_finite,
+    ).passed
+
+
+def test_when_the_recorded_plan_differs_from_the_runs_plan_then_resuming_is_refused(
+    tiny_dir, tmp_path
+):
+    with pytest.raises(Crash):
+        run(tiny_dir, tmp_path, on_step=crash_at(1))
+    ledger = StepLedger(tmp_path / "ckpt" / "steps.jsonl")
+    (mechanism,) = ledger.mechanisms()
+    # a step charged at another sigma (e.g. another Opacus version computed it)
+    ledger.charge(step=2, noise_multiplier=mechanism["noise_multiplier"] * 0.9, sample_rate=0.2)
+    with pytest.raises(CheckpointError, match="noise multiplier or sample rate"):
+        run(tiny_dir, tmp_path)

@@ -5,15 +5,21 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from opacus import GradSampleModule
 from opacus.accountants import RDPAccountant
 from opacus.accountants.utils import get_noise_multiplier
+from opacus.optimizers import optimizer as opacus_optimizer
+from opacus.optimizers.optimizer import DPOptimizer
 from peft import LoraConfig, get_peft_model
+from pydantic import ValidationError
+from safetensors.torch import load_file
 
-from pipelines.steps.config import TrainingConfig
+from pipelines.steps.config import PipelineConfig, TrainingConfig
 from pipelines.steps.records import Message, Record
+from pipelines.steps.training import dp_lora
 from pipelines.steps.training.checkpoint import CheckpointError
 from pipelines.steps.training.dp_lora import (
     IGNORE_INDEX,
@@ -27,6 +33,7 @@ from pipelines.steps.training.dp_lora import (
     _sum_grad_samples_per_unit,
     _unit_rows,
     encode_records,
+    is_heldout,
     load_adapter_model,
     per_example_loss,
     privacy_units,
@@ -87,10 +94,10 @@ def trained(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     return cfg, result
 
 
-def test_when_trained_then_every_lora_tensor_moved_after_step_one_and_is_finite(trained):
+def test_when_trained_then_every_lora_tensor_got_a_clipped_gradient_and_is_finite(trained):
     _, result = trained
     assert result.lora_tensors_total == 8  # q_proj, v_proj x A, B x 2 layers
-    assert result.lora_tensors_changed_after_first_step == result.lora_tensors_total
+    assert result.lora_tensors_with_clipped_gradient == result.lora_tensors_total
     assert result.lora_tensors_finite
 
 
@@ -116,7 +123,9 @@ def test_when_trained_then_heldout_loss_falls(trained):
 
 def test_when_trained_then_split_is_by_id_hash_and_disjoint(trained):
     _, result = trained
-    assert (result.n_train, result.n_heldout) == (58, 6)
+    expected = [r.id for r in chat_records(64) if is_heldout(r.id)]
+    assert sorted(result.heldout_ids) == sorted(expected) and result.n_heldout == len(expected)
+    assert result.n_train == 64 - len(expected)
     assert not set(result.train_ids) & set(result.heldout_ids)
     train, heldout = split_heldout(list(reversed(chat_records(64))))
     assert {r.id for r in heldout} == set(result.heldout_ids)
@@ -178,7 +187,7 @@ def test_when_a_poisson_batch_is_empty_then_the_step_is_still_noised_and_account
         lora_r=2,
         lora_alpha=4,
         seed=0,
-        noise_seed=0,
+        noise_seed=4,  # two of its five batches are empty
     )
     result = train_dp_lora(
         chat_records(20),
@@ -194,7 +203,8 @@ def test_when_a_poisson_batch_is_empty_then_the_step_is_still_noised_and_account
     accountant = RDPAccountant()
     accountant.history = [(result.noise_multiplier, result.sample_rate, 5)]
     assert result.epsilon == pytest.approx(accountant.get_epsilon(delta=cfg.target_delta))
-    assert result.to_json()["losses"].count(None) == result.empty_batches
+    # which steps sampled nobody is an un-noised statistic of the sampling: never published
+    assert "losses" not in result.to_json() and "empty_batches" not in result.to_json()
 
 
 def test_labels_cover_only_the_assistant_turn(tiny_dir):
@@ -304,8 +314,7 @@ def test_non_private_control_trains_the_same_lora_without_privacy(trained, tiny_
     assert result.epsilon == math.inf and result.noise_multiplier == 0.0
     assert (result.train_ids, result.sample_rate) == (private.train_ids, private.sample_rate)
     assert result.steps == cfg.steps
-    # B starts at zero, so A has no gradient in step 1; only DP noise moves it then
-    assert result.lora_tensors_changed_after_first_step == result.lora_tensors_total // 2
+    assert result.lora_tensors_with_clipped_gradient == result.lora_tensors_total
     assert result.base_weights_unchanged
     # without noise the easy target is learned at least as well as under DP
     assert result.heldout_loss_after < private.heldout_loss_after + 0.05
@@ -348,10 +357,24 @@ def test_ghost_clipping_and_physical_batches_give_the_same_update_as_flat_clippi
     chunked = train_small(tiny_dir, tmp_path / "chunked", max_physical_batch_size=3)
     for other in (ghost, chunked):
         assert other.steps == 3 and other.epsilon == pytest.approx(flat.epsilon)
-        assert other.lora_tensors_changed_after_first_step == other.lora_tensors_total
-        assert other.heldout_loss_after == pytest.approx(flat.heldout_loss_after, rel=1e-4)
-    assert flat.heldout_loss_after != pytest.approx(flat.heldout_loss_before, rel=1e-4)
+        assert other.lora_tensors_with_clipped_gradient == other.lora_tensors_total
+        assert_same_adapter(other, flat)
     assert (ghost.clipping, chunked.clipping) == ("ghost", "flat")
+
+
+def adapter_tensors(result) -> dict[str, torch.Tensor]:
+    return load_file(str(result.adapter_dir / "adapter_model.safetensors"))
+
+
+def assert_same_adapter(result, reference) -> None:
+    """The two runs trained the same LoRA tensors (to float tolerance), and training moved
+    them: every B tensor, zero at the start, is far from zero."""
+    got, want = adapter_tensors(result), adapter_tensors(reference)
+    assert sorted(got) == sorted(want)
+    for name, tensor in want.items():
+        torch.testing.assert_close(got[name], tensor, rtol=1e-3, atol=1e-4)
+        if "lora_B" in name:
+            assert tensor.abs().max() > 1e-3
 
 
 def with_subjects(records: list[Record], n_subjects: int) -> list[Record]:
@@ -359,13 +382,13 @@ def with_subjects(records: list[Record], n_subjects: int) -> list[Record]:
 
 
 def test_user_level_privacy_samples_subjects_and_states_the_unit(tiny_dir, tmp_path):
-    records = with_subjects(chat_records(40), 12)
+    records = with_subjects(chat_records(40), 20)
     result = train_small(tiny_dir, tmp_path / "user", records, privacy_unit="user")
     assert result.privacy_unit == "user" and result.to_json()["privacy_unit"] == "user"
-    assert result.n_units == 12 and result.n_train == 36
-    assert result.sample_rate == 1 / math.ceil(12 / 8)
-    assert result.lora_tensors_changed_after_first_step == result.lora_tensors_total
-    train, _ = split_heldout(records)
+    assert result.n_units == 18 and result.n_train == 36  # 2 subjects (4 records) held out
+    assert result.sample_rate == 1 / math.ceil(18 / 8)
+    assert result.lora_tensors_with_clipped_gradient == result.lora_tensors_total
+    train, _ = split_heldout(records, privacy_unit="user")
     units = privacy_units(train, unit="user", user_field="subject")
     assert sorted(i for unit in units for i in unit) == list(range(36))
     assert all(len({train[i].subject for i in unit}) == 1 for unit in units)
@@ -422,8 +445,9 @@ def test_prepare_phase_splits_by_id_hash_and_sets_noise_for_the_sample_rate(tmp_
     plan = _prepare(records, cfg, tmp_path, private=True, epsilon_every=None)
     train, heldout = split_heldout(records)
     assert (plan.train_records, plan.heldout_records) == (train, heldout)
-    assert plan.units == [[i] for i in range(36)] and plan.n_units == 36
-    assert plan.sample_rate == 1 / math.ceil(36 / 8)
+    n = len(train)
+    assert plan.units == [[i] for i in range(n)] and plan.n_units == n
+    assert plan.sample_rate == 1 / math.ceil(n / 8)
     assert plan.noise_multiplier == get_noise_multiplier(
         target_epsilon=8.0,
         target_delta=1e-3,
@@ -448,7 +472,7 @@ def test_build_model_phase_encodes_like_encode_records_and_trains_only_lora(tiny
     expected = encode_records(tokenizer, plan.train_records, max_seq_len=cfg.max_seq_len)
     for got, want in zip(model.train_data, expected, strict=True):
         assert torch.equal(got, want)
-    assert len(model.heldout_data[0]) == len(plan.heldout_records) == 4
+    assert len(model.heldout_data[0]) == len(plan.heldout_records) > 0
     trainable = {name for name, p in model.peft_model.named_parameters() if p.requires_grad}
     assert trainable == set(model.lora) and len(trainable) == 8
     assert all("lora_" in name for name in trainable)
@@ -481,11 +505,11 @@ def test_step_loop_phase_charges_the_ledger_checkpoints_and_a_resume_restores_it
 ):
     cfg = small_cfg(steps=2, checkpoint_every=2)
     plan = _prepare(chat_records(40), cfg, tiny_dir, private=True, epsilon_every=None)
-    recovery = _open_checkpoint(tmp_path / "ckpt", plan.fingerprint)
+    recovery = _open_checkpoint(tmp_path / "ckpt", plan, private=True)
     assert (recovery.charged, recovery.resume) == (0, None)
     model = _build_model(tiny_dir, cfg, plan, device="cpu")
-    history = _start_or_resume(model, recovery, plan.fingerprint, device="cpu")
-    assert history.losses == [] and len(history.lora_initial) == 8
+    history = _start_or_resume(model, recovery, plan, device="cpu")
+    assert history.losses == [] and history.state["with_gradient"] == []
     dp = _make_private(cfg, plan, model, recovery.charged, private=True, device="cpu")
     seen = []
     step = _run_steps(
@@ -502,14 +526,208 @@ def test_step_loop_phase_charges_the_ledger_checkpoints_and_a_resume_restores_it
     )
     assert step == 2 and seen == [(1, 1), (2, 2)]  # (step done, steps in the ledger)
     assert len(history.losses) == 2 and [s for s, _ in history.epsilons] == [1, 2]
-    assert history.state["changed_after_first"] == 8 and history.state["finite_after_first"]
+    assert len(history.state["with_gradient"]) == 8 and history.state["finite_after_first"]
 
-    resumed = _open_checkpoint(tmp_path / "ckpt", plan.fingerprint)
+    resumed = _open_checkpoint(tmp_path / "ckpt", plan, private=True)
     assert (resumed.charged, resumed.resume.step) == (2, 2)
     fresh = _build_model(tiny_dir, cfg, plan, device="cpu")
-    restored = _start_or_resume(fresh, resumed, plan.fingerprint, device="cpu")
-    assert restored.losses == history.losses and restored.lora_initial == {}
+    restored = _start_or_resume(fresh, resumed, plan, device="cpu")
+    assert restored.losses == history.losses
     for name, p in model.lora.items():
         assert torch.equal(fresh.lora[name], p.detach())
     with pytest.raises(CheckpointError, match="other data or settings"):
-        _open_checkpoint(tmp_path / "ckpt", "another fingerprint")
+        _open_checkpoint(tmp_path / "ckpt", replace(plan, fingerprint="other"), private=True)
+
+
+# Issue #17: what a private run publishes, its randomness, the split, bf16 and known bugs.
+
+
+def test_a_private_result_publishes_no_unnoised_statistic_of_private_records(trained):
+    _, result = trained
+    published = result.to_json()
+    for name in ("losses", "empty_batches", "heldout_loss_before", "heldout_loss_after"):
+        assert name not in published  # in memory for the operator only
+    assert len(result.losses) == result.steps and result.heldout_loss_after is not None
+    assert published["epsilons"] and published["adapter_sha256"] == result.adapter_sha256
+
+
+def test_the_heldout_split_is_decided_record_by_record():
+    records = chat_records(200)
+    train, heldout = split_heldout(records)
+    assert 0 < len(heldout) < 40
+    assert all(is_heldout(r.id) for r in heldout) and not any(is_heldout(r.id) for r in train)
+    # adding (or removing) records never moves another record between the sides
+    more = records + chat_records(50, seed=7)
+    more = [replace(r, id=f"new-{i}") if i >= 200 else r for i, r in enumerate(more)]
+    _, heldout_more = split_heldout(more)
+    assert {r.id for r in heldout_more if r.id.startswith("rec-")} == {r.id for r in heldout}
+    _, heldout_fewer = split_heldout(records[:120])
+    assert {r.id for r in heldout_fewer} == {r.id for r in heldout if int(r.id[4:]) < 120}
+
+
+def test_under_user_level_dp_no_subject_is_on_both_sides_of_the_split():
+    records = with_subjects(chat_records(200), 40)
+    train, heldout = split_heldout(records, privacy_unit="user")
+    assert heldout and train
+    assert not {r.subject for r in train} & {r.subject for r in heldout}
+    # a subject's new record joins its subject's side
+    added = replace(records[0], id="rec-new")
+    train2, heldout2 = split_heldout([*records, added], privacy_unit="user")
+    side = "heldout" if records[0] in heldout else "train"
+    assert (added in heldout2) == (side == "heldout") and len(train2) + len(heldout2) == 201
+
+
+def test_noise_seed_is_part_of_the_run_fingerprint(tmp_path):
+    records = chat_records(40)
+    one = _prepare(records, small_cfg(noise_seed=0), tmp_path, private=True, epsilon_every=None)
+    two = _prepare(records, small_cfg(noise_seed=1), tmp_path, private=True, epsilon_every=None)
+    assert one.fingerprint != two.fingerprint
+
+
+def test_noise_seed_is_refused_outside_the_test_profile():
+    with pytest.raises(ValidationError, match="training.noise_seed"):
+        PipelineConfig(profile="default", training={"noise_seed": 0})
+    assert PipelineConfig(profile="test", training={"noise_seed": 0}).training.noise_seed == 0
+
+
+def spy_on_sampling_and_noise(monkeypatch) -> tuple[list, list]:
+    """Record each physical batch's unit indices and the first noise values of each step."""
+    batches, noises = [], []
+    forward_backward = dp_lora._forward_backward
+    generate_noise = opacus_optimizer._generate_noise
+
+    def recording_forward_backward(cfg, units, model, dp, unit_idx, *args, **kwargs):
+        batches.append(unit_idx.tolist())
+        return forward_backward(cfg, units, model, dp, unit_idx, *args, **kwargs)
+
+    def recording_noise(*args, **kwargs):
+        noise = generate_noise(*args, **kwargs)
+        noises.append(noise.flatten()[:4].tolist())
+        return noise
+
+    monkeypatch.setattr(dp_lora, "_forward_backward", recording_forward_backward)
+    monkeypatch.setattr(opacus_optimizer, "_generate_noise", recording_noise)
+    return batches, noises
+
+
+def test_two_runs_without_a_noise_seed_differ_in_sampling_and_noise(
+    tiny_dir, tmp_path, monkeypatch
+):
+    batches, noises = spy_on_sampling_and_noise(monkeypatch)
+    train_small(tiny_dir, tmp_path / "a", noise_seed=None, steps=2)
+    first = (list(batches), list(noises))
+    batches.clear(), noises.clear()
+    train_small(tiny_dir, tmp_path / "b", noise_seed=None, steps=2)
+    assert first[0] and first[1]
+    assert batches != first[0]  # other Poisson batches
+    assert not set(map(tuple, noises)) & set(map(tuple, first[1]))  # other noise
+
+
+def test_os_generators_fill_the_whole_mersenne_twister_state():
+    one, two = dp_lora.os_generator(), dp_lora.os_generator()
+    words = [
+        np.frombuffer(g.get_state().numpy()[24 : 24 + 624 * 8].tobytes(), dtype="<u8")
+        for g in (one, two)
+    ]
+    assert not np.array_equal(words[0], words[1])
+    # torch's manual_seed derives word 1 from word 0 (a 32-bit seed); these are independent
+    w0, w1 = int(words[0][0]), int(words[0][1])
+    assert w1 != (1812433253 * (w0 ^ (w0 >> 30)) + 1) % 2**32
+    assert not torch.equal(torch.rand(8, generator=one), torch.rand(8, generator=two))
+
+
+def test_secure_mode_trains_without_torchcsprng_and_refills_the_generators_each_step(
+    tiny_dir, tmp_path, monkeypatch
+):
+    refilled = []
+    refill = dp_lora._refill
+    monkeypatch.setattr(dp_lora, "_refill", lambda g: (refilled.append(g.device.type), refill(g)))
+    result = train_small(tiny_dir, tmp_path / "secure", noise_seed=None, secure_mode=True)
+    assert result.secure_mode and result.steps == 3
+    assert result.lora_tensors_with_clipped_gradient == result.lora_tensors_total
+    assert refilled == ["cpu", "cpu"] * 3  # sampler and noise, after every step
+
+
+def test_after_one_step_only_the_lora_tensors_with_a_clipped_gradient_count(tiny_dir, tmp_path):
+    # LoRA's B starts at zero, so A's gradient is zero in step 1: the noise still moves A, and
+    # a check of "moved" would count it. The clipped gradient before noise does not.
+    result = train_small(tiny_dir, tmp_path / "one", steps=1)
+    assert result.lora_tensors_with_clipped_gradient == result.lora_tensors_total // 2
+
+
+def test_ghost_clipping_with_physical_batches_gives_the_same_update(tiny_dir, tmp_path):
+    ghost = train_small(tiny_dir, tmp_path / "ghost", clipping="ghost")
+    chunked = train_small(tiny_dir, tmp_path / "gc", clipping="ghost", max_physical_batch_size=3)
+    assert_same_adapter(chunked, ghost)
+    assert chunked.lora_tensors_with_clipped_gradient == chunked.lora_tensors_total
+
+
+def test_user_level_dp_with_physical_batches_gives_the_same_update(tiny_dir, tmp_path):
+    records = with_subjects(chat_records(40), 20)
+    whole = train_small(tiny_dir, tmp_path / "u", records, privacy_unit="user")
+    chunked = train_small(
+        tiny_dir, tmp_path / "uc", records, privacy_unit="user", max_physical_batch_size=2
+    )
+    assert chunked.n_units == whole.n_units == 18
+    assert_same_adapter(chunked, whole)
+
+
+def test_under_bf16_autocast_no_clipped_per_sample_gradient_exceeds_the_clipping_norm(
+    tiny_dir, tmp_path, monkeypatch
+):
+    # CPU autocast stands in for bf16 on CUDA; physical batches of one make each clipped
+    # per-sample gradient visible as one increment of Opacus's clipped sum.
+    monkeypatch.setattr(
+        dp_lora,
+        "_autocast",
+        lambda device, enabled=True: torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled),
+    )
+    norms = []
+    clip = DPOptimizer.clip_and_accumulate
+
+    def recording_clip(self):
+        before = [
+            p.summed_grad.double().clone() if p.summed_grad is not None else 0 for p in self.params
+        ]
+        clip(self)
+        increments = [p.summed_grad.double() - b for p, b in zip(self.params, before, strict=True)]
+        norms.append(float(torch.sqrt(sum((x**2).sum() for x in increments))))
+
+    monkeypatch.setattr(DPOptimizer, "clip_and_accumulate", recording_clip)
+    train_small(tiny_dir, tmp_path / "bf16", max_grad_norm=0.01, max_physical_batch_size=1)
+    clipped = [n for n in norms if n > 0]
+    assert len(clipped) >= 10
+    assert max(clipped) <= 0.01 * (1 + 1e-5)
+    assert min(clipped) >= 0.01 * (1 - 1e-3)  # every one was clipped (all norms are above C)
+
+
+def test_the_adapter_config_is_written_deterministically(tiny_dir, tmp_path):
+    modules = ["v_proj", "q_proj", "o_proj", "k_proj"]
+    result = train_small(tiny_dir, tmp_path / "a", steps=1, target_modules=modules)
+    text = (result.adapter_dir / "adapter_config.json").read_text()
+    assert json.loads(text)["target_modules"] == sorted(modules)
+    assert list(json.loads(text)) == sorted(json.loads(text))  # keys sorted too
+
+
+def test_the_non_private_control_charges_no_step_ledger(tiny_dir, tmp_path):
+    result = train_dp_lora(
+        chat_records(40),
+        model_dir=tiny_dir,
+        cfg=small_cfg(steps=2),
+        out_dir=tmp_path / "control",
+        progress=False,
+        private=False,
+        checkpoint_dir=tmp_path / "ckpt",
+    )
+    assert result.steps == 2 and not result.private
+    assert not (tmp_path / "ckpt" / "steps.jsonl").exists()
+
+
+def test_when_no_heldout_record_has_a_label_token_then_the_heldout_loss_is_none(tiny_dir):
+    model, _ = load_base_model(tiny_dir)
+    empty = (torch.zeros((0, 8), dtype=torch.long),) * 3
+    assert dp_lora._mean_loss(model, empty, "cpu") is None
+    no_labels = (torch.ones((2, 8), dtype=torch.long),) * 2 + (
+        torch.full((2, 8), IGNORE_INDEX, dtype=torch.long),
+    )
+    assert dp_lora._mean_loss(model, no_labels, "cpu") is None

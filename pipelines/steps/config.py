@@ -324,13 +324,14 @@ class TrainingConfig(_Section):
     seed: int = Field(0, description="Seed of the LoRA initialization and the held-out split.")
     noise_seed: int | None = Field(
         None,
-        description="Seed of Poisson sampling and DP noise. Leave unset (fresh OS randomness per "
-        "run) for any model you release: whoever knows the noise can undo it.",
+        description="Seed of Poisson sampling and DP noise (the `test` profile only). Unset, each "
+        "run draws both from OS randomness: whoever knows the noise can undo it.",
     )
     secure_mode: bool = Field(
         False,
-        description="Opacus secure_mode: noise and sampling from a cryptographically secure RNG "
-        "(needs the torchcsprng package; refuses a noise_seed). Turn on for production.",
+        description="Refill the sampling and noise generators from the OS's CSPRNG before every "
+        "step and draw noise with Opacus's floating-point-attack-resistant sampler (refuses a "
+        "noise_seed). Turn on for production.",
     )
     privacy_unit: Literal["example", "user"] = Field(
         "example",
@@ -376,6 +377,19 @@ class TrainingConfig(_Section):
     def lifetime_delta_bound(self) -> float:
         """`lifetime_delta`, or `target_delta` when unset."""
         return self.target_delta if self.lifetime_delta is None else self.lifetime_delta
+
+    def check_noise_seed(self, profile: str) -> None:
+        """Refuse a fixed noise seed outside the `test` profile (issue #17.4).
+
+        Raises:
+            ValueError: naming `training.noise_seed`.
+        """
+        if profile != "test" and self.noise_seed is not None:
+            raise ValueError(
+                f"training.noise_seed is set in profile {profile!r}: a seeded run repeats its "
+                "sampling and noise, so two such runs cancel the noise; remove "
+                "training.noise_seed (only the `test` profile may fix it)"
+            )
 
     @model_validator(mode="before")
     @classmethod
@@ -488,6 +502,7 @@ class PipelineConfig(_Section):
     @model_validator(mode="after")
     def _audit_candidates(self) -> "PipelineConfig":
         self.audit.check_candidates(self.profile)
+        self.training.check_noise_seed(self.profile)
         return self
 
 

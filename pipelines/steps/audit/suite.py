@@ -149,7 +149,8 @@ def _exposure(
 
 
 def _membership_inference(model, tokenizer, data: AuditData, settings: AuditSettings) -> list:
-    """Loss, zlib and Min-K% attacks on training members vs held-out non-members."""
+    """Loss, zlib and Min-K% attacks on training members vs held-out non-members; no attack
+    when either side is empty."""
     rng = np.random.default_rng(settings.seed)
     train_ids = list(data.train_ids)
     picked = rng.choice(
@@ -157,6 +158,8 @@ def _membership_inference(model, tokenizer, data: AuditData, settings: AuditSett
     )
     members = [data.records[train_ids[i]] for i in sorted(picked)]
     non_members = [data.records[i] for i in list(data.heldout_ids)[: settings.mia_records]]
+    if not members or not non_members:
+        return []  # nothing to tell apart (an empty held-out set): the audit then fails closed
     results = evaluate_attacks(
         record_scores(model, tokenizer, members, max_seq_len=data.max_seq_len),
         record_scores(model, tokenizer, non_members, max_seq_len=data.max_seq_len),

@@ -56,6 +56,26 @@ class StepLedger:
         with open(self.path, "rb") as handle:
             return sum(1 for line in handle if line.strip())
 
+    def mechanisms(self) -> list[dict[str, float]]:
+        """The distinct (noise_multiplier, sample_rate) of the charged steps, in first-seen
+        order (a torn last line is skipped here: it still counts in `charged`)."""
+        if not self.path.exists():
+            return []
+        seen: list[dict[str, float]] = []
+        with open(self.path, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    entry = json.loads(line)
+                    mechanism = {
+                        "noise_multiplier": float(entry["noise_multiplier"]),
+                        "sample_rate": float(entry["sample_rate"]),
+                    }
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if mechanism not in seen:
+                    seen.append(mechanism)
+        return seen
+
     def charge(self, *, step: int, noise_multiplier: float, sample_rate: float) -> None:
         """Durably record that step `step` is about to release a noised update."""
         line = json.dumps(

@@ -11,14 +11,20 @@ Each example's loss is the mean over its own label tokens (assistant tokens; pad
 masked), and the batch loss is the mean of those: the per-example gradient Opacus clips is then
 the gradient of that example's own loss, whatever its length or its batch's padding.
 
-The guards a reviewer needs are measured and returned, not raised: every LoRA tensor moved and
-stayed finite after the first step (the failure of Opacus issue #820), no base weight changed,
-and the held-out loss before and after. The held-out loss is computed without noise on private
-held-out records: it is an internal guard, not a number to publish.
+The guards a reviewer needs are measured and returned, not raised: every LoRA tensor received a
+nonzero clipped gradient before noise (the failure of Opacus issue #820 leaves some at zero; the
+noise alone moves every tensor, so the update proves nothing), all stayed finite, no base
+weight changed.
+
+What a private run releases is the adapter, the privacy parameters (sigma, q, steps, epsilon),
+counts and ids. The per-step training loss, the number of empty Poisson batches and the
+held-out loss are un-noised statistics of private records: they stay in the in-memory
+`TrainingResult` (the operator's progress bar shows the loss) and are never in `to_json()`,
+the Dagster metadata, MLflow or the report.
 """
 
 import hashlib
-import importlib.util
+import json
 import math
 import os
 import secrets
@@ -32,6 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from opacus import PrivacyEngine
@@ -60,7 +67,9 @@ from pipelines.steps.training.checkpoint import (
 from pipelines.steps.training.modelstore import PICKLE_SUFFIXES, ModelStoreError, load_base_model
 
 IGNORE_INDEX = -100
-HELDOUT_SHARE = 0.1
+HELDOUT_MODULUS = 10
+"""A record (or, under user-level DP, a data subject) is held out when sha256 of its id
+(of its subject) is 0 modulo this: about 10%, decided for each record on its own."""
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 EVAL_BATCH_SIZE = 16
 HELDOUT_EVAL_LIMIT = 64
@@ -89,25 +98,29 @@ class TrainingResult:
         accountant: "prv" or "rdp".
         max_grad_norm: Per-unit clipping norm (not applied when not private).
         clipping: "flat" (per-sample gradients) or "ghost" (Opacus ghost clipping).
-        secure_mode: Noise and sampling came from Opacus's secure generator.
+        secure_mode: Sampling and noise generators refilled from the OS every step, noise drawn
+            with Opacus's floating-point-attack-resistant sampler (see `os_generator`).
         n_train: The number of training examples.
         n_units: N, the number of privacy units (examples, or data subjects).
         n_heldout: Number of held-out examples.
-        heldout_ids: Record ids held out (deterministic by hash of the id).
+        heldout_ids: Record ids held out (`is_heldout` of the id, or of the subject).
         train_ids: Record ids trained on.
         losses: Batch loss per step (mean of the units' losses); NaN for a step whose Poisson
-            batch was empty or whose update was lost to a crash. The per-step loss history.
+            batch was empty or whose update was lost to a crash. Operator-only: not published.
         epsilons: (step, epsilon) pairs, every step by default and always at the last step.
             The per-step epsilon history.
-        empty_batches: Steps whose Poisson batch was empty (a noise-only update).
+        empty_batches: Steps whose Poisson batch was empty (a noise-only update). Operator-only.
         resumed_from_step: The checkpoint step a resumed run started from; None if not resumed.
         steps_repeated: Steps charged before the crash and done again after resuming.
         heldout_loss_before: Mean per-example loss before training on the held-out examples
             (the first 64 by id hash: a forward pass of SmolLM2 costs about 0.35 s per example
-            on 2 CPU cores, and 64 examples are enough to see the loss move).
+            on 2 CPU cores, and 64 examples are enough to see the loss move); None when no
+            held-out example has a label token. Operator-only: not published.
         heldout_loss_after: The same after training.
         lora_tensors_total: Number of LoRA tensors (the only trainable ones).
-        lora_tensors_changed_after_first_step: How many of them changed in the first step.
+        lora_tensors_with_clipped_gradient: How many of them received a nonzero clipped
+            gradient, before noise, in some step of the run (the plain gradient for the
+            control). LoRA's B starts at zero, so A gets no gradient in the first step.
         lora_tensors_finite: Every LoRA tensor was finite after the first and the last step.
         base_weights_unchanged: The sha256 of the base (non-LoRA) weights did not change.
         base_sha256_before: sha256 over the base weights before training.
@@ -138,10 +151,10 @@ class TrainingResult:
     empty_batches: int
     resumed_from_step: int | None
     steps_repeated: int
-    heldout_loss_before: float
-    heldout_loss_after: float
+    heldout_loss_before: float | None
+    heldout_loss_after: float | None
     lora_tensors_total: int
-    lora_tensors_changed_after_first_step: int
+    lora_tensors_with_clipped_gradient: int
     lora_tensors_finite: bool
     base_weights_unchanged: bool
     base_sha256_before: str
@@ -151,36 +164,65 @@ class TrainingResult:
     seconds: float
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict: paths as strings, tuples as lists, NaN losses as null."""
+        """What may be published: a JSON-ready dict (paths as strings, tuples as lists)
+        without the un-noised statistics of private records (`OPERATOR_ONLY`)."""
         data = asdict(self)
+        for name in OPERATOR_ONLY:
+            del data[name]
         data["adapter_dir"] = str(self.adapter_dir)
         data["heldout_ids"] = list(self.heldout_ids)
         data["train_ids"] = list(self.train_ids)
-        data["losses"] = [None if math.isnan(x) else x for x in self.losses]
         data["epsilons"] = [[step, eps] for step, eps in self.epsilons]
         return data
 
 
-def split_heldout(records: list[Record]) -> tuple[list[Record], list[Record]]:
-    """Split records into (train, held-out): the 10% (at least 1) with the lowest id hashes.
+OPERATOR_ONLY = ("losses", "empty_batches", "heldout_loss_before", "heldout_loss_after")
+"""`TrainingResult` fields that are un-noised statistics of private records (training or
+held-out): kept in memory for the operator and tests, never in `to_json()` (issue #17.1)."""
 
-    The split depends only on the ids, not on their order. Training records keep input order;
-    held-out records come in id-hash order.
+
+def is_heldout(key: str) -> bool:
+    """The held-out rule: int(sha256(key), 16) % HELDOUT_MODULUS == 0 (about one key in ten).
+
+    It looks at one key only, so adding or removing other records never moves a record between
+    training and held-out.
+    """
+    return int(hashlib.sha256(key.encode("utf-8")).hexdigest(), 16) % HELDOUT_MODULUS == 0
+
+
+def split_heldout(
+    records: list[Record], *, privacy_unit: str = "example", user_field: str = "subject"
+) -> tuple[list[Record], list[Record]]:
+    """Split records into (train, held-out) by a per-record rule (`is_heldout`).
+
+    With `privacy_unit="example"` each record's id decides its side; with `"user"` its data
+    subject (`user_field`) decides, so all of a subject's records fall on one side and no
+    held-out record belongs to a subject who was trained on (a record without a subject goes
+    by its id; user-level training refuses it anyway). Training records keep input order;
+    held-out records come in id-hash order. The held-out side may be empty on a tiny corpus.
 
     Raises:
-        ValueError: Fewer than 2 records, or duplicate ids.
+        ValueError: Duplicate ids, or no record left to train on.
     """
     ids = [r.id for r in records]
     if len(set(ids)) != len(ids):
         raise ValueError("records: ids must be unique to split train and held-out")
-    if len(records) < 2:
-        raise ValueError(f"records: need at least 2 to train and hold out, got {len(records)}")
-    n_heldout = max(1, int(len(records) * HELDOUT_SHARE))
-    by_hash = sorted(ids, key=lambda rid: hashlib.sha256(rid.encode("utf-8")).hexdigest())
-    heldout_ids = by_hash[:n_heldout]
-    by_id = {r.id: r for r in records}
-    held = set(heldout_ids)
-    return [r for r in records if r.id not in held], [by_id[rid] for rid in heldout_ids]
+
+    def key(record: Record) -> str:
+        subject = getattr(record, user_field) if privacy_unit == "user" else None
+        return f"subject:{subject}" if subject else record.id
+
+    train = [r for r in records if not is_heldout(key(r))]
+    if not train:
+        raise ValueError(
+            f"records: all {len(records)} records fall in the held-out share (sha256 rule); "
+            "add records to train on"
+        )
+    heldout = sorted(
+        (r for r in records if is_heldout(key(r))),
+        key=lambda r: hashlib.sha256(r.id.encode("utf-8")).hexdigest(),
+    )
+    return train, heldout
 
 
 def encode_records(
@@ -308,11 +350,12 @@ def train_dp_lora(
     per-unit gradient is the gradient of the mean of that subject's per-example losses.
 
     Randomness comes from explicit generators, never global seeding: `cfg.seed` drives the
-    LoRA initialization (in a forked RNG); Poisson sampling and the DP noise are drawn from
-    generators seeded by `cfg.noise_seed`, which by default (None) is fresh OS randomness for
-    every run. DP-SGD's guarantee assumes the noise is unknown to an attacker, so a fixed
-    `training.noise_seed` is for tests and reproductions only, never for a released model;
-    `training.secure_mode` draws both from Opacus's cryptographically secure generator.
+    LoRA initialization (in a forked RNG); Poisson sampling and the DP noise are drawn from two
+    separate generators, each filled from the OS's CSPRNG on its own (`os_generator`) for every
+    run and every resume. DP-SGD's guarantee assumes the noise is unknown to an attacker, so a
+    fixed `training.noise_seed` (the `test` profile only) is for tests and reproductions, never
+    for a released model; `training.secure_mode` refills both generators from the OS every step
+    and draws the noise with Opacus's floating-point-attack-resistant sampler.
 
     With `checkpoint_dir`, every step is charged to a durable step ledger before its update
     is applied, and a checkpoint is written every `training.checkpoint_every` steps; a run
@@ -345,16 +388,16 @@ def train_dp_lora(
 
     Raises:
         TrainingConfigError: `training.target_delta` is not below 1/N (N privacy units),
-            `training.secure_mode` cannot be honoured, or records lack `training.user_field`.
+            `training.secure_mode` has a noise seed, or records lack `training.user_field`.
         CheckpointError: The checkpoint in `checkpoint_dir` is altered or from another run.
         ValueError: Too few records or duplicate ids.
     """
     started = time.monotonic()
     out_dir = Path(out_dir)
     plan = _prepare(records, cfg, model_dir, private=private, epsilon_every=epsilon_every)
-    recovery = _open_checkpoint(checkpoint_dir, plan.fingerprint)
+    recovery = _open_checkpoint(checkpoint_dir, plan, private=private)
     model = _build_model(model_dir, cfg, plan, device=device)
-    history = _start_or_resume(model, recovery, plan.fingerprint, device=device)
+    history = _start_or_resume(model, recovery, plan, device=device)
     dp = _make_private(cfg, plan, model, recovery.charged, private=private, device=device)
     step = _run_steps(
         cfg,
@@ -451,16 +494,15 @@ class _History:
     """The run's bookkeeping, mutated step by step and saved in each checkpoint.
 
     Attributes:
-        state: fingerprint, empty_batches, first-step guards and the "before" measurements.
+        state: fingerprint, the run plan, empty_batches, the guards (LoRA tensors with a
+            clipped gradient so far, finite after the first step) and the "before" measurements.
         losses: Batch loss per charged step (NaN: empty batch or lost to a crash).
         epsilons: (step, epsilon) pairs asked of the accountant so far.
-        lora_initial: The LoRA tensors before step 1 (empty for a resumed run).
     """
 
     state: dict[str, Any]
     losses: list[float]
     epsilons: list[tuple[int, float]]
-    lora_initial: dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -472,6 +514,8 @@ class _Private:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     loader: DataLoader
+    sampler_generator: torch.Generator
+    noise_generator: torch.Generator
 
 
 def _prepare(
@@ -490,7 +534,11 @@ def _prepare(
             `training.user_field`.
         ValueError: Too few records or duplicate ids.
     """
-    train_records, heldout_records = split_heldout(records)
+    if cfg.privacy_unit == "user":  # every record, held out or not, must name its subject
+        privacy_units(records, unit="user", user_field=cfg.user_field)
+    train_records, heldout_records = split_heldout(
+        records, privacy_unit=cfg.privacy_unit, user_field=cfg.user_field
+    )
     units = privacy_units(train_records, unit=cfg.privacy_unit, user_field=cfg.user_field)
     n_units = len(units)
     if cfg.target_delta >= 1 / n_units:
@@ -524,24 +572,46 @@ def _prepare(
     )
 
 
-def _open_checkpoint(checkpoint_dir: str | Path | None, fingerprint: str) -> _Recovery:
+def _plan_record(plan: _Plan) -> dict[str, Any]:
+    """The mechanism a run was planned with, recorded before its first step."""
+    return {"noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate}
+
+
+def _open_checkpoint(checkpoint_dir: str | Path | None, plan: _Plan, *, private: bool) -> _Recovery:
     """Open the step ledger and the last checkpoint of `checkpoint_dir` (if any).
 
+    The non-private control charges no step ledger (it releases nothing private to account);
+    it still resumes from its checkpoints.
+
     Raises:
-        CheckpointError: The checkpoint is altered or was written for another fingerprint.
+        CheckpointError: The checkpoint is altered, was written for another fingerprint, or
+            its recorded plan (sigma, q) or a step in the ledger differs from this run's plan.
     """
     if checkpoint_dir is None:
         return _Recovery(checkpoint_dir=None, step_ledger=None, resume=None, charged=0)
     checkpoint_dir = Path(checkpoint_dir)
-    step_ledger = StepLedger(checkpoint_dir / STEP_LEDGER)
+    step_ledger = StepLedger(checkpoint_dir / STEP_LEDGER) if private else None
     resume = load_checkpoint(checkpoint_dir)
-    if resume is not None and resume.state.get("fingerprint") != fingerprint:
+    if resume is not None and resume.state.get("fingerprint") != plan.fingerprint:
         raise CheckpointError(
             f"{checkpoint_dir}: checkpoint written for other data or settings; resume with "
             "those, or move the folder aside to start over"
         )
+    planned = _plan_record(plan)
+    recorded = [resume.state.get("plan")] if resume is not None else []
+    recorded += step_ledger.mechanisms() if step_ledger is not None else []
+    if any(r != planned for r in recorded):
+        raise CheckpointError(
+            f"{checkpoint_dir}: the noise multiplier or sample rate recorded for this run "
+            f"differs from this run's plan (sigma {plan.noise_multiplier:.6g}, q "
+            f"{plan.sample_rate:.6g}); resume with the same library versions and settings, or "
+            "move the folder aside to start over"
+        )
     # a checkpoint's steps were charged before it was written, whatever the ledger says
-    charged = max(step_ledger.charged(), resume.step if resume is not None else 0)
+    charged = max(
+        step_ledger.charged() if step_ledger is not None else 0,
+        resume.step if resume is not None else 0,
+    )
     return _Recovery(
         checkpoint_dir=checkpoint_dir, step_ledger=step_ledger, resume=resume, charged=charged
     )
@@ -588,35 +658,36 @@ def _build_model(model_dir: str | Path, cfg: TrainingConfig, plan: _Plan, *, dev
     )
 
 
-def _start_or_resume(
-    model: _Model, recovery: _Recovery, fingerprint: str, *, device: str
-) -> _History:
-    """Measure the "before" guards of a fresh run, or restore LoRA tensors, optimizer state and
+def _start_or_resume(model: _Model, recovery: _Recovery, plan: _Plan, *, device: str) -> _History:
+    """Measure the "before" guards of a fresh run, record its plan and write a step-0
+    checkpoint (before any step is charged), or restore LoRA tensors, optimizer state and
     bookkeeping from the checkpoint; steps charged after it count as lost (NaN losses)."""
     resume = recovery.resume
     if resume is None:
         state: dict[str, Any] = {
-            "fingerprint": fingerprint,
+            "fingerprint": plan.fingerprint,
+            "plan": _plan_record(plan),
             "losses": [],
             "epsilons": [],
             "empty_batches": 0,
-            "changed_after_first": 0,
-            "finite_after_first": False,
+            "with_gradient": [],
+            "finite_after_first": None,
             "base_sha256_before": _base_sha256(model.peft_model),
             "heldout_loss_before": _mean_loss(model.peft_model, model.heldout_data, device),
         }
-        lora_initial = {name: p.detach().clone() for name, p in model.lora.items()}
     else:
         state = dict(resume.state)
         with torch.no_grad():
             for name, p in model.lora.items():
                 p.copy_(resume.tensors[f"lora.{name}"])
         restore_optimizer(model.optimizer, model.names, resume.tensors)
-        lora_initial = {}
     losses = [math.nan if x is None else x for x in state["losses"]]
     losses += [math.nan] * (recovery.charged - len(losses))  # updates charged, then lost
     epsilons = [(int(s), float(e)) for s, e in state["epsilons"]]
-    return _History(state=state, losses=losses, epsilons=epsilons, lora_initial=lora_initial)
+    history = _History(state=state, losses=losses, epsilons=epsilons)
+    if resume is None and recovery.checkpoint_dir is not None:
+        _checkpoint(recovery.checkpoint_dir, 0, model, history)
+    return history
 
 
 def _make_private(
@@ -630,17 +701,18 @@ def _make_private(
         RuntimeError: Opacus samples at another rate than the noise was set for.
     """
     # A resumed run draws new sampling and noise: the repeated steps are charged anyway.
-    base_seed = cfg.noise_seed if cfg.noise_seed is not None else secrets.randbits(62)
-    sampler_seed, noise_seed = base_seed + 2 * charged, base_seed + 2 * charged + 1
+    sampler_generator, noise_generator = _generators(cfg, charged, device=device)
     loader = DataLoader(
         TensorDataset(torch.arange(plan.n_units)),
         batch_size=cfg.expected_batch_size,
-        generator=torch.Generator().manual_seed(sampler_seed),
+        generator=sampler_generator,
     )
     model.peft_model.train()
     engine = None
     if private:
-        engine = PrivacyEngine(accountant=cfg.accountant, secure_mode=cfg.secure_mode)
+        # Opacus's own secure_mode needs torchcsprng, which does not exist for this torch:
+        # `training.secure_mode` is served by `os_generator` instead (see `_generators`).
+        engine = PrivacyEngine(accountant=cfg.accountant, secure_mode=False)
         made = engine.make_private(
             module=model.peft_model,
             optimizer=model.optimizer,
@@ -649,24 +721,99 @@ def _make_private(
             max_grad_norm=cfg.max_grad_norm,
             poisson_sampling=True,
             grad_sample_mode="ghost" if cfg.clipping == "ghost" else "hooks",
-            noise_generator=None
-            if cfg.secure_mode
-            else torch.Generator(device=device).manual_seed(noise_seed),
+            noise_generator=noise_generator,
         )
         dp_model, dp_optimizer, dp_loader = made[0], made[1], made[-1]
+        # Opacus's noise sampler that resists floating-point attacks (Mironov; Opacus #1030)
+        dp_optimizer.secure_mode = cfg.secure_mode
         if charged:
             engine.accountant.history = [(plan.noise_multiplier, plan.sample_rate, charged)]
     else:
         # The same Poisson sampler as the private run, without clipping or noise.
         dp_model, dp_optimizer = model.peft_model, model.optimizer
-        dp_loader = DPDataLoader.from_data_loader(
-            loader, generator=torch.Generator().manual_seed(sampler_seed)
-        )
+        dp_loader = DPDataLoader.from_data_loader(loader, generator=sampler_generator)
     if not math.isclose(dp_loader.sample_rate, plan.sample_rate):
         raise RuntimeError(
             f"Opacus samples at {dp_loader.sample_rate}, noise was set for {plan.sample_rate}"
         )
-    return _Private(engine=engine, model=dp_model, optimizer=dp_optimizer, loader=dp_loader)
+    return _Private(
+        engine=engine,
+        model=dp_model,
+        optimizer=dp_optimizer,
+        loader=dp_loader,
+        sampler_generator=sampler_generator,
+        noise_generator=noise_generator,
+    )
+
+
+MT19937_WORDS = 624
+_CPU_STATE_BYTES = 5056  # torch's CPU generator state: header, 624 words, normal-sample caches
+
+
+def os_generator(device: str = "cpu") -> torch.Generator:
+    """A torch generator whose whole state comes from the OS's CSPRNG (`secrets`).
+
+    The CPU generator is MT19937, whose `manual_seed` keeps only 32 bits of the seed; here its
+    624-word (19,968-bit) state is filled from `secrets.token_bytes` instead. A CUDA generator
+    (Philox) takes a 64-bit seed from `secrets.randbits(64)`. Neither algorithm is a
+    cryptographically secure generator: someone who saw enough raw draws of one generator
+    could predict its later draws; the draws are never released (only the noised sum, inside
+    the final adapter), and no two generators share state.
+
+    Raises:
+        RuntimeError: torch's CPU generator state does not have the layout this relies on.
+    """
+    generator = torch.Generator(device=device)
+    if generator.device.type != "cpu":
+        return generator.manual_seed(secrets.randbits(64))
+    state = generator.get_state()
+    if state.numel() != _CPU_STATE_BYTES:
+        raise RuntimeError(
+            f"torch {torch.__version__}: CPU generator state of {state.numel()} bytes, expected "
+            f"{_CPU_STATE_BYTES}; os_generator needs updating for this torch"
+        )
+    header = np.array([secrets.randbits(64)], dtype="<u8").tobytes()
+    header += np.array([1, 1], dtype="<i4").tobytes()  # left = 1 (twist first), seeded
+    header += np.zeros(1, dtype="<u8").tobytes()
+    words = np.frombuffer(secrets.token_bytes(4 * MT19937_WORDS), dtype="<u4").astype("<u8")
+    filled = bytearray(state.numpy().tobytes())
+    filled[: len(header)] = header
+    filled[len(header) : len(header) + 8 * MT19937_WORDS] = words.tobytes()
+    filled[len(header) + 8 * MT19937_WORDS :] = bytes(
+        _CPU_STATE_BYTES - len(header) - 8 * MT19937_WORDS
+    )  # no cached normal sample
+    new_state = torch.frombuffer(filled, dtype=torch.uint8).clone()
+    generator.set_state(new_state)
+    if not torch.equal(generator.get_state(), new_state):
+        raise RuntimeError("torch did not take the CPU generator state os_generator set")
+    return generator
+
+
+def _refill(generator: torch.Generator) -> None:
+    """Give `generator` a fresh state from the OS, in place (the loader and optimizer keep it)."""
+    generator.set_state(os_generator(str(generator.device)).get_state())
+
+
+def _generators(
+    cfg: TrainingConfig, charged: int, *, device: str
+) -> tuple[torch.Generator, torch.Generator]:
+    """(sampler, noise) generators, independent of each other.
+
+    Each is filled from the OS on its own (`os_generator`). With `training.noise_seed` (the
+    `test` profile only) each is seeded from sha256 over the seed, its role and the steps
+    already charged, so a resumed run draws other batches and noise than the crashed one.
+    """
+    if cfg.noise_seed is None:
+        return os_generator("cpu"), os_generator(device)
+
+    def derived(role: str) -> int:
+        text = f"{cfg.noise_seed}:{role}:{charged}".encode()
+        return int.from_bytes(hashlib.sha256(text).digest()[:8], "little")
+
+    return (
+        torch.Generator().manual_seed(derived("sampler")),
+        torch.Generator(device=device).manual_seed(derived("noise")),
+    )
 
 
 def _run_steps(
@@ -684,8 +831,10 @@ def _run_steps(
 ) -> int:
     """The step loop: charge each step to the ledger before its update, run its physical
     batches, record it, checkpoint every `training.checkpoint_every` steps, until
-    `training.steps` steps are charged. Returns the last step."""
-    autocast = _autocast(device)
+    `training.steps` steps are charged (the last one always checkpointed). Under
+    `training.secure_mode` both generators are refilled from the OS before every step.
+    Returns the last step."""
+    autocast = _autocast(device, enabled=cfg.clipping != "ghost")
     step = recovery.charged
     bar = tqdm(total=cfg.steps, initial=step, desc="DP-LoRA", unit="step", disable=not progress)
     with ExitStack() as stack:
@@ -702,7 +851,11 @@ def _run_steps(
                             sample_rate=plan.sample_rate,
                         )
                     loss_sum, units_seen, new_step = 0.0, 0, False
-                dp.optimizer.zero_grad(set_to_none=True)
+                    if not private:
+                        dp.optimizer.zero_grad(set_to_none=True)
+                if private:
+                    # per physical batch: Opacus keeps the clipped sum of a logical batch
+                    dp.optimizer.zero_grad(set_to_none=True)
                 loss_sum += _forward_backward(
                     cfg,
                     plan.units,
@@ -721,7 +874,12 @@ def _run_steps(
                     continue
                 new_step = True
                 step += 1
-                _record_step(cfg, plan, model, dp, history, step, loss_sum, units_seen)
+                _record_step(
+                    cfg, plan, model, dp, history, step, loss_sum, units_seen, private=private
+                )
+                if cfg.secure_mode:
+                    _refill(dp.sampler_generator)  # before the loader draws the next batch
+                    _refill(dp.noise_generator)
                 bar.update(1)
                 eps = f"{history.epsilons[-1][1]:.2f}" if history.epsilons else "-"
                 bar.set_postfix(loss=f"{history.losses[-1]:.3f}", eps=eps)
@@ -737,12 +895,16 @@ def _run_steps(
     return step
 
 
-def _autocast(device: str) -> torch.autocast:
-    """bf16 autocast on a CUDA device that supports it; disabled elsewhere."""
+def _autocast(device: str, *, enabled: bool = True) -> torch.autocast:
+    """bf16 autocast on a CUDA device that supports it; disabled elsewhere, and for ghost
+    clipping (its per-sample norms come from the layers' activations, which would be bf16).
+
+    Flat clipping casts the per-sample gradients to fp32 before Opacus computes their norms
+    and clips them (`_per_sample_gradients_fp32`)."""
     return torch.autocast(
         device_type="cuda",
         dtype=torch.bfloat16,
-        enabled=device.startswith("cuda") and torch.cuda.is_bf16_supported(),
+        enabled=enabled and device.startswith("cuda") and torch.cuda.is_bf16_supported(),
     )
 
 
@@ -803,11 +965,20 @@ def _forward_backward(
             # Opacus scales by the rows of this physical batch, so each row's grad_sample is
             # the gradient of its own weighted loss.
             row_loss.mean().backward()
+            _per_sample_gradients_fp32(model.lora.values())
             if cfg.privacy_unit == "user":
                 _sum_grad_samples_per_unit(model.lora.values(), unit_of_row, len(unit_idx))
         else:
             (row_loss.sum() / logical_units).backward()
     return loss_sum
+
+
+def _per_sample_gradients_fp32(params: Iterable[torch.Tensor]) -> None:
+    """Cast per-sample gradients to fp32, so that Opacus computes each one's norm and clips it
+    in fp32: bf16 norms (autocast on CUDA) let a clipped gradient exceed C by ~0.3%."""
+    for p in params:
+        if getattr(p, "grad_sample", None) is not None and p.grad_sample.dtype != torch.float32:
+            p.grad_sample = p.grad_sample.float()
 
 
 def _apply_update(
@@ -835,19 +1006,26 @@ def _record_step(
     step: int,
     loss_sum: float,
     units_seen: int,
+    *,
+    private: bool,
 ) -> None:
-    """Record a completed step: its loss (NaN for an empty batch), the first step's guards
-    (which LoRA tensors moved, all finite) and, when due, the accountant's epsilon."""
+    """Record a completed step: its loss (NaN for an empty batch), the guards (which LoRA
+    tensors had a nonzero clipped gradient before noise; all finite after the first step this
+    process ran) and, when due, the accountant's epsilon."""
     if units_seen:
         history.losses.append(loss_sum / units_seen)
     else:
         history.losses.append(math.nan)
         history.state["empty_batches"] += 1
-    if step == 1:
-        history.state["changed_after_first"] = sum(
-            not torch.equal(history.lora_initial[name], p.detach())
-            for name, p in model.lora.items()
-        )
+    seen = set(history.state["with_gradient"])
+    if len(seen) < len(model.lora):
+        for name, p in model.lora.items():
+            # Opacus keeps the clipped sum before noise in summed_grad until the next step
+            clipped = getattr(p, "summed_grad", None) if private else p.grad
+            if clipped is not None and bool(torch.count_nonzero(clipped)):
+                seen.add(name)
+        history.state["with_gradient"] = sorted(seen)
+    if history.state["finite_after_first"] is None:
         history.state["finite_after_first"] = _all_finite(model.lora.values())
     if step % plan.epsilon_every == 0 or step == cfg.steps:
         history.epsilons.append((step, _epsilon(dp, cfg)))
@@ -916,7 +1094,7 @@ def _result(
     *,
     private: bool,
     out_dir: Path,
-    heldout_loss_after: float,
+    heldout_loss_after: float | None,
     base_sha256_after: str,
     started: float,
 ) -> TrainingResult:
@@ -947,8 +1125,8 @@ def _result(
         heldout_loss_before=state["heldout_loss_before"],
         heldout_loss_after=heldout_loss_after,
         lora_tensors_total=len(model.lora),
-        lora_tensors_changed_after_first_step=state["changed_after_first"],
-        lora_tensors_finite=state["finite_after_first"] and _all_finite(model.lora.values()),
+        lora_tensors_with_clipped_gradient=len(state["with_gradient"]),
+        lora_tensors_finite=bool(state["finite_after_first"]) and _all_finite(model.lora.values()),
         base_weights_unchanged=state["base_sha256_before"] == base_sha256_after,
         base_sha256_before=state["base_sha256_before"],
         base_sha256_after=base_sha256_after,
@@ -1050,10 +1228,10 @@ def _checkpoint(folder: Path, step: int, model: _Model, history: _History) -> No
 def _run_fingerprint(
     cfg: TrainingConfig, train_records: list[Record], model_dir: str | Path, *, private: bool
 ) -> str:
-    """sha256 over the settings, the training ids and the base model's path: what a resumed
-    run must share with the run that wrote the checkpoint."""
+    """sha256 over the settings (`training.noise_seed` included), the training ids and the
+    base model's path: what a resumed run must share with the run that wrote the checkpoint."""
     digest = hashlib.sha256()
-    digest.update(cfg.model_dump_json(exclude={"noise_seed", "checkpoint_every"}).encode())
+    digest.update(cfg.model_dump_json(exclude={"checkpoint_every"}).encode())
     digest.update(str(Path(model_dir).resolve()).encode())
     digest.update(b"private" if private else b"control")
     for record in train_records:
@@ -1062,16 +1240,11 @@ def _run_fingerprint(
 
 
 def _require_secure_mode(cfg: TrainingConfig) -> None:
-    """Refuse `training.secure_mode` settings that Opacus could not honour."""
+    """Refuse `training.secure_mode` with a seed: its generators come from the OS only."""
     if cfg.noise_seed is not None:
         raise TrainingConfigError(
-            "training.secure_mode draws noise from a secure generator and refuses a seed; "
-            "remove training.noise_seed"
-        )
-    if importlib.util.find_spec("torchcsprng") is None:
-        raise TrainingConfigError(
-            "training.secure_mode needs the torchcsprng package (Opacus's secure generator), "
-            "which is not installed; install it or set training.secure_mode: false"
+            "training.secure_mode draws sampling and noise from the OS every step and refuses "
+            "a seed; remove training.noise_seed"
         )
 
 
@@ -1185,19 +1358,18 @@ def heldout_loss(
     *,
     max_seq_len: int,
     device: str = "cpu",
-) -> float:
-    """The held-out loss exactly as training reports it (first HELDOUT_EVAL_LIMIT records).
-
-    Lets anyone reproduce the audited number from a registered adapter.
-    """
+) -> float | None:
+    """The held-out loss exactly as training measures it (first HELDOUT_EVAL_LIMIT records);
+    None when no record has a label token. For benchmarks on data they may show."""
     data = encode_records(tokenizer, heldout_records[:HELDOUT_EVAL_LIMIT], max_seq_len=max_seq_len)
     return _mean_loss(model, data, device)
 
 
 def _mean_loss(
     model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor], device: str
-) -> float:
-    """Mean per-example loss over examples that have label tokens (no gradient)."""
+) -> float | None:
+    """Mean per-example loss over examples that have label tokens (no gradient); None when
+    there is none (an empty held-out set, or no label token): never NaN."""
     was_training = model.training
     model.eval()
     losses = []
@@ -1210,7 +1382,8 @@ def _mean_loss(
             has_labels = (labels[:, 1:] != IGNORE_INDEX).any(dim=1).to(device)
             losses.append(per_example_loss(logits, labels.to(device))[has_labels])
     model.train(was_training)
-    return torch.cat(losses).mean().item()
+    kept = torch.cat(losses) if losses else torch.zeros(0)
+    return kept.mean().item() if len(kept) else None
 
 
 def _base_sha256(model: torch.nn.Module) -> str:
@@ -1250,6 +1423,7 @@ def _save_adapter(model: PeftModel, out_dir: Path) -> None:
                 shutil.rmtree(path)
             elif path.name not in ADAPTER_FILES:  # PEFT also writes a README model card
                 path.unlink()
+        _canonical_adapter_config(tmp / "adapter_config.json")
         for name in ADAPTER_FILES:
             with open(tmp / name, "rb") as handle:
                 os.fsync(handle.fileno())
@@ -1272,6 +1446,18 @@ def _save_adapter(model: PeftModel, out_dir: Path) -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         link.unlink(missing_ok=True)
+
+
+def _canonical_adapter_config(path: Path) -> None:
+    """Rewrite PEFT's adapter_config.json deterministically: PEFT stores `target_modules` as a
+    set, whose order (and so the adapter's sha256) changed with PYTHONHASHSEED."""
+    config = json.loads(path.read_text(encoding="utf-8"))
+    for key, value in config.items():
+        if key in ("target_modules", "modules_to_save", "exclude_modules") and isinstance(
+            value, list
+        ):
+            config[key] = sorted(value)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _discard(folder: Path) -> None:
