@@ -141,13 +141,16 @@ def _curation_metadata(
     return {
         "drop": summary["drop"],
         "drop_sha256": summary["drop_sha256"],
+        # the vocabulary of pipelines/steps/integrity/counts.py: records in = filtered +
+        # trained on (the drop's ingestion quarantine is counted on raw_corpus)
         "records_in": counts["records_in"],
-        "kept": counts["kept"],
-        "dropped": counts["dropped"],
-        "quarantined": counts["quarantined"],
+        "trained_on": counts["kept"],
+        "filtered": counts["records_in"] - counts["kept"],
+        "dropped_by_screening": counts["dropped"],
+        "screening_quarantine": counts["quarantined"],
         "steward_approved": counts["approved"],
         "steward_rejected": counts["rejected"],
-        "steward_pending": counts["pending"],
+        "steward_awaiting_review": counts["pending"],
         "steward_unmatched": result.unmatched_decisions,
         "filtered_by_reason": counts_table(summary["filtered_by_reason"], key="reason"),
         "by_screen": dg.MetadataValue.md(_screen_table(summary["by_screen"])),

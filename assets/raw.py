@@ -89,7 +89,7 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage, pii: P
             "physical_lines": result.physical_lines,
             "lines_accounted": result.lines_accounted,
             "accepted": len(accepted),
-            "quarantined": len(quarantined),
+            "ingestion_quarantine": len(quarantined),
             "pseudonym_key_id": idmap.key_id,
             "refused_entries": sum(by_reason.get(r, 0) for r in REFUSED_ENTRY_REASONS),
             "quarantine_by_reason": counts_table(by_reason, key="reason"),

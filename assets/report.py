@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from assets.metadata import OWNERS_PRIVACY, latest_check_results
+from pipelines.steps.integrity.counts import record_counts
 from pipelines.steps.release.report import (
     build_report,
     epsilon_plot_png,
@@ -172,8 +173,10 @@ def _lineage_facts(
 
 
 def _record_facts(raw_corpus: dict, curated_corpus: dict) -> dict:
-    """Records in, accepted, quarantined at ingest, filtered and curated (counts only)."""
+    """Records in, accepted, quarantined at ingest, filtered and curated (counts only), and the
+    same in the one vocabulary of `pipelines/steps/integrity/counts.py`."""
     return {
+        "counts": record_counts(raw_corpus, curated_corpus),
         "records_in": raw_corpus["records_in"],
         "accepted": raw_corpus["accepted"],
         "quarantined": raw_corpus["quarantined"],

@@ -77,10 +77,13 @@ def training_corpus(
         {
             "drops": len(registered),
             "snapshot_sha256": summary["snapshot_sha256"],
+            # records in = ingestion quarantine + filtered + trained on (integrity/counts.py)
             "records_in": summary["raw"]["records_in"],
-            "quarantined": summary["raw"]["quarantined"],
+            "ingestion_quarantine": summary["raw"]["quarantined"],
             "filtered": summary["curated"]["filtered"],
-            "kept": summary["curated"]["kept"],
+            "dropped_by_screening": summary["curated"]["dropped"],
+            "screening_quarantine": summary["curated"]["quarantined"],
+            "trained_on": summary["curated"]["kept"],
             "cross_drop_removed": len(combined.removed),
             "cross_drop_removed_by_reason": counts_table(
                 combined.removed_by_reason(), key="reason"

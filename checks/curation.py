@@ -130,6 +130,6 @@ def quarantine_rate_bounded(curated_corpus: dict, storage: CorpusStorage) -> dg.
         metadata={
             "quarantine_rate": rate,
             "bound": bound,
-            "quarantined": curated_corpus["quarantined"],
+            "screening_quarantine": curated_corpus["quarantined"],
         },
     )

@@ -151,6 +151,8 @@ def _run_pipeline(cfg, *, generate: bool) -> dict:
 
 
 def _summarize(drop_results: list, result, cfg, *, generated: bool) -> dict:
+    from pipelines.steps.integrity.counts import record_counts
+
     def value(name: str) -> dict | None:
         try:
             return result.output_for_node(name)
@@ -189,6 +191,8 @@ def _summarize(drop_results: list, result, cfg, *, generated: bool) -> dict:
         "filtered": curated and curated["filtered"],
         "filtered_by_reason": curated and curated["filtered_by_reason"],
         "curated": curated and curated["kept"],
+        # one vocabulary, reconciling to records in (pipelines/steps/integrity/counts.py)
+        "counts": raw and curated and record_counts(raw, curated),
         "epsilon": adapter and round(adapter["epsilon"], 4),
         "delta": adapter and adapter["delta"],
         "audit_passed": audit and audit["passed"],
@@ -211,6 +215,8 @@ def _format_summary(s: dict) -> str:
             return "none"
         return ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
 
+    c = s.get("counts") or {}
+    steward = c.get("steward", {})
     lines = [
         f"Sovereign Tune {s.get('command', 'demo')} ({s['profile']} profile): "
         + ("SUCCESS" if s["success"] else "FAILED"),
@@ -218,11 +224,14 @@ def _format_summary(s: dict) -> str:
         f"  data drops            {len(s['drop_run_ids'])} run, joined: "
         f"{', '.join(s['drops']) or 'none'} (snapshot {(s['snapshot_sha256'] or 'n/a')[:16]})",
         f"  records in            {s['records_in']}",
-        f"  accepted              {s['accepted']}",
-        f"  quarantined           {s['quarantined']}  ({table(s['quarantined_by_reason'])})",
+        f"  ingestion quarantine  {s['quarantined']}  ({table(s['quarantined_by_reason'])})",
         f"  PII found by type     {table(s['pii_by_entity_type'])}",
         f"  filtered              {s['filtered']}  ({table(s['filtered_by_reason'])})",
-        f"  trained on            {s['curated']} records",
+        f"  screening quarantine  {c.get('screening_quarantine')}  (steward decisions: "
+        f"{steward.get('approved')} approved, {steward.get('rejected')} rejected, "
+        f"{steward.get('awaiting_review')} awaiting review)",
+        f"  trained on            {s['curated']} records  (records in = ingestion quarantine "
+        "+ filtered + trained on)",
         f"  epsilon spent         {s['epsilon']}  (delta {s['delta']})",
         "  audit                 "
         + ("passed" if s["audit_passed"] else "FAILED" if s["audit_passed"] is False else "n/a")

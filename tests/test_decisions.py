@@ -400,3 +400,46 @@ def test_when_an_asset_returns_its_summary_then_path_metadata_is_its_data_file(
     [theirs] = default.asset_materializations_for_node("corpus")
     assert ours.metadata["path"].path == str(data_file)
     assert theirs.metadata["path"].path != str(data_file)  # the pickle: what #19 saw
+
+
+RAW = {
+    "records_in": 100,
+    "quarantined": 7,
+    "quarantine_by_reason": {"bad_json": 5, "scan_timeout": 2},
+}
+CURATED = {
+    "records_in": 93,
+    "kept": 80,
+    "dropped": 6,
+    "quarantined": 10,
+    "steward": {"approved": 3, "rejected": 4, "pending": 3},
+}
+
+
+def test_when_counts_are_named_then_they_reconcile_to_records_in() -> None:
+    from pipelines.steps.integrity.counts import record_counts
+
+    counts = record_counts(RAW, CURATED)
+    # 13 filtered = 6 dropped by screening + 7 of the screening quarantine not approved
+    broken = record_counts({**RAW, "records_in": 101}, CURATED)  # one record unaccounted for
+
+    assert (counts["ingestion_quarantine"], counts["filtered"], counts["trained_on"]) == (7, 13, 80)
+    assert counts["steward"] == {"approved": 3, "rejected": 4, "awaiting_review": 3}
+    assert counts["reconciles"] and not broken["reconciles"]
+
+
+def test_when_the_report_shows_records_then_each_quarantine_has_its_own_name() -> None:
+    from pipelines.steps.integrity.counts import record_counts
+    from pipelines.steps.release.report import build_report, render_html
+    from tests.test_report import _facts
+
+    facts = _facts()
+    facts["records"]["counts"] = record_counts(RAW, CURATED)
+
+    html = render_html(build_report(facts))
+
+    assert "<th>Ingestion quarantine</th><td>7 " in html
+    assert "<th>Screening quarantine</th><td>10 flagged for a steward" in html
+    assert "3 approved, 4 rejected, 3 awaiting review" in html
+    assert "100 = 7 + 13 + 80" in html
+    assert "<th>Quarantined</th>" not in html

@@ -1,0 +1,59 @@
+"""One vocabulary for where the records went, shared by the demo summary, metadata and report.
+
+    records in = ingestion quarantine + filtered + trained on
+
+- **ingestion quarantine**: set aside before screening, with a reason code, never scrubbed or
+  trained on: lines that could not be read as records (`raw/drops/<drop>/quarantine.parquet`)
+  and records whose PII scan ran past its budget (`scan_timeout`).
+- **filtered**: screened and not trained on: records screening dropped without review (exact
+  and near copies, length bounds, duplicates across drops) plus the screening quarantine that
+  no steward approved.
+- **screening quarantine**: records a screen flagged for a steward; the **steward decisions**
+  split it into approved (trained on), rejected and awaiting review (both filtered).
+- **trained on**: the curated corpus.
+"""
+
+LABELS = {
+    "records_in": "records in",
+    "ingestion_quarantine": "ingestion quarantine",
+    "filtered": "filtered",
+    "dropped_by_screening": "dropped by screening",
+    "screening_quarantine": "screening quarantine",
+    "trained_on": "trained on",
+}
+
+
+def record_counts(raw: dict, curated: dict) -> dict:
+    """The counts of one corpus (a drop's, or the joined training corpus) in the vocabulary.
+
+    Args:
+        raw: The raw summary (`records_in`, `quarantined`, `quarantine_by_reason`), with the
+            scrub's `scan_timeout` quarantine already included (as `training_corpus` joins it).
+        curated: The curated summary (`records_in`, `kept`, `dropped`, `quarantined`,
+            `steward`).
+
+    Returns:
+        `records_in`, `ingestion_quarantine` (+ `_by_reason`), `filtered`,
+        `dropped_by_screening`, `screening_quarantine`, `steward` (approved, rejected,
+        awaiting_review), `trained_on`, and `reconciles`: whether records in = ingestion
+        quarantine + filtered + trained on.
+    """
+    steward = curated.get("steward", {})
+    counts = {
+        "records_in": raw["records_in"],
+        "ingestion_quarantine": raw["quarantined"],
+        "ingestion_quarantine_by_reason": dict(raw.get("quarantine_by_reason", {})),
+        "filtered": curated["records_in"] - curated["kept"],
+        "dropped_by_screening": curated["dropped"],
+        "screening_quarantine": curated["quarantined"],
+        "steward": {
+            "approved": steward.get("approved", 0),
+            "rejected": steward.get("rejected", 0),
+            "awaiting_review": steward.get("pending", 0),
+        },
+        "trained_on": curated["kept"],
+    }
+    counts["reconciles"] = counts["records_in"] == (
+        counts["ingestion_quarantine"] + counts["filtered"] + counts["trained_on"]
+    )
+    return counts
