@@ -59,7 +59,7 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage, pii: P
     )
     if drop_fingerprint(drop.path) != drop.sha256:
         raise dg.Failure(
-            f"drop {key!r} ({drop.name}) changed while it was read: the data_drops sensor "
+            f"drop {key!r} changed while it was read: the data_drops sensor "
             "requests a new run for its new content"
         )
     idmap = IdentifierMap(storage.raw / IDENTIFIER_MAP, pii.pseudonym_key())
