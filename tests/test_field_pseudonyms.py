@@ -310,3 +310,20 @@ def test_when_a_steward_resolves_a_pseudonym_then_the_original_is_printed_and_lo
     log = (world["data"] / "secrets" / "vault_access.log").read_text()
     assert [json.loads(line)["outcome"] for line in log.splitlines()][-2:] == ["found", "no_match"]
     assert EMAIL not in log and subject not in log
+
+
+def test_when_the_audit_reads_the_ground_truth_then_canary_ids_map_to_their_pseudonyms(world):
+    from types import SimpleNamespace
+
+    from assets.audit import _canary_records
+    from resources import CorpusStorage
+
+    storage = CorpusStorage(data_root=str(world["data"]))
+    pii = world["resources"]["pii"]
+    key = pii.pseudonym_key()
+    truth = SimpleNamespace(
+        canaries=[SimpleNamespace(canary_id="c0", record_ids=(f"cust-{EMAIL}", "never-seen"))]
+    )
+    # an id ingestion never saw has no pseudonym: it is not counted as trained on
+    assert _canary_records(truth, storage, pii) == {"c0": [candidate("id", f"cust-{EMAIL}", key)]}
+    assert _canary_records(None, storage, pii) == {}
