@@ -215,3 +215,27 @@ def test_when_make_ui_names_a_profile_either_way_then_every_ui_opens_that_profil
     assert "sovtune config env --profile 'mine.yaml'" in dry
     assert '--backend-store-uri "$SOVTUNE_MLFLOW_URI"' in dry
     assert dry.count("SOVTUNE_PROFILE=mine.yaml") == 2  # the review desk and Dagster
+
+
+def test_when_a_profiles_dagster_home_is_made_then_its_ui_shows_no_telemetry_or_first_run_modal(
+    tmp_path,
+):
+    import dagster as dg
+    from dagster_graphql.schema.roots.query import GrapheneQuery
+
+    profile = tmp_path / "p.yaml"
+    profile.write_text(f"data_root: {tmp_path / 'root'}\n", encoding="utf-8")
+    assert runner.invoke(app, ["config", "env", "--profile", str(profile)]).exit_code == 0
+    # the repository's dagster_home/dagster.yaml (the default profile's), opened in a copy
+    repository_home = tmp_path / "repository_home"
+    repository_home.mkdir()
+    (repository_home / "dagster.yaml").write_text(
+        (Path(__file__).resolve().parents[1] / "dagster_home" / "dagster.yaml").read_text()
+    )
+    for home in (repository_home, tmp_path / "root" / "dagster_home"):
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            assert instance.telemetry_enabled is False
+            # what the webserver serves as shouldShowNux (the community sign-up modal)
+            context = type("Context", (), {"instance": instance})()
+            info = type("Info", (), {"context": context})()
+            assert GrapheneQuery.resolve_shouldShowNux(None, info) is False
