@@ -398,3 +398,39 @@ def test_the_report_shows_tight_and_summed_epsilon_units_and_the_controls_treatm
     assert "PRV accountant" in html and "10.018" in html and "23.994" in html
     assert "charged to the ledger" in html and "not charged" in html
     assert "alice" not in html and "example.com" not in html
+
+
+def test_a_crash_during_training_keeps_the_reservation_and_the_rerun_resumes_it(
+    tiny_dir, tmp_path, monkeypatch
+):
+    t, records = trainer(), chat_records(40)
+    train = dp_lora.train_dp_lora
+
+    def crash_at_step_two(step: int) -> None:
+        if step == 2:
+            raise KeyboardInterrupt("crash after step 2")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            dp_lora, "train_dp_lora", lambda *a, **k: train(*a, **k, on_step=crash_at_step_two)
+        )
+        with pytest.raises(KeyboardInterrupt):
+            t.train(records, model_dir=tiny_dir, out_dir=tmp_path / "a", data_root=tmp_path)
+    (reserved,) = ledger_of(tmp_path).rows()
+    assert reserved["status"] == "reserved" and reserved["steps"] == 3  # the planned mechanism
+    result, rows = t.train(records, model_dir=tiny_dir, out_dir=tmp_path / "b", data_root=tmp_path)
+    assert result.resumed_from_step is not None and result.steps == 3
+    assert [(r["attempt"], r["status"]) for r in rows] == [(1, "spent")]
+
+
+def test_a_user_level_run_charges_subjects_by_hmac_only(tiny_dir, tmp_path):
+    records = [
+        replace(r, subject=f"jane.doe{i % 4}@example.com", source="hr" if i % 2 else "helpdesk")
+        for i, r in enumerate(chat_records(40))
+    ]
+    result, rows = trainer(privacy_unit="user", target_delta=1e-2).train(
+        records, model_dir=tiny_dir, out_dir=tmp_path / "a", data_root=tmp_path
+    )
+    assert {(r["scope"], r["privacy_unit"]) for r in rows} == {("subject", "user")}
+    assert len(rows) == result.n_units and all(len(r["source"]) == 32 for r in rows)
+    assert "jane.doe" not in path_text(tmp_path / LEDGER_FILE)

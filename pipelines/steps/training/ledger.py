@@ -50,6 +50,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipelines.steps.records import Record
 from pipelines.steps.release.gates import GateResult
 
@@ -215,7 +217,8 @@ def _tight_epsilon(
     try:
         accountant = PRVAccountant()
         accountant.history = list(history)
-        return float(accountant.get_epsilon(delta)), "prv"
+        with np.errstate(divide="ignore"):  # q = 1 takes log(1 - q) = -inf, as intended
+            return float(accountant.get_epsilon(delta)), "prv"
     except (ValueError, RuntimeError, OverflowError, FloatingPointError, IndexError):
         accountant = RDPAccountant()
         accountant.history = list(history)
