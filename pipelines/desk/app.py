@@ -90,9 +90,27 @@ def create_app(settings: DeskSettings) -> FastAPI:
         }
         return templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
 
+    views: dict[str, tuple[tuple, tuple, review.DropView]] = {}  # drop -> stamps, view
+
     def drop_view(drop: str) -> review.DropView:
+        """The drop's view, read again only when one of its files or the decisions changed;
+        its scrubbed records and n-gram counts are parsed again only when the scrubbed file
+        changed (not on every page)."""
+        folder = root / "curated" / "drops" / drop
+        files = (folder / "screening.parquet", folder / "curation_summary.json")
+        stamp = _stamp(*files, review.decisions_path(root))
+        cached = views.get(drop)
+        if cached and cached[0] == stamp:
+            return cached[2]
         decisions, _ = review.live_decisions(root)
-        return review.load_drop(root, drop, settings.curation, decisions)
+        view = review.load_drop(root, drop, settings.curation, decisions)
+        scrubbed = (str(view.scrubbed_path), _stamp(view.scrubbed_path))
+        if cached and cached[1] == scrubbed:
+            for name in ("records", "_document_frequency"):  # functools.cached_property
+                if name in cached[2].__dict__:
+                    view.__dict__[name] = cached[2].__dict__[name]
+        views[drop] = (stamp, scrubbed, view)
+        return view
 
     @app.exception_handler(DeskError)
     async def desk_error(request: Request, exc: DeskError) -> Response:
@@ -108,11 +126,7 @@ def create_app(settings: DeskSettings) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request) -> Response:
-        drops = review.list_drops(root)
-        decisions, _ = review.live_decisions(root)
-        counts = {
-            d: len(review.load_drop(root, d, settings.curation, decisions).pending()) for d in drops
-        }
+        counts = {d: len(drop_view(d).pending()) for d in review.list_drops(root)}
         return page(request, "index.html", counts=counts, data_root=root)
 
     @app.get("/drops/{drop}", response_class=HTMLResponse)
@@ -184,6 +198,12 @@ def create_app(settings: DeskSettings) -> FastAPI:
         return RedirectResponse(f"/drops/{drop}" + (f"?{query}" if query else ""), status_code=303)
 
     return app
+
+
+def _stamp(*files: Path) -> tuple[tuple[int, int], ...]:
+    """When each file last changed and its size ((0, 0) for a missing one)."""
+    stats = [f.stat() if f.is_file() else None for f in files]
+    return tuple((s.st_mtime_ns, s.st_size) if s else (0, 0) for s in stats)
 
 
 class DeskError(Exception):
