@@ -731,3 +731,17 @@ def test_when_no_heldout_record_has_a_label_token_then_the_heldout_loss_is_none(
         torch.full((2, 8), IGNORE_INDEX, dtype=torch.long),
     )
     assert dp_lora._mean_loss(model, no_labels, "cpu") is None
+
+
+def test_the_progress_bar_shows_epsilon_but_not_the_loss(tiny_dir, tmp_path, capfd):
+    # Dagster's compute log captures the bar, and its UI shows it
+    train_dp_lora(
+        chat_records(40),
+        model_dir=tiny_dir,
+        cfg=small_cfg(steps=1),
+        out_dir=tmp_path / "a",
+        progress=True,
+        epsilon_every=1,
+    )
+    bar = capfd.readouterr().err
+    assert "eps=" in bar and "loss=" not in bar

@@ -19,8 +19,8 @@ weight changed.
 What a private run releases is the adapter, the privacy parameters (sigma, q, steps, epsilon),
 counts and ids. The per-step training loss, the number of empty Poisson batches and the
 held-out loss are un-noised statistics of private records: they stay in the in-memory
-`TrainingResult` (the operator's progress bar shows the loss) and are never in `to_json()`,
-the Dagster metadata, MLflow or the report.
+`TrainingResult` and are never in `to_json()`, the Dagster metadata, MLflow, the report or the
+progress bar (which Dagster's compute log captures).
 """
 
 import hashlib
@@ -374,7 +374,8 @@ def train_dp_lora(
         out_dir: Adapter folder to write; an existing one is replaced atomically.
         device: Torch device ("cpu", "cuda", "cuda:1"); bf16 autocast on a CUDA device that
             supports it.
-        progress: Show a tqdm bar with step, loss and epsilon.
+        progress: Show a tqdm bar with step and epsilon (not the loss: the bar lands in
+            Dagster's compute log, which the UI shows).
         epsilon_every: Ask the accountant for epsilon every this many steps (and always at the
             last step). Default: every step up to 200 steps (one query costs about 0.2 s with
             RDP, 0.4 s with PRV on 2 CPU cores), then about 200 times per run.
@@ -882,7 +883,7 @@ def _run_steps(
                     _refill(dp.noise_generator)
                 bar.update(1)
                 eps = f"{history.epsilons[-1][1]:.2f}" if history.epsilons else "-"
-                bar.set_postfix(loss=f"{history.losses[-1]:.3f}", eps=eps)
+                bar.set_postfix(eps=eps)  # never the loss: see `progress`
                 if recovery.checkpoint_dir is not None and (
                     step % cfg.checkpoint_every == 0 or step == cfg.steps
                 ):
