@@ -1,7 +1,6 @@
 """The DP-LoRA trainer: Opacus DP-SGD with Poisson sampling over a PEFT LoRA model."""
 
 import hashlib
-import inspect
 import math
 from functools import lru_cache
 from pathlib import Path
@@ -225,13 +224,9 @@ def _noise_multiplier(
 
 
 def _split(records: list[Record], cfg: TrainingConfig) -> tuple[list[Record], list[Record]]:
-    """The trainer's own (train, held-out) split: per subject under user-level DP where
-    `dp_lora.split_heldout` takes the unit."""
-    if "privacy_unit" in inspect.signature(dp_lora.split_heldout).parameters:
-        return dp_lora.split_heldout(
-            records, privacy_unit=cfg.privacy_unit, user_field=cfg.user_field
-        )
-    return dp_lora.split_heldout(records)
+    """The trainer's (train, held-out) split, as `dp_lora` makes it: per subject under
+    user-level DP."""
+    return dp_lora.split_heldout(records, privacy_unit=cfg.privacy_unit, user_field=cfg.user_field)
 
 
 def _steps_charged(checkpoint_dir: Path) -> int:
