@@ -250,9 +250,18 @@ def scan(
         Path | None, typer.Argument(metavar="INPUT", help="JSONL, CSV or Parquet.")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Where to write the findings (JSONL).")
+        Path | None,
+        typer.Option("--out", help="Where to write the findings (JSONL); - for stdout."),
     ] = None,
     profile: Annotated[str, typer.Option(help="Profile whose PII settings apply.")] = "default",
+    preview: Annotated[
+        bool,
+        typer.Option(
+            "--preview",
+            help="Also print each finding in its context, every finding in it shown as its "
+            "type, never the value (to stderr: this terminal, not the output file).",
+        ),
+    ] = False,
     eval_path: Annotated[
         Path | None,
         typer.Option(
@@ -265,7 +274,8 @@ def scan(
 ) -> None:
     """Dry run of the PII detector: one line of findings per record, changing nothing.
 
-    With --eval GOLD.jsonl, scores the same detector against gold findings instead.
+    With --eval GOLD.jsonl, scores the same detector against gold findings instead. With
+    --out -, the findings go to stdout and the summary to stderr.
     """
     enforce_offline()
     if eval_path is not None:
@@ -285,7 +295,6 @@ def scan(
     from pipelines.steps.ingest.language import language_verdict
     from pipelines.steps.privacy import pii
     from pipelines.steps.records import Record
-    from pipelines.steps.storage import write_text
 
     if not input_path.is_file():
         _fail(f"INPUT {input_path} is not a file")
@@ -336,11 +345,17 @@ def scan(
         if len(pending) >= SCAN_BATCH:
             _scan_batch(pending, lines, analyzer, cfg.pii)
     _scan_batch(pending, lines, analyzer, cfg.pii)
-    write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), out)
+    _write_jsonl(lines, out)
     total = sum(len(x["findings"]) for x in lines)
     late = sum(x.get("error") == pii.SCAN_TIMEOUT for x in lines)
     over = f" ({late} over pii.scan_budget_seconds: scan_timeout)" if late else ""
-    typer.echo(f"scanned {len(lines)} records from {input_path}: {total} findings{over} -> {out}")
+    typer.echo(
+        f"scanned {len(lines)} records from {input_path}: {total} findings{over} -> {out}",
+        err=_to_stdout(out),
+    )
+    if preview:
+        for line in _previews(input_path, lines, cfg.ingest.limits):
+            typer.echo(line, err=True)
 
 
 SCAN_BATCH = 1024
@@ -362,6 +377,69 @@ def _scan_batch(pending: list, lines: list[dict], analyzer, cfg) -> None:
     pending.clear()
 
 
+def _to_stdout(out: Path) -> bool:
+    return str(out) == "-"
+
+
+def _write_jsonl(lines: list[dict], out: Path) -> None:
+    """JSON lines into `out` (written atomically), or onto stdout when `out` is `-`."""
+    from pipelines.steps.storage import write_text
+
+    text = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines)
+    if _to_stdout(out):
+        typer.echo(text, nl=False)
+    else:
+        write_text(text, out)
+
+
+PREVIEW_CHARS = 40
+"""Characters of context on either side of a finding in `sovtune scan --preview`."""
+
+
+def _previews(input_path: Path, lines: list[dict], limits) -> list[str]:
+    """One line per finding: record id, field, type and its context with every finding in the
+    window replaced by `[TYPE]` (the file is read again; `lines` holds one entry per slot)."""
+    from pipelines.steps.ingest.landing import RecordError, iter_rows, normalize_row
+
+    out = []
+    for (line_no, row), line in zip(iter_rows(input_path, limits), lines, strict=True):
+        if not line["findings"] or isinstance(row, RecordError):
+            continue
+        try:
+            record = normalize_row(row, source_file=input_path.name, source_line=line_no)
+        except RecordError:
+            continue
+        contents = {m.field: m.content for m in record.messages}
+        for finding in line["findings"]:
+            text = contents.get(finding["field"], "")
+            same_field = [f for f in line["findings"] if f["field"] == finding["field"]]
+            out.append(
+                f"{line['id']} {finding['field']} {finding['entity_type']}: "
+                + redacted_context(text, finding["start"], finding["end"], same_field)
+            )
+    return out
+
+
+def redacted_context(text: str, start: int, end: int, findings: list[dict]) -> str:
+    """`text` around `[start, end)`, every finding overlapping the window shown as `[TYPE]`."""
+    lo, hi = max(0, start - PREVIEW_CHARS), min(len(text), end + PREVIEW_CHARS)
+    spans = sorted(
+        (max(f["start"], lo), min(f["end"], hi), f["entity_type"])
+        for f in findings
+        if f["start"] < hi and f["end"] > lo
+    )
+    parts, at = [], lo
+    for s, e, kind in spans:
+        if s < at:  # overlapping findings: the first one's mark covers both
+            at = max(at, e)
+            continue
+        parts += [text[at:s], f"[{kind}]"]
+        at = e
+    parts.append(text[at:hi])
+    body = " ".join("".join(parts).split())
+    return ("…" if lo > 0 else "") + body + ("…" if hi < len(text) else "")
+
+
 def _finding_line(field: str, finding) -> dict:
     """One finding of `sovtune scan`'s output: where and what, never the value."""
     return {
@@ -376,7 +454,9 @@ def _finding_line(field: str, finding) -> dict:
 @app.command()
 def screen(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="JSONL, CSV or Parquet.")],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the decisions (JSONL).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Where to write the decisions (JSONL); - for stdout.")
+    ],
     profile: Annotated[str, typer.Option(help="Profile whose curation settings apply.")] = (
         "default"
     ),
@@ -398,7 +478,6 @@ def screen(
         normalize_row,
     )
     from pipelines.steps.integrity.curate import curate_records, decision_lines
-    from pipelines.steps.storage import write_text
 
     if not input_path.is_file():
         _fail(f"INPUT {input_path} is not a file")
@@ -444,14 +523,15 @@ def screen(
         unreadable[i] if i in unreadable else next(screened)
         for i in range(len(records) + len(unreadable))
     ]
-    write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), out)
+    _write_jsonl(lines, out)
     counts = {
         d: sum(1 for x in lines if x["decision"] == d) for d in ("keep", "drop", "quarantine")
     }
     typer.echo(
         f"screened {len(lines)} records from {input_path}: "
         + ", ".join(f"{k}={v}" for k, v in counts.items())
-        + f" -> {out}"
+        + f" -> {out}",
+        err=_to_stdout(out),
     )
 
 
@@ -572,94 +652,6 @@ def plan(
         model_dir = prepare_base_model(cfg.model, root / "models").path
         if per_example_seconds is None:
             cost = planner.measure_step_cost(model_dir, training, device=default_device())
-        else:
-            cost = planner.StepCost(step_overhead_seconds, per_example_seconds, "given")
-        result = planner.make_plan(
-            n_records=records,
-            cfg=training,
-            minutes=minutes if minutes is not None else training.plan_minutes,
-            cost=cost,
-            lora_params_per_rank=planner.lora_params_per_rank(
-                model_dir, list(training.target_modules)
-            ),
-        )
-    except (planner.PlanError, ModelStoreError) as exc:
-        _fail(str(exc))
-    if as_json:
-        typer.echo(json.dumps(asdict(result), indent=2, sort_keys=True))
-    else:
-        typer.echo(planner.format_plan(result))
-
-
-def _curated_count(path: Path) -> int:
-    """Rows of the curated corpus (from the Parquet footer: no record is read)."""
-    import pyarrow.parquet as pq
-
-    if not path.is_file():
-        _fail(f"no curated corpus at {path}; give --records N or run the pipeline first")
-    return pq.ParquetFile(path).metadata.num_rows
-
-
-@app.command()
-def plan(
-    profile: Annotated[str, typer.Option(help="Profile whose model and training apply.")] = (
-        "default"
-    ),
-    records: Annotated[
-        int | None,
-        typer.Option(help="Records to plan for (default: the curated corpus of the data root)."),
-    ] = None,
-    epsilon: Annotated[
-        float | None, typer.Option(help="Target epsilon (default: the profile's).")
-    ] = None,
-    delta: Annotated[float | None, typer.Option(help="Target delta (default: the profile's).")] = (
-        None
-    ),
-    minutes: Annotated[
-        float | None,
-        typer.Option(help="Minutes of training steps (default: training.plan_minutes)."),
-    ] = None,
-    per_example_seconds: Annotated[
-        float | None,
-        typer.Option(
-            help="Use this step cost per example instead of measuring it here (e.g. one "
-            "measured on the GPU that will train)."
-        ),
-    ] = None,
-    step_overhead_seconds: Annotated[
-        float, typer.Option(help="With --per-example-seconds: cost per step beside it.")
-    ] = 0.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
-) -> None:
-    """Plan a DP run before it spends: measure the step cost, predict the noise and the share
-    of the non-private gain per setting, and recommend one (docs/engineer.md)."""
-    enforce_offline()
-    from dataclasses import asdict
-
-    from pydantic import ValidationError
-
-    from pipelines.steps.config import TrainingConfig
-    from pipelines.steps.training import plan as planner
-    from pipelines.steps.training.modelstore import ModelStoreError, prepare_base_model
-
-    cfg = _profile(profile)
-    overrides = {"target_epsilon": epsilon, "target_delta": delta}
-    try:
-        training = TrainingConfig.model_validate(
-            {**cfg.training.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
-        )
-    except ValidationError as exc:
-        _fail(f"--epsilon/--delta: {exc.errors()[0]['msg']}")
-    root = Path(cfg.data_root).resolve()
-    if records is None:
-        records = _curated_count(root / "curated" / "curated_corpus.parquet")
-    try:
-        model_dir = prepare_base_model(cfg.model, root / "models").path
-        if per_example_seconds is None:
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"  # as training chooses
-            cost = planner.measure_step_cost(model_dir, training, device=device)
         else:
             cost = planner.StepCost(step_overhead_seconds, per_example_seconds, "given")
         result = planner.make_plan(

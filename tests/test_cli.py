@@ -239,3 +239,45 @@ def test_when_a_profiles_dagster_home_is_made_then_its_ui_shows_no_telemetry_or_
             context = type("Context", (), {"instance": instance})()
             info = type("Info", (), {"context": context})()
             assert GrapheneQuery.resolve_shouldShowNux(None, info) is False
+
+
+def test_when_scan_writes_to_dash_then_findings_stream_on_stdout_and_the_summary_on_stderr(
+    tmp_path,
+):
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        json.dumps({"id": "r1", "text": "Mail jane.doe@example.org about the invoice."}) + "\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["scan", str(src), "--out", "-"])
+    assert result.exit_code == 0, result.output
+    [line] = [json.loads(x) for x in result.stdout.splitlines()]
+    assert line["id"] == "r1" and line["findings"][0]["entity_type"] == "EMAIL_ADDRESS"
+    assert "scanned 1 records" in result.stderr
+    assert not (Path.cwd() / "-").exists()
+
+
+def test_when_scan_previews_then_the_context_shows_types_never_values(tmp_path):
+    text = "Please call John Smith at 212-555-0187 before the audit on Friday afternoon."
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "r1", "text": text}) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["scan", str(src), "--out", str(out), "--preview"])
+    assert result.exit_code == 0, result.output
+    previews = [x for x in result.stderr.splitlines() if x.startswith("r1 text ")]
+    assert any("PHONE_NUMBER: " in x and "[PHONE_NUMBER]" in x for x in previews)
+    assert all("call [PERSON] at [PHONE_NUMBER] before" in x for x in previews)
+    for value in ("212-555-0187", "John Smith"):
+        assert value not in result.output
+    assert "preview" not in out.read_text()  # the findings file is unchanged
+
+
+def test_the_redacted_context_marks_every_finding_in_its_window():
+    from pipelines.cli import redacted_context
+
+    text = "a" * 50 + " Ann at 555-0100 " + "b" * 50
+    person = {"start": 51, "end": 54, "entity_type": "PERSON"}
+    phone = {"start": 58, "end": 66, "entity_type": "PHONE"}
+    shown = redacted_context(text, 58, 66, [person, phone])
+    assert shown.startswith("…") and shown.endswith("…")
+    assert "[PERSON] at [PHONE]" in shown and "555" not in shown and "Ann" not in shown
