@@ -434,3 +434,22 @@ def test_a_user_level_run_charges_subjects_by_hmac_only(tiny_dir, tmp_path):
     assert {(r["scope"], r["privacy_unit"]) for r in rows} == {("subject", "user")}
     assert len(rows) == result.n_units and all(len(r["source"]) == 32 for r in rows)
     assert "jane.doe" not in path_text(tmp_path / LEDGER_FILE)
+
+
+def test_the_trainer_charges_a_dp_control_with_its_planned_mechanism(tmp_path):
+    t = trainer(lifetime_epsilon=8.0)
+    rows = t.charge_control(
+        chat_records(40), name="unscreened", run_key="audit-1:unscreened", data_root=tmp_path
+    )
+    (row,) = rows
+    assert (row["kind"], row["status"], row["source"]) == (
+        "control:unscreened",
+        "spent",
+        "test.jsonl",
+    )
+    assert row["noise_multiplier"] > 0 and row["steps"] == 3
+    # the budget is spent: a run on the same records is refused before it trains
+    with pytest.raises(PrivacyBudgetExceeded, match="training.lifetime_epsilon = 8"):
+        t.charge_control(
+            chat_records(40), name="unscreened", run_key="audit-2:unscreened", data_root=tmp_path
+        )
