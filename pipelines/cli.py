@@ -575,18 +575,31 @@ def report(
     model: Annotated[str, typer.Argument(metavar="MODEL[:VERSION]", help="Registered model.")],
     profile: Annotated[str, typer.Option(help="Profile whose registry to read.")] = "default",
 ) -> None:
-    """Print where the compliance report of a model version is (latest version by default)."""
+    """Print where the compliance report of a model version is (latest version by default).
+
+    A local registry (SQLite) is read directly, without loading MLflow or any model.
+    """
     enforce_offline()
-    from pipelines.definitions import build_resources
-    from resources.registry import RegistryError
+    from pipelines.steps.release import registry_store
 
     cfg = _profile(profile)
     name, _, version = model.partition(":")
-    registry = build_resources(cfg)["registry"].model_copy(update={"model_name": name})
-    try:
-        where = registry.report_location(version or None)
-    except RegistryError as exc:
-        _fail(str(exc))
+    uri = cfg.registry.tracking_uri
+    db = registry_store.sqlite_store(uri) if uri else Path(cfg.data_root) / "mlflow" / "mlflow.db"
+    if db is not None:
+        try:
+            where = registry_store.report_location(db.resolve(), name, version or None)
+        except registry_store.RegistryStoreError as exc:
+            _fail(str(exc))
+    else:  # a tracking server: through MLflow's client
+        from pipelines.definitions import build_resources
+        from resources.registry import RegistryError
+
+        registry = build_resources(cfg)["registry"].model_copy(update={"model_name": name})
+        try:
+            where = registry.report_location(version or None)
+        except RegistryError as exc:
+            _fail(str(exc))
     typer.echo(
         f"{where['model']} version {where['version']} (aliases: {where['aliases'] or 'none'})"
     )
