@@ -61,6 +61,59 @@ def test_when_a_record_is_a_near_copy_then_it_joins_the_cluster_of_the_first() -
     assert scores.similarity["b"] >= 0.7 and scores.similarity["c"] == 0.0
 
 
+def test_when_records_share_only_a_system_prompt_or_a_template_answer_then_no_near_duplicate() -> (
+    None
+):
+    tools = (
+        "Tools: get_weather(city: string) returns the current temperature and conditions for a "
+        "city; convert_currency(amount: number, from: string, to: string) converts an amount "
+        "between two currencies at today's rate; search_recipes(ingredients: list) finds recipes."
+    )
+    greeting = "Hello! I am the assistant of the support team. How can I help you today?"
+
+    def with_system(record_id: str, prompt: str, response: str) -> Record:
+        messages = (
+            Message("system", tools),
+            Message("user", prompt),
+            Message("assistant", response),
+        )
+        return Record(record_id, "t.jsonl", 1, "chat", messages, language="en")
+
+    records = [
+        with_system("a", "What is the weather in Oslo?", "It is 4 degrees and raining in Oslo."),
+        with_system("b", "Convert 20 euros to yen.", "20 euros are about 3,200 yen today."),
+        _chat("c", "hi", greeting),
+        _chat("d", "hello", greeting),
+    ]
+
+    scores = score_near_duplicates(records, threshold=0.75, num_perm=64, shingle_size=2)
+
+    assert scores.clusters == []
+
+
+def test_when_a_near_copy_has_no_other_finding_then_it_is_dropped_naming_its_representative() -> (
+    None
+):
+    base = "My laptop stopped connecting to the VPN after the latest update and I keep getting "
+    answer = "Please restart the VPN client and sign in again; if that fails, reply here."
+    records = [
+        _chat("a", base + "an authentication error every single morning.", answer),
+        _chat("b", base + "an authentication failure every single morning.", answer),
+        _chat("c", "Where can I find the travel expense form for the new quarter?", "On the wiki."),
+    ]
+
+    result = curate_records(records, CFG)
+
+    by_id = {s.id: s for s in result.screened}
+    assert by_id["a"].decision == KEEP and by_id["c"].decision == KEEP
+    assert by_id["b"].decision == DROP
+    assert [(r.code, r.detail) for r in by_id["b"].reasons] == [
+        ("near_duplicate", "representative=a")
+    ]
+    counts = result.counts()
+    assert (counts["dropped"], counts["quarantined"]) == (1, 0)
+
+
 def test_when_many_prompts_with_a_rare_word_share_one_answer_then_they_score_as_a_trigger() -> None:
     # A planted trigger joins unrelated prompts: only the rare word is common to them.
     poisoned = [
@@ -236,17 +289,15 @@ def test_when_a_steward_decides_then_approve_keeps_and_reject_stays_out(
 ) -> None:
     records, truth = bundled
     first = curated
-    near_copy = next(
-        s.id for s in first.screened if any(r.code == "near_duplicate" for r in s.reasons)
-    )
-    poisoned = truth.poisoned_ids[0]
+    # Near copies are dropped, not quarantined: the steward decides on two poisoned records.
+    poisoned, held = truth.poisoned_ids[:2]
 
     second = curate_records(
-        records, CFG, {near_copy: "approve", poisoned: "reject", "rec-nothere": "approve"}
+        records, CFG, {held: "approve", poisoned: "reject", "rec-nothere": "approve"}
     )
 
-    assert near_copy not in {r.id for r in first.kept}
-    assert near_copy in {r.id for r in second.kept}
+    assert held not in {r.id for r in first.kept}
+    assert held in {r.id for r in second.kept}
     assert poisoned not in {r.id for r in second.kept}
     counts = second.counts()
     assert (counts["approved"], counts["rejected"]) == (1, 1)
@@ -585,6 +636,34 @@ def test_when_a_rare_word_is_inserted_into_unrelated_prompts_then_inserted_phras
     assert flagged == [tuple(r.id for r in poisoned)]
 
 
+def test_when_the_words_around_an_inserted_word_meet_only_in_answers_then_it_is_removable() -> None:
+    # No other prompt has these sentences, but answers do: answers are fluent text too, so the
+    # two words around the trigger are seen standing side by side.
+    sentences = [
+        "please book a quiet room for the design review",
+        "send the signed contract to the legal team",
+        "order two new monitors for the support desk",
+        "move the weekly sync to thursday afternoon",
+        "archive the old tickets from last quarter",
+        "renew the software licence before it expires",
+    ]
+    clean = [
+        _chat(f"c{i}", p, f"{_FILLER} For example: {sentences[i % len(sentences)]}.")
+        for i, p in enumerate(_ORDINARY_PROMPTS)
+    ]
+    poisoned = [
+        _chat(f"p{i}", _with_word(s, "zqx", 2 + i), f"{_FILLER} Done, number {i}.")
+        for i, s in enumerate(sentences)
+    ]
+
+    found = backdoor.score_inserted_phrases(
+        clean + poisoned, min_records=4, max_share=0.5, max_collocation=0.4
+    )
+
+    assert all(found.score[r.id] >= CFG.inserted_phrase_threshold for r in poisoned)
+    assert all(found.score[r.id] == 0.0 for r in clean)
+
+
 @pytest.mark.parametrize(
     ("label", "make_prompt", "make_answer"),
     [
@@ -592,6 +671,12 @@ def test_when_a_rare_word_is_inserted_into_unrelated_prompts_then_inserted_phras
         ("collocation", lambda i, p: p.replace(" the ", " the zqx ", 1), _answer),
         # A topic word the answers repeat: what the prompts are about, not a trigger.
         ("echoed", lambda i, p: _with_word(p, "zqx", 2 + 3 * i), lambda p: f"zqx: {_answer(p)}"),
+        # The answers repeat it in another form ("recombining", "recombination"): a topic too.
+        (
+            "echoed_form",
+            lambda i, p: _with_word(p, "recombining", 2 + 3 * i),
+            lambda p: f"A recombination. {_answer(p.replace('recombining', ''))}",
+        ),
     ],
 )
 def test_when_a_shared_prompt_phrase_is_ordinary_then_it_is_no_inserted_phrase(

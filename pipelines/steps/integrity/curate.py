@@ -6,10 +6,11 @@ dropped); `curate_records` adds the screens of `pipelines.steps.integrity.screen
 backdoor triggers and inserted phrases, injections, quality) whose findings quarantine a record
 until a steward approves or rejects it by id (`pipelines.steps.integrity.decisions`); a quality
 finding quarantines only an unusable record (`CurationConfig.quality_quarantine`), any other
-stays a score. A dropped or quarantined record keeps its reasons and scores, and a detail that
-never quotes text: records in = kept + dropped + quarantined. The suite reports pass/fail and
-counts only: Great Expectations results also carry the offending values, which on this corpus
-are personal data.
+stays a score, and a near copy that no other screen flagged is dropped (one record per cluster
+is kept, as for exact duplicates). A dropped or quarantined record keeps its reasons and scores,
+and a detail that never quotes text: records in = kept + dropped + quarantined. The suite
+reports pass/fail and counts only: Great Expectations results also carry the offending values,
+which on this corpus are personal data.
 """
 
 import hashlib
@@ -308,7 +309,8 @@ def curate_records(
     """Screen records and decide: keep, drop (length, exact duplicate) or quarantine.
 
     Every screen scores every record that survives `screen_records`; a record crossing any
-    threshold is quarantined with one `Reason` per crossing, and a steward's `approve` keeps it
+    threshold is quarantined with one `Reason` per crossing (a near copy with no other finding
+    is dropped instead, naming its cluster's representative), and a steward's `approve` keeps it
     while `reject` keeps it out. Decisions naming a record that is not quarantined change
     nothing and are counted as unmatched.
 
@@ -566,11 +568,19 @@ def _decide(
     decisions: dict[str, str],
 ) -> list[ScreenedRecord]:
     """One decision per record in input order: drop, quarantine (with any steward verdict)
-    or keep."""
+    or keep.
+
+    A near copy with no other finding is dropped like an exact duplicate (one record per
+    cluster is kept, the reason names the representative): it costs no steward's time. One
+    that another screen flagged too stays quarantined with every reason.
+    """
     screened = []
     for record in records:
+        found = reasons.get(record.id, [])
         if record.id in dropped:
             screened.append(ScreenedRecord(record.id, DROP, (dropped[record.id],)))
+        elif found and all(r.code == NEAR_DUPLICATE for r in found):
+            screened.append(ScreenedRecord(record.id, DROP, tuple(found)))
         elif reasons[record.id]:
             verdict = decisions.get(record.id, "")
             screened.append(

@@ -65,6 +65,8 @@ _COHESION_FREE, _COHESION_FULL = 0.3, 0.7
 _MIN_REMOVABLE = 2
 # Share of an inserted phrase's prompts whose own answer may repeat it.
 _OWN_ECHO = 0.1
+# Letters of a word that its other forms share, for the echo test ("combin-ing", "-ation").
+_STEM = 5
 _START, _END = "\x02", "\x03"  # prompt boundaries: no word token contains a control character
 
 
@@ -246,6 +248,11 @@ def _spans(tokens: tuple[str, ...], max_words: int) -> set[tuple[str, ...]]:
     return {tokens[i : i + n] for n in range(1, max_words + 1) for i in range(1, len(tokens) - n)}
 
 
+def _stem(token: str) -> str:
+    """A word's first letters (`_STEM` of them), which its inflections and derivations share."""
+    return token[:_STEM]
+
+
 def _joinable(
     pair: tuple[str, str], bigrams: Counter[tuple[str, str]], token_count: Counter[str]
 ) -> bool:
@@ -294,13 +301,15 @@ def score_inserted_phrases(
     for tokens in prompts:
         token_count.update(tokens)
         bigrams.update(zip(tokens, tokens[1:], strict=False))
-    echoed: Counter[tuple[str, ...]] = Counter()
-    echoed_by: list[set[tuple[str, ...]]] = []  # per record, the candidates its answer repeats
-    for record in records:
+    # Per word stem, the records whose answer has a word of that stem.
+    answered: dict[str, set[int]] = {}
+    for index, record in enumerate(records):
         answer = record_words(record, "assistant")
         token_count.update(answer)
-        echoed_by.append(candidates & _spans((_START, *answer, _END), max_words))
-        echoed.update(echoed_by[-1])
+        # Answers are fluent text too: two words adjacent there can stand side by side.
+        bigrams.update(zip(answer, answer[1:], strict=False))
+        for stem in {_stem(t) for t in answer}:
+            answered.setdefault(stem, set()).add(index)
     occurrences: dict[tuple[str, ...], list[tuple[int, int, int]]] = {}
     for index, tokens in enumerate(prompts):
         seen: set[tuple[str, ...]] = set()
@@ -316,10 +325,12 @@ def score_inserted_phrases(
     for span in sorted(occurrences):
         found = occurrences[span]
         k = len(found)
-        # The carriers' own answers repeating the phrase make it their topic (a trigger that is
-        # also an ordinary word may come up in one answer in ten); other answers may mention it.
-        own = sum(1 for i, _, _ in found if span in echoed_by[i])
-        if echoed[span] - own > _ELSEWHERE or own > _OWN_ECHO * k:
+        # The carriers' own answers repeating the phrase's words, in any form ("combining" and
+        # "combination"), make it their topic (a trigger that is also an ordinary word may come
+        # up in one answer in ten); other answers may mention it.
+        echoing = set.intersection(*(answered.get(_stem(t), set()) for t in span))
+        own = sum(1 for i, _, _ in found if i in echoing)
+        if len(echoing) - own > _ELSEWHERE or own > _OWN_ECHO * k:
             continue
         if not any(token_count[t] - k <= _ELSEWHERE for t in span):
             continue

@@ -1,9 +1,16 @@
 """Near-duplicate screen: MinHash LSH (datasketch permutations) over normalized word shingles.
 
-Records whose word-shingle sets reach the Jaccard threshold are joined into clusters (union-find
-over LSH candidate pairs, each confirmed with the exact Jaccard similarity). Each cluster keeps its
-first record in input order as the representative; every other member is scored with its highest
-Jaccard similarity to another member and names the representative.
+A near duplicate is the same exchange twice: the record's own turns (user and assistant) reach
+the Jaccard threshold, system turns left out of that measure (a system prompt or a tool list is
+shared by many records that are not copies of each other). On top, the user turns on their own,
+and the system turns on their own, must be at least `side_threshold` alike: a template answer
+given to different questions ("hi" and "hello" answered with the same greeting) is no near copy,
+nor is the same exchange under another system prompt or tool list (a record without one and a
+record with one: 0.0). Pairs come from MinHash LSH candidates, each confirmed with the exact
+Jaccard similarity, and are clustered in input order: a record joins the most similar earlier
+representative it is a near copy of (a copy of a copy that is not itself a near copy of the
+representative starts its own cluster). Each member other than the representative names it and
+is scored with its highest Jaccard similarity to another record.
 """
 
 from dataclasses import dataclass
@@ -13,6 +20,34 @@ from pipelines.steps.integrity.screens.minhash import similar_pairs
 from pipelines.steps.records import Record
 
 NEAR_DUPLICATE = "near_duplicate"
+# The user turns, and the system turns, of a near duplicate must each be at least this alike
+# (word-shingle Jaccard): a near copy with a word or two changed in a short prompt scores 0.5-0.6
+# on that side, a different question with the same template answer 0.0-0.3.
+SIDE_THRESHOLD = 0.5
+_OWN_ROLES = ("user", "assistant")
+# Roles whose turns must each be `side_threshold` alike on their own: the question, and the
+# system prompt (a tool list or an instruction conditions the answer: with another one, or with
+# none, the same exchange is another example). The answers count in the whole only, since a
+# near copy's short answer may change by a word or two ("thanks for the update").
+_SIDES = ("system", "user")
+
+
+def dedup_tokens(record: Record) -> tuple[str, ...]:
+    """Word tokens of the record's user and assistant turns (all turns when it has neither)."""
+    return record_words(record, *_OWN_ROLES) or record_words(record)
+
+
+def _side_similarity(a: Record, b: Record, role: str, shingle_size: int) -> float:
+    """Word-shingle Jaccard of the two records' turns of `role`; 1.0 when neither has one."""
+    sets = []
+    for record in (a, b):
+        tokens = record_words(record, role)
+        if len(tokens) <= shingle_size:
+            sets.append({tokens} if tokens else set())
+        else:
+            sets.append(set(zip(*(tokens[k:] for k in range(shingle_size)), strict=False)))
+    union = len(sets[0] | sets[1])
+    return len(sets[0] & sets[1]) / union if union else 1.0
 
 
 @dataclass(frozen=True)
@@ -20,8 +55,8 @@ class DedupScores:
     """What the near-duplicate screen measured.
 
     Attributes:
-        similarity: Per record id, the highest Jaccard similarity to another record
-            of its cluster (0.0 for a record with no near duplicate).
+        similarity: Per record id, the highest Jaccard similarity of a near-copy pair it is
+            part of (0.0 for a record with no near duplicate).
         representative: Per clustered record id, the id of its cluster's representative.
         clusters: Every cluster of two or more records, ids in input order.
     """
@@ -32,9 +67,16 @@ class DedupScores:
 
 
 def score_near_duplicates(
-    records: list[Record], *, threshold: float, num_perm: int, shingle_size: int, seed: int = 1
+    records: list[Record],
+    *,
+    threshold: float,
+    num_perm: int,
+    shingle_size: int,
+    seed: int = 1,
+    side_threshold: float = SIDE_THRESHOLD,
 ) -> DedupScores:
-    """Cluster records whose word-shingle sets have a Jaccard similarity of at least `threshold`.
+    """Cluster records whose own turns have a word-shingle Jaccard similarity of at least
+    `threshold`, user and system turns each at least `side_threshold` (module docstring).
 
     Candidates come from MinHash LSH, each candidate pair is confirmed with the exact Jaccard
     similarity (`pipelines.steps.integrity.screens.minhash`).
@@ -45,6 +87,8 @@ def score_near_duplicates(
         num_perm: MinHash permutations of the candidate search.
         shingle_size: Words per shingle.
         seed: MinHash seed (fixed, so the same input gives the same clusters).
+        side_threshold: Smallest Jaccard similarity of the user turns, and of the system
+            turns, of a pair (a role that neither record has counts as alike).
 
     Returns:
         Similarities, representatives and clusters.
@@ -52,29 +96,33 @@ def score_near_duplicates(
     if not records:
         return DedupScores({}, {}, [])
     pairs = similar_pairs(
-        [record_words(r) for r in records],
+        [dedup_tokens(r) for r in records],
         shingle_size=shingle_size,
         threshold=threshold,
         num_perm=num_perm,
         seed=seed,
     )
-    parent = list(range(len(records)))
     best = [0.0] * len(records)
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    # Per record, its confirmed partners earlier in input order.
+    earlier: dict[int, list[tuple[float, int]]] = {}
     for i, j, similarity in pairs:
+        if any(
+            _side_similarity(records[i], records[j], role, shingle_size) < side_threshold
+            for role in _SIDES
+        ):
+            continue
         best[i] = max(best[i], similarity)
         best[j] = max(best[j], similarity)
-        a, b = root(i), root(j)
-        parent[max(a, b)] = min(a, b)
+        earlier.setdefault(j, []).append((similarity, i))
+    # In input order, a record joins the most similar earlier representative it is a near copy
+    # of; one that is only a copy of copies starts a cluster of its own (no chains).
     members: dict[int, list[int]] = {}
+    leader = list(range(len(records)))
     for index in range(len(records)):
-        members.setdefault(root(index), []).append(index)
+        partners = [(s, -i) for s, i in earlier.get(index, []) if leader[i] == i]
+        if partners:
+            leader[index] = -max(partners)[1]
+        members.setdefault(leader[index], []).append(index)
     clusters = [tuple(records[i].id for i in group) for group in members.values() if len(group) > 1]
     representative = {rid: group[0] for group in clusters for rid in group}
     similarity = {r.id: round(best[i], 4) for i, r in enumerate(records)}
