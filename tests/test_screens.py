@@ -91,6 +91,24 @@ def test_when_records_share_only_a_system_prompt_or_a_template_answer_then_no_ne
     assert scores.clusters == []
 
 
+def test_when_a_copy_of_a_copy_is_no_near_copy_of_the_first_then_it_is_kept_as_its_own() -> None:
+    # b is a near copy of a (Jaccard 0.78) and c of b (0.81), but c is not one of a (0.63): with
+    # b dropped, nothing kept is a near copy of c, so chaining would drop a distinct record.
+    issue = "The shared drive for the finance folder shows access denied since this morning."
+    a = (
+        "Thanks, I have opened a ticket for this and asked the storage team to restore your "
+        "access to the finance share today."
+    )
+    b = a.replace("opened", "created").replace("storage", "infrastructure")
+    c = b.replace("restore", "return").replace("today", "by noon")
+    records = [_chat("a", issue, a), _chat("b", issue, b), _chat("c", issue, c)]
+
+    scores = score_near_duplicates(records, threshold=0.75, num_perm=64, shingle_size=2)
+
+    assert scores.clusters == [("a", "b")]
+    assert "c" not in scores.representative
+
+
 def test_when_a_near_copy_has_no_other_finding_then_it_is_dropped_naming_its_representative() -> (
     None
 ):
