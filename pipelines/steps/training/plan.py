@@ -33,7 +33,7 @@ import functools
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -245,11 +245,18 @@ def measure_step_cost(
         noise_generator=torch.Generator(device=device).manual_seed(0),
     )
 
+    autocast = torch.autocast(
+        device_type="cuda",
+        dtype=torch.bfloat16,
+        enabled=device.startswith("cuda") and torch.cuda.is_bf16_supported(),
+    )
+
     def step(batch: int) -> float:
         ids = tokens[:batch].to(device)
         started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        logits = dp_model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        with autocast:  # as training runs on CUDA (bf16 where supported)
+            logits = dp_model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Full backward hook", UserWarning)
             per_example_loss(logits, ids).mean().backward()
@@ -360,9 +367,6 @@ class Plan:
             "lora_r": rec.lora_r,
             "lora_alpha": _alpha(cfg, rec.lora_r),
         }
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _alpha(cfg: TrainingConfig, rank: int) -> int:
