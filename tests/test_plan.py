@@ -273,3 +273,15 @@ def test_preset_auto_without_a_possible_plan_stops_before_training(tmp_path, tin
 def test_a_profile_with_an_unknown_preset_is_refused():
     with pytest.raises(ValueError, match="preset"):
         TrainingConfig(preset="fast")
+
+
+def test_the_prediction_for_a_given_setting_is_the_plans_profile_row():
+    cfg = _cfg(target_epsilon=8.0)
+    result = planner.make_plan(
+        n_records=1898, cfg=cfg, minutes=6, cost=CPU_COST, lora_params_per_rank=SMOLLM2_PER_RANK
+    )
+    alone = planner.predict_setting(
+        n_records=1898, cfg=cfg, lora_params_per_rank=SMOLLM2_PER_RANK, cost=CPU_COST
+    )
+    assert alone == result.profile
+    assert (alone.batch, alone.steps, alone.lora_r) == (8, 50, 8)

@@ -399,14 +399,7 @@ def make_plan(
         PlanError: Too few records, delta not below 1/N, or no setting of at least `min_steps`
             steps fits in `minutes`.
     """
-    if n_records < 2:
-        raise PlanError(f"--records / curated corpus: need at least 2 records, got {n_records}")
-    n_units = training_units(n_records)
-    if cfg.target_delta >= 1 / n_units:
-        raise PlanError(
-            f"training.target_delta = {cfg.target_delta:g} must be below 1/N = {1 / n_units:.3g} "
-            f"(N = {n_units} training records); lower it"
-        )
+    n_units = _checked_units(n_records, cfg)
     sigma = _NoiseCache(cfg)
     ranks = tuple(sorted({*ranks, cfg.lora_r}))
     batches = sorted(
@@ -468,6 +461,45 @@ def make_plan(
         max_epochs=max_epochs,
     )
     return _advise(plan, cfg, ceiling, useful_share)
+
+
+def predict_setting(
+    *,
+    n_records: int,
+    cfg: TrainingConfig,
+    lora_params_per_rank: int,
+    cost: StepCost | None = None,
+) -> Candidate:
+    """The model's prediction for the profile's own setting (its batch, steps and rank), as
+    the `p` row of a plan: for benchmarks that put the prediction beside a measured run.
+
+    Raises:
+        PlanError: Too few records, or delta not below 1/N.
+    """
+    n_units = _checked_units(n_records, cfg)
+    return _candidate(
+        cfg,
+        n_units,
+        cfg.expected_batch_size,
+        cfg.steps,
+        cfg.lora_r,
+        lora_params_per_rank,
+        cost or StepCost(0.0, 0.0, "not given"),
+        _NoiseCache(cfg),
+    )
+
+
+def _checked_units(n_records: int, cfg: TrainingConfig) -> int:
+    """Training units N of `n_records`, refusing too few records or delta not below 1/N."""
+    if n_records < 2:
+        raise PlanError(f"--records / curated corpus: need at least 2 records, got {n_records}")
+    n_units = training_units(n_records)
+    if cfg.target_delta >= 1 / n_units:
+        raise PlanError(
+            f"training.target_delta = {cfg.target_delta:g} must be below 1/N = {1 / n_units:.3g} "
+            f"(N = {n_units} training records); lower it"
+        )
+    return n_units
 
 
 def _powers_of_two(low: int, high: int) -> list[int]:
