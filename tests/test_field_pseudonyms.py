@@ -120,24 +120,27 @@ def world(tmp_path_factory):
     _planted_drop(data / "landing")
     cfg = make_config(data, root / "no-model")
     resources = build_resources(cfg)
-    instance = dg.DagsterInstance.ephemeral(tempdir=str(root / "dagster_home"))
     handler = _Capture()
     logging.getLogger().addHandler(handler)
-    try:
-        drops = run_drops(instance, resources)
-        joined = run_release(instance, resources, selection=["training_corpus"])
-        _charge_and_report(data, joined.output_for_node("training_corpus"))
-    finally:
-        logging.getLogger().removeHandler(handler)
-    return {
-        "root": root,
-        "data": data,
-        "drops": drops,
-        "joined": joined,
-        "resources": resources,
-        "instance": instance,
-        "log": "\n".join(handler.lines),
-    }
+    # an instance on disk: its SQLite run and event log storage (metadata included), compute
+    # logs and pickled outputs are files under dagster_home/, searched like the zones
+    (root / "dagster_home").mkdir()
+    with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
+        try:
+            drops = run_drops(instance, resources)
+            joined = run_release(instance, resources, selection=["training_corpus"])
+            _charge_and_report(data, joined.output_for_node("training_corpus"))
+        finally:
+            logging.getLogger().removeHandler(handler)
+        yield {
+            "root": root,
+            "data": data,
+            "drops": drops,
+            "joined": joined,
+            "resources": resources,
+            "instance": instance,
+            "log": "\n".join(handler.lines),
+        }
 
 
 def _sha12(name: str) -> str:
@@ -210,6 +213,7 @@ def test_when_every_file_outside_the_raw_zone_is_searched_then_no_planted_value_
         if p.is_file() and p.relative_to(data).parts[0] not in RAW_ZONE
     ]
     outside += [p for p in sorted((root / "dagster_home").rglob("*")) if p.is_file()]
+    assert any(p.suffix == ".db" for p in outside)  # Dagster's event log, on disk
     assert any(p.suffix == ".parquet" for p in outside)
     assert any(p.name == "report.html" for p in outside)
     assert any(p.name.endswith(".sqlite") for p in outside)  # the privacy ledger
