@@ -13,8 +13,8 @@ The model behind the prediction (docs/engineer.md, "Planning a DP run"):
   norm at most C. Their ratio, `noise_to_signal = sigma * sqrt(d) / B`, is the per-step
   noise-to-signal ratio the table prints (the default profile: about 33).
 - Over T steps the signal adds up T times, the independent noise only sqrt(T) times: the run's
-  ratio is `run_noise_to_signal = sigma * sqrt(d) / (B * sqrt(T))` (Sander et al.'s "total
-  amount of noise", scaled by the dimension).
+  ratio is `run_noise_to_signal = sigma * sqrt(d) / (B * sqrt(T))` (in the spirit of the
+  "total amount of noise" of Sander et al., 2023, "TAN without a burn", here with the dimension).
 - The expected share of the non-private gain (held-out loss, base -> non-private LoRA trained
   with the same compute) is `1 / (1 + run_noise_to_signal / RHO)`, with RHO fitted on the
   measured runs in `CALIBRATION`. It fits those three runs (50 steps of batch 8 at epsilon 1,
@@ -325,7 +325,7 @@ class Plan:
         minutes: The compute budget of training steps.
         cost: The step cost used.
         lora_params_per_rank: d per unit of LoRA rank for the profile's target modules.
-        candidates: Every feasible setting, by rank then batch.
+        candidates: Every setting of at least `MIN_STEPS` steps, by batch then rank.
         recommended: The chosen one.
         profile: The profile's own setting as it stands (its batch, steps and rank), predicted
             the same way, whatever its cost.
