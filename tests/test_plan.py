@@ -285,3 +285,16 @@ def test_the_prediction_for_a_given_setting_is_the_plans_profile_row():
     )
     assert alone == result.profile
     assert (alone.batch, alone.steps, alone.lora_r) == (8, 50, 8)
+
+
+def test_a_profiles_preset_auto_reaches_the_trainer_resource(tmp_path):
+    # DPTrainer ignores fields it does not declare: without its own `preset`, a profile's
+    # preset auto would silently train the manual settings
+    from pipelines.definitions import build_resources
+    from pipelines.steps.config import PipelineConfig
+
+    cfg = PipelineConfig(
+        data_root=str(tmp_path), training=TrainingConfig(preset="auto", plan_minutes=3)
+    )
+    trainer = build_resources(cfg)["trainer"]
+    assert (trainer.config.preset, trainer.config.plan_minutes) == ("auto", 3)
