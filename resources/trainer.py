@@ -18,7 +18,6 @@ from pipelines.steps.training.ledger import (
     LEDGER_FILE,
     Mechanism,
     PrivacyLedger,
-    RunAlreadyTrained,
     records_per_source,
 )
 
@@ -72,11 +71,12 @@ class DPTrainer(dg.ConfigurableResource):
 
         The run key hashes the settings, the records and the base model folder: a rerun after
         a crash finds its checkpoint and its reservation under the same key. Every refusal
-        (delta, privacy units, lifetime budget, a run already trained) comes before the
-        reservation, so a refused run keeps none; a run refused by the trainer before its
-        first step gives its reservation back. The run is settled before its checkpoint (and
-        step ledger) is retired: a crash between the two leaves a spent run whose rerun is
-        refused, never a second model under one charge.
+        (delta, privacy units, lifetime budget) comes before the reservation, so a refused run
+        keeps none; a run refused by the trainer before its first step gives its reservation
+        back. The run is settled before its checkpoint (and step ledger) is retired: a crash
+        between the two leaves a spent run whose leftover checkpoint the rerun retires. A rerun
+        of a spent run key is a new attempt (a new model, fresh noise) charged anew: never a
+        second model under one charge.
 
         Returns:
             The training result and the privacy budget ledger's rows after the run.
@@ -84,7 +84,6 @@ class DPTrainer(dg.ConfigurableResource):
         Raises:
             PrivacyBudgetExceeded: Training would push a data source or subject past
                 `training.lifetime_epsilon` / `training.lifetime_delta`; nothing was trained.
-            RunAlreadyTrained: This run key was already trained and charged.
             dp_lora.TrainingConfigError: delta not below 1/N, or records without
                 `training.user_field` (nothing reserved).
         """
@@ -93,21 +92,19 @@ class DPTrainer(dg.ConfigurableResource):
         ledger = PrivacyLedger(Path(data_root) / LEDGER_FILE)
         checkpoint_dir = Path(data_root) / "checkpoints" / run_key
         keys, mechanism = self.plan(records, ledger)
-        try:
-            ledger.reserve(
-                run_key,
-                keys,
-                epsilon=cfg.target_epsilon,
-                delta=cfg.target_delta,
-                lifetime_epsilon=cfg.lifetime_epsilon,
-                lifetime_delta=cfg.lifetime_delta_bound,
-                privacy_unit=cfg.privacy_unit,
-                mechanism=mechanism,
-            )
-        except RunAlreadyTrained:
-            # settled, then crashed before retiring: its steps are charged, retire it now
+        if ledger.status(run_key) == "spent":
+            # settled, then crashed before retiring: those steps are charged; start afresh
             _retire(checkpoint_dir)
-            raise
+        ledger.reserve(
+            run_key,
+            keys,
+            epsilon=cfg.target_epsilon,
+            delta=cfg.target_delta,
+            lifetime_epsilon=cfg.lifetime_epsilon,
+            lifetime_delta=cfg.lifetime_delta_bound,
+            privacy_unit=cfg.privacy_unit,
+            mechanism=mechanism,
+        )
         try:
             result = dp_lora.train_dp_lora(
                 records,

@@ -17,7 +17,6 @@ from pipelines.steps.training.ledger import (
     Mechanism,
     PrivacyBudgetExceeded,
     PrivacyLedger,
-    RunAlreadyTrained,
     budget_within_lifetime,
     ledger_summary,
     records_per_source,
@@ -145,15 +144,16 @@ def test_the_ledger_persists_across_instances_and_a_crashed_run_keeps_its_reserv
     assert [r["noise_multiplier"] for r in reopened.rows()] == [DEFAULT_SIGMA]  # the plan
 
 
-def test_a_resumed_run_reuses_its_reservation_and_a_spent_run_key_is_refused(tmp_path):
+def test_a_resumed_run_reuses_its_reservation_and_a_spent_run_key_is_charged_anew(tmp_path):
     ledger = PrivacyLedger(tmp_path / "ledger.sqlite")
     reserve(ledger, "run-1", {"hr-mail": 3})
     reserve(ledger, "run-1", {"hr-mail": 3})  # resumed: one charge, not two
     assert len(ledger.rows()) == 1
     ledger.settle("run-1", epsilon=7.99, mechanism=DEFAULT)
-    with pytest.raises(RunAlreadyTrained, match="already trained and charged"):
-        reserve(ledger, "run-1", {"hr-mail": 3}, lifetime=24.0)
-    assert [(r["attempt"], r["status"]) for r in ledger.rows()] == [(1, "spent")]
+    assert ledger.status("run-1") == "spent"
+    reserve(ledger, "run-1", {"hr-mail": 3}, lifetime=24.0)  # an identical rerun: a new model
+    assert ledger.status("run-1") == "reserved"
+    assert [(r["attempt"], r["status"]) for r in ledger.rows()] == [(1, "spent"), (2, "reserved")]
 
 
 def test_user_level_runs_charge_each_subject_once_across_sources(tmp_path):
@@ -345,7 +345,9 @@ def test_a_crash_between_training_and_settling_resumes_without_a_second_model(
     assert not checkpoint.exists()
 
 
-def test_a_crash_between_settling_and_retiring_refuses_the_rerun(tiny_dir, tmp_path, monkeypatch):
+def test_a_crash_between_settling_and_retiring_charges_the_rerun_anew(
+    tiny_dir, tmp_path, monkeypatch
+):
     t, records = trainer(), chat_records(40)
     checkpoint = tmp_path / "checkpoints" / t.run_key(records, model_dir=tiny_dir)
 
@@ -357,11 +359,12 @@ def test_a_crash_between_settling_and_retiring_refuses_the_rerun(tiny_dir, tmp_p
         with pytest.raises(KeyboardInterrupt):
             t.train(records, model_dir=tiny_dir, out_dir=tmp_path / "a", data_root=tmp_path)
     assert checkpoint.exists()
-    with pytest.raises(RunAlreadyTrained, match=r"training.seed"):
-        t.train(records, model_dir=tiny_dir, out_dir=tmp_path / "b", data_root=tmp_path)
-    assert not checkpoint.exists()  # retired now that the run is known settled
-    assert not (tmp_path / "b").exists()  # no second model
-    assert [(r["attempt"], r["status"]) for r in ledger_of(tmp_path).rows()] == [(1, "spent")]
+    result, rows = t.train(records, model_dir=tiny_dir, out_dir=tmp_path / "b", data_root=tmp_path)
+    # the settled run's leftover checkpoint was retired, not resumed: a second model, fresh
+    # noise, and a second charge (never two models under one charge)
+    assert result.resumed_from_step is None
+    assert [(r["attempt"], r["status"]) for r in rows] == [(1, "spent"), (2, "spent")]
+    assert not checkpoint.exists()
 
 
 def test_the_report_shows_tight_and_summed_epsilon_units_and_the_controls_treatment(tmp_path):

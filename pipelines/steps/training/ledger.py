@@ -108,10 +108,6 @@ class PrivacyBudgetExceeded(RuntimeError):
     `training.lifetime_epsilon` or `training.lifetime_delta` (nothing is reserved then)."""
 
 
-class RunAlreadyTrained(PrivacyBudgetExceeded):
-    """The run key (same records, settings and base model) was already trained and charged."""
-
-
 @dataclass(frozen=True)
 class Mechanism:
     """One run's DP-SGD mechanism: Poisson-subsampled Gaussian, composed `steps` times.
@@ -307,7 +303,8 @@ class PrivacyLedger:
         """Reserve a run's planned charge on every key it trains on, or refuse the whole run.
 
         Re-reserving a `run_key` whose reservation is still open (a resumed run) replaces that
-        reservation; a `run_key` already spent is refused (`RunAlreadyTrained`).
+        reservation; a `run_key` already spent starts a new attempt, charged anew (an identical
+        rerun trains a new model with fresh noise: a second release).
 
         Args:
             run_key: Identifies the run across crashes and resumes.
@@ -324,7 +321,6 @@ class PrivacyLedger:
             The ledger rows after the reservation (see `rows`).
 
         Raises:
-            RunAlreadyTrained: `run_key` was already trained and settled.
             PrivacyBudgetExceeded: A key's composition would pass `training.lifetime_epsilon`
                 or `training.lifetime_delta` (keys as labels or hashes, never content);
                 nothing is reserved then.
@@ -440,22 +436,19 @@ class PrivacyLedger:
 
     @staticmethod
     def _attempt(db: sqlite3.Connection, run_key: str) -> int:
-        spent = db.execute(
-            "SELECT MAX(attempt) FROM charges WHERE run_key = ? AND status = 'spent'", (run_key,)
-        ).fetchone()[0]
-        if spent is not None:
-            raise RunAlreadyTrained(
-                f"training run {run_key} (the same records, training settings and base model) "
-                f"was already trained and charged to the privacy ledger (attempt {spent}); "
-                "training it again would spend the budget twice for an identical run. Use the "
-                "model it registered, or change the data or a setting (e.g. training.seed) to "
-                "train a new one"
-            )
+        """The attempt a charge of `run_key` belongs to: its open reservation's (a resumed run),
+        else one past its last settled attempt (an identical rerun trains a new model with fresh
+        noise and is charged anew), else 1."""
         open_attempt = db.execute(
             "SELECT MAX(attempt) FROM charges WHERE run_key = ? AND status = 'reserved'",
             (run_key,),
         ).fetchone()[0]
-        return open_attempt or 1
+        if open_attempt is not None:
+            return int(open_attempt)
+        last = db.execute(
+            "SELECT MAX(attempt) FROM charges WHERE run_key = ?", (run_key,)
+        ).fetchone()[0]
+        return int(last or 0) + 1
 
     def settle(
         self, run_key: str, *, epsilon: float, mechanism: Mechanism | None = None
@@ -486,12 +479,15 @@ class PrivacyLedger:
         return self.rows()
 
     def status(self, run_key: str) -> str | None:
-        """'spent', 'reserved' (open), or None when the ledger holds no charge of `run_key`."""
+        """The latest attempt's status: 'spent', 'reserved' (open), or None when the ledger
+        holds no charge of `run_key`."""
         with self._connect() as db:
-            found = {
-                r[0] for r in db.execute("SELECT status FROM charges WHERE run_key = ?", (run_key,))
-            }
-        return "spent" if "spent" in found else "reserved" if found else None
+            row = db.execute(
+                "SELECT status FROM charges WHERE run_key = ? ORDER BY attempt DESC, "
+                "status = 'reserved' DESC LIMIT 1",
+                (run_key,),
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def rows(self) -> list[dict[str, Any]]:
         """Every charge, oldest first: run_key, attempt, kind (run or control:<name>), scope
