@@ -331,3 +331,23 @@ def test_when_the_audit_reads_the_ground_truth_then_canary_ids_map_to_their_pseu
     # an id ingestion never saw has no pseudonym: it is not counted as trained on
     assert _canary_records(truth, storage, pii) == {"c0": [candidate("id", f"cust-{EMAIL}", key)]}
     assert _canary_records(None, storage, pii) == {}
+
+
+def test_when_a_drop_is_withdrawn_then_only_the_values_no_other_drop_uses_leave_the_map(
+    tmp_path,
+):
+    from pipelines.steps.ingest.drops import WITHDRAWALS_LOG, withdraw_drop
+
+    key = bytes(range(32))
+    idmap = IdentifierMap(tmp_path / "raw" / IDENTIFIER_MAP, key)
+    idmap.pseudonyms("subject", [NAME, "Shared Person"], drop="a")
+    idmap.pseudonyms("subject", ["Shared Person"], drop="b")
+    removed = withdraw_drop(tmp_path, "a")
+    assert removed == {}  # no zone folder existed; the map is not a drop folder
+    assert idmap.known("subject", [NAME, "Shared Person"]) == {
+        "Shared Person": candidate("subject", "Shared Person", key)
+    }
+    [line] = (tmp_path / WITHDRAWALS_LOG).read_text().splitlines()
+    assert json.loads(line)["identifiers_forgotten"] == 1
+    withdraw_drop(tmp_path, "b")
+    assert idmap.known("subject", ["Shared Person"]) == {}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pipelines.steps.ingest.landing import entry_sha256, landing_entries
 from pipelines.steps.integrity.curate import normalize_for_dedup
+from pipelines.steps.privacy.identifiers import IDENTIFIER_MAP, forget_drop
 from pipelines.steps.records import Record
 
 MAX_KEY_CHARS = 64
@@ -137,8 +138,10 @@ def withdraw_drop(root: Path, key: str, *, now: datetime | None = None) -> dict[
 
     A drop that left the landing zone must not live on in the raw, scrubbed or curated zones
     (its personal data would outlast its withdrawal): every `<zone>/drops/<key>/` folder under
-    `root` is deleted without following links, and a line with the key, the time and the
-    number of files removed per zone (ids and counts only) is appended to `WITHDRAWALS_LOG`.
+    `root` is deleted without following links, the ids, subjects, sources and file names that
+    only this drop used leave the identifier map (`raw/identifiers.sqlite`), and a line with
+    the key, the time, the number of files removed per zone and of identifiers forgotten (ids
+    and counts only) is appended to `WITHDRAWALS_LOG`.
 
     Raises:
         DropError: a key that could name a folder outside a zone's `drops/`.
@@ -162,6 +165,7 @@ def withdraw_drop(root: Path, key: str, *, now: datetime | None = None) -> dict[
         "drop": key,
         "withdrawn_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
         "files_removed": removed,
+        "identifiers_forgotten": forget_drop(root / "raw" / IDENTIFIER_MAP, key),
     }
     with open(root / WITHDRAWALS_LOG, "a", encoding="utf-8") as log:
         log.write(json.dumps(entry, sort_keys=True) + "\n")

@@ -21,7 +21,8 @@ The map pseudonym -> original is a SQLite file in the raw zone (`raw/identifiers
 erasure request can find a subject's records. Each row records the key id: pseudonyms of two keys
 never mix. A second value whose 12 digits are taken (checked against the map on every insert)
 gets a longer prefix of its own HMAC (16, 20, ... digits); the map remembers which, so the
-pseudonym stays stable across runs.
+pseudonym stays stable across runs. The map also records which drops use each value: when a
+drop is withdrawn, the values no other drop uses are removed (`forget_drop`).
 """
 
 import hashlib
@@ -55,6 +56,12 @@ CREATE TABLE IF NOT EXISTS identifiers (
     created_at TEXT NOT NULL,
     PRIMARY KEY (key_id, pseudonym),
     UNIQUE (key_id, kind, original)
+);
+CREATE TABLE IF NOT EXISTS identifier_drops (
+    key_id TEXT NOT NULL,
+    pseudonym TEXT NOT NULL,
+    drop_key TEXT NOT NULL,
+    PRIMARY KEY (key_id, pseudonym, drop_key)
 )
 """
 
@@ -109,7 +116,7 @@ class IdentifierMap:
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, SECRET_FILE_MODE))
         os.chmod(self.path, SECRET_FILE_MODE)
         with self._connect() as db:
-            db.execute(_SCHEMA)
+            db.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=60, isolation_level=None)
@@ -148,6 +155,11 @@ class IdentifierMap:
                 out[value] = pseudonym
                 rows.append((self.key_id, pseudonym, kind, value, drop, now))
             db.executemany("INSERT INTO identifiers VALUES (?, ?, ?, ?, ?, ?)", rows)
+            if drop:  # which drops use each value: a withdrawn drop's own values are forgotten
+                db.executemany(
+                    "INSERT OR IGNORE INTO identifier_drops VALUES (?, ?, ?)",
+                    [(self.key_id, p, drop) for p in out.values()],
+                )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -180,6 +192,14 @@ class IdentifierMap:
             if pseudonym not in claimed and not self._taken(db, [pseudonym]):
                 return pseudonym
         raise IdentifierMapError(f"no free {kind} pseudonym in {self.path} (HMAC collision)")
+
+    def forget_drop(self, drop: str) -> int:
+        """Forget a withdrawn drop: the values no other drop uses leave the map (every key).
+
+        Returns:
+            How many values were removed.
+        """
+        return forget_drop(self.path, drop)
 
     def known(self, kind: str, values: Iterable[str]) -> dict[str, str]:
         """The pseudonyms the map already holds for `values` (none assigned)."""
@@ -214,6 +234,40 @@ class IdentifierMap:
                 f"{self.key_id}: the map was altered"
             )
         return row[0], row[1]
+
+
+def forget_drop(path: str | Path, drop: str) -> int:
+    """Remove from the map at `path` every value only the drop `drop` used; returns how many.
+
+    Needs no key (a withdrawal must work after a key rotation too): rows of every key go.
+    """
+    if not Path(path).is_file():
+        return 0
+    db = sqlite3.connect(path, timeout=60, isolation_level=None)
+    try:
+        db.executescript(_SCHEMA)
+        db.execute("BEGIN IMMEDIATE")
+        used = db.execute(
+            "SELECT key_id, pseudonym FROM identifier_drops WHERE drop_key = ?", (drop,)
+        ).fetchall()
+        db.execute("DELETE FROM identifier_drops WHERE drop_key = ?", (drop,))
+        removed = 0
+        for key, pseudonym in used:
+            still_used = db.execute(
+                "SELECT 1 FROM identifier_drops WHERE key_id = ? AND pseudonym = ?",
+                (key, pseudonym),
+            ).fetchone()
+            if not still_used:
+                removed += db.execute(
+                    "DELETE FROM identifiers WHERE key_id = ? AND pseudonym = ?", (key, pseudonym)
+                ).rowcount
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    finally:
+        db.close()
+    return removed
 
 
 def pseudonymize_records(
