@@ -224,3 +224,28 @@ def test_when_the_llamafactory_demo_datasets_are_read_and_exported_then_they_rou
     again = _ingest(tmp_path / "back")
     assert again.quarantined == []
     assert _conversations(again.accepted) == _conversations(first.accepted)
+
+
+def test_when_a_json_file_holds_json_lines_then_each_line_is_a_record(tmp_path):
+    folder = tmp_path / "landing" / "lf"
+    folder.mkdir(parents=True)
+    rows = [{"instruction": f"Name a colour, please ({i}).", "output": "Blue."} for i in range(3)]
+    (folder / "data.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (folder / DATASET_INFO).write_text(json.dumps({"d": {"file_name": "data.json"}}))
+    result = _ingest(tmp_path / "landing")
+    assert (len(result.accepted), result.quarantined) == (3, [])
+    assert [r.source_line for r in result.accepted] == [1, 2, 3]
+
+
+def test_when_a_dataset_file_is_a_symbolic_link_then_it_is_never_read(tmp_path):
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps([{"instruction": "Secret plans?", "output": "None."}]))
+    folder = tmp_path / "landing" / "lf"
+    folder.mkdir(parents=True)
+    (folder / "data.json").symlink_to(outside)
+    (folder / DATASET_INFO).write_text(json.dumps({"d": {"file_name": "data.json"}}))
+    result = _ingest(tmp_path / "landing")
+    assert result.accepted == []
+    # named by file_name but resolving outside the folder: refused, and the link unread
+    assert {q.reason for q in result.quarantined} == {"bad_dataset_info", "symlink_refused"}
+    assert "Secret plans" not in " ".join(q.raw + q.detail for q in result.quarantined)

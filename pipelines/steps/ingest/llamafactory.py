@@ -51,6 +51,7 @@ from pipelines.steps.ingest.landing import (
     _string,
     file_slots,
     open_entry,
+    refusal,
 )
 from pipelines.steps.records import Message, Record
 
@@ -363,9 +364,9 @@ def _folder_readers(
         entries = _read_dataset_info(info_path, landing=landing, limits=limits, source=info_source)
     except RecordError as err:
         detail = f"{info_source.name}: {err.detail}"
-        refusal = RecordError("bad_dataset_info", detail)
+        invalid = RecordError("bad_dataset_info", detail)
         return [
-            Reader(info_source, [Slot(0, refusal, lines=0)], _never),
+            Reader(info_source, [Slot(0, invalid, lines=0)], _never),
             *(_refused(p, landing, RecordError("bad_dataset_info", detail)) for p in files),
         ]
     entry_slots: list[Slot] = []
@@ -423,7 +424,9 @@ def _folder_readers(
             )
     readers += [
         _refused(
-            p, landing, RecordError("unreferenced_file", "no dataset_info.json entry names it")
+            p,
+            landing,
+            refusal(p) or RecordError("unreferenced_file", "no dataset_info.json entry names it"),
         )
         for p in files
         if p not in used
@@ -461,6 +464,10 @@ def _read_dataset_info(
     return entries
 
 
+SNIFF_BYTES = 1 << 16
+"""Bytes read to tell a JSON array (`[` first) from JSON lines before reading a `.json` file."""
+
+
 def data_slots(
     path: Path, *, root: Path, limits: IngestLimits, source: SourceFile
 ) -> Iterator[Slot]:
@@ -475,9 +482,11 @@ def data_slots(
         yield Slot(0, err, lines=0)
         return
     with handle:
-        data = handle.read(limits.max_file_bytes + 1)
-    if not data.removeprefix(BOM).lstrip().startswith(b"["):
-        yield from file_slots(path, root=root, limits=limits, source=source)  # JSON lines
+        head = handle.read(SNIFF_BYTES)
+        is_array = head.removeprefix(BOM).lstrip().startswith(b"[")
+        data = head + handle.read(limits.max_file_bytes + 1 - len(head)) if is_array else b""
+    if not is_array:  # JSON lines (a blank head too: the line reader accounts for it)
+        yield from file_slots(path, root=root, limits=limits, source=source)
         return
     source.bytes, source.sha256 = len(data), hashlib.sha256(data).hexdigest()
     if len(data) > limits.max_file_bytes:
