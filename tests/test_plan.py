@@ -298,3 +298,67 @@ def test_a_profiles_preset_auto_reaches_the_trainer_resource(tmp_path):
     )
     trainer = build_resources(cfg)["trainer"]
     assert (trainer.config.preset, trainer.config.plan_minutes) == ("auto", 3)
+
+
+def _corpus(tmp_path, n: int) -> dict:
+    from pipelines.steps.records import Message, Record, records_to_frame
+    from pipelines.steps.storage import write_parquet
+    from tests.tiny_model import synthetic_sentences
+
+    records = [
+        Record(
+            id=f"rec-{i:04d}",
+            source_file="plan.jsonl",
+            source_line=i + 1,
+            format="chat",
+            messages=(Message("user", text), Message("assistant", "The answer is blue.")),
+        )
+        for i, text in enumerate(synthetic_sentences(n, seed=3))
+    ]
+    path = tmp_path / "corpus.parquet"
+    write_parquet(records_to_frame(records), path)
+    return {
+        "path": str(path),
+        "snapshot_sha256": "0" * 64,
+        "drops": [{"drop": "plan"}],
+        "curated": {"cross_drop_removed": 0},
+    }
+
+
+def _train_asset(tmp_path, tiny_dir, trainer):
+    import dagster as dg
+
+    from assets.training import dp_lora_adapter
+    from resources.storage import CorpusStorage
+
+    with dg.build_asset_context() as context:
+        return dp_lora_adapter(
+            context,
+            training_corpus=_corpus(tmp_path, 140),
+            base_model={"path": str(tiny_dir)},
+            storage=CorpusStorage(data_root=str(tmp_path / "root")),
+            trainer=trainer,
+        )
+
+
+def test_the_training_asset_with_preset_auto_trains_the_plans_setting(tmp_path, tiny_dir):
+    # 140 records: about 126 trained on, so 4 epochs of batch 8 are 63 steps (>= 50); batch 16
+    # would need 32 (< 50): the plan is batch 8, rank 4, whatever the measured cost
+    summary = _train_asset(
+        tmp_path, tiny_dir, _trainer(preset="auto", plan_minutes=10, noise_seed=0)
+    )
+    chosen = summary["plan"]["training"]
+    assert (chosen["expected_batch_size"], chosen["lora_r"]) == (8, 4)
+    assert summary["steps"] == chosen["steps"] >= planner.MIN_STEPS
+    assert summary["sample_rate"] == 1 / math.ceil(summary["n_units"] / 8)
+    assert summary["plan"]["expected_share"] > 0
+
+
+def test_the_training_asset_refuses_to_train_without_a_plan(tmp_path, tiny_dir):
+    import dagster as dg
+
+    with pytest.raises(dg.Failure, match="training.preset auto: .*training.plan_minutes"):
+        _train_asset(tmp_path, tiny_dir, _trainer(preset="auto", plan_minutes=0.001))
+    assert not (tmp_path / "root" / "adapters").exists() or not any(
+        (tmp_path / "root" / "adapters").iterdir()
+    )
