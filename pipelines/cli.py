@@ -67,8 +67,11 @@ def demo(
     profile: Annotated[str, typer.Option(help=PROFILE_HELP)] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Write the bundled synthetic corpus into an empty landing zone (as the data drop
-    `default`), run every drop through screening, then join them and train."""
+    """Run the pipeline on the bundled synthetic corpus, written into an empty landing zone.
+
+    The corpus is the data drop `default`; every drop runs through screening, then they are
+    joined, trained on, audited, registered and reported (as `sovtune run`).
+    """
     _pipeline(profile, as_json, generate=True)
 
 
@@ -77,8 +80,10 @@ def run(
     profile: Annotated[str, typer.Option(help=PROFILE_HELP)] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Run what is in the profile's landing zone: every data drop through ingestion, scrubbing
-    and screening, then join them, train, audit, register and report.
+    """Run the pipeline on what is in the profile's landing zone, end to end.
+
+    Every data drop goes through ingestion, scrubbing and screening; then they are joined,
+    trained on, audited, registered and reported.
 
     Each top-level file or folder of <data_root>/landing is one drop (a folder holding a
     LLaMA-Factory dataset_info.json is read through it). Exit status 0 only when every asset
@@ -638,8 +643,11 @@ def plan(
     ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
-    """Plan a DP run before it spends: measure the step cost, predict the noise and the share
-    of the non-private gain per setting, and recommend one (docs/engineer.md)."""
+    """Plan a DP run before it spends: step cost, noise, expected gain, a recommendation.
+
+    Measures the step cost, predicts the noise and the share of the non-private gain per
+    setting, and recommends one (docs/engineer.md).
+    """
     enforce_offline()
     from dataclasses import asdict
 
