@@ -885,6 +885,11 @@ data_root: {root}
 #   path: /models/my-base-model
 # training:
 #   target_modules: [q_proj, v_proj]
+# The privacy audit measures memorization with canaries planted in your data: list them in a
+# file like the bundled raw/ground_truth.json and name it here. Without canaries the audit
+# check fails (closed) and no model is registered (docs/engineer.md, Canaries).
+# audit:
+#   canaries_file: /path/to/canaries.json
 """
 
 
