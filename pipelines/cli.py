@@ -42,11 +42,13 @@ DAGSTER_HOME_TEMPLATE = REPO_ROOT / "dagster_home" / "dagster.yaml"
 
 def dagster_home(cfg) -> Path:
     """The profile's own Dagster home: `dagster_home/` of the repository for the `default`
-    profile, `<data_root>/dagster_home` for any other (made from the repository's dagster.yaml,
-    telemetry off), so that no two profiles share run history, drops or sensor cursors."""
-    if cfg.profile == "default":
+    profile on its data root `var/` of the repository, `<data_root>/dagster_home` for any other
+    (made from the repository's dagster.yaml, telemetry off), so that no two profiles or data
+    roots share run history, drops or sensor cursors."""
+    root = Path(cfg.data_root).resolve()
+    if cfg.profile == "default" and root == (REPO_ROOT / "var").resolve():
         return DAGSTER_HOME_TEMPLATE.parent
-    home = Path(cfg.data_root).resolve() / "dagster_home"
+    home = root / "dagster_home"
     if not (home / "dagster.yaml").is_file():
         home.mkdir(parents=True, exist_ok=True)
         (home / "dagster.yaml").write_text(DAGSTER_HOME_TEMPLATE.read_text(encoding="utf-8"))

@@ -281,3 +281,11 @@ def test_the_redacted_context_marks_every_finding_in_its_window():
     shown = redacted_context(text, 58, 66, [person, phone])
     assert shown.startswith("…") and shown.endswith("…")
     assert "[PERSON] at [PHONE]" in shown and "555" not in shown and "Ann" not in shown
+
+
+def test_when_the_default_profile_runs_on_another_data_root_then_it_gets_its_own_dagster_home(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SOVTUNE_DATA_ROOT", str(tmp_path / "elsewhere"))
+    out = runner.invoke(app, ["config", "env", "--profile", "default"]).output
+    assert f"export DAGSTER_HOME={tmp_path / 'elsewhere' / 'dagster_home'}" in out.splitlines()
