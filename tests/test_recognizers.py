@@ -314,3 +314,42 @@ def test_when_a_vendor_key_or_connection_password_is_written_then_it_is_a_secret
 )
 def test_when_a_secret_is_only_a_placeholder_then_nothing_is_found(text: str) -> None:
     assert _secret_values(text) == []
+
+
+def test_when_the_url_recognizer_is_linear_then_it_still_covers_every_url_presidio_finds():
+    """Presidio's URL pattern backtracks over a thousand domains after every dot (issue #16.3);
+    ours reads each run once. On random strings of URL-ish pieces every URL Presidio's own
+    recognizer finds (unquoted forms; the quoted ones add only the quotes) lies inside one of
+    ours with at least its score, less trailing punctuation, which ours leaves out."""
+    import random
+
+    from presidio_analyzer.predefined_recognizers import UrlRecognizer
+
+    from pipelines.steps.privacy.pii import use_offline_tldextract
+    from pipelines.steps.privacy.recognizers.en_url import FullUrlRecognizer
+
+    use_offline_tldextract()
+    presidio = UrlRecognizer(patterns=UrlRecognizer.PATTERNS[:2])
+    ours = FullUrlRecognizer(language="en")
+    pieces = [*"abcmoiwt.-/: h1", "com", "www.", "http://", "https://", ".org", ".io", "中"]
+    pieces += [".co.uk", "?q=1", "..", "'", '"']
+    rng = random.Random(16)
+    missed = []
+    for _ in range(2000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(1, 30)))
+        found = ours.analyze(text, ["URL"])
+        for r in presidio.analyze(text, ["URL"]):
+            end = r.start + len(text[r.start : r.end].rstrip(".,;:!?"))
+            if not any(f.start <= r.start and end <= f.end and f.score >= r.score for f in found):
+                missed.append((text, r.start, r.end))
+    assert missed == []
+
+
+def test_when_a_url_has_a_path_then_the_span_runs_to_its_end():
+    from pipelines.steps.privacy.recognizers.en_url import FullUrlRecognizer
+
+    ours = FullUrlRecognizer(language="en")
+    text = "See https://www.cox.biz/reset?token=abc. Or www.example.co.uk/page, ok"
+    spans = [text[r.start : r.end] for r in ours.analyze(text, ["URL"])]
+    assert spans == ["https://www.cox.biz/reset?token=abc", "www.example.co.uk/page"]
+    assert ours.analyze("a." * 20_000 + " and that is all", ["URL"]) == []

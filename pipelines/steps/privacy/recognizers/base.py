@@ -8,6 +8,7 @@ themselves, and raise the score by `CONTEXT_BOOST` when one is there.
 
 import re
 import time
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -135,3 +136,30 @@ def luhn_valid(digits: str) -> bool:
     """The Luhn (mod 10) check (python-stdnum) over the digits of `digits`, separators ignored."""
     numbers = "".join(c for c in digits if c.isdigit())
     return len(numbers) >= 12 and luhn.is_valid(numbers)
+
+
+class Spans:
+    """`(start, end)` spans, asked in O(log n) whether one overlaps or contains a range.
+
+    The name rules test every candidate against every NER entity or name found so far: a
+    pairwise `any(...)` is quadratic when a text repeats a name thousands of times (#16.3).
+    """
+
+    def __init__(self, spans: Iterable[tuple[int, int]]) -> None:
+        ordered = sorted(spans)
+        self._starts = [start for start, _ in ordered]
+        self._reach: list[int] = []  # the furthest end among the spans up to each one
+        furthest = -1
+        for _, end in ordered:
+            furthest = max(furthest, end)
+            self._reach.append(furthest)
+
+    def overlaps(self, start: int, end: int) -> bool:
+        """Whether a span shares a character with `[start, end)`."""
+        count = bisect_left(self._starts, end)  # spans starting before `end`
+        return count > 0 and self._reach[count - 1] > start
+
+    def contains(self, start: int, end: int) -> bool:
+        """Whether a span holds all of `[start, end)`."""
+        count = bisect_right(self._starts, start)  # spans starting at or before `start`
+        return count > 0 and self._reach[count - 1] >= end

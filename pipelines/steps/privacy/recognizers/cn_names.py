@@ -11,6 +11,7 @@ LOCATION (addresses, places, venues) is `cn_address`.
 """
 
 import re
+from collections import Counter
 from functools import lru_cache
 
 from faker.providers.address.zh_CN import Provider as AddressProvider
@@ -55,7 +56,34 @@ def _jieba():
     # own dictionary tags 阿根廷 and 乌克兰 as person names).
     for place in (*AddressProvider.provinces, *AddressProvider.cities, *AddressProvider.countries):
         jieba.add_word(place, tag="ns")
+    if not isinstance(jieba.posseg.char_state_tab_P, _BoundedStates):
+        jieba.posseg.char_state_tab_P = _BoundedStates(jieba.posseg.char_state_tab_P)
     return jieba.posseg
+
+
+UNSEEN_STATES = 24
+"""States jieba's part-of-speech HMM may give a character its training never saw."""
+
+
+class _BoundedStates(dict):
+    """jieba.posseg's character -> HMM states table, with a short list for unseen characters.
+
+    jieba's Viterbi lets a character missing from its table take every one of its 256 states,
+    and weighs every pair of them with the next character's: about 14 ms per character of a
+    run of rare Han characters (issue #16.3), 20 s for a few kB. Such a character has no
+    emission probability in any state (jieba scores each the same floor), so the transitions
+    alone decide; here it may take the `UNSEEN_STATES` states most characters take (the word
+    positions of names, places, nouns and verbs among them), about a hundred times less work.
+    Characters the table knows keep their own states: ordinary text is cut as before.
+    """
+
+    def __init__(self, table: dict) -> None:
+        super().__init__(table)
+        counts = Counter(state for states in table.values() for state in states)
+        self.unseen = tuple(state for state, _ in counts.most_common(UNSEEN_STATES))
+
+    def get(self, key, default=None):
+        return super().get(key, self.unseen)
 
 
 @lru_cache(maxsize=4096)
@@ -333,6 +361,17 @@ def _latin_names(text: str, accepted: set[tuple[int, int]]) -> set[tuple[int, in
     return found
 
 
+def _outermost(spans) -> list[tuple[int, int]]:
+    """The spans inside no longer one, by start: one sweep (a pairwise test is quadratic in
+    the candidates, and a run of surnames makes thousands, issue #16.3)."""
+    kept, reach = [], -1
+    for start, end in sorted(spans, key=lambda span: (span[0], -span[1])):
+        if end > reach:  # every span before starts no later; none of them reaches this end
+            kept.append((start, end))
+        reach = max(reach, end)
+    return kept
+
+
 class CnPersonRecognizer(RegexRecognizer):
     """Person names: a character model of Chinese names and of transliterated foreign names on
     jieba's word boundaries, raised by titles and speech words around them, never inside a
@@ -372,12 +411,7 @@ class CnPersonRecognizer(RegexRecognizer):
             for span in accepted
         }
         # A piece of a longer name ("欧阳" in "欧阳子轩") would outrank it on score alone.
-        whole = {
-            (start, end): score
-            for (start, end), score in spans.items()
-            if not any(s <= start and end <= e and e - s > end - start for s, e in spans)
-        }
         return [
-            self._result(start, end, score, "cn name model")
-            for (start, end), score in sorted(whole.items())
+            self._result(start, end, spans[(start, end)], "cn name model")
+            for start, end in _outermost(spans)
         ]

@@ -13,6 +13,7 @@ import re
 from presidio_analyzer import RecognizerResult
 from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
+from pipelines.steps.privacy.recognizers.base import Spans
 from pipelines.steps.privacy.recognizers.en_names import is_english, name_evidence, name_lexicon
 from pipelines.steps.privacy.recognizers.en_person import capitalized_runs
 
@@ -83,11 +84,12 @@ class NerRecognizer(SpacyRecognizer):
             if (name_evidence(_WORDS.findall(text[start:end]), english, model_words) or 0) >= 0.6
         ]
         # A name NER cut in two ("Tünde" LOCATION, then "Hoffmann"): the whole run is read.
+        where = Spans(places)
         spans += [
             (start, end)
             for start, end, words in capitalized_runs(text)
             if len(words) > 1
-            and any(s < end and start < e for s, e in places)
+            and where.overlaps(start, end)
             and (name_evidence(words, english, model_words) or 0) >= 0.6
         ]
         for start, end in sorted(set(spans)):

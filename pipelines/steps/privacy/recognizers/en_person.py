@@ -15,7 +15,7 @@ from functools import lru_cache
 from faker.providers.person.en_US import Provider as PersonProvider
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+from pipelines.steps.privacy.recognizers.base import RegexRecognizer, Spans
 from pipelines.steps.privacy.recognizers.en_names import (
     PARTICLES as NAME_PARTICLES,
 )
@@ -130,17 +130,28 @@ def capitalized_runs(text: str) -> list[tuple[int, int, list[str]]]:
 
 
 _INITIAL_ONLY = re.compile(r"^[A-Z]\.?$")
+MAX_WORD = 30
+"""Longest word the name rules read as a name (no listed name comes near): bounded repeats keep
+a run of `a-a-a-...` or of list items linear (issue #16.3)."""
+MAX_LIST = 12
+"""Most items before the last of a list of names read as one list ("a, b, ... and z")."""
+_LISTED_PAIR = re.compile(
+    rf"\b([A-Za-z][a-z'\-]{{1,{MAX_WORD}}}|[A-Z'\-]{{1,{MAX_WORD}}})\s+"
+    rf"([A-Za-z][a-z'\-]{{1,{MAX_WORD}}}|[A-Z'\-]{{1,{MAX_WORD}}})\b"
+)
 _SINGLE_CAPITALIZED = re.compile(
     r"(?<![\w'’\-])([A-Z][a-z\u00df-\u024f]+)(?:(?=['’]s\b)|(?!['’]?[\w\-]))"
 )
 _IN_A_RUN = re.compile(r" [A-Z]")
 _WORD_LIST = re.compile(
-    r"(?<![\w'’\-])[^\W\d_]+(?:, [^\W\d_]+)+,? (?:and|or|&) [^\W\d_]+(?![\w\-])"
+    rf"(?<![\w'’\-])[^\W\d_]{{1,{MAX_WORD}}}(?:, [^\W\d_]{{1,{MAX_WORD}}}){{1,{MAX_LIST}}},? "
+    rf"(?:and|or|&) [^\W\d_]+(?![\w\-])"
 )
 _LIST_MEMBER = re.compile(r"(?<![\w'’\-])(?!(?:and|or)\b)[^\W\d_]+")
 _COORDINATED = re.compile(
-    r"(?<![\w'’\-])[A-Z][^\W\d_]+(?:, [A-Z][^\W\d_]+)*,? (?:and|or|&|to) [A-Z][^\W\d_]+"
-    r"(?![\w\-]| [A-Z])"
+    rf"(?<![\w'’\-])[A-Z][^\W\d_]{{1,{MAX_WORD}}}"
+    rf"(?:, [A-Z][^\W\d_]{{1,{MAX_WORD}}}){{0,{MAX_LIST}}},? "
+    r"(?:and|or|&|to) [A-Z][^\W\d_]+(?![\w\-]| [A-Z])"
 )
 _LINE_START = re.compile(r"(?:^|\n)[ \t>\"']*$")
 _SPEECH = re.compile(r":[ \t]*[\"'“]?[ \t]*[A-Za-z][^\n]*[a-z]")
@@ -214,9 +225,7 @@ class EnPersonRecognizer(RegexRecognizer):
                 result.end = end
                 result.score = 0.8
             results.append(result)
-        for match in re.finditer(
-            r"\b([A-Za-z][a-z'\-]+|[A-Z'\-]+)\s+([A-Za-z][a-z'\-]+|[A-Z'\-]+)\b", text
-        ):
+        for match in _LISTED_PAIR.finditer(text):
             first, last = match.group(1).lower(), match.group(2).lower()
             if first in firsts and last in lasts:
                 results.append(self._result(*match.span(), 0.65, "name list"))
@@ -224,11 +233,11 @@ class EnPersonRecognizer(RegexRecognizer):
         # en_core_web_sm tags unfamiliar personal names ORG ("Micheala Crinion") or NORP
         # ("Tegan MacNulty"), so those do not veto the pair: a rare two-word organization name
         # is replaced too (text lost, nothing leaked); a product, event, date or other does.
-        other_entities = [
+        other_entities = Spans(
             (entity.start_char, entity.end_char)
             for entity in getattr(nlp_artifacts, "entities", None) or ()
             if entity.label_ not in _NAME_LIKE_LABELS
-        ]
+        )
         for match in _CAPITALIZED_PAIR.finditer(text):
             start, end = match.span()
             words = [match.group(1).lower(), match.group(2).lower()]
@@ -236,7 +245,7 @@ class EnPersonRecognizer(RegexRecognizer):
                 model_words
                 and not any(word in STOP_WORDS for word in words)
                 and not all(word in model_words for word in words)
-                and not any(s < end and start < e for s, e in other_entities)
+                and not other_entities.overlaps(start, end)
             ):
                 results.append(self._result(start, end, 0.5, "capitalized rare pair"))
         for match in _INTRODUCTION.finditer(text):
@@ -260,8 +269,9 @@ class EnPersonRecognizer(RegexRecognizer):
             if entity.label_ in _NOT_A_NAME_LABELS
         ]
         results = []
+        vetoes = Spans(vetoed)
         for start, end, words in capitalized_runs(text):
-            if any(s < end and start < e for s, e in vetoed):
+            if vetoes.overlaps(start, end):
                 continue
             score = name_evidence(words, english, model_words)
             if score is not None:
@@ -271,7 +281,7 @@ class EnPersonRecognizer(RegexRecognizer):
             for entity in getattr(nlp_artifacts, "entities", None) or ()
             if entity.label_ not in ("PERSON", "ORGANIZATION")
         ]
-        results += self._single_names(text, english, vetoed + labelled, model_words)
+        results += self._single_names(text, english, Spans(vetoed + labelled), model_words)
         firsts, lasts = name_lexicon()
         for match in _LOWER_PAIR.finditer(text):
             first, last = match.group(1), match.group(2)
@@ -332,7 +342,7 @@ class EnPersonRecognizer(RegexRecognizer):
             if speaker and not _IN_A_RUN.match(text, end):
                 results.append(self._result(start, end, 0.6, "speaker"))
                 continue
-            if ordinary and any(s < end and start < e for s, e in vetoed):
+            if ordinary and vetoed.overlaps(start, end):
                 continue
             alone = not _IN_A_RUN.match(text, end)
             inside = (
@@ -377,12 +387,13 @@ class EnPersonRecognizer(RegexRecognizer):
                     )
                 ):
                     words.add(word)
+        named = Spans(spans)
         results = []
         for match in _TOKEN.finditer(text) if words else ():
             word = _POSSESSIVE.sub("", match.group()).rstrip(".")
             start = match.start()
             end = start + len(word)
-            if word in words and not any(s <= start and end <= e for s, e in spans):
+            if word in words and not named.contains(start, end):
                 results.append(self._result(start, end, 0.6, "name repeated"))
         # Names listed together ("Morrison, Rogers and Torres"): one found, all are names.
         for match in _COORDINATED.finditer(text):
@@ -394,6 +405,6 @@ class EnPersonRecognizer(RegexRecognizer):
                 for m in members
             ):
                 continue
-            if any(any(s <= a and b <= e for s, e in spans) for a, b in spots):
+            if any(named.contains(a, b) for a, b in spots):
                 results += [self._result(a, b, 0.5, "listed with a name") for a, b in spots]
         return results

@@ -118,6 +118,11 @@ def _street_word(word: str) -> bool:
     )
 
 
+MAX_PARTS = 6
+"""Most unit and place parts an address grows over after its street (unit, district, town,
+region, postal code, country): more is a list of addresses, each found on its own."""
+
+
 class IntlAddressRecognizer(RegexRecognizer):
     """Street addresses in the world's common forms, grown over unit and place lines."""
 
@@ -184,7 +189,7 @@ class IntlAddressRecognizer(RegexRecognizer):
     def _grow(self, text: str, end: int) -> tuple[int, int]:
         """End of the address after its street core, and how many unit or place parts it has."""
         parts = 0
-        while True:
+        while parts < MAX_PARTS:  # bounded: a run of street-like lines stays linear (#16.3)
             unit = _UNIT.match(text, end)
             if unit is not None:
                 end, parts = unit.end(), parts + 1
@@ -193,6 +198,7 @@ class IntlAddressRecognizer(RegexRecognizer):
             if place_end is None:
                 return end, parts
             end, parts = place_end, parts + 1
+        return end, parts
 
     def _place(self, text: str, end: int) -> int | None:
         """End of one place line (town, region code, postal code, country) after `end`."""
