@@ -8,6 +8,7 @@ import pandas as pd
 from assets.metadata import OWNERS_STEWARDS, counts_table
 from assets.partitions import data_drops
 from pipelines.steps.ingest.drops import DropError, drop_files, drop_fingerprint, find_drop
+from pipelines.steps.ingest.erasure import ERASED_REASON, Exclusions, filter_erased
 from pipelines.steps.ingest.landing import ingest_files
 from pipelines.steps.privacy.identifiers import (
     IDENTIFIER_MAP,
@@ -26,7 +27,7 @@ REFUSED_ENTRY_REASONS = ("symlink_refused", "special_file_refused", "file_too_la
     group_name="ingestion",
     kinds={"python", "parquet"},
     owners=OWNERS_STEWARDS,
-    code_version="4",
+    code_version="5",
     partitions_def=data_drops,
 )
 def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage, pii: PIIEngine) -> dict:
@@ -35,8 +36,10 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage, pii: P
     A drop is one top-level file or folder of the landing zone (the partition key). Raw zone:
     holds personal data and never leaves this machine. Lines that cannot be accepted (bad JSON,
     invalid UTF-8, missing fields, unsupported language, ...) go to the drop's quarantine with a
-    reason code; records in = accepted + quarantined, and every physical line or row is covered
-    by one of them. Symbolic links and special files are never read: they are quarantined as
+    reason code; records in = accepted + quarantined + filtered (a record erased on request,
+    `sovtune erase`, is filtered here with reason `erased`: its keyed hashes are on
+    `raw/erasure/exclusions.json`), and every physical line or row is covered by one of them.
+    Symbolic links and special files are never read: they are quarantined as
     `symlink_refused` / `special_file_refused` under a hash of their name, and files over an
     `ingest.limits` setting as `file_too_large`. The drop's sha256 is recorded and carried
     downstream, so training refuses a drop that changed after it was read.
@@ -62,9 +65,13 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage, pii: P
             f"drop {key!r} changed while it was read: the data_drops sensor "
             "requests a new run for its new content"
         )
+    # erased on request: filtered before a pseudonym is (re)assigned or anything is written
+    accepted, quarantined, erased = filter_erased(
+        result.accepted, result.quarantined, Exclusions(storage.raw, pii.pseudonym_key())
+    )
     idmap = IdentifierMap(storage.raw / IDENTIFIER_MAP, pii.pseudonym_key())
-    accepted = pseudonymize_records(result.accepted, idmap, drop=key)
-    quarantined = pseudonymize_quarantine(result.quarantined, idmap, drop=key)
+    accepted = pseudonymize_records(accepted, idmap, drop=key)
+    quarantined = pseudonymize_quarantine(quarantined, idmap, drop=key)
     files = idmap.pseudonyms(
         "source_file", [s.name for s in result.sources] + [drop.name], drop=key
     )
@@ -79,7 +86,8 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage, pii: P
     quarantine_sha = write_parquet(quarantine, quarantine_path)
     sources = [{**vars(s), "name": files[s.name]} for s in result.sources]
     write_json(sources, out / "sources.json")
-    by_reason = result.quarantine_counts()
+    by_reason = dict(sorted(Counter(q.reason for q in quarantined).items()))
+    filtered_by_reason = {ERASED_REASON: erased} if erased else {}
     languages = dict(Counter(r.language for r in accepted))
     context.add_output_metadata(
         {
@@ -90,6 +98,7 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage, pii: P
             "lines_accounted": result.lines_accounted,
             "accepted": len(accepted),
             "ingestion_quarantine": len(quarantined),
+            "filtered_erased": erased,
             "pseudonym_key_id": idmap.key_id,
             "refused_entries": sum(by_reason.get(r, 0) for r in REFUSED_ENTRY_REASONS),
             "quarantine_by_reason": counts_table(by_reason, key="reason"),
@@ -113,6 +122,8 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage, pii: P
         "accepted": len(accepted),
         "quarantined": len(quarantined),
         "quarantine_by_reason": by_reason,
+        "filtered": erased,
+        "filtered_by_reason": filtered_by_reason,
         "languages": languages,
         "sources": sources,
     }

@@ -1,8 +1,10 @@
 """Stage 6: the adapter registered as a new MLflow model version."""
 
 import dagster as dg
+import pyarrow.parquet as pq
 
 from assets.metadata import OWNERS_ML, require_passing_checks
+from pipelines.steps.ingest.erasure import lineage_hashes
 from pipelines.steps.release.provenance import git_commit, model_card
 from resources import CorpusStorage, MLflowRegistry
 
@@ -22,7 +24,7 @@ def fingerprints(**manifests: dict) -> dict[str, str]:
     group_name="release",
     kinds={"mlflow"},
     owners=OWNERS_ML,
-    code_version="1",
+    code_version="2",
 )
 def registered_model(
     context: dg.AssetExecutionContext,
@@ -37,8 +39,10 @@ def registered_model(
 
     The version carries the adapter (safetensors + JSON), the tokenizer and a model card, and is
     tagged with epsilon, delta, every upstream fingerprint and check result, the Dagster run id
-    and the git commit. It is refused while the latest result of any upstream check is a failure,
-    however this asset was launched.
+    and the git commit; its run holds the training lineage (sha256 of every record and subject
+    pseudonym trained on, `lineage/training_records.json`) that erasure requests check. It is
+    refused while the latest result of any upstream check is a failure, however this asset was
+    launched.
     """
     checks = require_passing_checks(context, registry.gate_checks, action="register")
     raw_corpus, scrubbed_corpus, curated_corpus = (
@@ -70,6 +74,7 @@ def registered_model(
         tags=tags,
         step_metrics=_step_metrics(dp_lora_adapter),
         run_name=f"dagster-{context.run_id[:8]}",
+        lineage=_training_lineage(curated_corpus["path"]),
     )
     context.add_output_metadata(
         {
@@ -92,6 +97,13 @@ def registered_model(
         "checks": checks,
         "profile": storage.profile,
     }
+
+
+def _training_lineage(curated_path: str) -> dict:
+    """sha256 of every record and subject pseudonym of the training corpus: what an erasure
+    request checks to know whether this version trained on an erased subject."""
+    table = pq.read_table(curated_path, columns=["id", "subject"])
+    return lineage_hashes(table.column("id").to_pylist(), table.column("subject").to_pylist())
 
 
 def _privacy_params(dp_lora_adapter: dict) -> dict[str, str]:

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from assets.metadata import OWNERS_PRIVACY, latest_check_results
+from pipelines.steps.ingest.erasure import erasure_facts, read_log
 from pipelines.steps.integrity.counts import record_counts
 from pipelines.steps.release.report import (
     build_report,
@@ -39,7 +40,9 @@ def compliance_report(
 
     Lineage from each landing file (sha256) to the model version, records in / quarantined /
     scrubbed / filtered, DP parameters and epsilon over steps, the audit, and every check's
-    result. Stored under the reports zone and in the version's MLflow run.
+    result; when data subjects were erased on request, an "Erasure requests" section (counts,
+    affected model versions, what DP guaranteed those subjects meanwhile). Stored under the
+    reports zone and in the version's MLflow run.
     """
     version = registered_model["version"]
     checks = latest_check_results(context, registry.report_checks)
@@ -54,6 +57,7 @@ def compliance_report(
             checks,
             target_epsilon=trainer.target_epsilon,
             lifetime_delta=trainer.config.lifetime_delta_bound,
+            erasure=erasure_facts(read_log(storage.raw)),
         )
     )
     folder = storage.reports / registered_model["name"] / f"v{version}"
@@ -102,8 +106,10 @@ def _report_facts(
     *,
     target_epsilon: float,
     lifetime_delta: float | None = None,
+    erasure: dict | None = None,
 ) -> dict:
-    """The facts `build_report` takes, gathered from the upstream assets' outputs."""
+    """The facts `build_report` takes, gathered from the upstream assets' outputs (and the
+    erasure log's counts, `pipelines/steps/ingest/erasure.py`, when a request was made)."""
     raw_corpus, scrubbed_corpus, curated_corpus = (
         training_corpus[zone] for zone in ("raw", "scrubbed", "curated")
     )
@@ -142,6 +148,7 @@ def _report_facts(
         "checks": checks,
         "ledger": _ledger_by_source(dp_lora_adapter, lifetime_delta=lifetime_delta),
         "budget": _budget_facts(dp_lora_adapter, privacy_audit, lifetime_delta=lifetime_delta),
+        **({"erasure": erasure} if erasure and erasure["requests"] else {}),
     }
 
 

@@ -155,6 +155,7 @@ def _summary(registered, raw, scrubbed, curated, combined, storage: CorpusStorag
     steward: Counter = Counter()
     for key in registered:
         filtered_by_reason.update(curated[key]["filtered_by_reason"])
+        filtered_by_reason.update(raw[key].get("filtered_by_reason", {}))
         for screen, counts in curated[key].get("by_screen", {}).items():
             by_screen.setdefault(screen, Counter()).update(counts)
         # a drop's `unmatched` counts the ids of every other drop: not a sum across drops
@@ -174,7 +175,9 @@ def _summary(registered, raw, scrubbed, curated, combined, storage: CorpusStorag
             "accepted": raw[key]["accepted"],
             # quarantined at ingestion, and by the scrub (scan_timeout, issue #16.3)
             "quarantined": raw[key]["quarantined"] + scrubbed[key].get("quarantined", 0),
-            "filtered": curated[key]["filtered"] + removed_by_drop.get(key, 0),
+            "filtered": curated[key]["filtered"]
+            + removed_by_drop.get(key, 0)
+            + raw[key].get("filtered", 0),  # erased on request, at ingestion
             "kept": curated[key]["kept"] - removed_by_drop.get(key, 0),
             "cross_drop_removed": removed_by_drop.get(key, 0),
         }
@@ -188,6 +191,7 @@ def _summary(registered, raw, scrubbed, curated, combined, storage: CorpusStorag
         "records_in": records_in,
         "accepted": sum(raw[k]["accepted"] for k in registered),
         "quarantined": sum(d["quarantined"] for d in drops),
+        "filtered": sum(raw[k].get("filtered", 0) for k in registered),
         "quarantine_by_reason": _sum(
             [raw[k]["quarantine_by_reason"] for k in registered]
             + [scrubbed[k].get("quarantine_by_reason", {}) for k in registered]

@@ -16,14 +16,15 @@ def _result(gate: gates.GateResult, severity=dg.AssetCheckSeverity.ERROR) -> dg.
 
 @dg.asset_check(asset=raw_corpus, blocking=True, partitions_def=data_drops)
 def records_conserved(raw_corpus: dict) -> dg.AssetCheckResult:
-    """Records in = accepted + quarantined, and every physical line or row of every file is
-    covered by one of them: no line is ever dropped silently (a reader that stops early, a CSV
-    row that swallows the lines after it, fails this check)."""
+    """Records in = accepted + quarantined + filtered (erased on request), and every physical
+    line or row of every file is covered by one of them: no line is ever dropped silently (a
+    reader that stops early, a CSV row that swallows the lines after it, fails this check)."""
     result = _result(
         gates.conservation(
             records_in=raw_corpus["records_in"],
             accepted=raw_corpus["accepted"],
             quarantined=raw_corpus["quarantined"],
+            filtered=raw_corpus.get("filtered", 0),  # erased on request (`sovtune erase`)
         )
     )
     lines, accounted = raw_corpus.get("physical_lines"), raw_corpus.get("lines_accounted")

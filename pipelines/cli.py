@@ -799,6 +799,106 @@ def ids_resolve(
     typer.echo(f"{found[0]}\t{found[1]}")
 
 
+@app.command()
+def erase(
+    subject: Annotated[
+        list[str], typer.Option(help="A data subject's key as dropped (repeatable).")
+    ] = [],  # noqa: B006 — typer reads the default, never mutates it
+    record_id: Annotated[
+        list[str], typer.Option("--id", help="A record id as dropped (repeatable).")
+    ] = [],  # noqa: B006
+    profile: Annotated[str, typer.Option(help="Profile whose data root and key apply.")] = (
+        "default"
+    ),
+    reason: Annotated[
+        str, typer.Option(help="Why: data_subject_request, legal_obligation, ...")
+    ] = "data_subject_request",
+) -> None:
+    """Erase a data subject's records (GDPR Art. 17, PIPL Art. 47) from every zone.
+
+    Finds them through the keyed pseudonyms of the subject key and the record ids, removes them
+    from the landing files, every zone's Parquet files, the steward decisions, the surrogate
+    vault and the identifier map, keeps them out of every later run (filtered as `erased`),
+    tags each model version that trained on them (`sovtune.erasure.<request id>`) and appends
+    the request to raw/erasure/erasure_log.jsonl (counts and hashes only). Prints counts only.
+    """
+    from pipelines.steps.ingest.erasure import ErasureError
+    from pipelines.steps.privacy.vault import VaultError
+
+    enforce_offline()
+    cfg = _profile(profile)
+    try:
+        entry = erase_request(cfg, subjects=subject, ids=record_id, reason=reason)
+    except (ErasureError, VaultError) as exc:
+        _fail(str(exc))
+    typer.echo(f"erasure {entry['request_id']}: {entry['records']} record(s)")
+    for zone, count in entry["removed"].items():
+        typer.echo(f"  removed {zone:<32} {count}")
+    typer.echo(f"  references redacted {entry['redacted_references']}")
+    for digest in entry["landing_not_rewritten"]:
+        typer.echo(f"  landing file {digest[:12]} not rewritten (CSV or LLaMA-Factory dataset)")
+    for v in entry["versions"]:
+        typer.echo(f"  {v['model']} v{v['version']}: {v['tag']} ({v['records']} record(s))")
+    typer.echo(f"  log {Path(cfg.data_root).resolve() / 'raw' / 'erasure' / 'erasure_log.jsonl'}")
+
+
+def erase_request(cfg, *, subjects: list[str], ids: list[str], reason: str) -> dict:
+    """What `sovtune erase` does under a loaded profile: erase, tag the model versions that
+    trained on the records, append the log; returns the log entry (counts and hashes only).
+
+    Raises:
+        ErasureError, VaultError: nothing was changed; the message names what to fix.
+    """
+    from pipelines.definitions import build_resources
+    from pipelines.steps.ingest.erasure import Erasure, affected_versions, write_log
+    from pipelines.steps.ingest.landing import ingest_files
+    from pipelines.steps.privacy.vault import VAULT_FILE, Vault
+    from pipelines.steps.release import registry_store
+
+    resources = build_resources(cfg)
+    storage, registry = resources["storage"], resources["registry"]
+    root = Path(cfg.data_root).resolve()
+
+    def ingest(path: Path):
+        result = ingest_files(
+            [path],
+            landing=storage.landing,
+            languages=list(storage.languages),
+            max_record_chars=storage.max_record_chars,
+            limits=storage.ingest_limits,
+        )
+        return result.accepted, result.quarantined
+
+    key = resources["pii"].pseudonym_key()
+    vault_path = root / "secrets" / VAULT_FILE
+    vault = Vault.from_env(vault_path, cfg.pii.vault_key_env) if vault_path.is_file() else None
+    outcome = Erasure(root, key, subjects=subjects, ids=ids, vault=vault, ingest=ingest).run(
+        reason=reason
+    )
+    store = registry_store.sqlite_store(registry.resolved_uri)
+    versions = registry.versions() if store is None or store.is_file() else []
+    lineages = {v["version"]: registry.training_lineage(v["run_id"]) for v in versions}
+    affected = affected_versions(lineages, outcome)
+    for v in versions:
+        if v["version"] not in affected:
+            continue
+        tag, records = affected[v["version"]]
+        registry.set_version_tags(v["version"], {f"sovtune.erasure.{outcome.request_id}": tag})
+        outcome.versions.append(
+            {
+                "model": registry.model_name,
+                "version": v["version"],
+                "tag": tag,
+                "records": records,
+                "max_records_per_subject": records,
+                "epsilon": v.get("sovtune.epsilon", "?"),
+                "delta": v.get("sovtune.delta", "?"),
+                "unit": v.get("sovtune.privacy_unit", "example"),
+            }
+        )
+    return write_log(root / "raw", outcome, reason=reason, key=key)
+
+
 @vault_app.command("rotate")
 def vault_rotate(
     profile: Annotated[str, typer.Option(help="Profile whose data root and key apply.")] = (

@@ -4,6 +4,7 @@ Only safetensors, JSON and text files are ever logged as model artifacts: MLflow
 pickled models, and a registry that never holds one cannot be tricked into loading one.
 """
 
+import json
 import os
 import shutil
 import tempfile
@@ -13,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
+from pipelines.steps.ingest.erasure import LINEAGE_ARTIFACT
 from pipelines.steps.offline import enforce_offline
 
 ALLOWED_ARTIFACT_SUFFIXES = (".safetensors", ".json", ".md", ".jinja", ".txt", ".html", ".png")
@@ -103,10 +105,14 @@ class MLflowRegistry(dg.ConfigurableResource):
         tags: dict[str, str],
         step_metrics: dict[str, list[tuple[int, float]]],
         run_name: str,
+        lineage: dict | None = None,
     ) -> RegisteredVersion:
         """Log the adapter, tokenizer and model card to a new run and register a version.
 
-        The new version gets the alias `candidate`.
+        The new version gets the alias `candidate`. `lineage` (sha256 of every record and
+        subject pseudonym trained on, `erasure.lineage_hashes`) is logged as
+        `lineage/training_records.json`: an erasure request finds the versions it affects
+        there.
         """
         assert_no_pickle(adapter_dir)
         client = self.client
@@ -133,6 +139,12 @@ class MLflowRegistry(dg.ConfigurableResource):
                 (bundle / "README.md").write_text(model_card, encoding="utf-8")
                 assert_no_pickle(bundle)
                 client.log_artifacts(run_id, str(bundle), artifact_path="model")
+                if lineage is not None:
+                    folder = Path(tmp) / "lineage"
+                    folder.mkdir()
+                    path = folder / Path(LINEAGE_ARTIFACT).name
+                    path.write_text(json.dumps(lineage, sort_keys=True), encoding="utf-8")
+                    client.log_artifacts(run_id, str(folder), artifact_path="lineage")
             client.set_terminated(run_id, status="FINISHED")
         except Exception:
             client.set_terminated(run_id, status="FAILED")
@@ -204,6 +216,35 @@ class MLflowRegistry(dg.ConfigurableResource):
             "report_html": chosen.tags.get("sovtune.report", ""),
             "mlflow_artifacts": f"{run.info.artifact_uri}/report",
         }
+
+    def versions(self) -> list[dict[str, str]]:
+        """Every registered version of the model (none when nothing was registered): version,
+        run id and the `sovtune.*` tags."""
+        try:
+            found = self.client.search_model_versions(f"name='{self.model_name}'")
+        except Exception:  # noqa: BLE001 — an empty or missing store
+            return []
+        return [
+            {"version": str(v.version), "run_id": v.run_id, **dict(v.tags or {})}
+            for v in sorted(found, key=lambda v: int(v.version))
+        ]
+
+    def training_lineage(self, run_id: str) -> dict | None:
+        """A version's stored training lineage (`lineage/training_records.json` of its run);
+        None for a version registered before lineage was stored."""
+        import mlflow.artifacts
+
+        with tempfile.TemporaryDirectory(prefix="sovtune-lineage-") as tmp:
+            try:
+                path = mlflow.artifacts.download_artifacts(
+                    run_id=run_id,
+                    artifact_path=LINEAGE_ARTIFACT,
+                    dst_path=tmp,
+                    tracking_uri=self.resolved_uri,
+                )
+            except Exception:  # noqa: BLE001 — MLflow raises its own errors for a missing file
+                return None
+            return json.loads(Path(path).read_text(encoding="utf-8"))
 
     def set_version_tags(self, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():

@@ -5,9 +5,9 @@
 - **ingestion quarantine**: set aside before screening, with a reason code, never scrubbed or
   trained on: lines that could not be read as records (`raw/drops/<drop>/quarantine.parquet`)
   and records whose PII scan ran past its budget (`scan_timeout`).
-- **filtered**: screened and not trained on: records screening dropped without review (exact
-  and near copies, length bounds, duplicates across drops) plus the screening quarantine that
-  no steward approved.
+- **filtered**: not trained on, with a reason: records screening dropped without review (exact
+  and near copies, length bounds, duplicates across drops), the screening quarantine that no
+  steward approved, and records erased on request (`erased`, filtered at ingestion).
 - **screening quarantine**: records a screen flagged for a steward; the **steward decisions**
   split it into approved (trained on), rejected and awaiting review (both filtered).
 - **trained on**: the curated corpus.
@@ -43,7 +43,8 @@ def record_counts(raw: dict, curated: dict) -> dict:
         "records_in": raw["records_in"],
         "ingestion_quarantine": raw["quarantined"],
         "ingestion_quarantine_by_reason": dict(raw.get("quarantine_by_reason", {})),
-        "filtered": curated["records_in"] - curated["kept"],
+        # records erased on request are filtered at ingestion (`raw["filtered"]`, reason erased)
+        "filtered": curated["records_in"] - curated["kept"] + raw.get("filtered", 0),
         "dropped_by_screening": curated["dropped"],
         "screening_quarantine": curated["quarantined"],
         "steward": {

@@ -256,6 +256,27 @@ class Vault:
         self._new.clear()
         return len(rows)
 
+    def remove(self, pairs: set[tuple[str, str]]) -> int:
+        """Delete the entries of these (type, surrogate) pairs (an erasure); returns how many
+        originals were removed. The file is rewritten under the save lock, as `save` does.
+
+        Raises:
+            VaultError: The existing file cannot be decrypted with this key (left as is).
+        """
+        with exclusive_lock(self.lock_path):
+            entries = self._read()
+            removed = sum(len(entries.pop(pair, ())) for pair in pairs)
+            if removed:
+                rows = [
+                    [t, s, o]
+                    for (t, s), originals in sorted(entries.items())
+                    for o in sorted(originals)
+                ]
+                payload = {"version": FORMAT_VERSION, "entries": rows}
+                token = self._fernet.encrypt(json.dumps(payload, ensure_ascii=False).encode())
+                _write_private(self.path, token)
+        return removed
+
     @property
     def lock_path(self) -> Path:
         """The lock file every save of this vault holds."""

@@ -1,0 +1,345 @@
+"""Erasure on request, end to end: a subject's records leave every zone and stay out.
+
+A drop with two data subjects (a JSONL file and a Parquet file) runs through ingestion,
+scrubbing (vault on), screening and the join; three model versions are registered in the real
+local MLflow store (one trained on both subjects with its lineage stored, one registered before
+lineage was stored, one trained on the other subject only). `sovtune erase --subject` then has
+to leave no value, id, text, surrogate or pseudonym of the subject in any file under the data
+root (the log and exclusion list hold keyed hashes only), keep the other subject's records, tag
+the right versions, and a re-dropped copy of the records must be filtered as `erased`.
+"""
+
+import json
+import os
+import pwd
+import sqlite3
+import stat
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.cli import erase_request
+from pipelines.definitions import build_resources
+from pipelines.steps.ingest.erasure import (
+    ERASURE_DIR,
+    ERASURE_LOG,
+    NOT_RECORDED,
+    TRAINED_ON_ERASED,
+    ErasureError,
+    erasure_facts,
+    lineage_hashes,
+    read_log,
+)
+from pipelines.steps.privacy.identifiers import IDENTIFIER_MAP, IdentifierMap, candidate
+from pipelines.steps.privacy.vault import VAULT_FILE, Vault, new_key
+from pipelines.steps.records import frame_to_records
+from pipelines.steps.storage import read_parquet
+from tests.pipeline_runs import make_config, run_drops, run_release
+
+ALICE = "customer-4711 Alice Wong"
+BOB = "customer-0815 Bob Lee"
+ALICE_EMAIL = "alice.wong.private@example.org"
+BOB_EMAIL = "bob.lee.home@example.com"
+ALICE_ROWS = [
+    {
+        "id": "case-alice-1",
+        "subject": ALICE,
+        "text": f"Please change my contact address to {ALICE_EMAIL} before the marmalade audit.",
+    },
+    {
+        "id": "case-alice-2",
+        "subject": ALICE,
+        "text": "The kazoo workshop badge printer rejects my card every single Thursday morning.",
+    },
+]
+ALICE_PARQUET = {
+    "id": "case-alice-3",
+    "subject": ALICE,
+    "text": "Which floor keeps the spare trombone cases that the orchestra team ordered?",
+}
+BOB_ROWS = [
+    {
+        "id": "case-bob-1",
+        "subject": BOB,
+        "text": f"Send the quarterly figures for the warehouse to {BOB_EMAIL} by Friday, thanks.",
+    },
+    {
+        "id": "case-bob-2",
+        "subject": BOB,
+        "text": "How do I reset the password of the shared printer on the third floor?",
+    },
+]
+BOB_PARQUET = {
+    "id": "case-bob-3",
+    "subject": BOB,
+    "text": "Where can I find the travel expense form for the next quarter, please?",
+}
+ALICE_WORDS = ("marmalade", "kazoo workshop", "trombone")
+
+
+def _drop(landing: Path) -> None:
+    folder = landing / "tickets"
+    folder.mkdir(parents=True)
+    rows = [ALICE_ROWS[0], BOB_ROWS[0], ALICE_ROWS[1], BOB_ROWS[1]]
+    chat = folder / "chat.jsonl"
+    chat.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    chat.chmod(0o640)  # a mode of the customer's own: erasure keeps it
+    pq.write_table(pa.Table.from_pylist([BOB_PARQUET, ALICE_PARQUET]), folder / "more.parquet")
+
+
+def _register(registry, tmp: Path, lineage: dict | None, name: str) -> str:
+    adapter = tmp / f"adapter-{name}"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"\x00" * 16)
+    (adapter / "adapter_config.json").write_text("{}")
+    tokenizer = tmp / "tokenizer"
+    tokenizer.mkdir(exist_ok=True)
+    (tokenizer / "tokenizer.json").write_text("{}")
+    tags = {
+        "sovtune.epsilon": "2.0000",
+        "sovtune.delta": "1e-05",
+        "sovtune.privacy_unit": "example",
+    }
+    return registry.register_adapter(
+        adapter_dir=adapter,
+        tokenizer_dir=tokenizer,
+        model_card="# m\n",
+        params={},
+        tags=tags,
+        step_metrics={},
+        run_name=name,
+        lineage=lineage,
+    ).version
+
+
+def _strings(path: Path) -> str:
+    """A file's bytes as text, plus every Parquet cell and SQLite row (any encoding)."""
+    data = path.read_bytes()
+    texts = [str(path), data.decode("utf-8", "replace")]
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+        for column in table.column_names:
+            texts += [json.dumps(v, default=str) for v in table.column(column).to_pylist()]
+    elif data[:16] == b"SQLite format 3\x00":
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+                texts += [
+                    json.dumps(row, default=str) for row in db.execute(f'SELECT * FROM "{table}"')
+                ]
+        finally:
+            db.close()
+    return "\n".join(texts).lower()
+
+
+def _found(root: Path, needles: list[str], *, skip: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    hits = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.relative_to(root).parts[0] in skip:
+            continue
+        blob = _strings(path)
+        found = [n for n in needles if n.lower() in blob]
+        if found:
+            hits[str(path.relative_to(root))] = found
+    return hits
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("erasure")
+    data = root / "data"
+    _drop(data / "landing")
+    cfg = make_config(data, root / "no-model")
+    cfg = cfg.model_copy(update={"pii": cfg.pii.model_copy(update={"vault": True})})
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(cfg.pii.vault_key_env, new_key())
+        resources = build_resources(cfg)
+        key = resources["pii"].pseudonym_key()
+        (root / "dagster_home").mkdir()
+        with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
+            first = run_drops(instance, resources)
+            joined = run_release(instance, resources, selection=["training_corpus"])
+            corpus = joined.output_for_node("training_corpus")
+            curated = frame_to_records(read_parquet(corpus["path"]))
+            scrubbed = frame_to_records(read_parquet(corpus["scrubbed"]["path"]))
+            registry = resources["registry"]
+            from assets.registry import _training_lineage
+
+            bob = [r for r in curated if r.subject == candidate("subject", BOB, key)]
+            versions = {
+                "both": _register(registry, root, _training_lineage(corpus["path"]), "both"),
+                "old": _register(registry, root, None, "old"),
+                "bob": _register(
+                    registry,
+                    root,
+                    lineage_hashes([r.id for r in bob], [r.subject for r in bob]),
+                    "bob",
+                ),
+            }
+            decisions = data / "curated" / "steward_decisions.csv"
+            decisions.write_text(
+                "id,decision,note\n"
+                f"{candidate('id', 'case-alice-1', key)},approve,false_positive\n"
+                f"{candidate('id', 'case-bob-1', key)},approve,false_positive\n"
+            )
+            alice_ids = [r["id"] for r in [*ALICE_ROWS, ALICE_PARQUET]]
+            pseudonyms = [candidate("subject", ALICE, key)] + [
+                candidate("id", i, key) for i in alice_ids
+            ]
+            surrogates = [
+                (t, m.content[s:e])
+                for r in scrubbed
+                if r.subject == pseudonyms[0]
+                for m in r.messages
+                for s, e, t in m.scrub_spans
+            ]
+            vault = Vault.from_env(data / "secrets" / VAULT_FILE, cfg.pii.vault_key_env)
+            before = {
+                "found": _found(data, [ALICE, ALICE_EMAIL, *ALICE_WORDS, *pseudonyms]),
+                "vault": [vault.lookup(t, s) for t, s in surrogates],
+                "tickets_filtered": first["tickets"].output_for_node("raw_corpus")["filtered"],
+            }
+            entry = erase_request(cfg, subjects=[ALICE], ids=[], reason="data_subject_request")
+            # the customer drops the same records again: one line as it was, one text anew
+            again = data / "landing" / "tickets-again.jsonl"
+            again.write_text(
+                json.dumps(ALICE_ROWS[0])
+                + "\n"
+                + json.dumps({"id": "new-7", "text": ALICE_ROWS[1]["text"]})
+                + "\n"
+                + json.dumps({"id": "new-8", "text": "Is the canteen open on public holidays?"})
+                + "\n"
+            )
+            second = run_drops(instance, resources)
+            rejoined = run_release(instance, resources, selection=["training_corpus"])
+            yield {
+                "data": data,
+                "cfg": cfg,
+                "key": key,
+                "registry": registry,
+                "versions": versions,
+                "entry": entry,
+                "before": before,
+                "pseudonyms": pseudonyms,
+                "surrogates": surrogates,
+                "vault": vault,
+                "second": second,
+                "rejoined": rejoined,
+                "alice_ids": alice_ids,
+            }
+
+
+def test_when_the_subject_was_ingested_then_every_zone_held_it_before_the_erasure(world):
+    found = world["before"]["found"]
+    assert any(p.startswith("landing/") for p in found)
+    assert any(p.startswith("raw/") for p in found)
+    assert any(p.startswith("scrubbed/") for p in found)
+    assert any(p.startswith("curated/") for p in found)
+    assert world["surrogates"] and all(world["before"]["vault"])  # the vault held the e-mail
+    assert world["before"]["tickets_filtered"] == 0
+
+
+def test_when_a_subject_is_erased_then_no_file_holds_a_value_text_surrogate_or_pseudonym(world):
+    needles = [ALICE, ALICE_EMAIL, *ALICE_WORDS, *world["pseudonyms"]]
+    needles += [s for _, s in world["surrogates"]]
+    needles += world["alice_ids"]
+    # the re-dropped file is the customer's new landing data: everything else is searched
+    hits = _found(world["data"], needles)
+    assert hits == {"landing/tickets-again.jsonl": hits.get("landing/tickets-again.jsonl")}
+    assert hits["landing/tickets-again.jsonl"]
+
+
+def test_when_a_subject_is_erased_then_the_other_subject_stays_everywhere(world):
+    data, key = world["data"], world["key"]
+    bob = candidate("subject", BOB, key)
+    curated = read_parquet(world["rejoined"].output_for_node("training_corpus")["path"])
+    assert (curated["subject"] == bob).sum() == 3
+    chat = (data / "landing" / "tickets" / "chat.jsonl").read_text()
+    assert [json.loads(line)["id"] for line in chat.splitlines()] == ["case-bob-1", "case-bob-2"]
+    assert pq.read_table(data / "landing" / "tickets" / "more.parquet").column(
+        "id"
+    ).to_pylist() == ["case-bob-3"]
+    decisions = (data / "curated" / "steward_decisions.csv").read_text()
+    assert candidate("id", "case-bob-1", key) in decisions
+    assert IdentifierMap(data / "raw" / IDENTIFIER_MAP, key).resolve(bob) == ("subject", BOB)
+
+
+def test_when_files_are_rewritten_then_their_modes_are_kept(world):
+    data = world["data"]
+    assert stat.S_IMODE((data / "landing" / "tickets" / "chat.jsonl").stat().st_mode) == 0o640
+    assert stat.S_IMODE((data / "raw" / IDENTIFIER_MAP).stat().st_mode) == 0o600
+    for name in ("exclusions.json", ERASURE_LOG):
+        assert stat.S_IMODE((data / "raw" / ERASURE_DIR / name).stat().st_mode) == 0o600
+
+
+def test_when_a_subject_is_erased_then_the_vault_and_the_map_forget_its_values(world):
+    vault, key, data = world["vault"], world["key"], world["data"]
+    assert all(vault.lookup(t, s) == [] for t, s in world["surrogates"])
+    idmap = IdentifierMap(data / "raw" / IDENTIFIER_MAP, key)
+    assert all(idmap.resolve(p) is None for p in world["pseudonyms"])  # not even after the rerun
+
+
+def test_when_a_subject_is_erased_then_the_log_holds_who_when_and_counts_only(world):
+    entry = world["entry"]
+    assert entry["user"].startswith(pwd.getpwuid(os.geteuid()).pw_name)
+    assert entry["records"] == 3 and entry["reason"] == "data_subject_request"
+    removed = entry["removed"]
+    assert removed["landing:lines"] == 3
+    assert removed["raw:raw_corpus"] == 3 + 3  # the drop's file and the joined corpus
+    assert removed["scrubbed:scrubbed_corpus"] >= 3
+    assert removed["curated:curated_corpus"] >= 3
+    assert removed["curated:steward_decisions"] == 1
+    assert removed["identifier_map:rows"] == 4  # three ids and the subject
+    assert removed["vault:entries"] >= 1
+    assert read_log(world["data"] / "raw") == [entry]
+
+
+def test_when_versions_trained_on_the_subject_then_they_are_tagged(world):
+    registry, versions, request = world["registry"], world["versions"], world["entry"]["request_id"]
+    tag = f"sovtune.erasure.{request}"
+
+    def tags(name: str) -> dict:
+        return registry.client.get_model_version(registry.model_name, versions[name]).tags
+
+    assert tags("both")[tag] == TRAINED_ON_ERASED
+    assert tags("old")[tag] == NOT_RECORDED  # no lineage stored: cannot be ruled out
+    assert tag not in tags("bob")
+    by_version = {v["version"]: v for v in world["entry"]["versions"]}
+    assert by_version[versions["both"]]["records"] == 3
+    assert set(by_version) == {versions["both"], versions["old"]}
+
+
+def test_when_the_records_are_dropped_again_then_they_are_filtered_as_erased(world):
+    drops = world["second"]
+    again = [k for k in drops if k not in ("tickets",)]
+    assert len(again) == 1
+    raw = drops[again[0]].output_for_node("raw_corpus")
+    assert (raw["accepted"], raw["quarantined"], raw["filtered"]) == (1, 0, 2)
+    assert raw["filtered_by_reason"] == {"erased": 2}
+    assert all(result.success for result in drops.values())  # records_conserved passes
+    corpus = world["rejoined"].output_for_node("training_corpus")
+    assert corpus["curated"]["filtered_by_reason"]["erased"] == 2
+    assert corpus["raw"]["records_in"] == (
+        corpus["raw"]["quarantined"] + corpus["curated"]["filtered"] + corpus["curated"]["kept"]
+    )
+
+
+def test_when_the_report_is_built_then_it_has_an_erasure_section_with_the_dp_guarantee(world):
+    from pipelines.steps.release.report import build_report, render_html
+    from tests.test_report import _facts
+
+    facts = erasure_facts(read_log(world["data"] / "raw"))
+    assert facts["requests"] == 1 and facts["records"] == 3
+    both = next(v for v in facts["affected_versions"] if v["tag"] == TRAINED_ON_ERASED)
+    assert "group privacy" in both["guarantee"] and "ε=6" in both["guarantee"]  # 3 x 2.0
+    html = render_html(build_report({**_facts(), "erasure": facts}))
+    assert "Erasure requests" in html and "trained_on_erased_subject" in html
+    assert ALICE.lower() not in html.lower()
+
+
+def test_when_nothing_is_named_then_the_erasure_is_refused(world):
+    with pytest.raises(ErasureError, match="--subject"):
+        erase_request(world["cfg"], subjects=[], ids=[], reason="data_subject_request")
