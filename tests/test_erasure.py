@@ -343,3 +343,114 @@ def test_when_the_report_is_built_then_it_has_an_erasure_section_with_the_dp_gua
 def test_when_nothing_is_named_then_the_erasure_is_refused(world):
     with pytest.raises(ErasureError, match="--subject"):
         erase_request(world["cfg"], subjects=[], ids=[], reason="data_subject_request")
+
+
+def _small_root(root: Path, key: bytes) -> dict[str, str]:
+    """A data root without Dagster: a JSONL and a CSV landing file, their records in the raw and
+    scrubbed zones, and a screening row that names one of them as a representative."""
+    from pipelines.steps.ingest.landing import ingest_landing
+    from pipelines.steps.privacy.identifiers import pseudonymize_records
+    from pipelines.steps.records import records_to_frame
+    from pipelines.steps.storage import write_parquet
+
+    folder = root / "landing" / "d"
+    folder.mkdir(parents=True)
+    rows = [
+        {"id": "t-1", "subject": "s-1", "text": "The lantern festival permit form is missing."},
+        {"id": "t-2", "subject": "s-1", "text": "Who approves overtime for the night shift?"},
+        {"id": "t-3", "text": "The lantern festival permit form is missing!"},
+    ]
+    (folder / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "b.csv").write_text("id,text\nt-9,Please archive the orchid greenhouse logs.\n")
+    result = ingest_landing(root / "landing", languages=["en"], max_record_chars=20_000)
+    idmap = IdentifierMap(root / "raw" / IDENTIFIER_MAP, key)
+    records = pseudonymize_records(result.accepted, idmap, drop="d")
+    frame = records_to_frame(records)
+    write_parquet(frame, root / "raw" / "drops" / "d" / "raw_corpus.parquet")
+    write_parquet(frame, root / "scrubbed" / "drops" / "d" / "scrubbed_corpus.parquet")
+    ids = {r: candidate("id", r, key) for r in ("t-1", "t-2", "t-3", "t-9")}
+    screening = pa.Table.from_pylist(
+        [{"id": ids["t-3"], "reason": "near_duplicate", "detail": f"representative={ids['t-1']}"}]
+    )
+    (root / "curated" / "drops" / "d").mkdir(parents=True)
+    pq.write_table(screening, root / "curated" / "drops" / "d" / "screening.parquet")
+    return ids
+
+
+def _ingest(root: Path):
+    from pipelines.steps.ingest.landing import ingest_files
+
+    def read(path: Path):
+        result = ingest_files(
+            [path], landing=root / "landing", languages=["en"], max_record_chars=20_000
+        )
+        return result.accepted, result.quarantined
+
+    return read
+
+
+def test_when_records_are_erased_by_id_then_only_they_go_and_a_csv_is_named(tmp_path):
+    from pipelines.steps.ingest.erasure import ERASED_ID, Erasure, Exclusions, filter_erased
+    from pipelines.steps.records import Message, Record
+
+    key = os.urandom(32)
+    ids = _small_root(tmp_path, key)
+    landing_csv = (tmp_path / "landing" / "d" / "b.csv").read_bytes()
+    outcome = Erasure(tmp_path, key, subjects=[], ids=["t-1", "t-9"], ingest=_ingest(tmp_path)).run(
+        reason="legal_obligation"
+    )
+    assert outcome.records == 2
+    lines = (tmp_path / "landing" / "d" / "a.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [
+        "t-2",
+        "t-3",
+    ]  # the same subject's t-2 stays
+    assert (tmp_path / "landing" / "d" / "b.csv").read_bytes() == landing_csv  # CSV: not rewritten
+    assert (
+        len(outcome.landing_not_rewritten) == 1 and "b.csv" not in outcome.landing_not_rewritten[0]
+    )
+    raw = (
+        pq.read_table(tmp_path / "raw" / "drops" / "d" / "raw_corpus.parquet")
+        .column("id")
+        .to_pylist()
+    )
+    assert sorted(raw) == sorted([ids["t-2"], ids["t-3"]])
+    detail = pq.read_table(tmp_path / "curated" / "drops" / "d" / "screening.parquet").to_pylist()
+    assert detail == [
+        {"id": ids["t-3"], "reason": "near_duplicate", "detail": f"representative={ERASED_ID}"}
+    ]
+    idmap = IdentifierMap(tmp_path / "raw" / IDENTIFIER_MAP, key)
+    assert idmap.resolve(ids["t-1"]) is None and idmap.resolve(ids["t-2"]) == ("id", "t-2")
+    # the exclusion list: the id, and the text under another id; t-3's text differs by one mark
+    again = [
+        Record("t-1", "a.jsonl", 1, "text", (Message("user", "anything else"),)),
+        Record(
+            "x-5",
+            "a.jsonl",
+            2,
+            "text",
+            (Message("user", "Please archive the orchid greenhouse logs."),),
+        ),
+        Record(
+            "t-3",
+            "a.jsonl",
+            3,
+            "text",
+            (Message("user", "The lantern festival permit form is missing!"),),
+        ),
+    ]
+    kept, _, filtered = filter_erased(again, [], Exclusions(tmp_path / "raw", key))
+    assert [r.id for r in kept] == ["t-3"] and filtered == 2
+
+
+def test_when_the_reason_is_not_a_code_then_nothing_is_changed(tmp_path):
+    from pipelines.steps.ingest.erasure import Erasure
+
+    key = os.urandom(32)
+    _small_root(tmp_path, key)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(ErasureError, match="--reason"):
+        Erasure(tmp_path, key, subjects=["s-1"], ids=[], ingest=_ingest(tmp_path)).run(
+            reason="she asked nicely"
+        )
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

@@ -47,6 +47,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -69,6 +70,8 @@ ERASED_REASON = "erased"
 """The `filtered` reason code of a record that matches the exclusion list at ingestion."""
 REASONS = ("data_subject_request", "legal_obligation", "consent_withdrawn", "steward_decision")
 """Why a record was erased (a code, never free text)."""
+MIN_SUBJECT_MATCH = 8
+"""Shortest subject key searched for as text in a quarantined line that is not JSON."""
 ERASED_ID = "rec-erased"
 ERASED_SUBJECT = "subj-erased"
 LINEAGE_ARTIFACT = "lineage/training_records.json"
@@ -259,7 +262,7 @@ class Erasure:
         for path in sorted(self.raw.glob("drops/*/quarantine.parquet")):
             frame = pq.read_table(path).to_pandas()
             if len(frame) and self.subjects:
-                hit = frame["raw"].map(lambda raw: any(s in str(raw) for s in self.subjects))
+                hit = frame["raw"].map(self._names_subject)
                 record_ps.update(frame.loc[hit, "id"])
         originals = set(self.ids)
         for pseudonym in record_ps:
@@ -267,6 +270,20 @@ class Erasure:
             if found:
                 originals.add(found[1])
         return record_ps, subject_ps, originals, raw_records
+
+    def _names_subject(self, raw) -> bool:
+        """Whether a quarantined line (kept as text) belongs to one of the subjects: its JSON
+        object's `subject` is one of them, or, for a line that is not a JSON object, it holds
+        a subject key of at least `MIN_SUBJECT_MATCH` characters (a short key would match
+        unrelated lines)."""
+        text = str(raw or "")
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            return str(parsed.get("subject")) in self.subjects
+        return any(len(s) >= MIN_SUBJECT_MATCH and s in text for s in self.subjects)
 
     # -- erasing ---------------------------------------------------------------------------
 
@@ -340,7 +357,7 @@ class Erasure:
                 q.source_line
                 for q in quarantined
                 if q.source_line
-                and (exclusions.matches_quarantined(q) or any(s in q.raw for s in self.subjects))
+                and (exclusions.matches_quarantined(q) or self._names_subject(q.raw))
             }
             if not lines:
                 continue
@@ -382,15 +399,18 @@ class Erasure:
         if "subject" in frame:
             hit = hit | frame["subject"].isin(subject_ps)
         if "raw" in frame and self.subjects:
-            hit = hit | frame["raw"].map(lambda raw: any(s in str(raw) for s in self.subjects))
+            hit = hit | frame["raw"].map(self._names_subject)
         removed = int(hit.sum()) if hasattr(hit, "sum") else 0
         kept = frame[~hit] if removed else frame
         redacted = 0
         for column in kept.columns:
-            if kept[column].dtype != object:
+            if not (kept[column].dtype == object or pd.api.types.is_string_dtype(kept[column])):
                 continue
-            values = kept[column].map(lambda v: _redact(v, record_ps, subject_ps))
-            changed = int((values != kept[column]).sum())
+            original = kept[column]
+            values = original.map(lambda v: _redact(v, record_ps, subject_ps))
+            changed = sum(
+                isinstance(a, str) and a != b for a, b in zip(original, values, strict=True)
+            )
             if changed:
                 kept = kept.assign(**{column: values})
                 redacted += changed
