@@ -826,6 +826,8 @@ def erase(
     from pipelines.steps.privacy.vault import VaultError
 
     enforce_offline()
+    if not subject and not record_id:
+        _fail("name at least one --subject KEY or --id ID to erase")
     cfg = _profile(profile)
     try:
         entry = erase_request(cfg, subjects=subject, ids=record_id, reason=reason)

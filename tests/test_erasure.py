@@ -454,3 +454,13 @@ def test_when_the_reason_is_not_a_code_then_nothing_is_changed(tmp_path):
             reason="she asked nicely"
         )
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_when_the_command_names_nobody_then_it_exits_2_before_reading_anything():
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    result = CliRunner().invoke(app, ["erase", "--profile", "quick"])
+    assert result.exit_code == 2
+    assert "--subject KEY or --id ID" in result.output
