@@ -844,7 +844,26 @@ def erase(
     typer.echo(f"  log {Path(cfg.data_root).resolve() / 'raw' / 'erasure' / 'erasure_log.jsonl'}")
 
 
-def erase_request(cfg, *, subjects: list[str], ids: list[str], reason: str) -> dict:
+def erase_record(cfg, record: str, *, reason: str, requested_by: str = "") -> dict:
+    """Erase the data subject of the record with pseudonym `record` (every record of that
+    subject; the record alone when it has none): the review desk's erasure action."""
+    from pipelines.definitions import build_resources
+    from pipelines.steps.ingest.erasure import originals_of
+
+    key = build_resources(cfg)["pii"].pseudonym_key()
+    record_id, subject = originals_of(Path(cfg.data_root), key, record)
+    return erase_request(
+        cfg,
+        subjects=[subject] if subject else [],
+        ids=[record_id],
+        reason=reason,
+        requested_by=requested_by,
+    )
+
+
+def erase_request(
+    cfg, *, subjects: list[str], ids: list[str], reason: str, requested_by: str = ""
+) -> dict:
     """What `sovtune erase` does under a loaded profile: erase, tag the model versions that
     trained on the records, append the log; returns the log entry (counts and hashes only).
 
@@ -898,7 +917,7 @@ def erase_request(cfg, *, subjects: list[str], ids: list[str], reason: str) -> d
                 "unit": v.get("sovtune.privacy_unit", "example"),
             }
         )
-    return write_log(root / "raw", outcome, reason=reason, key=key)
+    return write_log(root / "raw", outcome, reason=reason, key=key, requested_by=requested_by)
 
 
 @vault_app.command("rotate")

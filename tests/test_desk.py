@@ -375,3 +375,33 @@ def test_when_a_record_holds_markup_then_the_desk_shows_it_as_text(root: Path) -
     # the flagged "<script" is marked, the rest escaped as text
     assert '<mark class="flag" title="flagged: unrequested_payload">&lt;script</mark>' in page
     assert "&gt;alert(document.cookie)&lt;/script&gt;" in page
+
+
+def test_when_a_steward_erases_a_subject_then_it_is_done_only_once_confirmed(root: Path) -> None:
+    calls: list[tuple[str, str]] = []
+
+    def eraser(record: str, steward: str) -> dict:  # `pipelines.cli.erase_record` in the desk
+        calls.append((record, steward))
+        return {"request_id": "er-1", "records": 2, "versions": [{"version": "3", "tag": "t"}]}
+
+    desk = client(root, eraser=eraser)
+    record = sorted(quarantined(root))[0]
+    assert 'id="erase-subject"' in desk.get("/drops/default", params={"id": record}).text
+    assert (
+        'id="erase-subject"' not in client(root).get("/drops/default", params={"id": record}).text
+    )
+    form = {"id": record, "confirm": "yes"}
+    unconfirmed = desk.post("/drops/default/erase", data=form, headers=ORIGIN)
+    foreign = desk.post(
+        "/drops/default/erase",
+        data={**form, "confirm": "erase"},
+        headers={"origin": "http://evil.example"},
+    )
+    assert (unconfirmed.status_code, foreign.status_code, calls) == (400, 403, [])
+    done = desk.post(
+        "/drops/default/erase",
+        data={**form, "confirm": "erase"},
+        headers={**ORIGIN, "X-Forwarded-User": "j.doe"},
+    )
+    assert done.status_code == 200 and calls == [(record, "j.doe")]
+    assert "erasure er-1: 2 record(s)" in done.text and "v3 (t)" in done.text

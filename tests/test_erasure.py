@@ -464,3 +464,14 @@ def test_when_the_command_names_nobody_then_it_exits_2_before_reading_anything()
     result = CliRunner().invoke(app, ["erase", "--profile", "quick"])
     assert result.exit_code == 2
     assert "--subject KEY or --id ID" in result.output
+
+
+def test_when_the_desk_names_a_record_by_pseudonym_then_its_id_and_subject_are_found(tmp_path):
+    from pipelines.steps.ingest.erasure import originals_of
+
+    key = os.urandom(32)
+    ids = _small_root(tmp_path, key)
+    assert originals_of(tmp_path, key, ids["t-2"]) == ("t-2", "s-1")  # the desk erases s-1
+    assert originals_of(tmp_path, key, ids["t-3"]) == ("t-3", None)
+    with pytest.raises(ErasureError, match="no record rec-000000000000"):
+        originals_of(tmp_path, key, "rec-000000000000")

@@ -42,11 +42,18 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"desk: error: {exc}", file=sys.stderr)
         return 2
+
+    def eraser(record: str, steward: str) -> dict:
+        from pipelines.cli import erase_record
+
+        return erase_record(cfg, record, reason="data_subject_request", requested_by=steward)
+
     settings = DeskSettings(
         data_root=Path(cfg.data_root).resolve(),
         curation=cfg.curation,
         user_header=args.user_header,
         allowed_hosts=(*DEFAULT_HOSTS, *args.allowed_host),
+        eraser=eraser,
     )
     import uvicorn
 

@@ -16,6 +16,7 @@ import fcntl
 import os
 import pwd
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -48,12 +49,16 @@ class DeskSettings:
         user_header: Request header carrying the steward's name when an authenticating proxy
             sits in front (oauth2-proxy: `X-Forwarded-User`); "" to ignore headers.
         allowed_hosts: Host names a request may be addressed to.
+        eraser: What the "Erase this data subject" action calls (see below).
     """
 
     data_root: Path
     curation: CurationConfig = field(default_factory=CurationConfig)
     user_header: str = DEFAULT_USER_HEADER
     allowed_hosts: tuple[str, ...] = DEFAULT_HOSTS
+    eraser: Callable[[str, str], dict] | None = None
+    """Erases the data subject of a record: (record pseudonym, steward) -> the erasure log's
+    entry (`pipelines.cli.erase_record`); None: the desk offers no erasure."""
 
 
 def os_user() -> str:
@@ -87,6 +92,7 @@ def create_app(settings: DeskSettings) -> FastAPI:
             "decisions_file": review.decisions_path(root),
             "notes": NOTES,
             "explain": review.EXPLAIN,
+            "can_erase": settings.eraser is not None,
         }
         return templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
 
@@ -197,7 +203,33 @@ def create_app(settings: DeskSettings) -> FastAPI:
         query = urlencode({k: v for k, v in filters.items() if v})
         return RedirectResponse(f"/drops/{drop}" + (f"?{query}" if query else ""), status_code=303)
 
+    @app.post("/drops/{drop}/erase", response_class=HTMLResponse)
+    async def erase(request: Request, drop: str) -> Response:
+        """Erase the data subject of one record (GDPR Art. 17, PIPL Art. 47): every record of
+        theirs leaves every zone (`sovtune erase`); the steward types `erase` to confirm."""
+        _same_origin(request)
+        form = parse_qs((await request.body()).decode("utf-8"))
+        record = (form.get("id") or [""])[0]
+        if settings.eraser is None:
+            raise DeskError("erasure is not enabled on this desk", status=404)
+        if (form.get("confirm") or [""])[0].strip() != "erase":
+            raise DeskError("nothing erased: type erase to confirm an erasure", status=400)
+        if record not in drop_view(drop).items:
+            raise DeskError(f"no quarantined record {record or '(none named)'} in {drop}")
+        entry = settings.eraser(record, steward(request))
+        views.clear()
+        return page(request, "erased.html", message=_erased(entry), drop=drop)
+
     return app
+
+
+def _erased(entry: dict) -> str:
+    """What the desk says after an erasure: the request id and counts (no id or value)."""
+    versions = ", ".join(f"v{v['version']} ({v['tag']})" for v in entry.get("versions", []))
+    return (
+        f"erasure {entry['request_id']}: {entry['records']} record(s) removed from every zone; "
+        f"model versions tagged: {versions or 'none'}"
+    )
 
 
 def _stamp(*files: Path) -> tuple[tuple[int, int], ...]:

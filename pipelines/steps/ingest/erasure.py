@@ -569,12 +569,39 @@ def affected_versions(
     return out
 
 
-def write_log(raw: Path, outcome: ErasureOutcome, *, reason: str, key: bytes) -> dict:
-    """Append the request to the erasure log (0600, raw zone); returns the entry."""
+def originals_of(root: Path, key: bytes, record: str) -> tuple[str, str | None]:
+    """(id, subject key) as dropped of the record with pseudonym `record` (the review desk's
+    erasure action names records by pseudonym); the subject is None when it had none.
+
+    Raises:
+        ErasureError: no record with that pseudonym in the raw zone, or the map lacks it.
+    """
+    raw = Path(root).resolve() / "raw"
+    idmap = IdentifierMap(raw / IDENTIFIER_MAP, key)
+    found = idmap.resolve(record)
+    for path in sorted(raw.glob("drops/*/raw_corpus.parquet")):
+        table = pq.read_table(path, columns=["id", "subject"]).to_pylist()
+        for row in table:
+            if row["id"] == record and found:
+                subject = idmap.resolve(row["subject"]) if row["subject"] else None
+                return found[1], subject[1] if subject else None
+    if found:  # a record of the ingestion quarantine: no subject field kept
+        return found[1], None
+    raise ErasureError(f"no record {record} in {raw}: it was erased already, or never ingested")
+
+
+def write_log(
+    raw: Path, outcome: ErasureOutcome, *, reason: str, key: bytes, requested_by: str = ""
+) -> dict:
+    """Append the request to the erasure log (0600, raw zone); returns the entry.
+
+    `user` is the OS account running the erasure; `requested_by` the steward who asked for it
+    through the review desk (its proxy's user header), when it came from there."""
     entry = {
         "request_id": outcome.request_id,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "user": os_user(),
+        **({"requested_by": requested_by} if requested_by else {}),
         "reason": reason,
         "key_id": key_id(key),
         "records": outcome.records,
