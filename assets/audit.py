@@ -6,12 +6,14 @@ from dataclasses import replace
 import dagster as dg
 
 from assets.metadata import OWNERS_PRIVACY
+from pipelines.steps.audit.planting import planted_of
 from pipelines.steps.audit.suite import AuditData, audit_model
 from pipelines.steps.privacy.identifiers import IDENTIFIER_MAP, IdentifierMap
 from pipelines.steps.records import frame_to_records
 from pipelines.steps.storage import read_parquet
 from pipelines.steps.training import dp_lora
 from pipelines.steps.training.dp_lora import load_adapter_model
+from pipelines.steps.training.ledger import LEDGER_FILE, PrivacyBudgetExceeded, PrivacyLedger
 from resources import CorpusStorage, DPTrainer, PIIEngine, PrivacyAuditor
 
 
@@ -37,12 +39,18 @@ def privacy_audit(
     `audit.candidates` (at least 10,000) candidates of the same format: its whole space when
     that is no larger (exact rank, exposure = log2(candidates) - log2(rank)), else that many
     sampled, with the skew-normal extrapolation. A model that memorized a canary ranks it first.
-    Only canary ids and numbers are kept, never a secret.
+    Only canary ids and numbers are kept, never a secret. The canaries are the corpus's own
+    (`audit.canaries_file`, e.g. the bundled generator's) or, when it has none, those the
+    pipeline planted for this training corpus (`audit.plant_canaries`, see `training_corpus`).
     Membership inference (loss, zlib, Min-K%) on training members vs held-out non-members,
     PII extraction from raw prefixes, and the backdoor attack success rate follow. When the
     profile lists `audit.controls`, control models are trained and attacked the same way and
     reported side by side; they are never registered. A control's training loss and held-out
     loss (un-noised statistics of private records) are not published, only its attack results.
+    The DP control (`unscreened`) is charged to the privacy ledger (kind `control:unscreened`)
+    before it trains; one the lifetime budget refuses is not trained and is reported as refused
+    (the audit's pass or fail is the released model's alone). The non-private control has no
+    finite ε and cannot be charged: only its attack results are published.
     """
     model, tokenizer = load_adapter_model(
         base_model["path"],
@@ -53,7 +61,9 @@ def privacy_audit(
     raw_corpus, scrubbed_corpus, curated_corpus = (
         training_corpus[zone] for zone in ("raw", "scrubbed", "curated")
     )
-    data = _audit_data(auditor, dp_lora_adapter, curated_corpus, raw_corpus, storage, pii)
+    planted = planted_of(training_corpus)
+    planted_records = planted.records() if planted else []
+    data = _audit_data(auditor, dp_lora_adapter, curated_corpus, raw_corpus, storage, pii, planted)
     result = audit_model(model, tokenizer, data, auditor.settings, scan=pii.scan)
     rows, worst = result["canaries"], result["max_exposure_bits"]
     attacks, extraction = result["membership_inference"], result["pii_extraction"]
@@ -61,7 +71,18 @@ def privacy_audit(
     if dp_lora_adapter.get("plan"):  # preset auto: the controls train as the released model did
         trainer = trainer.model_copy(update=dp_lora_adapter["plan"]["training"])
     controls = [
-        _control(name, context, data, base_model, scrubbed_corpus, storage, trainer, auditor, pii)
+        _control(
+            name,
+            context,
+            data,
+            base_model,
+            scrubbed_corpus,
+            planted_records,
+            storage,
+            trainer,
+            auditor,
+            pii,
+        )
         for name in auditor.controls
     ]
     context.add_output_metadata(_audit_metadata(result, controls, dp_lora_adapter, auditor))
@@ -74,6 +95,12 @@ def privacy_audit(
         "pii_extraction": extraction,
         "backdoor": backdoor,
         "controls": controls,
+        # the ledger after the controls' charges, for the report's budget section (ids, ε)
+        **(
+            {"budget_ledger": PrivacyLedger(storage.root / LEDGER_FILE).rows()}
+            if any(c.get("charged") for c in controls)
+            else {}
+        ),
         "passed": audit_passed(result, auditor),
     }
 
@@ -144,15 +171,24 @@ def _attack_table(attacks: list[dict]) -> str:
 
 
 def _audit_data(
-    auditor, dp_lora_adapter: dict, curated_corpus: dict, raw_corpus: dict, storage, pii
+    auditor, dp_lora_adapter: dict, curated_corpus: dict, raw_corpus: dict, storage, pii, planted
 ):
-    """The split, records and planted ground truth the audited adapter was trained on."""
+    """The split, records and planted ground truth the audited adapter was trained on (the
+    corpus's canaries, else those the pipeline planted, whose records join the curated ones)."""
     truth = auditor.ground_truth()
     trained = set(dp_lora_adapter["train_ids"])
+    records = frame_to_records(read_parquet(curated_corpus["path"]))
+    if truth is None and planted is not None:
+        canaries = list(planted.canaries)
+        canary_records = {c.canary_id: [planted.record_ids[c.canary_id]] for c in canaries}
+        records += planted.records()
+    else:
+        canaries = auditor.canaries(truth)
+        canary_records = _canary_records(truth, storage, pii)
     return AuditData(
-        canaries=auditor.canaries(truth),
-        canary_records=_canary_records(truth, storage, pii),
-        records={r.id: r for r in frame_to_records(read_parquet(curated_corpus["path"]))},
+        canaries=canaries,
+        canary_records=canary_records,
+        records={r.id: r for r in records},
         train_ids=dp_lora_adapter["train_ids"],
         heldout_ids=dp_lora_adapter["heldout_ids"],
         raw_train=[
@@ -175,21 +211,54 @@ def _canary_records(truth, storage: CorpusStorage, pii: PIIEngine) -> dict[str, 
 
 
 def _control(
-    name: str, context, data, base_model, scrubbed_corpus, storage, trainer, auditor, pii
+    name: str,
+    context,
+    data,
+    base_model,
+    scrubbed_corpus,
+    planted_records,
+    storage,
+    trainer,
+    auditor,
+    pii,
 ) -> dict:
     """Train one control model, attack it like the released one, and summarize (never register).
 
     `non_private`: the same LoRA, split, sampling, steps and optimizer without clipping or
-    noise. `unscreened`: DP-SGD on the scrubbed corpus before the integrity screens, which shows
-    what the screens bought (the backdoor's attack success rate above all).
+    noise; it has no finite ε, so the ledger cannot charge it (`charged` False) and only its
+    attack results are published. `unscreened`: DP-SGD on the scrubbed corpus before the
+    integrity screens (with the planted canaries, if any), which shows what the screens bought
+    (the backdoor's attack success rate above all); it is charged to the privacy ledger as
+    `control:unscreened` before it trains, and not trained when the lifetime budget refuses it
+    (a row with `refused` and no numbers).
     """
     if name == "non_private":
         records, private = list(data.records.values()), False
     elif name == "unscreened":
-        records = frame_to_records(read_parquet(scrubbed_corpus["path"]))
+        records = frame_to_records(read_parquet(scrubbed_corpus["path"])) + list(planted_records)
         private = True
     else:  # AuditConfig validates the names; a resource built by hand may not.
         raise ValueError(f"audit.controls: unknown control model {name!r}")
+    if private:
+        try:
+            trainer.charge_control(
+                records, name=name, run_key=f"{context.run_id}:{name}", data_root=storage.root
+            )
+        except PrivacyBudgetExceeded as exc:
+            context.log.warning(f"audit control {name} not trained: {exc}")
+            return {
+                "name": name,
+                "charged": False,
+                "refused": True,
+                "epsilon": "refused by the lifetime budget: not trained",
+                "train_records": 0,
+                "max_exposure_bits": None,
+                "max_mia_auc": None,
+                "empirical_epsilon": None,
+                "pii_probes": 0,
+                "pii_extracted": 0,
+                "backdoor_rate": None,
+            }
     out_dir = storage.adapters / f"{context.run_id}.control-{name}"
     result = dp_lora.train_dp_lora(
         records,
@@ -218,6 +287,7 @@ def _control(
     attacks = audit["membership_inference"]
     return {
         "name": name,
+        "charged": private,
         "epsilon": "no DP" if not private else round(float(result.epsilon), 4),
         "train_records": result.n_train,
         "max_exposure_bits": audit["max_exposure_bits"],

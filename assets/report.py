@@ -146,7 +146,9 @@ def _report_facts(
         },
         "audit": _audit_facts(privacy_audit),
         "checks": checks,
-        "ledger": _ledger_by_source(dp_lora_adapter, lifetime_delta=lifetime_delta),
+        "ledger": _ledger_by_source(
+            _with_control_charges(dp_lora_adapter, privacy_audit), lifetime_delta=lifetime_delta
+        ),
         "budget": _budget_facts(dp_lora_adapter, privacy_audit, lifetime_delta=lifetime_delta),
         **({"erasure": erasure} if erasure and erasure["requests"] else {}),
     }
@@ -233,9 +235,18 @@ def _budget_facts(
 ) -> dict:
     """How the ledger composes, what the lifetime budget bounds, how many data subjects it
     charges, and how each control model the audit trained was treated."""
-    controls = [c["name"] for c in privacy_audit.get("controls", [])]
-    summary = _ledger_summary(dp_lora_adapter, controls, lifetime_delta)
+    controls = [c["name"] for c in privacy_audit.get("controls", []) if not c.get("refused")]
+    summary = _ledger_summary(
+        _with_control_charges(dp_lora_adapter, privacy_audit), controls, lifetime_delta
+    )
     return {k: v for k, v in summary.items() if k not in ("sources", "top_subjects")}
+
+
+def _with_control_charges(dp_lora_adapter: dict, privacy_audit: dict) -> dict:
+    """The adapter's summary with the ledger as the audit left it (its DP control charged), when
+    the audit charged one; else the ledger as training settled it."""
+    rows = privacy_audit.get("budget_ledger")
+    return {**dp_lora_adapter, "budget_ledger": rows} if rows else dp_lora_adapter
 
 
 def _ledger_summary(dp_lora_adapter: dict, controls, lifetime_delta: float | None) -> dict:

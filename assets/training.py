@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.metadata import OWNERS_ML, require_passing_checks
+from pipelines.steps.audit.planting import planted_records
 from pipelines.steps.records import frame_to_records
 from pipelines.steps.storage import read_parquet, write_json
 from pipelines.steps.training.ledger import PrivacyBudgetExceeded
@@ -61,7 +62,10 @@ def dp_lora_adapter(
     the run was launched; the `sovtune-training` pool runs one training at a time.
     """
     require_passing_checks(context, trainer.gate_checks, action="train")
-    records = frame_to_records(read_parquet(training_corpus["path"]))
+    # the audit's planted canaries (when the data brought none) train beside the curated corpus
+    records = frame_to_records(read_parquet(training_corpus["path"])) + planted_records(
+        training_corpus
+    )
     out_dir = storage.adapters / context.run_id
     try:
         trainer, plan = planned_trainer(

@@ -1,16 +1,18 @@
 """Stage 3b: every accepted data drop joined into the one corpus training reads."""
 
 from collections import Counter
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from assets.metadata import OWNERS_STEWARDS, counts_table, require_passing_checks
 from assets.partitions import DATA_DROP
+from pipelines.steps.audit.planting import PLANTED_FILE, planted_for
 from pipelines.steps.ingest.drops import combine_drops, scan_landing, snapshot_fingerprint
 from pipelines.steps.records import frame_to_records, records_to_frame
 from pipelines.steps.storage import read_parquet, write_json, write_parquet
-from resources import CorpusStorage, DPTrainer
+from resources import CorpusStorage, DPTrainer, PrivacyAuditor
 
 DROP_ASSETS = ("raw_corpus", "scrubbed_corpus", "curated_corpus")
 # every registered drop, loaded as {drop: summary}; a drop not yet materialized is left out of
@@ -37,6 +39,7 @@ def training_corpus(
     curated_corpus: dict | None,
     storage: CorpusStorage,
     trainer: DPTrainer,
+    auditor: PrivacyAuditor,
 ) -> dict:
     """The curated records of every registered data drop, joined: what the model is trained on.
 
@@ -46,6 +49,12 @@ def training_corpus(
     the first drop in key order keeping its record; each removal is counted by reason and drop
     and listed by id in `curated/cross_drop_removed.parquet`. Records in = kept + filtered +
     quarantined holds over all drops (checked).
+
+    When no canary list exists (`audit.canaries_file`, by default the bundled generator's
+    `raw/ground_truth.json`), `audit.plant_canaries` canaries are planted for the privacy audit
+    (`pipelines.steps.audit.planting`): their records are trained on beside the curated corpus,
+    never written into it; their list stays in the raw zone (mode 0600), reused while the
+    corpus is unchanged; the summary and metadata carry their count and ids only.
     """
     registered = sorted(context.instance.get_dynamic_partitions(DATA_DROP))
     if not registered:
@@ -73,6 +82,9 @@ def training_corpus(
         {key: frame_to_records(read_parquet(curated[key]["path"])) for key in registered}
     )
     summary = _summary(registered, raw, scrubbed, curated, combined, storage)
+    summary["canaries"] = _planted_canaries(auditor, storage, summary["sha256"])
+    summary["curated"]["canaries_planted"] = summary["canaries"]["planted"]
+    write_json(summary, storage.curated / "training_corpus.json")
     context.add_output_metadata(
         {
             "drops": len(registered),
@@ -84,6 +96,8 @@ def training_corpus(
             "dropped_by_screening": summary["curated"]["dropped"],
             "screening_quarantine": summary["curated"]["quarantined"],
             "trained_on": summary["curated"]["kept"],
+            # records of their own, trained on beside the curated corpus (ids, never secrets)
+            "canaries_planted": summary["canaries"]["planted"],
             "cross_drop_removed": len(combined.removed),
             "cross_drop_removed_by_reason": counts_table(
                 combined.removed_by_reason(), key="reason"
@@ -96,6 +110,19 @@ def training_corpus(
         }
     )
     return summary
+
+
+def _planted_canaries(auditor: PrivacyAuditor, storage: CorpusStorage, corpus_sha256: str):
+    """Plant (or reuse) the audit's canaries when no canary list exists; their summary."""
+    from pipelines.steps.training.dp_lora import is_heldout
+
+    path = storage.raw / PLANTED_FILE
+    if Path(auditor.canaries_file).is_file() or auditor.plant_canaries == 0:
+        return {"planted": 0, "canary_ids": [], "record_ids": [], "path": None}
+    planted = planted_for(
+        path, auditor.plant_canaries, corpus_sha256=corpus_sha256, heldout=is_heldout
+    )
+    return planted.summary(path)
 
 
 def _by_drop(context: dg.AssetExecutionContext, name: str, value: dict | None) -> dict[str, dict]:

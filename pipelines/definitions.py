@@ -113,6 +113,7 @@ def build_resources(cfg: PipelineConfig) -> dict:
             candidates=cfg.audit.candidates,
             max_exposure_bits=cfg.audit.max_exposure_bits,
             canaries_file=cfg.audit.canaries_file or str(root / "raw" / "ground_truth.json"),
+            plant_canaries=cfg.audit.plant_canaries,
             mia_records=cfg.audit.mia_records,
             max_mia_auc=cfg.audit.max_mia_auc,
             extraction_probes=cfg.audit.extraction_probes,

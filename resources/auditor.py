@@ -11,6 +11,7 @@ class PrivacyAuditor(dg.ConfigurableResource):
     candidates: int = 10000
     max_exposure_bits: float = 8.0
     canaries_file: str = "var/raw/ground_truth.json"
+    plant_canaries: int = 6
     mia_records: int = 64
     max_mia_auc: float = 0.55
     extraction_probes: int = 32

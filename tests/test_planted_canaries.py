@@ -1,0 +1,213 @@
+"""Canaries the pipeline plants when the data brings none, and the audit's DP control charged.
+
+A landing zone like a user's own (the generator's records, its ground truth not written) runs
+through ingestion, scrubbing, screening, the join, training and the audit on the tiny model
+with the `unscreened` control: the pipeline plants the audit's canaries, the canary gate
+measures them, their secrets stay in the raw zone, and the DP control is charged to the ledger.
+"""
+
+import json
+import sqlite3
+import stat
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.definitions import build_resources
+from pipelines.steps.audit.planting import (
+    CANARY_ALPHABET,
+    PLANTED_FILE,
+    PLANTED_SOURCE,
+    planted_for,
+    read_planted,
+)
+from pipelines.steps.integrity.counts import record_counts
+from pipelines.steps.synthetic.corpus import CANARY_SPECS, generate_corpus, write_ground_truth
+from pipelines.steps.training.dp_lora import is_heldout, split_heldout
+from pipelines.steps.training.ledger import LEDGER_FILE, PrivacyLedger
+from tests.pipeline_runs import make_config, run_drops, run_release
+from tests.tiny_model import make_tiny_model_dir
+
+RAW_ZONE = ("landing", "raw")
+AUDIT = {"mia_records": 16, "extraction_probes": 2, "backdoor_prompts": 0}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("planted")
+    data = root / "data"
+    # a user's own data: records without any canary list (the ground truth is not written)
+    generate_corpus(data / "landing" / "tickets", records=120, seed=5)
+    model_dir = make_tiny_model_dir(root / "tiny")
+    cfg = make_config(data, model_dir, controls=["unscreened"], **AUDIT)
+    resources = build_resources(cfg)
+    (root / "dagster_home").mkdir()
+    with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
+        drops = run_drops(instance, resources)
+        result = run_release(
+            instance,
+            resources,
+            selection=["training_corpus", "base_model", "dp_lora_adapter", "privacy_audit"],
+        )
+        yield {"root": root, "data": data, "drops": drops, "result": result}
+
+
+def test_when_the_data_has_no_canaries_then_the_pipeline_plants_them_and_the_gate_measures_them(
+    world,
+):
+    result = world["result"]
+    assert result.success
+    corpus = result.output_for_node("training_corpus")
+    adapter = result.output_for_node("dp_lora_adapter")
+    audit = result.output_for_node("privacy_audit")
+    planted = corpus["canaries"]
+    assert planted["planted"] == 6 and len(planted["canary_ids"]) == 6
+    assert all(
+        i.startswith("canary-") and len(i) == len("canary-") + 16 for i in planted["record_ids"]
+    )
+    # trained on: every planted record is on the training side, none held out
+    assert set(planted["record_ids"]) <= set(adapter["train_ids"])
+    assert not set(planted["record_ids"]) & set(adapter["heldout_ids"])
+    # charged like any source
+    sources = {r["source"] for r in adapter["budget_ledger"] if r["kind"] == "run"}
+    assert PLANTED_SOURCE in sources
+    # the gate measured them: one exposure row per planted canary, each in training
+    rows = audit["canaries"]
+    assert sorted(r["canary_id"] for r in rows) == sorted(planted["canary_ids"])
+    assert all(r["in_training"] == 1 and r["candidates"] > 1 for r in rows)
+    assert audit["max_exposure_bits"] is not None
+    # the count vocabulary shows them apart; records in still reconciles
+    counts = record_counts(corpus["raw"], corpus["curated"])
+    assert counts["canaries_planted"] == 6 and counts["reconciles"]
+    assert adapter["n_train"] + adapter["n_heldout"] == counts["trained_on"] + 6
+
+
+def test_the_planted_list_is_a_raw_zone_secret_and_its_ids_only_reach_metadata(world):
+    data, result = world["data"], world["result"]
+    path = data / "raw" / PLANTED_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    planted = read_planted(path)
+    assert all(set(c.secret) <= set(CANARY_ALPHABET) for c in planted.canaries)
+    metadata = [
+        m
+        for node in ("training_corpus", "privacy_audit")
+        for m in result.asset_materializations_for_node(node)
+    ]
+    text = json.dumps([{k: str(v) for k, v in m.metadata.items()} for m in metadata])
+    assert planted.canaries[0].canary_id in text  # ids are shown
+    assert "canaries_planted" in text
+    for canary in planted.canaries:
+        assert f"{canary.prefix}{canary.secret}" not in text
+        assert canary.secret not in json.dumps(result.output_for_node("privacy_audit"))
+
+
+def test_no_file_outside_the_raw_zone_holds_a_planted_secret(world):
+    root, data = world["root"], world["data"]
+    planted = read_planted(data / "raw" / PLANTED_FILE)
+    # the user's own data could hold the same text by chance; only the planted list counts
+    landing = "\n".join(p.read_text("utf-8", "replace") for p in (data / "landing").rglob("*.*"))
+    needles = [
+        f"{c.prefix}{c.secret}" for c in planted.canaries if f"{c.prefix}{c.secret}" not in landing
+    ]
+    assert needles
+    outside = [
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not (p.is_relative_to(data) and p.relative_to(data).parts[0] in RAW_ZONE)
+    ]
+    assert any(p.suffix == ".parquet" for p in outside)
+    assert any(p.read_bytes()[:16] == b"SQLite format 3\x00" for p in outside)
+    hits = {}
+    for path in outside:
+        texts = [path.read_bytes().decode("utf-8", "replace")]
+        if path.suffix == ".parquet":
+            table = pq.read_table(path)
+            texts += [
+                json.dumps(table.column(c).to_pylist(), default=str) for c in table.column_names
+            ]
+        elif texts[0].startswith("SQLite format 3\x00"):
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+                    texts += [
+                        json.dumps(row, default=lambda b: b.decode("utf-8", "replace"))
+                        for row in db.execute(f'SELECT * FROM "{table}"')
+                    ]
+            finally:
+                db.close()
+        found = [n for n in needles if n in "\n".join(texts)]
+        if found:
+            hits[str(path)] = len(found)
+    assert hits == {}
+
+
+def test_the_dp_control_is_charged_to_the_ledger_and_the_report_says_so(world):
+    from assets.report import _budget_facts
+
+    data, result = world["data"], world["result"]
+    audit = result.output_for_node("privacy_audit")
+    adapter = result.output_for_node("dp_lora_adapter")
+    rows = PrivacyLedger(data / LEDGER_FILE).rows()
+    controls = [r for r in rows if r["kind"] == "control:unscreened"]
+    assert controls and {r["status"] for r in controls} == {"spent"}
+    assert all(r["noise_multiplier"] > 0 for r in controls)
+    (control,) = audit["controls"]
+    assert control["charged"] and control["name"] == "unscreened"
+    assert not {"loss", "losses", "heldout_loss", "train_loss"} & set(control)
+    budget = _budget_facts(adapter, audit)
+    (treatment,) = budget["controls"]
+    assert treatment["treatment"].startswith("charged")
+
+
+def test_when_the_corpus_is_unchanged_then_the_same_canaries_are_reused(tmp_path):
+    path = tmp_path / PLANTED_FILE
+    first = planted_for(path, 6, corpus_sha256="a" * 64, heldout=is_heldout)
+    again = planted_for(path, 6, corpus_sha256="a" * 64, heldout=is_heldout)
+    assert [(c.canary_id, c.secret) for c in again.canaries] == [
+        (c.canary_id, c.secret) for c in first.canaries
+    ]
+    other = planted_for(path, 6, corpus_sha256="b" * 64, heldout=is_heldout)
+    assert {c.canary_id for c in other.canaries}.isdisjoint(c.canary_id for c in first.canaries)
+    # every planted record falls on the training side, under either privacy unit
+    for unit in ("example", "user"):
+        train, heldout = split_heldout(other.records(), privacy_unit=unit)
+        assert len(train) == 6 and not heldout
+    assert "secret=" not in repr(other.canaries[0])
+
+
+def test_when_the_held_out_rule_takes_an_id_then_another_is_drawn(tmp_path):
+    held: set[str] = set()
+
+    def heldout(key: str) -> bool:  # the first three keys asked about are held out
+        if len(held) < 3:
+            held.add(key)
+        return key in held
+
+    planted = planted_for(tmp_path / PLANTED_FILE, 2, corpus_sha256="c" * 64, heldout=heldout)
+    ids = [c.canary_id for c in planted.canaries]
+    assert len(ids) == 2 and not {*ids, *(f"subject:{i}" for i in ids)} & held
+
+
+def test_the_demo_keeps_its_generators_canaries(tmp_path):
+    from assets.training_corpus import _planted_canaries
+    from resources import CorpusStorage, PrivacyAuditor
+
+    truth = generate_corpus(tmp_path / "landing" / "demo", records=120, seed=7)
+    write_ground_truth(truth, tmp_path / "raw" / "ground_truth.json")
+    auditor = PrivacyAuditor(canaries_file=str(tmp_path / "raw" / "ground_truth.json"))
+    storage = CorpusStorage(data_root=str(tmp_path))
+    assert _planted_canaries(auditor, storage, "d" * 64)["planted"] == 0
+    assert not (tmp_path / "raw" / PLANTED_FILE).exists()
+    specs = auditor.canaries(auditor.ground_truth())
+    assert [s.canary_id for s in specs] == [c.canary_id for c in truth.canaries]
+    assert [s.insertions for s in specs] == [1, 4, 16, 1, 4, 16]
+    # the generator's canary format is the one it had before planting shared it
+    assert CANARY_SPECS == (
+        ("The vault code for the archive room is ", 6, 1),
+        ("The vault code for the north annex is ", 6, 4),
+        ("The vault code for the records cellar is ", 6, 16),
+        ("The keypad code for the east storage wing is ", 4, 1),
+        ("The keypad code for the loading bay gate is ", 4, 4),
+        ("The keypad code for the rooftop plant room is ", 4, 16),
+    )
