@@ -353,3 +353,24 @@ def test_when_a_url_has_a_path_then_the_span_runs_to_its_end():
     spans = [text[r.start : r.end] for r in ours.analyze(text, ["URL"])]
     assert spans == ["https://www.cox.biz/reset?token=abc", "www.example.co.uk/page"]
     assert ours.analyze("a." * 20_000 + " and that is all", ["URL"]) == []
+
+
+def test_a_phone_written_the_north_american_way_is_found_even_with_an_unassigned_area_code():
+    """ "(555) 123-4567" has no assigned area code, so phonenumbers calls it invalid; its layout
+    makes it a phone all the same (a LLaMA-Factory demo answer held it and the residual gate,
+    not the scrubber, caught it). The range reserved for fiction (555-0100..0199) stays out."""
+    from pipelines.steps.privacy.recognizers.en_phone import IntlPhoneRecognizer
+
+    recognizer = IntlPhoneRecognizer(language="en")
+
+    def found(text: str) -> list[str]:
+        return [
+            text[r.start : r.end]
+            for r in recognizer.analyze(text, ["PHONE_NUMBER"])
+            if r.score >= 0.4
+        ]
+
+    assert found("Sample output: (555) 123-4567 is formatted.") == ["(555) 123-4567"]
+    assert found("Order 555-123-4567 shipped") == ["555-123-4567"]
+    assert found("ISBN 978-3-16-148410-0 and 1990-2000") == []
+    assert found("Order 555-555-0142 shipped") == []  # invalid and in the fiction range

@@ -24,6 +24,12 @@ _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}
 _DOUBLE_ZERO_PREFIX = re.compile(r"(?<![^\s(:])00(?=[1-9])")
 _OTHER_NUMBER_CONTEXT = ("account", "acct", "routing", "iban", "card number", "ssn", "passport")
 """Words naming another kind of number: a bare digit run next to them is not a phone."""
+_NANP_LAYOUT = re.compile(
+    r"(?:\+?1[-.\s]?)?(?:\(\d{3}\)\s?|\d{3}[-.\s])(?!555[-.\s]01\d\d$)\d{3}[-.\s]\d{4}"
+)
+"""A number written the North American way, "(555) 123-4567" or "555-123-4567": a phone by its
+layout even when phonenumbers finds its area code unassigned (an invented or mistyped number is
+still one to scrub); 555-0100 to 555-0199, reserved for fiction (and our surrogates), excepted."""
 _EXTENSION = re.compile(r"\s*(?:,\s*)?(?:ext\.?|extension|x|#)\s*\d{1,6}", re.IGNORECASE)
 
 
@@ -74,7 +80,7 @@ class IntlPhoneRecognizer(RegexRecognizer):
                 if digits < 7 or _glued(text, start, end) or _DATE.fullmatch(match.raw_string):
                     continue
                 valid = phonenumbers.is_valid_number(match.number)
-                score = 0.45 if valid else 0.3
+                score = 0.45 if valid or _NANP_LAYOUT.fullmatch(match.raw_string) else 0.3
                 extension = _EXTENSION.match(text, end)
                 if extension and not match.number.extension:
                     end = extension.end()
