@@ -56,9 +56,11 @@ def test_the_default_profiles_noise_is_about_33_clipping_norms_per_step():
 def test_the_model_fits_its_calibration_runs_and_states_its_miss():
     errors = planner.model_errors()
     calibration = errors[: len(planner.CALIBRATION)]
-    assert all(abs(predicted - measured) < 0.01 for _, measured, predicted in calibration)
-    # the held-out run (batch 32, 20 steps) is over-predicted: the margin the advice keeps
-    assert planner.MODEL_MARGIN == pytest.approx(0.167, abs=0.002)
+    # nine runs, batch 8 to 128, 50 to 214 steps, epsilon 1 to 8: within -4.9 to +8.1 points
+    assert all(-0.05 < predicted - measured < 0.082 for _, measured, predicted in calibration)
+    # the held-out run (batch 32, 20 steps) is over-predicted most: the margin the advice keeps
+    assert planner.MODEL_MARGIN == pytest.approx(0.101, abs=0.002)
+    assert planner.RHO == pytest.approx(1.0, abs=0.01)
 
 
 def test_when_noise_dominates_and_compute_allows_the_batch_grows():
