@@ -211,3 +211,60 @@ def test_the_demo_keeps_its_generators_canaries(tmp_path):
         ("The keypad code for the loading bay gate is ", 4, 4),
         ("The keypad code for the rooftop plant room is ", 4, 16),
     )
+
+
+def test_when_the_budget_refuses_the_dp_control_then_it_is_not_trained_and_reported_refused(
+    tmp_path,
+):
+    import logging
+    from types import SimpleNamespace
+
+    from assets.audit import _control, _controls_table
+    from pipelines.steps.records import Message, Record, records_to_frame
+    from pipelines.steps.storage import write_parquet
+    from resources import CorpusStorage, DPTrainer
+
+    records = [
+        Record(f"r{i}", "t.jsonl", i + 1, "chat", (Message("user", "q"), Message("assistant", "a")))
+        for i in range(40)
+    ]
+    scrubbed = tmp_path / "scrubbed.parquet"
+    write_parquet(records_to_frame(records), scrubbed)
+    trainer = DPTrainer(
+        target_epsilon=8.0,
+        target_delta=1e-3,
+        accountant="rdp",
+        expected_batch_size=64,
+        steps=3,
+        lifetime_epsilon=10.0,
+    )
+    ledger = PrivacyLedger(tmp_path / LEDGER_FILE)  # a run already spent 8 of the 10
+    ledger.reserve(
+        "run-1",
+        {"t.jsonl": 40},
+        epsilon=8.0,
+        delta=1e-3,
+        lifetime_epsilon=10.0,
+        privacy_unit="example",
+    )
+    ledger.settle("run-1", epsilon=8.0)
+    context = SimpleNamespace(run_id="audit-run", log=logging.getLogger("test"))
+    row = _control(
+        "unscreened",
+        context,
+        None,  # never reached: nothing is trained or attacked
+        None,
+        {"path": str(scrubbed)},
+        [],
+        CorpusStorage(data_root=str(tmp_path)),
+        trainer,
+        None,
+        None,
+    )
+    assert row["refused"] and not row["charged"] and row["max_exposure_bits"] is None
+    assert [r["kind"] for r in ledger.rows()] == ["run"]  # refused: nothing charged
+    assert not (tmp_path / "adapters").exists() or not any((tmp_path / "adapters").iterdir())
+    released = {"epsilon": 1.0}
+    result = {"membership_inference": [], "max_exposure_bits": 1.0, "backdoor": None}
+    result["pii_extraction"] = {"probes": 0, "extracted": 0}
+    assert "refused by the lifetime budget" in _controls_table([row], released, result)

@@ -116,7 +116,8 @@ def exposure_within_bound(*, exposures: list[float], bound: float) -> GateResult
         return GateResult(
             False,
             "no canaries were found in the training data, so memorization was not measured "
-            "(set audit.canaries_file to the canary list)",
+            "(set audit.canaries_file to the canary list, or audit.plant_canaries above 0 to "
+            "let the pipeline plant them)",
             {"canaries": 0, "bound_bits": bound},
         )
     worst = max(exposures)
