@@ -475,3 +475,35 @@ def test_when_the_desk_names_a_record_by_pseudonym_then_its_id_and_subject_are_f
     assert originals_of(tmp_path, key, ids["t-3"]) == ("t-3", None)
     with pytest.raises(ErasureError, match="no record rec-000000000000"):
         originals_of(tmp_path, key, "rec-000000000000")
+
+
+def test_when_a_subject_had_a_quarantined_line_then_it_goes_but_its_place_is_not_excluded(
+    tmp_path,
+):
+    from pipelines.steps.ingest.erasure import Erasure, Exclusions
+    from pipelines.steps.ingest.landing import ingest_landing
+    from pipelines.steps.privacy.identifiers import pseudonymize_quarantine
+    from pipelines.steps.records import QuarantinedRecord
+
+    key = os.urandom(32)
+    _small_root(tmp_path, key)
+    jsonl = tmp_path / "landing" / "d" / "a.jsonl"
+    with jsonl.open("a") as handle:  # planted: the subject's line without an id, quarantined
+        handle.write(json.dumps({"subject": "s-1", "text": 5}) + "\n")
+    result = ingest_landing(tmp_path / "landing", languages=["en"], max_record_chars=20_000)
+    idmap = IdentifierMap(tmp_path / "raw" / IDENTIFIER_MAP, key)
+    quarantine = pseudonymize_quarantine(result.quarantined, idmap, drop="d")
+    assert [q.id for q in result.quarantined] == ["d/a.jsonl:4"]
+    pq.write_table(
+        pa.Table.from_pylist([vars(q) for q in quarantine]),
+        tmp_path / "raw" / "drops" / "d" / "quarantine.parquet",
+    )
+    Erasure(tmp_path, key, subjects=["s-1"], ids=[], ingest=_ingest(tmp_path)).run(
+        reason="data_subject_request"
+    )
+    left = pq.read_table(tmp_path / "raw" / "drops" / "d" / "quarantine.parquet")
+    assert left.num_rows == 0
+    assert [json.loads(line)["id"] for line in jsonl.read_text().splitlines()] == ["t-3"]
+    # whoever's line comes at that place next is not taken for the erased subject
+    stand_in = QuarantinedRecord("d/a.jsonl:4", "d/a.jsonl", 4, "bad_json", "")
+    assert not Exclusions(tmp_path / "raw", key).matches_quarantined(stand_in)

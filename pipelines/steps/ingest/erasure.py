@@ -259,16 +259,21 @@ class Erasure:
             for record in frame_to_records(frame[hit]):
                 record_ps.add(record.id)
                 raw_records.append(record)
+        originals = set(self.ids)
+        for record in raw_records:
+            found = self.idmap.resolve(record.id)
+            if found:
+                originals.add(found[1])
         for path in sorted(self.raw.glob("drops/*/quarantine.parquet")):
             frame = pq.read_table(path).to_pandas()
             if len(frame) and self.subjects:
                 hit = frame["raw"].map(self._names_subject)
                 record_ps.update(frame.loc[hit, "id"])
-        originals = set(self.ids)
-        for pseudonym in record_ps:
-            found = self.idmap.resolve(pseudonym)
-            if found:
-                originals.add(found[1])
+                # a line's own id joins the exclusions; a `file:line` stand-in does not (the
+                # next line at that place may be anyone's)
+                originals.update(
+                    str(json.loads(raw)["id"]) for raw in frame.loc[hit, "raw"] if _has_id(raw)
+                )
         return record_ps, subject_ps, originals, raw_records
 
     def _names_subject(self, raw) -> bool:
@@ -506,6 +511,15 @@ def forget_identifiers(path: Path, key: str, pseudonyms: set[str]) -> int:
         db.close()
     os.chmod(path, SECRET_FILE_MODE)
     return removed
+
+
+def _has_id(raw) -> bool:
+    """Whether a quarantined line is a JSON object with an id of its own."""
+    try:
+        parsed = json.loads(str(raw))
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and isinstance(parsed.get("id"), str | int)
 
 
 def _write_bytes(data: bytes, path: Path) -> None:
