@@ -396,6 +396,9 @@ def test_when_records_are_erased_by_id_then_only_they_go_and_a_csv_is_named(tmp_
     key = os.urandom(32)
     ids = _small_root(tmp_path, key)
     landing_csv = (tmp_path / "landing" / "d" / "b.csv").read_bytes()
+    summary = tmp_path / "adapters" / "run-1.training.json"  # what training publishes
+    summary.parent.mkdir()
+    summary.write_text(json.dumps({"train_ids": [ids["t-1"], ids["t-2"]], "heldout_ids": []}))
     outcome = Erasure(tmp_path, key, subjects=[], ids=["t-1", "t-9"], ingest=_ingest(tmp_path)).run(
         reason="legal_obligation"
     )
@@ -419,6 +422,7 @@ def test_when_records_are_erased_by_id_then_only_they_go_and_a_csv_is_named(tmp_
     assert detail == [
         {"id": ids["t-3"], "reason": "near_duplicate", "detail": f"representative={ERASED_ID}"}
     ]
+    assert json.loads(summary.read_text())["train_ids"] == [ERASED_ID, ids["t-2"]]
     idmap = IdentifierMap(tmp_path / "raw" / IDENTIFIER_MAP, key)
     assert idmap.resolve(ids["t-1"]) is None and idmap.resolve(ids["t-2"]) == ("id", "t-2")
     # the exclusion list: the id, and the text under another id; t-3's text differs by one mark

@@ -13,7 +13,8 @@ directly. It then removes them everywhere they were written:
   files, both quarantines, screening outputs, cross-drop removals): rows of the records are
   removed; any other cell that names one of their pseudonyms (a duplicate's representative)
   has it replaced by `rec-erased` / `subj-erased`. JSON, HTML and text files of those zones,
-  the reports and MLflow's artifacts have the pseudonyms replaced the same way.
+  the reports, the training summaries (`adapters/*.training.json`: train and held-out ids) and
+  MLflow's artifacts have the pseudonyms replaced the same way.
 - **steward decisions** (`curated/steward_decisions.csv`): the records' rows are removed.
 - **surrogate vault** (when `pii.vault` was on): the entries of every surrogate written into
   the subject's records; the surrogate registry (`secrets/surrogates.json`) releases its
@@ -319,7 +320,11 @@ class Erasure:
                 if removed:
                     outcome.removed[f"{zone}:{_kind(path)}"] += removed
         self._erase_decisions(record_ps, outcome)
-        for folder in (*(self.root / z for z in ZONES), self.root / "reports"):
+        for folder in (
+            *(self.root / z for z in ZONES),
+            self.root / "reports",
+            self.root / "adapters",
+        ):
             self._redact_text(folder, record_ps, subject_ps, outcome)
         self._redact_text(self.root / "mlflow" / "artifacts", record_ps, subject_ps, outcome)
         if pairs and self.vault is not None:
