@@ -10,7 +10,9 @@
    it reaches the reason.
 """
 
+import gc
 import json
+import random
 import time
 
 import pytest
@@ -20,7 +22,9 @@ from typer.testing import CliRunner
 from pipelines.cli import app
 from pipelines.steps.config import ConfigError, PIIConfig, load_config
 from pipelines.steps.privacy import pii
+from pipelines.steps.privacy.normalize import normalize
 from pipelines.steps.privacy.recognizers.base import ScanTimeout
+from pipelines.steps.privacy.recognizers.cn_names import _block_tags, posseg
 from pipelines.steps.records import Message, Record
 
 CFG = PIIConfig()
@@ -118,3 +122,97 @@ def test_the_deadline_is_checked_between_recognizers(analyzer):
     with scan_deadline(-1.0), pytest.raises(ScanTimeout):
         recognizer.analyze("text", CFG.entities, None)
     assert time.perf_counter() - started < 1.0
+
+
+# --- 1. every recognizer is linear --------------------------------------------------------
+
+LATIN_UNITS = (
+    ".", "a.", "www.", "-", "a-", "A-", "a'", "1 ", "1-", "+1 ", "@", "a@a.", " ",
+    "John Smith, ", "ab, ", "12 Main St ", "Mr. ", "A. ", "(1) ", "key: ",
+)  # fmt: skip
+"""Repeated units of the adversarial inputs (benchmarks/scan_adversarial.py has more)."""
+HAN_UNITS = ("的", "王", "王先生说")
+SMALL, LARGE = 10_000, 100_000
+HAN_SMALL, HAN_LARGE = 500, 5_000
+"""Han inputs are shorter: jieba's part-of-speech HMM costs about 0.1 ms per character on
+ordinary text too (the benchmark compares it with Chinese prose)."""
+MAX_GROWTH = 12.0
+"""Cost of the large input over the small one, 10 times longer: 10 is linear."""
+SLACK = 0.08
+"""Seconds added to the allowed cost (8 ms per 10 kB at 100 kB, far under the issue's 100):
+a 10 kB input stays in the CPU's caches and can cost a few milliseconds less than a tenth of
+100 kB, and a loaded machine adds noise; a quadratic recognizer is seconds over."""
+CEILING = 10.0
+"""Seconds one recognizer may take on the large input, however loaded the machine."""
+
+
+def _repeat(unit: str, size: int) -> str:
+    return (unit * (size // len(unit) + 1))[:size]
+
+
+def _seconds(function, *args, repeat: int = 1) -> float:
+    """Best time of `repeat` calls, caches cleared, the garbage collector paused: a full
+    collection over the loaded models costs tens of milliseconds whatever the text."""
+    best = float("inf")
+    for _ in range(repeat):
+        posseg.cache_clear()
+        _block_tags.cache_clear()
+        gc.disable()
+        try:
+            started = time.perf_counter()
+            function(*args)
+            best = min(best, time.perf_counter() - started)
+        finally:
+            gc.enable()
+    return best
+
+
+def _too_slow(label: str, function, texts, artifacts, sizes: tuple[int, int]) -> str | None:
+    """A message when the large input costs more than linear growth allows, or None.
+
+    A pair over the bound is measured again (best of three and of two): a busy machine can
+    stall one call, not every one.
+    """
+    growth_allowed = MAX_GROWTH * (sizes[1] / sizes[0]) / 10
+    small = large = 0.0
+    for attempt in range(2):
+        small = _seconds(function, texts[0], *artifacts[0], repeat=2 + attempt)
+        large = _seconds(function, texts[1], *artifacts[1], repeat=1 + attempt)
+        if large <= CEILING and large <= growth_allowed * small + SLACK:
+            return None
+    return f"{label}: {small * 1000:.1f} ms -> {large * 1000:.1f} ms"
+
+
+def test_every_recognizer_is_linear_on_adversarial_latin_input(analyzer):
+    rng = random.Random(5)
+    units = [*LATIN_UNITS, "".join(rng.choice("a.-@1 /:_'A") for _ in range(97))]
+    slow = []
+    for unit in units:
+        texts = [_repeat(unit, size) for size in (SMALL, LARGE)]
+        artifacts = [analyzer.nlp_engine.tokens_only(text, "en") for text in texts]
+        arguments = [(CFG.entities, artifact) for artifact in artifacts]
+        for recognizer in analyzer.registry.recognizers:
+            if recognizer.supported_language == "en":
+                label = f"{recognizer.name} on {unit!r}"
+                slow.append(_too_slow(label, recognizer.analyze, texts, arguments, (SMALL, LARGE)))
+        label = f"normalize on {unit!r}"
+        slow.append(_too_slow(label, normalize, texts, [(), ()], (SMALL, LARGE)))
+    slow = [s for s in slow if s]
+    assert not slow, "\n".join(slow)
+
+
+def test_every_chinese_recognizer_is_linear_on_han_runs(analyzer):
+    rng = random.Random(5)
+    rare = "".join(chr(rng.randrange(0x4E00, 0x9FA5)) for _ in range(HAN_LARGE))
+    slow = []
+    for unit in (*HAN_UNITS, rare):
+        texts = [_repeat(unit, size) for size in (HAN_SMALL, HAN_LARGE)]
+        artifacts = [analyzer.nlp_engine.tokens_only(text, "zh") for text in texts]
+        arguments = [(CFG.entities, artifact) for artifact in artifacts]
+        for recognizer in analyzer.registry.recognizers:
+            if recognizer.supported_language == "zh":
+                label = f"{recognizer.name} on {unit[:4]!r}"
+                sizes = (HAN_SMALL, HAN_LARGE)
+                slow.append(_too_slow(label, recognizer.analyze, texts, arguments, sizes))
+    slow = [s for s in slow if s]
+    assert not slow, "\n".join(slow)

@@ -11,13 +11,14 @@ LOCATION (addresses, places, venues) is `cn_address`.
 """
 
 import re
+from bisect import bisect_left
 from collections import Counter
 from functools import lru_cache
 
 from faker.providers.address.zh_CN import Provider as AddressProvider
 from faker.providers.person.zh_CN import Provider as PersonProvider
 
-from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+from pipelines.steps.privacy.recognizers.base import RegexRecognizer, Spans
 from pipelines.steps.privacy.recognizers.cn_name_model import (
     _dictionary,
     foreign_score,
@@ -159,14 +160,42 @@ NOT_A_SURNAME = 2.0
 
 
 def _inside_title(text: str, start: int, end: int) -> bool:
-    """Whether `text[start:end]` lies inside 《...》: a book, film or game title, not a person."""
-    for opening, closing in _TITLE_QUOTES:
-        before = text.rfind(opening, 0, start)
-        if before != -1 and text.rfind(closing, before, start) == -1:
-            after = text.find(closing, end)
-            if after != -1 and text.find(opening, end, after) == -1:
-                return True
+    """Whether `text[start:end]` lies inside 《...》: a book, film or game title, not a person.
+
+    The marks' positions are indexed once per text (`_marks`): searching the text for them
+    around every candidate was quadratic in a long text without any (issue #16.3).
+    """
+    for opens, closes in _marks(text):
+        index = bisect_left(opens, start)
+        if index == 0:
+            continue
+        before = opens[index - 1]  # the last opening mark before the candidate
+        if bisect_left(closes, before) != bisect_left(closes, start):
+            continue  # closed again before the candidate
+        index = bisect_left(closes, end)
+        if index == len(closes):
+            continue
+        after = closes[index]  # the first closing mark after it
+        if bisect_left(opens, end) == bisect_left(opens, after):
+            return True
     return False
+
+
+@lru_cache(maxsize=8)
+def _marks(text: str) -> tuple[tuple[list[int], list[int]], ...]:
+    """Per kind of title quotes, the sorted positions of its opening and closing marks."""
+    return tuple(
+        (
+            [i for i, char in enumerate(text) if char == opening],
+            [i for i, char in enumerate(text) if char == closing],
+        )
+        for opening, closing in _TITLE_QUOTES
+    )
+
+
+@lru_cache(maxsize=8)
+def _vendor_spans(text: str) -> Spans:
+    return Spans(match.span() for match in _VENDORS.finditer(text))
 
 
 def _name_context(text: str, start: int, end: int) -> float:
@@ -209,7 +238,7 @@ def _not_a_person(text: str, start: int, end: int) -> bool:
         return True
     if (end - start > 2 and text[end - 1] in _PLACE_ENDINGS) or text.startswith(_PLACE_AFTER, end):
         return True
-    return any(m.start() <= start < m.end() for m in _VENDORS.finditer(text))
+    return _vendor_spans(text).contains(start, start + 1)
 
 
 def _tag(word: str, flag: str | None, tags: dict[str, str]) -> str:
@@ -233,6 +262,13 @@ def _han_name_candidates(
     ends |= {s + len(w) - 1 for w, _, s in tokens if len(w) == 2 and w[-1] in _GLUED_AFTER}
     flags = {(start, start + len(word)): flag for word, flag, start in tokens}
     found: dict[tuple[int, int], float] = {}
+    # Where the given name must stop: the next particle, pronoun or numeral token (高兴 + 的),
+    # found for every token in one backward pass.
+    stops, stop = [0] * len(tokens), len(text)
+    for index in range(len(tokens) - 1, -1, -1):
+        stops[index] = stop
+        if tokens[index][1] in _NOT_IN_A_NAME:
+            stop = tokens[index][2]
     for index, (word, flag, start) in enumerate(tokens):
         if flag == "nrt":
             continue  # jieba knows the word as a transliteration (阿里): not surname + name
@@ -241,7 +277,7 @@ def _han_name_candidates(
         function_word = flag in _FUNCTION_WORD
         other_word = word in frequencies and not flag.startswith("nr") and len(word) > 1
         # The given name does not run into a particle, pronoun or numeral (高兴 + 的).
-        stop = next((s for _, f, s in tokens[index + 1 :] if f in _NOT_IN_A_NAME), len(text))
+        stop = stops[index]
         for surname in {word[:2], word[:1]} & names:
             for given_length in (1, 2):
                 end = start + len(surname) + given_length

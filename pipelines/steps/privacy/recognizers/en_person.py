@@ -26,7 +26,7 @@ from pipelines.steps.privacy.recognizers.en_names import (
 )
 
 _WORD = r"[A-Za-z][a-z'\-]+|[A-Z][A-Z'\-]+"
-_INITIAL = r"[A-Za-z]\.(?:\s?[A-Za-z]\.)*"
+_INITIAL = r"[A-Za-z]\.(?:\s?[A-Za-z]\.){0,4}"  # at most five initials: "A. A. A. ..." stays linear
 _NAME = rf"(?:(?:{_INITIAL})\s?)?(?:{_WORD})(?:\s(?:{_INITIAL}|{_WORD})){{0,2}}"
 TITLES = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Dame)\.?"
 INTRODUCTIONS = r"(?:my name is|name:|this is|i am|i'm|signed|regards,|contact|patient|client)"
