@@ -427,7 +427,8 @@ def test_when_signatures_are_computed_for_the_corpus_then_they_equal_datasketch_
 
     ours = signatures(shingles, num_perm=64, seed=1)
 
-    theirs = MinHash.bulk([sorted(s) for s in shingles.sets], num_perm=64, seed=1, hashfunc=int)
+    sets = [shingles.members(i).tolist() for i in range(len(shingles))]
+    theirs = MinHash.bulk(sets, num_perm=64, seed=1, hashfunc=int)
     assert all(np.array_equal(row, m.hashvalues) for row, m in zip(ours, theirs, strict=True))
 
 

@@ -156,10 +156,12 @@ def score_backdoor(
     Returns:
         Per-record scores and the examined clusters.
     """
-    features = [prompt_features(r) for r in records]
+    # Features are counted record by record and kept only for the records of a response
+    # cluster (recomputed there): a set of strings per record of the corpus was most of the
+    # screen's memory on a large corpus.
     document_frequency: Counter[str] = Counter()
-    for feature_set in features:
-        document_frequency.update(feature_set)
+    for record in records:
+        document_frequency.update(prompt_features(record))
     trigger = {r.id: 0.0 for r in records}
     outlier = {r.id: 0.0 for r in records}
     cluster_of: dict[str, int] = {}
@@ -169,6 +171,7 @@ def score_backdoor(
         records, threshold=threshold, num_perm=num_perm, min_cluster=min_cluster
     )
     for group in groups:
+        features = {index: prompt_features(records[index]) for index in group}
         in_cluster: Counter[str] = Counter()
         for index in group:
             in_cluster.update(features[index])

@@ -96,7 +96,7 @@ def score_near_duplicates(
     if not records:
         return DedupScores({}, {}, [])
     pairs = similar_pairs(
-        [dedup_tokens(r) for r in records],
+        (dedup_tokens(r) for r in records),
         shingle_size=shingle_size,
         threshold=threshold,
         num_perm=num_perm,

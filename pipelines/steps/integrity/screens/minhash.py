@@ -10,11 +10,13 @@ similarity of the two shingle sets. A pair is therefore decided without estimati
 sketches only choose which pairs are compared.
 """
 
+import math
+from array import array
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from itertools import chain, combinations, count
+from itertools import count
 
 import numpy as np
 from datasketch import MinHash
@@ -23,16 +25,41 @@ from datasketch import MinHash
 _FMIX32_MULTIPLIERS = (np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35))
 # Candidate recall demanded of the banding for a pair exactly at the threshold.
 _CANDIDATE_RECALL = 0.99
+# Shingles hashed per batch of records in `signatures` (64 permutations: 16 MiB of uint32).
+_BATCH_SHINGLES = 1 << 16
+# Chance, for a pair exactly at the threshold, that its signatures agree on fewer positions than
+# `agreement_floor` (such a candidate is not confirmed): next to the banding's 1% miss, nothing.
+_AGREEMENT_MISS = 1e-9
+# Candidate pairs whose signatures are compared per numpy batch.
+_AGREEMENT_BATCH = 1 << 18
+# Shingle ids of candidate pairs compared per numpy batch in `jaccards` (8 bytes each).
+_JACCARD_BATCH = 1 << 22
 
 
 @dataclass(frozen=True)
 class ShingleSets:
-    """Per record, the ids of its distinct word shingles (ids are dense, corpus-wide)."""
+    """Per record, the ids of its distinct word shingles (ids are dense, corpus-wide).
 
-    sets: list[frozenset[int]]
+    Compact: record `i`'s ids, sorted, are `ids[offsets[i]:offsets[i + 1]]` (uint32), about 4
+    bytes a shingle where a frozenset of Python ints took some 60.
+
+    Attributes:
+        ids: Every record's shingle ids, record after record.
+        offsets: `records + 1` bounds into `ids`.
+    """
+
+    ids: np.ndarray
+    offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def members(self, index: int) -> np.ndarray:
+        """The sorted shingle ids of record `index`."""
+        return self.ids[self.offsets[index] : self.offsets[index + 1]]
 
 
-def shingle_sets(token_lists: Sequence[Sequence[str]], size: int) -> ShingleSets:
+def shingle_sets(token_lists: Iterable[Sequence[str]], size: int) -> ShingleSets:
     """Word `size`-grams of each record, as dense integer ids.
 
     A record with `size` tokens or fewer has one shingle, all of its tokens; a record without
@@ -47,18 +74,18 @@ def shingle_sets(token_lists: Sequence[Sequence[str]], size: int) -> ShingleSets
     """
     # A missing shingle gets the next id: a subscript is the cheapest lookup per shingle.
     vocabulary: defaultdict[tuple[str, ...], int] = defaultdict(count().__next__)
-    sets = []
+    ids = array("I")
+    offsets = array("q", [0])
     for tokens in token_lists:
-        if not tokens:
-            sets.append(frozenset())
-            continue
-        grams = (
-            zip(*(tokens[k:] for k in range(size)), strict=False)
-            if len(tokens) > size
-            else (tuple(tokens),)
-        )
-        sets.append(frozenset([vocabulary[g] for g in grams]))
-    return ShingleSets(sets)
+        if tokens:
+            grams = (
+                zip(*(tokens[k:] for k in range(size)), strict=False)
+                if len(tokens) > size
+                else (tuple(tokens),)
+            )
+            ids.extend(sorted({vocabulary[g] for g in grams}))
+        offsets.append(len(ids))
+    return ShingleSets(np.frombuffer(ids, dtype=np.uint32), np.frombuffer(offsets, dtype=np.int64))
 
 
 @cache
@@ -81,16 +108,27 @@ def signatures(shingles: ShingleSets, *, num_perm: int, seed: int) -> np.ndarray
         A `(records, num_perm)` uint32 array.
     """
     a, b = _permutations(num_perm, seed)
-    out = np.full((len(shingles.sets), num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
-    filled = [i for i, s in enumerate(shingles.sets) if s]
-    if not filled:
-        return out
-    lengths = np.fromiter((len(shingles.sets[i]) for i in filled), dtype=np.int64)
-    values = np.fromiter(
-        chain.from_iterable(shingles.sets[i] for i in filled),
-        dtype=np.uint32,
-        count=int(lengths.sum()),
-    )
+    out = np.full((len(shingles), num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
+    lengths = np.diff(shingles.offsets)
+    filled = np.flatnonzero(lengths)
+    # Records are hashed in batches of about `_BATCH_SHINGLES` shingles: the permuted values of
+    # a batch (permutations x shingles) are the only large intermediate, bounded whatever the
+    # corpus size (the whole corpus at once took gigabytes at 100k records).
+    batch_of = np.cumsum(lengths[filled]) // _BATCH_SHINGLES
+    for batch in np.split(filled, np.flatnonzero(np.diff(batch_of)) + 1):
+        if len(batch):
+            out[batch] = _min_hashes(shingles, batch, a, b)
+    return out
+
+
+def _min_hashes(
+    shingles: ShingleSets, batch: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> np.ndarray:
+    """Signatures `(len(batch), len(a))` of consecutive records with shingles (affine32)."""
+    lo, hi = shingles.offsets[batch[0]], shingles.offsets[batch[-1] + 1]
+    # The batch's records are consecutive but for records without shingles, which own no ids.
+    values = shingles.ids[lo:hi].copy()
+    starts = shingles.offsets[batch] - lo
     with np.errstate(over="ignore"):
         values ^= values >> np.uint32(16)
         values *= _FMIX32_MULTIPLIERS[0]
@@ -98,9 +136,7 @@ def signatures(shingles: ShingleSets, *, num_perm: int, seed: int) -> np.ndarray
         values *= _FMIX32_MULTIPLIERS[1]
         values ^= values >> np.uint32(16)
         permuted = a[:, None] * values[None, :] + b[:, None]
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    out[filled] = np.minimum.reduceat(permuted, starts, axis=1).T
-    return out
+    return np.minimum.reduceat(permuted, starts, axis=1).T
 
 
 def band_rows(threshold: float, num_perm: int) -> int:
@@ -113,35 +149,126 @@ def band_rows(threshold: float, num_perm: int) -> int:
     return best
 
 
-def candidate_pairs(signature: np.ndarray, rows: int) -> set[tuple[int, int]]:
-    """Pairs `(i, j)`, `i < j`, of records that agree on every row of at least one band."""
-    num_perm = signature.shape[1]
-    pairs: set[tuple[int, int]] = set()
+def candidate_pairs(signature: np.ndarray, rows: int) -> np.ndarray:
+    """Pairs `(i, j)`, `i < j`, of records that agree on every row of at least one band.
+
+    Returns:
+        An `(pairs, 2)` integer array, sorted (the pairs of a set, in `sorted` order): numpy
+        rather than a set of tuples, whose ~100 bytes a pair came to gigabytes at 100k
+        records (templated records share bands by the million).
+    """
+    records, num_perm = signature.shape
     live = np.flatnonzero(~np.all(signature == np.iinfo(np.uint32).max, axis=1))
     mixer = np.random.default_rng(0).integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
+    codes = []
     for start in range(0, num_perm - rows + 1, rows):
         band = signature[live, start : start + rows].astype(np.uint64)
         # One 64-bit key per band; a rare collision only adds a candidate that is then refuted.
         with np.errstate(over="ignore"):
             keys = (band * mixer).sum(axis=1, dtype=np.uint64)
         order = np.argsort(keys, kind="stable")
-        members, sorted_keys = live[order].tolist(), keys[order]
-        edges = [0, *(np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1).tolist()]
-        for start, end in zip(edges, [*edges[1:], len(members)], strict=True):
-            if end - start > 1:
-                pairs.update(combinations(sorted(members[start:end]), 2))
+        codes.append(_bucket_pairs(live[order], keys[order], records))
+    merged = np.concatenate(codes) if codes else np.empty(0, dtype=np.int64)
+    del codes
+    merged.sort()
+    unique = merged[np.concatenate(([True], merged[1:] != merged[:-1]))] if len(merged) else merged
+    del merged
+    pairs = np.empty((len(unique), 2), dtype=np.int32 if records < 2**31 else np.int64)
+    np.floor_divide(unique, max(records, 1), out=pairs[:, 0], casting="unsafe")
+    np.remainder(unique, max(records, 1), out=pairs[:, 1], casting="unsafe")
     return pairs
 
 
-def jaccard(a: frozenset[int], b: frozenset[int]) -> float:
-    """Exact Jaccard similarity of two shingle sets (0.0 when both are empty)."""
-    common = len(a & b)
+def _bucket_pairs(members: np.ndarray, sorted_keys: np.ndarray, records: int) -> np.ndarray:
+    """Every pair of members sharing a key (keys sorted), each coded `i * records + j`, `i < j`."""
+    if len(members) < 2:
+        return np.empty(0, dtype=np.int64)
+    edges = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
+    ends = np.append(edges[1:], len(members))
+    # For each position, how many later members its bucket has: it pairs with each of them.
+    bucket_end = np.repeat(ends, ends - edges)
+    later = bucket_end - np.arange(len(members)) - 1
+    total = int(later.sum())
+    if not total:
+        return np.empty(0, dtype=np.int64)
+    first = np.repeat(np.arange(len(members)), later)
+    # The k-th partner of a position p is p + 1 + k.
+    offsets = np.cumsum(later) - later
+    second = first + 1 + np.arange(total) - np.repeat(offsets, later)
+    a, b = members[first].astype(np.int64), members[second].astype(np.int64)
+    return np.minimum(a, b) * records + np.maximum(a, b)
+
+
+def agreement_floor(threshold: float, num_perm: int) -> int:
+    """Fewest signature positions on which two records at `threshold` agree but for a chance of
+    at most `_AGREEMENT_MISS` (binomial tail): a candidate agreeing on fewer is not confirmed.
+
+    Candidates that share one band only because their records share a template are most of the
+    candidates of a templated corpus; their exact Jaccard was computed one pair at a time.
+    """
+    floor = 0
+    tail = 0.0
+    for k in range(num_perm + 1):
+        tail += math.comb(num_perm, k) * threshold**k * (1 - threshold) ** (num_perm - k)
+        if tail > _AGREEMENT_MISS:
+            break
+        floor = k + 1
+    return floor
+
+
+def _agreeing(signature: np.ndarray, pairs: np.ndarray, floor: int) -> np.ndarray:
+    """The candidate pairs whose signatures agree on at least `floor` positions."""
+    keep = np.zeros(len(pairs), dtype=bool)
+    for start in range(0, len(pairs), _AGREEMENT_BATCH):
+        batch = pairs[start : start + _AGREEMENT_BATCH]
+        same = signature[batch[:, 0]] == signature[batch[:, 1]]
+        keep[start : start + len(batch)] = same.sum(axis=1) >= floor
+    return pairs[keep]
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact Jaccard similarity of two sorted shingle-id arrays (0.0 when both are empty)."""
+    common = len(np.intersect1d(a, b, assume_unique=True))
     union = len(a) + len(b) - common
     return common / union if union else 0.0
 
 
+def jaccards(shingles: ShingleSets, pairs: np.ndarray) -> np.ndarray:
+    """Exact Jaccard similarity of every pair `(i, j)` of records (rows of `pairs`), as
+    `jaccard` computes it, many pairs per numpy pass (7 million candidates at 100k records
+    took minutes one `jaccard` call at a time)."""
+    out = np.empty(len(pairs), dtype=np.float64)
+    lengths = np.diff(shingles.offsets)
+    cost = lengths[pairs[:, 0]] + lengths[pairs[:, 1]] if len(pairs) else np.empty(0)
+    batch_of = np.cumsum(cost) // _JACCARD_BATCH
+    for batch in np.split(np.arange(len(pairs)), np.flatnonzero(np.diff(batch_of)) + 1):
+        if len(batch):
+            out[batch] = _batch_jaccards(shingles, pairs[batch])
+    return out
+
+
+def _batch_jaccards(shingles: ShingleSets, pairs: np.ndarray) -> np.ndarray:
+    # Each id is tagged with its pair's index: after a sort, an id both records of a pair hold
+    # is two equal neighbours (a record's ids are distinct).
+    tagged, sizes = [], []
+    for rows in (pairs[:, 0], pairs[:, 1]):
+        starts = shingles.offsets[rows]
+        lengths = shingles.offsets[rows + 1] - starts
+        within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        ids = shingles.ids[np.repeat(starts, lengths) + within].astype(np.uint64)
+        owner = np.repeat(np.arange(len(rows), dtype=np.uint64), lengths)
+        tagged.append(ids | (owner << np.uint64(32)))
+        sizes.append(lengths)
+    merged = np.concatenate(tagged)
+    merged.sort()
+    both = merged[1:][merged[1:] == merged[:-1]] >> np.uint64(32)
+    common = np.bincount(both.astype(np.int64), minlength=len(pairs))
+    union = sizes[0] + sizes[1] - common
+    return np.divide(common, union, out=np.zeros(len(pairs)), where=union > 0)
+
+
 def similar_pairs(
-    token_lists: Sequence[Sequence[str]],
+    token_lists: Iterable[Sequence[str]],
     *,
     shingle_size: int,
     threshold: float,
@@ -151,7 +278,8 @@ def similar_pairs(
     """Pairs of records whose word-shingle sets have a Jaccard similarity of at least `threshold`.
 
     Args:
-        token_lists: Per record, its tokens.
+        token_lists: Per record, its tokens (an iterator will do: each is read once, so the
+            tokens of the whole corpus need not be held at once).
         shingle_size: Tokens per shingle.
         threshold: Smallest exact Jaccard similarity of a returned pair.
         num_perm: MinHash permutations of the candidate search.
@@ -162,10 +290,12 @@ def similar_pairs(
     """
     shingles = shingle_sets(token_lists, shingle_size)
     signature = signatures(shingles, num_perm=num_perm, seed=seed)
-    sets = shingles.sets
-    confirmed = []
-    for i, j in sorted(candidate_pairs(signature, band_rows(threshold, num_perm))):
-        similarity = jaccard(sets[i], sets[j])
-        if similarity >= threshold:
-            confirmed.append((i, j, similarity))
-    return confirmed
+    candidates = candidate_pairs(signature, band_rows(threshold, num_perm))
+    candidates = _agreeing(signature, candidates, agreement_floor(threshold, num_perm))
+    del signature
+    similarity = jaccards(shingles, candidates)
+    keep = similarity >= threshold
+    return [
+        (i, j, s)
+        for (i, j), s in zip(candidates[keep].tolist(), similarity[keep].tolist(), strict=True)
+    ]

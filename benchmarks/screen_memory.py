@@ -1,0 +1,127 @@
+"""Peak memory and time of `sovtune screen` at 20k / 100k (/ 1M) synthetic records (#21.1).
+
+Each size is a corpus from the bundled generator (`generate_corpus`, seed 7: its chat JSONL,
+cached under `benchmarks/out/screen_memory/`), screened by the `sovtune screen` command in a
+child process of its own, so the numbers are the command's whole cost: reading the file, every
+screen (the near-duplicate and quality screens run in a second, forked process on a large
+corpus) and writing the decisions. Printed per size:
+
+- peak RSS: the largest sum of the resident memory of the command and its children, sampled
+  every 50 ms with psutil (the two processes run at the same time), and the kernel's
+  `ru_maxrss` of the largest single process (`getrusage(RUSAGE_CHILDREN)`);
+- wall time and CPU time (user + system of the command and its children): the machine is shared,
+  so CPU time is the figure to compare;
+- RSS per record, and per pair of sizes the ratios time(N2) / time(N1) (wall and CPU) and the
+  record ratio N2 / N1 (linear time gives equal ratios).
+
+    nice -n 10 .venv/bin/python benchmarks/screen_memory.py [--records 20000 100000] [--profile default]
+"""
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from pipelines.steps.synthetic.corpus import JSONL_FILE, generate_corpus
+
+OUT = Path(__file__).resolve().parent / "out" / "screen_memory"
+SAMPLE_S = 0.05
+
+
+def corpus(records: int, seed: int) -> Path:
+    """The chat JSONL of a generated corpus of `records` records (generated once, then reused)."""
+    folder = OUT / f"corpus-{records}-{seed}"
+    path = folder / JSONL_FILE
+    if not path.is_file():
+        started = time.perf_counter()
+        generate_corpus(folder, records=records, seed=seed)
+        print(f"generated {records} records in {time.perf_counter() - started:.0f} s: {path}")
+    return path
+
+
+def tree_rss(process: psutil.Process) -> int:
+    """Resident bytes of a process and all its descendants (0 for one that is gone)."""
+    total = 0
+    for proc in [process, *process.children(recursive=True)]:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
+def measure(path: Path, profile: str) -> dict[str, float]:
+    """Run `sovtune screen` on `path` in a child process; its peak RSS, wall and CPU time."""
+    decisions = path.with_name("decisions.jsonl")
+    command = [
+        sys.executable,
+        "-c",
+        "from pipelines.cli import app; app()",
+        "screen",
+        str(path),
+        "--out",
+        str(decisions),
+        "--profile",
+        profile,
+    ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    watched = psutil.Process(child.pid)
+    peak = 0
+    while child.poll() is None:
+        try:
+            peak = max(peak, tree_rss(watched))
+        except psutil.Error:
+            pass
+        time.sleep(SAMPLE_S)
+    wall = time.perf_counter() - started
+    stderr = child.stderr.read().decode() if child.stderr else ""
+    if child.returncode != 0:
+        raise SystemExit(f"sovtune screen failed on {path} (exit {child.returncode}): {stderr}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    lines = sum(1 for _ in decisions.open("rb"))
+    return {
+        "lines": lines,
+        "peak_rss_mib": peak / 2**20,
+        "maxrss_mib": after.ru_maxrss / 1024,  # kilobytes on Linux; the largest child so far
+        "wall_s": wall,
+        "cpu_s": cpu,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, nargs="+", default=[20_000, 100_000])
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--profile", default="default")
+    args = parser.parse_args()
+    rows = []
+    for records in args.records:
+        path = corpus(records, args.seed)
+        load = os.getloadavg()[0]
+        row = {"records": records, "load_1min": load, **measure(path, args.profile)}
+        rows.append(row)
+        print(
+            f"{records:>9} records: {row['lines']} decisions, peak RSS {row['peak_rss_mib']:.0f} MiB"
+            f" (largest process {row['maxrss_mib']:.0f} MiB),"
+            f" {row['peak_rss_mib'] * 2**20 / records / 1000:.1f} KB/record,"
+            f" wall {row['wall_s']:.1f} s, CPU {row['cpu_s']:.1f} s (load {load:.1f})",
+            flush=True,
+        )
+    for a, b in zip(rows, rows[1:], strict=False):
+        print(
+            f"{b['records']}/{a['records']} records = {b['records'] / a['records']:.1f}x:"
+            f" wall {b['wall_s'] / a['wall_s']:.2f}x, CPU {b['cpu_s'] / a['cpu_s']:.2f}x,"
+            f" peak RSS {b['peak_rss_mib'] / a['peak_rss_mib']:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
