@@ -239,6 +239,14 @@ def _format_summary(s: dict) -> str:
         f"{steward.get('awaiting_review')} awaiting review)",
         f"  trained on            {s['curated']} records  (records in = ingestion quarantine "
         "+ filtered + trained on)",
+        *(
+            [
+                f"  canaries planted      {c['canaries_planted']} records of the audit's own "
+                "(not records in)"
+            ]
+            if c.get("canaries_planted")
+            else []
+        ),
         f"  epsilon spent         {s['epsilon']}  (delta {s['delta']})",
         "  audit                 "
         + ("passed" if s["audit_passed"] else "FAILED" if s["audit_passed"] is False else "n/a")
@@ -1008,11 +1016,14 @@ data_root: {root}
 #   path: /models/my-base-model
 # training:
 #   target_modules: [q_proj, v_proj]
-# The privacy audit measures memorization with canaries planted in your data: list them in a
-# file like the bundled raw/ground_truth.json and name it here. Without canaries the audit
-# check fails (closed) and no model is registered (docs/engineer.md, Canaries).
+# The privacy audit measures memorization with canaries: if your data carries some, list them
+# in a file like the bundled raw/ground_truth.json and name it here; otherwise the pipeline
+# plants its own (plant_canaries, default 6; their list stays in raw/, mode 0600). With
+# plant_canaries 0 and no list the audit fails closed and no model is registered
+# (docs/engineer.md, Canaries).
 # audit:
 #   canaries_file: /path/to/canaries.json
+#   plant_canaries: 6
 """
 
 

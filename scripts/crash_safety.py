@@ -16,9 +16,11 @@ Kinds:
     registry: `MLflowRegistry.register_adapter` (MLflow SQLite + local artifacts). Version 1 must
         stay downloadable and intact, every version the killed child registered must be complete,
         the SQLite file must pass `PRAGMA integrity_check`, and a fresh registration must succeed.
-    checkpoint: DP-LoRA training of a tiny model with a checkpoint after every step, killed at a
-        random step and resumed: the step ledger must hold every step done, the checkpoint must
-        pass its sha256 check, and the resumed run must charge exactly its configured steps.
+    checkpoint: DP-LoRA training of a tiny model through `DPTrainer.train` (reserve, train with a
+        checkpoint after every step, settle the privacy ledger, retire the checkpoint), killed at
+        a random step and resumed: the step ledger must hold every step done, the resumed run
+        must charge exactly its configured steps, and the budget ledger must end spent. A run
+        counts as complete when the budget ledger settled it (`status(run_key) == 'spent'`).
 
 With `adapter`, two probes also stop `_save_adapter` exactly between moving the previous folder
 aside and renaming the new one into place: once by SIGKILL, once by an interrupt exception (what
@@ -674,20 +676,12 @@ CHECKPOINT_STEPS = 12
 STEPS_DONE = "steps-done.log"
 
 
-def _checkpoint_run(model_dir: Path, workdir: Path, on_step: Callable[[int], None] | None = None):
-    """Train the tiny model for CHECKPOINT_STEPS DP steps, checkpointing after every step."""
-    from pipelines.steps.config import TrainingConfig
-    from pipelines.steps.records import Message, Record
-    from pipelines.steps.training.dp_lora import train_dp_lora
+def _checkpoint_trainer():
+    """The trainer of the drill: CHECKPOINT_STEPS DP steps of the tiny model, a checkpoint after
+    every step (a fresh data root per trial, so the lifetime budget never refuses)."""
+    from resources.trainer import DPTrainer
 
-    sys.path.insert(0, str(REPO_ROOT))
-    from tests.tiny_model import synthetic_sentences
-
-    records = [
-        Record(f"r{i}", "drill.jsonl", i + 1, "chat", (Message("user", q), Message("assistant", q)))
-        for i, q in enumerate(synthetic_sentences(40, seed=3))
-    ]
-    cfg = TrainingConfig(
+    return DPTrainer(
         target_epsilon=8.0,
         target_delta=1e-3,
         accountant="rdp",
@@ -698,18 +692,45 @@ def _checkpoint_run(model_dir: Path, workdir: Path, on_step: Callable[[int], Non
         lora_r=2,
         lora_alpha=4,
         checkpoint_every=1,
+        lifetime_epsilon=1000.0,
     )
-    result = train_dp_lora(
-        records,
-        model_dir=model_dir,
-        cfg=cfg,
-        out_dir=workdir / ADAPTER_FOLDER,
-        progress=False,
-        epsilon_every=CHECKPOINT_STEPS,
-        checkpoint_dir=workdir / "ckpt",
-        on_step=on_step,
+
+
+def _checkpoint_records() -> list:
+    from pipelines.steps.records import Message, Record
+
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests.tiny_model import synthetic_sentences
+
+    return [
+        Record(f"r{i}", "drill.jsonl", i + 1, "chat", (Message("user", q), Message("assistant", q)))
+        for i, q in enumerate(synthetic_sentences(40, seed=3))
+    ]
+
+
+def _checkpoint_run(model_dir: Path, data_root: Path, on_step: Callable[[int], None] | None = None):
+    """Train as the `dp_lora_adapter` asset does (`DPTrainer.train`: reserve, train with
+    checkpoints under data_root/checkpoints/<run key>, settle the ledger, retire the
+    checkpoint), calling `on_step` after each completed step.
+
+    Returns:
+        The trainer, its run key and the training result.
+    """
+    from pipelines.steps.training import dp_lora
+
+    trainer, records = _checkpoint_trainer(), _checkpoint_records()
+    train = dp_lora.train_dp_lora
+    # the trainer takes no step callback: the drill (not the product) hands one to the step loop
+    dp_lora.train_dp_lora = lambda *a, **k: train(
+        *a, **k, on_step=on_step, progress=False, epsilon_every=CHECKPOINT_STEPS
     )
-    return cfg, result
+    try:
+        result, _ = trainer.train(
+            records, model_dir=model_dir, out_dir=data_root / ADAPTER_FOLDER, data_root=data_root
+        )
+    finally:
+        dp_lora.train_dp_lora = train
+    return trainer, trainer.run_key(records, model_dir=model_dir), result
 
 
 def _checkpoint_child(workdir: Path) -> None:
@@ -735,11 +756,15 @@ def _checkpoint_child(workdir: Path) -> None:
 def run_checkpoint(*, trials: int, seed: int, workdir: Path) -> KindReport:
     """Kill DP-LoRA training at random steps, resume it, and check the privacy accounting.
 
-    After each kill the step ledger must hold at least every step the child reported done
-    (each was charged before its update), the last checkpoint must pass its sha256 check, and
-    the resumed run must end with exactly `CHECKPOINT_STEPS` steps charged and the epsilon
-    the accountant gives for them. `intact-previous` counts runs resumed from a checkpoint,
-    `complete-new` runs that finished before the kill; anything else is `corrupt`.
+    A run is complete when the budget ledger settled it (`PrivacyLedger.status(run_key) ==
+    'spent'`): the trainer settles the ledger before it retires the checkpoint (#17), so a
+    kill between the two leaves a spent run with its checkpoint still on disk, and a kill before
+    settling leaves an open reservation. After a kill the step ledger must hold at least every
+    step the child reported done (each was charged before its update); a run not settled is
+    resumed through the trainer and must end with exactly `CHECKPOINT_STEPS` steps charged, the
+    epsilon the accountant gives for them, its budget-ledger run spent and its checkpoint
+    retired. `intact-previous` counts runs resumed, `complete-new` runs the ledger had settled
+    before the kill; anything else is `corrupt`.
 
     Raises:
         DrillError: A child failed to start.
@@ -747,6 +772,7 @@ def run_checkpoint(*, trials: int, seed: int, workdir: Path) -> KindReport:
     from opacus.accountants import RDPAccountant
 
     from pipelines.steps.training.checkpoint import STEP_LEDGER, StepLedger
+    from pipelines.steps.training.ledger import LEDGER_FILE, PrivacyLedger
 
     sys.path.insert(0, str(REPO_ROOT))
     from tests.tiny_model import make_tiny_model_dir
@@ -756,12 +782,17 @@ def run_checkpoint(*, trials: int, seed: int, workdir: Path) -> KindReport:
     make_tiny_model_dir(workdir / "model")
     stamps: list[float] = []
     _checkpoint_run(workdir / "model", workdir / "timing", lambda _: stamps.append(time.time()))
-    duration = stamps[-1] - stamps[0]  # the child reports ready after its first step
+    # seconds per step; kills are placed by the child's reported progress, not by wall time
+    # alone (a loaded machine made the timing run slower than a child, and every kill landed
+    # after the run had finished)
+    step_s = (stamps[-1] - stamps[0]) / (CHECKPOINT_STEPS - 1)
+    run_key = _checkpoint_trainer().run_key(_checkpoint_records(), model_dir=workdir / "model")
     report = KindReport("checkpoint")
     for trial in range(trials):
         trial_dir = workdir / f"trial-{trial}"
         trial_dir.mkdir()
-        delay = rng.uniform(0.0, KILL_SPREAD * duration)
+        target = rng.randint(1, CHECKPOINT_STEPS)
+        delay = rng.uniform(0.0, KILL_SPREAD * step_s)
         log = workdir / f"trainer-{trial}.log"
         proc = subprocess.Popen(
             _child_command("--child", "checkpoint", "--target", str(trial_dir)),
@@ -771,38 +802,54 @@ def run_checkpoint(*, trials: int, seed: int, workdir: Path) -> KindReport:
             cwd=REPO_ROOT,
         )
         _wait_ready(proc, log)
+        done_file = trial_dir / STEPS_DONE
+        # after step `target` is reported, within two steps' time: mid-step, mid-checkpoint, or
+        # (target = CHECKPOINT_STEPS) while the ledger is settled and the checkpoint retired
+        while _steps_reported(done_file) < target and proc.poll() is None:
+            time.sleep(0.01)
         time.sleep(delay)
         _kill(proc)
-        done_file = trial_dir / STEPS_DONE
-        reported = len(done_file.read_text().split()) if done_file.exists() else 0
-        charged = StepLedger(trial_dir / "ckpt" / STEP_LEDGER).charged()
+        reported = _steps_reported(done_file)
+        ledger = PrivacyLedger(trial_dir / LEDGER_FILE)
+        checkpoint = trial_dir / "checkpoints" / run_key
+        charged = StepLedger(checkpoint / STEP_LEDGER).charged() if checkpoint.exists() else 0
         outcome, detail = INTACT_PREVIOUS, ""
-        if not (trial_dir / "ckpt").exists() and (trial_dir / ADAPTER_FOLDER).exists():
+        if ledger.status(run_key) == "spent" and (trial_dir / ADAPTER_FOLDER).exists():
             outcome = COMPLETE_NEW
         elif charged < reported:
             outcome, detail = CORRUPT, f"{reported} steps done but only {charged} charged"
         else:
             try:
-                cfg, result = _checkpoint_run(workdir / "model", trial_dir)
+                trainer, _, result = _checkpoint_run(workdir / "model", trial_dir)
+                cfg = trainer.config
                 accountant = RDPAccountant()
                 accountant.history = [(result.noise_multiplier, result.sample_rate, cfg.steps)]
                 expected = accountant.get_epsilon(delta=cfg.target_delta)
                 if result.steps != cfg.steps or abs(result.epsilon - expected) > 1e-9:
                     outcome = CORRUPT
                     detail = f"resumed run charged {result.steps} steps, epsilon {result.epsilon}"
+                elif ledger.status(run_key) != "spent" or checkpoint.exists():
+                    outcome = CORRUPT
+                    detail = f"resumed run left ledger {ledger.status(run_key)!r}, checkpoint kept"
             except Exception as exc:  # noqa: BLE001 — a failed resume is the finding
                 outcome, detail = CORRUPT, f"resume failed: {exc!r}"[:300]
         report.count(outcome)
         if detail:
-            report.failures.append(f"trial {trial} (kill at {delay:.3f}s): {outcome}: {detail}")
+            report.failures.append(
+                f"trial {trial} (kill {delay:.3f}s after step {target}): {outcome}: {detail}"
+            )
         report.trials += 1
         print(
-            f"checkpoint trial {trial}: kill at {delay:.3f}s after {reported} steps "
+            f"checkpoint trial {trial}: kill {delay:.3f}s after step {target}, {reported} steps "
             f"({charged} charged) -> {outcome}",
             file=sys.stderr,
         )
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _steps_reported(done_file: Path) -> int:
+    return len(done_file.read_text().split()) if done_file.exists() else 0
 
 
 def _writer_child(kind_name: str, target: Path, size: int) -> None:

@@ -50,7 +50,7 @@ def world(tmp_path_factory):
             resources,
             selection=["training_corpus", "base_model", "dp_lora_adapter", "privacy_audit"],
         )
-        yield {"root": root, "data": data, "drops": drops, "result": result}
+        yield {"root": root, "data": data, "drops": drops, "result": result, "cfg": cfg}
 
 
 def test_when_the_data_has_no_canaries_then_the_pipeline_plants_them_and_the_gate_measures_them(
@@ -81,6 +81,13 @@ def test_when_the_data_has_no_canaries_then_the_pipeline_plants_them_and_the_gat
     counts = record_counts(corpus["raw"], corpus["curated"])
     assert counts["canaries_planted"] == 6 and counts["reconciles"]
     assert adapter["n_train"] + adapter["n_heldout"] == counts["trained_on"] + 6
+    # `sovtune run`'s summary names them on a line of their own
+    from pipelines.cli import _format_summary, _summarize
+
+    summary = _summarize(list(world["drops"].values()), result, world["cfg"], generated=False)
+    text = _format_summary({**summary, "seconds": 0})
+    assert "canaries planted      6 records" in text
+    assert f"trained on            {counts['trained_on']} records" in text
 
 
 def test_the_planted_list_is_a_raw_zone_secret_and_its_ids_only_reach_metadata(world):
