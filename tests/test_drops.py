@@ -262,7 +262,9 @@ def test_when_two_drops_are_materialized_then_training_consumes_both(two_drops):
     )
     assert {s["drop"] for s in corpus["raw"]["sources"]} == set(drops)
     adapter = release.output_for_node("dp_lora_adapter")
-    assert adapter["n_train"] + adapter["n_heldout"] == corpus["curated"]["kept"]
+    # and the audit's canaries the pipeline planted (no canary list here), records of their own
+    planted = corpus["canaries"]["planted"]
+    assert adapter["n_train"] + adapter["n_heldout"] == corpus["curated"]["kept"] + planted
     assert adapter["drops"] == ["exports", JSONL_FILE]
     assert adapter["snapshot_sha256"] == corpus["snapshot_sha256"]
     checks = check_evaluations(*drops.values(), release)
