@@ -7,14 +7,16 @@ screen (the near-duplicate and quality screens run in a second, forked process o
 corpus) and writing the decisions. Printed per size:
 
 - peak RSS: the largest sum of the resident memory of the command and its children, sampled
-  every 50 ms with psutil (the two processes run at the same time), and the kernel's
-  `ru_maxrss` of the largest single process (`getrusage(RUSAGE_CHILDREN)`);
+  every 50 ms with psutil (the two processes run at the same time; pages the forked child
+  shares with its parent count twice, so this is an upper bound), the same for PSS (shared
+  pages split between the processes), and the kernel's `ru_maxrss` of the largest single
+  process (`getrusage(RUSAGE_CHILDREN)`, the largest of any size run so far);
 - wall time and CPU time (user + system of the command and its children): the machine is shared,
   so CPU time is the figure to compare;
 - RSS per record, and per pair of sizes the ratios time(N2) / time(N1) (wall and CPU) and the
   record ratio N2 / N1 (linear time gives equal ratios).
 
-    nice -n 10 .venv/bin/python benchmarks/screen_memory.py [--records 20000 100000] [--profile default]
+    nice -n 10 .venv/bin/python benchmarks/screen_memory.py [--records 20000 100000]
 """
 
 import argparse
@@ -44,15 +46,20 @@ def corpus(records: int, seed: int) -> Path:
     return path
 
 
-def tree_rss(process: psutil.Process) -> int:
-    """Resident bytes of a process and all its descendants (0 for one that is gone)."""
-    total = 0
+def tree_memory(process: psutil.Process) -> tuple[int, int]:
+    """Resident and proportional (PSS) bytes of a process and all its descendants.
+
+    RSS counts the pages a forked child still shares with its parent twice; PSS splits them.
+    """
+    rss = pss = 0
     for proc in [process, *process.children(recursive=True)]:
         try:
-            total += proc.memory_info().rss
+            info = proc.memory_full_info()
         except psutil.Error:
             continue
-    return total
+        rss += info.rss
+        pss += info.pss
+    return rss, pss
 
 
 def measure(path: Path, profile: str) -> dict[str, float]:
@@ -73,12 +80,13 @@ def measure(path: Path, profile: str) -> dict[str, float]:
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     watched = psutil.Process(child.pid)
-    peak = 0
+    peak = peak_pss = 0
     while child.poll() is None:
         try:
-            peak = max(peak, tree_rss(watched))
+            rss, pss = tree_memory(watched)
         except psutil.Error:
-            pass
+            continue
+        peak, peak_pss = max(peak, rss), max(peak_pss, pss)
         time.sleep(SAMPLE_S)
     wall = time.perf_counter() - started
     stderr = child.stderr.read().decode() if child.stderr else ""
@@ -90,6 +98,7 @@ def measure(path: Path, profile: str) -> dict[str, float]:
     return {
         "lines": lines,
         "peak_rss_mib": peak / 2**20,
+        "peak_pss_mib": peak_pss / 2**20,
         "maxrss_mib": after.ru_maxrss / 1024,  # kilobytes on Linux; the largest child so far
         "wall_s": wall,
         "cpu_s": cpu,
@@ -109,9 +118,10 @@ def main() -> None:
         row = {"records": records, "load_1min": load, **measure(path, args.profile)}
         rows.append(row)
         print(
-            f"{records:>9} records: {row['lines']} decisions, peak RSS {row['peak_rss_mib']:.0f} MiB"
+            f"{records:>9} records: {row['lines']} decisions,"
+            f" peak RSS {row['peak_rss_mib']:.0f} MiB (PSS {row['peak_pss_mib']:.0f} MiB)"
             f" (largest process {row['maxrss_mib']:.0f} MiB),"
-            f" {row['peak_rss_mib'] * 2**20 / records / 1000:.1f} KB/record,"
+            f" {row['peak_rss_mib'] * 2**20 / row['lines'] / 1000:.1f} KB/decision,"
             f" wall {row['wall_s']:.1f} s, CPU {row['cpu_s']:.1f} s (load {load:.1f})",
             flush=True,
         )

@@ -5,6 +5,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipelines.steps.config import CurationConfig
@@ -430,6 +431,49 @@ def test_when_signatures_are_computed_for_the_corpus_then_they_equal_datasketch_
     sets = [shingles.members(i).tolist() for i in range(len(shingles))]
     theirs = MinHash.bulk(sets, num_perm=64, seed=1, hashfunc=int)
     assert all(np.array_equal(row, m.hashvalues) for row, m in zip(ours, theirs, strict=True))
+
+
+def test_when_pairs_come_from_the_compact_arrays_then_they_equal_every_pair_checked_exactly(
+    bundled: tuple[list[Record], GroundTruth],
+) -> None:
+    # The compact state (uint32 shingle ids, numpy candidates, batched Jaccard) against the
+    # plain definition: every pair of records, Python sets of shingles, exact Jaccard.
+    from pipelines.steps.integrity.screens.dedup import dedup_tokens
+    from pipelines.steps.integrity.screens.minhash import (
+        jaccard,
+        jaccards,
+        shingle_sets,
+        similar_pairs,
+    )
+
+    tokens = [dedup_tokens(r) for r in bundled[0]]
+    cfg = CurationConfig()
+
+    def shingles(t: tuple[str, ...]) -> set[tuple[str, ...]]:
+        size = cfg.shingle_words
+        return set(zip(*(t[k:] for k in range(size)), strict=False)) if len(t) > size else {t}
+
+    sets = [shingles(t) if t else set() for t in tokens]
+    expected = [
+        (i, j, len(a & b) / len(a | b))
+        for i, a in enumerate(sets)
+        for j, b in enumerate(sets[i + 1 :], i + 1)
+        if a and b and len(a & b) / len(a | b) >= cfg.near_duplicate_threshold
+    ]
+    found = similar_pairs(
+        iter(tokens),
+        shingle_size=cfg.shingle_words,
+        threshold=cfg.near_duplicate_threshold,
+        num_perm=cfg.minhash_permutations,
+        seed=1,
+    )
+    compact = shingle_sets(tokens, cfg.shingle_words)
+    pairs = np.array([(i, j) for i in range(0, 60) for j in range(i + 1, 60)])
+
+    assert len(expected) >= 10 and found == expected
+    assert jaccards(compact, pairs).tolist() == [
+        jaccard(compact.members(i), compact.members(j)) for i, j in pairs
+    ]
 
 
 def test_when_records_share_all_but_one_sentence_then_they_are_not_near_duplicates() -> None:

@@ -68,6 +68,7 @@ _OWN_ECHO = 0.1
 # Letters of a word that its other forms share, for the echo test ("combin-ing", "-ation").
 _STEM = 5
 _START, _END = "\x02", "\x03"  # prompt boundaries: no word token contains a control character
+_WHOLE = "\x00"  # starts the key of a response without word tokens (no token holds it)
 
 
 @dataclass(frozen=True)
@@ -117,21 +118,36 @@ def response_clusters(
             i = parent[i]
         return i
 
-    first_by_key: dict[tuple[str, ...], int] = {}
-    distinct: list[tuple[str, ...]] = []
+    # A response is keyed by its masked tokens joined by spaces (no token holds one): one string
+    # per distinct response, where a tuple held a string per token.
+    first_by_key: dict[str, int] = {}
+    distinct: list[str] = []
     distinct_index: list[int] = []
     for index, record in enumerate(records):
         if not has_response(record):
             continue
+        tokens = record_words(record, "assistant")
         # A response without word tokens (emoji, punctuation) is keyed by its whole text.
-        key = response_tokens(record) or ("", normalize(response_text(record)))
+        key = (
+            _DIGITS.sub("0", " ".join(tokens))
+            if tokens
+            else _WHOLE + normalize(response_text(record))
+        )
         if key in first_by_key:
             parent[index] = first_by_key[key]
         else:
             first_by_key[key] = index
             distinct.append(key)
             distinct_index.append(index)
-    pairs = similar_pairs(distinct, shingle_size=3, threshold=threshold, num_perm=num_perm, seed=2)
+    del first_by_key
+    pairs = similar_pairs(
+        (("", key[1:]) if key.startswith(_WHOLE) else key.split(" ") for key in distinct),
+        shingle_size=3,
+        threshold=threshold,
+        num_perm=num_perm,
+        seed=2,
+    )
+    del distinct
     for i, j, _ in pairs:
         a, b = root(distinct_index[i]), root(distinct_index[j])
         parent[max(a, b)] = min(a, b)

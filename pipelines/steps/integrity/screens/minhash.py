@@ -23,6 +23,7 @@ from datasketch import MinHash
 
 # MurmurHash3's 32-bit finalizer (fmix32), which datasketch applies before its affine32 permutation.
 _FMIX32_MULTIPLIERS = (np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35))
+_SEPARATOR = "\x1f"
 # Candidate recall demanded of the banding for a pair exactly at the threshold.
 _CANDIDATE_RECALL = 0.99
 # Shingles hashed per batch of records in `signatures` (64 permutations: 16 MiB of uint32).
@@ -72,16 +73,18 @@ def shingle_sets(token_lists: Iterable[Sequence[str]], size: int) -> ShingleSets
     Returns:
         The shingle-id sets, in input order.
     """
-    # A missing shingle gets the next id: a subscript is the cheapest lookup per shingle.
-    vocabulary: defaultdict[tuple[str, ...], int] = defaultdict(count().__next__)
+    # A missing shingle gets the next id: a subscript is the cheapest lookup per shingle. A
+    # shingle is keyed by its tokens joined with a unit separator, which no token holds (it is
+    # whitespace to `str.split`): one string, where a tuple kept every token string alive.
+    vocabulary: defaultdict[str, int] = defaultdict(count().__next__)
     ids = array("I")
     offsets = array("q", [0])
     for tokens in token_lists:
         if tokens:
             grams = (
-                zip(*(tokens[k:] for k in range(size)), strict=False)
+                map(_SEPARATOR.join, zip(*(tokens[k:] for k in range(size)), strict=False))
                 if len(tokens) > size
-                else (tuple(tokens),)
+                else (_SEPARATOR.join(tokens),)
             )
             ids.extend(sorted({vocabulary[g] for g in grams}))
         offsets.append(len(ids))
