@@ -216,3 +216,37 @@ def test_every_chinese_recognizer_is_linear_on_han_runs(analyzer):
                 slow.append(_too_slow(label, recognizer.analyze, texts, arguments, sizes))
     slow = [s for s in slow if s]
     assert not slow, "\n".join(slow)
+
+
+def test_when_the_scrub_asset_meets_a_record_over_the_budget_then_it_is_quarantined_in_raw(
+    tmp_path,
+):
+    import dagster as dg
+
+    from assets.scrubbed import scrubbed_corpus
+    from pipelines.steps.records import frame_to_records, records_to_frame
+    from pipelines.steps.storage import read_parquet, write_parquet
+    from resources import CorpusStorage, PIIEngine
+
+    storage = CorpusStorage(data_root=str(tmp_path / "data"))
+    engine = PIIEngine(
+        key_file=str(tmp_path / "data" / "secrets" / "pseudonym.key"),
+        scan_budget_seconds=TINY_BUDGET,
+    )
+    raw = storage.drop_dir(storage.raw, "d1") / "raw_corpus.parquet"
+    slow = _record("slow", f"{SECRET_NAME} " + LONG_PROSE)
+    write_parquet(records_to_frame([_record("ok", f"Call {SECRET_NAME}."), slow]), raw)
+    out = scrubbed_corpus(
+        context=dg.build_asset_context(partition_key="d1"),
+        raw_corpus={"drop": "d1", "drop_sha256": "x", "path": str(raw)},
+        storage=storage,
+        pii=engine,
+    )
+    # records in (2) = passed on (1) + quarantined (1), with its reason; nothing else lost
+    assert (out["records"], out["quarantined"]) == (1, 1)
+    assert out["quarantine_by_reason"] == {"scan_timeout": 1}
+    assert [r.id for r in frame_to_records(read_parquet(out["path"]))] == ["ok"]
+    quarantine = read_parquet(storage.drop_dir(storage.raw, "d1") / "scan_quarantine.parquet")
+    assert quarantine[["id", "reason"]].values.tolist() == [["slow", "scan_timeout"]]
+    assert SECRET_NAME not in quarantine["detail"][0]
+    assert SECRET_NAME not in read_parquet(out["path"]).to_json()  # the unscanned text stays raw
