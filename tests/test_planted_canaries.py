@@ -9,6 +9,7 @@ measures them, their secrets stay in the raw zone, and the DP control is charged
 import json
 import sqlite3
 import stat
+from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -45,11 +46,7 @@ def world(tmp_path_factory):
     (root / "dagster_home").mkdir()
     with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
         drops = run_drops(instance, resources)
-        result = run_release(
-            instance,
-            resources,
-            selection=["training_corpus", "base_model", "dp_lora_adapter", "privacy_audit"],
-        )
+        result = run_release(instance, resources)  # through registration and the report
         yield {"root": root, "data": data, "drops": drops, "result": result, "cfg": cfg}
 
 
@@ -77,6 +74,8 @@ def test_when_the_data_has_no_canaries_then_the_pipeline_plants_them_and_the_gat
     assert sorted(r["canary_id"] for r in rows) == sorted(planted["canary_ids"])
     assert all(r["in_training"] == 1 and r["candidates"] > 1 for r in rows)
     assert audit["max_exposure_bits"] is not None
+    # so a model trained on a user's own data can be registered (the gate no longer fails closed)
+    assert audit["passed"] and result.output_for_node("registered_model")["version"]
     # the count vocabulary shows them apart; records in still reconciles
     counts = record_counts(corpus["raw"], corpus["curated"])
     assert counts["canaries_planted"] == 6 and counts["reconciles"]
@@ -165,6 +164,9 @@ def test_the_dp_control_is_charged_to_the_ledger_and_the_report_says_so(world):
     budget = _budget_facts(adapter, audit)
     (treatment,) = budget["controls"]
     assert treatment["treatment"].startswith("charged")
+    report = json.loads(Path(result.output_for_node("compliance_report")["json"]).read_text())
+    assert [c["treatment"][:7] for c in report["budget"]["controls"]] == ["charged"]
+    assert report["records"]["counts"]["canaries_planted"] == 6
 
 
 def test_when_the_corpus_is_unchanged_then_the_same_canaries_are_reused(tmp_path):
