@@ -1,9 +1,11 @@
 """Byte-level search for planted PII values and canaries outside the raw zone, after a run.
 
 Reads the synthetic corpus's ground truth (offsets only) and the landing files to recover every
-planted value in memory, then searches every file of the zones that must never hold one:
-Dagster's home (run and event storage, compute logs), the MLflow store and artifacts, adapters
-and model store, reports, and any log files given. Prints counts and file names, never a value.
+planted value in memory, and the audit's canaries the pipeline planted on a run whose data had
+no canary list (`raw/planted_canaries.json`), then searches every file of the zones that must
+never hold one: Dagster's home (run and event storage, compute logs), the MLflow store and
+artifacts, adapters and model store, reports, and any log files given. Prints counts and file
+names, never a value.
 
     .venv/bin/python scripts/pii_leak_scan.py --data-root var --dagster-home dagster_home \\
         --log /tmp/demo.err
@@ -16,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from pipelines.steps.audit.planting import PLANTED_FILE, read_planted
 from pipelines.steps.synthetic.corpus import CSV_FILE, JSONL_FILE, read_ground_truth
 
 ZONES = ("mlflow", "adapters", "models", "reports")
@@ -23,7 +26,16 @@ MIN_CHARS = 6  # shorter values (a 4-digit PIN, "Li Na") match unrelated bytes b
 
 
 def planted_values(data_root: Path) -> set[str]:
-    """Every planted PII value of at least MIN_CHARS characters, canary sentences and secrets."""
+    """Every planted PII value of at least MIN_CHARS characters, canary sentences and secrets
+    (the generator's, and those the pipeline planted; a run without either has none)."""
+    values = set()
+    planted = data_root / "raw" / PLANTED_FILE
+    if planted.is_file():
+        canaries = read_planted(planted).canaries
+        values |= {c.prefix + c.secret for c in canaries}
+        values |= {c.secret for c in canaries if len(c.secret) >= MIN_CHARS}
+    if not (data_root / "raw" / "ground_truth.json").is_file():
+        return values
     truth = read_ground_truth(data_root / "raw" / "ground_truth.json")
     texts: dict[str, list[str]] = {}
     # the bundled corpus is one data drop: `landing/default/` for the demo, or the landing root
@@ -40,7 +52,6 @@ def planted_values(data_root: Path) -> set[str]:
     if csv_path.is_file():
         for row in csv.DictReader(io.StringIO(csv_path.read_text(encoding="utf-8"))):
             texts.setdefault(row["id"], [row["instruction"], row["output"]])
-    values = set()
     for span in truth.pii_spans:
         contents = texts.get(span.record_id)
         if contents and span.message_index < len(contents):

@@ -146,6 +146,12 @@ def test_no_file_outside_the_raw_zone_holds_a_planted_secret(world):
         if found:
             hits[str(path)] = len(found)
     assert hits == {}
+    # scripts/pii_leak_scan.py searches for them too after a run on data without ground truth
+    from scripts.pii_leak_scan import ZONES, planted_values, scan
+
+    assert set(needles) <= planted_values(data)
+    places = [root / "dagster_home", *(data / z for z in ZONES if (data / z).exists())]
+    assert scan(places, set(needles)) == {}
 
 
 def test_the_dp_control_is_charged_to_the_ledger_and_the_report_says_so(world):
