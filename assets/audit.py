@@ -21,7 +21,7 @@ from resources import CorpusStorage, DPTrainer, PIIEngine, PrivacyAuditor
     group_name="audit",
     kinds={"pytorch"},
     owners=OWNERS_PRIVACY,
-    code_version="1",
+    code_version="2",
 )
 def privacy_audit(
     context: dg.AssetExecutionContext,

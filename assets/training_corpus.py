@@ -29,7 +29,7 @@ _EVERY_DROP = {
     group_name="training",
     kinds={"python", "parquet"},
     owners=OWNERS_STEWARDS,
-    code_version="1",
+    code_version="2",
     ins=_EVERY_DROP,
 )
 def training_corpus(
