@@ -306,15 +306,22 @@ def score_inserted_phrases(
         Per-record scores and the eligible phrases' clusters and scores (never the phrases).
     """
     prompts = [(_START, *record_words(r, "user"), _END) for r in records]
-    frequency: Counter[tuple[str, ...]] = Counter()
+    # Spans are counted as one string each, tokens joined by spaces (no token holds one): the
+    # distinct spans of a large corpus number in the millions, and a tuple per span held more.
+    frequency: Counter[str] = Counter()
     for tokens in prompts:
-        frequency.update(_spans(tokens, max_words))
+        frequency.update(map(" ".join, _spans(tokens, max_words)))
     most = max_share * len(records)
     candidates = {
         span
-        for span, count in frequency.items()
-        if min_records <= count <= most and not any(has_han(t) for t in span)
+        for span in (
+            tuple(joined.split(" "))
+            for joined, count in frequency.items()
+            if min_records <= count <= most
+        )
+        if not any(has_han(t) for t in span)
     }
+    del frequency
     token_count: Counter[str] = Counter()
     bigrams: Counter[tuple[str, str]] = Counter()
     for tokens in prompts:

@@ -251,8 +251,9 @@ def jaccards(shingles: ShingleSets, pairs: np.ndarray) -> np.ndarray:
 
 
 def _batch_jaccards(shingles: ShingleSets, pairs: np.ndarray) -> np.ndarray:
-    # Each id is tagged with its pair's index: after a sort, an id both records of a pair hold
-    # is two equal neighbours (a record's ids are distinct).
+    # Each id is tagged with its pair's index in the high bits: a record's ids are sorted, so
+    # each side's tagged ids are sorted as a whole, and the ids the two records of a pair share
+    # are found by binary search (no sort of the batch).
     tagged, sizes = [], []
     for rows in (pairs[:, 0], pairs[:, 1]):
         starts = shingles.offsets[rows]
@@ -262,10 +263,12 @@ def _batch_jaccards(shingles: ShingleSets, pairs: np.ndarray) -> np.ndarray:
         owner = np.repeat(np.arange(len(rows), dtype=np.uint64), lengths)
         tagged.append(ids | (owner << np.uint64(32)))
         sizes.append(lengths)
-    merged = np.concatenate(tagged)
-    merged.sort()
-    both = merged[1:][merged[1:] == merged[:-1]] >> np.uint64(32)
-    common = np.bincount(both.astype(np.int64), minlength=len(pairs))
+    left, right = tagged
+    common = np.zeros(len(pairs), dtype=np.int64)
+    if len(left) and len(right):
+        found = np.minimum(np.searchsorted(right, left), len(right) - 1)
+        shared = left[right[found] == left] >> np.uint64(32)
+        common = np.bincount(shared.astype(np.int64), minlength=len(pairs))
     union = sizes[0] + sizes[1] - common
     return np.divide(common, union, out=np.zeros(len(pairs)), where=union > 0)
 
