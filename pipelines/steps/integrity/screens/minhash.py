@@ -2,12 +2,16 @@
 
 datasketch's `MinHash` is one Python object per record, hashed and inserted into `MinHashLSH` one
 record at a time; on short instruction records that per-record overhead was most of the screens'
-cost. Here every shingle of the corpus is hashed in one numpy pass with datasketch's own
-permutations (scheme `affine32`: the MurmurHash3 32-bit finalizer, then `a * h + b` modulo 2**32),
-so a record's signature equals `MinHash.bulk([its shingle ids], hashfunc=int)`; banding the
-signatures gives the candidate pairs, and each candidate is confirmed with the exact Jaccard
-similarity of the two shingle sets. A pair is therefore decided without estimation noise; the
-sketches only choose which pairs are compared.
+cost. Here the shingles are hashed in numpy batches with datasketch's own permutations (scheme
+`affine32`: the MurmurHash3 32-bit finalizer, then `a * h + b` modulo 2**32), so a record's
+signature equals `MinHash.bulk([its shingle ids], hashfunc=int)`; banding the signatures gives
+the candidate pairs, and each candidate is confirmed with the exact Jaccard similarity of the two
+shingle sets. A pair is therefore decided without estimation noise; the sketches only choose
+which pairs are compared (a candidate whose signatures agree far less than a pair at the
+threshold would, `agreement_floor`, is not compared at all).
+
+The state is compact, so that memory stays within bounds on a large corpus (#21): shingle ids in
+one uint32 array, candidates as integer arrays, Jaccard computed in numpy batches.
 """
 
 import math
