@@ -618,6 +618,22 @@ def _open_checkpoint(checkpoint_dir: str | Path | None, plan: _Plan, *, private:
     )
 
 
+def attach_lora(model, cfg: TrainingConfig, *, device: str):
+    """The base model with the configured LoRA adapters, their initial values drawn from
+    `cfg.seed` without touching the global generator (the planner builds the same model)."""
+    lora_config = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        target_modules=list(cfg.target_modules),
+        lora_dropout=0.0,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    with torch.random.fork_rng(devices=[] if device == "cpu" else None):
+        torch.manual_seed(cfg.seed)
+        return get_peft_model(model, lora_config)
+
+
 def _build_model(model_dir: str | Path, cfg: TrainingConfig, plan: _Plan, *, device: str) -> _Model:
     """Build the model: load the base model, encode the data, add LoRA (initialized from
     `cfg.seed` in a forked RNG) and an Adam optimizer over the LoRA tensors.
@@ -632,17 +648,7 @@ def _build_model(model_dir: str | Path, cfg: TrainingConfig, plan: _Plan, *, dev
     )
     # The base model is already on its device here: PEFT then creates the LoRA tensors there,
     # before Opacus registers its hooks (Opacus #820, peft #3409).
-    lora_config = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        target_modules=list(cfg.target_modules),
-        lora_dropout=0.0,
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-    with torch.random.fork_rng(devices=[] if device == "cpu" else None):
-        torch.manual_seed(cfg.seed)
-        peft_model = get_peft_model(model, lora_config)
+    peft_model = attach_lora(model, cfg, device=device)
     lora = {name: p for name, p in peft_model.named_parameters() if p.requires_grad}
     if not lora or any("lora_" not in name for name in lora):
         raise TrainingConfigError(

@@ -41,12 +41,11 @@ import torch
 from opacus import PrivacyEngine
 from opacus.accountants import create_accountant
 from opacus.accountants.utils import get_noise_multiplier
-from peft import LoraConfig, get_peft_model
 from torch.utils.data import DataLoader, TensorDataset
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from pipelines.steps.config import TrainingConfig
-from pipelines.steps.training.dp_lora import per_example_loss
+from pipelines.steps.training.dp_lora import attach_lora, per_example_loss
 from pipelines.steps.training.modelstore import load_base_model
 
 MIN_STEPS = 50
@@ -226,17 +225,7 @@ def measure_step_cost(
     """
     small, large = sorted(batch_sizes)
     model, _ = load_base_model(model_dir, device=device)
-    lora_config = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        target_modules=list(cfg.target_modules),
-        lora_dropout=0.0,
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-    with torch.random.fork_rng(devices=[] if device == "cpu" else None):
-        torch.manual_seed(cfg.seed)
-        peft_model = get_peft_model(model, lora_config)
+    peft_model = attach_lora(model, cfg, device=device)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     tokens = torch.randint(
         0,
