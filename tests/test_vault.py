@@ -147,7 +147,7 @@ def test_when_two_savers_overlap_then_no_entry_is_lost(tmp_path, monkeypatch) ->
     first.add("PERSON", "William Harris", "Jane Doe")
     second.add("PERSON", "Carl Moss", "John Roe")
     other = threading.Thread(target=second.save)
-    write = vault_module._write_private
+    write = vault_module.write_private
 
     def overlapping_write(path, data):
         # planted: the second drop saves after the first has read the file, before it replaces
@@ -158,7 +158,7 @@ def test_when_two_savers_overlap_then_no_entry_is_lost(tmp_path, monkeypatch) ->
             other.join(timeout=1.0)
         write(path, data)
 
-    monkeypatch.setattr(vault_module, "_write_private", overlapping_write)
+    monkeypatch.setattr(vault_module, "write_private", overlapping_write)
     first.save()
     other.join()
     reopened = Vault(tmp_path / VAULT_FILE, key)

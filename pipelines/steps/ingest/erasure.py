@@ -60,6 +60,7 @@ from pipelines.steps.privacy.vault import (
     key_id,
     os_user,
     private_dir,
+    write_private,
 )
 from pipelines.steps.records import QuarantinedRecord, Record, frame_to_records
 
@@ -116,17 +117,6 @@ def lineage_hashes(ids: Iterable[str], subjects: Iterable[str | None]) -> dict:
     return {"schema": "sovtune.training_lineage/1", "records": records, "subjects": subject_hashes}
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    private_dir(path.parent)
-    partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SECRET_FILE_MODE)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
-
-
 class Exclusions:
     """The keyed hashes of erased subject keys, record ids and record texts (raw zone, 0600).
 
@@ -161,7 +151,7 @@ class Exclusions:
             "key_id": key_id(self.key),
             "hashes": {k: sorted(v) for k, v in sorted(self.entries.items())},
         }
-        _write_private(self.path, json.dumps(payload, indent=1).encode())
+        write_private(self.path, json.dumps(payload, indent=1).encode())
 
     def _has(self, kind: str, value: str | None) -> bool:
         return bool(value) and erasure_hmac(kind, str(value), self.key) in self.entries[kind]
@@ -481,7 +471,7 @@ def release_surrogates(path: Path, pairs: set[tuple[str, str]]) -> int:
             if taken.pop(canonical(entity_type, value), None) is not None:
                 released += 1
         if released:
-            _write_private(path, json.dumps(stored, sort_keys=True).encode())
+            write_private(path, json.dumps(stored, sort_keys=True).encode())
     return released
 
 

@@ -164,7 +164,7 @@ def registry_session(path: Path, key: bytes) -> Iterator[SurrogateRegistry]:
     lock held for the whole block, so drops scrubbed at the same time never claim one surrogate
     for two values. A registry written under another key (after a rotation) is started afresh.
     """
-    from pipelines.steps.privacy.vault import _write_private, exclusive_lock, key_id
+    from pipelines.steps.privacy.vault import exclusive_lock, key_id, write_private
 
     with exclusive_lock(path.with_name(path.name + ".lock")):
         stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -176,7 +176,7 @@ def registry_session(path: Path, key: bytes) -> Iterator[SurrogateRegistry]:
         finally:
             _ACTIVE_REGISTRY.remove(registry)
         payload = {"key_id": key_id(key), "claims": registry.claims}
-        _write_private(path, json.dumps(payload, sort_keys=True).encode())
+        write_private(path, json.dumps(payload, sort_keys=True).encode())
 
 
 def surrogate(entity_type: str, value: str, *, key: bytes) -> str:

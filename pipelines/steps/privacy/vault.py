@@ -160,11 +160,11 @@ def check_key_id(secrets_dir: Path, name: str, key: bytes, *, setting: str) -> s
                 "key_id": current,
                 "first_used": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
-            _write_private(path, json.dumps(known, indent=2, sort_keys=True).encode())
+            write_private(path, json.dumps(known, indent=2, sort_keys=True).encode())
     return current
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically with mode 0600 (never readable by others)."""
     private_dir(path.parent)
     partial = path.with_name(path.name + ".partial")
@@ -245,16 +245,9 @@ class Vault:
             entries = self._read()
             for pair, originals in self._new.items():
                 entries[pair] |= originals
-            rows = [
-                [t, s, o]
-                for (t, s), originals in sorted(entries.items())
-                for o in sorted(originals)
-            ]
-            payload = {"version": FORMAT_VERSION, "entries": rows}
-            token = self._fernet.encrypt(json.dumps(payload, ensure_ascii=False).encode())
-            _write_private(self.path, token)
+            written = self._write(entries)
         self._new.clear()
-        return len(rows)
+        return written
 
     def remove(self, pairs: set[tuple[str, str]]) -> int:
         """Delete the entries of these (type, surrogate) pairs (an erasure); returns how many
@@ -267,15 +260,19 @@ class Vault:
             entries = self._read()
             removed = sum(len(entries.pop(pair, ())) for pair in pairs)
             if removed:
-                rows = [
-                    [t, s, o]
-                    for (t, s), originals in sorted(entries.items())
-                    for o in sorted(originals)
-                ]
-                payload = {"version": FORMAT_VERSION, "entries": rows}
-                token = self._fernet.encrypt(json.dumps(payload, ensure_ascii=False).encode())
-                _write_private(self.path, token)
+                self._write(entries)
         return removed
+
+    def _write(self, entries) -> int:
+        """Encrypt and atomically replace the file with `entries` (caller holds the lock);
+        returns how many (type, surrogate, original) rows were written."""
+        rows = [
+            [t, s, o] for (t, s), originals in sorted(entries.items()) for o in sorted(originals)
+        ]
+        payload = {"version": FORMAT_VERSION, "entries": rows}
+        token = self._fernet.encrypt(json.dumps(payload, ensure_ascii=False).encode())
+        write_private(self.path, token)
+        return len(rows)
 
     @property
     def lock_path(self) -> Path:
@@ -293,7 +290,7 @@ class Vault:
         with exclusive_lock(self.lock_path):
             self._read()  # fail closed before anything is rewritten
             token = MultiFernet([replacement._fernet, self._fernet]).rotate(self.path.read_bytes())
-            _write_private(self.path, token)
+            write_private(self.path, token)
         return sum(len(o) for o in replacement._read().values())
 
     def lookup(self, entity_type: str, surrogate: str) -> list[str]:
