@@ -57,10 +57,8 @@ def main() -> None:
         _, _, filtered = filter_erased(result.accepted, result.quarantined, exclusions)
         check_s = time.perf_counter() - start
 
-        def read(path: Path):
-            one = ingest_files(
-                [path], landing=landing, languages=LANGUAGES, max_record_chars=20_000
-            )
+        def read(files: list[Path]):
+            one = ingest_files(files, landing=landing, languages=LANGUAGES, max_record_chars=20_000)
             return one.accepted, one.quarantined
 
         start = time.perf_counter()

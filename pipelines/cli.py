@@ -846,7 +846,10 @@ def erase(
         typer.echo(f"  removed {zone:<32} {count}")
     typer.echo(f"  references redacted {entry['redacted_references']}")
     for digest in entry["landing_not_rewritten"]:
-        typer.echo(f"  landing file {digest[:12]} not rewritten (CSV or LLaMA-Factory dataset)")
+        typer.echo(
+            f"  landing file {digest[:12]} no longer reads as it was ingested: "
+            "remove the rows at the source"
+        )
     for v in entry["versions"]:
         typer.echo(f"  {v['model']} v{v['version']}: {v['tag']} ({v['records']} record(s))")
     typer.echo(f"  log {Path(cfg.data_root).resolve() / 'raw' / 'erasure' / 'erasure_log.jsonl'}")
@@ -888,9 +891,9 @@ def erase_request(
     storage, registry = resources["storage"], resources["registry"]
     root = Path(cfg.data_root).resolve()
 
-    def ingest(path: Path):
+    def ingest(files: list[Path]):
         result = ingest_files(
-            [path],
+            files,
             landing=storage.landing,
             languages=list(storage.languages),
             max_record_chars=storage.max_record_chars,
@@ -901,9 +904,15 @@ def erase_request(
     key = resources["pii"].pseudonym_key()
     vault_path = root / "secrets" / VAULT_FILE
     vault = Vault.from_env(vault_path, cfg.pii.vault_key_env) if vault_path.is_file() else None
-    outcome = Erasure(root, key, subjects=subjects, ids=ids, vault=vault, ingest=ingest).run(
-        reason=reason
-    )
+    outcome = Erasure(
+        root,
+        key,
+        subjects=subjects,
+        ids=ids,
+        vault=vault,
+        ingest=ingest,
+        limits=storage.ingest_limits,
+    ).run(reason=reason)
     store = registry_store.sqlite_store(registry.resolved_uri)
     versions = registry.versions() if store is None or store.is_file() else []
     lineages = {v["version"]: registry.training_lineage(v["run_id"]) for v in versions}

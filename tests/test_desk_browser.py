@@ -123,12 +123,36 @@ def _free_port() -> int:
 
 @pytest.fixture
 def desk(tmp_path):
+    yield from _serve(tmp_path)
+
+
+@pytest.fixture
+def erasing_desk(tmp_path):
+    """The desk with its erasure action; the eraser records what the desk asked of it."""
+    calls: list[tuple[str, str]] = []
+
+    def eraser(record: str, steward: str) -> dict:  # `pipelines.cli.erase_record` in the desk
+        calls.append((record, steward))
+        return {
+            "request_id": "er-20261204-0badc0de",
+            "records": 3,
+            "versions": [{"version": "2", "tag": "trained_on_erased_subject"}],
+        }
+
+    for served in _serve(tmp_path, eraser=eraser):
+        yield {**served, "calls": calls}
+
+
+def _serve(tmp_path, **settings):
     root = tmp_path / "data"
     build_drop(root)
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(DeskSettings(data_root=root)), host="127.0.0.1", port=port, log_level="error"
+            create_app(DeskSettings(data_root=root, **settings)),
+            host="127.0.0.1",
+            port=port,
+            log_level="error",
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
@@ -217,3 +241,34 @@ def test_when_a_steward_works_through_the_queue_by_keyboard_then_it_is_cleared(
     assert len(image.getcolors(maxcolors=1 << 24)) > 50  # a rendered page, not a blank one
     if os.environ.get("SOVTUNE_UPDATE_SCREENSHOTS") == "1":
         shutil.copyfile(shot, SCREENSHOT)
+
+
+def test_when_a_steward_erases_a_subject_in_the_browser_then_it_runs_once_confirmed(
+    erasing_desk,
+) -> None:
+    """The erase action, driven in Chromium: the form refuses without the typed confirmation,
+    then sends the shown record (its pseudonym) and the steward, and the desk shows the
+    request, the count and the tagged model version (the real erasure behind the action is
+    tests/test_erasure.py's end-to-end test)."""
+    browser: Browser = erasing_desk["browser"]
+    browser.call("Page.navigate", url=f"{erasing_desk['url']}/drops/default")
+    browser.wait("typeof htmx !== 'undefined' && !!document.querySelector('.item.current')")
+    record = browser.js("document.querySelector('.item.current').dataset.id")
+    browser.js("document.querySelector('#erase summary').click()")
+    browser.wait("document.querySelector('#erase').open")
+    browser.js("document.querySelector('#erase-subject').click()")  # nothing typed
+    browser.wait("document.body.textContent.includes('type erase to confirm')")
+    assert erasing_desk["calls"] == []
+
+    browser.call("Page.navigate", url=f"{erasing_desk['url']}/drops/default?id={record}")
+    browser.wait("!!document.querySelector('#erase input[name=confirm]')")
+    browser.js(
+        "document.querySelector('#erase').open = true;"
+        "document.querySelector('#erase input[name=confirm]').value = 'erase';"
+        "document.querySelector('#erase-subject').click()"
+    )
+    browser.wait("!!document.querySelector('#erased')")
+    shown = browser.js("document.querySelector('#erased').textContent")
+    assert len(erasing_desk["calls"]) == 1 and erasing_desk["calls"][0][0] == record
+    assert "erasure er-20261204-0badc0de: 3 record(s)" in shown
+    assert "v2 (trained_on_erased_subject)" in shown

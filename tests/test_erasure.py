@@ -380,22 +380,21 @@ def _small_root(root: Path, key: bytes) -> dict[str, str]:
 def _ingest(root: Path):
     from pipelines.steps.ingest.landing import ingest_files
 
-    def read(path: Path):
+    def read(files: list[Path]):
         result = ingest_files(
-            [path], landing=root / "landing", languages=["en"], max_record_chars=20_000
+            files, landing=root / "landing", languages=["en"], max_record_chars=20_000
         )
         return result.accepted, result.quarantined
 
     return read
 
 
-def test_when_records_are_erased_by_id_then_only_they_go_and_a_csv_is_named(tmp_path):
+def test_when_records_are_erased_by_id_then_only_they_go_and_the_csv_is_rewritten(tmp_path):
     from pipelines.steps.ingest.erasure import ERASED_ID, Erasure, Exclusions, filter_erased
     from pipelines.steps.records import Message, Record
 
     key = os.urandom(32)
     ids = _small_root(tmp_path, key)
-    landing_csv = (tmp_path / "landing" / "d" / "b.csv").read_bytes()
     summary = tmp_path / "adapters" / "run-1.training.json"  # what training publishes
     summary.parent.mkdir()
     summary.write_text(json.dumps({"train_ids": [ids["t-1"], ids["t-2"]], "heldout_ids": []}))
@@ -408,10 +407,9 @@ def test_when_records_are_erased_by_id_then_only_they_go_and_a_csv_is_named(tmp_
         "t-2",
         "t-3",
     ]  # the same subject's t-2 stays
-    assert (tmp_path / "landing" / "d" / "b.csv").read_bytes() == landing_csv  # CSV: not rewritten
-    assert (
-        len(outcome.landing_not_rewritten) == 1 and "b.csv" not in outcome.landing_not_rewritten[0]
-    )
+    assert (tmp_path / "landing" / "d" / "b.csv").read_text() == "id,text\n"  # header kept
+    assert outcome.landing_not_rewritten == []
+    assert outcome.removed["landing:lines"] == 2
     raw = (
         pq.read_table(tmp_path / "raw" / "drops" / "d" / "raw_corpus.parquet")
         .column("id")
@@ -511,3 +509,74 @@ def test_when_a_subject_had_a_quarantined_line_then_it_goes_but_its_place_is_not
     # whoever's line comes at that place next is not taken for the erased subject
     stand_in = QuarantinedRecord("d/a.jsonl:4", "d/a.jsonl", 4, "bad_json", "")
     assert not Exclusions(tmp_path / "raw", key).matches_quarantined(stand_in)
+
+
+def test_when_a_csv_row_spans_lines_or_a_dataset_holds_the_record_then_every_line_goes(tmp_path):
+    """A quoted CSV field over three physical lines, a LLaMA-Factory alpaca JSON array and a
+    sharegpt JSONL file read through their dataset_info.json: each is rewritten without the
+    erased records (all their lines), the other records stay byte for byte as they were read."""
+    from pipelines.steps.ingest.erasure import Erasure
+    from pipelines.steps.ingest.landing import ingest_landing
+    from pipelines.steps.privacy.identifiers import pseudonymize_records
+    from pipelines.steps.records import records_to_frame
+    from pipelines.steps.storage import write_parquet
+
+    key = os.urandom(32)
+    landing = tmp_path / "landing"
+    (landing / "d").mkdir(parents=True)
+    csv_text = (
+        "id,subject,text\n"
+        'c-1,s-7,"Move the sundial order\nto the second ledger,\nplease."\n'
+        "c-2,s-8,Which printer holds the tide charts?\n"
+    )
+    (landing / "d" / "c.csv").write_text(csv_text)
+    lf = landing / "d" / "lf"
+    lf.mkdir()
+    alpaca = [
+        {"instruction": "Summarise the glacier survey notes.", "output": "They report melt."},
+        {"instruction": "Translate the word harbour into French.", "output": "Port."},
+    ]
+    (lf / "a.json").write_text(json.dumps(alpaca, indent=2))
+    share = [
+        {
+            "conversations": [
+                {"from": "human", "value": "Plan a quiet lantern walk."},
+                {"from": "gpt", "value": "Start at the old mill."},
+            ]
+        },
+        {
+            "conversations": [
+                {"from": "human", "value": "Name a use for spare twine."},
+                {"from": "gpt", "value": "Tie the tomato plants."},
+            ]
+        },
+    ]
+    (lf / "s.jsonl").write_text("".join(json.dumps(r) + "\n" for r in share))
+    info = {
+        "al": {"file_name": "a.json"},
+        "sg": {"file_name": "s.jsonl", "formatting": "sharegpt"},
+    }
+    (lf / "dataset_info.json").write_text(json.dumps(info))
+    result = ingest_landing(landing, languages=["en"], max_record_chars=20_000)
+    assert len(result.accepted) == 6 and not result.quarantined
+    idmap = IdentifierMap(tmp_path / "raw" / IDENTIFIER_MAP, key)
+    records = pseudonymize_records(result.accepted, idmap, drop="d")
+    write_parquet(
+        records_to_frame(records), tmp_path / "raw" / "drops" / "d" / "raw_corpus.parquet"
+    )
+    by_text = {r.messages[0].content[:12]: r for r in result.accepted}
+    lf_ids = [by_text["Summarise th"].id, by_text["Plan a quiet"].id]
+
+    outcome = Erasure(tmp_path, key, subjects=["s-7"], ids=lf_ids, ingest=_ingest(tmp_path)).run(
+        reason="data_subject_request"
+    )
+
+    assert outcome.records == 3 and outcome.landing_not_rewritten == []
+    assert outcome.removed["landing:lines"] == 3 + 1 + 1  # the CSV row's three lines
+    assert (landing / "d" / "c.csv").read_text() == (
+        "id,subject,text\nc-2,s-8,Which printer holds the tide charts?\n"
+    )
+    assert json.loads((lf / "a.json").read_text()) == alpaca[1:]
+    assert [json.loads(x) for x in (lf / "s.jsonl").read_text().splitlines()] == share[1:]
+    again = ingest_landing(landing, languages=["en"], max_record_chars=20_000)
+    assert len(again.accepted) == 3 and not again.quarantined

@@ -5,10 +5,13 @@ ingestion gave them (`pipelines/steps/privacy/identifiers.py`): the subject key'
 pseudonym, then every record id (`rec-…`) whose raw record carries it, plus the ids asked for
 directly. It then removes them everywhere they were written:
 
-- **landing**: JSONL/JSON and Parquet files are rewritten without the subject's lines or rows
-  (atomically, fsynced, mode kept); a CSV or LLaMA-Factory dataset file is left as it is and
-  named (by pseudonym) in the outcome: the steward removes those rows at the source. Either way
-  the exclusion list keeps the records out of every later run.
+- **landing**: every file holding the subject's records is rewritten without them (atomically,
+  fsynced, mode kept): JSONL lines, every physical line of a CSV row (a quoted field may span
+  several), Parquet rows, and the elements of a JSON array; a LLaMA-Factory dataset's files are
+  read through their folder's `dataset_info.json`, as ingestion reads them. A landing file that
+  cannot be read back as it was ingested is named (by hash) in the outcome, for the steward to
+  remove the rows at the source. Either way the exclusion list keeps the records out of every
+  later run.
 - **raw, scrubbed, curated zones** (every drop's and the joined training corpus's Parquet
   files, both quarantines, screening outputs, cross-drop removals): rows of the records are
   removed; any other cell that names one of their pseudonyms (a duplicate's representative)
@@ -52,6 +55,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.steps.config import IngestLimits
+from pipelines.steps.ingest.landing import BOM, csv_row_spans
+from pipelines.steps.ingest.llamafactory import DATASET_INFO
 from pipelines.steps.privacy.identifiers import IDENTIFIER_MAP, IdentifierMap
 from pipelines.steps.privacy.surrogates import canonical
 from pipelines.steps.privacy.vault import (
@@ -86,7 +92,6 @@ the subject (the erasure does not know), so it is tagged too."""
 ZONES = ("raw", "scrubbed", "curated")
 TEXT_SUFFIXES = (".json", ".jsonl", ".html", ".md", ".txt")
 """Files of the zones, reports and MLflow artifacts whose pseudonyms are replaced."""
-REWRITTEN_LANDING = (".jsonl", ".json", ".parquet")
 SURROGATE_CLAIMS = "surrogates.json"
 """Under `secrets/`: the surrogate registry's claims (resources/pii_engine.py)."""
 
@@ -209,7 +214,10 @@ class Erasure:
         subjects: Subject keys as dropped (the `subject` field's value).
         ids: Record ids as dropped.
         vault: The opened surrogate vault when the data root has one (`Vault.from_env`).
-        ingest: Reads one landing file into (accepted, quarantined) with fields as dropped.
+        ingest: Reads landing files into (accepted, quarantined) with fields as dropped: the
+            file, after its folder's `dataset_info.json` when it belongs to a LLaMA-Factory
+            dataset.
+        limits: The ingestion limits the landing zone is read with (CSV rows' line spans).
     """
 
     def __init__(
@@ -221,6 +229,7 @@ class Erasure:
         ids: list[str],
         vault=None,
         ingest=None,
+        limits: IngestLimits | None = None,
     ) -> None:
         if not subjects and not ids:
             raise ErasureError("name at least one --subject KEY or --id ID to erase")
@@ -230,6 +239,7 @@ class Erasure:
         self.ids = sorted(set(ids))
         self.vault = vault
         self.ingest = ingest
+        self.limits = limits or IngestLimits()
         self.raw = self.root / "raw"
         self.rewritten: set[Path] = set()
         map_path = self.raw / IDENTIFIER_MAP
@@ -346,38 +356,55 @@ class Erasure:
         if self.ingest is None or not landing.is_dir():
             return found
         for path in sorted(p for p in landing.rglob("*") if p.is_file() and not p.is_symlink()):
-            if any(part.startswith(".") for part in path.relative_to(landing).parts):
+            rel = path.relative_to(landing)
+            if any(part.startswith(".") for part in rel.parts) or path.name == DATASET_INFO:
                 continue
-            if any((d / "dataset_info.json").is_file() for d in path.parents if d >= landing):
-                continue  # a LLaMA-Factory dataset: its files are not rewritten (see run)
-            accepted, quarantined = self.ingest(path)
-            hits = [r for r in accepted if exclusions.matches(r)]
+            owner = next((d for d in path.parents if (d / DATASET_INFO).is_file()), None)
+            if owner is not None and owner != landing and landing not in owner.parents:
+                owner = None  # a dataset_info.json above the landing zone claims nothing
+            files = [owner / DATASET_INFO, path] if owner is not None else [path]
+            accepted, quarantined = self.ingest(files)
+            hits = [r for r in accepted if r.source_file == str(rel) and exclusions.matches(r)]
             lines = {r.source_line for r in hits}
             lines |= {
                 q.source_line
                 for q in quarantined
                 if q.source_line
+                and q.source_file == str(rel)
                 and (exclusions.matches_quarantined(q) or self._names_subject(q.raw))
             }
             if not lines:
                 continue
             found += hits
-            if path.suffix.lower() not in REWRITTEN_LANDING:
-                continue  # a CSV file: named by `_not_rewritten`
-            if path.suffix.lower() == ".parquet":
-                table = pq.read_table(path)
-                keep = [i for i in range(table.num_rows) if i + 1 not in lines]
-                _replace(path, functools.partial(pq.write_table, table.take(keep)))
-            else:
-                kept = [
-                    line
-                    for number, line in enumerate(path.read_bytes().splitlines(keepends=True), 1)
-                    if number not in lines
-                ]
-                _replace(path, functools.partial(_write_bytes, b"".join(kept)))
-            outcome.removed["landing:lines"] += len(lines)
+            removed = self._rewrite_landing(path, lines, landing)
+            outcome.removed["landing:lines"] += removed
             self.rewritten.add(path)
         return found
+
+    def _rewrite_landing(self, path: Path, numbers: set[int], landing: Path) -> int:
+        """Write `path` anew without the records at `numbers` (lines, rows or elements, from 1,
+        as ingestion numbered them); returns the physical lines, rows or elements removed."""
+        suffix = path.suffix.lower()
+        if suffix == ".parquet":
+            table = pq.read_table(path)
+            keep = [i for i in range(table.num_rows) if i + 1 not in numbers]
+            _replace(path, functools.partial(pq.write_table, table.take(keep)))
+            return table.num_rows - len(keep)
+        data = path.read_bytes()
+        if suffix == ".json" and data.removeprefix(BOM).lstrip().startswith(b"["):
+            elements = json.loads(data.removeprefix(BOM).decode("utf-8"))
+            kept = [e for number, e in enumerate(elements, 1) if number not in numbers]
+            text = json.dumps(kept, ensure_ascii=False, indent=2) + "\n"
+            _replace(path, functools.partial(_write_bytes, text.encode("utf-8")))
+            return len(elements) - len(kept)
+        drop = set(numbers)
+        if suffix == ".csv":  # every physical line of a row whose quoted field spans several
+            spans = csv_row_spans(path, root=landing, limits=self.limits)
+            drop = {n for first in numbers for n in range(first, first + spans.get(first, 1))}
+        lines = io.BytesIO(data).readlines()  # split at b"\n" only, as ingestion numbers lines
+        kept_lines = [line for number, line in enumerate(lines, 1) if number not in drop]
+        _replace(path, functools.partial(_write_bytes, b"".join(kept_lines)))
+        return len(lines) - len(kept_lines)
 
     def _not_rewritten(self, raw_records: list[Record], outcome: ErasureOutcome) -> None:
         """Name (by hash) each landing file still holding a record the raw zone read from it."""

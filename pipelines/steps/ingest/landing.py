@@ -586,6 +586,19 @@ def _csv_rows(lines: Iterator[tuple[int, Any]]) -> Iterator[Slot]:
         pending, quotes = [], 0
 
 
+def csv_row_spans(path: Path, *, root: Path, limits: IngestLimits | None = None) -> dict[int, int]:
+    """{first physical line: physical lines it spans} of every CSV row as ingestion reads it.
+
+    A row's `source_line` is its first line; a quoted field may carry it over several lines.
+    Erasure drops all of them (`pipelines/steps/ingest/erasure.py`).
+    """
+    with open_entry(path, root=root) as handle:
+        return {
+            slot.line: slot.lines
+            for slot in _csv_rows(_decoded_csv_lines(handle, limits or IngestLimits()))
+        }
+
+
 def _csv_object(header: list[str], row: list[str] | RecordError) -> dict | RecordError:
     if isinstance(row, RecordError):
         return row
