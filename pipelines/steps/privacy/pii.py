@@ -369,6 +369,29 @@ def scan_records(
     ]
 
 
+MessageScan = Callable[
+    [list[Record], list[list] | None], tuple[list[list[list[Finding]]], set[int]]
+]
+"""One scrub pass's scan, as `scan_messages` does it: findings per record and message of the
+records (only the messages whose entry in `only` is true, default every one) and the indices of the
+records that ran past `pii.scan_budget_seconds`. An engine that scans elsewhere (on Ray,
+`pipelines.steps.execution`) gives `scrub_records` its own."""
+
+
+def scan_messages(
+    records: list[Record],
+    analyzer: AnalyzerEngine,
+    cfg: PIIConfig,
+    *,
+    batch_size: int = 64,
+    only: list[list] | None = None,
+) -> tuple[list[list[list[Finding]]], set[int]]:
+    """The scan of one `scrub_records` pass: findings per record, per message, by its record's
+    pack, and the indices of the records over `cfg.scan_budget_seconds` (their findings are
+    empty: unscanned, not clean). Each record's result depends on that record alone."""
+    return _scan_messages(records, analyzer, cfg, batch_size, only=only)
+
+
 def pseudonym(entity_type: str, value: str, *, key: bytes) -> str:
     """The stable, realistic pseudonym of one entity value, e.g. `William Harris` for a name.
 
@@ -394,13 +417,14 @@ def pseudonym(entity_type: str, value: str, *, key: bytes) -> str:
 
 def scrub_records(
     records: list[Record],
-    analyzer: AnalyzerEngine,
+    analyzer: AnalyzerEngine | None,
     cfg: PIIConfig,
     *,
     key: bytes,
     batch_size: int = 64,
     max_passes: int = 3,
     remember: Callable[[str, str, str], None] | None = None,
+    scan: MessageScan | None = None,
 ) -> ScrubResult:
     """Replace every finding in every message by the operator configured for its type.
 
@@ -419,6 +443,9 @@ def scrub_records(
         max_passes: Scan-and-replace passes over records that changed in the previous pass.
         remember: Called with `(entity_type, surrogate, original)` for every pseudonymized
             value, e.g. `Vault.add`; nothing else sees the original.
+        scan: Each pass's scan (default: `scan_messages` with `analyzer` here; `analyzer` may
+            then be None). Replacements stay here: surrogates are claimed in order in one
+            registry (`surrogates.registry_session`).
 
     Returns:
         The scrubbed records (new objects, same ids and order) and replacement counts; a
@@ -452,7 +479,10 @@ def scrub_records(
             break
         batch = [scrubbed[i] for i in pending]
         only = None if pass_number == 0 else [changed_at[i] for i in pending]
-        per_record, late_in_batch = _scan_messages(batch, analyzer, cfg, batch_size, only=only)
+        if scan is None:
+            per_record, late_in_batch = _scan_messages(batch, analyzer, cfg, batch_size, only=only)
+        else:
+            per_record, late_in_batch = scan(batch, only)
         late |= {pending[position] for position in late_in_batch}
         changed, changed_at = [], {}
         for index, record, per_message in zip(pending, batch, per_record, strict=True):

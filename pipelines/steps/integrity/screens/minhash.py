@@ -14,10 +14,12 @@ The state is compact, so that memory stays within bounds on a large corpus (#21)
 one uint32 array, candidates as integer arrays, Jaccard computed in numpy batches.
 """
 
+import contextlib
 import math
+import os
 from array import array
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import count
@@ -93,6 +95,29 @@ def shingle_sets(token_lists: Iterable[Sequence[str]], size: int) -> ShingleSets
             ids.extend(sorted({vocabulary[g] for g in grams}))
         offsets.append(len(ids))
     return ShingleSets(np.frombuffer(ids, dtype=np.uint32), np.frombuffer(offsets, dtype=np.int64))
+
+
+Signer = Callable[..., np.ndarray]
+"""Computes `signatures(shingles, num_perm=, seed=)` (equal rows), e.g. on a Ray cluster."""
+_SIGNERS: list[tuple[int, Signer]] = []
+
+
+@contextlib.contextmanager
+def signatures_by(signer: Signer) -> Iterator[None]:
+    """Make `similar_pairs` compute its signatures with `signer` in this process for the block
+    (`pipelines.steps.execution`: per batch on Ray); a forked child computes them itself."""
+    entry = (os.getpid(), signer)
+    _SIGNERS.append(entry)
+    try:
+        yield
+    finally:
+        _SIGNERS.remove(entry)
+
+
+def _signer() -> Signer:
+    if _SIGNERS and _SIGNERS[-1][0] == os.getpid():
+        return _SIGNERS[-1][1]
+    return signatures
 
 
 @cache
@@ -299,7 +324,7 @@ def similar_pairs(
         `(i, j, similarity)` with `i < j`, sorted.
     """
     shingles = shingle_sets(token_lists, shingle_size)
-    signature = signatures(shingles, num_perm=num_perm, seed=seed)
+    signature = _signer()(shingles, num_perm=num_perm, seed=seed)
     candidates = candidate_pairs(signature, band_rows(threshold, num_perm))
     candidates = _agreeing(signature, candidates, agreement_floor(threshold, num_perm))
     del signature
