@@ -4,6 +4,7 @@ A profile that does not parse, names an unknown setting or sets an impossible va
 that names the file and the setting to fix; there is no silent fallback to defaults.
 """
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -494,6 +495,42 @@ class RegistryConfig(_Section):
     experiment: str = "sovtune"
 
 
+RAY_CLIENT_ADDRESS = re.compile(r"ray://[A-Za-z0-9][A-Za-z0-9.-]*:[0-9]{1,5}")
+
+
+class ExecutionConfig(_Section):
+    """Where the data stages (scrubbing, screening) run: in the pipeline's process, or on Ray."""
+
+    engine: Literal["local", "ray"] = Field(
+        "local",
+        description="local: in the run's own process (two cores). ray: PII scanning and MinHash "
+        "signatures as Ray Data pipelines (docs/operations.md, Data stages on Ray).",
+    )
+    address: str = Field(
+        "local",
+        description="ray: `local` (a Ray cluster started inside the run, on this host's cores), "
+        "`auto` (the cluster `ray start --head` runs on this host) or `ray://host:10001` (a Ray "
+        "client to a remote head, e.g. a KubeRay cluster's head service).",
+    )
+    workers: int = Field(
+        2,
+        ge=1,
+        le=4096,
+        description="ray: parallel scanning workers (one CPU and one analyzer each).",
+    )
+    batch_size: int = Field(
+        64, ge=1, le=100_000, description="ray: records per Ray Data block sent to a worker."
+    )
+
+    @model_validator(mode="after")
+    def _known_address(self) -> "ExecutionConfig":
+        if self.address not in ("local", "auto") and not RAY_CLIENT_ADDRESS.fullmatch(self.address):
+            raise ValueError(
+                f"execution.address must be local, auto or ray://host:port (got {self.address!r})"
+            )
+        return self
+
+
 class PipelineConfig(_Section):
     """One profile of the pipeline (a YAML file under pipelines/config/ or any path)."""
 
@@ -507,6 +544,7 @@ class PipelineConfig(_Section):
     training: TrainingConfig = TrainingConfig()
     audit: AuditConfig = AuditConfig()
     registry: RegistryConfig = RegistryConfig()
+    execution: ExecutionConfig = ExecutionConfig()
 
     @model_validator(mode="after")
     def _audit_candidates(self) -> "PipelineConfig":
