@@ -691,7 +691,7 @@ def plan(
             minutes=minutes if minutes is not None else training.plan_minutes,
             cost=cost,
             lora_params_per_rank=planner.lora_params_per_rank(
-                model_dir, list(training.target_modules)
+                model_dir, list(training.target_modules), freeze_a=training.lora_freeze_a
             ),
         )
     except (planner.PlanError, ModelStoreError) as exc:

@@ -140,6 +140,9 @@ def test_the_step_cost_is_measured_with_real_dp_steps_on_the_tiny_model(tiny_dir
     assert cost.source.startswith("measured")
     # tiny: 2 layers, q_proj 64->64, v_proj 64->32
     assert planner.lora_params_per_rank(tiny_dir, ["q_proj", "v_proj"]) == 2 * (128 + 96)
+    # FFA-LoRA (training.lora_freeze_a) trains only B: the out features
+    frozen_a = planner.lora_params_per_rank(tiny_dir, ["q_proj", "v_proj"], freeze_a=True)
+    assert frozen_a == 2 * (64 + 32)
     with pytest.raises(planner.PlanError, match="training.target_modules"):
         planner.lora_params_per_rank(tiny_dir, ["no_such_proj"])
 

@@ -371,6 +371,35 @@ class TrainingConfig(_Section):
         gt=0,
         lt=1,
         description="The delta the lifetime budget holds at (default: target_delta); no run's "
+    clip_bound: Literal["fixed", "adaptive"] = Field(
+        "fixed",
+        description="fixed: clip every step at max_grad_norm. adaptive: start there and move it "
+        "towards the clip_target_quantile of the per-example gradient norms with a noised count "
+        "(Andrew et al. 2021); the count's noise is paid from the same epsilon (docs/engineer.md, "
+        "Adaptive clipping).",
+    )
+    clip_target_quantile: float = Field(
+        0.5, gt=0, lt=1, description="adaptive: the share of examples left unclipped to aim for."
+    )
+    clip_learning_rate: float = Field(
+        0.2, gt=0, description="adaptive: the geometric step of the bound, C *= exp(-rate * err)."
+    )
+    clip_min: float = Field(1e-4, gt=0, description="adaptive: the lowest clipping bound.")
+    clip_max: float = Field(100.0, gt=0, description="adaptive: the highest clipping bound.")
+    clip_count_noise_std: float | None = Field(
+        None,
+        gt=0,
+        description="adaptive: std of the noise on the unclipped count (default: the expected "
+        "batch / 20, as Andrew et al. suggest); must exceed half the noise multiplier.",
+    )
+    lora_freeze_a: bool = Field(
+        False,
+        description="FFA-LoRA: keep LoRA's A at its random initialization and train only B "
+        "(fewer noised parameters).",
+    )
+    optimizer: Literal["adam", "sgd"] = Field(
+        "adam", description="DP-Adam or DP-SGD (plain SGD), at the constant learning_rate."
+    )
         "target_delta may exceed it, and it must be below 1/N.",
     )
 
@@ -435,6 +464,24 @@ class AuditConfig(_Section):
         description="Candidates each canary's secret is ranked among (The Secret Sharer): the "
         "whole space when it is no larger (exact rank), else this many sampled, with the "
         f"skew-normal extrapolation. At least {MIN_AUDIT_CANDIDATES:,} in every profile but "
+        if self.clip_bound == "adaptive" and self.clipping == "ghost":
+            raise ValueError(
+                "training.clip_bound: adaptive clipping needs per-sample gradient norms; use "
+                "clipping: flat with clip_bound: adaptive"
+            )
+        if self.clip_min >= self.clip_max:
+            raise ValueError(
+                f"training.clip_min ({self.clip_min:g}) must be below training.clip_max "
+                f"({self.clip_max:g})"
+            )
+        if self.clip_bound == "adaptive" and not (
+            self.clip_min <= self.max_grad_norm <= self.clip_max
+        ):
+            raise ValueError(
+                f"training.max_grad_norm ({self.max_grad_norm:g}) is the adaptive bound's start: "
+                f"it must lie within training.clip_min ({self.clip_min:g}) and training.clip_max "
+                f"({self.clip_max:g})"
+            )
         "`test`.",
     )
     max_exposure_bits: float = Field(8.0, ge=0, description="Blocking bound on canary exposure.")

@@ -45,6 +45,8 @@ from opacus import PrivacyEngine
 from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
 from opacus.utils.batch_memory_manager import BatchMemoryManager
+from opacus.optimizers import AdaClipDPOptimizer
+from opacus.optimizers.optimizer import _generate_noise
 from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch.utils.data import DataLoader, TensorDataset
@@ -130,6 +132,18 @@ class TrainingResult:
         seconds: Wall time of the whole run.
     """
 
+        clip_bound: "fixed" or "adaptive" (`training.clip_bound`).
+        max_grad_norm_final: The clipping norm after the last step: `max_grad_norm` when
+            fixed, where the noised quantile estimate moved it when adaptive (a function of
+            noised outputs only, so it may be published).
+        gradient_noise_multiplier: Std of the gradient noise / clipping norm. Equals
+            `noise_multiplier` with a fixed bound; larger with the adaptive bound, whose
+            noised count takes its share of the step (Andrew et al. 2021, Theorem 1):
+            1/sigma^2 = 1/gradient^2 + 1/(2 * count_noise_std)^2, and the accountant charges
+            sigma (`noise_multiplier`), so the epsilon reported covers both.
+        count_noise_std: Std of the noise on the unclipped count (0 with a fixed bound).
+        optimizer: "adam" or "sgd".
+        lora_freeze_a: FFA-LoRA: only the LoRA B tensors were trained.
     private: bool
     privacy_unit: str
     epsilon: float
@@ -168,6 +182,12 @@ class TrainingResult:
         without the un-noised statistics of private records (`OPERATOR_ONLY`)."""
         data = asdict(self)
         for name in OPERATOR_ONLY:
+    clip_bound: str = "fixed"
+    max_grad_norm_final: float | None = None
+    gradient_noise_multiplier: float | None = None
+    count_noise_std: float = 0.0
+    optimizer: str = "adam"
+    lora_freeze_a: bool = False
             del data[name]
         data["adapter_dir"] = str(self.adapter_dir)
         data["heldout_ids"] = list(self.heldout_ids)
@@ -407,6 +427,8 @@ def train_dp_lora(
         dp,
         recovery,
         history,
+    if private and history.state.get("max_grad_norm") is not None:
+        dp.optimizer.max_grad_norm = history.state["max_grad_norm"]  # the adaptive bound
         private=private,
         device=device,
         progress=progress,
@@ -440,7 +462,10 @@ class _Plan:
         heldout_records: Records held out, in id-hash order.
         units: The training rows of each privacy unit (see `privacy_units`).
         sample_rate: Poisson sampling probability of a unit per step.
-        noise_multiplier: Noise std / max_grad_norm for the target epsilon (0 when not private).
+        noise_multiplier: Noise std / max_grad_norm for the target epsilon (0 when not private):
+            the whole step's mechanism, the one the accountant and the ledgers charge.
+        gradient_noise_multiplier: The gradient's share of it (see `adaptive_noise`).
+        count_noise_std: Noise std of the adaptive bound's unclipped count (0 when fixed).
         epsilon_every: Ask the accountant for epsilon every this many steps.
         fingerprint: What a resumed run must share with its checkpoint (`_run_fingerprint`).
     """
@@ -457,6 +482,8 @@ class _Plan:
     def n_units(self) -> int:
         return len(self.units)
 
+    gradient_noise_multiplier: float
+    count_noise_std: float
 
 @dataclass(frozen=True)
 class _Recovery:
@@ -479,7 +506,7 @@ class _Model:
         heldout_data: The same for the first HELDOUT_EVAL_LIMIT held-out records.
         lora: The trainable LoRA tensors by name.
         names: Name of each LoRA tensor by id(), for the optimizer's checkpoint tensors.
-        optimizer: Adam over the LoRA tensors (Opacus wraps it when private).
+        optimizer: Adam or SGD over the LoRA tensors (Opacus wraps it when private).
     """
 
     peft_model: PeftModel
@@ -569,17 +596,98 @@ def _prepare(
         sample_rate=sample_rate,
         noise_multiplier=noise_multiplier,
         epsilon_every=epsilon_every or max(1, cfg.steps // 200),
+    gradient_noise, count_noise = noise_multiplier, 0.0
+    if private and cfg.clip_bound == "adaptive":
+        gradient_noise, count_noise = adaptive_noise(cfg, noise_multiplier)
         fingerprint=_run_fingerprint(cfg, train_records, model_dir, private=private),
     )
 
 
 def _plan_record(plan: _Plan) -> dict[str, Any]:
     """The mechanism a run was planned with, recorded before its first step."""
+        gradient_noise_multiplier=gradient_noise,
+        count_noise_std=count_noise,
     return {"noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate}
 
 
 def _open_checkpoint(checkpoint_dir: str | Path | None, plan: _Plan, *, private: bool) -> _Recovery:
     """Open the step ledger and the last checkpoint of `checkpoint_dir` (if any).
+def adaptive_noise(cfg: TrainingConfig, noise_multiplier: float) -> tuple[float, float]:
+    """(gradient noise multiplier, count noise std) of the adaptive clipping bound whose step
+    is, in privacy, one Gaussian mechanism of multiplier `noise_multiplier` (sigma).
+
+    Each step releases the noised sum of clipped gradients (sensitivity C) and the noised count
+    of examples left unclipped, centred: sum(b_i - 1/2), sensitivity 1/2 when one example is
+    added or removed. With gradient noise sigma_g * C and count noise sigma_b, the pair is a
+    Gaussian mechanism of multiplier (sigma_g^-2 + (2 sigma_b)^-2)^-1/2 (Andrew et al. 2021,
+    Theorem 1); sigma_g is set so that this equals sigma, and the accountant charges sigma.
+
+    Raises:
+        TrainingConfigError: sigma >= 2 * count noise std (no gradient noise could make up the
+            difference), naming `training.clip_count_noise_std`.
+    """
+    count_std = cfg.clip_count_noise_std or cfg.expected_batch_size / 20
+    if noise_multiplier >= 2 * count_std:
+        raise TrainingConfigError(
+            f"training.clip_count_noise_std = {count_std:g}: the adaptive clipping bound's count "
+            f"noise must exceed half the noise multiplier ({noise_multiplier:.4g} for "
+            f"training.target_epsilon {cfg.target_epsilon:g} at this batch and steps); set it "
+            f"above {noise_multiplier / 2:.4g} or use training.clip_bound: fixed"
+        )
+    gradient = (noise_multiplier**-2 - (2 * count_std) ** -2) ** -0.5
+    return gradient, count_std
+
+
+class AdaptiveClipOptimizer(AdaClipDPOptimizer):
+    """Opacus's adaptive clipping (AdaClip) with the count released as Andrew et al. do.
+
+    Opacus 1.6's `AdaClipDPOptimizer` noises the uncentred unclipped count (sensitivity 1, while
+    the gradient noise it derives assumes 1/2: the step is then less private than the sigma the
+    accountant charges) and divides it by the sampled batch's true size, a count of private
+    records released without noise. Here the count is centred, sum(b_i - 1/2), its noised value
+    is divided by the expected batch size (public), and the counts survive the per-physical-
+    batch `zero_grad` of a logical batch that Opacus's BatchMemoryManager splits (Opacus resets
+    them there, so only the last physical batch was counted). The gradient noise multiplier is
+    `adaptive_noise`'s. Installed by `_make_private` on the AdaClip optimizer Opacus builds.
+    """
+
+    gradient_noise_multiplier: float
+    noisy_unclipped_fraction: float | None = None
+
+    def zero_grad(self, set_to_none: bool = False):
+        keep = self._is_last_step_skipped  # inside a logical batch: keep its counts
+        sample_size, unclipped = self.sample_size, self.unclipped_num
+        super().zero_grad(set_to_none)
+        if keep:
+            self.sample_size, self.unclipped_num = sample_size, unclipped
+
+    def add_noise(self):
+        for p in self.params:
+            noise = _generate_noise(
+                std=self.gradient_noise_multiplier * self.max_grad_norm,
+                reference=p.summed_grad,
+                generator=self.generator,
+                secure_mode=self.secure_mode,
+            )
+            p.grad = (p.summed_grad + noise).view_as(p)
+        centred = float(self.unclipped_num) - self.sample_size / 2
+        reference = torch.zeros((), device=self.params[0].device)
+        count_noise = _generate_noise(
+            std=self.unclipped_num_std,
+            reference=reference,
+            generator=self.generator,
+            secure_mode=self.secure_mode,
+        )
+        fraction = (centred + float(count_noise)) / self.expected_batch_size + 0.5
+        self.noisy_unclipped_fraction = fraction
+
+    def update_max_grad_norm(self):
+        """C *= exp(-rate * (noised unclipped fraction - target)), within [min, max]."""
+        error = self.noisy_unclipped_fraction - self.target_unclipped_quantile
+        bound = float(self.max_grad_norm) * math.exp(-self.clipbound_learning_rate * error)
+        self.max_grad_norm = min(self.max_clipbound, max(self.min_clipbound, bound))
+
+
 
     The non-private control charges no step ledger (it releases nothing private to account);
     it still resumes from its checkpoints.
@@ -620,7 +728,8 @@ def _open_checkpoint(checkpoint_dir: str | Path | None, plan: _Plan, *, private:
 
 def attach_lora(model, cfg: TrainingConfig, *, device: str):
     """The base model with the configured LoRA adapters, their initial values drawn from
-    `cfg.seed` without touching the global generator (the planner builds the same model)."""
+    `cfg.seed` without touching the global generator (the planner builds the same model).
+    With `training.lora_freeze_a` (FFA-LoRA) the A tensors are frozen: only B trains."""
     lora_config = LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
@@ -631,12 +740,17 @@ def attach_lora(model, cfg: TrainingConfig, *, device: str):
     )
     with torch.random.fork_rng(devices=[] if device == "cpu" else None):
         torch.manual_seed(cfg.seed)
-        return get_peft_model(model, lora_config)
+        peft_model = get_peft_model(model, lora_config)
+    if cfg.lora_freeze_a:  # FFA-LoRA: A stays at its random initialization
+        for name, p in peft_model.named_parameters():
+            if "lora_A" in name:
+                p.requires_grad_(False)
+    return peft_model
 
 
 def _build_model(model_dir: str | Path, cfg: TrainingConfig, plan: _Plan, *, device: str) -> _Model:
     """Build the model: load the base model, encode the data, add LoRA (initialized from
-    `cfg.seed` in a forked RNG) and an Adam optimizer over the LoRA tensors.
+    `cfg.seed` in a forked RNG) and the optimizer over the trainable LoRA tensors.
 
     Raises:
         TrainingConfigError: `training.target_modules` made a non-LoRA tensor trainable, or none.
@@ -661,7 +775,7 @@ def _build_model(model_dir: str | Path, cfg: TrainingConfig, plan: _Plan, *, dev
         heldout_data=heldout_data,
         lora=lora,
         names={id(p): name for name, p in lora.items()},
-        optimizer=torch.optim.Adam(lora.values(), lr=cfg.learning_rate),
+        optimizer=_optimizer(cfg, lora.values()),
     )
 
 
@@ -672,6 +786,13 @@ def _start_or_resume(model: _Model, recovery: _Recovery, plan: _Plan, *, device:
     resume = recovery.resume
     if resume is None:
         state: dict[str, Any] = {
+def _optimizer(cfg: TrainingConfig, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
+    """Adam or plain SGD (`training.optimizer`) at the constant `training.learning_rate`."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.learning_rate)
+    return torch.optim.Adam(params, lr=cfg.learning_rate)
+
+
             "fingerprint": plan.fingerprint,
             "plan": _plan_record(plan),
             "losses": [],
@@ -705,6 +826,18 @@ def _make_private(
     plain model and optimizer behind the same sampler.
 
     Raises:
+def _adaptive_arguments(cfg: TrainingConfig, plan: _Plan) -> dict[str, Any]:
+    """Opacus's `make_private` arguments for its AdaClip optimizer (`training.clip_*`)."""
+    return {
+        "clipping": "adaptive",
+        "target_unclipped_quantile": cfg.clip_target_quantile,
+        "clipbound_learning_rate": cfg.clip_learning_rate,
+        "max_clipbound": cfg.clip_max,
+        "min_clipbound": cfg.clip_min,
+        "unclipped_num_std": plan.count_noise_std,
+    }
+
+
         RuntimeError: Opacus samples at another rate than the noise was set for.
     """
     # A resumed run draws new sampling and noise: the repeated steps are charged anyway.
@@ -728,6 +861,7 @@ def _make_private(
             max_grad_norm=cfg.max_grad_norm,
             poisson_sampling=True,
             grad_sample_mode="ghost" if cfg.clipping == "ghost" else "hooks",
+        adaptive = cfg.clip_bound == "adaptive"
             noise_generator=noise_generator,
         )
         dp_model, dp_optimizer, dp_loader = made[0], made[1], made[-1]
@@ -737,8 +871,14 @@ def _make_private(
             engine.accountant.history = [(plan.noise_multiplier, plan.sample_rate, charged)]
     else:
         # The same Poisson sampler as the private run, without clipping or noise.
+            **(_adaptive_arguments(cfg, plan) if adaptive else {}),
         dp_model, dp_optimizer = model.peft_model, model.optimizer
         dp_loader = DPDataLoader.from_data_loader(loader, generator=sampler_generator)
+        if adaptive:
+            if not isinstance(dp_optimizer, AdaClipDPOptimizer):
+                raise RuntimeError(f"Opacus built {type(dp_optimizer).__name__}, not AdaClip")
+            dp_optimizer.__class__ = AdaptiveClipOptimizer  # its fixes (see the class)
+            dp_optimizer.gradient_noise_multiplier = plan.gradient_noise_multiplier
     if not math.isclose(dp_loader.sample_rate, plan.sample_rate):
         raise RuntimeError(
             f"Opacus samples at {dp_loader.sample_rate}, noise was set for {plan.sample_rate}"
@@ -1051,6 +1191,8 @@ def _finish(
     dp: _Private,
     recovery: _Recovery,
     history: _History,
+    if private:  # the adaptive bound moves; a resumed run goes on from its checkpoint's
+        history.state["max_grad_norm"] = float(dp.optimizer.max_grad_norm)
     step: int,
     *,
     private: bool,
@@ -1158,6 +1300,12 @@ def retire_checkpoint(checkpoint_dir: Path) -> None:
         return
     retired = checkpoint_dir.with_name(f".{checkpoint_dir.name}.{time.time_ns()}.done")
     os.rename(checkpoint_dir, retired)
+        clip_bound=cfg.clip_bound if private else "fixed",
+        max_grad_norm_final=state.get("max_grad_norm", cfg.max_grad_norm),
+        gradient_noise_multiplier=plan.gradient_noise_multiplier,
+        count_noise_std=plan.count_noise_std,
+        optimizer=cfg.optimizer,
+        lora_freeze_a=cfg.lora_freeze_a,
     shutil.rmtree(retired, ignore_errors=True)
 
 

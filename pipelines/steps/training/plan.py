@@ -185,9 +185,12 @@ class StepCost:
         return self.overhead_s + self.per_example_s * batch
 
 
-def lora_params_per_rank(model_dir: str | Path, target_modules: list[str]) -> int:
+def lora_params_per_rank(
+    model_dir: str | Path, target_modules: list[str], *, freeze_a: bool = False
+) -> int:
     """LoRA parameters per unit of rank: the sum of (in + out) features of the targeted Linear
     layers, read from the model's config (built on the meta device: no weights are loaded).
+    With `freeze_a` (FFA-LoRA, `training.lora_freeze_a`) only B trains: the out features.
 
     Raises:
         PlanError: `training.target_modules` names no Linear layer of the model.
@@ -197,7 +200,7 @@ def lora_params_per_rank(model_dir: str | Path, target_modules: list[str]) -> in
         model = AutoModelForCausalLM.from_config(config)
     targets = set(target_modules)
     total = sum(
-        module.in_features + module.out_features
+        (0 if freeze_a else module.in_features) + module.out_features
         for name, module in model.named_modules()
         if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets
     )
@@ -749,6 +752,8 @@ def resolve_training(
         cfg=cfg,
         minutes=cfg.plan_minutes,
         cost=cost,
-        lora_params_per_rank=lora_params_per_rank(model_dir, list(cfg.target_modules)),
+        lora_params_per_rank=lora_params_per_rank(
+            model_dir, list(cfg.target_modules), freeze_a=cfg.lora_freeze_a
+        ),
     )
     return cfg.model_copy(update=plan.training_update(cfg)), plan
