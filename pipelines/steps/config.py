@@ -348,29 +348,6 @@ class TrainingConfig(_Section):
     max_physical_batch_size: int | None = Field(
         None, ge=1, description="Split logical batches into at most this many examples (memory)."
     )
-    checkpoint_every: int = Field(10, ge=1, description="Steps between resumable checkpoints.")
-    preset: Literal["manual", "auto"] = Field(
-        "manual",
-        description="manual: train with the settings above. auto: at training time, the plan of "
-        "`sovtune plan` for the curated corpus and plan_minutes sets expected_batch_size, steps, "
-        "learning_rate (scaled from the one above) and lora_r/lora_alpha; a plan that cannot be "
-        "made stops training (docs/engineer.md, Planning a DP run).",
-    )
-    plan_minutes: float = Field(
-        6.0, gt=0, description="Compute budget of training steps, in minutes, for preset auto."
-    )
-    lifetime_epsilon: float = Field(
-        24.0,
-        gt=0,
-        description="Lifetime budget over every training run, per data source (privacy_unit "
-        "example) or per data subject (user): the runs' stored mechanisms composed by the PRV "
-        "accountant at lifetime_delta; a run that would exceed it is refused.",
-    )
-    lifetime_delta: float | None = Field(
-        None,
-        gt=0,
-        lt=1,
-        description="The delta the lifetime budget holds at (default: target_delta); no run's "
     clip_bound: Literal["fixed", "adaptive"] = Field(
         "fixed",
         description="fixed: clip every step at max_grad_norm. adaptive: start there and move it "
@@ -400,6 +377,29 @@ class TrainingConfig(_Section):
     optimizer: Literal["adam", "sgd"] = Field(
         "adam", description="DP-Adam or DP-SGD (plain SGD), at the constant learning_rate."
     )
+    checkpoint_every: int = Field(10, ge=1, description="Steps between resumable checkpoints.")
+    preset: Literal["manual", "auto"] = Field(
+        "manual",
+        description="manual: train with the settings above. auto: at training time, the plan of "
+        "`sovtune plan` for the curated corpus and plan_minutes sets expected_batch_size, steps, "
+        "learning_rate (scaled from the one above) and lora_r/lora_alpha; a plan that cannot be "
+        "made stops training (docs/engineer.md, Planning a DP run).",
+    )
+    plan_minutes: float = Field(
+        6.0, gt=0, description="Compute budget of training steps, in minutes, for preset auto."
+    )
+    lifetime_epsilon: float = Field(
+        24.0,
+        gt=0,
+        description="Lifetime budget over every training run, per data source (privacy_unit "
+        "example) or per data subject (user): the runs' stored mechanisms composed by the PRV "
+        "accountant at lifetime_delta; a run that would exceed it is refused.",
+    )
+    lifetime_delta: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="The delta the lifetime budget holds at (default: target_delta); no run's "
         "target_delta may exceed it, and it must be below 1/N.",
     )
 
@@ -438,6 +438,24 @@ class TrainingConfig(_Section):
                 "training.clipping: ghost clipping has no per-user gradients; use clipping: flat "
                 "with privacy_unit: user"
             )
+        if self.clip_bound == "adaptive" and self.clipping == "ghost":
+            raise ValueError(
+                "training.clip_bound: adaptive clipping needs per-sample gradient norms; use "
+                "clipping: flat with clip_bound: adaptive"
+            )
+        if self.clip_min >= self.clip_max:
+            raise ValueError(
+                f"training.clip_min ({self.clip_min:g}) must be below training.clip_max "
+                f"({self.clip_max:g})"
+            )
+        if self.clip_bound == "adaptive" and not (
+            self.clip_min <= self.max_grad_norm <= self.clip_max
+        ):
+            raise ValueError(
+                f"training.max_grad_norm ({self.max_grad_norm:g}) is the adaptive bound's start: "
+                f"it must lie within training.clip_min ({self.clip_min:g}) and training.clip_max "
+                f"({self.clip_max:g})"
+            )
         if self.lifetime_epsilon < self.target_epsilon:
             raise ValueError(
                 f"training.lifetime_epsilon ({self.lifetime_epsilon:g}) is below "
@@ -464,24 +482,6 @@ class AuditConfig(_Section):
         description="Candidates each canary's secret is ranked among (The Secret Sharer): the "
         "whole space when it is no larger (exact rank), else this many sampled, with the "
         f"skew-normal extrapolation. At least {MIN_AUDIT_CANDIDATES:,} in every profile but "
-        if self.clip_bound == "adaptive" and self.clipping == "ghost":
-            raise ValueError(
-                "training.clip_bound: adaptive clipping needs per-sample gradient norms; use "
-                "clipping: flat with clip_bound: adaptive"
-            )
-        if self.clip_min >= self.clip_max:
-            raise ValueError(
-                f"training.clip_min ({self.clip_min:g}) must be below training.clip_max "
-                f"({self.clip_max:g})"
-            )
-        if self.clip_bound == "adaptive" and not (
-            self.clip_min <= self.max_grad_norm <= self.clip_max
-        ):
-            raise ValueError(
-                f"training.max_grad_norm ({self.max_grad_norm:g}) is the adaptive bound's start: "
-                f"it must lie within training.clip_min ({self.clip_min:g}) and training.clip_max "
-                f"({self.clip_max:g})"
-            )
         "`test`.",
     )
     max_exposure_bits: float = Field(8.0, ge=0, description="Blocking bound on canary exposure.")

@@ -44,9 +44,9 @@ import torch.nn.functional as F
 from opacus import PrivacyEngine
 from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
-from opacus.utils.batch_memory_manager import BatchMemoryManager
 from opacus.optimizers import AdaClipDPOptimizer
 from opacus.optimizers.optimizer import _generate_noise
+from opacus.utils.batch_memory_manager import BatchMemoryManager
 from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch.utils.data import DataLoader, TensorDataset
@@ -130,8 +130,6 @@ class TrainingResult:
         adapter_dir: Folder holding adapter_model.safetensors and adapter_config.json.
         adapter_sha256: sha256 over the adapter folder (see `storage.sha256_tree`).
         seconds: Wall time of the whole run.
-    """
-
         clip_bound: "fixed" or "adaptive" (`training.clip_bound`).
         max_grad_norm_final: The clipping norm after the last step: `max_grad_norm` when
             fixed, where the noised quantile estimate moved it when adaptive (a function of
@@ -144,6 +142,8 @@ class TrainingResult:
         count_noise_std: Std of the noise on the unclipped count (0 with a fixed bound).
         optimizer: "adam" or "sgd".
         lora_freeze_a: FFA-LoRA: only the LoRA B tensors were trained.
+    """
+
     private: bool
     privacy_unit: str
     epsilon: float
@@ -176,18 +176,18 @@ class TrainingResult:
     adapter_dir: Path
     adapter_sha256: str
     seconds: float
-
-    def to_json(self) -> dict[str, Any]:
-        """What may be published: a JSON-ready dict (paths as strings, tuples as lists)
-        without the un-noised statistics of private records (`OPERATOR_ONLY`)."""
-        data = asdict(self)
-        for name in OPERATOR_ONLY:
     clip_bound: str = "fixed"
     max_grad_norm_final: float | None = None
     gradient_noise_multiplier: float | None = None
     count_noise_std: float = 0.0
     optimizer: str = "adam"
     lora_freeze_a: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """What may be published: a JSON-ready dict (paths as strings, tuples as lists)
+        without the un-noised statistics of private records (`OPERATOR_ONLY`)."""
+        data = asdict(self)
+        for name in OPERATOR_ONLY:
             del data[name]
         data["adapter_dir"] = str(self.adapter_dir)
         data["heldout_ids"] = list(self.heldout_ids)
@@ -420,6 +420,8 @@ def train_dp_lora(
     model = _build_model(model_dir, cfg, plan, device=device)
     history = _start_or_resume(model, recovery, plan, device=device)
     dp = _make_private(cfg, plan, model, recovery.charged, private=private, device=device)
+    if private and history.state.get("max_grad_norm") is not None:
+        dp.optimizer.max_grad_norm = history.state["max_grad_norm"]  # the adaptive bound
     step = _run_steps(
         cfg,
         plan,
@@ -427,8 +429,6 @@ def train_dp_lora(
         dp,
         recovery,
         history,
-    if private and history.state.get("max_grad_norm") is not None:
-        dp.optimizer.max_grad_norm = history.state["max_grad_norm"]  # the adaptive bound
         private=private,
         device=device,
         progress=progress,
@@ -475,6 +475,8 @@ class _Plan:
     units: list[list[int]]
     sample_rate: float
     noise_multiplier: float
+    gradient_noise_multiplier: float
+    count_noise_std: float
     epsilon_every: int
     fingerprint: str
 
@@ -482,8 +484,6 @@ class _Plan:
     def n_units(self) -> int:
         return len(self.units)
 
-    gradient_noise_multiplier: float
-    count_noise_std: float
 
 @dataclass(frozen=True)
 class _Recovery:
@@ -589,29 +589,22 @@ def _prepare(
         if private
         else 0.0
     )
+    gradient_noise, count_noise = noise_multiplier, 0.0
+    if private and cfg.clip_bound == "adaptive":
+        gradient_noise, count_noise = adaptive_noise(cfg, noise_multiplier)
     return _Plan(
         train_records=train_records,
         heldout_records=heldout_records,
         units=units,
         sample_rate=sample_rate,
         noise_multiplier=noise_multiplier,
+        gradient_noise_multiplier=gradient_noise,
+        count_noise_std=count_noise,
         epsilon_every=epsilon_every or max(1, cfg.steps // 200),
-    gradient_noise, count_noise = noise_multiplier, 0.0
-    if private and cfg.clip_bound == "adaptive":
-        gradient_noise, count_noise = adaptive_noise(cfg, noise_multiplier)
         fingerprint=_run_fingerprint(cfg, train_records, model_dir, private=private),
     )
 
 
-def _plan_record(plan: _Plan) -> dict[str, Any]:
-    """The mechanism a run was planned with, recorded before its first step."""
-        gradient_noise_multiplier=gradient_noise,
-        count_noise_std=count_noise,
-    return {"noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate}
-
-
-def _open_checkpoint(checkpoint_dir: str | Path | None, plan: _Plan, *, private: bool) -> _Recovery:
-    """Open the step ledger and the last checkpoint of `checkpoint_dir` (if any).
 def adaptive_noise(cfg: TrainingConfig, noise_multiplier: float) -> tuple[float, float]:
     """(gradient noise multiplier, count noise std) of the adaptive clipping bound whose step
     is, in privacy, one Gaussian mechanism of multiplier `noise_multiplier` (sigma).
@@ -688,6 +681,13 @@ class AdaptiveClipOptimizer(AdaClipDPOptimizer):
         self.max_grad_norm = min(self.max_clipbound, max(self.min_clipbound, bound))
 
 
+def _plan_record(plan: _Plan) -> dict[str, Any]:
+    """The mechanism a run was planned with, recorded before its first step."""
+    return {"noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate}
+
+
+def _open_checkpoint(checkpoint_dir: str | Path | None, plan: _Plan, *, private: bool) -> _Recovery:
+    """Open the step ledger and the last checkpoint of `checkpoint_dir` (if any).
 
     The non-private control charges no step ledger (it releases nothing private to account);
     it still resumes from its checkpoints.
@@ -779,13 +779,6 @@ def _build_model(model_dir: str | Path, cfg: TrainingConfig, plan: _Plan, *, dev
     )
 
 
-def _start_or_resume(model: _Model, recovery: _Recovery, plan: _Plan, *, device: str) -> _History:
-    """Measure the "before" guards of a fresh run, record its plan and write a step-0
-    checkpoint (before any step is charged), or restore LoRA tensors, optimizer state and
-    bookkeeping from the checkpoint; steps charged after it count as lost (NaN losses)."""
-    resume = recovery.resume
-    if resume is None:
-        state: dict[str, Any] = {
 def _optimizer(cfg: TrainingConfig, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
     """Adam or plain SGD (`training.optimizer`) at the constant `training.learning_rate`."""
     if cfg.optimizer == "sgd":
@@ -793,6 +786,13 @@ def _optimizer(cfg: TrainingConfig, params: Iterable[torch.Tensor]) -> torch.opt
     return torch.optim.Adam(params, lr=cfg.learning_rate)
 
 
+def _start_or_resume(model: _Model, recovery: _Recovery, plan: _Plan, *, device: str) -> _History:
+    """Measure the "before" guards of a fresh run, record its plan and write a step-0
+    checkpoint (before any step is charged), or restore LoRA tensors, optimizer state and
+    bookkeeping from the checkpoint; steps charged after it count as lost (NaN losses)."""
+    resume = recovery.resume
+    if resume is None:
+        state: dict[str, Any] = {
             "fingerprint": plan.fingerprint,
             "plan": _plan_record(plan),
             "losses": [],
@@ -818,14 +818,6 @@ def _optimizer(cfg: TrainingConfig, params: Iterable[torch.Tensor]) -> torch.opt
     return history
 
 
-def _make_private(
-    cfg: TrainingConfig, plan: _Plan, model: _Model, charged: int, *, private: bool, device: str
-) -> _Private:
-    """Make it private: a Poisson loader over the units and, when private, Opacus's clipping,
-    noise and accountant (charged with the steps of a resumed run); the control keeps the
-    plain model and optimizer behind the same sampler.
-
-    Raises:
 def _adaptive_arguments(cfg: TrainingConfig, plan: _Plan) -> dict[str, Any]:
     """Opacus's `make_private` arguments for its AdaClip optimizer (`training.clip_*`)."""
     return {
@@ -838,6 +830,14 @@ def _adaptive_arguments(cfg: TrainingConfig, plan: _Plan) -> dict[str, Any]:
     }
 
 
+def _make_private(
+    cfg: TrainingConfig, plan: _Plan, model: _Model, charged: int, *, private: bool, device: str
+) -> _Private:
+    """Make it private: a Poisson loader over the units and, when private, Opacus's clipping,
+    noise and accountant (charged with the steps of a resumed run); the control keeps the
+    plain model and optimizer behind the same sampler.
+
+    Raises:
         RuntimeError: Opacus samples at another rate than the noise was set for.
     """
     # A resumed run draws new sampling and noise: the repeated steps are charged anyway.
@@ -853,6 +853,7 @@ def _adaptive_arguments(cfg: TrainingConfig, plan: _Plan) -> dict[str, Any]:
         # Opacus's own secure_mode needs torchcsprng, which does not exist for this torch:
         # `training.secure_mode` is served by `os_generator` instead (see `_generators`).
         engine = PrivacyEngine(accountant=cfg.accountant, secure_mode=False)
+        adaptive = cfg.clip_bound == "adaptive"
         made = engine.make_private(
             module=model.peft_model,
             optimizer=model.optimizer,
@@ -861,24 +862,23 @@ def _adaptive_arguments(cfg: TrainingConfig, plan: _Plan) -> dict[str, Any]:
             max_grad_norm=cfg.max_grad_norm,
             poisson_sampling=True,
             grad_sample_mode="ghost" if cfg.clipping == "ghost" else "hooks",
-        adaptive = cfg.clip_bound == "adaptive"
             noise_generator=noise_generator,
+            **(_adaptive_arguments(cfg, plan) if adaptive else {}),
         )
         dp_model, dp_optimizer, dp_loader = made[0], made[1], made[-1]
+        if adaptive:
+            if not isinstance(dp_optimizer, AdaClipDPOptimizer):
+                raise RuntimeError(f"Opacus built {type(dp_optimizer).__name__}, not AdaClip")
+            dp_optimizer.__class__ = AdaptiveClipOptimizer  # its fixes (see the class)
+            dp_optimizer.gradient_noise_multiplier = plan.gradient_noise_multiplier
         # Opacus's noise sampler that resists floating-point attacks (Mironov; Opacus #1030)
         dp_optimizer.secure_mode = cfg.secure_mode
         if charged:
             engine.accountant.history = [(plan.noise_multiplier, plan.sample_rate, charged)]
     else:
         # The same Poisson sampler as the private run, without clipping or noise.
-            **(_adaptive_arguments(cfg, plan) if adaptive else {}),
         dp_model, dp_optimizer = model.peft_model, model.optimizer
         dp_loader = DPDataLoader.from_data_loader(loader, generator=sampler_generator)
-        if adaptive:
-            if not isinstance(dp_optimizer, AdaClipDPOptimizer):
-                raise RuntimeError(f"Opacus built {type(dp_optimizer).__name__}, not AdaClip")
-            dp_optimizer.__class__ = AdaptiveClipOptimizer  # its fixes (see the class)
-            dp_optimizer.gradient_noise_multiplier = plan.gradient_noise_multiplier
     if not math.isclose(dp_loader.sample_rate, plan.sample_rate):
         raise RuntimeError(
             f"Opacus samples at {dp_loader.sample_rate}, noise was set for {plan.sample_rate}"
@@ -1174,6 +1174,8 @@ def _record_step(
         history.state["with_gradient"] = sorted(seen)
     if history.state["finite_after_first"] is None:
         history.state["finite_after_first"] = _all_finite(model.lora.values())
+    if private:  # the adaptive bound moves; a resumed run goes on from its checkpoint's
+        history.state["max_grad_norm"] = float(dp.optimizer.max_grad_norm)
     if step % plan.epsilon_every == 0 or step == cfg.steps:
         history.epsilons.append((step, _epsilon(dp, cfg)))
 
@@ -1191,8 +1193,6 @@ def _finish(
     dp: _Private,
     recovery: _Recovery,
     history: _History,
-    if private:  # the adaptive bound moves; a resumed run goes on from its checkpoint's
-        history.state["max_grad_norm"] = float(dp.optimizer.max_grad_norm)
     step: int,
     *,
     private: bool,
@@ -1282,6 +1282,12 @@ def _result(
         adapter_dir=out_dir,
         adapter_sha256=sha256_tree(out_dir),
         seconds=time.monotonic() - started,
+        clip_bound=cfg.clip_bound if private else "fixed",
+        max_grad_norm_final=state.get("max_grad_norm", cfg.max_grad_norm),
+        gradient_noise_multiplier=plan.gradient_noise_multiplier,
+        count_noise_std=plan.count_noise_std,
+        optimizer=cfg.optimizer,
+        lora_freeze_a=cfg.lora_freeze_a,
     )
 
 
@@ -1300,12 +1306,6 @@ def retire_checkpoint(checkpoint_dir: Path) -> None:
         return
     retired = checkpoint_dir.with_name(f".{checkpoint_dir.name}.{time.time_ns()}.done")
     os.rename(checkpoint_dir, retired)
-        clip_bound=cfg.clip_bound if private else "fixed",
-        max_grad_norm_final=state.get("max_grad_norm", cfg.max_grad_norm),
-        gradient_noise_multiplier=plan.gradient_noise_multiplier,
-        count_noise_std=plan.count_noise_std,
-        optimizer=cfg.optimizer,
-        lora_freeze_a=cfg.lora_freeze_a,
     shutil.rmtree(retired, ignore_errors=True)
 
 
