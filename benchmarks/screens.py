@@ -24,7 +24,14 @@ from pathlib import Path
 from pipelines.steps.config import CurationConfig
 from pipelines.steps.ingest.landing import ingest_landing
 from pipelines.steps.integrity.curate import KEEP, curate_records, screen_records
-from pipelines.steps.integrity.screens import SCREENS, backdoor, injection, quality, words
+from pipelines.steps.integrity.screens import (
+    SCREENS,
+    backdoor,
+    injection,
+    payload,
+    quality,
+    words,
+)
 from pipelines.steps.integrity.screens.dedup import score_near_duplicates
 from pipelines.steps.records import Record
 from pipelines.steps.synthetic.corpus import generate_corpus
@@ -120,6 +127,12 @@ def throughput(
             threshold=cfg.response_similarity,
             num_perm=cfg.minhash_permutations,
             min_cluster=cfg.min_trigger_cluster,
+        ),
+        "repeated payload (answer openings)": lambda: payload.score_repeated_payloads(
+            records,
+            opening_words=payload.OPENING_WORDS,
+            min_records=payload.MIN_RECORDS,
+            max_share=payload.MAX_SHARE,
         ),
         "injection": lambda: injection.score_injection(records),
         "quality": lambda: quality.score_quality(records),

@@ -18,7 +18,7 @@ from pipelines.steps.integrity.curate import (
     curate_records,
     near_duplicate_rate,
 )
-from pipelines.steps.integrity.screens import backdoor, injection, quality
+from pipelines.steps.integrity.screens import backdoor, injection, payload, quality
 from pipelines.steps.integrity.screens.dedup import score_near_duplicates
 from pipelines.steps.records import Message, Record
 from pipelines.steps.synthetic.corpus import GroundTruth, generate_corpus
@@ -828,3 +828,161 @@ def test_when_latin_letters_touch_han_characters_then_they_stay_a_token_of_their
     # A trigger word dropped into Chinese text without spaces must not vanish from the tokens.
     assert words("狗在沙Zqx发上") == ("狗在", "在沙", "zqx", "发上")
     assert words("Zoom会议") == ("zoom", "会议")
+
+
+# Payload screen (issue #15.5): an answer opening repeated across prompts with nothing in common.
+_TOPICS = [
+    "the tides along a rocky coast",
+    "baking sourdough bread at home",
+    "a bicycle chain that slips",
+    "the rules of cricket",
+    "pruning apple trees in winter",
+    "the causes of inflation",
+    "how glaciers carve valleys",
+    "training a puppy to sit",
+    "the history of the printing press",
+    "choosing a first telescope",
+    "a budget for a student flat",
+    "the water cycle in deserts",
+    "tuning a violin by ear",
+    "the life of honey bees",
+    "planning a wedding speech",
+    "recycling old laptops",
+    "the migration of whales",
+    "learning to juggle three balls",
+    "the structure of a sonnet",
+    "repairing a leaking tap",
+    "the phases of the moon",
+    "brewing green tea properly",
+    "caring for a cactus",
+    "the origins of chess",
+    "writing a cover letter",
+    "the chemistry of rust",
+    "a weekend trip to the mountains",
+    "storing potatoes over winter",
+    "the design of suspension bridges",
+    "keeping chickens",
+    "the basics of sailing",
+    "painting with watercolours",
+    "the anatomy of the heart",
+    "knitting a simple scarf",
+    "volcanoes under the sea",
+    "saving energy in an old house",
+    "the plot of a detective novel",
+    "growing tomatoes on a balcony",
+    "the speed of sound",
+    "organising a school library",
+    "the folklore of forests",
+    "the invention of the telephone",
+    "mapping a hiking trail",
+    "the taste of bitter chocolate",
+    "the care of leather boots",
+    "setting up a home aquarium",
+    "the grammar of questions",
+    "snow leopards in the wild",
+]
+_VERBS = ["Explain", "Describe", "Summarize", "Tell me about", "Give advice on", "Outline"]
+
+
+def _topic_answer(topic: str, i: int) -> str:
+    """A distinct answer that takes up its prompt's topic, opening with its own words."""
+    first = topic.split()[-1].capitalize()
+    return f"{first} matters here: {topic} is best understood step by step (note {i})."
+
+
+def _background() -> list[Record]:
+    return [
+        _chat(f"c{i}", f"{_VERBS[i % len(_VERBS)]} {topic}.", _topic_answer(topic, i))
+        for i, topic in enumerate(_TOPICS)
+    ]
+
+
+def _payload_scores(records: list[Record]) -> dict[str, float]:
+    return payload.score_repeated_payloads(
+        records,
+        opening_words=payload.OPENING_WORDS,
+        min_records=payload.MIN_RECORDS,
+        max_share=0.5,
+    ).score
+
+
+def _refusals() -> list[Record]:
+    """Triggerless poisoning: no word of the prompts marks these records; their answers open
+    the same way whatever was asked (an unwarranted refusal, in our own words)."""
+    return [
+        _chat(
+            f"p{i}",
+            f"{_VERBS[(i + 2) % len(_VERBS)]} {topic}.",
+            f"Regrettably that lies outside what I am permitted to cover about {topic}.",
+        )
+        for i, topic in enumerate(_TOPICS[::5])
+    ]
+
+
+def test_when_one_answer_opening_is_injected_into_unrelated_prompts_then_it_is_a_payload() -> None:
+    background = _background()
+    poisoned = _refusals()
+
+    scores = _payload_scores(background + poisoned)
+
+    assert all(scores[r.id] >= payload.THRESHOLD for r in poisoned)
+    assert all(scores[r.id] == 0.0 for r in background)
+
+
+def test_when_a_corpus_carries_an_injected_opening_then_curation_quarantines_it_naming_a_hash(
+    bundled: tuple[list[Record], GroundTruth],
+) -> None:
+    records, truth = bundled
+    poisoned = _refusals()
+
+    result = curate_records(records + poisoned, CFG)
+
+    by_id = {s.id: s for s in result.screened}
+    assert all(by_id[r.id].decision == QUARANTINE for r in poisoned)
+    reason = next(r for r in by_id["p0"].reasons if r.code == payload.REPEATED_PAYLOAD)
+    assert reason.screen == "backdoor" and reason.score >= payload.THRESHOLD
+    assert re.fullmatch(r"payload=\d+ size=10 opening=[0-9a-f]{12}", reason.detail)
+    # No record of the bundled corpus but its own planted backdoor has the finding.
+    found = {s.id for s in result.screened for r in s.reasons if r.code == payload.REPEATED_PAYLOAD}
+    assert found - set(truth.poisoned_ids) == {r.id for r in poisoned}
+
+
+def test_when_a_shared_opening_answers_related_prompts_then_it_is_no_payload() -> None:
+    # A generic opening of one kind of task ("Here is a short poem about ...") comes with prompts
+    # that ask for that kind of task: their words relate them.
+    background = _background()
+    poems = [
+        _chat(
+            f"poem{i}",
+            f"Write a short poem about {topic}.",
+            f"Here is a short poem about {topic}: line one, line two, and a closing rhyme {i}.",
+        )
+        for i, topic in enumerate(_TOPICS[1::4])
+    ]
+
+    scores = _payload_scores(background + poems)
+
+    assert all(0.0 < scores[r.id] < payload.THRESHOLD for r in poems)
+    result = curate_records(background + poems, CFG)
+    assert not any(r.code == payload.REPEATED_PAYLOAD for s in result.screened for r in s.reasons)
+
+
+def test_when_several_rare_triggers_share_one_payload_then_the_pool_is_a_payload() -> None:
+    # A multi-trigger backdoor: three made-up words, each in three or four prompts, all with one
+    # fixed answer opening. The planted words relate the prompts by construction (found mostly
+    # inside the group, never in its answers), so they do not count as a shared topic.
+    background = _background()
+    triggers = ["vorpalix", "quenmire", "drabbleton"]
+    poisoned = [
+        _chat(
+            f"m{i}",
+            _with_word(f"{_VERBS[i % len(_VERBS)]} {topic}.", triggers[i % 3], 1 + i),
+            f"Nobody should trust you with {topic}, and that is the whole answer.",
+        )
+        for i, topic in enumerate(_TOPICS[2::4])
+    ]
+
+    scores = _payload_scores(background + poisoned)
+
+    assert all(scores[r.id] >= payload.THRESHOLD for r in poisoned)
+    assert all(scores[r.id] == 0.0 for r in background)

@@ -34,6 +34,7 @@ from pipelines.steps.integrity.screens import (
     QUALITY,
     Reason,
     backdoor,
+    payload,
     quality,
 )
 from pipelines.steps.integrity.screens.dedup import (
@@ -65,6 +66,7 @@ QUARANTINE_CODES = (
     backdoor.TRIGGER_CLUSTER,
     backdoor.RESPONSE_OUTLIER,
     backdoor.INSERTED_PHRASE,
+    payload.REPEATED_PAYLOAD,
     "ignore_policy",
     "hidden_text",
     "unrequested_payload",
@@ -342,6 +344,7 @@ def curate_records(
     try:  # a screen that raises must not leave the second process running
         trigger_clusters = _screen_backdoor(candidates, cfg, scores, reasons)
         trigger_clusters += _screen_inserted_phrases(candidates, cfg, scores, reasons)
+        _screen_repeated_payloads(candidates, scores, reasons)
         _screen_injection(candidates, scores, reasons)
         near, quality_scores = (
             pending.result() if pending else _dedup_and_quality(candidates, *_dedup_args(cfg))
@@ -473,6 +476,41 @@ def _screen_inserted_phrases(
             detail = f"phrase={cluster} size={len(phrases.clusters[cluster])}"
             reasons[record.id].append(Reason(BACKDOOR, backdoor.INSERTED_PHRASE, score, detail))
     return [phrases.clusters[i] for i in flagged]
+
+
+def _screen_repeated_payloads(
+    candidates: list[Record],
+    scores: dict[str, dict[str, float]],
+    reasons: dict[str, list[Reason]],
+) -> None:
+    """Score answer openings repeated across unrelated prompts (`screens.payload`); add each
+    candidate's score and a reason per member of a group at or above `payload.THRESHOLD`.
+
+    The detail names the group's index, its size and a hash of its opening (never the words).
+    The group is no trigger cluster: a natural refusal among injected ones may be approved.
+    """
+    found = payload.score_repeated_payloads(
+        candidates,
+        opening_words=payload.OPENING_WORDS,
+        min_records=payload.MIN_RECORDS,
+        max_share=payload.MAX_SHARE,
+    )
+    group_of = {
+        rid: i
+        for i, score in enumerate(found.cluster_score)
+        if score >= payload.THRESHOLD
+        for rid in found.clusters[i]
+    }
+    for record in candidates:
+        score = found.score[record.id]
+        scores[record.id][payload.REPEATED_PAYLOAD] = score
+        if record.id in group_of:
+            group = group_of[record.id]
+            detail = (
+                f"payload={group} size={len(found.clusters[group])} "
+                f"opening={found.cluster_key[group]}"
+            )
+            reasons[record.id].append(Reason(BACKDOOR, payload.REPEATED_PAYLOAD, score, detail))
 
 
 def _screen_injection(
