@@ -24,7 +24,7 @@ from pipelines.steps.integrity.curate import (
     near_duplicate_rate,
 )
 from pipelines.steps.integrity.decisions import DecisionsError, read_decisions
-from pipelines.steps.integrity.screens import backdoor
+from pipelines.steps.integrity.screens import backdoor, payload
 from pipelines.steps.integrity.screens import injection as inj
 from pipelines.steps.integrity.screens.dedup import NEAR_DUPLICATE
 from pipelines.steps.records import Message, Record, frame_to_records
@@ -48,6 +48,10 @@ EXPLAIN = {
     "carrying its trigger.",
     backdoor.INSERTED_PHRASE: "Its prompt carries a rare phrase (marked) that looks inserted "
     "into otherwise ordinary prompts.",
+    payload.REPEATED_PAYLOAD: "Many records answer with the same opening while their prompts have "
+    "nothing in common (the group and a hash of the opening in the detail): injected content, "
+    "such as an unwarranted refusal, with or without a trigger. A natural refusal may be among "
+    "them: judge each record.",
     backdoor.ONION: "Leaving out one word (marked) of the prompt makes it far more fluent to "
     "the base model: a likely trigger word.",
     inj.IGNORE_POLICY: "Asks the model to ignore its rules (marked).",
