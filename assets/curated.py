@@ -8,11 +8,11 @@ import pandas as pd
 
 from assets.metadata import OWNERS_STEWARDS, counts_table
 from assets.partitions import data_drops
-from pipelines.steps.integrity.curate import QUARANTINE, CurationResult, curate_records
+from pipelines.steps.integrity.curate import QUARANTINE, CurationResult
 from pipelines.steps.integrity.decisions import decisions_fingerprint, read_decisions
 from pipelines.steps.records import frame_to_records, records_to_frame
 from pipelines.steps.storage import read_parquet, write_json, write_parquet
-from resources import BaseModelStore, CorpusStorage
+from resources import BaseModelStore, CorpusStorage, DataEngine
 
 DECISIONS_FILE = "steward_decisions.csv"
 
@@ -29,6 +29,7 @@ def curated_corpus(
     scrubbed_corpus: dict,
     storage: CorpusStorage,
     model_store: BaseModelStore,
+    execution: DataEngine,
 ) -> dict:
     """One drop's scrubbed records that passed integrity screening: what the model trains on.
 
@@ -37,13 +38,14 @@ def curated_corpus(
     until a steward approves (kept from the next materialization on) or rejects them by id in
     `curated/steward_decisions.csv`. Every record not kept keeps its reasons and scores in
     `screening.parquet` (with `curation.onion`, flagged records also carry the base model's
-    ONION score). Canaries stay in: they measure memorization in the privacy audit.
+    ONION score). Canaries stay in: they measure memorization in the privacy audit. Under
+    `execution.engine: ray` the MinHash signatures are computed on the Ray cluster.
     """
     records = frame_to_records(read_parquet(scrubbed_corpus["path"]))
     cfg = storage.curation
     decisions_path = storage.curated / DECISIONS_FILE
     perplexity = model_store.onion_perplexity() if cfg.onion else None
-    result = curate_records(records, cfg, read_decisions(decisions_path), perplexity=perplexity)
+    result = execution.curate(records, cfg, read_decisions(decisions_path), perplexity=perplexity)
     out = storage.drop_dir(storage.curated, scrubbed_corpus["drop"])
     path = out / "curated_corpus.parquet"
     sha = write_parquet(records_to_frame(result.kept), path)

@@ -7,7 +7,7 @@ from assets.partitions import data_drops
 from pipelines.steps.privacy.pii import SCAN_TIMEOUT
 from pipelines.steps.records import frame_to_records, records_to_frame
 from pipelines.steps.storage import read_parquet, write_parquet
-from resources import CorpusStorage, PIIEngine
+from resources import CorpusStorage, DataEngine, PIIEngine
 
 
 @dg.asset(
@@ -18,7 +18,11 @@ from resources import CorpusStorage, PIIEngine
     partitions_def=data_drops,
 )
 def scrubbed_corpus(
-    context: dg.AssetExecutionContext, raw_corpus: dict, storage: CorpusStorage, pii: PIIEngine
+    context: dg.AssetExecutionContext,
+    raw_corpus: dict,
+    storage: CorpusStorage,
+    pii: PIIEngine,
+    execution: DataEngine,
 ) -> dict:
     """One drop's accepted records with every PII finding replaced by a realistic surrogate.
 
@@ -30,10 +34,11 @@ def scrubbed_corpus(
     everywhere without the value being stored; `<TYPE>` placeholders where configured; secrets
     are always `[REDACTED]`. Every replacement's span is kept in the message (offsets and type).
     A record whose scan runs past `pii.scan_budget_seconds` is quarantined as `scan_timeout`
-    into the raw zone (`scan_quarantine.parquet`), never passed on unscanned.
+    into the raw zone (`scan_quarantine.parquet`), never passed on unscanned. Under
+    `execution.engine: ray` the scans run on the Ray cluster; the output is the same.
     """
     records = frame_to_records(read_parquet(raw_corpus["path"]))
-    result = pii.scrub(records)
+    result = execution.scrub(pii, records)
     late = set(result.timed_out)
     quarantine = records_to_frame([r for r in records if r.id in late])
     quarantine["reason"] = SCAN_TIMEOUT
@@ -46,6 +51,7 @@ def scrubbed_corpus(
         {
             "drop": raw_corpus["drop"],
             "drop_sha256": raw_corpus["drop_sha256"],
+            "engine": execution.engine,
             "records": len(result.records),
             "records_with_pii": result.records_with_pii,
             "quarantined_scan_timeout": len(late),

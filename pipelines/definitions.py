@@ -24,6 +24,7 @@ from pipelines.steward import steward_decisions_sensor
 from resources import (
     BaseModelStore,
     CorpusStorage,
+    DataEngine,
     DPTrainer,
     MLflowRegistry,
     PIIEngine,
@@ -96,6 +97,7 @@ def build_resources(cfg: PipelineConfig) -> dict:
             vault_key_env=cfg.pii.vault_key_env,
             key_file=str(root / "secrets" / "pseudonym.key"),
         ),
+        "execution": DataEngine(**cfg.execution.model_dump()),
         "model_store": BaseModelStore(
             kind=cfg.model.kind,
             name=cfg.model.name,

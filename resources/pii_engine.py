@@ -101,7 +101,11 @@ class PIIEngine(dg.ConfigurableResource):
         """The public id of the pseudonym key in use (recorded with every scrubbing run)."""
         return key_id(self.pseudonym_key())
 
-    def scrub(self, records: list[Record]) -> "pii.ScrubResult":
+    def scrub(
+        self, records: list[Record], *, scan: "pii.MessageScan | None" = None
+    ) -> "pii.ScrubResult":
+        """Scrub with the configured key, vault and surrogate registry; `scan` runs each pass's
+        scan elsewhere (the Ray engine, `resources/data_engine.py`), else this analyzer does."""
         # With the vault on, a missing or wrong vault key stops the stage before any scrubbing.
         vault = self.open_vault() if self.vault else None
         key = self.pseudonym_key()
@@ -109,10 +113,11 @@ class PIIEngine(dg.ConfigurableResource):
         with registry_session(Path(self.key_file).parent / SURROGATE_REGISTRY, key):
             result = pii.scrub_records(
                 records,
-                self.analyzer,
+                None if scan else self.analyzer,
                 self.config,
                 key=key,
                 remember=vault.add if vault is not None else None,
+                scan=scan,
             )
         if vault is not None:
             vault.save()

@@ -179,7 +179,7 @@ def test_when_a_steward_decides_then_the_next_materialization_keeps_and_counts_i
     from assets.curated import curated_corpus
     from pipelines.steps.records import Message, Record, records_to_frame
     from pipelines.steps.storage import read_parquet, write_parquet
-    from resources import BaseModelStore, CorpusStorage
+    from resources import BaseModelStore, CorpusStorage, DataEngine
 
     def chat(record_id: str, prompt: str, response: str) -> Record:
         messages = (Message("user", prompt), Message("assistant", response))
@@ -210,11 +210,11 @@ def test_when_a_steward_decides_then_the_next_materialization_keeps_and_counts_i
     # curation.onion is off by default: the model store is never asked for the base model
     model_store = BaseModelStore(kind="hf", path=str(tmp_path / "no-model"))
 
-    first = curated_corpus(dg.build_asset_context(), drop, storage, model_store)
+    first = curated_corpus(dg.build_asset_context(), drop, storage, model_store, DataEngine())
     append_decisions(
         storage.curated / "steward_decisions.csv", {"rec-2": "approve", "rec-4": "reject"}
     )
-    second = curated_corpus(dg.build_asset_context(), drop, storage, model_store)
+    second = curated_corpus(dg.build_asset_context(), drop, storage, model_store, DataEngine())
 
     assert (first["kept"], first["quarantined"], first["steward"]["pending"]) == (2, 2, 2)
     assert (second["kept"], second["quarantined"]) == (3, 2)
@@ -241,7 +241,7 @@ def test_when_onion_is_on_then_the_curated_asset_keeps_onion_scores_of_flagged_r
     from pipelines.steps.config import CurationConfig
     from pipelines.steps.records import Message, Record, records_to_frame
     from pipelines.steps.storage import read_parquet, write_parquet
-    from resources import BaseModelStore, CorpusStorage
+    from resources import BaseModelStore, CorpusStorage, DataEngine
     from tests.tiny_model import make_tiny_model_dir
 
     def chat(record_id: str, prompt: str, response: str) -> Record:
@@ -265,7 +265,7 @@ def test_when_onion_is_on_then_the_curated_asset_keeps_onion_scores_of_flagged_r
     )
     drop = {"path": str(scrubbed), "drop": "default", "drop_sha256": "0" * 64}
 
-    summary = curated_corpus(dg.build_asset_context(), drop, storage, model_store)
+    summary = curated_corpus(dg.build_asset_context(), drop, storage, model_store, DataEngine())
 
     screening = read_parquet(summary["screening_path"]).set_index("id")
     scores = {i: json.loads(screening.loc[i, "scores"]) for i in ("rec-1", "rec-2")}

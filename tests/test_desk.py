@@ -23,7 +23,7 @@ from pipelines.steps.integrity.decisions import read_decisions
 from pipelines.steps.records import Message, Record, records_to_frame
 from pipelines.steps.storage import read_parquet, write_parquet
 from pipelines.steps.synthetic.corpus import generate_corpus
-from resources import BaseModelStore, CorpusStorage
+from resources import BaseModelStore, CorpusStorage, DataEngine
 
 ORIGIN = {"origin": "http://127.0.0.1"}
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
@@ -105,7 +105,7 @@ def screen(root: Path) -> dict:
     # curation.onion is off by default: the model store is never asked for the base model
     model_store = BaseModelStore(kind="hf", path=str(root / "no-model"))
     storage = CorpusStorage(data_root=str(root))
-    return curated_corpus(dg.build_asset_context(), drop, storage, model_store)
+    return curated_corpus(dg.build_asset_context(), drop, storage, model_store, DataEngine())
 
 
 @pytest.fixture(scope="module")

@@ -237,7 +237,7 @@ def test_when_the_scrub_asset_meets_a_record_over_the_budget_then_it_is_quaranti
     from assets.scrubbed import scrubbed_corpus
     from pipelines.steps.records import frame_to_records, records_to_frame
     from pipelines.steps.storage import read_parquet, write_parquet
-    from resources import CorpusStorage, PIIEngine
+    from resources import CorpusStorage, DataEngine, PIIEngine
 
     storage = CorpusStorage(data_root=str(tmp_path / "data"))
     engine = PIIEngine(
@@ -252,6 +252,7 @@ def test_when_the_scrub_asset_meets_a_record_over_the_budget_then_it_is_quaranti
         raw_corpus={"drop": "d1", "drop_sha256": "x", "path": str(raw)},
         storage=storage,
         pii=engine,
+        execution=DataEngine(),
     )
     # records in (2) = passed on (1) + quarantined (1), with its reason; nothing else lost
     assert (out["records"], out["quarantined"]) == (1, 1)

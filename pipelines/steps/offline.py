@@ -1,7 +1,7 @@
 """Keep every library off the network. Call `enforce_offline()` in every entry point.
 
-MLflow, Great Expectations, Hugging Face, Dagster and tldextract (inside Presidio) all phone
-home unless told not to; see the threat model in docs/security.md.
+MLflow, Great Expectations, Hugging Face, Dagster, Ray and tldextract (inside Presidio) all
+phone home unless told not to; see the threat model in docs/security.md.
 """
 
 import os
@@ -16,6 +16,9 @@ OFFLINE_ENV = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "DAGSTER_DISABLE_TELEMETRY": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    # Ray reports usage statistics to its maintainers unless this is 0 (the Ray engine also
+    # starts no dashboard: `pipelines.steps.execution.ray_cluster`).
+    "RAY_USAGE_STATS_ENABLED": "0",
 }
 
 

@@ -79,24 +79,18 @@ def opening(record: Record, opening_words: int) -> str | None:
     return None
 
 
-def _unit_vectors(
-    token_lists: list[tuple[str, ...]], document_frequency: Counter[str]
-) -> list[dict[str, float]]:
-    """TF-IDF vectors (log-scaled term frequency) of unit length; empty for no tokens."""
-    n = len(token_lists)
-    counts = [Counter(tokens) for tokens in token_lists]
-    for count in counts:
-        document_frequency.update(count.keys())
-    vectors = []
-    for count in counts:
-        vector = {
-            t: (1.0 + math.log(c)) * math.log(n / document_frequency[t])
-            for t, c in count.items()
-            if document_frequency[t] < n
-        }
-        norm = math.sqrt(sum(x * x for x in vector.values()))
-        vectors.append({t: x / norm for t, x in vector.items()} if norm else {})
-    return vectors
+def _unit_vector(
+    tokens: tuple[str, ...], document_frequency: Counter[str], n: int
+) -> dict[str, float]:
+    """The TF-IDF vector (log-scaled term frequency) of unit length; empty for no tokens or
+    only tokens found in every document."""
+    vector = {
+        t: (1.0 + math.log(c)) * math.log(n / document_frequency[t])
+        for t, c in Counter(tokens).items()
+        if document_frequency[t] < n
+    }
+    norm = math.sqrt(sum(x * x for x in vector.values()))
+    return {t: x / norm for t, x in vector.items()} if norm else {}
 
 
 def _mean_pairwise_cosine(
@@ -171,8 +165,24 @@ def score_repeated_payloads(
     if not examined:
         return PayloadScores(score, clusters, cluster_score, cluster_key)
     document_frequency: Counter[str] = Counter()
-    vectors = _unit_vectors([record_words(r, "user") for r in answered], document_frequency)
-    baseline, _ = _mean_pairwise_cosine(vectors)
+    for record in answered:
+        document_frequency.update(set(record_words(record, "user")))
+    # The corpus's mean pairwise cosine from the sum of its vectors; only the vectors of the
+    # examined groups' members are kept (memory grows with them, not with the corpus).
+    n = len(answered)
+    members = {i for group in examined.values() for i in group}
+    total: Counter[str] = Counter()
+    own = 0.0
+    vectors: dict[int, dict[str, float]] = {}
+    for index, record in enumerate(answered):
+        vector = _unit_vector(record_words(record, "user"), document_frequency, n)
+        total.update(vector)
+        own += sum(x * x for x in vector.values())
+        if index in members:
+            vectors[index] = vector
+    squared = sum(x * x for x in total.values())
+    baseline = max(0.0, (squared - own) / (n * (n - 1))) if n > 1 else 0.0
+    del total
     for key in sorted(examined, key=lambda k: examined[k][0]):
         group = examined[key]
         planted = _planted_features(answered, group, document_frequency)

@@ -1,0 +1,66 @@
+"""Where the data stages run: the run's own process, or a Ray cluster (`execution:`)."""
+
+from collections.abc import Callable
+
+import dagster as dg
+
+from pipelines.steps.config import CurationConfig, ExecutionConfig
+from pipelines.steps.integrity.curate import CurationResult, curate_records
+from pipelines.steps.privacy.pii import ScrubResult
+from pipelines.steps.records import Record
+from resources.pii_engine import PIIEngine
+
+
+class DataEngine(dg.ConfigurableResource):
+    """The profile's `execution` section: `local` (default) or `ray` at `address`.
+
+    Under `ray` the PII scan of every scrub pass and the screens' MinHash signatures run as Ray
+    Data pipelines on the cluster (`pipelines.steps.execution`); replacements, surrogate claims
+    and the screens' decisions stay in the run, so both engines write the same files. A cluster
+    that cannot be reached fails the stage with a message naming `execution.address`.
+    """
+
+    engine: str = "local"
+    address: str = "local"
+    workers: int = 2
+    batch_size: int = 64
+
+    @property
+    def config(self) -> ExecutionConfig:
+        return ExecutionConfig(
+            engine=self.engine,
+            address=self.address,
+            workers=self.workers,
+            batch_size=self.batch_size,
+        )
+
+    @property
+    def on_ray(self) -> bool:
+        return self.config.engine == "ray"
+
+    def scrub(self, pii: PIIEngine, records: list[Record]) -> ScrubResult:
+        """`pii.scrub(records)`, each pass's scan on Ray under the `ray` engine."""
+        if not self.on_ray:
+            return pii.scrub(records)
+        from pipelines.steps.execution.ray_cluster import connect
+        from pipelines.steps.execution.ray_scan import ray_message_scan
+
+        connect(self.config)
+        return pii.scrub(records, scan=ray_message_scan(pii.config, self.config))
+
+    def curate(
+        self,
+        records: list[Record],
+        cfg: CurationConfig,
+        decisions: dict[str, str] | None,
+        *,
+        perplexity: Callable[[list[str]], list[float]] | None = None,
+    ) -> CurationResult:
+        """`curate_records`, its MinHash signatures on Ray under the `ray` engine."""
+        if not self.on_ray:
+            return curate_records(records, cfg, decisions, perplexity=perplexity)
+        from pipelines.steps.execution.ray_cluster import connect
+        from pipelines.steps.execution.ray_signatures import curate_on_ray
+
+        connect(self.config)
+        return curate_on_ray(records, cfg, decisions, self.config, perplexity=perplexity)

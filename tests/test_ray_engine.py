@@ -1,0 +1,202 @@
+"""The data stages on Ray (`execution.engine: ray`, issue #21.2): same outputs as the local
+engine, failing closed when the cluster is unreachable.
+
+One local Ray cluster of 2 CPUs (module-scoped) serves every Ray test; the unreachable-cluster
+tests run first, before this process is connected to it.
+"""
+
+import hashlib
+import json
+import re
+import secrets
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.steps.config import ConfigError, CurationConfig, ExecutionConfig, load_config
+from pipelines.steps.records import Message, Record, records_to_frame
+
+pytest.importorskip("ray")
+
+KEY_ENV = "SOVTUNE_RAY_TEST_KEY"
+LOCAL_RAY = ExecutionConfig(engine="ray", address="local", workers=2, batch_size=16)
+PERSON = "Wilhelmina Quackenbush"
+
+
+def _closed_port_address() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"ray://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def _record(record_id: str, prompt: str, response: str = "Noted.") -> Record:
+    messages = (Message("user", prompt), Message("assistant", response))
+    return Record(record_id, "t.jsonl", 1, "sharegpt", messages, language="en")
+
+
+def _corpus() -> list[Record]:
+    """Chats with names, e-mails and phones (surrogates collide without the registry), copies
+    and near copies (the screens' MinHash), and a long record for the scan budget."""
+    first = ["Ana", "Bo", "Cy", "Di", "Ed", "Flo", "Gus", "Hal", "Ivy", "Jo", "Kai", "Lu"]
+    records = []
+    for i in range(40):
+        name = f"{first[i % len(first)]} Moreland{i % 7}"
+        records.append(
+            _record(
+                f"r{i:03d}",
+                f"Please write to {name} at {name.split()[0].lower()}{i}@example.org or call "
+                f"212-555-01{i % 100:02d} about order {1000 + i}.",
+                f"I have written to {name}; the order ships on Monday {i % 5 + 1}.",
+            )
+        )
+    template = (
+        "Summarize the quarterly maintenance report for the northern depot and list the open "
+        "work orders, the spare parts ordered, the costs so far and the staff on duty, week {}"
+    )
+    answer = "The depot report lists the open work orders, the spare parts and the costs."
+    records += [_record(f"n{i}", template.format(i), answer) for i in range(6)]
+    return records
+
+
+def _sha(records: list[Record]) -> str:
+    frame = records_to_frame(records)
+    return hashlib.sha256(frame.to_json(orient="records").encode()).hexdigest()
+
+
+@pytest.fixture()
+def key(monkeypatch) -> str:
+    monkeypatch.setenv(KEY_ENV, secrets.token_hex(32))
+    return KEY_ENV
+
+
+def test_when_the_profile_names_an_unknown_address_or_engine_then_loading_names_the_setting(
+    tmp_path: Path,
+) -> None:
+    for execution, setting in (
+        ({"engine": "ray", "address": "http://head:8265"}, "execution.address"),
+        ({"engine": "spark"}, "execution.engine"),
+        ({"engine": "ray", "workers": 0}, "execution.workers"),
+    ):
+        profile = tmp_path / "p.yaml"
+        profile.write_text(json.dumps({"execution": execution}), encoding="utf-8")
+        with pytest.raises(ConfigError, match=rf"p\.yaml\b.*: .*{re.escape(setting)}"):
+            load_config(str(profile))
+    assert load_config("default").execution.engine == "local"  # the default changes nothing
+
+
+def test_when_the_ray_cluster_is_unreachable_then_the_scrub_asset_fails_naming_the_address(
+    tmp_path: Path, key: str
+) -> None:
+    import dagster as dg
+
+    from assets.scrubbed import scrubbed_corpus
+    from pipelines.steps.execution.ray_cluster import RayUnavailable
+    from pipelines.steps.storage import write_parquet
+    from resources import CorpusStorage, DataEngine, PIIEngine
+
+    storage = CorpusStorage(data_root=str(tmp_path / "data"))
+    raw = storage.drop_dir(storage.raw, "d1") / "raw_corpus.parquet"
+    write_parquet(records_to_frame([_record("a", f"Call {PERSON}.")]), raw)
+    address = _closed_port_address()
+    with pytest.raises(RayUnavailable, match=r"^execution\.address: ") as refused:
+        scrubbed_corpus(
+            context=dg.build_asset_context(partition_key="d1"),
+            raw_corpus={"drop": "d1", "drop_sha256": "x", "path": str(raw)},
+            storage=storage,
+            pii=PIIEngine(pseudonym_key_env=key, key_file=str(tmp_path / "data/secrets/k")),
+            execution=DataEngine(engine="ray", address=address),
+        )
+    assert address in str(refused.value) and PERSON not in str(refused.value)
+    assert not (storage.drop_dir(storage.scrubbed, "d1") / "scrubbed_corpus.parquet").exists()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    import ray
+
+    from pipelines.steps.execution.ray_cluster import connect
+
+    connect(LOCAL_RAY)
+    assert ray.cluster_resources()["CPU"] == 2
+    yield
+    ray.shutdown()
+
+
+def test_when_scrubbed_on_ray_then_the_output_hashes_equal_the_local_engine(
+    ray_cluster, tmp_path: Path, key: str
+) -> None:
+    from resources import DataEngine, PIIEngine
+
+    records = _corpus()
+    ray_engine = DataEngine(**LOCAL_RAY.model_dump())
+    results = {}
+    for name, engine in (("local", DataEngine()), ("ray", ray_engine)):
+        pii = PIIEngine(pseudonym_key_env=key, key_file=str(tmp_path / name / "secrets" / "k"))
+        results[name] = engine.scrub(pii, records)
+    local, ray = results["local"], results["ray"]
+    assert local.records_with_pii >= 40 and local.entity_counts["PERSON"] >= 40  # it scrubbed
+    assert _sha(ray.records) == _sha(local.records)
+    assert (ray.entity_counts, ray.records_with_pii) == (
+        local.entity_counts,
+        local.records_with_pii,
+    )
+    assert all(PERSON not in r.text for r in ray.records)
+
+
+def test_when_a_record_runs_past_the_budget_on_ray_then_it_is_quarantined_as_locally(
+    ray_cluster, tmp_path: Path, key: str
+) -> None:
+    from pipelines.steps.privacy.pii import SCAN_TIMEOUT
+    from resources import DataEngine, PIIEngine
+
+    long_prose = "Please forward the signed contract to the regional office today. " * 300
+    records = [_record("ok", f"Call {PERSON}."), _record("slow", f"{PERSON} " + long_prose)]
+    outcomes = []
+    for name, engine in (("local", DataEngine()), ("ray", DataEngine(**LOCAL_RAY.model_dump()))):
+        pii = PIIEngine(
+            pseudonym_key_env=key,
+            key_file=str(tmp_path / name / "secrets" / "k"),
+            scan_budget_seconds=0.25,
+        )
+        result = engine.scrub(pii, records)
+        # records in (2) = passed on (1) + quarantined (1, as scan_timeout by the asset)
+        outcomes.append(([r.id for r in result.records], result.timed_out, _sha(result.records)))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[1][:2] == (["ok"], ("slow",)) and SCAN_TIMEOUT == "scan_timeout"
+
+
+def test_when_screened_on_ray_then_decisions_and_scores_equal_the_local_engine(
+    ray_cluster, monkeypatch
+) -> None:
+    from pipelines.steps.execution import ray_signatures
+    from pipelines.steps.integrity.curate import curate_records, decision_lines
+    from pipelines.steps.integrity.screens import minhash
+
+    monkeypatch.setattr(ray_signatures, "MIN_BLOCK_RECORDS", 7)  # several blocks, both workers
+    records = _corpus()
+    cfg = CurationConfig()
+    signed = []
+    real_signer = ray_signatures.ray_signer
+
+    def counting_signer(execution):
+        sign = real_signer(execution)
+
+        def counted(shingles, **kwargs):
+            signed.append(len(shingles))
+            return sign(shingles, **kwargs)
+
+        return counted
+
+    monkeypatch.setattr(ray_signatures, "ray_signer", counting_signer)
+    local = curate_records(records, cfg)
+    on_ray = ray_signatures.curate_on_ray(records, cfg, None, LOCAL_RAY)
+    assert signed and min(signed) > 7  # the screens' signatures went through Ray, in blocks
+    assert local.near_duplicate_clusters  # the near copies were found
+    assert decision_lines(on_ray) == decision_lines(local)
+    assert on_ray.scores == local.scores
+    assert [r.id for r in on_ray.kept] == [r.id for r in local.kept]
+    shingles = minhash.shingle_sets([r.text.split() for r in records], 3)
+    expected = minhash.signatures(shingles, num_perm=64, seed=1)
+    assert np.array_equal(real_signer(LOCAL_RAY)(shingles, num_perm=64, seed=1), expected)
