@@ -86,6 +86,24 @@ def test_when_the_profile_names_an_unknown_address_or_engine_then_loading_names_
     assert load_config("default").execution.engine == "local"  # the default changes nothing
 
 
+def test_the_kuberay_manifest_pins_the_locked_ray_and_keeps_telemetry_and_dashboard_off() -> None:
+    import ray
+    import yaml
+
+    manifest = yaml.safe_load(
+        (Path(__file__).resolve().parent.parent / "docs/deploy/raycluster.yaml").read_text()
+    )
+    assert (manifest["apiVersion"], manifest["kind"]) == ("ray.io/v1", "RayCluster")
+    assert manifest["spec"]["rayVersion"] == ray.__version__  # the image's Ray is the driver's
+    head = manifest["spec"]["headGroupSpec"]
+    assert head["rayStartParams"]["include-dashboard"] == "false"
+    groups = [head, *manifest["spec"]["workerGroupSpecs"]]
+    containers = [c for group in groups for c in group["template"]["spec"]["containers"]]
+    assert all({"name": "RAY_USAGE_STATS_ENABLED", "value": "0"} in c["env"] for c in containers)
+    ports = {p["containerPort"] for p in head["template"]["spec"]["containers"][0]["ports"]}
+    assert 10001 in ports  # the ray:// client port a profile's execution.address names
+
+
 def test_when_the_ray_cluster_is_unreachable_then_the_scrub_asset_fails_naming_the_address(
     tmp_path: Path, key: str
 ) -> None:
