@@ -81,6 +81,9 @@ def main() -> int:
     parser.add_argument("--throughput", type=int, default=0, metavar="N")
     parser.add_argument("--no-vanilla", action="store_true", help="skip vanilla (faster)")
     parser.add_argument(
+        "--no-clean", action="store_true", help="skip the refusal rates and clean-data findings"
+    )
+    parser.add_argument(
         "--half",
         choices=("all", "even", "odd"),
         default="all",
@@ -103,8 +106,9 @@ def main() -> int:
         if args.limit:
             rows = rows[: args.limit]
         _evaluate(engines, cfg, rows, lang, args.misses)
-    _refusals(args.eval_dir, args.limit)
-    _clean_findings(engines, cfg, args.eval_dir, args.limit)
+    if not args.no_clean:
+        _refusals(args.eval_dir, args.limit)
+        _clean_findings(engines, cfg, args.eval_dir, args.limit)
     return 0
 
 

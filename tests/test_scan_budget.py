@@ -25,6 +25,7 @@ from pipelines.steps.privacy import pii
 from pipelines.steps.privacy.normalize import normalize
 from pipelines.steps.privacy.recognizers.base import ScanTimeout
 from pipelines.steps.privacy.recognizers.cn_names import _block_tags, posseg
+from pipelines.steps.privacy.recognizers.nlp_engine import chunks
 from pipelines.steps.records import Message, Record
 
 CFG = PIIConfig()
@@ -122,6 +123,74 @@ def test_the_deadline_is_checked_between_recognizers(analyzer):
     with scan_deadline(-1.0), pytest.raises(ScanTimeout):
         recognizer.analyze("text", CFG.entities, None)
     assert time.perf_counter() - started < 1.0
+
+
+class _CountingNlp:
+    """spaCy's English pipeline, counting and timing the calls that run NER (one per chunk)."""
+
+    def __init__(self, nlp) -> None:
+        self.nlp = nlp
+        self.seconds: list[float] = []
+
+    def __call__(self, text):
+        started = time.perf_counter()
+        try:
+            return self.nlp(text)
+        finally:
+            self.seconds.append(time.perf_counter() - started)
+
+    def __getattr__(self, name):
+        return getattr(self.nlp, name)
+
+
+def test_when_ner_alone_runs_past_the_budget_then_it_stops_within_one_chunk_of_it(analyzer):
+    cfg = CFG.model_copy(update={"scan_budget_seconds": TINY_BUDGET})
+    text = f"Contact {SECRET_NAME}. " + LONG_PROSE * 3  # 60 kB: NER alone is seconds
+    engine = analyzer.nlp_engine
+    counting = _CountingNlp(engine.nlp["en"])
+    engine.nlp["en"] = counting
+    try:
+        result = pii.scrub_records([_record("slow", text)], analyzer, cfg, key=KEY)
+    finally:
+        engine.nlp["en"] = counting.nlp
+    assert result.timed_out == ("slow",) and result.records == []
+    # The deadline is checked before each chunk: every chunk but the last began in budget,
+    # and the rest of the text was never read.
+    assert 0 < len(counting.seconds) < len(chunks(text))
+    assert sum(counting.seconds[:-1]) <= TINY_BUDGET
+
+
+def test_a_long_text_read_in_chunks_gets_the_entities_of_a_whole_reading(analyzer):
+    sentences = [
+        f"{first} {last} met the board in {city} on Monday, and the minutes were filed. "
+        for first, last, city in zip(
+            ["Maria", "John", "Akira", "Fatima", "Pierre"] * 12,
+            ["Garcia", "Smith", "Tanaka", "Haddad", "Dubois"] * 12,
+            ["Paris", "Chicago", "Osaka", "Cairo", "Lisbon", "Denver"] * 10,
+            strict=True,
+        )
+    ]
+    text = "".join(sentences)
+    assert len(chunks(text)) > 2
+    nlp = analyzer.nlp_engine.nlp["en"]
+    whole = {(e.start_char, e.end_char) for e in nlp(text).ents}
+    parts = analyzer.nlp_engine.process_long(text, "en").entities
+    found = [(e.start_char, e.end_char) for e in parts]
+    assert len(found) == len(set(found))  # an entity in two chunks' overlap is kept once
+    assert len(set(found) & whole) >= 0.95 * len(whole)
+
+
+def test_a_long_digit_run_read_in_windows_gives_every_phone_once(analyzer):
+    phones = [f"212-555-{1000 + i:04d}" for i in range(400)]  # one run of 5,000 characters
+    text = "Numbers:\n" + "\n".join(phones)
+    [recognizer] = [r for r in analyzer.registry.recognizers if r.name == "IntlPhoneRecognizer_en"]
+    found = sorted((r.start, r.end) for r in recognizer.analyze(text, CFG.entities, None))
+    expected = []
+    position = text.index(phones[0])
+    for phone in phones:
+        expected.append((position, position + len(phone)))
+        position += len(phone) + 1
+    assert found == expected
 
 
 # --- 1. every recognizer is linear --------------------------------------------------------

@@ -48,7 +48,7 @@ from pipelines.steps.privacy.recognizers import (
 from pipelines.steps.privacy.recognizers.base import ScanTimeout, check_deadline, scan_deadline
 from pipelines.steps.privacy.recognizers.en_ner import NerRecognizer
 from pipelines.steps.privacy.recognizers.en_other_script import OTHER_SCRIPT_RUN
-from pipelines.steps.privacy.recognizers.nlp_engine import PackNlpEngine
+from pipelines.steps.privacy.recognizers.nlp_engine import CHUNK, PackNlpEngine
 from pipelines.steps.records import Message, Record
 
 LANGUAGE = "en"
@@ -71,8 +71,8 @@ SCAN_TIMEOUT = "scan_timeout"
 """Reason code of a record whose scan ran past `pii.scan_budget_seconds` (quarantined)."""
 RESIDUAL_TIMEOUT = "SCAN_TIMEOUT"
 """What `residual_pii` counts for a record its re-scan could not finish: the gate fails."""
-LONG_TEXT = 2_000
-"""Texts longer than this go through spaCy one at a time, so their own cost is measured."""
+LONG_TEXT = CHUNK
+"""Texts longer than this go through spaCy one at a time, in chunks, under their budget."""
 
 
 class PIIEngineError(RuntimeError):
@@ -182,9 +182,9 @@ def _within_deadline(recognizer):
     """The recognizer, its `analyze` checking the running scan's deadline before and after.
 
     The analyzer runs in this process, so the per-record budget is cooperative: a recognizer
-    is never interrupted, but every one is linear (tests/test_scan_budget.py) and long texts
-    are cut into chunks that check the deadline themselves.
-    """
+    is not interrupted from outside, but every one is linear (tests/test_scan_budget.py), the
+    costly ones read long texts in windows that check the deadline themselves, and spaCy reads
+    a long text in chunks with a check between them (`_nlp_artifacts`)."""
     analyze = recognizer.analyze
 
     def checked(*args, **kwargs):
@@ -742,7 +742,7 @@ def _analyze_chunk(
             if pack != PATTERNS_ONLY and _ner_recognizers(analyzer, language)
             else []
         )
-        artifacts = _nlp_artifacts(analyzer, needs_ner, language, batch_size)
+        artifacts = _nlp_artifacts(analyzer, needs_ner, language, batch_size, budget)
         with_ner = set(needs_ner)
         for text in batch:
             if text not in with_ner:
@@ -750,6 +750,9 @@ def _analyze_chunk(
                 tokens = analyzer.nlp_engine.tokens_only(text, language)
                 artifacts.append((text, tokens, time.perf_counter() - started))
         for text, nlp_artifacts, nlp_seconds in artifacts:
+            if nlp_artifacts is None:  # its NER ran past the budget
+                unique[(pack, text)] = ([], float("inf"))
+                continue
             started = time.perf_counter()
             try:
                 with scan_deadline(budget - nlp_seconds):
@@ -773,16 +776,29 @@ def _analyze_chunk(
 
 
 def _nlp_artifacts(
-    analyzer: AnalyzerEngine, texts: list[str], language: str, batch_size: int
+    analyzer: AnalyzerEngine,
+    texts: list[str],
+    language: str,
+    batch_size: int,
+    budget: float = float("inf"),
 ) -> list[tuple[str, object, float]]:
-    """spaCy's artifacts of each text and the seconds it took: a text over `LONG_TEXT` alone,
-    shorter ones in batches, each charged an equal share of its batch."""
+    """spaCy's artifacts of each text and the seconds it took: shorter ones in batches, each
+    charged an equal share of its batch; a text over `LONG_TEXT` alone, read in chunks under
+    its `budget` (artifacts None and infinite seconds where it ran past it: the deadline is
+    checked between chunks, so NER on one long text is never more than a chunk over)."""
     out: list[tuple[str, object, float]] = []
-    long = [text for text in texts if len(text) > LONG_TEXT]
+    for text in texts:
+        if len(text) > LONG_TEXT:
+            started = time.perf_counter()
+            try:
+                with scan_deadline(budget):
+                    doc = analyzer.nlp_engine.process_long(text, language)
+            except ScanTimeout:
+                out.append((text, None, float("inf")))
+                continue
+            out.append((text, doc, time.perf_counter() - started))
     short = [text for text in texts if len(text) <= LONG_TEXT]
-    groups = [[text] for text in long] + [
-        short[i : i + batch_size] for i in range(0, len(short), batch_size)
-    ]
+    groups = [short[i : i + batch_size] for i in range(0, len(short), batch_size)]
     for group in groups:
         started = time.perf_counter()
         docs = list(analyzer.nlp_engine.process_texts(group, language, batch_size=batch_size))

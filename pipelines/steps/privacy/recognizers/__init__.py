@@ -7,10 +7,11 @@ and the key, never a silent fallback to defaults.
 
 Families reused from Presidio (they carry their own validators: Luhn for CREDIT_CARD, the IBAN
 mod-97 check, SSN invalid-range rules) are listed in `PRESIDIO_FAMILIES`; our own are in
-`OWN_FAMILIES`, each in its module here. `spacy_ner`, `aba_routing`, `us_passport` and `url`
-keep their Presidio family names but are ours: Presidio's let spaCy's PERSON outrank validated
-identifiers (`en_ner`), scored every checksum-valid 9-digit number as a routing number at 1.0,
-passports included (`en_bank_ids`), and cut URLs short of their path (`en_url`). `email` is
+`OWN_FAMILIES`, each in its module here. `spacy_ner`, `aba_routing`, `us_passport`, `url`
+and `ip_address` keep their Presidio family names but are ours: Presidio's let spaCy's PERSON
+outrank validated identifiers (`en_ner`), scored every checksum-valid 9-digit number as a
+routing number at 1.0, passports included (`en_bank_ids`), cut URLs short of their path
+(`en_url`), and spent 7 ms per thousand characters of `1.1.1.…` (`en_ip`). `email` is
 Presidio's, not run on texts without an at sign (`email`).
 """
 
@@ -21,7 +22,6 @@ import yaml
 from presidio_analyzer import EntityRecognizer
 from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
-    IpRecognizer,
     MacAddressRecognizer,
     PhoneRecognizer,
     UsBankRecognizer,
@@ -53,6 +53,7 @@ from pipelines.steps.privacy.recognizers.en_bank_ids import (
 )
 from pipelines.steps.privacy.recognizers.en_card import LuhnCardRecognizer
 from pipelines.steps.privacy.recognizers.en_dates import AgeRecognizer, DateOfBirthRecognizer
+from pipelines.steps.privacy.recognizers.en_ip import IpAddressRecognizer
 from pipelines.steps.privacy.recognizers.en_ner import NerRecognizer
 from pipelines.steps.privacy.recognizers.en_other_script import OtherScriptRecognizer
 from pipelines.steps.privacy.recognizers.en_person import EnPersonRecognizer
@@ -88,7 +89,6 @@ PRESIDIO_FAMILIES = {
     "email": _presidio(AtSignEmailRecognizer),
     "us_ssn": _presidio(UsSsnRecognizer),
     "iban": _presidio(AnyCaseIbanRecognizer),
-    "ip_address": _presidio(IpRecognizer),
     "mac_address": _presidio(MacAddressRecognizer),
     "us_bank_number": _presidio(UsBankRecognizer),
     "us_driver_license": _presidio(UsLicenseRecognizer),
@@ -99,6 +99,7 @@ OWN_FAMILIES = {
     "aba_routing": _own(RoutingNumberRecognizer),
     "us_passport": _own(PassportNumberRecognizer),
     "url": _own(FullUrlRecognizer),
+    "ip_address": _own(IpAddressRecognizer),
     "en_person": _own(EnPersonRecognizer),
     "luhn_card": _own(LuhnCardRecognizer),
     "us_address": _own(UsAddressRecognizer),

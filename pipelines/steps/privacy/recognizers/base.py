@@ -35,9 +35,11 @@ def scan_deadline(seconds: float | None) -> Iterator[None]:
     """Within the block, `check_deadline` raises `ScanTimeout` once `seconds` have passed.
 
     The analyzer runs in-process, so the deadline is cooperative: it is checked before and
-    after every recognizer (`pii.build_analyzer` wraps them) and between the chunks a long
-    text is cut into (`cn_names.posseg`); every recognizer is linear in its chunk, so no check
-    is ever far away.
+    after every recognizer (`pii.build_analyzer` wraps them), between the chunks spaCy's NER
+    reads a long text in (`nlp_engine.PackNlpEngine.process_long`), between the windows the
+    phone recognizer reads (`windows`), per street candidate (`en_street`) and between the
+    chunks jieba reads (`cn_names.posseg`); every recognizer is linear in its chunk, so no
+    check is ever far away.
     """
     if seconds is None:
         yield
@@ -53,6 +55,39 @@ def check_deadline() -> None:
     """Raise `ScanTimeout` when the running scan is past its deadline."""
     if _DEADLINE and time.perf_counter() > _DEADLINE[-1]:
         raise ScanTimeout("PII scan ran past pii.scan_budget_seconds")
+
+
+WINDOW = 2_000
+"""Characters one window of a long text holds (`windows`): the costly parts of a recognizer
+(phonenumbers' matcher, an address parser) read bounded pieces, and the deadline is checked
+between them."""
+WINDOW_OVERLAP = 400
+"""Characters two neighbouring windows share: a match up to half of it long, starting in a
+window's own part, lies whole inside that window with as many characters of context before."""
+
+
+def windows(
+    start: int, end: int, size: int = WINDOW, overlap: int = WINDOW_OVERLAP
+) -> Iterator[tuple[int, int, int, int]]:
+    """`(window start, window end, own start, own end)` over `[start, end)`, checking the
+    deadline before each window.
+
+    Windows are `size` long and overlap by `overlap`; their own parts tile `[start, end)`
+    without overlap, so a match kept only where it starts in its window's own part is kept
+    once. A range no longer than `size` is one window.
+    """
+    step = size - overlap
+    half = overlap // 2
+    position = start
+    while True:
+        check_deadline()
+        stop = min(end, position + size)
+        own_start = start if position == start else position + half
+        own_end = end if stop == end else stop - half
+        yield position, stop, own_start, own_end
+        if stop == end:
+            return
+        position += step
 
 
 def has_context(text: str, start: int, end: int, words: Iterable[str]) -> bool:

@@ -31,8 +31,19 @@ STREET = (
 )
 
 
+MIN_PARSES = 50
+PARSES_PER_1000 = 25
+"""usaddress parses per 1,000 characters of a text (at least `MIN_PARSES`): ordinary text has
+a few street candidates per thousand characters, an adversarial run one per ten."""
+MAX_REMEMBERED = 4096
+_PARSES: dict[str, bool] = {}
+"""usaddress's verdict per candidate already parsed (a repeated address is parsed once)."""
+
+
 class UsAddressRecognizer(RegexRecognizer):
     """Street addresses confirmed by usaddress, and zip codes next to a context word."""
+
+    _parses_left = MIN_PARSES
 
     ENTITY = "LOCATION"
     PATTERNS = (
@@ -44,16 +55,38 @@ class UsAddressRecognizer(RegexRecognizer):
     CONTEXT = ("address", "live at", "lives at", "residing", "zip", "postal", "mail to", "ship to")
     FLAGS = 0
 
+    def analyze(self, text, entities, nlp_artifacts=None):
+        # usaddress (a CRF) costs about 0.2 ms per candidate: a text packed with street-shaped
+        # candidates (`12 Main St 13 Main St ...`, #16.3) gets a bounded number of parses, and
+        # the candidates past them are taken as addresses unconfirmed (fail closed).
+        self._parses_left = max(MIN_PARSES, len(text) * PARSES_PER_1000 // 1000)
+        return super().analyze(text, entities, nlp_artifacts)
+
     def validate(self, value: str) -> bool:
         if value[:1].isdigit() and " " not in value.strip():
             return True  # a zip code: context decides
         if value.upper().startswith("P"):
             return True
-        try:
-            tags = {label for _, label in usaddress.parse(" ".join(value.split()))}
-        except Exception:  # noqa: BLE001 - usaddress raises on odd input; not an address then
-            return False
-        return "AddressNumber" in tags and "StreetName" in tags
+        value = " ".join(value.split())
+        known = _PARSES.get(value)
+        if known is not None:
+            return known
+        if self._parses_left <= 0:
+            return True
+        self._parses_left -= 1
+        if len(_PARSES) >= MAX_REMEMBERED:
+            _PARSES.clear()
+        _PARSES[value] = _street_parse(value)
+        return _PARSES[value]
+
+
+def _street_parse(value: str) -> bool:
+    """Whether usaddress tags an AddressNumber and a StreetName in `value`."""
+    try:
+        tags = {label for _, label in usaddress.parse(value)}
+    except Exception:  # noqa: BLE001 - usaddress raises on odd input; not an address then
+        return False
+    return "AddressNumber" in tags and "StreetName" in tags
 
 
 class PostalCodeRecognizer(RegexRecognizer):

@@ -21,7 +21,7 @@ import re
 from faker.providers.address.en_US import Provider as AddressProvider
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from pipelines.steps.privacy.recognizers.base import RegexRecognizer, has_context
+from pipelines.steps.privacy.recognizers.base import RegexRecognizer, check_deadline, has_context
 
 STREET_WORDS = frozenset(
     w.lower()
@@ -134,9 +134,11 @@ class IntlAddressRecognizer(RegexRecognizer):
         if self.ENTITY not in entities:
             return []
         results = []
+        places: dict[int, int | None] = {}  # place-line ends by position, read once per text
         for pattern in (_NUMBER_FIRST, _NAME_FIRST) if any(c.isdigit() for c in text) else ():
             for match in pattern.finditer(text):
-                found = self._street(text, match)
+                check_deadline()
+                found = self._street(text, match, places)
                 if found is not None:
                     results.append(self._result(*found, "street"))
         for match in _MILITARY.finditer(text):
@@ -146,7 +148,9 @@ class IntlAddressRecognizer(RegexRecognizer):
             results.append(self._result(start, end, 0.75, "corner"))
         return results
 
-    def _street(self, text: str, match: re.Match) -> tuple[int, int, float] | None:
+    def _street(
+        self, text: str, match: re.Match, places: dict[int, int | None]
+    ) -> tuple[int, int, float] | None:
         """`(start, end, score)` of the address a street-core match starts, if it is one.
 
         Its words end before the first stop word ("5 Main Street and then" -> "5 Main Street").
@@ -171,7 +175,7 @@ class IntlAddressRecognizer(RegexRecognizer):
             evidence += 0.3
         if not whole and match.group("second") and not match.groupdict().get("first"):
             return None  # name-first needs its number right after the words
-        grown, lines = self._grow(text, end)
+        grown, lines = self._grow(text, end, places)
         if lines:
             evidence += 0.2 * min(lines, 2)
         if has_context(text, start, grown, self.words):
@@ -186,15 +190,22 @@ class IntlAddressRecognizer(RegexRecognizer):
             return None
         return start, grown, min(1.0, 0.4 + evidence)
 
-    def _grow(self, text: str, end: int) -> tuple[int, int]:
-        """End of the address after its street core, and how many unit or place parts it has."""
+    def _grow(self, text: str, end: int, places: dict[int, int | None]) -> tuple[int, int]:
+        """End of the address after its street core, and how many unit or place parts it has.
+
+        `places` remembers the place line read at each position: on a run of street-like lines
+        (`12 Main St 12 Main St ...`) every street core would otherwise read the same lines
+        after it again (six parts of ten tokens each, #16.3).
+        """
         parts = 0
         while parts < MAX_PARTS:  # bounded: a run of street-like lines stays linear (#16.3)
             unit = _UNIT.match(text, end)
             if unit is not None:
                 end, parts = unit.end(), parts + 1
                 continue
-            place_end = self._place(text, end)
+            if end not in places:
+                places[end] = self._place(text, end)
+            place_end = places[end]
             if place_end is None:
                 return end, parts
             end, parts = place_end, parts + 1

@@ -7,12 +7,14 @@ registry: a blank `zh` pipeline tokenizes by character for Presidio's context ma
 Chinese recognizers segment with jieba themselves.
 """
 
+import re
 from collections.abc import Iterator
 
 import spacy
 from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine, SpacyNlpEngine
 from spacy.tokens import Doc, Span
 
+from pipelines.steps.privacy.recognizers.base import check_deadline
 from pipelines.steps.privacy.recognizers.en_names import english_lexicon, name_lexicon
 
 # en_core_web_sm's NER has its own embedding layer: the shared tok2vec only feeds the tagger
@@ -59,6 +61,31 @@ class PackNlpEngine(SpacyNlpEngine):
         for doc in self.nlp[language].pipe(texts, batch_size=batch_size):
             yield self._doc_to_nlp_artifact(doc, language)
 
+    def process_long(self, text: str, language: str) -> NlpArtifacts:
+        """Artifacts of one long text, NER read chunk by chunk (`chunks`), the running scan's
+        deadline checked before each chunk (`ScanTimeout` past it: a long text costs at most
+        its budget and one chunk).
+
+        Tokens come from the tokenizer over the whole text; an entity is kept from the chunk
+        whose own part it starts in (neighbouring chunks overlap, so one across a cut is read
+        whole, and found once), its offsets mapped back onto the whole text.
+        """
+        nlp = self.nlp[language]
+        doc = nlp.make_doc(text)
+        entities: list[Span] = []
+        for start, end, own_start, own_end in chunks(text):
+            check_deadline()
+            for entity in nlp(text[start:end]).ents:
+                first, last = start + entity.start_char, start + entity.end_char
+                if not own_start <= first < own_end:
+                    continue
+                if entities and first < entities[-1].end_char:
+                    continue  # the previous chunk's entity reaches over this one
+                span = doc.char_span(first, last, label=entity.label_, alignment_mode="expand")
+                if span is not None:
+                    entities.append(span)
+        return self._doc_to_nlp_artifact(doc, language, entities=entities)
+
     def _doc_to_nlp_artifact(
         self, doc: Doc, language: str, *, entities: list[Span] | None = None
     ) -> NlpArtifacts:
@@ -68,6 +95,46 @@ class PackNlpEngine(SpacyNlpEngine):
         return LazyNlpArtifacts(
             entities=tagged, tokens=doc, nlp_engine=self, language=language, scores=scores
         )
+
+
+CHUNK = 2_000
+"""Characters of text one spaCy call reads in a long text (`PackNlpEngine.process_long`)."""
+CHUNK_MARGIN = 150
+"""Characters each chunk reads beyond its own part on either side (whole words)."""
+_SENTENCE_END = re.compile(r"[.!?。！？]['\")\]]*\s+|\n\s*")
+
+
+def chunks(text: str, size: int = CHUNK) -> list[tuple[int, int, int, int]]:
+    """`(start, end, own start, own end)` of the chunks NER reads a long text in.
+
+    Own parts tile the text; each is cut after a sentence end where one lies in its last
+    third, else after a space, else anywhere (a run without spaces). A chunk reads its own
+    part and `CHUNK_MARGIN` characters on either side, cut at spaces where there are any.
+    """
+    cuts = [0]
+    while len(text) - cuts[-1] > size:
+        start, target = cuts[-1], cuts[-1] + size - 2 * CHUNK_MARGIN
+        low = start + (size - 2 * CHUNK_MARGIN) * 2 // 3
+        ends = [m.end() for m in _SENTENCE_END.finditer(text, low, target)]
+        if ends:
+            cut = ends[-1]
+        else:
+            space = text.rfind(" ", low, target)
+            cut = space + 1 if space > low else target
+        cuts.append(cut)
+    cuts.append(len(text))
+    out = []
+    for own_start, own_end in zip(cuts, cuts[1:], strict=False):
+        start = max(0, own_start - CHUNK_MARGIN)
+        if start:
+            space = text.find(" ", start, own_start)
+            start = space + 1 if space != -1 else start
+        end = min(len(text), own_end + CHUNK_MARGIN)
+        if end < len(text):
+            space = text.rfind(" ", own_end, end)
+            end = space if space != -1 else end
+        out.append((start, end, own_start, own_end))
+    return out
 
 
 class LazyNlpArtifacts(NlpArtifacts):
