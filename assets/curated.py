@@ -58,8 +58,8 @@ def curated_corpus(
         out / "quarantine.parquet",
     )
     summary = _curation_summary(scrubbed_corpus, result, filtered, path, sha, decisions_path)
-    write_json(summary, out / "curation_summary.json")
-    context.add_output_metadata(_curation_metadata(summary, result, out, decisions_path))
+    write_json(storage.portable(summary), out / "curation_summary.json")
+    context.add_output_metadata(_curation_metadata(summary, result, out, decisions_path, storage))
     return summary
 
 
@@ -135,7 +135,7 @@ def _curation_summary(
 
 
 def _curation_metadata(
-    summary: dict, result: CurationResult, out: Path, decisions_path: Path
+    summary: dict, result: CurationResult, out: Path, decisions_path: Path, storage: CorpusStorage
 ) -> dict:
     """Dagster metadata: counts, tables and where the steward reviews and decides."""
     counts = result.counts()
@@ -161,14 +161,16 @@ def _curation_metadata(
         ),
         "trigger_clusters": len(result.trigger_clusters),
         "sha256": summary["sha256"],
-        "path": dg.MetadataValue.path(summary["path"]),
-        "quarantine_review": dg.MetadataValue.path(str(out / "quarantine.parquet")),
-        "screening_scores": dg.MetadataValue.path(summary["screening_path"]),
+        "path": dg.MetadataValue.path(storage.stored(summary["path"])),
+        "quarantine_review": dg.MetadataValue.path(storage.stored(out / "quarantine.parquet")),
+        "screening_scores": dg.MetadataValue.path(storage.stored(summary["screening_path"])),
         "steward_decisions": dg.MetadataValue.md(
             f"{counts['pending']} records await review in the review desk (`make desk`, "
             "http://127.0.0.1:3100), which shows each one scrubbed with what was flagged "
-            f"(files: `{out / 'quarantine.parquet'}`, `{out / 'screening.parquet'}`). Decisions "
-            f"go to `{decisions_path}` (`id,decision[,steward,decided_at,note]`); the "
+            f"(files: `{storage.stored(out / 'quarantine.parquet')}`, "
+            f"`{storage.stored(out / 'screening.parquet')}`, under the data root). Decisions "
+            f"go to `{storage.stored(decisions_path)}` "
+            "(`id,decision[,steward,decided_at,note]`); the "
             "`steward_decisions` sensor re-materializes every drop when the file changes."
             + (
                 f" **{result.unmatched_decisions} decision(s) name no quarantined record of "

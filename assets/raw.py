@@ -105,7 +105,7 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage, pii: P
             "languages": counts_table(languages, key="language"),
             "source_files": len(sources),
             "sha256": corpus_sha,
-            "path": dg.MetadataValue.path(str(corpus_path)),
+            "path": dg.MetadataValue.path(storage.stored(corpus_path)),
         }
     )
     return {
@@ -136,7 +136,9 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage, pii: P
     code_version="2",
     partitions_def=data_drops,
 )
-def raw_quarantine(context: dg.AssetExecutionContext, raw_corpus: dict) -> dict:
+def raw_quarantine(
+    context: dg.AssetExecutionContext, raw_corpus: dict, storage: CorpusStorage
+) -> dict:
     """The quarantine of one drop: every line that was not accepted, with its reason code.
 
     Raw zone. A steward reviews it by pseudonymous id (`rec-…`, resolved with `sovtune ids
@@ -156,7 +158,7 @@ def raw_quarantine(context: dg.AssetExecutionContext, raw_corpus: dict) -> dict:
                 )
                 or "none"
             ),
-            "path": dg.MetadataValue.path(raw_corpus["quarantine_path"]),
+            "path": dg.MetadataValue.path(storage.stored(raw_corpus["quarantine_path"])),
         }
     )
     return {

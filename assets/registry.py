@@ -82,14 +82,14 @@ def registered_model(
             "version": version.version,
             "mlflow_run_id": version.run_id,
             "alias": "candidate",
-            "source": version.source,
+            "source": storage.stored(version.source),
         }
     )
     return {
         "name": version.name,
         "version": version.version,
         "mlflow_run_id": version.run_id,
-        "source": version.source,
+        "source": storage.stored(version.source),
         "tracking_uri": version.tracking_uri,
         "git_commit": commit,
         "fingerprints": prints,

@@ -69,15 +69,19 @@ def compliance_report(
     approved = all(c["passed"] for c in checks) and bool(privacy_audit["passed"])
     registry.set_version_tags(
         version,
-        {"sovtune.report": str(html_path), "sovtune.approved": "true" if approved else "false"},
+        {
+            # relative to the data root (sovtune report resolves it), so the root can move
+            "sovtune.report": storage.stored(html_path),
+            "sovtune.approved": "true" if approved else "false",
+        },
     )
     if approved:
         registry.approve(version)
     context.add_output_metadata(
         {
-            "report_html": dg.MetadataValue.path(str(html_path)),
-            "report_json": dg.MetadataValue.path(str(json_path)),
-            "mlflow_artifacts": artifact_uri,
+            "report_html": dg.MetadataValue.path(storage.stored(html_path)),
+            "report_json": dg.MetadataValue.path(storage.stored(json_path)),
+            "mlflow_artifacts": storage.stored(artifact_uri),
             "model_version": f"{registered_model['name']} v{version}",
             "audit_passed": bool(privacy_audit["passed"]),
             "approved": approved,

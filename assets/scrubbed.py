@@ -61,7 +61,7 @@ def scrubbed_corpus(
                 result.entity_counts, key="entity type", value="replaced"
             ),
             "sha256": sha,
-            "path": dg.MetadataValue.path(str(path)),
+            "path": dg.MetadataValue.path(storage.stored(path)),
         }
     )
     return {

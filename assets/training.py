@@ -18,7 +18,9 @@ from resources.planner import planned_trainer
     owners=OWNERS_ML,
     code_version="1",
 )
-def base_model(context: dg.AssetExecutionContext, model_store: BaseModelStore) -> dict:
+def base_model(
+    context: dg.AssetExecutionContext, model_store: BaseModelStore, storage: CorpusStorage
+) -> dict:
     """The base causal LM in the local model store (safetensors), never downloaded at run time.
 
     The default is SmolLM2-135M-Instruct, converted once from the GGUF file shipped in the
@@ -26,7 +28,11 @@ def base_model(context: dg.AssetExecutionContext, model_store: BaseModelStore) -
     """
     info = model_store.prepare()
     context.add_output_metadata(
-        {"name": info.name, "sha256": info.sha256, "path": dg.MetadataValue.path(str(info.path))}
+        {
+            "name": info.name,
+            "sha256": info.sha256,
+            "path": dg.MetadataValue.path(storage.stored(info.path)),
+        }
     )
     return {"name": info.name, "path": str(info.path), "sha256": info.sha256}
 
@@ -88,7 +94,7 @@ def dp_lora_adapter(
         "drops": [d["drop"] for d in training_corpus["drops"]],
         "plan": plan,
     }
-    write_json(summary, out_dir.parent / f"{context.run_id}.training.json")
+    write_json(storage.portable(summary), out_dir.parent / f"{context.run_id}.training.json")
     context.add_output_metadata(
         {
             "epsilon": float(result.epsilon),
@@ -108,7 +114,7 @@ def dp_lora_adapter(
             "train_records": int(result.n_train),
             "heldout_records": int(result.n_heldout),
             "adapter_sha256": result.adapter_sha256,
-            "path": dg.MetadataValue.path(str(result.adapter_dir)),
+            "path": dg.MetadataValue.path(storage.stored(result.adapter_dir)),
         }
     )
     return summary

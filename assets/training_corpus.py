@@ -84,7 +84,7 @@ def training_corpus(
     summary = _summary(registered, raw, scrubbed, curated, combined, storage)
     summary["canaries"] = _planted_canaries(auditor, storage, summary["sha256"])
     summary["curated"]["canaries_planted"] = summary["canaries"]["planted"]
-    write_json(summary, storage.curated / "training_corpus.json")
+    write_json(storage.portable(summary), storage.curated / "training_corpus.json")
     context.add_output_metadata(
         {
             "drops": len(registered),
@@ -106,7 +106,7 @@ def training_corpus(
                 {d["drop"]: d["kept"] for d in summary["drops"]}, key="drop"
             ),
             "sha256": summary["sha256"],
-            "path": dg.MetadataValue.path(summary["path"]),
+            "path": dg.MetadataValue.path(storage.stored(summary["path"])),
         }
     )
     return summary
@@ -260,7 +260,7 @@ def _summary(registered, raw, scrubbed, curated, combined, storage: CorpusStorag
         "path": curated_view["path"],
         "sha256": curated_view["sha256"],
     }
-    write_json(summary, storage.curated / "training_corpus.json")
+    write_json(storage.portable(summary), storage.curated / "training_corpus.json")
     return summary
 
 

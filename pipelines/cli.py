@@ -603,7 +603,9 @@ def report(
     db = registry_store.sqlite_store(uri) if uri else Path(cfg.data_root) / "mlflow" / "mlflow.db"
     if db is not None:
         try:
-            where = registry_store.report_location(db.resolve(), name, version or None)
+            where = registry_store.report_location(
+                db.resolve(), name, version or None, data_root=Path(cfg.data_root).resolve()
+            )
         except registry_store.RegistryStoreError as exc:
             _fail(str(exc))
     else:  # a tracking server: through MLflow's client
@@ -1098,13 +1100,19 @@ def config_show(profile: Annotated[str, typer.Option(help=PROFILE_HELP)] = "defa
 def config_env(profile: Annotated[str, typer.Option(help=PROFILE_HELP)] = "default") -> None:
     """Print shell exports of a profile's Dagster home and MLflow store (`make ui` evals them).
 
-    Makes the profile's Dagster home (with a dagster.yaml, telemetry off) when it is missing.
+    Makes the profile's Dagster home (with a dagster.yaml, telemetry off) when it is missing,
+    and points a moved data root's MLflow store at the artifacts under it (MLflow stores their
+    locations absolute), so the MLflow UI of a moved root shows its artifacts.
     """
     import shlex
+
+    from pipelines.steps.release.registry_store import rebase_artifacts
 
     cfg = _profile(profile)
     root = Path(cfg.data_root).resolve()
     mlflow_dir = root / "mlflow"
+    if not cfg.registry.tracking_uri:
+        rebase_artifacts(mlflow_dir / "mlflow.db", root)
     values = {
         "SOVTUNE_PROFILE": profile,
         "DAGSTER_HOME": str(dagster_home(cfg)),

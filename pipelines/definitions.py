@@ -131,7 +131,7 @@ def build_resources(cfg: PipelineConfig) -> dict:
             gate_checks=upstream_checks("registered_model"),
             report_checks=upstream_checks("compliance_report"),
         ),
-        "io_manager": SummaryIOManager(),  # `path` metadata: the data file, not the pickle
+        "io_manager": SummaryIOManager(data_root=str(root)),  # paths stored relative to it
     }
 
 

@@ -16,6 +16,12 @@ from pydantic import PrivateAttr
 
 from pipelines.steps.ingest.erasure import LINEAGE_ARTIFACT
 from pipelines.steps.offline import enforce_offline
+from pipelines.steps.release.registry_store import (
+    local_artifact_uri,
+    rebase_artifacts,
+    sqlite_store,
+)
+from pipelines.steps.storage import from_stored
 
 ALLOWED_ARTIFACT_SUFFIXES = (".safetensors", ".json", ".md", ".jinja", ".txt", ".html", ".png")
 
@@ -83,6 +89,11 @@ class MLflowRegistry(dg.ConfigurableResource):
         if self._client is None:
             enforce_offline()
             from mlflow import MlflowClient
+
+            db = sqlite_store(self.resolved_uri)
+            if db is not None and not self.tracking_uri:
+                # a data root moved as a whole: MLflow's absolute artifact locations follow it
+                rebase_artifacts(db, Path(self.data_root).resolve())
 
             self._client = MlflowClient(
                 tracking_uri=self.resolved_uri, registry_uri=self.resolved_uri
@@ -213,9 +224,17 @@ class MLflowRegistry(dg.ConfigurableResource):
             "model": self.model_name,
             "version": str(chosen.version),
             "aliases": ",".join(sorted(aliases)),
-            "report_html": chosen.tags.get("sovtune.report", ""),
-            "mlflow_artifacts": f"{run.info.artifact_uri}/report",
+            "report_html": from_stored(chosen.tags.get("sovtune.report", ""), self._root),
+            "mlflow_artifacts": f"{self._artifacts(run.info.artifact_uri)}/report",
         }
+
+    @property
+    def _root(self) -> Path:
+        return Path(self.data_root).resolve()
+
+    def _artifacts(self, uri: str) -> str:
+        """A local artifact URI inside this data root (MLflow stores them absolute)."""
+        return local_artifact_uri(uri, self._root) if not self.tracking_uri else uri
 
     def versions(self) -> list[dict[str, str]]:
         """Every registered version of the model (none when nothing was registered): version,
@@ -236,9 +255,9 @@ class MLflowRegistry(dg.ConfigurableResource):
 
         with tempfile.TemporaryDirectory(prefix="sovtune-lineage-") as tmp:
             try:
+                base = self._artifacts(self.client.get_run(run_id).info.artifact_uri)
                 path = mlflow.artifacts.download_artifacts(
-                    run_id=run_id,
-                    artifact_path=LINEAGE_ARTIFACT,
+                    artifact_uri=f"{base}/{LINEAGE_ARTIFACT}",
                     dst_path=tmp,
                     tracking_uri=self.resolved_uri,
                 )
@@ -258,6 +277,8 @@ class MLflowRegistry(dg.ConfigurableResource):
         os.makedirs(dst, exist_ok=True)
         return Path(
             mlflow.artifacts.download_artifacts(
-                artifact_uri=mv.source, dst_path=str(dst), tracking_uri=self.resolved_uri
+                artifact_uri=self._artifacts(mv.source),
+                dst_path=str(dst),
+                tracking_uri=self.resolved_uri,
             )
         )

@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.steps.config import CurationConfig, IngestLimits
+from pipelines.steps.storage import portable, to_stored
 
 
 class CorpusStorage(dg.ConfigurableResource):
@@ -84,6 +85,15 @@ class CorpusStorage(dg.ConfigurableResource):
     @property
     def secrets(self) -> Path:
         return self.root / "secrets"
+
+    def stored(self, path: str | Path) -> str:
+        """A path as stored in metadata, summaries and tags: relative to the data root when it
+        is under it (so the root can move), else as it is."""
+        return to_stored(path, self.root)
+
+    def portable(self, summary: dict) -> dict:
+        """A summary with every path in it relative to the data root, for writing it down."""
+        return portable(summary, self.root)
 
     def drop_dir(self, zone: Path, key: str) -> Path:
         """A drop's own folder in a zone (`raw/drops/<key>/`, ...): partitions never share files.

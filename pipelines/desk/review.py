@@ -195,9 +195,10 @@ def load_drop(
     folder = data_root / "curated" / "drops" / drop
     summary_file = folder / "curation_summary.json"
     summary = json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else {}
-    scrubbed = Path(
+    # the summary names it relative to the data root (an older one: absolute)
+    scrubbed = data_root / (
         summary.get("scrubbed_path")
-        or data_root / "scrubbed" / "drops" / drop / "scrubbed_corpus.parquet"
+        or Path("scrubbed") / "drops" / drop / "scrubbed_corpus.parquet"
     )
     view = DropView(drop, folder, scrubbed, curation, summary=summary)
     screening = read_parquet(folder / "screening.parquet")

@@ -77,3 +77,87 @@ def write_text(text: str, path: str | Path) -> str:
     """Write UTF-8 text atomically and return the file's sha256."""
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return sha256_file(path)
+
+
+# Stored outputs name files relative to the data root, so a data root can be moved (`mv`, then
+# point SOVTUNE_DATA_ROOT or the profile at the new place) without breaking a link. In memory,
+# paths are absolute; `to_stored`/`portable` make them relative for what is written (summaries,
+# Dagster metadata, MLflow tags), `from_stored`/`resolved` read them back through the root.
+_URI_SCHEMES = ("file://", "sqlite:///")
+"""URIs whose path is a local file: `file:///root/x` is stored `file:x`, `sqlite:///root/x.db`
+`sqlite:x.db`. Other URIs (a tracking server) are stored as they are."""
+
+
+def to_stored(value: str | Path, root: str | Path) -> str:
+    """A path or local URI under `root` as stored: relative to it (`curated/x.parquet`,
+    `file:mlflow/artifacts/...`); anything outside `root` unchanged (a user's own model)."""
+    text = str(value)
+    base = Path(root).resolve()
+    for scheme in _URI_SCHEMES:
+        if text.startswith(scheme):
+            rest = text[len(scheme) :]
+            local = Path("/" + rest.lstrip("/"))
+            relative = _relative(local, base)
+            return text if relative is None else f"{scheme.split(':')[0]}:{relative}"
+    if not os.path.isabs(text):
+        return text
+    relative = _relative(Path(text), base)
+    return text if relative is None else relative
+
+
+def from_stored(value: str, root: str | Path) -> str:
+    """The absolute path or URI of a stored value (`to_stored`'s inverse); an absolute path or
+    a remote URI unchanged; an empty string stays empty."""
+    if not value:
+        return value
+    base = Path(root).resolve()
+    for scheme in _URI_SCHEMES:
+        short = scheme.split(":")[0] + ":"
+        if value.startswith(short) and not value.startswith(scheme):
+            local = base / value[len(short) :]
+            return local.as_uri() if scheme == "file://" else f"{scheme}{local}"
+    if value.startswith(_URI_SCHEMES) or "://" in value or os.path.isabs(value):
+        return value
+    return str(base / value)
+
+
+def _relative(path: Path, base: Path) -> str | None:
+    try:
+        return Path(os.path.normpath(path)).relative_to(base).as_posix() or "."
+    except ValueError:
+        return None
+
+
+def is_path_key(key: str) -> bool:
+    """Keys of a stored summary that hold a file or folder path, or a local URI."""
+    return key in ("path", "html", "json", "mlflow_artifacts") or key.endswith(
+        ("_path", "_dir", "_uri")
+    )
+
+
+def portable(obj: Any, root: str | Path) -> Any:
+    """A summary (dicts and lists, any depth) with every path-keyed string made relative to
+    `root` (`to_stored`), for writing it down."""
+    return _map_paths(obj, lambda v: to_stored(v, root))
+
+
+def resolved(obj: Any, root: str | Path) -> Any:
+    """A stored summary with every path-keyed string absolute again (`from_stored`)."""
+    return _map_paths(obj, lambda v: from_stored(v, root))
+
+
+def _map_paths(obj: Any, convert: Callable[[str], str]) -> Any:
+    if isinstance(obj, dict):
+        return {
+            k: (
+                convert(v)
+                if isinstance(k, str) and is_path_key(k) and isinstance(v, str)
+                else _map_paths(v, convert)
+            )
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list):
+        return [_map_paths(v, convert) for v in obj]
+    if type(obj) is tuple:
+        return tuple(_map_paths(v, convert) for v in obj)
+    return obj

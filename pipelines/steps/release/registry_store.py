@@ -10,6 +10,8 @@ read with MLflow's own tables (`model_versions`, `model_version_tags`,
 import sqlite3
 from pathlib import Path
 
+from pipelines.steps.storage import from_stored
+
 DELETED_STAGE = "Deleted_Internal"
 """MLflow's stage of a soft-deleted model version: never listed."""
 REPORT_TAG = "sovtune.report"
@@ -25,11 +27,15 @@ def sqlite_store(uri: str) -> Path | None:
     return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
 
 
-def report_location(db: Path, model: str, version: str | None = None) -> dict[str, str]:
+def report_location(
+    db: Path, model: str, version: str | None = None, *, data_root: Path | None = None
+) -> dict[str, str]:
     """Where a version's compliance report is (the latest version when `version` is None).
 
     Returns the same mapping as `MLflowRegistry.report_location`: model, version, aliases
-    (comma-separated), report_html and mlflow_artifacts.
+    (comma-separated), report_html and mlflow_artifacts, both resolved through `data_root`
+    (default: the folder above the store's `mlflow/`): the report tag is stored relative to it,
+    and MLflow's absolute artifact URIs are mapped into it when the root was moved.
 
     Raises:
         RegistryStoreError: naming the store, model or version that does not exist.
@@ -69,13 +75,71 @@ def report_location(db: Path, model: str, version: str | None = None) -> dict[st
             ).fetchone()
     except sqlite3.Error as exc:
         raise RegistryStoreError(f"no registry at {uri}: {exc}") from None
+    root = data_root or db.resolve().parent.parent
     return {
         "model": model,
         "version": str(chosen),
         "aliases": ",".join(sorted(aliases)),
-        "report_html": tag[0] if tag else "",
-        "mlflow_artifacts": f"{run[0] if run else ''}/report",
+        "report_html": from_stored(tag[0], root) if tag else "",
+        "mlflow_artifacts": f"{local_artifact_uri(run[0], root) if run else ''}/report",
     }
+
+
+ARTIFACTS = "mlflow/artifacts"
+"""The local artifact store under a data root (`MLflowRegistry.artifact_root`)."""
+
+
+def local_artifact_uri(uri: str, data_root: Path) -> str:
+    """An artifact URI of the local store, inside `data_root`'s `mlflow/artifacts`.
+
+    MLflow stores artifact locations as absolute URIs (an experiment's `artifact_location`, a
+    run's `artifact_uri`, a version's `source`); after the data root was moved they still name
+    the old place. Everything after `mlflow/artifacts/` is kept; a URI of a tracking server or
+    of another store is returned unchanged.
+    """
+    marker = f"/{ARTIFACTS}/"
+    if not uri.startswith("file://") or marker not in uri:
+        return uri
+    rest = uri.rpartition(marker)[2]
+    return (Path(data_root).resolve() / ARTIFACTS / rest).as_uri()
+
+
+def rebase_artifacts(db: Path, data_root: Path) -> int:
+    """Point a moved data root's MLflow store at its own artifacts: rewrite the absolute
+    locations MLflow stored (experiments, runs, model versions) that name another
+    `mlflow/artifacts`, so the MLflow UI and new runs use this root's. Returns the rows changed;
+    0 when nothing moved (the common case: one read, no write).
+    """
+    if not db.is_file():
+        return 0
+    columns = (
+        ("experiments", "artifact_location", "experiment_id"),
+        ("runs", "artifact_uri", "run_uuid"),
+        ("model_versions", "source", "rowid"),
+        ("model_versions", "storage_location", "rowid"),
+    )
+    changed = 0
+    with sqlite3.connect(db) as con:
+        for table, column, key in columns:
+            try:
+                rows = con.execute(f"SELECT {key}, {column} FROM {table}").fetchall()  # noqa: S608
+            except sqlite3.Error:
+                continue  # a store MLflow has not made yet
+            for row_key, value in rows:
+                if not value:
+                    continue
+                moved = (
+                    local_artifact_uri(value + "/", data_root).rstrip("/")
+                    if value.endswith(f"/{ARTIFACTS}")
+                    else local_artifact_uri(value, data_root)
+                )
+                if moved != value:
+                    con.execute(
+                        f"UPDATE {table} SET {column} = ? WHERE {key} = ?",  # noqa: S608
+                        (moved, row_key),
+                    )
+                    changed += 1
+    return changed
 
 
 def _known(version: str, versions: list[int], model: str) -> int:

@@ -150,7 +150,23 @@ def load_base_model(
     tokenizer = AutoTokenizer.from_pretrained(
         folder, local_files_only=True, trust_remote_code=False
     )
+    # PEFT writes the model's name_or_path into every adapter's adapter_config.json as
+    # `base_model_name_or_path`: the model's name, not this machine's folder (which moves with
+    # the data root and means nothing where the adapter is loaded); its sha256 is in the
+    # registered version's tags (`sovtune.fingerprint.base_model`).
+    model.config._name_or_path = model.name_or_path = base_model_reference(folder)
     return model.to(device).eval(), tokenizer
+
+
+def base_model_reference(folder: str | Path) -> str:
+    """The portable name of a model folder: its manifest's `name` (the profile's `model.name`)
+    for a folder of the store, else the folder's own name."""
+    folder = Path(folder)
+    try:
+        name = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8")).get("name")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    return name if isinstance(name, str) and name else folder.resolve().name
 
 
 def verify_manifest(folder: str | Path) -> dict[str, Any]:
