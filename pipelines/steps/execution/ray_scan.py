@@ -23,7 +23,7 @@ from pipelines.steps.privacy import pii
 from pipelines.steps.records import RECORD_COLUMNS, Record, frame_to_records, records_to_frame
 
 _ANALYZERS: dict[str, object] = {}
-"""Per worker process: the analyzer of each PII configuration (JSON) it has scanned with."""
+"""Per worker process: the analyzer built for each model, recognizer file and entity list."""
 
 
 class RayScanError(RuntimeError):
@@ -90,12 +90,14 @@ def scan_block(batch: pd.DataFrame, cfg_json: str) -> pd.DataFrame:
     # (it would count as one worker's CPU, and forking a Ray worker can hang on its threads).
     pii.PARALLEL_MIN_TEXTS = float("inf")
     cfg = PIIConfig.model_validate_json(cfg_json)
-    if cfg_json not in _ANALYZERS:
-        _ANALYZERS[cfg_json] = pii.build_analyzer(cfg)
+    # What `build_analyzer` reads; the threshold and the budget are applied per scan.
+    built_from = json.dumps([cfg.spacy_model, cfg.recognizers_file, sorted(cfg.entities)])
+    if built_from not in _ANALYZERS:
+        _ANALYZERS[built_from] = pii.build_analyzer(cfg)
     records = frame_to_records(batch[RECORD_COLUMNS])
     marks = [json.loads(only) for only in batch["only"]]
     only = None if all(m is None for m in marks) else marks
-    per_record, late = pii.scan_messages(records, _ANALYZERS[cfg_json], cfg, only=only)
+    per_record, late = pii.scan_messages(records, _ANALYZERS[built_from], cfg, only=only)
     return pd.DataFrame(
         {
             "position": batch["position"].to_numpy(),
