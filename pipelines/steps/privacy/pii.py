@@ -46,6 +46,7 @@ from pipelines.steps.privacy.recognizers import (
     load_recognizers,
 )
 from pipelines.steps.privacy.recognizers.base import ScanTimeout, check_deadline, scan_deadline
+from pipelines.steps.privacy.recognizers.cn_lac import CnModelMissing
 from pipelines.steps.privacy.recognizers.en_ner import NerRecognizer
 from pipelines.steps.privacy.recognizers.en_other_script import OTHER_SCRIPT_RUN
 from pipelines.steps.privacy.recognizers.nlp_engine import CHUNK, PackNlpEngine
@@ -145,6 +146,8 @@ def build_analyzer(cfg: PIIConfig) -> AnalyzerEngine:
         packs = load_recognizers(Path(cfg.recognizers_file or RECOGNIZERS_FILE))
     except RecognizerConfigError as exc:
         raise PIIEngineError(f"pii.recognizers_file: {exc}") from None
+    except CnModelMissing as exc:  # the Chinese pack never scans without its NER model
+        raise PIIEngineError(f"Chinese pack (cn_person, cn_location): {exc}") from None
     languages = sorted(packs)
     registry = _FixedRegistry(supported_languages=languages)
     for recognizers in packs.values():
@@ -166,7 +169,7 @@ def build_analyzer(cfg: PIIConfig) -> AnalyzerEngine:
     for language in [language for language in languages if language in WARM_UP]:
         # Presidio compiles each pattern on its first match attempt (its URL pattern, a long
         # alternation of domains, takes a tenth of a second), phonenumbers loads metadata per
-        # region and jieba its dictionary: done once here, every forked worker inherits them.
+        # region and LAC its model: done once here, every forked worker inherits them.
         analyzer.analyze(text=WARM_UP[language], language=language, score_threshold=1.0)
     return analyzer
 

@@ -15,10 +15,21 @@ import re
 from presidio_analyzer import RecognizerResult
 
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+from pipelines.steps.privacy.recognizers.cn_lac import lac_model, lac_tokens
 from pipelines.steps.privacy.recognizers.cn_name_model import _dictionary
-from pipelines.steps.privacy.recognizers.cn_names import PLACE_PREPOSITIONS, PLACE_VERBS, posseg
+from pipelines.steps.privacy.recognizers.cn_names import PLACE_PREPOSITIONS, PLACE_VERBS
+
+_LAC_TO_FLAG = {"LOC": "ns", "PER": "nr", "ORG": "nt", "TIME": "t", "nw": "nz", "w": "x"}
+"""LAC's entity labels as the part-of-speech flags the rules below read (jieba's names)."""
+
+
+def tagged(text: str) -> tuple[tuple[str, str, int], ...]:
+    """LAC's tokens of `text` with its entity labels as flags: LOC -> ns, PER -> nr, ..."""
+    return tuple((word, _LAC_TO_FLAG.get(tag, tag), start) for word, tag, start in lac_tokens(text))
+
 
 _HAN = r"[\u4e00-\u9fff]"
+_HAN_CHARACTER = re.compile(_HAN)
 _ADMIN = r"(?:省|自治区|特别行政区|市|自治州|地区|盟|县|区|旗|镇|乡|街道)"
 _STREET = r"(?:路|街|大道|大街|道|巷|弄|胡同|里|村)"
 ADDRESS = re.compile(
@@ -74,32 +85,51 @@ def _named_places(
     return found
 
 
+_DOCUMENTS = ("通行证", "护照", "签证", "身份证", "居住证", "户口", "驾照", "驾驶证", "牌照")
+"""Documents named after a place (港澳通行证): the place names the document's kind, not where
+anyone lives or is."""
+
+
 class CnLocationRecognizer(RegexRecognizer):
-    """Addresses as one span, jieba `ns` place names, and named places and venues."""
+    """Addresses as one span (LAC's adjacent places and the address parts after them), LAC's
+    place names, and named places and venues."""
 
     ENTITY = "LOCATION"
     CONTEXT = ("地址", "住址", "位于", "邮寄至", "寄到", "住在")
     FLAGS = 0
 
+    def load(self) -> None:
+        lac_model()  # fails closed (CnModelMissing) when the model is not installed
+
     def analyze(self, text, entities, nlp_artifacts=None) -> list[RecognizerResult]:
-        if self.ENTITY not in entities:
+        if self.ENTITY not in entities or not _HAN_CHARACTER.search(text):
             return []
-        tokens = posseg(text)
-        results = []
+        tokens = tagged(text)
+        found: dict[tuple[int, int], tuple[float, str]] = {}
         covered = 0
-        # An address starts where jieba sees a place name; matching from there keeps the
-        # words before it ("新地址是") out of the span.
-        for word, flag, start in tokens:
+        # An address starts where LAC sees a place name; matching from there keeps the words
+        # before it ("新地址是") out of the span.
+        for index, (word, flag, start) in enumerate(tokens):
             if flag != "ns" or start < covered:
                 continue
+            end, last = start + len(word), index
+            while last + 1 < len(tokens) and tokens[last + 1][1] == "ns":
+                last += 1  # adjacent places: 广东省 + 深圳市 + 南山区 + 科技园南路12号
+                end = tokens[last][2] + len(tokens[last][0])
+            if text.startswith(_DOCUMENTS, end):
+                continue
             match = ADDRESS.match(text, start)
-            if match and len(match.group(0)) > len(word):
+            if match and match.end() > end:
+                end = match.end()
+            if end > start + len(word):
                 # Outranks person-name matches inside it (a district named 高明).
-                results.append(self._result(*match.span(), 0.9, "address"))
-                covered = match.end()
+                found[(start, end)] = (0.9, "address")
+                covered = end
             elif len(word) >= 2:
-                results.append(self._result(start, start + len(word), 0.5, "jieba ns"))
+                found[(start, end)] = (0.5, "lac place")
         for start, end, score in _named_places(text, tokens):
-            if end > covered or start >= covered:
-                results.append(self._result(start, end, score, "named place"))
-        return results
+            if (end > covered or start >= covered) and score > found.get((start, end), (0,))[0]:
+                found[(start, end)] = (score, "named place")
+        return [
+            self._result(start, end, score, why) for (start, end), (score, why) in found.items()
+        ]

@@ -19,6 +19,7 @@ from faker.providers.address.zh_CN import Provider as AddressProvider
 from faker.providers.person.zh_CN import Provider as PersonProvider
 
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer, Spans
+from pipelines.steps.privacy.recognizers.cn_lac import lac_model, lac_tokens
 from pipelines.steps.privacy.recognizers.cn_name_model import (
     _dictionary,
     foreign_score,
@@ -130,7 +131,9 @@ _TITLE_BEFORE = (
     "市长", "书记", "院长", "校长", "老师", "医生", "律师", "会长", "秘书长", "副总", "前锋",
     "后卫", "门将", "中场", "CEO", "ceo", "网友", "嫌疑人", "患者", "家属", "同事", "我是", "叫",
     "名叫", "作者", "编辑", "画家", "艺术家", "创始人", "负责人", "发言人", "代表", "明星",
-    "通讯员", "诗人", "主编", "队长", "董事", "经纪人", "解说", "嘉宾",
+    "通讯员", "诗人", "主编", "队长", "董事", "经纪人", "解说", "嘉宾", "制作人", "制片人",
+    "设计师", "编剧", "高手", "新星", "主角", "指挥官", "战士", "策划", "玩家", "主播", "监制",
+    "评论员", "分析师", "工程师", "科学家", "学者", "研究员", "主帅", "主教练", "裁判",
 )  # fmt: skip
 _SPEECH_AFTER = (
     "说", "表示", "认为", "指出", "称", "透露", "介绍", "告诉", "强调", "坦言", "先生", "女士",
@@ -397,6 +400,30 @@ def _latin_names(text: str, accepted: set[tuple[int, int]]) -> set[tuple[int, in
     return found
 
 
+def _listed_latin(text: str, accepted: set[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Latin-letter names listed with an accepted name (TH000与xigua, 小苍、BBC、MagicYang)."""
+    latin = [m.span() for m in _LATIN_NAME.finditer(text) if not _ACRONYM.fullmatch(m.group(0))]
+    found: set[tuple[int, int]] = set()
+    for _ in range(3):  # a list of names: each pass reaches one more
+        known = accepted | found
+        ends = {end for _, end in known}
+        starts = {start for start, _ in known}
+        for start, end in latin:
+            if (start, end) in known:
+                continue
+            before = any(
+                text[start - len(c) : start] in _CONJUNCTIONS and start - len(c) in ends
+                for c in ("、", "和", "与", "及", "以及")
+            )
+            after = any(
+                text[end : end + len(c)] == c and end + len(c) in starts
+                for c in ("、", "和", "与", "及", "以及")
+            )
+            if before or after:
+                found.add((start, end))
+    return found
+
+
 def _outermost(spans) -> list[tuple[int, int]]:
     """The spans inside no longer one, by start: one sweep (a pairwise test is quadratic in
     the candidates, and a run of surnames makes thousands, issue #16.3)."""
@@ -408,46 +435,134 @@ def _outermost(spans) -> list[tuple[int, int]]:
     return kept
 
 
+_MATCH_WORDS = (
+    "主场", "客场", "主胜", "客胜", "胜赔", "赔率", "让球", "让平", "盘口", "vs", "VS", "对阵",
+    "战平", "告负", "积", "爆冷", "冷门", "赢球", "平局", "若胜", "连胜", "不胜", "赛季",
+    "升班马", "做客", "输给", "保级", "争冠", "出线", "主队", "客队",
+)  # fmt: skip
+"""Words of a match report or a betting preview: the actors they surround are clubs."""
+_PERSON_WORDS_AFTER = (*_SPEECH_AFTER, "执导", "执教", "出演", "扮演", "生前", "本人", "自己")
+_FORMS_OF_ADDRESS = (*_HONORIFICS, "老板", "教授", "主任", "总监", "主席", "姓", "氏", "家")
+"""What after a bare surname makes a form of address or a family (王先生, 陈老师, 胡姓, 简氏),
+not a person's name: a title, which CLUENER-style annotation calls a position."""
+_SPEAKER_LABEL = re.compile(r"(?:^|(?<=[。！？\n]))\s*([\u4e00-\u9fff]{2,3})[：:]")
+"""A speaker's name before a colon at the start of a sentence (an interview transcript)."""
+_LAC_NOT_A_PERSON = frozenset({"LOC", "ORG"})
+_PLACE_OR_ORG_AFTER = (
+    "峡谷", "海滩", "牧场", "哨所", "基地", "空军基地", "艺术村", "服装店", "店", "风光", "项目",
+    "信托", "基金", "房地产", "号", "”号", "山谷", "球场", "体育场", "博物馆", "美术馆", "中心",
+    "两国", "战役", "公园", "景区", "寺", "村", "岛", "湖", "河",
+)  # fmt: skip
+"""Kinds of places, organisations and things a name-like word before them names."""
+
+
+def _person_evidence(text: str, start: int, end: int) -> bool:
+    """A title before the span (记者, 主帅 ...) or a person's verb or address after it."""
+    before = text[max(0, start - 8) : start].rstrip("：: ")
+    return any(before.endswith(word) for word in _TITLE_BEFORE) or text.startswith(
+        _PERSON_WORDS_AFTER, end
+    )
+
+
+def _form_of_address(name: str) -> bool:
+    """A surname with a title or a family word (王先生, 小刘总, 陈老师, 简氏), or one alone."""
+    bare = name[1:] if len(name) > 2 and name[0] in "小老" else name
+    names = surnames()
+    return any(
+        bare[: len(surname)] == surname
+        and (len(bare) == len(surname) or bare[len(surname) :] in _FORMS_OF_ADDRESS)
+        for surname in {bare[:1], bare[:2]} & names
+    )
+
+
+def lac_persons(
+    text: str, tokens: tuple[tuple[str, str, int], ...]
+) -> dict[tuple[int, int], float]:
+    """LAC's PER spans that are a person's name, with a score.
+
+    Left out: a single character or a form of address (王先生); a span before an organisation
+    or place word or inside 《》 (`_not_a_person`); a word LAC tags a place or an organisation
+    elsewhere in the same text; Latin letters (LAC reads brands and handles as PER: those go
+    through `_latin_names`); a transliterated word among a match report's words (a club: 费耶诺德
+    主场, vs 毕尔巴鄂) with no title or person's verb around it.
+    """
+    elsewhere = {word for word, tag, _ in tokens if tag in _LAC_NOT_A_PERSON}
+    found: dict[tuple[int, int], float] = {}
+    names = surnames()
+    for index, (word, tag, start) in enumerate(tokens):
+        if tag != "PER":
+            continue
+        end = start + len(word)
+        if word in names and index + 1 < len(tokens):
+            # LAC cut a surname from its given name (傅 + 军民): the name model joins them.
+            given = tokens[index + 1][0]
+            if 1 <= len(given) <= 2 and _HAN_ALL.fullmatch(given) and given_name_score(given) > 0:
+                word, end = word + given, end + len(given)
+        name = word.strip("".join(_INTERPUNCT))
+        if len(name) < 2 or not _HAN_CHARACTER.search(name) or name in elsewhere:
+            continue
+        if _form_of_address(name) or _not_a_person(text, start, end):
+            continue
+        if text.startswith(_PLACE_OR_ORG_AFTER, end):
+            continue
+        evidence = _person_evidence(text, start, end)
+        han = "".join(c for c in name if c not in _INTERPUNCT)
+        dotted = han != name
+        if not evidence and not dotted:
+            window = text[max(0, start - 12) : end + 8]
+            if any(word in window for word in _MATCH_WORDS):
+                continue
+        found[(start, end)] = LAC_PERSON_SCORE + (CONTEXT_SCORE if evidence else 0.0)
+    return found
+
+
+def _speakers(text: str, tokens) -> dict[tuple[int, int], float]:
+    """Speaker labels of a transcript (姜山：...) that the name model reads as surname + name."""
+    found = {}
+    lac_tags = {start: tag for _, tag, start in tokens}
+    names = surnames()
+    for match in _SPEAKER_LABEL.finditer(text):
+        start, end = match.span(1)
+        name = match.group(1)
+        if lac_tags.get(start) in ("ORG", "TIME") or _form_of_address(name):
+            continue
+        for surname in {name[:1], name[:2]} & names:
+            given = name[len(surname) :]
+            if given and given_name_score(given) > 0.0:
+                found[(start, end)] = LAC_PERSON_SCORE
+    return found
+
+
+LAC_PERSON_SCORE = 0.75
+CONTEXT_SCORE = 0.15
+"""A LAC person's score, and what a title or a person's verb around it adds."""
+
+
 class CnPersonRecognizer(RegexRecognizer):
-    """Person names: a character model of Chinese names and of transliterated foreign names on
-    jieba's word boundaries, raised by titles and speech words around them, never inside a
-    title in 《》 or directly before an organisation word (公司, 银行, 队 ...)."""
+    """Person names: Baidu LAC's PER spans (`cn_lac`), less forms of address, organisations,
+    places, titles of works and clubs in match reports; Latin-letter names after a title, before
+    a person's verb or in brackets after a name; speaker labels of a transcript; names listed
+    with an accepted one (和, 、)."""
 
     ENTITY = "PERSON"
     CONTEXT = _NAME_CONTEXT
     FLAGS = 0
 
+    def load(self) -> None:
+        lac_model()  # fails closed (CnModelMissing) when the model is not installed
+
     def analyze(self, text, entities, nlp_artifacts=None):
-        if self.ENTITY not in entities:
+        if self.ENTITY not in entities or not _HAN_CHARACTER.search(text):
             return []
-        tokens = posseg(text)
-        candidates = _han_name_candidates(text, tokens)
-        for span, evidence in _transliterated_candidates(text, tokens).items():
-            candidates[span] = max(candidates.get(span, -99.0), evidence)
-        tags, _ = _dictionary()
-        starts = {start for _, _, start in tokens}
-        ends = {start + len(word) for word, _, start in tokens}
-        for match in _name_rule().finditer(text):
-            # On jieba's word boundaries, and not a dictionary word of another kind (海军).
-            if match.start() in starts and match.end() in ends:
-                if tags.get(match.group(0), "nr") == "nr":
-                    candidates[match.span()] = max(candidates.get(match.span(), -99.0), 3.0)
-        evidence = {
-            span: value + _name_context(text, *span)
-            for span, value in candidates.items()
-            if not _not_a_person(text, *span)
-        }
-        accepted = {span for span, value in evidence.items() if value >= NAME_THRESHOLD}
-        accepted |= _coordinated(text, evidence, accepted)
-        accepted |= _latin_names(text, accepted)
-        spans = {
-            span: min(0.95, 0.5 + 0.1 * max(evidence[span], 0.0))
-            if span in evidence
-            else LATIN_NAME_SCORE
-            for span in accepted
-        }
-        # A piece of a longer name ("欧阳" in "欧阳子轩") would outrank it on score alone.
+        tokens = lac_tokens(text)
+        spans = lac_persons(text, tokens)
+        for span, score in _speakers(text, tokens).items():
+            spans.setdefault(span, score)
+        for span in _latin_names(text, set(spans)):
+            spans.setdefault(span, LATIN_NAME_SCORE)
+        for span in _listed_latin(text, set(spans)):
+            spans.setdefault(span, LATIN_NAME_SCORE)
         return [
-            self._result(start, end, spans[(start, end)], "cn name model")
+            self._result(start, end, spans[(start, end)], "lac person")
             for start, end in _outermost(spans)
         ]
