@@ -64,6 +64,18 @@ def test_the_adapter_config_has_what_vllm_and_llamafactory_read(adapter):
     assert config["bias"] == "none"
 
 
+def test_the_adapter_config_names_its_base_model_by_name_not_by_a_local_folder(adapter):
+    """LLaMA-Factory (`model_name_or_path` + `adapter_name_or_path`) and vLLM (`LLM(model=...)`
+    + `LoRARequest(name, id, path)`) are given the base model themselves; PEFT's
+    `base_model_name_or_path` only names it. It holds the model's name (a store folder's
+    manifest name; here the folder's own), never this machine's path, which moves with the
+    data root; the registered version carries the base model's sha256."""
+    model_dir, folder = adapter
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == model_dir.name
+    assert str(model_dir.parent) not in (folder / "adapter_config.json").read_text()
+
+
 def test_the_adapter_loads_with_peft_from_pretrained_and_generates(adapter):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer

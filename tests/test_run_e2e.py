@@ -35,6 +35,61 @@ audit: {{candidates: 20, max_exposure_bits: 64.0, max_mia_auc: 1.0, mia_records:
 """
 
 
+def test_stored_paths_are_relative_to_the_data_root_and_resolve_through_it(tmp_path):
+    from pipelines.steps.storage import from_stored, portable, resolved, to_stored
+
+    root = tmp_path / "root"
+    assert to_stored(root / "curated" / "x.parquet", root) == "curated/x.parquet"
+    assert to_stored((root / "mlflow" / "a").as_uri(), root) == "file:mlflow/a"
+    assert to_stored(f"sqlite:///{root / 'mlflow.db'}", root) == "sqlite:mlflow.db"
+    # outside the root (a user's own model) and remote URIs stay as they are
+    assert to_stored("/models/mine", root) == "/models/mine"
+    assert to_stored("http://mlflow:5000", root) == "http://mlflow:5000"
+    moved = tmp_path / "moved"
+    assert from_stored("curated/x.parquet", moved) == str(moved / "curated" / "x.parquet")
+    assert from_stored("file:mlflow/a", moved) == (moved / "mlflow" / "a").as_uri()
+    assert from_stored("sqlite:mlflow.db", moved) == f"sqlite:///{moved / 'mlflow.db'}"
+    summary = {
+        "path": str(root / "a.parquet"),
+        "drops": [{"scrubbed_path": str(root / "s" / "b.parquet"), "drop": "d1"}],
+        # a data source label is not a path, even when it looks like a file name
+        "budget_ledger": [{"source": "file-0de9.json", "epsilon": 1.0}],
+        "note": str(root / "kept as it is: not a path key"),
+    }
+    stored = portable(summary, root)
+    assert stored["path"] == "a.parquet" and stored["drops"][0]["scrubbed_path"] == "s/b.parquet"
+    assert stored["budget_ledger"] == summary["budget_ledger"]
+    back = resolved(stored, moved)
+    assert back["path"] == str(moved / "a.parquet")
+    assert back["budget_ledger"][0]["source"] == "file-0de9.json"
+
+
+def test_a_moved_mlflow_store_is_rebased_onto_the_artifacts_of_its_new_root(tmp_path):
+    from mlflow import MlflowClient
+
+    from pipelines.steps.release.registry_store import local_artifact_uri, rebase_artifacts
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    (old / "mlflow").mkdir(parents=True)
+    uri = f"sqlite:///{old / 'mlflow' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.create_experiment(
+        "e", artifact_location=(old / "mlflow" / "artifacts").as_uri()
+    )
+    run = client.create_run(experiment)
+    client.create_registered_model("m")
+    client.create_model_version("m", f"{run.info.artifact_uri}/model", run.info.run_id)
+    db = old / "mlflow" / "mlflow.db"
+    assert rebase_artifacts(db, old) == 0  # nothing moved: nothing written
+    os.rename(old, new)
+    db = new / "mlflow" / "mlflow.db"
+    assert rebase_artifacts(db, new) == 4  # experiment, run, version source and storage
+    with sqlite3.connect(db) as con:
+        dump = "\n".join(con.iterdump())
+    assert str(old) not in dump and (new / "mlflow" / "artifacts").as_uri() in dump
+    assert local_artifact_uri("http://host/x/mlflow/artifacts/1", new).startswith("http://")
+
+
 def write_llamafactory_folder(folder: Path) -> int:
     """A LLaMA-Factory `data/` folder: 60 alpaca records (system prompt, one with history) and
     30 two-turn sharegpt conversations (one with a system turn). Returns the record count."""
