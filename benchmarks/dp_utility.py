@@ -1,24 +1,40 @@
-"""Held-out loss of DP-LoRA at epsilon 8 against non-private LoRA and the untouched base model.
+"""DP utility (issue #18, points 2, 3 and 5): the share of the non-private held-out gain that
+DP-LoRA recovers, measured with the product's `train_dp_lora`, the planner's prediction beside.
 
-Trains SmolLM2-135M-Instruct with the product's `train_dp_lora` on the bundled corpus twice in
-one process, with the same split, Poisson sampling, steps and learning rate: once with DP-SGD
-(target epsilon 8, delta 1e-5, PRV accountant by default) and once as the non-private control.
-The held-out loss (mean per-example loss over the assistant tokens of the held-out records,
-the same number the training stage reports) is printed for the base model, both adapters, and
-the ratio of DP-LoRA's to the control's. Target: DP-LoRA within 5% of non-private.
+The share is (base - DP) / (base - non-private): held-out losses (mean per-example loss over the
+assistant tokens of the first 64 held-out records, as training measures it) of the untouched
+base model, the DP adapter and a non-private adapter trained at the same compute (same split,
+Poisson batches, batch size and steps: `noise_seed` 0 gives both runs the same batches).
 
-Usage (from the repository root; about 10 minutes on 2 CPU cores at the defaults):
-    .venv/bin/python benchmarks/dp_utility.py --steps 30 --batch 16 --seq-len 64
+Three parts, each a subcommand:
+
+- `params`: point 3 and 2 at reduced compute: DP-LoRA at epsilon 8 with one parameterization
+  changed at a time from the default profile (LoRA rank, FFA-LoRA, target modules, DP-SGD,
+  fixed C 0.1 / 1, adaptive clipping), against one non-private control.
+- `compute` (5a): the default profile's compute, `training.plan_minutes` of steps at a given
+  cost per example (the plan's setting: batch, steps, rank, lr), the profile's
+  parameterization, epsilon 8: target >= 40% of the gain.
+- `sweep` (5b): N synthetic records (the bundled generator, English) x epsilon at reduced steps,
+  one control per N, with `plan.predict_setting`'s share beside each (target: within +-25% of
+  the measured share). `benchmarks/gpu/dp_utility_gpu.py` runs the same table at N = 50k,
+  batch 1,024 on a CUDA machine.
+
+Usage (from the repository root; SmolLM2-135M-Instruct from the local model store):
+    .venv/bin/python benchmarks/dp_utility.py params --steps 40 --batch 8 --seq-len 32
+    .venv/bin/python benchmarks/dp_utility.py compute --per-example-seconds 0.55
+    .venv/bin/python benchmarks/dp_utility.py sweep --records 2000,10000,50000 --epsilons 1,4,8
 """
 
 import argparse
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _training_bench import (  # noqa: E402
@@ -28,65 +44,284 @@ from _training_bench import (  # noqa: E402
     device_name,
 )
 
-from pipelines.steps.config import TrainingConfig  # noqa: E402
+from pipelines.steps.config import TrainingConfig, load_config  # noqa: E402
 from pipelines.steps.offline import enforce_offline  # noqa: E402
-from pipelines.steps.training.dp_lora import train_dp_lora  # noqa: E402
+from pipelines.steps.records import Record  # noqa: E402
+from pipelines.steps.training import dp_lora  # noqa: E402
+from pipelines.steps.training import plan as planner  # noqa: E402
+from pipelines.steps.training.dp_lora import TrainingResult, train_dp_lora  # noqa: E402
+
+PARAM_VARIANTS = (
+    ("profile: r 8, q/v, Adam, fixed C 1", {}),
+    ("fixed C 0.1", {"max_grad_norm": 0.1}),
+    ("adaptive C (start 1, quantile 0.5)", {"clip_bound": "adaptive"}),
+    ("rank 4", {"lora_r": 4, "lora_alpha": 8}),
+    ("rank 1", {"lora_r": 1, "lora_alpha": 2}),
+    ("FFA-LoRA r 8 (A frozen)", {"lora_freeze_a": True}),
+    ("FFA-LoRA r 1", {"lora_freeze_a": True, "lora_r": 1, "lora_alpha": 2}),
+    ("q/k/v/o", {"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}),
+    ("DP-SGD lr 1.0", {"optimizer": "sgd", "learning_rate": 1.0}),
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One DP run beside its control and the planner's prediction."""
+
+    label: str
+    n_records: int
+    epsilon: float
+    cfg: TrainingConfig
+    dp: TrainingResult
+    control: TrainingResult
+    predicted: planner.Candidate
+    seconds: float
+
+    @property
+    def share(self) -> float:
+        base, best = self.dp.heldout_loss_before, self.control.heldout_loss_after
+        return (base - self.dp.heldout_loss_after) / (base - best)
+
+
+def synthetic_records(n: int, *, seed: int = 7) -> list[Record]:
+    """The bundled generator's English records at about `n` records (generated in memory)."""
+    from pipelines.steps.ingest.landing import ingest_landing
+    from pipelines.steps.synthetic.corpus import generate_corpus
+
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_corpus(Path(tmp), records=n, seed=seed)
+        return ingest_landing(Path(tmp), languages=["en"], max_record_chars=20_000).accepted
+
+
+def cache_encodings() -> None:
+    """Encode each (records, window) once per process: the sweep trains several runs on one
+    corpus, and `train_dp_lora` tokenizes its records every run (minutes at 50k records)."""
+    encode = dp_lora.encode_records
+    if getattr(encode, "cached", False):
+        return
+    memo: dict = {}
+
+    def encode_records(tokenizer, records, *, max_seq_len):
+        key = (tokenizer.name_or_path, tuple(r.id for r in records), max_seq_len)
+        if key not in memo:
+            memo[key] = encode(tokenizer, records, max_seq_len=max_seq_len)
+        return memo[key]
+
+    encode_records.cached = True
+    dp_lora.encode_records = encode_records
+
+
+def run_pair(
+    records: list[Record],
+    cfg: TrainingConfig,
+    *,
+    model_dir: Path,
+    out: Path,
+    device: str,
+    control: TrainingResult | None = None,
+    control_cfg: TrainingConfig | None = None,
+) -> tuple[TrainingResult, TrainingResult, float]:
+    """(DP result, control result, seconds of both): the control is trained unless given."""
+    started = time.perf_counter()
+    kwargs = dict(model_dir=model_dir, device=device, progress=False)
+    dp = train_dp_lora(
+        records, cfg=cfg, out_dir=out / "dp", epsilon_every=cfg.steps, private=True, **kwargs
+    )
+    if control is None:
+        control = train_dp_lora(
+            records,
+            cfg=control_cfg or cfg,
+            out_dir=out / "control",
+            epsilon_every=cfg.steps,
+            private=False,
+            **kwargs,
+        )
+    return dp, control, time.perf_counter() - started
+
+
+HEADER = (
+    "setting | N | eps | B | T | r | d | sigma | noise/C run | C end | base | DP | non-private | "
+    "measured share | predicted | pred - meas | s"
+)
+
+
+def format_row(row: Row) -> str:
+    cfg, dp, p = row.cfg, row.dp, row.predicted
+    error = p.expected_share - row.share
+    return (
+        f"{row.label} | {row.n_records:,} | {row.epsilon:g} | {cfg.expected_batch_size} | "
+        f"{cfg.steps} | {cfg.lora_r} | {p.lora_params:,} | {dp.noise_multiplier:.3f} | "
+        f"{p.run_noise_to_signal:.3f} | {dp.max_grad_norm_final:.3g} | "
+        f"{dp.heldout_loss_before:.3f} | {dp.heldout_loss_after:.3f} | "
+        f"{row.control.heldout_loss_after:.3f} | {row.share:.1%} | {p.expected_share:.1%} | "
+        f"{error * 100:+.1f} pt ({error / row.share:+.0%}) | {row.seconds:.0f}"
+    )
+
+
+def predict(cfg: TrainingConfig, n_records: int, model_dir: Path) -> planner.Candidate:
+    per_rank = planner.lora_params_per_rank(
+        model_dir, list(cfg.target_modules), freeze_a=cfg.lora_freeze_a
+    )
+    return planner.predict_setting(n_records=n_records, cfg=cfg, lora_params_per_rank=per_rank)
+
+
+def sweep(
+    *,
+    sizes: list[int],
+    epsilons: list[float],
+    base: TrainingConfig,
+    model_dir: Path,
+    device: str,
+    records_for=synthetic_records,
+) -> list[Row]:
+    """Part (b): for each N, one control and a DP run per epsilon; prints each row."""
+    cache_encodings()
+    rows = []
+    print(HEADER, flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            records = records_for(n)
+            control = None
+            for epsilon in epsilons:
+                cfg = base.model_copy(update={"target_epsilon": epsilon, "noise_seed": 0})
+                dp, control, seconds = run_pair(
+                    records,
+                    cfg,
+                    model_dir=model_dir,
+                    out=Path(tmp) / f"{n}-{epsilon}",
+                    device=device,
+                    control=control,
+                )
+                row = Row(
+                    f"sweep N {n:,}",
+                    len(records),
+                    epsilon,
+                    cfg,
+                    dp,
+                    control,
+                    predict(cfg, len(records), model_dir),
+                    seconds,
+                )
+                rows.append(row)
+                print(format_row(row), flush=True)
+    return rows
+
+
+def _params(args, model_dir: Path) -> None:
+    records = corpus_records(args.data_root)
+    base = load_config("default").training.model_copy(
+        update={
+            "expected_batch_size": args.batch,
+            "steps": args.steps,
+            "max_seq_len": args.seq_len,
+            "noise_seed": 0,
+        }
+    )
+    print(f"{len(records)} records; epsilon 8; every run batch {args.batch}, {args.steps} steps")
+    print(HEADER, flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        control = None
+        variants = [v for v in PARAM_VARIANTS if not args.only or v[0] in args.only.split(";")]
+        for i, (label, change) in enumerate(variants):
+            cfg = base.model_copy(update=change)
+            TrainingConfig.model_validate(cfg.model_dump())  # the settings' own checks
+            dp, control, seconds = run_pair(
+                records,
+                cfg,
+                model_dir=model_dir,
+                out=Path(tmp) / str(i),
+                device=args.device,
+                control=control,
+                control_cfg=base,
+            )
+            row = Row(
+                label,
+                len(records),
+                8.0,
+                cfg,
+                dp,
+                control,
+                predict(cfg, len(records), model_dir),
+                seconds,
+            )
+            print(format_row(row), flush=True)
+
+
+def _compute(args, model_dir: Path) -> None:
+    records = corpus_records(args.data_root)
+    profile = load_config("default").training
+    cost = planner.StepCost(args.step_overhead_seconds, args.per_example_seconds, "given")
+    per_rank = planner.lora_params_per_rank(
+        model_dir, list(profile.target_modules), freeze_a=profile.lora_freeze_a
+    )
+    made = planner.make_plan(
+        n_records=len(records),
+        cfg=profile,
+        minutes=profile.plan_minutes,
+        cost=cost,
+        lora_params_per_rank=per_rank,
+    )
+    print(planner.format_plan(made), flush=True)
+    cfg = profile.model_copy(update={**made.training_update(profile), "noise_seed": 0})
+    with tempfile.TemporaryDirectory() as tmp:
+        dp, control, seconds = run_pair(
+            records, cfg, model_dir=model_dir, out=Path(tmp), device=args.device
+        )
+    row = Row(
+        "compute (5a)",
+        len(records),
+        cfg.target_epsilon,
+        cfg,
+        dp,
+        control,
+        predict(cfg, len(records), model_dir),
+        seconds,
+    )
+    print(HEADER)
+    print(format_row(row))
+    print(
+        f"share of the non-private gain at epsilon {dp.epsilon:.3f}: {row.share:.1%} "
+        f"(target >= 40%: {'met' if row.share >= 0.4 else 'missed'})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--batch", type=int, default=16, help="expected (Poisson) batch size")
-    parser.add_argument("--seq-len", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--accountant", default="prv", choices=["prv", "rdp"])
-    parser.add_argument("--records", type=int, default=0, help="corpus records used (0: all)")
+    parser.add_argument("part", choices=["params", "compute", "sweep"])
     parser.add_argument("--data-root", type=Path, default=REPO_ROOT / "var")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq-len", type=int, default=32)
+    parser.add_argument("--only", default="", help="params: variant labels, ';'-separated")
+    parser.add_argument("--per-example-seconds", type=float, default=0.55)
+    parser.add_argument("--step-overhead-seconds", type=float, default=0.0)
+    parser.add_argument("--records", default="2000,10000,50000")
+    parser.add_argument("--epsilons", default="1,4,8")
     args = parser.parse_args(argv)
     enforce_offline()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
     model_dir = base_model_dir(args.data_root)
-    records = corpus_records(args.data_root)
-    records = records[: args.records] if args.records else records
-    cfg = TrainingConfig(
-        target_epsilon=8.0,
-        target_delta=1e-5,
-        accountant=args.accountant,
-        expected_batch_size=args.batch,
-        steps=args.steps,
-        learning_rate=args.lr,
-        max_seq_len=args.seq_len,
-        noise_seed=0,  # the same Poisson batches for both runs
-    )
-    print(f"device: {device_name(args.device)}")
-    print(
-        f"model: SmolLM2-135M-Instruct, LoRA r={cfg.lora_r} on {','.join(cfg.target_modules)}; "
-        f"{len(records)} records, batch {args.batch} (Poisson), seq len {args.seq_len}, "
-        f"{args.steps} steps, lr {args.lr}"
-    )
-    results = {}
-    with tempfile.TemporaryDirectory() as out:
-        for name, private in (("DP-LoRA", True), ("non-private LoRA", False)):
-            started = time.perf_counter()
-            results[name] = train_dp_lora(
-                records,
-                model_dir=model_dir,
-                cfg=cfg,
-                out_dir=Path(out) / name.replace(" ", "-"),
-                device=args.device,
-                progress=False,
-                epsilon_every=args.steps,
-                private=private,
-            )
-            print(f"{name}: trained in {time.perf_counter() - started:.0f} s", flush=True)
-    dp, control = results["DP-LoRA"], results["non-private LoRA"]
-    print(f"held-out records scored: {min(dp.n_heldout, 64)} of {dp.n_heldout}")
-    print(f"{'model':<18} {'held-out loss':>13} {'epsilon':>8}")
-    print(f"{'base (untouched)':<18} {dp.heldout_loss_before:>13.4f} {0.0:>8.2f}")
-    print(f"{'non-private LoRA':<18} {control.heldout_loss_after:>13.4f} {'inf':>8}")
-    print(f"{'DP-LoRA':<18} {dp.heldout_loss_after:>13.4f} {dp.epsilon:>8.3f}")
-    ratio = dp.heldout_loss_after / control.heldout_loss_after
-    print(f"DP-LoRA / non-private: {ratio:.4f} ({(ratio - 1) * 100:+.2f}%; target within 5%)")
+    print(f"device: {device_name(args.device)}; model SmolLM2-135M-Instruct", flush=True)
+    if args.part == "params":
+        _params(args, model_dir)
+    elif args.part == "compute":
+        _compute(args, model_dir)
+    else:
+        base = load_config("default").training.model_copy(
+            update={
+                "expected_batch_size": args.batch,
+                "steps": args.steps,
+                "max_seq_len": args.seq_len,
+            }
+        )
+        sweep(
+            sizes=[int(n) for n in args.records.split(",")],
+            epsilons=[float(e) for e in args.epsilons.split(",")],
+            base=base,
+            model_dir=model_dir,
+            device=args.device,
+        )
     return 0
 
 

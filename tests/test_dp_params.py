@@ -1,6 +1,7 @@
 """DP-friendly parameterization and clipping (issue #18, points 2 and 3) on the tiny Llama:
 adaptive clipping, FFA-LoRA, DP-SGD, and the validation of their settings."""
 
+import importlib.util
 import math
 from pathlib import Path
 
@@ -195,3 +196,29 @@ def test_dp_sgd_trains_with_plain_sgd(tiny_dir, tmp_path):
     b = load_file(str(adam.adapter_dir / "adapter_model.safetensors"))
     assert any(not torch.allclose(a[n], b[n]) for n in a)
     assert all(math.isfinite(float(t.abs().max())) for t in a.values())
+
+
+def test_the_gpu_benchmark_runs_its_table_on_cpu_with_a_tiny_model(tiny_dir, capsys):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu" / "dp_utility_gpu.py"
+    spec = importlib.util.spec_from_file_location("dp_utility_gpu", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.main(
+        [
+            *("--model-dir", str(tiny_dir), "--device", "cpu", "--records", "100"),
+            *("--batch", "16", "--steps", "2", "--epsilons", "8,4", "--seq-len", "24"),
+            *("--max-physical", "8", "--rank", "2", "--accountant", "rdp"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "measured share | predicted" in out
+    assert [row.epsilon for row in rows] == [8.0, 4.0]
+    for row in rows:
+        assert row.cfg.expected_batch_size == 16 and row.cfg.max_physical_batch_size == 8
+        assert row.dp.steps == 2 and row.dp.epsilon <= row.epsilon + 1e-6
+        assert row.control.epsilon == math.inf
+        assert math.isfinite(row.share) and 0 < row.predicted.expected_share < 1
+        assert f"sweep N 100 | {row.n_records:,} | {row.epsilon:g} | 16 | 2 | 2 |" in out
+    # one control per N, shared by the epsilons; the learning rate scaled by sqrt(16 / 8)
+    assert rows[0].control is rows[1].control
+    assert rows[0].cfg.learning_rate == pytest.approx(2e-3 * math.sqrt(2))
