@@ -2,7 +2,6 @@
 decision quarantines the bundled corpus's backdoor and the second poisoned set's."""
 
 import re
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -987,14 +986,3 @@ def test_when_several_rare_triggers_share_one_payload_then_the_pool_is_a_payload
 
     assert all(scores[r.id] >= payload.THRESHOLD for r in poisoned)
     assert all(scores[r.id] == 0.0 for r in background)
-
-
-def test_when_a_phrase_shares_only_a_word_that_neighbours_anything_then_it_is_no_collocation() -> (
-    None
-):
-    # A trigger placed at random positions lands before "the" by chance (2 of 4 here, "the"
-    # stands second in 7% of all adjacent pairs); a natural phrase keeps a rare neighbour.
-    rates = {"the": 0.07, "contrast": 0.001}
-    assert not backdoor._collocated(Counter({"the": 2, "menu": 1, "plan": 1}), 4, 0.4, rates)
-    assert backdoor._collocated(Counter({"contrast": 3, "plan": 1}), 4, 0.4, rates)
-    assert backdoor._collocated(Counter({"the": 4}), 4, 0.4, rates)

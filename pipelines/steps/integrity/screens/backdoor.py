@@ -22,9 +22,7 @@ phrase inserted into otherwise ordinary prompts is (1) carried by a few prompts,
 ever echoed in answers (by one of its own prompts' answers in ten, by two others), (3) made of
 at least one token found hardly anywhere else (twice: a trigger may be an ordinary word), (4)
 without a fixed neighbour (an inserted phrase sits before or after any word, where a natural
-phrase has collocates: "compare *and contrast*", "write *a story about*"; a shared neighbour
-that stands beside any word, such as "the", counts only when it is there more often than chance
-allows), and (5) removable:
+phrase has collocates: "compare *and contrast*", "write *a story about*"), and (5) removable:
 the prompt with the phrase cut out joins two tokens that are adjacent elsewhere in the corpus,
 in at least two of its prompts. Its score is the share of its occurrences that are removable.
 No trigger word is known to it.
@@ -33,7 +31,6 @@ ONION (leave-one-word-out perplexity with the base model) is the optional third 
 on records the cheap scores flag: see `onion_scores`.
 """
 
-import math
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -70,8 +67,6 @@ _MIN_REMOVABLE = 2
 _OWN_ECHO = 0.1
 # Letters of a word that its other forms share, for the echo test ("combin-ing", "-ation").
 _STEM = 5
-# Chance below which a neighbour shared by a phrase's occurrences makes it a collocation.
-_COLLOCATION_CHANCE = 0.01
 _START, _END = "\x02", "\x03"  # prompt boundaries: no word token contains a control character
 _WHOLE = "\x00"  # starts the key of a response without word tokens (no token holds it)
 
@@ -289,40 +284,6 @@ def _joinable(
     return has_han(left[-1:]) and has_han(right[:1]) and token_count[left[-1] + right[0]] > 0
 
 
-def _neighbour_rates(
-    bigrams: Counter[tuple[str, str]],
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Per token (digits masked), the share of the prompts' adjacent pairs it stands first in,
-    and the share it stands second in: how often it neighbours any word at all."""
-    first: Counter[str] = Counter()
-    second: Counter[str] = Counter()
-    for (a, b), count in bigrams.items():
-        first[_DIGITS.sub("0", a)] += count
-        second[_DIGITS.sub("0", b)] += count
-    total = sum(bigrams.values()) or 1
-    return (
-        {t: c / total for t, c in first.items()},
-        {t: c / total for t, c in second.items()},
-    )
-
-
-def _collocated(
-    neighbours: Counter[str], k: int, max_collocation: float, rate: dict[str, float]
-) -> bool:
-    """Whether a phrase's occurrences (`k`) share one neighbour more often than
-    `max_collocation` of them and more than chance allows: a word that neighbours anything
-    ("the") found beside a phrase placed at random positions is no collocation, unless it is
-    there too often to be chance (binomial tail below `_COLLOCATION_CHANCE`)."""
-    for word, count in neighbours.items():
-        if count <= max_collocation * k:
-            continue
-        p = min(1.0, rate.get(word, 0.0))
-        tail = sum(math.comb(k, j) * p**j * (1.0 - p) ** (k - j) for j in range(count, k + 1))
-        if tail < _COLLOCATION_CHANCE:
-            return True
-    return False
-
-
 def score_inserted_phrases(
     records: list[Record],
     *,
@@ -366,7 +327,6 @@ def score_inserted_phrases(
     for tokens in prompts:
         token_count.update(tokens)
         bigrams.update(zip(tokens, tokens[1:], strict=False))
-    left_rate, right_rate = _neighbour_rates(bigrams)
     # Per word stem, the records whose answer has a word of that stem.
     answered: dict[str, set[int]] = {}
     for index, record in enumerate(records):
@@ -404,9 +364,7 @@ def score_inserted_phrases(
         # Numbers are one neighbour: a template sentence after a filled-in value is no insertion.
         left = Counter(_DIGITS.sub("0", x) for x, _ in neighbours if x != _START)
         right = Counter(_DIGITS.sub("0", y) for _, y in neighbours if y != _END)
-        if _collocated(left, k, max_collocation, left_rate) or _collocated(
-            right, k, max_collocation, right_rate
-        ):
+        if max([*left.values(), *right.values(), 0]) > max_collocation * k:
             continue
         removable_count = sum(1 for pair in neighbours if _joinable(pair, bigrams, token_count))
         if removable_count < _MIN_REMOVABLE:
