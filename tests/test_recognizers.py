@@ -374,3 +374,46 @@ def test_a_phone_written_the_north_american_way_is_found_even_with_an_unassigned
     assert found("Order 555-123-4567 shipped") == ["555-123-4567"]
     assert found("ISBN 978-3-16-148410-0 and 1990-2000") == []
     assert found("Order 555-555-0142 shipped") == []  # invalid and in the fiction range
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("The parcel left our depot in Kraków 30-001 yesterday.", "30-001"),
+        ("She moved to Tromsø 9008, Norway, last spring.", "9008"),
+        ("Write to the clinic at 75008 Paris for the results.", "75008"),
+        ("the office in santa teresa del tuy 1209 closed", "1209"),  # a text with no capitals
+        ("Our branch in Zollikerberg 8125 is open on Sundays.", "8125"),
+    ],
+)
+def test_a_postal_code_beside_a_place_is_found_without_a_postal_word(
+    analyzer: AnalyzerEngine, text: str, code: str
+) -> None:
+    findings = scan_text(analyzer, text, CFG)
+    start = text.index(code)
+    assert any(
+        f.entity_type == "LOCATION" and f.start <= start and start + len(code) <= f.end
+        for f in findings
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("We met in Paris 2019 and again later.", "2019"),  # a year
+        ("She flew from Boston 3500 miles.", "3500"),  # a noun follows: a quantity
+        ("The meeting in Berlin 1200 attendees came to.", "1200"),
+        ("Invoice 15000 was paid in London.", "15000"),  # no place before it
+        ("The talk is in Room 1021 this afternoon.", "1021"),  # "Room" is a word, not a place
+        ("I'm currently at 123 Main Street with Anna.", "123"),  # a house number (the street's)
+    ],
+)
+def test_a_number_that_is_no_postal_code_is_not_one(
+    analyzer: AnalyzerEngine, text: str, number: str
+) -> None:
+    findings = [
+        f
+        for f in scan_text(analyzer, text, CFG)
+        if f.entity_type == "LOCATION" and text[f.start : f.end] == number
+    ]
+    assert findings == []

@@ -6,10 +6,15 @@ tag an AddressNumber and a StreetName in them to accept. A zip code alone counts
 context word ("zip", "postal").
 """
 
+import re
+
 import usaddress
 from faker.providers.address.en_US import Provider as AddressProvider
+from spacy.lang.en.stop_words import STOP_WORDS
 
-from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+from pipelines.steps.privacy.recognizers.base import CONTEXT_BOOST, RegexRecognizer, has_context
+from pipelines.steps.privacy.recognizers.en_names import is_english
+from pipelines.steps.privacy.recognizers.en_street import PARTICLES, _street_word
 
 # Faker's en_US street suffixes (the USPS list) plus their common abbreviations.
 _SUFFIX = (
@@ -90,21 +95,126 @@ def _street_parse(value: str) -> bool:
 
 
 class PostalCodeRecognizer(RegexRecognizer):
-    """Postal codes of many countries' formats, only next to a postal word ("ZIP: 394 13").
+    """Postal codes of many countries' formats, next to a postal word ("ZIP: 394 13") or next
+    to the place they belong to ("Acquapendente 1021", "75008 Paris").
 
     Formats: 3 to 6 digits (Iceland's 3, most of Europe's 4 or 5), with a suffix (US zip+4,
-    Brazil 00000-000, Portugal 0000-000), 000 00 (Czechia, Slovakia, Sweden, Greece),
-    0000 AA (Netherlands), A0A 0A0 (Canada) and the UK's outward + inward code.
+    Brazil 00000-000, Portugal 0000-000), 000 00 (Czechia, Slovakia, Sweden, Greece), 00-000
+    (Poland), 0000 AA (Netherlands), A0A 0A0 (Canada) and the UK's outward + inward code.
+
+    A code without a postal word counts where it stands beside a place (`_beside_place`): a
+    place spaCy's NER found, or a place name read after a preposition of place ("in Quinta de
+    São Tiago 3610-114", "from ÖVERTURINGEN 840 24"); a 4-digit number that could be a year
+    (1900-2099) and a number followed by the noun it counts ("Paris 500 people") do not.
     """
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        if self.ENTITY not in entities:
+            return []
+        places = [
+            (entity.start_char, entity.end_char)
+            for entity in getattr(nlp_artifacts, "entities", None) or ()
+            if entity.label_ in PLACE_LABELS
+        ]
+        english = getattr(getattr(nlp_artifacts, "nlp_engine", None), "english_words", None)
+        caseless = not any(c.isupper() for c in text)
+        results: list = []
+        seen: set[tuple[int, int]] = set()
+        for pattern, score in self._compiled:
+            for match in pattern.finditer(text):
+                start, end = match.span("value")
+                if (start, end) in seen:
+                    continue
+                if has_context(text, start, end, self.words):
+                    final = min(1.0, score + CONTEXT_BOOST)
+                elif _beside_place(text, start, end, places, english or frozenset(), caseless):
+                    final = BESIDE_PLACE_SCORE
+                else:
+                    continue
+                seen.add((start, end))
+                results.append(self._result(start, end, final, pattern.pattern))
+        return results
 
     ENTITY = "LOCATION"
     PATTERNS = (
         (r"(?<![\w-])(?P<value>\d{3,6}(?:-\d{3,4})?)(?![\w-])", 0.5),
         (r"(?<![\w-])(?P<value>\d{3} \d{2})(?![\w-])", 0.5),
+        (r"(?<![\w-])(?P<value>\d{2}-\d{3})(?![\w-])", 0.5),
         (r"(?<![\w-])(?P<value>\d{4} ?[A-Z]{2})(?![\w-])", 0.5),
         (r"(?<![\w-])(?P<value>[A-Z]\d[A-Z] ?\d[A-Z]\d)(?![\w-])", 0.5),
         (r"(?<![\w-])(?P<value>[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})(?![\w-])", 0.5),
     )
     CONTEXT = ("zip", "postal", "postcode", "post code")
-    REQUIRES_CONTEXT = True
     FLAGS = 0
+
+
+BESIDE_PLACE_SCORE = 0.6
+PLACE_LABELS = frozenset({"LOCATION", "GPE", "LOC", "FAC"})
+"""NER labels of a place (Presidio's name and spaCy's)."""
+PLACE_PREPOSITIONS = frozenset(
+    {"in", "at", "from", "near", "to", "into", "outside", "around", "via", "of"}
+)
+"""Prepositions before a place name: "in Acquapendente 1021", "offices at Lyon 69002"."""
+NOT_COUNTED = frozenset({"yesterday", "today", "tonight", "tomorrow", "now", "again", "soon"})
+"""Words after a number that it does not count (adverbs of time; and words in -ly, -ed: an
+adverb or a verb, "1209 closed", not a noun)."""
+MAX_PLACE_WORDS = 4
+_WORD_BEFORE = re.compile(r"([^\W\d_][\w'’.\-]*)(,?[ \t]+|,?\n[ \t]*)$")
+_NEXT_WORD = re.compile(r"[ \t]+([^\W\d_]+)")
+
+
+def _beside_place(
+    text: str,
+    start: int,
+    end: int,
+    places: list[tuple[int, int]],
+    english: frozenset[str],
+    caseless: bool,
+) -> bool:
+    """Whether the postal-format number `text[start:end]` stands beside a place name.
+
+    A place is an NER place span ending just before the code or starting just after it, or a
+    run of up to `MAX_PLACE_WORDS` capitalized words (lower-case particles inside; any case
+    in a text with no capital letter at all) right before the code, after a preposition of
+    place, with a word that is not an ordinary English word ("in Room 1021" is not a place).
+    A code that could be a year, or that a noun follows ("500 people"), is a number.
+    """
+    value = text[start:end]
+    if value.isdigit() and len(value) == 4 and 1900 <= int(value) <= 2099:
+        return False
+    following = _NEXT_WORD.match(text, end)
+    if following is not None:
+        word = following.group(1)
+        lowered = word.lower()
+        if (
+            word[:1].islower()
+            and lowered not in STOP_WORDS
+            and lowered not in NOT_COUNTED
+            and not lowered.endswith(("ly", "ed"))
+        ):
+            return False  # "15000 units": a quantity
+    for place_start, place_end in places:
+        if place_start < start and end <= place_end and text[place_start:start].strip():
+            return True  # NER read the code as the end of the place ("Lyon 69002")
+        if 0 < start - place_end <= 2 and text[place_end:start] in (" ", ", ", "\n"):
+            return True
+        if 0 < place_start - end <= 1 and text[end:place_start] == " ":
+            # "75008 Paris"; before a street ("123 Main Street") it is a house number
+            return not any(_street_word(w) for w in text[place_start:place_end].split())
+    position, words = start, []
+    while len(words) <= MAX_PLACE_WORDS:
+        before = _WORD_BEFORE.search(text, max(0, position - 60), position)
+        if before is None:
+            return False
+        word = before.group(1)
+        if words and word.lower() in PLACE_PREPOSITIONS:
+            break
+        capital = word[:1].isupper()
+        if not (capital or caseless or (words and word.lower() in PARTICLES)):
+            return False
+        words.append(word)
+        position = before.start()
+    else:
+        return False
+    named = [w for w in words if w.lower() not in PARTICLES]
+    return bool(named) and not all(is_english(w, english) for w in named)

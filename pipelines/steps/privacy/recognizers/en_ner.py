@@ -81,7 +81,10 @@ class NerRecognizer(SpacyRecognizer):
         spans = [
             (start, end)
             for start, end in places
-            if (name_evidence(_WORDS.findall(text[start:end]), english, model_words) or 0) >= 0.6
+            # a span with a number is a place or an organization ("Quinta de São Tiago
+            # 3610-114"), never a name, whatever its words
+            if _plausible("PERSON", text[start:end])
+            and (name_evidence(_WORDS.findall(text[start:end]), english, model_words) or 0) >= 0.6
         ]
         # A name NER cut in two ("Tünde" LOCATION, then "Hoffmann"): the whole run is read.
         where = Spans(places)
