@@ -289,3 +289,45 @@ def test_when_the_default_profile_runs_on_another_data_root_then_it_gets_its_own
     monkeypatch.setenv("SOVTUNE_DATA_ROOT", str(tmp_path / "elsewhere"))
     out = runner.invoke(app, ["config", "env", "--profile", "default"]).output
     assert f"export DAGSTER_HOME={tmp_path / 'elsewhere' / 'dagster_home'}" in out.splitlines()
+
+
+def test_every_command_and_option_has_help_in_one_style():
+    """`sovtune --help` and each command's: a one-line summary ending in a full stop, and help
+    on every option and argument (issue #20.5: consistent help text)."""
+    import typer
+
+    def walk(cmd, path):
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, [*path, name])
+        else:
+            yield " ".join(path), cmd
+
+    commands = dict(walk(typer.main.get_command(app), []))
+    assert {"run", "init", "export", "report", "scan", "config show", "config env"} <= set(commands)
+    for name, cmd in commands.items():
+        summary = (cmd.help or "").strip().splitlines()[0] if cmd.help else ""
+        assert summary[:1].isupper() and summary.endswith("."), name
+        assert all(getattr(p, "help", None) for p in cmd.params), name
+        result = runner.invoke(app, [*name.split(), "--help"])
+        assert result.exit_code == 0 and summary.split()[0] in result.output, name
+
+
+def test_when_screen_writes_to_dash_then_decisions_stream_on_stdout(tmp_path):
+    src = tmp_path / "in.jsonl"
+    rows = [
+        {
+            "id": f"r{i}",
+            "messages": [
+                {"role": "user", "content": f"Question {i} about invoices?"},
+                {"role": "assistant", "content": "Paid on Monday."},
+            ],
+        }
+        for i in range(3)
+    ]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = runner.invoke(app, ["screen", str(src), "--out", "-"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    assert sorted(x["id"] for x in lines) == ["r0", "r1", "r2"]
+    assert not (Path.cwd() / "-").exists()
