@@ -13,8 +13,9 @@ the gradient of that example's own loss, whatever its length or its batch's padd
 
 The guards a reviewer needs are measured and returned, not raised: every LoRA tensor received a
 nonzero clipped gradient before noise (the failure of Opacus issue #820 leaves some at zero; the
-noise alone moves every tensor, so the update proves nothing), all stayed finite, no base
-weight changed.
+noise alone moves every tensor, so the update proves nothing), the update of the first steps
+points along the clipped gradient beyond what noise alone gives (`update_guard`), all stayed
+finite, no base weight changed.
 
 What a private run releases is the adapter, the privacy parameters (sigma, q, steps, epsilon),
 counts and ids. The per-step training loss, the number of empty Poisson batches and the
@@ -67,6 +68,7 @@ from pipelines.steps.training.checkpoint import (
     save_checkpoint,
 )
 from pipelines.steps.training.modelstore import PICKLE_SUFFIXES, ModelStoreError, load_base_model
+from pipelines.steps.training.update_guard import UpdateGuard, is_sgd
 
 IGNORE_INDEX = -100
 HELDOUT_MODULUS = 10
@@ -130,6 +132,10 @@ class TrainingResult:
         adapter_dir: Folder holding adapter_model.safetensors and adapter_config.json.
         adapter_sha256: sha256 over the adapter folder (see `storage.sha256_tree`).
         seconds: Wall time of the whole run.
+        update_follows_gradient: The first steps' updates point along the clipped gradient sum
+            measured before noise, beyond what noise alone gives (`update_guard.UpdateGuard`:
+            catches the update of Opacus #820, pure noise); None when no step had a non-empty
+            batch. Only the verdict is kept, never the statistic.
         clip_bound: "fixed" or "adaptive" (`training.clip_bound`).
         max_grad_norm_final: The clipping norm after the last step: `max_grad_norm` when
             fixed, where the noised quantile estimate moved it when adaptive (a function of
@@ -176,6 +182,7 @@ class TrainingResult:
     adapter_dir: Path
     adapter_sha256: str
     seconds: float
+    update_follows_gradient: bool | None = None
     clip_bound: str = "fixed"
     max_grad_norm_final: float | None = None
     gradient_noise_multiplier: float | None = None
@@ -799,6 +806,7 @@ def _start_or_resume(model: _Model, recovery: _Recovery, plan: _Plan, *, device:
             "epsilons": [],
             "empty_batches": 0,
             "with_gradient": [],
+            "update_guard": None,
             "finite_after_first": None,
             "base_sha256_before": _base_sha256(model.peft_model),
             "heldout_loss_before": _mean_loss(model.peft_model, model.heldout_data, device),
@@ -983,6 +991,11 @@ def _run_steps(
     Returns the last step."""
     autocast = _autocast(device, enabled=cfg.clipping != "ghost")
     step = recovery.charged
+    guard = UpdateGuard(
+        model.lora.values(),
+        sgd=is_sgd(dp.optimizer),
+        verdict=history.state.get("update_guard"),
+    )
     bar = tqdm(total=cfg.steps, initial=step, desc="DP-LoRA", unit="step", disable=not progress)
     with ExitStack() as stack:
         batches = _logical_batches(stack, cfg, dp, private=private)
@@ -1015,12 +1028,16 @@ def _run_steps(
                     autocast=autocast,
                 )
                 units_seen += len(unit_idx)
+                guard.before_update(dp.optimizer, private=private)
                 if not _apply_update(
                     dp.optimizer, private=private, last_chunk=last_chunk, units=units_seen
                 ):
                     continue
                 new_step = True
                 step += 1
+                guard.after_update(private=private, units=units_seen)
+                if not guard.watching or step >= cfg.steps:
+                    history.state["update_guard"] = guard.verdict  # pass/fail only
                 _record_step(
                     cfg, plan, model, dp, history, step, loss_sum, units_seen, private=private
                 )
@@ -1275,6 +1292,7 @@ def _result(
         heldout_loss_after=heldout_loss_after,
         lora_tensors_total=len(model.lora),
         lora_tensors_with_clipped_gradient=len(state["with_gradient"]),
+        update_follows_gradient=state.get("update_guard"),
         lora_tensors_finite=bool(state["finite_after_first"]) and _all_finite(model.lora.values()),
         base_weights_unchanged=state["base_sha256_before"] == base_sha256_after,
         base_sha256_before=state["base_sha256_before"],
@@ -1386,7 +1404,7 @@ def _run_fingerprint(
     """sha256 over the settings (`training.noise_seed` included), the training ids and the
     base model's path: what a resumed run must share with the run that wrote the checkpoint."""
     digest = hashlib.sha256()
-    digest.update(cfg.model_dump_json(exclude={"checkpoint_every"}).encode())
+    digest.update(cfg.model_dump_json(exclude={"checkpoint_every", "utility"}).encode())
     digest.update(str(Path(model_dir).resolve()).encode())
     digest.update(b"private" if private else b"control")
     for record in train_records:
