@@ -14,6 +14,12 @@ from pipelines.steps.storage import read_parquet
 from pipelines.steps.training import dp_lora
 from pipelines.steps.training.dp_lora import load_adapter_model
 from pipelines.steps.training.ledger import LEDGER_FILE, PrivacyBudgetExceeded, PrivacyLedger
+from pipelines.steps.training.utility import (
+    PublicEvalError,
+    mean_public_loss,
+    public_eval_path,
+    read_public_eval,
+)
 from resources import CorpusStorage, DPTrainer, PIIEngine, PrivacyAuditor
 
 
@@ -46,7 +52,8 @@ def privacy_audit(
     PII extraction from raw prefixes, and the backdoor attack success rate follow. When the
     profile lists `audit.controls`, control models are trained and attacked the same way and
     reported side by side; they are never registered. A control's training loss and held-out
-    loss (un-noised statistics of private records) are not published, only its attack results.
+    loss (un-noised statistics of private records) are not published, only its attack results
+    and its loss on the public eval set of the utility check (public records only).
     The DP control (`unscreened`) is charged to the privacy ledger (kind `control:unscreened`)
     before it trains; one the lifetime budget refuses is not trained and is reported as refused
     (the audit's pass or fail is the released model's alone). The non-private control has no
@@ -258,6 +265,7 @@ def _control(
                 "pii_probes": 0,
                 "pii_extracted": 0,
                 "backdoor_rate": None,
+                "public_loss": None,
             }
     out_dir = storage.adapters / f"{context.run_id}.control-{name}"
     result = dp_lora.train_dp_lora(
@@ -280,6 +288,7 @@ def _control(
         raw_train=[r for r in data.raw_train if r.id in set(result.train_ids)],
     )
     audit = audit_model(model, tokenizer, control_data, auditor.settings, scan=pii.scan)
+    public_loss = _public_loss(model, tokenizer, trainer)
     # A control adapter (non-private, or trained on unscreened data) is evidence, not a product:
     # it is deleted once measured so that no unreleasable model stays on disk.
     out_dir.unlink(missing_ok=True)
@@ -296,7 +305,23 @@ def _control(
         "pii_probes": audit["pii_extraction"]["probes"],
         "pii_extracted": audit["pii_extraction"]["extracted"],
         "backdoor_rate": None if audit["backdoor"] is None else audit["backdoor"]["rate"],
+        "public_loss": public_loss,
     }
+
+
+def _public_loss(model, tokenizer, trainer) -> float | None:
+    """A control's loss on the public eval set of the utility check (`training.utility`), for
+    the report's utility section: a measurement of a model that is never released, on public
+    records only, published like its attack results (its losses on private records never
+    are). None when the set cannot be read (the `adapter_utility` check names the error)."""
+    cfg = trainer.config
+    try:
+        records = read_public_eval(public_eval_path(cfg.utility), limit=cfg.utility.eval_records)
+    except PublicEvalError:
+        return None
+    return mean_public_loss(
+        model, tokenizer, records, max_seq_len=cfg.max_seq_len, device=trainer.device
+    )
 
 
 def _controls_table(controls: list[dict], dp_lora_adapter: dict, result: dict) -> str:

@@ -66,7 +66,8 @@ def latest_check_results(context: dg.AssetExecutionContext, required: list[str])
 
 
 def _evaluation(record) -> tuple[bool, dict]:
-    """(passed, numeric metadata) of a check execution record; (False, {}) without one."""
+    """(passed, numeric metadata) of a check execution record; (False, {}) without one. A
+    failure of WARN severity counts as a pass with `warning` in the metadata."""
     if record is None or record.event is None:
         return False, {}
     evaluation = record.event.dagster_event.event_specific_data
@@ -75,7 +76,11 @@ def _evaluation(record) -> tuple[bool, dict]:
         for name, value in (getattr(evaluation, "metadata", None) or {}).items()
         if isinstance(value.value, int | float | bool)
     }
-    return bool(getattr(evaluation, "passed", False)), measured
+    passed = bool(getattr(evaluation, "passed", False))
+    if not passed and getattr(evaluation, "severity", None) == dg.AssetCheckSeverity.WARN:
+        # a WARN-severity failure (training.utility.action warn) warns, it does not gate
+        passed, measured["warning"] = True, True
+    return passed, measured
 
 
 def _partitioned_result(key, drops: list[str], infos: dict, per_drop: dict) -> dict:

@@ -13,6 +13,7 @@ from pipelines.steps.release.report import (
     exposure_plot_png,
     render_html,
     roc_plot_png,
+    utility_facts,
 )
 from pipelines.steps.storage import write_json, write_text
 from pipelines.steps.training.ledger import ledger_summary
@@ -149,6 +150,7 @@ def _report_facts(
             "epsilons": dp_lora_adapter["epsilons"],
         },
         "audit": _audit_facts(privacy_audit),
+        "utility": utility_facts(dp_lora_adapter.get("utility"), privacy_audit.get("controls", [])),
         "checks": checks,
         "ledger": _ledger_by_source(
             _with_control_charges(dp_lora_adapter, privacy_audit), lifetime_delta=lifetime_delta

@@ -8,6 +8,7 @@ from pipelines.steps.records import frame_to_records
 from pipelines.steps.storage import read_parquet, write_json
 from pipelines.steps.training.ledger import PrivacyBudgetExceeded
 from pipelines.steps.training.plan import PlanError
+from pipelines.steps.training.utility import PublicEvalError, measure_utility
 from resources import BaseModelStore, CorpusStorage, DPTrainer
 from resources.planner import planned_trainer
 
@@ -93,6 +94,7 @@ def dp_lora_adapter(
         "snapshot_sha256": training_corpus["snapshot_sha256"],
         "drops": [d["drop"] for d in training_corpus["drops"]],
         "plan": plan,
+        "utility": _utility(result, base_model, trainer, plan),
     }
     write_json(storage.portable(summary), out_dir.parent / f"{context.run_id}.training.json")
     context.add_output_metadata(
@@ -114,7 +116,37 @@ def dp_lora_adapter(
             "train_records": int(result.n_train),
             "heldout_records": int(result.n_heldout),
             "adapter_sha256": result.adapter_sha256,
+            **_utility_metadata(summary["utility"]),
             "path": dg.MetadataValue.path(storage.stored(result.adapter_dir)),
         }
     )
     return summary
+
+
+def _utility(result, base_model: dict, trainer: DPTrainer, plan: dict | None) -> dict:
+    """The adapter's and the base model's loss on the public eval set (`training.utility`):
+    public figures, a function of the released adapter and public records only. A set that
+    cannot be read leaves the error for the `adapter_utility` check to report."""
+    try:
+        return measure_utility(
+            model_dir=base_model["path"],
+            adapter_dir=result.adapter_dir,
+            adapter_sha256=result.adapter_sha256,
+            training=trainer.config,
+            noise_multiplier=result.noise_multiplier,
+            steps=result.steps,
+            plan_share=plan["expected_share"] if plan else None,
+            device=trainer.device,
+        )
+    except PublicEvalError as exc:
+        return {"error": str(exc), "action": trainer.config.utility.action}
+
+
+def _utility_metadata(utility: dict) -> dict:
+    if "error" in utility:
+        return {"utility": f"not measured: {utility['error']}"}
+    return {
+        "public_base_loss": float(utility["base_loss"]),
+        "public_adapter_loss": float(utility["adapter_loss"]),
+        "public_gain": float(utility["gain"]),
+    }

@@ -158,6 +158,8 @@ def _run_pipeline(cfg, *, generate: bool) -> dict:
 
 
 def _summarize(drop_results: list, result, cfg, *, generated: bool) -> dict:
+    from dagster import AssetCheckSeverity
+
     from pipelines.steps.integrity.counts import record_counts
 
     def value(name: str) -> dict | None:
@@ -175,6 +177,9 @@ def _summarize(drop_results: list, result, cfg, *, generated: bool) -> dict:
             "asset": e.asset_check_evaluation_data.asset_key.to_user_string(),
             "check": e.asset_check_evaluation_data.check_name,
             "passed": e.asset_check_evaluation_data.passed,
+            # a WARN-severity failure (training.utility.action warn) warns, it does not fail
+            "warned": not e.asset_check_evaluation_data.passed
+            and e.asset_check_evaluation_data.severity == AssetCheckSeverity.WARN,
             "drop": e.asset_check_evaluation_data.partition,
         }
         for run in [*drop_results, result]
@@ -183,7 +188,7 @@ def _summarize(drop_results: list, result, cfg, *, generated: bool) -> dict:
     ]
     runs_ok = all(r.success for r in [*drop_results, result])
     return {
-        "success": runs_ok and all(c["passed"] for c in checks) and bool(report),
+        "success": runs_ok and all(c["passed"] or c["warned"] for c in checks) and bool(report),
         "profile": cfg.profile,
         "dagster_run_id": result.run_id,
         "drop_run_ids": [r.run_id for r in drop_results],
@@ -210,8 +215,9 @@ def _summarize(drop_results: list, result, cfg, *, generated: bool) -> dict:
         "checks_failed": [
             f"{c['asset']}:{c['check']}" + (f"[{c['drop']}]" if c["drop"] else "")
             for c in checks
-            if not c["passed"]
+            if not c["passed"] and not c["warned"]
         ],
+        "checks_warned": [f"{c['asset']}:{c['check']}" for c in checks if c["warned"]],
         "checks_run": len(checks),
     }
 
@@ -253,7 +259,8 @@ def _format_summary(s: dict) -> str:
         + f"  (max canary exposure {s['max_exposure_bits']} bits)",
         f"  MLflow model          {s['model_name']} version {s['model_version']}",
         f"  report                {s['report']}",
-        f"  checks                {s['checks_run']} run, failed: {s['checks_failed'] or 'none'}",
+        f"  checks                {s['checks_run']} run, failed: {s['checks_failed'] or 'none'}"
+        + (f", warned: {s['checks_warned']}" if s.get("checks_warned") else ""),
         f"  took                  {s['seconds']} s",
     ]
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from checks import audit as audit_checks
 from checks import curation, ingestion, release, scrubbing
 from checks import training as training_checks
 from checks import training_corpus as training_corpus_checks
+from checks import utility as utility_checks
 from pipelines.automation import automation_sensor, with_automation
 from pipelines.drops import data_drops_sensor
 from pipelines.jobs import drop_job, main_job, weekly_retraining
@@ -40,6 +41,7 @@ CHECK_MODULES = [
     curation,
     training_corpus_checks,
     training_checks,
+    utility_checks,
     audit_checks,
     release,
 ]
@@ -107,7 +109,8 @@ def build_resources(cfg: PipelineConfig) -> dict:
             store_dir=str(root / "models"),
         ),
         "trainer": DPTrainer(
-            **cfg.training.model_dump(),
+            **cfg.training.model_dump(exclude={"utility"}),
+            utility_json=cfg.training.utility.model_dump_json(),
             device=default_device(),
             gate_checks=upstream_checks("dp_lora_adapter"),
         ),

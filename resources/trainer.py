@@ -10,7 +10,7 @@ import dagster as dg
 import torch
 from opacus.accountants.utils import get_noise_multiplier
 
-from pipelines.steps.config import TrainingConfig
+from pipelines.steps.config import TrainingConfig, UtilityConfig
 from pipelines.steps.records import Record
 from pipelines.steps.training import dp_lora
 from pipelines.steps.training.checkpoint import STEP_LEDGER, StepLedger
@@ -58,10 +58,16 @@ class DPTrainer(dg.ConfigurableResource):
     """Torch device of training and the audit; definitions pass `default_device()`."""
     gate_checks: list[str] = []
     """Checks (`asset:check`) whose latest result must be a pass before training starts."""
+    utility_json: str = "{}"
+    """`training.utility` (UtilityConfig) as JSON: the utility check's public eval set and
+    threshold."""
 
     @property
     def config(self) -> TrainingConfig:
-        return TrainingConfig(**self.model_dump(exclude={"device", "gate_checks"}))
+        return TrainingConfig(
+            **self.model_dump(exclude={"device", "gate_checks", "utility_json"}),
+            utility=UtilityConfig.model_validate_json(self.utility_json),
+        )
 
     def train(
         self, records: list[Record], *, model_dir: Path, out_dir: Path, data_root: Path

@@ -308,6 +308,29 @@ class ModelConfig(_Section):
         return self
 
 
+class UtilityConfig(_Section):
+    """The utility check on the adapter (issue #18.4): its held-out loss on a public eval set
+    against the base model's (docs/engineer.md, "Utility check")."""
+
+    public_eval_file: str | None = Field(
+        None,
+        description="JSONL of chat records ({id, messages}) declared public: never private data, "
+        "it is neither scanned nor pseudonymized, and the losses on it are published. Default: the "
+        "bundled synthetic set pipelines/config/public_eval.jsonl (it matches the demo corpus).",
+    )
+    eval_records: int = Field(64, ge=1, description="Public records evaluated (the first ones).")
+    min_gain: float | None = Field(
+        None,
+        description="Least held-out loss gain (base - DP adapter, nats) the adapter must reach. "
+        "Default: half the gain the plan's model predicts for this run, else 0.05.",
+    )
+    action: Literal["warn", "block"] = Field(
+        "warn",
+        description="Below min_gain: warn (a WARN-severity check, the model is still registered) "
+        "or block (an ERROR-severity blocking check: registration is refused).",
+    )
+
+
 class TrainingConfig(_Section):
     """DP-LoRA training (Opacus DP-SGD with Poisson sampling over a PEFT LoRA model)."""
 
@@ -378,6 +401,9 @@ class TrainingConfig(_Section):
         "adam", description="DP-Adam or DP-SGD (plain SGD), at the constant learning_rate."
     )
     checkpoint_every: int = Field(10, ge=1, description="Steps between resumable checkpoints.")
+    utility: UtilityConfig = Field(
+        default_factory=UtilityConfig, description="The utility check on the adapter."
+    )
     preset: Literal["manual", "auto"] = Field(
         "manual",
         description="manual: train with the settings above. auto: at training time, the plan of "

@@ -127,3 +127,52 @@ def render_html(
         exposure_plot=encoded(exposure_png),
         report_json=json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False),
     )
+
+
+def utility_facts(utility: dict[str, Any] | None, controls: list[dict]) -> dict[str, Any] | None:
+    """The report's utility section beside privacy: the base model's and the DP adapter's loss
+    on the public eval set, the plan's prediction and, when the audit trained one, the
+    non-private control's loss on the same set (all public-set figures: the losses on private
+    records are never published). None for a run from before the utility check."""
+    if not utility:
+        return None
+    if "error" in utility:
+        return {"measured": False, "error": utility["error"], "action": utility["action"]}
+    base, adapter = utility["base_loss"], utility["adapter_loss"]
+    control = next((c.get("public_loss") for c in controls if c.get("name") == "non_private"), None)
+    share = utility.get("predicted_share")
+    facts = {
+        "measured": True,
+        **{
+            key: utility[key]
+            for key in (
+                "eval_set",
+                "eval_records",
+                "eval_sha256",
+                "gain",
+                "min_gain",
+                "min_gain_source",
+                "action",
+                "below_threshold",
+            )
+        },
+        "base_loss": base,
+        "adapter_loss": adapter,
+        "predicted_share": share,
+        # without a control the plan's share is turned into a loss with its calibration's
+        # non-private gain; with one, with the control's measured gain
+        "predicted_adapter_loss": (
+            None
+            if share is None
+            else base - share * (base - control)
+            if control is not None
+            else base - utility["predicted_gain"]
+        ),
+        "control_loss": control,
+        "measured_share": (
+            (base - adapter) / (base - control)
+            if control is not None and base - control > 0
+            else None
+        ),
+    }
+    return facts
