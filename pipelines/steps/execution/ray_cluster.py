@@ -8,10 +8,13 @@ head (a KubeRay cluster's head service). Usage statistics stay off (`RAY_USAGE_S
 
 import logging
 import socket
+from collections.abc import Callable
+from typing import TypeVar
 
 from pipelines.steps.config import ExecutionConfig
 from pipelines.steps.offline import enforce_offline
 
+T = TypeVar("T")
 LOCAL = "local"
 CLIENT_PREFIX = "ray://"
 REACH_SECONDS = 5.0
@@ -47,7 +50,7 @@ def connect(cfg: ExecutionConfig) -> None:
     if cfg.address == LOCAL:
         options |= {"num_cpus": cfg.workers, "include_dashboard": False}
     try:
-        ray.init(address=None if cfg.address == LOCAL else cfg.address, **options)
+        ray.init(address=cfg.address, **options)  # "local": always a new cluster, never joined
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, TimeoutError, ...
         raise RayUnavailable(
             f"execution.address: cannot reach the Ray cluster at {cfg.address} "
@@ -56,6 +59,24 @@ def connect(cfg: ExecutionConfig) -> None:
         ) from None
     _CONNECTED.append(cfg.address)
     _quiet_ray_data()
+
+
+def run_on_cluster(function: Callable[..., T], *args: object) -> T:
+    """`function(*args)` run in a task on the cluster (no CPU of its own reserved), its result
+    returned here.
+
+    The stages drive their Ray Data pipelines from such a task: through a Ray client
+    (`ray://`) this process has no core worker, and Ray Data cannot be driven from it.
+    """
+    import ray
+
+    task = ray.remote(num_cpus=0, max_retries=0)(_quietly)
+    return ray.get(task.remote(function, *args))
+
+
+def _quietly(function: Callable[..., T], *args: object) -> T:
+    _quiet_ray_data()
+    return function(*args)
 
 
 def _check_reachable(address: str) -> None:

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipelines.steps.config import ExecutionConfig, PIIConfig
+from pipelines.steps.execution.ray_cluster import run_on_cluster
 from pipelines.steps.offline import enforce_offline
 from pipelines.steps.privacy import pii
 from pipelines.steps.records import RECORD_COLUMNS, Record, frame_to_records, records_to_frame
@@ -46,8 +47,6 @@ def ray_message_scan(cfg: PIIConfig, execution: ExecutionConfig) -> "pii.Message
     def scan(records: list[Record], only: list[list] | None):
         if not records:
             return [], set()
-        import ray.data
-
         frame = records_to_frame(records)
         frame.insert(0, "position", range(len(records)))
         frame["only"] = [
@@ -55,21 +54,9 @@ def ray_message_scan(cfg: PIIConfig, execution: ExecutionConfig) -> "pii.Message
             for i in range(len(records))
         ]
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        size = execution.batch_size
-        blocks = [table.slice(start, size) for start in range(0, len(records), size)]
-        scanned = (
-            ray.data.from_arrow(blocks)
-            .map_batches(
-                scan_block,
-                fn_kwargs={"cfg_json": cfg_json},
-                batch_size=None,  # one block is one batch
-                batch_format="pandas",
-                compute=ray.data.TaskPoolStrategy(size=execution.workers),
-                num_cpus=1,
-            )
-            .to_pandas()
-            .sort_values("position", kind="stable")
-        )
+        scanned = run_on_cluster(
+            scan_pipeline, table, cfg_json, execution.workers, execution.batch_size
+        ).sort_values("position", kind="stable")
         if scanned["position"].tolist() != list(range(len(records))):
             raise RayScanError(
                 f"the Ray scan returned {len(scanned)} results for {len(records)} records"
@@ -81,6 +68,26 @@ def ray_message_scan(cfg: PIIConfig, execution: ExecutionConfig) -> "pii.Message
         return per_record, late
 
     return scan
+
+
+def scan_pipeline(table: pa.Table, cfg_json: str, workers: int, size: int) -> pd.DataFrame:
+    """The Ray Data pipeline of one pass (run on the cluster): blocks of `size` records,
+    `scan_block` on at most `workers` task workers; one row per record, in any order."""
+    import ray.data
+
+    blocks = [table.slice(start, size) for start in range(0, table.num_rows, size)]
+    return (
+        ray.data.from_arrow(blocks)
+        .map_batches(
+            scan_block,
+            fn_kwargs={"cfg_json": cfg_json},
+            batch_size=None,  # one block is one batch
+            batch_format="pandas",
+            compute=ray.data.TaskPoolStrategy(size=workers),
+            num_cpus=1,
+        )
+        .to_pandas()
+    )
 
 
 def scan_block(batch: pd.DataFrame, cfg_json: str) -> pd.DataFrame:

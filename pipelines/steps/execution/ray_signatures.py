@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from pipelines.steps.config import CurationConfig, ExecutionConfig
+from pipelines.steps.execution.ray_cluster import run_on_cluster
 from pipelines.steps.integrity.curate import CurationResult, curate_records
 from pipelines.steps.integrity.screens import minhash
 from pipelines.steps.records import Record
@@ -30,8 +31,6 @@ def ray_signer(execution: ExecutionConfig) -> "minhash.Signer":
         out = np.full((records, num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
         if not records:
             return out
-        import ray.data
-
         size = max(MIN_BLOCK_RECORDS, math.ceil(records / (4 * execution.workers)))
         offsets = shingles.offsets
         items = [
@@ -44,24 +43,36 @@ def ray_signer(execution: ExecutionConfig) -> "minhash.Signer":
             }
             for start in range(0, records, size)
         ]
-        signed = ray.data.from_items(items).map_batches(
-            sign_block,
-            fn_kwargs={"num_perm": num_perm, "seed": seed},
-            batch_size=1,
-            batch_format="pandas",
-            compute=ray.data.TaskPoolStrategy(size=execution.workers),
-            num_cpus=1,
-        )
         done = 0
-        for row in signed.iter_rows():
-            rows = np.frombuffer(row["signature"], dtype=np.uint32).reshape(-1, num_perm)
-            out[row["start"] : row["start"] + len(rows)] = rows
+        signed = run_on_cluster(sign_pipeline, items, num_perm, seed, execution.workers)
+        for start, signature in zip(signed["start"], signed["signature"], strict=True):
+            rows = np.frombuffer(signature, dtype=np.uint32).reshape(-1, num_perm)
+            out[start : start + len(rows)] = rows
             done += len(rows)
         if done != records:
             raise RuntimeError(f"Ray signed {done} of {records} records")
         return out
 
     return sign
+
+
+def sign_pipeline(items: list[dict], num_perm: int, seed: int, workers: int):
+    """The Ray Data pipeline (run on the cluster): `sign_block` per block, at most `workers`
+    tasks at a time; a frame of `start` and `signature` (bytes) per block, in any order."""
+    import ray.data
+
+    return (
+        ray.data.from_items(items)
+        .map_batches(
+            sign_block,
+            fn_kwargs={"num_perm": num_perm, "seed": seed},
+            batch_size=1,
+            batch_format="pandas",
+            compute=ray.data.TaskPoolStrategy(size=workers),
+            num_cpus=1,
+        )
+        .to_pandas()
+    )
 
 
 def sign_block(batch, num_perm: int, seed: int):
