@@ -394,7 +394,7 @@ def _latin_names(text: str, accepted: set[tuple[int, int]]) -> set[tuple[int, in
         before = text[max(0, start - 8) : start].rstrip("：: ")
         bracketed = text[start - 1 : start] in "（(" and any(e == start - 1 for _, e in accepted)
         titled = any(before.endswith(word) for word in _TITLE_BEFORE)
-        speaking = text.startswith(_SPEECH_AFTER, end)
+        speaking = text.startswith(_PERSON_WORDS_AFTER, end) or _AGE_AFTER.match(text, end)
         if _HAN_CHARACTER.search(text) and (bracketed or titled or speaking):
             found.add((start, end))
     return found
@@ -424,6 +424,28 @@ def _listed_latin(text: str, accepted: set[tuple[int, int]]) -> set[tuple[int, i
     return found
 
 
+def _listed_han(text: str, tokens, accepted: set[tuple[int, int]]) -> set[tuple[int, int]]:
+    """A word of 2-3 Han characters that starts with a surname, listed between accepted names
+    with 、 (方力钧、展望、张晓刚): LAC reads it as a word; the list makes it a name."""
+    names = surnames()
+    ends = {end for _, end in accepted}
+    starts = {start for start, _ in accepted}
+    found = set()
+    for word, tag, start in tokens:
+        end = start + len(word)
+        if tag in _LAC_NOT_A_PERSON or not (2 <= len(word) <= 3) or not _HAN_ALL.fullmatch(word):
+            continue
+        if not ({word[:1], word[:2]} & names) or (start, end) in accepted:
+            continue
+        after_a_name = text[start - 1 : start] == "、" and start - 1 in ends
+        before_a_name = text[end : end + 1] == "、" and end + 1 in starts
+        closes = end == len(text) or text[end] in "、，。；和与及"
+        opens = start == 0 or text[start - 1] in "、，。；：和与及"
+        if (after_a_name and closes) or (before_a_name and opens):
+            found.add((start, end))
+    return found
+
+
 def _outermost(spans) -> list[tuple[int, int]]:
     """The spans inside no longer one, by start: one sweep (a pairwise test is quadratic in
     the candidates, and a run of surnames makes thousands, issue #16.3)."""
@@ -441,7 +463,12 @@ _MATCH_WORDS = (
     "升班马", "做客", "输给", "保级", "争冠", "出线", "主队", "客队",
 )  # fmt: skip
 """Words of a match report or a betting preview: the actors they surround are clubs."""
-_PERSON_WORDS_AFTER = (*_SPEECH_AFTER, "执导", "执教", "出演", "扮演", "生前", "本人", "自己")
+_PERSON_WORDS_AFTER = (
+    *_SPEECH_AFTER, "执导", "执教", "出演", "扮演", "生前", "本人", "自己", "个人", "在接受",
+    "接受采访", "出生", "打算", "告诉",
+)  # fmt: skip
+"""Words after a name that only a person does or is (speaks, directs, was born, is interviewed)."""
+_AGE_AFTER = re.compile(r"今年\d{1,3}岁")
 _FORMS_OF_ADDRESS = (*_HONORIFICS, "老板", "教授", "主任", "总监", "主席", "姓", "氏", "家")
 """What after a bare surname makes a form of address or a family (王先生, 陈老师, 胡姓, 简氏),
 not a person's name: a title, which CLUENER-style annotation calls a position."""
@@ -562,6 +589,8 @@ class CnPersonRecognizer(RegexRecognizer):
             spans.setdefault(span, LATIN_NAME_SCORE)
         for span in _listed_latin(text, set(spans)):
             spans.setdefault(span, LATIN_NAME_SCORE)
+        for span in _listed_han(text, tokens, set(spans)):
+            spans.setdefault(span, LAC_PERSON_SCORE)
         return [
             self._result(start, end, spans[(start, end)], "lac person")
             for start, end in _outermost(spans)
