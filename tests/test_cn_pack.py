@@ -100,17 +100,6 @@ def test_when_a_place_word_stands_alone_then_no_location_is_found(location, text
     assert _found(location, text, "LOCATION") == []
 
 
-def test_when_a_weak_candidate_is_listed_with_an_accepted_name_then_it_is_accepted() -> None:
-    from pipelines.steps.privacy.recognizers.cn_names import COORDINATED, _coordinated
-
-    text = "迪亚比和纳斯里、里德受伤"
-    accepted = {(0, 3)}
-    evidence = {(0, 3): 2.0, (4, 7): COORDINATED + 0.5, (8, 10): COORDINATED + 0.1}
-
-    assert _coordinated(text, evidence, accepted) == {(4, 7), (8, 10)}  # a list, link by link
-    assert _coordinated(text, {**evidence, (4, 7): COORDINATED - 1.0}, accepted) == set()
-
-
 # --- LAC, the pack's NER model (cn_lac) -----------------------------------------------------
 
 

@@ -1,10 +1,11 @@
 """LOCATION in Chinese text: addresses as one span, place names, and named places and venues.
 
-Three kinds of evidence, all on jieba's word boundaries (`cn_names.posseg`):
-- an address: from a jieba `ns` place name, a chain of administrative units (省 市 区 县 镇 ...),
-  a street (路 街 巷 ...), a number (号) and building parts (栋 单元 楼 室), as one span so that
-  the whole address is replaced, not its parts;
-- a jieba `ns` place name;
+Three kinds of evidence, all on Baidu LAC's word boundaries (`cn_lac`, its labels read as
+jieba-style flags: LOC -> `ns`, PER -> `nr`, ORG -> `nt`):
+- an address: LAC's adjacent place names (广东省 + 深圳市 + 南山区), extended by a chain of
+  administrative units (省 市 区 县 镇 ...), a street (路 街 巷 ...), a number (号) and building
+  parts (栋 单元 楼 室), as one span so that the whole address is replaced, not its parts;
+- a LAC place name (not one naming a document's kind: 港澳通行证);
 - a named place: a run of name-like words ending in a word for a kind of place (广场, 大厦,
   体育场, 公园, 商务区, 寺, 岛 ...: 林达海渔广场, 伯纳乌球场), or a name-like word right after a
   verb of place (家住, 位于, 前往, 抵达 ...).
@@ -46,7 +47,7 @@ PLACE_WORDS = (
 _NAME_LIKE = frozenset({"ns", "nr", "nrt", "nrfg", "nz", "nt", "j", "n", "eng", "m"})
 """jieba flags of words that can stand inside a place's name."""
 _PROPER = frozenset({"ns", "nr", "nrt", "nrfg", "nz", "j", "eng"})
-"""jieba flags of a proper name (or of an unknown word jieba's HMM made up)."""
+"""Flags of a proper name (or of a word no dictionary knows)."""
 MAX_PLACE_CHARACTERS = 12
 
 
@@ -55,7 +56,7 @@ def _named_places(
 ) -> list[tuple[int, int, float]]:
     """Runs of name-like words ending in a place word, and proper names after a place verb."""
     _, frequencies = _dictionary()
-    # A word jieba's HMM made up (not in its dictionary) is as good as a proper name here.
+    # A word not in jieba's dictionary (LAC read it as a word) is as good as a proper name here.
     proper = [
         flag in _PROPER or (flag in _NAME_LIKE and not frequencies.get(word))
         for word, flag, _ in tokens
@@ -78,7 +79,7 @@ def _named_places(
             elif word not in PLACE_WORDS and flag == "ns":
                 found.append((start, end, 0.6))
         after_place_word = text[:start].endswith(PLACE_VERBS + PLACE_PREPOSITIONS)
-        # After a verb of place, a proper name (a word jieba made up may be a verb phrase,
+        # After a verb of place, a proper name (an unknown word may be a verb phrase,
         # a number or a product name: 在2020年, 在Python中, 到努力完成).
         if flag in _PROPER - {"eng"} and len(word) >= 2 and after_place_word:
             found.append((start, end, 0.6))

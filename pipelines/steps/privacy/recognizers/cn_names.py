@@ -1,13 +1,18 @@
-"""PERSON in Chinese text: a character model of names on jieba's word boundaries.
+"""PERSON in Chinese text: Baidu LAC's PER spans (`cn_lac`), with what a name is not left out.
 
-jieba.posseg ships its dictionary and HMM offline; it tags person names `nr`, transliterated
-names `nrt` and place names `ns`, but it tags many ordinary words `nr` (康复, 白领) and splits
-unknown names ("马" + "志远"). Candidates are therefore scored by a model of a name
-(`cn_name_model`: surname + given-name characters, or the characters of transliteration),
-raised by titles and speech words around them (记者, 主任 ... 说, 表示), lowered by a verb of
-place before them (家住, 位于), and never taken inside 《...》 or directly before an
-organisation word (公司, 银行, 队). Faker's surname + given-name lists add whole names.
-LOCATION (addresses, places, venues) is `cn_address`.
+LAC (a BiGRU-CRF over characters) finds Chinese and transliterated names in context, but also
+tags as PER a form of address (王先生, 陈老师: a title), a club in a match report (费耶诺德主场,
+vs 毕尔巴鄂), a company or a place before the word for its kind (盖蒂基金, 卡德奈特峡谷), and
+Latin brand names (bwin, visa). `lac_persons` drops those: a single character or a surname with
+a title; a span directly before an organisation or place word or inside 《...》
+(`_not_a_person`); a word LAC tags a place or organisation elsewhere in the text; a word among
+a match report's words (主场, 客胜, vs ...) with no title before it and no person's verb
+(说, 表示, 执导 ...) after it. A surname LAC cut from its given name is joined by the character
+model of names (`cn_name_model`). Added: Latin-letter names after a title, before a person's
+verb, in brackets after a name or listed with one (`_latin_names`, `_listed_latin`); a word
+listed with 、 between names; a transcript's speaker labels (姜山：...).
+LOCATION (addresses, places, venues) is `cn_address`. jieba's segmentation (`posseg`) and
+Faker's full names (`_name_rule`) are kept for the bundled-corpus tools; no recognizer reads them.
 """
 
 import re
@@ -21,10 +26,7 @@ from faker.providers.person.zh_CN import Provider as PersonProvider
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer, Spans
 from pipelines.steps.privacy.recognizers.cn_lac import lac_model, lac_tokens
 from pipelines.steps.privacy.recognizers.cn_name_model import (
-    _dictionary,
-    foreign_score,
     given_name_score,
-    surname_prior,
     surnames,
 )
 
@@ -151,15 +153,6 @@ PLACE_VERBS = (
 PLACE_PREPOSITIONS = ("在", "到", "去", "赴", "从", "至")
 """Prepositions of place: a proper name after one is more often a place than a person."""
 _TITLE_QUOTES = (("《", "》"), ("〈", "〉"))
-NAME_THRESHOLD = 0.0
-FOREIGN_WEIGHT = 1.5
-COMMON_WORD = 300
-NOT_A_SURNAME = 2.0
-"""Evidence taken from a candidate whose surname jieba reads as another kind of word."""
-"""jieba dictionary frequency above which a two-character word tagged `nr` is a common word
-(白领, 康复), not a name; three-character `nr` words are names however famous (孙中山)."""
-"""How much a transliterated name's evidence rests on its characters (`foreign_score`)."""
-"""A candidate's evidence (model score plus context) at or above which it is a PERSON."""
 
 
 def _inside_title(text: str, start: int, end: int) -> bool:
@@ -201,24 +194,6 @@ def _vendor_spans(text: str) -> Spans:
     return Spans(match.span() for match in _VENDORS.finditer(text))
 
 
-def _name_context(text: str, start: int, end: int) -> float:
-    """Evidence from the words around a candidate: a title before it, speech or address after."""
-    before = text[max(0, start - 8) : start]
-    after = text[end : end + 3]
-    evidence = 0.0
-    if any(before.endswith(word) for word in _TITLE_BEFORE):
-        evidence += 2.0
-    elif any(word in before for word in _TITLE_BEFORE):
-        evidence += 1.0
-    if any(after.startswith(word) for word in _SPEECH_AFTER):
-        evidence += 2.0
-    if before.endswith(PLACE_VERBS):
-        evidence -= 2.0
-    elif before.endswith(PLACE_PREPOSITIONS):
-        evidence -= 1.0
-    return evidence
-
-
 _VENDORS = re.compile(
     "阿里云|阿里巴巴|腾讯云|华为云|百度云|京东云|金山云|七牛云|又拍云|网易云|天翼云|移动云|火山引擎"
 )
@@ -244,142 +219,17 @@ def _not_a_person(text: str, start: int, end: int) -> bool:
     return _vendor_spans(text).contains(start, start + 1)
 
 
-def _tag(word: str, flag: str | None, tags: dict[str, str]) -> str:
-    """The dictionary tag of `word` ("nr" when it has none), or jieba's flag for it where the
-    word is one token: words added at load time (Faker's place names) carry their tag there."""
-    return flag if flag is not None and word in _jieba().dt.FREQ else tags.get(word, "nr")
-
-
-def _han_name_candidates(
-    text: str, tokens: tuple[tuple[str, str, int], ...]
-) -> dict[tuple[int, int], float]:
-    """Surname + one or two given-name characters on jieba's word boundaries, with evidence.
-
-    The evidence is the name model's given-name score (`cn_name_model`), raised when jieba tags
-    the span `nr` and lowered when the span is a dictionary word of another kind (马力, 公平).
-    """
-    names = surnames()
-    tags, frequencies = _dictionary()
-    ends = {start + len(word) for word, _, start in tokens}
-    # jieba sometimes glues a speech verb to the name before it (吴国 + 平说).
-    ends |= {s + len(w) - 1 for w, _, s in tokens if len(w) == 2 and w[-1] in _GLUED_AFTER}
-    flags = {(start, start + len(word)): flag for word, flag, start in tokens}
-    found: dict[tuple[int, int], float] = {}
-    # Where the given name must stop: the next particle, pronoun or numeral token (高兴 + 的),
-    # found for every token in one backward pass.
-    stops, stop = [0] * len(tokens), len(text)
-    for index in range(len(tokens) - 1, -1, -1):
-        stops[index] = stop
-        if tokens[index][1] in _NOT_IN_A_NAME:
-            stop = tokens[index][2]
-    for index, (word, flag, start) in enumerate(tokens):
-        if flag == "nrt":
-            continue  # jieba knows the word as a transliteration (阿里): not surname + name
-        # jieba reads the surname character as a conjunction (和, 但) or a pronoun (那), or
-        # it begins a dictionary word of another kind (高兴, 幸福感): only context saves it.
-        function_word = flag in _FUNCTION_WORD
-        other_word = word in frequencies and not flag.startswith("nr") and len(word) > 1
-        # The given name does not run into a particle, pronoun or numeral (高兴 + 的).
-        stop = stops[index]
-        for surname in {word[:2], word[:1]} & names:
-            for given_length in (1, 2):
-                end = start + len(surname) + given_length
-                given = text[start + len(surname) : end]
-                if given.startswith(_HONORIFICS) or end not in ends or end > stop:
-                    continue
-                if len(given) != given_length or not _HAN_ALL.fullmatch(given):
-                    continue
-                name = text[start:end]
-                evidence = given_name_score(given) + (surname_prior(surname) + 5.0) / 4
-                if function_word or (other_word and end > start + len(word)):
-                    evidence -= NOT_A_SURNAME
-                # A transliteration (阿森纳, 米德尔) only looks like surname + given name.
-                evidence -= FOREIGN_WEIGHT * 2 * max(0.0, foreign_score(name))
-                tag = _tag(name, flags.get((start, end)), tags).replace("nrfg", "nr")
-                if tag in _PLACE_OR_ORG_TAGS:
-                    evidence -= 3.0
-                elif not tag.startswith("n"):
-                    evidence -= 4.0  # an adjective or a verb (高兴, 晋级), not a noun
-                elif tag != "nr" or (len(name) == 2 and frequencies.get(name, 0) > COMMON_WORD):
-                    # jieba's dictionary tags some common words `nr` too (白领, 康复).
-                    evidence -= 1.5
-                elif flags.get((start, end)) == "nr":
-                    # jieba's own HMM made up this name (not a dictionary word): stronger.
-                    evidence += 0.8 if name in frequencies else 1.5
-                found[(start, end)] = max(found.get((start, end), -99.0), evidence)
-    return found
-
-
-def _transliterated_candidates(
-    text: str, tokens: tuple[tuple[str, str, int], ...]
-) -> dict[tuple[int, int], float]:
-    """Runs of jieba `nr`/`nrt` pieces written in the transliteration alphabet (蒂 + 亚戈), and
-    names joined by an interpunct (迈克尔·坎宁安)."""
-    tags, _ = _dictionary()
-    found: dict[tuple[int, int], float] = {}
-    index = 0
-    while index < len(tokens):
-        word, flag, start = tokens[index]
-        end, last = start + len(word), index
-        while flag in _NAME_FLAGS and last + 1 < len(tokens):
-            next_word, next_flag, next_start = tokens[last + 1]
-            joined = next_word in _INTERPUNCT or text[end - 1] in _INTERPUNCT
-            if not (joined or next_flag in _NAME_FLAGS) or not _HAN_OR_DOT.fullmatch(next_word):
-                break
-            end, last = next_start + len(next_word), last + 1
-        span_text = text[start:end].strip("".join(_INTERPUNCT))
-        if _HAN_OR_DOT.fullmatch(span_text) and len(span_text) >= 2 and flag in _NAME_FLAGS:
-            han = "".join(c for c in span_text if c not in _INTERPUNCT)
-            evidence = FOREIGN_WEIGHT * foreign_score(han) - 1.5
-            if _tag(han, flag if last == index else None, tags) in _PLACE_OR_ORG_TAGS:
-                evidence -= 3.0
-            if any(c in _INTERPUNCT for c in span_text):
-                evidence += 3.0
-            found[(start, start + len(span_text))] = evidence
-        index = last + 1
-    return found
-
-
 _INTERPUNCT = ("·", "•", "‧", "・")
-_NAME_FLAGS = ("nr", "nrt", "nrfg")
-_PLACE_OR_ORG_TAGS = ("ns", "nt", "nz")
-_NOT_IN_A_NAME = frozenset({"x", "uj", "ul", "uz", "ug", "p", "c", "u", "y", "e", "r", "m", "zg"})
-"""jieba flags that end a name: punctuation, particles, prepositions, conjunctions, pronouns,
-numerals."""
-_FUNCTION_WORD = _NOT_IN_A_NAME | {"d", "f", "q"}
-"""jieba flags of a word that cannot be a surname: the above, adverbs, directions, classifiers."""
 _HAN_ALL = re.compile(f"{_HAN}+")
-_HAN_OR_DOT = re.compile(f"(?:{_HAN}|[{''.join(_INTERPUNCT)}])+")
 
 
-_GLUED_AFTER = frozenset("说称")
 _CONJUNCTIONS = ("和", "与", "及", "以及", "、", "跟", "同", "或")
-COORDINATED = -2.0
-"""Evidence at or above which a candidate joined by 和/、 to an accepted name is a name too."""
 _LATIN_NAME = re.compile(
     r"(?<![A-Za-z0-9])[A-Za-z][A-Za-z0-9_'.-]{1,30}(?: [A-Z][A-Za-z'.-]{1,30})*(?![A-Za-z0-9])"
 )
 LATIN_NAME_SCORE = 0.45
 """Below the English pack's PERSON scores: where both read a Latin name, theirs is kept."""
 _ACRONYM = re.compile(r"[A-Z]{1,5}\d*")
-
-
-def _coordinated(
-    text: str, evidence: dict[tuple[int, int], float], accepted: set[tuple[int, int]]
-) -> set[tuple[int, int]]:
-    """Weaker candidates listed with an accepted name (迪亚比和纳斯里, 罗宾逊、邓恩、里德)."""
-    found: set[tuple[int, int]] = set()
-    for _ in range(3):  # a list of names: each pass reaches one more
-        known = accepted | found
-        for (start, end), value in evidence.items():
-            if value < COORDINATED or (start, end) in known:
-                continue
-            for other_start, other_end in known:
-                between = text[end:other_start] if other_start >= end else text[other_end:start]
-                if between in _CONJUNCTIONS:
-                    found.add((start, end))
-                    break
-    return found
 
 
 def _latin_names(text: str, accepted: set[tuple[int, int]]) -> set[tuple[int, int]]:
