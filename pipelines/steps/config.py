@@ -376,7 +376,7 @@ class TrainingConfig(_Section):
         description="fixed: clip every step at max_grad_norm. adaptive: start there and move it "
         "towards the clip_target_quantile of the per-example gradient norms with a noised count "
         "(Andrew et al. 2021); the count's noise is paid from the same epsilon (docs/engineer.md, "
-        "Adaptive clipping).",
+        "Clipping and parameterization).",
     )
     clip_target_quantile: float = Field(
         0.5, gt=0, lt=1, description="adaptive: the share of examples left unclipped to aim for."
