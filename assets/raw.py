@@ -20,7 +20,12 @@ from pipelines.steps.records import records_to_frame
 from pipelines.steps.storage import write_json, write_parquet
 from resources import CorpusStorage, PIIEngine
 
-REFUSED_ENTRY_REASONS = ("symlink_refused", "special_file_refused", "file_too_large")
+REFUSED_ENTRY_REASONS = (
+    "symlink_refused",
+    "special_file_refused",
+    "hardlink_refused",
+    "file_too_large",
+)
 
 
 @dg.asset(
@@ -39,8 +44,9 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage, pii: P
     reason code; records in = accepted + quarantined + filtered (a record erased on request,
     `sovtune erase`, is filtered here with reason `erased`: its keyed hashes are on
     `raw/erasure/exclusions.json`), and every physical line or row is covered by one of them.
-    Symbolic links and special files are never read: they are quarantined as
-    `symlink_refused` / `special_file_refused` under a hash of their name, and files over an
+    Symbolic links, special files and hard-linked files are never read: they are quarantined
+    as `symlink_refused` / `special_file_refused` / `hardlink_refused` under a hash of their
+    name, and files over an
     `ingest.limits` setting as `file_too_large`. The drop's sha256 is recorded and carried
     downstream, so training refuses a drop that changed after it was read.
 

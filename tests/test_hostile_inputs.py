@@ -444,3 +444,135 @@ def test_when_a_file_cannot_be_opened_then_it_is_quarantined_as_unreadable_not_a
     result = _ingest(landing)
     assert result.quarantine_counts() == {"unreadable_file": 1}
     assert "EACCES" in result.quarantined[0].detail
+
+
+# --- 1. hard links (a second name for a file, possibly outside the zone) ------------------------
+
+
+def test_when_a_drop_holds_a_hard_link_to_a_file_outside_then_it_is_refused_unread(
+    landing, outside_secret
+):
+    (landing / "good.jsonl").write_text(json.dumps({"id": "ok", "text": EN}) + "\n")
+    os.link(outside_secret, landing / "hard.jsonl")  # planted: same inode as the outside file
+    result = _ingest(landing)
+    assert [r.id for r in result.accepted] == ["ok"]
+    assert result.quarantine_counts() == {"hardlink_refused": 1}
+    assert SECRET.encode() not in _quarantine_frame(result)
+    assert "hardlink_refused" in REASONS
+    assert _lines_conserved(result)
+    rows = list(iter_rows(landing / "hard.jsonl"))  # what scan and screen read
+    assert [type(v).__name__ for _, v in rows] == ["RecordError"]
+    assert rows[0][1].reason == "hardlink_refused"
+
+
+def test_when_a_llamafactory_folder_holds_a_hard_link_then_it_is_refused_unread(
+    landing, outside_secret
+):
+    folder = landing / "lf"
+    folder.mkdir()
+    os.link(outside_secret, folder / "hard.jsonl")  # planted, and named by dataset_info.json
+    (folder / "dataset_info.json").write_text(
+        json.dumps({"hard": {"file_name": "hard.jsonl", "columns": {"prompt": "text"}}})
+    )
+    result = _ingest(landing)
+    assert result.accepted == []
+    assert result.quarantine_counts() == {"hardlink_refused": 1}
+    assert SECRET.encode() not in _quarantine_frame(result)
+
+
+def test_when_a_hard_linked_file_is_fingerprinted_then_its_bytes_are_not_hashed(
+    landing, outside_secret
+):
+    drop = landing / "drop"
+    drop.mkdir()
+    os.link(outside_secret, drop / "hard.jsonl")  # planted
+    before = drop_fingerprint(drop)
+    with open(outside_secret, "a") as handle:  # the same inode, changed from outside the zone
+        handle.write("more\n")
+    assert drop_fingerprint(drop) == before
+
+
+def test_when_a_hard_linked_file_is_landed_then_the_steward_sees_it_in_the_raw_metadata(
+    tmp_path, outside_secret
+):
+    import dagster as dg
+
+    from assets.partitions import DATA_DROP
+    from assets.raw import raw_corpus
+    from resources import CorpusStorage, PIIEngine
+
+    drop = tmp_path / "data" / "landing" / "drop"
+    drop.mkdir(parents=True)
+    (drop / "ok.jsonl").write_text(json.dumps({"id": "ok", "text": EN}) + "\n")
+    os.link(outside_secret, drop / "hard.jsonl")  # planted
+    storage = CorpusStorage(data_root=str(tmp_path / "data"))
+    pii = PIIEngine(key_file=str(tmp_path / "data" / "secrets" / "pseudonym.key"))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(DATA_DROP, ["drop"])
+        with dg.build_asset_context(partition_key="drop", instance=instance) as context:
+            out = raw_corpus(context, storage, pii)
+            metadata = context.get_output_metadata("result")
+    assert out["quarantine_by_reason"] == {"hardlink_refused": 1}
+    assert metadata["refused_entries"] == 1
+    assert SECRET not in pd.read_parquet(out["quarantine_path"]).to_json()
+
+
+# --- 6. JSON arrays (LLaMA-Factory .json files) are streamed, not parsed whole -------------------
+
+
+def _lf_array(landing, body: bytes):
+    folder = landing / "lf"
+    folder.mkdir()
+    (folder / "a.json").write_bytes(body)
+    (folder / "dataset_info.json").write_text(json.dumps({"a": {"file_name": "a.json"}}))
+    return folder / "a.json"
+
+
+def _element(i: int, text: str = EN) -> dict:
+    return {"instruction": f"{text} ({i})", "output": "Sure, here is how to do it."}
+
+
+def test_when_a_json_array_is_over_the_row_limit_then_it_is_refused_whole_like_a_jsonl(landing):
+    _lf_array(landing, json.dumps([_element(i) for i in range(12)]).encode())
+    result = _ingest(landing, limits=IngestLimits(max_file_rows=5))
+    assert result.accepted == []  # counted while streaming, no element built
+    assert result.quarantine_counts() == {"file_too_large": 1}  # one slot covering all twelve
+    assert "ingest.limits.max_file_rows" in result.quarantined[0].detail
+    source = next(s for s in result.sources if s.name.endswith("a.json"))
+    assert source.physical_lines == source.lines_accounted == 12
+    assert _lines_conserved(result)
+
+
+def test_when_a_json_array_element_is_over_the_record_limit_then_only_it_is_refused(landing):
+    elements = [_element(0), _element(1, "a" * 5000), _element(2)]
+    _lf_array(landing, json.dumps(elements).encode())
+    result = _ingest(landing, limits=IngestLimits(max_record_bytes=1000))
+    assert len(result.accepted) == 2
+    assert result.quarantine_counts() == {"too_long": 1}
+    assert "ingest.limits.max_record_bytes" in result.quarantined[0].detail
+    assert result.quarantined[0].source_line == 2
+    assert len(result.quarantined[0].raw) <= 1000
+    assert _lines_conserved(result)
+
+
+def test_when_a_json_array_breaks_midway_then_the_elements_before_are_kept_and_the_rest_refused(
+    landing,
+):
+    body = json.dumps([_element(0), _element(1)])[:-1] + ', {"instruction": "x", "out' + SECRET
+    _lf_array(landing, body.encode())
+    result = _ingest(landing)
+    assert len(result.accepted) == 2
+    assert result.quarantine_counts() == {"unreadable_file": 1}
+    refused = result.quarantined[0]
+    assert refused.source_line == 3 and "JSON array" in refused.detail
+    assert SECRET not in refused.detail + refused.raw  # the parser's excerpt is not kept
+    assert _lines_conserved(result)
+
+
+def test_when_a_json_array_holds_scalars_then_each_is_quarantined_in_its_place(landing):
+    _lf_array(landing, json.dumps([_element(0), 5, "text", [1], None]).encode())
+    result = _ingest(landing)
+    assert len(result.accepted) == 1
+    assert result.quarantine_counts() == {"not_an_object": 4}
+    assert [q.source_line for q in result.quarantined] == [2, 3, 4, 5]
+    assert _lines_conserved(result)

@@ -373,6 +373,47 @@ def test_ingest_accounts_for_every_parquet_row(data: bytes) -> None:
     _assert_accounted_for(_ingest({"corpus.parquet": data}))
 
 
+@settings(max_examples=min(EXAMPLES, 300), deadline=None)  # two parses per example
+@given(
+    elements=st.lists(
+        st.one_of(json_rows, english_rows, st.integers(), st.none(), short_hostile_text),
+        max_size=6,
+    ),
+    cut=st.none() | st.integers(min_value=1, max_value=2_000),
+    bom=st.booleans(),
+)
+@example(elements=[{"text": "x"}], cut=3, bom=False)
+def test_ingest_accounts_for_every_json_array_element(
+    elements: list, cut: int | None, bom: bool
+) -> None:
+    """A LLaMA-Factory `.json` array, whole or cut anywhere (issue #16.6: streamed with ijson)."""
+    data = json.dumps(elements, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    data = (b"\xef\xbb\xbf" if bom else b"") + (data[:cut] if cut else data)
+    info = json.dumps({"a": {"file_name": "a.json"}}).encode()
+
+    result = _ingest({"a.json": data, "dataset_info.json": info})
+
+    _assert_accounted_for(result)
+    assert all(s.physical_lines == s.lines_accounted for s in result.sources)
+    if cut is None and _yajl_reads(elements):
+        array = next(s for s in result.sources if s.name == "a.json")
+        assert array.physical_lines == len(elements)
+
+
+def _yajl_reads(value) -> bool:
+    """Strict JSON within yajl's limits: no NaN/Infinity, no integer wider than 64 bits (such
+    a value breaks the array where it stands, and the rest is refused as unreadable)."""
+    if isinstance(value, float):
+        return value == value and abs(value) != float("inf")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return -(2**63) <= value < 2**63
+    if isinstance(value, dict):
+        return all(_yajl_reads(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_yajl_reads(v) for v in value)
+    return True
+
+
 records = st.builds(
     Record,
     id=st.text(max_size=12),

@@ -9,8 +9,10 @@ ingestion and is never dropped: it becomes a `QuarantinedRecord` with a reason c
 (`SourceFile.physical_lines == SourceFile.lines_accounted`).
 
 The landing zone is hostile ground (issue #16): a symbolic link or a special file (FIFO,
-socket, device) is never opened, followed or fingerprinted; it is quarantined unread
-(`symlink_refused`, `special_file_refused`) under a hash of its name. Regular files are opened
+socket, device) is never opened, followed or fingerprinted, nor is a regular file with more
+than one hard link (another name for it may lie outside the zone: a link count above 1 is all
+`lstat` can tell); each is quarantined unread (`symlink_refused`, `special_file_refused`,
+`hardlink_refused`) under a hash of its name. Regular files are opened
 with O_NOFOLLOW, checked to be the entry that was listed and to lie inside the zone once
 resolved, and read as streams within `ingest.limits` (`IngestLimits`).
 """
@@ -69,6 +71,8 @@ REASONS = {
     "file_too_large": "the file is over an ingest.limits setting (bytes, rows, decompressed size)",
     "symlink_refused": "the entry is a symbolic link: never followed, not read",
     "special_file_refused": "the entry is a FIFO, socket or device: never opened",
+    "hardlink_refused": "the file has more than one hard link (another name, possibly outside "
+    "the landing zone): not read",
     # LLaMA-Factory dataset folders (pipelines/steps/ingest/llamafactory.py)
     "bad_dataset_info": "the folder's dataset_info.json, or its entry for this dataset, is "
     "not valid: nothing it describes is read",
@@ -179,7 +183,8 @@ def name_digest(path: Path) -> str:
 
 
 def refusal(path: Path) -> RecordError | None:
-    """Why `path` must not be opened (a symlink or special file), from `lstat`; None if regular."""
+    """Why `path` must not be opened (a symlink, special file or hard-linked file), from `lstat`;
+    None for a regular file with one link."""
     mode = os.lstat(path).st_mode
     if stat.S_ISLNK(mode):
         return RecordError("symlink_refused", f"entry {name_digest(path)} is a symbolic link")
@@ -187,7 +192,14 @@ def refusal(path: Path) -> RecordError | None:
         return RecordError("unreadable_file", f"folder {name_digest(path)} cannot be listed")
     if not stat.S_ISREG(mode):
         return RecordError("special_file_refused", f"entry {name_digest(path)} is not a file")
+    if os.lstat(path).st_nlink > 1:
+        return _hardlink_refused(path)
     return None
+
+
+def _hardlink_refused(path: Path) -> RecordError:
+    # a second name of a file that may live outside the zone: the link count is all lstat says
+    return RecordError("hardlink_refused", f"entry {name_digest(path)} has more than one link")
 
 
 def open_entry(path: Path, *, root: Path | None) -> IO[bytes]:
@@ -198,7 +210,8 @@ def open_entry(path: Path, *, root: Path | None) -> IO[bytes]:
     its resolved path must lie under `root` (a linked parent folder cannot lead outside).
 
     Raises:
-        RecordError: `symlink_refused` or `special_file_refused`, without reading anything.
+        RecordError: `symlink_refused`, `special_file_refused` or `hardlink_refused`, without
+            reading anything.
     """
     refused = refusal(path)
     if refused:
@@ -221,6 +234,8 @@ def open_entry(path: Path, *, root: Path | None) -> IO[bytes]:
         before.st_ino,
     ):
         problem = RecordError("special_file_refused", f"entry {name_digest(path)} changed")
+    elif after.st_nlink > 1:  # linked after the listing
+        problem = _hardlink_refused(path)
     elif root is not None and not Path(os.path.realpath(path)).is_relative_to(
         os.path.realpath(root)
     ):

@@ -20,8 +20,9 @@ multimodal dataset, a `file_name` outside the folder or missing) is one quaranti
 turns) are quarantined, where LLaMA-Factory would drop them with a warning.
 
 Data files are `.json` (a JSON array, or JSON lines), `.jsonl`, `.csv` or `.parquet`, opened
-like every landing file (no link followed, within `ingest.limits`). A JSON array is parsed whole
-(its size is bounded by `ingest.limits.max_file_bytes`); its "lines" are its elements.
+like every landing file (no link followed, within `ingest.limits`). A JSON array is streamed
+element by element (ijson), each element bounded by `ingest.limits.max_record_bytes` and their
+number by `max_file_rows` while parsing; its "lines" are its elements (`_array_slots`).
 
 Out: `export_dataset` writes records back as a LLaMA-Factory dataset folder: `sovtune_alpaca.json`,
 `sovtune_sharegpt.json` (tool turns and tools kept) and `sovtune_text.json` (plain text, for
@@ -37,7 +38,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+import ijson
 
 from pipelines.steps.config import IngestLimits
 from pipelines.steps.ingest.landing import (
@@ -483,34 +486,183 @@ def data_slots(
         return
     with handle:
         head = handle.read(SNIFF_BYTES)
-        is_array = head.removeprefix(BOM).lstrip().startswith(b"[")
-        data = head + handle.read(limits.max_file_bytes + 1 - len(head)) if is_array else b""
-    if not is_array:  # JSON lines (a blank head too: the line reader accounts for it)
-        yield from file_slots(path, root=root, limits=limits, source=source)
-        return
-    source.bytes, source.sha256 = len(data), hashlib.sha256(data).hexdigest()
-    if len(data) > limits.max_file_bytes:
-        yield Slot(0, RecordError("file_too_large", "over ingest.limits.max_file_bytes"), lines=0)
-        return
-    try:
-        elements = json.loads(data.removeprefix(BOM).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        yield Slot(0, RecordError("unreadable_file", f"JSON array: {type(exc).__name__}"), lines=0)
-        return
-    source.physical_lines = len(elements)
-    if len(elements) > limits.max_file_rows:
-        detail = f"{len(elements)} elements > ingest.limits.max_file_rows"
-        yield Slot(0, RecordError("file_too_large", detail), lines=len(elements))
-        return
-    for number, element in enumerate(elements, 1):
-        raw = json.dumps(element, ensure_ascii=False)
-        if len(raw.encode("utf-8", "surrogatepass")) > limits.max_record_bytes:
-            detail = f"element over ingest.limits.max_record_bytes ({limits.max_record_bytes})"
-            yield Slot(number, RecordError("too_long", detail), raw=raw[: limits.max_record_bytes])
-        elif not isinstance(element, dict):
-            yield Slot(number, RecordError("not_an_object", type(element).__name__), raw=raw)
+        if not head.removeprefix(BOM).lstrip().startswith(b"["):
+            is_array = False  # JSON lines (a blank head too: the line reader accounts for it)
         else:
-            yield Slot(number, element, raw=raw)
+            is_array = True
+            handle.seek(0)
+            yield from _array_slots(handle, limits, source)
+    if not is_array:
+        yield from file_slots(path, root=root, limits=limits, source=source)
+
+
+class _ArrayStream:
+    """A JSON array file as ijson reads it: hashed and counted as read, the BOM skipped."""
+
+    def __init__(self, handle: IO[bytes], limit: int) -> None:
+        self.handle, self.limit = handle, limit
+        self.digest, self.bytes = hashlib.sha256(), 0
+
+    def read(self, size: int = -1) -> bytes:
+        if size == 0:  # ijson's probe for bytes or text
+            return b""
+        chunk = self.handle.read(size if size > 0 else 1 << 16)
+        if self.bytes == 0 and chunk.startswith(BOM):
+            self.digest.update(BOM)
+            self.bytes = len(BOM)
+            chunk = chunk[len(BOM) :]
+        self.digest.update(chunk)
+        self.bytes += len(chunk)
+        if self.bytes > self.limit:  # the file grew after its size was checked
+            raise _OverFileBytes
+        return chunk
+
+
+class _OverFileBytes(Exception):
+    """The array file is over `ingest.limits.max_file_bytes`."""
+
+
+def _event_bytes(event: str, value: Any) -> int:
+    """About how many bytes of compact JSON one parser event stands for (never more)."""
+    if event in ("string", "map_key"):
+        return len(value.encode("utf-8", "surrogatepass")) + 2
+    if event == "number":
+        return len(str(value))
+    return 1
+
+
+def _array_slots(handle: IO[bytes], limits: IngestLimits, source: SourceFile) -> Iterator[Slot]:
+    """A JSON array's elements as slots, parsed one at a time (ijson), within `limits`.
+
+    Memory is bounded by the largest element (and, inside it, the largest string), not by the
+    file: an element whose text passes `max_record_bytes` stops being built and is refused as
+    `too_long`. A first pass counts the elements without building any (`_count_elements`):
+    an array with more than `max_file_rows` is refused whole, as one `file_too_large` slot
+    covering every element, as a JSONL file over the limit is (should the file grow between
+    the passes, the elements past the limit are refused together). JSON that breaks midway
+    keeps the
+    elements read so far; the rest of the file is one `unreadable_file` slot (its extent is
+    unknown, so it counts as one line), with the parser's message left out (it quotes the
+    file). Each element counts as one physical line.
+    """
+    size = os.fstat(handle.fileno()).st_size
+    source.bytes = size
+    if size > limits.max_file_bytes:
+        source.sha256 = hashlib.sha256(f"refused:{size}".encode()).hexdigest()
+        yield Slot(
+            0, RecordError("file_too_large", f"{size} bytes > ingest.limits.max_file_bytes"), 0
+        )
+        return
+    lines, digest = _count_elements(handle, limits)
+    if lines > limits.max_file_rows:
+        source.physical_lines, source.sha256 = lines, digest
+        detail = f"{lines} elements > ingest.limits.max_file_rows"
+        yield Slot(0, RecordError("file_too_large", detail), lines=lines)
+        return
+    handle.seek(0)
+    stream = _ArrayStream(handle, limits.max_file_bytes)
+    events = ijson.basic_parse(stream, use_float=True)
+    number = depth = cost = 0
+    past_rows = 0  # elements past max_file_rows: counted, not built
+    builder: ijson.ObjectBuilder | None = None
+    try:
+        next(events)  # the opening bracket (sniffed)
+        for event, value in events:
+            if depth == 0:
+                if event == "end_array":
+                    break
+                number += 1
+                cost = 0
+                if number > limits.max_file_rows:
+                    past_rows += 1
+                    builder = None
+                else:
+                    builder = ijson.ObjectBuilder()
+            if event in ("start_map", "start_array"):
+                depth += 1
+            elif event in ("end_map", "end_array"):
+                depth -= 1
+            if builder is not None:
+                cost += _event_bytes(event, value)
+                if cost > limits.max_record_bytes:
+                    builder = None  # stop building; `cost` stays over the limit
+                else:
+                    builder.event(event, value)
+            if depth == 0 and number <= limits.max_file_rows:
+                yield _element_slot(number, builder, cost, limits)
+                builder = None
+        for _ in events:  # anything after the array is an error (ijson raises)
+            pass
+    except (ijson.JSONError, _OverFileBytes, UnicodeDecodeError, RecursionError) as exc:
+        inside = 1 if depth else 0  # the element being read is itself cut short
+        if inside and number > limits.max_file_rows:
+            past_rows -= 1
+        if past_rows:
+            yield _past_rows_slot(number - inside, past_rows, limits)
+            past_rows = 0
+        number += 1 - inside
+        if isinstance(exc, _OverFileBytes):
+            error = RecordError("file_too_large", "over ingest.limits.max_file_bytes")
+        else:
+            error = RecordError(
+                "unreadable_file",
+                f"JSON array broken at element {number}: the rest of the file is not read "
+                f"({type(exc).__name__})",
+            )
+        yield Slot(number, error)
+    if past_rows:
+        yield _past_rows_slot(number, past_rows, limits)
+    source.physical_lines = number
+    source.sha256 = stream.digest.hexdigest()
+
+
+def _count_elements(handle: IO[bytes], limits: IngestLimits) -> tuple[int, str]:
+    """(elements, sha256) of a JSON array, streamed without building any element.
+
+    A break in the JSON counts as one more element (the slot that will refuse the rest).
+    """
+    stream = _ArrayStream(handle, limits.max_file_bytes)
+    elements = depth = 0
+    try:
+        events = ijson.basic_parse(stream, use_float=True)
+        next(events)
+        for event, _ in events:
+            if depth == 0:
+                if event == "end_array":
+                    break
+                elements += 1
+            if event in ("start_map", "start_array"):
+                depth += 1
+            elif event in ("end_map", "end_array"):
+                depth -= 1
+        for _ in events:
+            pass
+    except (ijson.JSONError, _OverFileBytes, UnicodeDecodeError, RecursionError):
+        elements += 0 if depth else 1
+    return elements, stream.digest.hexdigest()
+
+
+def _element_slot(number: int, builder: Any, cost: int, limits: IngestLimits) -> Slot:
+    if builder is None or cost > limits.max_record_bytes:
+        detail = f"element over ingest.limits.max_record_bytes ({limits.max_record_bytes})"
+        return Slot(number, RecordError("too_long", detail))
+    element = builder.value
+    raw = json.dumps(element, ensure_ascii=False)
+    if len(raw.encode("utf-8", "surrogatepass")) > limits.max_record_bytes:
+        detail = f"element over ingest.limits.max_record_bytes ({limits.max_record_bytes})"
+        return Slot(number, RecordError("too_long", detail), raw=raw[: limits.max_record_bytes])
+    if not isinstance(element, dict):
+        return Slot(number, RecordError("not_an_object", type(element).__name__), raw=raw)
+    return Slot(number, element, raw=raw)
+
+
+def _past_rows_slot(number: int, past: int, limits: IngestLimits) -> Slot:
+    first = number - past + 1
+    detail = (
+        f"elements {first}-{number} ({past}) are past ingest.limits.max_file_rows "
+        f"({limits.max_file_rows}): not read"
+    )
+    return Slot(first, RecordError("file_too_large", detail), lines=past)
 
 
 # ---- out: records as a LLaMA-Factory dataset folder ------------------------------------------
