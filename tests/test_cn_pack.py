@@ -83,6 +83,7 @@ def test_when_a_word_only_looks_like_a_name_then_no_person_is_found(
         ("主力前锋在阿德莱德港晒太阳。", "阿德莱德港"),  # name + place word
         ("家住宝城的居民反映了情况。", "宝城"),  # after a verb of place
         ("今天我们在金贸中心开会。", "金贸中心"),  # an unknown word + place word
+        ("周末我们去了马可波罗酒店吃饭。", "马可波罗酒店"),  # a venue LAC reads as an organisation
     ],
 )
 def test_when_a_place_is_named_then_it_is_a_location(location, text, place) -> None:

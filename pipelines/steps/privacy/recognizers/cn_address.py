@@ -5,7 +5,8 @@ jieba-style flags: LOC -> `ns`, PER -> `nr`, ORG -> `nt`):
 - an address: LAC's adjacent place names (广东省 + 深圳市 + 南山区), extended by a chain of
   administrative units (省 市 区 县 镇 ...), a street (路 街 巷 ...), a number (号) and building
   parts (栋 单元 楼 室), as one span so that the whole address is replaced, not its parts;
-- a LAC place name (not one naming a document's kind: 港澳通行证);
+- a LAC place name (not one naming a document's kind: 港澳通行证), or a LAC organisation whose
+  name ends in a kind of venue (马可波罗酒店, 外滩美术馆: where people stay, work or meet);
 - a named place: a run of name-like words ending in a word for a kind of place (广场, 大厦,
   体育场, 公园, 商务区, 寺, 岛 ...: 林达海渔广场, 伯纳乌球场), or a name-like word right after a
   verb of place (家住, 位于, 前往, 抵达 ...).
@@ -86,6 +87,11 @@ def _named_places(
     return found
 
 
+_VENUES = (
+    "酒店", "宾馆", "饭店", "医院", "餐厅", "商场", "百货", "市场", "会馆", "美术馆", "博物馆",
+    "中心", "大厦", "广场", "校区", "教学楼", "网吧", "影院", "剧院", "体育馆", "公寓",
+)  # fmt: skip
+"""Kinds of venue: a LAC organisation whose name ends in one is a place too (外滩美术馆)."""
 _DOCUMENTS = ("通行证", "护照", "签证", "身份证", "居住证", "户口", "驾照", "驾驶证", "牌照")
 """Documents named after a place (港澳通行证): the place names the document's kind, not where
 anyone lives or is."""
@@ -128,6 +134,10 @@ class CnLocationRecognizer(RegexRecognizer):
                 covered = end
             elif len(word) >= 2:
                 found[(start, end)] = (0.5, "lac place")
+        for word, flag, start in tokens:
+            # A venue LAC reads as an organisation (a hotel, a hospital): also where people are.
+            if flag == "nt" and word.endswith(_VENUES) and len(word) > 3:
+                found.setdefault((start, start + len(word)), (0.6, "venue"))
         for start, end, score in _named_places(text, tokens):
             if (end > covered or start >= covered) and score > found.get((start, end), (0,))[0]:
                 found[(start, end)] = (score, "named place")
