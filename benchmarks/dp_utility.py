@@ -215,6 +215,7 @@ def _params(args, model_dir: Path) -> None:
             "steps": args.steps,
             "max_seq_len": args.seq_len,
             "noise_seed": 0,
+            **_overrides(args),
         }
     )
     print(f"{len(records)} records; epsilon 8; every run batch {args.batch}, {args.steps} steps")
@@ -245,6 +246,16 @@ def _params(args, model_dir: Path) -> None:
                 seconds,
             )
             print(format_row(row), flush=True)
+
+
+def _overrides(args) -> dict:
+    """--lr and --accountant, when given."""
+    out = {}
+    if args.lr is not None:
+        out["learning_rate"] = args.lr
+    if args.accountant is not None:
+        out["accountant"] = args.accountant
+    return out
 
 
 def _compute(args, model_dir: Path) -> None:
@@ -298,11 +309,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step-overhead-seconds", type=float, default=0.0)
     parser.add_argument("--records", default="2000,10000,50000")
     parser.add_argument("--epsilons", default="1,4,8")
+    parser.add_argument("--lr", type=float, default=None, help="default: the profile's")
+    parser.add_argument("--accountant", default=None, choices=["prv", "rdp"])
+    parser.add_argument(
+        "--tiny", action="store_true", help="the tiny test Llama instead of SmolLM2 (CPU-cheap)"
+    )
     args = parser.parse_args(argv)
     enforce_offline()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    model_dir = base_model_dir(args.data_root)
-    print(f"device: {device_name(args.device)}; model SmolLM2-135M-Instruct", flush=True)
+    if args.tiny:
+        from tests.tiny_model import make_tiny_model_dir
+
+        model_dir = make_tiny_model_dir(Path(tempfile.mkdtemp(prefix="tiny-llama-")))
+        name = "the tiny test Llama (tests/tiny_model.py: 2 layers, hidden 64, random weights)"
+    else:
+        model_dir, name = base_model_dir(args.data_root), "SmolLM2-135M-Instruct"
+    print(f"device: {device_name(args.device)}; model {name}", flush=True)
     if args.part == "params":
         _params(args, model_dir)
     elif args.part == "compute":
@@ -313,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                 "expected_batch_size": args.batch,
                 "steps": args.steps,
                 "max_seq_len": args.seq_len,
+                **_overrides(args),
             }
         )
         sweep(
