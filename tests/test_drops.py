@@ -3,6 +3,7 @@ run for it; each drop is processed on its own; training reads every accepted dro
 copies and colliding ids across drops removed and counted."""
 
 import json
+import re
 import shutil
 
 import dagster as dg
@@ -17,6 +18,7 @@ from pipelines.steps.ingest.drops import (
     WITHDRAWALS_LOG,
     DropError,
     drop_key,
+    landing_salt,
     scan_landing,
     withdraw_drop,
 )
@@ -78,6 +80,30 @@ def test_when_a_name_is_unsafe_then_its_key_is_sanitized_and_hash_suffixed(name,
     assert not got.startswith(".")
 
 
+@pytest.mark.parametrize(
+    "name", ["536-90-4399", "John_Smith_4155550123", "jane.doe", "JaneDoe.jsonl", "4155550123.csv"]
+)
+def test_when_a_safe_name_looks_personal_then_its_key_is_a_keyed_hash(tmp_path, name):
+    landing = tmp_path / "landing"
+    (landing / name).mkdir(parents=True)
+    (landing / name / "a.jsonl").write_text('{"text": "hello"}\n')
+    [drop] = scan_landing(landing)
+    assert re.fullmatch(r"drop-[0-9a-f]{12}", drop.key)
+    assert drop.name == name  # the landing name stays on the raw side only
+    for part in re.split(r"[._-]", name.removesuffix(".jsonl").removesuffix(".csv")):
+        assert part.lower() not in drop.key
+    # keyed: the unsalted hash of the guessed name is not the key, and the salt is 0600
+    assert drop.key != drop_key(name)
+    salt = landing / ".sovtune-drop-key.salt"
+    assert salt.stat().st_mode & 0o077 == 0
+    assert [d.key for d in scan_landing(landing)] == [drop.key]  # stable across scans
+
+
+def test_when_a_name_is_plain_then_the_steward_keeps_a_readable_key():
+    for name in ("default", "exports", "tickets.jsonl", "hr_alpaca.csv", "batch-2026"):
+        assert drop_key(name, b"s" * 32) == name
+
+
 def test_when_two_names_map_to_one_key_then_the_scan_names_both(tmp_path):
     (tmp_path / "a b.jsonl").write_text("{}\n")
     (tmp_path / "a_b.jsonl").write_text("{}\n")
@@ -86,12 +112,13 @@ def test_when_two_names_map_to_one_key_then_the_scan_names_both(tmp_path):
     (tmp_path / f"{long}1").write_text("{}\n")
     (tmp_path / f"{long}2").write_text("{}\n")
     assert len({d.key for d in scan_landing(tmp_path)}) == 4
-    with pytest.raises(DropError, match="both map to drop key"):
-        (tmp_path / "c d").mkdir()
-        (tmp_path / "c d" / "f.jsonl").write_text("{}\n")
-        collide = drop_key("c d")
-        (tmp_path / collide).write_text("{}\n")
-        scan_landing(tmp_path)
+    # a name shaped like another entry's hashed key (more than four digits) is hashed in turn
+    (tmp_path / "c d").mkdir()
+    (tmp_path / "c d" / "f.jsonl").write_text("{}\n")
+    collide = drop_key("c d", landing_salt(tmp_path))
+    (tmp_path / collide).write_text("{}\n")
+    keys = [d.key for d in scan_landing(tmp_path)]
+    assert len(set(keys)) == len(keys) == 6
 
 
 def test_when_two_drops_land_then_the_sensor_registers_two_partitions_and_a_run_each(sensed):

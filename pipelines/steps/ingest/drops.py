@@ -7,13 +7,16 @@ exact copies and colliding ids across drops, each counted with its reason.
 """
 
 import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
 import shutil
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 
 from pipelines.steps.ingest.landing import entry_sha256, landing_entries
@@ -45,20 +48,85 @@ class Drop:
     sha256: str
 
 
-def drop_key(name: str) -> str:
+DROP_KEY_SALT = ".sovtune-drop-key.salt"
+"""In the landing zone (hidden, 0600, created on first scan): the secret that keys hashed drop
+keys, so a key such as `drop-3f9a…` cannot be reversed by hashing guessed names (an SSN has
+only 10^9 values). It stays beside the names it hides; nothing outside the landing zone holds it."""
+
+_DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+_LETTERS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
+
+
+@cache
+def _known_names() -> frozenset[str]:
+    """Given names and surnames (Faker's en_US lists, lower case, 3 letters or more)."""
+    from faker.providers.person.en_US import Provider
+
+    names = {*Provider.first_names, *Provider.last_names}
+    return frozenset(n.lower() for n in names if len(n) >= 3)
+
+
+def looks_personal(name: str) -> bool:
+    """Whether a landing entry's name may carry personal data, by pattern (fail closed).
+
+    True for more than four digits (an SSN, a phone, card or account number, a birth date), a
+    letter run that is a known given name or surname (`John_Smith`, `jane`), or two words
+    joined by a dot in the stem (`jane.doe`, the shape of an e-mail's local part).
+    """
+    stem = name
+    for suffix in _DATA_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    if sum(c.isdigit() for c in stem) > 4:
+        return True
+    if re.search(r"[A-Za-z]{2,}\.[A-Za-z]{2,}", stem):
+        return True
+    return any(w.lower() in _known_names() for w in _LETTERS.findall(stem))
+
+
+def landing_salt(landing: Path) -> bytes:
+    """The landing zone's drop-key secret (`DROP_KEY_SALT`), created 0600 when missing."""
+    path = Path(landing) / DROP_KEY_SALT
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as handle:
+            salt = handle.read(64)
+        if len(salt) < 16:
+            raise DropError(f"{path} holds under 16 bytes: delete it to create a new one") from None
+        return salt
+    salt = secrets.token_bytes(32)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(salt)
+    return salt
+
+
+def drop_key(name: str, salt: bytes | None = None) -> str:
     """A partition key for a landing entry's name: safe characters only, at most 64 of them.
 
-    A name that is already safe is its own key (`default`, `chat.jsonl`); any other becomes
-    `drop-` and the first 12 hex digits of the name's sha256, and nothing of the name itself.
-    The key is seen everywhere (the Dagster UI, run tags, metadata, folder names, the report),
-    and the characters that make a name unsafe are those of e-mail addresses (`@`), names
-    (spaces, accents, Han characters) and phone numbers (`+`, spaces): such a name never
-    reaches the key, even in part (issue #16).
+    A name that is safe and does not look personal (`looks_personal`) is its own key
+    (`default`, `chat.jsonl`, `exports`); any other becomes `drop-` and 12 hex digits of the
+    name's HMAC-SHA256 under the landing zone's `salt` (plain sha256 without one), and nothing
+    of the name itself. The key is seen everywhere (the Dagster UI, run tags, metadata, folder
+    names, the report): the characters that make a name unsafe are those of e-mail addresses
+    (`@`), names (spaces, accents, Han characters) and phone numbers (`+`, spaces), and a safe
+    name can still be an SSN (`536-90-4399`), a phone number or a person (`John_Smith`,
+    `jane.doe`): such a name never reaches the key, even in part (issue #16).
     """
-    if _SAFE.search(name) is None and name.strip("._-") == name and len(name) <= MAX_KEY_CHARS:
+    if (
+        _SAFE.search(name) is None
+        and name.strip("._-") == name
+        and len(name) <= MAX_KEY_CHARS
+        and not looks_personal(name)
+    ):
         return name
-    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-    return f"drop-{digest}"
+    data = name.encode("utf-8", "surrogateescape")
+    if salt is None:
+        digest = hashlib.sha256(data).hexdigest()
+    else:
+        digest = hmac.new(salt, data, hashlib.sha256).hexdigest()
+    return f"drop-{digest[:12]}"
 
 
 def drop_files(path: Path) -> list[Path]:
@@ -100,11 +168,12 @@ def scan_landing(landing: Path) -> list[Drop]:
     drops: dict[str, Drop] = {}
     if not landing.is_dir():
         return []
+    salt = landing_salt(landing)
     for entry in sorted(landing.iterdir()):
         name = entry.name
         if name.startswith(".") or name.endswith(IN_PROGRESS_SUFFIXES):
             continue
-        key = drop_key(name)
+        key = drop_key(name, salt)
         if key in drops:
             raise DropError(
                 f"landing entries {drops[key].name!r} and {name!r} both map to drop key "
