@@ -28,8 +28,14 @@ directly. It then removes them everywhere they were written:
 What stays: an erasure log (`raw/erasure/erasure_log.jsonl`, 0600: when, the OS user, the
 reason code, counts per zone, affected model versions; hashes only, never a key, id or value)
 and the exclusion list (`raw/erasure/exclusions.json`, 0600: keyed HMACs of the subject key, of
-each record id and of each record's text), which ingestion checks: a record that matches is
-`filtered` with reason `erased`, even when the same text is dropped again under another id.
+each record id and of each record's text), which ingestion checks: a record whose id or subject
+is on it is `filtered` with reason `erased`, and so is a record without a subject whose text is
+on it (the erased text dropped again under another id).
+
+Only the request's records are removed: those of the named subjects and ids, found through
+their pseudonyms. Another subject's record is never removed, nor filtered later, because its
+text is identical to an erased one (the text hash is no evidence of whose record it is); a
+record with no subject is, as it may be the erased record dropped again.
 
 This module is the core; tagging model versions needs the registry (`resources/registry.py`)
 and is done by the command (`pipelines/cli.py`) with `affected_versions` and `lineage_hashes`.
@@ -162,12 +168,12 @@ class Exclusions:
         return bool(value) and erasure_hmac(kind, str(value), self.key) in self.entries[kind]
 
     def matches(self, record: Record) -> bool:
-        """Whether a record, with its fields as dropped (before pseudonyms), was erased."""
-        return (
-            self._has("id", record.id)
-            or self._has("subject", record.subject)
-            or self._has("text", record_text(record))
-        )
+        """Whether a record, with its fields as dropped (before pseudonyms), was erased: its id
+        or subject is on the list, or it has no subject and its text is (a record of another
+        subject is theirs, whatever its text)."""
+        if self._has("id", record.id) or self._has("subject", record.subject):
+            return True
+        return not record.subject and self._has("text", record_text(record))
 
     def matches_quarantined(self, entry: QuarantinedRecord) -> bool:
         return self._has("id", entry.id)
@@ -233,6 +239,12 @@ class Erasure:
     ) -> None:
         if not subjects and not ids:
             raise ErasureError("name at least one --subject KEY or --id ID to erase")
+        for flag, values in (("--subject", subjects), ("--id", ids)):
+            if any(not isinstance(v, str) or not v.strip() for v in values):
+                raise ErasureError(
+                    f"{flag} is empty or blank: name a {flag.removeprefix('--')} as dropped "
+                    "(an empty key would match every record without one); nothing was changed"
+                )
         self.root = Path(root).resolve()
         self.key = key
         self.subjects = sorted(set(subjects))
@@ -288,7 +300,10 @@ class Erasure:
         except ValueError:
             parsed = None
         if isinstance(parsed, dict):
-            return str(parsed.get("subject")) in self.subjects
+            subject = parsed.get("subject")  # read as ingestion reads it: a string or an integer
+            if not isinstance(subject, str | int) or isinstance(subject, bool):
+                return False
+            return str(subject) in self.subjects
         return any(len(s) >= MIN_SUBJECT_MATCH and s in text for s in self.subjects)
 
     # -- erasing ---------------------------------------------------------------------------
@@ -299,12 +314,13 @@ class Erasure:
             raise ErasureError(f"--reason {reason!r} is not one of {', '.join(REASONS)}")
         outcome = ErasureOutcome(request_id=request_id or new_request_id())
         record_ps, subject_ps, originals, raw_records = self.find()
+        self._asked_ps = set(self.idmap.known("id", self.ids).values())
         exclusions = Exclusions(self.raw, self.key)
         exclusions.add("subject", self.subjects)
         exclusions.add("id", originals)
         exclusions.add("text", [record_text(r) for r in raw_records])
         # landing first: what it holds beyond the raw zone's view joins the exclusions
-        landing_records = self._erase_landing(exclusions, outcome)
+        landing_records = self._erase_landing(outcome)
         self._not_rewritten(raw_records, outcome)
         exclusions.add("id", [r.id for r in landing_records])
         exclusions.add("text", [record_text(r) for r in landing_records])
@@ -349,8 +365,9 @@ class Erasure:
                     pairs |= {(t, message.content[s:e]) for s, e, t in message.scrub_spans}
         return pairs
 
-    def _erase_landing(self, exclusions: Exclusions, outcome: ErasureOutcome) -> list[Record]:
-        """Rewrite each landing file holding the request's lines without them."""
+    def _erase_landing(self, outcome: ErasureOutcome) -> list[Record]:
+        """Rewrite each landing file holding the request's lines without them: those of the
+        named subjects and ids (never by text: another subject's identical text stays)."""
         landing = self.root / "landing"
         found: list[Record] = []
         if self.ingest is None or not landing.is_dir():
@@ -364,14 +381,14 @@ class Erasure:
                 owner = None  # a dataset_info.json above the landing zone claims nothing
             files = [owner / DATASET_INFO, path] if owner is not None else [path]
             accepted, quarantined = self.ingest(files)
-            hits = [r for r in accepted if r.source_file == str(rel) and exclusions.matches(r)]
+            hits = [r for r in accepted if r.source_file == str(rel) and self._requested(r)]
             lines = {r.source_line for r in hits}
             lines |= {
                 q.source_line
                 for q in quarantined
                 if q.source_line
                 and q.source_file == str(rel)
-                and (exclusions.matches_quarantined(q) or self._names_subject(q.raw))
+                and (q.id in self.ids or self._names_subject(q.raw))
             }
             if not lines:
                 continue
@@ -381,6 +398,10 @@ class Erasure:
             self.rewritten.add(path)
         return found
 
+    def _requested(self, record: Record) -> bool:
+        """Whether a landing record, fields as dropped, is one the request names."""
+        return record.subject in self.subjects or record.id in self.ids
+
     def _rewrite_landing(self, path: Path, numbers: set[int], landing: Path) -> int:
         """Write `path` anew without the records at `numbers` (lines, rows or elements, from 1,
         as ingestion numbered them); returns the physical lines, rows or elements removed."""
@@ -388,7 +409,8 @@ class Erasure:
         if suffix == ".parquet":
             table = pq.read_table(path)
             keep = [i for i in range(table.num_rows) if i + 1 not in numbers]
-            _replace(path, functools.partial(pq.write_table, table.take(keep)))
+            kept = table.take(pa.array(keep, type=pa.int64()))  # typed: [] would be nulls
+            _replace(path, functools.partial(pq.write_table, kept))
             return table.num_rows - len(keep)
         data = path.read_bytes()
         if suffix == ".json" and data.removeprefix(BOM).lstrip().startswith(b"["):
@@ -424,6 +446,11 @@ class Erasure:
             return 0
         hit = frame["id"].isin(record_ps) if "id" in frame else False
         if "subject" in frame:
+            # a row of another subject stays: records dropped without an id are named by a hash
+            # of their text, so two subjects' identical texts share one record pseudonym
+            own = frame["subject"].isna() | frame["subject"].isin(subject_ps)
+            if not isinstance(hit, bool):
+                hit = hit & (own | frame["id"].isin(self._asked_ps))
             hit = hit | frame["subject"].isin(subject_ps)
         if "raw" in frame and self.subjects:
             hit = hit | frame["raw"].map(self._names_subject)
