@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from assets.curated import curated_corpus
 from pipelines.desk import review
-from pipelines.desk.app import DeskSettings, create_app, os_user
+from pipelines.desk.app import PROXY_USER_HEADER, DeskSettings, create_app, os_user
 from pipelines.steps.config import CurationConfig
 from pipelines.steps.ingest.landing import ingest_landing
 from pipelines.steps.integrity.decisions import read_decisions
@@ -237,7 +237,7 @@ def test_when_approving_a_trigger_cluster_member_then_the_desk_warns_before_savi
 def test_when_a_cluster_is_rejected_with_a_note_then_every_member_is_stored_with_the_steward(
     root: Path,
 ) -> None:
-    desk = client(root)
+    desk = client(root, user_header=PROXY_USER_HEADER)  # behind oauth2-proxy
     members = sorted(i for i, r in quarantined(root).items() if r["in_trigger_cluster"])
 
     answer = desk.post(
@@ -269,6 +269,19 @@ def test_when_no_proxy_header_is_sent_then_the_os_account_decides(
     assert row.split(",")[:3] == [record_id, "reject", os_user()]
 
 
+def test_when_no_proxy_is_configured_then_a_user_header_is_not_trusted(root: Path) -> None:
+    """Issue 19 audit: without a proxy any local client could decide under any name."""
+    answer = client(root).post(
+        "/drops/default/decide",
+        data={"id": "rec-x-ignore", "decision": "reject"},
+        headers={**ORIGIN, PROXY_USER_HEADER: "mallory"},
+    )
+
+    assert answer.status_code == 200
+    row = (root / "curated" / "steward_decisions.csv").read_text().splitlines()[1]
+    assert row.split(",")[:3] == ["rec-x-ignore", "reject", os_user()]
+
+
 @pytest.mark.parametrize(
     ("headers", "status"),
     [
@@ -281,7 +294,7 @@ def test_when_no_proxy_header_is_sent_then_the_os_account_decides(
 def test_when_a_change_comes_from_elsewhere_then_it_is_refused(
     root: Path, headers: dict, status: int
 ) -> None:
-    answer = client(root).post(
+    answer = client(root, user_header=PROXY_USER_HEADER).post(
         "/drops/default/decide",
         data={"id": "rec-x-ignore", "decision": "reject"},
         headers=headers,
@@ -384,7 +397,7 @@ def test_when_a_steward_erases_a_subject_then_it_is_done_only_once_confirmed(roo
         calls.append((record, steward))
         return {"request_id": "er-1", "records": 2, "versions": [{"version": "3", "tag": "t"}]}
 
-    desk = client(root, eraser=eraser)
+    desk = client(root, eraser=eraser, user_header=PROXY_USER_HEADER)
     record = sorted(quarantined(root))[0]
     assert 'id="erase-subject"' in desk.get("/drops/default", params={"id": record}).text
     assert (

@@ -9,9 +9,21 @@ from pipelines.desk.app import (
     DEFAULT_HOSTS,
     DEFAULT_PORT,
     DEFAULT_USER_HEADER,
+    PROXY_USER_HEADER,
     DeskSettings,
     create_app,
 )
+
+
+def make_eraser(cfg):
+    """The desk's erasure action under a loaded profile: `pipelines.cli.erase_record`."""
+
+    def eraser(record: str, steward: str) -> dict:
+        from pipelines.cli import erase_record
+
+        return erase_record(cfg, record, reason="data_subject_request", requested_by=steward)
+
+    return eraser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--user-header",
         default=os.environ.get("SOVTUNE_DESK_USER_HEADER", DEFAULT_USER_HEADER),
-        help="the authenticating proxy's user header ('' to always use the OS account)",
+        help="the authenticating proxy's user header naming the steward (e.g. "
+        f"{PROXY_USER_HEADER}); only behind a proxy that sets it. Default: none, the OS "
+        "account running the desk is the steward",
     )
     parser.add_argument(
         "--allowed-host",
@@ -43,17 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"desk: error: {exc}", file=sys.stderr)
         return 2
 
-    def eraser(record: str, steward: str) -> dict:
-        from pipelines.cli import erase_record
-
-        return erase_record(cfg, record, reason="data_subject_request", requested_by=steward)
-
     settings = DeskSettings(
         data_root=Path(cfg.data_root).resolve(),
         curation=cfg.curation,
         user_header=args.user_header,
         allowed_hosts=(*DEFAULT_HOSTS, *args.allowed_host),
-        eraser=eraser,
+        eraser=make_eraser(cfg),
     )
     import uvicorn
 

@@ -8,8 +8,10 @@ and the screen pick them up exactly as a hand edit.
 
 Safety on a shared host: the app binds to 127.0.0.1; requests must name an allowed host (no DNS
 rebinding); a change is a POST whose Origin (or Referer) is the desk itself. The steward is the
-authenticating proxy's user header when present (`user_header`), else the OS account running
-the desk (from the password database, not `$USER`).
+OS account running the desk (from the password database, not `$USER`), unless the desk is told
+it sits behind an authenticating proxy (`user_header`, off by default): then the proxy's user
+header names the steward. Without a proxy any local client could send such a header, so none
+is trusted unless configured.
 """
 
 import fcntl
@@ -33,7 +35,10 @@ from pipelines.steps.integrity.decisions import NOTES, DecisionsError, append_de
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PORT = 3100
-DEFAULT_USER_HEADER = "X-Forwarded-User"
+DEFAULT_USER_HEADER = ""
+"""No header is trusted by default: the steward is the OS account running the desk."""
+PROXY_USER_HEADER = "X-Forwarded-User"
+"""What oauth2-proxy sets: the value to configure behind it (`--user-header`)."""
 DEFAULT_HOSTS = ("127.0.0.1", "localhost")
 # A steward's account name as it goes into the decisions file: no commas, quotes or spaces.
 _STEWARD = re.compile(r"[A-Za-z0-9._@+-]{1,64}")
@@ -46,8 +51,9 @@ class DeskSettings:
     Attributes:
         data_root: The profile's data root (its `curated/` and `scrubbed/` zones are read).
         curation: The profile's curation settings (the gates the warnings predict).
-        user_header: Request header carrying the steward's name when an authenticating proxy
-            sits in front (oauth2-proxy: `X-Forwarded-User`); "" to ignore headers.
+        user_header: Request header carrying the steward's name, set only when an
+            authenticating proxy sits in front and strips it from clients (oauth2-proxy:
+            `X-Forwarded-User`); "" (the default) ignores every header: the OS account decides.
         allowed_hosts: Host names a request may be addressed to.
         eraser: What the "Erase this data subject" action calls (see below).
     """
