@@ -6,7 +6,8 @@ joined corpus: six Parquet files) with its landing files. Then times, in the sam
 
 - ingestion itself (the baseline);
 - the ingestion-time check against an exclusion list holding one erased subject
-  (`filter_erased`: three keyed hashes per record);
+  (`filter_erased`: two keyed hashes per record, id and subject, and the text for a record
+  without a subject);
 - one erasure request for the subject with the most records (`Erasure.run`: landing rewritten,
   every zone's files searched and rewritten, the identifier map vacuumed).
 
