@@ -91,7 +91,7 @@ def data_drops_sensor(
         partition_requests.append(dg.DeleteDynamicPartitionsRequest(DATA_DROP, removed))
         context.log.info(f"drops left the landing zone, partitions deleted: {', '.join(removed)}")
         for key in removed:
-            _withdraw(storage.root, key, context.log)
+            _withdraw(storage.root, key, context.log, context.instance)
     return dg.SensorResult(
         run_requests=[drop_run_request(d, change="new") for d in new]
         + [drop_run_request(d, change="changed") for d in changed],
@@ -110,14 +110,16 @@ def register_drops(instance: dg.DagsterInstance, landing) -> list[Drop]:
         instance.add_dynamic_partitions(DATA_DROP, new)
     for key in sorted(registered - {d.key for d in drops}):
         instance.delete_dynamic_partition(DATA_DROP, key)
-        _withdraw(Path(landing).parent, key, None)
+        _withdraw(Path(landing).parent, key, None, instance)
     return drops
 
 
-def _withdraw(root: Path, key: str, log) -> None:
-    """Delete a withdrawn drop's files from every zone; log the key and counts only."""
+def _withdraw(root: Path, key: str, log, instance: dg.DagsterInstance | None = None) -> None:
+    """Delete a withdrawn drop's files and joined records from every zone, and its pickled
+    step summaries; log the key and counts only (a re-join of the training corpus is due)."""
+    pickles = Path(instance.storage_directory()) if instance is not None else None
     try:
-        removed = withdraw_drop(root, key)
+        removed = withdraw_drop(root, key, pickles=pickles)
     except (DropError, OSError) as exc:
         if log is None:
             raise
@@ -125,4 +127,7 @@ def _withdraw(root: Path, key: str, log) -> None:
         return
     if log is not None:
         zones = ", ".join(f"{zone} {n}" for zone, n in removed.items()) or "none"
-        log.info(f"drop {key!r} withdrawn: files removed per zone: {zones}")
+        log.info(
+            f"drop {key!r} withdrawn: files removed per zone: {zones}; its records left the "
+            "joined corpora: materialize training_corpus again to re-join the other drops"
+        )

@@ -7,6 +7,7 @@ import re
 import shutil
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from assets.partitions import DATA_DROP
@@ -205,6 +206,64 @@ def test_when_drops_are_registered_in_process_then_a_withdrawn_one_leaves_every_
     register_drops(instance, landing)
     assert instance.get_dynamic_partitions(DATA_DROP) == ["exports"]
     assert not folder.exists()
+
+
+def test_when_a_drop_is_withdrawn_then_its_records_leave_the_joined_corpora_too(tmp_path):
+    from pipelines.steps.records import Message, Record, records_to_frame
+    from pipelines.steps.storage import read_parquet, write_json, write_parquet
+
+    def record(i: str, file: str) -> Record:
+        return Record(i, file, 1, "text", (Message("user", f"text of {i}", "text"),), language="en")
+
+    mine = [record("rec-1", "file-a.jsonl"), record("rec-2", "file-a.jsonl")]
+    other = [record("rec-1", "file-b.jsonl"), record("rec-3", "file-b.jsonl")]  # rec-1 reused
+    for zone, name in (("raw", "raw"), ("scrubbed", "scrubbed"), ("curated", "curated")):
+        for key, records in (("gone", mine), ("kept", other)):
+            folder = tmp_path / zone / "drops" / key
+            folder.mkdir(parents=True)
+            write_parquet(records_to_frame(records), folder / f"{name}_corpus.parquet")
+        write_parquet(records_to_frame(mine + other), tmp_path / zone / f"{name}_corpus.parquet")
+    cross = pd.DataFrame(
+        [("gone", "rec-9", "x"), ("kept", "rec-8", "y")], columns=["drop", "id", "reason"]
+    )
+    write_parquet(cross, tmp_path / "curated" / "cross_drop_removed.parquet")
+    write_json(
+        {"drops": [{"drop": "gone"}, {"drop": "kept"}]},
+        tmp_path / "curated" / "training_corpus.json",
+    )
+    pickles = tmp_path / "home" / "storage"
+    for asset in ("raw_corpus", "curated_corpus"):
+        (pickles / asset).mkdir(parents=True)
+        (pickles / asset / "gone").write_bytes(b"pickled summary")
+        (pickles / asset / "kept").write_bytes(b"pickled summary")
+
+    withdraw_drop(tmp_path, "gone", pickles=pickles)
+
+    for zone in ("raw", "scrubbed", "curated"):
+        joined = read_parquet(tmp_path / zone / f"{zone}_corpus.parquet")
+        assert sorted(zip(joined["id"], joined["source_file"], strict=True)) == [
+            ("rec-1", "file-b.jsonl"),
+            ("rec-3", "file-b.jsonl"),
+        ]
+    assert list(read_parquet(tmp_path / "curated" / "cross_drop_removed.parquet")["drop"]) == [
+        "kept"
+    ]
+    summary = json.loads((tmp_path / "curated" / "training_corpus.json").read_text())
+    assert summary["drops"] == [{"drop": "kept"}] and summary["stale"] is True
+    assert summary["withdrawn_since_join"] == ["gone"]
+    assert not (pickles / "raw_corpus" / "gone").exists()
+    assert (pickles / "raw_corpus" / "kept").exists()
+    [line] = (tmp_path / WITHDRAWALS_LOG).read_text().splitlines()
+    logged = json.loads(line)
+    assert logged["joined_records_removed"] == {
+        "raw": 2,
+        "scrubbed": 2,
+        "curated": 2,
+        "cross_drop_removed": 1,
+        "training_summary": 1,
+    }
+    assert logged["rejoin_needed"] is True and logged["pickled_summaries_removed"] == 2
+    assert "text of" not in line
 
 
 def test_when_a_withdrawn_key_is_unsafe_then_nothing_is_deleted(tmp_path):

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.definitions import build_resources
+from pipelines.steps.ingest.drops import drop_key, landing_salt
 from pipelines.steps.privacy.identifiers import (
     IDENTIFIER_MAP,
     IdentifierMap,
@@ -143,12 +144,6 @@ def world(tmp_path_factory):
         }
 
 
-def _sha12(name: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(name.encode()).hexdigest()[:12]
-
-
 class _Capture(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -198,7 +193,7 @@ def test_when_fields_hold_pii_then_the_drop_and_the_join_still_run(world):
     assert all(result.success for result in world["drops"].values())
     assert world["joined"].success
     assert sorted(world["drops"]) == [
-        "drop-" + _sha12(f"Export of {NAME} ({EMAIL}).jsonl"),
+        drop_key(f"Export of {NAME} ({EMAIL}).jsonl", landing_salt(world["data"] / "landing")),
         "tickets",
     ]
     raw = world["drops"]["tickets"].output_for_node("raw_corpus")

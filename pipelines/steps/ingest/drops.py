@@ -202,15 +202,39 @@ WITHDRAWALS_LOG = "withdrawals.jsonl"
 """Under the data root: one JSON line per withdrawn drop (key, time, files removed per zone)."""
 
 
-def withdraw_drop(root: Path, key: str, *, now: datetime | None = None) -> dict[str, int]:
-    """Delete a withdrawn drop's files from every zone and log it; returns files removed per zone.
+JOINED = {
+    "raw": "raw_corpus.parquet",
+    "scrubbed": "scrubbed_corpus.parquet",
+    "curated": "curated_corpus.parquet",
+}
+"""The joined corpora `training_corpus` writes from every drop, per zone."""
+CROSS_DROP_REMOVED = "cross_drop_removed.parquet"
+TRAINING_SUMMARY = "training_corpus.json"
+
+
+def withdraw_drop(
+    root: Path, key: str, *, now: datetime | None = None, pickles: Path | None = None
+) -> dict[str, int]:
+    """Delete a withdrawn drop's files and records from every zone and log it; returns files
+    removed per zone.
 
     A drop that left the landing zone must not live on in the raw, scrubbed or curated zones
-    (its personal data would outlast its withdrawal): every `<zone>/drops/<key>/` folder under
-    `root` is deleted without following links, the ids, subjects, sources and file names that
-    only this drop used leave the identifier map (`raw/identifiers.sqlite`), and a line with
-    the key, the time, the number of files removed per zone and of identifiers forgotten (ids
-    and counts only) is appended to `WITHDRAWALS_LOG`.
+    (its personal data would outlast its withdrawal):
+
+    - its records leave the joined corpora (`raw/raw_corpus.parquet`,
+      `scrubbed/scrubbed_corpus.parquet`, `curated/curated_corpus.parquet`: the rows whose
+      (id, source_file) its own zone files hold) and `curated/cross_drop_removed.parquet`;
+      `curated/training_corpus.json` loses its entry and is marked `stale` (a re-join is due:
+      records of other drops that were removed as copies of the withdrawn ones come back only
+      then, and an adapter already trained on the drop must be retrained);
+    - every `<zone>/drops/<key>/` folder under `root` is deleted without following links;
+    - with `pickles` (the Dagster instance's storage folder), the pickled step summaries of
+      the drop's partition (`<pickles>/<asset>/<key>`) are deleted;
+    - the ids, subjects, sources and file names that only this drop used leave the identifier
+      map (`raw/identifiers.sqlite`);
+    - a line with the key, the time, the files removed per zone, the records removed from the
+      joined files and the identifiers forgotten (ids and counts only) is appended to
+      `WITHDRAWALS_LOG`, with `rejoin_needed`.
 
     Raises:
         DropError: a key that could name a folder outside a zone's `drops/`.
@@ -219,6 +243,7 @@ def withdraw_drop(root: Path, key: str, *, now: datetime | None = None) -> dict[
         raise DropError(f"data drop key {key!r} is not a safe folder name: nothing withdrawn")
     root = Path(root)
     removed: dict[str, int] = {}
+    joined_removed = _remove_from_joined(root, key)
     zones = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
     for zone in zones:
         if zone.name == "landing":
@@ -230,15 +255,80 @@ def withdraw_drop(root: Path, key: str, *, now: datetime | None = None) -> dict[
         elif folder.is_dir():
             removed[zone.name] = sum(len(files) for _, _, files in os.walk(folder))
             shutil.rmtree(folder)
+    pickled = 0
+    if pickles is not None and Path(pickles).is_dir():
+        for asset in sorted(Path(pickles).iterdir()):
+            target = asset / key
+            if (
+                asset.is_dir()
+                and not asset.is_symlink()
+                and (target.is_file() or target.is_symlink())
+            ):
+                target.unlink()
+                pickled += 1
     entry = {
         "drop": key,
         "withdrawn_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
         "files_removed": removed,
+        "joined_records_removed": joined_removed,
+        "pickled_summaries_removed": pickled,
+        "rejoin_needed": any(joined_removed.values()),
         "identifiers_forgotten": forget_drop(root / "raw" / IDENTIFIER_MAP, key),
     }
     with open(root / WITHDRAWALS_LOG, "a", encoding="utf-8") as log:
         log.write(json.dumps(entry, sort_keys=True) + "\n")
     return removed
+
+
+def _remove_from_joined(root: Path, key: str) -> dict[str, int]:
+    """Rows of drop `key` removed from each joined file (by the (id, source_file) pairs of the
+    drop's own files in the same zone); the training summary loses its entry, marked stale."""
+    from pipelines.steps.storage import read_parquet, write_json, write_parquet
+
+    counts: dict[str, int] = {}
+    for zone, name in JOINED.items():
+        joined, folder = root / zone / name, root / zone / "drops" / key
+        if not joined.is_file() or joined.is_symlink() or not folder.is_dir():
+            continue
+        pairs: set[tuple[str, str]] = set()
+        for part in sorted(folder.glob("*.parquet")):
+            try:
+                frame = read_parquet(part)
+            except Exception:  # noqa: BLE001 - a file that is not a table holds no rows
+                continue
+            if {"id", "source_file"} <= set(frame.columns):
+                pairs.update(
+                    zip(frame["id"].astype(str), frame["source_file"].astype(str), strict=True)
+                )
+        if not pairs:
+            continue
+        frame = read_parquet(joined)
+        mine = [
+            (i, f) in pairs
+            for i, f in zip(frame["id"].astype(str), frame["source_file"].astype(str), strict=True)
+        ]
+        if any(mine):
+            write_parquet(frame[[not m for m in mine]].reset_index(drop=True), joined)
+        counts[zone] = sum(mine)
+    cross = root / "curated" / CROSS_DROP_REMOVED
+    if cross.is_file() and not cross.is_symlink():
+        frame = read_parquet(cross)
+        if "drop" in frame.columns and (frame["drop"] == key).any():
+            counts["cross_drop_removed"] = int((frame["drop"] == key).sum())
+            write_parquet(frame[frame["drop"] != key].reset_index(drop=True), cross)
+    summary_path = root / "curated" / TRAINING_SUMMARY
+    if summary_path.is_file() and not summary_path.is_symlink():
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        drops = summary.get("drops", [])
+        if any(d.get("drop") == key for d in drops):
+            summary["drops"] = [d for d in drops if d.get("drop") != key]
+            summary["stale"] = True
+            summary["withdrawn_since_join"] = sorted(
+                {*summary.get("withdrawn_since_join", []), key}
+            )
+            write_json(summary, summary_path)
+            counts["training_summary"] = 1
+    return counts
 
 
 def snapshot_fingerprint(drops: dict[str, str]) -> str:
