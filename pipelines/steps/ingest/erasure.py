@@ -239,11 +239,14 @@ class Erasure:
     ) -> None:
         if not subjects and not ids:
             raise ErasureError("name at least one --subject KEY or --id ID to erase")
-        for flag, values in (("--subject", subjects), ("--id", ids)):
+        for flag, what, values in (
+            ("--subject", "subject key", subjects),
+            ("--id", "record id", ids),
+        ):
             if any(not isinstance(v, str) or not v.strip() for v in values):
                 raise ErasureError(
-                    f"{flag} is empty or blank: name a {flag.removeprefix('--')} as dropped "
-                    "(an empty key would match every record without one); nothing was changed"
+                    f"{flag} is empty or blank: name a {what} as dropped (an empty one would "
+                    "match every record without one); nothing was changed"
                 )
         self.root = Path(root).resolve()
         self.key = key
