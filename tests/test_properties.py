@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -398,6 +399,41 @@ def test_ingest_accounts_for_every_json_array_element(
     if cut is None and _yajl_reads(elements):
         array = next(s for s in result.sources if s.name == "a.json")
         assert array.physical_lines == len(elements)
+
+
+@PROPERTY
+@given(
+    st.sampled_from(["ssn", "phone", "name", "email_local"]),
+    st.integers(min_value=0, max_value=10**10 - 1),
+    st.sampled_from(["John", "jane", "Smith", "Garcia", "maria", "WILLIAMS"]),
+    st.sampled_from(["", "_", "-", "."]),
+    st.sampled_from(["", "export", "tickets", "2026"]),
+    st.sampled_from(["", ".jsonl", ".csv"]),
+)
+@example("ssn", 536904399, "John", "-", "", "")
+def test_drop_key_never_carries_a_number_or_name_from_the_drop_name(
+    kind: str, number: int, name: str, sep: str, word: str, suffix: str
+) -> None:
+    """Issue #16.5: a safe drop name holding an SSN, a phone number or a person's name."""
+    from pipelines.steps.ingest.drops import drop_key
+
+    value = {
+        "ssn": f"{number % 10**9:09d}"[:3]
+        + "-"
+        + f"{number % 10**9:09d}"[3:5]
+        + "-"
+        + f"{number % 10**9:09d}"[5:],
+        "phone": f"{number:010d}",
+        "name": name,
+        "email_local": f"{name.lower()}.doe",
+    }[kind]
+    drop_name = sep.join(p for p in (word, value) if p) + suffix
+    key = drop_key(drop_name, b"k" * 32)
+    assert key.startswith("drop-") and len(key) == 17
+    assert value.lower() not in key.lower()
+    assert all(
+        part.lower() not in key.lower() for part in re.split(r"[-.]", value) if len(part) > 3
+    )
 
 
 def _yajl_reads(value) -> bool:

@@ -70,7 +70,8 @@ def looks_personal(name: str) -> bool:
     """Whether a landing entry's name may carry personal data, by pattern (fail closed).
 
     True for more than four digits (an SSN, a phone, card or account number, a birth date), a
-    letter run that is a known given name or surname (`John_Smith`, `jane`), or two words
+    letter run that is a known given name or surname (`John_Smith`, `jane`) or holds one of
+    four letters or more (`exportjane`), or two words
     joined by a dot in the stem (`jane.doe`, the shape of an e-mail's local part).
     """
     stem = name
@@ -82,7 +83,12 @@ def looks_personal(name: str) -> bool:
         return True
     if re.search(r"[A-Za-z]{2,}\.[A-Za-z]{2,}", stem):
         return True
-    return any(w.lower() in _known_names() for w in _LETTERS.findall(stem))
+    words = [w.lower() for w in _LETTERS.findall(stem)]
+    if any(w in _known_names() for w in words):
+        return True
+    # run together (`exportjane`, `janedoe`): a name of four letters or more inside a word
+    lowered = stem.lower()
+    return any(n in lowered for n in _known_names() if len(n) >= 4)
 
 
 def landing_salt(landing: Path) -> bytes:
