@@ -845,6 +845,12 @@ def erase(
     enforce_offline()
     if not subject and not record_id:
         _fail("name at least one --subject KEY or --id ID to erase")
+    for flag, what, values in (
+        ("--subject", "subject key", subject),
+        ("--id", "record id", record_id),
+    ):
+        if any(not v.strip() for v in values):  # Erasure refuses it too (the desk's path)
+            _fail(f"{flag} is empty or blank: name a {what} as dropped; nothing was changed")
     cfg = _profile(profile)
     try:
         entry = erase_request(cfg, subjects=subject, ids=record_id, reason=reason)

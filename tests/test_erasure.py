@@ -480,6 +480,19 @@ def test_when_the_command_names_nobody_then_it_exits_2_before_reading_anything()
     assert "--subject KEY or --id ID" in result.output
 
 
+@pytest.mark.parametrize(
+    ("option", "value"), [("--subject", ""), ("--subject", "  "), ("--id", "")]
+)
+def test_when_the_command_names_a_blank_key_then_it_exits_2_before_reading_anything(option, value):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    result = CliRunner().invoke(app, ["erase", option, value, "--profile", "quick"])
+    assert result.exit_code == 2
+    assert f"{option} is empty or blank" in result.output
+
+
 def test_when_the_desk_names_a_record_by_pseudonym_then_its_id_and_subject_are_found(tmp_path):
     from pipelines.steps.ingest.erasure import originals_of
 
