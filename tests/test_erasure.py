@@ -607,6 +607,20 @@ def test_when_a_csv_row_spans_lines_or_a_dataset_holds_the_record_then_every_lin
     assert len(again.accepted) == 3 and not again.quarantined
 
 
+def _two_subjects_zones(root: Path, key: bytes) -> None:
+    """The landing zone's records, pseudonymized, in the raw and scrubbed zones."""
+    from pipelines.steps.ingest.landing import ingest_landing
+    from pipelines.steps.privacy.identifiers import pseudonymize_records
+    from pipelines.steps.records import records_to_frame
+    from pipelines.steps.storage import write_parquet
+
+    result = ingest_landing(root / "landing", languages=["en"], max_record_chars=20_000)
+    idmap = IdentifierMap(root / "raw" / IDENTIFIER_MAP, key)
+    frame = records_to_frame(pseudonymize_records(result.accepted, idmap, drop="d"))
+    write_parquet(frame, root / "raw" / "drops" / "d" / "raw_corpus.parquet")
+    write_parquet(frame, root / "scrubbed" / "drops" / "d" / "scrubbed_corpus.parquet")
+
+
 def _two_subjects(root: Path, key: bytes) -> dict[str, str]:
     """Alice and Bob, one text of each identical word for word; raw and scrubbed zones."""
     from pipelines.steps.ingest.landing import ingest_landing
@@ -663,6 +677,31 @@ def test_when_another_subject_has_an_identical_text_then_only_the_named_subject_
     ]
     kept, _, filtered = filter_erased(again, [], Exclusions(tmp_path / "raw", key))
     assert [r.id for r in kept] == ["b-1"] and filtered == 3
+
+
+def test_when_records_without_ids_share_a_text_then_the_other_subjects_is_kept(tmp_path):
+    """Records dropped without an id are named by a hash of their text (ingestion): Alice's
+    and Bob's identical texts share that id; Bob's line stays and is not filtered later."""
+    from pipelines.steps.ingest.erasure import Erasure, Exclusions, filter_erased
+    from pipelines.steps.ingest.landing import ingest_landing
+
+    key = os.urandom(32)
+    folder = tmp_path / "landing" / "d"
+    folder.mkdir(parents=True)
+    same = "Thanks, the badge printer works again."
+    rows = [{"subject": "alice-0001", "text": same}, {"subject": "bob-0002", "text": same}]
+    (folder / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _two_subjects_zones(tmp_path, key)
+    Erasure(tmp_path, key, subjects=["alice-0001"], ids=[], ingest=_ingest(tmp_path)).run(
+        reason="data_subject_request"
+    )
+
+    lines = (folder / "a.jsonl").read_text().splitlines()
+    assert [json.loads(line)["subject"] for line in lines] == ["bob-0002"]
+    # Bob's copy was quarantined as duplicate_id beside Alice's; alone now, it is accepted
+    again = ingest_landing(tmp_path / "landing", languages=["en"], max_record_chars=20_000)
+    kept, _, filtered = filter_erased(again.accepted, [], Exclusions(tmp_path / "raw", key))
+    assert [r.subject for r in kept] == ["bob-0002"] and filtered == 0
 
 
 @pytest.mark.parametrize("blank", ["", " ", "\t"])

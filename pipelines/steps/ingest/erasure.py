@@ -171,9 +171,15 @@ class Exclusions:
         """Whether a record, with its fields as dropped (before pseudonyms), was erased: its id
         or subject is on the list, or it has no subject and its text is (a record of another
         subject is theirs, whatever its text)."""
-        if self._has("id", record.id) or self._has("subject", record.subject):
+        if self._has("subject", record.subject):
             return True
-        return not record.subject and self._has("text", record_text(record))
+        text = record_text(record)
+        # a record dropped without an id is named by a hash of its text (ingestion): for one of
+        # another subject, that id is its text, not the erased record's
+        generated = record.id == "sha-" + sha256_text(text)[:16]
+        if self._has("id", record.id) and not (record.subject and generated):
+            return True
+        return not record.subject and self._has("text", text)
 
     def matches_quarantined(self, entry: QuarantinedRecord) -> bool:
         return self._has("id", entry.id)
