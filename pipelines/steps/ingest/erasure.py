@@ -173,13 +173,12 @@ class Exclusions:
         subject is theirs, whatever its text)."""
         if self._has("subject", record.subject):
             return True
-        text = record_text(record)
-        # a record dropped without an id is named by a hash of its text (ingestion): for one of
-        # another subject, that id is its text, not the erased record's
-        generated = record.id == "sha-" + sha256_text(text)[:16]
-        if self._has("id", record.id) and not (record.subject and generated):
-            return True
-        return not record.subject and self._has("text", text)
+        if self._has("id", record.id):
+            # a record dropped without an id is named by a hash of its text (ingestion): for
+            # one of another subject, that id is its text, not the erased record's
+            generated = record.id == "sha-" + sha256_text(record_text(record))[:16]
+            return not (record.subject and generated)
+        return not record.subject and self._has("text", record_text(record))
 
     def matches_quarantined(self, entry: QuarantinedRecord) -> bool:
         return self._has("id", entry.id)
