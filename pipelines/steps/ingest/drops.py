@@ -92,19 +92,35 @@ def looks_personal(name: str) -> bool:
 
 
 def landing_salt(landing: Path) -> bytes:
-    """The landing zone's drop-key secret (`DROP_KEY_SALT`), created 0600 when missing."""
+    """The landing zone's drop-key secret (`DROP_KEY_SALT`), created 0600 when missing.
+
+    Created under a temporary name and linked into place, so two scans at once agree on one.
+
+    Raises:
+        DropError: the salt cannot be created or read (the message names the file).
+    """
     path = Path(landing) / DROP_KEY_SALT
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
+        if not os.path.lexists(path):
+            tmp = path.with_name(f"{DROP_KEY_SALT}.{secrets.token_hex(8)}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(secrets.token_bytes(32))
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another scan made it first: use theirs
+            finally:
+                tmp.unlink(missing_ok=True)
         with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as handle:
             salt = handle.read(64)
-        if len(salt) < 16:
-            raise DropError(f"{path} holds under 16 bytes: delete it to create a new one") from None
-        return salt
-    salt = secrets.token_bytes(32)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(salt)
+    except OSError as exc:
+        raise DropError(
+            f"cannot create or read the drop-key salt {path} ({exc.strerror}): make the landing "
+            "zone writable once, or create the file with 32 random bytes, mode 0600"
+        ) from None
+    if len(salt) < 16:
+        raise DropError(f"{path} holds under 16 bytes: delete it to create a new one")
     return salt
 
 
