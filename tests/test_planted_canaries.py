@@ -34,8 +34,7 @@ RAW_ZONE = ("landing", "raw")
 # The membership gate is not what this module tests: on 16 records of a 3-step tiny model its
 # strongest attack's AUC (the maximum over several attacks) crossed 0.55 in one of two
 # fresh-clone CI runs on 2026-12-04 (AUC 0.75, lower bound 0.56), failing the run before
-# registration. It is tested on
-# larger samples in tests/test_audit.py and tests/test_pipeline.py.
+# registration. It is tested on larger samples in tests/test_audit.py and tests/test_pipeline.py.
 AUDIT = {"mia_records": 16, "extraction_probes": 2, "backdoor_prompts": 0, "max_mia_auc": 1.0}
 
 
