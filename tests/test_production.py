@@ -129,9 +129,15 @@ def production(tmp_path_factory):
         model_dir = make_tiny_model_dir(root / "tiny-src")
         truth = generate_corpus(root / "data" / "landing" / "default", records=120, seed=3)
         write_ground_truth(truth, root / "data" / "raw" / "ground_truth.json")
-        # a small audit: this test is about storage, test_pipeline.py about the gates
+        # a small audit: this test is about storage, test_pipeline.py about the gates (the
+        # membership gate off: on 16 records it can fail by chance, see test_planted_canaries)
         cfg = make_config(
-            root / "data", model_dir, mia_records=16, extraction_probes=4, backdoor_prompts=2
+            root / "data",
+            model_dir,
+            mia_records=16,
+            extraction_probes=4,
+            backdoor_prompts=2,
+            max_mia_auc=1.0,
         )
         cfg = cfg.model_copy(
             update={"registry": cfg.registry.model_copy(update={"tracking_uri": tracking})}
