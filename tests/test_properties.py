@@ -429,10 +429,13 @@ def test_drop_key_never_carries_a_number_or_name_from_the_drop_name(
     }[kind]
     drop_name = sep.join(p for p in (word, value) if p) + suffix
     key = drop_key(drop_name, b"k" * 32)
-    assert key.startswith("drop-") and len(key) == 17
+    # hashed: "drop-" and 12 hex digits of the keyed HMAC, nothing of the name kept
+    assert re.fullmatch(r"drop-[0-9a-f]{12}", key)
     assert value.lower() not in key.lower()
+    # a part of 4 or 5 digits turns up among 12 hex digits by chance (about once in 7,000
+    # examples for 4 digits: seen in CI); from 6 on, about once in 2 million
     assert all(
-        part.lower() not in key.lower() for part in re.split(r"[-.]", value) if len(part) > 3
+        part.lower() not in key.lower() for part in re.split(r"[-.]", value) if len(part) > 5
     )
 
 
