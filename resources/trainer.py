@@ -12,7 +12,7 @@ from opacus.accountants.utils import get_noise_multiplier
 
 from pipelines.steps.config import TrainingConfig, UtilityConfig
 from pipelines.steps.records import Record
-from pipelines.steps.training import dp_lora
+from pipelines.steps.training import distributed, dp_lora
 from pipelines.steps.training.checkpoint import STEP_LEDGER, StepLedger
 from pipelines.steps.training.ledger import (
     LEDGER_FILE,
@@ -49,6 +49,9 @@ class DPTrainer(dg.ConfigurableResource):
     clipping: str = "flat"
     max_physical_batch_size: int | None = None
     checkpoint_every: int = 10
+    processes: int = 1
+    """Training processes (`distributed.train_dp_lora_distributed` when above 1)."""
+    backend: str = "auto"
     lifetime_epsilon: float = 24.0
     lifetime_delta: float | None = None
     preset: str = "manual"
@@ -98,6 +101,10 @@ class DPTrainer(dg.ConfigurableResource):
         ledger = PrivacyLedger(Path(data_root) / LEDGER_FILE)
         checkpoint_dir = Path(data_root) / "checkpoints" / run_key
         keys, mechanism = self.plan(records, ledger)
+        train_fn = dp_lora.train_dp_lora
+        if cfg.processes > 1:  # refused here, before the reservation, when it cannot run
+            distributed.resolve_backend(cfg, self.device)
+            train_fn = distributed.train_dp_lora_distributed
         if ledger.status(run_key) == "spent":
             # settled, then crashed before retiring: those steps are charged; start afresh
             _retire(checkpoint_dir)
@@ -112,7 +119,7 @@ class DPTrainer(dg.ConfigurableResource):
             mechanism=mechanism,
         )
         try:
-            result = dp_lora.train_dp_lora(
+            result = train_fn(
                 records,
                 model_dir=model_dir,
                 cfg=cfg,

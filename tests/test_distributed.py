@@ -1,15 +1,36 @@
-"""DP-LoRA in two gloo processes (CPU) against one: same privacy, one logical batch (#21.3)."""
+"""DP-LoRA in two gloo processes (CPU) against one: same privacy, one logical batch (#21.3), and
+`training.processes: 2` through the pipeline's training asset and its resource."""
 
 import math
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import torch
+from pydantic import ValidationError
+from torch.multiprocessing import ProcessRaisedException
 from transformers import AutoTokenizer
 
-from pipelines.steps.config import TrainingConfig
-from pipelines.steps.training.distributed import launch, train_rank
-from pipelines.steps.training.dp_lora import IGNORE_INDEX, TrainingConfigError
+from assets.training import dp_lora_adapter
+from pipelines.definitions import build_resources
+from pipelines.steps.config import ConfigError, PipelineConfig, TrainingConfig, load_config
+from pipelines.steps.records import Message, Record, frame_to_records, records_to_frame
+from pipelines.steps.storage import read_parquet, write_parquet
+from pipelines.steps.training.distributed import (
+    DistributedTrainingError,
+    _failure,
+    launch,
+    resolve_backend,
+    train_rank,
+)
+from pipelines.steps.training.dp_lora import IGNORE_INDEX, TrainingConfigError, load_adapter_model
+from pipelines.steps.training.ledger import LEDGER_FILE, PrivacyLedger
+from resources.storage import CorpusStorage
+from resources.trainer import DPTrainer
 from tests.tiny_model import make_tiny_model_dir, synthetic_sentences
 
 CFG = dict(expected_batch_size=8, steps=4, target_delta=1e-3, max_grad_norm=1.0, seed=3)
@@ -69,3 +90,205 @@ def test_when_user_level_units_are_asked_of_several_processes_then_the_setting_i
     cfg = TrainingConfig(**{**CFG, "privacy_unit": "user"})
     with pytest.raises(TrainingConfigError, match="training.privacy_unit"):
         train_rank(model_dir, _data(model_dir, 64), cfg)
+
+
+# The pipeline's path: `training.processes: 2` through the training asset and its resource.
+
+TRAINER = dict(
+    target_epsilon=8.0,
+    target_delta=1e-3,
+    accountant="rdp",
+    expected_batch_size=16,  # 36 training records: q = 1/3
+    steps=4,
+    learning_rate=1e-2,
+    max_seq_len=24,
+    lora_r=2,
+    lora_alpha=4,
+    lifetime_epsilon=30.0,
+    device="cpu",
+)
+
+
+def _corpus(tmp_path: Path) -> dict:
+    records = [
+        Record(
+            id=f"rec-{i:04d}",
+            source_file="dist.jsonl",
+            source_line=i + 1,
+            format="chat",
+            messages=(Message("user", text), Message("assistant", "The answer is blue.")),
+        )
+        for i, text in enumerate(synthetic_sentences(40, seed=7))
+    ]
+    path = tmp_path / "corpus.parquet"
+    write_parquet(records_to_frame(records), path)
+    return {
+        "path": str(path),
+        "snapshot_sha256": "0" * 64,
+        "drops": [{"drop": "dist"}],
+        "curated": {"cross_drop_removed": 0},
+    }
+
+
+def _train_asset(root: Path, model_dir: Path, processes: int) -> dict:
+    with dg.build_asset_context() as context:
+        return dp_lora_adapter(
+            context,
+            training_corpus=_corpus(root),
+            base_model={"path": str(model_dir)},
+            storage=CorpusStorage(data_root=str(root / "data")),
+            trainer=DPTrainer(**TRAINER, processes=processes),
+        )
+
+
+@pytest.fixture(scope="module")
+def asset_runs(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict]:
+    return {n: _train_asset(tmp_path_factory.mktemp(f"p{n}"), model_dir, n) for n in (1, 2)}
+
+
+def test_when_the_training_asset_runs_two_processes_then_its_ledger_and_summary_match_one(
+    asset_runs: dict[int, dict],
+) -> None:
+    one, two = asset_runs[1], asset_runs[2]
+    # One run, one charge: the same mechanism and epsilon (history) as one process.
+    for key in ("epsilon", "noise_multiplier", "sample_rate", "steps", "epsilons", "n_train"):
+        assert two[key] == one[key], key
+    assert two["sample_rate"] == 1 / 3 and two["epsilon"] <= TRAINER["target_epsilon"]
+    (row,) = two["budget_ledger"]
+    assert row["status"] == "spent" and row["epsilon"] == one["budget_ledger"][0]["epsilon"]
+    assert (row["noise_multiplier"], row["sample_rate"], row["steps"]) == (
+        one["noise_multiplier"],
+        one["sample_rate"],
+        one["steps"],
+    )
+    # The same published fields downstream (registry, audit, report) and the same guards.
+    assert two.keys() == one.keys()
+    assert two["train_ids"] == one["train_ids"] and two["heldout_ids"] == one["heldout_ids"]
+    assert two["lora_tensors_with_clipped_gradient"] == two["lora_tensors_total"] > 0
+    assert two["update_follows_gradient"] is not False
+    assert two["lora_tensors_finite"] and two["base_weights_unchanged"]
+    assert two["utility"].keys() == one["utility"].keys()
+    assert two["adapter_sha256"] != one["adapter_sha256"]  # another (noised) model
+
+
+def test_when_two_processes_trained_then_the_adapter_loads_and_its_checkpoint_is_retired(
+    asset_runs: dict[int, dict], model_dir: Path
+) -> None:
+    two = asset_runs[2]
+    adapter_dir = Path(two["adapter_dir"])  # <data root>/adapters/<run id>
+    model, _ = load_adapter_model(model_dir, adapter_dir, expected_sha256=two["adapter_sha256"])
+    checkpoints = adapter_dir.parent.parent / "checkpoints"
+    assert [p.name for p in checkpoints.iterdir() if not p.name.startswith(".")] == []
+    lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora_b and all(p.abs().sum() > 0 for p in lora_b)  # trained, not left at zero
+
+
+def test_when_a_training_process_is_killed_then_the_step_fails_and_releases_no_adapter(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    trainer = DPTrainer(**TRAINER, processes=2)
+    records = frame_to_records(read_parquet(_corpus(tmp_path)["path"]))
+    killed: list[int] = []
+
+    def kill_a_rank() -> None:  # SIGKILL the first training process that appears
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline:
+            for pid in _spawned_children():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                break
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_rank)
+    killer.start()
+    try:
+        with pytest.raises(DistributedTrainingError, match=r"rank \d died \(signal SIGKILL"):
+            trainer.train(
+                records, model_dir=model_dir, out_dir=tmp_path / "adapter", data_root=tmp_path
+            )
+    finally:
+        killer.join()
+    assert killed
+    assert not (tmp_path / "adapter").exists()
+    (row,) = PrivacyLedger(tmp_path / LEDGER_FILE).rows()
+    assert row["status"] == "reserved"  # not settled: a rerun resumes under the same key
+
+
+def _spawned_children() -> list[int]:
+    """Processes started by this one with multiprocessing's spawn (the training ranks)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"spawn_main" in cmdline:
+            children.append(int(stat.parent.name))
+    return sorted(children)
+
+
+def test_when_a_rank_raises_then_its_error_is_passed_on_with_its_type_and_rank() -> None:
+    raised = ProcessRaisedException("traceback text", error_index=1, error_pid=4242)
+    config_error = _failure(
+        {("error", 1): ("TrainingConfigError", "training.target_delta = 0.1 ...")}, raised, 2
+    )
+    assert isinstance(config_error, TrainingConfigError)
+    assert str(config_error).startswith("training.target_delta") and "rank 1 of 2" in str(
+        config_error
+    )
+    other = _failure({("error", 1): ("KeyError", "'lora_A'")}, raised, 2)
+    assert isinstance(other, DistributedTrainingError)
+    assert "rank 1 failed (KeyError" in str(other) and "traceback" not in str(other)
+
+
+# Settings: `training.processes` and `training.backend`.
+
+
+def test_when_processes_is_not_a_positive_int_then_the_setting_is_named(tmp_path: Path) -> None:
+    for bad in (0, -1, "two", 1.5):
+        with pytest.raises(ValidationError, match="processes"):
+            TrainingConfig(processes=bad)
+    profile = tmp_path / "p.yaml"
+    profile.write_text(f"data_root: {tmp_path}\ntraining:\n  processes: 0\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="training.processes"):
+        load_config(str(profile))
+
+
+def test_when_several_processes_meet_an_unsupported_setting_then_both_are_named() -> None:
+    for name, value in (
+        ("privacy_unit", "user"),
+        ("clipping", "ghost"),
+        ("clip_bound", "adaptive"),
+    ):
+        with pytest.raises(ValidationError, match=f"training.processes = 2 needs training.{name}"):
+            TrainingConfig(processes=2, **{name: value})
+    assert TrainingConfig(processes=1, privacy_unit="user").processes == 1
+
+
+def test_the_backend_is_gloo_on_the_cpu_and_nccl_without_enough_gpus_is_refused() -> None:
+    assert resolve_backend(TrainingConfig(processes=2), "cpu") == "gloo"
+    assert resolve_backend(TrainingConfig(processes=2, backend="gloo"), "cuda") == "gloo"
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    too_many = TrainingConfig(processes=max(2, gpus + 1), backend="nccl")
+    with pytest.raises(TrainingConfigError, match="training.processes .* training.backend"):
+        resolve_backend(too_many, "cpu")
+    with pytest.raises(TrainingConfigError, match="training.backend: gloo"):
+        resolve_backend(TrainingConfig(processes=max(2, gpus + 1)), "cuda")
+
+
+def test_when_nccl_cannot_run_then_the_trainer_refuses_before_reserving(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    trainer = DPTrainer(**TRAINER, processes=max(2, gpus + 1), backend="nccl")
+    records = frame_to_records(read_parquet(_corpus(tmp_path)["path"]))
+    with pytest.raises(TrainingConfigError, match="training.processes"):
+        trainer.train(records, model_dir=model_dir, out_dir=tmp_path / "a", data_root=tmp_path)
+    assert PrivacyLedger(tmp_path / LEDGER_FILE).rows() == []
+
+
+def test_the_profile_setting_reaches_the_trainer(tmp_path: Path) -> None:
+    cfg = PipelineConfig(data_root=str(tmp_path), training=TrainingConfig(processes=2))
+    trainer = build_resources(cfg)["trainer"]
+    assert (trainer.processes, trainer.config.processes, trainer.config.backend) == (2, 2, "auto")

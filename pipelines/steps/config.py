@@ -401,6 +401,19 @@ class TrainingConfig(_Section):
         "adam", description="DP-Adam or DP-SGD (plain SGD), at the constant learning_rate."
     )
     checkpoint_every: int = Field(10, ge=1, description="Steps between resumable checkpoints.")
+    processes: int = Field(
+        1,
+        ge=1,
+        description="Training processes on this machine (Opacus DPDDP: one Poisson sample per "
+        "step over all of them, one accountant, the same epsilon as one process); above 1 needs "
+        "privacy_unit example, clipping flat and clip_bound fixed (docs/engineer.md, Training in "
+        "several processes).",
+    )
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto",
+        description="torch.distributed backend when processes > 1: gloo (every process on the "
+        "CPU), nccl (one GPU each), auto (nccl on a CUDA machine, gloo on a CPU one).",
+    )
     utility: UtilityConfig = Field(
         default_factory=UtilityConfig, description="The utility check on the adapter."
     )
@@ -492,6 +505,18 @@ class TrainingConfig(_Section):
                 f"training.lifetime_delta ({self.lifetime_delta:g}) is below "
                 f"training.target_delta ({self.target_delta:g}): no run could ever train"
             )
+        if self.processes > 1:
+            for name, value, supported in (
+                ("privacy_unit", self.privacy_unit, "example"),
+                ("clipping", self.clipping, "flat"),
+                ("clip_bound", self.clip_bound, "fixed"),
+            ):
+                if value != supported:
+                    raise ValueError(
+                        f"training.processes = {self.processes} needs training.{name}: "
+                        f"{supported} (got {value}); set training.processes: 1 or "
+                        f"training.{name}: {supported}"
+                    )
         return self
 
 

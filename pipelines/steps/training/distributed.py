@@ -14,9 +14,20 @@ The privacy cost is that of the single-process run: the same `q`, `sigma` and st
 accountant records the same history; rank 0's is the run's ledger, and only rank 0 reports
 epsilon (the other ranks' copies are never added to it: one run, one charge).
 
-Launch: `launch(...)` spawns the processes on one machine (gloo on CPU, NCCL on GPUs); on
-several machines, `torchrun` sets `RANK`, `WORLD_SIZE`, `MASTER_ADDR` and `MASTER_PORT` and
-each process calls `train_rank` (docs/engineer.md, "Training in several processes").
+The pipeline's path is `train_dp_lora_distributed` (`training.processes` above 1): the
+single-process trainer's phases (`dp_lora`: held-out split, checkpoints and step ledger, the
+#820 guards, the adapter files), run in every process with the model wrapped in DPDDP. Only
+rank 0 charges the step ledger, writes checkpoints and the adapter and shows progress; the
+clipped sum the guards read is summed over the ranks, so rank 0's guards see the whole step.
+Opacus's distributed sampler skips an empty draw, which would let the ranks' steps drift apart
+and raise every rank's real sample rate above `q` (a rank's records would enter only steps
+where it drew some); `PoissonShareSampler` yields the empty draw instead, so every rank steps
+exactly `training.steps` times, in lockstep.
+
+Launch: `train_dp_lora_distributed` and `launch(...)` spawn the processes on one machine (gloo
+on CPU, NCCL on GPUs); on several machines, `torchrun` sets `RANK`, `WORLD_SIZE`,
+`MASTER_ADDR` and `MASTER_PORT` and each process calls `train_rank` (docs/engineer.md,
+"Training in several processes").
 
 Scope: record-level privacy units, per-sample clipping with a fixed bound
 (`training.privacy_unit: example`, `training.clipping: flat`, `training.clip_bound: fixed`);
@@ -24,26 +35,43 @@ anything else is refused with the setting to change (the single-process trainer,
 `dp_lora.train_dp_lora`, covers user-level units, ghost and adaptive clipping).
 """
 
+import dataclasses
+import hashlib
 import math
 import os
+import socket
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import transformers
 from opacus import PrivacyEngine
 from opacus.accountants.utils import get_noise_multiplier
 from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
+from opacus.optimizers import DistributedDPOptimizer
+from opacus.utils.uniform_sampler import DistributedUniformWithReplacementSampler
+from torch.multiprocessing.spawn import ProcessException
 from torch.utils.data import DataLoader, TensorDataset
 from transformers import AutoModelForCausalLM
 
 from pipelines.steps.config import TrainingConfig
+from pipelines.steps.records import Record
+from pipelines.steps.training import dp_lora
+from pipelines.steps.training.checkpoint import CheckpointError
 from pipelines.steps.training.dp_lora import (
     TrainingConfigError,
     attach_lora,
     per_example_loss,
 )
+from pipelines.steps.training.modelstore import ModelStoreError
+
+
+class DistributedTrainingError(RuntimeError):
+    """A training process failed or was killed: the run stops and releases no adapter."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +194,8 @@ def train_rank(
         noise_generator=noise_generator,
     )
     loader.batch_sampler.generator = sampler_generator
+    if distributed:
+        _yield_empty_draws(loader)
     if not math.isclose(loader.sample_rate, sample_rate):
         raise RuntimeError(f"Opacus samples at {loader.sample_rate}, noise set for {sample_rate}")
 
@@ -256,3 +286,373 @@ def launch(
             join=True,
         )
         return [results[rank] for rank in range(processes)]
+
+
+# The pipeline's path: `training.processes` above 1 (resources/trainer.py).
+
+
+class PoissonShareSampler(DistributedUniformWithReplacementSampler):
+    """Opacus's distributed Poisson sampler, except that an empty draw is yielded, not skipped.
+
+    Each rank draws each of its records with probability `sample_rate` for each of
+    `num_batches` steps. Opacus 1.6 skips a draw that selected nothing; the rank then starts its
+    next step early, and its records are only ever part of steps where it drew some: their
+    real sample rate is above `q`, and the ranks' steps no longer line up. Here every draw is a
+    step (an empty one is still clipped, summed, noised and accounted), as in one process.
+    """
+
+    def __iter__(self):
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.shuffle_seed + self.epoch)
+            indices = torch.randperm(self.total_size, generator=generator)
+        else:
+            indices = torch.arange(self.total_size)
+        indices = indices[self.rank : self.total_size : self.num_replicas]
+        for _ in range(self.num_batches):
+            mask = torch.rand(self.num_samples, generator=self.generator) < self.sample_rate
+            yield indices[mask.nonzero(as_tuple=False).reshape(-1)]
+
+
+def _yield_empty_draws(loader: DataLoader) -> None:
+    """Make Opacus's distributed Poisson loader yield empty draws (`PoissonShareSampler`)."""
+    sampler = loader.batch_sampler
+    if type(sampler) is not DistributedUniformWithReplacementSampler:
+        raise RuntimeError(f"Opacus built a {type(sampler).__name__}, not its distributed sampler")
+    sampler.__class__ = PoissonShareSampler
+
+
+class GlobalSumOptimizer(DistributedDPOptimizer):
+    """Opacus's distributed DP optimizer that also sums the ranks' clipped sums (before noise).
+
+    The step is Opacus's: noise on rank 0 only, the ranks' noised sums added and divided by the
+    expected global batch. Afterwards each LoRA tensor's `summed_grad` holds the clipped sum of
+    the whole step (every rank's), which the #820 guards of `dp_lora` read: rank 0 then checks
+    the step the single-process trainer would check. It costs one more all-reduce of the LoRA
+    tensors per step; nothing of it is published.
+    """
+
+    def add_noise(self):
+        # rank > 0 makes each grad a view of summed_grad, which the reduction then changes
+        self._local_sums = [p.summed_grad.detach().clone() for p in self.params]
+        super().add_noise()
+
+    def reduce_gradients(self):
+        super().reduce_gradients()
+        for p, total in zip(self.params, self._local_sums, strict=True):
+            dist.all_reduce(total, op=dist.ReduceOp.SUM)
+            p.summed_grad = total
+        self._local_sums = []
+
+
+def resolve_backend(cfg: TrainingConfig, device: str) -> str:
+    """The torch.distributed backend for `training.processes` / `training.backend` on `device`.
+
+    auto: nccl when the trainer's device is CUDA (one GPU per process), gloo when it is the CPU.
+    gloo trains every process on the CPU; nccl needs a GPU for each process.
+
+    Raises:
+        TrainingConfigError: nccl (asked for, or auto on a CUDA device) with fewer GPUs than
+            processes, naming `training.processes` and `training.backend`.
+    """
+    backend = cfg.backend
+    if backend == "auto":
+        backend = "nccl" if str(device).startswith("cuda") else "gloo"
+    if backend == "nccl":
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not dist.is_nccl_available() or gpus < cfg.processes:
+            raise TrainingConfigError(
+                f"training.processes = {cfg.processes} with training.backend {cfg.backend} "
+                f"needs one CUDA GPU per process over NCCL; this machine has {gpus} usable "
+                f"GPU(s){'' if dist.is_nccl_available() else ' and no NCCL'}: set "
+                f"training.processes to at most {max(gpus, 1)} or training.backend: gloo (CPU)"
+            )
+    return backend
+
+
+def train_dp_lora_distributed(
+    records: list[Record],
+    *,
+    model_dir: str | Path,
+    cfg: TrainingConfig,
+    out_dir: str | Path,
+    device: str = "cpu",
+    checkpoint_dir: str | Path | None = None,
+    progress: bool = True,
+    epsilon_every: int | None = None,
+) -> dp_lora.TrainingResult:
+    """`dp_lora.train_dp_lora` in `training.processes` processes on this machine (DPDDP).
+
+    The same split, plan (sigma, q, steps), step ledger and checkpoints, guards, adapter files
+    and `TrainingResult` as one process; rank 0 charges each step before its update, writes the
+    checkpoints and, once every rank has finished its steps, the adapter. A resumed run reads
+    rank 0's checkpoint and hands it to every rank.
+
+    Args:
+        records, model_dir, cfg, out_dir, checkpoint_dir, progress, epsilon_every: As
+            `dp_lora.train_dp_lora` (progress and epsilon queries on rank 0 only).
+        device: The trainer's device: with `training.backend` auto, CUDA means nccl with
+            `cuda:RANK` for each process, the CPU means gloo.
+
+    Returns:
+        Rank 0's result (the run's); `seconds` is the whole run, process start included.
+
+    Raises:
+        TrainingConfigError, CheckpointError, ModelStoreError: As one process would, from the
+            rank that raised it (the message names the setting or file).
+        DistributedTrainingError: Any other failure of a process, or a process killed; the
+            run releases no adapter (steps already charged stay charged).
+    """
+    started = time.monotonic()
+    backend = resolve_backend(cfg, device)
+    with mp.Manager() as manager:
+        results = manager.dict()
+        try:
+            mp.spawn(
+                _pipeline_worker,
+                args=(
+                    cfg.processes,
+                    _free_port(),
+                    backend,
+                    records,
+                    str(model_dir),
+                    cfg,
+                    str(out_dir),
+                    None if checkpoint_dir is None else str(checkpoint_dir),
+                    progress,
+                    epsilon_every,
+                    results,
+                ),
+                nprocs=cfg.processes,
+                join=True,
+            )
+        except ProcessException as exc:
+            raise _failure(dict(results), exc, cfg.processes) from None
+        result = results.get("result")
+    if result is None:
+        raise DistributedTrainingError(
+            f"training.processes = {cfg.processes}: rank 0 ended without a result; no adapter "
+            "is released"
+        )
+    return dataclasses.replace(result, seconds=time.monotonic() - started)
+
+
+_PASSED_ON = {
+    "TrainingConfigError": TrainingConfigError,
+    "CheckpointError": CheckpointError,
+    "ModelStoreError": ModelStoreError,
+}
+
+
+def _failure(results: dict, exc: ProcessException, processes: int) -> Exception:
+    """The error of the first rank that recorded one, else of the process that died."""
+    errors = sorted((key[1], value) for key, value in results.items() if isinstance(key, tuple))
+    if errors:
+        rank, (name, message) = errors[0]
+        error_class = _PASSED_ON.get(name)
+        if error_class is not None:
+            return error_class(f"{message} (training rank {rank} of {processes})")
+        return DistributedTrainingError(
+            f"training.processes = {processes}: rank {rank} failed ({name}: {message}); the "
+            "run stopped and released no adapter"
+        )
+    how = (
+        f"signal {exc.signal_name}"
+        if isinstance(exc, mp.ProcessExitedException) and exc.signal_name
+        else f"exit code {getattr(exc, 'exit_code', '?')}"
+    )
+    return DistributedTrainingError(
+        f"training.processes = {processes}: rank {exc.error_index} died ({how}; out of memory "
+        "is the usual cause: lower training.processes or training.max_physical_batch_size); "
+        "the run stopped and released no adapter"
+    )
+
+
+def _free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for the processes' rendezvous)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _pipeline_worker(
+    rank: int,
+    world_size: int,
+    port: int,
+    backend: str,
+    records: list[Record],
+    model_dir: str,
+    cfg: TrainingConfig,
+    out_dir: str,
+    checkpoint_dir: str | None,
+    progress: bool,
+    epsilon_every: int | None,
+    results,
+) -> None:
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+        device = f"cuda:{rank}"
+    else:  # share the cores: N processes each running all-core thread pools thrash
+        device = "cpu"
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    if rank != 0:  # rank 0 speaks for the run: the others' warnings and bars would repeat it
+        warnings.simplefilter("ignore")
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    try:
+        dist.init_process_group(backend, rank=rank, world_size=world_size)
+        try:
+            result = _train_pipeline_rank(
+                records,
+                model_dir=model_dir,
+                cfg=cfg,
+                out_dir=Path(out_dir),
+                device=device,
+                checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir),
+                progress=progress and rank == 0,
+                epsilon_every=epsilon_every,
+            )
+        finally:
+            dist.destroy_process_group()
+    except BaseException as exc:
+        # type and message only: the trainer's messages name settings, files, counts and ids
+        results[("error", rank)] = (type(exc).__name__, str(exc))
+        raise  # a nonzero exit: the launcher stops the other ranks
+    if rank == 0:
+        results["result"] = result
+
+
+def _train_pipeline_rank(
+    records: list[Record],
+    *,
+    model_dir: str,
+    cfg: TrainingConfig,
+    out_dir: Path,
+    device: str,
+    checkpoint_dir: Path | None,
+    progress: bool,
+    epsilon_every: int | None,
+) -> dp_lora.TrainingResult | None:
+    """One rank of `train_dp_lora_distributed`: `dp_lora`'s phases around a DPDDP model.
+    Returns the run's result on rank 0, None on the others."""
+    started = time.monotonic()
+    rank = dist.get_rank()
+    plan = dp_lora._prepare(records, cfg, model_dir, private=True, epsilon_every=epsilon_every)
+    if rank == 0:
+        recovery = dp_lora._open_checkpoint(checkpoint_dir, plan, private=True)
+        shared = [recovery.resume, recovery.charged]
+    else:
+        # epsilon at the last step only; no ledger, no checkpoint, no held-out evaluation
+        plan = dataclasses.replace(plan, epsilon_every=cfg.steps + 1)
+        shared = [None, 0]
+    dist.broadcast_object_list(shared, src=0)
+    if rank != 0:
+        recovery = dp_lora._Recovery(
+            checkpoint_dir=None, step_ledger=None, resume=shared[0], charged=shared[1]
+        )
+    model = dp_lora._build_model(model_dir, cfg, plan, device=device)
+    if rank != 0:
+        model = dataclasses.replace(model, heldout_data=tuple(t[:0] for t in model.heldout_data))
+    history = dp_lora._start_or_resume(model, recovery, plan, device=device)
+    dp = _make_private_rank(cfg, plan, model, recovery.charged, rank=rank, device=device)
+    step = dp_lora._run_steps(
+        cfg,
+        plan,
+        model,
+        dp,
+        recovery,
+        history,
+        private=True,
+        device=device,
+        progress=progress,
+        on_step=None,
+    )
+    if not history.epsilons or history.epsilons[-1][0] != step:
+        history.epsilons.append((step, dp_lora._epsilon(dp, cfg)))
+    peft_model = model.peft_model
+    if getattr(dp.model.to_standard_module(), "module", None) is not peft_model:
+        raise RuntimeError("Opacus returned a different module than the PEFT model it wrapped")
+    dist.barrier()  # every rank finished its steps: never save the adapter of a partial run
+    if rank != 0:
+        return None
+    peft_model.eval()
+    heldout_loss_after = dp_lora._mean_loss(peft_model, model.heldout_data, device)
+    base_sha256_after = dp_lora._base_sha256(peft_model)
+    dp_lora._save_adapter(peft_model, out_dir)
+    return dp_lora._result(
+        cfg,
+        plan,
+        model,
+        recovery,
+        history,
+        step,
+        private=True,
+        out_dir=out_dir,
+        heldout_loss_after=heldout_loss_after,
+        base_sha256_after=base_sha256_after,
+        started=started,
+    )
+
+
+def _make_private_rank(
+    cfg: TrainingConfig, plan, model, charged: int, *, rank: int, device: str
+) -> "dp_lora._Private":
+    """`dp_lora._make_private` for one rank: the PEFT model in DPDDP, Opacus's distributed
+    Poisson loader (yielding empty draws) and optimizer (summing the clipped sums)."""
+    sampler_generator, noise_generator = _rank_generators(cfg, charged, rank=rank, device=device)
+    loader = DataLoader(
+        TensorDataset(torch.arange(plan.n_units)),
+        batch_size=cfg.expected_batch_size,
+        generator=sampler_generator,
+    )
+    model.peft_model.train()
+    engine = PrivacyEngine(accountant=cfg.accountant, secure_mode=False)
+    dp_model, dp_optimizer, dp_loader = engine.make_private(
+        module=DPDDP(model.peft_model),
+        optimizer=model.optimizer,
+        data_loader=loader,
+        noise_multiplier=plan.noise_multiplier,
+        max_grad_norm=cfg.max_grad_norm,
+        poisson_sampling=True,
+        grad_sample_mode="hooks",
+        noise_generator=noise_generator,
+    )
+    if type(dp_optimizer) is not DistributedDPOptimizer:
+        raise RuntimeError(f"Opacus built {type(dp_optimizer).__name__}, not its DDP optimizer")
+    dp_optimizer.__class__ = GlobalSumOptimizer
+    dp_optimizer.secure_mode = cfg.secure_mode  # Opacus's noise sampler of dp_lora
+    _yield_empty_draws(dp_loader)
+    if charged:
+        engine.accountant.history = [(plan.noise_multiplier, plan.sample_rate, charged)]
+    if not math.isclose(dp_loader.sample_rate, plan.sample_rate):
+        raise RuntimeError(
+            f"Opacus samples at {dp_loader.sample_rate}, noise was set for {plan.sample_rate}"
+        )
+    return dp_lora._Private(
+        engine=engine,
+        model=dp_model,
+        optimizer=dp_optimizer,
+        loader=dp_loader,
+        sampler_generator=sampler_generator,
+        noise_generator=noise_generator,
+    )
+
+
+def _rank_generators(
+    cfg: TrainingConfig, charged: int, *, rank: int, device: str
+) -> tuple[torch.Generator, torch.Generator]:
+    """(sampler, noise) generators of one rank: from the OS (`dp_lora.os_generator`), or with
+    `training.noise_seed` (the `test` profile) derived from it, the rank, the role and the steps
+    already charged. Each rank samples its own records; only rank 0's noise is used."""
+    if cfg.noise_seed is None:
+        return dp_lora.os_generator("cpu"), dp_lora.os_generator(device)
+
+    def derived(role: str) -> int:
+        text = f"{cfg.noise_seed}:{role}:{charged}".encode()
+        return int.from_bytes(hashlib.sha256(text).digest()[:8], "little")
+
+    return (
+        torch.Generator().manual_seed(derived(f"sampler:{rank}")),
+        torch.Generator(device=device).manual_seed(derived("noise")),
+    )
