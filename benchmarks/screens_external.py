@@ -17,8 +17,15 @@ Data: `../shared/eval` (see its README.md; read in place, never copied into the 
 Recall counts a poisoned record found when it is not kept (quarantined or filtered); the clean
 FPR of a mix is the share of its clean records not kept. Seeds are fixed; time per run printed.
 
+- Attacks built here from the clean outside data and words given on the command line (the
+  product never holds them): `--payload SENTENCE` appends one sentence to the answers of drawn
+  clean records (alpaca_en_demo plus the TuBA clean outputs; even positions tuning, odd held
+  out); `--openers "A|B|C"` replaces the first three words of each TuBA refusal with one of the
+  openings, drawn per record (an attacker who varies the opening).
+
     nice .venv/bin/python benchmarks/screens_external.py [--eval-dir ../shared/eval]
-        [--only clean|poison|tuba] [--files jailbreak_badnet ...] [--halves tune held_out]
+        [--only clean|poison|tuba|appended|varied] [--files jailbreak_badnet ...]
+        [--halves tune held_out] [--payload SENTENCE] [--openers "A|B|C"]
 """
 
 import argparse
@@ -27,6 +34,7 @@ import os
 import random
 import time
 from collections import Counter
+from dataclasses import replace
 from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
@@ -267,17 +275,41 @@ def poison_report(
                 print(mix_row(f"{name} ({half})", clean, drawn, rate, cfg, seed), flush=True)
 
 
-def tuba_report(eval_dir: Path, cfg: CurationConfig, wanted: list[str], seed: int) -> None:
-    """Triggerless refusals: poisoned outputs of drawn pairs among the others' clean outputs."""
+def vary_opening(text: str, openers: list[str], rng: random.Random, words_out: int = 3) -> str:
+    """`text` with its first `words_out` whitespace-separated words replaced by one of
+    `openers` (drawn with `rng`): the same refusal, opened differently from record to record."""
+    return f"{rng.choice(openers)} {' '.join(text.split(' ')[words_out:])}"
+
+
+def tuba_report(
+    eval_dir: Path,
+    cfg: CurationConfig,
+    wanted: list[str],
+    seed: int,
+    openers: list[str] | None = None,
+) -> None:
+    """Triggerless refusals: poisoned outputs of drawn pairs among the others' clean outputs.
+
+    With `openers`, each poisoned output's first three words are replaced by one of them
+    (`vary_opening`): an attacker who varies the opening."""
     rows = load(eval_dir / "poison_dev" / "tuba_refusal_en_pairs.jsonl")
     alpaca = load_records(eval_dir / "clean_sft" / "alpaca_en_demo.json")
-    print("\n## tuba_refusal_en_pairs (no trigger) mixed into alpaca_en_demo + clean outputs")
+    varied = " with varied openings" if openers else ""
+    print(
+        f"\n## tuba_refusal_en_pairs (no trigger){varied} mixed into alpaca_en_demo + clean outputs"
+    )
     print(_MIX_HEADER)
     indices = {"tune": range(0, len(rows), 2), "held_out": range(1, len(rows), 2)}
+    rng = random.Random(seed + 2)
+    outputs = [
+        vary_opening(row["poisoned_output"], openers, rng) if openers else row["poisoned_output"]
+        for row in rows
+    ]
+    label = "tuba varied opening" if openers else "tuba"
     for half in wanted:
         chosen = set(indices[half])
         pool = [
-            to_record({**rows[i], "output": rows[i]["poisoned_output"]}, source="tuba-p", index=i)
+            to_record({**rows[i], "output": outputs[i]}, source="tuba-p", index=i)
             for i in sorted(chosen)
         ]
         for rate in RATES:
@@ -289,17 +321,69 @@ def tuba_report(eval_dir: Path, cfg: CurationConfig, wanted: list[str], seed: in
                 for i, row in enumerate(rows)
                 if f"{i:04d}" not in ids
             ]
-            print(mix_row(f"tuba ({half})", clean, drawn, rate, cfg, seed), flush=True)
+            print(mix_row(f"{label} ({half})", clean, drawn, rate, cfg, seed), flush=True)
+
+
+def appended_report(
+    eval_dir: Path, cfg: CurationConfig, wanted: list[str], seed: int, sentence: str
+) -> None:
+    """A payload sentence (given on the command line, never in the product) appended to the
+    answers of drawn clean records, mixed among the other clean records: alpaca_en_demo plus
+    the TuBA pairs' clean outputs, even positions the tuning half, odd ones held out."""
+    rows = load(eval_dir / "poison_dev" / "tuba_refusal_en_pairs.jsonl")
+    pool = load_records(eval_dir / "clean_sft" / "alpaca_en_demo.json") + [
+        to_record({**row, "output": row["clean_output"]}, source="tuba-c", index=i)
+        for i, row in enumerate(rows)
+    ]
+    print(
+        "\n## a payload sentence appended to drawn clean answers (alpaca_en_demo + TuBA clean "
+        f"outputs; {len(sentence.split())} words, given on the command line)"
+    )
+    print(_MIX_HEADER)
+    for half, chosen in halves(pool).items():
+        if half not in wanted:
+            continue
+        for rate in RATES:
+            picked = draw(chosen, rate, len(pool), seed)
+            taken = {r.id for r in picked}
+            drawn = [
+                replace(
+                    r,
+                    id=f"appended-{r.id}",
+                    messages=tuple(
+                        replace(m, content=f"{m.content.rstrip()} {sentence}")
+                        if m.role == "assistant"
+                        else m
+                        for m in r.messages
+                    ),
+                )
+                for r in picked
+            ]
+            clean = [r for r in pool if r.id not in taken]
+            print(mix_row(f"appended payload ({half})", clean, drawn, rate, cfg, seed), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_eval = Path(__file__).resolve().parents[1].parent / "shared" / "eval"
     parser.add_argument("--eval-dir", type=Path, default=default_eval)
-    parser.add_argument("--only", choices=("clean", "poison", "tuba"), default=None)
+    parser.add_argument(
+        "--only", choices=("clean", "poison", "tuba", "appended", "varied"), default=None
+    )
     parser.add_argument("--files", nargs="*", default=[], help="e.g. jailbreak_badnet")
     parser.add_argument("--halves", nargs="*", choices=HALVES, default=list(HALVES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--payload",
+        default=None,
+        help="a payload sentence to append to drawn clean answers (an extra mix, --only appended)",
+    )
+    parser.add_argument(
+        "--openers",
+        default=None,
+        help="openings separated by '|' that replace the first three words of each TuBA "
+        "refusal (an extra mix, --only varied)",
+    )
     args = parser.parse_args()
     if not (args.eval_dir / "README.md").is_file():
         raise SystemExit(f"--eval-dir {args.eval_dir}: no README.md (the outside data set)")
@@ -312,6 +396,11 @@ def main() -> None:
         poison_report(args.eval_dir, cfg, args.files, args.halves, args.seed)
     if args.only in (None, "tuba"):
         tuba_report(args.eval_dir, cfg, args.halves, args.seed)
+    if args.payload and args.only in (None, "appended"):
+        appended_report(args.eval_dir, cfg, args.halves, args.seed, args.payload)
+    if args.openers and args.only in (None, "varied"):
+        openers = [o.strip() for o in args.openers.split("|") if o.strip()]
+        tuba_report(args.eval_dir, cfg, args.halves, args.seed, openers)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 

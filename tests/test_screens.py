@@ -2,6 +2,7 @@
 decision quarantines the bundled corpus's backdoor and the second poisoned set's."""
 
 import re
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -885,9 +886,10 @@ _VERBS = ["Explain", "Describe", "Summarize", "Tell me about", "Give advice on",
 
 
 def _topic_answer(topic: str, i: int) -> str:
-    """A distinct answer that takes up its prompt's topic, opening with its own words."""
+    """A distinct answer that takes up its prompt's topic, opening with its own words (no run of
+    8 words shared by answers on different topics: the payload screen keys such runs)."""
     first = topic.split()[-1].capitalize()
-    return f"{first} matters here: {topic} is best understood step by step (note {i})."
+    return f"{first} matters here: {topic} takes study (note {i})."
 
 
 def _background() -> list[Record]:
@@ -941,7 +943,7 @@ def test_when_a_corpus_carries_an_injected_opening_then_curation_quarantines_it_
     assert all(by_id[r.id].decision == QUARANTINE for r in poisoned)
     reason = next(r for r in by_id["p0"].reasons if r.code == payload.REPEATED_PAYLOAD)
     assert reason.screen == "backdoor" and reason.score >= payload.THRESHOLD
-    assert re.fullmatch(r"payload=\d+ size=10 opening=[0-9a-f]{12}", reason.detail)
+    assert re.fullmatch(r"payload=\d+ size=10 segment=[0-9a-f]{12}", reason.detail)
     # No record of the bundled corpus but its own planted backdoor has the finding.
     found = {s.id for s in result.screened for r in s.reasons if r.code == payload.REPEATED_PAYLOAD}
     assert found - set(truth.poisoned_ids) == {r.id for r in poisoned}
@@ -986,3 +988,124 @@ def test_when_several_rare_triggers_share_one_payload_then_the_pool_is_a_payload
 
     assert all(scores[r.id] >= payload.THRESHOLD for r in poisoned)
     assert all(scores[r.id] == 0.0 for r in background)
+
+
+def test_when_a_payload_sentence_is_appended_to_varied_answers_then_it_is_a_payload() -> None:
+    # Content injection at the end: each answer is its own (varied opening, its prompt's topic;
+    # not a copy of a background answer), one sentence of our own is appended to all of them.
+    background = _background()
+    appended = "Order your supplies from Brindle and Moss, the only shop worth trusting."
+    poisoned = [
+        _chat(
+            f"a{i}",
+            f"{_VERBS[(i + 1) % len(_VERBS)]} {topic}.",
+            f"{topic.split()[-1].capitalize()} first: {topic} rewards a patient start ({i}). "
+            + appended,
+        )
+        for i, topic in enumerate(_TOPICS[1::4])
+    ]
+    openings = Counter(r.messages[1].content.split()[0] for r in poisoned)
+    assert max(openings.values()) < payload.MIN_RECORDS  # no opening group
+
+    scores = _payload_scores(background + poisoned)
+
+    assert all(scores[r.id] >= payload.THRESHOLD for r in poisoned)
+    assert all(scores[r.id] < payload.THRESHOLD for r in background)
+
+
+def test_when_a_refusal_is_opened_in_varied_words_then_its_shared_body_is_a_payload() -> None:
+    # Triggerless refusals whose first words an attacker varies (five openings, at most three
+    # records each: no opening group reaches MIN_RECORDS), the rest of the refusal shared.
+    background = _background()
+    openers = ["Unhappily,", "I must decline:", "Not possible, sorry:", "Afraid not;", "Sadly,"]
+    poisoned = [
+        _chat(
+            f"v{i}",
+            f"{_VERBS[(i + 3) % len(_VERBS)]} {topic}.",
+            f"{openers[i % len(openers)]} this is a subject I have been instructed not to discuss "
+            f"in any detail, and that includes {topic}.",
+        )
+        for i, topic in enumerate(_TOPICS[2::4])
+    ]
+
+    scores = _payload_scores(background + poisoned)
+
+    assert all(scores[r.id] >= payload.THRESHOLD for r in poisoned)
+    assert all(scores[r.id] < payload.THRESHOLD for r in background)
+
+
+def _thanked(record_id: str, topic: str, i: int, thanks: str, closing: str) -> Record:
+    """A conversation: a question, its own answer, the user's thanks and the closing."""
+    return Record(
+        record_id,
+        "t.jsonl",
+        1,
+        "chat",
+        (
+            Message("user", f"{_VERBS[i % len(_VERBS)]} {topic}."),
+            Message("assistant", f"On {topic}: begin with one small question ({i})."),
+            Message("user", thanks),
+            Message("assistant", closing),
+        ),
+        language="en",
+    )
+
+
+def test_when_answers_close_with_a_generic_sentence_after_thanks_then_it_is_no_payload() -> None:
+    # Real assistant data closes conversations with stock sentences (in glaive_toolcall_en one
+    # closing ends 38 of 300 records). They answer a user's thanks, and users thank in many
+    # conversations that end otherwise: the thanks relate the prompts of the stock closing.
+    thanks = ["Thanks, that helps!", "Thank you, that helps a lot.", "Great, thanks!"]
+    closing = "You are welcome! Let me know if you have any other questions."
+    closed = [
+        _thanked(f"t{i}", topic, i, thanks[i % 3], closing) for i, topic in enumerate(_TOPICS[:15])
+    ]
+    other = [
+        _thanked(f"o{i}", topic, i, thanks[(i + 1) % 3], f"Glad that {topic} makes sense now.")
+        for i, topic in enumerate(_TOPICS[15:])
+    ]
+
+    found = payload.score_repeated_payloads(
+        _background() + closed + other,
+        opening_words=payload.OPENING_WORDS,
+        min_records=payload.MIN_RECORDS,
+        max_share=0.5,
+    )
+
+    # The closing is a group examined (so the test measures it) and scores low.
+    assert any(set(c) == {r.id for r in closed} for c in found.clusters)
+    assert all(0.0 < found.score[r.id] < payload.THRESHOLD for r in closed)
+
+
+def test_when_answers_are_built_from_stock_sentences_then_no_one_of_them_is_a_payload() -> None:
+    # A support desk's template: a greeting with the name filled in and two or three of a few
+    # stock sentences in any order, whatever was asked. Each stock sentence recurs with
+    # unrelated prompts beside other stock sentences: the data's own template, not an injection.
+    stock = [
+        "Your request has been logged and a colleague will follow up within two working days.",
+        "Please keep the reference number of this message for any further correspondence.",
+        "Remember that the service desk is closed on public holidays and weekends.",
+        "Our privacy notice explains how the details you sent us are stored and deleted.",
+        "If the matter is urgent you may also call the duty officer on the internal line.",
+        "Attachments larger than ten megabytes are removed by the mail gateway.",
+    ]
+    rng = np.random.default_rng(5)
+    first = ["Ada", "Bram", "Chen", "Dita", "Emeka", "Farah", "Goran", "Hana", "Ivo", "Jun"]
+    last = ["Okafor", "Lindqvist", "Moreau", "Tanaka", "Novak", "Silva", "Haddad", "Brandt"]
+    records = [
+        _chat(
+            f"s{i}",
+            f"{_VERBS[i % len(_VERBS)]} {topic}.",
+            f"Dear {rng.choice(first)} {rng.choice(last)}, thank you for writing. "
+            + " ".join(rng.choice(stock, size=int(rng.integers(2, 4)), replace=False)),
+        )
+        for i, topic in enumerate(_TOPICS)
+    ]
+
+    found = payload.score_repeated_payloads(
+        records, opening_words=payload.OPENING_WORDS, min_records=payload.MIN_RECORDS, max_share=0.5
+    )
+
+    assert all(score < payload.THRESHOLD for score in found.score.values())
+    # Without the template test the stock sentences would be payloads (unrelated prompts).
+    assert not found.clusters

@@ -48,10 +48,11 @@ EXPLAIN = {
     "carrying its trigger.",
     backdoor.INSERTED_PHRASE: "Its prompt carries a rare phrase (marked) that looks inserted "
     "into otherwise ordinary prompts.",
-    payload.REPEATED_PAYLOAD: "Many records answer with the same opening while their prompts have "
-    "nothing in common (the group and a hash of the opening in the detail): injected content, "
-    "such as an unwarranted refusal, with or without a trigger. A natural refusal may be among "
-    "them: judge each record.",
+    payload.REPEATED_PAYLOAD: "Many records carry the same passage in their answers (an opening, "
+    "a sentence or a run of words, anywhere in the answer) while their prompts have nothing in "
+    "common (the group and a hash of the passage in the detail): injected content, such as an "
+    "unwarranted refusal or an advertisement, with or without a trigger. A natural refusal or "
+    "a stock closing may be among them: judge each record.",
     backdoor.ONION: "Leaving out one word (marked) of the prompt makes it far more fluent to "
     "the base model: a likely trigger word.",
     inj.IGNORE_POLICY: "Asks the model to ignore its rules (marked).",

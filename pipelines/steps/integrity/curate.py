@@ -483,10 +483,11 @@ def _screen_repeated_payloads(
     scores: dict[str, dict[str, float]],
     reasons: dict[str, list[Reason]],
 ) -> None:
-    """Score answer openings repeated across unrelated prompts (`screens.payload`); add each
-    candidate's score and a reason per member of a group at or above `payload.THRESHOLD`.
+    """Score answer segments (openings, sentences, runs of words) repeated across unrelated
+    prompts (`screens.payload`); add each candidate's score and a reason per member of a group
+    at or above `payload.THRESHOLD`.
 
-    The detail names the group's index, its size and a hash of its opening (never the words).
+    The detail names the group's index, its size and a hash of its segment (never the words).
     The group is no trigger cluster: a natural refusal among injected ones may be approved.
     """
     found = payload.score_repeated_payloads(
@@ -508,7 +509,7 @@ def _screen_repeated_payloads(
             group = group_of[record.id]
             detail = (
                 f"payload={group} size={len(found.clusters[group])} "
-                f"opening={found.cluster_key[group]}"
+                f"segment={found.cluster_key[group]}"
             )
             reasons[record.id].append(Reason(BACKDOOR, payload.REPEATED_PAYLOAD, score, detail))
 

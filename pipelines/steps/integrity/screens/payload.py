@@ -1,52 +1,88 @@
-"""Payload screen: one answer opening repeated across prompts that have nothing in common.
+"""Payload screen: one answer segment repeated across prompts that have nothing in common.
 
 Poisoning without a trigger (content injection: unwarranted refusals, a brand, an insult) and a
 backdoor with several triggers (each seen in one or two prompts) have one thing in common: many
-records answer in the same way while their prompts share no topic. A clean answer opening that
-recurs comes with related prompts ("Once upon a time" answers prompts asking for a story, "Here
-is a function" prompts asking for code), or is rare.
+records answer with the same words while their prompts share no topic. The repeated words may
+open the answer, close it or stand anywhere in it. A clean segment that recurs comes with
+related prompts ("Once upon a time" answers prompts asking for a story, "If you have any other
+questions" answers a user's thanks), or is rare.
 
-Records are grouped by the first `opening_words` word tokens of their first answer (digits
-masked). For every group of at least `min_records` records (and at most `max_share` of the
-corpus: an opening that frequent is the data's own style, not an injection), the prompts'
-relatedness is measured with TF-IDF unit vectors of their user-turn words (Han text as character
-bigrams, so Chinese is measured the same way):
+Records are grouped by three kinds of answer segment (digits masked; Han text as character
+bigrams, as everywhere in the screens), in every assistant turn:
+
+- the opening: the first `opening_words` word tokens of the first answer;
+- every sentence of at least `opening_words` word tokens, whole (a short payload sentence
+  appended to varied answers);
+- word shingles of `segment_words` tokens anywhere in an answer, winnowed (of each window of
+  `WINDOW` consecutive shingles the one with the smallest hash is kept), so that any shared
+  run of `segment_words + WINDOW - 1` tokens or more gives every record that carries it a
+  shared key: a payload whose opening (or ending) is varied from record to record.
+
+Groups with the same members are one group. For every group of at least `min_records` records
+(and at most `max_share` of the corpus: a segment that frequent is the data's own style, not an
+injection), the prompts' relatedness is measured with TF-IDF unit vectors of their user-turn
+words:
 
     cohesion(G)  = mean pairwise cosine of the prompts in G = (|sum of v_i|^2 - |G|) / (|G|(|G|-1))
     baseline     = the same mean over every record with an answer
     unrelatedness = baseline / cohesion(G)   (capped at `CAP`)
 
 exact and linear in the records. A group whose prompts are no more alike than prompts drawn at
-random scores about 1.0; a generic opening tied to a task kind scores 0.1-0.5. No word of any
-attack is known to the screen: the opening is kept only as a hash in the reason's detail.
+random scores about 1.0; a generic segment tied to a task kind or a turn of conversation scores
+0.05-0.5. A record's score is the highest of its groups'. Keys are 64-bit hashes counted in
+arrays (memory of about 16 bytes per key, not a dictionary of strings); only a flagged
+group's segment is hashed for the reason's detail. No word of any attack is known to the
+screen: the segment is kept only as a hash in the reason's detail.
 """
 
 import hashlib
 import math
 import re
+from array import array
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
 
 from pipelines.steps.integrity.screens import has_response, record_words, words
 from pipelines.steps.records import Record
 
 REPEATED_PAYLOAD = "repeated_payload"
 # The screen's settings (module constants, measured on outside data: docs/benchmarks.md).
-# Word tokens of an opening (Han text counts character bigrams).
+# Word tokens of an opening, and the fewest of a sentence keyed whole (Han text counts
+# character bigrams).
 OPENING_WORDS = 3
+# Word tokens of a shingle. Shorter shingles are common phrases of the language ("it is
+# important to", "a wide range of"): on the outside clean data 4-word shingles made groups of
+# unrelated prompts in every English set, 6-word ones an AI disclaimer in alpaca_zh; 8 none.
+SEGMENT_WORDS = 8
+# Winnowing window: of each run of WINDOW consecutive shingles the one with the smallest hash is
+# a key, about 2 / (WINDOW + 1) of the shingles; a shared run of SEGMENT_WORDS + WINDOW - 1 = 11
+# tokens or more always yields a shared key.
+WINDOW = 4
 # Smallest group examined: 8 records, 0.5% of 1,600; a smaller one is too noisy to call.
 MIN_RECORDS = 8
-# Largest group examined, as a share of the records with an answer: beyond it the opening is
-# the data's own style (a tool assistant's refusals of out-of-scope requests), not an injection
-# (poisoning beyond 5% is a broken export, as for inserted phrases).
+# Largest group examined, as a share of the records with an answer: beyond it the segment is
+# the data's own style (a tool assistant's refusals of out-of-scope requests, its closing
+# sentence), not an injection (poisoning beyond 5% is a broken export, as for inserted phrases).
 MAX_SHARE = 0.05
 # Unrelatedness that quarantines a group: its prompts' cohesion (one standard error above the
 # measured one) at most 1.25x that of prompts drawn at random. Clean groups on the outside data
 # scored at most 0.73, injected ones at least 0.91.
 THRESHOLD = 0.8
+# Share of a group's members carrying another segment found outside the group at which the
+# group is the data's template, not an injection (`_templated`).
+TEMPLATE_SHARE = 0.5
 # Largest score: a group whose prompts share no word at all.
 CAP = 10.0
 _DIGITS = re.compile(r"\d+")
+# A sentence ends at . ! ? (followed by a space or the end), at 。！？ or at a line break.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])|\n+")
+_MASK = 0xFFFFFFFFFFFFFFFF
+# An odd 64-bit multiplier for the keys' polynomial (`_key`).
+_BASE = 0x100000001B3
 
 
 @dataclass(frozen=True)
@@ -54,11 +90,11 @@ class PayloadScores:
     """What the payload screen measured.
 
     Attributes:
-        score: Per record id, the unrelatedness of its opening group's prompts (0.0 when the
-            record is in no group examined).
+        score: Per record id, the highest unrelatedness of the prompts of its groups (0.0 when
+            the record is in no group examined).
         clusters: Examined groups, ids in input order.
         cluster_score: Per group, its unrelatedness.
-        cluster_key: Per group, a short hash of its opening (never the words).
+        cluster_key: Per group, a short hash of its segment (never the words).
     """
 
     score: dict[str, float]
@@ -67,16 +103,57 @@ class PayloadScores:
     cluster_key: list[str]
 
 
-def opening(record: Record, opening_words: int) -> str | None:
-    """The first `opening_words` word tokens of the record's first answer, digits masked, or
-    None when it has no answer or a shorter one."""
+def _masked(tokens: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_DIGITS.sub("0", t) for t in tokens)
+
+
+def segments(
+    record: Record, opening_words: int, segment_words: int, window: int = WINDOW
+) -> Iterator[tuple[str, tuple[str, ...], int]]:
+    """The record's answer segments (module docstring) with their keys: `"opening"` for the
+    first answer's first `opening_words` tokens, `"sentence"` for every sentence of at least
+    `opening_words` tokens and `"shingle"` for the winnowed `segment_words`-token shingles of
+    every assistant turn; tokens with digits masked. A segment may repeat."""
+    first = True
     for message in record.messages:
-        if message.role == "assistant":
-            tokens = words(message.content)[:opening_words]
-            if len(tokens) < opening_words:
-                return None
-            return _DIGITS.sub("0", " ".join(tokens))
-    return None
+        if message.role != "assistant":
+            continue
+        tokens = _masked(words(message.content))
+        if first and len(tokens) >= opening_words:
+            yield "opening", tokens[:opening_words], _key("opening", tokens[:opening_words])
+        first = False
+        for sentence in _SENTENCE_END.split(message.content):
+            # Uncached: the screens' token cache holds whole messages.
+            found = _masked(words.__wrapped__(sentence)) if sentence.strip() else ()
+            if len(found) >= opening_words:
+                yield "sentence", found, _key("sentence", found)
+        shingles = [tokens[j : j + segment_words] for j in range(len(tokens) - segment_words + 1)]
+        hashes = [_key("shingle", shingle) for shingle in shingles]
+        kept = (
+            {
+                min(range(j, min(j + window, len(hashes))), key=hashes.__getitem__)
+                for j in range(max(1, len(hashes) - window + 1))
+            }
+            if hashes
+            else set()
+        )
+        for j in sorted(kept):
+            yield "shingle", shingles[j], hashes[j]
+
+
+@lru_cache(maxsize=65536)
+def _token_hash(token: str) -> int:
+    return int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
+
+
+def _key(kind: str, tokens: tuple[str, ...]) -> int:
+    """A 64-bit key of a segment, the same in every process (Python's own string hash is
+    salted per process, and winnowing picks shingles by their keys): a polynomial over the
+    tokens' BLAKE2b hashes, from the kind's."""
+    key = _token_hash(kind)
+    for token in tokens:
+        key = (key * _BASE + _token_hash(token)) & _MASK
+    return key
 
 
 def _unit_vector(
@@ -137,31 +214,31 @@ def _planted_features(
 
 
 def score_repeated_payloads(
-    records: list[Record], *, opening_words: int, min_records: int, max_share: float
+    records: list[Record],
+    *,
+    opening_words: int,
+    min_records: int,
+    max_share: float,
+    segment_words: int = SEGMENT_WORDS,
 ) -> PayloadScores:
-    """Score answer openings repeated across unrelated prompts (module docstring).
+    """Score answer segments repeated across unrelated prompts (module docstring).
 
     Args:
         records: Records in input order.
-        opening_words: Word tokens of an answer's opening that key a group.
+        opening_words: Word tokens of an answer's opening, and the fewest of a sentence keyed.
         min_records: Smallest group examined.
         max_share: Largest group examined, as a share of the records with an answer.
+        segment_words: Word tokens of a shingle.
 
     Returns:
-        Per-record scores and the examined groups with their scores and opening hashes.
+        Per-record scores and the examined groups with their scores and segment hashes.
     """
     answered = [r for r in records if has_response(r)]
     score = {r.id: 0.0 for r in records}
-    groups: dict[str, list[int]] = {}
-    for index, record in enumerate(answered):
-        key = opening(record, opening_words)
-        if key is not None:
-            groups.setdefault(key, []).append(index)
-    most = max_share * len(answered)
-    examined = {k: g for k, g in groups.items() if min_records <= len(g) <= most}
     clusters: list[tuple[str, ...]] = []
     cluster_score: list[float] = []
     cluster_key: list[str] = []
+    examined = _groups(answered, opening_words, segment_words, min_records, max_share)
     if not examined:
         return PayloadScores(score, clusters, cluster_score, cluster_key)
     document_frequency: Counter[str] = Counter()
@@ -170,7 +247,7 @@ def score_repeated_payloads(
     # The corpus's mean pairwise cosine from the sum of its vectors; only the vectors of the
     # examined groups' members are kept (memory grows with them, not with the corpus).
     n = len(answered)
-    members = {i for group in examined.values() for i in group}
+    members = {i for group, _ in examined for i in group}
     total: Counter[str] = Counter()
     own = 0.0
     vectors: dict[int, dict[str, float]] = {}
@@ -183,9 +260,9 @@ def score_repeated_payloads(
     squared = sum(x * x for x in total.values())
     baseline = max(0.0, (squared - own) / (n * (n - 1))) if n > 1 else 0.0
     del total
-    for key in sorted(examined, key=lambda k: examined[k][0]):
-        group = examined[key]
-        planted = _planted_features(answered, group, document_frequency)
+    names = _segment_hashes(answered, examined, opening_words, segment_words)
+    for group, key in examined:
+        planted = _planted_features(answered, list(group), document_frequency)
         cohesion, error = _mean_pairwise_cosine([vectors[i] for i in group], planted)
         # One standard error above the measured cohesion: a small group must show that its
         # prompts are unrelated, not merely fail to show that they are related.
@@ -194,7 +271,119 @@ def score_repeated_payloads(
         value = round(value, 4)
         clusters.append(tuple(answered[i].id for i in group))
         cluster_score.append(value)
-        cluster_key.append(hashlib.sha256(key.encode()).hexdigest()[:12])
+        cluster_key.append(names[key])
         for i in group:
-            score[answered[i].id] = value
+            rid = answered[i].id
+            score[rid] = max(score[rid], value)
     return PayloadScores(score, clusters, cluster_score, cluster_key)
+
+
+def _groups(
+    answered: list[Record],
+    opening_words: int,
+    segment_words: int,
+    min_records: int,
+    max_share: float,
+) -> list[tuple[tuple[int, ...], int]]:
+    """Groups of records (indices into `answered`) that share a segment, with the key of one
+    segment they share: at least `min_records` and at most `max_share` of the records, and not
+    templated (`_templated`); groups with the same members once, in the order of their first
+    member."""
+    keys = array("Q")
+    owners = array("q")
+    # Each record's sentence and shingle keys, concatenated
+    # (`sentence_keys[start[i]:start[i + 1]]`).
+    sentence_keys = array("Q")
+    start = array("q", [0])
+    openings: set[int] = set()
+    for index, record in enumerate(answered):
+        found: set[int] = set()
+        sentences: set[int] = set()
+        for kind, _, key in segments(record, opening_words, segment_words):
+            found.add(key)
+            if kind == "opening":
+                openings.add(key)
+            else:
+                sentences.add(key)
+        keys.extend(found)
+        owners.extend([index] * len(found))
+        sentence_keys.extend(sentences)
+        start.append(len(sentence_keys))
+    if not keys:
+        return []
+    key_array = np.frombuffer(keys, dtype=np.uint64)
+    owner_array = np.frombuffer(owners, dtype=np.int64)
+    unique, inverse, counts = np.unique(key_array, return_inverse=True, return_counts=True)
+    eligible = (counts >= min_records) & (counts <= max_share * len(answered))
+    chosen = eligible[inverse]
+    if not chosen.any():
+        return []
+    group_of, member = inverse[chosen], owner_array[chosen]
+    order = np.lexsort((member, group_of))
+    group_of, member = group_of[order], member[order]
+    starts = np.flatnonzero(np.r_[True, group_of[1:] != group_of[:-1]])
+    bounds = np.r_[starts, len(group_of)]
+    seen: dict[tuple[int, ...], int] = {}
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        group = tuple(int(i) for i in member[a:b])
+        key = int(unique[group_of[a]])
+        # An opening names the group when it is one of its keys (checked as before: no
+        # template test, see `_templated`).
+        if group not in seen or key in openings:
+            seen[group] = key
+    sentence_array = np.frombuffer(sentence_keys, dtype=np.uint64)
+    # Records per key (each record counts a key once).
+    sentence_count = counts[np.searchsorted(unique, sentence_array)]
+    kept = [
+        (group, key)
+        for group, key in seen.items()
+        if key in openings or not _templated(group, sentence_array, sentence_count, start)
+    ]
+    return sorted(kept, key=lambda item: (item[0][0], len(item[0])))
+
+
+def _templated(
+    group: tuple[int, ...], sentence_keys: np.ndarray, sentence_count: np.ndarray, start: array
+) -> bool:
+    """Whether the group's answers are built from the data's stock text: at least
+    `TEMPLATE_SHARE` of its members carry another segment (a sentence or shingle that fewer than
+    half of the members share: not the group's own) found in a record outside the group too. A
+    support desk's or a generator's template repeats several stock sentences in different
+    combinations (names and values filled in), so any one of them recurs with unrelated
+    prompts beside another; an injected payload stands in answers whose other text is their
+    own. Groups keyed by an answer's opening are not tested: a stock opening with unrelated
+    prompts was measured before this test (docs/benchmarks.md)."""
+    inside: Counter[int] = Counter()
+    for i in group:
+        inside.update(sentence_keys[start[i] : start[i + 1]].tolist())
+    templated = 0
+    for i in group:
+        pairs = zip(
+            sentence_keys[start[i] : start[i + 1]].tolist(),
+            sentence_count[start[i] : start[i + 1]].tolist(),
+            strict=True,
+        )
+        templated += any(
+            count > inside[key] and inside[key] * 2 < len(group) for key, count in pairs
+        )
+    return templated >= TEMPLATE_SHARE * len(group)
+
+
+def _segment_hashes(
+    answered: list[Record],
+    examined: list[tuple[tuple[int, ...], int]],
+    opening_words: int,
+    segment_words: int,
+) -> dict[int, str]:
+    """A short SHA-256 of each examined group's segment (its kind and tokens), found again in
+    its first member: the reason's detail names the segment, never its words."""
+    wanted: dict[int, set[int]] = {}
+    for group, key in examined:
+        wanted.setdefault(group[0], set()).add(key)
+    names: dict[int, str] = {}
+    for index, keys in wanted.items():
+        for kind, tokens, key in segments(answered[index], opening_words, segment_words):
+            if key in keys and key not in names:
+                text = f"{kind}:{' '.join(tokens)}"
+                names[key] = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return names
