@@ -6,7 +6,7 @@ outside measurement is `benchmarks/pii_external.py --lang zh` on CLUENER2020.
 
 import pytest
 
-from pipelines.steps.privacy.recognizers import cn_name_model
+from pipelines.steps.privacy.recognizers import cn_name_model, cn_names
 from pipelines.steps.privacy.recognizers.cn_address import CnLocationRecognizer
 from pipelines.steps.privacy.recognizers.cn_names import CnPersonRecognizer
 
@@ -210,3 +210,98 @@ def test_when_the_lac_model_loads_and_tags_then_no_socket_reaches_past_the_machi
         tokens = cn_lac.lac_tokens("患者家属周雨桐表示，华联超市的员工帮了大忙。")
     assert ("周雨桐", "PER", 4) in tokens
     assert beyond_loopback(events) == []
+
+
+# --- #15.2: the name and place models around LAC (sentences written for these tests) --------
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("项目经理舒畅，负责整个方案的落地。", "舒畅"),  # title + surname, LAC reads a word
+        ("本报讯（记者马力）今天上午，新区举行了开工仪式。", "马力"),
+        ("本报讯(记者马力)今天上午,新区举行了开工仪式。", "马力"),  # the scan's NFKC copy
+        ("替补出场的阿德巴约、马丁内斯都表现不错。", "阿德巴约"),  # LAC cut 阿德巴 + 约
+        ("上半场结束前，科斯塔尼奥的调整让球队重新找回了节奏。", "科斯塔尼奥"),  # 让 + 球队
+        ("不过由于Zerkan突然宣布退赛，决赛改在周日举行。", "Zerkan"),  # LAC: a person
+        ("该剧本由JohnMilius和Raymond共同完成。", "JohnMilius"),  # the Latin name model
+        ("该剧本由JohnMilius和Raymond共同完成。", "Raymond"),
+        ("世界冠军Vortex(王晓东)昨天到了上海。", "Vortex"),  # an alias before a name
+    ],
+)
+def test_when_the_name_models_read_a_name_lac_misses_then_it_is_found(person, text, name) -> None:
+    assert name in _found(person, text, "PERSON")
+
+
+@pytest.mark.parametrize(
+    ("text", "not_a_name"),
+    [
+        ("立信、博远和德康国际等公司都看好主队取胜。", "博远"),  # a list of companies (等公司)
+        ("他最喜欢“汤姆·索亚”系列小说。", "汤姆"),  # a quoted work's name
+        ("项目经理介绍，会上讨论了三个方案。", "会上"),  # a title, but no surname + name
+    ],
+)
+def test_when_a_person_like_word_names_an_organisation_or_a_work_then_it_is_no_person(
+    person, text, not_a_name
+) -> None:
+    assert not any(not_a_name in found for found in _found(person, text, "PERSON"))
+
+
+def test_when_latin_words_are_run_together_from_english_words_then_they_are_no_handle() -> None:
+    english = cn_names._default_english()
+    for word in ("lakehillier", "huttlagoon", "VideoGamer", "Purchase"):
+        assert cn_names._made_of_words(word, cn_names._CAMEL.findall(word), english), word
+    for word in ("Zerkan", "Nicklas", "TH000"):
+        assert not cn_names._made_of_words(word, cn_names._CAMEL.findall(word), english), word
+
+
+def test_when_lac_reads_a_latin_word_as_a_person_then_company_context_overrules_it() -> None:
+    english = cn_names._default_english()
+    for text, word in (
+        ("本土公司zenbet也调整了赔率。", "zenbet"),  # after a word of kind (公司)
+        ("湖区的lakehillier很有名。", "lakehillier"),  # made of English words
+        ("zenbet主场胜赔压到1.30。", "zenbet"),  # in a match report
+        ("RazorGames宣布了新作。", "RazorGames"),  # an organisation's word inside it
+    ):
+        start = text.index(word)
+        tokens = (
+            (text[:start], "n", 0),
+            (word, "PER", start),
+            (text[start + len(word) :], "n", start + len(word)),
+        )
+        assert cn_names._latin_by_model(text, tokens, set(), english) == set(), text
+
+
+def test_when_lac_splits_a_name_then_the_candidates_join_it() -> None:
+    text = "就看里贝里的了。"
+    tokens = (("就", "d", 0), ("看", "v", 1), ("里", "PER", 2), ("贝里", "PER", 3), ("的", "u", 5))
+    assert ("里贝里", 2, 5) in cn_names._person_candidates(text, tokens)
+    # a transliteration goes on by one character of transliteration only before a pause
+    text = "阿德巴约的表现"
+    tokens = (("阿德巴", "PER", 0), ("约", "d", 3), ("的", "u", 4), ("表现", "n", 5))
+    assert ("阿德巴", 0, 3) in cn_names._person_candidates(text, tokens)
+
+
+@pytest.mark.parametrize(
+    ("text", "place"),
+    [
+        ("比赛将在蓝鲸网吧举行。", "蓝鲸网吧"),  # a word of its own + a venue word
+        ("她在妇幼保健医院工作了十年。", "妇幼保健医院"),
+    ],
+)
+def test_when_a_venue_is_named_then_it_is_a_location(location, text, place) -> None:
+    assert place in _found(location, text, "LOCATION")
+
+
+@pytest.mark.parametrize(
+    ("text", "not_a_place"),
+    [
+        ("股票市场和债券市场的波动都很大。", "市场"),  # a market is no venue
+        ("附近的农贸市场方便了居民购物。", "农贸市场"),  # a common noun, no name of its own
+        ("汇丰正式启动其在中国市场的零售业务。", "中国市"),  # 市场 is no city (市)
+    ],
+)
+def test_when_a_venue_word_names_no_venue_then_no_location_covers_it(
+    location, text, not_a_place
+) -> None:
+    assert not any(not_a_place in found for found in _found(location, text, "LOCATION"))

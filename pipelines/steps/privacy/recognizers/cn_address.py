@@ -32,7 +32,12 @@ def tagged(text: str) -> tuple[tuple[str, str, int], ...]:
 
 _HAN = r"[\u4e00-\u9fff]"
 _HAN_CHARACTER = re.compile(_HAN)
-_ADMIN = r"(?:省|自治区|特别行政区|市|自治州|地区|盟|县|区|旗|镇|乡|街道)"
+_HAN_ALL = re.compile(f"{_HAN}+")
+_ADMIN = (
+    r"(?:省|自治区|特别行政区|市(?!场|民|值|面)|自治州|地区|盟|县|区(?!域|别)|旗(?!下|舰)"
+    r"|镇|乡|街道)"
+)
+"""Administrative units; not the first character of a common word (市场, 区域, 旗下)."""
 _STREET = r"(?:路|街|大道|大街|道|巷|弄|胡同|里|村)"
 ADDRESS = re.compile(
     rf"(?:{_HAN}{{1,7}}?{_ADMIN}){{1,5}}(?:{_HAN}{{0,8}}?{_STREET})?"
@@ -89,12 +94,30 @@ def _named_places(
 
 _VENUES = (
     "酒店", "宾馆", "饭店", "医院", "餐厅", "商场", "百货", "市场", "会馆", "美术馆", "博物馆",
-    "中心", "大厦", "广场", "校区", "教学楼", "网吧", "影院", "剧院", "体育馆", "公寓",
+    "中心", "大厦", "广场", "校区", "教学楼", "网吧", "影院", "剧院", "体育馆", "公寓", "馆",
+    "护理院", "疗养院", "养老院", "敬老院", "卫生院", "门诊", "诊所", "超市", "商城", "书店",
+    "咖啡厅", "茶楼", "酒吧", "会所", "宴会厅", "报告厅",
 )  # fmt: skip
-"""Kinds of venue: a LAC organisation whose name ends in one is a place too (外滩美术馆)."""
+"""Kinds of venue: a LAC organisation whose name ends in one is a place too (外滩美术馆), and
+so is a word of its own before one (深蓝 + 网吧, 妇幼保健 + 医院)."""
+_ABSTRACT_VENUES = ("市场", "中心", "公寓", "馆", "门诊")
+"""Venue words that as often name an activity or a market (债券 + 市场, 销售 + 中心): after a
+word of their own they name no place."""
+_NOT_A_VENUE_NAME = frozenset({"r", "u", "p", "c", "d", "m", "q", "w", "f", "v", "xc", "TIME"})
+"""LAC tags of a word before a venue word that names no venue (这家, 的, 附近, 三 ...)."""
 _DOCUMENTS = ("通行证", "护照", "签证", "身份证", "居住证", "户口", "驾照", "驾驶证", "牌照")
 """Documents named after a place (港澳通行证): the place names the document's kind, not where
 anyone lives or is."""
+
+
+def _unknown_name(word: str, frequencies) -> bool:
+    """Whether a common noun LAC read ending in a venue word starts with a name no dictionary
+    knows (中友 + 百货), not with an ordinary word (农贸 + 市场)."""
+    for venue in _VENUES:
+        if word.endswith(venue) and len(word) > len(venue):
+            head = word[: -len(venue)]
+            return len(head) >= 2 and not frequencies.get(head)
+    return False
 
 
 class CnLocationRecognizer(RegexRecognizer):
@@ -134,10 +157,18 @@ class CnLocationRecognizer(RegexRecognizer):
                 covered = end
             elif len(word) >= 2:
                 found[(start, end)] = (0.5, "lac place")
-        for word, flag, start in tokens:
+        raw = lac_tokens(text)
+        _, frequencies = _dictionary()
+        for index, (word, flag, start) in enumerate(tokens):
             # A venue LAC reads as an organisation (a hotel, a hospital): also where people are.
-            if flag == "nt" and word.endswith(_VENUES) and len(word) > 3:
-                found.setdefault((start, start + len(word)), (0.6, "venue"))
+            if flag in ("nt", "n") and word.endswith(_VENUES) and len(word) > 3:
+                if flag == "nt" or _unknown_name(word, frequencies):
+                    found.setdefault((start, start + len(word)), (0.6, "venue"))
+            # A name of its own before a venue word (深蓝 + 网吧).
+            if word in _VENUES and word not in _ABSTRACT_VENUES and index > 0:
+                before, tag, first = raw[index - 1]
+                if tag not in _NOT_A_VENUE_NAME and len(before) >= 2 and _HAN_ALL.fullmatch(before):
+                    found.setdefault((first, start + len(word)), (0.6, "venue"))
         for start, end, score in _named_places(text, tokens):
             if (end > covered or start >= covered) and score > found.get((start, end), (0,))[0]:
                 found[(start, end)] = (score, "named place")

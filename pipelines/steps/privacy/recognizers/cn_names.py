@@ -26,8 +26,14 @@ from faker.providers.person.zh_CN import Provider as PersonProvider
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer, Spans
 from pipelines.steps.privacy.recognizers.cn_lac import lac_model, lac_tokens
 from pipelines.steps.privacy.recognizers.cn_name_model import (
+    foreign_score,
     given_name_score,
     surnames,
+)
+from pipelines.steps.privacy.recognizers.en_names import (
+    english_lexicon,
+    is_english,
+    name_evidence,
 )
 
 _HAN = r"[\u4e00-\u9fff]"
@@ -209,10 +215,33 @@ _PLACE_AFTER = (
 may: 张路), or any before one of the second (南滨 + 路), names a place."""
 
 
+_ORG_KINDS = "公司|机构|银行|媒体|球队|俱乐部|品牌|厂商|网站|平台|集团|企业|组织|国家"
+_LISTED_ORGANISATIONS = re.compile(
+    rf"(?:(?:、|和|与|及|以及)[^、，。；,;：:和与及等]{{1,12}})*等{_HAN}{{0,4}}?(?:{_ORG_KINDS})"
+)
+"""The rest of a list closed by 等 and a kind of organisation (bet365、威廉希尔和韦德国际等公司):
+every item of it is an organisation."""
+MAX_QUOTED_WORK = 30
+"""Characters from “ to ” at most around a quoted work's name (a search no longer than that)."""
+_WORK_AFTER_QUOTE = ("系列", "电影", "游戏", "小说", "一书", "杂志", "节目", "专辑", "歌曲", "剧")
+
+
+def _quoted_work(text: str, start: int, end: int) -> bool:
+    """Whether `[start, end)` lies inside “...” that a kind of work follows (“怪物史莱克”系列)."""
+    opening = text.rfind("“", max(0, start - MAX_QUOTED_WORK), start)
+    if opening == -1 or text.find("”", opening, start) != -1:
+        return False
+    closing = text.find("”", end, opening + MAX_QUOTED_WORK)
+    return closing != -1 and text.startswith(_WORK_AFTER_QUOTE, closing + 1)
+
+
 def _not_a_person(text: str, start: int, end: int) -> bool:
     """An organisation's or product's name (followed by 公司, 银行 ..., or a cloud vendor's),
-    a place's (蓝塘镇, 南滨 + 路), or inside 《...》."""
+    an item of a list of organisations (..等公司), a place's (蓝塘镇, 南滨 + 路), or inside
+    《...》 or a quoted work's name (“...”系列)."""
     if text.startswith(_ORG_SUFFIXES, end) or _inside_title(text, start, end):
+        return True
+    if _LISTED_ORGANISATIONS.match(text, end) or _quoted_work(text, start, end):
         return True
     if (end - start > 2 and text[end - 1] in _PLACE_ENDINGS) or text.startswith(_PLACE_AFTER, end):
         return True
@@ -289,11 +318,146 @@ def _listed_han(text: str, tokens, accepted: set[tuple[int, int]]) -> set[tuple[
             continue
         after_a_name = text[start - 1 : start] == "、" and start - 1 in ends
         before_a_name = text[end : end + 1] == "、" and end + 1 in starts
-        closes = end == len(text) or text[end] in "、，。；和与及"
-        opens = start == 0 or text[start - 1] in "、，。；：和与及"
+        closes = end == len(text) or text[end] in "、，。；,;和与及"
+        opens = start == 0 or text[start - 1] in "、，。；：,;:和与及"
         if (after_a_name and closes) or (before_a_name and opens):
             found.add((start, end))
     return found
+
+
+_LAC_NOT_A_NAME = frozenset({"PER", "LOC", "ORG", "TIME", "w", "m", "q", "p", "c", "u", "xc"})
+"""LAC tags of a word that a title cannot make a name: entities LAC read (PER is taken as it
+is), punctuation, numbers, measure words and function words."""
+_PAUSE = frozenset('、，。；：！？）”",;:!?)')
+"""Punctuation after which a name has ended (full-width, and as the scan's NFKC copy has it)."""
+_NAME_ENDS = _PAUSE | frozenset(" 和与及")
+MIN_TITLED_GIVEN = -1.0
+"""The name model's score (`given_name_score`) a given name after a title needs at least: a
+title is strong evidence, the score only keeps common words out (记者 + 会上)."""
+
+
+def _titled_han(text: str, tokens, accepted) -> set[tuple[int, int]]:
+    """A word of 2-3 Han characters that LAC did not read as a name, right after a title
+    (记者马力, 大队长方剑民, 经理舒畅) and before a pause or a person's verb, made of a surname
+    and a given name the name model accepts."""
+    names = surnames()
+    found = set()
+    for word, tag, start in tokens:
+        end = start + len(word)
+        if tag in _LAC_NOT_A_NAME or not 2 <= len(word) <= 3 or not _HAN_ALL.fullmatch(word):
+            continue
+        if (start, end) in accepted or not _titled(text, start):
+            continue
+        if not (end == len(text) or text[end] in _NAME_ENDS or text.startswith(_SPEECH_AFTER, end)):
+            continue
+        for surname in {word[:1], word[:2]} & names:
+            given = word[len(surname) :]
+            if given and given_name_score(given) > MIN_TITLED_GIVEN:
+                found.add((start, end))
+    return found
+
+
+def _titled(text: str, start: int) -> bool:
+    """Whether a title (`_TITLE_BEFORE`) ends right before `start` (a colon between allowed)."""
+    before = text[max(0, start - 8) : start].rstrip("：: ")
+    return any(before.endswith(word) for word in _TITLE_BEFORE)
+
+
+_CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
+_ORG_WORDS = frozenset(
+    {
+        "inc", "ltd", "llc", "corp", "co", "group", "games", "game", "studio", "studios",
+        "entertainment", "interactive", "software", "technology", "technologies", "tech",
+        "media", "bank", "capital", "labs", "network", "networks", "club", "fc", "team",
+        "gaming", "esports", "online", "mobile", "digital", "systems", "solutions", "holdings",
+        "partners", "foundation", "university", "college", "institute", "press", "records",
+        "pictures", "films", "motors", "airlines", "hotel", "hotels", "sports", "bet", "trust",
+    }
+)  # fmt: skip
+"""English words of an organisation's or a product's name (EidosInteractive, RazerGaming):
+a Latin word made with one is not a person."""
+_LAC_NOT_LATIN_NAME = frozenset({"ORG", "LOC", "nw", "TIME", "m"})
+
+
+def _latin_by_model(
+    text: str, tokens, accepted: set[tuple[int, int]], english: frozenset[str]
+) -> set[tuple[int, int]]:
+    """Latin-letter names with no title or verb around them, by what they are made of:
+
+    - the Latin name model (`en_names.name_evidence` on the word's parts, JohnMilius ->
+      John + Milius): given and family names of every Faker locale against ordinary English
+      words, where LAC does not read the word as an organisation, a place or a work;
+    - a word LAC reads as a person that is no ordinary English word (a handle: Sonik,
+      Nicker), outside a match report (where such words are clubs and bookmakers);
+    - a word right before a bracketed accepted name (Sky(李晓峰)): an alias.
+
+    Never: an upper-case acronym, a word made with an organisation's word (`_ORG_WORDS`) or
+    followed by one (公司, 银行 ...), one inside 《...》.
+    """
+    tags = {start: tag for _, tag, start in tokens}
+    bounds = _bounds(tokens)
+    starts = {start for start, _ in accepted}
+    found = set()
+    for match in _LATIN_NAME.finditer(text):
+        start, end = match.span()
+        word = match.group(0)
+        if (start, end) in accepted or _ACRONYM.fullmatch(word):
+            continue
+        parts = [part.lower() for part in _CAMEL.findall(word)]
+        if not parts or _ORG_WORDS.intersection(parts) or _not_a_person(text, start, end):
+            continue
+        tag = tags.get(start)
+        alias = text[end : end + 1] in "(（" and end + 1 in starts
+        modelled = (
+            tag not in _LAC_NOT_LATIN_NAME
+            and (name_evidence([p.capitalize() for p in parts], english, frozenset()) or 0) >= 0.5
+        )
+        handle = (
+            tag == "PER"
+            and not _made_of_words(word, parts, english)
+            and not text[:start].endswith(_ORG_BEFORE)
+            and not _match_report(text, bounds, start, end)
+        )
+        if alias or modelled or handle:
+            found.add((start, end))
+    return found
+
+
+_ORG_BEFORE = ("公司", "品牌", "厂商", "平台", "网站", "媒体", "杂志", "机构", "游戏")
+"""Words of kind right before a Latin word that make it an organisation's or a product's name
+(本土公司oddset)."""
+MIN_WORD_PART = 4
+
+
+def _made_of_words(word: str, parts: list[str], english: frozenset[str]) -> bool:
+    """Whether a Latin word is an ordinary English word or made with one of at least
+    `MIN_WORD_PART` letters (VideoGamer; lakehillier = lake + hillier, huttlagoon = hutt +
+    lagoon: places and brands run together, as handles seldom are)."""
+    if is_english(word, english):
+        return True
+    if any(len(part) >= MIN_WORD_PART and is_english(part, english) for part in parts):
+        return True
+    lowered = word.lower()
+    return any(
+        is_english(piece, english)
+        for cut in range(MIN_WORD_PART, len(lowered) - MIN_WORD_PART + 1)
+        for piece in (lowered[:cut], lowered[cut:])
+        if len(piece) >= MIN_WORD_PART
+    )
+
+
+@lru_cache(maxsize=1)
+def _default_english() -> frozenset[str]:
+    """Ordinary English words of the configured spaCy model, where the scan's NLP engine does
+    not hand its own (a recognizer called on its own)."""
+    from pipelines.steps.config import PIIConfig
+
+    return english_lexicon(PIIConfig.model_fields["spacy_model"].default)
+
+
+def _english_words(nlp_artifacts) -> frozenset[str]:
+    engine = getattr(nlp_artifacts, "nlp_engine", None)
+    return getattr(engine, "english_words", None) or _default_english()
 
 
 def _outermost(spans) -> list[tuple[int, int]]:
@@ -352,6 +516,81 @@ def _form_of_address(name: str) -> bool:
     )
 
 
+def _bounds(tokens) -> tuple[frozenset[int], frozenset[int]]:
+    """Where LAC's words start and where they end."""
+    return (
+        frozenset(start for _, _, start in tokens),
+        frozenset(start + len(word) for word, _, start in tokens),
+    )
+
+
+def _match_report(text: str, bounds, start: int, end: int) -> bool:
+    """Whether a match report's word (`_MATCH_WORDS`) stands within 12 characters before or 8
+    after `[start, end)`, inside one LAC word (本赛季, 积分) or as whole words, but not across
+    a word's edge: 让球 in 让 + 球队 (lets the team) is none."""
+    starts, ends = bounds
+    low, high = max(0, start - 12), min(len(text), end + 8)
+    for word in _MATCH_WORDS:
+        at = text.find(word, low, high)
+        while at != -1:
+            last = at + len(word)
+            inside = not any(i in starts for i in range(at + 1, last))
+            if inside or (at in starts and last in ends):
+                return True
+            at = text.find(word, at + 1, high)
+    return False
+
+
+FOREIGN_CHARACTER = 1.0
+"""`foreign_score` above which one character continues a transliterated name (约, 塔, 斯)."""
+
+
+def _person_candidates(text: str, tokens) -> list[tuple[str, int, int]]:
+    """LAC's PER words as `(word, start, end)`, joined where LAC cut one name in two: PER words
+    side by side (里 + 贝里), a surname and a given name the name model reads as one (傅 +
+    军民), and a transliteration and one more character of transliteration before a pause
+    (阿德巴 + 约、): the name model of `cn_name_model`, not a list."""
+    names = surnames()
+    out = []
+    index = 0
+    while index < len(tokens):
+        word, tag, start = tokens[index]
+        index += 1
+        if tag != "PER":
+            continue
+        while (
+            index < len(tokens)
+            and tokens[index][1] == "PER"
+            and not _LATIN_LETTER.search(word + tokens[index][0])
+            and len(word) + len(tokens[index][0]) <= 8
+        ):
+            word += tokens[index][0]
+            index += 1
+        end = start + len(word)
+        following = tokens[index][0] if index < len(tokens) else ""
+        if word in names and following:
+            if (
+                1 <= len(following) <= 2
+                and _HAN_ALL.fullmatch(following)
+                and given_name_score(following) > 0
+            ):
+                word, end = word + following, end + len(following)
+        elif (
+            len(following) == 1
+            and _HAN_ALL.fullmatch(word)
+            and _HAN_ALL.fullmatch(following)
+            and foreign_score(word) > FOREIGN_CHARACTER
+            and foreign_score(following) > FOREIGN_CHARACTER
+            and (end + 1 == len(text) or text[end + 1] in _PAUSE)
+        ):
+            word, end = word + following, end + 1
+        out.append((word, start, end))
+    return out
+
+
+_LATIN_LETTER = re.compile(r"[A-Za-z]")
+
+
 def lac_persons(
     text: str, tokens: tuple[tuple[str, str, int], ...]
 ) -> dict[tuple[int, int], float]:
@@ -365,16 +604,8 @@ def lac_persons(
     """
     elsewhere = {word for word, tag, _ in tokens if tag in _LAC_NOT_A_PERSON}
     found: dict[tuple[int, int], float] = {}
-    names = surnames()
-    for index, (word, tag, start) in enumerate(tokens):
-        if tag != "PER":
-            continue
-        end = start + len(word)
-        if word in names and index + 1 < len(tokens):
-            # LAC cut a surname from its given name (傅 + 军民): the name model joins them.
-            given = tokens[index + 1][0]
-            if 1 <= len(given) <= 2 and _HAN_ALL.fullmatch(given) and given_name_score(given) > 0:
-                word, end = word + given, end + len(given)
+    bounds = _bounds(tokens)
+    for word, start, end in _person_candidates(text, tokens):
         name = word.strip("".join(_INTERPUNCT))
         if len(name) < 2 or not _HAN_CHARACTER.search(name) or name in elsewhere:
             continue
@@ -385,10 +616,8 @@ def lac_persons(
         evidence = _person_evidence(text, start, end)
         han = "".join(c for c in name if c not in _INTERPUNCT)
         dotted = han != name
-        if not evidence and not dotted:
-            window = text[max(0, start - 12) : end + 8]
-            if any(word in window for word in _MATCH_WORDS):
-                continue
+        if not evidence and not dotted and _match_report(text, bounds, start, end):
+            continue
         found[(start, end)] = LAC_PERSON_SCORE + (CONTEXT_SCORE if evidence else 0.0)
     return found
 
@@ -437,9 +666,13 @@ class CnPersonRecognizer(RegexRecognizer):
             spans.setdefault(span, score)
         for span in _latin_names(text, set(spans)):
             spans.setdefault(span, LATIN_NAME_SCORE)
+        for span in _latin_by_model(text, tokens, set(spans), _english_words(nlp_artifacts)):
+            spans.setdefault(span, LATIN_NAME_SCORE)
         for span in _listed_latin(text, set(spans)):
             spans.setdefault(span, LATIN_NAME_SCORE)
         for span in _listed_han(text, tokens, set(spans)):
+            spans.setdefault(span, LAC_PERSON_SCORE)
+        for span in _titled_han(text, tokens, set(spans)):
             spans.setdefault(span, LAC_PERSON_SCORE)
         return [
             self._result(start, end, spans[(start, end)], "lac person")
