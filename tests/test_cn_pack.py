@@ -305,3 +305,16 @@ def test_when_a_venue_word_names_no_venue_then_no_location_covers_it(
     location, text, not_a_place
 ) -> None:
     assert not any(not_a_place in found for found in _found(location, text, "LOCATION"))
+
+
+def test_when_lac_reads_a_calendar_word_as_a_person_then_it_is_none() -> None:
+    text = "本场走势和周中分析一致，季度数据也一样。"
+    tokens = (
+        ("本场", "r", 0), ("走势", "n", 2), ("和", "c", 4), ("周中", "PER", 5),
+        ("分析", "vn", 7), ("一致", "a", 9), ("，", "w", 11), ("季度", "PER", 12),
+        ("数据", "n", 14), ("也", "d", 16), ("一样", "a", 17), ("。", "w", 19),
+    )  # fmt: skip
+    assert cn_names.lac_persons(text, tokens) == {}
+    named = "本场走势和周中平分析一致。"  # a surname with a given name stays a person
+    tokens = (("本场", "r", 0), ("走势", "n", 2), ("和", "c", 4), ("周中平", "PER", 5))
+    assert (5, 8) in cn_names.lac_persons(named, tokens)

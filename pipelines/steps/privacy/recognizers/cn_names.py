@@ -505,6 +505,11 @@ def _person_evidence(text: str, start: int, end: int) -> bool:
     )
 
 
+_CALENDAR = re.compile(r"(?:周|星期|礼拜)[一二三四五六七日天末中度内初]|季度|[年月][初中底度]")
+"""Words of the calendar that begin with a surname's character (周中 midweek, 周度 weekly,
+季度 quarter): LAC reads some of them as persons."""
+
+
 def _form_of_address(name: str) -> bool:
     """A surname with a title or a family word (王先生, 小刘总, 陈老师, 简氏), or one alone."""
     bare = name[1:] if len(name) > 2 and name[0] in "小老" else name
@@ -611,7 +616,7 @@ def lac_persons(
             continue
         if _form_of_address(name) or _not_a_person(text, start, end):
             continue
-        if text.startswith(_PLACE_OR_ORG_AFTER, end):
+        if _CALENDAR.fullmatch(name) or text.startswith(_PLACE_OR_ORG_AFTER, end):
             continue
         evidence = _person_evidence(text, start, end)
         han = "".join(c for c in name if c not in _INTERPUNCT)
