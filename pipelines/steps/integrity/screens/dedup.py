@@ -15,8 +15,10 @@ is scored with its highest Jaccard similarity to another record.
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from pipelines.steps.integrity.screens import record_words
-from pipelines.steps.integrity.screens.minhash import similar_pairs
+from pipelines.steps.integrity.screens.minhash import jaccards, shingle_sets, similar_pairs
 from pipelines.steps.records import Record
 
 NEAR_DUPLICATE = "near_duplicate"
@@ -48,6 +50,33 @@ def _side_similarity(a: Record, b: Record, role: str, shingle_size: int) -> floa
             sets.append(set(zip(*(tokens[k:] for k in range(shingle_size)), strict=False)))
     union = len(sets[0] | sets[1])
     return len(sets[0] & sets[1]) / union if union else 1.0
+
+
+def _alike_sides(
+    records: list[Record],
+    pairs: list[tuple[int, int, float]],
+    shingle_size: int,
+    side_threshold: float,
+) -> list[bool]:
+    """Per pair, whether its user turns and its system turns are each `side_threshold` alike:
+    `_side_similarity` for many pairs at once (numpy batches over the records of the pairs only;
+    one call per pair tokenized both records again, and the confirmed pairs of a templated
+    corpus grow faster than its records: 90,685 at 100k records, #21)."""
+    if not pairs:
+        return []
+    ends = np.array([(i, j) for i, j, _ in pairs], dtype=np.int64)
+    involved, local = np.unique(ends, return_inverse=True)
+    local = local.reshape(ends.shape)
+    alike = np.ones(len(pairs), dtype=bool)
+    for role in _SIDES:
+        tokens = [record_words(records[i], role) for i in involved.tolist()]
+        sets = shingle_sets(tokens, shingle_size)
+        sizes = np.diff(sets.offsets)
+        similarity = jaccards(sets, local)
+        # A role that neither record has counts as alike (1.0), as in `_side_similarity`.
+        neither = (sizes[local[:, 0]] == 0) & (sizes[local[:, 1]] == 0)
+        alike &= neither | (similarity >= side_threshold)
+    return alike.tolist()
 
 
 @dataclass(frozen=True)
@@ -105,11 +134,10 @@ def score_near_duplicates(
     best = [0.0] * len(records)
     # Per record, its confirmed partners earlier in input order.
     earlier: dict[int, list[tuple[float, int]]] = {}
-    for i, j, similarity in pairs:
-        if any(
-            _side_similarity(records[i], records[j], role, shingle_size) < side_threshold
-            for role in _SIDES
-        ):
+    for (i, j, similarity), alike in zip(
+        pairs, _alike_sides(records, pairs, shingle_size, side_threshold), strict=True
+    ):
+        if not alike:
             continue
         best[i] = max(best[i], similarity)
         best[j] = max(best[j], similarity)

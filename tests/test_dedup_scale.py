@@ -1,0 +1,86 @@
+"""Near-duplicate screening at scale (#21.1): the cheaper steps decide as the plain definitions."""
+
+import math
+
+import numpy as np
+
+from pipelines.steps.integrity.screens.dedup import _alike_sides, _side_similarity
+from pipelines.steps.integrity.screens.minhash import agreement_floor, band_rows
+from pipelines.steps.records import Message, Record
+
+
+def _binomial_tail(num_perm: int, threshold: float, below: int) -> float:
+    """Chance that two records at `threshold` agree on fewer than `below` of `num_perm`."""
+    return sum(
+        math.comb(num_perm, k) * threshold**k * (1 - threshold) ** (num_perm - k)
+        for k in range(below)
+    )
+
+
+def test_when_the_agreement_floor_is_set_then_it_adds_at_most_a_hundredth_of_the_band_miss() -> (
+    None
+):
+    for threshold, num_perm in ((0.75, 64), (0.8, 64), (0.7, 128), (0.9, 32)):
+        rows = band_rows(threshold, num_perm)
+        band_miss = (1 - threshold**rows) ** (num_perm // rows)
+        floor = agreement_floor(threshold, num_perm)
+
+        # The largest floor within the budget: one more position would exceed it.
+        assert _binomial_tail(num_perm, threshold, floor) <= 0.01 * band_miss
+        assert _binomial_tail(num_perm, threshold, floor + 1) > 0.01 * band_miss
+    # At the default settings it refutes template siblings (Jaccard 0.5 agree on ~32 of 64).
+    assert agreement_floor(0.75, 64) == 33
+
+
+def _record(index: int, system: str | None, user: str | None, answer: str) -> Record:
+    messages = [Message("system", system)] if system is not None else []
+    messages += [Message("user", user)] if user is not None else []
+    messages.append(Message("assistant", answer))
+    return Record(f"r{index}", "t.jsonl", index + 1, "chat", tuple(messages), language="en")
+
+
+def test_when_side_checks_run_in_batches_then_they_equal_the_pairwise_definition() -> None:
+    rng = np.random.default_rng(5)
+    words = ["reset", "my", "password", "please", "the", "vpn", "drops", "hi", "thanks", "now"]
+
+    def text(low: int) -> str | None:
+        size = int(rng.integers(low, 7))
+        return " ".join(rng.choice(words, size=size)) if size > 0 else None
+
+    # Roles missing, one-word turns (one shingle of all tokens) and longer ones, so that every
+    # branch of `_side_similarity` (neither has the role: 1.0; one has it: 0.0) is drawn.
+    records = [_record(i, text(-3), text(-1), text(1) or "ok") for i in range(60)]
+    pairs = [(i, j, 0.9) for i in range(60) for j in range(i + 1, 60) if (i * j) % 3 == 0]
+
+    for shingle_size, side_threshold in ((2, 0.5), (1, 0.3)):
+        expected = [
+            all(
+                _side_similarity(records[i], records[j], role, shingle_size) >= side_threshold
+                for role in ("system", "user")
+            )
+            for i, j, _ in pairs
+        ]
+
+        found = _alike_sides(records, pairs, shingle_size, side_threshold)
+
+        assert found == expected and 0 < sum(found) < len(found)
+    assert _alike_sides(records, [], 2, 0.5) == []
+
+
+def test_when_agreement_is_checked_on_low_bits_first_then_it_keeps_what_full_values_keep() -> None:
+    from pipelines.steps.integrity.screens import minhash
+
+    rng = np.random.default_rng(11)
+    # Values that differ only above their low 8 bits agree there: the first pass keeps such
+    # pairs, the full comparison must refute them.
+    signature = rng.integers(0, 2**32 - 1, size=(200, 64), dtype=np.uint32)
+    signature[1::2] = signature[::2]
+    signature[1::4, :40] += np.uint32(256)
+    pairs = np.array([(i, j) for i in range(200) for j in range(i + 1, 200)], dtype=np.int32)
+    same = (signature[pairs[:, 0]] == signature[pairs[:, 1]]).sum(axis=1)
+
+    for floor in (1, 24, 33, 64):
+        found = minhash._agreeing(signature, pairs, floor)
+
+        assert found.tolist() == pairs[same >= floor].tolist()
+    assert len(minhash._agreeing(signature, pairs, 33)) == 50
