@@ -215,17 +215,26 @@ def test_when_a_training_process_is_killed_then_the_step_fails_and_releases_no_a
 
 
 def _spawned_children() -> list[int]:
-    """Processes started by this one with multiprocessing's spawn (the training ranks)."""
-    children = []
+    """The training processes of this test process (the fork server's children), newest
+    first, once two of them run."""
+    processes = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            fields = stat.read_text().rsplit(")", 1)[1].split()
             cmdline = (stat.parent / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
+        except (OSError, IndexError):
             continue
-        if ppid == os.getpid() and b"spawn_main" in cmdline:
-            children.append(int(stat.parent.name))
-    return sorted(children)
+        processes[int(stat.parent.name)] = (int(fields[1]), int(fields[19]), cmdline)
+    servers = {
+        pid
+        for pid, (ppid, _, cmdline) in processes.items()
+        if ppid == os.getpid() and b"forkserver" in cmdline
+    }
+    children = sorted(
+        ((started, pid) for pid, (ppid, started, _) in processes.items() if ppid in servers),
+        reverse=True,
+    )
+    return [pid for _, pid in children] if len(children) >= 2 else []
 
 
 def test_when_a_rank_raises_then_its_error_is_passed_on_with_its_type_and_rank() -> None:

@@ -39,7 +39,9 @@ import dataclasses
 import hashlib
 import math
 import os
+import pickle
 import socket
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -275,17 +277,57 @@ def launch(
     """
     if processes < 1:
         raise ValueError(f"processes = {processes}: need at least 1")
-    with mp.Manager() as manager:
-        results = manager.dict()
-        # Fresh processes (spawn): a forked child of a process whose thread pools already ran
-        # can hang in its first parallel region, and CUDA cannot be forked at all.
-        mp.spawn(
-            _worker,
-            args=(processes, port, backend, str(model_dir), data, cfg, results),
-            nprocs=processes,
-            join=True,
-        )
+    with tempfile.TemporaryDirectory(prefix="sovtune-ranks-") as folder:
+        results = _Results(folder)
+        _start(_worker, (processes, port, backend, str(model_dir), data, cfg, results), processes)
         return [results[rank] for rank in range(processes)]
+
+
+class _Results:
+    """What the processes hand back to the launcher: one pickle per entry, written atomically
+    into the launcher's private temporary folder (a Manager would start one more process)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    @staticmethod
+    def _name(key) -> str:
+        return "-".join(str(k) for k in (key if isinstance(key, tuple) else (key,))) + ".pkl"
+
+    def __setitem__(self, key, value) -> None:
+        path = self.folder / self._name(key)
+        staging = path.with_name(f".{path.name}.tmp")
+        with open(staging, "wb") as handle:
+            pickle.dump((key, value), handle)
+        os.replace(staging, path)
+
+    def items(self) -> list[tuple]:
+        entries = []
+        for path in sorted(self.folder.glob("*.pkl")):
+            with open(path, "rb") as handle:
+                entries.append(pickle.load(handle))
+        return entries
+
+    def get(self, key, default=None):
+        return dict(self.items()).get(key, default)
+
+    def __getitem__(self, key):
+        return dict(self.items())[key]
+
+
+def _start(function, args: tuple, processes: int) -> None:
+    """Run `function(rank, *args)` in `processes` processes and wait for all of them; the
+    first that fails stops the others (torch.multiprocessing's ProcessException).
+
+    The processes are forked by a fork server, which imports the main script and this module
+    (torch, transformers, Opacus, PEFT) once per parent process. Not fork: a forked child of a
+    process whose thread pools already ran can hang in its first parallel region, and CUDA
+    cannot be forked at all; the fork server never ran either. Not spawn: every process of
+    every run would import the libraries again (about 5 s of CPU each, on 2 cores).
+    """
+    # no effect once the server runs (the first call of this parent process)
+    mp.get_context("forkserver").set_forkserver_preload(["__main__", __name__])
+    mp.start_processes(function, args=args, nprocs=processes, join=True, start_method="forkserver")
 
 
 # The pipeline's path: `training.processes` above 1 (resources/trainer.py).
@@ -404,29 +446,29 @@ def train_dp_lora_distributed(
     """
     started = time.monotonic()
     backend = resolve_backend(cfg, device)
-    with mp.Manager() as manager:
-        results = manager.dict()
+    # once, here: the split, the refusals and sigma's search (seconds) are the same for all
+    plan = dp_lora._prepare(records, cfg, model_dir, private=True, epsilon_every=epsilon_every)
+    with tempfile.TemporaryDirectory(prefix="sovtune-ranks-") as folder:
+        results = _Results(folder)
         try:
-            mp.spawn(
+            _start(
                 _pipeline_worker,
-                args=(
+                (
                     cfg.processes,
                     _free_port(),
                     backend,
-                    records,
+                    plan,
                     str(model_dir),
                     cfg,
                     str(out_dir),
                     None if checkpoint_dir is None else str(checkpoint_dir),
                     progress,
-                    epsilon_every,
                     results,
                 ),
-                nprocs=cfg.processes,
-                join=True,
+                cfg.processes,
             )
         except ProcessException as exc:
-            raise _failure(dict(results), exc, cfg.processes) from None
+            raise _failure(dict(results.items()), exc, cfg.processes) from None
         result = results.get("result")
     if result is None:
         raise DistributedTrainingError(
@@ -479,13 +521,12 @@ def _pipeline_worker(
     world_size: int,
     port: int,
     backend: str,
-    records: list[Record],
+    plan: "dp_lora._Plan",
     model_dir: str,
     cfg: TrainingConfig,
     out_dir: str,
     checkpoint_dir: str | None,
     progress: bool,
-    epsilon_every: int | None,
     results,
 ) -> None:
     os.environ["MASTER_ADDR"] = "127.0.0.1"
@@ -504,14 +545,13 @@ def _pipeline_worker(
         dist.init_process_group(backend, rank=rank, world_size=world_size)
         try:
             result = _train_pipeline_rank(
-                records,
+                plan,
                 model_dir=model_dir,
                 cfg=cfg,
                 out_dir=Path(out_dir),
                 device=device,
                 checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir),
                 progress=progress and rank == 0,
-                epsilon_every=epsilon_every,
             )
         finally:
             dist.destroy_process_group()
@@ -524,7 +564,7 @@ def _pipeline_worker(
 
 
 def _train_pipeline_rank(
-    records: list[Record],
+    plan: "dp_lora._Plan",
     *,
     model_dir: str,
     cfg: TrainingConfig,
@@ -532,13 +572,11 @@ def _train_pipeline_rank(
     device: str,
     checkpoint_dir: Path | None,
     progress: bool,
-    epsilon_every: int | None,
 ) -> dp_lora.TrainingResult | None:
-    """One rank of `train_dp_lora_distributed`: `dp_lora`'s phases around a DPDDP model.
-    Returns the run's result on rank 0, None on the others."""
+    """One rank of `train_dp_lora_distributed`: `dp_lora`'s phases after the prepared `plan`,
+    around a DPDDP model. Returns the run's result on rank 0, None on the others."""
     started = time.monotonic()
     rank = dist.get_rank()
-    plan = dp_lora._prepare(records, cfg, model_dir, private=True, epsilon_every=epsilon_every)
     if rank == 0:
         recovery = dp_lora._open_checkpoint(checkpoint_dir, plan, private=True)
         shared = [recovery.resume, recovery.charged]
