@@ -227,6 +227,9 @@ def test_when_the_lac_model_loads_and_tags_then_no_socket_reaches_past_the_machi
         ("该剧本由JohnMilius和Raymond共同完成。", "JohnMilius"),  # the Latin name model
         ("该剧本由JohnMilius和Raymond共同完成。", "Raymond"),
         ("世界冠军Vortex(王晓东)昨天到了上海。", "Vortex"),  # an alias before a name
+        ("执法大队大队长方剑民带队检查了三家工厂。", "方剑民"),  # LAC: 大队 + 长方剑民
+        ("在Halvard看来，这座城市已经饱和了。", "Halvard"),  # 在 ... 看来: a person's view
+        ("Brenlow兄弟介绍说，影片还会有续集。", "Brenlow"),  # kin after a Latin name
     ],
 )
 def test_when_the_name_models_read_a_name_lac_misses_then_it_is_found(person, text, name) -> None:
@@ -239,6 +242,7 @@ def test_when_the_name_models_read_a_name_lac_misses_then_it_is_found(person, te
         ("立信、博远和德康国际等公司都看好主队取胜。", "博远"),  # a list of companies (等公司)
         ("他最喜欢“汤姆·索亚”系列小说。", "汤姆"),  # a quoted work's name
         ("项目经理介绍，会上讨论了三个方案。", "会上"),  # a title, but no surname + name
+        ("银行邀请客户经理陆续投入新业务。", "陆续"),  # a title, then an adverb
     ],
 )
 def test_when_a_person_like_word_names_an_organisation_or_a_work_then_it_is_no_person(

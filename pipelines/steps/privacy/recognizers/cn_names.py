@@ -273,10 +273,23 @@ def _latin_names(text: str, accepted: set[tuple[int, int]]) -> set[tuple[int, in
         before = text[max(0, start - 8) : start].rstrip("：: ")
         bracketed = text[start - 1 : start] in "（(" and any(e == start - 1 for _, e in accepted)
         titled = any(before.endswith(word) for word in _TITLE_BEFORE)
-        speaking = text.startswith(_PERSON_WORDS_AFTER, end) or _AGE_AFTER.match(text, end)
+        speaking = (
+            text.startswith(_PERSON_WORDS_AFTER + _KIN_AFTER, end)
+            or _AGE_AFTER.match(text, end)
+            or _in_view_of(text, start, end)
+        )
         if _HAN_CHARACTER.search(text) and (bracketed or titled or speaking):
             found.add((start, end))
     return found
+
+
+_KIN_AFTER = ("兄弟", "姐妹", "一家", "父子", "母女", "夫人", "太太")
+"""Kin after a Latin word (Purchase兄弟, castle一家): a person's, or a family's, name."""
+
+
+def _in_view_of(text: str, start: int, end: int) -> bool:
+    """在 ... 看来 around the span: "in X's view", a person's."""
+    return text[start - 1 : start] == "在" and text.startswith("看来", end)
 
 
 def _listed_latin(text: str, accepted: set[tuple[int, int]]) -> set[tuple[int, int]]:
@@ -325,9 +338,11 @@ def _listed_han(text: str, tokens, accepted: set[tuple[int, int]]) -> set[tuple[
     return found
 
 
-_LAC_NOT_A_NAME = frozenset({"PER", "LOC", "ORG", "TIME", "w", "m", "q", "p", "c", "u", "xc"})
+_LAC_NOT_A_NAME = frozenset(
+    {"PER", "LOC", "ORG", "TIME", "w", "m", "q", "p", "c", "u", "xc", "d", "ad", "vd"}
+)
 """LAC tags of a word that a title cannot make a name: entities LAC read (PER is taken as it
-is), punctuation, numbers, measure words and function words."""
+is), punctuation, numbers, measure words, adverbs (经理 + 陆续) and function words."""
 _PAUSE = frozenset('、，。；：！？）”",;:!?)')
 """Punctuation after which a name has ended (full-width, and as the scan's NFKC copy has it)."""
 _NAME_ENDS = _PAUSE | frozenset(" 和与及")
@@ -336,24 +351,33 @@ MIN_TITLED_GIVEN = -1.0
 title is strong evidence, the score only keeps common words out (记者 + 会上)."""
 
 
+_VERB_TAGS = frozenset({"v", "vd", "d", "ad"})
+"""LAC tags of a verb or an adverb: after a name they begin what the person does (带队)."""
+
+
 def _titled_han(text: str, tokens, accepted) -> set[tuple[int, int]]:
     """A word of 2-3 Han characters that LAC did not read as a name, right after a title
-    (记者马力, 大队长方剑民, 经理舒畅) and before a pause or a person's verb, made of a surname
-    and a given name the name model accepts."""
+    (记者马力, 大队长方剑民, 经理舒畅) and before a pause, a verb or an adverb, made of a
+    surname and a given name the name model accepts."""
     names = surnames()
     found = set()
-    for word, tag, start in tokens:
-        end = start + len(word)
-        if tag in _LAC_NOT_A_NAME or not 2 <= len(word) <= 3 or not _HAN_ALL.fullmatch(word):
+    for index, (token, tag, token_start) in enumerate(tokens):
+        end = token_start + len(token)
+        if tag in _LAC_NOT_A_NAME or not _HAN_ALL.fullmatch(token):
             continue
-        if (start, end) in accepted or not _titled(text, start):
+        verb_after = index + 1 < len(tokens) and tokens[index + 1][1] in _VERB_TAGS
+        if not (end == len(text) or text[end] in _NAME_ENDS or verb_after):
             continue
-        if not (end == len(text) or text[end] in _NAME_ENDS or text.startswith(_SPEECH_AFTER, end)):
-            continue
-        for surname in {word[:1], word[:2]} & names:
-            given = word[len(surname) :]
-            if given and given_name_score(given) > MIN_TITLED_GIVEN:
-                found.add((start, end))
+        # The name may be the whole word or its end, where LAC glued a title's last
+        # character to it (大队 + 长方剑民).
+        for start in range(max(token_start, end - 3), end - 1):
+            word = text[start:end]
+            if (start, end) in accepted or not _titled(text, start):
+                continue
+            for surname in {word[:1], word[:2]} & names:
+                given = word[len(surname) :]
+                if given and given_name_score(given) > MIN_TITLED_GIVEN:
+                    found.add((start, end))
     return found
 
 
@@ -498,10 +522,13 @@ _PLACE_OR_ORG_AFTER = (
 
 
 def _person_evidence(text: str, start: int, end: int) -> bool:
-    """A title before the span (记者, 主帅 ...) or a person's verb or address after it."""
+    """A title before the span (记者, 主帅 ...), a person's verb or address after it, or
+    在 ... 看来 around it."""
     before = text[max(0, start - 8) : start].rstrip("：: ")
-    return any(before.endswith(word) for word in _TITLE_BEFORE) or text.startswith(
-        _PERSON_WORDS_AFTER, end
+    return (
+        any(before.endswith(word) for word in _TITLE_BEFORE)
+        or text.startswith(_PERSON_WORDS_AFTER, end)
+        or _in_view_of(text, start, end)
     )
 
 
