@@ -104,16 +104,24 @@ class PayloadScores:
 
 
 def _masked(tokens: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(_DIGITS.sub("0", t) for t in tokens)
+    """The tokens with digit runs masked as 0 (tokens hold no spaces: one pass over them)."""
+    joined = " ".join(tokens)
+    return tuple(_DIGITS.sub("0", joined).split(" ")) if _DIGITS.search(joined) else tokens
 
 
 def segments(
-    record: Record, opening_words: int, segment_words: int, window: int = WINDOW
+    record: Record,
+    opening_words: int,
+    segment_words: int,
+    window: int = WINDOW,
+    *,
+    with_tokens: bool = True,
 ) -> Iterator[tuple[str, tuple[str, ...], int]]:
     """The record's answer segments (module docstring) with their keys: `"opening"` for the
     first answer's first `opening_words` tokens, `"sentence"` for every sentence of at least
     `opening_words` tokens and `"shingle"` for the winnowed `segment_words`-token shingles of
-    every assistant turn; tokens with digits masked. A segment may repeat."""
+    every assistant turn; tokens with digits masked (a shingle's tokens empty unless
+    `with_tokens`). A segment may repeat."""
     first = True
     for message in record.messages:
         if message.role != "assistant":
@@ -127,18 +135,22 @@ def segments(
             found = _masked(words.__wrapped__(sentence)) if sentence.strip() else ()
             if len(found) >= opening_words:
                 yield "sentence", found, _key("sentence", found)
-        shingles = [tokens[j : j + segment_words] for j in range(len(tokens) - segment_words + 1)]
-        hashes = [_key("shingle", shingle) for shingle in shingles]
+        hashes = _shingle_keys(tokens, segment_words)
+        if not hashes:
+            continue
         kept = (
-            {
-                min(range(j, min(j + window, len(hashes))), key=hashes.__getitem__)
-                for j in range(max(1, len(hashes) - window + 1))
-            }
-            if hashes
-            else set()
+            {min(hashes[j : j + window]) for j in range(len(hashes) - window + 1)}
+            if len(hashes) > window
+            else {min(hashes)}
         )
-        for j in sorted(kept):
-            yield "shingle", shingles[j], hashes[j]
+        if not with_tokens:
+            for key in kept:
+                yield "shingle", (), key
+            continue
+        for j, key in enumerate(hashes):
+            if key in kept:
+                kept.discard(key)
+                yield "shingle", tokens[j : j + segment_words], key
 
 
 @lru_cache(maxsize=65536)
@@ -154,6 +166,23 @@ def _key(kind: str, tokens: tuple[str, ...]) -> int:
     for token in tokens:
         key = (key * _BASE + _token_hash(token)) & _MASK
     return key
+
+
+def _shingle_keys(tokens: tuple[str, ...], size: int) -> list[int]:
+    """`_key("shingle", s)` of every `size`-token shingle `s` of `tokens`, rolled: each key
+    from the previous one in constant time."""
+    count = len(tokens) - size + 1
+    if count <= 0:
+        return []
+    hashed = [_token_hash(t) for t in tokens]
+    salt = (_token_hash("shingle") * pow(_BASE, size, _MASK + 1)) & _MASK
+    top = pow(_BASE, size - 1, _MASK + 1)
+    key = _key("shingle", tokens[:size])
+    keys = [key]
+    for j in range(1, count):
+        key = ((key - salt - hashed[j - 1] * top) * _BASE + hashed[j + size - 1] + salt) & _MASK
+        keys.append(key)
+    return keys
 
 
 def _unit_vector(
@@ -299,7 +328,7 @@ def _groups(
     for index, record in enumerate(answered):
         found: set[int] = set()
         sentences: set[int] = set()
-        for kind, _, key in segments(record, opening_words, segment_words):
+        for kind, _, key in segments(record, opening_words, segment_words, with_tokens=False):
             found.add(key)
             if kind == "opening":
                 openings.add(key)
