@@ -175,10 +175,19 @@ def clean_report(eval_dir: Path, cfg: CurationConfig) -> None:
         "| flags by reason (repeats excluded) |"
     )
     print("|---|---:|---:|" + "---:|" * (len(SCREENS) + 3) + "---:|---|")
-    for path in sorted((eval_dir / "clean_sft").glob("*.json")):
-        records = load_records(path)
+    paths = sorted((eval_dir / "clean_sft").glob("*.json"))
+    # Each file alone, then all of them as one corpus (ids stay apart: `<file>-<index>`), where
+    # one file's stock sentences (glaive_toolcall_en's closing) are a small share of the whole.
+    sets = [(path.stem, load_records(path), repeated_rows(path)) for path in paths]
+    sets.append(
+        (
+            "all clean_sft together",
+            [r for _, records, _ in sets for r in records],
+            set().union(*(repeats for _, _, repeats in sets)),
+        )
+    )
+    for name, records, repeats in sets:
         by_id = {r.id: r for r in records}
-        repeats = repeated_rows(path)
         flagged, removed, seconds = screen(records, cfg, exclude=repeats)
         n = len(records) - len(repeats)
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(flagged.pop("_reasons").items()))
@@ -193,7 +202,7 @@ def clean_report(eval_dir: Path, cfg: CurationConfig) -> None:
         )
         copies_cell = f"{len(copies) / n:.2%}" + (f" ({lowest:.2f})" if copies else "")
         print(
-            f"| {path.stem} | {len(records)} | {len(repeats)} | "
+            f"| {name} | {len(records)} | {len(repeats)} | "
             + " | ".join(f"{len(flagged[s] - repeats) / n:.2%}" for s in SCREENS)
             + f" | {len(removed - repeats) / n:.2%} | {len(quarantined) / n:.2%} | {copies_cell} "
             f"| {seconds:.1f} | {reasons or '-'} |"
