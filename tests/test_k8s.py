@@ -3,10 +3,12 @@
 - Manifests (`docs/deploy/*.yaml` with a `kind`): `kubectl kustomize` builds every object
   (apiVersion, kind, metadata, YAML); the server's OpenAPI schema, and with it
   `kubectl create --dry-run=client`, needs a cluster.
-- Dagster's Helm values: `helm lint` / `helm template` need the helm binary and the chart, and
-  neither is on this machine's package registries; so the values are checked against what the
-  project itself decides (versions pinned in constraints.txt, the instance settings in
-  docs/deploy/dagster.yaml, the code location's module, offline and no-ingress settings).
+- Dagster's Helm values: `helm lint` / `helm template` need a Helm engine and Dagster's chart;
+  an engine is on the registries (PyPI's `helm-python-sdk`, Helm's Go SDK as a bundled C
+  library) but the chart is on none of them (docs/operations.md); so the values are checked
+  against what the project itself decides (versions pinned in constraints.txt, the instance
+  settings in docs/deploy/dagster.yaml, the code location's module, offline and no-ingress
+  settings).
 """
 
 import importlib.util
