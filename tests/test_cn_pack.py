@@ -291,6 +291,7 @@ def test_when_lac_splits_a_name_then_the_candidates_join_it() -> None:
     [
         ("比赛将在蓝鲸网吧举行。", "蓝鲸网吧"),  # a word of its own + a venue word
         ("她在妇幼保健医院工作了十年。", "妇幼保健医院"),
+        ("保利天悦汇项目紧邻城铁。", "保利天悦汇"),  # an organisation's name + 项目
     ],
 )
 def test_when_a_venue_is_named_then_it_is_a_location(location, text, place) -> None:
@@ -303,6 +304,7 @@ def test_when_a_venue_is_named_then_it_is_a_location(location, text, place) -> N
         ("股票市场和债券市场的波动都很大。", "市场"),  # a market is no venue
         ("附近的农贸市场方便了居民购物。", "农贸市场"),  # a common noun, no name of its own
         ("汇丰正式启动其在中国市场的零售业务。", "中国市"),  # 市场 is no city (市)
+        ("腾讯项目组今天开会。", "腾讯"),  # 项目组 is a team, not a development
     ],
 )
 def test_when_a_venue_word_names_no_venue_then_no_location_covers_it(

@@ -43,6 +43,8 @@ ADDRESS = re.compile(
     rf"(?:{_HAN}{{1,7}}?{_ADMIN}){{1,5}}(?:{_HAN}{{0,8}}?{_STREET})?"
     rf"(?:\s?\d{{1,5}}\s?(?:号|弄|栋|幢))?(?:{_HAN}?[A-Za-z\d]{{0,4}}(?:座|栋|幢|单元|楼|层|室))*"
 )
+_DEVELOPMENTS = ("项目", "楼盘", "小区")
+"""After an organisation's name, what makes it a property development: a place."""
 PLACE_WORDS = (
     "广场", "大厦", "大楼", "中心", "花园", "小区", "公园", "商务区", "开发区", "新区", "园区",
     "体育场", "体育馆", "球场", "机场", "车站", "火车站", "码头", "港", "湾", "岛", "半岛", "山谷",
@@ -164,6 +166,10 @@ class CnLocationRecognizer(RegexRecognizer):
             if flag in ("nt", "n") and word.endswith(_VENUES) and len(word) > 3:
                 if flag == "nt" or _unknown_name(word, frequencies):
                     found.setdefault((start, start + len(word)), (0.6, "venue"))
+            # An organisation's name before 项目, 楼盘: a property development, a place.
+            following = raw[index + 1][0] if index + 1 < len(raw) else ""
+            if flag == "nt" and following in _DEVELOPMENTS:
+                found.setdefault((start, start + len(word)), (0.6, "development"))
             # A name of its own before a venue word (深蓝 + 网吧).
             if word in _VENUES and word not in _ABSTRACT_VENUES and index > 0:
                 before, tag, first = raw[index - 1]
