@@ -17,9 +17,11 @@ corpus) and writing the decisions. Printed per size:
   record ratio N2 / N1 (linear time gives equal ratios).
 
     nice -n 10 .venv/bin/python benchmarks/screen_memory.py [--records 20000 100000]
+        [--max-rss-gib 6]
 """
 
 import argparse
+import contextlib
 import os
 import resource
 import subprocess
@@ -62,8 +64,11 @@ def tree_memory(process: psutil.Process) -> tuple[int, int]:
     return rss, pss
 
 
-def measure(path: Path, profile: str) -> dict[str, float]:
-    """Run `sovtune screen` on `path` in a child process; its peak RSS, wall and CPU time."""
+def measure(path: Path, profile: str, max_rss_gib: float) -> dict[str, float]:
+    """Run `sovtune screen` on `path` in a child process; its peak RSS, wall and CPU time.
+
+    The command and its children are killed, and the benchmark stops, once their RSS passes
+    `max_rss_gib` (the machine is shared: a size that does not fit is reported, not swapped)."""
     decisions = path.with_name("decisions.jsonl")
     command = [
         sys.executable,
@@ -87,6 +92,15 @@ def measure(path: Path, profile: str) -> dict[str, float]:
         except psutil.Error:
             continue
         peak, peak_pss = max(peak, rss), max(peak_pss, pss)
+        if rss > max_rss_gib * 2**30:
+            for proc in [*watched.children(recursive=True), watched]:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+            child.wait()
+            raise SystemExit(
+                f"sovtune screen on {path} passed --max-rss-gib {max_rss_gib} after"
+                f" {time.perf_counter() - started:.0f} s: stopped"
+            )
         time.sleep(SAMPLE_S)
     wall = time.perf_counter() - started
     stderr = child.stderr.read().decode() if child.stderr else ""
@@ -110,12 +124,22 @@ def main() -> None:
     parser.add_argument("--records", type=int, nargs="+", default=[20_000, 100_000])
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--profile", default="default")
+    parser.add_argument(
+        "--max-rss-gib",
+        type=float,
+        default=6.0,
+        help="Stop a size whose command passes this RSS (command and children, GiB).",
+    )
     args = parser.parse_args()
     rows = []
     for records in args.records:
         path = corpus(records, args.seed)
         load = os.getloadavg()[0]
-        row = {"records": records, "load_1min": load, **measure(path, args.profile)}
+        row = {
+            "records": records,
+            "load_1min": load,
+            **measure(path, args.profile, args.max_rss_gib),
+        }
         rows.append(row)
         print(
             f"{records:>9} records: {row['lines']} decisions,"
