@@ -52,6 +52,14 @@ class DPTrainer(dg.ConfigurableResource):
     processes: int = 1
     """Training processes (`distributed.train_dp_lora_distributed` when above 1)."""
     backend: str = "auto"
+    clip_bound: str = "fixed"
+    clip_target_quantile: float = 0.5
+    clip_learning_rate: float = 0.2
+    clip_min: float = 1e-4
+    clip_max: float = 100.0
+    clip_count_noise_std: float | None = None
+    lora_freeze_a: bool = False
+    optimizer: str = "adam"
     lifetime_epsilon: float = 24.0
     lifetime_delta: float | None = None
     preset: str = "manual"

@@ -301,3 +301,12 @@ def test_the_profile_setting_reaches_the_trainer(tmp_path: Path) -> None:
     cfg = PipelineConfig(data_root=str(tmp_path), training=TrainingConfig(processes=2))
     trainer = build_resources(cfg)["trainer"]
     assert (trainer.processes, trainer.config.processes, trainer.config.backend) == (2, 2, "auto")
+
+
+def test_every_training_setting_of_a_profile_reaches_the_trainer(tmp_path: Path) -> None:
+    # DPTrainer ignores keywords it does not declare: a missing field drops a profile setting
+    # silently (training.optimizer, lora_freeze_a and the adaptive bound's were dropped so)
+    assert set(TrainingConfig.model_fields) - set(DPTrainer.model_fields) == {"utility"}
+    training = TrainingConfig(optimizer="sgd", lora_freeze_a=True, clip_bound="adaptive")
+    trainer = build_resources(PipelineConfig(data_root=str(tmp_path), training=training))["trainer"]
+    assert trainer.config.model_dump() == training.model_dump()

@@ -279,7 +279,12 @@ def launch(
         raise ValueError(f"processes = {processes}: need at least 1")
     with tempfile.TemporaryDirectory(prefix="sovtune-ranks-") as folder:
         results = _Results(folder)
-        _start(_worker, (processes, port, backend, str(model_dir), data, cfg, results), processes)
+        _start(
+            _worker,
+            (processes, port, backend, str(model_dir), data, cfg, results),
+            processes,
+            backend=backend,
+        )
         return [results[rank] for rank in range(processes)]
 
 
@@ -315,19 +320,23 @@ class _Results:
         return dict(self.items())[key]
 
 
-def _start(function, args: tuple, processes: int) -> None:
+def _start(function, args: tuple, processes: int, *, backend: str) -> None:
     """Run `function(rank, *args)` in `processes` processes and wait for all of them; the
     first that fails stops the others (torch.multiprocessing's ProcessException).
 
-    The processes are forked by a fork server, which imports the main script and this module
-    (torch, transformers, Opacus, PEFT) once per parent process. Not fork: a forked child of a
-    process whose thread pools already ran can hang in its first parallel region, and CUDA
-    cannot be forked at all; the fork server never ran either. Not spawn: every process of
-    every run would import the libraries again (about 5 s of CPU each, on 2 cores).
+    gloo (CPU): the processes are forked by a fork server, which imports the main script and
+    this module (torch, transformers, Opacus, PEFT) once per parent process. Not fork: a forked
+    child of a process whose thread pools already ran can hang in its first parallel region;
+    the fork server never ran one. Not spawn: every process of every run would import the
+    libraries again (about 5 s of CPU each, on 2 cores).
+    nccl (GPUs): spawned afresh. A process forked after the CUDA driver was initialized cannot
+    use CUDA, and a library import in the fork server may initialize it (a device count);
+    a GPU run is long enough for the imports not to matter.
     """
-    # no effect once the server runs (the first call of this parent process)
-    mp.get_context("forkserver").set_forkserver_preload(["__main__", __name__])
-    mp.start_processes(function, args=args, nprocs=processes, join=True, start_method="forkserver")
+    method = "spawn" if backend == "nccl" else "forkserver"
+    if method == "forkserver":  # no effect once the server runs (this parent's first run)
+        mp.get_context(method).set_forkserver_preload(["__main__", __name__])
+    mp.start_processes(function, args=args, nprocs=processes, join=True, start_method=method)
 
 
 # The pipeline's path: `training.processes` above 1 (resources/trainer.py).
@@ -466,6 +475,7 @@ def train_dp_lora_distributed(
                     results,
                 ),
                 cfg.processes,
+                backend=backend,
             )
         except ProcessException as exc:
             raise _failure(dict(results.items()), exc, cfg.processes) from None
