@@ -128,7 +128,7 @@ def throughput(
             num_perm=cfg.minhash_permutations,
             min_cluster=cfg.min_trigger_cluster,
         ),
-        "repeated payload (answer openings)": lambda: payload.score_repeated_payloads(
+        "repeated payload (answer segments)": lambda: payload.score_repeated_payloads(
             records,
             opening_words=payload.OPENING_WORDS,
             min_records=payload.MIN_RECORDS,
