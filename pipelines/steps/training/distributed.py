@@ -24,8 +24,8 @@ and raise every rank's real sample rate above `q` (a rank's records would enter 
 where it drew some); `PoissonShareSampler` yields the empty draw instead, so every rank steps
 exactly `training.steps` times, in lockstep.
 
-Launch: `train_dp_lora_distributed` and `launch(...)` spawn the processes on one machine (gloo
-on CPU, NCCL on GPUs); on several machines, `torchrun` sets `RANK`, `WORLD_SIZE`,
+Launch: `train_dp_lora_distributed` and `launch(...)` start the processes on one machine (gloo
+on CPU, forked by a fork server; NCCL on GPUs, spawned: see `_start`); on several machines, `torchrun` sets `RANK`, `WORLD_SIZE`,
 `MASTER_ADDR` and `MASTER_PORT` and each process calls `train_rank` (docs/engineer.md,
 "Training in several processes").
 
