@@ -22,6 +22,10 @@ Three parts, each a subcommand:
 Usage (from the repository root; SmolLM2-135M-Instruct from the local model store):
     .venv/bin/python benchmarks/dp_utility.py params --steps 40 --batch 8 --seq-len 32
     .venv/bin/python benchmarks/dp_utility.py compute --per-example-seconds 0.55
+    # one side of 5a at a setting of its own (no plan: the profile's settings and --set):
+    .venv/bin/python benchmarks/dp_utility.py compute --no-plan --skip control \
+        --set expected_batch_size=8 --set steps=81 --set lora_r=4 --set lora_alpha=8 \
+        --set max_grad_norm=0.1 --set learning_rate=0.01 [--noise-seed 1]
     .venv/bin/python benchmarks/dp_utility.py sweep --records 2000,10000,50000 --epsilons 1,4,8
 """
 
@@ -265,18 +269,33 @@ def _compute(args, model_dir: Path) -> None:
     per_rank = planner.lora_params_per_rank(
         model_dir, list(profile.target_modules), freeze_a=profile.lora_freeze_a
     )
-    made = planner.make_plan(
-        n_records=len(records),
-        cfg=profile,
-        minutes=profile.plan_minutes,
-        cost=cost,
-        lora_params_per_rank=per_rank,
-    )
-    print(planner.format_plan(made), flush=True)
-    cfg = profile.model_copy(update={**made.training_update(profile), "noise_seed": 0})
+    update: dict = {"noise_seed": args.noise_seed}
+    if not args.no_plan:  # the plan's batch, steps, rank and lr (PRV: about a minute)
+        made = planner.make_plan(
+            n_records=len(records),
+            cfg=profile,
+            minutes=profile.plan_minutes,
+            cost=cost,
+            lora_params_per_rank=per_rank,
+        )
+        print(planner.format_plan(made), flush=True)
+        update.update(made.training_update(profile))
+    cfg = profile.model_copy(update={**update, **_settings(args.set)})
+    control_cfg = cfg.model_copy(update=_settings(args.control_set))
+    TrainingConfig.model_validate(cfg.model_dump())  # the settings' own checks
+    changed = {k: getattr(cfg, k) for k in sorted({**update, **_settings(args.set)})}
+    print(f"DP settings: {changed}; control: {_settings(args.control_set) or 'the same'}")
+    if args.skip:
+        _one_side(args.skip, records, cfg, control_cfg, model_dir=model_dir, device=args.device)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         dp, control, seconds = run_pair(
-            records, cfg, model_dir=model_dir, out=Path(tmp), device=args.device
+            records,
+            cfg,
+            model_dir=model_dir,
+            out=Path(tmp),
+            device=args.device,
+            control_cfg=control_cfg,
         )
     row = Row(
         "compute (5a)",
@@ -296,6 +315,61 @@ def _compute(args, model_dir: Path) -> None:
     )
 
 
+def _one_side(
+    skip: str,
+    records: list[Record],
+    cfg: TrainingConfig,
+    control_cfg: TrainingConfig,
+    *,
+    model_dir: Path,
+    device: str,
+) -> None:
+    """compute --skip: train only the DP run or only the control (a grid of DP settings can
+    share controls trained once per learning rate) and print its held-out losses."""
+    private = skip == "control"
+    run_cfg = cfg if private else control_cfg
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train_dp_lora(
+            records,
+            cfg=run_cfg,
+            out_dir=Path(tmp),
+            model_dir=model_dir,
+            device=device,
+            progress=False,
+            epsilon_every=run_cfg.steps,
+            private=private,
+        )
+    print(
+        f"{'DP' if private else 'non-private control'}: batch {run_cfg.expected_batch_size}, "
+        f"{run_cfg.steps} steps, rank {run_cfg.lora_r}, {'/'.join(run_cfg.target_modules)}, "
+        f"lr {run_cfg.learning_rate:g}, C {run_cfg.max_grad_norm:g}, sigma "
+        f"{result.noise_multiplier:.3f}, epsilon {result.epsilon:.3f}: held-out loss base "
+        f"{result.heldout_loss_before:.3f} -> {result.heldout_loss_after:.3f} "
+        f"({time.perf_counter() - started:.0f} s)",
+        flush=True,
+    )
+
+
+def _settings(pairs: list[str]) -> dict:
+    """`--set KEY=VALUE` pairs as training settings: VALUE parsed as YAML ([q_proj, v_proj])
+    and typed as the setting is (1e-2, which YAML reads as a string, is the float 0.01)."""
+    import yaml
+    from pydantic import TypeAdapter, ValidationError
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        field = TrainingConfig.model_fields.get(key)
+        if not sep or field is None:
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE with KEY a training setting")
+        try:
+            out[key] = TypeAdapter(field.annotation).validate_python(yaml.safe_load(value))
+        except ValidationError as error:
+            raise SystemExit(f"--set {key}: {error.errors()[0]['msg']}") from None
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("part", choices=["params", "compute", "sweep"])
@@ -307,6 +381,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="params: variant labels, ';'-separated")
     parser.add_argument("--per-example-seconds", type=float, default=0.55)
     parser.add_argument("--step-overhead-seconds", type=float, default=0.0)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="compute: a training setting changed on top of the plan's (repeatable), e.g. "
+        "max_grad_norm=0.1 learning_rate=0.01",
+    )
+    parser.add_argument(
+        "--control-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="compute: a setting of the non-private control only (e.g. its own learning_rate)",
+    )
+    parser.add_argument("--noise-seed", type=int, default=0, help="compute: sampling and noise")
+    parser.add_argument(
+        "--no-plan", action="store_true", help="compute: the profile's settings and --set only"
+    )
+    parser.add_argument(
+        "--skip", choices=["dp", "control"], default=None, help="compute: train one side only"
+    )
     parser.add_argument("--records", default="2000,10000,50000")
     parser.add_argument("--epsilons", default="1,4,8")
     parser.add_argument("--lr", type=float, default=None, help="default: the profile's")

@@ -222,3 +222,21 @@ def test_the_gpu_benchmark_runs_its_table_on_cpu_with_a_tiny_model(tiny_dir, cap
     # one control per N, shared by the epsilons; the learning rate scaled by sqrt(16 / 8)
     assert rows[0].control is rows[1].control
     assert rows[0].cfg.learning_rate == pytest.approx(2e-3 * math.sqrt(2))
+
+
+def test_the_utility_benchmark_parses_its_settings_and_refuses_an_unknown_one():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "dp_utility.py"
+    spec = importlib.util.spec_from_file_location("dp_utility", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    settings = module._settings(
+        ["max_grad_norm=0.1", "learning_rate=1e-2", "target_modules=[q_proj, k_proj]"]
+    )
+    assert settings == {
+        "max_grad_norm": 0.1,
+        "learning_rate": 0.01,
+        "target_modules": ["q_proj", "k_proj"],
+    }
+    TrainingConfig.model_validate(settings)  # typed as the profile's settings are
+    with pytest.raises(SystemExit, match="max_grad_nrm"):
+        module._settings(["max_grad_nrm=0.1"])
