@@ -324,3 +324,10 @@ def test_when_lac_reads_a_calendar_word_as_a_person_then_it_is_none() -> None:
     named = "本场走势和周中平分析一致。"  # a surname with a given name stays a person
     tokens = (("本场", "r", 0), ("走势", "n", 2), ("和", "c", 4), ("周中平", "PER", 5))
     assert (5, 8) in cn_names.lac_persons(named, tokens)
+
+
+def test_when_a_list_is_read_for_等公司_then_only_the_next_few_items_are() -> None:
+    near = "和博远、德康等公司"
+    assert cn_names._LISTED_ORGANISATIONS.match(near)
+    far = "、张三和李四" * cn_names.MAX_LISTED + "等公司"  # bounded: linear in a long list
+    assert cn_names._LISTED_ORGANISATIONS.match(far) is None

@@ -216,8 +216,10 @@ may: 张路), or any before one of the second (南滨 + 路), names a place."""
 
 
 _ORG_KINDS = "公司|机构|银行|媒体|球队|俱乐部|品牌|厂商|网站|平台|集团|企业|组织|国家"
+MAX_LISTED = 8
+"""Items after a candidate that the list test reads at most (bounded: linear in the text)."""
 _LISTED_ORGANISATIONS = re.compile(
-    rf"(?:(?:、|和|与|及|以及)[^、，。；,;：:和与及等]{{1,12}})*等{_HAN}{{0,4}}?(?:{_ORG_KINDS})"
+    rf"(?:(?:、|和|与|及|以及)[^、，。；,;：:和与及等]{{1,12}}){{0,{MAX_LISTED}}}等{_HAN}{{0,4}}?(?:{_ORG_KINDS})"
 )
 """The rest of a list closed by 等 and a kind of organisation (bet365、威廉希尔和韦德国际等公司):
 every item of it is an organisation."""
