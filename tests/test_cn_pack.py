@@ -331,3 +331,13 @@ def test_when_a_list_is_read_for_等公司_then_only_the_next_few_items_are() ->
     assert cn_names._LISTED_ORGANISATIONS.match(near)
     far = "、张三和李四" * cn_names.MAX_LISTED + "等公司"  # bounded: linear in a long list
     assert cn_names._LISTED_ORGANISATIONS.match(far) is None
+
+
+def test_when_lac_reads_a_piece_of_a_longer_foreign_word_as_a_person_then_it_is_dropped() -> None:
+    text = "本场该是抢分时候。巴勒莫近况不佳。"
+    tokens = (("本场", "r", 0), ("巴勒", "PER", 9), ("莫", "n", 11), ("近况", "n", 12))
+    assert cn_names.lac_persons(text, tokens) == {}
+    # the same piece with a person's word after it stays (evidence outweighs the cut)
+    text = "本场该是抢分时候。主教练巴勒莫表示满意。"
+    tokens = (("本场", "r", 0), ("主教练", "n", 9), ("巴勒", "PER", 12), ("莫", "n", 14))
+    assert (12, 14) in cn_names.lac_persons(text, tokens)

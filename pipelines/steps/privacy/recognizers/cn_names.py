@@ -625,6 +625,19 @@ def _person_candidates(text: str, tokens) -> list[tuple[str, int, int]]:
 _LATIN_LETTER = re.compile(r"[A-Za-z]")
 
 
+def _cut_from_a_longer_word(text: str, name: str, start: int, end: int) -> bool:
+    """A transliteration with more transliteration right before or after it (巴勒 + 莫,
+    卡利亚 + 里, 舍夫 + 沙万): LAC read a piece of a longer foreign word as a person, which
+    with nothing else for a person says little."""
+    if foreign_score(name) <= FOREIGN_CHARACTER:
+        return False
+    around = text[start - 1 : start] + text[end : end + 1]
+    return any(
+        _HAN_ALL.fullmatch(character) and foreign_score(character) > FOREIGN_CHARACTER
+        for character in around
+    )
+
+
 def lac_persons(
     text: str, tokens: tuple[tuple[str, str, int], ...]
 ) -> dict[tuple[int, int], float]:
@@ -651,6 +664,8 @@ def lac_persons(
         han = "".join(c for c in name if c not in _INTERPUNCT)
         dotted = han != name
         if not evidence and not dotted and _match_report(text, bounds, start, end):
+            continue
+        if not evidence and not dotted and _cut_from_a_longer_word(text, han, start, end):
             continue
         found[(start, end)] = LAC_PERSON_SCORE + (CONTEXT_SCORE if evidence else 0.0)
     return found
