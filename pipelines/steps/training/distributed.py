@@ -25,9 +25,9 @@ where it drew some); `PoissonShareSampler` yields the empty draw instead, so eve
 exactly `training.steps` times, in lockstep.
 
 Launch: `train_dp_lora_distributed` and `launch(...)` start the processes on one machine (gloo
-on CPU, forked by a fork server; NCCL on GPUs, spawned: see `_start`); on several machines, `torchrun` sets `RANK`, `WORLD_SIZE`,
-`MASTER_ADDR` and `MASTER_PORT` and each process calls `train_rank` (docs/engineer.md,
-"Training in several processes").
+on CPU, forked by a fork server; NCCL on GPUs, spawned: see `_start`); on several machines,
+`torchrun` sets `RANK`, `WORLD_SIZE`, `MASTER_ADDR` and `MASTER_PORT` and each process calls
+`train_rank` (docs/engineer.md, "Training in several processes").
 
 Scope: record-level privacy units, per-sample clipping with a fixed bound
 (`training.privacy_unit: example`, `training.clipping: flat`, `training.clip_bound: fixed`);
@@ -495,11 +495,25 @@ _PASSED_ON = {
 }
 
 
+_PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "Broken pipe")
+"""What a rank's collective raises when another rank died: a consequence, not the cause."""
+
+
 def _failure(results: dict, exc: ProcessException, processes: int) -> Exception:
-    """The error of the first rank that recorded one, else of the process that died."""
-    errors = sorted((key[1], value) for key, value in results.items() if isinstance(key, tuple))
-    if errors:
-        rank, (name, message) = errors[0]
+    """The run's error, cause first: a rank's own error (not a lost peer), else the rank that
+    died (by the launcher's report, or as the rank that recorded no error while another lost
+    its peers), else the first error recorded."""
+    errors = dict(
+        sorted((key[1], value) for key, value in results.items() if isinstance(key, tuple))
+    )
+    own = [
+        (rank, name, message)
+        for rank, (name, message) in errors.items()
+        if name not in ("DistBackendError", "DistNetworkError")
+        and not any(sign in message for sign in _PEER_LOST)
+    ]
+    if own:
+        rank, name, message = own[0]
         error_class = _PASSED_ON.get(name)
         if error_class is not None:
             return error_class(f"{message} (training rank {rank} of {processes})")
@@ -507,15 +521,17 @@ def _failure(results: dict, exc: ProcessException, processes: int) -> Exception:
             f"training.processes = {processes}: rank {rank} failed ({name}: {message}); the "
             "run stopped and released no adapter"
         )
-    how = (
-        f"signal {exc.signal_name}"
-        if isinstance(exc, mp.ProcessExitedException) and exc.signal_name
-        else f"exit code {getattr(exc, 'exit_code', '?')}"
-    )
+    died = exc.error_index
+    if isinstance(exc, mp.ProcessExitedException) and exc.signal_name:
+        how = f"signal {exc.signal_name}"
+    elif errors and (silent := [r for r in range(processes) if r not in errors]):
+        died, how = silent[0], "no error of its own: a signal"
+    else:
+        how = f"exit code {getattr(exc, 'exit_code', '?')}"
     return DistributedTrainingError(
-        f"training.processes = {processes}: rank {exc.error_index} died ({how}; out of memory "
-        "is the usual cause: lower training.processes or training.max_physical_batch_size); "
-        "the run stopped and released no adapter"
+        f"training.processes = {processes}: rank {died} died ({how}; out of memory is the "
+        "usual cause: lower training.processes or training.max_physical_batch_size), the "
+        "others lost their peer; the run stopped and released no adapter"
     )
 
 
