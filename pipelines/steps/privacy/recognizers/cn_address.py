@@ -5,8 +5,10 @@ jieba-style flags: LOC -> `ns`, PER -> `nr`, ORG -> `nt`):
 - an address: LAC's adjacent place names (广东省 + 深圳市 + 南山区), extended by a chain of
   administrative units (省 市 区 县 镇 ...), a street (路 街 巷 ...), a number (号) and building
   parts (栋 单元 楼 室), as one span so that the whole address is replaced, not its parts;
-- a LAC place name (not one naming a document's kind: 港澳通行证), or a LAC organisation whose
-  name ends in a kind of venue (马可波罗酒店, 外滩美术馆: where people stay, work or meet);
+- a LAC place name (not one naming a document's kind: 港澳通行证), a LAC organisation whose
+  name ends in a kind of venue (马可波罗酒店, 外滩美术馆: where people stay, work or meet), a
+  word of its own before a venue word (深蓝 + 网吧; not 债券 + 市场), or an organisation's
+  name before 项目 / 楼盘 / 小区 (a property development);
 - a named place: a run of name-like words ending in a word for a kind of place (广场, 大厦,
   体育场, 公园, 商务区, 寺, 岛 ...: 林达海渔广场, 伯纳乌球场), or a name-like word right after a
   verb of place (家住, 位于, 前往, 抵达 ...).

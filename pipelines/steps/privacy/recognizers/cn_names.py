@@ -5,11 +5,17 @@ tags as PER a form of address (王先生, 陈老师: a title), a club in a match
 vs 毕尔巴鄂), a company or a place before the word for its kind (盖蒂基金, 卡德奈特峡谷), and
 Latin brand names (bwin, visa). `lac_persons` drops those: a single character or a surname with
 a title; a span directly before an organisation or place word or inside 《...》
-(`_not_a_person`); a word LAC tags a place or organisation elsewhere in the text; a word among
-a match report's words (主场, 客胜, vs ...) with no title before it and no person's verb
-(说, 表示, 执导 ...) after it. A surname LAC cut from its given name is joined by the character
-model of names (`cn_name_model`). Added: Latin-letter names after a title, before a person's
-verb, in brackets after a name or listed with one (`_latin_names`, `_listed_latin`); a word
+(`_not_a_person`), an item of a list closed by 等公司, or inside a quoted work (“...”系列); a
+word LAC tags a place or organisation elsewhere in the text; a calendar word (周中); a word
+among a match report's words (主场, 客胜, vs ..., read on LAC's word edges) or a piece of a
+longer transliteration (巴勒 + 莫), with no title before it and no person's verb (说, 表示,
+执导 ...) after it. PER words LAC split are joined (`_person_candidates`: adjacent PER words,
+a surname and a given name by the character model of names, `cn_name_model`, and one more
+character of transliteration before a pause). Added: Latin-letter names after a title, before
+a person's verb or kin word, in brackets after a name or listed with one (`_latin_names`,
+`_listed_latin`), and by what they are made of (`_latin_by_model`: the Latin name lexicon of
+`en_names`, LAC's person tag on a word that is no English word, an alias before a bracketed
+name); a title then a surname and a given name LAC read as a word (`_titled_han`); a word
 listed with 、 between names; a transcript's speaker labels (姜山：...).
 LOCATION (addresses, places, venues) is `cn_address`. jieba's segmentation (`posseg`) and
 Faker's full names (`_name_rule`) are kept for the bundled-corpus tools; no recognizer reads them.
