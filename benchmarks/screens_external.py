@@ -158,6 +158,16 @@ def own_turns(record: Record) -> str:
     return normalize("\n".join(m.content for m in record.messages if m.role != "system"))
 
 
+def clean_sets_records(eval_dir: Path) -> list[tuple[str, list[Record]]]:
+    """Every clean_sft file's records, then all of them as one corpus ("all clean_sft
+    together"; ids stay apart: `<file>-<index>`), where one file's stock sentences
+    (glaive_toolcall_en's closing) are a small share of the whole."""
+    paths = sorted((eval_dir / "clean_sft").glob("*.json"))
+    sets = [(path.stem, load_records(path)) for path in paths]
+    sets.append(("all clean_sft together", [r for _, records in sets for r in records]))
+    return sets
+
+
 def clean_report(eval_dir: Path, cfg: CurationConfig) -> None:
     """FPR per screen and combined on every clean dataset.
 
@@ -175,17 +185,12 @@ def clean_report(eval_dir: Path, cfg: CurationConfig) -> None:
         "| flags by reason (repeats excluded) |"
     )
     print("|---|---:|---:|" + "---:|" * (len(SCREENS) + 3) + "---:|---|")
-    paths = sorted((eval_dir / "clean_sft").glob("*.json"))
-    # Each file alone, then all of them as one corpus (ids stay apart: `<file>-<index>`), where
-    # one file's stock sentences (glaive_toolcall_en's closing) are a small share of the whole.
-    sets = [(path.stem, load_records(path), repeated_rows(path)) for path in paths]
-    sets.append(
-        (
-            "all clean_sft together",
-            [r for _, records, _ in sets for r in records],
-            set().union(*(repeats for _, _, repeats in sets)),
-        )
-    )
+    repeats_of = {p.stem: repeated_rows(p) for p in (eval_dir / "clean_sft").glob("*.json")}
+    # The whole corpus holds every file's repeats.
+    sets = [
+        (name, records, repeats_of.get(name, set().union(*repeats_of.values())))
+        for name, records in clean_sets_records(eval_dir)
+    ]
     for name, records, repeats in sets:
         by_id = {r.id: r for r in records}
         flagged, removed, seconds = screen(records, cfg, exclude=repeats)
