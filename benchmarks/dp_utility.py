@@ -333,7 +333,7 @@ def _one_side(
         result = train_dp_lora(
             records,
             cfg=run_cfg,
-            out_dir=Path(tmp),
+            out_dir=Path(tmp) / "adapter",  # published as a link: not the folder removed
             model_dir=model_dir,
             device=device,
             progress=False,
