@@ -196,6 +196,7 @@ def train_rank(
         noise_generator=noise_generator,
     )
     loader.batch_sampler.generator = sampler_generator
+    dp_lora.account_at_planned_rate(engine, optimizer, sample_rate)
     if distributed:
         _yield_empty_draws(loader)
     if not math.isclose(loader.sample_rate, sample_rate):
@@ -685,6 +686,7 @@ def _make_private_rank(
     if type(dp_optimizer) is not DistributedDPOptimizer:
         raise RuntimeError(f"Opacus built {type(dp_optimizer).__name__}, not its DDP optimizer")
     dp_optimizer.__class__ = GlobalSumOptimizer
+    dp_lora.account_at_planned_rate(engine, dp_optimizer, plan.sample_rate)
     dp_optimizer.secure_mode = cfg.secure_mode  # Opacus's noise sampler of dp_lora
     _yield_empty_draws(dp_loader)
     if charged:
