@@ -1,6 +1,8 @@
 """PII detection and pseudonymization (Presidio + en_core_web_sm, offline)."""
 
 import logging
+import multiprocessing
+import os
 import re
 
 import pytest
@@ -322,6 +324,29 @@ def test_when_many_texts_then_two_processes_find_exactly_what_one_finds(
         "PHONE_NUMBER",
         "CN_PHONE_NUMBER",
     }
+
+
+def test_when_the_forked_worker_fails_then_the_scan_fails_naming_no_text(
+    analyzer: AnalyzerEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = [_record(f"r{i}", f"Jane Doe {i} wrote from jane{i}@acme.io.") for i in range(8)]
+    parent = os.getpid()
+    real = pii._analyze_chunk
+
+    def failing_in_child(*args, **kwargs):
+        if os.getpid() != parent:
+            raise ValueError("Jane Doe 3 wrote from jane3@acme.io")  # a text in the message
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pii, "_analyze_chunk", failing_in_child)
+    monkeypatch.setattr(pii, "PARALLEL_MIN_TEXTS", 2)
+    monkeypatch.setattr(pii, "_cores", lambda: 2)
+
+    with pytest.raises(pii.PIIEngineError) as raised:
+        scan_records(records, analyzer, CFG)
+    assert "ValueError" in str(raised.value)
+    assert "Jane" not in str(raised.value) and "acme" not in str(raised.value)
+    assert not multiprocessing.active_children()  # the worker ended, none left behind
 
 
 def test_when_a_later_scrub_pass_runs_then_unchanged_messages_are_not_rescanned(

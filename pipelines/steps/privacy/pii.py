@@ -704,23 +704,61 @@ def _analyze_unique_texts(
         return _analyze_chunk(analyzer, keys, cfg, batch_size)
     # Interleaved halves: both get their share of long and short, English and Chinese texts.
     mine, theirs = keys[0::2], keys[1::2]
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
     _FORKED_ANALYZER = analyzer
     try:
-        with multiprocessing.get_context("fork").Pool(1) as pool:
-            pending = pool.apply_async(_analyze_chunk_in_child, (theirs, cfg, batch_size))
-            unique = _analyze_chunk(analyzer, mine, cfg, batch_size)
-            unique.update(pending.get())
+        child = context.Process(
+            target=_analyze_chunk_in_child, args=(send, theirs, cfg, batch_size), daemon=True
+        )
+        child.start()
     finally:
         _FORKED_ANALYZER = None
+        send.close()
+    try:
+        unique = _analyze_chunk(analyzer, mine, cfg, batch_size)
+        try:
+            status, payload = receive.recv()
+        except EOFError:
+            child.join(timeout=CHILD_EXIT_SECONDS)
+            raise PIIEngineError(
+                f"the forked PII worker ended without a result (exit code {child.exitcode})"
+            ) from None
+    finally:
+        receive.close()
+        # The child ends itself once its result is sent; one that does not is killed. (A
+        # pool's SIGTERM once left a worker alive and the scrub waiting on it for good.)
+        child.join(timeout=CHILD_EXIT_SECONDS)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    if status != "ok":
+        raise PIIEngineError(f"the forked PII worker failed: {payload}")
+    unique.update(payload)
     return unique
 
 
+CHILD_EXIT_SECONDS = 10.0
+"""How long a forked PII worker may take to end after sending its result before it is killed."""
+
+
 def _analyze_chunk_in_child(
-    keys: list[tuple[str, str]], cfg: PIIConfig, batch_size: int
-) -> dict[tuple[str, str], tuple[list[RecognizerResult], float]]:
-    if _FORKED_ANALYZER is None:  # only reachable through a fork of `_analyze_unique_texts`
-        raise PIIEngineError("no analyzer in the forked PII worker")
-    return _analyze_chunk(_FORKED_ANALYZER, keys, cfg, batch_size)
+    send, keys: list[tuple[str, str]], cfg: PIIConfig, batch_size: int
+) -> None:
+    """The forked worker: its half's results (or the error's type, never a text) through
+    `send`, then `os._exit`: nothing inherited from the parent (exit handlers, finalizers,
+    signal handlers) runs or waits in it."""
+    try:
+        if _FORKED_ANALYZER is None:  # only reachable through a fork of `_analyze_unique_texts`
+            raise PIIEngineError("no analyzer in the forked PII worker")
+        result = ("ok", _analyze_chunk(_FORKED_ANALYZER, keys, cfg, batch_size))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
+        result = ("error", type(exc).__name__)
+    try:
+        send.send(result)
+        send.close()
+    finally:
+        os._exit(0)
 
 
 def _analyze_chunk(
