@@ -4,6 +4,7 @@ import logging
 import multiprocessing
 import os
 import re
+import signal
 
 import pytest
 from presidio_analyzer import AnalyzerEngine
@@ -324,6 +325,25 @@ def test_when_many_texts_then_two_processes_find_exactly_what_one_finds(
         "PHONE_NUMBER",
         "CN_PHONE_NUMBER",
     }
+
+
+@pytest.mark.timeout(120)
+def test_when_sigterm_is_ignored_then_the_forked_worker_still_ends(
+    analyzer: AnalyzerEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process started under nohup or by some CI runners ignores SIGTERM, and its forked
+    # children inherit that. A Pool ends its workers with SIGTERM while holding their task
+    # queue's lock: a worker that ignored it waited on the lock for good (a 600 s CI hang).
+    records = [_record(f"r{i}", f"Jane Doe {i} wrote from jane{i}@acme.io.") for i in range(8)]
+    monkeypatch.setattr(pii, "PARALLEL_MIN_TEXTS", 2)
+    monkeypatch.setattr(pii, "_cores", lambda: 2)
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        for _ in range(3):
+            assert len(scan_records(records, analyzer, CFG)) == len(records)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert not multiprocessing.active_children()
 
 
 def test_when_the_forked_worker_fails_then_the_scan_fails_naming_no_text(
