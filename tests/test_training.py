@@ -210,18 +210,7 @@ def test_when_a_poisson_batch_is_empty_then_the_step_is_still_noised_and_account
 def test_the_accountant_charges_the_planned_rate_where_opacus_truncates_it(tiny_dir, tmp_path):
     # 93 training records at expected batch 1: q = 1/93, and Opacus's Poisson loader has
     # int(1 / (1/93)) = 92 batches, so make_private alone would charge every step at 1/92.
-    cfg = TrainingConfig(
-        target_epsilon=8.0,
-        target_delta=1e-3,
-        accountant="rdp",
-        expected_batch_size=1,
-        steps=2,
-        max_seq_len=16,
-        lora_r=2,
-        lora_alpha=4,
-        seed=0,
-        noise_seed=0,
-    )
+    cfg = small_cfg(expected_batch_size=1, steps=2, max_seq_len=16)
     result = train_dp_lora(
         chat_records(104),  # 93 training records, 11 held out
         model_dir=tiny_dir,
