@@ -349,3 +349,81 @@ def test_when_lac_glues_a_titles_last_character_to_a_name_then_the_name_is_found
         ("带队", "v", 10), ("检查", "v", 12), ("。", "w", 14),
     )  # fmt: skip
     assert cn_names._titled_han(text, tokens, set()) == {(7, 10)}
+
+
+# --- places named after persons, lists of places, verbs of place (#15.2, third pass) --------
+
+
+@pytest.mark.parametrize(
+    ("text", "place", "not_a_person"),
+    [
+        # a name joined by - or · to the rest of a place's name: the place, not the person
+        ("市里新修的环路正式命名为“奥斯卡-贝尔蒙路”。", "奥斯卡-贝尔蒙路", "奥斯卡"),
+        ("决赛将在卡洛斯·门德斯球场举行。", "卡洛斯·门德斯球场", "卡洛斯"),
+    ],
+)
+def test_when_a_place_is_named_after_a_person_then_the_place_is_found_not_the_person(
+    person, location, text, place, not_a_person
+) -> None:
+    assert place in _found(location, text, "LOCATION")
+    assert not any(not_a_person in found for found in _found(person, text, "PERSON"))
+
+
+def test_when_a_joiner_leads_to_a_known_place_then_the_name_before_it_stays_a_person(
+    person, location
+) -> None:
+    text = "他唱了一首许冠杰-香港情怀。"  # 香港 is a place of its own, not the rest of a name
+    assert "许冠杰" in _found(person, text, "PERSON")
+    assert not any("许冠杰" in found for found in _found(location, text, "LOCATION"))
+
+
+def test_when_a_name_is_listed_with_places_then_it_is_a_place_that_outranks_a_person(
+    person, location
+) -> None:
+    text = "探险队先后到过塔什库尔、阿克萨雷和喀拉苏。"  # LAC reads 阿克萨雷 as a person
+    places = {text[r.start : r.end]: r.score for r in location.analyze(text, ["LOCATION"])}
+    persons = {text[r.start : r.end]: r.score for r in person.analyze(text, ["PERSON"])}
+    assert "阿克萨雷" in places
+    # the scan keeps the higher score of two overlapping findings: the place's structure
+    # outranks LAC's person tag with nothing else for a person
+    assert places["阿克萨雷"] > persons.get("阿克萨雷", 0.0)
+
+
+def test_when_a_person_is_listed_with_a_place_by_和_then_no_place_is_made_of_them(
+    location,
+) -> None:
+    text = "他在北京和郑立诚见了面。"  # 和 means "with" here
+    tokens = (
+        ("他", "r", 0), ("在", "p", 1), ("北京", "ns", 2), ("和", "c", 4), ("郑立诚", "nr", 5),
+        ("见", "v", 8), ("了", "u", 9), ("面", "n", 10), ("。", "x", 11),
+    )  # fmt: skip
+    from pipelines.steps.privacy.recognizers.cn_address import _listed_places
+
+    assert _listed_places(text, tokens, {(2, 4)}) == set()
+    listed = "他到过北京、郑立诚。"
+    tokens = (("他", "r", 0), ("到", "v", 1), ("过", "u", 2), ("北京", "ns", 3), ("、", "x", 5))
+    tokens += (("郑立诚", "nr", 6), ("。", "x", 9))
+    assert _listed_places(listed, tokens, {(3, 5)}) == {(6, 9)}
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "a_person"),
+    [
+        ("这名后卫表示希望留在瓦伦蒂诺继续效力。", "瓦伦蒂诺", False),  # the place he stays
+        ("周末我们来到郑立诚家里吃饭。", "郑立诚", True),  # someone's home: a person
+        ("那天他来到郑立诚的公司。", "郑立诚", True),
+    ],
+)
+def test_when_a_name_follows_a_verb_of_place_then_it_is_a_place_unless_a_persons_place_follows(
+    person, text, name, a_person
+) -> None:
+    assert (name in _found(person, text, "PERSON")) is a_person
+
+
+def test_when_lacs_person_word_ends_in_a_kind_of_organisation_then_it_is_no_person() -> None:
+    text = "莫里森信托成立于1990年。"
+    tokens = (("莫里森信托", "PER", 0), ("成立", "v", 5), ("于", "p", 7), ("1990年", "TIME", 8))
+    assert cn_names.lac_persons(text, tokens) == {}
+    # a surname and one character before the kind is too short to be a name and a kind
+    assert cn_names._ends_in_a_kind("王信托") is False
+    assert cn_names._ends_in_a_kind("盖蒂信托") is True

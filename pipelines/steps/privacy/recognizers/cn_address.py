@@ -21,7 +21,12 @@ from presidio_analyzer import RecognizerResult
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer
 from pipelines.steps.privacy.recognizers.cn_lac import lac_model, lac_tokens
 from pipelines.steps.privacy.recognizers.cn_name_model import _dictionary
-from pipelines.steps.privacy.recognizers.cn_names import PLACE_PREPOSITIONS, PLACE_VERBS
+from pipelines.steps.privacy.recognizers.cn_names import (
+    JOINERS,
+    PLACE_KINDS,
+    PLACE_PREPOSITIONS,
+    PLACE_VERBS,
+)
 
 _LAC_TO_FLAG = {"LOC": "ns", "PER": "nr", "ORG": "nt", "TIME": "t", "nw": "nz", "w": "x"}
 """LAC's entity labels as the part-of-speech flags the rules below read (jieba's names)."""
@@ -52,13 +57,20 @@ PLACE_WORDS = (
     "体育场", "体育馆", "球场", "机场", "车站", "火车站", "码头", "港", "湾", "岛", "半岛", "山谷",
     "山", "河", "湖", "江", "海峡", "寺", "庙", "宫", "园", "馆", "城", "郡", "州", "镇", "村",
     "乡", "路", "街", "大街", "大道", "胡同", "巷", "桥", "基地", "景区", "古镇", "度假村",
+    *(kind for kind in PLACE_KINDS if len(kind) > 1),
 )  # fmt: skip
-"""Words for a kind of place; a run of name-like words ending in one names a place."""
+"""Words for a kind of place; a run of name-like words ending in one names a place. With the
+person model's kinds of place (`cn_names.PLACE_KINDS`): what it leaves out as a person's name
+before one (塞拉图 + 哨所) is reported here as a place."""
 _NAME_LIKE = frozenset({"ns", "nr", "nrt", "nrfg", "nz", "nt", "j", "n", "eng", "m"})
 """jieba flags of words that can stand inside a place's name."""
 _PROPER = frozenset({"ns", "nr", "nrt", "nrfg", "nz", "j", "eng"})
 """Flags of a proper name (or of a word no dictionary knows)."""
 MAX_PLACE_CHARACTERS = 12
+STRUCTURE_SCORE = 0.8
+"""A place read from its structure (names ending in a kind of place, an item of a list of
+places): above a LAC person with nothing else for a person (0.75), below one with a title or
+a person's verb (0.9), so that the scan's overlap rule keeps the better-evidenced reading."""
 
 
 def _named_places(
@@ -71,21 +83,32 @@ def _named_places(
         flag in _PROPER or (flag in _NAME_LIKE and not frequencies.get(word))
         for word, flag, _ in tokens
     ]
+    # A joiner inside a name (阿里 + ·萨米扬 + 球场, 劳拉 + - + 克劳馥路) keeps the run going.
+    name_like = [flag in _NAME_LIKE or _joined(word) for word, flag, _ in tokens]
     found = []
     for index, (word, flag, start) in enumerate(tokens):
         end = start + len(word)
-        if word.endswith(PLACE_WORDS) and flag in _NAME_LIKE:
+        if word.endswith(PLACE_WORDS) and name_like[index]:
             first = index
             while (
                 first > 0
-                and tokens[first - 1][1] in _NAME_LIKE
+                and name_like[first - 1]
                 and end - tokens[first - 1][2] <= MAX_PLACE_CHARACTERS
+                # not across a joiner onto a place of its own, one the dictionary knows
+                # (许冠杰 + - + 香港; but 奥斯卡 + - + 贝尔蒙路, a street named after him)
+                and not (
+                    _joined(tokens[first - 1][0])
+                    and tokens[first][1] == "ns"
+                    and frequencies.get(tokens[first][0])
+                )
             ):
                 first -= 1
+            while first < index and _joined(tokens[first][0]):
+                first += 1  # a run does not start with a joiner
             head = tokens[first]
             # A place word alone (公园) or after common nouns only names no place.
             if any(proper[first : index + 1]) and head[2] < start:
-                found.append((head[2], end, 0.6))
+                found.append((head[2], end, STRUCTURE_SCORE))
             elif word not in PLACE_WORDS and flag == "ns":
                 found.append((start, end, 0.6))
         after_place_word = text[:start].endswith(PLACE_VERBS + PLACE_PREPOSITIONS)
@@ -94,6 +117,49 @@ def _named_places(
         if flag in _PROPER - {"eng"} and len(word) >= 2 and after_place_word:
             found.append((start, end, 0.6))
     return found
+
+
+_LIST_MARKS = ("、", "和", "与", "及", "以及")
+MAX_LIST_PASSES = 3
+
+
+def _listed_places(
+    text: str, tokens: tuple[tuple[str, str, int], ...], places: set[tuple[int, int]]
+) -> set[tuple[int, int]]:
+    """Proper names listed with a place (在塞拉图、克里阳卡和麻扎达拉): items of one list are of
+    one kind, so a proper name of at least two Han characters right after or before a place,
+    joined by 、 和 与 及 or 以及 (a word LAC read as a person's: by 、 only), is a place too;
+    each pass reaches one more item."""
+    found: set[tuple[int, int]] = set()
+    for _ in range(MAX_LIST_PASSES):
+        known = places | found
+        ends = {end for _, end in known}
+        starts = {start for start, _ in known}
+        added = False
+        for index, (word, flag, start) in enumerate(tokens):
+            end = start + len(word)
+            if flag not in _PROPER - {"eng"} or len(word) < 2 or not _HAN_ALL.fullmatch(word):
+                continue
+            if (start, end) in known:
+                continue
+            before = tokens[index - 1][0] if index > 0 else ""
+            after = tokens[index + 1][0] if index + 1 < len(tokens) else ""
+            # 和 与 及 also mean "with": only 、 lists a person's name LAC read with places.
+            marks = ("、",) if flag == "nr" else _LIST_MARKS
+            if (before in marks and start - len(before) in ends) or (
+                after in marks and end + len(after) in starts
+            ):
+                found.add((start, end))
+                added = True
+        if not added:
+            break
+    return found
+
+
+def _joined(word: str) -> bool:
+    """A joiner between the parts of one name (·, -), alone or glued to the next part."""
+    rest = word.lstrip("".join(JOINERS))
+    return word.startswith(JOINERS) and (not rest or bool(_HAN_ALL.fullmatch(rest)))
 
 
 _VENUES = (
@@ -180,6 +246,8 @@ class CnLocationRecognizer(RegexRecognizer):
         for start, end, score in _named_places(text, tokens):
             if (end > covered or start >= covered) and score > found.get((start, end), (0,))[0]:
                 found[(start, end)] = (score, "named place")
+        for span in _listed_places(text, tokens, set(found)):
+            found.setdefault(span, (STRUCTURE_SCORE, "listed place"))
         return [
             self._result(start, end, score, why) for (start, end), (score, why) in found.items()
         ]

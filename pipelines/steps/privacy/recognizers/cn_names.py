@@ -159,9 +159,11 @@ _HONORIFICS = (
 """Words after a surname that make it a form of address (王先生, 陈老师), not a full name."""
 PLACE_VERBS = (
     "家住", "住在", "位于", "地处", "坐落于", "前往", "抵达", "来到", "飞往", "赶往", "回到",
-    "去往", "途经", "落户", "入驻", "迁往", "定居", "出生于",
+    "去往", "途经", "落户", "入驻", "迁往", "定居", "出生于", "留在", "游览", "到访", "造访",
+    "驻守", "远征",
 )  # fmt: skip
-"""Verbs of place: a proper name right after one is a place (家住宝城), not a person."""
+"""Verbs of place: a proper name right after one is a place (家住宝城), not a person (a LAC
+person there with nothing else for a person is left out: 留在 + 安菲尔德)."""
 PLACE_PREPOSITIONS = ("在", "到", "去", "赴", "从", "至")
 """Prepositions of place: a proper name after one is more often a place than a person."""
 _TITLE_QUOTES = (("《", "》"), ("〈", "〉"))
@@ -521,10 +523,14 @@ not a person's name: a title, which CLUENER-style annotation calls a position.""
 _SPEAKER_LABEL = re.compile(r"(?:^|(?<=[。！？\n]))\s*([\u4e00-\u9fff]{2,3})[：:]")
 """A speaker's name before a colon at the start of a sentence (an interview transcript)."""
 _LAC_NOT_A_PERSON = frozenset({"LOC", "ORG"})
+PLACE_KINDS = (
+    "峡谷", "海滩", "牧场", "哨所", "基地", "空军基地", "艺术村", "服装店", "店", "山谷", "球场",
+    "体育场", "博物馆", "美术馆", "公园", "景区", "寺", "村", "岛", "湖", "河",
+)  # fmt: skip
+"""Kinds of places a name-like word before them names (塞拉图 + 哨所): no person here, and a
+place for `cn_address` (its `PLACE_WORDS` take these in)."""
 _PLACE_OR_ORG_AFTER = (
-    "峡谷", "海滩", "牧场", "哨所", "基地", "空军基地", "艺术村", "服装店", "店", "风光", "项目",
-    "信托", "基金", "房地产", "号", "”号", "山谷", "球场", "体育场", "博物馆", "美术馆", "中心",
-    "两国", "战役", "公园", "景区", "寺", "村", "岛", "湖", "河",
+    *PLACE_KINDS, "风光", "项目", "信托", "基金", "房地产", "号", "”号", "中心", "两国", "战役",
 )  # fmt: skip
 """Kinds of places, organisations and things a name-like word before them names."""
 
@@ -644,6 +650,60 @@ def _cut_from_a_longer_word(text: str, name: str, start: int, end: int) -> bool:
     )
 
 
+JOINERS = (*_INTERPUNCT, "-", "－")
+"""Marks that join the parts of one name (阿里·萨米扬, 劳拉-克劳馥)."""
+_KINDS_OF_PLACE = (*_PLACE_AFTER, *_PLACE_OR_ORG_AFTER, "哨所", "球场", "大桥", "广场")
+MAX_JOINED_WORDS = 3
+
+
+_A_PERSONS_PLACE = (
+    "的",
+    "家",
+    "身边",
+    "身旁",
+    "处",
+    "那里",
+    "那儿",
+    "这里",
+    "这儿",
+    "面前",
+    "门前",
+)
+"""After a name, what makes the name a person with a place of theirs (来到张三家, 回到母亲身边)."""
+
+
+def _object_of_a_place_verb(text: str, start: int, end: int) -> bool:
+    """Whether the span follows a verb of place (留在, 前往, 抵达 ...) as its object, and no
+    word of a person's place (家, 身边, 的 ...) after it makes it someone visited."""
+    return text[:start].endswith(PLACE_VERBS) and not text.startswith(_A_PERSONS_PLACE, end)
+
+
+_KINDS = tuple(kind for kind in (*_PLACE_OR_ORG_AFTER, *_ORG_SUFFIXES) if len(kind) > 1)
+
+
+def _ends_in_a_kind(name: str) -> bool:
+    """Whether LAC's PER word ends in a word for a kind of organisation or place after a
+    name of at least two characters (盖蒂 + 信托, 卡德奈特 + 峡谷): the kind is the word's
+    head, so the whole names an organisation or a place, named after a person perhaps."""
+    return any(name.endswith(kind) and len(name) - len(kind) >= 2 for kind in _KINDS)
+
+
+def _joined_to_a_place(tokens, end: int) -> bool:
+    """Whether the name goes on after a joiner (· or -) into the name of a place: the words
+    after it, up to a pause, end in a kind of place (阿里 + ·萨米扬 + 球场, 劳拉 + - + 克劳馥路):
+    a place named after a person is a place, and the person's part of it no person here."""
+    index = next((i for i, (_, _, start) in enumerate(tokens) if start == end), None)
+    if index is None or not tokens[index][0].startswith(JOINERS):
+        return False
+    for word, _, _ in tokens[index : index + MAX_JOINED_WORDS]:
+        rest = word.lstrip("".join(JOINERS))
+        if rest and not _HAN_ALL.fullmatch(rest):
+            return False
+        if rest.endswith(_KINDS_OF_PLACE):
+            return True
+    return False
+
+
 def lac_persons(
     text: str, tokens: tuple[tuple[str, str, int], ...]
 ) -> dict[tuple[int, int], float]:
@@ -666,7 +726,11 @@ def lac_persons(
             continue
         if _CALENDAR.fullmatch(name) or text.startswith(_PLACE_OR_ORG_AFTER, end):
             continue
+        if _joined_to_a_place(tokens, end) or _ends_in_a_kind(name):
+            continue
         evidence = _person_evidence(text, start, end)
+        if not evidence and _object_of_a_place_verb(text, start, end):
+            continue
         han = "".join(c for c in name if c not in _INTERPUNCT)
         dotted = han != name
         if not evidence and not dotted and _match_report(text, bounds, start, end):
