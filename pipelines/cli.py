@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -403,15 +404,22 @@ def _to_stdout(out: Path) -> bool:
     return str(out) == "-"
 
 
-def _write_jsonl(lines: list[dict], out: Path) -> None:
-    """JSON lines into `out` (written atomically), or onto stdout when `out` is `-`."""
-    from pipelines.steps.storage import write_text
+def _write_jsonl(lines: Iterable[dict], out: Path) -> None:
+    """JSON lines into `out` (written atomically), or onto stdout when `out` is `-`; written
+    line by line as `lines` yields them (the text of a large corpus is never held whole)."""
+    from pipelines.steps.storage import atomic_write
 
-    text = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines)
     if _to_stdout(out):
-        typer.echo(text, nl=False)
-    else:
-        write_text(text, out)
+        for x in lines:
+            typer.echo(json.dumps(x, ensure_ascii=False))
+        return
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8") as handle:
+            for x in lines:
+                handle.write(json.dumps(x, ensure_ascii=False) + "\n")
+
+    atomic_write(out, write)
 
 
 PREVIEW_CHARS = 40
@@ -499,7 +507,7 @@ def screen(
         iter_rows,
         normalize_row,
     )
-    from pipelines.steps.integrity.curate import curate_records, decision_lines
+    from pipelines.steps.integrity.curate import curate_records, iter_decision_lines
 
     if not input_path.is_file():
         _fail(f"INPUT {input_path} is not a file")
@@ -540,17 +548,21 @@ def screen(
         model, tokenizer = load_base_model(info.path)
         perplexity = causal_lm_perplexity(model.eval(), tokenizer)
     result = curate_records(records, cfg.curation, perplexity=perplexity)
-    screened = iter(decision_lines(result))
-    lines = [
-        unreadable[i] if i in unreadable else next(screened)
-        for i in range(len(records) + len(unreadable))
-    ]
-    _write_jsonl(lines, out)
-    counts = {
-        d: sum(1 for x in lines if x["decision"] == d) for d in ("keep", "drop", "quarantine")
-    }
+    total = len(records) + len(unreadable)
+    del records, seen  # the result keeps the records it kept
+    counts = dict.fromkeys(("keep", "drop", "quarantine"), 0)
+
+    def lines() -> Iterator[dict]:
+        # Written as they come: a dict per record of a 1M-record corpus is never held (#21).
+        screened = iter_decision_lines(result)
+        for i in range(total):
+            line = unreadable[i] if i in unreadable else next(screened)
+            counts[line["decision"]] += 1
+            yield line
+
+    _write_jsonl(lines(), out)
     typer.echo(
-        f"screened {len(lines)} records from {input_path}: "
+        f"screened {total} records from {input_path}: "
         + ", ".join(f"{k}={v}" for k, v in counts.items())
         + f" -> {out}",
         err=_to_stdout(out),

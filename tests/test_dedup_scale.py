@@ -84,3 +84,29 @@ def test_when_agreement_is_checked_on_low_bits_first_then_it_keeps_what_full_val
 
         assert found.tolist() == pairs[same >= floor].tolist()
     assert len(minhash._agreeing(signature, pairs, 33)) == 50
+
+
+def test_when_scores_are_kept_as_columns_then_each_record_reads_as_its_dict() -> None:
+    from pipelines.steps.integrity.curate import ScoreTable
+
+    table = ScoreTable(["a", "b", "c"])
+    expected: dict[str, dict[str, float]] = {"a": {}, "b": {}, "c": {}}
+    for record_id, code, value in [
+        ("a", "near_duplicate", 0.5),
+        ("b", "near_duplicate", 0.0),
+        ("a", "onion", 90.25),
+        ("c", "garbled_text", float("nan")),
+        ("a", "near_duplicate", 0.75),  # a score set twice keeps the last
+    ]:
+        table.put(record_id, code, value)
+        expected[record_id][code] = value
+
+    assert table["a"] == {"near_duplicate": 0.75, "onion": 90.25}
+    assert table["b"] == {"near_duplicate": 0.0}  # a zero score is a score, not absent
+    assert "onion" not in table["b"] and list(table) == ["a", "b", "c"] and len(table) == 3
+    assert table.get("zz", {}) == {} and math.isnan(table["c"]["garbled_text"])
+    # Equal to the dict of dicts it replaces (NaN aside: NaN equals nothing, itself included).
+    expected["c"] = {}
+    table.put("c", "garbled_text", 0.25)
+    expected["c"]["garbled_text"] = 0.25
+    assert table == expected and expected == table

@@ -423,13 +423,14 @@ def test_when_signatures_are_computed_for_the_corpus_then_they_equal_datasketch_
     import numpy as np
     from datasketch import MinHash
 
-    from pipelines.steps.integrity.screens.minhash import shingle_sets, signatures
+    from pipelines.steps.integrity.screens.minhash import fold32, shingle_sets, signatures
 
     shingles = shingle_sets([["a", "b", "c", "d"], ["a", "b", "c", "e"], ["x"], []], 2)
 
     ours = signatures(shingles, num_perm=64, seed=1)
 
-    sets = [shingles.members(i).tolist() for i in range(len(shingles))]
+    # datasketch's affine32 hashes 32-bit values: the 64-bit shingle hashes, folded.
+    sets = [fold32(shingles.members(i)).tolist() for i in range(len(shingles))]
     theirs = MinHash.bulk(sets, num_perm=64, seed=1, hashfunc=int)
     assert all(np.array_equal(row, m.hashvalues) for row, m in zip(ours, theirs, strict=True))
 

@@ -2,10 +2,10 @@
 
 A record's signature depends on its own shingle ids alone, so blocks of consecutive records are
 signed in Ray tasks (`map_batches`, at most `execution.workers` at a time) and the rows are put
-back in place: the array equals `minhash.signatures`. The shingle vocabulary (ids dense over
-the corpus, in input order), the banding and the exact Jaccard of the candidate pairs stay on
-the driver: banding is a sort of compact integer keys (64 MiB of signatures at 1M records and
-64 permutations), which a Ray group-by on band keys would only ship through the object store.
+back in place: the array equals `minhash.signatures`. The shingle hashes (`minhash.shingle_sets`),
+the banding and the exact Jaccard of the candidate pairs stay on the driver: banding is a sort
+of compact integer keys (64 MiB of signatures at 1M records and 64 permutations), which a Ray
+group-by on band keys would only ship through the object store.
 """
 
 import math
@@ -80,7 +80,7 @@ def sign_block(batch, num_perm: int, seed: int):
     signatures = []
     for ids, offsets in zip(batch["ids"], batch["offsets"], strict=True):
         block = minhash.ShingleSets(
-            np.frombuffer(ids, dtype=np.uint32), np.frombuffer(offsets, dtype=np.int64)
+            np.frombuffer(ids, dtype=np.uint64), np.frombuffer(offsets, dtype=np.int64)
         )
         signatures.append(minhash.signatures(block, num_perm=num_perm, seed=seed).tobytes())
     return {"start": batch["start"].to_numpy(), "signature": signatures}

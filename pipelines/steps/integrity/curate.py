@@ -18,12 +18,13 @@ import multiprocessing
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from pipelines.steps.config import CurationConfig
@@ -99,6 +100,47 @@ RESIDUAL_PHONE_REGEX = (
 _DedupAndQuality = tuple[DedupScores, dict[str, dict[str, float]]]
 
 
+class ScoreTable(Mapping[str, dict[str, float]]):
+    """Per record id, every score measured (reason code -> score), stored as columns.
+
+    One float64 column per reason code and a mask of the records it scored, where a dict of
+    floats per record took 1.7 KB a record (#21); reading a record id gives its plain dict
+    (codes it was not scored on are absent), so the table compares equal to the dict of dicts it
+    replaces.
+    """
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        self._row = {record_id: row for row, record_id in enumerate(ids)}
+        self._values: dict[str, np.ndarray] = {}
+        self._scored: dict[str, np.ndarray] = {}
+
+    def put(self, record_id: str, code: str, value: float) -> None:
+        """Set the score of `code` for one record (raises KeyError for an unknown id)."""
+        row = self._row[record_id]
+        if code not in self._values:
+            self._values[code] = np.zeros(len(self._row))
+            self._scored[code] = np.zeros(len(self._row), dtype=bool)
+        self._values[code][row] = value
+        self._scored[code][row] = True
+
+    def __getitem__(self, record_id: str) -> dict[str, float]:
+        row = self._row[record_id]
+        return {
+            code: float(values[row])
+            for code, values in self._values.items()
+            if self._scored[code][row]
+        }
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._row)
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def __repr__(self) -> str:
+        return f"ScoreTable({len(self._row)} records, {len(self._values)} codes)"
+
+
 @dataclass(frozen=True)
 class RecordScore:
     """What screening measures on one record, before any threshold is applied.
@@ -160,7 +202,8 @@ class CurationResult:
     Attributes:
         kept: Records to train on (clean ones and steward-approved ones).
         screened: One decision per input record.
-        scores: Per record id, every score measured (reason code -> score), crossed or not.
+        scores: Per record id, every score measured (reason code -> score), crossed or not
+            (a `ScoreTable`: reading an id gives its dict).
         near_duplicate_clusters: Clusters of near-duplicate records, representative first.
         trigger_clusters: Response clusters flagged for a backdoor trigger.
         unmatched_decisions: Steward decisions naming no quarantined record.
@@ -170,7 +213,7 @@ class CurationResult:
 
     kept: list[Record]
     screened: list[ScreenedRecord]
-    scores: dict[str, dict[str, float]] = field(repr=False)
+    scores: Mapping[str, dict[str, float]] = field(repr=False)
     near_duplicate_clusters: list[tuple[str, ...]]
     trigger_clusters: list[tuple[str, ...]]
     unmatched_decisions: int = 0
@@ -337,7 +380,7 @@ def curate_records(
         for f in first.filtered
     }
     candidates = first.kept
-    scores: dict[str, dict[str, float]] = {r.id: {} for r in candidates}
+    scores = ScoreTable(r.id for r in candidates)
     reasons: dict[str, list[Reason]] = {r.id: [] for r in candidates}
 
     pool, pending = _start_dedup_and_quality(candidates, cfg)
@@ -405,7 +448,7 @@ def _start_dedup_and_quality(
 def _screen_backdoor(
     candidates: list[Record],
     cfg: CurationConfig,
-    scores: dict[str, dict[str, float]],
+    scores: ScoreTable,
     reasons: dict[str, list[Reason]],
 ) -> list[tuple[str, ...]]:
     """Score trigger clusters; add each candidate's scores and a reason per flagged member.
@@ -423,8 +466,8 @@ def _screen_backdoor(
     for record in candidates:
         trigger_score = trigger.trigger_score[record.id]
         outlier_score = trigger.outlier_score[record.id]
-        scores[record.id][backdoor.TRIGGER_CLUSTER] = trigger_score
-        scores[record.id][backdoor.RESPONSE_OUTLIER] = outlier_score
+        scores.put(record.id, backdoor.TRIGGER_CLUSTER, trigger_score)
+        scores.put(record.id, backdoor.RESPONSE_OUTLIER, outlier_score)
         cluster = trigger.cluster_of.get(record.id)
         if cluster not in flagged:
             continue
@@ -449,7 +492,7 @@ def _screen_backdoor(
 def _screen_inserted_phrases(
     candidates: list[Record],
     cfg: CurationConfig,
-    scores: dict[str, dict[str, float]],
+    scores: ScoreTable,
     reasons: dict[str, list[Reason]],
 ) -> list[tuple[str, ...]]:
     """Score inserted prompt phrases; add each candidate's score and a reason per carrier of a
@@ -470,7 +513,7 @@ def _screen_inserted_phrases(
     cluster_of = {rid: i for i in reversed(flagged) for rid in phrases.clusters[i]}
     for record in candidates:
         score = phrases.score[record.id]
-        scores[record.id][backdoor.INSERTED_PHRASE] = score
+        scores.put(record.id, backdoor.INSERTED_PHRASE, score)
         if record.id in cluster_of:
             cluster = cluster_of[record.id]
             detail = f"phrase={cluster} size={len(phrases.clusters[cluster])}"
@@ -480,7 +523,7 @@ def _screen_inserted_phrases(
 
 def _screen_repeated_payloads(
     candidates: list[Record],
-    scores: dict[str, dict[str, float]],
+    scores: ScoreTable,
     reasons: dict[str, list[Reason]],
 ) -> None:
     """Score answer segments (openings, sentences, runs of words) repeated across unrelated
@@ -504,7 +547,7 @@ def _screen_repeated_payloads(
     }
     for record in candidates:
         score = found.score[record.id]
-        scores[record.id][payload.REPEATED_PAYLOAD] = score
+        scores.put(record.id, payload.REPEATED_PAYLOAD, score)
         if record.id in group_of:
             group = group_of[record.id]
             detail = (
@@ -516,13 +559,13 @@ def _screen_repeated_payloads(
 
 def _screen_injection(
     candidates: list[Record],
-    scores: dict[str, dict[str, float]],
+    scores: ScoreTable,
     reasons: dict[str, list[Reason]],
 ) -> None:
     """Add every injection score, and a reason for each at or above 1."""
     for code, by_id in score_injection(candidates).items():
         for record_id, score in by_id.items():
-            scores[record_id][code] = score
+            scores.put(record_id, code, score)
             if score >= 1:
                 reasons[record_id].append(Reason(INJECTION, code, score))
 
@@ -530,7 +573,7 @@ def _screen_injection(
 def _screen_quality(
     quality_scores: dict[str, dict[str, float]],
     cfg: CurationConfig,
-    scores: dict[str, dict[str, float]],
+    scores: ScoreTable,
     reasons: dict[str, list[Reason]],
 ) -> None:
     """Add the quality scores (an infinite empty-response score is not kept) and a reason for
@@ -550,25 +593,25 @@ def _screen_quality(
         for record_id, score in by_id.items():
             if code == quality.EMPTY_RESPONSE:
                 if score != float("inf"):
-                    scores[record_id][code] = score
+                    scores.put(record_id, code, score)
                 if code in quarantine and score < cfg.min_response_chars:
                     reasons[record_id].append(
                         Reason(QUALITY, code, score, f"min_response_chars={cfg.min_response_chars}")
                     )
                 continue
-            scores[record_id][code] = score
+            scores.put(record_id, code, score)
             if code in quarantine and score >= quality_limits[code]:
                 reasons[record_id].append(Reason(QUALITY, code, score))
 
 
 def _screen_near_duplicates(
     near: DedupScores,
-    scores: dict[str, dict[str, float]],
+    scores: ScoreTable,
     reasons: dict[str, list[Reason]],
 ) -> None:
     """Add the near-duplicate similarity, and a first reason for non-representative members."""
     for record_id, similarity in near.similarity.items():
-        scores[record_id][NEAR_DUPLICATE] = similarity
+        scores.put(record_id, NEAR_DUPLICATE, similarity)
         representative = near.representative.get(record_id)
         if representative is not None and representative != record_id:
             reasons[record_id].insert(
@@ -580,7 +623,7 @@ def _screen_onion(
     candidates: list[Record],
     perplexity: Callable[[list[str]], list[float]],
     cfg: CurationConfig,
-    scores: dict[str, dict[str, float]],
+    scores: ScoreTable,
     reasons: dict[str, list[Reason]],
 ) -> int:
     """ONION-score the candidates a backdoor or injection screen flagged; add scores and reasons.
@@ -593,7 +636,7 @@ def _screen_onion(
     ]
     found = backdoor.onion_scores(suspicious, perplexity, max_words=cfg.onion_max_words)
     for record_id, onion in found.items():
-        scores[record_id][backdoor.ONION] = onion.score
+        scores.put(record_id, backdoor.ONION, onion.score)
         if onion.score >= cfg.onion_threshold:
             detail = f"word={onion.word_index} of {onion.words} threshold={cfg.onion_threshold}"
             reasons[record_id].append(Reason(BACKDOOR, backdoor.ONION, onion.score, detail))
@@ -640,8 +683,14 @@ def decision_lines(result: CurationResult) -> list[dict[str, Any]]:
         `{"id", "decision", "reasons": [{"screen", "code", "score", "detail"}]}` per record,
         in input order; the decision is `keep`, `drop` or `quarantine`.
     """
-    return [
-        {
+    return list(iter_decision_lines(result))
+
+
+def iter_decision_lines(result: CurationResult) -> Iterator[dict[str, Any]]:
+    """The lines of `decision_lines` one at a time (`sovtune screen` writes them as they come,
+    never holding a dict per record of the corpus)."""
+    for s in result.screened:
+        yield {
             "id": s.id,
             "decision": KEEP if s.kept else s.decision,
             "reasons": [
@@ -649,8 +698,6 @@ def decision_lines(result: CurationResult) -> list[dict[str, Any]]:
                 for r in s.reasons
             ],
         }
-        for s in result.screened
-    ]
 
 
 def _dedup_and_quality(

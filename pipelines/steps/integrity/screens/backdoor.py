@@ -44,7 +44,7 @@ from pipelines.steps.integrity.screens import (
     record_words,
     response_text,
 )
-from pipelines.steps.integrity.screens.minhash import similar_pairs
+from pipelines.steps.integrity.screens.minhash import similar_pair_arrays
 from pipelines.steps.records import Record
 
 TRIGGER_CLUSTER = "trigger_cluster"
@@ -140,7 +140,7 @@ def response_clusters(
             distinct.append(key)
             distinct_index.append(index)
     del first_by_key
-    pairs = similar_pairs(
+    first, second, _ = similar_pair_arrays(
         (("", key[1:]) if key.startswith(_WHOLE) else key.split(" ") for key in distinct),
         shingle_size=3,
         threshold=threshold,
@@ -148,7 +148,7 @@ def response_clusters(
         seed=2,
     )
     del distinct
-    for i, j, _ in pairs:
+    for i, j in zip(first.tolist(), second.tolist(), strict=True):
         a, b = root(distinct_index[i]), root(distinct_index[j])
         parent[max(a, b)] = min(a, b)
     groups: dict[int, list[int]] = {}

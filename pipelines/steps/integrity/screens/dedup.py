@@ -13,12 +13,13 @@ representative starts its own cluster). Each member other than the representativ
 is scored with its highest Jaccard similarity to another record.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from pipelines.steps.integrity.screens import record_words
-from pipelines.steps.integrity.screens.minhash import jaccards, shingle_sets, similar_pairs
+from pipelines.steps.integrity.screens.minhash import jaccards, shingle_sets, similar_pair_arrays
 from pipelines.steps.records import Record
 
 NEAR_DUPLICATE = "near_duplicate"
@@ -53,18 +54,21 @@ def _side_similarity(a: Record, b: Record, role: str, shingle_size: int) -> floa
 
 
 def _alike_sides(
-    records: list[Record],
-    pairs: list[tuple[int, int, float]],
+    records: Sequence[Record],
+    pairs: "list[tuple[int, int, float]] | np.ndarray",
     shingle_size: int,
     side_threshold: float,
 ) -> list[bool]:
     """Per pair, whether its user turns and its system turns are each `side_threshold` alike:
     `_side_similarity` for many pairs at once (numpy batches over the records of the pairs only;
     one call per pair tokenized both records again, and the confirmed pairs of a templated
-    corpus grow faster than its records: 90,685 at 100k records, #21)."""
-    if not pairs:
+    corpus grow faster than its records: 90,685 at 100k records, #21).
+
+    `pairs`: `(i, j, similarity)` triples, or an array whose first two columns are `i, j`."""
+    if not len(pairs):
         return []
-    ends = np.array([(i, j) for i, j, _ in pairs], dtype=np.int64)
+    ends = np.asarray([(p[0], p[1]) for p in pairs] if isinstance(pairs, list) else pairs[:, :2])
+    ends = ends.astype(np.int64)
     involved, local = np.unique(ends, return_inverse=True)
     local = local.reshape(ends.shape)
     alike = np.ones(len(pairs), dtype=bool)
@@ -124,34 +128,45 @@ def score_near_duplicates(
     """
     if not records:
         return DedupScores({}, {}, [])
-    pairs = similar_pairs(
+    first, second, similarity = similar_pair_arrays(
         (dedup_tokens(r) for r in records),
         shingle_size=shingle_size,
         threshold=threshold,
         num_perm=num_perm,
         seed=seed,
     )
-    best = [0.0] * len(records)
-    # Per record, its confirmed partners earlier in input order.
-    earlier: dict[int, list[tuple[float, int]]] = {}
-    for (i, j, similarity), alike in zip(
-        pairs, _alike_sides(records, pairs, shingle_size, side_threshold), strict=True
-    ):
-        if not alike:
-            continue
-        best[i] = max(best[i], similarity)
-        best[j] = max(best[j], similarity)
-        earlier.setdefault(j, []).append((similarity, i))
+    alike = np.array(
+        _alike_sides(records, np.column_stack((first, second)), shingle_size, side_threshold),
+        dtype=bool,
+    )
+    first, second, similarity = first[alike], second[alike], similarity[alike]
+    best = np.zeros(len(records))
+    np.maximum.at(best, first, similarity)
+    np.maximum.at(best, second, similarity)
     # In input order, a record joins the most similar earlier representative it is a near copy
-    # of; one that is only a copy of copies starts a cluster of its own (no chains).
-    members: dict[int, list[int]] = {}
+    # of; one that is only a copy of copies starts a cluster of its own (no chains). The pairs
+    # are grouped by their later record, in input order (an earlier one's leader is final).
+    by_later = np.lexsort((first, second))
+    first, second, similarity = first[by_later], second[by_later], similarity[by_later]
     leader = list(range(len(records)))
-    for index in range(len(records)):
-        partners = [(s, -i) for s, i in earlier.get(index, []) if leader[i] == i]
+    edges = (
+        np.flatnonzero(np.concatenate(([True], second[1:] != second[:-1]))) if len(second) else []
+    )
+    bounds = [*np.asarray(edges).tolist(), len(second)]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
+        index = int(second[lo])
+        partners = [
+            (s, -i)
+            for s, i in zip(similarity[lo:hi].tolist(), first[lo:hi].tolist(), strict=True)
+            if leader[i] == i
+        ]
         if partners:
             leader[index] = -max(partners)[1]
-        members.setdefault(leader[index], []).append(index)
-    clusters = [tuple(records[i].id for i in group) for group in members.values() if len(group) > 1]
+    members: dict[int, list[int]] = {}
+    for index, head in enumerate(leader):
+        if head != index:
+            members.setdefault(head, [head]).append(index)
+    clusters = [tuple(records[i].id for i in group) for group in members.values()]
     representative = {rid: group[0] for group in clusters for rid in group}
-    similarity = {r.id: round(best[i], 4) for i, r in enumerate(records)}
-    return DedupScores(similarity, representative, sorted(clusters))
+    scores = {r.id: round(b, 4) for r, b in zip(records, best.tolist(), strict=True)}
+    return DedupScores(scores, representative, sorted(clusters))

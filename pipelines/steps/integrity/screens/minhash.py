@@ -4,32 +4,41 @@ datasketch's `MinHash` is one Python object per record, hashed and inserted into
 record at a time; on short instruction records that per-record overhead was most of the screens'
 cost. Here the shingles are hashed in numpy batches with datasketch's own permutations (scheme
 `affine32`: the MurmurHash3 32-bit finalizer, then `a * h + b` modulo 2**32), so a record's
-signature equals `MinHash.bulk([its shingle ids], hashfunc=int)`; banding the signatures gives
-the candidate pairs, and each candidate is confirmed with the exact Jaccard similarity of the two
-shingle sets. A pair is therefore decided without estimation noise; the sketches only choose
-which pairs are compared (a candidate whose signatures agree far less than a pair at the
-threshold would, `agreement_floor`, is not compared at all).
+signature equals `MinHash.bulk([its shingle hashes, folded to 32 bits], hashfunc=int)`; banding
+the signatures gives the candidate pairs, and each candidate is confirmed with the exact Jaccard
+similarity of the two shingle sets. A pair is therefore decided without estimation noise; the
+sketches only choose which pairs are compared (a candidate whose signatures agree far less than a
+pair at the threshold would, `agreement_floor`, is not compared at all).
 
-The state is compact, so that memory stays within bounds on a large corpus (#21): shingle ids in
-one uint32 array, candidates as integer arrays, Jaccard computed in numpy batches.
+The state is compact, so that memory stays within bounds on a large corpus (#21): a shingle is
+a 64-bit hash of its tokens (no vocabulary of shingle strings), the shingles of all records are
+one uint64 array, candidates are generated band by band in bounded chunks and refuted or
+confirmed chunk by chunk (never held all at once), and only the confirmed pairs are kept, as
+arrays.
 """
 
 import contextlib
+import hashlib
 import math
 import os
 from array import array
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
-from itertools import count
 
 import numpy as np
 from datasketch import MinHash
 
 # MurmurHash3's 32-bit finalizer (fmix32), which datasketch applies before its affine32 permutation.
 _FMIX32_MULTIPLIERS = (np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35))
-_SEPARATOR = "\x1f"
+# MurmurHash3's 64-bit finalizer (fmix64), which chains the token hashes of a shingle.
+_FMIX64_MULTIPLIERS = (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
+_CHAIN = np.uint64(0x9E3779B97F4A7C15)  # odd: multiplies the chain before the next token
+# Tokens whose hashes are remembered (a token's blake2b is computed once while cached); the
+# cache is emptied when it reaches this size, so its memory is bounded whatever the corpus.
+_TOKEN_CACHE = 1 << 20
+# Tokens whose shingles are hashed per numpy batch in `shingle_sets`.
+_BATCH_TOKENS = 1 << 20
 # Candidate recall demanded of the banding for a pair exactly at the threshold.
 _CANDIDATE_RECALL = 0.99
 # Shingles hashed per batch of records in `signatures` (64 permutations: 16 MiB of uint32).
@@ -40,19 +49,24 @@ _BATCH_SHINGLES = 1 << 16
 _AGREEMENT_MISS_SHARE = 0.01
 # Candidate pairs whose signatures are compared per numpy batch.
 _AGREEMENT_BATCH = 1 << 18
-# Shingle ids of candidate pairs compared per numpy batch in `jaccards` (8 bytes each).
-_JACCARD_BATCH = 1 << 22
+# Shingle ids of candidate pairs compared per numpy batch in `jaccards` (some 30 bytes of
+# intermediates each: 1 << 22 came to 120 MiB, #21).
+_JACCARD_BATCH = 1 << 20
+# Candidate pairs generated, refuted and confirmed per chunk in `similar_pair_arrays`.
+_CANDIDATE_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
 class ShingleSets:
-    """Per record, the ids of its distinct word shingles (ids are dense, corpus-wide).
+    """Per record, the 64-bit hashes of its distinct word shingles.
 
-    Compact: record `i`'s ids, sorted, are `ids[offsets[i]:offsets[i + 1]]` (uint32), about 4
-    bytes a shingle where a frozenset of Python ints took some 60.
+    Compact: record `i`'s hashes, sorted, are `ids[offsets[i]:offsets[i + 1]]` (uint64), 8 bytes a
+    shingle. Two shingles are equal when their tokens are; two different shingles share a hash
+    with a chance of about 2**-64 per pair (some 10**-6 for the 6 million distinct shingles of a
+    1M-record corpus: a collision would only make two records one shingle more alike).
 
     Attributes:
-        ids: Every record's shingle ids, record after record.
+        ids: Every record's shingle hashes, record after record.
         offsets: `records + 1` bounds into `ids`.
     """
 
@@ -63,39 +77,100 @@ class ShingleSets:
         return len(self.offsets) - 1
 
     def members(self, index: int) -> np.ndarray:
-        """The sorted shingle ids of record `index`."""
+        """The sorted shingle hashes of record `index`."""
         return self.ids[self.offsets[index] : self.offsets[index + 1]]
 
 
+class _TokenHashes(dict[str, int]):
+    """Token -> 64-bit hash (blake2b), computed on first use; emptied at `_TOKEN_CACHE` tokens."""
+
+    def __missing__(self, token: str) -> int:
+        value = int.from_bytes(
+            hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+            "little",
+        )
+        if len(self) >= _TOKEN_CACHE:
+            self.clear()
+        self[token] = value
+        return value
+
+
+def _fmix64(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finalizer, in place (a bijection that spreads every input bit)."""
+    with np.errstate(over="ignore"):
+        values ^= values >> np.uint64(33)
+        values *= _FMIX64_MULTIPLIERS[0]
+        values ^= values >> np.uint64(33)
+        values *= _FMIX64_MULTIPLIERS[1]
+        values ^= values >> np.uint64(33)
+    return values
+
+
 def shingle_sets(token_lists: Iterable[Sequence[str]], size: int) -> ShingleSets:
-    """Word `size`-grams of each record, as dense integer ids.
+    """Word `size`-grams of each record, as 64-bit hashes.
 
     A record with `size` tokens or fewer has one shingle, all of its tokens; a record without
-    tokens has none (it is never similar to anything).
+    tokens has none (it is never similar to anything). A shingle's hash chains its tokens'
+    hashes (`h = fmix64(h * C + token_hash)` token after token), so it depends on its tokens and
+    their order only: equal shingles have equal hashes in any record of any corpus, and no
+    vocabulary of shingle strings is kept (#21: it was 2.4 KB a record and grew with N).
 
     Args:
-        token_lists: Per record, its tokens (`pipelines.steps.integrity.screens.words`).
+        token_lists: Per record, its tokens (`pipelines.steps.integrity.screens.words`); an
+            iterator will do, each is read once.
         size: Tokens per shingle.
 
     Returns:
-        The shingle-id sets, in input order.
+        The shingle-hash sets, in input order.
     """
-    # A missing shingle gets the next id: a subscript is the cheapest lookup per shingle. A
-    # shingle is keyed by its tokens joined with a unit separator, which no token holds (it is
-    # whitespace to `str.split`): one string, where a tuple kept every token string alive.
-    vocabulary: defaultdict[str, int] = defaultdict(count().__next__)
-    ids = array("I")
+    hashes = _TokenHashes()
+    ids = array("Q")
     offsets = array("q", [0])
-    for tokens in token_lists:
-        if tokens:
-            grams = (
-                map(_SEPARATOR.join, zip(*(tokens[k:] for k in range(size)), strict=False))
-                if len(tokens) > size
-                else (_SEPARATOR.join(tokens),)
-            )
-            ids.extend(sorted({vocabulary[g] for g in grams}))
-        offsets.append(len(ids))
-    return ShingleSets(np.frombuffer(ids, dtype=np.uint32), np.frombuffer(offsets, dtype=np.int64))
+    tokens: list[str] = []
+    counts: list[int] = []
+    for record_tokens in token_lists:
+        tokens.extend(record_tokens)
+        counts.append(len(record_tokens))
+        if len(tokens) >= _BATCH_TOKENS:
+            _hash_batch(tokens, counts, size, hashes, ids, offsets)
+            tokens, counts = [], []
+    if counts:
+        _hash_batch(tokens, counts, size, hashes, ids, offsets)
+    return ShingleSets(np.frombuffer(ids, dtype=np.uint64), np.frombuffer(offsets, dtype=np.int64))
+
+
+def _hash_batch(
+    tokens: list[str],
+    counts: list[int],
+    size: int,
+    hashes: _TokenHashes,
+    ids: array,
+    offsets: array,
+) -> None:
+    """Append the sorted distinct shingle hashes of a batch of records to `ids` / `offsets`."""
+    token_hash = np.fromiter(map(hashes.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
+    count_of = np.array(counts, dtype=np.int64)
+    starts = np.cumsum(count_of) - count_of
+    # Per record, its shingles: one per window of `size` tokens, or one of all its tokens.
+    windows = np.where(count_of > size, count_of - size + 1, np.minimum(count_of, 1))
+    owner = np.repeat(np.arange(len(counts)), windows)
+    first = np.repeat(starts, windows) + (
+        np.arange(int(windows.sum())) - np.repeat(np.cumsum(windows) - windows, windows)
+    )
+    width = np.minimum(count_of, size)[owner]
+    chained = np.zeros(len(first), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(size):
+            live = width > k
+            chained[live] = _fmix64(chained[live] * _CHAIN + token_hash[first[live] + k])
+    # Sorted and distinct per record: sort by record, then hash; drop repeats within a record.
+    order = np.lexsort((chained, owner))
+    chained, owner = chained[order], owner[order]
+    distinct = np.ones(len(chained), dtype=bool)
+    distinct[1:] = (chained[1:] != chained[:-1]) | (owner[1:] != owner[:-1])
+    ids.frombytes(chained[distinct].tobytes())
+    per_record = np.bincount(owner[distinct], minlength=len(counts))
+    offsets.frombytes((offsets[-1] + np.cumsum(per_record)).astype(np.int64).tobytes())
 
 
 Signer = Callable[..., np.ndarray]
@@ -160,7 +235,7 @@ def _min_hashes(
     """Signatures `(len(batch), len(a))` of consecutive records with shingles (affine32)."""
     lo, hi = shingles.offsets[batch[0]], shingles.offsets[batch[-1] + 1]
     # The batch's records are consecutive but for records without shingles, which own no ids.
-    values = shingles.ids[lo:hi].copy()
+    values = fold32(shingles.ids[lo:hi])
     starts = shingles.offsets[batch] - lo
     with np.errstate(over="ignore"):
         values ^= values >> np.uint32(16)
@@ -170,6 +245,12 @@ def _min_hashes(
         values ^= values >> np.uint32(16)
         permuted = a[:, None] * values[None, :] + b[:, None]
     return np.minimum.reduceat(permuted, starts, axis=1).T
+
+
+def fold32(ids: np.ndarray) -> np.ndarray:
+    """The 32-bit values the permutations take (datasketch's `affine32` hashes 32-bit inputs):
+    a 64-bit shingle hash's two halves XORed."""
+    return ((ids ^ (ids >> np.uint64(32))) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
 
 def band_rows(threshold: float, num_perm: int) -> int:
@@ -183,24 +264,20 @@ def band_rows(threshold: float, num_perm: int) -> int:
 
 
 def candidate_pairs(signature: np.ndarray, rows: int) -> np.ndarray:
-    """Pairs `(i, j)`, `i < j`, of records that agree on every row of at least one band.
+    """Pairs `(i, j)`, `i < j`, of records that agree on every row of at least one band, all at
+    once (the reference `band_candidates` is tested against; `similar_pair_arrays` streams).
 
     Returns:
         An `(pairs, 2)` integer array, sorted (the pairs of a set, in `sorted` order): numpy
         rather than a set of tuples, whose ~100 bytes a pair came to gigabytes at 100k
         records (templated records share bands by the million).
     """
-    records, num_perm = signature.shape
-    live = np.flatnonzero(~np.all(signature == np.iinfo(np.uint32).max, axis=1))
-    mixer = np.random.default_rng(0).integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
+    records = signature.shape[0]
+    live, keys = _band_keys(signature, rows)
     codes = []
-    for start in range(0, num_perm - rows + 1, rows):
-        band = signature[live, start : start + rows].astype(np.uint64)
-        # One 64-bit key per band; a rare collision only adds a candidate that is then refuted.
-        with np.errstate(over="ignore"):
-            keys = (band * mixer).sum(axis=1, dtype=np.uint64)
-        order = np.argsort(keys, kind="stable")
-        codes.append(_bucket_pairs(live[order], keys[order], records))
+    for band_keys in keys:
+        order = np.argsort(band_keys, kind="stable")
+        codes.append(_bucket_pairs(live[order], band_keys[order], records))
     merged = np.concatenate(codes) if codes else np.empty(0, dtype=np.int64)
     del codes
     merged.sort()
@@ -210,6 +287,73 @@ def candidate_pairs(signature: np.ndarray, rows: int) -> np.ndarray:
     np.floor_divide(unique, max(records, 1), out=pairs[:, 0], casting="unsafe")
     np.remainder(unique, max(records, 1), out=pairs[:, 1], casting="unsafe")
     return pairs
+
+
+def _band_keys(signature: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The records with shingles, and per band one 64-bit key per such record, `(bands, live)`.
+
+    A rare collision of two keys only adds a candidate that is then refuted.
+    """
+    num_perm = signature.shape[1]
+    live = np.flatnonzero(~np.all(signature == np.iinfo(np.uint32).max, axis=1))
+    mixer = np.random.default_rng(0).integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
+    keys = np.empty((num_perm // rows, len(live)), dtype=np.uint64)
+    for band, start in enumerate(range(0, num_perm - rows + 1, rows)):
+        with np.errstate(over="ignore"):
+            keys[band] = (signature[live, start : start + rows].astype(np.uint64) * mixer).sum(
+                axis=1, dtype=np.uint64
+            )
+    return live, keys
+
+
+def band_candidates(
+    signature: np.ndarray, rows: int, chunk: int = _CANDIDATE_CHUNK
+) -> Iterator[np.ndarray]:
+    """The pairs of `candidate_pairs`, band by band, in chunks of about `chunk` pairs.
+
+    Each pair comes once, in the first band its two records share (a pair that shares a band
+    before this one is skipped there), so no chunk is held after it is used and no pair is
+    refuted twice: memory is bounded by one chunk whatever the number of candidates (15.7
+    million at 100k records of the templated benchmark corpus, growing with N², #21).
+
+    Yields:
+        `(pairs, 2)` integer arrays of record indices, `i < j` in each row, in no set order.
+    """
+    records = signature.shape[0]
+    live, keys = _band_keys(signature, rows)
+    dtype = np.int32 if records < 2**31 else np.int64
+    for band, band_keys in enumerate(keys):
+        order = np.argsort(band_keys, kind="stable")
+        sorted_keys = band_keys[order]
+        if len(order) < 2:
+            continue
+        edges = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
+        ends = np.append(edges[1:], len(order))
+        # For each sorted slot, how many later slots its bucket has: it pairs with each of them.
+        later = np.repeat(ends, ends - edges) - np.arange(len(order)) - 1
+        before = np.cumsum(later) - later
+        # Slots grouped so that a group's pairs number about `chunk` (a slot's own pairs stay
+        # together: at most the size of its bucket).
+        group = before // chunk
+        cuts = np.concatenate(([0], np.flatnonzero(np.diff(group)) + 1, [len(order)]))
+        for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
+            counts = later[lo:hi]
+            total = int(counts.sum())
+            if not total:
+                continue
+            first = np.repeat(np.arange(lo, hi), counts)
+            # The k-th partner of slot p is slot p + 1 + k.
+            second = first + 1 + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+            a, b = order[first], order[second]
+            del first, second
+            fresh = np.ones(total, dtype=bool)
+            for earlier in keys[:band]:
+                fresh &= earlier[a] != earlier[b]
+            a, b = live[a[fresh]], live[b[fresh]]
+            pairs = np.empty((len(a), 2), dtype=dtype)
+            np.minimum(a, b, out=pairs[:, 0], casting="unsafe")
+            np.maximum(a, b, out=pairs[:, 1], casting="unsafe")
+            yield pairs
 
 
 def _bucket_pairs(members: np.ndarray, sorted_keys: np.ndarray, records: int) -> np.ndarray:
@@ -255,7 +399,14 @@ def agreement_floor(threshold: float, num_perm: int) -> int:
     return floor
 
 
-def _agreeing(signature: np.ndarray, pairs: np.ndarray, floor: int) -> np.ndarray:
+def _low_bits(signature: np.ndarray) -> np.ndarray:
+    """The low 8 bits of every signature value (`_agreeing`'s first pass)."""
+    return (signature & np.uint32(0xFF)).astype(np.uint8)
+
+
+def _agreeing(
+    signature: np.ndarray, pairs: np.ndarray, floor: int, low: np.ndarray | None = None
+) -> np.ndarray:
     """The candidate pairs whose signatures agree on at least `floor` positions.
 
     Compared first on the low 8 bits of each value (a quarter of the memory traffic of the
@@ -263,7 +414,7 @@ def _agreeing(signature: np.ndarray, pairs: np.ndarray, floor: int) -> np.ndarra
     comparison keeps), then on the full values for the pairs that pass (#21: 9.7 million
     candidates at 100k records of the templated benchmark corpus, 1.9 million passing).
     """
-    low = (signature & np.uint32(0xFF)).astype(np.uint8)
+    low = _low_bits(signature) if low is None else low
     keep = np.zeros(len(pairs), dtype=bool)
     for start in range(0, len(pairs), _AGREEMENT_BATCH):
         batch = pairs[start : start + _AGREEMENT_BATCH]
@@ -321,37 +472,59 @@ def jaccards(shingles: ShingleSets, pairs: np.ndarray) -> np.ndarray:
 
 
 def _batch_jaccards(shingles: ShingleSets, pairs: np.ndarray) -> np.ndarray:
-    # Each id is tagged with its pair's index in the high bits: a record's ids are sorted, so
-    # each side's tagged ids are sorted as a whole, and the ids the two records of a pair share
-    # are found by binary search (no sort of the batch).
-    tagged, sizes = [], []
+    # Each side's hashes are keyed by their pair's index in the high 32 bits and the hash's own
+    # high 32 bits in the low ones: a record's hashes are sorted, so each side's keys are sorted
+    # as a whole, and a left hash's first possible match on the right is found by binary search
+    # (no sort of the batch). Hashes whose high halves tie are then compared in full, at the
+    # found position and the next ones while the keys still tie, so the count is exact.
+    ids, sizes, keys = [], [], []
     for rows in (pairs[:, 0], pairs[:, 1]):
         starts = shingles.offsets[rows]
         lengths = shingles.offsets[rows + 1] - starts
         within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        ids = shingles.ids[np.repeat(starts, lengths) + within].astype(np.uint64)
+        side = shingles.ids[np.repeat(starts, lengths) + within]
         owner = np.repeat(np.arange(len(rows), dtype=np.uint64), lengths)
-        tagged.append(ids | (owner << np.uint64(32)))
+        ids.append(side)
+        keys.append((side >> np.uint64(32)) | (owner << np.uint64(32)))
         sizes.append(lengths)
-    left, right = tagged
+    (left, right), (left_key, right_key) = ids, keys
     common = np.zeros(len(pairs), dtype=np.int64)
     if len(left) and len(right):
-        found = np.minimum(np.searchsorted(right, left), len(right) - 1)
-        shared = left[right[found] == left] >> np.uint64(32)
-        common = np.bincount(shared.astype(np.int64), minlength=len(pairs))
+        found = np.searchsorted(right_key, left_key)
+        pending = np.flatnonzero(found < len(right))
+        matched = []
+        while len(pending):
+            at = found[pending]
+            tied = right_key[at] == left_key[pending]
+            pending, at = pending[tied], at[tied]
+            same = right[at] == left[pending]
+            matched.append(pending[same])
+            # A tie that is not the same hash: the next right key may still tie.
+            pending, at = pending[~same], at[~same] + 1
+            inside = at < len(right)
+            pending, at = pending[inside], at[inside]
+            found[pending] = at
+        shared = np.concatenate(matched) if matched else np.empty(0, dtype=np.int64)
+        common = np.bincount(
+            (left_key[shared] >> np.uint64(32)).astype(np.int64), minlength=len(pairs)
+        )
     union = sizes[0] + sizes[1] - common
     return np.divide(common, union, out=np.zeros(len(pairs)), where=union > 0)
 
 
-def similar_pairs(
+def similar_pair_arrays(
     token_lists: Iterable[Sequence[str]],
     *,
     shingle_size: int,
     threshold: float,
     num_perm: int,
     seed: int,
-) -> list[tuple[int, int, float]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of records whose word-shingle sets have a Jaccard similarity of at least `threshold`.
+
+    Candidates come band by band in bounded chunks (`band_candidates`); each chunk is refuted
+    by the exact length bound and the signature agreement, and the rest confirmed by exact
+    Jaccard, before the next chunk is generated: only the confirmed pairs are kept (#21).
 
     Args:
         token_lists: Per record, its tokens (an iterator will do: each is read once, so the
@@ -362,17 +535,38 @@ def similar_pairs(
         seed: Seed of the permutations (fixed, so the same input gives the same pairs).
 
     Returns:
-        `(i, j, similarity)` with `i < j`, sorted.
+        `(first, second, similarity)`: record indices with `first < second`, sorted by
+        `(first, second)`, and the exact similarity of each pair.
     """
     shingles = shingle_sets(token_lists, shingle_size)
     signature = _signer()(shingles, num_perm=num_perm, seed=seed)
-    candidates = candidate_pairs(signature, band_rows(threshold, num_perm))
-    candidates = _long_enough(shingles, candidates, threshold)
-    candidates = _agreeing(signature, candidates, agreement_floor(threshold, num_perm))
-    del signature
-    similarity = jaccards(shingles, candidates)
-    keep = similarity >= threshold
-    return [
-        (i, j, s)
-        for (i, j), s in zip(candidates[keep].tolist(), similarity[keep].tolist(), strict=True)
-    ]
+    low = _low_bits(signature)
+    floor = agreement_floor(threshold, num_perm)
+    found, similar = [], []
+    for chunk in band_candidates(signature, band_rows(threshold, num_perm)):
+        chunk = _long_enough(shingles, chunk, threshold)
+        chunk = _agreeing(signature, chunk, floor, low)
+        similarity = jaccards(shingles, chunk)
+        keep = similarity >= threshold
+        found.append(chunk[keep])
+        similar.append(similarity[keep])
+    del signature, low, shingles
+    pairs = np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)
+    similarity = np.concatenate(similar) if similar else np.empty(0)
+    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+    return pairs[order, 0], pairs[order, 1], similarity[order]
+
+
+def similar_pairs(
+    token_lists: Iterable[Sequence[str]],
+    *,
+    shingle_size: int,
+    threshold: float,
+    num_perm: int,
+    seed: int,
+) -> list[tuple[int, int, float]]:
+    """`similar_pair_arrays` as a sorted list of `(i, j, similarity)` with `i < j`."""
+    first, second, similarity = similar_pair_arrays(
+        token_lists, shingle_size=shingle_size, threshold=threshold, num_perm=num_perm, seed=seed
+    )
+    return list(zip(first.tolist(), second.tolist(), similarity.tolist(), strict=True))
