@@ -13,8 +13,12 @@ corpus) and writing the decisions. Printed per size:
   process (`getrusage(RUSAGE_CHILDREN)`, the largest of any size run so far);
 - wall time and CPU time (user + system of the command and its children): the machine is shared,
   so CPU time is the figure to compare;
-- RSS per record, and per pair of sizes the ratios time(N2) / time(N1) (wall and CPU) and the
-  record ratio N2 / N1 (linear time gives equal ratios).
+- RSS per record and the sha256 of the decisions written (to compare two versions of the code),
+  and per pair of sizes the ratios time(N2) / time(N1) (wall and CPU), the record ratio
+  N2 / N1 (linear time gives equal ratios) and the memory each further decision costs
+  ((RSS(N2) - RSS(N1)) / (decisions(N2) - decisions(N1)), RSS and PSS): the slope that
+  decides what a larger corpus needs, where RSS / decisions also carries the fixed cost of
+  the interpreter and its imports.
 
     nice -n 10 .venv/bin/python benchmarks/screen_memory.py [--records 20000 100000]
         [--max-rss-gib 6]
@@ -22,6 +26,7 @@ corpus) and writing the decisions. Printed per size:
 
 import argparse
 import contextlib
+import hashlib
 import os
 import resource
 import subprocess
@@ -111,6 +116,7 @@ def measure(path: Path, profile: str, max_rss_gib: float) -> dict[str, float]:
     lines = sum(1 for _ in decisions.open("rb"))
     return {
         "lines": lines,
+        "sha256": hashlib.sha256(decisions.read_bytes()).hexdigest(),
         "peak_rss_mib": peak / 2**20,
         "peak_pss_mib": peak_pss / 2**20,
         "maxrss_mib": after.ru_maxrss / 1024,  # kilobytes on Linux; the largest child so far
@@ -146,15 +152,22 @@ def main() -> None:
             f" peak RSS {row['peak_rss_mib']:.0f} MiB (PSS {row['peak_pss_mib']:.0f} MiB)"
             f" (largest process {row['maxrss_mib']:.0f} MiB),"
             f" {row['peak_rss_mib'] * 2**20 / row['lines'] / 1000:.1f} KB/decision,"
-            f" wall {row['wall_s']:.1f} s, CPU {row['cpu_s']:.1f} s (load {load:.1f})",
+            f" wall {row['wall_s']:.1f} s, CPU {row['cpu_s']:.1f} s (load {load:.1f}),"
+            f" decisions sha256 {row['sha256'][:16]}",
             flush=True,
         )
     for a, b in zip(rows, rows[1:], strict=False):
         print(
             f"{b['records']}/{a['records']} records = {b['records'] / a['records']:.1f}x:"
             f" wall {b['wall_s'] / a['wall_s']:.2f}x, CPU {b['cpu_s'] / a['cpu_s']:.2f}x,"
-            f" peak RSS {b['peak_rss_mib'] / a['peak_rss_mib']:.2f}x"
+            f" peak RSS {b['peak_rss_mib'] / a['peak_rss_mib']:.2f}x; each further decision"
+            f" {_slope(a, b, 'peak_rss_mib'):.2f} KB RSS, {_slope(a, b, 'peak_pss_mib'):.2f} KB PSS"
         )
+
+
+def _slope(a: dict, b: dict, key: str) -> float:
+    """Kilobytes of `key` (MiB) per decision between two sizes."""
+    return (b[key] - a[key]) * 2**20 / max(1, b["lines"] - a["lines"]) / 1000
 
 
 if __name__ == "__main__":
