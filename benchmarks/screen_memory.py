@@ -21,7 +21,12 @@ corpus) and writing the decisions. Printed per size:
   the interpreter and its imports.
 
     nice -n 10 .venv/bin/python benchmarks/screen_memory.py [--records 20000 100000]
-        [--max-rss-gib 6]
+        [--max-rss-gib 6] [--breakdown]
+
+With `--breakdown`, each size is instead screened step by step in this process under
+tracemalloc (slower): per step, the bytes it leaves allocated and its peak above them, per
+record (the records themselves, each screen, the score table, the decision lines). The
+tokenizer's cache is turned off for it, so that each step is charged its own tokens.
 """
 
 import argparse
@@ -125,6 +130,112 @@ def measure(path: Path, profile: str, max_rss_gib: float) -> dict[str, float]:
     }
 
 
+def breakdown(path: Path, profile: str) -> None:
+    """Print what each step of `curate_records` holds and its peak (tracemalloc), per record."""
+    import gc
+    import tracemalloc
+
+    import pipelines.steps.integrity.screens as screens
+    from pipelines.steps.config import load_config
+    from pipelines.steps.ingest.landing import RecordError, iter_rows, normalize_row
+    from pipelines.steps.integrity import curate
+    from pipelines.steps.integrity.screens import backdoor, payload, quality
+    from pipelines.steps.integrity.screens.dedup import score_near_duplicates
+    from pipelines.steps.integrity.screens.injection import score_injection
+
+    screens.words = screens.words.__wrapped__  # no cache: each step pays for its own tokens
+    cfg = load_config(profile)
+    c = cfg.curation
+    tracemalloc.start()
+    records, seen = [], set()
+    for line_no, row in iter_rows(path, cfg.ingest.limits):
+        try:
+            if isinstance(row, RecordError):
+                raise row
+            record = normalize_row(row, source_file=path.name, source_line=line_no)
+        except RecordError:
+            continue
+        if record.id not in seen:
+            seen.add(record.id)
+            records.append(record)
+    del seen
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0]
+    print(f"  records (Record objects): {held / len(records):.0f} B/record, {len(records)}")
+    candidates = curate.screen_records(records, c).kept
+    n = len(candidates)
+
+    def step(name, run):
+        gc.collect()
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        started = time.process_time()
+        out = run()
+        gc.collect()
+        now, peak = tracemalloc.get_traced_memory()
+        print(
+            f"  {name:<26} holds {(now - base) / n:7.0f} B/record,"
+            f" peak {(peak - base) / n:7.0f} B/record ({(peak - base) / 2**20:6.1f} MiB),"
+            f" CPU {time.process_time() - started:5.1f} s",
+            flush=True,
+        )
+        return out
+
+    kept = [
+        step(
+            "near duplicates",
+            lambda: score_near_duplicates(
+                candidates,
+                threshold=c.near_duplicate_threshold,
+                num_perm=c.minhash_permutations,
+                shingle_size=c.shingle_words,
+            ),
+        ),
+        step("quality", lambda: quality.score_quality(candidates)),
+        step(
+            "backdoor (response clusters)",
+            lambda: backdoor.score_backdoor(
+                candidates,
+                threshold=c.response_similarity,
+                num_perm=c.minhash_permutations,
+                min_cluster=c.min_trigger_cluster,
+            ),
+        ),
+        step(
+            "inserted phrases",
+            lambda: backdoor.score_inserted_phrases(
+                candidates,
+                min_records=c.inserted_phrase_min_records,
+                max_share=c.inserted_phrase_max_share,
+                max_collocation=c.inserted_phrase_max_collocation,
+            ),
+        ),
+        step(
+            "repeated payloads",
+            lambda: payload.score_repeated_payloads(
+                candidates,
+                opening_words=payload.OPENING_WORDS,
+                min_records=payload.MIN_RECORDS,
+                max_share=payload.MAX_SHARE,
+            ),
+        ),
+        step("injection", lambda: score_injection(candidates)),
+    ]
+    del kept
+    serial = c.model_copy(update={"parallel_min_records": 0})
+    result = step("curate_records (all)", lambda: curate.curate_records(records, serial))
+
+    def table() -> "curate.ScoreTable":
+        scores = curate.ScoreTable(r.id for r in candidates)
+        for code in range(15):  # about as many codes as the screens score
+            for record in candidates:
+                scores.put(record.id, f"code{code}", 0.5)
+        return scores
+
+    step("score table (15 codes)", table)
+    step("decision lines (list)", lambda: curate.decision_lines(result))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, nargs="+", default=[20_000, 100_000])
@@ -136,10 +247,19 @@ def main() -> None:
         default=6.0,
         help="Stop a size whose command passes this RSS (command and children, GiB).",
     )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="Per step of the screening, in this process under tracemalloc (slower).",
+    )
     args = parser.parse_args()
     rows = []
     for records in args.records:
         path = corpus(records, args.seed)
+        if args.breakdown:
+            print(f"{records} records, load {os.getloadavg()[0]:.1f}:", flush=True)
+            breakdown(path, args.profile)
+            continue
         load = os.getloadavg()[0]
         row = {
             "records": records,
