@@ -427,3 +427,31 @@ def test_when_lacs_person_word_ends_in_a_kind_of_organisation_then_it_is_no_pers
     # a surname and one character before the kind is too short to be a name and a kind
     assert cn_names._ends_in_a_kind("王信托") is False
     assert cn_names._ends_in_a_kind("盖蒂信托") is True
+
+
+@pytest.mark.parametrize(
+    ("text", "a_person"),
+    [
+        ("午饭后可以去草原牧场乌兰哈达骑马。", False),  # a kind of place before it: a place
+        ("午饭后可以和乌兰哈达骑马。", True),  # the same name with nothing of a kind
+    ],
+)
+def test_when_a_kind_of_place_or_organisation_stands_before_a_name_then_it_is_no_person(
+    person, text, a_person
+) -> None:
+    assert ("乌兰哈达" in _found(person, text, "PERSON")) is a_person
+
+
+def test_when_a_split_name_ends_in_a_place_character_then_the_place_does_not_outrank_it() -> None:
+    from pipelines.steps.privacy.recognizers.cn_address import STRUCTURE_SCORE, _named_places
+
+    text = "昨天见到了李晓山。"  # LAC cut the name in two; 山 ends a place word too
+    tokens = (("昨天", "t", 0), ("见到", "v", 2), ("了", "u", 4), ("李", "nr", 5))
+    tokens += (("晓山", "nr", 6), ("。", "x", 8))
+    scores = {(start, end): score for start, end, score in _named_places(text, tokens)}
+    assert scores.get((5, 8), 0.0) < cn_names.LAC_PERSON_SCORE
+    # a kind of place as a word of its own does outrank a LAC person (卡洛斯 + 球场)
+    text = "决赛在卡洛斯球场举行。"
+    tokens = (("决赛", "n", 0), ("在", "p", 2), ("卡洛斯", "nr", 3), ("球场", "n", 6))
+    scores = {(start, end): score for start, end, score in _named_places(text, tokens)}
+    assert scores[(3, 8)] == STRUCTURE_SCORE > cn_names.LAC_PERSON_SCORE

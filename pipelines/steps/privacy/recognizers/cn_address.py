@@ -108,7 +108,10 @@ def _named_places(
             head = tokens[first]
             # A place word alone (公园) or after common nouns only names no place.
             if any(proper[first : index + 1]) and head[2] < start:
-                found.append((head[2], end, STRUCTURE_SCORE))
+                # The kind of place as a word of its own outranks a LAC person; inside a word
+                # LAC reads as a person's it may be a given name's end (李 + 晓山): 0.6.
+                score = STRUCTURE_SCORE if flag != "nr" else 0.6
+                found.append((head[2], end, score))
             elif word not in PLACE_WORDS and flag == "ns":
                 found.append((start, end, 0.6))
         after_place_word = text[:start].endswith(PLACE_VERBS + PLACE_PREPOSITIONS)

@@ -656,6 +656,14 @@ _KINDS_OF_PLACE = (*_PLACE_AFTER, *_PLACE_OR_ORG_AFTER, "哨所", "球场", "大
 MAX_JOINED_WORDS = 3
 
 
+_KIND_BEFORE = (
+    "球队", "俱乐部", "球会", "战队", "乐队", "公司", "集团", "银行", "品牌", "厂商", "机构",
+    "媒体", "网站", "平台", "杂志", "电视台", "网游", "游戏", "手游", "城市", "小镇", "古镇",
+    "村庄", "牧场", "景区", "酒店", "餐厅", "学校", "大学", "庄家",
+)  # fmt: skip
+"""Words for a kind of organisation, work or place right before a name, in apposition (波兰球队
++ 波兹南莱施, 网游 + 阿凡龙, 牧场 + 甘海子): the name is of that kind, as a title before a
+name (记者, 主帅) makes it a person's."""
 _A_PERSONS_PLACE = (
     "的",
     "家",
@@ -730,6 +738,8 @@ def lac_persons(
             continue
         evidence = _person_evidence(text, start, end)
         if not evidence and _object_of_a_place_verb(text, start, end):
+            continue
+        if not evidence and text[:start].endswith(_KIND_BEFORE):
             continue
         han = "".join(c for c in name if c not in _INTERPUNCT)
         dotted = han != name
