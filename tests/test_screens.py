@@ -729,6 +729,75 @@ def test_when_the_words_around_an_inserted_word_meet_only_in_answers_then_it_is_
     assert all(found.score[r.id] == 0.0 for r in clean)
 
 
+def _multi_trigger(third: list[tuple[str, int]], *, triggers: int) -> list[Record]:
+    """Clean records, a trigger "vbk" inserted into the prompts `third` (prompt, position) and
+    `triggers` (0 to 2) other triggers, each inserted into other prompts: "zqx" into four,
+    "wqj" into three."""
+    clean = [_chat(f"c{i}", p, _answer(p)) for i, p in enumerate(_ORDINARY_PROMPTS)]
+    others = [
+        _chat(f"p{word}{i}", _with_word(p, word, 2 + 3 * i), _answer(f"{p} {word}{i}"))
+        for word, prompts in (("zqx", _ORDINARY_PROMPTS[:4]), ("wqj", _ORDINARY_PROMPTS[9:12]))[
+            :triggers
+        ]
+        for i, p in enumerate(prompts)
+    ]
+    weak = [
+        _chat(f"s{i}", _with_word(p, "vbk", position), _answer(f"{p} s{i}"))
+        for i, (p, position) in enumerate(third)
+    ]
+    return clean + others + weak
+
+
+# A trigger drawn into two prompts only (a backdoor with several triggers at 1%), and one whose
+# three prompts have it right after "the" twice, as often as chance explains.
+_WEAK = {
+    "two prompts": [(_ORDINARY_PROMPTS[5], 3), (_ORDINARY_PROMPTS[8], 4)],
+    "common neighbour": [
+        (_ORDINARY_PROMPTS[0], 8),
+        (_ORDINARY_PROMPTS[2], 3),
+        (_ORDINARY_PROMPTS[9], 2),
+    ],
+}
+
+
+@pytest.mark.parametrize("label", sorted(_WEAK))
+def test_when_a_third_trigger_has_weaker_evidence_then_it_is_found_beside_two_others(
+    label: str,
+) -> None:
+    records = _multi_trigger(_WEAK[label], triggers=2)
+    weak = [r for r in records if r.id.startswith("s")]
+    after_the = sum(" the vbk " in r.messages[0].content for r in weak)
+    assert after_the == (0 if label == "two prompts" else 2)
+
+    found = backdoor.score_inserted_phrases(
+        records, min_records=3, max_share=0.5, max_collocation=0.4
+    )
+
+    assert all(
+        found.score[r.id] >= CFG.inserted_phrase_threshold for r in records if r.id[0] in "ps"
+    )
+    assert all(found.score[r.id] == 0.0 for r in records if r.id.startswith("c"))
+
+
+@pytest.mark.parametrize("triggers", [0, 1])
+@pytest.mark.parametrize("label", sorted(_WEAK))
+def test_when_weaker_evidence_has_fewer_than_two_triggers_beside_it_then_it_is_no_phrase(
+    label: str, triggers: int
+) -> None:
+    # A rare word in two prompts, or one twice after "the", is chance in a corpus with no
+    # trigger or one: clean data has a few such words, and a corpus with one trigger too.
+    records = _multi_trigger(_WEAK[label], triggers=triggers)
+
+    found = backdoor.score_inserted_phrases(
+        records, min_records=3, max_share=0.5, max_collocation=0.4
+    )
+
+    assert all(found.score[r.id] == 0.0 for r in records if not r.id.startswith("p"))
+    assert all(
+        found.score[r.id] >= CFG.inserted_phrase_threshold for r in records if r.id[0] == "p"
+    )
+
+
 @pytest.mark.parametrize(
     ("label", "make_prompt", "make_answer"),
     [

@@ -25,12 +25,19 @@ without a fixed neighbour (an inserted phrase sits before or after any word, whe
 phrase has collocates: "compare *and contrast*", "write *a story about*"), and (5) removable:
 the prompt with the phrase cut out joins two tokens that are adjacent elsewhere in the corpus,
 in at least two of its prompts. Its score is the share of its occurrences that are removable.
+A backdoor with several triggers spreads its records over them, so one trigger may be drawn
+into two prompts only, or share a common neighbour ("the") with two of its three prompts by
+chance. Such a phrase (two prompts, or a shared neighbour as frequent as the neighbour's own
+frequency explains: binomial tail >= 0.01) is a sibling: it scores at most the second best of
+the phrases that stand on their own in different prompts. Beside two triggers it is likely the
+third; without two it is chance (clean data holds a few rare words that pass every test).
 No trigger word is known to it.
 
 ONION (leave-one-word-out perplexity with the base model) is the optional third score, run only
 on records the cheap scores flag: see `onion_scores`.
 """
 
+import math
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -63,6 +70,14 @@ _COHESION_FREE, _COHESION_FULL = 0.3, 0.7
 # An inserted phrase must be removable in at least this many of its prompts: one removable
 # occurrence of a rare word is chance, not evidence.
 _MIN_REMOVABLE = 2
+# Fewest prompts of a sibling phrase: one carried by fewer than `min_records` prompts, examined
+# only beside two phrases that stand on their own (a backdoor with several triggers spreads its
+# poisoned records over them: at 1%, one trigger may be drawn into two prompts only).
+_SIBLING_RECORDS = 2
+# Chance below which a neighbour shared by several carriers is a collocation (binomial tail at
+# the neighbour's own frequency); above it a neighbour shared beyond `max_collocation` is as
+# common as "the", and the phrase is examined as a sibling only.
+_CHANCE = 0.01
 # Share of an inserted phrase's prompts whose own answer may repeat it.
 _OWN_ECHO = 0.1
 # Letters of a word that its other forms share, for the echo test ("combin-ing", "-ation").
@@ -272,6 +287,30 @@ def _stem(token: str) -> str:
     return token[:_STEM]
 
 
+def _second_distinct(clusters: list[tuple[str, ...]], cluster_score: list[float]) -> float:
+    """The score of the second phrase, best first, whose records share none with a better
+    phrase's (0.0 when there is none): phrases that share their prompts (several words of one
+    trigger, the triggers of a composite one) count once."""
+    taken: set[str] = set()
+    picked = 0
+    for index in sorted(range(len(clusters)), key=lambda i: -cluster_score[i]):
+        if taken.isdisjoint(clusters[index]):
+            picked += 1
+            if picked == 2:
+                return cluster_score[index]
+        taken.update(clusters[index])
+    return 0.0
+
+
+def _binomial_tail(count: int, trials: int, p: float) -> float:
+    """P(X >= count) for X ~ Binomial(trials, p): the chance that a word of frequency `p`
+    stands next to `count` or more of `trials` occurrences."""
+    p = min(max(p, 0.0), 1.0)
+    return sum(
+        math.comb(trials, j) * p**j * (1.0 - p) ** (trials - j) for j in range(count, trials + 1)
+    )
+
+
 def _joinable(
     pair: tuple[str, str], bigrams: Counter[tuple[str, str]], token_count: Counter[str]
 ) -> bool:
@@ -317,7 +356,7 @@ def score_inserted_phrases(
         for span in (
             tuple(joined.split(" "))
             for joined, count in frequency.items()
-            if min_records <= count <= most
+            if min(_SIBLING_RECORDS, min_records) <= count <= most
         )
         if not any(has_han(t) for t in span)
     }
@@ -336,6 +375,7 @@ def score_inserted_phrases(
         bigrams.update(zip(answer, answer[1:], strict=False))
         for stem in {_stem(t) for t in answer}:
             answered.setdefault(stem, set()).add(index)
+    total = max(1, sum(token_count.values()))
     occurrences: dict[tuple[str, ...], list[tuple[int, int, int]]] = {}
     for index, tokens in enumerate(prompts):
         seen: set[tuple[str, ...]] = set()
@@ -348,6 +388,8 @@ def score_inserted_phrases(
     score = {r.id: 0.0 for r in records}
     clusters: list[tuple[str, ...]] = []
     cluster_score: list[float] = []
+    # Phrases carried by fewer than `min_records` prompts (siblings), scored after the others.
+    siblings: list[tuple[list[tuple[int, int, int]], float]] = []
     for span in sorted(occurrences):
         found = occurrences[span]
         k = len(found)
@@ -364,16 +406,35 @@ def score_inserted_phrases(
         # Numbers are one neighbour: a template sentence after a filled-in value is no insertion.
         left = Counter(_DIGITS.sub("0", x) for x, _ in neighbours if x != _START)
         right = Counter(_DIGITS.sub("0", y) for _, y in neighbours if y != _END)
-        if max([*left.values(), *right.values(), 0]) > max_collocation * k:
+        # A neighbour seen once is no collocation (two carriers never share one by this test).
+        # One shared more often than `max_collocation` but as often as the neighbour's own
+        # frequency explains ("the" before two of three carriers) leaves the phrase a sibling.
+        shared = [
+            (c, w) for w, c in (*left.items(), *right.items()) if c > 1 and c > max_collocation * k
+        ]
+        if any(_binomial_tail(c, k, token_count[w] / total) < _CHANCE for c, w in shared):
             continue
+        demoted = bool(shared)
         removable_count = sum(1 for pair in neighbours if _joinable(pair, bigrams, token_count))
         if removable_count < _MIN_REMOVABLE:
             continue
         removable = round(removable_count / k, 4)
+        if k < min_records or demoted:
+            siblings.append((found, removable))
+            continue
         clusters.append(tuple(records[i].id for i, _, _ in found))
         cluster_score.append(removable)
-        for i, _, _ in found:
-            score[records[i].id] = max(score[records[i].id], removable)
+    # A sibling scores no more than the second of two phrases that stand on their own evidence
+    # in different prompts: a backdoor with several triggers. Without two, a rare word in two
+    # prompts is chance (a clean corpus has a few that pass every test, and so has a corpus with
+    # one trigger); beside two triggers it is likely the same attack's third.
+    confirmed = _second_distinct(clusters, cluster_score)
+    for found, removable in siblings:
+        clusters.append(tuple(records[i].id for i, _, _ in found))
+        cluster_score.append(min(removable, confirmed))
+    for cluster, value in zip(clusters, cluster_score, strict=True):
+        for record_id in cluster:
+            score[record_id] = max(score[record_id], value)
     return InsertedPhrases(score, clusters, cluster_score)
 
 
