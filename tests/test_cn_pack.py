@@ -455,3 +455,34 @@ def test_when_a_split_name_ends_in_a_place_character_then_the_place_does_not_out
     tokens = (("决赛", "n", 0), ("在", "p", 2), ("卡洛斯", "nr", 3), ("球场", "n", 6))
     scores = {(start, end): score for start, end, score in _named_places(text, tokens)}
     assert scores[(3, 8)] == STRUCTURE_SCORE > cn_names.LAC_PERSON_SCORE
+
+
+def test_when_a_name_follows_a_place_ending_in_an_administrative_unit_then_it_is_no_person() -> (
+    None
+):
+    text = "俄克拉荷马州库欣的原油库存减少了。"  # a town in the state, not a person
+    tokens = (("俄克拉荷马州", "LOC", 0), ("库欣", "PER", 6), ("的", "u", 8))
+    assert cn_names.lac_persons(text, tokens) == {}
+    text = "浙江省的库欣先生来了。"  # 的 between: the place says where the person is from
+    tokens = (("浙江省", "LOC", 0), ("的", "u", 3), ("库欣", "PER", 4), ("先生", "n", 6))
+    assert (4, 6) in cn_names.lac_persons(text, tokens)
+
+
+@pytest.mark.parametrize(
+    ("text", "place"),
+    [
+        ("他家住在李家坝，离县城不远。", "李家坝"),  # ends in a generic of place names (坝)
+        ("你在九堡也是找不到的。", "九堡"),
+    ],
+)
+def test_when_an_unknown_word_ends_in_a_generic_of_place_names_then_it_is_a_location(
+    location, text, place
+) -> None:
+    assert place in _found(location, text, "LOCATION")
+
+
+def test_when_a_known_word_ends_in_a_generic_of_place_names_then_it_is_no_location(
+    location,
+) -> None:
+    text = "这件事让他很是头疼，心里一片荒漠和池塘。"  # 池塘 is an ordinary word
+    assert not any("池塘" == found for found in _found(location, text, "LOCATION"))

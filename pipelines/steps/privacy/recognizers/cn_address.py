@@ -50,6 +50,9 @@ ADDRESS = re.compile(
     rf"(?:{_HAN}{{1,7}}?{_ADMIN}){{1,5}}(?:{_HAN}{{0,8}}?{_STREET})?"
     rf"(?:\s?\d{{1,5}}\s?(?:号|弄|栋|幢))?(?:{_HAN}?[A-Za-z\d]{{0,4}}(?:座|栋|幢|单元|楼|层|室))*"
 )
+TOPONYM_GENERICS = tuple("堡庄屯寨坝沟岭坪洼峪埠圩湾塘浦泾岙墩甸")
+"""Generic ends of Chinese village and landform names (通名: 堡 fort, 庄 and 屯 village, 坝
+dam, 沟 gully, 岭 ridge ...), which ordinary words seldom end in."""
 _DEVELOPMENTS = ("项目", "楼盘", "小区")
 """After an organisation's name, what makes it a property development: a place."""
 PLACE_WORDS = (
@@ -246,6 +249,17 @@ class CnLocationRecognizer(RegexRecognizer):
                 before, tag, first = raw[index - 1]
                 if tag not in _NOT_A_VENUE_NAME and len(before) >= 2 and _HAN_ALL.fullmatch(before):
                     found.setdefault((first, start + len(word)), (0.6, "venue"))
+        for word, flag, start in tokens:
+            # A word no dictionary knows that ends in a generic of village and landform names
+            # (九堡, 李家庄, 王家坝): how Chinese places are named, not a list of them.
+            if (
+                flag not in ("ns", "nr", "nt")
+                and 2 <= len(word) <= 3
+                and word.endswith(TOPONYM_GENERICS)
+                and _HAN_ALL.fullmatch(word)
+                and not frequencies.get(word)
+            ):
+                found.setdefault((start, start + len(word)), (0.6, "toponym"))
         for start, end, score in _named_places(text, tokens):
             if (end > covered or start >= covered) and score > found.get((start, end), (0,))[0]:
                 found[(start, end)] = (score, "named place")

@@ -664,6 +664,20 @@ _KIND_BEFORE = (
 """Words for a kind of organisation, work or place right before a name, in apposition (波兰球队
 + 波兹南莱施, 网游 + 阿凡龙, 牧场 + 甘海子): the name is of that kind, as a title before a
 name (记者, 主帅) makes it a person's."""
+ADMINISTRATIVE_ENDS = frozenset("州省市县区镇乡村")
+
+
+def _inside_a_place(tokens, start: int) -> bool:
+    """Whether a LAC place ending in an administrative unit stands right before the span
+    (俄克拉荷马州 + 库欣): a name there is a place inside it (a person would take 的 or a noun
+    between: 浙江省的, 杭州市民)."""
+    index = next((i for i, (_, _, first) in enumerate(tokens) if first == start), 0)
+    if index == 0:
+        return False
+    word, tag, _ = tokens[index - 1]
+    return tag == "LOC" and word[-1] in ADMINISTRATIVE_ENDS
+
+
 _A_PERSONS_PLACE = (
     "的",
     "家",
@@ -739,7 +753,7 @@ def lac_persons(
         evidence = _person_evidence(text, start, end)
         if not evidence and _object_of_a_place_verb(text, start, end):
             continue
-        if not evidence and text[:start].endswith(_KIND_BEFORE):
+        if not evidence and (text[:start].endswith(_KIND_BEFORE) or _inside_a_place(tokens, start)):
             continue
         han = "".join(c for c in name if c not in _INTERPUNCT)
         dotted = han != name
