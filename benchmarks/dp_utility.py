@@ -30,10 +30,11 @@ Usage (from the repository root; SmolLM2-135M-Instruct from the local model stor
 """
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -85,6 +86,50 @@ class Row:
     def share(self) -> float:
         base, best = self.dp.heldout_loss_before, self.control.heldout_loss_after
         return (base - self.dp.heldout_loss_after) / (base - best)
+
+
+@dataclass
+class StepClock:
+    """The training steps' own cost, the model load and held-out passes left out: wall and
+    process CPU seconds from the first step's forward pass to the last step's record.
+
+    CPU seconds are the process's (every thread's), so CPU / cores is what the steps would
+    take on idle cores when other processes share them (the wall then includes waiting).
+    """
+
+    wall: float = 0.0
+    cpu: float = 0.0
+    steps: int = 0
+    _start: tuple[float, float] | None = field(default=None, repr=False)
+
+    @contextlib.contextmanager
+    def watching(self):
+        """Time the steps of the `train_dp_lora` calls inside (wraps two of its helpers)."""
+        forward_backward, record_step = dp_lora._forward_backward, dp_lora._record_step
+
+        def timed_forward_backward(*args, **kwargs):
+            if self._start is None:
+                self._start = (time.perf_counter(), time.process_time())
+            return forward_backward(*args, **kwargs)
+
+        def timed_record_step(*args, **kwargs):
+            record_step(*args, **kwargs)
+            if self._start is not None:
+                self.wall = time.perf_counter() - self._start[0]
+                self.cpu = time.process_time() - self._start[1]
+                self.steps += 1
+
+        dp_lora._forward_backward, dp_lora._record_step = timed_forward_backward, timed_record_step
+        try:
+            yield self
+        finally:
+            dp_lora._forward_backward, dp_lora._record_step = forward_backward, record_step
+
+    def describe(self) -> str:
+        return (
+            f"training steps alone: {self.steps} steps in {self.wall:.0f} s wall, "
+            f"{self.cpu:.0f} s process CPU ({self.cpu / 2:.0f} s on 2 idle cores)"
+        )
 
 
 def synthetic_records(n: int, *, seed: int = 7) -> list[Record]:
@@ -329,7 +374,8 @@ def _one_side(
     private = skip == "control"
     run_cfg = cfg if private else control_cfg
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
+    clock = StepClock()
+    with tempfile.TemporaryDirectory() as tmp, clock.watching():
         result = train_dp_lora(
             records,
             cfg=run_cfg,
@@ -346,7 +392,7 @@ def _one_side(
         f"lr {run_cfg.learning_rate:g}, C {run_cfg.max_grad_norm:g}, sigma "
         f"{result.noise_multiplier:.3f}, epsilon {result.epsilon:.3f}: held-out loss base "
         f"{result.heldout_loss_before:.3f} -> {result.heldout_loss_after:.3f} "
-        f"({time.perf_counter() - started:.0f} s)",
+        f"({time.perf_counter() - started:.0f} s); {clock.describe()}",
         flush=True,
     )
 
