@@ -486,3 +486,15 @@ def test_when_a_known_word_ends_in_a_generic_of_place_names_then_it_is_no_locati
 ) -> None:
     text = "这件事让他很是头疼，心里一片荒漠和池塘。"  # 池塘 is an ordinary word
     assert not any("池塘" == found for found in _found(location, text, "LOCATION"))
+
+
+def test_when_an_unknown_word_made_like_a_name_does_what_a_person_does_then_it_is_a_name() -> None:
+    text = "当时柯立采访了我。"  # LAC read the name as a common noun here
+    tokens = (("当时", "TIME", 0), ("柯立", "n", 2), ("采访", "v", 4), ("了", "u", 6))
+    assert cn_names._acting_han(text, tokens, set()) == {(2, 4)}
+    text = "该公司表示愿意赔偿。"  # a word the dictionary knows is no name
+    tokens = (("该", "r", 0), ("公司", "n", 1), ("表示", "v", 3), ("愿意", "v", 5))
+    assert cn_names._acting_han(text, tokens, set()) == set()
+    text = "当时柯立的采访。"  # no act after it
+    tokens = (("当时", "TIME", 0), ("柯立", "n", 2), ("的", "u", 4), ("采访", "vn", 5))
+    assert cn_names._acting_han(text, tokens, set()) == set()

@@ -32,6 +32,7 @@ from faker.providers.person.zh_CN import Provider as PersonProvider
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer, Spans
 from pipelines.steps.privacy.recognizers.cn_lac import lac_model, lac_tokens
 from pipelines.steps.privacy.recognizers.cn_name_model import (
+    _dictionary,
     foreign_score,
     given_name_score,
     surnames,
@@ -363,6 +364,34 @@ title is strong evidence, the score only keeps common words out (记者 + 会上
 
 _VERB_TAGS = frozenset({"v", "vd", "d", "ad"})
 """LAC tags of a verb or an adverb: after a name they begin what the person does (带队)."""
+
+
+_MORE_ACTS = ("采访", "回忆", "笑称", "交代", "承认")
+"""With `_PERSON_WORDS_AFTER`: what a person does, after a word the name model reads as a
+name (皮力 + 采访)."""
+
+
+def _acting_han(text: str, tokens, accepted) -> set[tuple[int, int]]:
+    """A word of 2-3 Han characters that LAC read as a common word but no dictionary knows,
+    made of a surname and a given name the name model accepts, before a verb only a person
+    does (皮力 + 采访, 说, 表示 ...): a name LAC did not tag (a known word, 公司 + 表示, is
+    none)."""
+    names = surnames()
+    _, frequencies = _dictionary()
+    found = set()
+    for token, tag, start in tokens:
+        end = start + len(token)
+        if tag in _LAC_NOT_A_NAME or not (2 <= len(token) <= 3) or (start, end) in accepted:
+            continue
+        if not _HAN_ALL.fullmatch(token) or frequencies.get(token):
+            continue
+        if not text.startswith(_PERSON_WORDS_AFTER + _MORE_ACTS, end):
+            continue
+        for surname in {token[:1], token[:2]} & names:
+            given = token[len(surname) :]
+            if given and given_name_score(given) > MIN_TITLED_GIVEN:
+                found.add((start, end))
+    return found
 
 
 def _titled_han(text: str, tokens, accepted) -> set[tuple[int, int]]:
@@ -816,6 +845,8 @@ class CnPersonRecognizer(RegexRecognizer):
         for span in _listed_han(text, tokens, set(spans)):
             spans.setdefault(span, LAC_PERSON_SCORE)
         for span in _titled_han(text, tokens, set(spans)):
+            spans.setdefault(span, LAC_PERSON_SCORE)
+        for span in _acting_han(text, tokens, set(spans)):
             spans.setdefault(span, LAC_PERSON_SCORE)
         return [
             self._result(start, end, spans[(start, end)], "lac person")
