@@ -498,3 +498,14 @@ def test_when_an_unknown_word_made_like_a_name_does_what_a_person_does_then_it_i
     text = "当时柯立的采访。"  # no act after it
     tokens = (("当时", "TIME", 0), ("柯立", "n", 2), ("的", "u", 4), ("采访", "vn", 5))
     assert cn_names._acting_han(text, tokens, set()) == set()
+
+
+@pytest.mark.parametrize(
+    ("text", "place"),
+    [
+        ("华联集团旧址已经改建成了公园。", "华联集团旧址"),  # an organisation's site
+        ("北京大学新址选在了城东。", "北京大学新址"),
+    ],
+)
+def test_when_an_organisations_site_is_named_then_it_is_a_location(location, text, place) -> None:
+    assert place in _found(location, text, "LOCATION")

@@ -53,6 +53,8 @@ ADDRESS = re.compile(
 TOPONYM_GENERICS = tuple("堡庄屯寨坝沟岭坪洼峪埠圩湾塘浦泾岙墩甸")
 """Generic ends of Chinese village and landform names (通名: 堡 fort, 庄 and 屯 village, 坝
 dam, 沟 gully, 岭 ridge ...), which ordinary words seldom end in."""
+_SITES = ("址",)
+"""A site (新址, 旧址, 台址, 校址, 遗址): after an organisation's name, where it stands."""
 _DEVELOPMENTS = ("项目", "楼盘", "小区")
 """After an organisation's name, what makes it a property development: a place."""
 PLACE_WORDS = (
@@ -244,6 +246,9 @@ class CnLocationRecognizer(RegexRecognizer):
             following = raw[index + 1][0] if index + 1 < len(raw) else ""
             if flag == "nt" and following in _DEVELOPMENTS:
                 found.setdefault((start, start + len(word)), (0.6, "development"))
+            # An organisation's site (央视 + 新址, 学校 + 旧址): a place.
+            if flag in ("nt", "nz") and following.endswith(_SITES) and len(following) <= 3:
+                found.setdefault((start, start + len(word) + len(following)), (0.6, "site"))
             # A name of its own before a venue word (深蓝 + 网吧).
             if word in _VENUES and word not in _ABSTRACT_VENUES and index > 0:
                 before, tag, first = raw[index - 1]
