@@ -509,3 +509,12 @@ def test_when_an_unknown_word_made_like_a_name_does_what_a_person_does_then_it_i
 )
 def test_when_an_organisations_site_is_named_then_it_is_a_location(location, text, place) -> None:
     assert place in _found(location, text, "LOCATION")
+
+
+def test_when_the_clause_after_a_name_sets_the_odds_then_it_is_a_bookmaker_not_a_person() -> None:
+    text = "莱德布克直接开出1.85的主胜赔，看好主队。"
+    tokens = (("莱德布克", "PER", 0), ("直接", "ad", 4), ("开出", "v", 6), ("1.85", "m", 8))
+    assert cn_names.lac_persons(text, tokens) == {}
+    text = "莱德布克昨天到了，主胜赔偏低。"  # the odds are in another clause: still a name
+    tokens = (("莱德布克", "PER", 0), ("昨天", "TIME", 4), ("到", "v", 6), ("了", "u", 7))
+    assert (0, 4) in cn_names.lac_persons(text, tokens)

@@ -693,6 +693,21 @@ _KIND_BEFORE = (
 """Words for a kind of organisation, work or place right before a name, in apposition (波兰球队
 + 波兹南莱施, 网游 + 阿凡龙, 牧场 + 甘海子): the name is of that kind, as a title before a
 name (记者, 主帅) makes it a person's."""
+_ODDS_SETTING = re.compile(
+    r"(?:开出|开为|提高|压低|降低|调低|调高|升至|降至|上调|下调|降|升)[^，。；：！？,;:!?]{0,12}[赔盘水]"
+    r"|[赔盘][^，。；：！？,;:!?]{0,8}(?:开出|开为|提高|压低|降低|调低|调高|升至|降至|上调|下调)"
+)
+"""Setting the odds (开出 ... 赔, 提高赔付率, 亚盘开为 ...): what a bookmaker does."""
+_CLAUSE_END = re.compile(r"[，。；：！？,;:!?]")
+
+
+def _sets_odds(text: str, end: int) -> bool:
+    """Whether the clause after the span sets the odds: the span is a bookmaker (立博提高赔付率,
+    希尔直接开出1.20的最低主胜赔), not a person; pundits comment on odds, they do not set them."""
+    stop = _CLAUSE_END.search(text, end)
+    return bool(_ODDS_SETTING.search(text, end, stop.start() if stop else len(text)))
+
+
 ADMINISTRATIVE_ENDS = frozenset("州省市县区镇乡村")
 
 
@@ -783,6 +798,8 @@ def lac_persons(
         if not evidence and _object_of_a_place_verb(text, start, end):
             continue
         if not evidence and (text[:start].endswith(_KIND_BEFORE) or _inside_a_place(tokens, start)):
+            continue
+        if not evidence and _sets_odds(text, end):
             continue
         han = "".join(c for c in name if c not in _INTERPUNCT)
         dotted = han != name
