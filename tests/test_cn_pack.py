@@ -515,6 +515,6 @@ def test_when_the_clause_after_a_name_sets_the_odds_then_it_is_a_bookmaker_not_a
     text = "莱德布克直接开出1.85的主胜赔，看好主队。"
     tokens = (("莱德布克", "PER", 0), ("直接", "ad", 4), ("开出", "v", 6), ("1.85", "m", 8))
     assert cn_names.lac_persons(text, tokens) == {}
-    text = "莱德布克昨天到了，主胜赔偏低。"  # the odds are in another clause: still a name
+    text = "莱德布克昨天到了北京，听说那边赔付偏低。"  # odds in another clause: still a name
     tokens = (("莱德布克", "PER", 0), ("昨天", "TIME", 4), ("到", "v", 6), ("了", "u", 7))
     assert (0, 4) in cn_names.lac_persons(text, tokens)
