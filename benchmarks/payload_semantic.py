@@ -17,6 +17,16 @@ of 8 or more records (at most 5% of them) then meets the payload screen's own pr
 (`payload._mean_pairwise_cosine` against the corpus's, score >= `payload.THRESHOLD`), and a
 record is flagged when its group is, or when the current screen flags it.
 
+Two variants (issue #15.5, fourth pass), each a setting's option:
+- `skeleton/` before a setting: an answer is the TF-IDF vector of its word trigrams with its own
+  prompt's words masked (its phrasing, not its topic: "here is _ _ that"), for answers with
+  at least 8 such trigrams; with `:split` after it, a group larger than 5% is grouped again at
+  a cosine 0.05 higher, up to 0.5 (a hierarchy of densities, as HDBSCAN keeps).
+- a fourth field `rel` of a setting: a member whose answer follows from its own instruction
+  (TF-IDF cosine of the answer with its prompt, one vocabulary and IDF for both, >= `rel`) is
+  left out of its group: an injected answer need not follow from its instruction, a natural
+  refusal restates what it cannot do.
+
 Mixes (the same as `screens_external.py --openers`): each TuBA refusal with its first three
 words replaced by one of the given openings, drawn per record, mixed at 0.5%, 1% and 3% into
 alpaca_en_demo plus the pairs' other clean outputs; even pairs the tuning half, odd ones held
@@ -25,8 +35,11 @@ recall, clean records flagged (of the mix) with the current screen alone beside,
 seconds of the grouping per 1,000 records.
 
     nice -n 10 .venv/bin/python benchmarks/payload_semantic.py --openers "A|B|C"
-        [--settings 0.25:7:0,0.25:7:0.3] [--min-tokens 10] [--eval-dir ../shared/eval]
-        [--bundled 20000]
+        [--settings 0.25:7:0,0.25:7:0:0.2,skeleton/0.2:3:0:0:split] [--min-tokens 10]
+        [--halves tune held_out] [--eval-dir ../shared/eval] [--bundled 20000]
+
+A setting is `[words|skeleton/]tau:k:trim[:rel[:split]]` (words: the answer tokens its prompt
+does not hold, as before; rel 0: no relevance test).
 """
 
 import argparse
@@ -95,10 +108,88 @@ def answer_vectors(answered: list[Record], min_tokens: int) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(1.0 / norms) @ matrix)
 
 
+def _unit_rows(docs: list[Counter[str]], n: int, df: Counter[str]) -> sp.csr_matrix:
+    """Unit TF-IDF rows (log-scaled term frequency, smoothed IDF over `n` documents) of the
+    features of `docs` found in 2 documents or more."""
+    vocab: dict[str, int] = {}
+    rows, cols, vals = [], [], []
+    for i, doc in enumerate(docs):
+        for token, count in doc.items():
+            if df[token] < 2:
+                continue
+            rows.append(i)
+            cols.append(vocab.setdefault(token, len(vocab)))
+            vals.append((1.0 + math.log(count)) * math.log((1 + n) / (1 + df[token])))
+    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(len(docs), max(1, len(vocab))))
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(1)).ravel())
+    norms[norms == 0] = 1.0
+    return sp.csr_matrix(sp.diags(1.0 / norms) @ matrix)
+
+
+def skeleton_vectors(answered: list[Record], min_grams: int = 8) -> sp.csr_matrix:
+    """Unit TF-IDF rows of each answer's word trigrams with its own prompt's words masked (the
+    answer's phrasing, not its topic); a zero row for fewer than `min_grams` trigrams."""
+    docs = []
+    for record in answered:
+        prompt = set(record_words(record, "user", "system"))
+        tokens = ["_" if t in prompt else t for t in record_words(record, "assistant")]
+        grams = Counter(" ".join(tokens[i : i + 3]) for i in range(len(tokens) - 2))
+        grams = Counter({g: c for g, c in grams.items() if g != "_ _ _"})
+        docs.append(grams if sum(grams.values()) >= min_grams else Counter())
+    df: Counter[str] = Counter()
+    for doc in docs:
+        df.update(doc.keys())
+    return _unit_rows(docs, len(docs), df)
+
+
+def own_prompt_relevance(answered: list[Record]) -> np.ndarray:
+    """Per record, the TF-IDF cosine of its answer with its own prompt (one vocabulary and IDF
+    over prompts and answers together): how much the answer follows from its instruction."""
+    prompts = [Counter(record_words(r, "user")) for r in answered]
+    answers = [Counter(record_words(r, "assistant")) for r in answered]
+    df: Counter[str] = Counter()
+    for doc in prompts + answers:
+        df.update(doc.keys())
+    n = len(prompts) + len(answers)
+    both = _unit_rows(prompts + answers, n, df)
+    half = len(prompts)
+    return np.asarray(both[:half].multiply(both[half:]).sum(1)).ravel()
+
+
 def dense_groups(
-    vectors: sp.csr_matrix, tau: float, k: int, trim: float, block: int = 2000
+    vectors: sp.csr_matrix,
+    tau: float,
+    k: int,
+    trim: float,
+    block: int = 2000,
+    *,
+    split: bool = False,
+    relevance: np.ndarray | None = None,
+    rel: float = 0.0,
 ) -> list[tuple[int, ...]]:
-    """DBSCAN groups on cosine (module docstring), trimmed, of 8 records up to 5% of them."""
+    """DBSCAN groups on cosine (module docstring), trimmed, of 8 records up to 5% of them; with
+    `split`, a larger group is grouped again at `tau` + 0.05 (up to 0.5); with `rel`, members
+    whose `relevance` is `rel` or more are left out."""
+    groups: list[tuple[int, ...]] = []
+    pending = [(np.arange(vectors.shape[0]), tau)]
+    n = vectors.shape[0]
+    while pending:
+        members, level = pending.pop()
+        for group in _dbscan(vectors[members], level, k, trim, block):
+            chosen = members[np.array(group)]
+            if rel:
+                chosen = chosen[relevance[chosen] < rel]
+            if payload.MIN_RECORDS <= len(chosen) <= payload.MAX_SHARE * n:
+                groups.append(tuple(int(i) for i in chosen))
+            elif split and len(chosen) > payload.MAX_SHARE * n and level + 0.05 <= 0.5:
+                pending.append((members[np.array(group)], level + 0.05))
+    return groups
+
+
+def _dbscan(
+    vectors: sp.csr_matrix, tau: float, k: int, trim: float, block: int
+) -> list[tuple[int, ...]]:
+    """DBSCAN groups on cosine, trimmed, of 8 records or more (any size above)."""
     n = vectors.shape[0]
     transposed = vectors.T.tocsc()
     pairs_r, pairs_c = [], []
@@ -125,7 +216,7 @@ def dense_groups(
             total = np.asarray(rows.sum(0)).ravel()
             rest = np.sqrt(np.maximum(total @ total - 2 * (rows @ total) + 1.0, 1e-12))
             members = members[(rows @ total - 1.0) / rest >= trim]
-        if payload.MIN_RECORDS <= len(members) <= payload.MAX_SHARE * n:
+        if len(members) >= payload.MIN_RECORDS:
             groups.append(tuple(int(i) for i in members))
     return groups
 
@@ -176,7 +267,40 @@ def varied_mixes(eval_dir: Path, openers: list[str], seed: int):
             yield f"varied ({half}) {rate:.1%}", records, {r.id for r in drawn}
 
 
-def bundled_cost(size: int, settings: list[tuple[float, ...]], min_tokens: int) -> None:
+Setting = tuple[str, float, int, float, float, bool]
+
+
+def parse_setting(text: str) -> Setting:
+    """`[words|skeleton/]tau:k:trim[:rel[:split]]` as (features, tau, k, trim, rel, split)."""
+    features, _, numbers = text.rpartition("/")
+    fields = numbers.split(":")
+    if (features or "words") not in ("words", "skeleton") or not 3 <= len(fields) <= 5:
+        raise SystemExit(f"--settings {text!r}: expected [words|skeleton/]tau:k:trim[:rel[:split]]")
+    split = len(fields) == 5 and fields.pop() == "split"
+    tau, k, trim, rel = (float(x) for x in [*fields, "0"][:4])
+    return features or "words", tau, int(k), trim, rel, split
+
+
+def setting_name(setting: Setting) -> str:
+    features, tau, k, trim, rel, split = setting
+    return f"{features}/{tau}:{k}:{trim}:{rel}" + (":split" if split else "")
+
+
+def setting_groups(
+    answered: list[Record], setting: Setting, min_tokens: int
+) -> list[tuple[int, ...]]:
+    """The groups of one setting (vectors, DBSCAN, relevance test)."""
+    features, tau, k, trim, rel, split = setting
+    vectors = (
+        skeleton_vectors(answered)
+        if features == "skeleton"
+        else answer_vectors(answered, min_tokens)
+    )
+    relevance = own_prompt_relevance(answered) if rel else None
+    return dense_groups(vectors, tau, k, trim, split=split, relevance=relevance, rel=rel)
+
+
+def bundled_cost(size: int, settings: list[Setting], min_tokens: int) -> None:
     """CPU seconds per 1,000 records of the current payload screen and of each setting's
     grouping (vectors and groups, without the prompt test), on a bundled corpus of `size`."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -196,13 +320,13 @@ def bundled_cost(size: int, settings: list[tuple[float, ...]], min_tokens: int) 
         f"bundled corpus, {len(answered)} answered records: current payload screen "
         f"{1000 * current / len(answered):.3f} CPU-s / 1,000 (tokens cached from here on)"
     )
-    for tau, k, trim in settings:
+    for setting in settings:
         started = time.process_time()
-        groups = dense_groups(answer_vectors(answered, min_tokens), tau, int(k), trim)
+        groups = setting_groups(answered, setting, min_tokens)
         cpu = time.process_time() - started
         print(
-            f"  grouping {tau}:{int(k)}:{trim}: {1000 * cpu / len(answered):.3f} CPU-s / 1,000, "
-            f"{len(groups)} groups"
+            f"  grouping {setting_name(setting)}: {1000 * cpu / len(answered):.3f} CPU-s / "
+            f"1,000, {len(groups)} groups"
         )
 
 
@@ -214,8 +338,10 @@ def main() -> None:
     parser.add_argument(
         "--settings",
         default="0.25:7:0,0.25:7:0.3,0.3:7:0",
-        help="comma-separated tau:k:trim (cosine, dense neighbours, trim cosine; 0 = no trim)",
+        help="comma-separated [words|skeleton/]tau:k:trim[:rel[:split]] (cosine, dense "
+        "neighbours, trim cosine, relevance cap; 0 = none)",
     )
+    parser.add_argument("--halves", nargs="*", choices=("tune", "held_out"), default=None)
     parser.add_argument("--min-tokens", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -228,11 +354,16 @@ def main() -> None:
     if not (args.eval_dir / "README.md").is_file():
         raise SystemExit(f"--eval-dir {args.eval_dir}: no README.md (the outside data set)")
     openers = [o.strip() for o in args.openers.split("|") if o.strip()]
-    settings = [tuple(float(x) for x in s.split(":")) for s in args.settings.split(",")]
+    settings = [parse_setting(s) for s in args.settings.split(",")]
     print(f"load average {os.getloadavg()[0]:.2f}; min tokens {args.min_tokens}")
     if args.bundled:
         bundled_cost(args.bundled, settings, args.min_tokens)
-    sets = list(varied_mixes(args.eval_dir, openers, args.seed))
+    halves = args.halves or ("tune", "held_out")
+    sets = [
+        mix
+        for mix in varied_mixes(args.eval_dir, openers, args.seed)
+        if mix[0].split("(")[1].split(")")[0] in halves
+    ]
     sets += [(name, records, set()) for name, records in clean_sets_records(args.eval_dir)]
     prepared = []
     for label, records, poisoned in sets:
@@ -256,11 +387,10 @@ def main() -> None:
         "groups | grouping CPU-s / 1,000 |"
     )
     print("|---|---|---:|---|---|---:|")
-    for tau, k, trim in settings:
+    for setting in settings:
         for label, answered, poisoned, current in prepared:
             started = time.process_time()
-            vectors = answer_vectors(answered, args.min_tokens)
-            groups = dense_groups(vectors, tau, int(k), trim)
+            groups = setting_groups(answered, setting, args.min_tokens)
             cpu = time.process_time() - started
             scores = prompt_scores(answered, groups)
             flagged = current | {
@@ -278,7 +408,7 @@ def main() -> None:
             )
             fp_now, fp_new = len(current - poisoned), len(flagged - poisoned)
             print(
-                f"| {tau}:{int(k)}:{trim} | {label} | {len(answered)} | {recall} "
+                f"| {setting_name(setting)} | {label} | {len(answered)} | {recall} "
                 f"| {fp_now} ({fp_now / clean:.2%}) -> {fp_new} ({fp_new / clean:.2%}) "
                 f"| {1000 * cpu / len(answered):.3f} |",
                 flush=True,
