@@ -518,3 +518,12 @@ def test_when_the_clause_after_a_name_sets_the_odds_then_it_is_a_bookmaker_not_a
     text = "莱德布克昨天到了北京，听说那边赔付偏低。"  # odds in another clause: still a name
     tokens = (("莱德布克", "PER", 0), ("昨天", "TIME", 4), ("到", "v", 6), ("了", "u", 7))
     assert (0, 4) in cn_names.lac_persons(text, tokens)
+
+
+def test_when_a_title_stands_before_a_word_lac_reads_as_an_organisation_then_it_is_a_name() -> None:
+    text = "央行副行长苏宁否认了传闻。"  # a person who shares a company's name
+    tokens = (("央行", "ORG", 0), ("副行长", "n", 2), ("苏宁", "ORG", 5), ("否认", "v", 7))
+    assert cn_names._titled_han(text, tokens, set()) == {(5, 7)}
+    text = "他在苏宁买了电视。"  # no title: the company
+    tokens = (("他", "r", 0), ("在", "p", 1), ("苏宁", "ORG", 2), ("买", "v", 4))
+    assert cn_names._titled_han(text, tokens, set()) == set()

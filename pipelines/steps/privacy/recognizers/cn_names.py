@@ -149,6 +149,9 @@ _TITLE_BEFORE = (
     "通讯员", "诗人", "主编", "队长", "董事", "经纪人", "解说", "嘉宾", "制作人", "制片人",
     "设计师", "编剧", "高手", "新星", "主角", "指挥官", "战士", "策划", "玩家", "主播", "监制",
     "评论员", "分析师", "工程师", "科学家", "学者", "研究员", "主帅", "主教练", "裁判",
+    "行长", "省长", "县长", "区长", "镇长", "村长", "厂长", "处长", "科长", "社长", "团长",
+    "组长", "州长", "馆长", "所长", "站长", "司长", "署长", "总理", "大使", "外长", "议员",
+    "司令", "将军", "总编", "主管", "合伙人", "法官", "检察官", "警官", "民警",
 )  # fmt: skip
 _SPEECH_AFTER = (
     "说", "表示", "认为", "指出", "称", "透露", "介绍", "告诉", "强调", "坦言", "先生", "女士",
@@ -402,7 +405,10 @@ def _titled_han(text: str, tokens, accepted) -> set[tuple[int, int]]:
     found = set()
     for index, (token, tag, token_start) in enumerate(tokens):
         end = token_start + len(token)
-        if tag in _LAC_NOT_A_NAME or not _HAN_ALL.fullmatch(token):
+        # An organisation's name that is also a person's (副行长 + 苏宁): after a title, and
+        # whole, the person's.
+        organisation = tag == "ORG" and 2 <= len(token) <= 3
+        if (tag in _LAC_NOT_A_NAME and not organisation) or not _HAN_ALL.fullmatch(token):
             continue
         verb_after = index + 1 < len(tokens) and tokens[index + 1][1] in _VERB_TAGS
         if not (end == len(text) or text[end] in _NAME_ENDS or verb_after):
@@ -410,6 +416,8 @@ def _titled_han(text: str, tokens, accepted) -> set[tuple[int, int]]:
         # The name may be the whole word or its end, where LAC glued a title's last
         # character to it (大队 + 长方剑民).
         for start in range(max(token_start, end - 3), end - 1):
+            if organisation and start != token_start:
+                continue
             word = text[start:end]
             if (start, end) in accepted or not _titled(text, start):
                 continue
