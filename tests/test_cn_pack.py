@@ -527,3 +527,14 @@ def test_when_a_title_stands_before_a_word_lac_reads_as_an_organisation_then_it_
     text = "他在苏宁买了电视。"  # no title: the company
     tokens = (("他", "r", 0), ("在", "p", 1), ("苏宁", "ORG", 2), ("买", "v", 4))
     assert cn_names._titled_han(text, tokens, set()) == set()
+
+
+def test_when_a_persons_role_and_的_stand_before_a_name_in_a_match_report_then_it_stays() -> None:
+    text = "充当替补的萨维耶塔在主场表现更好。"  # 主场 alone would make it a club
+    tokens = (("充当", "v", 0), ("替补", "n", 2), ("的", "u", 4), ("萨维耶塔", "PER", 5))
+    tokens += (("在", "p", 9), ("主场", "n", 10))
+    assert (5, 9) in cn_names.lac_persons(text, tokens)
+    text = "本轮的萨维耶塔在主场表现更好。"  # no role: a club in a match report
+    tokens = (("本轮", "r", 0), ("的", "u", 2), ("萨维耶塔", "PER", 3), ("在", "p", 7))
+    tokens += (("主场", "n", 8),)
+    assert cn_names.lac_persons(text, tokens) == {}

@@ -151,7 +151,8 @@ _TITLE_BEFORE = (
     "评论员", "分析师", "工程师", "科学家", "学者", "研究员", "主帅", "主教练", "裁判",
     "行长", "省长", "县长", "区长", "镇长", "村长", "厂长", "处长", "科长", "社长", "团长",
     "组长", "州长", "馆长", "所长", "站长", "司长", "署长", "总理", "大使", "外长", "议员",
-    "司令", "将军", "总编", "主管", "合伙人", "法官", "检察官", "警官", "民警",
+    "司令", "将军", "总编", "主管", "合伙人", "法官", "检察官", "警官", "民警", "替补", "球星",
+    "射手", "新援", "外援", "队友", "名将", "老将", "小将",
 )  # fmt: skip
 _SPEECH_AFTER = (
     "说", "表示", "认为", "指出", "称", "透露", "介绍", "告诉", "强调", "坦言", "先生", "女士",
@@ -572,12 +573,19 @@ _PLACE_OR_ORG_AFTER = (
 """Kinds of places, organisations and things a name-like word before them names."""
 
 
+_ROLES = ("替补", "主力", "球星", "射手", "新援", "外援", "队友", "名将", "老将", "小将")
+_ROLES_OF = tuple(f"{role}的" for role in (*_ROLES, *_TITLE_BEFORE))
+"""A person's role, then 的, before a name (充当替补的 + 萨拉耶塔, 队友的): a person, in a
+match report too, where a club has no such role."""
+
+
 def _person_evidence(text: str, start: int, end: int) -> bool:
     """A title before the span (记者, 主帅 ...), a person's verb or address after it, or
     在 ... 看来 around it."""
     before = text[max(0, start - 8) : start].rstrip("：: ")
     return (
         any(before.endswith(word) for word in _TITLE_BEFORE)
+        or before.endswith(_ROLES_OF)
         or text.startswith(_PERSON_WORDS_AFTER, end)
         or _in_view_of(text, start, end)
     )
