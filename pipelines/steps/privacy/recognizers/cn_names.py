@@ -727,11 +727,11 @@ def _sets_odds(text: str, end: int) -> bool:
 ADMINISTRATIVE_ENDS = frozenset("州省市县区镇乡村")
 
 
-def _inside_a_place(tokens, start: int) -> bool:
+def _inside_a_place(tokens, starts: dict[int, int], start: int) -> bool:
     """Whether a LAC place ending in an administrative unit stands right before the span
     (俄克拉荷马州 + 库欣): a name there is a place inside it (a person would take 的 or a noun
     between: 浙江省的, 杭州市民)."""
-    index = next((i for i, (_, _, first) in enumerate(tokens) if first == start), 0)
+    index = starts.get(start, 0)
     if index == 0:
         return False
     word, tag, _ = tokens[index - 1]
@@ -757,7 +757,8 @@ _A_PERSONS_PLACE = (
 def _object_of_a_place_verb(text: str, start: int, end: int) -> bool:
     """Whether the span follows a verb of place (留在, 前往, 抵达 ...) as its object, and no
     word of a person's place (家, 身边, 的 ...) after it makes it someone visited."""
-    return text[:start].endswith(PLACE_VERBS) and not text.startswith(_A_PERSONS_PLACE, end)
+    before = text[max(0, start - 8) : start]  # bounded: no copy of a long text per name
+    return before.endswith(PLACE_VERBS) and not text.startswith(_A_PERSONS_PLACE, end)
 
 
 _KINDS = tuple(kind for kind in (*_PLACE_OR_ORG_AFTER, *_ORG_SUFFIXES) if len(kind) > 1)
@@ -770,11 +771,11 @@ def _ends_in_a_kind(name: str) -> bool:
     return any(name.endswith(kind) and len(name) - len(kind) >= 2 for kind in _KINDS)
 
 
-def _joined_to_a_place(tokens, end: int) -> bool:
+def _joined_to_a_place(tokens, starts: dict[int, int], end: int) -> bool:
     """Whether the name goes on after a joiner (· or -) into the name of a place: the words
     after it, up to a pause, end in a kind of place (阿里 + ·萨米扬 + 球场, 劳拉 + - + 克劳馥路):
     a place named after a person is a place, and the person's part of it no person here."""
-    index = next((i for i, (_, _, start) in enumerate(tokens) if start == end), None)
+    index = starts.get(end)
     if index is None or not tokens[index][0].startswith(JOINERS):
         return False
     for word, _, _ in tokens[index : index + MAX_JOINED_WORDS]:
@@ -800,6 +801,7 @@ def lac_persons(
     elsewhere = {word for word, tag, _ in tokens if tag in _LAC_NOT_A_PERSON}
     found: dict[tuple[int, int], float] = {}
     bounds = _bounds(tokens)
+    starts = {start: index for index, (_, _, start) in enumerate(tokens)}  # one index per text
     for word, start, end in _person_candidates(text, tokens):
         name = word.strip("".join(_INTERPUNCT))
         if len(name) < 2 or not _HAN_CHARACTER.search(name) or name in elsewhere:
@@ -808,12 +810,15 @@ def lac_persons(
             continue
         if _CALENDAR.fullmatch(name) or text.startswith(_PLACE_OR_ORG_AFTER, end):
             continue
-        if _joined_to_a_place(tokens, end) or _ends_in_a_kind(name):
+        if _joined_to_a_place(tokens, starts, end) or _ends_in_a_kind(name):
             continue
         evidence = _person_evidence(text, start, end)
         if not evidence and _object_of_a_place_verb(text, start, end):
             continue
-        if not evidence and (text[:start].endswith(_KIND_BEFORE) or _inside_a_place(tokens, start)):
+        if not evidence and (
+            text[max(0, start - 8) : start].endswith(_KIND_BEFORE)
+            or _inside_a_place(tokens, starts, start)
+        ):
             continue
         if not evidence and _sets_odds(text, end):
             continue
