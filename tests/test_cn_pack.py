@@ -538,3 +538,12 @@ def test_when_a_persons_role_and_的_stand_before_a_name_in_a_match_report_then_
     tokens = (("本轮", "r", 0), ("的", "u", 2), ("萨维耶塔", "PER", 3), ("在", "p", 7))
     tokens += (("主场", "n", 8),)
     assert cn_names.lac_persons(text, tokens) == {}
+
+
+def test_when_the_odds_test_reads_a_clause_then_it_reads_a_bounded_window() -> None:
+    # a long run without a clause's end (a list with 、) is read only up to the bound, so the
+    # test stays linear in a long text (scan_adversarial.py measures the growth)
+    near = "立博" + "、" * 10 + "开出1.5的主胜赔"
+    far = "立博" + "、" * cn_names.MAX_ODDS_CLAUSE + "开出1.5的主胜赔"
+    assert cn_names._sets_odds(near, 2)
+    assert not cn_names._sets_odds(far, 2)

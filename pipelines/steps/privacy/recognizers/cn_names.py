@@ -715,13 +715,16 @@ _ODDS_SETTING = re.compile(
 )
 """Setting the odds (开出 ... 赔, 提高赔付率, 亚盘开为 ...): what a bookmaker does."""
 _CLAUSE_END = re.compile(r"[，。；：！？,;:!?]")
+MAX_ODDS_CLAUSE = 30
+"""Characters after a name that the odds test reads at most."""
 
 
 def _sets_odds(text: str, end: int) -> bool:
     """Whether the clause after the span sets the odds: the span is a bookmaker (立博提高赔付率,
     希尔直接开出1.20的最低主胜赔), not a person; pundits comment on odds, they do not set them."""
-    stop = _CLAUSE_END.search(text, end)
-    return bool(_ODDS_SETTING.search(text, end, stop.start() if stop else len(text)))
+    limit = min(len(text), end + MAX_ODDS_CLAUSE)  # bounded: linear in a long text
+    stop = _CLAUSE_END.search(text, end, limit)
+    return bool(_ODDS_SETTING.search(text, end, stop.start() if stop else limit))
 
 
 ADMINISTRATIVE_ENDS = frozenset("州省市县区镇乡村")
