@@ -10,8 +10,12 @@ jieba-style flags: LOC -> `ns`, PER -> `nr`, ORG -> `nt`):
   word of its own before a venue word (深蓝 + 网吧; not 债券 + 市场), or an organisation's
   name before 项目 / 楼盘 / 小区 (a property development);
 - a named place: a run of name-like words ending in a word for a kind of place (广场, 大厦,
-  体育场, 公园, 商务区, 寺, 岛 ...: 林达海渔广场, 伯纳乌球场), or a name-like word right after a
-  verb of place (家住, 位于, 前往, 抵达 ...).
+  体育场, 公园, 商务区, 寺, 岛 ...: 林达海渔广场, 伯纳乌球场; across · or -: 阿里·萨米扬球场), or
+  a name-like word right after a verb of place (家住, 位于, 前往, 抵达 ...);
+- a proper name listed with a place (塞拉图、克里阳卡和麻扎达拉), an unknown word ending in a
+  generic of Chinese place names (九堡, 李家坝), an organisation before its site (央视 + 新址).
+A place read from its structure (`STRUCTURE_SCORE`) outranks a LAC person with nothing else
+for a person in the scan's overlap rule, and a LAC person with a title or a verb outranks it.
 """
 
 import re
