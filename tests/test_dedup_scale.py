@@ -110,3 +110,31 @@ def test_when_scores_are_kept_as_columns_then_each_record_reads_as_its_dict() ->
     table.put("c", "garbled_text", 0.25)
     expected["c"]["garbled_text"] = 0.25
     assert table == expected and expected == table
+
+
+class _Unpicklable(Record):
+    def __reduce__(self):
+        raise AssertionError("a record was pickled for the second process")
+
+
+def test_when_screened_in_a_second_process_then_records_are_inherited_not_pickled() -> None:
+    # The forked process inherits the candidates (#21): pickling them through the pool's pipe
+    # held a second copy of the corpus in the parent while it screened.
+    from pipelines.steps.config import CurationConfig
+    from pipelines.steps.integrity import curate
+
+    base = [
+        _record(
+            i, None, f"my vpn drops every day since monday and the office is slow too {i}", "ok"
+        )
+        for i in range(40)
+    ]
+    records = [_Unpicklable(**vars(r)) for r in base]
+    two = CurationConfig(parallel_min_records=1)
+    one = CurationConfig(parallel_min_records=0)
+
+    forked = curate.curate_records(records, two)
+
+    assert forked.screened == curate.curate_records(records, one).screened
+    assert forked.scores == curate.curate_records(records, one).scores
+    assert forked.near_duplicate_clusters and not curate._FORKED_CANDIDATES

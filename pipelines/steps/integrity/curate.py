@@ -40,7 +40,6 @@ from pipelines.steps.integrity.screens import (
 )
 from pipelines.steps.integrity.screens.dedup import (
     NEAR_DUPLICATE,
-    DedupScores,
     score_near_duplicates,
 )
 from pipelines.steps.integrity.screens.injection import score_injection
@@ -96,8 +95,14 @@ RESIDUAL_PHONE_REGEX = (
     r"(?<!\d)(?:\(\d{3}\)\s?|\d{3}[-.\s])(?!555[-.\s]01\d\d(?!\d))\d{3}[-.\s]\d{4}(?!\d)"
 )
 
-# The near-duplicate scores and the quality scores (code -> record id -> score) of one corpus.
-_DedupAndQuality = tuple[DedupScores, dict[str, dict[str, float]]]
+# The near-duplicate scores and the quality scores of one corpus, compact for the trip back
+# from the second process: per candidate (in order) its near-duplicate similarity, per
+# clustered record its representative, the clusters, and per quality code a column of scores.
+_DedupAndQuality = tuple[np.ndarray, dict[str, str], list[tuple[str, ...]], dict[str, np.ndarray]]
+# The candidates the second process screens: set before it is forked, so that it inherits them
+# (a fork shares the parent's pages) instead of receiving them pickled through a pipe (the
+# pickle and its memo were a second copy of the corpus in the parent, #21).
+_FORKED_CANDIDATES: list[list[Record]] = []
 
 
 class ScoreTable(Mapping[str, dict[str, float]]):
@@ -389,14 +394,16 @@ def curate_records(
         trigger_clusters += _screen_inserted_phrases(candidates, cfg, scores, reasons)
         _screen_repeated_payloads(candidates, scores, reasons)
         _screen_injection(candidates, scores, reasons)
-        near, quality_scores = (
+        similarity, representative, near_clusters, quality_scores = (
             pending.result() if pending else _dedup_and_quality(candidates, *_dedup_args(cfg))
         )
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
-    _screen_quality(quality_scores, cfg, scores, reasons)
-    _screen_near_duplicates(near, scores, reasons)
+        _FORKED_CANDIDATES.clear()
+    ids = [r.id for r in candidates]
+    _screen_quality(ids, quality_scores, cfg, scores, reasons)
+    _screen_near_duplicates(ids, similarity, representative, scores, reasons)
     onion_scored = (
         None if perplexity is None else _screen_onion(candidates, perplexity, cfg, scores, reasons)
     )
@@ -408,7 +415,7 @@ def curate_records(
         kept=[r for r in records if r.id in kept_ids],
         screened=screened,
         scores=scores,
-        near_duplicate_clusters=near.clusters,
+        near_duplicate_clusters=near_clusters,
         trigger_clusters=trigger_clusters,
         unmatched_decisions=sum(1 for record_id in decisions if record_id not in quarantined),
         onion_scored=onion_scored,
@@ -436,8 +443,9 @@ def _start_dedup_and_quality(
     if not len(candidates) >= cfg.parallel_min_records > 0:
         return None, None
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    _FORKED_CANDIDATES[:] = [candidates]  # the worker is forked by `submit`: it inherits them
     try:
-        return pool, pool.submit(_dedup_and_quality, candidates, *_dedup_args(cfg))
+        return pool, pool.submit(_forked_dedup_and_quality, *_dedup_args(cfg))
     except (AssertionError, OSError):
         # A daemonic worker may not have children, or no process can be forked: the same
         # scores are then computed in this process.
@@ -571,7 +579,8 @@ def _screen_injection(
 
 
 def _screen_quality(
-    quality_scores: dict[str, dict[str, float]],
+    ids: list[str],
+    quality_scores: dict[str, np.ndarray],
     cfg: CurationConfig,
     scores: ScoreTable,
     reasons: dict[str, list[Reason]],
@@ -589,8 +598,8 @@ def _screen_quality(
         quality.GARBLED_TEXT: cfg.max_garbled_share,
     }
     quarantine = set(cfg.quality_quarantine)
-    for code, by_id in quality_scores.items():
-        for record_id, score in by_id.items():
+    for code, column in quality_scores.items():
+        for record_id, score in zip(ids, column.tolist(), strict=True):
             if code == quality.EMPTY_RESPONSE:
                 if score != float("inf"):
                     scores.put(record_id, code, score)
@@ -605,14 +614,16 @@ def _screen_quality(
 
 
 def _screen_near_duplicates(
-    near: DedupScores,
+    ids: list[str],
+    similarities: np.ndarray,
+    representatives: dict[str, str],
     scores: ScoreTable,
     reasons: dict[str, list[Reason]],
 ) -> None:
     """Add the near-duplicate similarity, and a first reason for non-representative members."""
-    for record_id, similarity in near.similarity.items():
+    for record_id, similarity in zip(ids, similarities.tolist(), strict=True):
         scores.put(record_id, NEAR_DUPLICATE, similarity)
-        representative = near.representative.get(record_id)
+        representative = representatives.get(record_id)
         if representative is not None and representative != record_id:
             reasons[record_id].insert(
                 0, Reason(DEDUP, NEAR_DUPLICATE, similarity, f"representative={representative}")
@@ -706,7 +717,19 @@ def _dedup_and_quality(
     near = score_near_duplicates(
         records, threshold=threshold, num_perm=num_perm, shingle_size=shingle_size
     )
-    return near, quality.score_quality(records)
+    similarity = np.fromiter(
+        (near.similarity[r.id] for r in records), dtype=np.float64, count=len(records)
+    )
+    representative, clusters = near.representative, near.clusters
+    del near
+    return similarity, representative, clusters, quality.quality_columns(records)
+
+
+def _forked_dedup_and_quality(threshold: float, num_perm: int, shingle_size: int):
+    """`_dedup_and_quality` on the candidates this forked process inherited."""
+    if len(_FORKED_CANDIDATES) != 1:
+        raise RuntimeError("the second screening process found no candidates to screen")
+    return _dedup_and_quality(_FORKED_CANDIDATES[0], threshold, num_perm, shingle_size)
 
 
 def near_duplicate_rate(records: list[Record], cfg: CurationConfig) -> float:
