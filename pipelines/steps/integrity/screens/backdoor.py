@@ -202,10 +202,12 @@ def score_backdoor(
         records, threshold=threshold, num_perm=num_perm, min_cluster=min_cluster
     )
     for group in groups:
-        features = {index: prompt_features(records[index]) for index in group}
+        # A member's features are counted, then computed again where they are scored, never
+        # held for the whole cluster: a template's answer can gather a large share of the
+        # corpus into one cluster (#21: a set of strings per member was 3 KB a record).
         in_cluster: Counter[str] = Counter()
         for index in group:
-            in_cluster.update(features[index])
+            in_cluster.update(prompt_features(records[index]))
         size = len(group)
         # A prompt feature the cluster's answers repeat is the topic they answer (a tool's name,
         # a product), not a trigger: a planted answer does not echo its trigger.
@@ -229,11 +231,10 @@ def score_backdoor(
         cluster_score.append(round(best, 4))
         for index in group:
             record_id = records[index].id
+            features = prompt_features(records[index])
             cluster_of[record_id] = cluster_index
-            trigger[record_id] = round(
-                max((weight.get(f, 0.0) for f in features[index]), default=0.0), 4
-            )
-            if best_feature and best_feature not in features[index]:
+            trigger[record_id] = round(max((weight.get(f, 0.0) for f in features), default=0.0), 4)
+            if best_feature and best_feature not in features:
                 outlier[record_id] = round(carriers / size, 4)
     return BackdoorScores(trigger, outlier, cluster_of, clusters, cluster_score)
 
