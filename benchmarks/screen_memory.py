@@ -143,7 +143,8 @@ def breakdown(path: Path, profile: str) -> None:
     from pipelines.steps.integrity.screens.dedup import score_near_duplicates
     from pipelines.steps.integrity.screens.injection import score_injection
 
-    screens.words = screens.words.__wrapped__  # no cache: each step pays for its own tokens
+    # No cache: each step pays for its own tokens.
+    screens.words = getattr(screens.words, "__wrapped__", screens.words)
     cfg = load_config(profile)
     c = cfg.curation
     tracemalloc.start()
