@@ -56,11 +56,24 @@ def test_the_default_profiles_noise_is_about_33_clipping_norms_per_step():
 def test_the_model_fits_its_calibration_runs_and_states_its_miss():
     errors = planner.model_errors()
     calibration = errors[: len(planner.CALIBRATION)]
-    # nine runs, batch 8 to 128, 50 to 214 steps, epsilon 1 to 8: within -4.9 to +8.1 points
-    assert all(-0.05 < predicted - measured < 0.082 for _, measured, predicted in calibration)
+    # thirteen runs, batch 8 to 128, 35 to 214 steps, epsilon 1 to 8, clip 1 and 0.1: within
+    # -5.4 to +7.5 points
+    assert all(-0.055 < predicted - measured < 0.076 for _, measured, predicted in calibration)
     # the held-out run (batch 32, 20 steps) is over-predicted most: the margin the advice keeps
-    assert planner.MODEL_MARGIN == pytest.approx(0.101, abs=0.002)
-    assert planner.RHO == pytest.approx(1.0, abs=0.01)
+    assert planner.MODEL_MARGIN == pytest.approx(0.094, abs=0.002)
+    assert planner.RHO == pytest.approx(0.97, abs=0.01)
+
+
+def test_the_model_predicts_the_clip_0_1_runs_at_the_default_compute_within_its_margin():
+    # SmolLM2, 1,891 records (1,702 trained on at the plan's tenth), clip 0.1: the runs of
+    # docs/benchmarks.md "SmolLM2 at the default compute", sigma from PRV as training derives it
+    measured = {(8, 81): 0.266, (16, 70): 0.354, (32, 35): 0.384}
+    for (batch, steps), share in measured.items():
+        cfg = _cfg(accountant="prv", expected_batch_size=batch, steps=steps, lora_r=4)
+        predicted = planner.predict_setting(
+            n_records=1891, cfg=cfg, lora_params_per_rank=SMOLLM2_PER_RANK
+        ).expected_share
+        assert -0.01 < predicted - share < planner.MODEL_MARGIN
 
 
 def test_when_noise_dominates_and_compute_allows_the_batch_grows():
@@ -76,11 +89,27 @@ def test_when_noise_dominates_and_compute_allows_the_batch_grows():
     assert smallest.batch == 8 and smallest.noise_to_signal > 10  # noise dominates at batch 8
     assert rec.batch >= 512 and rec.noise_to_signal < 1
     assert rec.expected_share > smallest.expected_share
-    # same epochs whatever the batch; learning rate scaled with sqrt(batch)
+    # same epochs whatever the batch; learning rate scaled with sqrt(batch) above batch 16
     assert rec.epochs == pytest.approx(smallest.epochs, rel=0.1)
-    assert rec.learning_rate == pytest.approx(2e-3 * math.sqrt(rec.batch / 8))
+    assert rec.learning_rate == pytest.approx(2e-3 * math.sqrt(rec.batch / 16))
+    assert smallest.learning_rate == 2e-3
     assert rec.lora_r == 4
     assert result.useful and "Expect ~" in result.advice
+
+
+def test_the_learning_rate_is_the_profiles_up_to_batch_16_then_grows_with_its_square_root():
+    # measured at clip 0.1: lr 0.01 best at batch 8 (0.02 diverged) and at batch 16
+    cfg = _cfg(max_grad_norm=0.1, learning_rate=0.01)
+    rates = {b: planner.planned_learning_rate(cfg, b) for b in (8, 16, 32, 64, 1024)}
+    assert rates[8] == rates[16] == 0.01
+    assert rates[32] == pytest.approx(0.01 * math.sqrt(2))
+    assert rates[64] == pytest.approx(0.02)
+    assert rates[1024] == pytest.approx(0.08)
+    # a profile whose own batch is above 16 is its own anchor
+    big = _cfg(expected_batch_size=64, learning_rate=0.02)
+    assert planner.planned_learning_rate(big, 64) == 0.02
+    assert planner.planned_learning_rate(big, 16) == pytest.approx(0.01)
+    assert planner.planned_learning_rate(big, 8) == pytest.approx(0.01)
 
 
 def test_when_1_7k_records_at_epsilon_1_then_the_corpus_is_called_too_small():
