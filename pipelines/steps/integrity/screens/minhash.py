@@ -37,8 +37,9 @@ _CHAIN = np.uint64(0x9E3779B97F4A7C15)  # odd: multiplies the chain before the n
 # Tokens whose hashes are remembered (a token's blake2b is computed once while cached); the
 # cache is emptied when it reaches this size, so its memory is bounded whatever the corpus.
 _TOKEN_CACHE = 1 << 20
-# Tokens whose shingles are hashed per numpy batch in `shingle_sets`.
-_BATCH_TOKENS = 1 << 20
+# Tokens whose shingles are hashed per numpy batch in `shingle_sets` (some ten 8-byte
+# intermediates each: 1 << 20 was the near-duplicate screen's peak, 100 MiB, #21).
+_BATCH_TOKENS = 1 << 18
 # Candidate recall demanded of the banding for a pair exactly at the threshold.
 _CANDIDATE_RECALL = 0.99
 # Shingles hashed per batch of records in `signatures` (64 permutations: 16 MiB of uint32).
@@ -51,9 +52,11 @@ _AGREEMENT_MISS_SHARE = 0.01
 _AGREEMENT_BATCH = 1 << 18
 # Shingle ids of candidate pairs compared per numpy batch in `jaccards` (some 30 bytes of
 # intermediates each: 1 << 22 came to 120 MiB, #21).
-_JACCARD_BATCH = 1 << 20
-# Candidate pairs generated, refuted and confirmed per chunk in `similar_pair_arrays`.
-_CANDIDATE_CHUNK = 1 << 20
+_JACCARD_BATCH = 1 << 19
+# Candidate pairs generated, refuted and confirmed per chunk in `similar_pair_arrays` (at
+# 100k records the near-duplicate screen peaks at 120 MiB with these three sizes, 240 MiB at
+# 1 << 20 each, for the same CPU time).
+_CANDIDATE_CHUNK = 1 << 17
 
 
 @dataclass(frozen=True)
