@@ -376,8 +376,8 @@ def _train_asset(tmp_path, tiny_dir, trainer):
 
 
 def test_the_training_asset_with_preset_auto_trains_the_plans_setting(tmp_path, tiny_dir):
-    # 140 records: about 126 trained on, so 4 epochs of batch 8 are 63 steps (>= 50); batch 16
-    # would need 32 (< 50): the plan is batch 8, rank 4, whatever the measured cost
+    # 140 records: about 126 trained on, so 4 epochs of batch 8 are 63 steps (>= 35); batch 16
+    # would need 32 (< 35): the plan is batch 8, rank 4, whatever the measured cost
     summary = _train_asset(
         tmp_path, tiny_dir, _trainer(preset="auto", plan_minutes=10, noise_seed=0)
     )
