@@ -90,22 +90,9 @@ def answer_vectors(answered: list[Record], min_tokens: int) -> sp.csr_matrix:
     df: Counter[str] = Counter()
     for doc in docs:
         df.update(doc.keys())
-    n = len(docs)
-    vocab: dict[str, int] = {}
-    rows, cols, vals = [], [], []
-    for i, doc in enumerate(docs):
-        if sum(doc.values()) < min_tokens:
-            continue
-        for token, count in doc.items():
-            if df[token] < 2:
-                continue
-            rows.append(i)
-            cols.append(vocab.setdefault(token, len(vocab)))
-            vals.append((1.0 + math.log(count)) * math.log((1 + n) / (1 + df[token])))
-    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(n, max(1, len(vocab))))
-    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(1)).ravel())
-    norms[norms == 0] = 1.0
-    return sp.csr_matrix(sp.diags(1.0 / norms) @ matrix)
+    # an answer with too few tokens of its own gets a zero row
+    short = [doc if sum(doc.values()) >= min_tokens else Counter() for doc in docs]
+    return _unit_rows(short, len(docs), df)
 
 
 def _unit_rows(docs: list[Counter[str]], n: int, df: Counter[str]) -> sp.csr_matrix:
