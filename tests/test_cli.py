@@ -118,7 +118,7 @@ def test_when_config_show_runs_then_the_effective_settings_and_their_files_are_p
     assert header.startswith("# profile mine: ") and header.endswith("default.yaml")
     shown = yaml.safe_load(body)
     assert shown["training"]["steps"] == 7
-    assert shown["training"]["expected_batch_size"] == 8  # from default.yaml
+    assert shown["training"]["expected_batch_size"] == 32  # from default.yaml
 
 
 def test_when_two_profiles_are_opened_then_their_dagster_homes_and_mlflow_stores_differ(

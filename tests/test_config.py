@@ -83,7 +83,7 @@ def test_when_a_profile_leaves_a_key_out_then_default_yaml_gives_it_not_the_sche
     cfg = load_config(_write(tmp_path / "mine.yaml", "training:\n  steps: 7\n"))
     assert cfg.training.steps == 7
     # default.yaml's batch and audit bound, not the schema's (16 and 8.0)
-    assert cfg.training.expected_batch_size == 8 != PipelineConfig().training.expected_batch_size
+    assert cfg.training.expected_batch_size == 32 != PipelineConfig().training.expected_batch_size
     assert cfg.audit.max_exposure_bits == 9.5
     # never inherited: the profile's own name and data root (no cross-talk with default)
     assert (cfg.profile, cfg.data_root) == ("mine", "var/mine")
