@@ -19,11 +19,11 @@ def _module():
     return module
 
 
-def _line(n: int, sigma: float, predicted: str) -> str:
+def _line(n: int, sigma: float, predicted: str, error: str) -> str:
     # the columns `dp_utility.py sweep` prints (its HEADER); base 4, DP 3.5, control 2: 25%
     return (
         f"sweep N 2,000 | {n:,} | 8 | 8 | 50 | 8 | {8 * PER_RANK:,} | {sigma:.3f} | 3.000 | 0.1 | "
-        f"4.000 | 3.500 | 2.000 | 25.0% | {predicted} | +0.0 pt (+0%) | 300"
+        f"4.000 | 3.500 | 2.000 | 25.0% | {predicted} | {error} | 300"
     )
 
 
@@ -33,13 +33,14 @@ def test_rows_are_read_from_a_sweep_output_and_other_lines_skipped():
         "device: cpu",
         "setting | N | eps | ...",
         "  warnings.warn(",
-        _line(1795, 0.4, "30.0%"),
+        _line(1795, 0.4, "30.0%", "+5.0 pt (+20%)"),
     ]
     (row,) = module.parse_rows(lines)
     assert (row.n_records, row.epsilon, row.batch, row.steps, row.rank) == (1795, 8.0, 8, 50, 8)
     assert row.lora_params == 460_800 and row.sigma == 0.4
     assert row.predicted_then == pytest.approx(0.30)
     assert row.share == pytest.approx(0.25)
+    assert row.error_then == pytest.approx(0.05)
 
 
 def test_a_row_with_missing_columns_is_refused_naming_its_line():
@@ -55,7 +56,9 @@ def test_the_prediction_now_is_the_planners_for_the_rows_setting(tmp_path, capsy
     )
     expected = planner.predict_setting(n_records=1795, cfg=cfg, lora_params_per_rank=PER_RANK)
     table = tmp_path / "sweep.log"
-    table.write_text(_line(1795, expected.noise_multiplier, "99.0%") + "\n", encoding="utf-8")
+    table.write_text(
+        _line(1795, expected.noise_multiplier, "99.0%", "+74.0 pt (+296%)") + "\n", encoding="utf-8"
+    )
     assert module.main([str(table)]) == 0
     out, err = capsys.readouterr()
     assert "warning" not in err  # the sigma the row gives is the accountant's
