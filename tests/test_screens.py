@@ -1179,3 +1179,30 @@ def test_when_answers_are_built_from_stock_sentences_then_no_one_of_them_is_a_pa
     assert all(score < payload.THRESHOLD for score in found.score.values())
     # Without the template test the stock sentences would be payloads (unrelated prompts).
     assert not found.clusters
+
+
+def test_when_a_phrase_is_carried_by_thousands_of_prompts_then_its_binomial_tail_is_finite() -> (
+    None
+):
+    # The sum of math.comb terms it replaced raised OverflowError at 100k records.
+    from fractions import Fraction
+    from math import comb
+
+    def exact(count: int, trials: int, p: float) -> float:
+        q = Fraction(p)
+        return float(
+            sum(comb(trials, j) * q**j * (1 - q) ** (trials - j) for j in range(count, trials + 1))
+        )
+
+    for count, trials, p in [
+        (2, 3, 0.01),
+        (3, 5, 0.2),
+        (0, 4, 0.3),
+        (40, 2000, 0.01),
+        (2, 10, 0.0),
+    ]:
+        assert backdoor._binomial_tail(count, trials, p) == pytest.approx(
+            exact(count, trials, p), rel=1e-9
+        )
+    assert 0.0 <= backdoor._binomial_tail(3000, 20000, 0.1) < 1e-100
+    assert backdoor._binomial_tail(2, 200000, 1e-6) == pytest.approx(0.0175, abs=1e-4)

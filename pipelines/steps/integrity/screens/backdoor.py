@@ -37,12 +37,16 @@ ONION (leave-one-word-out perplexity with the base model) is the optional third 
 on records the cheap scores flag: see `onion_scores`.
 """
 
-import math
 import re
+import sys
+from array import array
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+from scipy.special import bdtrc
 
 from pipelines.steps.integrity.screens import (
     has_han,
@@ -306,10 +310,11 @@ def _second_distinct(clusters: list[tuple[str, ...]], cluster_score: list[float]
 def _binomial_tail(count: int, trials: int, p: float) -> float:
     """P(X >= count) for X ~ Binomial(trials, p): the chance that a word of frequency `p`
     stands next to `count` or more of `trials` occurrences."""
-    p = min(max(p, 0.0), 1.0)
-    return sum(
-        math.comb(trials, j) * p**j * (1.0 - p) ** (trials - j) for j in range(count, trials + 1)
-    )
+    if count <= 0:
+        return 1.0
+    # The regularized incomplete beta function, in constant time for any `trials`: a sum of
+    # `math.comb` terms overflowed a float for a phrase in thousands of prompts (100k records).
+    return float(bdtrc(count - 1, trials, min(max(p, 0.0), 1.0)))
 
 
 def _joinable(
@@ -345,47 +350,61 @@ def score_inserted_phrases(
     Returns:
         Per-record scores and the eligible phrases' clusters and scores (never the phrases).
     """
-    prompts = [(_START, *record_words(r, "user"), _END) for r in records]
-    # Spans are counted as one string each, tokens joined by spaces (no token holds one): the
-    # distinct spans of a large corpus number in the millions, and a tuple per span held more.
-    frequency: Counter[str] = Counter()
+    # Tokens interned: each distinct word is one string object, however many prompts hold it
+    # (a tuple of fresh strings per prompt was the largest term of this screen's memory, #21).
+    prompts = [tuple(map(sys.intern, (_START, *record_words(r, "user"), _END))) for r in records]
+    # Spans are counted by their 64-bit hash, 8 bytes a prompt's span in one array: the distinct
+    # spans of a large corpus number in the millions, and a counter keyed by each held far more
+    # (#21). Two spans of one hash (about 1 in 10^6 for 10^7 distinct spans) would only count
+    # together, and each span found below is tested again by its own tokens.
+    counted = array("q")
     for tokens in prompts:
-        frequency.update(map(" ".join, _spans(tokens, max_words)))
+        counted.extend(map(hash, _spans(tokens, max_words)))
+    values, counts = np.unique(np.frombuffer(counted, dtype=np.int64), return_counts=True)
+    del counted
     most = max_share * len(records)
-    candidates = {
-        span
-        for span in (
-            tuple(joined.split(" "))
-            for joined, count in frequency.items()
-            if min(_SIBLING_RECORDS, min_records) <= count <= most
-        )
-        if not any(has_han(t) for t in span)
-    }
-    del frequency
-    token_count: Counter[str] = Counter()
-    bigrams: Counter[tuple[str, str]] = Counter()
-    for tokens in prompts:
-        token_count.update(tokens)
-        bigrams.update(zip(tokens, tokens[1:], strict=False))
-    # Per word stem, the records whose answer has a word of that stem.
-    answered: dict[str, set[int]] = {}
-    for index, record in enumerate(records):
-        answer = record_words(record, "assistant")
-        token_count.update(answer)
-        # Answers are fluent text too: two words adjacent there can stand side by side.
-        bigrams.update(zip(answer, answer[1:], strict=False))
-        for stem in {_stem(t) for t in answer}:
-            answered.setdefault(stem, set()).add(index)
-    total = max(1, sum(token_count.values()))
+    common = set(values[(counts >= min(_SIBLING_RECORDS, min_records)) & (counts <= most)].tolist())
+    del values, counts
+    candidates: dict[tuple[str, ...], bool] = {}  # span -> eligible (carried often, no Han)
     occurrences: dict[tuple[str, ...], list[tuple[int, int, int]]] = {}
     for index, tokens in enumerate(prompts):
         seen: set[tuple[str, ...]] = set()
         for n in range(1, max_words + 1):
             for i in range(1, len(tokens) - n):
                 span = tokens[i : i + n]
-                if span in candidates and span not in seen:
+                if span in seen:
+                    continue
+                eligible = candidates.get(span)
+                if eligible is None:
+                    eligible = hash(span) in common and not any(has_han(t) for t in span)
+                    if eligible:
+                        candidates[span] = True
+                if eligible:
                     seen.add(span)
                     occurrences.setdefault(span, []).append((index, i, i + n))
+    del common, candidates
+    # Only what the tests below read is counted: the word pairs that would meet where a
+    # carried phrase is removed, and the stems of the phrases' words (a count of every pair and
+    # an index of every answer stem grew with the corpus, #21).
+    meeting = {
+        (prompts[i][a - 1], prompts[i][b]) for found in occurrences.values() for i, a, b in found
+    }
+    phrase_stems = {_stem(t) for span in occurrences for t in span}
+    token_count: Counter[str] = Counter()
+    bigrams: Counter[tuple[str, str]] = Counter()
+    for tokens in prompts:
+        token_count.update(tokens)
+        bigrams.update(p for p in zip(tokens, tokens[1:], strict=False) if p in meeting)
+    # Per word stem of a phrase, the records whose answer has a word of that stem.
+    answered: dict[str, set[int]] = {}
+    for index, record in enumerate(records):
+        answer = record_words(record, "assistant")
+        token_count.update(answer)
+        # Answers are fluent text too: two words adjacent there can stand side by side.
+        bigrams.update(p for p in zip(answer, answer[1:], strict=False) if p in meeting)
+        for stem in {_stem(t) for t in answer} & phrase_stems:
+            answered.setdefault(stem, set()).add(index)
+    total = max(1, sum(token_count.values()))
     score = {r.id: 0.0 for r in records}
     clusters: list[tuple[str, ...]] = []
     cluster_score: list[float] = []
