@@ -445,7 +445,7 @@ def test_when_pairs_come_from_the_compact_arrays_then_they_equal_every_pair_chec
         jaccard,
         jaccards,
         shingle_sets,
-        similar_pairs,
+        similar_pair_arrays,
     )
 
     tokens = [dedup_tokens(r) for r in bundled[0]]
@@ -462,13 +462,14 @@ def test_when_pairs_come_from_the_compact_arrays_then_they_equal_every_pair_chec
         for j, b in enumerate(sets[i + 1 :], i + 1)
         if a and b and len(a & b) / len(a | b) >= cfg.near_duplicate_threshold
     ]
-    found = similar_pairs(
+    first, second, similarity = similar_pair_arrays(
         iter(tokens),
         shingle_size=cfg.shingle_words,
         threshold=cfg.near_duplicate_threshold,
         num_perm=cfg.minhash_permutations,
         seed=1,
     )
+    found = list(zip(first.tolist(), second.tolist(), similarity.tolist(), strict=True))
     compact = shingle_sets(tokens, cfg.shingle_words)
     pairs = np.array([(i, j) for i in range(0, 60) for j in range(i + 1, 60)])
 

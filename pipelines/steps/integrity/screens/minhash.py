@@ -183,7 +183,7 @@ _SIGNERS: list[tuple[int, Signer]] = []
 
 @contextlib.contextmanager
 def signatures_by(signer: Signer) -> Iterator[None]:
-    """Make `similar_pairs` compute its signatures with `signer` in this process for the block
+    """Make `similar_pair_arrays` compute its signatures with `signer` in this process for the block
     (`pipelines.steps.execution`: per batch on Ray); a forked child computes them itself."""
     entry = (os.getpid(), signer)
     _SIGNERS.append(entry)
@@ -558,18 +558,3 @@ def similar_pair_arrays(
     similarity = np.concatenate(similar) if similar else np.empty(0)
     order = np.lexsort((pairs[:, 1], pairs[:, 0]))
     return pairs[order, 0], pairs[order, 1], similarity[order]
-
-
-def similar_pairs(
-    token_lists: Iterable[Sequence[str]],
-    *,
-    shingle_size: int,
-    threshold: float,
-    num_perm: int,
-    seed: int,
-) -> list[tuple[int, int, float]]:
-    """`similar_pair_arrays` as a sorted list of `(i, j, similarity)` with `i < j`."""
-    first, second, similarity = similar_pair_arrays(
-        token_lists, shingle_size=shingle_size, threshold=threshold, num_perm=num_perm, seed=seed
-    )
-    return list(zip(first.tolist(), second.tolist(), similarity.tolist(), strict=True))
