@@ -113,7 +113,8 @@ def test_when_two_names_map_to_one_key_then_the_scan_names_both(tmp_path):
     (tmp_path / f"{long}1").write_text("{}\n")
     (tmp_path / f"{long}2").write_text("{}\n")
     assert len({d.key for d in scan_landing(tmp_path)}) == 4
-    # a name shaped like another entry's hashed key (more than four digits) is hashed in turn
+    # a name shaped like another entry's hashed key is hashed in turn (whatever its digits: a
+    # key with four or fewer once kept its own name and collided)
     (tmp_path / "c d").mkdir()
     (tmp_path / "c d" / "f.jsonl").write_text("{}\n")
     collide = drop_key("c d", landing_salt(tmp_path))
@@ -393,3 +394,12 @@ def test_when_a_drop_fails_its_gate_then_training_on_every_drop_is_refused(two_d
     assert "scrubbed_corpus:no_residual_pii (drops: exports)" in str(
         failure.event_specific_data.error
     )
+
+
+def test_when_a_name_has_the_shape_of_a_hashed_key_then_it_is_hashed_whatever_its_digits():
+    # 'drop-abcdefabcdef' has no digit, so `looks_personal` passes it; kept as its own key it
+    # could take the key another entry's name hashes to and fail the scan for every drop
+    for name in ("drop-abcdefabcdef", "drop-f28bbf9afb1e", "drop-123456789012"):
+        key = drop_key(name, b"s" * 32)
+        assert key != name and key.startswith("drop-")
+    assert drop_key("drop-notahexkey") == "drop-notahexkey"

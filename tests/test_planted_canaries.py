@@ -107,9 +107,30 @@ def test_the_planted_list_is_a_raw_zone_secret_and_its_ids_only_reach_metadata(w
     text = json.dumps([{k: str(v) for k, v in m.metadata.items()} for m in metadata])
     assert planted.canaries[0].canary_id in text  # ids are shown
     assert "canaries_planted" in text
+    audit_values = list(_leaves(result.output_for_node("privacy_audit")))
     for canary in planted.canaries:
         assert f"{canary.prefix}{canary.secret}" not in text
-        assert canary.secret not in json.dumps(result.output_for_node("privacy_audit"))
+        # no text holds the secret and no number is it (its digits inside a float's decimals,
+        # an exposure of 3.1427 bits, are chance: they failed this test once)
+        assert not any(
+            canary.secret in v if isinstance(v, str) else v == int(canary.secret)
+            for v in audit_values
+        )
+
+
+def _leaves(value):
+    """Every key and scalar of a JSON-like value."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from _leaves(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _leaves(v)
+    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        yield value
+    else:
+        yield str(value)
 
 
 def test_no_file_outside_the_raw_zone_holds_a_planted_secret(world):

@@ -26,6 +26,9 @@ from pipelines.steps.records import Record
 
 MAX_KEY_CHARS = 64
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_HASHED_KEY = re.compile(r"drop-[0-9a-f]{12}")
+"""The shape of a hashed key: a name of this shape is hashed in turn, so it never takes the key
+another entry's name hashes to (it could otherwise fail the whole scan with a collision)."""
 # Names being written (hidden, or a copy's temporary suffix) are not drops yet: write a drop
 # under such a name and rename it into place when complete.
 IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
@@ -141,6 +144,7 @@ def drop_key(name: str, salt: bytes | None = None) -> str:
         and name.strip("._-") == name
         and len(name) <= MAX_KEY_CHARS
         and not looks_personal(name)
+        and not _HASHED_KEY.fullmatch(name)
     ):
         return name
     data = name.encode("utf-8", "surrogateescape")
