@@ -1,12 +1,19 @@
 """The planner's prediction for each row of a saved `dp_utility.py sweep` table (issue #18, 5b),
-recomputed with `plan.py` as it is now, beside the prediction printed when the sweep ran.
+recomputed with `plan.py` as it is now, beside the prediction printed when the sweep ran, and
+its leave-one-out prediction.
 
 The sweep prints its prediction from `plan.py` as imported at its start; when the planner is
 refitted later (`plan.CALIBRATION`), this script gives each measured row the refitted planner's
 prediction without training again. For every row it rebuilds the row's setting (N records kept,
-epsilon, batch, steps, LoRA rank; the other settings from the profile, as the sweep takes them),
+epsilon, batch, steps, LoRA rank, and the clipping norm the row prints under "C end", which is
+the C of a fixed-clipping run; the other settings from the profile, as the sweep takes them),
 calls `plan.predict_setting` (sigma from the configured accountant, as training derives it:
 about 5 s per row with PRV) and checks that sigma against the one the run used.
+
+Leave-one-out: a row that is one of `plan.CALIBRATION`'s runs (the run's sigma within 0.0015, batch,
+steps, LoRA size and clipping regime) is also predicted by the model refitted without that run
+(`plan.fit_share_model`); any other row is out of sample already, and its "LOO" is the
+prediction now.
 
 A row's error is predicted - measured share, in points and relative to the measured share (at
 run time: the error the sweep printed, unrounded); within +-25% is the target of point 5b.
@@ -44,6 +51,7 @@ class SweepRow:
     base: float
     dp: float
     control: float
+    clip: float
     predicted_then: float
     error_then: float
     seconds: float
@@ -82,6 +90,7 @@ def parse_rows(lines: list[str]) -> list[SweepRow]:
                 base=_number(cells[10]),
                 dp=_number(cells[11]),
                 control=_number(cells[12]),
+                clip=_number(cells[9]),
                 predicted_then=_number(cells[14]) / 100,
                 error_then=_number(cells[15].split("pt")[0]) / 100,
                 seconds=_number(cells[16]),
@@ -98,11 +107,34 @@ def predict_now(row: SweepRow, profile: str) -> planner.Candidate:
             "expected_batch_size": row.batch,
             "steps": row.steps,
             "lora_r": row.rank,
+            "max_grad_norm": row.clip,
         }
     )
     return planner.predict_setting(
         n_records=row.n_records, cfg=cfg, lora_params_per_rank=row.lora_params // row.rank
     )
+
+
+def loo_share(row: SweepRow, now: planner.Candidate) -> tuple[float, bool]:
+    """(the share predicted without the row's calibration run, whether the row is one): the
+    model refitted on `plan.CALIBRATION` less the matching run (matched by the sigma the run used),
+    at the planner's sigma now, as the prediction now."""
+    for i, run in enumerate(planner.CALIBRATION):
+        if (
+            abs(run.noise_multiplier - row.sigma) <= 0.0015
+            and (run.batch, run.steps, run.lora_params) == (row.batch, row.steps, row.lora_params)
+            and planner.normalized_clipping(run.clip) == planner.normalized_clipping(row.clip)
+        ):
+            model = planner.fit_share_model(planner.CALIBRATION[:i] + planner.CALIBRATION[i + 1 :])
+            share = model.share(
+                noise_multiplier=now.noise_multiplier,
+                batch=row.batch,
+                steps=row.steps,
+                lora_params=row.lora_params,
+                max_grad_norm=row.clip,
+            )
+            return share, True
+    return now.expected_share, False
 
 
 def _error(diff: float, measured: float) -> str:
@@ -135,11 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         "error then",
         "predicted now",
         "error now",
+        "LOO",
+        "error LOO",
     ]
     print(sep.join(header) if not args.markdown else "| " + " | ".join(header) + " |")
     if args.markdown:
         print("|" + "---|" * len(header))
-    within_then = within_now = 0
+    within_then = within_now = within_loo = fitted = 0
     for row in rows:
         now = predict_now(row, args.profile)
         if abs(now.noise_multiplier - row.sigma) > 0.0015:
@@ -151,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         measured = row.share
         within_then += abs(row.error_then) <= TOLERANCE * abs(measured)
         within_now += abs(now.expected_share - measured) <= TOLERANCE * abs(measured)
+        loo, in_fit = loo_share(row, now)
+        fitted += in_fit
+        within_loo += abs(loo - measured) <= TOLERANCE * abs(measured)
         cells = [
             f"{row.n_records:,}",
             f"{row.epsilon:g}",
@@ -167,11 +204,17 @@ def main(argv: list[str] | None = None) -> int:
             _error(row.error_then, measured),
             f"{now.expected_share:.1%}",
             _error(now.expected_share - measured, measured),
+            f"{loo:.1%}" + ("" if in_fit else " (held out)"),
+            _error(loo - measured, measured),
         ]
         print(sep.join(cells) if not args.markdown else "| " + " | ".join(cells) + " |")
+    model = planner.MODEL
     print(
         f"within +-{TOLERANCE:.0%} of the measured share: {within_then} of {len(rows)} at run "
-        f"time, {within_now} of {len(rows)} with plan.py now (rho {planner.RHO:.3f})"
+        f"time, {within_now} of {len(rows)} with plan.py now, {within_loo} of {len(rows)} left "
+        f"out ({fitted} of the rows are calibration runs; the others are held out). Model: rho "
+        f"{model.rho:.3f} at clip 1, rho_normalized {model.rho_normalized:.4f} and kappa "
+        f"{model.kappa:.3f} at clip <= {planner.NORMALIZED_CLIP:g}"
     )
     return 0
 

@@ -65,3 +65,27 @@ def test_the_prediction_now_is_the_planners_for_the_rows_setting(tmp_path, capsy
     assert f"| 99.0% | +74.0 pt (+296%) | {expected.expected_share:.1%} |" in out
     within = 1 if abs(expected.expected_share - 0.25) <= 0.25 * 0.25 else 0
     assert f"0 of 1 at run time, {within} of 1 with plan.py now" in out
+
+
+def test_a_row_that_is_a_calibration_run_is_also_predicted_by_the_model_fitted_without_it():
+    from types import SimpleNamespace
+
+    module = _module()
+    # the sweep's N 1,701 epsilon 8 row (docs/benchmarks.md "The sweep on SmolLM2")
+    line = (
+        "sweep N 2,000 | 1,701 | 8 | 8 | 30 | 8 | 460,800 | 0.385 | 5.950 | 0.1 | 3.961 | 3.321 | "
+        "1.568 | 26.7% | 14.0% | -12.8 pt (-48%) | 240"
+    )
+    (row,) = module.parse_rows([line])
+    assert row.clip == 0.1
+    now = SimpleNamespace(noise_multiplier=0.385, expected_share=0.5)
+    (i,) = [i for i, r in enumerate(planner.CALIBRATION) if r.label == "sweep N 1,701 eps 8"]
+    without = planner.fit_share_model(planner.CALIBRATION[:i] + planner.CALIBRATION[i + 1 :])
+    share, in_fit = module.loo_share(row, now)
+    assert in_fit and without != planner.MODEL
+    assert share == without.share(
+        noise_multiplier=0.385, batch=8, steps=30, lora_params=460_800, max_grad_norm=0.1
+    )
+    # another sigma is no calibration run: its prediction is already out of sample
+    other = module.parse_rows([line.replace("| 0.385 |", "| 0.395 |")])[0]
+    assert module.loo_share(other, now) == (0.5, False)

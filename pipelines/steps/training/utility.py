@@ -105,18 +105,20 @@ def file_sha256(path: str | Path) -> str:
 
 
 def predicted_share(
-    *, noise_multiplier: float, batch: int, steps: int, lora_params: int
+    *, noise_multiplier: float, batch: int, steps: int, lora_params: int, max_grad_norm: float
 ) -> float | None:
-    """The plan's predicted share of the non-private gain for a run's sigma, batch, steps and
-    LoRA size (`plan.expected_share` of `plan.run_noise_to_signal`); None without a batch."""
-    from pipelines.steps.training.plan import expected_share, run_noise_to_signal
+    """The plan's predicted share of the non-private gain for a run's sigma, batch, steps, LoRA
+    size and clipping norm (`plan.predict_share`); None without a batch."""
+    from pipelines.steps.training.plan import predict_share
 
     if batch < 1 or steps < 1 or lora_params < 1:
         return None
-    return expected_share(
-        run_noise_to_signal(
-            noise_multiplier=noise_multiplier, batch=batch, steps=steps, lora_params=lora_params
-        )
+    return predict_share(
+        noise_multiplier=noise_multiplier,
+        batch=batch,
+        steps=steps,
+        lora_params=lora_params,
+        max_grad_norm=max_grad_norm,
     )
 
 
@@ -193,6 +195,7 @@ def measure_utility(
             batch=training.expected_batch_size,
             steps=steps,
             lora_params=per_rank * training.lora_r,
+            max_grad_norm=training.max_grad_norm,
         )
     threshold, source = min_gain(cfg, base_loss=base, share=share)
     gain = base - adapted
