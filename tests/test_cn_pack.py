@@ -547,3 +547,36 @@ def test_when_the_odds_test_reads_a_clause_then_it_reads_a_bounded_window() -> N
     far = "立博" + "、" * cn_names.MAX_ODDS_CLAUSE + "开出1.5的主胜赔"
     assert cn_names._sets_odds(near, 2)
     assert not cn_names._sets_odds(far, 2)
+
+
+def test_when_lac_reads_a_surname_and_a_given_name_as_a_time_word_then_it_is_a_name(person) -> None:
+    # LAC reads 周 + a character as a week's day or a time (周一 + 鸣, 周 + 清): no calendar
+    # word and no dictionary word, the name model reads a surname and a given name
+    assert "周一鸣" in _found(person, "认出取钱者为周一鸣，并将其抓获。", "PERSON")
+    text = "认出取钱者为周清来，并将其抓获。"
+    tokens = (("认出", "v", 0), ("取钱者", "n", 2), ("为", "v", 5), ("周清", "TIME", 6))
+    tokens += (("来", "v", 8), ("，", "w", 9))
+    assert ("周清来", 6, 9) in cn_names._person_candidates(text, tokens)  # 来 ends the name
+    for time_word in ("周一", "周末", "周年", "明年", "夏季"):  # calendar or dictionary words
+        text = f"{time_word}来交代。"
+        tokens = ((time_word, "TIME", 0), ("来", "v", 2), ("交代", "v", 3))
+        assert cn_names._person_candidates(text, tokens) == [], time_word
+
+
+def test_when_a_name_stands_beside_a_match_score_then_it_is_a_team() -> None:
+    text = "小组赛结果：4萨维耶塔2-0。"
+    tokens = (("小组赛", "n", 0), ("结果", "n", 3), ("：", "w", 5), ("4", "m", 6))
+    tokens += (("萨维耶塔", "PER", 7), ("2", "m", 11), ("-", "w", 12), ("0", "m", 13))
+    assert cn_names.lac_persons(text, tokens) == {}
+    text = "萨维耶塔在2010年回到了家乡。"  # a year is no score
+    tokens = (("萨维耶塔", "PER", 0), ("在", "p", 4), ("2010年", "TIME", 5))
+    assert (0, 4) in cn_names.lac_persons(text, tokens)
+
+
+def test_when_a_name_precedes_a_head_title_and_another_name_then_it_is_the_organisation() -> None:
+    text = "鸿泰典居总经理林昭远介绍了新品。"  # the company's head, named after the company
+    tokens = (("鸿泰典居", "PER", 0), ("总经理", "n", 4), ("林昭远", "PER", 7), ("介绍", "v", 10))
+    assert set(cn_names.lac_persons(text, tokens)) == {(7, 10)}
+    text = "记者林昭远通讯员鸿泰报道。"  # a byline: a reporter is no organisation
+    tokens = (("记者", "n", 0), ("林昭远", "PER", 2), ("通讯员", "n", 5), ("鸿泰", "PER", 8))
+    assert (2, 5) in cn_names.lac_persons(text, tokens)

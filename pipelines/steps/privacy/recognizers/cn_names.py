@@ -653,6 +653,13 @@ def _person_candidates(text: str, tokens) -> list[tuple[str, int, int]]:
     while index < len(tokens):
         word, tag, start = tokens[index]
         index += 1
+        if tag == "TIME" and _name_read_as_time(word):
+            following = tokens[index] if index < len(tokens) else ("", "", 0)
+            if _ends_the_name(word, following):
+                word += following[0]
+                index += 1
+            out.append((word, start, start + len(word)))
+            continue
         if tag != "PER":
             continue
         while (
@@ -686,6 +693,34 @@ def _person_candidates(text: str, tokens) -> list[tuple[str, int, int]]:
 
 
 _LATIN_LETTER = re.compile(r"[A-Za-z]")
+MIN_LAST_GIVEN = -0.5
+"""The name model's score a given name needs with a verb's character LAC cut off it (清 + 来)."""
+
+
+def _name_read_as_time(word: str) -> bool:
+    """Whether a word LAC tags TIME is a surname and a given name (周 + 清, 周一 + 鸣): two or
+    three Han characters starting with a surname, no calendar word (周末, 季度) and no word of
+    the dictionary (周年, 明年, 夏季), and a given name the name model accepts."""
+    if not (2 <= len(word) <= 3) or not _HAN_ALL.fullmatch(word) or word[0] not in surnames():
+        return False
+    if _CALENDAR.fullmatch(word) or _dictionary()[1].get(word):
+        return False
+    return given_name_score(word[1:]) > 0
+
+
+def _ends_the_name(word: str, following: tuple[str, str, int]) -> bool:
+    """Whether the one-character verb LAC cut after a two-character name is the name's last
+    character (周清 + 来): the name model still reads the longer given name, and the verb is no
+    person's word (周清 + 说 is a sentence)."""
+    character, tag, _ = following
+    return (
+        len(word) == 2
+        and len(character) == 1
+        and tag == "v"
+        and _HAN_ALL.fullmatch(character) is not None
+        and not character.startswith(_PERSON_WORDS_AFTER)
+        and given_name_score(word[1:] + character) > MIN_LAST_GIVEN
+    )
 
 
 def _cut_from_a_longer_word(text: str, name: str, start: int, end: int) -> bool:
@@ -731,6 +766,39 @@ def _sets_odds(text: str, end: int) -> bool:
     limit = min(len(text), end + MAX_ODDS_CLAUSE)  # bounded: linear in a long text
     stop = _CLAUSE_END.search(text, end, limit)
     return bool(_ODDS_SETTING.search(text, end, stop.start() if stop else limit))
+
+
+_SCORE_AFTER = re.compile(r"\d{1,2} ?[-:：比] ?\d{1,2}(?!\d)")
+_SCORE_BEFORE = re.compile(r"(?<!\d)\d{1,2} ?[-:：比] ?\d{1,2} ?$")
+
+
+def _beside_a_score(text: str, start: int, end: int) -> bool:
+    """Whether a match's score stands right after or before the span (X2-0, 1比0X): a team's
+    result, not a person's (a year or a date has more digits)."""
+    if _SCORE_AFTER.match(text, end):
+        return True
+    return bool(_SCORE_BEFORE.search(text[max(0, start - 8) : start]))
+
+
+_HEAD_TITLES = (
+    "董事长", "总经理", "总裁", "经理", "总监", "主席", "会长", "社长", "行长", "院长", "校长",
+    "局长", "馆长", "所长", "站长", "厂长", "创始人", "负责人", "发言人", "主帅", "主教练",
+    "教练", "队长", "前锋", "后卫", "门将", "中场", "CEO",
+)  # fmt: skip
+"""Positions in an organisation: "X + position + name" names the position's organisation
+first (公司 + 总经理 + 张三, 球队 + 主帅 + name). Relational words (队友, 同事, 经纪人) and
+bylines (记者, 通讯员) take a person before them and are not here."""
+
+
+def _heads_title(tokens, starts: dict[int, int], end: int) -> bool:
+    """Whether a position in an organisation (`_HEAD_TITLES`) follows the span, and a word LAC
+    tags as a person follows the position: the span names the organisation (鸿泰典居 + 总经理 +
+    林昭远), not a second person."""
+    index = starts.get(end)
+    if index is None or index + 1 >= len(tokens):
+        return False
+    word, _, _ = tokens[index]
+    return word in _HEAD_TITLES and tokens[index + 1][1] == "PER"
 
 
 ADMINISTRATIVE_ENDS = frozenset("州省市县区镇乡村")
@@ -830,6 +898,10 @@ def lac_persons(
         ):
             continue
         if not evidence and _sets_odds(text, end):
+            continue
+        if not evidence and _beside_a_score(text, start, end):
+            continue
+        if not evidence and _heads_title(tokens, starts, end):
             continue
         han = "".join(c for c in name if c not in _INTERPUNCT)
         dotted = han != name
