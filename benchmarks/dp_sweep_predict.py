@@ -21,6 +21,7 @@ run time: the error the sweep printed, unrounded); within +-25% is the target of
 Usage (from the repository root; the sweep's printed output saved to a file):
     .venv/bin/python benchmarks/dp_utility.py sweep ... | tee sweep.log
     .venv/bin/python benchmarks/dp_sweep_predict.py sweep.log [--profile default] [--markdown]
+    .venv/bin/python benchmarks/dp_sweep_predict.py --calibration   # the model's own runs
 """
 
 import argparse
@@ -137,16 +138,84 @@ def loo_share(row: SweepRow, now: planner.Candidate) -> tuple[float, bool]:
     return now.expected_share, False
 
 
+def print_calibration() -> None:
+    """The model's runs as a Markdown table: each calibration run predicted in sample and by
+    the model fitted without it, each validation run (never fitted) predicted; then the range
+    of the errors per group."""
+    model = planner.MODEL
+    loo = {label: predicted for label, _, predicted in planner.leave_one_out()}
+    print(
+        "| run | fit | sigma | B | T | d | C | noise/C run | sigma/B | measured | predicted | "
+        "error | left out | error |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    groups: dict[str, list[tuple[float, float]]] = {}
+    for fitted, runs in (("yes", planner.CALIBRATION), ("held out", planner.VALIDATION)):
+        for run in runs:
+            predicted = model.predict(run)
+            left_out = loo.get(run.label, predicted) if fitted == "yes" else predicted
+            ratio = planner.run_noise_to_signal(
+                noise_multiplier=run.noise_multiplier,
+                batch=run.batch,
+                steps=run.steps,
+                lora_params=run.lora_params,
+            )
+            group = (
+                "held out"
+                if fitted != "yes"
+                else "sweep"
+                if run.label.startswith("sweep ")
+                else f"clip {run.clip:g}"
+            )
+            groups.setdefault(group, []).append((run.share, predicted, left_out))
+            print(
+                f"| {run.label} | {fitted} | {run.noise_multiplier:.3f} | {run.batch} | "
+                f"{run.steps} | {run.lora_params:,} | {run.clip:g} | {ratio:.2f} | "
+                f"{run.noise_multiplier / run.batch:.4f} | {run.share:.1%} | {predicted:.1%} | "
+                f"{_error(predicted - run.share, run.share)} | {left_out:.1%} | "
+                f"{_error(left_out - run.share, run.share)} |"
+            )
+    print(
+        f"\nModel: rho {model.rho:.3f} at clip 1, rho_normalized {model.rho_normalized:.4f} and "
+        f"kappa {model.kappa:.3f} at clip <= {planner.NORMALIZED_CLIP:g}; margin "
+        f"{planner.MODEL_MARGIN * 100:.1f} points"
+    )
+    for group, values in groups.items():
+        for name, index in (("in sample", 1), ("left out", 2)):
+            if group == "held out" and index == 2:
+                continue
+            points = [v[index] - v[0] for v in values]
+            rel = [(v[index] - v[0]) / v[0] for v in values]
+            within = sum(abs(r) <= TOLERANCE for r in rel)
+            print(
+                f"{group} ({len(values)} runs), {name}: {min(points) * 100:+.1f} to "
+                f"{max(points) * 100:+.1f} points, {min(rel):+.0%} to {max(rel):+.0%}; within "
+                f"+-{TOLERANCE:.0%}: {within} of {len(values)}"
+            )
+
+
 def _error(diff: float, measured: float) -> str:
     return f"{diff * 100:+.1f} pt ({diff / measured:+.0%})"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("table", type=Path, help="the saved output of `dp_utility.py sweep`")
+    parser.add_argument(
+        "table", type=Path, nargs="?", help="the saved output of `dp_utility.py sweep`"
+    )
     parser.add_argument("--profile", default="default", help="the sweep's profile")
     parser.add_argument("--markdown", action="store_true", help="a Markdown table")
+    parser.add_argument(
+        "--calibration",
+        action="store_true",
+        help="instead: every run of plan.CALIBRATION and VALIDATION, predicted and left out",
+    )
     args = parser.parse_args(argv)
+    if args.calibration:
+        print_calibration()
+        return 0
+    if args.table is None:
+        parser.error("give the saved sweep output, or --calibration")
     rows = parse_rows(args.table.read_text(encoding="utf-8").splitlines())
     if not rows:
         raise SystemExit(f"{args.table}: no row of `dp_utility.py sweep` in it")

@@ -89,3 +89,16 @@ def test_a_row_that_is_a_calibration_run_is_also_predicted_by_the_model_fitted_w
     # another sigma is no calibration run: its prediction is already out of sample
     other = module.parse_rows([line.replace("| 0.385 |", "| 0.395 |")])[0]
     assert module.loo_share(other, now) == (0.5, False)
+
+
+def test_the_calibration_table_lists_every_run_with_its_left_out_prediction(capsys):
+    module = _module()
+    assert module.main(["--calibration"]) == 0
+    out = capsys.readouterr().out
+    runs = (*planner.CALIBRATION, *planner.VALIDATION)
+    assert sum(line.startswith("| ") and "|---" not in line for line in out.splitlines()) == (
+        1 + len(runs)
+    )
+    assert "sweep (7 runs), left out:" in out and "within +-25%: 7 of 7" in out
+    with pytest.raises(SystemExit):
+        module.main([])  # neither a table nor --calibration
