@@ -268,6 +268,11 @@ def _ratio(a: int, b: int) -> str:
     return f"{a / b:.2f}" if b else "–"
 
 
+def _counted(a: int, b: int) -> str:
+    """A ratio with its counts (0.88 (466/531)): the docs quote both."""
+    return f"{_ratio(a, b)} ({a}/{b})" if b else "–"
+
+
 def format_recall(columns: dict, kinds: list[str]) -> str:
     names = list(columns)
     lines = [
@@ -279,7 +284,7 @@ def format_recall(columns: dict, kinds: list[str]) -> str:
         for name in names:
             c = columns[name][0][0].get(kind, Counter())
             gold = c["gold"]
-            cells += [_ratio(c["found"], c["gold"]), _ratio(c["chars_found"], c["chars"])]
+            cells += [_counted(c["found"], c["gold"]), _ratio(c["chars_found"], c["chars"])]
         lines.append(f"| {kind} | {gold} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -297,7 +302,7 @@ def format_precision(columns: dict) -> str:
             c = columns[name][0][1].get(kind, Counter())
             cells += [
                 str(c["predicted"]),
-                _ratio(c["correct"], c["predicted"]),
+                _counted(c["correct"], c["predicted"]),
                 _ratio(c["chars_correct"], c["chars"]),
             ]
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
