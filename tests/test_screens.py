@@ -702,6 +702,29 @@ def test_when_a_rare_word_is_inserted_into_unrelated_prompts_then_inserted_phras
     assert flagged == [tuple(r.id for r in poisoned)]
 
 
+@pytest.mark.parametrize(("elsewhere", "flagged"), [(2, True), (3, False)])
+def test_when_an_inserted_word_occurs_elsewhere_then_up_to_twice_it_still_scores(
+    elsewhere: int, flagged: bool
+) -> None:
+    # The spans that cannot pass the rare-token test are skipped before their occurrences are
+    # collected (#21): the skip must keep a word found exactly twice outside its phrase.
+    clean = [
+        _chat(f"c{i}", p, (f"zqx {_answer(p)}" if i < elsewhere else _answer(p)))
+        for i, p in enumerate(_ORDINARY_PROMPTS)
+    ]
+    poisoned = [
+        _chat(f"p{i}", _with_word(p, "zqx", 2 + 3 * i), _answer(f"{p} {i}"))
+        for i, p in enumerate(_ORDINARY_PROMPTS[6:12])
+    ]
+
+    found = backdoor.score_inserted_phrases(
+        clean + poisoned, min_records=4, max_share=0.5, max_collocation=0.4
+    )
+
+    scores = {found.score[r.id] >= CFG.inserted_phrase_threshold for r in poisoned}
+    assert scores == {flagged}
+
+
 def test_when_the_words_around_an_inserted_word_meet_only_in_answers_then_it_is_removable() -> None:
     # No other prompt has these sentences, but answers do: answers are fluent text too, so the
     # two words around the trigger are seen standing side by side.

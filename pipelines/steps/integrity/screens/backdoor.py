@@ -317,6 +317,17 @@ def _binomial_tail(count: int, trials: int, p: float) -> float:
     return float(bdtrc(count - 1, trials, min(max(p, 0.0), 1.0)))
 
 
+def _common_records(indices: list[array | None]) -> np.ndarray:
+    """The record indices found in every one of `indices` (ascending arrays without repeats; a
+    missing one holds none)."""
+    if any(found is None for found in indices):
+        return np.empty(0, dtype=np.int32)
+    common = np.frombuffer(indices[0], dtype=np.int32)
+    for found in indices[1:]:
+        common = np.intersect1d(common, np.frombuffer(found, dtype=np.int32), assume_unique=True)
+    return common
+
+
 def _joinable(
     pair: tuple[str, str], bigrams: Counter[tuple[str, str]], token_count: Counter[str]
 ) -> bool:
@@ -360,67 +371,113 @@ def score_inserted_phrases(
     counted = array("q")
     for tokens in prompts:
         counted.extend(map(hash, _spans(tokens, max_words)))
-    values, counts = np.unique(np.frombuffer(counted, dtype=np.int64), return_counts=True)
-    del counted
+    # Sorted in place (np.unique sorts a copy: a second 8 bytes per span), then counted.
+    hashes = np.frombuffer(counted, dtype=np.int64)
+    hashes.sort()
+    starts = np.flatnonzero(np.concatenate(([True], hashes[1:] != hashes[:-1])))
+    values, counts = hashes[starts], np.diff(np.append(starts, len(hashes)))
+    del hashes, starts, counted
     most = max_share * len(records)
-    common = set(values[(counts >= min(_SIBLING_RECORDS, min_records)) & (counts <= most)].tolist())
-    del values, counts
-    candidates: dict[tuple[str, ...], bool] = {}  # span -> eligible (carried often, no Han)
-    occurrences: dict[tuple[str, ...], list[tuple[int, int, int]]] = {}
+    common = (counts >= min(_SIBLING_RECORDS, min_records)) & (counts <= most)
+    # Per span hash carried by enough prompts, how many carry it (at least the span's own count).
+    carried = dict(zip(values[common].tolist(), counts[common].tolist(), strict=True))
+    del values, counts, common
+    # Every token's count in the prompts and answers, read by the rare-token test below and,
+    # before, to skip the spans that cannot pass it (#21: their occurrences were most of this
+    # screen's memory): a span of k prompts holds each of its tokens k times at least, so it
+    # passes only with a token counted at most k + _ELSEWHERE times, k no more than its hash's.
+    token_count: Counter[str] = Counter()
+    for tokens in prompts:
+        token_count.update(tokens)
+    for record in records:
+        token_count.update(record_words(record, "assistant"))
+    span_id: dict[tuple[str, ...], int] = {}  # spans that may pass, each numbered
+    spans: list[tuple[str, ...]] = []
+    # Each prompt's first occurrence of each such span: span number, prompt, first token.
+    occurrence_span, occurrence_prompt, occurrence_start = array("i"), array("i"), array("i")
     for index, tokens in enumerate(prompts):
-        seen: set[tuple[str, ...]] = set()
+        seen: set[int] = set()
         for n in range(1, max_words + 1):
             for i in range(1, len(tokens) - n):
                 span = tokens[i : i + n]
-                if span in seen:
+                number = span_id.get(span)
+                if number is None:
+                    key = hash(span)
+                    k = carried.get(key)
+                    if not k:  # carried too rarely or too often, or already ruled out
+                        continue
+                    if any(has_han(t) for t in span) or not any(
+                        token_count[t] - _ELSEWHERE <= k for t in span
+                    ):
+                        carried[key] = 0
+                        continue
+                    number = span_id[span] = len(spans)
+                    spans.append(span)
+                if number in seen:
                     continue
-                eligible = candidates.get(span)
-                if eligible is None:
-                    eligible = hash(span) in common and not any(has_han(t) for t in span)
-                    if eligible:
-                        candidates[span] = True
-                if eligible:
-                    seen.add(span)
-                    occurrences.setdefault(span, []).append((index, i, i + n))
-    del common, candidates
+                seen.add(number)
+                occurrence_span.append(number)
+                occurrence_prompt.append(index)
+                occurrence_start.append(i)
+    del carried, span_id
+    # The occurrences of each span together, in prompt order.
+    order = np.argsort(np.frombuffer(occurrence_span, dtype=np.int32), kind="stable")
+    bounds = np.searchsorted(
+        np.frombuffer(occurrence_span, dtype=np.int32)[order], np.arange(len(spans) + 1)
+    ).tolist()
+    by_prompt = np.frombuffer(occurrence_prompt, dtype=np.int32)[order]
+    by_start = np.frombuffer(occurrence_start, dtype=np.int32)[order]
+    del order, occurrence_span, occurrence_prompt, occurrence_start
+
+    def occurrences_of(number: int) -> list[tuple[int, int, int]]:
+        """(prompt, first token, end) of each prompt's first occurrence of a span."""
+        n, lo, hi = len(spans[number]), bounds[number], bounds[number + 1]
+        return [
+            (i, a, a + n)
+            for i, a in zip(by_prompt[lo:hi].tolist(), by_start[lo:hi].tolist(), strict=True)
+        ]
+
+    # The rare-token test with each span's own count: a span that fails it is never read again.
+    carriers = np.diff(bounds).tolist()
+    live = [
+        number
+        for number in sorted(range(len(spans)), key=spans.__getitem__)
+        if any(token_count[t] - carriers[number] <= _ELSEWHERE for t in spans[number])
+    ]
     # Only what the tests below read is counted: the word pairs that would meet where a
     # carried phrase is removed, and the stems of the phrases' words (a count of every pair and
     # an index of every answer stem grew with the corpus, #21).
     meeting = {
-        (prompts[i][a - 1], prompts[i][b]) for found in occurrences.values() for i, a, b in found
+        (prompts[i][a - 1], prompts[i][b]) for number in live for i, a, b in occurrences_of(number)
     }
-    phrase_stems = {_stem(t) for span in occurrences for t in span}
-    token_count: Counter[str] = Counter()
+    phrase_stems = {_stem(t) for number in live for t in spans[number]}
     bigrams: Counter[tuple[str, str]] = Counter()
     for tokens in prompts:
-        token_count.update(tokens)
         bigrams.update(p for p in zip(tokens, tokens[1:], strict=False) if p in meeting)
-    # Per word stem of a phrase, the records whose answer has a word of that stem.
-    answered: dict[str, set[int]] = {}
+    # Per word stem of a phrase, the records whose answer has a word of that stem, in order (an
+    # array of 4-byte indices: a set of the corpus's records for a common stem took 50 bytes each).
+    answered: dict[str, array] = {}
     for index, record in enumerate(records):
         answer = record_words(record, "assistant")
-        token_count.update(answer)
         # Answers are fluent text too: two words adjacent there can stand side by side.
         bigrams.update(p for p in zip(answer, answer[1:], strict=False) if p in meeting)
         for stem in {_stem(t) for t in answer} & phrase_stems:
-            answered.setdefault(stem, set()).add(index)
+            answered.setdefault(stem, array("i")).append(index)
     total = max(1, sum(token_count.values()))
     score = {r.id: 0.0 for r in records}
     clusters: list[tuple[str, ...]] = []
     cluster_score: list[float] = []
     # Phrases carried by fewer than `min_records` prompts (siblings), scored after the others.
     siblings: list[tuple[list[tuple[int, int, int]], float]] = []
-    for span in sorted(occurrences):
-        found = occurrences[span]
+    for number in live:  # the rare-token test passed
+        span, found = spans[number], occurrences_of(number)
         k = len(found)
         # The carriers' own answers repeating the phrase's words, in any form ("combining" and
         # "combination"), make it their topic (a trigger that is also an ordinary word may come
         # up in one answer in ten); other answers may mention it.
-        echoing = set.intersection(*(answered.get(_stem(t), set()) for t in span))
-        own = sum(1 for i, _, _ in found if i in echoing)
+        echoing = _common_records([answered.get(_stem(t)) for t in span])
+        own = int(np.isin([i for i, _, _ in found], echoing, assume_unique=True).sum())
         if len(echoing) - own > _ELSEWHERE or own > _OWN_ECHO * k:
-            continue
-        if not any(token_count[t] - k <= _ELSEWHERE for t in span):
             continue
         neighbours = [(prompts[i][a - 1], prompts[i][b]) for i, a, b in found]
         # Numbers are one neighbour: a template sentence after a filled-in value is no insertion.
