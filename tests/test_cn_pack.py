@@ -557,7 +557,8 @@ def test_when_lac_reads_a_surname_and_a_given_name_as_a_time_word_then_it_is_a_n
     tokens = (("认出", "v", 0), ("取钱者", "n", 2), ("为", "v", 5), ("周清", "TIME", 6))
     tokens += (("来", "v", 8), ("，", "w", 9))
     assert ("周清来", 6, 9) in cn_names._person_candidates(text, tokens)  # 来 ends the name
-    for time_word in ("周一", "周末", "周年", "明年", "夏季"):  # calendar or dictionary words
+    # calendar or dictionary words, and a dynasty's start or end or a season's month
+    for time_word in ("周一", "周末", "周年", "明年", "夏季", "元末", "晋初", "孟春"):
         text = f"{time_word}来交代。"
         tokens = ((time_word, "TIME", 0), ("来", "v", 2), ("交代", "v", 3))
         assert cn_names._person_candidates(text, tokens) == [], time_word

@@ -116,3 +116,25 @@ def foreign_score(word: str) -> float:
 
 _RARE = 2e-4
 """The pseudo-frequency added to each character's share of a name list."""
+
+
+@lru_cache(maxsize=1)
+def _time_counts() -> tuple[Counter[str], Counter[str]]:
+    """Per character: dictionary words tagged `t` (a time word) holding it, and all words."""
+    tags, _ = _dictionary()
+    timed: Counter[str] = Counter()
+    every: Counter[str] = Counter()
+    for word, tag in tags.items():
+        characters = set(word)
+        every.update(characters)
+        if tag == "t":
+            timed.update(characters)
+    return timed, every
+
+
+@lru_cache(maxsize=4096)
+def time_share(character: str) -> float:
+    """The share of the dictionary's words holding `character` that are time words (`t`):
+    about 0.2 for 初, 末 and 晚 (元末, 清初), 0.02 or less for 清, 明 and 来 (names' characters)."""
+    timed, every = _time_counts()
+    return timed[character] / every[character] if every[character] else 0.0

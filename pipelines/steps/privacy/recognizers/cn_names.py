@@ -42,6 +42,7 @@ from pipelines.steps.privacy.recognizers.cn_name_model import (
     foreign_score,
     given_name_score,
     surnames,
+    time_share,
 )
 from pipelines.steps.privacy.recognizers.en_names import (
     english_lexicon,
@@ -697,15 +698,23 @@ MIN_LAST_GIVEN = -0.5
 """The name model's score a given name needs with a verb's character LAC cut off it (清 + 来)."""
 
 
+TIME_CHARACTER = 0.05
+"""`time_share` from which a character reads as a time word's (初, 末, 春: 元末, 孟春)."""
+
+
 def _name_read_as_time(word: str) -> bool:
     """Whether a word LAC tags TIME is a surname and a given name (周 + 清, 周一 + 鸣): two or
     three Han characters starting with a surname, no calendar word (周末, 季度) and no word of
-    the dictionary (周年, 明年, 夏季), and a given name the name model accepts."""
+    the dictionary (周年, 明年, 夏季), a given name the name model accepts and none of whose
+    characters is mostly a time word's (元 + 末, 晋 + 初: the start or end of a dynasty)."""
     if not (2 <= len(word) <= 3) or not _HAN_ALL.fullmatch(word) or word[0] not in surnames():
         return False
     if _CALENDAR.fullmatch(word) or _dictionary()[1].get(word):
         return False
-    return given_name_score(word[1:]) > 0
+    given = word[1:]
+    if any(time_share(character) >= TIME_CHARACTER for character in given):
+        return False
+    return given_name_score(given) > 0
 
 
 def _ends_the_name(word: str, following: tuple[str, str, int]) -> bool:
