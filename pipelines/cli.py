@@ -508,13 +508,16 @@ def screen(
         normalize_row,
     )
     from pipelines.steps.integrity.curate import curate_records, iter_decision_lines
+    from pipelines.steps.integrity.packed import PackedRecords
 
     if not input_path.is_file():
         _fail(f"INPUT {input_path} is not a file")
     if input_path.suffix.lower() not in SUPPORTED_SUFFIXES:
         _fail(f"INPUT {input_path}: unsupported type (use {', '.join(SUPPORTED_SUFFIXES)})")
     cfg = _profile(profile)
-    records, unreadable, seen = [], {}, set()
+    # Packed, not a list of objects: about the size of their text, and shared with the second
+    # screening process instead of copied into it (#21).
+    records, unreadable, seen = PackedRecords(), {}, set()
     for line_no, row in iter_rows(input_path, cfg.ingest.limits):
         fallback_id = f"{input_path.name}:{line_no}"
         try:
@@ -547,9 +550,10 @@ def screen(
             _fail(str(exc))
         model, tokenizer = load_base_model(info.path)
         perplexity = causal_lm_perplexity(model.eval(), tokenizer)
+    del seen
     result = curate_records(records, cfg.curation, perplexity=perplexity)
     total = len(records) + len(unreadable)
-    del records, seen  # the result keeps the records it kept
+    del records  # the result keeps a view of the records it kept
     counts = dict.fromkeys(("keep", "drop", "quarantine"), 0)
 
     def lines() -> Iterator[dict]:

@@ -19,6 +19,7 @@ from pipelines.steps.integrity.curate import (
     curate_records,
     near_duplicate_rate,
 )
+from pipelines.steps.integrity.packed import PackedRecords
 from pipelines.steps.integrity.screens import backdoor, injection, payload, quality
 from pipelines.steps.integrity.screens.dedup import score_near_duplicates
 from pipelines.steps.records import Message, Record
@@ -302,6 +303,22 @@ def test_when_curated_twice_or_in_two_processes_then_decisions_are_identical(
     first = curate_records(records, CFG)
     assert first.screened == curate_records(records, CFG).screened
     assert first.screened == curate_records(records, in_two_processes).screened
+
+
+def test_when_records_are_packed_then_curation_gives_the_same_result(
+    bundled: tuple[list[Record], GroundTruth], curated: CurationResult
+) -> None:
+    # `sovtune screen` packs the records it reads (#21.1): the screens read them back one at a
+    # time, in this process and in the forked one.
+    in_two_processes = CFG.model_copy(update={"parallel_min_records": 1})
+
+    result = curate_records(PackedRecords(bundled[0]), in_two_processes)
+
+    assert result.screened == curated.screened and result.scores == curated.scores
+    assert result.near_duplicate_clusters == curated.near_duplicate_clusters
+    assert result.trigger_clusters == curated.trigger_clusters
+    assert isinstance(result.kept, PackedRecords) and list(result.kept) == curated.kept
+    assert len(curated.kept) < len(bundled[0])
 
 
 def test_when_a_steward_decides_then_approve_keeps_and_reject_stays_out(

@@ -18,7 +18,7 @@ import multiprocessing
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.steps.config import CurationConfig
+from pipelines.steps.integrity.packed import PackedRecords
 from pipelines.steps.integrity.screens import (
     BACKDOOR,
     DEDUP,
@@ -102,7 +103,7 @@ _DedupAndQuality = tuple[np.ndarray, dict[str, str], list[tuple[str, ...]], dict
 # The candidates the second process screens: set before it is forked, so that it inherits them
 # (a fork shares the parent's pages) instead of receiving them pickled through a pipe (the
 # pickle and its memo were a second copy of the corpus in the parent, #21).
-_FORKED_CANDIDATES: list[list[Record]] = []
+_FORKED_CANDIDATES: list[Sequence[Record]] = []
 
 
 class ScoreTable(Mapping[str, dict[str, float]]):
@@ -205,7 +206,8 @@ class CurationResult:
     """The curated corpus and the audit trail of every record, in input order.
 
     Attributes:
-        kept: Records to train on (clean ones and steward-approved ones).
+        kept: Records to train on (clean ones and steward-approved ones): a list, or a view of
+            the `PackedRecords` screened.
         screened: One decision per input record.
         scores: Per record id, every score measured (reason code -> score), crossed or not
             (a `ScoreTable`: reading an id gives its dict).
@@ -216,7 +218,7 @@ class CurationResult:
             when ONION did not run (no perplexity function given).
     """
 
-    kept: list[Record]
+    kept: Sequence[Record]
     screened: list[ScreenedRecord]
     scores: Mapping[str, dict[str, float]] = field(repr=False)
     near_duplicate_clusters: list[tuple[str, ...]]
@@ -297,7 +299,7 @@ def score_records(records: list[Record]) -> list[RecordScore]:
     ]
 
 
-def screen_records(records: list[Record], cfg: CurationConfig) -> ScreenResult:
+def screen_records(records: Sequence[Record], cfg: CurationConfig) -> ScreenResult:
     """Filter records that are too short, too long, or exact duplicates of a kept record.
 
     Length is checked first; among the records of acceptable length, the first occurrence of
@@ -311,29 +313,41 @@ def screen_records(records: list[Record], cfg: CurationConfig) -> ScreenResult:
     Returns:
         Kept and filtered records, each in input order.
     """
-    kept: list[Record] = []
+    rows, filtered = _first_pass(records, cfg)
+    return ScreenResult(kept=[records[row] for row in rows], filtered=filtered)
+
+
+def _first_pass(
+    records: Sequence[Record], cfg: CurationConfig
+) -> tuple[list[int], list[FilteredRecord]]:
+    """`screen_records` as the positions of the records kept (one record scored at a time)."""
+    kept: list[int] = []
     filtered: list[FilteredRecord] = []
     first_id_by_digest: dict[str, str] = {}
-    for record, score in zip(records, score_records(records), strict=True):
-        if score.chars < cfg.min_chars:
+    for row, record in enumerate(records):
+        chars, digest = len(record.text), _content_digest(record)
+        if chars < cfg.min_chars:
             filtered.append(
-                FilteredRecord(
-                    record.id, TOO_SHORT, f"chars={score.chars} < min_chars={cfg.min_chars}"
-                )
+                FilteredRecord(record.id, TOO_SHORT, f"chars={chars} < min_chars={cfg.min_chars}")
             )
-        elif score.chars > cfg.max_chars:
+        elif chars > cfg.max_chars:
             filtered.append(
-                FilteredRecord(
-                    record.id, TOO_LONG, f"chars={score.chars} > max_chars={cfg.max_chars}"
-                )
+                FilteredRecord(record.id, TOO_LONG, f"chars={chars} > max_chars={cfg.max_chars}")
             )
-        elif score.content_digest in first_id_by_digest:
-            first_id = first_id_by_digest[score.content_digest]
+        elif digest in first_id_by_digest:
+            first_id = first_id_by_digest[digest]
             filtered.append(FilteredRecord(record.id, EXACT_DUPLICATE, f"duplicate_of={first_id}"))
         else:
-            first_id_by_digest[score.content_digest] = record.id
-            kept.append(record)
-    return ScreenResult(kept=kept, filtered=filtered)
+            first_id_by_digest[digest] = record.id
+            kept.append(row)
+    return kept, filtered
+
+
+def _subset(records: Sequence[Record], rows: list[int]) -> Sequence[Record]:
+    """The records at `rows`: a view of packed records (their buffers shared), else a list."""
+    if isinstance(records, PackedRecords):
+        return records.take(rows)
+    return [records[row] for row in rows]
 
 
 def filtered_counts(filtered: list[FilteredRecord]) -> dict[str, int]:
@@ -350,7 +364,7 @@ def filtered_counts(filtered: list[FilteredRecord]) -> dict[str, int]:
 
 
 def curate_records(
-    records: list[Record],
+    records: Sequence[Record],
     cfg: CurationConfig,
     decisions: dict[str, str] | None = None,
     *,
@@ -365,7 +379,9 @@ def curate_records(
     nothing and are counted as unmatched.
 
     Args:
-        records: Records in input order.
+        records: Records in input order: a list, or `PackedRecords` (#21: about the size of
+            their text, and shared with the second screening process rather than copied; the
+            result's `kept` is then a view of them).
         cfg: Thresholds.
         decisions: Steward decisions, record id -> `approve` or `reject`.
         perplexity: The base model's perplexity function (`backdoor.causal_lm_perplexity`,
@@ -379,14 +395,17 @@ def curate_records(
         The curated records and the decision, reasons and scores of every record.
     """
     decisions = decisions or {}
-    first = screen_records(records, cfg)
+    rows, filtered = _first_pass(records, cfg)
     dropped = {
         f.id: Reason(DEDUP if f.reason == EXACT_DUPLICATE else QUALITY, f.reason, 1.0, f.detail)
-        for f in first.filtered
+        for f in filtered
     }
-    candidates = first.kept
-    scores = ScoreTable(r.id for r in candidates)
-    reasons: dict[str, list[Reason]] = {r.id: [] for r in candidates}
+    del filtered
+    candidates = _subset(records, rows)
+    del rows
+    ids = [r.id for r in candidates]
+    scores = ScoreTable(ids)
+    reasons: dict[str, list[Reason]] = {record_id: [] for record_id in ids}
 
     pool, pending = _start_dedup_and_quality(candidates, cfg)
     try:  # a screen that raises must not leave the second process running
@@ -401,18 +420,19 @@ def curate_records(
         if pool:
             pool.shutdown(cancel_futures=True)
         _FORKED_CANDIDATES.clear()
-    ids = [r.id for r in candidates]
     _screen_quality(ids, quality_scores, cfg, scores, reasons)
     _screen_near_duplicates(ids, similarity, representative, scores, reasons)
     onion_scored = (
         None if perplexity is None else _screen_onion(candidates, perplexity, cfg, scores, reasons)
     )
 
+    del ids
     screened = _decide(records, dropped, reasons, decisions)
     quarantined = {s.id for s in screened if s.decision == QUARANTINE}
     kept_ids = {s.id for s in screened if s.kept}
     return CurationResult(
-        kept=[r for r in records if r.id in kept_ids],
+        # screened[row] is the decision on records[row]: a record whose id was kept is kept.
+        kept=_subset(records, [row for row, s in enumerate(screened) if s.id in kept_ids]),
         screened=screened,
         scores=scores,
         near_duplicate_clusters=near_clusters,
@@ -428,7 +448,7 @@ def _dedup_args(cfg: CurationConfig) -> tuple[float, int, int]:
 
 
 def _start_dedup_and_quality(
-    candidates: list[Record], cfg: CurationConfig
+    candidates: Sequence[Record], cfg: CurationConfig
 ) -> tuple[ProcessPoolExecutor | None, Future[_DedupAndQuality] | None]:
     """Start the near-duplicate and quality screens in a second process on a large corpus.
 
@@ -454,7 +474,7 @@ def _start_dedup_and_quality(
 
 
 def _screen_backdoor(
-    candidates: list[Record],
+    candidates: Sequence[Record],
     cfg: CurationConfig,
     scores: ScoreTable,
     reasons: dict[str, list[Reason]],
@@ -471,34 +491,34 @@ def _screen_backdoor(
         min_cluster=cfg.min_trigger_cluster,
     )
     flagged = {i for i, score in enumerate(trigger.cluster_score) if score >= cfg.trigger_threshold}
-    for record in candidates:
-        trigger_score = trigger.trigger_score[record.id]
-        outlier_score = trigger.outlier_score[record.id]
-        scores.put(record.id, backdoor.TRIGGER_CLUSTER, trigger_score)
-        scores.put(record.id, backdoor.RESPONSE_OUTLIER, outlier_score)
-        cluster = trigger.cluster_of.get(record.id)
+    for record_id in scores:  # every candidate's id, in order
+        trigger_score = trigger.trigger_score[record_id]
+        outlier_score = trigger.outlier_score[record_id]
+        scores.put(record_id, backdoor.TRIGGER_CLUSTER, trigger_score)
+        scores.put(record_id, backdoor.RESPONSE_OUTLIER, outlier_score)
+        cluster = trigger.cluster_of.get(record_id)
         if cluster not in flagged:
             continue
         detail = f"cluster={cluster} size={len(trigger.clusters[cluster])}"
         if trigger_score >= cfg.trigger_threshold:
-            reasons[record.id].append(
+            reasons[record_id].append(
                 Reason(BACKDOOR, backdoor.TRIGGER_CLUSTER, trigger_score, detail)
             )
         elif outlier_score >= cfg.outlier_threshold:
-            reasons[record.id].append(
+            reasons[record_id].append(
                 Reason(BACKDOOR, backdoor.RESPONSE_OUTLIER, outlier_score, detail)
             )
         else:
             # Any member of a flagged cluster shares the planted answer: never kept unreviewed.
             best = trigger.cluster_score[cluster]
-            reasons[record.id].append(
+            reasons[record_id].append(
                 Reason(BACKDOOR, backdoor.TRIGGER_CLUSTER, trigger_score, f"{detail} best={best}")
             )
     return [trigger.clusters[i] for i in sorted(flagged)]
 
 
 def _screen_inserted_phrases(
-    candidates: list[Record],
+    candidates: Sequence[Record],
     cfg: CurationConfig,
     scores: ScoreTable,
     reasons: dict[str, list[Reason]],
@@ -519,18 +539,18 @@ def _screen_inserted_phrases(
         i for i, score in enumerate(phrases.cluster_score) if score >= cfg.inserted_phrase_threshold
     ]
     cluster_of = {rid: i for i in reversed(flagged) for rid in phrases.clusters[i]}
-    for record in candidates:
-        score = phrases.score[record.id]
-        scores.put(record.id, backdoor.INSERTED_PHRASE, score)
-        if record.id in cluster_of:
-            cluster = cluster_of[record.id]
+    for record_id in scores:  # every candidate's id, in order
+        score = phrases.score[record_id]
+        scores.put(record_id, backdoor.INSERTED_PHRASE, score)
+        if record_id in cluster_of:
+            cluster = cluster_of[record_id]
             detail = f"phrase={cluster} size={len(phrases.clusters[cluster])}"
-            reasons[record.id].append(Reason(BACKDOOR, backdoor.INSERTED_PHRASE, score, detail))
+            reasons[record_id].append(Reason(BACKDOOR, backdoor.INSERTED_PHRASE, score, detail))
     return [phrases.clusters[i] for i in flagged]
 
 
 def _screen_repeated_payloads(
-    candidates: list[Record],
+    candidates: Sequence[Record],
     scores: ScoreTable,
     reasons: dict[str, list[Reason]],
 ) -> None:
@@ -553,20 +573,20 @@ def _screen_repeated_payloads(
         if score >= payload.THRESHOLD
         for rid in found.clusters[i]
     }
-    for record in candidates:
-        score = found.score[record.id]
-        scores.put(record.id, payload.REPEATED_PAYLOAD, score)
-        if record.id in group_of:
-            group = group_of[record.id]
+    for record_id in scores:  # every candidate's id, in order
+        score = found.score[record_id]
+        scores.put(record_id, payload.REPEATED_PAYLOAD, score)
+        if record_id in group_of:
+            group = group_of[record_id]
             detail = (
                 f"payload={group} size={len(found.clusters[group])} "
                 f"segment={found.cluster_key[group]}"
             )
-            reasons[record.id].append(Reason(BACKDOOR, payload.REPEATED_PAYLOAD, score, detail))
+            reasons[record_id].append(Reason(BACKDOOR, payload.REPEATED_PAYLOAD, score, detail))
 
 
 def _screen_injection(
-    candidates: list[Record],
+    candidates: Sequence[Record],
     scores: ScoreTable,
     reasons: dict[str, list[Reason]],
 ) -> None:
@@ -631,7 +651,7 @@ def _screen_near_duplicates(
 
 
 def _screen_onion(
-    candidates: list[Record],
+    candidates: Sequence[Record],
     perplexity: Callable[[list[str]], list[float]],
     cfg: CurationConfig,
     scores: ScoreTable,
@@ -655,7 +675,7 @@ def _screen_onion(
 
 
 def _decide(
-    records: list[Record],
+    records: Sequence[Record],
     dropped: dict[str, Reason],
     reasons: dict[str, list[Reason]],
     decisions: dict[str, str],
@@ -712,7 +732,7 @@ def iter_decision_lines(result: CurationResult) -> Iterator[dict[str, Any]]:
 
 
 def _dedup_and_quality(
-    records: list[Record], threshold: float, num_perm: int, shingle_size: int
+    records: Sequence[Record], threshold: float, num_perm: int, shingle_size: int
 ) -> _DedupAndQuality:
     near = score_near_duplicates(
         records, threshold=threshold, num_perm=num_perm, shingle_size=shingle_size
