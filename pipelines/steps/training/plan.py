@@ -167,6 +167,12 @@ VALIDATION = (
         "cpu C 0.1 lr 0.01, batch 32, 35 steps", 0.477, 32, 35, 230_400, 0.1, 1.060 / 2.823
     ),
     CalibrationRun("same at lr 0.014, noise seed 1", 0.477, 32, 35, 230_400, 0.1, 1.080 / 2.823),
+    # docs/benchmarks.md "The sweep on SmolLM2": its two missing rows, epsilon 4 at N 10,000
+    # and 50,000 (8,502 / 42,523 English kept), the sweep's settings (rank 8, clip 0.1, lr 0.01,
+    # batch 8, 30 steps), run 2026-12-05 01:39-02:02 after the model was fitted; controls
+    # 1.562 and 1.876 as before
+    CalibrationRun("sweep N 8,502 eps 4", 0.406, 8, 30, 460_800, 0.1, 0.684 / 2.666),
+    CalibrationRun("sweep N 42,523 eps 4", 0.338, 8, 30, 460_800, 0.1, 0.655 / 2.122),
 )
 
 
