@@ -572,6 +572,12 @@ def test_when_a_name_stands_beside_a_match_score_then_it_is_a_team() -> None:
     text = "萨维耶塔在2010年回到了家乡。"  # a year is no score
     tokens = (("萨维耶塔", "PER", 0), ("在", "p", 4), ("2010年", "TIME", 5))
     assert (0, 4) in cn_names.lac_persons(text, tokens)
+    for after in ("10:30到达", "3-5月出差", "2-3天后回来"):  # a time, spans of time: a person
+        text = f"萨维耶塔{after}。"
+        tokens = (("萨维耶塔", "PER", 0), (after, "m", 4))
+        assert (0, 4) in cn_names.lac_persons(text, tokens), after
+    for score in ("2-0", " 2:0", "1比0"):
+        assert cn_names._beside_a_score(f"萨维耶塔{score}。", 0, 4), score
 
 
 def test_when_a_name_precedes_a_head_title_and_another_name_then_it_is_the_organisation() -> None:

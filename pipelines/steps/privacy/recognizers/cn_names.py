@@ -780,13 +780,19 @@ def _sets_odds(text: str, end: int) -> bool:
     return bool(_ODDS_SETTING.search(text, end, stop.start() if stop else limit))
 
 
-_SCORE_AFTER = re.compile(r"\d{1,2} ?[-:：比] ?\d{1,2}(?!\d)")
-_SCORE_BEFORE = re.compile(r"(?<!\d)\d{1,2} ?[-:：比] ?\d{1,2} ?$")
+_SCORE = (
+    r"(?<![\d.])(?:\d{1,2} ?[-比] ?\d{1,2}|\d{1,2} ?[:：] ?\d)"
+    r"(?![\d.月日号年天时点分秒岁周个])"
+)
+"""A match's score: two small numbers joined by - or 比, or by a colon before one digit (2:0,
+not the time 10:30), and no unit after it (3-5月 and 2-3天 are spans of time)."""
+_SCORE_AFTER = re.compile(f" ?{_SCORE}")
+_SCORE_BEFORE = re.compile(f"{_SCORE} ?$")
 
 
 def _beside_a_score(text: str, start: int, end: int) -> bool:
     """Whether a match's score stands right after or before the span (X2-0, 1比0X): a team's
-    result, not a person's (a year or a date has more digits)."""
+    result, not a person's (a year, a date, a time or a span of days is none)."""
     if _SCORE_AFTER.match(text, end):
         return True
     return bool(_SCORE_BEFORE.search(text[max(0, start - 8) : start]))
