@@ -145,10 +145,10 @@ def print_calibration() -> None:
     model = planner.MODEL
     loo = {label: predicted for label, _, predicted in planner.leave_one_out()}
     print(
-        "| run | fit | sigma | B | T | d | C | noise/C run | sigma/B | measured | predicted | "
-        "error | left out | error |"
+        "| run | fit | sigma | B | T | d | C | lr | control's gain | noise/C run | sigma/B | "
+        "measured | predicted | error | left out | error |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     groups: dict[str, list[tuple[float, float]]] = {}
     for fitted, runs in (("yes", planner.CALIBRATION), ("held out", planner.VALIDATION)):
         for run in runs:
@@ -170,7 +170,8 @@ def print_calibration() -> None:
             groups.setdefault(group, []).append((run.share, predicted, left_out))
             print(
                 f"| {run.label} | {fitted} | {run.noise_multiplier:.3f} | {run.batch} | "
-                f"{run.steps} | {run.lora_params:,} | {run.clip:g} | {ratio:.2f} | "
+                f"{run.steps} | {run.lora_params:,} | {run.clip:g} | {run.learning_rate:g} | "
+                f"{run.control_gain:.3f} | {ratio:.2f} | "
                 f"{run.noise_multiplier / run.batch:.4f} | {run.share:.1%} | {predicted:.1%} | "
                 f"{_error(predicted - run.share, run.share)} | {left_out:.1%} | "
                 f"{_error(left_out - run.share, run.share)} |"

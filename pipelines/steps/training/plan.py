@@ -89,7 +89,8 @@ class CalibrationRun:
     non-private gain it reached: (base - DP) / (base - non-private) held-out loss, the
     non-private control trained with the same batches and steps (at clip 1 at the DP run's own
     rate; at clip 0.1 at the control's best rate of the grid, which lowers the share; the
-    sweep's at the DP run's rate, 0.01, the best measured at batch 8)."""
+    sweep's at the DP run's rate, 0.01, the best measured at batch 8). Gains are base - DP and
+    base - non-private held-out loss, in nats."""
 
     label: str
     noise_multiplier: float
@@ -97,82 +98,95 @@ class CalibrationRun:
     steps: int
     lora_params: int
     clip: float
-    share: float
+    learning_rate: float
+    dp_gain: float
+    control_gain: float
+
+    @property
+    def share(self) -> float:
+        """(base - DP) / (base - non-private) held-out loss."""
+        return self.dp_gain / self.control_gain
 
 
 CALIBRATION = (
     # docs/benchmarks.md "Audit across epsilon": 2 CPU cores, the curated demo corpus (1,709
     # trained on), rank 8, clip 1, lr 0.002; base 4.080, non-private 1.630
-    CalibrationRun("cpu eps 1, batch 8, 50 steps", 0.748, 8, 50, 460_800, 1.0, 0.307 / 2.450),
-    CalibrationRun("cpu eps 4, batch 8, 50 steps", 0.512, 8, 50, 460_800, 1.0, 0.446 / 2.450),
-    CalibrationRun("cpu eps 8, batch 8, 50 steps", 0.398, 8, 50, 460_800, 1.0, 0.545 / 2.450),
+    CalibrationRun("cpu eps 1, batch 8, 50 steps", 0.748, 8, 50, 460_800, 1.0, 0.002, 0.307, 2.450),
+    CalibrationRun("cpu eps 4, batch 8, 50 steps", 0.512, 8, 50, 460_800, 1.0, 0.002, 0.446, 2.450),
+    CalibrationRun("cpu eps 8, batch 8, 50 steps", 0.398, 8, 50, 460_800, 1.0, 0.002, 0.545, 2.450),
     # docs/benchmarks.md "DP planning": an H200, the bundled corpus's 1,701 English records,
     # clip 1, lr 0.002 (batch 8), 0.008 (128), 0.004 (32); base 3.961, non-private 1.577
     # (batch 8), 0.708 (batch 128), 0.681 (batch 32)
-    CalibrationRun("h200 eps 8, batch 8, 50 steps", 0.397, 8, 50, 460_800, 1.0, 0.361 / 2.384),
-    CalibrationRun("h200 eps 1, batch 8, 50 steps", 0.747, 8, 50, 460_800, 1.0, 0.185 / 2.384),
     CalibrationRun(
-        "h200 eps 8, batch 128, 54 steps, r4", 0.757, 128, 54, 230_400, 1.0, 2.082 / 3.253
+        "h200 eps 8, batch 8, 50 steps", 0.397, 8, 50, 460_800, 1.0, 0.002, 0.361, 2.384
     ),
     CalibrationRun(
-        "h200 eps 1, batch 128, 54 steps, r4", 2.617, 128, 54, 230_400, 1.0, 1.353 / 3.253
+        "h200 eps 1, batch 8, 50 steps", 0.747, 8, 50, 460_800, 1.0, 0.002, 0.185, 2.384
     ),
     CalibrationRun(
-        "h200 eps 8, batch 32, 214 steps, r4", 0.591, 32, 214, 230_400, 1.0, 1.977 / 3.280
+        "h200 eps 8, batch 128, 54 steps, r4", 0.757, 128, 54, 230_400, 1.0, 0.008, 2.082, 3.253
     ),
     CalibrationRun(
-        "h200 eps 1, batch 32, 214 steps, r4", 1.445, 32, 214, 230_400, 1.0, 1.390 / 3.280
+        "h200 eps 1, batch 128, 54 steps, r4", 2.617, 128, 54, 230_400, 1.0, 0.008, 1.353, 3.253
+    ),
+    CalibrationRun(
+        "h200 eps 8, batch 32, 214 steps, r4", 0.591, 32, 214, 230_400, 1.0, 0.004, 1.977, 3.280
+    ),
+    CalibrationRun(
+        "h200 eps 1, batch 32, 214 steps, r4", 1.445, 32, 214, 230_400, 1.0, 0.004, 1.390, 3.280
     ),
     # docs/benchmarks.md "SmolLM2 at the default compute": 2 CPU cores, the curated default
     # corpus (1,891 records, 64 held out), rank 4, clip 0.1, Adam; base 3.902; the control at
     # the same batches and steps at its best rate of the grid (0.01 unless said)
     CalibrationRun(
-        "cpu C 0.1 lr 0.01, batch 8, 81 steps", 0.405, 8, 81, 230_400, 0.1, 0.735 / 2.761
+        "cpu C 0.1 lr 0.01, batch 8, 81 steps", 0.405, 8, 81, 230_400, 0.1, 0.01, 0.735, 2.761
     ),
-    CalibrationRun("same, noise seed 1", 0.405, 8, 81, 230_400, 0.1, 0.753 / 2.761),
+    CalibrationRun("same, noise seed 1", 0.405, 8, 81, 230_400, 0.1, 0.01, 0.753, 2.761),
     CalibrationRun(
-        "cpu C 0.1 lr 0.01, batch 16, 70 steps", 0.446, 16, 70, 230_400, 0.1, 1.031 / 2.914
+        "cpu C 0.1 lr 0.01, batch 16, 70 steps", 0.446, 16, 70, 230_400, 0.1, 0.01, 1.031, 2.914
     ),
     # batch 32: DP and control at lr 0.01 and 0.014, each at its best (0.014 both: 2.819, 1.079)
     CalibrationRun(
-        "cpu C 0.1 lr 0.014, batch 32, 35 steps", 0.477, 32, 35, 230_400, 0.1, 1.083 / 2.823
+        "cpu C 0.1 lr 0.014, batch 32, 35 steps", 0.477, 32, 35, 230_400, 0.1, 0.014, 1.083, 2.823
     ),
     # docs/benchmarks.md "The sweep on SmolLM2" (2026-12-04 23:40 to 12-05 00:23): 2 CPU cores,
     # the bundled generator at 2,000 / 10,000 / 50,000 records (1,701 / 8,502 / 42,523 English
     # kept), rank 8, clip 0.1, lr 0.01, batch 8, 30 steps, one control per N (noise seed 0);
     # base 3.961 / 4.228 / 3.998, non-private 1.568 / 1.562 / 1.876
-    CalibrationRun("sweep N 1,701 eps 1", 0.728, 8, 30, 460_800, 0.1, 0.405 / 2.393),
-    CalibrationRun("sweep N 1,701 eps 4", 0.499, 8, 30, 460_800, 0.1, 0.551 / 2.393),
-    CalibrationRun("sweep N 1,701 eps 8", 0.385, 8, 30, 460_800, 0.1, 0.640 / 2.393),
-    CalibrationRun("sweep N 8,502 eps 1", 0.545, 8, 30, 460_800, 0.1, 0.579 / 2.666),
-    CalibrationRun("sweep N 8,502 eps 8", 0.322, 8, 30, 460_800, 0.1, 0.775 / 2.666),
-    CalibrationRun("sweep N 42,523 eps 1", 0.428, 8, 30, 460_800, 0.1, 0.569 / 2.122),
-    CalibrationRun("sweep N 42,523 eps 8", 0.277, 8, 30, 460_800, 0.1, 0.736 / 2.122),
+    CalibrationRun("sweep N 1,701 eps 1", 0.728, 8, 30, 460_800, 0.1, 0.01, 0.405, 2.393),
+    CalibrationRun("sweep N 1,701 eps 4", 0.499, 8, 30, 460_800, 0.1, 0.01, 0.551, 2.393),
+    CalibrationRun("sweep N 1,701 eps 8", 0.385, 8, 30, 460_800, 0.1, 0.01, 0.640, 2.393),
+    CalibrationRun("sweep N 8,502 eps 1", 0.545, 8, 30, 460_800, 0.1, 0.01, 0.579, 2.666),
+    CalibrationRun("sweep N 8,502 eps 8", 0.322, 8, 30, 460_800, 0.1, 0.01, 0.775, 2.666),
+    CalibrationRun("sweep N 42,523 eps 1", 0.428, 8, 30, 460_800, 0.1, 0.01, 0.569, 2.122),
+    CalibrationRun("sweep N 42,523 eps 8", 0.277, 8, 30, 460_800, 0.1, 0.01, 0.736, 2.122),
 )
 VALIDATION = (
     # Measured runs left out of the fit (each predicted by the model fitted on CALIBRATION).
     # docs/benchmarks.md "Batch 32, 20 steps" (CPU, curated corpus, rank 8, clip 1, lr 0.002):
     # base 4.015, non-private 2.443, DP 3.674
     CalibrationRun(
-        "cpu eps 8, batch 32, 20 steps", 0.4526, 32, 20, 460_800, 1.0, 0.341 / (4.015 - 2.443)
+        "cpu eps 8, batch 32, 20 steps", 0.4526, 32, 20, 460_800, 1.0, 0.002, 0.341, 4.015 - 2.443
     ),
     # docs/benchmarks.md "DP utility", (a) at 18:40 (CPU, 1,901 curated records, rank 4, clip 1,
     # lr 0.002, the control at the same rate): base 3.926, DP 3.517, non-private 1.696
     CalibrationRun(
-        "cpu C 1 lr 0.002, batch 8, 81 steps", 0.403, 8, 81, 230_400, 1.0, 0.409 / 2.230
+        "cpu C 1 lr 0.002, batch 8, 81 steps", 0.403, 8, 81, 230_400, 1.0, 0.002, 0.409, 2.230
     ),
     # docs/benchmarks.md "Batch 32 x 35 steps": DP at lr 0.01 (not the rate rule's 0.014), and
     # the rule's 0.014 with noise seed 1, against the control of seed 0 at 0.014 (1.079)
     CalibrationRun(
-        "cpu C 0.1 lr 0.01, batch 32, 35 steps", 0.477, 32, 35, 230_400, 0.1, 1.060 / 2.823
+        "cpu C 0.1 lr 0.01, batch 32, 35 steps", 0.477, 32, 35, 230_400, 0.1, 0.01, 1.060, 2.823
     ),
-    CalibrationRun("same at lr 0.014, noise seed 1", 0.477, 32, 35, 230_400, 0.1, 1.080 / 2.823),
+    CalibrationRun(
+        "same at lr 0.014, noise seed 1", 0.477, 32, 35, 230_400, 0.1, 0.014, 1.080, 2.823
+    ),
     # docs/benchmarks.md "The sweep on SmolLM2": its two missing rows, epsilon 4 at N 10,000
     # and 50,000 (8,502 / 42,523 English kept), the sweep's settings (rank 8, clip 0.1, lr 0.01,
     # batch 8, 30 steps), run 2026-12-05 01:39-02:02 after the model was fitted; controls
     # 1.562 and 1.876 as before
-    CalibrationRun("sweep N 8,502 eps 4", 0.406, 8, 30, 460_800, 0.1, 0.684 / 2.666),
-    CalibrationRun("sweep N 42,523 eps 4", 0.338, 8, 30, 460_800, 0.1, 0.655 / 2.122),
+    CalibrationRun("sweep N 8,502 eps 4", 0.406, 8, 30, 460_800, 0.1, 0.01, 0.684, 2.666),
+    CalibrationRun("sweep N 42,523 eps 4", 0.338, 8, 30, 460_800, 0.1, 0.01, 0.655, 2.122),
 )
 
 
