@@ -322,12 +322,6 @@ RHO = MODEL.rho
 """Clip 1: the run noise-to-signal ratio at which half the non-private gain is expected."""
 
 
-def expected_share(run_ratio: float) -> float:
-    """Predicted share at clip 1 from the run's noise-to-signal ratio (`predict_share` takes the
-    clipping regime into account)."""
-    return 1 / (1 + run_ratio / RHO)
-
-
 def predict_share(
     *, noise_multiplier: float, batch: int, steps: int, lora_params: int, max_grad_norm: float
 ) -> float:
