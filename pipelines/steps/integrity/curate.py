@@ -17,7 +17,7 @@ import hashlib
 import multiprocessing
 import re
 import unicodedata
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.steps.config import CurationConfig
-from pipelines.steps.integrity.packed import PackedRecords
+from pipelines.steps.integrity.packed import subset
 from pipelines.steps.integrity.screens import (
     BACKDOOR,
     DEDUP,
@@ -343,13 +343,6 @@ def _first_pass(
     return kept, filtered
 
 
-def _subset(records: Sequence[Record], rows: list[int]) -> Sequence[Record]:
-    """The records at `rows`: a view of packed records (their buffers shared), else a list."""
-    if isinstance(records, PackedRecords):
-        return records.take(rows)
-    return [records[row] for row in rows]
-
-
 def filtered_counts(filtered: list[FilteredRecord]) -> dict[str, int]:
     """Count filtered records per reason; every known reason is present, zero included.
 
@@ -401,25 +394,31 @@ def curate_records(
         for f in filtered
     }
     del filtered
-    candidates = _subset(records, rows)
+    candidates = subset(records, rows)
     del rows
     ids = [r.id for r in candidates]
     scores = ScoreTable(ids)
-    reasons: dict[str, list[Reason]] = {record_id: [] for record_id in ids}
+    # A list only for the records a screen flags (#21: an empty list per record of the corpus).
+    reasons: dict[str, list[Reason]] = defaultdict(list)
 
-    pool, pending = _start_dedup_and_quality(candidates, cfg)
+    second = _SecondProcess(candidates, cfg)
     try:  # a screen that raises must not leave the second process running
+        # The inserted phrases are scored first (recorded after the response clusters, in the
+        # same order as ever): their peak is small, and the response clusters' MinHash search
+        # then runs once the second process's near-duplicate search is over, not beside it
+        # (#21: the two searches together set the peak of the two processes).
+        phrases = _inserted_phrases(candidates, cfg)
+        second.poll()
         trigger_clusters = _screen_backdoor(candidates, cfg, scores, reasons)
-        trigger_clusters += _screen_inserted_phrases(candidates, cfg, scores, reasons)
+        second.poll()
+        trigger_clusters += _screen_inserted_phrases(phrases, cfg, scores, reasons)
+        del phrases
         _screen_repeated_payloads(candidates, scores, reasons)
+        second.poll()
         _screen_injection(candidates, scores, reasons)
-        similarity, representative, near_clusters, quality_scores = (
-            pending.result() if pending else _dedup_and_quality(candidates, *_dedup_args(cfg))
-        )
+        similarity, representative, near_clusters, quality_scores = second.result()
     finally:
-        if pool:
-            pool.shutdown(cancel_futures=True)
-        _FORKED_CANDIDATES.clear()
+        second.close()
     _screen_quality(ids, quality_scores, cfg, scores, reasons)
     _screen_near_duplicates(ids, similarity, representative, scores, reasons)
     onion_scored = (
@@ -432,7 +431,7 @@ def curate_records(
     kept_ids = {s.id for s in screened if s.kept}
     return CurationResult(
         # screened[row] is the decision on records[row]: a record whose id was kept is kept.
-        kept=_subset(records, [row for row, s in enumerate(screened) if s.id in kept_ids]),
+        kept=subset(records, [row for row, s in enumerate(screened) if s.id in kept_ids]),
         screened=screened,
         scores=scores,
         near_duplicate_clusters=near_clusters,
@@ -445,6 +444,42 @@ def curate_records(
 def _dedup_args(cfg: CurationConfig) -> tuple[float, int, int]:
     """The near-duplicate settings `_dedup_and_quality` takes after the records."""
     return (cfg.near_duplicate_threshold, cfg.minhash_permutations, cfg.shingle_words)
+
+
+class _SecondProcess:
+    """The near-duplicate and quality screens of `curate_records`: in a forked process on a
+    large corpus (`_start_dedup_and_quality`), else in this one when their result is asked for.
+
+    `poll` takes the result as soon as it is ready and ends the process (#21: it held its
+    memory until the last screen of this process was done, at the peak of the two).
+    """
+
+    def __init__(self, candidates: Sequence[Record], cfg: CurationConfig) -> None:
+        self._candidates, self._cfg = candidates, cfg
+        self._pool, self._pending = _start_dedup_and_quality(candidates, cfg)
+        self._result: _DedupAndQuality | None = None
+
+    def poll(self) -> None:
+        """Take the result and end the process if it is done."""
+        if self._pending is not None and self._pending.done():
+            self._result = self._pending.result()
+            self.close()
+
+    def result(self) -> _DedupAndQuality:
+        """The scores: the process's (waited for) or, without one, computed here."""
+        if self._pending is not None:
+            self._result = self._pending.result()
+            self.close()
+        if self._result is None:
+            self._result = _dedup_and_quality(self._candidates, *_dedup_args(self._cfg))
+        return self._result
+
+    def close(self) -> None:
+        """Shut the process down (cancelling its work if still running)."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+        self._pool = self._pending = None
+        _FORKED_CANDIDATES.clear()
 
 
 def _start_dedup_and_quality(
@@ -517,24 +552,30 @@ def _screen_backdoor(
     return [trigger.clusters[i] for i in sorted(flagged)]
 
 
-def _screen_inserted_phrases(
-    candidates: Sequence[Record],
-    cfg: CurationConfig,
-    scores: ScoreTable,
-    reasons: dict[str, list[Reason]],
-) -> list[tuple[str, ...]]:
-    """Score inserted prompt phrases; add each candidate's score and a reason per carrier of a
-    phrase at or above `cfg.inserted_phrase_threshold`.
-
-    Returns:
-        The records of each flagged phrase (a trigger cluster: none may be kept unreviewed).
-    """
-    phrases = backdoor.score_inserted_phrases(
+def _inserted_phrases(
+    candidates: Sequence[Record], cfg: CurationConfig
+) -> backdoor.InsertedPhrases:
+    """The inserted-phrase scores of the candidates (`_screen_inserted_phrases` records them)."""
+    return backdoor.score_inserted_phrases(
         candidates,
         min_records=cfg.inserted_phrase_min_records,
         max_share=cfg.inserted_phrase_max_share,
         max_collocation=cfg.inserted_phrase_max_collocation,
     )
+
+
+def _screen_inserted_phrases(
+    phrases: backdoor.InsertedPhrases,
+    cfg: CurationConfig,
+    scores: ScoreTable,
+    reasons: dict[str, list[Reason]],
+) -> list[tuple[str, ...]]:
+    """Add each candidate's inserted-phrase score and a reason per carrier of a phrase at or
+    above `cfg.inserted_phrase_threshold`.
+
+    Returns:
+        The records of each flagged phrase (a trigger cluster: none may be kept unreviewed).
+    """
     flagged = [
         i for i, score in enumerate(phrases.cluster_score) if score >= cfg.inserted_phrase_threshold
     ]
@@ -663,7 +704,9 @@ def _screen_onion(
         How many records ONION scored.
     """
     suspicious = [
-        r for r in candidates if any(x.screen in (BACKDOOR, INJECTION) for x in reasons[r.id])
+        r
+        for r in candidates
+        if any(x.screen in (BACKDOOR, INJECTION) for x in reasons.get(r.id, ()))
     ]
     found = backdoor.onion_scores(suspicious, perplexity, max_words=cfg.onion_max_words)
     for record_id, onion in found.items():
@@ -694,11 +737,9 @@ def _decide(
             screened.append(ScreenedRecord(record.id, DROP, (dropped[record.id],)))
         elif found and all(r.code == NEAR_DUPLICATE for r in found):
             screened.append(ScreenedRecord(record.id, DROP, tuple(found)))
-        elif reasons[record.id]:
+        elif found:
             verdict = decisions.get(record.id, "")
-            screened.append(
-                ScreenedRecord(record.id, QUARANTINE, tuple(reasons[record.id]), verdict)
-            )
+            screened.append(ScreenedRecord(record.id, QUARANTINE, tuple(found), verdict))
         else:
             screened.append(ScreenedRecord(record.id, KEEP))
     return screened

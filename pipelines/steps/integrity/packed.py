@@ -128,3 +128,11 @@ class PackedRecords(Sequence[Record]):
 
     def __repr__(self) -> str:
         return f"PackedRecords({len(self)} records)"
+
+
+def subset(records: Sequence[Record], rows: list[int]) -> Sequence[Record]:
+    """The records at `rows`: a view of packed records (their buffers shared, no record built),
+    else a list."""
+    if isinstance(records, PackedRecords):
+        return records.take(rows)
+    return [records[row] for row in rows]

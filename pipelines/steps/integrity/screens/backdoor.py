@@ -37,11 +37,12 @@ ONION (leave-one-word-out perplexity with the base model) is the optional third 
 on records the cheap scores flag: see `onion_scores`.
 """
 
+import hashlib
 import re
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,11 +126,20 @@ def response_tokens(record: Record) -> tuple[str, ...]:
     return tuple(_DIGITS.sub("0", " ".join(tokens)).split(" ")) if tokens else ()
 
 
+def _response_key(record: Record) -> str:
+    """A response keyed by its masked tokens joined by spaces (no token holds one); a response
+    without word tokens (emoji, punctuation) by its whole text after `_WHOLE`."""
+    tokens = record_words(record, "assistant")
+    return (
+        _DIGITS.sub("0", " ".join(tokens)) if tokens else _WHOLE + normalize(response_text(record))
+    )
+
+
 def response_clusters(
-    records: list[Record], *, threshold: float, num_perm: int, min_cluster: int
+    records: Sequence[Record], *, threshold: float, num_perm: int, min_cluster: int
 ) -> list[list[int]]:
     """Indices of records grouped by identical or near-identical response, large groups only."""
-    parent = list(range(len(records)))
+    parent = array("i", range(len(records)))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -137,44 +147,55 @@ def response_clusters(
             i = parent[i]
         return i
 
-    # A response is keyed by its masked tokens joined by spaces (no token holds one): one string
-    # per distinct response, where a tuple held a string per token.
-    first_by_key: dict[str, int] = {}
-    distinct: list[str] = []
-    distinct_index: list[int] = []
+    # Identical responses are found by a 16-byte digest of their key, and the keys of distinct
+    # responses are built again from their records when their shingles are hashed: a string per
+    # distinct response held for the whole corpus was most of this screen's memory (#21). Two
+    # keys of one digest (a chance of about 2**-128 a pair) would count as one response.
+    first_by_digest: dict[bytes, int] = {}
+    distinct_index = array("i")
+    answered = array("b", bytes(len(records)))  # 1 for a record with an assistant turn
     for index, record in enumerate(records):
         if not has_response(record):
             continue
-        tokens = record_words(record, "assistant")
-        # A response without word tokens (emoji, punctuation) is keyed by its whole text.
-        key = (
-            _DIGITS.sub("0", " ".join(tokens))
-            if tokens
-            else _WHOLE + normalize(response_text(record))
-        )
-        if key in first_by_key:
-            parent[index] = first_by_key[key]
+        answered[index] = 1
+        digest = hashlib.blake2b(
+            _response_key(record).encode("utf-8", "surrogatepass"), digest_size=16
+        ).digest()
+        first = first_by_digest.setdefault(digest, index)
+        if first != index:
+            parent[index] = first
         else:
-            first_by_key[key] = index
-            distinct.append(key)
             distinct_index.append(index)
-    del first_by_key
+    del first_by_digest
+    keys = (_response_key(records[i]) for i in distinct_index)
     first, second, _ = similar_pair_arrays(
-        (("", key[1:]) if key.startswith(_WHOLE) else key.split(" ") for key in distinct),
+        (("", key[1:]) if key.startswith(_WHOLE) else key.split(" ") for key in keys),
         shingle_size=3,
         threshold=threshold,
         num_perm=num_perm,
         seed=2,
     )
-    del distinct
     for i, j in zip(first.tolist(), second.tolist(), strict=True):
         a, b = root(distinct_index[i]), root(distinct_index[j])
         parent[max(a, b)] = min(a, b)
-    groups: dict[int, list[int]] = {}
-    for index, record in enumerate(records):
-        if has_response(record):
-            groups.setdefault(root(index), []).append(index)
-    return [group for group in groups.values() if len(group) >= min_cluster]
+    del first, second, distinct_index
+    # Groups in the order of their first member, members ascending (as a dict of lists filled
+    # record by record gave them), without a list per record of the corpus.
+    roots = np.fromiter(
+        (root(i) if answered[i] else -1 for i in range(len(records))),
+        dtype=np.int64,
+        count=len(records),
+    )
+    order = np.argsort(roots, kind="stable")
+    ordered = roots[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    sizes = np.diff(np.append(starts, len(ordered)))
+    large = [
+        order[start : start + size].tolist()
+        for start, size in zip(starts.tolist(), sizes.tolist(), strict=True)
+        if size >= min_cluster and ordered[start] >= 0
+    ]
+    return sorted(large, key=lambda group: group[0])
 
 
 def score_backdoor(

@@ -35,8 +35,10 @@ _FMIX32_MULTIPLIERS = (np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35))
 _FMIX64_MULTIPLIERS = (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
 _CHAIN = np.uint64(0x9E3779B97F4A7C15)  # odd: multiplies the chain before the next token
 # Tokens whose hashes are remembered (a token's blake2b is computed once while cached); the
-# cache is emptied when it reaches this size, so its memory is bounded whatever the corpus.
-_TOKEN_CACHE = 1 << 20
+# cache is emptied when it reaches this size, so its memory is bounded whatever the corpus
+# (2**18 tokens, about 35 MB in each process that shingles: 2**20 came to some 130 MB once a
+# 1M-record corpus's names and numbers filled it, #21).
+_TOKEN_CACHE = 1 << 18
 # Tokens whose shingles are hashed per numpy batch in `shingle_sets` (some ten 8-byte
 # intermediates each: 1 << 20 was the near-duplicate screen's peak, 100 MiB, #21).
 _BATCH_TOKENS = 1 << 18

@@ -46,6 +46,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from pipelines.steps.integrity.packed import subset
 from pipelines.steps.integrity.screens import has_response, record_words, words
 from pipelines.steps.records import Record
 
@@ -262,7 +263,9 @@ def score_repeated_payloads(
     Returns:
         Per-record scores and the examined groups with their scores and segment hashes.
     """
-    answered = [r for r in records if has_response(r)]
+    # A view of packed records (#21): a list of the records with an answer built every one of
+    # them as an object at once.
+    answered = subset(records, [i for i, r in enumerate(records) if has_response(r)])
     score = {r.id: 0.0 for r in records}
     clusters: list[tuple[str, ...]] = []
     cluster_score: list[float] = []
