@@ -26,3 +26,40 @@ def test_when_a_screen_raises_then_the_second_process_is_shut_down(monkeypatch):
     with pytest.raises(RuntimeError, match="screen failed"):
         curate.curate_records(chat_records(30), cfg)
     assert len(pools) == 1  # started, then shut down although the screen raised
+
+
+def test_when_the_second_process_is_done_first_then_it_ends_before_the_next_screen(monkeypatch):
+    # Its memory is freed as soon as its result is in (#21.1), not after the last screen here.
+    shut_down = []
+    started = []
+    shutdown = ProcessPoolExecutor.shutdown
+    start = curate._start_dedup_and_quality
+    inserted = curate._inserted_phrases
+    screen_backdoor = curate._screen_backdoor
+
+    def recording_shutdown(self, *args, **kwargs):
+        shut_down.append(self)
+        return shutdown(self, *args, **kwargs)
+
+    def recording_start(*args, **kwargs):
+        started.append(start(*args, **kwargs))
+        return started[-1]
+
+    def waiting_inserted(*args, **kwargs):
+        started[0][1].result(timeout=60)  # the second process is done before this screen ends
+        return inserted(*args, **kwargs)
+
+    def checked_backdoor(*args, **kwargs):
+        assert shut_down == [started[0][0]] and not curate._FORKED_CANDIDATES
+        return screen_backdoor(*args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "shutdown", recording_shutdown)
+    monkeypatch.setattr(curate, "_start_dedup_and_quality", recording_start)
+    monkeypatch.setattr(curate, "_inserted_phrases", waiting_inserted)
+    monkeypatch.setattr(curate, "_screen_backdoor", checked_backdoor)
+    records = chat_records(30)
+
+    result = curate.curate_records(records, CurationConfig(parallel_min_records=1))
+
+    assert started[0][0] is not None and shut_down == [started[0][0]]
+    assert result.screened == curate.curate_records(records, CurationConfig()).screened
