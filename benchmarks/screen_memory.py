@@ -21,7 +21,13 @@ corpus) and writing the decisions. Printed per size:
   the interpreter and its imports.
 
     nice -n 10 .venv/bin/python benchmarks/screen_memory.py [--records 20000 100000]
-        [--max-rss-gib 6] [--breakdown]
+        [--max-rss-gib 6] [--breakdown | --phases]
+
+With `--phases`, each size is instead screened by `curate_records` in this process (records
+packed as the command packs them, the second process forked as there) while a thread samples
+the RSS of this process and of its child every 100 ms: printed are the screens' start and end
+times and the RSS of each process every 5 s, so that the peak can be charged to the screens
+running at that moment.
 
 With `--breakdown`, each size is instead screened step by step in this process under
 tracemalloc (slower): per step, the bytes it leaves allocated and its peak above them, per
@@ -139,6 +145,7 @@ def breakdown(path: Path, profile: str) -> None:
     from pipelines.steps.config import load_config
     from pipelines.steps.ingest.landing import RecordError, iter_rows, normalize_row
     from pipelines.steps.integrity import curate
+    from pipelines.steps.integrity.packed import PackedRecords
     from pipelines.steps.integrity.screens import backdoor, payload, quality
     from pipelines.steps.integrity.screens.dedup import score_near_duplicates
     from pipelines.steps.integrity.screens.injection import score_injection
@@ -148,7 +155,7 @@ def breakdown(path: Path, profile: str) -> None:
     cfg = load_config(profile)
     c = cfg.curation
     tracemalloc.start()
-    records, seen = [], set()
+    records, seen = PackedRecords(), set()  # as `sovtune screen` holds them
     for line_no, row in iter_rows(path, cfg.ingest.limits):
         try:
             if isinstance(row, RecordError):
@@ -162,8 +169,8 @@ def breakdown(path: Path, profile: str) -> None:
     del seen
     gc.collect()
     held = tracemalloc.get_traced_memory()[0]
-    print(f"  records (Record objects): {held / len(records):.0f} B/record, {len(records)}")
-    candidates = curate.screen_records(records, c).kept
+    print(f"  records (packed): {held / len(records):.0f} B/record, {len(records)}")
+    candidates = records.take(curate._first_pass(records, c)[0])
     n = len(candidates)
 
     def step(name, run):
@@ -194,21 +201,21 @@ def breakdown(path: Path, profile: str) -> None:
         ),
         step("quality", lambda: quality.score_quality(candidates)),
         step(
-            "backdoor (response clusters)",
-            lambda: backdoor.score_backdoor(
-                candidates,
-                threshold=c.response_similarity,
-                num_perm=c.minhash_permutations,
-                min_cluster=c.min_trigger_cluster,
-            ),
-        ),
-        step(
             "inserted phrases",
             lambda: backdoor.score_inserted_phrases(
                 candidates,
                 min_records=c.inserted_phrase_min_records,
                 max_share=c.inserted_phrase_max_share,
                 max_collocation=c.inserted_phrase_max_collocation,
+            ),
+        ),
+        step(
+            "backdoor (response clusters)",
+            lambda: backdoor.score_backdoor(
+                candidates,
+                threshold=c.response_similarity,
+                num_perm=c.minhash_permutations,
+                min_cluster=c.min_trigger_cluster,
             ),
         ),
         step(
@@ -237,6 +244,84 @@ def breakdown(path: Path, profile: str) -> None:
     step("decision lines (list)", lambda: curate.decision_lines(result))
 
 
+def phases(path: Path, profile: str) -> None:
+    """Print when each screen of `curate_records` ran and the RSS of both processes meanwhile."""
+    import threading
+
+    from pipelines.steps.config import load_config
+    from pipelines.steps.ingest.landing import RecordError, iter_rows, normalize_row
+    from pipelines.steps.integrity import curate
+    from pipelines.steps.integrity.packed import PackedRecords
+    from pipelines.steps.integrity.screens import backdoor, payload
+
+    me = psutil.Process()
+    started = time.perf_counter()
+    samples: list[tuple[float, list[int]]] = []
+    marks: list[tuple[float, str]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            with contextlib.suppress(psutil.Error):
+                rss = [p.memory_info().rss for p in [me, *me.children(recursive=True)]]
+                samples.append((time.perf_counter() - started, rss))
+            time.sleep(0.1)
+
+    def timed(module, name: str) -> None:
+        run = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            marks.append((time.perf_counter() - started, f"{name} starts"))
+            try:
+                return run(*args, **kwargs)
+            finally:
+                marks.append((time.perf_counter() - started, f"{name} ends"))
+
+        setattr(module, name, wrapper)
+
+    for module, name in [
+        (backdoor, "score_inserted_phrases"),
+        (backdoor, "score_backdoor"),
+        (backdoor, "response_clusters"),
+        (payload, "score_repeated_payloads"),
+        (curate, "score_injection"),
+        (curate, "_decide"),
+    ]:
+        timed(module, name)
+    cfg = load_config(profile)
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    records, seen = PackedRecords(), set()
+    for line_no, row in iter_rows(path, cfg.ingest.limits):
+        try:
+            if isinstance(row, RecordError):
+                raise row
+            record = normalize_row(row, source_file=path.name, source_line=line_no)
+        except RecordError:
+            continue
+        if record.id not in seen:
+            seen.add(record.id)
+            records.append(record)
+    del seen
+    marks.append((time.perf_counter() - started, f"{len(records)} records read"))
+    curate.curate_records(records, cfg.curation)
+    marks.append((time.perf_counter() - started, "curated"))
+    done.set()
+    thread.join()
+    at, peak = max(samples, key=lambda s: sum(s[1]))
+    print(
+        f"  peak RSS {sum(peak) / 2**20:.0f} MiB at {at:.1f} s"
+        f" (this process, then its child: {', '.join(f'{r / 2**20:.0f}' for r in peak)} MiB)"
+    )
+    for at, mark in marks:
+        print(f"  {at:7.1f} s  {mark}")
+    last = -5.0
+    for at, rss in samples:
+        if at - last >= 5:
+            print(f"  {at:7.1f} s  RSS MiB: {' + '.join(f'{r / 2**20:.0f}' for r in rss)}")
+            last = at
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, nargs="+", default=[20_000, 100_000])
@@ -249,6 +334,11 @@ def main() -> None:
         help="Stop a size whose command passes this RSS (command and children, GiB).",
     )
     parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="When each screen runs and the RSS of both processes meanwhile (this process).",
+    )
+    parser.add_argument(
         "--breakdown",
         action="store_true",
         help="Per step of the screening, in this process under tracemalloc (slower).",
@@ -257,9 +347,9 @@ def main() -> None:
     rows = []
     for records in args.records:
         path = corpus(records, args.seed)
-        if args.breakdown:
+        if args.breakdown or args.phases:
             print(f"{records} records, load {os.getloadavg()[0]:.1f}:", flush=True)
-            breakdown(path, args.profile)
+            (breakdown if args.breakdown else phases)(path, args.profile)
             continue
         load = os.getloadavg()[0]
         row = {
