@@ -138,3 +138,29 @@ def test_when_screened_in_a_second_process_then_records_are_inherited_not_pickle
     assert forked.screened == curate.curate_records(records, one).screened
     assert forked.scores == curate.curate_records(records, one).scores
     assert forked.near_duplicate_clusters and not curate._FORKED_CANDIDATES
+
+
+def test_when_response_pairs_are_joined_chunk_by_chunk_then_the_clusters_are_the_same(
+    monkeypatch,
+) -> None:
+    # Response clusters join the confirmed pairs chunk by chunk, never holding them all (#21.1):
+    # chunks of 3 candidates give the clusters of one chunk per band.
+    import functools
+
+    from pipelines.steps.integrity.screens import backdoor, minhash
+
+    rng = np.random.default_rng(11)
+    stems = [" ".join(rng.choice(list("abcdefghij"), size=12)) for _ in range(6)]
+    records = [
+        _record(i, None, f"question {i}", f"{stems[i % 6]} {rng.integers(3)} {'x' * (i % 2)}")
+        for i in range(80)
+    ]
+    whole = backdoor.response_clusters(records, threshold=0.6, num_perm=64, min_cluster=3)
+    monkeypatch.setattr(
+        minhash, "band_candidates", functools.partial(minhash.band_candidates, chunk=3)
+    )
+
+    chunked = backdoor.response_clusters(records, threshold=0.6, num_perm=64, min_cluster=3)
+
+    assert chunked == whole and len(whole) >= 3
+    assert sorted(i for group in whole for i in group) == list(range(80))

@@ -56,7 +56,7 @@ from pipelines.steps.integrity.screens import (
     record_words,
     response_text,
 )
-from pipelines.steps.integrity.screens.minhash import similar_pair_arrays
+from pipelines.steps.integrity.screens.minhash import similar_pair_chunks
 from pipelines.steps.records import Record
 
 TRIGGER_CLUSTER = "trigger_cluster"
@@ -168,17 +168,20 @@ def response_clusters(
             distinct_index.append(index)
     del first_by_digest
     keys = (_response_key(records[i]) for i in distinct_index)
-    first, second, _ = similar_pair_arrays(
+    # The pairs are joined chunk by chunk as they are confirmed, never all held: only what they
+    # connect counts, and a union's result does not depend on its order (#21: the near-identical
+    # responses of a 1M-record corpus came to tens of millions of pairs, gigabytes as lists).
+    for pairs, _ in similar_pair_chunks(
         (("", key[1:]) if key.startswith(_WHOLE) else key.split(" ") for key in keys),
         shingle_size=3,
         threshold=threshold,
         num_perm=num_perm,
         seed=2,
-    )
-    for i, j in zip(first.tolist(), second.tolist(), strict=True):
-        a, b = root(distinct_index[i]), root(distinct_index[j])
-        parent[max(a, b)] = min(a, b)
-    del first, second, distinct_index
+    ):
+        for i, j in pairs.tolist():
+            a, b = root(distinct_index[i]), root(distinct_index[j])
+            parent[max(a, b)] = min(a, b)
+    del distinct_index
     # Groups in the order of their first member, members ascending (as a dict of lists filled
     # record by record gave them), without a list per record of the corpus.
     roots = np.fromiter(

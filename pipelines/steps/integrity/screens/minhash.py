@@ -543,20 +543,41 @@ def similar_pair_arrays(
         `(first, second, similarity)`: record indices with `first < second`, sorted by
         `(first, second)`, and the exact similarity of each pair.
     """
+    found, similar = [], []
+    for chunk, similarity in similar_pair_chunks(
+        token_lists,
+        shingle_size=shingle_size,
+        threshold=threshold,
+        num_perm=num_perm,
+        seed=seed,
+    ):
+        found.append(chunk)
+        similar.append(similarity)
+    pairs = np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)
+    similarity = np.concatenate(similar) if similar else np.empty(0)
+    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+    return pairs[order, 0], pairs[order, 1], similarity[order]
+
+
+def similar_pair_chunks(
+    token_lists: Iterable[Sequence[str]],
+    *,
+    shingle_size: int,
+    threshold: float,
+    num_perm: int,
+    seed: int,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The pairs of `similar_pair_arrays` as they are confirmed, chunk by chunk, in no set order:
+    `((pairs, 2) record indices with i < j in each row, exact similarities)`. A caller that
+    needs only what the pairs connect never holds them all (#21: the near-identical responses of
+    a 1M-record templated corpus make some tens of millions of pairs)."""
     shingles = shingle_sets(token_lists, shingle_size)
     signature = _signer()(shingles, num_perm=num_perm, seed=seed)
     low = _low_bits(signature)
     floor = agreement_floor(threshold, num_perm)
-    found, similar = [], []
     for chunk in band_candidates(signature, band_rows(threshold, num_perm)):
         chunk = _long_enough(shingles, chunk, threshold)
         chunk = _agreeing(signature, chunk, floor, low)
         similarity = jaccards(shingles, chunk)
         keep = similarity >= threshold
-        found.append(chunk[keep])
-        similar.append(similarity[keep])
-    del signature, low, shingles
-    pairs = np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)
-    similarity = np.concatenate(similar) if similar else np.empty(0)
-    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
-    return pairs[order, 0], pairs[order, 1], similarity[order]
+        yield chunk[keep], similarity[keep]
