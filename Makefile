@@ -13,6 +13,9 @@ export DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+# OpenMP threads sleep at barriers instead of spinning: on cores shared with other work a
+# spinning DP step took 42-44 s instead of about 15 s (docs/benchmarks.md, batch 32 x 45).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup demo demo-quick test lint ui desk clean audit browser screenshots ci docs
 
