@@ -136,26 +136,13 @@ def measure(path: Path, profile: str, max_rss_gib: float) -> dict[str, float]:
     }
 
 
-def breakdown(path: Path, profile: str) -> None:
-    """Print what each step of `curate_records` holds and its peak (tracemalloc), per record."""
-    import gc
-    import tracemalloc
-
-    import pipelines.steps.integrity.screens as screens
-    from pipelines.steps.config import load_config
+def _read_packed(path: Path, cfg):
+    """The records of a chat JSONL file, first of each id, packed as `sovtune screen` holds
+    them (malformed lines skipped)."""
     from pipelines.steps.ingest.landing import RecordError, iter_rows, normalize_row
-    from pipelines.steps.integrity import curate
     from pipelines.steps.integrity.packed import PackedRecords
-    from pipelines.steps.integrity.screens import backdoor, payload, quality
-    from pipelines.steps.integrity.screens.dedup import score_near_duplicates
-    from pipelines.steps.integrity.screens.injection import score_injection
 
-    # No cache: each step pays for its own tokens.
-    screens.words = getattr(screens.words, "__wrapped__", screens.words)
-    cfg = load_config(profile)
-    c = cfg.curation
-    tracemalloc.start()
-    records, seen = PackedRecords(), set()  # as `sovtune screen` holds them
+    records, seen = PackedRecords(), set()
     for line_no, row in iter_rows(path, cfg.ingest.limits):
         try:
             if isinstance(row, RecordError):
@@ -166,7 +153,27 @@ def breakdown(path: Path, profile: str) -> None:
         if record.id not in seen:
             seen.add(record.id)
             records.append(record)
-    del seen
+    return records
+
+
+def breakdown(path: Path, profile: str) -> None:
+    """Print what each step of `curate_records` holds and its peak (tracemalloc), per record."""
+    import gc
+    import tracemalloc
+
+    import pipelines.steps.integrity.screens as screens
+    from pipelines.steps.config import load_config
+    from pipelines.steps.integrity import curate
+    from pipelines.steps.integrity.screens import backdoor, payload, quality
+    from pipelines.steps.integrity.screens.dedup import score_near_duplicates
+    from pipelines.steps.integrity.screens.injection import score_injection
+
+    # No cache: each step pays for its own tokens.
+    screens.words = getattr(screens.words, "__wrapped__", screens.words)
+    cfg = load_config(profile)
+    c = cfg.curation
+    tracemalloc.start()
+    records = _read_packed(path, cfg)  # as `sovtune screen` holds them
     gc.collect()
     held = tracemalloc.get_traced_memory()[0]
     print(f"  records (packed): {held / len(records):.0f} B/record, {len(records)}")
@@ -249,9 +256,7 @@ def phases(path: Path, profile: str) -> None:
     import threading
 
     from pipelines.steps.config import load_config
-    from pipelines.steps.ingest.landing import RecordError, iter_rows, normalize_row
     from pipelines.steps.integrity import curate
-    from pipelines.steps.integrity.packed import PackedRecords
     from pipelines.steps.integrity.screens import backdoor, payload
 
     me = psutil.Process()
@@ -291,18 +296,7 @@ def phases(path: Path, profile: str) -> None:
     cfg = load_config(profile)
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
-    records, seen = PackedRecords(), set()
-    for line_no, row in iter_rows(path, cfg.ingest.limits):
-        try:
-            if isinstance(row, RecordError):
-                raise row
-            record = normalize_row(row, source_file=path.name, source_line=line_no)
-        except RecordError:
-            continue
-        if record.id not in seen:
-            seen.add(record.id)
-            records.append(record)
-    del seen
+    records = _read_packed(path, cfg)
     marks.append((time.perf_counter() - started, f"{len(records)} records read"))
     curate.curate_records(records, cfg.curation)
     marks.append((time.perf_counter() - started, "curated"))
