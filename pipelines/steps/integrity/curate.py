@@ -148,21 +148,6 @@ class ScoreTable(Mapping[str, dict[str, float]]):
 
 
 @dataclass(frozen=True)
-class RecordScore:
-    """What screening measures on one record, before any threshold is applied.
-
-    Attributes:
-        id: Record id.
-        chars: Length of `record.text` in code points.
-        content_digest: SHA-256 of the record's roles and normalized message contents.
-    """
-
-    id: str
-    chars: int
-    content_digest: str
-
-
-@dataclass(frozen=True)
 class FilteredRecord:
     """A record screened out, with its reason code and a detail that quotes no text."""
 
@@ -282,21 +267,6 @@ def normalize_for_dedup(text: str) -> str:
     # normalize again after it: the result is then a fixed point.
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
     return " ".join(folded.split())
-
-
-def score_records(records: list[Record]) -> list[RecordScore]:
-    """Measure every record for screening.
-
-    Args:
-        records: Records to score.
-
-    Returns:
-        One score per record, in input order.
-    """
-    return [
-        RecordScore(id=record.id, chars=len(record.text), content_digest=_content_digest(record))
-        for record in records
-    ]
 
 
 def screen_records(records: Sequence[Record], cfg: CurationConfig) -> ScreenResult:
