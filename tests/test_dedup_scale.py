@@ -67,23 +67,27 @@ def test_when_side_checks_run_in_batches_then_they_equal_the_pairwise_definition
     assert _alike_sides(records, [], 2, 0.5) == []
 
 
-def test_when_agreement_is_checked_on_low_bits_first_then_it_keeps_what_full_values_keep() -> None:
+def test_when_agreement_is_checked_on_low_bits_then_it_keeps_every_pair_full_values_keep() -> None:
     from pipelines.steps.integrity.screens import minhash
 
     rng = np.random.default_rng(11)
-    # Values that differ only above their low 8 bits agree there: the first pass keeps such
-    # pairs, the full comparison must refute them.
+    # Values that differ only above their low 8 bits agree there: the low bits keep such pairs
+    # (the exact Jaccard refutes them later) and never drop a pair the full values keep.
     signature = rng.integers(0, 2**32 - 1, size=(200, 64), dtype=np.uint32)
     signature[1::2] = signature[::2]
     signature[1::4, :40] += np.uint32(256)
     pairs = np.array([(i, j) for i in range(200) for j in range(i + 1, 200)], dtype=np.int32)
     same = (signature[pairs[:, 0]] == signature[pairs[:, 1]]).sum(axis=1)
+    low = minhash._low_bits(signature)
+    same_low = (low[pairs[:, 0]] == low[pairs[:, 1]]).sum(axis=1)
 
     for floor in (1, 24, 33, 64):
-        found = minhash._agreeing(signature, pairs, floor)
+        found = minhash._agreeing(low, pairs, floor)
 
-        assert found.tolist() == pairs[same >= floor].tolist()
-    assert len(minhash._agreeing(signature, pairs, 33)) == 50
+        assert found.tolist() == pairs[same_low >= floor].tolist()
+        assert set(map(tuple, pairs[same >= floor].tolist())) <= set(map(tuple, found.tolist()))
+    assert len(minhash._agreeing(low, pairs, 33)) == 100  # 50 more than the full values keep
+    assert (same >= 33).sum() == 50
 
 
 def test_when_scores_are_kept_as_columns_then_each_record_reads_as_its_dict() -> None:
@@ -144,9 +148,8 @@ def test_when_response_pairs_are_joined_chunk_by_chunk_then_the_clusters_are_the
     monkeypatch,
 ) -> None:
     # Response clusters join the confirmed pairs chunk by chunk, never holding them all (#21.1):
-    # chunks of 3 candidates give the clusters of one chunk per band.
-    import functools
-
+    # chunks of 3 candidates give the clusters of one chunk per band (and skip the candidates
+    # already inside a cluster).
     from pipelines.steps.integrity.screens import backdoor, minhash
 
     rng = np.random.default_rng(11)
@@ -156,11 +159,86 @@ def test_when_response_pairs_are_joined_chunk_by_chunk_then_the_clusters_are_the
         for i in range(80)
     ]
     whole = backdoor.response_clusters(records, threshold=0.6, num_perm=64, min_cluster=3)
-    monkeypatch.setattr(
-        minhash, "band_candidates", functools.partial(minhash.band_candidates, chunk=3)
-    )
+    monkeypatch.setattr(minhash, "_CANDIDATE_CHUNK", 3)
 
     chunked = backdoor.response_clusters(records, threshold=0.6, num_perm=64, min_cluster=3)
 
     assert chunked == whole and len(whole) >= 3
     assert sorted(i for group in whole for i in group) == list(range(80))
+
+
+def _component_labels(size: int, pairs: "np.ndarray | list[tuple[int, int]]") -> list[int]:
+    """Per item, the smallest item of its component (plain union-find, one pair at a time)."""
+    parent = list(range(size))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, j in np.asarray(pairs).reshape(-1, 2).tolist():
+        a, b = root(i), root(j)
+        parent[max(a, b)] = min(a, b)
+    return [root(i) for i in range(size)]
+
+
+def test_when_pairs_are_joined_in_numpy_then_the_components_are_the_plain_union_finds() -> None:
+    from pipelines.steps.integrity.screens.minhash import Components
+
+    rng = np.random.default_rng(3)
+    for size, count in ((1, 0), (50, 30), (400, 380), (400, 2000)):
+        pairs = rng.integers(0, size, size=(count, 2))
+        components = Components(size)
+        for chunk in np.array_split(pairs, 7):  # several passes, several links to one root
+            components.union(chunk)
+
+        assert components.find(np.arange(size)).tolist() == _component_labels(size, pairs)
+        assert components.together(pairs).all()
+
+
+def test_when_candidates_inside_a_component_are_skipped_then_the_components_are_the_same(
+    monkeypatch,
+) -> None:
+    # #21.1: a candidate whose records are already joined is not compared; the components equal
+    # those of every confirmed pair, with fewer pairs compared and yielded.
+    from pipelines.steps.integrity.screens import minhash
+    from pipelines.steps.integrity.screens.minhash import Components
+
+    rng = np.random.default_rng(8)
+    stems = [list(rng.choice([f"w{k}" for k in range(60)], size=40)) for _ in range(12)]
+    token_lists = []
+    for i in range(240):
+        tokens = list(stems[i % 12])
+        tokens[int(rng.integers(40))] = f"x{rng.integers(4)}"  # near copies of a stem
+        token_lists.append(tokens if i % 17 else [])  # a few records without tokens
+    settings = {"shingle_size": 2, "threshold": 0.7, "num_perm": 128, "seed": 1}
+    first, second, _ = minhash.similar_pair_arrays(token_lists, **settings)
+    monkeypatch.setattr(minhash, "_CANDIDATE_CHUNK", 16)  # joined between small chunks
+    joined = Components(len(token_lists))
+    skipped = 0
+    for pairs, similarity in minhash.similar_pair_chunks(token_lists, **settings, joined=joined):
+        assert (similarity >= 0.7).all()
+        joined.union(pairs)
+        skipped += len(pairs)
+
+    expected = _component_labels(len(token_lists), np.column_stack((first, second)))
+    assert joined.find(np.arange(len(token_lists))).tolist() == expected
+    assert len(set(expected)) <= 12 + 240 // 17 + 1  # a component per stem, one per empty
+    assert skipped < len(first) / 4  # most confirmed pairs were inside a component already
+
+
+def test_when_bands_are_laid_out_at_256_permutations_then_no_pair_above_the_threshold_is_missed_more_often() -> (  # noqa: E501
+    None
+):
+    # #21.1: 256 permutations in longer bands; at every similarity at or above the threshold a
+    # pair is a candidate at least as often as with the 64-permutation layouts used before
+    # (4 rows x 16 bands at 0.75, 5 x 12 at 0.8).
+    for threshold, (old_rows, old_bands) in ((0.75, (4, 16)), (0.8, (5, 12))):
+        rows = band_rows(threshold, 256)
+        bands = 256 // rows
+        for similarity in np.linspace(threshold, 1.0, 51):
+            old = 1 - (1 - similarity**old_rows) ** old_bands
+            new = 1 - (1 - similarity**rows) ** bands
+            assert new >= old - 1e-12
+        assert rows > old_rows  # longer bands: fewer spurious candidates
+    assert (band_rows(0.75, 256), band_rows(0.8, 256)) == (6, 8)

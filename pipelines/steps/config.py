@@ -171,7 +171,14 @@ class CurationConfig(_Section):
         "the candidates, the exact Jaccard decides). 0.7 also flagged records sharing all but one "
         "sentence; a near copy with a word or two changed scores 0.77 or more.",
     )
-    minhash_permutations: int = Field(64, ge=16, le=512, description="MinHash permutations.")
+    minhash_permutations: int = Field(
+        256,
+        ge=16,
+        le=512,
+        description="MinHash permutations of the near-duplicate and response-cluster candidate "
+        "searches: more give longer LSH bands at the same recall, so fewer spurious candidates "
+        "(records of one template) to compare; 64 made the search quadratic on a templated corpus.",
+    )
     shingle_words: int = Field(2, ge=1, le=8, description="Words per near-duplicate shingle.")
     response_similarity: float = Field(
         0.8, gt=0.0, le=1.0, description="Jaccard at which two responses share a cluster."

@@ -56,7 +56,7 @@ from pipelines.steps.integrity.screens import (
     record_words,
     response_text,
 )
-from pipelines.steps.integrity.screens.minhash import similar_pair_chunks
+from pipelines.steps.integrity.screens.minhash import Components, similar_pair_chunks
 from pipelines.steps.records import Record
 
 TRIGGER_CLUSTER = "trigger_cluster"
@@ -139,14 +139,10 @@ def response_clusters(
     records: Sequence[Record], *, threshold: float, num_perm: int, min_cluster: int
 ) -> list[list[int]]:
     """Indices of records grouped by identical or near-identical response, large groups only."""
-    parent = array("i", range(len(records)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    # Union-find over the records: identical responses join their first record, near-identical
+    # ones are joined pair by pair, and a candidate pair already in one group is not compared
+    # (#21: the near-identical responses of a templated corpus grow with the square of N).
+    groups = Components(len(records))
     # Identical responses are found by a 16-byte digest of their key, and the keys of distinct
     # responses are built again from their records when their shingles are hashed: a string per
     # distinct response held for the whole corpus was most of this screen's memory (#21). Two
@@ -163,32 +159,33 @@ def response_clusters(
         ).digest()
         first = first_by_digest.setdefault(digest, index)
         if first != index:
-            parent[index] = first
+            groups.parent[index] = first
         else:
             distinct_index.append(index)
     del first_by_digest
     keys = (_response_key(records[i]) for i in distinct_index)
-    # The pairs are joined chunk by chunk as they are confirmed, never all held: only what they
-    # connect counts, and a union's result does not depend on its order (#21: the near-identical
-    # responses of a 1M-record corpus came to tens of millions of pairs, gigabytes as lists).
+    # The distinct responses are the search's items: its union-find is over them (a pair of them
+    # is one group when their first records are), and each chunk of confirmed pairs is joined
+    # before the next is searched, so a candidate already inside one group is skipped. Only what
+    # the pairs connect counts, and a union's result does not depend on its order (#21: the
+    # near-identical responses of a 1M-record corpus came to tens of millions of pairs).
+    distinct = np.frombuffer(distinct_index, dtype=np.int32).astype(np.int64)
+    del distinct_index
+    search = _DistinctGroups(groups, distinct)
     for pairs, _ in similar_pair_chunks(
         (("", key[1:]) if key.startswith(_WHOLE) else key.split(" ") for key in keys),
         shingle_size=3,
         threshold=threshold,
         num_perm=num_perm,
         seed=2,
+        joined=search,
     ):
-        for i, j in pairs.tolist():
-            a, b = root(distinct_index[i]), root(distinct_index[j])
-            parent[max(a, b)] = min(a, b)
-    del distinct_index
+        search.union(pairs)
+    del distinct, search
     # Groups in the order of their first member, members ascending (as a dict of lists filled
     # record by record gave them), without a list per record of the corpus.
-    roots = np.fromiter(
-        (root(i) if answered[i] else -1 for i in range(len(records))),
-        dtype=np.int64,
-        count=len(records),
-    )
+    roots = groups.find(np.arange(len(records)))
+    roots[np.frombuffer(answered, dtype=np.int8) == 0] = -1
     order = np.argsort(roots, kind="stable")
     ordered = roots[order]
     starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
@@ -199,6 +196,21 @@ def response_clusters(
         if size >= min_cluster and ordered[start] >= 0
     ]
     return sorted(large, key=lambda group: group[0])
+
+
+class _DistinctGroups(Components):
+    """`Components` over the distinct responses, kept in the records' union-find: distinct
+    response `k` is record `distinct[k]`."""
+
+    def __init__(self, groups: Components, distinct: np.ndarray) -> None:
+        self.parent = groups.parent
+        self._distinct = distinct
+
+    def together(self, pairs: np.ndarray) -> np.ndarray:
+        return super().together(self._distinct[pairs])
+
+    def union(self, pairs: np.ndarray) -> None:
+        super().union(self._distinct[pairs])
 
 
 def score_backdoor(

@@ -14,7 +14,14 @@ The state is compact, so that memory stays within bounds on a large corpus (#21)
 a 64-bit hash of its tokens (no vocabulary of shingle strings), the shingles of all records are
 one uint64 array, candidates are generated band by band in bounded chunks and refuted or
 confirmed chunk by chunk (never held all at once), and only the confirmed pairs are kept, as
-arrays.
+arrays. Signatures are not kept either: per record, a 32-bit key per band and the low 8 bits of
+each signature value (`_sketch`).
+
+The records of one template are 0.3-0.7 alike, so on a templated corpus most candidates are
+such siblings, and their number grows with the square of N. Longer bands (256 permutations, 6
+rows x 42 bands at 0.75, against 4 x 16 at 64; at least as likely to find a pair at or above
+the threshold) make far fewer of them candidates; a caller that wants only connected components
+(`Components`) skips candidates whose records are already joined (#21).
 """
 
 import contextlib
@@ -42,10 +49,14 @@ _TOKEN_CACHE = 1 << 18
 # Tokens whose shingles are hashed per numpy batch in `shingle_sets` (some ten 8-byte
 # intermediates each: 1 << 20 was the near-duplicate screen's peak, 100 MiB, #21).
 _BATCH_TOKENS = 1 << 18
-# Candidate recall demanded of the banding for a pair exactly at the threshold.
-_CANDIDATE_RECALL = 0.99
-# Shingles hashed per batch of records in `signatures` (64 permutations: 16 MiB of uint32).
-_BATCH_SHINGLES = 1 << 16
+# Candidate recall demanded of the banding for a pair exactly at the threshold: 99.7%, so that
+# the layout at 256 permutations misses no more pairs at or above a 0.75 threshold than the
+# 64-permutation layout did (4 rows x 16 bands, 99.77% there; 256 permutations: 6 x 42, 99.97%).
+_CANDIDATE_RECALL = 0.997
+# Permuted values (permutations x shingles) per batch of records in `signatures`: 16 MiB of
+# uint32, 65,536 shingles at 64 permutations, 16,384 at 256 (a fixed count of shingles made the
+# batch 4 times larger at 256 permutations: +100 MiB at 20k records, #21).
+_BATCH_VALUES = 1 << 22
 # Share of the banding's own miss, for a pair exactly at the threshold, that `agreement_floor` may
 # add (such a candidate is not confirmed): 1% of it (at 0.75 and 64 permutations: the banding
 # misses 0.23% of such pairs, the floor 0.0015% more; pairs above the threshold far less).
@@ -220,18 +231,26 @@ def signatures(shingles: ShingleSets, *, num_perm: int, seed: int) -> np.ndarray
     Returns:
         A `(records, num_perm)` uint32 array.
     """
-    a, b = _permutations(num_perm, seed)
     out = np.full((len(shingles), num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
+    for batch, rows in _signature_batches(shingles, num_perm=num_perm, seed=seed):
+        out[batch] = rows
+    return out
+
+
+def _signature_batches(
+    shingles: ShingleSets, *, num_perm: int, seed: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """`(records, their signature rows)` of the records with shingles, batch after batch."""
+    a, b = _permutations(num_perm, seed)
     lengths = np.diff(shingles.offsets)
     filled = np.flatnonzero(lengths)
-    # Records are hashed in batches of about `_BATCH_SHINGLES` shingles: the permuted values of
+    # Records are hashed in batches of `_BATCH_VALUES` permuted values: the permuted values of
     # a batch (permutations x shingles) are the only large intermediate, bounded whatever the
     # corpus size (the whole corpus at once took gigabytes at 100k records).
-    batch_of = np.cumsum(lengths[filled]) // _BATCH_SHINGLES
+    batch_of = np.cumsum(lengths[filled]) // max(1, _BATCH_VALUES // num_perm)
     for batch in np.split(filled, np.flatnonzero(np.diff(batch_of)) + 1):
         if len(batch):
-            out[batch] = _min_hashes(shingles, batch, a, b)
-    return out
+            yield batch, _min_hashes(shingles, batch, a, b)
 
 
 def _min_hashes(
@@ -260,7 +279,7 @@ def fold32(ids: np.ndarray) -> np.ndarray:
 
 def band_rows(threshold: float, num_perm: int) -> int:
     """Rows per LSH band: the most that still make a pair at `threshold` a candidate in at least
-    99% of draws (fewer, wider bands mean fewer spurious candidates to confirm)."""
+    99.7% of draws (fewer, longer bands mean fewer spurious candidates to confirm)."""
     best = 1
     for rows in range(1, num_perm + 1):
         if 1 - (1 - threshold**rows) ** (num_perm // rows) >= _CANDIDATE_RECALL:
@@ -295,20 +314,28 @@ def candidate_pairs(signature: np.ndarray, rows: int) -> np.ndarray:
 
 
 def _band_keys(signature: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """The records with shingles, and per band one 64-bit key per such record, `(bands, live)`.
+    """The records with shingles, and per band one 32-bit key per such record, `(bands, live)`.
 
     A rare collision of two keys only adds a candidate that is then refuted.
     """
-    num_perm = signature.shape[1]
     live = np.flatnonzero(~np.all(signature == np.iinfo(np.uint32).max, axis=1))
+    return live, _keys_of(signature[live], rows)
+
+
+def _keys_of(signature: np.ndarray, rows: int) -> np.ndarray:
+    """Per band, one 32-bit key per signature row, `(bands, rows of signature)`: the band's values
+    mixed into 64 bits (`fmix64` of a weighted sum), the high half kept. Two rows of unequal
+    band values share a key with a chance of about 2**-32 (some 5,000 spurious candidates over
+    42 bands of a 1M-record corpus, each refuted by the bounds: 4 bytes a key rather than 8)."""
     mixer = np.random.default_rng(0).integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
-    keys = np.empty((num_perm // rows, len(live)), dtype=np.uint64)
-    for band, start in enumerate(range(0, num_perm - rows + 1, rows)):
+    keys = np.empty((signature.shape[1] // rows, signature.shape[0]), dtype=np.uint32)
+    for band, start in enumerate(range(0, signature.shape[1] - rows + 1, rows)):
         with np.errstate(over="ignore"):
-            keys[band] = (signature[live, start : start + rows].astype(np.uint64) * mixer).sum(
+            mixed = (signature[:, start : start + rows].astype(np.uint64) * mixer).sum(
                 axis=1, dtype=np.uint64
             )
-    return live, keys
+        keys[band] = _fmix64(mixed) >> np.uint64(32)
+    return keys
 
 
 def band_candidates(
@@ -324,41 +351,62 @@ def band_candidates(
     Yields:
         `(pairs, 2)` integer arrays of record indices, `i < j` in each row, in no set order.
     """
-    records = signature.shape[0]
     live, keys = _band_keys(signature, rows)
-    dtype = np.int32 if records < 2**31 else np.int64
+    for band, pairs in _bucket_pairs_by_band(keys, chunk):
+        pairs = pairs[_first_band(keys, band, pairs)]
+        yield _ordered(live[pairs])
+
+
+def _ordered(pairs: np.ndarray) -> np.ndarray:
+    """The pairs with `i < j` in each row (in place)."""
+    first = np.minimum(pairs[:, 0], pairs[:, 1])
+    pairs[:, 1] = np.maximum(pairs[:, 0], pairs[:, 1])
+    pairs[:, 0] = first
+    return pairs
+
+
+def _first_band(keys: np.ndarray, band: int, pairs: np.ndarray) -> np.ndarray:
+    """Per pair (columns of `keys`) found in `band`, whether no earlier band holds it too."""
+    fresh = np.ones(len(pairs), dtype=bool)
+    for earlier in keys[:band]:
+        fresh &= earlier[pairs[:, 0]] != earlier[pairs[:, 1]]
+    return fresh
+
+
+def _bucket_pairs_by_band(keys: np.ndarray, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
+    """`(band, pairs)`: every pair of columns of `keys` sharing a key in that band, as an
+    `(pairs, 2)` array of column indices in no set order, in chunks of about `chunk` pairs (a
+    pair shared by several bands comes once per band)."""
+    columns = keys.shape[1]
+    dtype = np.int32 if columns < 2**31 else np.int64
     for band, band_keys in enumerate(keys):
-        order = np.argsort(band_keys, kind="stable")
+        if columns < 2:
+            break
+        order = np.argsort(band_keys, kind="stable").astype(dtype)
         sorted_keys = band_keys[order]
-        if len(order) < 2:
-            continue
         edges = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
-        ends = np.append(edges[1:], len(order))
+        del sorted_keys
+        ends = np.append(edges[1:], columns)
         # For each sorted slot, how many later slots its bucket has: it pairs with each of them.
-        later = np.repeat(ends, ends - edges) - np.arange(len(order)) - 1
+        later = np.repeat(ends, ends - edges) - np.arange(columns) - 1
         before = np.cumsum(later) - later
         # Slots grouped so that a group's pairs number about `chunk` (a slot's own pairs stay
         # together: at most the size of its bucket).
         group = before // chunk
-        cuts = np.concatenate(([0], np.flatnonzero(np.diff(group)) + 1, [len(order)]))
+        cuts = np.concatenate(([0], np.flatnonzero(np.diff(group)) + 1, [columns]))
         for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
             counts = later[lo:hi]
             total = int(counts.sum())
             if not total:
                 continue
+            pairs = np.empty((total, 2), dtype=dtype)
             first = np.repeat(np.arange(lo, hi), counts)
             # The k-th partner of slot p is slot p + 1 + k.
             second = first + 1 + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-            a, b = order[first], order[second]
+            pairs[:, 0] = order[first]
+            pairs[:, 1] = order[second]
             del first, second
-            fresh = np.ones(total, dtype=bool)
-            for earlier in keys[:band]:
-                fresh &= earlier[a] != earlier[b]
-            a, b = live[a[fresh]], live[b[fresh]]
-            pairs = np.empty((len(a), 2), dtype=dtype)
-            np.minimum(a, b, out=pairs[:, 0], casting="unsafe")
-            np.maximum(a, b, out=pairs[:, 1], casting="unsafe")
-            yield pairs
+            yield band, pairs
 
 
 def _bucket_pairs(members: np.ndarray, sorted_keys: np.ndarray, records: int) -> np.ndarray:
@@ -405,36 +453,30 @@ def agreement_floor(threshold: float, num_perm: int) -> int:
 
 
 def _low_bits(signature: np.ndarray) -> np.ndarray:
-    """The low 8 bits of every signature value (`_agreeing`'s first pass)."""
+    """The low 8 bits of every signature value (what `_agreeing` compares)."""
     return (signature & np.uint32(0xFF)).astype(np.uint8)
 
 
-def _agreeing(
-    signature: np.ndarray, pairs: np.ndarray, floor: int, low: np.ndarray | None = None
-) -> np.ndarray:
-    """The candidate pairs whose signatures agree on at least `floor` positions.
+def _agreeing(low: np.ndarray, pairs: np.ndarray, floor: int) -> np.ndarray:
+    """The candidate pairs whose signatures' low 8 bits (`_low_bits`) agree on at least `floor`
+    positions.
 
-    Compared first on the low 8 bits of each value (a quarter of the memory traffic of the
-    full values; two equal values have equal low bits, so this keeps every pair the full
-    comparison keeps), then on the full values for the pairs that pass (#21: 9.7 million
-    candidates at 100k records of the templated benchmark corpus, 1.9 million passing).
+    Only the low bits are kept (#21: 256 permutations, a byte each, where the full values would
+    be 1 KB a record): two equal values have equal low bits, so this keeps every pair that the
+    full comparison keeps, and a few more (unequal values share their low bits once in 256),
+    which the exact Jaccard then refutes.
     """
-    low = _low_bits(signature) if low is None else low
     keep = np.zeros(len(pairs), dtype=bool)
     for start in range(0, len(pairs), _AGREEMENT_BATCH):
         batch = pairs[start : start + _AGREEMENT_BATCH]
         same = low[batch[:, 0]] == low[batch[:, 1]]
         keep[start : start + len(batch)] = same.sum(axis=1) >= floor
-    pairs = pairs[keep]
-    keep = np.zeros(len(pairs), dtype=bool)
-    for start in range(0, len(pairs), _AGREEMENT_BATCH):
-        batch = pairs[start : start + _AGREEMENT_BATCH]
-        same = signature[batch[:, 0]] == signature[batch[:, 1]]
-        keep[start : start + len(batch)] = same.sum(axis=1) >= floor
     return pairs[keep]
 
 
-def _long_enough(shingles: ShingleSets, pairs: np.ndarray, threshold: float) -> np.ndarray:
+def _long_enough(
+    shingles: ShingleSets, pairs: np.ndarray, threshold: float, at: np.ndarray | None = None
+) -> np.ndarray:
     """The candidate pairs whose shingle counts allow a Jaccard similarity of `threshold`.
 
     Exact, not an estimate: two sets share at most the smaller one's members, and their union
@@ -444,6 +486,8 @@ def _long_enough(shingles: ShingleSets, pairs: np.ndarray, threshold: float) -> 
     and shingles are compared (#21).
     """
     lengths = np.diff(shingles.offsets)
+    if at is not None:  # the pairs are positions into `at`, not record indices
+        lengths = lengths[at]
     keep = np.zeros(len(pairs), dtype=bool)
     # In batches: the lengths and bounds of 15 million candidates at once were 600 MB.
     for start in range(0, len(pairs), _AGREEMENT_BATCH):
@@ -566,18 +610,102 @@ def similar_pair_chunks(
     threshold: float,
     num_perm: int,
     seed: int,
+    joined: "Components | None" = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The pairs of `similar_pair_arrays` as they are confirmed, chunk by chunk, in no set order:
     `((pairs, 2) record indices with i < j in each row, exact similarities)`. A caller that
     needs only what the pairs connect never holds them all (#21: the near-identical responses of
-    a 1M-record templated corpus make some tens of millions of pairs)."""
+    a 1M-record templated corpus make some tens of millions of pairs).
+
+    With `joined`, a caller that needs only the connected components of the pairs (it unions
+    each chunk it is given into `joined` before taking the next) is not given a candidate whose
+    records are already in one component, nor is that candidate compared: only the pairs that
+    may still merge two components are confirmed (the components are the same; which of a
+    component's pairs are yielded is not)."""
     shingles = shingle_sets(token_lists, shingle_size)
-    signature = _signer()(shingles, num_perm=num_perm, seed=seed)
-    low = _low_bits(signature)
+    rows = band_rows(threshold, num_perm)
+    live, keys, low = _sketch(shingles, num_perm=num_perm, seed=seed, rows=rows)
     floor = agreement_floor(threshold, num_perm)
-    for chunk in band_candidates(signature, band_rows(threshold, num_perm)):
-        chunk = _long_enough(shingles, chunk, threshold)
-        chunk = _agreeing(signature, chunk, floor, low)
-        similarity = jaccards(shingles, chunk)
+    for band, pairs in _bucket_pairs_by_band(keys, _CANDIDATE_CHUNK):
+        # Bounded from the cheapest test up; a pair shared by several bands is bounded and
+        # compared in the first only (#21: at 100k records the near-duplicate pairs within the
+        # length bound came 7.1 million times, 4.2 million of them first; the earlier bands'
+        # keys are 4 bytes a pair and band, the low bits 256 bytes a pair).
+        pairs = _long_enough(shingles, pairs, threshold, live)
+        pairs = pairs[_first_band(keys, band, pairs)]
+        pairs = _agreeing(low, pairs, floor)
+        pairs = _ordered(live[pairs])
+        if joined is not None:
+            pairs = pairs[~joined.together(pairs)]
+        similarity = jaccards(shingles, pairs)
         keep = similarity >= threshold
-        yield chunk[keep], similarity[keep]
+        yield pairs[keep], similarity[keep]
+
+
+def _sketch(
+    shingles: ShingleSets, *, num_perm: int, seed: int, rows: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`(live, keys, low)`: the records with shingles, per band a 32-bit key of each
+    (`(bands, live)`, `_keys_of`) and the low 8 bits of their signatures (`(live, num_perm)`).
+
+    The signatures themselves are not kept: computed batch by batch, each batch's band keys
+    and low bits are taken and the batch dropped (#21: 256 permutations of 4 bytes were 1 KB a
+    record; keys and low bits are 424 B at 0.75, fewer than 64 permutations' 448 B were).
+    A signer set by `signatures_by` computes all signatures at once, as ever.
+    """
+    signer = _signer()
+    if signer is not signatures:
+        signature = signer(shingles, num_perm=num_perm, seed=seed)
+        live, keys = _band_keys(signature, rows)
+        return live, keys, _low_bits(signature[live])
+    live = np.flatnonzero(np.diff(shingles.offsets))
+    keys = np.empty((num_perm // rows, len(live)), dtype=np.uint32)
+    low = np.empty((len(live), num_perm), dtype=np.uint8)
+    # Batches hold consecutive records with shingles: their positions in `live` are consecutive.
+    done = 0
+    for batch, signature in _signature_batches(shingles, num_perm=num_perm, seed=seed):
+        keys[:, done : done + len(batch)] = _keys_of(signature, rows)
+        low[done : done + len(batch)] = _low_bits(signature)
+        done += len(batch)
+    return live, keys, low
+
+
+class Components:
+    """Union-find over `size` items in numpy: `union` joins the two ends of each pair, `together`
+    tells which pairs are already in one component (#21: a candidate inside a component need not
+    be compared when only the components are wanted; merges are at most `size - 1`)."""
+
+    def __init__(self, size: int) -> None:
+        self.parent = np.arange(size, dtype=np.int64)
+
+    def find(self, items: np.ndarray) -> np.ndarray:
+        """The root of each item (paths halved on the way)."""
+        parent = self.parent
+        roots = parent[items]
+        while True:
+            above = parent[roots]
+            if np.array_equal(above, roots):
+                break
+            parent[roots] = parent[above]
+            roots = parent[above]
+        parent[items] = roots
+        return roots
+
+    def together(self, pairs: np.ndarray) -> np.ndarray:
+        """Per pair, whether its two items are in one component."""
+        if not len(pairs):
+            return np.zeros(0, dtype=bool)
+        return self.find(pairs[:, 0]) == self.find(pairs[:, 1])
+
+    def union(self, pairs: np.ndarray) -> None:
+        """Join the two items of every pair; each component's root is its smallest item."""
+        left, right = pairs[:, 0], pairs[:, 1]
+        while len(left):
+            a, b = self.find(left), self.find(right)
+            apart = a != b
+            if not apart.any():
+                break
+            left, right, a, b = left[apart], right[apart], a[apart], b[apart]
+            # Several pairs may relink one root in a pass: one link wins, the rest are joined
+            # in the next pass (every pass joins at least one pair; roots only ever decrease).
+            self.parent[np.maximum(a, b)] = np.minimum(a, b)
