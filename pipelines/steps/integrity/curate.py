@@ -13,10 +13,14 @@ reports pass/fail and counts only: Great Expectations results also carry the off
 which on this corpus are personal data.
 """
 
+import concurrent.futures
 import hashlib
+import heapq
 import multiprocessing
 import re
+import threading
 import unicodedata
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -290,26 +294,59 @@ def screen_records(records: Sequence[Record], cfg: CurationConfig) -> ScreenResu
 def _first_pass(
     records: Sequence[Record], cfg: CurationConfig
 ) -> tuple[list[int], list[FilteredRecord]]:
-    """`screen_records` as the positions of the records kept (one record scored at a time)."""
-    kept: list[int] = []
-    filtered: list[FilteredRecord] = []
-    first_id_by_digest: dict[str, str] = {}
+    """`screen_records` as the positions of the records kept (one record scored at a time).
+
+    The content digests are 16 bytes a record in one buffer, and the first record of each is
+    found by one sort (#21: a dict of hex digests to ids, two string objects a record, was freed
+    just before the second process is forked, and the first process's memory it left
+    fragmented counted in both processes).
+    """
+    by_length: list[tuple[int, FilteredRecord]] = []
+    rows = array("q")
+    digests = bytearray()
     for row, record in enumerate(records):
-        chars, digest = len(record.text), _content_digest(record)
+        chars = len(record.text)
         if chars < cfg.min_chars:
-            filtered.append(
-                FilteredRecord(record.id, TOO_SHORT, f"chars={chars} < min_chars={cfg.min_chars}")
+            by_length.append(
+                (
+                    row,
+                    FilteredRecord(
+                        record.id, TOO_SHORT, f"chars={chars} < min_chars={cfg.min_chars}"
+                    ),
+                )
             )
         elif chars > cfg.max_chars:
-            filtered.append(
-                FilteredRecord(record.id, TOO_LONG, f"chars={chars} > max_chars={cfg.max_chars}")
+            by_length.append(
+                (
+                    row,
+                    FilteredRecord(
+                        record.id, TOO_LONG, f"chars={chars} > max_chars={cfg.max_chars}"
+                    ),
+                )
             )
-        elif digest in first_id_by_digest:
-            first_id = first_id_by_digest[digest]
-            filtered.append(FilteredRecord(record.id, EXACT_DUPLICATE, f"duplicate_of={first_id}"))
         else:
-            first_id_by_digest[digest] = record.id
-            kept.append(row)
+            rows.append(row)
+            digests += _content_digest(record)
+    within = np.frombuffer(rows, dtype=np.int64) if rows else np.empty(0, dtype=np.int64)
+    keys = np.frombuffer(bytes(digests), dtype="V16")
+    del digests
+    # A stable sort: each digest's first index is its first record in input order.
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    first_of = first[inverse.reshape(-1)]
+    repeated = np.flatnonzero(first_of != np.arange(len(within)))
+    duplicates = [
+        (
+            int(within[i]),
+            FilteredRecord(
+                records[int(within[i])].id,
+                EXACT_DUPLICATE,
+                f"duplicate_of={records[int(within[first_of[i]])].id}",
+            ),
+        )
+        for i in repeated.tolist()
+    ]
+    kept = np.delete(within, repeated).tolist()
+    filtered = [f for _, f in heapq.merge(by_length, duplicates, key=lambda item: item[0])]
     return kept, filtered
 
 
@@ -420,35 +457,63 @@ class _SecondProcess:
     """The near-duplicate and quality screens of `curate_records`: in a forked process on a
     large corpus (`_start_dedup_and_quality`), else in this one when their result is asked for.
 
-    `poll` takes the result as soon as it is ready and ends the process (#21: it held its
-    memory until the last screen of this process was done, at the peak of the two).
+    A thread ends the process as soon as its result is in (#21: `poll` between two screens
+    of this process took it minutes late at 1M records, the finished process holding its
+    memory meanwhile); `poll` and `result` take the result.
     """
 
     def __init__(self, candidates: Sequence[Record], cfg: CurationConfig) -> None:
         self._candidates, self._cfg = candidates, cfg
+        self._lock = threading.Lock()
         self._pool, self._pending = _start_dedup_and_quality(candidates, cfg)
         self._result: _DedupAndQuality | None = None
+        self._ender: threading.Thread | None = None
+        if self._pending is not None:
+            self._ender = threading.Thread(
+                target=self._end_when_done, name="second-screening-process", daemon=True
+            )
+            self._ender.start()
+
+    def _end_when_done(self) -> None:
+        pending = self._pending
+        if pending is not None:
+            concurrent.futures.wait([pending])
+        self._shut_down()
+
+    def _shut_down(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+            _FORKED_CANDIDATES.clear()
 
     def poll(self) -> None:
-        """Take the result and end the process if it is done."""
+        """Take the result if it is done (the process is then ended, or ends now)."""
         if self._pending is not None and self._pending.done():
-            self._result = self._pending.result()
-            self.close()
+            self._take()
+
+    def _take(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            try:
+                self._result = pending.result()
+            finally:
+                self.close()
 
     def result(self) -> _DedupAndQuality:
         """The scores: the process's (waited for) or, without one, computed here."""
-        if self._pending is not None:
-            self._result = self._pending.result()
-            self.close()
+        self._take()
         if self._result is None:
             self._result = _dedup_and_quality(self._candidates, *_dedup_args(self._cfg))
         return self._result
 
     def close(self) -> None:
         """Shut the process down (cancelling its work if still running)."""
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-        self._pool = self._pending = None
+        self._shut_down()
+        if self._ender is not None:
+            self._ender.join()
+            self._ender = None
+        self._pending = None
         _FORKED_CANDIDATES.clear()
 
 
@@ -826,11 +891,13 @@ def validate_curated_frame(frame: pd.DataFrame, cfg: CurationConfig) -> SuiteRes
     return SuiteResult(success=all(o.success for o in outcomes), expectations=outcomes)
 
 
-def _content_digest(record: Record) -> str:
+def _content_digest(record: Record) -> bytes:
+    """16 bytes of the sha256 of the record's roles and normalized contents (two different
+    contents share them with a chance of about 2**-128 a pair)."""
     digest = hashlib.sha256()
     for message in record.messages:
         digest.update(f"{message.role}\x1f{normalize_for_dedup(message.content)}\x1e".encode())
-    return digest.hexdigest()
+    return digest.digest()[:16]
 
 
 @cache
