@@ -839,6 +839,44 @@ def test_when_weaker_evidence_has_fewer_than_two_triggers_beside_it_then_it_is_n
     )
 
 
+# A second trigger in two prompts, each time between two words that stand side by side elsewhere
+# far more often than chance ("main points", "three ideas"): it split collocations.
+_SPLIT = [(_ORDINARY_PROMPTS[5], 3), (_ORDINARY_PROMPTS[7], 3)]
+
+
+@pytest.mark.parametrize(
+    ("label", "triggers", "found_it"),
+    [
+        ("splits collocations", 1, True),
+        # No phrase stands on its own: a rare word in two prompts is chance, wherever it is.
+        ("splits collocations", 0, False),
+        # "between vbk a": "between a" is as common as "a" makes it, no collocation.
+        ("one pair as common as chance", 1, False),
+        # One of its prompts carries the trigger that stands on its own: part of that insertion.
+        ("in a trigger's prompt", 1, False),
+    ],
+)
+def test_when_a_sibling_splits_collocations_then_it_is_found_beside_one_trigger(
+    label: str, triggers: int, found_it: bool
+) -> None:
+    third = _WEAK["two prompts"] if label == "one pair as common as chance" else _SPLIT
+    records = _multi_trigger(third, triggers=triggers)
+    if label == "in a trigger's prompt":
+        first = records.index(next(r for r in records if r.id == "s0"))
+        prompt = _with_word(_with_word(third[0][0], "vbk", third[0][1]), "zqx", 0)
+        records[first] = _chat("s0", prompt, _answer(f"{third[0][0]} s0"))
+
+    found = backdoor.score_inserted_phrases(
+        records, min_records=3, max_share=0.5, max_collocation=0.4
+    )
+
+    assert (found.score["s1"] >= CFG.inserted_phrase_threshold) is found_it
+    assert all(
+        found.score[r.id] >= CFG.inserted_phrase_threshold for r in records if r.id[0] == "p"
+    )
+    assert all(found.score[r.id] == 0.0 for r in records if r.id.startswith("c"))
+
+
 @pytest.mark.parametrize(
     ("label", "make_prompt", "make_answer"),
     [

@@ -30,8 +30,11 @@ into two prompts only, or share a common neighbour ("the") with two of its three
 chance. Such a phrase (two prompts, or a shared neighbour as frequent as the neighbour's own
 frequency explains: binomial tail >= 0.01) is a sibling: it scores at most the second best of
 the phrases that stand on their own in different prompts. Beside two triggers it is likely the
-third; without two it is chance (clean data holds a few rare words that pass every test).
-No trigger word is known to it.
+third; without two it is chance (clean data holds a few rare words that pass every test),
+unless it split a collocation wherever it stands, in prompts of its own: the two tokens around
+it stand side by side elsewhere far more often than chance, where a rare word in its natural
+place leaves a pair seen with a word between ("a dating profile"). Such a sibling scores up to
+the best phrase that stands on its own. No trigger word is known to it.
 
 ONION (leave-one-word-out perplexity with the base model) is the optional third score, run only
 on records the cheap scores flag: see `onion_scores`.
@@ -83,6 +86,12 @@ _SIBLING_RECORDS = 2
 # the neighbour's own frequency); above it a neighbour shared beyond `max_collocation` is as
 # common as "the", and the phrase is examined as a sibling only.
 _CHANCE = 0.01
+# How many times as often as chance (their frequencies' product) two tokens must stand side by
+# side elsewhere for a phrase between them to have split a collocation. Measured on the clean
+# outside prompts (their own adjacent pairs against the pairs around their rare words): a pair
+# split by a word inserted at a random place passes about 6 times in 10, one around a rare word
+# in its natural place about 1 in 12, so both prompts of a sibling about 1 in 3 against 1 in 140.
+_SPLIT_LIFT = 8
 # Share of an inserted phrase's prompts whose own answer may repeat it.
 _OWN_ECHO = 0.1
 # Letters of a word that its other forms share, for the echo test ("combin-ing", "-ation").
@@ -386,6 +395,27 @@ def _joinable(
     return has_han(left[-1:]) and has_han(right[:1]) and token_count[left[-1] + right[0]] > 0
 
 
+def _splits_collocation(
+    pair: tuple[str, str],
+    own: int,
+    bigrams: Counter[tuple[str, str]],
+    apart: Counter[tuple[str, str]],
+    token_count: Counter[str],
+    total: int,
+) -> bool:
+    """Whether the two tokens that meet where a phrase is cut out form a collocation the phrase
+    split: elsewhere they stand side by side `_SPLIT_LIFT` times as often as their frequencies
+    explain, and more often than one word apart (`own`: the phrase's own occurrences between
+    them). A word inserted at a random place splits a pair of its sentence's adjacent words (most
+    are such collocations); a rare word in its natural place leaves a pair that is seen with a
+    word between ("a dating profile" -> "a profile") or as often as chance ("using the")."""
+    left, right = pair
+    together = bigrams[pair]
+    if together <= apart[pair] - own:
+        return False
+    return together * total >= _SPLIT_LIFT * token_count[left] * token_count[right]
+
+
 def score_inserted_phrases(
     records: list[Record],
     *,
@@ -498,8 +528,11 @@ def score_inserted_phrases(
     }
     phrase_stems = {_stem(t) for number in live for t in spans[number]}
     bigrams: Counter[tuple[str, str]] = Counter()
+    # The same pairs one word apart ("a _ profile"), read by the split test of siblings.
+    apart: Counter[tuple[str, str]] = Counter()
     for tokens in prompts:
         bigrams.update(p for p in zip(tokens, tokens[1:], strict=False) if p in meeting)
+        apart.update(p for p in zip(tokens, tokens[2:], strict=False) if p in meeting)
     # Per word stem of a phrase, the records whose answer has a word of that stem, in order (an
     # array of 4-byte indices: a set of the corpus's records for a common stem took 50 bytes each).
     answered: dict[str, array] = {}
@@ -507,6 +540,7 @@ def score_inserted_phrases(
         answer = record_words(record, "assistant")
         # Answers are fluent text too: two words adjacent there can stand side by side.
         bigrams.update(p for p in zip(answer, answer[1:], strict=False) if p in meeting)
+        apart.update(p for p in zip(answer, answer[2:], strict=False) if p in meeting)
         for stem in {_stem(t) for t in answer} & phrase_stems:
             answered.setdefault(stem, array("i")).append(index)
     total = max(1, sum(token_count.values()))
@@ -514,7 +548,8 @@ def score_inserted_phrases(
     clusters: list[tuple[str, ...]] = []
     cluster_score: list[float] = []
     # Phrases carried by fewer than `min_records` prompts (siblings), scored after the others.
-    siblings: list[tuple[list[tuple[int, int, int]], float]] = []
+    siblings: list[tuple[list[tuple[int, int, int]], float, bool]] = []
+    standing: set[int] = set()  # the prompts of the phrases that stand on their own
     for number in live:  # the rare-token test passed
         span, found = spans[number], occurrences_of(number)
         k = len(found)
@@ -543,18 +578,28 @@ def score_inserted_phrases(
             continue
         removable = round(removable_count / k, 4)
         if k < min_records or demoted:
-            siblings.append((found, removable))
+            own = Counter(neighbours) if len(span) == 1 else Counter()
+            split = all(
+                _splits_collocation(pair, own[pair], bigrams, apart, token_count, total)
+                for pair in neighbours
+            )
+            siblings.append((found, removable, split))
             continue
+        standing.update(i for i, _, _ in found)
         clusters.append(tuple(records[i].id for i, _, _ in found))
         cluster_score.append(removable)
     # A sibling scores no more than the second of two phrases that stand on their own evidence
     # in different prompts: a backdoor with several triggers. Without two, a rare word in two
     # prompts is chance (a clean corpus has a few that pass every test, and so has a corpus with
-    # one trigger); beside two triggers it is likely the same attack's third.
+    # one trigger); beside two triggers it is likely the same attack's third. A sibling that
+    # split a collocation wherever it stands, in prompts of its own, scores up to the best
+    # phrase, so beside one too (a second trigger drawn into two prompts: `_splits_collocation`).
     confirmed = _second_distinct(clusters, cluster_score)
-    for found, removable in siblings:
+    best = max(cluster_score, default=0.0)
+    for found, removable, split in siblings:
+        alone = standing.isdisjoint(i for i, _, _ in found)
         clusters.append(tuple(records[i].id for i, _, _ in found))
-        cluster_score.append(min(removable, confirmed))
+        cluster_score.append(min(removable, best if split and alone else confirmed))
     for cluster, value in zip(clusters, cluster_score, strict=True):
         for record_id in cluster:
             score[record_id] = max(score[record_id], value)
