@@ -299,7 +299,7 @@ def candidate_pairs(signature: np.ndarray, rows: int) -> np.ndarray:
     records = signature.shape[0]
     live, keys = _band_keys(signature, rows)
     codes = []
-    for band_keys in keys:
+    for band_keys in keys.T:
         order = np.argsort(band_keys, kind="stable")
         codes.append(_bucket_pairs(live[order], band_keys[order], records))
     merged = np.concatenate(codes) if codes else np.empty(0, dtype=np.int64)
@@ -314,7 +314,7 @@ def candidate_pairs(signature: np.ndarray, rows: int) -> np.ndarray:
 
 
 def _band_keys(signature: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """The records with shingles, and per band one 32-bit key per such record, `(bands, live)`.
+    """The records with shingles, and per such record one 32-bit key per band, `(live, bands)`.
 
     A rare collision of two keys only adds a candidate that is then refuted.
     """
@@ -323,18 +323,18 @@ def _band_keys(signature: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray
 
 
 def _keys_of(signature: np.ndarray, rows: int) -> np.ndarray:
-    """Per band, one 32-bit key per signature row, `(bands, rows of signature)`: the band's values
+    """Per signature row, one 32-bit key per band, `(rows of signature, bands)`: the band's values
     mixed into 64 bits (`fmix64` of a weighted sum), the high half kept. Two rows of unequal
     band values share a key with a chance of about 2**-32 (some 5,000 spurious candidates over
     42 bands of a 1M-record corpus, each refuted by the bounds: 4 bytes a key rather than 8)."""
     mixer = np.random.default_rng(0).integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
-    keys = np.empty((signature.shape[1] // rows, signature.shape[0]), dtype=np.uint32)
+    keys = np.empty((signature.shape[0], signature.shape[1] // rows), dtype=np.uint32)
     for band, start in enumerate(range(0, signature.shape[1] - rows + 1, rows)):
         with np.errstate(over="ignore"):
             mixed = (signature[:, start : start + rows].astype(np.uint64) * mixer).sum(
                 axis=1, dtype=np.uint64
             )
-        keys[band] = _fmix64(mixed) >> np.uint64(32)
+        keys[:, band] = _fmix64(mixed) >> np.uint64(32)
     return keys
 
 
@@ -366,20 +366,26 @@ def _ordered(pairs: np.ndarray) -> np.ndarray:
 
 
 def _first_band(keys: np.ndarray, band: int, pairs: np.ndarray) -> np.ndarray:
-    """Per pair (columns of `keys`) found in `band`, whether no earlier band holds it too."""
+    """Per pair (rows of `keys`) found in `band`, whether no earlier band holds it too.
+
+    A record's keys are one row, so a pair's earlier keys are read in a few cache lines rather
+    than one per band (#21: 40% less time at 42 bands)."""
     fresh = np.ones(len(pairs), dtype=bool)
-    for earlier in keys[:band]:
-        fresh &= earlier[pairs[:, 0]] != earlier[pairs[:, 1]]
+    if band:
+        for start in range(0, len(pairs), _AGREEMENT_BATCH):
+            batch = pairs[start : start + _AGREEMENT_BATCH]
+            same = keys[batch[:, 0], :band] == keys[batch[:, 1], :band]
+            fresh[start : start + len(batch)] = ~same.any(axis=1)
     return fresh
 
 
 def _bucket_pairs_by_band(keys: np.ndarray, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
-    """`(band, pairs)`: every pair of columns of `keys` sharing a key in that band, as an
-    `(pairs, 2)` array of column indices in no set order, in chunks of about `chunk` pairs (a
-    pair shared by several bands comes once per band)."""
-    columns = keys.shape[1]
+    """`(band, pairs)`: every pair of rows of `keys` sharing a key in that band (column), as an
+    `(pairs, 2)` array of row indices in no set order, in chunks of about `chunk` pairs (a pair
+    shared by several bands comes once per band)."""
+    columns = keys.shape[0]
     dtype = np.int32 if columns < 2**31 else np.int64
-    for band, band_keys in enumerate(keys):
+    for band, band_keys in enumerate(keys.T):
         if columns < 2:
             break
         order = np.argsort(band_keys, kind="stable").astype(dtype)
@@ -645,8 +651,8 @@ def similar_pair_chunks(
 def _sketch(
     shingles: ShingleSets, *, num_perm: int, seed: int, rows: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`(live, keys, low)`: the records with shingles, per band a 32-bit key of each
-    (`(bands, live)`, `_keys_of`) and the low 8 bits of their signatures (`(live, num_perm)`).
+    """`(live, keys, low)`: the records with shingles, per such record a 32-bit key per band
+    (`(live, bands)`, `_keys_of`) and the low 8 bits of its signature (`(live, num_perm)`).
 
     The signatures themselves are not kept: computed batch by batch, each batch's band keys
     and low bits are taken and the batch dropped (#21: 256 permutations of 4 bytes were 1 KB a
@@ -659,12 +665,12 @@ def _sketch(
         live, keys = _band_keys(signature, rows)
         return live, keys, _low_bits(signature[live])
     live = np.flatnonzero(np.diff(shingles.offsets))
-    keys = np.empty((num_perm // rows, len(live)), dtype=np.uint32)
+    keys = np.empty((len(live), num_perm // rows), dtype=np.uint32)
     low = np.empty((len(live), num_perm), dtype=np.uint8)
     # Batches hold consecutive records with shingles: their positions in `live` are consecutive.
     done = 0
     for batch, signature in _signature_batches(shingles, num_perm=num_perm, seed=seed):
-        keys[:, done : done + len(batch)] = _keys_of(signature, rows)
+        keys[done : done + len(batch)] = _keys_of(signature, rows)
         low[done : done + len(batch)] = _low_bits(signature)
         done += len(batch)
     return live, keys, low
