@@ -4,6 +4,8 @@ What the `data_drops` sensor and the two jobs do under the daemon, in process: d
 registered as partitions, each is materialized on its own, then the unpartitioned assets.
 """
 
+import hashlib
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +13,7 @@ import dagster as dg
 from pipelines.definitions import ASSET_MODULES, CHECK_MODULES, build_resources
 from pipelines.drops import register_drops
 from pipelines.steps.config import PipelineConfig
+from pipelines.steps.privacy.vault import private_dir
 
 ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
 CHECKS = dg.load_asset_checks_from_modules(CHECK_MODULES)
@@ -25,8 +28,27 @@ RELEASE_ASSETS = [
 ]
 
 
+TEST_PSEUDONYM_KEY = hashlib.sha256(b"sovtune tests: a fixed pseudonym key").digest()
+"""The data root's pseudonym key in test runs. Record ids are keyed pseudonyms and the held-out
+split goes by id, so a random key drew 5 to 16 held-out records per run and the audit's statistics
+with them; a fixed key makes a test run repeatable (the key itself is tested elsewhere)."""
+
+
+def pin_pseudonym_key(root: Path) -> None:
+    """Write `TEST_PSEUDONYM_KEY` where the pipeline reads the data root's key (none there yet)."""
+    path = root.resolve() / "secrets" / "pseudonym.key"
+    if path.exists():
+        return
+    private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(TEST_PSEUDONYM_KEY)
+
+
 def make_config(root: Path, model_dir: Path, **audit) -> PipelineConfig:
-    """A profile for the tiny in-process model: a few DP steps, a small audit."""
+    """A profile for the tiny in-process model: a few DP steps, a small audit; the data root's
+    pseudonym key pinned (`pin_pseudonym_key`)."""
+    pin_pseudonym_key(root)
     return PipelineConfig.model_validate(
         {
             "profile": "test",
@@ -83,6 +105,17 @@ def run_all(instance: dg.DagsterInstance, cfg: PipelineConfig):
     resources = build_resources(cfg)
     drops = run_drops(instance, resources)
     return drops, run_release(instance, resources)
+
+
+def why_failed(result: dg.ExecuteInProcessResult) -> str:
+    """The failed steps and failed checks of a run, for an assertion's message."""
+    steps = [
+        f"{e.step_key}: {e.event_specific_data.error.message.strip()[:300]}"
+        for e in result.all_events
+        if e.event_type_value == "STEP_FAILURE" and e.event_specific_data.error
+    ]
+    checks = [f"{c.check_name}: {c.description}" for c in check_evaluations(result) if not c.passed]
+    return f"failed steps {steps}; failed checks {checks}"
 
 
 def check_evaluations(*results) -> list:

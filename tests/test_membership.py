@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from pipelines.steps.audit.membership import ATTACKS, evaluate_attacks, record_scores
+from pipelines.steps.audit.membership import (
+    ATTACKS,
+    _auc_standard_error,
+    auc_lower_bound,
+    evaluate_attacks,
+    record_scores,
+)
 from pipelines.steps.records import Message, Record
 from pipelines.steps.training.modelstore import load_base_model
 from tests.tiny_model import make_tiny_model_dir, synthetic_sentences
@@ -29,6 +35,22 @@ def test_when_members_look_like_non_members_then_auc_is_near_half_and_no_epsilon
         assert result.auc == pytest.approx(0.5, abs=0.08)
         assert result.auc_low < 0.5
         assert result.epsilon_lower_bound < 1.0
+
+
+def test_when_few_records_are_held_out_then_a_chance_auc_is_not_taken_for_leakage():
+    # 64 members, 11 non-members, AUC 0.697: the Wald bound (se at the observed AUC) put it
+    # above a 0.55 gate; the bound with the standard error taken at the bound does not
+    wald = 0.697 - 1.96 * _auc_standard_error(0.697, 64, 11)
+    assert wald > 0.54
+    assert auc_lower_bound(0.697, 64, 11) < 0.52
+
+
+def test_when_many_records_are_scored_then_the_bound_is_the_usual_one_and_still_catches_leakage():
+    for auc in (0.55, 0.6, 0.65, 0.7):
+        wald = auc - 1.96 * _auc_standard_error(auc, 64, 64)
+        assert auc_lower_bound(auc, 64, 64) == pytest.approx(wald, abs=0.01)
+    assert auc_lower_bound(0.75, 64, 64) > 0.55  # a real attack still fails the gate
+    assert auc_lower_bound(1.0, 200, 200) > 0.95
 
 
 def test_when_records_are_scored_with_a_model_then_every_attack_gives_a_finite_score(tmp_path):

@@ -23,6 +23,7 @@ from tests.pipeline_runs import (
     run_all,
     run_drops,
     run_release,
+    why_failed,
 )
 from tests.sockets import beyond_loopback, watch_sockets
 from tests.tiny_model import make_tiny_model_dir
@@ -67,8 +68,8 @@ def registered_versions(cfg: PipelineConfig) -> list:
 def test_when_the_whole_graph_runs_then_a_model_version_and_a_report_exist(world):
     result = world["result"]
     assert list(world["drops"]) == ["default"]
-    assert world["drops"]["default"].success
-    assert result.success
+    assert world["drops"]["default"].success, why_failed(world["drops"]["default"])
+    assert result.success, why_failed(result)
     assert "compliance_report" in materialized(result)
     checks = check_evaluations(*world["drops"].values(), result)
     assert {c.partition for c in checks if c.asset_key.to_user_string() == "raw_corpus"} == {
