@@ -63,3 +63,35 @@ def test_when_the_second_process_is_done_first_then_it_ends_before_the_next_scre
 
     assert started[0][0] is not None and shut_down == [started[0][0]]
     assert result.screened == curate.curate_records(records, CurationConfig()).screened
+
+
+def test_when_the_second_process_is_slower_then_the_backdoor_screen_waits_for_it(monkeypatch):
+    # The response clusters' MinHash search never runs beside the near-duplicate one (#21.1:
+    # the two together were 4.3 GiB at 1M records): the backdoor screen starts once the second
+    # process has ended, however long it takes.
+    import time
+
+    shut_down = []
+    shutdown = ProcessPoolExecutor.shutdown
+    screen_backdoor = curate._screen_backdoor
+    dedup_and_quality = curate._dedup_and_quality
+
+    def recording_shutdown(self, *args, **kwargs):
+        shut_down.append(self)
+        return shutdown(self, *args, **kwargs)
+
+    def slow(*args, **kwargs):  # runs in the forked process, which inherits the patch
+        time.sleep(0.5)
+        return dedup_and_quality(*args, **kwargs)
+
+    def checked_backdoor(*args, **kwargs):
+        assert len(shut_down) == 1 and not curate._FORKED_CANDIDATES
+        return screen_backdoor(*args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "shutdown", recording_shutdown)
+    monkeypatch.setattr(curate, "_dedup_and_quality", slow)
+    monkeypatch.setattr(curate, "_screen_backdoor", checked_backdoor)
+
+    result = curate.curate_records(chat_records(30), CurationConfig(parallel_min_records=1))
+
+    assert len(shut_down) == 1 and result.screened

@@ -632,6 +632,7 @@ def similar_pair_chunks(
     rows = band_rows(threshold, num_perm)
     live, keys, low = _sketch(shingles, num_perm=num_perm, seed=seed, rows=rows)
     floor = agreement_floor(threshold, num_perm)
+    index_type = np.int32 if len(shingles) < 2**31 else np.int64
     for band, pairs in _bucket_pairs_by_band(keys, _CANDIDATE_CHUNK):
         # Bounded from the cheapest test up; a pair shared by several bands is bounded and
         # compared in the first only (#21: at 100k records the near-duplicate pairs within the
@@ -645,7 +646,9 @@ def similar_pair_chunks(
             pairs = pairs[~joined.together(pairs)]
         similarity = jaccards(shingles, pairs)
         keep = similarity >= threshold
-        yield pairs[keep], similarity[keep]
+        # 4-byte indices where they fit: the near-duplicate screen holds every confirmed pair
+        # (#21: some millions at 1M records).
+        yield pairs[keep].astype(index_type, copy=False), similarity[keep]
 
 
 def _sketch(
