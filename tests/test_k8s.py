@@ -93,7 +93,11 @@ def test_when_the_helm_values_are_read_then_they_match_the_project_pins_and_inst
     assert f"dagster/dagster --version {pins['dagster']}" in guide
     # dagster-k8s in the image matches the other Dagster libraries (dagster-postgres' series).
     assert f"dagster-k8s=={pins['dagster-postgres']}" in text
-    # The same limits as the single-host instance.
+    # The same limits as the single-host instance. Dagster's chart writes the instance's
+    # `concurrency:` block only when `concurrency.enabled` is true (its
+    # templates/configmap-instance.yaml; the schema's default is false): without it both limits
+    # are silently dropped.
+    assert values["concurrency"]["enabled"] is True
     assert (
         values["concurrency"]["runs"]["maxConcurrentRuns"]
         == (instance["concurrency"]["runs"]["max_concurrent_runs"])
