@@ -256,6 +256,25 @@ def _assert_manifests(objects: list[dict], values: dict, report: Report) -> None
             "code location resources as in the values",
             str(container.get("resources")),
         )
+        # What the run pods inherit from the code location (dagster-k8s container context).
+        raw = next(
+            (
+                e["value"]
+                for e in container.get("env", [])
+                if e["name"]
+                in ("DAGSTER_CLI_API_GRPC_CONTAINER_CONTEXT", "DAGSTER_CONTAINER_CONTEXT")
+            ),
+            "{}",
+        )
+        k8s = json.loads(raw).get("k8s", {})
+        run_env = {e["name"]: e.get("value") for e in k8s.get("env", [])}
+        report.check(
+            all(run_env.get(k) == v for k, v in wanted.items())
+            and "sovtune-secrets" in k8s.get("env_secrets", [])
+            and {v["name"] for v in ours["volumes"]} <= {v["name"] for v in k8s.get("volumes", [])},
+            "run pods inherit the code location's env, secret and volumes",
+            f"env {sorted(run_env)}, secrets {k8s.get('env_secrets')}",
+        )
 
     # An offline render may lack the Ingress API the chart's template asks the cluster for, so
     # the values' own switch is checked too.

@@ -98,6 +98,12 @@ def test_when_the_helm_values_are_read_then_they_match_the_project_pins_and_inst
     # templates/configmap-instance.yaml; the schema's default is false): without it both limits
     # are silently dropped.
     assert values["concurrency"]["enabled"] is True
+    # ...and no run-coordinator setting of its own: Dagster rejects an instance with both
+    # `concurrency` and a run-coordinator `max_concurrent_runs`, and chart helpers older than
+    # Dagster's fix (its chart test for issue #33225) write `max_concurrent_runs: -1` whenever any
+    # queuedRunCoordinator value is set, which the chart's defaults do (dequeue threads).
+    queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert not any(queued.values()), queued
     assert (
         values["concurrency"]["runs"]["maxConcurrentRuns"]
         == (instance["concurrency"]["runs"]["max_concurrent_runs"])
