@@ -257,16 +257,7 @@ def _assert_manifests(objects: list[dict], values: dict, report: Report) -> None
             str(container.get("resources")),
         )
         # What the run pods inherit from the code location (dagster-k8s container context).
-        raw = next(
-            (
-                e["value"]
-                for e in container.get("env", [])
-                if e["name"]
-                in ("DAGSTER_CLI_API_GRPC_CONTAINER_CONTEXT", "DAGSTER_CONTAINER_CONTEXT")
-            ),
-            "{}",
-        )
-        k8s = json.loads(raw).get("k8s", {})
+        k8s = _container_context(code[0])
         run_env = {e["name"]: e.get("value") for e in k8s.get("env", [])}
         report.check(
             all(run_env.get(k) == v for k, v in wanted.items())
@@ -300,6 +291,17 @@ def _assert_manifests(objects: list[dict], values: dict, report: Report) -> None
         if o["kind"] == "Deployment" and "webserver" in o["metadata"]["name"]
     ]
     report.check(len(webservers) == 2, "webserver and read-only webserver", str(webservers))
+
+    daemons = [
+        o
+        for o in objects
+        if o["kind"] == "Deployment"
+        and o["spec"]["template"]["metadata"].get("labels", {}).get("component") == "dagster-daemon"
+    ]
+    command = daemons[0]["spec"]["template"]["spec"]["containers"][0]["command"] if daemons else []
+    report.check(
+        "dagster-daemon run" in " ".join(command), "daemon Deployment (queue, schedules, sensors)"
+    )
 
     maps = [
         o for o in objects if o["kind"] == "ConfigMap" and "dagster.yaml" in (o.get("data") or {})
@@ -346,7 +348,45 @@ def _assert_manifests(objects: list[dict], values: dict, report: Report) -> None
     theirs = {v["name"]: v for v in launcher.get("config", {}).get("volumes", [])}
     clash = [v["name"] for v in ours["volumes"] if v["name"] in theirs and theirs[v["name"]] != v]
     report.check(not clash, "run pods: no two different volumes of one name", str(clash))
+    # Who may create Kubernetes Jobs: the daemon's account launches each run's Job, the run pod's
+    # account (the code location's, handed on in its container context) launches step Jobs
+    # under k8s_job_executor.
+    run_account = _container_context(code[0]).get("service_account_name") if code else None
+    for what, account in (
+        ("run launcher's", launcher.get("config", {}).get("service_account_name")),
+        ("run pods'", run_account),
+    ):
+        report.check(
+            account is not None and _may_create_jobs(objects, account),
+            f"RBAC: the {what} service account may create Jobs",
+            str(account),
+        )
     _validate_instance(maps[0]["data"]["dagster.yaml"], report)
+
+
+def _container_context(deployment: dict) -> dict:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    names = ("DAGSTER_CLI_API_GRPC_CONTAINER_CONTEXT", "DAGSTER_CONTAINER_CONTEXT")
+    raw = next((e["value"] for e in container.get("env", []) if e["name"] in names), "{}")
+    return json.loads(raw).get("k8s", {})
+
+
+def _may_create_jobs(objects: list[dict], account: str) -> bool:
+    roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Role"}
+    for binding in (o for o in objects if o["kind"] == "RoleBinding"):
+        subjects = binding.get("subjects") or []
+        if not any(
+            s.get("kind") == "ServiceAccount" and s.get("name") == account for s in subjects
+        ):
+            continue
+        for rule in roles.get(binding["roleRef"]["name"], {}).get("rules", []):
+            if (
+                "batch" in rule.get("apiGroups", [])
+                and "jobs" in rule.get("resources", [])
+                and {"create", "*"} & set(rule.get("verbs", []))
+            ):
+                return True
+    return False
 
 
 def _validate_instance(text: str, report: Report) -> None:
