@@ -22,10 +22,13 @@ and Helm's own schema pass is skipped (`--helm-schema` keeps it where the networ
 
 Checked in the rendered manifests: the code location's Deployment runs our image with
 `dagster api grpc ... -m pipelines.definitions`, the offline and telemetry variables, the
-`sovtune-secrets` secret, the data volume and the resources of the values; no Ingress and no
-Service but ClusterIP; no generated PostgreSQL password secret; the instance ConfigMap's
-dagster.yaml has PostgreSQL storage, the K8sRunLauncher (with the run pods' resources), the
-QueuedRunCoordinator, the run and pool limits and telemetry of docs/deploy/dagster.yaml.
+`sovtune-secrets` secret, the data volume and the resources of the values, and hands the same
+env, secret and volumes to the run pods (its container context); no Ingress and no Service but
+ClusterIP; no generated PostgreSQL password secret; two webservers (one read-only) and a
+daemon; the run launcher's and the run pods' service accounts may create Jobs; the instance
+ConfigMap's dagster.yaml has PostgreSQL storage, the K8sRunLauncher (with the run pods'
+resources), the QueuedRunCoordinator, the run and pool limits and telemetry of
+docs/deploy/dagster.yaml, and the pinned Dagster's own instance-config validation accepts it.
 Exit status 1 when any check fails.
 """
 
