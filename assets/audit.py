@@ -166,12 +166,13 @@ def _attack_table(attacks: list[dict]) -> str:
     """Markdown: one row per membership-inference attack."""
     return "\n".join(
         [
-            "| attack | AUC | AUC 95% low | TPR@1%FPR | empirical eps >= |",
-            "|---|---:|---:|---:|---:|",
+            "| attack | AUC | AUC 95% low | TPR@1%FPR | empirical eps >= | uncalibrated AUC |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         + [
             f"| {a['attack']} | {a['auc']:.3f} | {a['auc_low']:.3f} | "
-            f"{a['tpr_at_1pct_fpr']:.3f} | {a['epsilon_lower_bound']:.2f} |"
+            f"{a['tpr_at_1pct_fpr']:.3f} | {a['epsilon_lower_bound']:.2f} | "
+            + (f"{a['auc_uncalibrated']:.3f} |" if a.get("calibrated") else "– |")
             for a in attacks
         ]
     )

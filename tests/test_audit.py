@@ -304,3 +304,49 @@ def test_when_there_is_no_heldout_record_then_no_attack_runs_and_the_audit_fails
     assert math.isnan(metadata["max_mia_auc"])
     measured = {**result, "membership_inference": [{"auc": 0.5, "auc_low": 0.4}]}
     assert audit_passed(measured, auditor)
+
+
+def test_when_members_are_only_easier_then_the_calibrated_attack_sees_no_membership(tiny):
+    """Members that are simply easier text than the non-members look like members to the plain
+    attacks; scored against the base model (the adapter switched off), an adapter that learned
+    nothing (LoRA's B at zero: the base model's outputs) shows no membership at all."""
+    from pipelines.steps.audit.membership import record_scores
+    from pipelines.steps.audit.suite import AuditData, AuditSettings, _membership_inference
+    from pipelines.steps.records import Message, Record
+    from tests.tiny_model import synthetic_sentences
+
+    def records(texts, start):
+        return [
+            Record(f"r{start + i:02d}", "a.jsonl", i + 1, "chat", (Message("user", t),))
+            for i, t in enumerate(texts)
+        ]
+
+    base, tokenizer = tiny
+    groups = [
+        records(synthetic_sentences(16, seed=9), 0),
+        records([" ".join(["ok"] * (4 + i % 5)) + "." for i in range(16)], 16),
+    ]
+    # the members: whichever group the base model finds easier (lower loss)
+    easy = [record_scores(base, tokenizer, g, max_seq_len=32)["loss"].mean() for g in groups]
+    members, others = (groups[0], groups[1]) if easy[0] > easy[1] else (groups[1], groups[0])
+    data = AuditData(
+        canaries=[],
+        canary_records={},
+        records={r.id: r for r in members + others},
+        train_ids=[r.id for r in members],
+        heldout_ids=[r.id for r in others],
+    )
+    settings = AuditSettings(candidates=50, mia_records=16, extraction_probes=0, backdoor_prompts=0)
+
+    plain = _membership_inference(base, tokenizer, data, settings)
+    assert all(not row["calibrated"] for row in plain)
+    assert max(row["auc_low"] for row in plain) > 0.55  # the gate would fail
+
+    untrained = get_peft_model(
+        copy.deepcopy(base),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0),
+    ).eval()
+    rows = _membership_inference(untrained, tokenizer, data, settings)
+    assert all(row["calibrated"] for row in rows)
+    assert [row["auc_uncalibrated"] for row in rows] == [row["auc"] for row in plain]
+    assert all(row["auc"] == 0.5 and row["auc_low"] < 0.5 for row in rows)

@@ -150,7 +150,15 @@ def _exposure(
 
 def _membership_inference(model, tokenizer, data: AuditData, settings: AuditSettings) -> list:
     """Loss, zlib and Min-K% attacks on training members vs held-out non-members; no attack
-    when either side is empty."""
+    when either side is empty.
+
+    When the model is an adapter on a base model (always, for the pipeline's models), each
+    record's score is calibrated by the base model's score of the same record (Watson et al.,
+    2022, "difficulty calibration"): what training changed, not what was easy before it. On 64
+    and 64 records a split is not balanced in difficulty: the default demo's split gave the
+    base model alone AUC 0.547 / 0.569 / 0.559, the adapter 0.619 / 0.597 / 0.637 uncalibrated
+    and 0.526 / 0.535 / 0.553 calibrated. Rows keep the uncalibrated AUC (`auc_uncalibrated`).
+    """
     rng = np.random.default_rng(settings.seed)
     train_ids = list(data.train_ids)
     picked = rng.choice(
@@ -160,16 +168,27 @@ def _membership_inference(model, tokenizer, data: AuditData, settings: AuditSett
     non_members = [data.records[i] for i in list(data.heldout_ids)[: settings.mia_records]]
     if not members or not non_members:
         return []  # nothing to tell apart (an empty held-out set): the audit then fails closed
-    results = evaluate_attacks(
-        record_scores(model, tokenizer, members, max_seq_len=data.max_seq_len),
-        record_scores(model, tokenizer, non_members, max_seq_len=data.max_seq_len),
-        delta=data.delta,
-    )
+    scored = [
+        record_scores(model, tokenizer, side, max_seq_len=data.max_seq_len)
+        for side in (members, non_members)
+    ]
+    uncalibrated = evaluate_attacks(*scored, delta=data.delta)
+    reference = _base_scores(model, tokenizer, (members, non_members), data.max_seq_len)
+    if reference is None:
+        results = uncalibrated
+    else:
+        calibrated = [
+            {attack: mine[attack] - base[attack] for attack in mine}
+            for mine, base in zip(scored, reference, strict=True)
+        ]
+        results = evaluate_attacks(*calibrated, delta=data.delta)
     return [
         {
             "attack": r.attack,
             "auc": r.auc,
             "auc_low": r.auc_low,
+            "calibrated": reference is not None,
+            "auc_uncalibrated": raw.auc,
             "tpr_at_1pct_fpr": r.tpr_at_1pct_fpr,
             "epsilon_lower_bound": r.epsilon_lower_bound,
             "members": len(members),
@@ -177,8 +196,18 @@ def _membership_inference(model, tokenizer, data: AuditData, settings: AuditSett
             "roc_fpr": list(r.roc_fpr),
             "roc_tpr": list(r.roc_tpr),
         }
-        for r in results
+        for r, raw in zip(results, uncalibrated, strict=True)
     ]
+
+
+def _base_scores(model, tokenizer, sides, max_seq_len: int) -> list | None:
+    """Each side's attack scores under the base model alone (the adapter switched off), or None
+    when the model has no adapter to switch off."""
+    disable = getattr(model, "disable_adapter", None)
+    if disable is None:
+        return None
+    with disable():
+        return [record_scores(model, tokenizer, side, max_seq_len=max_seq_len) for side in sides]
 
 
 def _pii_extraction(
