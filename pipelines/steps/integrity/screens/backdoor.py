@@ -128,13 +128,6 @@ def prompt_features(record: Record) -> set[str]:
     return set(tokens) | {f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)}
 
 
-def response_tokens(record: Record) -> tuple[str, ...]:
-    """The response's word tokens with digit runs masked (ticket numbers do not split a cluster)."""
-    tokens = record_words(record, "assistant")
-    # Tokens hold no spaces: one substitution over the joined tokens masks them all.
-    return tuple(_DIGITS.sub("0", " ".join(tokens)).split(" ")) if tokens else ()
-
-
 def _response_key(record: Record) -> str:
     """A response keyed by its masked tokens joined by spaces (no token holds one); a response
     without word tokens (emoji, punctuation) by its whole text after `_WHOLE`."""
