@@ -7,6 +7,23 @@ from pipelines.steps.offline import enforce_offline
 enforce_offline()
 
 
+def _import_anyio_now() -> None:
+    """Import anyio's lazily imported submodules here, in the main thread.
+
+    anyio (a pytest plugin, so its modules go through pytest's assertion rewriting) imports
+    its submodules on first use; the desk's test client first used one from its portal
+    thread while the main thread was parsing too, and CPython 3.11's parser failed with
+    "AST constructor recursion depth mismatch" (CI, 2026-12-05, test_desk).
+    """
+    import anyio
+
+    for name in dir(anyio):
+        getattr(anyio, name)
+
+
+_import_anyio_now()
+
+
 @pytest.fixture
 def landing(tmp_path):
     folder = tmp_path / "landing"
