@@ -108,3 +108,99 @@ def test_when_candidates_come_band_by_band_then_they_are_the_all_at_once_pairs_e
         assert len(found) == len(expected) > 1000  # each pair once
         assert (found[:, 0] < found[:, 1]).all()
         assert np.array_equal(found[np.lexsort((found[:, 1], found[:, 0]))], expected)
+
+
+def test_when_buckets_come_as_runs_then_their_pairs_are_the_bucket_pairs_in_order() -> None:
+    from pipelines.steps.integrity.screens import minhash
+
+    # Buckets of 1 to 40 rows in each band (one key taken by many rows, as a template's
+    # records share a band), and chunks small enough that runs split between buckets.
+    rng = np.random.default_rng(21)
+    keys = rng.integers(0, 60, size=(400, 5), dtype=np.uint32) ** 2
+    keys[::7, 2] = 7
+    for chunk in (1, 50, 1 << 17):
+        expected: dict[int, list[list[int]]] = {}
+        for band, pairs in minhash._bucket_pairs_by_band(keys, chunk):
+            expected.setdefault(band, []).extend(pairs.tolist())
+
+        runs = list(minhash._bucket_runs(keys, chunk))
+
+        found: dict[int, list[list[int]]] = {}
+        for band, rows_of, pairs in runs:
+            found.setdefault(band, []).extend(rows_of[pairs].tolist())
+        assert found == expected and len(expected) == 5
+        # A run's rows are rows of buckets of two or more: no row alone in its bucket.
+        for band, rows_of, pairs in runs:
+            assert (keys[rows_of[pairs[:, 0]], band] == keys[rows_of[pairs[:, 1]], band]).all()
+            values, counts = np.unique(keys[:, band], return_counts=True)
+            assert np.isin(keys[rows_of, band], values[counts > 1]).all()
+
+
+def test_when_agreement_is_counted_in_words_then_it_equals_the_byte_comparison() -> None:
+    from pipelines.steps.integrity.screens import minhash
+
+    rng = np.random.default_rng(4)
+    for width in (64, 256, 60):  # 60: not whole words, compared byte by byte
+        low = rng.integers(0, 4, size=(120, width), dtype=np.uint8)  # many equal bytes
+        pairs = np.array([(i, j) for i in range(120) for j in range(i + 1, 120)], dtype=np.int32)
+        same = (low[pairs[:, 0]] == low[pairs[:, 1]]).sum(axis=1)
+        for floor in (0, width // 4, width // 4 + 3, width):
+            assert minhash._agreement(low, pairs, floor).tolist() == (same >= floor).tolist()
+        # A view that is not C-contiguous takes the byte comparison, with the same answer.
+        view = low[:, ::-1]
+        flipped = (view[pairs[:, 0]] == view[pairs[:, 1]]).sum(axis=1)
+        assert (
+            minhash._agreement(view, pairs, width // 4).tolist() == (flipped >= width // 4).tolist()
+        )
+
+
+def _brute_components(token_lists: list[list[str]], size: int, threshold: float) -> list[int]:
+    sets = [_shingle_tuples(t, size) for t in token_lists]
+    parent = list(range(len(sets)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in range(len(sets)):
+        for j in range(i + 1, len(sets)):
+            union = len(sets[i] | sets[j])
+            if union and len(sets[i] & sets[j]) / union >= threshold:
+                parent[max(root(i), root(j))] = min(root(i), root(j))
+    return [root(i) for i in range(len(sets))]
+
+
+def test_when_only_components_are_wanted_then_they_equal_those_of_exact_jaccard() -> None:
+    from pipelines.steps.integrity.screens.minhash import Components, similar_pair_chunks
+
+    # Templates whose records are siblings (0.3-0.7 alike) with near copies planted (one word
+    # changed: 0.8 or more), so that buckets hold several components and many pairs each.
+    rng = np.random.default_rng(13)
+    templates = [[f"t{k}w{i}" for i in range(40)] for k in range(4)]
+    token_lists = []
+    for _ in range(160):
+        words = list(templates[int(rng.integers(0, 4))])
+        for slot in rng.choice(40, size=int(rng.integers(3, 12)), replace=False):
+            words[slot] = f"v{int(rng.integers(0, 6))}"
+        token_lists.append(words)
+        for _ in range(int(rng.integers(0, 4))):  # near copies: one word changed, 0.85 alike
+            copy = list(words)
+            copy[int(rng.integers(0, 40))] = f"x{int(rng.integers(0, 1000))}"
+            token_lists.append(copy)
+    expected = _brute_components(token_lists, 3, 0.8)
+
+    joined = Components(len(token_lists))
+    given = 0
+    for pairs, similarity in similar_pair_chunks(
+        iter(token_lists), shingle_size=3, threshold=0.8, num_perm=256, seed=2, joined=joined
+    ):
+        assert (similarity >= 0.8).all() and not joined.together(pairs).any()
+        joined.union(pairs)
+        given += len(pairs)
+
+    found = joined.find(np.arange(len(token_lists))).tolist()
+    assert found == expected
+    # Components of several records, and fewer pairs given than the components' exact pairs.
+    sizes = np.bincount(found)
+    assert (sizes >= 3).sum() >= 5 and given < len(token_lists)
