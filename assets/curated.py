@@ -1,6 +1,8 @@
 """Stage 3: integrity screening into the curated, trainable corpus, with the steward loop."""
 
 import json
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -10,8 +12,16 @@ from assets.metadata import OWNERS_STEWARDS, counts_table
 from assets.partitions import data_drops
 from pipelines.steps.integrity.curate import QUARANTINE, CurationResult
 from pipelines.steps.integrity.decisions import decisions_fingerprint, read_decisions
-from pipelines.steps.records import frame_to_records, records_to_frame
-from pipelines.steps.storage import read_parquet, write_json, write_parquet
+from pipelines.steps.integrity.packed import PackedRecords
+from pipelines.steps.records import Record, frame_to_records, records_to_frame
+from pipelines.steps.storage import (
+    RECORD_SCHEMA,
+    ParquetStream,
+    batched,
+    frame_schema,
+    iter_parquet_frames,
+    write_json,
+)
 from resources import BaseModelStore, CorpusStorage, DataEngine
 
 DECISIONS_FILE = "steward_decisions.csv"
@@ -41,71 +51,108 @@ def curated_corpus(
     ONION score). Canaries stay in: they measure memorization in the privacy audit. Under
     `execution.engine: ray` the MinHash signatures are computed on the Ray cluster.
     """
-    records = frame_to_records(read_parquet(scrubbed_corpus["path"]))
+    batch_rows = execution.stream_batch_records
+    # Packed, read a batch at a time (#21): about the size of their text, never a whole frame
+    # or a list of objects; shared with the second screening process rather than copied.
+    records = PackedRecords()
+    for frame in iter_parquet_frames(scrubbed_corpus["path"], batch_rows):
+        for record in frame_to_records(frame):
+            records.append(record)
     cfg = storage.curation
     decisions_path = storage.curated / DECISIONS_FILE
     perplexity = model_store.onion_perplexity() if cfg.onion else None
     result = execution.curate(records, cfg, read_decisions(decisions_path), perplexity=perplexity)
     out = storage.drop_dir(storage.curated, scrubbed_corpus["drop"])
     path = out / "curated_corpus.parquet"
-    sha = write_parquet(records_to_frame(result.kept), path)
-    write_parquet(_screening_frame(result), out / "screening.parquet")
-    filtered = _filtered_frame(result)
-    write_parquet(filtered, out / "filtered.parquet")
-    waiting = {s.id for s in result.screened if s.decision == QUARANTINE and not s.steward}
-    write_parquet(
-        records_to_frame([r for r in records if r.id in waiting]),
-        out / "quarantine.parquet",
+    sha = _write_records(result.kept, path, batch_rows)
+    _write_rows(_screening_rows(result), SCREENING_COLUMNS, out / "screening.parquet", batch_rows)
+    filtered_by_reason = _write_rows(
+        _filtered_rows(result), FILTERED_COLUMNS, out / "filtered.parquet", batch_rows
     )
-    summary = _curation_summary(scrubbed_corpus, result, filtered, path, sha, decisions_path)
+    waiting = {s.id for s in result.screened if s.decision == QUARANTINE and not s.steward}
+    _write_records((r for r in records if r.id in waiting), out / "quarantine.parquet", batch_rows)
+    summary = _curation_summary(
+        scrubbed_corpus, result, filtered_by_reason, path, sha, decisions_path
+    )
     write_json(storage.portable(summary), out / "curation_summary.json")
     context.add_output_metadata(_curation_metadata(summary, result, out, decisions_path, storage))
     return summary
 
 
-def _screening_frame(result: CurationResult) -> pd.DataFrame:
+SCREENING_COLUMNS = ["id", "decision", "steward", "kept", "in_trigger_cluster", "reasons", "scores"]
+FILTERED_COLUMNS = ["id", "reason", "detail"]
+
+
+def _screening_rows(result: CurationResult) -> Iterator[dict]:
     """One row per screened record: decision, steward, reasons and scores (JSON), no text."""
     trigger_members = {rid for cluster in result.trigger_clusters for rid in cluster}
-    return pd.DataFrame(
-        [
-            {
-                "id": s.id,
-                "decision": s.decision,
-                "steward": s.steward,
-                "kept": s.kept,
-                "in_trigger_cluster": s.id in trigger_members,
-                "reasons": json.dumps([vars(r) for r in s.reasons]),
-                "scores": json.dumps(result.scores.get(s.id, {}), sort_keys=True),
-            }
-            for s in result.screened
-        ],
-        columns=["id", "decision", "steward", "kept", "in_trigger_cluster", "reasons", "scores"],
-    )
+    for s in result.screened:
+        yield {
+            "id": s.id,
+            "decision": s.decision,
+            "steward": s.steward,
+            "kept": s.kept,
+            "in_trigger_cluster": s.id in trigger_members,
+            "reasons": json.dumps([vars(r) for r in s.reasons]),
+            "scores": json.dumps(result.scores.get(s.id, {}), sort_keys=True),
+        }
 
 
-def _filtered_frame(result: CurationResult) -> pd.DataFrame:
+def _filtered_rows(result: CurationResult) -> Iterator[dict]:
     """One row per record not kept, with its first reason's code and detail."""
-    return pd.DataFrame(
-        [
-            {"id": s.id, "reason": s.reasons[0].code, "detail": s.reasons[0].detail}
-            for s in result.screened
-            if not s.kept
-        ],
-        columns=["id", "reason", "detail"],
-    )
+    for s in result.screened:
+        if not s.kept:
+            yield {"id": s.id, "reason": s.reasons[0].code, "detail": s.reasons[0].detail}
+
+
+def _write_rows(
+    rows: Iterable[dict], columns: list[str], path: Path, batch_rows: int
+) -> dict[str, int]:
+    """Write rows (dicts with `columns`) a batch at a time, as `write_parquet` writes their
+    frame; returns how many rows each `reason` had, when the rows have one."""
+    empty = pd.DataFrame([], columns=columns)
+    reasons: Counter[str] = Counter()
+    with ParquetStream(path, _SCHEMAS[tuple(columns)], empty=empty) as stream:
+        for batch in batched(rows, batch_rows):
+            frame = pd.DataFrame(batch, columns=columns)
+            stream.write(frame)
+            if "reason" in frame:
+                reasons.update(frame["reason"])
+        stream.commit()
+    return dict(reasons)
+
+
+def _write_records(records: Iterable[Record], path: Path, batch_rows: int) -> str:
+    """Write records a batch at a time, as `write_parquet(records_to_frame(...))`; its sha256."""
+    with ParquetStream(path, RECORD_SCHEMA, empty=records_to_frame([])) as stream:
+        for batch in batched(records, batch_rows):
+            stream.write(records_to_frame(batch))
+        return stream.commit()
+
+
+_SCHEMAS = {
+    tuple(SCREENING_COLUMNS): frame_schema(
+        pd.DataFrame(
+            [["id", "keep", "steward", True, False, "[]", "{}"]], columns=SCREENING_COLUMNS
+        )
+    ),
+    tuple(FILTERED_COLUMNS): frame_schema(
+        pd.DataFrame([["id", "reason", "detail"]], columns=FILTERED_COLUMNS)
+    ),
+}
 
 
 def _curation_summary(
     scrubbed_corpus: dict,
     result: CurationResult,
-    filtered: pd.DataFrame,
+    filtered_by_reason: dict[str, int],
     path: Path,
     sha: str,
     decisions_path: Path,
 ) -> dict:
     """The asset's output and `curation_summary.json`: counts, steward tallies, cluster sizes."""
     counts = result.counts()
-    by_reason = filtered["reason"].value_counts().to_dict()
+    by_reason = filtered_by_reason
     return {
         "drop": scrubbed_corpus["drop"],
         "drop_sha256": scrubbed_corpus["drop_sha256"],

@@ -9,16 +9,22 @@ from assets.metadata import OWNERS_STEWARDS, counts_table
 from assets.partitions import data_drops
 from pipelines.steps.ingest.drops import DropError, drop_files, drop_fingerprint, find_drop
 from pipelines.steps.ingest.erasure import ERASED_REASON, Exclusions, filter_erased
-from pipelines.steps.ingest.landing import ingest_files
+from pipelines.steps.ingest.landing import IngestResult, SourceFile, iter_ingested
 from pipelines.steps.privacy.identifiers import (
     IDENTIFIER_MAP,
     IdentifierMap,
     pseudonymize_quarantine,
     pseudonymize_records,
 )
-from pipelines.steps.records import records_to_frame
-from pipelines.steps.storage import write_json, write_parquet
-from resources import CorpusStorage, PIIEngine
+from pipelines.steps.records import QuarantinedRecord, Record, records_to_frame
+from pipelines.steps.storage import (
+    RECORD_SCHEMA,
+    ParquetStream,
+    batched,
+    frame_schema,
+    write_json,
+)
+from resources import CorpusStorage, DataEngine, PIIEngine
 
 REFUSED_ENTRY_REASONS = (
     "symlink_refused",
@@ -35,7 +41,12 @@ REFUSED_ENTRY_REASONS = (
     code_version="5",
     partitions_def=data_drops,
 )
-def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage, pii: PIIEngine) -> dict:
+def raw_corpus(
+    context: dg.AssetExecutionContext,
+    storage: CorpusStorage,
+    pii: PIIEngine,
+    execution: DataEngine,
+) -> dict:
     """Every well-formed record of one data drop, normalized to one record type.
 
     A drop is one top-level file or folder of the landing zone (the partition key). Raw zone:
@@ -59,42 +70,59 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage, pii: P
         drop = find_drop(storage.landing, key)
     except DropError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from None
-    result = ingest_files(
+    exclusions = Exclusions(storage.raw, pii.pseudonym_key())
+    idmap = IdentifierMap(storage.raw / IDENTIFIER_MAP, pii.pseudonym_key())
+    out = storage.drop_dir(storage.raw, key)
+    corpus_path = out / "raw_corpus.parquet"
+    quarantine_path = out / "quarantine.parquet"
+    sources: list[SourceFile] = []
+    stream = iter_ingested(
         drop_files(drop.path),
         landing=storage.landing,
         languages=list(storage.languages),
         max_record_chars=storage.max_record_chars,
         limits=storage.ingest_limits,
+        sources=sources,
     )
-    if drop_fingerprint(drop.path) != drop.sha256:
-        raise dg.Failure(
-            f"drop {key!r} changed while it was read: the data_drops sensor "
-            "requests a new run for its new content"
-        )
-    # erased on request: filtered before a pseudonym is (re)assigned or anything is written
-    accepted, quarantined, erased = filter_erased(
-        result.accepted, result.quarantined, Exclusions(storage.raw, pii.pseudonym_key())
-    )
-    idmap = IdentifierMap(storage.raw / IDENTIFIER_MAP, pii.pseudonym_key())
-    accepted = pseudonymize_records(accepted, idmap, drop=key)
-    quarantined = pseudonymize_quarantine(quarantined, idmap, drop=key)
-    files = idmap.pseudonyms(
-        "source_file", [s.name for s in result.sources] + [drop.name], drop=key
-    )
-    out = storage.drop_dir(storage.raw, key)
-    corpus_path = out / "raw_corpus.parquet"
-    quarantine_path = out / "quarantine.parquet"
-    corpus_sha = write_parquet(records_to_frame(accepted), corpus_path)
-    quarantine = pd.DataFrame(
-        [vars(q) for q in quarantined],
-        columns=["id", "source_file", "source_line", "reason", "detail", "raw"],
-    )
-    quarantine_sha = write_parquet(quarantine, quarantine_path)
-    sources = [{**vars(s), "name": files[s.name]} for s in result.sources]
-    write_json(sources, out / "sources.json")
-    by_reason = dict(sorted(Counter(q.reason for q in quarantined).items()))
+    accepted = erased = 0
+    by_reason: Counter[str] = Counter()
+    languages: Counter[str] = Counter()
+    # A batch at a time (#21): read, filtered, pseudonymized and written, the same rows in the
+    # same order as the whole drop at once; the files are renamed into place at the end.
+    with (
+        ParquetStream(corpus_path, RECORD_SCHEMA, empty=records_to_frame([])) as corpus,
+        ParquetStream(quarantine_path, QUARANTINE_SCHEMA, empty=quarantine_frame([])) as quarantine,
+    ):
+        for batch in batched(stream, execution.stream_batch_records):
+            # erased on request: filtered before a pseudonym is (re)assigned or anything written
+            records, quarantined, erased_here = filter_erased(
+                [r for r in batch if isinstance(r, Record)],
+                [q for q in batch if not isinstance(q, Record)],
+                exclusions,
+            )
+            records = pseudonymize_records(records, idmap, drop=key)
+            quarantined = pseudonymize_quarantine(quarantined, idmap, drop=key)
+            corpus.write(records_to_frame(records))
+            quarantine.write(quarantine_frame(quarantined))
+            accepted += len(records)
+            erased += erased_here
+            by_reason.update(q.reason for q in quarantined)
+            languages.update(r.language for r in records)
+        if drop_fingerprint(drop.path) != drop.sha256:
+            raise dg.Failure(
+                f"drop {key!r} changed while it was read: the data_drops sensor "
+                "requests a new run for its new content"
+            )
+        corpus_sha = corpus.commit()
+        quarantine_sha = quarantine.commit()
+    result = IngestResult(sources=sources)
+    files = idmap.pseudonyms("source_file", [s.name for s in sources] + [drop.name], drop=key)
+    sources_out = [{**vars(s), "name": files[s.name]} for s in sources]
+    write_json(sources_out, out / "sources.json")
+    quarantined_n = sum(by_reason.values())
+    by_reason = dict(sorted(by_reason.items()))
     filtered_by_reason = {ERASED_REASON: erased} if erased else {}
-    languages = dict(Counter(r.language for r in accepted))
+    languages = dict(languages)
     context.add_output_metadata(
         {
             "drop": key,
@@ -102,14 +130,14 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage, pii: P
             "records_in": result.records_in,
             "physical_lines": result.physical_lines,
             "lines_accounted": result.lines_accounted,
-            "accepted": len(accepted),
-            "ingestion_quarantine": len(quarantined),
+            "accepted": accepted,
+            "ingestion_quarantine": quarantined_n,
             "filtered_erased": erased,
             "pseudonym_key_id": idmap.key_id,
             "refused_entries": sum(by_reason.get(r, 0) for r in REFUSED_ENTRY_REASONS),
             "quarantine_by_reason": counts_table(by_reason, key="reason"),
             "languages": counts_table(languages, key="language"),
-            "source_files": len(sources),
+            "source_files": len(sources_out),
             "sha256": corpus_sha,
             "path": dg.MetadataValue.path(storage.stored(corpus_path)),
         }
@@ -125,14 +153,26 @@ def raw_corpus(context: dg.AssetExecutionContext, storage: CorpusStorage, pii: P
         "records_in": result.records_in,
         "physical_lines": result.physical_lines,
         "lines_accounted": result.lines_accounted,
-        "accepted": len(accepted),
-        "quarantined": len(quarantined),
+        "accepted": accepted,
+        "quarantined": quarantined_n,
         "quarantine_by_reason": by_reason,
         "filtered": erased,
         "filtered_by_reason": filtered_by_reason,
         "languages": languages,
-        "sources": sources,
+        "sources": sources_out,
     }
+
+
+def quarantine_frame(quarantined: list[QuarantinedRecord]) -> pd.DataFrame:
+    """The rows of a drop's `quarantine.parquet`."""
+    return pd.DataFrame([vars(q) for q in quarantined], columns=QUARANTINE_COLUMNS)
+
+
+QUARANTINE_COLUMNS = ["id", "source_file", "source_line", "reason", "detail", "raw"]
+QUARANTINE_SCHEMA = frame_schema(
+    quarantine_frame([QuarantinedRecord("id", "file", 1, "reason", "detail", "raw")])
+)
+"""The columns of `quarantine.parquet` as `write_parquet` writes them."""
 
 
 @dg.asset(
@@ -150,7 +190,10 @@ def raw_quarantine(
     Raw zone. A steward reviews it by pseudonymous id (`rec-…`, resolved with `sovtune ids
     resolve`); the original line is kept for that review only.
     """
-    quarantine = pd.read_parquet(raw_corpus["quarantine_path"])
+    # the review's columns only: `raw` (the lines as dropped) is never loaded here
+    quarantine = pd.read_parquet(
+        raw_corpus["quarantine_path"], columns=["id", "source_file", "reason"]
+    )
     by_file = dict(Counter(quarantine["source_file"])) if len(quarantine) else {}
     context.add_output_metadata(
         {

@@ -1,12 +1,21 @@
 """Stage 2: personal data replaced by realistic keyed surrogates, secrets redacted."""
 
+from collections import Counter
+
 import dagster as dg
+import pandas as pd
 
 from assets.metadata import OWNERS_PRIVACY, counts_table
 from assets.partitions import data_drops
 from pipelines.steps.privacy.pii import SCAN_TIMEOUT
-from pipelines.steps.records import frame_to_records, records_to_frame
-from pipelines.steps.storage import read_parquet, write_parquet
+from pipelines.steps.records import Record, frame_to_records, records_to_frame
+from pipelines.steps.storage import (
+    RECORD_SCHEMA,
+    SAMPLE_RECORD,
+    ParquetStream,
+    frame_schema,
+    iter_parquet_frames,
+)
 from resources import CorpusStorage, DataEngine, PIIEngine
 
 
@@ -37,28 +46,45 @@ def scrubbed_corpus(
     into the raw zone (`scan_quarantine.parquet`), never passed on unscanned. Under
     `execution.engine: ray` the scans run on the Ray cluster; the output is the same.
     """
-    records = frame_to_records(read_parquet(raw_corpus["path"]))
-    result = execution.scrub(pii, records)
-    late = set(result.timed_out)
-    quarantine = records_to_frame([r for r in records if r.id in late])
-    quarantine["reason"] = SCAN_TIMEOUT
-    quarantine["detail"] = f"scan over pii.scan_budget_seconds ({pii.scan_budget_seconds} s)"
     raw_dir = storage.drop_dir(storage.raw, raw_corpus["drop"])
-    write_parquet(quarantine, raw_dir / "scan_quarantine.parquet")
     path = storage.drop_dir(storage.scrubbed, raw_corpus["drop"]) / "scrubbed_corpus.parquet"
-    sha = write_parquet(records_to_frame(result.records), path)
+    detail = f"scan over pii.scan_budget_seconds ({pii.scan_budget_seconds} s)"
+    batches = (
+        frame_to_records(frame)
+        for frame in iter_parquet_frames(raw_corpus["path"], execution.stream_batch_records)
+    )
+    records_out = records_with_pii = late = 0
+    entity_counts: Counter[str] = Counter()
+    # A batch at a time (#21): read, scrubbed and written, the same rows as a whole drop at once.
+    with (
+        ParquetStream(
+            raw_dir / "scan_quarantine.parquet", SCAN_QUARANTINE_SCHEMA, empty=_late_frame([], "")
+        ) as quarantine,
+        ParquetStream(path, RECORD_SCHEMA, empty=records_to_frame([])) as scrubbed,
+    ):
+        for records, result in execution.scrub_batches(pii, batches):
+            timed_out = set(result.timed_out)
+            quarantine.write(_late_frame([r for r in records if r.id in timed_out], detail))
+            scrubbed.write(records_to_frame(result.records))
+            records_out += len(result.records)
+            records_with_pii += result.records_with_pii
+            entity_counts.update(result.entity_counts)
+            late += len(timed_out)
+        quarantine.commit()
+        sha = scrubbed.commit()
+    entity_counts = Counter(dict(sorted(entity_counts.items())))
     context.add_output_metadata(
         {
             "drop": raw_corpus["drop"],
             "drop_sha256": raw_corpus["drop_sha256"],
             "engine": execution.engine,
-            "records": len(result.records),
-            "records_with_pii": result.records_with_pii,
-            "quarantined_scan_timeout": len(late),
+            "records": records_out,
+            "records_with_pii": records_with_pii,
+            "quarantined_scan_timeout": late,
             "pseudonym_key_id": pii.pseudonym_key_id(),
-            "findings_replaced": sum(result.entity_counts.values()),
+            "findings_replaced": sum(entity_counts.values()),
             "pii_by_entity_type": counts_table(
-                result.entity_counts, key="entity type", value="replaced"
+                dict(entity_counts), key="entity type", value="replaced"
             ),
             "sha256": sha,
             "path": dg.MetadataValue.path(storage.stored(path)),
@@ -69,9 +95,21 @@ def scrubbed_corpus(
         "drop_sha256": raw_corpus["drop_sha256"],
         "path": str(path),
         "sha256": sha,
-        "records": len(result.records),
-        "records_with_pii": result.records_with_pii,
-        "entity_counts": dict(sorted(result.entity_counts.items())),
-        "quarantined": len(late),
-        "quarantine_by_reason": {SCAN_TIMEOUT: len(late)} if late else {},
+        "records": records_out,
+        "records_with_pii": records_with_pii,
+        "entity_counts": dict(entity_counts),
+        "quarantined": late,
+        "quarantine_by_reason": {SCAN_TIMEOUT: late} if late else {},
     }
+
+
+def _late_frame(records: list[Record], detail: str) -> pd.DataFrame:
+    """`scan_quarantine.parquet`'s rows: the records whose scan ran out of time, as read."""
+    frame = records_to_frame(records)
+    frame["reason"] = SCAN_TIMEOUT
+    frame["detail"] = detail
+    return frame
+
+
+SCAN_QUARANTINE_SCHEMA = frame_schema(_late_frame([SAMPLE_RECORD], "detail"))
+"""The columns of `scan_quarantine.parquet` as `write_parquet` writes them."""

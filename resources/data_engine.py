@@ -1,6 +1,6 @@
 """Where the data stages run: the run's own process, or a Ray cluster (`execution:`)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import dagster as dg
 
@@ -9,6 +9,8 @@ from pipelines.steps.integrity.curate import CurationResult, curate_records
 from pipelines.steps.privacy.pii import ScrubResult
 from pipelines.steps.records import Record
 from resources.pii_engine import PIIEngine
+
+STREAM_BATCH_RECORDS = 8192
 
 
 class DataEngine(dg.ConfigurableResource):
@@ -24,6 +26,9 @@ class DataEngine(dg.ConfigurableResource):
     address: str = "local"
     workers: int = 2
     batch_size: int = 64
+    stream_batch_records: int = STREAM_BATCH_RECORDS
+    """Records the drop stages read, scrub and write at a time, under either engine (#21):
+    what a stage holds grows with this, not with the drop."""
 
     @property
     def config(self) -> ExecutionConfig:
@@ -48,9 +53,22 @@ class DataEngine(dg.ConfigurableResource):
         connect(self.config)
         return pii.scrub(records, scan=ray_message_scan(pii.config, self.config))
 
+    def scrub_batches(
+        self, pii: PIIEngine, batches: Iterable[list[Record]]
+    ) -> Iterator[tuple[list[Record], ScrubResult]]:
+        """`pii.scrub_batches(batches)`, each pass's scan on Ray under the `ray` engine."""
+        if not self.on_ray:
+            yield from pii.scrub_batches(batches)
+            return
+        from pipelines.steps.execution.ray_cluster import connect
+        from pipelines.steps.execution.ray_scan import ray_message_scan
+
+        connect(self.config)
+        yield from pii.scrub_batches(batches, scan=ray_message_scan(pii.config, self.config))
+
     def curate(
         self,
-        records: list[Record],
+        records: Sequence[Record],
         cfg: CurationConfig,
         decisions: dict[str, str] | None,
         *,

@@ -2,6 +2,7 @@
 
 import os
 import secrets
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -106,22 +107,36 @@ class PIIEngine(dg.ConfigurableResource):
     ) -> "pii.ScrubResult":
         """Scrub with the configured key, vault and surrogate registry; `scan` runs each pass's
         scan elsewhere (the Ray engine, `resources/data_engine.py`), else this analyzer does."""
+        [(_, result)] = self.scrub_batches([records], scan=scan)
+        return result
+
+    def scrub_batches(
+        self, batches: Iterable[list[Record]], *, scan: "pii.MessageScan | None" = None
+    ) -> Iterator[tuple[list[Record], "pii.ScrubResult"]]:
+        """`scrub` of each batch in turn, as `(batch, its result)`, under one key, vault and
+        surrogate registry session (opened once, saved after the last batch): a drop is
+        scrubbed a batch at a time (#21). A record's scrub depends on no other record; the
+        surrogate registry gives a value the first candidate no other value claimed before it,
+        so only where two values' candidates collide can the batches' order matter."""
         # With the vault on, a missing or wrong vault key stops the stage before any scrubbing.
         vault = self.open_vault() if self.vault else None
         key = self.pseudonym_key()
         # Surrogates distinct per key: claims persist in secrets/ (keyed digests, no values).
         with registry_session(Path(self.key_file).parent / SURROGATE_REGISTRY, key):
-            result = pii.scrub_records(
-                records,
-                None if scan else self.analyzer,
-                self.config,
-                key=key,
-                remember=vault.add if vault is not None else None,
-                scan=scan,
-            )
+            for records in batches:
+                yield (
+                    records,
+                    pii.scrub_records(
+                        records,
+                        None if scan else self.analyzer,
+                        self.config,
+                        key=key,
+                        remember=vault.add if vault is not None else None,
+                        scan=scan,
+                    ),
+                )
         if vault is not None:
             vault.save()
-        return result
 
     def open_vault(self) -> Vault:
         path = Path(self.vault_file) if self.vault_file else Path(self.key_file).parent / VAULT_FILE

@@ -394,7 +394,7 @@ def test_when_a_drop_holds_a_symlink_then_the_steward_sees_it_in_the_raw_metadat
 
     from assets.partitions import DATA_DROP
     from assets.raw import raw_corpus
-    from resources import CorpusStorage, PIIEngine
+    from resources import CorpusStorage, DataEngine, PIIEngine
 
     drop = tmp_path / "data" / "landing" / "drop"
     drop.mkdir(parents=True)
@@ -405,7 +405,7 @@ def test_when_a_drop_holds_a_symlink_then_the_steward_sees_it_in_the_raw_metadat
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(DATA_DROP, ["drop"])
         with dg.build_asset_context(partition_key="drop", instance=instance) as context:
-            out = raw_corpus(context, storage, pii)
+            out = raw_corpus(context, storage, pii, DataEngine())
             metadata = context.get_output_metadata("result")
     assert out["quarantine_by_reason"] == {"symlink_refused": 1}
     assert out["physical_lines"] == out["lines_accounted"] == 1
@@ -499,7 +499,7 @@ def test_when_a_hard_linked_file_is_landed_then_the_steward_sees_it_in_the_raw_m
 
     from assets.partitions import DATA_DROP
     from assets.raw import raw_corpus
-    from resources import CorpusStorage, PIIEngine
+    from resources import CorpusStorage, DataEngine, PIIEngine
 
     drop = tmp_path / "data" / "landing" / "drop"
     drop.mkdir(parents=True)
@@ -510,7 +510,7 @@ def test_when_a_hard_linked_file_is_landed_then_the_steward_sees_it_in_the_raw_m
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(DATA_DROP, ["drop"])
         with dg.build_asset_context(partition_key="drop", instance=instance) as context:
-            out = raw_corpus(context, storage, pii)
+            out = raw_corpus(context, storage, pii, DataEngine())
             metadata = context.get_output_metadata("result")
     assert out["quarantine_by_reason"] == {"hardlink_refused": 1}
     assert metadata["refused_entries"] == 1

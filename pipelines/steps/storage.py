@@ -5,17 +5,21 @@ into place, so a crash never leaves a half-written file at a final path. Parquet
 without timestamps so the same input gives byte-identical output and the same fingerprint.
 """
 
+import contextlib
 import hashlib
+import itertools
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pipelines.steps.records import Message, Record, records_to_frame
 
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
@@ -64,6 +68,144 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> str:
 def read_parquet(path: str | Path) -> pd.DataFrame:
     """Read a Parquet file written by `write_parquet`."""
     return pq.read_table(path).to_pandas()
+
+
+T = TypeVar("T")
+
+ROW_GROUP_ROWS = 65_536
+"""Rows per row group of a file written by `ParquetStream`: fixed, so that a file's bytes do not
+depend on the batches it was written in; a file of at most this many rows is one row group, as
+`write_parquet` writes it."""
+
+
+def frame_schema(frame: pd.DataFrame) -> pa.Schema:
+    """The Arrow schema (pandas metadata included) `write_parquet` writes `frame` with: built from
+    a sample frame whose every column holds a value, it fixes a `ParquetStream`'s schema."""
+    return pa.Table.from_pandas(frame, preserve_index=False).schema
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size` (the last one shorter), read as they are needed."""
+    if size < 1:
+        raise ValueError(f"a batch holds at least one item (got {size})")
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def iter_parquet_frames(path: str | Path, batch_rows: int) -> Iterator[pd.DataFrame]:
+    """A Parquet file as frames of at most `batch_rows` rows, in order (never the whole file)."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        yield batch.to_pandas()
+
+
+SAMPLE_RECORD = Record(
+    "id", "file", 1, "text", (Message("user", "text", "text"),), subject="s", source="s"
+)
+"""A record with every column set, whose frame gives the schema of a file of records."""
+RECORD_SCHEMA = frame_schema(records_to_frame([SAMPLE_RECORD]))
+"""The columns of a corpus file (`records_to_frame`) as `write_parquet` writes them."""
+
+
+class ParquetStream:
+    """A Parquet file written frame by frame, atomically, in row groups of `row_group_rows`.
+
+    Rows go to a temporary file in the target's folder; `commit()` renames it into place and
+    returns its sha256; leaving the `with` block without `commit()` (an exception, a refused
+    input) deletes it, so no half-written file ever lies at `path`. At most one row group of
+    rows is held. The bytes equal `write_parquet`'s for the same rows when they fit in one row
+    group and every column of `schema` matches the frame's own (`frame_schema`): a file of any
+    size has the same bytes whatever the frames it was written in. A stream that received no
+    row writes `empty` (a frame with the columns and no row) as `write_parquet` would.
+
+    Args:
+        path: The final path.
+        schema: The schema of every frame written (`frame_schema` of a sample).
+        empty: What an empty file holds (default: `schema`'s empty table).
+        row_group_rows: Rows per row group.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        schema: pa.Schema,
+        *,
+        empty: pd.DataFrame | None = None,
+        row_group_rows: int = ROW_GROUP_ROWS,
+    ) -> None:
+        self.path = Path(path)
+        self.schema = schema
+        self.row_group_rows = row_group_rows
+        self.rows = 0
+        self.sha256: str | None = None
+        self._empty = empty
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        os.close(fd)
+        self._tmp = Path(tmp_name)
+        self._writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> "ParquetStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.sha256 is None:
+            self.abort()
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append the frame's rows (columns as in `schema`)."""
+        if not len(frame):
+            return
+        table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        self.rows += table.num_rows
+        if self._pending_rows >= self.row_group_rows:
+            self._flush(final=False)
+
+    def _flush(self, *, final: bool) -> None:
+        table = pa.concat_tables(self._pending)
+        self._pending, self._pending_rows = [], 0
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+        start = 0
+        rows = self.row_group_rows
+        while table.num_rows - start >= rows or (final and start < table.num_rows):
+            group = table.slice(start, rows).combine_chunks()
+            self._writer.write_table(group, row_group_size=rows)
+            start += group.num_rows
+        if start < table.num_rows:
+            self._pending, self._pending_rows = [table.slice(start)], table.num_rows - start
+
+    def commit(self) -> str:
+        """Write what is held, rename the file into place and return its sha256."""
+        if self.rows:
+            self._flush(final=True)
+            assert self._writer is not None
+            self._writer.close()
+        else:
+            empty = (
+                self.schema.empty_table()
+                if self._empty is None
+                else pa.Table.from_pandas(self._empty, preserve_index=False)
+            )
+            pq.write_table(empty, self._tmp, compression="zstd")
+        with open(self._tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(self._tmp, self.path)
+        self.sha256 = sha256_file(self.path)
+        return self.sha256
+
+    def abort(self) -> None:
+        """Drop the temporary file (nothing is left at `path`)."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        self._tmp.unlink(missing_ok=True)
 
 
 def write_json(obj: Any, path: str | Path) -> str:

@@ -302,20 +302,50 @@ def ingest_files(
     """Read `files` (paths under `landing`, in the given order) into records and a quarantine.
 
     Source names are relative to `landing`, so a drop's lineage names the file as it was
-    dropped (`chat.jsonl`, `default/chat.jsonl`).
+    dropped (`chat.jsonl`, `default/chat.jsonl`). Holds every record: `iter_ingested` gives
+    them one at a time.
+    """
+    result = IngestResult()
+    for item in iter_ingested(
+        files,
+        landing=landing,
+        languages=languages,
+        max_record_chars=max_record_chars,
+        limits=limits,
+        sources=result.sources,
+    ):
+        (result.accepted if isinstance(item, Record) else result.quarantined).append(item)
+    return result
+
+
+def iter_ingested(
+    files: list[Path],
+    *,
+    landing: Path,
+    languages: list[str],
+    max_record_chars: int,
+    limits: IngestLimits | None = None,
+    sources: list[SourceFile] | None = None,
+) -> Iterator[Record | QuarantinedRecord]:
+    """`ingest_files` as a stream: each accepted `Record` or `QuarantinedRecord` as it is read,
+    in the order `ingest_files` lists them, holding no record (only the ids seen so far, to
+    quarantine a `duplicate_id`).
+
+    Each file's `SourceFile` is appended to `sources` when its reading starts; its counts are
+    complete once the stream is exhausted.
     """
     # a folder holding a dataset_info.json is read through it (LLaMA-Factory datasets); the
     # module builds on this one, hence the import here
     from pipelines.steps.ingest.llamafactory import dataset_readers
 
     limits = limits or IngestLimits()
+    sources = [] if sources is None else sources
     plain, datasets = dataset_readers(files, landing=landing, limits=limits)
     readers = [*(_file_reader(path, landing, limits) for path in plain), *datasets]
-    result = IngestResult()
     seen_ids: set[str] = set()
     for reader in readers:
         source, rel = reader.source, reader.source.name
-        result.sources.append(source)
+        sources.append(source)
         for slot in reader.slots:
             source.lines_accounted += slot.lines
             if slot.value is None:
@@ -330,10 +360,10 @@ def ingest_files(
                 if record.id in seen_ids:
                     raise RecordError("duplicate_id", "id already used by an earlier record")
                 seen_ids.add(record.id)
-                result.accepted.append(record)
             except RecordError as err:
-                result.quarantined.append(_quarantined(slot, err, rel))
-    return result
+                yield _quarantined(slot, err, rel)
+                continue
+            yield record
 
 
 @dataclass

@@ -1,0 +1,284 @@
+"""Peak memory and time of one data drop's stages at 20k / 100k synthetic records (#21.1).
+
+Each size is the bundled generator's corpus (`generate_corpus`, seed 7: its chat JSONL and
+alpaca CSV, the files `benchmarks/screen_memory.py` caches under
+`benchmarks/out/screen_memory/corpus-N-7/`), copied as one drop folder into the landing zone of
+a fresh data root (`benchmarks/out/drop_memory/root-N/`, the default profile with a fixed
+pseudonym key, so two runs write the same pseudonyms). A child process registers the drop and
+materializes its data stages one after the other with Dagster's in-process executor:
+`raw_corpus`, `raw_quarantine`, `scrubbed_corpus`, `curated_corpus` (the assets only: the
+blocking checks of a `sovtune_drop` run, e.g. the residual PII re-scan, are not run). Printed
+per size and stage:
+
+- peak RSS: the largest sum of the resident memory of the child and its children (the second
+  screening process of `curated_corpus`), sampled every 50 ms with psutil by a thread of the
+  child while the stage runs, and over the whole child by this process;
+- CPU time (user + system of the child and its finished children) and wall time per stage:
+  the machine is shared, so CPU time is the figure to compare;
+- per stage, the sha256 of each Parquet file it wrote and a digest of its content (every
+  row as JSON, column by column: equal when two files hold the same rows even if their
+  row groups or schema metadata differ), to show that a change of the code changes nothing;
+- per pair of sizes, the ratios N2 / N1 of records, CPU, wall and peak RSS (linear time gives
+  equal record and time ratios, bounded memory an RSS ratio near 1).
+
+    nice -n 10 .venv/bin/python benchmarks/drop_memory.py [--records 20000 100000]
+        [--batch-records 8192] [--max-rss-gib 8]
+
+PII scanning runs at about 150 records/s on 2 cores: 100k records take 11+ minutes.
+"""
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "benchmarks" / "out" / "drop_memory"
+CORPORA = REPO / "benchmarks" / "out" / "screen_memory"
+STAGES = ("raw_corpus", "raw_quarantine", "scrubbed_corpus", "curated_corpus")
+STAGE_FILES = {
+    "raw_corpus": ("raw", ("raw_corpus.parquet", "quarantine.parquet")),
+    "raw_quarantine": ("raw", ()),
+    "scrubbed_corpus": ("scrubbed", ("scrubbed_corpus.parquet",)),
+    "curated_corpus": (
+        "curated",
+        ("curated_corpus.parquet", "screening.parquet", "filtered.parquet", "quarantine.parquet"),
+    ),
+}
+EXTRA_FILES = {"scrubbed_corpus": ("raw", ("scan_quarantine.parquet",))}
+SAMPLE_S = 0.05
+KEY = hashlib.sha256(b"sovtune benchmarks: drop_memory's fixed pseudonym key").digest()
+
+
+def corpus_files(records: int, seed: int) -> list[Path]:
+    """The generator's files for `records` records (generated once, then reused)."""
+    from pipelines.steps.synthetic.corpus import CSV_FILE, JSONL_FILE, generate_corpus
+
+    folder = CORPORA / f"corpus-{records}-{seed}"
+    files = [folder / JSONL_FILE, folder / CSV_FILE]
+    if not all(f.is_file() for f in files):
+        started = time.perf_counter()
+        generate_corpus(folder, records=records, seed=seed)
+        print(f"generated {records} records in {time.perf_counter() - started:.0f} s: {folder}")
+    return files
+
+
+def fresh_root(records: int, seed: int) -> tuple[Path, str]:
+    """A new data root whose landing zone holds one drop (a folder): (root, drop name)."""
+    root = OUT / f"root-{records}"
+    shutil.rmtree(root, ignore_errors=True)
+    drop = f"corpus-{records}-{seed}"
+    landing = root / "landing" / drop
+    landing.mkdir(parents=True)
+    for path in corpus_files(records, seed):
+        shutil.copyfile(path, landing / path.name)  # a copy: hard links are refused
+    secrets = root / "secrets"
+    secrets.mkdir(mode=0o700)
+    fd = os.open(secrets / "pseudonym.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(KEY)
+    return root, drop
+
+
+def tree_rss(process: psutil.Process) -> int:
+    """Resident bytes of a process and all its descendants."""
+    total = 0
+    for proc in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total
+
+
+def content_digest(path: Path) -> str:
+    """sha256 over every row of a Parquet file as JSON (column name -> value), in order."""
+    import pyarrow.parquet as pq
+
+    digest = hashlib.sha256()
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+        for row in batch.to_pylist():
+            digest.update(json.dumps(row, sort_keys=True, default=str).encode())
+            digest.update(b"\n")
+    return digest.hexdigest()
+
+
+# --- the child: one drop's stages, in process --------------------------------------------------
+
+
+def child(root: Path, drop: str, batch_records: int | None, report: Path) -> None:
+    import dagster as dg
+
+    from pipelines.definitions import ASSET_MODULES, build_resources
+    from pipelines.drops import register_drops
+    from pipelines.steps.config import load_config
+    from pipelines.steps.offline import enforce_offline
+
+    enforce_offline()
+    cfg = load_config("default").model_copy(update={"data_root": str(root)})
+    resources = build_resources(cfg)
+    if batch_records:
+        resources["execution"] = resources["execution"].model_copy(
+            update={"stream_batch_records": batch_records}
+        )
+    assets = dg.load_assets_from_modules(ASSET_MODULES)
+    instance = dg.DagsterInstance.ephemeral(tempdir=str(root / "dagster"))
+    [registered] = register_drops(instance, root / "landing")  # the one drop
+    me = psutil.Process()
+    rows = []
+    for stage in STAGES:
+        peak, done = [0], threading.Event()
+
+        def sample(peak=peak, done=done) -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], tree_rss(me))
+                time.sleep(SAMPLE_S)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        before, started = me.cpu_times(), time.perf_counter()
+        sampler.start()
+        result = dg.materialize(
+            assets,
+            selection=[stage],
+            partition_key=registered.key,
+            instance=instance,
+            resources=resources,
+            raise_on_error=False,
+        )
+        done.set()
+        sampler.join()
+        wall, after = time.perf_counter() - started, me.cpu_times()
+        if not result.success:
+            failures = [
+                e.event_specific_data.error.message.strip()[:500]
+                for e in result.all_events
+                if e.event_type_value == "STEP_FAILURE" and e.event_specific_data.error
+            ]
+            raise SystemExit(f"{stage} failed: {failures}")
+        cpu = sum(after[:4]) - sum(before[:4])  # user, system, children's user and system
+        zone, names = STAGE_FILES[stage]
+        files = [(zone, name) for name in names]
+        extra_zone, extra = EXTRA_FILES.get(stage, ("", ()))
+        files += [(extra_zone, name) for name in extra]
+        outputs = {}
+        for zone, name in files:
+            path = root / zone / "drops" / registered.key / name
+            outputs[f"{zone}/{name}"] = {
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "content": content_digest(path),
+            }
+        rows.append(
+            {"stage": stage, "peak_rss": peak[0], "cpu_s": cpu, "wall_s": wall, "outputs": outputs}
+        )
+        print(f"  {stage}: {wall:.1f} s", file=sys.stderr, flush=True)
+    report.write_text(json.dumps(rows, indent=2))
+
+
+# --- the parent ------------------------------------------------------------------------------
+
+
+def measure(records: int, seed: int, batch_records: int | None, max_rss_gib: float) -> dict:
+    root, drop = fresh_root(records, seed)
+    report = root / "report.json"
+    command = [sys.executable, __file__, "--child", str(root), drop, str(report)]
+    if batch_records:
+        command += ["--batch-records", str(batch_records)]
+    started = time.perf_counter()
+    log = (root / "child.log").open("wb")  # Dagster's event log
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+    watched = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        rss = tree_rss(watched)
+        peak = max(peak, rss)
+        if rss > max_rss_gib * 2**30:
+            for p in [*watched.children(recursive=True), watched]:
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+            proc.wait()
+            raise SystemExit(f"{records} records passed --max-rss-gib {max_rss_gib}: stopped")
+        time.sleep(SAMPLE_S)
+    log.close()
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"the drop stages failed on {records} records (exit {proc.returncode}):"
+            f" see {root / 'child.log'}"
+        )
+    stages = json.loads(report.read_text())
+    return {
+        "records": records,
+        "peak_rss_mib": peak / 2**20,
+        "wall_s": time.perf_counter() - started,
+        "stages": stages,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, nargs="+", default=[20_000, 100_000])
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--batch-records",
+        type=int,
+        default=None,
+        help="Records per batch of the drop stages (the execution resource's "
+        "stream_batch_records; default: the resource's own default).",
+    )
+    parser.add_argument("--max-rss-gib", type=float, default=8.0)
+    parser.add_argument(
+        "--child", nargs=3, metavar=("ROOT", "DROP", "REPORT"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.child:
+        root, drop, report = args.child
+        child(Path(root), drop, args.batch_records, Path(report))
+        return
+    runs = []
+    for records in args.records:
+        load = os.getloadavg()
+        print(f"{records} records (load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}):", flush=True)
+        run = measure(records, args.seed, args.batch_records, args.max_rss_gib)
+        run["load"] = load
+        runs.append(run)
+        for row in run["stages"]:
+            print(
+                f"  {row['stage']:<16} peak RSS {row['peak_rss'] / 2**20:7.0f} MiB,"
+                f" CPU {row['cpu_s']:8.1f} s, wall {row['wall_s']:8.1f} s",
+                flush=True,
+            )
+            for name, digest in row["outputs"].items():
+                print(
+                    f"      {name:<36} sha256 {digest['sha256'][:16]}"
+                    f"  content {digest['content'][:16]}"
+                )
+        cpu = sum(row["cpu_s"] for row in run["stages"])
+        print(
+            f"  all stages: peak RSS {run['peak_rss_mib']:.0f} MiB, CPU {cpu:.1f} s,"
+            f" wall {run['wall_s']:.1f} s (load after {os.getloadavg()[0]:.2f})",
+            flush=True,
+        )
+    for a, b in zip(runs, runs[1:], strict=False):
+        print(f"{b['records']}/{a['records']} records = {b['records'] / a['records']:.1f}x:")
+        for sa, sb in zip(a["stages"], b["stages"], strict=True):
+            print(
+                f"  {sa['stage']:<16} CPU {sb['cpu_s'] / max(sa['cpu_s'], 1e-9):5.2f}x,"
+                f" wall {sb['wall_s'] / max(sa['wall_s'], 1e-9):5.2f}x,"
+                f" peak RSS {sb['peak_rss'] / max(sa['peak_rss'], 1):5.2f}x"
+            )
+        cpu_a = sum(s["cpu_s"] for s in a["stages"])
+        cpu_b = sum(s["cpu_s"] for s in b["stages"])
+        print(
+            f"  all stages       CPU {cpu_b / cpu_a:5.2f}x, wall {b['wall_s'] / a['wall_s']:5.2f}x,"
+            f" peak RSS {b['peak_rss_mib'] / a['peak_rss_mib']:5.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
