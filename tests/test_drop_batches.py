@@ -14,8 +14,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from assets.curated import curated_corpus
+from assets.partitions import DATA_DROP
+from assets.raw import raw_corpus, raw_quarantine
+from assets.scrubbed import scrubbed_corpus
 from pipelines.definitions import build_resources
-from pipelines.drops import register_drops
+from pipelines.steps.ingest.drops import scan_landing
 from pipelines.steps.ingest.landing import ingest_files, iter_ingested
 from pipelines.steps.records import records_to_frame
 from pipelines.steps.storage import (
@@ -28,10 +32,11 @@ from pipelines.steps.storage import (
     write_parquet,
 )
 from resources import DataEngine
-from tests.pipeline_runs import ASSETS, DROP_ASSETS, make_config, why_failed
+from resources.data_engine import STREAM_BATCH_RECORDS
+from tests.pipeline_runs import make_config
 
-RECORDS = 40
-SMALL_BATCH = 6
+RECORDS = 24
+SMALL_BATCH = 4
 NAMES = ["Maria Garcia", "John Smith", "Akira Tanaka", "Fatima Haddad", "Pierre Dubois"]
 
 
@@ -77,29 +82,34 @@ OUTPUTS = (
 
 
 def _run_drop(root: Path, pii, batch_records: int | None) -> tuple[str, dict, dict]:
-    """Materialize the one drop under `root/landing`: (key, output files' sha256, summaries)."""
+    """The drop stages of the one drop under `root/landing`, each asset called in turn as a
+    run would: (key, output files' sha256, summaries)."""
     cfg = make_config(root, root.parent / "no-model")
     resources = build_resources(cfg)
-    resources["pii"] = pii.model_copy(update={"key_file": resources["pii"].key_file})
-    if batch_records:
-        resources["execution"] = DataEngine(stream_batch_records=batch_records)
-    instance = dg.DagsterInstance.ephemeral(tempdir=str(root / "dagster"))
-    [drop] = register_drops(instance, root / "landing")
-    result = dg.materialize(
-        ASSETS,
-        selection=DROP_ASSETS,
-        partition_key=drop.key,
-        instance=instance,
-        resources=resources,
-        raise_on_error=False,
-    )
-    assert result.success, why_failed(result)
+    storage, model_store = resources["storage"], resources["model_store"]
+    pii = pii.model_copy(update={"key_file": resources["pii"].key_file})
+    execution = DataEngine(stream_batch_records=batch_records or STREAM_BATCH_RECORDS)
+    [drop] = scan_landing(root / "landing")
+    summaries = {}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(DATA_DROP, [drop.key])
+        with dg.build_asset_context(partition_key=drop.key, instance=instance) as context:
+            summaries["raw_corpus"] = raw_corpus(context, storage, pii, execution)
+        with dg.build_asset_context(partition_key=drop.key, instance=instance) as context:
+            summaries["raw_quarantine"] = raw_quarantine(context, summaries["raw_corpus"], storage)
+        with dg.build_asset_context(partition_key=drop.key, instance=instance) as context:
+            summaries["scrubbed_corpus"] = scrubbed_corpus(
+                context, summaries["raw_corpus"], storage, pii, execution
+            )
+        with dg.build_asset_context(partition_key=drop.key, instance=instance) as context:
+            summaries["curated_corpus"] = curated_corpus(
+                context, summaries["scrubbed_corpus"], storage, model_store, execution
+            )
     files = {
         name: hashlib.sha256((root / name.format(key=drop.key)).read_bytes()).hexdigest()
         for name in OUTPUTS
     }
-    summaries = {asset: _without_paths(result.output_for_node(asset)) for asset in DROP_ASSETS}
-    return drop.key, files, summaries
+    return drop.key, files, {k: _without_paths(v) for k, v in summaries.items()}
 
 
 def _without_paths(value):
@@ -112,7 +122,7 @@ def _without_paths(value):
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    """The same drop (43 lines, 2 quarantined) in one batch and in batches of 6."""
+    """The same drop (27 lines, 2 quarantined) in one batch and in batches of 4."""
     base = tmp_path_factory.mktemp("batches")
     roots = {name: base / name for name in ("whole", "batched")}
     for root in roots.values():
