@@ -142,6 +142,7 @@ def child(root: Path, drop: str, batch_records: int | None, report: Path) -> Non
                 time.sleep(SAMPLE_S)
 
         sampler = threading.Thread(target=sample, daemon=True)
+        at_start = tree_rss(me)
         before, started = me.cpu_times(), time.perf_counter()
         sampler.start()
         result = dg.materialize(
@@ -175,7 +176,14 @@ def child(root: Path, drop: str, batch_records: int | None, report: Path) -> Non
                 "content": content_digest(path),
             }
         rows.append(
-            {"stage": stage, "peak_rss": peak[0], "cpu_s": cpu, "wall_s": wall, "outputs": outputs}
+            {
+                "stage": stage,
+                "rss_at_start": at_start,
+                "peak_rss": peak[0],
+                "cpu_s": cpu,
+                "wall_s": wall,
+                "outputs": outputs,
+            }
         )
         print(f"  {stage}: {wall:.1f} s", file=sys.stderr, flush=True)
     report.write_text(json.dumps(rows, indent=2))
@@ -213,6 +221,7 @@ def measure(records: int, seed: int, batch_records: int | None, max_rss_gib: flo
         )
     stages = json.loads(report.read_text())
     return {
+        "root": root,
         "records": records,
         "peak_rss_mib": peak / 2**20,
         "wall_s": time.perf_counter() - started,
@@ -248,9 +257,11 @@ def main() -> None:
         run["load"] = load
         runs.append(run)
         for row in run["stages"]:
+            start = row.get("rss_at_start")
             print(
-                f"  {row['stage']:<16} peak RSS {row['peak_rss'] / 2**20:7.0f} MiB,"
-                f" CPU {row['cpu_s']:8.1f} s, wall {row['wall_s']:8.1f} s",
+                f"  {row['stage']:<16} peak RSS {row['peak_rss'] / 2**20:7.0f} MiB"
+                + (f" (at its start {start / 2**20:5.0f} MiB)," if start else ",")
+                + f" CPU {row['cpu_s']:8.1f} s, wall {row['wall_s']:8.1f} s",
                 flush=True,
             )
             for name, digest in row["outputs"].items():
@@ -258,6 +269,15 @@ def main() -> None:
                     f"      {name:<36} sha256 {digest['sha256'][:16]}"
                     f"  content {digest['content'][:16]}"
                 )
+        state = {
+            name: (run["root"] / name).stat().st_size
+            for name in ("secrets/surrogates.json", "raw/identifiers.sqlite")
+            if (run["root"] / name).is_file()
+        }
+        print(
+            "  state kept across batches (on disk; the surrogate claims are also held):"
+            + "".join(f" {name} {size / 2**20:.1f} MiB" for name, size in state.items())
+        )
         cpu = sum(row["cpu_s"] for row in run["stages"])
         print(
             f"  all stages: peak RSS {run['peak_rss_mib']:.0f} MiB, CPU {cpu:.1f} s,"
