@@ -13,6 +13,9 @@ per size and stage:
 - peak RSS: the largest sum of the resident memory of the child and its children (the second
   screening process of `curated_corpus`), sampled every 50 ms with psutil by a thread of the
   child while the stage runs, and over the whole child by this process;
+- peak PSS per stage: the same sum in proportional memory, sampled by this process (pages
+  the forked scanning or screening process shares with its parent are split, not counted
+  twice as in the RSS sum);
 - CPU time (user + system of the child and its finished children) and wall time per stage:
   the machine is shared, so CPU time is the figure to compare;
 - per stage, the sha256 of each Parquet file it wrote and a digest of its content (every
@@ -98,6 +101,16 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
+def tree_pss(process: psutil.Process) -> int:
+    """Proportional bytes (PSS) of a process and its descendants: pages a forked child still
+    shares with its parent split between them, not counted twice as in the RSS sum."""
+    total = 0
+    for proc in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_full_info().pss
+    return total
+
+
 def content_digest(path: Path) -> str:
     """sha256 over every row of a Parquet file as JSON (column name -> value), in order."""
     import pyarrow.parquet as pq
@@ -134,6 +147,7 @@ def child(root: Path, drop: str, batch_records: int | None, report: Path) -> Non
     me = psutil.Process()
     rows = []
     for stage in STAGES:
+        (root / "stage").write_text(stage)  # for the parent's PSS sampling
         peak, done = [0], threading.Event()
 
         def sample(peak=peak, done=done) -> None:
@@ -203,9 +217,13 @@ def measure(records: int, seed: int, batch_records: int | None, max_rss_gib: flo
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
     watched = psutil.Process(proc.pid)
     peak = 0
+    pss: dict[str, int] = {}  # the largest PSS sum of the child and its children, per stage
     while proc.poll() is None:
         rss = tree_rss(watched)
         peak = max(peak, rss)
+        with contextlib.suppress(OSError):
+            stage = (root / "stage").read_text()
+            pss[stage] = max(pss.get(stage, 0), tree_pss(watched))
         if rss > max_rss_gib * 2**30:
             for p in [*watched.children(recursive=True), watched]:
                 with contextlib.suppress(psutil.Error):
@@ -220,6 +238,8 @@ def measure(records: int, seed: int, batch_records: int | None, max_rss_gib: flo
             f" see {root / 'child.log'}"
         )
     stages = json.loads(report.read_text())
+    for row in stages:
+        row["peak_pss"] = pss.get(row["stage"], 0)
     return {
         "root": root,
         "records": records,
@@ -261,6 +281,7 @@ def main() -> None:
             print(
                 f"  {row['stage']:<16} peak RSS {row['peak_rss'] / 2**20:7.0f} MiB"
                 + (f" (at its start {start / 2**20:5.0f} MiB)," if start else ",")
+                + f" PSS {row['peak_pss'] / 2**20:7.0f} MiB,"
                 + f" CPU {row['cpu_s']:8.1f} s, wall {row['wall_s']:8.1f} s",
                 flush=True,
             )

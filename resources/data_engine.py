@@ -28,7 +28,8 @@ class DataEngine(dg.ConfigurableResource):
     batch_size: int = 64
     stream_batch_records: int = STREAM_BATCH_RECORDS
     """Records the drop stages read, scrub and write at a time, under either engine (#21):
-    what a stage holds grows with this, not with the drop."""
+    what a stage holds grows with this, not with the drop. The files do not depend on it,
+    except where two values' surrogate candidates collide (`PIIEngine.scrub_batches`)."""
 
     @property
     def config(self) -> ExecutionConfig:

@@ -3,7 +3,10 @@
 `raw_corpus`, `scrubbed_corpus` and `curated_corpus` read, process and write
 `execution.stream_batch_records` records at a time (the `DataEngine` resource) and write Parquet
 in row groups of a fixed size, so a drop larger than one batch gives byte for byte the files and
-the summaries of one batch.
+the summaries of one batch. (One exception, not met here: where two values' surrogate
+candidates collide, the value claimed first keeps the candidate, and a batch's later scrub
+passes now come before the next batch's first pass: `docs/benchmarks.md`, Drop stages at
+scale.)
 """
 
 import hashlib
