@@ -10,7 +10,7 @@ from pipelines.steps.privacy.pii import ScrubResult
 from pipelines.steps.records import Record
 from resources.pii_engine import PIIEngine
 
-STREAM_BATCH_RECORDS = 8192
+STREAM_BATCH_RECORDS = 4096
 
 
 class DataEngine(dg.ConfigurableResource):
