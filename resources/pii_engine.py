@@ -118,9 +118,8 @@ class PIIEngine(dg.ConfigurableResource):
         scrubbed a batch at a time (#21). A record's scrub depends on no other record; the
         surrogate registry gives a value the first candidate no other value claimed before it,
         so only where two values' candidates collide can the batches matter: a batch's later
-        passes (names found once the first replacements changed the context) now claim before
-        the next batch's first pass, where the whole drop's first pass came first (4 of 20,000
-        synthetic records got another surrogate name; docs/benchmarks.md)."""
+        passes (names found once the first replacements changed the context) claim before the
+        next batch's first pass, where the whole drop's first pass came first."""
         # With the vault on, a missing or wrong vault key stops the stage before any scrubbing.
         vault = self.open_vault() if self.vault else None
         key = self.pseudonym_key()
