@@ -409,6 +409,18 @@ def _first_band(keys: np.ndarray, pairs: np.ndarray, band: int) -> np.ndarray:
     return fresh
 
 
+def _bucket_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    """Positions in `sorted_keys` where a new key (a bucket) starts."""
+    return np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
+
+
+def _buckets(band_keys: np.ndarray, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """`(order, starts)`: the rows sorted by their key in this band (stable) and the positions in
+    that order where each bucket starts."""
+    order = np.argsort(band_keys, kind="stable").astype(dtype)
+    return order, _bucket_starts(band_keys[order])
+
+
 def _bucket_pairs_by_band(keys: np.ndarray, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
     """`(band, pairs)`: every pair of rows of `keys` sharing a key in that band (column), as an
     `(pairs, 2)` array of row indices in no set order, in chunks of about `chunk` pairs (a pair
@@ -418,10 +430,7 @@ def _bucket_pairs_by_band(keys: np.ndarray, chunk: int) -> Iterator[tuple[int, n
     for band, band_keys in enumerate(keys.T):
         if columns < 2:
             break
-        order = np.argsort(band_keys, kind="stable").astype(dtype)
-        sorted_keys = band_keys[order]
-        edges = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
-        del sorted_keys
+        order, edges = _buckets(band_keys, dtype)
         ends = np.append(edges[1:], columns)
         # For each sorted slot, how many later slots its bucket has: it pairs with each of them.
         later = np.repeat(ends, ends - edges) - np.arange(columns) - 1
@@ -454,10 +463,7 @@ def _bucket_runs(keys: np.ndarray, chunk: int) -> Iterator[tuple[int, np.ndarray
     for band, band_keys in enumerate(keys.T):
         if columns < 2:
             break
-        order = np.argsort(band_keys, kind="stable").astype(dtype)
-        sorted_keys = band_keys[order]
-        edges = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
-        del sorted_keys
+        order, edges = _buckets(band_keys, dtype)
         sizes = np.diff(np.append(edges, columns))
         # Rows alone in their bucket pair with nothing: most rows of a band, dropped first.
         shared = sizes > 1
@@ -488,7 +494,7 @@ def _bucket_pairs(members: np.ndarray, sorted_keys: np.ndarray, records: int) ->
     """Every pair of members sharing a key (keys sorted), each coded `i * records + j`, `i < j`."""
     if len(members) < 2:
         return np.empty(0, dtype=np.int64)
-    edges = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
+    edges = _bucket_starts(sorted_keys)
     ends = np.append(edges[1:], len(members))
     # For each position, how many later members its bucket has: it pairs with each of them.
     bucket_end = np.repeat(ends, ends - edges)
