@@ -9,10 +9,10 @@ import pandas as pd
 from assets.metadata import OWNERS_STEWARDS, counts_table, require_passing_checks
 from assets.partitions import DATA_DROP
 from pipelines.steps.audit.planting import PLANTED_FILE, planted_for
-from pipelines.steps.ingest.drops import combine_drops, scan_landing, snapshot_fingerprint
-from pipelines.steps.records import frame_to_records, records_to_frame
-from pipelines.steps.storage import read_parquet, write_json, write_parquet
-from resources import CorpusStorage, DPTrainer, PrivacyAuditor
+from pipelines.steps.ingest.drops import scan_landing, snapshot_fingerprint
+from pipelines.steps.ingest.join import concat_parquet, join_curated
+from pipelines.steps.storage import write_json, write_parquet
+from resources import CorpusStorage, DataEngine, DPTrainer, PrivacyAuditor
 
 DROP_ASSETS = ("raw_corpus", "scrubbed_corpus", "curated_corpus")
 # every registered drop, loaded as {drop: summary}; a drop not yet materialized is left out of
@@ -40,6 +40,7 @@ def training_corpus(
     storage: CorpusStorage,
     trainer: DPTrainer,
     auditor: PrivacyAuditor,
+    execution: DataEngine,
 ) -> dict:
     """The curated records of every registered data drop, joined: what the model is trained on.
 
@@ -48,7 +49,8 @@ def training_corpus(
     Exact copies (normalized roles and contents) and colliding ids across drops are removed,
     the first drop in key order keeping its record; each removal is counted by reason and drop
     and listed by id in `curated/cross_drop_removed.parquet`. Records in = kept + filtered +
-    quarantined holds over all drops (checked).
+    quarantined holds over all drops (checked). The drops' files are read and the joined ones
+    written `execution.stream_batch_records` records at a time (`pipelines.steps.ingest.join`).
 
     When no canary list exists (`audit.canaries_file`, by default the bundled generator's
     `raw/ground_truth.json`), `audit.plant_canaries` canaries are planted for the privacy audit
@@ -78,10 +80,13 @@ def training_corpus(
         action="join the data drops for training",
     )
     raw, scrubbed, curated = (loaded[name] for name in DROP_ASSETS)
-    combined = combine_drops(
-        {key: frame_to_records(read_parquet(curated[key]["path"])) for key in registered}
+    # a batch at a time (#21.1): compact state across drops, never a whole drop in memory
+    combined = join_curated(
+        {key: curated[key]["path"] for key in registered},
+        storage.curated / "curated_corpus.parquet",
+        execution.stream_batch_records,
     )
-    summary = _summary(registered, raw, scrubbed, curated, combined, storage)
+    summary = _summary(registered, raw, scrubbed, curated, combined, storage, execution)
     summary["canaries"] = _planted_canaries(auditor, storage, summary["sha256"])
     summary["curated"]["canaries_planted"] = summary["canaries"]["planted"]
     write_json(storage.portable(summary), storage.curated / "training_corpus.json")
@@ -165,14 +170,18 @@ def _require_current_drops(
         )
 
 
-def _summary(registered, raw, scrubbed, curated, combined, storage: CorpusStorage) -> dict:
-    """Write the joined zones and sum every drop's counts; each view keeps its stage's shape."""
-    raw_frame = pd.concat([read_parquet(raw[k]["path"]) for k in registered], ignore_index=True)
+def _summary(
+    registered, raw, scrubbed, curated, combined, storage: CorpusStorage, execution: DataEngine
+) -> dict:
+    """Write the joined raw and scrubbed zones (a batch at a time) and sum every drop's counts;
+    each view keeps its stage's shape."""
+    batch_rows = execution.stream_batch_records
     raw_path = storage.raw / "raw_corpus.parquet"
-    scrubbed_frame = pd.concat(
-        [read_parquet(scrubbed[k]["path"]) for k in registered], ignore_index=True
-    )
+    raw_sha, _ = concat_parquet([raw[k]["path"] for k in registered], raw_path, batch_rows)
     scrubbed_path = storage.scrubbed / "scrubbed_corpus.parquet"
+    scrubbed_sha, scrubbed_rows = concat_parquet(
+        [scrubbed[k]["path"] for k in registered], scrubbed_path, batch_rows
+    )
     curated_path = storage.curated / "curated_corpus.parquet"
     removed_path = storage.curated / "cross_drop_removed.parquet"
     removed = pd.DataFrame(combined.removed, columns=["drop", "id", "reason"])
@@ -211,10 +220,10 @@ def _summary(registered, raw, scrubbed, curated, combined, storage: CorpusStorag
         for key in registered
     ]
     records_in = sum(d["records_in"] for d in drops)
-    kept = len(combined.records)
+    kept = combined.kept
     raw_view = {
         "path": str(raw_path),
-        "sha256": write_parquet(raw_frame, raw_path),
+        "sha256": raw_sha,
         "records_in": records_in,
         "accepted": sum(raw[k]["accepted"] for k in registered),
         "quarantined": sum(d["quarantined"] for d in drops),
@@ -228,19 +237,19 @@ def _summary(registered, raw, scrubbed, curated, combined, storage: CorpusStorag
     }
     scrubbed_view = {
         "path": str(scrubbed_path),
-        "sha256": write_parquet(scrubbed_frame, scrubbed_path),
-        "records": len(scrubbed_frame),
+        "sha256": scrubbed_sha,
+        "records": scrubbed_rows,
         "records_with_pii": sum(scrubbed[k]["records_with_pii"] for k in registered),
         "entity_counts": _sum(scrubbed[k]["entity_counts"] for k in registered),
     }
     curated_view = {
         "path": str(curated_path),
-        "sha256": write_parquet(records_to_frame(combined.records), curated_path),
+        "sha256": combined.sha256,
         "records_in": sum(curated[k]["records_in"] for k in registered),
         "kept": kept,
         "filtered": sum(d["filtered"] for d in drops),
         "filtered_by_reason": dict(sorted(filtered_by_reason.items())),
-        "subjects": len({r.subject for r in combined.records if r.subject}),
+        "subjects": combined.subjects,
         "dropped": sum(curated[k]["dropped"] for k in registered) + len(combined.removed),
         "quarantined": sum(curated[k]["quarantined"] for k in registered),
         "steward": {**dict(sorted(steward.items())), "decisions_sha256": _decisions(curated)},
