@@ -7,16 +7,15 @@ import dagster as dg
 from assets.curated import curated_corpus
 from assets.partitions import data_drops
 from pipelines.steps.config import CurationConfig
-from pipelines.steps.integrity.curate import near_duplicate_rate, validate_curated_frame
+from pipelines.steps.integrity.batches import read_packed, validate_curated_file
+from pipelines.steps.integrity.curate import near_duplicate_rate
 from pipelines.steps.integrity.offenders import (
-    expectation_offenders,
     kept_in_trigger_cluster,
     name_ids,
     near_duplicate_extras,
 )
-from pipelines.steps.records import frame_to_records
 from pipelines.steps.storage import read_parquet
-from resources import CorpusStorage
+from resources import CorpusStorage, DataEngine
 
 # Where a steward decides: the review desk, or the decisions file it writes.
 DECIDE = "in the review desk (make desk, http://127.0.0.1:3100) or curated/steward_decisions.csv"
@@ -28,12 +27,15 @@ def _cfg(storage: CorpusStorage) -> CurationConfig:
 
 
 @dg.asset_check(asset=curated_corpus, blocking=True, partitions_def=data_drops)
-def curated_expectations(curated_corpus: dict, storage: CorpusStorage) -> dg.AssetCheckResult:
+def curated_expectations(
+    curated_corpus: dict, storage: CorpusStorage, execution: DataEngine
+) -> dg.AssetCheckResult:
     """Great Expectations suite: unique ids, non-empty text within the length bounds, no
     residual email or phone pattern and no invisible control characters. Only counts are kept,
-    never an offending value."""
-    frame = read_parquet(curated_corpus["path"])
-    suite = validate_curated_frame(frame, _cfg(storage))
+    never an offending value. Read `execution.stream_batch_records` records at a time."""
+    suite, offenders = validate_curated_file(
+        curated_corpus["path"], _cfg(storage), execution.stream_batch_records
+    )
     failed = [e.name for e in suite.expectations if not e.success]
     metadata: dict = {e.name: e.unexpected_count for e in suite.expectations}
     if suite.success:
@@ -43,7 +45,6 @@ def curated_expectations(curated_corpus: dict, storage: CorpusStorage) -> dg.Ass
             description="all expectations met",
             metadata=metadata,
         )
-    offenders = expectation_offenders(frame, _cfg(storage))
     ids = sorted({i for name in failed for i in offenders.get(name, [])})
     metadata["offending_ids"] = dg.MetadataValue.json(ids[:MAX_IDS])
     return dg.AssetCheckResult(
@@ -57,12 +58,13 @@ def curated_expectations(curated_corpus: dict, storage: CorpusStorage) -> dg.Ass
 
 @dg.asset_check(asset=curated_corpus, blocking=True, partitions_def=data_drops)
 def near_duplicate_rate_bounded(
-    curated_corpus: dict, storage: CorpusStorage
+    curated_corpus: dict, storage: CorpusStorage, execution: DataEngine
 ) -> dg.AssetCheckResult:
     """Near duplicates left in the curated corpus (re-measured on it, steward approvals
     included) stay under `curation.max_near_duplicate_rate`."""
     cfg = _cfg(storage)
-    records = frame_to_records(read_parquet(curated_corpus["path"]))
+    # packed, read a batch at a time (#21.1): about the size of their text, as screening reads
+    records = read_packed(curated_corpus["path"], execution.stream_batch_records)
     rate = near_duplicate_rate(records, cfg)
     passed = rate <= cfg.max_near_duplicate_rate
     metadata: dict = {"near_duplicate_rate": rate, "bound": cfg.max_near_duplicate_rate}

@@ -6,11 +6,10 @@ Both block training: per-drop checks cannot see a record that two drops share.
 import dagster as dg
 
 from assets.training_corpus import training_corpus
+from pipelines.steps.integrity.batches import read_packed
 from pipelines.steps.integrity.curate import near_duplicate_rate
-from pipelines.steps.records import frame_to_records
 from pipelines.steps.release import gates
-from pipelines.steps.storage import read_parquet
-from resources import CorpusStorage
+from resources import CorpusStorage, DataEngine
 
 
 @dg.asset_check(asset=training_corpus, blocking=True)
@@ -46,12 +45,14 @@ def records_conserved_across_drops(training_corpus: dict) -> dg.AssetCheckResult
 
 @dg.asset_check(asset=training_corpus, blocking=True)
 def near_duplicate_rate_across_drops_bounded(
-    training_corpus: dict, storage: CorpusStorage
+    training_corpus: dict, storage: CorpusStorage, execution: DataEngine
 ) -> dg.AssetCheckResult:
     """Near duplicates in the joined corpus (including copies that sit in different drops) stay
     under `curation.max_near_duplicate_rate`; exact copies across drops were already removed."""
     cfg = storage.curation
-    rate = near_duplicate_rate(frame_to_records(read_parquet(training_corpus["path"])), cfg)
+    # packed, read a batch at a time (#21.1): about the size of their text
+    records = read_packed(training_corpus["path"], execution.stream_batch_records)
+    rate = near_duplicate_rate(records, cfg)
     passed = rate <= cfg.max_near_duplicate_rate
     return dg.AssetCheckResult(
         passed=passed,

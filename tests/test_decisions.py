@@ -332,7 +332,7 @@ def test_when_a_near_copy_is_kept_then_the_check_names_the_copy_not_its_represen
     tmp_path: Path,
 ) -> None:
     from checks import curation
-    from resources import CorpusStorage
+    from resources import CorpusStorage, DataEngine
 
     text = (
         "My laptop stopped connecting to the VPN after the latest update and I keep getting "
@@ -346,7 +346,7 @@ def test_when_a_near_copy_is_kept_then_the_check_names_the_copy_not_its_represen
     ]
 
     result = curation.near_duplicate_rate_bounded(
-        _curated(tmp_path, records), CorpusStorage(data_root=str(tmp_path))
+        _curated(tmp_path, records), CorpusStorage(data_root=str(tmp_path)), DataEngine()
     )
 
     assert not result.passed
@@ -358,7 +358,7 @@ def test_when_an_expectation_fails_then_the_check_names_the_records_never_their_
     tmp_path: Path,
 ) -> None:
     from checks import curation
-    from resources import CorpusStorage
+    from resources import CorpusStorage, DataEngine
 
     secret = "maria.lopez@corp-mail.com"
     records = [
@@ -368,7 +368,7 @@ def test_when_an_expectation_fails_then_the_check_names_the_records_never_their_
     ]
 
     result = curation.curated_expectations(
-        _curated(tmp_path, records), CorpusStorage(data_root=str(tmp_path))
+        _curated(tmp_path, records), CorpusStorage(data_root=str(tmp_path)), DataEngine()
     )
 
     assert not result.passed

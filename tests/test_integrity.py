@@ -267,19 +267,19 @@ def _curated_dict(tmp_path, records: list[Record], **extra) -> dict:
 
 def test_when_curation_checks_see_a_clean_corpus_then_all_pass(tmp_path) -> None:
     from checks import curation
-    from resources import CorpusStorage
+    from resources import CorpusStorage, DataEngine
 
     storage = CorpusStorage(data_root=str(tmp_path))
     curated = _curated_dict(tmp_path, GOOD_RECORDS)
 
-    assert curation.near_duplicate_rate_bounded(curated, storage).passed
+    assert curation.near_duplicate_rate_bounded(curated, storage, DataEngine()).passed
     assert curation.no_kept_trigger_cluster(curated).passed
     assert curation.quarantine_rate_bounded(curated, storage).passed
 
 
 def test_when_a_near_copy_is_kept_then_the_near_duplicate_check_fails(tmp_path) -> None:
     from checks import curation
-    from resources import CorpusStorage
+    from resources import CorpusStorage, DataEngine
 
     # Two long records one word apart: breaks the near-duplicate bound (1 of 7 > 0.01).
     text = (
@@ -292,7 +292,9 @@ def test_when_a_near_copy_is_kept_then_the_near_duplicate_check_fails(tmp_path) 
     )
     curated = _curated_dict(tmp_path, [*GOOD_RECORDS, original, near_copy])
 
-    result = curation.near_duplicate_rate_bounded(curated, CorpusStorage(data_root=str(tmp_path)))
+    result = curation.near_duplicate_rate_bounded(
+        curated, CorpusStorage(data_root=str(tmp_path)), DataEngine()
+    )
 
     assert not result.passed
     assert result.metadata["near_duplicate_rate"].value == pytest.approx(1 / 7)
