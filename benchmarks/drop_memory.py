@@ -6,9 +6,14 @@ alpaca CSV, the files `benchmarks/screen_memory.py` caches under
 a fresh data root (`benchmarks/out/drop_memory/root-N/`, the default profile with a fixed
 pseudonym key, so two runs write the same pseudonyms). A child process registers the drop and
 materializes its data stages one after the other with Dagster's in-process executor:
-`raw_corpus`, `raw_quarantine`, `scrubbed_corpus`, `curated_corpus` (the assets only: the
-blocking checks of a `sovtune_drop` run, e.g. the residual PII re-scan, are not run). Printed
-per size and stage:
+`raw_corpus`, `raw_quarantine`, `scrubbed_corpus`, `curated_corpus`. With `--checks`, the
+blocking checks of a `sovtune_drop` run on those assets follow, each run alone and measured as
+a stage (`check:no_residual_pii`, the residual PII re-scan; `check:curated_expectations`, the
+Great Expectations suite; `check:near_duplicate_rate_bounded`; and the cheaper ones). With
+`--join`, the body of `training_corpus` (the join of every drop's raw, scrubbed and curated
+files, as the asset does it, without its refusals, checks and canaries) runs on two drops of
+N/2 records each: the drop's three files split in halves, so nothing is scrubbed again.
+Printed per size and stage:
 
 - peak RSS: the largest sum of the resident memory of the child and its children (the second
   screening process of `curated_corpus`), sampled every 50 ms with psutil by a thread of the
@@ -25,7 +30,11 @@ per size and stage:
   equal record and time ratios, bounded memory an RSS ratio near 1).
 
     nice -n 10 .venv/bin/python benchmarks/drop_memory.py [--records 20000 100000]
-        [--batch-records 8192] [--max-rss-gib 8]
+        [--batch-records 8192] [--max-rss-gib 8] [--checks] [--join]
+
+The code measured is the one Python imports: `PYTHONPATH=/path/to/other/tree` measures another
+commit's stages with this script (the check and join stages run through Dagster and the
+asset module's own functions, whichever signatures that commit has).
 
 PII scanning runs at about 150 records/s on 2 cores: 100k records take 11+ minutes.
 """
@@ -58,6 +67,23 @@ STAGE_FILES = {
     ),
 }
 EXTRA_FILES = {"scrubbed_corpus": ("raw", ("scan_quarantine.parquet",))}
+# The blocking checks of a sovtune_drop run on the drop's assets, in the order they run.
+CHECKS = (
+    ("raw_corpus", "records_conserved"),
+    ("raw_corpus", "raw_corpus_not_empty"),
+    ("raw_corpus", "raw_corpus_schema"),
+    ("scrubbed_corpus", "no_residual_pii"),
+    ("curated_corpus", "curated_expectations"),
+    ("curated_corpus", "near_duplicate_rate_bounded"),
+    ("curated_corpus", "no_kept_trigger_cluster"),
+    ("curated_corpus", "quarantine_rate_bounded"),
+)
+JOIN_FILES = (
+    ("raw", "raw_corpus.parquet"),
+    ("scrubbed", "scrubbed_corpus.parquet"),
+    ("curated", "curated_corpus.parquet"),
+    ("curated", "cross_drop_removed.parquet"),
+)
 SAMPLE_S = 0.05
 KEY = hashlib.sha256(b"sovtune benchmarks: drop_memory's fixed pseudonym key").digest()
 
@@ -126,10 +152,18 @@ def content_digest(path: Path) -> str:
 # --- the child: one drop's stages, in process --------------------------------------------------
 
 
-def child(root: Path, drop: str, batch_records: int | None, report: Path) -> None:
+def child(
+    root: Path,
+    drop: str,
+    batch_records: int | None,
+    report: Path,
+    checks: bool,
+    join: bool,
+    reuse: str | None = None,
+) -> None:
     import dagster as dg
 
-    from pipelines.definitions import ASSET_MODULES, build_resources
+    from pipelines.definitions import ASSET_MODULES, CHECK_MODULES, build_resources
     from pipelines.drops import register_drops
     from pipelines.steps.config import load_config
     from pipelines.steps.offline import enforce_offline
@@ -142,11 +176,22 @@ def child(root: Path, drop: str, batch_records: int | None, report: Path) -> Non
             update={"stream_batch_records": batch_records}
         )
     assets = dg.load_assets_from_modules(ASSET_MODULES)
-    instance = dg.DagsterInstance.ephemeral(tempdir=str(root / "dagster"))
+    asset_checks = [  # those of the drop's (partitioned) assets
+        c
+        for c in (dg.load_asset_checks_from_modules(CHECK_MODULES) if checks or reuse else [])
+        if all(k.asset_key.path[-1] in STAGES for k in c.check_keys)
+    ]
+    dagster_dir = root / ("dagster-reuse" if reuse else "dagster")
+    if reuse:
+        shutil.rmtree(dagster_dir, ignore_errors=True)
+    instance = dg.DagsterInstance.ephemeral(tempdir=str(dagster_dir))
     [registered] = register_drops(instance, root / "landing")  # the one drop
     me = psutil.Process()
     rows = []
-    for stage in STAGES:
+    summaries: dict[str, dict] = {}
+
+    def measured(stage: str, work) -> None:
+        """Run `work()` (it returns the stage's outputs) and keep its row of the report."""
         (root / "stage").write_text(stage)  # for the parent's PSS sampling
         peak, done = [0], threading.Event()
 
@@ -159,36 +204,13 @@ def child(root: Path, drop: str, batch_records: int | None, report: Path) -> Non
         at_start = tree_rss(me)
         before, started = me.cpu_times(), time.perf_counter()
         sampler.start()
-        result = dg.materialize(
-            assets,
-            selection=[stage],
-            partition_key=registered.key,
-            instance=instance,
-            resources=resources,
-            raise_on_error=False,
-        )
-        done.set()
-        sampler.join()
+        try:
+            outputs = work()
+        finally:
+            done.set()
+            sampler.join()
         wall, after = time.perf_counter() - started, me.cpu_times()
-        if not result.success:
-            failures = [
-                e.event_specific_data.error.message.strip()[:500]
-                for e in result.all_events
-                if e.event_type_value == "STEP_FAILURE" and e.event_specific_data.error
-            ]
-            raise SystemExit(f"{stage} failed: {failures}")
         cpu = sum(after[:4]) - sum(before[:4])  # user, system, children's user and system
-        zone, names = STAGE_FILES[stage]
-        files = [(zone, name) for name in names]
-        extra_zone, extra = EXTRA_FILES.get(stage, ("", ()))
-        files += [(extra_zone, name) for name in extra]
-        outputs = {}
-        for zone, name in files:
-            path = root / zone / "drops" / registered.key / name
-            outputs[f"{zone}/{name}"] = {
-                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                "content": content_digest(path),
-            }
         rows.append(
             {
                 "stage": stage,
@@ -200,20 +222,174 @@ def child(root: Path, drop: str, batch_records: int | None, report: Path) -> Non
             }
         )
         print(f"  {stage}: {wall:.1f} s", file=sys.stderr, flush=True)
+
+    def run(selection, label: str):
+        result = dg.materialize(
+            assets,
+            selection=selection,
+            partition_key=registered.key,
+            instance=instance,
+            resources=resources,
+            raise_on_error=False,
+        )
+        if not result.success:
+            failures = [
+                e.event_specific_data.error.message.strip()[:500]
+                for e in result.all_events
+                if e.event_type_value == "STEP_FAILURE" and e.event_specific_data.error
+            ]
+            raise SystemExit(f"{label} failed: {failures}")
+        return result
+
+    def stage_work(stage: str):
+        def work() -> dict:
+            result = run([stage], stage)
+            summaries[stage] = result.output_for_node(stage)
+            zone, names = STAGE_FILES[stage]
+            files = [(zone, name) for name in names]
+            extra_zone, extra = EXTRA_FILES.get(stage, ("", ()))
+            files += [(extra_zone, name) for name in extra]
+            return {
+                f"{zone}/{name}": file_digests(root / zone / "drops" / registered.key / name)
+                for zone, name in files
+            }
+
+        return work
+
+    by_name = {key.name: c for c in asset_checks for key in c.check_keys}
+
+    def check_work(asset: str, name: str):
+        def work() -> dict:
+            # called as a test calls it (a run of a check alone cannot take a partition key):
+            # the asset's value and the resources it names, whichever that commit's are
+            check = by_name[name]
+            needs = {k: resources[k] for k in check.required_resource_keys - {"io_manager"}}
+            evaluation = check(summaries[asset], **needs)
+            metadata = {k: str(getattr(v, "value", v)) for k, v in evaluation.metadata.items()}
+            said = json.dumps([evaluation.passed, evaluation.description, metadata], sort_keys=True)
+            # what the check said, as a digest (its metadata holds counts and ids only)
+            return {
+                "result": {
+                    "sha256": hashlib.sha256(said.encode()).hexdigest(),
+                    "content": "passed" if evaluation.passed else "failed",
+                }
+            }
+
+        return work
+
+    if reuse:  # the earlier run's asset values, as its IO manager stored them
+        import pickle
+
+        from pipelines.steps.storage import resolved
+
+        for stage in ("raw_corpus", "scrubbed_corpus", "curated_corpus"):
+            stored = root / "dagster" / "storage" / stage / registered.key
+            summaries[stage] = resolved(pickle.loads(stored.read_bytes()), root)
+        if reuse == "join":
+            drops = split_drop(root, registered.key, summaries)
+            measured("training_corpus join", lambda: join_drops(root, drops, resources))
+        else:
+            [(asset, name)] = [(a, n) for a, n in CHECKS if n == reuse]
+            measured(f"check:{name}", check_work(asset, name))
+        report.write_text(json.dumps(rows, indent=2))
+        return
+    for stage in STAGES:
+        measured(stage, stage_work(stage))
+    if checks:
+        for asset, name in CHECKS:
+            measured(f"check:{name}", check_work(asset, name))
+    if join:
+        drops = split_drop(root, registered.key, summaries)
+        measured("training_corpus join", lambda: join_drops(root, drops, resources))
     report.write_text(json.dumps(rows, indent=2))
+
+
+def file_digests(path: Path) -> dict:
+    return {
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "content": content_digest(path),
+    }
+
+
+def split_drop(root: Path, key: str, summaries: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """Two drops (`half-a`, `half-b`) of the drop's raw, scrubbed and curated files, each file
+    split in halves by rows: {stage: {drop: its summary, pointing at its half}}. Their counts
+    are the whole drop's (the join sums them; what is measured is the files)."""
+    import pyarrow.parquet as pq
+
+    out: dict[str, dict[str, dict]] = {}
+    for stage, zone, name in (
+        ("raw_corpus", "raw", "raw_corpus.parquet"),
+        ("scrubbed_corpus", "scrubbed", "scrubbed_corpus.parquet"),
+        ("curated_corpus", "curated", "curated_corpus.parquet"),
+    ):
+        table = pq.read_table(root / zone / "drops" / key / name)
+        middle = table.num_rows // 2
+        for half, part in (("half-a", table.slice(0, middle)), ("half-b", table.slice(middle))):
+            path = root / "join" / half / zone / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(part, path, compression="zstd")
+            out.setdefault(stage, {})[half] = {**summaries[stage], "path": str(path)}
+    return out
+
+
+def join_drops(root: Path, drops: dict[str, dict[str, dict]], resources: dict) -> dict:
+    """The join of `training_corpus` over `drops`, as the asset module in use does it: its
+    streamed join when it has one (`join_curated`), else `combine_drops` over every drop's
+    records read whole."""
+    import inspect
+
+    from assets import training_corpus as asset
+
+    raw, scrubbed, curated = (drops[s] for s in ("raw_corpus", "scrubbed_corpus", "curated_corpus"))
+    registered = sorted(curated)
+    storage = resources["storage"]
+    if hasattr(asset, "join_curated"):
+        execution = resources["execution"]
+        combined = asset.join_curated(
+            {k: curated[k]["path"] for k in registered},
+            storage.curated / "curated_corpus.parquet",
+            execution.stream_batch_records,
+        )
+    else:
+        combined = asset.combine_drops(
+            {k: asset.frame_to_records(asset.read_parquet(curated[k]["path"])) for k in registered}
+        )
+    extra = (
+        [resources["execution"]] if len(inspect.signature(asset._summary).parameters) > 6 else []
+    )
+    summary = asset._summary(registered, raw, scrubbed, curated, combined, storage, *extra)
+    outputs = {f"{zone}/{name}": file_digests(root / zone / name) for zone, name in JOIN_FILES}
+    outputs["summary sha256"] = {"sha256": summary["sha256"], "content": summary["sha256"]}
+    return outputs
 
 
 # --- the parent ------------------------------------------------------------------------------
 
 
-def measure(records: int, seed: int, batch_records: int | None, max_rss_gib: float) -> dict:
-    root, drop = fresh_root(records, seed)
-    report = root / "report.json"
+def measure(
+    records: int,
+    seed: int,
+    batch_records: int | None,
+    max_rss_gib: float,
+    checks: bool = False,
+    join: bool = False,
+    reuse: str | None = None,
+) -> dict:
+    if reuse:  # one stage on the outputs of an earlier run
+        root = OUT / f"root-{records}"
+        [drop] = [p.name for p in (root / "landing").iterdir() if not p.name.startswith(".")]
+        (root / "stage").unlink(missing_ok=True)
+        report = root / f"report-{reuse}.json"
+    else:
+        root, drop = fresh_root(records, seed)
+        report = root / "report.json"
     command = [sys.executable, __file__, "--child", str(root), drop, str(report)]
     if batch_records:
         command += ["--batch-records", str(batch_records)]
+    command += ["--checks"] * checks + ["--join"] * join + ["--reuse", reuse] * bool(reuse)
     started = time.perf_counter()
-    log = (root / "child.log").open("wb")  # Dagster's event log
+    log = (root / f"child{'-' + reuse if reuse else ''}.log").open("wb")  # Dagster's event log
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
     watched = psutil.Process(proc.pid)
     peak = 0
@@ -262,24 +438,59 @@ def main() -> None:
     )
     parser.add_argument("--max-rss-gib", type=float, default=8.0)
     parser.add_argument(
+        "--checks",
+        action="store_true",
+        help="Also run and measure the blocking checks of the drop's assets, each alone.",
+    )
+    parser.add_argument(
+        "--join",
+        action="store_true",
+        help="Also measure training_corpus's join on two drops of N/2 records (the drop's "
+        "files split in halves).",
+    )
+    parser.add_argument(
+        "--reuse",
+        nargs="+",
+        metavar="STAGE",
+        help="Measure only these stages (check names, or `join`) on the drop outputs an earlier "
+        "run left under benchmarks/out/drop_memory/root-N, each in a process of its own "
+        "(nothing scrubbed again; no stage's leftovers in the process).",
+    )
+    parser.add_argument(
         "--child", nargs=3, metavar=("ROOT", "DROP", "REPORT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.child:
         root, drop, report = args.child
-        child(Path(root), drop, args.batch_records, Path(report))
+        reuse = args.reuse[0] if args.reuse else None
+        child(Path(root), drop, args.batch_records, Path(report), args.checks, args.join, reuse)
         return
     runs = []
     for records in args.records:
         load = os.getloadavg()
         print(f"{records} records (load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}):", flush=True)
-        run = measure(records, args.seed, args.batch_records, args.max_rss_gib)
+        if args.reuse:
+            parts = [
+                measure(records, args.seed, args.batch_records, args.max_rss_gib, reuse=stage)
+                for stage in args.reuse
+            ]
+            run = {
+                "root": parts[0]["root"],
+                "records": records,
+                "peak_rss_mib": max(part["peak_rss_mib"] for part in parts),
+                "wall_s": sum(part["wall_s"] for part in parts),
+                "stages": [row for part in parts for row in part["stages"]],
+            }
+        else:
+            run = measure(
+                records, args.seed, args.batch_records, args.max_rss_gib, args.checks, args.join
+            )
         run["load"] = load
         runs.append(run)
         for row in run["stages"]:
             start = row.get("rss_at_start")
             print(
-                f"  {row['stage']:<16} peak RSS {row['peak_rss'] / 2**20:7.0f} MiB"
+                f"  {row['stage']:<34} peak RSS {row['peak_rss'] / 2**20:7.0f} MiB"
                 + (f" (at its start {start / 2**20:5.0f} MiB)," if start else ",")
                 + f" PSS {row['peak_pss'] / 2**20:7.0f} MiB,"
                 + f" CPU {row['cpu_s']:8.1f} s, wall {row['wall_s']:8.1f} s",
@@ -309,7 +520,7 @@ def main() -> None:
         print(f"{b['records']}/{a['records']} records = {b['records'] / a['records']:.1f}x:")
         for sa, sb in zip(a["stages"], b["stages"], strict=True):
             print(
-                f"  {sa['stage']:<16} CPU {sb['cpu_s'] / max(sa['cpu_s'], 1e-9):5.2f}x,"
+                f"  {sa['stage']:<34} CPU {sb['cpu_s'] / max(sa['cpu_s'], 1e-9):5.2f}x,"
                 f" wall {sb['wall_s'] / max(sa['wall_s'], 1e-9):5.2f}x,"
                 f" peak RSS {sb['peak_rss'] / max(sa['peak_rss'], 1):5.2f}x"
             )
