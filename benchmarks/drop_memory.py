@@ -118,6 +118,12 @@ def fresh_root(records: int, seed: int) -> tuple[Path, str]:
     return root, drop
 
 
+def stage_file(root: Path, reuse: str | None) -> Path:
+    """Where the child names the stage it runs, for the parent's PSS sampling (one per reused
+    stage, so that a `--reuse` run beside a full run of the same size does not mix them up)."""
+    return root / (f"stage-{reuse}" if reuse else "stage")
+
+
 def tree_rss(process: psutil.Process) -> int:
     """Resident bytes of a process and all its descendants."""
     total = 0
@@ -192,7 +198,7 @@ def child(
 
     def measured(stage: str, work) -> None:
         """Run `work()` (it returns the stage's outputs) and keep its row of the report."""
-        (root / "stage").write_text(stage)  # for the parent's PSS sampling
+        stage_file(root, reuse).write_text(stage)  # for the parent's PSS sampling
         peak, done = [0], threading.Event()
 
         def sample(peak=peak, done=done) -> None:
@@ -379,7 +385,7 @@ def measure(
     if reuse:  # one stage on the outputs of an earlier run
         root = OUT / f"root-{records}"
         [drop] = [p.name for p in (root / "landing").iterdir() if not p.name.startswith(".")]
-        (root / "stage").unlink(missing_ok=True)
+        stage_file(root, reuse).unlink(missing_ok=True)
         report = root / f"report-{reuse}.json"
     else:
         root, drop = fresh_root(records, seed)
@@ -398,7 +404,7 @@ def measure(
         rss = tree_rss(watched)
         peak = max(peak, rss)
         with contextlib.suppress(OSError):
-            stage = (root / "stage").read_text()
+            stage = stage_file(root, reuse).read_text()
             pss[stage] = max(pss.get(stage, 0), tree_pss(watched))
         if rss > max_rss_gib * 2**30:
             for p in [*watched.children(recursive=True), watched]:
