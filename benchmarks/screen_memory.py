@@ -136,14 +136,16 @@ def measure(path: Path, profile: str, max_rss_gib: float) -> dict[str, float]:
     }
 
 
-def _read_packed(path: Path, cfg):
-    """The records of a chat JSONL file, first of each id, packed as `sovtune screen` holds
-    them (malformed lines skipped)."""
+def read_packed(path: Path, cfg, lines: int | None = None):
+    """The records of a chat JSONL file (its first `lines` lines, or all), first of each id,
+    packed as `sovtune screen` holds them (malformed lines skipped)."""
+    import itertools
+
     from pipelines.steps.ingest.landing import RecordError, iter_rows, normalize_row
     from pipelines.steps.integrity.packed import PackedRecords
 
     records, seen = PackedRecords(), set()
-    for line_no, row in iter_rows(path, cfg.ingest.limits):
+    for line_no, row in itertools.islice(iter_rows(path, cfg.ingest.limits), lines):
         try:
             if isinstance(row, RecordError):
                 raise row
@@ -173,7 +175,7 @@ def breakdown(path: Path, profile: str) -> None:
     cfg = load_config(profile)
     c = cfg.curation
     tracemalloc.start()
-    records = _read_packed(path, cfg)  # as `sovtune screen` holds them
+    records = read_packed(path, cfg)  # as `sovtune screen` holds them
     gc.collect()
     held = tracemalloc.get_traced_memory()[0]
     print(f"  records (packed): {held / len(records):.0f} B/record, {len(records)}")
@@ -296,7 +298,7 @@ def phases(path: Path, profile: str) -> None:
     cfg = load_config(profile)
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
-    records = _read_packed(path, cfg)
+    records = read_packed(path, cfg)
     marks.append((time.perf_counter() - started, f"{len(records)} records read"))
     curate.curate_records(records, cfg.curation)
     marks.append((time.perf_counter() - started, "curated"))

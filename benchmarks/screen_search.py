@@ -27,7 +27,6 @@ docs/benchmarks.md).
 """
 
 import argparse
-import itertools
 import os
 import time
 from pathlib import Path
@@ -35,7 +34,6 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.steps.config import load_config
-from pipelines.steps.ingest.landing import RecordError, iter_rows, normalize_row
 from pipelines.steps.integrity import curate
 from pipelines.steps.integrity.packed import PackedRecords
 from pipelines.steps.integrity.screens import backdoor, dedup, minhash
@@ -45,19 +43,10 @@ CORPUS = Path(__file__).resolve().parent / "out" / "screen_memory" / "corpus-100
 
 def first_records(path: Path, lines: int, cfg) -> PackedRecords:
     """The records of the first `lines` lines of a chat JSONL, first of each id (packed, as the
-    screen holds them; malformed lines skipped)."""
-    records, seen = PackedRecords(), set()
-    for line_no, row in itertools.islice(iter_rows(path, cfg.ingest.limits), lines):
-        try:
-            if isinstance(row, RecordError):
-                raise row
-            record = normalize_row(row, source_file=path.name, source_line=line_no)
-        except RecordError:
-            continue
-        if record.id not in seen:
-            seen.add(record.id)
-            records.append(record)
-    return records
+    screen holds them; malformed lines skipped): `screen_memory.read_packed`."""
+    from screen_memory import read_packed  # the benchmarks folder is the script's own
+
+    return read_packed(path, cfg, lines)
 
 
 class Counted:

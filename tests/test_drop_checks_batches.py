@@ -30,6 +30,7 @@ from pipelines.steps.records import Message, Record, frame_to_records, records_t
 from pipelines.steps.storage import RECORD_SCHEMA, ParquetStream, read_parquet, write_parquet
 from resources import CorpusStorage, DataEngine
 from tests.pipeline_runs import make_config
+from tests.test_drop_batches import _without_paths
 
 WHOLE = DataEngine()  # every file below fits in one batch of the default size
 TOPICS = ["VPN client", "payroll export", "printer queue", "mail quota", "badge reader"]
@@ -409,11 +410,3 @@ def test_when_training_corpus_joins_in_batches_then_its_files_and_summary_are_th
     assert small["scrubbed"]["records"] == sum(len(r) for r in drops.values())
     removed = read_parquet(tmp_path / "root-2" / "curated" / "cross_drop_removed.parquet")
     assert list(removed.itertuples(index=False, name=None)) == combined.removed
-
-
-def _without_paths(value):
-    if isinstance(value, dict):
-        return {k: _without_paths(v) for k, v in value.items() if "path" not in k}
-    if isinstance(value, list):
-        return [_without_paths(v) for v in value]
-    return value
