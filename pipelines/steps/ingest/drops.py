@@ -374,11 +374,10 @@ def content_digest(record: Record) -> str:
     return digest.hexdigest()
 
 
-@dataclass
-class CombinedDrops:
-    """Every drop's kept records joined; what was removed across drops, by reason and drop."""
+@dataclass(kw_only=True)
+class CrossDropRemovals:
+    """What a join of the drops removed across drops, counted by reason and by drop."""
 
-    records: list[Record]
     removed: list[tuple[str, str, str]]
     """(drop key, record id, reason) of each record removed across drops."""
 
@@ -387,6 +386,13 @@ class CombinedDrops:
 
     def removed_by_drop(self) -> dict[str, int]:
         return dict(sorted(Counter(key for key, _, _ in self.removed).items()))
+
+
+@dataclass(kw_only=True)
+class CombinedDrops(CrossDropRemovals):
+    """Every drop's kept records joined; what was removed across drops, by reason and drop."""
+
+    records: list[Record]
 
 
 def combine_drops(kept_by_drop: dict[str, list[Record]]) -> CombinedDrops:

@@ -8,7 +8,6 @@ and the schema the whole-frame join wrote; its bytes are those of `write_parquet
 group (`ROW_GROUP_ROWS`) and do not depend on `batch_rows`.
 """
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.steps.ingest.drops import CrossDropJoin
+from pipelines.steps.ingest.drops import CrossDropJoin, CrossDropRemovals
 from pipelines.steps.records import frame_to_records, records_to_frame
 from pipelines.steps.storage import (
     SAMPLE_RECORD,
@@ -72,21 +71,14 @@ def _sample(path: str | Path) -> pd.DataFrame:
     return pa.Table.from_arrays(columns, schema=schema).to_pandas()
 
 
-@dataclass
-class JoinedCurated:
+@dataclass(kw_only=True)
+class JoinedCurated(CrossDropRemovals):
     """The joined curated file: its sha256, the records kept, their distinct subjects, and
     what was removed across drops (as `CombinedDrops.removed`)."""
 
     sha256: str
     kept: int
     subjects: int
-    removed: list[tuple[str, str, str]]
-
-    def removed_by_reason(self) -> dict[str, int]:
-        return dict(sorted(Counter(reason for _, _, reason in self.removed).items()))
-
-    def removed_by_drop(self) -> dict[str, int]:
-        return dict(sorted(Counter(key for key, _, _ in self.removed).items()))
 
 
 # The columns of a record that may hold no value (None): a joined file in which no kept record
