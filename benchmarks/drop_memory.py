@@ -30,7 +30,16 @@ Printed per size and stage:
   equal record and time ratios, bounded memory an RSS ratio near 1).
 
     nice -n 10 .venv/bin/python benchmarks/drop_memory.py [--records 20000 100000]
-        [--batch-records 8192] [--max-rss-gib 8] [--checks] [--join]
+        [--batch-records 8192] [--max-rss-gib 8] [--checks] [--join] [--unscrubbed]
+
+`--unscrubbed` measures what follows the PII scan at sizes the scan cannot reach here (1M
+records would take some 6 hours to scrub on 2 cores): `raw_corpus` is materialized, then
+`curated_corpus` is given the raw records as its input in place of `scrubbed_corpus`'s output
+(the raw file copied to the scrubbed zone, its summary stored as the IO manager stores one), and
+the checks that read the scrubbed text (`no_residual_pii`) are left out. The screens read
+unscrubbed text (names and numbers where the scrub writes surrogates of about the same length),
+so the screening figures are those of the same records' shape, not of the scrubbed corpus. Its
+data root is `root-N-unscrubbed`, apart from the full runs'.
 
 The code measured is the one Python imports: `PYTHONPATH=/path/to/other/tree` measures another
 commit's stages with this script (the check and join stages run through Dagster and the
@@ -101,9 +110,13 @@ def corpus_files(records: int, seed: int) -> list[Path]:
     return files
 
 
-def fresh_root(records: int, seed: int) -> tuple[Path, str]:
+def root_of(records: int, unscrubbed: bool) -> Path:
+    return OUT / (f"root-{records}-unscrubbed" if unscrubbed else f"root-{records}")
+
+
+def fresh_root(records: int, seed: int, unscrubbed: bool = False) -> tuple[Path, str]:
     """A new data root whose landing zone holds one drop (a folder): (root, drop name)."""
-    root = OUT / f"root-{records}"
+    root = root_of(records, unscrubbed)
     shutil.rmtree(root, ignore_errors=True)
     drop = f"corpus-{records}-{seed}"
     landing = root / "landing" / drop
@@ -166,6 +179,7 @@ def child(
     checks: bool,
     join: bool,
     reuse: str | None = None,
+    unscrubbed: bool = False,
 ) -> None:
     import dagster as dg
 
@@ -300,14 +314,49 @@ def child(
         report.write_text(json.dumps(rows, indent=2))
         return
     for stage in STAGES:
+        if unscrubbed and stage == "scrubbed_corpus":
+            summaries[stage] = raw_as_scrubbed(root, registered.key, summaries["raw_corpus"])
+            continue
         measured(stage, stage_work(stage))
     if checks:
         for asset, name in CHECKS:
+            if unscrubbed and asset == "scrubbed_corpus":
+                continue  # it reads the scrubbed text, which this run does not have
             measured(f"check:{name}", check_work(asset, name))
     if join:
         drops = split_drop(root, registered.key, summaries)
         measured("training_corpus join", lambda: join_drops(root, drops, resources))
     report.write_text(json.dumps(rows, indent=2))
+
+
+def raw_as_scrubbed(root: Path, key: str, raw: dict) -> dict:
+    """`--unscrubbed`: the raw records stand in for the scrubbed ones. The raw file is copied to
+    the scrubbed zone and a summary naming it is stored where the IO manager keeps
+    `scrubbed_corpus`'s output, so that `curated_corpus` (and `--reuse` later) reads it."""
+    import pickle
+
+    from pipelines.steps.storage import portable, sha256_file
+
+    source = root / "raw" / "drops" / key / "raw_corpus.parquet"
+    target = root / "scrubbed" / "drops" / key / "scrubbed_corpus.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    summary = {
+        "drop": raw["drop"],
+        "drop_sha256": raw["drop_sha256"],
+        "path": str(target),
+        "sha256": sha256_file(target),
+        "records": raw.get("accepted", raw.get("records", 0)),
+        "records_with_pii": 0,
+        "entity_counts": {},
+        "quarantined": 0,
+        "quarantine_by_reason": {},
+        "unscrubbed": True,
+    }
+    stored = root / "dagster" / "storage" / "scrubbed_corpus" / key
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.write_bytes(pickle.dumps(portable(summary, root)))
+    return summary
 
 
 def file_digests(path: Path) -> dict:
@@ -329,12 +378,30 @@ def split_drop(root: Path, key: str, summaries: dict[str, dict]) -> dict[str, di
         ("scrubbed_corpus", "scrubbed", "scrubbed_corpus.parquet"),
         ("curated_corpus", "curated", "curated_corpus.parquet"),
     ):
-        table = pq.read_table(root / zone / "drops" / key / name)
-        middle = table.num_rows // 2
-        for half, part in (("half-a", table.slice(0, middle)), ("half-b", table.slice(middle))):
-            path = root / "join" / half / zone / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(part, path, compression="zstd")
+        # Streamed a batch at a time, so that the join measured next does not start with the
+        # whole files' tables in this process's memory pool.
+        source = pq.ParquetFile(root / zone / "drops" / key / name)
+        middle = source.metadata.num_rows // 2
+        paths = {half: root / "join" / half / zone / name for half in ("half-a", "half-b")}
+        writers = {}
+        seen = 0
+        for batch in source.iter_batches(batch_size=8192):
+            cut = max(0, min(batch.num_rows, middle - seen))
+            for half, part in (("half-a", batch.slice(0, cut)), ("half-b", batch.slice(cut))):
+                if part.num_rows:
+                    if half not in writers:
+                        paths[half].parent.mkdir(parents=True, exist_ok=True)
+                        writers[half] = pq.ParquetWriter(
+                            paths[half], source.schema_arrow, compression="zstd"
+                        )
+                    writers[half].write_batch(part)
+            seen += batch.num_rows
+        for half, path in paths.items():
+            if half in writers:
+                writers[half].close()
+            else:  # an empty half: the schema alone
+                path.parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(source.schema_arrow.empty_table(), path, compression="zstd")
             out.setdefault(stage, {})[half] = {**summaries[stage], "path": str(path)}
     return out
 
@@ -381,19 +448,21 @@ def measure(
     checks: bool = False,
     join: bool = False,
     reuse: str | None = None,
+    unscrubbed: bool = False,
 ) -> dict:
     if reuse:  # one stage on the outputs of an earlier run
-        root = OUT / f"root-{records}"
+        root = root_of(records, unscrubbed)
         [drop] = [p.name for p in (root / "landing").iterdir() if not p.name.startswith(".")]
         stage_file(root, reuse).unlink(missing_ok=True)
         report = root / f"report-{reuse}.json"
     else:
-        root, drop = fresh_root(records, seed)
+        root, drop = fresh_root(records, seed, unscrubbed)
         report = root / "report.json"
     command = [sys.executable, __file__, "--child", str(root), drop, str(report)]
     if batch_records:
         command += ["--batch-records", str(batch_records)]
     command += ["--checks"] * checks + ["--join"] * join + ["--reuse", reuse] * bool(reuse)
+    command += ["--unscrubbed"] * unscrubbed
     started = time.perf_counter()
     log = (root / f"child{'-' + reuse if reuse else ''}.log").open("wb")  # Dagster's event log
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
@@ -463,13 +532,28 @@ def main() -> None:
         "(nothing scrubbed again; no stage's leftovers in the process).",
     )
     parser.add_argument(
+        "--unscrubbed",
+        action="store_true",
+        help="Skip the PII scan: the raw records stand in for the scrubbed ones, and "
+        "no_residual_pii is left out (for sizes the scan cannot reach here; see the docstring).",
+    )
+    parser.add_argument(
         "--child", nargs=3, metavar=("ROOT", "DROP", "REPORT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.child:
         root, drop, report = args.child
         reuse = args.reuse[0] if args.reuse else None
-        child(Path(root), drop, args.batch_records, Path(report), args.checks, args.join, reuse)
+        child(
+            Path(root),
+            drop,
+            args.batch_records,
+            Path(report),
+            args.checks,
+            args.join,
+            reuse,
+            args.unscrubbed,
+        )
         return
     runs = []
     for records in args.records:
@@ -477,7 +561,14 @@ def main() -> None:
         print(f"{records} records (load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}):", flush=True)
         if args.reuse:
             parts = [
-                measure(records, args.seed, args.batch_records, args.max_rss_gib, reuse=stage)
+                measure(
+                    records,
+                    args.seed,
+                    args.batch_records,
+                    args.max_rss_gib,
+                    reuse=stage,
+                    unscrubbed=args.unscrubbed,
+                )
                 for stage in args.reuse
             ]
             run = {
@@ -489,7 +580,13 @@ def main() -> None:
             }
         else:
             run = measure(
-                records, args.seed, args.batch_records, args.max_rss_gib, args.checks, args.join
+                records,
+                args.seed,
+                args.batch_records,
+                args.max_rss_gib,
+                args.checks,
+                args.join,
+                unscrubbed=args.unscrubbed,
             )
         run["load"] = load
         runs.append(run)
