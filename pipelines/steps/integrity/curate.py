@@ -42,6 +42,7 @@ from pipelines.steps.integrity.screens import (
     backdoor,
     payload,
     quality,
+    words,
 )
 from pipelines.steps.integrity.screens.dedup import (
     NEAR_DUPLICATE,
@@ -437,6 +438,7 @@ def curate_records(
     screened = _decide(records, dropped, reasons, decisions)
     quarantined = {s.id for s in screened if s.decision == QUARANTINE}
     kept_ids = {s.id for s in screened if s.kept}
+    release_token_caches()
     return CurationResult(
         # screened[row] is the decision on records[row]: a record whose id was kept is kept.
         kept=subset(records, [row for row, s in enumerate(screened) if s.id in kept_ids]),
@@ -447,6 +449,20 @@ def curate_records(
         unmatched_decisions=sum(1 for record_id in decisions if record_id not in quarantined),
         onion_scored=onion_scored,
     )
+
+
+def release_token_caches() -> None:
+    """Empty the screens' bounded token caches (`screens.words`, `payload._token_hash`) once a
+    screening is over.
+
+    Their entries are few (16,384 and 65,536 at most) but were allocated among the tokens of
+    every record read, so they keep those memory arenas from being returned: after screening,
+    a process kept 278 MiB above its start at 100k records and 1.8 GiB at 1M (#21). Under
+    `sovtune run` the drop's checks run next in the same process; a later screening only warms
+    the caches again.
+    """
+    words.cache_clear()
+    payload.token_hash_cache_clear()
 
 
 def _dedup_args(cfg: CurationConfig) -> tuple[float, int, int]:

@@ -159,6 +159,11 @@ def _token_hash(token: str) -> int:
     return int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
 
 
+def token_hash_cache_clear() -> None:
+    """Empty `_token_hash`'s cache (`curate.release_token_caches`)."""
+    _token_hash.cache_clear()
+
+
 def _key(kind: str, tokens: tuple[str, ...]) -> int:
     """A 64-bit key of a segment, the same in every process (Python's own string hash is
     salted per process, and winnowing picks shingles by their keys): a polynomial over the
