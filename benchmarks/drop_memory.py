@@ -346,7 +346,7 @@ def raw_as_scrubbed(root: Path, key: str, raw: dict) -> dict:
         "drop_sha256": raw["drop_sha256"],
         "path": str(target),
         "sha256": sha256_file(target),
-        "records": raw.get("accepted", raw.get("records", 0)),
+        "records": raw["accepted"],
         "records_with_pii": 0,
         "entity_counts": {},
         "quarantined": 0,
