@@ -2,13 +2,11 @@
 
 import hashlib
 import math
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import torch
-from opacus.accountants.utils import get_noise_multiplier
 
 from pipelines.steps.config import TrainingConfig, UtilityConfig
 from pipelines.steps.records import Record
@@ -191,8 +189,12 @@ class DPTrainer(dg.ConfigurableResource):
                     f"privacy units, privacy_unit {cfg.privacy_unit}); lower {name}"
                 )
         sample_rate = 1 / math.ceil(n_units / cfg.expected_batch_size)
-        sigma = _noise_multiplier(
-            cfg.target_epsilon, cfg.target_delta, sample_rate, cfg.steps, cfg.accountant
+        sigma = dp_lora.sigma_for_target(
+            epsilon=cfg.target_epsilon,
+            delta=cfg.target_delta,
+            accountant=cfg.accountant,
+            sample_rate=sample_rate,
+            steps=cfg.steps,
         )
         if cfg.privacy_unit == "user":
             keys = ledger.subject_keys(str(getattr(r, cfg.user_field)) for r in train_records)
@@ -223,22 +225,6 @@ class DPTrainer(dg.ConfigurableResource):
             lifetime_delta=cfg.lifetime_delta_bound,
             privacy_unit=cfg.privacy_unit,
         )
-
-
-@lru_cache(maxsize=64)
-def _noise_multiplier(
-    epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str
-) -> float:
-    """σ for the target (ε, δ), exactly as the trainer derives it (cached: a few seconds)."""
-    return float(
-        get_noise_multiplier(
-            target_epsilon=epsilon,
-            target_delta=delta,
-            sample_rate=sample_rate,
-            steps=steps,
-            accountant=accountant,
-        )
-    )
 
 
 def _split(records: list[Record], cfg: TrainingConfig) -> tuple[list[Record], list[Record]]:

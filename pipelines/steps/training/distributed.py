@@ -52,7 +52,6 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import transformers
 from opacus import PrivacyEngine
-from opacus.accountants.utils import get_noise_multiplier
 from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
 from opacus.optimizers import DistributedDPOptimizer
 from opacus.utils.uniform_sampler import DistributedUniformWithReplacementSampler
@@ -109,12 +108,12 @@ def privacy_plan(n_records: int, cfg: TrainingConfig) -> tuple[float, float]:
     """`(sample_rate, noise_multiplier)` of a run over `n_records` training records: the same
     formula as the single-process trainer, whatever the number of processes."""
     sample_rate = 1 / math.ceil(n_records / cfg.expected_batch_size)
-    noise = get_noise_multiplier(
-        target_epsilon=cfg.target_epsilon,
-        target_delta=cfg.target_delta,
+    noise = dp_lora.sigma_for_target(
+        epsilon=cfg.target_epsilon,
+        delta=cfg.target_delta,
+        accountant=cfg.accountant,
         sample_rate=sample_rate,
         steps=cfg.steps,
-        accountant=cfg.accountant,
     )
     return sample_rate, noise
 

@@ -37,7 +37,6 @@ predicts ranks 4 and 8 alike, and it has no term for the capacity a lower rank l
 rank below 4 is proposed).
 """
 
-import functools
 import math
 import time
 import warnings
@@ -48,12 +47,11 @@ from typing import Any
 import torch
 from opacus import PrivacyEngine
 from opacus.accountants import create_accountant
-from opacus.accountants.utils import get_noise_multiplier
 from torch.utils.data import DataLoader, TensorDataset
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from pipelines.steps.config import TrainingConfig
-from pipelines.steps.training.dp_lora import attach_lora, per_example_loss
+from pipelines.steps.training.dp_lora import attach_lora, per_example_loss, sigma_for_target
 from pipelines.steps.training.modelstore import load_base_model
 
 MIN_STEPS = 35
@@ -733,20 +731,19 @@ class _NoiseCache:
         )
 
 
-@functools.lru_cache(maxsize=1024)
 def noise_multiplier(
     *, epsilon: float, delta: float, accountant: str, sample_rate: float, steps: int
 ) -> float:
-    """sigma from the accountant, exactly as training derives it (a call costs about 1 s with
-    RDP and 5 s with PRV on 2 cores, hence the cache)."""
+    """sigma from the accountant, exactly as training derives it (`sigma_for_target`, cached),
+    without opacus' "Optimal order" warnings: the planner asks for many candidate batches."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Optimal order", UserWarning)
-        return get_noise_multiplier(
-            target_epsilon=epsilon,
-            target_delta=delta,
+        return sigma_for_target(
+            epsilon=epsilon,
+            delta=delta,
+            accountant=accountant,
             sample_rate=sample_rate,
             steps=steps,
-            accountant=accountant,
         )
 
 
