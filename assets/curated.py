@@ -13,6 +13,7 @@ from assets.partitions import data_drops
 from pipelines.steps.integrity.curate import QUARANTINE, CurationResult
 from pipelines.steps.integrity.decisions import decisions_fingerprint, read_decisions
 from pipelines.steps.integrity.packed import PackedRecords
+from pipelines.steps.memory import release_freed_memory
 from pipelines.steps.records import Record, frame_to_records, records_to_frame
 from pipelines.steps.storage import (
     RECORD_SCHEMA,
@@ -51,6 +52,22 @@ def curated_corpus(
     ONION score). Canaries stay in: they measure memorization in the privacy audit. Under
     `execution.engine: ray` the MinHash signatures are computed on the Ray cluster.
     """
+    summary, metadata = _curate_drop(scrubbed_corpus, storage, model_store, execution)
+    # The drop's checks run next in this process under `sovtune run`: the screening's records,
+    # tokens and signatures are freed by now, and their memory goes back to the system.
+    release_freed_memory()
+    context.add_output_metadata(metadata)
+    return summary
+
+
+def _curate_drop(
+    scrubbed_corpus: dict,
+    storage: CorpusStorage,
+    model_store: BaseModelStore,
+    execution: DataEngine,
+) -> tuple[dict, dict]:
+    """Screen the drop's scrubbed records and write the curated zone's files: (the summary,
+    the asset's metadata)."""
     batch_rows = execution.stream_batch_records
     # Packed, read a batch at a time (#21): about the size of their text, never a whole frame
     # or a list of objects; shared with the second screening process rather than copied.
@@ -75,8 +92,7 @@ def curated_corpus(
         scrubbed_corpus, result, filtered_by_reason, path, sha, decisions_path
     )
     write_json(storage.portable(summary), out / "curation_summary.json")
-    context.add_output_metadata(_curation_metadata(summary, result, out, decisions_path, storage))
-    return summary
+    return summary, _curation_metadata(summary, result, out, decisions_path, storage)
 
 
 SCREENING_COLUMNS = ["id", "decision", "steward", "kept", "in_trigger_cluster", "reasons", "scores"]
