@@ -775,6 +775,10 @@ def _analyze_chunk(
     for pack in sorted({pack for pack, _ in keys}):
         batch = [text for key, text in keys if key == pack]
         language = LANGUAGE if pack == PATTERNS_ONLY else pack
+        # The configured entities this language has recognizers for (Presidio skips the
+        # others the same way, but logs a warning for each on every text).
+        supported = set(analyzer.get_supported_entities(language))
+        entities = [entity for entity in cfg.entities if entity in supported]
         # spaCy NER reads every text with a letter of its script (names in any sentence);
         # the others (digits, symbols, Han for the English model) get tokens alone.
         reads = _SCRIPT_OF_NER.get(language)
@@ -798,12 +802,17 @@ def _analyze_chunk(
             try:
                 with scan_deadline(budget - nlp_seconds):
                     check_deadline()
-                    results = analyzer.analyze(
-                        text=text,
-                        language=language,
-                        entities=cfg.entities,
-                        score_threshold=cfg.score_threshold,
-                        nlp_artifacts=nlp_artifacts,
+                    # (an empty list would mean every entity to Presidio)
+                    results = (
+                        analyzer.analyze(
+                            text=text,
+                            language=language,
+                            entities=entities,
+                            score_threshold=cfg.score_threshold,
+                            nlp_artifacts=nlp_artifacts,
+                        )
+                        if entities
+                        else []
                     )
             except ScanTimeout:
                 unique[(pack, text)] = ([], float("inf"))
