@@ -513,7 +513,7 @@ def test_when_text_holds_entities_presidio_does_not_map_then_no_warning_floods_t
 ):
     # spaCy labels amounts, ordinals and buildings (CARDINAL, MONEY, ORDINAL, FAC): Presidio
     # logged a warning per such entity, and one per entity a language has no recognizer for;
-    # a 300,000-record drop wrote 100,000 lines of them into its Dagster log.
+    # a drop wrote about three lines per record of them to its step's stderr (the UI's compute log).
     english = _record(
         "r1", "I paid $1,200 for the 3rd ticket to the Golden Gate Bridge, 40 miles away."
     )

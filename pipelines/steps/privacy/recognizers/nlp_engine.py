@@ -48,8 +48,8 @@ class PackNlpEngine(SpacyNlpEngine):
         name_lexicon()  # loaded once here: every forked worker inherits it
         # The model's other labels (CARDINAL, MONEY, FAC, ...) are kept under their own names,
         # as Presidio keeps an unmapped label, but mapped to themselves: Presidio logs a
-        # warning for each unmapped entity it meets, which was about three lines per record
-        # of a drop's Dagster log.
+        # warning for each unmapped entity it meets, about three lines per record
+        # in a drop step's stderr (the Dagster UI's compute log).
         mapping = self.ner_model_configuration.model_to_presidio_entity_mapping
         for label in (
             self.nlp["en"].get_pipe("ner").labels if self.nlp["en"].has_pipe("ner") else ()
