@@ -189,13 +189,7 @@ class DPTrainer(dg.ConfigurableResource):
                     f"privacy units, privacy_unit {cfg.privacy_unit}); lower {name}"
                 )
         sample_rate = 1 / math.ceil(n_units / cfg.expected_batch_size)
-        sigma = dp_lora.sigma_for_target(
-            epsilon=cfg.target_epsilon,
-            delta=cfg.target_delta,
-            accountant=cfg.accountant,
-            sample_rate=sample_rate,
-            steps=cfg.steps,
-        )
+        sigma = dp_lora.configured_sigma(cfg, sample_rate)
         if cfg.privacy_unit == "user":
             keys = ledger.subject_keys(str(getattr(r, cfg.user_field)) for r in train_records)
         else:

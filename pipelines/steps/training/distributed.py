@@ -108,13 +108,7 @@ def privacy_plan(n_records: int, cfg: TrainingConfig) -> tuple[float, float]:
     """`(sample_rate, noise_multiplier)` of a run over `n_records` training records: the same
     formula as the single-process trainer, whatever the number of processes."""
     sample_rate = 1 / math.ceil(n_records / cfg.expected_batch_size)
-    noise = dp_lora.sigma_for_target(
-        epsilon=cfg.target_epsilon,
-        delta=cfg.target_delta,
-        accountant=cfg.accountant,
-        sample_rate=sample_rate,
-        steps=cfg.steps,
-    )
+    noise = dp_lora.configured_sigma(cfg, sample_rate)
     return sample_rate, noise
 
 

@@ -373,6 +373,17 @@ def sigma_for_target(
     )
 
 
+def configured_sigma(cfg: TrainingConfig, sample_rate: float) -> float:
+    """σ for the configured target (ε, δ, accountant) over `cfg.steps` steps at `sample_rate`."""
+    return sigma_for_target(
+        epsilon=cfg.target_epsilon,
+        delta=cfg.target_delta,
+        accountant=cfg.accountant,
+        sample_rate=sample_rate,
+        steps=cfg.steps,
+    )
+
+
 def train_dp_lora(
     records: list[Record],
     *,
@@ -606,17 +617,7 @@ def _prepare(
     if private and cfg.secure_mode:
         _require_secure_mode(cfg)
     sample_rate = 1 / math.ceil(n_units / cfg.expected_batch_size)
-    noise_multiplier = (
-        sigma_for_target(
-            epsilon=cfg.target_epsilon,
-            delta=cfg.target_delta,
-            accountant=cfg.accountant,
-            sample_rate=sample_rate,
-            steps=cfg.steps,
-        )
-        if private
-        else 0.0
-    )
+    noise_multiplier = configured_sigma(cfg, sample_rate) if private else 0.0
     gradient_noise, count_noise = noise_multiplier, 0.0
     if private and cfg.clip_bound == "adaptive":
         gradient_noise, count_noise = adaptive_noise(cfg, noise_multiplier)
