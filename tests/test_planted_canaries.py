@@ -110,10 +110,15 @@ def test_the_planted_list_is_a_raw_zone_secret_and_its_ids_only_reach_metadata(w
     audit_values = list(_leaves(result.output_for_node("privacy_audit")))
     for canary in planted.canaries:
         assert f"{canary.prefix}{canary.secret}" not in text
-        # no text holds the secret and no number is it (its digits inside a float's decimals,
-        # an exposure of 3.1427 bits, are chance: they failed this test once)
+        # No text holds the secret and no integer is it. Its digits inside a float's decimals
+        # (an exposure of 3.1427 bits) are chance: they failed this test once; so is a secret
+        # "0001" against an `in_training: 1` (CI, 2026-12-05): an integer is compared when the
+        # secret has at least four digits after its leading zeros.
+        number = canary.secret.lstrip("0")
         assert not any(
-            canary.secret in v if isinstance(v, str) else v == int(canary.secret)
+            canary.secret in v
+            if isinstance(v, str)
+            else len(number) >= 4 and type(v) is int and str(v) == number
             for v in audit_values
         )
 
