@@ -353,7 +353,7 @@ def privacy_units(records: list[Record], *, unit: str, user_field: str) -> list[
     return [groups[key] for key in sorted(groups)]
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=1024)
 def sigma_for_target(
     *, epsilon: float, delta: float, accountant: str, sample_rate: float, steps: int
 ) -> float:
