@@ -525,3 +525,23 @@ def test_when_text_holds_entities_presidio_does_not_map_then_no_warning_floods_t
     assert [r.name for r in caplog.records if r.name.startswith("presidio")] == []
     # both packs still read their record: what each finds is unchanged
     assert {f.entity_type for f in findings["r2"]} == {"PERSON", "CN_PHONE_NUMBER", "LOCATION"}
+
+
+def test_when_many_new_words_are_scanned_then_spacys_string_store_does_not_grow(
+    analyzer: AnalyzerEngine,
+):
+    # spaCy keeps every word it reads for the life of the process: a scrub of a million
+    # records grew with each new name, number and address. Scans read inside its memory zone.
+    strings = analyzer.nlp_engine.nlp["en"].vocab.strings
+    scan_records([_record("warm", "Maria Lopez wrote to maria@example.com.")], analyzer, CFG)
+    before = len(strings)
+    records = [
+        _record(f"r{i}", f"Please ask Maria Lopez about invoice XQ{i}-{i * 7919}, Zorblat{i}.")
+        for i in range(60)
+    ]
+    findings = dict(scan_records(records, analyzer, CFG))
+    assert len(strings) == before
+    # the words were read all the same: names found, offsets on the original text
+    text = records[7].messages[0].content
+    names = [text[f.start : f.end] for f in findings["r7"] if f.entity_type == "PERSON"]
+    assert names == ["Maria Lopez"]

@@ -16,6 +16,7 @@ English pack's patterns find in it.
 No function here logs or raises with a PII value; findings carry offsets, types and scores only.
 """
 
+import contextlib
 import copy
 import logging
 import multiprocessing
@@ -771,58 +772,83 @@ def _analyze_chunk(
     the deadline of what is left of `cfg.scan_budget_seconds` (infinite seconds: it ran over,
     and its results are dropped)."""
     unique: dict[tuple[str, str], tuple[list[RecognizerResult], float]] = {}
-    budget = cfg.scan_budget_seconds
+    # Each pack's texts are read inside its spaCy memory zone: what spaCy learns of a drop's
+    # words is freed after each chunk, so a long scrub does not grow with them.
     for pack in sorted({pack for pack, _ in keys}):
-        batch = [text for key, text in keys if key == pack]
         language = LANGUAGE if pack == PATTERNS_ONLY else pack
-        # The configured entities this language has recognizers for (Presidio skips the
-        # others the same way, but logs a warning for each on every text).
-        supported = set(analyzer.get_supported_entities(language))
-        entities = [entity for entity in cfg.entities if entity in supported]
-        # spaCy NER reads every text with a letter of its script (names in any sentence);
-        # the others (digits, symbols, Han for the English model) get tokens alone.
-        reads = _SCRIPT_OF_NER.get(language)
-        needs_ner = (
-            [text for text in batch if reads is None or reads.search(text)]
-            if pack != PATTERNS_ONLY and _ner_recognizers(analyzer, language)
-            else []
-        )
-        artifacts = _nlp_artifacts(analyzer, needs_ner, language, batch_size, budget)
-        with_ner = set(needs_ner)
-        for text in batch:
-            if text not in with_ner:
-                started = time.perf_counter()
-                tokens = analyzer.nlp_engine.tokens_only(text, language)
-                artifacts.append((text, tokens, time.perf_counter() - started))
-        for text, nlp_artifacts, nlp_seconds in artifacts:
-            if nlp_artifacts is None:  # its NER ran past the budget
-                unique[(pack, text)] = ([], float("inf"))
-                continue
-            started = time.perf_counter()
-            try:
-                with scan_deadline(budget - nlp_seconds):
-                    check_deadline()
-                    # (an empty list would mean every entity to Presidio)
-                    results = (
-                        analyzer.analyze(
-                            text=text,
-                            language=language,
-                            entities=entities,
-                            score_threshold=cfg.score_threshold,
-                            nlp_artifacts=nlp_artifacts,
-                        )
-                        if entities
-                        else []
-                    )
-            except ScanTimeout:
-                unique[(pack, text)] = ([], float("inf"))
-                continue
-            # Only the Han pack reads Han: another pack's NER over Han characters is noise
-            # (the English model labels runs of Chinese as PERSON), in the scrub and the gate.
-            if language != HAN_PACK:
-                results = [r for r in results if not _HAN.search(text, r.start, r.end)]
-            unique[(pack, text)] = (results, nlp_seconds + time.perf_counter() - started)
+        with _memory_zone(analyzer, language):
+            _analyze_pack(
+                analyzer, pack, [text for key, text in keys if key == pack], cfg, batch_size, unique
+            )
     return unique
+
+
+def _memory_zone(analyzer: AnalyzerEngine, language: str) -> contextlib.AbstractContextManager:
+    """The NLP engine's memory zone for `language` (`PackNlpEngine.memory_zone`), or none for
+    an engine without one."""
+    zone = getattr(analyzer.nlp_engine, "memory_zone", None)
+    return zone(language) if zone is not None else contextlib.nullcontext()
+
+
+def _analyze_pack(
+    analyzer: AnalyzerEngine,
+    pack: str,
+    batch: list[str],
+    cfg: PIIConfig,
+    batch_size: int,
+    unique: dict[tuple[str, str], tuple[list[RecognizerResult], float]],
+) -> None:
+    """`_analyze_chunk` for the texts one pack reads, results into `unique` (plain offsets,
+    types and scores: nothing of spaCy's outlives the pack's memory zone)."""
+    budget = cfg.scan_budget_seconds
+    language = LANGUAGE if pack == PATTERNS_ONLY else pack
+    # The configured entities this language has recognizers for (Presidio skips the
+    # others the same way, but logs a warning for each on every text).
+    supported = set(analyzer.get_supported_entities(language))
+    entities = [entity for entity in cfg.entities if entity in supported]
+    # spaCy NER reads every text with a letter of its script (names in any sentence);
+    # the others (digits, symbols, Han for the English model) get tokens alone.
+    reads = _SCRIPT_OF_NER.get(language)
+    needs_ner = (
+        [text for text in batch if reads is None or reads.search(text)]
+        if pack != PATTERNS_ONLY and _ner_recognizers(analyzer, language)
+        else []
+    )
+    artifacts = _nlp_artifacts(analyzer, needs_ner, language, batch_size, budget)
+    with_ner = set(needs_ner)
+    for text in batch:
+        if text not in with_ner:
+            started = time.perf_counter()
+            tokens = analyzer.nlp_engine.tokens_only(text, language)
+            artifacts.append((text, tokens, time.perf_counter() - started))
+    for text, nlp_artifacts, nlp_seconds in artifacts:
+        if nlp_artifacts is None:  # its NER ran past the budget
+            unique[(pack, text)] = ([], float("inf"))
+            continue
+        started = time.perf_counter()
+        try:
+            with scan_deadline(budget - nlp_seconds):
+                check_deadline()
+                # (an empty list would mean every entity to Presidio)
+                results = (
+                    analyzer.analyze(
+                        text=text,
+                        language=language,
+                        entities=entities,
+                        score_threshold=cfg.score_threshold,
+                        nlp_artifacts=nlp_artifacts,
+                    )
+                    if entities
+                    else []
+                )
+        except ScanTimeout:
+            unique[(pack, text)] = ([], float("inf"))
+            continue
+        # Only the Han pack reads Han: another pack's NER over Han characters is noise
+        # (the English model labels runs of Chinese as PERSON), in the scrub and the gate.
+        if language != HAN_PACK:
+            results = [r for r in results if not _HAN.search(text, r.start, r.end)]
+        unique[(pack, text)] = (results, nlp_seconds + time.perf_counter() - started)
 
 
 def _nlp_artifacts(

@@ -7,6 +7,7 @@ registry: a blank `zh` pipeline tokenizes by character for Presidio's context ma
 Chinese recognizers segment with jieba themselves.
 """
 
+import contextlib
 import re
 from collections.abc import Iterator
 
@@ -58,6 +59,14 @@ class PackNlpEngine(SpacyNlpEngine):
 
     def get_supported_languages(self) -> list[str]:
         return ["en", "zh"]
+
+    def memory_zone(self, language: str) -> contextlib.AbstractContextManager:
+        """spaCy's memory zone of the language's pipeline: the strings and lexemes of the texts
+        read inside it are freed when it ends, so a scan's memory does not grow with every new
+        word of a drop (spaCy otherwise keeps each one for the life of the process; measured
+        here, about 0.4 KB a text on the bundled corpus). Docs and spans read inside it must
+        not be used after it: callers keep only offsets, labels and scores."""
+        return self.nlp[language].memory_zone()
 
     def tokens_only(self, text: str, language: str) -> NlpArtifacts:
         """Artifacts from the tokenizer alone (no NER), for texts NER has nothing to find in."""
