@@ -606,11 +606,11 @@ def main() -> None:
                 )
         state = {
             name: (run["root"] / name).stat().st_size
-            for name in ("secrets/surrogates.json", "raw/identifiers.sqlite")
+            for name in ("secrets/surrogates.sqlite", "raw/identifiers.sqlite")
             if (run["root"] / name).is_file()
         }
         print(
-            "  state kept across batches (on disk; the surrogate claims are also held):"
+            "  state kept across batches (on disk):"
             + "".join(f" {name} {size / 2**20:.1f} MiB" for name, size in state.items())
         )
         cpu = sum(row["cpu_s"] for row in run["stages"])

@@ -10,7 +10,7 @@ from pydantic import PrivateAttr
 
 from pipelines.steps.config import PIIConfig
 from pipelines.steps.privacy import pii
-from pipelines.steps.privacy.surrogates import registry_session
+from pipelines.steps.privacy.surrogates import REGISTRY_FILE, registry_session
 from pipelines.steps.privacy.vault import (
     VAULT_FILE,
     KeyRefused,
@@ -22,8 +22,6 @@ from pipelines.steps.privacy.vault import (
     weak_key_reason,
 )
 from pipelines.steps.records import Record
-
-SURROGATE_REGISTRY = "surrogates.json"
 
 
 class PIIEngine(dg.ConfigurableResource):
@@ -124,7 +122,7 @@ class PIIEngine(dg.ConfigurableResource):
         vault = self.open_vault() if self.vault else None
         key = self.pseudonym_key()
         # Surrogates distinct per key: claims persist in secrets/ (keyed digests, no values).
-        with registry_session(Path(self.key_file).parent / SURROGATE_REGISTRY, key):
+        with registry_session(Path(self.key_file).parent / REGISTRY_FILE, key):
             for records in batches:
                 yield (
                     records,

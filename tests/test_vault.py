@@ -3,11 +3,13 @@
 import json
 import logging
 import re
+import sqlite3
 
 import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
+from pipelines.steps.privacy.surrogates import REGISTRY_FILE
 from pipelines.steps.privacy.vault import ACCESS_LOG, VAULT_FILE, Vault, VaultError, new_key
 from resources.pii_engine import PIIEngine
 
@@ -280,7 +282,7 @@ def test_when_1000_distinct_names_are_scrubbed_then_1000_distinct_surrogates_and
     from pipelines.steps.privacy.surrogates import registry_session
 
     key = b"collision-test-key-Zq8vX2pL9mW4rT7y"
-    registry = tmp_path / "secrets" / "surrogates.json"
+    registry = tmp_path / "secrets" / REGISTRY_FILE
     english, chinese = _thousand_names()
     with registry_session(registry, key):
         first = {n: pseudonym("PERSON", n, key=key) for n in english + chinese}
@@ -290,7 +292,78 @@ def test_when_1000_distinct_names_are_scrubbed_then_1000_distinct_surrogates_and
     assert all(first[n] != n for n in first)
     with registry_session(registry, key):  # a later run: the same surrogates
         assert all(pseudonym("PERSON", n, key=key) == first[n] for n in english[::50])
-    stored = json.loads(registry.read_text())  # surrogates and keyed digests, no value
-    digests = [d for claims in stored["claims"].values() for d in claims.values()]
+    digests = _claims(registry)  # surrogates and keyed digests, no value
     assert len(digests) == 2000 and all(re.fullmatch(r"[0-9a-f]{32}", d) for d in digests)
     assert registry.stat().st_mode & 0o777 == 0o600
+    assert not any(n.encode() in registry.read_bytes() for n in english[::10] + chinese[::10])
+
+
+def _claims(registry) -> list[str]:
+    with sqlite3.connect(registry) as db:
+        return [owner for (owner,) in db.execute("SELECT owner FROM claims")]
+
+
+def _names_twice(names: list[str], key: bytes) -> dict[str, str]:
+    from pipelines.steps.privacy.pii import pseudonym
+
+    # every name, then every name again: the second time reads each one back
+    return {n: pseudonym("PERSON", n, key=key) for n in names + names}
+
+
+def test_when_the_registry_remembers_few_surrogates_then_each_value_still_keeps_its_own(
+    tmp_path, monkeypatch
+) -> None:
+    # The registry keeps only its most recent surrogates in memory; an older value is found
+    # again among the claims in the file. Common first names collide often: a value whose
+    # first candidates others took must find its own later claim, not take a new one.
+    from pipelines.steps.privacy import surrogates
+
+    key = b"collision-test-key-Zq8vX2pL9mW4rT7y"
+    english, _ = _thousand_names()
+    with surrogates.registry_session(tmp_path / "a" / REGISTRY_FILE, key):
+        expected = _names_twice(english[:400], key)
+    monkeypatch.setattr(surrogates, "GIVEN_CACHE", 4)
+    with surrogates.registry_session(tmp_path / "b" / REGISTRY_FILE, key) as registry:
+        assert _names_twice(english[:400], key) == expected
+        assert len(registry._given) == 4
+    assert len(set(expected.values())) == 400
+
+
+def test_when_a_scrub_fails_then_its_claims_are_not_kept(tmp_path) -> None:
+    from pipelines.steps.privacy.pii import pseudonym
+    from pipelines.steps.privacy.surrogates import registry_session
+
+    key = b"collision-test-key-Zq8vX2pL9mW4rT7y"
+    registry = tmp_path / "secrets" / REGISTRY_FILE
+    with registry_session(registry, key):
+        pseudonym("PERSON", "Ada Lovelace", key=key)
+    with pytest.raises(RuntimeError), registry_session(registry, key):
+        pseudonym("PERSON", "Grace Hopper", key=key)
+        raise RuntimeError("the scrub stopped")
+    assert len(_claims(registry)) == 1
+    with registry_session(registry, b"another-key-0123456789abcdefghij"):
+        pass  # a rotated key starts the registry afresh
+    assert _claims(registry) == []
+
+
+def test_when_a_registry_was_kept_as_json_then_it_is_moved_and_its_surrogates_stay(
+    tmp_path,
+) -> None:
+    from pipelines.steps.privacy.pii import pseudonym
+    from pipelines.steps.privacy.surrogates import LEGACY_REGISTRY_FILE, registry_session
+    from pipelines.steps.privacy.vault import key_id
+
+    key = b"collision-test-key-Zq8vX2pL9mW4rT7y"
+    english, _ = _thousand_names()
+    with registry_session(tmp_path / "new" / REGISTRY_FILE, key) as fresh:
+        first = {n: pseudonym("PERSON", n, key=key) for n in english[:300]}
+        claims = fresh.claims("PERSON")
+    # the same claims as an older version wrote them
+    legacy = tmp_path / "secrets" / LEGACY_REGISTRY_FILE
+    legacy.parent.mkdir()
+    legacy.write_text(json.dumps({"key_id": key_id(key), "claims": {"PERSON": claims}}))
+    registry = tmp_path / "secrets" / REGISTRY_FILE
+    with registry_session(registry, key) as moved:
+        assert moved.claims("PERSON") == claims
+        assert all(pseudonym("PERSON", n, key=key) == first[n] for n in reversed(english[:300]))
+    assert not legacy.exists() and len(_claims(registry)) == 300

@@ -20,7 +20,7 @@ directly. It then removes them everywhere they were written:
   MLflow's artifacts have the pseudonyms replaced the same way.
 - **steward decisions** (`curated/steward_decisions.csv`): the records' rows are removed.
 - **surrogate vault** (when `pii.vault` was on): the entries of every surrogate written into
-  the subject's records; the surrogate registry (`secrets/surrogates.json`) releases its
+  the subject's records; the surrogate registry (`secrets/surrogates.sqlite`) releases its
   claims on those surrogates.
 - **identifier map**: the records' and the subject's rows, deleted with SQLite's
   `secure_delete` and the file vacuumed, so no freed page keeps them.
@@ -65,7 +65,12 @@ from pipelines.steps.config import IngestLimits
 from pipelines.steps.ingest.landing import BOM, csv_row_spans
 from pipelines.steps.ingest.llamafactory import DATASET_INFO
 from pipelines.steps.privacy.identifiers import IDENTIFIER_MAP, IdentifierMap
-from pipelines.steps.privacy.surrogates import canonical
+from pipelines.steps.privacy.surrogates import (
+    LEGACY_REGISTRY_FILE,
+    REGISTRY_FILE,
+    canonical,
+    open_registry,
+)
 from pipelines.steps.privacy.vault import (
     SECRET_FILE_MODE,
     exclusive_lock,
@@ -98,8 +103,6 @@ the subject (the erasure does not know), so it is tagged too."""
 ZONES = ("raw", "scrubbed", "curated")
 TEXT_SUFFIXES = (".json", ".jsonl", ".html", ".md", ".txt")
 """Files of the zones, reports and MLflow artifacts whose pseudonyms are replaced."""
-SURROGATE_CLAIMS = "surrogates.json"
-"""Under `secrets/`: the surrogate registry's claims (resources/pii_engine.py)."""
 
 
 class ErasureError(RuntimeError):
@@ -354,7 +357,7 @@ class Erasure:
         if pairs and self.vault is not None:
             outcome.removed["vault:entries"] += self.vault.remove(pairs)
         if pairs:
-            released = release_surrogates(self.root / "secrets" / SURROGATE_CLAIMS, pairs)
+            released = release_surrogates(self.root / "secrets" / REGISTRY_FILE, pairs)
             outcome.removed["surrogate_claims:entries"] += released
         outcome.removed["identifier_map:rows"] += forget_identifiers(
             self.idmap.path, self.idmap.key_id, record_ps | subject_ps
@@ -521,19 +524,29 @@ class Erasure:
 def release_surrogates(path: Path, pairs: set[tuple[str, str]]) -> int:
     """Release the surrogate registry's claims on these (type, surrogate) pairs (the registry
     keeps each surrogate in its canonical form beside its value's keyed digest); returns how
-    many were released. A value dropped again would be filtered as erased before scrubbing."""
-    if not path.is_file():
+    many were released. A value dropped again would be filtered as erased before scrubbing.
+    The rows are deleted with SQLite's `secure_delete` and the file vacuumed."""
+    if not path.is_file() and not path.with_name(LEGACY_REGISTRY_FILE).is_file():
         return 0
     with exclusive_lock(path.with_name(path.name + ".lock")):
-        stored = json.loads(path.read_text(encoding="utf-8"))
-        claims = stored.get("claims", {})
-        released = 0
-        for entity_type, value in pairs:
-            taken = claims.get(entity_type, {})
-            if taken.pop(canonical(entity_type, value), None) is not None:
-                released += 1
-        if released:
-            write_private(path, json.dumps(stored, sort_keys=True).encode())
+        db = open_registry(path)
+        try:
+            released = 0
+            db.execute("BEGIN IMMEDIATE")
+            for entity_type, value in sorted(pairs):
+                released += db.execute(
+                    "DELETE FROM claims WHERE entity_type = ? AND surrogate = ?",
+                    (entity_type, canonical(entity_type, value)),
+                ).rowcount
+            db.execute("COMMIT")
+            if released:
+                db.execute("VACUUM")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
     return released
 
 

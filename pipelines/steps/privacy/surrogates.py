@@ -43,6 +43,7 @@ Faker's output for a seed is stable for the pinned Faker version; upgrading Fake
 surrogates, which only matters for the vault (lookups of surrogates written before).
 """
 
+import collections
 import contextlib
 import datetime
 import hashlib
@@ -50,8 +51,10 @@ import hmac
 import ipaddress
 import itertools
 import json
+import os
 import random
 import re
+import sqlite3
 import string
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
@@ -114,6 +117,24 @@ def has_surrogate(entity_type: str) -> bool:
     return not is_secret(entity_type) and entity_type in _GENERATORS
 
 
+REGISTRY_FILE = "surrogates.sqlite"
+"""The surrogate registry's file in `secrets/` (SQLite, 0600)."""
+LEGACY_REGISTRY_FILE = "surrogates.json"
+"""Where the registry was kept before: read once into `REGISTRY_FILE`, then removed."""
+GIVEN_CACHE = 65_536
+"""Surrogates a registry remembers in memory (the most recently used); any other is found
+again in the file, the same one."""
+_REGISTRY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (
+    entity_type TEXT NOT NULL,
+    surrogate TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    PRIMARY KEY (entity_type, surrogate)
+) WITHOUT ROWID;
+"""
+
+
 class SurrogateRegistry:
     """The surrogates already given under one key, per type, and whose value each stands for.
 
@@ -121,62 +142,139 @@ class SurrogateRegistry:
     candidates (attempt 0, 1, ...) that no other value has claimed, so two people never share a
     surrogate and a vault lookup never returns two of them. Values are held only as keyed
     digests (HMAC-SHA256 under the pseudonym key, like the pseudonyms themselves), surrogates as
-    their canonical form. Claims are never released, so a value finds its own claim again at
-    the same attempt in every later run: surrogates stay stable as long as the registry is kept
-    (`registry_session` persists it in `secrets/`).
+    their canonical form. Claims are never released (but by an erasure), so a value finds its
+    own claim again at the same attempt in every later run: surrogates stay stable as long as
+    the registry is kept (`registry_session` keeps it in `secrets/`).
+
+    The claims live in SQLite (`registry_session`'s file, or in memory), not in Python objects:
+    a scrub's memory does not grow with the values of every drop so far. Only the last
+    `GIVEN_CACHE` surrogates given are remembered in memory.
     """
 
-    def __init__(self, key: bytes, claims: dict[str, dict[str, str]] | None = None) -> None:
+    def __init__(self, key: bytes, db: sqlite3.Connection | None = None) -> None:
         self._mac_key = b"surrogate registry\x00" + key
-        self.claims: dict[str, dict[str, str]] = claims or {}
-        self._given: dict[tuple[str, str], str] = {}
+        if db is None:
+            db = sqlite3.connect(":memory:", isolation_level=None)
+            db.executescript(_REGISTRY_SCHEMA)
+        self._db = db
+        self._given: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
 
     def digest(self, entity_type: str, folded: str) -> str:
         message = f"{entity_type}\x1f{folded}".encode("utf-8", "surrogatepass")
         return hmac.new(self._mac_key, message, hashlib.sha256).hexdigest()[:32]
 
+    def claims(self, entity_type: str) -> dict[str, str]:
+        """The canonical surrogates of a type claimed so far, each with its value's digest."""
+        return dict(
+            self._db.execute(
+                "SELECT surrogate, owner FROM claims WHERE entity_type = ?", (entity_type,)
+            )
+        )
+
     def surrogate(self, entity_type: str, value: str, key: bytes) -> str:
         """The value's first candidate not claimed by another value (claimed for it now)."""
-        if (entity_type, value) in self._given:
-            return self._given[(entity_type, value)]
-        folded = canonical(entity_type, value)
-        mine = self.digest(entity_type, folded)
-        taken = self.claims.setdefault(entity_type, {})
+        given = self._given.get((entity_type, value))
+        if given is not None:
+            self._given.move_to_end((entity_type, value))
+            return given
+        mine = self.digest(entity_type, canonical(entity_type, value))
         made = placeholder(entity_type)
         for fake in _candidates(entity_type, value, key):
-            owner = taken.get(canonical(entity_type, fake))
-            if owner is None or owner == mine:
-                taken[canonical(entity_type, fake)] = mine
+            folded = canonical(entity_type, fake)
+            row = self._db.execute(
+                "SELECT owner FROM claims WHERE entity_type = ? AND surrogate = ?",
+                (entity_type, folded),
+            ).fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO claims VALUES (?, ?, ?)", (entity_type, folded, mine))
+            if row is None or row[0] == mine:
                 made = fake
                 break
         self._given[(entity_type, value)] = made
+        if len(self._given) > GIVEN_CACHE:
+            self._given.popitem(last=False)
         return made
 
 
 _ACTIVE_REGISTRY: list[SurrogateRegistry] = []
 
 
+def open_registry(path: Path) -> sqlite3.Connection:
+    """The registry file at `path` (created 0600 with its tables), in autocommit mode; the
+    claims of a registry kept the old way (`LEGACY_REGISTRY_FILE` beside it, JSON) are moved
+    into it and that file removed. Call it under the registry's lock
+    (`path` + ".lock", `vault.exclusive_lock`)."""
+    from pipelines.steps.privacy.vault import SECRET_FILE_MODE
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        # created 0600 before SQLite opens it: its journal files take the same mode
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, SECRET_FILE_MODE))
+    os.chmod(path, SECRET_FILE_MODE)
+    db = sqlite3.connect(path, timeout=60, isolation_level=None)
+    try:
+        # a released claim (an erasure) is overwritten in the file, not left in a free page
+        db.execute("PRAGMA secure_delete = ON")
+        db.executescript(_REGISTRY_SCHEMA)
+        legacy = path.with_name(LEGACY_REGISTRY_FILE)
+        if legacy.is_file():
+            stored = json.loads(legacy.read_text(encoding="utf-8"))
+            db.execute("BEGIN IMMEDIATE")
+            if db.execute("SELECT count(*) FROM claims").fetchone()[0] == 0:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('key_id', ?)", (stored.get("key_id", ""),)
+                )
+                db.executemany(
+                    "INSERT OR IGNORE INTO claims VALUES (?, ?, ?)",
+                    (
+                        (entity_type, fake, owner)
+                        for entity_type, taken in stored.get("claims", {}).items()
+                        for fake, owner in taken.items()
+                    ),
+                )
+            db.execute("COMMIT")
+            legacy.unlink()
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        db.close()
+        raise
+    return db
+
+
 @contextlib.contextmanager
 def registry_session(path: Path, key: bytes) -> Iterator[SurrogateRegistry]:
-    """Make `surrogate` collision-free for the block, with the registry persisted at `path`.
+    """Make `surrogate` collision-free for the block, with the registry kept at `path`
+    (`REGISTRY_FILE` in `secrets/`).
 
-    The registry file (JSON, mode 0600, in `secrets/`) is read and written under an exclusive
-    lock held for the whole block, so drops scrubbed at the same time never claim one surrogate
-    for two values. A registry written under another key (after a rotation) is started afresh.
+    The registry is read and written under an exclusive lock held for the whole block, so
+    drops scrubbed at the same time never claim one surrogate for two values, and in one
+    transaction: the block's claims are kept only if it ends without an error. A registry
+    written under another key (after a rotation) is started afresh.
     """
-    from pipelines.steps.privacy.vault import exclusive_lock, key_id, write_private
+    from pipelines.steps.privacy.vault import exclusive_lock, key_id
 
     with exclusive_lock(path.with_name(path.name + ".lock")):
-        stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        claims = stored.get("claims", {}) if stored.get("key_id") == key_id(key) else {}
-        registry = SurrogateRegistry(key, claims)
-        _ACTIVE_REGISTRY.append(registry)
+        db = open_registry(path)
         try:
-            yield registry
+            db.execute("BEGIN IMMEDIATE")
+            stored = db.execute("SELECT value FROM meta WHERE name = 'key_id'").fetchone()
+            if stored is None or stored[0] != key_id(key):
+                db.execute("DELETE FROM claims")
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('key_id', ?)", (key_id(key),))
+            registry = SurrogateRegistry(key, db)
+            _ACTIVE_REGISTRY.append(registry)
+            try:
+                yield registry
+            finally:
+                _ACTIVE_REGISTRY.remove(registry)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
         finally:
-            _ACTIVE_REGISTRY.remove(registry)
-        payload = {"key_id": key_id(key), "claims": registry.claims}
-        write_private(path, json.dumps(payload, sort_keys=True).encode())
+            db.close()
 
 
 def surrogate(entity_type: str, value: str, *, key: bytes) -> str:
