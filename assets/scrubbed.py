@@ -7,6 +7,7 @@ import pandas as pd
 
 from assets.metadata import OWNERS_PRIVACY, counts_table
 from assets.partitions import data_drops
+from pipelines.steps.memory import release_freed_memory
 from pipelines.steps.privacy.pii import SCAN_TIMEOUT
 from pipelines.steps.records import Record, frame_to_records, records_to_frame
 from pipelines.steps.storage import (
@@ -73,6 +74,9 @@ def scrubbed_corpus(
         quarantine.commit()
         sha = scrubbed.commit()
     entity_counts = Counter(dict(sorted(entity_counts.items())))
+    # Screening runs next in this process under `sovtune run`: what the scan freed (spaCy's
+    # docs, each batch's frames and findings) goes back to the system first.
+    release_freed_memory()
     context.add_output_metadata(
         {
             "drop": raw_corpus["drop"],
