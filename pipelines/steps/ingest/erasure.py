@@ -69,11 +69,11 @@ from pipelines.steps.privacy.surrogates import (
     LEGACY_REGISTRY_FILE,
     REGISTRY_FILE,
     canonical,
-    open_registry,
+    locked_registry,
+    registry_transaction,
 )
 from pipelines.steps.privacy.vault import (
     SECRET_FILE_MODE,
-    exclusive_lock,
     key_id,
     os_user,
     private_dir,
@@ -528,25 +528,17 @@ def release_surrogates(path: Path, pairs: set[tuple[str, str]]) -> int:
     The rows are deleted with SQLite's `secure_delete` and the file vacuumed."""
     if not path.is_file() and not path.with_name(LEGACY_REGISTRY_FILE).is_file():
         return 0
-    with exclusive_lock(path.with_name(path.name + ".lock")):
-        db = open_registry(path)
-        try:
-            released = 0
-            db.execute("BEGIN IMMEDIATE")
-            for entity_type, value in sorted(pairs):
-                released += db.execute(
+    with locked_registry(path) as db:
+        with registry_transaction(db):
+            released = sum(
+                db.execute(
                     "DELETE FROM claims WHERE entity_type = ? AND surrogate = ?",
                     (entity_type, canonical(entity_type, value)),
                 ).rowcount
-            db.execute("COMMIT")
-            if released:
-                db.execute("VACUUM")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        finally:
-            db.close()
+                for entity_type, value in sorted(pairs)
+            )
+        if released:
+            db.execute("VACUUM")
     return released
 
 

@@ -219,27 +219,51 @@ def open_registry(path: Path) -> sqlite3.Connection:
         legacy = path.with_name(LEGACY_REGISTRY_FILE)
         if legacy.is_file():
             stored = json.loads(legacy.read_text(encoding="utf-8"))
-            db.execute("BEGIN IMMEDIATE")
-            if db.execute("SELECT count(*) FROM claims").fetchone()[0] == 0:
-                db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('key_id', ?)", (stored.get("key_id", ""),)
-                )
-                db.executemany(
-                    "INSERT OR IGNORE INTO claims VALUES (?, ?, ?)",
-                    (
-                        (entity_type, fake, owner)
-                        for entity_type, taken in stored.get("claims", {}).items()
-                        for fake, owner in taken.items()
-                    ),
-                )
-            db.execute("COMMIT")
+            with registry_transaction(db):
+                if db.execute("SELECT count(*) FROM claims").fetchone()[0] == 0:
+                    db.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('key_id', ?)",
+                        (stored.get("key_id", ""),),
+                    )
+                    db.executemany(
+                        "INSERT OR IGNORE INTO claims VALUES (?, ?, ?)",
+                        (
+                            (entity_type, fake, owner)
+                            for entity_type, taken in stored.get("claims", {}).items()
+                            for fake, owner in taken.items()
+                        ),
+                    )
             legacy.unlink()
     except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
         db.close()
         raise
     return db
+
+
+@contextlib.contextmanager
+def locked_registry(path: Path) -> Iterator[sqlite3.Connection]:
+    """The registry file at `path` (`open_registry`) under its exclusive lock, closed after."""
+    from pipelines.steps.privacy.vault import exclusive_lock
+
+    with exclusive_lock(path.with_name(path.name + ".lock")):
+        db = open_registry(path)
+        try:
+            yield db
+        finally:
+            db.close()
+
+
+@contextlib.contextmanager
+def registry_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction on the registry: committed if the block ends without an error,
+    rolled back otherwise."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 @contextlib.contextmanager
@@ -252,29 +276,19 @@ def registry_session(path: Path, key: bytes) -> Iterator[SurrogateRegistry]:
     transaction: the block's claims are kept only if it ends without an error. A registry
     written under another key (after a rotation) is started afresh.
     """
-    from pipelines.steps.privacy.vault import exclusive_lock, key_id
+    from pipelines.steps.privacy.vault import key_id
 
-    with exclusive_lock(path.with_name(path.name + ".lock")):
-        db = open_registry(path)
+    with locked_registry(path) as db, registry_transaction(db):
+        stored = db.execute("SELECT value FROM meta WHERE name = 'key_id'").fetchone()
+        if stored is None or stored[0] != key_id(key):
+            db.execute("DELETE FROM claims")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('key_id', ?)", (key_id(key),))
+        registry = SurrogateRegistry(key, db)
+        _ACTIVE_REGISTRY.append(registry)
         try:
-            db.execute("BEGIN IMMEDIATE")
-            stored = db.execute("SELECT value FROM meta WHERE name = 'key_id'").fetchone()
-            if stored is None or stored[0] != key_id(key):
-                db.execute("DELETE FROM claims")
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('key_id', ?)", (key_id(key),))
-            registry = SurrogateRegistry(key, db)
-            _ACTIVE_REGISTRY.append(registry)
-            try:
-                yield registry
-            finally:
-                _ACTIVE_REGISTRY.remove(registry)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            yield registry
         finally:
-            db.close()
+            _ACTIVE_REGISTRY.remove(registry)
 
 
 def surrogate(entity_type: str, value: str, *, key: bytes) -> str:
