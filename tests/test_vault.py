@@ -367,3 +367,18 @@ def test_when_a_registry_was_kept_as_json_then_it_is_moved_and_its_surrogates_st
         assert moved.claims("PERSON") == claims
         assert all(pseudonym("PERSON", n, key=key) == first[n] for n in reversed(english[:300]))
     assert not legacy.exists() and len(_claims(registry)) == 300
+
+
+@pytest.mark.parametrize("name", ["surrogates.sqlite", "surrogates.json"])
+def test_when_the_registry_file_is_corrupt_then_the_scrub_stops_naming_it(tmp_path, name) -> None:
+    from pipelines.steps.privacy.surrogates import RegistryError, registry_session
+
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / name).write_bytes(b"\x00not a registry\xff" * 64)
+    with (
+        pytest.raises(RegistryError, match=r"surrogates\.sqlite.*cannot be read") as raised,
+        registry_session(secrets / REGISTRY_FILE, b"collision-test-key-Zq8vX2pL9mW4rT7y"),
+    ):
+        pass
+    assert "not a registry" not in str(raised.value)

@@ -107,6 +107,11 @@ class SurrogateError(ValueError):
     """No surrogate may be made for this entity type (secrets) or none is known."""
 
 
+class RegistryError(RuntimeError):
+    """The surrogate registry's file cannot be read (corrupt, not SQLite, not the JSON of an
+    older version)."""
+
+
 def is_secret(entity_type: str) -> bool:
     """Whether the type is a secret: secrets are always redacted, never given a surrogate."""
     return entity_type == "SECRET" or entity_type.startswith("SECRET_")
@@ -234,6 +239,13 @@ def open_registry(path: Path) -> sqlite3.Connection:
                         ),
                     )
             legacy.unlink()
+    except (sqlite3.DatabaseError, ValueError, AttributeError) as exc:
+        db.close()
+        raise RegistryError(
+            f"the surrogate registry {path} (or {LEGACY_REGISTRY_FILE} beside it) cannot be read "
+            f"({type(exc).__name__}); restore it from the data root's backup: without it, new "
+            "surrogates may repeat ones given before"
+        ) from None
     except BaseException:
         db.close()
         raise
