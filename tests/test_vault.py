@@ -367,6 +367,12 @@ def test_when_a_registry_was_kept_as_json_then_it_is_moved_and_its_surrogates_st
         assert moved.claims("PERSON") == claims
         assert all(pseudonym("PERSON", n, key=key) == first[n] for n in reversed(english[:300]))
     assert not legacy.exists() and len(_claims(registry)) == 300
+    # an older version wrote a JSON registry again under the same key: its claims join
+    legacy.write_text(json.dumps({"key_id": key_id(key), "claims": {"EMAIL_ADDRESS": {"a": "b"}}}))
+    with registry_session(registry, key) as merged:
+        assert merged.claims("EMAIL_ADDRESS") == {"a": "b"}
+        assert merged.claims("PERSON") == claims
+    assert not legacy.exists()
 
 
 @pytest.mark.parametrize("name", ["surrogates.sqlite", "surrogates.json"])

@@ -225,7 +225,11 @@ def open_registry(path: Path) -> sqlite3.Connection:
         if legacy.is_file():
             stored = json.loads(legacy.read_text(encoding="utf-8"))
             with registry_transaction(db):
-                if db.execute("SELECT count(*) FROM claims").fetchone()[0] == 0:
+                # into an empty registry, or one under the same key (an older version ran
+                # again after an upgrade: both files' claims are kept)
+                current = db.execute("SELECT value FROM meta WHERE name = 'key_id'").fetchone()
+                empty = db.execute("SELECT count(*) FROM claims").fetchone()[0] == 0
+                if empty or (current is not None and current[0] == stored.get("key_id")):
                     db.execute(
                         "INSERT OR REPLACE INTO meta VALUES ('key_id', ?)",
                         (stored.get("key_id", ""),),
