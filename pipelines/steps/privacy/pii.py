@@ -16,7 +16,6 @@ English pack's patterns find in it.
 No function here logs or raises with a PII value; findings carry offsets, types and scores only.
 """
 
-import contextlib
 import copy
 import logging
 import multiprocessing
@@ -776,18 +775,11 @@ def _analyze_chunk(
     # words is freed after each chunk, so a long scrub does not grow with them.
     for pack in sorted({pack for pack, _ in keys}):
         language = LANGUAGE if pack == PATTERNS_ONLY else pack
-        with _memory_zone(analyzer, language):
+        with analyzer.nlp_engine.memory_zone(language):
             _analyze_pack(
                 analyzer, pack, [text for key, text in keys if key == pack], cfg, batch_size, unique
             )
     return unique
-
-
-def _memory_zone(analyzer: AnalyzerEngine, language: str) -> contextlib.AbstractContextManager:
-    """The NLP engine's memory zone for `language` (`PackNlpEngine.memory_zone`), or none for
-    an engine without one."""
-    zone = getattr(analyzer.nlp_engine, "memory_zone", None)
-    return zone(language) if zone is not None else contextlib.nullcontext()
 
 
 def _analyze_pack(

@@ -151,16 +151,13 @@ class SurrogateRegistry:
     own claim again at the same attempt in every later run: surrogates stay stable as long as
     the registry is kept (`registry_session` keeps it in `secrets/`).
 
-    The claims live in SQLite (`registry_session`'s file, or in memory), not in Python objects:
+    The claims live in SQLite (`registry_session`'s file), not in Python objects:
     a scrub's memory does not grow with the values of every drop so far. Only the last
     `GIVEN_CACHE` surrogates given are remembered in memory.
     """
 
-    def __init__(self, key: bytes, db: sqlite3.Connection | None = None) -> None:
+    def __init__(self, key: bytes, db: sqlite3.Connection) -> None:
         self._mac_key = b"surrogate registry\x00" + key
-        if db is None:
-            db = sqlite3.connect(":memory:", isolation_level=None)
-            db.executescript(_REGISTRY_SCHEMA)
         self._db = db
         self._given: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
 
