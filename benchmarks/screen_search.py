@@ -36,7 +36,7 @@ import numpy as np
 from pipelines.steps.config import load_config
 from pipelines.steps.integrity import curate
 from pipelines.steps.integrity.packed import PackedRecords
-from pipelines.steps.integrity.screens import backdoor, dedup, minhash
+from pipelines.steps.integrity.screens import backdoor, bucket_search, dedup
 
 CORPUS = Path(__file__).resolve().parent / "out" / "screen_memory" / "corpus-1000000-7"
 
@@ -50,28 +50,18 @@ def first_records(path: Path, lines: int, cfg) -> PackedRecords:
 
 
 class Counted:
-    """Counts, while installed, the candidate pairs `minhash` enumerates and the pairs it compares
-    by exact Jaccard (its module functions wrapped, whatever their arguments)."""
+    """Counts, while installed, the candidate pairs the searches enumerate and the pairs they
+    compare by exact Jaccard (`bucket_search.SEARCH_COUNTS`, before and after)."""
 
     def __init__(self) -> None:
         self.candidates = self.compared = 0
-        self._runs, self._jaccards = minhash._bucket_runs, minhash.jaccards
 
     def __enter__(self) -> "Counted":
-        def runs(*args, **kwargs):
-            for band, rows_of, pairs in self._runs(*args, **kwargs):
-                self.candidates += len(pairs)
-                yield band, rows_of, pairs
-
-        def jaccards(shingles, pairs):
-            self.compared += len(pairs)
-            return self._jaccards(shingles, pairs)
-
-        minhash._bucket_runs, minhash.jaccards = runs, jaccards
+        self._before = bucket_search.SEARCH_COUNTS.copy()
         return self
 
     def __exit__(self, *exc) -> None:
-        minhash._bucket_runs, minhash.jaccards = self._runs, self._jaccards
+        self.candidates, self.compared = (bucket_search.SEARCH_COUNTS - self._before).tolist()
 
 
 def near_copies(records, c) -> tuple[dict, dict]:

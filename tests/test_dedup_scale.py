@@ -69,6 +69,7 @@ def test_when_side_checks_run_in_batches_then_they_equal_the_pairwise_definition
 
 def test_when_agreement_is_checked_on_low_bits_then_it_keeps_every_pair_full_values_keep() -> None:
     from pipelines.steps.integrity.screens import minhash
+    from pipelines.steps.integrity.screens.bucket_search import differing
 
     rng = np.random.default_rng(11)
     # Values that differ only above their low 8 bits agree there: the low bits keep such pairs
@@ -76,17 +77,14 @@ def test_when_agreement_is_checked_on_low_bits_then_it_keeps_every_pair_full_val
     signature = rng.integers(0, 2**32 - 1, size=(200, 64), dtype=np.uint32)
     signature[1::2] = signature[::2]
     signature[1::4, :40] += np.uint32(256)
-    pairs = np.array([(i, j) for i in range(200) for j in range(i + 1, 200)], dtype=np.int32)
-    same = (signature[pairs[:, 0]] == signature[pairs[:, 1]]).sum(axis=1)
-    low = minhash._low_bits(signature)
-    same_low = (low[pairs[:, 0]] == low[pairs[:, 1]]).sum(axis=1)
+    pairs = [(i, j) for i in range(200) for j in range(i + 1, 200)]
+    same = np.array([(signature[i] == signature[j]).sum() for i, j in pairs])
+    words = minhash._low_bits(signature).view(np.uint64)
+    agree = np.array([64 - differing(words, i, j, 64) for i, j in pairs])
 
     for floor in (1, 24, 33, 64):
-        found = minhash._agreeing(low, pairs, floor)
-
-        assert found.tolist() == pairs[same_low >= floor].tolist()
-        assert set(map(tuple, pairs[same >= floor].tolist())) <= set(map(tuple, found.tolist()))
-    assert len(minhash._agreeing(low, pairs, 33)) == 100  # 50 more than the full values keep
+        assert ((agree >= floor) | (same < floor)).all()  # kept by the full values: kept
+    assert (agree >= 33).sum() == 100  # 50 more than the full values keep
     assert (same >= 33).sum() == 50
 
 
@@ -147,10 +145,9 @@ def test_when_screened_in_a_second_process_then_records_are_inherited_not_pickle
 def test_when_response_pairs_are_joined_chunk_by_chunk_then_the_clusters_are_the_same(
     monkeypatch,
 ) -> None:
-    # Response clusters join the confirmed pairs chunk by chunk, never holding them all (#21.1):
-    # chunks of 3 candidates give the clusters of one chunk per band (and skip the candidates
-    # already inside a cluster).
-    from pipelines.steps.integrity.screens import backdoor, minhash
+    # Response clusters are joined as the pairs are found, never all held (#21.1): a search
+    # that returns 3 pairs at a time gives the clusters of one that returns them all.
+    from pipelines.steps.integrity.screens import backdoor, bucket_search
 
     rng = np.random.default_rng(11)
     stems = [" ".join(rng.choice(list("abcdefghij"), size=12)) for _ in range(6)]
@@ -159,7 +156,7 @@ def test_when_response_pairs_are_joined_chunk_by_chunk_then_the_clusters_are_the
         for i in range(80)
     ]
     whole = backdoor.response_clusters(records, threshold=0.6, num_perm=64, min_cluster=3)
-    monkeypatch.setattr(minhash, "_CANDIDATE_CHUNK", 3)
+    monkeypatch.setattr(bucket_search, "_OUT_PAIRS", 3)
 
     chunked = backdoor.response_clusters(records, threshold=0.6, num_perm=64, min_cluster=3)
 
@@ -201,7 +198,7 @@ def test_when_candidates_inside_a_component_are_skipped_then_the_components_are_
 ) -> None:
     # #21.1: a candidate whose records are already joined is not compared; the components equal
     # those of every confirmed pair, with fewer pairs compared and yielded.
-    from pipelines.steps.integrity.screens import minhash
+    from pipelines.steps.integrity.screens import bucket_search, minhash
     from pipelines.steps.integrity.screens.minhash import Components
 
     rng = np.random.default_rng(8)
@@ -213,12 +210,11 @@ def test_when_candidates_inside_a_component_are_skipped_then_the_components_are_
         token_lists.append(tokens if i % 17 else [])  # a few records without tokens
     settings = {"shingle_size": 2, "threshold": 0.7, "num_perm": 128, "seed": 1}
     first, second, _ = minhash.similar_pair_arrays(token_lists, **settings)
-    monkeypatch.setattr(minhash, "_CANDIDATE_CHUNK", 16)  # joined between small chunks
+    monkeypatch.setattr(bucket_search, "_OUT_PAIRS", 16)  # given in small chunks
     joined = Components(len(token_lists))
     skipped = 0
     for pairs, similarity in minhash.similar_pair_chunks(token_lists, **settings, joined=joined):
-        assert (similarity >= 0.7).all()
-        joined.union(pairs)
+        assert (similarity >= 0.7).all() and joined.together(pairs).all()
         skipped += len(pairs)
 
     expected = _component_labels(len(token_lists), np.column_stack((first, second)))

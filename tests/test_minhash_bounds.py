@@ -1,40 +1,42 @@
-"""The compact state of the MinHash screens (#21): the exact length bound that refutes
-candidates before they are compared, hashed shingles, band-by-band candidates."""
+"""The compact state of the MinHash screens (#21): hashed shingles, and the compiled bucket
+search (`bucket_search`), whose pairs are those of every candidate tested in numpy."""
 
 import numpy as np
 
 from pipelines.steps.integrity.screens.minhash import (
     ShingleSets,
-    _long_enough,
-    band_candidates,
+    _low_bits,
+    agreement_floor,
     band_rows,
     candidate_pairs,
     jaccards,
     shingle_sets,
     signatures,
+    similar_pair_arrays,
 )
 
 
-def test_when_candidates_are_bounded_by_length_then_no_pair_at_the_threshold_is_refuted() -> None:
-    # Sizes 3 and 4 with one set inside the other: Jaccard exactly 0.75, the bound's equality
-    # case (a strict comparison, or another float rounding, would drop it).
-    rng = np.random.default_rng(3)
+def test_when_a_pair_is_exactly_at_the_threshold_then_the_search_keeps_it() -> None:
+    # Sizes 3 and 4 with one set inside the other: Jaccard exactly 0.75, the length bound's
+    # equality case and the exact count's (a strict comparison, or another float rounding,
+    # would drop it); (0, 3), 3 against 5 shingles, cannot reach it.
     token_lists = [["a", "b", "c"], ["a", "b", "c", "d"], ["a", "b"], ["x", "y", "z", "w", "v"]]
-    token_lists += [
-        [str(t) for t in rng.integers(0, 12, size=rng.integers(1, 9))] for _ in range(80)
-    ]
-    shingles = shingle_sets(token_lists, 1)
-    pairs = np.array(
-        [(i, j) for i in range(len(token_lists)) for j in range(i + 1, len(token_lists))]
+
+    first, second, similarity = similar_pair_arrays(
+        token_lists, shingle_size=1, threshold=0.75, num_perm=64, seed=1
     )
-    similarity = jaccards(shingles, pairs)
 
-    kept = {tuple(p) for p in _long_enough(shingles, pairs, 0.75).tolist()}
+    assert list(zip(first.tolist(), second.tolist(), strict=True)) == [(0, 1)]
+    assert similarity.tolist() == [0.75]
 
-    at_threshold = {tuple(p) for p, s in zip(pairs.tolist(), similarity, strict=True) if s >= 0.75}
-    assert (0, 1) in at_threshold and at_threshold <= kept
-    # ... and it refutes something: (0, 3), 3 against 5 shingles, cannot reach 0.75.
-    assert (0, 3) not in kept and len(kept) < len(pairs)
+
+def test_when_shared_shingles_are_counted_then_the_least_count_is_the_exact_one() -> None:
+    from pipelines.steps.integrity.screens.bucket_search import least_common
+
+    for threshold in (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 1.0, 1 / 3, 0.1):
+        for total in range(2, 400):
+            reaching = [c for c in range(total) if c / (total - c) >= threshold]
+            assert least_common(total, threshold) == (reaching[0] if reaching else total)
 
 
 def _shingle_tuples(tokens: list[str], size: int) -> set[tuple[str, ...]]:
@@ -90,68 +92,65 @@ def test_when_hashes_share_their_high_half_then_jaccard_still_counts_exact_match
     ]
 
 
-def test_when_candidates_come_band_by_band_then_they_are_the_all_at_once_pairs_each_once() -> None:
+def _reference_pairs(token_lists, size, threshold, num_perm, seed) -> dict:
+    """Every candidate of the banding (`candidate_pairs`) whose signatures' low bits agree on at
+    least `agreement_floor` positions and whose exact Jaccard reaches `threshold`, in numpy."""
+    shingles = shingle_sets(token_lists, size)
+    signature = signatures(shingles, num_perm=num_perm, seed=seed)
+    candidates = candidate_pairs(signature, band_rows(threshold, num_perm))
+    low = _low_bits(signature)
+    agree = (low[candidates[:, 0]] == low[candidates[:, 1]]).sum(axis=1) - (low.shape[1] - num_perm)
+    candidates = candidates[agree >= agreement_floor(threshold, num_perm)]
+    similarity = jaccards(shingles, candidates)
+    keep = similarity >= threshold
+    return dict(zip(map(tuple, candidates[keep].tolist()), similarity[keep].tolist(), strict=True))
+
+
+def _templated(seed: int, records: int) -> list[list[str]]:
+    # Templated records share bands with many others (buckets of tens to hundreds of records,
+    # copied side by side), with near copies among them; a few records have no tokens.
+    rng = np.random.default_rng(seed)
+    token_lists = []
+    for k in range(records):
+        words = [f"t{k % 3}", "the", "vpn", *(f"w{t}" for t in rng.integers(0, 5, size=6))]
+        token_lists.append(words if k % 41 else [])
+    return token_lists
+
+
+def test_when_buckets_are_searched_compiled_then_the_pairs_are_those_of_every_candidate(
+    monkeypatch,
+) -> None:
+    from pipelines.steps.integrity.screens import bucket_search
+
+    token_lists = _templated(4, 400)
+    for num_perm, threshold in ((64, 0.5), (60, 0.6), (256, 0.75)):  # 60: no whole words
+        expected = _reference_pairs(token_lists, 2, threshold, num_perm, 1)
+        for out_pairs in (1, 7, 1 << 16):  # calls that stop when their output is full, or not
+            monkeypatch.setattr(bucket_search, "_OUT_PAIRS", out_pairs)
+            first, second, similarity = similar_pair_arrays(
+                iter(token_lists), shingle_size=2, threshold=threshold, num_perm=num_perm, seed=1
+            )
+            pairs = list(zip(first.tolist(), second.tolist(), strict=True))
+            found = dict(zip(pairs, similarity.tolist(), strict=True))
+
+            assert found == expected and len(expected) > 50
+            assert (first < second).all() and len(set(pairs)) == len(pairs)
+
+
+def test_when_signatures_are_compared_in_words_then_the_count_is_the_byte_comparison() -> None:
+    from pipelines.steps.integrity.screens.bucket_search import differing
+
     rng = np.random.default_rng(4)
-    # Templated records share bands with many others, so buckets span several chunks.
-    token_lists = [
-        [f"t{k % 3}", "the", "vpn", *(f"w{t}" for t in rng.integers(0, 6, size=4))]
-        for k in range(300)
-    ] + [[]]
-    shingles = shingle_sets(token_lists, 2)
-    signature = signatures(shingles, num_perm=64, seed=1)
-    rows = band_rows(0.5, 64)
-    expected = candidate_pairs(signature, rows)
-
-    for chunk in (1, 50, 1 << 20):
-        found = np.concatenate(list(band_candidates(signature, rows, chunk)))
-
-        assert len(found) == len(expected) > 1000  # each pair once
-        assert (found[:, 0] < found[:, 1]).all()
-        assert np.array_equal(found[np.lexsort((found[:, 1], found[:, 0]))], expected)
-
-
-def test_when_buckets_come_as_runs_then_their_pairs_are_the_bucket_pairs_in_order() -> None:
-    from pipelines.steps.integrity.screens import minhash
-
-    # Buckets of 1 to 40 rows in each band (one key taken by many rows, as a template's
-    # records share a band), and chunks small enough that runs split between buckets.
-    rng = np.random.default_rng(21)
-    keys = rng.integers(0, 60, size=(400, 5), dtype=np.uint32) ** 2
-    keys[::7, 2] = 7
-    for chunk in (1, 50, 1 << 17):
-        expected: dict[int, list[list[int]]] = {}
-        for band, pairs in minhash._bucket_pairs_by_band(keys, chunk):
-            expected.setdefault(band, []).extend(pairs.tolist())
-
-        runs = list(minhash._bucket_runs(keys, chunk))
-
-        found: dict[int, list[list[int]]] = {}
-        for band, rows_of, pairs in runs:
-            found.setdefault(band, []).extend(rows_of[pairs].tolist())
-        assert found == expected and len(expected) == 5
-        # A run's rows are rows of buckets of two or more: no row alone in its bucket.
-        for band, rows_of, pairs in runs:
-            assert (keys[rows_of[pairs[:, 0]], band] == keys[rows_of[pairs[:, 1]], band]).all()
-            values, counts = np.unique(keys[:, band], return_counts=True)
-            assert np.isin(keys[rows_of, band], values[counts > 1]).all()
-
-
-def test_when_agreement_is_counted_in_words_then_it_equals_the_byte_comparison() -> None:
-    from pipelines.steps.integrity.screens import minhash
-
-    rng = np.random.default_rng(4)
-    for width in (64, 256, 60):  # 60: not whole words, compared byte by byte
-        low = rng.integers(0, 4, size=(120, width), dtype=np.uint8)  # many equal bytes
-        pairs = np.array([(i, j) for i in range(120) for j in range(i + 1, 120)], dtype=np.int32)
-        same = (low[pairs[:, 0]] == low[pairs[:, 1]]).sum(axis=1)
-        for floor in (0, width // 4, width // 4 + 3, width):
-            assert minhash._agreement(low, pairs, floor).tolist() == (same >= floor).tolist()
-        # A view that is not C-contiguous takes the byte comparison, with the same answer.
-        view = low[:, ::-1]
-        flipped = (view[pairs[:, 0]] == view[pairs[:, 1]]).sum(axis=1)
-        assert (
-            minhash._agreement(view, pairs, width // 4).tolist() == (flipped >= width // 4).tolist()
-        )
+    low = rng.integers(0, 4, size=(60, 256), dtype=np.uint8)  # many equal bytes
+    words = low.view(np.uint64)
+    for a in range(0, 60, 7):
+        for b in range(60):
+            differ = int((low[a] != low[b]).sum())
+            assert differing(words, a, b, 256) == differ
+            # Counting stops past `most`: more than it, or exact when within it.
+            for most in (0, differ - 1, differ, 200):
+                counted = differing(words, a, b, most)
+                assert counted == differ if differ <= most else counted > most
 
 
 def _brute_components(token_lists: list[list[str]], size: int, threshold: float) -> list[int]:
@@ -195,8 +194,7 @@ def test_when_only_components_are_wanted_then_they_equal_those_of_exact_jaccard(
     for pairs, similarity in similar_pair_chunks(
         iter(token_lists), shingle_size=3, threshold=0.8, num_perm=256, seed=2, joined=joined
     ):
-        assert (similarity >= 0.8).all() and not joined.together(pairs).any()
-        joined.union(pairs)
+        assert (similarity >= 0.8).all() and joined.together(pairs).all()  # joined when given
         given += len(pairs)
 
     found = joined.find(np.arange(len(token_lists))).tolist()

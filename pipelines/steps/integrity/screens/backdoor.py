@@ -167,22 +167,23 @@ def response_clusters(
     del first_by_digest
     keys = (_response_key(records[i]) for i in distinct_index)
     # The distinct responses are the search's items: its union-find is over them (a pair of them
-    # is one group when their first records are), and each chunk of confirmed pairs is joined
-    # before the next is searched, so a candidate already inside one group is skipped. Only what
+    # is one group when their first records are), and the search joins each confirmed pair as
+    # soon as it is found, so a candidate already inside one group is skipped. Only what
     # the pairs connect counts, and a union's result does not depend on its order (#21: the
     # near-identical responses of a 1M-record corpus came to tens of millions of pairs).
     distinct = np.frombuffer(distinct_index, dtype=np.int32).astype(np.int64)
     del distinct_index
     search = _DistinctGroups(groups, distinct)
-    for pairs, _ in similar_pair_chunks(
+    found = similar_pair_chunks(
         (("", key[1:]) if key.startswith(_WHOLE) else key.split(" ") for key in keys),
         shingle_size=3,
         threshold=threshold,
         num_perm=num_perm,
         seed=2,
         joined=search,
-    ):
-        search.union(pairs)
+    )
+    for _ in found:  # each chunk's pairs are already joined in `search`
+        pass
     del distinct, search
     # Groups in the order of their first member, members ascending (as a dict of lists filled
     # record by record gave them), without a list per record of the corpus.
@@ -206,13 +207,7 @@ class _DistinctGroups(Components):
 
     def __init__(self, groups: Components, distinct: np.ndarray) -> None:
         self.parent = groups.parent
-        self._distinct = distinct
-
-    def together(self, pairs: np.ndarray) -> np.ndarray:
-        return super().together(self._distinct[pairs])
-
-    def union(self, pairs: np.ndarray) -> None:
-        super().union(self._distinct[pairs])
+        self.items = distinct
 
 
 def score_backdoor(

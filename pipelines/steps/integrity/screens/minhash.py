@@ -26,10 +26,11 @@ the threshold) make far fewer of them candidates; a caller that wants only conne
 The siblings still grow with N² (a template's records make buckets that grow with N, and so
 do the near copies themselves: 137,641 pairs at or above 0.75 in the first 100k records of the
 1M corpus, 1,207,932 in its first 300k), so each candidate is made cheap (#21.1): a band's
-buckets come as runs (`_bucket_runs`) whose records' keys and low bits are copied once when
-the pairs outnumber them, the signatures are compared eight positions a word, and a
-`Components` caller's candidates are checked against its components before the costlier
-tests and joined a few thousand at a time. An exact prefix filter (AllPairs/PPJoin) was
+buckets are searched by compiled code (`bucket_search`), one candidate at a time with no array
+of candidates, the rows of a large bucket copied side by side first, the signatures compared
+eight positions a word, the exact Jaccard stopped once the threshold is out of reach, and a
+`Components` caller's candidates checked against its components before the costlier tests and
+joined as soon as they are confirmed. An exact prefix filter (AllPairs/PPJoin) was
 measured and not taken: on this corpus the records' rarest shingles are a template's, and its
 candidates (probe prefix x index prefix) were 503 million at 300k records, the banding's 110
 million.
@@ -46,6 +47,8 @@ from functools import cache
 
 import numpy as np
 from datasketch import MinHash
+
+from pipelines.steps.integrity.screens import bucket_search
 
 # MurmurHash3's 32-bit finalizer (fmix32), which datasketch applies before its affine32 permutation.
 _FMIX32_MULTIPLIERS = (np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35))
@@ -72,24 +75,9 @@ _BATCH_VALUES = 1 << 22
 # add (such a candidate is not confirmed): 1% of it (at 0.75 and 64 permutations: the banding
 # misses 0.23% of such pairs, the floor 0.0015% more; pairs above the threshold far less).
 _AGREEMENT_MISS_SHARE = 0.01
-# Candidate pairs whose signatures are compared per numpy batch.
-_AGREEMENT_BATCH = 1 << 18
-# Candidate pairs per batch of `_agreement`: its words and their intermediates stay in the
-# processor's cache (2 MiB each; 30% faster than 1 << 18 at 150k records, #21.1).
-_AGREEMENT_WORDS_BATCH = 1 << 14
-# `_agreeing` folds each byte of a 64-bit word onto its lowest bit (shifts), then keeps those bits.
-_BYTE_FOLDS = (np.uint64(4), np.uint64(2), np.uint64(1))
-_BYTE_LOW_BITS = np.uint64(0x0101010101010101)
 # Shingle ids of candidate pairs compared per numpy batch in `jaccards` (some 30 bytes of
 # intermediates each: 1 << 22 came to 120 MiB, #21).
 _JACCARD_BATCH = 1 << 19
-# Candidate pairs generated, refuted and confirmed per chunk in `similar_pair_arrays` (at
-# 100k records the near-duplicate screen peaks at 120 MiB with these three sizes, 240 MiB at
-# 1 << 20 each, for the same CPU time).
-_CANDIDATE_CHUNK = 1 << 17
-# Confirmed candidates per batch given to a `Components` caller, which joins each batch before
-# the next is checked against its components (`similar_pair_chunks`).
-_JOIN_BATCH = 1 << 12
 
 
 @dataclass(frozen=True)
@@ -358,57 +346,6 @@ def _keys_of(signature: np.ndarray, rows: int) -> np.ndarray:
     return keys
 
 
-def band_candidates(
-    signature: np.ndarray, rows: int, chunk: int = _CANDIDATE_CHUNK
-) -> Iterator[np.ndarray]:
-    """The pairs of `candidate_pairs`, band by band, in chunks of about `chunk` pairs.
-
-    Each pair comes once, in the first band its two records share (a pair that shares a band
-    before this one is skipped there), so no chunk is held after it is used and no pair is
-    refuted twice: memory is bounded by one chunk whatever the number of candidates (15.7
-    million at 100k records of the templated benchmark corpus, growing with N², #21).
-
-    Yields:
-        `(pairs, 2)` integer arrays of record indices, `i < j` in each row, in no set order.
-    """
-    live, keys = _band_keys(signature, rows)
-    for band, pairs in _bucket_pairs_by_band(keys, chunk):
-        pairs = pairs[_first_band(keys, pairs, band)]
-        yield _ordered(live[pairs])
-
-
-def _ordered(pairs: np.ndarray) -> np.ndarray:
-    """The pairs with `i < j` in each row (in place)."""
-    first = np.minimum(pairs[:, 0], pairs[:, 1])
-    pairs[:, 1] = np.maximum(pairs[:, 0], pairs[:, 1])
-    pairs[:, 0] = first
-    return pairs
-
-
-def _rows(
-    values: np.ndarray, rows_of: np.ndarray, pairs: np.ndarray, dense: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """`(values, pairs)` for a test of the pairs (positions into `rows_of`): the rows of
-    `rows_of` copied once when `dense`, else the pairs as rows of `values`."""
-    if dense:
-        return values[rows_of], pairs
-    return values, rows_of[pairs]
-
-
-def _first_band(keys: np.ndarray, pairs: np.ndarray, band: int) -> np.ndarray:
-    """Per pair (rows of `keys`) found in `band`, whether no earlier band holds it too.
-
-    A record's keys are one row, so a pair's earlier keys are read in a few cache lines rather
-    than one per band (#21: 40% less time at 42 bands)."""
-    fresh = np.ones(len(pairs), dtype=bool)
-    if band:
-        for start in range(0, len(pairs), _AGREEMENT_BATCH):
-            batch = pairs[start : start + _AGREEMENT_BATCH]
-            same = keys[batch[:, 0], :band] == keys[batch[:, 1], :band]
-            fresh[start : start + len(batch)] = ~same.any(axis=1)
-    return fresh
-
-
 def _bucket_starts(sorted_keys: np.ndarray) -> np.ndarray:
     """Positions in `sorted_keys` where a new key (a bucket) starts."""
     return np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
@@ -419,75 +356,6 @@ def _buckets(band_keys: np.ndarray, dtype: type) -> tuple[np.ndarray, np.ndarray
     that order where each bucket starts."""
     order = np.argsort(band_keys, kind="stable").astype(dtype)
     return order, _bucket_starts(band_keys[order])
-
-
-def _bucket_pairs_by_band(keys: np.ndarray, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
-    """`(band, pairs)`: every pair of rows of `keys` sharing a key in that band (column), as an
-    `(pairs, 2)` array of row indices in no set order, in chunks of about `chunk` pairs (a pair
-    shared by several bands comes once per band)."""
-    columns = keys.shape[0]
-    dtype = np.int32 if columns < 2**31 else np.int64
-    for band, band_keys in enumerate(keys.T):
-        if columns < 2:
-            break
-        order, edges = _buckets(band_keys, dtype)
-        ends = np.append(edges[1:], columns)
-        # For each sorted slot, how many later slots its bucket has: it pairs with each of them.
-        later = np.repeat(ends, ends - edges) - np.arange(columns) - 1
-        before = np.cumsum(later) - later
-        # Slots grouped so that a group's pairs number about `chunk` (a slot's own pairs stay
-        # together: at most the size of its bucket).
-        group = before // chunk
-        cuts = np.concatenate(([0], np.flatnonzero(np.diff(group)) + 1, [columns]))
-        for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
-            counts = later[lo:hi]
-            total = int(counts.sum())
-            if not total:
-                continue
-            pairs = np.empty((total, 2), dtype=dtype)
-            first = np.repeat(np.arange(lo, hi), counts)
-            # The k-th partner of slot p is slot p + 1 + k.
-            second = first + 1 + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-            pairs[:, 0] = order[first]
-            pairs[:, 1] = order[second]
-            del first, second
-            yield band, pairs
-
-
-def _bucket_runs(keys: np.ndarray, chunk: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """`(band, rows_of, pairs)`: the pairs of `_bucket_pairs_by_band`, in the same order, as
-    positions into `rows_of`, the rows of `keys` of a run of whole buckets of two or more rows
-    (sorted by key): per run about `chunk` pairs, or one bucket's pairs of a row."""
-    columns = keys.shape[0]
-    dtype = np.int32 if columns < 2**31 else np.int64
-    for band, band_keys in enumerate(keys.T):
-        if columns < 2:
-            break
-        order, edges = _buckets(band_keys, dtype)
-        sizes = np.diff(np.append(edges, columns))
-        # Rows alone in their bucket pair with nothing: most rows of a band, dropped first.
-        shared = sizes > 1
-        order, sizes = order[np.repeat(shared, sizes)], sizes[shared]
-        slots = len(order)
-        if not slots:
-            continue
-        ends = np.repeat(np.cumsum(sizes), sizes)
-        later = ends - np.arange(slots) - 1
-        before = np.cumsum(later) - later
-        group = before // chunk
-        cuts = np.concatenate(([0], np.flatnonzero(np.diff(group)) + 1, [slots]))
-        for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
-            counts = later[lo:hi]
-            total = int(counts.sum())
-            if not total:
-                continue
-            pairs = np.empty((total, 2), dtype=dtype)
-            pairs[:, 0] = np.repeat(np.arange(hi - lo, dtype=dtype), counts)
-            # The k-th partner of slot p is slot p + 1 + k, inside p's bucket.
-            pairs[:, 1] = (
-                pairs[:, 0] + 1 + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-            )
-            yield band, order[lo : int(ends[hi - 1])], pairs
 
 
 def _bucket_pairs(members: np.ndarray, sorted_keys: np.ndarray, records: int) -> np.ndarray:
@@ -534,70 +402,16 @@ def agreement_floor(threshold: float, num_perm: int) -> int:
 
 
 def _low_bits(signature: np.ndarray) -> np.ndarray:
-    """The low 8 bits of every signature value (what `_agreeing` compares)."""
-    return (signature & np.uint32(0xFF)).astype(np.uint8)
+    """The low 8 bits of every signature value (what `bucket_search` compares), zero bytes
+    added to a multiple of eight positions (read as 64-bit words; added bytes always agree)."""
+    low = np.zeros((signature.shape[0], _padded(signature.shape[1])), dtype=np.uint8)
+    low[:, : signature.shape[1]] = signature & np.uint32(0xFF)
+    return low
 
 
-def _agreeing(low: np.ndarray, pairs: np.ndarray, floor: int) -> np.ndarray:
-    """The candidate pairs whose signatures' low 8 bits (`_low_bits`) agree on at least `floor`
-    positions (`_agreement`)."""
-    return pairs[_agreement(low, pairs, floor)]
-
-
-def _agreement(low: np.ndarray, pairs: np.ndarray, floor: int) -> np.ndarray:
-    """Per candidate pair, whether its signatures' low 8 bits (`_low_bits`) agree on at least
-    `floor` positions.
-
-    Only the low bits are kept (#21: 256 permutations, a byte each, where the full values would
-    be 1 KB a record): two equal values have equal low bits, so this keeps every pair that the
-    full comparison keeps, and a few more (unequal values share their low bits once in 256),
-    which the exact Jaccard then refutes.
-    """
-    keep = np.zeros(len(pairs), dtype=bool)
-    width = low.shape[1]
-    # Eight positions a 64-bit word where the rows allow it (#21.1: on rows already in cache,
-    # 2.7 times faster than the bytes compared and summed): a word XORed is zero in the bytes
-    # that agree; each nonzero byte is folded onto its lowest bit and the bits counted, so the
-    # count is exactly the byte comparison's.
-    words = low.view(np.uint64) if width % 8 == 0 and low.flags.c_contiguous else None
-    for start in range(0, len(pairs), _AGREEMENT_WORDS_BATCH):
-        batch = pairs[start : start + _AGREEMENT_WORDS_BATCH]
-        if words is None:
-            agree = (low[batch[:, 0]] == low[batch[:, 1]]).sum(axis=1)
-        else:
-            differ = words[batch[:, 0]]
-            differ ^= words[batch[:, 1]]
-            for shift in _BYTE_FOLDS:
-                differ |= differ >> shift
-            differ &= _BYTE_LOW_BITS
-            agree = width - np.bitwise_count(differ).sum(axis=1, dtype=np.int64)
-        keep[start : start + len(batch)] = agree >= floor
-    return keep
-
-
-def _long_enough(
-    shingles: ShingleSets, pairs: np.ndarray, threshold: float, at: np.ndarray | None = None
-) -> np.ndarray:
-    """The candidate pairs whose shingle counts allow a Jaccard similarity of `threshold`.
-
-    Exact, not an estimate: two sets share at most the smaller one's members, and their union
-    holds at least the larger one's, so `jaccard <= smaller / larger` (equal when one set holds
-    the other; computed as `jaccards` divides, so a pair exactly at the bound is kept). On the
-    templated benchmark corpus this refutes a third of the candidates before their signatures
-    and shingles are compared (#21).
-    """
-    lengths = np.diff(shingles.offsets)
-    if at is not None:  # the pairs are positions into `at`, not record indices
-        lengths = lengths[at]
-    keep = np.zeros(len(pairs), dtype=bool)
-    # In batches: the lengths and bounds of 15 million candidates at once were 600 MB.
-    for start in range(0, len(pairs), _AGREEMENT_BATCH):
-        batch = pairs[start : start + _AGREEMENT_BATCH]
-        first, second = lengths[batch[:, 0]], lengths[batch[:, 1]]
-        smaller, larger = np.minimum(first, second), np.maximum(first, second)
-        bound = np.divide(smaller, larger, out=np.zeros(len(batch)), where=larger > 0)
-        keep[start : start + len(batch)] = bound >= threshold
-    return pairs[keep]
+def _padded(num_perm: int) -> int:
+    """`num_perm` rounded up to a multiple of 8."""
+    return -(-num_perm // 8) * 8
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -718,55 +532,51 @@ def similar_pair_chunks(
     needs only what the pairs connect never holds them all (#21: the near-identical responses of
     a 1M-record templated corpus make some tens of millions of pairs).
 
-    With `joined`, a caller that needs only the connected components of the pairs (it unions
-    each chunk it is given into `joined` before taking the next) is not given a candidate whose
-    records are already in one component, nor is that candidate compared: only the pairs that
-    may still merge two components are confirmed (the components are the same; which of a
-    component's pairs are yielded is not)."""
+    With `joined`, for a caller that needs only the connected components of the pairs: each
+    confirmed pair is joined in `joined` as soon as it is found, and a candidate whose records
+    are already in one component is neither compared nor given (the components are those of
+    every pair; which of a component's pairs are given is not set)."""
     shingles = shingle_sets(token_lists, shingle_size)
     rows = band_rows(threshold, num_perm)
     live, keys, low = _sketch(shingles, num_perm=num_perm, seed=seed, rows=rows)
+    words = low.view(np.uint64)
     floor = agreement_floor(threshold, num_perm)
     index_type = np.int32 if len(shingles) < 2**31 else np.int64
-    for band, rows_of, pairs in _bucket_runs(keys, _CANDIDATE_CHUNK):
-        # Bounded from the cheapest test up; a pair shared by several bands is bounded and
-        # compared in the first only (#21: at 100k records the near-duplicate pairs within the
-        # length bound came 7.1 million times, 4.2 million of them first; the earlier bands'
-        # keys are 4 bytes a pair and band, the low bits 256 bytes a pair). The pairs are
-        # positions into `rows_of`, the records of a run of whole buckets: where the pairs
-        # outnumber the records, the records' keys and low bits are copied once and the pairs
-        # read from the copy (#21.1: a template's bucket of s records has s²/2 pairs, each of
-        # whose two rows was read from anywhere in the corpus's arrays).
-        records = live[rows_of]
-        pairs = _long_enough(shingles, pairs, threshold, records)
-        if joined is not None:
-            # A pair already inside one component is dropped before the costlier tests
-            # (#21.1: a fifth of the response clusters' candidates at 300k records).
-            pairs = pairs[~joined.together(records[pairs])]
-        dense = 2 * len(pairs) > len(rows_of)
-        pairs = pairs[_first_band(*_rows(keys, rows_of, pairs, dense), band)]
-        pairs = pairs[_agreement(*_rows(low, rows_of, pairs, dense), floor)]
-        pairs = _ordered(records[pairs])
-        # With `joined`, the pairs are confirmed and yielded a few thousand at a time, each
-        # batch checked against the components the caller has joined so far (#21.1: a chunk
-        # confirmed at once gave 985k pairs for at most 241k joins at 300k records).
-        step = _JOIN_BATCH if joined is not None else max(len(pairs), 1)
-        for start in range(0, len(pairs), step):
-            batch = pairs[start : start + step]
-            if joined is not None:
-                batch = batch[~joined.together(batch)]
-            similarity = jaccards(shingles, batch)
-            keep = similarity >= threshold
+    parent, items = (None, None) if joined is None else (joined.parent, joined.items)
+    for band, band_keys in enumerate(keys.T):
+        if len(live) < 2:
+            break
+        order, starts = _buckets(band_keys, np.int64)
+        sizes = np.diff(np.append(starts, len(order)))
+        # Rows alone in their bucket pair with nothing: most rows of a band, dropped first.
+        shared = sizes > 1
+        order, sizes = order[np.repeat(shared, sizes)], sizes[shared]
+        for pairs, similarity in bucket_search.band_pairs(
+            order,
+            sizes,
+            band=band,
+            live=live,
+            offsets=shingles.offsets,
+            ids=shingles.ids,
+            keys=keys,
+            words=words,
+            width=num_perm,
+            threshold=threshold,
+            floor=floor,
+            parent=parent,
+            items=items,
+        ):
             # 4-byte indices where they fit: the near-duplicate screen holds every confirmed
             # pair (#21: some millions at 1M records).
-            yield batch[keep].astype(index_type, copy=False), similarity[keep]
+            yield pairs.astype(index_type), similarity
 
 
 def _sketch(
     shingles: ShingleSets, *, num_perm: int, seed: int, rows: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`(live, keys, low)`: the records with shingles, per such record a 32-bit key per band
-    (`(live, bands)`, `_keys_of`) and the low 8 bits of its signature (`(live, num_perm)`).
+    (`(live, bands)`, `_keys_of`) and the low 8 bits of its signature (`(live, num_perm)`,
+    `_low_bits`).
 
     The signatures themselves are not kept: computed batch by batch, each batch's band keys
     and low bits are taken and the batch dropped (#21: 256 permutations of 4 bytes were 1 KB a
@@ -780,7 +590,7 @@ def _sketch(
         return live, keys, _low_bits(signature[live])
     live = np.flatnonzero(np.diff(shingles.offsets))
     keys = np.empty((len(live), num_perm // rows), dtype=np.uint32)
-    low = np.empty((len(live), num_perm), dtype=np.uint8)
+    low = np.empty((len(live), _padded(num_perm)), dtype=np.uint8)
     # Batches hold consecutive records with shingles: their positions in `live` are consecutive.
     done = 0
     for batch, signature in _signature_batches(shingles, num_perm=num_perm, seed=seed):
@@ -793,10 +603,17 @@ def _sketch(
 class Components:
     """Union-find over `size` items in numpy: `union` joins the two ends of each pair, `together`
     tells which pairs are already in one component (#21: a candidate inside a component need not
-    be compared when only the components are wanted; merges are at most `size - 1`)."""
+    be compared when only the components are wanted; merges are at most `size - 1`).
+
+    Attributes:
+        parent: Per item, its parent (a root is its own).
+        items: `None`, or per item of the pairs that `together` and `union` take, its index in
+            `parent` (a search over some of the items of a larger union-find).
+    """
 
     def __init__(self, size: int) -> None:
         self.parent = np.arange(size, dtype=np.int64)
+        self.items: np.ndarray | None = None
 
     def find(self, items: np.ndarray) -> np.ndarray:
         """The root of each item (paths halved on the way)."""
@@ -815,10 +632,14 @@ class Components:
         """Per pair, whether its two items are in one component."""
         if not len(pairs):
             return np.zeros(0, dtype=bool)
+        if self.items is not None:
+            pairs = self.items[pairs]
         return self.find(pairs[:, 0]) == self.find(pairs[:, 1])
 
     def union(self, pairs: np.ndarray) -> None:
         """Join the two items of every pair; each component's root is its smallest item."""
+        if self.items is not None:
+            pairs = self.items[pairs]
         left, right = pairs[:, 0], pairs[:, 1]
         while len(left):
             a, b = self.find(left), self.find(right)
