@@ -202,3 +202,22 @@ def test_when_only_components_are_wanted_then_they_equal_those_of_exact_jaccard(
     # Components of several records, and fewer pairs given than the components' exact pairs.
     sizes = np.bincount(found)
     assert (sizes >= 3).sum() >= 5 and given < len(token_lists)
+
+
+def test_when_no_cache_folder_can_be_written_then_the_search_still_compiles(monkeypatch) -> None:
+    # A read-only install and home: numba finds no place for its cache and refuses `cache=True`
+    # at import; the module then compiles its search in each process instead.
+    import importlib
+
+    from numba.core import caching
+
+    from pipelines.steps.integrity.screens import bucket_search
+
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
+    try:
+        reloaded = importlib.reload(bucket_search)
+
+        assert reloaded.least_common(8, 0.75) == 4  # 3/5 < 0.75 <= 4/4
+    finally:
+        monkeypatch.undo()
+        importlib.reload(bucket_search)

@@ -30,7 +30,18 @@ _GATHER_FROM = 8
 _OUT_PAIRS = 1 << 16
 
 
-@numba.njit(cache=True, nogil=True)
+def _compiled(function):
+    """`function` compiled by numba (no Python objects, so without the interpreter's lock), its
+    machine code cached beside this module, or in the user's cache folder, for the next
+    process (compiling takes some 5 s). Where neither can be written (a read-only install and
+    home), it is compiled in each process instead: numba would refuse to import the module."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(function)
+
+
+@_compiled
 def _root(parent: np.ndarray, item: int) -> int:
     """`item`'s root in the union-find `parent` (paths halved on the way, as `Components`)."""
     root = item
@@ -40,7 +51,7 @@ def _root(parent: np.ndarray, item: int) -> int:
     return root
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def least_common(total: int, threshold: float) -> int:
     """Fewest shared shingles `c` at which two sets of `total` shingles together are `threshold`
     alike: `c / (total - c) >= threshold`, computed as `minhash.jaccards` divides (so a pair
@@ -55,7 +66,7 @@ def least_common(total: int, threshold: float) -> int:
     return need
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def differing(words: np.ndarray, a: int, b: int, most: int) -> int:
     """Signature positions (a byte each, eight to a 64-bit word) on which rows `a` and `b` of
     `words` differ, counted until more than `most` are found."""
@@ -73,7 +84,7 @@ def differing(words: np.ndarray, a: int, b: int, most: int) -> int:
     return differ
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _shared(ids: np.ndarray, i: int, iend: int, j: int, jend: int, need: int) -> int:
     """Shingles shared by the sorted runs `ids[i:iend]` and `ids[j:jend]`, or -1 as soon as the
     shingles left cannot bring the count to `need`."""
@@ -88,7 +99,7 @@ def _shared(ids: np.ndarray, i: int, iend: int, j: int, jend: int, need: int) ->
     return common if common >= need else -1
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def search(
     order,
     bucket_end,

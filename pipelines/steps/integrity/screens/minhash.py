@@ -12,9 +12,8 @@ pair at the threshold would, `agreement_floor`, is not compared at all).
 
 The state is compact, so that memory stays within bounds on a large corpus (#21): a shingle is
 a 64-bit hash of its tokens (no vocabulary of shingle strings), the shingles of all records are
-one uint64 array, candidates are generated band by band in bounded chunks and refuted or
-confirmed chunk by chunk (never held all at once), and only the confirmed pairs are kept, as
-arrays. Signatures are not kept either: per record, a 32-bit key per band and the low 8 bits of
+one uint64 array, candidates are enumerated band by band and refuted or confirmed one by one
+(never held as an array), and only the confirmed pairs are kept, as arrays. Signatures are not kept either: per record, a 32-bit key per band and the low 8 bits of
 each signature value (`_sketch`).
 
 The records of one template are 0.3-0.7 alike, so on a templated corpus most candidates are
@@ -297,7 +296,8 @@ def band_rows(threshold: float, num_perm: int) -> int:
 
 def candidate_pairs(signature: np.ndarray, rows: int) -> np.ndarray:
     """Pairs `(i, j)`, `i < j`, of records that agree on every row of at least one band, all at
-    once (the reference `band_candidates` is tested against; `similar_pair_arrays` streams).
+    once: the reference the compiled search (`similar_pair_arrays`, `bucket_search`) is tested
+    against.
 
     Returns:
         An `(pairs, 2)` integer array, sorted (the pairs of a set, in `sorted` order): numpy
@@ -486,9 +486,9 @@ def similar_pair_arrays(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of records whose word-shingle sets have a Jaccard similarity of at least `threshold`.
 
-    Candidates come band by band in bounded chunks (`band_candidates`); each chunk is refuted
-    by the exact length bound and the signature agreement, and the rest confirmed by exact
-    Jaccard, before the next chunk is generated: only the confirmed pairs are kept (#21).
+    Candidates come band by band, bucket by bucket (`bucket_search`): each is refuted by the
+    exact length bound, by an earlier band that holds it too and by the signature agreement, or
+    confirmed by exact Jaccard, as it is enumerated: only the confirmed pairs are kept (#21).
 
     Args:
         token_lists: Per record, its tokens (an iterator will do: each is read once, so the
