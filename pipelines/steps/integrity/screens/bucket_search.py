@@ -10,7 +10,7 @@ bands is tested in the first only), the agreement of the signatures' low bits, a
 Jaccard similarity of the two shingle sets. Compiled with numba, one candidate at a time, no
 test builds an array of candidates, and the exact Jaccard stops once the shared shingles left
 cannot reach the threshold: at 300k records of that corpus the near-copy search's candidates
-cost 5 s instead of some 35 s, for the same pairs.
+cost 5 s instead of some 30–40 s, for the same pairs.
 
 With a union-find (`minhash.Components`), a candidate already inside one component is skipped
 before its signatures are read and a confirmed pair is joined at once, so later candidates see
