@@ -13,8 +13,9 @@ pair at the threshold would, `agreement_floor`, is not compared at all).
 The state is compact, so that memory stays within bounds on a large corpus (#21): a shingle is
 a 64-bit hash of its tokens (no vocabulary of shingle strings), the shingles of all records are
 one uint64 array, candidates are enumerated band by band and refuted or confirmed one by one
-(never held as an array), and only the confirmed pairs are kept, as arrays. Signatures are not kept either: per record, a 32-bit key per band and the low 8 bits of
-each signature value (`_sketch`).
+(never held as an array), and only the confirmed pairs are kept, as arrays. Signatures are not
+kept either: per record, a 32-bit key per band and the low 8 bits of each signature value
+(`_sketch`).
 
 The records of one template are 0.3-0.7 alike, so on a templated corpus most candidates are
 such siblings, and their number grows with the square of N. Longer bands (256 permutations, 6
@@ -46,8 +47,6 @@ from functools import cache
 
 import numpy as np
 from datasketch import MinHash
-
-from pipelines.steps.integrity.screens import bucket_search
 
 # MurmurHash3's 32-bit finalizer (fmix32), which datasketch applies before its affine32 permutation.
 _FMIX32_MULTIPLIERS = (np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35))
@@ -536,6 +535,10 @@ def similar_pair_chunks(
     confirmed pair is joined in `joined` as soon as it is found, and a candidate whose records
     are already in one component is neither compared nor given (the components are those of
     every pair; which of a component's pairs are given is not set)."""
+    # Imported here: numba and its compiler's libraries are some 125 MiB of resident memory in
+    # each process that imports them (25 MiB of its own), and only the screens search.
+    from pipelines.steps.integrity.screens import bucket_search
+
     shingles = shingle_sets(token_lists, shingle_size)
     rows = band_rows(threshold, num_perm)
     live, keys, low = _sketch(shingles, num_perm=num_perm, seed=seed, rows=rows)
