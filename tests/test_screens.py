@@ -1285,3 +1285,34 @@ def test_when_a_phrase_is_carried_by_thousands_of_prompts_then_its_binomial_tail
         )
     assert 0.0 <= backdoor._binomial_tail(3000, 20000, 0.1) < 1e-100
     assert backdoor._binomial_tail(2, 200000, 1e-6) == pytest.approx(0.0175, abs=1e-4)
+
+
+def test_the_echo_test_stopping_early_decides_as_the_whole_intersection(monkeypatch) -> None:
+    """`_echoed` counts the answers that repeat a phrase's words a chunk at a time and stops
+    once a bound is passed (#21.1); its answer is the one the whole intersection gives."""
+    from array import array
+
+    def whole(indices, carriers) -> bool:
+        if any(found is None for found in indices):
+            return False
+        common = set.intersection(*(set(found) for found in indices))
+        own = len(common & set(carriers.tolist()))
+        return len(common) - own > backdoor._ELSEWHERE or own > backdoor._OWN_ECHO * len(carriers)
+
+    monkeypatch.setattr(backdoor, "_ECHO_CHUNK", 3)  # several chunks in small arrays
+    rng = np.random.default_rng(5)
+    answers = set()
+    for trial in range(400):
+        size = int(rng.integers(1, 60))
+        indices = []
+        for _ in range(int(rng.integers(1, 4))):
+            share = rng.choice([0.02, 0.1, 0.5, 0.9])
+            found = np.flatnonzero(rng.random(size) < share).astype(np.int32)
+            indices.append(array("i", found.tolist()))
+        if trial % 10 == 0:
+            indices.append(None)
+        carriers = np.flatnonzero(rng.random(size) < rng.choice([0.05, 0.3])).astype(np.int32)
+        expected = whole(indices, carriers)
+        answers.add(expected)
+        assert backdoor._echoed(indices, carriers) == expected, trial
+    assert answers == {True, False}

@@ -350,17 +350,33 @@ def _binomial_tail(count: int, trials: int, p: float) -> float:
     return float(bdtrc(count - 1, trials, min(max(p, 0.0), 1.0)))
 
 
-def _common_records(indices: list[array | None]) -> np.ndarray:
-    """The record indices found in every one of `indices` (ascending arrays without repeats; a
-    missing one holds none), in the time of the shortest times the log of the others: a common
-    stem's array holds most of the corpus, and merging it whole for every phrase was quadratic."""
+# Records of the shortest stem's answers read at a time by `_echoed` (the test is decided after
+# a few chunks when a phrase's words are common in answers).
+_ECHO_CHUNK = 4096
+
+
+def _echoed(indices: list[array | None], carriers: np.ndarray) -> bool:
+    """Whether answers repeat a phrase's words (per word, `indices`: the ascending records whose
+    answer has a word of its stem; a missing one holds none) too often for an inserted phrase:
+    in more than `_ELSEWHERE` records that do not carry it, or in more than `_OWN_ECHO` of its
+    `carriers` (ascending). The records in every array are counted a chunk of the shortest at a
+    time, and the count stops once either bound is passed: for a phrase of common words the
+    arrays hold most of the corpus, and intersecting them whole for every phrase grew with N²
+    (#21.1: 37 of 1,400 CPU-s at 1M records)."""
     if any(found is None for found in indices):
-        return np.empty(0, dtype=np.int32)
+        return False
     arrays = sorted((np.frombuffer(found, dtype=np.int32) for found in indices), key=len)
-    common = arrays[0]
-    for other in arrays[1:]:
-        common = common[_contained(common, other)]
-    return common
+    own = elsewhere = 0
+    for start in range(0, len(arrays[0]), _ECHO_CHUNK):
+        common = arrays[0][start : start + _ECHO_CHUNK]
+        for other in arrays[1:]:
+            common = common[_contained(common, other)]
+        mine = int(_contained(common, carriers).sum())
+        own += mine
+        elsewhere += len(common) - mine
+        if elsewhere > _ELSEWHERE or own > _OWN_ECHO * len(carriers):
+            return True
+    return False
 
 
 def _contained(values: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
@@ -544,9 +560,8 @@ def score_inserted_phrases(
         # The carriers' own answers repeating the phrase's words, in any form ("combining" and
         # "combination"), make it their topic (a trigger that is also an ordinary word may come
         # up in one answer in ten); other answers may mention it.
-        echoing = _common_records([answered.get(_stem(t)) for t in span])
-        own = int(_contained(np.array([i for i, _, _ in found], dtype=np.int32), echoing).sum())
-        if len(echoing) - own > _ELSEWHERE or own > _OWN_ECHO * k:
+        carriers = np.array([i for i, _, _ in found], dtype=np.int32)
+        if _echoed([answered.get(_stem(t)) for t in span], carriers):
             continue
         neighbours = [(prompts[i][a - 1], prompts[i][b]) for i, a, b in found]
         # Numbers are one neighbour: a template sentence after a filled-in value is no insertion.
