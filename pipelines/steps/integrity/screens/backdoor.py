@@ -350,9 +350,9 @@ def _binomial_tail(count: int, trials: int, p: float) -> float:
     return float(bdtrc(count - 1, trials, min(max(p, 0.0), 1.0)))
 
 
-# Records of the shortest stem's answers read at a time by `_echoed` (the test is decided after
-# a few chunks when a phrase's words are common in answers).
-_ECHO_CHUNK = 4096
+# Records of the shortest stem's answers read first by `_echoed`, twice as many each time after
+# (the test is decided in the first chunk for most phrases whose words are common in answers).
+_ECHO_CHUNK = 256
 
 
 def _echoed(indices: list[array | None], carriers: np.ndarray) -> bool:
@@ -360,15 +360,17 @@ def _echoed(indices: list[array | None], carriers: np.ndarray) -> bool:
     answer has a word of its stem; a missing one holds none) too often for an inserted phrase:
     in more than `_ELSEWHERE` records that do not carry it, or in more than `_OWN_ECHO` of its
     `carriers` (ascending). The records in every array are counted a chunk of the shortest at a
-    time, and the count stops once either bound is passed: for a phrase of common words the
-    arrays hold most of the corpus, and intersecting them whole for every phrase grew with N²
-    (#21.1: 37 of 1,400 CPU-s at 1M records)."""
+    time, each chunk twice the last, and the count stops once either bound is passed: the
+    arrays of common stems grow with the corpus, and intersecting them whole for every phrase
+    grew with N² (#21.1: 37 of 1,400 CPU-s at 1M records under py-spy)."""
     if any(found is None for found in indices):
         return False
     arrays = sorted((np.frombuffer(found, dtype=np.int32) for found in indices), key=len)
-    own = elsewhere = 0
-    for start in range(0, len(arrays[0]), _ECHO_CHUNK):
-        common = arrays[0][start : start + _ECHO_CHUNK]
+    own = elsewhere = start = 0
+    chunk = _ECHO_CHUNK
+    while start < len(arrays[0]):
+        common = arrays[0][start : start + chunk]
+        start, chunk = start + chunk, 2 * chunk
         for other in arrays[1:]:
             common = common[_contained(common, other)]
         mine = int(_contained(common, carriers).sum())
