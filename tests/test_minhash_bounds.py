@@ -46,8 +46,6 @@ def _shingle_tuples(tokens: list[str], size: int) -> set[tuple[str, ...]]:
 
 
 def test_when_shingles_are_hashed_then_jaccard_equals_that_of_the_token_tuples() -> None:
-    from pipelines.steps.integrity.screens import bucket_search
-
     # 64-bit shingle hashes instead of a vocabulary of shingle strings (#21): on records short
     # and long (one shingle of all tokens; none), the exact Jaccard of every pair is that of
     # the Python sets of token tuples, and each record has as many hashes as distinct shingles.
@@ -68,8 +66,6 @@ def test_when_shingles_are_hashed_then_jaccard_equals_that_of_the_token_tuples()
             for i, j in pairs
         ]
         assert jaccards(shingles, pairs).tolist() == expected
-        # The compiled one-pair-at-a-time version the near-duplicate side test uses (#21.1).
-        assert bucket_search.jaccards(shingles, pairs).tolist() == expected
     # A shingle's hash depends on its tokens only: the same shingle in two corpora.
     one = shingle_sets([["a", "b", "c"]], 2)
     other = shingle_sets([["x"], ["y", "a", "b"]], 2)
@@ -77,10 +73,8 @@ def test_when_shingles_are_hashed_then_jaccard_equals_that_of_the_token_tuples()
 
 
 def test_when_hashes_share_their_high_half_then_jaccard_still_counts_exact_matches() -> None:
-    from pipelines.steps.integrity.screens import bucket_search
-
-    # The batched Jaccard finds matches by the hashes' high 32 bits, then compares them whole:
-    # hashes that tie on the high half but differ must not count, equal ones must.
+    # Hashes that tie on their high 32 bits but differ must not count, equal ones must (a
+    # batched numpy Jaccard once matched by the high half first).
     high = np.uint64(7) << np.uint64(32)
     ids = np.array(
         [high | np.uint64(1), high | np.uint64(5), high | np.uint64(9)]  # record 0
@@ -90,10 +84,13 @@ def test_when_hashes_share_their_high_half_then_jaccard_still_counts_exact_match
     )
     shingles = ShingleSets(ids, np.array([0, 3, 5, 8], dtype=np.int64))
 
-    pairs = np.array([(0, 1), (0, 2), (1, 2), (1, 1)])
-    assert jaccards(shingles, pairs).tolist() == [2 / 3, 0.0, 0.0, 1.0]
-    assert bucket_search.jaccards(shingles, pairs).tolist() == [2 / 3, 0.0, 0.0, 1.0]
-    assert bucket_search.jaccards(shingles, np.empty((0, 2), dtype=np.int64)).tolist() == []
+    assert jaccards(shingles, np.array([(0, 1), (0, 2), (1, 2), (1, 1)])).tolist() == [
+        2 / 3,
+        0.0,
+        0.0,
+        1.0,
+    ]
+    assert jaccards(shingles, np.empty((0, 2), dtype=np.int64)).tolist() == []
 
 
 def _reference_pairs(token_lists, size, threshold, num_perm, seed) -> dict:

@@ -100,25 +100,15 @@ def _shared(ids: np.ndarray, i: int, iend: int, j: int, jend: int, need: int) ->
 
 
 @_compiled
-def _pair_jaccards(offsets, ids, pairs, out):
+def pair_jaccards(offsets, ids, pairs, out):
     """`out[n]`: the exact Jaccard similarity of the records of `pairs[n]` (0.0 when both are
-    empty), divided as `minhash.jaccards` divides."""
+    empty; `minhash.jaccards`)."""
     for n in range(len(pairs)):
         i, j = pairs[n, 0], pairs[n, 1]
         total = offsets[i + 1] - offsets[i] + offsets[j + 1] - offsets[j]
         common = _shared(ids, offsets[i], offsets[i + 1], offsets[j], offsets[j + 1], 0)
         union = total - common
         out[n] = common / union if union > 0 else 0.0
-
-
-def jaccards(shingles, pairs: np.ndarray) -> np.ndarray:
-    """`minhash.jaccards`, one pair at a time in compiled code: the near-duplicate screen's side
-    test reads every confirmed pair, and those grow with N² on a templated corpus (#21.1: the
-    numpy batches took 9 of 1,400 CPU-s at 1M records)."""
-    out = np.empty(len(pairs), dtype=np.float64)
-    if len(pairs):
-        _pair_jaccards(shingles.offsets, shingles.ids, np.ascontiguousarray(pairs), out)
-    return out
 
 
 @_compiled

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines.steps.integrity.screens import record_words
-from pipelines.steps.integrity.screens.minhash import shingle_sets, similar_pair_arrays
+from pipelines.steps.integrity.screens.minhash import jaccards, shingle_sets, similar_pair_arrays
 from pipelines.steps.records import Record
 
 NEAR_DUPLICATE = "near_duplicate"
@@ -67,9 +67,6 @@ def _alike_sides(
     `pairs`: `(i, j, similarity)` triples, or an array whose first two columns are `i, j`."""
     if not len(pairs):
         return []
-    # Imported here, as the search imports it: numba is loaded only where a screen searches.
-    from pipelines.steps.integrity.screens import bucket_search
-
     ends = np.asarray([(p[0], p[1]) for p in pairs] if isinstance(pairs, list) else pairs[:, :2])
     ends = ends.astype(np.int64)
     involved, local = np.unique(ends, return_inverse=True)
@@ -85,7 +82,7 @@ def _alike_sides(
         # are compared (#21.1: the confirmed pairs grow with N², most without a system turn).
         compared = np.flatnonzero(alike & first & second)
         similarity = np.zeros(len(pairs))
-        similarity[compared] = bucket_search.jaccards(sets, local[compared])
+        similarity[compared] = jaccards(sets, local[compared])
         alike &= (~first & ~second) | (similarity >= side_threshold)
     return alike.tolist()
 

@@ -73,9 +73,6 @@ _BATCH_VALUES = 1 << 22
 # add (such a candidate is not confirmed): 1% of it (at 0.75 and 64 permutations: the banding
 # misses 0.23% of such pairs, the floor 0.0015% more; pairs above the threshold far less).
 _AGREEMENT_MISS_SHARE = 0.01
-# Shingle ids of candidate pairs compared per numpy batch in `jaccards` (some 30 bytes of
-# intermediates each: 1 << 22 came to 120 MiB, #21).
-_JACCARD_BATCH = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -422,57 +419,18 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 def jaccards(shingles: ShingleSets, pairs: np.ndarray) -> np.ndarray:
     """Exact Jaccard similarity of every pair `(i, j)` of records (rows of `pairs`), as
-    `jaccard` computes it, many pairs per numpy pass (7 million candidates at 100k records
-    took minutes one `jaccard` call at a time)."""
+    `jaccard` computes it, one pair at a time in compiled code (`bucket_search`: the
+    near-duplicate screen reads every confirmed pair again, and those grow with N² on a
+    templated corpus; numpy batches took 9 of 1,400 CPU-s at 1M records, #21.1)."""
+    # Imported here, as `similar_pair_chunks` imports it (numba only where a screen searches).
+    from pipelines.steps.integrity.screens import bucket_search
+
     out = np.empty(len(pairs), dtype=np.float64)
-    lengths = np.diff(shingles.offsets)
-    cost = lengths[pairs[:, 0]] + lengths[pairs[:, 1]] if len(pairs) else np.empty(0)
-    batch_of = np.cumsum(cost) // _JACCARD_BATCH
-    for batch in np.split(np.arange(len(pairs)), np.flatnonzero(np.diff(batch_of)) + 1):
-        if len(batch):
-            out[batch] = _batch_jaccards(shingles, pairs[batch])
-    return out
-
-
-def _batch_jaccards(shingles: ShingleSets, pairs: np.ndarray) -> np.ndarray:
-    # Each side's hashes are keyed by their pair's index in the high 32 bits and the hash's own
-    # high 32 bits in the low ones: a record's hashes are sorted, so each side's keys are sorted
-    # as a whole, and a left hash's first possible match on the right is found by binary search
-    # (no sort of the batch). Hashes whose high halves tie are then compared in full, at the
-    # found position and the next ones while the keys still tie, so the count is exact.
-    ids, sizes, keys = [], [], []
-    for rows in (pairs[:, 0], pairs[:, 1]):
-        starts = shingles.offsets[rows]
-        lengths = shingles.offsets[rows + 1] - starts
-        within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        side = shingles.ids[np.repeat(starts, lengths) + within]
-        owner = np.repeat(np.arange(len(rows), dtype=np.uint64), lengths)
-        ids.append(side)
-        keys.append((side >> np.uint64(32)) | (owner << np.uint64(32)))
-        sizes.append(lengths)
-    (left, right), (left_key, right_key) = ids, keys
-    common = np.zeros(len(pairs), dtype=np.int64)
-    if len(left) and len(right):
-        found = np.searchsorted(right_key, left_key)
-        pending = np.flatnonzero(found < len(right))
-        matched = []
-        while len(pending):
-            at = found[pending]
-            tied = right_key[at] == left_key[pending]
-            pending, at = pending[tied], at[tied]
-            same = right[at] == left[pending]
-            matched.append(pending[same])
-            # A tie that is not the same hash: the next right key may still tie.
-            pending, at = pending[~same], at[~same] + 1
-            inside = at < len(right)
-            pending, at = pending[inside], at[inside]
-            found[pending] = at
-        shared = np.concatenate(matched) if matched else np.empty(0, dtype=np.int64)
-        common = np.bincount(
-            (left_key[shared] >> np.uint64(32)).astype(np.int64), minlength=len(pairs)
+    if len(pairs):
+        bucket_search.pair_jaccards(
+            shingles.offsets, shingles.ids, np.ascontiguousarray(pairs), out
         )
-    union = sizes[0] + sizes[1] - common
-    return np.divide(common, union, out=np.zeros(len(pairs)), where=union > 0)
+    return out
 
 
 def similar_pair_arrays(
