@@ -11,7 +11,15 @@ raylet, GCS and task workers), records per second, the 1-minute load average bef
 (the 2 cores are shared: compare the ratios of one run), and whether the scrubbed output's
 sha256 equals the local engine's (the exit status is 1 when one differs).
 
+With `--screen-records M`, screening is timed the same way after the scrub: `DataEngine.curate`
+(the curated asset's call, default profile's curation settings) on M records of the same
+generator (seed 7, unscrubbed), on the local engine (the screens in this process and one forked
+second process, `curation.parallel_min_records`) and on Ray with 1 and 2 workers (MinHash
+signatures as Ray tasks, the screens on the driver); the output compared is every record's
+decision and reasons and the kept records. Ray's workers sign a few records first (warm-up).
+
     nice -n 10 .venv/bin/python benchmarks/ray_scaling.py [--records 600] [--batch-size 32]
+        [--screen-records 20000]
 """
 
 import argparse
@@ -21,12 +29,13 @@ import resource
 import secrets
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import psutil
 
-from pipelines.steps.config import ExecutionConfig
+from pipelines.steps.config import ExecutionConfig, load_config
 from pipelines.steps.execution.ray_cluster import connect
 from pipelines.steps.ingest.landing import ingest_landing
 from pipelines.steps.offline import enforce_offline
@@ -41,19 +50,63 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
+class CpuMeter:
+    """CPU time of this process, its finished children (the local engine's forked processes)
+    and every deeper descendant it has seen (the local Ray cluster's processes and task
+    workers).
+
+    A Ray worker that ends (the scrub's analyzer holders once their run is over) is reaped by
+    the raylet without the kernel adding its time to the raylet's count of reaped children, so
+    a sampling thread keeps each descendant's last CPU time (every 0.2 s, and at each reading):
+    at most its last 0.2 s is lost when one ends. A direct child is counted only while it lives:
+    once this process has reaped it, `RUSAGE_CHILDREN` holds its time."""
+
+    def __init__(self) -> None:
+        self._me = psutil.Process()
+        self._deeper: dict[tuple[int, float], float] = {}
+        self._lock = threading.Lock()
+        threading.Thread(target=self._sample_forever, daemon=True).start()
+
+    def _sample(self) -> float:
+        """Refresh the deeper descendants' times; the live direct children's CPU seconds."""
+        direct = 0.0
+        for process in self._me.children(recursive=True):
+            try:
+                times = process.cpu_times()
+                key = (process.pid, process.create_time())
+                parent = process.ppid()
+            except psutil.Error:
+                continue
+            if parent == self._me.pid:
+                direct += times.user + times.system
+            else:
+                with self._lock:
+                    self._deeper[key] = times.user + times.system
+        return direct
+
+    def _sample_forever(self) -> None:
+        while True:
+            time.sleep(0.2)
+            self._sample()
+
+    def seconds(self) -> float:
+        direct = self._sample()
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        done = resource.getrusage(resource.RUSAGE_CHILDREN)
+        with self._lock:
+            deeper = sum(self._deeper.values())
+        return own.ru_utime + own.ru_stime + done.ru_utime + done.ru_stime + direct + deeper
+
+
+_METER: CpuMeter | None = None
+
+
 def cpu_seconds() -> float:
-    """CPU time of this process, its finished children (the local engine's forked scanner) and
-    its live descendants (the local Ray cluster's processes; its task workers stay alive)."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    done = resource.getrusage(resource.RUSAGE_CHILDREN)
-    total = own.ru_utime + own.ru_stime + done.ru_utime + done.ru_stime
-    for child in psutil.Process().children(recursive=True):
-        try:
-            times = child.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
+    """`CpuMeter.seconds` of this run's meter (started at the first reading)."""
+    global _METER
+    if _METER is None:
+        _METER = CpuMeter()
+    return _METER.seconds()
 
 
 def corpus(records: int, folder: Path) -> list:
@@ -65,6 +118,42 @@ def corpus(records: int, folder: Path) -> list:
 def sha(result) -> str:
     frame = records_to_frame(result.records)
     return hashlib.sha256(frame.to_json(orient="records").encode()).hexdigest()
+
+
+def screened_sha(result) -> str:
+    """sha256 of every record's decision and reasons, in order, and of the kept records."""
+    digest = hashlib.sha256()
+    for s in result.screened:
+        reasons = [(r.screen, r.code, round(r.score, 6), r.detail) for r in s.reasons]
+        digest.update(repr((s.id, s.decision, reasons)).encode())
+    digest.update(records_to_frame(list(result.kept)).to_json(orient="records").encode())
+    return digest.hexdigest()
+
+
+def screen(engine: DataEngine, records: list):
+    """Wall seconds, CPU seconds and load average before/after of one `DataEngine.curate`."""
+    cfg = load_config("default").curation
+    before, cpu = load(), cpu_seconds()
+    started = time.perf_counter()
+    result = engine.curate(records, cfg, None)
+    seconds = time.perf_counter() - started
+    return result, seconds, cpu_seconds() - cpu, (before, load())
+
+
+def table(title: str, records: int, rows: list) -> None:
+    header = f"{'wall s':>7} {'CPU s':>7} {'rec/s':>6} {'load before/after':>17}"
+    print(f"\n{title}\n{'engine':34} {header}  output")
+    for name, seconds, cpu, (before, after), digest in rows:
+        same = "= local" if digest == rows[0][-1] else "DIFFERS from local"
+        print(
+            f"{name:34} {seconds:7.1f} {cpu:7.1f} {records / seconds:6.1f} "
+            f"{before:7.2f} / {after:<7.2f}  sha256 {digest[:12]} {same}"
+        )
+    local_s, one, two = (row[1] for row in rows)
+    print(
+        f"wall: ray 1 worker / 2 workers {one / two:.2f}x,"
+        f" local / ray 2 workers {local_s / two:.2f}x"
+    )
 
 
 def scrub(engine: DataEngine, records: list, folder: Path, pii: PIIEngine | None = None):
@@ -81,6 +170,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=32, help="records per Ray block")
+    parser.add_argument("--screen-records", type=int, default=0, help="also time screening")
     args = parser.parse_args()
     enforce_offline()
     os.environ[KEY_ENV] = secrets.token_hex(32)
@@ -102,21 +192,24 @@ def main() -> None:
         result, *measured = scrub(engine, records, work / f"ray{workers}")
         rows.append((f"ray, {workers} worker{'s' if workers > 1 else ''}", *measured, sha(result)))
 
-    print(
-        f"\n{'engine':34} {'wall s':>7} {'CPU s':>7} {'rec/s':>6} {'load before/after':>17}  output"
-    )
-    for name, seconds, cpu, (before, after), digest in rows:
-        same = "= local" if digest == rows[0][-1] else "DIFFERS from local"
-        print(
-            f"{name:34} {seconds:7.1f} {cpu:7.1f} {len(records) / seconds:6.1f} "
-            f"{before:7.2f} / {after:<7.2f}  sha256 {digest[:12]} {same}"
-        )
-    local_s, one, two = (row[1] for row in rows)
-    print(
-        f"\nwall: ray 1 worker / 2 workers {one / two:.2f}x, "
-        f"local / ray 2 workers {local_s / two:.2f}x"
-    )
-    sys.exit(0 if all(row[-1] == rows[0][-1] for row in rows) else 1)
+    table("scrub", len(records), rows)
+    same = [row[-1] == rows[0][-1] for row in rows]
+
+    if args.screen_records:
+        records = corpus(args.screen_records, work / "screen")
+        print(f"\nscreening: {len(records)} records", flush=True)
+        screen(DataEngine(engine="ray", workers=2), records[:200])  # warm-up: numba, Ray tasks
+        local, *measured = screen(DataEngine(), records)
+        found = [("local (screens + one forked process)", *measured, screened_sha(local))]
+        del local
+        for workers in (1, 2):
+            result, *measured = screen(DataEngine(engine="ray", workers=workers), records)
+            name = f"ray, {workers} worker{'s' if workers > 1 else ''}"
+            found.append((name, *measured, screened_sha(result)))
+            del result
+        table("screening", len(records), found)
+        same += [row[-1] == found[0][-1] for row in found]
+    sys.exit(0 if all(same) else 1)
 
 
 if __name__ == "__main__":
