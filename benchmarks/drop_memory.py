@@ -31,6 +31,16 @@ Printed per size and stage:
 
     nice -n 10 .venv/bin/python benchmarks/drop_memory.py [--records 20000 100000]
         [--batch-records 8192] [--max-rss-gib 8] [--checks] [--join] [--unscrubbed]
+        [--cgroup-gib 4]
+
+`--cgroup-gib G` runs each size's child in a memory cgroup of its own limited to G GiB (as a
+Kubernetes pod's `resources.limits.memory` is enforced; cgroup v1 or v2, which must be
+writable: as root, or delegated), with no swap on the machine a hard cap: a stage that needs
+more is killed by the kernel, and the run fails saying so. Printed per size: the limit, the
+OOM kills (0 when it fit), the largest anonymous plus shared memory charged to the cgroup
+(sampled with the other figures: every page once, however many processes map it), the same
+with the file pages mapped into the processes (libraries), and the peak charge with the page
+cache (which the kernel reclaims before it kills).
 
 `--unscrubbed` measures what follows the PII scan at sizes the scan cannot reach here (1M
 records would take some 6 hours to scrub on 2 cores): `raw_corpus` is materialized, then
@@ -437,6 +447,90 @@ def join_drops(root: Path, drops: dict[str, dict[str, dict]], resources: dict) -
     return outputs
 
 
+# --- a memory cgroup around the child (--cgroup-gib) -----------------------------------------
+
+_CGROUP_V1 = Path("/sys/fs/cgroup/memory")
+_CGROUP_V2 = Path("/sys/fs/cgroup")
+
+
+class MemoryCgroup:
+    """A memory cgroup limited to `limit` bytes, for one child process (and its children).
+
+    cgroup v1 (`/sys/fs/cgroup/memory`) where mounted, else v2 (`/sys/fs/cgroup` with the
+    memory controller). `enter` (run in the child before it executes Python) moves the
+    calling process into it; `working_set` is what is charged less the page cache, shared
+    memory included; `peak`, the largest charge with the page cache; `oom_kills`."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        if (_CGROUP_V1 / "memory.limit_in_bytes").is_file():
+            self.v1, self.path = True, _CGROUP_V1 / name
+        elif "memory" in (_CGROUP_V2 / "cgroup.controllers").read_text(errors="replace").split():
+            self.v1, self.path = False, _CGROUP_V2 / name
+        else:
+            raise SystemExit("--cgroup-gib: no memory cgroup controller on this machine")
+        try:
+            self.path.mkdir(exist_ok=True)
+            limit_file = "memory.limit_in_bytes" if self.v1 else "memory.max"
+            (self.path / limit_file).write_text(str(limit))
+            if self.v1:
+                with contextlib.suppress(OSError):  # absent without swap accounting
+                    (self.path / "memory.memsw.limit_in_bytes").write_text(str(limit))
+        except OSError as error:
+            raise SystemExit(
+                f"--cgroup-gib: cannot create or limit {self.path} ({error.strerror}): run as"
+                " root, or in a cgroup delegated to this user"
+            ) from None
+        self.limit = limit
+
+    def enter(self) -> None:
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def _stat(self) -> dict[str, int]:
+        rows = (line.split() for line in (self.path / "memory.stat").read_text().splitlines())
+        return {row[0]: int(row[1]) for row in rows if len(row) == 2}
+
+    def in_use(self) -> tuple[int, int]:
+        """`(anonymous and shared memory, file pages mapped into the processes)` charged now:
+        the first is the processes' own data (what PSS counts of it, every page once), the
+        second the libraries and memory-mapped files they run with (charged only for pages this
+        cgroup brought into memory: `drop_page_cache` first)."""
+        stat = self._stat()
+        if self.v1:
+            own = stat.get("total_rss", stat.get("rss", 0)) + stat.get("total_shmem", 0)
+            return own, stat.get("total_mapped_file", stat.get("mapped_file", 0))
+        return stat.get("anon", 0) + stat.get("shmem", 0), stat.get("file_mapped", 0)
+
+    def peak(self) -> int:
+        name = "memory.max_usage_in_bytes" if self.v1 else "memory.peak"
+        with contextlib.suppress(OSError, ValueError):
+            return int((self.path / name).read_text())
+        return 0
+
+    def oom_kills(self) -> int:
+        name = "memory.oom_control" if self.v1 else "memory.events"
+        for line in (self.path / name).read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
+
+
+def drop_page_cache() -> bool:
+    """Write back and drop the machine's clean page cache (root only), so that the files the
+    child maps (libraries, models) are charged to its cgroup when it reads them, as in a fresh
+    container, rather than to whichever process read them first."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3")
+    except OSError:
+        return False
+    return True
+
+
 # --- the parent ------------------------------------------------------------------------------
 
 
@@ -449,6 +543,7 @@ def measure(
     join: bool = False,
     reuse: str | None = None,
     unscrubbed: bool = False,
+    cgroup_gib: float | None = None,
 ) -> dict:
     if reuse:  # one stage on the outputs of an earlier run
         root = root_of(records, unscrubbed)
@@ -465,13 +560,31 @@ def measure(
     command += ["--unscrubbed"] * unscrubbed
     started = time.perf_counter()
     log = (root / f"child{'-' + reuse if reuse else ''}.log").open("wb")  # Dagster's event log
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+    cgroup = (
+        MemoryCgroup(f"sovtune-drop-{records}-{os.getpid()}", int(cgroup_gib * 2**30))
+        if cgroup_gib
+        else None
+    )
+    if cgroup:
+        dropped = drop_page_cache()
+        print(f"  page cache dropped before the child: {'yes' if dropped else 'no (not root)'}")
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        preexec_fn=cgroup.enter if cgroup else None,  # noqa: PLW1509 (no threads started yet)
+    )
     watched = psutil.Process(proc.pid)
-    peak = 0
+    peak = charged = charged_mapped = 0
     pss: dict[str, int] = {}  # the largest PSS sum of the child and its children, per stage
     while proc.poll() is None:
         rss = tree_rss(watched)
         peak = max(peak, rss)
+        if cgroup:
+            with contextlib.suppress(OSError):
+                own, mapped = cgroup.in_use()
+                charged = max(charged, own)
+                charged_mapped = max(charged_mapped, own + mapped)
         with contextlib.suppress(OSError):
             stage = stage_file(root, reuse).read_text()
             pss[stage] = max(pss.get(stage, 0), tree_pss(watched))
@@ -483,6 +596,28 @@ def measure(
             raise SystemExit(f"{records} records passed --max-rss-gib {max_rss_gib}: stopped")
         time.sleep(SAMPLE_S)
     log.close()
+    limited = {}
+    if cgroup:
+        limited = {
+            "limit_gib": cgroup_gib,
+            "oom_kills": cgroup.oom_kills(),
+            "anon_shmem_mib": charged / 2**20,
+            "with_mapped_files_mib": charged_mapped / 2**20,
+            "peak_with_cache_mib": cgroup.peak() / 2**20,
+        }
+        cgroup.remove()
+        print(
+            f"  cgroup limit {cgroup_gib:g} GiB: OOM kills {limited['oom_kills']}; largest"
+            f" charge of anonymous + shared memory {limited['anon_shmem_mib']:.0f} MiB, with"
+            f" the mapped files {limited['with_mapped_files_mib']:.0f} MiB; peak charge with the"
+            f" page cache {limited['peak_with_cache_mib']:.0f} MiB",
+            flush=True,
+        )
+        if limited["oom_kills"]:
+            raise SystemExit(
+                f"{records} records: the kernel killed a process of the drop stages at the"
+                f" {cgroup_gib:g} GiB cgroup limit (exit {proc.returncode})"
+            )
     if proc.returncode != 0:
         raise SystemExit(
             f"the drop stages failed on {records} records (exit {proc.returncode}):"
@@ -497,6 +632,7 @@ def measure(
         "peak_rss_mib": peak / 2**20,
         "wall_s": time.perf_counter() - started,
         "stages": stages,
+        "cgroup": limited,
     }
 
 
@@ -536,6 +672,12 @@ def main() -> None:
         action="store_true",
         help="Skip the PII scan: the raw records stand in for the scrubbed ones, and "
         "no_residual_pii is left out (for sizes the scan cannot reach here; see the docstring).",
+    )
+    parser.add_argument(
+        "--cgroup-gib",
+        type=float,
+        help="Run each size's child in a memory cgroup limited to this many GiB (see the "
+        "docstring): fails if the kernel kills a process at the limit.",
     )
     parser.add_argument(
         "--child", nargs=3, metavar=("ROOT", "DROP", "REPORT"), help=argparse.SUPPRESS
@@ -587,6 +729,7 @@ def main() -> None:
                 args.checks,
                 args.join,
                 unscrubbed=args.unscrubbed,
+                cgroup_gib=args.cgroup_gib,
             )
         run["load"] = load
         runs.append(run)
