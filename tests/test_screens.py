@@ -240,6 +240,39 @@ def test_when_a_quality_defect_is_planted_then_its_score_shows_it(
     assert scores[code]["r"] == pytest.approx(expected, abs=1e-4)
 
 
+def test_garbled_text_counts_each_bad_character_every_time_it_occurs() -> None:
+    # NUL twice (control), private use, the replacement character, an unassigned code point;
+    # tab and line break are text: 5 of 11 characters.
+    record = _chat("r", "ab\x00\ue000\ufffd\u0378\t\nab\x00")
+
+    assert quality.garbled_share(record) == round(5 / 11, 4)
+
+
+def test_quality_columns_read_packed_records_once_and_score_as_each_scorer() -> None:
+    records = [
+        _chat("a", "How do I reset my password today?", "请使用门户网站重置您的密码，谢谢。"),
+        _chat("b", "Help?", "click here now " * 12),
+        _chat("c", "A plain text record about the quarterly report."),
+        _chat("d", "Tell me\x00 more", "\ufffd"),
+    ]
+    packed = PackedRecords(records)
+    reads = Counter()
+    built = packed._record
+
+    def counted(row: int) -> Record:
+        reads[row] += 1
+        return built(row)
+
+    packed._record = counted  # type: ignore[method-assign]
+
+    columns = quality.quality_columns(packed)
+
+    assert reads == {0: 1, 1: 1, 2: 1, 3: 1}
+    assert list(columns) == list(quality.CODES)
+    for code, scorer in zip(quality.CODES, quality._SCORERS.values(), strict=True):
+        assert columns[code].tolist() == [scorer(r) for r in records]
+
+
 def test_when_a_record_has_no_response_then_it_is_not_empty_response() -> None:
     result = curate_records([_chat("r", "A plain text record about the quarterly report.")], CFG)
 
