@@ -710,6 +710,7 @@ def main() -> None:
                     args.max_rss_gib,
                     reuse=stage,
                     unscrubbed=args.unscrubbed,
+                    cgroup_gib=args.cgroup_gib,
                 )
                 for stage in args.reuse
             ]
