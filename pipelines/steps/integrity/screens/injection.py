@@ -142,9 +142,15 @@ def unrequested_payload_score(record: Record) -> float:
 
 
 def score_injection(records: list[Record]) -> dict[str, dict[str, float]]:
-    """Score every record; returns reason code -> record id -> score."""
-    return {
-        IGNORE_POLICY: {r.id: ignore_policy_score(r) for r in records},
-        HIDDEN_TEXT: {r.id: hidden_text_score(r) for r in records},
-        UNREQUESTED_PAYLOAD: {r.id: unrequested_payload_score(r) for r in records},
+    """Score every record; returns reason code -> record id -> score (the records are read
+    once: a packed record is built again on each read)."""
+    scorers = {
+        IGNORE_POLICY: ignore_policy_score,
+        HIDDEN_TEXT: hidden_text_score,
+        UNREQUESTED_PAYLOAD: unrequested_payload_score,
     }
+    scores: dict[str, dict[str, float]] = {code: {} for code in scorers}
+    for record in records:
+        for code, scorer in scorers.items():
+            scores[code][record.id] = scorer(record)
+    return scores
