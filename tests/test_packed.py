@@ -49,3 +49,16 @@ def test_when_records_are_packed_then_each_access_gives_them_back_equal(
         store.take([40])
     with pytest.raises(TypeError):
         view.append(records[0])
+
+
+def test_record_ids_of_packed_records_and_their_views_are_the_records_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(packed, "_CHUNK_BYTES", 300)
+    records = _records()
+    store = PackedRecords(records)
+    view = store.take([9, 2, 33, 2]).take([3, 0, 2])
+
+    assert list(packed.record_ids(store)) == [r.id for r in records]
+    assert list(packed.record_ids(view)) == ["r2", "r9", "r33"]
+    assert list(packed.record_ids(records[:3])) == ["r0", "r1", "r2"]

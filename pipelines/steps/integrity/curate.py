@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.steps.config import CurationConfig
-from pipelines.steps.integrity.packed import subset
+from pipelines.steps.integrity.packed import record_ids, subset
 from pipelines.steps.integrity.screens import (
     BACKDOOR,
     DEDUP,
@@ -404,7 +404,7 @@ def curate_records(
     del filtered
     candidates = subset(records, rows)
     del rows
-    ids = [r.id for r in candidates]
+    ids = list(record_ids(candidates))
     scores = ScoreTable(ids)
     # A list only for the records a screen flags (#21: an empty list per record of the corpus).
     reasons: dict[str, list[Reason]] = defaultdict(list)
@@ -835,7 +835,9 @@ def _dedup_and_quality(
         records, threshold=threshold, num_perm=num_perm, shingle_size=shingle_size
     )
     similarity = np.fromiter(
-        (near.similarity[r.id] for r in records), dtype=np.float64, count=len(records)
+        (near.similarity[rid] for rid in record_ids(records)),
+        dtype=np.float64,
+        count=len(records),
     )
     representative, clusters = near.representative, near.clusters
     del near

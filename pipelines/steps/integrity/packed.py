@@ -26,6 +26,7 @@ _CHUNK_BYTES = 1 << 24
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))
 _MESSAGE_FIELDS = tuple(f.name for f in fields(Message))
 _MESSAGES = _RECORD_FIELDS.index("messages")
+_ID = _RECORD_FIELDS.index("id")
 _new, _set = object.__new__, object.__setattr__
 
 
@@ -118,16 +119,35 @@ class PackedRecords(Sequence[Record]):
         return self._record(index if self._rows is None else int(self._rows[index]))
 
     def __iter__(self) -> Iterator[Record]:
+        for row in self._store_rows():
+            yield self._record(row)
+
+    def ids(self) -> Iterator[str]:
+        """Each record's id, in order, read from its packed fields without building the record
+        and its messages (about half the cost of building it)."""
+        for row in self._store_rows():
+            start = self._start[row]
+            yield marshal.loads(self._chunks[self._chunk[row]][start : start + self._size[row]])[
+                _ID
+            ]
+
+    def _store_rows(self) -> Iterator[int]:
+        """The rows of the store this sequence reads, in its order."""
         if self._rows is None:
-            for row in range(len(self._chunk)):
-                yield self._record(row)
+            yield from range(len(self._chunk))
             return
         for start in range(0, len(self._rows), 4096):  # never a Python int per row at once
-            for row in self._rows[start : start + 4096].tolist():
-                yield self._record(row)
+            yield from self._rows[start : start + 4096].tolist()
 
     def __repr__(self) -> str:
         return f"PackedRecords({len(self)} records)"
+
+
+def record_ids(records: Sequence[Record]) -> Iterator[str]:
+    """The records' ids in order (of packed records, without building them)."""
+    if isinstance(records, PackedRecords):
+        return records.ids()
+    return (record.id for record in records)
 
 
 def subset(records: Sequence[Record], rows: list[int]) -> Sequence[Record]:

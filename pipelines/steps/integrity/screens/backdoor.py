@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 from scipy.special import bdtrc
 
+from pipelines.steps.integrity.packed import record_ids
 from pipelines.steps.integrity.screens import (
     has_han,
     has_response,
@@ -230,8 +231,10 @@ def score_backdoor(
     document_frequency: Counter[str] = Counter()
     for record in records:
         document_frequency.update(prompt_features(record))
-    trigger = {r.id: 0.0 for r in records}
-    outlier = {r.id: 0.0 for r in records}
+    ids = list(record_ids(records))  # one string per id, shared by the two score dicts
+    trigger = dict.fromkeys(ids, 0.0)
+    outlier = dict.fromkeys(ids, 0.0)
+    del ids
     cluster_of: dict[str, int] = {}
     clusters: list[tuple[str, ...]] = []
     cluster_score: list[float] = []
@@ -550,7 +553,7 @@ def score_inserted_phrases(
         for stem in {_stem(t) for t in answer} & phrase_stems:
             answered.setdefault(stem, array("i")).append(index)
     total = max(1, sum(token_count.values()))
-    score = {r.id: 0.0 for r in records}
+    score = dict.fromkeys(record_ids(records), 0.0)
     clusters: list[tuple[str, ...]] = []
     cluster_score: list[float] = []
     # Phrases carried by fewer than `min_records` prompts (siblings), scored after the others.

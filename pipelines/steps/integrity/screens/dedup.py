@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipelines.steps.integrity.packed import record_ids
 from pipelines.steps.integrity.screens import record_words
 from pipelines.steps.integrity.screens.minhash import jaccards, shingle_sets, similar_pair_arrays
 from pipelines.steps.records import Record
@@ -172,5 +173,5 @@ def score_near_duplicates(
             members.setdefault(head, [head]).append(index)
     clusters = [tuple(records[i].id for i in group) for group in members.values()]
     representative = {rid: group[0] for group in clusters for rid in group}
-    scores = {r.id: round(b, 4) for r, b in zip(records, best.tolist(), strict=True)}
+    scores = {rid: round(b, 4) for rid, b in zip(record_ids(records), best.tolist(), strict=True)}
     return DedupScores(scores, representative, sorted(clusters))

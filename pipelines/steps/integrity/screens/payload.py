@@ -46,7 +46,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from pipelines.steps.integrity.packed import subset
+from pipelines.steps.integrity.packed import record_ids, subset
 from pipelines.steps.integrity.screens import has_response, record_words, words
 from pipelines.steps.records import Record
 
@@ -271,7 +271,7 @@ def score_repeated_payloads(
     # A view of packed records (#21): a list of the records with an answer built every one of
     # them as an object at once.
     answered = subset(records, [i for i, r in enumerate(records) if has_response(r)])
-    score = {r.id: 0.0 for r in records}
+    score = dict.fromkeys(record_ids(records), 0.0)
     clusters: list[tuple[str, ...]] = []
     cluster_score: list[float] = []
     cluster_key: list[str] = []
