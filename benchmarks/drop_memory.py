@@ -480,7 +480,6 @@ class MemoryCgroup:
                 f"--cgroup-gib: cannot create or limit {self.path} ({error.strerror}): run as"
                 " root, or in a cgroup delegated to this user"
             ) from None
-        self.limit = limit
 
     def enter(self) -> None:
         (self.path / "cgroup.procs").write_text(str(os.getpid()))
