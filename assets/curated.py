@@ -50,7 +50,7 @@ def curated_corpus(
     `curated/steward_decisions.csv`. Every record not kept keeps its reasons and scores in
     `screening.parquet` (with `curation.onion`, flagged records also carry the base model's
     ONION score). Canaries stay in: they measure memorization in the privacy audit. Under
-    `execution.engine: ray` the MinHash signatures are computed on the Ray cluster.
+    `execution.engine: ray` each corpus-wide screen runs as a task on the Ray cluster.
     """
     summary, metadata = _curate_drop(scrubbed_corpus, storage, model_store, execution)
     # The drop's checks run next in this process under `sovtune run`: the screening's records,

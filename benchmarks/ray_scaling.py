@@ -14,9 +14,10 @@ sha256 equals the local engine's (the exit status is 1 when one differs).
 With `--screen-records M`, screening is timed the same way after the scrub: `DataEngine.curate`
 (the curated asset's call, default profile's curation settings) on M records of the same
 generator (seed 7, unscrubbed), on the local engine (the screens in this process and one forked
-second process, `curation.parallel_min_records`) and on Ray with 1 and 2 workers (MinHash
-signatures as Ray tasks, the screens on the driver); the output compared is every record's
-decision and reasons and the kept records. Ray's workers sign a few records first (warm-up).
+second process, `curation.parallel_min_records`) and on Ray with 1 and 2 workers (each
+corpus-wide screen a Ray task, at most `workers` at a time); the output compared is every
+record's decision and reasons and the kept records. Ray's workers screen a few records first
+(warm-up: numba's compiled functions).
 
     nice -n 10 .venv/bin/python benchmarks/ray_scaling.py [--records 600] [--batch-size 32]
         [--screen-records 20000]

@@ -16,10 +16,10 @@ STREAM_BATCH_RECORDS = 4096
 class DataEngine(dg.ConfigurableResource):
     """The profile's `execution` section: `local` (default) or `ray` at `address`.
 
-    Under `ray` the PII scan of every scrub pass and the screens' MinHash signatures run as Ray
-    Data pipelines on the cluster (`pipelines.steps.execution`); replacements, surrogate claims
-    and the screens' decisions stay in the run, so both engines write the same files. A cluster
-    that cannot be reached fails the stage with a message naming `execution.address`.
+    Under `ray` the PII scan of every scrub pass runs as a Ray Data pipeline on the cluster, and
+    each corpus-wide screen as a Ray task (`pipelines.steps.execution`); replacements, surrogate
+    claims and the screens' decisions stay in the run, so both engines write the same files. A
+    cluster that cannot be reached fails the stage with a message naming `execution.address`.
     """
 
     engine: str = "local"
@@ -75,11 +75,11 @@ class DataEngine(dg.ConfigurableResource):
         *,
         perplexity: Callable[[list[str]], list[float]] | None = None,
     ) -> CurationResult:
-        """`curate_records`, its MinHash signatures on Ray under the `ray` engine."""
+        """`curate_records`, each of its screens a task on Ray under the `ray` engine."""
         if not self.on_ray:
             return curate_records(records, cfg, decisions, perplexity=perplexity)
         from pipelines.steps.execution.ray_cluster import connect
-        from pipelines.steps.execution.ray_signatures import curate_on_ray
+        from pipelines.steps.execution.ray_screens import curate_on_ray
 
         connect(self.config)
         return curate_on_ray(records, cfg, decisions, self.config, perplexity=perplexity)

@@ -21,7 +21,7 @@ def test_when_a_screen_raises_then_the_second_process_is_shut_down(monkeypatch):
         raise RuntimeError("screen failed")
 
     monkeypatch.setattr(ProcessPoolExecutor, "shutdown", recording_shutdown)
-    monkeypatch.setattr(curate, "_screen_backdoor", failing_screen)
+    monkeypatch.setattr(curate, "_backdoor_scores", failing_screen)
     cfg = CurationConfig(parallel_min_records=1)  # the near-duplicate screen in a 2nd process
     with pytest.raises(RuntimeError, match="screen failed"):
         curate.curate_records(chat_records(30), cfg)
@@ -35,7 +35,7 @@ def test_when_the_second_process_is_done_first_then_it_ends_before_the_next_scre
     shutdown = ProcessPoolExecutor.shutdown
     start = curate._start_dedup_and_quality
     inserted = curate._inserted_phrases
-    screen_backdoor = curate._screen_backdoor
+    backdoor_scores = curate._backdoor_scores
 
     def recording_shutdown(self, *args, **kwargs):
         shut_down.append(self)
@@ -51,12 +51,12 @@ def test_when_the_second_process_is_done_first_then_it_ends_before_the_next_scre
 
     def checked_backdoor(*args, **kwargs):
         assert shut_down == [started[0][0]] and not curate._FORKED_CANDIDATES
-        return screen_backdoor(*args, **kwargs)
+        return backdoor_scores(*args, **kwargs)
 
     monkeypatch.setattr(ProcessPoolExecutor, "shutdown", recording_shutdown)
     monkeypatch.setattr(curate, "_start_dedup_and_quality", recording_start)
     monkeypatch.setattr(curate, "_inserted_phrases", waiting_inserted)
-    monkeypatch.setattr(curate, "_screen_backdoor", checked_backdoor)
+    monkeypatch.setattr(curate, "_backdoor_scores", checked_backdoor)
     records = chat_records(30)
 
     result = curate.curate_records(records, CurationConfig(parallel_min_records=1))
@@ -73,7 +73,7 @@ def test_when_the_second_process_is_slower_then_the_backdoor_screen_waits_for_it
 
     shut_down = []
     shutdown = ProcessPoolExecutor.shutdown
-    screen_backdoor = curate._screen_backdoor
+    backdoor_scores = curate._backdoor_scores
     dedup_and_quality = curate._dedup_and_quality
 
     def recording_shutdown(self, *args, **kwargs):
@@ -86,11 +86,11 @@ def test_when_the_second_process_is_slower_then_the_backdoor_screen_waits_for_it
 
     def checked_backdoor(*args, **kwargs):
         assert len(shut_down) == 1 and not curate._FORKED_CANDIDATES
-        return screen_backdoor(*args, **kwargs)
+        return backdoor_scores(*args, **kwargs)
 
     monkeypatch.setattr(ProcessPoolExecutor, "shutdown", recording_shutdown)
     monkeypatch.setattr(curate, "_dedup_and_quality", slow)
-    monkeypatch.setattr(curate, "_screen_backdoor", checked_backdoor)
+    monkeypatch.setattr(curate, "_backdoor_scores", checked_backdoor)
 
     result = curate.curate_records(chat_records(30), CurationConfig(parallel_min_records=1))
 

@@ -12,7 +12,6 @@ import secrets
 import socket
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from pipelines.steps.config import ConfigError, CurationConfig, ExecutionConfig, load_config
@@ -203,33 +202,48 @@ def test_when_a_record_runs_past_the_budget_on_ray_then_it_is_quarantined_as_loc
 def test_when_screened_on_ray_then_decisions_and_scores_equal_the_local_engine(
     ray_cluster, monkeypatch
 ) -> None:
-    from pipelines.steps.execution import ray_signatures
-    from pipelines.steps.integrity.curate import curate_records, decision_lines
-    from pipelines.steps.integrity.screens import minhash
+    from pipelines.steps.execution import ray_screens
+    from pipelines.steps.integrity import curate
 
-    monkeypatch.setattr(ray_signatures, "MIN_BLOCK_RECORDS", 7)  # several blocks, both workers
     records = _corpus()
     cfg = CurationConfig()
-    signed = []
-    real_signer = ray_signatures.ray_signer
+    local = curate.curate_records(records, cfg)
+    ran = []
+    runner = ray_screens.ray_screen_runner(LOCAL_RAY)
 
-    def counting_signer(execution):
-        sign = real_signer(execution)
+    def recording_runner(execution):
+        def run(candidates, cfg):
+            found = runner(candidates, cfg)
+            ran.extend(found)
+            return found
 
-        def counted(shingles, **kwargs):
-            signed.append(len(shingles))
-            return sign(shingles, **kwargs)
+        return run
 
-        return counted
+    def not_here(*args, **kwargs):
+        raise AssertionError("a screen ran in the driver")
 
-    monkeypatch.setattr(ray_signatures, "ray_signer", counting_signer)
-    local = curate_records(records, cfg)
-    on_ray = ray_signatures.curate_on_ray(records, cfg, None, LOCAL_RAY)
-    assert signed and min(signed) > 7  # the screens' signatures went through Ray, in blocks
+    monkeypatch.setattr(ray_screens, "ray_screen_runner", recording_runner)
+    # The driver's screens fail: the workers import the module unpatched, so equal results
+    # below come from the Ray tasks.
+    for name in ("screen_part", "_dedup_and_quality", "_backdoor_scores", "_inserted_phrases"):
+        monkeypatch.setattr(curate, name, not_here)
+    on_ray = ray_screens.curate_on_ray(records, cfg, None, LOCAL_RAY)
+    assert sorted(ran) == sorted(curate.SCREEN_PARTS)
     assert local.near_duplicate_clusters  # the near copies were found
-    assert decision_lines(on_ray) == decision_lines(local)
+    assert curate.decision_lines(on_ray) == curate.decision_lines(local)
     assert on_ray.scores == local.scores
+    assert on_ray.trigger_clusters == local.trigger_clusters
     assert [r.id for r in on_ray.kept] == [r.id for r in local.kept]
-    shingles = minhash.shingle_sets([r.text.split() for r in records], 3)
-    expected = minhash.signatures(shingles, num_perm=64, seed=1)
-    assert np.array_equal(real_signer(LOCAL_RAY)(shingles, num_perm=64, seed=1), expected)
+
+
+def test_when_a_screen_fails_on_ray_then_no_record_is_decided_and_the_part_is_named(
+    ray_cluster,
+) -> None:
+    from pipelines.steps.execution.ray_screens import RayScreenError, ray_screen_runner
+
+    # A record whose messages are no messages fails the screens in their workers.
+    broken = Record("x1", "t.jsonl", 1, "sharegpt", ("not a message",), language="en")
+    run = ray_screen_runner(LOCAL_RAY)
+    with pytest.raises(RayScreenError, match=r"screen \w+ failed on the Ray cluster at local") as e:
+        run([*_corpus(), broken], CurationConfig())
+    assert "not a message" not in str(e.value)

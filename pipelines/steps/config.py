@@ -608,8 +608,8 @@ class ExecutionConfig(_Section):
 
     engine: Literal["local", "ray"] = Field(
         "local",
-        description="local: in the run's own process (two cores). ray: PII scanning and MinHash "
-        "signatures as Ray Data pipelines (docs/operations.md, Data stages on Ray).",
+        description="local: in the run's own process (two cores). ray: PII scanning as a Ray "
+        "Data pipeline, each screen as a Ray task (docs/operations.md, Data stages on Ray).",
     )
     address: str = Field(
         "local",

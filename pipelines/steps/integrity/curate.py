@@ -370,6 +370,7 @@ def curate_records(
     decisions: dict[str, str] | None = None,
     *,
     perplexity: Callable[[list[str]], list[float]] | None = None,
+    run_screens: "ScreenRunner | None" = None,
 ) -> CurationResult:
     """Screen records and decide: keep, drop (length, exact duplicate) or quarantine.
 
@@ -391,6 +392,10 @@ def curate_records(
             other), keeps the score with the others and adds an `onion` reason to those at or
             above `cfg.onion_threshold`. The caller decides from `cfg.onion` whether to give it
             (the curated asset does; `sovtune screen` with `--onion`).
+        run_screens: Computes the screens' `SCREEN_PARTS` elsewhere (each on a Ray worker:
+            `pipelines.steps.execution.ray_screens`); their findings are recorded here in the
+            same order as this process records its own, so the result is the same. Without it
+            they run in this process and a forked second one (`cfg.parallel_min_records`).
 
     Returns:
         The curated records and the decision, reasons and scores of every record.
@@ -409,25 +414,20 @@ def curate_records(
     # A list only for the records a screen flags (#21: an empty list per record of the corpus).
     reasons: dict[str, list[Reason]] = defaultdict(list)
 
-    second = _SecondProcess(candidates, cfg)
-    try:  # a screen that raises must not leave the second process running
-        # The inserted phrases are scored first (recorded after the response clusters, in the
-        # same order as ever): their peak is small, and the response clusters' MinHash search
-        # then runs once the second process is done, never beside its near-duplicate search
-        # (#21: the two searches together set the peak of the two processes, 4.3 GiB at 1M
-        # records where the near-duplicate search outlasted the inserted phrases).
-        phrases = _inserted_phrases(candidates, cfg)
-        second.wait()
-        trigger_clusters = _screen_backdoor(candidates, cfg, scores, reasons)
-        second.poll()
-        trigger_clusters += _screen_inserted_phrases(phrases, cfg, scores, reasons)
-        del phrases
-        _screen_repeated_payloads(candidates, scores, reasons)
-        second.poll()
-        _screen_injection(candidates, scores, reasons)
-        similarity, representative, near_clusters, quality_scores = second.result()
-    finally:
-        second.close()
+    if run_screens is not None:
+        found = run_screens(candidates, cfg)
+        if set(found) != set(SCREEN_PARTS):
+            raise RuntimeError(f"the screens returned {sorted(found)}, not {list(SCREEN_PARTS)}")
+        trigger_clusters = _record_backdoor(found[BACKDOOR_PART], cfg, scores, reasons)
+        trigger_clusters += _screen_inserted_phrases(found[PHRASES_PART], cfg, scores, reasons)
+        _record_repeated_payloads(found[PAYLOAD_PART], scores, reasons)
+        _record_injection(found[INJECTION_PART], scores, reasons)
+        similarity, representative, near_clusters, quality_scores = found[DEDUP_QUALITY_PART]
+        del found
+    else:
+        trigger_clusters, (similarity, representative, near_clusters, quality_scores) = (
+            _screen_here(candidates, cfg, scores, reasons)
+        )
     _screen_quality(ids, quality_scores, cfg, scores, reasons)
     _screen_near_duplicates(ids, similarity, representative, scores, reasons)
     onion_scored = (
@@ -449,6 +449,72 @@ def curate_records(
         unmatched_decisions=sum(1 for record_id in decisions if record_id not in quarantined),
         onion_scored=onion_scored,
     )
+
+
+def _screen_here(
+    candidates: Sequence[Record],
+    cfg: CurationConfig,
+    scores: ScoreTable,
+    reasons: dict[str, list[Reason]],
+) -> tuple[list[tuple[str, ...]], _DedupAndQuality]:
+    """Every screen in this process, the near-duplicate and quality screens in a forked second
+    one on a large corpus; scores and reasons recorded in `curate_records`' order.
+
+    Returns:
+        The trigger clusters, and the near-duplicate and quality findings.
+    """
+    second = _SecondProcess(candidates, cfg)
+    try:  # a screen that raises must not leave the second process running
+        # The inserted phrases are scored first (recorded after the response clusters, in the
+        # same order as ever): their peak is small, and the response clusters' MinHash search
+        # then runs once the second process is done, never beside its near-duplicate search
+        # (#21: the two searches together set the peak of the two processes, 4.3 GiB at 1M
+        # records where the near-duplicate search outlasted the inserted phrases).
+        phrases = _inserted_phrases(candidates, cfg)
+        second.wait()
+        trigger_clusters = _record_backdoor(_backdoor_scores(candidates, cfg), cfg, scores, reasons)
+        second.poll()
+        trigger_clusters += _screen_inserted_phrases(phrases, cfg, scores, reasons)
+        del phrases
+        _record_repeated_payloads(_repeated_payloads(candidates), scores, reasons)
+        second.poll()
+        _record_injection(score_injection(candidates), scores, reasons)
+        return trigger_clusters, second.result()
+    finally:
+        second.close()
+
+
+DEDUP_QUALITY_PART = "dedup_and_quality"
+PHRASES_PART = "inserted_phrases"
+PAYLOAD_PART = "repeated_payloads"
+BACKDOOR_PART = "response_clusters"
+INJECTION_PART = "injection"
+SCREEN_PARTS = (DEDUP_QUALITY_PART, PHRASES_PART, PAYLOAD_PART, BACKDOOR_PART, INJECTION_PART)
+"""The screens' corpus-wide computations, each a function of the candidates and the settings
+alone (`screen_part`), costliest first (at 100k records: 19 + 5, 19, 18, 15 and 3 CPU-s): a
+`ScreenRunner` may compute them anywhere and in any order."""
+
+ScreenRunner = Callable[[Sequence[Record], CurationConfig], Mapping[str, Any]]
+"""Computes `screen_part(name, candidates, cfg)` for every name of `SCREEN_PARTS`, by name."""
+
+
+def screen_part(name: str, candidates: Sequence[Record], cfg: CurationConfig) -> Any:
+    """The findings of one of `SCREEN_PARTS` on the candidates (what `curate_records` records).
+
+    Raises:
+        KeyError: `name` is not one of `SCREEN_PARTS`.
+    """
+    if name == DEDUP_QUALITY_PART:
+        return _dedup_and_quality(candidates, *_dedup_args(cfg))
+    if name == PHRASES_PART:
+        return _inserted_phrases(candidates, cfg)
+    if name == PAYLOAD_PART:
+        return _repeated_payloads(candidates)
+    if name == BACKDOOR_PART:
+        return _backdoor_scores(candidates, cfg)
+    if name == INJECTION_PART:
+        return score_injection(candidates)
+    raise KeyError(f"no screen part {name!r}: one of {', '.join(SCREEN_PARTS)}")
 
 
 def release_token_caches() -> None:
@@ -564,23 +630,27 @@ def _start_dedup_and_quality(
         return None, None
 
 
-def _screen_backdoor(
-    candidates: Sequence[Record],
-    cfg: CurationConfig,
-    scores: ScoreTable,
-    reasons: dict[str, list[Reason]],
-) -> list[tuple[str, ...]]:
-    """Score trigger clusters; add each candidate's scores and a reason per flagged member.
-
-    Returns:
-        The response clusters at or above `cfg.trigger_threshold`.
-    """
-    trigger = backdoor.score_backdoor(
+def _backdoor_scores(candidates: Sequence[Record], cfg: CurationConfig) -> backdoor.BackdoorScores:
+    """The response clusters' trigger and outlier scores (`_record_backdoor` records them)."""
+    return backdoor.score_backdoor(
         candidates,
         threshold=cfg.response_similarity,
         num_perm=cfg.minhash_permutations,
         min_cluster=cfg.min_trigger_cluster,
     )
+
+
+def _record_backdoor(
+    trigger: backdoor.BackdoorScores,
+    cfg: CurationConfig,
+    scores: ScoreTable,
+    reasons: dict[str, list[Reason]],
+) -> list[tuple[str, ...]]:
+    """Add each candidate's trigger-cluster scores and a reason per flagged member.
+
+    Returns:
+        The response clusters at or above `cfg.trigger_threshold`.
+    """
     flagged = {i for i, score in enumerate(trigger.cluster_score) if score >= cfg.trigger_threshold}
     for record_id in scores:  # every candidate's id, in order
         trigger_score = trigger.trigger_score[record_id]
@@ -646,24 +716,28 @@ def _screen_inserted_phrases(
     return [phrases.clusters[i] for i in flagged]
 
 
-def _screen_repeated_payloads(
-    candidates: Sequence[Record],
-    scores: ScoreTable,
-    reasons: dict[str, list[Reason]],
-) -> None:
-    """Score answer segments (openings, sentences, runs of words) repeated across unrelated
-    prompts (`screens.payload`); add each candidate's score and a reason per member of a group
-    at or above `payload.THRESHOLD`.
-
-    The detail names the group's index, its size and a hash of its segment (never the words).
-    The group is no trigger cluster: a natural refusal among injected ones may be approved.
-    """
-    found = payload.score_repeated_payloads(
+def _repeated_payloads(candidates: Sequence[Record]) -> payload.PayloadScores:
+    """Answer segments (openings, sentences, runs of words) repeated across unrelated prompts
+    (`screens.payload`; `_record_repeated_payloads` records them)."""
+    return payload.score_repeated_payloads(
         candidates,
         opening_words=payload.OPENING_WORDS,
         min_records=payload.MIN_RECORDS,
         max_share=payload.MAX_SHARE,
     )
+
+
+def _record_repeated_payloads(
+    found: payload.PayloadScores,
+    scores: ScoreTable,
+    reasons: dict[str, list[Reason]],
+) -> None:
+    """Add each candidate's repeated-payload score and a reason per member of a group at or
+    above `payload.THRESHOLD`.
+
+    The detail names the group's index, its size and a hash of its segment (never the words).
+    The group is no trigger cluster: a natural refusal among injected ones may be approved.
+    """
     group_of = {
         rid: i
         for i, score in enumerate(found.cluster_score)
@@ -682,13 +756,13 @@ def _screen_repeated_payloads(
             reasons[record_id].append(Reason(BACKDOOR, payload.REPEATED_PAYLOAD, score, detail))
 
 
-def _screen_injection(
-    candidates: Sequence[Record],
+def _record_injection(
+    found: Mapping[str, Mapping[str, float]],
     scores: ScoreTable,
     reasons: dict[str, list[Reason]],
 ) -> None:
-    """Add every injection score, and a reason for each at or above 1."""
-    for code, by_id in score_injection(candidates).items():
+    """Add every injection score (`score_injection`'s), and a reason for each at or above 1."""
+    for code, by_id in found.items():
         for record_id, score in by_id.items():
             scores.put(record_id, code, score)
             if score >= 1:

@@ -36,12 +36,10 @@ candidates (probe prefix x index prefix) were 503 million at 300k records, the b
 million.
 """
 
-import contextlib
 import hashlib
 import math
-import os
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -190,29 +188,6 @@ def _hash_batch(
     ids.frombytes(chained[distinct].tobytes())
     per_record = np.bincount(owner[distinct], minlength=len(counts))
     offsets.frombytes((offsets[-1] + np.cumsum(per_record)).astype(np.int64).tobytes())
-
-
-Signer = Callable[..., np.ndarray]
-"""Computes `signatures(shingles, num_perm=, seed=)` (equal rows), e.g. on a Ray cluster."""
-_SIGNERS: list[tuple[int, Signer]] = []
-
-
-@contextlib.contextmanager
-def signatures_by(signer: Signer) -> Iterator[None]:
-    """Make `similar_pair_arrays` compute its signatures with `signer` in this process for the block
-    (`pipelines.steps.execution`: per batch on Ray); a forked child computes them itself."""
-    entry = (os.getpid(), signer)
-    _SIGNERS.append(entry)
-    try:
-        yield
-    finally:
-        _SIGNERS.remove(entry)
-
-
-def _signer() -> Signer:
-    if _SIGNERS and _SIGNERS[-1][0] == os.getpid():
-        return _SIGNERS[-1][1]
-    return signatures
 
 
 @cache
@@ -542,13 +517,7 @@ def _sketch(
     The signatures themselves are not kept: computed batch by batch, each batch's band keys
     and low bits are taken and the batch dropped (#21: 256 permutations of 4 bytes were 1 KB a
     record; keys and low bits are 424 B at 0.75, fewer than 64 permutations' 448 B were).
-    A signer set by `signatures_by` computes all signatures at once, as ever.
     """
-    signer = _signer()
-    if signer is not signatures:
-        signature = signer(shingles, num_perm=num_perm, seed=seed)
-        live, keys = _band_keys(signature, rows)
-        return live, keys, _low_bits(signature[live])
     live = np.flatnonzero(np.diff(shingles.offsets))
     keys = np.empty((len(live), num_perm // rows), dtype=np.uint32)
     low = np.empty((len(live), _padded(num_perm)), dtype=np.uint8)
