@@ -204,6 +204,7 @@ def test_when_screened_on_ray_then_decisions_and_scores_equal_the_local_engine(
 ) -> None:
     from pipelines.steps.execution import ray_screens
     from pipelines.steps.integrity import curate
+    from pipelines.steps.integrity.packed import PackedRecords
 
     records = _corpus()
     cfg = CurationConfig()
@@ -234,6 +235,10 @@ def test_when_screened_on_ray_then_decisions_and_scores_equal_the_local_engine(
     assert on_ray.scores == local.scores
     assert on_ray.trigger_clusters == local.trigger_clusters
     assert [r.id for r in on_ray.kept] == [r.id for r in local.kept]
+    # The drop's screening hands packed records (what `curated_corpus` reads): the same again.
+    packed = ray_screens.curate_on_ray(PackedRecords(records), cfg, None, LOCAL_RAY)
+    assert curate.decision_lines(packed) == curate.decision_lines(local)
+    assert [r.id for r in packed.kept] == [r.id for r in local.kept]
 
 
 def test_when_a_screen_fails_on_ray_then_no_record_is_decided_and_the_part_is_named(
