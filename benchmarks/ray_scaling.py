@@ -16,7 +16,8 @@ With `--screen-records M`, screening is timed the same way after the scrub: `Dat
 generator (seed 7, unscrubbed), on the local engine (the screens in this process and one forked
 second process, `curation.parallel_min_records`) and on Ray with 1 and 2 workers (each
 corpus-wide screen a Ray task, at most `workers` at a time); the output compared is every
-record's decision and reasons and the kept records. Ray's workers screen a few records first
+record's decision and reasons and the kept records, and the peak PSS sum of every process (the
+Ray cluster's included) is printed per engine. Ray's workers screen a few records first
 (warm-up: numba's compiled functions).
 
     nice -n 10 .venv/bin/python benchmarks/ray_scaling.py [--records 600] [--batch-size 32]
@@ -25,6 +26,7 @@ record's decision and reasons and the kept records. Ray's workers screen a few r
 
 import argparse
 import hashlib
+import itertools
 import os
 import resource
 import secrets
@@ -66,11 +68,14 @@ class CpuMeter:
         self._me = psutil.Process()
         self._deeper: dict[tuple[int, float], float] = {}
         self._lock = threading.Lock()
+        self._peak_pss = 0
         threading.Thread(target=self._sample_forever, daemon=True).start()
 
-    def _sample(self) -> float:
-        """Refresh the deeper descendants' times; the live direct children's CPU seconds."""
+    def _sample(self, memory: bool = True) -> float:
+        """Refresh the deeper descendants' times and (with `memory`) the peak PSS sum of this
+        process and all its descendants; the live direct children's CPU seconds."""
         direct = 0.0
+        pss = _pss(self._me) if memory else 0
         for process in self._me.children(recursive=True):
             try:
                 times = process.cpu_times()
@@ -78,17 +83,29 @@ class CpuMeter:
                 parent = process.ppid()
             except psutil.Error:
                 continue
+            if memory:
+                pss += _pss(process)
             if parent == self._me.pid:
                 direct += times.user + times.system
             else:
                 with self._lock:
                     self._deeper[key] = times.user + times.system
+        with self._lock:
+            self._peak_pss = max(self._peak_pss, pss)
         return direct
 
+    def take_peak_mib(self) -> float:
+        """The peak PSS sum (MiB) since the last call; the next peak starts from now."""
+        self._sample()
+        with self._lock:
+            peak, self._peak_pss = self._peak_pss, 0
+        return peak / 2**20
+
     def _sample_forever(self) -> None:
-        while True:
+        # PSS every second only: reading it walks each process's page tables (CPU the run pays).
+        for tick in itertools.count(1):
             time.sleep(0.2)
-            self._sample()
+            self._sample(memory=tick % 5 == 0)
 
     def seconds(self) -> float:
         direct = self._sample()
@@ -99,15 +116,29 @@ class CpuMeter:
         return own.ru_utime + own.ru_stime + done.ru_utime + done.ru_stime + direct + deeper
 
 
+def _pss(process: psutil.Process) -> int:
+    """Proportional set size in bytes (pages shared with other processes, such as Ray's object
+    store in shared memory, split between them); 0 for a process that is gone."""
+    try:
+        return process.memory_full_info().pss
+    except psutil.Error:
+        return 0
+
+
 _METER: CpuMeter | None = None
 
 
-def cpu_seconds() -> float:
-    """`CpuMeter.seconds` of this run's meter (started at the first reading)."""
+def meter() -> CpuMeter:
+    """This run's meter (started at the first reading)."""
     global _METER
     if _METER is None:
         _METER = CpuMeter()
-    return _METER.seconds()
+    return _METER
+
+
+def cpu_seconds() -> float:
+    """`CpuMeter.seconds` of this run's meter."""
+    return meter().seconds()
 
 
 def corpus(records: int, folder: Path) -> list:
@@ -135,10 +166,11 @@ def screen(engine: DataEngine, records: list):
     """Wall seconds, CPU seconds and load average before/after of one `DataEngine.curate`."""
     cfg = load_config("default").curation
     before, cpu = load(), cpu_seconds()
+    meter().take_peak_mib()
     started = time.perf_counter()
     result = engine.curate(records, cfg, None)
     seconds = time.perf_counter() - started
-    return result, seconds, cpu_seconds() - cpu, (before, load())
+    return result, seconds, cpu_seconds() - cpu, (before, load()), meter().take_peak_mib()
 
 
 def table(title: str, records: int, rows: list) -> None:
@@ -200,15 +232,25 @@ def main() -> None:
         records = corpus(args.screen_records, work / "screen")
         print(f"\nscreening: {len(records)} records", flush=True)
         screen(DataEngine(engine="ray", workers=2), records[:200])  # warm-up: numba, Ray tasks
-        local, *measured = screen(DataEngine(), records)
+        local, *measured, peak = screen(DataEngine(), records)
         found = [("local (screens + one forked process)", *measured, screened_sha(local))]
+        peaks = [peak]
         del local
         for workers in (1, 2):
-            result, *measured = screen(DataEngine(engine="ray", workers=workers), records)
+            result, *measured, peak = screen(DataEngine(engine="ray", workers=workers), records)
             name = f"ray, {workers} worker{'s' if workers > 1 else ''}"
             found.append((name, *measured, screened_sha(result)))
+            peaks.append(peak)
             del result
         table("screening", len(records), found)
+        print(
+            "peak PSS sum (MiB; this process, the local engine's forked one, and the Ray cluster's"
+            " processes and object store; sampled every second): "
+            + ", ".join(
+                f"{row[0].split(' (')[0]} {peak:,.0f}"
+                for row, peak in zip(found, peaks, strict=True)
+            )
+        )
         same += [row[-1] == found[0][-1] for row in found]
     sys.exit(0 if all(same) else 1)
 

@@ -62,3 +62,29 @@ def test_record_ids_of_packed_records_and_their_views_are_the_records_ids(
     assert list(packed.record_ids(store)) == [r.id for r in records]
     assert list(packed.record_ids(view)) == ["r2", "r9", "r33"]
     assert list(packed.record_ids(records[:3])) == ["r0", "r1", "r2"]
+
+
+def test_when_packed_records_are_pickled_then_the_buffers_are_read_in_place_and_stay_read_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pickle
+
+    import numpy as np
+
+    monkeypatch.setattr(packed, "_CHUNK_BYTES", 300)
+    records = _records()
+    store = PackedRecords(records)
+    buffers: list[pickle.PickleBuffer] = []
+
+    # Protocol 5 as Ray pickles: the chunks travel out of band, not copied into the pickle.
+    data = pickle.dumps(store, protocol=5, buffer_callback=buffers.append)
+    assert len(buffers) == len(store._chunks)
+    assert len(data) < sum(len(chunk) for chunk in store._chunks) / 4
+    restored = pickle.loads(data, buffers=buffers)
+    view = pickle.loads(pickle.dumps(store.take([5, 0, 39]), protocol=5))
+
+    assert list(restored) == records and list(restored.ids()) == [r.id for r in records]
+    assert all(isinstance(chunk, np.ndarray) for chunk in restored._chunks)
+    assert list(view) == [records[5], records[0], records[39]]
+    with pytest.raises(TypeError, match="restored from a pickle"):
+        restored.append(records[0])

@@ -246,9 +246,9 @@ def test_when_a_screen_fails_on_ray_then_no_record_is_decided_and_the_part_is_na
 ) -> None:
     from pipelines.steps.execution.ray_screens import RayScreenError, ray_screen_runner
 
-    # A record whose messages are no messages fails the screens in their workers.
-    broken = Record("x1", "t.jsonl", 1, "sharegpt", ("not a message",), language="en")
+    # A record whose prompt is no text (it packs, then fails the screens in their workers).
+    broken = Record("x1", "t.jsonl", 1, "sharegpt", (Message("user", 12345),), language="en")
     run = ray_screen_runner(LOCAL_RAY)
     with pytest.raises(RayScreenError, match=r"screen \w+ failed on the Ray cluster at local") as e:
         run([*_corpus(), broken], CurationConfig())
-    assert "not a message" not in str(e.value)
+    assert "12345" not in str(e.value)

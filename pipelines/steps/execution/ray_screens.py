@@ -4,9 +4,10 @@ Each screen reads the whole corpus (MinHash clusters, trigger phrases, repeated 
 the corpus is put in Ray's object store once and each of `curate.SCREEN_PARTS` (the
 near-duplicate and quality screens, the inserted phrases, the repeated payloads, the response
 clusters, the injection screen) is computed by `curate.screen_part` in a task of its own, one
-CPU each, at most `execution.workers` at a time, costliest first. What comes back are scores
-and clusters (ids, no text); the driver records them in the local engine's order, so the
-decisions, reasons and scores equal the local engine's.
+CPU each, at most `execution.workers` at a time, costliest first. The corpus goes packed
+(`PackedRecords`): a few large buffers that the tasks of a node read in place in the object
+store. What comes back are scores and clusters (ids, no text); the driver records them in the
+local engine's order, so the decisions, reasons and scores equal the local engine's.
 
 Measured on 20k records (docs/benchmarks.md, "Screening on Ray"): the screens cost about alike,
 so two workers finish in about half the time of one. An earlier design sent only the MinHash
@@ -22,6 +23,7 @@ from typing import Any
 from pipelines.steps.config import CurationConfig, ExecutionConfig
 from pipelines.steps.integrity import curate
 from pipelines.steps.integrity.curate import CurationResult, curate_records
+from pipelines.steps.integrity.packed import PackedRecords
 from pipelines.steps.records import Record
 
 
@@ -41,7 +43,11 @@ def ray_screen_runner(execution: ExecutionConfig) -> curate.ScreenRunner:
     def run(candidates: Sequence[Record], cfg: CurationConfig) -> Mapping[str, Any]:
         import ray
 
-        corpus = ray.put(candidates)
+        # Packed, the records go to the object store as a few large buffers that every task on
+        # a node reads in place (`PackedRecords.__reduce__`), not as one copy a task.
+        packed = candidates if isinstance(candidates, PackedRecords) else PackedRecords(candidates)
+        corpus = ray.put(packed)
+        del packed
         task = ray.remote(num_cpus=1, max_retries=0)(_screen_part)
         waiting = list(curate.SCREEN_PARTS)  # costliest first
         running: dict[Any, str] = {}
@@ -72,8 +78,13 @@ def ray_screen_runner(execution: ExecutionConfig) -> curate.ScreenRunner:
 
 
 def _screen_part(name: str, candidates: Sequence[Record], cfg: CurationConfig) -> Any:
-    """`curate.screen_part` in a Ray worker (the task `ray_screen_runner` submits)."""
-    return curate.screen_part(name, candidates, cfg)
+    """`curate.screen_part` in a Ray worker (the task `ray_screen_runner` submits); the
+    screens' token caches are emptied after it, as after a local screening (the worker
+    lives on)."""
+    try:
+        return curate.screen_part(name, candidates, cfg)
+    finally:
+        curate.release_token_caches()
 
 
 def curate_on_ray(

@@ -61,6 +61,8 @@ class PackedRecords(Sequence[Record]):
     (`take`, a slice) shares the buffers of the records it was taken from.
     """
 
+    _restored = False  # unpickled: the buffers are read in place (`__reduce__`)
+
     def __init__(self, records: Iterable[Record] = ()) -> None:
         self._chunks: list[bytearray] = []
         self._chunk, self._start, self._size = array("I"), array("I"), array("I")
@@ -69,9 +71,11 @@ class PackedRecords(Sequence[Record]):
             self.append(record)
 
     def append(self, record: Record) -> None:
-        """Pack one more record (a view takes none)."""
+        """Pack one more record (a view, or records restored from a pickle, take none)."""
         if self._rows is not None:
             raise TypeError("a view of packed records takes no new record")
+        if self._restored:
+            raise TypeError("packed records restored from a pickle take no new record")
         data = _pack(record)
         if not self._chunks or len(self._chunks[-1]) + len(data) > _CHUNK_BYTES:
             self._chunks.append(bytearray())
@@ -142,6 +146,27 @@ class PackedRecords(Sequence[Record]):
 
     def __repr__(self) -> str:
         return f"PackedRecords({len(self)} records)"
+
+    def __reduce__(self) -> tuple:
+        """Pickled with the buffers as numpy arrays: under pickle protocol 5 Ray puts them in its
+        object store once, and each worker reads them there in place (#21.2: one copy of the
+        corpus for every screen task on a node, not one a task). Restored, the records are
+        read-only, as a view's are."""
+        chunks = [np.frombuffer(chunk, dtype=np.uint8) for chunk in self._chunks]
+        index = (self._chunk.tobytes(), self._start.tobytes(), self._size.tobytes())
+        return (_restore, (chunks, *index, self._rows))
+
+
+def _restore(
+    chunks: list[np.ndarray], chunk: bytes, start: bytes, size: bytes, rows: np.ndarray | None
+) -> PackedRecords:
+    """`PackedRecords` from `PackedRecords.__reduce__`: the chunks read in place, the index
+    (12 bytes a record) copied."""
+    packed = PackedRecords.__new__(PackedRecords)
+    packed._chunks = chunks  # type: ignore[assignment]  # read-only: no record is appended
+    packed._chunk, packed._start, packed._size = (array("I", b) for b in (chunk, start, size))
+    packed._rows, packed._restored = rows, True
+    return packed
 
 
 def record_ids(records: Sequence[Record]) -> Iterator[str]:
