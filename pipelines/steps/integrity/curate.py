@@ -419,7 +419,7 @@ def curate_records(
         if set(found) != set(SCREEN_PARTS):
             raise RuntimeError(f"the screens returned {sorted(found)}, not {list(SCREEN_PARTS)}")
         trigger_clusters = _record_backdoor(found[BACKDOOR_PART], cfg, scores, reasons)
-        trigger_clusters += _screen_inserted_phrases(found[PHRASES_PART], cfg, scores, reasons)
+        trigger_clusters += _record_inserted_phrases(found[PHRASES_PART], cfg, scores, reasons)
         _record_repeated_payloads(found[PAYLOAD_PART], scores, reasons)
         _record_injection(found[INJECTION_PART], scores, reasons)
         similarity, representative, near_clusters, quality_scores = found[DEDUP_QUALITY_PART]
@@ -474,7 +474,7 @@ def _screen_here(
         second.wait()
         trigger_clusters = _record_backdoor(_backdoor_scores(candidates, cfg), cfg, scores, reasons)
         second.poll()
-        trigger_clusters += _screen_inserted_phrases(phrases, cfg, scores, reasons)
+        trigger_clusters += _record_inserted_phrases(phrases, cfg, scores, reasons)
         del phrases
         _record_repeated_payloads(_repeated_payloads(candidates), scores, reasons)
         second.poll()
@@ -681,7 +681,7 @@ def _record_backdoor(
 def _inserted_phrases(
     candidates: Sequence[Record], cfg: CurationConfig
 ) -> backdoor.InsertedPhrases:
-    """The inserted-phrase scores of the candidates (`_screen_inserted_phrases` records them)."""
+    """The inserted-phrase scores of the candidates (`_record_inserted_phrases` records them)."""
     return backdoor.score_inserted_phrases(
         candidates,
         min_records=cfg.inserted_phrase_min_records,
@@ -690,7 +690,7 @@ def _inserted_phrases(
     )
 
 
-def _screen_inserted_phrases(
+def _record_inserted_phrases(
     phrases: backdoor.InsertedPhrases,
     cfg: CurationConfig,
     scores: ScoreTable,
