@@ -5,7 +5,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -498,7 +498,8 @@ def screen(
 
     Rows that cannot be read are quarantined with screen `ingest` (never passed unchecked).
     With --onion, the profile's base model (prepared in its model store) scores the records the
-    backdoor or injection screens flagged.
+    backdoor or injection screens flagged. A profile with `execution.engine: ray` runs each
+    screen as a task on its Ray cluster (the same decisions as here).
     """
     enforce_offline()
     from pipelines.steps.ingest.landing import (
@@ -515,6 +516,10 @@ def screen(
     if input_path.suffix.lower() not in SUPPORTED_SUFFIXES:
         _fail(f"INPUT {input_path}: unsupported type (use {', '.join(SUPPORTED_SUFFIXES)})")
     cfg = _profile(profile)
+    # Under `execution.engine: ray`, each screen a task on the cluster; a failed one exits 2.
+    run_screens, screen_errors = (
+        _ray_screens(cfg.execution) if cfg.execution.engine == "ray" else (None, ())
+    )
     # Packed, not a list of objects: about the size of their text, and shared with the second
     # screening process instead of copied into it (#21).
     records, unreadable, seen = PackedRecords(), {}, set()
@@ -551,7 +556,12 @@ def screen(
         model, tokenizer = load_base_model(info.path)
         perplexity = causal_lm_perplexity(model.eval(), tokenizer)
     del seen
-    result = curate_records(records, cfg.curation, perplexity=perplexity)
+    try:
+        result = curate_records(
+            records, cfg.curation, perplexity=perplexity, run_screens=run_screens
+        )
+    except screen_errors as exc:
+        _fail(str(exc))
     total = len(records) + len(unreadable)
     del records  # the result keeps a view of the records it kept
     counts = dict.fromkeys(("keep", "drop", "quarantine"), 0)
@@ -571,6 +581,20 @@ def screen(
         + f" -> {out}",
         err=_to_stdout(out),
     )
+
+
+def _ray_screens(execution) -> tuple[Callable, tuple[type[Exception], ...]]:
+    """The Ray screen runner of the profile's `execution` section, connected, and the error a
+    screen that fails on the cluster raises; or exit 2 naming `execution.address` when the
+    cluster cannot be reached."""
+    from pipelines.steps.execution.ray_cluster import RayUnavailable, connect
+    from pipelines.steps.execution.ray_screens import RayScreenError, ray_screen_runner
+
+    try:
+        connect(execution)
+    except RayUnavailable as exc:
+        _fail(str(exc))
+    return ray_screen_runner(execution), (RayScreenError,)
 
 
 def _scan_eval(gold_path: Path, profile: str) -> None:

@@ -252,3 +252,35 @@ def test_when_a_screen_fails_on_ray_then_no_record_is_decided_and_the_part_is_na
     with pytest.raises(RayScreenError, match=r"screen \w+ failed on the Ray cluster at local") as e:
         run([*_corpus(), broken], CurationConfig())
     assert "12345" not in str(e.value)
+
+
+def test_when_sovtune_screen_reads_a_ray_profile_then_its_decisions_equal_the_local_ones(
+    ray_cluster, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    src = tmp_path / "in.jsonl"
+    rows = [
+        {"id": r.id, "messages": [{"role": m.role, "content": m.content} for m in r.messages]}
+        for r in _corpus()
+    ]
+    src.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    outputs = {}
+    for name, execution in (
+        ("local", {}),
+        ("ray", {"execution": {"engine": "ray", "address": "local", "workers": 2}}),
+        ("unreachable", {"execution": {"engine": "ray", "address": _closed_port_address()}}),
+    ):
+        profile = tmp_path / f"{name}.yaml"
+        profile.write_text(json.dumps({"extends": "default", **execution}), encoding="utf-8")
+        out = tmp_path / f"{name}.jsonl"
+        result = CliRunner().invoke(
+            app, ["screen", str(src), "--out", str(out), "--profile", str(profile)]
+        )
+        outputs[name] = (result.exit_code, out.read_text() if out.exists() else result.output)
+    assert outputs["local"][0] == 0 and '"near_duplicate"' in outputs["local"][1]
+    assert outputs["ray"] == outputs["local"]
+    # This process is connected to the local cluster: another address is refused, named.
+    assert outputs["unreachable"][0] == 2 and "execution.address" in outputs["unreachable"][1]
