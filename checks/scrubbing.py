@@ -21,10 +21,11 @@ def no_residual_pii(
     lower `pii.residual_score_threshold`, finds nothing outside the spans the scrubber wrote
     (counts per entity type, never values). Read `execution.stream_batch_records` records at a
     time: a record's findings depend on no other record, so the batches' counts add up to the
-    whole corpus's."""
+    whole corpus's. Under `execution.engine: ray` the re-scan runs on the cluster, as the
+    scrub's scans do."""
     found: Counter[str] = Counter()
     for frame in iter_parquet_frames(scrubbed_corpus["path"], execution.stream_batch_records):
-        found.update(pii.residual(frame_to_records(frame)))
+        found.update(execution.residual(pii, frame_to_records(frame)))
     residual = dict(sorted(found.items()))
     gate = gates.no_residual_pii(residual)
     return dg.AssetCheckResult(

@@ -67,6 +67,19 @@ class DataEngine(dg.ConfigurableResource):
         connect(self.config)
         yield from pii.scrub_batches(batches, scan=ray_message_scan(pii.config, self.config))
 
+    def residual(self, pii: PIIEngine, records: list[Record]) -> dict[str, int]:
+        """`pii.residual(records)` (the `no_residual_pii` re-scan), its scan on Ray under the
+        `ray` engine: as costly as the scrub's first pass, so it goes where the scrub goes."""
+        if not self.on_ray:
+            return pii.residual(records)
+        from pipelines.steps.execution.ray_cluster import connect
+        from pipelines.steps.execution.ray_scan import ray_message_scan
+
+        connect(self.config)
+        return pii.residual(
+            records, scan=ray_message_scan(pii.residual_config, self.config, every_pack=True)
+        )
+
     def curate(
         self,
         records: Sequence[Record],

@@ -142,9 +142,18 @@ class PIIEngine(dg.ConfigurableResource):
         path = Path(self.vault_file) if self.vault_file else Path(self.key_file).parent / VAULT_FILE
         return Vault.from_env(path, self.vault_key_env)
 
-    def residual(self, records: list[Record]) -> dict[str, int]:
-        # The residual gate re-scans at the stricter `residual_score_threshold`.
-        return pii.residual_pii(records, self.analyzer, pii.residual_config(self.config))
+    @property
+    def residual_config(self) -> PIIConfig:
+        """The `pii` section of the residual re-scan (`pii.residual_config`)."""
+        return pii.residual_config(self.config)
+
+    def residual(
+        self, records: list[Record], scan: "pii.MessageScan | None" = None
+    ) -> dict[str, int]:
+        """The residual gate's re-scan (every pack, at the stricter `residual_score_threshold`):
+        findings per entity type; `scan` made elsewhere (on Ray) or, by default, here."""
+        analyzer = None if scan is not None else self.analyzer
+        return pii.residual_pii(records, analyzer, self.residual_config, scan=scan)
 
     def scan(self, records: list[Record]):
         return pii.scan_records(records, self.analyzer, self.config)

@@ -177,6 +177,29 @@ def test_when_scrubbed_on_ray_in_batches_then_the_output_hashes_equal_the_local_
     assert all(PERSON not in r.text for r in ray.records)
 
 
+def test_when_the_residual_rescan_runs_on_ray_then_its_counts_equal_the_local_ones(
+    ray_cluster, tmp_path: Path, key: str
+) -> None:
+    # The `no_residual_pii` check's re-scan (every pack, stricter threshold) as the check runs
+    # it under each engine: on raw records it finds what the scrub would replace, and a Chinese
+    # id card number in an English record only the Chinese pack finds (every pack, not the
+    # record's own); on scrubbed records whatever is left.
+    from resources import DataEngine, PIIEngine
+
+    raw = [
+        *_corpus(),
+        _record("cn1", "My resident id is 11010519491231002X, please update the file."),
+    ]
+    pii = PIIEngine(pseudonym_key_env=key, key_file=str(tmp_path / "secrets" / "k"))
+    scrubbed = DataEngine().scrub(pii, raw).records
+    local_engine, ray_engine = DataEngine(), DataEngine(**LOCAL_RAY.model_dump())
+    for records in (raw, scrubbed):
+        local = local_engine.residual(pii, records)
+        assert ray_engine.residual(pii, records) == local
+    raw_counts = local_engine.residual(pii, raw)
+    assert raw_counts["PERSON"] >= 40 and raw_counts.get("CN_ID_CARD", 0) >= 1
+
+
 def test_when_a_record_runs_past_the_budget_on_ray_then_it_is_quarantined_as_locally(
     ray_cluster, tmp_path: Path, key: str
 ) -> None:

@@ -31,12 +31,17 @@ class RayScanError(RuntimeError):
     """A scan on Ray did not return exactly one result per record: nothing may pass."""
 
 
-def ray_message_scan(cfg: PIIConfig, execution: ExecutionConfig) -> "pii.MessageScan":
-    """`pii.scrub_records`' scan of each pass, run on the connected Ray cluster.
+def ray_message_scan(
+    cfg: PIIConfig, execution: ExecutionConfig, *, every_pack: bool = False
+) -> "pii.MessageScan":
+    """`pii.scrub_records`' scan of each pass (with `every_pack`, `pii.residual_pii`'s re-scan
+    by every language pack), run on the connected Ray cluster.
 
     Args:
-        cfg: The `pii` section (entities, threshold, per-record budget).
+        cfg: The `pii` section (entities, threshold, per-record budget); for the re-scan,
+            `pii.residual_config` of it.
         execution: Workers and block size (`execution.workers`, `execution.batch_size`).
+        every_pack: Scan every message with every pack, not its record's.
 
     Returns:
         A `pii.MessageScan`: findings per record and message, in input order, and the indices
@@ -55,7 +60,7 @@ def ray_message_scan(cfg: PIIConfig, execution: ExecutionConfig) -> "pii.Message
         ]
         table = pa.Table.from_pandas(frame, preserve_index=False)
         scanned = run_on_cluster(
-            scan_pipeline, table, cfg_json, execution.workers, execution.batch_size
+            scan_pipeline, table, cfg_json, execution.workers, execution.batch_size, every_pack
         ).sort_values("position", kind="stable")
         if scanned["position"].tolist() != list(range(len(records))):
             raise RayScanError(
@@ -70,7 +75,9 @@ def ray_message_scan(cfg: PIIConfig, execution: ExecutionConfig) -> "pii.Message
     return scan
 
 
-def scan_pipeline(table: pa.Table, cfg_json: str, workers: int, size: int) -> pd.DataFrame:
+def scan_pipeline(
+    table: pa.Table, cfg_json: str, workers: int, size: int, every_pack: bool = False
+) -> pd.DataFrame:
     """The Ray Data pipeline of one pass (run on the cluster): blocks of `size` records,
     `scan_block` on at most `workers` task workers; one row per record, in any order."""
     import ray.data
@@ -80,7 +87,7 @@ def scan_pipeline(table: pa.Table, cfg_json: str, workers: int, size: int) -> pd
         ray.data.from_arrow(blocks)
         .map_batches(
             scan_block,
-            fn_kwargs={"cfg_json": cfg_json},
+            fn_kwargs={"cfg_json": cfg_json, "every_pack": every_pack},
             batch_size=None,  # one block is one batch
             batch_format="pandas",
             compute=ray.data.TaskPoolStrategy(size=workers),
@@ -90,7 +97,7 @@ def scan_pipeline(table: pa.Table, cfg_json: str, workers: int, size: int) -> pd
     )
 
 
-def scan_block(batch: pd.DataFrame, cfg_json: str) -> pd.DataFrame:
+def scan_block(batch: pd.DataFrame, cfg_json: str, every_pack: bool = False) -> pd.DataFrame:
     """Scan one block of records in a Ray worker (`ray_message_scan`); no text comes back."""
     enforce_offline()
     # Ray runs the workers in parallel: the scanner must not fork a second process of its own
@@ -104,7 +111,9 @@ def scan_block(batch: pd.DataFrame, cfg_json: str) -> pd.DataFrame:
     records = frame_to_records(batch[RECORD_COLUMNS])
     marks = [json.loads(only) for only in batch["only"]]
     only = None if all(m is None for m in marks) else marks
-    per_record, late = pii.scan_messages(records, _ANALYZERS[built_from], cfg, only=only)
+    per_record, late = pii.scan_messages(
+        records, _ANALYZERS[built_from], cfg, only=only, every_pack=every_pack
+    )
     return pd.DataFrame(
         {
             "position": batch["position"].to_numpy(),

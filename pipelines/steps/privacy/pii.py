@@ -388,11 +388,13 @@ def scan_messages(
     *,
     batch_size: int = 64,
     only: list[list] | None = None,
+    every_pack: bool = False,
 ) -> tuple[list[list[list[Finding]]], set[int]]:
     """The scan of one `scrub_records` pass: findings per record, per message, by its record's
-    pack, and the indices of the records over `cfg.scan_budget_seconds` (their findings are
-    empty: unscanned, not clean). Each record's result depends on that record alone."""
-    return _scan_messages(records, analyzer, cfg, batch_size, only=only)
+    pack (with `every_pack`, by every pack: the residual re-scan's), and the indices of the
+    records over `cfg.scan_budget_seconds` (their findings are empty: unscanned, not clean).
+    Each record's result depends on that record alone."""
+    return _scan_messages(records, analyzer, cfg, batch_size, only=only, every_pack=every_pack)
 
 
 def pseudonym(entity_type: str, value: str, *, key: bytes) -> str:
@@ -521,7 +523,12 @@ def scrub_records(
 
 
 def residual_pii(
-    records: list[Record], analyzer: AnalyzerEngine, cfg: PIIConfig, *, batch_size: int = 64
+    records: list[Record],
+    analyzer: AnalyzerEngine | None,
+    cfg: PIIConfig,
+    *,
+    batch_size: int = 64,
+    scan: MessageScan | None = None,
 ) -> dict[str, int]:
     """Count findings left in (scrubbed) records, per entity type, scanning with every pack.
 
@@ -537,6 +544,9 @@ def residual_pii(
         analyzer: An engine from `build_analyzer`.
         cfg: Entities to look for and the score threshold.
         batch_size: Texts per spaCy batch.
+        scan: The re-scan made elsewhere, by every pack at `cfg`'s threshold (on Ray:
+            `ray_message_scan(residual_config(...), ..., every_pack=True)`); default
+            `scan_messages` with `analyzer` here (`analyzer` may then be None).
 
     Returns:
         Findings per entity type, sorted by type; empty when nothing is left. A record whose
@@ -544,7 +554,12 @@ def residual_pii(
         not be re-read is not clean, and the gate fails.
     """
     counts: Counter[str] = Counter()
-    per_record, late = _scan_messages(records, analyzer, cfg, batch_size, every_pack=True)
+    if scan is not None:
+        per_record, late = scan(records, None)
+    elif analyzer is None:
+        raise PIIEngineError("residual_pii needs an analyzer or a scan")
+    else:
+        per_record, late = _scan_messages(records, analyzer, cfg, batch_size, every_pack=True)
     counts.update({RESIDUAL_TIMEOUT: len(late)} if late else {})
     for index, (record, per_message) in enumerate(zip(records, per_record, strict=True)):
         if index in late:
