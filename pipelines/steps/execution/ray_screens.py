@@ -10,11 +10,11 @@ store. What comes back are scores and clusters (ids, no text); the driver record
 local engine's order, so the decisions, reasons and scores equal the local engine's.
 
 The five cost about alike, so two workers screen 1.72x as fast as one at 20k records and 1.96x
-at 100k (docs/benchmarks.md, "Screening on Ray: each screen a task"). An earlier design sent only the MinHash
-signatures to Ray (a Ray Data `map_batches` per block of records) and ran the screens on the
-driver: two workers were no faster than one (0.96x), since signing is a small part of a screen
-and the banding, the exact Jaccard of the candidates and every other screen stayed in one
-process.
+at 100k (docs/benchmarks.md, "Screening on Ray: each screen a task"). An earlier design sent
+only the MinHash signatures to Ray (a Ray Data `map_batches` per block of records) and ran the
+screens on the driver: two workers were no faster than one (0.96x), since signing is a small
+part of a screen and the banding, the exact Jaccard of the candidates and every other screen
+stayed in one process.
 """
 
 from collections.abc import Callable, Mapping, Sequence
