@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -166,15 +167,20 @@ def screened_sha(result) -> str:
     return digest.hexdigest()
 
 
-def screen(engine: DataEngine, records: list):
-    """Wall seconds, CPU seconds and load average before/after of one `DataEngine.curate`."""
-    cfg = load_config("default").curation
+def timed(call: Callable, *args):
+    """`call(*args)`'s result, wall seconds, CPU seconds and load average before/after."""
     before, cpu = load(), cpu_seconds()
-    meter().take_peak_mib()
     started = time.perf_counter()
-    result = engine.curate(records, cfg, None)
+    result = call(*args)
     seconds = time.perf_counter() - started
-    return result, seconds, cpu_seconds() - cpu, (before, load()), meter().take_peak_mib()
+    return result, seconds, cpu_seconds() - cpu, (before, load())
+
+
+def screen(engine: DataEngine, records: list):
+    """`timed` of one `DataEngine.curate`, and the peak PSS sum (MiB) during it."""
+    cfg = load_config("default").curation
+    meter().take_peak_mib()
+    return *timed(engine.curate, records, cfg, None), meter().take_peak_mib()
 
 
 def table(title: str, records: int, rows: list) -> None:
@@ -194,22 +200,9 @@ def table(title: str, records: int, rows: list) -> None:
 
 
 def scrub(engine: DataEngine, records: list, folder: Path, pii: PIIEngine | None = None):
-    """Wall seconds, CPU seconds and load average before/after of one `DataEngine.scrub`."""
+    """`timed` of one `DataEngine.scrub` (a fresh surrogate registry under `folder`)."""
     pii = pii or PIIEngine(pseudonym_key_env=KEY_ENV, key_file=str(folder / "secrets" / "k"))
-    before, cpu = load(), cpu_seconds()
-    started = time.perf_counter()
-    result = engine.scrub(pii, records)
-    seconds = time.perf_counter() - started
-    return result, seconds, cpu_seconds() - cpu, (before, load())
-
-
-def residual(engine: DataEngine, pii: PIIEngine, records: list):
-    """Wall seconds, CPU seconds and load average before/after of one `DataEngine.residual`."""
-    before, cpu = load(), cpu_seconds()
-    started = time.perf_counter()
-    counts = engine.residual(pii, records)
-    seconds = time.perf_counter() - started
-    return counts, seconds, cpu_seconds() - cpu, (before, load())
+    return timed(engine.scrub, pii, records)
 
 
 def main() -> None:
@@ -250,7 +243,7 @@ def main() -> None:
             for w in (1, 2)
         ),
     ):
-        counts, *measured = residual(engine, local_pii, local.records)
+        counts, *measured = timed(engine.residual, local_pii, local.records)
         found.append((name, *measured, hashlib.sha256(repr(counts).encode()).hexdigest()))
     table("residual re-scan (every pack) of the scrubbed records", len(records), found)
     same += [row[-1] == found[0][-1] for row in found]

@@ -54,7 +54,7 @@ def ray_screen_runner(execution: ExecutionConfig) -> curate.ScreenRunner:
         found: dict[str, Any] = {}
         try:
             while waiting or running:
-                while waiting and len(running) < max(1, execution.workers):
+                while waiting and len(running) < execution.workers:
                     name = waiting.pop(0)
                     running[task.remote(name, corpus, cfg)] = name
                 done, _ = ray.wait(list(running), num_returns=1)
