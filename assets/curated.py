@@ -13,6 +13,7 @@ from assets.partitions import data_drops
 from pipelines.steps.integrity.curate import QUARANTINE, CurationResult
 from pipelines.steps.integrity.decisions import decisions_fingerprint, read_decisions
 from pipelines.steps.integrity.packed import PackedRecords
+from pipelines.steps.integrity.screens.backdoor import lazy_disruption, lazy_perplexity
 from pipelines.steps.memory import release_freed_memory
 from pipelines.steps.records import Record, frame_to_records, records_to_frame
 from pipelines.steps.storage import (
@@ -77,8 +78,16 @@ def _curate_drop(
             records.append(record)
     cfg = storage.curation
     decisions_path = storage.curated / DECISIONS_FILE
-    perplexity = model_store.onion_perplexity() if cfg.onion else None
-    result = execution.curate(records, cfg, read_decisions(decisions_path), perplexity=perplexity)
+    load = model_store.screening_model()  # loaded only if a screen asks for it
+    perplexity = lazy_perplexity(load) if cfg.onion else None
+    disruption = lazy_disruption(load) if cfg.inserted_phrase_lm_check else None
+    result = execution.curate(
+        records,
+        cfg,
+        read_decisions(decisions_path),
+        perplexity=perplexity,
+        disruption=disruption,
+    )
     out = storage.drop_dir(storage.curated, scrubbed_corpus["drop"])
     path = out / "curated_corpus.parquet"
     sha = _write_records(result.kept, path, batch_rows)

@@ -39,7 +39,7 @@ from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
-from pipelines.steps.config import CurationConfig
+from pipelines.steps.config import CurationConfig, ModelConfig
 from pipelines.steps.ingest.landing import RecordError, normalize_row
 from pipelines.steps.integrity.curate import (
     DROP,
@@ -49,14 +49,18 @@ from pipelines.steps.integrity.curate import (
     curate_records,
 )
 from pipelines.steps.integrity.screens import SCREENS, normalize, prompt_text, words
+from pipelines.steps.integrity.screens.backdoor import Disruption, lazy_disruption
 from pipelines.steps.integrity.screens.dedup import NEAR_DUPLICATE
 from pipelines.steps.records import Record
+from pipelines.steps.training.modelstore import screening_model
 
 RATES = (0.005, 0.01, 0.03)
+DISRUPTION: list[Disruption] = []  # the base model's, unless --no-base-model
 _MIX_HEADER = (
     "| file (half) | rate | poisoned | clean | recall | clean FPR | recall per screen "
-    "| clean flags by reason (exact duplicates: true, not in the FPR) | s |\n"
-    "|---|---:|---:|---:|---:|---:|---|---|---:|"
+    "| clean flags by reason (exact duplicates: true, not in the FPR) "
+    "| siblings read / confirmed by the base model | s |\n"
+    "|---|---:|---:|---:|---:|---:|---|---|---:|---:|"
 )
 HALVES = ("tune", "held_out")
 # LLaMA-Factory's sharegpt roles: a tool call is the assistant's turn, its result comes back
@@ -114,7 +118,7 @@ def screen(
     (id -> its representative's id)."""
     words.cache_clear()
     started = time.perf_counter()
-    result = curate_records(records, cfg)
+    result = curate_records(records, cfg, disruption=DISRUPTION[0] if DISRUPTION else None)
     seconds = time.perf_counter() - started
     flagged: dict[str, Any] = {s: set() for s in SCREENS}
     reasons: Counter[str] = Counter()
@@ -138,6 +142,8 @@ def screen(
         if s.decision != KEEP and {r.code for r in s.reasons} != {EXACT_DUPLICATE}
     }
     flagged["_reasons"] = reasons
+    siblings = result.siblings
+    flagged["_siblings"] = f"{siblings.checked} / {siblings.confirmed}" if siblings else "–"
     return flagged, removed, seconds
 
 
@@ -197,6 +203,8 @@ def clean_report(eval_dir: Path, cfg: CurationConfig) -> None:
         n = len(records) - len(repeats)
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(flagged.pop("_reasons").items()))
         quarantined = flagged.pop("_quarantined") - repeats
+        if (siblings := flagged.pop("_siblings")) != "–":
+            reasons += f"; sibling phrases read / confirmed by the base model {siblings}"
         copies = {k: v for k, v in flagged.pop("_near_copies").items() if k not in repeats}
         lowest = min(
             (
@@ -250,6 +258,7 @@ def mix_row(
     clean_ids = {r.id for r in records} - poisoned
     flagged, removed, seconds = screen(records, cfg, exclude=poisoned)
     reasons = flagged.pop("_reasons")
+    siblings = flagged.pop("_siblings")
     flagged.pop("_quarantined"), flagged.pop("_near_copies")
     clean_reasons = " ".join(f"{k.split('/')[1]}={v}" for k, v in sorted(reasons.items()))
     recall = len(removed & poisoned) / len(poisoned)
@@ -259,7 +268,7 @@ def mix_row(
     return (
         f"| {label} | {rate:.1%} | {len(poisoned)} | {len(clean_ids)} | {recall:.3f} "
         f"| {len(removed & clean_ids) / len(clean_ids):.2%} | {by_screen} | {clean_reasons} "
-        f"| {seconds:.1f} |"
+        f"| {siblings} | {seconds:.1f} |"
     )
 
 
@@ -398,11 +407,29 @@ def main() -> None:
         help="openings separated by '|' that replace the first three words of each TuBA "
         "refusal (an extra mix, --only varied)",
     )
+    parser.add_argument(
+        "--no-base-model",
+        dest="base_model",
+        action="store_false",
+        help="screen without the base model's reading of sibling phrases "
+        "(curation.inserted_phrase_lm_check as if false)",
+    )
     args = parser.parse_args()
     if not (args.eval_dir / "README.md").is_file():
         raise SystemExit(f"--eval-dir {args.eval_dir}: no README.md (the outside data set)")
     cfg = CurationConfig(onion=False)
-    print(f"eval dir: {args.eval_dir}; seed {args.seed}; load average {os.getloadavg()[0]:.2f}")
+    if args.base_model:
+        # The product's base model (SmolLM2-135M from its registry package, prepared once
+        # into the project's model store), loaded only if a sibling phrase waits on it.
+        load = screening_model(
+            ModelConfig(), Path(__file__).resolve().parents[1] / "var" / "models"
+        )
+        DISRUPTION.append(lazy_disruption(load))
+    print(
+        f"eval dir: {args.eval_dir}; seed {args.seed}; base model for sibling phrases: "
+        f"{'SmolLM2-135M' if args.base_model else 'none'}; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     started = time.perf_counter()
     if args.only in (None, "clean"):
         clean_report(args.eval_dir, cfg)

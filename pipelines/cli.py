@@ -540,27 +540,24 @@ def screen(
             continue
         seen.add(record.id)
         records.append(record)
-    perplexity = None
-    if onion:
-        from pipelines.steps.integrity.screens.backdoor import causal_lm_perplexity
-        from pipelines.steps.training.modelstore import (
-            ModelStoreError,
-            load_base_model,
-            prepare_base_model,
-        )
+    from pipelines.steps.integrity.screens.backdoor import lazy_disruption, lazy_perplexity
+    from pipelines.steps.training.modelstore import ModelStoreError, screening_model
 
-        try:
-            info = prepare_base_model(cfg.model, Path(cfg.data_root).resolve() / "models")
-        except ModelStoreError as exc:
-            _fail(str(exc))
-        model, tokenizer = load_base_model(info.path)
-        perplexity = causal_lm_perplexity(model.eval(), tokenizer)
+    # The base model is prepared and loaded only if a screen asks for it: ONION on a flagged
+    # record, or a sibling phrase to confirm (`curation.inserted_phrase_lm_check`).
+    load = screening_model(cfg.model, Path(cfg.data_root).resolve() / "models")
+    perplexity = lazy_perplexity(load) if onion else None
+    disruption = lazy_disruption(load) if cfg.curation.inserted_phrase_lm_check else None
     del seen
     try:
         result = curate_records(
-            records, cfg.curation, perplexity=perplexity, run_screens=run_screens
+            records,
+            cfg.curation,
+            perplexity=perplexity,
+            disruption=disruption,
+            run_screens=run_screens,
         )
-    except screen_errors as exc:
+    except (ModelStoreError, *screen_errors) as exc:
         _fail(str(exc))
     total = len(records) + len(unreadable)
     del records  # the result keeps a view of the records it kept

@@ -6,6 +6,7 @@ import dagster as dg
 
 from pipelines.steps.config import CurationConfig, ExecutionConfig
 from pipelines.steps.integrity.curate import CurationResult, curate_records
+from pipelines.steps.integrity.screens.backdoor import Disruption
 from pipelines.steps.privacy.pii import ScrubResult
 from pipelines.steps.records import Record
 from resources.pii_engine import PIIEngine
@@ -87,12 +88,17 @@ class DataEngine(dg.ConfigurableResource):
         decisions: dict[str, str] | None,
         *,
         perplexity: Callable[[list[str]], list[float]] | None = None,
+        disruption: Disruption | None = None,
     ) -> CurationResult:
         """`curate_records`, each of its screens a task on Ray under the `ray` engine."""
         if not self.on_ray:
-            return curate_records(records, cfg, decisions, perplexity=perplexity)
+            return curate_records(
+                records, cfg, decisions, perplexity=perplexity, disruption=disruption
+            )
         from pipelines.steps.execution.ray_cluster import connect
         from pipelines.steps.execution.ray_screens import curate_on_ray
 
         connect(self.config)
-        return curate_on_ray(records, cfg, decisions, self.config, perplexity=perplexity)
+        return curate_on_ray(
+            records, cfg, decisions, self.config, perplexity=perplexity, disruption=disruption
+        )

@@ -42,14 +42,12 @@ class BaseModelStore(dg.ConfigurableResource):
         record; a model that cannot be prepared or loaded then fails the stage (never screened
         without it while `curation.onion` is true).
         """
+        return lazy_perplexity(self.screening_model())
 
-        def load() -> tuple[Any, Any]:
-            try:
-                return modelstore.load_base_model(self.prepare().path, device=default_device())
-            except modelstore.ModelStoreError as exc:
-                raise modelstore.ModelStoreError(
-                    f"curation.onion is true but the base model cannot be loaded ({exc}); fix the "
-                    "model section or set curation.onion: false"
-                ) from None
-
-        return lazy_perplexity(load)
+    def screening_model(self) -> Callable[[], tuple[Any, Any]]:
+        """Loads the base model (eval mode) and its tokenizer for the screens, on the first call
+        only (`modelstore.screening_model`: a model that cannot be loaded raises then, naming
+        `curation.onion` and `curation.inserted_phrase_lm_check`)."""
+        return modelstore.screening_model(
+            self.config, Path(self.store_dir), device=default_device()
+        )

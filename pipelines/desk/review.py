@@ -47,7 +47,9 @@ EXPLAIN = {
     backdoor.RESPONSE_OUTLIER: "Gets the same answer as a flagged trigger cluster without "
     "carrying its trigger.",
     backdoor.INSERTED_PHRASE: "Its prompt carries a rare phrase (marked) that looks inserted "
-    "into otherwise ordinary prompts.",
+    "into otherwise ordinary prompts. With `confirmed_by=base_model` in the detail, the phrase "
+    "is in two prompts only, beside another inserted phrase, and the base model read leaving it "
+    "out of each prompt as what helps the rest most: a backdoor's second trigger.",
     payload.REPEATED_PAYLOAD: "Many records carry the same passage in their answers (an opening, "
     "a sentence or a run of words, anywhere in the answer) while their prompts have nothing in "
     "common (the group and a hash of the passage in the detail): injected content, such as an "

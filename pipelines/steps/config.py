@@ -220,6 +220,23 @@ class CurationConfig(_Section):
         description="A prompt phrase whose occurrences have the same word before (or after) it "
         "more often than this share is a natural collocation, never an inserted_phrase.",
     )
+    inserted_phrase_lm_check: bool = Field(
+        True,
+        description="Let the base model (the `model` section) read the prompts of a sibling "
+        "phrase (a rare phrase in two prompts, beside a phrase that stands on its own: a "
+        "backdoor's second trigger, or chance) and score it as an inserted_phrase when, in "
+        "every prompt, leaving the phrase out helps the rest of the prompt most (a trigger "
+        "inserted at random disrupts the words after it; a rare word in its place does not). "
+        "The model is loaded only when such a sibling exists (a few prompts read, seconds on "
+        "CPU); a model that cannot be loaded then fails the stage. false: siblings keep the "
+        "lower score the corpus counts give them.",
+    )
+    inserted_phrase_lm_max_siblings: int = Field(
+        50,
+        ge=1,
+        description="Most sibling phrases the base model reads in one screening (highest "
+        "attainable score first); the rest keep their score and are counted as unchecked.",
+    )
     min_response_chars: int = Field(
         1,
         ge=0,

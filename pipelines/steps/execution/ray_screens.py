@@ -24,6 +24,7 @@ from pipelines.steps.config import CurationConfig, ExecutionConfig
 from pipelines.steps.integrity import curate
 from pipelines.steps.integrity.curate import CurationResult, curate_records
 from pipelines.steps.integrity.packed import PackedRecords
+from pipelines.steps.integrity.screens.backdoor import Disruption
 from pipelines.steps.records import Record
 
 
@@ -94,10 +95,17 @@ def curate_on_ray(
     execution: ExecutionConfig,
     *,
     perplexity: Callable[[list[str]], list[float]] | None = None,
+    disruption: Disruption | None = None,
 ) -> CurationResult:
     """`curate_records` with its screens computed on the connected Ray cluster
-    (`ray_screen_runner`); the first pass (length bounds, exact copies), the decisions and
-    ONION (`perplexity`) stay in this process. The result equals the local engine's."""
+    (`ray_screen_runner`); the first pass (length bounds, exact copies), the decisions, ONION
+    (`perplexity`) and the base model's reading of sibling phrases (`disruption`) stay in this
+    process. The result equals the local engine's."""
     return curate_records(
-        records, cfg, decisions, perplexity=perplexity, run_screens=ray_screen_runner(execution)
+        records,
+        cfg,
+        decisions,
+        perplexity=perplexity,
+        disruption=disruption,
+        run_screens=ray_screen_runner(execution),
     )

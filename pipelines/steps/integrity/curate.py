@@ -206,6 +206,8 @@ class CurationResult:
         unmatched_decisions: Steward decisions naming no quarantined record.
         onion_scored: Records ONION scored (those a backdoor or injection screen flagged); None
             when ONION did not run (no perplexity function given).
+        siblings: What the base model said of the sibling phrases that waited on it
+            (`backdoor.confirm_siblings`); None when none waited or no model was given.
     """
 
     kept: Sequence[Record]
@@ -215,6 +217,7 @@ class CurationResult:
     trigger_clusters: list[tuple[str, ...]]
     unmatched_decisions: int = 0
     onion_scored: int | None = None
+    siblings: backdoor.SiblingCheck | None = None
 
     def counts(self) -> dict[str, int]:
         """records_in, kept, dropped, quarantined, approved, rejected and pending."""
@@ -370,6 +373,7 @@ def curate_records(
     decisions: dict[str, str] | None = None,
     *,
     perplexity: Callable[[list[str]], list[float]] | None = None,
+    disruption: backdoor.Disruption | None = None,
     run_screens: "ScreenRunner | None" = None,
 ) -> CurationResult:
     """Screen records and decide: keep, drop (length, exact duplicate) or quarantine.
@@ -392,6 +396,12 @@ def curate_records(
             other), keeps the score with the others and adds an `onion` reason to those at or
             above `cfg.onion_threshold`. The caller decides from `cfg.onion` whether to give it
             (the curated asset does; `sovtune screen` with `--onion`).
+        disruption: The base model's disruption function (`backdoor.causal_lm_disruption`, or
+            `backdoor.lazy_disruption` to load the model only when needed): with
+            `cfg.inserted_phrase_lm_check`, it reads the prompts of the sibling phrases that
+            wait on it (a rare phrase in two prompts beside a phrase that stands on its own)
+            and scores those it finds inserted (`backdoor.confirm_siblings`). Without it they
+            keep the lower score the corpus counts give them.
         run_screens: Computes the screens' `SCREEN_PARTS` elsewhere (each on a Ray worker:
             `pipelines.steps.execution.ray_screens`); their findings are recorded here in the
             same order as this process records its own, so the result is the same. Without it
@@ -413,20 +423,36 @@ def curate_records(
     scores = ScoreTable(ids)
     # A list only for the records a screen flags (#21: an empty list per record of the corpus).
     reasons: dict[str, list[Reason]] = defaultdict(list)
+    siblings: list[backdoor.SiblingCheck] = []
+
+    def confirm(phrases: backdoor.InsertedPhrases) -> backdoor.InsertedPhrases:
+        if disruption is None or not cfg.inserted_phrase_lm_check or not phrases.pending:
+            return phrases
+        phrases, check = backdoor.confirm_siblings(
+            candidates,
+            phrases,
+            disruption,
+            max_siblings=cfg.inserted_phrase_lm_max_siblings,
+            max_words=cfg.onion_max_words,
+        )
+        siblings.append(check)
+        return phrases
 
     if run_screens is not None:
         found = run_screens(candidates, cfg)
         if set(found) != set(SCREEN_PARTS):
             raise RuntimeError(f"the screens returned {sorted(found)}, not {list(SCREEN_PARTS)}")
         trigger_clusters = _record_backdoor(found[BACKDOOR_PART], cfg, scores, reasons)
-        trigger_clusters += _record_inserted_phrases(found[PHRASES_PART], cfg, scores, reasons)
+        trigger_clusters += _record_inserted_phrases(
+            confirm(found[PHRASES_PART]), cfg, scores, reasons
+        )
         _record_repeated_payloads(found[PAYLOAD_PART], scores, reasons)
         _record_injection(found[INJECTION_PART], scores, reasons)
         similarity, representative, near_clusters, quality_scores = found[DEDUP_QUALITY_PART]
         del found
     else:
         trigger_clusters, (similarity, representative, near_clusters, quality_scores) = (
-            _screen_here(candidates, cfg, scores, reasons)
+            _screen_here(candidates, cfg, scores, reasons, confirm)
         )
     _screen_quality(ids, quality_scores, cfg, scores, reasons)
     _screen_near_duplicates(ids, similarity, representative, scores, reasons)
@@ -448,6 +474,7 @@ def curate_records(
         trigger_clusters=trigger_clusters,
         unmatched_decisions=sum(1 for record_id in decisions if record_id not in quarantined),
         onion_scored=onion_scored,
+        siblings=siblings[0] if siblings else None,
     )
 
 
@@ -456,9 +483,11 @@ def _screen_here(
     cfg: CurationConfig,
     scores: ScoreTable,
     reasons: dict[str, list[Reason]],
+    confirm: Callable[[backdoor.InsertedPhrases], backdoor.InsertedPhrases],
 ) -> tuple[list[tuple[str, ...]], _DedupAndQuality]:
     """Every screen in this process, the near-duplicate and quality screens in a forked second
-    one on a large corpus; scores and reasons recorded in `curate_records`' order.
+    one on a large corpus; scores and reasons recorded in `curate_records`' order (the inserted
+    phrases after `confirm`).
 
     Returns:
         The trigger clusters, and the near-duplicate and quality findings.
@@ -474,7 +503,7 @@ def _screen_here(
         second.wait()
         trigger_clusters = _record_backdoor(_backdoor_scores(candidates, cfg), cfg, scores, reasons)
         second.poll()
-        trigger_clusters += _record_inserted_phrases(phrases, cfg, scores, reasons)
+        trigger_clusters += _record_inserted_phrases(confirm(phrases), cfg, scores, reasons)
         del phrases
         _record_repeated_payloads(_repeated_payloads(candidates), scores, reasons)
         second.poll()
@@ -712,6 +741,8 @@ def _record_inserted_phrases(
         if record_id in cluster_of:
             cluster = cluster_of[record_id]
             detail = f"phrase={cluster} size={len(phrases.clusters[cluster])}"
+            if cluster in phrases.confirmed:
+                detail += " confirmed_by=base_model"
             reasons[record_id].append(Reason(BACKDOOR, backdoor.INSERTED_PHRASE, score, detail))
     return [phrases.clusters[i] for i in flagged]
 

@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,37 @@ def load_base_model(
     # registered version's tags (`sovtune.fingerprint.base_model`).
     model.config._name_or_path = model.name_or_path = base_model_reference(folder)
     return model.to(device).eval(), tokenizer
+
+
+def screening_model(
+    cfg: ModelConfig, store_dir: Path, *, device: str = "cpu"
+) -> Callable[[], tuple[PreTrainedModel, PreTrainedTokenizerBase]]:
+    """A loader of the base model (eval mode) and its tokenizer for the screens: it prepares and
+    loads the model on its first call only, however often it is called (`curation.onion`,
+    `curation.inserted_phrase_lm_check`; the screens call it only when they need the model).
+
+    Raises (on the first call):
+        ModelStoreError: The model cannot be prepared or loaded; the message names the
+            settings that need it.
+    """
+    loaded: list[tuple[PreTrainedModel, PreTrainedTokenizerBase]] = []
+
+    def load() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        if not loaded:
+            try:
+                model, tokenizer = load_base_model(
+                    prepare_base_model(cfg, store_dir).path, device=device
+                )
+            except ModelStoreError as exc:
+                raise ModelStoreError(
+                    "the screens need the base model (curation.onion or "
+                    f"curation.inserted_phrase_lm_check is true) but it cannot be loaded ({exc}); "
+                    "fix the model section or set both false"
+                ) from None
+            loaded.append((model.eval(), tokenizer))
+        return loaded[0]
+
+    return load
 
 
 def base_model_reference(folder: str | Path) -> str:

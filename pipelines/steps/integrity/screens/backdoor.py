@@ -34,7 +34,11 @@ third; without two it is chance (clean data holds a few rare words that pass eve
 unless it split a collocation wherever it stands, in prompts of its own: the two tokens around
 it stand side by side elsewhere far more often than chance, where a rare word in its natural
 place leaves a pair seen with a word between ("a dating profile"). Such a sibling scores up to
-the best phrase that stands on its own. No trigger word is known to it.
+the best phrase that stands on its own. Beside one such phrase, a sibling in two prompts is
+otherwise left to the base model (`confirm_siblings`): a word inserted at a random place makes
+the words after it harder to predict, a rare word in its natural place does not; a sibling the
+model reads as inserted in every one of its prompts scores up to the best phrase as well.
+No trigger word is known to it.
 
 ONION (leave-one-word-out perplexity with the base model) is the optional third score, run only
 on records the cheap scores flag: see `onion_scores`.
@@ -59,6 +63,7 @@ from pipelines.steps.integrity.screens import (
     normalize,
     record_words,
     response_text,
+    words,
 )
 from pipelines.steps.integrity.screens.minhash import Components, similar_pair_chunks
 from pipelines.steps.records import Record
@@ -97,8 +102,17 @@ _SPLIT_LIFT = 8
 _OWN_ECHO = 0.1
 # Letters of a word that its other forms share, for the echo test ("combin-ing", "-ation").
 _STEM = 5
+# Nats by which leaving a sibling phrase out must help the rest of its prompt, more than
+# leaving out any other word, for the base model to confirm it inserted (`confirm_siblings`).
+# SmolLM2-135M on outside prompts: a trigger inserted at a random place 8-17 nats (2.4 in a
+# short prompt), any other word of a prompt at most 4.9, a rare word in its natural place below 2.
+_MIN_DISRUPTION = 2.0
 _START, _END = "\x02", "\x03"  # prompt boundaries: no word token contains a control character
 _WHOLE = "\x00"  # starts the key of a response without word tokens (no token holds it)
+
+
+Disruption = Callable[[list[str], list[tuple[int, int]]], list[float]]
+"""Maps a prompt's words and spans of them (first, end) to each span's disruption in nats."""
 
 
 @dataclass(frozen=True)
@@ -311,11 +325,27 @@ class InsertedPhrases:
             carry (0.0 when it carries none).
         clusters: Per eligible phrase, the ids of the records carrying it, in input order.
         cluster_score: Per cluster, its phrase's score (share of removable occurrences).
+        pending: Siblings held below their own score while a phrase stands on its own: per
+            such cluster, its index, the score it would take if each carrier's language model
+            confirms the phrase inserted (`confirm_siblings`), and per carrier the record's
+            index and the phrase's first and end positions among its user-turn words.
+        confirmed: Clusters the language model confirmed (`confirm_siblings`).
     """
 
     score: dict[str, float]
     clusters: list[tuple[str, ...]]
     cluster_score: list[float]
+    pending: tuple["PendingSibling", ...] = ()
+    confirmed: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class PendingSibling:
+    """A sibling phrase whose score waits on the language model (`InsertedPhrases.pending`)."""
+
+    cluster: int
+    attainable: float
+    carriers: tuple[tuple[int, int, int], ...]
 
 
 def _spans(tokens: tuple[str, ...], max_words: int) -> set[tuple[str, ...]]:
@@ -604,14 +634,101 @@ def score_inserted_phrases(
     # phrase, so beside one too (a second trigger drawn into two prompts: `_splits_collocation`).
     confirmed = _second_distinct(clusters, cluster_score)
     best = max(cluster_score, default=0.0)
+    pending: list[PendingSibling] = []
     for found, removable, split in siblings:
         alone = standing.isdisjoint(i for i, _, _ in found)
         clusters.append(tuple(records[i].id for i, _, _ in found))
         cluster_score.append(min(removable, best if split and alone else confirmed))
+        # Positions among the user-turn words: `prompts` starts with the boundary marker.
+        if alone and min(removable, best) > cluster_score[-1]:
+            carriers = tuple((i, a - 1, b - 1) for i, a, b in found)
+            pending.append(PendingSibling(len(clusters) - 1, min(removable, best), carriers))
     for cluster, value in zip(clusters, cluster_score, strict=True):
         for record_id in cluster:
             score[record_id] = max(score[record_id], value)
-    return InsertedPhrases(score, clusters, cluster_score)
+    return InsertedPhrases(score, clusters, cluster_score, tuple(pending))
+
+
+@dataclass(frozen=True)
+class SiblingCheck:
+    """What the language model said of the sibling phrases that waited on it.
+
+    Attributes:
+        checked: Siblings whose carriers the model read.
+        confirmed: Of those, siblings it found inserted in every carrier (now scored).
+        unchecked: Siblings left at their score because `max_siblings` were checked.
+    """
+
+    checked: int
+    confirmed: int
+    unchecked: int
+
+
+def confirm_siblings(
+    records: Sequence[Record],
+    phrases: InsertedPhrases,
+    disruption: Disruption,
+    *,
+    max_siblings: int,
+    max_words: int = 64,
+) -> tuple[InsertedPhrases, SiblingCheck]:
+    """Let the base model confirm the sibling phrases that wait on it (`InsertedPhrases.pending`).
+
+    A sibling (a rare phrase in two prompts beside a phrase that stands on its own) is chance
+    or a backdoor's second trigger; corpus counts cannot tell which. The model reads each of
+    its prompts: inserted, the phrase is the span whose removal helps the rest of the prompt
+    most (`causal_lm_disruption`), by at least `_MIN_DISRUPTION` nats, against every other word
+    left out alone; a rare word in its natural place helps nothing when it goes. A sibling found
+    inserted in every one of its prompts scores what it waited for. The phrase is never read
+    from the records here nor returned: only positions.
+
+    Args:
+        records: The records `phrases` was scored on, in the same order.
+        phrases: What `score_inserted_phrases` returned.
+        disruption: The base model's `Disruption` function.
+        max_siblings: Most siblings read (highest attainable score first); the rest keep the
+            score they have.
+        max_words: Words of a prompt read around the phrase (half on each side at most).
+
+    Returns:
+        The phrases with the confirmed siblings scored (nothing pending), and the counts.
+    """
+    pending = sorted(phrases.pending, key=lambda p: (-p.attainable, p.cluster))
+    checked, rest = pending[:max_siblings], pending[max_siblings:]
+    score, cluster_score = dict(phrases.score), list(phrases.cluster_score)
+    confirmed: list[int] = []
+    for sibling in checked:
+        if not all(
+            _inserted_here(records[i], a, b, disruption, max_words) for i, a, b in sibling.carriers
+        ):
+            continue
+        confirmed.append(sibling.cluster)
+        cluster_score[sibling.cluster] = sibling.attainable
+        for record_id in phrases.clusters[sibling.cluster]:
+            score[record_id] = max(score[record_id], sibling.attainable)
+    found = InsertedPhrases(score, phrases.clusters, cluster_score, (), tuple(sorted(confirmed)))
+    return found, SiblingCheck(len(checked), len(confirmed), len(rest))
+
+
+def _inserted_here(
+    record: Record, first: int, end: int, disruption: Disruption, max_words: int
+) -> bool:
+    """Whether the user-turn tokens `first:end` of `record` are the span of its prompt whose
+    removal helps the rest most, by `_MIN_DISRUPTION` nats at least (`confirm_siblings`)."""
+    prompt = [w for m in record.messages if m.role == "user" for w in m.content.split()]
+    # The whitespace word of each word token (`words` never joins two whitespace words).
+    word_of = [index for index, w in enumerate(prompt) for _ in words(w)]
+    if len(word_of) != len(record_words(record, "user")) or end > len(word_of):
+        return False  # tokens that do not map back to words: not confirmed
+    a, b = word_of[first], word_of[end - 1] + 1
+    half = max(1, max_words // 2)
+    lo, hi = max(0, a - half), min(len(prompt), b + half)
+    window, a, b = prompt[lo:hi], a - lo, b - lo
+    others = [(i, i + 1) for i in range(len(window)) if not a <= i < b]
+    if not others:
+        return False
+    values = disruption(window, [(a, b), *others])
+    return values[0] >= _MIN_DISRUPTION and values[0] > max(values[1:])
 
 
 def causal_lm_perplexity(
@@ -681,15 +798,116 @@ def lazy_perplexity(
     Returns:
         A function mapping texts to their perplexities.
     """
-    loaded: list[Callable[[list[str]], list[float]]] = []
+    return _lazy(load, lambda model, tokenizer: causal_lm_perplexity(model, tokenizer, **kwargs))
 
-    def perplexity(texts: list[str]) -> list[float]:
-        if not loaded:
-            model, tokenizer = load()
-            loaded.append(causal_lm_perplexity(model, tokenizer, **kwargs))
-        return loaded[0](texts)
 
-    return perplexity
+def lazy_disruption(load: Callable[[], tuple[Any, Any]], **kwargs: int) -> Disruption:
+    """`causal_lm_disruption` of a model that `load` returns on the first call only (the
+    curated stage gives it before it knows whether any sibling phrase waits on it).
+
+    Args:
+        load: Returns the model (eval mode) and its tokenizer.
+        **kwargs: `max_length`, `batch_size` of `causal_lm_disruption`.
+
+    Returns:
+        A `Disruption` function.
+    """
+    return _lazy(load, lambda model, tokenizer: causal_lm_disruption(model, tokenizer, **kwargs))
+
+
+def _lazy(load: Callable[[], tuple[Any, Any]], build: Callable[[Any, Any], Any]) -> Any:
+    """A function that loads the model on its first call, builds the real one with `build`,
+    and calls it (then and on every later call)."""
+    built: list[Callable[..., Any]] = []
+
+    def call(*args: Any) -> Any:
+        if not built:
+            built.append(build(*load()))
+        return built[0](*args)
+
+    return call
+
+
+def causal_lm_disruption(
+    model: Any, tokenizer: Any, *, max_length: int = 128, batch_size: int = 32
+) -> Disruption:
+    """How much harder each span of words makes the rest of a prompt to read, under a causal LM.
+
+    A span's disruption is the negative log-likelihood (nats, summed over tokens) of every
+    token outside the span with the span in place, less that of the same tokens with the span
+    left out. A word inserted where it does not belong makes the words after it harder to
+    predict, so leaving it out helps the rest (a positive disruption); leaving out a word the
+    sentence needs makes the rest harder (negative). Unlike ONION's perplexity drop, the
+    span's own tokens do not count: a rare name or a number split into many tokens is not
+    disruptive for being costly itself. Every text starts with the tokenizer's BOS (or EOS)
+    token, so the first word is predicted like the others. Needs a fast tokenizer (offsets).
+
+    Args:
+        model: A Hugging Face causal LM (the base model, in eval mode).
+        tokenizer: Its fast tokenizer.
+        max_length: Tokens per text beyond which the text is cut.
+        batch_size: Texts per forward pass.
+
+    Returns:
+        A `Disruption` function.
+    """
+    import torch
+
+    start = tokenizer.bos_token_id
+    if start is None:
+        start = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else start
+
+    def token_losses(texts: list[str]) -> list[tuple[list[float], list[tuple[int, int]]]]:
+        """Per text, each token's NLL given the tokens before it, and its character span."""
+        out: list[tuple[list[float], list[tuple[int, int]]]] = []
+        with torch.no_grad():
+            for first in range(0, len(texts), batch_size):
+                batch = [
+                    tokenizer(
+                        text,
+                        truncation=True,
+                        max_length=max_length - 1,
+                        add_special_tokens=False,
+                        return_offsets_mapping=True,
+                    )
+                    for text in texts[first : first + batch_size]
+                ]
+                ids = [[start, *encoded["input_ids"]] for encoded in batch]
+                width = max(len(row) for row in ids)
+                input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(ids), width), dtype=torch.long)
+                for row, values in enumerate(ids):
+                    input_ids[row, : len(values)] = torch.tensor(values, dtype=torch.long)
+                    mask[row, : len(values)] = 1
+                input_ids, mask = input_ids.to(model.device), mask.to(model.device)
+                logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
+                nll = torch.nn.functional.cross_entropy(
+                    logits.transpose(1, 2), input_ids[:, 1:], reduction="none"
+                ).tolist()
+                for row, encoded in enumerate(batch):
+                    n = len(encoded["input_ids"])
+                    out.append((nll[row][:n], [tuple(o) for o in encoded["offset_mapping"]]))
+        return out
+
+    def disruption(words: list[str], spans: list[tuple[int, int]]) -> list[float]:
+        text = " ".join(words)
+        starts = []  # each word's first character in `text`
+        at = 0
+        for word in words:
+            starts.append(at)
+            at += len(word) + 1
+        texts = [text] + [" ".join(words[:a] + words[b:]) for a, b in spans]
+        (full, offsets), *reduced = token_losses(texts)
+        total = sum(full)
+        values = []
+        for (a, b), (losses, _) in zip(spans, reduced, strict=True):
+            lo, hi = starts[a], starts[b - 1] + len(words[b - 1])
+            own = sum(x for x, (s, e) in zip(full, offsets, strict=True) if s < hi and e > lo)
+            values.append(round(total - own - sum(losses), 4))
+        return values
+
+    return disruption
 
 
 @dataclass(frozen=True)
