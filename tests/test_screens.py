@@ -1497,3 +1497,51 @@ def test_the_base_models_disruption_leaves_a_spans_own_tokens_out(tmp_path: Path
     assert abs(values[2]) < 1e-3
     # Any other span changes what the words after it are read with.
     assert values[0] != 0.0 and values[1] != 0.0
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_when_sovtune_screen_needs_the_base_model_and_it_is_missing_then_it_exits_naming_it(
+    tmp_path: Path, check: bool
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    src = tmp_path / "in.jsonl"
+    rows = [
+        {"id": r.id, "messages": [{"role": m.role, "content": m.content} for m in r.messages]}
+        for r in _multi_trigger(_WEAK["two prompts"], triggers=1)
+    ]
+    src.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    profile = tmp_path / "profile.yaml"
+    curation = {
+        "min_chars": 8,
+        "inserted_phrase_max_share": 0.5,
+        "inserted_phrase_lm_check": check,
+    }
+    profile.write_text(
+        json.dumps(
+            {
+                "extends": "default",
+                "data_root": str(tmp_path / "data"),
+                "model": {"kind": "hf", "path": str(tmp_path / "no-model")},
+                "curation": curation,
+            }
+        ),
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.jsonl"
+
+    result = CliRunner().invoke(
+        app, ["screen", str(src), "--out", str(out), "--profile", str(profile)]
+    )
+
+    if check:  # a sibling waits on the model, which cannot be loaded: stop, naming the setting
+        assert result.exit_code == 2
+        assert "curation.inserted_phrase_lm_check" in result.output
+        assert "vbk" not in result.output
+    else:
+        assert result.exit_code == 0, result.output
+        assert len(out.read_text().splitlines()) == len(rows)
