@@ -762,18 +762,7 @@ def causal_lm_perplexity(
                     tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
                     for text in texts[start : start + batch_size]
                 ]
-                width = max(len(ids) for ids in encoded)
-                input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(encoded), width), dtype=torch.long)
-                for row, ids in enumerate(encoded):
-                    input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-                    mask[row, : len(ids)] = 1
-                input_ids, mask = input_ids.to(model.device), mask.to(model.device)
-                logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
-                targets, target_mask = input_ids[:, 1:], mask[:, 1:].float()
-                nll = torch.nn.functional.cross_entropy(
-                    logits.transpose(1, 2), targets, reduction="none"
-                )
+                nll, target_mask = _token_nll(model, encoded, pad_id)
                 counts = target_mask.sum(dim=1)
                 mean_nll = (nll * target_mask).sum(dim=1) / counts.clamp(min=1)
                 for value, n in zip(torch.exp(mean_nll).tolist(), counts.tolist(), strict=True):
@@ -781,6 +770,26 @@ def causal_lm_perplexity(
         return values
 
     return perplexity
+
+
+def _token_nll(model: Any, rows: list[list[int]], pad_id: int) -> tuple[Any, Any]:
+    """One forward pass over token rows, right-padded: per row, each token's negative
+    log-likelihood given the tokens before it (from the second token on), and the mask of the
+    real (unpadded) ones. Call under `torch.no_grad()`."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        input_ids[index, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[index, : len(row)] = 1
+    input_ids, mask = input_ids.to(model.device), mask.to(model.device)
+    logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
+    nll = torch.nn.functional.cross_entropy(
+        logits.transpose(1, 2), input_ids[:, 1:], reduction="none"
+    )
+    return nll, mask[:, 1:].float()
 
 
 def lazy_perplexity(
@@ -874,17 +883,7 @@ def causal_lm_disruption(
                     for text in texts[first : first + batch_size]
                 ]
                 ids = [[start, *encoded["input_ids"]] for encoded in batch]
-                width = max(len(row) for row in ids)
-                input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(ids), width), dtype=torch.long)
-                for row, values in enumerate(ids):
-                    input_ids[row, : len(values)] = torch.tensor(values, dtype=torch.long)
-                    mask[row, : len(values)] = 1
-                input_ids, mask = input_ids.to(model.device), mask.to(model.device)
-                logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
-                nll = torch.nn.functional.cross_entropy(
-                    logits.transpose(1, 2), input_ids[:, 1:], reduction="none"
-                ).tolist()
+                nll = _token_nll(model, ids, pad_id)[0].tolist()
                 for row, encoded in enumerate(batch):
                     n = len(encoded["input_ids"])
                     out.append((nll[row][:n], [tuple(o) for o in encoded["offset_mapping"]]))
