@@ -1368,11 +1368,11 @@ def _model_says(inserted: Callable[[list[str]], bool], calls: list | None = None
     """A disruption function: the first span (the phrase) helps most where `inserted(window)`,
     by 9 nats against 1 for any other word; elsewhere it is the least disruptive."""
 
-    def disruption(words: list[str], spans: list[tuple[int, int]]) -> list[float]:
+    def disruption(words: list[str], units: list[tuple[int, ...]]) -> list[float]:
         if calls is not None:
-            calls.append(" ".join(words[a] for a, _ in spans[:1]))
+            calls.append(" ".join(words[i] for i in units[0]))
         first = 9.0 if inserted(words) else -3.0
-        return [first] + [1.0] * (len(spans) - 1)
+        return [first] + [1.0] * (len(units) - 1)
 
     return disruption
 
@@ -1479,24 +1479,24 @@ def test_when_a_sibling_waits_and_the_base_model_is_missing_then_the_stage_fails
         )
 
 
-def test_the_base_models_disruption_leaves_a_spans_own_tokens_out(tmp_path: Path) -> None:
+def test_the_base_models_disruption_leaves_a_units_own_tokens_out(tmp_path: Path) -> None:
     from tests.tiny_model import make_tiny_model, make_tiny_tokenizer
 
     tokenizer = make_tiny_tokenizer()
     model = make_tiny_model(tokenizer).eval()
     disruption = backdoor.causal_lm_disruption(model, tokenizer)
     words = "Please review the quarterly 4821 budget report on monday".split()
-    spans = [(4, 5), (0, 1), (8, 9), (0, len(words))]
+    units = [(4,), (0,), (8,), tuple(range(len(words))), (3, 4)]
 
-    values = disruption(words, spans)
+    values = disruption(words, units)
 
-    assert len(values) == len(spans) and all(np.isfinite(values))
+    assert len(values) == len(units) and all(np.isfinite(values))
     # Without every word nothing is left to help or hinder: the whole prompt disrupts nothing.
-    assert values[-1] == 0.0
+    assert values[3] == 0.0
     # The last word is read after the others: leaving it out changes none of their losses.
     assert abs(values[2]) < 1e-3
-    # Any other span changes what the words after it are read with.
-    assert values[0] != 0.0 and values[1] != 0.0
+    # Any other unit changes what the words after it are read with.
+    assert values[0] != 0.0 and values[1] != 0.0 and values[4] != values[0]
 
 
 @pytest.mark.parametrize("check", [True, False])
@@ -1545,3 +1545,21 @@ def test_when_sovtune_screen_needs_the_base_model_and_it_is_missing_then_it_exit
     else:
         assert result.exit_code == 0, result.output
         assert len(out.read_text().splitlines()) == len(rows)
+
+
+def test_when_a_sibling_stands_twice_in_a_prompt_then_the_base_model_reads_both_left_out() -> None:
+    # One occurrence left in would be read as copied from the other, and harder to predict
+    # without it: every occurrence in the prompt goes together.
+    records = _multi_trigger(_WEAK["two prompts"], triggers=1)
+    first = next(i for i, r in enumerate(records) if r.id == "s0")
+    twice = _with_word(records[first].messages[0].content, "vbk", 8)
+    assert twice.count("vbk") == 2
+    records[first] = _chat("s0", twice, records[first].messages[1].content)
+    calls: list[str] = []
+
+    result = curate_records(
+        records, _SIBLING_CFG, disruption=_model_says(lambda words: True, calls)
+    )
+
+    assert sorted(calls) == ["vbk", "vbk vbk"]
+    assert {"s0", "s1"} <= set(_phrase_reasons(result))

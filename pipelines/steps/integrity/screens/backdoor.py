@@ -111,8 +111,9 @@ _START, _END = "\x02", "\x03"  # prompt boundaries: no word token contains a con
 _WHOLE = "\x00"  # starts the key of a response without word tokens (no token holds it)
 
 
-Disruption = Callable[[list[str], list[tuple[int, int]]], list[float]]
-"""Maps a prompt's words and spans of them (first, end) to each span's disruption in nats."""
+Disruption = Callable[[list[str], list[tuple[int, ...]]], list[float]]
+"""Maps a prompt's words and units of them (word indices left out together) to each unit's
+disruption in nats (`causal_lm_disruption`)."""
 
 
 @dataclass(frozen=True)
@@ -713,21 +714,36 @@ def confirm_siblings(
 def _inserted_here(
     record: Record, first: int, end: int, disruption: Disruption, max_words: int
 ) -> bool:
-    """Whether the user-turn tokens `first:end` of `record` are the span of its prompt whose
-    removal helps the rest most, by `_MIN_DISRUPTION` nats at least (`confirm_siblings`)."""
+    """Whether the phrase at user-turn tokens `first:end` of `record`, with its other
+    occurrences in the prompt, is what helps the rest of the prompt most when left out, by
+    `_MIN_DISRUPTION` nats at least (`confirm_siblings`). Every occurrence goes together: one
+    left in would be read as copied from the other, and harder to predict without it."""
     prompt = [w for m in record.messages if m.role == "user" for w in m.content.split()]
+    tokens = record_words(record, "user")
     # The whitespace word of each word token (`words` never joins two whitespace words).
     word_of = [index for index, w in enumerate(prompt) for _ in words(w)]
-    if len(word_of) != len(record_words(record, "user")) or end > len(word_of):
+    if len(word_of) != len(tokens) or end > len(word_of):
         return False  # tokens that do not map back to words: not confirmed
-    a, b = word_of[first], word_of[end - 1] + 1
+    phrase, n = tokens[first:end], end - first
     half = max(1, max_words // 2)
-    lo, hi = max(0, a - half), min(len(prompt), b + half)
-    window, a, b = prompt[lo:hi], a - lo, b - lo
-    others = [(i, i + 1) for i in range(len(window)) if not a <= i < b]
+    lo = max(0, word_of[first] - half)
+    hi = min(len(prompt), word_of[end - 1] + 1 + half)
+    unit = tuple(
+        sorted(
+            {
+                word_of[k] - lo
+                for start in range(len(tokens) - n + 1)
+                if tokens[start : end - first + start] == phrase
+                for k in range(start, start + n)
+                if lo <= word_of[k] < hi
+            }
+        )
+    )
+    window = prompt[lo:hi]
+    others = [(i,) for i in range(len(window)) if i not in unit]
     if not others:
         return False
-    values = disruption(window, [(a, b), *others])
+    values = disruption(window, [unit, *others])
     return values[0] >= _MIN_DISRUPTION and values[0] > max(values[1:])
 
 
@@ -840,14 +856,14 @@ def _lazy(load: Callable[[], tuple[Any, Any]], build: Callable[[Any, Any], Any])
 def causal_lm_disruption(
     model: Any, tokenizer: Any, *, max_length: int = 128, batch_size: int = 32
 ) -> Disruption:
-    """How much harder each span of words makes the rest of a prompt to read, under a causal LM.
+    """How much harder each unit of words makes the rest of a prompt to read, under a causal LM.
 
-    A span's disruption is the negative log-likelihood (nats, summed over tokens) of every
-    token outside the span with the span in place, less that of the same tokens with the span
+    A unit's disruption is the negative log-likelihood (nats, summed over tokens) of every
+    token outside the unit with the unit in place, less that of the same tokens with the unit
     left out. A word inserted where it does not belong makes the words after it harder to
     predict, so leaving it out helps the rest (a positive disruption); leaving out a word the
     sentence needs makes the rest harder (negative). Unlike ONION's perplexity drop, the
-    span's own tokens do not count: a rare name or a number split into many tokens is not
+    unit's own tokens do not count: a rare name or a number split into many tokens is not
     disruptive for being costly itself. Every text starts with the tokenizer's BOS (or EOS)
     token, so the first word is predicted like the others. Needs a fast tokenizer (offsets).
 
@@ -889,20 +905,28 @@ def causal_lm_disruption(
                     out.append((nll[row][:n], [tuple(o) for o in encoded["offset_mapping"]]))
         return out
 
-    def disruption(words: list[str], spans: list[tuple[int, int]]) -> list[float]:
+    def disruption(words: list[str], units: list[tuple[int, ...]]) -> list[float]:
         text = " ".join(words)
         starts = []  # each word's first character in `text`
         at = 0
         for word in words:
             starts.append(at)
             at += len(word) + 1
-        texts = [text] + [" ".join(words[:a] + words[b:]) for a, b in spans]
+        texts = [text] + [
+            " ".join(w for i, w in enumerate(words) if i not in unit) for unit in units
+        ]
         (full, offsets), *reduced = token_losses(texts)
         total = sum(full)
         values = []
-        for (a, b), (losses, _) in zip(spans, reduced, strict=True):
-            lo, hi = starts[a], starts[b - 1] + len(words[b - 1])
-            own = sum(x for x, (s, e) in zip(full, offsets, strict=True) if s < hi and e > lo)
+        for unit, (losses, _) in zip(units, reduced, strict=True):
+            # A word's characters with the space before it: a tokenizer that splits digits
+            # one by one gives that space a token of its own, which leaves with the word.
+            chars = [(max(0, starts[i] - 1), starts[i] + len(words[i])) for i in unit]
+            own = sum(
+                x
+                for x, (s, e) in zip(full, offsets, strict=True)
+                if any(s < hi and e > lo for lo, hi in chars)
+            )
             values.append(round(total - own - sum(losses), 4))
         return values
 
