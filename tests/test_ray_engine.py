@@ -307,3 +307,32 @@ def test_when_sovtune_screen_reads_a_ray_profile_then_its_decisions_equal_the_lo
     assert outputs["ray"] == outputs["local"]
     # This process is connected to the local cluster: another address is refused, named.
     assert outputs["unreachable"][0] == 2 and "execution.address" in outputs["unreachable"][1]
+
+
+def test_when_a_sibling_phrase_waits_on_ray_then_the_driver_reads_it_as_locally(
+    ray_cluster,
+) -> None:
+    # The inserted-phrase part runs in a worker; its pending siblings come back to the driver,
+    # where the base model (a stand-in here: the test is about where it is asked) reads them.
+    from pipelines.steps.execution import ray_screens
+    from pipelines.steps.integrity import curate
+    from tests.test_screens import _SIBLING_CFG, _WEAK, _model_says, _multi_trigger
+
+    records = _multi_trigger(_WEAK["two prompts"], triggers=1)
+    calls_here: list[str] = []
+    calls_ray: list[str] = []
+
+    local = curate.curate_records(
+        records, _SIBLING_CFG, disruption=_model_says(lambda w: True, calls_here)
+    )
+    on_ray = ray_screens.curate_on_ray(
+        records,
+        _SIBLING_CFG,
+        None,
+        LOCAL_RAY,
+        disruption=_model_says(lambda w: True, calls_ray),
+    )
+
+    assert calls_ray == calls_here and calls_here
+    assert on_ray.siblings == local.siblings and local.siblings.confirmed >= 1
+    assert curate.decision_lines(on_ray) == curate.decision_lines(local)
