@@ -1563,3 +1563,22 @@ def test_when_a_sibling_stands_twice_in_a_prompt_then_the_base_model_reads_both_
 
     assert sorted(calls) == ["vbk", "vbk vbk"]
     assert {"s0", "s1"} <= set(_phrase_reasons(result))
+
+
+def test_when_a_phrase_is_part_of_a_longer_word_then_the_base_model_is_not_asked() -> None:
+    # "02" in "27/02/1983", "vbk" in "user@vbk.com": a piece of a word is never inserted text,
+    # so nothing is read.
+    from pipelines.steps.integrity.screens import record_words
+
+    record = _chat("n1", "Note for Kelly Parker, DOB 1983/vbk/27: the knee hurts.", "Noted.")
+    tokens = record_words(record, "user")
+    piece = tokens.index("vbk")
+    assert tokens[piece - 1 : piece + 2] == ("1983", "vbk", "27")
+    calls: list[str] = []
+    model = _model_says(lambda words: True, calls)
+
+    assert not backdoor._inserted_here(record, piece, piece + 1, model, 64)
+    assert calls == []
+    # The whole word is read (and here confirmed by the stand-in).
+    assert backdoor._inserted_here(record, piece - 1, piece + 2, model, 64)
+    assert calls == ["1983/vbk/27:"]

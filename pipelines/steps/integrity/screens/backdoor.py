@@ -714,8 +714,8 @@ def confirm_siblings(
 def _inserted_here(
     record: Record, first: int, end: int, disruption: Disruption, max_words: int
 ) -> bool:
-    """Whether the phrase at user-turn tokens `first:end` of `record`, with its other
-    occurrences in the prompt, is what helps the rest of the prompt most when left out, by
+    """Whether the phrase at user-turn tokens `first:end` of `record`, whole words, with its
+    other occurrences in the prompt, is what helps the rest of the prompt most when left out, by
     `_MIN_DISRUPTION` nats at least (`confirm_siblings`). Every occurrence goes together: one
     left in would be read as copied from the other, and harder to predict without it."""
     prompt = [w for m in record.messages if m.role == "user" for w in m.content.split()]
@@ -724,6 +724,12 @@ def _inserted_here(
     word_of = [index for index, w in enumerate(prompt) for _ in words(w)]
     if len(word_of) != len(tokens) or end > len(word_of):
         return False  # tokens that do not map back to words: not confirmed
+    # Inserted text stands between words: a phrase that is part of a longer word (a piece of
+    # a date, a hyphenated or dotted word) is none, and the model is not asked.
+    if (first > 0 and word_of[first - 1] == word_of[first]) or (
+        end < len(word_of) and word_of[end] == word_of[end - 1]
+    ):
+        return False
     phrase, n = tokens[first:end], end - first
     half = max(1, max_words // 2)
     lo = max(0, word_of[first] - half)
