@@ -201,6 +201,14 @@ def _curation_summary(
         "by_screen": result.reason_counts(),
         "near_duplicate_cluster_sizes": _size_histogram(result.near_duplicate_clusters),
         "trigger_clusters": [len(c) for c in result.trigger_clusters],
+        # Sibling phrases the base model read (`curation.inserted_phrase_lm_check`): counts.
+        "sibling_phrases": None
+        if result.siblings is None
+        else {
+            "read": result.siblings.checked,
+            "confirmed": result.siblings.confirmed,
+            "unchecked": result.siblings.unchecked,
+        },
         "screening_path": str(path.parent / "screening.parquet"),
         "scrubbed_path": scrubbed_corpus["path"],
     }
@@ -232,6 +240,7 @@ def _curation_metadata(
             {str(k): v for k, v in cluster_sizes.items()}, key="cluster size", value="clusters"
         ),
         "trigger_clusters": len(result.trigger_clusters),
+        "sibling_phrases": dg.MetadataValue.md(_siblings_line(summary["sibling_phrases"])),
         "sha256": summary["sha256"],
         "path": dg.MetadataValue.path(storage.stored(summary["path"])),
         "quarantine_review": dg.MetadataValue.path(storage.stored(out / "quarantine.parquet")),
@@ -252,6 +261,23 @@ def _curation_metadata(
             )
         ),
     }
+
+
+def _siblings_line(siblings: dict | None) -> str:
+    """What the base model said of the sibling phrases, in a steward's words."""
+    if siblings is None:
+        return "No sibling phrase waited on the base model (it was not loaded)."
+    line = (
+        f"The base model read {siblings['read']} sibling phrase(s) (a rare phrase in two "
+        f"prompts beside one that stands on its own) and found {siblings['confirmed']} inserted "
+        "in every prompt: their records are quarantined as `inserted_phrase`."
+    )
+    if siblings["unchecked"]:
+        line += (
+            f" **{siblings['unchecked']} more were not read** "
+            "(`curation.inserted_phrase_lm_max_siblings`): they keep their lower score."
+        )
+    return line
 
 
 def _size_histogram(clusters: list[tuple[str, ...]]) -> dict[int, int]:

@@ -1,6 +1,7 @@
 """The `sovtune` command line: run the demo pipeline, scan a corpus for PII."""
 
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -541,11 +542,20 @@ def screen(
         seen.add(record.id)
         records.append(record)
     from pipelines.steps.integrity.screens.backdoor import lazy_disruption, lazy_perplexity
-    from pipelines.steps.training.modelstore import ModelStoreError, screening_model
 
-    # The base model is prepared and loaded only if a screen asks for it: ONION on a flagged
-    # record, or a sibling phrase to confirm (`curation.inserted_phrase_lm_check`).
-    load = screening_model(cfg.model, Path(cfg.data_root).resolve() / "models")
+    @functools.cache
+    def load() -> tuple:
+        """The base model, prepared and loaded only if a screen asks for it (ONION on a flagged
+        record, or a sibling phrase to confirm: `curation.inserted_phrase_lm_check`); torch is
+        imported then too, not before (about 0.5 GB and seconds of CPU)."""
+        from pipelines.steps.training.modelstore import ModelStoreError, screening_model
+
+        try:
+            return screening_model(cfg.model, Path(cfg.data_root).resolve() / "models")()
+        except ModelStoreError as exc:
+            _fail(str(exc))
+            raise  # unreachable: _fail exits
+
     perplexity = lazy_perplexity(load) if onion else None
     disruption = lazy_disruption(load) if cfg.curation.inserted_phrase_lm_check else None
     del seen
@@ -557,7 +567,7 @@ def screen(
             disruption=disruption,
             run_screens=run_screens,
         )
-    except (ModelStoreError, *screen_errors) as exc:
+    except screen_errors as exc:
         _fail(str(exc))
     total = len(records) + len(unreadable)
     del records  # the result keeps a view of the records it kept

@@ -1582,3 +1582,13 @@ def test_when_a_phrase_is_part_of_a_longer_word_then_the_base_model_is_not_asked
     # The whole word is read (and here confirmed by the stand-in).
     assert backdoor._inserted_here(record, piece - 1, piece + 2, model, 64)
     assert calls == ["1983/vbk/27:"]
+
+
+def test_the_curated_metadata_says_what_the_base_model_read_in_counts() -> None:
+    from assets.curated import _siblings_line
+
+    assert "not loaded" in _siblings_line(None)
+    line = _siblings_line({"read": 3, "confirmed": 1, "unchecked": 0})
+    assert "read 3" in line and "found 1" in line and "not read" not in line
+    capped = _siblings_line({"read": 50, "confirmed": 0, "unchecked": 7})
+    assert "7 more were not read" in capped and "inserted_phrase_lm_max_siblings" in capped
