@@ -87,7 +87,6 @@ def trial(
                 found,
                 disruption,
                 max_siblings=cfg.inserted_phrase_lm_max_siblings,
-                max_words=cfg.onion_max_words,
             )
             variants.append(((lift, "base model"), confirmed))
         for key, phrases in variants:

@@ -227,15 +227,16 @@ class CurationConfig(_Section):
         "backdoor's second trigger, or chance) and score it as an inserted_phrase when, in "
         "every prompt, leaving the phrase out helps the rest of the prompt most (a trigger "
         "inserted at random disrupts the words after it; a rare word in its place does not). "
-        "The model is loaded only when such a sibling exists (a few prompts read, seconds on "
-        "CPU); a model that cannot be loaded then fails the stage. false: siblings keep the "
-        "lower score the corpus counts give them.",
+        "The model is loaded only when such a sibling exists (about 0.5 GB more memory for "
+        "SmolLM2-135M, and seconds of CPU); a model that cannot be loaded then fails the "
+        "stage. false: siblings keep the lower score the corpus counts give them.",
     )
     inserted_phrase_lm_max_siblings: int = Field(
-        50,
+        20,
         ge=1,
         description="Most sibling phrases the base model reads in one screening (highest "
-        "attainable score first); the rest keep their score and are counted as unchecked.",
+        "attainable score first; each costs 2-6 CPU-seconds for SmolLM2-135M: two prompts, "
+        "24 words around the phrase); the rest keep their score and are counted as unchecked.",
     )
     min_response_chars: int = Field(
         1,

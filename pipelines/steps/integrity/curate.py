@@ -433,7 +433,6 @@ def curate_records(
             phrases,
             disruption,
             max_siblings=cfg.inserted_phrase_lm_max_siblings,
-            max_words=cfg.onion_max_words,
         )
         siblings.append(check)
         return phrases

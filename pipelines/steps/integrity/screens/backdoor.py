@@ -671,7 +671,7 @@ def confirm_siblings(
     disruption: Disruption,
     *,
     max_siblings: int,
-    max_words: int = 64,
+    max_words: int = 24,
 ) -> tuple[InsertedPhrases, SiblingCheck]:
     """Let the base model confirm the sibling phrases that wait on it (`InsertedPhrases.pending`).
 
@@ -689,7 +689,10 @@ def confirm_siblings(
         disruption: The base model's `Disruption` function.
         max_siblings: Most siblings read (highest attainable score first); the rest keep the
             score they have.
-        max_words: Words of a prompt read around the phrase (half on each side at most).
+        max_words: Words of a prompt read around the phrase (half on each side at most): an
+            insertion disrupts the words right after it, and each word read is one more text
+            for the model (SmolLM2-135M on 2 CPU cores: about 1 s for a 12-word prompt, 3 s
+            for 24 words, 13 s for 56).
 
     Returns:
         The phrases with the confirmed siblings scored (nothing pending), and the counts.
@@ -860,7 +863,7 @@ def _lazy(load: Callable[[], tuple[Any, Any]], build: Callable[[Any, Any], Any])
 
 
 def causal_lm_disruption(
-    model: Any, tokenizer: Any, *, max_length: int = 128, batch_size: int = 32
+    model: Any, tokenizer: Any, *, max_length: int = 128, batch_size: int = 4
 ) -> Disruption:
     """How much harder each unit of words makes the rest of a prompt to read, under a causal LM.
 
@@ -877,7 +880,9 @@ def causal_lm_disruption(
         model: A Hugging Face causal LM (the base model, in eval mode).
         tokenizer: Its fast tokenizer.
         max_length: Tokens per text beyond which the text is cut.
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass. Small: a pass holds its logits twice over (the
+            vocabulary's width per token: 49,152 floats for SmolLM2, 100 MB for 4 texts of
+            128 tokens), and at 32 texts the screening process grew by 1.6 GB at 100k records.
 
     Returns:
         A `Disruption` function.
