@@ -7,7 +7,6 @@ from typing import Any
 import dagster as dg
 
 from pipelines.steps.config import ModelConfig
-from pipelines.steps.integrity.screens.backdoor import lazy_perplexity
 from pipelines.steps.training import modelstore
 from resources.trainer import default_device
 
@@ -34,15 +33,6 @@ class BaseModelStore(dg.ConfigurableResource):
 
     def prepare(self) -> "modelstore.BaseModelInfo":
         return modelstore.prepare_base_model(self.config, Path(self.store_dir))
-
-    def onion_perplexity(self) -> Callable[[list[str]], list[float]]:
-        """The base model's perplexity function for ONION (`curation.onion`) in the curated stage.
-
-        The model is prepared and loaded on the first call only, that is when a screen flagged a
-        record; a model that cannot be prepared or loaded then fails the stage (never screened
-        without it while `curation.onion` is true).
-        """
-        return lazy_perplexity(self.screening_model())
 
     def screening_model(self) -> Callable[[], tuple[Any, Any]]:
         """Loads the base model (eval mode) and its tokenizer for the screens, on the first call

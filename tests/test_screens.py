@@ -674,7 +674,7 @@ def test_when_onion_is_on_and_the_base_model_is_missing_then_the_stage_fails_nam
     with pytest.raises(
         ModelStoreError, match="curation.onion or curation.inserted_phrase_lm_check"
     ):
-        curate_records(flagged, CFG, perplexity=store.onion_perplexity())
+        curate_records(flagged, CFG, perplexity=backdoor.lazy_perplexity(store.screening_model()))
 
 
 @pytest.mark.parametrize(

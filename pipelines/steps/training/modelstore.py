@@ -184,7 +184,7 @@ def screening_model(
                     f"curation.inserted_phrase_lm_check is true) but it cannot be loaded ({exc}); "
                     "fix the model section or set both false"
                 ) from None
-            loaded.append((model.eval(), tokenizer))
+            loaded.append((model, tokenizer))  # load_base_model: in eval mode
         return loaded[0]
 
     return load

@@ -742,7 +742,7 @@ def _inserted_here(
             {
                 word_of[k] - lo
                 for start in range(len(tokens) - n + 1)
-                if tokens[start : end - first + start] == phrase
+                if tokens[start : start + n] == phrase
                 for k in range(start, start + n)
                 if lo <= word_of[k] < hi
             }
