@@ -52,8 +52,11 @@ browser:
 docs: setup
 	$(BIN)/mkdocs build --strict --quiet
 
+# Tests run in TEST_WORKERS processes (pytest-xdist), each test file whole in one of them, so a
+# module's fixtures (a Dagster run through the whole graph) are built once; 0 runs them in pytest's own process.
+TEST_WORKERS ?= 2
 test: setup lint browser docs
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # CI: a throwaway PostgreSQL server (Debian's package) for tests/test_production.py, then `make test`.
 ci:
