@@ -223,7 +223,11 @@ def prompt_scores(answered: list[Record], groups: list[tuple[int, ...]]) -> list
     baseline = max(0.0, (sum(x * x for x in total.values()) - own) / (n * (n - 1)))
     scores = []
     for group in groups:
-        planted = payload._planted_features(answered, list(group), df)
+        carried = [
+            (record_words(answered[i], "user"), record_words(answered[i], "assistant"))
+            for i in group
+        ]
+        planted = payload._planted_features(carried, df)
         cohesion, error = payload._mean_pairwise_cosine([unit[i] for i in group], planted)
         bound = cohesion + error
         scores.append(payload.CAP if bound * payload.CAP <= baseline else baseline / bound)

@@ -222,6 +222,127 @@ def clean_report(eval_dir: Path, cfg: CurationConfig) -> None:
         )
 
 
+_ROLE_BACK = {"user": "human", "assistant": "gpt"}
+
+
+def compose(parts: list[Record], *, source: str, index: int) -> Record:
+    """One conversation made of several clean records' exchanges, in order: their system turns
+    (tool lists) first, each once, then every user and assistant turn, read again as a sharegpt
+    row (`normalize_row`), so the screens see it as ingestion would hand it over."""
+    systems = dict.fromkeys(m.content for r in parts for m in r.messages if m.role == "system")
+    turns = [{"from": "system", "value": "\n".join(systems)}] if systems else []
+    turns += [
+        {"from": _ROLE_BACK[m.role], "value": m.content}
+        for r in parts
+        for m in r.messages
+        if m.role in _ROLE_BACK
+    ]
+    row = {"conversations": turns, "id": f"{source}-{index:04d}"}
+    return normalize_row(row, source_file=f"{source}.json", source_line=index + 1)
+
+
+def _chars(record: Record) -> int:
+    """A record's length as the quality screen measures it (`max_chars`)."""
+    return len(record.text)
+
+
+def composed(
+    streams: list[list[Record]], exchanges: int, max_chars: int, source: str
+) -> list[Record]:
+    """Conversations of `exchanges` records each, taken in turn from `streams` (one stream: a
+    file's records in order; two: one record of each file after the other, e.g. Chinese then
+    English), every source record used once. A conversation closes early rather than pass
+    `max_chars` (an over-length record is unusable, not a screen's false alarm); a source record
+    over the limit on its own stays alone, as it is in its file."""
+    queue = [r for group in zip(*streams, strict=False) for r in group]
+    out: list[Record] = []
+    parts: list[Record] = []
+    for record in queue:
+        if parts and (
+            len(parts) == exchanges
+            or len(compose([*parts, record], source=source, index=0).text) > max_chars
+        ):
+            out.append(compose(parts, source=source, index=len(out)))
+            parts = []
+        parts.append(record)
+    if parts:
+        out.append(compose(parts, source=source, index=len(out)))
+    return out
+
+
+def variants_report(eval_dir: Path, cfg: CurationConfig) -> None:
+    """Multilingual and long records (#15.5: they must not raise the FPR), built from the clean
+    data alone: each file's records joined into conversations of 2 and 4 exchanges (long,
+    multi-turn records), and Chinese and English records of the same kind alternating in one
+    conversation (a bilingual user; "x1": the two files as one corpus, one record each, to tell
+    what the mixed corpus does from what the mixed records do); then the records of all clean
+    files together by quartile of their length. Rates as in the clean table (verbatim repeats
+    left out)."""
+    sets = dict(clean_sets_records(eval_dir))
+    repeats = set().union(*(repeated_rows(p) for p in (eval_dir / "clean_sft").glob("*.json")))
+    plain = {name: [r for r in records if r.id not in repeats] for name, records in sets.items()}
+    rows: list[tuple[str, list[Record]]] = []
+    for exchanges in (1, 2, 4):
+        for name in (
+            "alpaca_en_demo",
+            "alpaca_zh_demo",
+            "glaive_toolcall_en_demo",
+            "glaive_toolcall_zh_demo",
+        ):
+            if exchanges == 1:  # the file itself: the clean table's row
+                continue
+            rows.append(
+                (
+                    f"{name} x{exchanges}",
+                    composed([plain[name]], exchanges, cfg.max_chars, f"{name}-x{exchanges}"),
+                )
+            )
+        for kind in ("alpaca", "glaive_toolcall"):
+            zh, en = plain[f"{kind}_zh_demo"], plain[f"{kind}_en_demo"]
+            rows.append(
+                (
+                    f"{kind} zh+en x{exchanges}",
+                    composed([zh, en], exchanges, cfg.max_chars, f"{kind}-zhen-x{exchanges}"),
+                )
+            )
+    print("\n## multilingual and long records built from clean_sft (#15.5)")
+    print(
+        "| records | n | median chars | "
+        + " | ".join(SCREENS)
+        + " | combined | quarantined | flags by reason |"
+    )
+    print("|---|---:|---:|" + "---:|" * (len(SCREENS) + 2) + "---|")
+    for name, records in rows:
+        _variant_row(name, records, cfg)
+    together = plain["all clean_sft together"]
+    flagged, removed, _ = screen(together, cfg)
+    quarantined = flagged["_quarantined"]
+    ordered = sorted(together, key=_chars)
+    print("\nall clean_sft together, screened as one corpus, by quartile of length:")
+    print("| quartile | n | chars | " + " | ".join(SCREENS) + " | combined | quarantined |")
+    print("|---|---:|---|" + "---:|" * (len(SCREENS) + 2))
+    for q in range(4):
+        part = ordered[q * len(ordered) // 4 : (q + 1) * len(ordered) // 4]
+        ids = {r.id for r in part}
+        print(
+            f"| Q{q + 1} | {len(part)} | {_chars(part[0])}-{_chars(part[-1])} | "
+            + " | ".join(f"{len(flagged[s] & ids) / len(ids):.2%}" for s in SCREENS)
+            + f" | {len(removed & ids) / len(ids):.2%} | {len(quarantined & ids) / len(ids):.2%} |"
+        )
+
+
+def _variant_row(name: str, records: list[Record], cfg: CurationConfig) -> None:
+    flagged, removed, _ = screen(records, cfg)
+    n = len(records)
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(flagged["_reasons"].items()))
+    median = sorted(map(_chars, records))[n // 2]
+    print(
+        f"| {name} | {n} | {median} | "
+        + " | ".join(f"{len(flagged[s]) / n:.2%}" for s in SCREENS)
+        + f" | {len(removed) / n:.2%} | {len(flagged['_quarantined']) / n:.2%} | {reasons or '-'} |"
+    )
+
+
 def _tokens(record: Record) -> set[str]:
     return set(words(prompt_text(record)))
 
@@ -391,7 +512,9 @@ def main() -> None:
     default_eval = Path(__file__).resolve().parents[1].parent / "shared" / "eval"
     parser.add_argument("--eval-dir", type=Path, default=default_eval)
     parser.add_argument(
-        "--only", choices=("clean", "poison", "tuba", "appended", "varied"), default=None
+        "--only",
+        choices=("clean", "variants", "poison", "tuba", "appended", "varied"),
+        default=None,
     )
     parser.add_argument("--files", nargs="*", default=[], help="e.g. jailbreak_badnet")
     parser.add_argument("--halves", nargs="*", choices=HALVES, default=list(HALVES))
@@ -433,6 +556,8 @@ def main() -> None:
     started = time.perf_counter()
     if args.only in (None, "clean"):
         clean_report(args.eval_dir, cfg)
+    if args.only in (None, "variants"):
+        variants_report(args.eval_dir, cfg)
     if args.only in (None, "poison"):
         poison_report(args.eval_dir, cfg, args.files, args.halves, args.seed)
     if args.only in (None, "tuba"):

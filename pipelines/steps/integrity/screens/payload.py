@@ -21,10 +21,18 @@ bigrams, as everywhere in the screens), in every assistant turn:
 Groups with the same members are one group. For every group of at least `min_records` records
 (and at most `max_share` of the corpus: a segment that frequent is the data's own style, not an
 injection), the prompts' relatedness is measured with TF-IDF unit vectors of their user-turn
-words:
+words. A segment's prompt is the user turns of the exchange whose answer carries it (those
+since the previous answer; a record's last exchange also takes any user turn after its last
+answer), not the whole conversation: a stock sentence in the third answer of a long
+conversation answers the third question, and three unrelated questions beside it would make
+any group of long conversations look unrelated. A record with one answer is one exchange.
+Document frequencies and the baseline count exchanges. A group whose members share segments in
+several exchanges (an alike first exchange, then a payload) is judged on each way its segments
+pick the exchanges and scores the highest: related questions in one exchange do not vouch for
+a segment repeated after unrelated ones.
 
     cohesion(G)  = mean pairwise cosine of the prompts in G = (|sum of v_i|^2 - |G|) / (|G|(|G|-1))
-    baseline     = the same mean over every record with an answer
+    baseline     = the same mean over every exchange
     unrelatedness = baseline / cohesion(G)   (capped at `CAP`)
 
 exact and linear in the records. A group whose prompts are no more alike than prompts drawn at
@@ -127,31 +135,133 @@ def segments(
     for message in record.messages:
         if message.role != "assistant":
             continue
-        tokens = _masked(words(message.content))
-        if first and len(tokens) >= opening_words:
-            yield "opening", tokens[:opening_words], _key("opening", tokens[:opening_words])
-        first = False
-        for sentence in _SENTENCE_END.split(message.content):
-            # Uncached: the screens' token cache holds whole messages.
-            found = _masked(words.__wrapped__(sentence)) if sentence.strip() else ()
-            if len(found) >= opening_words:
-                yield "sentence", found, _key("sentence", found)
-        hashes = _shingle_keys(tokens, segment_words)
-        if not hashes:
-            continue
-        kept = (
-            {min(hashes[j : j + window]) for j in range(len(hashes) - window + 1)}
-            if len(hashes) > window
-            else {min(hashes)}
+        yield from _answer_segments(
+            message.content, first, opening_words, segment_words, window, with_tokens
         )
-        if not with_tokens:
-            for key in kept:
-                yield "shingle", (), key
-            continue
-        for j, key in enumerate(hashes):
-            if key in kept:
-                kept.discard(key)
-                yield "shingle", tokens[j : j + segment_words], key
+        first = False
+
+
+def _answer_segments(
+    content: str,
+    first: bool,
+    opening_words: int,
+    segment_words: int,
+    window: int,
+    with_tokens: bool,
+) -> Iterator[tuple[str, tuple[str, ...], int]]:
+    """The segments of one answer (`segments`); its opening only if it is the `first` answer."""
+    tokens = _masked(words(content))
+    if first and len(tokens) >= opening_words:
+        yield "opening", tokens[:opening_words], _key("opening", tokens[:opening_words])
+    for sentence in _SENTENCE_END.split(content):
+        # Uncached: the screens' token cache holds whole messages.
+        found = _masked(words.__wrapped__(sentence)) if sentence.strip() else ()
+        if len(found) >= opening_words:
+            yield "sentence", found, _key("sentence", found)
+    hashes = _shingle_keys(tokens, segment_words)
+    if not hashes:
+        return
+    kept = (
+        {min(hashes[j : j + window]) for j in range(len(hashes) - window + 1)}
+        if len(hashes) > window
+        else {min(hashes)}
+    )
+    if not with_tokens:
+        for key in kept:
+            yield "shingle", (), key
+        return
+    for j, key in enumerate(hashes):
+        if key in kept:
+            kept.discard(key)
+            yield "shingle", tokens[j : j + segment_words], key
+
+
+def exchanges(record: Record) -> list[tuple[tuple[str, ...], str]]:
+    """Each answer of the record with the words of the user turns it answers: `(prompt words,
+    answer)`, in order (module docstring). An answer that follows another with no user turn
+    between (a tool call, then the answer) answers the same prompt."""
+    out: list[tuple[tuple[str, ...], str]] = []
+    asked: tuple[str, ...] = ()
+    for message in record.messages:
+        if message.role == "user":
+            asked += words(message.content)
+        elif message.role == "assistant":
+            if not asked and out:
+                asked = out[-1][0]
+            out.append((asked, message.content))
+            asked = ()
+    if asked and out:
+        out[-1] = (out[-1][0] + asked, out[-1][1])
+    return out
+
+
+def _answers(record: Record) -> int:
+    return sum(1 for m in record.messages if m.role == "assistant")
+
+
+def _prompts(record: Record) -> list[tuple[str, ...]]:
+    """The prompt words of each of the record's exchanges (one: its user words)."""
+    if _answers(record) <= 1:
+        return [record_words(record, "user")]
+    return [asked for asked, _ in exchanges(record)]
+
+
+def _exchange_choices(
+    answered: list[Record],
+    group: tuple[int, ...],
+    keys: tuple[int, ...],
+    opening_words: int,
+    segment_words: int,
+) -> list[tuple[int, list[tuple[tuple[str, ...], tuple[str, ...]]]]]:
+    """Each distinct way the group's segments pick its members' exchanges: a key that picks
+    them so, and per member the prompt and answer words of the exchanges whose answer carries
+    that key. One way when every member has one answer; members sharing segments in several
+    exchanges (an alike first exchange, then a payload) are judged on each, so that a shared
+    segment in related exchanges does not vouch for one in unrelated ones."""
+    multi = {i: exchanges(answered[i]) for i in group if _answers(answered[i]) > 1}
+    single = {
+        i: (record_words(answered[i], "user"), record_words(answered[i], "assistant"))
+        for i in group
+        if i not in multi
+    }
+    if not multi:
+        return [(keys[0], [single[i] for i in group])]
+    carried_keys = {
+        i: [
+            {
+                k
+                for _, _, k in _answer_segments(
+                    answer, j == 0, opening_words, segment_words, WINDOW, False
+                )
+            }
+            for j, (_, answer) in enumerate(found)
+        ]
+        for i, found in multi.items()
+    }
+    choices: dict[tuple[tuple[int, ...], ...], int] = {}
+    for key in keys:
+        picked = tuple(
+            tuple(j for j, carried in enumerate(carried_keys[i]) if key in carried) for i in multi
+        )
+        choices.setdefault(picked, key)
+    out = []
+    for picked, key in choices.items():
+        chosen = dict(zip(multi, picked, strict=True))
+        rows = []
+        for i in group:
+            if i in single:
+                rows.append(single[i])
+                continue
+            found = multi[i]
+            parts = [found[j] for j in chosen[i]] or found
+            rows.append(
+                (
+                    tuple(t for asked, _ in parts for t in asked),
+                    tuple(t for _, answer in parts for t in words(answer)),
+                )
+            )
+        out.append((key, rows))
+    return out
 
 
 @lru_cache(maxsize=65536)
@@ -230,22 +340,23 @@ def _mean_pairwise_cosine(
 
 
 def _planted_features(
-    answered: list[Record], group: list[int], document_frequency: Counter[str]
+    carried: list[tuple[tuple[str, ...], tuple[str, ...]]], document_frequency: Counter[str]
 ) -> frozenset[str]:
     """Prompt words found mostly inside the group (at least as often as in the rest of the
     corpus) that the group's answers do not repeat (fewer than half of them): words planted into
     the prompts, such as triggers, which relate the prompts by construction, not by topic. A
-    topic word the answers take up ("sentiment" in "The sentiment of ...") stays."""
+    topic word the answers take up ("sentiment" in "The sentiment of ...") stays. `carried`:
+    per member, the prompt and answer words of its exchange that carries the group's segment."""
     inside: Counter[str] = Counter()
-    for i in group:
-        inside.update(set(record_words(answered[i], "user")))
+    for prompt, _ in carried:
+        inside.update(set(prompt))
     exclusive = {t for t, c in inside.items() if c >= 2 and c * 2 >= document_frequency[t]}
     if not exclusive:
         return frozenset()
     echoed: Counter[str] = Counter()
-    for i in group:
-        echoed.update(exclusive & set(record_words(answered[i], "assistant")))
-    return frozenset(t for t in exclusive if echoed[t] * 2 < len(group))
+    for _, answer in carried:
+        echoed.update(exclusive & set(answer))
+    return frozenset(t for t in exclusive if echoed[t] * 2 < len(carried))
 
 
 def score_repeated_payloads(
@@ -278,34 +389,54 @@ def score_repeated_payloads(
     examined = _groups(answered, opening_words, segment_words, min_records, max_share)
     if not examined:
         return PayloadScores(score, clusters, cluster_score, cluster_key)
+    # Prompts are counted by exchange (module docstring): a record with one answer is one.
     document_frequency: Counter[str] = Counter()
+    n = 0
     for record in answered:
-        document_frequency.update(set(record_words(record, "user")))
+        for prompt in _prompts(record):
+            document_frequency.update(set(prompt))
+            n += 1
     # The corpus's mean pairwise cosine from the sum of its vectors; only the vectors of the
-    # examined groups' members are kept (memory grows with them, not with the corpus).
-    n = len(answered)
+    # examined groups' members with one answer are kept (memory grows with them, not with the
+    # corpus); a member with several answers has the vector of the exchange that carries each
+    # group's segment, made for that group.
     members = {i for group, _ in examined for i in group}
     total: Counter[str] = Counter()
     own = 0.0
     vectors: dict[int, dict[str, float]] = {}
     for index, record in enumerate(answered):
-        vector = _unit_vector(record_words(record, "user"), document_frequency, n)
-        total.update(vector)
-        own += sum(x * x for x in vector.values())
-        if index in members:
+        prompts = _prompts(record)
+        for prompt in prompts:
+            vector = _unit_vector(prompt, document_frequency, n)
+            total.update(vector)
+            own += sum(x * x for x in vector.values())
+        if index in members and len(prompts) == 1:
             vectors[index] = vector
     squared = sum(x * x for x in total.values())
     baseline = max(0.0, (squared - own) / (n * (n - 1))) if n > 1 else 0.0
     del total
-    names = _segment_hashes(answered, examined, opening_words, segment_words)
-    for group, key in examined:
-        planted = _planted_features(answered, list(group), document_frequency)
-        cohesion, error = _mean_pairwise_cosine([vectors[i] for i in group], planted)
-        # One standard error above the measured cohesion: a small group must show that its
-        # prompts are unrelated, not merely fail to show that they are related.
-        bound = cohesion + error
-        value = CAP if bound * CAP <= baseline else baseline / bound
-        value = round(value, 4)
+    scored: list[tuple[tuple[int, ...], int, float]] = []
+    for group, keys in examined:
+        best: tuple[float, int] | None = None
+        for key, carried in _exchange_choices(answered, group, keys, opening_words, segment_words):
+            planted = _planted_features(carried, document_frequency)
+            cohesion, error = _mean_pairwise_cosine(
+                [
+                    vectors[i] if i in vectors else _unit_vector(prompt, document_frequency, n)
+                    for i, (prompt, _) in zip(group, carried, strict=True)
+                ],
+                planted,
+            )
+            # One standard error above the measured cohesion: a small group must show that its
+            # prompts are unrelated, not merely fail to show that they are related.
+            bound = cohesion + error
+            value = round(CAP if bound * CAP <= baseline else baseline / bound, 4)
+            if best is None or value > best[0]:
+                best = (value, key)
+        assert best is not None
+        scored.append((group, best[1], best[0]))
+    names = _segment_hashes(answered, [(g, k) for g, k, _ in scored], opening_words, segment_words)
+    for group, key, value in scored:
         clusters.append(tuple(answered[i].id for i in group))
         cluster_score.append(value)
         cluster_key.append(names[key])
@@ -321,11 +452,11 @@ def _groups(
     segment_words: int,
     min_records: int,
     max_share: float,
-) -> list[tuple[tuple[int, ...], int]]:
-    """Groups of records (indices into `answered`) that share a segment, with the key of one
-    segment they share: at least `min_records` and at most `max_share` of the records, and not
-    templated (`_templated`); groups with the same members once, in the order of their first
-    member."""
+) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Groups of records (indices into `answered`) that share a segment, with the keys of every
+    segment they share (first the one that names the group: an opening if one is among them):
+    at least `min_records` and at most `max_share` of the records, and not templated
+    (`_templated`); groups with the same members once, in the order of their first member."""
     keys = array("Q")
     owners = array("q")
     # Each record's sentence and shingle keys, concatenated
@@ -361,9 +492,11 @@ def _groups(
     starts = np.flatnonzero(np.r_[True, group_of[1:] != group_of[:-1]])
     bounds = np.r_[starts, len(group_of)]
     seen: dict[tuple[int, ...], int] = {}
+    every: dict[tuple[int, ...], list[int]] = {}
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         group = tuple(int(i) for i in member[a:b])
         key = int(unique[group_of[a]])
+        every.setdefault(group, []).append(key)
         # An opening names the group when it is one of its keys (checked as before: no
         # template test, see `_templated`).
         if group not in seen or key in openings:
@@ -372,7 +505,7 @@ def _groups(
     # Records per key (each record counts a key once).
     sentence_count = counts[np.searchsorted(unique, sentence_array)]
     kept = [
-        (group, key)
+        (group, (key, *(k for k in every[group] if k != key)))
         for group, key in seen.items()
         if key in openings or not _templated(group, sentence_array, sentence_count, start)
     ]
