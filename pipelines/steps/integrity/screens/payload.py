@@ -464,7 +464,11 @@ def _groups(
     sentence_keys = array("Q")
     start = array("q", [0])
     openings: set[int] = set()
+    # Records with several answers: only groups with such a member keep every key they share
+    # (`_exchange_choices`); a corpus of single answers keeps one key a group, as before.
+    several = array("b")
     for index, record in enumerate(answered):
+        several.append(_answers(record) > 1)
         found: set[int] = set()
         sentences: set[int] = set()
         for kind, _, key in segments(record, opening_words, segment_words, with_tokens=False):
@@ -493,10 +497,12 @@ def _groups(
     bounds = np.r_[starts, len(group_of)]
     seen: dict[tuple[int, ...], int] = {}
     every: dict[tuple[int, ...], list[int]] = {}
+    has_several = np.frombuffer(several, dtype=np.int8).astype(bool)
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         group = tuple(int(i) for i in member[a:b])
         key = int(unique[group_of[a]])
-        every.setdefault(group, []).append(key)
+        if has_several[member[a:b]].any():
+            every.setdefault(group, []).append(key)
         # An opening names the group when it is one of its keys (checked as before: no
         # template test, see `_templated`).
         if group not in seen or key in openings:
@@ -505,7 +511,7 @@ def _groups(
     # Records per key (each record counts a key once).
     sentence_count = counts[np.searchsorted(unique, sentence_array)]
     kept = [
-        (group, (key, *(k for k in every[group] if k != key)))
+        (group, (key, *(k for k in every.get(group, ()) if k != key)))
         for group, key in seen.items()
         if key in openings or not _templated(group, sentence_array, sentence_count, start)
     ]
