@@ -1296,6 +1296,30 @@ def _disclaimed(i: int, thing: str) -> tuple[str, str]:
     )
 
 
+def test_each_answer_is_paired_with_the_user_turns_it_answers() -> None:
+    messages = (
+        Message("system", "Tools: lookup"),
+        Message("user", "Where is the parcel?"),
+        Message("assistant", "lookup parcel"),  # a tool call
+        Message("user", "in transit"),  # the tool's result comes back as the user's turn
+        Message("assistant", "It is in transit."),
+        Message("assistant", "Anything else?"),  # no user turn between: the same prompt
+        Message("user", "Thanks."),
+        Message("assistant", "You are welcome."),
+        Message("user", "Bye."),  # after the last answer: the last exchange's
+    )
+    record = Record("x", "t.jsonl", 1, "chat", messages, language="en")
+
+    found = payload.exchanges(record)
+
+    assert found == [
+        (("where", "is", "the", "parcel"), "lookup parcel"),
+        (("in", "transit"), "It is in transit."),
+        (("in", "transit"), "Anything else?"),
+        (("thanks", "bye"), "You are welcome."),
+    ]
+
+
 def test_when_a_stock_answer_stands_late_in_long_conversations_then_it_scores_as_in_short() -> None:
     # The same exchanges as one record each, then each disclaimer as the last of four exchanges
     # whose first three are questions of their own (a long conversation, #15.5). A segment is
