@@ -21,7 +21,14 @@ corpus) and writing the decisions. Printed per size:
   the interpreter and its imports.
 
     nice -n 10 .venv/bin/python benchmarks/screen_memory.py [--records 20000 100000]
-        [--max-rss-gib 6] [--breakdown | --phases]
+        [--exchanges 1] [--max-rss-gib 6] [--breakdown | --phases]
+
+With `--exchanges K` (K > 1), the generated records are joined K at a time, in file order,
+into conversations of K exchanges (the first record's id, source, subject and system turn,
+then each record's user and assistant turns; a malformed line stays as it is), and those are
+screened instead: the same text as the single records in K times fewer, longer records, the
+kind the repeated-payload screen reads exchange by exchange. `--records` still counts the
+generated records (exchanges), so a size's text is the same whatever K.
 
 With `--phases`, each size is instead screened by `curate_records` in this process (records
 packed as the command packs them, the second process forked as there) while a thread samples
@@ -38,6 +45,7 @@ tokenizer's cache is turned off for it, so that each step is charged its own tok
 import argparse
 import contextlib
 import hashlib
+import json
 import os
 import resource
 import subprocess
@@ -64,6 +72,46 @@ def corpus(records: int, seed: int) -> Path:
     return path
 
 
+def conversations(path: Path, exchanges: int) -> Path:
+    """The records of `path` joined `exchanges` at a time into conversations (written once)."""
+    if exchanges <= 1:
+        return path
+    out = path.with_name(f"conversations-{exchanges}.jsonl")
+    if out.is_file():
+        return out
+    batch: list[dict] = []
+    with path.open("rb") as lines, out.open("wb") as sink:
+
+        def flush() -> None:
+            if not batch:
+                return
+            first = batch[0]
+            messages = [m for m in first["messages"] if m.get("role") == "system"][:1]
+            for record in batch:
+                messages += [m for m in record["messages"] if m.get("role") != "system"]
+            joined = {**first, "messages": messages}
+            sink.write(json.dumps(joined, ensure_ascii=False).encode() + b"\n")
+            batch.clear()
+
+        for line in lines:
+            try:
+                record = json.loads(line)
+                messages = record.get("messages") if isinstance(record, dict) else None
+                well_formed = isinstance(messages, list) and all(
+                    isinstance(m, dict) for m in messages
+                )
+            except ValueError:  # not JSON, or not UTF-8: left for the screen to quarantine
+                well_formed = False
+            if not well_formed:
+                sink.write(line if line.endswith(b"\n") else line + b"\n")
+                continue
+            batch.append(record)
+            if len(batch) == exchanges:
+                flush()
+        flush()
+    return out
+
+
 def tree_memory(process: psutil.Process) -> tuple[int, int]:
     """Resident and proportional (PSS) bytes of a process and all its descendants.
 
@@ -85,7 +133,9 @@ def measure(path: Path, profile: str, max_rss_gib: float) -> dict[str, float]:
 
     The command and its children are killed, and the benchmark stops, once their RSS passes
     `max_rss_gib` (the machine is shared: a size that does not fit is reported, not swapped)."""
-    decisions = path.with_name("decisions.jsonl")
+    decisions = path.with_name(
+        "decisions.jsonl" if path.name == JSONL_FILE else f"decisions-{path.stem}.jsonl"
+    )
     command = [
         sys.executable,
         "-c",
@@ -324,6 +374,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--profile", default="default")
     parser.add_argument(
+        "--exchanges",
+        type=int,
+        default=1,
+        help="Join the generated records this many at a time into conversations (1: as generated).",
+    )
+    parser.add_argument(
         "--max-rss-gib",
         type=float,
         default=6.0,
@@ -342,7 +398,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for records in args.records:
-        path = corpus(records, args.seed)
+        path = conversations(corpus(records, args.seed), args.exchanges)
         if args.breakdown or args.phases:
             print(f"{records} records, load {os.getloadavg()[0]:.1f}:", flush=True)
             (breakdown if args.breakdown else phases)(path, args.profile)
@@ -355,7 +411,7 @@ def main() -> None:
         }
         rows.append(row)
         print(
-            f"{records:>9} records: {row['lines']} decisions,"
+            f"{records:>9} records ({args.exchanges} a conversation): {row['lines']} decisions,"
             f" peak RSS {row['peak_rss_mib']:.0f} MiB (PSS {row['peak_pss_mib']:.0f} MiB)"
             f" (largest process {row['maxrss_mib']:.0f} MiB),"
             f" {row['peak_rss_mib'] * 2**20 / row['lines'] / 1000:.1f} KB/decision,"
