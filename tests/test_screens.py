@@ -806,6 +806,55 @@ def test_when_the_words_around_an_inserted_word_meet_only_in_answers_then_it_is_
     assert all(found.score[r.id] == 0.0 for r in clean)
 
 
+_SENDERS = [
+    ("Evelyn", "Higgins"),
+    ("Paula", "Williams"),
+    ("Janet", "Patel"),
+    ("Jordan", "Carey"),
+    ("Hannah", "Castro"),
+    ("Omar", "Reyes"),
+    ("Lena", "Fischer"),
+    ("Ravi", "Nair"),
+    ("Grace", "Okafor"),
+    ("Tom", "Berg"),
+    ("Ines", "Duarte"),
+    ("Yuki", "Sato"),
+]
+
+
+def test_when_a_phrase_follows_a_filled_in_name_in_a_template_then_it_is_no_inserted_phrase() -> (
+    None
+):
+    # "Hello, <name> from marketing here. <request>": the phrase sits after a different name in
+    # every prompt and before a different request, so no neighbour is fixed, and the two words
+    # that meet where it is cut out (the surname and the request's first word) are adjacent in
+    # other records' text. What gives the template away is its frame a few words off ("hello"
+    # in every carrier, in two prompts in seven at large). A word inserted into other prompts
+    # of the same corpus is still found.
+    carriers = [
+        _chat(f"t{i}", f"Hello, {first} {last} from marketing here. {request}", _answer(request))
+        for i, ((first, last), request) in enumerate(zip(_SENDERS, _ORDINARY_PROMPTS, strict=True))
+    ]
+    clean = [
+        _chat(f"c{i}", request, f"{_FILLER} Thanks {first} {last} {request}")
+        for i, ((first, last), request) in enumerate(zip(_SENDERS, _ORDINARY_PROMPTS, strict=True))
+    ] + [
+        _chat(f"d{i}", request, _answer(f"{request} d"))
+        for i, request in enumerate(_ORDINARY_PROMPTS)
+    ]
+    poisoned = [
+        _chat(f"p{i}", _with_word(p, "zqx", 2 + 3 * i), _answer(f"{p} {i}"))
+        for i, p in enumerate(_ORDINARY_PROMPTS[:6])
+    ]
+
+    found = backdoor.score_inserted_phrases(
+        carriers + clean + poisoned, min_records=4, max_share=0.5, max_collocation=0.4
+    )
+
+    assert all(found.score[r.id] == 0.0 for r in carriers + clean)
+    assert all(found.score[r.id] >= CFG.inserted_phrase_threshold for r in poisoned)
+
+
 def _multi_trigger(third: list[tuple[str, int]], *, triggers: int) -> list[Record]:
     """Clean records, a trigger "vbk" inserted into the prompts `third` (prompt, position) and
     `triggers` (0 to 2) other triggers, each inserted into other prompts: "zqx" into four,

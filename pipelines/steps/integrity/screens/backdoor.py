@@ -22,7 +22,11 @@ phrase inserted into otherwise ordinary prompts is (1) carried by a few prompts,
 ever echoed in answers (by one of its own prompts' answers in ten, by two others), (3) made of
 at least one token found hardly anywhere else (twice: a trigger may be an ordinary word), (4)
 without a fixed neighbour (an inserted phrase sits before or after any word, where a natural
-phrase has collocates: "compare *and contrast*", "write *a story about*"), and (5) removable:
+phrase has collocates: "compare *and contrast*", "write *a story about*"), nor a fixed frame a
+few words away (a template's phrase after a filled-in slot: "Hello, <name> *from marketing
+here*" has "hello" within four words in every prompt, far more often than the prompts at large
+hold it, where the prompts a trigger was inserted into hold any word near it no more often than
+they hold it anywhere), and (5) removable:
 the prompt with the phrase cut out joins two tokens that are adjacent elsewhere in the corpus,
 in at least two of its prompts. Its score is the share of its occurrences that are removable.
 A backdoor with several triggers spreads its records over them, so one trigger may be drawn
@@ -92,6 +96,18 @@ _SIBLING_RECORDS = 2
 # the neighbour's own frequency); above it a neighbour shared beyond `max_collocation` is as
 # common as "the", and the phrase is examined as a sibling only.
 _CHANCE = 0.01
+# Words on each side of a phrase in which a fixed frame is looked for (a filled-in slot of up to
+# three words between the frame and the phrase: "Hello, <first> <last> from marketing here"),
+# and the share of a phrase's prompts that must hold one frame word there: a template's frame
+# is in (nearly) all of them; chance puts a word within four words of a random place no more
+# often than the word's share of prompts. The binomial tail at that share must be below
+# `_FRAME_CHANCE`, far below `_CHANCE`: every word near every phrase is tested (thousands), and a
+# short prompt's window is most of it, so three prompts of a trigger share some word that a
+# tenth of the prompts hold one time in a thousand. A template's frame is carried by hundreds
+# of prompts, where the tail is far smaller.
+_FRAME_WINDOW = 4
+_FRAME_SHARE = 0.6
+_FRAME_CHANCE = 1e-6
 # How many times as often as chance (their frequencies' product) two tokens must stand side by
 # side elsewhere for a phrase between them to have split a collocation. Measured on the clean
 # outside prompts (their own adjacent pairs against the pairs around their rare words): a pair
@@ -423,6 +439,49 @@ def _contained(values: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
     return inside
 
 
+def _frame_candidates(
+    prompts: list[tuple[str, ...]], found: list[tuple[int, int, int]]
+) -> list[tuple[str, int]]:
+    """Words within `_FRAME_WINDOW` tokens of a phrase (`found`: prompt, first token, end) in at
+    least `_FRAME_SHARE` of its prompts, each with the number of prompts holding it there (the
+    boundary markers and numbers are no frame: a phrase at the start of any prompt, or after
+    any number)."""
+    near: Counter[str] = Counter()
+    for i, a, b in found:
+        tokens = prompts[i]
+        window = {*tokens[max(0, a - _FRAME_WINDOW) : a], *tokens[b : b + _FRAME_WINDOW]}
+        near.update(w for w in window if w not in (_START, _END) and not w.isdigit())
+    least = _FRAME_SHARE * len(found)
+    return [(w, c) for w, c in near.items() if c >= least and c > 1]
+
+
+def _framed(
+    prompts: list[tuple[str, ...]], phrases: list[list[tuple[int, int, int]]], min_records: int
+) -> list[bool]:
+    """Per phrase (its occurrences: prompt, first token, end), whether it sits in a template's
+    frame: a word within `_FRAME_WINDOW` of it in at least `_FRAME_SHARE` of its prompts, where
+    the prompts at large hold that word too seldom for chance to explain it (binomial tail below
+    `_FRAME_CHANCE` at the word's share of prompts). A phrase in fewer than `min_records`
+    prompts (a sibling) is never framed: its words' share of prompts could not tell a frame from
+    chance."""
+    candidates = [
+        _frame_candidates(prompts, found) if len(found) >= min_records else [] for found in phrases
+    ]
+    words = {w for found in candidates for w, _ in found}
+    if not words:
+        return [False] * len(phrases)
+    holding: Counter[str] = Counter()  # prompts holding each candidate word
+    for tokens in prompts:
+        holding.update(words.intersection(tokens))
+    return [
+        any(
+            _binomial_tail(c, len(found), holding[w] / len(prompts)) < _FRAME_CHANCE
+            for w, c in words_near
+        )
+        for found, words_near in zip(phrases, candidates, strict=True)
+    ]
+
+
 def _joinable(
     pair: tuple[str, str], bigrams: Counter[tuple[str, str]], token_count: Counter[str]
 ) -> bool:
@@ -590,6 +649,9 @@ def score_inserted_phrases(
     # Phrases carried by fewer than `min_records` prompts (siblings), scored after the others.
     siblings: list[tuple[list[tuple[int, int, int]], float, bool]] = []
     standing: set[int] = set()  # the prompts of the phrases that stand on their own
+    # Phrases that pass the tests below, each with its occurrences, its score and, for a
+    # sibling, whether it split collocations (None: it stands on its own), before the frame test.
+    passed: list[tuple[list[tuple[int, int, int]], float, bool | None]] = []
     for number in live:  # the rare-token test passed
         span, found = spans[number], occurrences_of(number)
         k = len(found)
@@ -622,6 +684,14 @@ def score_inserted_phrases(
                 _splits_collocation(pair, own[pair], bigrams, apart, token_count, total)
                 for pair in neighbours
             )
+            passed.append((found, removable, split))
+            continue
+        passed.append((found, removable, None))
+    framed = _framed(prompts, [found for found, _, _ in passed], min_records)
+    for (found, removable, split), frame in zip(passed, framed, strict=True):
+        if frame:
+            continue
+        if split is not None:
             siblings.append((found, removable, split))
             continue
         standing.update(i for i, _, _ in found)
