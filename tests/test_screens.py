@@ -855,6 +855,38 @@ def test_when_a_phrase_follows_a_filled_in_name_in_a_template_then_it_is_no_inse
     assert all(found.score[r.id] >= CFG.inserted_phrase_threshold for r in poisoned)
 
 
+def _with_two_words(prompt: str, first: str, second: str, position: int) -> str:
+    """`first` inserted before the word at `position`, `second` right after that word."""
+    tokens = prompt.split()
+    tokens[position : position + 1] = [first, tokens[position], second]
+    return " ".join(tokens)
+
+
+def test_when_two_trigger_words_are_inserted_side_by_side_then_neither_is_the_others_frame() -> (
+    None
+):
+    # A composite trigger: two rare words inserted a word apart into the same prompts. Each is
+    # within a few words of the other in every prompt and nowhere else, as a template's frame
+    # would be; but a word that is itself an insertion is no frame, so both are still found.
+    clean = [
+        _chat(f"{copy}{i}", p, _answer(f"{p} {copy}"))
+        for copy in "cdef"
+        for i, p in enumerate(_ORDINARY_PROMPTS)
+    ]
+    poisoned = [
+        _chat(f"p{i}", _with_two_words(p, "zqx", "vbk", i % (len(p.split()) - 1)), _answer(p))
+        for i, p in enumerate(_ORDINARY_PROMPTS[:8])
+    ]
+    assert all(re.search(r"zqx \w+ vbk", r.messages[0].content) for r in poisoned)
+
+    found = backdoor.score_inserted_phrases(
+        clean + poisoned, min_records=4, max_share=0.5, max_collocation=0.4
+    )
+
+    assert all(found.score[r.id] >= CFG.inserted_phrase_threshold for r in poisoned)
+    assert all(found.score[r.id] == 0.0 for r in clean)
+
+
 def _multi_trigger(third: list[tuple[str, int]], *, triggers: int) -> list[Record]:
     """Clean records, a trigger "vbk" inserted into the prompts `third` (prompt, position) and
     `triggers` (0 to 2) other triggers, each inserted into other prompts: "zqx" into four,

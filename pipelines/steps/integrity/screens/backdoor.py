@@ -456,16 +456,22 @@ def _frame_candidates(
 
 
 def _framed(
-    prompts: list[tuple[str, ...]], phrases: list[list[tuple[int, int, int]]], min_records: int
+    prompts: list[tuple[str, ...]],
+    phrases: list[list[tuple[int, int, int]]],
+    min_records: int,
+    inserted: set[str],
 ) -> list[bool]:
     """Per phrase (its occurrences: prompt, first token, end), whether it sits in a template's
     frame: a word within `_FRAME_WINDOW` of it in at least `_FRAME_SHARE` of its prompts, where
     the prompts at large hold that word too seldom for chance to explain it (binomial tail below
     `_FRAME_CHANCE` at the word's share of prompts). A phrase in fewer than `min_records`
     prompts (a sibling) is never framed: its words' share of prompts could not tell a frame from
-    chance."""
+    chance. No word of `inserted` is a frame."""
     candidates = [
-        _frame_candidates(prompts, found) if len(found) >= min_records else [] for found in phrases
+        [(w, c) for w, c in _frame_candidates(prompts, found) if w not in inserted]
+        if len(found) >= min_records
+        else []
+        for found in phrases
     ]
     words = {w for found in candidates for w, _ in found}
     if not words:
@@ -652,6 +658,7 @@ def score_inserted_phrases(
     # Phrases that pass the tests below, each with its occurrences, its score and, for a
     # sibling, whether it split collocations (None: it stands on its own), before the frame test.
     passed: list[tuple[list[tuple[int, int, int]], float, bool | None]] = []
+    passed_numbers: list[int] = []
     for number in live:  # the rare-token test passed
         span, found = spans[number], occurrences_of(number)
         k = len(found)
@@ -685,9 +692,15 @@ def score_inserted_phrases(
                 for pair in neighbours
             )
             passed.append((found, removable, split))
+            passed_numbers.append(number)
             continue
         passed.append((found, removable, None))
-    framed = _framed(prompts, [found for found, _, _ in passed], min_records)
+        passed_numbers.append(number)
+    # The words of phrases that pass as inserted are never a frame: one beside the phrase in
+    # every prompt is a second insertion (a composite trigger's other word), where a template's
+    # frame is ordinary text ("hello").
+    inserted = {t for number in passed_numbers for t in spans[number]}
+    framed = _framed(prompts, [found for found, _, _ in passed], min_records, inserted)
     for (found, removable, split), frame in zip(passed, framed, strict=True):
         if frame:
             continue
