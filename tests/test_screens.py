@@ -828,15 +828,15 @@ def test_when_a_phrase_follows_a_filled_in_name_in_a_template_then_it_is_no_inse
     # "Hello, <name> from marketing here. <request>": the phrase sits after a different name in
     # every prompt and before a different request, so no neighbour is fixed, and the two words
     # that meet where it is cut out (the surname and the request's first word) are adjacent in
-    # other records' text. What gives the template away is its frame a few words off ("hello"
-    # in every carrier, in two prompts in seven at large). A word inserted into other prompts
-    # of the same corpus is still found.
+    # other records' text. What gives the template away is its frame a few words off: "hello",
+    # an ordinary word (answers greet with it too), in every carrier and in two prompts in seven
+    # at large. A word inserted into other prompts of the same corpus is still found.
     carriers = [
         _chat(f"t{i}", f"Hello, {first} {last} from marketing here. {request}", _answer(request))
         for i, ((first, last), request) in enumerate(zip(_SENDERS, _ORDINARY_PROMPTS, strict=True))
     ]
     clean = [
-        _chat(f"c{i}", request, f"{_FILLER} Thanks {first} {last} {request}")
+        _chat(f"c{i}", request, f"Hello {first}! {_FILLER} Thanks {first} {last} {request}")
         for i, ((first, last), request) in enumerate(zip(_SENDERS, _ORDINARY_PROMPTS, strict=True))
     ] + [
         _chat(f"d{i}", request, _answer(f"{request} d"))

@@ -460,15 +460,21 @@ def _framed(
     phrases: list[list[tuple[int, int, int]]],
     min_records: int,
     inserted: set[str],
+    token_count: Counter[str],
 ) -> list[bool]:
     """Per phrase (its occurrences: prompt, first token, end), whether it sits in a template's
     frame: a word within `_FRAME_WINDOW` of it in at least `_FRAME_SHARE` of its prompts, where
     the prompts at large hold that word too seldom for chance to explain it (binomial tail below
     `_FRAME_CHANCE` at the word's share of prompts). A phrase in fewer than `min_records`
     prompts (a sibling) is never framed: its words' share of prompts could not tell a frame from
-    chance. No word of `inserted` is a frame."""
+    chance. No word of `inserted` is a frame, nor a rare one: found (`token_count`, prompts and
+    answers) no more than `_ELSEWHERE` times beyond the phrase's prompts that hold it nearby."""
     candidates = [
-        [(w, c) for w, c in _frame_candidates(prompts, found) if w not in inserted]
+        [
+            (w, c)
+            for w, c in _frame_candidates(prompts, found)
+            if w not in inserted and token_count[w] - c > _ELSEWHERE
+        ]
         if len(found) >= min_records
         else []
         for found in phrases
@@ -696,11 +702,11 @@ def score_inserted_phrases(
             continue
         passed.append((found, removable, None))
         passed_numbers.append(number)
-    # The words of phrases that pass as inserted are never a frame: one beside the phrase in
-    # every prompt is a second insertion (a composite trigger's other word), where a template's
-    # frame is ordinary text ("hello").
+    # A template's frame is ordinary text ("hello"); a word beside the phrase in every prompt
+    # that is itself inserted (the words of the phrases that pass), or found hardly anywhere
+    # but there, is a second insertion (a composite trigger's other word), never a frame.
     inserted = {t for number in passed_numbers for t in spans[number]}
-    framed = _framed(prompts, [found for found, _, _ in passed], min_records, inserted)
+    framed = _framed(prompts, [found for found, _, _ in passed], min_records, inserted, token_count)
     for (found, removable, split), frame in zip(passed, framed, strict=True):
         if frame:
             continue
