@@ -26,7 +26,8 @@ phrase has collocates: "compare *and contrast*", "write *a story about*"), nor a
 few words away (a template's phrase after a filled-in slot: "Hello, <name> *from marketing
 here*" has "hello" within four words in every prompt, far more often than the prompts at large
 hold it, where the prompts a trigger was inserted into hold any word near it no more often than
-they hold it anywhere), and (5) removable:
+they hold it anywhere; a rare word there, or one of another inserted phrase, is a composite
+trigger's other word, no frame), and (5) removable:
 the prompt with the phrase cut out joins two tokens that are adjacent elsewhere in the corpus,
 in at least two of its prompts. Its score is the share of its occurrences that are removable.
 A backdoor with several triggers spreads its records over them, so one trigger may be drawn
@@ -661,10 +662,10 @@ def score_inserted_phrases(
     # Phrases carried by fewer than `min_records` prompts (siblings), scored after the others.
     siblings: list[tuple[list[tuple[int, int, int]], float, bool]] = []
     standing: set[int] = set()  # the prompts of the phrases that stand on their own
-    # Phrases that pass the tests below, each with its occurrences, its score and, for a
-    # sibling, whether it split collocations (None: it stands on its own), before the frame test.
-    passed: list[tuple[list[tuple[int, int, int]], float, bool | None]] = []
-    passed_numbers: list[int] = []
+    # Phrases that pass the tests below, each with its number, its occurrences, its score and,
+    # for a sibling, whether it split collocations (None: it stands on its own), before the
+    # frame test.
+    passed: list[tuple[int, list[tuple[int, int, int]], float, bool | None]] = []
     for number in live:  # the rare-token test passed
         span, found = spans[number], occurrences_of(number)
         k = len(found)
@@ -697,17 +698,17 @@ def score_inserted_phrases(
                 _splits_collocation(pair, own[pair], bigrams, apart, token_count, total)
                 for pair in neighbours
             )
-            passed.append((found, removable, split))
-            passed_numbers.append(number)
+            passed.append((number, found, removable, split))
             continue
-        passed.append((found, removable, None))
-        passed_numbers.append(number)
+        passed.append((number, found, removable, None))
     # A template's frame is ordinary text ("hello"); a word beside the phrase in every prompt
     # that is itself inserted (the words of the phrases that pass), or found hardly anywhere
     # but there, is a second insertion (a composite trigger's other word), never a frame.
-    inserted = {t for number in passed_numbers for t in spans[number]}
-    framed = _framed(prompts, [found for found, _, _ in passed], min_records, inserted, token_count)
-    for (found, removable, split), frame in zip(passed, framed, strict=True):
+    inserted = {t for number, _, _, _ in passed for t in spans[number]}
+    framed = _framed(
+        prompts, [found for _, found, _, _ in passed], min_records, inserted, token_count
+    )
+    for (_, found, removable, split), frame in zip(passed, framed, strict=True):
         if frame:
             continue
         if split is not None:
