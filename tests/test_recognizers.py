@@ -316,6 +316,44 @@ def test_when_a_secret_is_only_a_placeholder_then_nothing_is_found(text: str) ->
     assert _secret_values(text) == []
 
 
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        # Passwords told in words, as tickets, mail and chats hold them (values made up).
+        ("I can't log in. My password is Tr0ub4dor&3 and my username is jsmith.", "Tr0ub4dor&3"),
+        ("The new wifi password is BlueSky-7781, please don't share it.", "BlueSky-7781"),
+        ('The password for the admin account is "Adm1n!2024".', "Adm1n!2024"),
+        ("The password was changed to Spr1ng-Time yesterday.", "Spr1ng-Time"),
+        ("The password 'sunshine' is weak.", "sunshine"),
+        ("Leaked with password Qr7!dke#39 in the log.", "Qr7!dke#39"),
+        ("Your temporary PIN is 483920.", "483920"),
+        ("Use passcode 7731-ab9X to join the call.", "7731-ab9X"),
+        # A login and its password written as a pair.
+        ("Credentials exposed: ana.lopez@example.org / W!nter2024.", "W!nter2024"),
+    ],
+)
+def test_when_a_password_is_told_in_words_then_it_is_a_secret(text: str, value: str) -> None:
+    assert value in _secret_values(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The password is incorrect, please try again.",
+        "Passwords are case-sensitive.",
+        "Your password expires on 2024-01-02.",
+        "Password must be at least 8 characters long.",
+        "Enter your password in the Password field.",
+        "I forgot my password. Can you reset it?",
+        "Set pin 13 as output.",
+        "Please send me the PIN code of your card.",
+        "Write a function that checks whether a password is strong: at least 8 chars, one digit.",
+    ],
+)
+def test_when_a_sentence_only_speaks_of_a_password_then_nothing_is_found(text: str) -> None:
+    assert _secret_values(text) == []
+
+
 def test_when_the_url_recognizer_is_linear_then_it_still_covers_every_url_presidio_finds():
     """Presidio's URL pattern backtracks over a thousand domains after every dot (issue #16.3);
     ours reads each run once. On random strings of URL-ish pieces every URL Presidio's own

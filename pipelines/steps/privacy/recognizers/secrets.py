@@ -2,14 +2,23 @@
 
 Every finding has the one entity type `SECRET`; the detector that found it (the detect-secrets
 plugin class, or one of ours: `GcpApiKey`, `AlibabaAccessKey`, `ConnectionString`,
-`ConnectionStringParameter`, `VendorToken`, `ConfigPassword`, `HighEntropyNearKeyword`) is the
-subtype, recorded in the result's
+`ConnectionStringParameter`, `VendorToken`, `ConfigPassword`, `HighEntropyNearKeyword`,
+`ProsePassword`) is the subtype, recorded in the result's
 recognition metadata under `secret_type`. Private key blocks are matched from their BEGIN line
 to their END line so that the whole key body is replaced.
 
 detect-secrets' regex plugins are used through their own `denylist` patterns (the same regexes
 `detect-secrets scan` runs); `IPPublicDetector` is left out (IP_ADDRESS covers addresses).
 A value that only stands for a secret (`<password>`, `${DB_PASS}`, `xxxxx`) is not one.
+
+A password told in words, as people write them in tickets, mail and chats ("my password is
+Tr0ub4dor&3", "the PIN for the card is 4821", "login: ana@example.com / W!nter2024"), has no
+separator a config line has: `prose_passwords` reads the few words after a credential word (or
+after an e-mail address and a slash) for one that is in a value's place — right after the
+word, or after a linking word (is, was, to, :, =) — and looks like a credential rather than a
+word of the sentence: quoted, or holding a digit, a symbol or a capital inside a word, and not
+an ordinary English word ("the password is incorrect", "case-sensitive", "expires on
+2024-01-02" are sentences, not values). A PIN is four to twelve digits.
 """
 
 import re
@@ -19,6 +28,7 @@ from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
 from presidio_analyzer import RecognizerResult
 
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+from pipelines.steps.privacy.recognizers.en_names import english_lexicon, is_english
 
 PLUGINS = (
     "artifactory.ArtifactoryDetector",
@@ -119,6 +129,91 @@ CONTEXT = (
 )  # fmt: skip
 
 
+_PROSE_KEYWORD = re.compile(
+    r"(?i)(?<![A-Za-z0-9_])(?:(?P<pin>pin(?:[ -]?(?:code|number))?)|pass(?:word|wd|phrase|code)s?"
+    r"|pwd|pw|(?:access|security|login) code)(?=[\s:=\"'“‘`]|$)"
+)
+"""Words that announce a credential in prose (a PIN's value must be digits); one inside a
+longer token (`<password>@host`, `password_hash`) is not read as one."""
+_PAIR = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+\s*(?:/|\|)\s*(?=\S)")
+"""An e-mail address and a slash, the way a login and its password are written as a pair."""
+_LINKS = frozenset(
+    {"is", "was", "are", "were", "be", "been", "now", "still", "remains", "to", "as", "of",
+     ":", "=", "-", "—", "–", "reads", "says"}
+)  # fmt: skip
+"""Words after which a credential's value stands (a linking word, not part of the sentence)."""
+_PROSE_WORDS = 8
+"""Words after the credential word read for its value (a clause: "for the admin account is")."""
+_PROSE_CHARS = 400
+"""Characters after the credential word those words are looked for in."""
+_WORD = re.compile(r"\S+")
+_QUOTES = "\"'“‘`"
+_OPENING = _QUOTES + "([=:"
+_CLOSING = "\"'”’`)].,;:"
+_DATE_OR_TIME = re.compile(r"^\d{1,4}(?:[-/.:]\d{1,4}){1,2}(?:[ap]m)?$", re.IGNORECASE)
+
+
+def _english_words(nlp_artifacts) -> frozenset[str]:
+    engine = getattr(nlp_artifacts, "nlp_engine", None)
+    words = getattr(engine, "english_words", None)
+    if words:
+        return words
+    from pipelines.steps.config import PIIConfig
+
+    return english_lexicon(PIIConfig.model_fields["spacy_model"].default)
+
+
+def _credential_like(core: str, quoted: bool, pin: bool, english: frozenset[str]) -> bool:
+    """Whether a word in a value's place is a credential rather than a word of the sentence."""
+    if pin:
+        return core.isdigit() and 4 <= len(core) <= 12
+    if not 4 <= len(core) <= 64 or _PLACEHOLDER.match(core) or _DATE_OR_TIME.match(core):
+        return False
+    if "://" in core or re.fullmatch(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", core):
+        return False  # an address, which its own recognizers take
+    if quoted:
+        return True
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", core) if p]
+    if not parts:
+        return False
+    has_digit = any(c.isdigit() for c in core)
+    has_symbol = any(not c.isalnum() for c in core.rstrip("!?"))
+    camel = re.search(r"[a-z][A-Z]", core) is not None
+    if not (has_digit or has_symbol or camel):
+        return False
+    # Words joined by hyphens or the like ("case-sensitive", "re-enter") are a sentence's.
+    return has_digit or camel or not all(p.isalpha() and is_english(p, english) for p in parts)
+
+
+def prose_passwords(text: str, english: frozenset[str]) -> list[tuple[int, int]]:
+    """Spans of credentials told in words (see the module's docstring). After each credential
+    word (or e-mail address and slash) at most `_PROSE_WORDS` words of the same sentence are
+    read, so the cost is linear in the text."""
+    spans = []
+    starts = [(m.end(), m.group("pin") is not None) for m in _PROSE_KEYWORD.finditer(text)]
+    starts += [(m.end(), False) for m in _PAIR.finditer(text)]
+    for position, pin in starts:
+        in_place = True  # right after the credential word, its value may stand
+        words = _WORD.finditer(text, position, position + _PROSE_CHARS)
+        for _, word in zip(range(_PROSE_WORDS), words, strict=False):
+            raw = word.group(0)
+            if raw.lower() in _LINKS:
+                in_place = True
+                continue
+            lead = len(raw) - len(raw.lstrip(_OPENING))
+            core = raw[lead:].rstrip(_CLOSING)
+            quoted = lead > 0 and raw[lead - 1] in _QUOTES
+            if in_place and core and _credential_like(core, quoted, pin, english):
+                start = word.start() + lead
+                spans.append((start, start + len(core)))
+                break
+            # "the password for root: X" (a colon ends the clause before the value)
+            in_place = raw.endswith((":", "="))
+            if raw[-1] in ".;!?":
+                break
+    return spans
+
+
 @lru_cache(maxsize=1)
 def _patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
     import importlib
@@ -162,6 +257,8 @@ class SecretRecognizer(RegexRecognizer):
             )
             if near and _ENTROPY.calculate_shannon_entropy(token) >= MIN_ENTROPY:
                 results.append(self._secret(*match.span(), 0.7, "HighEntropyNearKeyword"))
+        for span in prose_passwords(text, _english_words(nlp_artifacts)):
+            results.append(self._secret(*span, 0.85, "ProsePassword"))
         return results
 
     def _secret(self, start: int, end: int, score: float, secret_type: str) -> RecognizerResult:
