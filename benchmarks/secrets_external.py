@@ -28,9 +28,22 @@ test name with `--misses`.
   pipeline's score threshold;
 - detect-secrets alone: `detect-secrets scan` as a user runs it (every default plugin and
   filter, `SecretsCollection.scan_file`) on the input written to a temporary `.txt` file.
+
+Passwords told in words (tickets, mail, incident reports) are read from labelled PII sets given
+with `--labelled FILE` (repeatable; the TruffleHog folder is then optional): a JSON array of
+`{"text", "NER": [{"entity", "label"}]}` (as Nannigalaxy/PII-synthetic_dataset ships it) or
+ai4privacy's `{"source_text", "privacy_mask": [{"value", "label"}]}` records (JSON array or
+JSON lines). A `PASSWORD` label is found when a finding overlaps its value in the text (quotes
+and asterisks around a label are left out; a label not in the text is counted apart); records
+without a password label that get a finding are listed with `--misses` (a set may leave some
+passwords unlabelled).
+
+    .venv/bin/python benchmarks/secrets_external.py \
+        --labelled <checkout>/dataset/pii_syn_nano_en.json
 """
 
 import argparse
+import json
 import re
 import sys
 import tempfile
@@ -257,21 +270,88 @@ def detect_secrets_alone(text: str) -> list[tuple[int, int]]:
         return spans
 
 
+_PASSWORD_LABELS = frozenset({"PASSWORD"})
+
+
+def read_labelled(path: Path) -> list[tuple[str, list[str]]]:
+    """(text, password values) of each record of a labelled PII set (formats: module docstring)."""
+    raw = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        data = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    if isinstance(data, dict):
+        data = [data]
+    records = []
+    for item in data:
+        if "source_text" in item:
+            text, spans = item["source_text"], item.get("privacy_mask") or []
+            values = [s.get("value", "") for s in spans if s.get("label") in _PASSWORD_LABELS]
+        elif "text" in item:
+            text, spans = item["text"], item.get("NER") or []
+            values = [s.get("entity", "") for s in spans if s.get("label") in _PASSWORD_LABELS]
+        else:
+            raise SystemExit(f"{path}: a record has neither 'text' nor 'source_text'")
+        records.append((text, [v.strip("'\"*") for v in values if v and v.strip("'\"*")]))
+    return records
+
+
+def labelled_report(paths: list[Path], detectors: dict, misses: bool) -> None:
+    records = [record for path in paths for record in read_labelled(path)]
+    labels = [(text, value) for text, values in records for value in values if value in text]
+    absent = sum(1 for text, values in records for value in values if value not in text)
+    plain = [text for text, values in records if not values]
+    print(
+        f"\n{len(records)} labelled records from {len(paths)} file(s): {len(labels)} password "
+        f"labels in their text ({absent} not found as written), {len(plain)} records without one"
+    )
+    print("\n| detector | password recall | found / labels | unlabelled records with a finding |")
+    print("|---|---|---|---|")
+    for name, detect in detectors.items():
+        found = [(t, v) for t, v in labels if covered(t, [v], detect(t))]
+        flagged = [t for t in plain if detect(t)]
+        print(
+            f"| {name} | {len(found) / max(1, len(labels)):.2f} | {len(found)} / {len(labels)} "
+            f"| {len(flagged)} / {len(plain)} |"
+        )
+        if misses:
+            for text, value in labels:
+                if (text, value) not in found:
+                    print(f"  {name} MISS {value!r} in {text[:100]!r}")
+            for text in flagged:
+                spans = detect(text)
+                print(f"  {name} FLAGGED {[text[a:b] for a, b in spans]} in {text[:100]!r}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("detectors", type=Path, help="pkg/detectors of a TruffleHog checkout")
+    parser.add_argument(
+        "detectors", type=Path, nargs="?", help="pkg/detectors of a TruffleHog checkout"
+    )
+    parser.add_argument(
+        "--labelled", type=Path, action="append", default=[], help="a labelled PII set (repeat)"
+    )
     parser.add_argument("--misses", action="store_true", help="list missed and flagged cases")
     args = parser.parse_args()
-    if not args.detectors.is_dir():
+    if args.detectors is None and not args.labelled:
+        parser.error("give a TruffleHog pkg/detectors folder, --labelled FILE, or both")
+    if args.detectors is not None and not args.detectors.is_dir():
         parser.error(f"{args.detectors} is not a folder")
+    for path in args.labelled:
+        if not path.is_file():
+            parser.error(f"--labelled {path}: no such file")
     enforce_offline()
     from pipelines.steps.config import PIIConfig
 
     threshold = PIIConfig().score_threshold
+    detectors = {"ours": lambda t: ours(t, threshold), "detect-secrets": detect_secrets_alone}
+    if args.labelled:
+        labelled_report(args.labelled, detectors, args.misses)
+    if args.detectors is None:
+        return 0
     cases, skipped = read_cases(args.detectors)
     positives = [c for c in cases if c.positive]
     negatives = [c for c in cases if not c.positive]
-    detectors = {"ours": lambda t: ours(t, threshold), "detect-secrets": detect_secrets_alone}
     print(
         f"{len(cases)} labelled inputs from {len({c.source for c in cases})} test files "
         f"({len(positives)} with secrets, {len(negatives)} without); {skipped} not literal"

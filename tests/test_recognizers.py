@@ -325,6 +325,7 @@ def test_when_a_secret_is_only_a_placeholder_then_nothing_is_found(text: str) ->
         ('The password for the admin account is "Adm1n!2024".', "Adm1n!2024"),
         ("The password was changed to Spr1ng-Time yesterday.", "Spr1ng-Time"),
         ("The password 'sunshine' is weak.", "sunshine"),
+        ('The guest passphrase is "correct horse battery staple".', "correct horse battery staple"),
         ("Leaked with password Qr7!dke#39 in the log.", "Qr7!dke#39"),
         ("Your temporary PIN is 483920.", "483920"),
         ("Use passcode 7731-ab9X to join the call.", "7731-ab9X"),

@@ -147,6 +147,9 @@ _PROSE_WORDS = 8
 _PROSE_CHARS = 400
 """Characters after the credential word those words are looked for in."""
 _WORD = re.compile(r"\S+")
+_PHRASE_CHARS = 64
+"""Characters a quoted passphrase runs to its closing quote at most."""
+_PAIRED = {"“": "”", "‘": "’"}
 _QUOTES = "\"'“‘`"
 _OPENING = _QUOTES + "([=:"
 _CLOSING = "\"'”’`)].,;:"
@@ -203,8 +206,14 @@ def prose_passwords(text: str, english: frozenset[str]) -> list[tuple[int, int]]
             lead = len(raw) - len(raw.lstrip(_OPENING))
             core = raw[lead:].rstrip(_CLOSING)
             quoted = lead > 0 and raw[lead - 1] in _QUOTES
+            start = word.start() + lead
+            if quoted and in_place:
+                # A quoted passphrase may hold spaces: "correct horse battery staple".
+                close = _PAIRED.get(raw[lead - 1], raw[lead - 1])
+                end = text.find(close, start, start + _PHRASE_CHARS)
+                if end > start and "\n" not in text[start:end]:
+                    core = text[start:end]
             if in_place and core and _credential_like(core, quoted, pin, english):
-                start = word.start() + lead
                 spans.append((start, start + len(core)))
                 break
             # "the password for root: X" (a colon ends the clause before the value)
