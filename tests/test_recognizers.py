@@ -329,6 +329,9 @@ def test_when_a_secret_is_only_a_placeholder_then_nothing_is_found(text: str) ->
         ("Leaked with password Qr7!dke#39 in the log.", "Qr7!dke#39"),
         ("Your temporary PIN is 483920.", "483920"),
         ("Use passcode 7731-ab9X to join the call.", "7731-ab9X"),
+        # Chinese prose leaves no space before the value, with or without 是 / 为 / a colon.
+        ("登录账号zhangsan，密码Abc@2024。", "Abc@2024"),
+        ("WiFi密码：guest8888", "guest8888"),
         # A login and its password written as a pair.
         ("Credentials exposed: ana.lopez@example.org / W!nter2024.", "W!nter2024"),
     ],
@@ -348,6 +351,8 @@ def test_when_a_password_is_told_in_words_then_it_is_a_secret(text: str, value: 
         "I forgot my password. Can you reset it?",
         "Set pin 13 as output.",
         "Please send me the PIN code of your card.",
+        "初始密码为身份证后六位。",
+        "请输入密码(8位以上)",
         "Write a function that checks whether a password is strong: at least 8 chars, one digit.",
     ],
 )

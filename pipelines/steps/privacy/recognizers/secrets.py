@@ -135,6 +135,11 @@ _PROSE_KEYWORD = re.compile(
 )
 """Words that announce a credential in prose (a PIN's value must be digits); one inside a
 longer token (`<password>@host`, `password_hash`) is not read as one."""
+_ZH_KEYWORD = re.compile(
+    r"(?:密码|口令|密钥|PIN码)(?:是|为|：|:|=)?\s*[\"'“‘]?(?P<value>[!-~]{4,64})"
+)
+"""A Chinese credential word and the Latin-script value written right after it, with or without
+是 / 为 / a colon ("密码Abc@2024", "WiFi密码：guest8888"): Chinese prose leaves no space."""
 _PAIR = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+\s*(?:/|\|)\s*(?=\S)")
 """An e-mail address and a slash, the way a login and its password are written as a pair."""
 _LINKS = frozenset(
@@ -195,6 +200,10 @@ def prose_passwords(text: str, english: frozenset[str]) -> list[tuple[int, int]]
     spans = []
     starts = [(m.end(), m.group("pin") is not None) for m in _PROSE_KEYWORD.finditer(text)]
     starts += [(m.end(), False) for m in _PAIR.finditer(text)]
+    for match in _ZH_KEYWORD.finditer(text):
+        core = match.group("value").rstrip(_CLOSING)
+        if _credential_like(core, False, False, english):
+            spans.append((match.start("value"), match.start("value") + len(core)))
     for position, pin in starts:
         in_place = True  # right after the credential word, its value may stand
         words = _WORD.finditer(text, position, position + _PROSE_CHARS)
