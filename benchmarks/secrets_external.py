@@ -18,8 +18,10 @@ built from secrets fetched at test time (the `*_integration_test.go` files, GCP 
 are skipped and counted.
 
 Scoring: a positive input is found when findings cover every part of every wanted secret (a
-wanted `id:secret` pair that is not written as one string in the input counts both parts; a
-connection string counts its password). Negatives report how many inputs get any finding: some
+wanted `id:secret` pair that is not written as one string in the input counts both parts, and
+so does a key TruffleHog joined to its id or endpoint; a connection string counts its
+password); "any part" counts an input whose findings cover at least one part (the key of a
+key and id pair, most often). Negatives report how many inputs get any finding: some
 of TruffleHog's negatives are real secrets that its detector refuses for lack of a nearby
 keyword ("key out of prefix range"), which a scrubber should still take; they are listed by
 test name with `--misses`.
@@ -215,14 +217,36 @@ def _whole_secret(text: str) -> list[str]:
 
 
 def secret_parts(case: Case) -> list[str]:
-    """The substrings of the input that must be covered: each wanted secret, or its parts."""
+    """The substrings of the input that must be covered: each wanted secret, or its parts.
+
+    A wanted secret not written as one string in the input is a pair TruffleHog joined (an id
+    and a key, a key and its endpoint): it is cut at `:`, `;`, `,` or spaces, or else into the
+    longest pieces of 4+ characters the input holds, left to right (`key` + `id` ->
+    "smcud4y6…" + "cxu9w2g6"); a secret that cannot be cut so has no parts (not scorable)."""
     parts = []
     for secret in case.secrets:
         if secret in case.text:
             parts.append(secret)
-        else:
-            parts.extend(p for p in re.split(r"[:;,\s]+", secret) if p and p in case.text)
+            continue
+        pieces = [p for p in re.split(r"[:;,\s]+", secret) if p]
+        if pieces and all(p in case.text for p in pieces):
+            parts.extend(pieces)
+            continue
+        parts.extend(_joined_pieces(secret, case.text))
     return parts
+
+
+def _joined_pieces(secret: str, text: str) -> list[str]:
+    pieces, at = [], 0
+    while at < len(secret):
+        end = len(secret)
+        while end - at >= 4 and secret[at:end] not in text:
+            end -= 1
+        if end - at < 4:
+            return []
+        pieces.append(secret[at:end])
+        at = end
+    return pieces
 
 
 def covered(text: str, parts: list[str], spans: list[tuple[int, int]]) -> bool:
@@ -356,18 +380,30 @@ def main() -> int:
         f"{len(cases)} labelled inputs from {len({c.source for c in cases})} test files "
         f"({len(positives)} with secrets, {len(negatives)} without); {skipped} not literal"
     )
-    print("\n| detector | recall | found / positives | negatives with a finding |")
-    print("|---|---|---|---|")
+    scorable = [c for c in positives if secret_parts(c)]
+    print(
+        f"{len(positives) - len(scorable)} positives not scorable (a wanted secret the input "
+        "does not hold, even in pieces)"
+    )
+    print(
+        "\n| detector | recall: every part | found / positives | recall: any part "
+        "| negatives with a finding |"
+    )
+    print("|---|---|---|---|---|")
     for name, detect in detectors.items():
-        found = [c for c in positives if covered(c.text, secret_parts(c), detect(c.text))]
+        spans = {id(c): detect(c.text) for c in scorable}
+        found = [c for c in scorable if covered(c.text, secret_parts(c), spans[id(c)])]
+        partly = [
+            c for c in scorable if any(covered(c.text, [p], spans[id(c)]) for p in secret_parts(c))
+        ]
         flagged = [c for c in negatives if detect(c.text)]
-        recall = len(found) / max(1, len(positives))
+        recall = len(found) / max(1, len(scorable))
         print(
-            f"| {name} | {recall:.2f} | {len(found)} / {len(positives)} | "
-            f"{len(flagged)} / {len(negatives)} |"
+            f"| {name} | {recall:.2f} | {len(found)} / {len(scorable)} | "
+            f"{len(partly) / max(1, len(scorable)):.2f} | {len(flagged)} / {len(negatives)} |"
         )
         if args.misses:
-            for case in positives:
+            for case in scorable:
                 if case not in found:
                     print(f"  {name} MISS {case.source}: {case.name}")
             for case in flagged:

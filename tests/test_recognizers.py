@@ -295,6 +295,10 @@ def _secret_values(text: str) -> list[str]:
         ('secretKey = "Zq8rT2wXy"', "Zq8rT2wXy"),
         ("mysql -u root -pS3cretPass appdb", "S3cretPass"),
         ("curl -u admin:Passw0rd123 https://api.example.com/v1", "Passw0rd123"),
+        # A generated key given to a name, the vendor's own rather than a context word.
+        ("[DEBUG] Using Key=Q8wZ3nT5yR1uK7pL0mV4xC2bN6", "Q8wZ3nT5yR1uK7pL0mV4xC2bN6"),
+        ('weatherly: "h4k9w2m7q1z8x3c6v5b0n2j7r4t9"', "h4k9w2m7q1z8x3c6v5b0n2j7r4t9"),
+        ("GET /v1/list?key=T7yU2iO9pA4sD1fG6hJ3kL8z&page=2", "T7yU2iO9pA4sD1fG6hJ3kL8z"),
     ],
 )
 def test_when_a_vendor_key_or_connection_password_is_written_then_it_is_a_secret(
@@ -310,6 +314,7 @@ def test_when_a_vendor_key_or_connection_password_is_written_then_it_is_a_secret
         "postgres://xxxx:xxxxx@db.internal:5432/app",  # masked
         "DB_PASSWORD=${DB_PASSWORD}",  # an environment reference, not the value
         "tokenizer = AutoTokenizer.from_pretrained(model_name)",  # a word that starts with token
+        'order_status: "AwaitingShipmentConfirmation"',  # a named value that is words, no digits
     ],
 )
 def test_when_a_secret_is_only_a_placeholder_then_nothing_is_found(text: str) -> None:

@@ -129,6 +129,36 @@ CONTEXT = (
 )  # fmt: skip
 
 
+_RUN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,39}=+(?=[A-Za-z0-9+/_-])")
+"""A name and `=` run together with the value (`Key=O3BV...`, `?key=AemQ...`)."""
+_ASSIGNED = re.compile(
+    r"[A-Za-z_][\w.-]*[\"']?\s*(?::=|=>|[:=])\s*[\"'`]?\Z|[A-Za-z_][\w.-]*\s+[\"'`]\Z"
+)
+"""A name the value is given to, right before it: `name: "…"`, `name = '…'`, `name '…'`."""
+
+
+def high_entropy_tokens(text: str, words: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Runs of 20+ key characters with Shannon entropy >= `MIN_ENTROPY` that a context word
+    precedes (within 40 characters), or that are given to a name (`cloudimage: "d__9rv…"`,
+    `scraping_bee = '…'`, `Key=O3BV…`) and mix letters and digits, as generated keys do: a
+    vendor's own name is the key's name more often than any context word."""
+    spans = []
+    for match in _TOKEN.finditer(text):
+        start, token = match.start(), match.group(0)
+        run_name = _RUN_NAME.match(token)
+        if run_name:
+            start, token = start + run_name.end(), token[run_name.end() :]
+        if len(token) < 20 or _ENTROPY.calculate_shannon_entropy(token) < MIN_ENTROPY:
+            continue
+        before = text[max(0, start - 40) : start]
+        near = any(w in before.lower() for w in words)
+        named = run_name is not None or _ASSIGNED.search(before) is not None
+        mixed = any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
+        if near or (named and mixed):
+            spans.append((start, match.end()))
+    return spans
+
+
 _PROSE_KEYWORD = re.compile(
     r"(?i)(?<![A-Za-z0-9_])(?:(?P<pin>pin(?:[ -]?(?:code|number))?)|pass(?:word|wd|phrase|code)s?"
     r"|pwd|pw|(?:access|security|login) code)(?=[\s:=\"'“‘`]|$)"
@@ -268,13 +298,8 @@ class SecretRecognizer(RegexRecognizer):
                 if span[0] < 0 or span[1] - span[0] < 6:
                     span = match.span()
                 results.append(self._secret(*span, 0.9, name))
-        for match in _TOKEN.finditer(text):
-            token = match.group(0)
-            near = any(
-                w in text[max(0, match.start() - 40) : match.start()].lower() for w in self.words
-            )
-            if near and _ENTROPY.calculate_shannon_entropy(token) >= MIN_ENTROPY:
-                results.append(self._secret(*match.span(), 0.7, "HighEntropyNearKeyword"))
+        for start, end in high_entropy_tokens(text, self.words):
+            results.append(self._secret(start, end, 0.7, "HighEntropyNearKeyword"))
         for span in prose_passwords(text, _english_words(nlp_artifacts)):
             results.append(self._secret(*span, 0.85, "ProsePassword"))
         return results
