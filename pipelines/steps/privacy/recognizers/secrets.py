@@ -148,13 +148,15 @@ def high_entropy_tokens(text: str, words: tuple[str, ...]) -> list[tuple[int, in
         run_name = _RUN_NAME.match(token)
         if run_name:
             start, token = start + run_name.end(), token[run_name.end() :]
-        if len(token) < 20 or _ENTROPY.calculate_shannon_entropy(token) < MIN_ENTROPY:
+        if len(token) < 20:
             continue
         before = text[max(0, start - 40) : start]
-        near = any(w in before.lower() for w in words)
-        named = run_name is not None or _ASSIGNED.search(before) is not None
-        mixed = any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
-        if near or (named and mixed):
+        if not any(w in before.lower() for w in words):
+            named = run_name is not None or _ASSIGNED.search(before) is not None
+            mixed = any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
+            if not (named and mixed):
+                continue
+        if _ENTROPY.calculate_shannon_entropy(token) >= MIN_ENTROPY:
             spans.append((start, match.end()))
     return spans
 
