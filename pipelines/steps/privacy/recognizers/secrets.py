@@ -168,10 +168,11 @@ _PROSE_KEYWORD = re.compile(
 """Words that announce a credential in prose (a PIN's value must be digits); one inside a
 longer token (`<password>@host`, `password_hash`) is not read as one."""
 _ZH_KEYWORD = re.compile(
-    r"(?:密码|口令|密钥|PIN码)(?:是|为|：|:|=)?\s*[\"'“‘]?(?P<value>[!-~]{4,64})"
+    r"(?:密码|口令|密钥|PIN码)(?:是|为|：|:|=)?\s*[\"'“‘]?(?P<value>[!-~]{4,256})"
 )
 """A Chinese credential word and the Latin-script value written right after it, with or without
-是 / 为 / a colon ("密码Abc@2024", "WiFi密码：guest8888"): Chinese prose leaves no space."""
+是 / 为 / a colon ("密码Abc@2024", "WiFi密码：guest8888"): Chinese prose leaves no space. A
+value over 64 characters is no password: the high-entropy reader takes a long key whole."""
 _PAIR = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+\s*(?:/|\|)\s*(?=\S)")
 """An e-mail address and a slash, the way a login and its password are written as a pair."""
 _LINKS = frozenset(
