@@ -171,8 +171,7 @@ _ZH_KEYWORD = re.compile(
     r"(?:密码|口令|密钥|PIN码)(?:是|为|：|:|=)?\s*[\"'“‘]?(?P<value>[!-~]{4,256})"
 )
 """A Chinese credential word and the Latin-script value written right after it, with or without
-是 / 为 / a colon ("密码Abc@2024", "WiFi密码：guest8888"): Chinese prose leaves no space. A
-value over 64 characters is no password: the high-entropy reader takes a long key whole."""
+是 / 为 / a colon ("密码Abc@2024", "WiFi密码：guest8888"): Chinese prose leaves no space."""
 _PAIR = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+\s*(?:/|\|)\s*(?=\S)")
 """An e-mail address and a slash, the way a login and its password are written as a pair."""
 _LINKS = frozenset(
@@ -208,7 +207,7 @@ def _credential_like(core: str, quoted: bool, pin: bool, english: frozenset[str]
     """Whether a word in a value's place is a credential rather than a word of the sentence."""
     if pin:
         return core.isdigit() and 4 <= len(core) <= 12
-    if not 4 <= len(core) <= 64 or _PLACEHOLDER.match(core) or _DATE_OR_TIME.match(core):
+    if not 4 <= len(core) <= 256 or _PLACEHOLDER.match(core) or _DATE_OR_TIME.match(core):
         return False
     if "://" in core or re.fullmatch(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", core):
         return False  # an address, which its own recognizers take
