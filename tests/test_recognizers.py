@@ -333,6 +333,8 @@ def test_when_a_secret_is_only_a_placeholder_then_nothing_is_found(text: str) ->
         ('The guest passphrase is "correct horse battery staple".', "correct horse battery staple"),
         ("Leaked with password Qr7!dke#39 in the log.", "Qr7!dke#39"),
         ("Your temporary PIN is 483920.", "483920"),
+        # A long one is taken whole (no cut at a length).
+        ("my password is " + "aaaa1111" * 12 + " now", "aaaa1111" * 12),
         ("Use passcode 7731-ab9X to join the call.", "7731-ab9X"),
         # Chinese prose leaves no space before the value, with or without 是 / 为 / a colon.
         ("登录账号zhangsan，密码Abc@2024。", "Abc@2024"),
