@@ -341,6 +341,9 @@ def test_when_a_secret_is_only_a_placeholder_then_nothing_is_found(text: str) ->
         ("WiFi密码：guest8888", "guest8888"),
         # A login and its password written as a pair.
         ("Credentials exposed: ana.lopez@example.org / W!nter2024.", "W!nter2024"),
+        ("creds: admin:Passw0rd!", "Passw0rd!"),
+        ("The default login is admin / admin123 on every unit.", "admin123"),
+        ("The pass is 'letmein42'.", "letmein42"),
     ],
 )
 def test_when_a_password_is_told_in_words_then_it_is_a_secret(text: str, value: str) -> None:
@@ -359,6 +362,9 @@ def test_when_a_password_is_told_in_words_then_it_is_a_secret(text: str, value: 
         "Set pin 13 as output.",
         "Please send me the PIN code of your card.",
         "初始密码为身份证后六位。",
+        "Please pass the salt.",
+        "Enter your username/password to continue.",
+        "login at 10:30:15 failed; user accounts 3/4 are locked",
         "请输入密码(8位以上)",
         "Write a function that checks whether a password is strong: at least 8 chars, one digit.",
     ],

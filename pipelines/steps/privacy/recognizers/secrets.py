@@ -163,10 +163,18 @@ def high_entropy_tokens(text: str, words: tuple[str, ...]) -> list[tuple[int, in
 
 _PROSE_KEYWORD = re.compile(
     r"(?i)(?<![A-Za-z0-9_])(?:(?P<pin>pin(?:[ -]?(?:code|number))?)|pass(?:word|wd|phrase|code)s?"
-    r"|pwd|pw|(?:access|security|login) code)(?=[\s:=\"'“‘`]|$)"
+    r"|pwd|pw|(?:access|security|login) code|(?P<bare>pass))(?=[\s:=\"'“‘`]|$)"
 )
-"""Words that announce a credential in prose (a PIN's value must be digits); one inside a
-longer token (`<password>@host`, `password_hash`) is not read as one."""
+"""Words that announce a credential in prose (a PIN's value must be digits; after a bare
+"pass" the value needs a linking word: "the pass is 'letmein42'", not "pass the salt"); one
+inside a longer token (`<password>@host`, `password_hash`) is not read as one."""
+_LOGIN_WORD = re.compile(
+    r"(?i)(?<![A-Za-z0-9_])(?:log[io]ns?|logon|creds|credentials?|user(?:name)?s?|accounts?)"
+    r"(?![A-Za-z0-9_])"
+)
+"""Words before a login and its password written as a pair: `creds: admin:Passw0rd!`,
+`the default login is admin / admin123`."""
+_JOINED_PAIR = re.compile(r"[\w.@+-]{1,64}[:/](?P<value>[^\s/:]{4,})")
 _ZH_KEYWORD = re.compile(
     r"(?:密码|口令|密钥|PIN码)(?:是|为|：|:|=)?\s*[\"'“‘]?(?P<value>[!-~]{4,256})"
 )
@@ -230,14 +238,16 @@ def prose_passwords(text: str, english: frozenset[str]) -> list[tuple[int, int]]
     word (or e-mail address and slash) at most `_PROSE_WORDS` words of the same sentence are
     read, so the cost is linear in the text."""
     spans = []
-    starts = [(m.end(), m.group("pin") is not None) for m in _PROSE_KEYWORD.finditer(text)]
-    starts += [(m.end(), False) for m in _PAIR.finditer(text)]
+    starts = [(m.end(), m.group("pin") is not None, m.group("bare") is not None)
+              for m in _PROSE_KEYWORD.finditer(text)]  # fmt: skip
+    starts += [(m.end(), False, False) for m in _PAIR.finditer(text)]
+    spans.extend(_login_pairs(text, english))
     for match in _ZH_KEYWORD.finditer(text):
         core = match.group("value").rstrip(_CLOSING)
         if _credential_like(core, False, False, english):
             spans.append((match.start("value"), match.start("value") + len(core)))
-    for position, pin in starts:
-        in_place = True  # right after the credential word, its value may stand
+    for position, pin, bare in starts:
+        in_place = not bare  # right after the credential word, its value may stand
         words = _WORD.finditer(text, position, position + _PROSE_CHARS)
         for _, word in zip(range(_PROSE_WORDS), words, strict=False):
             raw = word.group(0)
@@ -260,6 +270,30 @@ def prose_passwords(text: str, english: frozenset[str]) -> list[tuple[int, int]]
             # "the password for root: X" (a colon ends the clause before the value)
             in_place = raw.endswith((":", "="))
             if raw[-1] in ".;!?":
+                break
+    return spans
+
+
+def _login_pairs(text: str, english: frozenset[str]) -> list[tuple[int, int]]:
+    """The password of a login written as a pair (`admin:Passw0rd!`, `admin / admin123`) within
+    `_PROSE_WORDS` words of the same sentence after a login word."""
+    spans = []
+    for match in _LOGIN_WORD.finditer(text):
+        after = _WORD.finditer(text, match.end(), match.end() + _PROSE_CHARS)
+        words = [word for _, word in zip(range(_PROSE_WORDS), after, strict=False)]
+        for index, word in enumerate(words):
+            raw = word.group(0).rstrip(_CLOSING)
+            joined = _JOINED_PAIR.fullmatch(raw)
+            if joined and _credential_like(joined.group("value"), False, False, english):
+                spans.append((word.start() + joined.start("value"), word.start() + joined.end()))
+                break
+            if raw in ("/", "|") and 0 < index < len(words) - 1:
+                value = words[index + 1]
+                core = value.group(0).rstrip(_CLOSING)
+                if _credential_like(core, False, False, english):
+                    spans.append((value.start(), value.start() + len(core)))
+                    break
+            if word.group(0)[-1] in ".;!?":
                 break
     return spans
 
