@@ -62,6 +62,10 @@ COMPATIBLE: dict[str, frozenset[str]] = {
     "US_SSN": frozenset({"US_SSN"}),
     "IP_ADDRESS": frozenset({"IP_ADDRESS"}),
     "US_DRIVER_LICENSE": frozenset({"US_DRIVER_LICENSE"}),
+    # an identifier read from its name: any identifier the gold labels
+    "ID_NUMBER": frozenset(
+        {"US_DRIVER_LICENSE", "US_SSN", "IBAN_CODE", "CREDIT_CARD", "US_PASSPORT", "US_BANK_NUMBER"}
+    ),
     "URL": frozenset({"DOMAIN_NAME"}),
     "DATE_OF_BIRTH": frozenset({"DATE_TIME"}),
     "DATE_TIME": frozenset({"DATE_TIME"}),  # vanilla only
@@ -93,12 +97,29 @@ def main() -> int:
         "--no-clean", action="store_true", help="skip the refusal rates and clean-data findings"
     )
     parser.add_argument(
+        "--labelled",
+        type=Path,
+        action="append",
+        default=[],
+        help="a labelled English PII set of another format (repeat): per-label recall only",
+    )
+    parser.add_argument(
         "--half",
         choices=("all", "even", "odd"),
         default="all",
         help="even-indexed records (the tuning half) or odd-indexed (the check half)",
     )
     args = parser.parse_args()
+    for path in args.labelled:
+        if not path.is_file():
+            parser.error(f"--labelled {path}: no such file")
+    if args.labelled:
+        enforce_offline()
+        from pipelines.steps.config import PIIConfig
+
+        cfg = PIIConfig()
+        _labelled(_engines(cfg, vanilla=not args.no_vanilla), cfg, args.labelled, args.misses)
+        return 0
     if not args.eval_dir.is_dir():
         parser.error(f"--eval-dir {args.eval_dir} is not a folder (see ../shared/eval/README.md)")
     enforce_offline()
@@ -119,6 +140,63 @@ def main() -> int:
         _refusals(args.eval_dir, args.limit)
         _clean_findings(engines, cfg, args.eval_dir, args.limit)
     return 0
+
+
+def _labelled(engines: dict, cfg, paths: list[Path], misses: bool) -> None:
+    """Per-label recall on labelled sets written as a JSON array of `{"text", "NER": [{"entity",
+    "label"}]}` (Nannigalaxy/PII-synthetic_dataset) or ai4privacy's `{"source_text",
+    "privacy_mask": [{"value", "label"}]}`: a label is found when any finding overlaps the
+    value's first place in the text (whatever its type: the sets' labels are not Presidio's);
+    quotes and asterisks around a value are left out, a value not in its text is not scored."""
+    from collections import Counter
+
+    rows = []
+    for path in paths:
+        raw = path.read_text(encoding="utf-8")
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            data = [json.loads(line) for line in raw.splitlines() if line.strip()]
+        for item in data if isinstance(data, list) else [data]:
+            if "source_text" in item:
+                text = item["source_text"]
+                labels = [
+                    (m.get("value", ""), m.get("label")) for m in item.get("privacy_mask", [])
+                ]
+            else:
+                text = item["text"]
+                labels = [(e.get("entity", ""), e.get("label")) for e in item.get("NER", [])]
+            spans = []
+            for value, label in labels:
+                value = (value or "").strip("'\"*")
+                at = text.find(value) if value else -1
+                if at >= 0 and label:
+                    spans.append((at, at + len(value), label))
+            rows.append((text, spans))
+    texts = [text for text, _ in rows]
+    totals = Counter(label for _, spans in rows for _, _, label in spans)
+    found = {}
+    for name, analyzer in engines.items():
+        predicted = (
+            ours_scan(analyzer, cfg, texts)[0]
+            if name == "ours"
+            else (vanilla_scan(analyzer, texts))
+        )
+        hits = Counter()
+        for (text, spans), findings in zip(rows, predicted, strict=True):
+            for start, end, label in spans:
+                if any(s < end and start < e for s, e, _ in findings):
+                    hits[label] += 1
+                elif misses and name == "ours":
+                    before = text[max(0, start - 40) : end]
+                    print(f"MISS  {label:20} {text[start:end]!r} in {before!r}")
+        found[name] = hits
+    print(f"\n{len(rows)} records from {len(paths)} file(s), {sum(totals.values())} labels")
+    print("\n| label | labels | " + " | ".join(f"{n} recall" for n in engines) + " |")
+    print("|---|---|" + "---|" * len(engines))
+    for label, total in totals.most_common():
+        cells = " | ".join(f"{found[n][label] / total:.2f}" for n in engines)
+        print(f"| {label} | {total} | {cells} |")
 
 
 def _engines(cfg, *, vanilla: bool) -> dict:

@@ -112,6 +112,42 @@ def test_when_findings_overlap_then_only_the_stronger_longer_one_is_kept(
     ]
 
 
+@pytest.mark.parametrize(
+    ("text", "value", "entity"),
+    [
+        # Identifiers announced by their name, in formats no recognizer validates (made up).
+        ("Patient ID QRT-4471902 was attached to the wrong chart.", "QRT-4471902", "ID_NUMBER"),
+        ("Her medical record number is MRN_55120983.", "MRN_55120983", "ID_NUMBER"),
+        ("employee ID number 40213-NORTH was left in the log", "40213-NORTH", "ID_NUMBER"),
+        ("insurance policy #77310-KQ lapsed", "77310-KQ", "ID_NUMBER"),
+        # A validated or more specific type on the same characters keeps its own type.
+        ("Please wire it to account number 45120988731 today.", "45120988731", "US_BANK_NUMBER"),
+        ("Her social security number is 536-22-8145.", "536-22-8145", "US_SSN"),
+    ],
+)
+def test_when_an_identifier_is_announced_by_its_name_then_it_is_found_and_a_specific_type_wins(
+    analyzer: AnalyzerEngine, text: str, value: str, entity: str
+) -> None:
+    findings = scan_text(analyzer, text, CFG)
+
+    assert (entity, value) in [(f.entity_type, text[f.start : f.end]) for f in findings]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Released under license Apache-2.0 in 2024.",
+        "The account was opened on 2024-01-05.",
+        "What is the ID of the element? Use id 3 in the CSS.",
+        "Check the account number format before you submit.",
+    ],
+)
+def test_when_no_identifier_follows_its_name_then_no_id_number_is_found(
+    analyzer: AnalyzerEngine, text: str
+) -> None:
+    assert "ID_NUMBER" not in {f.entity_type for f in scan_text(analyzer, text, CFG)}
+
+
 def test_when_threshold_is_raised_then_weaker_findings_are_dropped(
     analyzer: AnalyzerEngine,
 ) -> None:

@@ -98,6 +98,7 @@ class PIIConfig(_Section):
             "US_DRIVER_LICENSE",
             "US_PASSPORT",
             "US_BANK_NUMBER",
+            "ID_NUMBER",
             "DATE_OF_BIRTH",
             "AGE",
             "ABA_ROUTING_NUMBER",

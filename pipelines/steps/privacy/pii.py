@@ -47,6 +47,7 @@ from pipelines.steps.privacy.recognizers import (
 )
 from pipelines.steps.privacy.recognizers.base import ScanTimeout, check_deadline, scan_deadline
 from pipelines.steps.privacy.recognizers.cn_lac import CnModelMissing
+from pipelines.steps.privacy.recognizers.en_keyed_ids import FALLBACK_ENTITIES
 from pipelines.steps.privacy.recognizers.en_ner import NerRecognizer
 from pipelines.steps.privacy.recognizers.en_other_script import OTHER_SCRIPT_RUN
 from pipelines.steps.privacy.recognizers.nlp_engine import CHUNK, PackNlpEngine
@@ -915,7 +916,8 @@ def _field_name(message: Message, index: int) -> str:
 def _resolve(
     results: Iterable[RecognizerResult], text: str, field: str, cfg: PIIConfig
 ) -> list[Finding]:
-    """Keep configured, confident findings outside pseudonyms; drop the weaker of overlaps."""
+    """Keep configured, confident findings outside pseudonyms; drop the weaker of overlaps (a
+    `FALLBACK_ENTITIES` finding is weaker than any other)."""
     tokens = [match.span() for match in PSEUDONYM_PATTERN.finditer(text)]
     candidates = [
         r
@@ -924,7 +926,17 @@ def _resolve(
         and r.score >= cfg.score_threshold
         and not any(start <= r.start and r.end <= end for start, end in tokens)
     ]
-    candidates.sort(key=lambda r: (-r.score, -(r.end - r.start), r.start, r.entity_type))
+    # A fallback type (an identifier read from its name alone) fills gaps: any other finding
+    # on the same characters wins whatever the scores, and keeps its own surrogate.
+    candidates.sort(
+        key=lambda r: (
+            r.entity_type in FALLBACK_ENTITIES,
+            -r.score,
+            -(r.end - r.start),
+            r.start,
+            r.entity_type,
+        )
+    )
     kept: list[RecognizerResult] = []
     for result in candidates:
         if all(result.end <= k.start or k.end <= result.start for k in kept):

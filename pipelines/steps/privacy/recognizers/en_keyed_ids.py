@@ -1,0 +1,69 @@
+"""ID_NUMBER: an identifier announced by its name, whatever its format.
+
+Banks, hospitals and offices write their own identifiers into tickets and notes: "patient ID
+AHC-0933289", "account number 76983425K", "medical record number MRN_987654321", "employee ID
+number 56789-TRIBAL", "policy #88291-LK", "PAN 'ABCDEZ1234F'". Their formats differ per
+organisation and country, so none is listed: the value is the token right after an
+identifier's name — an ID word after a kind of record (account, patient, member, policy, tax,
+voter, licence ... + ID / number / no. / #), or a name that is an identifier by itself (ID,
+MRN, TIN, EIN, PAN, SSN, IBAN, Aadhaar, passport, credit card) — and a linking word or sign
+(is, :, =, #, a quote). It must hold a digit and be 4–35 characters of letters, digits and
+`- _ / . : *`, with groups in capitals and digits after single spaces; a date or a time is
+none. A value under a validated type's name that fails its check (an SSN of the well-known
+examples, an IBAN or a card number with a wrong check digit) is still taken: a typo'd
+identifier is still the person's. A validated type on the same span (SSN, IBAN, passport, card,
+routing number) wins it whatever the scores (`FALLBACK_ENTITIES`): this one fills the gaps.
+"""
+
+import re
+
+from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+
+_KIND = (
+    r"(?:bank\s+)?account|acct|member(?:ship)?|customer|client|patient|employee|staff|student"
+    r"|user|policy(?:holder)?|insurance|claim|tax(?:payer)?|national|voter|citizen|personal"
+    r"|identity|medical\s+record|health(?:\s+insurance)?|social\s+(?:security|insurance)"
+    r"|national\s+insurance|nhs|pan(?:\s+card)?|aadhaa?r|passport|(?:driver'?s?|driving)\s+licen[cs]e"
+    r"|licen[cs]e|id\s+card"
+)
+_ID_WORD = r"(?:id(?:entifier|entification)?(?:[\s_-]*(?:number|no\.?|#))?|number|no\.|num|nr\.?|#)"
+_NAMED = (
+    r"(?-i:ID|MRN|TIN|EIN|PAN|SSN|IBAN)(?:\s*(?:number|no\.|#))?|aadhaa?r|passport"
+    r"|(?:credit|debit|bank)\s+card(?:\s*(?:number|no\.|#))?"
+    r"|(?:driver'?s?|driving)\s+licen[cs]e"
+)
+_LINK = r"[\"']?\s*(?:(?:is|was)\s*)?(?:[:=#\-–]\s*)?[\"'(]?"
+"""What may stand between the name and the value: a closing quote of a JSON key, is / was, one
+sign (`:`, `=`, `#`, a dash) and an opening quote; no nested repetition, so no backtracking."""
+_VALUE = (
+    r"(?P<value>[A-Za-z0-9][A-Za-z0-9_\-/.:*]{2,33}[A-Za-z0-9*]"
+    r"(?: (?=[A-Z]*[0-9*])[A-Z0-9*]{2,34}){0,7})(?![A-Za-z0-9_\-/])"
+)
+"""The value, and groups written with single spaces that hold a digit (a card number or an IBAN
+in fours: `4716 9876 2234 1561`, `IN60 SBK0000000000`)."""
+_DATE_OR_TIME = re.compile(
+    r"^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?)$"
+)
+"""2024-01-05, 05/01/2024, 10:30: a date or a time (an SSN's 123-45-6789 is neither)."""
+
+
+class KeyedIdRecognizer(RegexRecognizer):
+    """The value after an identifier's name ("patient ID AHC-0933289", "MRN 108965")."""
+
+    ENTITY = "ID_NUMBER"
+    PATTERNS = (
+        (
+            rf"(?i)(?<![A-Za-z0-9])(?:(?:{_KIND})[\s_-]*{_ID_WORD}|{_NAMED})(?![A-Za-z])"
+            rf"{_LINK}{_VALUE}",
+            0.5,
+        ),
+    )
+    FLAGS = 0
+
+    def validate(self, value: str) -> bool:
+        return any(c.isdigit() for c in value) and not _DATE_OR_TIME.match(value)
+
+
+FALLBACK_ENTITIES = frozenset({KeyedIdRecognizer.ENTITY})
+"""Types that only fill gaps: where another finding overlaps one, the other wins (`pii._resolve`):
+a bank account number stays US_BANK_NUMBER with its own surrogate."""
