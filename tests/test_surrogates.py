@@ -41,6 +41,7 @@ def _layout(text: str) -> str:
         ("CREDIT_CARD", "4111 1111 1111 1111"),
         ("LOCATION", "742 Evergreen Terrace"),
         ("WECHAT_ID", "wxid_abc123"),
+        ("ID_NUMBER", "AHC-0933289"),
     ],
 )
 def test_when_same_key_then_same_surrogate_and_other_key_then_other(entity_type, value) -> None:

@@ -725,6 +725,7 @@ _GENERATORS: dict[str, Callable[[str, _Draw], str | None]] = {
     "CN_TRAVEL_PERMIT": _shape,
     "QQ_NUMBER": _shape,
     "WECHAT_ID": _shape,
+    "ID_NUMBER": _shape,
 }
 _NUMBER_TYPES = frozenset(
     {
