@@ -388,6 +388,13 @@ _TEMPLATES: tuple[tuple[str, str, str, Callable, Callable | None], ...] = (
         lambda f, r: f"{r.randrange(10**9, 10**12)}",
         None,
     ),
+    (
+        _E,
+        "Patient ID {} was moved to another ward.",
+        "ID_NUMBER",
+        lambda f, r: _alnum(r, 3, string.ascii_uppercase) + f"-{r.randrange(10**6, 10**7)}",
+        None,
+    ),
     (_E, "export API_KEY={}", "SECRET", _secret, None),
     (_E, "db password: {}", "SECRET", _password, None),
     (_Z, "你好，我是市场部的{}。", "PERSON", _held_out_chinese_name, None),
