@@ -134,6 +134,22 @@ def test_when_an_identifier_is_announced_by_its_name_then_it_is_found_and_a_spec
 
 
 @pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("患者病历号：MZ20240013，因咳嗽发热就诊。", "MZ20240013"),
+        ("请联系工号A1023的同事处理。", "A1023"),
+        ("会员卡号为88012345，积分已到账。", "88012345"),
+    ],
+)
+def test_when_a_chinese_text_names_an_identifier_then_its_value_is_found(
+    analyzer: AnalyzerEngine, text: str, value: str
+) -> None:
+    findings = scan_text(analyzer, text, CFG, language="zh")
+
+    assert ("ID_NUMBER", value) in [(f.entity_type, text[f.start : f.end]) for f in findings]
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "Released under license Apache-2.0 in 2024.",

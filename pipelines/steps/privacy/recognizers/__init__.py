@@ -54,7 +54,10 @@ from pipelines.steps.privacy.recognizers.en_bank_ids import (
 from pipelines.steps.privacy.recognizers.en_card import LuhnCardRecognizer
 from pipelines.steps.privacy.recognizers.en_dates import AgeRecognizer, DateOfBirthRecognizer
 from pipelines.steps.privacy.recognizers.en_ip import IpAddressRecognizer
-from pipelines.steps.privacy.recognizers.en_keyed_ids import KeyedIdRecognizer
+from pipelines.steps.privacy.recognizers.en_keyed_ids import (
+    CnKeyedIdRecognizer,
+    KeyedIdRecognizer,
+)
 from pipelines.steps.privacy.recognizers.en_ner import NerRecognizer
 from pipelines.steps.privacy.recognizers.en_other_script import OtherScriptRecognizer
 from pipelines.steps.privacy.recognizers.en_person import EnPersonRecognizer
@@ -104,6 +107,7 @@ OWN_FAMILIES = {
     "en_person": _own(EnPersonRecognizer),
     "luhn_card": _own(LuhnCardRecognizer),
     "keyed_id": _own(KeyedIdRecognizer),
+    "cn_keyed_id": _own(CnKeyedIdRecognizer),
     "us_address": _own(UsAddressRecognizer),
     "postal_code": _own(PostalCodeRecognizer),
     "intl_address": _own(IntlAddressRecognizer),

@@ -67,3 +67,29 @@ class KeyedIdRecognizer(RegexRecognizer):
 FALLBACK_ENTITIES = frozenset({KeyedIdRecognizer.ENTITY})
 """Types that only fill gaps: where another finding overlaps one, the other wins (`pii._resolve`):
 a bank account number stays US_BANK_NUMBER with its own surrogate."""
+
+
+_CN_KIND = (
+    r"病历|病案|住院|门诊|就诊卡?|医保卡?|社保卡?|医疗保险|工|员工|职工|学|学籍|客户|会员卡?|用户"
+    r"|银行账|银行帐|账|帐|账户|帐户|银行卡|卡|保单|保险单|驾驶证|驾照|档案|证件|护照|纳税人识别"
+)
+_CN_ID_WORD = r"(?:号码|编号|号|ID|id)"
+
+
+class CnKeyedIdRecognizer(RegexRecognizer):
+    """The Latin-script value after a Chinese identifier's name ("病历号：MZ20240013", "工号A1023",
+    "客户编号 C-88231", "会员卡号为 88012345"): the same reading as `KeyedIdRecognizer`, for the
+    Chinese pack (its validated types — 身份证, 统一社会信用代码, bank cards — win their spans)."""
+
+    ENTITY = "ID_NUMBER"
+    PATTERNS = (
+        (
+            rf"(?:{_CN_KIND}){_CN_ID_WORD}\s*(?:是|为|：|:|=|#)?\s*[\"'“‘(（]?"
+            r"(?P<value>[A-Za-z0-9][A-Za-z0-9_\-/.:*]{2,33}[A-Za-z0-9*])(?![A-Za-z0-9_\-/])",
+            0.5,
+        ),
+    )
+    FLAGS = 0
+
+    def validate(self, value: str) -> bool:
+        return any(c.isdigit() for c in value) and not _DATE_OR_TIME.match(value)
