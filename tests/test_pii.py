@@ -289,6 +289,28 @@ def test_when_scrubbed_then_residual_pii_is_zero(analyzer: AnalyzerEngine, scrub
     assert residual_pii(scrubbed.records, analyzer, CFG) == {}
 
 
+def test_when_a_ticket_tells_a_password_and_names_an_identifier_then_scrubbing_leaves_neither(
+    analyzer: AnalyzerEngine,
+) -> None:
+    """End to end: a password told in words is redacted, an identifier read from its name gets
+    a same-shape surrogate, and the stricter re-scan finds nothing left (values made up)."""
+    records = [
+        _record("rec-t1", "I can't log in: my password is Tr0ub4dor&3 since Monday."),
+        _record("rec-t2", "Patient ID QRT-4471902 asked for a copy of the chart."),
+        replace(
+            _record("rec-t3", "登录账号zhangsan，密码Abc@2024。病历号：MZ20240013。"), language="zh"
+        ),
+    ]
+    result = scrub_records(records, analyzer, CFG, key=KEY)
+    texts = [m.content for r in result.records for m in r.messages]
+
+    assert not any(v in t for t in texts for v in ("Tr0ub4dor&3", "QRT-4471902", "Abc@2024"))
+    assert not any("MZ20240013" in t for t in texts)
+    assert "[REDACTED]" in texts[0]
+    assert re.search(r"Patient ID [A-Z]{3}-\d{7} asked", texts[1])  # same shape, other value
+    assert residual_pii(result.records, analyzer, CFG) == {}
+
+
 @pytest.mark.parametrize(
     "text",
     [
