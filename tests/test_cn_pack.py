@@ -9,6 +9,7 @@ import pytest
 from pipelines.steps.privacy.recognizers import cn_name_model, cn_names
 from pipelines.steps.privacy.recognizers.cn_address import CnLocationRecognizer
 from pipelines.steps.privacy.recognizers.cn_names import CnPersonRecognizer
+from pipelines.steps.privacy.recognizers.en_names import english_words
 
 
 def _found(recognizer, text: str, entity: str) -> list[str]:
@@ -251,7 +252,7 @@ def test_when_a_person_like_word_names_an_organisation_or_a_work_then_it_is_no_p
 
 
 def test_when_latin_words_are_run_together_from_english_words_then_they_are_no_handle() -> None:
-    english = cn_names._default_english()
+    english = english_words(None)
     for word in ("lakehillier", "huttlagoon", "VideoGamer", "Purchase"):
         assert cn_names._made_of_words(word, cn_names._CAMEL.findall(word), english), word
     for word in ("Zerkan", "Nicklas", "TH000"):
@@ -259,7 +260,7 @@ def test_when_latin_words_are_run_together_from_english_words_then_they_are_no_h
 
 
 def test_when_lac_reads_a_latin_word_as_a_person_then_company_context_overrules_it() -> None:
-    english = cn_names._default_english()
+    english = english_words(None)
     for text, word in (
         ("本土公司zenbet也调整了赔率。", "zenbet"),  # after a word of kind (公司)
         ("湖区的lakehillier很有名。", "lakehillier"),  # made of English words

@@ -48,7 +48,7 @@ from pipelines.steps.privacy.recognizers.cn_name_model import (
     time_share,
 )
 from pipelines.steps.privacy.recognizers.en_names import (
-    english_lexicon,
+    english_words,
     is_english,
     name_evidence,
 )
@@ -528,20 +528,6 @@ def _made_of_words(word: str, parts: list[str], english: frozenset[str]) -> bool
     )
 
 
-@lru_cache(maxsize=1)
-def _default_english() -> frozenset[str]:
-    """Ordinary English words of the configured spaCy model, where the scan's NLP engine does
-    not hand its own (a recognizer called on its own)."""
-    from pipelines.steps.config import PIIConfig
-
-    return english_lexicon(PIIConfig.model_fields["spacy_model"].default)
-
-
-def _english_words(nlp_artifacts) -> frozenset[str]:
-    engine = getattr(nlp_artifacts, "nlp_engine", None)
-    return getattr(engine, "english_words", None) or _default_english()
-
-
 def _outermost(spans) -> list[tuple[int, int]]:
     """The spans inside no longer one, by start: one sweep (a pairwise test is quadratic in
     the candidates, and a run of surnames makes thousands, issue #16.3)."""
@@ -975,7 +961,7 @@ class CnPersonRecognizer(RegexRecognizer):
             spans.setdefault(span, score)
         for span in _latin_names(text, set(spans)):
             spans.setdefault(span, LATIN_NAME_SCORE)
-        for span in _latin_by_model(text, tokens, set(spans), _english_words(nlp_artifacts)):
+        for span in _latin_by_model(text, tokens, set(spans), english_words(nlp_artifacts)):
             spans.setdefault(span, LATIN_NAME_SCORE)
         for span in _listed_latin(text, set(spans)):
             spans.setdefault(span, LATIN_NAME_SCORE)

@@ -76,7 +76,7 @@ _CN_KIND = (
 _CN_ID_WORD = r"(?:号码|编号|号|ID|id)"
 
 
-class CnKeyedIdRecognizer(RegexRecognizer):
+class CnKeyedIdRecognizer(KeyedIdRecognizer):
     """The Latin-script value after a Chinese identifier's name ("病历号：MZ20240013", "工号A1023",
     "客户编号 C-88231", "会员卡号为 88012345"): the same reading as `KeyedIdRecognizer`, for the
     Chinese pack (its validated types — 身份证, 统一社会信用代码, bank cards — win their spans)."""
@@ -89,7 +89,3 @@ class CnKeyedIdRecognizer(RegexRecognizer):
             0.5,
         ),
     )
-    FLAGS = 0
-
-    def validate(self, value: str) -> bool:
-        return any(c.isdigit() for c in value) and not _DATE_OR_TIME.match(value)

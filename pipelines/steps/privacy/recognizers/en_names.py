@@ -73,6 +73,20 @@ def english_lexicon(spacy_model: str) -> frozenset[str]:
     return frozenset(words)
 
 
+def english_words(nlp_artifacts) -> frozenset[str]:
+    """Ordinary English words: the scan's NLP engine's (`PackNlpEngine.english_words`), or the
+    configured spaCy model's where none is handed over (a recognizer called on its own)."""
+    engine = getattr(nlp_artifacts, "nlp_engine", None)
+    return getattr(engine, "english_words", None) or _default_english()
+
+
+@lru_cache(maxsize=1)
+def _default_english() -> frozenset[str]:
+    from pipelines.steps.config import PIIConfig
+
+    return english_lexicon(PIIConfig.model_fields["spacy_model"].default)
+
+
 def is_english(word: str, english: frozenset[str]) -> bool:
     """Whether `word` (any case) is an ordinary English word or a plural / -s form of one."""
     lowered = word.lower().strip(".'’")

@@ -28,7 +28,7 @@ from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
 from presidio_analyzer import RecognizerResult
 
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer
-from pipelines.steps.privacy.recognizers.en_names import english_lexicon, is_english
+from pipelines.steps.privacy.recognizers.en_names import english_words, is_english
 
 PLUGINS = (
     "artifactory.ArtifactoryDetector",
@@ -201,16 +201,6 @@ _CLOSING = "\"'”’`)].,;:"
 _DATE_OR_TIME = re.compile(r"^\d{1,4}(?:[-/.:]\d{1,4}){1,2}(?:[ap]m)?$", re.IGNORECASE)
 
 
-def _english_words(nlp_artifacts) -> frozenset[str]:
-    engine = getattr(nlp_artifacts, "nlp_engine", None)
-    words = getattr(engine, "english_words", None)
-    if words:
-        return words
-    from pipelines.steps.config import PIIConfig
-
-    return english_lexicon(PIIConfig.model_fields["spacy_model"].default)
-
-
 def _credential_like(core: str, quoted: bool, pin: bool, english: frozenset[str]) -> bool:
     """Whether a word in a value's place is a credential rather than a word of the sentence."""
     if pin:
@@ -336,7 +326,7 @@ class SecretRecognizer(RegexRecognizer):
                 results.append(self._secret(*span, 0.9, name))
         for start, end in high_entropy_tokens(text, self.words):
             results.append(self._secret(start, end, 0.7, "HighEntropyNearKeyword"))
-        for span in prose_passwords(text, _english_words(nlp_artifacts)):
+        for span in prose_passwords(text, english_words(nlp_artifacts)):
             results.append(self._secret(*span, 0.85, "ProsePassword"))
         return results
 
