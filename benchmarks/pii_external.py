@@ -22,6 +22,15 @@ the same types, so DATE_TIME / NRP findings, which we do not scrub, are listed a
     .venv/bin/python benchmarks/pii_external.py --lang en [--misses] [--limit 200]
     .venv/bin/python benchmarks/pii_external.py --lang zh [--half even|odd]
     .venv/bin/python benchmarks/pii_external.py --throughput 6000
+    .venv/bin/python benchmarks/pii_external.py --zh-tagged FILE [--zh-tagged FILE ...]
+
+`--zh-tagged FILE` reads a Chinese NER set of another source, one character and its tag per
+line (BIO or BMES, tab or space between, a blank line between sentences: Weibo NER's
+`weiboNER.conll.*`, the résumé set's `*.char.bmes`), and scores it as the CLUENER set: a
+person's name (`PER.NAM`, `PER`, `NAME`, `nr`) is gold `name`; every other label (nominal
+mentions such as 女人 `PER.NOM`, organisations, places, titles) is no person, so a PERSON
+finding on it counts against precision. Only `name` recall and PERSON precision are read
+from such a set (its places are not labelled as CLUENER's addresses are).
 
 Last, the findings of each detector on the clean instruction data (`clean_sft/`), counted
 over the types we scrub: no gold there, so each finding is a steward's look.
@@ -67,6 +76,8 @@ COMPATIBLE: dict[str, frozenset[str]] = {
         {"US_DRIVER_LICENSE", "US_SSN", "IBAN_CODE", "CREDIT_CARD", "US_PASSPORT", "US_BANK_NUMBER"}
     ),
     "URL": frozenset({"DOMAIN_NAME"}),
+    # a handle names one account: Weibo NER labels a person's handle as the name
+    "USER_HANDLE": frozenset({"name", "PERSON"}),
     "DATE_OF_BIRTH": frozenset({"DATE_TIME"}),
     "DATE_TIME": frozenset({"DATE_TIME"}),  # vanilla only
     "AGE": frozenset({"AGE"}),
@@ -104,6 +115,13 @@ def main() -> int:
         help="a labelled English PII set of another format (repeat): per-label recall only",
     )
     parser.add_argument(
+        "--zh-tagged",
+        type=Path,
+        action="append",
+        default=[],
+        help="a Chinese NER set, one character and its tag per line (repeat)",
+    )
+    parser.add_argument(
         "--half",
         choices=("all", "even", "odd"),
         default="all",
@@ -119,6 +137,23 @@ def main() -> int:
 
         cfg = PIIConfig()
         _labelled(_engines(cfg, vanilla=not args.no_vanilla), cfg, args.labelled, args.misses)
+        return 0
+    for path in args.zh_tagged:
+        if not path.is_file():
+            parser.error(f"--zh-tagged {path}: no such file")
+    if args.zh_tagged:
+        enforce_offline()
+        from pipelines.steps.config import PIIConfig
+
+        cfg = PIIConfig()
+        engines = _engines(cfg, vanilla=not args.no_vanilla)
+        for path in args.zh_tagged:
+            rows = read_tagged(path)
+            if args.half != "all":
+                rows = rows[args.half == "odd" :: 2]
+            if args.limit:
+                rows = rows[: args.limit]
+            _evaluate(engines, cfg, rows, "zh", args.misses, source=path.name)
         return 0
     if not args.eval_dir.is_dir():
         parser.error(f"--eval-dir {args.eval_dir} is not a folder (see ../shared/eval/README.md)")
@@ -264,11 +299,71 @@ def vanilla_scan(analyzer, texts: list[str]) -> list[list[tuple]]:
     return [[(r.start, r.end, r.entity_type) for r in analyzer.analyze(t, "en")] for t in texts]
 
 
-def _evaluate(engines: dict, cfg, rows: list[dict], lang: str, misses: bool) -> None:
+NAME_TAGS = frozenset({"PER.NAM", "PER", "NAME", "NR", "PERSON"})
+"""Tags of a person's name in the character-tagged Chinese sets (upper-cased)."""
+
+
+def read_tagged(path: Path) -> list[dict]:
+    """Rows `{"id", "text", "spans"}` of a character-tagged set (BIO or BMES).
+
+    A span opens at B- or S- (or at I-/M-/E- of a label other than the open one, as the
+    hand-made tags sometimes have it) and closes at E-, S-, O or a new B-; a line that is not
+    "text, whitespace, tag" stops the read naming the file and line."""
+    rows: list[dict] = []
+    chars: list[str] = []
+    spans: list[tuple[int, int, str]] = []
+    open_: list = []  # [start, label]
+
+    def close(at: int) -> None:
+        if open_:
+            start, label = open_.pop()
+            spans.append((start, at, "name" if label.upper() in NAME_TAGS else label))
+
+    def flush() -> None:
+        close(len(chars))
+        if chars:
+            rows.append(
+                {
+                    "id": f"{path.name}:{len(rows)}",
+                    "text": "".join(chars),
+                    "spans": [{"start": s, "end": e, "entity_type": t} for s, e, t in spans],
+                }
+            )
+        chars.clear()
+        spans.clear()
+
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                flush()
+                continue
+            char, sep, tag = line.rpartition("\t") if "\t" in line else line.rpartition(" ")
+            if not sep or not char:
+                raise SystemExit(f"{path}:{number}: expected a character, a tab or space, a tag")
+            at = len(chars)
+            chars.extend(char)  # a lost emoji is stored as several U+FFFD on one line
+            prefix, _, label = tag.partition("-")
+            if tag == "O" or not label:
+                close(at)
+            elif prefix in ("B", "S") or not open_ or open_[0][1] != label:
+                close(at)
+                open_.append([at, label])
+            if prefix in ("E", "S"):
+                close(len(chars))
+    flush()
+    return rows
+
+
+def _evaluate(
+    engines: dict, cfg, rows: list[dict], lang: str, misses: bool, source: str = ""
+) -> None:
     texts = [row["text"] for row in rows]
     gold = [[(s["start"], s["end"], s["entity_type"]) for s in row["spans"]] for row in rows]
     scored_gold = sorted(
-        {t for spans in gold for _, _, t in spans} if lang == "en" else set(ZH_GOLD)
+        {t for spans in gold for _, _, t in spans}
+        if lang == "en"
+        else (["name"] if source else set(ZH_GOLD))
     )
     columns, refused_count = {}, 0
     for name, analyzer in engines.items():
@@ -282,7 +377,7 @@ def _evaluate(engines: dict, cfg, rows: list[dict], lang: str, misses: bool) -> 
         columns[name] = (score(gold, predicted, texts, set(cfg.entities)), seconds)
         if name == "ours" and misses:
             _print_misses(rows, gold, predicted)
-    print(f"\n### {lang}: {len(rows)} records from pii_{lang}_dev.jsonl\n")
+    print(f"\n### {lang}: {len(rows)} records from {source or f'pii_{lang}_dev.jsonl'}\n")
     print(
         f"ours refused (unsupported_language) {refused_count} "
         f"({refused_count / max(1, len(rows)):.1%}); time: "
