@@ -32,10 +32,10 @@ ADVERSARIAL_UNITS = (
     ".", "a.", "www.", "-", "a-", "A-", "a'", "1", "1 ", "1-", "1.", "+1 ", "(1) ", "@", "a@",
     "a@a.", " ", "\n", "a", "A", "John ", "John Smith, ", "Mr. ", "ab, ", "Abc ", "a at ",
     "12 Main St ", "key: ", "a=", "a/", "x_", "ab12", "Ab-", "A. ", "password is ", "pw '",
-    "a@a.a / ", "user a:b1c2 ", "ID #-", "account number is: ",
+    "a@a.a / ", "user a:b1c2 ", "ID #-", "account number is: ", " @a-", "//@a:",
 )  # fmt: skip
 """Repeated units of the Latin-script adversarial inputs."""
-HAN_UNITS = ("的", "王", "王先生说", "北京市海淀区", "张三和李四、")
+HAN_UNITS = ("的", "王", "王先生说", "北京市海淀区", "张三和李四、", "王伟，男，")
 """Repeated units of the Han inputs (the Chinese pack's LAC-based recognizers)."""
 PROSE = (
     "Please forward the signed contract to the regional office before the end of the month. "
