@@ -588,3 +588,64 @@ def test_when_a_name_precedes_a_head_title_and_another_name_then_it_is_the_organ
     text = "记者林昭远通讯员鸿泰报道。"  # a byline: a reporter is no organisation
     tokens = (("记者", "n", 0), ("林昭远", "PER", 2), ("通讯员", "n", 5), ("鸿泰", "PER", 8))
     assert (2, 5) in cn_names.lac_persons(text, tokens)
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("司增勤，男，1965年出生，中国国籍，无境外居留权。", "司增勤"),
+        ("何次琴女士，大学学历，中国注册会计师。", "何次琴"),
+        ("患者信息：\n邝淑仪（女，1983年生）因胸痛入院。", "邝淑仪"),
+        ("简历\n董永沁\n2008年毕业于复旦大学。", "董永沁"),
+    ],
+)
+def test_when_a_profile_opens_with_a_name_then_the_name_is_found(person, text, name) -> None:
+    # LAC reads none of these as a person (司 + 增勤 as a noun and a verb).
+    assert name in _found(person, text, "PERSON")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "简历\n张家口\n2008年毕业于复旦大学。",  # a place alone on its line
+        "王先生，男，45岁。",  # a form of address, not a full name
+        "成立大会，男女老少都来了。",  # 男女 is no sex after a name
+    ],
+)
+def test_when_a_profile_frame_holds_no_full_name_then_no_person_is_found(person, text) -> None:
+    assert _found(person, text, "PERSON") == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2006年7月至2009年4月，任欣旺达总经理秘书；",
+        "2001年7月起历任惠博普有限董事、副总经理；",
+    ],
+)
+def test_when_a_career_line_names_the_employer_then_it_is_no_person(person, text) -> None:
+    # LAC tags 任欣旺达 (served at + a company) and 惠博普 as persons.
+    assert _found(person, text, "PERSON") == []
+
+
+def test_when_a_person_surnamed_任_serves_somewhere_then_the_person_stays(person) -> None:
+    assert "任正非" in _found(person, "1987年，任正非任华为总裁。", "PERSON")
+
+
+def test_when_lac_reads_a_name_with_its_lines_end_then_the_finding_stops_before_it(person) -> None:
+    found = person.analyze("简历\n董永沁\n2008年毕业于复旦大学。", ["PERSON"])
+    assert [(r.start, r.end) for r in found] == [(3, 6)]
+
+
+def test_when_a_found_persons_surname_comes_again_as_a_form_of_address_then_it_is_found(
+    person,
+) -> None:
+    text = "顾卫东先生现任本公司董事。顾先生1993年起出任副总经理，顾总表示满意。"
+    found = [(r.start, r.end) for r in person.analyze(text, ["PERSON"])]
+    at = [i for i, c in enumerate(text) if c == "顾"]
+    assert found == [(at[0], at[0] + 3), (at[1], at[1] + 1), (at[2], at[2] + 1)]
+
+
+def test_when_a_form_of_address_names_no_one_found_then_it_is_left_as_written(person) -> None:
+    # The press's way of leaving a person unnamed.
+    assert _found(person, "作为原告的彩民张女士已到宣判现场，李先生未到。", "PERSON") == []

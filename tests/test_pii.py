@@ -311,6 +311,29 @@ def test_when_a_ticket_tells_a_password_and_names_an_identifier_then_scrubbing_l
     assert residual_pii(result.records, analyzer, CFG) == {}
 
 
+def test_when_a_post_names_handles_and_a_profile_then_scrubbing_leaves_none_of_them(
+    analyzer: AnalyzerEngine,
+) -> None:
+    """End to end: handles get same-shape surrogates with their at sign, a profile's name and
+    the surname it is later addressed by are replaced, the re-scan finds nothing (made up)."""
+    records = [
+        _record("rec-h1", "Thanks @ops_lead42, the build is green again."),
+        replace(
+            _record(
+                "rec-h2", "真不错//@碧落食人来：转发微博。顾卫东，男，1965年出生。顾先生现任董事。"
+            ),
+            language="zh",
+        ),
+    ]
+    result = scrub_records(records, analyzer, CFG, key=KEY)
+    texts = [m.content for r in result.records for m in r.messages]
+
+    assert "ops_lead42" not in texts[0] and re.search(r"Thanks @[a-z]{3}_[a-z]{4}\d\d,", texts[0])
+    assert not any(v in texts[1] for v in ("碧落食人来", "顾卫东", "顾先生"))
+    assert "//@" in texts[1] and "先生现任董事" in texts[1]
+    assert residual_pii(result.records, analyzer, CFG) == {}
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -474,3 +474,55 @@ def test_a_number_that_is_no_postal_code_is_not_one(
         if f.entity_type == "LOCATION" and text[f.start : f.end] == number
     ]
     assert findings == []
+
+
+def _handles(analyzer, text: str, language: str = "en") -> list[str]:
+    return [
+        text[f.start : f.end]
+        for f in scan_text(analyzer, text, CFG, language=language)
+        if f.entity_type == "USER_HANDLE"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "handles"),
+    [
+        (
+            "A collection of tweets from the Twitter handle @sarcastic_tweets.",
+            "en",
+            ["@sarcastic_tweets"],
+        ),
+        ("cc @john_doe, @mary-k please review the ticket", "en", ["@john_doe", "@mary-k"]),
+        ("@ops-lead can you check the build?", "en", ["@ops-lead"]),
+        ("回复@碧落食人来：好的，明天见", "zh", ["@碧落食人来"]),
+        ("太好了//@大象院长：转发微博。", "zh", ["@大象院长"]),
+        ("哈哈//@何辛ESPN卫视主持人:哈哈", "zh", ["@何辛ESPN卫视主持人"]),  # one account, whole
+        ("@小雨要做快乐的上班族", "zh", ["@小雨要做快乐的上班族"]),  # alone: no decorator
+    ],
+)
+def test_when_a_handle_is_written_with_its_at_sign_then_it_is_found(
+    analyzer, text: str, language: str, handles: list[str]
+) -> None:
+    assert _handles(analyzer, text, language) == handles
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Email me at jane.doe@example.com",
+        "@property\ndef name(self):\n    return self._name",
+        "    @app.route('/users')",
+        "import type { Node } from '@types/node'",
+        "SELECT * FROM t WHERE id = @id AND n=@name",
+        "DECLARE @count INT; SET @count = 1",
+        '{"@id": "1", "@type": "Person"}',
+        "@media screen and (max-width: 600px) { body { margin: 0 } }",
+        "Sign up with your @gmail.com address.",
+        "See you @3pm, icon@2x.png is attached.",
+        "/** @param name the user's name @returns nothing */",
+    ],
+)
+def test_when_an_at_sign_belongs_to_code_or_an_address_then_no_handle_is_found(
+    analyzer, text: str
+) -> None:
+    assert _handles(analyzer, text) == []

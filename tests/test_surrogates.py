@@ -42,6 +42,7 @@ def _layout(text: str) -> str:
         ("LOCATION", "742 Evergreen Terrace"),
         ("WECHAT_ID", "wxid_abc123"),
         ("ID_NUMBER", "AHC-0933289"),
+        ("USER_HANDLE", "@sarcastic_tweets"),
     ],
 )
 def test_when_same_key_then_same_surrogate_and_other_key_then_other(entity_type, value) -> None:
@@ -240,3 +241,9 @@ def test_when_run_again_on_another_day_then_surrogates_are_the_same(
     entity_type, value, expected
 ) -> None:
     assert surrogate(entity_type, value, key=KEY) == expected
+
+
+def test_when_a_surname_alone_is_replaced_then_its_surrogate_is_one_surname() -> None:
+    made = surrogate("PERSON", "顾", key=KEY)
+
+    assert len(made) == 1 and made != "顾"

@@ -112,6 +112,7 @@ class PIIConfig(_Section):
             "CN_LICENSE_PLATE",
             "QQ_NUMBER",
             "WECHAT_ID",
+            "USER_HANDLE",
             "SECRET",
         ],
         description="Presidio entity types to detect and replace.",

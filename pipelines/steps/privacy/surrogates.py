@@ -472,6 +472,11 @@ def _person(value: str, draw: _Draw) -> str:
 
 
 def _han_name(value: str, draw: _Draw) -> str:
+    if len(value.strip()) == 1:  # a surname alone (马 of 马先生): a surname
+        surname = _name(draw, "zh_CN", "last_names")
+        while len(surname) != 1:
+            surname = _name(draw, "zh_CN", "last_names")
+        return surname
     length = max(2, len(value.strip()))
     if draw.attempt >= WIDER_FROM_ATTEMPT and length == 2:
         length = 3  # every two-character name may be taken: a three-character one
@@ -726,6 +731,7 @@ _GENERATORS: dict[str, Callable[[str, _Draw], str | None]] = {
     "QQ_NUMBER": _shape,
     "WECHAT_ID": _shape,
     "ID_NUMBER": _shape,
+    "USER_HANDLE": _shape,
 }
 _NUMBER_TYPES = frozenset(
     {

@@ -64,6 +64,7 @@ from pipelines.steps.privacy.recognizers.en_person import EnPersonRecognizer
 from pipelines.steps.privacy.recognizers.en_phone import IntlPhoneRecognizer
 from pipelines.steps.privacy.recognizers.en_street import IntlAddressRecognizer
 from pipelines.steps.privacy.recognizers.en_url import FullUrlRecognizer
+from pipelines.steps.privacy.recognizers.handles import UserHandleRecognizer
 from pipelines.steps.privacy.recognizers.secrets import SecretRecognizer
 
 RECOGNIZERS_FILE = Path(__file__).resolve().parents[3] / "config" / "recognizers.yaml"
@@ -108,6 +109,7 @@ OWN_FAMILIES = {
     "luhn_card": _own(LuhnCardRecognizer),
     "keyed_id": _own(KeyedIdRecognizer),
     "cn_keyed_id": _own(CnKeyedIdRecognizer),
+    "user_handle": _own(UserHandleRecognizer),
     "us_address": _own(UsAddressRecognizer),
     "postal_code": _own(PostalCodeRecognizer),
     "intl_address": _own(IntlAddressRecognizer),

@@ -907,6 +907,8 @@ def lac_persons(
             continue
         if not evidence and _heads_title(tokens, starts, end):
             continue
+        if not evidence and _employer(text, start, end):
+            continue
         han = "".join(c for c in name if c not in _INTERPUNCT)
         dotted = han != name
         if not evidence and not dotted and _match_report(text, bounds, start, end):
@@ -934,6 +936,92 @@ def _speakers(text: str, tokens) -> dict[tuple[int, int], float]:
     return found
 
 
+_CLAUSE_START = r"(?:^|(?<=[。！？；;\n：:]))[^\S\n]*"
+_PROFILE = re.compile(
+    _CLAUSE_START + r"([\u4e00-\u9fff]{2,4})"
+    r"(?:[，,（(][^\S\n]*[男女](?=[，,）)、。；;\s]|$)|先生|女士|(?P<alone>[，,。：:]?[^\S\n]*$))",
+    re.MULTILINE,
+)
+"""How a person's profile opens (a résumé, a director's biography, a patient's or a case's
+record): at the start of a clause, a name then its sex (司增勤，男，; 张三（女，1970年生）), a
+full name then 先生 / 女士 (何次琴女士，大学学历), or a name alone on its line (a heading)."""
+
+
+def _profiled(text: str, tokens) -> dict[tuple[int, int], float]:
+    """Names that open a profile (`_PROFILE`) and that the name model reads as a surname and a
+    given name; a name alone on its line must also be no dictionary word (a heading such as
+    简历 or 张家口 is none)."""
+    found = {}
+    lac_tags = {start: tag for _, tag, start in tokens}
+    names = surnames()
+    _, frequencies = _dictionary()
+    for match in _PROFILE.finditer(text):
+        start, end = match.span(1)
+        name = match.group(1)
+        if lac_tags.get(start) in ("ORG", "TIME", "LOC") or _form_of_address(name):
+            continue
+        alone = match.group("alone") is not None
+        threshold = 0.0 if alone else MIN_TITLED_GIVEN
+        if alone and frequencies.get(name):
+            continue
+        for surname in {name[:1], name[:2]} & names:
+            given = name[len(surname) :]
+            if 1 <= len(given) <= 2 and given_name_score(given) > threshold:
+                found[(start, end)] = LAC_PERSON_SCORE + (0.0 if alone else CONTEXT_SCORE)
+    return found
+
+
+_ADDRESS_AFTER = ("先生", "女士", "小姐", "老师", "教授", "博士", "医生", "律师", "经理", "总")
+
+
+def _addressed_again(text: str, spans) -> set[tuple[int, int]]:
+    """The surname of a full name found in the text, where it comes again as a form of
+    address (马化腾 ... 马先生, 顾卫东 ... 顾总): the same person, whose surname would stay in
+    the text beside its surrogate. Only the surname is reported (a form of address alone,
+    王先生 in a news item, is how the press leaves a person unnamed, and is no finding)."""
+    names = surnames()
+    family: set[str] = set()
+    for start, end in spans:
+        name = text[start:end]
+        if 2 <= len(name) <= 4 and _HAN_ALL.fullmatch(name):
+            family.update(s for s in {name[:1], name[:2]} & names if len(name) > len(s))
+    found = set()
+    for surname in family:
+        at = text.find(surname)
+        while at != -1:
+            after = at + len(surname)
+            if text.startswith(_ADDRESS_AFTER, after) and not any(s <= at < e for s, e in spans):
+                found.add((at, after))
+            at = text.find(surname, after)
+    return found
+
+
+_APPOINTED = (
+    "历任", "现任", "曾任", "先后任", "兼任", "出任", "担任", "任职于", "就职于", "供职于",
+)  # fmt: skip
+_POSITIONS = re.compile(
+    r"[^，,。；;：:]{0,6}?(?:董事|经理|总监|主任|秘书|主管|会计|总裁|厂长|科长|处长|部长|"
+    r"[部处科室](?:经理|主任|长))"
+)
+"""A position held in an organisation, within a few characters: what the employer's name in
+a résumé's line is followed by (任 + 欣旺达 + 总经理秘书; 历任 + 惠博普 + 有限董事)."""
+_POSITION_RIGHT_AFTER = re.compile(
+    r"董事|经理|总经理|总监|主任|秘书|主管|会计|总裁|[^，,。]{0,3}[部处科室]"
+)
+
+
+def _employer(text: str, start: int, end: int) -> bool:
+    """Whether a LAC person is the employer in a line of a career: after a verb of
+    appointment (历任, 现任, 担任 ...) or beginning with 任 ("served at") where a clause
+    begins, and followed by a position held there (directly, where the span took 任 in)."""
+    before = text[max(0, start - 4) : start]
+    if before.endswith(_APPOINTED):
+        return bool(_POSITIONS.match(text, end))
+    if text[start] != "任" or (start and text[start - 1] not in "，,。；;：: \n"):
+        return False
+    return bool(_POSITION_RIGHT_AFTER.match(text, end))
+
+
 LAC_PERSON_SCORE = 0.75
 CONTEXT_SCORE = 0.15
 """A LAC person's score, and what a title or a person's verb around it adds."""
@@ -959,6 +1047,8 @@ class CnPersonRecognizer(RegexRecognizer):
         spans = lac_persons(text, tokens)
         for span, score in _speakers(text, tokens).items():
             spans.setdefault(span, score)
+        for span, score in _profiled(text, tokens).items():
+            spans.setdefault(span, score)
         for span in _latin_names(text, set(spans)):
             spans.setdefault(span, LATIN_NAME_SCORE)
         for span in _latin_by_model(text, tokens, set(spans), english_words(nlp_artifacts)):
@@ -971,7 +1061,16 @@ class CnPersonRecognizer(RegexRecognizer):
             spans.setdefault(span, LAC_PERSON_SCORE)
         for span in _acting_han(text, tokens, set(spans)):
             spans.setdefault(span, LAC_PERSON_SCORE)
-        return [
-            self._result(start, end, spans[(start, end)], "lac person")
-            for start, end in _outermost(spans)
-        ]
+        for span in _addressed_again(text, set(spans)):
+            spans.setdefault(span, LAC_PERSON_SCORE)
+        results = []
+        for start, end in _outermost(spans):
+            score = spans[(start, end)]
+            # LAC's words may carry the line's end (董永沁 + newline): the name stops before it.
+            while start < end and text[end - 1].isspace():
+                end -= 1
+            while start < end and text[start].isspace():
+                start += 1
+            if start < end:
+                results.append(self._result(start, end, score, "lac person"))
+        return results

@@ -1,0 +1,96 @@
+"""USER_HANDLE: a social-media handle written with its at sign (@碧落食人来, @sarcastic_tweets).
+
+A handle names one account and so one person (or one organisation) as surely as a nickname
+does; in forwarded posts (`//@大象院长:`), replies, support tickets and chat exports it is
+often the only name a record carries, and no NER model reads it (LAC tags 大象院长 as a
+title, spaCy reads most handles as nothing). The form is the same on every network: an at
+sign that does not continue a Latin word (an e-mail address, `icon@2x.png` are not
+handles), then a run of letters, digits, Han characters, `_` or `-` (up to 30, as Weibo
+and Twitter allow), holding a letter or a Han character.
+
+What is left out is code, where the at sign has meanings of its own: a decorator or an
+annotation (an ASCII identifier) alone at the start of its line (`@property`,
+`@app.route(...)`), an npm scope (`@types/node`), a variable after an operator or `DECLARE`
+or before `=` (`WHERE id = @id`, `SET @n = 1`), a domain after the sign (`@gmail.com`), a
+time (`@3pm`) and the at-keywords of CSS, JSON-LD, Javadoc / JSDoc and Objective-C
+(`@media`, `"@id"`, `@param`, `@interface`): the grammar of those languages, not anyone's
+account.
+"""
+
+import re
+
+from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+
+MAX_HANDLE = 30
+_HANDLE = re.compile(
+    rf"(?<![A-Za-z0-9_@.+\-&#=%~])@(?P<body>\w(?:[\w\-]{{0,{MAX_HANDLE - 2}}}\w)?)(?![\w\-])"
+)
+_LETTER = re.compile(r"[^\W\d_]")
+_TIME = re.compile(r"\d+(?:[ap]\.?m|h|hrs?|mins?|s|x|k|m|g|gb|mb)?", re.IGNORECASE)
+_DOMAIN_AFTER = re.compile(r"\.[A-Za-z]{2,}\b")
+_OPERATOR_BEFORE = re.compile(r"(?:[=(<>+*|&!]\s*|\b(?:declare|exec|execute)\s+)$", re.IGNORECASE)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ASSIGNED = re.compile(r"\s*:?=(?!=)")
+_CODE_KEYWORDS = frozenset(
+    # CSS at-rules and Sass / Tailwind directives
+    "media import font-face keyframes charset supports page namespace layer container property "
+    "counter-style font-feature-values viewport document apply tailwind include mixin extend use "
+    "forward each if else for while function return "
+    # JSON-LD keywords
+    "id type context value graph list set language vocab base reverse index nest version json "
+    "none "
+    # Javadoc / JSDoc / docstring tags
+    "param params returns throws exception see since author deprecated link inheritdoc todo "
+    "example override private public protected static typedef callback template description "
+    "module class constructor memberof interface enum const async yields license file summary "
+    "brief note "
+    # Objective-C, Swift, Kotlin, Java, Python annotations and decorators written inline
+    "end implementation synthesize dynamic protocol selector optional required autoreleasepool "
+    "try catch finally objc available escaping discardableresult main state binding published "
+    "test before after suppresswarnings functionalinterface nullable nonnull jvmstatic "
+    "composable inject component bean autowired service entity table column getter setter data "
+    "staticmethod classmethod abstractmethod dataclass pytest app "
+    # SQL Server system variables and Razor / Blade directives
+    "rowcount error identity trancount model section foreach endif endforeach yield csrf "
+    "extends using code".split()
+)
+"""At-keywords of programming and markup languages (lower case): the grammar, not an account."""
+
+
+class UserHandleRecognizer(RegexRecognizer):
+    """Social-media handles: an at sign that starts a word, then an account's name."""
+
+    ENTITY = "USER_HANDLE"
+    FLAGS = 0
+    BASE_SCORE = 0.8
+    """Above a name read inside the handle (LAC's 0.75: @何辛ESPN卫视主持人 is one account),
+    so that the whole handle is replaced, not the name within it."""
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        if self.ENTITY not in entities or "@" not in text:
+            return []
+        results = []
+        for match in _HANDLE.finditer(text):
+            start, end = match.span()
+            body = match.group("body")
+            if not _LETTER.search(body) or _TIME.fullmatch(body):
+                continue
+            if body.lower() in _CODE_KEYWORDS or _code(text, start, end):
+                continue
+            results.append(self._result(start, end, self.BASE_SCORE, "at sign and account"))
+        return results
+
+
+def _code(text: str, start: int, end: int) -> bool:
+    """Whether the at sign at `start` belongs to code: a decorator or annotation opening its
+    line with nothing but a call or a dotted name after it, an npm scope, a variable after
+    an operator or a SQL keyword or before an assignment, or a domain right after the name."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    rest = text[end : len(text) if line_end < 0 else line_end]
+    decorator = _IDENTIFIER.fullmatch(text, start + 1, end)  # no decorator holds Han or "-"
+    if decorator and not text[line_start:start].strip() and (not rest.strip() or rest[:1] in "(."):
+        return True
+    if text.startswith("/", end) or _DOMAIN_AFTER.match(text, end) or _ASSIGNED.match(text, end):
+        return True
+    return bool(_OPERATOR_BEFORE.search(text[max(0, start - 12) : start]))
