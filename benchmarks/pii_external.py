@@ -23,6 +23,7 @@ the same types, so DATE_TIME / NRP findings, which we do not scrub, are listed a
     .venv/bin/python benchmarks/pii_external.py --lang zh [--half even|odd]
     .venv/bin/python benchmarks/pii_external.py --throughput 6000
     .venv/bin/python benchmarks/pii_external.py --zh-tagged FILE [--zh-tagged FILE ...]
+    .venv/bin/python benchmarks/pii_external.py --en-tagged FILE [--en-tagged FILE ...]
 
 `--zh-tagged FILE` reads a Chinese NER set of another source, one character and its tag per
 line (BIO or BMES, tab or space between, a blank line between sentences: Weibo NER's
@@ -30,7 +31,11 @@ line (BIO or BMES, tab or space between, a blank line between sentences: Weibo N
 person's name (`PER.NAM`, `PER`, `NAME`, `nr`) is gold `name`; every other label (nominal
 mentions such as 女人 `PER.NOM`, organisations, places, titles) is no person, so a PERSON
 finding on it counts against precision. Only `name` recall and PERSON precision are read
-from such a set (its places are not labelled as CLUENER's addresses are).
+from such a set (its places are not labelled as CLUENER's addresses are). `--en-tagged FILE`
+reads an English set of one token and its tag per line the same way (WNUT-17's
+`emerging.*.conll`: posts from Twitter, Reddit, YouTube and StackExchange), the tokens joined
+by spaces: `person` is gold PERSON, `location` gold GPE (our LOCATION matches it); every other
+label (corporation, group, product, creative-work) is no person.
 
 Last, the findings of each detector on the clean instruction data (`clean_sft/`), counted
 over the types we scrub: no gold there, so each finding is a steward's look.
@@ -122,6 +127,13 @@ def main() -> int:
         help="a Chinese NER set, one character and its tag per line (repeat)",
     )
     parser.add_argument(
+        "--en-tagged",
+        type=Path,
+        action="append",
+        default=[],
+        help="an English NER set, one token and its tag per line (repeat)",
+    )
+    parser.add_argument(
         "--half",
         choices=("all", "even", "odd"),
         default="all",
@@ -138,22 +150,23 @@ def main() -> int:
         cfg = PIIConfig()
         _labelled(_engines(cfg, vanilla=not args.no_vanilla), cfg, args.labelled, args.misses)
         return 0
-    for path in args.zh_tagged:
+    tagged = [(path, "zh") for path in args.zh_tagged] + [(path, "en") for path in args.en_tagged]
+    for path, lang in tagged:
         if not path.is_file():
-            parser.error(f"--zh-tagged {path}: no such file")
-    if args.zh_tagged:
+            parser.error(f"--{lang}-tagged {path}: no such file")
+    if tagged:
         enforce_offline()
         from pipelines.steps.config import PIIConfig
 
         cfg = PIIConfig()
         engines = _engines(cfg, vanilla=not args.no_vanilla)
-        for path in args.zh_tagged:
-            rows = read_tagged(path)
+        for path, lang in tagged:
+            rows = read_tagged(path, lang)
             if args.half != "all":
                 rows = rows[args.half == "odd" :: 2]
             if args.limit:
                 rows = rows[: args.limit]
-            _evaluate(engines, cfg, rows, "zh", args.misses, source=path.name)
+            _evaluate(engines, cfg, rows, lang, args.misses, source=path.name)
         return 0
     if not args.eval_dir.is_dir():
         parser.error(f"--eval-dir {args.eval_dir} is not a folder (see ../shared/eval/README.md)")
@@ -300,11 +313,14 @@ def vanilla_scan(analyzer, texts: list[str]) -> list[list[tuple]]:
 
 
 NAME_TAGS = frozenset({"PER.NAM", "PER", "NAME", "NR", "PERSON"})
-"""Tags of a person's name in the character-tagged Chinese sets (upper-cased)."""
+"""Tags of a person's name in the tagged sets (upper-cased)."""
+PLACE_TAGS = frozenset({"LOCATION", "LOC", "GPE"})
+"""Tags of a place in the English token-tagged sets (upper-cased)."""
 
 
-def read_tagged(path: Path) -> list[dict]:
-    """Rows `{"id", "text", "spans"}` of a character-tagged set (BIO or BMES).
+def read_tagged(path: Path, lang: str = "zh") -> list[dict]:
+    """Rows `{"id", "text", "spans"}` of a character- (Chinese) or token-tagged (English, the
+    tokens joined by spaces) set, BIO or BMES.
 
     A span opens at B- or S- (or at I-/M-/E- of a label other than the open one, as the
     hand-made tags sometimes have it) and closes at E-, S-, O or a new B-; a line that is not
@@ -314,18 +330,24 @@ def read_tagged(path: Path) -> list[dict]:
     spans: list[tuple[int, int, str]] = []
     open_: list = []  # [start, label]
 
+    separator = " " if lang == "en" else ""
+
     def close(at: int) -> None:
         if open_:
             start, label = open_.pop()
-            spans.append((start, at, "name" if label.upper() in NAME_TAGS else label))
+            if label.upper() in NAME_TAGS:
+                label = "name" if lang == "zh" else "PERSON"
+            elif lang == "en" and label.upper() in PLACE_TAGS:
+                label = "GPE"
+            spans.append((start, at, label))
 
     def flush() -> None:
-        close(len(chars))
+        close(_length(chars, separator))
         if chars:
             rows.append(
                 {
                     "id": f"{path.name}:{len(rows)}",
-                    "text": "".join(chars),
+                    "text": separator.join(chars),
                     "spans": [{"start": s, "end": e, "entity_type": t} for s, e, t in spans],
                 }
             )
@@ -341,18 +363,28 @@ def read_tagged(path: Path) -> list[dict]:
             char, sep, tag = line.rpartition("\t") if "\t" in line else line.rpartition(" ")
             if not sep or not char:
                 raise SystemExit(f"{path}:{number}: expected a character, a tab or space, a tag")
-            at = len(chars)
-            chars.extend(char)  # a lost emoji is stored as several U+FFFD on one line
+            if lang == "en":
+                # A token: its characters start after the previous token and a space.
+                at = sum(len(t) for t in chars) + len(chars)
+                previous_end = at - 1 if chars else 0
+                chars.append(char)
+            else:
+                at = previous_end = len(chars)
+                chars.extend(char)  # a lost emoji is stored as several U+FFFD on one line
             prefix, _, label = tag.partition("-")
             if tag == "O" or not label:
-                close(at)
+                close(previous_end)
             elif prefix in ("B", "S") or not open_ or open_[0][1] != label:
-                close(at)
+                close(previous_end)
                 open_.append([at, label])
             if prefix in ("E", "S"):
-                close(len(chars))
+                close(_length(chars, separator))
     flush()
     return rows
+
+
+def _length(chars: list[str], separator: str) -> int:
+    return sum(len(c) for c in chars) + len(separator) * max(0, len(chars) - 1)
 
 
 def _evaluate(
@@ -360,11 +392,12 @@ def _evaluate(
 ) -> None:
     texts = [row["text"] for row in rows]
     gold = [[(s["start"], s["end"], s["entity_type"]) for s in row["spans"]] for row in rows]
-    scored_gold = sorted(
-        {t for spans in gold for _, _, t in spans}
-        if lang == "en"
-        else (["name"] if source else set(ZH_GOLD))
-    )
+    if source:  # a tagged set of another source: its names (and English places)
+        scored_gold = ["PERSON", "GPE"] if lang == "en" else ["name"]
+    else:
+        scored_gold = sorted(
+            {t for spans in gold for _, _, t in spans} if lang == "en" else ZH_GOLD
+        )
     columns, refused_count = {}, 0
     for name, analyzer in engines.items():
         start = time.perf_counter()

@@ -592,6 +592,17 @@ def test_when_a_text_is_refused_then_its_pattern_findings_are_still_reported(
     assert "PHONE_NUMBER" in {t for _, t in found}
 
 
+def test_when_a_refused_text_holds_a_handle_in_han_then_it_is_still_reported(
+    analyzer: AnalyzerEngine,
+) -> None:
+    text = "//@小雨要做快乐的上班族:あぁー吸わないで"  # kana: refused as Japanese
+    assert language_verdict(text, ["en", "zh"]) == ("ja", False)
+
+    found = {(text[f.start : f.end], f.entity_type) for f in pii.scan_refused(analyzer, text, CFG)}
+
+    assert ("@小雨要做快乐的上班族", "USER_HANDLE") in found
+
+
 def test_when_a_chinese_text_holds_latin_words_then_english_findings_hold_no_han(
     analyzer: AnalyzerEngine,
 ) -> None:

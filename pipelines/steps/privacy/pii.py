@@ -58,6 +58,8 @@ PATTERNS_ONLY = "patterns"
 """Pseudo-language of `scan_text`: the English pack without NER, for a text in a script no
 pack reads (`scan_refused`): its e-mails, phones, cards, IBANs, ids and secrets are found."""
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+EVERY_SCRIPT = frozenset({"USER_HANDLE"})
+"""Types whose recognizers read Han in every pack (a pattern, not NER)."""
 _SCRIPT_OF_NER = {LANGUAGE: re.compile(r"[A-Za-z\u00c0-\u024f\u1e00-\u1eff]")}
 """Per pack with NER: letters its model reads; a text without one gets no NER pass."""
 PARALLEL_PROCESSES = 2
@@ -854,8 +856,13 @@ def _analyze_pack(
             continue
         # Only the Han pack reads Han: another pack's NER over Han characters is noise
         # (the English model labels runs of Chinese as PERSON), in the scrub and the gate.
+        # A handle reads every script (@小雨 in a refused record with kana is still one).
         if language != HAN_PACK:
-            results = [r for r in results if not _HAN.search(text, r.start, r.end)]
+            results = [
+                r
+                for r in results
+                if r.entity_type in EVERY_SCRIPT or not _HAN.search(text, r.start, r.end)
+            ]
         unique[(pack, text)] = (results, nlp_seconds + time.perf_counter() - started)
 
 
