@@ -81,16 +81,27 @@ class UserHandleRecognizer(RegexRecognizer):
         return results
 
 
+def _opens_its_line(text: str, start: int) -> bool:
+    """Whether only spaces or tabs stand between the line's start and `start` (read back over
+    them alone: each handle reads only the blanks right before it, so the test is linear)."""
+    at = start
+    while at and text[at - 1] in " \t":
+        at -= 1
+    return at == 0 or text[at - 1] == "\n"
+
+
 def _code(text: str, start: int, end: int) -> bool:
     """Whether the at sign at `start` belongs to code: a decorator or annotation opening its
     line with nothing but a call or a dotted name after it, an npm scope, a variable after
     an operator or a SQL keyword or before an assignment, or a domain right after the name."""
-    line_start = text.rfind("\n", 0, start) + 1
-    line_end = text.find("\n", end)
-    rest = text[end : len(text) if line_end < 0 else line_end]
-    decorator = _IDENTIFIER.fullmatch(text, start + 1, end)  # no decorator holds Han or "-"
-    if decorator and not text[line_start:start].strip() and (not rest.strip() or rest[:1] in "(."):
-        return True
+    if _IDENTIFIER.fullmatch(text, start + 1, end) and _opens_its_line(text, start):
+        # A decorator: nothing after it on its line, or its call or dotted name (no
+        # decorator holds Han or "-").
+        after = end
+        while after < len(text) and text[after] in " \t":
+            after += 1
+        if text[end : end + 1] in ("(", ".") or after == len(text) or text[after] == "\n":
+            return True
     if text.startswith("/", end) or _DOMAIN_AFTER.match(text, end) or _ASSIGNED.match(text, end):
         return True
     return bool(_OPERATOR_BEFORE.search(text[max(0, start - 12) : start]))
