@@ -526,3 +526,46 @@ def test_when_an_at_sign_belongs_to_code_or_an_address_then_no_handle_is_found(
     analyzer, text: str
 ) -> None:
     assert _handles(analyzer, text) == []
+
+
+def _persons(analyzer, text: str) -> list[str]:
+    return [
+        text[f.start : f.end]
+        for f in scan_text(analyzer, text, CFG, language="en")
+        if f.entity_type == "PERSON"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Hi Tanner, thanks for the quick reply.", "Tanner"),  # listed, and an English word
+        ("Thanks Nick, that fixed it.", "Nick"),
+        ("Hi Michter , we are interested in using your video .", "Michter"),  # rare word
+        ("Ask Priya about the invoice before Friday.", "Priya"),
+        ("Thanks for the update.\n\nBest regards,\nPriya\n", "Priya"),
+    ],
+)
+def test_when_a_message_addresses_or_signs_with_one_name_then_it_is_a_person(
+    analyzer, text: str, name: str
+) -> None:
+    # spaCy's small model reads none of these names alone.
+    assert name in _persons(analyzer, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hi all, the build is green again.",
+        "Thanks again for your help.",
+        "Hello World!",
+        "Dear Customer, your order has shipped.",
+        "Good morning Team, the report is attached.",
+        "Contact Support for help with billing.",
+        "Thanks,\nThe Billing Team\n",
+    ],
+)
+def test_when_a_greeting_or_sign_off_names_no_one_then_no_person_is_found(
+    analyzer, text: str
+) -> None:
+    assert _persons(analyzer, text) == []

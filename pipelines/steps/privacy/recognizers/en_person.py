@@ -164,6 +164,28 @@ _INTRODUCES_ONE = re.compile(
     re.IGNORECASE,
 )
 _AFTER_LOWER_WORD = re.compile(r"(?:^|[\s(\"'])[a-z][\w'’\-]*[,;]?['\"]? $")
+_GREETING = (
+    r"hi|hello|hey|hiya|dear|thanks|thank you|thx|cheers|congrats|congratulations|bye|goodbye|"
+    r"good (?:morning|afternoon|evening|night)|morning|welcome back|miss you|love you"
+)
+_GREETED = re.compile(
+    rf"(?<![\w'’\-])(?:{_GREETING})[,!]?[ \t]+([^\W\d_]{{2,{MAX_WORD}}})(?![\w'’\-])",
+    re.IGNORECASE,
+)
+"""A greeting or thanks, then one word: the person the message is addressed to (`Hi Fleur ,`,
+`Thanks Nick`, `hey titi nice video`)."""
+_CONTACTED = re.compile(
+    rf"(?<![\w'’\-])(?i:ask|tell|call|email|e-mail|ping|cc|text|message|contact|remind|invite)"
+    rf"[ \t]+([A-Z][^\W\d_]{{1,{MAX_WORD}}})(?![\w'’\-]| [A-Z])"
+)
+"""A verb of contact, then a capitalized word: the person contacted (`Ask Priya about it`)."""
+_CLOSING = re.compile(
+    r"(?:^|\n)[ \t]*(?i:thanks|thank you|many thanks|best|best wishes|best regards|"
+    r"kind regards|warm regards|regards|cheers|sincerely|yours(?: truly| sincerely)?|"
+    r"take care|all the best|love)[,!.]?[ \t]*\r?\n[ \t]*"
+    rf"([A-Z][^\W\d_]{{1,{MAX_WORD}}})[ \t]*(?=\r?\n|$)"
+)
+"""A sign-off, then a name alone on the next line (`Best,\nPriya`)."""
 
 
 def _unlisted_name(text: str, start: int, model_words: frozenset[str]) -> int | None:
@@ -355,6 +377,7 @@ class EnPersonRecognizer(RegexRecognizer):
             )
             if alone and (inside or opening):
                 results.append(self._result(start, end, 0.45, "name alone"))
+        results += self._addressed(text, english, vetoed, model_words)
         for match in _INTRODUCES_ONE.finditer(text):
             word = match.group(1)
             lowered = word.lower()
@@ -363,6 +386,38 @@ class EnPersonRecognizer(RegexRecognizer):
             if lowered in firsts or lowered in lasts or lowered not in model_words:
                 # above NER's 0.85: "last name? Boyle" is a name even where NER says place
                 results.append(self._result(*match.span(1), 0.9, "introduced name"))
+        return results
+
+    def _addressed(self, text: str, english, vetoed, model_words) -> list:
+        """A name alone where a message addresses or signs with it: after a greeting or thanks
+        (`Hi Fleur ,`, `thanks Nick`), after a verb of contact (`Ask Priya`), alone on the line
+        after a sign-off (`Best,` then `Priya`). The word is a listed
+        name (one that is also an English word, Nick or Lily, only when capitalized) or a rare
+        word no dictionary and no model knows; never a stop word ("hi all", "thanks again"), a
+        weekday or month, or an ordinary word NER read as a place."""
+        firsts, lasts = name_lexicon()
+
+        def named(word: str, start: int) -> bool:
+            lowered = word.lower()
+            if lowered in STOP_WORDS or lowered in CALENDAR_WORDS:
+                return False
+            ordinary = is_english(word, english)
+            if ordinary and vetoed.overlaps(start, start + len(word)):
+                return False
+            listed = lowered in firsts or lowered in lasts
+            rare = not listed and not ordinary and lowered not in model_words
+            return rare or (listed and (word[0].isupper() or not ordinary))
+
+        results = []
+        for pattern, score, why in (
+            (_GREETED, 0.6, "greeted"),
+            (_CONTACTED, 0.55, "contacted"),
+            (_CLOSING, 0.6, "signed"),
+        ):
+            for match in pattern.finditer(text):
+                word, start = match.group(1), match.start(1)
+                if named(word, start) and not _IN_A_RUN.match(text, match.end(1)):
+                    results.append(self._result(start, match.end(1), score, why))
         return results
 
     def _repeated(self, text: str, found: list, nlp_artifacts, english) -> list:
