@@ -35,7 +35,7 @@ ADVERSARIAL_UNITS = (
     "a@a.a / ", "user a:b1c2 ", "ID #-", "account number is: ", " @a-", "//@a:",
 )  # fmt: skip
 """Repeated units of the Latin-script adversarial inputs."""
-HAN_UNITS = ("的", "王", "王先生说", "北京市海淀区", "张三和李四、", "王伟，男，")
+HAN_UNITS = ("的", "王", "王先生说", "北京市海淀区", "张三和李四、", "王伟，男，", "王伟，王先生，")
 """Repeated units of the Han inputs (the Chinese pack's LAC-based recognizers)."""
 PROSE = (
     "Please forward the signed contract to the regional office before the end of the month. "

@@ -986,11 +986,12 @@ def _addressed_again(text: str, spans) -> set[tuple[int, int]]:
         if 2 <= len(name) <= 4 and _HAN_ALL.fullmatch(name):
             family.update(s for s in {name[:1], name[:2]} & names if len(name) > len(s))
     found = set()
+    named = Spans(spans)  # O(log n) a test: a text may repeat a name thousands of times
     for surname in family:
         at = text.find(surname)
         while at != -1:
             after = at + len(surname)
-            if text.startswith(_ADDRESS_AFTER, after) and not any(s <= at < e for s, e in spans):
+            if text.startswith(_ADDRESS_AFTER, after) and not named.overlaps(at, after):
                 found.add((at, after))
             at = text.find(surname, after)
     return found
