@@ -21,7 +21,13 @@ corpus) and writing the decisions. Printed per size:
   the interpreter and its imports.
 
     nice -n 10 .venv/bin/python benchmarks/screen_memory.py [--records 20000 100000]
-        [--exchanges 1] [--max-rss-gib 6] [--breakdown | --phases]
+        [--exchanges 1] [--max-rss-gib 6] [--cgroup-gib 4] [--breakdown | --phases]
+
+`--cgroup-gib G` runs the command in a memory cgroup of its own limited to G GiB (its forked
+second process included), after dropping the page cache, as `drop_memory.py --cgroup-gib`
+does (root): the limit a Kubernetes pod enforces. Printed: OOM kills, the largest charge of
+anonymous and shared memory (every page once), the same with the mapped files (libraries),
+and the peak charge with the page cache; a size the kernel killed stops the benchmark.
 
 With `--exchanges K` (K > 1), the generated records are joined K at a time, in file order,
 into conversations of K exchanges (the first record's id, source, subject and system turn,
@@ -128,7 +134,9 @@ def tree_memory(process: psutil.Process) -> tuple[int, int]:
     return rss, pss
 
 
-def measure(path: Path, profile: str, max_rss_gib: float) -> dict[str, float]:
+def measure(
+    path: Path, profile: str, max_rss_gib: float, cgroup_gib: float | None = None
+) -> dict[str, float]:
     """Run `sovtune screen` on `path` in a child process; its peak RSS, wall and CPU time.
 
     The command and its children are killed, and the benchmark stops, once their RSS passes
@@ -147,12 +155,27 @@ def measure(path: Path, profile: str, max_rss_gib: float) -> dict[str, float]:
         "--profile",
         profile,
     ]
+    cgroup = None
+    if cgroup_gib:
+        from drop_memory import MemoryCgroup, drop_page_cache
+
+        cgroup = MemoryCgroup(f"sovtune-screen-{os.getpid()}", int(cgroup_gib * 2**30))
+        print(f"  page cache dropped: {'yes' if drop_page_cache() else 'no (not root)'}")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=cgroup.enter if cgroup else None,  # noqa: PLW1509 (no threads started yet)
+    )
     watched = psutil.Process(child.pid)
-    peak = peak_pss = 0
+    peak = peak_pss = charged = charged_mapped = 0
     while child.poll() is None:
+        if cgroup:
+            with contextlib.suppress(OSError):
+                own, mapped = cgroup.in_use()
+                charged, charged_mapped = max(charged, own), max(charged_mapped, own + mapped)
         try:
             rss, pss = tree_memory(watched)
         except psutil.Error:
@@ -170,6 +193,21 @@ def measure(path: Path, profile: str, max_rss_gib: float) -> dict[str, float]:
         time.sleep(SAMPLE_S)
     wall = time.perf_counter() - started
     stderr = child.stderr.read().decode() if child.stderr else ""
+    if cgroup:
+        kills, peak_charge = cgroup.oom_kills(), cgroup.peak()
+        cgroup.remove()
+        print(
+            f"  cgroup limit {cgroup_gib:g} GiB: OOM kills {kills}; largest charge of anonymous"
+            f" + shared memory {charged / 2**20:.0f} MiB, with the mapped files"
+            f" {charged_mapped / 2**20:.0f} MiB; peak charge with the page cache"
+            f" {peak_charge / 2**20:.0f} MiB",
+            flush=True,
+        )
+        if kills:
+            raise SystemExit(
+                f"sovtune screen on {path}: the kernel killed a process at the {cgroup_gib:g}"
+                f" GiB cgroup limit (exit {child.returncode})"
+            )
     if child.returncode != 0:
         raise SystemExit(f"sovtune screen failed on {path} (exit {child.returncode}): {stderr}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -386,6 +424,12 @@ def main() -> None:
         help="Stop a size whose command passes this RSS (command and children, GiB).",
     )
     parser.add_argument(
+        "--cgroup-gib",
+        type=float,
+        default=None,
+        help="Run the command in a memory cgroup limited to this many GiB (root).",
+    )
+    parser.add_argument(
         "--phases",
         action="store_true",
         help="When each screen runs and the RSS of both processes meanwhile (this process).",
@@ -407,7 +451,7 @@ def main() -> None:
         row = {
             "records": records,
             "load_1min": load,
-            **measure(path, args.profile, args.max_rss_gib),
+            **measure(path, args.profile, args.max_rss_gib, args.cgroup_gib),
         }
         rows.append(row)
         print(
