@@ -1000,15 +1000,13 @@ def _addressed_again(text: str, spans) -> set[tuple[int, int]]:
 _APPOINTED = (
     "历任", "现任", "曾任", "先后任", "兼任", "出任", "担任", "任职于", "就职于", "供职于",
 )  # fmt: skip
+_HELD = "董事|经理|总监|主任|秘书|主管|会计|总裁"
 _POSITIONS = re.compile(
-    r"[^，,。；;：:]{0,6}?(?:董事|经理|总监|主任|秘书|主管|会计|总裁|厂长|科长|处长|部长|"
-    r"[部处科室](?:经理|主任|长))"
+    rf"[^，,。；;：:]{{0,6}}?(?:{_HELD}|厂长|科长|处长|部长|[部处科室](?:经理|主任|长))"
 )
 """A position held in an organisation, within a few characters: what the employer's name in
 a résumé's line is followed by (任 + 欣旺达 + 总经理秘书; 历任 + 惠博普 + 有限董事)."""
-_POSITION_RIGHT_AFTER = re.compile(
-    r"董事|经理|总经理|总监|主任|秘书|主管|会计|总裁|[^，,。]{0,3}[部处科室]"
-)
+_POSITION_RIGHT_AFTER = re.compile(rf"总经理|{_HELD}|[^，,。]{{0,3}}[部处科室]")
 
 
 def _employer(text: str, start: int, end: int) -> bool:

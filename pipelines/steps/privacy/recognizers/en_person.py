@@ -207,6 +207,16 @@ def _unlisted_name(text: str, start: int, model_words: frozenset[str]) -> int | 
     return match.end()
 
 
+def _word_kind(word: str, english, model_words) -> tuple[bool, bool, bool]:
+    """`(listed, ordinary, rare)`: a given or family name of the name lexicon, an ordinary
+    English word, and neither of them nor a word the spaCy model's vocabulary holds."""
+    firsts, lasts = name_lexicon()
+    lowered = word.lower()
+    listed = lowered in firsts or lowered in lasts
+    ordinary = is_english(word, english)
+    return listed, ordinary, not listed and not ordinary and lowered not in model_words
+
+
 class EnPersonRecognizer(RegexRecognizer):
     """Names after titles and introductions, and listed first + last names in any case."""
 
@@ -353,9 +363,7 @@ class EnPersonRecognizer(RegexRecognizer):
         for match in _SINGLE_CAPITALIZED.finditer(text):
             word = match.group(1)
             lowered = word.lower()
-            listed = lowered in firsts or lowered in lasts
-            ordinary = is_english(word, english)
-            rare = not listed and not ordinary and lowered not in model_words
+            listed, ordinary, rare = _word_kind(word, english, model_words)
             if not (listed or rare) or lowered in CALENDAR_WORDS:
                 continue
             start, end = match.span(1)
@@ -395,17 +403,14 @@ class EnPersonRecognizer(RegexRecognizer):
         name (one that is also an English word, Nick or Lily, only when capitalized) or a rare
         word no dictionary and no model knows; never a stop word ("hi all", "thanks again"), a
         weekday or month, or an ordinary word NER read as a place."""
-        firsts, lasts = name_lexicon()
 
         def named(word: str, start: int) -> bool:
             lowered = word.lower()
             if lowered in STOP_WORDS or lowered in CALENDAR_WORDS:
                 return False
-            ordinary = is_english(word, english)
+            listed, ordinary, rare = _word_kind(word, english, model_words)
             if ordinary and vetoed.overlaps(start, start + len(word)):
                 return False
-            listed = lowered in firsts or lowered in lasts
-            rare = not listed and not ordinary and lowered not in model_words
             return rare or (listed and (word[0].isupper() or not ordinary))
 
         results = []
