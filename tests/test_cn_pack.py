@@ -649,3 +649,84 @@ def test_when_a_found_persons_surname_comes_again_as_a_form_of_address_then_it_i
 def test_when_a_form_of_address_names_no_one_found_then_it_is_left_as_written(person) -> None:
     # The press's way of leaving a person unnamed.
     assert _found(person, "作为原告的彩民张女士已到宣判现场，李先生未到。", "PERSON") == []
+
+
+@pytest.mark.parametrize(
+    ("word", "a_place"),
+    [
+        ("宋瑞环", False),  # a Chinese name: given names end in 环 (杨玉环)
+        ("张之路", False),  # and in 路 (a writer's name)
+        ("黄岩区", True),  # 区 almost never ends a given name, whatever the surname
+        ("某某市", True),  # no surname
+        ("克劳馥路", True),  # four characters: a street
+        ("卡拉村", True),  # a transliteration, not a Chinese name
+    ],
+)
+def test_when_a_word_ends_in_a_places_character_then_a_chinese_name_stays_a_name(
+    word, a_place
+) -> None:
+    assert cn_names._ends_like_a_place(word) is a_place
+
+
+def test_when_a_chinese_name_follows_a_town_then_it_is_a_person_from_there() -> None:
+    # news gives a person's town before the name (沅江市杨芳诉 ...); a transliteration after a
+    # state stays a place inside it (俄克拉荷马州库欣: the test above)
+    text = "沅江市杨芳诉南县一案。"
+    tokens = (("沅江市", "LOC", 0), ("杨芳", "PER", 3), ("诉", "v", 5), ("南县", "LOC", 6))
+    tokens += (("一案", "n", 8), ("。", "w", 10))
+    assert (3, 5) in cn_names.lac_persons(text, tokens)
+
+
+@pytest.mark.parametrize(
+    ("text", "sets_odds"),
+    [
+        ("陈永川提高了专业水平。", False),  # 水平 is a level, not the odds' 水
+        ("立博提高赔付率时", True),
+        ("澳彩随后降至低水。", True),
+        ("威廉开出2.00水的亚盘", True),
+    ],
+)
+def test_when_the_clause_after_a_name_reads_odds_then_only_odds_words_count(
+    text, sets_odds
+) -> None:
+    assert cn_names._sets_odds(text, 2) is sets_odds
+
+
+def test_when_a_match_reports_points_then_it_is_a_match_but_an_eager_call_is_not() -> None:
+    tokens = (("江泽民", "PER", 0), ("同志", "n", 3), ("号召", "n", 5), ("积极", "a", 7))
+    text = "江泽民同志号召积极学习。"
+    assert not cn_names._match_report(text, cn_names._bounds(tokens), 0, 3)
+    text = "莱切目前仅积6分。"
+    tokens = (("莱切", "PER", 0), ("目前", "TIME", 2), ("仅", "d", 4), ("积", "v", 5))
+    assert cn_names._match_report(text, cn_names._bounds(tokens), 0, 2)
+
+
+def test_when_a_list_ends_in_persons_then_no_organisations_kind_after_it_counts() -> None:
+    # 彭真等领导人在组织 ...: 组织 belongs to the next phrase, the list is of persons
+    assert not cn_names._not_a_person("彭真等领导人在组织大家学习。", 0, 2)
+    assert cn_names._not_a_person("立博等公司", 0, 2)
+
+
+def test_when_an_address_would_run_across_a_person_suing_then_it_stops_before_the_name(
+    location,
+) -> None:
+    found = _found(location, "沅江市杨芳诉南县荷花嘴乡汤雪辉伤害赔偿一案。", "LOCATION")
+    assert not [span for span in found if "杨芳" in span]
+    assert "沅江市" in found
+    # a street named after a person stays in its address
+    full = "上海市浦东新区张江镇祖冲之路887号"
+    assert full in _found(location, f"公司地址：{full}。", "LOCATION")
+
+
+def test_when_a_list_holds_chinese_names_then_a_name_in_it_is_no_place() -> None:
+    from pipelines.steps.privacy.recognizers.cn_address import _listed_places
+
+    # LAC misread one item (须 + 汉兴 as a place); the list's other items are persons
+    text = "李祖泽、须汉兴、李春霖等人。"
+    tokens = (("李祖泽", "nr", 0), ("、", "x", 3), ("须", "v", 4), ("汉兴", "ns", 5))
+    tokens += (("、", "x", 7), ("李春霖", "nr", 8), ("等", "u", 11), ("人", "n", 12))
+    assert (8, 11) not in _listed_places(text, tokens, {(5, 7)})
+    # items named in transliteration are still places beside a place
+    text = "在塞拉图、克里阳卡。"
+    tokens = (("在", "p", 0), ("塞拉图", "ns", 1), ("、", "x", 4), ("克里阳卡", "nr", 5))
+    assert (5, 9) in _listed_places(text, tokens, {(1, 4)})

@@ -30,6 +30,7 @@ from pipelines.steps.privacy.recognizers.cn_names import (
     PLACE_KINDS,
     PLACE_PREPOSITIONS,
     PLACE_VERBS,
+    reads_as_chinese_name,
 )
 
 _LAC_TO_FLAG = {"LOC": "ns", "PER": "nr", "ORG": "nt", "TIME": "t", "nw": "nz", "w": "x"}
@@ -156,7 +157,11 @@ def _listed_places(
                 continue
             before = tokens[index - 1][0] if index > 0 else ""
             after = tokens[index + 1][0] if index + 1 < len(tokens) else ""
-            # 和 与 及 also mean "with": only 、 lists a person's name LAC read with places.
+            # 和 与 及 also mean "with": only 、 lists a person's name LAC read with places,
+            # and not where the list holds persons as well (李祖泽、须 + 汉兴、李春霖: LAC's
+            # place is the one misread).
+            if flag == "nr" and _listed_with_a_person(tokens, index):
+                continue
             marks = ("、",) if flag == "nr" else _LIST_MARKS
             if (before in marks and start - len(before) in ends) or (
                 after in marks and end + len(after) in starts
@@ -166,6 +171,51 @@ def _listed_places(
         if not added:
             break
     return found
+
+
+_NOT_IN_ADDRESS = frozenset({"v", "vd", "p", "c", "u", "d", "r", "x", "xc", "t"})
+"""Flags of words no address holds: verbs, prepositions, conjunctions, particles, adverbs,
+pronouns, punctuation, time words."""
+_ADDRESS_PART = re.compile(rf"{_ADMIN}|{_STREET}|\d|号")
+
+
+def _address_end(tokens, first: int, end: int) -> int:
+    """Where the address that `ADDRESS` read up to `end` ends, its words from `tokens[first]`
+    on: before a word no address holds, or a person's name that no street or unit follows
+    (沅江市 + 杨芳 + 诉 + 南县 is a town, then a person suing; 祖冲之 + 路 is a street)."""
+    for index in range(first, len(tokens)):
+        word, flag, at = tokens[index]
+        if at >= end:
+            break
+        following = tokens[index + 1][0] if index + 1 < len(tokens) else ""
+        if flag in _NOT_IN_ADDRESS or (flag == "nr" and not _ADDRESS_PART.match(following)):
+            return at
+    return end
+
+
+def _listed_with_a_person(tokens, index: int) -> bool:
+    """Whether the list around `tokens[index]` (its clause's items joined by 、) holds another
+    word LAC read as a person's that reads as a Chinese name (a surname, then characters of
+    Chinese names): then the list is of persons, as in 李祖泽、叶裕彬、须 + 汉兴、李春霖, not of
+    places named in transliteration (塞拉图、克里阳卡和麻扎达拉)."""
+    first = index
+    while first > max(0, index - MAX_LIST_WINDOW) and tokens[first - 1][0] not in _CLAUSE_ENDS:
+        first -= 1
+    last = index
+    limit = min(len(tokens) - 1, index + MAX_LIST_WINDOW)
+    while last < limit and tokens[last + 1][0] not in _CLAUSE_ENDS:
+        last += 1
+    for other in range(first, last + 1):
+        word, flag, _ = tokens[other]
+        beside = {tokens[i][0] for i in (other - 1, other + 1) if first <= i <= last}
+        if other != index and flag == "nr" and "、" in beside and reads_as_chinese_name(word):
+            return True
+    return False
+
+
+_CLAUSE_ENDS = frozenset("，。；：！？,;:!?")
+MAX_LIST_WINDOW = 12
+"""Words read on each side of a list item at most (six items): linear in a long clause."""
 
 
 def _joined(word: str) -> bool:
@@ -232,7 +282,7 @@ class CnLocationRecognizer(RegexRecognizer):
                 continue
             match = ADDRESS.match(text, start)
             if match and match.end() > end:
-                end = match.end()
+                end = _address_end(tokens, last + 1, match.end())
             if end > start + len(word):
                 # Outranks person-name matches inside it (a district named 高明).
                 found[(start, end)] = (0.9, "address")

@@ -44,6 +44,7 @@ from pipelines.steps.privacy.recognizers.cn_name_model import (
     _dictionary,
     foreign_score,
     given_name_score,
+    place_ending_ratio,
     surnames,
     time_share,
 )
@@ -242,10 +243,11 @@ _ORG_KINDS = "公司|机构|银行|媒体|球队|俱乐部|品牌|厂商|网站|
 MAX_LISTED = 8
 """Items after a candidate that the list test reads at most (bounded: linear in the text)."""
 _LISTED_ORGANISATIONS = re.compile(
-    rf"(?:(?:、|和|与|及|以及)[^、，。；,;：:和与及等]{{1,12}}){{0,{MAX_LISTED}}}等{_HAN}{{0,4}}?(?:{_ORG_KINDS})"
+    rf"(?:(?:、|和|与|及|以及)[^、，。；,;：:和与及等]{{1,12}}){{0,{MAX_LISTED}}}等(?:(?!人){_HAN}){{0,4}}?(?:{_ORG_KINDS})"
 )
 """The rest of a list closed by 等 and a kind of organisation (bet365、威廉希尔和韦德国际等公司):
-every item of it is an organisation."""
+every item of it is an organisation. A person's word after 等 ends the list as persons (彭真等领导人
+在组织 ...: 组织 is not the list's kind)."""
 MAX_QUOTED_WORK = 30
 """Characters from “ to ” at most around a quoted work's name (a search no longer than that)."""
 _WORK_AFTER_QUOTE = ("系列", "电影", "游戏", "小说", "一书", "杂志", "节目", "专辑", "歌曲", "剧")
@@ -268,9 +270,31 @@ def _not_a_person(text: str, start: int, end: int) -> bool:
         return True
     if _LISTED_ORGANISATIONS.match(text, end) or _quoted_work(text, start, end):
         return True
-    if (end - start > 2 and text[end - 1] in _PLACE_ENDINGS) or text.startswith(_PLACE_AFTER, end):
+    if _ends_like_a_place(text[start:end]) or text.startswith(_PLACE_AFTER, end):
         return True
     return _vendor_spans(text).contains(start, start + 1)
+
+
+PLACE_ENDING_RATIO = 0.05
+"""`place_ending_ratio` below which a place's last character ends a place whatever precedes it
+(县 区 市 省: twenty times likelier in a place's name than at the end of a given name)."""
+
+
+def _ends_like_a_place(word: str) -> bool:
+    """A word of three characters or more ending in a place's character (蓝塘镇, 克劳馥路). A
+    three-character word that reads as a Chinese name (a surname, then characters of Chinese
+    names rather than of transliterations) is a name unless its ending almost never ends one:
+    宋瑞环 and 张之路 are persons (given names end in 环 and 路), 某某市 is none."""
+    if len(word) < 3 or word[-1] not in _PLACE_ENDINGS:
+        return False
+    if len(word) > 3 or place_ending_ratio(word[-1]) < PLACE_ENDING_RATIO:
+        return True
+    return not reads_as_chinese_name(word)
+
+
+def reads_as_chinese_name(word: str) -> bool:
+    """A surname, then characters of Chinese names rather than of transliterations."""
+    return word[:1] in surnames() and foreign_score(word) < 0
 
 
 _INTERPUNCT = ("·", "•", "‧", "・")
@@ -541,10 +565,12 @@ def _outermost(spans) -> list[tuple[int, int]]:
 
 _MATCH_WORDS = (
     "主场", "客场", "主胜", "客胜", "胜赔", "赔率", "让球", "让平", "盘口", "vs", "VS", "对阵",
-    "战平", "告负", "积", "爆冷", "冷门", "赢球", "平局", "若胜", "连胜", "不胜", "赛季",
+    "战平", "告负", "积分", "爆冷", "冷门", "赢球", "平局", "若胜", "连胜", "不胜", "赛季",
     "升班马", "做客", "输给", "保级", "争冠", "出线", "主队", "客队",
 )  # fmt: skip
 """Words of a match report or a betting preview: the actors they surround are clubs."""
+_POINTS = re.compile(r"积\d{1,3}分")
+"""A team's points (积6分); 积 alone is in 积极 (江泽民同志的号召 ... 积极) and 面积."""
 _PERSON_WORDS_AFTER = (
     *_SPEECH_AFTER, "执导", "执教", "出演", "扮演", "生前", "本人", "自己", "个人", "在接受",
     "接受采访", "出生", "打算", "告诉",
@@ -613,10 +639,12 @@ def _bounds(tokens) -> tuple[frozenset[int], frozenset[int]]:
 
 def _match_report(text: str, bounds, start: int, end: int) -> bool:
     """Whether a match report's word (`_MATCH_WORDS`) stands within 12 characters before or 8
-    after `[start, end)`, inside one LAC word (本赛季, 积分) or as whole words, but not across
-    a word's edge: 让球 in 让 + 球队 (lets the team) is none."""
+    after `[start, end)` (or a team's points, 积6分), inside one LAC word (本赛季, 积分榜) or
+    as whole words, but not across a word's edge: 让球 in 让 + 球队 (lets the team) is none."""
     starts, ends = bounds
     low, high = max(0, start - 12), min(len(text), end + 8)
+    if _POINTS.search(text, low, high):
+        return True
     for word in _MATCH_WORDS:
         at = text.find(word, low, high)
         while at != -1:
@@ -749,10 +777,12 @@ _KIND_BEFORE = (
 + 波兹南莱施, 网游 + 阿凡龙, 牧场 + 甘海子): the name is of that kind, as a title before a
 name (记者, 主帅) makes it a person's."""
 _ODDS_SETTING = re.compile(
-    r"(?:开出|开为|提高|压低|降低|调低|调高|升至|降至|上调|下调|降|升)[^，。；：！？,;:!?]{0,12}[赔盘水]"
+    r"(?:开出|开为|提高|压低|降低|调低|调高|升至|降至|上调|下调|降|升)[^，。；：！？,;:!?]{0,12}"
+    r"(?:[赔盘]|水位|[高低中]水|\d水)"
     r"|[赔盘][^，。；：！？,;:!?]{0,8}(?:开出|开为|提高|压低|降低|调低|调高|升至|降至|上调|下调)"
 )
-"""Setting the odds (开出 ... 赔, 提高赔付率, 亚盘开为 ...): what a bookmaker does."""
+"""Setting the odds (开出 ... 赔, 提高赔付率, 亚盘开为, 降至低水 ...): what a bookmaker does; 水
+only as the odds' level (水位, 低水, 2.00水), not 水平 (使X提高了专业水平)."""
 _CLAUSE_END = re.compile(r"[，。；：！？,;:!?]")
 MAX_ODDS_CLAUSE = 30
 """Characters after a name that the odds test reads at most."""
@@ -808,15 +838,18 @@ def _heads_title(tokens, starts: dict[int, int], end: int) -> bool:
 ADMINISTRATIVE_ENDS = frozenset("州省市县区镇乡村")
 
 
-def _inside_a_place(tokens, starts: dict[int, int], start: int) -> bool:
+def _inside_a_place(tokens, starts: dict[int, int], start: int, name: str) -> bool:
     """Whether a LAC place ending in an administrative unit stands right before the span
-    (俄克拉荷马州 + 库欣): a name there is a place inside it (a person would take 的 or a noun
-    between: 浙江省的, 杭州市民)."""
+    (俄克拉荷马州 + 库欣): a transliterated name there is a place inside it. A Chinese name
+    there is a person from the place (沅江市 + 杨芳, 蛇口渔民村 + 李育英: news gives a
+    person's town before the name)."""
     index = starts.get(start, 0)
     if index == 0:
         return False
     word, tag, _ = tokens[index - 1]
-    return tag == "LOC" and word[-1] in ADMINISTRATIVE_ENDS
+    if not (tag == "LOC" and word[-1] in ADMINISTRATIVE_ENDS):
+        return False
+    return not reads_as_chinese_name(name)
 
 
 _A_PERSONS_PLACE = (
@@ -831,6 +864,8 @@ _A_PERSONS_PLACE = (
     "这儿",
     "面前",
     "门前",
+    "住所",
+    "住处",
 )
 """After a name, what makes the name a person with a place of theirs (来到张三家, 回到母亲身边)."""
 
@@ -898,7 +933,7 @@ def lac_persons(
             continue
         if not evidence and (
             text[max(0, start - 8) : start].endswith(_KIND_BEFORE)
-            or _inside_a_place(tokens, starts, start)
+            or _inside_a_place(tokens, starts, start, name)
         ):
             continue
         if not evidence and _sets_odds(text, end):
