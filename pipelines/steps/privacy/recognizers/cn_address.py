@@ -173,9 +173,9 @@ def _listed_places(
     return found
 
 
-_NOT_IN_ADDRESS = frozenset({"v", "vd", "p", "c", "u", "d", "r", "x", "xc", "t"})
-"""Flags of words no address holds: verbs, prepositions, conjunctions, particles, adverbs,
-pronouns, punctuation, time words."""
+_NOT_IN_ADDRESS = frozenset({"v", "vd", "a", "ad", "p", "c", "u", "d", "r", "x", "xc", "t"})
+"""Flags of words no address holds: verbs, adjectives, prepositions, conjunctions, particles,
+adverbs, pronouns, punctuation, time words."""
 _ADDRESS_PART = re.compile(rf"{_ADMIN}|{_STREET}|\d|号")
 
 
