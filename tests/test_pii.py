@@ -506,6 +506,35 @@ def test_when_a_name_sits_in_any_sentence_then_it_is_found(
     assert any(f.entity_type == "PERSON" and text[f.start : f.end] == name for f in findings)
 
 
+def test_when_ner_takes_a_bracket_with_a_name_then_the_name_and_the_place_stay_apart(
+    analyzer: AnalyzerEngine,
+) -> None:
+    # en_core_web_sm reads "Giovanni Lombardi (" as one span before "Italy": the name ends
+    # at its last letter and the country stays a place
+    text = "2. Giovanni Lombardi ( Italy ) Polti 5 seconds behind"
+
+    found = {(text[f.start : f.end], f.entity_type) for f in scan_text(analyzer, text, CFG)}
+
+    assert ("Giovanni Lombardi", "PERSON") in found
+    assert ("Italy", "LOCATION") in found
+
+
+@pytest.mark.parametrize(
+    ("text", "place"),
+    [
+        ("Sri Lanka beat Australia by four wickets in the third match.", "Sri Lanka"),
+        ("The United States beat El Salvador 3-1 in a friendly on Friday.", "El Salvador"),
+    ],
+)
+def test_when_a_country_reads_like_a_name_then_it_stays_a_place(
+    analyzer: AnalyzerEngine, text: str, place: str
+) -> None:
+    found = {(text[f.start : f.end], f.entity_type) for f in scan_text(analyzer, text, CFG)}
+
+    assert (place, "LOCATION") in found
+    assert (place, "PERSON") not in found
+
+
 def test_when_ner_reads_a_long_text_then_names_keep_their_offsets_in_the_text(
     analyzer: AnalyzerEngine,
 ) -> None:

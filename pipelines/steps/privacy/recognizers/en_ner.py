@@ -9,6 +9,7 @@ PERSON "Markham". A PERSON and a LOCATION span with only one space between them 
 """
 
 import re
+from functools import lru_cache
 
 from presidio_analyzer import RecognizerResult
 from presidio_analyzer.predefined_recognizers import SpacyRecognizer
@@ -37,8 +38,9 @@ class NerRecognizer(SpacyRecognizer):
         results = sorted(
             (
                 result
-                for result in super().analyze(text, entities, nlp_artifacts)
-                if _plausible(result.entity_type, text[result.start : result.end])
+                for result in map(_trimmed(text), super().analyze(text, entities, nlp_artifacts))
+                if result.end > result.start
+                and _plausible(result.entity_type, text[result.start : result.end])
             ),
             key=lambda result: result.start,
         )
@@ -74,16 +76,18 @@ class NerRecognizer(SpacyRecognizer):
                 continue
             kept.append(result)
         places = [
-            (entity.start_char, entity.end_char)
+            _trim(text, entity.start_char, entity.end_char)
             for entity in nlp_artifacts.entities
             if entity.label_ in RELABELED
         ]
+        places = [(start, end) for start, end in places if end > start]
         spans = [
             (start, end)
             for start, end in places
             # a span with a number is a place or an organization ("Quinta de São Tiago
             # 3610-114"), never a name, whatever its words
             if _plausible("PERSON", text[start:end])
+            and not _known_place(text[start:end])
             and (name_evidence(_WORDS.findall(text[start:end]), english, model_words) or 0) >= 0.6
         ]
         # A name NER cut in two ("Tünde" LOCATION, then "Hoffmann"): the whole run is read.
@@ -93,6 +97,7 @@ class NerRecognizer(SpacyRecognizer):
             for start, end, words in capitalized_runs(text)
             if len(words) > 1
             and where.overlaps(start, end)
+            and not _known_place(text[start:end])
             and (name_evidence(words, english, model_words) or 0) >= 0.6
         ]
         for start, end in sorted(set(spans)):
@@ -112,6 +117,45 @@ class NerRecognizer(SpacyRecognizer):
                 )
             )
         return sorted(kept, key=lambda result: result.start)
+
+
+_EDGE = "([{<\"'“”‘’«»,;:–—- \t\n"
+"""What a span of NER may begin or end with that belongs to no name: spaCy's small model
+sometimes takes the bracket after a name ("Giovanni Lombardi (" before "Italy )")."""
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start] in _EDGE:
+        start += 1
+    while end > start and text[end - 1] in _EDGE:
+        end -= 1
+    return start, end
+
+
+def _trimmed(text: str):
+    def trim(result: RecognizerResult) -> RecognizerResult:
+        result.start, result.end = _trim(text, result.start, result.end)
+        return result
+
+    return trim
+
+
+@lru_cache(maxsize=1)
+def _place_names() -> tuple[frozenset[str], frozenset[str]]:
+    """Country names (Faker's English list) and the kinds of place a name ends in (its USPS
+    street suffixes: Park, Island, Lake, Valley ...)."""
+    from faker.providers.address.en_US import Provider
+
+    countries = frozenset(country.lower() for country in Provider.countries)
+    return countries, frozenset(suffix.lower() for suffix in Provider.street_suffixes)
+
+
+def _known_place(value: str) -> bool:
+    """A country ("Sri Lanka", "El Salvador") or a name ending in a kind of place ("Ellis
+    Park"): NER's place reading stands, whatever the name lexicons say of its words."""
+    countries, kinds = _place_names()
+    words = value.split()
+    return value.lower() in countries or (len(words) > 1 and words[-1].lower() in kinds)
 
 
 def _listed(word: str) -> bool:
