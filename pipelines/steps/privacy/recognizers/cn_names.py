@@ -10,8 +10,9 @@ word LAC tags a place or organisation elsewhere in the text; a calendar word (�
 among a match report's words (主场, 客胜, vs ..., read on LAC's word edges) or a piece of a
 longer transliteration (巴勒 + 莫), with no title before it and no person's verb (说, 表示,
 执导 ...) after it; and, with no such evidence, a word after a verb of place (留在 + X, not
-来到X家), after a kind of organisation or place (球队, 网游, 牧场 + X), right after a place
-ending in an administrative unit (俄克拉荷马州 + 库欣), joined by · or - to a place's name
+来到X家), after a kind of organisation or place (球队, 网游, 牧场 + X), a transliterated name
+right after a place ending in an administrative unit (俄克拉荷马州 + 库欣; a Chinese name there
+is a person from the place: 沅江市 + 杨芳), joined by · or - to a place's name
 (阿里·萨米扬球场), ending in a kind (盖蒂信托), whose clause sets the odds (a bookmaker:
 立博提高赔付率), beside a match score (X2-0: a team) or before an organisation's position and
 a person (X + 总经理 + name: the organisation). PER words LAC split are joined
@@ -24,8 +25,9 @@ a name or listed with one (`_latin_names`, `_listed_latin`), and by what they ar
 English word, an alias before a bracketed name); a title then a surname and a given name LAC
 read as a word, or as an organisation (`_titled_han`: 副行长 + 苏宁); an unknown word made like a
 name before what only a person does (`_acting_han`: X + 采访); a word listed with 、 between
-names; a transcript's speaker labels (姜山：...). A person's role and 的 before a name
-(替补的 + X) is evidence like a title.
+names; a transcript's speaker labels (姜山：...); the person a work of collected writings or
+paintings is named after (`_authors_of_works`: 王孟奇 in 《王孟奇画集》). A person's role and 的
+before a name (替补的 + X) is evidence like a title.
 LOCATION (addresses, places, venues) is `cn_address`. jieba's segmentation (`posseg`) and
 Faker's full names (`_name_rule`) are kept for the bundled-corpus tools; no recognizer reads them.
 """
