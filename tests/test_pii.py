@@ -519,6 +519,18 @@ def test_when_ner_takes_a_bracket_with_a_name_then_the_name_and_the_place_stay_a
     assert ("Italy", "LOCATION") in found
 
 
+def test_when_ner_runs_a_place_into_a_name_then_the_place_keeps_its_own_part(
+    analyzer: AnalyzerEngine,
+) -> None:
+    # en_core_web_sm reads "Faroe Islands - Jan" as one place before "Allan Mueller"
+    text = "Faroe Islands - Jan Allan Mueller ( 60th minute )"
+
+    found = {(text[f.start : f.end], f.entity_type) for f in scan_text(analyzer, text, CFG)}
+
+    assert ("Faroe Islands", "LOCATION") in found
+    assert ("Jan Allan Mueller", "PERSON") in found
+
+
 @pytest.mark.parametrize(
     ("text", "place"),
     [

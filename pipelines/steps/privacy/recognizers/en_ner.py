@@ -47,6 +47,7 @@ class NerRecognizer(SpacyRecognizer):
         english = getattr(getattr(nlp_artifacts, "nlp_engine", None), "english_words", None)
         if english and "PERSON" in entities:
             results = self._with_lexicon(text, results, nlp_artifacts, english)
+        results = _places_beside_persons(text, results)
         merged: list[RecognizerResult] = []
         for result in results:
             last = merged[-1] if merged else None
@@ -156,6 +157,31 @@ def _known_place(value: str) -> bool:
     countries, kinds = _place_names()
     words = value.split()
     return value.lower() in countries or (len(words) > 1 and words[-1].lower() in kinds)
+
+
+def _places_beside_persons(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """A place span that runs into a person's name ("Faroe Islands - Jan" before "Jan Allan
+    Mueller") keeps its part outside the name: the overlap rule would otherwise drop the whole
+    place for the person's higher score."""
+    persons = [r for r in results if r.entity_type == "PERSON"]
+    for result in results:
+        if result.entity_type != "LOCATION":
+            continue
+        for person in persons:
+            if person.start <= result.start and result.end <= person.end:
+                break  # inside the name: the overlap rule settles it
+            if result.start < person.start < result.end <= person.end:
+                result.start, result.end = _trim(text, result.start, person.start)
+            elif person.start <= result.start < person.end < result.end:
+                result.start, result.end = _trim(text, person.end, result.end)
+    return sorted(
+        (
+            r
+            for r in results
+            if r.end > r.start and _plausible(r.entity_type, text[r.start : r.end])
+        ),
+        key=lambda r: r.start,
+    )
 
 
 def _listed(word: str) -> bool:
