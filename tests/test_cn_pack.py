@@ -730,18 +730,3 @@ def test_when_a_list_holds_chinese_names_then_a_name_in_it_is_no_place() -> None
     text = "在塞拉图、克里阳卡。"
     tokens = (("在", "p", 0), ("塞拉图", "ns", 1), ("、", "x", 4), ("克里阳卡", "nr", 5))
     assert (5, 9) in _listed_places(text, tokens, {(1, 4)})
-
-
-@pytest.mark.parametrize(
-    ("text", "names"),
-    [
-        ("出版有《王孟奇画集》等。", {"王孟奇"}),  # a painter's collected paintings
-        ("他把信附入《吴宓日记》公开发表。", {"吴宓"}),
-        ("《水浒传》和《红楼梦》都是小说。", set()),  # 传 alone ends novels' titles
-        ("我读完了《哈利·波特》全集。", set()),  # a fictional name stays inside its title
-    ],
-)
-def test_when_a_work_is_named_after_its_author_then_the_author_is_a_person(
-    person, text, names
-) -> None:
-    assert set(_found(person, text, "PERSON")) == names

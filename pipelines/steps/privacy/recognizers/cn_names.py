@@ -25,9 +25,8 @@ a name or listed with one (`_latin_names`, `_listed_latin`), and by what they ar
 English word, an alias before a bracketed name); a title then a surname and a given name LAC
 read as a word, or as an organisation (`_titled_han`: 副行长 + 苏宁); an unknown word made like a
 name before what only a person does (`_acting_han`: X + 采访); a word listed with 、 between
-names; a transcript's speaker labels (姜山：...); the person a work of collected writings or
-paintings is named after (`_authors_of_works`: 王孟奇 in 《王孟奇画集》). A person's role and 的
-before a name (替补的 + X) is evidence like a title.
+names; a transcript's speaker labels (姜山：...). A person's role and 的 before a name
+(替补的 + X) is evidence like a title.
 LOCATION (addresses, places, venues) is `cn_address`. jieba's segmentation (`posseg`) and
 Faker's full names (`_name_rule`) are kept for the bundled-corpus tools; no recognizer reads them.
 """
@@ -1063,37 +1062,6 @@ CONTEXT_SCORE = 0.15
 """A LAC person's score, and what a title or a person's verb around it adds."""
 
 
-_COLLECTED_WORKS = (
-    "画集", "画册", "画选", "文集", "文选", "选集", "全集", "诗集", "诗选", "诗文集", "日记",
-    "自传", "传记", "评传", "年谱", "回忆录", "书信集", "作品集", "散文集", "小说集", "论文集",
-)  # fmt: skip
-"""Kinds of a person's collected works, named after their author or subject (王孟奇画集,
-吴宓日记): not 传 alone, which ends novels' titles (水浒传)."""
-
-
-def _authors_of_works(tokens) -> set[tuple[int, int]]:
-    """The person a work LAC tags as one title (`nw`) is named after: its head before a kind
-    of collected works (`_COLLECTED_WORKS`), two or three characters read as a Chinese name
-    (王孟奇 in 王孟奇画集; 邓小平 in 邓小平文选). A title names fictional persons as often
-    (哈利·波特的魔法世界), so names inside titles are otherwise left out (`_inside_title`)."""
-    found = set()
-    for word, tag, start in tokens:
-        if tag != "nw":
-            continue
-        for kind in _COLLECTED_WORKS:
-            head = word[: -len(kind)]
-            if word.endswith(kind) and 2 <= len(head) <= 3 and _HAN_ALL.fullmatch(head):
-                surname = head[:2] if head[:2] in surnames() else head[:1]
-                if (
-                    reads_as_chinese_name(head)
-                    and len(head) > len(surname)
-                    and given_name_score(head[len(surname) :]) > MIN_TITLED_GIVEN
-                ):
-                    found.add((start, start + len(head)))
-                break
-    return found
-
-
 class CnPersonRecognizer(RegexRecognizer):
     """Person names: Baidu LAC's PER spans (`cn_lac`), less forms of address, organisations,
     places, titles of works and clubs in match reports; Latin-letter names after a title, before
@@ -1129,8 +1097,6 @@ class CnPersonRecognizer(RegexRecognizer):
         for span in _acting_han(text, tokens, set(spans)):
             spans.setdefault(span, LAC_PERSON_SCORE)
         for span in _addressed_again(text, set(spans)):
-            spans.setdefault(span, LAC_PERSON_SCORE)
-        for span in _authors_of_works(tokens):
             spans.setdefault(span, LAC_PERSON_SCORE)
         results = []
         for start, end in _outermost(spans):
