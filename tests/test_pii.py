@@ -77,6 +77,10 @@ def _record(record_id: str, *contents: str) -> Record:
         # it reads "Faroe Islands - Jan" as one place before "Allan Mueller": the place keeps
         # its own part instead of losing to the person
         ("Faroe Islands - Jan Allan Mueller ( 60th minute )", "Faroe Islands", "LOCATION"),
+        # a greeting's name and NER's full name overlap: the finding covers the whole name,
+        # the surname is not left behind ("Dear Mr. David" + "Lee")
+        ("Dear Mr. David Lee, your card ending 4421 was charged.", "David Lee", "PERSON"),
+        ("Dear MR. DAVID LEE, your card ending 4421 was charged.", "DAVID LEE", "PERSON"),
         # a country the name lexicons read as a name stays a place
         ("Sri Lanka beat Australia by four wickets in the third match.", "Sri Lanka", "LOCATION"),
         ("The United States beat El Salvador 3-1 in a friendly.", "El Salvador", "LOCATION"),

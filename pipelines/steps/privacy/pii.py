@@ -923,8 +923,9 @@ def _field_name(message: Message, index: int) -> str:
 def _resolve(
     results: Iterable[RecognizerResult], text: str, field: str, cfg: PIIConfig
 ) -> list[Finding]:
-    """Keep configured, confident findings outside pseudonyms; drop the weaker of overlaps (a
-    `FALLBACK_ENTITIES` finding is weaker than any other)."""
+    """Keep configured, confident findings outside pseudonyms; drop the weaker of overlaps of
+    different types (a `FALLBACK_ENTITIES` finding is weaker than any other) and join
+    overlaps of one type into one finding over both."""
     tokens = [match.span() for match in PSEUDONYM_PATTERN.finditer(text)]
     candidates = [
         r
@@ -946,8 +947,20 @@ def _resolve(
     )
     kept: list[RecognizerResult] = []
     for result in candidates:
-        if all(result.end <= k.start or k.end <= result.start for k in kept):
+        overlapping = [k for k in kept if k.start < result.end and result.start < k.end]
+        if not overlapping:
             kept.append(result)
+        elif all(k.entity_type == result.entity_type for k in overlapping):
+            # One reading of the same thing found more of it (a greeting's "David" and NER's
+            # "David Lee"): the finding covers both, so no part of the name is left behind.
+            joined = RecognizerResult(
+                entity_type=result.entity_type,
+                start=min(result.start, *(k.start for k in overlapping)),
+                end=max(result.end, *(k.end for k in overlapping)),
+                score=max(k.score for k in overlapping),
+            )
+            kept = [k for k in kept if not any(k is other for other in overlapping)]
+            kept.append(joined)
     kept.sort(key=lambda r: r.start)
     return [Finding(field, r.start, r.end, r.entity_type, r.score) for r in kept]
 
