@@ -81,6 +81,8 @@ def _record(record_id: str, *contents: str) -> Record:
         # the surname is not left behind ("Dear Mr. David" + "Lee")
         ("Dear Mr. David Lee, your card ending 4421 was charged.", "David Lee", "PERSON"),
         ("Dear MR. DAVID LEE, your card ending 4421 was charged.", "DAVID LEE", "PERSON"),
+        # a form's next field after a gap of spaces is no part of the name before it
+        ("PATIENT NAME: ROBERT O'BRIEN  DOB: 03/04/1961", "ROBERT O'BRIEN", "PERSON"),
         # a country the name lexicons read as a name stays a place
         ("Sri Lanka beat Australia by four wickets in the third match.", "Sri Lanka", "LOCATION"),
         ("The United States beat El Salvador 3-1 in a friendly.", "El Salvador", "LOCATION"),

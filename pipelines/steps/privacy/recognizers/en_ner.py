@@ -125,7 +125,21 @@ _EDGE = "([{<\"'“”‘’«»,;:–—- \t\n"
 sometimes takes the bracket after a name ("Giovanni Lombardi (" before "Italy )")."""
 
 
+_FIELD_GAP = re.compile(r"[ ]*\t[ \t]*|[ ]{2,}")
+"""A tab or a run of spaces inside a line: fields of a form or columns of a table, which no
+name spans ("ROBERT O'BRIEN  DOB: ..." is a name, then the next field's label). A line's end
+may be inside a name's span (a signature: "emidio p lombardo" + newline + "garcia-smith")."""
+
+
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span without what begins or ends it that belongs to no name, and, where it runs
+    across a field's gap, its longest piece."""
+    pieces, at = [], start
+    for gap in _FIELD_GAP.finditer(text, start, end):
+        pieces.append((at, gap.start()))
+        at = gap.end()
+    pieces.append((at, end))
+    start, end = max(pieces, key=lambda piece: piece[1] - piece[0])
     while start < end and text[start] in _EDGE:
         start += 1
     while end > start and text[end - 1] in _EDGE:
