@@ -83,6 +83,9 @@ def _record(record_id: str, *contents: str) -> Record:
         ("Dear MR. DAVID LEE, your card ending 4421 was charged.", "DAVID LEE", "PERSON"),
         # a form's next field after a gap of spaces is no part of the name before it
         ("PATIENT NAME: ROBERT O'BRIEN  DOB: 03/04/1961", "ROBERT O'BRIEN", "PERSON"),
+        # a part of a found full name, again alone: the same person (NER read it as a place)
+        ("Glenn Hoddle named him. Hoddle said he saw no reason.", "Hoddle", "PERSON"),
+        ("Magnus spent a year as the assistant to Magnus Poulsen.", "Magnus", "PERSON"),
         # a country the name lexicons read as a name stays a place
         ("Sri Lanka beat Australia by four wickets in the third match.", "Sri Lanka", "LOCATION"),
         ("The United States beat El Salvador 3-1 in a friendly.", "El Salvador", "LOCATION"),
@@ -503,6 +506,17 @@ def test_when_a_later_scrub_pass_runs_then_unchanged_messages_are_not_rescanned(
     assert result.records[0].messages[0].content != record.messages[0].content
     assert result.records[0].messages[1] == record.messages[1]
     assert residual_pii(result.records, analyzer, pii.residual_config(CFG)) == {}
+
+
+def test_when_a_full_name_holds_an_ordinary_word_then_that_word_alone_is_no_name(
+    analyzer: AnalyzerEngine,
+) -> None:
+    text = "Will Smith arrived late. Will you come tomorrow?"
+
+    found = {(f.start, f.end) for f in scan_text(analyzer, text, CFG)}
+
+    assert (0, 10) in found
+    assert (25, 29) not in found  # "Will" opening the question
 
 
 @pytest.mark.parametrize(

@@ -45,9 +45,15 @@ from pipelines.steps.privacy.recognizers import (
     RecognizerConfigError,
     load_recognizers,
 )
-from pipelines.steps.privacy.recognizers.base import ScanTimeout, check_deadline, scan_deadline
+from pipelines.steps.privacy.recognizers.base import (
+    ScanTimeout,
+    Spans,
+    check_deadline,
+    scan_deadline,
+)
 from pipelines.steps.privacy.recognizers.cn_lac import CnModelMissing
 from pipelines.steps.privacy.recognizers.en_keyed_ids import FALLBACK_ENTITIES
+from pipelines.steps.privacy.recognizers.en_names import PARTICLES, english_words, is_english
 from pipelines.steps.privacy.recognizers.en_ner import NerRecognizer
 from pipelines.steps.privacy.recognizers.en_other_script import OTHER_SCRIPT_RUN
 from pipelines.steps.privacy.recognizers.nlp_engine import CHUNK, PackNlpEngine
@@ -961,8 +967,53 @@ def _resolve(
             )
             kept = [k for k in kept if not any(k is other for other in overlapping)]
             kept.append(joined)
+    kept = _name_parts_again(text, kept)
     kept.sort(key=lambda r: r.start)
     return [Finding(field, r.start, r.end, r.entity_type, r.score) for r in kept]
+
+
+_NAME_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+
+
+def _name_parts_again(text: str, kept: list[RecognizerResult]) -> list[RecognizerResult]:
+    """`kept` with a given or family name of a full name found in the text where it comes
+    again alone ("Glenn Hoddle ... Hoddle said"): the same person, whom the surrogate of the
+    full name would otherwise leave named; where NER read that word alone as a place
+    ("Magnus spent a year ... as the assistant to Magnus Poulsen"), it is the person's.
+    Latin-script words of a capital letter only, written as in the full name, neither an
+    ordinary English word ("Will Smith" does not make every "Will" a name) nor a particle;
+    Chinese surnames are `cn_names._addressed_again`'s. One pass over the text's words."""
+    english = english_words(None)
+    parts: dict[str, float] = {}
+    for result in kept:
+        if result.entity_type != "PERSON":
+            continue
+        words = _NAME_WORD.findall(text, result.start, result.end)
+        if len(words) < 2:
+            continue  # a full name only: one word alone is no evidence for another
+        for word in words:
+            if (
+                len(word) >= 2
+                and word[0].isupper()
+                and not _HAN.search(word)
+                and word.lower() not in PARTICLES
+                and not is_english(word, english)
+            ):
+                parts[word] = max(parts.get(word, 0.0), result.score)
+    if not parts:
+        return kept
+    kept = [
+        RecognizerResult("PERSON", k.start, k.end, k.score)
+        if k.entity_type == "LOCATION" and text[k.start : k.end] in parts
+        else k
+        for k in kept
+    ]
+    taken = Spans((k.start, k.end) for k in kept)
+    return kept + [
+        RecognizerResult("PERSON", match.start(), match.end(), parts[match.group()])
+        for match in _NAME_WORD.finditer(text)
+        if match.group() in parts and not taken.overlaps(match.start(), match.end())
+    ]
 
 
 def _pseudonymizer(entity_type: str, key: bytes) -> Callable[[str], str]:
