@@ -983,7 +983,6 @@ def _name_parts_again(text: str, kept: list[RecognizerResult]) -> list[Recognize
     Latin-script words of a capital letter only, written as in the full name, neither an
     ordinary English word ("Will Smith" does not make every "Will" a name) nor a particle;
     Chinese surnames are `cn_names._addressed_again`'s. One pass over the text's words."""
-    english = english_words(None)
     parts: dict[str, float] = {}
     for result in kept:
         if result.entity_type != "PERSON":
@@ -992,14 +991,11 @@ def _name_parts_again(text: str, kept: list[RecognizerResult]) -> list[Recognize
         if len(words) < 2:
             continue  # a full name only: one word alone is no evidence for another
         for word in words:
-            if (
-                len(word) >= 2
-                and word[0].isupper()
-                and not _HAN.search(word)
-                and word.lower() not in PARTICLES
-                and not is_english(word, english)
-            ):
+            if len(word) >= 2 and word[0].isupper() and word.lower() not in PARTICLES:
                 parts[word] = max(parts.get(word, 0.0), result.score)
+    if parts:  # the lexicon is read only where a Latin full name was found
+        english = english_words(None)
+        parts = {w: s for w, s in parts.items() if not is_english(w, english)}
     if not parts:
         return kept
     kept = [
