@@ -730,3 +730,24 @@ def test_when_a_list_holds_chinese_names_then_a_name_in_it_is_no_place() -> None
     text = "在塞拉图、克里阳卡。"
     tokens = (("在", "p", 0), ("塞拉图", "ns", 1), ("、", "x", 4), ("克里阳卡", "nr", 5))
     assert (5, 9) in _listed_places(text, tokens, {(1, 4)})
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        # LAC cut the name across its words after a title or a role
+        ("人民日报社副社长许中田在会上致辞。", {"许中田"}),  # read as a verb
+        ("证人许有才证实：当晚他在家。", {"许有才"}),  # 许有 + 才
+        ("原告成建云诉被告某建筑公司借款纠纷一案。", {"成建云"}),  # the legal frame X诉Y
+        # not a name after a title: a form of address, an adverb, a conjunction
+        ("辉煌集团副总经理方总今天到场。", set()),
+        ("拟邀请100位客户经理陆续投入业务。", set()),
+        ("备受游戏玩家和影迷期待的电影。", set()),
+    ],
+)
+def test_when_lac_cuts_a_titled_name_across_words_then_the_name_model_reads_it(
+    person, text, names
+) -> None:
+    assert set(_found(person, text, "PERSON")) >= names
+    if not names:
+        assert _found(person, text, "PERSON") == []

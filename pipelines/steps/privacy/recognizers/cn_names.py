@@ -164,7 +164,8 @@ _TITLE_BEFORE = (
     "行长", "省长", "县长", "区长", "镇长", "村长", "厂长", "处长", "科长", "社长", "团长",
     "组长", "州长", "馆长", "所长", "站长", "司长", "署长", "总理", "大使", "外长", "议员",
     "司令", "将军", "总编", "主管", "合伙人", "法官", "检察官", "警官", "民警", "替补", "球星",
-    "射手", "新援", "外援", "队友", "名将", "老将", "小将",
+    "射手", "新援", "外援", "队友", "名将", "老将", "小将", "助理", "村民", "原告", "被告",
+    "被告人", "证人", "当事人", "申请人", "上诉人", "代理人", "受害人", "被害人",
 )  # fmt: skip
 _SPEECH_AFTER = (
     "说", "表示", "认为", "指出", "称", "透露", "介绍", "告诉", "强调", "坦言", "先生", "女士",
@@ -462,6 +463,56 @@ def _titled_han(text: str, tokens, accepted) -> set[tuple[int, int]]:
                 if given and given_name_score(given) > MIN_TITLED_GIVEN:
                     found.add((start, end))
     return found
+
+
+_AFTER_A_NAME_TAGS = _VERB_TAGS | {"p", "u"}
+"""LAC tags of a word that may follow a name: a verb or an adverb (出席), a preposition (在,
+对) or a particle (等, 的)."""
+
+
+def _titled_across_words(text: str, tokens, accepted) -> set[tuple[int, int]]:
+    """A surname and a given name right after a title where LAC cut the name across its
+    words (副社长 + 许中田 read as a verb, 主席 + 经 + 叔平, 特别助理 + 由 + 喜贵): the name
+    model reads two or three characters, and a word LAC begins right after them may follow a
+    name (a verb, a preposition, a particle) or a pause ends them. The longer reading first."""
+    names = surnames()
+    starts = {start: tag for _, tag, start in tokens}
+    words = {(start, start + len(word)): tag for word, tag, start in tokens}
+    found = set()
+    for word, _, token_start in tokens:
+        if not word.endswith(_POSITIONS_AND_ROLES):
+            continue
+        at = token_start + len(word)
+        while at < len(text) and text[at] in "：: ":
+            at += 1
+        for length in (3, 2):
+            end = at + length
+            name = text[at:end]
+            if len(name) < length or not _HAN_ALL.fullmatch(name):
+                continue
+            if any(s < end and at < e for s, e in accepted):
+                break  # a name found already (LAC's, or the title rules')
+            ends = end == len(text) or text[end] in _NAME_ENDS or text[end] in "等诉"
+            if not (ends or starts.get(end) in _AFTER_A_NAME_TAGS):
+                continue
+            surname = name[:2] if name[:2] in names else name[:1]
+            given = name[len(surname) :]
+            if (
+                surname in names
+                and given
+                and given not in _FORMS_OF_ADDRESS + _TITLE_BEFORE  # 方总, 章院长
+                and starts.get(at) != "c"  # 玩家 + 和 + 影迷: "and"
+                and words.get((at, end)) not in _LAC_NOT_A_NAME  # 经理 + 陆续 (an adverb)
+                and reads_as_chinese_name(name)
+                and given_name_score(given) > MIN_TITLED_GIVEN
+            ):
+                found.add((at, end))
+                break
+    return found
+
+
+_POSITIONS_AND_ROLES = tuple(t for t in _TITLE_BEFORE if t not in ("我是", "叫", "名叫"))
+"""Titles that name a position or a role (not 叫 "called": 一个叫玉兔的台风)."""
 
 
 def _titled(text: str, start: int) -> bool:
@@ -1093,6 +1144,8 @@ class CnPersonRecognizer(RegexRecognizer):
         for span in _listed_han(text, tokens, set(spans)):
             spans.setdefault(span, LAC_PERSON_SCORE)
         for span in _titled_han(text, tokens, set(spans)):
+            spans.setdefault(span, LAC_PERSON_SCORE)
+        for span in _titled_across_words(text, tokens, set(spans)):
             spans.setdefault(span, LAC_PERSON_SCORE)
         for span in _acting_han(text, tokens, set(spans)):
             spans.setdefault(span, LAC_PERSON_SCORE)
