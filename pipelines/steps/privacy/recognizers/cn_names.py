@@ -476,6 +476,7 @@ def _titled_across_words(text: str, tokens, accepted) -> set[tuple[int, int]]:
     model reads two or three characters, and a word LAC begins right after them may follow a
     name (a verb, a preposition, a particle) or a pause ends them. The longer reading first."""
     names = surnames()
+    _, frequencies = _dictionary()
     starts = {start: tag for _, tag, start in tokens}
     words = {(start, start + len(word)): tag for word, tag, start in tokens}
     found = set()
@@ -503,6 +504,9 @@ def _titled_across_words(text: str, tokens, accepted) -> set[tuple[int, int]]:
                 and given not in _FORMS_OF_ADDRESS + _TITLE_BEFORE  # 方总, 章院长
                 and starts.get(at) != "c"  # 玩家 + 和 + 影迷: "and"
                 and words.get((at, end)) not in _LAC_NOT_A_NAME  # 经理 + 陆续 (an adverb)
+                # a common word where the name would be: 都 + 选择, 康复, 严肃 + 地
+                and frequencies.get(given, 0) < COMMON_WORD
+                and frequencies.get(name[:2], 0) < COMMON_WORD
                 and reads_as_chinese_name(name)
                 and given_name_score(given) > MIN_TITLED_GIVEN
             ):
@@ -511,6 +515,10 @@ def _titled_across_words(text: str, tokens, accepted) -> set[tuple[int, int]]:
     return found
 
 
+COMMON_WORD = 100
+"""jieba's count at or above which a word is read as that word, not as a name's part: 选择 and
+公民 are counted over 10,000 times, 康复 and 严肃 over 1,000; the given names read after titles in
+the outside sets (建云, 喜贵, 有才, 中田) 24 times at most."""
 _POSITIONS_AND_ROLES = tuple(t for t in _TITLE_BEFORE if t not in ("我是", "叫", "名叫"))
 """Titles that name a position or a role (not 叫 "called": 一个叫玉兔的台风)."""
 
