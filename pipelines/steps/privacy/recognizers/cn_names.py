@@ -23,7 +23,8 @@ Added: Latin-letter names after a title, before a person's verb or kin word, in 
 a name or listed with one (`_latin_names`, `_listed_latin`), and by what they are made of
 (`_latin_by_model`: the Latin name lexicon of `en_names`, LAC's person tag on a word that is no
 English word, an alias before a bracketed name); a title then a surname and a given name LAC
-read as a word, or as an organisation (`_titled_han`: 副行长 + 苏宁); an unknown word made like a
+read as a word, or as an organisation (`_titled_han`: 副行长 + 苏宁), or cut across its words
+(`_titled_across_words`: 证人 + 许有 + 才); an unknown word made like a
 name before what only a person does (`_acting_han`: X + 采访); a word listed with 、 between
 names; a transcript's speaker labels (姜山：...). A person's role and 的 before a name
 (替补的 + X) is evidence like a title.
