@@ -503,6 +503,7 @@ def _titled_across_words(text: str, tokens, accepted) -> set[tuple[int, int]]:
                 surname in names
                 and given
                 and given not in _FORMS_OF_ADDRESS + _TITLE_BEFORE  # 方总, 章院长
+                and not given.startswith("某")  # a court's anonymous form (石某 + 参与)
                 and starts.get(at) != "c"  # 玩家 + 和 + 影迷: "and"
                 and words.get((at, end)) not in _LAC_NOT_A_NAME  # 经理 + 陆续 (an adverb)
                 # a common word where the name would be: 都 + 选择, 康复, 严肃 + 地
