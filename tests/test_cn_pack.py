@@ -744,6 +744,7 @@ def test_when_a_list_holds_chinese_names_then_a_name_in_it_is_no_place() -> None
         ("拟邀请100位客户经理陆续投入业务。", set()),
         ("备受游戏玩家和影迷期待的电影。", set()),
         ("这些客户经理都选择了留下。", set()),  # 都 + 选择: a common word where the name would be
+        ("其中，被告人石某参与盗窃作案五起。", set()),  # a court's anonymous form, as 王某
     ],
 )
 def test_when_lac_cuts_a_titled_name_across_words_then_the_name_model_reads_it(
