@@ -24,13 +24,12 @@ from presidio_analyzer import RecognizerResult
 
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer
 from pipelines.steps.privacy.recognizers.cn_lac import lac_model, lac_tokens
-from pipelines.steps.privacy.recognizers.cn_name_model import _dictionary
+from pipelines.steps.privacy.recognizers.cn_name_model import _dictionary, reads_as_chinese_name
 from pipelines.steps.privacy.recognizers.cn_names import (
     JOINERS,
     PLACE_KINDS,
     PLACE_PREPOSITIONS,
     PLACE_VERBS,
-    reads_as_chinese_name,
 )
 
 _LAC_TO_FLAG = {"LOC": "ns", "PER": "nr", "ORG": "nt", "TIME": "t", "nw": "nz", "w": "x"}

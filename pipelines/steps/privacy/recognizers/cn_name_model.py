@@ -118,6 +118,12 @@ _RARE = 2e-4
 """The pseudo-frequency added to each character's share of a name list."""
 
 
+def reads_as_chinese_name(word: str) -> bool:
+    """A surname, then characters of Chinese names rather than of transliterations (杨芳, not
+    库欣)."""
+    return word[:1] in surnames() and foreign_score(word) < 0
+
+
 @lru_cache(maxsize=1)
 def _ending_counts() -> tuple[Counter[str], int, Counter[str], int]:
     """Last characters of the dictionary's surname-led three-character names (`nr`) and of its

@@ -47,6 +47,7 @@ from pipelines.steps.privacy.recognizers.cn_name_model import (
     foreign_score,
     given_name_score,
     place_ending_ratio,
+    reads_as_chinese_name,
     surnames,
     time_share,
 )
@@ -238,7 +239,7 @@ _PLACE_AFTER = (
     "路", "街", "镇", "乡", "村", "县", "区", "市", "省", "巷", "大道", "大街", "胡同", "小区",
     "广场", "大厦", "公园", "花园", "新城", "古城", "半岛", "机场", "车站",
 )  # fmt: skip
-"""A name-like word of three characters ending in one of the first (蓝塘镇; a two-character name
+"""A name-like word of three characters ending in one of the first (黄岩区; a two-character name
 may: 张路), or any before one of the second (南滨 + 路), names a place."""
 
 
@@ -267,7 +268,7 @@ def _quoted_work(text: str, start: int, end: int) -> bool:
 
 def _not_a_person(text: str, start: int, end: int) -> bool:
     """An organisation's or product's name (followed by 公司, 银行 ..., or a cloud vendor's),
-    an item of a list of organisations (..等公司), a place's (蓝塘镇, 南滨 + 路), or inside
+    an item of a list of organisations (..等公司), a place's (黄岩区, 南滨 + 路), or inside
     《...》 or a quoted work's name (“...”系列)."""
     if text.startswith(_ORG_SUFFIXES, end) or _inside_title(text, start, end):
         return True
@@ -284,7 +285,7 @@ PLACE_ENDING_RATIO = 0.05
 
 
 def _ends_like_a_place(word: str) -> bool:
-    """A word of three characters or more ending in a place's character (蓝塘镇, 克劳馥路). A
+    """A word of three characters or more ending in a place's character (黄岩区, 克劳馥路). A
     three-character word that reads as a Chinese name (a surname, then characters of Chinese
     names rather than of transliterations) is a name unless its ending almost never ends one:
     宋瑞环 and 张之路 are persons (given names end in 环 and 路), 某某市 is none."""
@@ -293,11 +294,6 @@ def _ends_like_a_place(word: str) -> bool:
     if len(word) > 3 or place_ending_ratio(word[-1]) < PLACE_ENDING_RATIO:
         return True
     return not reads_as_chinese_name(word)
-
-
-def reads_as_chinese_name(word: str) -> bool:
-    """A surname, then characters of Chinese names rather than of transliterations."""
-    return word[:1] in surnames() and foreign_score(word) < 0
 
 
 _INTERPUNCT = ("·", "•", "‧", "・")

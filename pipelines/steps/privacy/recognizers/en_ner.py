@@ -38,8 +38,8 @@ class NerRecognizer(SpacyRecognizer):
         results = sorted(
             (
                 result
-                for result in map(_trimmed(text), super().analyze(text, entities, nlp_artifacts))
-                if result.end > result.start
+                for result in super().analyze(text, entities, nlp_artifacts)
+                if _trim_result(text, result)
                 and _plausible(result.entity_type, text[result.start : result.end])
             ),
             key=lambda result: result.start,
@@ -147,12 +147,10 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def _trimmed(text: str):
-    def trim(result: RecognizerResult) -> RecognizerResult:
-        result.start, result.end = _trim(text, result.start, result.end)
-        return result
-
-    return trim
+def _trim_result(text: str, result: RecognizerResult) -> bool:
+    """Trim `result` in place (`_trim`); whether anything is left of it."""
+    result.start, result.end = _trim(text, result.start, result.end)
+    return result.end > result.start
 
 
 @lru_cache(maxsize=1)
