@@ -192,6 +192,18 @@ def test_real_model_exposure_is_between_zero_and_the_cap(tiny):
     assert max_exposure(results) == max(r.exposure_bits for r in results)
 
 
+def test_when_the_skew_normal_fit_fails_then_the_exposure_is_the_rank_not_zero(tiny, monkeypatch):
+    """A NaN fit once read as 0 bits (`max(0.0, nan)`): a gate passed on no measurement."""
+    import scipy.stats
+
+    model, tokenizer = tiny
+    monkeypatch.setattr(scipy.stats.skewnorm, "fit", lambda data: (math.nan, math.nan, math.nan))
+    assert math.isnan(canaries.skewnorm_exposure(1.0, np.array([2.0, 3.0, 4.0])))
+    [result] = canary_exposure(model, tokenizer, [canary("482193")], n_candidates=30, seed=0)
+    assert result.method == "rank (skew-normal fit failed)"
+    assert result.exposure_bits == result.rank_exposure_bits
+
+
 def test_when_there_are_no_results_then_max_exposure_fails_closed():
     with pytest.raises(ValueError, match="no canary"):
         max_exposure([])

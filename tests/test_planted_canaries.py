@@ -35,7 +35,19 @@ RAW_ZONE = ("landing", "raw")
 # strongest attack's AUC (the maximum over several attacks) crossed 0.55 in one of two
 # fresh-clone CI runs on 2026-12-04 (AUC 0.75, lower bound 0.56), failing the run before
 # registration. It is tested on larger samples in tests/test_audit.py and tests/test_pipeline.py.
-AUDIT = {"mia_records": 16, "extraction_probes": 2, "backdoor_prompts": 0, "max_mia_auc": 1.0}
+# Nor is the canary gate's threshold: the canaries here are drawn anew from the OS generator each
+# run and ranked among 20 candidates (19 sampled), where the skew-normal fit of Carlini et al. is
+# badly calibrated: an unmemorized secret below all 19 samples reads as 10+ bits (up to infinite,
+# a half-normal fit's edge) in about 1.7% of canaries, 10% of runs of six (simulated, 1,500 fits,
+# 2026-12-07; it failed a CI run that day). The gate is tested on 1,000+ candidates in
+# tests/test_audit.py and the product refuses fewer than 10,000 outside the test profile.
+AUDIT = {
+    "mia_records": 16,
+    "extraction_probes": 2,
+    "backdoor_prompts": 0,
+    "max_mia_auc": 1.0,
+    "max_exposure_bits": 64.0,
+}
 
 
 @pytest.fixture(scope="module")

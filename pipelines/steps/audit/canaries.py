@@ -123,18 +123,20 @@ def canary_exposure(
             _check_against_full_sequences(model, tokenizer, canary, sequences, scores)
             rank = 1 + int((scores[1:] < scores[0]).sum())
             rank_bits = math.log2(candidates) - math.log2(rank)
-            sampled = space > n_candidates
+            exposure, method = rank_bits, "enumeration"
+            if space > n_candidates:
+                exposure, method = skewnorm_exposure(scores[0], scores[1:]), "skewnorm"
+                if math.isnan(exposure):  # a failed fit is no measurement: fall back to the rank
+                    exposure, method = rank_bits, "rank (skew-normal fit failed)"
             results.append(
                 ExposureResult(
                     canary_id=canary.canary_id,
                     insertions=canary.insertions,
                     rank=rank,
                     candidates=candidates,
-                    exposure_bits=skewnorm_exposure(scores[0], scores[1:])
-                    if sampled
-                    else rank_bits,
+                    exposure_bits=exposure,
                     rank_exposure_bits=rank_bits,
-                    method="skewnorm" if sampled else "enumeration",
+                    method=method,
                 )
             )
             if seconds is not None:
@@ -151,11 +153,16 @@ def skewnorm_exposure(secret_nll: float, candidate_nlls: np.ndarray) -> float:
     skew-normal distribution to the NLLs of sampled candidates and read the secret's percentile
     off its CDF: exposure = -log2 P(NLL <= NLL(secret)). Unlike the sampled rank, this is not
     capped at log2(samples + 1), so a bound above that cap can still fail.
+
+    Returns NaN when the fit fails (a NaN parameter): `max(0.0, nan)` would read as 0 bits, a
+    gate passed on no measurement.
     """
     from scipy import stats
 
     params = stats.skewnorm.fit(np.asarray(candidate_nlls, dtype=np.float64))
     log_cdf = float(stats.skewnorm.logcdf(secret_nll, *params))
+    if math.isnan(log_cdf):
+        return math.nan
     return max(0.0, -log_cdf / math.log(2))
 
 
