@@ -58,7 +58,8 @@ class ExposureResult:
         exposure_bits: The exposure the gate judges: exact, log2(candidates) - log2(rank), when
             the space was enumerated; the skew-normal extrapolation when it was sampled.
         rank_exposure_bits: log2(candidates) - log2(rank) (capped at log2(candidates)).
-        method: `enumeration` or `skewnorm` (Carlini et al., Section 4.2 / Appendix).
+        method: `enumeration` or `skewnorm` (Carlini et al., Section 4.2 / Appendix), or
+            `rank (skew-normal fit failed)`.
     """
 
     canary_id: str
