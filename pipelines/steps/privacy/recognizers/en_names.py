@@ -87,6 +87,25 @@ def _default_english() -> frozenset[str]:
     return english_lexicon(PIIConfig.model_fields["spacy_model"].default)
 
 
+@lru_cache(maxsize=2)
+def common_words(english: frozenset[str]) -> frozenset[str]:
+    """Words of two general dictionaries (english-words' lists): the headwords of GNU's
+    Collaborative International Dictionary of English and the words Webster's Second
+    International writes in lower case (its `web2` list capitalizes proper nouns alone).
+
+    spaCy's lemma index comes from WordNet, whose nouns include famous people ("arafat",
+    "gaddafi", "suharto", "seles"): a word in it is not ordinary for that alone. These
+    dictionaries keep the ordinary ones ("dole", "croft", "discipline", "box") apart.
+
+    Only the words of `english` (the lemma index) are kept: no other word is looked up here,
+    and the two lists whole take 42 MiB (the part kept, a few MiB).
+    """
+    from english_words import get_english_words_set
+
+    webster = {word for word in get_english_words_set(["web2"]) if word.islower()}
+    return frozenset(english & (webster | get_english_words_set(["gcide"], lower=True)))
+
+
 def is_english(word: str, english: frozenset[str]) -> bool:
     """Whether `word` (any case) is an ordinary English word or a plural / -s form of one."""
     lowered = word.lower().strip(".'’")

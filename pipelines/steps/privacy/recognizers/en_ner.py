@@ -15,7 +15,12 @@ from presidio_analyzer import RecognizerResult
 from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
 from pipelines.steps.privacy.recognizers.base import Spans
-from pipelines.steps.privacy.recognizers.en_names import is_english, name_evidence, name_lexicon
+from pipelines.steps.privacy.recognizers.en_names import (
+    common_words,
+    is_english,
+    name_evidence,
+    name_lexicon,
+)
 from pipelines.steps.privacy.recognizers.en_person import capitalized_runs
 
 NER_ENTITIES = ("PERSON", "LOCATION")
@@ -72,7 +77,12 @@ class NerRecognizer(SpacyRecognizer):
             if (
                 result.entity_type == "PERSON"
                 and words
-                and all(is_english(w, english) and not _listed(w) for w in words)
+                and all(not _listed(w) for w in words)
+                and (
+                    _ordinary(words[0], english)
+                    if len(words) == 1
+                    else all(is_english(w, english) for w in words)
+                )
             ):
                 continue
             kept.append(result)
@@ -163,12 +173,26 @@ def _place_names() -> tuple[frozenset[str], frozenset[str]]:
     return countries, frozenset(suffix.lower() for suffix in Provider.street_suffixes)
 
 
+_PLACE_PREFIXES = frozenset(
+    {
+        "st", "st.", "ste", "ste.", "saint", "sainte", "fort", "ft", "ft.", "mount", "mt",
+        "mt.", "port", "cape", "lake", "san", "santa", "sao", "são",
+    }
+)  # fmt: skip
+"""First words of English (and Romance) place names that no given name has ("St Louis", "Port
+Said", "Fort Worth", "San Marino"): the name after them is the place's, not a person's. Kinds of
+place that are also given names or surnames (Glen, Dale, Hill, Park) are left out here."""
+
+
 def _known_place(value: str) -> bool:
-    """A country ("Sri Lanka", "El Salvador") or a name ending in a kind of place ("Ellis
-    Park"): NER's place reading stands, whatever the name lexicons say of its words."""
+    """A country ("Sri Lanka", "El Salvador"), a name ending in a kind of place ("Ellis Park")
+    or opening with a place's prefix ("St Louis"): NER's place reading stands, whatever the
+    name lexicons say of its words."""
     countries, kinds = _place_names()
     words = value.split()
-    return value.lower() in countries or (len(words) > 1 and words[-1].lower() in kinds)
+    return value.lower() in countries or (
+        len(words) > 1 and (words[-1].lower() in kinds or words[0].lower() in _PLACE_PREFIXES)
+    )
 
 
 def _places_beside_persons(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
@@ -194,6 +218,18 @@ def _places_beside_persons(text: str, results: list[RecognizerResult]) -> list[R
         ),
         key=lambda r: r.start,
     )
+
+
+def _ordinary(word: str, english: frozenset[str]) -> bool:
+    """A word alone that is no name: in spaCy's lemma index and, written with a capital, also
+    in a general dictionary (`common_words`), not only as a famous person WordNet lists
+    ("Arafat"); or in lower case ("oregano"); or a country. A hyphenated word: each part."""
+    parts = [part for part in word.split("-") if part]
+    if len(parts) > 1:
+        return all(_ordinary(part, english) for part in parts)
+    if not is_english(word, english):
+        return False
+    return word.islower() or is_english(word, common_words(english)) or _known_place(word)
 
 
 def _listed(word: str) -> bool:
