@@ -93,8 +93,12 @@ def _record(record_id: str, *contents: str) -> Record:
         # lemma index holds "arafat", no general dictionary does (a customer may be named so)
         ("His aides said Arafat would hold the weekly meeting.", "Arafat", "PERSON"),
         ("Gaddafi has dismissed any unrest as the work of agents.", "Gaddafi", "PERSON"),
-        # as does a place opened by a place's word ("St" + a given name)
+        # as does a place opened by a place's word ("St" + a given name, a compass word)
         ("In St Louis , Tom Pagnozzi had three hits and three RBIs.", "St Louis", "LOCATION"),
+        ("flights between Europe and North America .", "North America", "LOCATION"),
+        # "miss" in lower case is the verb before a place, a title before a name
+        ("Jason Little will miss Australia 's end-of-tour fixture.", "Australia", "LOCATION"),
+        ("I will miss Sarah so much.", "Sarah", "PERSON"),
         ("In St Louis , Tom Pagnozzi had three hits and three RBIs.", "Tom Pagnozzi", "PERSON"),
     ],
 )

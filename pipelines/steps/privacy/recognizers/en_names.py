@@ -157,3 +157,38 @@ def name_evidence(
     if len(core) == 1 and strong:
         return 0.6  # with an initial: "J Gelencsér"
     return None
+
+
+@lru_cache(maxsize=1)
+def _place_names() -> tuple[frozenset[str], frozenset[str]]:
+    """Country names (Faker's English list) and the kinds of place a name ends in (its USPS
+    street suffixes: Park, Island, Lake, Valley ...)."""
+    from faker.providers.address.en_US import Provider
+
+    countries = frozenset(country.lower() for country in Provider.countries)
+    return countries, frozenset(suffix.lower() for suffix in Provider.street_suffixes)
+
+
+_PLACE_PREFIXES = frozenset(
+    {
+        "st", "st.", "ste", "ste.", "saint", "sainte", "fort", "ft", "ft.", "mount", "mt",
+        "mt.", "port", "cape", "lake", "san", "santa", "sao", "são", "new", "north", "south",
+        "east", "west", "northern", "southern", "eastern", "western", "central", "upper",
+        "lower",
+    }
+)  # fmt: skip
+"""First words of English (and Romance) place names that open no person's name ("St Louis",
+"Port Said", "Fort Worth", "San Marino", "North America", "New Zealand"): the name after them
+is the place's. A compass word ends a surname (Kanye West) but opens none. Kinds of place that
+are also given names or surnames (Glen, Dale, Hill, Park) are left out here."""
+
+
+def known_place(value: str) -> bool:
+    """A country ("Sri Lanka", "El Salvador"), a name ending in a kind of place ("Ellis Park")
+    or opening with a place's prefix ("St Louis"): NER's place reading stands, whatever the
+    name lexicons say of its words."""
+    countries, kinds = _place_names()
+    words = value.split()
+    return value.lower() in countries or (
+        len(words) > 1 and (words[-1].lower() in kinds or words[0].lower() in _PLACE_PREFIXES)
+    )

@@ -9,7 +9,6 @@ PERSON "Markham". A PERSON and a LOCATION span with only one space between them 
 """
 
 import re
-from functools import lru_cache
 
 from presidio_analyzer import RecognizerResult
 from presidio_analyzer.predefined_recognizers import SpacyRecognizer
@@ -18,6 +17,7 @@ from pipelines.steps.privacy.recognizers.base import Spans
 from pipelines.steps.privacy.recognizers.en_names import (
     common_words,
     is_english,
+    known_place,
     name_evidence,
     name_lexicon,
 )
@@ -98,7 +98,7 @@ class NerRecognizer(SpacyRecognizer):
             # a span with a number is a place or an organization ("Quinta de São Tiago
             # 3610-114"), never a name, whatever its words
             if _plausible("PERSON", text[start:end])
-            and not _known_place(text[start:end])
+            and not known_place(text[start:end])
             and (name_evidence(_WORDS.findall(text[start:end]), english, model_words) or 0) >= 0.6
         ]
         # A name NER cut in two ("Tünde" LOCATION, then "Hoffmann"): the whole run is read.
@@ -108,7 +108,7 @@ class NerRecognizer(SpacyRecognizer):
             for start, end, words in capitalized_runs(text)
             if len(words) > 1
             and where.overlaps(start, end)
-            and not _known_place(text[start:end])
+            and not known_place(text[start:end])
             and (name_evidence(words, english, model_words) or 0) >= 0.6
         ]
         for start, end in sorted(set(spans)):
@@ -163,38 +163,6 @@ def _trim_result(text: str, result: RecognizerResult) -> bool:
     return result.end > result.start
 
 
-@lru_cache(maxsize=1)
-def _place_names() -> tuple[frozenset[str], frozenset[str]]:
-    """Country names (Faker's English list) and the kinds of place a name ends in (its USPS
-    street suffixes: Park, Island, Lake, Valley ...)."""
-    from faker.providers.address.en_US import Provider
-
-    countries = frozenset(country.lower() for country in Provider.countries)
-    return countries, frozenset(suffix.lower() for suffix in Provider.street_suffixes)
-
-
-_PLACE_PREFIXES = frozenset(
-    {
-        "st", "st.", "ste", "ste.", "saint", "sainte", "fort", "ft", "ft.", "mount", "mt",
-        "mt.", "port", "cape", "lake", "san", "santa", "sao", "são",
-    }
-)  # fmt: skip
-"""First words of English (and Romance) place names that no given name has ("St Louis", "Port
-Said", "Fort Worth", "San Marino"): the name after them is the place's, not a person's. Kinds of
-place that are also given names or surnames (Glen, Dale, Hill, Park) are left out here."""
-
-
-def _known_place(value: str) -> bool:
-    """A country ("Sri Lanka", "El Salvador"), a name ending in a kind of place ("Ellis Park")
-    or opening with a place's prefix ("St Louis"): NER's place reading stands, whatever the
-    name lexicons say of its words."""
-    countries, kinds = _place_names()
-    words = value.split()
-    return value.lower() in countries or (
-        len(words) > 1 and (words[-1].lower() in kinds or words[0].lower() in _PLACE_PREFIXES)
-    )
-
-
 def _places_beside_persons(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
     """A place span that runs into a person's name ("Faroe Islands - Jan" before "Jan Allan
     Mueller") keeps its part outside the name: the overlap rule would otherwise drop the whole
@@ -229,7 +197,7 @@ def _ordinary(word: str, english: frozenset[str]) -> bool:
         return all(_ordinary(part, english) for part in parts)
     if not is_english(word, english):
         return False
-    return word.islower() or is_english(word, common_words(english)) or _known_place(word)
+    return word.islower() or is_english(word, common_words(english)) or known_place(word)
 
 
 def _listed(word: str) -> bool:

@@ -20,7 +20,9 @@ from pipelines.steps.privacy.recognizers.en_names import (
     PARTICLES as NAME_PARTICLES,
 )
 from pipelines.steps.privacy.recognizers.en_names import (
+    common_words,
     is_english,
+    known_place,
     name_evidence,
     name_lexicon,
 )
@@ -71,6 +73,21 @@ def _english_words(nlp_artifacts) -> frozenset[str]:
     """Ordinary English words (`PackNlpEngine.english_words`), empty when unknown."""
     engine = getattr(nlp_artifacts, "nlp_engine", None)
     return getattr(engine, "english_words", frozenset())
+
+
+def _missed_thing(text: str, start: int, end: int, english: frozenset[str]) -> bool:
+    """After "miss" in lower case, the verb, a place or a thing ("will miss Australia 's
+    fixture", "miss Christmas"): a place or ordinary words are no name after it; a name ("I
+    miss Sarah") still is one."""
+    if text[max(0, start - 5) : start] != "miss ":
+        return False
+    value = text[start:end]
+    words = re.findall(r"[A-Za-z'\-]+", value)
+    return known_place(value) or bool(
+        english
+        and words
+        and all(is_english(w, english) and is_english(w, common_words(english)) for w in words)
+    )
 
 
 def _listed_anywhere(word: str, firsts: frozenset[str], lasts: frozenset[str]) -> bool:
@@ -237,7 +254,10 @@ class EnPersonRecognizer(RegexRecognizer):
             return []
         firsts, lasts = listed_names()
         results = []
+        english = _english_words(nlp_artifacts)
         for result in super().analyze(text, entities, nlp_artifacts):
+            if _missed_thing(text, result.start, result.end, english):
+                continue
             words = re.findall(r"[A-Za-z'\-]+", text[result.start : result.end])
             known = [_listed_anywhere(w, firsts, lasts) for w in words if len(w) > 1]
             # An introduction alone is weak evidence; a listed name after it is strong.
