@@ -96,6 +96,9 @@ def _record(record_id: str, *contents: str) -> Record:
         # as does a place opened by a place's word ("St" + a given name, a compass word)
         ("In St Louis , Tom Pagnozzi had three hits and three RBIs.", "St Louis", "LOCATION"),
         ("flights between Europe and North America .", "North America", "LOCATION"),
+        # one word that says something is its speaker, a person (NER read Tarango as ORG)
+        ('" I support their enthusiasm , " Tarango said about the fans .', "Tarango", "PERSON"),
+        ('" It is bad , " said Eyles .', "Eyles", "PERSON"),
         # "miss" in lower case is the verb before a place, a title before a name
         ("Jason Little will miss Australia 's end-of-tour fixture.", "Australia", "LOCATION"),
         ("I will miss Sarah so much.", "Sarah", "PERSON"),

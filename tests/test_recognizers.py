@@ -168,6 +168,10 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("en", "Quarterly revenue grew 12 percent.", "LOCATION"),
         ("en", "Capitalized words like Wisdom and Discipline are no names.", "PERSON"),
         ("en", "The meeting moved to Sunday morning.", "PERSON"),  # a weekday, not a name
+        # who speaks: no ordinary word, pronoun, listener (told X) or part of an organisation
+        ("en", "Police said the road was closed. He said so.", "PERSON"),
+        ("en", '" We are watching , " a NATO official told Reuters .', "PERSON"),
+        ("en", "Meanwhile the White House said some taxes would rise.", "PERSON"),
         ("en", "There is a nice new German place downtown.", "PERSON"),  # NER: nationality
         ("en", "x = π r² for the circle", "LOCATION"),  # a lone letter of another script
         ("en", "we bought apples, pears, plums and grapes.", "PERSON"),  # a list of words

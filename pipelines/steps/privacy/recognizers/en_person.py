@@ -75,6 +75,22 @@ def _english_words(nlp_artifacts) -> frozenset[str]:
     return getattr(engine, "english_words", frozenset())
 
 
+_SPEECH = (
+    r"(?:said|says|told|added|asked|replied|wrote|explained|insisted|admitted|recalled"
+    r"|declared|stated|warned|argued|complained|conceded|answered)"
+)
+_COMPANY_WORDS = frozenset({"ltd", "inc", "corp", "co", "plc", "llc", "ag", "gmbh", "group"})
+_SPEAKER_WORD = r"(?P<name>[A-Z][a-z]+(?:[-'’][A-Z]?[a-z]+)*)"
+_SPEECH_INVERTED = (
+    r"(?:said|says|added|replied|explained|insisted|admitted|recalled|declared|stated|warned"
+    r"|argued|complained|conceded|answered)"
+)
+"""Verbs a speaker follows ("said Eyles ."); not told or asked, whose next word is the one
+spoken to ("told Reuters")."""
+_SPEAKER_BEFORE = re.compile(rf"(?<![\w'’.\-]){_SPEAKER_WORD} {_SPEECH}\b")
+_SPEAKER_AFTER = re.compile(rf"\b{_SPEECH_INVERTED} {_SPEAKER_WORD}(?=\s*(?:[.,;:!?\"”]|$))")
+
+
 def _missed_thing(text: str, start: int, end: int, english: frozenset[str]) -> bool:
     """After "miss" in lower case, the verb, a place or a thing ("will miss Australia 's
     fixture", "miss Christmas"): a place or ordinary words are no name after it; a name ("I
@@ -305,6 +321,37 @@ class EnPersonRecognizer(RegexRecognizer):
             if end is not None:
                 results.append(self._result(match.end(), end, 0.6, "introduction, rare words"))
         results += self._lexicon_names(text, nlp_artifacts, model_words)
+        results += self._speakers(text, nlp_artifacts, english, firsts, lasts)
+        return results
+
+    def _speakers(self, text: str, nlp_artifacts, english, firsts, lasts) -> list:
+        """One capitalized word that says something ("Woods said", "Lebed told reporters",
+        "said Eyles ."): the speaker of a quotation is a person, or an organisation, which NER
+        reads as one (its reading vetoes), or an ordinary word no name list holds ("Police
+        said", "Officials said"). Pronouns and other stop words never."""
+        if not english:
+            return []
+        # NER's one-word ORG is often an unfamiliar name ("Tarango said"); a longer one is an
+        # organisation the word belongs to ("the White House said")
+        vetoes = Spans(
+            (entity.start_char, entity.end_char)
+            for entity in getattr(nlp_artifacts, "entities", None) or ()
+            if entity.label_ != "PERSON"
+            and (entity.label_ != "ORGANIZATION" or " " in entity.text.strip())
+        )
+        results = []
+        for match in (*_SPEAKER_BEFORE.finditer(text), *_SPEAKER_AFTER.finditer(text)):
+            word, (start, end) = match.group("name"), match.span("name")
+            if (
+                word.lower() in STOP_WORDS
+                or word.lower() in _COMPANY_WORDS
+                or text[max(0, start - 3) : start] == "of "
+                or vetoes.overlaps(start, end)
+            ):
+                continue
+            listed = _listed_anywhere(word, firsts, lasts)
+            if listed or not is_english(word, english):
+                results.append(self._result(start, end, 0.6, "speaker"))
         return results
 
     def _lexicon_names(self, text: str, nlp_artifacts, model_words) -> list:
