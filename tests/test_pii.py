@@ -99,6 +99,9 @@ def _record(record_id: str, *contents: str) -> Record:
         # one word that says something is its speaker, a person (NER read Tarango as ORG)
         ('" I support their enthusiasm , " Tarango said about the fans .', "Tarango", "PERSON"),
         ('" It is bad , " said Eyles .', "Eyles", "PERSON"),
+        # one word that opens a sentence spoken to someone is who it speaks to
+        ("Loey , do you not have any more stories ?", "Loey", "PERSON"),
+        ("Thanks. Priya, please send the signed form.", "Priya", "PERSON"),
         # "miss" in lower case is the verb before a place, a title before a name
         ("Jason Little will miss Australia 's end-of-tour fixture.", "Australia", "LOCATION"),
         ("I will miss Sarah so much.", "Sarah", "PERSON"),

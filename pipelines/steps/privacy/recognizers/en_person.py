@@ -219,6 +219,12 @@ _CLOSING = re.compile(
     rf"([A-Z][^\W\d_]{{1,{MAX_WORD}}})[ \t]*(?=\r?\n|$)"
 )
 """A sign-off, then a name alone on the next line (`Best,\nPriya`)."""
+_VOCATIVE = re.compile(
+    rf"(?:^|(?<=[.!?\n]))[ \t\"'“]*([^\W\d_]{{2,{MAX_WORD}}})[ \t]*,[ \t]*"
+    r"(?:[^\W\d_]+[ \t]+){0,3}?(?i:you|your|yours|u|ur|please|pls|plz)(?![\w'’\-])"
+)
+"""One word that opens a sentence, then a comma and, within four words, the one spoken to or a
+request (`Loey , do you …`, `John, could you check …`, `Priya, please send …`)."""
 
 
 def _unlisted_name(text: str, start: int, model_words: frozenset[str]) -> int | None:
@@ -466,7 +472,8 @@ class EnPersonRecognizer(RegexRecognizer):
     def _addressed(self, text: str, english, vetoed, model_words) -> list:
         """A name alone where a message addresses or signs with it: after a greeting or thanks
         (`Hi Fleur ,`, `thanks Nick`), after a verb of contact (`Ask Priya`), alone on the line
-        after a sign-off (`Best,` then `Priya`). The word is a listed
+        after a sign-off (`Best,` then `Priya`), opening a sentence that speaks to someone
+        (`Loey , do you …`, `John, please …`). The word is a listed
         name (one that is also an English word, Nick or Lily, only when capitalized) or a rare
         word no dictionary and no model knows; never a stop word ("hi all", "thanks again"), a
         weekday or month, or an ordinary word NER read as a place."""
@@ -485,6 +492,7 @@ class EnPersonRecognizer(RegexRecognizer):
             (_GREETED, 0.6, "greeted"),
             (_CONTACTED, 0.55, "contacted"),
             (_CLOSING, 0.6, "signed"),
+            (_VOCATIVE, 0.55, "spoken to"),
         ):
             for match in pattern.finditer(text):
                 word, start = match.group(1), match.start(1)
