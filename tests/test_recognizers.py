@@ -173,6 +173,8 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("en", '" We are watching , " a NATO official told Reuters .', "PERSON"),
         ("en", "Meanwhile the White House said some taxes would rise.", "PERSON"),
         ("en", "Unfortunately, your order was delayed. Guys, please help.", "PERSON"),
+        ("en", "Microsoft, whose shares fell 3%, said nothing.", "PERSON"),  # what has things
+        ("en", "Police , who arrived late , closed the road.", "PERSON"),
         ("en", "There is a nice new German place downtown.", "PERSON"),  # NER: nationality
         ("en", "x = π r² for the circle", "LOCATION"),  # a lone letter of another script
         ("en", "we bought apples, pears, plums and grapes.", "PERSON"),  # a list of words

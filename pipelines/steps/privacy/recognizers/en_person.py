@@ -89,6 +89,9 @@ _SPEECH_INVERTED = (
 spoken to ("told Reuters")."""
 _SPEAKER_BEFORE = re.compile(rf"(?<![\w'’.\-]){_SPEAKER_WORD} {_SPEECH}\b")
 _SPEAKER_AFTER = re.compile(rf"\b{_SPEECH_INVERTED} {_SPEAKER_WORD}(?=\s*(?:[.,;:!?\"”]|$))")
+_WHO = re.compile(rf"(?<![\w'’.\-]){_SPEAKER_WORD}[ \t]*,[ \t]*who(?:se)?\b")
+"""One capitalized word before ", who" or ", whose": a relative clause that a person's name
+opens ("Lebed , who flew into Chechnya", "Estes , whose only win")."""
 
 
 def _missed_thing(text: str, start: int, end: int, english: frozenset[str]) -> bool:
@@ -332,9 +335,10 @@ class EnPersonRecognizer(RegexRecognizer):
 
     def _speakers(self, text: str, nlp_artifacts, english, firsts, lasts) -> list:
         """One capitalized word that says something ("Woods said", "Lebed told reporters",
-        "said Eyles ."): the speaker of a quotation is a person, or an organisation, which NER
-        reads as one (its reading vetoes), or an ordinary word no name list holds ("Police
-        said", "Officials said"). Pronouns and other stop words never."""
+        "said Eyles .") or opens a clause of who or whose ("Lebed , who flew …"): such a word
+        is a person, or an organisation, which NER reads as one (its reading vetoes), or an
+        ordinary word no name list holds ("Police said", "Officials said"). Pronouns and other
+        stop words never."""
         if not english:
             return []
         # NER's one-word ORG is often an unfamiliar name ("Tarango said"); a longer one is an
@@ -345,14 +349,25 @@ class EnPersonRecognizer(RegexRecognizer):
             if entity.label_ != "PERSON"
             and (entity.label_ != "ORGANIZATION" or " " in entity.text.strip())
         )
+        # but what has something ("Microsoft, whose shares fell") is one as often as not
+        organisations = Spans(
+            (entity.start_char, entity.end_char)
+            for entity in getattr(nlp_artifacts, "entities", None) or ()
+            if entity.label_ == "ORGANIZATION"
+        )
         results = []
-        for match in (*_SPEAKER_BEFORE.finditer(text), *_SPEAKER_AFTER.finditer(text)):
+        for match in (
+            *_SPEAKER_BEFORE.finditer(text),
+            *_SPEAKER_AFTER.finditer(text),
+            *_WHO.finditer(text),
+        ):
             word, (start, end) = match.group("name"), match.span("name")
             if (
                 word.lower() in STOP_WORDS
                 or word.lower() in _COMPANY_WORDS
                 or text[max(0, start - 3) : start] == "of "
                 or vetoes.overlaps(start, end)
+                or (match.group().endswith("whose") and organisations.overlaps(start, end))
             ):
                 continue
             listed = _listed_anywhere(word, firsts, lasts)
