@@ -106,6 +106,12 @@ def common_words(english: frozenset[str]) -> frozenset[str]:
     return frozenset(english & (webster | get_english_words_set(["gcide"], lower=True)))
 
 
+def in_a_dictionary(word: str, english: frozenset[str]) -> bool:
+    """An ordinary English word by both lists: spaCy's lemma index (`english`) and a general
+    dictionary (`common_words`), so not a famous person that WordNet lists ("Arafat")."""
+    return is_english(word, english) and is_english(word, common_words(english))
+
+
 def is_english(word: str, english: frozenset[str]) -> bool:
     """Whether `word` (any case) is an ordinary English word or a plural / -s form of one."""
     lowered = word.lower().strip(".'’")

@@ -15,7 +15,7 @@ from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
 from pipelines.steps.privacy.recognizers.base import Spans
 from pipelines.steps.privacy.recognizers.en_names import (
-    common_words,
+    in_a_dictionary,
     is_english,
     known_place,
     name_evidence,
@@ -197,7 +197,7 @@ def _ordinary(word: str, english: frozenset[str]) -> bool:
         return all(_ordinary(part, english) for part in parts)
     if not is_english(word, english):
         return False
-    return word.islower() or is_english(word, common_words(english)) or known_place(word)
+    return word.islower() or in_a_dictionary(word, english) or known_place(word)
 
 
 def _listed(word: str) -> bool:

@@ -20,7 +20,7 @@ from pipelines.steps.privacy.recognizers.en_names import (
     PARTICLES as NAME_PARTICLES,
 )
 from pipelines.steps.privacy.recognizers.en_names import (
-    common_words,
+    in_a_dictionary,
     is_english,
     known_place,
     name_evidence,
@@ -75,20 +75,20 @@ def _english_words(nlp_artifacts) -> frozenset[str]:
     return getattr(engine, "english_words", frozenset())
 
 
-_SPEECH = (
-    r"(?:said|says|told|added|asked|replied|wrote|explained|insisted|admitted|recalled"
-    r"|declared|stated|warned|argued|complained|conceded|answered)"
-)
+_SPEECH_VERBS = (
+    "said", "says", "told", "added", "asked", "replied", "wrote", "explained", "insisted",
+    "admitted", "recalled", "declared", "stated", "warned", "argued", "complained", "conceded",
+    "answered",
+)  # fmt: skip
+_SPOKEN_TO = ("told", "asked", "wrote")
+_SAYS = "(?:" + "|".join(_SPEECH_VERBS) + ")"
 _COMPANY_WORDS = frozenset({"ltd", "inc", "corp", "co", "plc", "llc", "ag", "gmbh", "group"})
 _SPEAKER_WORD = r"(?P<name>[A-Z][a-z]+(?:[-'’][A-Z]?[a-z]+)*)"
-_SPEECH_INVERTED = (
-    r"(?:said|says|added|replied|explained|insisted|admitted|recalled|declared|stated|warned"
-    r"|argued|complained|conceded|answered)"
-)
+_SAYS_AFTER = "(?:" + "|".join(v for v in _SPEECH_VERBS if v not in _SPOKEN_TO) + ")"
 """Verbs a speaker follows ("said Eyles ."); not told or asked, whose next word is the one
 spoken to ("told Reuters")."""
-_SPEAKER_BEFORE = re.compile(rf"(?<![\w'’.\-]){_SPEAKER_WORD} {_SPEECH}\b")
-_SPEAKER_AFTER = re.compile(rf"\b{_SPEECH_INVERTED} {_SPEAKER_WORD}(?=\s*(?:[.,;:!?\"”]|$))")
+_SPEAKER_BEFORE = re.compile(rf"(?<![\w'’.\-]){_SPEAKER_WORD} {_SAYS}\b")
+_SPEAKER_AFTER = re.compile(rf"\b{_SAYS_AFTER} {_SPEAKER_WORD}(?=\s*(?:[.,;:!?\"”]|$))")
 _WHO = re.compile(rf"(?<![\w'’.\-]){_SPEAKER_WORD}[ \t]*,[ \t]*who(?:se)?\b")
 """One capitalized word before ", who" or ", whose": a relative clause that a person's name
 opens ("Lebed , who flew into Chechnya", "Estes , whose only win")."""
@@ -103,9 +103,7 @@ def _missed_thing(text: str, start: int, end: int, english: frozenset[str]) -> b
     value = text[start:end]
     words = re.findall(r"[A-Za-z'\-]+", value)
     return known_place(value) or bool(
-        english
-        and words
-        and all(is_english(w, english) and is_english(w, common_words(english)) for w in words)
+        english and words and all(in_a_dictionary(w, english) for w in words)
     )
 
 
