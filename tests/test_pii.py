@@ -99,6 +99,8 @@ def _record(record_id: str, *contents: str) -> Record:
         # one word that says something is its speaker, a person (NER read Tarango as ORG)
         ('" I support their enthusiasm , " Tarango said about the fans .', "Tarango", "PERSON"),
         ('" It is bad , " said Eyles .', "Eyles", "PERSON"),
+        # a famous surname WordNet lists is no ordinary word for the speaker test either
+        ("Orwell wrote the novel during a time of war.", "Orwell", "PERSON"),
         # as does one that opens a clause of "who"
         ("Lebed , who flew into Chechnya earlier in the day , said he hoped.", "Lebed", "PERSON"),
         # one word that opens a sentence spoken to someone is who it speaks to

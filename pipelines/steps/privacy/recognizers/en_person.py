@@ -369,7 +369,7 @@ class EnPersonRecognizer(RegexRecognizer):
             ):
                 continue
             listed = _listed_anywhere(word, firsts, lasts)
-            if listed or not is_english(word, english):
+            if listed or not in_a_dictionary(word, english):
                 results.append(self._result(start, end, 0.6, "speaker"))
         return results
 
