@@ -110,6 +110,17 @@ def _record(record_id: str, *contents: str) -> Record:
         ("Jason Little will miss Australia 's end-of-tour fixture.", "Australia", "LOCATION"),
         ("I will miss Sarah so much.", "Sarah", "PERSON"),
         ("In St Louis , Tom Pagnozzi had three hits and three RBIs.", "Tom Pagnozzi", "PERSON"),
+        # a relative's name: a person even where NER reads a place, in lower case too
+        ("I would like to remove my kid Alina from the will.", "Alina", "PERSON"),
+        ("Please add my wife Danielle Smith to the account.", "Danielle Smith", "PERSON"),
+        ("my son jake broke his arm yesterday", "jake", "PERSON"),
+        # one listed name NER reads as an organization is a name (nothing scrubs an ORG)
+        (
+            "yeah but conor makes more than anyone like a million . conor makes millions for a"
+            " fight .",
+            "conor",
+            "PERSON",
+        ),
     ],
 )
 def test_when_text_contains_entity_then_scan_finds_its_exact_span(

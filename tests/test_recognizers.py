@@ -175,6 +175,9 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("en", "Unfortunately, your order was delayed. Guys, please help.", "PERSON"),
         ("en", "Microsoft, whose shares fell 3%, said nothing.", "PERSON"),  # what has things
         ("en", "Police , who arrived late , closed the road.", "PERSON"),
+        # after a relation: no ordinary word, inflected form or stop word is a name
+        ("en", "my son finally called, and my friend Called me back.", "PERSON"),
+        ("en", "The BRIC countries are growing.", "PERSON"),  # an acronym NER reads ORG
         ("en", "There is a nice new German place downtown.", "PERSON"),  # NER: nationality
         ("en", "x = π r² for the circle", "LOCATION"),  # a lone letter of another script
         ("en", "we bought apples, pears, plums and grapes.", "PERSON"),  # a list of words

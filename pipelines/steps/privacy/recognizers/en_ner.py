@@ -86,20 +86,21 @@ class NerRecognizer(SpacyRecognizer):
             ):
                 continue
             kept.append(result)
-        places = [
-            _trim(text, entity.start_char, entity.end_char)
+        read = [
+            (*_trim(text, entity.start_char, entity.end_char), entity.label_)
             for entity in nlp_artifacts.entities
             if entity.label_ in RELABELED
         ]
-        places = [(start, end) for start, end in places if end > start]
+        read = [(start, end, label) for start, end, label in read if end > start]
+        places = [(start, end) for start, end, _ in read]
         spans = [
             (start, end)
-            for start, end in places
+            for start, end, label in read
             # a span with a number is a place or an organization ("Quinta de São Tiago
             # 3610-114"), never a name, whatever its words
             if _plausible("PERSON", text[start:end])
             and not known_place(text[start:end])
-            and (name_evidence(_WORDS.findall(text[start:end]), english, model_words) or 0) >= 0.6
+            and _reads_as_name(_WORDS.findall(text[start:end]), label, english, model_words)
         ]
         # A name NER cut in two ("Tünde" LOCATION, then "Hoffmann"): the whole run is read.
         where = Spans(places)
@@ -186,6 +187,27 @@ def _places_beside_persons(text: str, results: list[RecognizerResult]) -> list[R
         ),
         key=lambda r: r.start,
     )
+
+
+ORGANIZATION_LABELS = frozenset({"ORG", "ORGANIZATION", "NORP", "NRP"})
+"""NER labels that no scrub type covers: what NER reads so is left in the text."""
+
+
+def _reads_as_name(words: list[str], label: str, english, model_words) -> bool:
+    """Whether an NER place or organization span is a personal name by the name lexicons.
+
+    Two or more name-like words (`name_evidence` 0.6) are a name whatever NER said. One listed
+    name that is no English word alone ("Wang", "Brunswijk", "conor": evidence 0.5) is read as
+    a name where NER called it an organization or a group, which nothing scrubs, so the name
+    would stay in the text: one rare word is a brand as often as a name, and recall comes
+    first; a word in capitals is an acronym ("BRIC"). Where NER called it a place it stays a
+    place (removed all the same): a village ("Mahala") is listed as a given name too.
+    """
+    evidence = name_evidence(words, english, model_words) or 0
+    if evidence >= 0.6:
+        return True
+    # an acronym in capitals ("BRIC", "PUK") is an organization's
+    return evidence >= 0.5 and label in ORGANIZATION_LABELS and not words[0].isupper()
 
 
 def _ordinary(word: str, english: frozenset[str]) -> bool:
