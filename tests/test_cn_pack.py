@@ -7,7 +7,7 @@ outside measurement is `benchmarks/pii_external.py --lang zh` on CLUENER2020.
 import pytest
 
 from pipelines.steps.privacy.recognizers import cn_name_model, cn_names
-from pipelines.steps.privacy.recognizers.cn_address import CnLocationRecognizer
+from pipelines.steps.privacy.recognizers.cn_address import CnLocationRecognizer, _named_places
 from pipelines.steps.privacy.recognizers.cn_names import CnPersonRecognizer
 from pipelines.steps.privacy.recognizers.en_names import english_words
 
@@ -528,6 +528,27 @@ def test_when_a_title_stands_before_a_word_lac_reads_as_an_organisation_then_it_
     text = "他在苏宁买了电视。"  # no title: the company
     tokens = (("他", "r", 0), ("在", "p", 1), ("苏宁", "ORG", 2), ("买", "v", 4))
     assert cn_names._titled_han(text, tokens, set()) == set()
+
+
+def test_when_a_relation_stands_before_a_word_lac_reads_as_a_place_then_it_is_a_name() -> None:
+    text = "他妻子姜山昨天去了医院。"
+    tokens = (("他", "r", 0), ("妻子", "n", 1), ("姜山", "LOC", 3), ("昨天", "TIME", 5))
+    assert cn_names._titled_han(text, tokens, set()) == {(3, 5)}
+    text = "我们去黄山旅游了。"  # no relation or position: the place
+    tokens = (("我们", "r", 0), ("去", "v", 2), ("黄山", "LOC", 3), ("旅游", "v", 5))
+    assert cn_names._titled_han(text, tokens, set()) == set()
+    text = "支流叫龙须河。"  # 叫 names a place as well as a person
+    tokens = (("支流", "n", 0), ("叫", "v", 2), ("龙须河", "LOC", 3), ("。", "w", 6))
+    assert cn_names._titled_han(text, tokens, set()) == set()
+
+
+def test_when_a_relation_stands_before_a_place_name_then_it_is_no_part_of_the_place() -> None:
+    text = "客户黄山来电。"
+    tokens = (("客户", "n", 0), ("黄山", "ns", 2), ("来电", "v", 4), ("。", "x", 6))
+    assert all(start == 2 for start, _, _ in _named_places(text, tokens))
+    text = "林达海渔广场"  # a run of names ending in a kind of place is still one place
+    tokens = (("林达", "nr", 0), ("海渔", "nz", 2), ("广场", "n", 4))
+    assert (0, 6) in {(start, end) for start, end, _ in _named_places(text, tokens)}
 
 
 def test_when_a_persons_role_and_的_stand_before_a_name_in_a_match_report_then_it_stays() -> None:

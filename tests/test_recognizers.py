@@ -92,6 +92,10 @@ def analyzer() -> AnalyzerEngine:
         ("zh", "你好，我是市场部的马志远。", "马志远", "PERSON"),  # given name in no list
         ("zh", "家属张天佑陪同就诊。", "张天佑", "PERSON"),
         ("zh", "你好，我是市场部的欧阳子轩。", "欧阳子轩", "PERSON"),
+        # a name LAC reads as a famous place, after a relation or a position: the person's
+        ("zh", "客户黄山来电要求修改地址。", "黄山", "PERSON"),
+        ("zh", "他妻子姜山昨天去了医院。", "姜山", "PERSON"),
+        ("zh", "经理江南说明天开会。", "江南", "PERSON"),
         # Issue #15: addresses as the world writes them (en_street), postal codes, phones
         (
             "en",
@@ -185,6 +189,8 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("en", "Turn 3 pages, then turn left.", "AGE"),  # below the threshold: no age word
         ("zh", "我是高兴的。", "PERSON"),  # 高 is a surname, 高兴 a dictionary word
         ("zh", "患者今天高烧不退。", "PERSON"),
+        ("zh", "我们去黄山旅游了。", "PERSON"),  # a place after a verb of going
+        ("zh", "广西右江有一条支流叫龙须河。", "PERSON"),  # a place "called" so
     ],
 )
 def test_when_value_fails_its_check_or_context_then_nothing_of_that_type(

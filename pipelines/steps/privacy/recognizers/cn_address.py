@@ -27,6 +27,7 @@ from pipelines.steps.privacy.recognizers.cn_lac import lac_model, lac_tokens
 from pipelines.steps.privacy.recognizers.cn_name_model import _dictionary, reads_as_chinese_name
 from pipelines.steps.privacy.recognizers.cn_names import (
     JOINERS,
+    PERSON_NOUNS,
     PLACE_KINDS,
     PLACE_PREPOSITIONS,
     PLACE_VERBS,
@@ -103,6 +104,8 @@ def _named_places(
                 first > 0
                 and name_like[first - 1]
                 and end - tokens[first - 1][2] <= MAX_PLACE_CHARACTERS
+                # a title or a relation is no part of a place's name (客户 + 黄山: a person)
+                and tokens[first - 1][0] not in PERSON_NOUNS
                 # not across a joiner onto a place of its own, one the dictionary knows
                 # (许冠杰 + - + 香港; but 奥斯卡 + - + 贝尔蒙路, a street named after him)
                 and not (

@@ -169,6 +169,20 @@ _TITLE_BEFORE = (
     "射手", "新援", "外援", "队友", "名将", "老将", "小将", "助理", "村民", "原告", "被告",
     "被告人", "证人", "当事人", "申请人", "上诉人", "代理人", "受害人", "被害人",
 )  # fmt: skip
+_RELATIONS = (
+    "妻子", "丈夫", "老公", "老婆", "爱人", "儿子", "女儿", "孩子", "父亲", "母亲", "爸爸", "妈妈",
+    "哥哥", "姐姐", "弟弟", "妹妹", "爷爷", "奶奶", "外公", "外婆", "姥姥", "姥爷", "孙子", "孙女",
+    "侄子", "侄女", "外甥", "叔叔", "舅舅", "姑姑", "伯伯", "表哥", "表姐", "表弟", "表妹", "男友",
+    "女友", "男朋友", "女朋友", "未婚妻", "未婚夫", "朋友", "同学", "室友", "邻居", "客户", "顾客",
+    "员工", "病人", "房东", "租客", "乘客",
+)  # fmt: skip
+"""A relative, a friend, a customer: a person's relation to someone. Before a word LAC reads
+as a place and the name model as a name, the person's (妻子 + 姜山, 客户 + 黄山)."""
+PERSON_NOUNS = (*_TITLE_BEFORE, *_RELATIONS)
+"""Titles, roles and relations: the word before a name that makes it a person's (经理江南,
+客户黄山, 妻子姜山), never the first word of a place's name."""
+_NAMING_WORDS = ("我是", "叫", "名叫")
+"""Titles that name without a position (叫 "called"): a place may follow (一条支流叫龙须河)."""
 _SPEECH_AFTER = (
     "说", "表示", "认为", "指出", "称", "透露", "介绍", "告诉", "强调", "坦言", "先生", "女士",
     "小姐", "教授", "博士", "老师", "同学", "主演", "导演", "执导", "等人", "夫妇", "本人",
@@ -433,27 +447,31 @@ def _acting_han(text: str, tokens, accepted) -> set[tuple[int, int]]:
 
 def _titled_han(text: str, tokens, accepted) -> set[tuple[int, int]]:
     """A word of 2-3 Han characters that LAC did not read as a name, right after a title
-    (记者马力, 大队长方剑民, 经理舒畅) and before a pause, a verb or an adverb, made of a
-    surname and a given name the name model accepts."""
+    (记者马力, 大队长方剑民, 经理舒畅) or a relation (妻子 + 姜山) and before a pause, a verb,
+    an adverb or a time, made of a surname and a given name the name model accepts."""
     names = surnames()
     found = set()
     for index, (token, tag, token_start) in enumerate(tokens):
         end = token_start + len(token)
-        # An organisation's name that is also a person's (副行长 + 苏宁): after a title, and
-        # whole, the person's.
-        organisation = tag == "ORG" and 2 <= len(token) <= 3
-        if (tag in _LAC_NOT_A_NAME and not organisation) or not _HAN_ALL.fullmatch(token):
+        # An organisation's or a place's name that is also a person's (副行长 + 苏宁, 客户 +
+        # 黄山, 经理 + 江南): after a position or a relation, and whole, the person's.
+        whole = tag in ("ORG", "LOC") and 2 <= len(token) <= 3
+        if (tag in _LAC_NOT_A_NAME and not whole) or not _HAN_ALL.fullmatch(token):
             continue
-        verb_after = index + 1 < len(tokens) and tokens[index + 1][1] in _VERB_TAGS
-        if not (end == len(text) or text[end] in _NAME_ENDS or verb_after):
+        before = text[max(0, token_start - 8) : token_start].rstrip("：: ")
+        if tag == "LOC" and (before.endswith(_NAMING_WORDS) or not before.endswith(PERSON_NOUNS)):
+            continue
+        after = tokens[index + 1][1] if index + 1 < len(tokens) else None
+        if not (end == len(text) or text[end] in _NAME_ENDS or after in _VERB_TAGS | {"TIME"}):
             continue
         # The name may be the whole word or its end, where LAC glued a title's last
         # character to it (大队 + 长方剑民).
         for start in range(max(token_start, end - 3), end - 1):
-            if organisation and start != token_start:
+            if whole and start != token_start:
                 continue
             word = text[start:end]
-            if (start, end) in accepted or not _titled(text, start):
+            # a place's name was read after a position or a relation above
+            if (start, end) in accepted or not (tag == "LOC" or _titled(text, start)):
                 continue
             for surname in {word[:1], word[:2]} & names:
                 given = word[len(surname) :]
@@ -517,7 +535,7 @@ COMMON_WORD = 100
 """jieba's count at or above which a word is read as that word, not as a name's part: 选择 and
 公民 are counted over 10,000 times, 康复 and 严肃 over 1,000; the given names read after titles in
 the outside sets (建云, 喜贵, 有才, 中田) 24 times at most."""
-_POSITIONS_AND_ROLES = tuple(t for t in _TITLE_BEFORE if t not in ("我是", "叫", "名叫"))
+_POSITIONS_AND_ROLES = tuple(t for t in _TITLE_BEFORE if t not in _NAMING_WORDS)
 """Titles that name a position or a role (not 叫 "called": 一个叫玉兔的台风)."""
 
 
