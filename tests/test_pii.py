@@ -114,6 +114,11 @@ def _record(record_id: str, *contents: str) -> Record:
         ("I would like to remove my kid Alina from the will.", "Alina", "PERSON"),
         ("Please add my wife Danielle Smith to the account.", "Danielle Smith", "PERSON"),
         ("my son jake broke his arm yesterday", "jake", "PERSON"),
+        # a famous surname WordNet lists is no ordinary word after "last name?" either
+        ("What's your last name? Boyle", "Boyle", "PERSON"),
+        # what only a person does or is
+        ("Jacob lives on 90 Whitchurch Road.", "Jacob", "PERSON"),
+        ("Scott is a very sympathetic person.", "Scott", "PERSON"),
         # one listed name NER reads as an organization is a name (nothing scrubs an ORG)
         (
             "yeah but conor makes more than anyone like a million . conor makes millions for a"

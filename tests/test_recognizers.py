@@ -182,6 +182,8 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         # after a relation: no ordinary word, inflected form or stop word is a name
         ("en", "my son finally called, and my friend Called me back.", "PERSON"),
         ("en", "The BRIC countries are growing.", "PERSON"),  # an acronym NER reads ORG
+        ("en", "My name is important to me.", "PERSON"),  # an ordinary word after "name is"
+        ("en", "Paris is a beautiful city. Police lives here.", "PERSON"),  # no person noun
         ("en", "There is a nice new German place downtown.", "PERSON"),  # NER: nationality
         ("en", "x = π r² for the circle", "LOCATION"),  # a lone letter of another script
         ("en", "we bought apples, pears, plums and grapes.", "PERSON"),  # a list of words
