@@ -116,6 +116,11 @@ def _record(record_id: str, *contents: str) -> Record:
         ("my son jake broke his arm yesterday", "jake", "PERSON"),
         # a famous surname WordNet lists is no ordinary word after "last name?" either
         ("What's your last name? Boyle", "Boyle", "PERSON"),
+        # a name introduced in lower case, then its family name in lower case
+        ("my name is borna jerković but everyone calls me borna", "borna", "PERSON"),
+        ("My name is krithika and I love you", "krithika", "PERSON"),
+        # only a person has a kid or a daughter
+        ("It was a done thing between him and Asya's kid.", "Asya", "PERSON"),
         # what only a person does or is
         ("Jacob lives on 90 Whitchurch Road.", "Jacob", "PERSON"),
         ("Scott is a very sympathetic person.", "Scott", "PERSON"),

@@ -209,9 +209,11 @@ _LOWER_NEXT = re.compile(r" [a-z]")
 _DETERMINER = re.compile(r"\b(?:the|a|an|of|in|to the|at the)\s$", re.IGNORECASE)
 _INTRODUCES_ONE = re.compile(
     r"\b(?:name is|names? are|call me|calls me|called me|last name\?|named)\s+"
-    r"([^\W\d_]{2,})\b(?![ \t]+[A-Z])",
+    r"([^\W\d_]{2,})\b(?-i:(?![ \t]+[A-Z]))",
     re.IGNORECASE,
 )
+"""One word after "name is", "call me" …, not the first of a capitalized full name (read as a
+run). The look-ahead keeps its case: `my name is borna jerković` is `borna`."""
 _AFTER_LOWER_WORD = re.compile(r"(?:^|[\s(\"'])[a-z][\w'’\-]*[,;]?['\"]? $")
 _GREETING = (
     r"hi|hello|hey|hiya|dear|thanks|thank you|thx|cheers|congrats|congratulations|bye|goodbye|"
@@ -257,6 +259,13 @@ _KIN = re.compile(
 )
 """A relative or a friend, then the name: `my wife Danielle`, `her son jake`, `John's sister,
 Lisa`. The relation says a person follows, as a title does, in any case."""
+_KIN_OF = re.compile(
+    rf"(?<![\w'’\-])([^\W\d_]{{2,{MAX_WORD}}})['’]s[ \t]+"
+    r"(?i:(?:late|little|big|baby|twin|older|younger|elder|oldest|youngest|eldest|best|ex)"
+    rf"[- \t]+)?(?i:{_KIN_WORDS})(?![\w'’\-])"
+)
+"""A name, then 's and a relation: `Asya's kid`, `i'm roberto's daughter`. Only a person has
+a wife or a daughter."""
 
 
 def _unlisted_name(text: str, start: int, model_words: frozenset[str]) -> int | None:
@@ -518,7 +527,8 @@ class EnPersonRecognizer(RegexRecognizer):
         return results
 
     def _relatives(self, text: str, english, model_words) -> list:
-        """The name after a relation (`_KIN`: `my kid Alina`, `his wife Naina`, `my son jake`).
+        """The name after a relation (`_KIN`: `my kid Alina`, `his wife Naina`, `my son jake`)
+        or before one (`_KIN_OF`: `Asya's kid`, `roberto's daughter`).
 
         A capitalized word is a name where a name list holds it or it is a word no dictionary
         and no model knows (`_word_kind`); a lower-case word only where a name list holds it
@@ -541,6 +551,14 @@ class EnPersonRecognizer(RegexRecognizer):
                 end = match.start(1) + part.end()
             if end > start:
                 results.append(self._result(start, end, 0.9, "after a relation"))
+        for match in _KIN_OF.finditer(text):
+            word = match.group(1)
+            lowered = word.lower()
+            if lowered in STOP_WORDS or lowered in CALENDAR_WORDS or known_place(word):
+                continue  # "Jordan's neighbour" is a country's
+            listed, ordinary, rare = _word_kind(word, english, model_words)
+            if (listed or rare) if word[0].isupper() else (listed and not ordinary):
+                results.append(self._result(*match.span(1), 0.9, "has a relation"))
         return results
 
     def _addressed(self, text: str, english, vetoed, model_words) -> list:
