@@ -184,6 +184,7 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("en", "The BRIC countries are growing.", "PERSON"),  # an acronym NER reads ORG
         ("en", "My name is important to me.", "PERSON"),  # an ordinary word after "name is"
         ("en", "Jordan's neighbour Syria closed the border.", "PERSON"),  # a country's
+        ("en", "ms excel crashed again, open it in ms word please", "PERSON"),  # "ms" in IT
         ("en", "Paris is a beautiful city. Police lives here.", "PERSON"),  # no person noun
         ("en", "There is a nice new German place downtown.", "PERSON"),  # NER: nationality
         ("en", "x = π r² for the circle", "LOCATION"),  # a lone letter of another script

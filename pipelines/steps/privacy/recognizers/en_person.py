@@ -122,6 +122,25 @@ def _missed_thing(text: str, start: int, end: int, english: frozenset[str]) -> b
     )
 
 
+_LOWER_TITLE = re.compile(r"(?:^|(?<=[^\w'’\-]))(?:mr|mrs|ms|mx|dr|prof|sir|madam|dame)\.?\s$")
+"""A title written in lower case, right before a finding (`ms excel`, `mr clean`)."""
+
+
+def _lower_case_thing(text: str, start: int, end: int, english: frozenset[str]) -> bool:
+    """After a title in lower case, lower-case ordinary words that no name list holds are a
+    thing ("open it in ms word", "ms excel crashed", "mr clean"): Presidio's patterns ignore
+    case, so "ms" read as the title. A listed name stays one ("dr smith", "ms priya")."""
+    if not _LOWER_TITLE.search(text, max(0, start - 7), start):
+        return False
+    words = re.findall(r"[A-Za-z'\-]+", text[start:end])
+    return bool(
+        english
+        and words
+        and all(w.islower() and is_english(w, english) for w in words)
+        and not any(_listed_anywhere(w, frozenset(), frozenset()) for w in words)
+    )
+
+
 def _listed_anywhere(word: str, firsts: frozenset[str], lasts: frozenset[str]) -> bool:
     """In the en_US lists or in the lexicon of every locale (`en_names.name_lexicon`)."""
     lowered = word.lower()
@@ -319,7 +338,9 @@ class EnPersonRecognizer(RegexRecognizer):
         results = []
         english = _english_words(nlp_artifacts)
         for result in super().analyze(text, entities, nlp_artifacts):
-            if _missed_thing(text, result.start, result.end, english):
+            if _missed_thing(text, result.start, result.end, english) or _lower_case_thing(
+                text, result.start, result.end, english
+            ):
                 continue
             words = re.findall(r"[A-Za-z'\-]+", text[result.start : result.end])
             known = [_listed_anywhere(w, firsts, lasts) for w in words if len(w) > 1]
