@@ -123,6 +123,7 @@ def _record(record_id: str, *contents: str) -> Record:
         ("It was a done thing between him and Asya's kid.", "Asya", "PERSON"),
         # a title in lower case before a listed name is still one
         ("call dr smith tomorrow about the scan", "smith", "PERSON"),
+        ("Please ask J.R. Tolkien about it.", "J.R. Tolkien", "PERSON"),
         # what only a person does or is
         ("Jacob lives on 90 Whitchurch Road.", "Jacob", "PERSON"),
         ("Scott is a very sympathetic person.", "Scott", "PERSON"),

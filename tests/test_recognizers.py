@@ -185,6 +185,9 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("en", "My name is important to me.", "PERSON"),  # an ordinary word after "name is"
         ("en", "Jordan's neighbour Syria closed the border.", "PERSON"),  # a country's
         ("en", "ms excel crashed again, open it in ms word please", "PERSON"),  # "ms" in IT
+        # initials and a word: abbreviations and lower-case words are no names
+        ("en", "Use e.g. Python here; the 9 a.m. meeting moved.", "PERSON"),
+        ("en", "the U.S. Open starts at 11 a.m. tomorrow", "PERSON"),
         ("en", "Paris is a beautiful city. Police lives here.", "PERSON"),  # no person noun
         ("en", "There is a nice new German place downtown.", "PERSON"),  # NER: nationality
         ("en", "x = π r² for the circle", "LOCATION"),  # a lone letter of another script

@@ -316,6 +316,10 @@ def _word_kind(word: str, english, model_words) -> tuple[bool, bool, bool]:
     return listed, ordinary, not listed and not ordinary and lowered not in model_words
 
 
+_ABBREVIATIONS = r"(?:e\.g|i\.e|a\.m|p\.m|n\.b|p\.s|c\.f|a\.k\.a|u\.s|u\.k|d\.c)\.(?!\w)"
+"""Abbreviations written as initials, which a name's initials are not."""
+
+
 class EnPersonRecognizer(RegexRecognizer):
     """Names after titles and introductions, and listed first + last names in any case."""
 
@@ -324,7 +328,9 @@ class EnPersonRecognizer(RegexRecognizer):
         # Above spaCy's fixed 0.85: "Dr. Spain" is a person even where NER says GPE.
         (rf"\b{TITLES}\s(?P<value>(?:{_INITIAL}\s?)?{_WORD}(?:\s{_WORD})?)", 0.9),
         (rf"\b{INTRODUCTIONS}\s+(?P<value>{_NAME})", 0.3),
-        (rf"(?<![\w.])(?P<value>{_INITIAL}\s?[A-Z][a-z'\-]+)", 0.5),
+        # initials, then a capitalized word: its case kept (the recognizer ignores case), and
+        # no abbreviation of Latin or of the clock ("e.g. Python", "9 a.m. Meeting")
+        (rf"(?<![\w.])(?!{_ABBREVIATIONS})(?P<value>{_INITIAL}\s?(?-i:[A-Z])[a-z'\-]+)", 0.5),
     )
     CONTEXT = ()
 
