@@ -189,6 +189,20 @@ is the place's. A compass word ends a surname (Kanye West) but opens none. Kinds
 are also given names or surnames (Glen, Dale, Hill, Park) are left out here."""
 
 
+def named_as_place(value: str) -> bool:
+    """A name that only a place has: a country no name list holds as a name ("Sri Lanka",
+    "Mauritius"; not "Jordan" or "Chad"), or one opening with a place's prefix ("San Diego",
+    "St Louis"; not "Saint Nicholas"). Unlike `known_place`, not a name ending in a kind of
+    place: "Anthony Hill", "Michael Green" and "Mark Brooks" are persons."""
+    countries, _ = _place_names()
+    words = value.split()
+    if value.lower() in countries:
+        firsts, lasts = name_lexicon()
+        return len(words) > 1 or not (value.lower() in firsts or value.lower() in lasts)
+    # "Saint" spelled out opens a saint's name as often as a town's ("Saint Nicholas")
+    return len(words) > 1 and words[0].lower() in _PLACE_PREFIXES - {"saint", "sainte"}
+
+
 def known_place(value: str) -> bool:
     """A country ("Sri Lanka", "El Salvador"), a name ending in a kind of place ("Ellis Park")
     or opening with a place's prefix ("St Louis"): NER's place reading stands, whatever the

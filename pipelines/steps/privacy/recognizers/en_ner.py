@@ -20,6 +20,7 @@ from pipelines.steps.privacy.recognizers.en_names import (
     known_place,
     name_evidence,
     name_lexicon,
+    named_as_place,
 )
 from pipelines.steps.privacy.recognizers.en_person import capitalized_runs
 
@@ -49,6 +50,13 @@ class NerRecognizer(SpacyRecognizer):
             ),
             key=lambda result: result.start,
         )
+        if "LOCATION" in entities:
+            for result in results:
+                # en_core_web_sm reads some places as persons ("Sri Lanka", "San Diego"): a
+                # name only a place has is a place (`named_as_place`)
+                value = text[result.start : result.end]
+                if result.entity_type == "PERSON" and named_as_place(value):
+                    result.entity_type = "LOCATION"
         english = getattr(getattr(nlp_artifacts, "nlp_engine", None), "english_words", None)
         if english and "PERSON" in entities:
             results = self._with_lexicon(text, results, nlp_artifacts, english)
