@@ -592,3 +592,12 @@ def test_when_a_greeting_or_sign_off_names_no_one_then_no_person_is_found(
     analyzer, text: str
 ) -> None:
     assert _persons(analyzer, text) == []
+
+
+def test_when_a_relation_is_a_businesss_then_no_name_is_read_beside_it() -> None:
+    from pipelines.steps.privacy.recognizers.en_person import _KIN, _KIN_OF
+
+    assert _KIN_OF.search("Deltora's sister company was sold.") is None
+    assert _KIN.search("our partner bank Zentrix agreed") is None
+    assert _KIN_OF.search("Deltora's sister Anna came.").group(1) == "Deltora"
+    assert _KIN.search("my partner Zentrix agreed").group(1) == "Zentrix"

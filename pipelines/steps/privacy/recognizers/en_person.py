@@ -270,10 +270,16 @@ _KIN_WORDS = (
     r"stepfather|mother-in-law|father-in-law|son-in-law|daughter-in-law|brother-in-law|"
     r"sister-in-law|friend|roommate|flatmate|neighbou?r|colleague|co-?worker"
 )
+_NOT_KIN_AFTER = (
+    r"(?![ \t]+(?i:compan(?:y|ies)|firm|organi[sz]ation|brand|group|site|network|station|"
+    r"ship|store|paper|city|cities|school|bank|fund|product|project|app|account|process)\b)"
+)
+"""After "sister", "parent", "partner" …, what makes the relation a business's or a thing's
+(`Acme's sister company`, `our partner bank`)."""
 _KIN = re.compile(
     r"(?<![\w'’\-])(?i:my|his|her|our|their|your|[^\W\d_]+['’]s)[ \t]+"
     r"(?i:(?:late|little|big|baby|twin|older|younger|elder|oldest|youngest|eldest|best|ex)"
-    rf"[- \t]+)?(?i:{_KIN_WORDS}),?[ \t]+"
+    rf"[- \t]+)?(?i:{_KIN_WORDS}){_NOT_KIN_AFTER},?[ \t]+"
     rf"([^\W\d_]{{2,{MAX_WORD}}}(?:[ \t]+[A-Z][^\W\d_]{{1,{MAX_WORD}}})?)(?![\w'’\-])"
 )
 """A relative or a friend, then the name: `my wife Danielle`, `her son jake`, `John's sister,
@@ -281,7 +287,7 @@ Lisa`. The relation says a person follows, as a title does, in any case."""
 _KIN_OF = re.compile(
     rf"(?<![\w'’\-])([^\W\d_]{{2,{MAX_WORD}}})['’]s[ \t]+"
     r"(?i:(?:late|little|big|baby|twin|older|younger|elder|oldest|youngest|eldest|best|ex)"
-    rf"[- \t]+)?(?i:{_KIN_WORDS})(?![\w'’\-])"
+    rf"[- \t]+)?(?i:{_KIN_WORDS})(?![\w'’\-]){_NOT_KIN_AFTER}"
 )
 """A name, then 's and a relation: `Asya's kid`, `i'm roberto's daughter`. Only a person has
 a wife or a daughter."""
