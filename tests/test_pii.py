@@ -123,6 +123,7 @@ def _record(record_id: str, *contents: str) -> Record:
         ("It was a done thing between him and Asya's kid.", "Asya", "PERSON"),
         # a title in lower case before a listed name is still one
         ("call dr smith tomorrow about the scan", "smith", "PERSON"),
+        ("Hi, this is mark from support.", "mark", "PERSON"),
         ("Please ask J.R. Tolkien about it.", "J.R. Tolkien", "PERSON"),
         # NER's person that only a place is named so: a place (a name ending in Hill stays)
         (

@@ -322,6 +322,8 @@ def _word_kind(word: str, english, model_words) -> tuple[bool, bool, bool]:
     return listed, ordinary, not listed and not ordinary and lowered not in model_words
 
 
+_ROLE_BEFORE = re.compile(r"(?i:patient|client|contact)\s+$")
+"""Introductions that only name a role, after which a verb is as likely as a name."""
 _ABBREVIATIONS = r"(?:e\.g|i\.e|a\.m|p\.m|n\.b|p\.s|c\.f|a\.k\.a|u\.s|u\.k|d\.c)\.(?!\w)"
 """Abbreviations written as initials, which a name's initials are not."""
 
@@ -359,6 +361,14 @@ class EnPersonRecognizer(RegexRecognizer):
             # An introduction alone is weak evidence; a listed name after it is strong.
             if result.score < 0.4:
                 if not known or not known[0]:
+                    continue
+                # "The patient said she …": after a noun that only names a role, a word in lower
+                # case that is an ordinary word too ("said", "mark") is the verb, not the name
+                if (
+                    _ROLE_BEFORE.search(text, max(0, result.start - 12), result.start)
+                    and words[0].islower()
+                    and in_a_dictionary(words[0], english)
+                ):
                     continue
                 # Trim trailing words that are not names ("this is jane doe from sales").
                 end = result.start
