@@ -124,6 +124,7 @@ def _record(record_id: str, *contents: str) -> Record:
         # a title in lower case before a listed name is still one
         ("call dr smith tomorrow about the scan", "smith", "PERSON"),
         ("Hi, this is mark from support.", "mark", "PERSON"),
+        ("Attn: Priya Raman\nEncl: signed contract", "Priya Raman", "PERSON"),
         ("Please ask J.R. Tolkien about it.", "J.R. Tolkien", "PERSON"),
         # NER's person that only a place is named so: a place (a name ending in Hill stays)
         (

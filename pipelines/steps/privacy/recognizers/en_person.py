@@ -159,6 +159,18 @@ CALENDAR_WORDS = frozenset(
     | {"september", "october", "november", "december"}
 )
 """Capitalized by English spelling, listed as given names in some locales: never a name alone."""
+FIELD_LABELS = frozenset(
+    {"attn", "fwd", "fw", "re", "cc", "bcc", "subj", "encl", "enc", "ref", "tel", "fax", "mob"}
+    | {"ext", "dept", "memo", "msg", "fyi", "eta", "tbd", "asap", "nb", "ps", "pps", "cf"}
+)
+"""The abbreviated field labels of letters and mail headers ("Attn:", "Fwd:", "Encl:"): before
+a colon a label, never a speaker's name."""
+
+
+def field_label(text: str, start: int, end: int) -> bool:
+    """Whether `text[start:end]` is a field label of a letter or a mail header (`FIELD_LABELS`)
+    right before a colon."""
+    return text[start:end].lower() in FIELD_LABELS and text[end : end + 2].lstrip().startswith(":")
 
 
 def capitalized_runs(text: str) -> list[tuple[int, int, list[str]]]:
@@ -539,6 +551,8 @@ class EnPersonRecognizer(RegexRecognizer):
             start, end = match.span(1)
             before = text[max(0, start - 16) : start]
             speaker = bool(_LINE_START.search(before)) and bool(_SPEECH.match(text, end))
+            if speaker and field_label(text, start, end):
+                continue
             if speaker and not _IN_A_RUN.match(text, end):
                 results.append(self._result(start, end, 0.6, "speaker"))
                 continue
