@@ -186,6 +186,7 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("en", "Jordan's neighbour Syria closed the border.", "PERSON"),  # a country's
         ("en", "The patient said she felt better.", "PERSON"),  # "Said" is a listed name too
         ("en", "Attn: Human Resources\nFwd: meeting notes\nSubj: quarterly update", "PERSON"),
+        ("en", "the city of Florence is lovely", "PERSON"),  # "of" before a place
         ("en", "ms excel crashed again, open it in ms word please", "PERSON"),  # "ms" in IT
         # initials and a word: abbreviations and lower-case words are no names
         ("en", "Use e.g. Python here; the 9 a.m. meeting moved.", "PERSON"),

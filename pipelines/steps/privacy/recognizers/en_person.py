@@ -560,7 +560,11 @@ class EnPersonRecognizer(RegexRecognizer):
                 continue
             alone = not _IN_A_RUN.match(text, end)
             inside = (
-                listed and bool(_AFTER_LOWER_WORD.search(before)) and not _DETERMINER.search(before)
+                listed
+                and bool(_AFTER_LOWER_WORD.search(before))
+                # "of" opens a place as often as a name ("the city of Florence"), but one acts
+                # on behalf of a person or an organisation
+                and (not _DETERMINER.search(before) or before.endswith("behalf of "))
             )
             opening = (
                 not ordinary
