@@ -458,9 +458,10 @@ def _titled_han(text: str, tokens, accepted) -> set[tuple[int, int]]:
         whole = tag in ("ORG", "LOC") and 2 <= len(token) <= 3
         if (tag in _LAC_NOT_A_NAME and not whole) or not _HAN_ALL.fullmatch(token):
             continue
-        before = text[max(0, token_start - 8) : token_start].rstrip("：: ")
-        if tag == "LOC" and (before.endswith(_NAMING_WORDS) or not before.endswith(PERSON_NOUNS)):
-            continue
+        if tag == "LOC":
+            before = text[max(0, token_start - 8) : token_start].rstrip("：: ")
+            if before.endswith(_NAMING_WORDS) or not before.endswith(PERSON_NOUNS):
+                continue
         after = tokens[index + 1][1] if index + 1 < len(tokens) else None
         if not (end == len(text) or text[end] in _NAME_ENDS or after in _VERB_TAGS | {"TIME"}):
             continue

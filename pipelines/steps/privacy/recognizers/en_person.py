@@ -288,18 +288,21 @@ _NOT_KIN_AFTER = (
 )
 """After "sister", "parent", "partner" …, what makes the relation a business's or a thing's
 (`Acme's sister company`, `our partner bank`)."""
+_KIN_MODIFIER = (
+    r"(?i:(?:late|little|big|baby|twin|older|younger|elder|oldest|youngest|eldest|best|ex)"
+    r"[- \t]+)?"
+)
+"""What may stand between the possessive and the relation (`my late husband`, `her ex-wife`)."""
 _KIN = re.compile(
     r"(?<![\w'’\-])(?i:my|his|her|our|their|your|[^\W\d_]+['’]s)[ \t]+"
-    r"(?i:(?:late|little|big|baby|twin|older|younger|elder|oldest|youngest|eldest|best|ex)"
-    rf"[- \t]+)?(?i:{_KIN_WORDS}){_NOT_KIN_AFTER},?[ \t]+"
+    rf"{_KIN_MODIFIER}(?i:{_KIN_WORDS}){_NOT_KIN_AFTER},?[ \t]+"
     rf"([^\W\d_]{{2,{MAX_WORD}}}(?:[ \t]+[A-Z][^\W\d_]{{1,{MAX_WORD}}})?)(?![\w'’\-])"
 )
 """A relative or a friend, then the name: `my wife Danielle`, `her son jake`, `John's sister,
 Lisa`. The relation says a person follows, as a title does, in any case."""
 _KIN_OF = re.compile(
     rf"(?<![\w'’\-])([^\W\d_]{{2,{MAX_WORD}}})['’]s[ \t]+"
-    r"(?i:(?:late|little|big|baby|twin|older|younger|elder|oldest|youngest|eldest|best|ex)"
-    rf"[- \t]+)?(?i:{_KIN_WORDS})(?![\w'’\-]){_NOT_KIN_AFTER}"
+    rf"{_KIN_MODIFIER}(?i:{_KIN_WORDS})(?![\w'’\-]){_NOT_KIN_AFTER}"
 )
 """A name, then 's and a relation: `Asya's kid`, `i'm roberto's daughter`. Only a person has
 a wife or a daughter."""
