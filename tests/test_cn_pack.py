@@ -774,3 +774,42 @@ def test_when_lac_cuts_a_titled_name_across_words_then_the_name_model_reads_it(
     assert set(_found(person, text, "PERSON")) >= names
     if not names:
         assert _found(person, text, "PERSON") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("经办人：钱多多 复核人：关平", ["钱多多", "关平"]),  # ordinary words as names
+        ("客户姓名：高山，联系电话：13912345678", ["高山"]),  # a label's longer form
+        ("姓名：牛大力性别：男", ["牛大力"]),  # the next field glued on
+        ("收款人: 江河\n金额: 500元", ["江河"]),  # the scan's NFKC copy: an ASCII colon
+        ("持卡人：阿卜杜·热合曼", ["阿卜杜·热合曼"]),  # a transliteration
+    ],
+)
+def test_when_a_form_labels_a_persons_field_then_its_value_is_a_name(text, name) -> None:
+    tokens = cn_names.lac_tokens(text)
+    found = [text[a:b] for a, b in sorted(cn_names._labelled(text, tokens))]
+    assert found == name
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "联系人：王经理",  # a form of address: no name
+        "联系人：财务部",  # a department
+        "申请人：本人",  # a placeholder
+        "被告：王某",  # already anonymised
+        "收款人：北京某某科技有限公司",  # a company
+        "姓名 性别 年龄",  # a table's header, no colon
+        "签字：同意",  # no surname opens it
+        "地址：高山路",  # not a person's field
+    ],
+)
+def test_when_a_persons_field_holds_no_name_then_nothing_is_read_from_the_label(text) -> None:
+    assert cn_names._labelled(text, cn_names.lac_tokens(text)) == {}
+
+
+def test_when_a_form_labels_a_name_lac_reads_as_a_word_then_the_recognizer_reports_it(
+    person,
+) -> None:
+    assert _found(person, "借款人：钱多多，担保人：高远。", "PERSON") == ["钱多多", "高远"]

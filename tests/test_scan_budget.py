@@ -203,7 +203,7 @@ LATIN_UNITS = (
     "user a:b1c2 ", "ID #-", "account number is: ", " @a-", "//@a:",
 )  # fmt: skip
 """Repeated units of the adversarial inputs (benchmarks/scan_adversarial.py has more)."""
-HAN_UNITS = ("的", "王", "王先生说", "王伟，男，", "王伟，王先生，")
+HAN_UNITS = ("的", "王", "王先生说", "王伟，男，", "王伟，王先生，", "姓名：王伟")
 SMALL, LARGE = 10_000, 100_000
 HAN_SMALL, HAN_LARGE = 500, 5_000
 """Han inputs are shorter: LAC, the Chinese pack's NER model, costs about 0.05-0.1 ms per
@@ -290,14 +290,19 @@ def test_every_recognizer_is_linear_on_adversarial_latin_input(analyzer, frozen_
 def test_every_chinese_recognizer_is_linear_on_han_runs(analyzer, frozen_heap):
     rng = random.Random(5)
     rare = "".join(chr(rng.randrange(0x4E00, 0x9FA5)) for _ in range(HAN_LARGE))
+    inputs = [[_repeat(unit, size) for size in (HAN_SMALL, HAN_LARGE)] for unit in HAN_UNITS]
+    inputs.append([rare[:HAN_SMALL], rare])
+    # one run, then one colon: a pattern that reads a label as any run before a colon reads
+    # the run again from each of its characters
+    inputs.append([rare[: HAN_SMALL - 1] + "：", rare[: HAN_LARGE - 1] + "："])
     slow = []
-    for unit in (*HAN_UNITS, rare):
-        texts = [_repeat(unit, size) for size in (HAN_SMALL, HAN_LARGE)]
+    for texts in inputs:
+        unit = texts[0][:4]
         artifacts = [analyzer.nlp_engine.tokens_only(text, "zh") for text in texts]
         arguments = [(CFG.entities, artifact) for artifact in artifacts]
         for recognizer in analyzer.registry.recognizers:
             if recognizer.supported_language == "zh":
-                label = f"{recognizer.name} on {unit[:4]!r}"
+                label = f"{recognizer.name} on {unit!r}"
                 sizes = (HAN_SMALL, HAN_LARGE)
                 slow.append(_too_slow(label, recognizer.analyze, texts, arguments, sizes))
     slow = [s for s in slow if s]

@@ -1083,6 +1083,85 @@ def _profiled(text: str, tokens) -> dict[tuple[int, int], float]:
     return found
 
 
+_NAME_FIELDS = (
+    "姓名", "名字", "户名", "开户名", "账户名", "持卡人", "联系人", "经办人", "负责人",
+    "法定代表人", "法人代表", "借款人", "担保人", "保证人", "收款人", "付款人", "汇款人", "申请人",
+    "投保人", "被保险人", "受益人", "就诊人", "收件人", "寄件人", "收货人", "签名", "签字",
+    "审批人", "审核人", "复核人", "录入人", "填表人", "填报人", "制表人", "报告人", "委托人",
+    "代理人", "监护人", "配偶", "患者", "病人", "原告", "被告", "被告人", "证人", "医师", "护士",
+    "承租人", "出租人", "业主",
+)  # fmt: skip
+"""A form's or a record's field whose value is a person's name (客户姓名：, 经办人：, 持卡人：,
+患者：): banks', hospitals' and courts' records name people so, and the value needs no other
+evidence than the label (钱多多, 高山 and 江河 are names there, ordinary words elsewhere)."""
+_OTHER_FIELDS = (
+    "性别", "年龄", "民族", "籍贯", "电话", "手机", "联系电话", "身份证", "身份证号", "证件号",
+    "地址", "住址", "出生", "职业", "单位", "学历", "邮箱", "账号", "卡号", "日期", "金额", "备注",
+)  # fmt: skip
+"""Fields that follow a name in a form; glued to it without a space (姓名：钱多多性别：男) they
+end the name."""
+_FIELD_VALUE = re.compile(
+    "(" + "|".join(sorted(_NAME_FIELDS, key=len, reverse=True)) + ")"
+    r"[ \t]*[：:][ \t]*([\u4e00-\u9fff]+(?:·[\u4e00-\u9fff]+)*)(?![\u4e00-\u9fff·])"
+)
+"""A person's field (the label's last word: 客户姓名 ends in 姓名), its colon and its value. The
+label is matched as one of its words, never as a run of Han characters before a colon: a long
+run would be read again from each of its characters."""
+_NAMED_THINGS = ("公司", "单位", "企业", "机构", "商户", "店铺", "产品", "品牌", "项目", "网站")
+"""Words before 名字 / 户名 that make the value a thing's name (公司名字：华为)."""
+_PLACEHOLDERS = ("本人", "同上", "不详", "暂无", "未知", "见附件", "另附", "空白")
+_NOT_A_NAME_TAGS = frozenset({"c", "d", "r", "p", "u", "t", "TIME", "v", "vd", "q", "f", "xc", "w"})
+"""LAC tags of a word of two characters or more that opens a field's value and is no name's
+start: a conjunction, an adverb, a pronoun, a time, a verb (于是, 马上, 任何, 明天, 盖章)."""
+_NOT_A_NAME_END = ("部", "科", "处", "室", "组", "局", "所", "院", "司", "行", "队", "中心", "公司")
+
+
+def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
+    """Names that are the value of a person's field in a form or a record (`_NAME_FIELDS`,
+    also at the end of a longer label: 客户姓名, 紧急联系人): two to four Han characters (or a
+    transliteration joined by ·) after the label and its colon, up to the next pause, field or
+    non-Han character, opening with a surname. Not a form of address (王先生: no name), an
+    anonymised one (王某), a placeholder (本人, 同上) or a department (财务部)."""
+    if "：" not in text and ":" not in text:
+        return {}
+    names = surnames()
+    lac_words = {start: (word, tag) for word, tag, start in tokens}
+    found = {}
+    for match in _FIELD_VALUE.finditer(text):
+        label = match.group(1)
+        if label in ("名字", "户名") and text[: match.start()].endswith(_NAMED_THINGS):
+            continue
+        start, end = match.span(2)
+        value = match.group(2)
+        # the next field glued on (钱多多性别：男): the name ends where it begins
+        cut = next(
+            (k for k in range(2, min(len(value), 5)) if value[k:].startswith(_OTHER_FIELDS)),
+            None,
+        )
+        if cut is not None:
+            value, end = value[:cut], start + cut
+        elif len(value) > 4 and "·" not in value:
+            continue
+        if "·" in value:
+            if lac_words.get(start, ("", ""))[1] != "ORG":
+                found[(start, end)] = LAC_PERSON_SCORE + CONTEXT_SCORE
+            continue
+        word, tag = lac_words.get(start, ("", ""))
+        if (
+            value in _PLACEHOLDERS
+            or value in PERSON_NOUNS  # 母亲, 客户: a relation or a role, not its name
+            or (len(word) >= 2 and tag in _NOT_A_NAME_TAGS)
+            or value in _OTHER_FIELDS
+            or "某" in value
+            or value.endswith(_NOT_A_NAME_END)
+            or _form_of_address(value)
+        ):
+            continue
+        if any(value.startswith(s) and len(value) > len(s) for s in names):
+            found[(start, end)] = LAC_PERSON_SCORE + CONTEXT_SCORE
+    return found
+
+
 _ADDRESS_AFTER = ("先生", "女士", "小姐", "老师", "教授", "博士", "医生", "律师", "经理", "总")
 
 
@@ -1159,6 +1238,8 @@ class CnPersonRecognizer(RegexRecognizer):
         for span, score in _speakers(text, tokens).items():
             spans.setdefault(span, score)
         for span, score in _profiled(text, tokens).items():
+            spans.setdefault(span, score)
+        for span, score in _labelled(text, tokens).items():
             spans.setdefault(span, score)
         for span in _latin_names(text, set(spans)):
             spans.setdefault(span, LATIN_NAME_SCORE)
