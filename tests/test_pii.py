@@ -126,6 +126,11 @@ def _record(record_id: str, *contents: str) -> Record:
         ("Hi, this is mark from support.", "mark", "PERSON"),
         ("Attn: Priya Raman\nEncl: signed contract", "Priya Raman", "PERSON"),
         ("Ticket opened by the desk on behalf of Ana.", "Ana", "PERSON"),
+        # a rank's, an office's or an occupation's title before a name (NER left these out)
+        ("Detective Ruiz called back.", "Ruiz", "PERSON"),
+        ("Nurse Ratched administered 5mg.", "Ratched", "PERSON"),
+        ("Lt. Brandt arrived at the scene.", "Brandt", "PERSON"),
+        ("Trooper Vance stopped him on the highway.", "Vance", "PERSON"),
         ("Please ask J.R. Tolkien about it.", "J.R. Tolkien", "PERSON"),
         # NER's person that only a place is named so: a place (a name ending in Hill stays)
         (
@@ -172,6 +177,23 @@ def test_when_text_lacks_entity_then_scan_reports_none_of_that_type(
     findings = scan_text(analyzer, text, CFG)
 
     assert absent_type not in {f.entity_type for f in findings}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "General Electric reported earnings on Monday.",
+        "Major League Baseball opens in April.",
+        "Private Equity firms bought the chain.",
+        "I spoke with Detective Ruiz yesterday.",  # NER read the title as a place
+    ],
+)
+def test_when_a_title_stands_before_an_ordinary_word_then_neither_is_a_name_or_a_place(
+    analyzer: AnalyzerEngine, text: str
+) -> None:
+    found = {text[f.start : f.end] for f in scan_text(analyzer, text, CFG)}
+
+    assert not found & {"Electric", "League", "Equity", "General", "Major", "Private", "Detective"}
 
 
 def test_when_findings_overlap_then_only_the_stronger_longer_one_is_kept(

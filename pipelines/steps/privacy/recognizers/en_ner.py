@@ -22,7 +22,11 @@ from pipelines.steps.privacy.recognizers.en_names import (
     name_lexicon,
     named_as_place,
 )
-from pipelines.steps.privacy.recognizers.en_person import capitalized_runs, field_label
+from pipelines.steps.privacy.recognizers.en_person import (
+    ROLE_TITLES,
+    capitalized_runs,
+    field_label,
+)
 
 NER_ENTITIES = ("PERSON", "LOCATION")
 RELABELED = frozenset({"LOCATION", "ORGANIZATION", "NRP", "GPE", "ORG", "NORP", "LOC", "FAC"})
@@ -57,11 +61,16 @@ class NerRecognizer(SpacyRecognizer):
                 value = text[result.start : result.end]
                 if result.entity_type == "PERSON" and named_as_place(value):
                     result.entity_type = "LOCATION"
-        # a mail header's or a letter's field label ("Subj:", "Attn:") is no name
+        # a mail header's or a letter's field label ("Subj:", "Attn:") is no name, and a
+        # role's title ("Detective" before "Ruiz") no place
         results = [
             result
             for result in results
             if not (result.entity_type == "PERSON" and field_label(text, result.start, result.end))
+            and not (
+                result.entity_type == "LOCATION"
+                and text[result.start : result.end].lower() in ROLE_TITLES
+            )
         ]
         english = getattr(getattr(nlp_artifacts, "nlp_engine", None), "english_words", None)
         if english and "PERSON" in entities:

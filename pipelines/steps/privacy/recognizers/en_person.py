@@ -337,6 +337,31 @@ def _word_kind(word: str, english, model_words) -> tuple[bool, bool, bool]:
     return listed, ordinary, not listed and not ordinary and lowered not in model_words
 
 
+ROLE_TITLES = (
+    "nurse", "detective", "officer", "deputy", "inspector", "trooper", "agent", "judge",
+    "justice", "attorney", "coach", "pastor", "rabbi", "imam", "reverend", "father", "professor",
+    "senator", "governor", "mayor", "sheriff", "marshal", "warden", "paramedic", "therapist",
+    "midwife", "surgeon", "councillor", "councilor", "councilmember", "commissioner",
+    "superintendent", "constable", "sergeant", "lieutenant", "captain", "colonel", "corporal",
+    "private", "admiral", "commander", "major", "general", "chief", "president", "secretary",
+    "minister", "ambassador", "chancellor", "dean", "principal",
+)  # fmt: skip
+"""Ranks, offices and occupations written before a person's name as a title ("Detective Ruiz",
+"Nurse Ratched"), in either case."""
+_ROLE_ABBREVIATIONS = (
+    "Sgt", "Lt", "Capt", "Cpl", "Pvt", "Cmdr", "Det", "Insp", "Supt", "Col", "Gen", "Maj", "Adm",
+    "Rev", "Fr", "Sen", "Rep", "Gov", "Ofc",
+)  # fmt: skip
+_ROLE_TITLED = re.compile(
+    r"(?<![\w'’.\-])(?:(?i:"
+    + "|".join(ROLE_TITLES)
+    + r")|(?:"
+    + "|".join(_ROLE_ABBREVIATIONS)
+    + r")\.?) (?P<name>[A-Z][a-z]+(?:['’\-][A-Z]?[a-z]+)*)(?![\w'’\-])"
+)
+"""A role's title, then one capitalized word: the name when the name lists hold it or no
+dictionary does (`EnPersonRecognizer._by_role`)."""
+
 _ROLE_BEFORE = re.compile(r"(?i:patient|client|contact)\s+$")
 """Introductions that only name a role, after which a verb is as likely as a name."""
 _ABBREVIATIONS = r"(?:e\.g|i\.e|a\.m|p\.m|n\.b|p\.s|c\.f|a\.k\.a|u\.s|u\.k|d\.c)\.(?!\w)"
@@ -427,6 +452,24 @@ class EnPersonRecognizer(RegexRecognizer):
                 results.append(self._result(match.end(), end, 0.6, "introduction, rare words"))
         results += self._lexicon_names(text, nlp_artifacts, model_words)
         results += self._speakers(text, nlp_artifacts, english, firsts, lasts)
+        results += self._by_role(text, english, firsts, lasts)
+        return results
+
+    def _by_role(self, text: str, english, firsts, lasts) -> list:
+        """The word after a role's title (`ROLE_TITLES`: "Detective Ruiz", "Sgt. Okafor",
+        "nurse Patel"): a name where the name lists hold it or it is no dictionary word, and no
+        place's; an ordinary word after the title is a thing's name ("General Electric", "Major
+        League", "Private Equity"), as is a title after a title ("Chief Justice")."""
+        if not english:
+            return []
+        results = []
+        for match in _ROLE_TITLED.finditer(text):
+            word, (start, end) = match.group("name"), match.span("name")
+            lowered = word.lower()
+            if lowered in STOP_WORDS or lowered in ROLE_TITLES or known_place(word):
+                continue
+            if _listed_anywhere(word, firsts, lasts) or not in_a_dictionary(word, english):
+                results.append(self._result(start, end, 0.85, "after a role's title"))
         return results
 
     def _speakers(self, text: str, nlp_artifacts, english, firsts, lasts) -> list:
