@@ -137,6 +137,48 @@ def test_when_an_address_is_written_then_lac_places_and_address_parts_make_one_s
     assert "广东省深圳市南山区科技园南路12号" in _found(location, text, "LOCATION")
 
 
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        # the numbered parts of a house after its street, down to the room
+        ("住上海市浦东新区张杨路1234弄5号601室。", "上海市浦东新区张杨路1234弄5号601室"),
+        (
+            "地址：北京市海淀区中关村大街27号1号楼3单元502",
+            "北京市海淀区中关村大街27号1号楼3单元502",
+        ),
+        (
+            "成都市武侯区人民南路四段12号院2栋1单元8层801号",
+            "成都市武侯区人民南路四段12号院2栋1单元8层801号",
+        ),
+        # a building's name between the parts, a building's code, and a room after a block
+        (
+            "杭州市西湖区文三路90号东部软件园科技大厦B座11层",
+            "杭州市西湖区文三路90号东部软件园科技大厦B座11层",
+        ),
+        ("深圳市南山区科技园南区高新南七道R2-B栋4楼", "深圳市南山区科技园南区高新南七道R2-B栋4楼"),
+        ("南京市鼓楼区汉中路282号3幢203", "南京市鼓楼区汉中路282号3幢203"),
+    ],
+)
+def test_when_an_address_names_its_building_and_room_then_the_whole_address_is_one_span(
+    location, text, address
+) -> None:
+    assert address in _found(location, text, "LOCATION")
+
+
+@pytest.mark.parametrize(
+    ("text", "places"),
+    [
+        ("他在上海市浦东新区工作了三年，后来去了杭州市。", ["上海市浦东新区", "杭州市"]),
+        # the street's pattern would end inside a word: a villager (村民), not a street
+        ("李凤兰（北京市门头沟区雁翅镇杨村村民）", ["北京市门头沟区雁翅镇杨村"]),
+    ],
+)
+def test_when_a_place_is_followed_by_ordinary_words_then_the_address_stops_at_the_place(
+    location, text, places
+) -> None:
+    assert _found(location, text, "LOCATION") == places
+
+
 def test_when_a_long_text_is_chunked_then_a_name_across_a_cut_is_read_whole() -> None:
     from pipelines.steps.privacy.recognizers import cn_lac
 

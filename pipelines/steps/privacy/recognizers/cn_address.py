@@ -51,10 +51,26 @@ _ADMIN = (
 )
 """Administrative units; not the first character of a common word (市场, 区域, 旗下)."""
 _STREET = r"(?:路|街|大道|大街|道|巷|弄|胡同|里|村)"
-ADDRESS = re.compile(
-    rf"(?:{_HAN}{{1,7}}?{_ADMIN}){{1,5}}(?:{_HAN}{{0,8}}?{_STREET})?"
-    rf"(?:\s?\d{{1,5}}\s?(?:号|弄|栋|幢))?(?:{_HAN}?[A-Za-z\d]{{0,4}}(?:座|栋|幢|单元|楼|层|室))*"
+_NUMERAL = r"(?:\d{1,5}|[一二三四五六七八九十百零〇]{1,4})"
+_UNIT = r"(?:号院|号楼|号|弄|栋|幢|座|单元|楼|层|室|户|期|门|排|组|段)"
+_PART = (
+    rf"(?:{_NUMERAL}[A-Za-z]{{0,2}}|[A-Za-z]{{1,2}}\d{{0,4}})(?:[-－][A-Za-z\d]{{1,4}})?\s?{_UNIT}"
 )
+"""One numbered part of a house or a building: 5号, 1234弄, 12号院, 2栋, A座, R2-B栋, 3单元, 8层,
+601室, 四段."""
+_BUILDING = (
+    rf"{_HAN}{{1,10}}?(?:大厦|大楼|广场|中心|花园|小区|公寓|家园|新村|公馆|苑|院|园|城|府|庭)"
+)
+"""A building's or an estate's name before its numbered parts (维多利广场 + A座)."""
+ADDRESS = re.compile(
+    rf"(?:{_HAN}{{1,7}}?{_ADMIN}){{1,5}}(?:{_HAN}{{0,8}}{_STREET}(?:{_NUMERAL}段)?)?"
+    rf"(?:(?:{_BUILDING})?(?:{_PART}){{1,8}}){{0,3}}(?:(?<=[元栋幢座楼层])\d{{2,5}}(?![\d号室]))?"
+)
+"""An address from its first administrative unit: units (省 市 区 ...), a street, then the
+numbered parts of the house, with a building's name between them, and a room's number after
+a unit or a floor (3单元502). Every quantifier is bounded: linear in the text."""
+_ADMIN_ONLY = re.compile(rf"(?:{_HAN}{{1,7}}?{_ADMIN}){{1,5}}")
+"""Administrative units alone (深圳市南山区), which LAC sometimes reads as an organisation."""
 TOPONYM_GENERICS = tuple("堡庄屯寨坝沟岭坪洼峪埠圩湾塘浦泾岙墩甸")
 """Generic ends of Chinese village and landform names (通名: 堡 fort, 庄 and 屯 village, 坝
 dam, 沟 gully, 岭 ridge ...), which ordinary words seldom end in."""
@@ -179,6 +195,9 @@ _NOT_IN_ADDRESS = frozenset({"v", "vd", "a", "ad", "p", "c", "u", "d", "r", "x",
 """Flags of words no address holds: verbs, adjectives, prepositions, conjunctions, particles,
 adverbs, pronouns, punctuation, time words."""
 _ADDRESS_PART = re.compile(rf"{_ADMIN}|{_STREET}|\d|号")
+_CODE = re.compile(r"[A-Za-z\d]{1,4}|[-－]")
+_STREET_NAME = re.compile(rf"{_HAN}{{1,6}}{_STREET}")
+_UNIT_END = re.compile(rf"{_ADMIN}$")
 
 
 def _address_end(tokens, first: int, end: int) -> int:
@@ -190,7 +209,15 @@ def _address_end(tokens, first: int, end: int) -> int:
         if at >= end:
             break
         following = tokens[index + 1][0] if index + 1 < len(tokens) else ""
+        if _CODE.fullmatch(word):
+            continue  # a building's code (R2-B栋): letters, digits and a hyphen
+        if flag == "a" and _STREET_NAME.fullmatch(following):
+            continue  # an adjective opening a street's name (高新 + 南七道)
         if flag in _NOT_IN_ADDRESS or (flag == "nr" and not _ADDRESS_PART.match(following)):
+            return at
+        if at + len(word) > end and flag != "ns" and not _UNIT_END.search(word[: end - at]):
+            # the pattern stopped inside a word (杨村 + 村民: a villager, no street), not after
+            # a unit that opens it (北京 + 市长, 安大略省皇后大学)
             return at
     return end
 
@@ -274,7 +301,18 @@ class CnLocationRecognizer(RegexRecognizer):
         # An address starts where LAC sees a place name; matching from there keeps the words
         # before it ("新地址是") out of the span.
         for index, (word, flag, start) in enumerate(tokens):
-            if flag != "ns" or start < covered:
+            # LAC reads some chains of units as an organisation (深圳市南山区): one is an
+            # address's start where a place follows it (+ 科技园南区), as no organisation's
+            # name (欧盟, 花旗, 济南军区, 上海市 + 分行) is
+            if start < covered or not (
+                flag == "ns"
+                or (
+                    flag == "nt"
+                    and _ADMIN_ONLY.fullmatch(word)
+                    and index + 1 < len(tokens)
+                    and tokens[index + 1][1] == "ns"
+                )
+            ):
                 continue
             end, last = start + len(word), index
             while last + 1 < len(tokens) and tokens[last + 1][1] == "ns":
