@@ -157,6 +157,9 @@ def test_when_an_address_is_written_then_lac_places_and_address_parts_make_one_s
         ),
         ("深圳市南山区科技园南区高新南七道R2-B栋4楼", "深圳市南山区科技园南区高新南七道R2-B栋4楼"),
         ("南京市鼓楼区汉中路282号3幢203", "南京市鼓楼区汉中路282号3幢203"),
+        # no administrative unit: the house after a street or an estate LAC read
+        ("他家在建设路56号院3号楼", "建设路56号院3号楼"),
+        ("我住朝阳区建国路88号SOHO现代城5号楼1801", "朝阳区建国路88号SOHO现代城5号楼1801"),
     ],
 )
 def test_when_an_address_names_its_building_and_room_then_the_whole_address_is_one_span(
@@ -169,6 +172,7 @@ def test_when_an_address_names_its_building_and_room_then_the_whole_address_is_o
     ("text", "places"),
     [
         ("他在上海市浦东新区工作了三年，后来去了杭州市。", ["上海市浦东新区", "杭州市"]),
+        ("我们北京3号见。", ["北京"]),  # a city, then a day of the month: no house
         # the street's pattern would end inside a word: a villager (村民), not a street
         ("李凤兰（北京市门头沟区雁翅镇杨村村民）", ["北京市门头沟区雁翅镇杨村"]),
     ],

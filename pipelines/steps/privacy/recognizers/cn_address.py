@@ -58,17 +58,25 @@ _PART = (
 )
 """One numbered part of a house or a building: 5号, 1234弄, 12号院, 2栋, A座, R2-B栋, 3单元, 8层,
 601室, 四段."""
-_BUILDING = (
-    rf"{_HAN}{{1,10}}?(?:大厦|大楼|广场|中心|花园|小区|公寓|家园|新村|公馆|苑|院|园|城|府|庭)"
+_BUILDING_WORDS = r"(?:大厦|大楼|广场|中心|花园|小区|公寓|家园|新村|公馆|苑|院|园|城|府|庭|楼)"
+_BUILDING = rf"[\u4e00-\u9fffA-Za-z]{{1,10}}?{_BUILDING_WORDS}"
+"""A building's or an estate's name before its numbered parts (维多利广场 + A座; SOHO现代城;
+丽江花园 + 丽波楼 + 6座)."""
+_HOUSE = (
+    rf"(?:(?:{_BUILDING}){{0,2}}(?:{_PART}){{1,8}}){{0,3}}"
+    rf"(?:(?<=[元栋幢座楼层])\d{{2,5}}(?![\d号室]))?"
 )
-"""A building's or an estate's name before its numbered parts (维多利广场 + A座)."""
+HOUSE = re.compile(_HOUSE)
+_PARTS = re.compile(_PART)
+_HOUSE_OPENER = re.compile(rf"(?:{_STREET}|{_UNIT}|{_BUILDING_WORDS})$")
+"""How a place that numbered parts may follow ends: a street, a part, an estate or a building."""
+"""The numbered parts of a house after its street or its estate, with buildings' names between
+them, and a room's number after a unit, a block or a floor (3单元502, 5号楼1801)."""
 ADDRESS = re.compile(
-    rf"(?:{_HAN}{{1,7}}?{_ADMIN}){{1,5}}(?:{_HAN}{{0,8}}{_STREET}(?:{_NUMERAL}段)?)?"
-    rf"(?:(?:{_BUILDING})?(?:{_PART}){{1,8}}){{0,3}}(?:(?<=[元栋幢座楼层])\d{{2,5}}(?![\d号室]))?"
+    rf"(?:{_HAN}{{1,7}}?{_ADMIN}){{1,5}}(?:{_HAN}{{0,8}}{_STREET}(?:{_NUMERAL}段)?)?{_HOUSE}"
 )
 """An address from its first administrative unit: units (省 市 区 ...), a street, then the
-numbered parts of the house, with a building's name between them, and a room's number after
-a unit or a floor (3单元502). Every quantifier is bounded: linear in the text."""
+house (`HOUSE`). Every quantifier is bounded: linear in the text."""
 _ADMIN_ONLY = re.compile(rf"(?:{_HAN}{{1,7}}?{_ADMIN}){{1,5}}")
 """Administrative units alone (深圳市南山区), which LAC sometimes reads as an organisation."""
 TOPONYM_GENERICS = tuple("堡庄屯寨坝沟岭坪洼峪埠圩湾塘浦泾岙墩甸")
@@ -323,6 +331,15 @@ class CnLocationRecognizer(RegexRecognizer):
             match = ADDRESS.match(text, start)
             if match and match.end() > end:
                 end = _address_end(tokens, last + 1, match.end())
+            # the house after a place LAC read (阳光花园小区3号楼 + 2单元401, 建设路56号院 + 3号楼)
+            # after a street or an estate, or two parts at least after any place (上海 + 3号
+            # is a date as often)
+            house = HOUSE.match(text, end)
+            if house.end() > end and (
+                _HOUSE_OPENER.search(text, start, end) or len(_PARTS.findall(house.group())) > 1
+            ):
+                following = next((i for i, t in enumerate(tokens) if t[2] >= end), len(tokens))
+                end = _address_end(tokens, following, house.end())
             if end > start + len(word):
                 # Outranks person-name matches inside it (a district named 高明).
                 found[(start, end)] = (0.9, "address")
