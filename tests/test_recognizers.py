@@ -481,6 +481,31 @@ def test_a_postal_code_beside_a_place_is_found_without_a_postal_word(
 
 
 @pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        # a unit written before its street
+        ("Unit 7, 300 King St W, Toronto ON M5V 1J5", "Unit 7, 300 King St W, Toronto ON M5V 1J5"),
+        (
+            "Her address is Flat 3, 77 Queen's Road, London SW1A 2AA.",
+            "Flat 3, 77 Queen's Road, London SW1A 2AA",
+        ),
+        ("Level 3, 100 George St, Sydney NSW 2000", "Level 3, 100 George St, Sydney NSW 2000"),
+        # a unit and a house number as one (Australia), and a post office box with its town
+        (
+            "He lives at 12/34 Smith Street, Fitzroy VIC 3065.",
+            "12/34 Smith Street, Fitzroy VIC 3065",
+        ),
+        ("Mail it to PO Box 4471, Anchorage, AK 99501.", "PO Box 4471, Anchorage, AK 99501"),
+    ],
+)
+def test_an_address_is_found_whole_with_its_unit_box_and_postal_code(
+    analyzer: AnalyzerEngine, text: str, address: str
+) -> None:
+    spans = [text[f.start : f.end] for f in scan_text(analyzer, text, CFG)]
+    assert address in spans
+
+
+@pytest.mark.parametrize(
     ("text", "number"),
     [
         ("We met in Paris 2019 and again later.", "2019"),  # a year

@@ -69,12 +69,14 @@ CONTEXT = (
     "office is at",
     "residing",
 )
-_W = r"[^\W\d_][^\W\d_'’.\-]*\.?"
-"""One word in any letters (Latin script in practice), with an abbreviation's dot."""
+_W = r"[^\W\d_](?:[^\W\d_'’.\-]|['’][^\W\d_])*\.?"
+"""One word in any letters (Latin script in practice), with an apostrophe inside (Queen's
+Road) and an abbreviation's dot."""
 _NUMBER = r"\d{1,6}[A-Za-z]?"
 _S = r"[ \t]+"
 _NUMBER_FIRST = re.compile(
-    rf"(?<![\w.\-/])(?P<first>{_NUMBER})(?:{_S}{_NUMBER})?{_S}(?P<words>{_W}(?:{_S}{_W}){{0,4}})"
+    rf"(?<![\w.\-/])(?P<first>{_NUMBER}(?:/{_NUMBER})?)(?:{_S}{_NUMBER})?{_S}"
+    rf"(?P<words>{_W}(?:{_S}{_W}){{0,4}})"
     rf"(?:{_S}(?P<second>{_NUMBER}\.?))?(?![\w\-/])"
 )
 _NAME_FIRST = re.compile(
@@ -88,10 +90,28 @@ _UNIT = re.compile(
     r"(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|Rm|#)\.?[ \t]*#?\d+[\w\-]*",
     re.IGNORECASE,
 )
+_UNIT_BEFORE = re.compile(
+    r"(?:^|(?<=[\s,;:(]))(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Level|Lvl|Room|Rm|Bldg|"
+    r"Building|Shop)\.?[ \t]*#?[ \t]*\w{1,6}(?:-\w{1,4})?[ \t]*,?[ \t]*(?:\n[ \t]*)?$",
+    re.IGNORECASE,
+)
+"""A unit written before its street ("Unit 7, 300 King St W", "Flat 3, 77 Queen's Road",
+"Suite 1200, 1 Market St"): part of the address."""
+MAX_UNIT_BEFORE = 32
+_PO_BOX = re.compile(
+    r"\b(?:P\.?[ \t]?O\.?|Post[ \t]+Office|GPO)[ \t]+Box[ \t]+\d{1,6}\b|\b(?:Locked|Private)[ \t]+"
+    r"Bag[ \t]+\d{1,6}\b",
+    re.IGNORECASE,
+)
+"""A post office box (PO Box 4471, GPO Box 12, Locked Bag 5): an address's core, grown over the
+town, region and postal code after it like a street."""
 _GAP = re.compile(rf"(?:[ \t]*,[ \t]*|[ \t]*\n[ \t]*{_QUOTE})+|[ \t]+")
 _PLACE_TOKEN = re.compile(
-    r"\(?[^\W\d_][^\W\d_'’.\-]*\.?\)?|\d{2,6}(?:-\d{3,4})?|[A-Z]\d[A-Z]|\d[A-Z]\d"
+    r"[A-Z]\d[A-Z][ \t]?\d[A-Z]\d(?!\w)|[A-Z]{1,2}\d[A-Z\d]?(?:[ \t]\d[A-Z]{2})?(?!\w)"
+    r"|\(?[^\W\d_][^\W\d_'’.\-]*\.?\)?|\d{2,6}(?:-\d{3,4})?|\d[A-Z]\d"
 )
+"""One token of a place line: a postal code of Canada (M5V 1J5) or the UK (SW1A 2AA, M1) first,
+so that its letters are not read as a word of their own, then a word or a numeric code."""
 PARTICLES = frozenset({"de", "do", "da", "dos", "das", "del", "la", "le", "van", "der", "den"})
 PARTICLES |= {"von", "am", "an", "nad", "y", "e", "i", "di", "du", "des", "sur", "en", "op"}
 MAX_PLACE_TOKENS = 10
@@ -141,6 +161,10 @@ class IntlAddressRecognizer(RegexRecognizer):
                 found = self._street(text, match, places)
                 if found is not None:
                     results.append(self._result(*found, "street"))
+        for match in _PO_BOX.finditer(text):
+            check_deadline()
+            end, _ = self._grow(text, match.end(), places)
+            results.append(self._result(match.start(), end, 0.85, "post office box"))
         for match in _MILITARY.finditer(text):
             results.append(self._result(match.start(), match.end(), 0.85, "military"))
         for match in _CORNER.finditer(text):
@@ -188,6 +212,9 @@ class IntlAddressRecognizer(RegexRecognizer):
         needed = 0.45 if match.groupdict().get("first") or compound else 0.65
         if evidence < needed:
             return None
+        before = _UNIT_BEFORE.search(text, max(0, start - MAX_UNIT_BEFORE), start)
+        if before is not None:
+            start = before.start()
         return start, grown, min(1.0, 0.4 + evidence)
 
     def _grow(self, text: str, end: int, places: dict[int, int | None]) -> tuple[int, int]:
