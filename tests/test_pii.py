@@ -196,6 +196,18 @@ def test_when_a_title_stands_before_an_ordinary_word_then_neither_is_a_name_or_a
     assert not found & {"Electric", "League", "Equity", "General", "Major", "Private", "Detective"}
 
 
+def test_when_a_stronger_finding_covers_part_of_another_then_the_rest_stays_found(
+    analyzer: AnalyzerEngine,
+) -> None:
+    # NER's name runs over the first word of a military address: the address's other
+    # characters are still found, not left in the text
+    text = "Dreux Joly\nPaxata\nPSC 3294, Box 9168\nAPO AA 61487\n"
+    findings = scan_text(analyzer, text, CFG)
+    covered = {i for f in findings for i in range(f.start, f.end)}
+    address = text.index("PSC")
+    assert all(i in covered for i in range(address, text.index("61487") + 5) if text[i].isalnum())
+
+
 def test_when_findings_overlap_then_only_the_stronger_longer_one_is_kept(
     analyzer: AnalyzerEngine,
 ) -> None:

@@ -967,9 +967,53 @@ def _resolve(
             )
             kept = [k for k in kept if not any(k is other for other in overlapping)]
             kept.append(joined)
+        else:
+            # A weaker reading of other characters too ("Dreux Joly\nPaxata\nPSC" read as a
+            # name over the first word of "PSC 3294, Box 9168 APO AA 61487"): what no stronger
+            # finding covers stays found under its own type, or it would be left in the text.
+            if result.entity_type in _REMAINDER_TYPES:
+                kept += _remainders(text, result, overlapping)
     kept = _name_parts_again(text, kept)
     kept.sort(key=lambda r: r.start)
     return [Finding(field, r.start, r.end, r.entity_type, r.score) for r in kept]
+
+
+_REMAINDER_TYPES = frozenset({"LOCATION", *FALLBACK_ENTITIES})
+"""Types whose rest outside a stronger finding is kept (`_remainders`): an address's lines and
+an identifier's groups. A URL's or a name's rest is the other reading's own text as often
+(a link run on into the sentence after it)."""
+
+
+def _remainders(
+    text: str, result: RecognizerResult, stronger: list[RecognizerResult]
+) -> list[RecognizerResult]:
+    """The parts of `result` outside every `stronger` finding it overlaps, each trimmed to its
+    first and last letter or digit, that hold a digit or two words: an address's or an
+    identifier's rest. One word is the other reading's own ("Hong Kong" + "-based", "Florida"
+    + "Marlins") as often as a name's rest, and is left as the stronger finding decided."""
+    parts, position = [], result.start
+    for other in sorted(stronger, key=lambda r: r.start):
+        if other.start > position:
+            parts.append((position, other.start))
+        position = max(position, other.end)
+    if position < result.end:
+        parts.append((position, result.end))
+    found = []
+    for start, end in parts:
+        while start < end and not text[start].isalnum():
+            start += 1
+        while end > start and not text[end - 1].isalnum():
+            end -= 1
+        rest = text[start:end]
+        if sum(map(str.isalnum, rest)) >= 2 and (
+            any(c.isdigit() for c in rest) or len(rest.split()) > 1
+        ):
+            found.append(
+                RecognizerResult(
+                    entity_type=result.entity_type, start=start, end=end, score=result.score
+                )
+            )
+    return found
 
 
 _NAME_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
