@@ -32,6 +32,10 @@ def analyzer() -> AnalyzerEngine:
         ("en", "mail john at example dot com", "john at example dot com", "EMAIL_ADDRESS"),
         ("zh", "我的身份证号是11010519491231002X。", "11010519491231002X", "CN_ID_CARD"),
         ("zh", "有问题请打我手机138 0013 8000。", "138 0013 8000", "CN_PHONE_NUMBER"),
+        # a landline's local number grouped, its area code in brackets, an extension
+        ("zh", "电话：(010)6234-5678转801", "(010)6234-5678转801", "CN_PHONE_NUMBER"),
+        # a card number under its name that fails its check is still taken whole, in its groups
+        ("zh", "银行卡号：6222 0212 3456 7890 123", "6222 0212 3456 7890 123", "ID_NUMBER"),
         ("zh", "工资卡卡号6222020200112345679，请核对。", None, "CN_BANK_CARD"),
         ("zh", "信用代码91350100M000100Y43。", "91350100M000100Y43", "CN_USCC"),
         ("zh", "护照号码E12345678已登记。", "E12345678", "CN_PASSPORT"),

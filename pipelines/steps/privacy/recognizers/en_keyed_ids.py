@@ -84,8 +84,7 @@ class CnKeyedIdRecognizer(KeyedIdRecognizer):
     ENTITY = "ID_NUMBER"
     PATTERNS = (
         (
-            rf"(?:{_CN_KIND}){_CN_ID_WORD}\s*(?:是|为|：|:|=|#)?\s*[\"'“‘(（]?"
-            r"(?P<value>[A-Za-z0-9][A-Za-z0-9_\-/.:*]{2,33}[A-Za-z0-9*])(?![A-Za-z0-9_\-/])",
+            rf"(?:{_CN_KIND}){_CN_ID_WORD}\s*(?:是|为|：|:|=|#)?\s*[\"'“‘(（]?{_VALUE}",
             0.5,
         ),
     )
