@@ -34,6 +34,7 @@ def analyzer() -> AnalyzerEngine:
         ("zh", "有问题请打我手机138 0013 8000。", "138 0013 8000", "CN_PHONE_NUMBER"),
         # a landline's local number grouped, its area code in brackets, an extension
         ("zh", "电话：(010)6234-5678转801", "(010)6234-5678转801", "CN_PHONE_NUMBER"),
+        ("zh", "他的手机号是一三九一二三四五六七八", "一三九一二三四五六七八", "CN_PHONE_NUMBER"),
         # a card number under its name that fails its check is still taken whole, in its groups
         ("zh", "银行卡号：6222 0212 3456 7890 123", "6222 0212 3456 7890 123", "ID_NUMBER"),
         ("zh", "工资卡卡号6222020200112345679，请核对。", None, "CN_BANK_CARD"),

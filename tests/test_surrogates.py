@@ -81,6 +81,9 @@ def test_when_value_is_an_email_then_surrogate_is_at_a_reserved_domain() -> None
     assert made.rsplit("@", 1)[1] in RESERVED_DOMAINS
 
 
+NUMERALS = "零一二三四五六七八九"
+
+
 @pytest.mark.parametrize(
     ("entity_type", "value", "pattern"),
     [
@@ -90,6 +93,12 @@ def test_when_value_is_an_email_then_surrogate_is_at_a_reserved_domain() -> None
         ("CN_PHONE_NUMBER", "138-1234-5678", r"1[35789]\d-\d{4}-\d{4}"),
         ("CN_PHONE_NUMBER", "+86 13812345678", r"\+86 1[35789]\d{9}"),
         ("CN_PHONE_NUMBER", "010-12345678", r"010-\d{8}"),
+        # read out in Chinese numerals: a number in numerals, its spaces kept
+        (
+            "CN_PHONE_NUMBER",
+            "幺三八 零零幺三 八零零零",
+            r"一[三五七八九][零一-九] [零一-九]{4} [零一-九]{4}".replace("零一-九", NUMERALS),
+        ),
     ],
 )
 def test_when_value_is_a_phone_then_layout_is_kept(entity_type, value, pattern) -> None:

@@ -563,7 +563,15 @@ def _phone(value: str, draw: _Draw) -> str:
     return _phone_like(value, draw, home="1")
 
 
+_HAN_DIGIT_VALUES = dict(zip("零〇一幺二两三四五六七八九", "0011223456789", strict=True))
+"""Chinese numerals as a phone number is read out, and their digits."""
+
+
 def _cn_phone(value: str, draw: _Draw) -> str:
+    """A mainland number; one read out in Chinese numerals (一三九...) gets one in numerals."""
+    if not any(c.isdigit() for c in value) and any(c in _HAN_DIGIT_VALUES for c in value):
+        made = _phone_like("".join(_HAN_DIGIT_VALUES.get(c, c) for c in value), draw, home="86")
+        return "".join("零一二三四五六七八九"[int(c)] if c.isdigit() else c for c in made)
     return _phone_like(value, draw, home="86")
 
 
