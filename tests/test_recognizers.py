@@ -34,6 +34,21 @@ def analyzer() -> AnalyzerEngine:
         ("zh", "有问题请打我手机138 0013 8000。", "138 0013 8000", "CN_PHONE_NUMBER"),
         # a landline's local number grouped, its area code in brackets, an extension
         ("zh", "电话：(010)6234-5678转801", "(010)6234-5678转801", "CN_PHONE_NUMBER"),
+        # numbers read out in digit words (a call's transcript)
+        (
+            "en",
+            "my number is nine one seven, five five five, zero one four two",
+            "nine one seven, five five five, zero one four two",
+            "PHONE_NUMBER",
+        ),
+        ("en", "call me at 917 five five five 0142 ok", "917 five five five 0142", "PHONE_NUMBER"),
+        (
+            "en",
+            "my SSN is five three six, two two, eight one four five",
+            "five three six, two two, eight one four five",
+            "US_SSN",
+        ),
+        ("en", "account four four double seven two nine one three", None, "ID_NUMBER"),
         ("zh", "他的手机号是一三九一二三四五六七八", "一三九一二三四五六七八", "CN_PHONE_NUMBER"),
         # a card number under its name that fails its check is still taken whole, in its groups
         ("zh", "银行卡号：6222 0212 3456 7890 123", "6222 0212 3456 7890 123", "ID_NUMBER"),
@@ -483,6 +498,22 @@ def test_a_postal_code_beside_a_place_is_found_without_a_postal_word(
         f.entity_type == "LOCATION" and f.start <= start and start + len(code) <= f.end
         for f in findings
     )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I have one two three four apples.",  # three digit words, four digits
+        "One two three four five six seven, ready or not!",  # counting
+        "the score was two one at half time",
+        "Oh well, one more try.",
+    ],
+)
+def test_when_digit_words_are_no_number_read_out_then_none_is_found(
+    analyzer: AnalyzerEngine, text: str
+) -> None:
+    found = {f.entity_type for f in scan_text(analyzer, text, CFG)}
+    assert not found & {"PHONE_NUMBER", "US_SSN", "ID_NUMBER"}
 
 
 @pytest.mark.parametrize(

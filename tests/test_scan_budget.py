@@ -200,7 +200,7 @@ def test_a_long_digit_run_read_in_windows_gives_every_phone_once(analyzer):
 LATIN_UNITS = (
     ".", "a.", "www.", "-", "a-", "A-", "a'", "1 ", "1-", "+1 ", "@", "a@a.", " ",
     "John Smith, ", "ab, ", "12 Main St ", "Mr. ", "A. ", "(1) ", "key: ", "pw '", "a@a.a / ",
-    "user a:b1c2 ", "ID #-", "account number is: ", " @a-", "//@a:",
+    "user a:b1c2 ", "ID #-", "account number is: ", " @a-", "//@a:", "nine ",
 )  # fmt: skip
 """Repeated units of the adversarial inputs (benchmarks/scan_adversarial.py has more)."""
 HAN_UNITS = ("的", "王", "王先生说", "王伟，男，", "王伟，王先生，", "姓名：王伟")

@@ -10,6 +10,7 @@ from stdnum import iban, luhn
 from stdnum.cn import ric, uscc
 from stdnum.us import rtn
 
+from pipelines.steps.privacy.spoken import DIGIT_WORDS
 from pipelines.steps.privacy.surrogates import (
     DOCUMENTATION_NETWORK_V6,
     DOCUMENTATION_NETWORKS,
@@ -103,6 +104,16 @@ NUMERALS = "零一二三四五六七八九"
 )
 def test_when_value_is_a_phone_then_layout_is_kept(entity_type, value, pattern) -> None:
     assert re.fullmatch(pattern, surrogate(entity_type, value, key=KEY))
+
+
+def test_when_a_number_is_read_out_in_words_then_its_surrogate_is_read_out_too() -> None:
+    value = "nine one seven, five five five, zero one four two"
+    made = surrogate("PHONE_NUMBER", value, key=KEY)
+
+    words = made.replace(",", "").split()
+    assert made != value and not any(c.isdigit() for c in made)
+    assert len(words) == 10 and set(words) <= set(DIGIT_WORDS) - {"oh"}
+    assert made.count(",") == 2  # the pauses where they were
 
 
 def test_when_value_is_an_ssn_then_surrogate_is_formatted_but_never_issued() -> None:

@@ -70,6 +70,8 @@ from stdnum import iban, luhn
 from stdnum.cn import ric, uscc
 from stdnum.us import rtn
 
+from pipelines.steps.privacy.spoken import MIN_WORDS, digit_words, spoken, written
+
 RESERVED_DOMAINS = ("example.com", "example.org", "example.net")
 DOCUMENTATION_NETWORKS = (
     ipaddress.ip_network("192.0.2.0/24"),
@@ -340,6 +342,8 @@ def _cached_surrogate(entity_type: str, value: str, key: bytes) -> str:
 def _candidates(entity_type: str, value: str, key: bytes) -> Iterator[str]:
     """The value's surrogate candidates in a fixed order (one per attempt that gives one)."""
     generator = _GENERATORS[entity_type]
+    if entity_type in _SPOKEN_TYPES and digit_words(value) >= MIN_WORDS:
+        generator = _read_out(generator)
     folded = canonical(entity_type, value)
     # HMAC pads short keys with zero bytes: the length prefix keeps b"k" and b"k\0" apart.
     mac_key = len(key).to_bytes(4, "big") + key
@@ -356,6 +360,22 @@ def _candidates(entity_type: str, value: str, key: bytes) -> Iterator[str]:
         if fake and _unrelated(canonical(entity_type, fake), folded):
             if fake != value and (len(value) < 3 or value not in fake):
                 yield fake
+
+
+_SPOKEN_TYPES = frozenset({"PHONE_NUMBER", "US_SSN", "ID_NUMBER"})
+"""Types a number read out in digit words is found as (`recognizers.en_spelled`)."""
+
+
+def _read_out(
+    generator: Callable[[str, "_Draw"], str | None],
+) -> Callable[[str, "_Draw"], str | None]:
+    """`generator` for a number read out in words: the digits' surrogate, read out in words."""
+
+    def made(value: str, draw: _Draw) -> str | None:
+        fake = generator(written(value), draw)
+        return spoken(fake) if fake else fake
+
+    return made
 
 
 def _unrelated(made: str, canonical: str) -> bool:

@@ -62,6 +62,7 @@ from pipelines.steps.privacy.recognizers.en_ner import NerRecognizer
 from pipelines.steps.privacy.recognizers.en_other_script import OtherScriptRecognizer
 from pipelines.steps.privacy.recognizers.en_person import EnPersonRecognizer
 from pipelines.steps.privacy.recognizers.en_phone import IntlPhoneRecognizer
+from pipelines.steps.privacy.recognizers.en_spelled import SpelledNumberRecognizer
 from pipelines.steps.privacy.recognizers.en_street import IntlAddressRecognizer
 from pipelines.steps.privacy.recognizers.en_url import FullUrlRecognizer
 from pipelines.steps.privacy.recognizers.handles import UserHandleRecognizer
@@ -115,6 +116,7 @@ OWN_FAMILIES = {
     "intl_address": _own(IntlAddressRecognizer),
     "other_script": _own(OtherScriptRecognizer),
     "intl_phone": _own(IntlPhoneRecognizer),
+    "spelled_number": _own(SpelledNumberRecognizer),
     "date_of_birth": _own(DateOfBirthRecognizer),
     "age": _own(AgeRecognizer),
     "secret": _own(SecretRecognizer),
