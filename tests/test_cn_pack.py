@@ -160,6 +160,9 @@ def test_when_an_address_is_written_then_lac_places_and_address_parts_make_one_s
         # no administrative unit: the house after a street or an estate LAC read
         ("他家在建设路56号院3号楼", "建设路56号院3号楼"),
         ("我住朝阳区建国路88号SOHO现代城5号楼1801", "朝阳区建国路88号SOHO现代城5号楼1801"),
+        # Taiwan's and Hong Kong's, in traditional characters
+        ("地址：台北市信義區忠孝東路五段68號12樓", "台北市信義區忠孝東路五段68號12樓"),
+        ("香港九龍旺角彌敦道580號15樓B室", "香港九龍旺角彌敦道580號15樓B室"),
     ],
 )
 def test_when_an_address_names_its_building_and_room_then_the_whole_address_is_one_span(

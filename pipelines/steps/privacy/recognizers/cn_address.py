@@ -51,6 +51,12 @@ _ADMIN = (
 )
 """Administrative units; not the first character of a common word (市场, 区域, 旗下)."""
 _STREET = r"(?:路|街|大道|大街|道|巷|弄|胡同|里|村)"
+TO_SIMPLIFIED = str.maketrans(
+    "號樓層棟單區縣鄉鎮廈廣場園戶門組莊灣嶺溝壩裡衚衕館徑臺",
+    "号楼层栋单区县乡镇厦广场园户门组庄湾岭沟坝里胡同馆径台",
+)
+"""The traditional forms of the characters an address's pattern reads (號 樓 區 縣 大廈 ...), as one
+character for one: Hong Kong's and Taiwan's addresses read like the mainland's, offsets kept."""
 _NUMERAL = r"(?:\d{1,5}|[一二三四五六七八九十百零〇]{1,4})"
 _UNIT = r"(?:号院|号楼|号|弄|栋|幢|座|单元|楼|层|室|户|期|门|排|组|段)"
 _PART = (
@@ -216,7 +222,8 @@ def _address_end(tokens, first: int, end: int) -> int:
         word, flag, at = tokens[index]
         if at >= end:
             break
-        following = tokens[index + 1][0] if index + 1 < len(tokens) else ""
+        word = word.translate(TO_SIMPLIFIED)
+        following = tokens[index + 1][0].translate(TO_SIMPLIFIED) if index + 1 < len(tokens) else ""
         if _CODE.fullmatch(word):
             continue  # a building's code (R2-B栋): letters, digits and a hyphen
         if flag == "a" and _STREET_NAME.fullmatch(following):
@@ -304,6 +311,7 @@ class CnLocationRecognizer(RegexRecognizer):
         if self.ENTITY not in entities or not _HAN_CHARACTER.search(text):
             return []
         tokens = tagged(text)
+        folded = text.translate(TO_SIMPLIFIED)  # one character for one: offsets stay
         found: dict[tuple[int, int], tuple[float, str]] = {}
         covered = 0
         # An address starts where LAC sees a place name; matching from there keeps the words
@@ -328,15 +336,15 @@ class CnLocationRecognizer(RegexRecognizer):
                 end = tokens[last][2] + len(tokens[last][0])
             if text.startswith(_DOCUMENTS, end):
                 continue
-            match = ADDRESS.match(text, start)
+            match = ADDRESS.match(folded, start)
             if match and match.end() > end:
                 end = _address_end(tokens, last + 1, match.end())
             # the house after a place LAC read (阳光花园小区3号楼 + 2单元401, 建设路56号院 + 3号楼)
             # after a street or an estate, or two parts at least after any place (上海 + 3号
             # is a date as often)
-            house = HOUSE.match(text, end)
+            house = HOUSE.match(folded, end)
             if house.end() > end and (
-                _HOUSE_OPENER.search(text, start, end) or len(_PARTS.findall(house.group())) > 1
+                _HOUSE_OPENER.search(folded, start, end) or len(_PARTS.findall(house.group())) > 1
             ):
                 following = next((i for i, t in enumerate(tokens) if t[2] >= end), len(tokens))
                 end = _address_end(tokens, following, house.end())
