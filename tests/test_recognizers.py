@@ -50,6 +50,10 @@ def analyzer() -> AnalyzerEngine:
         ),
         ("en", "account four four double seven two nine one three", None, "ID_NUMBER"),
         ("zh", "他的手机号是一三九一二三四五六七八", "一三九一二三四五六七八", "CN_PHONE_NUMBER"),
+        # Taiwan's and Hong Kong's numbers by a phone word, and an identifier's traditional name
+        ("zh", "客戶陳大文致電查詢帳戶，電話：0912-345-678", "0912-345-678", "PHONE_NUMBER"),
+        ("zh", "手機：+852 9123 4567", "+852 9123 4567", "PHONE_NUMBER"),
+        ("zh", "身分證字號：A123456789", "A123456789", "ID_NUMBER"),
         # a card number under its name that fails its check is still taken whole, in its groups
         ("zh", "银行卡号：6222 0212 3456 7890 123", "6222 0212 3456 7890 123", "ID_NUMBER"),
         ("zh", "工资卡卡号6222020200112345679，请核对。", None, "CN_BANK_CARD"),

@@ -61,7 +61,10 @@ from pipelines.steps.privacy.recognizers.en_keyed_ids import (
 from pipelines.steps.privacy.recognizers.en_ner import NerRecognizer
 from pipelines.steps.privacy.recognizers.en_other_script import OtherScriptRecognizer
 from pipelines.steps.privacy.recognizers.en_person import EnPersonRecognizer
-from pipelines.steps.privacy.recognizers.en_phone import IntlPhoneRecognizer
+from pipelines.steps.privacy.recognizers.en_phone import (
+    GreaterChinaPhoneRecognizer,
+    IntlPhoneRecognizer,
+)
 from pipelines.steps.privacy.recognizers.en_spelled import SpelledNumberRecognizer
 from pipelines.steps.privacy.recognizers.en_street import IntlAddressRecognizer
 from pipelines.steps.privacy.recognizers.en_url import FullUrlRecognizer
@@ -122,6 +125,7 @@ OWN_FAMILIES = {
     "secret": _own(SecretRecognizer),
     "cn_id_card": _own(CnIdCardRecognizer),
     "cn_phone": _own(CnPhoneRecognizer),
+    "hk_tw_phone": _own(GreaterChinaPhoneRecognizer),
     "cn_bank_card": _own(CnBankCardRecognizer),
     "cn_uscc": _own(CnUsccRecognizer),
     "cn_passport": _own(CnPassportRecognizer),

@@ -72,8 +72,9 @@ a bank account number stays US_BANK_NUMBER with its own surrogate."""
 _CN_KIND = (
     r"病历|病案|住院|门诊|就诊卡?|医保卡?|社保卡?|医疗保险|工|员工|职工|学|学籍|客户|会员卡?|用户"
     r"|银行账|银行帐|账|帐|账户|帐户|银行卡|卡|保单|保险单|驾驶证|驾照|档案|证件|护照|纳税人识别"
+    r"|身分证|身份证|身分證|身份證|帳|帳戶|銀行帳|銀行卡|證件|護照|駕照|保單|病歷|會員卡?|員工|客戶"
 )
-_CN_ID_WORD = r"(?:号码|编号|号|ID|id)"
+_CN_ID_WORD = r"(?:号码|编号|号|字号|號碼|編號|號|字號|ID|id)"
 
 
 class CnKeyedIdRecognizer(KeyedIdRecognizer):

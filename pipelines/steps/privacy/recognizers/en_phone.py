@@ -26,6 +26,7 @@ CONTEXT_REGIONS = ("GB", "DE", "IT", "NL", "DK", "HU")
 "call me on 9472 7916"): their numbering plans accept most digit groups, so without context a
 quantity or an id would pass for a phone."""
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
+"""A date, or one that opens the digits (2012-08-1115:40:42: a time glued to it): no phone."""
 # Only where a number starts: "00" inside "200-0010" is part of the number.
 _DOUBLE_ZERO_PREFIX = re.compile(r"(?<![^\s(:])00(?=[1-9])")
 _OTHER_NUMBER_CONTEXT = ("account", "acct", "routing", "iban", "card number", "ssn", "passport")
@@ -48,6 +49,8 @@ class IntlPhoneRecognizer(RegexRecognizer):
     """Phone numbers found by phonenumbers' matcher in several regions."""
 
     ENTITY = "PHONE_NUMBER"
+    REGIONS = REGIONS
+    CONTEXT_REGIONS = CONTEXT_REGIONS
     CONTEXT = (
         "phone",
         "call",
@@ -80,13 +83,13 @@ class IntlPhoneRecognizer(RegexRecognizer):
         searched = _DOUBLE_ZERO_PREFIX.sub(" +", text)
         worded = self._phone_word.search(text) is not None
         pieces = list(_pieces(searched))
-        for region in REGIONS + (CONTEXT_REGIONS if worded else ()):
-            needs_context = region not in REGIONS
+        for region in self.REGIONS + (self.CONTEXT_REGIONS if worded else ()):
+            needs_context = region not in self.REGIONS
             for match, start, end in _matches(searched, pieces, region):
                 if searched[start] == "+" and text[start] == "0":
                     start -= 1  # the span covers the written "00"
                 digits = sum(c.isdigit() for c in match.raw_string)
-                if digits < 7 or _glued(text, start, end) or _DATE.fullmatch(match.raw_string):
+                if digits < 7 or _glued(text, start, end) or _DATE.match(match.raw_string):
                     continue
                 valid = phonenumbers.is_valid_number(match.number)
                 score = 0.45 if valid or _NANP_LAYOUT.fullmatch(match.raw_string) else 0.3
@@ -146,3 +149,21 @@ def _glued(text: str, start: int, end: int) -> bool:
     before = text[start - 1] if start else " "
     after = text[end] if end < len(text) else " "
     return before.isalnum() or before == "_" or after.isalnum() or after == "_"
+
+
+class GreaterChinaPhoneRecognizer(IntlPhoneRecognizer):
+    """Taiwan's, Hong Kong's and Macau's numbers in Chinese text (手機：0912-345-678, 電話
+    2345 6789, +852 9123 4567), next to a phone word: their national formats accept most digit
+    groups, as `CONTEXT_REGIONS` do. The mainland's are `cn_phone`'s."""
+
+    REGIONS = ()
+    CONTEXT_REGIONS = ("TW", "HK", "MO")
+    CONTEXT = (
+        "電話", "电话", "手機", "手机", "聯絡", "联络", "聯繫", "联系", "致電", "致电", "傳真",
+        "传真", "熱線", "热线", "whatsapp", "phone", "tel", "mobile", "fax",
+    )  # fmt: skip
+
+    def __init__(self, *, language: str, context: list[str] | None = None) -> None:
+        super().__init__(language=language, context=context)
+        # Chinese words stand between other characters: no word boundary to look for.
+        self._phone_word = re.compile("|".join(re.escape(w) for w in self.words), re.IGNORECASE)
