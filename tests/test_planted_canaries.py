@@ -7,6 +7,7 @@ measures them, their secrets stay in the raw zone, and the DP control is charged
 """
 
 import json
+import re
 import sqlite3
 import stat
 from pathlib import Path
@@ -125,10 +126,15 @@ def test_the_planted_list_is_a_raw_zone_secret_and_its_ids_only_reach_metadata(w
         # No text holds the secret and no integer is it. Its digits inside a float's decimals
         # (an exposure of 3.1427 bits) are chance: they failed this test once; so is a secret
         # "0001" against an `in_training: 1` (CI, 2026-12-05): an integer is compared when the
-        # secret has at least four digits after its leading zeros.
+        # secret has at least four digits after its leading zeros. So are its digits inside an
+        # id (a run's uuid `60364600-ed31-…`, `src-f6109554e122`, `canary-…71801`: three four- and
+        # three six-digit secrets fall in one run's ids in about 1% of runs, simulated; a local
+        # run failed on a secret in the audit's output, passing four reruns, 2026-12-07): the
+        # secret counts as a token of its own, not inside a word, a number or an id's group.
         number = canary.secret.lstrip("0")
+        alone = re.compile(rf"(?<![\w-]){canary.secret}(?![\w-])")
         assert not any(
-            canary.secret in v
+            alone.search(v)
             if isinstance(v, str)
             else len(number) >= 4 and type(v) is int and str(v) == number
             for v in audit_values
