@@ -203,7 +203,15 @@ LATIN_UNITS = (
     "user a:b1c2 ", "ID #-", "account number is: ", " @a-", "//@a:", "nine ",
 )  # fmt: skip
 """Repeated units of the adversarial inputs (benchmarks/scan_adversarial.py has more)."""
-HAN_UNITS = ("的", "王", "王先生说", "王伟，男，", "王伟，王先生，", "姓名：王伟")
+HAN_UNITS = (
+    "的",
+    "王",
+    "王先生说",
+    "王伟，男，",
+    "王伟，王先生，",
+    "姓名：王伟",
+    "建设路1号院2号楼，",
+)
 SMALL, LARGE = 10_000, 100_000
 HAN_SMALL, HAN_LARGE = 500, 5_000
 """Han inputs are shorter: LAC, the Chinese pack's NER model, costs about 0.05-0.1 ms per

@@ -19,6 +19,7 @@ for a person in the scan's overlap rule, and a LAC person with a title or a verb
 """
 
 import re
+from bisect import bisect_left
 
 from presidio_analyzer import RecognizerResult
 
@@ -73,11 +74,11 @@ _HOUSE = (
     rf"(?:(?<=[元栋幢座楼层])\d{{2,5}}(?![\d号室]))?"
 )
 HOUSE = re.compile(_HOUSE)
+"""The numbered parts of a house after its street or its estate, with buildings' names between
+them, and a room's number after a unit, a block or a floor (3单元502, 5号楼1801)."""
 _PARTS = re.compile(_PART)
 _HOUSE_OPENER = re.compile(rf"(?:{_STREET}|{_UNIT}|{_BUILDING_WORDS})$")
 """How a place that numbered parts may follow ends: a street, a part, an estate or a building."""
-"""The numbered parts of a house after its street or its estate, with buildings' names between
-them, and a room's number after a unit, a block or a floor (3单元502, 5号楼1801)."""
 ADDRESS = re.compile(
     rf"(?:{_HAN}{{1,7}}?{_ADMIN}){{1,5}}(?:{_HAN}{{0,8}}{_STREET}(?:{_NUMERAL}段)?)?{_HOUSE}"
 )
@@ -311,6 +312,7 @@ class CnLocationRecognizer(RegexRecognizer):
         if self.ENTITY not in entities or not _HAN_CHARACTER.search(text):
             return []
         tokens = tagged(text)
+        starts = [start for _, _, start in tokens]
         folded = text.translate(TO_SIMPLIFIED)  # one character for one: offsets stay
         found: dict[tuple[int, int], tuple[float, str]] = {}
         covered = 0
@@ -346,8 +348,7 @@ class CnLocationRecognizer(RegexRecognizer):
             if house.end() > end and (
                 _HOUSE_OPENER.search(folded, start, end) or len(_PARTS.findall(house.group())) > 1
             ):
-                following = next((i for i, t in enumerate(tokens) if t[2] >= end), len(tokens))
-                end = _address_end(tokens, following, house.end())
+                end = _address_end(tokens, bisect_left(starts, end), house.end())
             if end > start + len(word):
                 # Outranks person-name matches inside it (a district named 高明).
                 found[(start, end)] = (0.9, "address")
