@@ -11,10 +11,10 @@ DIGIT_WORDS = {
 """Digit words and their digits."""
 REPEATS = {"double": 2, "triple": 3}
 _DIGIT = r"(?:zero|one|two|three|four|five|six|seven|eight|nine)"
-_TOKEN = rf"(?:(?:double|triple)[ \t]+{_DIGIT}|{_DIGIT}|oh|\d{{1,4}})"
+_TOKEN = rf"(?:(?:double|triple)[ \t]+{_DIGIT}|{_DIGIT}|oh|\d{{1,4}})(?!\w)"
 _SEPARATOR = r"(?:[ \t]*[,.\-][ \t]*|[ \t]+)"
 RUN = re.compile(
-    rf"(?i)(?<![\w\-])(?:(?:double|triple)[ \t]+{_DIGIT}|{_DIGIT}|\d{{1,4}})"
+    rf"(?i)(?<![\w\-])(?:(?:double|triple)[ \t]+{_DIGIT}|{_DIGIT}|\d{{1,4}})(?!\w)"
     rf"(?:{_SEPARATOR}{_TOKEN}){{2,24}}(?![\w\-])"
 )
 """A run of digit words and digit groups, opened by a digit (never by "oh"); bounded, so a long
@@ -72,4 +72,4 @@ def written(value: str) -> str:
     return re.sub(r"(?<=\d)[ \t]+(?=\d)", "", joined)
 
 
-_SPOKEN_TOKEN = re.compile(rf"(?i)(?:double|triple)[ \t]+{_DIGIT}|{_DIGIT}|\boh\b")
+_SPOKEN_TOKEN = re.compile(rf"(?i)\b(?:(?:double|triple)[ \t]+{_DIGIT}|{_DIGIT}|oh)\b")
