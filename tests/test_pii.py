@@ -131,6 +131,9 @@ def _record(record_id: str, *contents: str) -> Record:
         ("Nurse Ratched administered 5mg.", "Ratched", "PERSON"),
         ("Lt. Brandt arrived at the scene.", "Brandt", "PERSON"),
         ("Trooper Vance stopped him on the highway.", "Vance", "PERSON"),
+        # the value of a person's field in a form, in any case
+        ("Account holder: jane doe\nSort code: 20-00-00", "jane doe", "PERSON"),
+        ("Next of kin: Ruth Okafor (daughter)", "Ruth Okafor", "PERSON"),
         ("Please ask J.R. Tolkien about it.", "J.R. Tolkien", "PERSON"),
         # NER's person that only a place is named so: a place (a name ending in Hill stays)
         (
@@ -177,6 +180,16 @@ def test_when_text_lacks_entity_then_scan_reports_none_of_that_type(
     findings = scan_text(analyzer, text, CFG)
 
     assert absent_type not in {f.entity_type for f in findings}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Approved by: Finance Team", "Payee: Acme Corp", "Spouse: none", "Driver: unknown"],
+)
+def test_when_a_persons_field_holds_no_name_then_no_person_is_found(
+    analyzer: AnalyzerEngine, text: str
+) -> None:
+    assert "PERSON" not in {f.entity_type for f in scan_text(analyzer, text, CFG)}
 
 
 @pytest.mark.parametrize(

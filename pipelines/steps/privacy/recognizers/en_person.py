@@ -362,6 +362,32 @@ _ROLE_TITLED = re.compile(
 """A role's title, then one capitalized word: the name when the name lists hold it or no
 dictionary does (`EnPersonRecognizer._by_role`)."""
 
+PERSON_FIELDS = (
+    "account holder", "cardholder", "card holder", "beneficiary", "borrower", "co-borrower",
+    "guarantor", "applicant", "co-applicant", "insured", "policyholder", "policy holder",
+    "tenant", "landlord", "next of kin", "emergency contact", "witness", "signed by",
+    "prepared by", "approved by", "requested by", "submitted by", "reported by", "caller",
+    "payee", "payer", "sender", "recipient", "guardian", "spouse", "claimant", "defendant",
+    "plaintiff", "petitioner", "respondent", "decedent", "deceased", "victim", "suspect",
+    "employee", "customer", "member", "student", "driver", "owner", "resident", "physician",
+    "referring physician", "attending", "nurse", "agent", "representative",
+)  # fmt: skip
+"""A form's or a record's field whose value is a person's name ("Account holder: jane doe",
+"Next of kin: Ruth Okafor", "Signed by: m. ito"): the label is the evidence, in any case."""
+_FIELD_VALUE = re.compile(
+    r"(?i:(?<![\w\-])(?:" + "|".join(re.escape(f) for f in PERSON_FIELDS) + r")(?:'s)?"
+    r"(?:[ \t]+(?:full[ \t]+)?name)?)[ \t]*:[ \t]*(?P<value>[^\W\d_][\w'’.\-]*"
+    r"(?:[ \t][^\W\d_][\w'’.\-]*){0,3})(?=[ \t]*(?:$|[\n,;(]|[ \t]{2}|\t))",
+    re.MULTILINE,
+)
+"""A person's field, its colon and a value of one to four words up to the line's end, a comma,
+a bracket or a form's gap (two spaces or a tab)."""
+_FIELD_PLACEHOLDERS = frozenset(
+    {"unknown", "tbd", "tba", "tbc", "n/a", "na", "none", "redacted", "withheld", "pending",
+     "anonymous", "declined", "self", "same", "various", "unnamed", "xxx"}
+)  # fmt: skip
+"""What a form writes where no name is given: no name, whatever the name lists hold."""
+
 _ROLE_BEFORE = re.compile(r"(?i:patient|client|contact)\s+$")
 """Introductions that only name a role, after which a verb is as likely as a name."""
 _ABBREVIATIONS = r"(?:e\.g|i\.e|a\.m|p\.m|n\.b|p\.s|c\.f|a\.k\.a|u\.s|u\.k|d\.c)\.(?!\w)"
@@ -453,6 +479,31 @@ class EnPersonRecognizer(RegexRecognizer):
         results += self._lexicon_names(text, nlp_artifacts, model_words)
         results += self._speakers(text, nlp_artifacts, english, firsts, lasts)
         results += self._by_role(text, english, firsts, lasts)
+        results += self._by_field(text, english, model_words)
+        return results
+
+    def _by_field(self, text: str, english, model_words) -> list:
+        """The value of a person's field in a form (`PERSON_FIELDS`: "Account holder: jane
+        doe", "Next of kin: Ruth Okafor"), in any case, where a word of it is a listed name or
+        no dictionary's and none is a company's ("Payee: Acme Corp"); all ordinary words are
+        no name ("Approved by: Finance Team", "Spouse: none")."""
+        if not english or ":" not in text:
+            return []
+        results = []
+        for match in _FIELD_VALUE.finditer(text):
+            value, (start, end) = match.group("value"), match.span("value")
+            words = [w.rstrip(".") for w in value.split()]
+            lowered = [w.lower() for w in words]
+            if any(w in _COMPANY_WORDS for w in lowered) or all(w in STOP_WORDS for w in lowered):
+                continue
+            if any(w in _FIELD_PLACEHOLDERS for w in lowered):
+                continue
+            kinds = [(w, *_word_kind(w, english, model_words)) for w in words if len(w) > 1]
+            if any(
+                rare or (listed and (not ordinary or w[0].isupper()))
+                for w, listed, ordinary, rare in kinds
+            ):
+                results.append(self._result(start, end, 0.85, "a person's field"))
         return results
 
     def _by_role(self, text: str, english, firsts, lasts) -> list:
