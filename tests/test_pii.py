@@ -184,7 +184,13 @@ def test_when_text_lacks_entity_then_scan_reports_none_of_that_type(
 
 @pytest.mark.parametrize(
     "text",
-    ["Approved by: Finance Team", "Payee: Acme Corp", "Spouse: none", "Driver: unknown"],
+    [
+        "Approved by: Finance Team",
+        "Payee: Acme Corp",
+        "Spouse: none",
+        "Driver: unknown",
+        "Bill to: 1 Market St, San Francisco",  # an invoice's label, no name
+    ],
 )
 def test_when_a_persons_field_holds_no_name_then_no_person_is_found(
     analyzer: AnalyzerEngine, text: str

@@ -167,10 +167,18 @@ FIELD_LABELS = frozenset(
 a colon a label, never a speaker's name."""
 
 
+_TO_LABELS = frozenset({"bill", "ship", "sold", "remit", "deliver", "send", "mail"})
+"""Invoice and shipping labels before "to:" ("Bill to:", "Ship to:"): Bill is no name there."""
+_TO_COLON = re.compile(r"[ \t]+to[ \t]*:", re.IGNORECASE)
+
+
 def field_label(text: str, start: int, end: int) -> bool:
     """Whether `text[start:end]` is a field label of a letter or a mail header (`FIELD_LABELS`)
-    right before a colon."""
-    return text[start:end].lower() in FIELD_LABELS and text[end : end + 2].lstrip().startswith(":")
+    right before a colon, or of an invoice before "to:" ("Bill to:", `_TO_LABELS`)."""
+    word = text[start:end].lower()
+    if word in _TO_LABELS:
+        return _TO_COLON.match(text, end) is not None
+    return word in FIELD_LABELS and text[end : end + 2].lstrip().startswith(":")
 
 
 def capitalized_runs(text: str) -> list[tuple[int, int, list[str]]]:
