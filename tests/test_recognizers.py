@@ -54,6 +54,7 @@ def analyzer() -> AnalyzerEngine:
         ("zh", "客戶陳大文致電查詢帳戶，電話：0912-345-678", "0912-345-678", "PHONE_NUMBER"),
         ("zh", "手機：+852 9123 4567", "+852 9123 4567", "PHONE_NUMBER"),
         ("zh", "身分證字號：A123456789", "A123456789", "ID_NUMBER"),
+        ("zh", "身份证号码：440301199003071234", "440301199003071234", "CN_ID_CARD"),
         # a card number under its name that fails its check is still taken whole, in its groups
         ("zh", "银行卡号：6222 0212 3456 7890 123", "6222 0212 3456 7890 123", "ID_NUMBER"),
         ("zh", "工资卡卡号6222020200112345679，请核对。", None, "CN_BANK_CARD"),
@@ -175,6 +176,8 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("zh", "我的身份证号是110105194912310021。", "CN_ID_CARD_CHECKED"),  # check char wrong
         ("zh", "工资卡卡号6222020200112345670。", "CN_BANK_CARD"),  # Luhn fails
         ("zh", "信用代码91350100M000100Y44。", "CN_USCC"),  # check character wrong
+        # an identity card number whose check digit is wrong passes the code's check by chance
+        ("zh", "身份证号码：440301199003071234", "CN_USCC"),
         ("zh", "订单号123456789已发货。", "QQ_NUMBER"),  # no QQ context
         ("en", "We met at the office and looked at the dot plot.", "EMAIL_ADDRESS"),
         ("en", "The quarterly report was approved.", "DATE_OF_BIRTH"),

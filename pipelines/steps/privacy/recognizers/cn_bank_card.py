@@ -1,10 +1,7 @@
 """CN_BANK_CARD: bank card numbers (UnionPay 62, debit/credit 16-19 digits), Luhn-checked."""
 
-import re
-
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer, luhn_valid
-
-_BIRTH_DATE = re.compile(r"(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])")
+from pipelines.steps.privacy.recognizers.cn_id_card import reads_as_id_card
 
 
 class CnBankCardRecognizer(RegexRecognizer):
@@ -21,6 +18,6 @@ class CnBankCardRecognizer(RegexRecognizer):
         digits = "".join(c for c in value if c.isdigit())
         # An 18-digit number with a birth date at positions 7-14 is an identity card number
         # that happens to pass Luhn (one in ten do).
-        if len(digits) == 18 and _BIRTH_DATE.fullmatch(digits[6:14]):
+        if reads_as_id_card(digits):
             return False
         return luhn_valid(value)

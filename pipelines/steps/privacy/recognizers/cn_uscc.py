@@ -6,6 +6,7 @@ The last character is a check character over the first 17 (python-stdnum `cn.usc
 from stdnum.cn import uscc
 
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+from pipelines.steps.privacy.recognizers.cn_id_card import reads_as_id_card
 
 
 class CnUsccRecognizer(RegexRecognizer):
@@ -23,4 +24,6 @@ class CnUsccRecognizer(RegexRecognizer):
     FLAGS = 0
 
     def validate(self, value: str) -> bool:
-        return uscc.is_valid(value)
+        # An identity card number with a wrong check digit passes the code's check one time in
+        # 31 (身份证号码：440301199003071234): digits with a birth date inside are a person's.
+        return uscc.is_valid(value) and not reads_as_id_card(value)
