@@ -62,14 +62,10 @@ def spoken(digits_and_separators: str) -> str:
     return re.sub(r" +([,.\-])", r"\1", " ".join(out.split()))
 
 
+_SPOKEN_TOKEN = re.compile(rf"(?i)\b(?:(?:double|triple)[ \t]+{_DIGIT}|{_DIGIT}|oh)\b")
+
+
 def written(value: str) -> str:
     """Digit words as digits, separators kept ("nine one seven, five" -> "917, 5")."""
-
-    def digit(match: re.Match[str]) -> str:
-        return spelled_digits(match.group())
-
-    joined = _SPOKEN_TOKEN.sub(digit, value)
+    joined = _SPOKEN_TOKEN.sub(lambda match: spelled_digits(match.group()), value)
     return re.sub(r"(?<=\d)[ \t]+(?=\d)", "", joined)
-
-
-_SPOKEN_TOKEN = re.compile(rf"(?i)\b(?:(?:double|triple)[ \t]+{_DIGIT}|{_DIGIT}|oh)\b")

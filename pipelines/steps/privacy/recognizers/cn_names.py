@@ -1157,7 +1157,7 @@ def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
             or _form_of_address(value)
         ):
             continue
-        if any(value.startswith(s) and len(value) > len(s) for s in names):
+        if any(len(value) > len(s) for s in {value[:1], value[:2]} & names):
             found[(start, end)] = LAC_PERSON_SCORE + CONTEXT_SCORE
     return found
 
