@@ -248,6 +248,13 @@ def test_when_findings_overlap_then_only_the_stronger_longer_one_is_kept(
         ("Her medical record number is MRN_55120983.", "MRN_55120983", "ID_NUMBER"),
         ("employee ID number 40213-NORTH was left in the log", "40213-NORTH", "ID_NUMBER"),
         ("insurance policy #77310-KQ lapsed", "77310-KQ", "ID_NUMBER"),
+        # Identifiers named by their acronym: a vehicle's, a prescriber's, other countries'
+        ("Customer ID CUST-0099182; VIN 1HGCM82633A004352", "1HGCM82633A004352", "ID_NUMBER"),
+        ("Physician: Anika Sørensen, MD; NPI 1234567893; DEA AS1234563.", "AS1234563", "ID_NUMBER"),
+        ("The borrower, Ahmad bin Ismail, NRIC S1234567D, agrees", "S1234567D", "ID_NUMBER"),
+        ("Passenger JOHN SMITH seat 14C PNR X7YQ2P LHR-JFK", "X7YQ2P", "ID_NUMBER"),
+        ("Your booking reference: X7YQ2P", "X7YQ2P", "ID_NUMBER"),
+        ("A license plate 7ABC123 was seen leaving.", "7ABC123", "ID_NUMBER"),
         # A validated or more specific type on the same characters keeps its own type.
         ("Please wire it to account number 45120988731 today.", "45120988731", "US_BANK_NUMBER"),
         ("Her social security number is 536-22-8145.", "536-22-8145", "US_SSN"),
@@ -284,6 +291,8 @@ def test_when_a_chinese_text_names_an_identifier_then_its_value_is_found(
         "The account was opened on 2024-01-05.",
         "What is the ID of the element? Use id 3 in the CSS.",
         "Check the account number format before you submit.",
+        "Read RFC 7231 and plate 12 of the atlas.",  # no name of an identifier
+        "We sin 1234 times; fin 2024.",  # lower-case words, not the acronyms
     ],
 )
 def test_when_no_identifier_follows_its_name_then_no_id_number_is_found(

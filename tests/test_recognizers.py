@@ -52,6 +52,7 @@ def analyzer() -> AnalyzerEngine:
         ("zh", "他的手机号是一三九一二三四五六七八", "一三九一二三四五六七八", "CN_PHONE_NUMBER"),
         # Taiwan's and Hong Kong's numbers by a phone word, and an identifier's traditional name
         ("zh", "客戶陳大文致電查詢帳戶，電話：0912-345-678", "0912-345-678", "PHONE_NUMBER"),
+        ("zh", "如有疑問請致電2888 8888。", "2888 8888", "PHONE_NUMBER"),  # no space before it
         ("zh", "手機：+852 9123 4567", "+852 9123 4567", "PHONE_NUMBER"),
         ("zh", "身分證字號：A123456789", "A123456789", "ID_NUMBER"),
         ("zh", "身份证号码：440301199003071234", "440301199003071234", "CN_ID_CARD"),
@@ -397,6 +398,11 @@ def test_when_a_secret_is_only_a_placeholder_then_nothing_is_found(text: str) ->
         ("creds: admin:Passw0rd!", "Passw0rd!"),
         ("The default login is admin / admin123 on every unit.", "admin123"),
         ("The pass is 'letmein42'.", "letmein42"),
+        # one-time, alarm and door codes are credentials too, in either language
+        ("Wifi is sunflower2024, and the alarm code is 4711.", "4711"),
+        ("Your verification code is 583920.", "583920"),
+        ("您的验证码是583920，5分钟内有效。", "583920"),
+        ("密码：Abc@2024，请牢记", "Abc@2024"),
     ],
 )
 def test_when_a_password_is_told_in_words_then_it_is_a_secret(text: str, value: str) -> None:
@@ -420,6 +426,8 @@ def test_when_a_password_is_told_in_words_then_it_is_a_secret(text: str, value: 
         "login at 10:30:15 failed; user accounts 3/4 are locked",
         "请输入密码(8位以上)",
         "Write a function that checks whether a password is strong: at least 8 chars, one digit.",
+        "Enter the code shown. The door code works.",
+        "验证码6位，请勿泄露给他人",
     ],
 )
 def test_when_a_sentence_only_speaks_of_a_password_then_nothing_is_found(text: str) -> None:
@@ -539,6 +547,15 @@ def test_when_digit_words_are_no_number_read_out_then_none_is_found(
             "12/34 Smith Street, Fitzroy VIC 3065",
         ),
         ("Mail it to PO Box 4471, Anchorage, AK 99501.", "PO Box 4471, Anchorage, AK 99501"),
+        # USPS street-type abbreviations (Pkwy, Cir, Hwy)
+        (
+            "Send it to 1600 Amphitheatre Pkwy, Mountain View, CA 94043",
+            "1600 Amphitheatre Pkwy, Mountain View, CA 94043",
+        ),
+        ("She lives at 12 Oak Cir, Apt 3, Reno, NV 89501.", "12 Oak Cir, Apt 3, Reno, NV 89501"),
+        # the street's name first, after words of the sentence that opened the candidate
+        ("He lives at Nørregade 10 in Copenhagen.", "Nørregade 10"),
+        ("Visit us at Kiannonkatu 98, Helsinki.", "Kiannonkatu 98, Helsinki"),
     ],
 )
 def test_an_address_is_found_whole_with_its_unit_box_and_postal_code(
@@ -546,6 +563,49 @@ def test_an_address_is_found_whole_with_its_unit_box_and_postal_code(
 ) -> None:
     spans = [text[f.start : f.end] for f in scan_text(analyzer, text, CFG)]
     assert address in spans
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("Our office: Level 3, WC2R 0EZ", "WC2R 0EZ"),  # a whole UK postcode, no place beside
+        ("Send it to K1A 0B1 by Friday", "K1A 0B1"),  # a Canadian one
+    ],
+)
+def test_a_whole_uk_or_canadian_postcode_is_found_alone(
+    analyzer: AnalyzerEngine, text: str, code: str
+) -> None:
+    assert code in [text[f.start : f.end] for f in scan_text(analyzer, text, CFG)]
+
+
+def test_every_usps_abbreviation_is_one_usaddress_knows() -> None:
+    import usaddress
+
+    from pipelines.steps.privacy.recognizers.en_street import USPS_ABBREVIATIONS
+
+    assert {a.lower() for a in USPS_ABBREVIATIONS} <= usaddress.STREET_NAMES
+
+
+def test_an_ip_address_in_chinese_text_with_a_phone_word_is_no_phone(analyzer) -> None:
+    text = "打开浏览器，输入路由器的管理地址（通常是192.168.0.1），或用智能手机连接。"
+    found = scan_text(analyzer, text, CFG, language="zh")
+    assert "PHONE_NUMBER" not in {f.entity_type for f in found}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Call 555-1234 ext 204 please.",  # Ext is left out: a phone's extension
+        "We won by 12 pts and lost by 3 pts.",
+        "The Ring 5 was sold. Chapter Via 3 of the book. Table Place 4.",
+        "Event A: On August 10, 1519, Ferdinand Magellan departs.",  # a date
+        "Glamorgan 259 ( A. Dale 69 , H. Morris 69 )",  # an initial: a player and his runs
+    ],
+)
+def test_a_number_before_a_word_usps_also_abbreviates_is_no_street(
+    analyzer: AnalyzerEngine, text: str
+) -> None:
+    assert [f for f in scan_text(analyzer, text, CFG) if f.entity_type == "LOCATION"] == []
 
 
 @pytest.mark.parametrize(
@@ -638,6 +698,9 @@ def _persons(analyzer, text: str) -> list[str]:
         ("Hi Michter , we are interested in using your video .", "Michter"),  # rare word
         ("Ask Priya about the invoice before Friday.", "Priya"),
         ("Thanks for the update.\n\nBest regards,\nPriya\n", "Priya"),
+        ("Hi team, Rajesh here from billing. Customer Li Wei called.", "Rajesh"),
+        # a sentence's capitalized first word before a full name
+        ("Contact Søren Pedersen at the office.", "Søren Pedersen"),
     ],
 )
 def test_when_a_message_addresses_or_signs_with_one_name_then_it_is_a_person(
@@ -657,6 +720,9 @@ def test_when_a_message_addresses_or_signs_with_one_name_then_it_is_a_person(
         "Good morning Team, the report is attached.",
         "Contact Support for help with billing.",
         "Thanks,\nThe Billing Team\n",
+        "Nothing here. Click here to continue. Sign here, please.",
+        "Everyone here, listen. Parking here is free.",
+        "Call Customer Care Desk now.",
     ],
 )
 def test_when_a_greeting_or_sign_off_names_no_one_then_no_person_is_found(

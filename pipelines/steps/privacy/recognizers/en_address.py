@@ -14,14 +14,22 @@ from spacy.lang.en.stop_words import STOP_WORDS
 
 from pipelines.steps.privacy.recognizers.base import CONTEXT_BOOST, RegexRecognizer, has_context
 from pipelines.steps.privacy.recognizers.en_names import is_english
-from pipelines.steps.privacy.recognizers.en_street import PARTICLES, _street_word
+from pipelines.steps.privacy.recognizers.en_street import (
+    PARTICLES,
+    USPS_ABBREVIATIONS,
+    _street_word,
+)
 
-# Faker's en_US street suffixes (the USPS list) plus their common abbreviations.
+# Faker's en_US street suffixes (the USPS list) plus their abbreviations.
 _SUFFIX = (
     "(?:"
     + "|".join(
         sorted(
-            {*AddressProvider.street_suffixes, "St", "Ave", "Rd", "Blvd", "Ln", "Dr", "Ct", "Pl"},
+            {
+                *AddressProvider.street_suffixes,
+                *("St", "Ave", "Rd", "Blvd", "Ln", "Dr", "Ct"),
+                *USPS_ABBREVIATIONS,
+            },
             key=len,
             reverse=True,
         )
@@ -127,7 +135,9 @@ class PostalCodeRecognizer(RegexRecognizer):
                     continue
                 if has_context(text, start, end, self.words):
                     final = min(1.0, score + CONTEXT_BOOST)
-                elif _beside_place(text, start, end, places, english or frozenset(), caseless):
+                elif _SELF_EVIDENT.fullmatch(text, start, end) or _beside_place(
+                    text, start, end, places, english or frozenset(), caseless
+                ):
                     final = BESIDE_PLACE_SCORE
                 else:
                     continue
@@ -149,6 +159,13 @@ class PostalCodeRecognizer(RegexRecognizer):
 
 
 BESIDE_PLACE_SCORE = 0.6
+_SELF_EVIDENT = re.compile(
+    r"[A-PR-UWYZ][A-HK-Y]?\d[A-HJKMNPR-Y\d]? \d[ABD-HJLNP-UW-Z]{2}"
+    r"|[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z] \d[ABCEGHJ-NPRSTV-Z]\d"
+)
+"""A whole UK postcode (outward code, a space, an inward code whose letters leave out C I K M
+O V: WC2R 0EZ) or a Canadian one (A0A 0A0 with the letters Canada Post uses): a code of that
+shape is a postal code wherever it stands, with no place beside it."""
 PLACE_LABELS = frozenset({"LOCATION", "GPE", "LOC", "FAC"})
 """NER labels of a place (Presidio's name and spaCy's)."""
 PLACE_PREPOSITIONS = frozenset(

@@ -6,7 +6,9 @@ number 56789-TRIBAL", "policy #88291-LK", "PAN 'ABCDEZ1234F'". Their formats dif
 organisation and country, so none is listed: the value is the token right after an
 identifier's name — an ID word after a kind of record (account, patient, member, policy, tax,
 voter, licence ... + ID / number / no. / #), or a name that is an identifier by itself (ID,
-MRN, TIN, EIN, PAN, SSN, IBAN, Aadhaar, passport, credit card) — and a linking word or sign
+MRN, TIN, EIN, PAN, SSN, IBAN, VIN, a prescriber's NPI or DEA number, the national numbers
+of other countries — NRIC, CPF, SIN, DNI, CURP, PESEL … —, a booking's PNR, Aadhaar, passport,
+credit card, licence plate) — and a linking word or sign
 (is, :, =, #, a quote). It must hold a digit and be 4–35 characters of letters, digits and
 `- _ / . : *`, with groups in capitals and digits after single spaces; a date or a time is
 none. A value under a validated type's name that fails its check (an SSN of the well-known
@@ -24,11 +26,16 @@ _KIND = (
     r"|user|policy(?:holder)?|insurance|claim|tax(?:payer)?|national|voter|citizen|personal"
     r"|identity|medical\s+record|health(?:\s+insurance)?|social\s+(?:security|insurance)"
     r"|national\s+insurance|nhs|pan(?:\s+card)?|aadhaa?r|passport|(?:driver'?s?|driving)\s+licen[cs]e"
-    r"|licen[cs]e|id\s+card"
+    r"|licen[cs]e|id\s+card|vehicle(?:\s+identification)?|(?:licen[cs]e|number|registration)\s+plate"
+    r"|plate|booking|reservation"
 )
-_ID_WORD = r"(?:id(?:entifier|entification)?(?:[\s_-]*(?:number|no\.?|#))?|number|no\.|num|nr\.?|#)"
+_ID_WORD = (
+    r"(?:id(?:entifier|entification)?(?:[\s_-]*(?:number|no\.?|#))?|number|no\.|num|nr\.?|#"
+    r"|ref(?:erence)?(?:\s*(?:number|no\.|#))?\.?)"
+)
 _NAMED = (
-    r"(?-i:ID|MRN|TIN|EIN|PAN|SSN|IBAN)(?:\s*(?:number|no\.|#))?|aadhaa?r|passport"
+    r"(?-i:ID|MRN|TIN|EIN|PAN|SSN|IBAN|VIN|NPI|DEA|NRIC|CPF|CNPJ|PNR|SIN|DNI|NIE|NIF|CURP|BSN"
+    r"|PESEL)(?:\s*(?:number|no\.|#))?|aadhaa?r|passport|(?:licen[cs]e|number)\s+plate"
     r"|(?:credit|debit|bank)\s+card(?:\s*(?:number|no\.|#))?"
     r"|(?:driver'?s?|driving)\s+licen[cs]e"
 )

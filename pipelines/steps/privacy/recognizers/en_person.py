@@ -181,6 +181,24 @@ def field_label(text: str, start: int, end: int) -> bool:
     return word in FIELD_LABELS and text[end : end + 2].lstrip().startswith(":")
 
 
+def _opened_by_a_word(text: str, start: int, words: list[str], english) -> bool:
+    """Whether a run of three capitalized words or more opens a sentence with an ordinary
+    English word no name list holds (`Contact`, `Ask`, `Email` + a full name): the word is
+    capitalized for the sentence, and the rest of the run may be a name."""
+    if len(words) < 3 or not (start == 0 or _SENTENCE_START.search(text, max(0, start - 8), start)):
+        return False
+    if all(word.isupper() for word in words):
+        return False  # a heading or a shout ("YES YANDERE SIM")
+    firsts, lasts = name_lexicon()
+    first = words[0].lower()
+    return (
+        is_english(words[0], english)
+        and first not in STOP_WORDS  # "The Princess Royal", "The Dow Jones average"
+        and first not in firsts
+        and first not in lasts
+    )
+
+
 def capitalized_runs(text: str) -> list[tuple[int, int, list[str]]]:
     """`(start, end, words)` of each run of capitalized words and initials on one line.
 
@@ -282,6 +300,12 @@ _VOCATIVE = re.compile(
 )
 """One word that opens a sentence, then a comma and, within four words, the one spoken to or a
 request (`Loey , do you …`, `John, could you check …`, `Priya, please send …`)."""
+_HERE = re.compile(
+    rf"(?:^|(?<=[.!?,;:\n]))[ \t\"'“]*([A-Z][^\W\d_]{{1,{MAX_WORD}}})[ \t]+here"
+    r"(?=[ \t]*(?:$|[,.!:;—\-(]|(?:from|with|at|in|on)\b))"
+)
+"""A capitalized word opening a sentence or a clause, then "here" and the desk, a pause or the
+end: the writer naming themself (`Hi team, Rajesh here from billing`, `Jen here!`)."""
 _KIN_WORDS = (
     r"wife|husband|spouse|partner|fianc[eé]e?|boyfriend|girlfriend|son|daughter|kids?|child|"
     r"children|baby|mother|mom|mum|mommy|mummy|father|dad|daddy|parents?|brother|sister|"
@@ -593,6 +617,10 @@ class EnPersonRecognizer(RegexRecognizer):
             if vetoes.overlaps(start, end):
                 continue
             score = name_evidence(words, english, model_words)
+            if score is None and _opened_by_a_word(text, start, words, english):
+                # "Contact Søren Kierkegaard at ...": a sentence's capitalized first word
+                start = text.find(words[1], start + len(words[0]))
+                score = name_evidence(words[1:], english, model_words)
             if score is not None:
                 results.append(self._result(start, end, score, "name lexicon"))
         labelled = [
@@ -731,7 +759,8 @@ class EnPersonRecognizer(RegexRecognizer):
         """A name alone where a message addresses or signs with it: after a greeting or thanks
         (`Hi Fleur ,`, `thanks Nick`), after a verb of contact (`Ask Priya`), alone on the line
         after a sign-off (`Best,` then `Priya`), opening a sentence that speaks to someone
-        (`Loey , do you …`, `John, please …`). The word is a listed
+        (`Loey , do you …`, `John, please …`), or naming the writer (`Rajesh here from
+        billing`). The word is a listed
         name (one that is also an English word, Nick or Lily, only when capitalized) or a rare
         word no dictionary and no model knows; never a stop word ("hi all", "thanks again"), a
         weekday or month, or an ordinary word NER read as a place."""
@@ -751,6 +780,7 @@ class EnPersonRecognizer(RegexRecognizer):
             (_CONTACTED, 0.55, "contacted"),
             (_CLOSING, 0.6, "signed"),
             (_VOCATIVE, 0.55, "spoken to"),
+            (_HERE, 0.6, "signs as here"),
         ):
             for match in pattern.finditer(text):
                 word, start = match.group(1), match.start(1)

@@ -51,6 +51,9 @@ class IntlPhoneRecognizer(RegexRecognizer):
     ENTITY = "PHONE_NUMBER"
     REGIONS = REGIONS
     CONTEXT_REGIONS = CONTEXT_REGIONS
+    HAN_APART = False
+    """Whether a Han character beside a number leaves it apart (`_glued`): in the recognizer
+    that needs a phone word, not in the one that reads any digits of the text."""
     CONTEXT = (
         "phone",
         "call",
@@ -89,7 +92,9 @@ class IntlPhoneRecognizer(RegexRecognizer):
                 if searched[start] == "+" and text[start] == "0":
                     start -= 1  # the span covers the written "00"
                 digits = sum(c.isdigit() for c in match.raw_string)
-                if digits < 7 or _glued(text, start, end) or _DATE.match(match.raw_string):
+                glued = _glued(text, start, end, self.HAN_APART)
+                raw = match.raw_string
+                if digits < 7 or glued or _DATE.match(raw) or _IP_ADDRESS.fullmatch(raw):
                     continue
                 valid = phonenumbers.is_valid_number(match.number)
                 score = 0.45 if valid or _NANP_LAYOUT.fullmatch(match.raw_string) else 0.3
@@ -144,11 +149,24 @@ def _matches(
                 yield match, start + match.start, start + match.end
 
 
-def _glued(text: str, start: int, end: int) -> bool:
-    """Whether the match is part of a longer token (an id such as `<US_SSN_00000000>`)."""
+def _glued(text: str, start: int, end: int, han_apart: bool = False) -> bool:
+    """Whether the match is part of a longer token (an id such as `<US_SSN_00000000>`). With
+    `han_apart`, a Han character beside it is none: Chinese writes no space between a word and
+    a number (致電2888 8888)."""
     before = text[start - 1] if start else " "
     after = text[end] if end < len(text) else " "
-    return before.isalnum() or before == "_" or after.isalnum() or after == "_"
+    return _word_character(before, han_apart) or _word_character(after, han_apart)
+
+
+def _word_character(character: str, han_apart: bool) -> bool:
+    if han_apart and _HAN.match(character):
+        return False
+    return character.isalnum() or character == "_"
+
+
+_IP_ADDRESS = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+"""Four dotted groups: an IP address (192.168.0.1), which the IP recognizer takes."""
+_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 class GreaterChinaPhoneRecognizer(IntlPhoneRecognizer):
@@ -158,6 +176,7 @@ class GreaterChinaPhoneRecognizer(IntlPhoneRecognizer):
 
     REGIONS = ()
     CONTEXT_REGIONS = ("TW", "HK", "MO")
+    HAN_APART = True
     CONTEXT = (
         "電話", "电话", "手機", "手机", "聯絡", "联络", "聯繫", "联系", "致電", "致电", "傳真",
         "传真", "熱線", "热线", "whatsapp", "phone", "tel", "mobile", "fax",

@@ -23,10 +23,28 @@ from spacy.lang.en.stop_words import STOP_WORDS
 
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer, check_deadline, has_context
 
+USPS_ABBREVIATIONS = (
+    *("Anx", "Byu", "Bch", "Bnd", "Blf", "Blfs", "Btm", "Brg", "Brk", "Brks", "Bgs"),
+    *("Byp", "Cyn", "Cpe", "Cswy", "Ctr", "Ctrs", "Cir", "Cirs", "Clf", "Clfs", "Clb", "Cmn"),
+    *("Cmns", "Crse", "Cts", "Cvs", "Crk", "Cres", "Crst", "Xing", "Xrd", "Curv", "Expy"),
+    *("Fld", "Flds", "Flt", "Flts", "Frd", "Frds", "Frst", "Frg", "Frgs", "Frk", "Frks", "Fwy"),
+    *("Gdn", "Gdns", "Gtwy", "Gln", "Glns", "Grn", "Grns", "Grv", "Grvs", "Hbr", "Hbrs", "Hvn"),
+    *("Hts", "Hwy", "Hls", "Holw", "Inlt", "Jct", "Jcts", "Knl", "Knls", "Lndg", "Lgt", "Lgts"),
+    *("Lck", "Lcks", "Ldg", "Mnr", "Mnrs", "Mdw", "Mdws", "Mtwy", "Mtn", "Mtns", "Nck", "Orch"),
+    *("Opas", "Pkwy", "Psge", "Pnes", "Pln", "Plns", "Plz", "Prt", "Prts", "Rnch"),
+    *("Rpd", "Rpds", "Rdg", "Rdgs", "Rte", "Shls", "Shrs", "Skwy", "Smt", "Spg", "Spgs"),
+    *("Sqs", "Strm", "Trwy", "Trce", "Trak", "Trfy", "Trl", "Trlr", "Tunl", "Tpke"),
+    *("Upas", "Vly", "Vlys", "Vws", "Vlg", "Vlgs", "Pl", "Sq"),
+)
+"""USPS standard street-suffix abbreviations (Publication 28, appendix C1; each one in
+usaddress's `STREET_NAMES`, a test checks), less those that are words or units elsewhere
+(Est, Ext, Sta, Vis, Pts, Drs: "ext 204", "12 pts") and those the name lists hold (Aly, Ter,
+Radl: "Aly Ashour 7" is a scorer and his minute)."""
 STREET_WORDS = frozenset(
     w.lower()
     for w in (
         *AddressProvider.street_suffixes,
+        *USPS_ABBREVIATIONS,
         *("St", "St.", "Str", "Str.", "Rd", "Rd.", "Ave", "Ave.", "Blvd", "Ln", "Dr", "Ct"),
         *("close", "crescent", "parade", "terrace", "mews", "wynd", "row", "esplanade"),
         *("rue", "avenue", "boulevard", "bd", "chemin", "allée", "place", "quai", "impasse"),
@@ -129,6 +147,25 @@ _CORNER = re.compile(
 )
 
 
+_AFTER_AN_INITIAL = re.compile(r"(?<![\w.])[A-Z]\.[ \t]+$")
+_CALENDAR = frozenset(
+    {"january", "february", "march", "april", "may", "june", "july", "august", "september"}
+    | {"october", "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug"}
+    | {"sep", "sept", "oct", "nov", "dec", "monday", "tuesday", "wednesday", "thursday"}
+    | {"friday", "saturday", "sunday", "week", "day", "year", "chapter", "page", "section"}
+)
+"""Words before a number that make it a date or a reference, not a house number."""
+
+
+def _next_word(text: str, position: int) -> int:
+    """Where the word after the one at `position` starts (the end of the text if none)."""
+    gap = _WORD_GAP.search(text, position)
+    return gap.end() if gap is not None else len(text)
+
+
+_WORD_GAP = re.compile(r"\s+")
+
+
 def _street_word(word: str) -> bool:
     lowered = word.lower()
     return (
@@ -156,11 +193,19 @@ class IntlAddressRecognizer(RegexRecognizer):
         results = []
         places: dict[int, int | None] = {}  # place-line ends by position, read once per text
         for pattern in (_NUMBER_FIRST, _NAME_FIRST) if any(c.isdigit() for c in text) else ():
-            for match in pattern.finditer(text):
+            position = 0
+            while (match := pattern.search(text, position)) is not None:
                 check_deadline()
                 found = self._street(text, match, places)
                 if found is not None:
                     results.append(self._result(*found, "street"))
+                    position = match.end()
+                elif pattern is _NAME_FIRST:
+                    # "He lives at Nørregade 10": the candidate opened with words of the
+                    # sentence; its next word may open the street (each word is tried once).
+                    position = _next_word(text, match.start())
+                else:
+                    position = match.end()
         for match in _PO_BOX.finditer(text):
             check_deadline()
             end, _ = self._grow(text, match.end(), places)
@@ -190,6 +235,11 @@ class IntlAddressRecognizer(RegexRecognizer):
         if not kept:
             return None
         start = match.start()
+        if match.groupdict().get("first") is None and (
+            _AFTER_AN_INITIAL.search(text, max(0, start - 4), start)
+            or all(w.group().lower().rstrip(".") in _CALENDAR for w in kept)
+        ):
+            return None  # "A. Dale 69": a person's name and a score; "August 10": a date
         whole = len(kept) == len(words)
         end = match.end() if whole else base + kept[-1].end()
         evidence = 0.0

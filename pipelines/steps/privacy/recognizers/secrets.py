@@ -162,10 +162,12 @@ def high_entropy_tokens(text: str, words: tuple[str, ...]) -> list[tuple[int, in
 
 
 _PROSE_KEYWORD = re.compile(
-    r"(?i)(?<![A-Za-z0-9_])(?:(?P<pin>pin(?:[ -]?(?:code|number))?)|pass(?:word|wd|phrase|code)s?"
+    r"(?i)(?<![A-Za-z0-9_])(?:(?P<pin>pin(?:[ -]?(?:code|number))?|otp|(?:verification|one[ -]time"
+    r"|alarm|door|gate|entry|lock|safe|keypad)[ -]code)|pass(?:word|wd|phrase|code)s?"
     r"|pwd|pw|(?:access|security|login) code|(?P<bare>pass))(?=[\s:=\"'“‘`]|$)"
 )
-"""Words that announce a credential in prose (a PIN's value must be digits; after a bare
+"""Words that announce a credential in prose (a PIN's value, and an alarm's, a door's or a
+one-time code's, must be digits; after a bare
 "pass" the value needs a linking word: "the pass is 'letmein42'", not "pass the salt"); one
 inside a longer token (`<password>@host`, `password_hash`) is not read as one."""
 _LOGIN_WORD = re.compile(
@@ -176,10 +178,13 @@ _LOGIN_WORD = re.compile(
 `the default login is admin / admin123`."""
 _JOINED_PAIR = re.compile(r"[\w.@+-]{1,64}[:/](?P<value>[^\s/:]{4,})")
 _ZH_KEYWORD = re.compile(
-    r"(?:密码|口令|密钥|PIN码)(?:是|为|：|:|=)?\s*[\"'“‘]?(?P<value>[!-~]{4,256})"
+    r"(?:密码|口令|密钥|PIN码|验证码|校验码|动态码|取件码|取货码|提货码|开门码|門禁碼|驗證碼)"
+    r"(?:是|为|為|：|:|=)?\s*[\"'“‘]?(?P<value>(?:(?![,;])[!-~]){4,256})"
 )
-"""A Chinese credential word and the Latin-script value written right after it, with or without
-是 / 为 / a colon ("密码Abc@2024", "WiFi密码：guest8888"): Chinese prose leaves no space."""
+"""A Chinese credential word — a password, a one-time code (验证码), a parcel locker's or a door's
+code — and the Latin-script value written right after it, with or without 是 / 为 / a colon
+("密码Abc@2024", "WiFi密码：guest8888", "验证码是583920"): Chinese prose leaves no space, and
+its comma, read as "," once the text is normalized, ends the value (验证码是583920，5分钟内)."""
 _PAIR = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+\s*(?:/|\|)\s*(?=\S)")
 """An e-mail address and a slash, the way a login and its password are written as a pair."""
 _LINKS = frozenset(
