@@ -157,6 +157,11 @@ def test_when_an_address_is_written_then_lac_places_and_address_parts_make_one_s
         ),
         ("深圳市南山区科技园南区高新南七道R2-B栋4楼", "深圳市南山区科技园南区高新南七道R2-B栋4楼"),
         ("南京市鼓楼区汉中路282号3幢203", "南京市鼓楼区汉中路282号3幢203"),
+        # LAC glues the full stop onto the room's number (301 + 。)
+        ("住北京市朝阳区花家地西里12号楼4单元301。", "北京市朝阳区花家地西里12号楼4单元301"),
+        # an annex's number (附1号: LAC's verb "attach"), a county LAC reads as a verb
+        ("送货地址：重庆市渝中区解放碑步行街8号附1号，收货人", "重庆市渝中区解放碑步行街8号附1号"),
+        ("我来自喀什地区疏附县，电话13899887766。", "喀什地区疏附县"),
         # no administrative unit: the house after a street or an estate LAC read
         ("他家在建设路56号院3号楼", "建设路56号院3号楼"),
         ("我住朝阳区建国路88号SOHO现代城5号楼1801", "朝阳区建国路88号SOHO现代城5号楼1801"),
@@ -862,3 +867,49 @@ def test_when_a_form_labels_a_name_lac_reads_as_a_word_then_the_recognizer_repor
     person,
 ) -> None:
     assert _found(person, "借款人：钱多多，担保人：高远。", "PERSON") == ["钱多多", "高远"]
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("付款人黄晓明，账号6222021001116245702，收款人杜鹃，开户行工商银行。", ["黄晓明", "杜鹃"]),
+        ("请核对收款人信息，付款人格式。", []),  # 信 + 息, 格 + 式: no given names
+        ("患者家属，签名确认。收款人民币，被告人辩称。", []),
+    ],
+)
+def test_when_a_persons_field_has_no_colon_then_only_a_name_the_model_reads_is_taken(
+    text, names
+) -> None:
+    found = [text[a:b] for a, b in sorted(cn_names._labelled(text, cn_names.lac_tokens(text)))]
+    assert found == names
+
+
+@pytest.mark.parametrize("text", ["借款金额人民币伍万元整。", "贷款金额陆仟元整，利息另计。"])
+def test_when_an_amount_is_written_in_capital_numerals_then_it_is_no_person(person, text) -> None:
+    assert _found(person, text, "PERSON") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("我是阿里木江·吐尔逊，来自喀什地区疏附县，电话13899887766。", "阿里木江·吐尔逊"),
+        ("被执行人：柴进，男，1980年生。", "柴进"),  # a court's party
+        ("犯罪嫌疑人：刘洋，男。", "刘洋"),
+    ],
+)
+def test_a_name_is_read_whole_across_its_interpunct_and_after_a_courts_label(
+    person, text, name
+) -> None:
+    assert name in _found(person, text, "PERSON")
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("房东上官婉儿要求租客令狐冲于月底前搬离。", {"上官婉儿", "令狐冲"}),
+        ("端木蕻良是作家，夏侯惇是武将。", {"端木蕻良", "夏侯惇"}),
+        ("东方明珠和西门子都在上海。", set()),  # 东方, 西门: words too, not in the list
+    ],
+)
+def test_when_a_word_opens_with_a_compound_surname_then_it_is_a_name(person, text, names) -> None:
+    assert set(_found(person, text, "PERSON")) == names

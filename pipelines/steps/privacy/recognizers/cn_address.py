@@ -61,10 +61,11 @@ character for one: Hong Kong's and Taiwan's addresses read like the mainland's, 
 _NUMERAL = r"(?:\d{1,5}|[一二三四五六七八九十百零〇]{1,4})"
 _UNIT = r"(?:号院|号楼|号|弄|栋|幢|座|单元|楼|层|室|户|期|门|排|组|段)"
 _PART = (
-    rf"(?:{_NUMERAL}[A-Za-z]{{0,2}}|[A-Za-z]{{1,2}}\d{{0,4}})(?:[-－][A-Za-z\d]{{1,4}})?\s?{_UNIT}"
+    rf"附?(?:{_NUMERAL}[A-Za-z]{{0,2}}|[A-Za-z]{{1,2}}\d{{0,4}})"
+    rf"(?:[-－][A-Za-z\d]{{1,4}})?\s?{_UNIT}"
 )
-"""One numbered part of a house or a building: 5号, 1234弄, 12号院, 2栋, A座, R2-B栋, 3单元, 8层,
-601室, 四段."""
+"""One numbered part of a house or a building: 5号, 附1号 (an annex), 1234弄, 12号院, 2栋, A座,
+R2-B栋, 3单元, 8层, 601室, 四段."""
 _BUILDING_WORDS = r"(?:大厦|大楼|广场|中心|花园|小区|公寓|家园|新村|公馆|苑|院|园|城|府|庭|楼)"
 _BUILDING = rf"[\u4e00-\u9fffA-Za-z]{{1,10}}?{_BUILDING_WORDS}"
 """A building's or an estate's name before its numbered parts (维多利广场 + A座; SOHO现代城;
@@ -213,6 +214,21 @@ _ADDRESS_PART = re.compile(rf"{_ADMIN}|{_STREET}|\d|号")
 _CODE = re.compile(r"[A-Za-z\d]{1,4}|[-－]")
 _STREET_NAME = re.compile(rf"{_HAN}{{1,6}}{_STREET}")
 _UNIT_END = re.compile(rf"{_ADMIN}$")
+_ADMIN_WORD = re.compile(rf"{_HAN}{{2,4}}(?:县|市|区|镇|乡|旗)")
+
+
+def _county(word: str, following: str) -> bool:
+    """Whether `word`, or `word` and the next word (疏附 + 县), is an administrative unit's
+    name that jieba's dictionary holds as a place (疏附县, 莎车县): LAC misreads some as verbs."""
+    tags, _ = _dictionary()
+    return any(
+        _ADMIN_WORD.fullmatch(candidate) is not None and tags.get(candidate) == "ns"
+        for candidate in (word, word + following)
+    )
+
+
+_PUNCTUATION_ONLY = re.compile(r"[\s\W_]+")
+"""What LAC may glue onto an address's last word (301 + 。): no word, so the address ends there."""
 
 
 def _address_end(tokens, first: int, end: int) -> int:
@@ -229,9 +245,18 @@ def _address_end(tokens, first: int, end: int) -> int:
             continue  # a building's code (R2-B栋): letters, digits and a hyphen
         if flag == "a" and _STREET_NAME.fullmatch(following):
             continue  # an adjective opening a street's name (高新 + 南七道)
+        if flag in _NOT_IN_ADDRESS and at + len(word) <= end and _county(word, following):
+            continue  # a county LAC misread (喀什地区 + 疏附县, or 疏附 + 县, as a verb)
+        if word == "附" and at + len(word) < end and following[:1].isdigit():
+            continue  # an annex's number (8号 + 附 + 1号), LAC's verb "attach"
         if flag in _NOT_IN_ADDRESS or (flag == "nr" and not _ADDRESS_PART.match(following)):
             return at
-        if at + len(word) > end and flag != "ns" and not _UNIT_END.search(word[: end - at]):
+        if (
+            at + len(word) > end
+            and flag != "ns"
+            and not _UNIT_END.search(word[: end - at])
+            and not _PUNCTUATION_ONLY.fullmatch(word[end - at :])
+        ):
             # the pattern stopped inside a word (杨村 + 村民: a villager, no street), not after
             # a unit that opens it (北京 + 市长, 安大略省皇后大学)
             return at

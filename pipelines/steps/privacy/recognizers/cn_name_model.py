@@ -1,7 +1,8 @@
 """A character model of a Chinese personal name, estimated from jieba's own dictionary.
 
 jieba ships about 60,000 three-character words tagged `nr` (person). Those that begin with a
-surname from Faker's zh_CN list (a 百家姓-style list of about 400 single and compound surnames)
+surname from Faker's zh_CN list (a 百家姓-style list of about 400 surnames, with the compound
+ones of `COMPOUND_SURNAMES`)
 give the distribution of given-name characters; every dictionary word weighted by its frequency
 gives the background distribution of characters in running text. A candidate "surname + one or
 two characters" is scored by the log-likelihood ratio of its given-name characters (name vs
@@ -35,10 +36,23 @@ def _dictionary() -> tuple[dict[str, str], dict[str, int]]:
     return jieba.posseg.dt.word_tag_tab, jieba.posseg.dt.tokenizer.FREQ
 
 
+COMPOUND_SURNAMES = (
+    *("上官", "夏侯", "诸葛", "闻人", "赫连", "皇甫", "尉迟", "公羊", "澹台", "公冶", "宗政"),
+    *("濮阳", "淳于", "申屠", "公孙", "仲孙", "轩辕", "令狐", "钟离", "宇文", "长孙", "慕容"),
+    *("鲜于", "闾丘", "司徒", "亓官", "司寇", "端木", "巫马", "公西", "漆雕", "乐正", "壤驷"),
+    *("公良", "拓跋", "夹谷", "宰父", "谷梁", "段干", "东郭", "呼延", "归海", "羊舌", "微生"),
+    *("梁丘", "左丘", "南宫", "司马", "万俟", "欧阳", "张简", "范姜"),
+)
+"""The compound surnames of the 百家姓 (and Taiwan's 张简, 范姜), which Faker's zh_CN list lacks
+but for 欧阳; left out, those that are also ordinary words (东方, 西门, 百里, 第五, 司空, 单于)."""
+
+
 @lru_cache(maxsize=1)
 def surnames() -> frozenset[str]:
-    """Single and compound surnames (Faker's zh_CN list)."""
-    return frozenset(s for s in PersonProvider.last_names if 1 <= len(s) <= 2)
+    """Single surnames (Faker's zh_CN list) and compound ones (`COMPOUND_SURNAMES`)."""
+    return frozenset(
+        {*(s for s in PersonProvider.last_names if 1 <= len(s) <= 2), *COMPOUND_SURNAMES}
+    )
 
 
 @lru_cache(maxsize=1)

@@ -43,6 +43,7 @@ from faker.providers.person.zh_CN import Provider as PersonProvider
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer, Spans
 from pipelines.steps.privacy.recognizers.cn_lac import lac_model, lac_tokens
 from pipelines.steps.privacy.recognizers.cn_name_model import (
+    COMPOUND_SURNAMES,
     _dictionary,
     foreign_score,
     given_name_score,
@@ -757,6 +758,7 @@ def _person_candidates(text: str, tokens) -> list[tuple[str, int, int]]:
             continue
         if tag != "PER":
             continue
+        first = index - 1
         while (
             index < len(tokens)
             and tokens[index][1] == "PER"
@@ -765,9 +767,18 @@ def _person_candidates(text: str, tokens) -> list[tuple[str, int, int]]:
         ):
             word += tokens[index][0]
             index += 1
+        # the other part of a transliterated full name across its interpunct, whatever LAC
+        # tagged it (阿里木江 as an organisation + · + 吐尔逊)
+        if first >= 2 and _other_part(tokens, first - 2, first - 1):
+            start = tokens[first - 2][2]
+            word = text[start : start + len(word) + len(tokens[first - 2][0]) + 1]
+        if index + 1 < len(tokens) and _other_part(tokens, index + 1, index):
+            word += tokens[index][0] + tokens[index + 1][0]
+            index += 2
         end = start + len(word)
         following = tokens[index][0] if index < len(tokens) else ""
-        if word in names and following:
+        # a numeral LAC tags m is no given name (伍 + 万元: an amount in capital numerals)
+        if word in names and following and tokens[index][1] != "m":
             if (
                 1 <= len(following) <= 2
                 and _HAN_ALL.fullmatch(following)
@@ -788,6 +799,23 @@ def _person_candidates(text: str, tokens) -> list[tuple[str, int, int]]:
 
 
 _LATIN_LETTER = re.compile(r"[A-Za-z]")
+
+
+def _other_part(tokens, part: int, joiner: int) -> bool:
+    """Whether `tokens[part]`, beside `tokens[joiner]` = ·, is another part of a transliterated
+    name: two to five Han characters of transliteration (foreign_score above 0), not a place's
+    word nor one ending in a kind of place (阿里 + ·萨米扬 + 球场 is a stadium)."""
+    word, tag, _ = tokens[part]
+    return (
+        tokens[joiner][0] in _INTERPUNCT
+        and tag not in ("LOC", "ns")
+        and 2 <= len(word) <= 5
+        and _HAN_ALL.fullmatch(word) is not None
+        and not word.endswith(_KINDS_OF_PLACE)
+        and foreign_score(word) > 0
+    )
+
+
 MIN_LAST_GIVEN = -0.5
 """The name model's score a given name needs with a verb's character LAC cut off it (清 + 来)."""
 
@@ -980,6 +1008,13 @@ def _joined_to_a_place(tokens, starts: dict[int, int], end: int) -> bool:
     return False
 
 
+_AMOUNT = re.compile(
+    r"[零〇一二三四五六七八九十百千万亿两壹贰叁肆伍陆柒捌玖拾佰仟萬億]+[元圆圓角分整]+"
+)
+"""An amount in numerals, capital ones as contracts write them (陆仟元整, 伍万元): LAC reads some
+as a person, since 伍 and 陆 are surnames."""
+
+
 def lac_persons(
     text: str, tokens: tuple[tuple[str, str, int], ...]
 ) -> dict[tuple[int, int], float]:
@@ -1001,7 +1036,9 @@ def lac_persons(
             continue
         if _form_of_address(name) or _not_a_person(text, start, end):
             continue
-        if _CALENDAR.fullmatch(name) or text.startswith(_PLACE_OR_ORG_AFTER, end):
+        if _CALENDAR.fullmatch(name) or _AMOUNT.fullmatch(name):
+            continue
+        if text.startswith(_PLACE_OR_ORG_AFTER, end):
             continue
         if _joined_to_a_place(tokens, starts, end) or _ends_in_a_kind(name):
             continue
@@ -1028,6 +1065,34 @@ def lac_persons(
         if not evidence and not dotted and _cut_from_a_longer_word(text, han, start, end):
             continue
         found[(start, end)] = LAC_PERSON_SCORE + (CONTEXT_SCORE if evidence else 0.0)
+    return found
+
+
+_NOT_COMPOUND_SURNAMED_TAGS = frozenset({"PER", "LOC", "ORG", "nw", "ns", "nt"})
+_NAME_TAGS = frozenset({"nr", "nrfg", "nrt"})
+
+
+def _compound_surnamed(text: str, tokens, accepted) -> set[tuple[int, int]]:
+    """A word of three or four characters that opens with a compound surname (上官, 诸葛,
+    慕容 ...: `COMPOUND_SURNAMES`, none of them an ordinary word) and whose rest the name model
+    reads as a given name, whatever LAC tags it (上官婉儿 as a locative): no other word opens
+    so. Not where LAC reads a place, an organisation or a work, nor a word the dictionary
+    holds as something other than a name."""
+    tags, _ = _dictionary()
+    found = set()
+    for word, tag, start in tokens:
+        end = start + len(word)
+        if (
+            3 <= len(word) <= 4
+            and word[:2] in COMPOUND_SURNAMES
+            and tag not in _NOT_COMPOUND_SURNAMED_TAGS
+            and _HAN_ALL.fullmatch(word)
+            and tags.get(word, "nr") in _NAME_TAGS
+            and given_name_score(word[2:]) > 0
+            and (start, end) not in accepted
+            and not _not_a_person(text, start, end)
+        ):
+            found.add((start, end))
     return found
 
 
@@ -1089,7 +1154,9 @@ _NAME_FIELDS = (
     "投保人", "被保险人", "受益人", "就诊人", "收件人", "寄件人", "收货人", "签名", "签字",
     "审批人", "审核人", "复核人", "录入人", "填表人", "填报人", "制表人", "报告人", "委托人",
     "代理人", "监护人", "配偶", "患者", "病人", "原告", "被告", "被告人", "证人", "医师", "护士",
-    "承租人", "出租人", "业主",
+    "承租人", "出租人", "业主", "第三人", "上诉人", "被上诉人", "被申请人", "被执行人",
+    "申请执行人", "犯罪嫌疑人", "嫌疑人", "被害人", "受害人", "当事人", "辩护人", "报案人",
+    "报警人", "举报人", "投诉人", "罪犯",
 )  # fmt: skip
 """A form's or a record's field whose value is a person's name (客户姓名：, 经办人：, 持卡人：,
 患者：): banks', hospitals' and courts' records name people so, and the value needs no other
@@ -1107,6 +1174,15 @@ _FIELD_VALUE = re.compile(
 """A person's field (the label's last word: 客户姓名 ends in 姓名), its colon and its value. The
 label is matched as one of its words, never as a run of Han characters before a colon: a long
 run would be read again from each of its characters."""
+_FIELD_VALUE_BARE = re.compile(
+    "(" + "|".join(sorted(_NAME_FIELDS, key=len, reverse=True)) + ")"
+    r"([\u4e00-\u9fff]{2,3})(?=[，。；、,;.\s）)]|$)"
+)
+"""A person's field with no colon (收款人杜鹃，): a value of two or three characters alone up to
+a pause, which must read as a surname and a given name by the name model."""
+BARE_GIVEN_NAME = 0.0
+"""`given_name_score` a value's given name needs after a label with no colon (杜 + 鹃 1.7, but
+信 + 息 -2.5: 收款人信息 is the payee's details)."""
 _NAMED_THINGS = ("公司", "单位", "企业", "机构", "商户", "店铺", "产品", "品牌", "项目", "网站")
 """Words before 名字 / 户名 that make the value a thing's name (公司名字：华为)."""
 _PLACEHOLDERS = ("本人", "同上", "不详", "暂无", "未知", "见附件", "另附", "空白")
@@ -1121,12 +1197,30 @@ def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
     also at the end of a longer label: 客户姓名, 紧急联系人): two to four Han characters (or a
     transliteration joined by ·) after the label and its colon, up to the next pause, field or
     non-Han character, opening with a surname. Not a form of address (王先生: no name), an
-    anonymised one (王某), a placeholder (本人, 同上) or a department (财务部)."""
-    if "：" not in text and ":" not in text:
-        return {}
+    anonymised one (王某), a placeholder (本人, 同上) or a department (财务部). With no colon
+    (收款人杜鹃，), only a value of two or three characters up to a pause that LAC reads from its
+    first character and whose given name the name model accepts."""
     names = surnames()
     lac_words = {start: (word, tag) for word, tag, start in tokens}
     found = {}
+    for match in _FIELD_VALUE_BARE.finditer(text):
+        start, end = match.span(2)
+        value = match.group(2)
+        given = next((value[len(s) :] for s in (value[:2], value[:1]) if s in names), "")
+        word, tag = lac_words.get(start, ("", ""))
+        if (
+            given
+            and start in lac_words
+            and tag not in _NOT_A_NAME_TAGS
+            and given_name_score(given) > BARE_GIVEN_NAME
+            and value not in PERSON_NOUNS
+            and "某" not in value
+            and not value.endswith(_NOT_A_NAME_END)
+            and not _form_of_address(value)
+        ):
+            found[(start, end)] = LAC_PERSON_SCORE + CONTEXT_SCORE
+    if "：" not in text and ":" not in text:
+        return found
     for match in _FIELD_VALUE.finditer(text):
         label = match.group(1)
         if label in ("名字", "户名") and text[: match.start()].endswith(_NAMED_THINGS):
@@ -1254,6 +1348,8 @@ class CnPersonRecognizer(RegexRecognizer):
         for span in _titled_across_words(text, tokens, set(spans)):
             spans.setdefault(span, LAC_PERSON_SCORE)
         for span in _acting_han(text, tokens, set(spans)):
+            spans.setdefault(span, LAC_PERSON_SCORE)
+        for span in _compound_surnamed(text, tokens, set(spans)):
             spans.setdefault(span, LAC_PERSON_SCORE)
         for span in _addressed_again(text, set(spans)):
             spans.setdefault(span, LAC_PERSON_SCORE)
