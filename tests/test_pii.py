@@ -134,6 +134,15 @@ def _record(record_id: str, *contents: str) -> Record:
         # the value of a person's field in a form, in any case
         ("Account holder: jane doe\nSort code: 20-00-00", "jane doe", "PERSON"),
         ("Next of kin: Ruth Okafor (daughter)", "Ruth Okafor", "PERSON"),
+        # a record's key and its quoted value (NER reads a quoted run as a work's title)
+        ('{"customer_name": "jane doe", "city": "Campinas"}', "jane doe", "PERSON"),
+        (
+            '{"name": "Beatriz Nascimento", "phone": "+55 11 91234-5678"}',
+            "Beatriz Nascimento",
+            "PERSON",
+        ),
+        ("next_of_kin: ruth okafor", "ruth okafor", "PERSON"),
+        ("Account name: Chukwuemeka Obi", "Chukwuemeka Obi", "PERSON"),
         ("Please ask J.R. Tolkien about it.", "J.R. Tolkien", "PERSON"),
         # NER's person that only a place is named so: a place (a name ending in Hill stays)
         (
@@ -190,6 +199,8 @@ def test_when_text_lacks_entity_then_scan_reports_none_of_that_type(
         "Spouse: none",
         "Driver: unknown",
         "Bill to: 1 Market St, San Francisco",  # an invoice's label, no name
+        "Contact: Support Team",
+        '{"patient": "stable", "title": "Gone with the Wind"}',
     ],
 )
 def test_when_a_persons_field_holds_no_name_then_no_person_is_found(

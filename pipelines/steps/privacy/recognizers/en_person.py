@@ -181,6 +181,16 @@ def field_label(text: str, start: int, end: int) -> bool:
     return word in FIELD_LABELS and text[end : end + 2].lstrip().startswith(":")
 
 
+_KEY_BEFORE = re.compile(r"""["'][ \t]*[:=][ \t]*["']$""")
+
+
+def _a_quoted_value(text: str, start: int, end: int) -> bool:
+    """Whether `text[start:end]` is a quoted value after a quoted key (`{"name": "Beatriz
+    Nascimento"}`): NER reads a quoted run as a work's title, but there the quotes are the
+    record's syntax."""
+    return bool(_KEY_BEFORE.search(text, max(0, start - 8), start)) and text[end : end + 1] in "\"'"
+
+
 def _opened_by_a_word(text: str, start: int, words: list[str], english) -> bool:
     """Whether a run of three capitalized words or more opens a sentence with an ordinary
     English word no name list holds (`Contact`, `Ask`, `Email` + a full name): the word is
@@ -402,18 +412,22 @@ PERSON_FIELDS = (
     "payee", "payer", "sender", "recipient", "guardian", "spouse", "claimant", "defendant",
     "plaintiff", "petitioner", "respondent", "decedent", "deceased", "victim", "suspect",
     "employee", "customer", "member", "student", "driver", "owner", "resident", "physician",
-    "referring physician", "attending", "nurse", "agent", "representative",
+    "referring physician", "attending", "nurse", "agent", "representative", "account name",
+    "patient", "contact",
 )  # fmt: skip
 """A form's or a record's field whose value is a person's name ("Account holder: jane doe",
 "Next of kin: Ruth Okafor", "Signed by: m. ito"): the label is the evidence, in any case."""
 _FIELD_VALUE = re.compile(
-    r"(?i:(?<![\w\-])(?:" + "|".join(re.escape(f) for f in PERSON_FIELDS) + r")(?:'s)?"
-    r"(?:[ \t]+(?:full[ \t]+)?name)?)[ \t]*:[ \t]*(?P<value>[^\W\d_][\w'’.\-]*"
-    r"(?:[ \t][^\W\d_][\w'’.\-]*){0,3})(?=[ \t]*(?:$|[\n,;(]|[ \t]{2}|\t))",
+    r"(?i:(?<![\w\-])(?:"
+    + "|".join(re.escape(f).replace(r"\ ", "[ _]") for f in PERSON_FIELDS)
+    + r")(?:'s)?"
+    r"(?:[ \t_]+(?:full[ \t_]+)?name)?)[\"']?[ \t]*:[ \t]*[\"']?(?P<value>[^\W\d_][\w'’.\-]*"
+    r"(?:[ \t][^\W\d_][\w'’.\-]*){0,3})(?=[ \t]*(?:$|[\n,;(\"']|[ \t]{2}|\t))",
     re.MULTILINE,
 )
 """A person's field, its colon and a value of one to four words up to the line's end, a comma,
-a bracket or a form's gap (two spaces or a tab)."""
+a bracket, a closing quote or a form's gap (two spaces or a tab); also a record's key
+(`"customer_name": "jane doe"`, `next_of_kin: ruth okafor`)."""
 _FIELD_PLACEHOLDERS = frozenset(
     {"unknown", "tbd", "tba", "tbc", "n/a", "na", "none", "redacted", "withheld", "pending",
      "anonymous", "declined", "self", "same", "various", "unnamed", "xxx"}
@@ -610,6 +624,7 @@ class EnPersonRecognizer(RegexRecognizer):
             (entity.start_char, entity.end_char)
             for entity in getattr(nlp_artifacts, "entities", None) or ()
             if entity.label_ in _NOT_A_NAME_LABELS
+            and not _a_quoted_value(text, entity.start_char, entity.end_char)
         ]
         results = []
         vetoes = Spans(vetoed)
