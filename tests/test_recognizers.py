@@ -738,3 +738,76 @@ def test_when_a_relation_is_a_businesss_then_no_name_is_read_beside_it() -> None
     assert _KIN.search("our partner bank Zentrix agreed") is None
     assert _KIN_OF.search("Deltora's sister Anna came.").group(1) == "Deltora"
     assert _KIN.search("my partner Zentrix agreed").group(1) == "Zentrix"
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "names"),
+    [
+        (
+            "name,email,dob\nHenrik Lund,henrik.lund@example.no,1979-02-11\n"
+            "ewa zielinska,ewa@example.pl,1990-04-12\n",
+            "en",
+            ["Henrik Lund", "ewa zielinska"],
+        ),
+        ("first_name\tlast_name\tcity\njane\tdoe\tspringfield\n", "en", ["jane", "doe"]),
+        (
+            "| 姓名 | 电话 | 地址 |\n|---|---|---|\n| 钱多多 | 13912345678 | 上海市 |\n"
+            "| 高山 | 13800001111 | 北京市 |\n",
+            "zh",
+            ["钱多多", "高山"],
+        ),
+        (
+            "| 名字 | 人口 |\n|----|----|\n| 中国 | 13亿 |\n| 印度 | 13亿 |\n\n"
+            "| 名字 | 电话 |\n|---|---|\n| 王秀英 | 139 |\n",
+            "zh",
+            ["王秀英"],  # 名字 names any thing: the name model reads a person's only
+        ),
+    ],
+)
+def test_the_cells_of_a_tables_name_column_are_persons(
+    analyzer: AnalyzerEngine, text: str, language: str, names: list[str]
+) -> None:
+    from pipelines.steps.privacy.recognizers.tables import NameColumnRecognizer
+
+    found = [
+        text[r.start : r.end]
+        for r in NameColumnRecognizer(language=language).analyze(text, ["PERSON"])
+    ]
+    assert found == names
+    scanned = {text[f.start : f.end] for f in scan_text(analyzer, text, CFG, language=language)}
+    assert set(names) <= scanned
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        # a list in prose, then a sentence with as many commas: no table
+        ("Please list: Name, Age, City\nJohn went to Paris, he was 30, and stayed\n", []),
+        # the column holds no names: placeholders, numbers, addresses
+        ("name,id\nn/a,17\n1234,18\nx@y.org,19\n", []),
+        # a table ends where its shape does
+        (
+            "name,email\nAnna,anna@example.org\nThe meeting is on Monday, as planned, at noon\n",
+            ["Anna"],
+        ),
+        ("product,price\nWidget Pro,10\n", []),  # no person's column
+        # a generic header: only what the name models read as a person's name
+        ("name,price\nWidget Pro,10\nMaria Lopez,12\n", ["Maria Lopez"]),
+        ("name,population\nChad,16M\nJordan,10M\nFrance,67M\n", []),  # places
+        # a key-value table under its own header: the value beside a person's label
+        (
+            "| Field | Value |\n|------|------|\n| Name | Peter |\n| Age | 43 |\n"
+            "| Occupation | Doctor |\n",
+            ["Peter"],
+        ),
+    ],
+)
+def test_a_table_reads_names_only_in_its_name_column_and_its_own_rows(
+    text: str, names: list[str]
+) -> None:
+    from pipelines.steps.privacy.recognizers.tables import NameColumnRecognizer
+
+    found = [
+        text[r.start : r.end] for r in NameColumnRecognizer(language="en").analyze(text, ["PERSON"])
+    ]
+    assert found == names

@@ -1169,9 +1169,10 @@ _OTHER_FIELDS = (
 end the name."""
 _FIELD_VALUE = re.compile(
     "(" + "|".join(sorted(_NAME_FIELDS, key=len, reverse=True)) + ")"
-    r"[ \t]*[：:][ \t]*([\u4e00-\u9fff]+(?:·[\u4e00-\u9fff]+)*)(?![\u4e00-\u9fff·])"
+    r"[\"'”’]?[ \t]*[：:][ \t]*[\"'“‘]?([\u4e00-\u9fff]+(?:·[\u4e00-\u9fff]+)*)(?![\u4e00-\u9fff·])"
 )
-"""A person's field (the label's last word: 客户姓名 ends in 姓名), its colon and its value. The
+"""A person's field (the label's last word: 客户姓名 ends in 姓名), its colon and its value (a
+record's key and value in quotes too: `"姓名": "钱多多"`). The
 label is matched as one of its words, never as a run of Han characters before a colon: a long
 run would be read again from each of its characters."""
 _FIELD_VALUE_BARE = re.compile(
