@@ -838,6 +838,7 @@ def test_when_lac_cuts_a_titled_name_across_words_then_the_name_model_reads_it(
         ("姓名：牛大力性别：男", ["牛大力"]),  # the next field glued on
         ("收款人: 江河\n金额: 500元", ["江河"]),  # the scan's NFKC copy: an ASCII colon
         ("持卡人：阿卜杜·热合曼", ["阿卜杜·热合曼"]),  # a transliteration
+        ('{"姓名": "钱多多", "电话": "13912345678"}', ["钱多多"]),  # a record's quoted key
     ],
 )
 def test_when_a_form_labels_a_persons_field_then_its_value_is_a_name(text, name) -> None:
