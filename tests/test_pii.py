@@ -143,6 +143,10 @@ def _record(record_id: str, *contents: str) -> Record:
         ),
         ("next_of_kin: ruth okafor", "ruth okafor", "PERSON"),
         ("Account name: Chukwuemeka Obi", "Chukwuemeka Obi", "PERSON"),
+        # a mail's display name, also surname first; a lower-case listed name after "call"
+        ('From: "Okafor, Chidi" <chidi.okafor@firm.ng>', "Okafor, Chidi", "PERSON"),
+        ('Cc: "Lund, Henrik" <h@x.no>', "Lund, Henrik", "PERSON"),
+        ("pls call dave on 0412 345 678 re the listing", "dave", "PERSON"),
         ("Please ask J.R. Tolkien about it.", "J.R. Tolkien", "PERSON"),
         # NER's person that only a place is named so: a place (a name ending in Hill stays)
         (
@@ -201,6 +205,8 @@ def test_when_text_lacks_entity_then_scan_reports_none_of_that_type(
         "Bill to: 1 Market St, San Francisco",  # an invoice's label, no name
         "Contact: Support Team",
         '{"patient": "stable", "title": "Gone with the Wind"}',
+        'To: "ACME Billing" <billing@acme.com>, Support Team <help@acme.com>',
+        "call home, ask them, email support, text me, call back later, ping everyone",
     ],
 )
 def test_when_a_persons_field_holds_no_name_then_no_person_is_found(

@@ -83,6 +83,18 @@ _SPEECH_VERBS = (
 _SPOKEN_TO = ("told", "asked", "wrote")
 _SAYS = "(?:" + "|".join(_SPEECH_VERBS) + ")"
 _COMPANY_WORDS = frozenset({"ltd", "inc", "corp", "co", "plc", "llc", "ag", "gmbh", "group"})
+_DESK_WORDS = frozenset(
+    {"team", "support", "billing", "sales", "service", "services", "help", "desk", "admin"}
+    | {"info", "noreply", "no-reply", "notifications", "newsletter", "department", "office"}
+)
+"""Words of a shared mailbox's display name (`Support Team`, `Billing Dept`): no person."""
+_DISPLAY_NAME = re.compile(
+    r"(?:\"(?P<quoted>[^\"<>@\n]{2,64})\""
+    r"|(?<![^\s:,;])(?P<bare>[A-Z][\w'’.\-]*(?:[ \t]+[A-Z][\w'’.\-]*){0,3}))"
+    r"[ \t]*<[^<>\s@]{1,64}@[^<>\s@]{1,255}>"
+)
+"""A mail's display name, quoted or a run of capitalized words, before its address in angle
+brackets."""
 _SPEAKER_WORD = r"(?P<name>[A-Z][a-z]+(?:[-'’][A-Z]?[a-z]+)*)"
 _SAYS_AFTER = "(?:" + "|".join(v for v in _SPEECH_VERBS if v not in _SPOKEN_TO) + ")"
 """Verbs a speaker follows ("said Eyles ."); not told or asked, whose next word is the one
@@ -294,9 +306,10 @@ _GREETED = re.compile(
 `Thanks Nick`, `hey titi nice video`)."""
 _CONTACTED = re.compile(
     rf"(?<![\w'’\-])(?i:ask|tell|call|email|e-mail|ping|cc|text|message|contact|remind|invite)"
-    rf"[ \t]+([A-Z][^\W\d_]{{1,{MAX_WORD}}})(?![\w'’\-]| [A-Z])"
+    rf"[ \t]+([^\W\d_]{{2,{MAX_WORD}}})(?![\w'’\-]| [A-Z])"
 )
-"""A verb of contact, then a capitalized word: the person contacted (`Ask Priya about it`)."""
+"""A verb of contact, then a word: the person contacted (`Ask Priya about it`, `pls call dave
+on 0412 …`: in lower case only a listed name that is no English word, by `named`)."""
 _CLOSING = re.compile(
     r"(?:^|\n)[ \t]*(?i:thanks|thank you|many thanks|best|best wishes|best regards|"
     r"kind regards|warm regards|regards|cheers|sincerely|yours(?: truly| sincerely)?|"
@@ -526,6 +539,30 @@ class EnPersonRecognizer(RegexRecognizer):
         results += self._speakers(text, nlp_artifacts, english, firsts, lasts)
         results += self._by_role(text, english, firsts, lasts)
         results += self._by_field(text, english, model_words)
+        results += self._display_names(text, english, model_words)
+        return results
+
+    def _display_names(self, text: str, english, model_words) -> list:
+        """The display name before a mail address in angle brackets (`"Okafor, Chidi"
+        <chidi.okafor@firm.ng>`, `From: Chidi Okafor <…>`): a person's, also written surname
+        first, where a word of it is a listed name or no dictionary's and none a company's or a
+        desk's (`"ACME Billing" <billing@…>`, `Support Team <…>`)."""
+        if not english or "<" not in text or "@" not in text:
+            return []
+        results = []
+        for match in _DISPLAY_NAME.finditer(text):
+            group = "quoted" if match.group("quoted") is not None else "bare"
+            start, end = match.span(group)
+            value = match.group(group)
+            words = [w.strip(".,") for w in value.replace(",", " ").split()]
+            lowered = [w.lower() for w in words if w]
+            if not lowered or any(w in _COMPANY_WORDS or w in _DESK_WORDS for w in lowered):
+                continue
+            kinds = [(w, *_word_kind(w, english, model_words)) for w in words if len(w) > 1]
+            if any(rare or listed for w, listed, ordinary, rare in kinds) and not all(
+                ordinary and not listed for w, listed, ordinary, rare in kinds
+            ):
+                results.append(self._result(start, end, 0.85, "a mail's display name"))
         return results
 
     def _by_field(self, text: str, english, model_words) -> list:
