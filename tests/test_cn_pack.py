@@ -162,6 +162,9 @@ def test_when_an_address_is_written_then_lac_places_and_address_parts_make_one_s
         # an annex's number (附1号: LAC's verb "attach"), a county LAC reads as a verb
         ("送货地址：重庆市渝中区解放碑步行街8号附1号，收货人", "重庆市渝中区解放碑步行街8号附1号"),
         ("我来自喀什地区疏附县，电话13899887766。", "喀什地区疏附县"),
+        # a household's house alone: a building or stairway and a room, no street
+        ("业主孙红雷（3栋2单元1101）投诉楼上漏水。", "3栋2单元1101"),
+        ("快递放2幢301室门口", "2幢301室"),
         # no administrative unit: the house after a street or an estate LAC read
         ("他家在建设路56号院3号楼", "建设路56号院3号楼"),
         ("我住朝阳区建国路88号SOHO现代城5号楼1801", "朝阳区建国路88号SOHO现代城5号楼1801"),
@@ -183,6 +186,8 @@ def test_when_an_address_names_its_building_and_room_then_the_whole_address_is_o
         ("我们北京3号见。", ["北京"]),  # a city, then a day of the month: no house
         # the street's pattern would end inside a word: a villager (村民), not a street
         ("李凤兰（北京市门头沟区雁翅镇杨村村民）", ["北京市门头沟区雁翅镇杨村"]),
+        # a building and a floor, no room: no household's address
+        ("共有3栋楼，每栋12层，第2栋3层开会。", []),
     ],
 )
 def test_when_a_place_is_followed_by_ordinary_words_then_the_address_stops_at_the_place(

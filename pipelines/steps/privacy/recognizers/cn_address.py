@@ -78,6 +78,12 @@ HOUSE = re.compile(_HOUSE)
 """The numbered parts of a house after its street or its estate, with buildings' names between
 them, and a room's number after a unit, a block or a floor (3单元502, 5号楼1801)."""
 _PARTS = re.compile(_PART)
+_BARE_HOUSE = re.compile(
+    rf"(?<![\dA-Za-z])(?:{_PART})+(?P<room>(?<=[元栋幢座楼层])\d{{2,5}}(?![\d号室]))?"
+)
+_BUILDING_UNITS = ("栋", "幢", "号楼", "单元", "座")
+"""A house's parts that name a building or its stairway: with a room after them (3栋2单元1101,
+5号楼1801, 2幢301室) they are a household's address without a street (2栋3层, a floor, is none)."""
 _HOUSE_OPENER = re.compile(rf"(?:{_STREET}|{_UNIT}|{_BUILDING_WORDS})$")
 """How a place that numbered parts may follow ends: a street, a part, an estate or a building."""
 ADDRESS = re.compile(
@@ -410,6 +416,17 @@ class CnLocationRecognizer(RegexRecognizer):
                 and not frequencies.get(word)
             ):
                 found.setdefault((start, start + len(word)), (0.6, "toponym"))
+        for match in _BARE_HOUSE.finditer(folded):
+            # a house alone (业主孙红雷（3栋2单元1101）): its building and unit or room
+            start, end = match.span()
+            parts = _PARTS.findall(match.group())
+            building = any(p.endswith(_BUILDING_UNITS) for p in parts[:-1] or parts)
+            room = match.group("room") is not None or (
+                len(parts) >= 2 and parts[-1].endswith(("室", "户", "号"))
+            )
+            if building and room:
+                if not any(a < end and start < b for a, b in found):
+                    found[(start, end)] = (STRUCTURE_SCORE, "house")
         for start, end, score in _named_places(text, tokens):
             if (end > covered or start >= covered) and score > found.get((start, end), (0,))[0]:
                 found[(start, end)] = (score, "named place")
