@@ -910,6 +910,18 @@ def test_a_name_is_read_whole_across_its_interpunct_and_after_a_courts_label(
 
 
 @pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("请联系Sarah，她的微信是sarah_88", {"Sarah"}),  # a listed name after a verb of contact
+        ("有问题请联系Support团队，或者找Tom Lee。", {"Tom Lee"}),
+        ("感谢Apple提供支持", set()),
+    ],
+)
+def test_a_latin_name_after_a_chinese_verb_of_contact_is_a_person(person, text, found) -> None:
+    assert set(_found(person, text, "PERSON")) == found
+
+
+@pytest.mark.parametrize(
     ("text", "names"),
     [
         ("房东上官婉儿要求租客令狐冲于月底前搬离。", {"上官婉儿", "令狐冲"}),

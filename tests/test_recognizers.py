@@ -53,6 +53,8 @@ def analyzer() -> AnalyzerEngine:
         # Taiwan's and Hong Kong's numbers by a phone word, and an identifier's traditional name
         ("zh", "客戶陳大文致電查詢帳戶，電話：0912-345-678", "0912-345-678", "PHONE_NUMBER"),
         ("zh", "如有疑問請致電2888 8888。", "2888 8888", "PHONE_NUMBER"),  # no space before it
+        ("zh", "请联系她，她的微信是sarah_88", "sarah_88", "WECHAT_ID"),  # glued to its label
+        ("zh", "客户来电，邮箱john@smith.io", "john@smith.io", "EMAIL_ADDRESS"),  # not 邮箱
         ("zh", "手機：+852 9123 4567", "+852 9123 4567", "PHONE_NUMBER"),
         ("zh", "身分證字號：A123456789", "A123456789", "ID_NUMBER"),
         ("zh", "身份证号码：440301199003071234", "440301199003071234", "CN_ID_CARD"),

@@ -56,6 +56,7 @@ from pipelines.steps.privacy.recognizers.en_names import (
     english_words,
     is_english,
     name_evidence,
+    name_lexicon,
 )
 
 _HAN = r"[\u4e00-\u9fff]"
@@ -341,9 +342,34 @@ def _latin_names(text: str, accepted: set[tuple[int, int]]) -> set[tuple[int, in
             or _AGE_AFTER.match(text, end)
             or _in_view_of(text, start, end)
         )
-        if _HAN_CHARACTER.search(text) and (bracketed or titled or speaking):
+        # after a verb of contact, a listed given or family name (请联系Sarah, 告诉Tom)
+        contacted = before.endswith(_CONTACT_BEFORE) and _listed_latin_name(match.group(0))
+        if _HAN_CHARACTER.search(text) and (bracketed or titled or speaking or contacted):
             found.add((start, end))
     return found
+
+
+_CONTACT_BEFORE = (
+    "联系",
+    "联络",
+    "告诉",
+    "通知",
+    "转告",
+    "问问",
+    "找",
+    "请教",
+    "感谢",
+    "谢谢",
+    "抄送",
+)
+"""Verbs of contact before a Latin word: the one contacted, where a name list holds the word."""
+
+
+def _listed_latin_name(word: str) -> bool:
+    """Whether every part of a Latin word or run is a given or family name of a name list."""
+    firsts, lasts = name_lexicon()
+    parts = [part.lower() for part in re.split(r"[ .'-]+", word) if part]
+    return bool(parts) and all(part in firsts or part in lasts for part in parts)
 
 
 _KIN_AFTER = ("兄弟", "姐妹", "一家", "父子", "母女", "夫人", "太太")

@@ -1,8 +1,8 @@
 """QQ_NUMBER and WECHAT_ID: instant-messaging ids, only next to their context words.
 
 A QQ number is 5-11 digits not starting with 0; a WeChat id is 6-20 characters starting with a
-letter (letters, digits, `_` and `-`). Both look like ordinary tokens, so a context word is
-required (QQ, 微信, wechat, wxid).
+letter (ASCII letters, digits, `_` and `-`; Chinese writes it glued to its words, 微信是sarah_88).
+Both look like ordinary tokens, so a context word is required (QQ, 微信, wechat, wxid).
 """
 
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer
@@ -22,8 +22,8 @@ class WechatIdRecognizer(RegexRecognizer):
 
     ENTITY = "WECHAT_ID"
     PATTERNS = (
-        (r"(?<![\w-])wxid_[a-z0-9]{6,20}(?![\w-])", 0.9),
-        (r"(?<![\w-])[a-zA-Z][\w-]{5,19}(?![\w-])", 0.5),
+        (r"(?<![A-Za-z0-9_-])wxid_[a-z0-9]{6,20}(?![A-Za-z0-9_-])", 0.9),
+        (r"(?<![A-Za-z0-9_-])[a-zA-Z][A-Za-z0-9_-]{5,19}(?![A-Za-z0-9_-])", 0.5),
     )
     CONTEXT = ("微信", "wechat", "weixin", "vx", "wx")
 
