@@ -188,6 +188,7 @@ def test_when_an_address_names_its_building_and_room_then_the_whole_address_is_o
         ("李凤兰（北京市门头沟区雁翅镇杨村村民）", ["北京市门头沟区雁翅镇杨村"]),
         # a building and a floor, no room: no household's address
         ("共有3栋楼，每栋12层，第2栋3层开会。", []),
+        ("MAC地址00:1A:2B:3C:4D:5E", []),  # 地址 after a label is no site (新址)
     ],
 )
 def test_when_a_place_is_followed_by_ordinary_words_then_the_address_stops_at_the_place(

@@ -55,6 +55,8 @@ def analyzer() -> AnalyzerEngine:
         ("zh", "如有疑問請致電2888 8888。", "2888 8888", "PHONE_NUMBER"),  # no space before it
         ("zh", "请联系她，她的微信是sarah_88", "sarah_88", "WECHAT_ID"),  # glued to its label
         ("zh", "客户来电，邮箱john@smith.io", "john@smith.io", "EMAIL_ADDRESS"),  # not 邮箱
+        ("zh", "服务器IP地址10.12.0.7，端口22", "10.12.0.7", "IP_ADDRESS"),  # ASCII word edges
+        ("zh", "MAC地址00:1A:2B:3C:4D:5E", "00:1A:2B:3C:4D:5E", "MAC_ADDRESS"),
         ("zh", "手機：+852 9123 4567", "+852 9123 4567", "PHONE_NUMBER"),
         ("zh", "身分證字號：A123456789", "A123456789", "ID_NUMBER"),
         ("zh", "身份证号码：440301199003071234", "440301199003071234", "CN_ID_CARD"),

@@ -18,6 +18,7 @@ Presidio's, not run on texts without an at sign (`email`).
 from collections.abc import Callable
 from pathlib import Path
 
+import regex
 import yaml
 from presidio_analyzer import EntityRecognizer
 from presidio_analyzer.predefined_recognizers import (
@@ -90,6 +91,18 @@ def _presidio(cls, **kwargs) -> Callable[[str, list[str] | None], EntityRecogniz
     return build
 
 
+def _ascii_edges(build):
+    """A Presidio family whose patterns find their word edges in ASCII (`\b`, `\\w`): a MAC
+    address glued to Chinese (MAC地址00:1A:2B:3C:4D:5E) is one; Unicode reads Han as a word."""
+
+    def ascii_build(language: str, context: list[str] | None) -> EntityRecognizer:
+        recognizer = build(language, context)
+        recognizer.global_regex_flags = (recognizer.global_regex_flags or 0) | regex.ASCII
+        return recognizer
+
+    return ascii_build
+
+
 def _own(cls) -> Callable[[str, list[str] | None], EntityRecognizer]:
     return lambda language, context: cls(language=language, context=context)
 
@@ -99,7 +112,7 @@ PRESIDIO_FAMILIES = {
     "email": _presidio(AtSignEmailRecognizer),
     "us_ssn": _presidio(UsSsnRecognizer),
     "iban": _presidio(AnyCaseIbanRecognizer),
-    "mac_address": _presidio(MacAddressRecognizer),
+    "mac_address": _ascii_edges(_presidio(MacAddressRecognizer)),
     "us_bank_number": _presidio(UsBankRecognizer),
     "us_driver_license": _presidio(UsLicenseRecognizer),
     "phone_presidio": _presidio(PhoneRecognizer),

@@ -308,6 +308,8 @@ _VENUES = (
 )  # fmt: skip
 """Kinds of venue: a LAC organisation whose name ends in one is a place too (外滩美术馆), and
 so is a word of its own before one (深蓝 + 网吧, 妇幼保健 + 医院)."""
+_ADDRESS_WORDS = ("地址", "网址", "住址", "址")
+"""Words for an address itself, not a site (MAC + 地址, IP + 地址: a label)."""
 _ABSTRACT_VENUES = ("市场", "中心", "公寓", "馆", "门诊")
 """Venue words that as often name an activity or a market (债券 + 市场, 销售 + 中心): after a
 word of their own they name no place."""
@@ -398,7 +400,12 @@ class CnLocationRecognizer(RegexRecognizer):
             if flag == "nt" and following in _DEVELOPMENTS:
                 found.setdefault((start, start + len(word)), (0.6, "development"))
             # An organisation's site (央视 + 新址, 学校 + 旧址): a place.
-            if flag in ("nt", "nz") and following.endswith(_SITES) and len(following) <= 3:
+            if (
+                flag in ("nt", "nz")
+                and following.endswith(_SITES)
+                and len(following) <= 3
+                and following not in _ADDRESS_WORDS
+            ):
                 found.setdefault((start, start + len(word) + len(following)), (0.6, "site"))
             # A name of its own before a venue word (深蓝 + 网吧).
             if word in _VENUES and word not in _ABSTRACT_VENUES and index > 0:

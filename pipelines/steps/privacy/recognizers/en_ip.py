@@ -9,6 +9,7 @@ IPv6) is parsed. Context words ("ip", "ipv4", "ipv6") raise the score, as Presid
 """
 
 import ipaddress
+import re
 
 from presidio_analyzer.predefined_recognizers import IpRecognizer
 
@@ -21,6 +22,9 @@ class IpAddressRecognizer(RegexRecognizer):
     ENTITY = "IP_ADDRESS"
     PATTERNS = tuple((pattern.regex, pattern.score) for pattern in IpRecognizer.PATTERNS)
     CONTEXT = tuple(IpRecognizer.CONTEXT)
+    # ASCII word edges: Chinese writes an address glued to its label (IP地址10.12.0.7), and
+    # Unicode's \b and \w take Han characters for word characters.
+    FLAGS = re.IGNORECASE | re.ASCII
 
     def validate(self, value: str) -> bool:
         if ":" not in value:
