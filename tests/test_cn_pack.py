@@ -845,6 +845,8 @@ def test_when_lac_cuts_a_titled_name_across_words_then_the_name_model_reads_it(
         ("收款人: 江河\n金额: 500元", ["江河"]),  # the scan's NFKC copy: an ASCII colon
         ("持卡人：阿卜杜·热合曼", ["阿卜杜·热合曼"]),  # a transliteration
         ('{"姓名": "钱多多", "电话": "13912345678"}', ["钱多多"]),  # a record's quoted key
+        ("聯絡人：張家豪", ["張家豪"]),  # Taiwan's form: a traditional label and surname
+        ("病患：黃美惠，女", ["黃美惠"]),
     ],
 )
 def test_when_a_form_labels_a_persons_field_then_its_value_is_a_name(text, name) -> None:
@@ -932,3 +934,8 @@ def test_a_latin_name_after_a_chinese_verb_of_contact_is_a_person(person, text, 
 )
 def test_when_a_word_opens_with_a_compound_surname_then_it_is_a_name(person, text, names) -> None:
     assert set(_found(person, text, "PERSON")) == names
+
+
+def test_a_roles_label_before_its_colon_is_no_speaker(person) -> None:
+    text = "申請人：林志玲　電話：0912-345-678"  # a form's label, not a transcript's speaker
+    assert _found(person, text, "PERSON") == ["林志玲"]

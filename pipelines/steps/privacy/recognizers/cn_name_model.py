@@ -20,6 +20,7 @@ from collections import Counter
 from functools import lru_cache
 
 from faker.providers.person.zh_CN import Provider as PersonProvider
+from faker.providers.person.zh_TW import Provider as TaiwanPersonProvider
 
 _SMOOTHING = 0.5
 
@@ -49,9 +50,14 @@ but for 欧阳; left out, those that are also ordinary words (东方, 西门, �
 
 @lru_cache(maxsize=1)
 def surnames() -> frozenset[str]:
-    """Single surnames (Faker's zh_CN list) and compound ones (`COMPOUND_SURNAMES`)."""
+    """Single surnames (Faker's zh_CN list, and its zh_TW list in traditional characters: 張,
+    陳, 黃) and compound ones (`COMPOUND_SURNAMES`)."""
     return frozenset(
-        {*(s for s in PersonProvider.last_names if 1 <= len(s) <= 2), *COMPOUND_SURNAMES}
+        {
+            *(s for s in PersonProvider.last_names if 1 <= len(s) <= 2),
+            *(s for s in TaiwanPersonProvider.last_names if 1 <= len(s) <= 2),
+            *COMPOUND_SURNAMES,
+        }
     )
 
 

@@ -1132,6 +1132,8 @@ def _speakers(text: str, tokens) -> dict[tuple[int, int], float]:
         name = match.group(1)
         if lac_tags.get(start) in ("ORG", "TIME") or _form_of_address(name):
             continue
+        if name.endswith("人"):
+            continue  # a role's label (申請人：, 聯絡人：, in traditional characters too)
         for surname in {name[:1], name[:2]} & names:
             given = name[len(surname) :]
             if given and given_name_score(given) > 0.0:
@@ -1182,7 +1184,11 @@ _NAME_FIELDS = (
     "代理人", "监护人", "配偶", "患者", "病人", "原告", "被告", "被告人", "证人", "医师", "护士",
     "承租人", "出租人", "业主", "第三人", "上诉人", "被上诉人", "被申请人", "被执行人",
     "申请执行人", "犯罪嫌疑人", "嫌疑人", "被害人", "受害人", "当事人", "辩护人", "报案人",
-    "报警人", "举报人", "投诉人", "罪犯",
+    "报警人", "举报人", "投诉人", "罪犯", "联络人", "病患",
+    # the same fields in traditional characters (Taiwan's and Hong Kong's forms)
+    "聯絡人", "聯繫人", "申請人", "經辦人", "負責人", "簽名", "簽字", "戶名", "開戶名", "帳戶名",
+    "證人", "監護人", "委託人", "擔保人", "保證人", "匯款人", "審核人", "報案人", "被執行人",
+    "嫌疑人", "業主", "醫師", "護士", "聯絡人姓名",
 )  # fmt: skip
 """A form's or a record's field whose value is a person's name (客户姓名：, 经办人：, 持卡人：,
 患者：): banks', hospitals' and courts' records name people so, and the value needs no other
