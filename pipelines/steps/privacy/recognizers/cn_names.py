@@ -1176,7 +1176,7 @@ def _profiled(text: str, tokens) -> dict[tuple[int, int], float]:
     return found
 
 
-_NAME_FIELDS = (
+NAME_FIELDS = (
     "姓名", "名字", "户名", "开户名", "账户名", "持卡人", "联系人", "经办人", "负责人",
     "法定代表人", "法人代表", "借款人", "担保人", "保证人", "收款人", "付款人", "汇款人", "申请人",
     "投保人", "被保险人", "受益人", "就诊人", "收件人", "寄件人", "收货人", "签名", "签字",
@@ -1200,7 +1200,7 @@ _OTHER_FIELDS = (
 """Fields that follow a name in a form; glued to it without a space (姓名：钱多多性别：男) they
 end the name."""
 _FIELD_VALUE = re.compile(
-    "(" + "|".join(sorted(_NAME_FIELDS, key=len, reverse=True)) + ")"
+    "(" + "|".join(sorted(NAME_FIELDS, key=len, reverse=True)) + ")"
     r"[\"'”’]?[ \t]*[：:][ \t]*[\"'“‘]?([\u4e00-\u9fff]+(?:·[\u4e00-\u9fff]+)*)(?![\u4e00-\u9fff·])"
 )
 """A person's field (the label's last word: 客户姓名 ends in 姓名), its colon and its value (a
@@ -1208,7 +1208,7 @@ record's key and value in quotes too: `"姓名": "钱多多"`). The
 label is matched as one of its words, never as a run of Han characters before a colon: a long
 run would be read again from each of its characters."""
 _FIELD_VALUE_BARE = re.compile(
-    "(" + "|".join(sorted(_NAME_FIELDS, key=len, reverse=True)) + ")"
+    "(" + "|".join(sorted(NAME_FIELDS, key=len, reverse=True)) + ")"
     r"([\u4e00-\u9fff]{2,3})(?=[，。；、,;.\s）)]|$)"
 )
 """A person's field with no colon (收款人杜鹃，): a value of two or three characters alone up to
@@ -1218,7 +1218,7 @@ BARE_GIVEN_NAME = 0.0
 信 + 息 -2.5: 收款人信息 is the payee's details)."""
 _NAMED_THINGS = ("公司", "单位", "企业", "机构", "商户", "店铺", "产品", "品牌", "项目", "网站")
 """Words before 名字 / 户名 that make the value a thing's name (公司名字：华为)."""
-_PLACEHOLDERS = ("本人", "同上", "不详", "暂无", "未知", "见附件", "另附", "空白")
+PLACEHOLDERS = ("本人", "同上", "不详", "暂无", "未知", "见附件", "另附", "空白")
 _NOT_A_NAME_TAGS = frozenset({"c", "d", "r", "p", "u", "t", "TIME", "v", "vd", "q", "f", "xc", "w"})
 """LAC tags of a word of two characters or more that opens a field's value and is no name's
 start: a conjunction, an adverb, a pronoun, a time, a verb (于是, 马上, 任何, 明天, 盖章)."""
@@ -1226,7 +1226,7 @@ _NOT_A_NAME_END = ("部", "科", "处", "室", "组", "局", "所", "院", "司"
 
 
 def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
-    """Names that are the value of a person's field in a form or a record (`_NAME_FIELDS`,
+    """Names that are the value of a person's field in a form or a record (`NAME_FIELDS`,
     also at the end of a longer label: 客户姓名, 紧急联系人): two to four Han characters (or a
     transliteration joined by ·) after the label and its colon, up to the next pause, field or
     non-Han character, opening with a surname. Not a form of address (王先生: no name), an
@@ -1275,7 +1275,7 @@ def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
             continue
         word, tag = lac_words.get(start, ("", ""))
         if (
-            value in _PLACEHOLDERS
+            value in PLACEHOLDERS
             or value in PERSON_NOUNS  # 母亲, 客户: a relation or a role, not its name
             or (len(word) >= 2 and tag in _NOT_A_NAME_TAGS)
             or value in _OTHER_FIELDS

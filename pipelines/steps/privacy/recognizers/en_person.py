@@ -441,7 +441,7 @@ _FIELD_VALUE = re.compile(
 """A person's field, its colon and a value of one to four words up to the line's end, a comma,
 a bracket, a closing quote or a form's gap (two spaces or a tab); also a record's key
 (`"customer_name": "jane doe"`, `next_of_kin: ruth okafor`)."""
-_FIELD_PLACEHOLDERS = frozenset(
+FIELD_PLACEHOLDERS = frozenset(
     {"unknown", "tbd", "tba", "tbc", "n/a", "na", "none", "redacted", "withheld", "pending",
      "anonymous", "declined", "self", "same", "various", "unnamed", "xxx"}
 )  # fmt: skip
@@ -579,7 +579,7 @@ class EnPersonRecognizer(RegexRecognizer):
             lowered = [w.lower() for w in words]
             if any(w in _COMPANY_WORDS for w in lowered) or all(w in STOP_WORDS for w in lowered):
                 continue
-            if any(w in _FIELD_PLACEHOLDERS for w in lowered):
+            if any(w in FIELD_PLACEHOLDERS for w in lowered):
                 continue
             kinds = [(w, *_word_kind(w, english, model_words)) for w in words if len(w) > 1]
             if any(

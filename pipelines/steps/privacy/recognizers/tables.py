@@ -5,7 +5,7 @@ tool's output. A row's cells are read by position, not as sentences: `Henrik Lun
 gives NER no context, and a lower-case or a rare name there is missed. The header says what a
 column holds: a cell under a person's field (`name`, `full name`, `customer`, `patient`,
 `account holder`, `姓名`, `联系人`, `收款人` ... the same fields the form rules read, in
-`en_person.PERSON_FIELDS` and `cn_names._NAME_FIELDS`) is a name where it has a name's shape:
+`en_person.PERSON_FIELDS` and `cn_names.NAME_FIELDS`) is a name where it has a name's shape:
 one to four words of letters, no digit, no address sign, not a placeholder (`n/a`, `unknown`,
 `本人`); in Chinese two to eight Han characters (a transliteration joined by ·).
 
@@ -31,14 +31,14 @@ from pipelines.steps.privacy.recognizers.cn_name_model import (
     reads_as_chinese_name,
     surnames,
 )
-from pipelines.steps.privacy.recognizers.cn_names import _NAME_FIELDS, _PLACEHOLDERS
+from pipelines.steps.privacy.recognizers.cn_names import NAME_FIELDS, PLACEHOLDERS
 from pipelines.steps.privacy.recognizers.en_names import (
     english_words,
     known_place,
     name_evidence,
     name_lexicon,
 )
-from pipelines.steps.privacy.recognizers.en_person import _FIELD_PLACEHOLDERS, PERSON_FIELDS
+from pipelines.steps.privacy.recognizers.en_person import FIELD_PLACEHOLDERS, PERSON_FIELDS
 
 DELIMITERS = (",", "\t", ";", "|")
 _LINE = re.compile(r"[^\n]*")
@@ -56,7 +56,7 @@ _ENGLISH_LABELS = frozenset(
 GENERIC_LABELS = frozenset({"name", "名字", "名称"})
 """Headers of any thing's name (a country's, a product's): a cell under them must read as a
 person's name by the name models, not only have a name's shape."""
-_CHINESE_LABELS = frozenset(_NAME_FIELDS) - GENERIC_LABELS
+_CHINESE_LABELS = frozenset(NAME_FIELDS) - GENERIC_LABELS
 _LABEL_NOISE = re.compile(r"[\s_\-.\"'“”‘’*#()（）]+")
 _MAX_LABEL_WORDS = 3
 _LABEL_SENTENCE = re.compile(r"[.!?。！？]\S")
@@ -135,7 +135,7 @@ def _a_name(value: str, kind: str, english: frozenset[str]) -> bool:
     the name lexicon calls a name."""
     if not value or any(c.isdigit() for c in value) or "@" in value:
         return False
-    if value.strip().lower() in _FIELD_PLACEHOLDERS or value.strip() in _PLACEHOLDERS:
+    if value.strip().lower() in FIELD_PLACEHOLDERS or value.strip() in PLACEHOLDERS:
         return False
     if _HAN_NAME.fullmatch(value):
         if kind == "person":
