@@ -815,3 +815,16 @@ def test_a_table_reads_names_only_in_its_name_column_and_its_own_rows(
         text[r.start : r.end] for r in NameColumnRecognizer(language="en").analyze(text, ["PERSON"])
     ]
     assert found == names
+
+
+def test_the_audits_canaries_pass_the_scrub_unfound(analyzer: AnalyzerEngine) -> None:
+    """The canary-exposure audit measures memorization of secrets the model was trained on:
+    every canary prefix with its secret must come through the scan with no finding on the
+    secret (a rule that reads "keypad code is 1314" as a credential would replace it)."""
+    from pipelines.steps.audit.planting import CANARY_PREFIXES
+
+    for prefix, length in CANARY_PREFIXES:
+        text = prefix + "1234567890"[:length] + "."
+        secret_start = len(prefix)
+        found = [f for f in scan_text(analyzer, text, CFG) if f.end > secret_start]
+        assert found == [], (prefix, [(f.entity_type, text[f.start : f.end]) for f in found])

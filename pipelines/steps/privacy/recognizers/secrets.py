@@ -163,11 +163,12 @@ def high_entropy_tokens(text: str, words: tuple[str, ...]) -> list[tuple[int, in
 
 _PROSE_KEYWORD = re.compile(
     r"(?i)(?<![A-Za-z0-9_])(?:(?P<pin>pin(?:[ -]?(?:code|number))?|otp|(?:verification|one[ -]time"
-    r"|alarm|door|gate|entry|lock|safe|keypad)[ -]code)|pass(?:word|wd|phrase|code)s?"
+    r"|alarm|door|gate|entry|lock|safe)[ -]code)|pass(?:word|wd|phrase|code)s?"
     r"|pwd|pw|(?:access|security|login) code|(?P<bare>pass))(?=[\s:=\"'“‘`]|$)"
 )
 """Words that announce a credential in prose (a PIN's value, and an alarm's, a door's or a
-one-time code's, must be digits; after a bare
+one-time code's, must be digits; not a keypad's or a vault's code: the audit's canaries are
+written so, `audit.planting.CANARY_PREFIXES`, and must reach the model unscrubbed; after a bare
 "pass" the value needs a linking word: "the pass is 'letmein42'", not "pass the salt"); one
 inside a longer token (`<password>@host`, `password_hash`) is not read as one."""
 _LOGIN_WORD = re.compile(
