@@ -36,8 +36,8 @@ from pipelines.steps.ingest.landing import (
     normalize_row,
 )
 from pipelines.steps.ingest.language import (
-    _HAN,
     _LETTER,
+    HAN,
     UNDETERMINED,
     detect_language,
     language_verdict,
@@ -492,7 +492,7 @@ def test_language_verdict_fails_closed_on_han_without_a_chinese_detector(
     language, ok = language_verdict(text, accepted)
 
     assert language == UNDETERMINED or (len(language) == 2 and language.isalpha())
-    assert ok == (language in accepted and not (_HAN.search(text) and "zh" not in accepted))
+    assert ok == (language in accepted and not (HAN.search(text) and "zh" not in accepted))
     assert detect_language(text) == UNDETERMINED or _LETTER.search(text)
 
 
@@ -633,7 +633,7 @@ OUR_REGEXES = {
     "pii.PSEUDONYM_PATTERN": (PSEUDONYM_PATTERN.pattern, PSEUDONYM_PATTERN.flags),
     "curate.RESIDUAL_EMAIL_REGEX": (RESIDUAL_EMAIL_REGEX, 0),
     "curate.RESIDUAL_PHONE_REGEX": (RESIDUAL_PHONE_REGEX, 0),
-    "language._HAN": (_HAN.pattern, _HAN.flags),
+    "language.HAN": (HAN.pattern, HAN.flags),
     "language._LETTER": (_LETTER.pattern, _LETTER.flags),
 }
 # corpus.py's two regexes only ever see our own synthetic templates, never landing data.

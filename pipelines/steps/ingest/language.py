@@ -37,7 +37,8 @@ _CANDIDATES = (
     Language.RUSSIAN,
     Language.ARABIC,
 )
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+"""A Han character (CJK unified ideographs, extension A, compatibility ideographs)."""
 _LETTER = re.compile(r"[^\W\d_]")
 _LATIN_LETTERS = (
     r"A-Za-z\u00c0-\u02ff\u1e00-\u1eff\u2c60-\u2c7f\ua720-\ua7ff\uff21-\uff3a\uff41-\uff5a"
@@ -105,7 +106,7 @@ def language_verdict(text: str, accepted: list[str]) -> tuple[str, bool]:
             if word.search(text):
                 return code, False
         return UNDETERMINED, False
-    if _HAN.search(text):
+    if HAN.search(text):
         return HAN_PACK, HAN_PACK in accepted
     if _LATIN.search(text):
         return LATIN_PACK, LATIN_PACK in accepted

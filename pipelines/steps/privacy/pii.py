@@ -36,7 +36,7 @@ from presidio_anonymizer.entities import EngineResult, OperatorConfig
 from presidio_anonymizer.entities import RecognizerResult as AnonymizerResult
 
 from pipelines.steps.config import PIIConfig
-from pipelines.steps.ingest.language import HAN_PACK, UNDETERMINED
+from pipelines.steps.ingest.language import HAN, HAN_PACK, UNDETERMINED
 from pipelines.steps.offline import offline_tldextract
 from pipelines.steps.privacy import surrogates
 from pipelines.steps.privacy.normalize import normalize
@@ -63,7 +63,6 @@ LANGUAGE = "en"
 PATTERNS_ONLY = "patterns"
 """Pseudo-language of `scan_text`: the English pack without NER, for a text in a script no
 pack reads (`scan_refused`): its e-mails, phones, cards, IBANs, ids and secrets are found."""
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 EVERY_SCRIPT = frozenset({"USER_HANDLE"})
 """Types whose recognizers read Han in every pack (a pattern, not NER)."""
 _SCRIPT_OF_NER = {LANGUAGE: re.compile(r"[A-Za-z\u00c0-\u024f\u1e00-\u1eff]")}
@@ -700,7 +699,7 @@ def _beside(
     return [
         copy.copy(r)
         for r in more
-        if not _HAN.search(text, r.start, r.end)
+        if not HAN.search(text, r.start, r.end)
         and all(r.end <= k.start or k.end <= r.start for k in first)
     ]
 
@@ -867,7 +866,7 @@ def _analyze_pack(
             results = [
                 r
                 for r in results
-                if r.entity_type in EVERY_SCRIPT or not _HAN.search(text, r.start, r.end)
+                if r.entity_type in EVERY_SCRIPT or not HAN.search(text, r.start, r.end)
             ]
         unique[(pack, text)] = (results, nlp_seconds + time.perf_counter() - started)
 

@@ -23,7 +23,7 @@ from bisect import bisect_left
 
 from presidio_analyzer import RecognizerResult
 
-from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+from pipelines.steps.privacy.recognizers.base import RegexRecognizer, Spans
 from pipelines.steps.privacy.recognizers.cn_lac import lac_model, lac_tokens
 from pipelines.steps.privacy.recognizers.cn_name_model import _dictionary, reads_as_chinese_name
 from pipelines.steps.privacy.recognizers.cn_names import (
@@ -423,6 +423,7 @@ class CnLocationRecognizer(RegexRecognizer):
                 and not frequencies.get(word)
             ):
                 found.setdefault((start, start + len(word)), (0.6, "toponym"))
+        taken = Spans(found)  # the houses found below do not overlap one another
         for match in _BARE_HOUSE.finditer(folded):
             # a house alone (业主孙红雷（3栋2单元1101）): its building and unit or room
             start, end = match.span()
@@ -431,9 +432,8 @@ class CnLocationRecognizer(RegexRecognizer):
             room = match.group("room") is not None or (
                 len(parts) >= 2 and parts[-1].endswith(("室", "户", "号"))
             )
-            if building and room:
-                if not any(a < end and start < b for a, b in found):
-                    found[(start, end)] = (STRUCTURE_SCORE, "house")
+            if building and room and not taken.overlaps(start, end):
+                found[(start, end)] = (STRUCTURE_SCORE, "house")
         for start, end, score in _named_places(text, tokens):
             if (end > covered or start >= covered) and score > found.get((start, end), (0,))[0]:
                 found[(start, end)] = (score, "named place")

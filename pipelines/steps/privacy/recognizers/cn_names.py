@@ -53,10 +53,10 @@ from pipelines.steps.privacy.recognizers.cn_name_model import (
     time_share,
 )
 from pipelines.steps.privacy.recognizers.en_names import (
+    all_listed,
     english_words,
     is_english,
     name_evidence,
-    name_lexicon,
 )
 
 _HAN = r"[\u4e00-\u9fff]"
@@ -343,7 +343,9 @@ def _latin_names(text: str, accepted: set[tuple[int, int]]) -> set[tuple[int, in
             or _in_view_of(text, start, end)
         )
         # after a verb of contact, a listed given or family name (请联系Sarah, 告诉Tom)
-        contacted = before.endswith(_CONTACT_BEFORE) and _listed_latin_name(match.group(0))
+        contacted = before.endswith(_CONTACT_BEFORE) and all_listed(
+            part for part in _NAME_PARTS.split(match.group(0)) if part
+        )
         if _HAN_CHARACTER.search(text) and (bracketed or titled or speaking or contacted):
             found.add((start, end))
     return found
@@ -363,13 +365,7 @@ _CONTACT_BEFORE = (
     "抄送",
 )
 """Verbs of contact before a Latin word: the one contacted, where a name list holds the word."""
-
-
-def _listed_latin_name(word: str) -> bool:
-    """Whether every part of a Latin word or run is a given or family name of a name list."""
-    firsts, lasts = name_lexicon()
-    parts = [part.lower() for part in re.split(r"[ .'-]+", word) if part]
-    return bool(parts) and all(part in firsts or part in lasts for part in parts)
+_NAME_PARTS = re.compile(r"[ .'-]+")
 
 
 _KIN_AFTER = ("兄弟", "姐妹", "一家", "父子", "母女", "夫人", "太太")
@@ -1188,7 +1184,7 @@ NAME_FIELDS = (
     # the same fields in traditional characters (Taiwan's and Hong Kong's forms)
     "聯絡人", "聯繫人", "申請人", "經辦人", "負責人", "簽名", "簽字", "戶名", "開戶名", "帳戶名",
     "證人", "監護人", "委託人", "擔保人", "保證人", "匯款人", "審核人", "報案人", "被執行人",
-    "嫌疑人", "業主", "醫師", "護士", "聯絡人姓名",
+    "業主", "醫師", "護士",
 )  # fmt: skip
 """A form's or a record's field whose value is a person's name (客户姓名：, 经办人：, 持卡人：,
 患者：): banks', hospitals' and courts' records name people so, and the value needs no other
@@ -1199,18 +1195,16 @@ _OTHER_FIELDS = (
 )  # fmt: skip
 """Fields that follow a name in a form; glued to it without a space (姓名：钱多多性别：男) they
 end the name."""
+_FIELD_LABEL = "(" + "|".join(sorted(NAME_FIELDS, key=len, reverse=True)) + ")"
 _FIELD_VALUE = re.compile(
-    "(" + "|".join(sorted(NAME_FIELDS, key=len, reverse=True)) + ")"
-    r"[\"'”’]?[ \t]*[：:][ \t]*[\"'“‘]?([\u4e00-\u9fff]+(?:·[\u4e00-\u9fff]+)*)(?![\u4e00-\u9fff·])"
+    _FIELD_LABEL + r"[\"'”’]?[ \t]*[：:][ \t]*[\"'“‘]?"
+    r"([\u4e00-\u9fff]+(?:·[\u4e00-\u9fff]+)*)(?![\u4e00-\u9fff·])"
 )
 """A person's field (the label's last word: 客户姓名 ends in 姓名), its colon and its value (a
 record's key and value in quotes too: `"姓名": "钱多多"`). The
 label is matched as one of its words, never as a run of Han characters before a colon: a long
 run would be read again from each of its characters."""
-_FIELD_VALUE_BARE = re.compile(
-    "(" + "|".join(sorted(NAME_FIELDS, key=len, reverse=True)) + ")"
-    r"([\u4e00-\u9fff]{2,3})(?=[，。；、,;.\s）)]|$)"
-)
+_FIELD_VALUE_BARE = re.compile(_FIELD_LABEL + r"([\u4e00-\u9fff]{2,3})(?=[，。；、,;.\s）)]|$)")
 """A person's field with no colon (收款人杜鹃，): a value of two or three characters alone up to
 a pause, which must read as a surname and a given name by the name model."""
 BARE_GIVEN_NAME = 0.0

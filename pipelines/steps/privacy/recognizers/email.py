@@ -6,12 +6,10 @@ recognizer reads the text). Its long regex costs about half a millisecond per me
 messages have no `@` and are settled without it.
 """
 
-import re
-
 from presidio_analyzer import RecognizerResult
 from presidio_analyzer.predefined_recognizers import EmailRecognizer
 
-_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+from pipelines.steps.ingest.language import HAN
 
 
 class AtSignEmailRecognizer(EmailRecognizer):
@@ -26,6 +24,6 @@ class AtSignEmailRecognizer(EmailRecognizer):
         for result in results:
             # Chinese writes an address glued to its label (邮箱john@smith.io): the pattern's
             # Unicode letters would take the label into the address's local part.
-            while result.start < result.end and _HAN.match(text, result.start):
+            while result.start < result.end and HAN.match(text, result.start):
                 result.start += 1
         return [r for r in results if r.start < r.end]

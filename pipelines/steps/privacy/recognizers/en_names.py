@@ -55,6 +55,14 @@ def name_lexicon() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(lexicons[0]), frozenset(lexicons[1])
 
 
+def all_listed(words) -> bool:
+    """Whether every one of `words` (one at least) is a given or a family name of the name
+    lexicon, in any case (`Henrik Lund`, `sarah`)."""
+    firsts, lasts = name_lexicon()
+    lowered = [word.lower() for word in words]
+    return bool(lowered) and all(word in firsts or word in lasts for word in lowered)
+
+
 @lru_cache(maxsize=4)
 def english_lexicon(spacy_model: str) -> frozenset[str]:
     """Ordinary English words: the model's lemma index plus stop words (empty if absent)."""

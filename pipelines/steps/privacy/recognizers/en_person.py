@@ -558,10 +558,8 @@ class EnPersonRecognizer(RegexRecognizer):
             lowered = [w.lower() for w in words if w]
             if not lowered or any(w in _COMPANY_WORDS or w in _DESK_WORDS for w in lowered):
                 continue
-            kinds = [(w, *_word_kind(w, english, model_words)) for w in words if len(w) > 1]
-            if any(rare or listed for w, listed, ordinary, rare in kinds) and not all(
-                ordinary and not listed for w, listed, ordinary, rare in kinds
-            ):
+            kinds = [_word_kind(w, english, model_words) for w in words if len(w) > 1]
+            if any(listed or rare for listed, _, rare in kinds):
                 results.append(self._result(start, end, 0.85, "a mail's display name"))
         return results
 

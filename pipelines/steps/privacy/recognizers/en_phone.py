@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import phonenumbers
 
+from pipelines.steps.ingest.language import HAN
 from pipelines.steps.privacy.recognizers.base import (
     RegexRecognizer,
     check_deadline,
@@ -159,14 +160,13 @@ def _glued(text: str, start: int, end: int, han_apart: bool = False) -> bool:
 
 
 def _word_character(character: str, han_apart: bool) -> bool:
-    if han_apart and _HAN.match(character):
+    if han_apart and HAN.match(character):
         return False
     return character.isalnum() or character == "_"
 
 
 _IP_ADDRESS = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 """Four dotted groups: an IP address (192.168.0.1), which the IP recognizer takes."""
-_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 class GreaterChinaPhoneRecognizer(IntlPhoneRecognizer):

@@ -33,10 +33,10 @@ from pipelines.steps.privacy.recognizers.cn_name_model import (
 )
 from pipelines.steps.privacy.recognizers.cn_names import NAME_FIELDS, PLACEHOLDERS
 from pipelines.steps.privacy.recognizers.en_names import (
+    all_listed,
     english_words,
     known_place,
     name_evidence,
-    name_lexicon,
 )
 from pipelines.steps.privacy.recognizers.en_person import FIELD_PLACEHOLDERS, PERSON_FIELDS
 
@@ -153,8 +153,7 @@ def _a_name(value: str, kind: str, english: frozenset[str]) -> bool:
     if known_place(value) or known_place(value.title()):
         return False  # a country's or a city's name (Chad, Jordan, France are given names too)
     words = [w.capitalize() if w.islower() else w for w in value.split()]
-    firsts, lasts = name_lexicon()
-    if all(w.lower() in firsts or w.lower() in lasts for w in words):
+    if all_listed(words):
         return True  # every word a listed name (Anna, Peter, Henrik Lund)
     return (name_evidence(words, english, frozenset()) or 0) >= NAME_EVIDENCE
 
