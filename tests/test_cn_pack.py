@@ -171,6 +171,10 @@ def test_when_an_address_is_written_then_lac_places_and_address_parts_make_one_s
         # Taiwan's and Hong Kong's, in traditional characters
         ("地址：台北市信義區忠孝東路五段68號12樓", "台北市信義區忠孝東路五段68號12樓"),
         ("香港九龍旺角彌敦道580號15樓B室", "香港九龍旺角彌敦道580號15樓B室"),
+        # a street and its house's number, whatever LAC reads the street's name as (軒尼 +
+        # 詩道: a person's name, then a noun; 建设 + 大道1108号: a verbal noun)
+        ("地址：香港灣仔軒尼詩道302號8樓，聯絡人陳大文。", "香港灣仔軒尼詩道302號8樓"),
+        ("他家住建设大道1108号附近。", "建设大道1108号"),
     ],
 )
 def test_when_an_address_names_its_building_and_room_then_the_whole_address_is_one_span(
@@ -189,6 +193,9 @@ def test_when_an_address_names_its_building_and_room_then_the_whole_address_is_o
         # a building and a floor, no room: no household's address
         ("共有3栋楼，每栋12层，第2栋3层开会。", []),
         ("MAC地址00:1A:2B:3C:4D:5E", []),  # 地址 after a label is no site (新址)
+        # 道 inside an adverb or a verb, before a day: no street
+        ("难道3号不行吗？", []),
+        ("我知道5号要开会。", []),
     ],
 )
 def test_when_a_place_is_followed_by_ordinary_words_then_the_address_stops_at_the_place(

@@ -142,6 +142,12 @@ def _record(record_id: str, *contents: str) -> Record:
             "PERSON",
         ),
         ("next_of_kin: ruth okafor", "ruth okafor", "PERSON"),
+        # a field's name written surname first: the given name too, also one that is a word
+        ("Patient: Gupta, Anil. DOB 12/03/1961.", "Gupta, Anil", "PERSON"),
+        ("Claimant: Nguyen, Thi Huong; policy 4471", "Nguyen, Thi Huong", "PERSON"),
+        # a title before bare initials (British letters write no full stops)
+        ("Please pay it to Mr T Ahmed at the branch.", "T Ahmed", "PERSON"),
+        ("Letter to Dr J K Rowling about the appointment.", "J K Rowling", "PERSON"),
         ("Account name: Chukwuemeka Obi", "Chukwuemeka Obi", "PERSON"),
         # a mail's display name, also surname first; a lower-case listed name after "call"
         ('From: "Okafor, Chidi" <chidi.okafor@firm.ng>', "Okafor, Chidi", "PERSON"),
@@ -193,6 +199,27 @@ def test_when_text_lacks_entity_then_scan_reports_none_of_that_type(
     findings = scan_text(analyzer, text, CFG)
 
     assert absent_type not in {f.entity_type for f in findings}
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("Customer: Bell, Texas", "Texas"),  # a place after a surname
+        ("Contact: Jane Lee, Sales Manager", "Manager"),  # a role
+        ("Dear Sir I am writing about my bill.", "I am"),  # a pronoun, not an initial
+    ],
+)
+def test_when_a_name_is_followed_by_a_place_a_role_or_a_pronoun_then_those_stay(
+    analyzer: AnalyzerEngine, text: str, kept: str
+) -> None:
+    start = text.index(kept)
+    findings = scan_text(analyzer, text, CFG)
+
+    assert not [
+        f
+        for f in findings
+        if f.entity_type == "PERSON" and f.start < start + len(kept) and start < f.end
+    ]
 
 
 @pytest.mark.parametrize(
@@ -272,6 +299,12 @@ def test_when_findings_overlap_then_only_the_stronger_longer_one_is_kept(
         ("Passenger JOHN SMITH seat 14C PNR X7YQ2P LHR-JFK", "X7YQ2P", "ID_NUMBER"),
         ("Your booking reference: X7YQ2P", "X7YQ2P", "ID_NUMBER"),
         ("A license plate 7ABC123 was seen leaving.", "7ABC123", "ID_NUMBER"),
+        # A bank's branch code, a sort code written like a date; an account's short keys
+        ("Please pay into sort code 20-11-62, account 41526378.", "20-11-62", "ID_NUMBER"),
+        ("BSB 062-000 account 12345678", "062-000", "ID_NUMBER"),
+        ("IFSC: SBIN0001234, A/C No. 30012345678", "SBIN0001234", "ID_NUMBER"),
+        ("Sort code: 40-11-62 Acc no: 71234567", "71234567", "ID_NUMBER"),
+        ("sort code 20-11-62 a/c 31926819", "31926819", "ID_NUMBER"),
         # A validated or more specific type on the same characters keeps its own type.
         ("Please wire it to account number 45120988731 today.", "45120988731", "US_BANK_NUMBER"),
         ("Her social security number is 536-22-8145.", "536-22-8145", "US_SSN"),
@@ -306,6 +339,8 @@ def test_when_a_chinese_text_names_an_identifier_then_its_value_is_found(
     [
         "Released under license Apache-2.0 in 2024.",
         "The account was opened on 2024-01-05.",
+        "Patient ID: 05/01/2024 was the admission date.",  # a date, no identifier
+        "The acc no longer works; see the a/c unit.",
         "What is the ID of the element? Use id 3 in the CSS.",
         "Check the account number format before you submit.",
         "Read RFC 7231 and plate 12 of the atlas.",  # no name of an identifier

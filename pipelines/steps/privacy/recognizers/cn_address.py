@@ -19,7 +19,7 @@ for a person in the scan's overlap rule, and a LAC person with a title or a verb
 """
 
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 
 from presidio_analyzer import RecognizerResult
 
@@ -233,6 +233,39 @@ def _county(word: str, following: str) -> bool:
     )
 
 
+_NUMBERED_STREET = re.compile(rf"{_STREET}(?={_PART})")
+"""A street's word right before a house's number (道 + 302号): the house's street, whatever the
+street's name reads as (軒尼 + 詩道 + 302號: LAC reads Hennessy Road's first half as a person)."""
+_STREET_NAME_WORDS = frozenset({"ns", "nr", "nz", "n", "j", "nt", "eng"})
+"""Flags of the words a street's name is made of (names, nouns, a word LAC does not know)."""
+_STREET_NAME_MODIFIERS = frozenset({"vn", "a"})
+"""Flags of words that open a street's name before its last word (建设 + 大道, 高新 + 南路)."""
+MAX_STREET_NAME = 8
+"""Characters of a street's name before its street word, at most."""
+
+
+def _street_start(tokens, starts: list[int], at: int) -> int | None:
+    """Where the name of the street whose word `_NUMBERED_STREET` found at `at` begins: its
+    words back from there, each a name or a noun, at most `MAX_STREET_NAME` characters, places
+    before them included (香港 + 灣仔 + 軒尼詩道); None where the street's word is inside a word
+    that is no name (难道, 知道: an adverb, a verb) or no name stands before it."""
+    index = bisect_right(starts, at) - 1
+    if index < 0:
+        return None
+    word, flag, start = tokens[index]
+    if flag not in _STREET_NAME_WORDS or not _HAN_ALL.fullmatch(word[: at - start] or "路"):
+        return None
+    first = start
+    while index > 0:
+        word, flag, start = tokens[index - 1]
+        if flag not in _STREET_NAME_WORDS | _STREET_NAME_MODIFIERS or not _HAN_ALL.fullmatch(word):
+            break
+        if flag != "ns" and at - start > MAX_STREET_NAME:
+            break
+        first, index = start, index - 1
+    return first if first < at else None
+
+
 _PUNCTUATION_ONLY = re.compile(r"[\s\W_]+")
 """What LAC may glue onto an address's last word (301 + 。): no word, so the address ends there."""
 
@@ -423,6 +456,15 @@ class CnLocationRecognizer(RegexRecognizer):
                 and not frequencies.get(word)
             ):
                 found.setdefault((start, start + len(word)), (0.6, "toponym"))
+        for match in _NUMBERED_STREET.finditer(folded):
+            # a street and its house's number, the street's name whatever LAC read it as
+            start = _street_start(tokens, starts, match.start())
+            if start is None or any(s <= start and match.end() <= e for s, e in found):
+                continue
+            end = HOUSE.match(folded, match.end()).end()
+            end = _address_end(tokens, bisect_left(starts, match.end()), end)
+            if end > match.end():
+                found[(start, end)] = (0.9, "numbered street")
         taken = Spans(found)  # the houses found below do not overlap one another
         for match in _BARE_HOUSE.finditer(folded):
             # a house alone (业主孙红雷（3栋2单元1101）): its building and unit or room

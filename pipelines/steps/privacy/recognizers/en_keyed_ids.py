@@ -17,12 +17,10 @@ identifier is still the person's. A validated type on the same span (SSN, IBAN, 
 routing number) wins it whatever the scores (`FALLBACK_ENTITIES`): this one fills the gaps.
 """
 
-import re
-
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer
 
 _KIND = (
-    r"(?:bank\s+)?account|acct|member(?:ship)?|customer|client|patient|employee|staff|student"
+    r"(?:bank\s+)?account|acct|acc|a/c|member(?:ship)?|customer|client|patient|employee|staff|student"
     r"|user|policy(?:holder)?|insurance|claim|tax(?:payer)?|national|voter|citizen|personal"
     r"|identity|medical\s+record|health(?:\s+insurance)?|social\s+(?:security|insurance)"
     r"|national\s+insurance|nhs|pan(?:\s+card)?|aadhaa?r|passport|(?:driver'?s?|driving)\s+licen[cs]e"
@@ -30,14 +28,15 @@ _KIND = (
     r"|plate|booking|reservation"
 )
 _ID_WORD = (
-    r"(?:id(?:entifier|entification)?(?:[\s_-]*(?:number|no\.?|#))?|number|no\.|num|nr\.?|#"
+    r"(?:id(?:entifier|entification)?(?:[\s_-]*(?:number|no\.?|#))?|number|no\.|no(?=\s*[:#=])"
+    r"|num|nr\.?|#"
     r"|ref(?:erence)?(?:\s*(?:number|no\.|#))?\.?)"
 )
 _NAMED = (
     r"(?-i:ID|MRN|TIN|EIN|PAN|SSN|IBAN|VIN|NPI|DEA|NRIC|CPF|CNPJ|PNR|SIN|DNI|NIE|NIF|CURP|BSN"
     r"|PESEL)(?:\s*(?:number|no\.|#))?|aadhaa?r|passport|(?:licen[cs]e|number)\s+plate"
     r"|(?:credit|debit|bank)\s+card(?:\s*(?:number|no\.|#))?"
-    r"|(?:driver'?s?|driving)\s+licen[cs]e"
+    r"|(?:driver'?s?|driving)\s+licen[cs]e|a/c"
 )
 _LINK = r"[\"']?\s*(?:(?:is|was)\s*)?(?:[:=#\-–]\s*)?[\"'(]?"
 """What may stand between the name and the value: a closing quote of a JSON key, is / was, one
@@ -48,10 +47,23 @@ _VALUE = (
 )
 """The value, and groups written with single spaces that hold a digit (a card number or an IBAN
 in fours: `4716 9876 2234 1561`, `IN60 SBK0000000000`)."""
-_DATE_OR_TIME = re.compile(
-    r"^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?)$"
+_NOT_A_DATE_OR_TIME = (
+    r"(?!(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?)"
+    r"(?![A-Za-z0-9_\-/.:*]))"
 )
-"""2024-01-05, 05/01/2024, 10:30: a date or a time (an SSN's 123-45-6789 is neither)."""
+"""Not a value that is a date or a time (2024-01-05, 05/01/2024, 10:30; an SSN's 123-45-6789 is
+neither): "date of birth ID: 05/01/2024" names no identifier."""
+_BANK_CODE = (
+    r"(?i:sort[\s_-]*code|bsb|ifsc|(?:transit|branch)[\s_-]*(?:number|no\.|#|code)?)"
+    r"(?:\s*(?:number|no\.|#))?"
+)
+"""A bank's branch code, which with an account number names the account: a British sort code
+(`20-45-77`, written like a date, which it is not), an Australian BSB (`062-000`), an Indian
+IFSC (`SBIN0001234`), a Canadian transit number (`12345`)."""
+_BANK_CODE_VALUE = (
+    r"(?P<value>\d{2}[- ]\d{2}[- ]\d{2}|\d{3}[- ]\d{3}|\d{5,6}|[A-Z]{4}0[A-Z0-9]{6})"
+    r"(?![A-Za-z0-9\-])"
+)
 
 
 class KeyedIdRecognizer(RegexRecognizer):
@@ -61,14 +73,15 @@ class KeyedIdRecognizer(RegexRecognizer):
     PATTERNS = (
         (
             rf"(?i)(?<![A-Za-z0-9])(?:(?:{_KIND})[\s_-]*{_ID_WORD}|{_NAMED})(?![A-Za-z])"
-            rf"{_LINK}{_VALUE}",
+            rf"{_LINK}{_NOT_A_DATE_OR_TIME}{_VALUE}",
             0.5,
         ),
+        (rf"(?<![A-Za-z0-9]){_BANK_CODE}{_LINK}{_BANK_CODE_VALUE}", 0.5),
     )
     FLAGS = 0
 
     def validate(self, value: str) -> bool:
-        return any(c.isdigit() for c in value) and not _DATE_OR_TIME.match(value)
+        return any(c.isdigit() for c in value)
 
 
 FALLBACK_ENTITIES = frozenset({KeyedIdRecognizer.ENTITY})
@@ -92,7 +105,7 @@ class CnKeyedIdRecognizer(KeyedIdRecognizer):
     ENTITY = "ID_NUMBER"
     PATTERNS = (
         (
-            rf"(?:{_CN_KIND}){_CN_ID_WORD}\s*(?:是|为|：|:|=|#)?\s*[\"'“‘(（]?{_VALUE}",
+            rf"(?:{_CN_KIND}){_CN_ID_WORD}\s*(?:是|为|：|:|=|#)?\s*[\"'“‘(（]?{_NOT_A_DATE_OR_TIME}{_VALUE}",
             0.5,
         ),
     )

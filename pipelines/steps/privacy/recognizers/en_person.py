@@ -441,6 +441,14 @@ _FIELD_VALUE = re.compile(
 """A person's field, its colon and a value of one to four words up to the line's end, a comma,
 a bracket, a closing quote or a form's gap (two spaces or a tab); also a record's key
 (`"customer_name": "jane doe"`, `next_of_kin: ruth okafor`)."""
+_PLACE_LABELS = frozenset({"LOCATION", "GPE", "LOC", "FAC"})
+"""NER's labels of a place, as the pack's engine maps them (GPE and LOC read as LOCATION)."""
+_INVERTED_GIVEN = re.compile(
+    r"[ \t]*,[ \t]*(?P<given>[A-Z][A-Za-z'’\-]+(?:[ \t]+(?:[A-Z]\.?|[A-Z][A-Za-z'’\-]+)){0,2})"
+    r"(?=[ \t]*(?:$|[\n.;(\"']|[ \t]{2}|\t))",
+    re.MULTILINE,
+)
+"""After a field's surname, its given names and initials, up to the field's end."""
 FIELD_PLACEHOLDERS = frozenset(
     {"unknown", "tbd", "tba", "tbc", "n/a", "na", "none", "redacted", "withheld", "pending",
      "anonymous", "declined", "self", "same", "various", "unnamed", "xxx"}
@@ -459,7 +467,13 @@ class EnPersonRecognizer(RegexRecognizer):
     ENTITY = "PERSON"
     PATTERNS = (
         # Above spaCy's fixed 0.85: "Dr. Spain" is a person even where NER says GPE.
-        (rf"\b{TITLES}\s(?P<value>(?:{_INITIAL}\s?)?{_WORD}(?:\s{_WORD})?)", 0.9),
+        # initials with or without their full stops ("Mr T Ahmed", "Dr J K Rowling": British
+        # forms and letters write them bare; then a capitalized word, not "Sir I am")
+        (
+            rf"\b{TITLES}\s(?P<value>(?:{_INITIAL}\s?|(?:(?-i:[A-Z])\s){{1,3}}(?=(?-i:[A-Z][a-z])))?{_WORD}"
+            rf"(?:\s{_WORD})?)",
+            0.9,
+        ),
         (rf"\b{INTRODUCTIONS}\s+(?P<value>{_NAME})", 0.3),
         # initials, then a capitalized word: its case kept (the recognizer ignores case), and
         # no abbreviation of Latin or of the clock ("e.g. Python", "9 a.m. Meeting")
@@ -538,7 +552,7 @@ class EnPersonRecognizer(RegexRecognizer):
         results += self._lexicon_names(text, nlp_artifacts, model_words)
         results += self._speakers(text, nlp_artifacts, english, firsts, lasts)
         results += self._by_role(text, english, firsts, lasts)
-        results += self._by_field(text, english, model_words)
+        results += self._by_field(text, english, model_words, nlp_artifacts)
         results += self._display_names(text, english, model_words)
         return results
 
@@ -563,7 +577,7 @@ class EnPersonRecognizer(RegexRecognizer):
                 results.append(self._result(start, end, 0.85, "a mail's display name"))
         return results
 
-    def _by_field(self, text: str, english, model_words) -> list:
+    def _by_field(self, text: str, english, model_words, nlp_artifacts) -> list:
         """The value of a person's field in a form (`PERSON_FIELDS`: "Account holder: jane
         doe", "Next of kin: Ruth Okafor"), in any case, where a word of it is a listed name or
         no dictionary's and none is a company's ("Payee: Acme Corp"); all ordinary words are
@@ -584,8 +598,34 @@ class EnPersonRecognizer(RegexRecognizer):
                 rare or (listed and (not ordinary or w[0].isupper()))
                 for w, listed, ordinary, rare in kinds
             ):
+                end = self._given_after(text, end, english, model_words, nlp_artifacts)
                 results.append(self._result(start, end, 0.85, "a person's field"))
         return results
+
+    @staticmethod
+    def _given_after(text: str, end: int, english, model_words, nlp_artifacts) -> int:
+        """The end of a field's name written surname first (`Patient: Gupta, Anil.`, `Name:
+        OKONKWO, Ngozi A`): after the comma, given names and initials up to the field's end,
+        each a listed name, no dictionary's, or one NER reads as a person's (`Anil` is also a
+        plant), and none a place's (`Bell, Texas`); an ordinary word that is none of these ends
+        it (`Lee, Sales Manager`). `end` where there is none."""
+        match = _INVERTED_GIVEN.match(text, end)
+        if not match:
+            return end
+        entities = getattr(nlp_artifacts, "entities", None) or ()
+        persons = Spans((e.start_char, e.end_char) for e in entities if e.label_ == "PERSON")
+        places = Spans((e.start_char, e.end_char) for e in entities if e.label_ in _PLACE_LABELS)
+        for word in re.finditer(r"\S+", match.group("given")):
+            start, stop = match.start("given") + word.start(), match.start("given") + word.end()
+            value = word.group().rstrip(".")
+            if len(value) < 2:
+                continue  # an initial
+            listed, _, rare = _word_kind(value, english, model_words)
+            if known_place(value) or places.overlaps(start, stop) or value.lower() in STOP_WORDS:
+                return end
+            if not (listed or rare or persons.contains(start, start + len(value))):
+                return end
+        return match.end("given")
 
     def _by_role(self, text: str, english, firsts, lasts) -> list:
         """The word after a role's title (`ROLE_TITLES`: "Detective Ruiz", "Sgt. Okafor",
