@@ -196,6 +196,7 @@ def test_when_an_address_names_its_building_and_room_then_the_whole_address_is_o
         # 道 inside an adverb or a verb, before a day: no street
         ("难道3号不行吗？", []),
         ("我知道5号要开会。", []),
+        ("通向这全村175户人家的山路两侧", []),  # a count of households, no house
     ],
 )
 def test_when_a_place_is_followed_by_ordinary_words_then_the_address_stops_at_the_place(
@@ -937,10 +938,30 @@ def test_a_latin_name_after_a_chinese_verb_of_contact_is_a_person(person, text, 
         ("房东上官婉儿要求租客令狐冲于月底前搬离。", {"上官婉儿", "令狐冲"}),
         ("端木蕻良是作家，夏侯惇是武将。", {"端木蕻良", "夏侯惇"}),
         ("东方明珠和西门子都在上海。", set()),  # 东方, 西门: words too, not in the list
+        # whatever LAC made of them: 令 + 狐慧敏, 闻 + 人语嫣, 其 + 子司徒 + 浩然
+        ("申请人令狐慧敏，护照号已登记", {"令狐慧敏"}),
+        ("员工档案 姓名 闻人语嫣 性别 女", {"闻人语嫣"}),
+        ("投保人司徒美琪申请变更受益人为其子司徒浩然。", {"司徒美琪", "司徒浩然"}),
+        ("公司马上就到。", set()),  # 司马 across 公司 + 马上: no surname
     ],
 )
 def test_when_a_word_opens_with_a_compound_surname_then_it_is_a_name(person, text, names) -> None:
     assert set(_found(person, text, "PERSON")) == names
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("姓名：付强 性别：男", "付强"),  # 付, 肖, 闫: the registers' forms of 傅, 萧, 阎
+        ("联系人：肖红梅，电话见附件", "肖红梅"),
+        ("查勘人包晓。", "包晓"),  # an adjuster's field; a value LAC reads as a rare verb
+        ("取药人冼丽珍，取药码已发送。", "冼丽珍"),
+    ],
+)
+def test_when_a_field_names_a_person_by_a_variant_surname_or_a_role_then_it_is_found(
+    person, text, name
+) -> None:
+    assert name in _found(person, text, "PERSON")
 
 
 def test_a_roles_label_before_its_colon_is_no_speaker(person) -> None:

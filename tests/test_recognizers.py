@@ -59,6 +59,20 @@ def analyzer() -> AnalyzerEngine:
         ("zh", "MAC地址00:1A:2B:3C:4D:5E", "00:1A:2B:3C:4D:5E", "MAC_ADDRESS"),
         ("zh", "手機：+852 9123 4567", "+852 9123 4567", "PHONE_NUMBER"),
         ("zh", "身分證字號：A123456789", "A123456789", "ID_NUMBER"),
+        # an identifier's name with no 号 after it, an account's kind, a code to collect medicine
+        ("zh", "勞保資料：身分證F123456784，月投保薪資", "F123456784", "ID_NUMBER"),
+        ("zh", "电子处方RX202405120001234已流转至药房", "RX202405120001234", "ID_NUMBER"),
+        ("zh", "处警民警：覃海（警号045123）", "045123", "ID_NUMBER"),
+        ("zh", "电费催缴：用电户号3100123456789，欠费", "3100123456789", "ID_NUMBER"),
+        ("zh", "病理报告 病理号：P2024-03817 送检材料", "P2024-03817", "ID_NUMBER"),
+        ("zh", "我的賬戶號碼係8123 4567 8901", "8123 4567 8901", "ID_NUMBER"),
+        ("zh", "取药人冼丽珍，取药码705213。", "705213", "SECRET"),
+        # a name written surname first with a slash (a ticket, a payment log), in either pack
+        ("zh", "旅客姓名ZHANG/XIAOHUI 有效身份证件号码", "ZHANG/XIAOHUI", "PERSON"),
+        ("zh", "尊敬的YANG/LI女士，您已成功办理值机。", "YANG/LI", "PERSON"),
+        ("en", "cardNo=**** holder=REN/JIAHUI errCode=E1023", "REN/JIAHUI", "PERSON"),
+        ("en", "PAX: 14C MURPHY/SEAN MR; 15A NGUYEN/THI HUONG MS", "MURPHY/SEAN", "PERSON"),
+        ("en", "PAX: NGUYEN/THI HUONG MS, seat 15A", "NGUYEN/THI HUONG", "PERSON"),
         ("zh", "身份证号码：440301199003071234", "440301199003071234", "CN_ID_CARD"),
         # a card number under its name that fails its check is still taken whole, in its groups
         ("zh", "银行卡号：6222 0212 3456 7890 123", "6222 0212 3456 7890 123", "ID_NUMBER"),
@@ -229,6 +243,10 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("en", "we bought apples, pears, plums and grapes.", "PERSON"),  # a list of words
         ("en", "I've shared files with you https://FightListings.se/", "PERSON"),  # a URL
         ("en", "Turn 3 pages, then turn left.", "AGE"),  # below the threshold: no age word
+        # a slash between words an abbreviation's, not a name's (a surname and a given name)
+        ("en", "Use TCP/IP and AND/OR logic; HE/SHE may apply. MEN/WOMEN ratio.", "PERSON"),
+        ("en", "Input/Output and Yes/No fields, IPv4/IPv6.", "PERSON"),
+        ("zh", "难道3号不行吗？", "LOCATION"),
         ("zh", "我是高兴的。", "PERSON"),  # 高 is a surname, 高兴 a dictionary word
         ("zh", "患者今天高烧不退。", "PERSON"),
         ("zh", "我们去黄山旅游了。", "PERSON"),  # a place after a verb of going

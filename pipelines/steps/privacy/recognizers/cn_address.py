@@ -233,9 +233,10 @@ def _county(word: str, following: str) -> bool:
     )
 
 
-_NUMBERED_STREET = re.compile(rf"{_STREET}(?={_PART})")
+_NUMBERED_STREET = re.compile(rf"{_STREET}(?={_NUMERAL}[A-Za-z]{{0,2}}(?:号|弄))")
 """A street's word right before a house's number (道 + 302号): the house's street, whatever the
-street's name reads as (軒尼 + 詩道 + 302號: LAC reads Hennessy Road's first half as a person)."""
+street's name reads as (軒尼 + 詩道 + 302號: LAC reads Hennessy Road's first half as a person).
+A number of households or groups is no house's (全村 + 175户)."""
 _STREET_NAME_WORDS = frozenset({"ns", "nr", "nz", "n", "j", "nt", "eng"})
 """Flags of the words a street's name is made of (names, nouns, a word LAC does not know)."""
 _STREET_NAME_MODIFIERS = frozenset({"vn", "a"})

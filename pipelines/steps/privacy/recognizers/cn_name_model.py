@@ -48,14 +48,20 @@ COMPOUND_SURNAMES = (
 but for 欧阳; left out, those that are also ordinary words (东方, 西门, 百里, 第五, 司空, 单于)."""
 
 
+VARIANT_SURNAMES = ("肖", "付", "闫")
+"""Surnames among the hundred commonest that Faker's list writes only in another form (萧, 傅,
+阎): the mainland's registers write 肖, 付 and 闫 (肖 alone is some seven million people)."""
+
+
 @lru_cache(maxsize=1)
 def surnames() -> frozenset[str]:
     """Single surnames (Faker's zh_CN list, and its zh_TW list in traditional characters: 張,
-    陳, 黃) and compound ones (`COMPOUND_SURNAMES`)."""
+    陳, 黃; `VARIANT_SURNAMES`) and compound ones (`COMPOUND_SURNAMES`)."""
     return frozenset(
         {
             *(s for s in PersonProvider.last_names if 1 <= len(s) <= 2),
             *(s for s in TaiwanPersonProvider.last_names if 1 <= len(s) <= 2),
+            *VARIANT_SURNAMES,
             *COMPOUND_SURNAMES,
         }
     )

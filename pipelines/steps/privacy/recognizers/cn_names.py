@@ -33,7 +33,7 @@ Faker's full names (`_name_rule`) are kept for the bundled-corpus tools; no reco
 """
 
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from functools import lru_cache
 
@@ -1094,28 +1094,55 @@ _NOT_COMPOUND_SURNAMED_TAGS = frozenset({"PER", "LOC", "ORG", "nw", "ns", "nt"})
 _NAME_TAGS = frozenset({"nr", "nrfg", "nrt"})
 
 
+_COMPOUND_SURNAMED = re.compile("(?:" + "|".join(COMPOUND_SURNAMES) + ")(?=[\u4e00-\u9fff])")
+
+
 def _compound_surnamed(text: str, tokens, accepted) -> set[tuple[int, int]]:
-    """A word of three or four characters that opens with a compound surname (上官, 诸葛,
-    慕容 ...: `COMPOUND_SURNAMES`, none of them an ordinary word) and whose rest the name model
-    reads as a given name, whatever LAC tags it (上官婉儿 as a locative): no other word opens
-    so. Not where LAC reads a place, an organisation or a work, nor a word the dictionary
-    holds as something other than a name."""
-    tags, _ = _dictionary()
+    """A compound surname (上官, 诸葛, 令狐 ...: `COMPOUND_SURNAMES`, none of them an ordinary
+    word) and a given name of one or two characters that the name model accepts, whatever LAC
+    made of them: 上官婉儿 as a locative, 令 + 狐慧敏 (a verb, then a person with half the
+    surname), 闻 + 人语嫣, 其 + 子司徒 + 浩然 — no other word opens so. The surname must open
+    LAC's word or sit in a word no dictionary holds (子司徒), never inside a word of its own
+    (公司 + 马上: no 司马), and the name must end where a word ends; not where LAC reads a
+    place, an organisation or a work there, nor a word the dictionary holds as something other
+    than a name."""
+    tags, frequencies = _dictionary()
+    starts = [start for _, _, start in tokens]
     found = set()
-    for word, tag, start in tokens:
-        end = start + len(word)
-        if (
-            3 <= len(word) <= 4
-            and word[:2] in COMPOUND_SURNAMES
-            and tag not in _NOT_COMPOUND_SURNAMED_TAGS
-            and _HAN_ALL.fullmatch(word)
-            and tags.get(word, "nr") in _NAME_TAGS
-            and given_name_score(word[2:]) > 0
-            and (start, end) not in accepted
-            and not _not_a_person(text, start, end)
-        ):
-            found.add((start, end))
+    for match in _COMPOUND_SURNAMED.finditer(text):
+        start = match.start()
+        index = bisect_right(starts, start) - 1
+        if index < 0:
+            continue
+        word, tag, at = tokens[index]
+        if at < start and (frequencies.get(word) or tag in _NOT_COMPOUND_SURNAMED_TAGS):
+            continue  # inside a word of its own (公司 + 马上)
+        ends = {at + len(w) for w, _, at in tokens[index : index + 4]}
+        for length in (2, 1):
+            end = match.end() + length
+            name = text[start:end]
+            if (
+                end in ends
+                and _HAN_ALL.fullmatch(name)
+                and tags.get(name, "nr") in _NAME_TAGS
+                and given_name_score(name[2:]) > 0
+                and (start, end) not in accepted
+                and not _overlaps_a_tag(tokens, index, end, _NOT_COMPOUND_SURNAMED_TAGS - {"PER"})
+                and not _not_a_person(text, start, end)
+            ):
+                found.add((start, end))
+                break
     return found
+
+
+def _overlaps_a_tag(tokens, index: int, end: int, kinds) -> bool:
+    """Whether a word from `tokens[index]` up to `end` is tagged one of `kinds`."""
+    for _, tag, at in tokens[index:]:
+        if at >= end:
+            return False
+        if tag in kinds:
+            return True
+    return False
 
 
 def _speakers(text: str, tokens) -> dict[tuple[int, int], float]:
@@ -1181,6 +1208,9 @@ NAME_FIELDS = (
     "承租人", "出租人", "业主", "第三人", "上诉人", "被上诉人", "被申请人", "被执行人",
     "申请执行人", "犯罪嫌疑人", "嫌疑人", "被害人", "受害人", "当事人", "辩护人", "报案人",
     "报警人", "举报人", "投诉人", "罪犯", "联络人", "病患",
+    # who did a record's act (an adjuster, a sender of a sample, a collector, a witness ...)
+    "查勘人", "送检人", "取药人", "经手人", "签收人", "领取人", "代办人", "陪同人", "承办人",
+    "办理人", "见证人", "出险人", "驾驶人", "乘车人", "旅客", "乘客", "住客", "租客", "房客",
     # the same fields in traditional characters (Taiwan's and Hong Kong's forms)
     "聯絡人", "聯繫人", "申請人", "經辦人", "負責人", "簽名", "簽字", "戶名", "開戶名", "帳戶名",
     "證人", "監護人", "委託人", "擔保人", "保證人", "匯款人", "審核人", "報案人", "被執行人",
@@ -1216,6 +1246,18 @@ PLACEHOLDERS = ("本人", "同上", "不详", "暂无", "未知", "见附件", "
 _NOT_A_NAME_TAGS = frozenset({"c", "d", "r", "p", "u", "t", "TIME", "v", "vd", "q", "f", "xc", "w"})
 """LAC tags of a word of two characters or more that opens a field's value and is no name's
 start: a conjunction, an adverb, a pronoun, a time, a verb (于是, 马上, 任何, 明天, 盖章)."""
+RARE_WORD = 20
+"""jieba's count under which a word LAC tags a verb or an adverb is no word a form's value is
+(付强, count 3, tagged a verb; 包晓 unknown): then the name model decides."""
+
+
+def _a_word_of_its_kind(word: str, tag: str) -> bool:
+    """Whether LAC's `word` opening a field's value is a word of a kind no name's start is
+    (`_NOT_A_NAME_TAGS`: 盖章, 马上, 明天) and a common one (`RARE_WORD`)."""
+    _, frequencies = _dictionary()
+    return tag in _NOT_A_NAME_TAGS and frequencies.get(word, 0) >= RARE_WORD
+
+
 _NOT_A_NAME_END = ("部", "科", "处", "室", "组", "局", "所", "院", "司", "行", "队", "中心", "公司")
 
 
@@ -1238,7 +1280,7 @@ def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
         if (
             given
             and start in lac_words
-            and tag not in _NOT_A_NAME_TAGS
+            and not _a_word_of_its_kind(word, tag)
             and given_name_score(given) > BARE_GIVEN_NAME
             and value not in PERSON_NOUNS
             and "某" not in value
@@ -1271,7 +1313,7 @@ def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
         if (
             value in PLACEHOLDERS
             or value in PERSON_NOUNS  # 母亲, 客户: a relation or a role, not its name
-            or (len(word) >= 2 and tag in _NOT_A_NAME_TAGS)
+            or (len(word) >= 2 and _a_word_of_its_kind(word, tag))
             or value in _OTHER_FIELDS
             or "某" in value
             or value.endswith(_NOT_A_NAME_END)

@@ -179,7 +179,8 @@ _LOGIN_WORD = re.compile(
 `the default login is admin / admin123`."""
 _JOINED_PAIR = re.compile(r"[\w.@+-]{1,64}[:/](?P<value>[^\s/:]{4,})")
 _ZH_KEYWORD = re.compile(
-    r"(?:密码|口令|密钥|PIN码|验证码|校验码|动态码|取件码|取货码|提货码|开门码|門禁碼|驗證碼)"
+    r"(?:密码|口令|密钥|PIN码|验证码|校验码|动态码|取件码|取货码|提货码|开门码|門禁碼|驗證碼"
+    r"|取药码|授权码|授權碼|兑换码|核销码|券码|提取码)"
     r"(?:是|为|為|：|:|=)?\s*[\"'“‘]?(?P<value>(?:(?![,;])[!-~]){4,256})"
 )
 """A Chinese credential word — a password, a one-time code (验证码), a parcel locker's or a door's

@@ -1,0 +1,93 @@
+"""PERSON: a name written surname first with a slash, as tickets, passports' machine lines,
+manifests and payment logs write it (`MURPHY/SEAN MR`, `ZHANG/XIAOHUI`, `holder=REN/JIAHUI`).
+
+The airlines' form (IATA's `SURNAME/GIVEN TITLE`) is how a passenger, a card holder or a
+traveller is named wherever a system copies a booking: boarding passes, manifests, hotel
+folios, card-payment logs, in English and in Chinese text alike. A slash between two words is
+also an abbreviation's (`TCP/IP`, `AND/OR`, `MEN/WOMEN`), so the two parts must read as a
+name: a family name and a given name of the name lexicon (every Faker locale's; more given
+names after it that are no English words: `NGUYEN/THI HUONG`), or a Chinese surname as
+passports romanize it and a given name spelled as one or two Mandarin syllables (`XIAOHUI`:
+romanized Chinese given names are made of the syllables of Mandarin, a closed set of sounds,
+read here by their spelling's rules, not from a list of names). Written in capitals or
+capitalized, as such forms write them; a title after the given name (`MR`, `MRS`, `MSTR` ...)
+is left outside the span.
+"""
+
+import re
+from functools import lru_cache
+
+from faker.providers.person.zh_CN import Provider as MainlandProvider
+from faker.providers.person.zh_TW import Provider as TaiwanProvider
+from spacy.lang.en.stop_words import STOP_WORDS
+
+from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+from pipelines.steps.privacy.recognizers.en_names import english_words, is_english, name_lexicon
+
+_PART = r"[A-Z][A-Za-z]{1,19}"
+_SLASHED = re.compile(
+    rf"(?<![A-Za-z0-9/._\-])(?P<value>(?P<surname>{_PART})/(?P<given>{_PART}(?: {_PART})?))"
+    r"(?![A-Za-z0-9/])"
+)
+_TITLES = frozenset({"mr", "mrs", "ms", "mstr", "miss", "dr", "chd", "inf"})
+"""Titles and passenger types written after a given name in a booking (CHD: a child)."""
+_SYLLABLE = (
+    r"(?:(?:zh|ch|sh|[bpmfdtnlgkhjqxrzcsyw])?"
+    r"(?:iang|iong|uang|ueng|ang|eng|ing|ong|uai|uan|ian|iao|ai|ei|ao|ou|an|en|in|un|er"
+    r"|ia|ie|iu|ua|uo|ui|ue|ve|a|o|e|i|u|v))"
+)
+
+
+@lru_cache(maxsize=1)
+def chinese_surnames() -> frozenset[str]:
+    """Chinese surnames as passports and bookings romanize them (Faker's zh_CN list in pinyin,
+    its zh_TW list in Wade-Giles: Zhang, Chang), lower-cased."""
+    return frozenset(
+        name.lower()
+        for provider in (MainlandProvider, TaiwanProvider)
+        for name in provider.last_romanized_names
+    )
+
+
+def _pinyin(word: str, syllables: int) -> bool:
+    """Whether `word` is spelled as at most `syllables` Mandarin syllables."""
+    lowered = word.lower()
+    return any(
+        re.fullmatch(rf"{_SYLLABLE}{{{count}}}", lowered) for count in range(1, syllables + 1)
+    )
+
+
+class SlashedNameRecognizer(RegexRecognizer):
+    """`SURNAME/GIVEN`: a family name and a given name (name lexicon or pinyin)."""
+
+    ENTITY = "PERSON"
+    FLAGS = 0
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        if self.ENTITY not in entities or "/" not in text:
+            return []
+        firsts, lasts = name_lexicon()
+        english = english_words(nlp_artifacts)
+        results = []
+        for match in _SLASHED.finditer(text):
+            surname, given = match.group("surname"), match.group("given")
+            if not (surname.isupper() and given.replace(" ", "").isupper()) and not all(
+                part[1:].islower() for part in (surname, *given.split())
+            ):
+                continue  # neither a form's capitals nor a name's capitals (IPv4/IPv6)
+            parts = given.split()
+            if len(parts) > 1 and parts[-1].lower() in _TITLES:
+                parts = parts[:-1]
+            end = match.start("given") + len(" ".join(parts))
+            words = [surname.lower(), *(p.lower() for p in parts)]
+            if all(word in STOP_WORDS for word in words):
+                continue
+            listed = (
+                words[0] in lasts
+                and (words[1] in firsts or words[1] in lasts)
+                and not any(is_english(word, english) for word in words[2:])
+            )
+            chinese = words[0] in chinese_surnames() and all(_pinyin(w, 2) for w in words[1:])
+            if listed or chinese:
+                results.append(self._result(match.start("value"), end, 0.85, "slashed name"))
+        return results
