@@ -943,6 +943,7 @@ def test_a_latin_name_after_a_chinese_verb_of_contact_is_a_person(person, text, 
         ("员工档案 姓名 闻人语嫣 性别 女", {"闻人语嫣"}),
         ("投保人司徒美琪申请变更受益人为其子司徒浩然。", {"司徒美琪", "司徒浩然"}),
         ("公司马上就到。", set()),  # 司马 across 公司 + 马上: no surname
+        ("只听食器响，不闻人语。", set()),  # 闻人 across a verb (不闻) and a noun
     ],
 )
 def test_when_a_word_opens_with_a_compound_surname_then_it_is_a_name(person, text, names) -> None:

@@ -73,6 +73,58 @@ def analyzer() -> AnalyzerEngine:
         ("en", "cardNo=**** holder=REN/JIAHUI errCode=E1023", "REN/JIAHUI", "PERSON"),
         ("en", "PAX: 14C MURPHY/SEAN MR; 15A NGUYEN/THI HUONG MS", "MURPHY/SEAN", "PERSON"),
         ("en", "PAX: NGUYEN/THI HUONG MS, seat 15A", "NGUYEN/THI HUONG", "PERSON"),
+        # an account's name after its key, or in an SSH login's log line, in either pack
+        ("en", "Welcome! Your username is pnair03 and your password", "pnair03", "USER_HANDLE"),
+        ("en", "WARN: login refused for user 'jdoe_88' from", "jdoe_88", "USER_HANDLE"),
+        (
+            "en",
+            "[sshd] Accepted publickey for rkapoor from 10.0.0.5 port 51422",
+            "rkapoor",
+            "USER_HANDLE",
+        ),
+        (
+            "zh",
+            "INFO login success userId=10086 username=zhangxiaofan88",
+            "zhangxiaofan88",
+            "USER_HANDLE",
+        ),
+        ("zh", "小綠：我Line ID是green_0823，有空打給我", "green_0823", "USER_HANDLE"),
+        # an IPv6 address's last group before "port" is no house's number
+        (
+            "en",
+            "Accepted publickey from 2001:db8:85a3::8a2e:370:7334 port 51422",
+            "2001:db8:85a3::8a2e:370:7334",
+            "IP_ADDRESS",
+        ),
+        # other countries' identifiers by their acronyms, a number in threes, a JSON key in
+        # lower case, keys of organisations' records, a British registration after its key
+        ("en", "New starter: TFN 123 456 782, start Monday", "123 456 782", "ID_NUMBER"),
+        ("en", "Canadian payroll: SIN 046 454 286, address", "046 454 286", "ID_NUMBER"),
+        ("en", '{"name": "x", "ssn": "078-05-1120"}', "078-05-1120", "ID_NUMBER"),
+        ("en", "Payroll: NINO: JG103759A.", "JG103759A", "ID_NUMBER"),
+        ("en", "PPS 1234567FA and NI number QQ123456C", "1234567FA", "ID_NUMBER"),
+        ("en", "Review: Emp# HR-0093312; Reviewer: Marta", "HR-0093312", "ID_NUMBER"),
+        ("en", "Allergy alert for (hospital no. RX0447712): penicillin", "RX0447712", "ID_NUMBER"),
+        ("en", "e-ticket 176-2345678901, frequent flyer BA12345678", "BA12345678", "ID_NUMBER"),
+        ("en", "super fund member no 1009 8876 554.", "1009 8876 554", "ID_NUMBER"),
+        ("en", "Third party driver, reg KD19 XRT, insurer", "KD19 XRT", "ID_NUMBER"),
+        ("en", "Transit number 00012-003 and account", "00012-003", "ID_NUMBER"),
+        ("en", "hey, the lockbox code is 7719 and the wifi", "7719", "SECRET"),
+        # a British number given in a message, an Irish Eircode alone
+        ("en", "contact Morag Campbell on 0141 496 0785.", "0141 496 0785", "PHONE_NUMBER"),
+        (
+            "en",
+            "hey its tunde lol new number 07412 883 190 save it",
+            "07412 883 190",
+            "PHONE_NUMBER",
+        ),
+        (
+            "en",
+            "to reside at 9 Shandon Street, Cork T23 Y8X1 and report",
+            "9 Shandon Street, Cork T23 Y8X1",
+            "LOCATION",
+        ),
+        ("en", "Eircode D04 X2K7", "D04 X2K7", "LOCATION"),
         ("zh", "身份证号码：440301199003071234", "440301199003071234", "CN_ID_CARD"),
         # a card number under its name that fails its check is still taken whole, in its groups
         ("zh", "银行卡号：6222 0212 3456 7890 123", "6222 0212 3456 7890 123", "ID_NUMBER"),
@@ -246,6 +298,14 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         # a slash between words an abbreviation's, not a name's (a surname and a given name)
         ("en", "Use TCP/IP and AND/OR logic; HE/SHE may apply. MEN/WOMEN ratio.", "PERSON"),
         ("en", "Input/Output and Yes/No fields, IPv4/IPv6.", "PERSON"),
+        # a user's key before a word or a file's name, a system's shared account
+        (
+            "en",
+            "The user experience is great; open config.yaml as user; username: admin",
+            "USER_HANDLE",
+        ),
+        ("en", "Failed password for root from 10.0.0.5 port 22 ssh2", "USER_HANDLE"),
+        ("en", "The title number of the book; the ticket is 5 dollars; no 5 is fine.", "ID_NUMBER"),
         ("zh", "难道3号不行吗？", "LOCATION"),
         ("zh", "我是高兴的。", "PERSON"),  # 高 is a surname, 高兴 a dictionary word
         ("zh", "患者今天高烧不退。", "PERSON"),

@@ -939,6 +939,14 @@ def _resolve(
         and r.score >= cfg.score_threshold
         and not any(start <= r.start and r.end <= end for start, end in tokens)
     ]
+    # A name or a place read wholly inside an identifier's value is a misreading of its
+    # letters (`reg KD19 XRT`: XRT no person): the identifier keeps its characters.
+    fallbacks = Spans((r.start, r.end) for r in candidates if r.entity_type in FALLBACK_ENTITIES)
+    candidates = [
+        r
+        for r in candidates
+        if r.entity_type not in _INSIDE_AN_IDENTIFIER or not fallbacks.contains(r.start, r.end)
+    ]
     # A fallback type (an identifier read from its name alone) fills gaps: any other finding
     # on the same characters wins whatever the scores, and keeps its own surrogate.
     candidates.sort(
@@ -977,6 +985,8 @@ def _resolve(
     return [Finding(field, r.start, r.end, r.entity_type, r.score) for r in kept]
 
 
+_INSIDE_AN_IDENTIFIER = frozenset({"PERSON", "LOCATION"})
+"""Readings that an identifier's value holding them outranks (`_resolve`)."""
 _REMAINDER_TYPES = frozenset({"LOCATION", *FALLBACK_ENTITIES})
 """Types whose rest outside a stronger finding is kept (`_remainders`): an address's lines and
 an identifier's groups. A URL's or a name's rest is the other reading's own text as often

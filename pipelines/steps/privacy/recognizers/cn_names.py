@@ -1102,8 +1102,8 @@ def _compound_surnamed(text: str, tokens, accepted) -> set[tuple[int, int]]:
     word) and a given name of one or two characters that the name model accepts, whatever LAC
     made of them: 上官婉儿 as a locative, 令 + 狐慧敏 (a verb, then a person with half the
     surname), 闻 + 人语嫣, 其 + 子司徒 + 浩然 — no other word opens so. The surname must open
-    LAC's word or sit in a word no dictionary holds (子司徒), never inside a word of its own
-    (公司 + 马上: no 司马), and the name must end where a word ends; not where LAC reads a
+    LAC's word or sit in a noun no dictionary holds (子司徒), never inside a word of its own or
+    a verb (公司 + 马上, 不闻 + 人语: no 司马, no 闻人), and the name must end where a word ends; not where LAC reads a
     place, an organisation or a work there, nor a word the dictionary holds as something other
     than a name."""
     tags, frequencies = _dictionary()
@@ -1115,8 +1115,10 @@ def _compound_surnamed(text: str, tokens, accepted) -> set[tuple[int, int]]:
         if index < 0:
             continue
         word, tag, at = tokens[index]
-        if at < start and (frequencies.get(word) or tag in _NOT_COMPOUND_SURNAMED_TAGS):
-            continue  # inside a word of its own (公司 + 马上)
+        if at < start and (
+            frequencies.get(word) or tag in _NOT_COMPOUND_SURNAMED_TAGS or tag in _NOT_A_NAME_TAGS
+        ):
+            continue  # inside a word of its own (公司 + 马上) or a verb's (不闻 + 人语)
         ends = {at + len(w) for w, _, at in tokens[index : index + 4]}
         for length in (2, 1):
             end = match.end() + length

@@ -53,6 +53,15 @@ _PARSES: dict[str, bool] = {}
 """usaddress's verdict per candidate already parsed (a repeated address is parsed once)."""
 
 
+_EIRCODE_CHARACTER = "[0-9AC-FHKNPRTV-Y]"
+_EIRCODE = (
+    rf"(?:[AC-FHKNPRTV-Y]\d{{2}}|D6W) (?={_EIRCODE_CHARACTER}{{0,3}}\d)"
+    rf"(?={_EIRCODE_CHARACTER}{{0,3}}[AC-FHKNPRTV-Y]){_EIRCODE_CHARACTER}{{4}}"
+)
+"""An Irish Eircode: a routing key, a space, four characters of An Post's alphabet holding a
+digit and a letter (F91 K2X4)."""
+
+
 class UsAddressRecognizer(RegexRecognizer):
     """Street addresses confirmed by usaddress, and zip codes next to a context word."""
 
@@ -153,8 +162,11 @@ class PostalCodeRecognizer(RegexRecognizer):
         (r"(?<![\w-])(?P<value>\d{4} ?[A-Z]{2})(?![\w-])", 0.5),
         (r"(?<![\w-])(?P<value>[A-Z]\d[A-Z] ?\d[A-Z]\d)(?![\w-])", 0.5),
         (r"(?<![\w-])(?P<value>[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})(?![\w-])", 0.5),
+        # an Irish Eircode: a routing key (a letter and two digits, or D6W), then four
+        # characters of the code's own alphabet (F91 K2X4, D04 X2K7)
+        (rf"(?<![\w-])(?P<value>{_EIRCODE})(?![\w-])", 0.5),
     )
-    CONTEXT = ("zip", "postal", "postcode", "post code")
+    CONTEXT = ("zip", "postal", "postcode", "post code", "eircode")
     FLAGS = 0
 
 
@@ -162,10 +174,12 @@ BESIDE_PLACE_SCORE = 0.6
 _SELF_EVIDENT = re.compile(
     r"[A-PR-UWYZ][A-HK-Y]?\d[A-HJKMNPR-Y\d]? \d[ABD-HJLNP-UW-Z]{2}"
     r"|[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z] \d[ABCEGHJ-NPRSTV-Z]\d"
+    rf"|{_EIRCODE}"
 )
 """A whole UK postcode (outward code, a space, an inward code whose letters leave out C I K M
-O V: WC2R 0EZ) or a Canadian one (A0A 0A0 with the letters Canada Post uses): a code of that
-shape is a postal code wherever it stands, with no place beside it."""
+O V: WC2R 0EZ), a Canadian one (A0A 0A0 with the letters Canada Post uses) or an Irish Eircode
+with its space (a routing key, then a unique identifier that holds a digit and a letter): a
+code of that shape is a postal code wherever it stands, with no place beside it."""
 PLACE_LABELS = frozenset({"LOCATION", "GPE", "LOC", "FAC"})
 """NER labels of a place (Presidio's name and spaCy's)."""
 PLACE_PREPOSITIONS = frozenset(

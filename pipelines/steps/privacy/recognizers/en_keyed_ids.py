@@ -25,16 +25,20 @@ _KIND = (
     r"|identity|medical\s+record|health(?:\s+insurance)?|social\s+(?:security|insurance)"
     r"|national\s+insurance|nhs|pan(?:\s+card)?|aadhaa?r|passport|(?:driver'?s?|driving)\s+licen[cs]e"
     r"|licen[cs]e|id\s+card|vehicle(?:\s+identification)?|(?:licen[cs]e|number|registration)\s+plate"
-    r"|plate|booking|reservation"
+    r"|plate|booking|reservation|emp|hospital|title|ticket|badge"
+    r"|meter(?:\s+serial)?|library(?:\s+card)?"
 )
 _ID_WORD = (
-    r"(?:id(?:entifier|entification)?(?:[\s_-]*(?:number|no\.?|#))?|number|no\.|no(?=\s*[:#=])"
+    r"(?:id(?:entifier|entification)?(?:[\s_-]*(?:number|no\.?|#))?|number|no\.|no(?=\s*[:#=]|\s*[A-Za-z]{0,4}\d)"
     r"|num|nr\.?|#"
     r"|ref(?:erence)?(?:\s*(?:number|no\.|#))?\.?)"
 )
 _NAMED = (
     r"(?-i:ID|MRN|TIN|EIN|PAN|SSN|IBAN|VIN|NPI|DEA|NRIC|CPF|CNPJ|PNR|SIN|DNI|NIE|NIF|CURP|BSN"
-    r"|PESEL)(?:\s*(?:number|no\.|#))?|aadhaa?r|passport|(?:licen[cs]e|number)\s+plate"
+    r"|PESEL|TFN|NINO|NIN|PPSN?|UPN|KTN|IMEI|PAC|NHI)(?:\s*(?:number|no\.|#))?"
+    r"|(?-i:NI)\s+(?:number|no\.?)|medicare(?:\s+card)?(?:\s*(?:number|no\.|#))?"
+    r"|(?<=[\"'])(?:ssn|sin|tin|ein|nino|tfn|nhs|mrn|vin)(?=[\"'])"
+    r"|aadhaa?r|passport|(?:licen[cs]e|number)\s+plate|e-?ticket|frequent\s+flyer"
     r"|(?:credit|debit|bank)\s+card(?:\s*(?:number|no\.|#))?"
     r"|(?:driver'?s?|driving)\s+licen[cs]e|a/c"
 )
@@ -42,11 +46,11 @@ _LINK = r"[\"']?\s*(?:(?:is|was)\s*)?(?:[:=#\-–]\s*)?[\"'(]?"
 """What may stand between the name and the value: a closing quote of a JSON key, is / was, one
 sign (`:`, `=`, `#`, a dash) and an opening quote; no nested repetition, so no backtracking."""
 _VALUE = (
-    r"(?P<value>[A-Za-z0-9][A-Za-z0-9_\-/.:*]{2,33}[A-Za-z0-9*]"
+    r"(?P<value>(?:[A-Za-z0-9][A-Za-z0-9_\-/.:*]{2,33}[A-Za-z0-9*]|\d{2,3}(?= \d))"
     r"(?: (?=[A-Z]*[0-9*])[A-Z0-9*]{2,34}){0,7})(?![A-Za-z0-9_\-/])"
 )
 """The value, and groups written with single spaces that hold a digit (a card number or an IBAN
-in fours: `4716 9876 2234 1561`, `IN60 SBK0000000000`)."""
+in fours: `4716 9876 2234 1561`, `IN60 SBK0000000000`; a number in threes: `046 454 286`)."""
 _NOT_A_DATE_OR_TIME = (
     r"(?!(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?)"
     r"(?![A-Za-z0-9_\-/.:*]))"
@@ -59,9 +63,15 @@ _BANK_CODE = (
 )
 """A bank's branch code, which with an account number names the account: a British sort code
 (`20-45-77`, written like a date, which it is not), an Australian BSB (`062-000`), an Indian
-IFSC (`SBIN0001234`), a Canadian transit number (`12345`)."""
+IFSC (`SBIN0001234`), a Canadian transit and institution number (`12345`, `00012-003`)."""
+_VEHICLE = (
+    r"(?i:reg(?:istration)?(?:\s+(?:no\.?|number|mark|plate))?|vrn|vehicle|car|van|number\s+plate)"
+)
+_UK_PLATE = r"(?P<value>[A-Z]{2}\d{2}[ ]?[A-Z]{3})(?![A-Za-z0-9])"
+"""A British registration (two letters, the age's two digits, three letters: `KD19 XRT`), which
+`_VALUE` does not read whole (its second group holds no digit)."""
 _BANK_CODE_VALUE = (
-    r"(?P<value>\d{2}[- ]\d{2}[- ]\d{2}|\d{3}[- ]\d{3}|\d{5,6}|[A-Z]{4}0[A-Z0-9]{6})"
+    r"(?P<value>\d{2}[- ]\d{2}[- ]\d{2}|\d{3}[- ]\d{3}|\d{5}-\d{3}|\d{5,6}|[A-Z]{4}0[A-Z0-9]{6})"
     r"(?![A-Za-z0-9\-])"
 )
 
@@ -77,6 +87,7 @@ class KeyedIdRecognizer(RegexRecognizer):
             0.5,
         ),
         (rf"(?<![A-Za-z0-9]){_BANK_CODE}{_LINK}{_BANK_CODE_VALUE}", 0.5),
+        (rf"(?<![A-Za-z0-9]){_VEHICLE}{_LINK}{_UK_PLATE}", 0.5),
     )
     FLAGS = 0
 

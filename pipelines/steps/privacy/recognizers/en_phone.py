@@ -70,6 +70,14 @@ class IntlPhoneRecognizer(RegexRecognizer):
         "answering",
         "dial",
         "text me",
+        # how a message or a note gives a number ("contact Morag on 0141 …", "new number 07412 …")
+        "ring",
+        "contact",
+        "mob",
+        "landline",
+        "my number",
+        "new number",
+        "number is",
     )
 
     def __init__(self, *, language: str, context: list[str] | None = None) -> None:

@@ -92,8 +92,8 @@ _W = r"[^\W\d_](?:[^\W\d_'’.\-]|['’][^\W\d_])*\.?"
 Road) and an abbreviation's dot."""
 _NUMBER = r"\d{1,6}[A-Za-z]?"
 _S = r"[ \t]+"
-_NUMBER_FIRST = re.compile(
-    rf"(?<![\w.\-/])(?P<first>{_NUMBER}(?:/{_NUMBER})?)(?:{_S}{_NUMBER})?{_S}"
+_NUMBER_FIRST = re.compile(  # a house's number: not an IPv6 address's last group (…:7334 port)
+    rf"(?<![\w.\-/])(?<![0-9A-Fa-f]:)(?P<first>{_NUMBER}(?:/{_NUMBER})?)(?:{_S}{_NUMBER})?{_S}"
     rf"(?P<words>{_W}(?:{_S}{_W}){{0,4}})"
     rf"(?:{_S}(?P<second>{_NUMBER}\.?))?(?![\w\-/])"
 )

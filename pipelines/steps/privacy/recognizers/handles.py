@@ -57,8 +57,46 @@ _CODE_KEYWORDS = frozenset(
 """At-keywords of programming and markup languages (lower case): the grammar, not an account."""
 
 
+_KEYED_HANDLE = re.compile(
+    r"(?i:(?<![A-Za-z0-9_])(?:user(?:[ _-]?name)?|login|screen[ _-]?name|nick(?:name)?"
+    r"|line[ _]?id|skype(?:[ _-]?id)?|telegram|discord|instagram|snap(?:chat)?|github)"
+    r"|用户名|用戶名|账号|帳號|昵称|暱稱)"
+    r"[\"']?[ \t]*(?:(?i:is)|[=:：是为為])?[ \t]*[\"'“]?"
+    r"(?P<value>[A-Za-z][A-Za-z0-9._\-]{2,31})(?![A-Za-z0-9._@\-])"
+)
+"""An account's name after its key, in prose, a form, a log or a JSON line (`Your username is
+pnair03`, `username=zhangxiaofan88`, `user 'kasia.nowak'`, `Line ID是green_0823`)."""
+_SSH_LOGIN = re.compile(
+    r"\b(?:Accepted|Failed) (?:password|publickey|keyboard-interactive(?:/pam)?) for "
+    r"(?:invalid user )?(?P<value>[A-Za-z_][A-Za-z0-9._\-]{0,31}) from "
+)
+"""The account of an SSH login in sshd's log line (`Accepted publickey for rkapoor from ...`)."""
+_FILE_NAME = re.compile(
+    r".*\.(?:json|ya?ml|txt|html?|py|js|ts|csv|log|xml|md|cfg|ini|conf|sh|exe|com|org|net|io)$",
+    re.IGNORECASE,
+)
+_NOT_AN_ACCOUNT = frozenset({"root", "admin", "administrator", "guest", "anonymous", "nobody"})
+"""Shared accounts of a system, no person's."""
+
+
+def _keyed_accounts(text: str) -> list[tuple[int, int]]:
+    """Accounts named by their key (`_KEYED_HANDLE`: a value holding a digit, `_` or `.`, as
+    accounts' names do and words do not, and no file's name) and SSH logins' accounts."""
+    spans = []
+    for match in _KEYED_HANDLE.finditer(text):
+        value = match.group("value")
+        if not any(c.isdigit() or c in "._" for c in value) or _FILE_NAME.match(value):
+            continue
+        spans.append(match.span("value"))
+    for match in _SSH_LOGIN.finditer(text):
+        if match.group("value").lower() not in _NOT_AN_ACCOUNT:
+            spans.append(match.span("value"))
+    return spans
+
+
 class UserHandleRecognizer(RegexRecognizer):
-    """Social-media handles: an at sign that starts a word, then an account's name."""
+    """Social-media handles: an at sign that starts a word, then an account's name; an
+    account's name after its key (`username=`, `Line ID`) and in an SSH login's log line."""
 
     ENTITY = "USER_HANDLE"
     FLAGS = 0
@@ -67,9 +105,14 @@ class UserHandleRecognizer(RegexRecognizer):
     so that the whole handle is replaced, not the name within it."""
 
     def analyze(self, text, entities, nlp_artifacts=None):
-        if self.ENTITY not in entities or "@" not in text:
+        if self.ENTITY not in entities:
             return []
-        results = []
+        results = [
+            self._result(start, end, self.BASE_SCORE, "an account's key")
+            for start, end in _keyed_accounts(text)
+        ]
+        if "@" not in text:
+            return results
         for match in _HANDLE.finditer(text):
             start, end = match.span()
             body = match.group("body")

@@ -163,7 +163,7 @@ def high_entropy_tokens(text: str, words: tuple[str, ...]) -> list[tuple[int, in
 
 _PROSE_KEYWORD = re.compile(
     r"(?i)(?<![A-Za-z0-9_])(?:(?P<pin>pin(?:[ -]?(?:code|number))?|otp|(?:verification|one[ -]time"
-    r"|alarm|door|gate|entry|lock|safe)[ -]code)|pass(?:word|wd|phrase|code)s?"
+    r"|alarm|door|gate|entry|lock|lockbox|key[ -]?safe|safe)[ -]code)|pass(?:word|wd|phrase|code)s?"
     r"|pwd|pw|(?:access|security|login) code|(?P<bare>pass))(?=[\s:=\"'“‘`]|$)"
 )
 """Words that announce a credential in prose (a PIN's value, and an alarm's, a door's or a
