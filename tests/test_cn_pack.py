@@ -175,6 +175,16 @@ def test_when_an_address_is_written_then_lac_places_and_address_parts_make_one_s
         # 詩道: a person's name, then a noun; 建设 + 大道1108号: a verbal noun)
         ("地址：香港灣仔軒尼詩道302號8樓，聯絡人陳大文。", "香港灣仔軒尼詩道302號8樓"),
         ("他家住建设大道1108号附近。", "建设大道1108号"),
+        # a building, its stairway and its room with dashes; a stairway's door and its room;
+        # a room after a block's wing; a road's section; Taiwan's flat on a floor
+        ("带客户看了万科城市花园二期6-1-1702，意向价", "万科城市花园二期6-1-1702"),
+        ("住大连市西岗区胜利街道五四路12号1-3-2，无业。", "大连市西岗区胜利街道五四路12号1-3-2"),
+        (
+            "房屋地址北京市海淀区西三旗育新花园13号楼2门401，租客",
+            "北京市海淀区西三旗育新花园13号楼2门401",
+        ),
+        ("地址新竹縣竹北市光明六路東一段266號8樓 代收", "新竹縣竹北市光明六路東一段266號8樓"),
+        ("住高雄市苓雅區四維三路2號12樓之3", "高雄市苓雅區四維三路2號12樓之3"),
     ],
 )
 def test_when_an_address_names_its_building_and_room_then_the_whole_address_is_one_span(

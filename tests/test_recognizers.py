@@ -67,6 +67,17 @@ def analyzer() -> AnalyzerEngine:
         ("zh", "病理报告 病理号：P2024-03817 送检材料", "P2024-03817", "ID_NUMBER"),
         ("zh", "我的賬戶號碼係8123 4567 8901", "8123 4567 8901", "ID_NUMBER"),
         ("zh", "取药人冼丽珍，取药码705213。", "705213", "SECRET"),
+        # a plate LAC half reads as a person (鲁B), a virtual number's extension, a call in
+        # Taiwan's and Hong Kong's speech, a phone read inside an identifier's value
+        ("zh", "当事人焦阳驾驶鲁B·F8866号小型轿车", "鲁B·F8866", "CN_LICENSE_PLATE"),
+        ("zh", "收货人：杨 电话：17700005621转3847", "17700005621转3847", "CN_PHONE_NUMBER"),
+        ("zh", "小綠：有空打給我0933-123-456", "0933-123-456", "PHONE_NUMBER"),
+        ("zh", "打俾我9876 5432啦", "9876 5432", "PHONE_NUMBER"),
+        ("zh", "旅客有效身份证件号码E98765432 航班", "E98765432", "ID_NUMBER"),
+        ("zh", "会员卡号VIP88012345，积分", "VIP88012345", "ID_NUMBER"),
+        # a Latin given name and the Chinese surname after it
+        ("zh", "HRBP：Cindy 刘。", "Cindy 刘", "PERSON"),
+        ("zh", "旅客Peter 黄（黄柏翰），台湾居民", "Peter 黄", "PERSON"),
         # a name written surname first with a slash (a ticket, a payment log), in either pack
         ("zh", "旅客姓名ZHANG/XIAOHUI 有效身份证件号码", "ZHANG/XIAOHUI", "PERSON"),
         ("zh", "尊敬的YANG/LI女士，您已成功办理值机。", "YANG/LI", "PERSON"),

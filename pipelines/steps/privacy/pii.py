@@ -939,8 +939,8 @@ def _resolve(
         and r.score >= cfg.score_threshold
         and not any(start <= r.start and r.end <= end for start, end in tokens)
     ]
-    # A name or a place read wholly inside an identifier's value is a misreading of its
-    # letters (`reg KD19 XRT`: XRT no person): the identifier keeps its characters.
+    # A name, a place or a phone read wholly inside an identifier's value is a misreading of
+    # its characters (`reg KD19 XRT`: XRT no person): the identifier keeps them.
     fallbacks = Spans((r.start, r.end) for r in candidates if r.entity_type in FALLBACK_ENTITIES)
     candidates = [
         r
@@ -985,8 +985,9 @@ def _resolve(
     return [Finding(field, r.start, r.end, r.entity_type, r.score) for r in kept]
 
 
-_INSIDE_AN_IDENTIFIER = frozenset({"PERSON", "LOCATION"})
-"""Readings that an identifier's value holding them outranks (`_resolve`)."""
+_INSIDE_AN_IDENTIFIER = frozenset({"PERSON", "LOCATION", "PHONE_NUMBER", "CN_PHONE_NUMBER"})
+"""Readings that an identifier's value holding them outranks (`_resolve`): a name in its
+letters (KD19 XRT), a phone in its digits (证件号码E98765432, 会员卡号VIP88012345)."""
 _REMAINDER_TYPES = frozenset({"LOCATION", *FALLBACK_ENTITIES})
 """Types whose rest outside a stronger finding is kept (`_remainders`): an address's lines and
 an identifier's groups. A URL's or a name's rest is the other reading's own text as often

@@ -61,22 +61,26 @@ character for one: Hong Kong's and Taiwan's addresses read like the mainland's, 
 _NUMERAL = r"(?:\d{1,5}|[一二三四五六七八九十百零〇]{1,4})"
 _UNIT = r"(?:号院|号楼|号|弄|栋|幢|座|单元|楼|层|室|户|期|门|排|组|段)"
 _PART = (
-    rf"附?(?:{_NUMERAL}[A-Za-z]{{0,2}}|[A-Za-z]{{1,2}}\d{{0,4}})"
+    rf"(?:附|[东西南北中東])?(?:{_NUMERAL}[A-Za-z]{{0,2}}|[A-Za-z]{{1,2}}\d{{0,4}})"
     rf"(?:[-－][A-Za-z\d]{{1,4}})?\s?{_UNIT}"
 )
 """One numbered part of a house or a building: 5号, 附1号 (an annex), 1234弄, 12号院, 2栋, A座,
-R2-B栋, 3单元, 8层, 601室, 四段."""
+R2-B栋, 3单元, 8层, 601室, 四段, 东一段 (a road's eastern section)."""
 _BUILDING_WORDS = r"(?:大厦|大楼|广场|中心|花园|小区|公寓|家园|新村|公馆|苑|院|园|城|府|庭|楼)"
 _BUILDING = rf"[\u4e00-\u9fffA-Za-z]{{1,10}}?{_BUILDING_WORDS}"
 """A building's or an estate's name before its numbered parts (维多利广场 + A座; SOHO现代城;
 丽江花园 + 丽波楼 + 6座)."""
+_DASHED = r"\d{1,3}[-－]\d{1,3}[-－]\d{1,4}(?![\d\-－])"
+"""A building, its stairway and its room as three numbers joined by dashes (6-1-1702, 1-3-2)."""
 _HOUSE = (
-    rf"(?:(?:{_BUILDING}){{0,2}}(?:{_PART}){{1,8}}){{0,3}}"
-    rf"(?:(?<=[元栋幢座楼层])\d{{2,5}}(?![\d号室]))?"
+    rf"(?:(?:{_BUILDING}){{0,2}}(?:{_PART}){{1,8}}){{0,3}}(?:{_DASHED})?"
+    rf"(?:(?:{_BUILDING})?(?<=[元栋幢座楼层门])\d{{2,5}}(?![\d号室]))?(?:之\d{{1,2}})?"
 )
 HOUSE = re.compile(_HOUSE)
 """The numbered parts of a house after its street or its estate, with buildings' names between
-them, and a room's number after a unit, a block or a floor (3单元502, 5号楼1801)."""
+them, the building, stairway and room written with dashes (6-1-1702), a room's number after a
+unit, a block, a floor or a stairway's door (3单元502, 5号楼1801, 2门401, 3栋南楼608), and
+Taiwan's flat on a floor (12樓之3)."""
 _PARTS = re.compile(_PART)
 _BARE_HOUSE = re.compile(
     rf"(?<![\dA-Za-z])(?:{_PART})+(?P<room>(?<=[元栋幢座楼层])\d{{2,5}}(?![\d号室]))?"
@@ -287,8 +291,10 @@ def _address_end(tokens, first: int, end: int) -> int:
             continue  # an adjective opening a street's name (高新 + 南七道)
         if flag in _NOT_IN_ADDRESS and at + len(word) <= end and _county(word, following):
             continue  # a county LAC misread (喀什地区 + 疏附县, or 疏附 + 县, as a verb)
-        if word == "附" and at + len(word) < end and following[:1].isdigit():
-            continue  # an annex's number (8号 + 附 + 1号), LAC's verb "attach"
+        if word in ("附", "之") and at + len(word) < end and following[:1].isdigit():
+            continue  # an annex's number (8号 + 附 + 1号), LAC's verb; a flat's (12樓 + 之 + 3)
+        if flag in _NOT_IN_ADDRESS and _PARTS.search(word):
+            continue  # a house's part inside a word LAC tags a verb (育新花园13号楼)
         if flag in _NOT_IN_ADDRESS or (flag == "nr" and not _ADDRESS_PART.match(following)):
             return at
         if (

@@ -57,6 +57,7 @@ from pipelines.steps.privacy.recognizers.en_names import (
     english_words,
     is_english,
     name_evidence,
+    name_lexicon,
 )
 
 _HAN = r"[\u4e00-\u9fff]"
@@ -1090,6 +1091,39 @@ def lac_persons(
     return found
 
 
+_LATIN_RUN = re.compile(r"[A-Za-z][A-Za-z'\-]*(?: [A-Za-z][A-Za-z'\-]*)?")
+_AFTER_A_SURNAME = re.compile(r"(?![\u4e00-\u9fff])|(?=总|先生|女士|小姐|老师|经理|姐|哥)")
+
+
+def _surname_after(text: str, start: int, end: int) -> int | None:
+    """The end of a Latin given name's Chinese surname written after it (`Cindy 刘`, `Jason
+    黄，`, as colleagues in Hong Kong, Taiwan and the mainland's offices sign): one Han surname
+    after a space, then no Han character but a form of address (`Peter 黄总`); None where
+    `text[start:end]` is no Latin name or no surname follows."""
+    if not _LATIN_RUN.fullmatch(text, start, end) or not text.startswith(" ", end):
+        return None
+    surname = text[end + 1 : end + 2]
+    if surname not in surnames() or not _AFTER_A_SURNAME.match(text, end + 2):
+        return None
+    return end + 2
+
+
+_GIVEN_THEN_HAN = re.compile(r"(?<![A-Za-z])([A-Z][a-z]{1,14}) (?=[\u4e00-\u9fff])")
+
+
+def _given_then_surname(text: str) -> set[tuple[int, int]]:
+    """A listed given name in Latin letters and a Chinese surname after it (`Peter 黄（黄柏翰）`,
+    `Tom 王总`): the given name is a person's where the surname follows it as `_surname_after`
+    reads one."""
+    firsts, _ = name_lexicon()
+    found = set()
+    for match in _GIVEN_THEN_HAN.finditer(text):
+        start, end = match.span(1)
+        if match.group(1).lower() in firsts and _surname_after(text, start, end) is not None:
+            found.add((start, end))
+    return found
+
+
 _NOT_COMPOUND_SURNAMED_TAGS = frozenset({"PER", "LOC", "ORG", "nw", "ns", "nt"})
 _NAME_TAGS = frozenset({"nr", "nrfg", "nrt"})
 
@@ -1103,9 +1137,9 @@ def _compound_surnamed(text: str, tokens, accepted) -> set[tuple[int, int]]:
     made of them: 上官婉儿 as a locative, 令 + 狐慧敏 (a verb, then a person with half the
     surname), 闻 + 人语嫣, 其 + 子司徒 + 浩然 — no other word opens so. The surname must open
     LAC's word or sit in a noun no dictionary holds (子司徒), never inside a word of its own or
-    a verb (公司 + 马上, 不闻 + 人语: no 司马, no 闻人), and the name must end where a word ends; not where LAC reads a
-    place, an organisation or a work there, nor a word the dictionary holds as something other
-    than a name."""
+    a verb (公司 + 马上, 不闻 + 人语: no 司马, no 闻人), and the name must end where a word ends;
+    not where LAC reads a place, an organisation or a work there, nor a word the dictionary
+    holds as something other than a name."""
     tags, frequencies = _dictionary()
     starts = [start for _, _, start in tokens]
     found = set()
@@ -1424,6 +1458,12 @@ class CnPersonRecognizer(RegexRecognizer):
             spans.setdefault(span, LAC_PERSON_SCORE)
         for span in _addressed_again(text, set(spans)):
             spans.setdefault(span, LAC_PERSON_SCORE)
+        for span in _given_then_surname(text):
+            spans.setdefault(span, LATIN_NAME_SCORE)
+        for (start, end), score in list(spans.items()):
+            surname_end = _surname_after(text, start, end)
+            if surname_end is not None:
+                spans[(start, surname_end)] = max(score, spans.pop((start, end)))
         results = []
         for start, end in _outermost(spans):
             score = spans[(start, end)]

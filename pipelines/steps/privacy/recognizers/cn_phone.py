@@ -17,13 +17,14 @@ _NOT_A_GROUP_AFTER = r"(?![\s-]\d)"
 
 
 class CnPhoneRecognizer(RegexRecognizer):
-    """Mainland mobile and landline numbers."""
+    """Mainland mobile and landline numbers, with an extension after 转 (a virtual number a
+    platform gives a courier: 17700005621转3847)."""
 
     ENTITY = "CN_PHONE_NUMBER"
     PATTERNS = (
         (
             rf"{_NOT_DIGIT_BEFORE}(?:(?:\+|00)86[\s-]?)?1[3-9]\d(?:[\s-]?\d{{4}}){{2}}"
-            rf"{_NOT_DIGIT_AFTER}",
+            rf"(?:(?:转|轉)\d{{1,5}})?{_NOT_DIGIT_AFTER}",
             0.7,
         ),
         (

@@ -70,14 +70,13 @@ class IntlPhoneRecognizer(RegexRecognizer):
         "answering",
         "dial",
         "text me",
-        # how a message or a note gives a number ("contact Morag on 0141 …", "new number 07412 …")
-        "ring",
+        # how a message or a note gives a number ("contact Morag on 0141 …", "new number 07412 …";
+        # words that no other word holds: not "ring" of "during", "mob" of "Mobil")
+        "ring me",
         "contact",
-        "mob",
         "landline",
         "my number",
         "new number",
-        "number is",
     )
 
     def __init__(self, *, language: str, context: list[str] | None = None) -> None:
@@ -188,6 +187,8 @@ class GreaterChinaPhoneRecognizer(IntlPhoneRecognizer):
     CONTEXT = (
         "電話", "电话", "手機", "手机", "聯絡", "联络", "聯繫", "联系", "致電", "致电", "傳真",
         "传真", "熱線", "热线", "whatsapp", "phone", "tel", "mobile", "fax",
+        # "call me on" in Taiwan's and Hong Kong's speech (打給我, 打俾我)
+        "打給", "打给", "打俾", "打畀", "撥打", "拨打",
     )  # fmt: skip
 
     def __init__(self, *, language: str, context: list[str] | None = None) -> None:
