@@ -144,6 +144,7 @@ def _record(record_id: str, *contents: str) -> Record:
         ("next_of_kin: ruth okafor", "ruth okafor", "PERSON"),
         # a field's name written surname first: the given name too, also one that is a word
         ("Patient: Gupta, Anil. DOB 12/03/1961.", "Gupta, Anil", "PERSON"),
+        ("Rx: Amoxicillin. Patient: Declan Murphy.", "Declan Murphy", "PERSON"),  # no full stop
         ("Claimant: Nguyen, Thi Huong; policy 4471", "Nguyen, Thi Huong", "PERSON"),
         # a title before bare initials (British letters write no full stops)
         ("Please pay it to Mr T Ahmed at the branch.", "T Ahmed", "PERSON"),

@@ -317,6 +317,13 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ),
         ("en", "Failed password for root from 10.0.0.5 port 22 ssh2", "USER_HANDLE"),
         ("en", "The title number of the book; the ticket is 5 dollars; no 5 is fine.", "ID_NUMBER"),
+        ("en", "improve the user experience. It grows the user base.", "USER_HANDLE"),
+        # a record's new word of the trade made of English words, a form's abbreviation, a
+        # street's name before what stands there: no person
+        ("en", "Onboarding checklist for new starters.", "PERSON"),
+        ("en", "Timesheet approved. Telepharmacy chat opened.", "PERSON"),
+        ("en", "Rx: Amoxicillin 500mg TDS x7d.", "PERSON"),
+        ("en", "Meeting moved to 14:30 in the Baker Street meeting room.", "PERSON"),
         ("zh", "难道3号不行吗？", "LOCATION"),
         ("zh", "我是高兴的。", "PERSON"),  # 高 is a surname, 高兴 a dictionary word
         ("zh", "患者今天高烧不退。", "PERSON"),

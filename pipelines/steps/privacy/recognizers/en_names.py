@@ -120,6 +120,30 @@ def in_a_dictionary(word: str, english: frozenset[str]) -> bool:
     return is_english(word, english) and is_english(word, common_words(english))
 
 
+ENGLISH_PREFIXES = ("tele", "cyber", "micro", "multi", "inter", "over", "under", "non", "super")
+"""Prefixes that make a new English word of an old one (telepharmacy, cyberattack)."""
+
+
+def made_of_english(word: str, english: frozenset[str]) -> bool:
+    """Whether `word`, in no dictionary itself, is made of English words a dictionary holds: a
+    compound of two (timesheet = time + sheet, onboarding = on + boarding; the second of four
+    letters at least) or a prefix and one (telepharmacy). A new word of the trade, not a name
+    (no name list holds it: `Ingrid` is in + grid too, but a listed name)."""
+    lowered = word.lower()
+    if not english or len(lowered) < 6 or not lowered.isalpha():
+        return False
+    for prefix in ENGLISH_PREFIXES:
+        rest = lowered[len(prefix) :]
+        if lowered.startswith(prefix) and len(rest) >= 4 and in_a_dictionary(rest, english):
+            return True
+    for cut in range(2, len(lowered) - 3):
+        first, second = lowered[:cut], lowered[cut:]
+        if first in english and in_a_dictionary(second, english):
+            if len(first) > 2 or first in STOP_WORDS:
+                return True
+    return False
+
+
 def is_english(word: str, english: frozenset[str]) -> bool:
     """Whether `word` (any case) is an ordinary English word or a plural / -s form of one."""
     lowered = word.lower().strip(".'’")

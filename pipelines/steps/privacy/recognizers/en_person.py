@@ -23,6 +23,7 @@ from pipelines.steps.privacy.recognizers.en_names import (
     in_a_dictionary,
     is_english,
     known_place,
+    made_of_english,
     name_evidence,
     name_lexicon,
 )
@@ -162,6 +163,8 @@ def _listed_anywhere(word: str, firsts: frozenset[str], lasts: frozenset[str]) -
 
 _TOKEN = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*\.?")
 _POSSESSIVE = re.compile(r"['’]s$")
+_THOROUGHFARES = frozenset({"street", "road", "avenue", "lane", "boulevard", "st", "rd", "ave"})
+"""Words that end a street's name and no person's (a run of names before one is a street)."""
 _NOT_A_NAME_LABELS = frozenset({"WORK_OF_ART", "PRODUCT", "EVENT", "LAW", "LANGUAGE"})
 """NER labels that veto a capitalized run: titles of works, products, events, laws."""
 MAX_RUN_WORDS = 5
@@ -587,6 +590,8 @@ class EnPersonRecognizer(RegexRecognizer):
         results = []
         for match in _FIELD_VALUE.finditer(text):
             value, (start, end) = match.group("value"), match.span("value")
+            if value.endswith(".") and len(value.split()[-1]) > 2:
+                value, end = value[:-1], end - 1  # the sentence's full stop, not an initial's
             words = [w.rstrip(".") for w in value.split()]
             lowered = [w.lower() for w in words]
             if any(w in _COMPANY_WORDS for w in lowered) or all(w in STOP_WORDS for w in lowered):
@@ -704,8 +709,8 @@ class EnPersonRecognizer(RegexRecognizer):
         results = []
         vetoes = Spans(vetoed)
         for start, end, words in capitalized_runs(text):
-            if vetoes.overlaps(start, end):
-                continue
+            if vetoes.overlaps(start, end) or words[-1].lower() in _THOROUGHFARES:
+                continue  # a street's name ("the Baker Street meeting room")
             score = name_evidence(words, english, model_words)
             if score is None and _opened_by_a_word(text, start, words, english):
                 # "Contact Søren Kierkegaard at ...": a sentence's capitalized first word
@@ -776,6 +781,8 @@ class EnPersonRecognizer(RegexRecognizer):
             speaker = bool(_LINE_START.search(before)) and bool(_SPEECH.match(text, end))
             if speaker and field_label(text, start, end):
                 continue
+            if speaker and not listed and len(word) < 3:
+                continue  # a form's abbreviation ("Rx:", "Dx:"), no unlisted name's length
             if speaker and not _IN_A_RUN.match(text, end):
                 results.append(self._result(start, end, 0.6, "speaker"))
                 continue
@@ -789,10 +796,13 @@ class EnPersonRecognizer(RegexRecognizer):
                 # on behalf of a person or an organisation
                 and (not _DETERMINER.search(before) or before.endswith("behalf of "))
             )
+            # a new word of the trade made of English ones opens a record as often ("Timesheet
+            # approved.", "Onboarding checklist for ..."): not a name by its place alone
             opening = (
                 not ordinary
                 and bool(_SENTENCE_START.search(before))
                 and bool(_LOWER_NEXT.match(text, end))
+                and (listed or not made_of_english(word, english))
             )
             if alone and (inside or opening):
                 results.append(self._result(start, end, 0.45, "name alone"))

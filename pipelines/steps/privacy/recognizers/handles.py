@@ -62,7 +62,7 @@ _KEYED_HANDLE = re.compile(
     r"|line[ _]?id|skype(?:[ _-]?id)?|telegram|discord|instagram|snap(?:chat)?|github)"
     r"|用户名|用戶名|账号|帳號|昵称|暱稱)"
     r"[\"']?[ \t]*(?:(?i:is)|[=:：是为為])?[ \t]*[\"'“]?"
-    r"(?P<value>[A-Za-z][A-Za-z0-9._\-]{2,31})(?![A-Za-z0-9._@\-])"
+    r"(?P<value>[A-Za-z][A-Za-z0-9._\-]{1,30}[A-Za-z0-9])(?![A-Za-z0-9_@\-]|\.[A-Za-z0-9])"
 )
 """An account's name after its key, in prose, a form, a log or a JSON line (`Your username is
 pnair03`, `username=zhangxiaofan88`, `user 'kasia.nowak'`, `Line ID是green_0823`)."""
