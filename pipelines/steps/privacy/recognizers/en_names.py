@@ -126,9 +126,10 @@ ENGLISH_PREFIXES = ("tele", "cyber", "micro", "multi", "inter", "over", "under",
 
 def made_of_english(word: str, english: frozenset[str]) -> bool:
     """Whether `word`, in no dictionary itself, is made of English words a dictionary holds: a
-    compound of two (timesheet = time + sheet, onboarding = on + boarding; the second of four
-    letters at least) or a prefix and one (telepharmacy). A new word of the trade, not a name
-    (no name list holds it: `Ingrid` is in + grid too, but a listed name)."""
+    compound of two (timesheet = time + sheet, onboarding = on + boarding; the second of five
+    letters at least: a handle's Princeboss, a hero's Nightwing stay names) or a prefix and one
+    (telepharmacy). A new word of the trade, not a name (no name list holds it: `Ingrid` is
+    in + grid too, but a listed name)."""
     lowered = word.lower()
     if not english or len(lowered) < 6 or not lowered.isalpha():
         return False
@@ -136,7 +137,7 @@ def made_of_english(word: str, english: frozenset[str]) -> bool:
         rest = lowered[len(prefix) :]
         if lowered.startswith(prefix) and len(rest) >= 4 and in_a_dictionary(rest, english):
             return True
-    for cut in range(2, len(lowered) - 3):
+    for cut in range(2, len(lowered) - 4):
         first, second = lowered[:cut], lowered[cut:]
         if first in english and in_a_dictionary(second, english):
             if len(first) > 2 or first in STOP_WORDS:
