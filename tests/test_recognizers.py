@@ -77,6 +77,7 @@ def analyzer() -> AnalyzerEngine:
         ("zh", "会员卡号VIP88012345，积分", "VIP88012345", "ID_NUMBER"),
         # a Latin given name and the Chinese surname after it
         ("zh", "HRBP：Cindy 刘。", "Cindy 刘", "PERSON"),
+        ("en", "Onboarding email: Welcome Priyanka! Your username is", "Priyanka", "PERSON"),
         ("zh", "旅客Peter 黄（黄柏翰），台湾居民", "Peter 黄", "PERSON"),
         # a name written surname first with a slash (a ticket, a payment log), in either pack
         ("zh", "旅客姓名ZHANG/XIAOHUI 有效身份证件号码", "ZHANG/XIAOHUI", "PERSON"),
@@ -324,6 +325,7 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("en", "Timesheet approved. Telepharmacy chat opened.", "PERSON"),
         ("en", "Rx: Amoxicillin 500mg TDS x7d.", "PERSON"),
         ("en", "Meeting moved to 14:30 in the Baker Street meeting room.", "PERSON"),
+        ("en", "Welcome Home! Welcome Aboard. Welcome pack enclosed.", "PERSON"),
         ("zh", "难道3号不行吗？", "LOCATION"),
         ("zh", "我是高兴的。", "PERSON"),  # 高 is a surname, 高兴 a dictionary word
         ("zh", "患者今天高烧不退。", "PERSON"),
