@@ -201,6 +201,7 @@ LATIN_UNITS = (
     ".", "a.", "www.", "-", "a-", "A-", "a'", "1 ", "1-", "+1 ", "@", "a@a.", " ",
     "John Smith, ", "ab, ", "12 Main St ", "Mr. ", "A. ", "(1) ", "key: ", "pw '", "a@a.a / ",
     "user a:b1c2 ", "ID #-", "account number is: ", " @a-", "//@a:", "nine ",
+    "AB/CD ", "username=a1 ", "Patient: Ab, Cd ",
 )  # fmt: skip
 """Repeated units of the adversarial inputs (benchmarks/scan_adversarial.py has more)."""
 HAN_UNITS = (
@@ -211,6 +212,9 @@ HAN_UNITS = (
     "王伟，王先生，",
     "姓名：王伟",
     "建设路1号院2号楼，",
+    "令狐",
+    "道1号1-1-1",
+    "Cindy 刘",
 )
 SMALL, LARGE = 10_000, 100_000
 HAN_SMALL, HAN_LARGE = 500, 5_000
