@@ -207,7 +207,6 @@ def test_when_an_address_names_its_building_and_room_then_the_whole_address_is_o
         ("难道3号不行吗？", []),
         ("我知道5号要开会。", []),
         ("通向这全村175户人家的山路两侧", []),  # a count of households, no house
-        ("籍贯 江苏 户籍地址 不详", ["江苏"]),  # 户籍 (household registration): a common noun
     ],
 )
 def test_when_a_place_is_followed_by_ordinary_words_then_the_address_stops_at_the_place(

@@ -275,18 +275,6 @@ _PUNCTUATION_ONLY = re.compile(r"[\s\W_]+")
 """What LAC may glue onto an address's last word (301 + 。): no word, so the address ends there."""
 
 
-COMMON_NOUN = 100
-"""jieba's count from which a word it tags a common noun (n) is one (户籍, 社区, 小区), not a
-place's name that LAC read alone."""
-
-
-def _a_common_noun(word: str) -> bool:
-    """Whether jieba's dictionary holds `word` as a common noun of `COMMON_NOUN` uses or more
-    (户籍 618: household registration, which LAC tags a place before 地址)."""
-    tags, frequencies = _dictionary()
-    return tags.get(word) == "n" and frequencies.get(word, 0) >= COMMON_NOUN
-
-
 def _address_end(tokens, first: int, end: int) -> int:
     """Where the address that `ADDRESS` read up to `end` ends, its words from `tokens[first]`
     on: before a word no address holds, or a person's name that no street or unit follows
@@ -438,7 +426,7 @@ class CnLocationRecognizer(RegexRecognizer):
                 # Outranks person-name matches inside it (a district named 高明).
                 found[(start, end)] = (0.9, "address")
                 covered = end
-            elif len(word) >= 2 and not _a_common_noun(word):
+            elif len(word) >= 2:
                 found[(start, end)] = (0.5, "lac place")
         raw = lac_tokens(text)
         _, frequencies = _dictionary()
