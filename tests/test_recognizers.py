@@ -122,6 +122,7 @@ def analyzer() -> AnalyzerEngine:
         ("en", "Third party driver, reg KD19 XRT, insurer", "KD19 XRT", "ID_NUMBER"),
         ("en", "Transit number 00012-003 and account", "00012-003", "ID_NUMBER"),
         ("en", "hey, the lockbox code is 7719 and the wifi", "7719", "SECRET"),
+        ("en", "password: sunshine", "sunshine", "SECRET"),  # a weak password is one
         # a British number given in a message, an Irish Eircode alone
         ("en", "contact Morag Campbell on 0141 496 0785.", "0141 496 0785", "PHONE_NUMBER"),
         (
@@ -326,6 +327,8 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("en", "Rx: Amoxicillin 500mg TDS x7d.", "PERSON"),
         ("en", "Meeting moved to 14:30 in the Baker Street meeting room.", "PERSON"),
         ("en", "Welcome Home! Welcome Aboard. Welcome pack enclosed.", "PERSON"),
+        # a log's subsystem and its state, not a credential
+        ("en", "WARN auth: failed login for user x; token: expired; auth=pending", "SECRET"),
         ("zh", "难道3号不行吗？", "LOCATION"),
         ("zh", "我是高兴的。", "PERSON"),  # 高 is a surname, 高兴 a dictionary word
         ("zh", "患者今天高烧不退。", "PERSON"),

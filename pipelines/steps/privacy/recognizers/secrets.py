@@ -230,6 +230,25 @@ def _credential_like(core: str, quoted: bool, pin: bool, english: frozenset[str]
     return has_digit or camel or not all(p.isalpha() and is_english(p, english) for p in parts)
 
 
+_PASSWORD_KEY = re.compile(r"(?i)pass|pwd|secret|密码|口令|密钥")
+
+
+def _a_status(text: str, match: re.Match, span: tuple[int, int], english) -> bool:
+    """Whether a config line's value is a status word after a key that names no password nor
+    secret: `auth: failed`, `token: expired`, `auth=pending` (a log's subsystem and its state),
+    a lower-case ordinary English word or its -ed / -ing form. After a password's or a
+    secret's key any value is one (`password: sunshine` is a weak password, still one)."""
+    value = text[span[0] : span[1]]
+    key = text[match.start() : span[0]]
+    stems = (value, value[:-1], value[:-2], value[:-3])  # failed, expired, pending
+    return (
+        not _PASSWORD_KEY.search(key)
+        and value.isalpha()
+        and value.islower()
+        and any(len(stem) >= 3 and is_english(stem, english) for stem in stems)
+    )
+
+
 def prose_passwords(text: str, english: frozenset[str]) -> list[tuple[int, int]]:
     """Spans of credentials told in words (see the module's docstring). After each credential
     word (or e-mail address and slash) at most `_PROSE_WORDS` words of the same sentence are
@@ -327,6 +346,7 @@ class SecretRecognizer(RegexRecognizer):
         if self.ENTITY not in entities:
             return []
         results = []
+        english = english_words(nlp_artifacts)
         for name, pattern in _patterns():
             for match in pattern.finditer(text):
                 if "value" in pattern.groupindex:
@@ -337,12 +357,14 @@ class SecretRecognizer(RegexRecognizer):
                     span = match.span()
                 if span[0] >= 0 and _PLACEHOLDER.match(text[span[0] : span[1]]):
                     continue
+                if name == "ConfigPassword" and _a_status(text, match, span, english):
+                    continue
                 if span[0] < 0 or span[1] - span[0] < 6:
                     span = match.span()
                 results.append(self._secret(*span, 0.9, name))
         for start, end in high_entropy_tokens(text, self.words):
             results.append(self._secret(start, end, 0.7, "HighEntropyNearKeyword"))
-        for span in prose_passwords(text, english_words(nlp_artifacts)):
+        for span in prose_passwords(text, english):
             results.append(self._secret(*span, 0.85, "ProsePassword"))
         return results
 
