@@ -49,12 +49,8 @@ def chinese_surnames() -> frozenset[str]:
     )
 
 
-def _pinyin(word: str, syllables: int) -> bool:
-    """Whether `word` is spelled as at most `syllables` Mandarin syllables."""
-    lowered = word.lower()
-    return any(
-        re.fullmatch(rf"{_SYLLABLE}{{{count}}}", lowered) for count in range(1, syllables + 1)
-    )
+_PINYIN_NAME = re.compile(rf"{_SYLLABLE}{{1,2}}")
+"""A given name spelled as one or two Mandarin syllables (Li, Xiaohui)."""
 
 
 class SlashedNameRecognizer(RegexRecognizer):
@@ -87,7 +83,9 @@ class SlashedNameRecognizer(RegexRecognizer):
                 and (words[1] in firsts or words[1] in lasts)
                 and not any(is_english(word, english) for word in words[2:])
             )
-            chinese = words[0] in chinese_surnames() and all(_pinyin(w, 2) for w in words[1:])
+            chinese = words[0] in chinese_surnames() and all(
+                _PINYIN_NAME.fullmatch(word) for word in words[1:]
+            )
             if listed or chinese:
                 results.append(self._result(match.start("value"), end, 0.85, "slashed name"))
         return results
