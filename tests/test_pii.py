@@ -149,6 +149,8 @@ def _record(record_id: str, *contents: str) -> Record:
         # a title before bare initials (British letters write no full stops)
         ("Please pay it to Mr T Ahmed at the branch.", "T Ahmed", "PERSON"),
         ("Letter to Dr J K Rowling about the appointment.", "J K Rowling", "PERSON"),
+        # one word after a self-introduction that the model's vocabulary never saw
+        ("Telepharmacy chat: hi this is rohit, can I take ibuprofen", "rohit", "PERSON"),
         ("Account name: Chukwuemeka Obi", "Chukwuemeka Obi", "PERSON"),
         # a mail's display name, also surname first; a lower-case listed name after "call"
         ('From: "Okafor, Chidi" <chidi.okafor@firm.ng>', "Okafor, Chidi", "PERSON"),

@@ -327,6 +327,7 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("en", "Rx: Amoxicillin 500mg TDS x7d.", "PERSON"),
         ("en", "Meeting moved to 14:30 in the Baker Street meeting room.", "PERSON"),
         ("en", "Welcome Home! Welcome Aboard. Welcome pack enclosed.", "PERSON"),
+        ("en", "this is great, thanks; this is soooo, good", "PERSON"),  # words the model knows
         # a log's subsystem and its state, not a credential
         ("en", "WARN auth: failed login for user x; token: expired; auth=pending", "SECRET"),
         ("zh", "难道3号不行吗？", "LOCATION"),

@@ -367,7 +367,8 @@ a wife or a daughter."""
 
 
 def _unlisted_name(text: str, start: int, model_words: frozenset[str]) -> int | None:
-    """End of a two-word name after an introduction that no name list holds, if it is one.
+    """End of a two-word name after an introduction that no name list holds, if it is one
+    (else of a one-word name after a self-introduction, `_unlisted_word`).
 
     "this is orlaith foran from the logistics group": two words, neither a stop word, ending
     where a name ends (punctuation, "from", "and", "here" ...), at least one of them a word the
@@ -376,11 +377,31 @@ def _unlisted_name(text: str, start: int, model_words: frozenset[str]) -> int | 
     """
     match = _TWO_WORDS.match(text, start)
     if match is None or not model_words or not _AFTER_A_NAME.match(text, match.end()):
-        return None
+        return _unlisted_word(text, start, model_words)
     words = [match.group(1).lower(), match.group(2).lower()]
     if any(word in STOP_WORDS for word in words):
         return None
     if all(word in model_words for word in words):
+        return None
+    return match.end()
+
+
+_ONE_WORD = re.compile(r"[A-Za-z][a-z'\-]{2,}|[A-Z][A-Z'\-]{2,}")
+_SELF_INTRODUCTION = re.compile(r"(?:this is|my name is|i am|i'm|im)\s+$", re.IGNORECASE)
+
+
+def _unlisted_word(text: str, start: int, model_words: frozenset[str]) -> int | None:
+    """End of a one-word name after a self-introduction (`hi this is rohit, can I …`, `I'm
+    Aoife.`) that no name list holds: a word the spaCy model's vocabulary never saw, where a
+    name ends (punctuation, "from", "here" …); ordinary and chat words are in that vocabulary
+    (`this is great,`, `this is soooo,`)."""
+    if not _SELF_INTRODUCTION.search(text, max(0, start - 12), start):
+        return None
+    match = _ONE_WORD.match(text, start)
+    if match is None or not _AFTER_A_NAME.match(text, match.end()):
+        return None
+    word = match.group().lower()
+    if word in STOP_WORDS or word in model_words:
         return None
     return match.end()
 
