@@ -967,6 +967,9 @@ def test_when_a_word_opens_with_a_compound_surname_then_it_is_a_name(person, tex
         ("联系人：肖红梅，电话见附件", "肖红梅"),
         ("查勘人包晓。", "包晓"),  # an adjuster's field; a value LAC reads as a rare verb
         ("取药人冼丽珍，取药码已发送。", "冼丽珍"),
+        # a Tibetan name: one or two of its parts, no surname
+        ("转学申请：监护人次仁（父），联系电话", "次仁"),
+        ("联系人：次仁多吉", "次仁多吉"),
     ],
 )
 def test_when_a_field_names_a_person_by_a_variant_surname_or_a_role_then_it_is_found(

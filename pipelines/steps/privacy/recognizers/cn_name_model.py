@@ -48,6 +48,25 @@ COMPOUND_SURNAMES = (
 but for 欧阳; left out, those that are also ordinary words (东方, 西门, 百里, 第五, 司空, 单于)."""
 
 
+TIBETAN_NAME_PARTS = frozenset(
+    "扎西 次仁 卓玛 多吉 多杰 拉巴 平措 旺堆 格桑 达瓦 达娃 尼玛 央金 央宗 "
+    "德吉 德庆 白玛 白珍 索朗 索南 洛桑 旦增 丹增 旦巴 顿珠 贡嘎 贡布 强巴 "
+    "普布 普琼 边巴 巴桑 巴珠 米玛 次旦 次珍 次措 仁增 仁青 益西 赤列 阿旺 "
+    "朗杰 罗布 欧珠 桑珠 桑杰 群培 措姆 曲珍 曲措 拉姆 拉珍 嘎玛 加措 加央 "
+    "琼达 玉珍 卓嘎 旺姆 旺杰 格列 才让 才旦 土登 江村 仓决 扎巴".split()
+)
+"""The parts Tibetan personal names are made of, two characters each in Chinese transliteration
+(扎西 "auspicious", 次仁 "long life", 卓玛 "Tara" …): a Tibetan name is one or two of them
+(拉巴卓玛, 次仁多吉) and has no surname, which the surname-first model cannot read."""
+
+
+def tibetan_name(word: str) -> bool:
+    """Whether `word` is one or two parts of `TIBETAN_NAME_PARTS` (次仁, 拉巴卓玛)."""
+    return len(word) in (2, 4) and all(
+        word[k : k + 2] in TIBETAN_NAME_PARTS for k in range(0, len(word), 2)
+    )
+
+
 VARIANT_SURNAMES = ("肖", "付", "闫")
 """Surnames among the hundred commonest that Faker's list writes only in another form (萧, 傅,
 阎): the mainland's registers write 肖, 付 and 闫 (肖 alone is some seven million people)."""

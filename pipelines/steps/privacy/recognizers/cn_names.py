@@ -50,6 +50,7 @@ from pipelines.steps.privacy.recognizers.cn_name_model import (
     place_ending_ratio,
     reads_as_chinese_name,
     surnames,
+    tibetan_name,
     time_share,
 )
 from pipelines.steps.privacy.recognizers.en_names import (
@@ -1270,9 +1271,10 @@ _FIELD_VALUE = re.compile(
 record's key and value in quotes too: `"姓名": "钱多多"`). The
 label is matched as one of its words, never as a run of Han characters before a colon: a long
 run would be read again from each of its characters."""
-_FIELD_VALUE_BARE = re.compile(_FIELD_LABEL + r"([\u4e00-\u9fff]{2,3})(?=[，。；、,;.\s）)]|$)")
+_FIELD_VALUE_BARE = re.compile(_FIELD_LABEL + r"([\u4e00-\u9fff]{2,4})(?=[，。；、,;.\s）)（(]|$)")
 """A person's field with no colon (收款人杜鹃，): a value of two or three characters alone up to
-a pause, which must read as a surname and a given name by the name model."""
+a pause, which must read as a surname and a given name by the name model, or of one or two
+Tibetan name parts (监护人次仁（父）, `tibetan_name`)."""
 BARE_GIVEN_NAME = 0.0
 """`given_name_score` a value's given name needs after a label with no colon (杜 + 鹃 1.7, but
 信 + 息 -2.5: 收款人信息 is the payee's details)."""
@@ -1313,6 +1315,11 @@ def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
         value = match.group(2)
         given = next((value[len(s) :] for s in (value[:2], value[:1]) if s in names), "")
         word, tag = lac_words.get(start, ("", ""))
+        if tibetan_name(value):
+            found[(start, end)] = LAC_PERSON_SCORE + CONTEXT_SCORE  # 监护人次仁（父）
+            continue
+        if len(value) > 3:
+            continue  # four characters with no colon: a Tibetan name's two parts only
         if (
             given
             and start in lac_words
@@ -1356,7 +1363,7 @@ def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
             or _form_of_address(value)
         ):
             continue
-        if any(len(value) > len(s) for s in {value[:1], value[:2]} & names):
+        if tibetan_name(value) or any(len(value) > len(s) for s in {value[:1], value[:2]} & names):
             found[(start, end)] = LAC_PERSON_SCORE + CONTEXT_SCORE
     return found
 
