@@ -328,6 +328,7 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ("en", "Meeting moved to 14:30 in the Baker Street meeting room.", "PERSON"),
         ("en", "Welcome Home! Welcome Aboard. Welcome pack enclosed.", "PERSON"),
         ("en", "this is great, thanks; this is soooo, good", "PERSON"),  # words the model knows
+        ("en", "u guys r the best . i am subed and i liked the vid", "PERSON"),  # a misspelt word
         # a log's subsystem and its state, not a credential
         ("en", "WARN auth: failed login for user x; token: expired; auth=pending", "SECRET"),
         ("zh", "难道3号不行吗？", "LOCATION"),

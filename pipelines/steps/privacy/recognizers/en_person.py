@@ -379,27 +379,29 @@ def _unlisted_name(text: str, start: int, model_words: frozenset[str]) -> int | 
     if match is None or not model_words or not _AFTER_A_NAME.match(text, match.end()):
         return _unlisted_word(text, start, model_words)
     words = [match.group(1).lower(), match.group(2).lower()]
-    if any(word in STOP_WORDS for word in words):
-        return None
-    if all(word in model_words for word in words):
-        return None
+    if any(word in STOP_WORDS for word in words) or all(word in model_words for word in words):
+        return _unlisted_word(text, start, model_words)  # "this is tunde here"
     return match.end()
 
 
 _ONE_WORD = re.compile(r"[A-Za-z][a-z'\-]{2,}|[A-Z][A-Z'\-]{2,}")
+_AFTER_A_LOWER_NAME = re.compile(r"\s*(?:$|[,.;:!?)]|\s(?:from|here|speaking)\b)", re.IGNORECASE)
 _SELF_INTRODUCTION = re.compile(r"(?:this is|my name is|i am|i'm|im)\s+$", re.IGNORECASE)
 
 
 def _unlisted_word(text: str, start: int, model_words: frozenset[str]) -> int | None:
     """End of a one-word name after a self-introduction (`hi this is rohit, can I …`, `I'm
     Aoife.`) that no name list holds: a word the spaCy model's vocabulary never saw, where a
-    name ends (punctuation, "from", "here" …); ordinary and chat words are in that vocabulary
-    (`this is great,`, `this is soooo,`)."""
+    name ends (punctuation, "from", "here" …; in lower case not before "and" or "with", where a
+    chat's misspelt word runs on); ordinary and chat words are in that vocabulary (`this is
+    great,`, `this is soooo,`)."""
     if not _SELF_INTRODUCTION.search(text, max(0, start - 12), start):
         return None
     match = _ONE_WORD.match(text, start)
     if match is None or not _AFTER_A_NAME.match(text, match.end()):
         return None
+    if match.group().islower() and not _AFTER_A_LOWER_NAME.match(text, match.end()):
+        return None  # "i am subed and i liked …": a chat's misspelt word runs on
     word = match.group().lower()
     if word in STOP_WORDS or word in model_words:
         return None
