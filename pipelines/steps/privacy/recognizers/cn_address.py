@@ -271,6 +271,18 @@ def _street_start(tokens, starts: list[int], at: int) -> int | None:
     return first if first < at else None
 
 
+def _inside(streets: list[tuple[int, int]], start: int, end: int) -> bool:
+    """Whether a street found before holds `[start, end)`. Their starts grow with their street
+    words (a street's name never reaches back over the house number before it), so only the
+    last few are read: a text of thousands of streets is not read quadratically (#16.3)."""
+    for first, last in reversed(streets):
+        if first <= start and end <= last:
+            return True
+        if last <= start:
+            return False
+    return False
+
+
 _PUNCTUATION_ONLY = re.compile(r"[\s\W_]+")
 """What LAC may glue onto an address's last word (301 + 。): no word, so the address ends there."""
 
@@ -463,15 +475,20 @@ class CnLocationRecognizer(RegexRecognizer):
                 and not frequencies.get(word)
             ):
                 found.setdefault((start, start + len(word)), (0.6, "toponym"))
+        read = Spans(found)
+        streets: list[tuple[int, int]] = []  # added below, in the order of their street words
         for match in _NUMBERED_STREET.finditer(folded):
             # a street and its house's number, the street's name whatever LAC read it as
             start = _street_start(tokens, starts, match.start())
-            if start is None or any(s <= start and match.end() <= e for s, e in found):
+            if start is None or read.contains(start, match.end()):
+                continue
+            if _inside(streets, start, match.end()):
                 continue
             end = HOUSE.match(folded, match.end()).end()
             end = _address_end(tokens, bisect_left(starts, match.end()), end)
             if end > match.end():
                 found[(start, end)] = (0.9, "numbered street")
+                streets.append((start, end))
         taken = Spans(found)  # the houses found below do not overlap one another
         for match in _BARE_HOUSE.finditer(folded):
             # a house alone (业主孙红雷（3栋2单元1101）): its building and unit or room

@@ -1113,20 +1113,22 @@ _GIVEN_THEN_HAN = re.compile(r"(?<![A-Za-z])([A-Z][a-z]{1,14}) (?=[\u4e00-\u9fff
 
 
 def _given_then_surname(text: str) -> set[tuple[int, int]]:
-    """A listed given name in Latin letters and a Chinese surname after it (`Peter 黄（黄柏翰）`,
-    `Tom 王总`): the given name is a person's where the surname follows it as `_surname_after`
-    reads one."""
+    """A listed given name in Latin letters and the Chinese surname after it (`Peter 黄（黄柏翰）`,
+    `Tom 王总`), as `_surname_after` reads one: the name's span, surname included."""
     firsts, _ = name_lexicon()
     found = set()
     for match in _GIVEN_THEN_HAN.finditer(text):
         start, end = match.span(1)
-        if match.group(1).lower() in firsts and _surname_after(text, start, end) is not None:
-            found.add((start, end))
+        surname_end = _surname_after(text, start, end)
+        if match.group(1).lower() in firsts and surname_end is not None:
+            found.add((start, surname_end))
     return found
 
 
 _NOT_COMPOUND_SURNAMED_TAGS = frozenset({"PER", "LOC", "ORG", "nw", "ns", "nt"})
 _NAME_TAGS = frozenset({"nr", "nrfg", "nrt"})
+_NOT_A_PERSONS_PART_TAGS = _NOT_COMPOUND_SURNAMED_TAGS - {"PER"}
+"""LAC's tags of a word no part of a compound-surnamed name lies in (a place, a work ...)."""
 
 
 _COMPOUND_SURNAMED = re.compile("(?:" + "|".join(COMPOUND_SURNAMES) + ")(?=[\u4e00-\u9fff])")
@@ -1164,7 +1166,7 @@ def _compound_surnamed(text: str, tokens, accepted) -> set[tuple[int, int]]:
                 and tags.get(name, "nr") in _NAME_TAGS
                 and given_name_score(name[2:]) > 0
                 and (start, end) not in accepted
-                and not _overlaps_a_tag(tokens, index, end, _NOT_COMPOUND_SURNAMED_TAGS - {"PER"})
+                and not _overlaps_a_tag(tokens, index, end, _NOT_A_PERSONS_PART_TAGS)
                 and not _not_a_person(text, start, end)
             ):
                 found.add((start, end))
