@@ -12,6 +12,7 @@ from stdnum.us import rtn
 
 from pipelines.steps.privacy.spoken import DIGIT_WORDS
 from pipelines.steps.privacy.surrogates import (
+    MONTHS,
     DOCUMENTATION_NETWORK_V6,
     DOCUMENTATION_NETWORKS,
     RESERVED_DOMAINS,
@@ -152,6 +153,19 @@ def test_when_value_is_a_date_or_age_then_it_stays_plausible() -> None:
     assert 1980 <= year <= 1990 and 1 <= month <= 12 and 1 <= day <= 28
     assert re.fullmatch(r"19\d\d年\d{1,2}月\d{1,2}日", zh)
     assert re.fullmatch(r"\d+ years old", age) and 37 <= int(age.split()[0]) <= 47
+
+
+@pytest.mark.parametrize("month", ["June", "July", "May", "March", "Jun", "Sept", "OCT", "june"])
+def test_a_dates_month_keeps_its_form_full_or_abbreviated(month: str) -> None:
+    full = [m.lower() for m in MONTHS]
+    for day in range(1, 11):
+        made = surrogate("DATE_OF_BIRTH", f"{month} {day}, 1978", key=KEY)
+        word = made.split()[0]
+        if month.lower() in full:
+            assert word.lower() in full, made  # "June 21" never becomes "Nove 21"
+        else:
+            assert len(word) == 3 and any(m.startswith(word.lower()) for m in full), made
+        assert word == word.upper() or not month.isupper()
 
 
 def test_when_type_is_secret_then_no_surrogate_is_made() -> None:

@@ -698,6 +698,9 @@ def _plate(value: str, draw: _Draw) -> str:
 # --- dates and ages -----------------------------------------------------------------------------
 
 
+_FULL_MONTHS = frozenset(month.lower() for month in MONTHS)
+
+
 def _date(value: str, draw: _Draw) -> str:
     def number(match: re.Match[str]) -> str:
         text = match.group(0)
@@ -711,11 +714,14 @@ def _date(value: str, draw: _Draw) -> str:
         return f"{made:0{len(text)}d}" if text.startswith("0") else str(made)
 
     def month(match: re.Match[str]) -> str:
+        # A month written in full stays in full ("June" is four letters, not "Nove"); an
+        # abbreviation ("Jun", "Sept") is one of three letters.
         text = match.group(0)
         name = draw.rng.choice(MONTHS)
-        return _case_like(text, name[: len(text)] if len(text) <= 4 else name)
+        written_in_full = text.lower() in _FULL_MONTHS
+        return _case_like(text, name if written_in_full else name[:3])
 
-    months = "|".join(m[:3] + f"(?:{m[3:]})?" for m in MONTHS)
+    months = "|".join(["Sept", *(m[:3] + f"(?:{m[3:]})?" for m in MONTHS)])
     made = re.sub(rf"\b(?:{months})\b", month, value, flags=re.IGNORECASE)
     return re.sub(r"\d+", number, made)
 
