@@ -838,6 +838,21 @@ def test_when_a_greeting_or_sign_off_names_no_one_then_no_person_is_found(
     assert _persons(analyzer, text) == []
 
 
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Calvin Whitaker\nPhone:\n467 3395", "Calvin Whitaker"),  # a form's next label
+        ("Best,\nMaria Lopez\nDining room manager", "Maria Lopez"),  # a signature's title
+        ("Linda P Nguyen\n\nStaff development specialist", "Linda P Nguyen"),
+        # a name that goes on in the next line keeps it
+        ("thanks, emidio p lombardo\ngarcia-smith", "lombardo\ngarcia-smith"),
+    ],
+)
+def test_a_name_stops_at_a_line_end_before_an_ordinary_word(analyzer, text: str, name) -> None:
+    # en_core_web_sm reads "Calvin Whitaker\nPhone" as one person
+    assert name in _persons(analyzer, text)
+
+
 def test_when_a_relation_is_a_businesss_then_no_name_is_read_beside_it() -> None:
     from pipelines.steps.privacy.recognizers.en_person import _KIN, _KIN_OF
 

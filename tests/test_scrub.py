@@ -9,6 +9,7 @@ from pipelines.steps.config import PIIConfig
 from pipelines.steps.privacy.pii import (
     Finding,
     _operators,
+    _outside_scrub_spans,
     _replace_findings,
     build_analyzer,
     pseudonym,
@@ -157,3 +158,24 @@ def test_when_a_later_pass_replaces_more_then_earlier_spans_move_with_the_text()
         "<PHONE_NUMBER>",
         "<PERSON>",
     ]
+
+
+def test_a_later_pass_reading_two_surrogates_as_one_keeps_what_joins_them() -> None:
+    # pass 1 replaced two names; pass 2 reads the two surrogates and "and" as one person
+    text = "Ask Nick Ortiz and Amy Lee, or Bo Chan about it."
+    spans = ((4, 14, "PERSON"), (19, 26, "PERSON"), (31, 38, "PERSON"))
+    joined = [Finding("text", 4, 26, "PERSON", 0.85), Finding("text", 19, 38, "PERSON", 0.85)]
+
+    assert _outside_scrub_spans(joined, spans, text) == []  # nothing new: " and ", ", or "
+
+
+def test_a_later_pass_keeps_what_it_reads_beyond_a_surrogate_and_a_name_between_two() -> None:
+    text = "Ask Nick Ortiz, Jan Kowalski, Amy Lee Smith about it."
+    spans = ((4, 14, "PERSON"), (30, 37, "PERSON"))
+    grown = [Finding("text", 4, 43, "PERSON", 0.85)]
+
+    kept = [(f.start, f.end) for f in _outside_scrub_spans(grown, spans, text)]
+
+    # the name the first pass missed between the two is its own finding; "Smith" grows the
+    # second surrogate
+    assert kept == [(16, 28), (30, 43)]

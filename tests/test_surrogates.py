@@ -12,9 +12,9 @@ from stdnum.us import rtn
 
 from pipelines.steps.privacy.spoken import DIGIT_WORDS
 from pipelines.steps.privacy.surrogates import (
-    MONTHS,
     DOCUMENTATION_NETWORK_V6,
     DOCUMENTATION_NETWORKS,
+    MONTHS,
     RESERVED_DOMAINS,
     SurrogateError,
     has_surrogate,

@@ -17,6 +17,7 @@ No function here logs or raises with a PII value; findings carry offsets, types 
 """
 
 import copy
+import itertools
 import logging
 import multiprocessing
 import os
@@ -502,7 +503,7 @@ def scrub_records(
             if index in late:
                 continue
             fresh = [
-                _outside_scrub_spans(findings, message.scrub_spans)
+                _outside_scrub_spans(findings, message.scrub_spans, message.content)
                 for message, findings in zip(record.messages, per_message, strict=True)
             ]
             found = [finding.entity_type for findings in fresh for finding in findings]
@@ -1118,11 +1119,33 @@ def _operators(cfg: PIIConfig, key: bytes, types: Iterable[str] = ()) -> dict[st
 
 
 def _outside_scrub_spans(
-    findings: list[Finding], spans: tuple[tuple[int, int, str], ...]
+    findings: list[Finding], spans: tuple[tuple[int, int, str], ...], text: str
 ) -> list[Finding]:
-    """Findings not entirely inside a recorded span; one partly inside grows to cover it."""
-    kept: list[Finding] = []
+    """Findings not entirely inside a recorded span; one partly inside grows to cover it.
+
+    A finding over two or more recorded spans is read across values already replaced side by
+    side ("Nick Ortiz and Amy Lee", "Ann, Bob, Cy" of surrogates read as one name): what
+    joins them (punctuation, one word in lower case, one Han character) stays, as the pass
+    before read it between two findings; any other text between them is a finding of its own
+    (a name the pass before missed in a list); what the finding holds before the first span
+    and after the last grows onto that span.
+    """
+    pieces: list[Finding] = []
     for finding in findings:
+        over = sorted((s, e) for s, e, _ in spans if s < finding.end and finding.start < e)
+        if len(over) < 2:
+            pieces.append(finding)
+            continue
+        pieces.append(replace(finding, end=over[0][1]))
+        for (_, gap_start), (gap_end, _) in itertools.pairwise(over):
+            gap = text[gap_start:gap_end]
+            if not _JOINING.fullmatch(gap):
+                start = gap_start + len(gap) - len(gap.lstrip(_EDGES))
+                end = gap_end - (len(gap) - len(gap.rstrip(_EDGES)))
+                pieces.append(replace(finding, start=start, end=end))
+        pieces.append(replace(finding, start=over[-1][0]))
+    kept: list[Finding] = []
+    for finding in sorted(pieces, key=lambda piece: piece.start):
         if _inside_a_span(finding, spans):
             continue
         start, end = finding.start, finding.end
@@ -1135,6 +1158,13 @@ def _outside_scrub_spans(
             grown = replace(last, start=min(last.start, start), end=max(last.end, end))
         kept.append(grown)
     return kept
+
+
+_JOINING = re.compile(r"[\W_]*(?:[a-z]{1,4}|[\u4e00-\u9fff])?[\W_]*")
+"""What joins two values in a list or a sentence: punctuation and at most one short word in
+lower case ("and", "or", "by") or one Han character (和, 与)."""
+_EDGES = " \t\n,;:、，；："
+"""What a value between two others does not begin or end with (the list's separators)."""
 
 
 def _inside_a_span(finding: Finding, spans: Iterable[tuple[int, int, str]]) -> bool:

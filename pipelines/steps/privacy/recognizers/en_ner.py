@@ -75,6 +75,9 @@ class NerRecognizer(SpacyRecognizer):
         english = getattr(getattr(nlp_artifacts, "nlp_engine", None), "english_words", None)
         if english and "PERSON" in entities:
             results = self._with_lexicon(text, results, nlp_artifacts, english)
+            for result in results:
+                if result.entity_type == "PERSON":
+                    result.end = _name_before_next_line(text, result.start, result.end, english)
         results = _places_beside_persons(text, results)
         merged: list[RecognizerResult] = []
         for result in results:
@@ -179,6 +182,23 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     while end > start and text[end - 1] in _EDGE:
         end -= 1
     return start, end
+
+
+def _name_before_next_line(text: str, start: int, end: int, english: frozenset[str]) -> int:
+    """Where a name NER ran over a line's end stops: before the next line when that line
+    opens with an ordinary word ("Nicholas R. Henry" + newline + "Leasing consultant", a
+    signature's name and then its title or a form's next label, "Phone:"); a name that goes
+    on in the next line ("emidio p lombardo" + newline + "garcia-smith"), or a word that is a
+    listed name as well ("Smith"), keeps it."""
+    line_end = text.find("\n", start, end)
+    if line_end < 0:
+        return end
+    words = _WORDS.findall(text, line_end, end)
+    head = text[start:line_end].rstrip()
+    first = words[0].rstrip(".") if words else ""
+    if not head or not first or _listed(first) or not _ordinary(first, english):
+        return end
+    return start + len(head)
 
 
 def _trim_result(text: str, result: RecognizerResult) -> bool:
