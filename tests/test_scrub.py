@@ -179,3 +179,16 @@ def test_a_later_pass_keeps_what_it_reads_beyond_a_surrogate_and_a_name_between_
     # the name the first pass missed between the two is its own finding; "Smith" grows the
     # second surrogate
     assert kept == [(16, 28), (30, 43)]
+
+
+def test_a_later_pass_does_not_grow_a_chinese_place_over_the_words_before_it() -> None:
+    # pass 1 replaced 中国 in "渣打中国业绩" with a city; LAC then reads 渣打 + the city as a place
+    text = "2008年渣打佛山业绩显示"
+    company = [Finding("text", 5, 9, "LOCATION", 0.8)]
+    assert _outside_scrub_spans(company, ((7, 9, "LOCATION"),), text) == []
+
+    # a larger unit before it is part of the address; in English a house number is
+    province = [Finding("text", 0, 6, "LOCATION", 0.8)]
+    assert _outside_scrub_spans(province, ((3, 6, "LOCATION"),), "广东省佛山市南海区") == province
+    street = [Finding("text", 0, 20, "LOCATION", 0.8)]
+    assert _outside_scrub_spans(street, ((5, 20, "LOCATION"),), "0912 362 Castro Trail") == street

@@ -1146,6 +1146,7 @@ def _outside_scrub_spans(
         pieces.append(replace(finding, start=over[-1][0]))
     kept: list[Finding] = []
     for finding in sorted(pieces, key=lambda piece: piece.start):
+        finding = _no_unit_before_a_chinese_place(finding, spans, text)
         if _inside_a_span(finding, spans):
             continue
         start, end = finding.start, finding.end
@@ -1158,6 +1159,35 @@ def _outside_scrub_spans(
             grown = replace(last, start=min(last.start, start), end=max(last.end, end))
         kept.append(grown)
     return kept
+
+
+def _no_unit_before_a_chinese_place(
+    finding: Finding, spans: tuple[tuple[int, int, str], ...], text: str
+) -> Finding:
+    """A place read over a Chinese place's surrogate does not take the words before it.
+
+    A Chinese address runs from its largest unit to its smallest: what stands before a place
+    the pass before found whole is no part of it unless it is a larger unit (广东省 before a
+    city). A later pass that reads the surrogate with the words before it (星展 + a city, 一个
+    + a city, 票房 + a city: LAC's word joined across the new characters) reads the surrogate,
+    not the text; what it reads after the surrogate (1号, 一楼, 路) may go on with the address.
+    """
+    if finding.entity_type != "LOCATION":
+        return finding
+    for s, _, _ in spans:
+        before = text[finding.start : s]
+        if (
+            finding.start < s < finding.end
+            and _HAN_CHARACTER.match(text, s)
+            and _HAN_CHARACTER.search(before)
+            and not before.endswith(_ADMINISTRATIVE_UNITS)
+        ):
+            return replace(finding, start=s)
+    return finding
+
+
+_HAN_CHARACTER = re.compile(r"[\u4e00-\u9fff]")
+_ADMINISTRATIVE_UNITS = tuple("省市县区州盟旗镇乡")
 
 
 _JOINING = re.compile(r"[\W_]*(?:[a-z]{1,4}|[\u4e00-\u9fff])?[\W_]*")
