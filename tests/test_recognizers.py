@@ -853,6 +853,13 @@ def test_a_name_stops_at_a_line_end_before_an_ordinary_word(analyzer, text: str,
     assert name in _persons(analyzer, text)
 
 
+def test_a_name_introduced_once_is_found_wherever_it_comes_again_in_any_case(analyzer) -> None:
+    text = "did you call him hubert ? my name is Hubert and hubert is fine"
+    assert _persons(analyzer, text) == ["hubert", "Hubert", "hubert"]
+    # an English word stays a word elsewhere in lower case
+    assert "bill" not in _persons(analyzer, "My name is Bill. Please pay the bill today.")
+
+
 def test_when_a_relation_is_a_businesss_then_no_name_is_read_beside_it() -> None:
     from pipelines.steps.privacy.recognizers.en_person import _KIN, _KIN_OF
 

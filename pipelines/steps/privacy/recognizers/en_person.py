@@ -46,6 +46,9 @@ def listed_names() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(firsts - common), frozenset(lasts - common)
 
 
+STRONG_EVIDENCE = 0.8
+"""A name's score from an introduction, a title or a relation (an introduction's listed name is
+0.8, a title's 0.9): evidence enough that the same word elsewhere in the text is the name."""
 _INTRODUCTION = re.compile(rf"\b{INTRODUCTIONS}\s+", re.IGNORECASE)
 # Two capitalized words inside a sentence (after a lower-case word or a comma), not part of a
 # longer capitalized phrase: "forward the contract to Micheala Crinion before Friday".
@@ -913,8 +916,18 @@ class EnPersonRecognizer(RegexRecognizer):
 
     def _repeated(self, text: str, found: list, nlp_artifacts, english) -> list:
         """Every other occurrence of a word of a name found in this text ("directed by Joakim
-        Westgård and starring Westgård"): a name stays a name through the document."""
+        Westgård and starring Westgård"): a name stays a name through the document. A name
+        found on strong evidence (an introduction, a title, a relation: `STRONG_EVIDENCE`) is
+        the same name in any case ("did you call him hubert? my name is hubert"), unless it is
+        an English word."""
         words: set[str] = set()
+        strong = {
+            word.lower()
+            for r in found
+            if r.score >= STRONG_EVIDENCE
+            for word in _TOKEN.findall(text[r.start : r.end])
+            if len(word) > 2 and not is_english(word.lower(), english)
+        }
         spans = [(r.start, r.end) for r in found if r.score >= 0.5]
         spans += [
             (entity.start_char, entity.end_char)
@@ -935,11 +948,11 @@ class EnPersonRecognizer(RegexRecognizer):
                     words.add(word)
         named = Spans(spans)
         results = []
-        for match in _TOKEN.finditer(text) if words else ():
+        for match in _TOKEN.finditer(text) if words or strong else ():
             word = _POSSESSIVE.sub("", match.group()).rstrip(".")
             start = match.start()
             end = start + len(word)
-            if word in words and not named.contains(start, end):
+            if (word in words or word.lower() in strong) and not named.contains(start, end):
                 results.append(self._result(start, end, 0.6, "name repeated"))
         # Names listed together ("Morrison, Rogers and Torres"): one found, all are names.
         for match in _COORDINATED.finditer(text):
