@@ -390,6 +390,36 @@ def test_when_records_have_several_messages_then_findings_name_each_field(
     assert all(isinstance(f, Finding) and f.score >= CFG.score_threshold for f in results[0][1])
 
 
+def _persons_per_message(analyzer, record: Record) -> list[list[str]]:
+    [(_, findings)] = scan_records([record], analyzer, CFG)
+    return [
+        [
+            message.content[f.start : f.end]
+            for f in findings
+            if f.field == f"messages[{i}].content" and f.entity_type == "PERSON"
+        ]
+        for i, message in enumerate(record.messages)
+    ]
+
+
+def test_a_name_introduced_in_one_message_is_found_in_the_others(analyzer) -> None:
+    record = _record(
+        "conv", "Dr. Olumide Adeyemi will see you.", "olumide adeyemi is on leave today."
+    )
+    zh = replace(
+        _record("zh", "患者：高强，男，45岁。", "摘要：患者高强因上述症状就诊。"), language="zh"
+    )
+
+    assert _persons_per_message(analyzer, record)[1] == ["olumide", "adeyemi"]
+    assert _persons_per_message(analyzer, zh)[1] == ["高强"]
+
+
+def test_a_word_ner_guessed_as_a_name_is_not_carried_to_other_messages(analyzer) -> None:
+    # NER reads a sentence's first unknown word as a name; a reply's lower-case word stays
+    record = _record("conv", "Blockchain is a ledger.", "So blockchain keeps every record?")
+    assert _persons_per_message(analyzer, record)[1] == []
+
+
 def test_when_same_key_then_pseudonym_is_stable_and_well_formed() -> None:
     first = pseudonym("PERSON", "Jane Doe", key=KEY)
 

@@ -853,6 +853,12 @@ def test_a_name_stops_at_a_line_end_before_an_ordinary_word(analyzer, text: str,
     assert name in _persons(analyzer, text)
 
 
+def test_a_greeting_or_an_interjection_before_a_name_is_no_part_of_it(analyzer) -> None:
+    # en_core_web_sm reads "Sorry kishan" as one person
+    assert _persons(analyzer, "Sorry kishan, let me check order 4411 for you.") == ["kishan"]
+    assert _persons(analyzer, "Will Smith starred in it.") == ["Will Smith"]
+
+
 def test_a_name_introduced_once_is_found_wherever_it_comes_again_in_any_case(analyzer) -> None:
     text = "did you call him hubert ? my name is Hubert and hubert is fine"
     assert _persons(analyzer, text) == ["hubert", "Hubert", "hubert"]

@@ -615,13 +615,81 @@ def _scan_messages(
             merged[place] += more
             spent[place[0]] += cost
     late = {r for r, cost in spent.items() if cost > cfg.scan_budget_seconds}
-    return [
+    found = [
         [
             _resolve(merged.get((r, m), ()), message.content, _field_name(message, m), cfg)
             for m, message in enumerate(record.messages)
         ]
         for r, record in enumerate(records)
-    ], late
+    ]
+    carry = "PERSON" in cfg.entities and MESSAGE_REPEAT_SCORE >= cfg.score_threshold
+    if carry and only is None and not every_pack:
+        # a later pass reads surrogates and the residual gate what is left: neither carries a
+        # name from one message to another
+        found = [_names_across_messages(r, f) for r, f in zip(records, found, strict=True)]
+    return found, late
+
+
+def _names_across_messages(record: Record, found: list[list[Finding]]) -> list[list[Finding]]:
+    """A person's name found in one message of a conversation, wherever it comes again in the
+    record's other messages ("my name is kishan" ... "raghunathan's account flagged").
+
+    Each message is read alone, and a name a reply repeats without what made it a name (an
+    introduction, a title, a capital) stays in the text; the conversation is one document.
+    Carried: a Latin word of a found name that is neither a particle nor an English word (a
+    name that is also a word, `Will`, `Grace`, is not carried: a reply's "Will you" is no
+    name), in any case; a whole Han name of two to four characters. Each new finding is a
+    PERSON at `MESSAGE_REPEAT_SCORE`, where no finding of that message covers it.
+    """
+    if len(record.messages) < 2:
+        return found
+    english = None
+    latin: set[str] = set()  # casefolded
+    han: set[str] = set()
+    for message, findings in zip(record.messages, found, strict=True):
+        for finding in findings:
+            if finding.entity_type != "PERSON" or finding.score < CARRIED_EVIDENCE:
+                continue
+            value = message.content[finding.start : finding.end]
+            if _HAN_NAME.fullmatch(value):
+                han.add(value)
+                continue
+            for word in _NAME_WORD.findall(value):
+                if len(word) < 3 or word.lower() in PARTICLES or _HAN_CHARACTER.search(word):
+                    continue
+                english = english if english is not None else english_words(None)
+                if not is_english(word.lower(), english):
+                    latin.add(word.lower())
+    if not latin and not han:
+        return found
+    carried = []
+    for message, findings, m in zip(record.messages, found, range(len(found)), strict=True):
+        text, taken = message.content, Spans((f.start, f.end) for f in findings)
+        more = [
+            (match.start(), match.end())
+            for match in _NAME_WORD.finditer(text)
+            if match.group().lower() in latin
+        ]
+        more += [
+            (at.start(), at.end()) for name in han for at in re.finditer(re.escape(name), text)
+        ]
+        new = [
+            Finding(_field_name(message, m), start, end, "PERSON", MESSAGE_REPEAT_SCORE)
+            for start, end in sorted(set(more))
+            if not taken.overlaps(start, end)
+        ]
+        carried.append(sorted(findings + new, key=lambda f: f.start) if new else findings)
+    return carried
+
+
+MESSAGE_REPEAT_SCORE = 0.6
+"""A name carried from another message: as a word of a name repeated in one text."""
+CARRIED_EVIDENCE = 0.9
+"""The score of a name found by what only names a person (a title, a self-introduction, a
+relation): only such a name is carried to the other messages. NER's fixed 0.85 is not enough:
+it reads a sentence's first word as a name ("Blockchain is ..."), and a reply's every
+"blockchain" would follow."""
+_HAN_NAME = re.compile(r"[\u4e00-\u9fff]{2,4}")
 
 
 def _analyze_texts(

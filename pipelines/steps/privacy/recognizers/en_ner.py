@@ -8,6 +8,7 @@ It also splits unfamiliar names: "Penelope Markham" comes back as LOCATION "Pene
 PERSON "Markham". A PERSON and a LOCATION span with only one space between them are one name.
 """
 
+import itertools
 import re
 
 from presidio_analyzer import RecognizerResult
@@ -23,6 +24,7 @@ from pipelines.steps.privacy.recognizers.en_names import (
     named_as_place,
 )
 from pipelines.steps.privacy.recognizers.en_person import (
+    GREETING,
     ROLE_TITLES,
     capitalized_runs,
     field_label,
@@ -78,6 +80,7 @@ class NerRecognizer(SpacyRecognizer):
             for result in results:
                 if result.entity_type == "PERSON":
                     result.end = _name_before_next_line(text, result.start, result.end, english)
+                    result.start = _name_after_an_opener(text, result.start, result.end)
         results = _places_beside_persons(text, results)
         merged: list[RecognizerResult] = []
         for result in results:
@@ -199,6 +202,22 @@ def _name_before_next_line(text: str, start: int, end: int, english: frozenset[s
     if not head or not first or _listed(first) or not _ordinary(first, english):
         return end
     return start + len(head)
+
+
+_OPENER = re.compile(rf"(?:{GREETING}|sorry|ok|okay|please|poor|yes|no|oh|wow|yay)", re.IGNORECASE)
+"""Greetings, thanks and interjections: what opens a message before the one it speaks to."""
+
+
+def _name_after_an_opener(text: str, start: int, end: int) -> int:
+    """Where a name NER read with the greeting or interjection before it begins ("Sorry
+    kishan", "Dear Anjali Deshpande", "Congrats Wei Zhang"): after it. The last word is never
+    dropped."""
+    words = list(_WORDS.finditer(text, start, end))
+    for word, following in itertools.pairwise(words):
+        if not _OPENER.fullmatch(word.group().rstrip(".")):
+            break
+        start = following.start()
+    return start
 
 
 def _trim_result(text: str, result: RecognizerResult) -> bool:

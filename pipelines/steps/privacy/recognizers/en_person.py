@@ -300,12 +300,12 @@ _INTRODUCES_ONE = re.compile(
 """One word after "name is", "call me" …, not the first of a capitalized full name (read as a
 run). The look-ahead keeps its case: `my name is borna jerković` is `borna`."""
 _AFTER_LOWER_WORD = re.compile(r"(?:^|[\s(\"'])[a-z][\w'’\-]*[,;]?['\"]? $")
-_GREETING = (
+GREETING = (
     r"hi|hello|hey|hiya|dear|thanks|thank you|thx|cheers|congrats|congratulations|bye|goodbye|"
     r"good (?:morning|afternoon|evening|night)|morning|welcome(?: back)?|miss you|love you"
 )
 _GREETED = re.compile(
-    rf"(?<![\w'’\-])(?:{_GREETING})[,!]?[ \t]+([^\W\d_]{{2,{MAX_WORD}}})(?![\w'’\-])",
+    rf"(?<![\w'’\-])(?:{GREETING})[,!]?[ \t]+([^\W\d_]{{2,{MAX_WORD}}})(?![\w'’\-])",
     re.IGNORECASE,
 )
 """A greeting or thanks, then one word: the person the message is addressed to (`Hi Fleur ,`,
