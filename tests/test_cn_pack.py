@@ -981,3 +981,12 @@ def test_when_a_field_names_a_person_by_a_variant_surname_or_a_role_then_it_is_f
 def test_a_roles_label_before_its_colon_is_no_speaker(person) -> None:
     text = "申請人：林志玲　電話：0912-345-678"  # a form's label, not a transcript's speaker
     assert _found(person, text, "PERSON") == ["林志玲"]
+
+
+def test_a_titled_name_lac_reads_as_a_word_before_a_preposition_is_a_name() -> None:
+    text = "患者高强因发热就诊。"  # 高强 "high strength", then 因 "because of"
+    tokens = (("患者", "n", 0), ("高强", "a", 2), ("因", "p", 4), ("发热", "vn", 5))
+    assert cn_names._titled_han(text, tokens, set()) == {(2, 4)}
+    text = "美国总统宣布将延长1年。"  # a verb and its preposition: no name
+    tokens = (("美国", "LOC", 0), ("总统", "n", 2), ("宣布", "v", 4), ("将", "p", 6))
+    assert cn_names._titled_han(text, tokens, set()) == set()

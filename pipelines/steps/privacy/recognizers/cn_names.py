@@ -488,8 +488,10 @@ def _titled_han(text: str, tokens, accepted) -> set[tuple[int, int]]:
             if before.endswith(_NAMING_WORDS) or not before.endswith(PERSON_NOUNS):
                 continue
         after = tokens[index + 1][1] if index + 1 < len(tokens) else None
-        if not (end == len(text) or text[end] in _NAME_ENDS or after in _VERB_TAGS | {"TIME"}):
+        if not (end == len(text) or text[end] in _NAME_ENDS or after in _AFTER_A_TITLED_NAME):
             continue
+        if after == "p" and tag in _VERB_TAGS | {"vn"}:
+            continue  # a verb and its preposition (总统 + 宣布将, 主持人：谢谢于老师)
         # The name may be the whole word or its end, where LAC glued a title's last
         # character to it (大队 + 长方剑民).
         for start in range(max(token_start, end - 3), end - 1):
@@ -509,6 +511,8 @@ def _titled_han(text: str, tokens, accepted) -> set[tuple[int, int]]:
 _AFTER_A_NAME_TAGS = _VERB_TAGS | {"p", "u"}
 """LAC tags of a word that may follow a name: a verb or an adverb (出席), a preposition (在,
 对) or a particle (等, 的)."""
+_AFTER_A_TITLED_NAME = _VERB_TAGS | {"p", "TIME"}
+"""After a title and a name: a verb, an adverb, a time, or a preposition (患者高强 + 因发热)."""
 
 
 def _titled_across_words(text: str, tokens, accepted) -> set[tuple[int, int]]:
