@@ -859,6 +859,61 @@ def test_a_greeting_or_an_interjection_before_a_name_is_no_part_of_it(analyzer) 
     assert _persons(analyzer, "Will Smith starred in it.") == ["Will Smith"]
 
 
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Hello Ji-hoon! Happy to help.", "Ji-hoon"),  # a hyphenated given name
+        ("Thank you Min-seo. The email is updated.", "Min-seo"),
+        ("Regards, Funmilayo (HR Shared Services)", "Funmilayo"),  # a signature with a desk
+        ("I added you to the team. Priyanka (IT)", "Priyanka"),
+    ],
+)
+def test_a_name_greeted_or_signing_with_a_desk_is_found(analyzer, text: str, name: str) -> None:
+    assert name in _persons(analyzer, text)
+
+
+def test_a_closing_brackets_words_are_no_signature(analyzer) -> None:
+    assert _persons(analyzer, "See the docs, Python (programming language)") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("hello my order 112-4490031-7752 hasnt arrived", "112-4490031-7752"),
+        ("I can see order 88213345 and the return", "88213345"),
+        ("the payment from account 1002 3344 5566.", "1002 3344 5566"),
+        ("Policy HOME-55120. Reports water damage", "HOME-55120"),
+        ("The refill for Rx 6620419 will be ready", "6620419"),
+        ("payroll number 55-2091", "55-2091"),
+    ],
+)
+def test_a_records_number_written_right_after_its_kind_is_an_identifier(
+    analyzer, text: str, value: str
+) -> None:
+    found = [text[f.start : f.end] for f in scan_text(analyzer, text, CFG, language="en")]
+    assert value in found
+
+
+@pytest.mark.parametrize(
+    "text", ["We need an order 10000 units by Friday.", "the account 2023 summary", "policy 2 of 5"]
+)
+def test_a_quantity_or_a_year_after_a_records_kind_is_no_identifier(analyzer, text: str) -> None:
+    assert scan_text(analyzer, text, CFG, language="en") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("我订机票时英文名写的是Zhang Wei，需要改成ZHANG WEI大写吗", ["Zhang Wei", "ZHANG WEI"]),
+        ("你好，我叫 liu jianguo，会员积分被清零了", ["liu jianguo"]),
+        ("我在Hong Kong工作，he ran fast", []),
+    ],
+)
+def test_a_romanized_chinese_name_in_chinese_text_is_a_person(analyzer, text: str, names) -> None:
+    found = scan_text(analyzer, text, CFG, language="zh")
+    assert [text[f.start : f.end] for f in found if f.entity_type == "PERSON"] == names
+
+
 def test_a_name_introduced_once_is_found_wherever_it_comes_again_in_any_case(analyzer) -> None:
     text = "did you call him hubert ? my name is Hubert and hubert is fine"
     assert _persons(analyzer, text) == ["hubert", "Hubert", "hubert"]

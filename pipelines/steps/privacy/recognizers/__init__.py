@@ -71,7 +71,10 @@ from pipelines.steps.privacy.recognizers.en_street import IntlAddressRecognizer
 from pipelines.steps.privacy.recognizers.en_url import FullUrlRecognizer
 from pipelines.steps.privacy.recognizers.handles import UserHandleRecognizer
 from pipelines.steps.privacy.recognizers.secrets import SecretRecognizer
-from pipelines.steps.privacy.recognizers.slashed_names import SlashedNameRecognizer
+from pipelines.steps.privacy.recognizers.slashed_names import (
+    PinyinNameRecognizer,
+    SlashedNameRecognizer,
+)
 from pipelines.steps.privacy.recognizers.tables import NameColumnRecognizer
 
 RECOGNIZERS_FILE = Path(__file__).resolve().parents[3] / "config" / "recognizers.yaml"
@@ -127,6 +130,7 @@ OWN_FAMILIES = {
     "en_person": _own(EnPersonRecognizer),
     "name_column": _own(NameColumnRecognizer),
     "slashed_name": _own(SlashedNameRecognizer),
+    "pinyin_name": _own(PinyinNameRecognizer),
     "luhn_card": _own(LuhnCardRecognizer),
     "keyed_id": _own(KeyedIdRecognizer),
     "cn_keyed_id": _own(CnKeyedIdRecognizer),

@@ -26,7 +26,7 @@ _KIND = (
     r"|national\s+insurance|nhs|pan(?:\s+card)?|aadhaa?r|passport|(?:driver'?s?|driving)\s+licen[cs]e"
     r"|licen[cs]e|id\s+card|vehicle(?:\s+identification)?|(?:licen[cs]e|number|registration)\s+plate"
     r"|plate|booking|reservation|emp|hospital|title|ticket|badge"
-    r"|meter(?:\s+serial)?|library(?:\s+card)?"
+    r"|meter(?:\s+serial)?|library(?:\s+card)?|payroll|rx|order|invoice|tracking"
 )
 _ID_WORD = (
     r"(?:id(?:entifier|entification)?(?:[\s_-]*(?:number|no\.?|#))?|number|no\.|no(?=\s*[:#=]|\s*[A-Za-z]{0,4}\d)"
@@ -76,6 +76,17 @@ _BANK_CODE_VALUE = (
 )
 
 
+_RECORD = (
+    r"(?:bank\s+)?account|acct|policy|order|invoice|member(?:ship)?|customer|client|payroll"
+    r"|patient|employee|tracking|parcel|shipment|consignment|claim|rx|prescription"
+)
+"""A kind of record whose number is written right after it, with no ID word: `account 1002 3344
+5566`, `order 88213345`, `policy HOME-55120`, `Rx 6620419`."""
+_LONG_NUMBER = r"(?=[A-Za-z]{1,6}[\-/]?(?:\d[ \-/.]?){5}|(?:\d[ \-/.]?){6})"
+"""Such a number holds six digits or more (`order 10000 units` is a quantity, `account 2023` a
+year), or five after a prefix of letters (`HOME-55120`)."""
+
+
 class KeyedIdRecognizer(RegexRecognizer):
     """The value after an identifier's name ("patient ID AHC-0933289", "MRN 108965")."""
 
@@ -84,6 +95,11 @@ class KeyedIdRecognizer(RegexRecognizer):
         (
             rf"(?i)(?<![A-Za-z0-9])(?:(?:{_KIND})[\s_-]*{_ID_WORD}|{_NAMED})(?![A-Za-z])"
             rf"{_LINK}{_NOT_A_DATE_OR_TIME}{_VALUE}",
+            0.5,
+        ),
+        (
+            rf"(?i)(?<![A-Za-z0-9])(?:{_RECORD})(?![A-Za-z])[ \t]*(?:[:#][ \t]*)?"
+            rf"{_LONG_NUMBER}{_NOT_A_DATE_OR_TIME}{_VALUE}",
             0.5,
         ),
         (rf"(?<![A-Za-z0-9]){_BANK_CODE}{_LINK}{_BANK_CODE_VALUE}", 0.5),

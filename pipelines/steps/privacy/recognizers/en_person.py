@@ -305,11 +305,18 @@ GREETING = (
     r"good (?:morning|afternoon|evening|night)|morning|welcome(?: back)?|miss you|love you"
 )
 _GREETED = re.compile(
-    rf"(?<![\w'’\-])(?:{GREETING})[,!]?[ \t]+([^\W\d_]{{2,{MAX_WORD}}})(?![\w'’\-])",
+    rf"(?<![\w'’\-])(?:{GREETING})[,!]?[ \t]+"
+    rf"([^\W\d_]{{2,{MAX_WORD}}}(?:-[^\W\d_]{{2,{MAX_WORD}}})?)(?![\w'’\-])",
     re.IGNORECASE,
 )
 """A greeting or thanks, then one word: the person the message is addressed to (`Hi Fleur ,`,
-`Thanks Nick`, `hey titi nice video`)."""
+`Thanks Nick`, `hey titi nice video`, `Hello Ji-hoon!`)."""
+_SIGNED_WITH_DESK = re.compile(
+    rf"(?:^|(?<=[.!?,\n]))[ \t]*(?:[-–—][ \t]*)?([A-Z][^\W\d_]{{1,{MAX_WORD}}})"
+    r"[ \t]*\([A-Za-z][^()\n]{0,40}\)[ \t]*$"
+)
+"""A name alone at a message's end with the writer's desk in brackets: a signature
+(`Regards, Funmilayo (HR Shared Services)`, `Priyanka (IT)`)."""
 _CONTACTED = re.compile(
     rf"(?<![\w'’\-])(?i:ask|tell|call|email|e-mail|ping|cc|text|message|contact|remind|invite)"
     rf"[ \t]+([^\W\d_]{{2,{MAX_WORD}}})(?![\w'’\-]| [A-Z])"
@@ -907,6 +914,7 @@ class EnPersonRecognizer(RegexRecognizer):
             (_CLOSING, 0.6, "signed"),
             (_VOCATIVE, 0.55, "spoken to"),
             (_HERE, 0.6, "signs as here"),
+            (_SIGNED_WITH_DESK, 0.6, "signs with a desk"),
         ):
             for match in pattern.finditer(text):
                 word, start = match.group(1), match.start(1)

@@ -22,7 +22,12 @@ from faker.providers.person.zh_TW import Provider as TaiwanProvider
 from spacy.lang.en.stop_words import STOP_WORDS
 
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer
-from pipelines.steps.privacy.recognizers.en_names import english_words, is_english, name_lexicon
+from pipelines.steps.privacy.recognizers.en_names import (
+    english_words,
+    is_english,
+    known_place,
+    name_lexicon,
+)
 
 _PART = r"[A-Z][A-Za-z]{1,19}"
 _SLASHED = re.compile(
@@ -47,6 +52,13 @@ def chinese_surnames() -> frozenset[str]:
         for provider in (MainlandProvider, TaiwanProvider)
         for name in provider.last_romanized_names
     )
+
+
+@lru_cache(maxsize=1)
+def mainland_surnames() -> frozenset[str]:
+    """Chinese surnames in pinyin alone (Faker's zh_CN list), lower-cased: the Wade-Giles forms
+    of the Taiwan list (Kung, Tai, Chi) spell loanwords in running text (Kung Fu, Tai Chi)."""
+    return frozenset(name.lower() for name in MainlandProvider.last_romanized_names)
 
 
 _PINYIN_NAME = re.compile(rf"{_SYLLABLE}{{1,2}}")
@@ -89,3 +101,61 @@ class SlashedNameRecognizer(RegexRecognizer):
             if listed or chinese:
                 results.append(self._result(match.start("value"), end, 0.85, "slashed name"))
         return results
+
+
+_SPACED = re.compile(
+    r"(?<![A-Za-z0-9/._@\-])(?P<value>(?P<first>[A-Za-z][a-z]{1,9}|[A-Z]{2,10})"
+    r" (?P<second>[A-Za-z][a-z]{1,9}|[A-Z]{2,10}))(?![A-Za-z0-9/@\-])"
+)
+PINYIN_NAME_SCORE = 0.6
+
+
+class PinyinNameRecognizer(RegexRecognizer):
+    """A Chinese name romanized inside Chinese text (`英文名写的是Zhang Wei`, `ZHANG WEI`, `我叫
+    liu jianguo`, `Wei Zhang`): a surname as passports romanize it and a given name of one or
+    two Mandarin syllables, in either order, both capitalized, both in capitals or both in lower
+    case. The Chinese pack's NER reads no Latin letters. Surnames in pinyin only (Kung and Tai
+    are Wade-Giles, and Kung Fu, Tai Chi loanwords); not a place (`Hong Kong`), not two English
+    words (`Yin Yang`), nor one in lower case (`he ran`), not a stop word but in capitals
+    (`HE RAN`)."""
+
+    ENTITY = "PERSON"
+    FLAGS = 0
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        if self.ENTITY not in entities:
+            return []
+        english = None
+        surnames = mainland_surnames()
+        results = []
+        for match in _SPACED.finditer(text):
+            first, second = match.group("first"), match.group("second")
+            cases = {_case(first), _case(second)}
+            if len(cases) != 1 or None in cases:
+                continue
+            words = [first.lower(), second.lower()]
+            if not any(
+                surname in surnames and _PINYIN_NAME.fullmatch(given)
+                for surname, given in (words, words[::-1])
+            ):
+                continue
+            if cases != {"upper"} and any(word in STOP_WORDS for word in words):
+                continue
+            english = english if english is not None else english_words(nlp_artifacts)
+            known = [is_english(word, english) for word in words]
+            if all(known) or (cases == {"lower"} and any(known)):
+                continue  # "Yin Yang"; "he ran"
+            if known_place(match.group("value")):
+                continue
+            results.append(
+                self._result(*match.span("value"), PINYIN_NAME_SCORE, "romanized Chinese name")
+            )
+        return results
+
+
+def _case(word: str) -> str | None:
+    if word.isupper():
+        return "upper"
+    if word.islower():
+        return "lower"
+    return "title" if word[0].isupper() and word[1:].islower() else None
