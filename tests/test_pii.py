@@ -327,6 +327,8 @@ def test_when_an_identifier_is_announced_by_its_name_then_it_is_found_and_a_spec
         ("患者病历号：MZ20240013，因咳嗽发热就诊。", "MZ20240013"),
         ("请联系工号A1023的同事处理。", "A1023"),
         ("会员卡号为88012345，积分已到账。", "88012345"),
+        ("帮我改一下收货地址，订单号 DD20240312889901", "DD20240312889901"),
+        ("亲，我的快递单号SF1402283391765一直没到", "SF1402283391765"),
     ],
 )
 def test_when_a_chinese_text_names_an_identifier_then_its_value_is_found(
