@@ -416,6 +416,11 @@ def test_a_name_introduced_in_one_message_is_found_in_the_others(analyzer) -> No
     assert _persons_per_message(analyzer, zh)[1] == ["高强"]
 
 
+def test_a_carried_chinese_name_is_not_read_inside_a_longer_word(analyzer) -> None:
+    record = replace(_record("zh", "患者：高强，男，45岁。", "请设置高强度密码。"), language="zh")
+    assert _persons_per_message(analyzer, record)[1] == []
+
+
 def test_a_word_ner_guessed_as_a_name_is_not_carried_to_other_messages(analyzer) -> None:
     # NER reads a sentence's first unknown word as a name; a reply's lower-case word stays
     record = _record("conv", "Blockchain is a ledger.", "So blockchain keeps every record?")

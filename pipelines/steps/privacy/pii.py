@@ -53,6 +53,7 @@ from pipelines.steps.privacy.recognizers.base import (
     scan_deadline,
 )
 from pipelines.steps.privacy.recognizers.cn_lac import CnModelMissing
+from pipelines.steps.privacy.recognizers.cn_names import inside_a_longer_word
 from pipelines.steps.privacy.recognizers.en_keyed_ids import FALLBACK_ENTITIES
 from pipelines.steps.privacy.recognizers.en_names import PARTICLES, english_words, is_english
 from pipelines.steps.privacy.recognizers.en_ner import NerRecognizer
@@ -638,7 +639,8 @@ def _names_across_messages(record: Record, found: list[list[Finding]]) -> list[l
     introduction, a title, a capital) stays in the text; the conversation is one document.
     Carried: a Latin word of a found name that is neither a particle nor an English word (a
     name that is also a word, `Will`, `Grace`, is not carried: a reply's "Will you" is no
-    name), in any case; a whole Han name of two to four characters. Each new finding is a
+    name), in any case; a whole Han name of two to four characters, not inside a longer
+    common word (高强 of 高强度). Each new finding is a
     PERSON at `MESSAGE_REPEAT_SCORE`, where no finding of that message covers it.
     """
     if len(record.messages) < 2:
@@ -671,7 +673,10 @@ def _names_across_messages(record: Record, found: list[list[Finding]]) -> list[l
             if match.group().lower() in latin
         ]
         more += [
-            (at.start(), at.end()) for name in han for at in re.finditer(re.escape(name), text)
+            (at.start(), at.end())
+            for name in han
+            for at in re.finditer(re.escape(name), text)
+            if not inside_a_longer_word(text, at.start(), at.end())  # 高强 of 高强度
         ]
         new = [
             Finding(_field_name(message, m), start, end, "PERSON", MESSAGE_REPEAT_SCORE)

@@ -895,6 +895,23 @@ def _cut_from_a_longer_word(text: str, name: str, start: int, end: int) -> bool:
     )
 
 
+def inside_a_longer_word(text: str, start: int, end: int) -> bool:
+    """Whether the Han characters at `start:end` are part of a common word of the dictionary
+    that runs past them: 高强 of 高强度 (`COMMON_WORD` or more in jieba's counts)."""
+    _, frequencies = _dictionary()
+    around = (
+        text[start : end + 1],
+        text[start : end + 2],
+        text[max(0, start - 1) : end],
+        text[end - 1 : end + 1],
+        text[max(0, start - 1) : start + 1],
+    )
+    return any(
+        len(word) >= 2 and word != text[start:end] and frequencies.get(word, 0) >= COMMON_WORD
+        for word in around
+    )
+
+
 JOINERS = (*_INTERPUNCT, "-", "－")
 """Marks that join the parts of one name (阿里·萨米扬, 劳拉-克劳馥)."""
 _KINDS_OF_PLACE = (*_PLACE_AFTER, *_PLACE_OR_ORG_AFTER, "哨所", "球场", "大桥", "广场")
