@@ -914,6 +914,16 @@ def test_a_romanized_chinese_name_in_chinese_text_is_a_person(analyzer, text: st
     assert [text[f.start : f.end] for f in found if f.entity_type == "PERSON"] == names
 
 
+def test_an_account_word_after_username_is_a_handle_and_this_morning_greets_no_one(
+    analyzer,
+) -> None:
+    text = "her laptop got reimaged this morning, username agallagher"
+    found = [(f.entity_type, text[f.start : f.end]) for f in scan_text(analyzer, text, CFG)]
+    assert found == [("USER_HANDLE", "agallagher")]  # "username" was read as a greeted name
+    for text in ("please enter your username and password", "the login screen is broken"):
+        assert scan_text(analyzer, text, CFG) == []
+
+
 def test_a_name_introduced_once_is_found_wherever_it_comes_again_in_any_case(analyzer) -> None:
     text = "did you call him hubert ? my name is Hubert and hubert is fine"
     assert _persons(analyzer, text) == ["hubert", "Hubert", "hubert"]

@@ -302,7 +302,9 @@ run). The look-ahead keeps its case: `my name is borna jerković` is `borna`."""
 _AFTER_LOWER_WORD = re.compile(r"(?:^|[\s(\"'])[a-z][\w'’\-]*[,;]?['\"]? $")
 GREETING = (
     r"hi|hello|hey|hiya|dear|thanks|thank you|thx|cheers|congrats|congratulations|bye|goodbye|"
-    r"good (?:morning|afternoon|evening|night)|morning|welcome(?: back)?|miss you|love you"
+    r"good (?:morning|afternoon|evening|night)"
+    r"|(?<!this )(?<!that )(?<!the )(?<!every )(?<!each )(?<!tomorrow )(?<!yesterday )morning"
+    r"|welcome(?: back)?|miss you|love you"
 )
 _GREETED = re.compile(
     rf"(?<![\w'’\-])(?:{GREETING})[,!]?[ \t]+"

@@ -79,13 +79,39 @@ _NOT_AN_ACCOUNT = frozenset({"root", "admin", "administrator", "guest", "anonymo
 """Shared accounts of a system, no person's."""
 
 
+_ACCOUNT_KEY = re.compile(r"(?i)user[ _-]?name|login")
+MIN_ACCOUNT_WORD = 5
+
+
+def _an_account_word(match: re.Match[str]) -> bool:
+    """A value of letters alone after `username` or `login`: an account's name when it is in
+    lower case, five letters or more, no English word and no system's shared account
+    (`username agallagher`; not `username field`, `login screen`, `username: admin`)."""
+    from pipelines.steps.privacy.recognizers.en_names import english_words, is_english
+
+    value = match.group("value")
+    key = match.string[match.start() : match.start("value")]
+    return (
+        _ACCOUNT_KEY.match(key.lstrip("\"' ")) is not None
+        and value.isalpha()
+        and value.islower()
+        and len(value) >= MIN_ACCOUNT_WORD
+        and value not in _NOT_AN_ACCOUNT
+        and not is_english(value, english_words(None))
+    )
+
+
 def _keyed_accounts(text: str) -> list[tuple[int, int]]:
     """Accounts named by their key (`_KEYED_HANDLE`: a value holding a digit, `_` or `.`, as
-    accounts' names do and words do not, and no file's name) and SSH logins' accounts."""
+    accounts' names do and words do not, and no file's name; after `username` or `login`
+    also a word in lower case that is no English word, `username agallagher`) and SSH
+    logins' accounts."""
     spans = []
     for match in _KEYED_HANDLE.finditer(text):
         value = match.group("value")
-        if not any(c.isdigit() or c in "._" for c in value) or _FILE_NAME.match(value):
+        if _FILE_NAME.match(value):
+            continue
+        if not any(c.isdigit() or c in "._" for c in value) and not _an_account_word(match):
             continue
         spans.append(match.span("value"))
     for match in _SSH_LOGIN.finditer(text):
