@@ -657,7 +657,7 @@ def _names_across_messages(record: Record, found: list[list[Finding]]) -> list[l
                 han.add(value)
                 continue
             for word in _NAME_WORD.findall(value):
-                if len(word) < 3 or word.lower() in PARTICLES or _HAN_CHARACTER.search(word):
+                if len(word) < 3 or word.lower() in PARTICLES or HAN.search(word):
                     continue
                 english = english if english is not None else english_words(None)
                 if not is_english(word.lower(), english):
@@ -1251,15 +1251,14 @@ def _no_unit_before_a_chinese_place(
         before = text[finding.start : s]
         if (
             finding.start < s < finding.end
-            and _HAN_CHARACTER.match(text, s)
-            and _HAN_CHARACTER.search(before)
+            and HAN.match(text, s)
+            and HAN.search(before)
             and not before.endswith(_ADMINISTRATIVE_UNITS)
         ):
             return replace(finding, start=s)
     return finding
 
 
-_HAN_CHARACTER = re.compile(r"[\u4e00-\u9fff]")
 _ADMINISTRATIVE_UNITS = tuple("省市县区州盟旗镇乡")
 
 

@@ -20,6 +20,7 @@ account.
 import re
 
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+from pipelines.steps.privacy.recognizers.en_names import english_words, is_english
 
 MAX_HANDLE = 30
 _HANDLE = re.compile(
@@ -87,8 +88,6 @@ def _an_account_word(match: re.Match[str]) -> bool:
     """A value of letters alone after `username` or `login`: an account's name when it is in
     lower case, five letters or more, no English word and no system's shared account
     (`username agallagher`; not `username field`, `login screen`, `username: admin`)."""
-    from pipelines.steps.privacy.recognizers.en_names import english_words, is_english
-
     value = match.group("value")
     key = match.string[match.start() : match.start("value")]
     return (
