@@ -50,6 +50,19 @@ def analyzer() -> AnalyzerEngine:
         ),
         ("en", "account four four double seven two nine one three", None, "ID_NUMBER"),
         ("zh", "他的手机号是一三九一二三四五六七八", "一三九一二三四五六七八", "CN_PHONE_NUMBER"),
+        # any number read out in Chinese numerals is read as its digits (normalization)
+        (
+            "zh",
+            "身份证号码是一一零一零五一九四九一二三一零零二X。",
+            "一一零一零五一九四九一二三一零零二X",
+            "CN_ID_CARD",
+        ),
+        (
+            "zh",
+            "工资卡卡号陆贰贰贰零贰零贰零零壹壹贰叁肆伍陆柒玖，",
+            "陆贰贰贰零贰零贰零零壹壹贰叁肆伍陆柒玖",
+            "CN_BANK_CARD",
+        ),
         # Taiwan's and Hong Kong's numbers by a phone word, and an identifier's traditional name
         ("zh", "客戶陳大文致電查詢帳戶，電話：0912-345-678", "0912-345-678", "PHONE_NUMBER"),
         ("zh", "如有疑問請致電2888 8888。", "2888 8888", "PHONE_NUMBER"),  # no space before it

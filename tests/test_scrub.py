@@ -89,6 +89,32 @@ def test_when_an_english_record_holds_a_chinese_identifier_then_the_gate_finds_i
     assert residual_pii([record], analyzer, CFG).get(entity_type, 0) >= 1
 
 
+def test_when_numbers_are_read_out_in_chinese_numerals_then_numerals_replace_them(
+    analyzer: AnalyzerEngine,
+) -> None:
+    said = ("一一零一零五一九四九一二三一零零二X", "幺三九 零一二三 四五六七")
+    record = Record(
+        "r1",
+        "t.jsonl",
+        1,
+        "chat",
+        (
+            Message(
+                "user", f"身份证号码是{said[0]}，电话{said[1]}，请核实。", "messages[0].content"
+            ),
+        ),
+        language="zh",
+    )
+
+    done = scrub_records([record], analyzer, CFG, key=KEY).records[0]
+    message = done.messages[0]
+    written = sorted(message.content[s:e] for s, e, _ in message.scrub_spans)
+
+    assert not any(value in message.content for value in said)
+    assert len(written) == 2 and not any(c.isdigit() for c in "".join(written))
+    assert residual_pii([done], analyzer, CFG) == {}
+
+
 def test_when_stored_as_parquet_then_spans_survive_and_hold_no_original_value(
     scrubbed: Record,
 ) -> None:

@@ -107,6 +107,31 @@ def test_when_value_is_a_phone_then_layout_is_kept(entity_type, value, pattern) 
     assert re.fullmatch(pattern, surrogate(entity_type, value, key=KEY))
 
 
+@pytest.mark.parametrize(
+    ("entity_type", "in_numerals", "in_digits", "numerals"),
+    [
+        ("CN_ID_CARD", "一一零一零五一九四九一二三一零零二X", "11010519491231002X", NUMERALS),
+        (
+            "CN_BANK_CARD",
+            "陆贰贰贰零贰零贰零零壹壹贰叁肆伍陆柒玖",
+            "6222020200112345679",
+            "零壹贰叁肆伍陆柒捌玖",
+        ),
+        ("ID_NUMBER", "六二二二 零二一二 三四五六", "6222 0212 3456", NUMERALS),
+    ],
+)
+def test_when_a_number_is_in_chinese_numerals_then_its_surrogate_is_the_digits_one_in_numerals(
+    entity_type, in_numerals, in_digits, numerals
+) -> None:
+    made = surrogate(entity_type, in_numerals, key=KEY)
+
+    assert not any(c.isdigit() for c in made) and made != in_numerals
+    assert set(made) <= set(numerals) | {" ", "X"}  # the same form of numerals, spaces kept
+    # the same number in digits is the same value: its surrogate, digit for numeral
+    digits = surrogate(entity_type, in_digits, key=KEY)
+    assert "".join(numerals[int(c)] if c.isdigit() else c for c in digits) == made
+
+
 def test_when_a_number_is_read_out_in_words_then_its_surrogate_is_read_out_too() -> None:
     value = "nine one seven, five five five, zero one four two"
     made = surrogate("PHONE_NUMBER", value, key=KEY)

@@ -2,8 +2,9 @@
 
 Detectors see a normalized copy of each text: NFKC (fullwidth digits and letters become ASCII),
 invisible characters removed (`pipelines.steps.privacy.invisible`: default-ignorable, format,
-filler and control characters), "john at example dot com" spelled as an address,
-and digits written one by one with spaces or dashes between them joined again. Every character
+filler and control characters), a run of Chinese numerals read one digit at a time as its
+digits (幺三九… is 139…, `spoken.HAN_RUN`), "john at example dot com" spelled as an address, and
+digits written one by one with spaces or dashes between them joined again. Every character
 of the normalized text remembers the range of original characters it came from, so a finding on
 the normalized text maps back to a span of the original text that covers the obfuscated value
 (`Normalized.to_original`): the anonymizer always edits the text it was given.
@@ -14,6 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from pipelines.steps.privacy.invisible import INVISIBLE, has_invisible
+from pipelines.steps.privacy.spoken import HAN_RUN, han_digits
 
 _AT = r"(?:\s*[\[\(\{<]\s*(?:at|AT|At)\s*[\]\)\}>]\s*|\s+(?:at|AT|At)\s+)"
 _DOT = r"(?:\s*[\[\(\{<]\s*(?:dot|DOT|Dot)\s*[\]\)\}>]\s*|\s+(?:dot|DOT|Dot)\s+)"
@@ -88,6 +90,10 @@ def normalize(text: str) -> Normalized:
                 starts.append(index)
                 ends.append(index + 1)
         current = Normalized("".join(chars), tuple(starts), tuple(ends), len(text))
+        if HAN_RUN.search(current.text):
+            # one digit per numeral: every offset stays where it was
+            digits = HAN_RUN.sub(lambda match: han_digits(match.group()), current.text)
+            current = Normalized(digits, current.starts, current.ends, len(text))
     current = _substitute(current, _SPELLED_EMAIL, _spell_email)
     return _substitute(current, _SPACED_DIGITS, _join_digits)
 

@@ -70,7 +70,15 @@ from stdnum import iban, luhn
 from stdnum.cn import ric, uscc
 from stdnum.us import rtn
 
-from pipelines.steps.privacy.spoken import MIN_WORDS, digit_words, spoken, written
+from pipelines.steps.privacy.spoken import (
+    MIN_WORDS,
+    digit_words,
+    han_digits,
+    han_numerals,
+    in_han_numerals,
+    spoken,
+    written,
+)
 
 RESERVED_DOMAINS = ("example.com", "example.org", "example.net")
 DOCUMENTATION_NETWORKS = (
@@ -344,6 +352,8 @@ def _candidates(entity_type: str, value: str, key: bytes) -> Iterator[str]:
     generator = _GENERATORS[entity_type]
     if entity_type in _SPOKEN_TYPES and digit_words(value) >= MIN_WORDS:
         generator = _read_out(generator)
+    elif entity_type in _NUMBER_TYPES | _SPOKEN_TYPES and in_han_numerals(value):
+        generator = _in_numerals(generator)
     folded = canonical(entity_type, value)
     # HMAC pads short keys with zero bytes: the length prefix keeps b"k" and b"k\0" apart.
     mac_key = len(key).to_bytes(4, "big") + key
@@ -374,6 +384,19 @@ def _read_out(
     def made(value: str, draw: _Draw) -> str | None:
         fake = generator(written(value), draw)
         return spoken(fake) if fake else fake
+
+    return made
+
+
+def _in_numerals(
+    generator: Callable[[str, "_Draw"], str | None],
+) -> Callable[[str, "_Draw"], str | None]:
+    """`generator` for a number written in Chinese numerals (一三九…, 壹贰叁…): the digits'
+    surrogate, in the same form of numerals."""
+
+    def made(value: str, draw: _Draw) -> str | None:
+        fake = generator(han_digits(value), draw)
+        return han_numerals(fake, like=value) if fake else fake
 
     return made
 
@@ -423,8 +446,11 @@ def _name(draw: "_Draw", locale: str, kind: str) -> str:
 def canonical(entity_type: str, value: str) -> str:
     """The form that decides a surrogate: case, width and spacing folded; numbers alphanumeric."""
     folded = " ".join(unicodedata.normalize("NFKC", value).casefold().split())
+    # the same number in digits or in Chinese numerals is one value
     if entity_type in _NUMBER_TYPES:
-        return "".join(c for c in folded if c.isalnum())
+        return "".join(c for c in han_digits(folded) if c.isalnum())
+    if entity_type in _SPOKEN_TYPES and in_han_numerals(folded):
+        return han_digits(folded)
     return folded
 
 
@@ -583,15 +609,8 @@ def _phone(value: str, draw: _Draw) -> str:
     return _phone_like(value, draw, home="1")
 
 
-_HAN_DIGIT_VALUES = dict(zip("零〇一幺二两三四五六七八九", "0011223456789", strict=True))
-"""Chinese numerals as a phone number is read out, and their digits."""
-
-
 def _cn_phone(value: str, draw: _Draw) -> str:
-    """A mainland number; one read out in Chinese numerals (一三九...) gets one in numerals."""
-    if not any(c.isdigit() for c in value) and any(c in _HAN_DIGIT_VALUES for c in value):
-        made = _phone_like("".join(_HAN_DIGIT_VALUES.get(c, c) for c in value), draw, home="86")
-        return "".join("零一二三四五六七八九"[int(c)] if c.isdigit() else c for c in made)
+    """A mainland number (one read out in Chinese numerals gets one in numerals: `_in_numerals`)."""
     return _phone_like(value, draw, home="86")
 
 

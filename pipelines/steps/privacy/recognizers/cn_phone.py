@@ -2,15 +2,14 @@
 
 Mobile numbers may carry +86/0086 and be grouped 3-4-4; landlines are `0AA(A)-NNNNNNN(N)`
 (the local number whole or grouped 3-4 / 4-4) with an optional extension. A bare 7-8 digit
-local number needs a context word. A mobile number read out in Chinese numerals is one too.
+local number needs a context word. A number read out in Chinese numerals (幺三九…) arrives as
+digits: normalization reads it (`normalize`, `spoken.HAN_RUN`).
 """
 
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer
 
 _NOT_DIGIT_BEFORE = r"(?<![\d+])"
 _NOT_DIGIT_AFTER = r"(?!\d)"
-_HAN_DIGITS = "零〇一二三四五六七八九幺两"
-"""Digits as a number is read out in Chinese (幺 and 两 for one and two on the phone)."""
 _NOT_A_GROUP_BEFORE = r"(?<!\d[\s-])"
 _NOT_A_GROUP_AFTER = r"(?![\s-]\d)"
 """A landline's digits are no groups of a longer number (6222 0212 3456 7890 123: a card)."""
@@ -34,11 +33,5 @@ class CnPhoneRecognizer(RegexRecognizer):
             0.6,
         ),
         (rf"{_NOT_DIGIT_BEFORE}[2-9]\d{{6,7}}{_NOT_DIGIT_AFTER}", 0.1),
-        # a mobile number read out in Chinese numerals (a call's transcript: 幺三九 ...)
-        (
-            rf"(?<![{_HAN_DIGITS}])[一幺][三四五六七八九](?:[ \t-]?[{_HAN_DIGITS}]){{9}}"
-            rf"(?![{_HAN_DIGITS}])",
-            0.6,
-        ),
     )
     CONTEXT = ("电话", "手机", "联系", "致电", "号码", "座机", "热线", "phone", "tel", "mobile")
