@@ -427,6 +427,80 @@ def test_a_word_ner_guessed_as_a_name_is_not_carried_to_other_messages(analyzer)
     assert _persons_per_message(analyzer, record)[1] == []
 
 
+def _found_in_reply(analyzer, record: Record) -> set[tuple[str, str]]:
+    [(_, findings)] = scan_records([record], analyzer, CFG)
+    reply = record.messages[-1].content
+    return {
+        (reply[f.start : f.end], f.entity_type)
+        for f in findings
+        if f.field == f"messages[{len(record.messages) - 1}].content"
+    }
+
+
+@pytest.mark.parametrize(
+    ("language", "question", "reply", "found"),
+    [
+        (
+            "en",
+            "For verification, can you confirm your date of birth?",
+            "14/02/1988",
+            "DATE_OF_BIRTH",
+        ),
+        (
+            "en",
+            "Thanks. Please confirm the date of birth on the policy.",
+            "5 march 1957",
+            "DATE_OF_BIRTH",
+        ),
+        # a Chinese id card number with a wrong check digit needs its key: the question holds it
+        (
+            "zh",
+            "欧阳女士您好，为了核实身份，请提供您的身份证号码。",
+            "110105199003154527",
+            "CN_ID_CARD",
+        ),
+        ("zh", "好的，请问张建国的身份证号是多少？", "370102196207151234", "CN_ID_CARD"),
+    ],
+)
+def test_a_short_reply_is_read_after_the_question_it_answers(
+    analyzer, language, question, reply, found
+) -> None:
+    asked = replace(_record("conv", "hello", question, reply), language=language)
+    alone = replace(_record("conv", "hello", reply), language=language)
+
+    assert (reply, found) in _found_in_reply(analyzer, asked)
+    assert (reply, found) not in _found_in_reply(analyzer, alone)  # the key is the question's
+
+
+@pytest.mark.parametrize(
+    ("roles", "question", "reply"),
+    [
+        # no question: a statement before the reply
+        (("assistant", "user"), "We spoke about your date of birth.", "14/02/1988"),
+        # a long reply is a message of its own, read alone
+        (("assistant", "user"), "Can you confirm your date of birth?", "14/02/1988 " + "ok " * 40),
+        # the same party twice: no answer
+        (("user", "user"), "Can you confirm your date of birth?", "14/02/1988"),
+    ],
+)
+def test_a_reply_that_answers_no_question_is_read_alone(analyzer, roles, question, reply) -> None:
+    messages = tuple(
+        Message(role, text) for role, text in zip(roles, (question, reply), strict=True)
+    )
+    record = replace(_record("conv"), messages=messages)
+
+    assert "DATE_OF_BIRTH" not in {t for _, t in _found_in_reply(analyzer, record)}
+
+
+def test_a_reply_read_after_its_question_adds_no_name_or_place(analyzer) -> None:
+    # NER reads a reply differently after a question; names and places come from the reply alone
+    record = _record("conv", "hello", "Where should we eat tonight?", "Try Carbone or Il Buco.")
+    alone = _record("conv", "hello", "Try Carbone or Il Buco.")
+
+    names = {t for t in _found_in_reply(analyzer, record) if t[1] in {"PERSON", "LOCATION"}}
+    assert names == {t for t in _found_in_reply(analyzer, alone) if t[1] in {"PERSON", "LOCATION"}}
+
+
 def test_when_same_key_then_pseudonym_is_stable_and_well_formed() -> None:
     first = pseudonym("PERSON", "Jane Doe", key=KEY)
 

@@ -606,14 +606,24 @@ def _scan_messages(
         if only is None or only[r][m]
     ]
     texts = [records[r].messages[m].content for r, m in places]
+    # A short reply is also read after the question it answers ("… your date of birth?" then
+    # "14/02/1988"); a later pass reads surrogates, the residual gate each message alone.
+    asked = [] if only is not None or every_pack else _answers(records)
+    read = places + [place for place, _ in asked]
+    texts += [question + records[r].messages[m].content for (r, m), question in asked]
     packs = sorted(analyzer.supported_languages) if every_pack else [None]
     merged: dict[tuple[int, int], list[RecognizerResult]] = {place: [] for place in places}
     spent: Counter[int] = Counter()
     for pack in packs:
-        languages = [pack or records[r].language for r, _ in places]
+        languages = [pack or records[r].language for r, _ in read]
         found, seconds = _analyze_texts(analyzer, texts, languages, cfg, batch_size=batch_size)
-        for place, more, cost in zip(places, found, seconds, strict=True):
+        for place, more, cost in zip(places, found, seconds, strict=False):
             merged[place] += more
+            spent[place[0]] += cost
+        for (place, question), more, cost in zip(
+            asked, found[len(places) :], seconds[len(places) :], strict=True
+        ):
+            merged[place] += _after(more, len(question))
             spent[place[0]] += cost
     late = {r for r, cost in spent.items() if cost > cfg.scan_budget_seconds}
     found = [
@@ -629,6 +639,71 @@ def _scan_messages(
         # name from one message to another
         found = [_names_across_messages(r, f) for r, f in zip(records, found, strict=True)]
     return found, late
+
+
+MAX_ANSWER_CHARS = 120
+"""A reply this long at most is read after the question before it (a value given in answer:
+a date, an id, an address, not a message of its own)."""
+MAX_QUESTION_CHARS = 200
+"""The question's last characters read before the reply (its key is at its end)."""
+_CONVERSING = frozenset({"user", "assistant"})
+_ASKS = re.compile(r"(?i)[?？:：]$|(?:^|[,，;；]\s*)(?:please|kindly|请|麻烦)")
+"""A sentence that asks for something: a question, a field's label (ends in a colon), a
+request (a clause that opens with please, 请 ...)."""
+
+
+def _answers(records: list[Record]) -> list[tuple[tuple[int, int], str]]:
+    """The short replies that answer a question, each with the question to read it after.
+
+    A reply is a message of `MAX_ANSWER_CHARS` or fewer by the other party (user after
+    assistant, or assistant after user); the question is the previous message's last sentence
+    when it asks (`_ASKS`: ends in a question mark or a colon, or opens with a request), at
+    most its last `MAX_QUESTION_CHARS` characters, and a line break: read so, "14/02/1988"
+    after "can you confirm your date of birth?" is the date of birth the question names, as a
+    person reading the conversation takes it.
+    """
+    asked = []
+    for r, record in enumerate(records):
+        for m in range(1, len(record.messages)):
+            before, reply = record.messages[m - 1], record.messages[m]
+            if (
+                not reply.content.strip()
+                or len(reply.content) > MAX_ANSWER_CHARS
+                or {before.role, reply.role} != _CONVERSING
+            ):
+                continue
+            sentence = _last_sentence(before.content)
+            if sentence and _ASKS.search(sentence):
+                asked.append(((r, m), sentence + "\n"))
+    return asked
+
+
+_SENTENCE_ENDS = "\n.!?。！？"
+
+
+def _last_sentence(text: str) -> str:
+    """The last sentence of `text`, at most its last `MAX_QUESTION_CHARS` characters."""
+    tail = text.rstrip()[-MAX_QUESTION_CHARS:]
+    body = tail.rstrip(_SENTENCE_ENDS)
+    return tail[max(body.rfind(end) for end in _SENTENCE_ENDS) + 1 :].strip()
+
+
+_READ_ALONE = frozenset({"PERSON", "LOCATION"})
+"""Types the reply is read for alone: names and places are found by their own words (and NER's
+context), not by a question's key; read after a question, NER only tags the reply's words
+differently (restaurants in a reply to "… 好吗？" read as persons)."""
+
+
+def _after(results: list[RecognizerResult], start: int) -> list[RecognizerResult]:
+    """The results that lie after `start` (in the reply read after its question), moved to the
+    reply's own offsets; not of the types a reply is read for alone (`_READ_ALONE`)."""
+    moved = []
+    for result in results:
+        if result.start >= start and result.entity_type not in _READ_ALONE:
+            result.start -= start
+            result.end -= start
+            moved.append(result)
+    return moved
 
 
 def _names_across_messages(record: Record, found: list[list[Finding]]) -> list[list[Finding]]:
