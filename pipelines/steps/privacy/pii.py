@@ -617,11 +617,12 @@ def _scan_messages(
     for pack in packs:
         languages = [pack or records[r].language for r, _ in read]
         found, seconds = _analyze_texts(analyzer, texts, languages, cfg, batch_size=batch_size)
-        for place, more, cost in zip(places, found, seconds, strict=False):
+        read_alone = len(places)
+        for place, more, cost in zip(places, found[:read_alone], seconds[:read_alone], strict=True):
             merged[place] += more
             spent[place[0]] += cost
         for (place, question), more, cost in zip(
-            asked, found[len(places) :], seconds[len(places) :], strict=True
+            asked, found[read_alone:], seconds[read_alone:], strict=True
         ):
             merged[place] += _after(more, len(question))
             spent[place[0]] += cost

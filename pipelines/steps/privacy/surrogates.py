@@ -352,7 +352,7 @@ def _candidates(entity_type: str, value: str, key: bytes) -> Iterator[str]:
     generator = _GENERATORS[entity_type]
     if entity_type in _SPOKEN_TYPES and digit_words(value) >= MIN_WORDS:
         generator = _read_out(generator)
-    elif entity_type in _NUMBER_TYPES | _SPOKEN_TYPES and in_han_numerals(value):
+    elif entity_type in _NUMERAL_TYPES and in_han_numerals(value):
         generator = _in_numerals(generator)
     folded = canonical(entity_type, value)
     # HMAC pads short keys with zero bytes: the length prefix keeps b"k" and b"k\0" apart.
@@ -449,7 +449,7 @@ def canonical(entity_type: str, value: str) -> str:
     # the same number in digits or in Chinese numerals is one value
     if entity_type in _NUMBER_TYPES:
         return "".join(c for c in han_digits(folded) if c.isalnum())
-    if entity_type in _SPOKEN_TYPES and in_han_numerals(folded):
+    if entity_type in _NUMERAL_TYPES and in_han_numerals(folded):
         return han_digits(folded)
     return folded
 
@@ -802,6 +802,9 @@ _NUMBER_TYPES = frozenset(
         "MAC_ADDRESS",
     }
 )
+_NUMERAL_TYPES = _NUMBER_TYPES | _SPOKEN_TYPES
+"""Types whose value may be written in Chinese numerals (`spoken.HAN_RUN`): a surrogate in the
+same numerals (`_in_numerals`), the same one as for the digits."""
 
 
 # --- operators ----------------------------------------------------------------------------------
