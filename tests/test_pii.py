@@ -501,6 +501,70 @@ def test_a_reply_read_after_its_question_adds_no_name_or_place(analyzer) -> None
     assert names == {t for t in _found_in_reply(analyzer, alone) if t[1] in {"PERSON", "LOCATION"}}
 
 
+def _found_per_message(analyzer, record: Record) -> list[set[tuple[str, str]]]:
+    [(_, findings)] = scan_records([record], analyzer, CFG)
+    return [
+        {
+            (message.content[f.start : f.end], f.entity_type)
+            for f in findings
+            if f.field == f"messages[{i}].content"
+        }
+        for i, message in enumerate(record.messages)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("language", "first", "again", "value", "entity_type"),
+    [
+        (
+            "en",
+            "Hello, employee ID EMP-20931. My payslip is wrong.",
+            "I can see the record for EMP-20931.",
+            "EMP-20931",
+            "ID_NUMBER",
+        ),
+        (
+            "en",
+            "locked out again. username mrossi2",
+            "I've unlocked MROSSI2 for you.",
+            "MROSSI2",
+            None,
+        ),
+        # glued to Chinese text, the value is whole
+        (
+            "zh",
+            "我的用户名 ljg_1975，积分被清零了",
+            "查询到账户ljg_1975的积分已过期。",
+            "ljg_1975",
+            None,
+        ),
+    ],
+)
+def test_a_value_found_in_one_message_is_found_where_the_record_repeats_it(
+    analyzer, language, first, again, value, entity_type
+) -> None:
+    record = replace(_record("conv", first, again), language=language)
+    alone = replace(_record("conv", "hello", again), language=language)
+
+    found = _found_per_message(analyzer, record)
+    types_there = {t for v, t in found[0] if value.casefold() in v.casefold()}
+    assert {t for v, t in found[1] if v == value} == types_there != set()
+    assert entity_type is None or types_there == {entity_type}
+    assert not {v for v, _ in _found_per_message(analyzer, alone)[1]} & {value}
+
+
+@pytest.mark.parametrize(
+    "again",
+    [
+        "Your reference is EMP-209310 now.",  # a longer token that holds the value
+        "The team EMP-2093 meets today.",  # another value
+    ],
+)
+def test_a_value_is_not_carried_into_a_longer_token_or_another_value(analyzer, again) -> None:
+    record = _record("conv", "Hello, employee ID EMP-20931. My payslip is wrong.", again)
+    assert not {t for _, t in _found_per_message(analyzer, record)[1]} & {"ID_NUMBER"}
+
+
 def test_when_same_key_then_pseudonym_is_stable_and_well_formed() -> None:
     first = pseudonym("PERSON", "Jane Doe", key=KEY)
 

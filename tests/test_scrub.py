@@ -115,6 +115,16 @@ def test_when_numbers_are_read_out_in_chinese_numerals_then_numerals_replace_the
     assert residual_pii([done], analyzer, CFG) == {}
 
 
+def test_a_value_repeated_without_its_key_gets_the_same_surrogate(analyzer) -> None:
+    record = _record("Hello, employee ID EMP-20931 here.", "I can see the record for EMP-20931.")
+
+    done = scrub_records([record], analyzer, CFG, key=KEY).records[0]
+    written = [m.content[s:e] for m in done.messages for s, e, t in m.scrub_spans]
+
+    assert not any("EMP-20931" in m.content for m in done.messages)
+    assert len(written) == 2 and written[0] == written[1]
+
+
 def test_when_stored_as_parquet_then_spans_survive_and_hold_no_original_value(
     scrubbed: Record,
 ) -> None:

@@ -639,6 +639,8 @@ def _scan_messages(
         # a later pass reads surrogates and the residual gate what is left: neither carries a
         # name from one message to another
         found = [_names_across_messages(r, f) for r, f in zip(records, found, strict=True)]
+    if only is None and not every_pack:
+        found = [_values_across_messages(r, f) for r, f in zip(records, found, strict=True)]
     return found, late
 
 
@@ -759,6 +761,67 @@ def _names_across_messages(record: Record, found: list[list[Finding]]) -> list[l
             for start, end in sorted(set(more))
             if not taken.overlaps(start, end)
         ]
+        carried.append(sorted(findings + new, key=lambda f: f.start) if new else findings)
+    return carried
+
+
+MIN_CARRIED_VALUE = 6
+"""Characters a found value must have to be found again wherever it is written in its record."""
+_NOT_CARRIED = frozenset({"PERSON", "AGE"})
+"""Types not carried as values: names have their own reading (`_names_across_messages`); an
+age is a small number that other numbers repeat."""
+_CARRIED_CHARACTER = re.compile(r"[\d@]")
+_WORD_CHARACTER = re.compile(r"[A-Za-z0-9_]")
+"""What a carried value may not stand beside (inside a longer token); a Han character may (an
+identifier glued to Chinese text, 订单号DD2024…已发货, is whole)."""
+
+
+def _values_across_messages(record: Record, found: list[list[Finding]]) -> list[list[Finding]]:
+    """A value found in the record (an identifier, a number, an address with its number, a
+    secret) wherever it is written again in the record's messages: "employee ID EMP-20931" ...
+    "I can see the record for EMP-20931"; "username mrossi2" ... "I've unlocked mrossi2".
+
+    The recognizer found it by its key or its context, which the other mention lacks; left
+    there, the scrubbed record would still hold the value it replaced once. Carried: the text
+    of each finding of `MIN_CARRIED_VALUE` characters or more that holds a digit or an `@` (a
+    word without one, such as a secret read in a schema's `"type": "string"`, would carry a
+    false finding everywhere), not a name or an age (`_NOT_CARRIED`), found again in any case
+    where it stands as a whole (no letter, digit or underscore beside it) and no finding of
+    that message covers it; each new finding has the type and score of the one it repeats (of
+    the highest-scored one, where the value was found as several).
+    """
+    values: dict[str, tuple[str, float]] = {}
+    for message, findings in zip(record.messages, found, strict=True):
+        for finding in findings:
+            value = message.content[finding.start : finding.end]
+            if (
+                finding.entity_type in _NOT_CARRIED
+                or len(value) < MIN_CARRIED_VALUE
+                or not _CARRIED_CHARACTER.search(value)
+            ):
+                continue
+            key = value.casefold()
+            if key not in values or finding.score > values[key][1]:
+                values[key] = (finding.entity_type, finding.score)
+    if not values:
+        return found
+    # the longest value first where two start at the same place
+    pattern = re.compile(
+        "|".join(re.escape(value) for value in sorted(values, key=len, reverse=True)),
+        re.IGNORECASE,
+    )
+    carried = []
+    for m, (message, findings) in enumerate(zip(record.messages, found, strict=True)):
+        text, taken = message.content, Spans((f.start, f.end) for f in findings)
+        new = []
+        for match in pattern.finditer(text):
+            start, end = match.span()
+            whole = not (
+                _WORD_CHARACTER.match(text, start - 1) if start else False
+            ) and not _WORD_CHARACTER.match(text, end)
+            repeated = values.get(match.group().casefold())
+            if whole and repeated and not taken.overlaps(start, end):
+                new.append(Finding(_field_name(message, m), start, end, *repeated))
         carried.append(sorted(findings + new, key=lambda f: f.start) if new else findings)
     return carried
 
