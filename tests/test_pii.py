@@ -416,6 +416,17 @@ def test_a_name_introduced_in_one_message_is_found_in_the_others(analyzer) -> No
     assert _persons_per_message(analyzer, zh)[1] == ["高强"]
 
 
+def test_a_surname_with_a_title_is_the_person_the_record_names_in_full(analyzer) -> None:
+    named = "我想给我爸爸张建国挂号，他的手机是13812345678"
+    record = replace(_record("zh", named, "已为张先生预约周三上午的专家号。"), language="zh")
+    other = replace(_record("zh", named, "已为王先生预约周三上午的专家号。"), language="zh")
+    word = replace(_record("zh", named, "我们主张总体方案不变。"), language="zh")
+
+    assert _persons_per_message(analyzer, record)[1] == ["张"]
+    assert _persons_per_message(analyzer, other)[1] == []  # no 王 named: a title, as in news
+    assert _persons_per_message(analyzer, word)[1] == []  # 张总 of 主张 + 总体
+
+
 def test_a_carried_chinese_name_is_not_read_inside_a_longer_word(analyzer) -> None:
     record = replace(_record("zh", "患者：高强，男，45岁。", "请设置高强度密码。"), language="zh")
     assert _persons_per_message(analyzer, record)[1] == []

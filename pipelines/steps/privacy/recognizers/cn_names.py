@@ -546,7 +546,7 @@ def _titled_across_words(text: str, tokens, accepted) -> set[tuple[int, int]]:
             if (
                 surname in names
                 and given
-                and given not in _FORMS_OF_ADDRESS + _TITLE_BEFORE  # 方总, 章院长
+                and given not in FORMS_OF_ADDRESS + _TITLE_BEFORE  # 方总, 章院长
                 and not given.startswith("某")  # a court's anonymous form (石某 + 参与)
                 and starts.get(at) != "c"  # 玩家 + 和 + 影迷: "and"
                 and words.get((at, end)) not in _LAC_NOT_A_NAME  # 经理 + 陆续 (an adverb)
@@ -683,7 +683,7 @@ _PERSON_WORDS_AFTER = (
 )  # fmt: skip
 """Words after a name that only a person does or is (speaks, directs, was born, is interviewed)."""
 _AGE_AFTER = re.compile(r"今年\d{1,3}岁")
-_FORMS_OF_ADDRESS = (*_HONORIFICS, "老板", "教授", "主任", "总监", "主席", "姓", "氏", "家")
+FORMS_OF_ADDRESS = (*_HONORIFICS, "老板", "教授", "主任", "总监", "主席", "姓", "氏", "家")
 """What after a bare surname makes a form of address or a family (王先生, 陈老师, 胡姓, 简氏),
 not a person's name: a title, which CLUENER-style annotation calls a position."""
 _SPEAKER_LABEL = re.compile(r"(?:^|(?<=[。！？\n]))\s*([\u4e00-\u9fff]{2,3})[：:]")
@@ -724,13 +724,22 @@ _CALENDAR = re.compile(r"(?:周|星期|礼拜)[一二三四五六七日天末中
 季度 quarter): LAC reads some of them as persons."""
 
 
+def surname_of(name: str) -> str | None:
+    """The surname a Chinese full name opens with (a compound one first: 欧阳 of 欧阳娜娜), or
+    None where it opens with none."""
+    for surname in (name[:2], name[:1]):
+        if len(name) > len(surname) and surname in surnames():
+            return surname
+    return None
+
+
 def _form_of_address(name: str) -> bool:
     """A surname with a title or a family word (王先生, 小刘总, 陈老师, 简氏), or one alone."""
     bare = name[1:] if len(name) > 2 and name[0] in "小老" else name
     names = surnames()
     return any(
         bare[: len(surname)] == surname
-        and (len(bare) == len(surname) or bare[len(surname) :] in _FORMS_OF_ADDRESS)
+        and (len(bare) == len(surname) or bare[len(surname) :] in FORMS_OF_ADDRESS)
         for surname in {bare[:1], bare[:2]} & names
     )
 
