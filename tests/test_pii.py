@@ -471,6 +471,8 @@ def _found_in_reply(analyzer, record: Record) -> set[tuple[str, str]]:
             "CN_ID_CARD",
         ),
         ("zh", "好的，请问张建国的身份证号是多少？", "370102196207151234", "CN_ID_CARD"),
+        # the key next to the answer: a Taiwan ID number after a request in traditional script
+        ("zh", "陳小姐您好，為了確認身分，請提供您的身分證字號。", "A223456789", "ID_NUMBER"),
     ],
 )
 def test_a_short_reply_is_read_after_the_question_it_answers(

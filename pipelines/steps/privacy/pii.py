@@ -654,7 +654,7 @@ a date, an id, an address, not a message of its own)."""
 MAX_QUESTION_CHARS = 200
 """The question's last characters read before the reply (its key is at its end)."""
 _CONVERSING = frozenset({"user", "assistant"})
-_ASKS = re.compile(r"(?i)[?？:：]$|(?:^|[,，;；]\s*)(?:please|kindly|请|麻烦)")
+_ASKS = re.compile(r"(?i)[?？:：]$|(?:^|[,，;；]\s*)(?:please|kindly|请|請|麻烦|麻煩)")
 """A sentence that asks for something: a question, a field's label (ends in a colon), a
 request (a clause that opens with please, 请 ...)."""
 
@@ -665,7 +665,8 @@ def _answers(records: list[Record]) -> list[tuple[tuple[int, int], str]]:
     A reply is a message of `MAX_ANSWER_CHARS` or fewer by the other party (user after
     assistant, or assistant after user); the question is the previous message's last sentence
     when it asks (`_ASKS`: ends in a question mark or a colon, or opens with a request), at
-    most its last `MAX_QUESTION_CHARS` characters, and a line break: read so, "14/02/1988"
+    most its last `MAX_QUESTION_CHARS` characters without its closing mark, and a line break
+    (the key next to the answer, as a form writes it): read so, "14/02/1988"
     after "can you confirm your date of birth?" is the date of birth the question names, as a
     person reading the conversation takes it.
     """
@@ -681,11 +682,13 @@ def _answers(records: list[Record]) -> list[tuple[tuple[int, int], str]]:
                 continue
             sentence = _last_sentence(before.content)
             if sentence and _ASKS.search(sentence):
-                asked.append(((r, m), sentence + "\n"))
+                # the key next to the answer, as a form writes it ("身分證字號" then the value)
+                asked.append(((r, m), sentence.rstrip(_CLOSING) + "\n"))
     return asked
 
 
 _SENTENCE_ENDS = "\n.!?。！？"
+_CLOSING = ".!?。！？:： "
 
 
 def _last_sentence(text: str) -> str:
