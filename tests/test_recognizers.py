@@ -128,6 +128,10 @@ def analyzer() -> AnalyzerEngine:
         ("en", '{"name": "x", "ssn": "078-05-1120"}', "078-05-1120", "ID_NUMBER"),
         ("en", "Payroll: NINO: JG103759A.", "JG103759A", "ID_NUMBER"),
         ("en", "PPS 1234567FA and NI number QQ123456C", "1234567FA", "ID_NUMBER"),
+        # capitals standing apart before the digits, one character apart after them
+        ("en", "NI number QQ 12 34 56 C, name Declan Murphy", "QQ 12 34 56 C", "ID_NUMBER"),
+        ("en", "Ms Raghavan, hospital number RXH 449 201 7", "RXH 449 201 7", "ID_NUMBER"),
+        ("en", "my member ID is MBR 6640-2291-07 and a claim", "MBR 6640-2291-07", "ID_NUMBER"),
         ("en", "Review: Emp# HR-0093312; Reviewer: Marta", "HR-0093312", "ID_NUMBER"),
         ("en", "Allergy alert for (hospital no. RX0447712): penicillin", "RX0447712", "ID_NUMBER"),
         ("en", "e-ticket 176-2345678901, frequent flyer BA12345678", "BA12345678", "ID_NUMBER"),
@@ -1037,3 +1041,16 @@ def test_the_audits_canaries_pass_the_scrub_unfound(analyzer: AnalyzerEngine) ->
         secret_start = len(prefix)
         found = [f for f in scan_text(analyzer, text, CFG) if f.end > secret_start]
         assert found == [], (prefix, [(f.entity_type, text[f.start : f.end]) for f in found])
+
+
+def test_a_keyed_ids_closing_letter_apart_is_taken_only_before_a_mark(
+    analyzer: AnalyzerEngine,
+) -> None:
+    # `QQ 12 34 56 C,` closes with its letter; `12345678 I think` is the pronoun, not the id's
+    text = "my member ID is 12345678 I think, and NI number QQ 12 34 56 C."
+    found = {
+        text[f.start : f.end]
+        for f in scan_text(analyzer, text, CFG)
+        if f.entity_type == "ID_NUMBER"
+    }
+    assert found == {"12345678", "QQ 12 34 56 C"}

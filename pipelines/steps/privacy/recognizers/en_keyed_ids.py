@@ -46,11 +46,17 @@ _LINK = r"[\"']?\s*(?:(?:is|was)\s*)?(?:[:=#\-–]\s*)?[\"'(]?"
 """What may stand between the name and the value: a closing quote of a JSON key, is / was, one
 sign (`:`, `=`, `#`, a dash) and an opening quote; no nested repetition, so no backtracking."""
 _VALUE = (
-    r"(?P<value>(?:[A-Za-z0-9][A-Za-z0-9_\-/.:*]{2,33}[A-Za-z0-9*]|\d{2,3}(?= \d))"
-    r"(?: (?=[A-Z]*[0-9*])[A-Z0-9*]{2,34}){0,7})(?![A-Za-z0-9_\-/])"
+    r"(?P<value>(?:[A-Za-z0-9][A-Za-z0-9_\-/.:*]{2,33}[A-Za-z0-9*]|\d{2,3}(?= \d)"
+    r"|(?-i:[A-Z]{2,3})(?= \d))"
+    r"(?: (?=[A-Z]*[0-9*])[A-Z0-9*\-]{2,34}){0,7}"
+    r"(?: (?:\d|(?-i:[A-Z])(?=[,.;:)!?]|\s*$)))?)(?![A-Za-z0-9_\-/])"
 )
 """The value, and groups written with single spaces that hold a digit (a card number or an IBAN
-in fours: `4716 9876 2234 1561`, `IN60 SBK0000000000`; a number in threes: `046 454 286`)."""
+in fours: `4716 9876 2234 1561`, `IN60 SBK0000000000`; a number in threes: `046 454 286`);
+it may open with two or three capitals standing apart and close with one character apart, as
+British national insurance and hospital numbers are written (`QQ 12 34 56 C`, `RXH 449 201
+7`, `MBR 6640-2291-07`: a closing letter only before a mark or the end, never `… 5678 I
+think`)."""
 _NOT_A_DATE_OR_TIME = (
     r"(?!(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?)"
     r"(?![A-Za-z0-9_\-/.:*]))"
