@@ -49,6 +49,13 @@ def analyzer() -> AnalyzerEngine:
             "US_SSN",
         ),
         ("en", "account four four double seven two nine one three", None, "ID_NUMBER"),
+        # a British mobile read out: "oh" and "double oh" are zeros, first in the run too
+        (
+            "en",
+            "call me on oh seven seven zero zero, nine double oh, three one two",
+            "oh seven seven zero zero, nine double oh, three one two",
+            "PHONE_NUMBER",
+        ),
         ("zh", "他的手机号是一三九一二三四五六七八", "一三九一二三四五六七八", "CN_PHONE_NUMBER"),
         # any number read out in Chinese numerals is read as its digits (normalization)
         (
@@ -336,6 +343,9 @@ def test_when_text_contains_entity_then_our_pack_finds_it(
         ),
         ("en", "Failed password for root from 10.0.0.5 port 22 ssh2", "USER_HANDLE"),
         ("en", "The title number of the book; the ticket is 5 dollars; no 5 is fine.", "ID_NUMBER"),
+        # an "oh" of speech before digit words: no number read out
+        ("en", "oh, one more thing: two tickets, three bags, please", "PHONE_NUMBER"),
+        ("en", "oh one two three four five six seven", "ID_NUMBER"),  # counting
         ("en", "improve the user experience. It grows the user base.", "USER_HANDLE"),
         # a record's new word of the trade made of English words, a form's abbreviation, a
         # street's name before what stands there: no person

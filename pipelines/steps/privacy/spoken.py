@@ -12,14 +12,13 @@ DIGIT_WORDS = {
 """Digit words and their digits."""
 REPEATS = {"double": 2, "triple": 3}
 _DIGIT = r"(?:zero|one|two|three|four|five|six|seven|eight|nine)"
-_TOKEN = rf"(?:(?:double|triple)[ \t]+{_DIGIT}|{_DIGIT}|oh|\d{{1,4}})(?!\w)"
+_TOKEN = rf"(?:(?:double|triple)[ \t]+(?:{_DIGIT}|oh)|{_DIGIT}|oh|\d{{1,4}})(?!\w)"
 _SEPARATOR = r"(?:[ \t]*[,.\-][ \t]*|[ \t]+)"
-RUN = re.compile(
-    rf"(?i)(?<![\w\-])(?:(?:double|triple)[ \t]+{_DIGIT}|{_DIGIT}|\d{{1,4}})(?!\w)"
-    rf"(?:{_SEPARATOR}{_TOKEN}){{2,24}}(?![\w\-])"
-)
-"""A run of digit words and digit groups, opened by a digit (never by "oh"); bounded, so a long
-text of digit words is read in linear time."""
+RUN = re.compile(rf"(?i)(?<![\w\-]){_TOKEN}(?:{_SEPARATOR}{_TOKEN}){{2,24}}(?![\w\-])")
+"""A run of digit words and digit groups ("oh" and "double oh" for zeros, as a British number
+is read: "oh seven seven zero zero, nine double oh"); bounded, so a long text of digit words is
+read in linear time. An "oh" of speech ("oh, one more thing") makes no run: three digit words
+and seven digits at least (`MIN_WORDS`, `MIN_DIGITS`)."""
 _WORD = re.compile(r"(?i)(double|triple)[ \t]+(\w+)|([a-z]+)|(\d+)")
 ANY_DIGIT_WORD = re.compile(rf"(?i)\b{_DIGIT}\b")
 MIN_WORDS = 3
@@ -63,7 +62,7 @@ def spoken(digits_and_separators: str) -> str:
     return re.sub(r" +([,.\-])", r"\1", " ".join(out.split()))
 
 
-_SPOKEN_TOKEN = re.compile(rf"(?i)\b(?:(?:double|triple)[ \t]+{_DIGIT}|{_DIGIT}|oh)\b")
+_SPOKEN_TOKEN = re.compile(rf"(?i)\b(?:(?:double|triple)[ \t]+(?:{_DIGIT}|oh)|{_DIGIT}|oh)\b")
 
 
 def written(value: str) -> str:

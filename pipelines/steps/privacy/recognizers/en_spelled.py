@@ -7,7 +7,8 @@ or an account number so, and every pattern recognizer looks for digits. A run of
 PHONE_NUMBER, nine after a social security word a US_SSN, any other run of seven digits or
 more an identifier (ID_NUMBER, the type that fills gaps: a validated type on the same span
 wins). Three digit words at least: "one two three" in prose counts something, and a run of
-written digits is the other recognizers'. "oh" is a zero only inside a run.
+written digits is the other recognizers'. "oh" is a zero ("oh seven seven zero zero, nine
+double oh ...", a British mobile read out).
 """
 
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer, has_context
