@@ -55,8 +55,8 @@ from pipelines.steps.privacy.recognizers.base import (
 from pipelines.steps.privacy.recognizers.cn_lac import CnModelMissing
 from pipelines.steps.privacy.recognizers.cn_names import (
     FORMS_OF_ADDRESS,
+    addressed_surnames,
     inside_a_longer_word,
-    surname_of,
 )
 from pipelines.steps.privacy.recognizers.en_keyed_ids import FALLBACK_ENTITIES
 from pipelines.steps.privacy.recognizers.en_names import PARTICLES, english_words, is_english
@@ -725,8 +725,9 @@ def _names_across_messages(record: Record, found: list[list[Finding]]) -> list[l
     Carried: a Latin word of a found name that is neither a particle nor an English word (a
     name that is also a word, `Will`, `Grace`, is not carried: a reply's "Will you" is no
     name), in any case; a whole Han name of two to four characters, not inside a longer
-    common word (高强 of 高强度); the surname of a Chinese full name before a form of address
-    (`_addressed_surnames`: 张 of 张建国 in 张先生). Each new finding is a
+    common word (高强 of 高强度); the surname of any Chinese full name found, before a form of
+    address (`cn_names.addressed_surnames`: 张 of 张建国 in 张先生; alone, a surname with a title
+    is a position, as in news). Each new finding is a
     PERSON at `MESSAGE_REPEAT_SCORE`, where no finding of that message covers it.
     """
     if len(record.messages) < 2:
@@ -748,8 +749,13 @@ def _names_across_messages(record: Record, found: list[list[Finding]]) -> list[l
                 english = english if english is not None else english_words(None)
                 if not is_english(word.lower(), english):
                     latin.add(word.lower())
-    addressed = _addressed_surnames(record, found)
-    if not latin and not han and addressed is None:
+    persons = {
+        message.content[finding.start : finding.end]
+        for message, findings in zip(record.messages, found, strict=True)
+        for finding in findings
+        if finding.entity_type == "PERSON"
+    }
+    if not latin and not han and not persons:
         return found
     carried = []
     for message, findings, m in zip(record.messages, found, range(len(found)), strict=True):
@@ -765,12 +771,12 @@ def _names_across_messages(record: Record, found: list[list[Finding]]) -> list[l
             for at in re.finditer(re.escape(name), text)
             if not inside_a_longer_word(text, at.start(), at.end())  # 高强 of 高强度
         ]
-        if addressed is not None:
-            more += [
-                at.span(1)
-                for at in addressed.finditer(text)
-                if not inside_a_longer_word(text, at.start(), at.end())  # 主张 + 总体
-            ]
+        # 张 of 张建国 in 张先生, not in 主张 + 总体
+        more += [
+            (start, end)
+            for start, end, address_end in addressed_surnames(text, persons, FORMS_OF_ADDRESS)
+            if not inside_a_longer_word(text, start, address_end)
+        ]
         new = [
             Finding(_field_name(message, m), start, end, "PERSON", MESSAGE_REPEAT_SCORE)
             for start, end in sorted(set(more))
@@ -839,28 +845,6 @@ def _values_across_messages(record: Record, found: list[list[Finding]]) -> list[
                 new.append(Finding(_field_name(message, m), start, end, *repeated))
         carried.append(sorted(findings + new, key=lambda f: f.start) if new else findings)
     return carried
-
-
-def _addressed_surnames(record: Record, found: list[list[Finding]]) -> re.Pattern[str] | None:
-    """The surnames of the Chinese full names found in the record, each before a form of
-    address (张 of 张建国 in 张先生, 陈 of 陳美玲's 陳小姐, 欧阳 in 欧阳女士): a pattern whose
-    first group is the surname; None where no such name was found.
-
-    A surname with a title alone is no name's evidence (`cn_names` leaves 王先生 alone: a
-    position in news), but where the record names the person in full, "张先生" is that person:
-    the scrubbed record would otherwise keep the surname the surrogate replaced."""
-    names = {
-        message.content[finding.start : finding.end]
-        for message, findings in zip(record.messages, found, strict=True)
-        for finding in findings
-        if finding.entity_type == "PERSON"
-    }
-    surnames = {surname_of(name) for name in names if _HAN_NAME.fullmatch(name)} - {None}
-    if not surnames:
-        return None
-    return re.compile(
-        f"({'|'.join(sorted(surnames, key=len, reverse=True))})(?:{'|'.join(FORMS_OF_ADDRESS)})"
-    )
 
 
 MESSAGE_REPEAT_SCORE = 0.6

@@ -35,6 +35,7 @@ Faker's full names (`_name_rule`) are kept for the bundled-corpus tools; no reco
 import re
 from bisect import bisect_left, bisect_right
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
 from faker.providers.address.zh_CN import Provider as AddressProvider
@@ -724,15 +725,6 @@ _CALENDAR = re.compile(r"(?:周|星期|礼拜)[一二三四五六七日天末中
 季度 quarter): LAC reads some of them as persons."""
 
 
-def surname_of(name: str) -> str | None:
-    """The surname a Chinese full name opens with (a compound one first: 欧阳 of 欧阳娜娜), or
-    None where it opens with none."""
-    for surname in (name[:2], name[:1]):
-        if len(name) > len(surname) and surname in surnames():
-            return surname
-    return None
-
-
 def _form_of_address(name: str) -> bool:
     """A surname with a title or a family word (王先生, 小刘总, 陈老师, 简氏), or one alone."""
     bare = name[1:] if len(name) > 2 and name[0] in "小老" else name
@@ -1403,27 +1395,38 @@ def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
 _ADDRESS_AFTER = ("先生", "女士", "小姐", "老师", "教授", "博士", "医生", "律师", "经理", "总")
 
 
+def addressed_surnames(
+    text: str, names: Iterable[str], forms: tuple[str, ...] = _ADDRESS_AFTER
+) -> Iterator[tuple[int, int, int]]:
+    """Where the surname of one of `names` (full Chinese names of two to four characters)
+    stands in `text` before a form of address of `forms`: the surname's start and end, and the
+    end of the form of address (the first of `forms` that follows)."""
+    known = surnames()
+    family: set[str] = set()
+    for name in names:
+        if 2 <= len(name) <= 4 and _HAN_ALL.fullmatch(name):
+            family.update(s for s in {name[:1], name[:2]} & known if len(name) > len(s))
+    for surname in family:
+        at = text.find(surname)
+        while at != -1:
+            after = at + len(surname)
+            form = next((form for form in forms if text.startswith(form, after)), None)
+            if form is not None:
+                yield at, after, after + len(form)
+            at = text.find(surname, after)
+
+
 def _addressed_again(text: str, spans) -> set[tuple[int, int]]:
     """The surname of a full name found in the text, where it comes again as a form of
     address (马化腾 ... 马先生, 顾卫东 ... 顾总): the same person, whose surname would stay in
     the text beside its surrogate. Only the surname is reported (a form of address alone,
     王先生 in a news item, is how the press leaves a person unnamed, and is no finding)."""
-    names = surnames()
-    family: set[str] = set()
-    for start, end in spans:
-        name = text[start:end]
-        if 2 <= len(name) <= 4 and _HAN_ALL.fullmatch(name):
-            family.update(s for s in {name[:1], name[:2]} & names if len(name) > len(s))
-    found = set()
     named = Spans(spans)  # O(log n) a test: a text may repeat a name thousands of times
-    for surname in family:
-        at = text.find(surname)
-        while at != -1:
-            after = at + len(surname)
-            if text.startswith(_ADDRESS_AFTER, after) and not named.overlaps(at, after):
-                found.add((at, after))
-            at = text.find(surname, after)
-    return found
+    return {
+        (at, after)
+        for at, after, _ in addressed_surnames(text, (text[start:end] for start, end in spans))
+        if not named.overlaps(at, after)
+    }
 
 
 _APPOINTED = (
