@@ -24,6 +24,7 @@ the same types, so DATE_TIME / NRP findings, which we do not scrub, are listed a
     .venv/bin/python benchmarks/pii_external.py --throughput 6000
     .venv/bin/python benchmarks/pii_external.py --zh-tagged FILE [--zh-tagged FILE ...]
     .venv/bin/python benchmarks/pii_external.py --en-tagged FILE [--en-tagged FILE ...]
+    .venv/bin/python benchmarks/pii_external.py --cluener FILE [--cluener FILE ...]
 
 `--zh-tagged FILE` reads a Chinese NER set of another source, one character and its tag per
 line (BIO or BMES, tab or space between, a blank line between sentences: Weibo NER's
@@ -35,7 +36,10 @@ from such a set (its places are not labelled as CLUENER's addresses are). `--en-
 reads an English set of one token and its tag per line the same way (WNUT-17's
 `emerging.*.conll`: posts from Twitter, Reddit, YouTube and StackExchange), the tokens joined
 by spaces: `person` is gold PERSON, `location` gold GPE (our LOCATION matches it); every other
-label (corporation, group, product, creative-work) is no person.
+label (corporation, group, product, creative-work) is no person. `--cluener FILE` reads a file
+in CLUENER2020's own format (`{"text", "label": {type: {entity: [[start, end], ...]}}}`, end
+inclusive; one object per line or pretty-printed one after another), e.g. its `dev.json`,
+another sample of the source of `pii_zh_dev.jsonl`, and scores it as that set.
 
 Last, the findings of each detector on the clean instruction data (`clean_sft/`), counted
 over the types we scrub: no gold there, so each finding is a steward's look.
@@ -142,6 +146,13 @@ def main() -> int:
         help="an English NER set, one token and its tag per line (repeat)",
     )
     parser.add_argument(
+        "--cluener",
+        type=Path,
+        action="append",
+        default=[],
+        help="a Chinese set in CLUENER2020's own JSON format, e.g. its dev.json (repeat)",
+    )
+    parser.add_argument(
         "--half",
         choices=("all", "even", "odd"),
         default="all",
@@ -159,22 +170,26 @@ def main() -> int:
         _labelled(_engines(cfg, vanilla=not args.no_vanilla), cfg, args.labelled, args.misses)
         return 0
     tagged = [(path, "zh") for path in args.zh_tagged] + [(path, "en") for path in args.en_tagged]
+    tagged += [(path, "cluener") for path in args.cluener]
     for path, lang in tagged:
         if not path.is_file():
-            parser.error(f"--{lang}-tagged {path}: no such file")
+            option = "--cluener" if lang == "cluener" else f"--{lang}-tagged"
+            parser.error(f"{option} {path}: no such file")
     if tagged:
         enforce_offline()
         from pipelines.steps.config import PIIConfig
 
         cfg = PIIConfig()
         engines = _engines(cfg, vanilla=not args.no_vanilla)
-        for path, lang in tagged:
-            rows = read_tagged(path, lang)
+        for path, kind in tagged:
+            rows = read_cluener(path) if kind == "cluener" else read_tagged(path, kind)
+            lang = "zh" if kind == "cluener" else kind
             if args.half != "all":
                 rows = rows[args.half == "odd" :: 2]
             if args.limit:
                 rows = rows[: args.limit]
-            _evaluate(engines, cfg, rows, lang, args.misses, source=path.name)
+            every_label = kind == "cluener"
+            _evaluate(engines, cfg, rows, lang, args.misses, path.name, every_label=every_label)
         return 0
     if not args.eval_dir.is_dir():
         parser.error(f"--eval-dir {args.eval_dir} is not a folder (see ../shared/eval/README.md)")
@@ -326,6 +341,35 @@ PLACE_TAGS = frozenset({"LOCATION", "LOC", "GPE"})
 """Tags of a place in the English token-tagged sets (upper-cased)."""
 
 
+def read_cluener(path: Path) -> list[dict]:
+    """Rows `{"id", "text", "spans"}` of a file in CLUENER2020's format: JSON objects `{"text",
+    "label": {type: {entity: [[start, end], ...]}}}` (end inclusive), one per line or
+    pretty-printed one after another; every place an entity is labelled is a span. A file that
+    is not such a stream stops the read naming the file and the offset."""
+    raw = path.read_text(encoding="utf-8")
+    decoder = json.JSONDecoder()
+    rows: list[dict] = []
+    at = 0
+    while True:
+        while at < len(raw) and raw[at].isspace():
+            at += 1
+        if at == len(raw):
+            return rows
+        try:
+            item, at_end = decoder.raw_decode(raw, at)
+            text = item["text"]
+            spans = [
+                {"start": start, "end": end + 1, "entity_type": label}
+                for label, entities in (item.get("label") or {}).items()
+                for places in entities.values()
+                for start, end in places
+            ]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise SystemExit(f"{path}: character {at}: not a CLUENER record ({exc})") from None
+        rows.append({"id": f"{path.name}:{len(rows)}", "text": text, "spans": spans})
+        at = at_end
+
+
 def read_tagged(path: Path, lang: str = "zh") -> list[dict]:
     """Rows `{"id", "text", "spans"}` of a character- (Chinese) or token-tagged (English, the
     tokens joined by spaces) set, BIO or BMES.
@@ -396,11 +440,18 @@ def _length(chars: list[str], separator: str) -> int:
 
 
 def _evaluate(
-    engines: dict, cfg, rows: list[dict], lang: str, misses: bool, source: str = ""
+    engines: dict,
+    cfg,
+    rows: list[dict],
+    lang: str,
+    misses: bool,
+    source: str = "",
+    *,
+    every_label: bool = False,
 ) -> None:
     texts = [row["text"] for row in rows]
     gold = [[(s["start"], s["end"], s["entity_type"]) for s in row["spans"]] for row in rows]
-    if source:  # a tagged set of another source: its names (and English places)
+    if source and not every_label:  # a tagged set of another source: its names (and places)
         scored_gold = ["PERSON", "GPE"] if lang == "en" else ["name", FULL_NAME_ROW]
     else:
         scored_gold = sorted(
