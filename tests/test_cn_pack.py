@@ -990,3 +990,61 @@ def test_a_titled_name_lac_reads_as_a_word_before_a_preposition_is_a_name() -> N
     text = "美国总统宣布将延长1年。"  # a verb and its preposition: no name
     tokens = (("美国", "LOC", 0), ("总统", "n", 2), ("宣布", "v", 4), ("将", "p", 6))
     assert cn_names._titled_han(text, tokens, set()) == set()
+
+
+# --- #15.2, seventh session: read on CLUENER's dev split (sentences written for these tests) ---
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        # a nationality (葡萄牙人, 西班牙人): 人 is a word of its own, no piece of the name
+        ("西班牙人贝尼特斯的离开，是球队本季最大的损失。", "贝尼特斯"),
+        # full Chinese names among a match report's words (做客) are no clubs
+        ("主演甄子丹、熊黛林将做客本周的访谈节目。", "甄子丹"),
+        ("主演甄子丹、熊黛林将做客本周的访谈节目。", "熊黛林"),
+        # LAC's own word of three characters after a title, read as an adverb or a verb
+        ("记者致电该公司副总经理曾立民，他证实了这一消息。", "曾立民"),
+        ("本报记者公培林北京报道", "公培林"),
+        # named as a coach (做为主帅, 少帅) among a match report's words
+        ("上赛季客场战平对手，而穆里尼奥做为主帅也从未在这里赢球。", "穆里尼奥"),
+        ("客场连败的波尔多和少帅纳格尔斯曼的第二赛季都不好过。", "纳格尔斯曼"),
+        # a relation, then a word no dictionary knows
+        ("他的老伴石粉兰今年六十岁，患有哮喘。", "石粉兰"),
+        # a name the writer marks as changed, however LAC cut it
+        ("某银行员工成钢（化名）为黄牛介绍客户。", "成钢"),
+        ("患者小林(化名)今年35岁。", "小林"),
+        # 小 or 老 and a rare surname, or a kin word after one, is a given name or a nickname
+        ("我们一定要继承小平同志的遗志。", "小平"),
+        ("明显宾哥比我更需要好吧！", "宾哥"),
+        # a word in a work's title is still a person's name outside it
+        ("《论纳兰性德的悼亡词》一文，代表了时下纳兰性德研究的新成果。", "纳兰性德"),
+    ],
+)
+def test_when_context_names_a_person_then_the_name_is_found(person, text, name) -> None:
+    assert name in _found(person, text, "PERSON")
+
+
+@pytest.mark.parametrize(
+    ("text", "not_a_name"),
+    [
+        ("王律师表示，这份合同自始无效。", "王律师"),  # a surname and a position
+        ("刘奶奶在女儿的搀扶下走进了急诊室。", "刘奶奶"),  # a surname and a kin word
+        ("老陈告诉记者，他的存折不见了。", "老陈"),  # 老 + a surname
+        ("银行发现客户信用卡被人冒名补办。", "信用卡"),  # a relation, then a common word
+        # one word names one thing in a text: a museum's name here
+        ("游客先去了盖蒂别墅，盖蒂中心的藏品更多，盖蒂的名气也更大。", "盖蒂"),
+    ],
+)
+def test_when_a_surname_is_addressed_or_a_word_names_a_thing_then_no_person_is_found(
+    person, text, not_a_name
+) -> None:
+    assert not any(not_a_name in found for found in _found(person, text, "PERSON"))
+
+
+def test_when_a_person_stands_before_a_known_place_then_the_place_does_not_take_the_name(
+    location,
+) -> None:
+    text = "如今王明远香港账户的资金可以随时调出。"
+    assert "王明远香港" not in _found(location, text, "LOCATION")
+    assert "香港" in _found(location, text, "LOCATION")

@@ -141,10 +141,14 @@ def _named_places(
     for index, (word, flag, start) in enumerate(tokens):
         end = start + len(word)
         if word.endswith(PLACE_WORDS) and name_like[index]:
+            # a place the dictionary knows by its own name (香港, not 公园 or 克劳馥路) takes
+            # no person's name before it: 李晨洋 + 香港账户 is a person and a place
+            known_place = flag == "ns" and word not in PLACE_WORDS and frequencies.get(word)
             first = index
             while (
                 first > 0
                 and name_like[first - 1]
+                and not (known_place and tokens[first - 1][1] == "nr")
                 and end - tokens[first - 1][2] <= MAX_PLACE_CHARACTERS
                 # a title or a relation is no part of a place's name (客户 + 黄山: a person)
                 and tokens[first - 1][0] not in PERSON_NOUNS

@@ -50,6 +50,7 @@ from pipelines.steps.privacy.recognizers.cn_name_model import (
     given_name_score,
     place_ending_ratio,
     reads_as_chinese_name,
+    surname_prior,
     surnames,
     tibetan_name,
     time_share,
@@ -172,11 +173,13 @@ _TITLE_BEFORE = (
     "组长", "州长", "馆长", "所长", "站长", "司长", "署长", "总理", "大使", "外长", "议员",
     "司令", "将军", "总编", "主管", "合伙人", "法官", "检察官", "警官", "民警", "替补", "球星",
     "射手", "新援", "外援", "队友", "名将", "老将", "小将", "助理", "村民", "原告", "被告",
+    "少帅", "名帅", "新帅", "老帅", "教头",
     "被告人", "证人", "当事人", "申请人", "上诉人", "代理人", "受害人", "被害人",
 )  # fmt: skip
 _RELATIONS = (
     "妻子", "丈夫", "老公", "老婆", "爱人", "儿子", "女儿", "孩子", "父亲", "母亲", "爸爸", "妈妈",
     "哥哥", "姐姐", "弟弟", "妹妹", "爷爷", "奶奶", "外公", "外婆", "姥姥", "姥爷", "孙子", "孙女",
+    "老伴", "前妻", "前夫", "岳父", "岳母", "公公", "婆婆", "女婿", "儿媳",
     "侄子", "侄女", "外甥", "叔叔", "舅舅", "姑姑", "伯伯", "表哥", "表姐", "表弟", "表妹", "男友",
     "女友", "男朋友", "女朋友", "未婚妻", "未婚夫", "朋友", "同学", "室友", "邻居", "客户", "顾客",
     "员工", "病人", "房东", "租客", "乘客",
@@ -471,11 +474,47 @@ def _acting_han(text: str, tokens, accepted) -> set[tuple[int, int]]:
     return found
 
 
+_PSEUDONYM = re.compile(r"[（(]\s*(?:均为|系|为)?化名\s*[）)]")
+"""A name the writer marks as changed (成钢（化名）, 小林(化名)): the press's way to name a
+person it will not name, and still a person's name in the text."""
+
+
+def _pseudonyms(text: str, tokens, accepted) -> set[tuple[int, int]]:
+    """The name right before （化名）, whatever LAC made of it: the text says it is a name. A
+    surname and a given name the name model accepts (员工 + 成钢, which LAC cuts into 成 + 钢),
+    the longer reading first; else LAC's word of two or three Han characters (小林)."""
+    names = surnames()
+    ends = {start + len(word): (word, tag, start) for word, tag, start in tokens}
+    found = set()
+    for match in _PSEUDONYM.finditer(text):
+        end = match.start()
+        for length in (3, 2):
+            name = text[max(0, end - length) : end]
+            surname = name[:2] if name[:2] in names else name[:1]
+            given = name[len(surname) :]
+            if (
+                len(name) == length
+                and _HAN_ALL.fullmatch(name)
+                and surname in names
+                and given
+                and given_name_score(given) > MIN_TITLED_GIVEN
+            ):
+                found.add((end - length, end))
+                break
+        else:
+            word, tag, start = ends.get(end, ("", "", 0))
+            if 2 <= len(word) <= 3 and _HAN_ALL.fullmatch(word) and tag not in ("LOC", "ORG"):
+                found.add((start, end))
+    return {span for span in found if span not in accepted}
+
+
 def _titled_han(text: str, tokens, accepted) -> set[tuple[int, int]]:
     """A word of 2-3 Han characters that LAC did not read as a name, right after a title
-    (记者马力, 大队长方剑民, 经理舒畅) or a relation (妻子 + 姜山) and before a pause, a verb,
-    an adverb or a time, made of a surname and a given name the name model accepts."""
+    (记者马力, 大队长方剑民, 经理舒畅) or a relation (妻子 + 姜山, 老伴 + 石粉兰) and before a
+    pause, a verb, an adverb or a time, made of a surname and a given name the name model
+    accepts."""
     names = surnames()
+    _, frequencies = _dictionary()
     found = set()
     for index, (token, tag, token_start) in enumerate(tokens):
         end = token_start + len(token)
@@ -499,8 +538,12 @@ def _titled_han(text: str, tokens, accepted) -> set[tuple[int, int]]:
             if whole and start != token_start:
                 continue
             word = text[start:end]
-            # a place's name was read after a position or a relation above
-            if (start, end) in accepted or not (tag == "LOC" or _titled(text, start)):
+            # a place's name was read after a position or a relation above; after a relation,
+            # a word no dictionary knows (老伴 + 石粉兰, not 客户 + 信用卡)
+            if (start, end) in accepted:
+                continue
+            related = _related(text, start) and not frequencies.get(word)
+            if not (tag == "LOC" or _titled(text, start) or related):
                 continue
             for surname in {word[:1], word[:2]} & names:
                 given = word[len(surname) :]
@@ -540,7 +583,14 @@ def _titled_across_words(text: str, tokens, accepted) -> set[tuple[int, int]]:
             if any(s < end and at < e for s, e in accepted):
                 break  # a name found already (LAC's, or the title rules')
             ends = end == len(text) or text[end] in _NAME_ENDS or text[end] in "等诉"
-            if not (ends or starts.get(end) in _AFTER_A_NAME_TAGS):
+            # LAC's own word of three characters no dictionary knows, whatever it tagged it
+            # (副总经理 + 曾世民 as an adverb, 记者 + 公培佳 as a verb + 北京报道)
+            own_word = (
+                length == 3
+                and words.get((at, end)) in _VERB_TAGS | {"n", "nz", "vn", "a", "v"}
+                and not frequencies.get(name)
+            )
+            if not (ends or own_word or starts.get(end) in _AFTER_A_NAME_TAGS):
                 continue
             surname = name[:2] if name[:2] in names else name[:1]
             given = name[len(surname) :]
@@ -550,7 +600,7 @@ def _titled_across_words(text: str, tokens, accepted) -> set[tuple[int, int]]:
                 and given not in FORMS_OF_ADDRESS + _TITLE_BEFORE  # 方总, 章院长
                 and not given.startswith("某")  # a court's anonymous form (石某 + 参与)
                 and starts.get(at) != "c"  # 玩家 + 和 + 影迷: "and"
-                and words.get((at, end)) not in _LAC_NOT_A_NAME  # 经理 + 陆续 (an adverb)
+                and (own_word or words.get((at, end)) not in _LAC_NOT_A_NAME)  # 经理 + 陆续
                 # a common word where the name would be: 都 + 选择, 康复, 严肃 + 地
                 and frequencies.get(given, 0) < COMMON_WORD
                 and frequencies.get(name[:2], 0) < COMMON_WORD
@@ -568,6 +618,11 @@ COMMON_WORD = 100
 the outside sets (建云, 喜贵, 有才, 中田) 24 times at most."""
 _POSITIONS_AND_ROLES = tuple(t for t in _TITLE_BEFORE if t not in _NAMING_WORDS)
 """Titles that name a position or a role (not 叫 "called": 一个叫玉兔的台风)."""
+
+
+def _related(text: str, start: int) -> bool:
+    """Whether a relation (`_RELATIONS`: 妻子, 老伴, 客户) ends right before `start`."""
+    return text[max(0, start - 8) : start].rstrip("：: ").endswith(_RELATIONS)
 
 
 def _titled(text: str, start: int) -> bool:
@@ -684,9 +739,25 @@ _PERSON_WORDS_AFTER = (
 )  # fmt: skip
 """Words after a name that only a person does or is (speaks, directs, was born, is interviewed)."""
 _AGE_AFTER = re.compile(r"今年\d{1,3}岁")
-FORMS_OF_ADDRESS = (*_HONORIFICS, "老板", "教授", "主任", "总监", "主席", "姓", "氏", "家")
-"""What after a bare surname makes a form of address or a family (王先生, 陈老师, 胡姓, 简氏),
-not a person's name: a title, which CLUENER-style annotation calls a position."""
+_TITLES_OF_ADDRESS = (
+    "律师", "博士", "医生", "大夫", "护士", "书记", "院长", "校长", "局长", "部长", "市长", "县长",
+    "区长", "镇长", "村长", "厂长", "处长", "科长", "所长", "站长", "行长", "省长", "队长", "社长",
+    "团长", "组长", "馆长", "会长", "秘书", "主编", "总编", "主管", "警官", "法官", "董事长",
+    "总经理", "总裁", "教练", "指导", "导演", "编辑", "会计", "工",
+)  # fmt: skip
+"""Positions a surname is addressed by (杨律师, 刘书记, 朱博士, 王局长, 李工)."""
+_KIN_OF_ADDRESS = (
+    "奶奶", "爷爷", "叔叔", "伯伯", "婶婶", "大妈", "大娘", "大爷", "大叔", "大姐", "大哥", "姐",
+    "哥", "叔", "婶", "嫂", "伯",
+)  # fmt: skip
+"""Kin words a surname is addressed by, as children and neighbours do (张奶奶, 刘叔, 王姐)."""
+FORMS_OF_ADDRESS = (
+    *_HONORIFICS, "老板", "教授", "主任", "总监", "主席", "姓", "氏", "家", *_TITLES_OF_ADDRESS,
+    *_KIN_OF_ADDRESS,
+)  # fmt: skip
+"""What after a bare surname makes a form of address or a family (王先生, 陈老师, 杨律师,
+张奶奶, 胡姓, 简氏), not a person's name: a title, which CLUENER-style annotation calls a
+position."""
 _SPEAKER_LABEL = re.compile(r"(?:^|(?<=[。！？\n]))\s*([\u4e00-\u9fff]{2,3})[：:]")
 """A speaker's name before a colon at the start of a sentence (an interview transcript)."""
 _LAC_NOT_A_PERSON = frozenset({"LOC", "ORG"})
@@ -717,7 +788,21 @@ def _person_evidence(text: str, start: int, end: int) -> bool:
         or before.endswith(_ROLES_OF)
         or text.startswith(_PERSON_WORDS_AFTER, end)
         or _in_view_of(text, start, end)
+        or _in_a_role(text, end)
     )
+
+
+_AS = ("作为", "做为", "身为", "担任", "出任")
+
+
+def _in_a_role(text: str, end: int) -> bool:
+    """作为 / 身为 / 担任 and a title right after the span (温格 + 做为主帅, 身为队长): what
+    it is named as is a person's position."""
+    for word in _AS:
+        if text.startswith(word, end):
+            rest = text[end + len(word) : end + len(word) + 8]
+            return rest.startswith(_POSITIONS_AND_ROLES)
+    return False
 
 
 _CALENDAR = re.compile(r"(?:周|星期|礼拜)[一二三四五六七日天末中度内初]|季度|[年月][初中底度]")
@@ -726,14 +811,33 @@ _CALENDAR = re.compile(r"(?:周|星期|礼拜)[一二三四五六七日天末中
 
 
 def _form_of_address(name: str) -> bool:
-    """A surname with a title or a family word (王先生, 小刘总, 陈老师, 简氏), or one alone."""
-    bare = name[1:] if len(name) > 2 and name[0] in "小老" else name
+    """A surname with a title or a family word (王先生, 小刘总, 陈老师, 简氏), or one alone; a
+    common surname after 小 or 老 (老刘, 小陈) or before a one-character kin word (王姐): a
+    rare one there is a given name's character (小平, 小明, 宾哥)."""
+    familiar = len(name) == 2 and name[0] in "小老"
+    bare = name[1:] if len(name) > 2 and name[0] in "小老" or familiar else name
     names = surnames()
-    return any(
-        bare[: len(surname)] == surname
-        and (len(bare) == len(surname) or bare[len(surname) :] in FORMS_OF_ADDRESS)
-        for surname in {bare[:1], bare[:2]} & names
-    )
+    for surname in {bare[:1], bare[:2]} & names:
+        if bare[: len(surname)] != surname:
+            continue
+        form = bare[len(surname) :]
+        if form and form not in FORMS_OF_ADDRESS:
+            continue
+        if (familiar or form in _KIN_OF_ADDRESS and len(form) == 1) and not _common_surname(
+            surname
+        ):
+            continue
+        return True
+    return False
+
+
+COMMON_SURNAME = -5.0
+"""`surname_prior` (the log share of the dictionary's names) above which a surname is common
+(王 -3.3, 刘 -3.9, 罗 -4.6, 林 -4.9; 平 -5.9 and 明 -5.1 are rare, and given names' characters)."""
+
+
+def _common_surname(surname: str) -> bool:
+    return len(surname) == 1 and surname_prior(surname) > COMMON_SURNAME
 
 
 def _bounds(tokens) -> tuple[frozenset[int], frozenset[int]]:
@@ -889,11 +993,21 @@ def _cut_from_a_longer_word(text: str, name: str, start: int, end: int) -> bool:
     with nothing else for a person says little."""
     if foreign_score(name) <= FOREIGN_CHARACTER:
         return False
-    around = text[start - 1 : start] + text[end : end + 1]
+    _, frequencies = _dictionary()
+    before, after = text[start - 1 : start], text[end : end + 1]
     return any(
-        _HAN_ALL.fullmatch(character) and foreign_score(character) > FOREIGN_CHARACTER
-        for character in around
+        _HAN_ALL.fullmatch(character)
+        and foreign_score(character) > FOREIGN_CHARACTER
+        and (character == after or frequencies.get(character, 0) < WORD_ON_ITS_OWN)
+        for character in (before, after)
+        if character
     )
+
+
+WORD_ON_ITS_OWN = 100_000
+"""jieba's count from which a character before a name is a word of its own far more often
+than a piece of a transliteration (人 in 葡萄牙人 + 奎罗斯: a nationality, then the name; after
+a word, 扎伊尔 + 人民, it still makes the word a country's)."""
 
 
 def inside_a_longer_word(text: str, start: int, end: int) -> bool:
@@ -1076,42 +1190,86 @@ def lac_persons(
     found: dict[tuple[int, int], float] = {}
     bounds = _bounds(tokens)
     starts = {start: index for index, (_, _, start) in enumerate(tokens)}  # one index per text
+    read_as_other: set[str] = set()
     for word, start, end in _person_candidates(text, tokens):
         name = word.strip("".join(_INTERPUNCT))
         if len(name) < 2 or not _HAN_CHARACTER.search(name) or name in elsewhere:
             continue
-        if _form_of_address(name) or _not_a_person(text, start, end):
-            continue
-        if _CALENDAR.fullmatch(name) or _AMOUNT.fullmatch(name):
-            continue
-        if text.startswith(_PLACE_OR_ORG_AFTER, end):
-            continue
-        if _joined_to_a_place(tokens, starts, end) or _ends_in_a_kind(name):
+        verdict = _a_person_here(text, tokens, bounds, starts, name, start, end)
+        if verdict is False:
+            read_as_other.add(name)
+        if not verdict:
             continue
         evidence = _person_evidence(text, start, end)
-        if not evidence and _object_of_a_place_verb(text, start, end):
-            continue
-        if not evidence and (
-            text[max(0, start - 8) : start].endswith(_KIND_BEFORE)
-            or _inside_a_place(tokens, starts, start, name)
-        ):
-            continue
-        if not evidence and _sets_odds(text, end):
-            continue
-        if not evidence and _beside_a_score(text, start, end):
-            continue
-        if not evidence and _heads_title(tokens, starts, end):
-            continue
-        if not evidence and _employer(text, start, end):
-            continue
-        han = "".join(c for c in name if c not in _INTERPUNCT)
-        dotted = han != name
-        if not evidence and not dotted and _match_report(text, bounds, start, end):
-            continue
-        if not evidence and not dotted and _cut_from_a_longer_word(text, han, start, end):
-            continue
         found[(start, end)] = LAC_PERSON_SCORE + (CONTEXT_SCORE if evidence else 0.0)
-    return found
+    # One word names one thing in a text: a word read as a place's, a club's or an
+    # organisation's name in one place (维拉公园, 盖蒂中心) names no person elsewhere in it
+    # unless a title or a person's verb says so there.
+    return {
+        (start, end): score
+        for (start, end), score in found.items()
+        if score > LAC_PERSON_SCORE
+        or text[start:end].strip("".join(_INTERPUNCT)) not in read_as_other
+    }
+
+
+def _full_chinese_name(word: str) -> bool:
+    """A surname and a given name of two characters that the name model reads clearly as a
+    Chinese person's (甄子丹, 熊黛林), no club's: clubs are transliterated (巴勒莫, 霍芬海 is
+    as much the one as the other), a city's name of two characters (申花, 罗马) or a surname
+    before a common word (莫 + 陆军)."""
+    _, frequencies = _dictionary()
+    return any(
+        len(word) == len(surname) + 2
+        and word.startswith(surname)
+        and foreign_score(word) < CLEARLY_CHINESE
+        and given_name_score(word[len(surname) :]) > CLEARLY_GIVEN
+        and frequencies.get(word[len(surname) :], 0) < COMMON_WORD
+        for surname in {word[:1], word[:2]} & surnames()
+    )
+
+
+CLEARLY_CHINESE = -0.5
+"""`foreign_score` below which a word's characters are clearly a Chinese name's."""
+CLEARLY_GIVEN = 1.0
+"""`given_name_score` above which two characters are clearly a given name."""
+
+
+def _a_person_here(
+    text: str, tokens, bounds, starts, name: str, start: int, end: int
+) -> bool | None:
+    """Whether LAC's PER candidate `name` at `[start, end)` is a person's name where it stands
+    (`lac_persons`'s tests, in order): True; False where what surrounds it makes it the name of
+    a place, an organisation or a club (黄岩区, 盖蒂 + 中心, 费耶诺德 + 主场); None where it is
+    no person's name for another reason (a form of address, a title's words, a date)."""
+    if _form_of_address(name) or _inside_title(text, start, end) or _quoted_work(text, start, end):
+        return None
+    if _CALENDAR.fullmatch(name) or _AMOUNT.fullmatch(name):
+        return None
+    if _not_a_person(text, start, end) or text.startswith(_PLACE_OR_ORG_AFTER, end):
+        return False
+    if _joined_to_a_place(tokens, starts, end) or _ends_in_a_kind(name):
+        return False
+    if _person_evidence(text, start, end):
+        return True
+    if _object_of_a_place_verb(text, start, end):
+        return False
+    if text[max(0, start - 8) : start].endswith(_KIND_BEFORE):
+        return False
+    if _inside_a_place(tokens, starts, start, name):
+        return False
+    if _sets_odds(text, end) or _beside_a_score(text, start, end) or _employer(text, start, end):
+        return False
+    if _heads_title(tokens, starts, end):
+        return None
+    han = "".join(c for c in name if c not in _INTERPUNCT)
+    if han != name:  # a dotted transliteration: a person's full name
+        return True
+    if not _full_chinese_name(han) and _match_report(text, bounds, start, end):
+        return False
+    if _cut_from_a_longer_word(text, han, start, end):
+        return None
+    return True
 
 
 _LATIN_RUN = re.compile(r"[A-Za-z][A-Za-z'\-]*(?: [A-Za-z][A-Za-z'\-]*)?")
@@ -1492,6 +1650,8 @@ class CnPersonRecognizer(RegexRecognizer):
             spans.setdefault(span, LAC_PERSON_SCORE)
         for span in _titled_han(text, tokens, set(spans)):
             spans.setdefault(span, LAC_PERSON_SCORE)
+        for span in _pseudonyms(text, tokens, set(spans)):
+            spans.setdefault(span, LAC_PERSON_SCORE + CONTEXT_SCORE)
         for span in _titled_across_words(text, tokens, set(spans)):
             spans.setdefault(span, LAC_PERSON_SCORE)
         for span in _acting_han(text, tokens, set(spans)):
