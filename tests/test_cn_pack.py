@@ -1042,6 +1042,29 @@ def test_when_a_surname_is_addressed_or_a_word_names_a_thing_then_no_person_is_f
     assert not any(not_a_name in found for found in _found(person, text, "PERSON"))
 
 
+def test_when_a_text_names_someone_by_a_form_of_address_then_it_is_a_name_throughout(
+    person,
+) -> None:
+    text = (
+        "假设有一个学生名叫小李，期末考试快到了。他每天放学后都要做一个选择：回家复习还是和"
+        "朋友出去玩。\n\n如果小李选择回家复习，他会有更多时间。"
+    )
+    assert _found(person, text, "PERSON") == ["小李", "小李"]
+
+
+@pytest.mark.parametrize(
+    ("text", "not_a_name"),
+    [
+        ("游客先去了东姑和蓝环岛，两处都很美。", "东姑"),  # listed with a place
+        ("开发商贝塞斯达的新作今年上市。", "贝塞斯达"),  # a company's kind before it
+    ],
+)
+def test_when_a_word_is_listed_with_a_place_or_follows_a_kind_then_it_is_no_person(
+    person, text, not_a_name
+) -> None:
+    assert not any(not_a_name in found for found in _found(person, text, "PERSON"))
+
+
 def test_when_a_person_stands_before_a_known_place_then_the_place_does_not_take_the_name(
     location,
 ) -> None:

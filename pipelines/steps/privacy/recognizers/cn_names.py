@@ -1036,7 +1036,9 @@ MAX_JOINED_WORDS = 3
 _KIND_BEFORE = (
     "球队", "俱乐部", "球会", "战队", "乐队", "公司", "集团", "银行", "品牌", "厂商", "机构",
     "媒体", "网站", "平台", "杂志", "电视台", "网游", "游戏", "手游", "城市", "小镇", "古镇",
-    "村庄", "牧场", "景区", "酒店", "餐厅", "学校", "大学", "庄家",
+    "村庄", "牧场", "景区", "酒店", "餐厅", "学校", "大学", "庄家", "开发商", "发行商", "代理商",
+    "运营商", "供应商", "制造商", "经销商", "厂家", "工作室", "出版社", "国家", "海岛", "小岛",
+    "博物馆", "美术馆",
 )  # fmt: skip
 """Words for a kind of organisation, work or place right before a name, in apposition (波兰球队
 + 波兹南莱施, 网游 + 阿凡龙, 牧场 + 甘海子): the name is of that kind, as a title before a
@@ -1191,6 +1193,7 @@ def lac_persons(
     bounds = _bounds(tokens)
     starts = {start: index for index, (_, _, start) in enumerate(tokens)}  # one index per text
     read_as_other: set[str] = set()
+    addressed: list[tuple[str, int, int]] = []
     for word, start, end in _person_candidates(text, tokens):
         name = word.strip("".join(_INTERPUNCT))
         if len(name) < 2 or not _HAN_CHARACTER.search(name) or name in elsewhere:
@@ -1198,10 +1201,18 @@ def lac_persons(
         verdict = _a_person_here(text, tokens, bounds, starts, name, start, end)
         if verdict is False:
             read_as_other.add(name)
+        if verdict is None and _form_of_address(name):
+            addressed.append((name, start, end))
         if not verdict:
             continue
         evidence = _person_evidence(text, start, end)
         found[(start, end)] = LAC_PERSON_SCORE + (CONTEXT_SCORE if evidence else 0.0)
+    # A form of address the text gives as someone's name (名叫小李 ... 小李选择) is that name
+    # wherever it comes again.
+    named = {text[s:e].strip("".join(_INTERPUNCT)) for s, e in found}
+    for name, start, end in addressed:
+        if name in named:
+            found[(start, end)] = LAC_PERSON_SCORE
     # One word names one thing in a text: a word read as a place's, a club's or an
     # organisation's name in one place (维拉公园, 盖蒂中心) names no person elsewhere in it
     # unless a title or a person's verb says so there.
@@ -1235,6 +1246,27 @@ CLEARLY_GIVEN = 1.0
 """`given_name_score` above which two characters are clearly a given name."""
 
 
+_LIST_JOINERS = frozenset({"和", "与", "及", "、", "以及", "或"})
+
+
+def _listed_with_a_thing(tokens, starts: dict[int, int], start: int, end: int) -> bool:
+    """Whether the span is an item of a list whose neighbouring item LAC reads as a place (东姑 +
+    和 + 蓝环岛): a list's items are of one kind, and with nothing for a person around it the
+    word is a place too."""
+    index = starts.get(start)
+    if index is None:
+        return False
+    after = starts.get(end)
+    neighbours = []
+    if index >= 2 and tokens[index - 1][0] in _LIST_JOINERS:
+        neighbours.append(tokens[index - 2])
+    if after is not None and after + 1 < len(tokens) and tokens[after][0] in _LIST_JOINERS:
+        neighbours.append(tokens[after + 1])
+    # (an organisation beside a name is often the next person's employer: 纪勤 + 和 + 汇丰控股
+    # 财务总监范智廉; only a place is taken for the list's kind)
+    return any(tag == "LOC" for _, tag, _ in neighbours)
+
+
 def _a_person_here(
     text: str, tokens, bounds, starts, name: str, start: int, end: int
 ) -> bool | None:
@@ -1242,7 +1274,10 @@ def _a_person_here(
     (`lac_persons`'s tests, in order): True; False where what surrounds it makes it the name of
     a place, an organisation or a club (黄岩区, 盖蒂 + 中心, 费耶诺德 + 主场); None where it is
     no person's name for another reason (a form of address, a title's words, a date)."""
-    if _form_of_address(name) or _inside_title(text, start, end) or _quoted_work(text, start, end):
+    named = text[max(0, start - 4) : start].endswith(_NAMING_WORDS)  # 名叫小李: his name
+    if _form_of_address(name) and not named:
+        return None
+    if _inside_title(text, start, end) or _quoted_work(text, start, end):
         return None
     if _CALENDAR.fullmatch(name) or _AMOUNT.fullmatch(name):
         return None
@@ -1259,6 +1294,8 @@ def _a_person_here(
     if _inside_a_place(tokens, starts, start, name):
         return False
     if _sets_odds(text, end) or _beside_a_score(text, start, end) or _employer(text, start, end):
+        return False
+    if _listed_with_a_thing(tokens, starts, start, end):
         return False
     if _heads_title(tokens, starts, end):
         return None
