@@ -1017,6 +1017,8 @@ def test_a_titled_name_lac_reads_as_a_word_before_a_preposition_is_a_name() -> N
         # 小 or 老 and a rare surname, or a kin word after one, is a given name or a nickname
         ("我们一定要继承小平同志的遗志。", "小平"),
         ("明显宾哥比我更需要好吧！", "宾哥"),
+        # a full Chinese name after a company's name: its employee
+        ("图为地产设计总监王建刚、远景建筑设计有限公司孙祥林、李明华诠释新项目。", "孙祥林"),
         # a word in a work's title is still a person's name outside it
         ("《论纳兰性德的悼亡词》一文，代表了时下纳兰性德研究的新成果。", "纳兰性德"),
     ],

@@ -1289,7 +1289,8 @@ def _a_person_here(
         return True
     if _object_of_a_place_verb(text, start, end):
         return False
-    if text[max(0, start - 8) : start].endswith(_KIND_BEFORE):
+    # (a full Chinese name after a company's name is its employee's: 有限公司 + 孙祥树)
+    if text[max(0, start - 8) : start].endswith(_KIND_BEFORE) and not _full_chinese_name(name):
         return False
     if _inside_a_place(tokens, starts, start, name):
         return False
