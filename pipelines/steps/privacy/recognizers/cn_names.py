@@ -811,11 +811,11 @@ _CALENDAR = re.compile(r"(?:周|星期|礼拜)[一二三四五六七日天末中
 
 
 def _form_of_address(name: str) -> bool:
-    """A surname with a title or a family word (王先生, 小刘总, 陈老师, 简氏), or one alone; a
-    common surname after 小 or 老 (老刘, 小陈) or before a one-character kin word (王姐): a
-    rare one there is a given name's character (小平, 小明, 宾哥)."""
-    familiar = len(name) == 2 and name[0] in "小老"
-    bare = name[1:] if len(name) > 2 and name[0] in "小老" or familiar else name
+    """A surname with a title or a family word (王先生, 小刘总, 陈老师, 杨律师, 简氏), or one
+    alone; before a one-character kin word (王姐, 刘叔) a common surname only: a rare one there
+    is a given name's character (宾哥). 小 or 老 and a surname alone (老刘, 小马) is how people
+    who know someone name them: a name, kept (recall first; news labels it either way)."""
+    bare = name[1:] if len(name) > 2 and name[0] in "小老" else name
     names = surnames()
     for surname in {bare[:1], bare[:2]} & names:
         if bare[: len(surname)] != surname:
@@ -823,9 +823,7 @@ def _form_of_address(name: str) -> bool:
         form = bare[len(surname) :]
         if form and form not in FORMS_OF_ADDRESS:
             continue
-        if (familiar or form in _KIN_OF_ADDRESS and len(form) == 1) and not _common_surname(
-            surname
-        ):
+        if form in _KIN_OF_ADDRESS and len(form) == 1 and not _common_surname(surname):
             continue
         return True
     return False
@@ -833,7 +831,7 @@ def _form_of_address(name: str) -> bool:
 
 COMMON_SURNAME = -5.0
 """`surname_prior` (the log share of the dictionary's names) above which a surname is common
-(王 -3.3, 刘 -3.9, 罗 -4.6, 林 -4.9; 平 -5.9 and 明 -5.1 are rare, and given names' characters)."""
+(王 -3.3, 刘 -3.9, 罗 -4.6, 林 -4.9; 宾 -8.7 and 平 -5.9 are rare, and given names' characters)."""
 
 
 def _common_surname(surname: str) -> bool:
