@@ -1057,11 +1057,11 @@ def test_when_a_text_names_someone_by_a_form_of_address_then_it_is_a_name_throug
 @pytest.mark.parametrize(
     ("text", "not_a_name"),
     [
-        ("游客先去了东姑和蓝环岛，两处都很美。", "东姑"),  # listed with a place
         ("开发商贝塞斯达的新作今年上市。", "贝塞斯达"),  # a company's kind before it
+        ("私人银行的客户李先生（化名）表示满意。", "李先生"),  # a form of address, 化名 or not
     ],
 )
-def test_when_a_word_is_listed_with_a_place_or_follows_a_kind_then_it_is_no_person(
+def test_when_a_word_follows_a_kind_or_is_a_form_of_address_then_it_is_no_person(
     person, text, not_a_name
 ) -> None:
     assert not any(not_a_name in found for found in _found(person, text, "PERSON"))

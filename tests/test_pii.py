@@ -308,6 +308,10 @@ def test_when_findings_overlap_then_only_the_stronger_longer_one_is_kept(
         ("IFSC: SBIN0001234, A/C No. 30012345678", "SBIN0001234", "ID_NUMBER"),
         ("Sort code: 40-11-62 Acc no: 71234567", "71234567", "ID_NUMBER"),
         ("sort code 20-11-62 a/c 31926819", "31926819", "ID_NUMBER"),
+        # A person's record of another kind: a tenancy, an application, a case, a loan
+        ("Flat 14B, 300 Riverside Drive. Tenant ref TNT-0045521.", "TNT-0045521", "ID_NUMBER"),
+        ("Your case number is MKT-771902.", "MKT-771902", "ID_NUMBER"),
+        ("Loan no. 55-2093-118 is closed.", "55-2093-118", "ID_NUMBER"),
         # A validated or more specific type on the same characters keeps its own type.
         ("Please wire it to account number 45120988731 today.", "45120988731", "US_BANK_NUMBER"),
         ("Her social security number is 536-22-8145.", "536-22-8145", "US_SSN"),
@@ -319,6 +323,24 @@ def test_when_an_identifier_is_announced_by_its_name_then_it_is_found_and_a_spec
     findings = scan_text(analyzer, text, CFG)
 
     assert (entity, value) in [(f.entity_type, text[f.start : f.end]) for f in findings]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        # a driver's licence guessed from the digits inside a keyed identifier's value
+        ("I still have not had my offer letter. Applicant ID 24-UG-118302.", "24-UG-118302"),
+        # an identifier read from the digits of a code takes the whole code
+        ("Please update the policy for vehicle HMQ-7730291.", "HMQ-7730291"),
+        ("Change the beneficiary on my life policy LP-00938812 please.", "LP-00938812"),
+    ],
+)
+def test_when_part_of_a_code_reads_as_an_identifier_then_the_whole_code_is_found(
+    analyzer: AnalyzerEngine, text: str, value: str
+) -> None:
+    findings = scan_text(analyzer, text, CFG)
+
+    assert value in [text[f.start : f.end] for f in findings]
 
 
 @pytest.mark.parametrize(
@@ -350,6 +372,7 @@ def test_when_a_chinese_text_names_an_identifier_then_its_value_is_found(
         "Check the account number format before you submit.",
         "Read RFC 7231 and plate 12 of the atlas.",  # no name of an identifier
         "We sin 1234 times; fin 2024.",  # lower-case words, not the acronyms
+        "In case no 2 fails, retry.",  # a case, but no identifier's value
     ],
 )
 def test_when_no_identifier_follows_its_name_then_no_id_number_is_found(

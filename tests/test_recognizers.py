@@ -628,6 +628,28 @@ def test_a_phone_written_the_north_american_way_is_found_even_with_an_unassigned
     assert found("Order 555-555-0142 shipped") == []  # invalid and in the fiction range
 
 
+def test_a_british_mobile_number_is_found_by_its_layout_without_a_phone_word():
+    """07 and nine digits, a space after the fifth or none: no phone word needed (`is 07412
+    900461 still the best number`); other British formats still need one, and Ofcom's drama
+    range (07700 900xxx) stays out, as 555-01xx does."""
+    from pipelines.steps.privacy.recognizers.en_phone import IntlPhoneRecognizer
+
+    recognizer = IntlPhoneRecognizer(language="en")
+
+    def found(text: str) -> list[str]:
+        return [
+            text[r.start : r.end]
+            for r in recognizer.analyze(text, ["PHONE_NUMBER"])
+            if r.score >= 0.4
+        ]
+
+    assert found("And is 07412 900461 still the best number for you?") == ["07412 900461"]
+    assert found("Texts go to 07412900461 from now on.") == ["07412900461"]
+    assert found("The total was 0141 496 0123 units.") == []  # a landline's layout: a word
+    assert found("And is 07700 900461 still the best number?") == []  # drama
+    assert found("ratio 0.7412900461 and 107412900461") == []
+
+
 @pytest.mark.parametrize(
     ("text", "code"),
     [
@@ -697,6 +719,25 @@ def test_an_address_is_found_whole_with_its_unit_box_and_postal_code(
 ) -> None:
     spans = [text[f.start : f.end] for f in scan_text(analyzer, text, CFG)]
     assert address in spans
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Flat 14B, 300 Riverside Drive. Tenant ref TNT-0045521.",
+        "I live at 300 Riverside Drive. My ref is ABC.",
+        "He moved to 42 Wallaby Way. Sydney is nice.",
+    ],
+)
+def test_a_street_written_in_full_then_a_full_stop_ends_the_address(
+    analyzer: AnalyzerEngine, text: str
+) -> None:
+    """The next sentence's first words are no town (`Drive. Tenant ref`); an abbreviation's dot
+    (`Pkwy, Mountain View`, `Oak Blvd. Austin`) still goes on (the tests above)."""
+    stop = text.index(". ")
+    findings = scan_text(analyzer, text, CFG)
+    assert any(f.entity_type == "LOCATION" and f.start < stop for f in findings)
+    assert not any(f.start < stop and f.end > stop + 2 for f in findings)
 
 
 @pytest.mark.parametrize(

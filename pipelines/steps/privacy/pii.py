@@ -1176,10 +1176,15 @@ def _resolve(
     # A name, a place or a phone read wholly inside an identifier's value is a misreading of
     # its characters (`reg KD19 XRT`: XRT no person): the identifier keeps them.
     fallbacks = Spans((r.start, r.end) for r in candidates if r.entity_type in FALLBACK_ENTITIES)
+    values = {(r.start, r.end) for r in candidates if r.entity_type in FALLBACK_ENTITIES}
     candidates = [
         r
         for r in candidates
-        if r.entity_type not in _INSIDE_AN_IDENTIFIER or not fallbacks.contains(r.start, r.end)
+        if r.entity_type not in _INSIDE_AN_IDENTIFIER
+        or not fallbacks.contains(r.start, r.end)
+        # a licence read on the value's own characters is the value's type (`Driver license
+        # S3354635`); only one read on part of it is a misreading
+        or (r.entity_type in _PART_OF_AN_IDENTIFIER and (r.start, r.end) in values)
     ]
     # A fallback type (an identifier read from its name alone) fills gaps: any other finding
     # on the same characters wins whatever the scores, and keeps its own surrogate.
@@ -1215,13 +1220,56 @@ def _resolve(
             if result.entity_type in _REMAINDER_TYPES:
                 kept += _remainders(text, result, overlapping)
     kept = _name_parts_again(text, kept)
+    kept = _whole_codes(text, kept)
     kept.sort(key=lambda r: r.start)
     return [Finding(field, r.start, r.end, r.entity_type, r.score) for r in kept]
 
 
-_INSIDE_AN_IDENTIFIER = frozenset({"PERSON", "LOCATION", "PHONE_NUMBER", "CN_PHONE_NUMBER"})
+_INSIDE_AN_IDENTIFIER = frozenset(
+    {"PERSON", "LOCATION", "PHONE_NUMBER", "CN_PHONE_NUMBER", "US_DRIVER_LICENSE"}
+)
 """Readings that an identifier's value holding them outranks (`_resolve`): a name in its
-letters (KD19 XRT), a phone in its digits (证件号码E98765432, 会员卡号VIP88012345)."""
+letters (KD19 XRT), a phone in its digits (证件号码E98765432, 会员卡号VIP88012345), a driver's
+licence guessed from its digits alone (`Applicant ID 24-UG-118302`: the 118302)."""
+_PART_OF_AN_IDENTIFIER = frozenset({"US_DRIVER_LICENSE"})
+"""Of those, the readings that keep a value's whole span as their own (a licence announced as
+one)."""
+_WHOLE_TOKEN_TYPES = frozenset({"US_DRIVER_LICENSE", "ID_NUMBER", "US_BANK_NUMBER"})
+"""Identifiers read from part of a code: the finding takes the whole code it stands in."""
+_CODE = re.compile(r"[A-Za-z0-9]+(?:[-_/][A-Za-z0-9]+)*")
+"""A code: letters and digits, in groups joined by one hyphen, underscore or slash, no space
+(`HMQ-7730291`, `LP-00938812`, `24-UG-118302`)."""
+
+
+def _whole_codes(text: str, kept: list[RecognizerResult]) -> list[RecognizerResult]:
+    """An identifier read from part of a code takes the whole code (`HMQ-` + 7730291, a
+    driver's licence pattern's digits): the prefix is as much the identifier as the digits,
+    and the part left beside the surrogate would still point at it. Never over another
+    finding."""
+    kept = sorted(kept, key=lambda r: r.start)
+    out = []
+    for index, result in enumerate(kept):
+        if result.entity_type in _WHOLE_TOKEN_TYPES:
+            low = max(0, result.start - MAX_CODE_CHARS)
+            for match in _CODE.finditer(text, low, min(len(text), result.end + MAX_CODE_CHARS)):
+                start, end = match.span()
+                if start > result.start:
+                    break
+                if result.end > end or (start, end) == (result.start, result.end):
+                    continue
+                # the findings around it end before the code and begin after it (kept do
+                # not overlap one another, so the neighbours in order are the ones to ask)
+                before = out[-1].end if out else 0
+                after = kept[index + 1].start if index + 1 < len(kept) else len(text)
+                if before <= start and end <= after:
+                    result = RecognizerResult(result.entity_type, start, end, result.score)
+                break
+        out.append(result)
+    return out
+
+
+MAX_CODE_CHARS = 40
+"""How far a code may reach beyond its read part (a bounded look, whatever the text's length)."""
 _REMAINDER_TYPES = frozenset({"LOCATION", *FALLBACK_ENTITIES})
 """Types whose rest outside a stronger finding is kept (`_remainders`): an address's lines and
 an identifier's groups. A URL's or a name's rest is the other reading's own text as often

@@ -498,12 +498,18 @@ def _pseudonyms(text: str, tokens, accepted) -> set[tuple[int, int]]:
                 and surname in names
                 and given
                 and given_name_score(given) > MIN_TITLED_GIVEN
+                and not _form_of_address(name)  # 李先生（化名）: a form, as anywhere
             ):
                 found.add((end - length, end))
                 break
         else:
             word, tag, start = ends.get(end, ("", "", 0))
-            if 2 <= len(word) <= 3 and _HAN_ALL.fullmatch(word) and tag not in ("LOC", "ORG"):
+            if (
+                2 <= len(word) <= 3
+                and _HAN_ALL.fullmatch(word)
+                and tag not in ("LOC", "ORG")
+                and not _form_of_address(word)
+            ):
                 found.add((start, end))
     return {span for span in found if span not in accepted}
 
@@ -1244,27 +1250,6 @@ CLEARLY_GIVEN = 1.0
 """`given_name_score` above which two characters are clearly a given name."""
 
 
-_LIST_JOINERS = frozenset({"和", "与", "及", "、", "以及", "或"})
-
-
-def _listed_with_a_thing(tokens, starts: dict[int, int], start: int, end: int) -> bool:
-    """Whether the span is an item of a list whose neighbouring item LAC reads as a place (东姑 +
-    和 + 蓝环岛): a list's items are of one kind, and with nothing for a person around it the
-    word is a place too."""
-    index = starts.get(start)
-    if index is None:
-        return False
-    after = starts.get(end)
-    neighbours = []
-    if index >= 2 and tokens[index - 1][0] in _LIST_JOINERS:
-        neighbours.append(tokens[index - 2])
-    if after is not None and after + 1 < len(tokens) and tokens[after][0] in _LIST_JOINERS:
-        neighbours.append(tokens[after + 1])
-    # (an organisation beside a name is often the next person's employer: 纪勤 + 和 + 汇丰控股
-    # 财务总监范智廉; only a place is taken for the list's kind)
-    return any(tag == "LOC" for _, tag, _ in neighbours)
-
-
 def _a_person_here(
     text: str, tokens, bounds, starts, name: str, start: int, end: int
 ) -> bool | None:
@@ -1293,8 +1278,6 @@ def _a_person_here(
     if _inside_a_place(tokens, starts, start, name):
         return False
     if _sets_odds(text, end) or _beside_a_score(text, start, end) or _employer(text, start, end):
-        return False
-    if _listed_with_a_thing(tokens, starts, start, end):
         return False
     if _heads_title(tokens, starts, end):
         return None

@@ -27,6 +27,8 @@ _KIND = (
     r"|licen[cs]e|id\s+card|vehicle(?:\s+identification)?|(?:licen[cs]e|number|registration)\s+plate"
     r"|plate|booking|reservation|emp|hospital|title|ticket|badge"
     r"|meter(?:\s+serial)?|library(?:\s+card)?|payroll|rx|order|invoice|tracking"
+    r"|tenant|applicant|candidate|resident|guest|passenger|travell?er|subscriber|beneficiary"
+    r"|borrower|loan|mortgage|lease|case"
 )
 _ID_WORD = (
     r"(?:id(?:entifier|entification)?(?:[\s_-]*(?:number|no\.?|#))?|number|no\.|no(?=\s*[:#=]|\s*[A-Za-z]{0,4}\d)"

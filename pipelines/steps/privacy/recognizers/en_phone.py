@@ -38,6 +38,13 @@ _NANP_LAYOUT = re.compile(
 """A number written the North American way, "(555) 123-4567" or "555-123-4567": a phone by its
 layout even when phonenumbers finds its area code unassigned (an invented or mistyped number is
 still one to scrub); 555-0100 to 555-0199, reserved for fiction (and our surrogates), excepted."""
+_UK_MOBILE_LAYOUT = re.compile(r"07(?!700[ ]?900)\d{3}[ ]?\d{6}")
+"""A British mobile number as Britons write it, `07412 345678` or `07412345678`: 07 and nine
+digits, a space after the fifth if any. A phone by its layout, with or without a phone word
+and valid or not (a mistyped number is still one): no North American number opens with 0, and
+the layout is the mobile plan's own. 07700 900000 to 900999, Ofcom's numbers for drama (as
+555-01xx in North America), excepted."""
+_UK_MOBILE = re.compile(r"(?<![\d+])07\d{3}[ ]?\d{6}(?!\d)")
 _DIGIT_RUN = re.compile(r"\d[\d\s().\-/\[\]~\u2010-\u2015\u2212\uff0d]*")
 """Digits and what a phone number puts between them: a number lies inside one such run."""
 MIN_DIGITS = 7
@@ -93,10 +100,15 @@ class IntlPhoneRecognizer(RegexRecognizer):
         # " +" has the length of "00": offsets into `searched` are offsets into `text`.
         searched = _DOUBLE_ZERO_PREFIX.sub(" +", text)
         worded = self._phone_word.search(text) is not None
+        british = "GB" in self.CONTEXT_REGIONS and _UK_MOBILE.search(text) is not None
         pieces = list(_pieces(searched))
-        for region in self.REGIONS + (self.CONTEXT_REGIONS if worded else ()):
+        for region in self.REGIONS + (self.CONTEXT_REGIONS if worded or british else ()):
             needs_context = region not in self.REGIONS
             for match, start, end in _matches(searched, pieces, region):
+                if needs_context and not worded:
+                    # no phone word: only a British mobile number, by its layout
+                    if region != "GB" or not _UK_MOBILE_LAYOUT.fullmatch(match.raw_string):
+                        continue
                 if searched[start] == "+" and text[start] == "0":
                     start -= 1  # the span covers the written "00"
                 digits = sum(c.isdigit() for c in match.raw_string)
@@ -105,13 +117,14 @@ class IntlPhoneRecognizer(RegexRecognizer):
                 if digits < 7 or glued or _DATE.match(raw) or _IP_ADDRESS.fullmatch(raw):
                     continue
                 valid = phonenumbers.is_valid_number(match.number)
-                score = 0.45 if valid or _NANP_LAYOUT.fullmatch(match.raw_string) else 0.3
+                laid_out = _NANP_LAYOUT.fullmatch(raw) or _UK_MOBILE_LAYOUT.fullmatch(raw)
+                score = 0.45 if valid or laid_out else 0.3
                 extension = _EXTENSION.match(text, end)
                 if extension and not match.number.extension:
                     end = extension.end()
                 if has_context(text, start, end, self.words):
                     score += 0.35
-                elif needs_context:
+                elif needs_context and not _UK_MOBILE_LAYOUT.fullmatch(raw):
                     continue
                 elif match.raw_string.isdigit() and has_context(
                     text, start, end, _OTHER_NUMBER_CONTEXT

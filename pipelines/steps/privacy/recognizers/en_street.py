@@ -180,6 +180,20 @@ MAX_PARTS = 6
 region, postal code, country): more is a list of addresses, each found on its own."""
 
 
+_ENDS_A_SENTENCE = re.compile(r"[^\W\d_]{3,}\.")
+"""A street's last word written in full with a full stop (`Drive.`, `Street.`, `Way.`): the
+sentence's end, where an abbreviation's dot (`Blvd.`, `Pkwy.`, `Ave.`) goes on to the town."""
+_ABBREVIATED = frozenset(a.lower() for a in USPS_ABBREVIATIONS) | {
+    *("ave", "blvd", "str", "apt", "ter", "ext", "est", "sta", "aly", "ste", "bldg", "hwy"),
+    *("rte", "mt", "ft", "pt", "jr", "sr", "inc", "ltd", "corp", "co"),
+}
+_LINE_NEXT = re.compile(r"[ \t]*\n")
+
+
+def _ends_a_sentence(word: str) -> bool:
+    return bool(_ENDS_A_SENTENCE.fullmatch(word)) and word[:-1].lower() not in _ABBREVIATED
+
+
 class IntlAddressRecognizer(RegexRecognizer):
     """Street addresses in the world's common forms, grown over unit and place lines."""
 
@@ -232,6 +246,8 @@ class IntlAddressRecognizer(RegexRecognizer):
             if value.lower().rstrip(".") in STOP_WORDS and not _street_word(value):
                 break
             kept.append(word)
+            if _ends_a_sentence(value):
+                break  # `300 Riverside Drive. Tenant ref …`: the next sentence is no street
         if not kept:
             return None
         start = match.start()
@@ -249,7 +265,17 @@ class IntlAddressRecognizer(RegexRecognizer):
             evidence += 0.3
         if not whole and match.group("second") and not match.groupdict().get("first"):
             return None  # name-first needs its number right after the words
-        grown, lines = self._grow(text, end, places)
+        if _ends_a_sentence(kept[-1].group()):
+            # `300 Riverside Drive. My ref is …`: a word in full then a full stop ends the
+            # sentence, and the address with it, unless a line break sets the next line apart;
+            # the full stop is the sentence's
+            if end == base + kept[-1].end():
+                end -= 1
+            grown, lines = end, 0
+            if _LINE_NEXT.match(text, end + 1):
+                grown, lines = self._grow(text, end + 1, places)
+        else:
+            grown, lines = self._grow(text, end, places)
         if lines:
             evidence += 0.2 * min(lines, 2)
         if has_context(text, start, grown, self.words):
