@@ -741,6 +741,29 @@ def test_a_street_written_in_full_then_a_full_stop_ends_the_address(
 
 
 @pytest.mark.parametrize(
+    ("text", "street"),
+    [
+        ("The area of your rectangle is 15 square units.", None),
+        ("The most a player can score on a question is 2 points. That means", None),
+        ("i live at 42 maple avenue, springfield", "42 maple avenue"),  # a context word
+        ("send it to 12 main st please", "12 main st"),  # an abbreviated street type
+        ("the office is at 500 oak street", "500 oak street"),
+        ("The clubs were on 1636 street in Recife.", "1636 street"),  # only a street's word
+    ],
+)
+def test_a_number_before_an_ordinary_word_in_lower_case_is_a_street_only_with_more_evidence(
+    analyzer: AnalyzerEngine, text: str, street: str | None
+) -> None:
+    locations = [
+        text[f.start : f.end] for f in scan_text(analyzer, text, CFG) if f.entity_type == "LOCATION"
+    ]
+    if street is None:
+        assert not any(any(c.isdigit() for c in found) for found in locations)
+    else:
+        assert street in locations
+
+
+@pytest.mark.parametrize(
     ("text", "code"),
     [
         ("Our office: Level 3, WC2R 0EZ", "WC2R 0EZ"),  # a whole UK postcode, no place beside

@@ -175,6 +175,26 @@ def _street_word(word: str) -> bool:
     )
 
 
+def _written_as_a_name(word: str) -> bool:
+    """A word of a street's name as one is written: capitalized, a digit in it (5th), a street
+    type abbreviated (st, rd, ave, blvd) or one that means nothing but a street (street, road,
+    avenue), where `square`, `points` or `park` mean other things too."""
+    stem = word.rstrip(".").lower()
+    return (
+        word[:1].isupper()
+        or any(c.isdigit() for c in word)
+        or stem in _ABBREVIATED
+        or stem in _ONLY_STREETS
+    )
+
+
+_ONLY_STREETS = frozenset(
+    {"st", "rd", "dr", "ln", "ct", "pl", "sq", "hwy", "pkwy", "street", "road", "avenue"}
+    | {"boulevard", "lane", "highway", "parkway", "alley", "terrace", "crescent", "rua", "calle"}
+    | {"strasse", "straße", "via", "rue", "avenida"}
+)
+
+
 MAX_PARTS = 6
 """Most unit and place parts an address grows over after its street (unit, district, town,
 region, postal code, country): more is a list of addresses, each found on its own."""
@@ -260,7 +280,10 @@ class IntlAddressRecognizer(RegexRecognizer):
         end = match.end() if whole else base + kept[-1].end()
         evidence = 0.0
         if any(_street_word(w.group()) for w in kept):
-            evidence += 0.45
+            # in lower case throughout and with a street word that is an ordinary word in
+            # full (`15 square units`, `2 points`), a street only with more evidence
+            # (`lives at 42 maple avenue`, a town after it); `12 main st` abbreviates
+            evidence += 0.45 if any(_written_as_a_name(w.group()) for w in kept) else 0.2
         if whole and match.groupdict().get("first") and match.group("second"):
             evidence += 0.3
         if not whole and match.group("second") and not match.groupdict().get("first"):
