@@ -607,20 +607,21 @@ def test_when_a_url_has_a_path_then_the_span_runs_to_its_end():
     assert ours.analyze("a." * 20_000 + " and that is all", ["URL"]) == []
 
 
+def _phones_found(text: str) -> list[str]:
+    """The English pack's phone recognizer's confident spans in `text`."""
+    from pipelines.steps.privacy.recognizers.en_phone import IntlPhoneRecognizer
+
+    recognizer = IntlPhoneRecognizer(language="en")
+    return [
+        text[r.start : r.end] for r in recognizer.analyze(text, ["PHONE_NUMBER"]) if r.score >= 0.4
+    ]
+
+
 def test_a_phone_written_the_north_american_way_is_found_even_with_an_unassigned_area_code():
     """ "(555) 123-4567" has no assigned area code, so phonenumbers calls it invalid; its layout
     makes it a phone all the same (a LLaMA-Factory demo answer held it and the residual gate,
     not the scrubber, caught it). The range reserved for fiction (555-0100..0199) stays out."""
-    from pipelines.steps.privacy.recognizers.en_phone import IntlPhoneRecognizer
-
-    recognizer = IntlPhoneRecognizer(language="en")
-
-    def found(text: str) -> list[str]:
-        return [
-            text[r.start : r.end]
-            for r in recognizer.analyze(text, ["PHONE_NUMBER"])
-            if r.score >= 0.4
-        ]
+    found = _phones_found
 
     assert found("Sample output: (555) 123-4567 is formatted.") == ["(555) 123-4567"]
     assert found("Order 555-123-4567 shipped") == ["555-123-4567"]
@@ -632,16 +633,7 @@ def test_a_british_mobile_number_is_found_by_its_layout_without_a_phone_word():
     """07 and nine digits, a space after the fifth or none: no phone word needed (`is 07412
     900461 still the best number`); other British formats still need one, and Ofcom's drama
     range (07700 900xxx) stays out, as 555-01xx does."""
-    from pipelines.steps.privacy.recognizers.en_phone import IntlPhoneRecognizer
-
-    recognizer = IntlPhoneRecognizer(language="en")
-
-    def found(text: str) -> list[str]:
-        return [
-            text[r.start : r.end]
-            for r in recognizer.analyze(text, ["PHONE_NUMBER"])
-            if r.score >= 0.4
-        ]
+    found = _phones_found
 
     assert found("And is 07412 900461 still the best number for you?") == ["07412 900461"]
     assert found("Texts go to 07412900461 from now on.") == ["07412900461"]
