@@ -13,7 +13,13 @@ Artifacts come from spaCy's tokenizer only (NER is timed separately), as in
 `tests/test_scan_budget.py`, which asserts linearity on the same inputs at 10 and 100 kB.
 
     nice .venv/bin/python benchmarks/scan_adversarial.py [--sizes 10000,50000,100000]
-        [--packs en,zh,spacy] [--spacy-sizes 10000,50000]
+        [--packs en,zh,spacy,findings] [--spacy-sizes 10000,50000]
+
+`findings` (not in the default `--packs`) times the whole scan of one text (`pii.scan_text`,
+spaCy and every recognizer, then the engine's merging of overlaps and its context words) on
+texts of many findings, a table's worth of identifiers and of names at the `--findings-sizes`:
+the recognizers may each be linear while what combines their results is not (Presidio's
+context enhancer walked the text's tokens once per result).
 """
 
 import argparse
@@ -141,6 +147,11 @@ def main() -> int:
     parser.add_argument(
         "--spacy-sizes", default="10000,50000", help="characters of spaCy's inputs (slow)"
     )
+    parser.add_argument(
+        "--findings-sizes",
+        default="22000,44000,88000",
+        help="characters of the many-findings texts",
+    )
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     args = parser.parse_args()
     CLOCK[0] = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -191,10 +202,47 @@ def main() -> int:
                 + " ".join(f"{v:9.1f}" for v in values)
                 + f"  {growth:6.1f}  {vs_prose:8.1f}  {worst[sizes[-1]][1]}"
             )
+    if "findings" in packs:
+        _findings_rows(analyzer, [int(s) for s in args.findings_sizes.split(",")])
     if "spacy" not in packs:
         return 0
     _spacy_rows(engine, cfg.spacy_model, [int(s) for s in args.spacy_sizes.split(",")])
     return 0
+
+
+FINDING_UNITS = {
+    "keyed ids": "licence ID AB-{n:07d} ",
+    "names and phones": "Call Maria Lopez on 212-555-{m:04d}. ",
+}
+"""Units of the many-findings texts: each holds one or two findings."""
+
+
+def _findings_rows(analyzer, sizes: list[int]) -> None:
+    """Seconds of one whole `scan_text` per text of many findings, at each size, and the growth
+    from the smallest to the largest against the growth in length (equal: linear)."""
+    from pipelines.steps.config import PIIConfig
+    from pipelines.steps.privacy import pii
+
+    cfg = PIIConfig(scan_budget_seconds=59.0)  # the largest texts may take longer than 5 s
+    print(f"\n[findings] seconds of one whole scan; sizes {sizes} characters")
+    print(f"{'text':20} " + " ".join(f"{s:>9}" for s in sizes) + "  growth  length growth")
+    for name, unit in FINDING_UNITS.items():
+        seconds = []
+        for size in sizes:
+            text, n = "", 0
+            while len(text) < size:
+                text += unit.format(n=n, m=n % 10_000)
+                n += 1
+            started = CLOCK[0]()
+            findings = pii.scan_text(analyzer, text, cfg)
+            seconds.append(CLOCK[0]() - started)
+            gc.collect()
+        growth = seconds[-1] / max(seconds[0], 1e-9)
+        print(
+            f"{name:20} "
+            + " ".join(f"{v:9.2f}" for v in seconds)
+            + f"  {growth:6.1f}  {sizes[-1] / sizes[0]:6.1f}   ({len(findings)} findings)"
+        )
 
 
 if __name__ == "__main__":

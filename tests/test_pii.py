@@ -1067,3 +1067,37 @@ def test_when_many_new_words_are_scanned_then_spacys_string_store_does_not_grow(
     text = records[7].messages[0].content
     names = [text[f.start : f.end] for f in findings["r7"] if f.entity_type == "PERSON"]
     assert names == ["Maria Lopez"]
+
+
+def test_the_context_enhancers_token_lookup_is_presidios_own_answer(analyzer) -> None:
+    """`_OwnContextFirstEnhancer` finds a result's token by a binary search (Presidio walks the
+    tokens once per result, the square of a long table's length): the same token for every
+    offset, a result inside a token included; and the kept findings of `_resolve`, searched by
+    position, are the ones a pairwise test keeps."""
+    from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+
+    from pipelines.steps.privacy.pii import _Disjoint, _OwnContextFirstEnhancer
+
+    text = "Call Maria Lopez on 212-555-0101, licence ID AB-1000001; ext. 44."
+    artifacts = analyzer.nlp_engine.process_texts([text], "en", batch_size=1)
+    artifacts = next(iter(artifacts))
+    ours = _OwnContextFirstEnhancer()
+    for start in range(len(text)):
+        expected = LemmaContextAwareEnhancer._find_index_of_match_token(
+            "w", start, artifacts.tokens, artifacts.tokens_indices
+        )
+        assert (
+            ours._find_index_of_match_token("w", start, artifacts.tokens, artifacts.tokens_indices)
+            == expected
+        )
+
+    from presidio_analyzer import RecognizerResult
+
+    held = _Disjoint()
+    for start, end in [(10, 15), (0, 4), (20, 30), (16, 19)]:
+        held.add(RecognizerResult("X", start, end, 0.5))
+    for start, end in [(0, 40), (3, 11), (15, 16), (19, 20), (29, 35), (4, 10), (31, 33)]:
+        pairwise = [r for r in held.items if r.start < end and start < r.end]
+        assert held.overlapping(start, end) == pairwise
+    held.remove(held.overlapping(12, 17))
+    assert [(r.start, r.end) for r in held.items] == [(0, 4), (20, 30)]
