@@ -333,6 +333,8 @@ def test_when_an_identifier_is_announced_by_its_name_then_it_is_found_and_a_spec
         # an identifier read from the digits of a code takes the whole code
         ("Please update the policy for vehicle HMQ-7730291.", "HMQ-7730291"),
         ("Change the beneficiary on my life policy LP-00938812 please.", "LP-00938812"),
+        # an invisible character inside the code stays inside it
+        ("Please update the policy for vehicle HMQ-773\u200b0291.", "HMQ-773\u200b0291"),
     ],
 )
 def test_when_part_of_a_code_reads_as_an_identifier_then_the_whole_code_is_found(

@@ -41,6 +41,7 @@ from pipelines.steps.config import PIIConfig
 from pipelines.steps.ingest.language import HAN, HAN_PACK, UNDETERMINED
 from pipelines.steps.offline import offline_tldextract
 from pipelines.steps.privacy import surrogates
+from pipelines.steps.privacy.invisible import INVISIBLE_REGEX
 from pipelines.steps.privacy.normalize import normalize
 from pipelines.steps.privacy.recognizers import (
     RECOGNIZERS_FILE,
@@ -1304,9 +1305,11 @@ _PART_OF_AN_IDENTIFIER = frozenset({"US_DRIVER_LICENSE"})
 one)."""
 _WHOLE_TOKEN_TYPES = frozenset({"US_DRIVER_LICENSE", "ID_NUMBER", "US_BANK_NUMBER"})
 """Identifiers read from part of a code: the finding takes the whole code it stands in."""
-_CODE = re.compile(r"[A-Za-z0-9]+(?:[-_/][A-Za-z0-9]+)*")
+_CODE_CHARACTER = rf"(?:[A-Za-z0-9]|{INVISIBLE_REGEX})"
+_CODE = re.compile(rf"{_CODE_CHARACTER}+(?:[-_/]{_CODE_CHARACTER}+)*")
 """A code: letters and digits, in groups joined by one hyphen, underscore or slash, no space
-(`HMQ-7730291`, `LP-00938812`, `24-UG-118302`)."""
+(`HMQ-7730291`, `LP-00938812`, `24-UG-118302`); an invisible character inside stays inside
+(`HMQ-773` + a zero-width space + `0291`), as normalization reads it."""
 
 
 def _whole_codes(text: str, kept: list[RecognizerResult]) -> list[RecognizerResult]:
