@@ -189,9 +189,8 @@ def _written_as_a_name(word: str) -> bool:
 
 
 _ONLY_STREETS = frozenset(
-    {"st", "rd", "dr", "ln", "ct", "pl", "sq", "hwy", "pkwy", "street", "road", "avenue"}
-    | {"boulevard", "lane", "highway", "parkway", "alley", "terrace", "crescent", "rua", "calle"}
-    | {"strasse", "straße", "via", "rue", "avenida"}
+    {"street", "road", "avenue", "boulevard", "lane", "highway", "parkway", "alley", "terrace"}
+    | {"crescent", "rua", "calle", "strasse", "straße", "via", "rue", "avenida"}
 )
 
 
@@ -205,7 +204,8 @@ _ENDS_A_SENTENCE = re.compile(r"[^\W\d_]{3,}\.")
 sentence's end, where an abbreviation's dot (`Blvd.`, `Pkwy.`, `Ave.`) goes on to the town."""
 _ABBREVIATED = frozenset(a.lower() for a in USPS_ABBREVIATIONS) | {
     *("ave", "blvd", "str", "apt", "ter", "ext", "est", "sta", "aly", "ste", "bldg", "hwy"),
-    *("rte", "mt", "ft", "pt", "jr", "sr", "inc", "ltd", "corp", "co"),
+    *("rte", "mt", "ft", "pt", "jr", "sr", "inc", "ltd", "corp", "co", "st", "rd", "dr", "ln"),
+    "ct",
 }
 _LINE_NEXT = re.compile(r"[ \t]*\n")
 
