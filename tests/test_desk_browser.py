@@ -100,9 +100,20 @@ class Browser:
 
     def wait(self, expression: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
-        while not self.js(expression):
+        while not self._settled(expression):
             assert time.monotonic() < deadline, f"timed out waiting for {expression}"
             time.sleep(0.1)
+
+    def _settled(self, expression: str):
+        """The expression's value, or False while the page is navigating: an evaluation the
+        browser cuts off with "Inspected target navigated or closed" (-32000) is asked again
+        (a decision's form submit can race one poll; seen once in a fresh-clone CI run)."""
+        try:
+            return self.js(expression)
+        except AssertionError as error:
+            if "navigated or closed" not in str(error):
+                raise
+            return False
 
     def key(self, key: str) -> None:
         code = {"key": key, "code": f"Key{key.upper()}", "windowsVirtualKeyCode": ord(key.upper())}
