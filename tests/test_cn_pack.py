@@ -1073,3 +1073,63 @@ def test_when_a_person_stands_before_a_known_place_then_the_place_does_not_take_
     text = "如今王明远香港账户的资金可以随时调出。"
     assert "王明远香港" not in _found(location, text, "LOCATION")
     assert "香港" in _found(location, text, "LOCATION")
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("王总和老周明天去深圳出差。", ["老周"]),  # LAC: 王总和 + 老 + 周明天, all PER
+        ("王总和老周去深圳。", ["老周"]),  # 王总 by title, then "and"
+        ("小张和小李明天出差", ["小张", "小李"]),  # LAC: 小李明天 as one PER word
+        ("老周明天去深圳出差。", ["老周"]),
+        ("周明天去深圳出差。", ["周明天"]),  # a surname alone before 明天: maybe a name
+    ],
+)
+def test_a_name_ends_before_and_or_a_time_word_lac_glued_to_it(person, text, names) -> None:
+    assert _found(person, text, "PERSON") == names
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("会计主管：王芳 记账：李强 复核：江山", ["王芳", "李强", "江山"]),  # a voucher
+        ("甲方：北京华信科技有限公司 乙方：常青", ["常青"]),  # a contract's parties
+        ("主持：石磊  记录：白雪", ["石磊", "白雪"]),  # the minutes of a meeting
+    ],
+)
+def test_who_signed_a_voucher_a_contract_or_the_minutes_is_a_name(person, text, names) -> None:
+    assert _found(person, text, "PERSON") == names
+
+
+@pytest.mark.parametrize(
+    "text", ["甲方：华为 乙方：腾讯", "审核：通过", "批准：同意", "审核通过，会计师签字。"]
+)
+def test_a_signed_field_holds_no_name_when_its_value_is_a_company_or_a_verdict(
+    person, text
+) -> None:
+    assert _found(person, text, "PERSON") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("Lisa说Tom明天请假，让我跟Mike对接。", ["Lisa", "Tom", "Mike"]),  # names that are words
+        ("把Word文档发给Frank。", ["Frank"]),
+        ("我的英文名是Grace，中文名叫周雅婷。", ["Grace", "周雅婷"]),  # given as a name
+        ("他的网名叫xigua。", ["xigua"]),  # a nickname, listed nowhere
+        ("HR Amy说offer已经发出去了。", ["Amy"]),  # a role's acronym is no part of the name
+        ("PM Jack明天review需求文档。", ["Jack"]),
+        ("和Bill一起去见客户。", ["Bill"]),
+    ],
+)
+def test_a_latin_name_that_is_also_a_word_is_a_name_where_chinese_text_treats_it_as_one(
+    person, text, names
+) -> None:
+    assert _found(person, text, "PERSON") == names
+
+
+@pytest.mark.parametrize(
+    "text", ["这个问题Mark一下，回头再看。", "用Ruby写了一个脚本。", "请给Ruby语言的用户发通知"]
+)
+def test_a_latin_word_that_is_also_a_name_is_no_person_where_it_names_a_thing(person, text) -> None:
+    assert _found(person, text, "PERSON") == []

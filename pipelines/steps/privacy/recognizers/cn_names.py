@@ -323,18 +323,28 @@ _HAN_ALL = re.compile(f"{_HAN}+")
 
 
 _CONJUNCTIONS = ("和", "与", "及", "以及", "、", "跟", "同", "或")
+_ROLE_ACRONYMS = (
+    "HR", "PM", "CEO", "CFO", "CTO", "COO", "CIO", "CMO", "VP", "GM", "PR", "QA", "BD", "IT",
+    "UI", "UX", "PO", "TL", "AE", "SA", "PMO", "HRBP",
+)  # fmt: skip
+"""Roles an office writes before a colleague's name in Latin letters (HR Amy, PM Jack): the
+name starts after them."""
 _LATIN_NAME = re.compile(
-    r"(?<![A-Za-z0-9])[A-Za-z][A-Za-z0-9_'.-]{1,30}(?: [A-Z][A-Za-z'.-]{1,30})*(?![A-Za-z0-9])"
+    rf"(?<![A-Za-z0-9])(?!(?:{'|'.join(_ROLE_ACRONYMS)}) [A-Z][a-z])"
+    r"[A-Za-z][A-Za-z0-9_'.-]{1,30}(?: [A-Z][A-Za-z'.-]{1,30})*(?![A-Za-z0-9])"
 )
 LATIN_NAME_SCORE = 0.45
 """Below the English pack's PERSON scores: where both read a Latin name, theirs is kept."""
 _ACRONYM = re.compile(r"[A-Z]{1,5}\d*")
 
 
-def _latin_names(text: str, accepted: set[tuple[int, int]]) -> set[tuple[int, int]]:
+def _latin_names(text: str, tokens, accepted: set[tuple[int, int]]) -> set[tuple[int, int]]:
     """Names written in Latin letters inside Chinese text: right after a title (解说：Sky,
     执行制作人BenBell) or before a speech word, or in brackets after an accepted name
-    (威尔莱特（WillWright）). Upper-case acronyms (BBC, CEO) are left out."""
+    (威尔莱特（WillWright）); a listed name after a verb of contact or before a time word, where
+    no noun follows it (跟Mike对接, Tom + 明天, not 给Ruby + 语言); what a text gives as a name
+    (英文名是Grace). Upper-case acronyms (BBC, CEO) are left out."""
+    tags = {start: tag for _, tag, start in tokens}
     found = set()
     for match in _LATIN_NAME.finditer(text):
         start, end = match.span()
@@ -348,11 +358,25 @@ def _latin_names(text: str, accepted: set[tuple[int, int]]) -> set[tuple[int, in
             or _AGE_AFTER.match(text, end)
             or _in_view_of(text, start, end)
         )
-        # after a verb of contact, a listed given or family name (请联系Sarah, 告诉Tom)
-        contacted = before.endswith(_CONTACT_BEFORE) and all_listed(
-            part for part in _NAME_PARTS.split(match.group(0)) if part
+        listed = all_listed(part for part in _NAME_PARTS.split(match.group(0)) if part)
+        # after a verb of contact, a listed given or family name (请联系Sarah, 告诉Tom, 跟Mike
+        # 对接); before a time word, a listed name in capitals (Tom + 明天请假): words such
+        # as Mark or Ruby inside Chinese text are names only so
+        no_noun = tags.get(end) not in _NOUN_TAGS
+        contacted = listed and (
+            before.endswith(_CONTACT_BEFORE) or (before.endswith(_TO_SOMEONE) and no_noun)
         )
-        if _HAN_CHARACTER.search(text) and (bracketed or titled or speaking or contacted):
+        timed = (
+            listed
+            and no_noun
+            and match.group(0)[:1].isupper()
+            and text.startswith(_TIME_AFTER_A_NAME, end)
+        )
+        # what a text gives as someone's name or nickname (英文名是Grace, 昵称：xigua)
+        named = before.endswith(_NAME_GIVEN_AS)
+        if _HAN_CHARACTER.search(text) and (
+            bracketed or titled or speaking or contacted or timed or named
+        ):
             found.add((start, end))
     return found
 
@@ -371,6 +395,17 @@ _CONTACT_BEFORE = (
     "抄送",
 )
 """Verbs of contact before a Latin word: the one contacted, where a name list holds the word."""
+_TO_SOMEONE = ("跟", "和", "与", "给", "让", "请", "问")
+"""Words before the one something is done with or for (跟Mike对接, 发给Frank, 让Tom): a listed
+name after them, where no noun follows it (给Ruby + 语言 is a thing's name)."""
+_NOUN_TAGS = frozenset({"n", "nz", "nw", "ORG", "LOC", "vn", "an"})
+"""LAC tags of a noun after a Latin word: the word names a kind of thing (Ruby + 语言)."""
+_NAME_GIVEN_AS = (
+    "英文名是", "英文名叫", "英文名为", "英文名", "英文名字是", "英文名字叫", "名字是", "名字叫",
+    "昵称是", "昵称叫", "昵称", "网名是", "网名叫", "网名", "外号是", "外号叫", "外号", "艺名是",
+    "艺名", "笔名是", "笔名", "小名是", "小名叫", "小名",
+)  # fmt: skip
+"""Words that give what follows as someone's name or nickname (我的英文名是Grace, 网名：xigua)."""
 _NAME_PARTS = re.compile(r"[ .'-]+")
 
 
@@ -901,9 +936,15 @@ def _person_candidates(text: str, tokens) -> list[tuple[str, int, int]]:
             and tokens[index][1] == "PER"
             and not _LATIN_LETTER.search(word + tokens[index][0])
             and len(word) + len(tokens[index][0]) <= 8
+            and _addressed_before_and(word) is None
         ):
             word += tokens[index][0]
             index += 1
+        addressed = _addressed_before_and(word)
+        if addressed is not None:  # 王总 + 和 + 老周: two people, the first by their title
+            out.append((addressed, start, start + len(addressed)))
+            continue
+        word = _without_a_time_after(word)
         # the other part of a transliterated full name across its interpunct, whatever LAC
         # tagged it (阿里木江 as an organisation + · + 吐尔逊)
         if first >= 2 and _other_part(tokens, first - 2, first - 1):
@@ -936,6 +977,41 @@ def _person_candidates(text: str, tokens) -> list[tuple[str, int, int]]:
 
 
 _LATIN_LETTER = re.compile(r"[A-Za-z]")
+_AND = ("和", "与", "跟", "同", "及")
+
+
+def _addressed_before_and(word: str) -> str | None:
+    """The form of address in a PER word LAC ended with "and" (王总和 + 老周, 刘姐与): a person
+    named by their title, then the conjunction before the next person, never one name."""
+    if len(word) >= 3 and word.endswith(_AND) and _form_of_address(word[:-1]):
+        return word[:-1]
+    return None
+
+
+_TIME_AFTER_A_NAME = (
+    "今天", "明天", "昨天", "后天", "前天", "今晚", "明晚", "昨晚", "今早", "明早", "昨早",
+    "上午", "下午", "中午", "晚上", "早上", "今年", "明年", "去年", "刚才", "现在",
+)  # fmt: skip
+"""Time words LAC glues to a name before them (小李 + 明天, 老 + 周明天)."""
+
+
+def _without_a_time_after(word: str) -> str:
+    """`word` less a time word at its end where what is left is still someone's name or how
+    people call them (小李明天 -> 小李, 张伟明天 -> 张伟): no given name ends in 明天 after a
+    full name. A surname alone before it is left whole (周明天 may be a name)."""
+    if not word.endswith(_TIME_AFTER_A_NAME):
+        return word
+    rest = word[:-2]
+    names = surnames()
+    if rest in names or len(rest) < 2 or not _HAN_ALL.fullmatch(rest):
+        return word
+    if rest[0] in "小老阿" and rest[1:] in names:
+        return rest
+    if _form_of_address(rest):
+        return rest
+    if any(rest.startswith(s) and len(rest) > len(s) for s in {rest[:1], rest[:2]} & names):
+        return rest
+    return word
 
 
 def _other_part(tokens, part: int, joiner: int) -> bool:
@@ -1463,9 +1539,20 @@ _OTHER_FIELDS = (
 )  # fmt: skip
 """Fields that follow a name in a form; glued to it without a space (姓名：钱多多性别：男) they
 end the name."""
+SIGNED_FIELDS = (
+    "甲方", "乙方", "丙方", "复核", "审核", "审批", "批准", "核准", "制单", "记账", "出纳",
+    "会计", "会计主管", "财务主管", "验收", "保管", "主办", "协办", "主持", "记录", "记录人",
+    "主讲", "主讲人", "讲师", "发件人", "值班", "值班人", "操作员", "柜员", "业务员",
+    "客户经理", "跟进人", "对接人", "主治医生", "主治医师", "接诊医生", "责任护士", "班主任",
+    "指导老师", "导师", "作者", "译者",
+)  # fmt: skip
+"""Who signed, approved, kept or did something, as a voucher, a contract, an approval sheet or
+the minutes of a meeting write it (复核：江山, 乙方：常青, 记录：王芳): a name after the colon,
+never read without one (审核通过, 会计师 are words), and not an organisation's (甲方：华为)."""
 _FIELD_LABEL = "(" + "|".join(sorted(NAME_FIELDS, key=len, reverse=True)) + ")"
+_COLON_LABEL = "(" + "|".join(sorted(NAME_FIELDS + SIGNED_FIELDS, key=len, reverse=True)) + ")"
 _FIELD_VALUE = re.compile(
-    _FIELD_LABEL + r"[\"'”’]?[ \t]*[：:][ \t]*[\"'“‘]?"
+    _COLON_LABEL + r"[\"'”’]?[ \t]*[：:][ \t]*[\"'“‘]?"
     r"([\u4e00-\u9fff]+(?:·[\u4e00-\u9fff]+)*)(?![\u4e00-\u9fff·])"
 )
 """A person's field (the label's last word: 客户姓名 ends in 姓名), its colon and its value (a
@@ -1554,6 +1641,8 @@ def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
                 found[(start, end)] = LAC_PERSON_SCORE + CONTEXT_SCORE
             continue
         word, tag = lac_words.get(start, ("", ""))
+        if label in SIGNED_FIELDS and tag == "ORG":
+            continue
         if (
             value in PLACEHOLDERS
             or value in PERSON_NOUNS  # 母亲, 客户: a relation or a role, not its name
@@ -1659,7 +1748,7 @@ class CnPersonRecognizer(RegexRecognizer):
             spans.setdefault(span, score)
         for span, score in _labelled(text, tokens).items():
             spans.setdefault(span, score)
-        for span in _latin_names(text, set(spans)):
+        for span in _latin_names(text, tokens, set(spans)):
             spans.setdefault(span, LATIN_NAME_SCORE)
         for span in _latin_by_model(text, tokens, set(spans), english_words(nlp_artifacts)):
             spans.setdefault(span, LATIN_NAME_SCORE)
