@@ -1133,3 +1133,20 @@ def test_a_latin_name_that_is_also_a_word_is_a_name_where_chinese_text_treats_it
 )
 def test_a_latin_word_that_is_also_a_name_is_no_person_where_it_names_a_thing(person, text) -> None:
     assert _found(person, text, "PERSON") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("他住在朝阳区望京SOHO T1 1203室。", "朝阳区望京SOHO T1 1203室"),  # a tower, a room
+        ("地址：北京市东城区银河SOHO D座 5层 50526", "北京市东城区银河SOHO D座 5层 50526"),
+        ("地址：海淀区中关村软件园二期 10号楼 B座 301", "海淀区中关村软件园二期 10号楼 B座 301"),
+        ("寄到静安区嘉里中心南楼 2305室。", "静安区嘉里中心南楼 2305室"),
+    ],
+)
+def test_a_buildings_parts_after_a_space_belong_to_the_address(location, text, address) -> None:
+    assert _found(location, text, "LOCATION") == [address]
+
+
+def test_a_number_after_a_space_that_is_no_part_of_a_building_stays_out(location) -> None:
+    assert _found(location, "我在上海 3号到。", "LOCATION") == ["上海"]

@@ -85,6 +85,37 @@ _PARTS = re.compile(_PART)
 _BARE_HOUSE = re.compile(
     rf"(?<![\dA-Za-z])(?:{_PART})+(?P<room>(?<=[元栋幢座楼层])\d{{2,5}}(?![\d号室]))?"
 )
+_GAP = r"[ \t\u3000]{1,2}"
+_SPACED_PART = re.compile(
+    rf"{_GAP}(?:[A-Za-z]{{1,2}}\d{{1,3}}{_GAP})?((?:{_PART})+|\d{{1,3}}[Ff](?![A-Za-z\d]))"
+)
+_SPACED_ROOM = re.compile(rf"{_GAP}\d{{2,5}}(?![\dA-Za-z号室])")
+_INSIDE_A_BUILDING = ("栋", "幢", "座", "单元", "楼", "层", "室", "户", "F", "f")
+
+
+def spaced_parts_end(folded: str, end: int) -> int:
+    """Where an address that ends at `end` ends with the building's parts written after a space,
+    as forms and signatures write an office's (望京SOHO + T1 1203室, 银河SOHO + D座 5层 50526,
+    软件园二期 + 10号楼 B座 301, 环球金融中心 + 68F): parts inside a building only (a block, a
+    stairway, a floor, a room; 北京 + 3号 may be a date), a room's number after a block or a
+    floor, a tower's code before a room (T1)."""
+    at = end
+    while True:
+        part = _SPACED_PART.match(folded, at)
+        if part and any(p.endswith(_INSIDE_A_BUILDING) for p in _parts_of(part.group(1))):
+            at = part.end()
+            continue
+        room = _SPACED_ROOM.match(folded, at)
+        if room and folded[at - 1 : at] in ("栋", "幢", "座", "元", "楼", "层", "门", "F"):
+            at = room.end()
+            continue
+        return at
+
+
+def _parts_of(group: str) -> list[str]:
+    return _PARTS.findall(group) or [group]
+
+
 _BUILDING_UNITS = ("栋", "幢", "号楼", "单元", "座")
 """A house's parts that name a building or its stairway: with a room after them (3栋2单元1101,
 5号楼1801, 2幢301室) they are a household's address without a street (2栋3层, a floor, is none)."""
@@ -509,6 +540,11 @@ class CnLocationRecognizer(RegexRecognizer):
                 found[(start, end)] = (score, "named place")
         for span in _listed_places(text, tokens, set(found)):
             found.setdefault(span, (STRUCTURE_SCORE, "listed place"))
+        for (start, end), (score, why) in list(found.items()):
+            further = spaced_parts_end(folded, end)
+            if further > end:  # 望京SOHO + T1 1203室: the building's parts after a space
+                del found[(start, end)]
+                found[(start, further)] = (max(score, STRUCTURE_SCORE), why)
         return [
             self._result(start, end, score, why) for (start, end), (score, why) in found.items()
         ]
