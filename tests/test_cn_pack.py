@@ -1150,3 +1150,28 @@ def test_a_buildings_parts_after_a_space_belong_to_the_address(location, text, a
 
 def test_a_number_after_a_space_that_is_no_part_of_a_building_stays_out(location) -> None:
     assert _found(location, "我在上海 3号到。", "LOCATION") == ["上海"]
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("天津恒远（联系人 房立新 13920318847）", ["房立新"]),  # a space for the colon
+        ("收货人改成连晓萌，手机13567012894", ["连晓萌"]),  # a verb between field and value
+        ("投保人查玉梅，保单号CL8801234556", ["查玉梅"]),  # LAC: 查 as a verb
+        ("缺席：常乐（请假）", ["常乐"]),  # the minutes' absentees
+        ("施工班组长：李铁柱（外号大柱）", ["李铁柱", "大柱"]),  # a nickname given as one
+        ("他叫管德全，身份证号370202195404121837", ["管德全"]),  # LAC: 管德 + 全
+        ("签证专员Ivy会与您联系", ["Ivy"]),
+        ("Jenny 姐今天生日", ["Jenny"]),
+        ("收件人写的Lily，电话18108036417。", ["Lily"]),
+    ],
+)
+def test_names_in_a_records_fields_and_an_offices_messages_are_found(
+    person, text, names
+) -> None:
+    assert _found(person, text, "PERSON") == names
+
+
+@pytest.mark.parametrize("text", ["王芳好！", "收款人查看，无误"])
+def test_a_greeting_or_a_verb_after_a_field_is_no_part_of_a_name(person, text) -> None:
+    assert all(len(name) <= 2 for name in _found(person, text, "PERSON"))

@@ -353,6 +353,15 @@ def test_when_part_of_a_code_reads_as_an_identifier_then_the_whole_code_is_found
         ("会员卡号为88012345，积分已到账。", "88012345"),
         ("帮我改一下收货地址，订单号 DD20240312889901", "DD20240312889901"),
         ("亲，我的快递单号SF1402283391765一直没到", "SF1402283391765"),
+        # the identifier word ends any record's name: a complaint, a refund, a licence
+        ("客户投诉单 / 投诉编号：TS-2024-008861 / 投诉人：褚晓燕", "TS-2024-008861"),
+        ("退款单号TK8820240611003，感谢您的耐心等待～", "TK8820240611003"),
+        ("您申请的个人消费贷款（合同编号XF2024060800217）已审批通过", "XF2024060800217"),
+        ("受托人系北京某律师事务所律师，执业证号11101201010123456", "11101201010123456"),
+        # a record's number right after its name, with no identifier word
+        ("订单 DD20240603771 已发货，物流：韵达快递 4312567890123", "4312567890123"),
+        ("您的京东包裹JDVA21734568812今日派送", "JDVA21734568812"),
+        ("收款银行卡：6214 8312 0567 8890。", "6214 8312 0567 8890"),  # no Luhn: still hers
     ],
 )
 def test_when_a_chinese_text_names_an_identifier_then_its_value_is_found(
@@ -1103,3 +1112,31 @@ def test_the_context_enhancers_token_lookup_is_presidios_own_answer(analyzer) ->
         assert held.overlapping(start, end) == pairwise
     held.remove(held.overlapping(12, 17))
     assert [(r.start, r.end) for r in held.items] == [(0, 4), (20, 30)]
+
+
+@pytest.mark.parametrize(
+    "text", ["订单 100 件已发货，合同 2024年签订，快递 3天到。", "编号：2024年6月"]
+)
+def test_a_chinese_records_name_before_a_quantity_or_a_date_names_no_identifier(
+    analyzer: AnalyzerEngine, text: str
+) -> None:
+    findings = scan_text(analyzer, text, CFG, language="zh")
+
+    assert [f for f in findings if f.entity_type == "ID_NUMBER"] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "born"),
+    [
+        ("申请人：覃小龙，男，汉族，1990年8月5日生，住广西宾阳县。", ["1990年8月5日"]),
+        ("其母亲（1950年3月22日生）于今日上午走失。", ["1950年3月22日"]),
+        ("本合同自2024年1月1日生效。", []),  # in force from: no birth
+        ("该批次于2023年5月6日生产。", []),  # made on
+    ],
+)
+def test_a_date_that_sheng_follows_is_a_birth_date(
+    analyzer: AnalyzerEngine, text: str, born: list[str]
+) -> None:
+    findings = scan_text(analyzer, text, CFG, language="zh")
+
+    assert [text[f.start : f.end] for f in findings if f.entity_type == "DATE_OF_BIRTH"] == born

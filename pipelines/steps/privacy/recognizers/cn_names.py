@@ -175,6 +175,7 @@ _TITLE_BEFORE = (
     "射手", "新援", "外援", "队友", "名将", "老将", "小将", "助理", "村民", "原告", "被告",
     "少帅", "名帅", "新帅", "老帅", "教头",
     "被告人", "证人", "当事人", "申请人", "上诉人", "代理人", "受害人", "被害人",
+    "专员", "配送员", "快递员", "驾驶员", "司机", "骑手", "客服",
 )  # fmt: skip
 _RELATIONS = (
     "妻子", "丈夫", "老公", "老婆", "爱人", "儿子", "女儿", "孩子", "父亲", "母亲", "爸爸", "妈妈",
@@ -372,10 +373,14 @@ def _latin_names(text: str, tokens, accepted: set[tuple[int, int]]) -> set[tuple
             and match.group(0)[:1].isupper()
             and text.startswith(_TIME_AFTER_A_NAME, end)
         )
-        # what a text gives as someone's name or nickname (英文名是Grace, 昵称：xigua)
-        named = before.endswith(_NAME_GIVEN_AS)
+        # what a text gives as someone's name or nickname (英文名是Grace, 昵称：xigua), a
+        # person's field (收件人写的Lily), a listed name addressed as kin (Jenny 姐)
+        named = before.endswith(_NAME_GIVEN_AS) or _AFTER_A_FIELD.search(
+            text, max(0, start - 12), start
+        )
+        kin = listed and _KIN_OF_A_LATIN_NAME.match(text, end)
         if _HAN_CHARACTER.search(text) and (
-            bracketed or titled or speaking or contacted or timed or named
+            bracketed or titled or speaking or contacted or timed or named or kin
         ):
             found.add((start, end))
     return found
@@ -398,6 +403,8 @@ _CONTACT_BEFORE = (
 _TO_SOMEONE = ("跟", "和", "与", "给", "让", "请", "问")
 """Words before the one something is done with or for (跟Mike对接, 发给Frank, 让Tom): a listed
 name after them, where no noun follows it (给Ruby + 语言 is a thing's name)."""
+_KIN_OF_A_LATIN_NAME = re.compile(r"[ \t]?(?:姐|哥)(?![\u4e00-\u9fff]{0,1}[们])")
+"""A colleague's English name addressed as an elder sister or brother (Jenny 姐, Tony哥)."""
 _NOUN_TAGS = frozenset({"n", "nz", "nw", "ORG", "LOC", "vn", "an"})
 """LAC tags of a noun after a Latin word: the word names a kind of thing (Ruby + 语言)."""
 _NAME_GIVEN_AS = (
@@ -954,6 +961,9 @@ def _person_candidates(text: str, tokens) -> list[tuple[str, int, int]]:
             word += tokens[index][0] + tokens[index + 1][0]
             index += 2
         end = start + len(word)
+        # the given name's last character LAC cut off before a pause (管德 + 全，)
+        if _last_character_cut_off(text, word, tokens, index):
+            word, end, index = word + tokens[index][0], end + 1, index + 1
         following = tokens[index][0] if index < len(tokens) else ""
         # a numeral LAC tags m is no given name (伍 + 万元: an amount in capital numerals)
         if word in names and following and tokens[index][1] != "m":
@@ -1050,6 +1060,28 @@ def _name_read_as_time(word: str) -> bool:
     if any(time_share(character) >= TIME_CHARACTER for character in given):
         return False
     return given_name_score(given) > 0
+
+
+def _last_character_cut_off(text: str, word: str, tokens, index: int) -> bool:
+    """Whether the one character LAC tagged a verb or an adjective after a surname and one
+    character of a given name (管德 + 全 + ，) is the given name's end: a pause follows it, and
+    the name model reads the two characters as a given name (芳 + 好！, a greeting, reads as none)."""
+    if index >= len(tokens) or len(word) != 2 or word[0] not in surnames():
+        return False
+    character, tag, at = tokens[index]
+    after = at + len(character)
+    return (
+        len(character) == 1
+        and tag in ("v", "a")
+        and _HAN_ALL.fullmatch(character) is not None
+        and (after == len(text) or text[after] in _PAUSE)
+        and not character.startswith(_PERSON_WORDS_AFTER)
+        and given_name_score(word[1:] + character) > CUT_OFF_GIVEN
+    )
+
+
+CUT_OFF_GIVEN = 0.9
+"""The name model's score two characters need to be read as a given name LAC cut in two."""
 
 
 def _ends_the_name(word: str, following: tuple[str, str, int]) -> bool:
@@ -1544,7 +1576,7 @@ SIGNED_FIELDS = (
     "会计", "会计主管", "财务主管", "验收", "保管", "主办", "协办", "主持", "记录", "记录人",
     "主讲", "主讲人", "讲师", "发件人", "值班", "值班人", "操作员", "柜员", "业务员",
     "客户经理", "跟进人", "对接人", "主治医生", "主治医师", "接诊医生", "责任护士", "班主任",
-    "指导老师", "导师", "作者", "译者",
+    "指导老师", "导师", "作者", "译者", "出席", "缺席", "列席", "受托人", "访客", "来访人",
 )  # fmt: skip
 """Who signed, approved, kept or did something, as a voucher, a contract, an approval sheet or
 the minutes of a meeting write it (复核：江山, 乙方：常青, 记录：王芳): a name after the colon,
@@ -1559,7 +1591,22 @@ _FIELD_VALUE = re.compile(
 record's key and value in quotes too: `"姓名": "钱多多"`). The
 label is matched as one of its words, never as a run of Han characters before a colon: a long
 run would be read again from each of its characters."""
-_FIELD_VALUE_BARE = re.compile(_FIELD_LABEL + r"([\u4e00-\u9fff]{2,4})(?=[，。；、,;.\s）)（(]|$)")
+_LINKS = r"(?:是|为|改成|改为|换成|变更为|更改为|写的|写成)"
+"""A verb between a field and its value in a sentence (收货人改成连晓萌, 收件人写的Lily)."""
+_AFTER_A_FIELD = re.compile(_FIELD_LABEL + rf"[ \t]?(?:[：:][ \t]*|{_LINKS})?$")
+"""A person's field right before a Latin word: its value (收件人写的Lily, 联系人：Amy)."""
+_NICKNAME = re.compile(
+    r"(?:外号|绰号|小名|昵称|网名|艺名|笔名)(?:是|叫|为)?[：:]?[ \t]?[「“\"']?"
+    r"([\u4e00-\u9fff]{2,4})(?=[」”\"'，。；、）)\s]|$)"
+)
+"""A nickname a text gives (李铁柱（外号大柱）, 小名叫豆豆): the person's, as their name is."""
+
+
+def _nicknames(text: str) -> set[tuple[int, int]]:
+    return {match.span(1) for match in _NICKNAME.finditer(text)}
+_FIELD_VALUE_BARE = re.compile(
+    _FIELD_LABEL + rf"[ \t]?{_LINKS}?([\u4e00-\u9fff]{{2,4}})(?=[，。；、,;.\s）)（(]|$)"
+)
 """A person's field with no colon (收款人杜鹃，): a value of two or three characters alone up to
 a pause, which must read as a surname and a given name by the name model, or of one or two
 Tibetan name parts (监护人次仁（父）, `tibetan_name`)."""
@@ -1611,7 +1658,7 @@ def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
         if (
             given
             and start in lac_words
-            and not _a_word_of_its_kind(word, tag)
+            and not (len(word) >= 2 and _a_word_of_its_kind(word, tag))
             and given_name_score(given) > BARE_GIVEN_NAME
             and value not in PERSON_NOUNS
             and "某" not in value
@@ -1770,6 +1817,8 @@ class CnPersonRecognizer(RegexRecognizer):
             spans.setdefault(span, LAC_PERSON_SCORE)
         for span in _given_then_surname(text):
             spans.setdefault(span, LATIN_NAME_SCORE)
+        for span in _nicknames(text):
+            spans.setdefault(span, LAC_PERSON_SCORE + CONTEXT_SCORE)
         for (start, end), score in list(spans.items()):
             surname_end = _surname_after(text, start, end)
             if surname_end is not None:

@@ -4,7 +4,9 @@ A date alone is not personal data, so DATE_OF_BIRTH needs a context word (born, 
 birth, birthday, 出生). AGE is "34 years old", "aged 34", "age: 34", "34-year-old", "34岁".
 """
 
-from pipelines.steps.privacy.recognizers.base import RegexRecognizer
+import re
+
+from pipelines.steps.privacy.recognizers.base import CONTEXT_BOOST, RegexRecognizer
 
 _MONTHS = (
     r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
@@ -27,6 +29,22 @@ class DateOfBirthRecognizer(RegexRecognizer):
     PATTERNS = tuple((pattern, 0.5) for pattern in _DATES)
     CONTEXT = ("born", "birth", "dob", "d.o.b", "birthday", "出生", "生日")
     REQUIRES_CONTEXT = True
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        results = super().analyze(text, entities, nlp_artifacts)
+        if self.ENTITY not in entities:
+            return results
+        seen = {(r.start, r.end) for r in results}
+        for match in _BORN_ON.finditer(text):
+            if match.span("value") not in seen:
+                start, end = match.span("value")
+                results.append(self._result(start, end, 0.5 + CONTEXT_BOOST, "生 after a date"))
+        return results
+
+
+_BORN_ON = re.compile(r"(?P<value>(?:19|20)\d{2}年\d{1,2}月\d{1,2}日)生(?![产效意活成长态物日存])")
+"""A date that 生 follows, as Chinese documents give a party's birth (覃小龙，男，1990年8月5日生):
+not 生产 (made on), 生效 (in force from) or other words opening with 生."""
 
 
 class AgeRecognizer(RegexRecognizer):

@@ -135,10 +135,24 @@ _CN_KIND = (
 _CN_NAMED = (
     r"身分證(?:統一編號)?|身份證|身份证|身分证|护照|護照|警号|警號|票号|票號|病理号|病理號"
     r"|(?:电子)?处方|(?:電子)?處方|学号|學號|户号|戶號|表号|錶號"
+    r"|编号|編號|单号|單號|证号|證號|流水号|流水號|合同号|合同號"
 )
 """Names that are an identifier's by themselves, with no 号 after them (身分證F123456784,
-电子处方RX2024…, 警号045123): a Taiwan ID, a prescription's, an officer's number."""
+电子处方RX2024…, 警号045123): a Taiwan ID, a prescription's, an officer's number; and the
+identifier words that end a record's name, whatever the record (投诉编号, 退款单号, 转诊单号,
+执业证号: a complaint's, a refund's, a referral's, a licence's number)."""
+_CN_RECORD = (
+    r"订单|訂單|运单|運單|快递|快遞|包裹|合同|保单|保單|银行卡|銀行卡|工资卡|工資卡|储蓄卡|儲蓄卡"
+    r"|信用卡|借记卡|借記卡|社保卡|医保卡|醫保卡|账户|帳戶|账号|帳號"
+)
+"""Records whose number is written right after their name with no ID word (订单 DD20240603771,
+韵达快递 4312567890123, 包裹JDVA21734568812, 工资卡：6210 9857 …), six digits or more as in
+English (`_LONG_NUMBER`: 订单 100 件 is a quantity)."""
 _CN_ID_WORD = r"(?:号码|编号|号|字号|號碼|編號|號|字號|ID|id)"
+
+
+_NOT_A_CN_DATE = r"(?![年月日号號時时点點分秒])"
+"""Not a number that a date's or a time's unit follows (编号：2024年6月 names no identifier)."""
 
 
 class CnKeyedIdRecognizer(KeyedIdRecognizer):
@@ -150,7 +164,12 @@ class CnKeyedIdRecognizer(KeyedIdRecognizer):
     PATTERNS = (
         (
             rf"(?:(?:{_CN_KIND}){_CN_ID_WORD}|{_CN_NAMED})\s*(?:是|为|係|為|：|:|=|#)?\s*"
-            rf"[\"'“‘(（]?{_NOT_A_DATE_OR_TIME}{_VALUE}",
+            rf"[\"'“‘(（]?{_NOT_A_DATE_OR_TIME}{_VALUE}{_NOT_A_CN_DATE}",
+            0.5,
+        ),
+        (
+            rf"(?:{_CN_RECORD})\s*(?:是|为|係|為|：|:|#)?\s*{_LONG_NUMBER}{_NOT_A_DATE_OR_TIME}"
+            rf"{_VALUE}{_NOT_A_CN_DATE}",
             0.5,
         ),
     )
