@@ -1064,8 +1064,9 @@ def _name_read_as_time(word: str) -> bool:
 
 def _last_character_cut_off(text: str, word: str, tokens, index: int) -> bool:
     """Whether the one character LAC tagged a verb or an adjective after a surname and one
-    character of a given name (管德 + 全 + ，) is the given name's end: a pause follows it, and
-    the name model reads the two characters as a given name (芳 + 好！, a greeting, reads as none)."""
+    character of a given name (管德 + 全 + ，) is the given name's end: a pause follows it,
+    and the name model reads the two characters as a given name (芳 + 好！, a greeting, does
+    not)."""
     if index >= len(tokens) or len(word) != 2 or word[0] not in surnames():
         return False
     character, tag, at = tokens[index]
