@@ -384,6 +384,8 @@ def test_when_a_chinese_text_names_an_identifier_then_its_value_is_found(
         "Read RFC 7231 and plate 12 of the atlas.",  # no name of an identifier
         "We sin 1234 times; fin 2024.",  # lower-case words, not the acronyms
         "In case no 2 fails, retry.",  # a case, but no identifier's value
+        "Please return #2 of the forms. Order 10000 units.",  # a count, a quantity
+        "Use the #general channel for case #A.",  # a channel, a letter
     ],
 )
 def test_when_no_identifier_follows_its_name_then_no_id_number_is_found(
@@ -1140,3 +1142,21 @@ def test_a_date_that_sheng_follows_is_a_birth_date(
     findings = scan_text(analyzer, text, CFG, language="zh")
 
     assert [text[f.start : f.end] for f in findings if f.entity_type == "DATE_OF_BIRTH"] == born
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("Ticket #INC-448210 | Customer: Rosa Delgado", "INC-448210"),  # # before letters
+        ("Your package (tracking 1Z999AA10123456784) is out for delivery.", "1Z999AA10123456784"),
+        ("Order confirmation #WEB-5521983 / Ship to: Emily Carter", "WEB-5521983"),
+        ("Your loyalty number is LY-883019274.", "LY-883019274"),
+        ("Your return has been received. RMA #: RMA-3381-2207.", "RMA-3381-2207"),
+    ],
+)
+def test_an_identifier_after_a_hash_or_a_carriers_prefix_is_found(
+    analyzer: AnalyzerEngine, text: str, value: str
+) -> None:
+    findings = scan_text(analyzer, text, CFG)
+
+    assert ("ID_NUMBER", value) in [(f.entity_type, text[f.start : f.end]) for f in findings]

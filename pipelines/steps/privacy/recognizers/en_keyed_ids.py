@@ -28,7 +28,8 @@ _KIND = (
     r"|plate|booking|reservation|emp|hospital|title|ticket|badge"
     r"|meter(?:\s+serial)?|library(?:\s+card)?|payroll|rx|order|invoice|tracking"
     r"|tenant|applicant|candidate|resident|guest|passenger|travell?er|subscriber|beneficiary"
-    r"|borrower|loan|mortgage|lease|case"
+    r"|borrower|loan|mortgage|lease|case|confirmation|loyalty|rma|return|refund|visa"
+    r"|application"
 )
 _ID_WORD = (
     r"(?:id(?:entifier|entification)?(?:[\s_-]*(?:number|no\.?|#))?|number|no\.|no(?=\s*[:#=]|\s*[A-Za-z]{0,4}\d)"
@@ -90,9 +91,13 @@ _RECORD = (
 )
 """A kind of record whose number is written right after it, with no ID word: `account 1002 3344
 5566`, `order 88213345`, `policy HOME-55120`, `Rx 6620419`."""
-_LONG_NUMBER = r"(?=[A-Za-z]{1,6}[\-/]?(?:\d[ \-/.]?){5}|(?:\d[ \-/.]?){6})"
+_LONG_NUMBER = (
+    r"(?=[A-Za-z]{1,6}[\-/]?(?:\d[ \-/.]?){5}|(?:\d[ \-/.]?){6}"
+    r"|\d[A-Za-z0-9]{1,7}(?:\d[ \-/.]?){6})"
+)
 """Such a number holds six digits or more (`order 10000 units` is a quantity, `account 2023` a
-year), or five after a prefix of letters (`HOME-55120`)."""
+year), or five after a prefix of letters (`HOME-55120`), or six after a carrier's prefix of
+digits and letters (UPS: `tracking 1Z999AA10123456784`)."""
 
 
 class KeyedIdRecognizer(RegexRecognizer):
@@ -101,7 +106,7 @@ class KeyedIdRecognizer(RegexRecognizer):
     ENTITY = "ID_NUMBER"
     PATTERNS = (
         (
-            rf"(?i)(?<![A-Za-z0-9])(?:(?:{_KIND})[\s_-]*{_ID_WORD}|{_NAMED})(?![A-Za-z])"
+            rf"(?i)(?<![A-Za-z0-9])(?:(?:{_KIND})[\s_-]*{_ID_WORD}|{_NAMED})(?:(?<=#)|(?![A-Za-z]))"
             rf"{_LINK}{_NOT_A_DATE_OR_TIME}{_VALUE}",
             0.5,
         ),
