@@ -129,7 +129,7 @@ def main() -> int:
         type=Path,
         action="append",
         default=[],
-        help="a labelled English PII set of another format (repeat): per-label recall only",
+        help="a labelled PII set of another format (repeat): per-label recall only",
     )
     parser.add_argument(
         "--zh-tagged",
@@ -167,7 +167,8 @@ def main() -> int:
         from pipelines.steps.config import PIIConfig
 
         cfg = PIIConfig()
-        _labelled(_engines(cfg, vanilla=not args.no_vanilla), cfg, args.labelled, args.misses)
+        engines = _engines(cfg, vanilla=not args.no_vanilla)
+        _labelled(engines, cfg, args.labelled, args.misses, args.half)
         return 0
     tagged = [(path, "zh") for path in args.zh_tagged] + [(path, "en") for path in args.en_tagged]
     tagged += [(path, "cluener") for path in args.cluener]
@@ -213,10 +214,11 @@ def main() -> int:
     return 0
 
 
-def _labelled(engines: dict, cfg, paths: list[Path], misses: bool) -> None:
+def _labelled(engines: dict, cfg, paths: list[Path], misses: bool, half: str = "all") -> None:
     """Per-label recall on labelled sets written as a JSON array of `{"text", "NER": [{"entity",
     "label"}]}` (Nannigalaxy/PII-synthetic_dataset) or ai4privacy's `{"source_text",
-    "privacy_mask": [{"value", "label"}]}`: a label is found when any finding overlaps the
+    "privacy_mask": [{"value", "label"}]}`, or `{"text", "marks": [{"value", "type"}]}` (JSON
+    lines; `--half` takes every other record): a label is found when any finding overlaps the
     value's first place in the text (whatever its type: the sets' labels are not Presidio's);
     quotes and asterisks around a value are left out, a value not in its text is not scored."""
     from collections import Counter
@@ -234,6 +236,9 @@ def _labelled(engines: dict, cfg, paths: list[Path], misses: bool) -> None:
                 labels = [
                     (m.get("value", ""), m.get("label")) for m in item.get("privacy_mask", [])
                 ]
+            elif "marks" in item:  # {"text", "marks": [{"value", "type"}]}
+                text = item["text"]
+                labels = [(m.get("value", ""), m.get("type")) for m in item["marks"]]
             else:
                 text = item["text"]
                 labels = [(e.get("entity", ""), e.get("label")) for e in item.get("NER", [])]
@@ -244,6 +249,8 @@ def _labelled(engines: dict, cfg, paths: list[Path], misses: bool) -> None:
                 if at >= 0 and label:
                     spans.append((at, at + len(value), label))
             rows.append((text, spans))
+    if half != "all":
+        rows = rows[half == "odd" :: 2]
     texts = [text for text, _ in rows]
     totals = Counter(label for _, spans in rows for _, _, label in spans)
     found = {}
