@@ -1166,12 +1166,39 @@ def test_a_number_after_a_space_that_is_no_part_of_a_building_stays_out(location
         ("收件人写的Lily，电话18108036417。", ["Lily"]),
     ],
 )
-def test_names_in_a_records_fields_and_an_offices_messages_are_found(
-    person, text, names
-) -> None:
+def test_names_in_a_records_fields_and_an_offices_messages_are_found(person, text, names) -> None:
     assert _found(person, text, "PERSON") == names
 
 
 @pytest.mark.parametrize("text", ["王芳好！", "收款人查看，无误"])
 def test_a_greeting_or_a_verb_after_a_field_is_no_part_of_a_name(person, text) -> None:
     assert all(len(name) <= 2 for name in _found(person, text, "PERSON"))
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        (
+            "收货地址：浙江省宁波市鄞州区钱湖北路455号东方丽都6-2-1101",
+            "浙江省宁波市鄞州区钱湖北路455号东方丽都6-2-1101",
+        ),  # an estate with no building word, then a dashed building, stairway and room
+        (
+            "住址：香港新界沙田馬鞍山路8號迎海3座18樓C室",
+            "香港新界沙田馬鞍山路8號迎海3座18樓C室",
+        ),  # LAC reads 迎海 as a verb
+    ],
+)
+def test_an_estates_name_before_its_buildings_parts_belongs_to_the_address(
+    location, text, address
+) -> None:
+    assert _found(location, text, "LOCATION") == [address]
+
+
+def test_words_before_a_block_with_no_floor_or_room_are_no_estate(location) -> None:
+    text = "上海市浦东新区张江路88号附近有3栋楼。"
+    assert _found(location, text, "LOCATION") == ["上海市浦东新区张江路88号"]
+
+
+def test_a_titled_name_before_a_bracket_is_found(person) -> None:
+    text = "您的京东包裹今日由配送员贺强（17612340098）派送"
+    assert _found(person, text, "PERSON") == ["贺强"]

@@ -59,7 +59,7 @@ TO_SIMPLIFIED = str.maketrans(
 """The traditional forms of the characters an address's pattern reads (號 樓 區 縣 大廈 ...), as one
 character for one: Hong Kong's and Taiwan's addresses read like the mainland's, offsets kept."""
 _NUMERAL = r"(?:\d{1,5}|[一二三四五六七八九十百零〇]{1,4})"
-_UNIT = r"(?:号院|号楼|号|弄|栋|幢|座|单元|楼|层|室|户|期|门|排|组|段)"
+_UNIT = r"(?:号院|号楼|号|弄|巷|栋|幢|座|单元|楼|层|室|户|期|门|排|组|段)"
 _PART = (
     rf"(?:附|[东西南北中東])?(?:{_NUMERAL}[A-Za-z]{{0,2}}|[A-Za-z]{{1,2}}\d{{0,4}})"
     rf"(?:[-－][A-Za-z\d]{{1,4}})?\s?{_UNIT}"
@@ -72,8 +72,16 @@ _BUILDING = rf"[\u4e00-\u9fffA-Za-z]{{1,10}}?{_BUILDING_WORDS}"
 丽江花园 + 丽波楼 + 6座)."""
 _DASHED = r"\d{1,3}[-－]\d{1,3}[-－]\d{1,4}(?![\d\-－])"
 """A building, its stairway and its room as three numbers joined by dashes (6-1-1702, 1-3-2)."""
+_ESTATE = (
+    r"[\u4e00-\u9fff]{2,6}(?=\d{1,3}[-－]\d{1,3}[-－]\d"
+    r"|(?:\d{1,4}|[A-Za-z]{1,2})(?:栋|幢|座|号楼)\d{1,4}(?:单元|层|楼|樓)"
+    r"|(?:\d{1,4}|[A-Za-z]{1,2})(?:栋|幢|座|号楼)\d{3,5}(?![\d号]))"
+)
+"""An estate's name with no building word (东方丽都, 迎海) between a house's number and its
+building's parts: only before a dashed building, stairway and room, or before a block and then
+a floor, a stairway or a room (迎海 + 3座18樓, 东方丽都 + 6-2-1101; 附近有 + 3栋楼 is no house)."""
 _HOUSE = (
-    rf"(?:(?:{_BUILDING}){{0,2}}(?:{_PART}){{1,8}}){{0,3}}(?:{_DASHED})?"
+    rf"(?:(?:{_BUILDING}|{_ESTATE}){{0,2}}(?:{_PART}){{1,8}}){{0,3}}(?:{_ESTATE})?(?:{_DASHED})?"
     rf"(?:(?:{_BUILDING})?(?<=[元栋幢座楼层门])\d{{2,5}}(?![\d号室]))?(?:之\d{{1,2}})?"
 )
 HOUSE = re.compile(_HOUSE)
@@ -342,6 +350,8 @@ def _address_end(tokens, first: int, end: int) -> int:
             continue  # an annex's number (8号 + 附 + 1号), LAC's verb; a flat's (12樓 + 之 + 3)
         if flag in _NOT_IN_ADDRESS and _PARTS.search(word):
             continue  # a house's part inside a word LAC tags a verb (育新花园13号楼)
+        if flag in _NOT_IN_ADDRESS and at + len(word) < end and _an_estate(word, tokens, index):
+            continue  # an estate's name LAC tags a verb before its building (迎海 + 3座18樓)
         if flag in _NOT_IN_ADDRESS or (flag == "nr" and not _ADDRESS_PART.match(following)):
             return at
         if (
@@ -354,6 +364,17 @@ def _address_end(tokens, first: int, end: int) -> int:
             # a unit that opens it (北京 + 市长, 安大略省皇后大学)
             return at
     return end
+
+
+_ESTATE_NAME = re.compile(_ESTATE)
+
+
+def _an_estate(word: str, tokens, index: int) -> bool:
+    """Whether `tokens[index]` is the whole of an estate's name before its building's parts
+    (`_ESTATE`), read on the words that follow it."""
+    after = "".join(t[0] for t in tokens[index + 1 : index + 8]).translate(TO_SIMPLIFIED)
+    found = _ESTATE_NAME.match(word.translate(TO_SIMPLIFIED) + after)
+    return found is not None and found.end() == len(word)
 
 
 def _listed_with_a_person(tokens, index: int) -> bool:

@@ -478,7 +478,7 @@ _LAC_NOT_A_NAME = frozenset(
 is), punctuation, numbers, measure words, adverbs (经理 + 陆续) and function words."""
 _PAUSE = frozenset('、，。；：！？）”",;:!?)')
 """Punctuation after which a name has ended (full-width, and as the scan's NFKC copy has it)."""
-_NAME_ENDS = _PAUSE | frozenset(" 和与及")
+_NAME_ENDS = _PAUSE | frozenset(" 和与及（(")
 MIN_TITLED_GIVEN = -1.0
 """The name model's score (`given_name_score`) a given name after a title needs at least: a
 title is strong evidence, the score only keeps common words out (记者 + 会上)."""
@@ -1605,6 +1605,8 @@ _NICKNAME = re.compile(
 
 def _nicknames(text: str) -> set[tuple[int, int]]:
     return {match.span(1) for match in _NICKNAME.finditer(text)}
+
+
 _FIELD_VALUE_BARE = re.compile(
     _FIELD_LABEL + rf"[ \t]?{_LINKS}?([\u4e00-\u9fff]{{2,4}})(?=[，。；、,;.\s）)（(]|$)"
 )
