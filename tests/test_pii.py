@@ -362,6 +362,7 @@ def test_when_part_of_a_code_reads_as_an_identifier_then_the_whole_code_is_found
         ("订单 DD20240603771 已发货，物流：韵达快递 4312567890123", "4312567890123"),
         ("您的京东包裹JDVA21734568812今日派送", "JDVA21734568812"),
         ("收款银行卡：6214 8312 0567 8890。", "6214 8312 0567 8890"),  # no Luhn: still hers
+        ("香港身份证号：Y123456(7)", "Y123456(7)"),  # the check character in brackets
     ],
 )
 def test_when_a_chinese_text_names_an_identifier_then_its_value_is_found(
@@ -1152,6 +1153,7 @@ def test_a_date_that_sheng_follows_is_a_birth_date(
         ("Order confirmation #WEB-5521983 / Ship to: Emily Carter", "WEB-5521983"),
         ("Your loyalty number is LY-883019274.", "LY-883019274"),
         ("Your return has been received. RMA #: RMA-3381-2207.", "RMA-3381-2207"),
+        ("HKID: A123456(3)", "A123456(3)"),  # a Hong Kong identity card, its check in brackets
     ],
 )
 def test_an_identifier_after_a_hash_or_a_carriers_prefix_is_found(

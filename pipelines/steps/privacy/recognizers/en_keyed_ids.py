@@ -38,7 +38,7 @@ _ID_WORD = (
 )
 _NAMED = (
     r"(?-i:ID|MRN|TIN|EIN|PAN|SSN|IBAN|VIN|NPI|DEA|NRIC|CPF|CNPJ|PNR|SIN|DNI|NIE|NIF|CURP|BSN"
-    r"|PESEL|TFN|NINO|NIN|PPSN?|UPN|KTN|IMEI|PAC|NHI)(?:\s*(?:number|no\.|#))?"
+    r"|PESEL|TFN|NINO|NIN|PPSN?|UPN|KTN|IMEI|PAC|NHI|HKID)(?:\s*(?:number|no\.|#))?"
     r"|(?-i:NI)\s+(?:number|no\.?)|medicare(?:\s+card)?(?:\s*(?:number|no\.|#))?"
     r"|(?<=[\"'])(?:ssn|sin|tin|ein|nino|tfn|nhs|mrn|vin)(?=[\"'])"
     r"|aadhaa?r|passport|(?:licen[cs]e|number)\s+plate|e-?ticket|frequent\s+flyer"
@@ -52,14 +52,15 @@ _VALUE = (
     r"(?P<value>(?:[A-Za-z0-9][A-Za-z0-9_\-/.:*]{2,33}[A-Za-z0-9*]|\d{2,3}(?= \d)"
     r"|(?-i:[A-Z]{2,3})(?= \d))"
     r"(?: (?=[A-Z]*[0-9*])[A-Z0-9*\-]{2,34}){0,7}"
-    r"(?: (?:\d|(?-i:[A-Z])(?=[,.;:)!?]|\s*$)))?)(?![A-Za-z0-9_\-/])"
+    r"(?: (?:\d|(?-i:[A-Z])(?=[,.;:)!?]|\s*$)))?(?:\((?-i:[0-9A])\))?)(?![A-Za-z0-9_\-/])"
 )
 """The value, and groups written with single spaces that hold a digit (a card number or an IBAN
 in fours: `4716 9876 2234 1561`, `IN60 SBK0000000000`; a number in threes: `046 454 286`);
 it may open with two or three capitals standing apart and close with one character apart, as
 British national insurance and hospital numbers are written (`QQ 12 34 56 C`, `RXH 449 201
 7`, `MBR 6640-2291-07`: a closing letter only before a mark or the end, never `… 5678 I
-think`)."""
+think`); a check character in brackets closes it, as on a Hong Kong identity card
+(`Y123456(7)`)."""
 _NOT_A_DATE_OR_TIME = (
     r"(?!(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?)"
     r"(?![A-Za-z0-9_\-/.:*]))"
