@@ -1164,13 +1164,14 @@ def test_a_number_after_a_space_that_is_no_part_of_a_building_stays_out(location
         ("签证专员Ivy会与您联系", ["Ivy"]),
         ("Jenny 姐今天生日", ["Jenny"]),
         ("收件人写的Lily，电话18108036417。", ["Lily"]),
+        ("身份证遗失声明：本人蓝海洋，身份证号码450103198711052536", ["蓝海洋"]),  # a statement
     ],
 )
 def test_names_in_a_records_fields_and_an_offices_messages_are_found(person, text, names) -> None:
     assert _found(person, text, "PERSON") == names
 
 
-@pytest.mark.parametrize("text", ["王芳好！", "收款人查看，无误"])
+@pytest.mark.parametrize("text", ["王芳好！", "收款人查看，无误", "本人承诺，以上信息真实。"])
 def test_a_greeting_or_a_verb_after_a_field_is_no_part_of_a_name(person, text) -> None:
     assert all(len(name) <= 2 for name in _found(person, text, "PERSON"))
 

@@ -842,6 +842,9 @@ def _handles(analyzer, text: str, language: str = "en") -> list[str]:
         ("太好了//@大象院长：转发微博。", "zh", ["@大象院长"]),
         ("哈哈//@何辛ESPN卫视主持人:哈哈", "zh", ["@何辛ESPN卫视主持人"]),  # one account, whole
         ("@小雨要做快乐的上班族", "zh", ["@小雨要做快乐的上班族"]),  # alone: no decorator
+        # Slack's and Teams' names go on after a dot; a top-level domain does not
+        ("@olivia.b @nate can you two sync before tomorrow?", "en", ["@olivia.b", "@nate"]),
+        ("Ping @tom.nguyen if the build breaks again.", "en", ["@tom.nguyen"]),
     ],
 )
 def test_when_a_handle_is_written_with_its_at_sign_then_it_is_found(
@@ -864,6 +867,8 @@ def test_when_a_handle_is_written_with_its_at_sign_then_it_is_found(
         "Sign up with your @gmail.com address.",
         "See you @3pm, icon@2x.png is attached.",
         "/** @param name the user's name @returns nothing */",
+        "@obj.method\ndef run(self): ...",  # a dotted decorator ending its line
+        "  @pytest.mark.slow\n  def test_it(): ...",
     ],
 )
 def test_when_an_at_sign_belongs_to_code_or_an_address_then_no_handle_is_found(

@@ -403,8 +403,9 @@ _CONTACT_BEFORE = (
 _TO_SOMEONE = ("跟", "和", "与", "给", "让", "请", "问")
 """Words before the one something is done with or for (跟Mike对接, 发给Frank, 让Tom): a listed
 name after them, where no noun follows it (给Ruby + 语言 is a thing's name)."""
-_KIN_OF_A_LATIN_NAME = re.compile(r"[ \t]?(?:姐|哥)(?![\u4e00-\u9fff]{0,1}[们])")
-"""A colleague's English name addressed as an elder sister or brother (Jenny 姐, Tony哥)."""
+_KIN_OF_A_LATIN_NAME = re.compile(r"[ \t]?(?:姐|哥)(?!们)")
+"""A colleague's English name addressed as an elder sister or brother (Jenny 姐, Tony哥; not
+哥们, "buddies")."""
 _NOUN_TAGS = frozenset({"n", "nz", "nw", "ORG", "LOC", "vn", "an"})
 """LAC tags of a noun after a Latin word: the word names a kind of thing (Ruby + 语言)."""
 _NAME_GIVEN_AS = (
@@ -1607,8 +1608,12 @@ def _nicknames(text: str) -> set[tuple[int, int]]:
     return {match.span(1) for match in _NICKNAME.finditer(text)}
 
 
+_SELF = "本人"
+"""How a statement names its writer before their name (本人蓝海洋，身份证号码…): a label with no
+colon only, and never a value (申请人：本人 is a placeholder)."""
 _FIELD_VALUE_BARE = re.compile(
-    _FIELD_LABEL + rf"[ \t]?{_LINKS}?([\u4e00-\u9fff]{{2,4}})(?=[，。；、,;.\s）)（(]|$)"
+    f"({'|'.join(sorted((*NAME_FIELDS, _SELF), key=len, reverse=True))})"
+    rf"[ \t]?{_LINKS}?([\u4e00-\u9fff]{{2,4}})(?=[，。；、,;.\s）)（(]|$)"
 )
 """A person's field with no colon (收款人杜鹃，): a value of two or three characters alone up to
 a pause, which must read as a surname and a given name by the name model, or of one or two
@@ -1661,6 +1666,7 @@ def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
         if (
             given
             and start in lac_words
+            and value not in NAME_FIELDS  # 本人姓名：
             and not (len(word) >= 2 and _a_word_of_its_kind(word, tag))
             and given_name_score(given) > BARE_GIVEN_NAME
             and value not in PERSON_NOUNS

@@ -21,6 +21,7 @@ import re
 
 from pipelines.steps.privacy.recognizers.base import RegexRecognizer
 from pipelines.steps.privacy.recognizers.en_names import english_words, is_english
+from pipelines.steps.privacy.recognizers.en_url import top_level_domains
 
 MAX_HANDLE = 30
 _HANDLE = re.compile(
@@ -145,8 +146,23 @@ class UserHandleRecognizer(RegexRecognizer):
                 continue
             if body.lower() in _CODE_KEYWORDS or _code(text, start, end):
                 continue
+            end = _dotted_end(text, end)
             results.append(self._result(start, end, self.BASE_SCORE, "at sign and account"))
         return results
+
+
+_DOTTED_NAME = re.compile(r"(?:\.[A-Za-z_]\w*)*")
+_DOTTED = re.compile(r"\.(?P<part>[A-Za-z0-9_]{1,20})(?![\w@\-]|\.[A-Za-z0-9])")
+
+
+def _dotted_end(text: str, end: int) -> int:
+    """The end of a handle that goes on after a dot, as Slack's and Teams' names do
+    (`@olivia.b`, `@tom.nguyen`); a top-level domain after the dot is a domain's
+    (`@gmail.com`, left to `_code`)."""
+    dotted = _DOTTED.match(text, end)
+    if dotted is None or dotted.group("part").lower() in top_level_domains()[0]:
+        return end
+    return dotted.end()
 
 
 def _opens_its_line(text: str, start: int) -> bool:
@@ -163,13 +179,17 @@ def _code(text: str, start: int, end: int) -> bool:
     line with nothing but a call or a dotted name after it, an npm scope, a variable after
     an operator or a SQL keyword or before an assignment, or a domain right after the name."""
     if _IDENTIFIER.fullmatch(text, start + 1, end) and _opens_its_line(text, start):
-        # A decorator: nothing after it on its line, or its call or dotted name (no
-        # decorator holds Han or "-").
-        after = end
+        # A decorator: its dotted name, then its call or nothing else on its line (no
+        # decorator holds Han or "-"; `@olivia.b can you…` is a chat's handle).
+        after = _DOTTED_NAME.match(text, end).end()
+        if text[after : after + 1] == "(":
+            return True
         while after < len(text) and text[after] in " \t":
             after += 1
-        if text[end : end + 1] in ("(", ".") or after == len(text) or text[after] == "\n":
+        if after == len(text) or text[after] == "\n":
             return True
-    if text.startswith("/", end) or _DOMAIN_AFTER.match(text, end) or _ASSIGNED.match(text, end):
+    if text.startswith("/", end) or _ASSIGNED.match(text, end):
         return True
+    if _DOMAIN_AFTER.match(text, end) and _dotted_end(text, end) == end:
+        return True  # a domain (@gmail.com), not a dotted handle (@tom.nguyen)
     return bool(_OPERATOR_BEFORE.search(text[max(0, start - 12) : start]))
