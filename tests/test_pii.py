@@ -1162,3 +1162,30 @@ def test_an_identifier_after_a_hash_or_a_carriers_prefix_is_found(
     findings = scan_text(analyzer, text, CFG)
 
     assert ("ID_NUMBER", value) in [(f.entity_type, text[f.start : f.end]) for f in findings]
+
+
+def _with_spans(text: str, *values: tuple[str, str]) -> Record:
+    """A scrubbed record whose `values` (surrogate, type) the scrubber recorded as spans."""
+    spans = tuple((text.index(v), text.index(v) + len(v), kind) for v, kind in values)
+    message = Message("assistant", text, scrub_spans=spans)
+    return replace(_record("scrubbed", text), messages=(message,))
+
+
+def test_a_residual_finding_across_surrogates_side_by_side_is_none_but_text_between_counts(
+    analyzer: AnalyzerEngine,
+) -> None:
+    # the demo's scrub wrote a town, then an IBAN: the re-scan read "Kimberlyhaven GB" (a town
+    # and a country) across both, which is our own text
+    address = "47414 Samuel Springs, North Anneport, NH 20221"
+    text = f"Your address on file is now {address} Kimberlyhaven GB51HPSZ91414098086216 will do."
+    record = _with_spans(
+        text,
+        (address, "LOCATION"),
+        ("Kimberlyhaven", "LOCATION"),
+        ("GB51HPSZ91414098086216", "IBAN_CODE"),
+    )
+    assert residual_pii([record], analyzer, pii.residual_config(CFG)) == {}
+    # a person's e-mail between two surrogates is no join: it is counted
+    text = "Send it to Amy Lee, jane.doe@example.com, Bob Ray today."
+    record = _with_spans(text, ("Amy Lee", "PERSON"), ("Bob Ray", "PERSON"))
+    assert residual_pii([record], analyzer, pii.residual_config(CFG)).get("EMAIL_ADDRESS") == 1

@@ -589,8 +589,10 @@ def residual_pii(
     NER included, by every language pack of the analyzer (a Chinese id card number in an
     English record is found by the Chinese pack), at `cfg.score_threshold` (the caller passes
     `residual_config`). A finding entirely inside a span the scrubber recorded
-    (`Message.scrub_spans`: our own surrogate, placeholder or mark) is not counted; any other
-    finding is, including one that overlaps a recorded span only in part.
+    (`Message.scrub_spans`: our own surrogate, placeholder or mark) is not counted, nor one
+    across recorded spans side by side with nothing but what joins values between them
+    (punctuation, one short word); any other finding is, including one that overlaps a
+    recorded span only in part, and the text between two spans that is more than a join.
 
     Args:
         records: Records to re-scan, normally the output of `scrub_records`.
@@ -618,10 +620,12 @@ def residual_pii(
         if index in late:
             continue
         for message, findings in zip(record.messages, per_message, strict=True):
+            # read as the scrub reads its passes: a finding across surrogates side by side
+            # (a town's, then an IBAN's `GB…` read as its country) is what joins them, if
+            # anything (`_outside_scrub_spans`)
             counts.update(
                 finding.entity_type
-                for finding in findings
-                if not _inside_a_span(finding, message.scrub_spans)
+                for finding in _outside_scrub_spans(findings, message.scrub_spans, message.content)
             )
     return dict(sorted(counts.items()))
 
