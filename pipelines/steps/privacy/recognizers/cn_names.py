@@ -988,7 +988,7 @@ def _person_candidates(text: str, tokens) -> list[tuple[str, int, int]]:
 
 
 _LATIN_LETTER = re.compile(r"[A-Za-z]")
-_AND = ("和", "与", "跟", "同", "及")
+_AND = tuple(c for c in _CONJUNCTIONS if len(c) == 1 and c not in "、或")
 
 
 def _addressed_before_and(word: str) -> str | None:
