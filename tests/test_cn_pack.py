@@ -1203,3 +1203,36 @@ def test_words_before_a_block_with_no_floor_or_room_are_no_estate(location) -> N
 def test_a_titled_name_before_a_bracket_is_found(person) -> None:
     text = "您的京东包裹今日由配送员贺强（17612340098）派送"
     assert _found(person, text, "PERSON") == ["贺强"]
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("病人姓名：哈斯其其格　性别：女　民族：蒙古族", ["哈斯其其格"]),  # a name of five
+        ("姓名：巴特尔朝鲁 民族：蒙古族", ["巴特尔朝鲁"]),
+        ("当事人甲：黎明，驾驶证号440304198207150317", ["黎明"]),  # a party's letter
+        ("离职人：左丘明远 / 工号：E10452", ["左丘明远"]),  # who did the record's act: -人
+        ("介绍人：王建国，电话13800000000", ["王建国"]),
+        ("小周啊，那个中医姓段的，叫段天成，在哪坐诊？", ["小周", "段天成"]),  # named by 叫
+        ("已通知仓库主管谷满仓，经清点无物品丢失。", ["谷满仓"]),  # LAC: 主管谷 + 满仓
+        ("领取通知：员工易小川、蓝天、于海洋的报告已到", ["易小川", "蓝天", "于海洋"]),  # a list
+        ("加班名单——生产一线：马六甲、牛犇、上官金虹；质检", ["马六甲", "牛犇", "上官金虹"]),
+    ],
+)
+def test_names_given_by_a_field_a_naming_verb_a_title_or_a_list_are_found(
+    person, text, names
+) -> None:
+    assert _found(person, text, "PERSON") == names
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "患者：张三今日复诊。",  # a name, then words: not one long name
+        "推荐人：华为技术有限公司",  # an organisation after an -人 field
+        "这个地方叫黄山，风景好。",  # a place after 叫
+        "参会：张伟、财务部、市场部。",  # a list's departments
+    ],
+)
+def test_a_fields_words_a_named_place_or_a_lists_departments_are_no_names(person, text) -> None:
+    assert all(name in ("张三", "张伟") for name in _found(person, text, "PERSON"))

@@ -1164,6 +1164,72 @@ def test_an_identifier_after_a_hash_or_a_carriers_prefix_is_found(
     assert ("ID_NUMBER", value) in [(f.entity_type, text[f.start : f.end]) for f in findings]
 
 
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("Customer Hyun-woo Park called 4 times about ticket SR-77821.", "SR-77821"),
+        ("Incident IR-2291: the card was charged twice.", "IR-2291"),  # four digits after letters
+        ("Complaint #C-2024-0711 / delayed refund for booking BK-559201", "C-2024-0711"),
+        ("Complaint #C-2024-0711 / delayed refund for booking BK-559201", "BK-559201"),
+        ("Amount returned to Visa. Ref: RF-55102.", "RF-55102"),
+        ("Policy: AUTO-NG-2024-118734 / Renewal premium", "AUTO-NG-2024-118734"),
+        ("She reported her card 4716 0301 8852 2197 was charged twice.", "4716 0301 8852 2197"),
+        ("Your driver is arriving in a white Toyota Prius, plate 8KJD214.", "8KJD214"),
+        ("Vehicle: 2019 Honda Civic, plate LND 482 KJ / Renewal", "LND 482 KJ"),
+        ("The car with number plate KA 05 MN 1234 was towed.", "KA 05 MN 1234"),
+        ("收款账户：中国银行 6013 8200 0123 9874 561 （户名：邹丽萍）", "6013 8200 0123 9874 561"),
+        ("至您的帳戶（中國信託 822-5301-2846-9371），備註：五月房租。", "822-5301-2846-9371"),
+    ],
+)
+def test_a_records_number_a_plate_or_an_account_written_right_after_its_word_is_found(
+    analyzer: AnalyzerEngine, text: str, value: str
+) -> None:
+    language = "zh" if any("\u4e00" <= c <= "\u9fff" for c in text) else "en"
+    findings = scan_text(analyzer, text, CFG, language=language)
+
+    assert value in [text[f.start : f.end] for f in findings]
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("See plate 14 in the appendix; the plate was broken.", "en"),  # a figure, a dish
+        ("I paid by card 20 times in 2024. Ticket sales rose.", "en"),
+        ("The incident response team met; case closed.", "en"),
+        ("公司在招商银行 500000元的贷款，工商银行 2024年报。", "zh"),  # an amount, a year
+    ],
+)
+def test_a_records_word_before_a_quantity_a_figure_or_nothing_names_no_identifier(
+    analyzer: AnalyzerEngine, text: str, language: str
+) -> None:
+    findings = scan_text(analyzer, text, CFG, language=language)
+
+    assert [text[f.start : f.end] for f in findings if f.entity_type == "ID_NUMBER"] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("For 4B, 211 Ocean Ave, Brooklyn, NY 11225", "4B, 211 Ocean Ave, Brooklyn, NY 11225"),
+        ("Unit: Blk 412 Ang Mo Kio Ave 10, #08-1234.", "Blk 412 Ang Mo Kio Ave 10, #08-1234"),
+    ],
+)
+def test_a_flat_or_a_block_written_before_its_street_belongs_to_the_address(
+    analyzer: AnalyzerEngine, text: str, address: str
+) -> None:
+    findings = scan_text(analyzer, text, CFG)
+
+    assert address in [text[f.start : f.end] for f in findings if f.entity_type == "LOCATION"]
+
+
+def test_a_number_and_a_letter_before_words_that_are_no_street_is_no_address(
+    analyzer: AnalyzerEngine,
+) -> None:
+    text = "We sold 4B, 211 of them went to Ocean Ave."
+
+    assert [f for f in scan_text(analyzer, text, CFG) if f.entity_type == "LOCATION"] == []
+
+
 def _with_spans(text: str, *values: tuple[str, str]) -> Record:
     """A scrubbed record whose `values` (surrogate, type) the scrubber recorded as spans."""
     spans = tuple((text.index(v), text.index(v) + len(v), kind) for v, kind in values)

@@ -61,11 +61,12 @@ character for one: Hong Kong's and Taiwan's addresses read like the mainland's, 
 _NUMERAL = r"(?:\d{1,5}|[一二三四五六七八九十百零〇]{1,4})"
 _UNIT = r"(?:号院|号楼|号|弄|巷|栋|幢|座|单元|楼|层|室|户|期|门|排|组|段)"
 _PART = (
-    rf"(?:附|[东西南北中東])?(?:{_NUMERAL}[A-Za-z]{{0,2}}|[A-Za-z]{{1,2}}\d{{0,4}})"
+    rf"(?:附|第|[东西南北中東])?(?:{_NUMERAL}[A-Za-z]{{0,2}}|[A-Za-z]{{1,2}}\d{{0,4}})"
     rf"(?:[-－][A-Za-z\d]{{1,4}})?\s?{_UNIT}"
 )
 """One numbered part of a house or a building: 5号, 附1号 (an annex), 1234弄, 12号院, 2栋, A座,
-R2-B栋, 3单元, 8层, 601室, 四段, 东一段 (a road's eastern section)."""
+R2-B栋, 3单元, 8层, 601室, 四段, 东一段 (a road's eastern section), 第二座 (a tower by its
+ordinal)."""
 _BUILDING_WORDS = r"(?:大厦|大楼|广场|中心|花园|小区|公寓|家园|新村|公馆|苑|院|园|城|府|庭|楼)"
 _BUILDING = rf"[\u4e00-\u9fffA-Za-z]{{1,10}}?{_BUILDING_WORDS}"
 """A building's or an estate's name before its numbered parts (维多利广场 + A座; SOHO现代城;
@@ -82,16 +83,16 @@ building's parts: only before a dashed building, stairway and room, or before a 
 a floor, a stairway or a room (迎海 + 3座18樓, 东方丽都 + 6-2-1101; 附近有 + 3栋楼 is no house)."""
 _HOUSE = (
     rf"(?:(?:{_BUILDING}|{_ESTATE}){{0,2}}(?:{_PART}){{1,8}}){{0,3}}(?:{_ESTATE})?(?:{_DASHED})?"
-    rf"(?:(?:{_BUILDING})?(?<=[元栋幢座楼层门])\d{{2,5}}(?![\d号室]))?(?:之\d{{1,2}})?"
+    rf"(?:(?:{_BUILDING})?(?<=[元栋幢座楼层门])\d{{2,5}}房?(?![\d号室]))?(?:之\d{{1,2}})?"
 )
 HOUSE = re.compile(_HOUSE)
 """The numbered parts of a house after its street or its estate, with buildings' names between
 them, the building, stairway and room written with dashes (6-1-1702), a room's number after a
-unit, a block, a floor or a stairway's door (3单元502, 5号楼1801, 2门401, 3栋南楼608), and
-Taiwan's flat on a floor (12樓之3)."""
+unit, a block, a floor or a stairway's door (3单元502, 5号楼1801, 2门401, 3栋南楼608,
+3座1104房), and Taiwan's flat on a floor (12樓之3)."""
 _PARTS = re.compile(_PART)
 _BARE_HOUSE = re.compile(
-    rf"(?<![\dA-Za-z])(?:{_PART})+(?P<room>(?<=[元栋幢座楼层])\d{{2,5}}(?![\d号室]))?"
+    rf"(?<![\dA-Za-z])(?:{_PART})+(?P<room>(?<=[元栋幢座楼层])\d{{2,5}}房?(?![\d号室]))?"
 )
 _GAP = r"[ \t\u3000]{1,2}"
 _SPACED_PART = re.compile(
@@ -130,7 +131,7 @@ _BUILDING_UNITS = ("栋", "幢", "号楼", "单元", "座")
 _HOUSE_OPENER = re.compile(rf"(?:{_STREET}|{_UNIT}|{_BUILDING_WORDS})$")
 """How a place that numbered parts may follow ends: a street, a part, an estate or a building."""
 ADDRESS = re.compile(
-    rf"(?:{_HAN}{{1,7}}?{_ADMIN}){{1,5}}(?:{_HAN}{{0,8}}{_STREET}(?:{_NUMERAL}段)?)?{_HOUSE}"
+    rf"(?:{_HAN}{{1,7}}?{_ADMIN}){{1,5}}(?:{_HAN}{{0,8}}{_STREET}(?:{_NUMERAL}段|[东西南北中]段)?)?{_HOUSE}"
 )
 """An address from its first administrative unit: units (省 市 区 ...), a street, then the
 house (`HOUSE`). Every quantifier is bounded: linear in the text."""

@@ -472,6 +472,64 @@ def _listed_han(text: str, tokens, accepted: set[tuple[int, int]]) -> set[tuple[
     return found
 
 
+_ITEM_OPENS = frozenset("、，。；：,;:\n \t\u3000（(")
+_ITEM_CLOSES = frozenset("、，。；,;.\n \t\u3000）)的等和与及")
+
+
+def _listed_items(text: str, tokens, accepted: set[tuple[int, int]]) -> set[tuple[int, int]]:
+    """A list's item next to an accepted name across 、, read from the text where LAC cut it
+    across its words or tagged it otherwise (易小川、蓝天、于 + 海洋的报告; 牛犇、上官金虹 read as
+    a verb): two or three Han characters, four with a compound surname, opening with a surname
+    whose given name the name model accepts, standing whole between the list's marks. A list
+    of names makes its items names; an item LAC reads as a place or an organisation stays
+    one, and each pass reaches one item further."""
+    names = surnames()
+    places = {(start, start + len(word)) for word, tag, start in tokens if tag in _LAC_NOT_A_PERSON}
+    found: set[tuple[int, int]] = set()
+
+    def an_item(start: int, end: int) -> bool:
+        item = text[start:end]
+        if not _HAN_ALL.fullmatch(item) or (start, end) in places:
+            return False
+        surname = item[:2] if item[:2] in COMPOUND_SURNAMES else item[:1]
+        if surname not in names or len(item) - len(surname) not in (1, 2):
+            return False
+        given = item[len(surname) :]
+        return (
+            given_name_score(given) > BARE_GIVEN_NAME
+            and not _form_of_address(item)
+            and not item.endswith(_NOT_A_NAME_END)
+            and item not in PERSON_NOUNS
+            and "某" not in item
+        )
+
+    for _ in range(3):
+        known = accepted | found
+        more = set()
+        for start, end in known:
+            if text[end : end + 1] == "、":
+                at = end + 1
+                for length in (4, 3, 2):
+                    stop = at + length
+                    closes = stop == len(text) or (stop < len(text) and text[stop] in _ITEM_CLOSES)
+                    if closes and an_item(at, stop):
+                        more.add((at, stop))
+                        break
+            if start > 0 and text[start - 1] == "、":
+                stop = start - 1
+                for length in (4, 3, 2):
+                    at = stop - length
+                    opens = at == 0 or (at > 0 and text[at - 1] in _ITEM_OPENS)
+                    if at >= 0 and opens and an_item(at, stop):
+                        more.add((at, stop))
+                        break
+        more = {span for span in more if not any(s < span[1] and span[0] < e for s, e in known)}
+        if not more:
+            break
+        found |= more
+    return found
+
+
 _LAC_NOT_A_NAME = frozenset(
     {"PER", "LOC", "ORG", "TIME", "w", "m", "q", "p", "c", "u", "xc", "d", "ad", "vd"}
 )
@@ -619,9 +677,12 @@ def _titled_across_words(text: str, tokens, accepted) -> set[tuple[int, int]]:
     words = {(start, start + len(word)): tag for word, tag, start in tokens}
     found = set()
     for word, _, token_start in tokens:
-        if not word.endswith(_POSITIONS_AND_ROLES):
+        if word.endswith(_POSITIONS_AND_ROLES):
+            at = token_start + len(word)
+        elif len(word) >= 3 and word[:-1].endswith(_POSITIONS_AND_ROLES) and word[-1] in names:
+            at = token_start + len(word) - 1  # the surname glued on: 主管谷 + 满仓
+        else:
             continue
-        at = token_start + len(word)
         while at < len(text) and text[at] in "：: ":
             at += 1
         for length in (3, 2):
@@ -1586,7 +1647,7 @@ never read without one (审核通过, 会计师 are words), and not an organisat
 _FIELD_LABEL = "(" + "|".join(sorted(NAME_FIELDS, key=len, reverse=True)) + ")"
 _COLON_LABEL = "(" + "|".join(sorted(NAME_FIELDS + SIGNED_FIELDS, key=len, reverse=True)) + ")"
 _FIELD_VALUE = re.compile(
-    _COLON_LABEL + r"[\"'”’]?[ \t]*[：:][ \t]*[\"'“‘]?"
+    _COLON_LABEL + r"[甲乙丙丁]?[\"'”’]?[ \t]*[：:][ \t]*[\"'“‘]?"
     r"([\u4e00-\u9fff]+(?:·[\u4e00-\u9fff]+)*)(?![\u4e00-\u9fff·])"
 )
 """A person's field (the label's last word: 客户姓名 ends in 姓名), its colon and its value (a
@@ -1611,8 +1672,11 @@ def _nicknames(text: str) -> set[tuple[int, int]]:
 _SELF = "本人"
 """How a statement names its writer before their name (本人蓝海洋，身份证号码…): a label with no
 colon only, and never a value (申请人：本人 is a placeholder)."""
+_NAMED_AS = ("叫", "名叫", "叫做")
+"""How a sentence gives someone's name (安全员叫火龙，, 姓段的，叫段天成，): read as a field with
+no colon, whose value the name model must accept."""
 _FIELD_VALUE_BARE = re.compile(
-    f"({'|'.join(sorted((*NAME_FIELDS, _SELF), key=len, reverse=True))})"
+    f"({'|'.join(sorted((*NAME_FIELDS, _SELF, *_NAMED_AS), key=len, reverse=True))})"
     rf"[ \t]?{_LINKS}?([\u4e00-\u9fff]{{2,4}})(?=[，。；、,;.\s）)（(]|$)"
 )
 """A person's field with no colon (收款人杜鹃，): a value of two or three characters alone up to
@@ -1642,6 +1706,66 @@ def _a_word_of_its_kind(word: str, tag: str) -> bool:
 _NOT_A_NAME_END = ("部", "科", "处", "室", "组", "局", "所", "院", "司", "行", "队", "中心", "公司")
 
 
+_PARTY = "[甲乙丙丁]?"
+"""A party's letter after its label (当事人甲：黎明, 原告乙：)."""
+_NOT_AGENTS = (
+    "个人", "本人", "他人", "别人", "旁人", "成人", "工人", "商人", "老人", "家人", "客人",
+    "名人", "法人", "私人", "某人", "众人", "友人", "夫人", "每人", "行人", "后人", "亲人",
+)  # fmt: skip
+"""Words ending in 人 that name no one's role in a record: a person in general (个人, 成人),
+one's own (本人), a legal person (法人)."""
+_COLON_VALUE = re.compile(
+    rf"{_PARTY}[\"'”’]?[ \t]*[：:][ \t]*[\"'“‘]?([\u4e00-\u9fff]+(?:·[\u4e00-\u9fff]+)*)"
+    r"(?![\u4e00-\u9fff·])"
+)
+
+
+def _colon_fields(text: str, tokens) -> Iterator[tuple[str, int, int, int]]:
+    """A field's label, where it starts, and its value's span, for each person's field with a
+    colon: the listed ones (`_FIELD_VALUE`), and any LAC word for who did a record's act, a
+    word of two to four characters ending in 人 (离职人：左丘明远, 交接人：, 推荐人：), read as
+    a signed field (never an organisation's name)."""
+    listed = set()
+    for match in _FIELD_VALUE.finditer(text):
+        listed.add(match.end(1))
+        yield match.group(1), match.start(), *match.span(2)
+    for word, _, at in tokens:
+        end = at + len(word)
+        if (
+            not (2 <= len(word) <= 4 and word.endswith("人"))
+            or end in listed
+            or word in _NOT_AGENTS
+            or not _HAN_ALL.fullmatch(word)
+        ):
+            continue
+        match = _COLON_VALUE.match(text, end)
+        if match:
+            yield word, at, *match.span(1)
+
+
+LONGEST_LABELLED_NAME = 6
+"""Characters a field's value may hold as one name with no interpunct: Mongolian and other
+names written whole (哈斯其其格, 巴特尔朝鲁) run to five or six."""
+
+
+def _one_long_name(tokens, start: int, end: int) -> bool:
+    """Whether a field's value of five or six characters (`LONGEST_LABELLED_NAME`) reads as one
+    name: LAC's words fill it exactly, the first is a name's (PER: 哈斯, 巴特尔), and none
+    after it of two characters or more is a common word (患者：张三今日复诊 holds 今日)."""
+    if end - start > LONGEST_LABELLED_NAME:
+        return False
+    _, frequencies = _dictionary()
+    inside = [(word, tag, at) for word, tag, at in tokens if start <= at < end]
+    if not inside or inside[0][2] != start or inside[0][1] != "PER":
+        return False
+    if inside[-1][2] + len(inside[-1][0]) != end:
+        return False
+    return all(
+        len(word) < 2 or tag == "PER" or frequencies.get(word, 0) < COMMON_WORD
+        for word, tag, _ in inside[1:]
+    )
+
+
 def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
     """Names that are the value of a person's field in a form or a record (`NAME_FIELDS`,
     also at the end of a longer label: 客户姓名, 紧急联系人): two to four Han characters (or a
@@ -1668,6 +1792,11 @@ def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
             and start in lac_words
             and value not in NAME_FIELDS  # 本人姓名：
             and not (len(word) >= 2 and _a_word_of_its_kind(word, tag))
+            # 叫 as a word of its own (not 吠叫 + 和跳跃), before no place (叫黄山)
+            and not (
+                match.group(1) in _NAMED_AS
+                and (tag in _LAC_NOT_A_PERSON or match.start(1) not in lac_words)
+            )
             and given_name_score(given) > BARE_GIVEN_NAME
             and value not in PERSON_NOUNS
             and "某" not in value
@@ -1677,12 +1806,10 @@ def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
             found[(start, end)] = LAC_PERSON_SCORE + CONTEXT_SCORE
     if "：" not in text and ":" not in text:
         return found
-    for match in _FIELD_VALUE.finditer(text):
-        label = match.group(1)
-        if label in ("名字", "户名") and text[: match.start()].endswith(_NAMED_THINGS):
+    for label, at, start, end in _colon_fields(text, tokens):
+        if label in ("名字", "户名") and text[:at].endswith(_NAMED_THINGS):
             continue
-        start, end = match.span(2)
-        value = match.group(2)
+        value = text[start:end]
         # the next field glued on (钱多多性别：男): the name ends where it begins
         cut = next(
             (k for k in range(2, min(len(value), 5)) if value[k:].startswith(_OTHER_FIELDS)),
@@ -1691,13 +1818,15 @@ def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
         if cut is not None:
             value, end = value[:cut], start + cut
         elif len(value) > 4 and "·" not in value:
+            if label not in SIGNED_FIELDS and _one_long_name(tokens, start, end):
+                found[(start, end)] = LAC_PERSON_SCORE + CONTEXT_SCORE  # 哈斯其其格
             continue
         if "·" in value:
             if lac_words.get(start, ("", ""))[1] != "ORG":
                 found[(start, end)] = LAC_PERSON_SCORE + CONTEXT_SCORE
             continue
         word, tag = lac_words.get(start, ("", ""))
-        if label in SIGNED_FIELDS and tag == "ORG":
+        if label not in NAME_FIELDS and tag == "ORG":
             continue
         if (
             value in PLACEHOLDERS
@@ -1821,6 +1950,8 @@ class CnPersonRecognizer(RegexRecognizer):
         for span in _acting_han(text, tokens, set(spans)):
             spans.setdefault(span, LAC_PERSON_SCORE)
         for span in _compound_surnamed(text, tokens, set(spans)):
+            spans.setdefault(span, LAC_PERSON_SCORE)
+        for span in _listed_items(text, tokens, set(spans)):
             spans.setdefault(span, LAC_PERSON_SCORE)
         for span in _addressed_again(text, set(spans)):
             spans.setdefault(span, LAC_PERSON_SCORE)

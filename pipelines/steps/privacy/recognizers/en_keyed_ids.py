@@ -80,6 +80,17 @@ _VEHICLE = (
 _UK_PLATE = r"(?P<value>[A-Z]{2}\d{2}[ ]?[A-Z]{3})(?![A-Za-z0-9])"
 """A British registration (two letters, the age's two digits, three letters: `KD19 XRT`), which
 `_VALUE` does not read whole (its second group holds no digit)."""
+_PLATE_WORD = (
+    r"(?i:(?:licen[cs]e|number|registration|reg\.?|vehicle|car|truck|van)\s+plate|plate|rego)"
+)
+"""A plate's own word: its value may be written in any country's format."""
+_PLATE = (
+    r"(?P<value>(?=(?:[A-Z0-9][ -]?){4}[A-Z0-9])(?=[A-Z0-9 -]{0,11}[A-Z])"
+    r"[A-Z0-9]{1,8}(?:[ -][A-Z0-9]{1,4}){0,3})(?![A-Za-z0-9])"
+)
+"""A plate as countries write it, in capitals and digits, in up to four groups: `8KJD214` (a
+Californian), `LND 482 KJ` (a Nigerian), `KA 05 MN 1234` (an Indian), `ABC-1234`; five
+characters or more, a letter among them, and a digit (`validate`): `plate 14` is a figure."""
 _BANK_CODE_VALUE = (
     r"(?P<value>\d{2}[- ]\d{2}[- ]\d{2}|\d{3}[- ]\d{3}|\d{5}-\d{3}|\d{5,6}|[A-Z]{4}0[A-Z0-9]{6})"
     r"(?![A-Za-z0-9\-])"
@@ -89,16 +100,21 @@ _BANK_CODE_VALUE = (
 _RECORD = (
     r"(?:bank\s+)?account|acct|policy|order|invoice|member(?:ship)?|customer|client|payroll"
     r"|patient|employee|tracking|parcel|shipment|consignment|claim|rx|prescription"
+    r"|ticket|booking|reservation|complaint|incident|case|request|enquiry|inquiry|ref(?:erence)?"
+    r"|card|visa|mastercard|amex|maestro"
 )
 """A kind of record whose number is written right after it, with no ID word: `account 1002 3344
-5566`, `order 88213345`, `policy HOME-55120`, `Rx 6620419`."""
+5566`, `order 88213345`, `policy HOME-55120`, `Rx 6620419`, `ticket SR-77821`, `Ref: RF-55102`;
+a card's number whose check digit is wrong (`her card 4716 0301 8852 2197`: a typo'd number is
+still the card's, and a valid one is CREDIT_CARD's, which wins the span)."""
 _LONG_NUMBER = (
     r"(?=[A-Za-z]{1,6}[\-/]?(?:\d[ \-/.]?){5}|(?:\d[ \-/.]?){6}"
-    r"|\d[A-Za-z0-9]{1,7}(?:\d[ \-/.]?){6})"
+    r"|\d[A-Za-z0-9]{1,7}(?:\d[ \-/.]?){6}|(?:[A-Za-z]{1,6}-){1,3}\d{4})"
 )
 """Such a number holds six digits or more (`order 10000 units` is a quantity, `account 2023` a
 year), or five after a prefix of letters (`HOME-55120`), or six after a carrier's prefix of
-digits and letters (UPS: `tracking 1Z999AA10123456784`)."""
+digits and letters (UPS: `tracking 1Z999AA10123456784`), or four after letters and a hyphen, a
+code by its shape (`Incident IR-2291`, `policy AUTO-NG-2024-118734`)."""
 
 
 class KeyedIdRecognizer(RegexRecognizer):
@@ -118,6 +134,7 @@ class KeyedIdRecognizer(RegexRecognizer):
         ),
         (rf"(?<![A-Za-z0-9]){_BANK_CODE}{_LINK}{_BANK_CODE_VALUE}", 0.5),
         (rf"(?<![A-Za-z0-9]){_VEHICLE}{_LINK}{_UK_PLATE}", 0.5),
+        (rf"(?<![A-Za-z0-9]){_PLATE_WORD}(?![A-Za-z]){_LINK}{_PLATE}", 0.5),
     )
     FLAGS = 0
 
@@ -150,15 +167,20 @@ identifier words that end a record's name, whatever the record (投诉编号, �
 _CN_RECORD = (
     r"订单|訂單|运单|運單|快递|快遞|包裹|合同|保单|保單|银行卡|銀行卡|工资卡|工資卡|储蓄卡|儲蓄卡"
     r"|信用卡|借记卡|借記卡|社保卡|医保卡|醫保卡|账户|帳戶|账号|帳號"
+    r"|银行|銀行|信托|信託|信用社|农商行|農會"
 )
 """Records whose number is written right after their name with no ID word (订单 DD20240603771,
 韵达快递 4312567890123, 包裹JDVA21734568812, 工资卡：6210 9857 …), six digits or more as in
-English (`_LONG_NUMBER`: 订单 100 件 is a quantity)."""
+English (`_LONG_NUMBER`: 订单 100 件 is a quantity); a bank's name before its account's number
+(中国银行 6013 8200 0123 9874 561, 中國信託 822-5301-2846-9371), never before an amount
+(`_NOT_AN_AMOUNT`: 招商银行 500000元)."""
 _CN_ID_WORD = r"(?:号码|编号|号|字号|號碼|編號|號|字號|ID|id)"
 
 
 _NOT_A_CN_DATE = r"(?![年月日号號時时点點分秒])"
 """Not a number that a date's or a time's unit follows (编号：2024年6月 names no identifier)."""
+_NOT_AN_AMOUNT = r"(?!\s*[元万亿块圆圓股份人笔筆户戶家个個美港欧歐英日])"
+"""Not a number that a unit of money or a count follows (银行 500000元, 信託 120000股)."""
 
 
 class CnKeyedIdRecognizer(KeyedIdRecognizer):
@@ -175,7 +197,7 @@ class CnKeyedIdRecognizer(KeyedIdRecognizer):
         ),
         (
             rf"(?:{_CN_RECORD})\s*(?:是|为|係|為|：|:|#)?\s*{_LONG_NUMBER}{_NOT_A_DATE_OR_TIME}"
-            rf"{_VALUE}{_NOT_A_CN_DATE}",
+            rf"{_VALUE}{_NOT_A_CN_DATE}{_NOT_AN_AMOUNT}",
             0.5,
         ),
     )

@@ -109,12 +109,14 @@ _UNIT = re.compile(
     re.IGNORECASE,
 )
 _UNIT_BEFORE = re.compile(
-    r"(?:^|(?<=[\s,;:(]))(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Level|Lvl|Room|Rm|Bldg|"
-    r"Building|Shop)\.?[ \t]*#?[ \t]*\w{1,6}(?:-\w{1,4})?[ \t]*,?[ \t]*(?:\n[ \t]*)?$",
+    r"(?:^|(?<=[\s,;:(]))(?:(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Level|Lvl|Room|Rm|Bldg|"
+    r"Building|Shop|Blk|Block|Plot|(?:House|Door)[ \t]+No)\.?[ \t]*#?[ \t]*\w{1,6}(?:-\w{1,4})?"
+    r"|\d{1,4}[A-Za-z]|[A-Za-z]\d{1,4}(?=[ \t]*,))[ \t]*,?[ \t]*(?:\n[ \t]*)?$",
     re.IGNORECASE,
 )
 """A unit written before its street ("Unit 7, 300 King St W", "Flat 3, 77 Queen's Road",
-"Suite 1200, 1 Market St"): part of the address."""
+"Suite 1200, 1 Market St", "Blk 412 Ang Mo Kio Ave 10"), or a flat's number of digits and a
+letter alone ("4B, 211 Ocean Ave"): part of the address."""
 MAX_UNIT_BEFORE = 32
 _PO_BOX = re.compile(
     r"\b(?:P\.?[ \t]?O\.?|Post[ \t]+Office|GPO)[ \t]+Box[ \t]+\d{1,6}\b|\b(?:Locked|Private)[ \t]+"
