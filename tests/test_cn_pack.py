@@ -229,6 +229,18 @@ def test_when_a_long_text_is_chunked_then_a_name_across_a_cut_is_read_whole() ->
     assert ("孟梓萱", "PER", cn_lac.MAX_CHUNK - 1) in tokens
 
 
+def test_each_line_is_read_on_its_own_and_the_tokens_cover_the_text_once() -> None:
+    from pipelines.steps.privacy.recognizers import cn_lac
+
+    text = "扣除信息表\n纳税人姓名：步惊云\n\n纳税人识别号：4401\n"
+    tokens = cn_lac.lac_tokens(text)
+    assert "".join(word for word, _, _ in tokens) == text  # every character once, in order
+    assert all(text[at : at + len(word)] == word for word, _, at in tokens)
+    # no word runs across a line's end (LAC alone reads 云 + newline + 纳税人识别号 as one)
+    assert all("\n" not in word or set(word) == {"\n"} for word, _, _ in tokens)
+    assert ("\n\n", "w", text.index("\n\n")) in tokens
+
+
 def test_when_a_text_has_punctuation_then_chunks_end_after_it_without_overlap() -> None:
     from pipelines.steps.privacy.recognizers import cn_lac
 
@@ -1217,6 +1229,8 @@ def test_a_titled_name_before_a_bracket_is_found(person) -> None:
         ("已通知仓库主管谷满仓，经清点无物品丢失。", ["谷满仓"]),  # LAC: 主管谷 + 满仓
         ("领取通知：员工易小川、蓝天、于海洋的报告已到", ["易小川", "蓝天", "于海洋"]),  # a list
         ("加班名单——生产一线：马六甲、牛犇、上官金虹；质检", ["马六甲", "牛犇", "上官金虹"]),
+        ("扣除信息表\n纳税人姓名：步惊云\n纳税人识别号：4401061983", ["步惊云"]),  # a rare surname
+        ("离职交接清单\n离职人：左丘明远\n工号：E10452", ["左丘明远"]),  # each line read alone
     ],
 )
 def test_names_given_by_a_field_a_naming_verb_a_title_or_a_list_are_found(

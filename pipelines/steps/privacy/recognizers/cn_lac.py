@@ -124,10 +124,17 @@ def chunks(text: str) -> list[tuple[int, int, int]]:
     return out
 
 
+_LINES = re.compile(r"[^\n]+|\n+")
+
+
 @lru_cache(maxsize=1024)
 def lac_tokens(text: str) -> tuple[tuple[str, str, int], ...]:
-    """LAC's (word, tag, start offset) tokens of `text`, chunk by chunk, checking the scan's
-    deadline before each chunk. The tokens cover the text once, in order.
+    """LAC's (word, tag, start offset) tokens of `text`, line by line and chunk by chunk,
+    checking the scan's deadline before each chunk. The tokens cover the text once, in order.
+
+    Each line is read on its own, its line breaks a token of their own (tagged `w`): a form's
+    value and the next line's label are never one word (纳税人姓名：步惊云 + newline + 纳税人识别号
+    read as 步惊 + 云纳税人识别号).
 
     A chunk reports the words that start in the part it owns (from its `own_start` to the next
     chunk's): a word the chunk's cut made short is read whole by the next chunk. A word of the
@@ -136,17 +143,27 @@ def lac_tokens(text: str) -> tuple[tuple[str, str, int], ...]:
     """
     model = lac_model()
     tokens: list[tuple[str, str, int]] = []
+    for line in _LINES.finditer(text):
+        at = line.start()
+        if text[at] == "\n":
+            tokens.append((line.group(0), "w", at))
+            continue
+        _tag_line(model, line.group(0), at, tokens)
+    return tuple(tokens)
+
+
+def _tag_line(model, line: str, offset: int, tokens: list[tuple[str, str, int]]) -> None:
+    """Append LAC's tokens of one `line` (which starts at `offset` in its text) to `tokens`."""
     reached = 0
-    pieces = chunks(text)
+    pieces = chunks(line)
     for index, (start, end, _) in enumerate(pieces):
         check_deadline()
-        owned_until = pieces[index + 1][2] if index + 1 < len(pieces) else len(text)
+        owned_until = pieces[index + 1][2] if index + 1 < len(pieces) else len(line)
         position = start
-        for word, tag in model.tag(text[start:end]):
+        for word, tag in model.tag(line[start:end]):
             word_end = position + len(word)
             if position < owned_until and word_end > reached:
                 skip = max(reached, position) - position
-                tokens.append((word[skip:], tag, position + skip))
+                tokens.append((word[skip:], tag, offset + position + skip))
                 reached = word_end
             position = word_end
-    return tuple(tokens)

@@ -72,15 +72,22 @@ VARIANT_SURNAMES = ("肖", "付", "闫")
 阎): the mainland's registers write 肖, 付 and 闫 (肖 alone is some seven million people)."""
 
 
+RARE_SURNAMES = tuple("酆贲钮荀邴糜宓郗钭蓟璩郏庾殳夔厍訾乜蒯竺桓逄郦隗步弘")
+"""Single surnames of the 百家姓 that Faker's lists lack (步惊云, 竺可桢, 荀彧); left out, those
+that are also ordinary words or a word's common start (水, 家, 山, 秋, 通, 能, 红, 后, 暨 "and",
+鄂 and 濮 as places' names)."""
+
+
 @lru_cache(maxsize=1)
 def surnames() -> frozenset[str]:
     """Single surnames (Faker's zh_CN list, and its zh_TW list in traditional characters: 張,
-    陳, 黃; `VARIANT_SURNAMES`) and compound ones (`COMPOUND_SURNAMES`)."""
+    陳, 黃; `VARIANT_SURNAMES`; `RARE_SURNAMES`) and compound ones (`COMPOUND_SURNAMES`)."""
     return frozenset(
         {
             *(s for s in PersonProvider.last_names if 1 <= len(s) <= 2),
             *(s for s in TaiwanPersonProvider.last_names if 1 <= len(s) <= 2),
             *VARIANT_SURNAMES,
+            *RARE_SURNAMES,
             *COMPOUND_SURNAMES,
         }
     )

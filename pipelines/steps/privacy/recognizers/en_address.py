@@ -15,7 +15,9 @@ from spacy.lang.en.stop_words import STOP_WORDS
 from pipelines.steps.privacy.recognizers.base import CONTEXT_BOOST, RegexRecognizer, has_context
 from pipelines.steps.privacy.recognizers.en_names import is_english
 from pipelines.steps.privacy.recognizers.en_street import (
+    MAXUNIT_BEFORE,
     PARTICLES,
+    UNIT_BEFORE,
     USPS_ABBREVIATIONS,
     _street_word,
 )
@@ -82,7 +84,13 @@ class UsAddressRecognizer(RegexRecognizer):
         # candidates (`12 Main St 13 Main St ...`, #16.3) gets a bounded number of parses, and
         # the candidates past them are taken as addresses unconfirmed (fail closed).
         self._parses_left = max(MIN_PARSES, len(text) * PARSES_PER_1000 // 1000)
-        return super().analyze(text, entities, nlp_artifacts)
+        results = super().analyze(text, entities, nlp_artifacts)
+        for result in results:
+            # a unit written before the street (`Unit: 1204, 350 W 42nd St`) is the address's
+            before = UNIT_BEFORE.search(text, max(0, result.start - MAXUNIT_BEFORE), result.start)
+            if before is not None and " " in text[result.start : result.end].strip():
+                result.start = before.start()
+        return results
 
     def validate(self, value: str) -> bool:
         if value[:1].isdigit() and " " not in value.strip():

@@ -81,7 +81,8 @@ _UK_PLATE = r"(?P<value>[A-Z]{2}\d{2}[ ]?[A-Z]{3})(?![A-Za-z0-9])"
 """A British registration (two letters, the age's two digits, three letters: `KD19 XRT`), which
 `_VALUE` does not read whole (its second group holds no digit)."""
 _PLATE_WORD = (
-    r"(?i:(?:licen[cs]e|number|registration|reg\.?|vehicle|car|truck|van)\s+plate|plate|rego)"
+    r"(?i:(?:licen[cs]e|number|registration|reg\.?|vehicle|car|truck|van)\s+plate|plate|rego"
+    r"|vrn|reg(?:istration)?\.?\s+(?:no\.?|number|mark))"
 )
 """A plate's own word: its value may be written in any country's format."""
 _PLATE = (
@@ -100,7 +101,7 @@ _BANK_CODE_VALUE = (
 _RECORD = (
     r"(?:bank\s+)?account|acct|policy|order|invoice|member(?:ship)?|customer|client|payroll"
     r"|patient|employee|tracking|parcel|shipment|consignment|claim|rx|prescription"
-    r"|ticket|booking|reservation|complaint|incident|case|request|enquiry|inquiry|ref(?:erence)?"
+    r"|ticket|booking|reservation|complaint|incident|case|request|enquiry|inquiry|ref(?:erence)?\.?"
     r"|card|visa|mastercard|amex|maestro"
 )
 """A kind of record whose number is written right after it, with no ID word: `account 1002 3344

@@ -108,16 +108,18 @@ _UNIT = re.compile(
     r"(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|Rm|#)\.?[ \t]*#?\d+[\w\-]*",
     re.IGNORECASE,
 )
-_UNIT_BEFORE = re.compile(
-    r"(?:^|(?<=[\s,;:(]))(?:(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Level|Lvl|Room|Rm|Bldg|"
-    r"Building|Shop|Blk|Block|Plot|(?:House|Door)[ \t]+No)\.?[ \t]*#?[ \t]*\w{1,6}(?:-\w{1,4})?"
+UNIT_BEFORE = re.compile(
+    r"(?:^|(?<=[\s,;:(]))(?:(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Level|Lvl|Room|Rm|Bldg"
+    r"|Building|Shop|Blk|Block|Plot|(?:House|Door)[ \t]+No)\.?[ \t]*:?[ \t]*#?[ \t]*"
+    r"\w{1,6}(?:-\w{1,4})?"
     r"|\d{1,4}[A-Za-z]|[A-Za-z]\d{1,4}(?=[ \t]*,))[ \t]*,?[ \t]*(?:\n[ \t]*)?$",
     re.IGNORECASE,
 )
 """A unit written before its street ("Unit 7, 300 King St W", "Flat 3, 77 Queen's Road",
-"Suite 1200, 1 Market St", "Blk 412 Ang Mo Kio Ave 10"), or a flat's number of digits and a
+"Suite 1200, 1 Market St", "Blk 412 Ang Mo Kio Ave 10", a form's "Unit: 1204, 350 W 42nd St"), or
+a flat's number of digits and a
 letter alone ("4B, 211 Ocean Ave"): part of the address."""
-MAX_UNIT_BEFORE = 32
+MAXUNIT_BEFORE = 32
 _PO_BOX = re.compile(
     r"\b(?:P\.?[ \t]?O\.?|Post[ \t]+Office|GPO)[ \t]+Box[ \t]+\d{1,6}\b|\b(?:Locked|Private)[ \t]+"
     r"Bag[ \t]+\d{1,6}\b",
@@ -313,7 +315,7 @@ class IntlAddressRecognizer(RegexRecognizer):
         needed = 0.45 if match.groupdict().get("first") or compound else 0.65
         if evidence < needed:
             return None
-        before = _UNIT_BEFORE.search(text, max(0, start - MAX_UNIT_BEFORE), start)
+        before = UNIT_BEFORE.search(text, max(0, start - MAXUNIT_BEFORE), start)
         if before is not None:
             start = before.start()
         return start, grown, min(1.0, 0.4 + evidence)
