@@ -232,11 +232,11 @@ def test_when_a_long_text_is_chunked_then_a_name_across_a_cut_is_read_whole() ->
 def test_each_line_is_read_on_its_own_and_the_tokens_cover_the_text_once() -> None:
     from pipelines.steps.privacy.recognizers import cn_lac
 
-    text = "扣除信息表\n纳税人姓名：步惊云\n\n纳税人识别号：4401\n"
+    text = "扣除信息表\n纳税人姓名：竺可桢\n\n纳税人识别号：4401\n"
     tokens = cn_lac.lac_tokens(text)
     assert "".join(word for word, _, _ in tokens) == text  # every character once, in order
     assert all(text[at : at + len(word)] == word for word, _, at in tokens)
-    # no word runs across a line's end (LAC alone reads 云 + newline + 纳税人识别号 as one)
+    # no word runs across a line's end (LAC alone read 步惊 + 云, newline, 纳税人识别号)
     assert all("\n" not in word or set(word) == {"\n"} for word, _, _ in tokens)
     assert ("\n\n", "w", text.index("\n\n")) in tokens
 
@@ -1229,7 +1229,7 @@ def test_a_titled_name_before_a_bracket_is_found(person) -> None:
         ("已通知仓库主管谷满仓，经清点无物品丢失。", ["谷满仓"]),  # LAC: 主管谷 + 满仓
         ("领取通知：员工易小川、蓝天、于海洋的报告已到", ["易小川", "蓝天", "于海洋"]),  # a list
         ("加班名单——生产一线：马六甲、牛犇、上官金虹；质检", ["马六甲", "牛犇", "上官金虹"]),
-        ("扣除信息表\n纳税人姓名：步惊云\n纳税人识别号：4401061983", ["步惊云"]),  # a rare surname
+        ("扣除信息表\n纳税人姓名：竺可桢\n纳税人识别号：4401061983", ["竺可桢"]),  # a rare surname
         ("离职交接清单\n离职人：左丘明远\n工号：E10452", ["左丘明远"]),  # each line read alone
     ],
 )
@@ -1250,3 +1250,27 @@ def test_names_given_by_a_field_a_naming_verb_a_title_or_a_list_are_found(
 )
 def test_a_fields_words_a_named_place_or_a_lists_departments_are_no_names(person, text) -> None:
     assert all(name in ("张三", "张伟") for name in _found(person, text, "PERSON"))
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("今天收到好多礼物，尤其是Amber送的杯子好好看！", ["Amber"]),  # a subject, then a verb
+        ("Hi 各位，刚刚 Frank 在群里发的链接是钓鱼网站", ["Frank"]),  # a preposition after a space
+        ("下次得让安全团队的 Owen 一起去。", ["Owen"]),
+        ("讨论Jack那边反馈的bug", ["Jack"]),  # someone's side
+        ("Mike，你的工号是不是HR20190342？", ["Mike"]),  # a message addressing someone
+        ("讨论一下，Mandy 和 阿豪 必须参加。", ["Mandy", "阿豪"]),  # 和 is no surname here
+    ],
+)
+def test_a_latin_given_name_acting_addressed_or_on_a_side_in_chinese_text_is_a_name(
+    person, text, names
+) -> None:
+    assert _found(person, text, "PERSON") == names
+
+
+@pytest.mark.parametrize(
+    "text", ["这个文件你Mark一下。", "Ruby是一门语言。", "Ford推出新车。", "步骤二：核心锻炼。"]
+)
+def test_a_latin_word_for_a_thing_or_a_brand_and_a_step_are_no_names(person, text) -> None:
+    assert _found(person, text, "PERSON") == []

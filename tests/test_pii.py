@@ -1179,6 +1179,7 @@ def test_an_identifier_after_a_hash_or_a_carriers_prefix_is_found(
         ("The car with number plate KA 05 MN 1234 was towed.", "KA 05 MN 1234"),
         ("Vehicle inspection: Reg. no. KA 05 MN 4821, owner Suresh Nair", "KA 05 MN 4821"),
         ("Your visa application (ref. VN-2024-55123) has been approved.", "VN-2024-55123"),
+        ("Car reg KA01AB1234 was clamped.", "KA01AB1234"),
         ("收款账户：中国银行 6013 8200 0123 9874 561 （户名：邹丽萍）", "6013 8200 0123 9874 561"),
         ("至您的帳戶（中國信託 822-5301-2846-9371），備註：五月房租。", "822-5301-2846-9371"),
     ],
@@ -1196,6 +1197,7 @@ def test_a_records_number_a_plate_or_an_account_written_right_after_its_word_is_
     ("text", "language"),
     [
         ("See plate 14 in the appendix; the plate was broken.", "en"),  # a figure, a dish
+        ("Vehicle: 2019 Honda Civic, blue.", "en"),  # a model year
         ("I paid by card 20 times in 2024. Ticket sales rose.", "en"),
         ("The incident response team met; case closed.", "en"),
         ("公司在招商银行 500000元的贷款，工商银行 2024年报。", "zh"),  # an amount, a year

@@ -72,10 +72,10 @@ VARIANT_SURNAMES = ("肖", "付", "闫")
 阎): the mainland's registers write 肖, 付 and 闫 (肖 alone is some seven million people)."""
 
 
-RARE_SURNAMES = tuple("酆贲钮荀邴糜宓郗钭蓟璩郏庾殳夔厍訾乜蒯竺桓逄郦隗步弘")
-"""Single surnames of the 百家姓 that Faker's lists lack (步惊云, 竺可桢, 荀彧); left out, those
+RARE_SURNAMES = tuple("酆贲钮荀邴糜宓郗钭蓟璩郏庾殳夔厍訾乜蒯竺桓逄郦隗弘")
+"""Single surnames of the 百家姓 that Faker's lists lack (竺可桢, 荀彧, 弘一); left out, those
 that are also ordinary words or a word's common start (水, 家, 山, 秋, 通, 能, 红, 后, 暨 "and",
-鄂 and 濮 as places' names)."""
+步 as in 步骤 "step", 鄂 and 濮 as places' names)."""
 
 
 @lru_cache(maxsize=1)

@@ -346,6 +346,7 @@ def _latin_names(text: str, tokens, accepted: set[tuple[int, int]]) -> set[tuple
     no noun follows it (跟Mike对接, Tom + 明天, not 给Ruby + 语言); what a text gives as a name
     (英文名是Grace). Upper-case acronyms (BBC, CEO) are left out."""
     tags = {start: tag for _, tag, start in tokens}
+    firsts, _ = name_lexicon()
     found = set()
     for match in _LATIN_NAME.finditer(text):
         start, end = match.span()
@@ -379,11 +380,54 @@ def _latin_names(text: str, tokens, accepted: set[tuple[int, int]]) -> set[tuple
             text, max(0, start - 12), start
         )
         kin = listed and _KIN_OF_A_LATIN_NAME.match(text, end)
+        # a listed given name in capitals as a sentence's subject, a verb, an adverb or a
+        # preposition right after it (Amber送的, Frank 在群里, Hope 来公司, Owen 一起去), or
+        # what is on its side (Jack那边); at a message's start before a pause, the one it
+        # addresses (Mike，); after an office's department (行政Coco, 前台Lily)
+        given = (
+            match.group(0)[:1].isupper()
+            and " " not in match.group(0)
+            and match.group(0).lower() in firsts
+            and tags.get(start) not in _LAC_NOT_A_PERSON
+        )
+        acting = given and not before.endswith(_AS_A_TOOL) and _acts_after(text, tags, end)
+        opens = start == 0 or text[start - 1] == "\n"
+        addressed = given and opens and text.startswith(("，", ",", "：", ":"), end)
+        placed = given and text.startswith(_SIDE_AFTER, end)
+        officed = given and no_noun and before.endswith(_DEPARTMENTS)
         if _HAN_CHARACTER.search(text) and (
-            bracketed or titled or speaking or contacted or timed or named or kin
+            bracketed
+            or titled
+            or speaking
+            or contacted
+            or timed
+            or named
+            or kin
+            or acting
+            or addressed
+            or placed
+            or officed
         ):
             found.add((start, end))
     return found
+
+
+_AS_A_TOOL = ("用", "使用", "通过", "基于", "采用", "利用")
+"""Words before a thing used as a tool (用Ruby写了一个脚本): what acts after it is the user."""
+_SIDE_AFTER = ("那边", "这边")
+"""Someone's side of a matter (讨论Jack那边反馈的bug): a person's."""
+_DEPARTMENTS = ("行政", "前台", "财务", "人事", "出纳", "销售", "运营", "设计", "开发", "测试")
+"""An office's department before a colleague's Latin given name (行政Coco, 财务Lisa)."""
+_NOT_ACTS = ("一下", "是", "为", "推出", "发布", "上市", "召回", "生产", "出品")
+"""Words after a Latin word that make it no one acting: a verb's "once" (Mark一下), a copula
+(Ruby是一门语言), what a brand does (Ford推出新车, Mercedes发布)."""
+
+
+def _acts_after(text: str, tags: dict[int, str], end: int) -> bool:
+    """Whether a verb, an adverb or a preposition LAC reads starts right after `end`, or after
+    one space (Frank 在群里)."""
+    at = end + 1 if text[end : end + 1] == " " else end
+    return tags.get(at) in _AFTER_A_SUBJECT_TAGS and not text.startswith(_NOT_ACTS, at)
 
 
 _CONTACT_BEFORE = (
@@ -406,6 +450,7 @@ name after them, where no noun follows it (给Ruby + 语言 is a thing's name)."
 _KIN_OF_A_LATIN_NAME = re.compile(r"[ \t]?(?:姐|哥)(?!们)")
 """A colleague's English name addressed as an elder sister or brother (Jenny 姐, Tony哥; not
 哥们, "buddies")."""
+_AFTER_A_SUBJECT_TAGS = frozenset({"v", "vd", "d", "p"})
 _NOUN_TAGS = frozenset({"n", "nz", "nw", "ORG", "LOC", "vn", "an"})
 """LAC tags of a noun after a Latin word: the word names a kind of thing (Ruby + 语言)."""
 _NAME_GIVEN_AS = (
@@ -1476,6 +1521,8 @@ def _surname_after(text: str, start: int, end: int) -> int | None:
     surname = text[end + 1 : end + 2]
     if surname not in surnames() or not _AFTER_A_SURNAME.match(text, end + 2):
         return None
+    if surname in _AND and text.startswith(" ", end + 2):
+        return None  # "and" between two names (Mandy 和 阿豪), not Mandy's surname 和
     return end + 2
 
 

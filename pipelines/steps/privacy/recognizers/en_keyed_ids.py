@@ -82,16 +82,19 @@ _UK_PLATE = r"(?P<value>[A-Z]{2}\d{2}[ ]?[A-Z]{3})(?![A-Za-z0-9])"
 `_VALUE` does not read whole (its second group holds no digit)."""
 _PLATE_WORD = (
     r"(?i:(?:licen[cs]e|number|registration|reg\.?|vehicle|car|truck|van)\s+plate|plate|rego"
-    r"|vrn|reg(?:istration)?\.?\s+(?:no\.?|number|mark))"
+    r"|vrn|(?:(?:vehicle|car|van|truck)\s+)?reg(?:istration)?\.?(?:\s+(?:no\.?|number|mark))?"
+    r"|vehicle|car|van|truck)"
 )
 """A plate's own word: its value may be written in any country's format."""
+_PLATE_REST = r"[A-Z0-9]*(?:[ -][A-Z0-9]{1,4})*(?![A-Za-z0-9])"
 _PLATE = (
-    r"(?P<value>(?=(?:[A-Z0-9][ -]?){4}[A-Z0-9])(?=[A-Z0-9 -]{0,11}[A-Z])"
-    r"[A-Z0-9]{1,8}(?:[ -][A-Z0-9]{1,4}){0,3})(?![A-Za-z0-9])"
+    rf"(?P<value>(?=(?:[A-Z0-9][ -]?){{4}}{_PLATE_REST})(?=[A-Z0-9 -]*?[A-Z]{_PLATE_REST})"
+    r"[A-Z0-9]{1,10}(?:[ -][A-Z0-9]{1,4}){0,3})(?![A-Za-z0-9])"
 )
 """A plate as countries write it, in capitals and digits, in up to four groups: `8KJD214` (a
 Californian), `LND 482 KJ` (a Nigerian), `KA 05 MN 1234` (an Indian), `ABC-1234`; five
-characters or more, a letter among them, and a digit (`validate`): `plate 14` is a figure."""
+characters or more, a letter among them (each looked for up to the value's end: `Vehicle: 2019
+Honda` has none), and a digit (`validate`): `plate 14` is a figure."""
 _BANK_CODE_VALUE = (
     r"(?P<value>\d{2}[- ]\d{2}[- ]\d{2}|\d{3}[- ]\d{3}|\d{5}-\d{3}|\d{5,6}|[A-Z]{4}0[A-Z0-9]{6})"
     r"(?![A-Za-z0-9\-])"
