@@ -1244,6 +1244,23 @@ def test_a_number_and_a_letter_before_words_that_are_no_street_is_no_address(
     assert [f for f in scan_text(analyzer, text, CFG) if f.entity_type == "LOCATION"] == []
 
 
+@pytest.mark.parametrize(
+    ("text", "born"),
+    [
+        ("Patient: Ali Khan, 45 y/o, DOB: 01-Jan-1979, NHS No: 943 476 5919", "01-Jan-1979"),
+        ("Born: 14-Feb-1979", "14-Feb-1979"),
+        ("Student: Mia Chen, DOB 2 Sept 2015, Year 4", "2 Sept 2015"),  # no street: a date
+    ],
+)
+def test_a_birth_date_with_its_month_abbreviated_between_hyphens_or_spaces_is_found(
+    analyzer: AnalyzerEngine, text: str, born: str
+) -> None:
+    findings = scan_text(analyzer, text, CFG)
+
+    assert [text[f.start : f.end] for f in findings if f.entity_type == "DATE_OF_BIRTH"] == [born]
+    assert [f for f in findings if f.entity_type == "LOCATION"] == []
+
+
 def _with_spans(text: str, *values: tuple[str, str]) -> Record:
     """A scrubbed record whose `values` (surrogate, type) the scrubber recorded as spans."""
     spans = tuple((text.index(v), text.index(v) + len(v), kind) for v, kind in values)

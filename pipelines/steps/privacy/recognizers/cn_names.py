@@ -386,8 +386,10 @@ def _latin_names(text: str, tokens, accepted: set[tuple[int, int]]) -> set[tuple
         # addresses (Mike，); after an office's department (行政Coco, 前台Lily)
         given = (
             match.group(0)[:1].isupper()
+            and len(match.group(0)) >= 3  # Vi, a team's short name
             and " " not in match.group(0)
             and match.group(0).lower() in firsts
+            and match.group(0).lower() not in _THINGS_WITH_GIVEN_NAMES
             and tags.get(start) not in _LAC_NOT_A_PERSON
         )
         acting = given and not before.endswith(_AS_A_TOOL) and _acts_after(text, tags, end)
@@ -412,6 +414,11 @@ def _latin_names(text: str, tokens, accepted: set[tuple[int, int]]) -> set[tuple
     return found
 
 
+_THINGS_WITH_GIVEN_NAMES = frozenset(
+    {"ruby", "julia", "ada", "crystal", "django", "alexa", "siri", "cortana", "mercedes", "chanel"}
+)
+"""Programming languages, frameworks, assistants and brands named as people are (Ruby绑定,
+Julia代码, Siri说): no one acting, addressed or on a side by that alone."""
 _AS_A_TOOL = ("用", "使用", "通过", "基于", "采用", "利用")
 """Words before a thing used as a tool (用Ruby写了一个脚本): what acts after it is the user."""
 _SIDE_AFTER = ("那边", "这边")

@@ -275,11 +275,12 @@ class IntlAddressRecognizer(RegexRecognizer):
         if not kept:
             return None
         start = match.start()
-        if match.groupdict().get("first") is None and (
-            _AFTER_AN_INITIAL.search(text, max(0, start - 4), start)
-            or all(w.group().lower().rstrip(".") in _CALENDAR for w in kept)
+        if all(w.group().lower().rstrip(".,") in _CALENDAR for w in kept):
+            return None  # "August 10", "2 Sept 2015": a date
+        if match.groupdict().get("first") is None and _AFTER_AN_INITIAL.search(
+            text, max(0, start - 4), start
         ):
-            return None  # "A. Dale 69": a person's name and a score; "August 10": a date
+            return None  # "A. Dale 69": a person's name and a score
         whole = len(kept) == len(words)
         end = match.end() if whole else base + kept[-1].end()
         evidence = 0.0
