@@ -575,7 +575,8 @@ def _listed_items(text: str, tokens, accepted: set[tuple[int, int]]) -> set[tupl
                     if at >= 0 and opens and an_item(at, stop):
                         more.add((at, stop))
                         break
-        more = {span for span in more if not any(s < span[1] and span[0] < e for s, e in known)}
+        taken = Spans(known)  # O(log n) a test: a list may hold thousands of names
+        more = {span for span in more if not taken.overlaps(*span)}
         if not more:
             break
         found |= more
@@ -1802,14 +1803,14 @@ LONGEST_LABELLED_NAME = 6
 names written whole (哈斯其其格, 巴特尔朝鲁) run to five or six."""
 
 
-def _one_long_name(tokens, start: int, end: int) -> bool:
+def _one_long_name(tokens, starts: list[int], start: int, end: int) -> bool:
     """Whether a field's value of five or six characters (`LONGEST_LABELLED_NAME`) reads as one
     name: LAC's words fill it exactly, the first is a name's (PER: 哈斯, 巴特尔), and none
     after it of two characters or more is a common word (患者：张三今日复诊 holds 今日)."""
     if end - start > LONGEST_LABELLED_NAME:
         return False
     _, frequencies = _dictionary()
-    inside = [(word, tag, at) for word, tag, at in tokens if start <= at < end]
+    inside = tokens[bisect_left(starts, start) : bisect_left(starts, end)]
     if not inside or inside[0][2] != start or inside[0][1] != "PER":
         return False
     if inside[-1][2] + len(inside[-1][0]) != end:
@@ -1830,6 +1831,7 @@ def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
     first character and whose given name the name model accepts."""
     names = surnames()
     lac_words = {start: (word, tag) for word, tag, start in tokens}
+    starts = [start for _, _, start in tokens]  # in order: LAC's tokens cover the text once
     found = {}
     for match in _FIELD_VALUE_BARE.finditer(text):
         start, end = match.span(2)
@@ -1872,7 +1874,7 @@ def _labelled(text: str, tokens) -> dict[tuple[int, int], float]:
         if cut is not None:
             value, end = value[:cut], start + cut
         elif len(value) > 4 and "·" not in value:
-            if label not in SIGNED_FIELDS and _one_long_name(tokens, start, end):
+            if label not in SIGNED_FIELDS and _one_long_name(tokens, starts, start, end):
                 found[(start, end)] = LAC_PERSON_SCORE + CONTEXT_SCORE  # 哈斯其其格
             continue
         if "·" in value:
